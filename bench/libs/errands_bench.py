@@ -1,0 +1,123 @@
+"""errands workloads for bench/run.py (run with the project's .venv python).
+
+  enqueue --url U --queue Q --job noop|sleep|stamp --n N --mode serial|gather|bulk|paced
+  worker  --url U --queue Q --job noop|sleep|stamp --n N --concurrency 32
+Prints JSON lines on stdout; see bench/README.md for the protocol.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import time
+
+import uvloop
+from errands import Enqueuer, Job, WorkerPool
+
+STATE = {"n": 0, "done": 0, "first": None, "last": None, "lat": []}
+DONE = asyncio.Event()
+
+
+def _started() -> None:
+    if STATE["first"] is None:
+        STATE["first"] = time.perf_counter()
+
+
+def _finished() -> None:
+    STATE["done"] += 1
+    if STATE["done"] == STATE["n"]:
+        STATE["last"] = time.perf_counter()
+        DONE.set()
+
+
+async def noop(job: Job) -> None:
+    _started()
+    _finished()
+
+
+async def sleep(job: Job) -> None:
+    _started()
+    await asyncio.sleep(0.01)
+    _finished()
+
+
+async def stamp(job: Job) -> None:
+    STATE["lat"].append((time.time() - job.args["t"]) * 1000)
+    _started()
+    _finished()
+
+
+def job_args(kind: str, i: int) -> dict:
+    return {"t": time.time()} if kind == "stamp" else {"i": i}
+
+
+async def enqueue(a: argparse.Namespace) -> None:
+    enq = Enqueuer.from_url(a.url, namespace=a.queue)
+    for i in range(a.warmup):
+        await enq.enqueue(a.job, job_args(a.job, i))
+    t0 = time.perf_counter()
+    if a.mode in ("serial", "paced"):
+        for i in range(a.n):
+            await enq.enqueue(a.job, job_args(a.job, i))
+            if a.mode == "paced":
+                await asyncio.sleep(a.pause)
+    elif a.mode == "gather":
+        for s in range(0, a.n, a.window):
+            await asyncio.gather(
+                *(enq.enqueue(a.job, job_args(a.job, i)) for i in range(s, min(s + a.window, a.n)))
+            )
+    else:  # bulk
+        for s in range(0, a.n, a.batch):
+            await enq.enqueue_many(
+                [(a.job, job_args(a.job, i)) for i in range(s, min(s + a.batch, a.n))]
+            )
+    secs = time.perf_counter() - t0
+    await enq.aclose()
+    print(json.dumps({"n": a.n, "seconds": secs}), flush=True)
+
+
+async def worker(a: argparse.Namespace) -> None:
+    STATE["n"] = a.n
+    pool = WorkerPool.from_url(a.url, namespace=a.queue, concurrency=a.concurrency)
+    pool.job(a.job)({"noop": noop, "sleep": sleep, "stamp": stamp}[a.job])
+    async with pool:
+        print(json.dumps({"ready": True}), flush=True)
+        await DONE.wait()
+        print(json.dumps({"n": a.n, "first_start": STATE["first"], "last_done": STATE["last"],
+                          "latencies_ms": STATE["lat"]}), flush=True)
+
+
+def version() -> None:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as v
+
+    try:
+        ver = v("errands")
+    except PackageNotFoundError:
+        ver = "src"
+    print(json.dumps({"version": ver}), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("cmd", choices=["enqueue", "worker", "version"])
+    p.add_argument("--url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--queue", default="bench")
+    p.add_argument("--job", choices=["noop", "sleep", "stamp"], default="noop")
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--mode", choices=["serial", "gather", "bulk", "paced"], default="serial")
+    p.add_argument("--window", type=int, default=32)
+    p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--pause", type=float, default=0.005)
+    p.add_argument("--warmup", type=int, default=0)
+    p.add_argument("--concurrency", type=int, default=32)
+    a = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if a.cmd == "version":
+        version()
+    else:
+        uvloop.run(enqueue(a) if a.cmd == "enqueue" else worker(a))
+
+
+if __name__ == "__main__":
+    main()

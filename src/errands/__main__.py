@@ -1,0 +1,5 @@
+import sys
+
+from errands.cli import main
+
+sys.exit(main())

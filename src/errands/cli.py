@@ -1,0 +1,112 @@
+"""``python -m errands worker app.jobs:pool [--concurrency N] [--processes N] [--redis URL]
+[--namespace NS] [--burst]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from .errors import ErrandsError
+
+__all__ = ["main"]
+
+
+def load_pool(path: str) -> Any:
+    """Import ``module:attribute`` (a WorkerPool, or a callable returning one)."""
+    from .pool import WorkerPool
+
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ErrandsError(f"expected MODULE:ATTRIBUTE (e.g. app.jobs:pool), got {path!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ErrandsError(f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ErrandsError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, WorkerPool) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, WorkerPool):
+        raise ErrandsError(f"{path} is a {type(obj).__name__}, not a WorkerPool")
+    return obj
+
+
+def _worker(args: argparse.Namespace) -> int:
+    if args.processes > 1:
+        return _supervise(args)
+    from .connection import connect
+    from .runner import run_pool
+
+    pool = load_pool(args.pool)
+    if args.redis:
+        pool.url, pool._redis, pool._owns_client = args.redis, connect(args.redis), True
+    if args.namespace:
+        pool.namespace = args.namespace
+    if args.concurrency:
+        pool.concurrency = args.concurrency
+    run_pool(pool, burst=args.burst)
+    return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """Start N single-process workers and forward SIGINT/SIGTERM to them."""
+    cmd = [sys.executable, "-m", "errands", "worker", args.pool, "--processes", "1"]
+    for flag, value in (
+        ("--redis", args.redis),
+        ("--namespace", args.namespace),
+        ("--concurrency", args.concurrency),
+    ):
+        if value:
+            cmd += [flag, str(value)]
+    if args.burst:
+        cmd.append("--burst")
+    children = [subprocess.Popen(cmd) for _ in range(args.processes)]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="errands", description="errands background jobs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    worker = sub.add_parser("worker", help="run a worker pool")
+    worker.add_argument("pool", help="import path of a WorkerPool, e.g. app.jobs:pool")
+    worker.add_argument("--concurrency", type=int, default=0, help="jobs at a time per process")
+    worker.add_argument("--processes", type=int, default=1, help="worker processes to start")
+    worker.add_argument(
+        "--redis",
+        default=os.environ.get("ERRANDS_REDIS_URL", ""),
+        help="Redis URL (overrides the pool's)",
+    )
+    worker.add_argument("--namespace", default="", help="namespace (overrides the pool's)")
+    worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    worker.set_defaults(func=_worker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ErrandsError as exc:
+        print(f"errands: {exc}", file=sys.stderr)
+        return 2

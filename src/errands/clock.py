@@ -1,0 +1,43 @@
+"""The one clock errands reads, injectable so tests drive time instead of sleeping."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+__all__ = ["Clock", "FakeClock", "SystemClock"]
+
+
+class Clock(Protocol):
+    """Wall-clock time in seconds since the epoch."""
+
+    def now(self) -> float: ...
+
+
+class SystemClock:
+    """The real clock (``time.time``)."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+class FakeClock:
+    """A clock that only moves when told to: ``clock.advance(60)``."""
+
+    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self._now = float(start)
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock does not go backwards")
+        self._now += seconds
+
+    def set(self, when: float) -> None:
+        self._now = float(when)
+
+
+def to_ms(seconds: float) -> int:
+    return int(seconds * 1000)

@@ -1,0 +1,83 @@
+"""Creating Redis clients with timeouts that cannot hang, and errors that name the server."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff as RedisBackoff
+
+from .errors import RedisUnavailableError
+
+__all__ = ["REDIS_ERRORS", "connect", "redact_url"]
+
+# Errors that mean "Redis is not answering right now" (as opposed to a bug or bad input).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    redis_errors.TryAgainError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable Redis URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def client_options(**overrides: Any) -> dict[str, Any]:
+    """Defaults for every client errands creates: bounded waits everywhere, keepalive on."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 5.0,
+        "socket_timeout": 15.0,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry": Retry(RedisBackoff(cap=1.0, base=0.05), retries=3),
+        "retry_on_error": [redis_errors.ConnectionError, redis_errors.TimeoutError],
+        "decode_responses": False,
+    }
+    options.update(overrides)
+    return options
+
+
+def connect(url: str, **overrides: Any) -> Redis:
+    """An asyncio client for ``url``; a malformed URL raises naming it (password hidden)."""
+    try:
+        return Redis.from_url(url, **client_options(**overrides))
+    except ValueError as exc:
+        raise RedisUnavailableError(f"invalid Redis URL {redact_url(url)}: {exc}") from None
+
+
+def describe(redis: Redis) -> str:
+    """A URL-like description of the server a client talks to, for error messages."""
+    kwargs = redis.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    return f"redis://{host}:{port}/{db}"
+
+
+async def check(redis: Redis, url: str | None = None) -> None:
+    """PING the server; raise ``RedisUnavailableError`` naming it when it does not answer."""
+    try:
+        await redis.ping()
+    except REDIS_ERRORS as exc:
+        where = redact_url(url) if url else describe(redis)
+        raise RedisUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc

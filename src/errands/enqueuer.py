@@ -1,0 +1,258 @@
+"""The Enqueuer: what web apps ``await`` to put jobs in Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from .backoff import RetryOptions
+from .clock import Clock, SystemClock, to_ms
+from .connection import REDIS_ERRORS, connect, describe, redact_url
+from .errors import RedisUnavailableError
+from .handlers import check_priority
+from .job import Job
+from .keys import Keys
+from .middleware import as_enqueue
+from .scripts import Scripts
+from .serialization import JSONSerializer, Serializer
+
+__all__ = ["Enqueuer"]
+
+UNIQUE_TTL = 24 * 3600.0
+EnqueueItem = (
+    tuple[str, Mapping[str, Any] | None] | tuple[str, Mapping[str, Any] | None, Mapping[str, Any]]
+)
+
+
+class Enqueuer:
+    """Puts jobs on queues. Cheap to keep for the life of the app; share one per process.
+
+    >>> enqueuer = Enqueuer.from_url("redis://localhost:6379/0", namespace="myapp")
+    >>> job = await enqueuer.enqueue("send_email", {"address": "a@example.com"})
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        namespace: str = "errands",
+        middleware: Sequence[Any] = (),
+        clock: Clock | None = None,
+        serializer: Serializer | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = Keys(namespace)
+        self.scripts = Scripts(redis, self.keys)
+        self.clock: Clock = clock or SystemClock()
+        self.serializer: Serializer = serializer or JSONSerializer()
+        self._middleware = [as_enqueue(m) for m in middleware]
+        self._where = redact_url(url) if url else describe(redis)
+        self._owns_client = False
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Enqueuer:
+        """Connect lazily to ``url``; the first enqueue raises naming the URL if it is down."""
+        enqueuer = cls(connect(url), url=url, **kwargs)
+        enqueuer._owns_client = True
+        return enqueuer
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.redis.aclose()
+
+    async def __aenter__(self) -> Enqueuer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- building jobs -----------------------------------------------------------------------
+    def _build(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None,
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: int = 0,
+        retry: RetryOptions | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Job:
+        _check_name(name)
+        if args is None:
+            args = {}
+        if not isinstance(args, Mapping):
+            raise TypeError(f"args of job {name!r} must be a dict, got {type(args).__name__}")
+        now = self.clock.now()
+        run_at = _due(now, delay, at)
+        return Job(
+            name,
+            dict(args),
+            id=uuid.uuid4().hex,
+            enqueued_at=now,
+            priority=check_priority(priority),
+            retry=retry.to_dict() if retry else None,
+            meta=dict(meta) if meta else None,
+            run_at=run_at if run_at is not None and run_at > now else None,
+        )
+
+    async def _through_middleware(self, job: Job) -> Job | None:
+        if not self._middleware:
+            return job
+        stack = self._middleware
+
+        async def step(i: int) -> Any:
+            if i == len(stack):
+                return job
+            return await stack[i](job, lambda: step(i + 1))
+
+        result = await step(0)
+        return result if isinstance(result, Job) else None
+
+    def _row(self, index: int, job: Job) -> list[Any]:
+        due = to_ms(job.run_at) if job.run_at is not None else 0
+        return [index, job.name, job.id, self.serializer.dumps(job.envelope()), job.priority, due]
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except REDIS_ERRORS as exc:
+            raise RedisUnavailableError(f"cannot reach Redis at {self._where}: {exc}") from exc
+
+    # -- public API --------------------------------------------------------------------------
+    async def enqueue(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: int = 0,
+        retry: RetryOptions | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Job | None:
+        """Store a job and return it once Redis has it (None if a middleware dropped it).
+
+        ``delay`` (seconds or timedelta) or ``at`` (datetime; naive means UTC) schedule it for
+        later; ``priority`` (-1000..1000, higher first) orders it within its queue.
+        """
+        job = self._build(name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta)
+        stored = await self._through_middleware(job)
+        if stored is None:
+            return None
+        await self._call(self.scripts.enqueue([stored.name], [self._row(1, stored)]))
+        return stored
+
+    async def enqueue_many(self, items: Iterable[EnqueueItem]) -> list[Job]:
+        """Store many jobs in one round trip. Items are ``(name, args)`` or
+        ``(name, args, options)`` with options as for :meth:`enqueue`."""
+        jobs: list[Job] = []
+        for item in items:
+            name, args, *rest = item
+            options = dict(rest[0]) if rest else {}
+            job = await self._through_middleware(self._build(name, args, **options))
+            if job is not None:
+                jobs.append(job)
+        if not jobs:
+            return []
+        index: dict[str, int] = {}
+        rows = []
+        for job in jobs:
+            i = index.setdefault(job.name, len(index) + 1)
+            rows.append(self._row(i, job))
+        for start in range(0, len(rows), 5000):
+            await self._call(self.scripts.enqueue(list(index), rows[start : start + 5000]))
+        return jobs
+
+    async def enqueue_unique(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        key: Any = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: int = 0,
+        retry: RetryOptions | None = None,
+        meta: Mapping[str, Any] | None = None,
+        ttl: float = UNIQUE_TTL,
+    ) -> Job | None:
+        """Enqueue unless a job with the same name and args (or the same ``key``) is already
+        queued or scheduled; returns None then. With ``key``, the waiting job's args are
+        replaced by these. The lock is released when the job starts, or after ``ttl``."""
+        job = self._build(name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta)
+        job.unique = unique_digest(name, job.args if key is None else key)
+        stored = await self._through_middleware(job)
+        if stored is None:
+            return None
+        for _ in range(10):
+            now = self.clock.now()
+            ok, holder = await self._call(
+                self.scripts.enqueue_unique(
+                    stored.name,
+                    stored.id,
+                    self.serializer.dumps(stored.envelope()),
+                    stored.priority,
+                    to_ms(stored.run_at) if stored.run_at else 0,
+                    stored.unique or "",
+                    to_ms(now + ttl),
+                    to_ms(now),
+                )
+            )
+            if ok:
+                return stored
+            if key is None or await self._replace_args(holder, stored):
+                return None
+        raise RedisUnavailableError("enqueue_unique: the unique job kept changing; try again")
+
+    async def _replace_args(self, holder: str, job: Job) -> bool:
+        """Give the waiting job ``holder`` the new args; False when it started meanwhile."""
+        old = await self._call(self.redis.hget(self.keys.jobs, holder))
+        if old is None:
+            return False
+        env = self.serializer.loads(old)
+        env["a"] = job.args
+        new = self.serializer.dumps(env)
+        if new == old:
+            return True
+        return bool(
+            await self._call(self.scripts.replace_envelope(job.unique or "", holder, old, new))
+        )
+
+
+def unique_digest(name: str, value: Any) -> str:
+    """Stable digest of (name, args-or-key): key order in dicts does not matter."""
+    try:
+        data = orjson.dumps([name, value], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise TypeError(f"unique key of job {name!r} is not JSON-serializable: {exc}") from None
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name or any(c in name for c in "{}\n\r\x00:"):
+        raise ValueError(
+            f"invalid job name {name!r}: a non-empty string without {{}}, ':' or newlines"
+        )
+
+
+def _due(now: float, delay: float | timedelta | None, at: datetime | None) -> float | None:
+    if delay is not None and at is not None:
+        raise ValueError("give delay or at, not both")
+    if delay is not None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        if seconds < 0:
+            raise ValueError("delay must be >= 0")
+        return now + seconds
+    if at is not None:
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return at.timestamp()
+    return None

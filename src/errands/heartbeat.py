@@ -1,0 +1,138 @@
+"""Pool heartbeats, written from a thread so a blocked event loop cannot starve them.
+
+A pool whose heartbeat (stamped with the Redis server's clock) is older than the dead timeout is
+taken for dead and its jobs are given back by a reaper. Beating off the event loop means a
+handler that blocks the loop does not get its live pool reaped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+
+from .keys import Keys
+from .scripts import lua_source
+
+__all__ = ["Heartbeater"]
+
+log = logging.getLogger("errands.heartbeat")
+
+_SYNC_KWARGS = (
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "client_name",
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_ca_data",
+    "ssl_check_hostname",
+    "ssl_min_version",
+    "ssl_ciphers",
+)
+
+
+def sync_client_like(client: AsyncRedis) -> redis.Redis:
+    """A blocking client to the same server as an asyncio client (for the heartbeat thread)."""
+    pool = client.connection_pool
+    kw = pool.connection_kwargs
+    common = {k: kw[k] for k in _SYNC_KWARGS if k in kw}
+    common.setdefault("socket_timeout", 5.0)
+    common.setdefault("socket_connect_timeout", 5.0)
+    if issubclass(pool.connection_class, UnixDomainSocketConnection):
+        for k in ("host", "port"):
+            common.pop(k, None)
+        return redis.Redis(unix_socket_path=kw["path"], **common)
+    ssl = issubclass(pool.connection_class, SSLConnection)
+    return redis.Redis(ssl=ssl, **common)
+
+
+class Heartbeater:
+    """Beats every ``interval`` seconds in a daemon thread until ``stop()``."""
+
+    def __init__(
+        self,
+        client: AsyncRedis,
+        keys: Keys,
+        pool_id: str,
+        info: dict[str, Any],
+        interval: float,
+        info_ttl: float = 86400.0,
+    ) -> None:
+        self.keys = keys
+        self.pool_id = pool_id
+        self.info = info
+        self.interval = interval
+        self.info_ttl_ms = int(info_ttl * 1000)
+        self._client = sync_client_like(client)
+        self._script = self._client.register_script(lua_source("heartbeat"))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"errands-heartbeat-{pool_id}", daemon=True
+        )
+        self._lock = threading.Lock()
+        # monotonic time since when beats have succeeded without a gap longer than 2 intervals
+        self._healthy_since: float | None = None
+        self._last_ok: float | None = None
+        self.beats = 0
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval + 6.0)
+        self._client.close()
+
+    def healthy_for(self) -> float:
+        """Seconds this pool has been beating without a gap (0 after an outage or stall)."""
+        with self._lock:
+            if self._healthy_since is None or self._last_ok is None:
+                return 0.0
+            now = time.monotonic()
+            if now - self._last_ok > 2 * self.interval:
+                return 0.0
+            return now - self._healthy_since
+
+    def beat(self) -> bool:
+        import orjson
+
+        began = time.monotonic()
+        try:
+            payload = orjson.dumps({**self.info, "beat_at": time.time()})
+            self._script(
+                keys=[self.keys.pools, self.keys.pool_info(self.pool_id)],
+                args=[self.pool_id, payload, self.info_ttl_ms],
+            )
+        except (redis.RedisError, OSError) as exc:
+            log.warning("heartbeat of pool %s failed: %s", self.pool_id, exc)
+            with self._lock:
+                self._healthy_since = None
+            return False
+        now = time.monotonic()
+        with self._lock:
+            stalled = now - began > self.interval
+            gap = self._last_ok is None or now - self._last_ok > 2 * self.interval
+            if self._healthy_since is None or stalled or gap:
+                self._healthy_since = now
+            self._last_ok = now
+            self.beats += 1
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()

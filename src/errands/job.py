@@ -1,0 +1,105 @@
+"""The Job a handler receives, and its stored envelope."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["Job"]
+
+
+class Job:
+    """One job: what to run (``name``, ``args``) and what is known about it.
+
+    Handlers receive it: ``async def send_email(job: Job) -> None: job.args["address"]``.
+    ``meta`` carries data set by enqueue middleware (a trace id, say) to process middleware.
+    ``context`` is the pool's shared dict (filled by ``on_startup`` hooks).
+    """
+
+    __slots__ = (
+        "args",
+        "context",
+        "enqueued_at",
+        "fails",
+        "id",
+        "meta",
+        "name",
+        "priority",
+        "retry",
+        "run_at",
+        "unique",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        args: dict[str, Any],
+        *,
+        id: str,
+        enqueued_at: float,
+        priority: int = 0,
+        fails: int = 0,
+        retry: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
+        unique: str | None = None,
+        run_at: float | None = None,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.args = args
+        self.enqueued_at = enqueued_at
+        self.priority = priority
+        self.fails = fails
+        self.retry = retry
+        self.meta = meta if meta is not None else {}
+        self.unique = unique
+        self.run_at = run_at
+        self.context: dict[str, Any] = {}
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run, 2 on the first retry, ..."""
+        return self.fails + 1
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name} id={self.id} fails={self.fails}>"
+
+    # -- envelope -----------------------------------------------------------------------------
+    def envelope(self) -> dict[str, Any]:
+        """The JSON-able dict stored in Redis (short keys: it is read for every job)."""
+        env: dict[str, Any] = {"n": self.name, "a": self.args, "t": self.enqueued_at}
+        if self.priority:
+            env["p"] = self.priority
+        if self.fails:
+            env["f"] = self.fails
+        if self.retry:
+            env["r"] = self.retry
+        if self.meta:
+            env["m"] = self.meta
+        if self.unique:
+            env["u"] = self.unique
+        if self.run_at is not None:
+            env["d"] = self.run_at
+        return env
+
+    @classmethod
+    def from_envelope(cls, id: str, env: Mapping[str, Any]) -> Job:
+        """Rebuild a job; raises ``ValueError`` naming what is wrong with a corrupt envelope."""
+        name = env.get("n")
+        args = env.get("a")
+        if not isinstance(name, str) or not name:
+            raise ValueError("envelope has no job name")
+        if not isinstance(args, dict):
+            raise ValueError(f"envelope args must be an object, got {type(args).__name__}")
+        return cls(
+            name,
+            args,
+            id=id,
+            enqueued_at=float(env.get("t", 0.0)),
+            priority=int(env.get("p", 0)),
+            fails=int(env.get("f", 0)),
+            retry=env.get("r"),
+            meta=env.get("m"),
+            unique=env.get("u"),
+            run_at=env.get("d"),
+        )

@@ -1,0 +1,37 @@
+-- enqueue_unique: store a job unless another job holds the same unique digest.
+-- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names   KEYS[5] idle
+-- KEYS[6] queue of the job name   KEYS[7] scheduled set of the job name
+-- KEYS[8] unique (HASH digest -> job id)   KEYS[9] unique_of_job (HASH id -> digest)
+-- KEYS[10] unique_expiry (ZSET digest -> lock expiry ms)
+-- ARGV[1] wake channel  ARGV[2] name  ARGV[3] id  ARGV[4] envelope  ARGV[5] priority
+-- ARGV[6] due ms (0 = now)  ARGV[7] digest  ARGV[8] lock expiry ms  ARGV[9] now ms
+-- Returns {1, id} when stored, {0, holder id} when a live job already holds the digest.
+local holder = redis.call('HGET', KEYS[8], ARGV[7])
+if holder then
+  local expiry = tonumber(redis.call('ZSCORE', KEYS[10], ARGV[7]) or '0')
+  if expiry > tonumber(ARGV[9]) and redis.call('HEXISTS', KEYS[1], holder) == 1 then
+    return {0, holder}
+  end
+  redis.call('HDEL', KEYS[9], holder)
+end
+local id = ARGV[3]
+local prio = tonumber(ARGV[5])
+local due = tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], id, ARGV[4])
+if prio ~= 0 then
+  redis.call('HSET', KEYS[2], id, prio)
+end
+redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('HSET', KEYS[8], ARGV[7], id)
+redis.call('HSET', KEYS[9], id, ARGV[7])
+redis.call('ZADD', KEYS[10], ARGV[8], ARGV[7])
+if due > 0 then
+  redis.call('ZADD', KEYS[7], due, id)
+else
+  local seq = redis.call('INCR', KEYS[3])
+  redis.call('ZADD', KEYS[6], seq - prio * 4398046511104, id)
+  if redis.call('SCARD', KEYS[5]) > 0 then
+    redis.call('PUBLISH', ARGV[1], 'enqueue')
+  end
+end
+return {1, id}

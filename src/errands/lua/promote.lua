@@ -1,0 +1,34 @@
+-- promote: move due jobs from the scheduled and retry sets of each job name onto its queue.
+-- Atomic, so each job moves exactly once however many pools promote at the same time.
+-- KEYS[1] priorities   KEYS[2] seq   KEYS[3] idle
+-- KEYS[4..] three per job name: queue, scheduled set, retry set
+-- ARGV[1] now ms   ARGV[2] most jobs to move per set   ARGV[3] wake channel
+-- Returns {jobs moved, earliest due ms still waiting or -1}.
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local moved = 0
+local earliest = -1
+for k = 4, #KEYS, 3 do
+  for s = 1, 2 do
+    local src = KEYS[k + s]
+    local due = redis.call('ZRANGEBYSCORE', src, '-inf', now, 'LIMIT', 0, limit)
+    for _, id in ipairs(due) do
+      redis.call('ZREM', src, id)
+      local seq = redis.call('INCR', KEYS[2])
+      local prio = tonumber(redis.call('HGET', KEYS[1], id) or '0')
+      redis.call('ZADD', KEYS[k], seq - prio * 4398046511104, id)
+      moved = moved + 1
+    end
+    local head = redis.call('ZRANGE', src, 0, 0, 'WITHSCORES')
+    if head[2] then
+      local t = tonumber(head[2])
+      if earliest < 0 or t < earliest then
+        earliest = t
+      end
+    end
+  end
+end
+if moved > 0 and redis.call('SCARD', KEYS[3]) > 0 then
+  redis.call('PUBLISH', ARGV[3], 'promote')
+end
+return {moved, earliest}

@@ -1,0 +1,353 @@
+"""WorkerPool: register job handlers and middleware, then run them.
+
+>>> pool = WorkerPool.from_url("redis://localhost:6379/0", namespace="myapp", concurrency=32)
+>>> @pool.job("send_email", max_fails=4, timeout=30)
+... async def send_email(job: Job) -> None: ...
+>>> pool.run()        # or: async with pool: ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+
+from .backoff import Backoff
+from .clock import Clock, SystemClock
+from .connection import check, connect, describe, redact_url
+from .errors import RegistrationError
+from .handlers import JobType
+from .heartbeat import Heartbeater
+from .keys import Keys
+from .middleware import ProcessMiddleware, as_process
+from .notifier import Notifier
+from .reaper import Reaper
+from .requeuer import Requeuer
+from .scripts import Scripts
+from .serialization import JSONSerializer, Serializer
+from .worker import Worker
+
+__all__ = ["WorkerPool"]
+
+log = logging.getLogger("errands.pool")
+F = TypeVar("F", bound=Callable[..., Any])
+Hook = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class WorkerPool:
+    """Runs registered jobs with up to ``concurrency`` at a time in this process.
+
+    Timings (seconds): ``shutdown_grace`` lets running jobs finish on stop; ``dead_timeout``
+    is how long without a heartbeat before a pool counts as dead and its jobs run elsewhere;
+    ``poll_interval`` bounds how late a scheduled or retried job is promoted.
+    """
+
+    def __init__(
+        self,
+        redis: Redis | None = None,
+        *,
+        namespace: str = "errands",
+        concurrency: int = 10,
+        url: str | None = None,
+        clock: Clock | None = None,
+        serializer: Serializer | None = None,
+        shutdown_grace: float | timedelta = 30.0,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 2.0,
+        dead_timeout: float = 10.0,
+        max_recoveries: int = 3,
+        dead_max_jobs: int = 10_000,
+        dead_max_age: float | timedelta = timedelta(days=180),
+    ) -> None:
+        if redis is None and url is None:
+            raise RegistrationError("WorkerPool needs a Redis client or url=")
+        if concurrency < 1:
+            raise RegistrationError(f"concurrency must be >= 1, got {concurrency}")
+        if heartbeat_interval <= 0 or dead_timeout < 2 * heartbeat_interval:
+            raise RegistrationError("dead_timeout must be at least twice heartbeat_interval")
+        if max_recoveries < 1:
+            raise RegistrationError("max_recoveries must be >= 1")
+        self.url = url
+        self._redis = redis
+        self.namespace = namespace
+        Keys(namespace)  # validates
+        self.concurrency = concurrency
+        self.clock: Clock = clock or SystemClock()
+        self.serializer: Serializer = serializer or JSONSerializer()
+        self.shutdown_grace = _seconds(shutdown_grace)
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.dead_timeout = dead_timeout
+        self.max_recoveries = max_recoveries
+        self.dead_max_jobs = dead_max_jobs
+        self.dead_max_age = _seconds(dead_max_age)
+        self.context: dict[str, Any] = {}
+        self.job_types: dict[str, JobType] = {}
+        self._middleware: list[ProcessMiddleware] = []
+        self._on_startup: list[Hook] = []
+        self._on_shutdown: list[Hook] = []
+        self.id = uuid.uuid4().hex[:16]
+        self._started = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.worker: Worker | None = None
+        self.requeuer: Requeuer | None = None
+        self.reaper: Reaper | None = None
+        self.heartbeater: Heartbeater | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._owns_client = redis is None
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> WorkerPool:
+        return cls(url=url, **kwargs)
+
+    # -- registration ------------------------------------------------------------------------
+    def job(
+        self,
+        name: str | None = None,
+        *,
+        max_fails: int = 4,
+        backoff: Backoff | Callable[[int], float] | None = None,
+        timeout: float | timedelta | None = None,
+        skip_dead: bool = False,
+        max_concurrency: int = 0,
+        priority: int = 1,
+    ) -> Callable[[F], F]:
+        """Decorator registering a handler (async def, or plain def run in a thread).
+
+        ``priority`` weights how often this job type's queue is sampled (1..100000);
+        ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap).
+        """
+
+        def register(fn: F) -> F:
+            self.register(
+                name or fn.__name__,
+                fn,
+                max_fails=max_fails,
+                backoff=backoff,
+                timeout=timeout,
+                skip_dead=skip_dead,
+                max_concurrency=max_concurrency,
+                priority=priority,
+            )
+            return fn
+
+        return register
+
+    def register(self, name: str, handler: Callable[..., Any], **options: Any) -> None:
+        """Register ``handler`` for job ``name`` (options as for :meth:`job`)."""
+        if self._started:
+            raise RegistrationError("register job types before the pool starts")
+        if name in self.job_types:
+            raise RegistrationError(f"job {name!r} is already registered")
+        timeout = options.pop("timeout", None)
+        if timeout is not None:
+            timeout = _seconds(timeout)
+        self.job_types[name] = JobType(name, handler, timeout=timeout, **options)
+
+    def middleware(self, mw: Any) -> Any:
+        """Add middleware: ``async def mw(job, next)`` or an object with ``process``."""
+        if self._started:
+            raise RegistrationError("add middleware before the pool starts")
+        self._middleware.append(as_process(mw))
+        return mw
+
+    def on_startup(self, fn: Hook) -> Hook:
+        """Run ``fn(context)`` before fetching starts (open db pools here; share via context)."""
+        self._on_startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: Hook) -> Hook:
+        """Run ``fn(context)`` after the last job finished."""
+        self._on_shutdown.append(fn)
+        return fn
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            assert self.url is not None
+            self._redis = connect(self.url)
+        return self._redis
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.namespace)
+
+    def _where(self) -> str:
+        return redact_url(self.url) if self.url else describe(self.redis)
+
+    async def start(self) -> None:
+        """Connect, run startup hooks, start heartbeats, fetching, promotion and reaping."""
+        if self._started:
+            return
+        if not self.job_types:
+            raise RegistrationError("no job types registered: use @pool.job(...) first")
+        await check(self.redis, self.url)
+        self._started = True
+        for hook in self._on_startup:
+            await _call_hook(hook, self.context)
+        scripts = Scripts(self.redis, self.keys)
+        names = sorted(self.job_types)
+        await self._publish_limits(names)
+        self.heartbeater = Heartbeater(
+            self.redis, self.keys, self.id, self._info(names), self.heartbeat_interval
+        )
+        await asyncio.to_thread(self.heartbeater.start)
+        wake = asyncio.Event()
+        if any(not jt.is_async for jt in self.job_types.values()):
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="errands-job")
+        self.worker = Worker(
+            pool_id=self.id,
+            scripts=scripts,
+            serializer=self.serializer,
+            clock=self.clock,
+            job_types=self.job_types,
+            middleware=self._middleware,
+            concurrency=self.concurrency,
+            context=self.context,
+            executor=self._executor,
+            wake=wake,
+            poll_interval=self.poll_interval,
+            dead_max_jobs=self.dead_max_jobs,
+            dead_max_age=self.dead_max_age,
+        )
+        self.requeuer = Requeuer(scripts, names, self.clock, self.poll_interval)
+        self.reaper = Reaper(
+            scripts,
+            self.clock,
+            self.id,
+            self.heartbeater,
+            self.dead_timeout,
+            max(self.heartbeat_interval, self.dead_timeout / 4),
+            self.max_recoveries,
+        )
+        notifier = Notifier(self.redis, self.keys.wake_channel, wake)
+        self._notifier_task = asyncio.create_task(notifier.run(), name="errands-notifier")
+        self._tasks = [
+            asyncio.create_task(self.requeuer.run(), name="errands-requeuer"),
+            asyncio.create_task(self.reaper.run(), name="errands-reaper"),
+        ]
+        self._fetch_task = asyncio.create_task(self.worker.run(), name="errands-fetcher")
+        log.info(
+            "pool %s started: %d job types, concurrency %d, Redis %s",
+            self.id,
+            len(names),
+            self.concurrency,
+            self._where(),
+        )
+
+    def _info(self, names: list[str]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "concurrency": self.concurrency,
+            "job_names": names,
+        }
+
+    async def _publish_limits(self, names: list[str]) -> None:
+        limits = {n: self.job_types[n].max_concurrency for n in names}
+        await self.redis.hset(self.keys.limits, mapping=limits)  # type: ignore[arg-type]
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop fetching; let running jobs finish within ``grace`` seconds (default
+        ``shutdown_grace``); cancel the rest and put them back on their queues."""
+        if not self._started or self.worker is None:
+            return
+        grace = self.shutdown_grace if grace is None else grace
+        worker = self.worker
+        worker.stop_fetching()
+        await asyncio.gather(self._fetch_task, return_exceptions=True)
+        if not await worker.wait_idle(grace):
+            n = await worker.cancel_running(timeout=max(5.0, grace))
+            log.warning(
+                "pool %s: %d jobs still running after %.1fs grace were requeued", self.id, n, grace
+            )
+        await worker.close()
+        for task in [*self._tasks, self._notifier_task]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, self._notifier_task, return_exceptions=True)
+        for hook in self._on_shutdown:
+            await _call_hook(hook, self.context)
+        if self.heartbeater is not None:
+            await asyncio.to_thread(self.heartbeater.stop)
+        await self._deregister()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_client and self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        self._started = False
+        log.info("pool %s stopped after %d jobs", self.id, worker.processed)
+
+    async def _deregister(self) -> None:
+        """Remove this pool's registration if it holds no jobs (else the reaper takes them)."""
+        k = self.keys
+        try:
+            if await self.redis.zcard(k.in_progress(self.id)) == 0:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.zrem(k.pools, self.id)
+                    pipe.delete(k.pool_info(self.id))
+                    pipe.srem(k.idle, self.id)
+                    await pipe.execute()
+        except Exception as exc:
+            log.warning("could not deregister pool %s: %s", self.id, exc)
+
+    async def __aenter__(self) -> WorkerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Run until this pool's queues are empty and no job runs (due scheduled and retry
+        jobs are promoted first; ones due later are not waited for). For tests and --burst."""
+        was_started = self._started
+        await self.start()
+        assert self.worker is not None and self.requeuer is not None
+        keys = self.keys
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.requeuer.promote_once()
+                    self.worker.wake.set()
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for name in self.job_types:
+                            pipe.zcard(keys.queue(name))
+                        sizes = await pipe.execute()
+                    if not any(sizes) and not self.worker.busy:
+                        await asyncio.sleep(0.01)
+                        if not self.worker.busy and not self.worker._acks:
+                            return
+                    await asyncio.sleep(0.005)
+        finally:
+            if not was_started:
+                await self.stop()
+
+    def run(self) -> None:
+        """Run until SIGINT/SIGTERM (blocking); uses uvloop when it is installed."""
+        from .runner import run_pool
+
+        run_pool(self)
+
+
+async def _call_hook(hook: Hook, context: dict[str, Any]) -> None:
+    result = hook(context)
+    if inspect.isawaitable(result):
+        await result

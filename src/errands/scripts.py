@@ -1,0 +1,199 @@
+"""Typed wrappers around the Lua scripts in ``lua/``: one method per script.
+
+redis-py's ``register_script`` runs EVALSHA and reloads a script after NOSCRIPT (a restarted or
+``SCRIPT FLUSH``-ed server), so no script cache is kept here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .keys import Keys
+
+__all__ = ["Fetched", "Scripts", "lua_source"]
+
+Arg = str | bytes | int | float
+
+
+@cache
+def lua_source(name: str) -> str:
+    """The text of ``lua/<name>.lua``."""
+    return resources.files("errands").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One job moved into a pool's in-progress set by ``fetch``."""
+
+    queue_index: int
+    id: str
+    envelope: bytes
+
+
+class Scripts:
+    """The scripts bound to one client and namespace."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._s = {
+            name: redis.register_script(lua_source(name))
+            for name in (
+                "enqueue",
+                "enqueue_unique",
+                "replace_envelope",
+                "fetch",
+                "ack",
+                "settle",
+                "promote",
+                "heartbeat",
+                "dead_pools",
+                "reap",
+                "unique_gc",
+            )
+        }
+
+    async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        return await self._s[name](keys=list(keys), args=list(args))
+
+    async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> int:
+        """Store jobs; each job is (name index 1-based, name, id, envelope, priority, due ms)."""
+        k = self.keys
+        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle]
+        for name in names:
+            keys += (k.queue(name), k.scheduled(name))
+        args: list[Arg] = [k.wake_channel, len(jobs)]
+        for job in jobs:
+            args.extend(job)
+        return int(await self._call("enqueue", keys, args))
+
+    async def enqueue_unique(
+        self,
+        name: str,
+        id: str,
+        envelope: bytes,
+        priority: int,
+        due_ms: int,
+        digest: str,
+        lock_expiry_ms: int,
+        now_ms: int,
+    ) -> tuple[bool, str]:
+        k = self.keys
+        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.queue(name), k.scheduled(name)]
+        keys += (k.unique, k.unique_of_job, k.unique_expiry)
+        args: list[Arg] = [
+            k.wake_channel,
+            name,
+            id,
+            envelope,
+            priority,
+            due_ms,
+            digest,
+            lock_expiry_ms,
+            now_ms,
+        ]
+        stored, job_id = await self._call("enqueue_unique", keys, args)
+        return bool(stored), job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+
+    async def replace_envelope(self, digest: str, id: str, old: bytes, new: bytes) -> bool:
+        keys = [self.keys.jobs, self.keys.unique]
+        return bool(await self._call("replace_envelope", keys, [digest, id, old, new]))
+
+    async def fetch(
+        self, pool_id: str, now_ms: int, batch: int, queues: Sequence[tuple[str, int]]
+    ) -> list[Fetched]:
+        """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order)."""
+        k = self.keys
+        keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
+        keys += (k.unique, k.unique_of_job, k.unique_expiry)
+        args: list[Arg] = [pool_id, now_ms, batch]
+        for name, limit in queues:
+            keys.append(k.queue(name))
+            args += (name, limit)
+        flat = await self._call("fetch", keys, args)
+        return [
+            Fetched(int(flat[i]), flat[i + 1].decode(), flat[i + 2]) for i in range(0, len(flat), 3)
+        ]
+
+    async def ack(self, pool_id: str, done: Sequence[tuple[str, str]], wake: bool) -> int:
+        """Acknowledge finished jobs, given as (id, name)."""
+        k = self.keys
+        keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
+        keys += (k.stats, k.idle)
+        args: list[Arg] = [k.wake_channel, "1" if wake else "0"]
+        for id, name in done:
+            args += (id, name)
+        return int(await self._call("ack", keys, args))
+
+    async def settle(
+        self,
+        pool_id: str,
+        id: str,
+        name: str,
+        mode: str,
+        *,
+        target: str,
+        envelope: bytes = b"",
+        score_ms: int = 0,
+        error: bytes = b"",
+        dead_max: int = 10_000,
+        dead_min_ms: int = 0,
+        counter: str = "",
+    ) -> bool:
+        """Retry, bury, drop or requeue one job; ``target`` is the set or queue it goes to."""
+        k = self.keys
+        keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
+        keys += (k.errors, k.stats, k.seq, k.idle, target)
+        args: list[Arg] = [id, name, mode, envelope, score_ms, error, dead_max, dead_min_ms]
+        args += (k.wake_channel, counter)
+        return bool(await self._call("settle", keys, args))
+
+    async def promote(self, names: Sequence[str], now_ms: int, limit: int) -> tuple[int, int]:
+        """Move due scheduled and retry jobs to their queues; returns (moved, earliest due)."""
+        k = self.keys
+        keys = [k.priorities, k.seq, k.idle]
+        for name in names:
+            keys += (k.queue(name), k.scheduled(name), k.retry(name))
+        moved, earliest = await self._call("promote", keys, [now_ms, limit, k.wake_channel])
+        return int(moved), int(earliest)
+
+    async def unique_gc(self, now_ms: int, limit: int = 1000) -> int:
+        k = self.keys
+        keys = [k.unique, k.unique_of_job, k.unique_expiry]
+        return int(await self._call("unique_gc", keys, [now_ms, limit]))
+
+    async def heartbeat(self, pool_id: str, info: bytes, ttl_ms: int) -> int:
+        keys = [self.keys.pools, self.keys.pool_info(pool_id)]
+        return int(await self._call("heartbeat", keys, [pool_id, info, ttl_ms]))
+
+    async def dead_pools(self, dead_after_ms: int) -> list[str]:
+        ids = await self._call("dead_pools", [self.keys.pools], [dead_after_ms])
+        return [i.decode() for i in ids]
+
+    async def reap(
+        self,
+        pool_id: str,
+        dead_after_ms: int,
+        max_recoveries: int,
+        error: bytes,
+        members: Sequence[tuple[str, str, str]],
+    ) -> tuple[int, int, bool]:
+        """Take back a dead pool's jobs, given as (member, id, name)."""
+        k = self.keys
+        keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.jobs, k.running]
+        keys += (k.priorities, k.recoveries, k.dead, k.errors, k.seq, k.idle, k.stats)
+        index: dict[str, int] = {}
+        args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
+        for member, id, name in members:
+            if name not in index:
+                index[name] = len(index) + 1
+                keys.append(k.queue(name))
+            args += (member, id, name, index[name])
+        requeued, buried, removed = await self._call("reap", keys, args)
+        return int(requeued), int(buried), bool(removed)
