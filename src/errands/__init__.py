@@ -1,6 +1,7 @@
 """errands: asyncio-native background jobs backed by Redis."""
 
 from .backoff import Backoff, ExponentialBackoff, FixedBackoff, LinearBackoff, RetryOptions
+from .client import Client
 from .clock import Clock, FakeClock, SystemClock
 from .enqueuer import Enqueuer
 from .errors import (
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backoff",
+    "Client",
     "Clock",
     "Enqueuer",
     "ErrandsError",

@@ -61,8 +61,19 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        args = [find_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.dir), "--protected-mode", "no", "--logfile", "server.log"]
+        args = [
+            find_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--protected-mode",
+            "no",
+            "--logfile",
+            "server.log",
+        ]
         for key, value in self.config.items():
             args += [f"--{key.replace('_', '-')}", value.strip('"') if value == '""' else value]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -114,7 +125,9 @@ class RedisServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.cleanup()
