@@ -39,20 +39,20 @@ class Client:
     async def pause(self, job_name: str) -> None:
         """Stop every pool from fetching ``job_name``; its jobs wait on the queue."""
         self.keys.queue(job_name)
-        await self.redis.sadd(self.keys.paused, job_name)  # type: ignore[misc]
+        await self.redis.sadd(self.keys.paused, job_name)
 
     async def unpause(self, job_name: str) -> None:
         """Let pools fetch ``job_name`` again (idle pools are woken at once)."""
-        await self.redis.srem(self.keys.paused, job_name)  # type: ignore[misc]
+        await self.redis.srem(self.keys.paused, job_name)
         await self.redis.publish(self.keys.wake_channel, "unpause")
 
     async def paused(self) -> set[str]:
-        members = await self.redis.smembers(self.keys.paused)  # type: ignore[misc]
-        return {m.decode() for m in members}
+        members = await self.redis.smembers(self.keys.paused)
+        return {_text(m) for m in members}
 
     async def queue_sizes(self) -> dict[str, dict[str, int]]:
         """Per job name: jobs queued, scheduled, retrying and running now."""
-        names = sorted(m.decode() for m in await self.redis.smembers(self.keys.names))  # type: ignore[misc]
+        names = sorted(_text(m) for m in await self.redis.smembers(self.keys.names))
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.zcard(self.keys.queue(name))
@@ -68,3 +68,7 @@ class Client:
 
     async def dead_count(self) -> int:
         return int(await self.redis.zcard(self.keys.dead))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
