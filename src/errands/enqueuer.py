@@ -17,7 +17,7 @@ from .connection import REDIS_ERRORS, connect, describe, redact_url
 from .errors import RedisUnavailableError
 from .handlers import check_priority
 from .job import Job
-from .keys import Keys
+from .keys import Keys, check_job_name
 from .middleware import as_enqueue
 from .scripts import Scripts
 from .serialization import JSONSerializer, Serializer
@@ -237,10 +237,7 @@ def unique_digest(name: str, value: Any) -> str:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name or any(c in name for c in "{}\n\r\x00:"):
-        raise ValueError(
-            f"invalid job name {name!r}: a non-empty string without {{}}, ':' or newlines"
-        )
+    check_job_name(name)
 
 
 def _due(now: float, delay: float | timedelta | None, at: datetime | None) -> float | None:

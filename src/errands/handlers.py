@@ -13,6 +13,7 @@ from typing import Any
 from .backoff import Backoff, ExponentialBackoff, as_backoff
 from .errors import JobArgumentError, RegistrationError
 from .job import Job
+from .keys import check_job_name
 
 __all__ = ["JobType"]
 
@@ -31,12 +32,15 @@ class JobType:
     skip_dead: bool = False
     max_concurrency: int = 0
     priority: int = 1
+    result_ttl: float = 86400.0
     is_async: bool = True
     binder: Callable[[Job], tuple[tuple[Any, ...], dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or any(c in self.name for c in "{}\n\r\x00:"):
-            raise RegistrationError(f"invalid job name {self.name!r}")
+        try:
+            check_job_name(self.name)
+        except ValueError as exc:
+            raise RegistrationError(str(exc)) from None
         if not callable(self.handler):
             raise RegistrationError(f"handler of {self.name!r} is not callable")
         if self.max_fails < 1:
@@ -47,6 +51,9 @@ class JobType:
             raise RegistrationError(f"{self.name}: max_concurrency must be >= 0")
         if not 1 <= self.priority <= 100_000:
             raise RegistrationError(f"{self.name}: priority must be 1..100000, got {self.priority}")
+        if self.result_ttl < 0:
+            raise RegistrationError(f"{self.name}: result_ttl must be >= 0")
+        self.result_ttl_ms = int(self.result_ttl * 1000)
         self.backoff = (
             as_backoff(self.backoff) if self.backoff is not None else ExponentialBackoff()
         )

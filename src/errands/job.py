@@ -17,6 +17,7 @@ class Job:
     """
 
     __slots__ = (
+        "_backend",
         "args",
         "context",
         "enqueued_at",
@@ -55,11 +56,28 @@ class Job:
         self.unique = unique
         self.run_at = run_at
         self.context: dict[str, Any] = {}
+        self._backend: Any = None
 
     @property
     def attempt(self) -> int:
         """1 on the first run, 2 on the first retry, ..."""
         return self.fails + 1
+
+    async def checkin(self, message: str) -> None:
+        """Report progress from inside a handler; shown by ``Client.job`` and ``workers()``."""
+        if self._backend is None or not hasattr(self._backend, "checkin"):
+            raise RuntimeError("checkin() works only inside a running handler")
+        await self._backend.checkin(self, str(message))
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job's result (its handler's return value) without polling.
+
+        Raises ``JobFailedError`` if it ended in the dead set, ``JobCancelledError`` if it was
+        cancelled, and ``TimeoutError`` after ``timeout`` seconds.
+        """
+        if self._backend is None or not hasattr(self._backend, "result"):
+            raise RuntimeError("this Job is not bound to an Enqueuer or Client")
+        return await self._backend.result(self.id, timeout)
 
     def __repr__(self) -> str:
         return f"<Job {self.name} id={self.id} fails={self.fails}>"

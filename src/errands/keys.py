@@ -6,9 +6,22 @@ Cluster slot and every Lua script can be given all of its keys in ``KEYS``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-__all__ = ["Keys"]
+__all__ = ["Keys", "check_job_name"]
+
+_JOB_NAME = re.compile(r'[^\s"\\{}:\x00-\x1f\x7f]{1,200}')
+
+
+def check_job_name(name: str) -> str:
+    """Job names: 1-200 characters, no whitespace, quotes, backslashes, braces or colons."""
+    if not isinstance(name, str) or not _JOB_NAME.fullmatch(name):
+        raise ValueError(
+            f"invalid job name {name!r}: use 1-200 characters without whitespace, quotes, "
+            "backslashes, braces or ':'"
+        )
+    return name
 
 
 def _check_part(kind: str, value: str) -> str:
@@ -110,6 +123,54 @@ class Keys:
     def stats(self) -> str:
         """HASH of namespace-wide counters (processed, failed, dead, ...)."""
         return self.prefix + "stats"
+
+    @property
+    def cancelled(self) -> str:
+        """ZSET job id -> time (ms) the job was cancelled (its envelope is kept)."""
+        return self.prefix + "cancelled"
+
+    @property
+    def cancel_requests(self) -> str:
+        """SET of ids of running jobs whose cancellation was requested."""
+        return self.prefix + "cancelreq"
+
+    @property
+    def checkins(self) -> str:
+        """HASH job id -> last checkin (progress) of a running job, JSON."""
+        return self.prefix + "checkin"
+
+    @property
+    def history(self) -> str:
+        """ZSET "id:attempt" -> time (ms) the attempt ended."""
+        return self.prefix + "hist"
+
+    @property
+    def history_data(self) -> str:
+        """HASH "id:attempt" -> JSON record of one attempt (outcome, times, envelope)."""
+        return self.prefix + "histdata"
+
+    def history_of(self, name: str) -> str:
+        """ZSET "id:attempt" -> end time (ms), the attempts of one job name."""
+        return self.prefix + "hist:" + _check_part("job name", name)
+
+    def done(self, job_id: str) -> str:
+        """STRING with a TTL: the record (and result) of a finished or cancelled job."""
+        return self.prefix + "done:" + _check_part("job id", job_id)
+
+    @property
+    def listening(self) -> str:
+        """STRING with a TTL, present while someone listens to lifecycle events."""
+        return self.prefix + "listening"
+
+    @property
+    def events_channel(self) -> str:
+        """Pub/sub channel of job lifecycle events (published only while someone listens)."""
+        return self.prefix + "events"
+
+    @property
+    def control_channel(self) -> str:
+        """Pub/sub channel telling pools to cancel a running job."""
+        return self.prefix + "control"
 
     @property
     def wake_channel(self) -> str:

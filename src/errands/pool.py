@@ -35,6 +35,7 @@ from .reaper import Reaper
 from .requeuer import Requeuer
 from .scripts import Scripts
 from .serialization import JSONSerializer, Serializer
+from .settler import Settler
 from .worker import Worker
 
 __all__ = ["WorkerPool"]
@@ -72,6 +73,9 @@ class WorkerPool:
         max_recoveries: int = 3,
         dead_max_jobs: int = 10_000,
         dead_max_age: float | timedelta = timedelta(days=180),
+        history: bool = True,
+        history_retention: float | timedelta = timedelta(days=15),
+        history_max: int = 100_000,
     ) -> None:
         if redis is None and url is None:
             raise RegistrationError("WorkerPool needs a Redis client or url=")
@@ -95,6 +99,9 @@ class WorkerPool:
         self.max_recoveries = max_recoveries
         self.dead_max_jobs = dead_max_jobs
         self.dead_max_age = _seconds(dead_max_age)
+        self.history = history
+        self.history_retention = _seconds(history_retention)
+        self.history_max = history_max
         self.context: dict[str, Any] = {}
         self.job_types: dict[str, JobType] = {}
         self._middleware: list[ProcessMiddleware] = []
@@ -125,11 +132,13 @@ class WorkerPool:
         skip_dead: bool = False,
         max_concurrency: int = 0,
         priority: int = 1,
+        result_ttl: float | timedelta = timedelta(days=1),
     ) -> Callable[[F], F]:
         """Decorator registering a handler (async def, or plain def run in a thread).
 
         ``priority`` weights how often this job type's queue is sampled (1..100000);
-        ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap).
+        ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap);
+        ``result_ttl`` is how long the return value and finished record are kept.
         """
 
         def register(fn: F) -> F:
@@ -142,6 +151,7 @@ class WorkerPool:
                 skip_dead=skip_dead,
                 max_concurrency=max_concurrency,
                 priority=priority,
+                result_ttl=_seconds(result_ttl),
             )
             return fn
 
@@ -210,9 +220,19 @@ class WorkerPool:
         wake = asyncio.Event()
         if any(not jt.is_async for jt in self.job_types.values()):
             self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="errands-job")
+        settler = Settler(
+            scripts,
+            self.id,
+            self.clock,
+            self.serializer,
+            dead_max_jobs=self.dead_max_jobs,
+            dead_max_age=self.dead_max_age,
+            history=self.history,
+        )
         self.worker = Worker(
             pool_id=self.id,
             scripts=scripts,
+            settler=settler,
             serializer=self.serializer,
             clock=self.clock,
             job_types=self.job_types,
@@ -222,10 +242,16 @@ class WorkerPool:
             executor=self._executor,
             wake=wake,
             poll_interval=self.poll_interval,
-            dead_max_jobs=self.dead_max_jobs,
-            dead_max_age=self.dead_max_age,
+            history=self.history,
         )
-        self.requeuer = Requeuer(scripts, names, self.clock, self.poll_interval)
+        self.requeuer = Requeuer(
+            scripts,
+            names,
+            self.clock,
+            self.poll_interval,
+            history_retention=self.history_retention,
+            history_max=self.history_max,
+        )
         self.reaper = Reaper(
             scripts,
             self.clock,
@@ -235,7 +261,9 @@ class WorkerPool:
             max(self.heartbeat_interval, self.dead_timeout / 4),
             self.max_recoveries,
         )
-        notifier = Notifier(self.redis, self.keys.wake_channel, wake)
+        notifier = Notifier(
+            self.redis, self.keys.wake_channel, wake, self.keys.control_channel, self._on_control
+        )
         self._notifier_task = asyncio.create_task(notifier.run(), name="errands-notifier")
         self._tasks = [
             asyncio.create_task(self.requeuer.run(), name="errands-requeuer"),
@@ -249,6 +277,11 @@ class WorkerPool:
             self.concurrency,
             self._where(),
         )
+
+    def _on_control(self, message: str) -> None:
+        command, _, job_id = message.partition(":")
+        if self.worker is not None and command in ("cancel", "destroy"):
+            self.worker.cancel_job(job_id, destroy=command == "destroy")
 
     def _info(self, names: list[str]) -> dict[str, Any]:
         return {

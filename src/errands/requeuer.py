@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from .clock import Clock, to_ms
 from .connection import REDIS_ERRORS
@@ -25,6 +26,8 @@ class Requeuer:
         poll_interval: float = 1.0,
         batch: int = 1000,
         gc_every: float = 60.0,
+        history_retention: float = 15 * 86400.0,
+        history_max: int = 100_000,
     ) -> None:
         self.scripts = scripts
         self.names = list(names)
@@ -32,6 +35,8 @@ class Requeuer:
         self.poll_interval = poll_interval
         self.batch = batch
         self.gc_every = gc_every
+        self.history_retention = history_retention
+        self.history_max = history_max
         self.moved = 0
         self._kick = asyncio.Event()
 
@@ -51,6 +56,19 @@ class Requeuer:
                 self.moved += total
                 return total, earliest
 
+    async def collect_garbage(self) -> None:
+        """Release expired unique locks and trim the history to its retention and length."""
+        now = self.clock.now()
+        await self.scripts.unique_gc(to_ms(now))
+        raw: set[Any] = await self.scripts.redis.smembers(self.scripts.keys.names)
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
+        while True:
+            dropped = await self.scripts.trim_history(
+                names, to_ms(now - self.history_retention), self.history_max
+            )
+            if dropped < 10_000:
+                return
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         next_gc = loop.time()
@@ -61,7 +79,7 @@ class Requeuer:
             try:
                 _moved, earliest = await self.promote_once()
                 if loop.time() >= next_gc:
-                    await self.scripts.unique_gc(to_ms(self.clock.now()))
+                    await self.collect_garbage()
                     next_gc = loop.time() + self.gc_every
                 if earliest >= 0:
                     wait = min(wait, max(0.001, earliest / 1000 - self.clock.now()))

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from .keys import Keys
 
-__all__ = ["Fetched", "Scripts", "lua_source"]
+__all__ = ["Acked", "Fetched", "Scripts", "Settle", "lua_source"]
 
 Arg = str | bytes | int | float
 
@@ -34,6 +34,39 @@ class Fetched:
     queue_index: int
     id: str
     envelope: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """A job that succeeded, as handed to ``ack``."""
+
+    id: str
+    name: str
+    result: bytes
+    started_ms: int
+    ttl_ms: int
+    attempt: int
+
+
+@dataclass(slots=True)
+class Settle:
+    """How to settle a job that did not succeed (see lua/settle.lua)."""
+
+    id: str
+    name: str
+    mode: str
+    target: str
+    now_ms: int
+    attempt: int
+    started_ms: int = 0
+    envelope: bytes = b""
+    score_ms: int = 0
+    error: bytes = b""
+    dead_max: int = 10_000
+    dead_min_ms: int = 0
+    counter: str = ""
+    history: bool = True
+    ttl_ms: int = 0
 
 
 class Scripts:
@@ -56,6 +89,8 @@ class Scripts:
                 "dead_pools",
                 "reap",
                 "unique_gc",
+                "checkin",
+                "trim_history",
             )
         }
 
@@ -65,10 +100,10 @@ class Scripts:
     async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> int:
         """Store jobs; each job is (name index 1-based, name, id, envelope, priority, due ms)."""
         k = self.keys
-        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle]
+        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.listening]
         for name in names:
             keys += (k.queue(name), k.scheduled(name))
-        args: list[Arg] = [k.wake_channel, len(jobs)]
+        args: list[Arg] = [k.wake_channel, len(jobs), k.events_channel]
         for job in jobs:
             args.extend(job)
         return int(await self._call("enqueue", keys, args))
@@ -86,7 +121,7 @@ class Scripts:
     ) -> tuple[bool, str]:
         k = self.keys
         keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.queue(name), k.scheduled(name)]
-        keys += (k.unique, k.unique_of_job, k.unique_expiry)
+        keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening)
         args: list[Arg] = [
             k.wake_channel,
             name,
@@ -97,6 +132,7 @@ class Scripts:
             digest,
             lock_expiry_ms,
             now_ms,
+            k.events_channel,
         ]
         stored, job_id = await self._call("enqueue_unique", keys, args)
         return bool(stored), job_id.decode() if isinstance(job_id, bytes) else str(job_id)
@@ -111,8 +147,8 @@ class Scripts:
         """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order)."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
-        keys += (k.unique, k.unique_of_job, k.unique_expiry)
-        args: list[Arg] = [pool_id, now_ms, batch]
+        keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening)
+        args: list[Arg] = [pool_id, now_ms, batch, k.events_channel]
         for name, limit in queues:
             keys.append(k.queue(name))
             args += (name, limit)
@@ -121,37 +157,32 @@ class Scripts:
             Fetched(int(flat[i]), flat[i + 1].decode(), flat[i + 2]) for i in range(0, len(flat), 3)
         ]
 
-    async def ack(self, pool_id: str, done: Sequence[tuple[str, str]], wake: bool) -> int:
-        """Acknowledge finished jobs, given as (id, name)."""
+    async def ack(
+        self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
+    ) -> int:
+        """Acknowledge finished jobs."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
-        keys += (k.stats, k.idle)
-        args: list[Arg] = [k.wake_channel, "1" if wake else "0"]
-        for id, name in done:
-            args += (id, name)
+        keys += (k.stats, k.idle, k.history, k.history_data, k.checkins, k.listening, k.errors)
+        args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
+        args += ("1" if history else "0", len(done))
+        index: dict[str, int] = {}
+        for a in done:
+            keys.append(k.done(a.id))
+            i = index.setdefault(a.name, len(index) + 1)
+            args += (a.id, a.name, i, a.result, a.started_ms, a.ttl_ms, a.attempt)
+        keys += (k.history_of(name) for name in index)
         return int(await self._call("ack", keys, args))
 
-    async def settle(
-        self,
-        pool_id: str,
-        id: str,
-        name: str,
-        mode: str,
-        *,
-        target: str,
-        envelope: bytes = b"",
-        score_ms: int = 0,
-        error: bytes = b"",
-        dead_max: int = 10_000,
-        dead_min_ms: int = 0,
-        counter: str = "",
-    ) -> bool:
-        """Retry, bury, drop or requeue one job; ``target`` is the set or queue it goes to."""
+    async def settle(self, pool_id: str, s: Settle) -> bool:
+        """Retry, bury, drop, cancel or requeue one job."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
-        keys += (k.errors, k.stats, k.seq, k.idle, target)
-        args: list[Arg] = [id, name, mode, envelope, score_ms, error, dead_max, dead_min_ms]
-        args += (k.wake_channel, counter)
+        keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history, k.history_data)
+        keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins)
+        args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
+        args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
+        args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
         return bool(await self._call("settle", keys, args))
 
     async def promote(self, names: Sequence[str], now_ms: int, limit: int) -> tuple[int, int]:
@@ -162,6 +193,18 @@ class Scripts:
             keys += (k.queue(name), k.scheduled(name), k.retry(name))
         moved, earliest = await self._call("promote", keys, [now_ms, limit, k.wake_channel])
         return int(moved), int(earliest)
+
+    async def checkin(self, id: str, name: str, data: bytes) -> bool:
+        k = self.keys
+        keys = [k.checkins, k.jobs, k.listening]
+        return bool(await self._call("checkin", keys, [id, name, data, k.events_channel]))
+
+    async def trim_history(
+        self, names: Sequence[str], older_than_ms: int, keep: int, limit: int = 10_000
+    ) -> int:
+        k = self.keys
+        keys = [k.history, k.history_data, *(k.history_of(n) for n in names)]
+        return int(await self._call("trim_history", keys, [older_than_ms, keep, limit]))
 
     async def unique_gc(self, now_ms: int, limit: int = 1000) -> int:
         k = self.keys

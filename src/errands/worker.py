@@ -10,20 +10,21 @@ import asyncio
 import logging
 import random
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
+import orjson
+
 from .clock import Clock, to_ms
 from .connection import REDIS_ERRORS
-from .errors import NonRetryableError, RetryLater
+from .errors import RetryLater
 from .handlers import JobType, call_handler
 from .job import Job
-from .keys import Keys
 from .middleware import ProcessMiddleware, chain
-from .scripts import Fetched, Scripts
+from .scripts import Acked, Fetched, Scripts
 from .serialization import Serializer
+from .settler import Settler
 
 __all__ = ["Worker"]
 
@@ -31,13 +32,15 @@ log = logging.getLogger("errands.worker")
 
 
 class Worker:
-    """Runs the jobs of one pool. Construct, ``await run()`` as a task, ``stop()`` to finish."""
+    """Runs the jobs of one pool. Construct, ``await run()`` as a task, ``stop_fetching()``,
+    ``wait_idle()`` / ``cancel_running()``, then ``close()``."""
 
     def __init__(
         self,
         *,
         pool_id: str,
         scripts: Scripts,
+        settler: Settler,
         serializer: Serializer,
         clock: Clock,
         job_types: dict[str, JobType],
@@ -47,12 +50,12 @@ class Worker:
         executor: Executor | None,
         wake: asyncio.Event,
         poll_interval: float = 1.0,
-        dead_max_jobs: int = 10_000,
-        dead_max_age: float = 180 * 86400.0,
+        history: bool = True,
     ) -> None:
         self.pool_id = pool_id
         self.scripts = scripts
-        self.keys: Keys = scripts.keys
+        self.settler = settler
+        self.keys = scripts.keys
         self.serializer = serializer
         self.clock = clock
         self.job_types = job_types
@@ -62,16 +65,17 @@ class Worker:
         self.executor = executor
         self.wake = wake
         self.poll_interval = poll_interval
-        self.dead_max_jobs = dead_max_jobs
-        self.dead_max_age = dead_max_age
-        self._runners: dict[str, Callable[[Job], Awaitable[Any]]] = {}
-        for name, jt in job_types.items():
-            self._runners[name] = chain(middleware, self._handler_for(jt))
+        self.history = history
+        self._runners: dict[str, Callable[[Job], Awaitable[Any]]] = {
+            name: chain(middleware, _handler_for(jt, executor)) for name, jt in job_types.items()
+        }
         self._weights = [(name, jt.priority, jt.max_concurrency) for name, jt in job_types.items()]
         self._rng = random.Random()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.running: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
+        self._cancel_requests: dict[str, bool] = {}  # job id -> destroy
         self._slot_freed = asyncio.Event()
-        self._acks: list[tuple[str, str]] = []
+        self._acks: list[Acked] = []
         self._ack_wake = False
         self._ack_event = asyncio.Event()
         self._acker: asyncio.Task[None] | None = None
@@ -114,6 +118,15 @@ class Worker:
                 log.error("job task %s ignores cancellation; leaving it running", task.get_name())
         return len(tasks)
 
+    def cancel_job(self, job_id: str, destroy: bool = False) -> bool:
+        """Cancel a running job on request (it is not retried); False if it does not run here."""
+        entry = self.running.get(job_id)
+        if entry is None:
+            return False
+        self._cancel_requests[job_id] = destroy
+        entry[1].cancel()
+        return True
+
     # -- fetching ----------------------------------------------------------------------------
     def _order(self) -> list[tuple[str, int]]:
         """Job names in the order to try them: weighted random sampling by job-type priority."""
@@ -123,8 +136,7 @@ class Worker:
         pool = list(items)
         order: list[tuple[str, int]] = []
         while pool:
-            total = sum(w for _n, w, _c in pool)
-            pick = self._rng.random() * total
+            pick = self._rng.random() * sum(w for _n, w, _c in pool)
             for i, (name, weight, limit) in enumerate(pool):
                 pick -= weight
                 if pick < 0 or i == len(pool) - 1:
@@ -149,42 +161,37 @@ class Worker:
                 )
             except REDIS_ERRORS as exc:
                 log.warning("fetch failed (%s); retrying in %.2fs", exc, delay)
-                await self._pause(delay)
+                await _wait(self._slot_freed, delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.05
             self.last_fetch_empty = not fetched
             if not fetched:
-                await self._pause(self.poll_interval, self.wake)
+                await _wait(self.wake, self.poll_interval)
                 continue
             for item in fetched:
                 self._start(order[item.queue_index - 1][0], item)
 
-    async def _pause(self, seconds: float, event: asyncio.Event | None = None) -> None:
-        """Sleep, waking early when ``event`` (or a stop) is set."""
-        waiter = event or self._slot_freed
-        try:
-            async with asyncio.timeout(seconds):
-                await waiter.wait()
-        except TimeoutError:
-            pass
-
     def _start(self, name: str, item: Fetched) -> None:
         try:
             job = Job.from_envelope(item.id, self.serializer.loads(item.envelope))
+            if job.name != name:
+                raise ValueError(
+                    f"envelope names job {job.name!r} but it was on the {name!r} queue"
+                )
         except Exception as exc:
-            self._spawn(self._bury_corrupt(item.id, name, f"undecodable payload: {exc}"))
-            return
-        if job.name != name:
-            reason = f"envelope names job {job.name!r} but it was on the {name!r} queue"
-            self._spawn(self._bury_corrupt(item.id, name, reason))
+            reason = f"undecodable payload: {exc}"
+            self._spawn(self.settler.bury_corrupt(item.id, name, reason), None)
             return
         job.context = self.context
-        self._spawn(self._run(job, self.job_types[name]))
+        job._backend = self
+        self._spawn(self._run(job, self.job_types[name]), job)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None], job: Job | None) -> None:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
+        if job is not None:
+            self.running[job.id] = (job, task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
@@ -194,148 +201,75 @@ class Worker:
             log.error("errands internal error in a job task", exc_info=task.exception())
 
     # -- running -----------------------------------------------------------------------------
-    def _handler_for(self, jt: JobType) -> Callable[[Job], Awaitable[Any]]:
-        executor = self.executor
-
-        def invoke(job: Job) -> Awaitable[Any]:
-            return call_handler(jt, job, executor)
-
-        return invoke
-
     async def _run(self, job: Job, jt: JobType) -> None:
         started = time.perf_counter()
-        runner = self._runners[job.name]
+        started_ms = to_ms(self.clock.now())
         scope: asyncio.Timeout | None = None
         try:
             if jt.timeout is None:
-                await runner(job)
+                result = await self._runners[job.name](job)
             else:
                 async with asyncio.timeout(jt.timeout) as scope:
-                    await runner(job)
+                    result = await self._runners[job.name](job)
         except asyncio.CancelledError:
-            if not self._cancelling:
-                raise
-            await self._settle_retrying(job, "requeue", self.keys.queue(job.name))
-            log.info(
-                "%s %s requeued (pool stopping) after %.1fms",
-                job.name,
-                job.id,
-                (time.perf_counter() - started) * 1000,
-            )
+            await self._cancelled(job, started_ms)
             return
         except RetryLater as exc:
-            await self._snooze(job, exc.delay)
+            await self.settler.snooze(job, exc.delay)
             log.info("%s %s snoozed %.3gs", job.name, job.id, exc.delay)
             return
         except Exception as exc:
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
                 exc = TimeoutError(f"timed out after {jt.timeout:g}s")
-            await self._fail(job, jt, exc, started)
+            what = await self.settler.fail(job, jt, exc, started_ms)
+            log.warning(
+                "%s %s %s after %.1fms: %s: %s",
+                job.name,
+                job.id,
+                what,
+                (time.perf_counter() - started) * 1000,
+                type(exc).__name__,
+                exc,
+            )
             return
+        finally:
+            self.running.pop(job.id, None)
         self.processed += 1
-        self._acks.append((job.id, job.name))
+        self._ack(job, jt, result, started_ms)
+        if log.isEnabledFor(logging.INFO):
+            ms = (time.perf_counter() - started) * 1000
+            log.info("%s %s done in %.1fms", job.name, job.id, ms)
+
+    async def _cancelled(self, job: Job, started_ms: int) -> None:
+        if job.id in self._cancel_requests:
+            destroy = self._cancel_requests.pop(job.id)
+            await self.settler.cancelled(job, started_ms, destroy)
+            log.info("%s %s cancelled on request", job.name, job.id)
+            return
+        if not self._cancelling:
+            raise asyncio.CancelledError
+        await self.settler.requeue(job)
+        log.info("%s %s requeued (pool stopping)", job.name, job.id)
+
+    def _ack(self, job: Job, jt: JobType, result: Any, started_ms: int) -> None:
+        try:
+            encoded = orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError as exc:
+            log.warning(
+                "%s %s returned a result that is not JSON (%s); not stored", job.name, job.id, exc
+            )
+            encoded = b"null"
+        self._acks.append(
+            Acked(job.id, job.name, encoded, started_ms, jt.result_ttl_ms, job.fails + 1)
+        )
         if jt.max_concurrency:
             self._ack_wake = True
         self._ack_event.set()
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s %s done in %.1fms", job.name, job.id, (time.perf_counter() - started) * 1000
-            )
 
-    async def _snooze(self, job: Job, delay: float) -> None:
-        if delay <= 0:
-            await self._settle_retrying(job, "requeue", self.keys.queue(job.name))
-            return
-        due = to_ms(self.clock.now() + delay)
-        await self._settle_retrying(job, "later", self.keys.scheduled(job.name), score_ms=due)
-
-    async def _fail(self, job: Job, jt: JobType, exc: BaseException, started: float) -> None:
-        now = self.clock.now()
-        job.fails += 1
-        max_fails = int((job.retry or {}).get("max_fails", jt.max_fails))
-        error = {
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": "".join(traceback.format_exception(exc))[-8000:],
-            "at": now,
-            "attempt": job.fails,
-        }
-        final = job.fails >= max_fails or isinstance(exc, NonRetryableError)
-        envelope = self.serializer.dumps(job.envelope())
-        took = (time.perf_counter() - started) * 1000
-        if not final:
-            backoff = _backoff_for(job, jt)
-            due = to_ms(now + backoff.delay(job.fails))
-            await self._settle_retrying(
-                job,
-                "retry",
-                self.keys.retry(job.name),
-                envelope=envelope,
-                score_ms=due,
-                error=self.serializer.dumps(error),
-                counter="failed",
-            )
-            log.warning(
-                "%s %s failed (attempt %d of %d, retry in %.1fs) after %.1fms: %s",
-                job.name,
-                job.id,
-                job.fails,
-                max_fails,
-                due / 1000 - now,
-                took,
-                error["error"],
-            )
-            return
-        mode = "drop" if jt.skip_dead else "dead"
-        await self._settle_retrying(
-            job,
-            mode,
-            self.keys.dead,
-            envelope=envelope,
-            score_ms=to_ms(now),
-            error=self.serializer.dumps(error),
-            counter="dead",
-        )
-        log.warning(
-            "%s %s failed for good (attempt %d, %s) after %.1fms: %s",
-            job.name,
-            job.id,
-            job.fails,
-            "dropped" if jt.skip_dead else "dead",
-            took,
-            error["error"],
-        )
-
-    async def _bury_corrupt(self, job_id: str, name: str, reason: str) -> None:
-        error = self.serializer.dumps({"error": reason, "at": self.clock.now(), "attempt": 0})
-        log.error("%s %s buried: %s", name, job_id, reason)
-        await self._settle_raw(
-            job_id,
-            name,
-            "dead",
-            self.keys.dead,
-            score_ms=to_ms(self.clock.now()),
-            error=error,
-            counter="dead",
-        )
-
-    async def _settle_retrying(self, job: Job, mode: str, target: str, **kw: Any) -> None:
-        await self._settle_raw(job.id, job.name, mode, target, **kw)
-
-    async def _settle_raw(self, job_id: str, name: str, mode: str, target: str, **kw: Any) -> None:
-        """Settle a job, retrying while Redis is away. If it never comes back, the job stays in
-        this pool's in-progress set and the reaper gives it back once this pool is gone."""
-        delay = 0.05
-        kw.setdefault("dead_max", self.dead_max_jobs)
-        kw.setdefault("dead_min_ms", to_ms(self.clock.now() - self.dead_max_age))
-        for _attempt in range(60):
-            try:
-                await self.scripts.settle(self.pool_id, job_id, name, mode, target=target, **kw)
-                return
-            except REDIS_ERRORS as exc:
-                log.warning("could not settle %s %s (%s); retrying", name, job_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        log.error("gave up settling %s %s; the reaper will recover it", name, job_id)
+    async def checkin(self, job: Job, message: str) -> None:
+        """Record progress of a running job (``await job.checkin("10 of 100")``)."""
+        data = self.serializer.dumps({"message": message, "at": self.clock.now()})
+        await self.scripts.checkin(job.id, job.name, data)
 
     # -- acknowledging -----------------------------------------------------------------------
     async def _ack_loop(self) -> None:
@@ -350,7 +284,9 @@ class Worker:
             batch, self._acks = self._acks, []
             wake, self._ack_wake = self._ack_wake, False
             try:
-                await self.scripts.ack(self.pool_id, batch, wake)
+                await self.scripts.ack(
+                    self.pool_id, batch, wake, to_ms(self.clock.now()), self.history
+                )
             except REDIS_ERRORS as exc:
                 self._acks[:0] = batch
                 self._ack_wake = self._ack_wake or wake
@@ -374,18 +310,17 @@ class Worker:
         await asyncio.gather(acker, return_exceptions=True)
 
 
-def _backoff_for(job: Job, jt: JobType) -> Any:
-    spec = (job.retry or {}).get("backoff")
-    if spec:
-        from .backoff import backoff_from_dict
+def _handler_for(jt: JobType, executor: Executor | None) -> Callable[[Job], Awaitable[Any]]:
+    def invoke(job: Job) -> Awaitable[Any]:
+        return call_handler(jt, job, executor)
 
-        try:
-            return backoff_from_dict(spec)
-        except (ValueError, KeyError, TypeError):
-            log.warning(
-                "%s %s has an invalid per-job backoff %r; using the job type's",
-                job.name,
-                job.id,
-                spec,
-            )
-    return jt.backoff
+    return invoke
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``, waking early when ``event`` is set."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass

@@ -2,9 +2,10 @@
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names   KEYS[5] idle
 -- KEYS[6] queue of the job name   KEYS[7] scheduled set of the job name
 -- KEYS[8] unique (HASH digest -> job id)   KEYS[9] unique_of_job (HASH id -> digest)
--- KEYS[10] unique_expiry (ZSET digest -> lock expiry ms)
+-- KEYS[10] unique_expiry (ZSET digest -> lock expiry ms)   KEYS[11] listening
 -- ARGV[1] wake channel  ARGV[2] name  ARGV[3] id  ARGV[4] envelope  ARGV[5] priority
 -- ARGV[6] due ms (0 = now)  ARGV[7] digest  ARGV[8] lock expiry ms  ARGV[9] now ms
+-- ARGV[10] events channel
 -- Returns {1, id} when stored, {0, holder id} when a live job already holds the digest.
 local holder = redis.call('HGET', KEYS[8], ARGV[7])
 if holder then
@@ -33,5 +34,8 @@ else
   if redis.call('SCARD', KEYS[5]) > 0 then
     redis.call('PUBLISH', ARGV[1], 'enqueue')
   end
+end
+if redis.call('EXISTS', KEYS[11]) == 1 then
+  redis.call('PUBLISH', ARGV[10], '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')
 end
 return {1, id}

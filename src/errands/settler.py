@@ -1,0 +1,158 @@
+"""What happens to a job that did not succeed: retry with backoff, bury, drop, cancel, snooze
+or requeue. Every outcome is one call of lua/settle.lua, fenced on the pool's in-progress set."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from typing import Any
+
+from .backoff import Backoff, backoff_from_dict
+from .clock import Clock, to_ms
+from .connection import REDIS_ERRORS
+from .errors import NonRetryableError
+from .handlers import JobType
+from .job import Job
+from .scripts import Scripts, Settle
+from .serialization import Serializer
+
+__all__ = ["Settler"]
+
+log = logging.getLogger("errands.worker")
+
+
+class Settler:
+    def __init__(
+        self,
+        scripts: Scripts,
+        pool_id: str,
+        clock: Clock,
+        serializer: Serializer,
+        *,
+        dead_max_jobs: int,
+        dead_max_age: float,
+        history: bool,
+        cancelled_ttl: float = 86400.0,
+    ) -> None:
+        self.scripts = scripts
+        self.keys = scripts.keys
+        self.pool_id = pool_id
+        self.clock = clock
+        self.serializer = serializer
+        self.dead_max_jobs = dead_max_jobs
+        self.dead_max_age = dead_max_age
+        self.history = history
+        self.cancelled_ttl_ms = int(cancelled_ttl * 1000)
+
+    def _settle(self, job: Job, mode: str, target: str, started_ms: int = 0) -> Settle:
+        now = self.clock.now()
+        return Settle(
+            id=job.id,
+            name=job.name,
+            mode=mode,
+            target=target,
+            now_ms=to_ms(now),
+            attempt=job.fails + 1,
+            started_ms=started_ms,
+            dead_max=self.dead_max_jobs,
+            dead_min_ms=to_ms(now - self.dead_max_age),
+            history=self.history,
+        )
+
+    async def requeue(self, job: Job) -> None:
+        """Back on its queue without counting a failure (pool stopping)."""
+        await self._send(self._settle(job, "requeue", self.keys.queue(job.name)))
+
+    async def snooze(self, job: Job, delay: float) -> None:
+        """Run again after ``delay`` seconds without counting a failure."""
+        if delay <= 0:
+            await self.requeue(job)
+            return
+        s = self._settle(job, "later", self.keys.scheduled(job.name))
+        s.score_ms = to_ms(self.clock.now() + delay)
+        await self._send(s)
+
+    async def cancelled(self, job: Job, started_ms: int, destroy: bool) -> None:
+        """A running job cancelled on request: never retried; ``destroy`` removes every trace."""
+        s = self._settle(job, "drop" if destroy else "cancelled", self.keys.cancelled, started_ms)
+        s.score_ms, s.ttl_ms, s.counter = s.now_ms, self.cancelled_ttl_ms, "cancelled"
+        s.history = self.history and not destroy
+        await self._send(s)
+
+    async def fail(self, job: Job, jt: JobType, exc: BaseException, started_ms: int) -> str:
+        """Count a failure: retry after the backoff, or bury (or drop) when out of attempts.
+        Returns a short description for the log line."""
+        now = self.clock.now()
+        s = self._settle(job, "retry", self.keys.retry(job.name), started_ms)
+        job.fails += 1
+        max_fails = int((job.retry or {}).get("max_fails", jt.max_fails))
+        error = {
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc))[-8000:],
+            "at": now,
+            "attempt": job.fails,
+        }
+        s.envelope = self.serializer.dumps(job.envelope())
+        s.error = self.serializer.dumps(error)
+        final = job.fails >= max_fails or isinstance(exc, NonRetryableError)
+        if not final:
+            delay = backoff_for(job, jt).delay(job.fails)
+            s.score_ms, s.counter = to_ms(now + delay), "failed"
+            await self._send(s)
+            return f"failed (attempt {job.fails} of {max_fails}, retry in {delay:.1f}s)"
+        s.mode = "drop" if jt.skip_dead else "dead"
+        s.target, s.score_ms, s.counter = self.keys.dead, to_ms(now), "dead"
+        await self._send(s)
+        return f"failed for good (attempt {job.fails}, {'dropped' if jt.skip_dead else 'dead'})"
+
+    async def bury_corrupt(self, job_id: str, name: str, reason: str) -> None:
+        """An entry that cannot be decoded goes to the dead set with the reason."""
+        now = self.clock.now()
+        log.error("%s %s buried: %s", name, job_id, reason)
+        s = Settle(
+            id=job_id,
+            name=name,
+            mode="dead",
+            target=self.keys.dead,
+            now_ms=to_ms(now),
+            attempt=1,
+            score_ms=to_ms(now),
+            counter="dead",
+            dead_max=self.dead_max_jobs,
+            dead_min_ms=to_ms(now - self.dead_max_age),
+            history=False,
+            error=self.serializer.dumps({"error": reason, "at": now, "attempt": 0}),
+        )
+        await self._send(s)
+
+    async def _send(self, s: Settle) -> None:
+        """Settle, retrying while Redis is away. If it never comes back, the job stays in this
+        pool's in-progress set and the reaper gives it back once this pool is gone."""
+        delay = 0.05
+        for _attempt in range(60):
+            try:
+                await self.scripts.settle(self.pool_id, s)
+                return
+            except REDIS_ERRORS as exc:
+                log.warning("could not settle %s %s (%s); retrying", s.name, s.id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        log.error("gave up settling %s %s; the reaper will recover it", s.name, s.id)
+
+
+def backoff_for(job: Job, jt: JobType) -> Backoff:
+    """The per-job backoff given at enqueue, else the job type's."""
+    spec: Any = (job.retry or {}).get("backoff")
+    if spec:
+        try:
+            return backoff_from_dict(spec)
+        except (ValueError, KeyError, TypeError):
+            log.warning(
+                "%s %s has an invalid per-job backoff %r; using the job type's",
+                job.name,
+                job.id,
+                spec,
+            )
+    assert jt.backoff is not None
+    return jt.backoff
