@@ -7,14 +7,20 @@ from .enqueuer import Enqueuer
 from .errors import (
     ErrandsError,
     JobArgumentError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFoundError,
     NonRetryableError,
     RedisUnavailableError,
     RegistrationError,
     RetryLater,
+    ScheduleNotFoundError,
 )
 from .job import Job
+from .jobinfo import HistoryEntry, JobInfo, JobStatus, Page, PoolInfo, QueueInfo, WorkerInfo
 from .middleware import Middleware, Next
 from .pool import WorkerPool
+from .schedstore import PeriodicSchedule, ScheduleInfo
 from .serialization import JSONSerializer, SerializationError, Serializer
 
 __version__ = "0.1.0"
@@ -28,20 +34,33 @@ __all__ = [
     "ExponentialBackoff",
     "FakeClock",
     "FixedBackoff",
+    "HistoryEntry",
     "JSONSerializer",
     "Job",
     "JobArgumentError",
+    "JobCancelledError",
+    "JobFailedError",
+    "JobInfo",
+    "JobNotFoundError",
+    "JobStatus",
     "LinearBackoff",
     "Middleware",
     "Next",
     "NonRetryableError",
+    "Page",
+    "PeriodicSchedule",
+    "PoolInfo",
+    "QueueInfo",
     "RedisUnavailableError",
     "RegistrationError",
     "RetryLater",
     "RetryOptions",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
     "SerializationError",
     "Serializer",
     "SystemClock",
+    "WorkerInfo",
     "WorkerPool",
     "__version__",
 ]

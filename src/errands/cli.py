@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from .cli_admin import add_admin_commands
+from .cli_schedules import add_schedule_commands
 from .errors import ErrandsError
 
 __all__ = ["main"]
@@ -99,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--namespace", default="", help="namespace (overrides the pool's)")
     worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     worker.set_defaults(func=_worker)
+    add_schedule_commands(sub)
+    add_admin_commands(sub)
     return parser
 
 

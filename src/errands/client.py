@@ -1,23 +1,44 @@
-"""The admin API: inspect and operate queues and jobs. The CLI and the dashboard use it."""
+"""The admin API: inspect and operate queues and jobs. The CLI and the dashboard use it.
+
+>>> client = Client.from_url("redis://localhost:6379/0", namespace="myapp")
+>>> info = await client.job(job_id)            # JobInfo with status, args, error, result...
+>>> await client.cancel(job_id); await client.retry_dead_job(other_id)
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
+from .clock import Clock, SystemClock, to_ms
 from .connection import connect
+from .errors import JobNotFoundError
+from .events import listen, wait_result
+from .inspection import Inspection, text
+from .jobinfo import JobInfo, JobStatus, info_from_envelope
 from .keys import Keys
+from .schedadmin import ScheduleAdmin
+from .scripts import Scripts
 
 __all__ = ["Client"]
 
+CANCELLED_TTL_MS = 86_400_000
 
-class Client:
+
+class Client(Inspection, ScheduleAdmin):
     """``Client(redis, namespace=...)`` or ``Client.from_url(url, namespace=...)``."""
 
-    def __init__(self, redis: Redis, *, namespace: str = "errands") -> None:
-        self.redis = redis
+    def __init__(
+        self, redis: Redis, *, namespace: str = "errands", clock: Clock | None = None
+    ) -> None:
+        self.redis: Any = redis
         self.keys = Keys(namespace)
+        self.scripts = Scripts(redis, self.keys)
+        self.clock: Clock = clock or SystemClock()
         self._owns_client = False
 
     @classmethod
@@ -36,6 +57,7 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    # -- job types ---------------------------------------------------------------------------
     async def pause(self, job_name: str) -> None:
         """Stop every pool from fetching ``job_name``; its jobs wait on the queue."""
         self.keys.queue(job_name)
@@ -47,28 +69,172 @@ class Client:
         await self.redis.publish(self.keys.wake_channel, "unpause")
 
     async def paused(self) -> set[str]:
-        members = await self.redis.smembers(self.keys.paused)
-        return {_text(m) for m in members}
+        return {text(m) for m in await self.redis.smembers(self.keys.paused)}
 
     async def queue_sizes(self) -> dict[str, dict[str, int]]:
         """Per job name: jobs queued, scheduled, retrying and running now."""
-        names = sorted(_text(m) for m in await self.redis.smembers(self.keys.names))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.zcard(self.keys.queue(name))
-                pipe.zcard(self.keys.scheduled(name))
-                pipe.zcard(self.keys.retry(name))
-                pipe.hget(self.keys.running, name)
-            raw = await pipe.execute()
-        out: dict[str, dict[str, int]] = {}
-        for i, name in enumerate(names):
-            q, s, r, running = raw[4 * i : 4 * i + 4]
-            out[name] = {"queued": q, "scheduled": s, "retry": r, "running": int(running or 0)}
-        return out
+        return {
+            q.name: {
+                "queued": q.queued,
+                "scheduled": q.scheduled,
+                "retry": q.retrying,
+                "running": q.running,
+            }
+            for q in await self.queues()
+        }
 
     async def dead_count(self) -> int:
         return int(await self.redis.zcard(self.keys.dead))
 
+    # -- single jobs -------------------------------------------------------------------------
+    async def _require(self, job_id: str) -> JobInfo:
+        info = await self.job(job_id)
+        if info is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return info
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    async def cancel(self, job_id: str) -> str:
+        """Cancel a job: a waiting one never runs; a running one has its handler cancelled by
+        its pool (within about a second) and is not retried. Returns ``cancelled``,
+        ``running`` (signalled), ``dead`` or ``already``; unknown ids raise JobNotFoundError."""
+        info = await self._require(job_id)
+        if info.status == JobStatus.FINISHED:
+            return "finished"
+        result = await self.scripts.cancel(
+            job_id, info.name, to_ms(self.clock.now()), CANCELLED_TTL_MS
+        )
+        if result == "unknown":
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return result
+
+    async def destroy(self, job_id: str) -> bool:
+        """Remove every trace of a job (a running one is cancelled and dropped)."""
+        info = await self.job(job_id)
+        if info is None:
+            return False
+        k = self.keys
+        sources = [k.dead, k.cancelled]
+        if not info.corrupt:
+            sources[:0] = [k.queue(info.name), k.scheduled(info.name), k.retry(info.name)]
+        removed = False
+        for source in sources:
+            if await self.scripts.move(
+                job_id, info.name if not info.corrupt else "x", source, "delete"
+            ):
+                removed = True
+                break
+        if not removed and info.status == JobStatus.IN_PROGRESS:
+            await self.redis.publish(k.control_channel, f"destroy:{job_id}")
+        attempts = [f"{job_id}:{i}" for i in range(1, max(info.fails, 0) + 3)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(k.done(job_id))
+            pipe.hdel(k.history_data, *attempts)
+            pipe.zrem(k.history, *attempts)
+            if not info.corrupt:
+                pipe.zrem(k.history_of(info.name), *attempts)
+            await pipe.execute()
+        return True
+
+    async def reschedule(self, job_id: str, at: datetime | float) -> bool:
+        """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
+        naive = UTC, or epoch seconds); a time in the past queues it now."""
+        info = await self._require(job_id)
+        k = self.keys
+        source = {
+            JobStatus.SCHEDULED: k.scheduled(info.name),
+            JobStatus.RETRYING: k.retry(info.name),
+            JobStatus.DEAD: k.dead,
+            JobStatus.CANCELLED: k.cancelled,
+        }.get(info.status)
+        if source is None:
+            raise ValueError(
+                f"job {job_id} is {info.status}; only scheduled, retrying, dead or "
+                "cancelled jobs can be rescheduled"
+            )
+        when = _epoch(at)
+        mode = "queue" if when <= self.clock.now() else "schedule"
+        return await self.scripts.move(job_id, info.name, source, mode, to_ms(when))
+
+    async def run_scheduled_now(self, job_id: str) -> bool:
+        info = await self._require(job_id)
+        if info.status != JobStatus.SCHEDULED:
+            return False
+        return await self.scripts.move(job_id, info.name, self.keys.scheduled(info.name), "queue")
+
+    async def retry_dead_job(self, job_id: str) -> bool:
+        """Queue a dead job again with its failure count reset."""
+        raw = await self.redis.hget(self.keys.jobs, job_id)
+        if raw is None or await self.redis.zscore(self.keys.dead, job_id) is None:
+            return False
+        info = info_from_envelope(job_id, raw, JobStatus.DEAD)
+        if info.corrupt:
+            return False
+        import orjson
+
+        env = orjson.loads(raw)
+        env.pop("f", None)
+        return await self.scripts.move(
+            job_id, info.name, self.keys.dead, "queue", 0, orjson.dumps(env)
+        )
+
+    async def delete_dead_job(self, job_id: str) -> bool:
+        return await self._delete_from(self.keys.dead, job_id)
+
+    async def delete_scheduled_job(self, job_id: str) -> bool:
+        info = await self.job(job_id)
+        return info is not None and await self._delete_from(self.keys.scheduled(info.name), job_id)
+
+    async def delete_retry_job(self, job_id: str) -> bool:
+        info = await self.job(job_id)
+        return info is not None and await self._delete_from(self.keys.retry(info.name), job_id)
+
+    async def _delete_from(self, source: str, job_id: str) -> bool:
+        return await self.scripts.move(job_id, "x", source, "delete")
+
+    async def retry_all_dead_jobs(self) -> int:
+        return await self._each_dead(self.retry_dead_job)
+
+    async def delete_all_dead_jobs(self) -> int:
+        return await self._each_dead(self.delete_dead_job)
+
+    async def _each_dead(self, action: Any) -> int:
+        count = 0
+        while True:
+            ids = [text(m) for m in await self.redis.zrange(self.keys.dead, 0, 499)]
+            if not ids:
+                return count
+            done: list[bool] = [await action(i) for i in ids]
+            count += sum(done)
+            if not any(done):
+                return count  # only corrupt entries left
+
+    # -- results and events ------------------------------------------------------------------
+    async def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait for a job's return value (pub/sub, no polling). Raises JobFailedError,
+        JobCancelledError, JobNotFoundError, or TimeoutError after ``timeout`` seconds."""
+        return await wait_result(self.redis, self.keys, job_id, timeout)
+
+    def events(self) -> AsyncIterator[dict[str, Any]]:
+        """``async for event in client.events(): ...`` — enqueued, started, finished, failed,
+        dead, dropped, cancelled and progress events of every job in the namespace."""
+        return listen(self.redis, self.keys)
+
+    async def redis_info(self) -> dict[str, Any]:
+        """Server version, memory, clients, ops/s and key count."""
+        info = await self.redis.info()
+        return {
+            "version": info.get("redis_version") or info.get("valkey_version"),
+            "used_memory": info.get("used_memory_human"),
+            "connected_clients": info.get("connected_clients"),
+            "ops_per_sec": info.get("instantaneous_ops_per_sec"),
+            "keys": await self.redis.dbsize(),
+            "uptime_seconds": info.get("uptime_in_seconds"),
+        }
+
+
+def _epoch(at: datetime | float) -> float:
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return at.timestamp()
+    return float(at) if at else time.time()

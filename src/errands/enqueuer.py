@@ -15,6 +15,7 @@ from .backoff import RetryOptions
 from .clock import Clock, SystemClock, to_ms
 from .connection import REDIS_ERRORS, connect, describe, redact_url
 from .errors import RedisUnavailableError
+from .events import wait_result
 from .handlers import check_priority
 from .job import Job
 from .keys import Keys, check_job_name
@@ -107,14 +108,20 @@ class Enqueuer:
         if not self._middleware:
             return job
         stack = self._middleware
+        reached = False
 
         async def step(i: int) -> Any:
+            nonlocal reached
             if i == len(stack):
+                reached = True
                 return job
             return await stack[i](job, lambda: step(i + 1))
 
         result = await step(0)
-        return result if isinstance(result, Job) else None
+        # calling next() is what stores the job, even if a middleware forgets to return its value
+        if isinstance(result, Job):
+            return result
+        return job if reached else None
 
     def _row(self, index: int, job: Job) -> list[Any]:
         due = to_ms(job.run_at) if job.run_at is not None else 0
@@ -148,6 +155,7 @@ class Enqueuer:
         if stored is None:
             return None
         await self._call(self.scripts.enqueue([stored.name], [self._row(1, stored)]))
+        stored._backend = self
         return stored
 
     async def enqueue_many(self, items: Iterable[EnqueueItem]) -> list[Job]:
@@ -169,7 +177,13 @@ class Enqueuer:
             rows.append(self._row(i, job))
         for start in range(0, len(rows), 5000):
             await self._call(self.scripts.enqueue(list(index), rows[start : start + 5000]))
+        for job in jobs:
+            job._backend = self
         return jobs
+
+    async def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait for a job's result (``job.result()`` calls this)."""
+        return await wait_result(self.redis, self.keys, job_id, timeout)
 
     async def enqueue_unique(
         self,
@@ -207,10 +221,13 @@ class Enqueuer:
                 )
             )
             if ok:
+                stored._backend = self
                 return stored
             if key is None or await self._replace_args(holder, stored):
                 return None
-        raise RedisUnavailableError("enqueue_unique: the unique job kept changing; try again")
+        # Every round was lost to a concurrent enqueue_unique of the same key that stored or
+        # replaced args meanwhile: that newer call wins (last writer wins), as if ours came first.
+        return None
 
     async def _replace_args(self, holder: str, job: Job) -> bool:
         """Give the waiting job ``holder`` the new args; False when it started meanwhile."""

@@ -5,10 +5,14 @@ from __future__ import annotations
 __all__ = [
     "ErrandsError",
     "JobArgumentError",
+    "JobCancelledError",
+    "JobFailedError",
+    "JobNotFoundError",
     "NonRetryableError",
     "RedisUnavailableError",
     "RegistrationError",
     "RetryLater",
+    "ScheduleNotFoundError",
 ]
 
 
@@ -43,3 +47,25 @@ class RetryLater(ErrandsError):
             raise ValueError("RetryLater delay must be >= 0")
         super().__init__(reason or f"retry later, in {delay:g}s")
         self.delay = float(delay)
+
+
+class JobNotFoundError(ErrandsError, LookupError):
+    """No job with that id (never existed, destroyed, or its record expired)."""
+
+
+class JobFailedError(ErrandsError):
+    """The job failed for good (it is in the dead set); ``error`` and ``traceback`` say why."""
+
+    def __init__(self, job_id: str, error: str, traceback: str | None = None) -> None:
+        super().__init__(f"job {job_id} failed: {error}")
+        self.job_id = job_id
+        self.error = error
+        self.traceback = traceback
+
+
+class JobCancelledError(ErrandsError):
+    """The job was cancelled before it finished."""
+
+
+class ScheduleNotFoundError(ErrandsError, LookupError):
+    """No periodic schedule with that name."""

@@ -177,6 +177,21 @@ class Keys:
         """Pub/sub channel on which idle pools are woken."""
         return self.prefix + "wake"
 
+    # -- periodic schedules --------------------------------------------------------------------
+    @property
+    def schedules(self) -> str:
+        """HASH schedule name -> JSON definition of a runtime schedule (added by a Client)."""
+        return self.prefix + "periodic"
+
+    @property
+    def code_schedules(self) -> str:
+        """HASH schedule name -> JSON definition of a schedule registered in a pool's code."""
+        return self.prefix + "periodic_code"
+
+    def schedule_state(self, name: str) -> str:
+        """HASH: last slot (ms), previous/next fire, last job id, counters of one schedule."""
+        return self.prefix + "periodic:" + _check_part("schedule name", name)
+
     # -- per job name -------------------------------------------------------------------------
     def queue(self, name: str) -> str:
         """ZSET of ready job ids of one job name, ordered by priority then FIFO."""

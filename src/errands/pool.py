@@ -15,13 +15,13 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
+from .aio import DaemonThreadPool, cancel_and_wait
 from .backoff import Backoff
 from .clock import Clock, SystemClock
 from .connection import check, connect, describe, redact_url
@@ -31,6 +31,7 @@ from .heartbeat import Heartbeater
 from .keys import Keys
 from .middleware import ProcessMiddleware, as_process
 from .notifier import Notifier
+from .periodic import PeriodicEnqueuer, PeriodicRegistration
 from .reaper import Reaper
 from .requeuer import Requeuer
 from .scripts import Scripts
@@ -49,7 +50,7 @@ def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class WorkerPool:
+class WorkerPool(PeriodicRegistration):
     """Runs registered jobs with up to ``concurrency`` at a time in this process.
 
     Timings (seconds): ``shutdown_grace`` lets running jobs finish on stop; ``dead_timeout``
@@ -73,6 +74,8 @@ class WorkerPool:
         max_recoveries: int = 3,
         dead_max_jobs: int = 10_000,
         dead_max_age: float | timedelta = timedelta(days=180),
+        schedules: Mapping[str, str] | None = None,
+        schedule_refresh: float = 2.0,
         history: bool = True,
         history_retention: float | timedelta = timedelta(days=15),
         history_max: int = 100_000,
@@ -99,6 +102,9 @@ class WorkerPool:
         self.max_recoveries = max_recoveries
         self.dead_max_jobs = dead_max_jobs
         self.dead_max_age = _seconds(dead_max_age)
+        self._init_periodic(schedules)  # named schedules: cron.NAME -> spec
+        self.schedule_refresh = schedule_refresh  # seconds between reads of runtime schedules
+        self.periodic: PeriodicEnqueuer | None = None
         self.history = history
         self.history_retention = _seconds(history_retention)
         self.history_max = history_max
@@ -114,7 +120,7 @@ class WorkerPool:
         self.requeuer: Requeuer | None = None
         self.reaper: Reaper | None = None
         self.heartbeater: Heartbeater | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: DaemonThreadPool | None = None
         self._owns_client = redis is None
 
     @classmethod
@@ -219,7 +225,7 @@ class WorkerPool:
         await asyncio.to_thread(self.heartbeater.start)
         wake = asyncio.Event()
         if any(not jt.is_async for jt in self.job_types.values()):
-            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="errands-job")
+            self._executor = DaemonThreadPool(self.concurrency, thread_name_prefix="errands-job")
         settler = Settler(
             scripts,
             self.id,
@@ -269,6 +275,16 @@ class WorkerPool:
             asyncio.create_task(self.requeuer.run(), name="errands-requeuer"),
             asyncio.create_task(self.reaper.run(), name="errands-reaper"),
         ]
+        self.periodic = PeriodicEnqueuer(
+            self.redis,
+            self.keys,
+            self.clock,
+            self.serializer,
+            self._periodic,
+            pool_id=self.id,
+            refresh_interval=self.schedule_refresh,
+        )
+        self._tasks.append(asyncio.create_task(self.periodic.run(), name="errands-periodic"))
         self._fetch_task = asyncio.create_task(self.worker.run(), name="errands-fetcher")
         log.info(
             "pool %s started: %d job types, concurrency %d, Redis %s",
@@ -312,9 +328,8 @@ class WorkerPool:
                 "pool %s: %d jobs still running after %.1fs grace were requeued", self.id, n, grace
             )
         await worker.close()
-        for task in [*self._tasks, self._notifier_task]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, self._notifier_task, return_exceptions=True)
+        for task in await cancel_and_wait([*self._tasks, self._notifier_task]):
+            log.error("pool %s: %s ignores cancellation", self.id, task.get_name())
         for hook in self._on_shutdown:
             await _call_hook(hook, self.context)
         if self.heartbeater is not None:
@@ -350,7 +365,8 @@ class WorkerPool:
 
     async def drain(self, timeout: float | None = None) -> None:
         """Run until this pool's queues are empty and no job runs (due scheduled and retry
-        jobs are promoted first; ones due later are not waited for). For tests and --burst."""
+        jobs are promoted first; ones due later, and paused job names, are not waited for).
+        For tests and --burst."""
         was_started = self._started
         await self.start()
         assert self.worker is not None and self.requeuer is not None
@@ -360,13 +376,19 @@ class WorkerPool:
                 while True:
                     await self.requeuer.promote_once()
                     self.worker.wake.set()
+                    names = list(self.job_types)
                     async with self.redis.pipeline(transaction=False) as pipe:
-                        for name in self.job_types:
+                        pipe.smembers(keys.paused)
+                        for name in names:
                             pipe.zcard(keys.queue(name))
-                        sizes = await pipe.execute()
-                    if not any(sizes) and not self.worker.busy:
+                        paused, *sizes = await pipe.execute()
+                    paused_names = {p.decode() for p in paused}
+                    waiting = any(
+                        n for name, n in zip(names, sizes, strict=True) if name not in paused_names
+                    )
+                    if not waiting and self.worker.settled:
                         await asyncio.sleep(0.01)
-                        if not self.worker.busy and not self.worker._acks:
+                        if self.worker.settled:
                             return
                     await asyncio.sleep(0.005)
         finally:

@@ -91,6 +91,8 @@ class Scripts:
                 "unique_gc",
                 "checkin",
                 "trim_history",
+                "move",
+                "cancel",
             )
         }
 
@@ -205,6 +207,25 @@ class Scripts:
         k = self.keys
         keys = [k.history, k.history_data, *(k.history_of(n) for n in names)]
         return int(await self._call("trim_history", keys, [older_than_ms, keep, limit]))
+
+    async def move(
+        self, id: str, name: str, source: str, mode: str, due_ms: int = 0, envelope: bytes = b""
+    ) -> bool:
+        """Move a waiting job out of ``source``: onto its queue, into its scheduled set, or
+        delete it (mode ``queue``, ``schedule``, ``delete``)."""
+        k = self.keys
+        target = k.scheduled(name) if mode == "schedule" else k.queue(name)
+        keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
+        keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.checkins)
+        return bool(await self._call("move", keys, [id, mode, due_ms, envelope, k.wake_channel]))
+
+    async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int) -> str:
+        k = self.keys
+        keys = [k.jobs, k.queue(name), k.scheduled(name), k.retry(name), k.cancelled, k.dead]
+        keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
+        args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
+        result = await self._call("cancel", keys, args)
+        return result.decode() if isinstance(result, bytes) else str(result)
 
     async def unique_gc(self, now_ms: int, limit: int = 1000) -> int:
         k = self.keys

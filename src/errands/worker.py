@@ -79,6 +79,7 @@ class Worker:
         self._ack_wake = False
         self._ack_event = asyncio.Event()
         self._acker: asyncio.Task[None] | None = None
+        self._ack_inflight = False
         self._stopping = False
         self._cancelling = False
         self.processed = 0
@@ -88,6 +89,11 @@ class Worker:
     @property
     def busy(self) -> int:
         return len(self.tasks)
+
+    @property
+    def settled(self) -> bool:
+        """No job runs and every finished job has been acknowledged."""
+        return not self.tasks and not self._acks and not self._ack_inflight
 
     async def run(self) -> None:
         """Fetch and start jobs until ``stop_fetching``; runs the ack flusher alongside."""
@@ -283,6 +289,7 @@ class Worker:
         while self._acks:
             batch, self._acks = self._acks, []
             wake, self._ack_wake = self._ack_wake, False
+            self._ack_inflight = True
             try:
                 await self.scripts.ack(
                     self.pool_id, batch, wake, to_ms(self.clock.now()), self.history
@@ -293,6 +300,8 @@ class Worker:
                 log.warning("ack of %d jobs failed (%s); retrying in %.2fs", len(batch), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            finally:
+                self._ack_inflight = False
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush remaining acks and stop the ack flusher."""

@@ -1,0 +1,95 @@
+"""Job lifecycle events over pub/sub, and waiting for a job's result without polling.
+
+Scripts publish events only while the ``listening`` key exists; a listener keeps it alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from .errors import JobCancelledError, JobFailedError, JobNotFoundError
+from .jobinfo import decode_json
+from .keys import Keys
+
+__all__ = ["listen", "wait_result"]
+
+LISTEN_TTL_MS = 30_000
+
+
+async def _keep_listening(redis: Redis, keys: Keys) -> None:
+    while True:
+        await redis.set(keys.listening, b"1", px=LISTEN_TTL_MS)
+        await asyncio.sleep(LISTEN_TTL_MS / 3000)
+
+
+@contextlib.asynccontextmanager
+async def _subscription(redis: Redis, keys: Keys) -> AsyncIterator[Any]:
+    await redis.set(keys.listening, b"1", px=LISTEN_TTL_MS)
+    keeper = asyncio.create_task(_keep_listening(redis, keys))
+    try:
+        async with redis.pubsub() as pubsub:
+            await pubsub.subscribe(keys.events_channel)
+            yield pubsub
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+
+
+async def listen(redis: Redis, keys: Keys) -> AsyncIterator[dict[str, Any]]:
+    """Yield lifecycle events: ``{"event": "enqueued"|"started"|"finished"|"failed"|"dead"|
+    "dropped"|"cancelled"|"progress", "id": ..., "name": ...}``."""
+    async with _subscription(redis, keys) as pubsub:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+            if message is None:
+                continue
+            event = decode_json(message["data"])
+            if isinstance(event, dict):
+                yield event
+
+
+async def _outcome(redis: Redis, keys: Keys, job_id: str) -> tuple[bool, Any]:
+    """(True, result) when the job ended; raises when it failed or was cancelled."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(keys.done(job_id))
+        pipe.zscore(keys.dead, job_id)
+        pipe.hget(keys.errors, job_id)
+        pipe.hexists(keys.jobs, job_id)
+        record, dead, error, pending = await pipe.execute()
+    if record is not None:
+        rec = orjson.loads(record)
+        if rec.get("status") == "cancelled":
+            raise JobCancelledError(f"job {job_id} was cancelled")
+        return True, rec.get("result")
+    if dead is not None:
+        err = decode_json(error) or {}
+        raise JobFailedError(job_id, err.get("error", "failed"), err.get("traceback"))
+    if not pending:
+        raise JobNotFoundError(f"job {job_id} does not exist or its result expired")
+    return False, None
+
+
+async def wait_result(redis: Redis, keys: Keys, job_id: str, timeout: float | None) -> Any:
+    """Wait for a job's result (see ``Job.result``)."""
+    async with asyncio.timeout(timeout), _subscription(redis, keys) as pubsub:
+        while True:
+            done, result = await _outcome(redis, keys, job_id)
+            if done:
+                return result
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None:
+                    break  # re-check now and then: an event may be missed around a reconnect
+                event = decode_json(message["data"])
+                if (
+                    isinstance(event, dict)
+                    and event.get("id") == job_id
+                    and event.get("event") in ("finished", "dead", "dropped", "cancelled")
+                ):
+                    break

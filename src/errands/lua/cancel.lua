@@ -1,0 +1,40 @@
+-- cancel: a waiting job (queued, scheduled or retrying) is moved to the cancelled set and never
+-- runs; a running job is signalled to the pool that runs it, which cancels its handler.
+-- KEYS[1] jobs   KEYS[2] queue   KEYS[3] scheduled set   KEYS[4] retry set   KEYS[5] cancelled
+-- KEYS[6] dead   KEYS[7] done record   KEYS[8] unique   KEYS[9] unique_of_job
+-- KEYS[10] unique_expiry   KEYS[11] listening
+-- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
+-- ARGV[5] events channel   ARGV[6] job name
+-- Returns 'cancelled', 'running' (signalled), 'dead', 'already' or 'unknown'.
+local id = ARGV[1]
+local env = redis.call('HGET', KEYS[1], id)
+if not env then
+  return 'unknown'
+end
+for k = 2, 4 do
+  if redis.call('ZREM', KEYS[k], id) == 1 then
+    redis.call('ZADD', KEYS[5], ARGV[2], id)
+    local record = '{"id":"' .. id .. '","status":"cancelled","job":' .. env .. ',"finished":' .. ARGV[2] .. '}'
+    redis.call('SET', KEYS[7], record, 'PX', ARGV[3])
+    local digest = redis.call('HGET', KEYS[9], id)
+    if digest then
+      if redis.call('HGET', KEYS[8], digest) == id then
+        redis.call('HDEL', KEYS[8], digest)
+        redis.call('ZREM', KEYS[10], digest)
+      end
+      redis.call('HDEL', KEYS[9], id)
+    end
+    if redis.call('EXISTS', KEYS[11]) == 1 then
+      redis.call('PUBLISH', ARGV[5], '{"event":"cancelled","id":"' .. id .. '","name":"' .. ARGV[6] .. '"}')
+    end
+    return 'cancelled'
+  end
+end
+if redis.call('ZSCORE', KEYS[6], id) then
+  return 'dead'
+end
+if redis.call('ZSCORE', KEYS[5], id) then
+  return 'already'
+end
+redis.call('PUBLISH', ARGV[4], 'cancel:' .. id)
+return 'running'

@@ -1,0 +1,45 @@
+-- move: take a waiting job out of one set and put it on its queue, into its scheduled set, or
+-- delete it with every trace (admin actions: retry a dead job, run a scheduled job now,
+-- reschedule, delete). Atomic: a job moves only if it is still in the source set.
+-- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] idle   KEYS[5] source set
+-- KEYS[6] target (the job's queue for 'queue', its scheduled set for 'schedule')
+-- KEYS[7] errors   KEYS[8] recoveries   KEYS[9] done record   KEYS[10] unique
+-- KEYS[11] unique_of_job   KEYS[12] unique_expiry   KEYS[13] checkins
+-- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
+-- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel
+-- Returns 1 when moved, 0 when the job was not in the source set.
+local id, mode = ARGV[1], ARGV[2]
+if redis.call('ZREM', KEYS[5], id) == 0 then
+  return 0
+end
+redis.call('DEL', KEYS[9])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], id, ARGV[4])
+  redis.call('HDEL', KEYS[7], id)
+  redis.call('HDEL', KEYS[8], id)
+end
+if mode == 'delete' then
+  for _, k in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8], KEYS[13]}) do
+    redis.call('HDEL', k, id)
+  end
+  local digest = redis.call('HGET', KEYS[11], id)
+  if digest then
+    if redis.call('HGET', KEYS[10], digest) == id then
+      redis.call('HDEL', KEYS[10], digest)
+      redis.call('ZREM', KEYS[12], digest)
+    end
+    redis.call('HDEL', KEYS[11], id)
+  end
+elseif mode == 'queue' then
+  local seq = redis.call('INCR', KEYS[3])
+  local prio = tonumber(redis.call('HGET', KEYS[2], id) or '0')
+  redis.call('ZADD', KEYS[6], seq - prio * 4398046511104, id)
+  if redis.call('SCARD', KEYS[4]) > 0 then
+    redis.call('PUBLISH', ARGV[5], 'move')
+  end
+elseif mode == 'schedule' then
+  redis.call('ZADD', KEYS[6], ARGV[3], id)
+else
+  return redis.error_reply('errands: unknown move mode ' .. mode)
+end
+return 1

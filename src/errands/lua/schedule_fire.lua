@@ -1,0 +1,65 @@
+-- schedule_fire: handle one fire time (slot) of a periodic schedule, at most once across every
+-- pool: a compare-and-set on the schedule's last slot, and the enqueue in the same script (the
+-- job is stored exactly as enqueue.lua stores a ready job).
+-- KEYS[1] state of the schedule (HASH)   KEYS[2] jobs   KEYS[3] priorities   KEYS[4] seq
+-- KEYS[5] names   KEYS[6] idle   KEYS[7] listening   KEYS[8] queue of the job name
+-- KEYS[9] dead   KEYS[10] cancelled
+-- ARGV[1] mode: init (start the state at ARGV[2] unless it exists) | fire | missed (slots too
+--         late to run: only move the state on) | advance (disabled: move on, count nothing)
+--         | manual (run now, whatever the state)
+-- ARGV[2] slot ms   ARGV[3] next slot ms   ARGV[4] now ms   ARGV[5] '1' = skip while the
+-- previous run is unfinished   ARGV[6] job name   ARGV[7] job id   ARGV[8] envelope
+-- ARGV[9] priority   ARGV[10] wake channel   ARGV[11] events channel   ARGV[12] pool id
+-- Returns {status, job id}: status is fired | skipped (previous run unfinished; job id = that
+-- run) | missed | advanced | initialized | stale (another pool already handled this slot).
+local state, mode, slot = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local last = tonumber(redis.call('HGET', state, 'last') or '-1')
+if mode == 'init' then
+  if redis.call('HSETNX', state, 'last', ARGV[2]) == 1 then
+    redis.call('HSET', state, 'next', ARGV[3])
+    return {'initialized', ''}
+  end
+  return {'stale', ''}
+end
+if mode ~= 'manual' then
+  if slot <= last then
+    return {'stale', ''}
+  end
+  redis.call('HSET', state, 'last', ARGV[2], 'next', ARGV[3])
+  if mode == 'missed' then
+    redis.call('HINCRBY', state, 'misfires', 1)
+    return {'missed', ''}
+  elseif mode == 'advance' then
+    return {'advanced', ''}
+  end
+  if ARGV[5] == '1' then
+    local prev = redis.call('HGET', state, 'job')
+    if prev and redis.call('HEXISTS', KEYS[2], prev) == 1 and not redis.call('ZSCORE', KEYS[9], prev)
+        and not redis.call('ZSCORE', KEYS[10], prev) then
+      redis.call('HINCRBY', state, 'skipped', 1)
+      redis.call('HSET', state, 'skipped_at', ARGV[2])
+      return {'skipped', prev}
+    end
+  end
+end
+local id, name, prio = ARGV[7], ARGV[6], tonumber(ARGV[9])
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[2], id, ARGV[8])
+if prio ~= 0 then
+  redis.call('HSET', KEYS[3], id, prio)
+end
+redis.call('SADD', KEYS[5], name)
+redis.call('ZADD', KEYS[8], seq - prio * 4398046511104, id)
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  redis.call('PUBLISH', ARGV[11], '{"event":"enqueued","id":"' .. id .. '","name":"' .. name .. '"}')
+end
+if redis.call('SCARD', KEYS[6]) > 0 then
+  redis.call('PUBLISH', ARGV[10], 'enqueue')
+end
+local fired = ARGV[4]
+if mode ~= 'manual' then
+  fired = ARGV[2]
+end
+redis.call('HSET', state, 'job', id, 'prev', fired, 'fired_at', ARGV[4], 'by', ARGV[12])
+redis.call('HINCRBY', state, 'runs', 1)
+return {'fired', id}
