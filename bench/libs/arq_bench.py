@@ -64,7 +64,10 @@ async def enqueue(a: argparse.Namespace) -> None:
     elif a.mode == "gather":
         for s in range(0, a.n, a.window):
             await asyncio.gather(
-                *(redis.enqueue_job(a.job, job_arg(a.job, i)) for i in range(s, min(s + a.window, a.n)))
+                *(
+                    redis.enqueue_job(a.job, job_arg(a.job, i))
+                    for i in range(s, min(s + a.window, a.n))
+                )
             )
     else:
         raise SystemExit("arq has no bulk enqueue")
@@ -87,8 +90,17 @@ async def worker(a: argparse.Namespace) -> None:
     task = asyncio.create_task(w.async_run())
     print(json.dumps({"ready": True}), flush=True)
     await DONE.wait()
-    print(json.dumps({"n": a.n, "first_start": STATE["first"], "last_done": STATE["last"],
-                      "latencies_ms": STATE["lat"]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "n": a.n,
+                "first_start": STATE["first"],
+                "last_done": STATE["last"],
+                "latencies_ms": STATE["lat"],
+            }
+        ),
+        flush=True,
+    )
     await asyncio.wait_for(w.close(), 10)  # cancels main task and job tasks
     await asyncio.gather(task, return_exceptions=True)
 
@@ -102,7 +114,7 @@ def version() -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("cmd", choices=["enqueue", "worker", "version"])
-    p.add_argument("--url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--url", required=True)  # the harness's private server
     p.add_argument("--queue", default="bench")
     p.add_argument("--job", choices=["noop", "sleep", "stamp"], default="noop")
     p.add_argument("--n", type=int, default=1000)

@@ -63,7 +63,10 @@ async def enqueue(a: argparse.Namespace) -> None:
     elif a.mode == "gather":
         for s in range(0, a.n, a.window):
             await asyncio.gather(
-                *(queue.enqueue(a.job, **job_kwargs(a.job, i)) for i in range(s, min(s + a.window, a.n)))
+                *(
+                    queue.enqueue(a.job, **job_kwargs(a.job, i))
+                    for i in range(s, min(s + a.window, a.n))
+                )
             )
     else:
         raise SystemExit("saq has no bulk enqueue")
@@ -81,8 +84,17 @@ async def worker(a: argparse.Namespace) -> None:
     task = asyncio.create_task(w.start())
     print(json.dumps({"ready": True}), flush=True)
     await DONE.wait()
-    print(json.dumps({"n": a.n, "first_start": STATE["first"], "last_done": STATE["last"],
-                      "latencies_ms": STATE["lat"]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "n": a.n,
+                "first_start": STATE["first"],
+                "last_done": STATE["last"],
+                "latencies_ms": STATE["lat"],
+            }
+        ),
+        flush=True,
+    )
     await asyncio.wait_for(w.stop(), 10)
     await asyncio.gather(task, return_exceptions=True)
     await queue.disconnect()
@@ -97,7 +109,7 @@ def version() -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("cmd", choices=["enqueue", "worker", "version"])
-    p.add_argument("--url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--url", required=True)  # the harness's private server
     p.add_argument("--queue", default="bench")
     p.add_argument("--job", choices=["noop", "sleep", "stamp"], default="noop")
     p.add_argument("--n", type=int, default=1000)

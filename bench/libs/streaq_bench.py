@@ -7,6 +7,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import signal
 import time
 
 import anyio
@@ -88,9 +90,18 @@ async def worker(a: argparse.Namespace) -> None:
         await tg.start(w.run_async)
         print(json.dumps({"ready": True}), flush=True)
         await DONE.wait()
-        print(json.dumps({"n": a.n, "first_start": STATE["first"], "last_done": STATE["last"],
-                          "latencies_ms": STATE["lat"]}), flush=True)
-        tg.cancel_scope.cancel()
+        print(
+            json.dumps(
+                {
+                    "n": a.n,
+                    "first_start": STATE["first"],
+                    "last_done": STATE["last"],
+                    "latencies_ms": STATE["lat"],
+                }
+            ),
+            flush=True,
+        )
+        os.kill(os.getpid(), signal.SIGTERM)  # streaq's own graceful shutdown path
 
 
 def version() -> None:
@@ -102,7 +113,7 @@ def version() -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("cmd", choices=["enqueue", "worker", "version"])
-    p.add_argument("--url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--url", required=True)  # the harness's private server
     p.add_argument("--queue", default="bench")
     p.add_argument("--job", choices=["noop", "sleep", "stamp"], default="noop")
     p.add_argument("--n", type=int, default=1000)

@@ -90,8 +90,17 @@ async def worker(a: argparse.Namespace) -> None:
     task = asyncio.create_task(run_receiver_task(broker, max_async_tasks=a.concurrency))
     print(json.dumps({"ready": True}), flush=True)
     await DONE.wait()
-    print(json.dumps({"n": a.n, "first_start": STATE["first"], "last_done": STATE["last"],
-                      "latencies_ms": STATE["lat"]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "n": a.n,
+                "first_start": STATE["first"],
+                "last_done": STATE["last"],
+                "latencies_ms": STATE["lat"],
+            }
+        ),
+        flush=True,
+    )
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.wait_for(broker.shutdown(), 10)
@@ -106,7 +115,7 @@ def version() -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("cmd", choices=["enqueue", "worker", "version"])
-    p.add_argument("--url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--url", required=True)  # the harness's private server
     p.add_argument("--queue", default="bench")
     p.add_argument("--job", choices=["noop", "sleep", "stamp"], default="noop")
     p.add_argument("--n", type=int, default=1000)

@@ -1,5 +1,7 @@
 """errands: asyncio-native background jobs backed by Redis."""
 
+import typing
+
 from .backoff import Backoff, ExponentialBackoff, FixedBackoff, LinearBackoff, RetryOptions
 from .client import Client
 from .clock import Clock, FakeClock, SystemClock
@@ -22,6 +24,9 @@ from .middleware import Middleware, Next
 from .pool import WorkerPool
 from .schedstore import PeriodicSchedule, ScheduleInfo
 from .serialization import JSONSerializer, SerializationError, Serializer
+
+if typing.TYPE_CHECKING:
+    from .web import dashboard
 
 __version__ = "0.1.0"
 
@@ -63,4 +68,13 @@ __all__ = [
     "WorkerInfo",
     "WorkerPool",
     "__version__",
+    "dashboard",
 ]
+
+
+def __getattr__(name: str) -> typing.Any:
+    if name == "dashboard":  # imported lazily: it needs the optional 'dashboard' extra
+        from .web import dashboard
+
+        return dashboard
+    raise AttributeError(f"module 'errands' has no attribute {name!r}")

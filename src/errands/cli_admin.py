@@ -246,25 +246,30 @@ async def _dead(client: Client, args: argparse.Namespace) -> int:
     if args.all:
         fn = client.retry_all_dead_jobs if args.action == "retry" else client.delete_all_dead_jobs
         n = await fn()
-        print(f"{args.action} {n} dead jobs")
+        _say(args, f"{args.action} {n} dead jobs", {"action": args.action, "count": n})
         return 0
     one = client.retry_dead_job if args.action == "retry" else client.delete_dead_job
     if not await one(args.id):
         raise JobNotFoundError(f"no dead job {args.id!r}")
-    print(f"{args.action} {args.id}: done")
+    _say(args, f"{args.action} {args.id}: done", {"action": args.action, "id": args.id})
     return 0
+
+
+def _say(args: argparse.Namespace, message: str, data: dict[str, Any]) -> None:
+    """The outcome of an action: a line of text, or a JSON object with ``--json``."""
+    print(orjson.dumps(data).decode() if args.json else message)
 
 
 async def _simple(client: Client, args: argparse.Namespace) -> int:
     if args.action == "pause":
         await client.pause(args.target)
-        print(f"paused {args.target}")
+        _say(args, f"paused {args.target}", {"paused": args.target})
     elif args.action == "unpause":
         await client.unpause(args.target)
-        print(f"unpaused {args.target}")
+        _say(args, f"unpaused {args.target}", {"unpaused": args.target})
     else:
         outcome = await client.cancel(args.target)
-        print(f"cancel {args.target}: {outcome}")
+        _say(args, f"cancel {args.target}: {outcome}", {"id": args.target, "outcome": outcome})
     return 0
 
 

@@ -7,13 +7,14 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from .client import Client
 from .connection import REDIS_ERRORS, redact_url
-from .errors import ErrandsError, RedisUnavailableError
+from .errors import ErrandsError, RedisUnavailableError, ScheduleNotFoundError
 from .schedstore import MISFIRE_POLICIES, ScheduleInfo
 
 __all__ = ["add_schedule_commands"]
@@ -30,7 +31,11 @@ def add_schedule_commands(sub: Any) -> None:
         default=os.environ.get("ERRANDS_REDIS_URL", "redis://localhost:6379/0"),
         help="Redis URL (default: $ERRANDS_REDIS_URL or redis://localhost:6379/0)",
     )
-    common.add_argument("--namespace", default="errands", help="namespace (default: errands)")
+    common.add_argument(
+        "--namespace",
+        default=os.environ.get("ERRANDS_NAMESPACE", "errands"),
+        help="namespace (default: $ERRANDS_NAMESPACE or errands)",
+    )
     parser = sub.add_parser("schedules", help="list and manage periodic schedules")
     commands = parser.add_subparsers(dest="schedules_command", required=True)
 
@@ -63,7 +68,11 @@ def add_schedule_commands(sub: Any) -> None:
 
 def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        return asyncio.run(_with_client(command, args))
+        try:
+            return asyncio.run(_with_client(command, args))
+        except ScheduleNotFoundError as exc:
+            print(f"errands: {exc}", file=sys.stderr)
+            return 1
 
     return run
 
@@ -117,7 +126,7 @@ async def _by_name(client: Client, args: argparse.Namespace) -> int:
         await client.disable_schedule(name)
     elif verb == "delete":
         if not await client.delete_schedule(name):
-            raise ErrandsError(f"no schedule named {name!r}")
+            raise ScheduleNotFoundError(f"no schedule named {name!r}")
     else:
         job_id = await client.run_schedule_now(name)
         print(f"schedule {name!r}: job {job_id} enqueued")

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,10 +16,10 @@ from redis.asyncio import Redis
 from .clock import Clock, SystemClock, to_ms
 from .connection import connect
 from .errors import JobNotFoundError
-from .events import listen, wait_result
+from .events import EventStream, wait_result
 from .inspection import Inspection, text
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
-from .keys import Keys
+from .keys import Keys, check_job_name
 from .schedadmin import ScheduleAdmin
 from .scripts import Scripts
 
@@ -60,7 +59,7 @@ class Client(Inspection, ScheduleAdmin):
     # -- job types ---------------------------------------------------------------------------
     async def pause(self, job_name: str) -> None:
         """Stop every pool from fetching ``job_name``; its jobs wait on the queue."""
-        self.keys.queue(job_name)
+        check_job_name(job_name)
         await self.redis.sadd(self.keys.paused, job_name)
 
     async def unpause(self, job_name: str) -> None:
@@ -113,25 +112,31 @@ class Client(Inspection, ScheduleAdmin):
         if info is None:
             return False
         k = self.keys
-        sources = [k.dead, k.cancelled]
-        if not info.corrupt:
-            sources[:0] = [k.queue(info.name), k.scheduled(info.name), k.retry(info.name)]
-        removed = False
-        for source in sources:
-            if await self.scripts.move(
-                job_id, info.name if not info.corrupt else "x", source, "delete"
-            ):
-                removed = True
+        # (a corrupt job found in a job name's set has that name; one found nowhere has "?")
+        sources = [k.queue(info.name), k.scheduled(info.name), k.retry(info.name)]
+        sources += [k.dead, k.cancelled]
+        for _ in range(3):  # the job may move between sets meanwhile: look again
+            if any([await self.scripts.move(job_id, info.name, s, "delete") for s in sources]):
                 break
-        if not removed and info.status == JobStatus.IN_PROGRESS:
-            await self.redis.publish(k.control_channel, f"destroy:{job_id}")
-        attempts = [f"{job_id}:{i}" for i in range(1, max(info.fails, 0) + 3)]
+            now = await self.job(job_id)
+            if now is None or now.status == JobStatus.FINISHED:
+                break
+            if now.pool_id is not None:  # running: its pool cancels it and drops it
+                await self.redis.publish(k.control_channel, f"destroy:{job_id}")
+                break
+            if now.status == JobStatus.IN_PROGRESS:  # in no set, run by no pool: an orphan
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in (k.jobs, k.priorities, k.errors, k.recoveries, k.checkins):
+                        pipe.hdel(key, job_id)
+                    await pipe.execute()
+                break
+        last = info.previous_attempts + info.fails + 2
+        attempts = [f"{job_id}:{i}" for i in range(1, last + 1)]
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(k.done(job_id))
             pipe.hdel(k.history_data, *attempts)
             pipe.zrem(k.history, *attempts)
-            if not info.corrupt:
-                pipe.zrem(k.history_of(info.name), *attempts)
+            pipe.zrem(k.history_of(info.name), *attempts)
             await pipe.execute()
         return True
 
@@ -172,6 +177,8 @@ class Client(Inspection, ScheduleAdmin):
         import orjson
 
         env = orjson.loads(raw)
+        # failures start again from 0; the history keeps numbering the attempts after the old ones
+        env["h"] = info.previous_attempts + info.fails
         env.pop("f", None)
         return await self.scripts.move(
             job_id, info.name, self.keys.dead, "queue", 0, orjson.dumps(env)
@@ -214,10 +221,15 @@ class Client(Inspection, ScheduleAdmin):
         JobCancelledError, JobNotFoundError, or TimeoutError after ``timeout`` seconds."""
         return await wait_result(self.redis, self.keys, job_id, timeout)
 
-    def events(self) -> AsyncIterator[dict[str, Any]]:
-        """``async for event in client.events(): ...`` — enqueued, started, finished, failed,
-        dead, dropped, cancelled and progress events of every job in the namespace."""
-        return listen(self.redis, self.keys)
+    def events(self) -> EventStream:
+        """Lifecycle events of every job in the namespace: enqueued, started, finished, failed,
+        dead, dropped, cancelled and progress (dicts with ``event``, ``id``, ``name``).
+
+        >>> async with client.events() as events:   # subscribed from here on
+        ...     job = await enqueuer.enqueue("send_email", {})
+        ...     async for event in events: ...
+        """
+        return EventStream(self.redis, self.keys)
 
     async def redis_info(self) -> dict[str, Any]:
         """Server version, memory, clients, ops/s and key count."""

@@ -200,7 +200,7 @@ class Enqueuer:
     ) -> Job | None:
         """Enqueue unless a job with the same name and args (or the same ``key``) is already
         queued or scheduled; returns None then. With ``key``, the waiting job's args are
-        replaced by these. The lock is released when the job starts, or after ``ttl``."""
+        replaced by these. The lock is released when the job starts, or ``ttl`` after it was due."""
         job = self._build(name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta)
         job.unique = unique_digest(name, job.args if key is None else key)
         stored = await self._through_middleware(job)
@@ -216,7 +216,7 @@ class Enqueuer:
                     stored.priority,
                     to_ms(stored.run_at) if stored.run_at else 0,
                     stored.unique or "",
-                    to_ms(now + ttl),
+                    to_ms(max(now, stored.run_at or now) + ttl),  # counted from when it is due
                     to_ms(now),
                 )
             )

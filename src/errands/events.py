@@ -17,7 +17,7 @@ from .errors import JobCancelledError, JobFailedError, JobNotFoundError
 from .jobinfo import decode_json
 from .keys import Keys
 
-__all__ = ["listen", "wait_result"]
+__all__ = ["EventStream", "listen", "wait_result"]
 
 LISTEN_TTL_MS = 30_000
 
@@ -35,16 +35,61 @@ async def _subscription(redis: Redis, keys: Keys) -> AsyncIterator[Any]:
     try:
         async with redis.pubsub() as pubsub:
             await pubsub.subscribe(keys.events_channel)
+            # wait for the confirmation: only then is every later event sure to arrive
+            for _ in range(10):
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") in ("subscribe", b"subscribe"):
+                    break
             yield pubsub
     finally:
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
 
 
-async def listen(redis: Redis, keys: Keys) -> AsyncIterator[dict[str, Any]]:
+class EventStream:
+    """Job lifecycle events as an async iterator (see :meth:`errands.Client.events`).
+
+    ``async with client.events() as events:`` subscribes before its body runs, so no event of
+    what the body does is missed; ``async for event in events`` then yields them. Iterating
+    without ``async with`` subscribes at the first ``__anext__``; ``aclose()`` unsubscribes.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._gen = listen(redis, keys, ready=True)
+        self._started = False
+
+    async def start(self) -> EventStream:
+        """Subscribe now (idempotent)."""
+        if not self._started:
+            self._started = True
+            await anext(self._gen)  # the readiness marker
+        return self
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()
+
+    async def __aenter__(self) -> EventStream:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        await self.start()
+        return await anext(self._gen)
+
+
+async def listen(redis: Redis, keys: Keys, ready: bool = False) -> AsyncIterator[dict[str, Any]]:
     """Yield lifecycle events: ``{"event": "enqueued"|"started"|"finished"|"failed"|"dead"|
-    "dropped"|"cancelled"|"progress", "id": ..., "name": ...}``."""
+    "dropped"|"cancelled"|"progress", "id": ..., "name": ...}`` (failed, dead and dropped carry
+    the ``error``; progress the ``checkin``). With ``ready``, first yields ``{}`` once
+    subscribed."""
     async with _subscription(redis, keys) as pubsub:
+        if ready:
+            yield {}
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
             if message is None:
@@ -87,9 +132,13 @@ async def wait_result(redis: Redis, keys: Keys, job_id: str, timeout: float | No
                 if message is None:
                     break  # re-check now and then: an event may be missed around a reconnect
                 event = decode_json(message["data"])
-                if (
-                    isinstance(event, dict)
-                    and event.get("id") == job_id
-                    and event.get("event") in ("finished", "dead", "dropped", "cancelled")
-                ):
+                if not isinstance(event, dict) or event.get("id") != job_id:
+                    continue
+                error = event.get("error")
+                if event.get("event") == "dropped" and isinstance(error, dict):
+                    # failed for good and dropped (skip_dead): nothing is left to look up
+                    raise JobFailedError(
+                        job_id, str(error.get("error", "failed")), error.get("traceback")
+                    )
+                if event.get("event") in ("finished", "dead", "dropped", "cancelled"):
                     break

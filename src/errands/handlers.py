@@ -87,7 +87,7 @@ def make_binder(
     try:
         hints = typing.get_type_hints(handler)
     except Exception:
-        hints = {}
+        hints = _hints_one_by_one(handler, rest)
     var_kw = any(p.kind is p.VAR_KEYWORD for p in rest)
     fields = [p for p in rest if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     required = [p.name for p in fields if p.default is p.empty]
@@ -112,6 +112,25 @@ def make_binder(
         return (job,), dict(args)
 
     return bind
+
+
+def _hints_one_by_one(
+    handler: Callable[..., Any], params: list[inspect.Parameter]
+) -> dict[str, Any]:
+    """``get_type_hints`` fails as a whole on one unresolvable annotation (a name imported under
+    TYPE_CHECKING, say): resolve the others one by one; unresolvable ones are not checked."""
+    namespace = getattr(inspect.unwrap(handler), "__globals__", {})
+    hints: dict[str, Any] = {}
+    for p in params:
+        annotation = p.annotation
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)
+            except Exception:
+                continue
+        if annotation is not p.empty:
+            hints[p.name] = annotation
+    return hints
 
 
 def _matches(value: Any, expected: Any) -> bool:

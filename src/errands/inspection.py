@@ -18,6 +18,7 @@ from .jobinfo import (
     info_from_envelope,
     info_from_record,
 )
+from .clock import Clock
 from .keys import Keys
 
 PER_PAGE = 20
@@ -27,11 +28,19 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _num(value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` as ``kind`` when it is a number, else 0 (a corrupt record must not crash)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return kind(value)
+    return kind(0)
+
+
 class Inspection:
     """Queries over one namespace. Every listing tolerates corrupt entries."""
 
     redis: Any  # redis.asyncio.Redis; typed loosely: its stubs give unions for every reply
     keys: Keys
+    clock: Clock
 
     async def job_names(self) -> list[str]:
         return sorted(text(m) for m in await self.redis.smembers(self.keys.names))
@@ -44,9 +53,10 @@ class Inspection:
             record = await self.redis.get(k.done(job_id))
             return info_from_record(record) if record is not None else None
         info = info_from_envelope(job_id, raw, JobStatus.IN_PROGRESS)
-        name = info.name
+        # a corrupt envelope does not say its name: look in the sets of every job name
+        names = await self.job_names() if info.corrupt else [info.name]
         async with self.redis.pipeline(transaction=False) as pipe:
-            if not info.corrupt:
+            for name in names:
                 pipe.zscore(k.queue(name), job_id)
                 pipe.zscore(k.scheduled(name), job_id)
                 pipe.zscore(k.retry(name), job_id)
@@ -57,11 +67,12 @@ class Inspection:
             found = await pipe.execute()
         *scores, error, checkin = found
         info.error, info.checkin = decode_json(error), decode_json(checkin)
-        statuses = [JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING][: len(scores) - 2]
-        statuses += [JobStatus.DEAD, JobStatus.CANCELLED]
-        for status, score in zip(statuses, scores, strict=True):
+        waiting = [JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING]
+        statuses = [(n, st) for n in names for st in waiting]
+        statuses += [(info.name, JobStatus.DEAD), (info.name, JobStatus.CANCELLED)]
+        for (name, status), score in zip(statuses, scores, strict=True):
             if score is not None:
-                info.status = status
+                info.name, info.status = name, status
                 if status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
                     info.due_at = score / 1000
                 if status in (JobStatus.DEAD, JobStatus.CANCELLED):
@@ -179,6 +190,8 @@ class Inspection:
             ]
             start = (max(1, page) - 1) * PER_PAGE
             return Page(running[start : start + PER_PAGE], len(running), max(1, page), PER_PAGE)
+        if status == JobStatus.FINISHED:
+            raise ValueError("finished jobs are not indexed by status; list them with history()")
         raise ValueError(f"unknown status {status!r}; one of {', '.join(JobStatus.ALL)}")
 
     async def count_by_status(self) -> dict[str, int]:
@@ -223,15 +236,15 @@ class Inspection:
         head_ids = [text(h[0]) for h in heads if h]
         envs = await self.redis.hmget(k.jobs, head_ids) if head_ids else []
         enqueued = {i: decode_json(e) for i, e in zip(head_ids, envs, strict=True)}
-        import time
-
-        now = time.time()
+        now = self.clock.now()
         out = []
         for i, n in enumerate(names):
             q, s, r, running, paused, limit, head = raw[7 * i : 7 * i + 7]
             env = enqueued.get(text(head[0])) if head else None
-            t = env.get("t") if isinstance(env, dict) else None
-            latency = max(0.0, now - float(t)) if isinstance(t, int | float) else 0.0
+            # waiting since it was enqueued, or since it came due if it was scheduled
+            ready = [env.get(f) for f in ("t", "d")] if isinstance(env, dict) else []
+            since = max((float(t) for t in ready if isinstance(t, int | float)), default=None)
+            latency = max(0.0, now - since) if since is not None else 0.0
             out.append(
                 QueueInfo(
                     n, q, s, r, max(0, int(running or 0)), bool(paused), int(limit or 0), latency
@@ -251,16 +264,19 @@ class Inspection:
             raw = await pipe.execute()
         out = []
         for i, (pool, beat) in enumerate(zip(ids, [s for _p, s in pairs], strict=True)):
-            info: dict[str, Any] = decode_json(raw[2 * i]) or {}
+            info = decode_json(raw[2 * i])
+            if not isinstance(info, dict):
+                info = {}  # expired or corrupt: report the pool with what is known
+            names = info.get("job_names")
             out.append(
                 PoolInfo(
                     pool,
                     str(info.get("host", "?")),
-                    int(info.get("pid", 0)),
-                    float(info.get("started_at", 0)),
+                    _num(info.get("pid"), int),
+                    _num(info.get("started_at"), float),
                     beat / 1000,
-                    int(info.get("concurrency", 0)),
-                    list(info.get("job_names", [])),
+                    _num(info.get("concurrency"), int),
+                    [str(n) for n in names] if isinstance(names, list) else [],
                     int(raw[2 * i + 1]),
                 )
             )
@@ -309,3 +325,25 @@ class Inspection:
     async def history_count(self, job_name: str | None = None) -> int:
         key = self.keys.history_of(job_name) if job_name else self.keys.history
         return int(await self.redis.zcard(key))
+
+    async def stats(self) -> dict[str, int]:
+        """Namespace-wide counters: ``processed``, ``failed`` (retried), ``dead``..."""
+        raw = await self.redis.hgetall(self.keys.stats)
+        return {text(k): int(v) for k, v in raw.items() if text(v).lstrip("-").isdigit()}
+
+    async def throughput(
+        self, minutes: int = 60, now: float | None = None
+    ) -> list[tuple[float, int, int]]:
+        """Per minute of the last ``minutes``, oldest first: (minute start, attempts that ended,
+        jobs that died). Counted with ZCOUNT over the history and the dead set, so it costs
+        nothing on the hot path; attempts read 0 while pools run with ``history=False``."""
+        import time
+
+        end = (int(time.time() if now is None else now) // 60 + 1) * 60_000
+        starts = [end - 60_000 * (minutes - i) for i in range(minutes)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for start in starts:
+                pipe.zcount(self.keys.history, start, f"({start + 60_000}")
+                pipe.zcount(self.keys.dead, start, f"({start + 60_000}")
+            raw = await pipe.execute()
+        return [(s / 1000, int(raw[2 * i]), int(raw[2 * i + 1])) for i, s in enumerate(starts)]

@@ -25,6 +25,7 @@ class Job:
         "id",
         "meta",
         "name",
+        "previous_attempts",
         "priority",
         "retry",
         "run_at",
@@ -44,6 +45,7 @@ class Job:
         meta: dict[str, Any] | None = None,
         unique: str | None = None,
         run_at: float | None = None,
+        previous_attempts: int = 0,
     ) -> None:
         self.id = id
         self.name = name
@@ -55,6 +57,7 @@ class Job:
         self.meta = meta if meta is not None else {}
         self.unique = unique
         self.run_at = run_at
+        self.previous_attempts = previous_attempts  # before a dead job was retried from scratch
         self.context: dict[str, Any] = {}
         self._backend: Any = None
 
@@ -62,6 +65,12 @@ class Job:
     def attempt(self) -> int:
         """1 on the first run, 2 on the first retry, ..."""
         return self.fails + 1
+
+    @property
+    def history_attempt(self) -> int:
+        """The number of this run in the job's history: it keeps counting when a dead job is
+        retried with its failures reset (``Client.retry_dead_job``)."""
+        return self.previous_attempts + self.fails + 1
 
     async def checkin(self, message: str) -> None:
         """Report progress from inside a handler; shown by ``Client.job`` and ``workers()``."""
@@ -98,6 +107,8 @@ class Job:
             env["u"] = self.unique
         if self.run_at is not None:
             env["d"] = self.run_at
+        if self.previous_attempts:
+            env["h"] = self.previous_attempts
         return env
 
     @classmethod
@@ -109,6 +120,14 @@ class Job:
             raise ValueError("envelope has no job name")
         if not isinstance(args, dict):
             raise ValueError(f"envelope args must be an object, got {type(args).__name__}")
+        # checked here, not when the job fails: a bad one would crash settling and strand the job
+        retry, meta = env.get("r"), env.get("m")
+        if retry is not None and not (
+            isinstance(retry, dict) and type(retry.get("max_fails", 1)) is int
+        ):
+            raise ValueError(f"envelope retry options are invalid: {retry!r:.60}")
+        if meta is not None and not isinstance(meta, dict):
+            raise ValueError(f"envelope meta must be an object, got {type(meta).__name__}")
         return cls(
             name,
             args,
@@ -120,4 +139,5 @@ class Job:
             meta=env.get("m"),
             unique=env.get("u"),
             run_at=env.get("d"),
+            previous_attempts=int(env.get("h", 0)),
         )

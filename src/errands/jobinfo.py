@@ -8,6 +8,8 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from .keys import check_job_name
+
 __all__ = ["HistoryEntry", "JobInfo", "JobStatus", "Page", "PoolInfo", "QueueInfo", "WorkerInfo"]
 
 T = TypeVar("T")
@@ -34,6 +36,7 @@ class JobInfo:
     args: dict[str, Any] = field(default_factory=dict)
     priority: int = 0
     fails: int = 0
+    previous_attempts: int = 0  # attempts before a retry of the dead job reset ``fails``
     enqueued_at: float | None = None
     due_at: float | None = None
     started_at: float | None = None
@@ -146,25 +149,46 @@ def decode_json(raw: bytes | None) -> Any:
 def info_from_envelope(id: str, raw: bytes, status: str, fallback_name: str = "?") -> JobInfo:
     """JobInfo from a stored envelope; a corrupt one is reported, never raised."""
     env = decode_json(raw)
-    if not isinstance(env, dict) or not isinstance(env.get("a"), dict):
+    try:
+        if not isinstance(env, dict) or not isinstance(env.get("a"), dict):
+            raise ValueError("not an envelope")
+        name, meta = env.get("n"), env.get("m") or {}
+        if not isinstance(meta, dict):
+            raise ValueError("meta is not an object")
+        return JobInfo(
+            id=id,
+            name=check_job_name(name),  # type: ignore[arg-type]
+            status=status,
+            args=env["a"],
+            priority=_int(env.get("p", 0)),
+            fails=_int(env.get("f", 0)),
+            previous_attempts=_int(env.get("h", 0)),
+            enqueued_at=_number(env.get("t")),
+            due_at=_number(env.get("d")),
+            meta=meta,
+        )
+    except (ValueError, TypeError):
         return JobInfo(id=id, name=fallback_name, status=status, corrupt=True, raw=raw)
-    return JobInfo(
-        id=id,
-        name=str(env.get("n", fallback_name)),
-        status=status,
-        args=env["a"],
-        priority=int(env.get("p", 0)),
-        fails=int(env.get("f", 0)),
-        enqueued_at=env.get("t"),
-        due_at=env.get("d"),
-        meta=env.get("m") or {},
-    )
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise ValueError(f"not an integer: {value!r:.40}")
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"not a number: {value!r:.40}")
+    return float(value)
 
 
 def info_from_record(raw: bytes) -> JobInfo | None:
     """JobInfo from a done record (finished or cancelled, kept with a TTL)."""
     rec = decode_json(raw)
-    if not isinstance(rec, dict):
+    if not isinstance(rec, dict) or not isinstance(rec.get("status"), str):
         return None
     job = info_from_envelope(str(rec.get("id")), orjson.dumps(rec.get("job")), rec["status"])
     job.result = rec.get("result")
@@ -179,17 +203,17 @@ def history_from_record(raw: bytes) -> HistoryEntry | None:
         return None
     job = rec.get("job")
     env: dict[str, Any] = job if isinstance(job, dict) else {}
-    args = env.get("a")
+    args, attempt = env.get("a"), rec.get("attempt", 0)
     return HistoryEntry(
         id=str(rec.get("id")),
         name=str(env.get("n", "?")),
         status=str(rec.get("status")),
-        attempt=int(rec.get("attempt", 0)),
+        attempt=attempt if type(attempt) is int else 0,
         args=args if isinstance(args, dict) else {},
         started_at=_seconds(rec.get("started")),
         finished_at=_seconds(rec.get("finished")),
         result=rec.get("result"),
-        error=rec.get("error"),
+        error=rec["error"] if isinstance(rec.get("error"), dict) else None,
     )
 
 

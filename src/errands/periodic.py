@@ -118,7 +118,6 @@ class PeriodicEnqueuer:
         self.skipped = 0
         self._due: dict[str, float] = {}
         self._kick = asyncio.Event()
-        self._registered = False
 
     def kick(self) -> None:
         """Tick now (after the clock was moved in tests)."""
@@ -131,11 +130,11 @@ class PeriodicEnqueuer:
         return [*self.code.values(), *runtime]
 
     async def refresh(self) -> None:
-        """Register this pool's schedules (once) and re-read the runtime ones."""
-        if not self._registered:
-            await self.store.register_code(self.code.values())
-            self._registered = True
-        raw = await self.store.runtime_definitions()
+        """(Re-)register this pool's schedules and re-read the runtime ones."""
+        added, raw = await self.store.refresh(self.code.values())
+        if added:  # new, or reset by a Client: look at their state now
+            for name in self.code:
+                self._due.pop(name, None)
         if raw == self._raw_runtime:
             return
         runtime: dict[str, PeriodicSchedule] = {}
@@ -145,7 +144,7 @@ class PeriodicEnqueuer:
                 continue
             try:
                 runtime[name] = PeriodicSchedule.from_json(name, data, "runtime")
-            except (RegistrationError, ValueError, KeyError) as exc:
+            except (RegistrationError, ValueError, KeyError, TypeError) as exc:
                 log.error("ignoring runtime schedule %r: %s", name, exc)
         for name in set(self.runtime) | set(runtime):
             if self.runtime.get(name) != runtime.get(name):
@@ -174,10 +173,11 @@ class PeriodicEnqueuer:
         schedule = periodic.schedule
         if last_ms is None:  # a new schedule starts from now: its first slot is the next one
             following = schedule.next_fire(now)
-            await self.store.fire(
+            status, _ = await self.store.fire(
                 periodic, "init", slot_ms=ms(now), next_ms=ms(following), now_ms=ms(now)
             )
-            self._due[periodic.name] = following
+            if status != "gone":  # deleted meanwhile: look again after the next refresh
+                self._due[periodic.name] = following
             return 0
         step = plan(periodic, last_ms / 1000, now, disabled)
         if step is None:
@@ -196,7 +196,8 @@ class PeriodicEnqueuer:
             job_id=job.id,
             pool_id=self.pool_id,
         )
-        self._due[periodic.name] = step.next
+        if status != "gone":
+            self._due[periodic.name] = step.next
         self._log(periodic, step, status, job_id)
         if status == "fired":
             self.fired += 1
@@ -243,6 +244,9 @@ class PeriodicEnqueuer:
                 wait, delay = self._wait(), 0.05
             except REDIS_ERRORS as exc:
                 log.warning("periodic enqueuer could not reach Redis: %s", exc)
+                wait, delay = delay, min(delay * 2, 5.0)
+            except Exception:  # a bug must not stop every schedule of the pool for good
+                log.exception("periodic enqueuer failed; retrying")
                 wait, delay = delay, min(delay * 2, 5.0)
             try:
                 async with asyncio.timeout(wait):

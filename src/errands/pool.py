@@ -214,8 +214,12 @@ class WorkerPool(PeriodicRegistration):
             raise RegistrationError("no job types registered: use @pool.job(...) first")
         await check(self.redis, self.url)
         self._started = True
-        for hook in self._on_startup:
-            await _call_hook(hook, self.context)
+        try:
+            for hook in self._on_startup:
+                await _call_hook(hook, self.context)
+        except BaseException:
+            self._started = False  # nothing runs yet: a later start() must really start
+            raise
         scripts = Scripts(self.redis, self.keys)
         names = sorted(self.job_types)
         await self._publish_limits(names)
@@ -330,8 +334,13 @@ class WorkerPool(PeriodicRegistration):
         await worker.close()
         for task in await cancel_and_wait([*self._tasks, self._notifier_task]):
             log.error("pool %s: %s ignores cancellation", self.id, task.get_name())
-        for hook in self._on_shutdown:
-            await _call_hook(hook, self.context)
+        hook_error: Exception | None = None
+        for hook in self._on_shutdown:  # a failing hook must not skip the rest of the stop
+            try:
+                await _call_hook(hook, self.context)
+            except Exception as exc:
+                log.exception("pool %s: shutdown hook %r failed", self.id, hook)
+                hook_error = hook_error or exc
         if self.heartbeater is not None:
             await asyncio.to_thread(self.heartbeater.stop)
         await self._deregister()
@@ -342,6 +351,8 @@ class WorkerPool(PeriodicRegistration):
             self._redis = None
         self._started = False
         log.info("pool %s stopped after %d jobs", self.id, worker.processed)
+        if hook_error is not None:
+            raise hook_error
 
     async def _deregister(self) -> None:
         """Remove this pool's registration if it holds no jobs (else the reaper takes them)."""

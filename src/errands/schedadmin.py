@@ -100,8 +100,9 @@ class ScheduleAdmin:
         await self._schedule_store.set_enabled(name, False)
 
     async def delete_schedule(self, name: str) -> bool:
-        """Forget a schedule and its state. A schedule still registered in a pool's code comes
-        back (starting afresh) when that pool restarts."""
+        """Forget a schedule and its state; False if there was none. A schedule in the code of
+        a running pool is only reset: that pool registers it again within ``schedule_refresh``
+        seconds, and it starts afresh from then."""
         return await self._schedule_store.delete(name)
 
     async def run_schedule_now(self, name: str, serializer: Serializer | None = None) -> str:

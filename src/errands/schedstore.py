@@ -104,8 +104,8 @@ def make_periodic(
     if misfire not in MISFIRE_POLICIES:
         raise RegistrationError(f"misfire must be one of {MISFIRE_POLICIES}, got {misfire!r}")
     grace = misfire_grace.total_seconds() if isinstance(misfire_grace, timedelta) else misfire_grace
-    if grace < 0:
-        raise RegistrationError(f"misfire_grace must be >= 0, got {misfire_grace!r}")
+    if grace < 1:
+        raise RegistrationError(f"misfire_grace must be at least 1 second, got {misfire_grace!r}")
     if args is not None and not isinstance(args, Mapping):
         raise RegistrationError(f"args of schedule {name or job_name!r} must be a dict")
     try:
@@ -174,10 +174,11 @@ class ScheduleStore:
         k = self.keys
         keys = [k.schedule_state(periodic.name), k.jobs, k.priorities, k.seq, k.names, k.idle]
         keys += (k.listening, k.queue(periodic.job_name), k.dead, k.cancelled)
+        keys.append(k.schedules if periodic.source == "runtime" else k.code_schedules)
         args: list[str | bytes | int] = [mode, slot_ms, next_ms, now_ms]
         args.append("1" if periodic.skip_if_running else "0")
         args += (periodic.job_name, job_id, envelope, periodic.priority)
-        args += (k.wake_channel, k.events_channel, pool_id)
+        args += (k.wake_channel, k.events_channel, pool_id, periodic.name)
         status, job = await self._fire(keys=keys, args=args)
         return _text(status), _text(job)
 
@@ -197,10 +198,16 @@ class ScheduleStore:
         raw = await self.redis.hgetall(self.keys.code_schedules)
         return {_text(k): v for k, v in raw.items()}
 
-    async def register_code(self, schedules: Iterable[PeriodicSchedule]) -> None:
-        mapping = {s.name: s.to_json() for s in schedules}
-        if mapping:
-            await self.redis.hset(self.keys.code_schedules, mapping=mapping)  # type: ignore[arg-type]
+    async def refresh(self, code: Iterable[PeriodicSchedule]) -> tuple[int, dict[str, bytes | str]]:
+        """(Re-)register the schedules of a pool's code; returns how many were not registered
+        (new, or deleted by a Client) and the runtime definitions."""
+        mapping = {s.name: s.to_json() for s in code}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if mapping:
+                pipe.hset(self.keys.code_schedules, mapping=mapping)  # type: ignore[arg-type]
+            pipe.hgetall(self.keys.schedules)
+            *added, raw = await pipe.execute()
+        return sum(added), {_text(k): v for k, v in raw.items()}
 
     async def put_runtime(self, periodic: PeriodicSchedule, enabled: bool) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -262,7 +269,7 @@ class ScheduleStore:
             for name, data in raw.items():
                 try:
                     defs[name] = PeriodicSchedule.from_json(name, data, source)
-                except (RegistrationError, ValueError, KeyError):
+                except (RegistrationError, ValueError, KeyError, TypeError):
                     continue
         names = sorted(defs)
         async with self.redis.pipeline(transaction=False) as pipe:

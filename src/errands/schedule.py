@@ -20,6 +20,7 @@ Time-zone policy (cron forms; ``@every`` is absolute, aligned on the Unix epoch)
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Mapping
@@ -96,6 +97,7 @@ class Schedule:
     text: str = ""  # the spec after resolving ``cron.NAME`` (what is stored in Redis)
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
     wildcard_hour: bool = field(init=False, repr=False, compare=False)
+    _matcher: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", _zone(self.tz))
@@ -103,6 +105,12 @@ class Schedule:
             object.__setattr__(self, "text", self.spec)
         hour = self.expr.split()[2] if self.expr else "*"
         object.__setattr__(self, "wildcard_hour", hour.startswith("*"))
+        if self.expr:
+            try:
+                matcher = croniter(self.expr, second_at_beginning=True)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RegistrationError(f"bad cron spec {self.text!r}: {exc}") from None
+            object.__setattr__(self, "_matcher", matcher)
 
     def next_fire(self, after: float) -> float:
         """The first fire time after ``after`` (epoch seconds), following the DST policy."""
@@ -147,7 +155,8 @@ class Schedule:
             this = local.utcoffset()
             if other is not None and this is not None and other < this:
                 start -= this - other
-        matches = croniter(self.expr, start, second_at_beginning=True)
+        matches = copy.copy(self._matcher)  # parsing the expression is the costly part
+        matches.set_current(start, force=True)
         best = math.inf
         for _ in range(_MAX_STEPS):
             wall: datetime = matches.get_next(datetime)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import traceback
 from typing import Any
 
-from .backoff import Backoff, backoff_from_dict
+from .backoff import Backoff, ExponentialBackoff, backoff_from_dict
 from .clock import Clock, to_ms
 from .connection import REDIS_ERRORS
 from .errors import NonRetryableError
@@ -53,7 +54,7 @@ class Settler:
             mode=mode,
             target=target,
             now_ms=to_ms(now),
-            attempt=job.fails + 1,
+            attempt=job.history_attempt,
             started_ms=started_ms,
             dead_max=self.dead_max_jobs,
             dead_min_ms=to_ms(now - self.dead_max_age),
@@ -93,11 +94,17 @@ class Settler:
             "at": now,
             "attempt": job.fails,
         }
-        s.envelope = self.serializer.dumps(job.envelope())
-        s.error = self.serializer.dumps(error)
         final = job.fails >= max_fails or isinstance(exc, NonRetryableError)
+        try:
+            s.envelope = self.serializer.dumps(job.envelope())
+        except Exception as bad:
+            # the handler or a middleware put non-JSON data into args or meta: the job cannot be
+            # stored as it is now, so it is buried with the data it was stored with
+            error["error"] = f"{error['error']} (and it cannot be retried: {bad})"
+            final = True
+        s.error = self.serializer.dumps(error)
         if not final:
-            delay = backoff_for(job, jt).delay(job.fails)
+            delay = retry_delay(job, jt)
             s.score_ms, s.counter = to_ms(now + delay), "failed"
             await self._send(s)
             return f"failed (attempt {job.fails} of {max_fails}, retry in {delay:.1f}s)"
@@ -139,6 +146,20 @@ class Settler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         log.error("gave up settling %s %s; the reaper will recover it", s.name, s.id)
+
+
+def retry_delay(job: Job, jt: JobType) -> float:
+    """Seconds until the retry; a backoff that raises or returns nonsense must not strand the
+    job in the in-progress set, so the default policy stands in for it."""
+    try:
+        delay = float(backoff_for(job, jt).delay(job.fails))
+        if math.isfinite(delay) and delay >= 0:
+            return delay
+        problem = f"returned {delay!r}"
+    except Exception as exc:
+        problem = f"raised {type(exc).__name__}: {exc}"
+    log.error("%s %s: backoff %s; using the default backoff", job.name, job.id, problem)
+    return ExponentialBackoff().delay(job.fails)
 
 
 def backoff_for(job: Job, jt: JobType) -> Backoff:

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from .aio import cancel_and_wait
 from .clock import Clock, to_ms
 from .connection import REDIS_ERRORS
 from .errors import RetryLater
@@ -217,8 +218,14 @@ class Worker:
             else:
                 async with asyncio.timeout(jt.timeout) as scope:
                     result = await self._runners[job.name](job)
-        except asyncio.CancelledError:
-            await self._cancelled(job, started_ms)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if job.id in self._cancel_requests or task is None or task.cancelling():
+                await self._cancelled(job, started_ms)
+                return
+            # nobody cancelled this job: a CancelledError of the handler's own is a failure
+            what = await self.settler.fail(job, jt, exc, started_ms)
+            log.warning("%s %s %s: the handler raised CancelledError", job.name, job.id, what)
             return
         except RetryLater as exc:
             await self.settler.snooze(job, exc.delay)
@@ -266,7 +273,7 @@ class Worker:
             )
             encoded = b"null"
         self._acks.append(
-            Acked(job.id, job.name, encoded, started_ms, jt.result_ttl_ms, job.fails + 1)
+            Acked(job.id, job.name, encoded, started_ms, jt.result_ttl_ms, job.history_attempt)
         )
         if jt.max_concurrency:
             self._ack_wake = True
@@ -315,8 +322,7 @@ class Worker:
             log.error(
                 "could not flush %d acks; the reaper will recover those jobs", len(self._acks)
             )
-        acker.cancel()
-        await asyncio.gather(acker, return_exceptions=True)
+        await cancel_and_wait([acker])
 
 
 def _handler_for(jt: JobType, executor: Executor | None) -> Callable[[Job], Awaitable[Any]]:

@@ -3,16 +3,20 @@
 -- job is stored exactly as enqueue.lua stores a ready job).
 -- KEYS[1] state of the schedule (HASH)   KEYS[2] jobs   KEYS[3] priorities   KEYS[4] seq
 -- KEYS[5] names   KEYS[6] idle   KEYS[7] listening   KEYS[8] queue of the job name
--- KEYS[9] dead   KEYS[10] cancelled
+-- KEYS[9] dead   KEYS[10] cancelled   KEYS[11] definitions of its kind (runtime or code HASH)
 -- ARGV[1] mode: init (start the state at ARGV[2] unless it exists) | fire | missed (slots too
 --         late to run: only move the state on) | advance (disabled: move on, count nothing)
 --         | manual (run now, whatever the state)
 -- ARGV[2] slot ms   ARGV[3] next slot ms   ARGV[4] now ms   ARGV[5] '1' = skip while the
 -- previous run is unfinished   ARGV[6] job name   ARGV[7] job id   ARGV[8] envelope
 -- ARGV[9] priority   ARGV[10] wake channel   ARGV[11] events channel   ARGV[12] pool id
+-- ARGV[13] schedule name (a schedule deleted meanwhile is left alone: status gone)
 -- Returns {status, job id}: status is fired | skipped (previous run unfinished; job id = that
--- run) | missed | advanced | initialized | stale (another pool already handled this slot).
+-- run) | missed | advanced | initialized | stale (another pool already handled this slot) | gone.
 local state, mode, slot = KEYS[1], ARGV[1], tonumber(ARGV[2])
+if mode ~= 'manual' and redis.call('HEXISTS', KEYS[11], ARGV[13]) == 0 then
+  return {'gone', ''}
+end
 local last = tonumber(redis.call('HGET', state, 'last') or '-1')
 if mode == 'init' then
   if redis.call('HSETNX', state, 'last', ARGV[2]) == 1 then

@@ -35,7 +35,7 @@ if recorded then
   local err = ARGV[6]
   if err == '' then err = 'null' end
   local status = mode
-  if mode == 'retry' then status = 'failed' end
+  if mode == 'retry' then status = 'failed' elseif mode == 'drop' then status = 'dropped' end
   local record = '{"id":"' .. id .. '","status":"' .. status .. '","job":' .. (env or 'null')
     .. ',"error":' .. err .. ',"started":' .. ARGV[16] .. ',"finished":' .. ARGV[11]
     .. ',"attempt":' .. ARGV[12] .. '}'
@@ -49,7 +49,8 @@ if recorded then
     redis.call('SET', KEYS[14], record, 'PX', ARGV[15])
   end
   if redis.call('EXISTS', KEYS[15]) == 1 then
-    redis.call('PUBLISH', ARGV[14], '{"event":"' .. status .. '","id":"' .. id .. '","name":"' .. name .. '"}')
+    redis.call('PUBLISH', ARGV[14], '{"event":"' .. status .. '","id":"' .. id .. '","name":"' .. name
+      .. '","error":' .. err .. '}')
   end
 end
 if mode == 'drop' then

@@ -20,6 +20,11 @@ for i = 1, #old, 500 do
   local chunk = {unpack(old, i, math.min(i + 499, #old))}
   redis.call('ZREM', KEYS[1], unpack(chunk))
   redis.call('HDEL', KEYS[2], unpack(chunk))
+  -- exactly these from the per-name indexes too: records ending in the same millisecond as
+  -- the oldest kept one would survive a trim by score alone
+  for k = 3, #KEYS do
+    redis.call('ZREM', KEYS[k], unpack(chunk))
+  end
 end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local cutoff = head[2] or '+inf'

@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""Benchmark errands against arq, saq, streaq and taskiq (stdlib only; see bench/README.md).
+
+Starts a private redis-server on a free loopback port, builds one venv per peer under
+bench/.venvs/ (lazily), then runs every workload of every library in fresh subprocesses:
+bench/libs/<lib>_bench.py, run by that library's python, talks JSON lines on stdout.
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import queue
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+VENVS = BENCH / ".venvs"
+
+# Peer venvs: pinned versions, plus uvloop; hiredis where the peer uses redis-py (errands does).
+PEER_REQS = {
+    "arq": ["arq==0.28.0"],  # pulls redis[hiredis]<6
+    # saq 0.26.4 imports typing_extensions without declaring it
+    "saq": ["saq[redis,hiredis]==0.26.4", "typing_extensions"],
+    "streaq": ["streaq==7.2.0"],  # uses coredis, not redis-py
+    "taskiq": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis"],
+}
+
+# name, venv, table label, extra worker args, has bulk enqueue, measure enqueue columns
+LIBS = [
+    ("errands", None, "errands", [], True, True),
+    ("arq", "arq", "arq 0.28 (poll_delay 0.01, tuned)", ["--poll-delay", "0.01"], False, True),
+    ("arq-default", "arq", "arq 0.28 (default 0.5 s poll)", ["--poll-delay", "0.5"], False, False),
+    ("saq", "saq", "saq 0.26.4", [], False, True),
+    ("streaq", "streaq", "streaq 7.2.0", [], True, True),
+    ("taskiq", "taskiq", "taskiq 0.13 + taskiq-redis 1.2.4", [], False, True),
+]
+
+# column key, header, higher is better
+COLUMNS = [
+    ("enqueue_serial", "enqueue 1/await", True),
+    ("enqueue_gather", "enqueue 32 in flight", True),
+    ("enqueue_bulk", "bulk enqueue", True),
+    ("noop", "no-op jobs", True),
+    ("sleep", "10 ms jobs", True),
+    ("latency_p50_ms", "p50 ms", False),
+    ("latency_p99_ms", "p99 ms", False),
+]
+WORKLOADS = ["enqueue", "noop", "sleep", "latency"]
+SIZES = {  # jobs per workload: full run, --quick
+    "enqueue": (5000, 1000),
+    "noop": (20000, 2000),
+    "sleep": (2000, 500),
+    "latency": (300, 50),
+}
+CONCURRENCY = 32
+WARMUP = 10  # enqueues before the timer starts; latency samples dropped from the front
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- private redis-server
+
+
+def resp(port: int, *args: str) -> bytes:
+    """Send one command to the private server, return the first reply line/bulk payload."""
+    payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(payload.encode())
+        f = s.makefile("rb")
+        line = f.readline().rstrip(b"\r\n")
+        if line.startswith(b"-"):
+            raise RuntimeError(line.decode())
+        if line.startswith(b"$") and line != b"$-1":
+            return f.read(int(line[1:]))
+        return line
+
+
+class PrivateRedis:
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tempfile.mkdtemp(prefix="errands-bench-redis-")
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "PrivateRedis":
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                if resp(self.port, "PING") == b"+PONG":
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("private redis-server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc and self.proc.poll() is None:
+            with contextlib.suppress(OSError, RuntimeError):  # it closes the connection
+                resp(self.port, "SHUTDOWN", "NOSAVE")
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def flushall(self) -> None:
+        resp(self.port, "FLUSHALL")
+
+    def version(self) -> str:
+        info = resp(self.port, "INFO", "server").decode()
+        return next(
+            ln.split(":", 1)[1] for ln in info.splitlines() if ln.startswith("redis_version")
+        )
+
+
+# ---------------------------------------------------------------- venvs
+
+
+def ensure_venv(name: str) -> Path:
+    """Create bench/.venvs/<name> with the pinned peer + uvloop unless it is already there."""
+    venv = VENVS / name
+    python = venv / "bin" / "python"
+    reqs = [*PEER_REQS[name], "uvloop"]
+    marker = venv / "bench-requirements.txt"
+    if python.exists() and marker.exists() and marker.read_text().split() == reqs:
+        return python
+    log(f"[venv] creating {venv} with {' '.join(reqs)}")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *reqs],
+        check=True,
+    )
+    marker.write_text("\n".join(reqs) + "\n")
+    return python
+
+
+# ---------------------------------------------------------------- running adapters
+
+
+class Lib:
+    def __init__(
+        self, name: str, python: Path, label: str, extra: list[str], bulk: bool, enqueue: bool
+    ) -> None:
+        self.name, self.python, self.label, self.extra = name, python, label, extra
+        self.bulk, self.enqueue = bulk, enqueue
+        self.script = BENCH / "libs" / f"{name.split('-')[0]}_bench.py"
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if name == "errands":  # benchmark the working tree, installed or not
+            self.env["PYTHONPATH"] = str(ROOT / "src")
+
+    def cmd(self, sub: str, url: str, queue_name: str, *args: str) -> list[str]:
+        return [str(self.python), str(self.script), sub, "--url", url, "--queue", queue_name, *args]
+
+    def run(self, sub: str, url: str, queue_name: str, *args: str, timeout: float = 300) -> dict:
+        p = subprocess.run(
+            self.cmd(sub, url, queue_name, *args),
+            env=self.env,
+            timeout=timeout,
+            capture_output=True,
+            text=True,
+        )
+        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+        if p.returncode != 0 or not lines:
+            raise RuntimeError(f"{self.name} {sub} exited {p.returncode}: {p.stderr[-800:]}")
+        return json.loads(lines[-1])
+
+
+class WorkerProc:
+    """A worker subprocess whose JSON lines are read on a thread."""
+
+    def __init__(self, lib: Lib, url: str, queue_name: str, job: str, n: int) -> None:
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in close())
+        args = ["--job", job, "--n", str(n), "--concurrency", str(CONCURRENCY), *lib.extra]
+        self.proc = subprocess.Popen(
+            lib.cmd("worker", url, queue_name, *args),
+            env=lib.env,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.lines.put(json.loads(line))
+        self.lines.put(None)  # EOF
+
+    def next(self, timeout: float) -> dict:
+        try:
+            msg = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"worker: no output within {timeout:.0f}s") from None
+        if msg is None:
+            self.stderr.seek(0)
+            raise RuntimeError(f"worker exited {self.proc.wait()}: {self.stderr.read()[-800:]}")
+        return msg
+
+    def close(self) -> None:
+        try:
+            self.proc.wait(15)  # adapters stop gracefully after printing the result
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+def qname(lib: Lib, workload: str) -> str:
+    return f"bench-{lib.name}-{workload}-{uuid.uuid4().hex[:8]}"
+
+
+def enqueue_rate(lib: Lib, r: PrivateRedis, mode: str, n: int) -> float:
+    r.flushall()
+    out = lib.run(
+        "enqueue",
+        r.url,
+        qname(lib, mode),
+        "--job",
+        "noop",
+        "--n",
+        str(n),
+        "--mode",
+        mode,
+        "--warmup",
+        str(WARMUP),
+    )
+    return out["n"] / out["seconds"]
+
+
+def throughput(lib: Lib, r: PrivateRedis, job: str, n: int) -> float:
+    r.flushall()
+    q = qname(lib, job)
+    lib.run(
+        "enqueue", r.url, q, "--job", job, "--n", str(n), "--mode", "bulk" if lib.bulk else "gather"
+    )
+    w = WorkerProc(lib, r.url, q, job, n)
+    try:
+        w.next(60)  # ready
+        out = w.next(60 + n / 50)
+    finally:
+        w.close()
+    return out["n"] / (out["last_done"] - out["first_start"])
+
+
+def latency(lib: Lib, r: PrivateRedis, n: int, pause: float) -> tuple[float, float]:
+    r.flushall()
+    q = qname(lib, "latency")
+    w = WorkerProc(lib, r.url, q, "stamp", n + WARMUP)
+    try:
+        w.next(60)  # ready
+        time.sleep(1.0)  # let the pool go idle
+        lib.run(
+            "enqueue",
+            r.url,
+            q,
+            "--job",
+            "stamp",
+            "--n",
+            str(n + WARMUP),
+            "--mode",
+            "paced",
+            "--pause",
+            str(pause),
+        )
+        out = w.next(60)
+    finally:
+        w.close()
+    lat = sorted(out["latencies_ms"][WARMUP:])  # arrival order; drop connection warm-up
+    return statistics.median(lat), lat[max(0, -(-99 * len(lat) // 100) - 1)]  # nearest rank
+
+
+def bench_lib(lib: Lib, r: PrivateRedis, workloads: list[str], quick: bool, pause: float) -> dict:
+    size = {k: v[1] if quick else v[0] for k, v in SIZES.items()}
+    res: dict = {}
+    steps = []
+    if "enqueue" in workloads and lib.enqueue:
+        steps += [
+            ("enqueue_serial", lambda: enqueue_rate(lib, r, "serial", size["enqueue"])),
+            ("enqueue_gather", lambda: enqueue_rate(lib, r, "gather", size["enqueue"])),
+        ]
+        if lib.bulk:
+            steps.append(("enqueue_bulk", lambda: enqueue_rate(lib, r, "bulk", size["enqueue"])))
+    if "noop" in workloads:
+        steps.append(("noop", lambda: throughput(lib, r, "noop", size["noop"])))
+    if "sleep" in workloads:
+        steps.append(("sleep", lambda: throughput(lib, r, "sleep", size["sleep"])))
+    if "latency" in workloads:
+        steps.append(("latency", lambda: latency(lib, r, size["latency"], pause)))
+    for key, fn in steps:
+        try:
+            value = fn()
+        except Exception as e:  # record and carry on with the next workload
+            log(f"  {lib.name} {key}: ERROR {e}")
+            res.setdefault("errors", {})[key] = str(e)
+            continue
+        if key == "latency":
+            res["latency_p50_ms"], res["latency_p99_ms"] = value
+            log(f"  {lib.name} latency: p50 {value[0]:.2f} ms, p99 {value[1]:.2f} ms")
+        else:
+            res[key] = value
+            log(f"  {lib.name} {key}: {value:,.0f}/s")
+    return res
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt(key: str, v: object) -> str:
+    if v is None:
+        return "–"  # noqa: RUF001
+    if v == "ERR":
+        return "ERR"
+    return f"{v:.1f}" if key.endswith("_ms") else f"{v:,.0f}"
+
+
+def table(results: dict) -> str:
+    rows = [["library", *(h for _, h, _ in COLUMNS)]]
+    for r in results.values():
+        rows.append([r["label"], *(fmt(k, r["metrics"].get(k)) for k, _, _ in COLUMNS)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def ratios(results: dict) -> dict:
+    """Per column: errands vs the best peer, as a speed-up (> 1 means errands is better)."""
+    if "errands" not in results:
+        return {}
+    mine = results["errands"]["metrics"]
+    out = {}
+    for key, _, higher in COLUMNS:
+        peers = [
+            (r["metrics"][key], n)
+            for n, r in results.items()
+            if n != "errands" and isinstance(r["metrics"].get(key), float)
+        ]
+        if not peers or not isinstance(mine.get(key), float):
+            continue
+        best, who = max(peers) if higher else min(peers)
+        out[key] = {
+            "best_peer": who,
+            "best_peer_value": best,
+            "errands": mine[key],
+            "speedup": mine[key] / best if higher else best / mine[key],
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", help="comma-separated library names, e.g. errands or arq,saq")
+    ap.add_argument("--skip-peers", action="store_true", help="errands only")
+    ap.add_argument("--skip-errands", action="store_true", help="peers only")
+    ap.add_argument("--quick", action="store_true", help="small N, for a smoke run")
+    ap.add_argument("--runs", type=int, default=1, help="median of K runs (default 1)")
+    ap.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help="subset of " + ",".join(WORKLOADS)
+    )
+    ap.add_argument("--pause", type=float, default=0.005, help="gap between latency enqueues (s)")
+    ap.add_argument(
+        "--errands-python",
+        default=".venv/bin/python",
+        help="python of the project venv (relative paths: to the repo root)",
+    )
+    ap.add_argument("--out", default=str(BENCH / "results.json"))
+    a = ap.parse_args()
+
+    names = [n for n, *_ in LIBS]
+    if a.only:
+        names = [n for n in names if n in a.only.split(",")]
+    if a.skip_peers:
+        names = [n for n in names if n == "errands"]
+    if a.skip_errands:
+        names = [n for n in names if n != "errands"]
+    workloads = [w for w in a.workloads.split(",") if w in WORKLOADS]
+
+    libs = []
+    for name, venv, label, extra, bulk, enq in LIBS:
+        if name not in names:
+            continue
+        if venv is None:
+            py = Path(a.errands_python)
+            py = py if py.is_absolute() else ROOT / py
+        else:
+            py = ensure_venv(venv)
+        libs.append(Lib(name, py, label, extra, bulk, enq))
+
+    results: dict = {}
+    with PrivateRedis() as r:
+        meta = {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "redis": r.version(),
+            "python": sys.version.split()[0],
+            "cores": os.cpu_count(),
+            "command": " ".join(sys.argv),
+            "runs": a.runs,
+            "quick": a.quick,
+            "concurrency": CONCURRENCY,
+            "latency_pause_s": a.pause,
+            "sizes": {k: v[1] if a.quick else v[0] for k, v in SIZES.items()},
+        }
+        log(f"private redis-server {meta['redis']} on {r.url}")
+        for lib in libs:
+            try:
+                version = lib.run("version", r.url, "x", timeout=60)["version"]
+            except Exception as e:
+                log(f"{lib.name}: cannot import ({e}); skipped")
+                results[lib.name] = {"label": lib.label, "metrics": {}, "error": str(e)}
+                continue
+            runs = []
+            for k in range(a.runs):
+                log(f"{lib.name} {version}: run {k + 1}/{a.runs}")
+                runs.append(bench_lib(lib, r, workloads, a.quick, a.pause))
+            keys = {key for run in runs for key in run if key != "errors"}
+            metrics: dict = {
+                key: float(statistics.median(run[key] for run in runs if key in run))
+                for key in keys
+            }
+            for run in runs:
+                for key in run.get("errors", {}):
+                    for k in ["latency_p50_ms", "latency_p99_ms"] if key == "latency" else [key]:
+                        metrics.setdefault(k, "ERR")
+            results[lib.name] = {
+                "label": lib.label,
+                "version": version,
+                "metrics": metrics,
+                "runs": runs,
+            }
+
+    print()
+    print(
+        f"{meta['date']}  redis {meta['redis']}  python {meta['python']}  "
+        f"{meta['cores']} cores  concurrency {CONCURRENCY}  median of {a.runs} run(s)"
+        f"{'  QUICK' if a.quick else ''}  (rates in jobs/s)"
+    )
+    print(table(results))
+    rat = ratios(results)
+    if rat:
+        print("\nerrands vs best peer (speed-up; > 1 means errands is better):")
+        for key, header, _ in COLUMNS:
+            if key in rat:
+                x = rat[key]
+                print(
+                    f"  {header:<22} {x['speedup']:5.2f}x   errands {fmt(key, x['errands'])}"
+                    f"  vs {x['best_peer']} {fmt(key, x['best_peer_value'])}"
+                )
+    Path(a.out).write_text(
+        json.dumps({"meta": meta, "results": results, "ratios": rat}, indent=2) + "\n"
+    )
+    log(f"\nwrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

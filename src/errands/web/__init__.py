@@ -1,0 +1,9 @@
+"""The web dashboard: ``errands.dashboard(redis, namespace=...)`` is a Starlette app.
+
+Needs the ``dashboard`` extra: ``pip install 'errands[dashboard]'``.
+"""
+
+from .app import dashboard
+from .security import DEFAULT_REDACT
+
+__all__ = ["DEFAULT_REDACT", "dashboard"]

@@ -1,0 +1,251 @@
+"""State-changing actions: POST only (the Guard has checked origin and CSRF token before any of
+these runs). Each action is served twice: for forms (303 back to the page, with a flash message)
+and under ``/api/`` (JSON). Ids and names travel in the body, never in the path."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..client import Client
+from ..errors import ErrandsError
+from ..jobinfo import JobInfo, JobStatus, Page
+from .render import Renderer, cookie_header
+from .security import SESSION_COOKIE, SESSION_SECONDS, Settings, session_cookie_value
+
+__all__ = ["Actions"]
+
+
+class Outcome(NamedTuple):
+    message: str
+    back: str
+    data: Any = None
+
+
+Action = Callable[[dict[str, str]], Awaitable[Outcome]]
+Lister = Callable[[int], Awaitable[Page[JobInfo]]]
+
+
+def _required(form: dict[str, str], field: str) -> str:
+    value = form.get(field, "").strip()
+    if not value:
+        raise ValueError(f"missing {field!r}")
+    return value
+
+
+def _back(form: dict[str, str], default: str) -> str:
+    """Where to go after the action: the form's ``next`` if it is a path of this dashboard."""
+    target = form.get("next", "")
+    safe = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    return target if safe and target.isprintable() and " " not in target else default
+
+
+class Actions:
+    def __init__(self, client: Client, renderer: Renderer, settings: Settings) -> None:
+        self.client = client
+        self.renderer = renderer
+        self.settings = settings
+
+    def routes(self) -> list[Route]:
+        table: dict[str, Action] = {
+            "/queues/pause": self.pause,
+            "/queues/unpause": self.unpause,
+            "/jobs/cancel": self.cancel,
+            "/jobs/retry": self.retry_job,
+            "/jobs/delete": self.delete_job,
+            "/schedules/add": self.add_schedule,
+            "/schedules/enable": self.schedule_verb("enable"),
+            "/schedules/disable": self.schedule_verb("disable"),
+            "/schedules/run": self.schedule_verb("run"),
+            "/schedules/delete": self.schedule_verb("delete"),
+        }
+        for kind in ("scheduled", "retry", "dead"):
+            for verb in ("retry", "delete", "retry-all", "delete-all"):
+                table[f"/{kind}/{verb}"] = self.set_action(kind, verb)
+        routes = [
+            Route("/login", self.login_page, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+        ]
+        for path, action in table.items():
+            routes.append(Route(path, self._html(action), methods=["POST"]))
+            routes.append(Route("/api" + path, self._api(action), methods=["POST"]))
+        return routes
+
+    def _html(self, action: Action) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            form: dict[str, str] = request.state.form
+            try:
+                outcome = await action(form)
+            except (ErrandsError, ValueError, LookupError) as exc:
+                return self.renderer.redirect(request, _back(form, "/"), _message(exc), "error")
+            return self.renderer.redirect(request, _back(form, outcome.back), outcome.message)
+
+        return endpoint
+
+    def _api(self, action: Action) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                outcome = await action(request.state.form)
+            except LookupError as exc:
+                return self.renderer.error(request, 404, _message(exc))
+            except (ErrandsError, ValueError) as exc:
+                return self.renderer.error(request, 400, _message(exc))
+            return self.renderer.json({"ok": True, "message": outcome.message, "data": outcome.data})
+
+        return endpoint
+
+    # -- queues and jobs ---------------------------------------------------------------------
+    async def pause(self, form: dict[str, str]) -> Outcome:
+        name = _required(form, "name")
+        await self.client.pause(name)
+        return Outcome(f"Paused {name}.", "/queues")
+
+    async def unpause(self, form: dict[str, str]) -> Outcome:
+        name = _required(form, "name")
+        await self.client.unpause(name)
+        return Outcome(f"Resumed {name}.", "/queues")
+
+    async def cancel(self, form: dict[str, str]) -> Outcome:
+        job_id = _required(form, "id")
+        outcome = await self.client.cancel(job_id)
+        return Outcome(f"Cancel {job_id}: {outcome}.", "/jobs/" + quote(job_id, safe=""), outcome)
+
+    async def retry_job(self, form: dict[str, str]) -> Outcome:
+        job_id = _required(form, "id")
+        info = await self.client.job(job_id)
+        if info is None:
+            raise LookupError(f"no job {job_id!r}")
+        c = self.client
+        if info.status == JobStatus.DEAD:
+            done = await c.retry_dead_job(job_id)
+        elif info.status == JobStatus.SCHEDULED:
+            done = await c.run_scheduled_now(job_id)
+        else:
+            done = await c.reschedule(job_id, c.clock.now())
+        back = "/jobs/" + quote(job_id, safe="")
+        return Outcome(f"Queued {job_id} again." if done else f"{job_id} was not moved.", back)
+
+    async def delete_job(self, form: dict[str, str]) -> Outcome:
+        job_id = _required(form, "id")
+        if not await self.client.destroy(job_id):
+            raise LookupError(f"no job {job_id!r}")
+        return Outcome(f"Deleted {job_id}.", "/")
+
+    def set_action(self, kind: str, verb: str) -> Action:
+        c = self.client
+        lister: Lister = {"scheduled": c.scheduled_jobs, "retry": c.retry_jobs}.get(kind, c.dead_jobs)
+        one: dict[str, Callable[[str], Awaitable[bool]]] = {
+            "scheduled": c.run_scheduled_now,
+            "retry": self._retry_now,
+            "dead": c.retry_dead_job,
+        }
+        delete = {"scheduled": c.delete_scheduled_job, "retry": c.delete_retry_job}
+        action = one[kind] if verb.startswith("retry") else delete.get(kind, c.delete_dead_job)
+        done_word = "queued" if verb.startswith("retry") else "deleted"
+
+        async def run(form: dict[str, str]) -> Outcome:
+            if verb.endswith("-all"):
+                if kind == "dead":
+                    bulk = c.retry_all_dead_jobs if verb == "retry-all" else c.delete_all_dead_jobs
+                    count = await bulk()
+                else:
+                    count = await _each(lister, action)
+                return Outcome(f"{count} {kind} jobs {done_word}.", f"/{kind}", count)
+            job_id = _required(form, "id")
+            if not await action(job_id):
+                raise LookupError(f"no {kind} job {job_id!r}")
+            return Outcome(f"{job_id} {done_word}.", f"/{kind}")
+
+        return run
+
+    async def _retry_now(self, job_id: str) -> bool:
+        info = await self.client.job(job_id)
+        if info is None or info.status != JobStatus.RETRYING:
+            return False
+        return await self.client.reschedule(job_id, self.client.clock.now())
+
+    # -- schedules ---------------------------------------------------------------------------
+    async def add_schedule(self, form: dict[str, str]) -> Outcome:
+        try:
+            args = orjson.loads(form.get("args") or "{}")
+        except orjson.JSONDecodeError:
+            raise ValueError("args must be a JSON object, e.g. {\"id\": 1}") from None
+        if not isinstance(args, dict):
+            raise ValueError("args must be a JSON object, e.g. {\"id\": 1}")
+        name = _required(form, "name")
+        periodic = await self.client.add_schedule(
+            name,
+            _required(form, "job"),
+            _required(form, "spec"),
+            args,
+            tz=form.get("tz", "").strip() or "UTC",
+            enabled=form.get("enabled", "") not in ("", "0", "false", "off"),
+        )
+        return Outcome(f"Schedule {periodic.name} added.", "/schedules")
+
+    def schedule_verb(self, verb: str) -> Action:
+        async def run(form: dict[str, str]) -> Outcome:
+            name = _required(form, "name")
+            c = self.client
+            if verb == "enable":
+                await c.enable_schedule(name)
+            elif verb == "disable":
+                await c.disable_schedule(name)
+            elif verb == "delete":
+                if not await c.delete_schedule(name):
+                    raise LookupError(f"no schedule named {name!r}")
+            else:
+                job_id = await c.run_schedule_now(name)
+                return Outcome(f"Schedule {name}: job {job_id} enqueued.", "/schedules", job_id)
+            return Outcome(f"Schedule {name} {verb}d.", "/schedules")
+
+        return run
+
+    # -- token login -------------------------------------------------------------------------
+    async def login_page(self, request: Request) -> Response:
+        if not self.settings.token or request.state.user is not None:
+            return self.renderer.redirect(request, "/")
+        return self.renderer.page(request, "login.html", message="", refresh=0)
+
+    async def login(self, request: Request) -> Response:
+        given: str = request.state.form.get("token", "")
+        token = self.settings.token
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            return self.renderer.unauthorized(request, "Wrong token.")
+        response = self.renderer.redirect(request, "/")
+        value = session_cookie_value(self.settings)
+        response.headers.append(
+            "set-cookie", cookie_header(request, SESSION_COOKIE, value, SESSION_SECONDS)
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        response = self.renderer.redirect(request, "/login" if self.settings.token else "/")
+        response.headers.append("set-cookie", cookie_header(request, SESSION_COOKIE, "", 0))
+        return response
+
+
+async def _each(lister: Lister, action: Callable[[str], Awaitable[bool]]) -> int:
+    """Apply ``action`` to every job of a listing, page 1 over and over as it empties."""
+    total = (await lister(1)).total
+    done = 0
+    for _ in range(total // 20 + 2):
+        items = (await lister(1)).items
+        results = [await action(job.id) for job in items if not job.corrupt]
+        done += sum(results)
+        if not any(results) or done >= total:
+            break
+    return done
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc.args[0]) if len(exc.args) == 1 else str(exc)
+    return text[:1].upper() + text[1:]

@@ -1,0 +1,103 @@
+"""``errands.dashboard(...)``: the Starlette app of the web dashboard."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from ..client import Client
+from .actions import Actions
+from .guard import Guard
+from .redact import Redactor
+from .render import Renderer
+from .security import DEFAULT_REDACT, Settings, parse_basic_auth, parse_networks
+from .views import Views
+
+__all__ = ["dashboard"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def dashboard(
+    redis_or_client: Client | Redis | str,
+    *,
+    namespace: str = "errands",
+    basic_auth: str | tuple[str, str] | None = None,
+    token: str | None = None,
+    trusted_proxies: Iterable[str] = (),
+    redact: Iterable[str] | None = None,
+    allowed_origins: Iterable[str] = (),
+    secret: str | bytes | None = None,
+    read_only: bool = False,
+    refresh: float = 5.0,
+    routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """The web dashboard as an ASGI app: serve it, or mount it into your app::
+
+        app.mount("/jobs", errands.dashboard(redis, namespace="myapp", token=TOKEN))
+
+    ``redis_or_client``: a :class:`Client` (its namespace is used), an asyncio Redis client or
+    a Redis URL. Security options: without ``basic_auth`` (``"user:password"``) or ``token``
+    only loopback clients are served; ``trusted_proxies`` (addresses or networks) are the only
+    peers whose ``X-Forwarded-For`` is believed; ``redact`` lists the argument keys whose values
+    are hidden (default: password, token, secret, api_key, authorization; ``()`` for none);
+    ``allowed_origins`` adds origins (``https://admin.example.com``) accepted on POSTs besides
+    the request's own host; ``secret`` signs CSRF tokens and sessions (random per process by
+    default: give one when several processes serve the dashboard); ``read_only`` refuses every
+    action; ``refresh`` is the live-refresh period in seconds (0 turns it off). ``routes`` are
+    added to the app behind the same guard (the hook for extra endpoints such as ``/metrics``).
+    """
+    if isinstance(redis_or_client, Client):
+        client, owned = redis_or_client, False
+    elif isinstance(redis_or_client, str):
+        client, owned = Client.from_url(redis_or_client, namespace=namespace), True
+    else:
+        client, owned = Client(redis_or_client, namespace=namespace), False
+    settings = Settings(
+        basic_auth=parse_basic_auth(basic_auth),
+        token=token or None,
+        trusted_proxies=parse_networks(trusted_proxies),
+        redact=tuple(DEFAULT_REDACT if redact is None else redact),
+        allowed_origins=frozenset(o.rstrip("/") for o in allowed_origins),
+        secret=_secret(secret),
+        read_only=read_only,
+        refresh=max(0.0, float(refresh)),
+    )
+    renderer = Renderer(settings, now=client.clock.now)
+    redactor = Redactor(settings.redact)
+    all_routes: list[BaseRoute] = [
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+        *Views(client, renderer, redactor).routes(),
+        *Actions(client, renderer, settings).routes(),
+        *routes,
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        if owned:
+            await client.aclose()
+
+    app = Starlette(
+        routes=all_routes,
+        middleware=[Middleware(Guard, settings=settings, renderer=renderer)],
+        lifespan=lifespan,
+    )
+    app.state.client = client
+    app.state.settings = settings
+    return app
+
+
+def _secret(secret: str | bytes | None) -> bytes:
+    if secret is None or secret == b"" or secret == "":
+        return os.urandom(32)
+    return secret.encode() if isinstance(secret, str) else secret
+

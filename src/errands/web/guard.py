@@ -1,0 +1,193 @@
+"""The ASGI middleware in front of every route of the dashboard: network and credential checks,
+CSRF and same-origin checks on POST, security headers on every response, and a generic error
+page (logged server-side, no traceback to the client) for anything that goes wrong."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..connection import REDIS_ERRORS
+from .render import Renderer, cookie_header, route_path
+from .security import (
+    CSRF_COOKIE,
+    Settings,
+    authenticate,
+    client_address,
+    csrf_token_valid,
+    is_loopback,
+    new_csrf_token,
+    same_origin,
+)
+
+__all__ = ["SECURITY_HEADERS", "Guard"]
+
+log = logging.getLogger("errands.dashboard")
+
+MAX_BODY = 64 * 1024
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+}
+PUBLIC = ("/static/", "/login")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, settings: Settings, renderer: Renderer) -> None:
+        self.app = app
+        self.settings = settings
+        self.renderer = renderer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        conn = HTTPConnection(scope)
+        state = scope.setdefault("state", {})
+        cookie = conn.cookies.get(CSRF_COOKIE)
+        fresh = not csrf_token_valid(self.settings, cookie)
+        state["csrf"] = new_csrf_token(self.settings) if fresh else cookie
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+                if "cache-control" not in headers:
+                    headers["cache-control"] = "no-store"
+                if fresh:
+                    headers.append("set-cookie", cookie_header(conn, CSRF_COOKIE, state["csrf"]))
+            await send(message)
+
+        try:
+            receive = await self._gate(conn, receive)
+            await self.app(scope, receive, send_with_headers)
+        except Refused as refusal:
+            response = self._refusal(conn, refusal)
+            await response(scope, receive, send_with_headers)
+        except REDIS_ERRORS as exc:
+            log.warning("dashboard: Redis unavailable on %s: %s", route_path(conn), exc)
+            if not started:
+                response = self.renderer.error(conn, 503, "Redis is unavailable; retry shortly.")
+                await response(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("dashboard: error on %s %s", scope.get("method"), route_path(conn))
+            if not started:
+                response = self.renderer.error(conn, 500, "Internal error (details logged).")
+                await response(scope, receive, send_with_headers)
+
+    def _refusal(self, conn: HTTPConnection, refusal: Refused) -> Response:
+        if refusal.status == 401:
+            return self.renderer.unauthorized(conn)
+        return self.renderer.error(conn, refusal.status, refusal.message)
+
+    async def _gate(self, conn: HTTPConnection, receive: Receive) -> Receive:
+        """Raise Refused, or return the receive callable the app should read the body from."""
+        s = self.settings
+        path = route_path(conn)
+        peer = client_address(conn, s.trusted_proxies)
+        conn.state.peer = peer
+        conn.state.user = authenticate(conn, s) if s.auth_configured else None
+        if not s.auth_configured and not is_loopback(peer):
+            log.warning("dashboard: refused %s from %s (not loopback, no auth)", path, peer)
+            raise Refused(
+                403,
+                "This dashboard serves loopback clients only: configure a token or basic auth "
+                "to open it to other hosts.",
+            )
+        public = path.startswith(PUBLIC[0]) or path == PUBLIC[1]
+        if s.auth_configured and conn.state.user is None and not public:
+            raise Refused(401, "Authentication required.")
+        method = conn.scope["method"]
+        if method in ("GET", "HEAD"):
+            return receive
+        if method != "POST":
+            raise Refused(405, "Method not allowed.")
+        if not same_origin(conn, s):
+            log.warning("dashboard: refused cross-site POST %s from %s", path, peer)
+            raise Refused(403, "Cross-site request refused.")
+        body = await _read_body(receive)
+        form = _parse_form(conn, body)
+        token = conn.headers.get("x-csrf-token") or form.get("csrf", "")
+        cookie = conn.cookies.get(CSRF_COOKIE) or ""
+        if not (csrf_token_valid(s, cookie) and hmac.compare_digest(token.encode(), cookie.encode())):
+            raise Refused(403, "Missing or invalid CSRF token: reload the page and try again.")
+        if s.read_only and path not in ("/login", "/logout"):
+            raise Refused(403, "This dashboard is read-only.")
+        conn.state.form = form
+        return _replay(body, receive)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise Refused(400, "Client disconnected.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Refused(413, "Request body too large.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _parse_form(conn: HTTPConnection, body: bytes) -> dict[str, str]:
+    """URL-encoded form fields, or the top-level string/number fields of a JSON object."""
+    ctype = conn.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if ctype == "application/json":
+            data: Any = orjson.loads(body) if body else {}
+            if not isinstance(data, dict):
+                raise Refused(400, "Expected a JSON object.")
+            return {str(k): v if isinstance(v, str) else orjson.dumps(v).decode()
+                    for k, v in data.items()}  # fmt: skip
+        if ctype in ("", "application/x-www-form-urlencoded"):
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except (orjson.JSONDecodeError, UnicodeDecodeError):
+        raise Refused(400, "Malformed request body.") from None
+    raise Refused(415, "Send application/x-www-form-urlencoded or application/json.")
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

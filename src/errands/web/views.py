@@ -1,0 +1,205 @@
+"""The pages of the dashboard (GET only, never a state change). Each page has a loader that
+asks the Client for its data (redacted here, once, for both the HTML page and its JSON twin under
+``/api/``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..client import Client
+from ..jobinfo import JobStatus, Page
+from .redact import Redactor
+from .render import Renderer, chart
+
+__all__ = ["Missing", "Views"]
+
+Loader = Callable[[Request], Awaitable[dict[str, Any]]]
+STALE_POOL_SECONDS = 30.0
+CANCELLABLE = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.IN_PROGRESS)
+RETRYABLE = (JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.DEAD, JobStatus.CANCELLED)
+SETS = {
+    "scheduled": ("Scheduled", "Jobs waiting for their time; soonest first.", "Run now"),
+    "retry": ("Retry", "Failed jobs waiting for their next attempt; soonest first.", "Retry now"),
+    "dead": ("Dead", "Jobs that failed for good; newest first.", "Retry"),
+}
+
+
+class Missing(Exception):
+    """A page about something that does not exist (404)."""
+
+
+def page_number(request: Request) -> int:
+    raw = request.query_params.get("page", "1")
+    return min(max(int(raw), 1), 100_000) if raw.isdigit() else 1
+
+
+class Views:
+    def __init__(self, client: Client, renderer: Renderer, redactor: Redactor) -> None:
+        self.client = client
+        self.renderer = renderer
+        self.redactor = redactor
+
+    def routes(self) -> list[Route]:
+        table: list[tuple[str, Loader, str, str]] = [
+            ("/", self.overview, "overview.html", "overview"),
+            ("/queues", self.queues, "queues.html", "queues"),
+            ("/queues/{name:path}", self.queue, "queue.html", "queues"),
+            ("/busy", self.busy, "busy.html", "busy"),
+            ("/pools", self.pools, "pools.html", "pools"),
+            ("/scheduled", self.job_set("scheduled"), "jobs.html", "scheduled"),
+            ("/retry", self.job_set("retry"), "jobs.html", "retry"),
+            ("/dead", self.job_set("dead"), "jobs.html", "dead"),
+            ("/history", self.history, "history.html", "history"),
+            ("/schedules", self.schedules, "schedules.html", "schedules"),
+            ("/jobs/{id:path}", self.job, "job.html", ""),
+            ("/redis", self.redis, "redis.html", "redis"),
+        ]
+        routes = [
+            Route("/jobs", self.find_job, methods=["GET"]),
+            Route("/api/csrf", self.csrf, methods=["GET"]),
+        ]
+        for path, loader, template, active in table:
+            api_path = "/api" + (path if path != "/" else "/overview")
+            routes.append(Route(path, self._html(loader, template, active), methods=["GET"]))
+            routes.append(Route(api_path, self._api(loader), methods=["GET"]))
+        return routes
+
+    def _html(self, loader: Loader, template: str, active: str) -> Callable[..., Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                data = await loader(request)
+            except Missing as exc:
+                return self.renderer.error(request, 404, str(exc))
+            counts = await self.client.count_by_status()
+            return self.renderer.page(request, template, active=active, counts=counts, **data)
+
+        return endpoint
+
+    def _api(self, loader: Loader) -> Callable[..., Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                data = await loader(request)
+            except Missing as exc:
+                return self.renderer.error(request, 404, str(exc))
+            data.pop("refresh", None)
+            return self.renderer.json(data)
+
+        return endpoint
+
+    async def csrf(self, request: Request) -> Response:
+        """The CSRF token for scripts: send it back as ``X-CSRF-Token`` with the cookie."""
+        return self.renderer.json({"csrf": request.state.csrf})
+
+    async def find_job(self, request: Request) -> Response:
+        job_id = request.query_params.get("id", "").strip()
+        if not job_id:
+            return self.renderer.redirect(request, "/history")
+        from urllib.parse import quote
+
+        return self.renderer.redirect(request, "/jobs/" + quote(job_id, safe=""))
+
+    # -- loaders ----------------------------------------------------------------------------
+    async def overview(self, request: Request) -> dict[str, Any]:
+        c = self.client
+        counts, stats, points, queues, workers, pools = await asyncio.gather(
+            c.count_by_status(),
+            c.stats(),
+            c.throughput(60, now=c.clock.now()),
+            c.queues(),
+            c.workers(),
+            c.worker_pools(),
+        )
+        return {
+            "totals": {
+                "processed": stats.get("processed", 0),
+                "failed": stats.get("failed", 0) + stats.get("dead", 0),
+                "dead": counts[JobStatus.DEAD],
+                "busy": len(workers),
+                "queued": counts[JobStatus.QUEUED],
+                "scheduled": counts[JobStatus.SCHEDULED],
+                "retrying": counts[JobStatus.RETRYING],
+                "pools": len(pools),
+                "concurrency": sum(p.concurrency for p in pools),
+            },
+            "throughput": [{"minute": m, "ended": e, "died": d} for m, e, d in points],
+            "chart": chart(points),
+            "queues": queues,
+            "workers": self.redactor.each(workers[:10]),
+        }
+
+    async def queues(self, request: Request) -> dict[str, Any]:
+        return {"queues": await self.client.queues()}
+
+    async def queue(self, request: Request) -> dict[str, Any]:
+        name = request.path_params["name"]
+        infos = [q for q in await self.client.queues() if q.name == name]
+        if not infos:
+            raise Missing(f"No queue named {name!r}.")
+        jobs = await self.client.queued_jobs(name, page_number(request))
+        return {"queue": infos[0], "page": self._redacted(jobs)}
+
+    async def busy(self, request: Request) -> dict[str, Any]:
+        return {"workers": self.redactor.each(await self.client.workers())}
+
+    async def pools(self, request: Request) -> dict[str, Any]:
+        pools = await self.client.worker_pools()
+        now = self.client.clock.now()
+        stale = [p.id for p in pools if now - p.last_beat > STALE_POOL_SECONDS]
+        return {"pools": pools, "stale": stale}
+
+    def job_set(self, kind: str) -> Loader:
+        async def load(request: Request) -> dict[str, Any]:
+            lister = {
+                "scheduled": self.client.scheduled_jobs,
+                "retry": self.client.retry_jobs,
+                "dead": self.client.dead_jobs,
+            }[kind]
+            title, blurb, verb = SETS[kind]
+            page = self._redacted(await lister(page_number(request)))
+            return {"kind": kind, "title": title, "blurb": blurb, "verb": verb, "page": page}
+
+        return load
+
+    async def history(self, request: Request) -> dict[str, Any]:
+        name = request.query_params.get("name", "").strip() or None
+        job_id = request.query_params.get("id", "").strip() or None
+        names = await self.client.job_names()
+        if job_id:
+            entries = self.redactor.each(await self.client.history_job(job_id))
+            found = Page(entries[::-1], len(entries), 1, max(1, len(entries)))
+            return {"page": found, "names": names, "name": None, "job_id": job_id}
+        page = self._redacted(await self.client.history(page_number(request), name))
+        return {"page": page, "names": names, "name": name, "job_id": None}
+
+    async def schedules(self, request: Request) -> dict[str, Any]:
+        infos = self.redactor.each(await self.client.schedules())
+        running = ("queued", "running", "retrying")
+        states = {i.name: "RUNNING" if i.last_outcome in running else "IDLE" for i in infos}
+        return {"schedules": infos, "states": states, "names": await self.client.job_names()}
+
+    async def job(self, request: Request) -> dict[str, Any]:
+        job_id = request.path_params["id"]
+        info = await self.client.job(job_id) if job_id else None
+        attempts = self.redactor.each(await self.client.history_job(job_id)) if job_id else []
+        if info is None and not attempts:
+            raise Missing(f"No job {job_id!r} (unknown, or its record expired).")
+        return {
+            "job_id": job_id,
+            "job": self.redactor.job(info) if info is not None else None,
+            "attempts": attempts,
+            "can_cancel": info is not None and info.status in CANCELLABLE,
+            "can_retry": info is not None and info.status in RETRYABLE and not info.corrupt,
+        }
+
+    async def redis(self, request: Request) -> dict[str, Any]:
+        return {"info": await self.client.redis_info(), "namespace": self.client.keys.namespace}
+
+    def _redacted(self, page: Page[Any]) -> Page[Any]:
+        return Page(self.redactor.each(page.items), page.total, page.page, page.per_page)
+

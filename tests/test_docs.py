@@ -1,0 +1,156 @@
+"""The documentation is part of the product: its code must compile, the README quick start must
+work when pasted, the demo must run, and the data-layout page must name every key and script.
+
+README blocks are marked with an HTML comment on the line before their fence:
+``<!-- test: compile -->`` (must compile) or ``<!-- test: file=NAME.py -->`` (must compile, and is
+written to NAME.py for the end-to-end quick-start test).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from errands.keys import Keys
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+MARKED = re.compile(
+    r"<!-- test: ([^>]*?) -->\s*\n```python[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL
+)
+
+
+def python_blocks(path: Path) -> list[tuple[int, str]]:
+    """(line number, source) of every ```python block of a Markdown file."""
+    text = path.read_text("utf-8")
+    return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in FENCE.finditer(text)]
+
+
+def marked_blocks(path: Path) -> list[tuple[str, str]]:
+    """(marker, source) of the blocks marked ``<!-- test: ... -->``."""
+    return [(m.group(1).strip(), m.group(2)) for m in MARKED.finditer(path.read_text("utf-8"))]
+
+
+def compile_block(source: str, where: str) -> None:
+    # Top-level await is allowed: snippets show calls as they appear inside async code.
+    compile(source, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+
+
+def quickstart_files() -> dict[str, str]:
+    files = {}
+    for marker, source in marked_blocks(README):
+        if marker.startswith("file="):
+            files[marker.removeprefix("file=")] = source
+    return files
+
+
+def test_readme_marks_the_quick_start() -> None:
+    markers = [marker for marker, _ in marked_blocks(README)]
+    assert "file=jobs.py" in markers
+    assert "file=enqueue.py" in markers
+    assert "compile" in markers  # the web-framework snippet
+    for marker in markers:
+        assert marker == "compile" or re.fullmatch(r"file=[\w.]+\.py", marker), marker
+
+
+@pytest.mark.parametrize(
+    "path", [README, *sorted(DOCS.glob("*.md"))], ids=lambda p: p.relative_to(ROOT).as_posix()
+)
+def test_python_blocks_compile(path: Path) -> None:
+    blocks = python_blocks(path)
+    for line, source in blocks:
+        compile_block(source, f"{path.relative_to(ROOT)}:{line}")
+
+
+def test_readme_quick_start_runs(redis_url: str, tmp_path: Path) -> None:
+    """Paste jobs.py and enqueue.py, enqueue, run ``python -m errands worker jobs:pool --burst``."""
+    namespace = "docs-" + uuid.uuid4().hex[:10]
+    for name, source in quickstart_files().items():
+        assert 'namespace="myapp"' in source, name
+        (tmp_path / name).write_text(
+            source.replace('namespace="myapp"', f'namespace="{namespace}"')
+        )
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+    env.pop("ERRANDS_REDIS_URL", None)
+
+    enqueued = subprocess.run(
+        [sys.executable, "enqueue.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert enqueued.returncode == 0, enqueued.stderr
+    assert "enqueued <Job send_email" in enqueued.stdout
+
+    worker = subprocess.run(
+        [sys.executable, "-m", "errands", "worker", "jobs:pool", "--burst"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 0, worker.stderr
+    assert "sending 'Welcome!' to ada@example.com (attempt 1)" in worker.stdout
+    assert "errands.pool: pool" in worker.stderr  # the INFO lines the README shows
+    assert "done in" in worker.stderr
+
+
+def test_demo_runs(redis_url: str) -> None:
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+    demo = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "all done" in demo.stdout
+
+
+def _key_names() -> list[str]:
+    """How docs/data-layout.md must name each key: ``jobs``, ``q:<``, ..."""
+    keys = Keys("ns")
+    names = []
+    for attr, member in inspect.getmembers(Keys):
+        if attr.startswith("_"):
+            continue
+        if isinstance(member, property):
+            names.append(f"`{getattr(keys, attr).removeprefix(keys.prefix)}`")
+        elif inspect.isfunction(member):
+            stem = getattr(keys, attr)("X").removeprefix(keys.prefix)
+            assert stem.endswith(":X"), (attr, stem)
+            names.append(f"`{stem.removesuffix('X')}<")
+    return names
+
+
+def test_data_layout_names_every_key_and_script() -> None:
+    text = (DOCS / "data-layout.md").read_text("utf-8")
+    missing = [name for name in _key_names() if name not in text]
+    assert not missing, f"keys.py keys missing from docs/data-layout.md: {missing}"
+    scripts = sorted(p.name for p in (ROOT / "src" / "errands" / "lua").glob("*.lua"))
+    missing = [name for name in scripts if f"`{name}`" not in text]
+    assert not missing, f"Lua scripts missing from docs/data-layout.md: {missing}"
+
+
+def test_every_page_is_in_the_nav_and_every_link_resolves() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text("utf-8")
+    for page in DOCS.glob("*.md"):
+        assert f": {page.name}" in nav, f"{page.name} is not in the mkdocs.yml nav"
+    readme = README.read_text("utf-8")
+    for target in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (ROOT / target).is_file(), target

@@ -1,0 +1,77 @@
+"""``python -m errands schedules ...`` (called in-process through ``errands.cli.main``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from errands.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_schedules_commands(
+    capsys: pytest.CaptureFixture[str], redis_url: str, namespace: str
+) -> None:
+    where = ("--redis", redis_url, "--namespace", namespace)
+    assert run(capsys, "schedules", "list", *where)[1].strip() == "no schedules"
+
+    code, out, _ = run(
+        capsys,
+        "schedules",
+        "add",
+        "nightly",
+        "cleanup",
+        "0 30 2 * * *",
+        "--args",
+        '{"deep": true}',
+        "--tz",
+        "America/New_York",
+        "--skip-if-running",
+        *where,
+    )
+    assert code == 0 and "nightly" in out
+
+    code, out, _ = run(capsys, "schedules", "list", "--json", *where)
+    [info] = json.loads(out)
+    assert info["name"] == "nightly" and info["job_name"] == "cleanup"
+    assert (info["spec"], info["tz"], info["args"]) == (
+        "0 30 2 * * *",
+        "America/New_York",
+        {"deep": True},
+    )
+    assert info["enabled"] and info["skip_if_running"] and info["last_job_id"] is None
+
+    assert run(capsys, "schedules", "disable", "nightly", *where)[0] == 0
+    code, out, _ = run(capsys, "schedules", "list", *where)
+    assert out.splitlines()[0].split()[:3] == ["NAME", "JOB", "SPEC"]
+    assert "nightly" in out and " no " in out
+
+    assert run(capsys, "schedules", "enable", "nightly", *where)[0] == 0
+    code, out, _ = run(capsys, "schedules", "run-now", "nightly", *where)
+    assert code == 0 and "enqueued" in out
+    code, out, _ = run(capsys, "schedules", "list", "--json", *where)
+    assert json.loads(out)[0]["last_outcome"] == "queued"
+
+    assert run(capsys, "schedules", "delete", "nightly", *where)[0] == 0
+    code, _, err = run(capsys, "schedules", "delete", "nightly", *where)
+    assert code == 1 and "no schedule named 'nightly'" in err
+
+
+def test_schedules_errors(
+    capsys: pytest.CaptureFixture[str], redis_url: str, namespace: str
+) -> None:
+    where = ("--redis", redis_url, "--namespace", namespace)
+    code, _, err = run(capsys, "schedules", "add", "x", "job", "61 * * * *", *where)
+    assert code == 2 and "61 * * * *" in err
+    code, _, err = run(capsys, "schedules", "add", "x", "job", "@daily", "--args", "{", *where)
+    assert code == 2 and "--args" in err
+    code, _, err = run(capsys, "schedules", "enable", "ghost", *where)
+    assert code == 1 and "ghost" in err
+    code, _, err = run(capsys, "schedules", "list", "--redis", "redis://127.0.0.1:9/0")
+    assert code == 2 and "cannot reach Redis at redis://127.0.0.1:9/0" in err
