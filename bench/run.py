@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -231,9 +232,12 @@ class WorkerProc:
             raise RuntimeError(f"worker exited {self.proc.wait()}: {self.stderr.read()[-800:]}")
         return msg
 
-    def close(self) -> None:
-        try:
-            self.proc.wait(15)  # adapters stop gracefully after printing the result
+    def __enter__(self) -> "WorkerProc":
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:  # after the result line adapters stop gracefully; on errors do not wait
+            self.proc.wait(0 if exc_type else 15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -268,20 +272,16 @@ def throughput(lib: Lib, r: PrivateRedis, job: str, n: int) -> float:
     lib.run(
         "enqueue", r.url, q, "--job", job, "--n", str(n), "--mode", "bulk" if lib.bulk else "gather"
     )
-    w = WorkerProc(lib, r.url, q, job, n)
-    try:
+    with WorkerProc(lib, r.url, q, job, n) as w:
         w.next(60)  # ready
         out = w.next(60 + n / 50)
-    finally:
-        w.close()
     return out["n"] / (out["last_done"] - out["first_start"])
 
 
 def latency(lib: Lib, r: PrivateRedis, n: int, pause: float) -> tuple[float, float]:
     r.flushall()
     q = qname(lib, "latency")
-    w = WorkerProc(lib, r.url, q, "stamp", n + WARMUP)
-    try:
+    with WorkerProc(lib, r.url, q, "stamp", n + WARMUP) as w:
         w.next(60)  # ready
         time.sleep(1.0)  # let the pool go idle
         lib.run(
@@ -298,8 +298,6 @@ def latency(lib: Lib, r: PrivateRedis, n: int, pause: float) -> tuple[float, flo
             str(pause),
         )
         out = w.next(60)
-    finally:
-        w.close()
     lat = sorted(out["latencies_ms"][WARMUP:])  # arrival order; drop connection warm-up
     return statistics.median(lat), lat[max(0, -(-99 * len(lat) // 100) - 1)]  # nearest rank
 
@@ -406,6 +404,8 @@ def main() -> None:
     )
     ap.add_argument("--out", default=str(BENCH / "results.json"))
     a = ap.parse_args()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # unwind: stop workers and the redis-server
+        signal.signal(sig, signal.default_int_handler)
 
     names = [n for n, *_ in LIBS]
     if a.only:
@@ -434,6 +434,7 @@ def main() -> None:
             "redis": r.version(),
             "python": sys.version.split()[0],
             "cores": os.cpu_count(),
+            "loadavg_start": os.getloadavg(),
             "command": " ".join(sys.argv),
             "runs": a.runs,
             "quick": a.quick,
@@ -469,6 +470,7 @@ def main() -> None:
                 "runs": runs,
             }
 
+    meta["loadavg_end"] = os.getloadavg()  # a busy machine makes the figures noisy
     print()
     print(
         f"{meta['date']}  redis {meta['redis']}  python {meta['python']}  "

@@ -20,9 +20,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import orjson
-from apps import record_key
 from redis.asyncio import Redis
 
+from apps import record_key
 from errands.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from procs import Procs, eventually, live_pools, max_overlap, records
 from redis.asyncio import Redis
 
 from errands import Enqueuer
 from errands.devserver import free_port
 from errands.keys import Keys
+from procs import Procs, eventually, live_pools, max_overlap, records
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from client_env import Env, traces, until
 from redis.asyncio import Redis
 
+from client_env import Env, traces, until
 from errands import (
     Client,
     Job,
@@ -624,3 +624,162 @@ async def test_checkin_outside_a_handler_is_an_error() -> None:
         await job.checkin("hi")
     with pytest.raises(RuntimeError, match="not bound"):
         await job.result(timeout=1)
+
+
+# -- races and odd corners -------------------------------------------------------------------
+@pytest.mark.parametrize("when", ["just_after_start", "just_before_start"])
+async def test_cancel_racing_the_start_of_the_job(env: Env, when: str) -> None:
+    """The cancel message may reach the pool between fetch and the job's task running its
+    first line, or even before the pool registered the job at all."""
+    gate = Gate()
+    env.pool.register("slow", gate)
+    await env.pool.start()
+    worker = env.pool.worker
+    assert worker is not None
+    original = worker._start
+
+    def start(name: str, item: Any) -> None:
+        if when == "just_before_start":
+            worker.cancel_job(item.id)
+        original(name, item)
+        if when == "just_after_start":
+            worker.cancel_job(item.id)
+
+    worker._start = start  # type: ignore[method-assign]
+    job = await env.enqueuer.enqueue("slow", {})
+    assert job is not None
+    await until(lambda: _status(env.client, job.id, JobStatus.CANCELLED), timeout=2)
+    gate.release.set()
+    await env.pool.drain(timeout=5)
+    assert gate.completed == []
+    assert await env.redis.zcard(env.keys.in_progress(env.pool.id)) == 0
+    assert int(await env.redis.hget(env.keys.running, "slow") or 0) == 0
+
+
+async def test_cancel_request_during_the_settle_of_a_failure(env: Env) -> None:
+    """A cancel arriving while a failed job is being settled must not interrupt the settle
+    (that would strand the job in the pool's in-progress set)."""
+    simple_jobs(env)
+    await env.pool.start()
+    worker = env.pool.worker
+    assert worker is not None
+    original = worker.settler.fail
+
+    async def fail(job: Job, jt: Any, exc: BaseException, started_ms: int) -> str:
+        worker.cancel_job(job.id)
+        await asyncio.sleep(0.01)  # the cancel takes effect on the next turn of the loop
+        return await original(job, jt, exc, started_ms)
+
+    worker.settler.fail = fail  # type: ignore[method-assign]
+    job = await env.enqueuer.enqueue("boom", {})
+    assert job is not None
+    await until(lambda: _status(env.client, job.id, JobStatus.RETRYING))
+    assert await env.redis.zcard(env.keys.in_progress(env.pool.id)) == 0
+
+
+async def test_cancel_running_job_with_timeout_and_middleware(env: Env) -> None:
+    seen: list[str] = []
+
+    @env.pool.middleware
+    async def swallow(job: Job, call_next: Any) -> Any:
+        try:
+            return await call_next()
+        except Exception as exc:  # must not turn a cancellation into anything else
+            seen.append(type(exc).__name__)
+            raise
+
+    gate = Gate()
+    env.pool.register("slow", gate, timeout=30, max_fails=5)
+    job = await env.enqueuer.enqueue("slow", {})
+    assert job is not None
+    await env.pool.start()
+    await until(gate.started.is_set)
+    assert await env.client.cancel(job.id) == "running"
+    await until(lambda: _status(env.client, job.id, JobStatus.CANCELLED), timeout=1.0)
+    assert seen == [] and gate.completed == []
+    assert await env.redis.zcard(env.keys.retry("slow")) == 0
+
+
+async def test_cancel_running_sync_handler(env: Env) -> None:
+    """A plain-def handler runs in a thread that cannot be interrupted: the job keeps its slot
+    until the thread returns, then counts as cancelled (its result is discarded, no retry)."""
+    import threading
+
+    release = threading.Event()
+    started = threading.Event()
+    finished: list[str] = []
+
+    @env.pool.job("blocking", max_fails=5)
+    def blocking(job: Job) -> str:
+        started.set()
+        release.wait(5)
+        finished.append(job.id)
+        return "done"
+
+    job = await env.enqueuer.enqueue("blocking", {})
+    assert job is not None
+    await env.pool.start()
+    await until(started.is_set)
+    assert await env.client.cancel(job.id) == "running"
+    await asyncio.sleep(0.1)
+    assert await _status(env.client, job.id, JobStatus.IN_PROGRESS)
+    release.set()
+    await until(lambda: _status(env.client, job.id, JobStatus.CANCELLED), timeout=2.0)
+    assert finished == [job.id]
+    await env.pool.drain(timeout=5)
+    info = await env.client.job(job.id)
+    assert info is not None and info.status == JobStatus.CANCELLED and info.result is None
+    assert await env.redis.zcard(env.keys.retry("blocking")) == 0
+
+
+async def test_result_of_a_dropped_job_raises_its_error(env: Env) -> None:
+    @env.pool.job("skipper", max_fails=1, skip_dead=True)
+    async def skipper(job: Job) -> None:
+        raise RuntimeError("not worth keeping")
+
+    job = await env.enqueuer.enqueue("skipper", {})
+    assert job is not None
+    waiter = asyncio.create_task(job.result(timeout=5))
+    await asyncio.sleep(0.05)
+    await env.pool.drain(timeout=5)
+    with pytest.raises(JobFailedError, match="not worth keeping"):
+        await waiter
+    assert await env.client.job(job.id) is None
+    assert [h.status for h in await env.client.history_job(job.id)] == ["dropped"]
+
+
+async def test_destroy_orphaned_envelope(env: Env) -> None:
+    await env.redis.hset(env.keys.jobs, "orphan", b'{"n": "ok", "a": {}, "t": 1}')
+    info = await env.client.job("orphan")
+    assert info is not None and info.status == JobStatus.IN_PROGRESS and info.pool_id is None
+    assert await env.client.destroy("orphan") is True
+    assert await traces(env.redis, env.namespace, "orphan") == []
+
+
+async def test_corrupt_envelope_on_a_queue_reports_its_set(env: Env) -> None:
+    await env.enqueuer.enqueue("ok", {})  # makes the name known
+    await env.redis.hset(env.keys.jobs, "bad", b"{{{")
+    await env.redis.zadd(env.keys.queue("ok"), {"bad": 1})
+    info = await env.client.job("bad")
+    assert info is not None and info.corrupt
+    assert (info.status, info.name) == (JobStatus.QUEUED, "ok")
+    page = await env.client.jobs_by_status(JobStatus.QUEUED)
+    assert {j.id: j.corrupt for j in page.items}["bad"] is True
+    assert await env.client.cancel("bad") == "cancelled"
+    assert await env.client.destroy("bad") is True
+    assert await traces(env.redis, env.namespace, "bad") == []
+
+
+async def test_destroy_after_retry_of_a_dead_job_removes_all_attempts(env: Env) -> None:
+    calls = simple_jobs(env)
+    job = await env.enqueuer.enqueue("fatal", {})
+    assert job is not None
+    await env.pool.drain(timeout=5)
+    for _ in range(3):
+        assert await env.client.retry_dead_job(job.id) is True
+        await env.pool.drain(timeout=5)
+    assert len(calls["fatal"]) == 4
+    attempts = await env.client.history_job(job.id)
+    assert [(h.attempt, h.status) for h in attempts] == [(i, "dead") for i in range(1, 5)]
+    assert await env.client.destroy(job.id) is True
+    assert await traces(env.redis, env.namespace, job.id) == []

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
-from client_env import Env, traces, until
 from redis.asyncio import Redis
 
+from client_env import Env, traces, until
 from errands import FixedBackoff, Job, JobStatus, LinearBackoff
 
 
@@ -339,7 +339,7 @@ async def test_pause_and_unpause(env: Env) -> None:
     assert await env.client.paused() == set()
     await env.pool.drain(timeout=5)
     assert len(calls["ok"]) == 1
-    with pytest.raises(ValueError, match="invalid job name|job name"):
+    with pytest.raises(ValueError, match="invalid job name"):
         await env.client.pause("bad name")
 
 
@@ -362,7 +362,12 @@ async def test_worker_pools_and_workers_while_a_pool_runs(env: Env) -> None:
     pools = await env.client.worker_pools()
     assert len(pools) == 1
     p = pools[0]
-    assert (p.id, p.host, p.pid, p.concurrency) == (env.pool.id, socket.gethostname(), os.getpid(), 4)
+    assert (p.id, p.host, p.pid, p.concurrency) == (
+        env.pool.id,
+        socket.gethostname(),
+        os.getpid(),
+        4,
+    )
     assert p.job_names == ["boom", "fatal", "heal", "ok", "slow"]
     assert before - 1 <= p.started_at <= time.time()
     assert abs(p.last_beat - time.time()) < 5

@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from procs import Procs, eventually, max_overlap, records, running_counts, wait_ready
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
 from errands.keys import Keys
+from procs import Procs, eventually, max_overlap, records, running_counts, wait_ready
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ async def test_max_concurrency_1_holds_across_two_processes(
         procs, redis_url, namespace, redis, name="serial", workers=2, jobs=20, seconds=0.05
     )
     spans = sorted((r["start"], r["end"]) for r in intervals)
-    for (s1, e1), (s2, e2) in zip(spans, spans[1:], strict=False):
+    for (s1, e1), (s2, e2) in itertools.pairwise(spans):
         assert s2 >= e1, f"jobs overlap: ({s1:.3f}, {e1:.3f}) and ({s2:.3f}, {e2:.3f})"
     assert max_overlap(spans) == 1
     # Which process runs which job is not promised: the pool that just finished one tends to win

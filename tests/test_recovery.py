@@ -13,12 +13,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from apps import timed
-from procs import Procs, eventually, live_pools, records, running_counts, wait_ready
 from redis.asyncio import Redis
 
+from apps import timed
 from errands import Enqueuer, Job, WorkerPool
 from errands.keys import Keys
+from procs import Procs, eventually, live_pools, records, running_counts, wait_ready
 
 DEAD_TIMEOUT = 1.0  # as in tests/apps/timed.py
 JOB_SECONDS = 2.0
@@ -63,7 +63,9 @@ async def test_kill_9_mid_job_requeues_each_job_once_onto_the_live_pools(
         return {r["id"] for r in await records(redis, namespace, "starts")} == ids
 
     await eventually(all_started, 10, "the worker process to start all 4 jobs")
-    in_flight = {m.decode().partition(":")[0] for m in await redis.zrange(keys.in_progress(doomed), 0, -1)}
+    in_flight = {
+        m.decode().partition(":")[0] for m in await redis.zrange(keys.in_progress(doomed), 0, -1)
+    }
     assert in_flight == ids
 
     # two live pools, so two reapers race for the dead pool's jobs

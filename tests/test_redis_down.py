@@ -27,7 +27,7 @@ async def test_enqueue_to_a_stopped_server_raises_naming_the_url(
 ) -> None:
     server.stop()
     async with Enqueuer.from_url(server.url, namespace=namespace) as enqueuer:
-        with pytest.raises(RedisUnavailableError, match="127.0.0.1:%d" % server.port) as info:
+        with pytest.raises(RedisUnavailableError, match=f"127.0.0.1:{server.port}") as info:
             await enqueuer.enqueue("anything", {"x": 1})
     assert server.url in str(info.value)
 
@@ -96,7 +96,6 @@ async def test_pool_survives_its_server_being_killed_and_restarted(
         release.set()  # the running job finishes while Redis is away: its ack must wait
         await asyncio.sleep(1.5)  # the outage: every pool component hits connection errors
         server.start()
-        restarted = time.monotonic()
 
         after = {j.id for j in await enqueuer.enqueue_many([("work", {})] * 3)}
         took = await wait_done(after | {long_job.id}, 10)
@@ -111,11 +110,12 @@ async def test_pool_survives_its_server_being_killed_and_restarted(
                 await asyncio.sleep(0.02)
         assert await enqueuer.redis.hget(keys.running, "spans_outage") == b"0"
         assert await enqueuer.redis.hlen(keys.jobs) == 0
-        # heartbeats resumed: the pool's beat is recent by the server's clock
-        beat = await enqueuer.redis.zscore(keys.pools, pool.id)
+        # heartbeats resumed (the heartbeat thread's client may sit out a retry backoff first)
         seconds, micros = await enqueuer.redis.time()
-        assert beat is not None and seconds * 1000 + micros / 1000 - beat < 1000
-        assert time.monotonic() - restarted < 15
+        now_ms = seconds * 1000 + micros // 1000
+        async with asyncio.timeout(5):
+            while (await enqueuer.redis.zscore(keys.pools, pool.id) or 0) < now_ms:
+                await asyncio.sleep(0.02)
     finally:
         await pool.stop()
         await enqueuer.aclose()

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from procs import Procs, eventually, live_pools, records, running_counts
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
 from errands.keys import Keys
+from procs import Procs, eventually, live_pools, records, running_counts
 
 GRACE = 0.5
 
@@ -146,12 +146,53 @@ async def test_sigterm_worker_process_requeues_long_async_job(
     await _sigterm_during_long_job(procs, redis_url, namespace, redis, "work")
 
 
-async def test_sigterm_worker_process_requeues_long_sync_job(
+async def test_sigterm_during_long_sync_job_exits_and_the_job_is_recovered(
     procs: Procs, redis_url: str, namespace: str, redis: Redis
 ) -> None:
-    """A plain-def handler cannot be interrupted; its job is requeued and the process must not
-    wait for the abandoned thread before exiting."""
-    await _sigterm_during_long_job(procs, redis_url, namespace, redis, "sync_work")
+    """A plain-def handler cannot be interrupted, so its job keeps its slot (it must never run
+    twice at once) instead of going back on the queue. The process must still exit soon, not
+    wait 30 s for the abandoned thread, and another pool's reaper then recovers the job."""
+    keys = Keys(namespace)
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        job = await enqueuer.enqueue("sync_work", {"seconds": 30})
+    assert job is not None
+    proc = procs.worker("timed:pool", redis_url, namespace)
+
+    async def job_started() -> bool:
+        return any(r["id"] == job.id for r in await records(redis, namespace, "starts"))
+
+    await eventually(job_started, 15, "the sync job to start in the worker process")
+    [doomed] = await live_pools(redis, namespace)
+    began = time.monotonic()
+    proc.send(signal.SIGTERM)
+    code = await proc.wait(timeout=30)
+    took = time.monotonic() - began
+    assert code == 0, proc.output()
+    # grace, then up to 5 s waiting for the cancelled job task, then exit
+    assert took < GRACE + 5 + 2, f"worker exited {took:.2f}s after SIGTERM\n{proc.output()}"
+    assert await redis.zcard(keys.queue("sync_work")) == 0
+    held = await redis.zrange(keys.in_progress(doomed), 0, -1)
+    assert held == [f"{job.id}:sync_work".encode()]
+    assert "f" not in orjson.loads(await redis.hget(keys.jobs, job.id))
+    assert await redis.hget(keys.errors, job.id) is None
+
+    done: list[str] = []
+    second = WorkerPool.from_url(
+        redis_url, namespace=namespace, heartbeat_interval=0.25, dead_timeout=1.0
+    )
+
+    @second.job("sync_work")
+    def quick(job: Job, seconds: float) -> None:
+        done.append(job.id)
+
+    async with second:
+        async with asyncio.timeout(10):
+            while not done:
+                await asyncio.sleep(0.02)
+    assert done == [job.id]
+    assert await live_pools(redis, namespace) == []
+    assert await redis.hget(keys.jobs, job.id) is None
+    assert await redis.hget(keys.stats, "failed") is None
 
 
 async def test_sync_handler_runs_in_a_thread_without_blocking_the_loop(

@@ -25,8 +25,8 @@ T = TypeVar("T")
 
 
 async def cancel_and_wait(
-    tasks: Iterable[asyncio.Future[Any]], timeout: float = 10.0
-) -> set[asyncio.Future[Any]]:
+    tasks: Iterable[asyncio.Task[Any]], timeout: float = 10.0
+) -> set[asyncio.Task[Any]]:
     """Cancel ``tasks`` and wait for them, cancelling again every 0.1 s any that is still
     running. Returns the ones still running after ``timeout``; exceptions are retrieved."""
     pending = {t for t in tasks if not t.done()}
@@ -51,9 +51,9 @@ class DaemonThreadPool(Executor):
     def __init__(self, max_workers: int, thread_name_prefix: str = "errands-job") -> None:
         self._max = max_workers
         self._prefix = thread_name_prefix
-        self._queue: queue.SimpleQueue[
-            tuple[Future[Any], Callable[[], Any]] | None
-        ] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._idle = 0

@@ -114,16 +114,24 @@ def backoff_from_dict(data: dict[str, Any]) -> Backoff:
 class RetryOptions:
     """Per-job retry settings given at enqueue; they override the job type's.
 
-    ``max_retries=5`` allows five retries after the first attempt (``max_fails`` of 6).
+    ``max_retries=5`` allows five retries after the first attempt; ``max_fails=6`` says the
+    same the way ``@pool.job(max_fails=...)`` does.
     The backoff must be a built-in policy: it travels with the job as data.
     """
 
     max_retries: int | None = None
     backoff: ExponentialBackoff | LinearBackoff | FixedBackoff | None = None
+    max_fails: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_retries is not None and self.max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if self.max_fails is not None:
+            if self.max_fails < 1:
+                raise ValueError("max_fails must be >= 1")
+            if self.max_retries is not None and self.max_retries + 1 != self.max_fails:
+                raise ValueError("give max_retries or max_fails (= max_retries + 1), not both")
+            object.__setattr__(self, "max_retries", self.max_fails - 1)
         if self.backoff is not None and not hasattr(self.backoff, "to_dict"):
             raise TypeError(
                 "per-job backoff must be ExponentialBackoff, LinearBackoff or FixedBackoff"

@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from .cli_admin import add_admin_commands
+from .cli_dashboard import add_dashboard_command
 from .cli_schedules import add_schedule_commands
 from .errors import ErrandsError
 
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_worker)
     add_schedule_commands(sub)
     add_admin_commands(sub)
+    add_dashboard_command(sub)
     return parser
 
 

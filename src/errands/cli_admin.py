@@ -280,7 +280,7 @@ async def _enqueue(client: Client, args: argparse.Namespace) -> int:
         raise ValueError(f"--args is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ValueError("--args must be a JSON object, e.g. '{\"id\": 1}'")
-    delay = parse_duration(args.delay) if args.delay else None
+    delay = parse_duration(args.delay) if args.delay is not None else None
     enqueuer = Enqueuer(client.redis, namespace=args.namespace)
     job = await enqueuer.enqueue(args.name, payload, delay=delay, priority=args.priority)
     assert job is not None

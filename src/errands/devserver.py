@@ -103,6 +103,8 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()  # start() opens a new one: no ResourceWarning
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

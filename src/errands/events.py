@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -82,7 +82,9 @@ class EventStream:
         return await anext(self._gen)
 
 
-async def listen(redis: Redis, keys: Keys, ready: bool = False) -> AsyncIterator[dict[str, Any]]:
+async def listen(
+    redis: Redis, keys: Keys, ready: bool = False
+) -> AsyncGenerator[dict[str, Any], None]:
     """Yield lifecycle events: ``{"event": "enqueued"|"started"|"finished"|"failed"|"dead"|
     "dropped"|"cancelled"|"progress", "id": ..., "name": ...}`` (failed, dead and dropped carry
     the ``error``; progress the ``checkin``). With ``ready``, first yields ``{}`` once

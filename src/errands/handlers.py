@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import types
 import typing
@@ -163,4 +165,15 @@ async def call_handler(jt: JobType, job: Job, executor: Any) -> Any:
     if jt.is_async:
         return await jt.handler(*args, **kwargs)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, lambda: jt.handler(*args, **kwargs))
+    context = contextvars.copy_context()
+    future = loop.run_in_executor(executor, lambda: context.run(jt.handler, *args, **kwargs))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        # A thread cannot be interrupted: keep the job (and its slot) until it really ends, so
+        # a timed-out or cancelled sync job never runs twice at once. If the pool stops first,
+        # the job stays in its in-progress set and a reaper recovers it once the process is gone.
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+        raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
+from .clock import Clock
 from .jobinfo import (
     HistoryEntry,
     JobInfo,
@@ -18,7 +19,6 @@ from .jobinfo import (
     info_from_envelope,
     info_from_record,
 )
-from .clock import Clock
 from .keys import Keys
 
 PER_PAGE = 20
@@ -337,9 +337,7 @@ class Inspection:
         """Per minute of the last ``minutes``, oldest first: (minute start, attempts that ended,
         jobs that died). Counted with ZCOUNT over the history and the dead set, so it costs
         nothing on the hot path; attempts read 0 while pools run with ``history=False``."""
-        import time
-
-        end = (int(time.time() if now is None else now) // 60 + 1) * 60_000
+        end = (int(self.clock.now() if now is None else now) // 60 + 1) * 60_000
         starts = [end - 60_000 * (minutes - i) for i in range(minutes)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for start in starts:

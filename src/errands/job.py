@@ -18,6 +18,7 @@ class Job:
 
     __slots__ = (
         "_backend",
+        "_raw",
         "args",
         "context",
         "enqueued_at",
@@ -60,6 +61,7 @@ class Job:
         self.previous_attempts = previous_attempts  # before a dead job was retried from scratch
         self.context: dict[str, Any] = {}
         self._backend: Any = None
+        self._raw: bytes | None = None  # the envelope as fetched: retries start from it
 
     @property
     def attempt(self) -> int:

@@ -130,11 +130,6 @@ class Keys:
         return self.prefix + "cancelled"
 
     @property
-    def cancel_requests(self) -> str:
-        """SET of ids of running jobs whose cancellation was requested."""
-        return self.prefix + "cancelreq"
-
-    @property
     def checkins(self) -> str:
         """HASH job id -> last checkin (progress) of a running job, JSON."""
         return self.prefix + "checkin"

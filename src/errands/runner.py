@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -51,6 +53,23 @@ async def serve(pool: WorkerPool, *, burst: bool = False) -> None:
         await pool.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        _exit_if_jobs_stuck(pool)
+
+
+def _exit_if_jobs_stuck(pool: WorkerPool) -> None:
+    """A plain-def handler cannot be interrupted: when its thread outlives the stop, its job task
+    keeps waiting for it (the job keeps its slot, so it never runs twice at once), and
+    asyncio.run would wait for that thread however long it takes. The job stays in this pool's
+    in-progress set; other pools' reapers give it back once this process is gone, and its
+    thread dies with the process. So leave now."""
+    stuck = pool.worker.busy if pool.worker is not None else 0
+    if not stuck:
+        return
+    log.warning("exiting with %d job(s) still running in threads; they will be recovered", stuck)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_pool(pool: WorkerPool, *, burst: bool = False) -> None:

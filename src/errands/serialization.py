@@ -6,10 +6,12 @@ from typing import Any, Protocol
 
 import orjson
 
+from .errors import ErrandsError
+
 __all__ = ["JSONSerializer", "SerializationError", "Serializer"]
 
 
-class SerializationError(ValueError):
+class SerializationError(ErrandsError, ValueError):
     """A job could not be encoded or decoded."""
 
 

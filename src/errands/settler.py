@@ -96,7 +96,10 @@ class Settler:
         }
         final = job.fails >= max_fails or isinstance(exc, NonRetryableError)
         try:
-            s.envelope = self.serializer.dumps(job.envelope())
+            # retries run with the args as enqueued, whatever the handler did to job.args
+            env = self.serializer.loads(job._raw) if job._raw is not None else job.envelope()
+            env["f"] = job.fails
+            s.envelope = self.serializer.dumps(env)
         except Exception as bad:
             # the handler or a middleware put non-JSON data into args or meta: the job cannot be
             # stored as it is now, so it is buried with the data it was stored with
@@ -109,7 +112,8 @@ class Settler:
             await self._send(s)
             return f"failed (attempt {job.fails} of {max_fails}, retry in {delay:.1f}s)"
         s.mode = "drop" if jt.skip_dead else "dead"
-        s.target, s.score_ms, s.counter = self.keys.dead, to_ms(now), "dead"
+        s.target, s.score_ms = self.keys.dead, to_ms(now)
+        s.counter = "dropped" if jt.skip_dead else "dead"
         await self._send(s)
         return f"failed for good (attempt {job.fails}, {'dropped' if jt.skip_dead else 'dead'})"
 
@@ -134,10 +138,10 @@ class Settler:
         await self._send(s)
 
     async def _send(self, s: Settle) -> None:
-        """Settle, retrying while Redis is away. If it never comes back, the job stays in this
-        pool's in-progress set and the reaper gives it back once this pool is gone."""
+        """Settle, retrying while Redis is away (like acks). If the pool is stopped first, the
+        job stays in its in-progress set and a reaper gives it back once the pool is gone."""
         delay = 0.05
-        for _attempt in range(60):
+        while True:
             try:
                 await self.scripts.settle(self.pool_id, s)
                 return
@@ -145,7 +149,6 @@ class Settler:
                 log.warning("could not settle %s %s (%s); retrying", s.name, s.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        log.error("gave up settling %s %s; the reaper will recover it", s.name, s.id)
 
 
 def retry_delay(job: Job, jt: JobType) -> float:

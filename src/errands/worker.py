@@ -75,6 +75,7 @@ class Worker:
         self.tasks: set[asyncio.Task[None]] = set()
         self.running: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
         self._cancel_requests: dict[str, bool] = {}  # job id -> destroy
+        self._early_cancels: dict[str, tuple[bool, float]] = {}  # id -> (destroy, monotonic)
         self._slot_freed = asyncio.Event()
         self._acks: list[Acked] = []
         self._ack_wake = False
@@ -129,9 +130,23 @@ class Worker:
         """Cancel a running job on request (it is not retried); False if it does not run here."""
         entry = self.running.get(job_id)
         if entry is None:
+            # the request can overtake the fetch that brings the job here: remember it briefly
+            now = time.monotonic()
+            if len(self._early_cancels) >= 256:
+                self._early_cancels = {
+                    i: v for i, v in self._early_cancels.items() if now - v[1] < 10.0
+                }
+            self._early_cancels[job_id] = (destroy, now)
             return False
         self._cancel_requests[job_id] = destroy
-        entry[1].cancel()
+
+        def cancel() -> None:
+            if self.running.get(job_id) is entry:  # its handler still runs
+                entry[1].cancel()
+
+        # on the next turn of the loop: a task cancelled before it ran its first line would end
+        # without settling its job, which would then stay in the in-progress set
+        asyncio.get_running_loop().call_soon(cancel)
         return True
 
     # -- fetching ----------------------------------------------------------------------------
@@ -192,7 +207,11 @@ class Worker:
             return
         job.context = self.context
         job._backend = self
+        job._raw = item.envelope
         self._spawn(self._run(job, self.job_types[name]), job)
+        early = self._early_cancels.pop(job.id, None)
+        if early is not None and time.monotonic() - early[1] < 10.0:
+            self.cancel_job(job.id, destroy=early[0])
 
     def _spawn(self, coro: Awaitable[None], job: Job | None) -> None:
         task = asyncio.ensure_future(coro)
@@ -213,11 +232,16 @@ class Worker:
         started_ms = to_ms(self.clock.now())
         scope: asyncio.Timeout | None = None
         try:
-            if jt.timeout is None:
-                result = await self._runners[job.name](job)
-            else:
-                async with asyncio.timeout(jt.timeout) as scope:
+            try:
+                if jt.timeout is None:
                     result = await self._runners[job.name](job)
+                else:
+                    async with asyncio.timeout(jt.timeout) as scope:
+                        result = await self._runners[job.name](job)
+            finally:
+                # from here on a cancel request no longer reaches the task: it must not
+                # interrupt the settling of the job
+                self.running.pop(job.id, None)
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if job.id in self._cancel_requests or task is None or task.cancelling():
@@ -247,6 +271,7 @@ class Worker:
             return
         finally:
             self.running.pop(job.id, None)
+            self._cancel_requests.pop(job.id, None)  # a request that came too late
         self.processed += 1
         self._ack(job, jt, result, started_ms)
         if log.isEnabledFor(logging.INFO):

@@ -86,4 +86,7 @@ elseif mode == 'dead' or mode == 'cancelled' then
 else
   return redis.error_reply('errands: unknown settle mode ' .. mode)
 end
+if mode ~= 'requeue' and redis.call('SCARD', KEYS[9]) > 0 then
+  redis.call('PUBLISH', ARGV[9], 'settle')
+end
 return 1

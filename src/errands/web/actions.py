@@ -75,17 +75,20 @@ class Actions:
             Route("/logout", self.logout, methods=["POST"]),
         ]
         for path, action in table.items():
-            routes.append(Route(path, self._html(action), methods=["POST"]))
+            routes.append(Route(path, self._html(action, path), methods=["POST"]))
             routes.append(Route("/api" + path, self._api(action), methods=["POST"]))
         return routes
 
-    def _html(self, action: Action) -> Callable[[Request], Awaitable[Response]]:
+    def _html(self, action: Action, path: str) -> Callable[[Request], Awaitable[Response]]:
+        section = "/" + path.split("/")[1]
+
         async def endpoint(request: Request) -> Response:
             form: dict[str, str] = request.state.form
             try:
                 outcome = await action(form)
             except (ErrandsError, ValueError, LookupError) as exc:
-                return self.renderer.redirect(request, _back(form, "/"), _message(exc), "error")
+                home = "/" if section == "/jobs" else section
+                return self.renderer.redirect(request, _back(form, home), _message(exc), "error")
             return self.renderer.redirect(request, _back(form, outcome.back), outcome.message)
 
         return endpoint
@@ -98,7 +101,9 @@ class Actions:
                 return self.renderer.error(request, 404, _message(exc))
             except (ErrandsError, ValueError) as exc:
                 return self.renderer.error(request, 400, _message(exc))
-            return self.renderer.json({"ok": True, "message": outcome.message, "data": outcome.data})
+            return self.renderer.json(
+                {"ok": True, "message": outcome.message, "data": outcome.data}
+            )
 
         return endpoint
 
@@ -141,7 +146,9 @@ class Actions:
 
     def set_action(self, kind: str, verb: str) -> Action:
         c = self.client
-        lister: Lister = {"scheduled": c.scheduled_jobs, "retry": c.retry_jobs}.get(kind, c.dead_jobs)
+        lister: Lister = {"scheduled": c.scheduled_jobs, "retry": c.retry_jobs}.get(
+            kind, c.dead_jobs
+        )
         one: dict[str, Callable[[str], Awaitable[bool]]] = {
             "scheduled": c.run_scheduled_now,
             "retry": self._retry_now,
@@ -177,9 +184,9 @@ class Actions:
         try:
             args = orjson.loads(form.get("args") or "{}")
         except orjson.JSONDecodeError:
-            raise ValueError("args must be a JSON object, e.g. {\"id\": 1}") from None
+            raise ValueError('args must be a JSON object, e.g. {"id": 1}') from None
         if not isinstance(args, dict):
-            raise ValueError("args must be a JSON object, e.g. {\"id\": 1}")
+            raise ValueError('args must be a JSON object, e.g. {"id": 1}')
         name = _required(form, "name")
         periodic = await self.client.add_schedule(
             name,

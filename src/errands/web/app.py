@@ -100,4 +100,3 @@ def _secret(secret: str | bytes | None) -> bytes:
     if secret is None or secret == b"" or secret == "":
         return os.urandom(32)
     return secret.encode() if isinstance(secret, str) else secret
-

@@ -38,11 +38,12 @@ CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+# Referrer-Policy must not be no-referrer: browsers then send "Origin: null" with form POSTs.
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
 }
@@ -139,7 +140,9 @@ class Guard:
         form = _parse_form(conn, body)
         token = conn.headers.get("x-csrf-token") or form.get("csrf", "")
         cookie = conn.cookies.get(CSRF_COOKIE) or ""
-        if not (csrf_token_valid(s, cookie) and hmac.compare_digest(token.encode(), cookie.encode())):
+        if not (
+            csrf_token_valid(s, cookie) and hmac.compare_digest(token.encode(), cookie.encode())
+        ):
             raise Refused(403, "Missing or invalid CSRF token: reload the page and try again.")
         if s.read_only and path not in ("/login", "/logout"):
             raise Refused(403, "This dashboard is read-only.")

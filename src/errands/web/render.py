@@ -45,9 +45,7 @@ def is_api(conn: HTTPConnection) -> bool:
     return path == "/api" or path.startswith("/api/")
 
 
-def cookie_header(
-    conn: HTTPConnection, name: str, value: str, max_age: int | None = None
-) -> str:
+def cookie_header(conn: HTTPConnection, name: str, value: str, max_age: int | None = None) -> str:
     """A ``Set-Cookie`` value: HttpOnly, SameSite=Strict, scoped to the mount point."""
     cookie: SimpleCookie = SimpleCookie()
     cookie[name] = value
@@ -138,7 +136,7 @@ class Renderer:
         return f"{text} ago" if delta >= 0 else f"in {text}"
 
     def page(
-        self, conn: HTTPConnection, template: str, status: int = 200, **context: Any
+        self, conn: HTTPConnection, template: str, status_code: int = 200, **context: Any
     ) -> Response:
         flash = conn.cookies.get(FLASH_COOKIE)
         level, _, message = unquote(flash or "").partition("|")
@@ -153,16 +151,21 @@ class Renderer:
             flash={"level": level, "message": message} if message else None,
             **context,
         )
-        response = HTMLResponse(html, status_code=status)
+        response = HTMLResponse(html, status_code=status_code)
         if flash is not None:
             response.headers.append("set-cookie", cookie_header(conn, FLASH_COOKIE, "", 0))
         return response
 
     def json(self, data: Any, status: int = 200) -> Response:
         body = orjson.dumps(jsonable(data), default=_default, option=orjson.OPT_NON_STR_KEYS)
+        # <, > and & only occur inside JSON strings: escaping them keeps the JSON identical
+        # and inert even if some client sniffs it as HTML
+        body = body.replace(b"<", b"\\u003c").replace(b">", b"\\u003e").replace(b"&", b"\\u0026")
         return Response(body, status_code=status, media_type="application/json")
 
-    def redirect(self, conn: HTTPConnection, to: str, message: str = "", level: str = "ok") -> Response:
+    def redirect(
+        self, conn: HTTPConnection, to: str, message: str = "", level: str = "ok"
+    ) -> Response:
         response = RedirectResponse(root_of(conn) + to, status_code=303)
         if message:
             value = quote(f"{level}|{message[:300]}", safe="")

@@ -202,4 +202,3 @@ class Views:
 
     def _redacted(self, page: Page[Any]) -> Page[Any]:
         return Page(self.redactor.each(page.items), page.total, page.page, page.per_page)
-
