@@ -93,7 +93,7 @@ class Browser:
         result: dict[str, Any] = reply.get("result", {})
         return result
 
-    async def open_page(self, width: int = 1200, height: int = 760) -> None:
+    async def open_page(self, width: int = 1100, height: int = 680) -> None:
         target = await self.send("Target.createTarget", {"url": "about:blank"})
         attached = await self.send(
             "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
@@ -148,8 +148,12 @@ class Browser:
         )
         return str(value)
 
-    async def screenshot(self, path: Path) -> None:
-        shot = await self.send("Page.captureScreenshot", {"format": "png"})
+    async def screenshot(self, path: Path, height: int | None = None) -> None:
+        params: dict[str, Any] = {"format": "png"}
+        if height:
+            width = await self.eval("window.innerWidth")
+            params["clip"] = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+        shot = await self.send("Page.captureScreenshot", params)
         await asyncio.to_thread(_write, path, base64.b64decode(shot["data"]))
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from errands import Enqueuer, Job, RedisUnavailableError, WorkerPool
 from errands.devserver import RedisServer
@@ -59,6 +61,7 @@ async def test_pool_survives_its_server_being_killed_and_restarted(
     keys = Keys(namespace)
     done: list[str] = []
     release = asyncio.Event()
+    outage_job_started = asyncio.Event()
     pool = WorkerPool.from_url(
         server.url, namespace=namespace, heartbeat_interval=0.25, dead_timeout=1.0
     )
@@ -69,6 +72,7 @@ async def test_pool_survives_its_server_being_killed_and_restarted(
 
     @pool.job("spans_outage")
     async def spans_outage(job: Job) -> None:
+        outage_job_started.set()
         await release.wait()
         done.append(job.id)
 
@@ -86,8 +90,9 @@ async def test_pool_survives_its_server_being_killed_and_restarted(
         await wait_done(before, 5)
         long_job = await enqueuer.enqueue("spans_outage")
         assert long_job is not None
-        async with asyncio.timeout(5):
-            while await pool.redis.zcard(keys.in_progress(pool.id)) == 0:
+        await asyncio.wait_for(outage_job_started.wait(), 5)
+        async with asyncio.timeout(5):  # the first 3 are acknowledged: only one job in flight
+            while await enqueuer.redis.hget(keys.stats, "processed") != b"3":
                 await asyncio.sleep(0.01)
 
         server.kill()
@@ -122,3 +127,49 @@ async def test_pool_survives_its_server_being_killed_and_restarted(
     redis = Redis.from_url(server.url)
     assert await redis.zcard(keys.pools) == 0
     await redis.aclose()
+
+
+async def test_jobs_of_a_fetch_whose_reply_was_lost_still_run(
+    redis_url: str, namespace: str
+) -> None:
+    """The connection drops after Redis ran a fetch but before its reply arrived (the server
+    was killed at that instant, or a network blip): the fetched jobs sit in this live pool's
+    in-progress set, where no reaper looks while the pool beats. The pool must run them, and
+    not leak their concurrency slots."""
+    keys = Keys(namespace)
+    done: list[str] = []
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, poll_interval=0.2)
+
+    @pool.job("work", max_concurrency=1)
+    async def work(job: Job) -> None:
+        done.append(job.id)
+
+    lost: list[str] = []
+    async with pool:
+        assert pool.worker is not None
+        scripts = pool.worker.scripts
+        real_fetch = scripts.fetch
+
+        async def reply_lost_once(*args: Any, **kwargs: Any) -> Any:
+            fetched = await real_fetch(*args, **kwargs)
+            if fetched and not lost:
+                lost.extend(item.id for item in fetched)
+                raise RedisConnectionError("Connection closed by server. (simulated)")
+            return fetched
+
+        scripts.fetch = reply_lost_once  # type: ignore[method-assign]
+        async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+            ids = {j.id for j in await enqueuer.enqueue_many([("work", {})] * 3)}
+        try:
+            async with asyncio.timeout(10):
+                while set(done) != ids:
+                    await asyncio.sleep(0.01)
+        finally:
+            scripts.fetch = real_fetch  # type: ignore[method-assign]
+        assert lost and set(lost) <= ids
+        assert sorted(done) == sorted(ids)  # each ran exactly once
+        async with asyncio.timeout(5):
+            while await pool.redis.hget(keys.stats, "processed") != b"3":
+                await asyncio.sleep(0.01)
+        assert await pool.redis.hget(keys.running, "work") == b"0"
+        assert await pool.redis.zcard(keys.in_progress(pool.id)) == 0

@@ -48,7 +48,10 @@ def client_options(**overrides: Any) -> dict[str, Any]:
         "socket_keepalive": True,
         "health_check_interval": 15,
         "retry": Retry(RedisBackoff(cap=1.0, base=0.05), retries=3),
-        "retry_on_error": [redis_errors.ConnectionError, redis_errors.TimeoutError],
+        # RuntimeError: under uvloop, writing to a connection the peer has reset raises
+        # "unable to perform operation on <TCPTransport closed=True ...>" (uvloop issue #506)
+        # before anything is sent; the retry reconnects and sends the command once
+        "retry_on_error": [redis_errors.ConnectionError, redis_errors.TimeoutError, RuntimeError],
         "decode_responses": False,
     }
     options.update(overrides)

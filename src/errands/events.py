@@ -61,8 +61,8 @@ class EventStream:
     async def start(self) -> EventStream:
         """Subscribe now (idempotent)."""
         if not self._started:
-            self._started = True
             await anext(self._gen)  # the readiness marker
+            self._started = True
         return self
 
     async def aclose(self) -> None:

@@ -44,13 +44,18 @@ _SYNC_KWARGS = (
 )
 
 
-def sync_client_like(client: AsyncRedis) -> redis.Redis:
-    """A blocking client to the same server as an asyncio client (for the heartbeat thread)."""
+def sync_client_like(client: AsyncRedis, timeout_cap: float | None = None) -> redis.Redis:
+    """A blocking client to the same server as an asyncio client (for the heartbeat thread),
+    its socket timeouts at most ``timeout_cap`` seconds."""
     pool = client.connection_pool
     kw = pool.connection_kwargs
     common = {k: kw[k] for k in _SYNC_KWARGS if k in kw}
     common.setdefault("socket_timeout", 5.0)
     common.setdefault("socket_connect_timeout", 5.0)
+    if timeout_cap is not None:
+        for k in ("socket_timeout", "socket_connect_timeout"):
+            if common[k] is None or common[k] > timeout_cap:
+                common[k] = timeout_cap
     if issubclass(pool.connection_class, UnixDomainSocketConnection):
         for k in ("host", "port"):
             common.pop(k, None)
@@ -76,7 +81,10 @@ class Heartbeater:
         self.info = info
         self.interval = interval
         self.info_ttl_ms = int(info_ttl * 1000)
-        self._client = sync_client_like(client)
+        # A beat stuck on a half-open connection must give up (and reconnect, by the client's
+        # retry) well before the dead timeout (>= 2 intervals), not after the 15 s socket
+        # timeout of the pool's client: a live pool would be taken for dead meanwhile.
+        self._client = sync_client_like(client, timeout_cap=max(interval, 1.0))
         self._script = self._client.register_script(lua_source("heartbeat"))
         self._stop = threading.Event()
         self._thread = threading.Thread(

@@ -34,6 +34,11 @@ class Notifier:
         self.control_channel = control_channel
         self.on_control = on_control
         self.subscribed = asyncio.Event()
+        # A subscribed connection only ever reads, so a half-open one (a NAT or firewall that
+        # forgot it, a peer gone without a FIN) would go unnoticed for hours: when nothing
+        # arrives for ping_interval, PING; no answer within the socket timeout: reconnect.
+        self.ping_interval = 5.0
+        self.reconnects = 0
 
     async def run(self) -> None:
         delay = 0.05
@@ -48,17 +53,37 @@ class Notifier:
                     # wake once after (re)subscribing: messages may have been missed meanwhile
                     self.event.set()
                     delay = 0.05
-                    while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=5.0
-                        )
-                        if message is not None:
-                            self._dispatch(message)
-            except REDIS_ERRORS as exc:
+                    await self._listen(pubsub)
+            except Exception as exc:  # REDIS_ERRORS, and whatever else: never stop listening
                 self.subscribed.clear()
-                log.warning("wake-up subscription lost (%s); resubscribing in %.2fs", exc, delay)
+                self.reconnects += 1
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(level, "wake-up subscription lost (%r); resubscribing in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _listen(self, pubsub: Any) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.redis.connection_pool.connection_kwargs.get("socket_timeout") or 15.0
+        every = min(self.ping_interval, timeout)
+        heard = loop.time()
+        pinged: float | None = None
+        while True:
+            message = await pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=min(every, 1.0)
+            )
+            now = loop.time()
+            if message is not None:
+                heard, pinged = now, None
+                if message.get("type") != "pong":
+                    self._dispatch(message)
+            elif pinged is not None and now - pinged > timeout:
+                raise ConnectionError(
+                    f"no answer on the wake-up subscription for {now - heard:.1f}s"
+                )
+            elif pinged is None and now - heard >= every:
+                await pubsub.ping()
+                pinged = now
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         channel = message.get("channel")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ import orjson
 from .clock import Clock
 from .connection import REDIS_ERRORS
 from .heartbeat import Heartbeater
+from .keys import check_job_name
 from .scripts import Scripts
 
 __all__ = ["Reaper"]
@@ -54,13 +56,27 @@ class Reaper:
                 await self.reap_once()
             except REDIS_ERRORS as exc:
                 log.warning("reaper could not reach Redis: %s", exc)
+            except Exception:  # the reaper must never die: it is how crashed pools come back
+                log.exception("reaper pass failed")
 
     async def reap_once(self) -> int:
         """Reap every dead pool now; returns how many jobs were given back or buried."""
-        if self.heartbeater is not None and self.heartbeater.healthy_for() < self.dead_timeout:
+        beats = self.heartbeater
+        if beats is not None and beats.healthy_for() < self.dead_timeout:
+            return 0
+        asked = time.monotonic()
+        dead = await self.scripts.dead_pools(self.dead_timeout_ms)
+        # If Redis stalled (DEBUG SLEEP, SIGSTOP, a long script) while the question waited, it
+        # was answered with the clock jumped ahead and the beats of the live pools still queued
+        # behind it: every pool looks dead. Trust only a prompt answer.
+        slow = beats is not None and (
+            time.monotonic() - asked > beats.interval or beats.healthy_for() < self.dead_timeout
+        )
+        if dead and slow:
+            log.info("reaper: Redis answered slowly; not reaping this time")
             return 0
         moved = 0
-        for pool_id in await self.scripts.dead_pools(self.dead_timeout_ms):
+        for pool_id in dead:
             if pool_id != self.own_pool_id:
                 moved += await self.reap_pool(pool_id)
         return moved
@@ -79,8 +95,15 @@ class Reaper:
             raw: list[Any] = await self.scripts.redis.zrange(key, 0, 499)
             members = []
             for m in raw:
-                member = m.decode()
-                job_id, _, name = member.partition(":")
+                try:
+                    member = m.decode()
+                    job_id, _, name = member.partition(":")
+                    check_job_name(name)
+                    if not job_id:
+                        raise ValueError("no job id")
+                except ValueError as exc:  # UnicodeDecodeError included
+                    moved += await self._quarantine(key, m, exc)
+                    continue
                 members.append((member, job_id, name))
             requeued, buried, removed = await self.scripts.reap(
                 pool_id, self.dead_timeout_ms, self.max_recoveries, error, members
@@ -97,3 +120,25 @@ class Reaper:
                 )
             if removed or not members or (requeued + buried == 0):
                 return moved
+
+    async def _quarantine(self, key: str, raw: bytes, problem: Exception) -> int:
+        """An in-progress entry that is not ``<job id>:<job name>`` cannot go back to a queue:
+        remove it, and bury the job it names (if that exists) with the reason."""
+        redis = self.scripts.redis
+        if not await redis.zrem(key, raw):
+            return 0  # another reaper got it first
+        k = self.scripts.keys
+        job_id = raw.partition(b":")[0]
+        reason = f"malformed in-progress entry {raw[:200]!r} ({problem})"
+        log.error("reaper: %s; moved to the dead set", reason)
+        if not job_id or not await redis.hexists(k.jobs, job_id):
+            return 0
+        now = self.clock.now()
+        error = orjson.dumps({"error": reason, "at": now, "attempt": 0})
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hset(k.errors, job_id, error)
+            pipe.zadd(k.dead, {job_id: int(now * 1000)})
+            pipe.hincrby(k.stats, "dead", 1)
+            await pipe.execute()
+        self.buried += 1
+        return 1

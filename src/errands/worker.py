@@ -23,7 +23,7 @@ from .errors import RetryLater
 from .handlers import JobType, call_handler
 from .job import Job
 from .middleware import ProcessMiddleware, chain
-from .scripts import Acked, Fetched, Scripts
+from .scripts import Acked, Fetched, Scripts, Settle
 from .serialization import Serializer
 from .settler import Settler
 
@@ -82,6 +82,12 @@ class Worker:
         self._ack_event = asyncio.Event()
         self._acker: asyncio.Task[None] | None = None
         self._ack_inflight = False
+        self._ack_batch: list[Acked] = []
+        # job id of every live job task: with the pending acks, the jobs this worker holds
+        self._holding: dict[asyncio.Future[None], str] = {}
+        self._reclaim = False  # a Redis call failed: look for jobs moved here unbeknownst
+        self.reclaim_interval = 10.0
+        self.reclaimed = 0
         self._stopping = False
         self._cancelling = False
         self.processed = 0
@@ -169,21 +175,32 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         delay = 0.05
+        loop = asyncio.get_running_loop()
+        next_reclaim = loop.time() + self.reclaim_interval
         while not self._stopping:
-            free = self.concurrency - len(self.tasks)
-            if free <= 0:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
-            self.wake.clear()
-            order = self._order()
             try:
+                if self._reclaim or loop.time() >= next_reclaim:
+                    await self._reclaim_orphans()
+                    next_reclaim = loop.time() + self.reclaim_interval
+                free = self.concurrency - len(self.tasks)
+                if free <= 0:
+                    self._slot_freed.clear()
+                    await _wait(self._slot_freed, self.reclaim_interval)
+                    continue
+                self.wake.clear()
+                order = self._order()
                 fetched = await self.scripts.fetch(
                     self.pool_id, to_ms(self.clock.now()), min(free, self.batch), order
                 )
-            except REDIS_ERRORS as exc:
-                log.warning("fetch failed (%s); retrying in %.2fs", exc, delay)
-                await _wait(self._slot_freed, delay)
+            except Exception as exc:
+                # the reply of a fetch that ran may be lost (reset, timeout, or run again by
+                # the client's retry): its jobs would sit in our in-progress set, unseen
+                self._reclaim = True
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(level, "fetch failed (%r); retrying in %.2fs", exc, delay)
+                if not self._stopping:
+                    self._slot_freed.clear()  # a slot freed meanwhile must not skip the backoff
+                    await _wait(self._slot_freed, delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.05
@@ -194,6 +211,29 @@ class Worker:
             for item in fetched:
                 self._start(order[item.queue_index - 1][0], item)
 
+    async def _reclaim_orphans(self) -> None:
+        """Put back on their queues the jobs in this pool's in-progress set that this worker
+        does not hold. A fetch whose reply was lost moved them there (Redis ran it, then the
+        connection was reset or timed out, or the client's retry ran it a second time); nobody
+        would run them, and their max_concurrency slots would stay taken, while this pool
+        lives. Fenced like every settle: a job acked or settled meanwhile is left alone."""
+        raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
+        held = set(self._holding.values())
+        held.update(a.id for a in self._acks)
+        held.update(a.id for a in self._ack_batch)
+        for member in raw:
+            job_id, _, name = member.decode(errors="replace").partition(":")
+            if job_id in held or name not in self.job_types:
+                continue
+            now_ms = to_ms(self.clock.now())
+            s = Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
+            if await self.scripts.settle(self.pool_id, s):
+                self.reclaimed += 1
+                log.warning(
+                    "%s %s was in progress here unbeknownst (a lost reply): requeued", name, job_id
+                )
+        self._reclaim = False
+
     def _start(self, name: str, item: Fetched) -> None:
         try:
             job = Job.from_envelope(item.id, self.serializer.loads(item.envelope))
@@ -203,7 +243,7 @@ class Worker:
                 )
         except Exception as exc:
             reason = f"undecodable payload: {exc}"
-            self._spawn(self.settler.bury_corrupt(item.id, name, reason), None)
+            self._spawn(self.settler.bury_corrupt(item.id, name, reason), None, item.id)
             return
         job.context = self.context
         job._backend = self
@@ -213,15 +253,17 @@ class Worker:
         if early is not None and time.monotonic() - early[1] < 10.0:
             self.cancel_job(job.id, destroy=early[0])
 
-    def _spawn(self, coro: Awaitable[None], job: Job | None) -> None:
+    def _spawn(self, coro: Awaitable[None], job: Job | None, job_id: str = "") -> None:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
+        self._holding[task] = job.id if job is not None else job_id
         if job is not None:
             self.running[job.id] = (job, task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
+        self._holding.pop(task, None)
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("errands internal error in a job task", exc_info=task.exception())
@@ -322,18 +364,23 @@ class Worker:
             batch, self._acks = self._acks, []
             wake, self._ack_wake = self._ack_wake, False
             self._ack_inflight = True
+            self._ack_batch = batch
             try:
                 await self.scripts.ack(
                     self.pool_id, batch, wake, to_ms(self.clock.now()), self.history
                 )
-            except REDIS_ERRORS as exc:
+            except Exception as exc:  # not only REDIS_ERRORS: the flusher must never die
                 self._acks[:0] = batch
                 self._ack_wake = self._ack_wake or wake
-                log.warning("ack of %d jobs failed (%s); retrying in %.2fs", len(batch), exc, delay)
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(
+                    level, "ack of %d jobs failed (%r); retrying in %.2fs", len(batch), exc, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
                 self._ack_inflight = False
+                self._ack_batch = []
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush remaining acks and stop the ack flusher."""

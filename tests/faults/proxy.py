@@ -110,6 +110,20 @@ class FaultProxy:
 
         return self._call(apply)
 
+    def passing_ports(self) -> set[int]:
+        """Local ports of the proxy's connections to Redis that still pass traffic (the ports
+        Redis sees as the clients' in CLIENT LIST)."""
+
+        def apply() -> set[int]:
+            ports = set()
+            for link in self.links:
+                sock = link.upstream.get_extra_info("socket")
+                if link.mode == PASS and sock is not None:
+                    ports.add(int(sock.getsockname()[1]))
+            return ports
+
+        return self._call(apply)
+
     def restore(self) -> None:
         """New connections pass again (black-holed ones stay dead, as they would for real)."""
 

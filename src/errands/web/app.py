@@ -55,12 +55,7 @@ def dashboard(
     action; ``refresh`` is the live-refresh period in seconds (0 turns it off). ``routes`` are
     added to the app behind the same guard (the hook for extra endpoints such as ``/metrics``).
     """
-    if isinstance(redis_or_client, Client):
-        client, owned = redis_or_client, False
-    elif isinstance(redis_or_client, str):
-        client, owned = Client.from_url(redis_or_client, namespace=namespace), True
-    else:
-        client, owned = Client(redis_or_client, namespace=namespace), False
+    client, owned = _client(redis_or_client, namespace)
     settings = Settings(
         basic_auth=parse_basic_auth(basic_auth),
         token=token or None,
@@ -94,6 +89,15 @@ def dashboard(
     app.state.client = client
     app.state.settings = settings
     return app
+
+
+def _client(redis_or_client: Client | Redis | str, namespace: str) -> tuple[Client, bool]:
+    """The Client to use, and whether the dashboard owns (and closes) it."""
+    if isinstance(redis_or_client, Client):
+        return redis_or_client, False
+    if isinstance(redis_or_client, str):
+        return Client.from_url(redis_or_client, namespace=namespace), True
+    return Client(redis_or_client, namespace=namespace), False
 
 
 def _secret(secret: str | bytes | None) -> bytes:
