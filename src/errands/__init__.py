@@ -18,12 +18,14 @@ from .errors import (
     RetryLater,
     ScheduleNotFoundError,
 )
+from .handlers import current_job
 from .job import Job
 from .jobinfo import HistoryEntry, JobInfo, JobStatus, Page, PoolInfo, QueueInfo, WorkerInfo
 from .middleware import Middleware, Next
 from .pool import WorkerPool
 from .schedstore import PeriodicSchedule, ScheduleInfo
 from .serialization import JSONSerializer, SerializationError, Serializer
+from .typed import JobFunction
 
 if typing.TYPE_CHECKING:
     from .web import dashboard
@@ -45,6 +47,7 @@ __all__ = [
     "JobArgumentError",
     "JobCancelledError",
     "JobFailedError",
+    "JobFunction",
     "JobInfo",
     "JobNotFoundError",
     "JobStatus",
@@ -68,6 +71,7 @@ __all__ = [
     "WorkerInfo",
     "WorkerPool",
     "__version__",
+    "current_job",
     "dashboard",
 ]
 

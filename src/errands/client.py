@@ -11,8 +11,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from .clock import Clock, SystemClock, to_ms
 from .connection import connect
 from .errors import JobNotFoundError
@@ -22,6 +20,7 @@ from .jobinfo import JobInfo, JobStatus, info_from_envelope
 from .keys import Keys, check_job_name
 from .schedadmin import ScheduleAdmin
 from .scripts import Scripts
+from .topology import RedisClient, as_redis, on_node_of
 
 __all__ = ["Client"]
 
@@ -32,11 +31,11 @@ class Client(Inspection, ScheduleAdmin):
     """``Client(redis, namespace=...)`` or ``Client.from_url(url, namespace=...)``."""
 
     def __init__(
-        self, redis: Redis, *, namespace: str = "errands", clock: Clock | None = None
+        self, redis: RedisClient, *, namespace: str = "errands", clock: Clock | None = None
     ) -> None:
-        self.redis: Any = redis
+        self.redis: Any = as_redis(redis)
         self.keys = Keys(namespace)
-        self.scripts = Scripts(redis, self.keys)
+        self.scripts = Scripts(self.redis, self.keys)
         self.clock: Clock = clock or SystemClock()
         self._owns_client = False
 
@@ -122,6 +121,7 @@ class Client(Inspection, ScheduleAdmin):
             if now is None or now.status == JobStatus.FINISHED:
                 break
             if now.pool_id is not None:  # running: its pool cancels it and drops it
+                await self.redis.hset(k.cancel_requests, job_id, "destroy")
                 await self.redis.publish(k.control_channel, f"destroy:{job_id}")
                 break
             if now.status == JobStatus.IN_PROGRESS:  # in no set, run by no pool: an orphan
@@ -233,13 +233,14 @@ class Client(Inspection, ScheduleAdmin):
 
     async def redis_info(self) -> dict[str, Any]:
         """Server version, memory, clients, ops/s and key count."""
-        info = await self.redis.info()
+        node = on_node_of(self.redis, self.keys.jobs)  # on a cluster: the namespace's node
+        info = await self.redis.info(**node)
         return {
             "version": info.get("redis_version") or info.get("valkey_version"),
             "used_memory": info.get("used_memory_human"),
             "connected_clients": info.get("connected_clients"),
             "ops_per_sec": info.get("instantaneous_ops_per_sec"),
-            "keys": await self.redis.dbsize(),
+            "keys": await self.redis.dbsize(**node),
             "uptime_seconds": info.get("uptime_in_seconds"),
         }
 

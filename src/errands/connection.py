@@ -27,17 +27,27 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def redact_url(url: str) -> str:
-    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``."""
+    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``; also hides passwords in
+    the query string (``?sentinel_password=...``) and works for every scheme errands knows."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable Redis URL>"
-    if parts.password is None:
+    netloc, query = parts.netloc, parts.query
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        # keep host and port verbatim: .port raises on a bad port, .hostname drops IPv6 brackets
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    if "password" in query.lower():
+        query = "&".join(_redact_option(option) for option in query.split("&"))
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    # keep host and port verbatim: .port raises on a bad port, .hostname drops IPv6 brackets
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _redact_option(option: str) -> str:
+    name, eq, _value = option.partition("=")
+    return f"{name}=***" if eq and "password" in name.lower() else option
 
 
 def client_options(**overrides: Any) -> dict[str, Any]:
@@ -59,20 +69,19 @@ def client_options(**overrides: Any) -> dict[str, Any]:
 
 
 def connect(url: str, **overrides: Any) -> Redis:
-    """An asyncio client for ``url``; a malformed URL raises naming it (password hidden)."""
-    try:
-        return Redis.from_url(url, **client_options(**overrides))
-    except ValueError as exc:
-        raise RedisUnavailableError(f"invalid Redis URL {redact_url(url)}: {exc}") from None
+    """An asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://``,
+    ``redis+cluster://``, ``redis+sentinel://``: see :mod:`errands.topology`); a malformed URL
+    raises naming it (password hidden)."""
+    from .topology import connect_url
+
+    return connect_url(url, client_options(), **overrides)
 
 
-def describe(redis: Redis) -> str:
+def describe(redis: Any) -> str:
     """A URL-like description of the server a client talks to, for error messages."""
-    kwargs = redis.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
-    return f"redis://{host}:{port}/{db}"
+    from .topology import describe_client
+
+    return describe_client(redis)
 
 
 async def check(redis: Redis, url: str | None = None) -> None:

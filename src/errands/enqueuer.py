@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from .backoff import RetryOptions
 from .clock import Clock, SystemClock, to_ms
@@ -20,8 +19,10 @@ from .handlers import check_priority
 from .job import Job
 from .keys import Keys, check_job_name
 from .middleware import as_enqueue
+from .replication import ReplicatedScripts
 from .scripts import Scripts
 from .serialization import JSONSerializer, Serializer
+from .topology import RedisClient, as_redis
 
 __all__ = ["Enqueuer"]
 
@@ -40,17 +41,25 @@ class Enqueuer:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         namespace: str = "errands",
         middleware: Sequence[Any] = (),
         clock: Clock | None = None,
         serializer: Serializer | None = None,
         url: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
-        self.redis = redis
+        self.redis = as_redis(redis)
         self.keys = Keys(namespace)
-        self.scripts = Scripts(redis, self.keys)
+        # wait_replicas=N: an enqueue returns once N replicas have the job (WAIT), else raises
+        # NotReplicatedError after wait_timeout seconds; see docs/deployment.md
+        self.scripts = (
+            ReplicatedScripts(self.redis, self.keys, wait_replicas, wait_timeout)
+            if wait_replicas
+            else Scripts(self.redis, self.keys)
+        )
         self.clock: Clock = clock or SystemClock()
         self.serializer: Serializer = serializer or JSONSerializer()
         self._middleware = [as_enqueue(m) for m in middleware]

@@ -9,6 +9,7 @@ __all__ = [
     "JobFailedError",
     "JobNotFoundError",
     "NonRetryableError",
+    "NotReplicatedError",
     "RedisUnavailableError",
     "RegistrationError",
     "RetryLater",
@@ -69,3 +70,8 @@ class JobCancelledError(ErrandsError):
 
 class ScheduleNotFoundError(ErrandsError, LookupError):
     """No periodic schedule with that name."""
+
+
+class NotReplicatedError(ErrandsError):
+    """An enqueue with ``wait_replicas`` was stored on the master but fewer replicas than asked
+    confirmed it in time: a failover now could lose it. Retrying stores the job again."""

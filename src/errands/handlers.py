@@ -6,18 +6,18 @@ import asyncio
 import contextlib
 import contextvars
 import inspect
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .backoff import Backoff, ExponentialBackoff, as_backoff
+from .convert import ArgumentMismatch, converter
 from .errors import JobArgumentError, RegistrationError
 from .job import Job
 from .keys import check_job_name
 
-__all__ = ["JobType"]
+__all__ = ["JobType", "current_job"]
 
 _MAX_PRIORITY = 1000
 
@@ -39,6 +39,7 @@ class JobType:
     binder: Callable[[Job], tuple[tuple[Any, ...], dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
+        self.handler = getattr(self.handler, "_errands_handler", self.handler)  # a JobFunction
         try:
             check_job_name(self.name)
         except ValueError as exc:
@@ -71,49 +72,77 @@ def check_priority(priority: int) -> int:
     return priority
 
 
-def make_binder(
-    name: str, handler: Callable[..., Any]
-) -> Callable[[Job], tuple[tuple[Any, ...], dict[str, Any]]] | None:
-    """None when the handler takes just the job; otherwise a function mapping job args to
-    keyword arguments, checking names and (simple) annotated types."""
+Binder = Callable[[Job], tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+def takes_job(param: inspect.Parameter, hints: dict[str, Any]) -> bool:
+    """The documented rule: a handler's first parameter receives the Job when it is named
+    ``job`` or annotated ``Job`` (or a subclass); any other parameter is a job argument."""
+    if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+        return False
+    if param.name == "job":
+        return True
+    annotation = hints.get(param.name, param.annotation)
+    if isinstance(annotation, type):
+        return issubclass(annotation, Job)
+    return isinstance(annotation, str) and annotation.rpartition(".")[2] == "Job"
+
+
+def make_binder(name: str, handler: Callable[..., Any]) -> Binder | None:
+    """None when the handler takes just the job; otherwise a function mapping job args to the
+    handler's arguments, checked and converted to their annotations (see :mod:`.convert`)."""
     try:
         sig = inspect.signature(handler)
     except (TypeError, ValueError):
         return None
     params = list(sig.parameters.values())
-    if not params:
-        raise RegistrationError(f"handler of {name!r} must accept the job as first parameter")
-    rest = params[1:]
-    if not rest:
+    hints = resolve_hints(handler, params)
+    with_job = bool(params) and takes_job(params[0], hints)
+    rest = params[1:] if with_job else params
+    if with_job and not rest:
         return None
-    try:
-        hints = typing.get_type_hints(handler)
-    except Exception:
-        hints = _hints_one_by_one(handler, rest)
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in rest)
+    for p in rest:
+        if p.kind is p.POSITIONAL_ONLY:
+            raise RegistrationError(f"{name}: job argument {p.name!r} cannot be positional-only")
+    var_kw = next((p for p in rest if p.kind is p.VAR_KEYWORD), None)
     fields = [p for p in rest if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     required = [p.name for p in fields if p.default is p.empty]
-    types_ = {p.name: hints.get(p.name, Any) for p in fields}
+    converters = {p.name: converter(hints.get(p.name, Any)) for p in fields}
+    extra = converter(hints.get(var_kw.name, Any)) if var_kw is not None else None
 
     def bind(job: Job) -> tuple[tuple[Any, ...], dict[str, Any]]:
         args = job.args
         for field in required:
             if field not in args:
                 raise JobArgumentError(f"{name}: missing argument {field!r}")
-        if not var_kw:
-            unknown = sorted(set(args) - set(types_))
+        if extra is None:
+            unknown = sorted(set(args) - converters.keys())
             if unknown:
                 raise JobArgumentError(f"{name}: unexpected argument {unknown[0]!r}")
-        for field, value in args.items():
-            expected = types_.get(field, Any)
-            if not _matches(value, expected):
-                raise JobArgumentError(
-                    f"{name}: argument {field!r} must be {_type_name(expected)}, "
-                    f"got {type(value).__name__} {value!r:.60}"
-                )
-        return (job,), dict(args)
+        kwargs: dict[str, Any] = {}
+        try:
+            for field, value in args.items():
+                kwargs[field] = converters.get(field, extra or _any)(value, field)
+        except ArgumentMismatch as exc:
+            raise JobArgumentError(f"{name}: {exc}") from None
+        return ((job,) if with_job else ()), kwargs
 
     return bind
+
+
+def _any(value: Any, path: str) -> Any:
+    return value
+
+
+def resolve_hints(handler: Callable[..., Any], params: list[inspect.Parameter]) -> dict[str, Any]:
+    """The resolved annotations of a handler's parameters (unresolvable ones left out)."""
+    target = handler
+    if not (inspect.isfunction(handler) or inspect.ismethod(handler)):
+        target = getattr(handler, "__call__", handler)  # noqa: B004 - callable objects
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:
+        return _hints_one_by_one(target, params)
 
 
 def _hints_one_by_one(
@@ -135,32 +164,21 @@ def _hints_one_by_one(
     return hints
 
 
-def _matches(value: Any, expected: Any) -> bool:
-    if expected is Any or expected is object:
-        return True
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(expected))
-    if expected is None or expected is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return value in typing.get_args(expected)
-    check = origin if origin is not None else expected
-    if not isinstance(check, type):
-        return True  # TypedDict, NewType, TypeVar...: not checked
-    if check is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if check is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, check)
+_current_job: contextvars.ContextVar[Job] = contextvars.ContextVar("errands_current_job")
 
 
-def _type_name(expected: Any) -> str:
-    return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
+def current_job() -> Job:
+    """The Job whose handler is running in this task (or thread): for handlers that do not take
+    the Job as a parameter but need ``context``, ``checkin()`` or ``attempt``."""
+    try:
+        return _current_job.get()
+    except LookupError:
+        raise RuntimeError("current_job() works only inside a running handler") from None
 
 
 async def call_handler(jt: JobType, job: Job, executor: Any) -> Any:
     """Run the handler: awaited when async, in ``executor`` (a thread) when a plain def."""
+    _current_job.set(job)
     args, kwargs = jt.binder(job) if jt.binder else ((job,), {})
     if jt.is_async:
         return await jt.handler(*args, **kwargs)

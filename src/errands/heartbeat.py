@@ -14,55 +14,14 @@ from typing import Any
 
 import redis
 from redis.asyncio import Redis as AsyncRedis
-from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 
 from .keys import Keys
 from .scripts import lua_source
+from .syncclient import sync_client_like
 
 __all__ = ["Heartbeater"]
 
 log = logging.getLogger("errands.heartbeat")
-
-_SYNC_KWARGS = (
-    "host",
-    "port",
-    "db",
-    "username",
-    "password",
-    "socket_timeout",
-    "socket_connect_timeout",
-    "socket_keepalive",
-    "client_name",
-    "ssl_keyfile",
-    "ssl_certfile",
-    "ssl_cert_reqs",
-    "ssl_ca_certs",
-    "ssl_ca_data",
-    "ssl_check_hostname",
-    "ssl_min_version",
-    "ssl_ciphers",
-)
-
-
-def sync_client_like(client: AsyncRedis, timeout_cap: float | None = None) -> redis.Redis:
-    """A blocking client to the same server as an asyncio client (for the heartbeat thread),
-    its socket timeouts at most ``timeout_cap`` seconds."""
-    pool = client.connection_pool
-    kw = pool.connection_kwargs
-    common = {k: kw[k] for k in _SYNC_KWARGS if k in kw}
-    common.setdefault("socket_timeout", 5.0)
-    common.setdefault("socket_connect_timeout", 5.0)
-    if timeout_cap is not None:
-        for k in ("socket_timeout", "socket_connect_timeout"):
-            if common[k] is None or common[k] > timeout_cap:
-                common[k] = timeout_cap
-    if issubclass(pool.connection_class, UnixDomainSocketConnection):
-        for k in ("host", "port"):
-            common.pop(k, None)
-        return redis.Redis(unix_socket_path=kw["path"], **common)
-    ssl = issubclass(pool.connection_class, SSLConnection)
-    return redis.Redis(ssl=ssl, **common)
-
 
 class Heartbeater:
     """Beats every ``interval`` seconds in a daemon thread until ``stop()``."""

@@ -130,6 +130,12 @@ class Keys:
         return self.prefix + "cancelled"
 
     @property
+    def cancel_requests(self) -> str:
+        """HASH job id -> 'cancel' | 'destroy': requests for running jobs, kept until the job
+        settles, so a request survives a lost pub/sub message or the death of the pool."""
+        return self.prefix + "cancelreq"
+
+    @property
     def checkins(self) -> str:
         """HASH job id -> last checkin (progress) of a running job, JSON."""
         return self.prefix + "checkin"

@@ -10,6 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .connection import REDIS_ERRORS
+from .topology import connection_option
 
 __all__ = ["Notifier"]
 
@@ -64,7 +65,7 @@ class Notifier:
 
     async def _listen(self, pubsub: Any) -> None:
         loop = asyncio.get_running_loop()
-        timeout = self.redis.connection_pool.connection_kwargs.get("socket_timeout") or 15.0
+        timeout = connection_option(self.redis, "socket_timeout") or 15.0
         every = min(self.ping_interval, timeout)
         heard = loop.time()
         pinged: float | None = None

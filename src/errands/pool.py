@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
@@ -37,12 +37,16 @@ from .requeuer import Requeuer
 from .scripts import Scripts
 from .serialization import JSONSerializer, Serializer
 from .settler import Settler
+from .topology import RedisClient, as_redis
+from .typed import JobDecorator, bind_enqueuer
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from .enqueuer import Enqueuer
 
 __all__ = ["WorkerPool"]
 
 log = logging.getLogger("errands.pool")
-F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
@@ -60,7 +64,7 @@ class WorkerPool(PeriodicRegistration):
 
     def __init__(
         self,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
         *,
         namespace: str = "errands",
         concurrency: int = 10,
@@ -89,7 +93,7 @@ class WorkerPool(PeriodicRegistration):
         if max_recoveries < 1:
             raise RegistrationError("max_recoveries must be >= 1")
         self.url = url
-        self._redis = redis
+        self._redis = as_redis(redis) if redis is not None else None
         self.namespace = namespace
         Keys(namespace)  # validates
         self.concurrency = concurrency
@@ -122,6 +126,7 @@ class WorkerPool(PeriodicRegistration):
         self.heartbeater: Heartbeater | None = None
         self._executor: DaemonThreadPool | None = None
         self._owns_client = redis is None
+        self.bound_enqueuer: Enqueuer | None = None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> WorkerPool:
@@ -139,29 +144,22 @@ class WorkerPool(PeriodicRegistration):
         max_concurrency: int = 0,
         priority: int = 1,
         result_ttl: float | timedelta = timedelta(days=1),
-    ) -> Callable[[F], F]:
-        """Decorator registering a handler (async def, or plain def run in a thread).
+    ) -> JobDecorator:
+        """Decorator registering a handler (async def, or plain def run in a thread); returns a
+        :class:`~errands.typed.JobFunction`: the handler, plus a typed ``.enqueue(...)``.
 
         ``priority`` weights how often this job type's queue is sampled (1..100000);
         ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap);
         ``result_ttl`` is how long the return value and finished record are kept.
         """
+        options = {"max_fails": max_fails, "backoff": backoff, "timeout": timeout}
+        options.update(skip_dead=skip_dead, max_concurrency=max_concurrency, priority=priority)
+        return JobDecorator(self, name, {**options, "result_ttl": _seconds(result_ttl)})
 
-        def register(fn: F) -> F:
-            self.register(
-                name or fn.__name__,
-                fn,
-                max_fails=max_fails,
-                backoff=backoff,
-                timeout=timeout,
-                skip_dead=skip_dead,
-                max_concurrency=max_concurrency,
-                priority=priority,
-                result_ttl=_seconds(result_ttl),
-            )
-            return fn
-
-        return register
+    def bind_enqueuer(self, enqueuer: Enqueuer | None) -> None:
+        """Set the Enqueuer that ``.enqueue()`` of this pool's job functions uses (None unbinds);
+        it must have the pool's namespace."""
+        bind_enqueuer(self, enqueuer)
 
     def register(self, name: str, handler: Callable[..., Any], **options: Any) -> None:
         """Register ``handler`` for job ``name`` (options as for :meth:`job`)."""
@@ -253,6 +251,8 @@ class WorkerPool(PeriodicRegistration):
             wake=wake,
             poll_interval=self.poll_interval,
             history=self.history,
+            # a job's last chance after crashes runs apart from other crash suspects
+            isolate_recovered=max(1, self.max_recoveries - 1),
         )
         self.requeuer = Requeuer(
             scripts,
@@ -261,6 +261,8 @@ class WorkerPool(PeriodicRegistration):
             self.poll_interval,
             history_retention=self.history_retention,
             history_max=self.history_max,
+            ended_max_age=self.dead_max_age,
+            ended_max_jobs=self.dead_max_jobs,
         )
         self.reaper = Reaper(
             scripts,
@@ -278,6 +280,7 @@ class WorkerPool(PeriodicRegistration):
         self._tasks = [
             asyncio.create_task(self.requeuer.run(), name="errands-requeuer"),
             asyncio.create_task(self.reaper.run(), name="errands-reaper"),
+            asyncio.create_task(self.worker.sweep_cancel_requests(), name="errands-cancels"),
         ]
         self.periodic = PeriodicEnqueuer(
             self.redis,

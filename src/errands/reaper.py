@@ -113,7 +113,7 @@ class Reaper:
             self.buried += buried
             if requeued or buried:
                 log.warning(
-                    "reaped dead pool %s: %d jobs requeued, %d buried as poison",
+                    "reaped dead pool %s: %d jobs requeued, %d buried as poison or cancelled",
                     pool_id,
                     requeued,
                     buried,

@@ -28,6 +28,8 @@ class Requeuer:
         gc_every: float = 60.0,
         history_retention: float = 15 * 86400.0,
         history_max: int = 100_000,
+        ended_max_age: float = 180 * 86400.0,
+        ended_max_jobs: int = 10_000,
     ) -> None:
         self.scripts = scripts
         self.names = list(names)
@@ -37,6 +39,8 @@ class Requeuer:
         self.gc_every = gc_every
         self.history_retention = history_retention
         self.history_max = history_max
+        self.ended_max_age = ended_max_age
+        self.ended_max_jobs = ended_max_jobs
         self.moved = 0
         self._kick = asyncio.Event()
 
@@ -57,9 +61,14 @@ class Requeuer:
                 return total, earliest
 
     async def collect_garbage(self) -> None:
-        """Release expired unique locks and trim the history to its retention and length."""
+        """Release expired unique locks, trim the cancelled set (as the dead set is trimmed)
+        and the history to their retention and length."""
         now = self.clock.now()
         await self.scripts.unique_gc(to_ms(now))
+        keys = self.scripts.keys
+        await self.scripts.trim_set(
+            keys.cancelled, to_ms(now - self.ended_max_age), self.ended_max_jobs
+        )
         raw: set[Any] = await self.scripts.redis.smembers(self.scripts.keys.names)
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
         while True:

@@ -92,6 +92,7 @@ class Scripts:
                 "checkin",
                 "trim_history",
                 "move",
+                "trim_set",
                 "cancel",
             )
         }
@@ -144,13 +145,19 @@ class Scripts:
         return bool(await self._call("replace_envelope", keys, [digest, id, old, new]))
 
     async def fetch(
-        self, pool_id: str, now_ms: int, batch: int, queues: Sequence[tuple[str, int]]
+        self,
+        pool_id: str,
+        now_ms: int,
+        batch: int,
+        queues: Sequence[tuple[str, int]],
+        isolate: int = 0,
     ) -> list[Fetched]:
-        """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order)."""
+        """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order);
+        with ``isolate``, at most one job recovered that many times from dead pools runs here."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
-        keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening)
-        args: list[Arg] = [pool_id, now_ms, batch, k.events_channel]
+        keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.recoveries)
+        args: list[Arg] = [pool_id, now_ms, batch, k.events_channel, isolate]
         for name, limit in queues:
             keys.append(k.queue(name))
             args += (name, limit)
@@ -166,6 +173,7 @@ class Scripts:
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.stats, k.idle, k.history, k.history_data, k.checkins, k.listening, k.errors)
+        keys.append(k.cancel_requests)
         args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
         args += ("1" if history else "0", len(done))
         index: dict[str, int] = {}
@@ -181,7 +189,7 @@ class Scripts:
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history, k.history_data)
-        keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins)
+        keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
@@ -223,9 +231,16 @@ class Scripts:
         k = self.keys
         keys = [k.jobs, k.queue(name), k.scheduled(name), k.retry(name), k.cancelled, k.dead]
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
+        keys.append(k.cancel_requests)
         args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
         result = await self._call("cancel", keys, args)
         return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def trim_set(self, key: str, older_than_ms: int, keep: int) -> int:
+        """Bound a set of ended jobs (dead, cancelled), deleting the trimmed jobs."""
+        k = self.keys
+        keys = [key, k.jobs, k.priorities, k.errors]
+        return int(await self._call("trim_set", keys, [older_than_ms, keep]))
 
     async def unique_gc(self, now_ms: int, limit: int = 1000) -> int:
         k = self.keys
@@ -248,10 +263,12 @@ class Scripts:
         error: bytes,
         members: Sequence[tuple[str, str, str]],
     ) -> tuple[int, int, bool]:
-        """Take back a dead pool's jobs, given as (member, id, name)."""
+        """Take back a dead pool's jobs, given as (member, id, name). Returns (requeued,
+        taken out: buried as poison or cancelled on request, whether the pool was removed)."""
         k = self.keys
         keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.jobs, k.running]
         keys += (k.priorities, k.recoveries, k.dead, k.errors, k.seq, k.idle, k.stats)
+        keys += (k.cancel_requests, k.cancelled)
         index: dict[str, int] = {}
         args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
         for member, id, name in members:
@@ -259,5 +276,5 @@ class Scripts:
                 index[name] = len(index) + 1
                 keys.append(k.queue(name))
             args += (member, id, name, index[name])
-        requeued, buried, removed = await self._call("reap", keys, args)
-        return int(requeued), int(buried), bool(removed)
+        requeued, buried, removed, cancelled = await self._call("reap", keys, args)
+        return int(requeued), int(buried) + int(cancelled), bool(removed)

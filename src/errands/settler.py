@@ -120,7 +120,9 @@ class Settler:
     async def bury_corrupt(self, job_id: str, name: str, reason: str) -> None:
         """An entry that cannot be decoded goes to the dead set with the reason."""
         now = self.clock.now()
-        log.error("%s %s buried: %s", name, job_id, reason)
+        log.error(
+            "%s %s buried: %s", name, job_id, reason, extra={"job_id": job_id, "job_name": name}
+        )
         s = Settle(
             id=job_id,
             name=name,

@@ -22,6 +22,7 @@ from .connection import REDIS_ERRORS
 from .errors import RetryLater
 from .handlers import JobType, call_handler
 from .job import Job
+from .logfmt import job_extra
 from .middleware import ProcessMiddleware, chain
 from .scripts import Acked, Fetched, Scripts, Settle
 from .serialization import Serializer
@@ -52,6 +53,7 @@ class Worker:
         wake: asyncio.Event,
         poll_interval: float = 1.0,
         history: bool = True,
+        isolate_recovered: int = 0,
     ) -> None:
         self.pool_id = pool_id
         self.scripts = scripts
@@ -67,6 +69,7 @@ class Worker:
         self.wake = wake
         self.poll_interval = poll_interval
         self.history = history
+        self.isolate_recovered = isolate_recovered  # see lua/fetch.lua
         self._runners: dict[str, Callable[[Job], Awaitable[Any]]] = {
             name: chain(middleware, _handler_for(jt, executor)) for name, jt in job_types.items()
         }
@@ -132,6 +135,22 @@ class Worker:
                 log.error("job task %s ignores cancellation; leaving it running", task.get_name())
         return len(tasks)
 
+    async def sweep_cancel_requests(self, interval: float = 1.0) -> None:
+        """Act on cancel requests stored in Redis: the fallback when a pub/sub message was
+        missed (the pool was reconnecting)."""
+        while True:
+            await asyncio.sleep(interval)
+            if not self.running:
+                continue
+            try:
+                requests = await self.scripts.redis.hgetall(self.keys.cancel_requests)
+            except REDIS_ERRORS:
+                continue
+            for raw_id, kind in requests.items():
+                job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                if job_id in self.running and job_id not in self._cancel_requests:
+                    self.cancel_job(job_id, destroy=kind in (b"destroy", "destroy"))
+
     def cancel_job(self, job_id: str, destroy: bool = False) -> bool:
         """Cancel a running job on request (it is not retried); False if it does not run here."""
         entry = self.running.get(job_id)
@@ -190,7 +209,11 @@ class Worker:
                 self.wake.clear()
                 order = self._order()
                 fetched = await self.scripts.fetch(
-                    self.pool_id, to_ms(self.clock.now()), min(free, self.batch), order
+                    self.pool_id,
+                    to_ms(self.clock.now()),
+                    min(free, self.batch),
+                    order,
+                    self.isolate_recovered,
                 )
             except Exception as exc:
                 # the reply of a fetch that ran may be lost (reset, timeout, or run again by
@@ -291,11 +314,17 @@ class Worker:
                 return
             # nobody cancelled this job: a CancelledError of the handler's own is a failure
             what = await self.settler.fail(job, jt, exc, started_ms)
-            log.warning("%s %s %s: the handler raised CancelledError", job.name, job.id, what)
+            log.warning(
+                "%s %s %s: the handler raised CancelledError",
+                job.name,
+                job.id,
+                what,
+                extra=job_extra(job),
+            )
             return
         except RetryLater as exc:
             await self.settler.snooze(job, exc.delay)
-            log.info("%s %s snoozed %.3gs", job.name, job.id, exc.delay)
+            log.info("%s %s snoozed %.3gs", job.name, job.id, exc.delay, extra=job_extra(job))
             return
         except Exception as exc:
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
@@ -309,6 +338,7 @@ class Worker:
                 (time.perf_counter() - started) * 1000,
                 type(exc).__name__,
                 exc,
+                extra=job_extra(job),
             )
             return
         finally:
@@ -318,18 +348,18 @@ class Worker:
         self._ack(job, jt, result, started_ms)
         if log.isEnabledFor(logging.INFO):
             ms = (time.perf_counter() - started) * 1000
-            log.info("%s %s done in %.1fms", job.name, job.id, ms)
+            log.info("%s %s done in %.1fms", job.name, job.id, ms, extra=job_extra(job))
 
     async def _cancelled(self, job: Job, started_ms: int) -> None:
         if job.id in self._cancel_requests:
             destroy = self._cancel_requests.pop(job.id)
             await self.settler.cancelled(job, started_ms, destroy)
-            log.info("%s %s cancelled on request", job.name, job.id)
+            log.info("%s %s cancelled on request", job.name, job.id, extra=job_extra(job))
             return
         if not self._cancelling:
             raise asyncio.CancelledError
         await self.settler.requeue(job)
-        log.info("%s %s requeued (pool stopping)", job.name, job.id)
+        log.info("%s %s requeued (pool stopping)", job.name, job.id, extra=job_extra(job))
 
     def _ack(self, job: Job, jt: JobType, result: Any, started_ms: int) -> None:
         try:

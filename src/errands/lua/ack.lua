@@ -3,8 +3,8 @@
 -- left alone, so counters are never decremented twice.
 -- KEYS[1] jobs   KEYS[2] running   KEYS[3] in_progress of this pool   KEYS[4] priorities
 -- KEYS[5] recoveries   KEYS[6] stats   KEYS[7] idle   KEYS[8] history   KEYS[9] history_data
--- KEYS[10] checkins   KEYS[11] listening   KEYS[12] errors
--- KEYS[13 .. 12+N] the done-record key of each job; then the history-of-name key of each name
+-- KEYS[10] checkins   KEYS[11] listening   KEYS[12] errors   KEYS[13] cancel requests
+-- KEYS[14 .. 13+N] the done-record key of each job; then the history-of-name key of each name
 -- ARGV[1] wake channel   ARGV[2] '1' to wake idle pools (a job with a concurrency limit finished)
 -- ARGV[3] events channel   ARGV[4] now ms   ARGV[5] '1' to record history   ARGV[6] N jobs
 -- ARGV[7..] seven per job: id, name, name index (1-based), result JSON, started ms,
@@ -28,13 +28,13 @@ for j = 0, n - 1 do
         .. ',"attempt":' .. ARGV[o + 6] .. '}'
       local ttl = tonumber(ARGV[o + 5])
       if ttl > 0 then
-        redis.call('SET', KEYS[13 + j], record, 'PX', ttl)
+        redis.call('SET', KEYS[14 + j], record, 'PX', ttl)
       end
       if history then
         local hk = id .. ':' .. ARGV[o + 6]
         redis.call('HSET', KEYS[9], hk, record)
         redis.call('ZADD', KEYS[8], now, hk)
-        redis.call('ZADD', KEYS[12 + n + tonumber(ARGV[o + 2])], now, hk)
+        redis.call('ZADD', KEYS[13 + n + tonumber(ARGV[o + 2])], now, hk)
       end
     end
     if listening then
@@ -48,6 +48,7 @@ if #done > 0 then
   redis.call('HDEL', KEYS[5], unpack(done))
   redis.call('HDEL', KEYS[10], unpack(done))
   redis.call('HDEL', KEYS[12], unpack(done))
+  redis.call('HDEL', KEYS[13], unpack(done))
   redis.call('HINCRBY', KEYS[6], 'processed', #done)
   if ARGV[2] == '1' and redis.call('SCARD', KEYS[7]) > 0 then
     redis.call('PUBLISH', ARGV[1], 'slot')

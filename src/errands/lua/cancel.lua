@@ -2,7 +2,7 @@
 -- runs; a running job is signalled to the pool that runs it, which cancels its handler.
 -- KEYS[1] jobs   KEYS[2] queue   KEYS[3] scheduled set   KEYS[4] retry set   KEYS[5] cancelled
 -- KEYS[6] dead   KEYS[7] done record   KEYS[8] unique   KEYS[9] unique_of_job
--- KEYS[10] unique_expiry   KEYS[11] listening
+-- KEYS[10] unique_expiry   KEYS[11] listening   KEYS[12] cancel requests
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name
 -- Returns 'cancelled', 'running' (signalled), 'dead', 'already' or 'unknown'.
@@ -36,5 +36,6 @@ end
 if redis.call('ZSCORE', KEYS[5], id) then
   return 'already'
 end
+redis.call('HSET', KEYS[12], id, 'cancel')
 redis.call('PUBLISH', ARGV[4], 'cancel:' .. id)
 return 'running'

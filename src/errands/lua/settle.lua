@@ -7,6 +7,7 @@
 --          cancelled set (cancelled)
 -- KEYS[11] history   KEYS[12] history_data   KEYS[13] history of the job name
 -- KEYS[14] done record of the job   KEYS[15] listening   KEYS[16] checkins
+-- KEYS[17] cancel requests
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later) or time of death ms (dead)
 -- ARGV[6] error JSON ('' none)   ARGV[7] dead/cancelled set max size   ARGV[8] drop dead jobs
@@ -20,6 +21,7 @@ if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 0 then
 end
 redis.call('HINCRBY', KEYS[2], name, -1)
 redis.call('HDEL', KEYS[16], id)
+redis.call('HDEL', KEYS[17], id)
 if ARGV[10] ~= '' then
   redis.call('HINCRBY', KEYS[7], ARGV[10], 1)
 end

@@ -1,0 +1,42 @@
+"""Fixtures of the scale-out tests: a Redis Cluster (3 masters, 1 replica each) shared by the
+session, and ``topology_url``, which runs a test against one server and against the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra import ClusterInfra
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterInfra]:
+    root: Path = tmp_path_factory.mktemp("cluster")
+    with ClusterInfra(masters=3, replicas=1, root=root) as infra:
+        yield infra
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def topology_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    if request.param == "standalone":
+        return redis_url
+    infra: ClusterInfra = request.getfixturevalue("cluster")
+    return infra.url
+
+
+def unique_namespace() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+async def until(check, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
+    """Await ``check()`` until it returns something truthy (``TimeoutError`` after ``timeout``)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(interval)

@@ -1,0 +1,63 @@
+"""Checked by mypy in test_typing.py, not run: the typed enqueue side of job functions.
+
+Every line ending in ``# error`` must be rejected by mypy; every other line must pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from errands import Enqueuer, Job, WorkerPool
+
+pool = WorkerPool.from_url("redis://localhost:6379/0", namespace="typing")
+
+
+@dataclass
+class User:
+    id: int
+
+
+@pool.job("send_email")
+async def send_email(address: str, subject: str = "hi") -> None: ...
+
+
+@pool.job("welcome")
+async def welcome(job: Job, when: datetime, user: User) -> int:
+    return job.attempt
+
+
+@pool.job()
+def thumbnail(job: Job, path: str) -> str:
+    return path
+
+
+async def good(enqueuer: Enqueuer, job: Job) -> None:
+    await send_email.enqueue(address="a@example.com")
+    await send_email.enqueue("a@example.com", subject="x")
+    await send_email.using(enqueuer, delay=5, priority=3).enqueue(address="a")
+    await welcome.enqueue(datetime.now(), User(1))
+    await thumbnail.enqueue(path="a.png")
+    await enqueuer.enqueue_many([send_email.item("a"), thumbnail.item(path="b")])
+    found = await welcome.enqueue(when=datetime.now(), user=User(2))
+    if found is not None:
+        await found.result(timeout=1)
+    # calling the function itself is unchanged
+    await send_email("a@example.com")
+    attempt: int = await welcome(job, datetime.now(), User(1))
+    path: str = thumbnail(job, "c.png")
+    print(attempt, path)
+
+
+async def bad(enqueuer: Enqueuer, job: Job) -> None:
+    await send_email.enqueue(address=1)  # error
+    await send_email.enqueue(adress="a@example.com")  # error
+    await send_email.enqueue()  # error
+    await send_email.enqueue("a", "b", "c")  # error
+    await welcome.enqueue(when="2026-01-01", user=User(1))  # error
+    await welcome.enqueue(job, datetime.now(), User(1))  # error
+    await thumbnail.enqueue(path=3)  # error
+    await send_email.using(enqueuer).enqueue(address=2)  # error
+    await send_email.using(enqueuer, dealy=5).enqueue("a")  # error
+    send_email.item(subject="no address")  # error
+    await welcome(datetime.now(), User(1))  # error
