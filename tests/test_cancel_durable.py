@@ -7,8 +7,8 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from errands import Job, JobStatus, WorkerPool
 from client_env import Env, until
+from errands import Job, JobStatus, WorkerPool
 
 
 async def test_a_request_missed_on_pub_sub_is_acted_on_by_the_sweep(
@@ -30,9 +30,7 @@ async def test_a_request_missed_on_pub_sub_is_acted_on_by_the_sweep(
         await asyncio.wait_for(started.wait(), 5)
         # as if the pub/sub message had been lost: only the stored request exists
         await redis.hset(env.keys.cancel_requests, job.id, "cancel")
-        info = await until(
-            lambda: _status(env, job.id, JobStatus.CANCELLED), timeout=4.0
-        )
+        info = await until(lambda: _status(env, job.id, JobStatus.CANCELLED), timeout=4.0)
     assert info and not finished
     assert await redis.hget(env.keys.cancel_requests, job.id) is None
 
