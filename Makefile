@@ -40,7 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py --errands-python $(BIN)/python
 
 docs: $(STAMP)
-	$(BIN)/python -m pip install -q mkdocs-material
+	$(BIN)/python -m pip install -q -e '.[docs]'
 	$(BIN)/mkdocs build --strict
 
 clean:

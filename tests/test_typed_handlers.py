@@ -1,5 +1,5 @@
 """Typed handlers (issue 6): handlers without the Job parameter, args converted to their
-annotations on the worker, bad args straight to dead naming the field, and the typed enqueue side."""
+annotations on the worker, bad args straight to dead naming the field, the typed enqueue side."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from typing import Any
 from .cli_admin import add_admin_commands
 from .cli_dashboard import add_dashboard_command
 from .cli_schedules import add_schedule_commands
+from .cli_worker import add_worker_options, prepare, run_check, run_reloading, worker_argv
 from .errors import ErrandsError
 
 __all__ = ["main"]
@@ -46,7 +47,9 @@ def load_pool(path: str) -> Any:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    if args.processes > 1:
+    if args.reload:
+        return run_reloading(args)
+    if args.processes > 1 and not args.check:
         return _supervise(args)
     from .connection import connect
     from .runner import run_pool
@@ -58,23 +61,16 @@ def _worker(args: argparse.Namespace) -> int:
         pool.namespace = args.namespace
     if args.concurrency:
         pool.concurrency = args.concurrency
+    if args.check:
+        return run_check(pool)
+    prepare(pool, args)
     run_pool(pool, burst=args.burst)
     return 0
 
 
 def _supervise(args: argparse.Namespace) -> int:
     """Start N single-process workers and forward SIGINT/SIGTERM to them."""
-    cmd = [sys.executable, "-m", "errands", "worker", args.pool, "--processes", "1"]
-    for flag, value in (
-        ("--redis", args.redis),
-        ("--namespace", args.namespace),
-        ("--concurrency", args.concurrency),
-    ):
-        if value:
-            cmd += [flag, str(value)]
-    if args.burst:
-        cmd.append("--burst")
-    children = [subprocess.Popen(cmd) for _ in range(args.processes)]
+    children = [subprocess.Popen(worker_argv(args, 1, i)) for i in range(args.processes)]
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         for child in children:
@@ -101,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--namespace", default="", help="namespace (overrides the pool's)")
     worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    add_worker_options(worker)
     worker.set_defaults(func=_worker)
     add_schedule_commands(sub)
     add_admin_commands(sub)

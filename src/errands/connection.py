@@ -20,6 +20,9 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
     redis_errors.TryAgainError,
+    # a cluster during a failover: the slot's master is down or not yet replaced
+    redis_errors.ClusterError,
+    redis_errors.SlotNotCoveredError,
     ConnectionError,
     TimeoutError,
     OSError,

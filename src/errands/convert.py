@@ -3,7 +3,7 @@ and turn typed values into JSON (enqueue side).
 
 ``converter(annotation)`` builds, once per parameter at registration, a function
 ``convert(value, path)`` returning the value as the handler expects it, or raising
-:class:`ArgumentMismatch` whose message names ``path`` (``tags[2]``, ``user.email``).
+``ArgumentMismatch`` whose message names ``path`` (``tags[2]``, ``user.email``).
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def _pydantic(cls: Any) -> Convert:
 
 # -- enqueue side ----------------------------------------------------------------------------
 def to_json(value: Any) -> Any:
-    """``value`` with the types :func:`converter` parses turned into JSON data: datetimes, dates
+    """``value`` with the types ``converter`` parses turned into JSON data: datetimes, dates
     and times as ISO strings, timedeltas as seconds, UUIDs and Decimals as strings, enums as their
     values, dataclasses and pydantic models as dicts, tuples and sets as lists."""
     if value is None or isinstance(value, str | int | float | bool):

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from .aio import cancel_and_wait
 from .errors import JobCancelledError, JobFailedError, JobNotFoundError
 from .jobinfo import decode_json
 from .keys import Keys
@@ -42,8 +43,8 @@ async def _subscription(redis: Redis, keys: Keys) -> AsyncIterator[Any]:
                     break
             yield pubsub
     finally:
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
+        # cancel until done: Python 3.11's wait_for (in redis-py) can swallow one cancel
+        await cancel_and_wait([keeper])
 
 
 class EventStream:

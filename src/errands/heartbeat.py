@@ -12,7 +12,6 @@ import threading
 import time
 from typing import Any
 
-import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from .keys import Keys
@@ -22,6 +21,7 @@ from .syncclient import sync_client_like
 __all__ = ["Heartbeater"]
 
 log = logging.getLogger("errands.heartbeat")
+
 
 class Heartbeater:
     """Beats every ``interval`` seconds in a daemon thread until ``stop()``."""
@@ -85,7 +85,7 @@ class Heartbeater:
                 keys=[self.keys.pools, self.keys.pool_info(self.pool_id)],
                 args=[self.pool_id, payload, self.info_ttl_ms],
             )
-        except (redis.RedisError, OSError) as exc:
+        except Exception as exc:  # RedisError, OSError, RedisClusterException: keep beating
             log.warning("heartbeat of pool %s failed: %s", self.pool_id, exc)
             with self._lock:
                 self._healthy_since = None

@@ -37,7 +37,8 @@ class Notifier:
         self.subscribed = asyncio.Event()
         # A subscribed connection only ever reads, so a half-open one (a NAT or firewall that
         # forgot it, a peer gone without a FIN) would go unnoticed for hours: when nothing
-        # arrives for ping_interval, PING; no answer within the socket timeout: reconnect.
+        # arrives for ping_interval (at most the socket timeout), PING; no answer within as
+        # long again: reconnect. A dead subscription is found within about 2 * ping_interval.
         self.ping_interval = 5.0
         self.reconnects = 0
 
@@ -66,7 +67,7 @@ class Notifier:
     async def _listen(self, pubsub: Any) -> None:
         loop = asyncio.get_running_loop()
         timeout = connection_option(self.redis, "socket_timeout") or 15.0
-        every = min(self.ping_interval, timeout)
+        every = min(self.ping_interval, timeout)  # also how long a PING may take to answer
         heard = loop.time()
         pinged: float | None = None
         while True:
@@ -78,7 +79,7 @@ class Notifier:
                 heard, pinged = now, None
                 if message.get("type") != "pong":
                     self._dispatch(message)
-            elif pinged is not None and now - pinged > timeout:
+            elif pinged is not None and now - pinged > every:
                 raise ConnectionError(
                     f"no answer on the wake-up subscription for {now - heard:.1f}s"
                 )

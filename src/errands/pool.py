@@ -146,7 +146,7 @@ class WorkerPool(PeriodicRegistration):
         result_ttl: float | timedelta = timedelta(days=1),
     ) -> JobDecorator:
         """Decorator registering a handler (async def, or plain def run in a thread); returns a
-        :class:`~errands.typed.JobFunction`: the handler, plus a typed ``.enqueue(...)``.
+        ``JobFunction``: the handler, plus a typed ``.enqueue(...)``.
 
         ``priority`` weights how often this job type's queue is sampled (1..100000);
         ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap);

@@ -34,7 +34,8 @@ class ReplicatedScripts(Scripts):
         node = on_node_of(self.redis, keys[0])
         for attempt in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                # (a cluster pipeline blocks .evalsha(): the raw command routes by its keys)
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 pipe.execute_command("WAIT", self.replicas, self.timeout_ms, **node)
                 try:
                     result, acked = await pipe.execute()

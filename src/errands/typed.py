@@ -35,7 +35,7 @@ R = TypeVar("R")
 
 
 class JobFunction(Generic[P, C, R]):
-    """A registered handler. Calling it calls the handler; :meth:`enqueue` puts a job on the
+    """A registered handler. Calling it calls the handler; ``enqueue`` puts a job on the
     queue with the handler's parameters as its arguments (converted to JSON: datetimes,
     dataclasses, pydantic models... come back as such in the handler)."""
 
@@ -72,7 +72,7 @@ class JobFunction(Generic[P, C, R]):
         return out
 
     def item(self, *args: P.args, **kwargs: P.kwargs) -> tuple[str, dict[str, Any]]:
-        """``(name, args)`` for :meth:`Enqueuer.enqueue_many`."""
+        """``(name, args)`` for ``enqueue_many``."""
         return self.name, self.args(*args, **kwargs)
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job | None:
@@ -92,8 +92,8 @@ class JobFunction(Generic[P, C, R]):
         key: Any = None,
         ttl: float = UNIQUE_TTL,
     ) -> EnqueueCall[P]:
-        """Enqueue options (as for :meth:`Enqueuer.enqueue`; ``unique=True`` or a ``key`` use
-        :meth:`Enqueuer.enqueue_unique`) and optionally another Enqueuer: chain ``.enqueue()``."""
+        """Enqueue options (as for ``enqueue``; ``unique=True`` or a ``key`` use
+        ``enqueue_unique``) and optionally another Enqueuer: chain ``.enqueue()``."""
         options: dict[str, Any] = {"delay": delay, "at": at, "priority": priority}
         options.update(retry=retry, meta=meta)
         if unique or key is not None:
@@ -102,7 +102,7 @@ class JobFunction(Generic[P, C, R]):
 
 
 class EnqueueCall(Generic[P]):
-    """``job_function.using(...)``: call :meth:`enqueue` with the job's arguments."""
+    """``job_function.using(...)``: call ``enqueue`` with the job's arguments."""
 
     def __init__(
         self,

@@ -12,7 +12,8 @@ __all__ = ["SentinelInfra"]
 
 
 class SentinelInfra:
-    """``with SentinelInfra() as s: s.url`` -> ``redis+sentinel://h:p,h:p,h:p/<service>``.
+    """``with SentinelInfra() as s: s.url`` -> ``redis+sentinel://h:p,h:p,h:p/<service>``:
+    a master with ``replicas`` replicas, watched by three sentinels.
 
     Sentinels take a master for down after ``down_after_ms`` without a reply and fail over to
     the replica (quorum 2 of 3)."""
@@ -20,6 +21,7 @@ class SentinelInfra:
     def __init__(
         self,
         service: str = "errands-main",
+        replicas: int = 1,
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 10_000,
         root: Path | None = None,
@@ -27,7 +29,8 @@ class SentinelInfra:
         self.root = root or Path(tempfile.mkdtemp(prefix="errands-sentinel-"))
         self.service = service
         self.master = Node(self.root, "data0")
-        self.replica = Node(self.root, "data1", ["--replicaof", "127.0.0.1", str(self.master.port)])
+        replicaof = ["--replicaof", "127.0.0.1", str(self.master.port)]
+        self.replicas = [Node(self.root, f"data{i + 1}", replicaof) for i in range(replicas)]
         conf = (
             f"sentinel monitor {service} 127.0.0.1 {self.master.port} 2\n"
             f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
@@ -40,7 +43,7 @@ class SentinelInfra:
 
     @property
     def data_nodes(self) -> list[Node]:
-        return [self.master, self.replica]
+        return [self.master, *self.replicas]
 
     @property
     def url(self) -> str:
@@ -48,8 +51,8 @@ class SentinelInfra:
 
     def start(self) -> SentinelInfra:
         try:
-            self.master.start()
-            self.replica.start()
+            for node in self.data_nodes:
+                node.start()
             wait_for("replica in sync", self._replica_synced)
             for s in self.sentinels:
                 s.start()
@@ -60,14 +63,17 @@ class SentinelInfra:
         return self
 
     def _replica_synced(self) -> bool:
-        with self.replica.client() as c:
-            return c.info("replication").get("master_link_status") == "up"
+        for replica in self.replicas:
+            with replica.client() as c:
+                if c.info("replication").get("master_link_status") != "up":
+                    return False
+        return True
 
     def _sentinels_ready(self) -> bool:
         """Every sentinel knows the replica and the two other sentinels (needed to elect a
         leader for a failover)."""
         for s in self.sentinels:
-            if not s.call("SENTINEL", "REPLICAS", self.service):
+            if len(s.call("SENTINEL", "REPLICAS", self.service)) < len(self.replicas):
                 return False
             if len(s.call("SENTINEL", "SENTINELS", self.service)) < 2:
                 return False

@@ -7,7 +7,7 @@
 >>> start_http_server(9100)   # or: python -m errands worker jobs:pool --metrics-port 9100
 
 Counters and histograms are labelled ``job_name``; the gauges are read from Redis through a
-:class:`~errands.Client` when Prometheus scrapes.
+``Client`` when Prometheus scrapes.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ _collectors: WeakKeyDictionary[CollectorRegistry, dict[tuple[str, str], QueueCol
 def register_queue_collector(
     url: str, namespace: str = "errands", registry: CollectorRegistry | None = None
 ) -> QueueCollector:
-    """Register a :class:`QueueCollector` (once per registry, URL and namespace)."""
+    """Register a ``QueueCollector`` (once per registry, URL and namespace)."""
     registry = registry if registry is not None else REGISTRY
     known = _collectors.setdefault(registry, {})
     collector = known.get((url, namespace))
@@ -237,7 +237,7 @@ def register_queue_collector(
 def instrument_pool(
     pool: WorkerPool, registry: CollectorRegistry | None = None, *, queues: bool = True
 ) -> PrometheusMiddleware:
-    """Add a :class:`PrometheusMiddleware` to ``pool`` unless it has one, and (``queues``)
+    """Add a ``PrometheusMiddleware`` to ``pool`` unless it has one, and (``queues``)
     register the queue gauges for its Redis URL and namespace. What ``--metrics-port`` does."""
     registry = registry if registry is not None else REGISTRY
     middleware = _find(pool._middleware, registry)

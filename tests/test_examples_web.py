@@ -1,0 +1,123 @@
+"""The web framework examples run: examples/fastapi_app (httpx ASGI transport, lifespan) and
+examples/aiohttp_app (aiohttp test client, cleanup_ctx), each with its real worker process
+started the documented way, ``python -m worker`` from the example's directory."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client
+from procs import Proc, eventually, live_pools, subprocess_env
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+MODULES = ("app", "jobs", "worker")
+
+
+@contextlib.contextmanager
+def example_modules(directory: Path) -> Iterator[None]:
+    """Import the example's top-level modules (app, jobs) from ``directory``, then forget them:
+    both examples use the same module names."""
+    saved = {name: sys.modules.pop(name) for name in MODULES if name in sys.modules}
+    sys.path.insert(0, str(directory))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(directory))
+        for name in MODULES:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+
+
+@contextlib.asynccontextmanager
+async def example(
+    name: str, redis_url: str, namespace: str, redis: Redis, tmp_path: Path
+) -> AsyncIterator[ModuleType]:
+    """The example's ``app`` module, with its worker running as ``python -m worker``."""
+    directory = EXAMPLES / name
+    env = {"REDIS_URL": redis_url, "ERRANDS_NAMESPACE": namespace}
+    worker = ExampleWorker(directory, env, tmp_path / "worker.log")
+    try:
+        await eventually(lambda: live_pools(redis, namespace), 20, "the example worker")
+        with example_modules(directory), pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            yield importlib.import_module("app")
+        worker.send(signal.SIGTERM)
+        assert await worker.wait(20) == 0, worker.output()
+        assert "mail 1 to ada@example.com: Welcome!" in worker.output()
+    finally:
+        worker.kill_group()
+
+
+class ExampleWorker(Proc):
+    """``python -m worker`` in the example's directory (a Proc runs in the repository root)."""
+
+    def __init__(self, directory: Path, env: dict[str, str], log: Path) -> None:
+        self.args = [sys.executable, "-m", "worker"]
+        self.log = log
+        self._out = log.open("wb")
+        self.popen = subprocess.Popen(
+            self.args,
+            cwd=directory,
+            env=subprocess_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def _finished(client: Client, job_id: str) -> Any:
+    info = await client.job(job_id)
+    return info is not None and info.status == "finished"
+
+
+async def test_fastapi_example(
+    redis_url: str, namespace: str, redis: Redis, tmp_path: Path
+) -> None:
+    pytest.importorskip("fastapi")
+    async with example("fastapi_app", redis_url, namespace, redis, tmp_path) as module:
+        app = module.app
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                response = await http.post("/signup", params={"address": "ada@example.com"})
+                assert response.status_code == 200, response.text
+                job_id = response.json()["job_id"]
+                response = await http.get("/word-count", params={"text": "one two three"})
+                assert response.status_code == 200, response.text
+                assert response.json() == {"words": 3}
+        async with Client.from_url(redis_url, namespace=namespace) as client:
+            await eventually(lambda: _finished(client, job_id), 10, "the welcome email")
+
+
+async def test_aiohttp_example(
+    redis_url: str, namespace: str, redis: Redis, tmp_path: Path
+) -> None:
+    pytest.importorskip("aiohttp")
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async with example("aiohttp_app", redis_url, namespace, redis, tmp_path) as module:
+        async with TestClient(TestServer(module.create_app())) as http:
+            response = await http.post("/signup", params={"address": "ada@example.com"})
+            assert response.status == 200, await response.text()
+            job_id = (await response.json())["job_id"]
+            response = await http.get("/word-count", params={"text": "a b c d"})
+            assert response.status == 200, await response.text()
+            assert await response.json() == {"words": 4}
+            response = await http.post("/signup")
+            assert response.status == 400
+        async with Client.from_url(redis_url, namespace=namespace) as client:
+            await eventually(lambda: _finished(client, job_id), 10, "the welcome email")

@@ -1,0 +1,100 @@
+"""errands.testing, the opt-in pytest plugin for users: run as a user would, in a subprocess
+pytest (examples/testing, and a project without the errands_pool option)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+OWN_POOL_TESTS = """
+import asyncio
+
+from errands import WorkerPool
+from errands.testing import ErrandsHarness
+
+app_pool = WorkerPool.from_url("redis://127.0.0.1:9/0", namespace="app")
+
+
+@app_pool.job("ping")
+async def ping(n: int) -> int:
+    return n
+
+
+async def test_register_on_the_fresh_pool(errands: ErrandsHarness) -> None:
+    ran = []
+
+    @errands.pool.job("hello")
+    async def hello(name: str) -> None:
+        ran.append(name)
+
+    await hello.enqueue("ada")
+    await errands.enqueue("hello", {"name": "bob"}, delay=30)
+    await errands.run_until_idle()
+    assert ran == ["ada"]
+    errands.clock.advance(30)
+    await errands.run_until_idle()
+    assert ran == ["ada", "bob"]
+
+
+async def test_use_points_the_app_pool_at_the_test_redis(errands: ErrandsHarness) -> None:
+    pool = errands.use(app_pool)
+    assert pool.namespace == errands.namespace and pool.url == errands.url
+    job = await ping.enqueue(7)
+    await errands.run_until_idle()
+    assert job is not None and await job.result(timeout=1) == 7
+
+
+def test_the_app_pool_is_restored_afterwards() -> None:
+    assert app_pool.namespace == "app" and app_pool.url == "redis://127.0.0.1:9/0"
+    assert app_pool.bound_enqueuer is None
+
+
+async def test_namespaces_are_fresh_per_test(errands: ErrandsHarness) -> None:
+    assert await errands.client.queue_sizes() == {}
+"""
+
+
+def run_pytest(cwd: Path, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        env={**_env(), "ERRANDS_TEST_REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env.pop("PYTEST_ADDOPTS", None)
+    env.pop("REDIS_URL", None)
+    return env
+
+
+def test_the_documented_example_passes(redis_url: str) -> None:
+    proc = run_pytest(ROOT / "examples" / "testing", redis_url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 passed" in proc.stdout
+
+
+def test_fresh_pool_use_and_restore_with_dash_p(redis_url: str, tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    (tmp_path / "test_own.py").write_text(textwrap.dedent(OWN_POOL_TESTS))
+    proc = run_pytest(tmp_path, redis_url, "-p", "errands.testing")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 passed" in proc.stdout
+
+
+def test_not_loaded_unless_asked(redis_url: str, tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    (tmp_path / "test_own.py").write_text(textwrap.dedent(OWN_POOL_TESTS))
+    proc = run_pytest(tmp_path, redis_url)
+    assert proc.returncode != 0
+    assert "fixture 'errands' not found" in proc.stdout
