@@ -86,6 +86,7 @@ async def test_jobs_cancelled_while_waiting_are_trimmed_like_dead_jobs(
     for j in jobs:
         assert j is not None
         assert await env.client.cancel(j.id) == "cancelled"
+        env.clock.advance(1)  # distinct cancel times: the oldest is trimmed first
     assert await redis.zcard(env.keys.cancelled) == 5
     async with env.pool:
         assert env.pool.requeuer is not None

@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import NoPermissionError
+
 from .clock import Clock, SystemClock, to_ms
 from .connection import connect
 from .errors import JobNotFoundError
@@ -232,15 +234,20 @@ class Client(Inspection, ScheduleAdmin):
         return EventStream(self.redis, self.keys)
 
     async def redis_info(self) -> dict[str, Any]:
-        """Server version, memory, clients, ops/s and key count."""
+        """Server version, memory, clients, ops/s and key count (all None for an ACL user not
+        allowed INFO and DBSIZE, see docs/deployment.md)."""
         node = on_node_of(self.redis, self.keys.jobs)  # on a cluster: the namespace's node
-        info = await self.redis.info(**node)
+        try:
+            info = await self.redis.info(**node)
+            keys = await self.redis.dbsize(**node)
+        except NoPermissionError:
+            info, keys = {}, None
         return {
             "version": info.get("redis_version") or info.get("valkey_version"),
             "used_memory": info.get("used_memory_human"),
             "connected_clients": info.get("connected_clients"),
             "ops_per_sec": info.get("instantaneous_ops_per_sec"),
-            "keys": await self.redis.dbsize(**node),
+            "keys": keys,
             "uptime_seconds": info.get("uptime_in_seconds"),
         }
 

@@ -20,9 +20,10 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
     redis_errors.TryAgainError,
-    # a cluster during a failover: the slot's master is down or not yet replaced
+    # a cluster during a failover (the slot's master is down or not yet replaced), or none of
+    # its nodes reachable (RedisClusterException, also the base of SlotNotCoveredError)
     redis_errors.ClusterError,
-    redis_errors.SlotNotCoveredError,
+    redis_errors.RedisClusterException,
     ConnectionError,
     TimeoutError,
     OSError,

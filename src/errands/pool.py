@@ -270,7 +270,7 @@ class WorkerPool(PeriodicRegistration):
             self.id,
             self.heartbeater,
             self.dead_timeout,
-            max(self.heartbeat_interval, self.dead_timeout / 4),
+            max(0.1, min(self.heartbeat_interval, self.dead_timeout / 8)),
             self.max_recoveries,
         )
         notifier = Notifier(

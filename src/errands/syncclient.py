@@ -12,6 +12,8 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 __all__ = ["SyncClient", "sync_client_like"]
 
@@ -94,6 +96,7 @@ def sync_client_like(
         )
         if sentinel_ssl:
             sentinel_kwargs["ssl"] = True
+        sentinel_kwargs["retry"] = Retry(NoBackoff(), 0)  # one try per sentinel
         sync: Any = _Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
         common = _common(kw, ssl, timeout_cap, "host", "port")
         master: redis.Redis = sync.master_for(

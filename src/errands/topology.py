@@ -31,7 +31,9 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
     parse_url,
 )
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 
 from .errors import RedisUnavailableError
 
@@ -212,6 +214,9 @@ def _check_cluster_pubsub() -> None:
 
 def _sentinel_master(target: RedisTarget, options: dict[str, Any]) -> Redis:
     sentinel_kwargs = {k: options[k] for k in _SHARED_WITH_SENTINELS if k in options}
+    # one try per sentinel: the lookup moves on to the next sentinel, and the connection to
+    # the master retries the whole lookup (redis-py's default would wait ~4 s per sentinel)
+    sentinel_kwargs["retry"] = Retry(NoBackoff(), 0)
     for key, value in target.sentinel_options.items():
         sentinel_kwargs[key.removeprefix("sentinel_")] = value
     if target.tls:

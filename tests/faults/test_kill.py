@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from errands import Enqueuer
 from errands.keys import Keys
+from procs import eventually
 
 from .common import (
     FAST,
@@ -204,9 +205,13 @@ async def test_kill_storm(
 
     starts = await oracle.starts()
     dups = await check_after_kill(main, keys, oracle, ids, in_flight)
-    alive_pools = set((await fleet.pool_ids(main)).values())
-    registered = {p.decode() for p in await main.zrange(keys.pools, 0, -1)}
-    assert registered == alive_pools, "dead pools still registered"
+    pools.update(await fleet.pool_ids(main))
+    alive_pools = {pools[p.pid] for p in fleet.alive if p.pid in pools}
+
+    async def only_live_pools_registered() -> bool:
+        return {p.decode() for p in await main.zrange(keys.pools, 0, -1)} == alive_pools
+
+    await eventually(only_live_pools_registered, 10, "the dead pools to be unregistered")
     back = [max(restarts(jobs, starts, pid, at).values(), default=0.0) for pid, at, jobs in kills]
     report(
         "2. kill storm (4 pools, hb 0.25 s, dead 1.5 s)",

@@ -1,0 +1,123 @@
+"""ACL users: errands runs under a user confined to its namespace's keys and channels, with
+only the commands it needs (no KEYS, FLUSH*, CONFIG, DEBUG...). ``ACL_RULE`` is the rule
+docs/deployment.md gives; the test checks that the page shows exactly this one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.exceptions import NoPermissionError
+
+from errands import Client
+from infra import ClusterInfra, Node
+
+from . import test_core_topologies as core
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The commands errands sends itself and from its Lua scripts (Redis 7.0).
+ACL_COMMANDS = (
+    "-@all +ping +evalsha +script|load +multi +exec +time "
+    "+get +set +del +exists +incr +incrby "
+    "+hget +hset +hsetnx +hdel +hexists +hgetall +hmget +hvals +hlen +hincrby "
+    "+sadd +srem +scard +sismember +smembers "
+    "+zadd +zrem +zcard +zscore +zcount +zrange +zrangebyscore +zrevrange "
+    "+zremrangebyscore +zpopmin +publish +subscribe +unsubscribe"
+)
+OPTIONAL = "+info +dbsize +wait"  # Client.redis_info (dashboard), Enqueuer(wait_replicas=)
+CLUSTER = "+cluster|slots +cluster|shards +command +asking +readonly"  # redis+cluster://
+
+Scenario = Callable[[str, str], Awaitable[None]]
+SCENARIOS: dict[str, Scenario] = {
+    "enqueue-process": core.test_enqueue_process_and_results,
+    "retry-dead": core.test_retry_dead_and_dead_set_admin,
+    "scheduled": core.test_scheduled_jobs_run_when_due,
+    "unique": core.test_unique_jobs,
+    "max-concurrency": core.test_max_concurrency_across_two_pools,
+    "periodic": core.test_periodic_schedules,
+    "reaper": core.test_reaper_gives_back_the_jobs_of_a_dead_pool,
+    "client-admin": core.test_client_admin_calls,
+}
+
+
+def acl_rule(namespace: str, password: str, commands: str = ACL_COMMANDS) -> list[str]:
+    """The arguments of ``ACL SETUSER <user>`` for a user of one namespace."""
+    keys = "errands:{" + namespace + "}:*"
+    return ["reset", "on", f">{password}", f"~{keys}", f"&{keys}", *commands.split()]
+
+
+def add_user(node: Node, namespace: str, commands: str = ACL_COMMANDS) -> str:
+    """Create the namespace's user; returns its URL (the password is random)."""
+    user, password = f"app-{namespace}", uuid.uuid4().hex
+    node.call("ACL", "SETUSER", user, *acl_rule(namespace, password, commands))
+    return f"redis://{user}:{password}@127.0.0.1:{node.port}/0"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    # DEBUG enabled: it is the ACL that must refuse it
+    node = Node(tmp_path_factory.mktemp("acl"), "acl", ["--enable-debug-command", "yes"]).start()
+    try:
+        yield node
+    finally:
+        node.kill()
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+async def test_core_behaviours_as_a_confined_user(server: Node, scenario: str) -> None:
+    namespace = core_namespace()
+    commands = ACL_COMMANDS + (" " + OPTIONAL if scenario == "client-admin" else "")
+    await SCENARIOS[scenario](add_user(server, namespace, commands), namespace)
+    with server.client() as admin:
+        log = admin.acl_log(count=1000)
+    assert [e for e in log if e["username"] == f"app-{namespace}"] == []
+
+
+def core_namespace() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+async def test_the_user_is_confined(server: Node) -> None:
+    namespace = core_namespace()
+    url = add_user(server, namespace)
+    with redis.Redis.from_url(url) as confined:
+        confined.set(f"errands:{{{namespace}}}:mine", b"1")
+        for forbidden in (
+            lambda: confined.get("errands:{other}:jobs"),
+            lambda: confined.publish("errands:{other}:wake", "x"),
+            lambda: confined.keys("*"),
+            lambda: confined.flushall(),
+            lambda: confined.config_get("*"),
+            lambda: confined.execute_command("DEBUG", "SLEEP", "0"),
+            lambda: confined.eval("return 1", 0),
+        ):
+            with pytest.raises(NoPermissionError):
+                forbidden()
+    async with Client.from_url(url, namespace=namespace) as client:
+        info = await client.redis_info()  # INFO and DBSIZE not granted: no data, no error
+    assert info["version"] is None and info["keys"] is None
+
+
+async def test_cluster_as_a_confined_user(cluster: ClusterInfra) -> None:
+    namespace = core_namespace()
+    user, password = f"app-{namespace}", uuid.uuid4().hex
+    for node in cluster.nodes:  # ACL users are per node
+        node.call(
+            "ACL", "SETUSER", user, *acl_rule(namespace, password, f"{ACL_COMMANDS} {CLUSTER}")
+        )
+    url = f"redis+cluster://{user}:{password}@" + ",".join(n.addr for n in cluster.nodes)
+    await core.test_enqueue_process_and_results(url, namespace)
+    await core.test_unique_jobs(url, namespace)
+    for node in cluster.nodes:
+        with node.client() as admin:
+            assert [e for e in admin.acl_log(count=1000) if e["username"] == user] == []
+
+
+def test_the_deployment_docs_show_the_tested_rule() -> None:
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    for part in (ACL_COMMANDS, OPTIONAL, CLUSTER):
+        assert " ".join(part.split()) in " ".join(page.split()), part
