@@ -150,12 +150,12 @@ async def test_order_samples_proportionally_to_weights(redis_url: str, namespace
     async with pool:
         worker = pool.worker
         assert worker is not None
-        worker._rng = random.Random(1)
+        worker.sampler.rng = random.Random(1)
         draws = 20_000
         first: Counter[str] = Counter()
         second: Counter[str] = Counter()
         for _ in range(draws):
-            order = worker._order()
+            order = worker.sampler.sample()
             assert sorted(order) == sorted((n, w * 10) for n, w in weights.items())
             first[order[0][0]] += 1
             second[order[1][0]] += 1
@@ -175,8 +175,8 @@ async def test_equal_weights_sample_uniformly(redis_url: str, namespace: str) ->
     async with pool:
         worker = pool.worker
         assert worker is not None
-        worker._rng = random.Random(1)
-        first = Counter(worker._order()[0][0] for _ in range(20_000))
+        worker.sampler.rng = random.Random(1)
+        first = Counter(worker.sampler.sample()[0][0] for _ in range(20_000))
     for name in names:
         assert first[name] / 20_000 == pytest.approx(0.25, abs=0.015)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
@@ -16,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from .aio import cancel_and_wait
+from .acker import Acker
 from .clock import Clock, to_ms
 from .connection import REDIS_ERRORS
 from .errors import RetryLater
@@ -24,6 +23,7 @@ from .handlers import JobType, call_handler
 from .job import Job
 from .logfmt import job_extra
 from .middleware import ProcessMiddleware, chain
+from .sampler import PrioritySampler
 from .scripts import Acked, Fetched, Scripts, Settle
 from .serialization import Serializer
 from .settler import Settler
@@ -73,19 +73,15 @@ class Worker:
         self._runners: dict[str, Callable[[Job], Awaitable[Any]]] = {
             name: chain(middleware, _handler_for(jt, executor)) for name, jt in job_types.items()
         }
-        self._weights = [(name, jt.priority, jt.max_concurrency) for name, jt in job_types.items()]
-        self._rng = random.Random()
+        self.sampler = PrioritySampler(
+            [(name, jt.priority, jt.max_concurrency) for name, jt in job_types.items()]
+        )
         self.tasks: set[asyncio.Task[None]] = set()
         self.running: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
         self._cancel_requests: dict[str, bool] = {}  # job id -> destroy
         self._early_cancels: dict[str, tuple[bool, float]] = {}  # id -> (destroy, monotonic)
         self._slot_freed = asyncio.Event()
-        self._acks: list[Acked] = []
-        self._ack_wake = False
-        self._ack_event = asyncio.Event()
-        self._acker: asyncio.Task[None] | None = None
-        self._ack_inflight = False
-        self._ack_batch: list[Acked] = []
+        self.acker = Acker(scripts, pool_id, clock, history)
         # job id of every live job task: with the pending acks, the jobs this worker holds
         self._holding: dict[asyncio.Future[None], str] = {}
         self._reclaim = False  # a Redis call failed: look for jobs moved here unbeknownst
@@ -104,11 +100,11 @@ class Worker:
     @property
     def settled(self) -> bool:
         """No job runs and every finished job has been acknowledged."""
-        return not self.tasks and not self._acks and not self._ack_inflight
+        return not self.tasks and self.acker.idle
 
     async def run(self) -> None:
         """Fetch and start jobs until ``stop_fetching``; runs the ack flusher alongside."""
-        self._acker = asyncio.create_task(self._ack_loop(), name="errands-acker")
+        self.acker.start()
         await self._fetch_loop()
 
     def stop_fetching(self) -> None:
@@ -175,23 +171,6 @@ class Worker:
         return True
 
     # -- fetching ----------------------------------------------------------------------------
-    def _order(self) -> list[tuple[str, int]]:
-        """Job names in the order to try them: weighted random sampling by job-type priority."""
-        items = self._weights
-        if len(items) == 1:
-            return [(items[0][0], items[0][2])]
-        pool = list(items)
-        order: list[tuple[str, int]] = []
-        while pool:
-            pick = self._rng.random() * sum(w for _n, w, _c in pool)
-            for i, (name, weight, limit) in enumerate(pool):
-                pick -= weight
-                if pick < 0 or i == len(pool) - 1:
-                    order.append((name, limit))
-                    pool.pop(i)
-                    break
-        return order
-
     async def _fetch_loop(self) -> None:
         delay = 0.05
         loop = asyncio.get_running_loop()
@@ -207,7 +186,7 @@ class Worker:
                     await _wait(self._slot_freed, self.reclaim_interval)
                     continue
                 self.wake.clear()
-                order = self._order()
+                order = self.sampler.sample()
                 fetched = await self.scripts.fetch(
                     self.pool_id,
                     to_ms(self.clock.now()),
@@ -242,8 +221,7 @@ class Worker:
         lives. Fenced like every settle: a job acked or settled meanwhile is left alone."""
         raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
         held = set(self._holding.values())
-        held.update(a.id for a in self._acks)
-        held.update(a.id for a in self._ack_batch)
+        held.update(self.acker.holding())
         for member in raw:
             job_id, _, name = member.decode(errors="replace").partition(":")
             if job_id in held or name not in self.job_types:
@@ -369,62 +347,17 @@ class Worker:
                 "%s %s returned a result that is not JSON (%s); not stored", job.name, job.id, exc
             )
             encoded = b"null"
-        self._acks.append(
-            Acked(job.id, job.name, encoded, started_ms, jt.result_ttl_ms, job.history_attempt)
-        )
-        if jt.max_concurrency:
-            self._ack_wake = True
-        self._ack_event.set()
+        acked = Acked(job.id, job.name, encoded, started_ms, jt.result_ttl_ms, job.history_attempt)
+        self.acker.add(acked, wake=bool(jt.max_concurrency))
 
     async def checkin(self, job: Job, message: str) -> None:
         """Record progress of a running job (``await job.checkin("10 of 100")``)."""
         data = self.serializer.dumps({"message": message, "at": self.clock.now()})
         await self.scripts.checkin(job.id, job.name, data)
 
-    # -- acknowledging -----------------------------------------------------------------------
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._ack_event.wait()
-            self._ack_event.clear()
-            await self._flush_acks()
-
-    async def _flush_acks(self) -> None:
-        delay = 0.05
-        while self._acks:
-            batch, self._acks = self._acks, []
-            wake, self._ack_wake = self._ack_wake, False
-            self._ack_inflight = True
-            self._ack_batch = batch
-            try:
-                await self.scripts.ack(
-                    self.pool_id, batch, wake, to_ms(self.clock.now()), self.history
-                )
-            except Exception as exc:  # not only REDIS_ERRORS: the flusher must never die
-                self._acks[:0] = batch
-                self._ack_wake = self._ack_wake or wake
-                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
-                log.log(
-                    level, "ack of %d jobs failed (%r); retrying in %.2fs", len(batch), exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            finally:
-                self._ack_inflight = False
-                self._ack_batch = []
-
     async def close(self, timeout: float = 10.0) -> None:
         """Flush remaining acks and stop the ack flusher."""
-        acker = self._acker
-        if acker is None:
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                await self._flush_acks()
-        except TimeoutError:
-            log.error(
-                "could not flush %d acks; the reaper will recover those jobs", len(self._acks)
-            )
-        await cancel_and_wait([acker])
+        await self.acker.close(timeout)
 
 
 def _handler_for(jt: JobType, executor: Executor | None) -> Callable[[Job], Awaitable[Any]]:

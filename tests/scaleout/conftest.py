@@ -3,7 +3,6 @@ session, and ``topology_url``, which runs a test against one server and against 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,13 +29,3 @@ def topology_url(request: pytest.FixtureRequest, redis_url: str) -> str:
 
 def unique_namespace() -> str:
     return "t" + uuid.uuid4().hex[:12]
-
-
-async def until(check, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
-    """Await ``check()`` until it returns something truthy (``TimeoutError`` after ``timeout``)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(interval)

@@ -16,6 +16,7 @@ from errands import Client
 from infra import ClusterInfra, Node
 
 from . import test_core_topologies as core
+from .conftest import unique_namespace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +70,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 async def test_core_behaviours_as_a_confined_user(server: Node, scenario: str) -> None:
-    namespace = core_namespace()
+    namespace = unique_namespace()
     commands = ACL_COMMANDS + (" " + OPTIONAL if scenario == "client-admin" else "")
     await SCENARIOS[scenario](add_user(server, namespace, commands), namespace)
     with server.client() as admin:
@@ -77,12 +78,8 @@ async def test_core_behaviours_as_a_confined_user(server: Node, scenario: str) -
     assert [e for e in log if e["username"] == f"app-{namespace}"] == []
 
 
-def core_namespace() -> str:
-    return "t" + uuid.uuid4().hex[:12]
-
-
 async def test_the_user_is_confined(server: Node) -> None:
-    namespace = core_namespace()
+    namespace = unique_namespace()
     url = add_user(server, namespace)
     with redis.Redis.from_url(url) as confined:
         confined.set(f"errands:{{{namespace}}}:mine", b"1")
@@ -103,7 +100,7 @@ async def test_the_user_is_confined(server: Node) -> None:
 
 
 async def test_cluster_as_a_confined_user(cluster: ClusterInfra) -> None:
-    namespace = core_namespace()
+    namespace = unique_namespace()
     user, password = f"app-{namespace}", uuid.uuid4().hex
     for node in cluster.nodes:  # ACL users are per node
         node.call(

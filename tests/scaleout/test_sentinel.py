@@ -1,0 +1,67 @@
+"""Sentinel: a ``redis+sentinel://`` URL and a client from ``Sentinel.master_for`` both work,
+for pools (and their heartbeat thread), enqueuers and clients. The failover itself is in
+test_failover.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.sentinel
+from redis.asyncio.sentinel import Sentinel
+
+from errands import Client, Enqueuer, Job, WorkerPool
+from errands.connection import describe
+from infra import SentinelInfra
+
+from .conftest import unique_namespace
+
+
+@pytest.fixture(scope="module")
+def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelInfra]:
+    root: Path = tmp_path_factory.mktemp("sentinel")
+    with SentinelInfra(root=root) as infra:
+        yield infra
+
+
+async def run_one_job(url_or_client: Any) -> None:
+    namespace = unique_namespace()
+    if isinstance(url_or_client, str):
+        pool = WorkerPool.from_url(url_or_client, namespace=namespace)
+        enqueuer = Enqueuer.from_url(url_or_client, namespace=namespace, wait_replicas=1)
+        client = Client.from_url(url_or_client, namespace=namespace)
+    else:
+        pool = WorkerPool(url_or_client, namespace=namespace)
+        enqueuer = Enqueuer(url_or_client, namespace=namespace, wait_replicas=1)
+        client = Client(url_or_client, namespace=namespace)
+
+    @pool.job("double")
+    async def double(job: Job, n: int) -> int:
+        return 2 * n
+
+    async with enqueuer, client, pool:
+        job = await enqueuer.enqueue("double", {"n": 21})  # confirmed by the replica
+        assert job is not None
+        assert await client.result(job.id, timeout=10) == 42
+        assert pool.heartbeater is not None
+        twin = pool.heartbeater._client
+        assert isinstance(twin.connection_pool, redis.sentinel.SentinelConnectionPool)
+        assert pool.heartbeater.beat()
+        assert describe(pool.redis).startswith("redis+sentinel://127.0.0.1:")
+
+
+async def test_sentinel_url(sentinel: SentinelInfra) -> None:
+    await run_one_job(sentinel.url)
+
+
+async def test_a_passed_sentinel_managed_client(sentinel: SentinelInfra) -> None:
+    manager: Any = Sentinel([("127.0.0.1", s.port) for s in sentinel.sentinels])
+    master = manager.master_for(sentinel.service)
+    try:
+        await run_one_job(master)
+    finally:
+        await master.aclose()
+        for s in manager.sentinels:
+            await s.aclose()
