@@ -9,36 +9,34 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
 from .aio import DaemonThreadPool, cancel_and_wait
-from .backoff import Backoff
 from .clock import Clock, SystemClock
 from .connection import check, connect, describe, redact_url
 from .errors import RegistrationError
 from .handlers import JobType
 from .heartbeat import Heartbeater
 from .keys import Keys
-from .middleware import ProcessMiddleware, as_process
+from .middleware import ProcessMiddleware
 from .notifier import Notifier
 from .periodic import PeriodicEnqueuer, PeriodicRegistration
 from .reaper import Reaper
+from .registry import Hook, JobRegistry, call_hook, seconds
 from .requeuer import Requeuer
 from .scripts import Scripts
 from .serialization import JSONSerializer, Serializer
 from .settler import Settler
 from .topology import RedisClient, as_redis
-from .typed import JobDecorator, bind_enqueuer
 from .worker import Worker
 
 if TYPE_CHECKING:
@@ -47,14 +45,9 @@ if TYPE_CHECKING:
 __all__ = ["WorkerPool"]
 
 log = logging.getLogger("errands.pool")
-Hook = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
-def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-class WorkerPool(PeriodicRegistration):
+class WorkerPool(JobRegistry, PeriodicRegistration):
     """Runs registered jobs with up to ``concurrency`` at a time in this process.
 
     Timings (seconds): ``shutdown_grace`` lets running jobs finish on stop; ``dead_timeout``
@@ -99,18 +92,18 @@ class WorkerPool(PeriodicRegistration):
         self.concurrency = concurrency
         self.clock: Clock = clock or SystemClock()
         self.serializer: Serializer = serializer or JSONSerializer()
-        self.shutdown_grace = _seconds(shutdown_grace)
+        self.shutdown_grace = seconds(shutdown_grace)
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.dead_timeout = dead_timeout
         self.max_recoveries = max_recoveries
         self.dead_max_jobs = dead_max_jobs
-        self.dead_max_age = _seconds(dead_max_age)
+        self.dead_max_age = seconds(dead_max_age)
         self._init_periodic(schedules)  # named schedules: cron.NAME -> spec
         self.schedule_refresh = schedule_refresh  # seconds between reads of runtime schedules
         self.periodic: PeriodicEnqueuer | None = None
         self.history = history
-        self.history_retention = _seconds(history_retention)
+        self.history_retention = seconds(history_retention)
         self.history_max = history_max
         self.context: dict[str, Any] = {}
         self.job_types: dict[str, JobType] = {}
@@ -131,63 +124,6 @@ class WorkerPool(PeriodicRegistration):
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> WorkerPool:
         return cls(url=url, **kwargs)
-
-    # -- registration ------------------------------------------------------------------------
-    def job(
-        self,
-        name: str | None = None,
-        *,
-        max_fails: int = 4,
-        backoff: Backoff | Callable[[int], float] | None = None,
-        timeout: float | timedelta | None = None,
-        skip_dead: bool = False,
-        max_concurrency: int = 0,
-        priority: int = 1,
-        result_ttl: float | timedelta = timedelta(days=1),
-    ) -> JobDecorator:
-        """Decorator registering a handler (async def, or plain def run in a thread); returns a
-        ``JobFunction``: the handler, plus a typed ``.enqueue(...)``.
-
-        ``priority`` weights how often this job type's queue is sampled (1..100000);
-        ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap);
-        ``result_ttl`` is how long the return value and finished record are kept.
-        """
-        options = {"max_fails": max_fails, "backoff": backoff, "timeout": timeout}
-        options.update(skip_dead=skip_dead, max_concurrency=max_concurrency, priority=priority)
-        return JobDecorator(self, name, {**options, "result_ttl": _seconds(result_ttl)})
-
-    def bind_enqueuer(self, enqueuer: Enqueuer | None) -> None:
-        """Set the Enqueuer that ``.enqueue()`` of this pool's job functions uses (None unbinds);
-        it must have the pool's namespace."""
-        bind_enqueuer(self, enqueuer)
-
-    def register(self, name: str, handler: Callable[..., Any], **options: Any) -> None:
-        """Register ``handler`` for job ``name`` (options as for :meth:`job`)."""
-        if self._started:
-            raise RegistrationError("register job types before the pool starts")
-        if name in self.job_types:
-            raise RegistrationError(f"job {name!r} is already registered")
-        timeout = options.pop("timeout", None)
-        if timeout is not None:
-            timeout = _seconds(timeout)
-        self.job_types[name] = JobType(name, handler, timeout=timeout, **options)
-
-    def middleware(self, mw: Any) -> Any:
-        """Add middleware: ``async def mw(job, next)`` or an object with ``process``."""
-        if self._started:
-            raise RegistrationError("add middleware before the pool starts")
-        self._middleware.append(as_process(mw))
-        return mw
-
-    def on_startup(self, fn: Hook) -> Hook:
-        """Run ``fn(context)`` before fetching starts (open db pools here; share via context)."""
-        self._on_startup.append(fn)
-        return fn
-
-    def on_shutdown(self, fn: Hook) -> Hook:
-        """Run ``fn(context)`` after the last job finished."""
-        self._on_shutdown.append(fn)
-        return fn
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -214,7 +150,7 @@ class WorkerPool(PeriodicRegistration):
         self._started = True
         try:
             for hook in self._on_startup:
-                await _call_hook(hook, self.context)
+                await call_hook(hook, self.context)
         except BaseException:
             self._started = False  # nothing runs yet: a later start() must really start
             raise
@@ -226,6 +162,18 @@ class WorkerPool(PeriodicRegistration):
         )
         await asyncio.to_thread(self.heartbeater.start)
         wake = asyncio.Event()
+        self._build(scripts, names, wake)
+        self._launch(wake)
+        log.info(
+            "pool %s started: %d job types, concurrency %d, Redis %s",
+            self.id,
+            len(names),
+            self.concurrency,
+            self._where(),
+        )
+
+    def _build(self, scripts: Scripts, names: list[str], wake: asyncio.Event) -> None:
+        """Construct the components: worker (with settler), requeuer, reaper, periodic."""
         if any(not jt.is_async for jt in self.job_types.values()):
             self._executor = DaemonThreadPool(self.concurrency, thread_name_prefix="errands-job")
         settler = Settler(
@@ -273,15 +221,6 @@ class WorkerPool(PeriodicRegistration):
             max(0.1, min(self.heartbeat_interval, self.dead_timeout / 8)),
             self.max_recoveries,
         )
-        notifier = Notifier(
-            self.redis, self.keys.wake_channel, wake, self.keys.control_channel, self._on_control
-        )
-        self._notifier_task = asyncio.create_task(notifier.run(), name="errands-notifier")
-        self._tasks = [
-            asyncio.create_task(self.requeuer.run(), name="errands-requeuer"),
-            asyncio.create_task(self.reaper.run(), name="errands-reaper"),
-            asyncio.create_task(self.worker.sweep_cancel_requests(), name="errands-cancels"),
-        ]
         self.periodic = PeriodicEnqueuer(
             self.redis,
             self.keys,
@@ -291,15 +230,21 @@ class WorkerPool(PeriodicRegistration):
             pool_id=self.id,
             refresh_interval=self.schedule_refresh,
         )
+
+    def _launch(self, wake: asyncio.Event) -> None:
+        """Start the components' loops as tasks."""
+        assert self.worker and self.requeuer and self.reaper and self.periodic
+        notifier = Notifier(
+            self.redis, self.keys.wake_channel, wake, self.keys.control_channel, self._on_control
+        )
+        self._notifier_task = asyncio.create_task(notifier.run(), name="errands-notifier")
+        self._tasks = [
+            asyncio.create_task(self.requeuer.run(), name="errands-requeuer"),
+            asyncio.create_task(self.reaper.run(), name="errands-reaper"),
+            asyncio.create_task(self.worker.sweep_cancel_requests(), name="errands-cancels"),
+        ]
         self._tasks.append(asyncio.create_task(self.periodic.run(), name="errands-periodic"))
         self._fetch_task = asyncio.create_task(self.worker.run(), name="errands-fetcher")
-        log.info(
-            "pool %s started: %d job types, concurrency %d, Redis %s",
-            self.id,
-            len(names),
-            self.concurrency,
-            self._where(),
-        )
 
     def _on_control(self, message: str) -> None:
         command, _, job_id = message.partition(":")
@@ -340,7 +285,7 @@ class WorkerPool(PeriodicRegistration):
         hook_error: Exception | None = None
         for hook in self._on_shutdown:  # a failing hook must not skip the rest of the stop
             try:
-                await _call_hook(hook, self.context)
+                await call_hook(hook, self.context)
             except Exception as exc:
                 log.exception("pool %s: shutdown hook %r failed", self.id, hook)
                 hook_error = hook_error or exc
@@ -414,9 +359,3 @@ class WorkerPool(PeriodicRegistration):
         from .runner import run_pool
 
         run_pool(self)
-
-
-async def _call_hook(hook: Hook, context: dict[str, Any]) -> None:
-    result = hook(context)
-    if inspect.isawaitable(result):
-        await result
