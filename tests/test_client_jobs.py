@@ -702,7 +702,8 @@ async def test_cancel_running_job_with_timeout_and_middleware(env: Env) -> None:
 
 async def test_cancel_running_sync_handler(env: Env) -> None:
     """A plain-def handler runs in a thread that cannot be interrupted: the job keeps its slot
-    until the thread returns, then counts as cancelled (its result is discarded, no retry)."""
+    until the thread returns. Its work was done, so it counts as finished (with its result), and
+    it is never run again."""
     import threading
 
     release = threading.Event()
@@ -724,12 +725,14 @@ async def test_cancel_running_sync_handler(env: Env) -> None:
     await asyncio.sleep(0.1)
     assert await _status(env.client, job.id, JobStatus.IN_PROGRESS)
     release.set()
-    await until(lambda: _status(env.client, job.id, JobStatus.CANCELLED), timeout=2.0)
+    await until(lambda: _status(env.client, job.id, JobStatus.FINISHED), timeout=2.0)
     assert finished == [job.id]
     await env.pool.drain(timeout=5)
     info = await env.client.job(job.id)
-    assert info is not None and info.status == JobStatus.CANCELLED and info.result is None
+    assert info is not None and info.status == JobStatus.FINISHED and info.result == "done"
     assert await env.redis.zcard(env.keys.retry("blocking")) == 0
+    assert await env.redis.hget(env.keys.cancel_requests, job.id) is None
+    assert finished == [job.id]
 
 
 async def test_result_of_a_dropped_job_raises_its_error(env: Env) -> None:

@@ -55,23 +55,45 @@ async def test_spoofed_x_forwarded_for_is_ignored(client: Client) -> None:
     spoof = {"x-forwarded-for": "127.0.0.1", "x-real-ip": "127.0.0.1", "forwarded": "for=127.0.0.1"}
     async with http(app, peer=REMOTE) as web:
         assert (await web.get("/", headers=spoof)).status_code == 403
-    async with http(app) as web:  # a loopback peer stays loopback whatever it claims
-        assert (await web.get("/", headers={"x-forwarded-for": "198.51.100.1"})).status_code == 200
+    async with http(app) as web:
+        assert (await web.get("/")).status_code == 200  # a direct loopback client
+        # a request relayed by a proxy on this host is not a local user: auth is required
+        for header, value in spoof.items():
+            assert (await web.get("/", headers={header: value})).status_code == 403
 
 
-async def test_x_forwarded_for_is_read_from_trusted_proxies_only(client: Client) -> None:
+async def test_relayed_requests_need_auth_even_from_trusted_proxies(client: Client) -> None:
+    """The no-auth exemption is for direct loopback clients only: a forwarded address can be
+    forged by any host inside a trusted-proxy range, so relayed requests must authenticate."""
     app = errands.dashboard(client, trusted_proxies=["10.0.0.0/24"])
     async with http(app, peer=PROXY) as web:
-        local = {"x-forwarded-for": "127.0.0.1"}
-        assert (await web.get("/", headers=local)).status_code == 200
-        # the client forged the left entry; the proxy appended the real address on the right
-        forged = {"x-forwarded-for": "127.0.0.1, 198.51.100.1"}
-        assert (await web.get("/", headers=forged)).status_code == 403
-        chain = {"x-forwarded-for": "127.0.0.1, 10.0.0.9"}  # a second trusted hop
-        assert (await web.get("/", headers=chain)).status_code == 200
-        assert (await web.get("/")).status_code == 403  # relayed, client unknown
-    async with http(app, peer=REMOTE) as web:
-        assert (await web.get("/", headers={"x-forwarded-for": "127.0.0.1"})).status_code == 403
+        for xff in ("127.0.0.1", "127.0.0.1, 198.51.100.1", "127.0.0.1, 10.0.0.9", None):
+            headers = {"x-forwarded-for": xff} if xff else {}
+            assert (await web.get("/", headers=headers)).status_code == 403
+    authed = errands.dashboard(client, trusted_proxies=["10.0.0.0/24"], token="t0k3n")
+    async with http(authed, peer=PROXY) as web:
+        good = {"x-forwarded-for": "198.51.100.1", "authorization": "Bearer t0k3n"}
+        assert (await web.get("/api/overview", headers=good)).status_code == 200
+        bad = {"x-forwarded-for": "127.0.0.1"}
+        assert (await web.get("/api/overview", headers=bad)).status_code == 401
+
+
+def test_client_address_takes_the_right_most_untrusted_hop() -> None:
+    from ipaddress import ip_network
+
+    from starlette.requests import Request
+
+    from errands.web.security import client_address
+
+    def conn(peer: str, xff: str | None) -> Request:
+        headers = [(b"x-forwarded-for", xff.encode())] if xff else []
+        return Request({"type": "http", "client": (peer, 1), "headers": headers})
+
+    proxies = (ip_network("10.0.0.0/24"),)
+    assert client_address(conn("10.0.0.5", "127.0.0.1, 198.51.100.1"), proxies) == "198.51.100.1"
+    assert client_address(conn("10.0.0.5", "198.51.100.7, 10.0.0.9"), proxies) == "198.51.100.7"
+    assert client_address(conn("203.0.113.9", "127.0.0.1"), proxies) == "203.0.113.9"
+    assert client_address(conn("10.0.0.5", None), proxies) is None
 
 
 async def test_token_auth(client: Client) -> None:

@@ -414,26 +414,33 @@ async def test_timeout_fails_a_slow_handler(env: Env) -> None:
 
 
 async def test_timeout_of_a_sync_handler(env: Env) -> None:
+    """A thread cannot be interrupted: the job keeps its slot until the handler really ends.
+    Then the thread's outcome counts: an error fails the job, a return value finishes it (its
+    work was done: running it again would repeat its side effects)."""
     release = threading.Event()
 
     @env.pool.job("blocking", timeout=0.05, max_fails=1)
-    def blocking(job: Job) -> None:
+    def blocking(job: Job, fail: bool) -> str:
         release.wait(5)
+        if fail:
+            raise RuntimeError("failed after its timeout")
+        return "late but done"
 
-    job = await env.enqueuer.enqueue("blocking", {})
-    assert job is not None
+    bad = await env.enqueuer.enqueue("blocking", {"fail": True})
+    good = await env.enqueuer.enqueue("blocking", {"fail": False})
+    assert bad is not None and good is not None
     try:
         async with env.pool:
-            # the thread cannot be interrupted: the job keeps its slot until it really ends
             asyncio.get_running_loop().call_later(0.5, release.set)
             began = time.monotonic()
             await env.pool.drain(timeout=5)
             assert time.monotonic() - began >= 0.4
     finally:
         release.set()
-    err = await env.error(job.id)
-    assert err is not None and "timed out after 0.05s" in err["error"]
-    assert await env.is_dead(job.id)
+    err = await env.error(bad.id)
+    assert err is not None and "failed after its timeout" in err["error"]
+    assert await env.is_dead(bad.id)
+    assert await good.result(timeout=2) == "late but done"
 
 
 async def test_handlers_own_timeout_error_is_reported_as_itself(env: Env) -> None:

@@ -1,60 +1,22 @@
 """taskiq + taskiq-redis workloads for bench/run.py (run with bench/.venvs/taskiq/bin/python).
 
-Same CLI/JSON-line protocol as errands_bench.py. Broker: RedisStreamBroker (acks, XREADGROUP).
-taskiq has no bulk enqueue API.
+Same CLI/JSON-line protocol as errands_bench.py (shared parts in _common.py).
+Broker: RedisStreamBroker (acks, XREADGROUP). taskiq has no bulk enqueue API.
 """
 
 import argparse
 import asyncio
-import json
-import logging
-import time
 
+import _common as c
 import uvloop
 from taskiq.api import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 
-STATE = {"n": 0, "done": 0, "first": None, "last": None, "lat": []}
-DONE = asyncio.Event()
-
-
-def _started() -> None:
-    if STATE["first"] is None:
-        STATE["first"] = time.perf_counter()
-
-
-def _finished() -> None:
-    STATE["done"] += 1
-    if STATE["done"] == STATE["n"]:
-        STATE["last"] = time.perf_counter()
-        DONE.set()
-
-
-async def noop(i: int) -> None:
-    _started()
-    _finished()
-
-
-async def sleep(i: int) -> None:
-    _started()
-    await asyncio.sleep(0.01)
-    _finished()
-
-
-async def stamp(t: float) -> None:
-    STATE["lat"].append((time.time() - t) * 1000)
-    _started()
-    _finished()
-
 
 def make_broker(a: argparse.Namespace):  # -> (broker, registered task)
     broker = RedisStreamBroker(a.url, queue_name=a.queue)
-    fn = {"noop": noop, "sleep": sleep, "stamp": stamp}[a.job]
+    fn = c.PLAIN_HANDLERS[a.job]
     return broker, broker.register_task(fn, task_name=a.job)
-
-
-def job_arg(kind: str, i: int) -> float:
-    return time.time() if kind == "stamp" else i
 
 
 async def enqueue(a: argparse.Namespace) -> None:
@@ -62,76 +24,22 @@ async def enqueue(a: argparse.Namespace) -> None:
     # startup() also creates the consumer group; it starts at "$", so it must
     # exist before jobs are enqueued ahead of the worker.
     await broker.startup()
-    for i in range(a.warmup):
-        await task.kiq(job_arg(a.job, i))
-    t0 = time.perf_counter()
-    if a.mode in ("serial", "paced"):
-        for i in range(a.n):
-            await task.kiq(job_arg(a.job, i))
-            if a.mode == "paced":
-                await asyncio.sleep(a.pause)
-    elif a.mode == "gather":
-        for s in range(0, a.n, a.window):
-            await asyncio.gather(
-                *(task.kiq(job_arg(a.job, i)) for i in range(s, min(s + a.window, a.n)))
-            )
-    else:
-        raise SystemExit("taskiq has no bulk enqueue")
-    secs = time.perf_counter() - t0
+    secs = await c.timed_enqueue(a, lambda i: task.kiq(c.job_value(a.job, i)))
     await broker.shutdown()
-    print(json.dumps({"n": a.n, "seconds": secs}), flush=True)
+    c.emit_enqueued(a, secs)
 
 
 async def worker(a: argparse.Namespace) -> None:
-    STATE["n"] = a.n
     broker, _ = make_broker(a)
     broker.is_worker_process = True
     await broker.startup()
     task = asyncio.create_task(run_receiver_task(broker, max_async_tasks=a.concurrency))
-    print(json.dumps({"ready": True}), flush=True)
-    await DONE.wait()
-    print(
-        json.dumps(
-            {
-                "n": a.n,
-                "first_start": STATE["first"],
-                "last_done": STATE["last"],
-                "latencies_ms": STATE["lat"],
-            }
-        ),
-        flush=True,
-    )
+    c.emit_ready()
+    await c.wait_done()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.wait_for(broker.shutdown(), 10)
 
 
-def version() -> None:
-    from importlib.metadata import version as v
-
-    print(json.dumps({"version": f"{v('taskiq')} + taskiq-redis {v('taskiq-redis')}"}), flush=True)
-
-
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("cmd", choices=["enqueue", "worker", "version"])
-    p.add_argument("--url", required=True)  # the harness's private server
-    p.add_argument("--queue", default="bench")
-    p.add_argument("--job", choices=["noop", "sleep", "stamp"], default="noop")
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--mode", choices=["serial", "gather", "bulk", "paced"], default="serial")
-    p.add_argument("--window", type=int, default=32)
-    p.add_argument("--batch", type=int, default=1000)
-    p.add_argument("--pause", type=float, default=0.005)
-    p.add_argument("--warmup", type=int, default=0)
-    p.add_argument("--concurrency", type=int, default=32)
-    a = p.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    if a.cmd == "version":
-        version()
-    else:
-        uvloop.run(enqueue(a) if a.cmd == "enqueue" else worker(a))
-
-
 if __name__ == "__main__":
-    main()
+    c.main(enqueue, worker, uvloop.run, version=lambda: c.dist_version("taskiq", "taskiq-redis"))

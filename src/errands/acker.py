@@ -18,6 +18,7 @@ from .scripts import Acked, Scripts
 __all__ = ["Acker"]
 
 log = logging.getLogger("errands.worker")
+MAX_BATCH = 1000
 
 
 class Acker:
@@ -58,7 +59,8 @@ class Acker:
     async def flush(self) -> None:
         delay = 0.05
         while self.pending:
-            batch, self.pending = self.pending, []
+            # at most MAX_BATCH per call (Lua's unpack() has a limit near 8,000)
+            batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             wake, self._wake = self._wake, False
             self.inflight = batch
             try:

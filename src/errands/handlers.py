@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import inspect
+import logging
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -194,4 +195,16 @@ async def call_handler(jt: JobType, job: Job, executor: Any) -> Any:
         while not future.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait([future])
-        raise
+        if future.cancelled():
+            raise
+        # the thread's outcome wins: a job that finished (after its timeout, or after a cancel
+        # or stop request) is done, not failed and run again
+        error = future.exception()
+        if error is not None:
+            raise error from None
+        logging.getLogger("errands.worker").warning(
+            "%s %s: plain def handler finished after its timeout, cancel or stop; counted as done",
+            job.name,
+            job.id,
+        )
+        return future.result()

@@ -147,6 +147,9 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
         if not self.job_types:
             raise RegistrationError("no job types registered: use @pool.job(...) first")
         await check(self.redis, self.url)
+        # a new identity for every run: a restarted pool never mistakes the jobs a previous
+        # run left in progress (a reaper gives those back) for orphans of its own
+        self.id = uuid.uuid4().hex[:16]
         self._started = True
         try:
             for hook in self._on_startup:
@@ -347,7 +350,8 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
                     )
                     if not waiting and self.worker.settled:
                         await asyncio.sleep(0.01)
-                        if self.worker.settled:
+                        # a job may have settled into its retry set, due now, since the promote
+                        if self.worker.settled and (await self.requeuer.promote_once())[0] == 0:
                             return
                     await asyncio.sleep(0.005)
         finally:

@@ -93,8 +93,9 @@ class Requeuer:
                 if earliest >= 0:
                     wait = min(wait, max(0.001, earliest / 1000 - self.clock.now()))
                 delay = 0.05
-            except REDIS_ERRORS as exc:
-                log.warning("requeuer could not reach Redis: %s", exc)
+            except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): never die
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(level, "requeuer pass failed: %r", exc)
                 wait, delay = delay, min(delay * 2, 5.0)
             try:
                 async with asyncio.timeout(wait):

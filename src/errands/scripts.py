@@ -190,6 +190,7 @@ class Scripts:
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history, k.history_data)
         keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
+        keys.append(k.cancelled)
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)

@@ -59,6 +59,7 @@ class Settler:
             dead_max=self.dead_max_jobs,
             dead_min_ms=to_ms(now - self.dead_max_age),
             history=self.history,
+            ttl_ms=self.cancelled_ttl_ms,  # for the record if a cancel request turns it
         )
 
     async def requeue(self, job: Job) -> None:
@@ -147,8 +148,9 @@ class Settler:
             try:
                 await self.scripts.settle(self.pool_id, s)
                 return
-            except REDIS_ERRORS as exc:
-                log.warning("could not settle %s %s (%s); retrying", s.name, s.id, exc)
+            except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): keep trying
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(level, "could not settle %s %s (%r); retrying", s.name, s.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

@@ -140,7 +140,7 @@ class Worker:
                 continue
             try:
                 requests = await self.scripts.redis.hgetall(self.keys.cancel_requests)
-            except REDIS_ERRORS:
+            except Exception:  # any failure: try again next time
                 continue
             for raw_id, kind in requests.items():
                 job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -29,6 +30,7 @@ class ClusterInfra:
         args: tuple[str, ...] = (),
         root: Path | None = None,
     ) -> None:
+        self._own_root = root is None  # removed on close()
         self.root = root or Path(tempfile.mkdtemp(prefix="errands-cluster-"))
         self.masters = masters
         self.replicas = replicas
@@ -124,6 +126,8 @@ class ClusterInfra:
     def close(self) -> None:
         for node in self.nodes:
             node.kill()
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> ClusterInfra:
         return self.start()

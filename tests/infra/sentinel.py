@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ class SentinelInfra:
         failover_timeout_ms: int = 10_000,
         root: Path | None = None,
     ) -> None:
+        self._own_root = root is None  # removed on close()
         self.root = root or Path(tempfile.mkdtemp(prefix="errands-sentinel-"))
         self.service = service
         self.master = Node(self.root, "data0")
@@ -94,6 +96,8 @@ class SentinelInfra:
     def close(self) -> None:
         for node in [*self.sentinels, *self.data_nodes]:
             node.kill()
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> SentinelInfra:
         return self.start()

@@ -14,7 +14,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if beat and tonumber(beat) >= now - tonumber(ARGV[2]) then
-  return {0, 0, 0}
+  return {0, 0, 0, 0}
 end
 local requeued, buried, cancelled = 0, 0, 0
 for i = 6, #ARGV, 4 do

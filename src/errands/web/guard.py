@@ -118,7 +118,7 @@ class Guard:
         peer = client_address(conn, s.trusted_proxies)
         conn.state.peer = peer
         conn.state.user = authenticate(conn, s) if s.auth_configured else None
-        if not s.auth_configured and not is_loopback(peer):
+        if not s.auth_configured and not _direct_loopback(conn):
             log.warning("dashboard: refused %s from %s (not loopback, no auth)", path, peer)
             raise Refused(
                 403,
@@ -194,3 +194,14 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+_FORWARDING = ("x-forwarded-for", "x-real-ip", "forwarded")
+
+
+def _direct_loopback(conn: HTTPConnection) -> bool:
+    """The no-auth exemption: only a client ON this host, talking to us directly. A relayed
+    request (any forwarding header) must authenticate: its forwarded address may be forged by
+    a host inside a trusted-proxy range."""
+    tcp_peer = conn.client.host if conn.client else None
+    return is_loopback(tcp_peer) and not any(h in conn.headers for h in _FORWARDING)
