@@ -95,3 +95,32 @@ async def test_jobs_cancelled_while_waiting_are_trimmed_like_dead_jobs(
     oldest = jobs[0]
     assert oldest is not None
     assert await redis.hget(env.keys.jobs, oldest.id) is None
+
+
+async def test_a_job_failing_after_its_cancel_was_requested_is_not_retried(
+    redis: Redis, namespace: str
+) -> None:
+    """The cancel request reaches Redis, but the handler fails before the pool acts on it (the
+    pub/sub message was missed): the failure must end the job as cancelled, not retry it."""
+    env = Env(redis, namespace)
+    attempts: list[int] = []
+    requested = asyncio.Event()
+
+    @env.pool.job("flaky", max_fails=5)
+    async def flaky(job: Job) -> None:
+        attempts.append(job.attempt)
+        await redis.hset(env.keys.cancel_requests, job.id, "cancel")  # as cancel() would
+        requested.set()
+        raise RuntimeError("failed after the cancel was requested")
+
+    job = await env.enqueuer.enqueue("flaky")
+    assert job is not None
+    async with env.pool:
+        await env.pool.drain(timeout=5)
+        env.clock.advance(3600)
+        await env.pool.drain(timeout=5)
+    assert attempts == [1]
+    info = await env.client.job(job.id)
+    assert info is not None and info.status == JobStatus.CANCELLED
+    assert await redis.zcard(env.keys.retry("flaky")) == 0
+    assert await redis.hget(env.keys.cancel_requests, job.id) is None
