@@ -187,12 +187,9 @@ class Worker:
                     continue
                 self.wake.clear()
                 order = self.sampler.sample()
+                asked = min(free, self.batch)
                 fetched = await self.scripts.fetch(
-                    self.pool_id,
-                    to_ms(self.clock.now()),
-                    min(free, self.batch),
-                    order,
-                    self.isolate_recovered,
+                    self.pool_id, to_ms(self.clock.now()), asked, order, self.isolate_recovered
                 )
             except Exception as exc:
                 # the reply of a fetch that ran may be lost (reset, timeout, or run again by
@@ -207,11 +204,11 @@ class Worker:
                 continue
             delay = 0.05
             self.last_fetch_empty = not fetched
-            if not fetched:
-                await _wait(self.wake, self.poll_interval)
-                continue
             for item in fetched:
                 self._start(order[item.queue_index - 1][0], item)
+            if len(fetched) < asked:
+                # drained: the fetch marked this pool idle, so the next enqueue wakes it
+                await _wait(self.wake, self.poll_interval)
 
     async def _reclaim_orphans(self) -> None:
         """Put back on their queues the jobs in this pool's in-progress set that this worker

@@ -11,7 +11,7 @@
 --         then no longer takes the same neighbours down with it each time, so they do not end
 --         up buried as poison with it.
 -- ARGV[6..] two per queue: job name, max_concurrency (0 = no limit)
--- Returns a flat array: queue index (1-based), job id, envelope, ... ; marks the pool idle when empty.
+-- Returns a flat array: queue index (1-based), job id, envelope, ... ; marks the pool idle when it got fewer jobs than asked for.
 local out = {}
 local want = tonumber(ARGV[3])
 local nq = #KEYS - 10
@@ -86,7 +86,9 @@ for i = 1, nq do
     end
   end
 end
-if #out == 0 then
+if want > 0 then
+  -- fewer jobs than asked for: the queues are drained (or capped, or paused), so the pool waits
+  -- for a wake-up instead of asking again at once
   redis.call('SADD', KEYS[5], ARGV[1])
 else
   redis.call('SREM', KEYS[5], ARGV[1])
