@@ -96,7 +96,8 @@ class Client(Inspection, ScheduleAdmin):
     async def cancel(self, job_id: str) -> str:
         """Cancel a job: a waiting one never runs; a running one has its handler cancelled by
         its pool (within about a second) and is not retried. Returns ``cancelled``,
-        ``running`` (signalled), ``dead`` or ``already``; unknown ids raise JobNotFoundError."""
+        ``running`` (signalled), ``dead``, ``already`` or ``finished``; unknown ids raise
+        JobNotFoundError."""
         info = await self._require(job_id)
         if info.status == JobStatus.FINISHED:
             return "finished"
