@@ -66,6 +66,13 @@ class Settler:
         """Back on its queue without counting a failure (pool stopping)."""
         await self._send(self._settle(job, "requeue", self.keys.queue(job.name)))
 
+    async def requeue_fetched(self, job_id: str, name: str) -> None:
+        """Back on its queue: a job fetched ahead that never started (pool stopping)."""
+        now_ms = to_ms(self.clock.now())
+        await self._send(
+            Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
+        )
+
     async def snooze(self, job: Job, delay: float) -> None:
         """Run again after ``delay`` seconds without counting a failure."""
         if delay <= 0:

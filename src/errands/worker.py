@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -31,6 +32,7 @@ from .settler import Settler
 __all__ = ["Worker"]
 
 log = logging.getLogger("errands.worker")
+LOOKAHEAD_MAX_RUN = 0.05  # seconds
 
 
 class Worker:
@@ -81,6 +83,10 @@ class Worker:
         self._cancel_requests: dict[str, bool] = {}  # job id -> destroy
         self._early_cancels: dict[str, tuple[bool, float]] = {}  # id -> (destroy, monotonic)
         self._slot_freed = asyncio.Event()
+        # jobs fetched ahead of free slots (see lookahead), started the moment a slot frees
+        self.buffer: deque[tuple[str, Fetched]] = deque()
+        self._mean_run = float("inf")  # moving mean of handler run time, seconds
+        self._may_look_ahead = not any(jt.max_concurrency for jt in job_types.values())
         self.acker = Acker(scripts, pool_id, clock, history)
         # job id of every live job task: with the pending acks, the jobs this worker holds
         self._holding: dict[asyncio.Future[None], str] = {}
@@ -100,7 +106,17 @@ class Worker:
     @property
     def settled(self) -> bool:
         """No job runs and every finished job has been acknowledged."""
-        return not self.tasks and self.acker.idle
+        return not self.tasks and not self.buffer and self.acker.idle
+
+    @property
+    def lookahead(self) -> int:
+        """How many jobs to fetch ahead of free slots, so the next job starts the moment a slot
+        frees instead of after a fetch round trip. Only while jobs are short (mean run under
+        LOOKAHEAD_MAX_RUN) and no job type has max_concurrency: a job fetched ahead then waits
+        a few milliseconds at most, never while another pool could run it for long."""
+        if self._may_look_ahead and self._mean_run < LOOKAHEAD_MAX_RUN:
+            return self.concurrency
+        return 0
 
     async def run(self) -> None:
         """Fetch and start jobs until ``stop_fetching``; runs the ack flusher alongside."""
@@ -111,6 +127,9 @@ class Worker:
         self._stopping = True
         self._slot_freed.set()
         self.wake.set()
+        while self.buffer:  # fetched ahead, never started: back on their queues
+            name, item = self.buffer.popleft()
+            self._spawn(self.settler.requeue_fetched(item.id, name), None, item.id)
 
     async def wait_idle(self, timeout: float | None) -> bool:
         """Wait until no job runs; False on timeout."""
@@ -180,14 +199,14 @@ class Worker:
                 if self._reclaim or loop.time() >= next_reclaim:
                     await self._reclaim_orphans()
                     next_reclaim = loop.time() + self.reclaim_interval
-                free = self.concurrency - len(self.tasks)
-                if free <= 0:
+                room = self.concurrency - len(self.tasks) + self.lookahead - len(self.buffer)
+                if room <= 0:
                     self._slot_freed.clear()
                     await _wait(self._slot_freed, self.reclaim_interval)
                     continue
                 self.wake.clear()
                 order = self.sampler.sample()
-                asked = min(free, self.batch)
+                asked = min(room, self.batch)
                 fetched = await self.scripts.fetch(
                     self.pool_id, to_ms(self.clock.now()), asked, order, self.isolate_recovered
                 )
@@ -205,7 +224,11 @@ class Worker:
             delay = 0.05
             self.last_fetch_empty = not fetched
             for item in fetched:
-                self._start(order[item.queue_index - 1][0], item)
+                name = order[item.queue_index - 1][0]
+                if len(self.tasks) < self.concurrency and not self.buffer:
+                    self._start(name, item)
+                else:
+                    self.buffer.append((name, item))
             if len(fetched) < asked:
                 # drained: the fetch marked this pool idle, so the next enqueue wakes it
                 await _wait(self.wake, self.poll_interval)
@@ -219,6 +242,7 @@ class Worker:
         raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
         held = set(self._holding.values())
         held.update(self.acker.holding())
+        held.update(item.id for _name, item in self.buffer)
         for member in raw:
             job_id, _, name = member.decode(errors="replace").partition(":")
             if job_id in held or name not in self.job_types:
@@ -262,6 +286,8 @@ class Worker:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         self._holding.pop(task, None)
+        if self.buffer and not self._stopping and len(self.tasks) < self.concurrency:
+            self._start(*self.buffer.popleft())
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("errands internal error in a job task", exc_info=task.exception())
@@ -282,6 +308,7 @@ class Worker:
                 # from here on a cancel request no longer reaches the task: it must not
                 # interrupt the settling of the job
                 self.running.pop(job.id, None)
+                self._observe(time.perf_counter() - started)
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if job.id in self._cancel_requests or task is None or task.cancelling():
@@ -335,6 +362,11 @@ class Worker:
             raise asyncio.CancelledError
         await self.settler.requeue(job)
         log.info("%s %s requeued (pool stopping)", job.name, job.id, extra=job_extra(job))
+
+    def _observe(self, seconds: float) -> None:
+        """Keep the moving mean of run times that decides the lookahead."""
+        mean = self._mean_run
+        self._mean_run = seconds if mean == float("inf") else 0.8 * mean + 0.2 * seconds
 
     def _ack(self, job: Job, jt: JobType, result: Any, started_ms: int) -> None:
         try:
