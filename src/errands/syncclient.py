@@ -85,10 +85,12 @@ def sync_client_like(
     ssl = issubclass(pool.connection_class, SSLConnection)
     if isinstance(pool, SentinelConnectionPool):
         manager: Any = pool.sentinel_manager
-        sentinels = []
-        for s in manager.sentinels:
+        sentinels: list[tuple[str, int]] = []
+        for s in getattr(manager, "all_sentinels", manager.sentinels):
             skw = s.connection_pool.connection_kwargs
-            sentinels.append((skw.get("host", "localhost"), skw.get("port", 26379)))
+            address = (skw.get("host", "localhost"), skw.get("port", 26379))
+            if address not in sentinels:  # (redis-py's own list may hold one twice)
+                sentinels.append(address)
         sentinel_class = manager.sentinels[0].connection_pool.connection_class
         sentinel_ssl = issubclass(sentinel_class, SSLConnection)
         sentinel_kwargs = _common(

@@ -18,6 +18,7 @@ credentials of the sentinels themselves; ``user:password@`` is for the data node
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
@@ -166,13 +167,29 @@ def parse_redis_url(url: str, **overrides: Any) -> RedisTarget:
     return RedisTarget(kind, tls, hosts, service, options, sentinel_options)
 
 
+class SerialSentinel(Sentinel):
+    """``Sentinel`` whose master lookups run one at a time. redis-py reorders its list of
+    sentinels after each lookup by index, across an ``await``: concurrent lookups (several
+    tasks reconnecting after a failover) can leave one sentinel twice in the list and lose
+    another, which is then neither asked nor closed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        cast(Any, super()).__init__(*args, **kwargs)
+        self.all_sentinels: list[Redis] = list(cast(Any, self).sentinels)
+        self._lookup = asyncio.Lock()
+
+    async def discover_master(self, service_name: str) -> Any:
+        async with self._lookup:
+            return await cast(Any, super()).discover_master(service_name)
+
+
 class SentinelManagedRedis(Redis):
     """The client of a Sentinel's master that also closes its connections to the sentinels."""
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         await super().aclose(close_connection_pool)
         manager = getattr(self.connection_pool, "sentinel_manager", None)
-        for sentinel in getattr(manager, "sentinels", ()):
+        for sentinel in getattr(manager, "all_sentinels", ()):
             await sentinel.aclose()
 
 
@@ -222,8 +239,7 @@ def _sentinel_master(target: RedisTarget, options: dict[str, Any]) -> Redis:
     if target.tls:
         sentinel_kwargs["ssl"] = True
         options["ssl"] = True
-    make: Any = Sentinel  # untyped in redis-py
-    manager = make(list(target.hosts), sentinel_kwargs=sentinel_kwargs)
+    manager: Any = SerialSentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)
     client = manager.master_for(target.service, redis_class=SentinelManagedRedis, **options)
     return cast(Redis, client)
 

@@ -58,10 +58,11 @@ async def test_sentinel_url(sentinel: SentinelInfra) -> None:
 
 async def test_a_passed_sentinel_managed_client(sentinel: SentinelInfra) -> None:
     manager: Any = Sentinel([("127.0.0.1", s.port) for s in sentinel.sentinels])
+    sentinels = list(manager.sentinels)  # redis-py may reorder (and corrupt) its own list
     master = manager.master_for(sentinel.service)
     try:
         await run_one_job(master)
     finally:
         await master.aclose()
-        for s in manager.sentinels:
+        for s in sentinels:
             await s.aclose()
