@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 
 from client_env import Env, until
-from errands import Job, JobStatus, WorkerPool
+from errands import Job, JobCancelledError, JobStatus, WorkerPool
 
 
 async def test_a_request_missed_on_pub_sub_is_acted_on_by_the_sweep(
@@ -72,6 +73,8 @@ async def test_a_request_outlives_the_pool_the_reaper_cancels_instead_of_requeue
     assert await redis.hget(k.cancel_requests, job.id) is None
     assert await redis.hget(k.running, "long") == b"0"
     assert await redis.zscore(k.pools, dead_pool) is None
+    with pytest.raises(JobCancelledError):
+        await env.client.result(job.id, timeout=2)
 
 
 async def test_jobs_cancelled_while_waiting_are_trimmed_like_dead_jobs(

@@ -31,13 +31,14 @@ class CancelRequests:
             await asyncio.sleep(interval)
             if not self.running:
                 continue
+            ids = list(self.running)
             try:
-                requests = await self.scripts.redis.hgetall(self.keys.cancel_requests)
+                kinds = await self.scripts.redis.hmget(self.keys.cancel_requests, ids)
             except Exception:  # any failure: try again next time
                 continue
-            for raw_id, kind in requests.items():
-                job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                if job_id in self.running and job_id not in self._cancel_requests:
+            for job_id, kind in zip(ids, kinds, strict=True):
+                fresh = job_id in self.running and job_id not in self._cancel_requests
+                if kind is not None and fresh:
                     self.cancel_job(job_id, destroy=kind in (b"destroy", "destroy"))
 
     def cancel_job(self, job_id: str, destroy: bool = False) -> bool:

@@ -109,12 +109,15 @@ async def _outcome(redis: Redis, keys: Keys, job_id: str) -> tuple[bool, Any]:
         pipe.zscore(keys.dead, job_id)
         pipe.hget(keys.errors, job_id)
         pipe.hexists(keys.jobs, job_id)
-        record, dead, error, pending = await pipe.execute()
+        pipe.zscore(keys.cancelled, job_id)
+        record, dead, error, pending, cancelled = await pipe.execute()
     if record is not None:
         rec = orjson.loads(record)
         if rec.get("status") == "cancelled":
             raise JobCancelledError(f"job {job_id} was cancelled")
         return True, rec.get("result")
+    if cancelled is not None:  # also when a reaper cancelled it (no record is written then)
+        raise JobCancelledError(f"job {job_id} was cancelled")
     if dead is not None:
         err = decode_json(error) or {}
         raise JobFailedError(job_id, err.get("error", "failed"), err.get("traceback"))

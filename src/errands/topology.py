@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import (
-    ConnectionPool,
+    BlockingConnectionPool,
     SSLConnection,
     UnixDomainSocketConnection,
     parse_url,
@@ -204,7 +204,11 @@ def connect_url(url: str, defaults: Mapping[str, Any], **overrides: Any) -> Redi
             return cast(Redis, _cluster(target, options))
         if target.kind == "sentinel":
             return _sentinel_master(target, options)
-        pool = ConnectionPool(**options)
+        # a burst of concurrent enqueues waits for a free connection (up to the socket
+        # timeout) instead of failing with "Too many connections"
+        options.setdefault("max_connections", 100)
+        options.setdefault("timeout", options.get("socket_timeout") or 15.0)
+        pool = BlockingConnectionPool(**options)
     except (TypeError, ValueError) as exc:
         raise _invalid(url, str(exc)) from None
     client = Redis(connection_pool=pool)
