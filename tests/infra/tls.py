@@ -32,9 +32,18 @@ def make_tls_files(directory: Path, name: str = "ca") -> TLSFiles:
     d = directory / name
     d.mkdir(parents=True, exist_ok=True)
     ca = "req -x509 -newkey rsa:2048 -nodes -days 2 -sha256 -keyout ca.key -out ca.crt"
-    _openssl(*ca.split(), "-subj", f"/CN=errands test {name}", cwd=d)
-    (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for who, ext in (("server", ["-extfile", "server.ext"]), ("client", [])):
+    # the extensions Python 3.13's strict verification (VERIFY_X509_STRICT) requires
+    ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE"]
+    ca_ext += ["-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+    _openssl(*ca.split(), *ca_ext, "-subj", f"/CN=errands test {name}", cwd=d)
+    leaf = "authorityKeyIdentifier=keyid,issuer\nbasicConstraints=critical,CA:FALSE\n"
+    leaf += "keyUsage=critical,digitalSignature,keyEncipherment\n"
+    (d / "server.ext").write_text(
+        leaf + "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n"
+    )
+    (d / "client.ext").write_text(leaf + "extendedKeyUsage=clientAuth\n")
+    for who in ("server", "client"):
+        ext = ["-extfile", f"{who}.ext"]
         req = f"req -newkey rsa:2048 -nodes -sha256 -keyout {who}.key -out {who}.csr"
         _openssl(*req.split(), "-subj", f"/CN={who}", cwd=d)
         sign = f"x509 -req -in {who}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2"
