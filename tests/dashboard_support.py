@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
 from starlette.types import ASGIApp
 
+import procs
 from errands import FixedBackoff, Job, WorkerPool
 
 T = TypeVar("T")
@@ -55,14 +55,7 @@ async def post(
 async def eventually(
     probe: Callable[[], Awaitable[T]], what: str, timeout: float = 10.0, interval: float = 0.02
 ) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
-        await asyncio.sleep(interval)
+    return await procs.eventually(probe, timeout, what, interval)
 
 
 def make_pool(redis_url: str, namespace: str, **options: Any) -> WorkerPool:

@@ -27,7 +27,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(text: str) -> float:
+def parse_delay(text: str) -> float:
     """``90``, ``90s``, ``5m``, ``1h30m`` -> seconds."""
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
@@ -280,7 +280,7 @@ async def _enqueue(client: Client, args: argparse.Namespace) -> int:
         raise ValueError(f"--args is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ValueError("--args must be a JSON object, e.g. '{\"id\": 1}'")
-    delay = parse_duration(args.delay) if args.delay is not None else None
+    delay = parse_delay(args.delay) if args.delay is not None else None
     enqueuer = Enqueuer(client.redis, namespace=args.namespace)
     job = await enqueuer.enqueue(args.name, payload, delay=delay, priority=args.priority)
     assert job is not None

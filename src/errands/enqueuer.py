@@ -95,7 +95,7 @@ class Enqueuer:
         retry: RetryOptions | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> Job:
-        _check_name(name)
+        check_job_name(name)
         if args is None:
             args = {}
         if not isinstance(args, Mapping):
@@ -260,10 +260,6 @@ def unique_digest(name: str, value: Any) -> str:
     except TypeError as exc:
         raise TypeError(f"unique key of job {name!r} is not JSON-serializable: {exc}") from None
     return hashlib.sha256(data).hexdigest()[:32]
-
-
-def _check_name(name: str) -> None:
-    check_job_name(name)
 
 
 def _due(now: float, delay: float | timedelta | None, at: datetime | None) -> float | None:
