@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Chromium for the dashboard's end-to-end tests (tests/test_dashboard_e2e.py), which are
+# Install Chromium for the dashboard's end-to-end tests (tests/web/test_e2e.py), which are
 # skipped when no browser is found. Best effort: only with apt-get and as root; never fails CI.
 set -u
 if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then

@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from redis.asyncio import Redis  # noqa: E402
 
 from errands import Client, Enqueuer, Job, WorkerPool  # noqa: E402
-from errands.devserver import RedisServer  # noqa: E402
-from errands.keys import Keys  # noqa: E402
+from errands.store.devserver import RedisServer  # noqa: E402
+from errands.store.keys import Keys  # noqa: E402
 
 CONCURRENCY = 32
 WORKLOADS = {"noop": 20_000, "sleep10ms": 10_000}

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 
 from errands import Enqueuer, FixedBackoff, Job, WorkerPool
-from errands.devserver import RedisServer
+from errands.store.devserver import RedisServer
 
 T0 = time.monotonic()
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from errands.devserver import RedisServer
+from errands.store.devserver import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent(
 
     import redis.utils
     from errands import Enqueuer, WorkerPool
-    from errands.runner import run_pool
+    from errands.worker.runner import run_pool
 
     assert not redis.utils.HIREDIS_AVAILABLE
     pool = WorkerPool.from_url({url!r}, namespace={namespace!r})

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from errands.keys import Keys
+from errands.store.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -142,7 +142,7 @@ def test_data_layout_names_every_key_and_script() -> None:
     text = (DOCS / "data-layout.md").read_text("utf-8")
     missing = [name for name in _key_names() if name not in text]
     assert not missing, f"keys.py keys missing from docs/data-layout.md: {missing}"
-    scripts = sorted(p.name for p in (ROOT / "src" / "errands" / "lua").glob("*.lua"))
+    scripts = sorted(p.name for p in (ROOT / "src" / "errands" / "store" / "lua").glob("*.lua"))
     missing = [name for name in scripts if f"`{name}`" not in text]
     assert not missing, f"Lua scripts missing from docs/data-layout.md: {missing}"
 

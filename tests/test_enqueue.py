@@ -10,9 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, FakeClock, Job, RetryOptions, WorkerPool
-from errands.keys import Keys
-from errands.requeuer import Requeuer
-from errands.scripts import Scripts
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+from errands.worker.requeuer import Requeuer
 
 
 @pytest.fixture

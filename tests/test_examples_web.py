@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Client
-from procs import Proc, eventually, live_pools, subprocess_env
+from tests.support.procs import Proc, eventually, live_pools, subprocess_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MODULES = ("app", "jobs", "worker")

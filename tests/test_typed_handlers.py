@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, RegistrationError, WorkerPool, current_job
-from errands.keys import Keys
+from errands.store.keys import Keys
 
 
 class Colour(enum.Enum):

@@ -13,8 +13,8 @@ from redis.asyncio import Redis
 
 from errands import Enqueuer, FakeClock, Job, WorkerPool
 from errands.clock import to_ms
-from errands.keys import Keys
-from errands.scripts import Scripts
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
 
 DAY = 24 * 3600.0
 

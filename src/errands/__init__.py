@@ -2,8 +2,9 @@
 
 import typing
 
+from .admin.client import Client
+from .admin.jobinfo import HistoryEntry, JobInfo, JobStatus, Page, PoolInfo, QueueInfo, WorkerInfo
 from .backoff import Backoff, ExponentialBackoff, FixedBackoff, LinearBackoff, RetryOptions
-from .client import Client
 from .clock import Clock, FakeClock, SystemClock
 from .enqueuer import Enqueuer
 from .errors import (
@@ -20,12 +21,11 @@ from .errors import (
 )
 from .handlers import current_job
 from .job import Job
-from .jobinfo import HistoryEntry, JobInfo, JobStatus, Page, PoolInfo, QueueInfo, WorkerInfo
 from .middleware import Middleware, Next
-from .pool import WorkerPool
-from .schedstore import PeriodicSchedule, ScheduleInfo
+from .periodic.store import PeriodicSchedule, ScheduleInfo
 from .serialization import JSONSerializer, SerializationError, Serializer
 from .typed import JobFunction
+from .worker.pool import WorkerPool
 
 if typing.TYPE_CHECKING:
     from .web import dashboard

@@ -10,19 +10,19 @@ from typing import Any
 
 import orjson
 
+from .admin.events import wait_result
 from .backoff import RetryOptions
 from .clock import Clock, SystemClock, to_ms
-from .connection import REDIS_ERRORS, connect, describe, redact_url
 from .errors import RedisUnavailableError
-from .events import wait_result
 from .handlers import check_priority
 from .job import Job
-from .keys import Keys, check_job_name
 from .middleware import as_enqueue
-from .replication import ReplicatedScripts
-from .scripts import Scripts
 from .serialization import JSONSerializer, Serializer
-from .topology import RedisClient, as_redis
+from .store.connection import REDIS_ERRORS, connect, describe, redact_url
+from .store.keys import Keys, check_job_name
+from .store.replication import ReplicatedScripts
+from .store.scripts import Scripts
+from .store.topology import RedisClient, as_redis
 
 __all__ = ["Enqueuer"]
 

@@ -16,7 +16,7 @@ from .backoff import Backoff, ExponentialBackoff, as_backoff
 from .convert import ArgumentMismatch, converter
 from .errors import JobArgumentError, RegistrationError
 from .job import Job
-from .keys import check_job_name
+from .store.keys import check_job_name
 
 __all__ = ["JobType", "current_job"]
 

@@ -24,11 +24,11 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
-from .client import Client
+from .admin.client import Client
 from .clock import FakeClock
 from .enqueuer import Enqueuer
 from .job import Job
-from .pool import WorkerPool
+from .worker.pool import WorkerPool
 
 __all__ = ["ErrandsHarness"]
 
@@ -141,7 +141,7 @@ def errands_redis_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from .devserver import RedisServer
+    from .store.devserver import RedisServer
 
     with RedisServer() as server:
         yield server.url

@@ -25,7 +25,7 @@ from .handlers import resolve_hints, takes_job
 from .job import Job
 
 if TYPE_CHECKING:
-    from .pool import WorkerPool
+    from .worker.pool import WorkerPool
 
 __all__ = ["EnqueueCall", "JobDecorator", "JobFunction"]
 

@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from errands import Job, WorkerPool
-from errands.connection import connect
 from errands.middleware import Next
+from errands.store.connection import connect
 
 PID = os.getpid()
 URL = os.environ.get("ERRANDS_REDIS_URL", "redis://127.0.0.1:9/0")

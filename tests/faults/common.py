@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from errands.keys import Keys
-from procs import Proc, Procs, eventually
+from errands.store.keys import Keys
+from tests.support.procs import Proc, Procs, eventually
 
 # Short failure-detection timings for most scenarios (scenario 1 also runs with the defaults).
 FAST = {

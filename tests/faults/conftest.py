@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from errands.devserver import RedisServer
-from procs import Procs
+from errands.store.devserver import RedisServer
+from tests.support.procs import Procs
 
 from .common import MEASURED, Fleet, Oracle, _fmt
 

@@ -16,8 +16,8 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer
-from errands.keys import Keys
-from procs import eventually
+from errands.store.keys import Keys
+from tests.support.procs import eventually
 
 from .common import (
     FAST,

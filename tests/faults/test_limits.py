@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer
-from procs import max_overlap
+from tests.support.procs import max_overlap
 
 from .common import FAST, Fleet, Oracle, assert_nothing_stuck, report
 

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from errands.connection import connect
-from errands.devserver import RedisServer
-from errands.keys import Keys
-from procs import Procs
+from errands.store.connection import connect
+from errands.store.devserver import RedisServer
+from errands.store.keys import Keys
+from tests.support.procs import Procs
 
 from .common import (
     Fleet,

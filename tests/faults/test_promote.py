@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer
-from procs import eventually
+from tests.support.procs import eventually
 
 from .common import FAST, Fleet, Oracle, assert_nothing_stuck, report
 

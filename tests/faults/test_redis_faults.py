@@ -19,9 +19,9 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, RedisUnavailableError
-from errands.connection import connect
-from errands.devserver import RedisServer
-from procs import Procs
+from errands.store.connection import connect
+from errands.store.devserver import RedisServer
+from tests.support.procs import Procs
 
 from .common import (
     FAST,

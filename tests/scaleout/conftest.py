@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import ClusterInfra
+from tests.support.infra import ClusterInfra
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import redis
 from redis.exceptions import NoPermissionError
 
 from errands import Client
-from infra import ClusterInfra, Node
+from tests.support.infra import ClusterInfra, Node
 
 from . import test_core_topologies as core
 from .conftest import unique_namespace

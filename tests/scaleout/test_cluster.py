@@ -17,18 +17,18 @@ from redis.crc import key_slot
 
 from errands import Client, Enqueuer, FakeClock, FixedBackoff, Job, WorkerPool
 from errands.clock import to_ms
-from errands.connection import describe
 from errands.errors import NotReplicatedError
-from errands.keys import Keys
-from errands.scripts import Scripts, lua_source
-from infra import ClusterInfra
-from procs import eventually
+from errands.store.connection import describe
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts, lua_source
+from tests.support.infra import ClusterInfra
+from tests.support.procs import eventually
 
 from .conftest import unique_namespace
 
 LUA_SCRIPTS = sorted(
     p.name.removesuffix(".lua")
-    for p in resources.files("errands").joinpath("lua").iterdir()
+    for p in resources.files("errands.store").joinpath("lua").iterdir()
     if p.name.endswith(".lua")
 )
 

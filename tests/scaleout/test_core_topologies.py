@@ -10,9 +10,9 @@ from datetime import timedelta
 
 from errands import Client, Enqueuer, FakeClock, FixedBackoff, Job, JobStatus, WorkerPool
 from errands.clock import to_ms
-from errands.keys import Keys
-from errands.scripts import Scripts
-from procs import eventually
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+from tests.support.procs import eventually
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

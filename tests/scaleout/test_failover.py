@@ -14,10 +14,10 @@ from pathlib import Path
 
 from errands import Enqueuer, Job, RedisUnavailableError, WorkerPool
 from errands.errors import NotReplicatedError
-from errands.keys import Keys
-from infra import ClusterInfra, SentinelInfra
-from infra.nodes import Node, wait_for
-from procs import eventually
+from errands.store.keys import Keys
+from tests.support.infra import ClusterInfra, SentinelInfra
+from tests.support.infra.nodes import Node, wait_for
+from tests.support.procs import eventually
 
 from .conftest import unique_namespace
 

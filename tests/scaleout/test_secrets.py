@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from errands import Client, Enqueuer, Job, RedisUnavailableError, WorkerPool
-from infra import Node, free_port
-from procs import ROOT, eventually, subprocess_env
+from tests.support.infra import Node, free_port
+from tests.support.procs import ROOT, eventually, subprocess_env
 
 from .conftest import unique_namespace
 
@@ -99,8 +99,8 @@ def test_cli_errors_hide_the_password(url: str) -> None:
 
 async def test_dashboard_hides_the_password() -> None:
     pytest.importorskip("starlette")
-    from dashboard_support import http
     from errands.web import dashboard
+    from tests.support.dashboard import http
 
     url = f"redis://app:{PASSWORD}@127.0.0.1:{free_port()}/0"
     app = dashboard(url, namespace=unique_namespace())

@@ -13,8 +13,8 @@ import redis.sentinel
 from redis.asyncio.sentinel import Sentinel
 
 from errands import Client, Enqueuer, Job, WorkerPool
-from errands.connection import describe
-from infra import SentinelInfra
+from errands.store.connection import describe
+from tests.support.infra import SentinelInfra
 
 from .conftest import unique_namespace
 

@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 import pytest
 
 from errands import Client, Enqueuer, Job, RedisUnavailableError, WorkerPool
-from errands.connection import connect
-from infra import Node, TLSFiles, make_tls_files
+from errands.store.connection import connect
+from tests.support.infra import Node, TLSFiles, make_tls_files
 
 from .conftest import unique_namespace
 

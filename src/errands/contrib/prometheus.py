@@ -25,7 +25,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 
-from ..client import Client
+from ..admin.client import Client
 from ..errors import RetryLater
 from ..job import Job
 from ..middleware import Middleware, Next
@@ -34,7 +34,7 @@ from ._outcome import failure_outcome, is_failure_cancel, worker_now
 if TYPE_CHECKING:
     from starlette.routing import Route
 
-    from ..pool import WorkerPool
+    from ..worker.pool import WorkerPool
 
 __all__ = [
     "PrometheusMiddleware",

@@ -1,6 +1,7 @@
 """The web dashboard: ``errands.dashboard(redis, namespace=...)`` is a Starlette app.
 
-Needs the ``dashboard`` extra: ``pip install 'errands[dashboard]'``.
+Needs the ``dashboard`` extra: ``pip install 'errands[dashboard]'``. Talks to Redis only through
+the admin ``Client``: imports ``admin`` and the top-level modules; never ``worker`` or ``cli``.
 """
 
 from .app import dashboard

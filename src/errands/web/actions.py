@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..client import Client
+from ..admin.client import Client
+from ..admin.jobinfo import JobInfo, JobStatus, Page
 from ..errors import ErrandsError
-from ..jobinfo import JobInfo, JobStatus, Page
 from .render import Renderer, cookie_header
 from .security import SESSION_COOKIE, SESSION_SECONDS, Settings, session_cookie_value
 

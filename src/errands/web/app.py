@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from ..client import Client
+from ..admin.client import Client
 from .actions import Actions
 from .guard import Guard
 from .redact import Redactor

@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..connection import REDIS_ERRORS
+from ..store.connection import REDIS_ERRORS
 from .render import Renderer, cookie_header, route_path
 from .security import (
     CSRF_COOKIE,

@@ -12,8 +12,8 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from ..jobinfo import HistoryEntry, JobInfo, WorkerInfo
-from ..schedstore import ScheduleInfo
+from ..admin.jobinfo import HistoryEntry, JobInfo, WorkerInfo
+from ..periodic.store import ScheduleInfo
 
 __all__ = ["MASK", "Redactor"]
 

@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from ..jobinfo import Page
+from ..admin.jobinfo import Page
 from .security import Settings
 
 __all__ = ["Renderer", "chart", "jsonable", "root_of", "route_path"]

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..client import Client
-from ..jobinfo import JobStatus, Page
+from ..admin.client import Client
+from ..admin.jobinfo import JobStatus, Page
 from .redact import Redactor
 from .render import Renderer, chart
 

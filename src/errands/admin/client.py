@@ -1,0 +1,261 @@
+"""The admin API: inspect and operate queues and jobs. The CLI and the dashboard use it.
+
+>>> client = Client.from_url("redis://localhost:6379/0", namespace="myapp")
+>>> info = await client.job(job_id)            # JobInfo with status, args, error, result...
+>>> await client.cancel(job_id); await client.retry_dead_job(other_id)
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.exceptions import NoPermissionError
+
+from ..clock import Clock, SystemClock, to_ms
+from ..errors import JobNotFoundError
+from ..periodic.admin import ScheduleAdmin
+from ..store.connection import connect
+from ..store.keys import Keys, check_job_name
+from ..store.scripts import Scripts
+from ..store.topology import RedisClient, as_redis, on_node_of
+from .events import EventStream, wait_result
+from .inspection import Inspection, text
+from .jobinfo import JobInfo, JobStatus, info_from_envelope
+
+__all__ = ["Client"]
+
+CANCELLED_TTL_MS = 86_400_000
+
+
+class Client(Inspection, ScheduleAdmin):
+    """``Client(redis, namespace=...)`` or ``Client.from_url(url, namespace=...)``."""
+
+    def __init__(
+        self, redis: RedisClient, *, namespace: str = "errands", clock: Clock | None = None
+    ) -> None:
+        self.redis: Any = as_redis(redis)
+        self.keys = Keys(namespace)
+        self.scripts = Scripts(self.redis, self.keys)
+        self.clock: Clock = clock or SystemClock()
+        self._owns_client = False
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Client:
+        client = cls(connect(url), **kwargs)
+        client._owns_client = True
+        return client
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.redis.aclose()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- job types ---------------------------------------------------------------------------
+    async def pause(self, job_name: str) -> None:
+        """Stop every pool from fetching ``job_name``; its jobs wait on the queue."""
+        check_job_name(job_name)
+        await self.redis.sadd(self.keys.paused, job_name)
+
+    async def unpause(self, job_name: str) -> None:
+        """Let pools fetch ``job_name`` again (idle pools are woken at once)."""
+        await self.redis.srem(self.keys.paused, job_name)
+        await self.redis.publish(self.keys.wake_channel, "unpause")
+
+    async def paused(self) -> set[str]:
+        return {text(m) for m in await self.redis.smembers(self.keys.paused)}
+
+    async def queue_sizes(self) -> dict[str, dict[str, int]]:
+        """Per job name: jobs queued, scheduled, retrying and running now."""
+        return {
+            q.name: {
+                "queued": q.queued,
+                "scheduled": q.scheduled,
+                "retry": q.retrying,
+                "running": q.running,
+            }
+            for q in await self.queues()
+        }
+
+    async def dead_count(self) -> int:
+        return int(await self.redis.zcard(self.keys.dead))
+
+    # -- single jobs -------------------------------------------------------------------------
+    async def _require(self, job_id: str) -> JobInfo:
+        info = await self.job(job_id)
+        if info is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return info
+
+    async def cancel(self, job_id: str) -> str:
+        """Cancel a job: a waiting one never runs; a running one has its handler cancelled by
+        its pool (within about a second) and is not retried. Returns ``cancelled``,
+        ``running`` (signalled), ``dead``, ``already`` or ``finished``; unknown ids raise
+        JobNotFoundError."""
+        info = await self._require(job_id)
+        if info.status == JobStatus.FINISHED:
+            return "finished"
+        result = await self.scripts.cancel(
+            job_id, info.name, to_ms(self.clock.now()), CANCELLED_TTL_MS
+        )
+        if result == "unknown":
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return result
+
+    async def destroy(self, job_id: str) -> bool:
+        """Remove every trace of a job (a running one is cancelled and dropped)."""
+        info = await self.job(job_id)
+        if info is None:
+            return False
+        k = self.keys
+        # (a corrupt job found in a job name's set has that name; one found nowhere has "?")
+        sources = [k.queue(info.name), k.scheduled(info.name), k.retry(info.name)]
+        sources += [k.dead, k.cancelled]
+        for _ in range(3):  # the job may move between sets meanwhile: look again
+            if any([await self.scripts.move(job_id, info.name, s, "delete") for s in sources]):
+                break
+            now = await self.job(job_id)
+            if now is None or now.status == JobStatus.FINISHED:
+                break
+            if now.pool_id is not None:  # running: its pool cancels it and drops it
+                await self.redis.hset(k.cancel_requests, job_id, "destroy")
+                await self.redis.publish(k.control_channel, f"destroy:{job_id}")
+                break
+            if now.status == JobStatus.IN_PROGRESS:  # in no set, run by no pool: an orphan
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in (k.jobs, k.priorities, k.errors, k.recoveries, k.checkins):
+                        pipe.hdel(key, job_id)
+                    await pipe.execute()
+                break
+        last = info.previous_attempts + info.fails + 2
+        attempts = [f"{job_id}:{i}" for i in range(1, last + 1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(k.done(job_id))
+            pipe.hdel(k.history_data, *attempts)
+            pipe.zrem(k.history, *attempts)
+            pipe.zrem(k.history_of(info.name), *attempts)
+            await pipe.execute()
+        return True
+
+    async def reschedule(self, job_id: str, at: datetime | float) -> bool:
+        """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
+        naive = UTC, or epoch seconds); a time in the past queues it now."""
+        info = await self._require(job_id)
+        k = self.keys
+        source = {
+            JobStatus.SCHEDULED: k.scheduled(info.name),
+            JobStatus.RETRYING: k.retry(info.name),
+            JobStatus.DEAD: k.dead,
+            JobStatus.CANCELLED: k.cancelled,
+        }.get(info.status)
+        if source is None:
+            raise ValueError(
+                f"job {job_id} is {info.status}; only scheduled, retrying, dead or "
+                "cancelled jobs can be rescheduled"
+            )
+        when = _epoch(at)
+        mode = "queue" if when <= self.clock.now() else "schedule"
+        return await self.scripts.move(job_id, info.name, source, mode, to_ms(when))
+
+    async def run_scheduled_now(self, job_id: str) -> bool:
+        info = await self._require(job_id)
+        if info.status != JobStatus.SCHEDULED:
+            return False
+        return await self.scripts.move(job_id, info.name, self.keys.scheduled(info.name), "queue")
+
+    async def retry_dead_job(self, job_id: str) -> bool:
+        """Queue a dead job again with its failure count reset."""
+        raw = await self.redis.hget(self.keys.jobs, job_id)
+        if raw is None or await self.redis.zscore(self.keys.dead, job_id) is None:
+            return False
+        info = info_from_envelope(job_id, raw, JobStatus.DEAD)
+        if info.corrupt:
+            return False
+        import orjson
+
+        env = orjson.loads(raw)
+        # failures start again from 0; the history keeps numbering the attempts after the old ones
+        env["h"] = info.previous_attempts + info.fails
+        env.pop("f", None)
+        return await self.scripts.move(
+            job_id, info.name, self.keys.dead, "queue", 0, orjson.dumps(env)
+        )
+
+    async def delete_dead_job(self, job_id: str) -> bool:
+        return await self._delete_from(self.keys.dead, job_id)
+
+    async def delete_scheduled_job(self, job_id: str) -> bool:
+        info = await self.job(job_id)
+        return info is not None and await self._delete_from(self.keys.scheduled(info.name), job_id)
+
+    async def delete_retry_job(self, job_id: str) -> bool:
+        info = await self.job(job_id)
+        return info is not None and await self._delete_from(self.keys.retry(info.name), job_id)
+
+    async def _delete_from(self, source: str, job_id: str) -> bool:
+        return await self.scripts.move(job_id, "x", source, "delete")
+
+    async def retry_all_dead_jobs(self) -> int:
+        return await self._each_dead(self.retry_dead_job)
+
+    async def delete_all_dead_jobs(self) -> int:
+        return await self._each_dead(self.delete_dead_job)
+
+    async def _each_dead(self, action: Any) -> int:
+        count = 0
+        while True:
+            ids = [text(m) for m in await self.redis.zrange(self.keys.dead, 0, 499)]
+            if not ids:
+                return count
+            done: list[bool] = [await action(i) for i in ids]
+            count += sum(done)
+            if not any(done):
+                return count  # only corrupt entries left
+
+    # -- results and events ------------------------------------------------------------------
+    async def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait for a job's return value (pub/sub, no polling). Raises JobFailedError,
+        JobCancelledError, JobNotFoundError, or TimeoutError after ``timeout`` seconds."""
+        return await wait_result(self.redis, self.keys, job_id, timeout)
+
+    def events(self) -> EventStream:
+        """Lifecycle events of every job in the namespace: enqueued, started, finished, failed,
+        dead, dropped, cancelled and progress (dicts with ``event``, ``id``, ``name``).
+
+        >>> async with client.events() as events:   # subscribed from here on
+        ...     job = await enqueuer.enqueue("send_email", {})
+        ...     async for event in events: ...
+        """
+        return EventStream(self.redis, self.keys)
+
+    async def redis_info(self) -> dict[str, Any]:
+        """Server version, memory, clients, ops/s and key count (all None for an ACL user not
+        allowed INFO and DBSIZE, see docs/deployment.md)."""
+        node = on_node_of(self.redis, self.keys.jobs)  # on a cluster: the namespace's node
+        try:
+            info = await self.redis.info(**node)
+            keys = await self.redis.dbsize(**node)
+        except NoPermissionError:
+            info, keys = {}, None
+        return {
+            "version": info.get("redis_version") or info.get("valkey_version"),
+            "used_memory": info.get("used_memory_human"),
+            "connected_clients": info.get("connected_clients"),
+            "ops_per_sec": info.get("instantaneous_ops_per_sec"),
+            "keys": keys,
+            "uptime_seconds": info.get("uptime_in_seconds"),
+        }
+
+
+def _epoch(at: datetime | float) -> float:
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return at.timestamp()
+    return float(at) if at else time.time()

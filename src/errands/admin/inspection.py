@@ -1,0 +1,347 @@
+"""Read-only queries behind the Client: job lookup, listings, queues, pools, workers."""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+from ..clock import Clock
+from ..store.keys import Keys
+from .jobinfo import (
+    HistoryEntry,
+    JobInfo,
+    JobStatus,
+    Page,
+    PoolInfo,
+    QueueInfo,
+    WorkerInfo,
+    decode_json,
+    history_from_record,
+    info_from_envelope,
+    info_from_record,
+)
+
+PER_PAGE = 20
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _num(value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` as ``kind`` when it is a number, else 0 (a corrupt record must not crash)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return kind(value)
+    return kind(0)
+
+
+class Inspection:
+    """Queries over one namespace. Every listing tolerates corrupt entries."""
+
+    redis: Any  # redis.asyncio.Redis; typed loosely: its stubs give unions for every reply
+    keys: Keys
+    clock: Clock
+
+    async def job_names(self) -> list[str]:
+        return sorted(text(m) for m in await self.redis.smembers(self.keys.names))
+
+    async def job(self, job_id: str) -> JobInfo | None:
+        """The job with its status, or None if unknown (or its record expired)."""
+        k = self.keys
+        raw = await self.redis.hget(k.jobs, job_id)
+        if raw is None:
+            record = await self.redis.get(k.done(job_id))
+            return info_from_record(record) if record is not None else None
+        info = info_from_envelope(job_id, raw, JobStatus.IN_PROGRESS)
+        # a corrupt envelope does not say its name: look in the sets of every job name
+        names = await self.job_names() if info.corrupt else [info.name]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zscore(k.queue(name), job_id)
+                pipe.zscore(k.scheduled(name), job_id)
+                pipe.zscore(k.retry(name), job_id)
+            pipe.zscore(k.dead, job_id)
+            pipe.zscore(k.cancelled, job_id)
+            pipe.hget(k.errors, job_id)
+            pipe.hget(k.checkins, job_id)
+            found = await pipe.execute()
+        *scores, error, checkin = found
+        info.error, info.checkin = decode_json(error), decode_json(checkin)
+        waiting = [JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING]
+        statuses = [(n, st) for n in names for st in waiting]
+        statuses += [(info.name, JobStatus.DEAD), (info.name, JobStatus.CANCELLED)]
+        for (name, status), score in zip(statuses, scores, strict=True):
+            if score is not None:
+                info.name, info.status = name, status
+                if status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
+                    info.due_at = score / 1000
+                if status in (JobStatus.DEAD, JobStatus.CANCELLED):
+                    info.finished_at = score / 1000
+                return info
+        await self._locate_running(info)
+        return info
+
+    async def _locate_running(self, info: JobInfo) -> None:
+        pools = [text(p) for p in await self.redis.zrange(self.keys.pools, 0, -1)]
+        member = f"{info.id}:{info.name}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pool in pools:
+                pipe.zscore(self.keys.in_progress(pool), member)
+            scores = await pipe.execute()
+        for pool, score in zip(pools, scores, strict=True):
+            if score is not None:
+                info.pool_id, info.started_at = pool, score / 1000
+
+    async def _infos(self, ids: list[str], status: str, scores: list[float]) -> list[JobInfo]:
+        if not ids:
+            return []
+        raws = await self.redis.hmget(self.keys.jobs, ids)
+        errors = await self.redis.hmget(self.keys.errors, ids)
+        out = []
+        for job_id, raw, error, score in zip(ids, raws, errors, scores, strict=True):
+            info = (
+                info_from_envelope(job_id, raw, status)
+                if raw is not None
+                else JobInfo(id=job_id, name="?", status=status, corrupt=True)
+            )
+            info.error = decode_json(error)
+            if status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
+                info.due_at = score / 1000
+            elif status in (JobStatus.DEAD, JobStatus.CANCELLED):
+                info.finished_at = score / 1000
+            out.append(info)
+        return out
+
+    async def _merged_page(self, kind: str, status: str, page: int) -> Page[JobInfo]:
+        """A page across the per-name scheduled or retry sets, soonest due first."""
+        page = max(1, page)
+        names = await self.job_names()
+        keys = [getattr(self.keys, kind)(n) for n in names]
+        end = page * PER_PAGE
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zcard(key)
+                pipe.zrange(key, 0, end - 1, withscores=True)
+            raw = await pipe.execute()
+        total = sum(raw[0::2])
+        merged = heapq.merge(*raw[1::2], key=lambda pair: pair[1])
+        chosen = list(merged)[end - PER_PAGE : end]
+        ids = [text(m) for m, _s in chosen]
+        items = await self._infos(ids, status, [s for _m, s in chosen])
+        return Page(items, total, page, PER_PAGE)
+
+    async def _set_page(self, key: str, status: str, page: int) -> Page[JobInfo]:
+        page = max(1, page)
+        start = (page - 1) * PER_PAGE
+        total = int(await self.redis.zcard(key))
+        pairs = await self.redis.zrevrange(key, start, start + PER_PAGE - 1, withscores=True)
+        ids = [text(m) for m, _s in pairs]
+        return Page(await self._infos(ids, status, [s for _m, s in pairs]), total, page, PER_PAGE)
+
+    async def scheduled_jobs(self, page: int = 1) -> Page[JobInfo]:
+        return await self._merged_page("scheduled", JobStatus.SCHEDULED, page)
+
+    async def retry_jobs(self, page: int = 1) -> Page[JobInfo]:
+        return await self._merged_page("retry", JobStatus.RETRYING, page)
+
+    async def dead_jobs(self, page: int = 1) -> Page[JobInfo]:
+        """Newest first."""
+        return await self._set_page(self.keys.dead, JobStatus.DEAD, page)
+
+    async def cancelled_jobs(self, page: int = 1) -> Page[JobInfo]:
+        return await self._set_page(self.keys.cancelled, JobStatus.CANCELLED, page)
+
+    async def queued_jobs(self, job_name: str, page: int = 1) -> Page[JobInfo]:
+        """Jobs waiting on one queue, in the order they will run."""
+        page = max(1, page)
+        start = (page - 1) * PER_PAGE
+        key = self.keys.queue(job_name)
+        total = int(await self.redis.zcard(key))
+        pairs = await self.redis.zrange(key, start, start + PER_PAGE - 1, withscores=True)
+        ids = [text(m) for m, _s in pairs]
+        items = await self._infos(ids, JobStatus.QUEUED, [s for _m, s in pairs])
+        return Page(items, total, page, PER_PAGE)
+
+    async def jobs_by_status(self, status: str, page: int = 1) -> Page[JobInfo]:
+        """Jobs in one status: queued (all queues), scheduled, retrying, dead, cancelled,
+        in_progress. Finished jobs are listed by :meth:`history`."""
+        if status == JobStatus.SCHEDULED:
+            return await self.scheduled_jobs(page)
+        if status == JobStatus.RETRYING:
+            return await self.retry_jobs(page)
+        if status == JobStatus.DEAD:
+            return await self.dead_jobs(page)
+        if status == JobStatus.CANCELLED:
+            return await self.cancelled_jobs(page)
+        if status == JobStatus.QUEUED:
+            return await self._merged_page("queue", JobStatus.QUEUED, page)
+        if status == JobStatus.IN_PROGRESS:
+            running = [
+                JobInfo(
+                    id=w.job_id,
+                    name=w.job_name,
+                    status=status,
+                    args=w.args,
+                    started_at=w.started_at,
+                    checkin=w.checkin,
+                    pool_id=w.pool_id,
+                )
+                for w in await self.workers()
+            ]
+            start = (max(1, page) - 1) * PER_PAGE
+            return Page(running[start : start + PER_PAGE], len(running), max(1, page), PER_PAGE)
+        if status == JobStatus.FINISHED:
+            raise ValueError("finished jobs are not indexed by status; list them with history()")
+        raise ValueError(f"unknown status {status!r}; one of {', '.join(JobStatus.ALL)}")
+
+    async def count_by_status(self) -> dict[str, int]:
+        names = await self.job_names()
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in names:
+                pipe.zcard(k.queue(n))
+                pipe.zcard(k.scheduled(n))
+                pipe.zcard(k.retry(n))
+            pipe.zcard(k.dead)
+            pipe.zcard(k.cancelled)
+            pipe.hvals(k.running)
+            pipe.hget(k.stats, "processed")
+            raw = await pipe.execute()
+        *per_name, dead, cancelled, running, processed = raw
+        return {
+            JobStatus.QUEUED: sum(per_name[0::3]),
+            JobStatus.SCHEDULED: sum(per_name[1::3]),
+            JobStatus.RETRYING: sum(per_name[2::3]),
+            JobStatus.IN_PROGRESS: sum(max(0, int(v)) for v in running),
+            JobStatus.FINISHED: int(processed or 0),
+            JobStatus.DEAD: dead,
+            JobStatus.CANCELLED: cancelled,
+        }
+
+    async def queues(self) -> list[QueueInfo]:
+        """Per job name: sizes, latency (wait of the job at the head), paused, limits."""
+        names = await self.job_names()
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in names:
+                pipe.zcard(k.queue(n))
+                pipe.zcard(k.scheduled(n))
+                pipe.zcard(k.retry(n))
+                pipe.hget(k.running, n)
+                pipe.sismember(k.paused, n)
+                pipe.hget(k.limits, n)
+                pipe.zrange(k.queue(n), 0, 0)
+            raw = await pipe.execute()
+            heads = [raw[7 * i + 6] for i in range(len(names))]
+        head_ids = [text(h[0]) for h in heads if h]
+        envs = await self.redis.hmget(k.jobs, head_ids) if head_ids else []
+        enqueued = {i: decode_json(e) for i, e in zip(head_ids, envs, strict=True)}
+        now = self.clock.now()
+        out = []
+        for i, n in enumerate(names):
+            q, s, r, running, paused, limit, head = raw[7 * i : 7 * i + 7]
+            env = enqueued.get(text(head[0])) if head else None
+            # waiting since it was enqueued, or since it came due if it was scheduled
+            ready = [env.get(f) for f in ("t", "d")] if isinstance(env, dict) else []
+            since = max((float(t) for t in ready if isinstance(t, int | float)), default=None)
+            latency = max(0.0, now - since) if since is not None else 0.0
+            out.append(
+                QueueInfo(
+                    n, q, s, r, max(0, int(running or 0)), bool(paused), int(limit or 0), latency
+                )
+            )
+        return out
+
+    async def worker_pools(self) -> list[PoolInfo]:
+        """Live (and not yet reaped) pools with their last heartbeat."""
+        k = self.keys
+        pairs = await self.redis.zrange(k.pools, 0, -1, withscores=True)
+        ids = [text(p) for p, _s in pairs]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pool in ids:
+                pipe.get(k.pool_info(pool))
+                pipe.zcard(k.in_progress(pool))
+            raw = await pipe.execute()
+        out = []
+        for i, (pool, beat) in enumerate(zip(ids, [s for _p, s in pairs], strict=True)):
+            info = decode_json(raw[2 * i])
+            if not isinstance(info, dict):
+                info = {}  # expired or corrupt: report the pool with what is known
+            names = info.get("job_names")
+            out.append(
+                PoolInfo(
+                    pool,
+                    str(info.get("host", "?")),
+                    _num(info.get("pid"), int),
+                    _num(info.get("started_at"), float),
+                    beat / 1000,
+                    _num(info.get("concurrency"), int),
+                    [str(n) for n in names] if isinstance(names, list) else [],
+                    int(raw[2 * i + 1]),
+                )
+            )
+        return out
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Every running job with its pool, start time and last checkin."""
+        k = self.keys
+        pools = [text(p) for p in await self.redis.zrange(k.pools, 0, -1)]
+        out: list[WorkerInfo] = []
+        for pool in pools:
+            pairs = await self.redis.zrange(k.in_progress(pool), 0, -1, withscores=True)
+            members = [(text(m).partition(":"), s) for m, s in pairs]
+            ids = [m[0] for m, _s in members]
+            if not ids:
+                continue
+            envs = await self.redis.hmget(k.jobs, ids)
+            checkins = await self.redis.hmget(k.checkins, ids)
+            for ((job_id, _, name), started), env, checkin in zip(
+                members, envs, checkins, strict=True
+            ):
+                data = decode_json(env)
+                args = data.get("a", {}) if isinstance(data, dict) else {}
+                out.append(
+                    WorkerInfo(pool, job_id, name, args, started / 1000, decode_json(checkin))
+                )
+        return out
+
+    async def history(self, page: int = 1, job_name: str | None = None) -> Page[HistoryEntry]:
+        """Every finished, failed, dead and cancelled attempt, newest first."""
+        page = max(1, page)
+        key = self.keys.history_of(job_name) if job_name else self.keys.history
+        start = (page - 1) * PER_PAGE
+        total = int(await self.redis.zcard(key))
+        members = [text(m) for m in await self.redis.zrevrange(key, start, start + PER_PAGE - 1)]
+        raws = await self.redis.hmget(self.keys.history_data, members) if members else []
+        items = [e for e in (history_from_record(r) for r in raws if r is not None) if e]
+        return Page(items, total, page, PER_PAGE)
+
+    async def history_job(self, job_id: str, max_attempts: int = 100) -> list[HistoryEntry]:
+        """The recorded attempts of one job, oldest first."""
+        fields = [f"{job_id}:{i}" for i in range(1, max_attempts + 1)]
+        raws = await self.redis.hmget(self.keys.history_data, fields)
+        return [e for e in (history_from_record(r) for r in raws if r is not None) if e]
+
+    async def history_count(self, job_name: str | None = None) -> int:
+        key = self.keys.history_of(job_name) if job_name else self.keys.history
+        return int(await self.redis.zcard(key))
+
+    async def stats(self) -> dict[str, int]:
+        """Namespace-wide counters: ``processed``, ``failed`` (retried), ``dead``..."""
+        raw = await self.redis.hgetall(self.keys.stats)
+        return {text(k): int(v) for k, v in raw.items() if text(v).lstrip("-").isdigit()}
+
+    async def throughput(
+        self, minutes: int = 60, now: float | None = None
+    ) -> list[tuple[float, int, int]]:
+        """Per minute of the last ``minutes``, oldest first: (minute start, attempts that ended,
+        jobs that died). Counted with ZCOUNT over the history and the dead set, so it costs
+        nothing on the hot path; attempts read 0 while pools run with ``history=False``."""
+        end = (int(self.clock.now() if now is None else now) // 60 + 1) * 60_000
+        starts = [end - 60_000 * (minutes - i) for i in range(minutes)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for start in starts:
+                pipe.zcount(self.keys.history, start, f"({start + 60_000}")
+                pipe.zcount(self.keys.dead, start, f"({start + 60_000}")
+            raw = await pipe.execute()
+        return [(s / 1000, int(raw[2 * i]), int(raw[2 * i + 1])) for i, s in enumerate(starts)]

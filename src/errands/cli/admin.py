@@ -1,0 +1,288 @@
+"""Admin commands of the CLI: ``inspect``, ``dead``, ``pause``/``unpause``, ``cancel``,
+``enqueue``. Tables on a terminal, ``--json`` for scripts; clear errors, non-zero exits."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+
+from ..admin.client import Client
+from ..enqueuer import Enqueuer
+from ..errors import ErrandsError, JobNotFoundError
+from ..store.connection import check
+
+__all__ = ["add_admin_commands"]
+
+DEFAULT_URL = "redis://localhost:6379/0"
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_delay(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``1h30m`` -> seconds."""
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise ErrandsError(f"invalid duration {text!r} (examples: 30s, 5m, 1h30m)")
+    return total
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--redis",
+        default=os.environ.get("ERRANDS_REDIS_URL", DEFAULT_URL),
+        help="Redis URL (default $ERRANDS_REDIS_URL or %(default)s)",
+    )
+    p.add_argument("--namespace", default=os.environ.get("ERRANDS_NAMESPACE", "errands"))
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_admin_commands(sub: Any) -> None:
+    inspect = sub.add_parser("inspect", help="look at queues, jobs, pools and sets")
+    inspect.add_argument(
+        "what",
+        choices=[
+            "queues",
+            "workers",
+            "pools",
+            "scheduled",
+            "retry",
+            "dead",
+            "cancelled",
+            "history",
+            "job",
+            "counts",
+        ],
+    )
+    inspect.add_argument("id", nargs="?", help="job id (for 'job')")
+    inspect.add_argument("--page", type=int, default=1)
+    inspect.add_argument("--job-name", default=None, help="filter history by job name")
+    _common(inspect)
+    inspect.set_defaults(func=_run(_inspect))
+    dead = sub.add_parser("dead", help="retry or delete dead jobs")
+    dead.add_argument("action", choices=["retry", "delete"])
+    dead.add_argument("id", nargs="?")
+    dead.add_argument("--all", action="store_true")
+    _common(dead)
+    dead.set_defaults(func=_run(_dead))
+    for name, help_ in (
+        ("pause", "stop fetching a job name"),
+        ("unpause", "resume a job name"),
+        ("cancel", "cancel a job by id"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("target")
+        _common(p)
+        p.set_defaults(func=_run(_simple), action=name)
+    enq = sub.add_parser("enqueue", help="enqueue a job")
+    enq.add_argument("name")
+    enq.add_argument("--args", default="{}", help="JSON object of arguments")
+    enq.add_argument("--in", dest="delay", default=None, help="delay, e.g. 30s, 5m, 1h30m")
+    enq.add_argument("--priority", type=int, default=0)
+    _common(enq)
+    enq.set_defaults(func=_run(_enqueue))
+
+
+def _run(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]) -> Callable[..., int]:
+    def sync(args: argparse.Namespace) -> int:
+        async def main() -> int:
+            client = Client.from_url(args.redis, namespace=args.namespace)
+            try:
+                await check(client.redis, args.redis)
+                return await fn(client, args)
+            finally:
+                await client.aclose()
+
+        try:
+            return asyncio.run(main())
+        except JobNotFoundError as exc:
+            print(f"errands: {exc}", file=sys.stderr)
+            return 1
+        except (ValueError, TypeError) as exc:
+            print(f"errands: {exc}", file=sys.stderr)
+            return 2
+
+    return sync
+
+
+def _emit(
+    args: argparse.Namespace, rows: Sequence[Any], columns: Sequence[str], extra: str = ""
+) -> None:
+    data = [_as_dict(r) for r in rows]
+    if args.json:
+        sys.stdout.write(orjson.dumps(data, default=_default).decode() + "\n")
+        return
+    print(table([[_cell(d.get(c)) for c in columns] for d in data], columns))
+    if extra:
+        print(extra)
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):
+        return dataclasses.asdict(row)
+    return dict(row)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value > 1e9:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    text = orjson.dumps(value).decode() if isinstance(value, dict | list) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def table(rows: Sequence[Sequence[str]], columns: Sequence[str]) -> str:
+    """A plain aligned text table."""
+    if not rows:
+        return "(none)"
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    line = "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join([line, *body])
+
+
+async def _inspect(client: Client, args: argparse.Namespace) -> int:
+    what = args.what
+    if what == "job":
+        if not args.id:
+            raise ValueError("inspect job needs a job id")
+        info = await client.job(args.id)
+        if info is None:
+            raise JobNotFoundError(f"no job {args.id!r}")
+        data = info.to_dict()
+        if args.json:
+            sys.stdout.write(orjson.dumps(data, default=_default).decode() + "\n")
+        else:
+            for key, value in data.items():
+                print(f"{key:>12}: {_cell(value) if key != 'error' else value}")
+        return 0
+    if what == "counts":
+        counts = await client.count_by_status()
+        _emit(args, [{"status": k, "count": v} for k, v in counts.items()], ["status", "count"])
+        return 0
+    if what == "queues":
+        _emit(
+            args,
+            await client.queues(),
+            [
+                "name",
+                "queued",
+                "scheduled",
+                "retrying",
+                "running",
+                "paused",
+                "max_concurrency",
+                "latency",
+            ],
+        )
+        return 0
+    if what == "pools":
+        _emit(
+            args,
+            await client.worker_pools(),
+            ["id", "host", "pid", "concurrency", "busy", "last_beat", "job_names"],
+        )
+        return 0
+    if what == "workers":
+        _emit(
+            args,
+            await client.workers(),
+            ["pool_id", "job_name", "job_id", "started_at", "checkin", "args"],
+        )
+        return 0
+    if what == "history":
+        hist = await client.history(args.page, args.job_name)
+        _emit(
+            args,
+            hist.items,
+            ["finished_at", "name", "id", "status", "attempt", "args"],
+            f"page {hist.page} of {hist.pages} ({hist.total} attempts)",
+        )
+        return 0
+    lister = {
+        "scheduled": client.scheduled_jobs,
+        "retry": client.retry_jobs,
+        "dead": client.dead_jobs,
+        "cancelled": client.cancelled_jobs,
+    }[what]
+    page = await lister(args.page)
+    rows = [{**j.to_dict(), "error": (j.error or {}).get("error")} for j in page.items]
+    _emit(
+        args,
+        rows,
+        ["id", "name", "fails", "due_at", "finished_at", "error", "args"],
+        f"page {page.page} of {page.pages} ({page.total} jobs)",
+    )
+    return 0
+
+
+async def _dead(client: Client, args: argparse.Namespace) -> int:
+    if args.all == bool(args.id):
+        raise ValueError("give a job id or --all")
+    if args.all:
+        fn = client.retry_all_dead_jobs if args.action == "retry" else client.delete_all_dead_jobs
+        n = await fn()
+        _say(args, f"{args.action} {n} dead jobs", {"action": args.action, "count": n})
+        return 0
+    one = client.retry_dead_job if args.action == "retry" else client.delete_dead_job
+    if not await one(args.id):
+        raise JobNotFoundError(f"no dead job {args.id!r}")
+    _say(args, f"{args.action} {args.id}: done", {"action": args.action, "id": args.id})
+    return 0
+
+
+def _say(args: argparse.Namespace, message: str, data: dict[str, Any]) -> None:
+    """The outcome of an action: a line of text, or a JSON object with ``--json``."""
+    print(orjson.dumps(data).decode() if args.json else message)
+
+
+async def _simple(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "pause":
+        await client.pause(args.target)
+        _say(args, f"paused {args.target}", {"paused": args.target})
+    elif args.action == "unpause":
+        await client.unpause(args.target)
+        _say(args, f"unpaused {args.target}", {"unpaused": args.target})
+    else:
+        outcome = await client.cancel(args.target)
+        _say(args, f"cancel {args.target}: {outcome}", {"id": args.target, "outcome": outcome})
+    return 0
+
+
+async def _enqueue(client: Client, args: argparse.Namespace) -> int:
+    try:
+        payload = orjson.loads(args.args)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ValueError("--args must be a JSON object, e.g. '{\"id\": 1}'")
+    delay = parse_delay(args.delay) if args.delay is not None else None
+    enqueuer = Enqueuer(client.redis, namespace=args.namespace)
+    job = await enqueuer.enqueue(args.name, payload, delay=delay, priority=args.priority)
+    assert job is not None
+    print(orjson.dumps({"id": job.id}).decode() if args.json else job.id)
+    return 0

@@ -1,0 +1,115 @@
+"""``python -m errands worker app.jobs:pool [--concurrency N] [--processes N] [--redis URL]
+[--namespace NS] [--burst]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from ..errors import ErrandsError
+from .admin import add_admin_commands
+from .dashboard import add_dashboard_command
+from .schedules import add_schedule_commands
+from .worker import add_worker_options, prepare, run_check, run_reloading, worker_argv
+
+__all__ = ["main"]
+
+
+def load_pool(path: str) -> Any:
+    """Import ``module:attribute`` (a WorkerPool, or a callable returning one)."""
+    from ..worker.pool import WorkerPool
+
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ErrandsError(f"expected MODULE:ATTRIBUTE (e.g. app.jobs:pool), got {path!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ErrandsError(f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ErrandsError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, WorkerPool) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, WorkerPool):
+        raise ErrandsError(f"{path} is a {type(obj).__name__}, not a WorkerPool")
+    return obj
+
+
+def _worker(args: argparse.Namespace) -> int:
+    if args.reload:
+        return run_reloading(args)
+    if args.processes > 1 and not args.check:
+        return _supervise(args)
+    from ..store.connection import connect
+    from ..worker.runner import run_pool
+
+    pool = load_pool(args.pool)
+    if args.redis:
+        pool.url, pool._redis, pool._owns_client = args.redis, connect(args.redis), True
+    if args.namespace:
+        pool.namespace = args.namespace
+    if args.concurrency:
+        pool.concurrency = args.concurrency
+    if args.check:
+        return run_check(pool)
+    prepare(pool, args)
+    run_pool(pool, burst=args.burst)
+    return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """Start N single-process workers and forward SIGINT/SIGTERM to them."""
+    children = [subprocess.Popen(worker_argv(args, 1, i)) for i in range(args.processes)]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="errands", description="errands background jobs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    worker = sub.add_parser("worker", help="run a worker pool")
+    worker.add_argument("pool", help="import path of a WorkerPool, e.g. app.jobs:pool")
+    worker.add_argument("--concurrency", type=int, default=0, help="jobs at a time per process")
+    worker.add_argument("--processes", type=int, default=1, help="worker processes to start")
+    worker.add_argument(
+        "--redis",
+        default=os.environ.get("ERRANDS_REDIS_URL", ""),
+        help="Redis URL (overrides the pool's)",
+    )
+    worker.add_argument("--namespace", default="", help="namespace (overrides the pool's)")
+    worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    add_worker_options(worker)
+    worker.set_defaults(func=_worker)
+    add_schedule_commands(sub)
+    add_admin_commands(sub)
+    add_dashboard_command(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ErrandsError as exc:
+        print(f"errands: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,114 @@
+"""Runtime schedules, managed while pools run: the schedule methods of :class:`~errands.Client`.
+
+Running pools re-read the runtime schedules every ``schedule_refresh`` seconds (2 by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from ..clock import Clock
+from ..errors import RegistrationError, ScheduleNotFoundError
+from ..serialization import JSONSerializer, Serializer
+from ..store.keys import Keys
+from .enqueuer import load_named_schedules
+from .store import PeriodicSchedule, ScheduleInfo, ScheduleStore, make_periodic
+
+__all__ = ["ScheduleAdmin"]
+
+
+class ScheduleAdmin:
+    """Add, list, enable, disable, delete and run schedules stored in Redis."""
+
+    redis: Any
+    keys: Keys
+    clock: Clock
+
+    @property
+    def _schedule_store(self) -> ScheduleStore:
+        store: ScheduleStore | None = self.__dict__.get("_schedule_store_")
+        if store is None:
+            store = self.__dict__["_schedule_store_"] = ScheduleStore(self.redis, self.keys)
+        return store
+
+    async def add_schedule(
+        self,
+        name: str,
+        job_name: str,
+        spec: str | timedelta,
+        args: Mapping[str, Any] | None = None,
+        tz: str = "UTC",
+        enabled: bool = True,
+        *,
+        misfire: str = "skip",
+        misfire_grace: float | timedelta = 60.0,
+        skip_if_running: bool = False,
+        priority: int = 0,
+        named: Mapping[str, Any] | None = None,
+    ) -> PeriodicSchedule:
+        """Add (or replace) the runtime schedule ``name``: running pools start firing it within
+        a few seconds. ``cron.NAME`` specs are resolved now, from ``named`` or the cwd's
+        ``pyproject.toml``/``errands.toml``. Raises :class:`RegistrationError` for a bad spec."""
+        if isinstance(spec, str) and spec.strip().startswith("cron.") and named is None:
+            named = load_named_schedules()
+        periodic = make_periodic(
+            spec,
+            job_name,
+            args,
+            name=name,
+            tz=tz,
+            misfire=misfire,
+            misfire_grace=misfire_grace,
+            skip_if_running=skip_if_running,
+            priority=priority,
+            named=named,
+            source="runtime",
+        )
+        if name in await self._schedule_store.code_definitions():
+            raise RegistrationError(
+                f"schedule {name!r} is defined in a pool's code; pick another name"
+            )
+        await self._schedule_store.put_runtime(periodic, enabled)
+        return periodic
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule (runtime ones and those registered by pools), with previous and next
+        fire time, last job id and its outcome, and counters."""
+        return await self._schedule_store.infos()
+
+    async def schedule(self, name: str) -> ScheduleInfo:
+        for info in await self.schedules():
+            if info.name == name:
+                return info
+        raise ScheduleNotFoundError(f"no schedule named {name!r}")
+
+    async def _require_schedule(self, name: str) -> PeriodicSchedule:
+        periodic = await self._schedule_store.definition(name)
+        if periodic is None:
+            raise ScheduleNotFoundError(f"no schedule named {name!r}")
+        return periodic
+
+    async def enable_schedule(self, name: str) -> None:
+        await self._require_schedule(name)
+        await self._schedule_store.set_enabled(name, True)
+
+    async def disable_schedule(self, name: str) -> None:
+        """Stop firing ``name`` (its fire times pass unrun until it is enabled again)."""
+        await self._require_schedule(name)
+        await self._schedule_store.set_enabled(name, False)
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Forget a schedule and its state; False if there was none. A schedule in the code of
+        a running pool is only reset: that pool registers it again within ``schedule_refresh``
+        seconds, and it starts afresh from then."""
+        return await self._schedule_store.delete(name)
+
+    async def run_schedule_now(self, name: str, serializer: Serializer | None = None) -> str:
+        """Enqueue one run of schedule ``name`` at once (its fire times are unaffected);
+        returns the job id."""
+        periodic = await self._require_schedule(name)
+        return await self._schedule_store.run_now(
+            periodic, serializer or JSONSerializer(), self.clock.now()
+        )

@@ -1,0 +1,268 @@
+"""Schedule specs and fire times. Pure: no I/O, no clock (times are passed in).
+
+>>> s = parse_schedule("30 2 * * *", tz="America/New_York")
+>>> s.next_fire(after=1_772_900_000.0)      # epoch seconds -> next fire time, epoch seconds
+
+Spec forms: 6 cron fields (seconds first), 5 cron fields (standard, at second 0), ``?`` as ``*``,
+``@yearly @annually @monthly @weekly @daily @midnight @hourly``, ``@every 1h30m`` (Go-style
+duration: ``h m s ms``, decimals allowed) or a ``timedelta``, and ``cron.NAME`` looked up in
+a mapping of named schedules.
+
+Time-zone policy (cron forms; ``@every`` is absolute, aligned on the Unix epoch):
+
+* cron fields match the LOCAL wall-clock time of the schedule's time zone (default UTC);
+* a wall time that occurs twice (the repeated hour when clocks fall back) fires for each real
+  occurrence when the hour field is a wildcard or step (``*``, ``*/2``), and once, at the first
+  occurrence, when the hour field names hours (``1``, ``0-6``, ``1,13``);
+* a wall time skipped when clocks spring forward fires once, at the first instant after the gap
+  (a 02:30 daily job fires at 03:00 on that day).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from ..errors import RegistrationError
+
+__all__ = [
+    "MACROS",
+    "Schedule",
+    "format_duration",
+    "parse_duration",
+    "parse_schedule",
+    "resolve_named",
+]
+
+MACROS = {
+    "@yearly": "0 0 0 1 1 *",
+    "@annually": "0 0 0 1 1 *",
+    "@monthly": "0 0 0 1 * *",
+    "@weekly": "0 0 0 * * 0",
+    "@daily": "0 0 0 * * *",
+    "@midnight": "0 0 0 * * *",
+    "@hourly": "0 0 * * * *",
+}
+_UNITS_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
+_NAMED_PREFIX = "cron."
+_MAX_STEPS = 200_000  # cron matches examined per next_fire call (an hour of per-second DST fold)
+
+
+def parse_duration(text: str) -> int:
+    """``"1h30m"`` -> milliseconds. Go-style: units h, m, s, ms; decimals such as ``1.5h``."""
+    compact = text.strip().replace(" ", "")
+    pos, total = 0, 0.0
+    while pos < len(compact):
+        match = _DURATION.match(compact, pos)
+        if match is None:
+            raise RegistrationError(
+                f"bad duration {text!r}: expected e.g. '1h30m', '45s', '250ms' (units h m s ms)"
+            )
+        total += float(match.group(1)) * _UNITS_MS[match.group(2)]
+        pos = match.end()
+    ms = round(total)
+    if not compact or ms <= 0:
+        raise RegistrationError(f"bad duration {text!r}: must be at least 1ms")
+    return ms
+
+
+def format_duration(ms: int) -> str:
+    """Milliseconds -> ``"1h30m"`` (the inverse of :func:`parse_duration`)."""
+    parts = []
+    for unit in ("h", "m", "s", "ms"):
+        amount, ms = divmod(ms, _UNITS_MS[unit])
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts) or "0s"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A parsed schedule: ``next_fire(after)`` gives the first fire time strictly after
+    ``after`` (both epoch seconds)."""
+
+    spec: str  # as given (``cron.NAME``, a macro, ...)
+    tz: str = "UTC"
+    expr: str | None = None  # 6 cron fields, seconds first
+    interval_ms: int | None = None
+    text: str = ""  # the spec after resolving ``cron.NAME`` (what is stored in Redis)
+    zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    wildcard_hour: bool = field(init=False, repr=False, compare=False)
+    _matcher: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "zone", _zone(self.tz))
+        if not self.text:
+            object.__setattr__(self, "text", self.spec)
+        hour = self.expr.split()[2] if self.expr else "*"
+        object.__setattr__(self, "wildcard_hour", hour.startswith("*"))
+        if self.expr:
+            try:
+                matcher = croniter(self.expr, second_at_beginning=True)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RegistrationError(f"bad cron spec {self.text!r}: {exc}") from None
+            object.__setattr__(self, "_matcher", matcher)
+
+    def next_fire(self, after: float) -> float:
+        """The first fire time after ``after`` (epoch seconds), following the DST policy."""
+        if self.interval_ms is not None:
+            step = self.interval_ms
+            return (math.floor(after * 1000) // step + 1) * step / 1000
+        return self._cron_next(after)
+
+    def fire_times(self, after: float, until: float) -> list[float]:
+        """Every fire time in ``(after, until]``."""
+        out: list[float] = []
+        t = self.next_fire(after)
+        while t <= until:
+            out.append(t)
+            t = self.next_fire(t)
+        return out
+
+    def latest_fire(self, first: float, now: float) -> float:
+        """The last fire time ``<= now``, given ``first``, a fire time ``<= now``."""
+        latest = first
+        if self.interval_ms is not None:
+            step = self.interval_ms
+            return max(first, math.floor(now * 1000) // step * step / 1000)
+        for back in (1, 60, 3600, 86_400, 32 * 86_400, 367 * 86_400):
+            if now - back <= first:
+                break
+            candidate = self.next_fire(now - back)
+            if candidate <= now:
+                latest = candidate
+                break
+        while (following := self.next_fire(latest)) <= now:
+            latest = following
+        return latest
+
+    # -- cron with the time-zone policy -------------------------------------------------------
+    def _cron_next(self, after: float) -> float:
+        local = datetime.fromtimestamp(math.floor(after), self.zone)
+        start = local.replace(tzinfo=None)
+        if self.wildcard_hour and local.fold == 0:
+            # a repeated wall time before `start` may still have its second occurrence ahead
+            other = start.replace(tzinfo=self.zone, fold=1).utcoffset()
+            this = local.utcoffset()
+            if other is not None and this is not None and other < this:
+                start -= this - other
+        matches = copy.copy(self._matcher)  # parsing the expression is the costly part
+        matches.set_current(start, force=True)
+        best = math.inf
+        for _ in range(_MAX_STEPS):
+            wall: datetime = matches.get_next(datetime)
+            first, second = self._instants(wall)
+            if second is not None and second > after:
+                best = min(best, second)
+            if first > after:
+                return min(best, first)
+        raise RegistrationError(f"schedule {self.spec!r}: no fire time found after {after}")
+
+    def _instants(self, wall: datetime) -> tuple[float, float | None]:
+        """The real instants of a local wall time: (first, second occurrence if it fires)."""
+        early = wall.replace(tzinfo=self.zone, fold=0).timestamp()
+        late = wall.replace(tzinfo=self.zone, fold=1).timestamp()
+        if early == late:
+            return early, None
+        if early < late:  # repeated wall time (fall back)
+            return early, late if self.wildcard_hour else None
+        return self._transition(late, early), None  # skipped wall time (spring forward)
+
+    def _transition(self, lo: float, hi: float) -> float:
+        """The instant in (lo, hi] where the UTC offset changes: the first one after a gap."""
+        before = datetime.fromtimestamp(lo, self.zone).utcoffset()
+        low, high = math.floor(lo), math.ceil(hi)
+        while high - low > 1:
+            mid = (low + high) // 2
+            if datetime.fromtimestamp(mid, self.zone).utcoffset() == before:
+                low = mid
+            else:
+                high = mid
+        return float(high)
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise RegistrationError(f"unknown time zone {tz!r}: {exc}") from None
+
+
+def resolve_named(spec: str, named: Mapping[str, Any] | None) -> str:
+    """Replace ``cron.NAME`` by its spec from ``named`` (keys ``NAME`` or ``cron.NAME``)."""
+    seen: list[str] = []
+    while spec.startswith(_NAMED_PREFIX):
+        name = spec[len(_NAMED_PREFIX) :]
+        if spec in seen:
+            raise RegistrationError(f"named schedule {spec!r} refers to itself: {seen}")
+        seen.append(spec)
+        table = named or {}
+        value = table.get(name, table.get(spec))
+        nested = table.get("cron")
+        if value is None and isinstance(nested, Mapping):
+            value = nested.get(name)
+        if not isinstance(value, str):
+            known = sorted(k for k in table if isinstance(table[k], str))
+            raise RegistrationError(
+                f"unknown named schedule {spec!r} (known: {', '.join(known) or 'none'})"
+            )
+        spec = value.strip()
+    return spec
+
+
+def parse_schedule(
+    spec: str | timedelta, *, tz: str = "UTC", named: Mapping[str, Any] | None = None
+) -> Schedule:
+    """Parse a spec; raises :class:`RegistrationError` quoting the offending text."""
+    if isinstance(spec, timedelta):
+        ms = round(spec.total_seconds() * 1000)
+        if ms <= 0:
+            raise RegistrationError(f"interval {spec!r} must be positive")
+        return Schedule(f"@every {format_duration(ms)}", tz, interval_ms=ms)
+    if not isinstance(spec, str) or not spec.strip():
+        raise RegistrationError(f"empty or non-string schedule spec {spec!r}")
+    text = resolve_named(spec.strip(), named)
+    lowered = text.lower()
+    if lowered.startswith("@every"):
+        try:
+            interval = parse_duration(text[len("@every") :])
+        except RegistrationError as exc:
+            raise RegistrationError(f"bad schedule {text!r}: {exc}") from None
+        return Schedule(spec, tz, interval_ms=interval, text=text)
+    if lowered.startswith("@"):
+        if lowered not in MACROS:
+            raise RegistrationError(
+                f"unknown schedule macro {text!r} (known: {', '.join(MACROS)}, @every DURATION)"
+            )
+        return _checked(Schedule(spec, tz, expr=MACROS[lowered], text=text))
+    fields = ["*" if f == "?" else f for f in text.split()]
+    if len(fields) == 5:
+        fields.insert(0, "0")
+    if len(fields) != 6:
+        raise RegistrationError(
+            f"bad cron spec {text!r}: expected 5 fields (minute first) or 6 (seconds first), "
+            f"got {len(fields)}"
+        )
+    return _checked(Schedule(spec, tz, expr=" ".join(fields), text=text))
+
+
+def _checked(schedule: Schedule) -> Schedule:
+    """Reject specs croniter refuses, and ones that never fire (``0 0 0 30 2 *``)."""
+    try:
+        if not croniter.is_valid(schedule.expr, second_at_beginning=True):
+            raise ValueError("not a valid cron expression")
+        schedule.next_fire(1_767_225_600.0)
+    except RegistrationError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RegistrationError(f"bad cron spec {schedule.spec!r}: {exc}") from None
+    return schedule

@@ -1,0 +1,357 @@
+"""Periodic schedules in Redis: their definitions, their state, and the one script that fires
+them (``lua/schedule_fire.lua``). Used by the periodic enqueuer of every pool and by the Client.
+
+State of a schedule (HASH ``periodic:<name>``): ``last`` (the latest slot handled, ms; the
+exactly-once compare-and-set), ``next`` and ``prev`` (fire times, ms), ``job`` (id of the last
+run), ``fired_at``, ``by`` (pool), counters ``runs``, ``skipped``, ``misfires``, and ``disabled``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from ..errors import RegistrationError
+from ..handlers import check_priority
+from ..job import Job
+from ..serialization import Serializer
+from ..store.keys import Keys, check_job_name
+from ..store.scripts import lua_source
+from .spec import Schedule, parse_schedule
+
+__all__ = ["MISFIRE_POLICIES", "PeriodicSchedule", "ScheduleInfo", "ScheduleStore", "ms"]
+
+MISFIRE_POLICIES = ("skip", "catch_up")
+
+
+def ms(seconds: float) -> int:
+    """Epoch seconds -> integer ms, rounded (slots are exact: 1.001 s must not become 1000 ms)."""
+    return round(seconds * 1000)
+
+
+@dataclass(frozen=True)
+class PeriodicSchedule:
+    """A job enqueued on a schedule. ``name`` identifies it across pools and restarts."""
+
+    name: str
+    job_name: str
+    schedule: Schedule
+    args: dict[str, Any] = field(default_factory=dict)
+    misfire: str = "skip"
+    misfire_grace: float = 60.0
+    skip_if_running: bool = False
+    priority: int = 0
+    source: str = "code"
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "job": self.job_name,
+                "spec": self.schedule.text,
+                "tz": self.schedule.tz,
+                "args": self.args,
+                "misfire": self.misfire,
+                "misfire_grace": self.misfire_grace,
+                "skip_if_running": self.skip_if_running,
+                "priority": self.priority,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, name: str, data: bytes | str, source: str) -> PeriodicSchedule:
+        d = orjson.loads(data)
+        return make_periodic(
+            d["spec"],
+            d["job"],
+            d.get("args"),
+            name=name,
+            tz=d.get("tz", "UTC"),
+            misfire=d.get("misfire", "skip"),
+            misfire_grace=d.get("misfire_grace", 60.0),
+            skip_if_running=d.get("skip_if_running", False),
+            priority=d.get("priority", 0),
+            source=source,
+        )
+
+
+def make_periodic(
+    spec: str | timedelta,
+    job_name: str,
+    args: Mapping[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    tz: str = "UTC",
+    misfire: str = "skip",
+    misfire_grace: float | timedelta = 60.0,
+    skip_if_running: bool = False,
+    priority: int = 0,
+    named: Mapping[str, Any] | None = None,
+    source: str = "code",
+) -> PeriodicSchedule:
+    """Validate everything about a schedule; raises :class:`RegistrationError` naming the fault."""
+    try:
+        check_job_name(job_name)
+        check_job_name(name or job_name)
+        check_priority(priority)
+    except ValueError as exc:
+        raise RegistrationError(str(exc).replace("job name", "name")) from None
+    if misfire not in MISFIRE_POLICIES:
+        raise RegistrationError(f"misfire must be one of {MISFIRE_POLICIES}, got {misfire!r}")
+    grace = misfire_grace.total_seconds() if isinstance(misfire_grace, timedelta) else misfire_grace
+    if grace < 1:
+        raise RegistrationError(f"misfire_grace must be at least 1 second, got {misfire_grace!r}")
+    if args is not None and not isinstance(args, Mapping):
+        raise RegistrationError(f"args of schedule {name or job_name!r} must be a dict")
+    try:
+        orjson.dumps(dict(args or {}))
+    except TypeError as exc:
+        raise RegistrationError(f"args of schedule {name or job_name!r}: {exc}") from None
+    return PeriodicSchedule(
+        name or job_name,
+        job_name,
+        parse_schedule(spec, tz=tz, named=named),
+        dict(args or {}),
+        misfire,
+        float(grace),
+        bool(skip_if_running),
+        priority,
+        source,
+    )
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """What is known about one schedule (``Client.schedules()``). Times are epoch seconds."""
+
+    name: str
+    job_name: str
+    spec: str
+    tz: str
+    args: dict[str, Any]
+    source: str  # "code" (registered by a pool) or "runtime" (added through a Client)
+    enabled: bool
+    misfire: str
+    skip_if_running: bool
+    prev_fire: float | None
+    next_fire: float | None
+    last_job_id: str | None
+    last_outcome: str | None  # queued running retrying finished dead cancelled (None: no run)
+    runs: int
+    skipped: int
+    misfires: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class ScheduleStore:
+    """Redis side of periodic schedules for one namespace."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._fire = redis.register_script(lua_source("schedule_fire"))
+
+    async def fire(
+        self,
+        periodic: PeriodicSchedule,
+        mode: str,
+        *,
+        slot_ms: int,
+        next_ms: int,
+        now_ms: int,
+        envelope: bytes = b"",
+        job_id: str = "",
+        pool_id: str = "",
+    ) -> tuple[str, str]:
+        """Run ``lua/schedule_fire.lua``; returns (status, job id)."""
+        k = self.keys
+        keys = [k.schedule_state(periodic.name), k.jobs, k.priorities, k.seq, k.names, k.idle]
+        keys += (k.listening, k.queue(periodic.job_name), k.dead, k.cancelled)
+        keys.append(k.schedules if periodic.source == "runtime" else k.code_schedules)
+        args: list[str | bytes | int] = [mode, slot_ms, next_ms, now_ms]
+        args.append("1" if periodic.skip_if_running else "0")
+        args += (periodic.job_name, job_id, envelope, periodic.priority)
+        args += (k.wake_channel, k.events_channel, pool_id, periodic.name)
+        status, job = await self._fire(keys=keys, args=args)
+        return _text(status), _text(job)
+
+    async def read_states(self, names: Sequence[str]) -> list[tuple[int | None, bool]]:
+        """(last slot ms or None when the schedule has no state yet, disabled) per name."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hmget(self.keys.schedule_state(name), ["last", "disabled"])
+            rows = await pipe.execute()
+        return [(None if last is None else int(last), dis in (b"1", "1")) for last, dis in rows]
+
+    async def runtime_definitions(self) -> dict[str, bytes | str]:
+        raw = await self.redis.hgetall(self.keys.schedules)
+        return {_text(k): v for k, v in raw.items()}
+
+    async def code_definitions(self) -> dict[str, bytes | str]:
+        raw = await self.redis.hgetall(self.keys.code_schedules)
+        return {_text(k): v for k, v in raw.items()}
+
+    async def refresh(self, code: Iterable[PeriodicSchedule]) -> tuple[int, dict[str, bytes | str]]:
+        """(Re-)register the schedules of a pool's code; returns how many were not registered
+        (new, or deleted by a Client) and the runtime definitions."""
+        mapping = {s.name: s.to_json() for s in code}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if mapping:
+                pipe.hset(self.keys.code_schedules, mapping=mapping)  # type: ignore[arg-type]
+            pipe.hgetall(self.keys.schedules)
+            *added, raw = await pipe.execute()
+        return sum(added), {_text(k): v for k, v in raw.items()}
+
+    async def put_runtime(self, periodic: PeriodicSchedule, enabled: bool) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.schedules, periodic.name, periodic.to_json())
+            self._set_disabled(pipe, periodic.name, not enabled)
+            await pipe.execute()
+
+    async def set_enabled(self, name: str, enabled: bool) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._set_disabled(pipe, name, not enabled)
+            await pipe.execute()
+
+    def _set_disabled(self, pipe: Any, name: str, disabled: bool) -> None:
+        if disabled:
+            pipe.hset(self.keys.schedule_state(name), "disabled", "1")
+        else:
+            pipe.hdel(self.keys.schedule_state(name), "disabled")
+
+    async def delete(self, name: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.schedules, name)
+            pipe.hdel(self.keys.code_schedules, name)
+            pipe.delete(self.keys.schedule_state(name))
+            runtime, code, _ = await pipe.execute()
+        return bool(runtime or code)
+
+    async def definition(self, name: str) -> PeriodicSchedule | None:
+        """The schedule called ``name`` (a runtime one first, then one registered in code)."""
+        raw = await self.redis.hget(self.keys.schedules, name)
+        if raw is not None:
+            return PeriodicSchedule.from_json(name, raw, "runtime")
+        raw = await self.redis.hget(self.keys.code_schedules, name)
+        return None if raw is None else PeriodicSchedule.from_json(name, raw, "code")
+
+    async def run_now(
+        self, periodic: PeriodicSchedule, serializer: Serializer, now: float, pool_id: str = ""
+    ) -> str:
+        """Enqueue one run of ``periodic`` at once; returns the job id."""
+        job = build_job(periodic, now, fire_time=now, manual=True)
+        _status, job_id = await self.fire(
+            periodic,
+            "manual",
+            slot_ms=0,
+            next_ms=0,
+            now_ms=ms(now),
+            envelope=serializer.dumps(job.envelope()),
+            job_id=job.id,
+            pool_id=pool_id,
+        )
+        return job_id
+
+    async def infos(self) -> list[ScheduleInfo]:
+        """Every known schedule with its state and the outcome of its last run."""
+        defs: dict[str, PeriodicSchedule] = {}
+        for source, raw in (
+            ("code", await self.code_definitions()),
+            ("runtime", await self.runtime_definitions()),
+        ):
+            for name, data in raw.items():
+                try:
+                    defs[name] = PeriodicSchedule.from_json(name, data, source)
+                except (RegistrationError, ValueError, KeyError, TypeError):
+                    continue
+        names = sorted(defs)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.keys.schedule_state(name))
+            states = [{_text(k): _text(v) for k, v in s.items()} for s in await pipe.execute()]
+        outcomes = await self._outcomes(
+            [(defs[n].job_name, s.get("job")) for n, s in zip(names, states, strict=True)]
+        )
+        return [_info(defs[n], s, o) for n, s, o in zip(names, states, outcomes, strict=True)]
+
+    async def _outcomes(self, runs: Sequence[tuple[str, str | None]]) -> list[str | None]:
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_name, job_id in runs:
+                if job_id:
+                    pipe.hexists(k.jobs, job_id)
+                    pipe.zscore(k.dead, job_id)
+                    pipe.zscore(k.cancelled, job_id)
+                    pipe.zscore(k.queue(job_name), job_id)
+                    pipe.zscore(k.retry(job_name), job_id)
+            raw = await pipe.execute()
+        out: list[str | None] = []
+        i = 0
+        for _job_name, job_id in runs:
+            if not job_id:
+                out.append(None)
+                continue
+            stored, dead, cancelled, queued, retrying = raw[i : i + 5]
+            i += 5
+            out.append(_outcome(bool(stored), dead, cancelled, queued, retrying))
+        return out
+
+
+def _outcome(stored: bool, dead: Any, cancelled: Any, queued: Any, retrying: Any) -> str:
+    if dead is not None:
+        return "dead"
+    if cancelled is not None:
+        return "cancelled"
+    if not stored:
+        return "finished"
+    if queued is not None:
+        return "queued"
+    return "retrying" if retrying is not None else "running"
+
+
+def build_job(periodic: PeriodicSchedule, now: float, *, fire_time: float, **meta: Any) -> Job:
+    """The job of one run; ``job.meta`` names the schedule and the fire time it stands for."""
+    return Job(
+        periodic.job_name,
+        dict(periodic.args),
+        id=uuid.uuid4().hex,
+        enqueued_at=now,
+        priority=periodic.priority,
+        meta={"schedule": periodic.name, "fire_time": fire_time, **meta},
+    )
+
+
+def _info(p: PeriodicSchedule, state: Mapping[str, str], outcome: str | None) -> ScheduleInfo:
+    def seconds(key: str) -> float | None:
+        value = state.get(key)
+        return int(value) / 1000 if value else None
+
+    return ScheduleInfo(
+        name=p.name,
+        job_name=p.job_name,
+        spec=p.schedule.spec,
+        tz=p.schedule.tz,
+        args=p.args,
+        source=p.source,
+        enabled=state.get("disabled") != "1",
+        misfire=p.misfire,
+        skip_if_running=p.skip_if_running,
+        prev_fire=seconds("prev"),
+        next_fire=seconds("next"),
+        last_job_id=state.get("job") or None,
+        last_outcome=outcome,
+        runs=int(state.get("runs", 0)),
+        skipped=int(state.get("skipped", 0)),
+        misfires=int(state.get("misfires", 0)),
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

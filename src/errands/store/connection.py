@@ -1,0 +1,97 @@
+"""Creating Redis clients with timeouts that cannot hang, and errors that name the server."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff as RedisBackoff
+
+from ..errors import RedisUnavailableError
+
+__all__ = ["REDIS_ERRORS", "connect", "redact_url"]
+
+# Errors that mean "Redis is not answering right now" (as opposed to a bug or bad input).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    redis_errors.TryAgainError,
+    # a cluster during a failover (the slot's master is down or not yet replaced), or none of
+    # its nodes reachable (RedisClusterException, also the base of SlotNotCoveredError)
+    redis_errors.ClusterError,
+    redis_errors.RedisClusterException,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``; also hides passwords in
+    the query string (``?sentinel_password=...``) and works for every scheme errands knows."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable Redis URL>"
+    netloc, query = parts.netloc, parts.query
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        # keep host and port verbatim: .port raises on a bad port, .hostname drops IPv6 brackets
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    if "password" in query.lower():
+        query = "&".join(_redact_option(option) for option in query.split("&"))
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _redact_option(option: str) -> str:
+    name, eq, _value = option.partition("=")
+    return f"{name}=***" if eq and "password" in name.lower() else option
+
+
+def client_options(**overrides: Any) -> dict[str, Any]:
+    """Defaults for every client errands creates: bounded waits everywhere, keepalive on."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 5.0,
+        "socket_timeout": 15.0,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry": Retry(RedisBackoff(cap=1.0, base=0.05), retries=3),
+        # RuntimeError: under uvloop, writing to a connection the peer has reset raises
+        # "unable to perform operation on <TCPTransport closed=True ...>" (uvloop issue #506)
+        # before anything is sent; the retry reconnects and sends the command once
+        "retry_on_error": [redis_errors.ConnectionError, redis_errors.TimeoutError, RuntimeError],
+        "decode_responses": False,
+    }
+    options.update(overrides)
+    return options
+
+
+def connect(url: str, **overrides: Any) -> Redis:
+    """An asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://``,
+    ``redis+cluster://``, ``redis+sentinel://``: see :mod:`errands.topology`); a malformed URL
+    raises naming it (password hidden)."""
+    from .topology import connect_url
+
+    return connect_url(url, client_options(), **overrides)
+
+
+def describe(redis: Any) -> str:
+    """A URL-like description of the server a client talks to, for error messages."""
+    from .topology import describe_client
+
+    return describe_client(redis)
+
+
+async def check(redis: Redis, url: str | None = None) -> None:
+    """PING the server; raise ``RedisUnavailableError`` naming it when it does not answer."""
+    try:
+        await redis.ping()
+    except REDIS_ERRORS as exc:
+        where = redact_url(url) if url else describe(redis)
+        raise RedisUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc

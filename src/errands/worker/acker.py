@@ -1,0 +1,93 @@
+"""Batched acknowledgements: jobs that succeeded are acked by one ``ack.lua`` call per batch.
+
+Acks accumulate while a call is in flight, so under load each call carries many jobs. A failed
+call is retried with backoff (the jobs stay in the pool's in-progress set meanwhile; if the pool
+dies first, a reaper requeues them: at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..aio import cancel_and_wait
+from ..clock import Clock, to_ms
+from ..store.connection import REDIS_ERRORS
+from ..store.scripts import Acked, Scripts
+
+__all__ = ["Acker"]
+
+log = logging.getLogger("errands.worker")
+MAX_BATCH = 1000
+
+
+class Acker:
+    def __init__(self, scripts: Scripts, pool_id: str, clock: Clock, history: bool) -> None:
+        self.scripts = scripts
+        self.pool_id = pool_id
+        self.clock = clock
+        self.history = history
+        self.pending: list[Acked] = []
+        self.inflight: list[Acked] = []
+        self._wake = False
+        self._event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="errands-acker")
+
+    def add(self, acked: Acked, wake: bool) -> None:
+        """Queue an ack; ``wake`` asks idle pools to fetch again (a concurrency slot freed)."""
+        self.pending.append(acked)
+        self._wake = self._wake or wake
+        self._event.set()
+
+    @property
+    def idle(self) -> bool:
+        return not self.pending and not self.inflight
+
+    def holding(self) -> set[str]:
+        """Ids of the jobs finished here but not yet acknowledged."""
+        return {a.id for a in self.pending} | {a.id for a in self.inflight}
+
+    async def _loop(self) -> None:
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        delay = 0.05
+        while self.pending:
+            # at most MAX_BATCH per call (Lua's unpack() has a limit near 8,000)
+            batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+            wake, self._wake = self._wake, False
+            self.inflight = batch
+            try:
+                await self.scripts.ack(
+                    self.pool_id, batch, wake, to_ms(self.clock.now()), self.history
+                )
+            except Exception as exc:  # not only REDIS_ERRORS: the flusher must never die
+                self.pending[:0] = batch
+                self._wake = self._wake or wake
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(
+                    level, "ack of %d jobs failed (%r); retrying in %.2fs", len(batch), exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                self.inflight = []
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Flush what is left and stop."""
+        if self._task is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self.flush()
+        except TimeoutError:
+            log.error(
+                "could not flush %d acks; the reaper will recover those jobs", len(self.pending)
+            )
+        await cancel_and_wait([self._task])

@@ -1,0 +1,367 @@
+"""The worker: fetch a batch -> run each job -> ack, retry, bury or requeue it.
+
+One Worker serves one pool. It keeps at most ``concurrency`` jobs running as asyncio tasks,
+fetches with one Lua call per batch, and acknowledges finished jobs in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import orjson
+
+from ..clock import Clock, to_ms
+from ..errors import RetryLater
+from ..handlers import JobType, call_handler
+from ..job import Job
+from ..logfmt import job_extra
+from ..middleware import ProcessMiddleware, chain
+from ..serialization import Serializer
+from ..store.connection import REDIS_ERRORS
+from ..store.scripts import Acked, Fetched, Scripts, Settle
+from .acker import Acker
+from .cancellation import CancelRequests
+from .sampler import PrioritySampler
+from .settler import Settler
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("errands.worker")
+LOOKAHEAD_MAX_RUN = 0.05  # seconds
+
+
+class Worker(CancelRequests):
+    """Runs the jobs of one pool. Construct, ``await run()`` as a task, ``stop_fetching()``,
+    ``wait_idle()`` / ``cancel_running()``, then ``close()``."""
+
+    def __init__(
+        self,
+        *,
+        pool_id: str,
+        scripts: Scripts,
+        settler: Settler,
+        serializer: Serializer,
+        clock: Clock,
+        job_types: dict[str, JobType],
+        middleware: Sequence[ProcessMiddleware],
+        concurrency: int,
+        context: dict[str, Any],
+        executor: Executor | None,
+        wake: asyncio.Event,
+        poll_interval: float = 1.0,
+        history: bool = True,
+        isolate_recovered: int = 0,
+    ) -> None:
+        self.pool_id = pool_id
+        self.scripts = scripts
+        self.settler = settler
+        self.keys = scripts.keys
+        self.serializer = serializer
+        self.clock = clock
+        self.job_types = job_types
+        self.concurrency = concurrency
+        self.batch = max(1, min(concurrency, 256))
+        self.context = context
+        self.executor = executor
+        self.wake = wake
+        self.poll_interval = poll_interval
+        self.history = history
+        self.isolate_recovered = isolate_recovered  # see lua/fetch.lua
+        self._runners: dict[str, Callable[[Job], Awaitable[Any]]] = {
+            name: chain(middleware, _handler_for(jt, executor)) for name, jt in job_types.items()
+        }
+        self.sampler = PrioritySampler(
+            [(name, jt.priority, jt.max_concurrency) for name, jt in job_types.items()]
+        )
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.running: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
+        self._cancel_requests: dict[str, bool] = {}  # job id -> destroy
+        self._early_cancels: dict[str, tuple[bool, float]] = {}  # id -> (destroy, monotonic)
+        self._slot_freed = asyncio.Event()
+        # jobs fetched ahead of free slots (see lookahead), started the moment a slot frees
+        self.buffer: deque[tuple[str, Fetched]] = deque()
+        self._mean_run = float("inf")  # moving mean of handler run time, seconds
+        self._may_look_ahead = not any(jt.max_concurrency for jt in job_types.values())
+        self.acker = Acker(scripts, pool_id, clock, history)
+        # job id of every live job task: with the pending acks, the jobs this worker holds
+        self._holding: dict[asyncio.Future[None], str] = {}
+        self._reclaim = False  # a Redis call failed: look for jobs moved here unbeknownst
+        self.reclaim_interval = 10.0
+        self.reclaimed = 0
+        self._stopping = False
+        self._cancelling = False
+        self.processed = 0
+        self.last_fetch_empty = False
+
+    # -- public ------------------------------------------------------------------------------
+    @property
+    def busy(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def settled(self) -> bool:
+        """No job runs and every finished job has been acknowledged."""
+        return not self.tasks and not self.buffer and self.acker.idle
+
+    @property
+    def lookahead(self) -> int:
+        """How many jobs to fetch ahead of free slots, so the next job starts the moment a slot
+        frees instead of after a fetch round trip. Only while jobs are short (mean run under
+        LOOKAHEAD_MAX_RUN) and no job type has max_concurrency: a job fetched ahead then waits
+        a few milliseconds at most, never while another pool could run it for long."""
+        if self._may_look_ahead and self._mean_run < LOOKAHEAD_MAX_RUN:
+            return self.concurrency
+        return 0
+
+    async def run(self) -> None:
+        """Fetch and start jobs until ``stop_fetching``; runs the ack flusher alongside."""
+        self.acker.start()
+        await self._fetch_loop()
+
+    def stop_fetching(self) -> None:
+        self._stopping = True
+        self._slot_freed.set()
+        self.wake.set()
+        while self.buffer:  # fetched ahead, never started: back on their queues
+            name, item = self.buffer.popleft()
+            self._spawn(self.settler.requeue_fetched(item.id, name), None, item.id)
+
+    async def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until no job runs; False on timeout."""
+        if not self.tasks:
+            return True
+        _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        return not pending
+
+    async def cancel_running(self, timeout: float) -> int:
+        """Cancel running jobs (graceful stop ran out); they go back on their queues."""
+        self._cancelling = True
+        tasks = set(self.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                log.error("job task %s ignores cancellation; leaving it running", task.get_name())
+        return len(tasks)
+
+    # -- fetching ----------------------------------------------------------------------------
+    async def _fetch_loop(self) -> None:
+        delay = 0.05
+        loop = asyncio.get_running_loop()
+        next_reclaim = loop.time() + self.reclaim_interval
+        while not self._stopping:
+            try:
+                if self._reclaim or loop.time() >= next_reclaim:
+                    await self._reclaim_orphans()
+                    next_reclaim = loop.time() + self.reclaim_interval
+                room = self.concurrency - len(self.tasks) + self.lookahead - len(self.buffer)
+                if room <= 0:
+                    self._slot_freed.clear()
+                    await _wait(self._slot_freed, self.reclaim_interval)
+                    continue
+                self.wake.clear()
+                order = self.sampler.sample()
+                asked = min(room, self.batch)
+                fetched = await self.scripts.fetch(
+                    self.pool_id, to_ms(self.clock.now()), asked, order, self.isolate_recovered
+                )
+            except Exception as exc:
+                # the reply of a fetch that ran may be lost (reset, timeout, or run again by
+                # the client's retry): its jobs would sit in our in-progress set, unseen
+                self._reclaim = True
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(level, "fetch failed (%r); retrying in %.2fs", exc, delay)
+                if not self._stopping:
+                    self._slot_freed.clear()  # a slot freed meanwhile must not skip the backoff
+                    await _wait(self._slot_freed, delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.05
+            self.last_fetch_empty = not fetched
+            for item in fetched:
+                name = order[item.queue_index - 1][0]
+                if len(self.tasks) < self.concurrency and not self.buffer:
+                    self._start(name, item)
+                else:
+                    self.buffer.append((name, item))
+            if len(fetched) < asked:
+                # drained: the fetch marked this pool idle, so the next enqueue wakes it
+                await _wait(self.wake, self.poll_interval)
+
+    async def _reclaim_orphans(self) -> None:
+        """Put back on their queues the jobs in this pool's in-progress set that this worker
+        does not hold. A fetch whose reply was lost moved them there (Redis ran it, then the
+        connection was reset or timed out, or the client's retry ran it a second time); nobody
+        would run them, and their max_concurrency slots would stay taken, while this pool
+        lives. Fenced like every settle: a job acked or settled meanwhile is left alone."""
+        raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
+        held = set(self._holding.values())
+        held.update(self.acker.holding())
+        held.update(item.id for _name, item in self.buffer)
+        for member in raw:
+            job_id, _, name = member.decode(errors="replace").partition(":")
+            if job_id in held or name not in self.job_types:
+                continue
+            now_ms = to_ms(self.clock.now())
+            s = Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
+            if await self.scripts.settle(self.pool_id, s):
+                self.reclaimed += 1
+                log.warning(
+                    "%s %s was in progress here unbeknownst (a lost reply): requeued", name, job_id
+                )
+        self._reclaim = False
+
+    def _start(self, name: str, item: Fetched) -> None:
+        try:
+            job = Job.from_envelope(item.id, self.serializer.loads(item.envelope))
+            if job.name != name:
+                raise ValueError(
+                    f"envelope names job {job.name!r} but it was on the {name!r} queue"
+                )
+        except Exception as exc:
+            reason = f"undecodable payload: {exc}"
+            self._spawn(self.settler.bury_corrupt(item.id, name, reason), None, item.id)
+            return
+        job.context = self.context
+        job._backend = self
+        job._raw = item.envelope
+        self._spawn(self._run(job, self.job_types[name]), job)
+        early = self._early_cancels.pop(job.id, None)
+        if early is not None and time.monotonic() - early[1] < 10.0:
+            self.cancel_job(job.id, destroy=early[0])
+
+    def _spawn(self, coro: Awaitable[None], job: Job | None, job_id: str = "") -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        self._holding[task] = job.id if job is not None else job_id
+        if job is not None:
+            self.running[job.id] = (job, task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._holding.pop(task, None)
+        if self.buffer and not self._stopping and len(self.tasks) < self.concurrency:
+            self._start(*self.buffer.popleft())
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("errands internal error in a job task", exc_info=task.exception())
+
+    # -- running -----------------------------------------------------------------------------
+    async def _run(self, job: Job, jt: JobType) -> None:
+        started = time.perf_counter()
+        started_ms = to_ms(self.clock.now())
+        scope: asyncio.Timeout | None = None
+        try:
+            try:
+                if jt.timeout is None:
+                    result = await self._runners[job.name](job)
+                else:
+                    async with asyncio.timeout(jt.timeout) as scope:
+                        result = await self._runners[job.name](job)
+            finally:
+                # from here on a cancel request no longer reaches the task: it must not
+                # interrupt the settling of the job
+                self.running.pop(job.id, None)
+                self._observe(time.perf_counter() - started)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if job.id in self._cancel_requests or task is None or task.cancelling():
+                await self._cancelled(job, started_ms)
+                return
+            # nobody cancelled this job: a CancelledError of the handler's own is a failure
+            what = await self.settler.fail(job, jt, exc, started_ms)
+            log.warning(
+                "%s %s %s: the handler raised CancelledError",
+                job.name,
+                job.id,
+                what,
+                extra=job_extra(job),
+            )
+            return
+        except RetryLater as exc:
+            await self.settler.snooze(job, exc.delay)
+            log.info("%s %s snoozed %.3gs", job.name, job.id, exc.delay, extra=job_extra(job))
+            return
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
+                exc = TimeoutError(f"timed out after {jt.timeout:g}s")
+            what = await self.settler.fail(job, jt, exc, started_ms)
+            log.warning(
+                "%s %s %s after %.1fms: %s: %s",
+                job.name,
+                job.id,
+                what,
+                (time.perf_counter() - started) * 1000,
+                type(exc).__name__,
+                exc,
+                extra=job_extra(job),
+            )
+            return
+        finally:
+            self.running.pop(job.id, None)
+            self._cancel_requests.pop(job.id, None)  # a request that came too late
+        self.processed += 1
+        self._ack(job, jt, result, started_ms)
+        if log.isEnabledFor(logging.INFO):
+            ms = (time.perf_counter() - started) * 1000
+            log.info("%s %s done in %.1fms", job.name, job.id, ms, extra=job_extra(job))
+
+    async def _cancelled(self, job: Job, started_ms: int) -> None:
+        if job.id in self._cancel_requests:
+            destroy = self._cancel_requests.pop(job.id)
+            await self.settler.cancelled(job, started_ms, destroy)
+            log.info("%s %s cancelled on request", job.name, job.id, extra=job_extra(job))
+            return
+        if not self._cancelling:
+            raise asyncio.CancelledError
+        await self.settler.requeue(job)
+        log.info("%s %s requeued (pool stopping)", job.name, job.id, extra=job_extra(job))
+
+    def _observe(self, seconds: float) -> None:
+        """Keep the moving mean of run times that decides the lookahead."""
+        mean = self._mean_run
+        self._mean_run = seconds if mean == float("inf") else 0.8 * mean + 0.2 * seconds
+
+    def _ack(self, job: Job, jt: JobType, result: Any, started_ms: int) -> None:
+        try:
+            encoded = orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError as exc:
+            log.warning(
+                "%s %s returned a result that is not JSON (%s); not stored", job.name, job.id, exc
+            )
+            encoded = b"null"
+        acked = Acked(job.id, job.name, encoded, started_ms, jt.result_ttl_ms, job.history_attempt)
+        self.acker.add(acked, wake=bool(jt.max_concurrency))
+
+    async def checkin(self, job: Job, message: str) -> None:
+        """Record progress of a running job (``await job.checkin("10 of 100")``)."""
+        data = self.serializer.dumps({"message": message, "at": self.clock.now()})
+        await self.scripts.checkin(job.id, job.name, data)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Flush remaining acks and stop the ack flusher."""
+        await self.acker.close(timeout)
+
+
+def _handler_for(jt: JobType, executor: Executor | None) -> Callable[[Job], Awaitable[Any]]:
+    def invoke(job: Job) -> Awaitable[Any]:
+        return call_handler(jt, job, executor)
+
+    return invoke
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``, waking early when ``event`` is set."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass

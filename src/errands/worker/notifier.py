@@ -1,0 +1,98 @@
+"""Wake-ups for idle pools over pub/sub, so a new job starts without polling delay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from ..store.connection import REDIS_ERRORS
+from ..store.topology import connection_option
+
+__all__ = ["Notifier"]
+
+log = logging.getLogger("errands.notifier")
+
+
+class Notifier:
+    """Subscribes to the namespace's wake channel and sets ``event`` on every message; passes
+    messages on the control channel (``cancel:<id>``) to ``on_control``."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        channel: str,
+        event: asyncio.Event,
+        control_channel: str | None = None,
+        on_control: Callable[[str], None] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.channel = channel
+        self.event = event
+        self.control_channel = control_channel
+        self.on_control = on_control
+        self.subscribed = asyncio.Event()
+        # A subscribed connection only ever reads, so a half-open one (a NAT or firewall that
+        # forgot it, a peer gone without a FIN) would go unnoticed for hours: when nothing
+        # arrives for ping_interval (at most the socket timeout), PING; no answer within as
+        # long again: reconnect. A dead subscription is found within about 2 * ping_interval.
+        self.ping_interval = 5.0
+        self.reconnects = 0
+
+    async def run(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    channels = [self.channel]
+                    if self.control_channel:
+                        channels.append(self.control_channel)
+                    await pubsub.subscribe(*channels)
+                    self.subscribed.set()
+                    # wake once after (re)subscribing: messages may have been missed meanwhile
+                    self.event.set()
+                    delay = 0.05
+                    await self._listen(pubsub)
+            except Exception as exc:  # REDIS_ERRORS, and whatever else: never stop listening
+                self.subscribed.clear()
+                self.reconnects += 1
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(level, "wake-up subscription lost (%r); resubscribing in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _listen(self, pubsub: Any) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = connection_option(self.redis, "socket_timeout") or 15.0
+        every = min(self.ping_interval, timeout)  # also how long a PING may take to answer
+        heard = loop.time()
+        pinged: float | None = None
+        while True:
+            message = await pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=min(every, 1.0)
+            )
+            now = loop.time()
+            if message is not None:
+                heard, pinged = now, None
+                if message.get("type") != "pong":
+                    self._dispatch(message)
+            elif pinged is not None and now - pinged > every:
+                raise ConnectionError(
+                    f"no answer on the wake-up subscription for {now - heard:.1f}s"
+                )
+            elif pinged is None and now - heard >= every:
+                await pubsub.ping()
+                pinged = now
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        channel = message.get("channel")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        if channel == self.control_channel and self.on_control is not None:
+            data = message.get("data")
+            self.on_control(data.decode() if isinstance(data, bytes) else str(data))
+        else:
+            self.event.set()

@@ -1,0 +1,365 @@
+"""WorkerPool: register job handlers and middleware, then run them.
+
+>>> pool = WorkerPool.from_url("redis://localhost:6379/0", namespace="myapp", concurrency=32)
+>>> @pool.job("send_email", max_fails=4, timeout=30)
+... async def send_email(job: Job) -> None: ...
+>>> pool.run()        # or: async with pool: ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+
+from ..aio import DaemonThreadPool, cancel_and_wait
+from ..clock import Clock, SystemClock
+from ..errors import RegistrationError
+from ..handlers import JobType
+from ..middleware import ProcessMiddleware
+from ..periodic.enqueuer import PeriodicEnqueuer, PeriodicRegistration
+from ..serialization import JSONSerializer, Serializer
+from ..store.connection import check, connect, describe, redact_url
+from ..store.keys import Keys
+from ..store.scripts import Scripts
+from ..store.topology import RedisClient, as_redis
+from .heartbeat import Heartbeater
+from .loop import Worker
+from .notifier import Notifier
+from .reaper import Reaper
+from .registry import Hook, JobRegistry, call_hook, seconds
+from .requeuer import Requeuer
+from .settler import Settler
+
+if TYPE_CHECKING:
+    from ..enqueuer import Enqueuer
+
+__all__ = ["WorkerPool"]
+
+log = logging.getLogger("errands.pool")
+
+
+class WorkerPool(JobRegistry, PeriodicRegistration):
+    """Runs registered jobs with up to ``concurrency`` at a time in this process.
+
+    Timings (seconds): ``shutdown_grace`` lets running jobs finish on stop; ``dead_timeout``
+    is how long without a heartbeat before a pool counts as dead and its jobs run elsewhere;
+    ``poll_interval`` bounds how late a scheduled or retried job is promoted.
+    """
+
+    def __init__(
+        self,
+        redis: RedisClient | None = None,
+        *,
+        namespace: str = "errands",
+        concurrency: int = 10,
+        url: str | None = None,
+        clock: Clock | None = None,
+        serializer: Serializer | None = None,
+        shutdown_grace: float | timedelta = 30.0,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 2.0,
+        dead_timeout: float = 10.0,
+        max_recoveries: int = 3,
+        dead_max_jobs: int = 10_000,
+        dead_max_age: float | timedelta = timedelta(days=180),
+        schedules: Mapping[str, str] | None = None,
+        schedule_refresh: float = 2.0,
+        history: bool = True,
+        history_retention: float | timedelta = timedelta(days=15),
+        history_max: int = 100_000,
+    ) -> None:
+        if redis is None and url is None:
+            raise RegistrationError("WorkerPool needs a Redis client or url=")
+        if concurrency < 1:
+            raise RegistrationError(f"concurrency must be >= 1, got {concurrency}")
+        if heartbeat_interval <= 0 or dead_timeout < 2 * heartbeat_interval:
+            raise RegistrationError("dead_timeout must be at least twice heartbeat_interval")
+        if max_recoveries < 1:
+            raise RegistrationError("max_recoveries must be >= 1")
+        self.url = url
+        self._redis = as_redis(redis) if redis is not None else None
+        self.namespace = namespace
+        Keys(namespace)  # validates
+        self.concurrency = concurrency
+        self.clock: Clock = clock or SystemClock()
+        self.serializer: Serializer = serializer or JSONSerializer()
+        self.shutdown_grace = seconds(shutdown_grace)
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.dead_timeout = dead_timeout
+        self.max_recoveries = max_recoveries
+        self.dead_max_jobs = dead_max_jobs
+        self.dead_max_age = seconds(dead_max_age)
+        self._init_periodic(schedules)  # named schedules: cron.NAME -> spec
+        self.schedule_refresh = schedule_refresh  # seconds between reads of runtime schedules
+        self.periodic: PeriodicEnqueuer | None = None
+        self.history = history
+        self.history_retention = seconds(history_retention)
+        self.history_max = history_max
+        self.context: dict[str, Any] = {}
+        self.job_types: dict[str, JobType] = {}
+        self._middleware: list[ProcessMiddleware] = []
+        self._on_startup: list[Hook] = []
+        self._on_shutdown: list[Hook] = []
+        self.id = uuid.uuid4().hex[:16]
+        self._started = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.worker: Worker | None = None
+        self.requeuer: Requeuer | None = None
+        self.reaper: Reaper | None = None
+        self.heartbeater: Heartbeater | None = None
+        self._executor: DaemonThreadPool | None = None
+        self._owns_client = redis is None
+        self.bound_enqueuer: Enqueuer | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> WorkerPool:
+        return cls(url=url, **kwargs)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            assert self.url is not None
+            self._redis = connect(self.url)
+        return self._redis
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.namespace)
+
+    def _where(self) -> str:
+        return redact_url(self.url) if self.url else describe(self.redis)
+
+    async def start(self) -> None:
+        """Connect, run startup hooks, start heartbeats, fetching, promotion and reaping."""
+        if self._started:
+            return
+        if not self.job_types:
+            raise RegistrationError("no job types registered: use @pool.job(...) first")
+        await check(self.redis, self.url)
+        # a new identity for every run: a restarted pool never mistakes the jobs a previous
+        # run left in progress (a reaper gives those back) for orphans of its own
+        self.id = uuid.uuid4().hex[:16]
+        self._started = True
+        try:
+            for hook in self._on_startup:
+                await call_hook(hook, self.context)
+        except BaseException:
+            self._started = False  # nothing runs yet: a later start() must really start
+            raise
+        scripts = Scripts(self.redis, self.keys)
+        names = sorted(self.job_types)
+        await self._publish_limits(names)
+        self.heartbeater = Heartbeater(
+            self.redis, self.keys, self.id, self._info(names), self.heartbeat_interval
+        )
+        await asyncio.to_thread(self.heartbeater.start)
+        wake = asyncio.Event()
+        self._build(scripts, names, wake)
+        self._launch(wake)
+        log.info(
+            "pool %s started: %d job types, concurrency %d, Redis %s",
+            self.id,
+            len(names),
+            self.concurrency,
+            self._where(),
+        )
+
+    def _build(self, scripts: Scripts, names: list[str], wake: asyncio.Event) -> None:
+        """Construct the components: worker (with settler), requeuer, reaper, periodic."""
+        if any(not jt.is_async for jt in self.job_types.values()):
+            self._executor = DaemonThreadPool(self.concurrency, thread_name_prefix="errands-job")
+        settler = Settler(
+            scripts,
+            self.id,
+            self.clock,
+            self.serializer,
+            dead_max_jobs=self.dead_max_jobs,
+            dead_max_age=self.dead_max_age,
+            history=self.history,
+        )
+        self.worker = Worker(
+            pool_id=self.id,
+            scripts=scripts,
+            settler=settler,
+            serializer=self.serializer,
+            clock=self.clock,
+            job_types=self.job_types,
+            middleware=self._middleware,
+            concurrency=self.concurrency,
+            context=self.context,
+            executor=self._executor,
+            wake=wake,
+            poll_interval=self.poll_interval,
+            history=self.history,
+            # a job's last chance after crashes runs apart from other crash suspects
+            isolate_recovered=max(1, self.max_recoveries - 1),
+        )
+        self.requeuer = Requeuer(
+            scripts,
+            names,
+            self.clock,
+            self.poll_interval,
+            history_retention=self.history_retention,
+            history_max=self.history_max,
+            ended_max_age=self.dead_max_age,
+            ended_max_jobs=self.dead_max_jobs,
+        )
+        self.reaper = Reaper(
+            scripts,
+            self.clock,
+            self.id,
+            self.heartbeater,
+            self.dead_timeout,
+            max(0.1, min(self.heartbeat_interval, self.dead_timeout / 8)),
+            self.max_recoveries,
+        )
+        self.periodic = PeriodicEnqueuer(
+            self.redis,
+            self.keys,
+            self.clock,
+            self.serializer,
+            self._periodic,
+            pool_id=self.id,
+            refresh_interval=self.schedule_refresh,
+        )
+
+    def _launch(self, wake: asyncio.Event) -> None:
+        """Start the components' loops as tasks."""
+        assert self.worker and self.requeuer and self.reaper and self.periodic
+        notifier = Notifier(
+            self.redis, self.keys.wake_channel, wake, self.keys.control_channel, self._on_control
+        )
+        self._notifier_task = asyncio.create_task(notifier.run(), name="errands-notifier")
+        self._tasks = [
+            asyncio.create_task(self.requeuer.run(), name="errands-requeuer"),
+            asyncio.create_task(self.reaper.run(), name="errands-reaper"),
+            asyncio.create_task(self.worker.sweep_cancel_requests(), name="errands-cancels"),
+        ]
+        self._tasks.append(asyncio.create_task(self.periodic.run(), name="errands-periodic"))
+        self._fetch_task = asyncio.create_task(self.worker.run(), name="errands-fetcher")
+
+    def _on_control(self, message: str) -> None:
+        command, _, job_id = message.partition(":")
+        if self.worker is not None and command in ("cancel", "destroy"):
+            self.worker.cancel_job(job_id, destroy=command == "destroy")
+
+    def _info(self, names: list[str]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "concurrency": self.concurrency,
+            "job_names": names,
+        }
+
+    async def _publish_limits(self, names: list[str]) -> None:
+        limits = {n: self.job_types[n].max_concurrency for n in names}
+        await self.redis.hset(self.keys.limits, mapping=limits)  # type: ignore[arg-type]
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop fetching; let running jobs finish within ``grace`` seconds (default
+        ``shutdown_grace``); cancel the rest and put them back on their queues."""
+        if not self._started or self.worker is None:
+            return
+        grace = self.shutdown_grace if grace is None else grace
+        worker = self.worker
+        worker.stop_fetching()
+        await asyncio.gather(self._fetch_task, return_exceptions=True)
+        if not await worker.wait_idle(grace):
+            n = await worker.cancel_running(timeout=max(5.0, grace))
+            log.warning(
+                "pool %s: %d jobs still running after %.1fs grace were requeued", self.id, n, grace
+            )
+        await worker.close()
+        for task in await cancel_and_wait([*self._tasks, self._notifier_task]):
+            log.error("pool %s: %s ignores cancellation", self.id, task.get_name())
+        hook_error: Exception | None = None
+        for hook in self._on_shutdown:  # a failing hook must not skip the rest of the stop
+            try:
+                await call_hook(hook, self.context)
+            except Exception as exc:
+                log.exception("pool %s: shutdown hook %r failed", self.id, hook)
+                hook_error = hook_error or exc
+        if self.heartbeater is not None:
+            await asyncio.to_thread(self.heartbeater.stop)
+        await self._deregister()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_client and self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        self._started = False
+        log.info("pool %s stopped after %d jobs", self.id, worker.processed)
+        if hook_error is not None:
+            raise hook_error
+
+    async def _deregister(self) -> None:
+        """Remove this pool's registration if it holds no jobs (else the reaper takes them)."""
+        k = self.keys
+        try:
+            if await self.redis.zcard(k.in_progress(self.id)) == 0:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.zrem(k.pools, self.id)
+                    pipe.delete(k.pool_info(self.id))
+                    pipe.srem(k.idle, self.id)
+                    await pipe.execute()
+        except Exception as exc:
+            log.warning("could not deregister pool %s: %s", self.id, exc)
+
+    async def __aenter__(self) -> WorkerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Run until this pool's queues are empty and no job runs (due scheduled and retry
+        jobs are promoted first; ones due later, and paused job names, are not waited for).
+        For tests and --burst."""
+        was_started = self._started
+        await self.start()
+        assert self.worker is not None and self.requeuer is not None
+        keys = self.keys
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.requeuer.promote_once()
+                    self.worker.wake.set()
+                    names = list(self.job_types)
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        pipe.smembers(keys.paused)
+                        for name in names:
+                            pipe.zcard(keys.queue(name))
+                        paused, *sizes = await pipe.execute()
+                    paused_names = {p.decode() for p in paused}
+                    waiting = any(
+                        n for name, n in zip(names, sizes, strict=True) if name not in paused_names
+                    )
+                    if not waiting and self.worker.settled:
+                        await asyncio.sleep(0.01)
+                        # a job may have settled into its retry set, due now, since the promote
+                        if self.worker.settled and (await self.requeuer.promote_once())[0] == 0:
+                            return
+                    await asyncio.sleep(0.005)
+        finally:
+            if not was_started:
+                await self.stop()
+
+    def run(self) -> None:
+        """Run until SIGINT/SIGTERM (blocking); uses uvloop when it is installed."""
+        from .runner import run_pool
+
+        run_pool(self)

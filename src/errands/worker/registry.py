@@ -1,0 +1,105 @@
+"""Registering job types, middleware and hooks on a WorkerPool (the part of its API used
+before it starts)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..backoff import Backoff
+from ..errors import RegistrationError
+from ..handlers import JobType
+from ..middleware import ProcessMiddleware, as_process
+from ..typed import JobDecorator, bind_enqueuer
+
+if TYPE_CHECKING:
+    from ..enqueuer import Enqueuer
+    from .pool import WorkerPool
+
+__all__ = ["Hook", "JobRegistry", "call_hook", "seconds"]
+
+Hook = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+def seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+async def call_hook(hook: Hook, context: dict[str, Any]) -> None:
+    result = hook(context)
+    if inspect.isawaitable(result):
+        await result
+
+
+class JobRegistry:
+    """Mixin of WorkerPool: ``job``, ``register``, ``middleware``, ``on_startup``..."""
+
+    job_types: dict[str, JobType]
+    _middleware: list[ProcessMiddleware]
+    _on_startup: list[Hook]
+    _on_shutdown: list[Hook]
+    _started: bool
+
+    def _as_pool(self) -> WorkerPool:
+        from .pool import WorkerPool
+
+        assert isinstance(self, WorkerPool)
+        return self
+
+    def job(
+        self,
+        name: str | None = None,
+        *,
+        max_fails: int = 4,
+        backoff: Backoff | Callable[[int], float] | None = None,
+        timeout: float | timedelta | None = None,
+        skip_dead: bool = False,
+        max_concurrency: int = 0,
+        priority: int = 1,
+        result_ttl: float | timedelta = timedelta(days=1),
+    ) -> JobDecorator:
+        """Decorator registering a handler (async def, or plain def run in a thread); returns a
+        ``JobFunction``: the handler, plus a typed ``.enqueue(...)``.
+
+        ``priority`` weights how often this job type's queue is sampled (1..100000);
+        ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap);
+        ``result_ttl`` is how long the return value and finished record are kept.
+        """
+        options = {"max_fails": max_fails, "backoff": backoff, "timeout": timeout}
+        options.update(skip_dead=skip_dead, max_concurrency=max_concurrency, priority=priority)
+        return JobDecorator(self._as_pool(), name, {**options, "result_ttl": seconds(result_ttl)})
+
+    def bind_enqueuer(self, enqueuer: Enqueuer | None) -> None:
+        """Set the Enqueuer that ``.enqueue()`` of this pool's job functions uses (None unbinds);
+        it must have the pool's namespace."""
+        bind_enqueuer(self._as_pool(), enqueuer)
+
+    def register(self, name: str, handler: Callable[..., Any], **options: Any) -> None:
+        """Register ``handler`` for job ``name`` (options as for :meth:`job`)."""
+        if self._started:
+            raise RegistrationError("register job types before the pool starts")
+        if name in self.job_types:
+            raise RegistrationError(f"job {name!r} is already registered")
+        timeout = options.pop("timeout", None)
+        if timeout is not None:
+            timeout = seconds(timeout)
+        self.job_types[name] = JobType(name, handler, timeout=timeout, **options)
+
+    def middleware(self, mw: Any) -> Any:
+        """Add middleware: ``async def mw(job, next)`` or an object with ``process``."""
+        if self._started:
+            raise RegistrationError("add middleware before the pool starts")
+        self._middleware.append(as_process(mw))
+        return mw
+
+    def on_startup(self, fn: Hook) -> Hook:
+        """Run ``fn(context)`` before fetching starts (open db pools here; share via context)."""
+        self._on_startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: Hook) -> Hook:
+        """Run ``fn(context)`` after the last job finished."""
+        self._on_shutdown.append(fn)
+        return fn

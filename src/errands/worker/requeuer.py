@@ -1,0 +1,104 @@
+"""The requeuer: one component serving both the scheduled and the retry set of each job name,
+moving due jobs onto their queues. Also releases expired unique locks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ..clock import Clock, to_ms
+from ..store.connection import REDIS_ERRORS
+from ..store.scripts import Scripts
+
+__all__ = ["Requeuer"]
+
+log = logging.getLogger("errands.requeuer")
+
+
+class Requeuer:
+    def __init__(
+        self,
+        scripts: Scripts,
+        names: Sequence[str],
+        clock: Clock,
+        poll_interval: float = 1.0,
+        batch: int = 1000,
+        gc_every: float = 60.0,
+        history_retention: float = 15 * 86400.0,
+        history_max: int = 100_000,
+        ended_max_age: float = 180 * 86400.0,
+        ended_max_jobs: int = 10_000,
+    ) -> None:
+        self.scripts = scripts
+        self.names = list(names)
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.batch = batch
+        self.gc_every = gc_every
+        self.history_retention = history_retention
+        self.history_max = history_max
+        self.ended_max_age = ended_max_age
+        self.ended_max_jobs = ended_max_jobs
+        self.moved = 0
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        """Promote now (used after the clock was moved in tests, and by drain)."""
+        self._kick.set()
+
+    async def promote_once(self) -> tuple[int, int]:
+        """Move every due job; returns (moved, earliest due ms still waiting or -1)."""
+        total = 0
+        while True:
+            moved, earliest = await self.scripts.promote(
+                self.names, to_ms(self.clock.now()), self.batch
+            )
+            total += moved
+            if moved < self.batch:
+                self.moved += total
+                return total, earliest
+
+    async def collect_garbage(self) -> None:
+        """Release expired unique locks, trim the cancelled set (as the dead set is trimmed)
+        and the history to their retention and length."""
+        now = self.clock.now()
+        await self.scripts.unique_gc(to_ms(now))
+        keys = self.scripts.keys
+        await self.scripts.trim_set(
+            keys.cancelled, to_ms(now - self.ended_max_age), self.ended_max_jobs
+        )
+        raw: set[Any] = await self.scripts.redis.smembers(self.scripts.keys.names)
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
+        while True:
+            dropped = await self.scripts.trim_history(
+                names, to_ms(now - self.history_retention), self.history_max
+            )
+            if dropped < 10_000:
+                return
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_gc = loop.time()
+        delay = 0.05
+        while True:
+            self._kick.clear()
+            wait = self.poll_interval
+            try:
+                _moved, earliest = await self.promote_once()
+                if loop.time() >= next_gc:
+                    await self.collect_garbage()
+                    next_gc = loop.time() + self.gc_every
+                if earliest >= 0:
+                    wait = min(wait, max(0.001, earliest / 1000 - self.clock.now()))
+                delay = 0.05
+            except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): never die
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(level, "requeuer pass failed: %r", exc)
+                wait, delay = delay, min(delay * 2, 5.0)
+            try:
+                async with asyncio.timeout(wait):
+                    await self._kick.wait()
+            except TimeoutError:
+                pass

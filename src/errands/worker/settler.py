@@ -1,0 +1,193 @@
+"""What happens to a job that did not succeed: retry with backoff, bury, drop, cancel, snooze
+or requeue. Every outcome is one call of lua/settle.lua, fenced on the pool's in-progress set."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import traceback
+from typing import Any
+
+from ..backoff import Backoff, ExponentialBackoff, backoff_from_dict
+from ..clock import Clock, to_ms
+from ..errors import NonRetryableError
+from ..handlers import JobType
+from ..job import Job
+from ..serialization import Serializer
+from ..store.connection import REDIS_ERRORS
+from ..store.scripts import Scripts, Settle
+
+__all__ = ["Settler"]
+
+log = logging.getLogger("errands.worker")
+
+
+class Settler:
+    def __init__(
+        self,
+        scripts: Scripts,
+        pool_id: str,
+        clock: Clock,
+        serializer: Serializer,
+        *,
+        dead_max_jobs: int,
+        dead_max_age: float,
+        history: bool,
+        cancelled_ttl: float = 86400.0,
+    ) -> None:
+        self.scripts = scripts
+        self.keys = scripts.keys
+        self.pool_id = pool_id
+        self.clock = clock
+        self.serializer = serializer
+        self.dead_max_jobs = dead_max_jobs
+        self.dead_max_age = dead_max_age
+        self.history = history
+        self.cancelled_ttl_ms = int(cancelled_ttl * 1000)
+
+    def _settle(self, job: Job, mode: str, target: str, started_ms: int = 0) -> Settle:
+        now = self.clock.now()
+        return Settle(
+            id=job.id,
+            name=job.name,
+            mode=mode,
+            target=target,
+            now_ms=to_ms(now),
+            attempt=job.history_attempt,
+            started_ms=started_ms,
+            dead_max=self.dead_max_jobs,
+            dead_min_ms=to_ms(now - self.dead_max_age),
+            history=self.history,
+            ttl_ms=self.cancelled_ttl_ms,  # for the record if a cancel request turns it
+        )
+
+    async def requeue(self, job: Job) -> None:
+        """Back on its queue without counting a failure (pool stopping)."""
+        await self._send(self._settle(job, "requeue", self.keys.queue(job.name)))
+
+    async def requeue_fetched(self, job_id: str, name: str) -> None:
+        """Back on its queue: a job fetched ahead that never started (pool stopping)."""
+        now_ms = to_ms(self.clock.now())
+        await self._send(
+            Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
+        )
+
+    async def snooze(self, job: Job, delay: float) -> None:
+        """Run again after ``delay`` seconds without counting a failure."""
+        if delay <= 0:
+            await self.requeue(job)
+            return
+        s = self._settle(job, "later", self.keys.scheduled(job.name))
+        s.score_ms = to_ms(self.clock.now() + delay)
+        await self._send(s)
+
+    async def cancelled(self, job: Job, started_ms: int, destroy: bool) -> None:
+        """A running job cancelled on request: never retried; ``destroy`` removes every trace."""
+        s = self._settle(job, "drop" if destroy else "cancelled", self.keys.cancelled, started_ms)
+        s.score_ms, s.ttl_ms, s.counter = s.now_ms, self.cancelled_ttl_ms, "cancelled"
+        s.history = self.history and not destroy
+        await self._send(s)
+
+    async def fail(self, job: Job, jt: JobType, exc: BaseException, started_ms: int) -> str:
+        """Count a failure: retry after the backoff, or bury (or drop) when out of attempts.
+        Returns a short description for the log line."""
+        now = self.clock.now()
+        s = self._settle(job, "retry", self.keys.retry(job.name), started_ms)
+        job.fails += 1
+        max_fails = int((job.retry or {}).get("max_fails", jt.max_fails))
+        error = {
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc))[-8000:],
+            "at": now,
+            "attempt": job.fails,
+        }
+        final = job.fails >= max_fails or isinstance(exc, NonRetryableError)
+        try:
+            # retries run with the args as enqueued, whatever the handler did to job.args
+            env = self.serializer.loads(job._raw) if job._raw is not None else job.envelope()
+            env["f"] = job.fails
+            s.envelope = self.serializer.dumps(env)
+        except Exception as bad:
+            # the handler or a middleware put non-JSON data into args or meta: the job cannot be
+            # stored as it is now, so it is buried with the data it was stored with
+            error["error"] = f"{error['error']} (and it cannot be retried: {bad})"
+            final = True
+        s.error = self.serializer.dumps(error)
+        if not final:
+            delay = retry_delay(job, jt)
+            s.score_ms, s.counter = to_ms(now + delay), "failed"
+            await self._send(s)
+            return f"failed (attempt {job.fails} of {max_fails}, retry in {delay:.1f}s)"
+        s.mode = "drop" if jt.skip_dead else "dead"
+        s.target, s.score_ms = self.keys.dead, to_ms(now)
+        s.counter = "dropped" if jt.skip_dead else "dead"
+        await self._send(s)
+        return f"failed for good (attempt {job.fails}, {'dropped' if jt.skip_dead else 'dead'})"
+
+    async def bury_corrupt(self, job_id: str, name: str, reason: str) -> None:
+        """An entry that cannot be decoded goes to the dead set with the reason."""
+        now = self.clock.now()
+        log.error(
+            "%s %s buried: %s", name, job_id, reason, extra={"job_id": job_id, "job_name": name}
+        )
+        s = Settle(
+            id=job_id,
+            name=name,
+            mode="dead",
+            target=self.keys.dead,
+            now_ms=to_ms(now),
+            attempt=1,
+            score_ms=to_ms(now),
+            counter="dead",
+            dead_max=self.dead_max_jobs,
+            dead_min_ms=to_ms(now - self.dead_max_age),
+            history=False,
+            error=self.serializer.dumps({"error": reason, "at": now, "attempt": 0}),
+        )
+        await self._send(s)
+
+    async def _send(self, s: Settle) -> None:
+        """Settle, retrying while Redis is away (like acks). If the pool is stopped first, the
+        job stays in its in-progress set and a reaper gives it back once the pool is gone."""
+        delay = 0.05
+        while True:
+            try:
+                await self.scripts.settle(self.pool_id, s)
+                return
+            except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): keep trying
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(level, "could not settle %s %s (%r); retrying", s.name, s.id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def retry_delay(job: Job, jt: JobType) -> float:
+    """Seconds until the retry; a backoff that raises or returns nonsense must not strand the
+    job in the in-progress set, so the default policy stands in for it."""
+    try:
+        delay = float(backoff_for(job, jt).delay(job.fails))
+        if math.isfinite(delay) and delay >= 0:
+            return delay
+        problem = f"returned {delay!r}"
+    except Exception as exc:
+        problem = f"raised {type(exc).__name__}: {exc}"
+    log.error("%s %s: backoff %s; using the default backoff", job.name, job.id, problem)
+    return ExponentialBackoff().delay(job.fails)
+
+
+def backoff_for(job: Job, jt: JobType) -> Backoff:
+    """The per-job backoff given at enqueue, else the job type's."""
+    spec: Any = (job.retry or {}).get("backoff")
+    if spec:
+        try:
+            return backoff_from_dict(spec)
+        except (ValueError, KeyError, TypeError):
+            log.warning(
+                "%s %s has an invalid per-job backoff %r; using the job type's",
+                job.name,
+                job.id,
+                spec,
+            )
+    assert jt.backoff is not None
+    return jt.backoff

@@ -1,0 +1,146 @@
+"""The command line, as real subprocesses: ``python -m errands worker MODULE:ATTR ...`` and a
+project's own worker module ending in ``pool.run()``."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Enqueuer
+from errands.store.devserver import free_port
+from errands.store.keys import Keys
+from tests.support.procs import Procs, eventually, live_pools, max_overlap, records
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    with Procs(tmp_path) as p:
+        yield p
+
+
+async def enqueue_work(redis_url: str, namespace: str, n: int, seconds: float) -> set[str]:
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        jobs = await enqueuer.enqueue_many([("work", {"seconds": seconds})] * n)
+    return {job.id for job in jobs}
+
+
+@pytest.mark.parametrize("target", ["single:pool", "single:make_pool"])
+async def test_burst_processes_queued_jobs_and_exits_0(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis, target: str
+) -> None:
+    ids = await enqueue_work(redis_url, namespace, 5, 0.01)
+    proc = procs.worker(target, redis_url, namespace, "--burst")
+    assert await proc.wait(20) == 0, proc.output()
+    done = await records(redis, namespace, "intervals")
+    assert sorted(r["id"] for r in done) == sorted(ids)
+    keys = Keys(namespace)
+    assert await redis.zcard(keys.queue("work")) == 0
+    assert await redis.hget(keys.stats, "processed") == b"5"
+    assert await live_pools(redis, namespace) == []
+
+
+async def test_burst_with_empty_queues_exits_at_once(
+    procs: Procs, redis_url: str, namespace: str
+) -> None:
+    proc = procs.worker("single:pool", redis_url, namespace, "--burst")
+    assert await proc.wait(10) == 0, proc.output()
+
+
+async def test_processes_2_burst_runs_two_worker_processes(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    ids = await enqueue_work(redis_url, namespace, 16, 0.15)
+    proc = procs.worker("single:pool", redis_url, namespace, "--processes", "2", "--burst")
+    assert await proc.wait(30) == 0, proc.output()
+    done = await records(redis, namespace, "intervals")
+    assert sorted(r["id"] for r in done) == sorted(ids)
+    pids = {r["pid"] for r in done}
+    assert len(pids) == 2, f"jobs ran in {pids}"
+    assert proc.pid not in pids  # the supervisor runs no jobs itself
+    # each child has concurrency 1, so two processes overlap by at most 2
+    assert max_overlap([(r["start"], r["end"]) for r in done]) == 2
+
+
+async def test_concurrency_flag_overrides_the_pool(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    await enqueue_work(redis_url, namespace, 8, 0.3)
+    proc = procs.worker("single:pool", redis_url, namespace, "--concurrency", "4", "--burst")
+    assert await proc.wait(20) == 0, proc.output()
+    done = await records(redis, namespace, "intervals")
+    assert len(done) == 8
+    # the app says concurrency=1; the flag says 4
+    assert max_overlap([(r["start"], r["end"]) for r in done]) == 4
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            "tests.support.apps.no_such_module:pool",
+            "cannot import 'tests.support.apps.no_such_module'",
+        ),
+        ("tests.support.apps.single:no_such_pool", "has no attribute 'no_such_pool'"),
+        ("tests.support.apps.single", "expected MODULE:ATTRIBUTE"),
+        ("tests.support.apps.single:not_a_pool", "is a int, not a WorkerPool"),
+    ],
+)
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_bad_import_path_exits_2_with_a_message(
+    procs: Procs, redis_url: str, namespace: str, target: str, message: str, processes: str
+) -> None:
+    args = ["-m", "errands", "worker", target, "--redis", redis_url, "--namespace", namespace]
+    proc = procs.start([*args, "--processes", processes, "--burst"])
+    assert await proc.wait(15) == 2
+    output = proc.output()
+    assert message in output, output
+    assert output.startswith("errands: "), output
+    assert "Traceback" not in output, output
+
+
+async def test_unreachable_redis_exits_2_naming_the_url(procs: Procs, namespace: str) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    proc = procs.worker("single:pool", url, namespace, "--burst")
+    assert await proc.wait(30) == 2
+    output = proc.output()
+    assert "cannot reach Redis at redis://:***@127.0.0.1:" in output, output
+    assert "hunter2" not in output
+    assert "Traceback" not in output, output
+
+
+async def test_own_worker_module_with_pool_run(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    ids = await enqueue_work(redis_url, namespace, 4, 0.05)
+    env = {"ERRANDS_REDIS_URL": redis_url, "ERRANDS_NAMESPACE": namespace}
+    proc = procs.start(["-m", "tests.support.apps.own_worker"], env=env)
+
+    async def finished() -> bool:
+        done = await records(redis, namespace, "intervals")
+        return sorted(r["id"] for r in done) == sorted(ids)
+
+    await eventually(finished, 15, "the own worker to run 4 jobs")
+    assert proc.poll() is None, proc.output()
+    proc.send(signal.SIGTERM)
+    assert await proc.wait(10) == 0, proc.output()
+    assert "Traceback" not in proc.output()
+    assert await live_pools(redis, namespace) == []
+
+
+async def test_sigterm_to_supervisor_stops_every_child(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    proc = procs.worker("single:pool", redis_url, namespace, "--processes", "2")
+
+    async def both_up() -> bool:
+        return len(await live_pools(redis, namespace)) == 2
+
+    await eventually(both_up, 15, "two worker processes to register")
+    proc.send(signal.SIGTERM)
+    assert await proc.wait(15) == 0, proc.output()
+    assert await live_pools(redis, namespace) == []
+    assert proc.output().count("SIGTERM received") == 2, proc.output()

@@ -1,0 +1,87 @@
+"""Lookahead: with short jobs a pool fetches up to `concurrency` jobs ahead of its free slots and
+starts them the moment a slot frees; they are held like running jobs and never lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from errands import Enqueuer, Job, WorkerPool
+from errands.store.keys import Keys
+
+
+async def _until(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.01)
+
+
+async def test_jobs_fetched_ahead_go_back_on_their_queue_at_stop(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    gate = asyncio.Event()
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2, shutdown_grace=0.1)
+
+    @pool.job("work")
+    async def work(job: Job, block: bool) -> None:
+        if block:
+            await gate.wait()
+
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    await enqueuer.enqueue_many([("work", {"block": False}) for _ in range(6)])
+    async with pool:
+        await pool.drain(timeout=5)  # short runs: the lookahead switches on
+        worker = pool.worker
+        assert worker is not None and worker.lookahead == 2
+        await enqueuer.enqueue_many([("work", {"block": True}) for _ in range(10)])
+
+        async def held_four() -> bool:
+            return len(worker.buffer) == 2 and await redis.zcard(keys.in_progress(pool.id)) == 4
+
+        await _until(held_four)
+        assert worker.busy == 2
+        pool_id = pool.id
+    # stopped: 2 running jobs cancelled and requeued, 2 fetched ahead requeued, none lost
+    assert await redis.zcard(keys.queue("work")) == 10
+    assert await redis.zcard(keys.in_progress(pool_id)) == 0
+    assert await redis.hget(keys.running, "work") == b"0"
+    assert await redis.hget(keys.stats, "failed") is None
+    gate.set()
+    again = WorkerPool(redis, namespace=namespace, concurrency=4)
+    seen: list[str] = []
+
+    @again.job("work")
+    async def work2(job: Job, block: bool) -> None:
+        seen.append(job.id)
+
+    await again.drain(timeout=5)
+    assert len(seen) == 10 and len(set(seen)) == 10
+
+
+async def test_no_lookahead_for_long_jobs_or_capped_job_types(redis: Redis, namespace: str) -> None:
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4)
+
+    @pool.job("quick")
+    async def quick(job: Job) -> None: ...
+
+    capped = WorkerPool(redis, namespace=namespace + "c", concurrency=4)
+
+    @capped.job("quick")
+    async def quick2(job: Job) -> None: ...
+
+    @capped.job("limited", max_concurrency=1)
+    async def limited(job: Job) -> None: ...
+
+    async with pool, capped:
+        worker, capped_worker = pool.worker, capped.worker
+        assert worker is not None and capped_worker is not None
+        assert worker.lookahead == 0  # nothing measured yet
+        worker._observe(0.001)
+        assert worker.lookahead == 4
+        for _ in range(10):
+            worker._observe(2.0)  # long jobs: a job fetched ahead could wait seconds
+        assert worker.lookahead == 0
+        capped_worker._observe(0.001)
+        assert capped_worker.lookahead == 0  # a capped job type: never fetch ahead
