@@ -9,8 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from errands import Enqueuer, Job, WorkerPool
+from errands.typed import JobHost
 
 pool = WorkerPool.from_url("redis://localhost:6379/0", namespace="typing")
+
+
+def pool_is_a_job_host(p: WorkerPool) -> JobHost:
+    return p
 
 
 @dataclass

@@ -14,20 +14,39 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 from weakref import WeakKeyDictionary
 
+from redis.asyncio import Redis
+
 from .backoff import RetryOptions
+from .clock import Clock
 from .convert import to_json
 from .enqueuer import UNIQUE_TTL, Enqueuer
 from .errors import RegistrationError
 from .handlers import resolve_hints, takes_job
 from .job import Job
+from .serialization import Serializer
 
-if TYPE_CHECKING:
-    from .worker.pool import WorkerPool
+__all__ = ["EnqueueCall", "JobDecorator", "JobFunction", "JobHost"]
 
-__all__ = ["EnqueueCall", "JobDecorator", "JobFunction"]
+
+class JobHost(Protocol):
+    """What a job function needs of the pool that registered it (``WorkerPool`` is one)."""
+
+    namespace: str
+    clock: Clock
+    serializer: Serializer
+    bound_enqueuer: Enqueuer | None
+
+    @property
+    def redis(self) -> Redis: ...
+
+    @property
+    def started(self) -> bool: ...
+
+    def register(self, name: str, handler: Callable[..., Any], **options: Any) -> None: ...
+
 
 P = ParamSpec("P")  # the job's arguments: what enqueue() takes
 C = ParamSpec("C")  # the handler's own parameters: what calling it takes
@@ -39,7 +58,7 @@ class JobFunction(Generic[P, C, R]):
     queue with the handler's parameters as its arguments (converted to JSON: datetimes,
     dataclasses, pydantic models... come back as such in the handler)."""
 
-    def __init__(self, pool: WorkerPool, name: str, fn: Callable[C, R]) -> None:
+    def __init__(self, pool: JobHost, name: str, fn: Callable[C, R]) -> None:
         self.pool = pool
         self.name = name
         self._errands_handler = fn  # what JobType registers
@@ -126,16 +145,16 @@ class EnqueueCall(Generic[P]):
         return await enqueuer.enqueue(fn.name, job_args, **self._options)
 
 
-_own_enqueuers: WeakKeyDictionary[WorkerPool, Enqueuer] = WeakKeyDictionary()
+_own_enqueuers: WeakKeyDictionary[JobHost, Enqueuer] = WeakKeyDictionary()
 
 
-def default_enqueuer(pool: WorkerPool) -> Enqueuer:
+def default_enqueuer(pool: JobHost) -> Enqueuer:
     """The Enqueuer bound with ``pool.bind_enqueuer``; inside a running pool (a handler enqueueing
     a follow-up job) one on the pool's own connection."""
-    bound: Enqueuer | None = getattr(pool, "bound_enqueuer", None)
+    bound = pool.bound_enqueuer
     if bound is not None:
         return bound
-    if getattr(pool, "_started", False):
+    if pool.started:
         own = _own_enqueuers.get(pool)
         if own is None or own.redis is not pool.redis:
             own = Enqueuer(
@@ -149,7 +168,7 @@ def default_enqueuer(pool: WorkerPool) -> Enqueuer:
     )
 
 
-def bind_enqueuer(pool: WorkerPool, enqueuer: Enqueuer | None) -> None:
+def bind_enqueuer(pool: JobHost, enqueuer: Enqueuer | None) -> None:
     if enqueuer is not None and enqueuer.keys.namespace != pool.namespace:
         raise RegistrationError(
             f"the Enqueuer's namespace {enqueuer.keys.namespace!r} is not the pool's "
@@ -161,7 +180,7 @@ def bind_enqueuer(pool: WorkerPool, enqueuer: Enqueuer | None) -> None:
 class JobDecorator:
     """``@pool.job(name, **options)``: registers the function and returns a JobFunction."""
 
-    def __init__(self, pool: WorkerPool, name: str | None, options: dict[str, Any]) -> None:
+    def __init__(self, pool: JobHost, name: str | None, options: dict[str, Any]) -> None:
         self._pool = pool
         self._name = name
         self._options = options

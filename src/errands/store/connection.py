@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -11,6 +10,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff as RedisBackoff
 
 from ..errors import RedisUnavailableError
+from .topology import connect_url, describe_client
+from .urls import redact_url
 
 __all__ = ["REDIS_ERRORS", "connect", "redact_url"]
 
@@ -28,30 +29,6 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
-
-
-def redact_url(url: str) -> str:
-    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``; also hides passwords in
-    the query string (``?sentinel_password=...``) and works for every scheme errands knows."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable Redis URL>"
-    netloc, query = parts.netloc, parts.query
-    userinfo, at, hostport = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        # keep host and port verbatim: .port raises on a bad port, .hostname drops IPv6 brackets
-        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    if "password" in query.lower():
-        query = "&".join(_redact_option(option) for option in query.split("&"))
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _redact_option(option: str) -> str:
-    name, eq, _value = option.partition("=")
-    return f"{name}=***" if eq and "password" in name.lower() else option
 
 
 def client_options(**overrides: Any) -> dict[str, Any]:
@@ -76,15 +53,11 @@ def connect(url: str, **overrides: Any) -> Redis:
     """An asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://``,
     ``redis+cluster://``, ``redis+sentinel://``: see :mod:`errands.topology`); a malformed URL
     raises naming it (password hidden)."""
-    from .topology import connect_url
-
     return connect_url(url, client_options(), **overrides)
 
 
 def describe(redis: Any) -> str:
     """A URL-like description of the server a client talks to, for error messages."""
-    from .topology import describe_client
-
     return describe_client(redis)
 
 

@@ -37,6 +37,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from ..errors import RedisUnavailableError
+from .urls import redact_url
 
 __all__ = [
     "RedisClient",
@@ -91,8 +92,6 @@ class RedisTarget:
 
 
 def _invalid(url: str, why: str) -> RedisUnavailableError:
-    from .connection import redact_url
-
     return RedisUnavailableError(f"invalid Redis URL {redact_url(url)}: {why}")
 
 

@@ -37,6 +37,7 @@ from .notifier import Notifier
 from .reaper import Reaper
 from .registry import Hook, JobRegistry, call_hook, seconds
 from .requeuer import Requeuer
+from .runner import run_pool
 from .settler import Settler
 
 if TYPE_CHECKING:
@@ -126,6 +127,11 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
         return cls(url=url, **kwargs)
 
     # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        """True from ``start()`` until ``stop()``."""
+        return self._started
+
     @property
     def redis(self) -> Redis:
         if self._redis is None:
@@ -360,6 +366,4 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
 
     def run(self) -> None:
         """Run until SIGINT/SIGTERM (blocking); uses uvloop when it is installed."""
-        from .runner import run_pool
-
         run_pool(self)

@@ -6,17 +6,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..backoff import Backoff
 from ..errors import RegistrationError
 from ..handlers import JobType
 from ..middleware import ProcessMiddleware, as_process
-from ..typed import JobDecorator, bind_enqueuer
+from ..typed import JobDecorator, JobHost, bind_enqueuer
 
 if TYPE_CHECKING:
     from ..enqueuer import Enqueuer
-    from .pool import WorkerPool
 
 __all__ = ["Hook", "JobRegistry", "call_hook", "seconds"]
 
@@ -42,11 +41,8 @@ class JobRegistry:
     _on_shutdown: list[Hook]
     _started: bool
 
-    def _as_pool(self) -> WorkerPool:
-        from .pool import WorkerPool
-
-        assert isinstance(self, WorkerPool)
-        return self
+    def _as_host(self) -> JobHost:
+        return cast("JobHost", self)  # WorkerPool, the only class using this mixin
 
     def job(
         self,
@@ -69,12 +65,12 @@ class JobRegistry:
         """
         options = {"max_fails": max_fails, "backoff": backoff, "timeout": timeout}
         options.update(skip_dead=skip_dead, max_concurrency=max_concurrency, priority=priority)
-        return JobDecorator(self._as_pool(), name, {**options, "result_ttl": seconds(result_ttl)})
+        return JobDecorator(self._as_host(), name, {**options, "result_ttl": seconds(result_ttl)})
 
     def bind_enqueuer(self, enqueuer: Enqueuer | None) -> None:
         """Set the Enqueuer that ``.enqueue()`` of this pool's job functions uses (None unbinds);
         it must have the pool's namespace."""
-        bind_enqueuer(self._as_pool(), enqueuer)
+        bind_enqueuer(self._as_host(), enqueuer)
 
     def register(self, name: str, handler: Callable[..., Any], **options: Any) -> None:
         """Register ``handler`` for job ``name`` (options as for :meth:`job`)."""

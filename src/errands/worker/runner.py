@@ -7,17 +7,29 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .pool import WorkerPool
+from .loop import Worker
 
-__all__ = ["run_pool"]
+__all__ = ["Servable", "run_pool"]
 
 log = logging.getLogger("errands.runner")
 
 
-async def serve(pool: WorkerPool, *, burst: bool = False) -> None:
+class Servable(Protocol):
+    """What running as a process needs of a pool (``WorkerPool`` is one)."""
+
+    shutdown_grace: float
+    worker: Worker | None
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+async def serve(pool: Servable, *, burst: bool = False) -> None:
     """Run ``pool`` until SIGINT/SIGTERM (or, with ``burst``, until its queues are empty).
     A second signal cancels running jobs at once (they are put back on their queues)."""
     loop = asyncio.get_running_loop()
@@ -56,7 +68,7 @@ async def serve(pool: WorkerPool, *, burst: bool = False) -> None:
         _exit_if_jobs_stuck(pool)
 
 
-def _exit_if_jobs_stuck(pool: WorkerPool) -> None:
+def _exit_if_jobs_stuck(pool: Servable) -> None:
     """A plain-def handler cannot be interrupted: when its thread outlives the stop, its job task
     keeps waiting for it (the job keeps its slot, so it never runs twice at once), and
     asyncio.run would wait for that thread however long it takes. The job stays in this pool's
@@ -72,7 +84,7 @@ def _exit_if_jobs_stuck(pool: WorkerPool) -> None:
     os._exit(0)
 
 
-def run_pool(pool: WorkerPool, *, burst: bool = False) -> None:
+def run_pool(pool: Servable, *, burst: bool = False) -> None:
     """Blocking entry point behind ``pool.run()`` and ``python -m errands worker``."""
     if not logging.getLogger().handlers:
         logging.basicConfig(
