@@ -1,5 +1,5 @@
-"""Real Redis topologies for the scale-out tests, started from ``redis-server`` and
-``redis-cli`` on loopback: a cluster with replicas, a master/replica pair watched by three
+"""Real Redis topologies for the scale-out tests, started from ``redis-server`` (or the bundled
+``valkey-server``) on loopback: a cluster with replicas, a master/replica pair watched by three
 sentinels, a TLS server with a throw-away CA, and servers with ACL users.
 
 Every process is started in its own directory under a temporary dir and killed by ``close()``.

@@ -1,10 +1,9 @@
-"""A Redis Cluster on loopback: N masters with R replicas each, made by
-``redis-cli --cluster create``."""
+"""A Redis Cluster on loopback: N masters with R replicas each, made with cluster commands sent
+by redis-py (CLUSTER ADDSLOTSRANGE, MEET, REPLICATE), so no ``redis-cli`` is needed."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,13 +36,10 @@ class ClusterInfra:
         # replicas show in CLUSTER SLOTS once their offset moved: ping them every second
         config = "--cluster-enabled yes --cluster-config-file nodes.conf"
         config += f" --repl-ping-replica-period 1 --cluster-node-timeout {node_timeout_ms}"
+        self.bus_ports = [free_port() for _ in range(masters * (1 + replicas))]
         self.nodes = [
-            Node(
-                self.root,
-                f"node{i}",
-                [*config.split(), "--cluster-port", str(free_port()), *args],
-            )
-            for i in range(masters * (1 + replicas))
+            Node(self.root, f"node{i}", [*config.split(), "--cluster-port", str(bus), *args])
+            for i, bus in enumerate(self.bus_ports)
         ]
 
     @property
@@ -55,16 +51,33 @@ class ClusterInfra:
         try:
             for node in self.nodes:
                 node.start()
-            create = ["redis-cli", "--cluster", "create", *(n.addr for n in self.nodes)]
-            create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
-            done = subprocess.run(create, capture_output=True, text=True, timeout=60)
-            if done.returncode != 0:
-                raise RuntimeError(f"cluster create failed:\n{done.stdout}\n{done.stderr}")
+            self._create()
             self.wait_healthy()
         except BaseException:
             self.close()
             raise
         return self
+
+    def _create(self) -> None:
+        """Masters first, each given an equal share of the 16384 slots; every node meets the
+        first; then each replica follows its master (round robin)."""
+        masters, replicas = self.nodes[: self.masters], self.nodes[self.masters :]
+        share = 16384 // self.masters
+        for i, master in enumerate(masters):
+            last = 16383 if i == self.masters - 1 else (i + 1) * share - 1
+            master.call("CLUSTER", "ADDSLOTSRANGE", i * share, last)
+        first = self.nodes[0]
+        for node, bus in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
+            first.call("CLUSTER", "MEET", "127.0.0.1", node.port, bus)
+        everyone = len(self.nodes)
+
+        def all_met() -> bool:
+            return all(len(n.call("CLUSTER", "NODES").splitlines()) == everyone for n in self.nodes)
+
+        wait_for("every node knows every other", all_met, 30.0)
+        ids = [m.call("CLUSTER", "MYID") for m in masters]
+        for j, replica in enumerate(replicas):
+            replica.call("CLUSTER", "REPLICATE", ids[j % self.masters])
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Every live node says the cluster is ok and every master has its replicas in sync."""
