@@ -218,7 +218,8 @@ def reference(
     """Every fire time in (start, end] by the documented policy, by walking real time minute by
     minute with zoneinfo: a real instant fires when its wall time matches (only the first
     occurrence of a repeated wall time unless the hour field is a wildcard); the first instant
-    after a spring-forward gap fires when any skipped wall time matches."""
+    after a spring-forward gap fires when any skipped wall time matches and the hour field is
+    not a wildcard. (New York's changes are whole hours: no wildcard run comes too soon.)"""
     out: list[float] = []
     t = int(start) // 60 * 60 + 60
     prev_wall = datetime.fromtimestamp(t - 60, NY).replace(tzinfo=None)
@@ -231,7 +232,7 @@ def reference(
             skipped.append(wall - gap)
             gap -= timedelta(minutes=1)
         fires_here = matches(wall) and (wildcard_hour or local.fold == 0)
-        if fires_here or any(matches(w) for w in skipped):
+        if fires_here or (not wildcard_hour and any(matches(w) for w in skipped)):
             out.append(float(t))
         prev_wall = wall
         t += 60

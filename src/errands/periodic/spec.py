@@ -8,30 +8,24 @@ Spec forms: 6 cron fields (seconds first), 5 cron fields (standard, at second 0)
 duration: ``h m s ms``, decimals allowed) or a ``timedelta``, and ``cron.NAME`` looked up in
 a mapping of named schedules.
 
-Time-zone policy (cron forms; ``@every`` is absolute, aligned on the Unix epoch):
-
-* cron fields match the LOCAL wall-clock time of the schedule's time zone (default UTC);
-* a wall time that occurs twice (the repeated hour when clocks fall back) fires for each real
-  occurrence when the hour field is a wildcard or step (``*``, ``*/2``), and once, at the first
-  occurrence, when the hour field names hours (``1``, ``0-6``, ``1,13``);
-* a wall time skipped when clocks spring forward fires once, at the first instant after the gap
-  (a 02:30 daily job fires at 03:00 on that day).
+Cron fields match the LOCAL wall-clock time of the schedule's time zone (default UTC); the
+daylight-saving policy is in :mod:`errands.periodic.wallclock`. ``@every`` is absolute, aligned
+on the Unix epoch.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from ..errors import RegistrationError
+from .cron import CronError, CronExpr, parse_cron
+from .wallclock import NoFireTime, named_next, wildcard_next
 
 __all__ = [
     "MACROS",
@@ -54,7 +48,6 @@ MACROS = {
 _UNITS_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
 _NAMED_PREFIX = "cron."
-_MAX_STEPS = 200_000  # cron matches examined per next_fire call (an hour of per-second DST fold)
 
 
 def parse_duration(text: str) -> int:
@@ -97,27 +90,35 @@ class Schedule:
     text: str = ""  # the spec after resolving ``cron.NAME`` (what is stored in Redis)
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
     wildcard_hour: bool = field(init=False, repr=False, compare=False)
-    _matcher: Any = field(init=False, repr=False, compare=False)
+    _cron: CronExpr | None = field(init=False, repr=False, compare=False)
+    _period: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", _zone(self.tz))
         if not self.text:
             object.__setattr__(self, "text", self.spec)
-        hour = self.expr.split()[2] if self.expr else "*"
-        object.__setattr__(self, "wildcard_hour", hour.startswith("*"))
+        cron = None
         if self.expr:
             try:
-                matcher = croniter(self.expr, second_at_beginning=True)
-            except (ValueError, KeyError, TypeError) as exc:
+                cron = parse_cron(self.expr)
+            except CronError as exc:
                 raise RegistrationError(f"bad cron spec {self.text!r}: {exc}") from None
-            object.__setattr__(self, "_matcher", matcher)
+        object.__setattr__(self, "_cron", cron)
+        object.__setattr__(self, "wildcard_hour", cron is None or cron.hour_wildcard)
+        object.__setattr__(self, "_period", cron.shortest_interval() if cron else 0)
 
     def next_fire(self, after: float) -> float:
         """The first fire time after ``after`` (epoch seconds), following the DST policy."""
         if self.interval_ms is not None:
             step = self.interval_ms
             return (math.floor(after * 1000) // step + 1) * step / 1000
-        return self._cron_next(after)
+        assert self._cron is not None
+        try:
+            if self.wildcard_hour:
+                return wildcard_next(self._cron, self.zone, self._period, after)
+            return named_next(self._cron, self.zone, after)
+        except NoFireTime as exc:
+            raise RegistrationError(f"schedule {self.spec!r}: {exc}") from None
 
     def fire_times(self, after: float, until: float) -> list[float]:
         """Every fire time in ``(after, until]``."""
@@ -144,50 +145,6 @@ class Schedule:
         while (following := self.next_fire(latest)) <= now:
             latest = following
         return latest
-
-    # -- cron with the time-zone policy -------------------------------------------------------
-    def _cron_next(self, after: float) -> float:
-        local = datetime.fromtimestamp(math.floor(after), self.zone)
-        start = local.replace(tzinfo=None)
-        if self.wildcard_hour and local.fold == 0:
-            # a repeated wall time before `start` may still have its second occurrence ahead
-            other = start.replace(tzinfo=self.zone, fold=1).utcoffset()
-            this = local.utcoffset()
-            if other is not None and this is not None and other < this:
-                start -= this - other
-        matches = copy.copy(self._matcher)  # parsing the expression is the costly part
-        matches.set_current(start, force=True)
-        best = math.inf
-        for _ in range(_MAX_STEPS):
-            wall: datetime = matches.get_next(datetime)
-            first, second = self._instants(wall)
-            if second is not None and second > after:
-                best = min(best, second)
-            if first > after:
-                return min(best, first)
-        raise RegistrationError(f"schedule {self.spec!r}: no fire time found after {after}")
-
-    def _instants(self, wall: datetime) -> tuple[float, float | None]:
-        """The real instants of a local wall time: (first, second occurrence if it fires)."""
-        early = wall.replace(tzinfo=self.zone, fold=0).timestamp()
-        late = wall.replace(tzinfo=self.zone, fold=1).timestamp()
-        if early == late:
-            return early, None
-        if early < late:  # repeated wall time (fall back)
-            return early, late if self.wildcard_hour else None
-        return self._transition(late, early), None  # skipped wall time (spring forward)
-
-    def _transition(self, lo: float, hi: float) -> float:
-        """The instant in (lo, hi] where the UTC offset changes: the first one after a gap."""
-        before = datetime.fromtimestamp(lo, self.zone).utcoffset()
-        low, high = math.floor(lo), math.ceil(hi)
-        while high - low > 1:
-            mid = (low + high) // 2
-            if datetime.fromtimestamp(mid, self.zone).utcoffset() == before:
-                low = mid
-            else:
-                high = mid
-        return float(high)
 
 
 def _zone(tz: str) -> ZoneInfo:
@@ -256,13 +213,6 @@ def parse_schedule(
 
 
 def _checked(schedule: Schedule) -> Schedule:
-    """Reject specs croniter refuses, and ones that never fire (``0 0 0 30 2 *``)."""
-    try:
-        if not croniter.is_valid(schedule.expr, second_at_beginning=True):
-            raise ValueError("not a valid cron expression")
-        schedule.next_fire(1_767_225_600.0)
-    except RegistrationError:
-        raise
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RegistrationError(f"bad cron spec {schedule.spec!r}: {exc}") from None
+    """Reject specs that never fire (``0 0 0 30 2 *``)."""
+    schedule.next_fire(1_767_225_600.0)
     return schedule
