@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -164,3 +164,85 @@ def test_zones_have_the_expected_changes(tz: str) -> None:
     """The cases really start around clock changes (tzdata present and as expected)."""
     count = len(transitions(tz))
     assert count == (0 if tz in ("UTC", "Asia/Kolkata") else 6), count
+
+
+def cronsim_fires(spec: str, tz: str, after: float, count: int) -> list[float]:
+    """cronsim's own answer, with its own time-zone handling (it emulates Debian cron)."""
+    out: list[float] = []
+    for fire in CronSim(spec, datetime.fromtimestamp(int(after), ZoneInfo(tz))):
+        if fire.timestamp() > after:
+            out.append(fire.timestamp())
+        if len(out) == count:
+            return out
+    return out
+
+
+def daemon_wildcard(spec: str) -> bool:
+    """Debian cron (and cronsim) follow real time when the minute OR the hour field starts with
+    '*'; cronsim also for every 6-field spec. errands looks at the hour field only."""
+    fields = spec.split()
+    return len(fields) == 6 or fields[0].startswith("*") or fields[1].startswith("*")
+
+
+def cronsim_is_wrong(spec: str, tz: str, ours: list[float], theirs: list[float]) -> bool:
+    """Where the two differ, cronsim left out instants that occur once and whose wall time
+    cronsim itself matches, or gave instants whose wall time it does not match."""
+    zone = ZoneInfo(tz)
+    bound = min(ours[-1], theirs[-1])
+
+    def matches(t: float) -> bool:
+        wall = datetime.fromtimestamp(t, zone).replace(tzinfo=None)
+        return next(iter(CronSim(six(spec), wall - timedelta(seconds=1)))) == wall
+
+    def once(t: float) -> bool:
+        wall = datetime.fromtimestamp(t, zone).replace(tzinfo=None)
+        instants = {wall.replace(tzinfo=zone, fold=fold).timestamp() for fold in (0, 1)}
+        return len(instants) == 1
+
+    missing = [t for t in ours if t not in theirs and t <= bound]
+    extra = [t for t in theirs if t not in ours and t <= bound]
+    return (
+        bool(missing or extra)
+        and all(matches(t) and once(t) for t in missing)
+        and not any(matches(t) for t in extra)
+    )
+
+
+def test_every_difference_from_cronsim_is_a_documented_policy() -> None:
+    """errands against cronsim as it stands. Each difference must be one of (docs/periodic.md,
+    "Compared with cron daemons"): (1) a spec whose hour field names hours but whose minute
+    field starts with '*', or that has a seconds field, keeps errands' named-hour policy where
+    cron daemons follow real time; (2) a second occurrence of a repeated wall time is not run
+    when the clock went back by less than the hour field's step; or (3) cronsim itself is
+    wrong: it leaves out instants that exist once and match, or gives ones that do not match
+    (its arithmetic on aware datetimes after 30-minute and midnight clock changes)."""
+    counts: dict[str, int] = {}
+    unexplained = []
+    for spec, tz, after in cases():
+        try:
+            schedule = parse_schedule(spec, tz=tz)
+        except RegistrationError:
+            continue
+        ours, t = [], after
+        for _ in range(4):
+            t = schedule.next_fire(t)
+            ours.append(t)
+        theirs = cronsim_fires(spec, tz, after, 4)
+        if ours == theirs:
+            kind = "same"
+        elif (
+            reference_fires(six(spec), tz, after, 4, wildcard=daemon_wildcard(spec), every=True)
+            == theirs
+            and daemon_wildcard(spec) != schedule.wildcard_hour
+        ):
+            kind = "named hours, '*' minutes or seconds field"
+        elif reference_fires(six(spec), tz, after, 4, every=True) == theirs:
+            kind = "second occurrence within the hour step"
+        elif cronsim_is_wrong(spec, tz, ours, theirs):
+            kind = "cronsim skips or adds a time"
+        else:
+            kind = "unexplained"
+            unexplained.append((spec, tz, after, ours, theirs))
+        counts[kind] = counts.get(kind, 0) + 1
+    assert not unexplained, (counts, unexplained[:5])
+    assert counts["same"] > 0.95 * sum(counts.values()), counts

@@ -21,16 +21,11 @@ def wall_matches(expr: str, start: datetime) -> Iterator[datetime]:
     return iter(CronSim(expr, start - timedelta(seconds=1)))
 
 
-def period(expr: str) -> int:
-    """Seconds between the two closest consecutive fire times on an ordinary day, from the
-    time-of-day sets cronsim parsed."""
-    parsed = CronSim(expr, datetime(2001, 1, 1))
-    times = sorted(
-        3600 * h + 60 * m + s
-        for h, m, s in itertools.product(parsed.hours, parsed.minutes, parsed.seconds)
-    )
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    return min([*gaps, 86_400 - times[-1] + times[0]])
+def hour_step(expr: str) -> int:
+    """Seconds between the two closest hours of the hour field cronsim parsed (the last and
+    the first of the day are 24 hours apart)."""
+    hours = sorted(CronSim(expr, datetime(2001, 1, 1)).hours)
+    return 3600 * min([b - a for a, b in itertools.pairwise(hours)] + [24 - hours[-1] + hours[0]])
 
 
 def offset(instant: int, zone: ZoneInfo) -> timedelta | None:
@@ -58,16 +53,26 @@ def end_of_gap(wall: datetime, zone: ZoneInfo) -> int:
     return t
 
 
-def reference_fires(expr: str, tz: str, after: float, count: int) -> list[float]:
-    """The next ``count`` fire times after ``after`` by the documented policy."""
+def reference_fires(
+    expr: str,
+    tz: str,
+    after: float,
+    count: int,
+    *,
+    wildcard: bool | None = None,
+    every: bool = False,
+) -> list[float]:
+    """The next ``count`` fire times after ``after`` by the documented policy. ``wildcard``
+    overrides which schedules follow real time (default: the hour field starts with ``*``);
+    ``every=True`` runs every second occurrence (as cron daemons do)."""
     zone = ZoneInfo(tz)
-    wildcard = expr.split()[2].startswith("*")
-    shortest = period(expr) if wildcard else 0
-    warm_up = shortest + 3600  # the spacing rule needs the runs before `after`
+    if wildcard is None:
+        wildcard = expr.split()[2].startswith("*")
+    step = 0 if every else hour_step(expr)
     # a wall time's instants lie between (wall read as UTC) - (largest or smallest offset)
     offsets = [offset(int(after) + k * 30 * 86_400, zone) or timedelta() for k in range(-2, 15)]
     largest = max(offsets)
-    first = datetime.fromtimestamp(int(after) - warm_up, UTC).replace(tzinfo=None)
+    first = datetime.fromtimestamp(int(after) - 3 * 3600, UTC).replace(tzinfo=None)
     start = first + min(offsets)  # no earlier wall time has an instant after `first`
     instants: set[int] = set()
     ahead: list[int] = []
@@ -75,8 +80,10 @@ def reference_fires(expr: str, tz: str, after: float, count: int) -> list[float]
         real = occurrences(wall, zone)
         if not real:
             found = [] if wildcard else [end_of_gap(wall, zone)]
-        else:
-            found = real if wildcard else real[:1]
+        elif not wildcard:
+            found = real[:1]
+        else:  # the second occurrence when the clock went back at least a step of the hours
+            found = [t for t in real if t == real[0] or t - real[0] >= step]
         for t in found:
             if t not in instants:
                 instants.add(t)
@@ -85,8 +92,4 @@ def reference_fires(expr: str, tz: str, after: float, count: int) -> list[float]
         bound = (wall - largest - timedelta(seconds=1)).replace(tzinfo=UTC).timestamp()
         if len(ahead) > count + 2 and bound > ahead[count + 2]:
             break
-    kept: list[int] = []
-    for t in sorted(instants):
-        if not kept or t - kept[-1] >= shortest:
-            kept.append(t)
-    return [float(t) for t in kept if t > after][:count]
+    return [float(t) for t in ahead][:count]

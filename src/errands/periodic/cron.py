@@ -189,19 +189,12 @@ class CronExpr:
             return hours[i], minutes[0], seconds[0]
         return None
 
-    def shortest_interval(self) -> int:
-        """Seconds between the two closest consecutive matches on days without a clock
-        change (the time of day's closest pair, or the last of a day to the first of the next)."""
-        hours, minutes, seconds = self.hours, self.minutes, self.seconds
-        within_minute = seconds[-1] - seconds[0]
-        within_hour = 60 * (minutes[-1] - minutes[0]) + within_minute
-        first = 3600 * hours[0] + 60 * minutes[0] + seconds[0]
-        last = 3600 * hours[-1] + 60 * minutes[-1] + seconds[-1]
-        gaps = [86_400 - (last - first)]
-        gaps += [b - a for a, b in itertools.pairwise(seconds)]
-        gaps += [60 * (b - a) - within_minute for a, b in itertools.pairwise(minutes)]
-        gaps += [3600 * (b - a) - within_hour for a, b in itertools.pairwise(hours)]
-        return min(gaps)
+    def hour_step(self) -> int:
+        """Seconds between the two closest matching hours (the last and the first of the day
+        count as 24 hours apart): 3600 for ``*``, 7200 for ``*/2``."""
+        hours = self.hours
+        gaps = [b - a for a, b in itertools.pairwise(hours)]
+        return 3600 * min([*gaps, 24 - hours[-1] + hours[0]])
 
 
 def _next_month(day: date) -> date:

@@ -91,7 +91,7 @@ class Schedule:
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
     wildcard_hour: bool = field(init=False, repr=False, compare=False)
     _cron: CronExpr | None = field(init=False, repr=False, compare=False)
-    _period: int = field(init=False, repr=False, compare=False)
+    _hour_step: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", _zone(self.tz))
@@ -105,7 +105,7 @@ class Schedule:
                 raise RegistrationError(f"bad cron spec {self.text!r}: {exc}") from None
         object.__setattr__(self, "_cron", cron)
         object.__setattr__(self, "wildcard_hour", cron is None or cron.hour_wildcard)
-        object.__setattr__(self, "_period", cron.shortest_interval() if cron else 0)
+        object.__setattr__(self, "_hour_step", cron.hour_step() if cron else 0)
 
     def next_fire(self, after: float) -> float:
         """The first fire time after ``after`` (epoch seconds), following the DST policy."""
@@ -115,7 +115,7 @@ class Schedule:
         assert self._cron is not None
         try:
             if self.wildcard_hour:
-                return wildcard_next(self._cron, self.zone, self._period, after)
+                return wildcard_next(self._cron, self.zone, self._hour_step, after)
             return named_next(self._cron, self.zone, after)
         except NoFireTime as exc:
             raise RegistrationError(f"schedule {self.spec!r}: {exc}") from None

@@ -4,10 +4,12 @@ Pure: no I/O, no clock (times are passed in, epoch seconds).
 * Hour field naming hours (``2``, ``1-3``, ``0,12``): every matching wall time fires once a
   day. A wall time that occurs twice (clocks go back) fires at its first occurrence; the wall
   times skipped when clocks go forward fire together, once, at the first instant after the gap.
-* Hour field starting with ``*`` (``*``, ``*/2``): the schedule follows real time. A matching
-  wall time fires at each real occurrence, a skipped one not at all, and no run comes sooner
-  after the previous one than the schedule's shortest interval on an ordinary day (its period):
-  right after a clock change, a run that would is dropped.
+* Hour field starting with ``*`` (``*``, ``*/2``): the schedule follows real time. A skipped
+  wall time does not fire. A repeated one fires at its second occurrence too when the clock
+  went back by at least the hour field's step, which keeps the schedule's cadence: ``@hourly``
+  runs at 01:00 EDT and 01:00 EST, but ``0 */2 * * *`` runs at 02:00 CEST and not again an
+  hour later at 02:00 CET, and ``40 * * * *`` on Lord Howe Island (clocks go back 30 minutes)
+  runs at the first 01:40 only.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from .cron import CronExpr
 
-__all__ = ["NoFireTime", "named_next", "real_next", "transition", "wildcard_next"]
+__all__ = ["NoFireTime", "named_next", "transition", "wildcard_next"]
 
 _SECOND = timedelta(seconds=1)
 _MAX_STEPS = 10_000  # matches examined per call; only clock changes take more than a few
@@ -79,20 +81,24 @@ def named_next(cron: CronExpr, zone: tzinfo, after: float) -> float:
     raise NoFireTime(f"no fire time found after {after}")
 
 
-def real_next(cron: CronExpr, zone: tzinfo, after: float) -> float:
-    """The first instant after ``after`` whose wall time matches (every real occurrence of a
-    repeated wall time, none of a skipped one)."""
+def wildcard_next(cron: CronExpr, zone: tzinfo, hour_step: int, after: float) -> float:
+    """First fire time after ``after`` when the hour field starts with ``*``: the first
+    instant whose wall time matches. The second occurrence of a repeated wall time counts only
+    when the clock went back by at least ``hour_step`` seconds (the hour field's step), so that
+    it keeps the schedule's cadence; a skipped wall time never fires."""
     base = math.floor(after)
     local = datetime.fromtimestamp(base, zone)
     wall = local.replace(tzinfo=None)
     best = math.inf
     here, other = local.utcoffset(), wall.replace(tzinfo=zone, fold=1).utcoffset()
     if local.fold == 0 and here is not None and other is not None and other < here:
-        # before a repeated hour, inside it: walls up to now occur again after the change
-        change = transition(base, base + int((here - other).total_seconds()), zone)
-        again = _match(cron, _wall(change, zone))
-        if again <= wall:
-            best = float(_instants(again, zone)[1])
+        # in a wall hour that occurs again after the change: walls up to now occur again
+        shift = int((here - other).total_seconds())
+        if shift >= hour_step:
+            change = transition(base, base + shift, zone)
+            again = _match(cron, _wall(change, zone))
+            if again <= wall:
+                best = float(_instants(again, zone)[1])
         wall += _SECOND
     for _ in range(_MAX_STEPS):
         wall = _match(cron, wall)
@@ -102,21 +108,9 @@ def real_next(cron: CronExpr, zone: tzinfo, after: float) -> float:
             continue
         if early > after:
             return min(best, float(early))
-        if late > after:  # inside the repeated hour: its second occurrence
-            return min(best, float(late))
+        if late > after:  # `after` is in the second occurrence of the repeated hour
+            if late - early >= hour_step:
+                return min(best, float(late))
+            wall = max(wall, _wall(transition(early, late, zone) - 1, zone))
         wall += _SECOND
     raise NoFireTime(f"no fire time found after {after}")
-
-
-def wildcard_next(cron: CronExpr, zone: tzinfo, period: int, after: float) -> float:
-    """First fire time after ``after`` when the hour field starts with ``*``: real time, and
-    never two runs closer than ``period`` seconds (only the first run after a clock change can
-    be; tzdata's changes are months apart)."""
-    candidate = real_next(cron, zone, after)
-    for _ in range(3):
-        if period <= 1 or _offset(candidate - period, zone) == _offset(candidate, zone):
-            return candidate
-        if real_next(cron, zone, candidate - period) >= candidate:
-            return candidate
-        candidate = real_next(cron, zone, candidate)  # too soon after the previous run
-    return candidate
