@@ -18,6 +18,7 @@ when either field starts with ``*`` (``*``, ``*/2``) a day must match both.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import itertools
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ class CronExpr:
     specials: _Days
     day_or: bool  # Vixie: OR only when neither day field starts with '*'
     hour_wildcard: bool  # the hour field starts with '*'
+    plain_days: tuple[int, ...] = ()  # the days of month, when nothing else decides the day
 
     def matches_day(self, d: date) -> bool:
         if d.month not in self.months:
@@ -167,9 +169,20 @@ class CronExpr:
                 found = self._next_time(*clock)
                 if found is not None:
                     return datetime.combine(day, time(*found))
-            day += timedelta(days=1)
+            day = self._next_day(day)
             clock = (0, 0, 0)
         return None
+
+    def _next_day(self, day: date) -> date:
+        """The next day that may match: with only plain days of month to match (``0 0 1 * *``),
+        jump to the next of them; otherwise the day after."""
+        plain = self.plain_days
+        if plain:
+            i = bisect_left(plain, day.day + 1)
+            if i < len(plain) and plain[i] <= calendar.monthrange(day.year, day.month)[1]:
+                return day.replace(day=plain[i])
+            return _next_month(day)
+        return day + timedelta(days=1)
 
     def _next_time(self, hour: int, minute: int, second: int) -> tuple[int, int, int] | None:
         """The first matching time of day at or after hour:minute:second."""
@@ -241,6 +254,8 @@ def parse_cron(text: str) -> CronExpr:
         day_or=not (fields[3].startswith("*") or fields[5].startswith("*")),
         hour_wildcard=fields[2].startswith("*"),
     )
+    if not expr.day_or and len(expr.weekdays) == 7 and days == _Days():
+        expr = dataclasses.replace(expr, plain_days=tuple(sorted(expr.days)))
     if not (expr.day_or or days.last or days.last_weekday or days.nearest_weekday) and min(
         expr.days
     ) > max(calendar.monthrange(2000, m)[1] for m in expr.months):
