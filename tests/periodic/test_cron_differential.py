@@ -246,3 +246,60 @@ def test_every_difference_from_cronsim_is_a_documented_policy() -> None:
         counts[kind] = counts.get(kind, 0) + 1
     assert not unexplained, (counts, unexplained[:5])
     assert counts["same"] > 0.95 * sum(counts.values()), counts
+
+
+@pytest.mark.parametrize(
+    ("spec", "tz", "start", "errands", "cron"),
+    [
+        # (1) named hours with '*' minutes: cron follows real time
+        (
+            "*/30 1 * * *",
+            "America/New_York",
+            "2026-11-01 00:50",
+            ["11-01 01:00", "11-01 01:30", "11-02 01:00"],
+            ["11-01 01:00", "11-01 01:30", "11-01 01:00 b", "11-01 01:30 b"],
+        ),
+        (
+            "*/30 2 * * *",
+            "America/New_York",
+            "2026-03-08 00:00",
+            ["03-08 03:00", "03-09 02:00"],
+            ["03-09 02:00", "03-09 02:30"],
+        ),
+        # (2) a second occurrence an hour later, for a two-hourly job
+        (
+            "0 */2 * * *",
+            "Europe/Berlin",
+            "2026-10-25 01:30",
+            ["10-25 02:00", "10-25 04:00"],
+            ["10-25 02:00", "10-25 02:00 b", "10-25 04:00"],
+        ),
+        # (3) cronsim leaves out 06:00-06:29 on Lord Howe Island after the change
+        (
+            "* 6 * * *",
+            "Australia/Lord_Howe",
+            "2026-10-04 01:00",
+            ["10-04 06:00", "10-04 06:01"],
+            ["10-04 06:30", "10-04 06:31"],
+        ),
+    ],
+)
+def test_the_documented_differences(
+    spec: str, tz: str, start: str, errands: list[str], cron: list[str]
+) -> None:
+    """The examples of docs/periodic.md ("Compared with cron daemons"), as local times (``b``:
+    the second occurrence of a repeated wall time)."""
+    zone = ZoneInfo(tz)
+
+    def local(t: float) -> str:
+        moment = datetime.fromtimestamp(t, zone)
+        return moment.strftime("%m-%d %H:%M") + (" b" if moment.fold else "")
+
+    begin = datetime.fromisoformat(start).replace(tzinfo=zone).timestamp()
+    schedule = parse_schedule(spec, tz=tz)
+    ours, t = [], begin
+    for _ in range(len(errands)):
+        t = schedule.next_fire(t)
+        ours.append(local(t))
+    assert ours == errands
+    assert [local(t) for t in cronsim_fires(spec, tz, begin, len(cron))] == cron
