@@ -87,9 +87,11 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
         assert bad is not None and later is not None
         assert await client.cancel(later.id) == "cancelled"
         scripts = Scripts(enqueuer.redis, Keys(namespace))
-        await scripts.heartbeat("ghost", b"{}", 60_000)
+        await scripts.heartbeat("ghost", b"{}", 60_000, mode="register")
         await enqueuer.enqueue("ok", {"for": "ghost"})
         assert await scripts.fetch("ghost", to_ms(clock.now()), 1, [("ok", 0)])
+        assert not await scripts.request_cancel("not-running", "cancel")
+        assert (await scripts.redis_time())[0] > 0
         async with pool:
             assert pool.periodic is not None and pool.reaper is not None
             await pool.periodic.tick_once()

@@ -215,7 +215,7 @@ async def test_reaper_gives_back_the_jobs_of_a_dead_pool(topology_url: str, name
         job = await enqueuer.enqueue("work")
         assert job is not None
         scripts = Scripts(enqueuer.redis, Keys(namespace))
-        await scripts.heartbeat("ghost", b"{}", 60_000)
+        await scripts.heartbeat("ghost", b"{}", 60_000, mode="register")
         fetched = await scripts.fetch("ghost", to_ms(enqueuer.clock.now()), 10, [("work", 0)])
         assert [f.id for f in fetched] == [job.id]
         async with pool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Keys", "check_job_name"]
+__all__ = ["Keys", "check_job_id", "check_job_name"]
 
 _JOB_NAME = re.compile(r'[^\s"\\{}:\x00-\x1f\x7f]{1,200}')
 
@@ -22,6 +22,17 @@ def check_job_name(name: str) -> str:
             "backslashes, braces or ':'"
         )
     return name
+
+
+def check_job_id(job_id: str) -> str:
+    """Job ids given by the caller follow the rules of job names (1-200 characters, no
+    whitespace, quotes, backslashes, braces or colons)."""
+    if not isinstance(job_id, str) or not _JOB_NAME.fullmatch(job_id):
+        raise ValueError(
+            f"invalid job id {job_id!r}: use 1-200 characters without whitespace, quotes, "
+            "backslashes, braces or ':'"
+        )
+    return job_id
 
 
 def _check_part(kind: str, value: str) -> str:
@@ -111,8 +122,27 @@ class Keys:
 
     @property
     def pools(self) -> str:
-        """ZSET pool id -> time (ms, Redis clock) of its last heartbeat."""
+        """ZSET pool id -> time (ms, Redis clock) of its last heartbeat: the registered pools,
+        each holding a lease that its heartbeats renew."""
         return self.prefix + "pools"
+
+    @property
+    def retired(self) -> str:
+        """ZSET pool id -> time (ms, Redis clock) the pool lost its lease (reaped): its
+        in-progress set is drained by the reapers, then it is removed."""
+        return self.prefix + "retired"
+
+    @property
+    def attempts(self) -> str:
+        """HASH job id -> "<pool id>:<token>": the attempt running the job now. Acks, settles
+        and check-ins are fenced on it."""
+        return self.prefix + "att"
+
+    @property
+    def ended(self) -> str:
+        """ZSET job id -> time (ms, Redis clock) the job's life ended: tombstones that make a
+        re-sent enqueue of the same id a no-op (bounded by age and count)."""
+        return self.prefix + "ended"
 
     @property
     def idle(self) -> str:

@@ -16,29 +16,46 @@ from redis.asyncio import Redis
 
 from .keys import Keys
 
-__all__ = ["Acked", "Fetched", "Scripts", "Settle", "lua_source"]
+__all__ = ["Acked", "Fetched", "LeaseLost", "Reaped", "Scripts", "Settle", "lua_source"]
 
 Arg = str | bytes | int | float
 
 
 @cache
 def lua_source(name: str) -> str:
-    """The text of ``lua/<name>.lua``."""
-    return resources.files("errands.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    """The text of ``lua/<name>.lua``, with each ``--@include <lib>`` line replaced by
+    ``lua/lib/<lib>.lua`` (helpers shared by several scripts)."""
+    lua = resources.files("errands.store").joinpath("lua")
+    lines = []
+    for line in lua.joinpath(f"{name}.lua").read_text("utf-8").splitlines():
+        if line.startswith("--@include "):
+            line = lua.joinpath("lib", line.split()[1] + ".lua").read_text("utf-8").rstrip()
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+class LeaseLost(Exception):
+    """The pool's lease is gone: a reaper took it (and its jobs) while the pool was cut off or
+    frozen. The pool must not fetch, settle or check in under this id again."""
 
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """One job moved into a pool's in-progress set by ``fetch``."""
+    """One job moved into a pool's in-progress set by ``fetch``: ``token`` names the attempt
+    (acks, settles and check-ins carry it), ``score`` its place on the queue it came from."""
 
     queue_index: int
     id: str
     envelope: bytes
+    token: str = ""
+    score: float = 0.0
+    suspect: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Acked:
-    """A job that succeeded, as handed to ``ack``."""
+    """A job that succeeded, as handed to ``ack`` (``job`` and ``ran_ms`` are for the log line
+    written once the ack went through)."""
 
     id: str
     name: str
@@ -46,6 +63,10 @@ class Acked:
     started_ms: int
     ttl_ms: int
     attempt: int
+    token: str = ""
+    envelope_json: bytes = b""  # for the records, when the serializer is not JSON
+    job: Any = None
+    ran_ms: float = 0.0
 
 
 @dataclass(slots=True)
@@ -60,13 +81,15 @@ class Settle:
     attempt: int
     started_ms: int = 0
     envelope: bytes = b""
-    score_ms: int = 0
+    score_ms: float = 0
     error: bytes = b""
     dead_max: int = 10_000
     dead_min_ms: int = 0
     counter: str = ""
     history: bool = True
     ttl_ms: int = 0
+    token: str = "*"  # the attempt; "*" = any attempt of this pool (its orphans)
+    envelope_json: bytes = b""  # for the records, when the serializer is not JSON
 
 
 class Scripts:
@@ -94,22 +117,34 @@ class Scripts:
                 "move",
                 "trim_set",
                 "cancel",
+                "deregister",
+                "request_cancel",
+                "time",
             )
         }
 
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         return await self._s[name](keys=list(keys), args=list(args))
 
-    async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> int:
-        """Store jobs; each job is (name index 1-based, name, id, envelope, priority, due ms)."""
+    def _state(self) -> list[str]:
+        """attempts, unique_of_job, unique, unique_expiry, ended: the keys lib/jobstate.lua
+        needs besides the common ones."""
         k = self.keys
-        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.listening]
+        return [k.attempts, k.unique_of_job, k.unique, k.unique_expiry, k.ended]
+
+    async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> list[int]:
+        """Store jobs; each job is (name index 1-based, name, id, envelope, priority, due ms).
+        Returns the 0-based indices of the jobs found already there (not stored again)."""
+        k = self.keys
+        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.listening, k.ended]
         for name in names:
             keys += (k.queue(name), k.scheduled(name))
-        args: list[Arg] = [k.wake_channel, len(jobs), k.events_channel]
+        keys += (k.done(str(job[2])) for job in jobs)
+        args: list[Arg] = [k.wake_channel, len(jobs), k.events_channel, len(names)]
         for job in jobs:
             args.extend(job)
-        return int(await self._call("enqueue", keys, args))
+        existed = await self._call("enqueue", keys, args)
+        return [int(i) - 1 for i in existed]
 
     async def enqueue_unique(
         self,
@@ -121,10 +156,12 @@ class Scripts:
         digest: str,
         lock_expiry_ms: int,
         now_ms: int,
-    ) -> tuple[bool, str]:
+    ) -> tuple[bool, str, bool]:
+        """Returns (stored, the id of the job stored or of the holder, whether the id was
+        already taken: then nothing was stored)."""
         k = self.keys
         keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.queue(name), k.scheduled(name)]
-        keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening)
+        keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.ended, k.done(id))
         args: list[Arg] = [
             k.wake_channel,
             name,
@@ -137,8 +174,9 @@ class Scripts:
             now_ms,
             k.events_channel,
         ]
-        stored, job_id = await self._call("enqueue_unique", keys, args)
-        return bool(stored), job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+        stored, job_id, existed = await self._call("enqueue_unique", keys, args)
+        job_id = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+        return bool(stored), job_id, bool(existed)
 
     async def replace_envelope(self, digest: str, id: str, old: bytes, new: bytes) -> bool:
         keys = [self.keys.jobs, self.keys.unique]
@@ -151,38 +189,64 @@ class Scripts:
         batch: int,
         queues: Sequence[tuple[str, int]],
         isolate: int = 0,
-    ) -> list[Fetched]:
+        *,
+        suspects: int = 0,
+        dead_timeout_ms: int = 10_000,
+    ) -> list[Fetched] | None:
         """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order);
-        with ``isolate``, at most one job recovered that many times from dead pools runs here."""
+        with ``isolate``, at most one job recovered that many times from dead pools runs here
+        (``suspects``: how many such jobs the pool runs now). Returns None when the pool's
+        lease has expired (no heartbeat for ``dead_timeout_ms``: nothing fetched); raises
+        :class:`LeaseLost` when the pool is no longer registered."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
         keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.recoveries)
-        args: list[Arg] = [pool_id, now_ms, batch, k.events_channel, isolate]
+        keys += (k.pools, k.attempts, k.seq)
+        args: list[Arg] = [pool_id, now_ms, batch, k.events_channel, isolate, suspects]
+        args.append(dead_timeout_ms)
         for name, limit in queues:
             keys.append(k.queue(name))
             args += (name, limit)
         flat = await self._call("fetch", keys, args)
+        status = int(flat[0])
+        if status == -1:
+            raise LeaseLost(f"pool {pool_id} is no longer registered")
+        if status == -2:
+            return None
+        token = flat[1].decode() if isinstance(flat[1], bytes) else str(flat[1])
         return [
-            Fetched(int(flat[i]), flat[i + 1].decode(), flat[i + 2]) for i in range(0, len(flat), 3)
+            Fetched(
+                int(flat[i]),
+                flat[i + 1].decode(),
+                flat[i + 2],
+                token,
+                float(flat[i + 3]),
+                bool(int(flat[i + 4])),
+            )
+            for i in range(2, len(flat), 5)
         ]
 
     async def ack(
         self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
-    ) -> int:
-        """Acknowledge finished jobs."""
+    ) -> list[str]:
+        """Acknowledge finished jobs; returns the ids refused by the fence (their attempt was
+        no longer this pool's: the job runs again, or ran, elsewhere)."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.stats, k.idle, k.history, k.history_data, k.checkins, k.listening, k.errors)
-        keys.append(k.cancel_requests)
+        keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
+        keys.append(k.ended)
         args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
-        args += ("1" if history else "0", len(done))
+        args += ("1" if history else "0", len(done), pool_id)
         index: dict[str, int] = {}
         for a in done:
             keys.append(k.done(a.id))
             i = index.setdefault(a.name, len(index) + 1)
-            args += (a.id, a.name, i, a.result, a.started_ms, a.ttl_ms, a.attempt)
+            args += (a.id, a.name, i, a.result, a.started_ms, a.ttl_ms, a.attempt, a.token)
+            args.append(a.envelope_json)
         keys += (k.history_of(name) for name in index)
-        return int(await self._call("ack", keys, args))
+        _acked, *refused = await self._call("ack", keys, args)
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in refused]
 
     async def settle(self, pool_id: str, s: Settle) -> bool:
         """Retry, bury, drop, cancel or requeue one job."""
@@ -190,10 +254,11 @@ class Scripts:
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history, k.history_data)
         keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
-        keys.append(k.cancelled)
+        keys += (k.cancelled, *self._state())
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
+        args += (pool_id, s.token, s.envelope_json)
         return bool(await self._call("settle", keys, args))
 
     async def promote(self, names: Sequence[str], now_ms: int, limit: int) -> tuple[int, int]:
@@ -205,10 +270,13 @@ class Scripts:
         moved, earliest = await self._call("promote", keys, [now_ms, limit, k.wake_channel])
         return int(moved), int(earliest)
 
-    async def checkin(self, id: str, name: str, data: bytes) -> bool:
+    async def checkin(self, id: str, name: str, data: bytes, attempt: str) -> bool:
+        """Record progress; ``attempt`` is "<pool id>:<token>". False when it is not this
+        attempt's job any more."""
         k = self.keys
-        keys = [k.checkins, k.jobs, k.listening]
-        return bool(await self._call("checkin", keys, [id, name, data, k.events_channel]))
+        keys = [k.checkins, k.jobs, k.listening, k.attempts]
+        args: list[Arg] = [id, name, data, k.events_channel, attempt]
+        return bool(await self._call("checkin", keys, args))
 
     async def trim_history(
         self, names: Sequence[str], older_than_ms: int, keep: int, limit: int = 10_000
@@ -232,15 +300,24 @@ class Scripts:
         k = self.keys
         keys = [k.jobs, k.queue(name), k.scheduled(name), k.retry(name), k.cancelled, k.dead]
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
-        keys.append(k.cancel_requests)
+        keys += (k.cancel_requests, k.attempts, k.recoveries)
         args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
         result = await self._call("cancel", keys, args)
         return result.decode() if isinstance(result, bytes) else str(result)
 
-    async def trim_set(self, key: str, older_than_ms: int, keep: int) -> int:
-        """Bound a set of ended jobs (dead, cancelled), deleting the trimmed jobs."""
+    async def request_cancel(self, id: str, kind: str) -> bool:
+        """Ask the pool running ``id`` to cancel (``cancel``) or drop (``destroy``) it; False
+        when no attempt of it runs."""
         k = self.keys
-        keys = [key, k.jobs, k.priorities, k.errors]
+        keys = [k.attempts, k.cancel_requests]
+        return bool(await self._call("request_cancel", keys, [id, kind, k.control_channel]))
+
+    async def trim_set(self, key: str, older_than_ms: int, keep: int) -> int:
+        """Bound a set of ended jobs (dead, cancelled), forgetting the trimmed jobs (at most
+        1,000 per call)."""
+        k = self.keys
+        keys = [key, k.jobs, k.priorities, k.errors, k.recoveries, k.checkins]
+        keys += (k.cancel_requests, *self._state())
         return int(await self._call("trim_set", keys, [older_than_ms, keep]))
 
     async def unique_gc(self, now_ms: int, limit: int = 1000) -> int:
@@ -248,12 +325,27 @@ class Scripts:
         keys = [k.unique, k.unique_of_job, k.unique_expiry]
         return int(await self._call("unique_gc", keys, [now_ms, limit]))
 
-    async def heartbeat(self, pool_id: str, info: bytes, ttl_ms: int) -> int:
-        keys = [self.keys.pools, self.keys.pool_info(pool_id)]
-        return int(await self._call("heartbeat", keys, [pool_id, info, ttl_ms]))
+    async def heartbeat(self, pool_id: str, info: bytes, ttl_ms: int, mode: str = "renew") -> int:
+        """Register (``mode="register"``) or renew a pool's lease; returns the Redis time in
+        ms, or -1 when the lease is lost."""
+        keys = [self.keys.pools, self.keys.pool_info(pool_id), self.keys.retired]
+        return int(await self._call("heartbeat", keys, [pool_id, info, ttl_ms, mode]))
 
-    async def dead_pools(self, dead_after_ms: int) -> list[str]:
-        ids = await self._call("dead_pools", [self.keys.pools], [dead_after_ms])
+    async def redis_time(self) -> tuple[int, int]:
+        """The Redis clock (seconds, microseconds), on the namespace's node."""
+        seconds, micros = await self._call("time", [self.keys.pools], [])
+        return int(seconds), int(micros)
+
+    async def deregister(self, pool_id: str) -> bool:
+        """Give up the lease of a pool that holds no job any more."""
+        k = self.keys
+        keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.idle]
+        return bool(await self._call("deregister", keys, [pool_id]))
+
+    async def dead_pools(self, dead_after_ms: int, limit: int = 100) -> list[str]:
+        """Pools to reap: registered ones past the dead timeout, and retired ones."""
+        keys = [self.keys.pools, self.keys.retired]
+        ids = await self._call("dead_pools", keys, [dead_after_ms, limit])
         return [i.decode() for i in ids]
 
     async def reap(
@@ -262,20 +354,34 @@ class Scripts:
         dead_after_ms: int,
         max_recoveries: int,
         error: bytes,
-        members: Sequence[tuple[str, str, str]],
-    ) -> tuple[int, int, bool]:
-        """Take back a dead pool's jobs, given as (member, id, name). Returns (requeued,
-        taken out: buried as poison or cancelled on request, whether the pool was removed)."""
+        malformed: bytes,
+        members: Sequence[tuple[bytes | str, str, str]],
+    ) -> Reaped:
+        """Take a dead pool's lease and jobs, given as (member, id, name; name "" for a
+        malformed entry, whose job is buried with ``malformed``)."""
         k = self.keys
         keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.jobs, k.running]
         keys += (k.priorities, k.recoveries, k.dead, k.errors, k.seq, k.idle, k.stats)
-        keys += (k.cancel_requests, k.cancelled)
+        keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
+        keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended)
         index: dict[str, int] = {}
         args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
+        args.append(malformed)
         for member, id, name in members:
-            if name not in index:
+            if name and name not in index:
                 index[name] = len(index) + 1
                 keys.append(k.queue(name))
-            args += (member, id, name, index[name])
-        requeued, buried, removed, cancelled = await self._call("reap", keys, args)
-        return int(requeued), int(buried) + int(cancelled), bool(removed)
+            args += (member, id, name, index.get(name, 0))
+        requeued, buried, removed, cancelled, alive = await self._call("reap", keys, args)
+        return Reaped(int(requeued), int(buried), int(cancelled), bool(removed), bool(alive))
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """What one ``reap`` call did."""
+
+    requeued: int
+    buried: int
+    cancelled: int
+    drained: bool  # the pool is gone: its in-progress set is empty
+    alive: bool  # it beat again: left alone

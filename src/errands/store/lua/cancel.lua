@@ -2,10 +2,12 @@
 -- runs; a running job is signalled to the pool that runs it, which cancels its handler.
 -- KEYS[1] jobs   KEYS[2] queue   KEYS[3] scheduled set   KEYS[4] retry set   KEYS[5] cancelled
 -- KEYS[6] dead   KEYS[7] done record   KEYS[8] unique   KEYS[9] unique_of_job
--- KEYS[10] unique_expiry   KEYS[11] listening   KEYS[12] cancel requests
+-- KEYS[10] unique_expiry   KEYS[11] listening   KEYS[12] cancel requests   KEYS[13] attempts
+-- KEYS[14] recoveries
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name
--- Returns 'cancelled', 'running' (signalled), 'dead', 'already' or 'unknown'.
+-- Returns 'cancelled', 'running' (signalled), 'dead', 'already' or 'unknown' (also for a job
+-- that is in none of those places and runs nowhere: no request is left behind for it).
 local id = ARGV[1]
 local env = redis.call('HGET', KEYS[1], id)
 if not env then
@@ -14,6 +16,7 @@ end
 for k = 2, 4 do
   if redis.call('ZREM', KEYS[k], id) == 1 then
     redis.call('ZADD', KEYS[5], ARGV[2], id)
+    redis.call('HDEL', KEYS[14], id)
     local record = '{"id":"' .. id .. '","status":"cancelled","job":' .. env .. ',"finished":' .. ARGV[2] .. '}'
     redis.call('SET', KEYS[7], record, 'PX', ARGV[3])
     local digest = redis.call('HGET', KEYS[9], id)
@@ -35,6 +38,9 @@ if redis.call('ZSCORE', KEYS[6], id) then
 end
 if redis.call('ZSCORE', KEYS[5], id) then
   return 'already'
+end
+if redis.call('HEXISTS', KEYS[13], id) == 0 then
+  return 'unknown'
 end
 redis.call('HSET', KEYS[12], id, 'cancel')
 redis.call('PUBLISH', ARGV[4], 'cancel:' .. id)

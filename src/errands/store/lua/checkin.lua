@@ -1,8 +1,10 @@
--- checkin: record the progress message of a running job; publish it to event listeners.
--- KEYS[1] checkins (HASH id -> JSON)   KEYS[2] jobs   KEYS[3] listening
+-- checkin: record the progress message of a running job; publish it to event listeners. Fenced
+-- per attempt: only the attempt running the job now may check in.
+-- KEYS[1] checkins (HASH id -> JSON)   KEYS[2] jobs   KEYS[3] listening   KEYS[4] attempts
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] checkin JSON   ARGV[4] events channel
--- Returns 1, or 0 when the job no longer exists.
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
+-- ARGV[5] the attempt: "<pool id>:<token>"
+-- Returns 1, or 0 when this attempt no longer runs the job (it ended, or was taken back).
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[5] or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])

@@ -1,21 +1,35 @@
--- enqueue_unique: store a job unless another job holds the same unique digest.
+-- enqueue_unique: store a job unless another job holds the same unique digest. Idempotent on the
+-- job id as enqueue.lua: a re-sent call finds its own job and reports it stored.
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names   KEYS[5] idle
 -- KEYS[6] queue of the job name   KEYS[7] scheduled set of the job name
 -- KEYS[8] unique (HASH digest -> job id)   KEYS[9] unique_of_job (HASH id -> digest)
 -- KEYS[10] unique_expiry (ZSET digest -> lock expiry ms)   KEYS[11] listening
+-- KEYS[12] ended (tombstones)   KEYS[13] the job's result-record key
 -- ARGV[1] wake channel  ARGV[2] name  ARGV[3] id  ARGV[4] envelope  ARGV[5] priority
 -- ARGV[6] due ms (0 = now)  ARGV[7] digest  ARGV[8] lock expiry ms  ARGV[9] now ms
 -- ARGV[10] events channel
--- Returns {1, id} when stored, {0, holder id} when a live job already holds the digest.
+-- Returns {1, id, 0} when stored; {1, id, 0} too when this very job (same id and envelope) is
+-- already stored (a re-sent call); {1, id, 1} when the id is taken by another job or ended
+-- recently (nothing stored); {0, holder id, 0} when a live job already holds the digest.
+local id = ARGV[3]
+local stored = redis.call('HGET', KEYS[1], id)
+if stored then
+  if stored == ARGV[4] then
+    return {1, id, 0}
+  end
+  return {1, id, 1}
+end
+if redis.call('ZSCORE', KEYS[12], id) or redis.call('EXISTS', KEYS[13]) == 1 then
+  return {1, id, 1}
+end
 local holder = redis.call('HGET', KEYS[8], ARGV[7])
 if holder then
   local expiry = tonumber(redis.call('ZSCORE', KEYS[10], ARGV[7]) or '0')
   if expiry > tonumber(ARGV[9]) and redis.call('HEXISTS', KEYS[1], holder) == 1 then
-    return {0, holder}
+    return {0, holder, 0}
   end
   redis.call('HDEL', KEYS[9], holder)
 end
-local id = ARGV[3]
 local prio = tonumber(ARGV[5])
 local due = tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], id, ARGV[4])
@@ -38,4 +52,4 @@ end
 if redis.call('EXISTS', KEYS[11]) == 1 then
   redis.call('PUBLISH', ARGV[10], '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')
 end
-return {1, id}
+return {1, id, 0}

@@ -1,9 +1,19 @@
--- heartbeat: record that a pool is alive, stamped with the Redis server's clock (skew-proof).
--- KEYS[1] pools (ZSET id -> last beat ms)   KEYS[2] pool info (STRING)
--- ARGV[1] pool id   ARGV[2] pool info JSON   ARGV[3] info TTL ms
--- Returns the Redis time in ms.
+-- heartbeat: register a pool, or renew its lease, stamped with the Redis server's clock
+-- (skew-proof). A pool that is no longer registered (a reaper took its lease and its jobs) is
+-- not registered again: it must carry on under a new id, if at all.
+-- KEYS[1] pools (ZSET id -> last beat ms)   KEYS[2] pool info (STRING)   KEYS[3] retired
+-- ARGV[1] pool id   ARGV[2] pool info JSON   ARGV[3] info TTL ms   ARGV[4] 'register' | 'renew'
+-- Returns the Redis time in ms, or -1 when the lease is lost (renew of an unregistered pool,
+-- register of a retired id).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[4] == 'register' then
+  if redis.call('ZSCORE', KEYS[3], ARGV[1]) then
+    return -1
+  end
+elseif not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return -1
+end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return now

@@ -7,8 +7,12 @@
 -- KEYS[11] unique_of_job   KEYS[12] unique_expiry   KEYS[13] checkins
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel
--- Returns 1 when moved, 0 when the job was not in the source set.
+-- Returns 1 when moved, 0 when the job was not in the source set; an unknown mode is an error
+-- before anything is written.
 local id, mode = ARGV[1], ARGV[2]
+if mode ~= 'queue' and mode ~= 'schedule' and mode ~= 'delete' then
+  return redis.error_reply('errands: unknown move mode ' .. mode)
+end
 if redis.call('ZREM', KEYS[5], id) == 0 then
   return 0
 end
@@ -37,9 +41,7 @@ elseif mode == 'queue' then
   if redis.call('SCARD', KEYS[4]) > 0 then
     redis.call('PUBLISH', ARGV[5], 'move')
   end
-elseif mode == 'schedule' then
-  redis.call('ZADD', KEYS[6], ARGV[3], id)
 else
-  return redis.error_reply('errands: unknown move mode ' .. mode)
+  redis.call('ZADD', KEYS[6], ARGV[3], id)
 end
 return 1

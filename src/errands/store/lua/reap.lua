@@ -1,51 +1,88 @@
--- reap: give a dead pool's in-progress jobs back to their queues exactly once (several reapers may
--- race: only the one whose ZREM succeeds moves a job), return its concurrency slots, and bury a job
--- that has now been taken back from dead pools too often.
--- KEYS[1] pools   KEYS[2] in_progress of the dead pool   KEYS[3] its info   KEYS[4] jobs
+-- reap: take the lease of a dead pool and give its in-progress jobs back to their queues exactly
+-- once (several reapers may race: only the one whose ZREM succeeds moves a job), return their
+-- concurrency slots, and bury a job that has now been taken back from dead pools too often.
+-- A dead pool is first retired: removed from the registry (its fetches, heartbeats, acks and
+-- check-ins are refused from then on, see fetch.lua and heartbeat.lua) and listed in `retired`
+-- until its in-progress set is empty. An in-progress set whose pool is in neither (left by an
+-- older version) is retired too. Bounded: the caller passes at most a few hundred entries.
+-- KEYS[1] pools   KEYS[2] in_progress of the pool   KEYS[3] its info   KEYS[4] jobs
 -- KEYS[5] running   KEYS[6] priorities   KEYS[7] recoveries   KEYS[8] dead   KEYS[9] errors
 -- KEYS[10] seq   KEYS[11] idle   KEYS[12] stats   KEYS[13] cancel requests   KEYS[14] cancelled
--- KEYS[15..] queues, referred to by index
+-- KEYS[15] retired   KEYS[16] attempts   KEYS[17] checkins   KEYS[18] unique_of_job
+-- KEYS[19] unique   KEYS[20] unique_expiry   KEYS[21] ended
+-- KEYS[22..] queues, referred to by index
 -- ARGV[1] pool id   ARGV[2] dead timeout ms   ARGV[3] max recoveries   ARGV[4] wake channel
--- ARGV[5] error JSON for a buried job
--- ARGV[6..] four per job: in-progress member, job id, job name, queue index (1-based, KEYS[14+i])
+-- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
+-- ARGV[7..] four per entry: in-progress member, job id, job name, queue index (1-based,
+--           KEYS[21+i]); a malformed entry has name '' and index 0: its job is buried
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
--- Returns {requeued, buried, 1 if the pool was removed else 0, cancelled}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if beat and tonumber(beat) >= now - tonumber(ARGV[2]) then
-  return {0, 0, 0, 0}
+-- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
+-- is alive (left alone) else 0}.
+--@include jobstate
+local Q = 21
+local pool = ARGV[1]
+local now = redis_now()
+local k = {jobs = KEYS[4], prio = KEYS[6], errors = KEYS[9], recov = KEYS[7], checkin = KEYS[17],
+  cancelreq = KEYS[13], att = KEYS[16], uniqjob = KEYS[18], uniq = KEYS[19], uniqexp = KEYS[20],
+  ended = KEYS[21]}
+local beat = redis.call('ZSCORE', KEYS[1], pool)
+if beat then
+  if tonumber(beat) >= now - tonumber(ARGV[2]) then
+    return {0, 0, 0, 0, 1}
+  end
+  redis.call('ZREM', KEYS[1], pool)
+  redis.call('ZADD', KEYS[15], now, pool)
+  redis.call('DEL', KEYS[3])
+  redis.call('SREM', KEYS[11], pool)
+elseif not redis.call('ZSCORE', KEYS[15], pool) then
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    return {0, 0, 1, 0, 0}
+  end
+  redis.call('ZADD', KEYS[15], now, pool)
 end
 local requeued, buried, cancelled = 0, 0, 0
-for i = 6, #ARGV, 4 do
-  local id = ARGV[i + 1]
+local function bury(id, err)
+  redis.call('HDEL', k.recov, id)
+  redis.call('HSET', k.errors, id, err)
+  redis.call('ZADD', KEYS[8], now, id)
+  redis.call('HINCRBY', KEYS[12], 'dead', 1)
+  buried = buried + 1
+end
+for i = 7, #ARGV, 4 do
+  local id, name = ARGV[i + 1], ARGV[i + 2]
   if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
-    redis.call('HINCRBY', KEYS[5], ARGV[i + 2], -1)
-    local request = redis.call('HGET', KEYS[13], id)
-    if request then
-      redis.call('HDEL', KEYS[13], id)
-      redis.call('HDEL', KEYS[7], id)
+    local attempt = redis.call('HGET', k.att, id)
+    if attempt and string.sub(attempt, 1, #pool + 1) == pool .. ':' then
+      redis.call('HDEL', k.att, id)
+    end
+    redis.call('HDEL', k.checkin, id)
+    local request = redis.call('HGET', k.cancelreq, id)
+    local exists = redis.call('HEXISTS', k.jobs, id) == 1
+    if name ~= '' then
+      redis.call('HINCRBY', KEYS[5], name, -1)
+    end
+    if not exists then
+      forget(k, {id}, now)
+    elseif request then
       cancelled = cancelled + 1
       if request == 'destroy' then
-        redis.call('HDEL', KEYS[4], id)
-        redis.call('HDEL', KEYS[6], id)
-        redis.call('HDEL', KEYS[9], id)
+        forget(k, {id}, nil)
       else
+        redis.call('HDEL', k.cancelreq, id)
+        redis.call('HDEL', k.recov, id)
         redis.call('ZADD', KEYS[14], now, id)
         redis.call('HINCRBY', KEYS[12], 'cancelled', 1)
       end
-    elseif redis.call('HEXISTS', KEYS[4], id) == 1 then
-      local n = redis.call('HINCRBY', KEYS[7], id, 1)
+    elseif name == '' then
+      bury(id, ARGV[6])
+    else
+      local n = redis.call('HINCRBY', k.recov, id, 1)
       if n >= tonumber(ARGV[3]) then
-        redis.call('HDEL', KEYS[7], id)
-        redis.call('HSET', KEYS[9], id, ARGV[5])
-        redis.call('ZADD', KEYS[8], now, id)
-        redis.call('HINCRBY', KEYS[12], 'dead', 1)
-        buried = buried + 1
+        bury(id, ARGV[5])
       else
         local seq = redis.call('INCR', KEYS[10])
-        local prio = tonumber(redis.call('HGET', KEYS[6], id) or '0')
-        redis.call('ZADD', KEYS[14 + tonumber(ARGV[i + 3])], seq - prio * 4398046511104, id)
+        local prio = tonumber(redis.call('HGET', k.prio, id) or '0')
+        redis.call('ZADD', KEYS[Q + tonumber(ARGV[i + 3])], seq - prio * 4398046511104, id)
         requeued = requeued + 1
       end
     end
@@ -56,9 +93,7 @@ if requeued > 0 and redis.call('SCARD', KEYS[11]) > 0 then
 end
 local removed = 0
 if redis.call('ZCARD', KEYS[2]) == 0 then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('DEL', KEYS[3])
-  redis.call('SREM', KEYS[11], ARGV[1])
+  redis.call('ZREM', KEYS[15], pool)
   removed = 1
 end
-return {requeued, buried, removed, cancelled}
+return {requeued, buried, removed, cancelled, 0}

@@ -1,35 +1,61 @@
 -- settle: finish a job that did not succeed: retry later, bury in the dead set, drop, mark
--- cancelled, or put back on its queue (graceful stop, snooze). Fenced like ack: nothing happens
--- if the job is no longer in this pool's in-progress set.
+-- cancelled, or put back on its queue (graceful stop, snooze). Fenced per attempt like ack:
+-- nothing happens unless the job's attempt record is this pool's attempt.
 -- KEYS[1] jobs   KEYS[2] running   KEYS[3] in_progress of this pool   KEYS[4] priorities
 -- KEYS[5] recoveries   KEYS[6] errors   KEYS[7] stats   KEYS[8] seq   KEYS[9] idle
 -- KEYS[10] target: retry set (retry), scheduled set (later), dead set (dead), queue (requeue),
 --          cancelled set (cancelled)
 -- KEYS[11] history   KEYS[12] history_data   KEYS[13] history of the job name
 -- KEYS[14] done record of the job   KEYS[15] listening   KEYS[16] checkins
--- KEYS[17] cancel requests   KEYS[18] cancelled set
+-- KEYS[17] cancel requests   KEYS[18] cancelled set   KEYS[19] attempts   KEYS[20] unique_of_job
+-- KEYS[21] unique   KEYS[22] unique_expiry   KEYS[23] ended
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
--- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later) or time of death ms (dead)
+-- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later), time of death ms (dead),
+--         or queue score to go back to (requeue; 0 = behind the jobs waiting)
 -- ARGV[6] error JSON ('' none)   ARGV[7] dead/cancelled set max size   ARGV[8] drop dead jobs
 -- older than this ms   ARGV[9] wake channel   ARGV[10] stats counter to increment ('' none)
 -- ARGV[11] now ms   ARGV[12] attempt   ARGV[13] '1' to record history   ARGV[14] events channel
--- ARGV[15] done-record TTL ms   ARGV[16] started ms
+-- ARGV[15] done-record TTL ms   ARGV[16] started ms   ARGV[17] pool id
+-- ARGV[18] attempt token ('*' = any attempt of this pool: the pool's own orphans)
+-- ARGV[19] the envelope as JSON for the records ('' = the stored envelope is JSON)
 -- A cancel (or destroy) requested while the job ran turns retry/later/requeue into cancelled
 -- (or drop): a job whose cancel was acknowledged never runs again.
--- Returns 1 when settled, 0 when the job was not this pool's any more.
+-- Returns 1 when settled, 0 when the job was not this attempt's any more; an unknown mode is an
+-- error before anything is written.
+--@include jobstate
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 0 then
+local MODES = {retry = 1, later = 1, dead = 1, drop = 1, requeue = 1, cancelled = 1}
+if not MODES[mode] then
+  return redis.error_reply('errands: unknown settle mode ' .. mode)
+end
+local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], checkin = KEYS[16],
+  cancelreq = KEYS[17], att = KEYS[19], uniqjob = KEYS[20], uniq = KEYS[21], uniqexp = KEYS[22],
+  ended = KEYS[23]}
+local attempt = redis.call('HGET', k.att, id)
+if not attempt then
   return 0
 end
-redis.call('HINCRBY', KEYS[2], name, -1)
-redis.call('HDEL', KEYS[16], id)
+if ARGV[18] == '*' then
+  if string.sub(attempt, 1, #ARGV[17] + 1) ~= ARGV[17] .. ':' then
+    return 0
+  end
+elseif attempt ~= ARGV[17] .. ':' .. ARGV[18] then
+  return 0
+end
+redis.call('HDEL', k.att, id)
+if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 1 then
+  redis.call('HINCRBY', KEYS[2], name, -1)
+end
+redis.call('HDEL', k.checkin, id)
 local target, score, counter, history = KEYS[10], ARGV[5], ARGV[10], ARGV[13] == '1'
-local request = redis.call('HGET', KEYS[17], id)
+local request = redis.call('HGET', k.cancelreq, id)
+local destroyed = false
 if request then
-  redis.call('HDEL', KEYS[17], id)
+  redis.call('HDEL', k.cancelreq, id)
+  destroyed = request == 'destroy'  -- forgotten entirely, no tombstone: the id may be used again
   if mode == 'retry' or mode == 'later' or mode == 'requeue' then
     mode, target, score, counter = 'cancelled', KEYS[18], ARGV[11], 'cancelled'
-    if request == 'destroy' then
+    if destroyed then
       mode, history = 'drop', false
     end
   end
@@ -38,19 +64,21 @@ if counter ~= '' then
   redis.call('HINCRBY', KEYS[7], counter, 1)
 end
 if ARGV[4] ~= '' then
-  redis.call('HSET', KEYS[1], id, ARGV[4])
+  redis.call('HSET', k.jobs, id, ARGV[4])
 end
 if ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[6], id, ARGV[6])
+  redis.call('HSET', k.errors, id, ARGV[6])
 end
-local recorded = mode == 'retry' or mode == 'dead' or mode == 'drop' or mode == 'cancelled'
-if recorded then
-  local env = redis.call('HGET', KEYS[1], id)
+if mode == 'retry' or mode == 'dead' or mode == 'drop' or mode == 'cancelled' then
+  local env = ARGV[19]
+  if env == '' then
+    env = redis.call('HGET', k.jobs, id) or 'null'
+  end
   local err = ARGV[6]
   if err == '' then err = 'null' end
   local status = mode
   if mode == 'retry' then status = 'failed' elseif mode == 'drop' then status = 'dropped' end
-  local record = '{"id":"' .. id .. '","status":"' .. status .. '","job":' .. (env or 'null')
+  local record = '{"id":"' .. id .. '","status":"' .. status .. '","job":' .. env
     .. ',"error":' .. err .. ',"started":' .. ARGV[16] .. ',"finished":' .. ARGV[11]
     .. ',"attempt":' .. ARGV[12] .. '}'
   if history then
@@ -68,37 +96,37 @@ if recorded then
   end
 end
 if mode == 'drop' then
-  redis.call('HDEL', KEYS[1], id)
-  redis.call('HDEL', KEYS[4], id)
-  redis.call('HDEL', KEYS[5], id)
-  redis.call('HDEL', KEYS[6], id)
+  if destroyed then
+    forget(k, {id}, nil)
+  else
+    forget(k, {id}, redis_now())
+  end
 elseif mode == 'retry' or mode == 'later' then
   redis.call('ZADD', target, score, id)
 elseif mode == 'requeue' then
-  local seq = redis.call('INCR', KEYS[8])
-  local prio = tonumber(redis.call('HGET', KEYS[4], id) or '0')
-  redis.call('ZADD', target, seq - prio * 4398046511104, id)
+  if score == '0' then
+    local seq = redis.call('INCR', KEYS[8])
+    score = seq - tonumber(redis.call('HGET', k.prio, id) or '0') * 4398046511104
+  end
+  redis.call('ZADD', target, score, id)
   if redis.call('SCARD', KEYS[9]) > 0 then
     redis.call('PUBLISH', ARGV[9], 'requeue')
   end
-elseif mode == 'dead' or mode == 'cancelled' then
-  redis.call('HDEL', KEYS[5], id)
+else -- dead or cancelled: the set is bounded by age and size (100 trimmed at most per call;
+  -- each pool's requeuer trims the rest)
+  redis.call('HDEL', k.recov, id)
   redis.call('ZADD', target, score, id)
-  local stale = redis.call('ZRANGEBYSCORE', target, '-inf', '(' .. ARGV[8])
-  local excess = redis.call('ZCARD', target) - tonumber(ARGV[7])
+  local stale = redis.call('ZRANGEBYSCORE', target, '-inf', '(' .. ARGV[8], 'LIMIT', 0, 100)
+  local excess = math.min(redis.call('ZCARD', target) - #stale - tonumber(ARGV[7]), 100)
   if excess > 0 then
-    for _, old in ipairs(redis.call('ZRANGE', target, 0, excess - 1)) do
+    for _, old in ipairs(redis.call('ZRANGE', target, #stale, #stale + excess - 1)) do
       stale[#stale + 1] = old
     end
   end
-  for _, old in ipairs(stale) do
-    redis.call('ZREM', target, old)
-    redis.call('HDEL', KEYS[1], old)
-    redis.call('HDEL', KEYS[4], old)
-    redis.call('HDEL', KEYS[6], old)
+  if #stale > 0 then
+    redis.call('ZREM', target, unpack(stale))
+    forget(k, stale, redis_now())
   end
-else
-  return redis.error_reply('errands: unknown settle mode ' .. mode)
 end
 if mode ~= 'requeue' and redis.call('SCARD', KEYS[9]) > 0 then
   redis.call('PUBLISH', ARGV[9], 'settle')

@@ -1,18 +1,24 @@
--- trim_set: bound a set of ended jobs (dead or cancelled) by age and size, deleting the jobs.
+-- trim_set: bound a set of ended jobs (dead or cancelled) by age and size, forgetting the jobs
+-- with every field of theirs (a tombstone remains, see lib/jobstate.lua). At most 1,000 per call.
 -- KEYS[1] the set (ZSET id -> ms)   KEYS[2] jobs   KEYS[3] priorities   KEYS[4] errors
+-- KEYS[5] recoveries   KEYS[6] checkins   KEYS[7] cancel requests   KEYS[8] attempts
+-- KEYS[9] unique_of_job   KEYS[10] unique   KEYS[11] unique_expiry   KEYS[12] ended
 -- ARGV[1] drop entries older than this ms   ARGV[2] most entries to keep
 -- Returns the number of jobs deleted.
-local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 10000)
+--@include jobstate
+local LIMIT = 1000
+local k = {jobs = KEYS[2], prio = KEYS[3], errors = KEYS[4], recov = KEYS[5], checkin = KEYS[6],
+  cancelreq = KEYS[7], att = KEYS[8], uniqjob = KEYS[9], uniq = KEYS[10], uniqexp = KEYS[11],
+  ended = KEYS[12]}
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, LIMIT)
 local excess = redis.call('ZCARD', KEYS[1]) - #stale - tonumber(ARGV[2])
 if excess > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', KEYS[1], #stale, #stale + math.min(excess, 10000) - 1)) do
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[1], #stale, #stale + math.min(excess, LIMIT) - 1)) do
     stale[#stale + 1] = old
   end
 end
-for _, id in ipairs(stale) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
-  redis.call('HDEL', KEYS[4], id)
+if #stale > 0 then
+  redis.call('ZREM', KEYS[1], unpack(stale))
+  forget(k, stale, redis_now())
 end
 return #stale

@@ -1,0 +1,12 @@
+-- deregister: a pool stopping gracefully gives up its lease, if it holds no job any more (else
+-- it stays registered, and a reaper takes its jobs once its heartbeats have stopped).
+-- KEYS[1] pools   KEYS[2] in_progress of the pool   KEYS[3] its info   KEYS[4] idle
+-- ARGV[1] pool id
+-- Returns 1 when deregistered, 0 when it still holds jobs (or was not registered).
+if redis.call('ZCARD', KEYS[2]) > 0 or not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[3])
+redis.call('SREM', KEYS[4], ARGV[1])
+return 1

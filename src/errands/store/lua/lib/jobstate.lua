@@ -1,0 +1,68 @@
+-- lib/jobstate: helpers shared by the scripts that end a job's life (included by
+-- `--@include jobstate`, see store/scripts.py). A table `k` names the keys, taken from the
+-- including script's KEYS: jobs, prio, errors, recov, checkin, cancelreq, att, uniqjob, uniq,
+-- uniqexp, ended.
+-- Tombstones: every job whose life ended is kept in `ended` (id -> ms, Redis clock) so that a
+-- re-sent enqueue of the same id stores nothing. At least TOMB_MS long, for the latest TOMB_MAX
+-- jobs (memory stays bounded: each call drops at most as many as it adds, plus a few).
+local TOMB_MS, TOMB_MAX = 3600000, 100000
+
+local function redis_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- tombstones for `ids` (at most a few thousand: unpack), trimming as many old ones
+local function tombstone(k, ids, now)
+  if #ids == 0 then return end
+  local args = {}
+  for _, id in ipairs(ids) do
+    args[#args + 1] = now
+    args[#args + 1] = id
+  end
+  redis.call('ZADD', k.ended, unpack(args))
+  local budget = #ids + 16
+  local old = redis.call('ZRANGEBYSCORE', k.ended, '-inf', '(' .. (now - TOMB_MS), 'LIMIT', 0, budget)
+  if #old > 0 then
+    redis.call('ZREM', k.ended, unpack(old))
+  end
+  local over = redis.call('ZCARD', k.ended) - TOMB_MAX
+  if over > 0 then
+    redis.call('ZREM', k.ended, unpack(redis.call('ZRANGE', k.ended, 0, math.min(over, budget) - 1)))
+  end
+end
+
+-- release the unique lock `id` holds, if any
+local function release_unique(k, id)
+  local digest = redis.call('HGET', k.uniqjob, id)
+  if digest then
+    if redis.call('HGET', k.uniq, digest) == id then
+      redis.call('HDEL', k.uniq, digest)
+      redis.call('ZREM', k.uniqexp, digest)
+    end
+    redis.call('HDEL', k.uniqjob, id)
+  end
+end
+
+-- every field of `ids` (their envelope included) goes; each leaves a tombstone at `now` (none
+-- when `now` is nil: a job destroyed on request is forgotten entirely)
+local function forget(k, ids, now)
+  if #ids == 0 then return end
+  for _, h in ipairs({k.jobs, k.prio, k.errors, k.recov, k.checkin, k.cancelreq, k.att}) do
+    redis.call('HDEL', h, unpack(ids))
+  end
+  if redis.call('HLEN', k.uniqjob) > 0 then
+    for _, id in ipairs(ids) do
+      release_unique(k, id)
+    end
+  end
+  if now then
+    tombstone(k, ids, now)
+  end
+end
+
+-- true when `id` is stored or ended recently (its tombstone or result record `done` exists)
+local function known(k, id, done)
+  return redis.call('HEXISTS', k.jobs, id) == 1 or redis.call('ZSCORE', k.ended, id) ~= false
+    or (done ~= nil and redis.call('EXISTS', done) == 1)
+end

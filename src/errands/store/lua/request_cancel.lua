@@ -1,0 +1,12 @@
+-- request_cancel: ask the pool running a job to cancel it (`cancel`) or to drop it with every
+-- trace (`destroy`). The request is stored only while an attempt of the job runs, so none is
+-- left behind by a job that ended meanwhile; settle and reap delete it with the attempt.
+-- KEYS[1] attempts   KEYS[2] cancel requests
+-- ARGV[1] job id   ARGV[2] cancel | destroy   ARGV[3] control channel
+-- Returns 1 when requested, 0 when no attempt of the job runs.
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2] .. ':' .. ARGV[1])
+return 1
