@@ -19,7 +19,7 @@ from .job import Job
 from .middleware import as_enqueue
 from .serialization import JSONSerializer, Serializer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
-from .store.keys import Keys, check_job_name
+from .store.keys import Keys, check_job_id, check_job_name
 from .store.replication import ReplicatedScripts
 from .store.scripts import Scripts
 from .store.topology import RedisClient, as_redis
@@ -94,8 +94,11 @@ class Enqueuer:
         priority: int = 0,
         retry: RetryOptions | None = None,
         meta: Mapping[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> Job:
         check_job_name(name)
+        if job_id is not None:
+            check_job_id(job_id)
         if args is None:
             args = {}
         if not isinstance(args, Mapping):
@@ -105,7 +108,7 @@ class Enqueuer:
         return Job(
             name,
             dict(args),
-            id=uuid.uuid4().hex,
+            id=job_id if job_id is not None else uuid.uuid4().hex,
             enqueued_at=now,
             priority=check_priority(priority),
             retry=retry.to_dict() if retry else None,
@@ -153,23 +156,33 @@ class Enqueuer:
         priority: int = 0,
         retry: RetryOptions | None = None,
         meta: Mapping[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> Job | None:
         """Store a job and return it once Redis has it (None if a middleware dropped it).
 
         ``delay`` (seconds or timedelta) or ``at`` (datetime; naive means UTC) schedule it for
         later; ``priority`` (-1000..1000, higher first) orders it within its queue.
+
+        ``job_id`` (default: a random id) makes the enqueue idempotent: while a job with that
+        id is stored (waiting, running, dead or cancelled), and for a while after it ended
+        (see docs/reliability.md), nothing is stored again and the returned Job has
+        ``existed`` set. Ids follow the rules of job names.
         """
-        job = self._build(name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta)
+        job = self._build(
+            name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta, job_id=job_id
+        )
         stored = await self._through_middleware(job)
         if stored is None:
             return None
-        await self._call(self.scripts.enqueue([stored.name], [self._row(1, stored)]))
+        existed = await self._call(self.scripts.enqueue([stored.name], [self._row(1, stored)]))
+        stored.existed = bool(existed)
         stored._backend = self
         return stored
 
     async def enqueue_many(self, items: Iterable[EnqueueItem]) -> list[Job]:
         """Store many jobs in one round trip. Items are ``(name, args)`` or
-        ``(name, args, options)`` with options as for :meth:`enqueue`."""
+        ``(name, args, options)`` with options as for :meth:`enqueue` (``job_id`` included:
+        each returned Job says whether it ``existed``)."""
         jobs: list[Job] = []
         for item in items:
             name, args, *rest = item
@@ -179,13 +192,12 @@ class Enqueuer:
                 jobs.append(job)
         if not jobs:
             return []
-        index: dict[str, int] = {}
-        rows = []
-        for job in jobs:
-            i = index.setdefault(job.name, len(index) + 1)
-            rows.append(self._row(i, job))
-        for start in range(0, len(rows), 5000):
-            await self._call(self.scripts.enqueue(list(index), rows[start : start + 5000]))
+        for start in range(0, len(jobs), 5000):  # bounded work per script call
+            chunk = jobs[start : start + 5000]
+            index: dict[str, int] = {}
+            rows = [self._row(index.setdefault(j.name, len(index) + 1), j) for j in chunk]
+            for i in await self._call(self.scripts.enqueue(list(index), rows)):
+                chunk[i].existed = True
         for job in jobs:
             job._backend = self
         return jobs
@@ -206,18 +218,23 @@ class Enqueuer:
         retry: RetryOptions | None = None,
         meta: Mapping[str, Any] | None = None,
         ttl: float = UNIQUE_TTL,
+        job_id: str | None = None,
     ) -> Job | None:
         """Enqueue unless a job with the same name and args (or the same ``key``) is already
         queued or scheduled; returns None then. With ``key``, the waiting job's args are
-        replaced by these. The lock is released when the job starts, or ``ttl`` after it was due."""
-        job = self._build(name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta)
+        replaced by these. The lock is released when the job starts, or ``ttl`` after it was due.
+        ``job_id`` as for :meth:`enqueue`: a job id already taken stores nothing and returns
+        the Job with ``existed`` set."""
+        job = self._build(
+            name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta, job_id=job_id
+        )
         job.unique = unique_digest(name, job.args if key is None else key)
         stored = await self._through_middleware(job)
         if stored is None:
             return None
         for _ in range(10):
             now = self.clock.now()
-            ok, holder = await self._call(
+            ok, holder, existed = await self._call(
                 self.scripts.enqueue_unique(
                     stored.name,
                     stored.id,
@@ -230,6 +247,7 @@ class Enqueuer:
                 )
             )
             if ok:
+                stored.existed = existed
                 stored._backend = self
                 return stored
             if key is None or await self._replace_args(holder, stored):

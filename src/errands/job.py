@@ -17,11 +17,13 @@ class Job:
     """
 
     __slots__ = (
+        "_attempt",
         "_backend",
         "_raw",
         "args",
         "context",
         "enqueued_at",
+        "existed",
         "fails",
         "id",
         "meta",
@@ -62,6 +64,9 @@ class Job:
         self.context: dict[str, Any] = {}
         self._backend: Any = None
         self._raw: bytes | None = None  # the envelope as fetched: retries start from it
+        self._attempt = ""  # the token of the attempt running it (see lua/fetch.lua)
+        # set by enqueue: True when a job with this id was already there, so nothing was stored
+        self.existed = False
 
     @property
     def attempt(self) -> int:
@@ -74,11 +79,13 @@ class Job:
         retried with its failures reset (``Client.retry_dead_job``)."""
         return self.previous_attempts + self.fails + 1
 
-    async def checkin(self, message: str) -> None:
-        """Report progress from inside a handler; shown by ``Client.job`` and ``workers()``."""
+    async def checkin(self, message: str) -> bool:
+        """Report progress from inside a handler; shown by ``Client.job`` and ``workers()``.
+        Returns False (nothing recorded) when this run no longer holds the job: its pool lost
+        its lease and the job was given to another pool."""
         if self._backend is None or not hasattr(self._backend, "checkin"):
             raise RuntimeError("checkin() works only inside a running handler")
-        await self._backend.checkin(self, str(message))
+        return bool(await self._backend.checkin(self, str(message)))
 
     async def result(self, timeout: float | None = None) -> Any:
         """Wait for the job's result (its handler's return value) without polling.

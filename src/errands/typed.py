@@ -110,11 +110,13 @@ class JobFunction(Generic[P, C, R]):
         unique: bool = False,
         key: Any = None,
         ttl: float = UNIQUE_TTL,
+        job_id: str | None = None,
     ) -> EnqueueCall[P]:
         """Enqueue options (as for ``enqueue``; ``unique=True`` or a ``key`` use
-        ``enqueue_unique``) and optionally another Enqueuer: chain ``.enqueue()``."""
+        ``enqueue_unique``; ``job_id`` makes it idempotent) and optionally another Enqueuer:
+        chain ``.enqueue()``."""
         options: dict[str, Any] = {"delay": delay, "at": at, "priority": priority}
-        options.update(retry=retry, meta=meta)
+        options.update(retry=retry, meta=meta, job_id=job_id)
         if unique or key is not None:
             options.update(key=key, ttl=ttl)
         return EnqueueCall(self, enqueuer, options, unique or key is not None)

@@ -123,11 +123,11 @@ class Client(Inspection, ScheduleAdmin):
             now = await self.job(job_id)
             if now is None or now.status == JobStatus.FINISHED:
                 break
-            if now.pool_id is not None:  # running: its pool cancels it and drops it
-                await self.redis.hset(k.cancel_requests, job_id, "destroy")
-                await self.redis.publish(k.control_channel, f"destroy:{job_id}")
+            # running: its pool (or the reaper of its pool) cancels it and drops it; the
+            # request is stored only while an attempt of it runs
+            if await self.scripts.request_cancel(job_id, "destroy"):
                 break
-            if now.status == JobStatus.IN_PROGRESS:  # in no set, run by no pool: an orphan
+            if now.status == JobStatus.IN_PROGRESS and now.pool_id is None:  # an orphan
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for key in (k.jobs, k.priorities, k.errors, k.recoveries, k.checkins):
                         pipe.hdel(key, job_id)
@@ -137,6 +137,7 @@ class Client(Inspection, ScheduleAdmin):
         attempts = [f"{job_id}:{i}" for i in range(1, last + 1)]
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(k.done(job_id))
+            pipe.zrem(k.ended, job_id)  # its tombstone: the id may be used again
             pipe.hdel(k.history_data, *attempts)
             pipe.zrem(k.history, *attempts)
             pipe.zrem(k.history_of(info.name), *attempts)

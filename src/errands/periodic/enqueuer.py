@@ -26,6 +26,7 @@ from ..errors import RegistrationError
 from ..serialization import Serializer
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
+from ..store.redisclock import RedisAlignedClock
 from .spec import parse_duration
 from .store import PeriodicSchedule, ScheduleStore, build_job, make_periodic, ms
 
@@ -130,7 +131,10 @@ class PeriodicEnqueuer:
         return [*self.code.values(), *runtime]
 
     async def refresh(self) -> None:
-        """(Re-)register this pool's schedules and re-read the runtime ones."""
+        """(Re-)register this pool's schedules and re-read the runtime ones; re-align the
+        clock on the Redis server's."""
+        if isinstance(self.clock, RedisAlignedClock):
+            await self.clock.sync()
         added, raw = await self.store.refresh(self.code.values())
         if added:  # new, or reset by a Client: look at their state now
             for name in self.code:

@@ -2,7 +2,8 @@
 
 Acks accumulate while a call is in flight, so under load each call carries many jobs. A failed
 call is retried with backoff (the jobs stay in the pool's in-progress set meanwhile; if the pool
-dies first, a reaper requeues them: at-least-once).
+dies first, a reaper requeues them: at-least-once). A job's "done" line is logged once its ack
+went through; an ack the fence refused (the job was taken back from this pool) is logged as such.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 
 from ..aio import cancel_and_wait
 from ..clock import Clock, to_ms
+from ..logfmt import job_extra
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Acked, Scripts
 
@@ -32,6 +34,7 @@ class Acker:
         self._wake = False
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.refused = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="errands-acker")
@@ -64,7 +67,7 @@ class Acker:
             wake, self._wake = self._wake, False
             self.inflight = batch
             try:
-                await self.scripts.ack(
+                refused = await self.scripts.ack(
                     self.pool_id, batch, wake, to_ms(self.clock.now()), self.history
                 )
             except Exception as exc:  # not only REDIS_ERRORS: the flusher must never die
@@ -76,8 +79,34 @@ class Acker:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
             finally:
                 self.inflight = []
+            self._log(batch, set(refused))
+
+    def _log(self, batch: list[Acked], refused: set[str]) -> None:
+        self.refused += len(refused)
+        for a in batch:
+            extra = job_extra(a.job) if a.job is not None else {}
+            if a.id in refused:
+                log.warning(
+                    "%s %s finished but not acknowledged: its attempt was taken back from this "
+                    "pool (the job runs, or ran, elsewhere)",
+                    a.name,
+                    a.id,
+                    extra=extra,
+                )
+            elif log.isEnabledFor(logging.INFO):
+                log.info("%s %s done in %.1fms", a.name, a.id, a.ran_ms, extra=extra)
+
+    def abandon(self) -> int:
+        """The lease is lost: drop the acks not written (their jobs were given to other pools)
+        and stop. Returns how many were dropped."""
+        dropped = len(self.pending) + len(self.inflight)
+        self.pending = []
+        if self._task is not None:
+            self._task.cancel()
+        return dropped
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush what is left and stop."""

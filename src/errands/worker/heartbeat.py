@@ -1,8 +1,11 @@
 """Pool heartbeats, written from a thread so a blocked event loop cannot starve them.
 
-A pool whose heartbeat (stamped with the Redis server's clock) is older than the dead timeout is
-taken for dead and its jobs are given back by a reaper. Beating off the event loop means a
-handler that blocks the loop does not get its live pool reaped.
+Each beat renews the pool's lease (see ``lease.py``), stamped with the Redis server's clock. A
+pool whose last renewal is older than the dead timeout is taken for dead, its lease taken and its
+jobs given back by a reaper. Beating off the event loop means a handler that blocks the loop
+(a sync call, a CPU-bound loop in Python) does not get its live pool reaped. What the thread
+cannot survive is a handler holding the GIL (one long call into C that does not release it):
+every thread of the process stops meanwhile. The thread reports such stalls when it resumes.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import threading
 import time
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis as AsyncRedis
 
 from ..store.keys import Keys
 from ..store.scripts import lua_source
 from ..store.syncclient import sync_client_like
+from .lease import Lease
 
 __all__ = ["Heartbeater"]
 
@@ -24,7 +29,8 @@ log = logging.getLogger("errands.heartbeat")
 
 
 class Heartbeater:
-    """Beats every ``interval`` seconds in a daemon thread until ``stop()``."""
+    """``start()`` registers the pool (raising if Redis refuses or cannot be reached), then
+    renews its lease every ``interval`` seconds in a daemon thread until ``stop()``."""
 
     def __init__(
         self,
@@ -32,31 +38,36 @@ class Heartbeater:
         keys: Keys,
         pool_id: str,
         info: dict[str, Any],
-        interval: float,
+        lease: Lease,
         info_ttl: float = 86400.0,
     ) -> None:
         self.keys = keys
         self.pool_id = pool_id
         self.info = info
-        self.interval = interval
+        self.lease = lease
+        self.interval = lease.interval
         self.info_ttl_ms = int(info_ttl * 1000)
         # A beat stuck on a half-open connection must give up (and reconnect, by the client's
         # retry) well before the dead timeout (>= 2 intervals), not after the 15 s socket
         # timeout of the pool's client: a live pool would be taken for dead meanwhile.
-        self._client = sync_client_like(client, timeout_cap=max(interval, 1.0))
+        self._client = sync_client_like(client, timeout_cap=max(self.interval, 1.0))
         self._script = self._client.register_script(lua_source("heartbeat"))
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, name=f"errands-heartbeat-{pool_id}", daemon=True
         )
-        self._lock = threading.Lock()
-        # monotonic time since when beats have succeeded without a gap longer than 2 intervals
-        self._healthy_since: float | None = None
-        self._last_ok: float | None = None
-        self.beats = 0
+
+    @property
+    def beats(self) -> int:
+        return self.lease.beats
+
+    def payload(self) -> bytes:
+        return orjson.dumps({**self.info, "beat_at": time.time()})
 
     def start(self) -> None:
-        self.beat()
+        """Register the pool; raises the error of the first beat if it fails (the pool must
+        not start without a lease)."""
+        self._send("register")
         self._thread.start()
 
     def stop(self) -> None:
@@ -67,39 +78,44 @@ class Heartbeater:
 
     def healthy_for(self) -> float:
         """Seconds this pool has been beating without a gap (0 after an outage or stall)."""
-        with self._lock:
-            if self._healthy_since is None or self._last_ok is None:
-                return 0.0
-            now = time.monotonic()
-            if now - self._last_ok > 2 * self.interval:
-                return 0.0
-            return now - self._healthy_since
+        return self.lease.healthy_for()
+
+    def _send(self, mode: str) -> None:
+        keys = [self.keys.pools, self.keys.pool_info(self.pool_id), self.keys.retired]
+        sent = time.monotonic()
+        at = self._script(keys=keys, args=[self.pool_id, self.payload(), self.info_ttl_ms, mode])
+        if int(at) < 0:
+            reason = "a reaper took its lease (no heartbeat for the dead timeout)"
+            self.lease.lose(reason)
+            raise LookupError(f"pool {self.pool_id}: {reason}")
+        self.lease.renewed(sent)
 
     def beat(self) -> bool:
-        import orjson
-
-        began = time.monotonic()
+        if self.lease.lost is not None:
+            return False
         try:
-            payload = orjson.dumps({**self.info, "beat_at": time.time()})
-            self._script(
-                keys=[self.keys.pools, self.keys.pool_info(self.pool_id)],
-                args=[self.pool_id, payload, self.info_ttl_ms],
-            )
+            self._send("renew")
+        except LookupError:
+            return False
         except Exception as exc:  # RedisError, OSError, RedisClusterException: keep beating
             log.warning("heartbeat of pool %s failed: %s", self.pool_id, exc)
-            with self._lock:
-                self._healthy_since = None
+            self.lease.failed()
             return False
-        now = time.monotonic()
-        with self._lock:
-            stalled = now - began > self.interval
-            gap = self._last_ok is None or now - self._last_ok > 2 * self.interval
-            if self._healthy_since is None or stalled or gap:
-                self._healthy_since = now
-            self._last_ok = now
-            self.beats += 1
         return True
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.beat()
+        due = time.monotonic() + self.interval
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            late = time.monotonic() - due
+            if late > self.interval:
+                log.warning(
+                    "heartbeat of pool %s ran %.1fs late: the process was frozen, or a handler "
+                    "held the GIL (one long call into C); past %.1fs the pool is taken for dead "
+                    "and its jobs run elsewhere",
+                    self.pool_id,
+                    late,
+                    self.lease.dead_timeout - self.interval,
+                )
+            if not self.beat() and self.lease.lost is not None:
+                return
+            due = time.monotonic() + self.interval

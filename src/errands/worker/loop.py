@@ -22,21 +22,22 @@ from ..handlers import JobType, call_handler
 from ..job import Job
 from ..logfmt import job_extra
 from ..middleware import ProcessMiddleware, chain
-from ..serialization import Serializer
-from ..store.connection import REDIS_ERRORS
-from ..store.scripts import Acked, Fetched, Scripts, Settle
+from ..serialization import JSONSerializer, Serializer
+from ..store.scripts import Acked, Fetched, Scripts
 from .acker import Acker
 from .cancellation import CancelRequests
+from .fetching import Fetching
+from .lease import Lease
+from .lookahead import Lookahead
 from .sampler import PrioritySampler
 from .settler import Settler
 
 __all__ = ["Worker"]
 
 log = logging.getLogger("errands.worker")
-LOOKAHEAD_MAX_RUN = 0.05  # seconds
 
 
-class Worker(CancelRequests):
+class Worker(CancelRequests, Lookahead, Fetching):
     """Runs the jobs of one pool. Construct, ``await run()`` as a task, ``stop_fetching()``,
     ``wait_idle()`` / ``cancel_running()``, then ``close()``."""
 
@@ -57,6 +58,7 @@ class Worker(CancelRequests):
         poll_interval: float = 1.0,
         history: bool = True,
         isolate_recovered: int = 0,
+        lease: Lease | None = None,
     ) -> None:
         self.pool_id = pool_id
         self.scripts = scripts
@@ -73,6 +75,10 @@ class Worker(CancelRequests):
         self.poll_interval = poll_interval
         self.history = history
         self.isolate_recovered = isolate_recovered  # see lua/fetch.lua
+        self.lease = lease
+        self.dead_timeout_ms = int((lease.dead_timeout if lease else 10.0) * 1000)
+        # the records (result, history) embed the envelope: as JSON when it is not stored so
+        self.json_records = not isinstance(serializer, JSONSerializer)
         self._runners: dict[str, Callable[[Job], Awaitable[Any]]] = {
             name: chain(middleware, _handler_for(jt, executor)) for name, jt in job_types.items()
         }
@@ -84,10 +90,12 @@ class Worker(CancelRequests):
         self._cancel_requests: dict[str, bool] = {}  # job id -> destroy
         self._early_cancels: dict[str, tuple[bool, float]] = {}  # id -> (destroy, monotonic)
         self._slot_freed = asyncio.Event()
-        # jobs fetched ahead of free slots (see lookahead), started the moment a slot frees
-        self.buffer: deque[tuple[str, Fetched]] = deque()
+        # jobs fetched ahead of free slots (see lookahead.py), started the moment a slot frees
+        self.buffer: deque[tuple[str, Fetched, float]] = deque()
         self._mean_run = float("inf")  # moving mean of handler run time, seconds
         self._may_look_ahead = not any(jt.max_concurrency for jt in job_types.values())
+        self._started_at: dict[str, float] = {}  # job id -> monotonic start, of running jobs
+        self._suspects: set[str] = set()  # held jobs that crashed pools before (lua/fetch.lua)
         self.acker = Acker(scripts, pool_id, clock, history)
         # job id of every live job task: with the pending acks, the jobs this worker holds
         self._holding: dict[asyncio.Future[None], str] = {}
@@ -96,6 +104,8 @@ class Worker(CancelRequests):
         self.reclaimed = 0
         self._stopping = False
         self._cancelling = False
+        self.abandoned = False  # the lease is lost: nothing is settled or acked here any more
+        self._expired_since: float | None = None
         self.processed = 0
         self.last_fetch_empty = False
 
@@ -109,16 +119,6 @@ class Worker(CancelRequests):
         """No job runs and every finished job has been acknowledged."""
         return not self.tasks and not self.buffer and self.acker.idle
 
-    @property
-    def lookahead(self) -> int:
-        """How many jobs to fetch ahead of free slots, so the next job starts the moment a slot
-        frees instead of after a fetch round trip. Only while jobs are short (mean run under
-        LOOKAHEAD_MAX_RUN) and no job type has max_concurrency: a job fetched ahead then waits
-        a few milliseconds at most, never while another pool could run it for long."""
-        if self._may_look_ahead and self._mean_run < LOOKAHEAD_MAX_RUN:
-            return self.concurrency
-        return 0
-
     async def run(self) -> None:
         """Fetch and start jobs until ``stop_fetching``; runs the ack flusher alongside."""
         self.acker.start()
@@ -129,8 +129,26 @@ class Worker(CancelRequests):
         self._slot_freed.set()
         self.wake.set()
         while self.buffer:  # fetched ahead, never started: back on their queues
-            name, item = self.buffer.popleft()
-            self._spawn(self.settler.requeue_fetched(item.id, name), None, item.id)
+            name, item, _at = self.buffer.popleft()
+            self._give_back(name, item)
+
+    def abandon(self) -> tuple[int, int, int]:
+        """The lease is lost: the jobs held here were given to other pools. Stop fetching,
+        cancel every job task at once (without settling: the fences would refuse it anyway),
+        forget the jobs fetched ahead and the acks not written. Returns (jobs cancelled,
+        fetched ahead, acks dropped)."""
+        self.abandoned = self._stopping = True
+        self.settler.abandoned = True
+        self._slot_freed.set()
+        self.wake.set()
+        buffered = len(self.buffer)
+        self.buffer.clear()
+        acks = self.acker.abandon()
+        running = 0
+        for task in list(self.tasks):
+            running += task in self._holding and self._holding[task] in self.running
+            task.cancel()
+        return running, buffered, acks
 
     async def wait_idle(self, timeout: float | None) -> bool:
         """Wait until no job runs; False on timeout."""
@@ -151,73 +169,6 @@ class Worker(CancelRequests):
                 log.error("job task %s ignores cancellation; leaving it running", task.get_name())
         return len(tasks)
 
-    # -- fetching ----------------------------------------------------------------------------
-    async def _fetch_loop(self) -> None:
-        delay = 0.05
-        loop = asyncio.get_running_loop()
-        next_reclaim = loop.time() + self.reclaim_interval
-        while not self._stopping:
-            try:
-                if self._reclaim or loop.time() >= next_reclaim:
-                    await self._reclaim_orphans()
-                    next_reclaim = loop.time() + self.reclaim_interval
-                room = self.concurrency - len(self.tasks) + self.lookahead - len(self.buffer)
-                if room <= 0:
-                    self._slot_freed.clear()
-                    await _wait(self._slot_freed, self.reclaim_interval)
-                    continue
-                self.wake.clear()
-                order = self.sampler.sample()
-                asked = min(room, self.batch)
-                fetched = await self.scripts.fetch(
-                    self.pool_id, to_ms(self.clock.now()), asked, order, self.isolate_recovered
-                )
-            except Exception as exc:
-                # the reply of a fetch that ran may be lost (reset, timeout, or run again by
-                # the client's retry): its jobs would sit in our in-progress set, unseen
-                self._reclaim = True
-                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
-                log.log(level, "fetch failed (%r); retrying in %.2fs", exc, delay)
-                if not self._stopping:
-                    self._slot_freed.clear()  # a slot freed meanwhile must not skip the backoff
-                    await _wait(self._slot_freed, delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.05
-            self.last_fetch_empty = not fetched
-            for item in fetched:
-                name = order[item.queue_index - 1][0]
-                if len(self.tasks) < self.concurrency and not self.buffer:
-                    self._start(name, item)
-                else:
-                    self.buffer.append((name, item))
-            if len(fetched) < asked:
-                # drained: the fetch marked this pool idle, so the next enqueue wakes it
-                await _wait(self.wake, self.poll_interval)
-
-    async def _reclaim_orphans(self) -> None:
-        """Put back on their queues the jobs in this pool's in-progress set that this worker
-        does not hold. A fetch whose reply was lost moved them there (Redis ran it, then the
-        connection was reset or timed out, or the client's retry ran it a second time); nobody
-        would run them, and their max_concurrency slots would stay taken, while this pool
-        lives. Fenced like every settle: a job acked or settled meanwhile is left alone."""
-        raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
-        held = set(self._holding.values())
-        held.update(self.acker.holding())
-        held.update(item.id for _name, item in self.buffer)
-        for member in raw:
-            job_id, _, name = member.decode(errors="replace").partition(":")
-            if job_id in held or name not in self.job_types:
-                continue
-            now_ms = to_ms(self.clock.now())
-            s = Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
-            if await self.scripts.settle(self.pool_id, s):
-                self.reclaimed += 1
-                log.warning(
-                    "%s %s was in progress here unbeknownst (a lost reply): requeued", name, job_id
-                )
-        self._reclaim = False
-
     def _start(self, name: str, item: Fetched) -> None:
         try:
             job = Job.from_envelope(item.id, self.serializer.loads(item.envelope))
@@ -227,11 +178,13 @@ class Worker(CancelRequests):
                 )
         except Exception as exc:
             reason = f"undecodable payload: {exc}"
-            self._spawn(self.settler.bury_corrupt(item.id, name, reason), None, item.id)
+            self._spawn(self.settler.bury_corrupt(item, name, reason), None, item.id)
             return
         job.context = self.context
         job._backend = self
         job._raw = item.envelope
+        job._attempt = item.token
+        self._started_at[job.id] = time.monotonic()
         self._spawn(self._run(job, self.job_types[name]), job)
         early = self._early_cancels.pop(job.id, None)
         if early is not None and time.monotonic() - early[1] < 10.0:
@@ -247,9 +200,13 @@ class Worker(CancelRequests):
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        self._holding.pop(task, None)
+        job_id = self._holding.pop(task, None)
+        if job_id is not None:
+            self._suspects.discard(job_id)
+            self._started_at.pop(job_id, None)
         if self.buffer and not self._stopping and len(self.tasks) < self.concurrency:
-            self._start(*self.buffer.popleft())
+            name, item, _at = self.buffer.popleft()
+            self._start(name, item)
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("errands internal error in a job task", exc_info=task.exception())
@@ -309,12 +266,17 @@ class Worker(CancelRequests):
             self.running.pop(job.id, None)
             self._cancel_requests.pop(job.id, None)  # a request that came too late
         self.processed += 1
-        self._ack(job, jt, result, started_ms)
-        if log.isEnabledFor(logging.INFO):
-            ms = (time.perf_counter() - started) * 1000
-            log.info("%s %s done in %.1fms", job.name, job.id, ms, extra=job_extra(job))
+        self._ack(job, jt, result, started_ms, (time.perf_counter() - started) * 1000)
 
     async def _cancelled(self, job: Job, started_ms: int) -> None:
+        if self.abandoned:
+            log.warning(
+                "%s %s cancelled: this pool lost its lease, the job was given to another pool",
+                job.name,
+                job.id,
+                extra=job_extra(job),
+            )
+            return
         if job.id in self._cancel_requests:
             destroy = self._cancel_requests.pop(job.id)
             await self.settler.cancelled(job, started_ms, destroy)
@@ -325,12 +287,16 @@ class Worker(CancelRequests):
         await self.settler.requeue(job)
         log.info("%s %s requeued (pool stopping)", job.name, job.id, extra=job_extra(job))
 
-    def _observe(self, seconds: float) -> None:
-        """Keep the moving mean of run times that decides the lookahead."""
-        mean = self._mean_run
-        self._mean_run = seconds if mean == float("inf") else 0.8 * mean + 0.2 * seconds
-
-    def _ack(self, job: Job, jt: JobType, result: Any, started_ms: int) -> None:
+    def _ack(self, job: Job, jt: JobType, result: Any, started_ms: int, ran_ms: float) -> None:
+        if self.abandoned:
+            log.warning(
+                "%s %s finished, but this pool lost its lease: not acknowledged (the job was "
+                "given to another pool)",
+                job.name,
+                job.id,
+                extra=job_extra(job),
+            )
+            return
         try:
             encoded = orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
         except TypeError as exc:
@@ -339,12 +305,20 @@ class Worker(CancelRequests):
             )
             encoded = b"null"
         acked = Acked(job.id, job.name, encoded, started_ms, jt.result_ttl_ms, job.history_attempt)
+        acked.token = job._attempt
+        if self.json_records:
+            acked.envelope_json = self.settler.envelope_json(job._raw)
+        acked.job, acked.ran_ms = job, ran_ms
         self.acker.add(acked, wake=bool(jt.max_concurrency))
 
-    async def checkin(self, job: Job, message: str) -> None:
-        """Record progress of a running job (``await job.checkin("10 of 100")``)."""
-        data = self.serializer.dumps({"message": message, "at": self.clock.now()})
-        await self.scripts.checkin(job.id, job.name, data)
+    async def checkin(self, job: Job, message: str) -> bool:
+        """Record progress of a running job (``await job.checkin("10 of 100")``); False (and
+        nothing recorded) when this attempt no longer runs the job."""
+        if self.abandoned:
+            return False
+        data = orjson.dumps({"message": message, "at": self.clock.now()})
+        attempt = f"{self.pool_id}:{job._attempt}"
+        return await self.scripts.checkin(job.id, job.name, data, attempt)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush remaining acks and stop the ack flusher."""
@@ -356,12 +330,3 @@ def _handler_for(jt: JobType, executor: Executor | None) -> Callable[[Job], Awai
         return call_handler(jt, job, executor)
 
     return invoke
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Sleep up to ``seconds``, waking early when ``event`` is set."""
-    try:
-        async with asyncio.timeout(seconds):
-            await event.wait()
-    except TimeoutError:
-        pass

@@ -29,9 +29,12 @@ from ..periodic.enqueuer import PeriodicEnqueuer, PeriodicRegistration
 from ..serialization import JSONSerializer, Serializer
 from ..store.connection import check, connect, describe, redact_url
 from ..store.keys import Keys
+from ..store.redisclock import RedisAlignedClock
 from ..store.scripts import Scripts
 from ..store.topology import RedisClient, as_redis
 from .heartbeat import Heartbeater
+from .lease import Lease, LeaseKeeper
+from .leasing import LeaseRecovery
 from .loop import Worker
 from .notifier import Notifier
 from .reaper import Reaper
@@ -48,7 +51,7 @@ __all__ = ["WorkerPool"]
 log = logging.getLogger("errands.pool")
 
 
-class WorkerPool(JobRegistry, PeriodicRegistration):
+class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
     """Runs registered jobs with up to ``concurrency`` at a time in this process.
 
     Timings (seconds): ``shutdown_grace`` lets running jobs finish on stop; ``dead_timeout``
@@ -118,6 +121,11 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
         self.requeuer: Requeuer | None = None
         self.reaper: Reaper | None = None
         self.heartbeater: Heartbeater | None = None
+        self.lease: Lease | None = None
+        self.lease_keeper: LeaseKeeper | None = None
+        self._rebirth_task: asyncio.Task[None] | None = None
+        self.lease_losses = 0  # how often this pool lost its lease and carried on anew
+        self._wake = asyncio.Event()
         self._executor: DaemonThreadPool | None = None
         self._owns_client = redis is None
         self.bound_enqueuer: Enqueuer | None = None
@@ -156,23 +164,21 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
         # a new identity for every run: a restarted pool never mistakes the jobs a previous
         # run left in progress (a reaper gives those back) for orphans of its own
         self.id = uuid.uuid4().hex[:16]
+        names = sorted(self.job_types)
+        await self._register(names)  # no lease, no start
         self._started = True
         try:
             for hook in self._on_startup:
                 await call_hook(hook, self.context)
         except BaseException:
             self._started = False  # nothing runs yet: a later start() must really start
+            await self._give_up_lease()
             raise
         scripts = Scripts(self.redis, self.keys)
-        names = sorted(self.job_types)
         await self._publish_limits(names)
-        self.heartbeater = Heartbeater(
-            self.redis, self.keys, self.id, self._info(names), self.heartbeat_interval
-        )
-        await asyncio.to_thread(self.heartbeater.start)
-        wake = asyncio.Event()
-        self._build(scripts, names, wake)
-        self._launch(wake)
+        self._wake = asyncio.Event()
+        self._build(scripts, names, self._wake)
+        self._launch(self._wake)
         log.info(
             "pool %s started: %d job types, concurrency %d, Redis %s",
             self.id,
@@ -183,6 +189,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
 
     def _build(self, scripts: Scripts, names: list[str], wake: asyncio.Event) -> None:
         """Construct the components: worker (with settler), requeuer, reaper, periodic."""
+        assert self.lease is not None and self.heartbeater is not None
         if any(not jt.is_async for jt in self.job_types.values()):
             self._executor = DaemonThreadPool(self.concurrency, thread_name_prefix="errands-job")
         settler = Settler(
@@ -210,6 +217,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
             history=self.history,
             # a job's last chance after crashes runs apart from other crash suspects
             isolate_recovered=max(1, self.max_recoveries - 1),
+            lease=self.lease,
         )
         self.requeuer = Requeuer(
             scripts,
@@ -225,7 +233,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
             scripts,
             self.clock,
             self.id,
-            self.heartbeater,
+            self.lease,
             self.dead_timeout,
             max(0.1, min(self.heartbeat_interval, self.dead_timeout / 8)),
             self.max_recoveries,
@@ -233,21 +241,29 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
         self.periodic = PeriodicEnqueuer(
             self.redis,
             self.keys,
-            self.clock,
+            RedisAlignedClock(self.clock, scripts),  # fire times by the Redis clock
             self.serializer,
             self._periodic,
             pool_id=self.id,
             refresh_interval=self.schedule_refresh,
         )
+        self.lease_keeper = LeaseKeeper(
+            scripts, self.id, self.lease, self.heartbeater.payload, self.heartbeater.info_ttl_ms
+        )
 
     def _launch(self, wake: asyncio.Event) -> None:
-        """Start the components' loops as tasks."""
-        assert self.worker and self.requeuer and self.reaper and self.periodic
+        """Start the wake-up subscription and the components' loops as tasks."""
         notifier = Notifier(
             self.redis, self.keys.wake_channel, wake, self.keys.control_channel, self._on_control
         )
         self._notifier_task = asyncio.create_task(notifier.run(), name="errands-notifier")
+        self._launch_components()
+
+    def _launch_components(self) -> None:
+        assert self.worker and self.requeuer and self.reaper and self.periodic
+        assert self.lease_keeper is not None
         self._tasks = [
+            asyncio.create_task(self.lease_keeper.run(), name="errands-lease"),
             asyncio.create_task(self.requeuer.run(), name="errands-requeuer"),
             asyncio.create_task(self.reaper.run(), name="errands-reaper"),
             asyncio.create_task(self.worker.sweep_cancel_requests(), name="errands-cancels"),
@@ -280,6 +296,8 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
         if not self._started or self.worker is None:
             return
         grace = self.shutdown_grace if grace is None else grace
+        if self._rebirth_task is not None:
+            await cancel_and_wait([self._rebirth_task])
         worker = self.worker
         worker.stop_fetching()
         await asyncio.gather(self._fetch_task, return_exceptions=True)
@@ -310,19 +328,6 @@ class WorkerPool(JobRegistry, PeriodicRegistration):
         log.info("pool %s stopped after %d jobs", self.id, worker.processed)
         if hook_error is not None:
             raise hook_error
-
-    async def _deregister(self) -> None:
-        """Remove this pool's registration if it holds no jobs (else the reaper takes them)."""
-        k = self.keys
-        try:
-            if await self.redis.zcard(k.in_progress(self.id)) == 0:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.zrem(k.pools, self.id)
-                    pipe.delete(k.pool_info(self.id))
-                    pipe.srem(k.idle, self.id)
-                    await pipe.execute()
-        except Exception as exc:
-            log.warning("could not deregister pool %s: %s", self.id, exc)
 
     async def __aenter__(self) -> WorkerPool:
         await self.start()

@@ -1,9 +1,13 @@
-"""The reaper: gives the jobs of dead pools back to their queues, exactly once.
+"""The reaper: takes the lease of dead pools and gives their jobs back to their queues, once.
 
-Every pool runs one. A pool is dead when its heartbeat (Redis clock) is older than
-``dead_timeout``. A reaper only reaps while its own pool has itself been beating steadily for at
-least ``dead_timeout``: after a Redis stall or outage every heartbeat looks old, and waiting one
-timeout lets the live pools beat again first.
+Every pool runs one. A pool is dead when its last heartbeat (Redis clock) is older than
+``dead_timeout``: the reaper retires it (it can never fetch, ack or check in again under that
+id) and drains its in-progress set, a few hundred jobs per script call, until it is empty. A
+reaper only reaps while its own pool has itself been beating steadily for at least
+``dead_timeout``: after a Redis stall or outage every heartbeat looks old, and waiting one
+timeout lets the live pools beat again first. ``sweep()`` (run by hand, once, after upgrading
+from errands 0.x, see docs/reliability.md) also drains in-progress sets whose pool is in no
+registry, which older versions could leave behind.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from ..clock import Clock
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import check_job_name
 from ..store.scripts import Scripts
-from .heartbeat import Heartbeater
+from .lease import Lease
 
 __all__ = ["Reaper"]
 
 log = logging.getLogger("errands.reaper")
+BATCH = 500  # in-progress entries per reap call
 
 
 class Reaper:
@@ -33,7 +38,7 @@ class Reaper:
         scripts: Scripts,
         clock: Clock,
         own_pool_id: str,
-        heartbeater: Heartbeater | None,
+        lease: Lease | None,
         dead_timeout: float,
         interval: float,
         max_recoveries: int,
@@ -41,7 +46,7 @@ class Reaper:
         self.scripts = scripts
         self.clock = clock
         self.own_pool_id = own_pool_id
-        self.heartbeater = heartbeater
+        self.lease = lease
         self.dead_timeout_ms = int(dead_timeout * 1000)
         self.dead_timeout = dead_timeout
         self.interval = interval
@@ -59,41 +64,67 @@ class Reaper:
             except Exception:  # the reaper must never die: it is how crashed pools come back
                 log.exception("reaper pass failed")
 
+    def _trusted(self) -> bool:
+        lease = self.lease
+        return lease is None or lease.healthy_for() >= self.dead_timeout
+
     async def reap_once(self) -> int:
-        """Reap every dead pool now; returns how many jobs were given back or buried."""
-        beats = self.heartbeater
-        if beats is not None and beats.healthy_for() < self.dead_timeout:
+        """Reap every dead pool now; returns how many jobs were given back or buried (0 when
+        this pool's own heartbeats are not steady enough to judge others)."""
+        if not self._trusted():
             return 0
         asked = time.monotonic()
         dead = await self.scripts.dead_pools(self.dead_timeout_ms)
         # If Redis stalled (DEBUG SLEEP, SIGSTOP, a long script) while the question waited, it
         # was answered with the clock jumped ahead and the beats of the live pools still queued
         # behind it: every pool looks dead. Trust only a prompt answer.
-        slow = beats is not None and (
-            time.monotonic() - asked > beats.interval or beats.healthy_for() < self.dead_timeout
-        )
-        if dead and slow:
+        lease = self.lease
+        slow = lease is not None and (time.monotonic() - asked > lease.interval)
+        if dead and (slow or not self._trusted()):
             log.info("reaper: Redis answered slowly; not reaping this time")
             return 0
         moved = 0
-        for pool_id in dead:
+        for pool_id in dict.fromkeys(dead):
             if pool_id != self.own_pool_id:
+                moved += await self.reap_pool(pool_id)
+        return moved
+
+    async def sweep(self) -> int:
+        """Drain the in-progress sets of pools found neither registered nor retired (an older
+        version left them). Walks the keyspace once with SCAN (which an ACL user confined to
+        its namespace usually may not run); returns the jobs moved."""
+        keys = self.scripts.keys
+        prefix = keys.in_progress("x")[:-1]
+        redis = self.scripts.redis
+        moved = 0
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        async for key in redis.scan_iter(match=pattern, count=1000):
+            pool_id = (key.decode() if isinstance(key, bytes) else str(key))[len(prefix) :]
+            if pool_id == self.own_pool_id or not pool_id:
+                continue
+            registered = await redis.zscore(keys.pools, pool_id)
+            if registered is None and await redis.zscore(keys.retired, pool_id) is None:
+                log.warning("reaper: in-progress set of unknown pool %s found", pool_id)
                 moved += await self.reap_pool(pool_id)
         return moved
 
     async def reap_pool(self, pool_id: str) -> int:
         key = self.scripts.keys.in_progress(pool_id)
+        now = self.clock.now()
         error = orjson.dumps(
             {
                 "error": f"worker died while running this job {self.max_recoveries} times",
-                "at": self.clock.now(),
+                "at": now,
                 "attempt": 0,
             }
         )
+        malformed = orjson.dumps(
+            {"error": "malformed in-progress entry (not <job id>:<job name>)", "at": now}
+        )
         moved = 0
         while True:
-            raw: list[Any] = await self.scripts.redis.zrange(key, 0, 499)
-            members = []
+            raw: list[Any] = await self.scripts.redis.zrange(key, 0, BATCH - 1)
+            members: list[tuple[bytes | str, str, str]] = []
             for m in raw:
                 try:
                     member = m.decode()
@@ -102,43 +133,25 @@ class Reaper:
                     if not job_id:
                         raise ValueError("no job id")
                 except ValueError as exc:  # UnicodeDecodeError included
-                    moved += await self._quarantine(key, m, exc)
+                    log.error("reaper: malformed in-progress entry %r (%s)", m[:200], exc)
+                    members.append((m, m.partition(b":")[0].decode(errors="replace"), ""))
                     continue
                 members.append((member, job_id, name))
-            requeued, buried, removed = await self.scripts.reap(
-                pool_id, self.dead_timeout_ms, self.max_recoveries, error, members
+            done = await self.scripts.reap(
+                pool_id, self.dead_timeout_ms, self.max_recoveries, error, malformed, members
             )
-            moved += requeued + buried
-            self.requeued += requeued
-            self.buried += buried
-            if requeued or buried:
-                log.warning(
-                    "reaped dead pool %s: %d jobs requeued, %d buried as poison or cancelled",
-                    pool_id,
-                    requeued,
-                    buried,
-                )
-            if removed or not members or (requeued + buried == 0):
+            if done.alive:
                 return moved
-
-    async def _quarantine(self, key: str, raw: bytes, problem: Exception) -> int:
-        """An in-progress entry that is not ``<job id>:<job name>`` cannot go back to a queue:
-        remove it, and bury the job it names (if that exists) with the reason."""
-        redis = self.scripts.redis
-        if not await redis.zrem(key, raw):
-            return 0  # another reaper got it first
-        k = self.scripts.keys
-        job_id = raw.partition(b":")[0]
-        reason = f"malformed in-progress entry {raw[:200]!r} ({problem})"
-        log.error("reaper: %s; moved to the dead set", reason)
-        if not job_id or not await redis.hexists(k.jobs, job_id):
-            return 0
-        now = self.clock.now()
-        error = orjson.dumps({"error": reason, "at": now, "attempt": 0})
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.hset(k.errors, job_id, error)
-            pipe.zadd(k.dead, {job_id: int(now * 1000)})
-            pipe.hincrby(k.stats, "dead", 1)
-            await pipe.execute()
-        self.buried += 1
-        return 1
+            moved += done.requeued + done.buried + done.cancelled
+            self.requeued += done.requeued
+            self.buried += done.buried
+            if done.requeued or done.buried or done.cancelled:
+                log.warning(
+                    "reaped pool %s: %d jobs requeued, %d buried as poison, %d cancelled",
+                    pool_id,
+                    done.requeued,
+                    done.buried,
+                    done.cancelled,
+                )
+            if done.drained or not members:
+                return moved

@@ -61,14 +61,19 @@ class Requeuer:
                 return total, earliest
 
     async def collect_garbage(self) -> None:
-        """Release expired unique locks, trim the cancelled set (as the dead set is trimmed)
-        and the history to their retention and length."""
+        """Release expired unique locks, trim the dead and cancelled sets and the history to
+        their retention and length."""
         now = self.clock.now()
         await self.scripts.unique_gc(to_ms(now))
         keys = self.scripts.keys
-        await self.scripts.trim_set(
-            keys.cancelled, to_ms(now - self.ended_max_age), self.ended_max_jobs
-        )
+        for ended in (keys.dead, keys.cancelled):  # (a job buried by a reaper trims nothing)
+            while (
+                await self.scripts.trim_set(
+                    ended, to_ms(now - self.ended_max_age), self.ended_max_jobs
+                )
+                >= 1000
+            ):
+                pass
         raw: set[Any] = await self.scripts.redis.smembers(self.scripts.keys.names)
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
         while True:

@@ -1,5 +1,5 @@
 """What happens to a job that did not succeed: retry with backoff, bury, drop, cancel, snooze
-or requeue. Every outcome is one call of lua/settle.lua, fenced on the pool's in-progress set."""
+or requeue. Every outcome is one call of lua/settle.lua, fenced on the job's attempt."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ import math
 import traceback
 from typing import Any
 
+import orjson
+
 from ..backoff import Backoff, ExponentialBackoff, backoff_from_dict
 from ..clock import Clock, to_ms
 from ..errors import NonRetryableError
 from ..handlers import JobType
 from ..job import Job
-from ..serialization import Serializer
+from ..serialization import JSONSerializer, Serializer
 from ..store.connection import REDIS_ERRORS
-from ..store.scripts import Scripts, Settle
+from ..store.scripts import Fetched, Scripts, Settle
 
 __all__ = ["Settler"]
 
@@ -45,6 +47,17 @@ class Settler:
         self.dead_max_age = dead_max_age
         self.history = history
         self.cancelled_ttl_ms = int(cancelled_ttl * 1000)
+        self.json_records = not isinstance(serializer, JSONSerializer)
+        self.abandoned = False  # the pool lost its lease: settle nothing more
+
+    def envelope_json(self, raw: bytes | None) -> bytes:
+        """An envelope stored by a serializer that is not JSON, as JSON for the records
+        (result, history) that embed it; ``null`` when it cannot be read."""
+        try:
+            value = self.serializer.loads(raw) if raw is not None else None
+            return orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS)
+        except Exception:
+            return b"null"
 
     def _settle(self, job: Job, mode: str, target: str, started_ms: int = 0) -> Settle:
         now = self.clock.now()
@@ -60,18 +73,20 @@ class Settler:
             dead_min_ms=to_ms(now - self.dead_max_age),
             history=self.history,
             ttl_ms=self.cancelled_ttl_ms,  # for the record if a cancel request turns it
+            token=job._attempt,
         )
 
     async def requeue(self, job: Job) -> None:
         """Back on its queue without counting a failure (pool stopping)."""
         await self._send(self._settle(job, "requeue", self.keys.queue(job.name)))
 
-    async def requeue_fetched(self, job_id: str, name: str) -> None:
-        """Back on its queue: a job fetched ahead that never started (pool stopping)."""
+    async def requeue_fetched(self, item: Fetched, name: str) -> None:
+        """Back on its queue, at its place: a job fetched ahead that never started (pool
+        stopping, or every slot held by long jobs)."""
         now_ms = to_ms(self.clock.now())
-        await self._send(
-            Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
-        )
+        s = Settle(item.id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
+        s.token, s.score_ms = item.token, item.score
+        await self._send(s)
 
     async def snooze(self, job: Job, delay: float) -> None:
         """Run again after ``delay`` seconds without counting a failure."""
@@ -113,7 +128,9 @@ class Settler:
             # stored as it is now, so it is buried with the data it was stored with
             error["error"] = f"{error['error']} (and it cannot be retried: {bad})"
             final = True
-        s.error = self.serializer.dumps(error)
+        s.error = orjson.dumps(error, default=repr)
+        if self.json_records:
+            s.envelope_json = self.envelope_json(s.envelope or job._raw)
         if not final:
             delay = retry_delay(job, jt)
             s.score_ms, s.counter = to_ms(now + delay), "failed"
@@ -125,9 +142,10 @@ class Settler:
         await self._send(s)
         return f"failed for good (attempt {job.fails}, {'dropped' if jt.skip_dead else 'dead'})"
 
-    async def bury_corrupt(self, job_id: str, name: str, reason: str) -> None:
+    async def bury_corrupt(self, item: Fetched, name: str, reason: str) -> None:
         """An entry that cannot be decoded goes to the dead set with the reason."""
         now = self.clock.now()
+        job_id = item.id
         log.error(
             "%s %s buried: %s", name, job_id, reason, extra={"job_id": job_id, "job_name": name}
         )
@@ -143,17 +161,27 @@ class Settler:
             dead_max=self.dead_max_jobs,
             dead_min_ms=to_ms(now - self.dead_max_age),
             history=False,
-            error=self.serializer.dumps({"error": reason, "at": now, "attempt": 0}),
+            error=orjson.dumps({"error": reason, "at": now, "attempt": 0}),
+            token=item.token,
         )
+        if self.json_records:
+            s.envelope_json = b"null"
         await self._send(s)
 
     async def _send(self, s: Settle) -> None:
         """Settle, retrying while Redis is away (like acks). If the pool is stopped first, the
         job stays in its in-progress set and a reaper gives it back once the pool is gone."""
         delay = 0.05
-        while True:
+        while not self.abandoned:
             try:
-                await self.scripts.settle(self.pool_id, s)
+                if not await self.scripts.settle(self.pool_id, s):
+                    log.warning(
+                        "%s %s: not settled (%s): its attempt was taken back from this pool",
+                        s.name,
+                        s.id,
+                        s.mode,
+                        extra={"job_id": s.id, "job_name": s.name},
+                    )
                 return
             except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): keep trying
                 level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR

@@ -1,0 +1,190 @@
+"""Fetching, the worker's side: one Lua call per batch (``lua/fetch.lua``), fenced by the pool's
+lease; jobs fetched are started, held ahead of free slots (see ``lookahead.py``), or given back
+when the pool began stopping meanwhile. Also reclaims the orphans of fetches whose reply was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from ..clock import Clock, to_ms
+from ..store.connection import REDIS_ERRORS
+from ..store.scripts import Fetched, LeaseLost, Scripts, Settle
+
+if TYPE_CHECKING:
+    from ..handlers import JobType
+    from ..job import Job
+    from ..store.keys import Keys
+    from .acker import Acker
+    from .lease import Lease
+    from .sampler import PrioritySampler
+    from .settler import Settler
+
+__all__ = ["Fetching", "wait_for"]
+
+log = logging.getLogger("errands.worker")
+
+
+class Fetching:
+    """Mixin of Worker."""
+
+    pool_id: str
+    scripts: Scripts
+    keys: Keys
+    clock: Clock
+    settler: Settler
+    acker: Acker
+    sampler: PrioritySampler
+    lease: Lease | None
+    job_types: dict[str, JobType]
+    concurrency: int
+    batch: int
+    poll_interval: float
+    isolate_recovered: int
+    dead_timeout_ms: int
+    wake: asyncio.Event
+    tasks: set[asyncio.Task[None]]
+    buffer: deque[tuple[str, Fetched, float]]
+    _slot_freed: asyncio.Event
+    _holding: dict[asyncio.Future[None], str]
+    _suspects: set[str]
+    _stopping: bool
+    _reclaim: bool
+    _expired_since: float | None
+    reclaim_interval: float
+    reclaimed: int
+    last_fetch_empty: bool
+
+    if TYPE_CHECKING:  # provided by Worker and the Lookahead mixin
+
+        @property
+        def lookahead(self) -> int: ...
+
+        def buffer_wait(self, longest: float) -> float: ...
+
+        def requeue_stale_buffer(self) -> int: ...
+
+        def _start(self, name: str, item: Fetched) -> None: ...
+
+        def _spawn(self, coro: Awaitable[None], job: Job | None, job_id: str = "") -> None: ...
+
+    async def _fetch_loop(self) -> None:
+        delay = 0.05
+        loop = asyncio.get_running_loop()
+        next_reclaim = loop.time() + self.reclaim_interval
+        while not self._stopping:
+            try:
+                if self._reclaim or loop.time() >= next_reclaim:
+                    await self._reclaim_orphans()
+                    next_reclaim = loop.time() + self.reclaim_interval
+                self.requeue_stale_buffer()
+                room = self.concurrency - len(self.tasks) + self.lookahead - len(self.buffer)
+                if room <= 0:
+                    self._slot_freed.clear()
+                    await wait_for(self._slot_freed, self.buffer_wait(self.reclaim_interval))
+                    continue
+                self.wake.clear()
+                order = self.sampler.sample()
+                asked = min(room, self.batch)
+                fetched = await self.scripts.fetch(
+                    self.pool_id,
+                    to_ms(self.clock.now()),
+                    asked,
+                    order,
+                    self.isolate_recovered,
+                    suspects=len(self._suspects),
+                    dead_timeout_ms=self.dead_timeout_ms,
+                )
+            except LeaseLost:
+                if self.lease is not None:
+                    self.lease.lose("a reaper took its lease: fetch refused")
+                return
+            except Exception as exc:
+                # the reply of a fetch that ran may be lost (reset, timeout, or run again by
+                # the client's retry): its jobs would sit in our in-progress set, unseen
+                self._reclaim = True
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(level, "fetch failed (%r); retrying in %.2fs", exc, delay)
+                if not self._stopping:
+                    self._slot_freed.clear()  # a slot freed meanwhile must not skip the backoff
+                    await wait_for(self._slot_freed, delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.05
+            if fetched is None:
+                await self._lease_expired()
+                continue
+            self._expired_since = None
+            self.last_fetch_empty = not fetched
+            self._take(fetched, order)
+            if len(fetched) < asked:
+                # drained: the fetch marked this pool idle, so the next enqueue wakes it
+                await wait_for(self.wake, self.poll_interval)
+
+    def _take(self, fetched: list[Fetched], order: list[tuple[str, int]]) -> None:
+        """Start fetched jobs, or hold them in the buffer; when the pool began stopping while
+        the fetch was on its way, give them back at once."""
+        for item in fetched:
+            name = order[item.queue_index - 1][0]
+            if item.suspect:
+                self._suspects.add(item.id)
+            if self._stopping:
+                self._give_back(name, item)
+            elif len(self.tasks) < self.concurrency and not self.buffer:
+                self._start(name, item)
+            else:
+                self.buffer.append((name, item, time.monotonic()))
+
+    def _give_back(self, name: str, item: Fetched) -> None:
+        """A job fetched but never started goes back to its queue, at its place."""
+        self._spawn(self.settler.requeue_fetched(item, name), None, item.id)
+
+    async def _lease_expired(self) -> None:
+        """No heartbeat got through for the dead timeout: this pool cannot prove it is alive,
+        so it fetches nothing until a renewal does (or it learns that the lease is lost)."""
+        now = time.monotonic()
+        if self._expired_since is None:
+            self._expired_since = now
+            log.warning(
+                "pool %s cannot prove it is alive (no heartbeat for the dead timeout): "
+                "not fetching until its lease is renewed",
+                self.pool_id,
+            )
+        await asyncio.sleep(min(self.poll_interval, 0.25))
+
+    async def _reclaim_orphans(self) -> None:
+        """Put back on their queues the jobs in this pool's in-progress set that this worker
+        does not hold. A fetch whose reply was lost moved them there (Redis ran it, then the
+        connection was reset or timed out, or the client's retry ran it a second time); nobody
+        would run them, and their max_concurrency slots would stay taken, while this pool
+        lives. Fenced like every settle: a job acked or settled meanwhile is left alone."""
+        raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
+        held = set(self._holding.values())
+        held.update(self.acker.holding())
+        held.update(item.id for _name, item, _at in self.buffer)
+        for member in raw:
+            job_id, _, name = member.decode(errors="replace").partition(":")
+            if job_id in held or name not in self.job_types:
+                continue
+            now_ms = to_ms(self.clock.now())
+            s = Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
+            if await self.scripts.settle(self.pool_id, s):
+                self.reclaimed += 1
+                log.warning(
+                    "%s %s was in progress here unbeknownst (a lost reply): requeued", name, job_id
+                )
+        self._reclaim = False
+
+
+async def wait_for(event: asyncio.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``, waking early when ``event`` is set."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass

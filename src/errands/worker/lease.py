@@ -1,0 +1,129 @@
+"""A pool's lease: what proves it is alive, and what it does when it cannot.
+
+A pool registers in the ``pools`` sorted set when it starts, and renews that registration with
+every heartbeat (stamped with the Redis clock). A reaper that finds the last renewal older than
+``dead_timeout`` takes the lease: it retires the pool (removes it from the registry) and gives
+its jobs back, in one script. From then on the scripts refuse that pool id everything: fetches,
+renewals, acks, settles and check-ins (``lua/fetch.lua``, ``heartbeat.lua``, ``ack.lua``...).
+
+Renewals come from the heartbeat thread (``heartbeat.Heartbeater``); when it falls behind (its
+own connection is broken), the :class:`LeaseKeeper` renews through the pool's main connection.
+Whoever learns that the lease is gone (a renewal, a fetch) calls :meth:`Lease.lose`, once: the
+pool then abandons its jobs and carries on under a new id (``pool.WorkerPool``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..store.connection import REDIS_ERRORS
+from ..store.scripts import Scripts
+
+__all__ = ["Lease", "LeaseKeeper"]
+
+log = logging.getLogger("errands.heartbeat")
+
+
+class Lease:
+    """Thread-safe record of a pool's renewals (monotonic times, seconds)."""
+
+    def __init__(self, interval: float, dead_timeout: float) -> None:
+        self.interval = interval
+        self.dead_timeout = dead_timeout
+        self._lock = threading.Lock()
+        # since when renewals have succeeded without a gap longer than 2 intervals
+        self._healthy_since: float | None = None
+        self._last_ok: float | None = None  # when the latest successful renewal was sent
+        self.lost: str | None = None  # why the lease is gone (None while held)
+        self.on_lost: Callable[[str], None] | None = None  # called once, from any thread
+        self.beats = 0
+
+    def renewed(self, sent_at: float) -> None:
+        """A renewal sent at ``sent_at`` (monotonic) succeeded."""
+        now = time.monotonic()
+        with self._lock:
+            stalled = now - sent_at > self.interval
+            gap = self._last_ok is None or sent_at - self._last_ok > 2 * self.interval
+            if self._healthy_since is None or stalled or gap:
+                self._healthy_since = now
+            if self._last_ok is None or sent_at > self._last_ok:
+                self._last_ok = sent_at
+            self.beats += 1
+
+    def failed(self) -> None:
+        with self._lock:
+            self._healthy_since = None
+
+    def healthy_for(self) -> float:
+        """Seconds the renewals have succeeded without a gap (0 after an outage or stall)."""
+        with self._lock:
+            if self._healthy_since is None or self._last_ok is None or self.lost:
+                return 0.0
+            now = time.monotonic()
+            if now - self._last_ok > 2 * self.interval:
+                return 0.0
+            return now - self._healthy_since
+
+    def since_renewal(self) -> float:
+        """Seconds since the latest successful renewal was sent (inf before the first)."""
+        with self._lock:
+            return float("inf") if self._last_ok is None else time.monotonic() - self._last_ok
+
+    def lose(self, reason: str) -> None:
+        """The lease is gone; tell the pool (once)."""
+        with self._lock:
+            if self.lost is not None:
+                return
+            self.lost = reason
+            callback = self.on_lost
+        if callback is not None:
+            callback(reason)
+
+
+class LeaseKeeper:
+    """Watches the lease from the event loop: renews it through the pool's main connection when
+    the heartbeat thread has not for 1.5 intervals (its connection is broken, or the process was
+    frozen and the thread is not through yet), which also finds out at once, after a freeze,
+    whether a reaper took the lease meanwhile."""
+
+    def __init__(
+        self,
+        scripts: Scripts,
+        pool_id: str,
+        lease: Lease,
+        payload: Callable[[], bytes],
+        info_ttl_ms: int,
+    ) -> None:
+        self.scripts = scripts
+        self.pool_id = pool_id
+        self.lease = lease
+        self.payload = payload
+        self.info_ttl_ms = info_ttl_ms
+        self.renewals = 0  # how many renewals went through the main connection
+
+    async def run(self) -> None:
+        lease = self.lease
+        step = max(0.05, lease.interval / 4)
+        while lease.lost is None:
+            await asyncio.sleep(step)
+            if lease.since_renewal() >= 1.5 * lease.interval:
+                await self.renew()
+
+    async def renew(self) -> bool:
+        """Renew through the main connection; False when it failed or the lease is lost."""
+        sent = time.monotonic()
+        try:
+            at = await self.scripts.heartbeat(self.pool_id, self.payload(), self.info_ttl_ms)
+        except REDIS_ERRORS as exc:
+            log.debug("lease renewal of pool %s failed: %s", self.pool_id, exc)
+            return False
+        if at < 0:
+            self.lease.lose("a reaper took its lease (no heartbeat for the dead timeout)")
+            return False
+        self.renewals += 1
+        self.lease.renewed(sent)
+        return True

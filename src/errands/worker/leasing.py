@@ -1,0 +1,146 @@
+"""A pool's lease over its life (see ``lease.py``): taken when it starts (no lease, no start),
+given up when it stops holding no job, and lost when a reaper took it, and gave its jobs to
+other pools, while this pool was cut off from Redis, frozen (SIGSTOP, a VM pause) or stalled by
+a handler holding the GIL.
+
+The pool abandons the jobs it holds at once: it stops fetching, cancels its async handlers (a
+plain def handler cannot be interrupted: its thread runs on, its outcome is dropped), writes no
+ack, settle or check-in for them (the scripts would refuse them anyway), logs what happened,
+and carries on under a new pool id, registered afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+from ..aio import cancel_and_wait
+from ..errors import RedisUnavailableError
+from ..store.scripts import Scripts
+from .heartbeat import Heartbeater
+from .lease import Lease
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from ..handlers import JobType
+    from ..store.keys import Keys
+    from .loop import Worker
+
+__all__ = ["LeaseRecovery"]
+
+log = logging.getLogger("errands.pool")
+
+
+class LeaseRecovery:
+    """Mixin of WorkerPool."""
+
+    id: str
+    job_types: dict[str, JobType]
+    worker: Worker | None
+    heartbeater: Heartbeater | None
+    lease: Lease | None
+    heartbeat_interval: float
+    dead_timeout: float
+    _started: bool
+    _tasks: list[asyncio.Task[None]]
+    _fetch_task: asyncio.Task[None]
+    _wake: asyncio.Event
+    _rebirth_task: asyncio.Task[None] | None
+    lease_losses: int
+
+    if TYPE_CHECKING:  # provided by WorkerPool
+
+        @property
+        def keys(self) -> Keys: ...
+
+        @property
+        def redis(self) -> Redis: ...
+
+        def _where(self) -> str: ...
+
+        def _info(self, names: list[str]) -> dict[str, object]: ...
+
+        def _build(self, scripts: Scripts, names: list[str], wake: asyncio.Event) -> None: ...
+
+        def _launch_components(self) -> None: ...
+
+    async def _register(self, names: list[str]) -> None:
+        """Take a lease: the first heartbeat registers the pool; RedisUnavailableError if it
+        fails (a pool that cannot prove it is alive must not run jobs)."""
+        self.lease = lease = Lease(self.heartbeat_interval, self.dead_timeout)
+        loop = asyncio.get_running_loop()
+
+        def lost(reason: str) -> None:
+            loop.call_soon_threadsafe(self._lease_lost, reason)
+
+        lease.on_lost = lost
+        self.heartbeater = Heartbeater(self.redis, self.keys, self.id, self._info(names), lease)
+        try:
+            await asyncio.to_thread(self.heartbeater.start)
+        except Exception as exc:
+            await asyncio.to_thread(self.heartbeater.stop)
+            raise RedisUnavailableError(
+                f"pool {self.id} could not register at {self._where()} (first heartbeat "
+                f"failed): {exc}"
+            ) from exc
+
+    async def _give_up_lease(self) -> None:
+        if self.heartbeater is not None:
+            await asyncio.to_thread(self.heartbeater.stop)
+        await self._deregister()
+
+    async def _deregister(self) -> None:
+        """Give up this pool's lease if it holds no jobs (else the reaper takes them)."""
+        try:
+            await Scripts(self.redis, self.keys).deregister(self.id)
+        except Exception as exc:
+            log.warning("could not deregister pool %s: %s", self.id, exc)
+
+    def _lease_lost(self, reason: str) -> None:
+        """Called on the event loop (from any thread, via call_soon_threadsafe), once per id."""
+        if not self._started or (self._rebirth_task is not None and not self._rebirth_task.done()):
+            return
+        self._rebirth_task = asyncio.create_task(self._rebirth(reason), name="errands-rebirth")
+
+    async def _rebirth(self, reason: str) -> None:
+        old_id, worker = self.id, self.worker
+        running, buffered, acks = worker.abandon() if worker is not None else (0, 0, 0)
+        self.lease_losses += 1
+        log.error(
+            "pool %s lost its lease: %s. Its jobs were given to other pools: %d running job(s) "
+            "cancelled, %d fetched ahead and %d finished but unacknowledged dropped; nothing of "
+            "them is settled, acknowledged or checked in here. Carrying on under a new id.",
+            old_id,
+            reason,
+            running,
+            buffered,
+            acks,
+        )
+        await cancel_and_wait([self._fetch_task, *self._tasks])
+        if worker is not None:
+            if not await worker.wait_idle(5.0):
+                log.warning(
+                    "pool %s: %d abandoned job(s) still run in threads; their outcome is dropped",
+                    old_id,
+                    worker.busy,
+                )
+            await worker.close(1.0)
+        if self.heartbeater is not None:
+            await asyncio.to_thread(self.heartbeater.stop)
+        names = sorted(self.job_types)
+        delay = 0.25
+        while True:
+            self.id = uuid.uuid4().hex[:16]
+            try:
+                await self._register(names)
+                break
+            except RedisUnavailableError as exc:
+                log.warning("pool %s could not register again (%s); retrying", old_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._build(Scripts(self.redis, self.keys), names, self._wake)
+        self._launch_components()
+        log.warning("pool %s is now pool %s", old_id, self.id)
