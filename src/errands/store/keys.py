@@ -139,6 +139,11 @@ class Keys:
         return self.prefix + "att"
 
     @property
+    def attempt_seq(self) -> str:
+        """Counter giving each fetch its attempt token."""
+        return self.prefix + "attseq"
+
+    @property
     def ended(self) -> str:
         """ZSET job id -> time (ms, Redis clock) the job's life ended: tombstones that make a
         re-sent enqueue of the same id a no-op (bounded by age and count)."""

@@ -43,6 +43,9 @@ _SYNC_KWARGS = (
     "ssl_check_hostname",
     "ssl_min_version",
     "ssl_ciphers",
+    "ssl_password",  # of an encrypted client key
+    "ssl_include_verify_flags",
+    "ssl_exclude_verify_flags",
 )
 
 

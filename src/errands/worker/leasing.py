@@ -121,11 +121,14 @@ class LeaseRecovery:
         )
         await cancel_and_wait([self._fetch_task, *self._tasks])
         if worker is not None:
-            if not await worker.wait_idle(5.0):
+            # cancel again and again: a cancellation landing as a Redis reply arrives can be
+            # swallowed (Python 3.11's wait_for in redis-py); a thread cannot be cancelled
+            stuck = await cancel_and_wait(list(worker.tasks), timeout=1.0)
+            if stuck:
                 log.warning(
                     "pool %s: %d abandoned job(s) still run in threads; their outcome is dropped",
                     old_id,
-                    worker.busy,
+                    len(stuck),
                 )
             await worker.close(1.0)
         if self.heartbeater is not None:

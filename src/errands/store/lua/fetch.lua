@@ -10,7 +10,7 @@
 -- KEYS[4] paused (SET)   KEYS[5] idle (SET)   KEYS[6] unique (HASH digest -> id)
 -- KEYS[7] unique_of_job (HASH id -> digest)   KEYS[8] unique_expiry (ZSET)   KEYS[9] listening
 -- KEYS[10] recoveries (HASH id -> times taken back from dead pools)   KEYS[11] pools
--- KEYS[12] attempts (HASH id -> pool:token)   KEYS[13] seq
+-- KEYS[12] attempts (HASH id -> pool:token)   KEYS[13] attempt counter
 -- KEYS[14..] the queue of each job name, in the order to try them
 -- ARGV[1] pool id   ARGV[2] now ms   ARGV[3] batch size   ARGV[4] events channel
 -- ARGV[5] isolation threshold (0 = off): a job taken back from dead pools this many times is a
