@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Client, FakeClock, Job, RegistrationError, ScheduleNotFoundError, WorkerPool
+from errands.clock import SystemClock
 from errands.periodic.enqueuer import PeriodicEnqueuer
 from errands.periodic.store import PeriodicSchedule, make_periodic
 from errands.serialization import JSONSerializer
@@ -297,3 +299,34 @@ def test_named_schedules_from_project_files(
     (tmp_path / "errands.toml").write_text("[schedules\n")
     with pytest.raises(RegistrationError, match=r"errands\.toml"):
         pool.periodically_enqueue("cron.nightly", "d")
+
+
+class FastHostClock(SystemClock):
+    """The clock of a host running 90 s ahead."""
+
+    def now(self) -> float:
+        return time.time() + 90.0
+
+
+async def test_fire_times_follow_the_redis_clock_not_the_hosts(
+    redis: Redis, namespace: str
+) -> None:
+    """Issue 12 (defect 9): each pool decided fire times by its own host's clock, so a host
+    running ahead fired early (and hosts disagreed); they follow the Redis clock now, as the
+    heartbeats do."""
+    keys = Keys(namespace)
+    pool = WorkerPool(redis, namespace=namespace, clock=FastHostClock())
+
+    @pool.job("tick")
+    async def tick(job: Job) -> None: ...
+
+    pool.every(60, "tick", name="minutely")
+    async with pool:
+
+        async def started() -> bytes | None:
+            value: bytes | None = await redis.hget(keys.schedule_state("minutely"), "last")
+            return value
+
+        last = await eventually(started, 5, "the schedule to start")
+    redis_now = (await redis.time())[0]
+    assert abs(int(last) / 1000 - redis_now) < 5, (int(last) / 1000, redis_now)

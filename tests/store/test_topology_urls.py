@@ -3,6 +3,8 @@ and the blocking twins the heartbeat thread uses."""
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 import redis
 import redis.sentinel
@@ -129,3 +131,32 @@ async def test_sync_twins_for_the_heartbeat_thread() -> None:
     finally:
         await tls.aclose()
         await sentinel.aclose()
+
+
+async def test_sync_twin_keeps_every_tls_option_of_the_pool_client() -> None:
+    """Issue 12 (defect 2): the heartbeat's blocking client must speak TLS exactly as the pool's
+    client does: an encrypted client key's password and the verify flags were dropped, so the
+    heartbeat failed (or verified less) where the pool's own connection worked."""
+    flags = [ssl.VerifyFlags.VERIFY_X509_STRICT]
+    tls = Redis(
+        host="127.0.0.1",
+        port=1,
+        ssl=True,
+        ssl_certfile="/c.pem",
+        ssl_keyfile="/k.pem",
+        ssl_password="key-secret",
+        ssl_include_verify_flags=flags,
+        ssl_exclude_verify_flags=[ssl.VerifyFlags.VERIFY_X509_PARTIAL_CHAIN],
+        ssl_min_version=ssl.TLSVersion.TLSv1_3,
+    )
+    try:
+        twin = sync_client_like(tls, timeout_cap=1.0)
+        kw = twin.connection_pool.connection_kwargs
+        assert kw["ssl_password"] == "key-secret"
+        assert kw["ssl_include_verify_flags"] == flags
+        assert kw["ssl_exclude_verify_flags"] == [ssl.VerifyFlags.VERIFY_X509_PARTIAL_CHAIN]
+        assert kw["ssl_min_version"] == ssl.TLSVersion.TLSv1_3
+        assert twin.connection_pool.connection_class is redis.SSLConnection
+        twin.close()
+    finally:
+        await tls.aclose()

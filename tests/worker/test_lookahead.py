@@ -85,3 +85,38 @@ async def test_no_lookahead_for_long_jobs_or_capped_job_types(redis: Redis, name
         assert worker.lookahead == 0
         capped_worker._observe(0.001)
         assert capped_worker.lookahead == 0  # a capped job type: never fetch ahead
+
+
+async def test_a_job_fetched_ahead_does_not_wait_behind_a_long_job(
+    redis: Redis, namespace: str
+) -> None:
+    """Issue 12 (defect 9): with short jobs so far, a pool fetched the next job ahead; the job
+    it was running turned out long, and the one fetched ahead waited for it while another pool
+    idled. It now goes back to its queue, at its place, after BUFFER_MAX_WAIT."""
+    log: dict[str, tuple[str, float, float]] = {}
+
+    def make(tag: str) -> WorkerPool:
+        pool = WorkerPool(redis, namespace=namespace, concurrency=1)
+
+        @pool.job("work")
+        async def work(job: Job, seconds: float = 0.0, name: str = "") -> None:
+            began = asyncio.get_running_loop().time()
+            await asyncio.sleep(seconds)
+            log[name or job.id] = (tag, began, asyncio.get_running_loop().time())
+
+        return pool
+
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    first, second = make("first"), make("second")
+    await enqueuer.enqueue_many([("work", {}) for _ in range(6)])
+    async with first:
+        await first.drain(timeout=5)  # short runs: the lookahead switches on
+        worker = first.worker
+        assert worker is not None and worker.lookahead == 1
+        await enqueuer.enqueue("work", {"seconds": 1.5, "name": "long"})
+        await enqueuer.enqueue("work", {"name": "short"})
+        await _until(lambda: asyncio.sleep(0, len(worker.buffer) == 1))
+        async with second:
+            await _until(lambda: asyncio.sleep(0, "long" in log), timeout=5)
+    assert log["short"][0] == "second"
+    assert log["short"][1] < log["long"][2]  # it ran while the long job still ran

@@ -224,3 +224,56 @@ async def test_sync_handler_runs_in_a_thread_without_blocking_the_loop(
     assert threads and threads[0] != loop_thread
     inside = [t for t in ticks if window["start"] < t < window["end"]]
     assert len(inside) >= 5, f"only {len(inside)} ticks while the sync job slept: loop blocked"
+
+
+async def test_a_fetch_in_flight_at_stop_gives_its_jobs_back(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12, defect 4: a fetch (of jobs to hold ahead of free slots) still on its way when
+    the stop begins returned after the held jobs were given back: its jobs stayed in the
+    pool's in-progress set holding their slots, the pool stayed registered, and only a reaper
+    got them back, dead_timeout later, counted as recoveries."""
+    keys = Keys(namespace)
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2, shutdown_grace=0.1)
+    gate = asyncio.Event()
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        await gate.wait()
+
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    await enqueuer.enqueue_many([("work", {})] * 2)
+    await pool.start()
+    worker = pool.worker
+    assert worker is not None
+    async with asyncio.timeout(5):
+        while worker.busy < 2:
+            await asyncio.sleep(0.01)
+    ran, release = asyncio.Event(), asyncio.Event()
+    fetch = worker.scripts.fetch
+
+    async def slow_fetch(*args: object, **kwargs: object) -> object:
+        found = await fetch(*args, **kwargs)  # type: ignore[arg-type]
+        ran.set()
+        await release.wait()  # the reply is on its way while the stop begins
+        return found
+
+    monkeypatch.setattr(worker.scripts, "fetch", slow_fetch)
+    monkeypatch.setattr(type(worker), "lookahead", property(lambda self: 2))
+    await enqueuer.enqueue_many([("work", {})] * 2)
+    worker._slot_freed.set()  # (it waits for a free slot: look again, with the lookahead)
+    async with asyncio.timeout(5):
+        await ran.wait()
+    assert await redis.zcard(keys.in_progress(pool.id)) == 4
+    stopping = asyncio.create_task(pool.stop())
+    async with asyncio.timeout(5):
+        while not worker._stopping:
+            await asyncio.sleep(0.001)
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert await redis.zcard(keys.in_progress(pool.id)) == 0
+    assert await redis.zscore(keys.pools, pool.id) is None  # deregistered
+    assert await redis.zcard(keys.queue("work")) == 4
+    assert await redis.hget(keys.running, "work") == b"0"
+    assert await redis.hlen(keys.recoveries) == 0
+    gate.set()

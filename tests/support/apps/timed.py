@@ -4,6 +4,8 @@ recovery tests).
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import os
 import signal
 import time
@@ -12,7 +14,7 @@ import redis
 
 from errands import Job, WorkerPool
 
-from . import UNSET_URL, record_key, timed
+from . import UNSET_URL, record, record_key, timed
 
 pool = WorkerPool(
     url=UNSET_URL,
@@ -53,3 +55,30 @@ async def die(job: Job) -> None:
     """Kill this worker process mid-job, every time (a poison job)."""
     await timed(pool, job, 0.0)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pool.job("progress")
+async def progress(job: Job, seconds: float = 6.0) -> None:
+    """Check in and record progress every 0.1 s for ``seconds`` (a long async job)."""
+    started = time.time()
+    await record(pool, "starts", job, t=started)
+    step = 0
+    while time.time() - started < seconds:
+        step += 1
+        accepted = await job.checkin(f"step {step}")
+        await record(pool, "progress", job, t=time.time(), step=step, accepted=accepted)
+        await asyncio.sleep(0.1)
+    await record(pool, "intervals", job, start=started, end=time.time())
+
+
+@pool.job("gil")
+async def gil(job: Job, seconds: float = 3.0, after: float = 1.0) -> None:
+    """Hold the GIL for ``seconds`` in one C call (as a long sorted() or regex would), then
+    carry on for ``after`` seconds."""
+    started = time.time()
+    await record(pool, "starts", job, t=started)
+    libc = ctypes.PyDLL(None)  # a PyDLL call keeps the GIL: every other thread stops
+    libc.usleep(int(seconds * 1_000_000))
+    await record(pool, "resumed", job, t=time.time())
+    await asyncio.sleep(after)
+    await record(pool, "intervals", job, start=started, end=time.time())

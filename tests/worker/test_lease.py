@@ -1,0 +1,214 @@
+"""Issue 12, defects 2 and 11: a pool proves it is alive by a lease that its heartbeats renew.
+It does not start without one; it fetches nothing while it cannot prove it; a broken heartbeat
+connection alone does not cost it the lease; and a pool whose lease was taken (its jobs given to
+other pools) abandons those jobs at once, writes nothing for them, and carries on under a new id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+import errands.worker.heartbeat as heartbeat_module
+from errands import Enqueuer, Job, RedisUnavailableError, WorkerPool
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+from errands.worker.lease import LeaseKeeper
+from tests.support.client_env import until
+
+HB, DEAD = 0.2, 1.0
+
+
+@pytest.fixture
+def dead_heartbeat_connection(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The heartbeat thread's own client talks to a closed port; the pool's is fine."""
+
+    def broken(client: Any, timeout_cap: float | None = None) -> redis.Redis:
+        return redis.Redis(port=9, socket_timeout=0.2, socket_connect_timeout=0.2)
+
+    monkeypatch.setattr(heartbeat_module, "sync_client_like", broken)
+    yield
+
+
+def make_pool(redis: Redis, namespace: str, **options: Any) -> WorkerPool:
+    options = {"heartbeat_interval": HB, "dead_timeout": DEAD, "shutdown_grace": 0.5, **options}
+    return WorkerPool(redis, namespace=namespace, **options)
+
+
+@pytest.mark.usefixtures("dead_heartbeat_connection")
+async def test_a_pool_whose_first_heartbeat_fails_does_not_start(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    pool = make_pool(redis, namespace)
+    ran: list[str] = []
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        ran.append(job.id)
+
+    await Enqueuer(redis, namespace=namespace).enqueue("work")
+    with pytest.raises(RedisUnavailableError, match="first heartbeat failed"):
+        await pool.start()
+    await asyncio.sleep(0.3)
+    assert not pool.started and ran == []
+    assert await redis.zcard(keys.pools) == 0
+    assert await redis.zcard(keys.queue("work")) == 1
+
+
+async def test_a_broken_heartbeat_connection_alone_keeps_the_lease(
+    redis: Redis, namespace: str
+) -> None:
+    """The heartbeat thread's connection breaks while the pool's main connection works: the
+    pool renews its lease through the main connection, so no other pool takes its job and runs
+    it a second time at once (it used to be reaped, keep fetching, and overlap)."""
+    keys = Keys(namespace)
+    spans: list[tuple[str, float, float]] = []
+
+    def register(pool: WorkerPool) -> None:
+        @pool.job("serial", max_concurrency=1)
+        async def serial(job: Job) -> None:
+            began = asyncio.get_running_loop().time()
+            await asyncio.sleep(DEAD * 3)
+            spans.append((pool.id, began, asyncio.get_running_loop().time()))
+
+    cut = make_pool(redis, namespace)
+    register(cut)
+    async with cut:
+        assert cut.heartbeater is not None
+        break_heartbeat_connection(cut)
+        job = await Enqueuer(redis, namespace=namespace).enqueue("serial")
+        assert job is not None
+        other = make_pool(redis, namespace)
+        register(other)
+        async with other:
+            await asyncio.sleep(DEAD * 3.5)
+            assert await redis.zscore(keys.pools, cut.id) is not None
+        assert cut.lease_keeper is not None and cut.lease_keeper.renewals > 0
+        assert cut.lease_losses == 0
+    assert [s[0] for s in spans] == [cut.id]
+
+
+def break_heartbeat_connection(pool: WorkerPool) -> None:
+    """From now on the pool's heartbeat thread reaches nothing (its main connection works)."""
+    beats = pool.heartbeater
+    assert beats is not None
+    beats._client = redis.Redis(port=9, socket_timeout=0.2, socket_connect_timeout=0.2)
+    beats._script = beats._client.register_script(beats._script.script)
+
+
+async def test_a_pool_that_cannot_prove_it_is_alive_fetches_nothing(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No renewal for the dead timeout (both paths failing), not reaped yet: no new work."""
+    keys = Keys(namespace)
+    pool = make_pool(redis, namespace)
+    ran: list[str] = []
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        ran.append(job.id)
+
+    async def failing(self: LeaseKeeper) -> bool:
+        return False
+
+    async with pool:
+        assert pool.heartbeater is not None
+        await until(lambda: pool.lease is not None and pool.lease.beats >= 1)
+        monkeypatch.setattr(LeaseKeeper, "renew", failing)
+        break_heartbeat_connection(pool)
+        await asyncio.sleep(DEAD + 3 * HB)
+        await Enqueuer(redis, namespace=namespace).enqueue("work")
+        pool._wake.set()
+        await asyncio.sleep(0.5)
+        assert ran == [] and await redis.zcard(keys.queue("work")) == 1
+        monkeypatch.undo()  # renewals get through the main connection again: it fetches
+        await until(lambda: ran, timeout=5)
+
+
+async def test_a_pool_whose_lease_was_taken_abandons_its_jobs_and_carries_on_anew(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As after a freeze longer than the dead timeout: a reaper took the lease and gave the
+    job back. The pool cancels the handler at once, writes nothing for that attempt (no ack,
+    no check-in), logs it, and registers under a new id, which may run the job again."""
+    keys = Keys(namespace)
+    pool = make_pool(redis, namespace)
+    events: list[tuple[str, str]] = []
+    release = asyncio.Event()
+
+    @pool.job("long")
+    async def long(job: Job) -> str:
+        events.append(("start", pool.id))
+        try:
+            while not release.is_set():
+                events.append(("checkin", str(await job.checkin("working"))))
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            events.append(("cancelled", pool.id))
+            raise
+        return "done"
+
+    job = await Enqueuer(redis, namespace=namespace).enqueue("long")
+    assert job is not None
+    caplog.set_level(logging.INFO, "errands")
+    async with pool:
+        await until(lambda: events, timeout=5)
+        first = pool.id
+        scripts = Scripts(redis, keys)
+        # a reaper that found the pool dead (as after SIGSTOP): lease and job taken
+        member = f"{job.id}:long"
+        before = len(events)
+        reaped = await scripts.reap(first, -(10**9), 3, b"{}", b"{}", [(member, job.id, "long")])
+        assert (reaped.requeued, reaped.drained) == (1, True)
+        await until(lambda: ("cancelled", first) in events, timeout=2 * HB + 1)
+        await until(lambda: pool.id != first and pool.worker is not None, timeout=5)
+        second = pool.id
+        await until(lambda: ("start", second) in events, timeout=5)  # runs it again, anew
+        release.set()
+        assert await job.result(timeout=5) == "done"
+    assert await redis.zscore(keys.pools, first) is None
+    assert await redis.zscore(keys.retired, first) is None  # drained
+    assert await redis.hget(keys.stats, "processed") == b"1"
+    assert await redis.hget(keys.running, "long") == b"0"
+    assert pool.lease_losses == 1
+    assert "lost its lease" in caplog.text and f"pool {first} is now pool {second}" in caplog.text
+    cancelled_at = events.index(("cancelled", first))
+    assert ("checkin", "True") not in events[before:cancelled_at]  # refused once taken
+
+
+async def test_the_jobs_of_a_retired_pool_and_of_an_unknown_one_come_back(
+    redis: Redis, namespace: str
+) -> None:
+    """In-progress sets of pools missing from the registry: a retired pool's (its lease taken,
+    its set not drained yet) is drained by any reaper; one of a pool found nowhere (left by an
+    older version) by ``Reaper.sweep()``. Their max_concurrency slots come back."""
+    keys = Keys(namespace)
+    jobs = await Enqueuer(redis, namespace=namespace).enqueue_many([("capped", {})] * 2)
+    for job, ghost in zip(jobs, ("retiredpool00001", "unknownpool00001"), strict=True):
+        assert await redis.zrem(keys.queue("capped"), job.id) == 1
+        await redis.zadd(keys.in_progress(ghost), {f"{job.id}:capped": 1})
+        await redis.hincrby(keys.running, "capped", 1)
+    await redis.zadd(keys.retired, {"retiredpool00001": 1})
+    pool = make_pool(redis, namespace)
+    ran: list[str] = []
+
+    @pool.job("capped", max_concurrency=2)
+    async def capped(job: Job) -> None:
+        ran.append(job.id)
+
+    async with pool:
+        assert pool.reaper is not None
+        await until(lambda: ran == [jobs[0].id], timeout=DEAD + 5)
+        assert await pool.reaper.sweep() == 1
+        await until(lambda: len(ran) == 2, timeout=5)
+        await pool.drain(timeout=5)
+    assert await redis.hget(keys.running, "capped") == b"0"
+    assert await redis.zcard(keys.retired) == 0
+    assert not await redis.exists(keys.in_progress("unknownpool00001"))
