@@ -41,18 +41,23 @@ def make_pool(redis: Redis, namespace: str, **options: Any) -> WorkerPool:
     return WorkerPool(redis, namespace=namespace, **options)
 
 
-@pytest.mark.usefixtures("dead_heartbeat_connection")
-async def test_a_pool_whose_first_heartbeat_fails_does_not_start(
-    redis: Redis, namespace: str
-) -> None:
-    keys = Keys(namespace)
-    pool = make_pool(redis, namespace)
-    ran: list[str] = []
+def recording_pool(redis: Redis, namespace: str) -> tuple[WorkerPool, list[str]]:
+    """A pool of one job type, ``work``, whose runs are listed."""
+    pool, ran = make_pool(redis, namespace), []
 
     @pool.job("work")
     async def work(job: Job) -> None:
         ran.append(job.id)
 
+    return pool, ran
+
+
+@pytest.mark.usefixtures("dead_heartbeat_connection")
+async def test_a_pool_whose_first_heartbeat_fails_does_not_start(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    pool, ran = recording_pool(redis, namespace)
     await Enqueuer(redis, namespace=namespace).enqueue("work")
     with pytest.raises(RedisUnavailableError, match="first heartbeat failed"):
         await pool.start()
@@ -108,12 +113,7 @@ async def test_a_pool_that_cannot_prove_it_is_alive_fetches_nothing(
 ) -> None:
     """No renewal for the dead timeout (both paths failing), not reaped yet: no new work."""
     keys = Keys(namespace)
-    pool = make_pool(redis, namespace)
-    ran: list[str] = []
-
-    @pool.job("work")
-    async def work(job: Job) -> None:
-        ran.append(job.id)
+    pool, ran = recording_pool(redis, namespace)
 
     async def failing(self: LeaseKeeper) -> bool:
         return False

@@ -22,8 +22,10 @@
 -- Returns {status, token, then five per job: queue index (1-based), job id, envelope, queue
 -- score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease expired.
 -- Marks the pool idle when it got fewer jobs than asked for.
+--@include jobstate
 local K = 13
 local pool = ARGV[1]
+local k = {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
 local beat = redis.call('ZSCORE', KEYS[11], pool)
 if not beat then
   return {-1, ''}
@@ -59,14 +61,7 @@ local function take(i, name, id, env, score, suspect)
   if listening then
     redis.call('PUBLISH', ARGV[4], '{"event":"started","id":"' .. id .. '","name":"' .. name .. '"}')
   end
-  local digest = redis.call('HGET', KEYS[7], id)
-  if digest then
-    if redis.call('HGET', KEYS[6], digest) == id then
-      redis.call('HDEL', KEYS[6], digest)
-      redis.call('ZREM', KEYS[8], digest)
-    end
-    redis.call('HDEL', KEYS[7], id)
-  end
+  release_unique(k, id)  -- a unique job's lock goes when it starts
 end
 
 -- a queue entry worth running: its envelope exists and no attempt of it runs anywhere
