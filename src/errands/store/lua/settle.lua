@@ -32,20 +32,25 @@ local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], ch
   cancelreq = KEYS[17], att = KEYS[19], uniqjob = KEYS[20], uniq = KEYS[21], uniqexp = KEYS[22],
   ended = KEYS[23]}
 local attempt = redis.call('HGET', k.att, id)
-if not attempt then
-  return 0
-end
 if ARGV[18] == '*' then
-  if string.sub(attempt, 1, #ARGV[17] + 1) ~= ARGV[17] .. ':' then
+  -- an orphan of this pool (in its in-progress set, held by none of its tasks): its attempt,
+  -- if recorded, must be this pool's, and the entry must be in this pool's set
+  if attempt and string.sub(attempt, 1, #ARGV[17] + 1) ~= ARGV[17] .. ':' then
     return 0
   end
-elseif attempt ~= ARGV[17] .. ':' .. ARGV[18] then
-  return 0
+  if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 0 then
+    return 0
+  end
+  redis.call('HINCRBY', KEYS[2], name, -1)
+else
+  if attempt ~= ARGV[17] .. ':' .. ARGV[18] then
+    return 0
+  end
+  if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 1 then
+    redis.call('HINCRBY', KEYS[2], name, -1)
+  end
 end
 redis.call('HDEL', k.att, id)
-if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 1 then
-  redis.call('HINCRBY', KEYS[2], name, -1)
-end
 redis.call('HDEL', k.checkin, id)
 local target, score, counter, history = KEYS[10], ARGV[5], ARGV[10], ARGV[13] == '1'
 local request = redis.call('HGET', k.cancelreq, id)

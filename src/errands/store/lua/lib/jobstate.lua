@@ -60,9 +60,3 @@ local function forget(k, ids, now)
     tombstone(k, ids, now)
   end
 end
-
--- true when `id` is stored or ended recently (its tombstone or result record `done` exists)
-local function known(k, id, done)
-  return redis.call('HEXISTS', k.jobs, id) == 1 or redis.call('ZSCORE', k.ended, id) ~= false
-    or (done ~= nil and redis.call('EXISTS', done) == 1)
-end
