@@ -176,7 +176,8 @@ class Settler:
             try:
                 if not await self.scripts.settle(self.pool_id, s):
                     log.warning(
-                        "%s %s: not settled (%s): its attempt was taken back from this pool",
+                        "%s %s: not settled (%s): this attempt no longer holds the job (taken "
+                        "back from this pool, or settled already by a re-sent call)",
                         s.name,
                         s.id,
                         s.mode,

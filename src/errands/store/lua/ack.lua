@@ -14,7 +14,8 @@
 -- ARGV[8..] nine per job: id, name, name index (1-based), result JSON, started ms, result TTL
 --           ms (0 = keep no record), attempt, attempt token, the envelope as JSON for the
 --           records ('' = the stored envelope is JSON)
--- Returns {jobs acknowledged, then the ids refused by the fence}.
+-- Returns {jobs acknowledged, then the ids refused by the fence (not those of ended jobs: a
+-- re-sent call finds its own work done)}.
 --@include jobstate
 local n = tonumber(ARGV[6])
 local now = ARGV[4]
@@ -55,8 +56,8 @@ for j = 0, n - 1 do
     if listening then
       redis.call('PUBLISH', ARGV[3], '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}')
     end
-  else
-    refused[#refused + 1] = id
+  elseif not redis.call('ZSCORE', k.ended, id) then
+    refused[#refused + 1] = id  -- (an ended job: a re-sent ack, already done)
   end
 end
 if #done > 0 then
