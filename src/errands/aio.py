@@ -58,6 +58,8 @@ class DaemonThreadPool(Executor):
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._shutdown = False
+        self._calls = 0  # calls running now
+        self._no_calls = threading.Condition(self._lock)
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         future: Future[T] = Future()
@@ -81,15 +83,27 @@ class DaemonThreadPool(Executor):
                 return
             future, call = item
             if future.set_running_or_notify_cancel():
+                with self._lock:
+                    self._calls += 1
                 try:
                     result = call()
                 except BaseException as exc:
                     future.set_exception(exc)
                 else:
                     future.set_result(result)
+                finally:
+                    with self._lock:
+                        self._calls -= 1
+                        if not self._calls:
+                            self._no_calls.notify_all()
             del item, future, call
             with self._lock:
                 self._idle += 1
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no call runs (False after ``timeout`` seconds)."""
+        with self._no_calls:
+            return self._no_calls.wait_for(lambda: not self._calls, timeout)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the threads once their current call returns; with ``wait``, wait for that."""

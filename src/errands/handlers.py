@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import contextvars
 import inspect
-import logging
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -202,9 +201,4 @@ async def call_handler(jt: JobType, job: Job, executor: Any) -> Any:
         error = future.exception()
         if error is not None:
             raise error from None
-        logging.getLogger("errands.worker").warning(
-            "%s %s: plain def handler finished after its timeout, cancel or stop; counted as done",
-            job.name,
-            job.id,
-        )
         return future.result()

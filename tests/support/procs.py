@@ -111,10 +111,17 @@ class Procs:
         self.procs.append(proc)
         return proc
 
-    def worker(self, app: str, redis_url: str, namespace: str, *extra: str) -> Proc:
+    def worker(
+        self,
+        app: str,
+        redis_url: str,
+        namespace: str,
+        *extra: str,
+        env: Mapping[str, str] | None = None,
+    ) -> Proc:
         """``python -m errands worker tests.support.apps.<app> --redis URL --namespace NS ...``."""
         args = ["-m", "errands", "worker", f"tests.support.apps.{app}"]
-        return self.start([*args, "--redis", redis_url, "--namespace", namespace, *extra])
+        return self.start([*args, "--redis", redis_url, "--namespace", namespace, *extra], env)
 
     def close(self) -> None:
         for proc in self.procs:

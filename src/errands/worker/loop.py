@@ -18,7 +18,7 @@ import orjson
 
 from ..clock import Clock, to_ms
 from ..errors import RetryLater
-from ..handlers import JobType, call_handler
+from ..handlers import JobType
 from ..job import Job
 from ..logfmt import job_extra
 from ..middleware import ProcessMiddleware, chain
@@ -31,13 +31,14 @@ from .lease import Lease
 from .lookahead import Lookahead
 from .sampler import PrioritySampler
 from .settler import Settler
+from .threadjobs import LeftInProgress, ThreadJobs
 
 __all__ = ["Worker"]
 
 log = logging.getLogger("errands.worker")
 
 
-class Worker(CancelRequests, Lookahead, Fetching):
+class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
     """Runs the jobs of one pool. Construct, ``await run()`` as a task, ``stop_fetching()``,
     ``wait_idle()`` / ``cancel_running()``, then ``close()``."""
 
@@ -80,7 +81,7 @@ class Worker(CancelRequests, Lookahead, Fetching):
         # the records (result, history) embed the envelope: as JSON when it is not stored so
         self.json_records = not isinstance(serializer, JSONSerializer)
         self._runners: dict[str, Callable[[Job], Awaitable[Any]]] = {
-            name: chain(middleware, _handler_for(jt, executor)) for name, jt in job_types.items()
+            name: chain(middleware, self._handler_for(jt)) for name, jt in job_types.items()
         }
         self.sampler = PrioritySampler(
             [(name, jt.priority, jt.max_concurrency) for name, jt in job_types.items()]
@@ -106,6 +107,9 @@ class Worker(CancelRequests, Lookahead, Fetching):
         self._cancelling = False
         self.abandoned = False  # the lease is lost: nothing is settled or acked here any more
         self._expired_since: float | None = None
+        self._in_thread: dict[str, Job] = {}
+        self._given_up: set[str] = set()
+        self.requeued_on_stop = 0
         self.processed = 0
         self.last_fetch_empty = False
 
@@ -157,17 +161,26 @@ class Worker(CancelRequests, Lookahead, Fetching):
         _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
         return not pending
 
-    async def cancel_running(self, timeout: float) -> int:
-        """Cancel running jobs (graceful stop ran out); they go back on their queues."""
+    async def cancel_running(self, timeout: float) -> list[Job]:
+        """Cancel running jobs (the grace ran out): async ones go back on their queues (waited
+        for up to ``timeout``). Returns the jobs whose plain-def handler still runs in a thread:
+        a thread cannot be interrupted, so those keep their job until it returns."""
         self._cancelling = True
         tasks = set(self.tasks)
         for task in tasks:
             task.cancel()
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=timeout)
-            for task in pending:
-                log.error("job task %s ignores cancellation; leaving it running", task.get_name())
-        return len(tasks)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = {t for t in tasks if not t.done()}
+        while pending and len(self.thread_tasks(pending)) < len(pending):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            _done, pending = await asyncio.wait(pending, timeout=min(left, 0.05))
+        threads = self.thread_tasks(pending)
+        for task in pending.difference(threads):
+            log.error("job task %s ignores cancellation; leaving it running", task.get_name())
+        return [self.thread_job(t) for t in threads]
 
     def _start(self, name: str, item: Fetched) -> None:
         try:
@@ -228,6 +241,15 @@ class Worker(CancelRequests, Lookahead, Fetching):
                 # interrupt the settling of the job
                 self.running.pop(job.id, None)
                 self._observe(time.perf_counter() - started)
+        except LeftInProgress:
+            log.warning(
+                "%s %s: its plain def handler returned after this pool stopped waiting for it; "
+                "not recorded: the job stays in progress and runs again elsewhere",
+                job.name,
+                job.id,
+                extra=job_extra(job),
+            )
+            return
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if job.id in self._cancel_requests or task is None or task.cancelling():
@@ -285,6 +307,7 @@ class Worker(CancelRequests, Lookahead, Fetching):
         if not self._cancelling:
             raise asyncio.CancelledError
         await self.settler.requeue(job)
+        self.requeued_on_stop += 1
         log.info("%s %s requeued (pool stopping)", job.name, job.id, extra=job_extra(job))
 
     def _ack(self, job: Job, jt: JobType, result: Any, started_ms: int, ran_ms: float) -> None:
@@ -323,10 +346,3 @@ class Worker(CancelRequests, Lookahead, Fetching):
     async def close(self, timeout: float = 10.0) -> None:
         """Flush remaining acks and stop the ack flusher."""
         await self.acker.close(timeout)
-
-
-def _handler_for(jt: JobType, executor: Executor | None) -> Callable[[Job], Awaitable[Any]]:
-    def invoke(job: Job) -> Awaitable[Any]:
-        return call_handler(jt, job, executor)
-
-    return invoke

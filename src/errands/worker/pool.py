@@ -38,10 +38,11 @@ from .leasing import LeaseRecovery
 from .loop import Worker
 from .notifier import Notifier
 from .reaper import Reaper
-from .registry import Hook, JobRegistry, call_hook, seconds
+from .registry import Hook, JobRegistry, call_hook, call_hooks, seconds
 from .requeuer import Requeuer
 from .runner import run_pool
 from .settler import Settler
+from .shutdown import abandon, finish_running, keep_beating, leave_in_progress, wait_for_threads
 
 if TYPE_CHECKING:
     from ..enqueuer import Enqueuer
@@ -116,6 +117,8 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         self._on_shutdown: list[Hook] = []
         self.id = uuid.uuid4().hex[:16]
         self._started = False
+        self._grace_over = asyncio.Event()
+        self.left_in_progress: list[str] = []  # job ids a stop(exiting=True) left in threads
         self._tasks: list[asyncio.Task[None]] = []
         self.worker: Worker | None = None
         self.requeuer: Requeuer | None = None
@@ -167,6 +170,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         names = sorted(self.job_types)
         await self._register(names)  # no lease, no start
         self._started = True
+        self._grace_over = asyncio.Event()
         try:
             for hook in self._on_startup:
                 await call_hook(hook, self.context)
@@ -290,9 +294,13 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         limits = {n: self.job_types[n].max_concurrency for n in names}
         await self.redis.hset(self.keys.limits, mapping=limits)  # type: ignore[arg-type]
 
-    async def stop(self, grace: float | None = None) -> None:
+    async def stop(self, grace: float | None = None, *, exiting: bool = False) -> None:
         """Stop fetching; let running jobs finish within ``grace`` seconds (default
-        ``shutdown_grace``); cancel the rest and put them back on their queues."""
+        ``shutdown_grace``); cancel the async ones still running and put them back on their
+        queues. A plain-def handler cannot be interrupted: ``stop()`` waits for it (heartbeating,
+        so no other pool runs its job meanwhile). ``exiting=True`` is for a process that exits
+        right after (``pool.run()`` and the CLI): such jobs are then left in progress and run
+        again by other pools once the process is gone. See docs/workers.md#graceful-shutdown."""
         if not self._started or self.worker is None:
             return
         grace = self.shutdown_grace if grace is None else grace
@@ -301,33 +309,44 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         worker = self.worker
         worker.stop_fetching()
         await asyncio.gather(self._fetch_task, return_exceptions=True)
-        if not await worker.wait_idle(grace):
-            n = await worker.cancel_running(timeout=max(5.0, grace))
-            log.warning(
-                "pool %s: %d jobs still running after %.1fs grace were requeued", self.id, n, grace
-            )
+        report = await finish_running(worker, self.id, grace, self._grace_over)
+        left = report.in_threads if exiting else []
+        self.left_in_progress = [job.id for job in left]
+        if left:
+            leave_in_progress(worker, self.id, left, self.dead_timeout)
+        elif report.in_threads:
+            try:
+                await wait_for_threads(worker, self.id, report.in_threads)
+            except asyncio.CancelledError:
+                abandon(self.id, worker, report.in_threads, [*self._tasks, self._notifier_task])
+                keep_beating(self.id, self.heartbeater, self._executor)
+                self._started = False
+                raise
         await worker.close()
         for task in await cancel_and_wait([*self._tasks, self._notifier_task]):
             log.error("pool %s: %s ignores cancellation", self.id, task.get_name())
-        hook_error: Exception | None = None
-        for hook in self._on_shutdown:  # a failing hook must not skip the rest of the stop
-            try:
-                await call_hook(hook, self.context)
-            except Exception as exc:
-                log.exception("pool %s: shutdown hook %r failed", self.id, hook)
-                hook_error = hook_error or exc
-        if self.heartbeater is not None:
+        hook_error = await call_hooks(self._on_shutdown, self.context, f"pool {self.id}: shutdown")
+        if left:  # until the threads return (or the process exits, as it should)
+            keep_beating(self.id, self.heartbeater, self._executor)
+        elif self.heartbeater is not None:
             await asyncio.to_thread(self.heartbeater.stop)
-        await self._deregister()
+        if not left:
+            await self._deregister()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._owns_client and self._redis is not None:
             await self._redis.aclose()
             self._redis = None
         self._started = False
-        log.info("pool %s stopped after %d jobs", self.id, worker.processed)
+        n = worker.processed
+        log.info("pool %s stopped after %d job%s", self.id, n, "" if n == 1 else "s")
         if hook_error is not None:
             raise hook_error
+
+    def end_grace(self) -> None:
+        """End the grace of a ``stop()`` in progress now: running async jobs are cancelled and
+        requeued at once (what a second SIGINT/SIGTERM does)."""
+        self._grace_over.set()
 
     async def __aenter__(self) -> WorkerPool:
         await self.start()

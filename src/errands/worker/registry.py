@@ -4,6 +4,7 @@ before it starts)."""
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -30,6 +31,18 @@ async def call_hook(hook: Hook, context: dict[str, Any]) -> None:
     result = hook(context)
     if inspect.isawaitable(result):
         await result
+
+
+async def call_hooks(hooks: list[Hook], context: dict[str, Any], what: str) -> Exception | None:
+    """Run every hook, even after one fails (logged); returns the first error."""
+    first: Exception | None = None
+    for hook in hooks:
+        try:
+            await call_hook(hook, context)
+        except Exception as exc:
+            logging.getLogger("errands.pool").exception("%s hook %r failed", what, hook)
+            first = first or exc
+    return first
 
 
 class JobRegistry:

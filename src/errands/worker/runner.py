@@ -21,33 +21,39 @@ class Servable(Protocol):
 
     shutdown_grace: float
     worker: Worker | None
+    left_in_progress: list[str]
 
     async def start(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self, grace: float | None = None, *, exiting: bool = False) -> None: ...
+
+    def end_grace(self) -> None: ...
 
     async def drain(self) -> None: ...
 
 
 async def serve(pool: Servable, *, burst: bool = False) -> None:
     """Run ``pool`` until SIGINT/SIGTERM (or, with ``burst``, until its queues are empty).
-    A second signal cancels running jobs at once (they are put back on their queues)."""
+    A second signal ends the grace at once: running async jobs are requeued, and the process
+    exits without waiting for plain-def handlers (their jobs run again elsewhere)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0
-    cancels: set[asyncio.Task[int]] = set()
 
     def on_signal(sig: signal.Signals) -> None:
         nonlocal signals
         signals += 1
         if signals == 1:
-            log.info("%s received: stopping (grace %.1fs)", sig.name, pool.shutdown_grace)
+            log.info(
+                "%s received: stopping; running jobs get %.1fs to finish (Ctrl-C again, or "
+                "another SIGTERM, stops at once and requeues them)",
+                sig.name,
+                pool.shutdown_grace,
+            )
             stop.set()
         else:
-            log.warning("%s received again: cancelling running jobs now", sig.name)
-            pool.shutdown_grace = 0.0
-            if pool.worker is not None:
-                cancels.add(loop.create_task(pool.worker.cancel_running(timeout=5.0)))
+            log.warning("%s received again: ending the grace now", sig.name)
+            pool.end_grace()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
@@ -62,22 +68,20 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
         else:
             await stop.wait()
     finally:
-        await pool.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        _exit_if_jobs_stuck(pool)
+        try:
+            await pool.stop(exiting=True)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            _exit_if_jobs_left(pool)
 
 
-def _exit_if_jobs_stuck(pool: Servable) -> None:
-    """A plain-def handler cannot be interrupted: when its thread outlives the stop, its job task
-    keeps waiting for it (the job keeps its slot, so it never runs twice at once), and
-    asyncio.run would wait for that thread however long it takes. The job stays in this pool's
-    in-progress set; other pools' reapers give it back once this process is gone, and its
-    thread dies with the process. So leave now."""
-    stuck = pool.worker.busy if pool.worker is not None else 0
-    if not stuck:
+def _exit_if_jobs_left(pool: Servable) -> None:
+    """A plain-def handler cannot be interrupted: the stop left its job in progress (it never
+    runs twice at once), and asyncio.run would wait for its thread however long it takes. Exit
+    now: the thread dies with the process, and other pools' reapers give the job back."""
+    if not pool.left_in_progress:
         return
-    log.warning("exiting with %d job(s) still running in threads; they will be recovered", stuck)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,0 +1,46 @@
+"""Worker app for the stop semantics of plain-def handlers (tests/worker/test_thread_stop.py).
+``python -m errands worker tests.support.apps.threads:pool --redis URL --namespace NS``; the
+grace comes from ``$TEST_GRACE`` (seconds, default 0.5)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import orjson
+import redis
+
+from errands import Job, WorkerPool
+
+from . import UNSET_URL, record_key, timed
+
+pool = WorkerPool(
+    url=UNSET_URL,
+    concurrency=4,
+    shutdown_grace=float(os.environ.get("TEST_GRACE", "0.5")),
+    heartbeat_interval=0.25,
+    dead_timeout=1.0,
+)
+
+
+def record_sync(what: str, job: Job, **fields: float) -> None:
+    """Append a record from a handler thread (a blocking client of its own)."""
+    assert pool.url is not None
+    entry = {"id": job.id, "pid": os.getpid(), **fields}
+    with redis.Redis.from_url(pool.url) as client:
+        client.rpush(record_key(pool.namespace, what), orjson.dumps(entry))
+
+
+@pool.job("sync_work")
+def sync_work(job: Job, seconds: float = 0.05) -> str:
+    """A plain def: records its start, sleeps, records its (start, end) interval."""
+    start = time.time()
+    record_sync("starts", job, t=start)
+    time.sleep(seconds)
+    record_sync("intervals", job, start=start, end=time.time())
+    return "slept"
+
+
+@pool.job("work")
+async def work(job: Job, seconds: float = 0.05) -> None:
+    await timed(pool, job, seconds)
