@@ -8,9 +8,10 @@ keeps heartbeating until the thread returns. Every case runs real processes."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,31 @@ async def test_cancelled_embedded_stop_keeps_heartbeating_until_the_thread_retur
 
 async def _true(value: object) -> bool:
     return bool(value)
+
+
+async def test_ctrl_c_to_the_process_group_of_processes_n_is_one_graceful_stop(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """A terminal's Ctrl-C sends SIGINT to the whole foreground process group: each child of
+    ``--processes N`` got it from the terminal and again from the parent, and cancelled its
+    running jobs at once. Now each child sees one signal: its jobs finish within the grace."""
+    ids = [await enqueue(redis_url, namespace, "work", 2.0) for _ in range(2)]
+    proc = procs.worker(
+        "threads:pool", redis_url, namespace, "--processes", "2", env={"TEST_GRACE": "20"}
+    )
+    await started(redis, namespace, *ids)
+    await eventually(lambda: _len_is(live_pools(redis, namespace), 2), 15, "both children")
+    children = {r["pid"] for r in await records(redis, namespace, "starts")}
+    # the terminal's signal cannot reach a child directly (with two signals, a race decides
+    # whether the kernel merges them, so check the cause too)
+    assert all(os.getpgid(pid) != os.getpgid(proc.pid) for pid in children)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does
+    assert await proc.wait(timeout=20) == 0, proc.output()
+    output = proc.output()
+    assert "received again" not in output, output
+    assert "requeued" not in output, output
+    assert sorted(r["id"] for r in await records(redis, namespace, "intervals")) == sorted(ids)
+
+
+async def _len_is(items: Awaitable[list[str]], n: int) -> bool:
+    return len(await items) == n

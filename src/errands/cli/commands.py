@@ -69,8 +69,12 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace) -> int:
-    """Start N single-process workers and forward SIGINT/SIGTERM to them."""
-    children = [subprocess.Popen(worker_argv(args, 1, i)) for i in range(args.processes)]
+    """Start N single-process workers and forward SIGINT/SIGTERM to them. Each child is in a
+    process group of its own: a Ctrl-C in a terminal (SIGINT to the foreground group) reaches
+    this process only, and each child gets it once, forwarded (twice would end the grace)."""
+    children = [
+        subprocess.Popen(worker_argv(args, 1, i), process_group=0) for i in range(args.processes)
+    ]
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         for child in children:
