@@ -18,6 +18,7 @@ FORBIDDEN = {
     "admin": {"worker", "cli", "web", "contrib"},
     "worker": {"admin", "cli", "web", "contrib"},
     "web": {"worker", "cli"},
+    "sync": {"worker", "cli", "web", "contrib"},
     "contrib": {"cli", "web"},
 }
 # top-level modules that every layer builds on: they import no folder

@@ -24,6 +24,7 @@ from .job import Job
 from .middleware import Middleware, Next
 from .periodic.store import PeriodicSchedule, ScheduleInfo
 from .serialization import JSONSerializer, SerializationError, Serializer
+from .sync import SyncClient, SyncEnqueuer
 from .typed import JobFunction
 from .worker.pool import WorkerPool
 
@@ -67,6 +68,8 @@ __all__ = [
     "ScheduleNotFoundError",
     "SerializationError",
     "Serializer",
+    "SyncClient",
+    "SyncEnqueuer",
     "SystemClock",
     "WorkerInfo",
     "WorkerPool",
