@@ -174,7 +174,9 @@ async def test_inspect_everything(env: Env, cli: Cli) -> None:
         cli("inspect", "workers"),
     )
     assert all(t.code == 0 and t.err == "" for t in tables), tables
-    assert tables[0].out.splitlines()[0].split()[:3] == ["NAME", "QUEUED", "SCHEDULED"]
+    where = f"{cli.redis_url}, namespace {cli.namespace!r}"
+    assert all(t.out.splitlines()[0] == where for t in tables), tables
+    assert tables[0].out.splitlines()[1].split()[:3] == ["NAME", "QUEUED", "SCHEDULED"]
     assert "ValueError: fatal" in tables[1].out and "page 1 of 1 (1 jobs)" in tables[1].out
     assert "status: dead" in tables[2].out
     assert "page 1 of 1 (3 attempts)" in tables[3].out

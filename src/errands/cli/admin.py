@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import re
 import sys
 import time
@@ -18,11 +17,11 @@ import orjson
 from ..admin.client import Client
 from ..enqueuer import Enqueuer
 from ..errors import ErrandsError, JobNotFoundError
-from ..store.connection import check
+from ..store.connection import REDIS_ERRORS, check
+from .target import Target, add_target_options
 
 __all__ = ["add_admin_commands"]
 
-DEFAULT_URL = "redis://localhost:6379/0"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -43,12 +42,7 @@ def parse_delay(text: str) -> float:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--redis",
-        default=os.environ.get("ERRANDS_REDIS_URL", DEFAULT_URL),
-        help="Redis URL (default $ERRANDS_REDIS_URL or %(default)s)",
-    )
-    p.add_argument("--namespace", default=os.environ.get("ERRANDS_NAMESPACE", "errands"))
+    add_target_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -100,10 +94,13 @@ def add_admin_commands(sub: Any) -> None:
 
 def _run(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]) -> Callable[..., int]:
     def sync(args: argparse.Namespace) -> int:
+        target = Target.resolve(args)
+        args.target_where, args.namespace = target.where, target.namespace
+
         async def main() -> int:
-            client = Client.from_url(args.redis, namespace=args.namespace)
+            client = target.client()
             try:
-                await check(client.redis, args.redis)
+                await check(client.redis, target.url)
                 return await fn(client, args)
             finally:
                 await client.aclose()
@@ -127,6 +124,7 @@ def _emit(
     if args.json:
         sys.stdout.write(orjson.dumps(data, default=_default).decode() + "\n")
         return
+    print(args.target_where)  # which server and namespace the table is about
     print(table([[_cell(d.get(c)) for c in columns] for d in data], columns))
     if extra:
         print(extra)
@@ -177,6 +175,7 @@ async def _inspect(client: Client, args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.write(orjson.dumps(data, default=_default).decode() + "\n")
         else:
+            print(args.target_where)
             for key, value in data.items():
                 print(f"{key:>12}: {_cell(value) if key != 'error' else value}")
         return 0
@@ -185,9 +184,14 @@ async def _inspect(client: Client, args: argparse.Namespace) -> int:
         _emit(args, [{"status": k, "count": v} for k, v in counts.items()], ["status", "count"])
         return 0
     if what == "queues":
+        queues = await client.queues()
+        if not queues and not args.json:
+            print(args.target_where)
+            print(await _empty_namespace_hint(client))
+            return 0
         _emit(
             args,
-            await client.queues(),
+            queues,
             [
                 "name",
                 "queued",
@@ -238,6 +242,27 @@ async def _inspect(client: Client, args: argparse.Namespace) -> int:
         f"page {page.page} of {page.pages} ({page.total} jobs)",
     )
     return 0
+
+
+async def _empty_namespace_hint(client: Client) -> str:
+    """No job name in this namespace: name the namespaces this server has (a wrong --namespace,
+    or a REDIS_URL that points elsewhere, is the usual cause). Bounded: at most ~1 s of SCAN."""
+    found: set[str] = set()
+    try:
+        async with asyncio.timeout(1.0):
+            async for key in client.redis.scan_iter(match="errands:{*}:names", count=1000):
+                found.add(key.decode(errors="replace")[len("errands:{") : -len("}:names")])
+                if len(found) >= 20:
+                    break
+    except REDIS_ERRORS:  # TimeoutError among them
+        pass
+    found.discard(client.keys.namespace)
+    hint = f"no job names in namespace {client.keys.namespace!r}"
+    if found:
+        hint += (
+            f"; namespaces on this server: {', '.join(sorted(found))} (use --namespace or --app)"
+        )
+    return hint
 
 
 async def _dead(client: Client, args: argparse.Namespace) -> int:

@@ -4,49 +4,24 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
 
 from ..errors import ErrandsError
 from .admin import add_admin_commands
 from .dashboard import add_dashboard_command
 from .schedules import add_schedule_commands
+from .target import env_url, load_pool
 from .worker import add_worker_options, prepare, run_check, run_reloading, worker_argv
 
-__all__ = ["main"]
-
-
-def load_pool(path: str) -> Any:
-    """Import ``module:attribute`` (a WorkerPool, or a callable returning one)."""
-    from ..worker.pool import WorkerPool
-
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ErrandsError(f"expected MODULE:ATTRIBUTE (e.g. app.jobs:pool), got {path!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ErrandsError(f"cannot import {module_name!r}: {exc}") from exc
-    try:
-        obj = getattr(module, attr)
-    except AttributeError:
-        raise ErrandsError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not isinstance(obj, WorkerPool) and callable(obj):
-        obj = obj()
-    if not isinstance(obj, WorkerPool):
-        raise ErrandsError(f"{path} is a {type(obj).__name__}, not a WorkerPool")
-    return obj
+__all__ = ["load_pool", "main"]
 
 
 def _worker(args: argparse.Namespace) -> int:
+    args.redis = args.redis or env_url(legacy_only=True)  # the pool's own Redis, unless given
     if args.reload:
         return run_reloading(args)
     if args.processes > 1 and not args.check:
@@ -94,11 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("pool", help="import path of a WorkerPool, e.g. app.jobs:pool")
     worker.add_argument("--concurrency", type=int, default=0, help="jobs at a time per process")
     worker.add_argument("--processes", type=int, default=1, help="worker processes to start")
-    worker.add_argument(
-        "--redis",
-        default=os.environ.get("ERRANDS_REDIS_URL", ""),
-        help="Redis URL (overrides the pool's)",
-    )
+    worker.add_argument("--redis", metavar="URL", help="Redis URL (overrides the pool's)")
     worker.add_argument("--namespace", default="", help="namespace (overrides the pool's)")
     worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     add_worker_options(worker)

@@ -1,4 +1,5 @@
-"""``python -m errands dashboard --redis URL --namespace NS [--listen 127.0.0.1:5040]
+"""``python -m errands dashboard [--redis URL --namespace NS | --app MODULE:ATTRIBUTE]
+[--listen 127.0.0.1:5040]
 [--basic-auth user:pass | --token T] [--trusted-proxy ADDR ...] [--redact KEY ...]``.
 
 Credentials may come from ``ERRANDS_DASHBOARD_TOKEN`` / ``ERRANDS_DASHBOARD_BASIC_AUTH`` instead
@@ -13,6 +14,7 @@ import sys
 from typing import Any
 
 from ..errors import ErrandsError
+from .target import Target, add_target_options
 
 __all__ = ["add_dashboard_command", "parse_listen"]
 
@@ -21,12 +23,7 @@ DEFAULT_LISTEN = "127.0.0.1:5040"
 
 def add_dashboard_command(sub: Any) -> None:
     p = sub.add_parser("dashboard", help="serve the web dashboard (needs errands[dashboard])")
-    p.add_argument(
-        "--redis",
-        default=os.environ.get("ERRANDS_REDIS_URL", "redis://localhost:6379/0"),
-        help="Redis URL (default $ERRANDS_REDIS_URL or %(default)s)",
-    )
-    p.add_argument("--namespace", default=os.environ.get("ERRANDS_NAMESPACE", "errands"))
+    add_target_options(p)
     p.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT (default %(default)s)")
     auth = p.add_mutually_exclusive_group()
     auth.add_argument(
@@ -89,10 +86,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.basic_auth and args.token:
         raise ErrandsError("give --basic-auth or --token, not both")
     host, port = parse_listen(args.listen)
+    target = Target.resolve(args)
+    if target.url is None:
+        raise ErrandsError(f"{args.app} has no Redis URL: give --redis URL")
     try:
         app = dashboard(
-            args.redis,
-            namespace=args.namespace,
+            target.url,
+            namespace=target.namespace,
             basic_auth=args.basic_auth,
             token=args.token,
             trusted_proxies=args.trusted_proxy,
@@ -108,7 +108,10 @@ def _serve(args: argparse.Namespace) -> int:
             "hosts will be refused (403)",
             file=sys.stderr,
         )
-    print(f"errands dashboard on http://{_url_host(host)}:{port}/ ({auth or 'loopback only'})")
+    print(
+        f"errands dashboard on http://{_url_host(host)}:{port}/ ({auth or 'loopback only'}): "
+        f"{target.where}"
+    )
     uvicorn.run(
         app,
         host=host,

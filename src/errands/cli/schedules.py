@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -15,7 +14,8 @@ from typing import Any
 from ..admin.client import Client
 from ..errors import ErrandsError, RedisUnavailableError, ScheduleNotFoundError
 from ..periodic.store import MISFIRE_POLICIES, ScheduleInfo
-from ..store.connection import REDIS_ERRORS, redact_url
+from ..store.connection import REDIS_ERRORS
+from .target import Target, add_target_options
 
 __all__ = ["add_schedule_commands"]
 
@@ -26,16 +26,7 @@ COLUMNS = ("name", "job", "spec", "tz", "source", "on", "prev", "next", "last jo
 def add_schedule_commands(sub: Any) -> None:
     """Add the ``schedules`` command (with its subcommands) to the CLI's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--redis",
-        default=os.environ.get("ERRANDS_REDIS_URL", "redis://localhost:6379/0"),
-        help="Redis URL (default: $ERRANDS_REDIS_URL or redis://localhost:6379/0)",
-    )
-    common.add_argument(
-        "--namespace",
-        default=os.environ.get("ERRANDS_NAMESPACE", "errands"),
-        help="namespace (default: $ERRANDS_NAMESPACE or errands)",
-    )
+    add_target_options(common)
     parser = sub.add_parser("schedules", help="list and manage periodic schedules")
     commands = parser.add_subparsers(dest="schedules_command", required=True)
 
@@ -78,13 +69,12 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 async def _with_client(command: Command, args: argparse.Namespace) -> int:
-    client = Client.from_url(args.redis, namespace=args.namespace)
+    target = Target.resolve(args)
+    client = target.client()
     try:
         return await command(client, args)
     except REDIS_ERRORS as exc:
-        raise RedisUnavailableError(
-            f"cannot reach Redis at {redact_url(args.redis)}: {exc}"
-        ) from exc
+        raise RedisUnavailableError(f"cannot reach Redis at {target.where}: {exc}") from exc
     finally:
         await client.aclose()
 

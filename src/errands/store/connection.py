@@ -68,3 +68,6 @@ async def check(redis: Redis, url: str | None = None) -> None:
     except REDIS_ERRORS as exc:
         where = redact_url(url) if url else describe(redis)
         raise RedisUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc
+    except redis_errors.ResponseError as exc:  # refused while connecting: a bad DB index...
+        where = redact_url(url) if url else describe(redis)
+        raise RedisUnavailableError(f"cannot use Redis at {where}: {exc}") from exc

@@ -136,6 +136,9 @@ def parse_redis_url(url: str, **overrides: Any) -> RedisTarget:
             raise _invalid(url, "Sentinel URLs name the service: redis+sentinel://host:port/<name>")
         service = unquote(segments[0])
         path = "/" + segments[1] if len(segments) == 2 else ""
+    database = path.strip("/") if scheme != "unix" else ""
+    if database and not database.isdigit():  # redis-py would silently use database 0
+        raise _invalid(url, f"the database must be a number, e.g. /0, not {database!r}")
     if kind != "standalone":
         hosts = _hosts(url, hostlist)
         # let redis-py parse credentials, db and the query string of an equivalent plain URL

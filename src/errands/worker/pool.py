@@ -184,11 +184,13 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         self._build(scripts, names, self._wake)
         self._launch(self._wake)
         log.info(
-            "pool %s started: %d job types, concurrency %d, Redis %s",
+            "pool %s started: %d job type%s, concurrency %d, Redis %s, namespace %r",
             self.id,
             len(names),
+            "" if len(names) == 1 else "s",
             self.concurrency,
             self._where(),
+            self.namespace,
         )
 
     def _build(self, scripts: Scripts, names: list[str], wake: asyncio.Event) -> None:

@@ -1,0 +1,166 @@
+"""Which Redis server and namespace a command talks to: one scheme for every entry point.
+
+In order, the first that gives a value wins:
+
+1. ``--redis URL`` and ``--namespace NS``;
+2. the app, ``--app MODULE:ATTRIBUTE`` (the worker's own ``MODULE:ATTRIBUTE``): its pool's
+   Redis and namespace;
+3. the environment: ``REDIS_URL`` (what most deployments already set) and ``ERRANDS_NAMESPACE``;
+   ``ERRANDS_REDIS_URL`` still works, deprecated;
+4. ``redis://localhost:6379/0`` and ``errands``.
+
+Every command says where it looks (password hidden): the worker in its start line, ``inspect``
+above its tables, the dashboard when it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import sysconfig
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..admin.client import Client
+from ..errors import ErrandsError
+from ..store.connection import connect, redact_url
+
+if TYPE_CHECKING:
+    from ..worker.pool import WorkerPool
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_URL",
+    "Target",
+    "add_target_options",
+    "env_url",
+    "load_pool",
+]
+
+DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_NAMESPACE = "errands"
+
+
+def add_target_options(p: argparse.ArgumentParser, *, app: bool = True) -> None:
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help=f"Redis URL (default: the --app's, else $REDIS_URL, else {DEFAULT_URL})",
+    )
+    p.add_argument(
+        "--namespace",
+        metavar="NS",
+        default=None,
+        help="namespace (default: the --app's, else $ERRANDS_NAMESPACE, else errands)",
+    )
+    if app:
+        p.add_argument(
+            "--app",
+            metavar="MODULE:ATTRIBUTE",
+            default=None,
+            help="take Redis and namespace from this WorkerPool (e.g. jobs:pool)",
+        )
+
+
+def env_url(environ: Mapping[str, str] | None = None, *, legacy_only: bool = False) -> str | None:
+    """``$REDIS_URL``, else the deprecated ``$ERRANDS_REDIS_URL`` (with a note on stderr)."""
+    environ = os.environ if environ is None else environ
+    url, old = environ.get("REDIS_URL"), environ.get("ERRANDS_REDIS_URL")
+    if old and (legacy_only or not url):
+        instead = "--redis, or REDIS_URL read in your pool's code" if legacy_only else "REDIS_URL"
+        print(f"errands: ERRANDS_REDIS_URL is deprecated: use {instead}", file=sys.stderr)
+        return old
+    return None if legacy_only else url
+
+
+@dataclass
+class Target:
+    """A Redis server (a URL, or the client of an app's pool that has none) and a namespace."""
+
+    url: str | None
+    namespace: str
+    redis: Any = None
+
+    @classmethod
+    def resolve(cls, args: argparse.Namespace) -> Target:
+        url: str | None = args.redis
+        namespace: str | None = args.namespace
+        redis: Any = None
+        app = getattr(args, "app", None)
+        if app:
+            pool = load_pool(app)
+            if url is None:
+                url, redis = pool.url, None if pool.url else pool.redis
+            namespace = namespace or pool.namespace
+        if url is None and redis is None:
+            url = env_url() or DEFAULT_URL
+        namespace = namespace or os.environ.get("ERRANDS_NAMESPACE") or DEFAULT_NAMESPACE
+        return cls(url, namespace, redis)
+
+    @property
+    def where(self) -> str:
+        """``redis://:***@host:6379/0, namespace 'myapp'``."""
+        server = redact_url(self.url) if self.url else "the app's Redis client"
+        return f"{server}, namespace {self.namespace!r}"
+
+    def client(self) -> Client:
+        """A Client that owns its connection (closed by ``aclose``)."""
+        client = Client(
+            self.redis if self.url is None else connect(self.url), namespace=self.namespace
+        )
+        client._owns_client = True
+        return client
+
+
+def load_pool(path: str) -> WorkerPool:
+    """Import ``module:attribute`` (a WorkerPool, or a callable returning one). Every way this
+    can fail is one ErrandsError line: a bad path, an import error (or any exception) in the
+    user's module, a missing attribute, a factory that raises, not a pool."""
+    from ..worker.pool import WorkerPool
+
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ErrandsError(f"expected MODULE:ATTRIBUTE (e.g. app.jobs:pool), got {path!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ErrandsError(f"cannot import {module_name!r}: {_describe(exc)}") from exc
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ErrandsError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, WorkerPool) and callable(obj):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ErrandsError(f"{path}() failed: {_describe(exc)}") from exc
+    if not isinstance(obj, WorkerPool):
+        raise ErrandsError(f"{path} is a {type(obj).__name__}, not a WorkerPool")
+    return obj
+
+
+def _describe(exc: BaseException) -> str:
+    """``NameError: name 'x' is not defined (jobs.py, line 3)``: the error and where it was
+    raised in the user's code (the innermost frame outside the standard library, installed
+    packages and errands)."""
+    if isinstance(exc, ModuleNotFoundError):
+        return str(exc)
+    where = ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f" ({os.path.relpath(exc.filename)}, line {exc.lineno})"
+        return f"SyntaxError: {exc.msg}{where}"
+    paths = sysconfig.get_paths()
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    library = (*(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")), package)
+    for frame in traceback.extract_tb(exc.__traceback__):
+        name = frame.filename
+        if not name.startswith("<") and not name.startswith(library) and "-packages" not in name:
+            where = f" ({os.path.relpath(name)}, line {frame.lineno})"
+    return f"{type(exc).__name__}: {exc}{where}"
