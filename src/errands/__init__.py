@@ -18,12 +18,13 @@ from .errors import (
     RegistrationError,
     RetryLater,
     ScheduleNotFoundError,
+    UnknownJobError,
 )
 from .handlers import current_job
 from .job import Job
 from .middleware import Middleware, Next
 from .periodic.store import PeriodicSchedule, ScheduleInfo
-from .serialization import JSONSerializer, SerializationError, Serializer
+from .serialization import JSONSerializer, PayloadTooLargeError, SerializationError, Serializer
 from .sync import SyncClient, SyncEnqueuer
 from .typed import JobFunction
 from .worker.pool import WorkerPool
@@ -57,6 +58,7 @@ __all__ = [
     "Next",
     "NonRetryableError",
     "Page",
+    "PayloadTooLargeError",
     "PeriodicSchedule",
     "PoolInfo",
     "QueueInfo",
@@ -71,6 +73,7 @@ __all__ = [
     "SyncClient",
     "SyncEnqueuer",
     "SystemClock",
+    "UnknownJobError",
     "WorkerInfo",
     "WorkerPool",
     "__version__",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,20 +15,29 @@ import orjson
 from .admin.events import wait_result
 from .backoff import RetryOptions
 from .clock import Clock, SystemClock, to_ms
-from .errors import RedisUnavailableError
+from .errors import RedisUnavailableError, UnknownJobError
 from .handlers import check_priority
 from .job import Job
 from .middleware import as_enqueue
-from .serialization import JSONSerializer, Serializer
+from .serialization import (
+    JSONSerializer,
+    PayloadTooLargeError,
+    SerializationError,
+    Serializer,
+    dumps_json,
+)
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
 from .store.keys import Keys, check_job_id, check_job_name
 from .store.replication import ReplicatedScripts
 from .store.scripts import Scripts
+from .store.served import served_names
 from .store.topology import RedisClient, as_redis
 
 __all__ = ["Enqueuer"]
 
 UNIQUE_TTL = 24 * 3600.0
+DEFAULT_MAX_PAYLOAD = 1 << 20  # bytes of one encoded job
+log = logging.getLogger("errands.enqueuer")
 EnqueueItem = (
     tuple[str, Mapping[str, Any] | None] | tuple[str, Mapping[str, Any] | None, Mapping[str, Any]]
 )
@@ -50,6 +61,8 @@ class Enqueuer:
         url: str | None = None,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        strict: bool | None = False,
+        max_payload: int | None = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.redis = as_redis(redis)
         self.keys = Keys(namespace)
@@ -65,6 +78,13 @@ class Enqueuer:
         self._middleware = [as_enqueue(m) for m in middleware]
         self._where = redact_url(url) if url else describe(redis)
         self._owns_client = False
+        # the typo check: True raises UnknownJobError, False warns once per name, None skips it
+        self.strict = strict
+        self._served: set[str] = set()  # names seen served by a running pool
+        self._warned: set[str] = set()
+        if max_payload is not None and max_payload < 1:
+            raise ValueError(f"max_payload must be a positive number of bytes, got {max_payload}")
+        self.max_payload = max_payload  # bytes of one encoded job, None for no limit
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Enqueuer:
@@ -135,9 +155,42 @@ class Enqueuer:
             return result
         return job if reached else None
 
+    def _encode(self, job: Job) -> bytes:
+        """The job's envelope, checked against ``max_payload``."""
+        try:
+            data = self.serializer.dumps(job.envelope())
+        except SerializationError:
+            dumps_json(job.args, f"the args of job {job.name!r}")  # says which arg, if it is one
+            raise
+        if self.max_payload is not None and len(data) > self.max_payload:
+            raise PayloadTooLargeError(
+                f"job {job.name!r} is {_size(len(data))} encoded, over the limit of "
+                f"{_size(self.max_payload)} (Enqueuer(max_payload=...)): keep large data "
+                "elsewhere (object storage, a database) and pass a reference"
+            )
+        return data
+
+    async def _check_served(self, names: Iterable[str]) -> None:
+        """Warn once per name (or raise, ``strict=True``) when no running pool serves it."""
+        if self.strict is None:
+            return
+        unknown = {
+            n for n in names if n not in self._served and (self.strict or n not in self._warned)
+        }
+        if not unknown:
+            return
+        served = await self._call(served_names(self.redis, self.keys))
+        self._served |= served
+        for name in sorted(unknown - served):
+            message = unserved_message(name, served, self.keys.namespace)
+            if self.strict:
+                raise UnknownJobError(message)
+            self._warned.add(name)
+            log.warning("%s; Enqueuer(strict=True) raises instead", message)
+
     def _row(self, index: int, job: Job) -> list[Any]:
         due = to_ms(job.run_at) if job.run_at is not None else 0
-        return [index, job.name, job.id, self.serializer.dumps(job.envelope()), job.priority, due]
+        return [index, job.name, job.id, self._encode(job), job.priority, due]
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -174,7 +227,9 @@ class Enqueuer:
         stored = await self._through_middleware(job)
         if stored is None:
             return None
-        existed = await self._call(self.scripts.enqueue([stored.name], [self._row(1, stored)]))
+        row = self._row(1, stored)
+        await self._check_served([stored.name])
+        existed = await self._call(self.scripts.enqueue([stored.name], [row]))
         stored.existed = bool(existed)
         stored._backend = self
         return stored
@@ -192,10 +247,14 @@ class Enqueuer:
                 jobs.append(job)
         if not jobs:
             return []
+        chunks = []  # every job encoded (and size-checked) before any is stored
         for start in range(0, len(jobs), 5000):  # bounded work per script call
             chunk = jobs[start : start + 5000]
             index: dict[str, int] = {}
             rows = [self._row(index.setdefault(j.name, len(index) + 1), j) for j in chunk]
+            chunks.append((chunk, index, rows))
+        await self._check_served({j.name for j in jobs})
+        for chunk, index, rows in chunks:
             for i in await self._call(self.scripts.enqueue(list(index), rows)):
                 chunk[i].existed = True
         for job in jobs:
@@ -232,13 +291,15 @@ class Enqueuer:
         stored = await self._through_middleware(job)
         if stored is None:
             return None
+        encoded = self._encode(stored)
+        await self._check_served([stored.name])
         for _ in range(10):
             now = self.clock.now()
             ok, holder, existed = await self._call(
                 self.scripts.enqueue_unique(
                     stored.name,
                     stored.id,
-                    self.serializer.dumps(stored.envelope()),
+                    encoded,
                     stored.priority,
                     to_ms(stored.run_at) if stored.run_at else 0,
                     stored.unique or "",
@@ -278,6 +339,22 @@ def unique_digest(name: str, value: Any) -> str:
     except TypeError as exc:
         raise TypeError(f"unique key of job {name!r} is not JSON-serializable: {exc}") from None
     return hashlib.sha256(data).hexdigest()[:32]
+
+
+def unserved_message(name: str, served: set[str], namespace: str) -> str:
+    """``no running pool serves job name 'send_emial' in namespace 'myapp' (did you mean
+    'send_email'?)``."""
+    message = f"no running pool serves job name {name!r} in namespace {namespace!r}"
+    close = difflib.get_close_matches(name, served, n=1)
+    if close:
+        return f"{message} (did you mean {close[0]!r}?)"
+    if not served:
+        return f"{message} (no pool is running)"
+    return f"{message} (served: {', '.join(sorted(served)[:10])})"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB" if n >= 1048576 else f"{n / 1024:.1f} KiB"
 
 
 def _due(now: float, delay: float | timedelta | None, at: datetime | None) -> float | None:

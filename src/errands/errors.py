@@ -14,6 +14,7 @@ __all__ = [
     "RegistrationError",
     "RetryLater",
     "ScheduleNotFoundError",
+    "UnknownJobError",
 ]
 
 
@@ -75,3 +76,8 @@ class ScheduleNotFoundError(ErrandsError, LookupError):
 class NotReplicatedError(ErrandsError):
     """An enqueue with ``wait_replicas`` was stored on the master but fewer replicas than asked
     confirmed it in time: a failover now could lose it. Retrying stores the job again."""
+
+
+class UnknownJobError(ErrandsError, LookupError):
+    """``Enqueuer(strict=True)``: no running pool serves this job name (a typo, or no worker
+    deployed for it); the message names the ones served."""

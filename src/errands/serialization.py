@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
 import orjson
 
 from .errors import ErrandsError
 
-__all__ = ["JSONSerializer", "SerializationError", "Serializer"]
+__all__ = [
+    "JSONSerializer",
+    "PayloadTooLargeError",
+    "SerializationError",
+    "Serializer",
+    "dumps_json",
+]
 
 
 class SerializationError(ErrandsError, ValueError):
     """A job could not be encoded or decoded."""
+
+
+class PayloadTooLargeError(SerializationError):
+    """An encoded job is larger than the Enqueuer's ``max_payload`` (1 MiB by default)."""
 
 
 class Serializer(Protocol):
@@ -24,13 +35,11 @@ class Serializer(Protocol):
 
 
 class JSONSerializer:
-    """Fast JSON through orjson. Rejects what JSON cannot hold with a clear message."""
+    """Fast JSON through orjson. Rejects what JSON cannot hold with a clear message, NaN and
+    Infinity included (orjson would write them as null)."""
 
     def dumps(self, value: dict[str, Any]) -> bytes:
-        try:
-            return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-        except TypeError as exc:
-            raise SerializationError(f"job data is not JSON-serializable: {exc}") from None
+        return dumps_json(value, "job data")
 
     def loads(self, data: bytes) -> dict[str, Any]:
         try:
@@ -42,3 +51,37 @@ class JSONSerializer:
                 f"undecodable job payload: expected a JSON object, got {type(value).__name__}"
             )
         return value
+
+
+def dumps_json(value: Any, what: str) -> bytes:
+    """``value`` as JSON bytes; SerializationError naming ``what`` for anything JSON cannot
+    hold: other types, and NaN or Infinity (which orjson writes as ``null``)."""
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise SerializationError(f"{what} is not JSON-serializable: {exc}") from None
+    if b"null" in data:  # None, a string holding "null"... or a NaN: look closer (rare)
+        where = _non_finite(value, "")
+        if where is not None:
+            raise SerializationError(
+                f"{what} is not JSON-serializable: {where} is not a finite number "
+                "(JSON has no NaN or Infinity)"
+            )
+    return data
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinite float in ``value``, else None."""
+    if isinstance(value, float):
+        return (path or "the value") if not math.isfinite(value) else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{path}[{key!r}]" if path else str(key))
+        if found is not None:
+            return found
+    return None

@@ -219,6 +219,19 @@ async def test_dead_retry_and_delete(env: Env, cli: Cli) -> None:
 
 
 async def test_pause_unpause_and_cancel(env: Env, cli: Cli) -> None:
+    # a name no pool serves and nothing was enqueued under is a typo (issue 16)
+    r = await cli("pause", "ok")
+    one_clear_line(r, f"no job type 'ok' in namespace {cli.namespace!r}")
+    assert r.code == 1 and "--force pauses it anyway" in r.err
+    assert await env.client.paused() == set()
+    r = await cli("pause", "ok", "--force")
+    assert (r.code, r.out.strip()) == (0, "paused ok"), r
+    await env.client.unpause("ok")
+    register(env)
+    await env.pool.start()  # publishes its job names
+    r = await cli("pause", "okk")
+    one_clear_line(r, "no job type 'okk'")
+    assert "did you mean 'ok'?" in r.err
     r = await cli("pause", "ok")
     assert (r.code, r.out.strip()) == (0, "paused ok"), r
     assert await env.client.paused() == {"ok"}
@@ -238,7 +251,11 @@ async def test_pause_unpause_and_cancel(env: Env, cli: Cli) -> None:
 
 async def test_enqueue(env: Env, cli: Cli) -> None:
     r = await cli("enqueue", "report", "--args", '{"x": 1}', "--in", "5m")
-    assert r.code == 0 and r.err == "", r
+    assert r.code == 0, r
+    assert r.err == (
+        f"errands: warning: no running pool serves job name 'report' in namespace "
+        f"{cli.namespace!r} (no pool is running); the job waits until one does\n"
+    )
     job_id = r.out.strip()
     info = await env.client.job(job_id)
     assert info is not None

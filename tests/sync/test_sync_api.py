@@ -199,7 +199,7 @@ atexit.register(lambda: print("late", enqueuer.enqueue("in_atexit") is not None,
 
 from errands import SyncEnqueuer
 
-enqueuer = SyncEnqueuer(sys.argv[1], namespace=sys.argv[2])
+enqueuer = SyncEnqueuer(sys.argv[1], namespace=sys.argv[2], strict=None)
 enqueuer.enqueue("at_import")
 atexit.register(lambda: print("early", enqueuer.enqueue("early_atexit") is not None, flush=True))
 print("main done", flush=True)

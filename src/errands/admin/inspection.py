@@ -7,6 +7,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..store.keys import Keys
+from ..store.served import served_names
 from .jobinfo import (
     HistoryEntry,
     JobInfo,
@@ -236,6 +237,7 @@ class Inspection:
         head_ids = [text(h[0]) for h in heads if h]
         envs = await self.redis.hmget(k.jobs, head_ids) if head_ids else []
         enqueued = {i: decode_json(e) for i, e in zip(head_ids, envs, strict=True)}
+        served = await served_names(self.redis, k)
         now = self.clock.now()
         out = []
         for i, n in enumerate(names):
@@ -245,11 +247,9 @@ class Inspection:
             ready = [env.get(f) for f in ("t", "d")] if isinstance(env, dict) else []
             since = max((float(t) for t in ready if isinstance(t, int | float)), default=None)
             latency = max(0.0, now - since) if since is not None else 0.0
-            out.append(
-                QueueInfo(
-                    n, q, s, r, max(0, int(running or 0)), bool(paused), int(limit or 0), latency
-                )
-            )
+            running = max(0, int(running or 0))
+            limit = int(limit or 0)
+            out.append(QueueInfo(n, q, s, r, running, bool(paused), limit, latency, n in served))
         return out
 
     async def worker_pools(self) -> list[PoolInfo]:

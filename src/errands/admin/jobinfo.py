@@ -111,6 +111,7 @@ class QueueInfo:
     paused: bool
     max_concurrency: int
     latency: float  # seconds the job at the head of the queue has waited
+    served: bool | None = None  # a running pool serves this name (None: not looked up)
 
 
 @dataclass

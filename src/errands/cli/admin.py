@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import difflib
 import re
 import sys
 import time
@@ -15,9 +16,13 @@ from typing import Any
 import orjson
 
 from ..admin.client import Client
-from ..enqueuer import Enqueuer
+from ..admin.inspection import text
+from ..admin.jobinfo import QueueInfo
+from ..enqueuer import Enqueuer, unserved_message
 from ..errors import ErrandsError, JobNotFoundError
 from ..store.connection import REDIS_ERRORS, check
+from ..store.keys import check_job_name
+from ..store.served import served_names
 from .target import Target, add_target_options
 
 __all__ = ["add_admin_commands"]
@@ -81,6 +86,8 @@ def add_admin_commands(sub: Any) -> None:
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("target")
+        if name == "pause":
+            p.add_argument("--force", action="store_true", help="pause a name no pool knows")
         _common(p)
         p.set_defaults(func=_run(_simple), action=name)
     enq = sub.add_parser("enqueue", help="enqueue a job")
@@ -189,20 +196,12 @@ async def _inspect(client: Client, args: argparse.Namespace) -> int:
             print(args.target_where)
             print(await _empty_namespace_hint(client))
             return 0
-        _emit(
-            args,
-            queues,
-            [
-                "name",
-                "queued",
-                "scheduled",
-                "retrying",
-                "running",
-                "paused",
-                "max_concurrency",
-                "latency",
-            ],
-        )
+        rows: list[Any] = queues if args.json else [_queue_row(q) for q in queues]
+        columns = ["name", "queued", "scheduled", "retrying", "running", "paused"]
+        _emit(args, rows, [*columns, "max_concurrency", "latency", "served"])
+        unserved = [q.name for q in queues if q.served is False]
+        if unserved and not args.json:
+            print(f"no running pool serves: {', '.join(unserved)}")
         return 0
     if what == "pools":
         _emit(
@@ -242,6 +241,17 @@ async def _inspect(client: Client, args: argparse.Namespace) -> int:
         f"page {page.page} of {page.pages} ({page.total} jobs)",
     )
     return 0
+
+
+def _queue_row(q: QueueInfo) -> dict[str, str | int]:
+    """A queue as a table row: units on the latency, "no limit" rather than 0, served or not."""
+    return {
+        **dataclasses.asdict(q),
+        "paused": "yes" if q.paused else "no",
+        "max_concurrency": q.max_concurrency or "no limit",
+        "latency": f"{q.latency:.3g}s" if q.queued else "-",
+        "served": "yes" if q.served else "NO",
+    }
 
 
 async def _empty_namespace_hint(client: Client) -> str:
@@ -287,6 +297,7 @@ def _say(args: argparse.Namespace, message: str, data: dict[str, Any]) -> None:
 
 async def _simple(client: Client, args: argparse.Namespace) -> int:
     if args.action == "pause":
+        await _require_job_type(client, args.target, args.force)
         await client.pause(args.target)
         _say(args, f"paused {args.target}", {"paused": args.target})
     elif args.action == "unpause":
@@ -298,6 +309,19 @@ async def _simple(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _require_job_type(client: Client, name: str, force: bool) -> None:
+    """A name that no pool serves or registered and nothing was enqueued under is a typo."""
+    check_job_name(name)
+    known = set(await client.job_names())  # ever enqueued
+    known |= {text(n) for n in await client.redis.hkeys(client.keys.limits)}  # ever served
+    if force or name in known:
+        return
+    message = f"no job type {name!r} in namespace {client.keys.namespace!r}"
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise JobNotFoundError(f"{message} ({hint}--force pauses it anyway)")
+
+
 async def _enqueue(client: Client, args: argparse.Namespace) -> int:
     try:
         payload = orjson.loads(args.args)
@@ -306,8 +330,12 @@ async def _enqueue(client: Client, args: argparse.Namespace) -> int:
     if not isinstance(payload, dict):
         raise ValueError("--args must be a JSON object, e.g. '{\"id\": 1}'")
     delay = parse_delay(args.delay) if args.delay is not None else None
-    enqueuer = Enqueuer(client.redis, namespace=args.namespace)
+    enqueuer = Enqueuer(client.redis, namespace=args.namespace, strict=None)
     job = await enqueuer.enqueue(args.name, payload, delay=delay, priority=args.priority)
     assert job is not None
     print(orjson.dumps({"id": job.id}).decode() if args.json else job.id)
+    served = await served_names(client.redis, client.keys)
+    if args.name not in served:
+        message = unserved_message(args.name, served, args.namespace)
+        print(f"errands: warning: {message}; the job waits until one does", file=sys.stderr)
     return 0

@@ -246,6 +246,11 @@ class Keys:
         """ZSET "id:name" -> start time (ms) of the jobs a pool runs now."""
         return self.prefix + "ip:" + _check_part("pool id", pool_id)
 
+    def serves(self, pool_id: str) -> str:
+        """SET of the job names a running pool serves, with a TTL the pool keeps refreshing
+        (written at start, deleted at stop; see store/served.py)."""
+        return self.prefix + "serves:" + _check_part("pool id", pool_id)
+
     def pool_info(self, pool_id: str) -> str:
         """STRING: JSON description of a pool (host, pid, started, concurrency, job names)."""
         return self.prefix + "pool:" + _check_part("pool id", pool_id)

@@ -31,6 +31,7 @@ from ..store.connection import check, connect, describe, redact_url
 from ..store.keys import Keys
 from ..store.redisclock import RedisAlignedClock
 from ..store.scripts import Scripts
+from ..store.served import ServedNames
 from ..store.topology import RedisClient, as_redis
 from .heartbeat import Heartbeater
 from .lease import Lease, LeaseKeeper
@@ -180,6 +181,11 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
             raise
         scripts = Scripts(self.redis, self.keys)
         await self._publish_limits(names)
+        # the job names it serves, for the enqueuers' typo check (under its current id: a pool
+        # that lost its lease comes back under a new one)
+        ttl = max(3 * self.dead_timeout, 30.0)
+        self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, ttl)
+        await self._served.publish()
         self._wake = asyncio.Event()
         self._build(scripts, names, self._wake)
         self._launch(self._wake)
@@ -275,6 +281,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
             asyncio.create_task(self.worker.sweep_cancel_requests(), name="errands-cancels"),
         ]
         self._tasks.append(asyncio.create_task(self.periodic.run(), name="errands-periodic"))
+        self._tasks.append(asyncio.create_task(self._served.run(), name="errands-served"))
         self._fetch_task = asyncio.create_task(self.worker.run(), name="errands-fetcher")
 
     def _on_control(self, message: str) -> None:
@@ -332,6 +339,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
             keep_beating(self.id, self.heartbeater, self._executor)
         elif self.heartbeater is not None:
             await asyncio.to_thread(self.heartbeater.stop)
+        await self._served.withdraw()
         if not left:
             await self._deregister()
         if self._executor is not None:
