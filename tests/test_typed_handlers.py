@@ -300,3 +300,21 @@ def test_a_job_function_can_be_registered_on_another_pool(redis_url: str) -> Non
     b.register("work", work)
     assert b.job_types["work"].handler is a.job_types["work"].handler
     assert b.job_types["work"].is_async
+
+
+def test_an_arq_style_ctx_first_parameter_fails_at_registration() -> None:
+    """Issue 16: ``ctx`` first would be a required job argument, failing every job at run time
+    with "missing argument 'ctx'"; registration says what to write instead."""
+    pool = WorkerPool.from_url("redis://localhost:6379/0", namespace="ctx-check")
+    with pytest.raises(RegistrationError) as caught:
+
+        @pool.job("arq_style")
+        async def arq_style(ctx: dict[str, object], a: int) -> None: ...
+
+    message = str(caught.value)
+    assert message.startswith("arq_style: the handler's first parameter is 'ctx', as in arq")
+    assert "async def handler(job: Job, ...)" in message and "job.context" in message
+    assert "arq_style" not in pool.job_types
+
+    @pool.job("job_first")  # the right way, and a keyword-only ctx argument is fine
+    async def job_first(job: Job, a: int, *, ctx: str = "") -> None: ...

@@ -98,6 +98,8 @@ def make_binder(name: str, handler: Callable[..., Any]) -> Binder | None:
     params = list(sig.parameters.values())
     hints = resolve_hints(handler, params)
     with_job = bool(params) and takes_job(params[0], hints)
+    if params and not with_job:
+        _refuse_arq_context(name, params[0])
     rest = params[1:] if with_job else params
     if with_job and not rest:
         return None
@@ -128,6 +130,17 @@ def make_binder(name: str, handler: Callable[..., Any]) -> Binder | None:
         return ((job,) if with_job else ()), kwargs
 
     return bind
+
+
+def _refuse_arq_context(name: str, first: inspect.Parameter) -> None:
+    """arq handlers take ``ctx`` first; here it would be a required job argument, failing every
+    job at run time ("missing argument 'ctx'"). Say so at registration instead."""
+    if first.name == "ctx" and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD):
+        raise RegistrationError(
+            f"{name}: the handler's first parameter is 'ctx', as in arq; errands passes the Job "
+            "instead: write 'async def handler(job: Job, ...)' and use job.context where arq "
+            "used ctx (on_startup hooks fill it), or rename the parameter if it is a job argument"
+        )
 
 
 def _any(value: Any, path: str) -> Any:
