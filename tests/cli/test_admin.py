@@ -179,6 +179,14 @@ async def test_inspect_everything(env: Env, cli: Cli) -> None:
     assert tables[0].out.splitlines()[1].split()[:3] == ["NAME", "QUEUED", "SCHEDULED"]
     assert "ValueError: fatal" in tables[1].out and "page 1 of 1 (1 jobs)" in tables[1].out
     assert "status: dead" in tables[2].out
+    # the error as text, its traceback as printed (issue 16), not a dict on one line
+    assert "       error: ValueError: fatal (attempt 1)\n" in tables[2].out, tables[2].out
+    assert "   traceback:\n    Traceback (most recent call last):\n" in tables[2].out
+    assert "{'error'" not in tables[2].out and '"traceback"' not in tables[2].out
+    header, *rows = tables[0].out.splitlines()[1:]
+    assert header.split()[-3:] == ["MAX_CONCURRENCY", "LATENCY", "SERVED"]
+    assert all(r.split()[-1] == "yes" and "no limit" in r for r in rows), rows
+    assert "no running pool serves" not in tables[0].out
     assert "page 1 of 1 (3 attempts)" in tables[3].out
     assert running.id in tables[4].out
     gate.set()

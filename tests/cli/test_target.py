@@ -67,7 +67,9 @@ async def test_redis_url_and_errands_namespace_from_the_environment(
     r = run(tmp_path, "inspect", "queues", REDIS_URL=redis_url, ERRANDS_NAMESPACE=queued)
     assert r.returncode == 0, r.stderr
     assert first_line(r.stdout) == f"{redis_url}, namespace {queued!r}"
-    assert "in_env_namespace" in r.stdout
+    row = r.stdout.splitlines()[2]
+    assert row.split()[0] == "in_env_namespace" and row.split()[-1] == "NO"  # no pool serves it
+    assert r.stdout.splitlines()[-1] == "no running pool serves: in_env_namespace"
     assert r.stderr == ""
 
 

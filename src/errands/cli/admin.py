@@ -183,8 +183,7 @@ async def _inspect(client: Client, args: argparse.Namespace) -> int:
             sys.stdout.write(orjson.dumps(data, default=_default).decode() + "\n")
         else:
             print(args.target_where)
-            for key, value in data.items():
-                print(f"{key:>12}: {_cell(value) if key != 'error' else value}")
+            print(job_text(data))
         return 0
     if what == "counts":
         counts = await client.count_by_status()
@@ -241,6 +240,27 @@ async def _inspect(client: Client, args: argparse.Namespace) -> int:
         f"page {page.page} of {page.pages} ({page.total} jobs)",
     )
     return 0
+
+
+def job_text(data: dict[str, Any]) -> str:
+    """``inspect job`` on a terminal: one field a line, times as dates, the last error as its
+    message and its traceback as it was printed (not a JSON string)."""
+    lines = []
+    error = data.get("error")
+    for key, value in data.items():
+        if key == "error" and isinstance(error, dict):
+            continue
+        lines.append(f"{key:>12}: {_cell(value)}")
+    if isinstance(error, dict):
+        attempt = error.get("attempt")
+        lines.append(
+            f"{'error':>12}: {error.get('error')}" + (f" (attempt {attempt})" if attempt else "")
+        )
+        tb = error.get("traceback")
+        if isinstance(tb, str) and tb.strip():
+            lines.append(f"{'traceback':>12}:")
+            lines.extend("    " + line for line in tb.rstrip().splitlines())
+    return "\n".join(lines)
 
 
 def _queue_row(q: QueueInfo) -> dict[str, str | int]:
