@@ -35,6 +35,7 @@ class JobType:
     max_concurrency: int = 0
     priority: int = 1
     result_ttl: float = 86400.0
+    strict_result: bool = False
     is_async: bool = True
     binder: Callable[[Job], tuple[tuple[Any, ...], dict[str, Any]]] | None = None
 

@@ -385,3 +385,47 @@ def test_malformed_url_is_reported_without_password() -> None:
     with pytest.raises(RedisUnavailableError) as info:
         Enqueuer.from_url("redis://user:secret@127.0.0.1:notaport/0")
     assert "secret" not in str(info.value)
+
+
+# -- results JSON cannot hold (issue 16) -----------------------------------------------------
+async def test_a_non_json_result_is_null_with_a_warning_or_with_strict_result_an_error(
+    redis: Redis, redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = Keys(namespace)
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.job("lenient")
+    async def lenient(kind: str) -> Any:
+        return float("nan") if kind == "nan" else object()
+
+    @pool.job("strict", strict_result=True, max_fails=3)
+    async def strict(kind: str) -> Any:
+        return float("inf") if kind == "inf" else {1, 2}
+
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
+        jobs = [
+            await enqueuer.enqueue("lenient", {"kind": "nan"}),
+            await enqueuer.enqueue("lenient", {"kind": "object"}),
+            await enqueuer.enqueue("strict", {"kind": "inf"}),
+            await enqueuer.enqueue("strict", {"kind": "set"}),
+        ]
+        assert all(jobs)
+        await pool.drain(timeout=10)
+        nan, obj, inf, a_set = (j.id for j in jobs if j)
+        # lenient: finished, the result stored as null (not NaN, which orjson wrote as null
+        # silently), and a warning saying why
+        assert await enqueuer.result(nan, timeout=1) is None
+        assert await enqueuer.result(obj, timeout=1) is None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "errands.worker"]
+    assert any(
+        f"lenient {nan}: the result is not JSON-serializable: the value is not a finite number"
+        in w and "stored as null (strict_result=True makes it an error)" in w
+        for w in warnings
+    ), warnings
+    # strict: dead at once (not retried: the handler's side effects are done), saying why
+    for job_id, why in ((inf, "the value is not a finite number"), (a_set, "Type is not JSON")):
+        assert await is_dead(redis, keys, job_id)
+        error = await error_of(redis, keys, job_id)
+        assert error.startswith("NonRetryableError: the result is not JSON-serializable")
+        assert why in error
+    assert await redis.hget(keys.stats, "processed") == b"2"

@@ -17,12 +17,12 @@ from typing import Any
 import orjson
 
 from ..clock import Clock, to_ms
-from ..errors import RetryLater
+from ..errors import NonRetryableError, RetryLater
 from ..handlers import JobType
 from ..job import Job
 from ..logfmt import job_extra
 from ..middleware import ProcessMiddleware, chain
-from ..serialization import JSONSerializer, Serializer
+from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
 from ..store.scripts import Acked, Fetched, Scripts
 from .acker import Acker
 from .cancellation import CancelRequests
@@ -236,6 +236,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
                 else:
                     async with asyncio.timeout(jt.timeout) as scope:
                         result = await self._runners[job.name](job)
+                encoded = self._encode_result(job, jt, result)
             finally:
                 # from here on a cancel request no longer reaches the task: it must not
                 # interrupt the settling of the job
@@ -288,7 +289,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
             self.running.pop(job.id, None)
             self._cancel_requests.pop(job.id, None)  # a request that came too late
         self.processed += 1
-        self._ack(job, jt, result, started_ms, (time.perf_counter() - started) * 1000)
+        self._ack(job, jt, encoded, started_ms, (time.perf_counter() - started) * 1000)
 
     async def _cancelled(self, job: Job, started_ms: int) -> None:
         if self.abandoned:
@@ -310,7 +311,24 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
         self.requeued_on_stop += 1
         log.info("%s %s requeued (pool stopping)", job.name, job.id, extra=job_extra(job))
 
-    def _ack(self, job: Job, jt: JobType, result: Any, started_ms: int, ran_ms: float) -> None:
+    def _encode_result(self, job: Job, jt: JobType, result: Any) -> bytes:
+        """The return value as JSON. One JSON cannot hold (another type, NaN) fails the job
+        for good with ``strict_result``; else it is stored as null, with a warning."""
+        try:
+            return dumps_json(result, "the result")
+        except SerializationError as exc:
+            if jt.strict_result:
+                raise NonRetryableError(str(exc)) from None
+            log.warning(
+                "%s %s: %s; stored as null (strict_result=True makes it an error)",
+                job.name,
+                job.id,
+                exc,
+                extra=job_extra(job),
+            )
+            return b"null"
+
+    def _ack(self, job: Job, jt: JobType, encoded: bytes, started_ms: int, ran_ms: float) -> None:
         if self.abandoned:
             log.warning(
                 "%s %s finished, but this pool lost its lease: not acknowledged (the job was "
@@ -320,13 +338,6 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
                 extra=job_extra(job),
             )
             return
-        try:
-            encoded = orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
-        except TypeError as exc:
-            log.warning(
-                "%s %s returned a result that is not JSON (%s); not stored", job.name, job.id, exc
-            )
-            encoded = b"null"
         acked = Acked(job.id, job.name, encoded, started_ms, jt.result_ttl_ms, job.history_attempt)
         acked.token = job._attempt
         if self.json_records:

@@ -68,15 +68,19 @@ class JobRegistry:
         max_concurrency: int = 0,
         priority: int = 1,
         result_ttl: float | timedelta = timedelta(days=1),
+        strict_result: bool = False,
     ) -> JobDecorator:
         """Decorator registering a handler (async def, or plain def run in a thread); returns a
         ``JobFunction``: the handler, plus a typed ``.enqueue(...)``.
 
         ``priority`` weights how often this job type's queue is sampled (1..100000);
         ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap);
-        ``result_ttl`` is how long the return value and finished record are kept.
+        ``result_ttl`` is how long the return value and finished record are kept;
+        ``strict_result`` makes a return value JSON cannot hold an error (the job is dead)
+        instead of a warning and a ``null`` result.
         """
         options = {"max_fails": max_fails, "backoff": backoff, "timeout": timeout}
+        options["strict_result"] = strict_result
         options.update(skip_dead=skip_dead, max_concurrency=max_concurrency, priority=priority)
         return JobDecorator(self._as_host(), name, {**options, "result_ttl": seconds(result_ttl)})
 
