@@ -82,6 +82,12 @@ def test_the_documented_example_passes(redis_url: str) -> None:
     proc = run_pytest(ROOT / "examples" / "testing", redis_url)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "4 passed" in proc.stdout
+    # the documented pytest.ini sets what pytest-asyncio asks for (issue 16)
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    documented = (ROOT / "docs" / "testing.md").read_text()
+    for line in (ROOT / "examples" / "testing" / "pytest.ini").read_text().splitlines():
+        if line and not line.startswith("#") and "errands_pool" not in line:
+            assert line in documented, line
 
 
 def test_fresh_pool_use_and_restore_with_dash_p(redis_url: str, tmp_path: Path) -> None:

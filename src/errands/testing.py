@@ -9,10 +9,10 @@ Fixtures (async ones need pytest-asyncio):
 
 - ``errands_redis_url`` (session): ``$ERRANDS_TEST_REDIS_URL``, else a private ``redis-server``
   (or bundled ``valkey-server``) started on a free port for the session;
-- ``errands``: an ``ErrandsHarness`` with a fresh namespace, a ``FakeClock``,
+- ``errands_harness``: an ``ErrandsHarness`` with a fresh namespace, a ``FakeClock``,
   an ``enqueuer``, a ``client`` and a ``pool`` (your pool, named by the ``errands_pool`` ini
   option or given to ``use``, pointed at the test Redis), and
-  ``await errands.run_until_idle()``.
+  ``await errands_harness.run_until_idle()`` (``errands``, its former name, still works).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def errands_redis_url() -> Iterator[str]:
 
 
 @_async_fixture
-async def errands(
+async def errands_harness(
     errands_redis_url: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[ErrandsHarness]:
     """An ``ErrandsHarness`` for this test (see the module docs)."""
@@ -162,3 +162,10 @@ async def errands(
         yield harness
     finally:
         await harness.aclose()
+
+
+@pytest.fixture
+def errands(errands_harness: ErrandsHarness) -> ErrandsHarness:
+    """The former name of ``errands_harness``, kept working; prefer the new one: a parameter
+    named ``errands`` hides the package inside the test."""
+    return errands_harness
