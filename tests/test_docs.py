@@ -154,3 +154,64 @@ def test_every_page_is_in_the_nav_and_every_link_resolves() -> None:
     readme = README.read_text("utf-8")
     for target in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (ROOT / target).is_file(), target
+
+
+# -- "planned" / "not built" statements (issue 16) -------------------------------------------
+# Every sentence of the docs that calls something planned or not built must name one of these
+# features, whose probe proves it is still absent from the code; when it lands, this test
+# fails until the docs stop calling it planned.
+def _no_rate_limit() -> bool:
+    from errands import WorkerPool
+
+    return "rate_limit" not in inspect.signature(WorkerPool.job).parameters
+
+
+NOT_BUILT = {"rate limit": _no_rate_limit}
+# Features that exist: no "planned" sentence may name them.
+BUILT = ("dashboard", "web ui", "sync", "prometheus", "opentelemetry", "cluster", "sentinel")
+NOT_YET = re.compile(
+    r"\b(planned|not built|not yet (built|available|implemented|supported)|coming soon"
+    r"|still to come|on the roadmap|will be added)\b",
+    re.IGNORECASE,
+)
+
+
+def prose_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the lines outside code fences."""
+    out, fenced = [], False
+    for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            out.append((n, line))
+    return out
+
+
+def planned_statements() -> list[tuple[str, str]]:
+    found = []
+    for path in [README, *sorted(DOCS.glob("*.md"))]:
+        for n, line in prose_lines(path):
+            if NOT_YET.search(line):
+                found.append((f"{path.relative_to(ROOT)}:{n}", line))
+    return found
+
+
+def test_every_planned_statement_names_a_feature_still_absent() -> None:
+    statements = planned_statements()
+    assert statements, "the rate-limit note in docs/migrating.md should be found"
+    for where, line in statements:
+        lowered = line.lower().replace("_", " ")
+        features = [f for f in NOT_BUILT if f in lowered]
+        assert features, f"{where}: calls something planned, naming no entry of NOT_BUILT: {line}"
+        for feature in features:
+            assert NOT_BUILT[feature](), f"{where}: says {feature!r} is not built, but it is"
+        built = [b for b in BUILT if b in lowered]
+        assert not built, f"{where}: calls {built} planned, but it is built: {line}"
+
+
+def test_the_planned_checker_sees_a_stale_statement(tmp_path: Path) -> None:
+    stale = "## Not built yet\n\n- a web dashboard\n\nA web dashboard is planned.\n"
+    (tmp_path / "x.md").write_text(stale)
+    lines = [line for _n, line in prose_lines(tmp_path / "x.md") if NOT_YET.search(line)]
+    assert lines == ["## Not built yet", "A web dashboard is planned."]
+    assert any(b in lines[1].lower() for b in BUILT)

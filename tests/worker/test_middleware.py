@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -386,3 +388,37 @@ async def test_failing_shutdown_hook_does_not_skip_the_rest_of_stop(
     assert not heartbeater._thread.is_alive()
     assert await redis.zscore(Keys(namespace).pools, pool.id) is None
     await pool.stop()  # stopped for real: a second stop is a no-op
+
+
+trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
+
+
+async def test_plain_def_handlers_see_context_variables_set_by_middleware(
+    pool: WorkerPool, enqueuer: Enqueuer
+) -> None:
+    """docs/middleware.md: a context variable set in ``process`` is seen by the handler, in
+    its thread too (the job task's context is copied into it)."""
+    seen: list[tuple[str, str | None]] = []
+
+    async def tracing(job: Job, next: Next) -> Any:
+        trace_id.set(f"trace-{job.args['n']}")
+        return await next()
+
+    pool.middleware(tracing)
+
+    @pool.job("in_thread")
+    def in_thread(job: Job, n: int) -> None:
+        seen.append((threading.current_thread().name, trace_id.get()))
+
+    @pool.job("in_task")
+    async def in_task(job: Job, n: int) -> None:
+        seen.append(("task", trace_id.get()))
+
+    await enqueuer.enqueue("in_thread", {"n": 1})
+    await enqueuer.enqueue("in_task", {"n": 2})
+    await pool.drain(timeout=10)
+    assert sorted(seen, key=lambda s: str(s[1])) == [
+        ("errands-job-1", "trace-1"),
+        ("task", "trace-2"),
+    ]
+    assert trace_id.get() is None  # nothing leaked into the test's own context
