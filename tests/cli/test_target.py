@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from errands import Enqueuer
+from errands.store.devserver import RedisServer
 from tests.support.procs import ROOT, subprocess_env
 
 JOBS = """
@@ -130,15 +131,17 @@ async def test_app_gives_redis_and_namespace_and_flags_win(
     assert r.returncode == 2 and "cannot reach Redis at redis://127.0.0.1:9/0" in r.stderr
 
 
-async def test_an_empty_namespace_names_the_ones_the_server_has(
-    tmp_path: Path, redis_url: str, queued: str
-) -> None:
-    r = run(tmp_path, "inspect", "queues", REDIS_URL=redis_url)  # namespace 'errands'
+async def test_an_empty_namespace_names_the_ones_the_server_has(tmp_path: Path) -> None:
+    with RedisServer() as server:  # its own server: the session's has many test namespaces
+        async with Enqueuer.from_url(server.url, namespace="shop", strict=None) as enqueuer:
+            await enqueuer.enqueue("send_email")
+        r = run(tmp_path, "inspect", "queues", REDIS_URL=server.url)  # namespace 'errands'
     assert r.returncode == 0, r.stderr
-    assert first_line(r.stdout) == f"{redis_url}, namespace 'errands'"
-    hint = r.stdout.splitlines()[1]
-    assert hint.startswith("no job names in namespace 'errands'; namespaces on this server:")
-    assert queued in hint and "--namespace or --app" in hint
+    assert r.stdout.splitlines() == [
+        f"{server.url}, namespace 'errands'",
+        "no job names in namespace 'errands'; namespaces on this server: shop "
+        "(use --namespace or --app)",
+    ]
 
 
 def test_the_worker_says_where_and_takes_the_deprecated_url_with_a_note(
