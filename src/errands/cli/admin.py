@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
+from redis.exceptions import ResponseError
 
 from ..admin.client import Client
 from ..admin.inspection import text
@@ -27,6 +28,7 @@ from .target import Target, add_target_options
 
 __all__ = ["add_admin_commands"]
 
+HINT_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ResponseError)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -284,7 +286,7 @@ async def _empty_namespace_hint(client: Client) -> str:
                 found.add(key.decode(errors="replace")[len("errands:{") : -len("}:names")])
                 if len(found) >= 20:
                     break
-    except REDIS_ERRORS:  # TimeoutError among them
+    except HINT_ERRORS:  # a timeout; an ACL user without SCAN: no hint then
         pass
     found.discard(client.keys.namespace)
     hint = f"no job names in namespace {client.keys.namespace!r}"

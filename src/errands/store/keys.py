@@ -247,8 +247,8 @@ class Keys:
         return self.prefix + "ip:" + _check_part("pool id", pool_id)
 
     def serves(self, pool_id: str) -> str:
-        """SET of the job names a running pool serves, with a TTL the pool keeps refreshing
-        (written at start, deleted at stop; see store/served.py)."""
+        """STRING, JSON list of the job names a running pool serves, with a TTL the pool keeps
+        refreshing (written at start, deleted at stop; see store/served.py)."""
         return self.prefix + "serves:" + _check_part("pool id", pool_id)
 
     def pool_info(self, pool_id: str) -> str:

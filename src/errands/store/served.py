@@ -1,11 +1,12 @@
 """Which job names the running pools serve, for catching typos: an enqueue of a name no pool
 serves warns (or raises, ``Enqueuer(strict=True)``), and ``inspect queues`` marks such queues.
 
-Each pool keeps one SET of its names (``Keys.serves(pool_id)``): written when it starts,
-deleted when it stops, with a TTL it refreshes every third of it, so a pool that dies without
-stopping drops out within the TTL on its own. Readers take the union over the registered pools.
-A hint for people, not part of any guarantee: nothing waits on it, and a name seen served once
-is trusted afterwards.
+Each pool keeps one key (``Keys.serves(pool_id)``, a JSON list of its names): written with a TTL
+when it starts, written again every third of the TTL, deleted when it stops, so a pool that dies
+without stopping drops out within the TTL on its own. Plain ``SET ... PX`` and ``GET``: nothing
+an ACL user of errands is not already allowed. Readers take the names of the registered pools.
+A hint for people, not part of any guarantee: nothing waits on it, a failure to write it is only
+logged, and a name seen served once is trusted afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+
+import orjson
 
 from .keys import Keys
 
@@ -32,37 +35,40 @@ async def served_names(redis: Any, keys: Keys) -> set[str]:
         return set()
     async with redis.pipeline(transaction=False) as pipe:
         for pool in pools:
-            pipe.smembers(keys.serves(pool))
-        sets = await pipe.execute()
-    return {_text(name) for members in sets for name in members}
+            pipe.get(keys.serves(pool))
+        raws = await pipe.execute()
+    names: set[str] = set()
+    for raw in raws:
+        try:
+            value = orjson.loads(raw) if raw is not None else []
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(value, list):
+            names.update(n for n in value if isinstance(n, str))
+    return names
 
 
 class ServedNames:
     """One pool's published names: ``publish()`` at start, ``run()`` as a task, ``withdraw()``
-    at stop."""
+    at stop. None of them raises."""
 
     def __init__(self, redis: Any, keys: Keys, pool_id: str, names: list[str], ttl: float) -> None:
         self.redis = redis
         self.key = keys.serves(pool_id)
-        self.names = names
+        self.value = orjson.dumps(sorted(names))
         self.ttl_ms = int(ttl * 1000)
 
     async def publish(self) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.key)
-            pipe.sadd(self.key, *self.names)
-            pipe.pexpire(self.key, self.ttl_ms)
-            await pipe.execute()
+        try:
+            await self.redis.set(self.key, self.value, px=self.ttl_ms)
+        except Exception as exc:  # a hint only: never let it stop the pool
+            log.warning("could not publish the job names this pool serves: %r", exc)
 
     async def run(self) -> None:
-        """Refresh the TTL every third of it (write the set again if it expired meanwhile)."""
+        """Write the names again, with a fresh TTL, every third of the TTL."""
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
-            try:
-                if not await self.redis.pexpire(self.key, self.ttl_ms):
-                    await self.publish()
-            except Exception as exc:  # a hint only: never let it stop the pool
-                log.debug("could not refresh the served job names: %r", exc)
+            await self.publish()
 
     async def withdraw(self) -> None:
         try:
