@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -49,14 +50,27 @@ async def served_names(redis: Any, keys: Keys) -> set[str]:
 
 
 class ServedNames:
-    """One pool's published names: ``publish()`` at start, ``run()`` as a task, ``withdraw()``
-    at stop. None of them raises."""
+    """One pool's published names: ``publish()`` at start, ``run()`` as a task (started again
+    when the pool comes back under a new id), ``withdraw()`` at stop. None of them raises. The
+    TTL is 3 x ``dead_timeout``, at least 30 s."""
 
-    def __init__(self, redis: Any, keys: Keys, pool_id: str, names: list[str], ttl: float) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        pool_id: Callable[[], str],
+        names: list[str],
+        dead_timeout: float,
+    ) -> None:
         self.redis = redis
-        self.key = keys.serves(pool_id)
+        self.keys = keys
+        self.pool_id = pool_id  # read at each write: a pool that lost its lease gets a new id
         self.value = orjson.dumps(sorted(names))
-        self.ttl_ms = int(ttl * 1000)
+        self.ttl_ms = int(max(3 * dead_timeout, 30.0) * 1000)
+
+    @property
+    def key(self) -> str:
+        return self.keys.serves(self.pool_id())
 
     async def publish(self) -> None:
         try:
@@ -65,10 +79,11 @@ class ServedNames:
             log.warning("could not publish the job names this pool serves: %r", exc)
 
     async def run(self) -> None:
-        """Write the names again, with a fresh TTL, every third of the TTL."""
+        """Write the names now (under the pool's current id), then again, with a fresh TTL,
+        every third of the TTL."""
         while True:
-            await asyncio.sleep(self.ttl_ms / 3000)
             await self.publish()
+            await asyncio.sleep(self.ttl_ms / 3000)
 
     async def withdraw(self) -> None:
         try:

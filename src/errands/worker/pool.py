@@ -181,10 +181,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
             raise
         scripts = Scripts(self.redis, self.keys)
         await self._publish_limits(names)
-        # the job names it serves, for the enqueuers' typo check (under its current id: a pool
-        # that lost its lease comes back under a new one)
-        ttl = max(3 * self.dead_timeout, 30.0)
-        self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, ttl)
+        self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
         await self._served.publish()
         self._wake = asyncio.Event()
         self._build(scripts, names, self._wake)
