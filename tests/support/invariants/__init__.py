@@ -1,0 +1,114 @@
+"""The invariant checker: what must hold in a namespace once it is quiet, whatever happened
+before (kills, restarts, lost replies). The one place in the tests that understands errands'
+data layout as a whole, built on ``errands.store.keys.Keys``: when the layout changes, only this
+module changes (``LAYOUT`` below must name every key ``Keys`` builds; a test enforces it).
+
+>>> await assert_invariants(redis, namespace)                  # raises InvariantViolations
+>>> report = await check_invariants(redis, namespace, oracle)   # report.violations, .figures
+
+Checked on a snapshot read in one MULTI (so it is consistent even while pools are idle but
+running):
+
+* **places**: every job id is in exactly one place (its queue, scheduled or retry set, the
+  in-progress set of a registered pool, the dead set, the cancelled set) or in none once
+  finished/removed; every id in a place has an envelope, every envelope a place, and the place
+  matches the envelope's job name; a finished record never belongs to a job still alive.
+* **running**: every ``running`` counter equals the number of that name's jobs in in-progress
+  sets (never negative).
+* **unique**: every unique lock is held by a waiting job (queued or scheduled) and its three
+  records agree; no lock record without its lock.
+* **per-job fields**: no recovery counter or check-in without a live (waiting or running) job, no
+  cancel request without a running job, no priority or last error without an envelope.
+* **keys**: no key the layout does not know, no finished record without a TTL, no pool
+  description, idle mark or in-progress set of an unregistered pool, history index and records
+  agree.
+* with ``drained=True``: nothing waiting on a queue (unless paused), nothing in progress, nothing
+  overdue in a scheduled or retry set, every counter 0; with ``stopped=True`` moreover no pool
+  registered (every worker was stopped).
+
+Given an ``OracleLog`` (handler starts and ends recorded outside the Redis under test):
+
+* **double-run**: no job ran twice at the same time (time a process spent frozen by SIGSTOP, and
+  ``resume_allowance`` seconds after its SIGCONT, do not count; a run without a recorded end
+  lasts until its process exited);
+* **cap**: no more runs of a ``max_concurrency``-capped name at once than its cap;
+* **lost**: every acknowledged enqueue is alive somewhere or finished (its finished record
+  exists), unless the test removed it on purpose (``gone_by_design``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from redis.asyncio import Redis
+
+from errands.store.keys import Keys
+
+from .checks import CHECKS, check_drained
+from .layout import LAYOUT, done_status, snapshot
+from .report import InvariantViolations, Report, Violation
+from .runs import OracleLog, Run, check_runs, max_overlap
+
+__all__ = [
+    "LAYOUT",
+    "InvariantViolations",
+    "OracleLog",
+    "Report",
+    "Run",
+    "Violation",
+    "assert_invariants",
+    "check_invariants",
+    "max_overlap",
+]
+
+
+async def check_invariants(
+    redis: Redis,
+    namespace: str | Keys,
+    oracle: OracleLog | None = None,
+    *,
+    drained: bool = False,
+    stopped: bool = False,
+    overdue: float = 5.0,
+) -> Report:
+    """Read the namespace and return every violation found (see the module docstring)."""
+    keys = namespace if isinstance(namespace, Keys) else Keys(namespace)
+    s = await snapshot(redis, keys)
+    report = Report(keys.namespace)
+    for check in CHECKS:
+        report.violations += check(s)
+    if drained or stopped:
+        report.violations += check_drained(s, stopped, int(overdue * 1000))
+    places = Counter(p.split(":")[0] for where in s.places.values() for p, _n in where)
+    report.figures = {
+        "jobs": len(s.envelopes),
+        "places": dict(places),
+        "finished_records": sum(1 for r, _t in s.done.values() if done_status(r) == "finished"),
+        "pools": len(s.zsets["pools"]),
+        "leaked_keys": sum(1 for v in report.violations if v.check in ("keys", "fields", "unique")),
+    }
+    if oracle is not None:
+        finished = {i for i, (r, _t) in s.done.items() if done_status(r) == "finished"}
+        alive = {i for i in s.envelopes if i in s.places}
+        orphaned = set(s.envelopes) - alive
+        found, figures = check_runs(oracle, finished, alive, orphaned)
+        report.violations += [Violation(check, detail) for check, detail in found]
+        report.figures.update(figures)
+    return report
+
+
+async def assert_invariants(
+    redis: Redis,
+    namespace: str | Keys,
+    oracle: OracleLog | None = None,
+    *,
+    context: str = "",
+    **options: Any,
+) -> Report:
+    """``check_invariants``, raising ``InvariantViolations`` (an AssertionError listing every
+    violation, prefixed by ``context``) when any is found."""
+    report = await check_invariants(redis, namespace, oracle, **options)
+    if report.violations:
+        raise InvariantViolations(report, context)
+    return report

@@ -1,0 +1,210 @@
+"""The checks of a namespace snapshot (see ``tests.support.invariants``). Pure."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from .layout import Snapshot, done_status, envelope_name, text
+from .report import Violation
+
+__all__ = ["CHECKS", "check_drained"]
+
+
+def _check_places(s: Snapshot) -> list[Violation]:
+    out: list[Violation] = []
+    registered = set(s.zsets["pools"])
+    for job_id, where in sorted(s.places.items()):
+        labels = [p for p, _n in where]
+        if len(where) > 1:
+            out.append(Violation("places", f"job {job_id} is in {len(where)} places: {labels}"))
+        env = s.envelopes.get(job_id)
+        if env is None:
+            out.append(Violation("places", f"job {job_id} in {labels[0]} has no envelope"))
+            continue
+        name = envelope_name(env)
+        for place, placed_name in where:
+            if placed_name and name is not None and placed_name != name:
+                out.append(Violation("places", f"job {job_id} of name {name!r} is in {place}"))
+    for job_id, env in sorted(s.envelopes.items()):
+        if job_id not in s.places:
+            name = envelope_name(env)
+            out.append(Violation("places", f"job {job_id} ({name}) is in no place: orphaned"))
+    for pool_id, held in sorted(s.in_progress.items()):
+        if pool_id not in registered and held:
+            ids = [i for i, _n in held[:5]]
+            out.append(
+                Violation(
+                    "places",
+                    f"in-progress set of unregistered pool {pool_id} holds {len(held)} jobs "
+                    f"(nobody will reap them): {ids}",
+                )
+            )
+    for key, member in s.malformed:
+        out.append(Violation("places", f"malformed in-progress entry {member!r} in {key}"))
+    for job_id, (raw, _ttl) in sorted(s.done.items()):
+        if done_status(raw) == "finished" and job_id in s.envelopes:
+            where = [p for p, _n in s.places.get(job_id, [])]
+            out.append(
+                Violation(
+                    "places", f"job {job_id} finished (its record exists) yet is alive {where}"
+                )
+            )
+    return out
+
+
+def _check_running(s: Snapshot) -> list[Violation]:
+    out: list[Violation] = []
+    counted: Counter[str] = Counter()
+    for held in s.in_progress.values():
+        counted.update(name for _id, name in held)
+    running = {name: int(v) for name, v in s.hashes["running"].items()}
+    for name in sorted(set(running) | set(counted)):
+        have, want = running.get(name, 0), counted.get(name, 0)
+        if have != want:
+            out.append(
+                Violation(
+                    "running",
+                    f"running[{name}] = {have} but {want} jobs of {name} are in progress"
+                    + (" (a max_concurrency slot leaked)" if have > want else ""),
+                )
+            )
+    return out
+
+
+def _waiting(s: Snapshot, job_id: str) -> bool:
+    return any(p.startswith(("queue:", "scheduled:")) for p, _n in s.places.get(job_id, []))
+
+
+def _live(s: Snapshot, job_id: str) -> bool:
+    """Waiting (queued, scheduled, retrying) or running."""
+    return any(p not in ("dead", "cancelled") for p, _n in s.places.get(job_id, []))
+
+
+def _running(s: Snapshot, job_id: str) -> bool:
+    return any(p.startswith("in-progress:") for p, _n in s.places.get(job_id, []))
+
+
+def _check_unique(s: Snapshot) -> list[Violation]:
+    out: list[Violation] = []
+    locks = {d: text(i) for d, i in s.hashes["unique"].items()}
+    of_job = {i: text(d) for i, d in s.hashes["unique_of_job"].items()}
+    expiry = s.zsets["unique_expiry"]
+    for digest, holder in sorted(locks.items()):
+        if not _waiting(s, holder):
+            where = [p for p, _n in s.places.get(holder, [])] or "nowhere"
+            out.append(
+                Violation(
+                    "unique", f"lock {digest} held by job {holder}, which is not waiting ({where})"
+                )
+            )
+        if of_job.get(holder) != digest:
+            out.append(
+                Violation("unique", f"lock {digest} of {holder}: uniqjob says {of_job.get(holder)}")
+            )
+        if digest not in expiry:
+            out.append(Violation("unique", f"lock {digest} has no expiry"))
+    for job_id, digest in sorted(of_job.items()):
+        if locks.get(digest) != job_id:
+            out.append(
+                Violation("unique", f"uniqjob {job_id} -> {digest}, a lock it does not hold")
+            )
+    for digest in sorted(set(expiry) - set(locks)):
+        out.append(Violation("unique", f"expiry of lock {digest}, which nobody holds"))
+    return out
+
+
+def _check_fields(s: Snapshot) -> list[Violation]:
+    out: list[Violation] = []
+
+    def where(job_id: str) -> str:
+        places = [p for p, _n in s.places.get(job_id, [])]
+        if places:
+            return ", ".join(places)
+        return "alive in no place" if job_id in s.envelopes else "its job is gone"
+
+    for job_id in sorted(s.hashes["recoveries"]):
+        if not _live(s, job_id):
+            out.append(Violation("fields", f"recovery counter of job {job_id} ({where(job_id)})"))
+    for job_id in sorted(s.hashes["checkins"]):
+        if not _live(s, job_id):
+            out.append(Violation("fields", f"check-in of job {job_id} ({where(job_id)})"))
+    for job_id in sorted(s.hashes["cancel_requests"]):
+        if not _running(s, job_id):
+            out.append(Violation("fields", f"cancel request of job {job_id} ({where(job_id)})"))
+    for prop, what in (("priorities", "priority"), ("errors", "last error")):
+        for job_id in sorted(s.hashes[prop]):
+            if job_id not in s.envelopes:
+                out.append(Violation("fields", f"{what} of job {job_id}, which has no envelope"))
+    return out
+
+
+def _check_keys(s: Snapshot) -> list[Violation]:
+    out = [
+        Violation("keys", f"key {k!r} is not part of the data layout") for k in sorted(s.other_keys)
+    ]
+    registered = set(s.zsets["pools"])
+    for job_id, (raw, ttl) in sorted(s.done.items()):
+        if raw is not None and ttl < 0:
+            out.append(Violation("keys", f"finished record {s.keys.done(job_id)} has no TTL"))
+    for pool_id in sorted(set(s.pool_infos) - registered):
+        out.append(
+            Violation(
+                "keys",
+                f"description of unregistered pool {pool_id} (TTL {s.pool_infos[pool_id]} ms)",
+            )
+        )
+    for pool_id in sorted(s.sets["idle"] - registered):
+        out.append(Violation("keys", f"idle mark of unregistered pool {pool_id}"))
+    hist, data = set(s.zsets["history"]), set(s.hashes["history_data"])
+    for member in sorted(data - hist)[:100]:
+        out.append(Violation("keys", f"history record {member} is not in the history index"))
+    for member in sorted(hist - data)[:100]:
+        out.append(Violation("keys", f"history entry {member} has no record"))
+    for name, members in sorted(s.history_of.items()):
+        stray = members - hist
+        if stray:
+            out.append(
+                Violation(
+                    "keys",
+                    f"history of {name} lists {len(stray)} attempts not in the history index",
+                )
+            )
+    return out
+
+
+def check_drained(s: Snapshot, stopped: bool, overdue_ms: int) -> list[Violation]:
+    out: list[Violation] = []
+    paused = s.sets["paused"]
+    for job_id, where in sorted(s.places.items()):
+        for place, name in where:
+            if place.startswith("queue:") and name not in paused:
+                out.append(Violation("drained", f"job {job_id} still waits in {place}"))
+            elif place.startswith("in-progress:"):
+                out.append(Violation("drained", f"job {job_id} still in {place}"))
+    for job_id, due in sorted(s.waiting_due.items()):
+        if due < s.now_ms - overdue_ms:
+            late = (s.now_ms - due) / 1000
+            out.append(
+                Violation(
+                    "drained", f"job {job_id} is {late:.1f}s overdue in its scheduled or retry set"
+                )
+            )
+    for name, v in sorted(s.hashes["running"].items()):
+        if int(v) != 0:
+            out.append(Violation("drained", f"running[{name}] = {int(v)} with nothing running"))
+    if stopped:
+        for pool_id in sorted(s.zsets["pools"]):
+            out.append(
+                Violation("drained", f"pool {pool_id} still registered though every worker stopped")
+            )
+    return out
+
+
+CHECKS: tuple[Callable[[Snapshot], list[Violation]], ...] = (
+    _check_places,
+    _check_running,
+    _check_unique,
+    _check_fields,
+    _check_keys,
+)

@@ -1,0 +1,175 @@
+"""Reading a namespace as the invariant checker sees it: every key of the data layout, classified
+through ``Keys`` (``LAYOUT`` must name every key ``Keys`` builds: ``test_invariants`` checks it),
+read in one MULTI so the picture is consistent."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+from errands.store.keys import Keys
+
+__all__ = ["LAYOUT", "Snapshot", "done_status", "envelope_name", "snapshot", "text"]
+
+LAYOUT: dict[str, tuple[str, ...]] = {
+    "hash": (
+        "jobs", "priorities", "running", "limits", "errors", "recoveries", "unique",
+        "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
+        "code_schedules",
+    ),
+    "zset": ("dead", "unique_expiry", "pools", "cancelled", "history"),
+    "set": ("names", "paused", "idle"),
+    "string": ("seq", "listening"),
+    "channel": ("events_channel", "control_channel", "wake_channel"),
+    "family": (
+        "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",
+        "schedule_state",
+    ),
+}  # fmt: skip
+
+_PLACEHOLDER = "\x01"  # never in a name: marks where a family's variable part goes
+
+
+@dataclass
+class Snapshot:
+    keys: Keys
+    now_ms: int
+    other_keys: list[str]  # keys of the namespace the layout does not know
+    envelopes: dict[str, bytes]
+    places: dict[str, list[tuple[str, str]]]  # id -> [(place, job name)]
+    malformed: list[tuple[str, bytes]]  # (in-progress key, member)
+    in_progress: dict[str, list[tuple[str, str]]]  # pool id -> [(id, name)]
+    waiting_due: dict[str, float]  # id -> due ms (scheduled, retry)
+    hashes: dict[str, dict[str, bytes]]
+    zsets: dict[str, dict[str, float]]
+    sets: dict[str, set[str]]
+    done: dict[str, tuple[bytes | None, int]]  # id -> (record, pttl)
+    pool_infos: dict[str, int]  # pool id -> pttl
+    history_of: dict[str, set[str]]  # name -> members
+    schedule_states: list[str]
+
+
+def _family_prefix(keys: Keys, method: str) -> str:
+    return str(getattr(keys, method)(_PLACEHOLDER)).split(_PLACEHOLDER)[0]
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def text(raw: bytes | str) -> str:
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+
+
+async def snapshot(redis: Redis, keys: Keys) -> Snapshot:
+    singles = {
+        getattr(keys, p): p for kind in ("hash", "zset", "set", "string") for p in LAYOUT[kind]
+    }
+    families = sorted(
+        ((_family_prefix(keys, m), m) for m in LAYOUT["family"]), key=lambda f: -len(f[0])
+    )
+    found: dict[str, list[str]] = defaultdict(list)  # family -> variable parts
+    other: list[str] = []
+    async for raw in redis.scan_iter(match=_escape_glob(keys.prefix) + "*", count=1000):
+        key = text(raw)
+        if key in singles:
+            continue
+        for prefix, method in families:
+            if key.startswith(prefix):
+                found[method].append(key[len(prefix) :])
+                break
+        else:
+            other.append(key)
+
+    zset_fams = ("queue", "scheduled", "retry", "in_progress", "history_of")
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.time()
+        for p in LAYOUT["hash"]:
+            pipe.hgetall(getattr(keys, p))
+        for p in LAYOUT["zset"]:
+            pipe.zrange(getattr(keys, p), 0, -1, withscores=True)
+        for p in LAYOUT["set"]:
+            pipe.smembers(getattr(keys, p))
+        for fam in zset_fams:
+            for part in found[fam]:
+                pipe.zrange(getattr(keys, fam)(part), 0, -1, withscores=True)
+        for job_id in found["done"]:
+            pipe.get(keys.done(job_id))
+            pipe.pttl(keys.done(job_id))
+        for pool_id in found["pool_info"]:
+            pipe.pttl(keys.pool_info(pool_id))
+        replies = iter(await pipe.execute())
+
+    secs, micros = next(replies)
+    hashes = {p: {text(k): v for k, v in next(replies).items()} for p in LAYOUT["hash"]}
+    zsets = {p: {text(m): float(sc) for m, sc in next(replies)} for p in LAYOUT["zset"]}
+    sets = {p: {text(m) for m in next(replies)} for p in LAYOUT["set"]}
+    fam_members: dict[str, dict[str, list[tuple[bytes, float]]]] = {
+        fam: {part: next(replies) for part in found[fam]} for fam in zset_fams
+    }
+    done = {job_id: (next(replies), int(next(replies))) for job_id in found["done"]}
+    pool_infos = {pool_id: int(next(replies)) for pool_id in found["pool_info"]}
+
+    places: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    waiting_due: dict[str, float] = {}
+    for fam, label in (("queue", "queue"), ("scheduled", "scheduled"), ("retry", "retry")):
+        for name, members in fam_members[fam].items():
+            for m, score in members:
+                places[text(m)].append((f"{label}:{name}", name))
+                if fam != "queue":
+                    waiting_due[text(m)] = score
+    malformed: list[tuple[str, bytes]] = []
+    in_progress: dict[str, list[tuple[str, str]]] = {}
+    for pool_id, members in fam_members["in_progress"].items():
+        held = in_progress.setdefault(pool_id, [])
+        for m, _score in members:
+            job_id, sep, name = text(m).partition(":")
+            if not sep or not job_id or not name:
+                malformed.append((keys.in_progress(pool_id), m))
+                continue
+            held.append((job_id, name))
+            places[job_id].append((f"in-progress:{pool_id}", name))
+    for label in ("dead", "cancelled"):
+        for job_id in zsets[label]:
+            places[job_id].append((label, ""))
+
+    return Snapshot(
+        keys=keys,
+        now_ms=int(secs) * 1000 + int(micros) // 1000,
+        other_keys=other,
+        envelopes=hashes["jobs"],
+        places=dict(places),
+        malformed=malformed,
+        in_progress=in_progress,
+        waiting_due=waiting_due,
+        hashes=hashes,
+        zsets=zsets,
+        sets=sets,
+        done=done,
+        pool_infos=pool_infos,
+        history_of={n: {text(m) for m, _ in ms} for n, ms in fam_members["history_of"].items()},
+        schedule_states=found["schedule_state"],
+    )
+
+
+def envelope_name(raw: bytes) -> str | None:
+    try:
+        env = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    name = env.get("n") if isinstance(env, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def done_status(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return "<not JSON>"
+    status = record.get("status") if isinstance(record, dict) else None
+    return status if isinstance(status, str) else None
