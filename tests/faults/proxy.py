@@ -60,6 +60,7 @@ class FaultProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
+        self._hold_until = 0.0  # loop time until which replies are held back
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -106,6 +107,17 @@ class FaultProxy:
                 link.mode = mode
             if new_connections:
                 self.new_mode = mode
+            return len(self.links)
+
+        return self._call(apply)
+
+    def hold_replies(self, seconds: float) -> int:
+        """For ``seconds``, hold back every reply (requests still reach Redis, which runs them):
+        a reply Redis sends meanwhile reaches its client only when the time is up, past the
+        client's socket timeout if ``seconds`` exceeds it. Returns how many connections are open."""
+
+        def apply() -> int:
+            self._hold_until = max(self._hold_until, self._loop.time() + seconds)
             return len(self.links)
 
         return self._call(apply)
@@ -196,6 +208,10 @@ class FaultProxy:
                     break
                 if link.drops(to_client):
                     continue
+                if to_client and (held := self._hold_until - self._loop.time()) > 0:
+                    await asyncio.sleep(held)
+                    if link.drops(to_client) or link not in self.links:
+                        continue
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):

@@ -92,11 +92,12 @@ def expect(report: Report, check: str, *words: str) -> None:
 async def test_a_real_pools_states_pass(
     redis: Redis, namespace: str, state: dict[str, str]
 ) -> None:
+    k = Keys(namespace)
+    await redis.rpush(k.prefix + "test:starts", b"{}")  # the records of tests.support.apps
     report = await assert_invariants(redis, namespace)
     assert report.figures["places"] == {"dead": 1, "queue": 2, "scheduled": 1, "cancelled": 1}
     assert report.figures["finished_records"] == 4
     # and with the waiting jobs gone, the namespace counts as drained with every pool stopped
-    k = Keys(namespace)
     await redis.delete(k.queue("ok"), k.scheduled("capped"))
     for role in ("waiting", "scheduled", "unique"):
         await redis.hdel(k.jobs, state[role])
@@ -144,6 +145,11 @@ BROKEN: dict[str, tuple[Breaker, str, tuple[str, ...]]] = {
         ("finished", "yet is alive"),
     ),
     "stray key": (lambda r, k, ids: r.set(k.prefix + "mystery", 1), "keys", ("mystery",)),
+    "stray key beside the tests' own records": (
+        lambda r, k, ids: seq(r.rpush(k.prefix + "test:starts", 1), r.set(k.prefix + "tes", 1)),
+        "keys",
+        ("tes'",),
+    ),
     "finished record without TTL": (
         lambda r, k, ids: r.persist(k.done(ids["done"])),
         "keys",

@@ -39,6 +39,7 @@ Given an ``OracleLog`` (handler starts and ends recorded outside the Redis under
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -46,7 +47,7 @@ from redis.asyncio import Redis
 from errands.store.keys import Keys
 
 from .checks import CHECKS, check_drained
-from .layout import LAYOUT, done_status, snapshot
+from .layout import LAYOUT, TEST_KEYS, done_status, snapshot
 from .report import InvariantViolations, Report, Violation
 from .runs import OracleLog, Run, check_runs, max_overlap
 
@@ -71,10 +72,13 @@ async def check_invariants(
     drained: bool = False,
     stopped: bool = False,
     overdue: float = 5.0,
+    foreign: Sequence[str] = TEST_KEYS,
 ) -> Report:
-    """Read the namespace and return every violation found (see the module docstring)."""
+    """Read the namespace and return every violation found (see the module docstring).
+    ``overdue``: seconds a scheduled or retried job may be late when ``drained``; ``foreign``:
+    sub-prefixes of the namespace's keys that the tests own (not reported as stray)."""
     keys = namespace if isinstance(namespace, Keys) else Keys(namespace)
-    s = await snapshot(redis, keys)
+    s = await snapshot(redis, keys, foreign)
     report = Report(keys.namespace)
     for check in CHECKS:
         report.violations += check(s)

@@ -5,6 +5,7 @@ read in one MULTI so the picture is consistent."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -12,7 +13,7 @@ from redis.asyncio import Redis
 
 from errands.store.keys import Keys
 
-__all__ = ["LAYOUT", "Snapshot", "done_status", "envelope_name", "snapshot", "text"]
+__all__ = ["LAYOUT", "TEST_KEYS", "Snapshot", "done_status", "envelope_name", "snapshot", "text"]
 
 LAYOUT: dict[str, tuple[str, ...]] = {
     "hash": (
@@ -64,7 +65,13 @@ def text(raw: bytes | str) -> str:
     return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
 
 
-async def snapshot(redis: Redis, keys: Keys) -> Snapshot:
+# Keys of the namespace that belong to the tests, not to errands (tests.support.apps records).
+TEST_KEYS = ("test:",)
+
+
+async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS) -> Snapshot:
+    """Read the namespace; keys under ``keys.prefix + f`` for ``f`` in ``foreign`` are not
+    errands' (they belong to the tests) and are skipped."""
     singles = {
         getattr(keys, p): p for kind in ("hash", "zset", "set", "string") for p in LAYOUT[kind]
     }
@@ -75,7 +82,7 @@ async def snapshot(redis: Redis, keys: Keys) -> Snapshot:
     other: list[str] = []
     async for raw in redis.scan_iter(match=_escape_glob(keys.prefix) + "*", count=1000):
         key = text(raw)
-        if key in singles:
+        if key in singles or key[len(keys.prefix) :].startswith(tuple(foreign)):
             continue
         for prefix, method in families:
             if key.startswith(prefix):
