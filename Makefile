@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-faults lint typecheck check bench docs clean
+.PHONY: install demo test test-faults test-soak lint typecheck check bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 ## The fault-injection suite only (kill -9, Redis restarts, proxies).
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -q -m faults
+
+## The randomized fault soak: 4 workers, seeded SIGKILL/SIGTERM/SIGSTOP, Redis restarts and network
+## faults for SOAK_SECONDS (600), then the invariant checker. Replay a seed with SOAK_SEED=N.
+test-soak: $(STAMP)
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider -m soak tests/soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench

@@ -1,0 +1,1 @@
+"""The randomized fault soak (``make test-soak``): see ``driver.py`` and docs/reliability.md."""

@@ -1,0 +1,119 @@
+"""What a soak's records say beyond the invariants: how long the jobs of a killed worker took to
+start again elsewhere, and why each job that ran more than once did. Pure: no I/O."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tests.support.invariants import Run
+
+__all__ = ["Analysis", "Events", "analyse", "parse_runs"]
+
+
+def parse_runs(raw: Iterable[bytes]) -> list[Run]:
+    """The app's oracle records (a start entry, then an end entry with the same id, pid and
+    start) -> runs; a start without its end is a run whose end is unknown."""
+    runs: dict[tuple[str, int, float], Run] = {}
+    for line in raw:
+        e = orjson.loads(line)
+        k = (e["id"], int(e["pid"]), float(e["start"]))
+        end = e.get("end")
+        runs[k] = Run(e["id"], e["name"], k[1], k[2], None if end is None else float(end),
+                      e.get("outcome", ""))  # fmt: skip
+    return sorted(runs.values(), key=lambda r: r.start)
+
+
+@dataclass
+class Events:
+    """What the driver did, in time.time() seconds."""
+
+    kills: list[tuple[int, float]] = field(default_factory=list)  # (pid, when)
+    exits: dict[int, float] = field(default_factory=dict)  # pid -> when it exited
+    frozen: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    slots: dict[int, int] = field(default_factory=dict)  # pid -> worker slot
+    # (worker slot or -1 for the producer, start, end) of network faults; Redis restarts (-2)
+    disturbed: list[tuple[int, float, float]] = field(default_factory=list)
+
+
+@dataclass
+class Analysis:
+    recovery_max: float = 0.0
+    recoveries: int = 0  # jobs running at a SIGKILL that ran again
+    not_recovered: list[str] = field(default_factory=list)
+    reruns: Counter[str] = field(default_factory=Counter)  # cause -> how many
+    unexplained: list[str] = field(default_factory=list)  # reruns after success without a fault
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "max_recovery_s": round(self.recovery_max, 2),
+            "recovered_after_sigkill": self.recoveries,
+            "not_recovered_after_sigkill": len(self.not_recovered),
+            "reruns_by_cause": dict(sorted(self.reruns.items())),
+        }
+
+
+def _recoveries(runs: Sequence[Run], events: Events, out: Analysis, settled: set[str]) -> None:
+    by_job: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_job[run.job_id].append(run)
+    for pid, at in events.kills:
+        for run in runs:
+            if run.pid != pid or run.start > at or (run.end is not None and run.end <= at):
+                continue
+            later = [r.start for r in by_job[run.job_id] if r.start > at]
+            if later:
+                out.recoveries += 1
+                out.recovery_max = max(out.recovery_max, min(later) - at)
+            elif run.job_id not in settled:
+                out.not_recovered.append(run.job_id)
+
+
+def _cause(prev: Run, nxt: Run, events: Events) -> str:
+    """Why ``nxt`` ran after ``prev`` (runs of one job, in start order)."""
+    if prev.outcome == "error":
+        return "retry"
+    if prev.outcome == "cancelled":
+        return "requeued at stop"
+    if prev.end is None:
+        if any(pid == prev.pid and at <= nxt.start for pid, at in events.kills):
+            return "worker killed"
+        return "worker exited mid-run"
+    if any(a <= nxt.start and b >= prev.start for a, b in events.frozen.get(prev.pid, ())):
+        return "worker frozen"
+    slot = events.slots.get(prev.pid, -99)
+    for target, a, b in events.disturbed:
+        if target in (slot, -2) and a <= nxt.start and b >= prev.start - 1.0:
+            return "after success, network or Redis fault"
+    return "after success, no fault"
+
+
+def analyse(runs: Sequence[Run], events: Events, settled: Iterable[str] = ()) -> Analysis:
+    """``settled``: ids of jobs that ended for good (finished, dead, cancelled, destroyed)."""
+    out = Analysis()
+    _recoveries(runs, events, out, set(settled))
+    by_job: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_job[run.job_id].append(run)
+    for job_id, job_runs in by_job.items():
+        for prev, nxt in itertools.pairwise(job_runs):
+            cause = _cause(prev, nxt, events)
+            out.reruns[cause] += 1
+            if cause == "after success, no fault":
+                out.unexplained.append(job_id)
+    return out
+
+
+def table(figures: Mapping[str, Any]) -> str:
+    width = max(len(k) for k in figures)
+    lines = []
+    for k, v in figures.items():
+        shown = f"{v:.2f}" if isinstance(v, float) and not math.isinf(v) else str(v)
+        lines.append(f"  {k.ljust(width)}  {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,165 @@
+"""Worker app of the fault soak, run as ``python -m tests.soak.app`` with its settings in the
+environment (set by ``tests/soak/driver.py``).
+
+Every handler records its run in the oracle, a Redis of its own that no fault touches: a list
+``soak:<namespace>:runs`` of JSON objects ``{"id", "name", "pid", "start"}`` when a run starts and
+``{"id", "name", "pid", "start", "end", "outcome"}`` when it ends (outcome ok, error, cancelled).
+Plain ``def`` handlers record from their own thread, so a thread that outlives its task is seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import orjson
+import redis
+from redis.asyncio import Redis
+
+from errands import Job, WorkerPool
+from errands.store.connection import connect
+from tests.soak.plan import CAPS
+
+PID = os.getpid()
+URL = os.environ.get("ERRANDS_REDIS_URL", "redis://127.0.0.1:9/0")
+NAMESPACE = os.environ.get("ERRANDS_NAMESPACE", "soak")
+ORACLE_URL = os.environ.get("SOAK_ORACLE_URL", "redis://127.0.0.1:9/0")
+RUNS_KEY = f"soak:{NAMESPACE}:runs"
+
+TICK_EVERY = 2.0  # seconds between fires of the periodic schedule
+
+
+def _env(name: str, default: float) -> float:
+    return float(os.environ.get("SOAK_" + name, default))
+
+
+pool = WorkerPool(
+    connect(URL, socket_timeout=_env("SOCKET_TIMEOUT", 2.0)),
+    namespace=NAMESPACE,
+    concurrency=int(_env("CONCURRENCY", 8)),
+    heartbeat_interval=_env("HEARTBEAT", 0.5),
+    dead_timeout=_env("DEAD_TIMEOUT", 3.0),
+    shutdown_grace=_env("GRACE", 2.0),
+    poll_interval=0.5,
+    schedule_refresh=1.0,
+)
+oracle: Redis | None = None
+sync_oracle = redis.Redis.from_url(ORACLE_URL)
+
+
+def _entry(job: Job, start: float, **more: Any) -> bytes:
+    return orjson.dumps({"id": job.id, "name": job.name, "pid": PID, "start": start, **more})
+
+
+@contextlib.asynccontextmanager
+async def recorded(job: Job) -> AsyncIterator[None]:
+    assert oracle is not None
+    start = time.time()
+    await oracle.rpush(RUNS_KEY, _entry(job, start))
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    finally:
+        await asyncio.shield(
+            oracle.rpush(RUNS_KEY, _entry(job, start, end=time.time(), outcome=outcome))
+        )
+
+
+@contextlib.contextmanager
+def recorded_sync(job: Job) -> Iterator[None]:
+    start = time.time()
+    sync_oracle.rpush(RUNS_KEY, _entry(job, start))
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    finally:
+        sync_oracle.rpush(RUNS_KEY, _entry(job, start, end=time.time(), outcome=outcome))
+
+
+@pool.on_startup
+async def open_oracle(context: dict[str, Any]) -> None:
+    global oracle
+    oracle = Redis.from_url(ORACLE_URL)
+
+
+def _retry_soon(fails: int) -> float:
+    return 0.3
+
+
+@pool.job("soak_async", backoff=_retry_soon)
+async def soak_async(job: Job, seconds: float = 0.1) -> str:
+    async with recorded(job):
+        await asyncio.sleep(seconds)
+    return job.id
+
+
+@pool.job("soak_sync", backoff=_retry_soon)
+def soak_sync(job: Job, seconds: float = 0.1) -> str:
+    with recorded_sync(job):
+        time.sleep(seconds)
+    return job.id
+
+
+@pool.job("soak_capped", max_concurrency=CAPS["soak_capped"], backoff=_retry_soon)
+async def soak_capped(job: Job, seconds: float = 0.1) -> None:
+    async with recorded(job):
+        await asyncio.sleep(seconds)
+
+
+@pool.job("soak_serial", max_concurrency=CAPS["soak_serial"], backoff=_retry_soon)
+async def soak_serial(job: Job, seconds: float = 0.1) -> None:
+    async with recorded(job):
+        await asyncio.sleep(seconds)
+
+
+@pool.job("soak_unique", backoff=_retry_soon)
+async def soak_unique(job: Job, key: int = 0) -> None:
+    async with recorded(job):
+        await asyncio.sleep(0.3)
+
+
+@pool.job("soak_flaky", backoff=_retry_soon, max_fails=4)
+async def soak_flaky(job: Job, fail: int = 1, seconds: float = 0.05) -> None:
+    """Fails its first ``fail`` attempts: exercises the retry set."""
+    async with recorded(job):
+        await asyncio.sleep(seconds)
+        if job.attempt <= fail:
+            raise RuntimeError(f"attempt {job.attempt} fails on purpose")
+
+
+@pool.job("soak_long", backoff=_retry_soon)
+async def soak_long(job: Job, seconds: float = 5.0) -> None:
+    """A long job that checks in every second."""
+    async with recorded(job):
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(1.0, left))
+            with contextlib.suppress(Exception):  # a check-in lost to a fault is fine
+                await job.checkin(f"{seconds - max(left - 1.0, 0.0):.0f}s of {seconds:.0f}s")
+
+
+@pool.job("soak_tick")
+async def soak_tick(job: Job) -> None:
+    async with recorded(job):
+        await asyncio.sleep(0.05)
+
+
+pool.every(TICK_EVERY, "soak_tick")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.WARNING,
+        format=f"%(asctime)s {PID} %(levelname)s %(name)s: %(message)s",
+    )
+    pool.run()

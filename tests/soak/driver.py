@@ -1,0 +1,430 @@
+"""The randomized fault soak of issue 12: 4 worker processes (``tests/soak/app.py``) run a mix of
+job types against a private Redis (AOF, ``appendfsync always``), each through a loopback proxy of
+its own, while a producer enqueues through another proxy and a seeded schedule
+(``tests/soak/plan.py``) SIGKILLs, SIGTERMs, SIGSTOPs/SIGCONTs workers, restarts Redis, resets
+connections, holds replies past the socket timeout and black-holes connections. Then the faults
+stop, the namespace drains, and the invariant checker (``tests/support/invariants``) judges the
+namespace (with the workers idle, then stopped) and the oracle's record of every handler run.
+
+Run it with ``make test-soak`` (``SOAK_SECONDS``, ``SOAK_SEED``; see docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import signal
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from errands import Client, Enqueuer
+from errands.errors import JobNotFoundError, RedisUnavailableError
+from errands.store.connection import REDIS_ERRORS, connect
+from errands.store.devserver import RedisServer
+from tests.faults.proxy import FaultProxy
+from tests.support.invariants import check_invariants
+from tests.support.procs import Proc, Procs
+
+from .plan import PRODUCER, Fault, make_plan, plan_digest, plan_summary
+from .report import SoakResult, judge
+
+__all__ = ["Soak", "SoakConfig"]
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    seconds: float = 600.0
+    seed: int = 0
+    workers: int = 4
+    concurrency: int = 8
+    heartbeat: float = 0.5
+    dead_timeout: float = 3.0
+    socket_timeout: float = 2.0
+    grace: float = 2.0
+    rate: float = 12.0  # jobs enqueued per second, on average
+    quiesce_timeout: float = 90.0
+    resume_allowance: float = 1.0  # seconds after a SIGCONT a frozen pool may take to stop
+
+    @classmethod
+    def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> SoakConfig:
+        seed = int(env["SOAK_SEED"]) if env.get("SOAK_SEED") else secrets.randbelow(2**31)
+        return cls(
+            seconds=float(env.get("SOAK_SECONDS") or 600),
+            seed=seed,
+            workers=int(env.get("SOAK_WORKERS") or 4),
+            rate=float(env.get("SOAK_RATE") or 12.0),
+        )
+
+    def replay(self) -> str:
+        return f"SOAK_SEED={self.seed} SOAK_SECONDS={self.seconds:g} make test-soak"
+
+    def worker_env(self) -> dict[str, str]:
+        return {
+            "SOAK_CONCURRENCY": str(self.concurrency),
+            "SOAK_HEARTBEAT": str(self.heartbeat),
+            "SOAK_DEAD_TIMEOUT": str(self.dead_timeout),
+            "SOAK_SOCKET_TIMEOUT": str(self.socket_timeout),
+            "SOAK_GRACE": str(self.grace),
+        }
+
+
+@dataclass
+class Slot:
+    index: int
+    proxy: FaultProxy
+    proc: Proc | None = None
+    frozen_at: float | None = None
+    respawn_at: float = 0.0
+
+
+# what the producer enqueues: kind -> weight
+MIX = {
+    "async": 30, "sync": 15, "capped": 12, "serial": 6, "unique": 10, "flaky": 8, "long": 2,
+    "batch": 3, "delayed": 5,
+}  # fmt: skip
+
+
+@dataclass
+class Production:
+    acknowledged: list[str] = field(default_factory=list)
+    by_kind: Counter[str] = field(default_factory=Counter)
+    refused: int = 0  # enqueues that raised (not acknowledged)
+    duplicates: int = 0  # enqueue_unique calls that found the lock taken
+    destroyed: set[str] = field(default_factory=set)
+    cancelled: Counter[str] = field(default_factory=Counter)
+
+
+class Soak:
+    def __init__(self, config: SoakConfig, workdir: Path) -> None:
+        self.c = config
+        self.dir = workdir
+        self.ns = f"soak{config.seed}"
+        self.plan = make_plan(config.seed, config.seconds, config.workers, config.dead_timeout,
+                              config.socket_timeout)  # fmt: skip
+        self.result = SoakResult(config, plan_digest(self.plan))
+        self.events = self.result.events
+        self.made = Production()
+        self.slots: list[Slot] = []
+        self.undo: set[asyncio.Task[Any]] = set()
+        self.t0 = time.time()
+        self.respawn = True
+        self.redis_down = False
+        self._log = (workdir / "soak.log").open("a")
+
+    def say(self, message: str) -> None:
+        line = f"[soak seed={self.c.seed} {time.time() - self.t0:7.1f}s] {message}"
+        print(line, flush=True)
+        self._log.write(line + "\n")
+        self._log.flush()
+
+    # -- the run -------------------------------------------------------------------------------
+    async def run(self) -> SoakResult:
+        c = self.c
+        self.say(
+            f"seed={c.seed} seconds={c.seconds:g} workers={c.workers}: {len(self.plan)} faults "
+            f"{plan_summary(self.plan)}, plan {self.result.plan}; replay: {c.replay()}; "
+            f"logs in {self.dir}"
+        )
+        with (
+            RedisServer(appendonly="yes", appendfsync="always") as self.server,
+            RedisServer() as oracle_server,
+            Procs(self.dir) as self.procs,
+        ):
+            proxies = [FaultProxy(self.server.port).start() for _ in range(c.workers + 1)]
+            self.producer_proxy = proxies[-1]
+            self.slots = [Slot(i, p) for i, p in enumerate(proxies[:-1])]
+            self.oracle_url = oracle_server.url
+            admin = connect(self.server.url)
+            oracle = Redis.from_url(oracle_server.url)
+            try:
+                await self._phases(admin, oracle)
+            finally:
+                self.respawn = False
+                for proxy in proxies:
+                    proxy.stop()
+                await admin.aclose()
+                await oracle.aclose()
+                self._log.close()
+        return self.result
+
+    async def _phases(self, admin: Redis, oracle: Redis) -> None:
+        for slot in self.slots:
+            self._spawn(slot)
+        await self._wait_registered(admin)
+        self.t0 = time.time()
+        supervisor = asyncio.create_task(self._supervise())
+        stop = asyncio.Event()
+        helpers = [
+            asyncio.create_task(self._produce(stop)),
+            asyncio.create_task(self._cancel_some(stop)),
+        ]
+        await self._inject()
+        stop.set()
+        await asyncio.gather(*helpers)
+        await asyncio.gather(*list(self.undo))
+        applied, skipped = dict(self.result.applied), dict(self.result.skipped)
+        acked = len(self.made.acknowledged)
+        self.say(f"faults over: {applied} applied, {skipped} skipped; {acked} jobs; quiescing")
+        await self._quiesce(admin)
+        running = await judge_state(admin, self.ns)
+        self.respawn = False
+        await self._stop_all()
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor
+        runs = await oracle.lrange(f"soak:{self.ns}:runs", 0, -1)
+        await judge(self.result, admin, self.ns, runs, self.made, running)
+        self.say("figures:\n" + self.result.table())
+        (self.dir / "soak-report.json").write_bytes(
+            orjson.dumps(self.result.as_json(), option=orjson.OPT_INDENT_2)
+        )
+
+    # -- workers -------------------------------------------------------------------------------
+    def _spawn(self, slot: Slot) -> None:
+        env = {
+            "ERRANDS_REDIS_URL": slot.proxy.url,
+            "ERRANDS_NAMESPACE": self.ns,
+            "SOAK_ORACLE_URL": self.oracle_url,
+            **self.c.worker_env(),
+        }
+        slot.proc = self.procs.start(["-m", "tests.soak.app"], env=env)
+        self.events.slots[slot.proc.pid] = slot.index
+
+    async def _wait_registered(self, admin: Redis) -> None:
+        deadline = time.monotonic() + 30
+        while await admin.zcard(f"errands:{{{self.ns}}}:pools") < self.c.workers:
+            if time.monotonic() > deadline:
+                logs = "\n".join(s.proc.output()[-2000:] for s in self.slots if s.proc)
+                raise AssertionError(f"workers did not register within 30s:\n{logs}")
+            await asyncio.sleep(0.1)
+
+    async def _supervise(self) -> None:
+        """Notes every exit and refills the slot half a second later."""
+        while True:
+            now = time.time()
+            for slot in self.slots:
+                proc = slot.proc
+                if proc is not None and (code := proc.poll()) is not None:
+                    self.events.exits.setdefault(proc.pid, now)
+                    self._thaw(slot, now)
+                    self.say(f"worker{slot.index} (pid {proc.pid}) exited with {code}")
+                    if code not in (0, -signal.SIGKILL):
+                        self.result.bad_exits.append((proc.pid, code))
+                    slot.proc, slot.respawn_at = None, now + 0.5
+                if slot.proc is None and self.respawn and now >= slot.respawn_at:
+                    self._spawn(slot)
+            await asyncio.sleep(0.05)
+
+    def _thaw(self, slot: Slot, at: float) -> None:
+        if slot.frozen_at is not None and slot.proc is not None:
+            self.events.frozen.setdefault(slot.proc.pid, []).append((slot.frozen_at, at))
+        slot.frozen_at = None
+
+    async def _stop_all(self) -> None:
+        procs = [s.proc for s in self.slots if s.proc is not None and s.proc.poll() is None]
+        for proc in procs:
+            proc.send(signal.SIGTERM)
+        deadline = time.monotonic() + self.c.grace + 20
+        for proc in procs:
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            self.events.exits.setdefault(proc.pid, time.time())
+            if proc.poll() is None:
+                self.result.bad_exits.append((proc.pid, "did not stop on SIGTERM"))
+                proc.kill_group()
+            elif proc.poll() != 0:
+                self.result.bad_exits.append((proc.pid, proc.poll()))
+
+    # -- faults --------------------------------------------------------------------------------
+    async def _inject(self) -> None:
+        for fault in self.plan:
+            await asyncio.sleep(max(0.0, self.t0 + fault.at - time.time()))
+            try:
+                applied = await self._apply(fault)
+            except Exception as exc:
+                self.say(f"{fault.describe()}: could not apply: {exc!r}")
+                applied = False
+            (self.result.applied if applied else self.result.skipped)[fault.kind] += 1
+            self.say(fault.describe() + ("" if applied else " (skipped)"))
+        await asyncio.sleep(max(0.0, self.t0 + self.c.seconds - time.time()))
+
+    def _later(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self.undo.add(task)
+        task.add_done_callback(self.undo.discard)
+
+    async def _apply(self, f: Fault) -> bool:
+        now = time.time()
+        if f.kind == "redis_restart":
+            if self.redis_down:
+                return False
+            self.redis_down = True
+            await asyncio.to_thread(self.server.kill)
+            self._later(self._redis_back(now, f.duration))
+            return True
+        if f.kind in ("reset", "delay", "blackhole"):
+            proxy = self.producer_proxy if f.target == PRODUCER else self.slots[f.target].proxy
+            if f.kind == "reset":
+                await asyncio.to_thread(proxy.reset)
+                self.events.disturbed.append((f.target, now, now))
+            elif f.kind == "delay":
+                await asyncio.to_thread(proxy.hold_replies, f.duration)
+                self.events.disturbed.append((f.target, now, now + f.duration))
+            else:
+                await asyncio.to_thread(proxy.blackhole, False, True)
+                self._later(self._restore(proxy, f.duration))
+                # black-holed connections stay dead until their client times out
+                end = now + f.duration + self.c.socket_timeout
+                self.events.disturbed.append((f.target, now, end))
+            return True
+        slot = self.slots[f.target]
+        proc = slot.proc
+        if proc is None or proc.poll() is not None:
+            return False
+        if f.kind == "sigkill":
+            os.kill(proc.pid, signal.SIGKILL)
+            self.events.kills.append((proc.pid, now))
+            self.events.exits[proc.pid] = now
+            self._thaw(slot, now)
+            return True
+        if slot.frozen_at is not None:
+            return False  # already frozen: neither a graceful stop nor a second freeze
+        if f.kind == "sigterm":
+            proc.send(signal.SIGTERM)
+            return True
+        os.kill(proc.pid, signal.SIGSTOP)
+        slot.frozen_at = now
+        self._later(self._resume(slot, proc, f.duration))
+        return True
+
+    async def _redis_back(self, down_at: float, after: float) -> None:
+        await asyncio.sleep(after)
+        for attempt in range(5):
+            try:
+                await asyncio.to_thread(self.server.start)
+                break
+            except RuntimeError as exc:
+                self.say(f"Redis did not restart (attempt {attempt + 1}): {exc}")
+                await asyncio.sleep(1.0)
+        self.redis_down = False
+        self.events.disturbed.append((-2, down_at, time.time()))
+
+    async def _restore(self, proxy: FaultProxy, after: float) -> None:
+        await asyncio.sleep(after)
+        await asyncio.to_thread(proxy.restore)
+
+    async def _resume(self, slot: Slot, proc: Proc, after: float) -> None:
+        await asyncio.sleep(after)
+        if slot.proc is proc and proc.poll() is None and slot.frozen_at is not None:
+            os.kill(proc.pid, signal.SIGCONT)
+            self._thaw(slot, time.time())
+
+    # -- the producer and the canceller ---------------------------------------------------------
+    async def _produce(self, stop: asyncio.Event) -> None:
+        rng = random.Random(self.c.seed ^ 0x50AC)
+        kinds, weights = list(MIX), list(MIX.values())
+        redis = connect(self.producer_proxy.url, socket_timeout=self.c.socket_timeout)
+        enqueuer = Enqueuer(redis, namespace=self.ns)
+        try:
+            while not stop.is_set():
+                kind = rng.choices(kinds, weights)[0]
+                try:
+                    await self._enqueue(enqueuer, rng, kind)
+                except RedisUnavailableError:
+                    self.made.refused += 1
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(rng.expovariate(self.c.rate))
+        finally:
+            await redis.aclose()
+
+    async def _enqueue(self, enqueuer: Enqueuer, rng: random.Random, kind: str) -> None:
+        short = round(rng.uniform(0.02, 0.4), 3)
+        if kind == "batch":
+            items = [("soak_async", {"seconds": round(rng.uniform(0.02, 0.2), 3)})
+                     for _ in range(10)]  # fmt: skip
+            jobs = await enqueuer.enqueue_many(items)
+        elif kind == "unique":
+            job = await enqueuer.enqueue_unique("soak_unique", {"key": rng.randrange(6)})
+            if job is None:
+                self.made.duplicates += 1
+            jobs = [job] if job else []
+        else:
+            name, args, options = {
+                "async": ("soak_async", {"seconds": short}, {}),
+                "sync": ("soak_sync", {"seconds": short}, {}),
+                "capped": ("soak_capped", {"seconds": short}, {}),
+                "serial": ("soak_serial", {"seconds": short / 2}, {}),
+                "flaky": ("soak_flaky", {"fail": rng.choice((1, 2))}, {}),
+                "long": ("soak_long", {"seconds": round(rng.uniform(3, 12), 1)}, {}),
+                "delayed": ("soak_async", {"seconds": short}, {"delay": rng.uniform(0.5, 5)}),
+            }[kind]
+            job = await enqueuer.enqueue(name, args, **options)
+            jobs = [job] if job else []
+        for job in jobs:
+            self.made.acknowledged.append(job.id)
+        self.made.by_kind[kind] += len(jobs)
+
+    async def _cancel_some(self, stop: asyncio.Event) -> None:
+        """Every few seconds, cancel (or now and then destroy) a recent job, waiting or running."""
+        rng = random.Random(self.c.seed ^ 0xCA7C)
+        redis = connect(self.producer_proxy.url, socket_timeout=self.c.socket_timeout)
+        client = Client(redis, namespace=self.ns)
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), rng.uniform(2.0, 6.0))
+                recent = self.made.acknowledged[-30:]
+                if stop.is_set() or not recent:
+                    continue
+                job_id = rng.choice(recent)
+                destroy = rng.random() < 0.3
+                if destroy:
+                    self.made.destroyed.add(job_id)  # whatever the outcome: it may be gone
+                try:
+                    outcome = (
+                        str(await client.destroy(job_id))
+                        if destroy
+                        else (await client.cancel(job_id))
+                    )
+                except (JobNotFoundError, RedisUnavailableError, *REDIS_ERRORS) as exc:
+                    outcome = type(exc).__name__
+                self.made.cancelled[("destroy " if destroy else "cancel ") + outcome] += 1
+        finally:
+            await redis.aclose()
+
+    # -- the end -------------------------------------------------------------------------------
+    async def _quiesce(self, admin: Redis) -> None:
+        """Faults are over: let every job finish (the periodic schedule is disabled first)."""
+        for slot in self.slots:
+            await asyncio.to_thread(slot.proxy.restore)
+        async with Client(admin, namespace=self.ns) as client:
+            await client.disable_schedule("soak_tick")
+        started = time.monotonic()
+        deadline = started + self.c.quiesce_timeout
+        while True:
+            report = await check_invariants(admin, self.ns, drained=True)
+            left = [v for v in report.violations if v.check == "drained"]
+            alive = all(s.proc is not None and s.proc.poll() is None for s in self.slots)
+            if not left and alive:
+                self.result.quiesce_s = time.monotonic() - started
+                return
+            if time.monotonic() > deadline:
+                self.say(f"not drained after {self.c.quiesce_timeout:g}s: {left[:5]}")
+                self.result.quiesce_s = float("inf")
+                return
+            await asyncio.sleep(1.0)
+
+
+async def judge_state(admin: Redis, namespace: str) -> Any:
+    """The namespace with every worker idle but running."""
+    return await check_invariants(admin, namespace, drained=True)

@@ -1,0 +1,98 @@
+"""The fault schedule of a soak: a pure function of the seed, the duration and the number of
+worker slots, so a failing seed replays the same faults at the same offsets against the same
+slots. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+__all__ = [
+    "CAPS",
+    "KINDS",
+    "PRODUCER",
+    "REDIS",
+    "Fault",
+    "make_plan",
+    "plan_digest",
+    "plan_summary",
+]
+
+# job name -> max_concurrency of the capped job types of tests/soak/app.py
+CAPS = {"soak_capped": 2, "soak_serial": 1}
+
+# kind -> weight. Targets: a worker slot (0..workers-1); network faults may also hit the
+# producer's connection (PRODUCER); a Redis restart hits Redis (REDIS).
+KINDS: dict[str, int] = {
+    "sigkill": 3,  # SIGKILL a worker; the slot is refilled
+    "sigterm": 2,  # SIGTERM a worker (graceful stop); the slot is refilled
+    "sigstop": 3,  # SIGSTOP a worker for `duration`, then SIGCONT (shorter or longer than dead)
+    "redis_restart": 1,  # SIGKILL Redis (AOF, appendfsync always), restart after `duration`
+    "reset": 3,  # RST every connection through the target's proxy
+    "delay": 3,  # hold the target's replies for `duration`, past the socket timeout
+    "blackhole": 2,  # the target's connections go silent (both ways) for `duration`
+}
+PRODUCER = -1
+REDIS = -2
+
+
+@dataclass(frozen=True)
+class Fault:
+    at: float  # seconds from the start of the soak
+    kind: str
+    target: int  # worker slot, PRODUCER or REDIS
+    duration: float = 0.0
+
+    def describe(self) -> str:
+        who = {PRODUCER: "producer", REDIS: "redis"}.get(self.target, f"worker{self.target}")
+        extra = f" for {self.duration:.1f}s" if self.duration else ""
+        return f"t={self.at:6.1f}s {self.kind} {who}{extra}"
+
+
+def make_plan(
+    seed: int,
+    seconds: float,
+    workers: int,
+    dead_timeout: float = 3.0,
+    socket_timeout: float = 2.0,
+    gap: tuple[float, float] = (2.0, 8.0),
+) -> list[Fault]:
+    """Faults every ``gap`` seconds (uniform), from ``gap[0]`` until ``seconds``."""
+    rng = random.Random(seed)
+    kinds, weights = list(KINDS), list(KINDS.values())
+    plan: list[Fault] = []
+    t = rng.uniform(*gap)
+    while t < seconds:
+        kind = rng.choices(kinds, weights)[0]
+        target = rng.randrange(workers)
+        duration = 0.0
+        if kind == "sigstop":
+            # half of them shorter than the dead timeout (the pool must survive), half longer
+            duration = (
+                rng.uniform(0.3, dead_timeout * 0.7)
+                if rng.random() < 0.5
+                else (rng.uniform(dead_timeout * 1.5, dead_timeout * 3))
+            )
+        elif kind == "redis_restart":
+            target, duration = REDIS, rng.uniform(0.5, 3.0)
+        elif kind in ("reset", "delay", "blackhole"):
+            if rng.random() < 0.25:
+                target = PRODUCER
+            if kind == "delay":
+                duration = socket_timeout + rng.uniform(0.5, 2.0)
+            elif kind == "blackhole":
+                duration = 3.0
+        plan.append(Fault(round(t, 3), kind, target, round(duration, 3)))
+        t += rng.uniform(*gap)
+    return plan
+
+
+def plan_digest(plan: list[Fault]) -> str:
+    """A short fingerprint of a plan: equal digests, equal schedules."""
+    return hashlib.sha256(repr(plan).encode()).hexdigest()[:12]
+
+
+def plan_summary(plan: list[Fault]) -> dict[str, int]:
+    return dict(sorted(Counter(f.kind for f in plan).items()))

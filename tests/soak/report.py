@@ -1,0 +1,122 @@
+"""The verdict of a soak: the invariant checker's reports (workers idle, then stopped, with the
+oracle), the analysis of runs, and the figures printed at the end."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+
+from errands.store.keys import Keys
+from tests.support.invariants import OracleLog, Report, check_invariants
+
+from .analysis import Analysis, Events, analyse, parse_runs, table
+from .plan import CAPS
+
+if TYPE_CHECKING:
+    from .driver import Production, SoakConfig
+
+__all__ = ["SoakResult", "judge"]
+
+
+@dataclass
+class SoakResult:
+    config: SoakConfig
+    plan: str  # digest of the fault schedule
+    events: Events = field(default_factory=Events)
+    applied: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    bad_exits: list[tuple[int, Any]] = field(default_factory=list)
+    quiesce_s: float = 0.0
+    idle: Report | None = None  # the namespace with every worker idle
+    final: Report | None = None  # after every worker stopped, with the oracle
+    analysis: Analysis = field(default_factory=Analysis)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r is not None and r.ok for r in (self.idle, self.final))
+
+    def describe(self) -> str:
+        c = self.config
+        lines = [f"soak failed: seed={c.seed} (replay: {c.replay()}; plan {self.plan})"]
+        for what, report in (("workers idle", self.idle), ("workers stopped", self.final)):
+            if report is not None and not report.ok:
+                lines += [f"-- {what}: " + report.describe()]
+        lines.append("figures:\n" + self.table())
+        return "\n".join(lines)
+
+    def table(self) -> str:
+        return table(self.figures)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "figures": self.figures,
+            "violations": {
+                what: [str(v) for v in r.violations]
+                for what, r in (("idle", self.idle), ("stopped", self.final))
+                if r is not None
+            },
+            "unexplained_reruns": self.analysis.unexplained,
+            "not_recovered": self.analysis.not_recovered,
+            "bad_exits": self.bad_exits,
+        }
+
+
+async def judge(
+    result: SoakResult,
+    admin: Redis,
+    namespace: str,
+    raw_runs: list[bytes],
+    made: Production,
+    idle: Report,
+) -> None:
+    c = result.config
+    runs = parse_runs(raw_runs)
+    log = OracleLog(
+        runs=runs,
+        caps=CAPS,
+        acknowledged=made.acknowledged,
+        gone_by_design=made.destroyed,
+        exits=result.events.exits,
+        frozen=result.events.frozen,
+        resume_allowance=c.resume_allowance,
+        horizon=time.time(),
+    )
+    final = await check_invariants(admin, namespace, log, stopped=True)
+    result.idle, result.final = idle, final
+    k = Keys(namespace)
+    ended = {m.decode() for key in (k.dead, k.cancelled) for m in await admin.zrange(key, 0, -1)}
+    result.analysis = analyse(runs, result.events, ended | made.destroyed)
+    caps = [v for v in final.violations if v.check == "cap"]
+    f = final.figures
+    result.figures = {
+        "seed": c.seed,
+        "seconds": c.seconds,
+        "plan": result.plan,
+        "faults_applied": dict(sorted(result.applied.items())),
+        "faults_skipped": dict(sorted(result.skipped.items())),
+        "jobs_enqueued": len(made.acknowledged),
+        "enqueued_by_kind": dict(sorted(made.by_kind.items())),
+        "enqueues_refused": made.refused,
+        "unique_duplicates": made.duplicates,
+        "cancels": dict(sorted(made.cancelled.items())),
+        "handler_runs": len(runs),
+        "jobs_done": f.get("finished_records", 0),
+        "jobs_dead": f.get("places", {}).get("dead", 0),
+        "jobs_cancelled": f.get("places", {}).get("cancelled", 0),
+        "jobs_lost": f.get("lost", 0),
+        "concurrent_double_runs": f.get("double_runs", 0),
+        "cap_violations": len(caps),
+        "cap_max": f.get("cap_max", {}),
+        **result.analysis.figures(),
+        "leaked_keys": f.get("leaked_keys", 0),
+        "violations_idle": idle.by_check(),
+        "violations_stopped": final.by_check(),
+        "quiesce_s": round(result.quiesce_s, 1) if not math.isinf(result.quiesce_s) else "timeout",
+        "bad_exits": len(result.bad_exits),
+    }
