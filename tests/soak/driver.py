@@ -111,7 +111,7 @@ class Soak:
         self.ns = f"soak{config.seed}"
         self.plan = make_plan(config.seed, config.seconds, config.workers, config.dead_timeout,
                               config.socket_timeout)  # fmt: skip
-        self.result = SoakResult(config, plan_digest(self.plan))
+        self.result = SoakResult(config, plan_digest(self.plan), workdir=str(workdir))
         self.events = self.result.events
         self.made = Production()
         self.slots: list[Slot] = []
@@ -135,6 +135,7 @@ class Soak:
             f"{plan_summary(self.plan)}, plan {self.result.plan}; replay: {c.replay()}; "
             f"logs in {self.dir}"
         )
+        (self.dir / "plan.txt").write_text("\n".join(f.describe() for f in self.plan) + "\n")
         with (
             RedisServer(appendonly="yes", appendfsync="always") as self.server,
             RedisServer() as oracle_server,
@@ -354,7 +355,11 @@ class Soak:
                      for _ in range(10)]  # fmt: skip
             jobs = await enqueuer.enqueue_many(items)
         elif kind == "unique":
-            job = await enqueuer.enqueue_unique("soak_unique", {"key": rng.randrange(6)})
+            # half of them wait a while first (the lock is held meanwhile): duplicates happen
+            delay = rng.uniform(0.5, 3.0) if rng.random() < 0.5 else None
+            job = await enqueuer.enqueue_unique(
+                "soak_unique", {"key": rng.randrange(6)}, delay=delay
+            )
             if job is None:
                 self.made.duplicates += 1
             jobs = [job] if job else []

@@ -36,6 +36,7 @@ class SoakResult:
     final: Report | None = None  # after every worker stopped, with the oracle
     analysis: Analysis = field(default_factory=Analysis)
     figures: dict[str, Any] = field(default_factory=dict)
+    workdir: str = ""
 
     @property
     def ok(self) -> bool:
@@ -44,6 +45,8 @@ class SoakResult:
     def describe(self) -> str:
         c = self.config
         lines = [f"soak failed: seed={c.seed} (replay: {c.replay()}; plan {self.plan})"]
+        if self.workdir:
+            lines.append(f"worker logs, plan.txt, soak.log and soak-report.json in {self.workdir}")
         for what, report in (("workers idle", self.idle), ("workers stopped", self.final)):
             if report is not None and not report.ok:
                 lines += [f"-- {what}: " + report.describe()]

@@ -1,0 +1,74 @@
+"""The soak's pure parts (run by ``make test``): a seed replays the same fault schedule, and the
+analysis of runs tells recoveries and causes of re-runs apart."""
+
+from __future__ import annotations
+
+import orjson
+
+from tests.support.invariants import Run
+
+from .analysis import Events, analyse, parse_runs
+from .driver import SoakConfig
+from .plan import KINDS, PRODUCER, REDIS, make_plan, plan_digest
+
+
+def test_a_seed_replays_the_same_schedule() -> None:
+    a, b = make_plan(7, 600, 4), make_plan(7, 600, 4)
+    assert a == b and plan_digest(a) == plan_digest(b)
+    assert make_plan(8, 600, 4) != a
+    assert {f.kind for f in a} == set(KINDS)  # 10 minutes hold every kind of fault
+    assert all(0 < f.at < 600 for f in a) and [f.at for f in a] == sorted(f.at for f in a)
+    for f in a:
+        assert f.target in (*range(4), PRODUCER, REDIS)
+        assert (f.target == REDIS) == (f.kind == "redis_restart")
+        if f.kind == "delay":
+            assert f.duration > 2.0  # past the soak's socket timeout
+        if f.kind == "sigstop":
+            assert f.duration < 3.0 * 0.7 or f.duration > 3.0 * 1.5  # clearly short or long
+
+
+def test_config_from_the_environment() -> None:
+    c = SoakConfig.from_env({"SOAK_SEED": "42", "SOAK_SECONDS": "30"})
+    assert (c.seed, c.seconds, c.workers) == (42, 30.0, 4)
+    assert c.replay() == "SOAK_SEED=42 SOAK_SECONDS=30 make test-soak"
+    assert SoakConfig.from_env({}).seconds == 600.0
+
+
+def test_parse_runs_pairs_starts_with_ends() -> None:
+    raw = [
+        orjson.dumps({"id": "a", "name": "n", "pid": 1, "start": 1.0}),
+        orjson.dumps({"id": "b", "name": "n", "pid": 2, "start": 1.5}),
+        orjson.dumps({"id": "a", "name": "n", "pid": 1, "start": 1.0, "end": 2.0, "outcome": "ok"}),
+    ]
+    assert parse_runs(raw) == [Run("a", "n", 1, 1.0, 2.0, "ok"), Run("b", "n", 2, 1.5)]
+
+
+def test_analysis_of_reruns_and_recoveries() -> None:
+    events = Events(kills=[(1, 10.0)], frozen={3: [(20.0, 30.0)]}, slots={1: 0, 2: 1, 3: 2, 4: 3},
+                    disturbed=[(2, 40.0, 43.0)])  # fmt: skip
+    runs = [
+        Run("killed", "n", 1, 9.0),  # running at the SIGKILL, again 3.5 s later
+        Run("killed", "n", 2, 13.5, 14.0, "ok"),
+        Run("lost-with-pool", "n", 1, 9.5),  # never ran again, and did not end for good
+        Run("flaky", "n", 2, 1.0, 1.1, "error"),
+        Run("flaky", "n", 2, 2.0, 2.1, "ok"),
+        Run("frozen", "n", 3, 19.0, 31.0, "ok"),
+        Run("frozen", "n", 2, 24.0, 25.0, "ok"),
+        Run("twice", "n", 2, 50.0, 50.1, "ok"),
+        Run("twice", "n", 2, 51.0, 51.1, "ok"),
+        Run("faulted", "n", 4, 41.0, 41.1, "ok"),
+        Run("faulted", "n", 2, 44.0, 44.1, "ok"),
+    ]
+    a = analyse(runs, events, settled=())
+    assert a.recoveries == 1 and a.recovery_max == 3.5
+    assert a.not_recovered == ["lost-with-pool"]
+    assert a.reruns == {
+        "worker killed": 1,
+        "retry": 1,
+        "worker frozen": 1,
+        "after success, no fault": 2,  # "faulted": the fault hit another worker's connections
+    }
+    assert sorted(a.unexplained) == ["faulted", "twice"]
+    events.slots[4] = 2  # now the fault was on the first run's worker
+    assert analyse(runs, events).reruns["after success, network or Redis fault"] == 1
+    assert analyse(runs, events, settled=["lost-with-pool"]).not_recovered == []
