@@ -17,16 +17,17 @@ from tests.support.invariants import Run
 __all__ = ["Analysis", "Events", "analyse", "parse_runs"]
 
 
-def parse_runs(raw: Iterable[bytes]) -> list[Run]:
+def parse_runs(raw: Iterable[bytes], t0: float = 0.0) -> list[Run]:
     """The app's oracle records (a start entry, then an end entry with the same id, pid and
-    start) -> runs; a start without its end is a run whose end is unknown."""
+    start) -> runs, in seconds since ``t0``; a start without its end is a run whose end is
+    unknown."""
     runs: dict[tuple[str, int, float], Run] = {}
     for line in raw:
         e = orjson.loads(line)
         k = (e["id"], int(e["pid"]), float(e["start"]))
         end = e.get("end")
-        runs[k] = Run(e["id"], e["name"], k[1], k[2], None if end is None else float(end),
-                      e.get("outcome", ""))  # fmt: skip
+        runs[k] = Run(e["id"], e["name"], k[1], k[2] - t0,
+                      None if end is None else float(end) - t0, e.get("outcome", ""))  # fmt: skip
     return sorted(runs.values(), key=lambda r: r.start)
 
 
@@ -40,6 +41,18 @@ class Events:
     slots: dict[int, int] = field(default_factory=dict)  # pid -> worker slot
     # (worker slot or -1 for the producer, start, end) of network faults; Redis restarts (-2)
     disturbed: list[tuple[int, float, float]] = field(default_factory=list)
+
+    def shifted(self, t0: float) -> Events:
+        """The same events in seconds since ``t0`` (the soak's start, as in its log)."""
+        return Events(
+            kills=[(pid, at - t0) for pid, at in self.kills],
+            exits={pid: at - t0 for pid, at in self.exits.items()},
+            frozen={
+                pid: [(a - t0, b - t0) for a, b in spans] for pid, spans in self.frozen.items()
+            },
+            slots=dict(self.slots),
+            disturbed=[(target, a - t0, b - t0) for target, a, b in self.disturbed],
+        )
 
 
 @dataclass

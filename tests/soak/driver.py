@@ -162,7 +162,8 @@ class Soak:
         for slot in self.slots:
             self._spawn(slot)
         await self._wait_registered(admin)
-        self.t0 = time.time()
+        self.t0 = self.result.t0 = time.time()
+        self.say(f"t=0 is {self.t0:.3f} (time.time()); every time below counts from it")
         supervisor = asyncio.create_task(self._supervise())
         stop = asyncio.Event()
         helpers = [
@@ -184,6 +185,7 @@ class Soak:
         with contextlib.suppress(asyncio.CancelledError):
             await supervisor
         runs = await oracle.lrange(f"soak:{self.ns}:runs", 0, -1)
+        (self.dir / "runs.jsonl").write_bytes(b"\n".join(runs) + b"\n")
         await judge(self.result, admin, self.ns, runs, self.made, running)
         self.say("figures:\n" + self.result.table())
         (self.dir / "soak-report.json").write_bytes(
@@ -200,6 +202,7 @@ class Soak:
         }
         slot.proc = self.procs.start(["-m", "tests.soak.app"], env=env)
         self.events.slots[slot.proc.pid] = slot.index
+        self.say(f"worker{slot.index} started: pid {slot.proc.pid}")
 
     async def _wait_registered(self, admin: Redis) -> None:
         deadline = time.monotonic() + 30

@@ -37,6 +37,7 @@ class SoakResult:
     analysis: Analysis = field(default_factory=Analysis)
     figures: dict[str, Any] = field(default_factory=dict)
     workdir: str = ""
+    t0: float = 0.0  # time.time() at the start of the faults: the records are shown from it
 
     @property
     def ok(self) -> bool:
@@ -64,6 +65,7 @@ class SoakResult:
                 for what, r in (("idle", self.idle), ("stopped", self.final))
                 if r is not None
             },
+            "t0": self.t0,
             "unexplained_reruns": self.analysis.unexplained,
             "not_recovered": self.analysis.not_recovered,
             "bad_exits": self.bad_exits,
@@ -79,22 +81,23 @@ async def judge(
     idle: Report,
 ) -> None:
     c = result.config
-    runs = parse_runs(raw_runs)
+    runs = parse_runs(raw_runs, result.t0)
+    events = result.events.shifted(result.t0)
     log = OracleLog(
         runs=runs,
         caps=CAPS,
         acknowledged=made.acknowledged,
         gone_by_design=made.destroyed,
-        exits=result.events.exits,
-        frozen=result.events.frozen,
+        exits=events.exits,
+        frozen=events.frozen,
         resume_allowance=c.resume_allowance,
-        horizon=time.time(),
+        horizon=time.time() - result.t0,
     )
     final = await check_invariants(admin, namespace, log, stopped=True)
     result.idle, result.final = idle, final
     k = Keys(namespace)
     ended = {m.decode() for key in (k.dead, k.cancelled) for m in await admin.zrange(key, 0, -1)}
-    result.analysis = analyse(runs, result.events, ended | made.destroyed)
+    result.analysis = analyse(runs, events, ended | made.destroyed)
     caps = [v for v in final.violations if v.check == "cap"]
     f = final.figures
     result.figures = {
