@@ -17,6 +17,7 @@ import orjson
 from redis.asyncio import Redis
 
 from errands.store.keys import Keys
+from tests.support.invariants import OracleLog, Run, assert_invariants
 from tests.support.procs import Proc, Procs, eventually
 
 # Short failure-detection timings for most scenarios (scenario 1 also runs with the defaults).
@@ -78,6 +79,15 @@ class Oracle:
 
     async def ends(self) -> list[End]:
         return [End(i, int(p), float(s), float(e)) for i, p, s, e in await self.lines("ends")]
+
+    async def log(self, **options: Any) -> OracleLog:
+        """The recorded runs as the invariant checker's oracle (``tests.support.invariants``;
+        job names are not recorded here, so caps are not checked from it)."""
+        ends = {(e.id, e.pid, e.start): e.end for e in await self.ends()}
+        runs = [
+            Run(s.id, "", s.pid, s.t, ends.get((s.id, s.pid, s.t))) for s in await self.starts()
+        ]
+        return OracleLog(runs=runs, **options)
 
     async def wait_ended(self, ids: Iterable[str], timeout: float) -> float:
         """Wait until every job of ``ids`` has ended at least once; returns when (time.time)."""
@@ -190,7 +200,8 @@ async def assert_nothing_stuck(
     redis: Redis, keys: Keys, names: Iterable[str], timeout: float = 10.0
 ) -> None:
     """Eventually: every queue, scheduled and retry set empty, no job in progress anywhere,
-    every concurrency counter back to 0."""
+    every concurrency counter back to 0. Then the invariant checker (``tests.support.
+    invariants``) on the namespace."""
     names = list(names)
 
     async def clear() -> list[str]:
@@ -211,3 +222,4 @@ async def assert_nothing_stuck(
         if time.monotonic() > deadline:
             raise AssertionError(f"stuck after {timeout}s: {problems}")
         await asyncio.sleep(0.1)
+    await assert_invariants(redis, keys, drained=True, context="nothing stuck, but:")

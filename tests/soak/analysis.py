@@ -61,7 +61,7 @@ class Analysis:
     recoveries: int = 0  # jobs running at a SIGKILL that ran again
     not_recovered: list[str] = field(default_factory=list)
     reruns: Counter[str] = field(default_factory=Counter)  # cause -> how many
-    unexplained: list[str] = field(default_factory=list)  # reruns after success without a fault
+    unexplained: list[str] = field(default_factory=list)  # reruns after success, no fault
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -73,6 +73,8 @@ class Analysis:
 
 
 def _recoveries(runs: Sequence[Run], events: Events, out: Analysis, settled: set[str]) -> None:
+    """For each run going on at a SIGKILL of its worker: how long until the job started again
+    elsewhere (0 when another run had already started it: a double run, reported as such)."""
     by_job: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         by_job[run.job_id].append(run)
@@ -80,7 +82,7 @@ def _recoveries(runs: Sequence[Run], events: Events, out: Analysis, settled: set
         for run in runs:
             if run.pid != pid or run.start > at or (run.end is not None and run.end <= at):
                 continue
-            later = [r.start for r in by_job[run.job_id] if r.start > at]
+            later = [r.start for r in by_job[run.job_id] if r is not run and r.start > run.start]
             if later:
                 out.recoveries += 1
                 out.recovery_max = max(out.recovery_max, min(later) - at)
@@ -88,7 +90,7 @@ def _recoveries(runs: Sequence[Run], events: Events, out: Analysis, settled: set
                 out.not_recovered.append(run.job_id)
 
 
-def _cause(prev: Run, nxt: Run, events: Events) -> str:
+def _cause(prev: Run, nxt: Run, events: Events, resend_window: float) -> str:
     """Why ``nxt`` ran after ``prev`` (runs of one job, in start order)."""
     if prev.outcome == "error":
         return "retry"
@@ -97,6 +99,8 @@ def _cause(prev: Run, nxt: Run, events: Events) -> str:
     if prev.end is None:
         if any(pid == prev.pid and at <= nxt.start for pid, at in events.kills):
             return "worker killed"
+        if events.exits.get(prev.pid, math.inf) > nxt.start:
+            return "while still running (a double run)"
         return "worker exited mid-run"
     if any(a <= nxt.start and b >= prev.start for a, b in events.frozen.get(prev.pid, ())):
         return "worker frozen"
@@ -104,11 +108,19 @@ def _cause(prev: Run, nxt: Run, events: Events) -> str:
     for target, a, b in events.disturbed:
         if target in (slot, -2) and a <= nxt.start and b >= prev.start - 1.0:
             return "after success, network or Redis fault"
+    for target, a, b in events.disturbed:
+        # the producer's reply was held or lost around the enqueue: the client re-sent it
+        if target == -1 and a - 1.0 <= prev.start <= b + resend_window:
+            return "after success, producer fault (enqueue re-sent?)"
     return "after success, no fault"
 
 
-def analyse(runs: Sequence[Run], events: Events, settled: Iterable[str] = ()) -> Analysis:
-    """``settled``: ids of jobs that ended for good (finished, dead, cancelled, destroyed)."""
+def analyse(
+    runs: Sequence[Run], events: Events, settled: Iterable[str] = (), resend_window: float = 5.0
+) -> Analysis:
+    """``settled``: ids of jobs that ended for good (finished, dead, cancelled, destroyed);
+    ``resend_window``: how long after a fault on the producer's connections a client may re-send
+    a command (its socket timeout and retries)."""
     out = Analysis()
     _recoveries(runs, events, out, set(settled))
     by_job: dict[str, list[Run]] = defaultdict(list)
@@ -116,7 +128,7 @@ def analyse(runs: Sequence[Run], events: Events, settled: Iterable[str] = ()) ->
         by_job[run.job_id].append(run)
     for job_id, job_runs in by_job.items():
         for prev, nxt in itertools.pairwise(job_runs):
-            cause = _cause(prev, nxt, events)
+            cause = _cause(prev, nxt, events, resend_window)
             out.reruns[cause] += 1
             if cause == "after success, no fault":
                 out.unexplained.append(job_id)

@@ -97,7 +97,13 @@ async def judge(
     result.idle, result.final = idle, final
     k = Keys(namespace)
     ended = {m.decode() for key in (k.dead, k.cancelled) for m in await admin.zrange(key, 0, -1)}
-    result.analysis = analyse(runs, events, ended | made.destroyed)
+    ids = sorted({r.job_id for r in runs})
+    async with admin.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.exists(k.done(job_id))
+        finished = {i for i, n in zip(ids, await pipe.execute(), strict=True) if n}
+    resend = c.socket_timeout * 2 + 2.0
+    result.analysis = analyse(runs, events, ended | finished | made.destroyed, resend)
     caps = [v for v in final.violations if v.check == "cap"]
     f = final.figures
     result.figures = {

@@ -45,7 +45,7 @@ def test_parse_runs_pairs_starts_with_ends() -> None:
 
 def test_analysis_of_reruns_and_recoveries() -> None:
     events = Events(kills=[(1, 10.0)], frozen={3: [(20.0, 30.0)]}, slots={1: 0, 2: 1, 3: 2, 4: 3},
-                    disturbed=[(2, 40.0, 43.0)])  # fmt: skip
+                    disturbed=[(2, 40.0, 43.0), (-1, 60.0, 63.0)])  # fmt: skip
     runs = [
         Run("killed", "n", 1, 9.0),  # running at the SIGKILL, again 3.5 s later
         Run("killed", "n", 2, 13.5, 14.0, "ok"),
@@ -58,12 +58,18 @@ def test_analysis_of_reruns_and_recoveries() -> None:
         Run("twice", "n", 2, 51.0, 51.1, "ok"),
         Run("faulted", "n", 4, 41.0, 41.1, "ok"),
         Run("faulted", "n", 2, 44.0, 44.1, "ok"),
+        Run("resent", "n", 2, 62.0, 62.1, "ok"),  # enqueued while the producer's replies hung
+        Run("resent", "n", 2, 66.0, 66.1, "ok"),
+        Run("already-elsewhere", "n", 1, 8.0),  # running twice when its worker was killed
+        Run("already-elsewhere", "n", 2, 9.9, 11.0, "ok"),
     ]
     a = analyse(runs, events, settled=())
-    assert a.recoveries == 1 and a.recovery_max == 3.5
+    assert a.recoveries == 2 and a.recovery_max == 3.5
     assert a.not_recovered == ["lost-with-pool"]
     assert a.reruns == {
         "worker killed": 1,
+        "while still running (a double run)": 1,
+        "after success, producer fault (enqueue re-sent?)": 1,
         "retry": 1,
         "worker frozen": 1,
         "after success, no fault": 2,  # "faulted": the fault hit another worker's connections
