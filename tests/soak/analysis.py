@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from tests.support.invariants import Run
+from tests.support.invariants import OracleLog, Run
+from tests.support.invariants.runs import active_spans
 
 __all__ = ["Analysis", "Events", "analyse", "parse_runs"]
 
@@ -39,8 +40,9 @@ class Events:
     exits: dict[int, float] = field(default_factory=dict)  # pid -> when it exited
     frozen: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     slots: dict[int, int] = field(default_factory=dict)  # pid -> worker slot
-    # (worker slot or -1 for the producer, start, end) of network faults; Redis restarts (-2)
-    disturbed: list[tuple[int, float, float]] = field(default_factory=list)
+    # (worker slot or -1 for the producer, start, end, kind) of network faults; Redis restarts
+    # have the target -2
+    disturbed: list[tuple[int, float, float, str]] = field(default_factory=list)
 
     def shifted(self, t0: float) -> Events:
         """The same events in seconds since ``t0`` (the soak's start, as in its log)."""
@@ -51,7 +53,7 @@ class Events:
                 pid: [(a - t0, b - t0) for a, b in spans] for pid, spans in self.frozen.items()
             },
             slots=dict(self.slots),
-            disturbed=[(target, a - t0, b - t0) for target, a, b in self.disturbed],
+            disturbed=[(target, a - t0, b - t0, kind) for target, a, b, kind in self.disturbed],
         )
 
 
@@ -61,6 +63,7 @@ class Analysis:
     recoveries: int = 0  # jobs running at a SIGKILL that ran again
     not_recovered: list[str] = field(default_factory=list)
     reruns: Counter[str] = field(default_factory=Counter)  # cause -> how many
+    doubles: Counter[str] = field(default_factory=Counter)  # cause of runs at once -> how many
     unexplained: list[str] = field(default_factory=list)  # reruns after success, no fault
 
     def figures(self) -> dict[str, Any]:
@@ -69,6 +72,7 @@ class Analysis:
             "recovered_after_sigkill": self.recoveries,
             "not_recovered_after_sigkill": len(self.not_recovered),
             "reruns_by_cause": dict(sorted(self.reruns.items())),
+            "double_runs_by_cause": dict(sorted(self.doubles.items())),
         }
 
 
@@ -105,24 +109,61 @@ def _cause(prev: Run, nxt: Run, events: Events, resend_window: float) -> str:
     if any(a <= nxt.start and b >= prev.start for a, b in events.frozen.get(prev.pid, ())):
         return "worker frozen"
     slot = events.slots.get(prev.pid, -99)
-    for target, a, b in events.disturbed:
+    for target, a, b, _kind in events.disturbed:
         if target in (slot, -2) and a <= nxt.start and b >= prev.start - 1.0:
             return "after success, network or Redis fault"
-    for target, a, b in events.disturbed:
+    for target, a, b, _kind in events.disturbed:
         # the producer's reply was held or lost around the enqueue: the client re-sent it
         if target == -1 and a - 1.0 <= prev.start <= b + resend_window:
             return "after success, producer fault (enqueue re-sent?)"
     return "after success, no fault"
 
 
+def _double_cause(first: Run, second: Run, events: Events, dead_timeout: float) -> str:
+    """Why ``second`` started while ``first`` (same job, another run) still ran."""
+    at = second.start
+    if any(first.start <= b and a < at for a, b in events.frozen.get(first.pid, ())):
+        return "its worker was frozen, resumed and ran on"
+    slot = events.slots.get(first.pid, -99)
+    for target, a, b, kind in events.disturbed:
+        if target == slot and a <= at <= b + dead_timeout + 2.0:
+            return f"its worker was cut off ({kind}), reaped while alive, and ran on"
+    return "no fault found"
+
+
+def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
+    return any(max(a0, b0) < min(a1, b1) for a0, a1 in a for b0, b1 in b)
+
+
+def _double_runs(
+    runs: Sequence[Run], events: Events, out: Analysis, dead_timeout: float, allowance: float
+) -> None:
+    """The cause of each pair of runs of a job that really overlapped (as the checker sees it)."""
+    log = OracleLog(exits=events.exits, frozen=events.frozen, resume_allowance=allowance)
+    by_job: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_job[run.job_id].append(run)
+    for job_runs in by_job.values():
+        for i, second in enumerate(job_runs):
+            for first in job_runs[:i]:
+                if _overlap(active_spans(first, log), active_spans(second, log)):
+                    out.doubles[_double_cause(first, second, events, dead_timeout)] += 1
+
+
 def analyse(
-    runs: Sequence[Run], events: Events, settled: Iterable[str] = (), resend_window: float = 5.0
+    runs: Sequence[Run],
+    events: Events,
+    settled: Iterable[str] = (),
+    resend_window: float = 5.0,
+    dead_timeout: float = 3.0,
+    allowance: float = 1.0,
 ) -> Analysis:
     """``settled``: ids of jobs that ended for good (finished, dead, cancelled, destroyed);
     ``resend_window``: how long after a fault on the producer's connections a client may re-send
     a command (its socket timeout and retries)."""
     out = Analysis()
     _recoveries(runs, events, out, set(settled))
+    _double_runs(runs, events, out, dead_timeout, allowance)
     by_job: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         by_job[run.job_id].append(run)

@@ -14,27 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import secrets
 import signal
 import time
-from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-from errands import Client, Enqueuer
-from errands.errors import JobNotFoundError, RedisUnavailableError
-from errands.store.connection import REDIS_ERRORS, connect
+from errands import Client
+from errands.store.connection import connect
 from errands.store.devserver import RedisServer
 from tests.faults.proxy import FaultProxy
 from tests.support.invariants import check_invariants
 from tests.support.procs import Proc, Procs
 
+from .load import Load, Production
 from .plan import PRODUCER, Fault, make_plan, plan_digest, plan_summary
 from .report import SoakResult, judge
 
@@ -85,23 +83,6 @@ class Slot:
     proc: Proc | None = None
     frozen_at: float | None = None
     respawn_at: float = 0.0
-
-
-# what the producer enqueues: kind -> weight
-MIX = {
-    "async": 30, "sync": 15, "capped": 12, "serial": 6, "unique": 10, "flaky": 8, "long": 2,
-    "batch": 3, "delayed": 5,
-}  # fmt: skip
-
-
-@dataclass
-class Production:
-    acknowledged: list[str] = field(default_factory=list)
-    by_kind: Counter[str] = field(default_factory=Counter)
-    refused: int = 0  # enqueues that raised (not acknowledged)
-    duplicates: int = 0  # enqueue_unique calls that found the lock taken
-    destroyed: set[str] = field(default_factory=set)
-    cancelled: Counter[str] = field(default_factory=Counter)
 
 
 class Soak:
@@ -166,9 +147,10 @@ class Soak:
         self.say(f"t=0 is {self.t0:.3f} (time.time()); every time below counts from it")
         supervisor = asyncio.create_task(self._supervise())
         stop = asyncio.Event()
+        load = Load(self.c, self.ns, self.producer_proxy.url, self.made)
         helpers = [
-            asyncio.create_task(self._produce(stop)),
-            asyncio.create_task(self._cancel_some(stop)),
+            asyncio.create_task(load.produce(stop)),
+            asyncio.create_task(load.cancel_some(stop)),
         ]
         await self._inject()
         stop.set()
@@ -189,7 +171,9 @@ class Soak:
         await judge(self.result, admin, self.ns, runs, self.made, running)
         self.say("figures:\n" + self.result.table())
         (self.dir / "soak-report.json").write_bytes(
-            orjson.dumps(self.result.as_json(), option=orjson.OPT_INDENT_2)
+            orjson.dumps(
+                self.result.as_json(), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+            )
         )
 
     # -- workers -------------------------------------------------------------------------------
@@ -280,16 +264,16 @@ class Soak:
             proxy = self.producer_proxy if f.target == PRODUCER else self.slots[f.target].proxy
             if f.kind == "reset":
                 await asyncio.to_thread(proxy.reset)
-                self.events.disturbed.append((f.target, now, now))
+                self.events.disturbed.append((f.target, now, now, f.kind))
             elif f.kind == "delay":
                 await asyncio.to_thread(proxy.hold_replies, f.duration)
-                self.events.disturbed.append((f.target, now, now + f.duration))
+                self.events.disturbed.append((f.target, now, now + f.duration, f.kind))
             else:
                 await asyncio.to_thread(proxy.blackhole, False, True)
                 self._later(self._restore(proxy, f.duration))
                 # black-holed connections stay dead until their client times out
                 end = now + f.duration + self.c.socket_timeout
-                self.events.disturbed.append((f.target, now, end))
+                self.events.disturbed.append((f.target, now, end, f.kind))
             return True
         slot = self.slots[f.target]
         proc = slot.proc
@@ -321,7 +305,7 @@ class Soak:
                 self.say(f"Redis did not restart (attempt {attempt + 1}): {exc}")
                 await asyncio.sleep(1.0)
         self.redis_down = False
-        self.events.disturbed.append((-2, down_at, time.time()))
+        self.events.disturbed.append((-2, down_at, time.time(), "redis_restart"))
 
     async def _restore(self, proxy: FaultProxy, after: float) -> None:
         await asyncio.sleep(after)
@@ -332,83 +316,6 @@ class Soak:
         if slot.proc is proc and proc.poll() is None and slot.frozen_at is not None:
             os.kill(proc.pid, signal.SIGCONT)
             self._thaw(slot, time.time())
-
-    # -- the producer and the canceller ---------------------------------------------------------
-    async def _produce(self, stop: asyncio.Event) -> None:
-        rng = random.Random(self.c.seed ^ 0x50AC)
-        kinds, weights = list(MIX), list(MIX.values())
-        redis = connect(self.producer_proxy.url, socket_timeout=self.c.socket_timeout)
-        enqueuer = Enqueuer(redis, namespace=self.ns)
-        try:
-            while not stop.is_set():
-                kind = rng.choices(kinds, weights)[0]
-                try:
-                    await self._enqueue(enqueuer, rng, kind)
-                except RedisUnavailableError:
-                    self.made.refused += 1
-                    await asyncio.sleep(0.2)
-                await asyncio.sleep(rng.expovariate(self.c.rate))
-        finally:
-            await redis.aclose()
-
-    async def _enqueue(self, enqueuer: Enqueuer, rng: random.Random, kind: str) -> None:
-        short = round(rng.uniform(0.02, 0.4), 3)
-        if kind == "batch":
-            items = [("soak_async", {"seconds": round(rng.uniform(0.02, 0.2), 3)})
-                     for _ in range(10)]  # fmt: skip
-            jobs = await enqueuer.enqueue_many(items)
-        elif kind == "unique":
-            # half of them wait a while first (the lock is held meanwhile): duplicates happen
-            delay = rng.uniform(0.5, 3.0) if rng.random() < 0.5 else None
-            job = await enqueuer.enqueue_unique(
-                "soak_unique", {"key": rng.randrange(6)}, delay=delay
-            )
-            if job is None:
-                self.made.duplicates += 1
-            jobs = [job] if job else []
-        else:
-            name, args, options = {
-                "async": ("soak_async", {"seconds": short}, {}),
-                "sync": ("soak_sync", {"seconds": short}, {}),
-                "capped": ("soak_capped", {"seconds": short}, {}),
-                "serial": ("soak_serial", {"seconds": short / 2}, {}),
-                "flaky": ("soak_flaky", {"fail": rng.choice((1, 2))}, {}),
-                "long": ("soak_long", {"seconds": round(rng.uniform(3, 12), 1)}, {}),
-                "delayed": ("soak_async", {"seconds": short}, {"delay": rng.uniform(0.5, 5)}),
-            }[kind]
-            job = await enqueuer.enqueue(name, args, **options)
-            jobs = [job] if job else []
-        for job in jobs:
-            self.made.acknowledged.append(job.id)
-        self.made.by_kind[kind] += len(jobs)
-
-    async def _cancel_some(self, stop: asyncio.Event) -> None:
-        """Every few seconds, cancel (or now and then destroy) a recent job, waiting or running."""
-        rng = random.Random(self.c.seed ^ 0xCA7C)
-        redis = connect(self.producer_proxy.url, socket_timeout=self.c.socket_timeout)
-        client = Client(redis, namespace=self.ns)
-        try:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), rng.uniform(2.0, 6.0))
-                recent = self.made.acknowledged[-30:]
-                if stop.is_set() or not recent:
-                    continue
-                job_id = rng.choice(recent)
-                destroy = rng.random() < 0.3
-                if destroy:
-                    self.made.destroyed.add(job_id)  # whatever the outcome: it may be gone
-                try:
-                    outcome = (
-                        str(await client.destroy(job_id))
-                        if destroy
-                        else (await client.cancel(job_id))
-                    )
-                except (JobNotFoundError, RedisUnavailableError, *REDIS_ERRORS) as exc:
-                    outcome = type(exc).__name__
-                self.made.cancelled[("destroy " if destroy else "cancel ") + outcome] += 1
-        finally:
-            await redis.aclose()
 
     # -- the end -------------------------------------------------------------------------------
     async def _quiesce(self, admin: Redis) -> None:

@@ -18,7 +18,8 @@ from .analysis import Analysis, Events, analyse, parse_runs, table
 from .plan import CAPS
 
 if TYPE_CHECKING:
-    from .driver import Production, SoakConfig
+    from .driver import SoakConfig
+    from .load import Production
 
 __all__ = ["SoakResult", "judge"]
 
@@ -69,6 +70,13 @@ class SoakResult:
             "unexplained_reruns": self.analysis.unexplained,
             "not_recovered": self.analysis.not_recovered,
             "bad_exits": self.bad_exits,
+            "events": {  # time.time(), for re-analysis (tests/soak/analysis.py)
+                "kills": self.events.kills,
+                "exits": self.events.exits,
+                "frozen": self.events.frozen,
+                "slots": self.events.slots,
+                "disturbed": self.events.disturbed,
+            },
         }
 
 
@@ -103,7 +111,8 @@ async def judge(
             pipe.exists(k.done(job_id))
         finished = {i for i, n in zip(ids, await pipe.execute(), strict=True) if n}
     resend = c.socket_timeout * 2 + 2.0
-    result.analysis = analyse(runs, events, ended | finished | made.destroyed, resend)
+    settled = ended | finished | made.destroyed
+    result.analysis = analyse(runs, events, settled, resend, c.dead_timeout, c.resume_allowance)
     caps = [v for v in final.violations if v.check == "cap"]
     f = final.figures
     result.figures = {

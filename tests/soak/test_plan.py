@@ -44,16 +44,21 @@ def test_parse_runs_pairs_starts_with_ends() -> None:
 
 
 def test_analysis_of_reruns_and_recoveries() -> None:
-    events = Events(kills=[(1, 10.0)], frozen={3: [(20.0, 30.0)]}, slots={1: 0, 2: 1, 3: 2, 4: 3},
-                    disturbed=[(2, 40.0, 43.0), (-1, 60.0, 63.0)])  # fmt: skip
+    events = Events(
+        kills=[(1, 10.0)],
+        exits={1: 10.0},
+        frozen={3: [(20.0, 30.0)]},
+        slots={1: 0, 2: 1, 3: 2, 4: 3},
+        disturbed=[(2, 40.0, 43.0, "blackhole"), (-1, 60.0, 63.0, "delay")],
+    )
     runs = [
         Run("killed", "n", 1, 9.0),  # running at the SIGKILL, again 3.5 s later
         Run("killed", "n", 2, 13.5, 14.0, "ok"),
         Run("lost-with-pool", "n", 1, 9.5),  # never ran again, and did not end for good
         Run("flaky", "n", 2, 1.0, 1.1, "error"),
         Run("flaky", "n", 2, 2.0, 2.1, "ok"),
-        Run("frozen", "n", 3, 19.0, 31.0, "ok"),
-        Run("frozen", "n", 2, 24.0, 25.0, "ok"),
+        Run("frozen", "n", 3, 19.0, 32.0, "ok"),
+        Run("frozen", "n", 2, 24.0, 33.0, "ok"),  # pid 3 ran on for 2 s after its resume
         Run("twice", "n", 2, 50.0, 50.1, "ok"),
         Run("twice", "n", 2, 51.0, 51.1, "ok"),
         Run("faulted", "n", 4, 41.0, 41.1, "ok"),
@@ -75,6 +80,16 @@ def test_analysis_of_reruns_and_recoveries() -> None:
         "after success, no fault": 2,  # "faulted": the fault hit another worker's connections
     }
     assert sorted(a.unexplained) == ["faulted", "twice"]
+    # "frozen": its worker resumed at 30 and ran on to 31 while pid 2 ran it since 24;
+    # "already-elsewhere": pid 2 started it while pid 1 (killed at 10) still ran it
+    assert a.doubles == {"its worker was frozen, resumed and ran on": 1, "no fault found": 1}
     events.slots[4] = 2  # now the fault was on the first run's worker
     assert analyse(runs, events).reruns["after success, network or Redis fault"] == 1
+    events.slots[1] = 2  # and on the worker killed at 10 (its connections cut at 40: too late)
+    assert analyse(runs, events).doubles["no fault found"] == 1
+    events.disturbed.append((2, 7.0, 10.0, "delay"))
+    assert analyse(runs, events).doubles == {
+        "its worker was frozen, resumed and ran on": 1,
+        "its worker was cut off (delay), reaped while alive, and ran on": 1,
+    }
     assert analyse(runs, events, settled=["lost-with-pool"]).not_recovered == []

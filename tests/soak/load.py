@@ -1,0 +1,136 @@
+"""The load of the soak: a producer enqueuing a seeded mix of job types, and a canceller
+cancelling or destroying jobs now and then, both through the producer's proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from redis.asyncio import Redis
+
+from errands import Client, Enqueuer
+from errands.errors import JobNotFoundError, RedisUnavailableError
+from errands.store.connection import REDIS_ERRORS, connect
+from errands.store.keys import Keys
+
+if TYPE_CHECKING:
+    from .driver import SoakConfig
+
+__all__ = ["MIX", "Load", "Production"]
+
+# what the producer enqueues: kind -> weight
+MIX = {
+    "async": 30, "sync": 15, "capped": 12, "serial": 6, "unique": 10, "flaky": 8, "long": 2,
+    "batch": 3, "delayed": 5,
+}  # fmt: skip
+
+
+@dataclass
+class Production:
+    acknowledged: list[str] = field(default_factory=list)
+    by_kind: Counter[str] = field(default_factory=Counter)
+    refused: int = 0  # enqueues that raised (not acknowledged)
+    duplicates: int = 0  # enqueue_unique calls that found the lock taken
+    destroyed: set[str] = field(default_factory=set)
+    cancelled: Counter[str] = field(default_factory=Counter)
+
+
+class Load:
+    def __init__(self, config: SoakConfig, namespace: str, url: str, made: Production) -> None:
+        self.c = config
+        self.ns = namespace
+        self.url = url
+        self.made = made
+
+    async def produce(self, stop: asyncio.Event) -> None:
+        rng = random.Random(self.c.seed ^ 0x50AC)
+        kinds, weights = list(MIX), list(MIX.values())
+        redis = connect(self.url, socket_timeout=self.c.socket_timeout)
+        enqueuer = Enqueuer(redis, namespace=self.ns)
+        try:
+            while not stop.is_set():
+                kind = rng.choices(kinds, weights)[0]
+                try:
+                    await self._enqueue(enqueuer, rng, kind)
+                except RedisUnavailableError:
+                    self.made.refused += 1
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(rng.expovariate(self.c.rate))
+        finally:
+            await redis.aclose()
+
+    async def _enqueue(self, enqueuer: Enqueuer, rng: random.Random, kind: str) -> None:
+        short = round(rng.uniform(0.02, 0.4), 3)
+        if kind == "batch":
+            items = [("soak_async", {"seconds": round(rng.uniform(0.02, 0.2), 3)})
+                     for _ in range(10)]  # fmt: skip
+            jobs = await enqueuer.enqueue_many(items)
+        elif kind == "unique":
+            # half of them wait a while first (the lock is held meanwhile): duplicates happen
+            delay = rng.uniform(0.5, 3.0) if rng.random() < 0.5 else None
+            job = await enqueuer.enqueue_unique(
+                "soak_unique", {"key": rng.randrange(6)}, delay=delay
+            )
+            if job is None:
+                self.made.duplicates += 1
+            jobs = [job] if job else []
+        else:
+            name, args, options = {
+                "async": ("soak_async", {"seconds": short}, {}),
+                "sync": ("soak_sync", {"seconds": short}, {}),
+                "capped": ("soak_capped", {"seconds": short}, {}),
+                "serial": ("soak_serial", {"seconds": short / 2}, {}),
+                "flaky": ("soak_flaky", {"fail": rng.choice((1, 2))}, {}),
+                "long": ("soak_long", {"seconds": round(rng.uniform(3, 12), 1)}, {}),
+                "delayed": ("soak_async", {"seconds": short}, {"delay": rng.uniform(0.5, 5)}),
+            }[kind]
+            job = await enqueuer.enqueue(name, args, **options)
+            jobs = [job] if job else []
+        for job in jobs:
+            self.made.acknowledged.append(job.id)
+        self.made.by_kind[kind] += len(jobs)
+
+    async def cancel_some(self, stop: asyncio.Event) -> None:
+        """Every few seconds, cancel (or now and then destroy) a job: a recent one, or one
+        waiting after a recovery or a failure (long jobs carry check-ins, recovered jobs
+        recovery counters: what a cancel or a destroy must clean up)."""
+        rng = random.Random(self.c.seed ^ 0xCA7C)
+        redis = connect(self.url, socket_timeout=self.c.socket_timeout)
+        client = Client(redis, namespace=self.ns)
+        k = Keys(self.ns)
+        waiting = [k.queue("soak_long"), k.retry("soak_flaky"), k.retry("soak_long")]
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), rng.uniform(2.0, 6.0))
+                if stop.is_set():
+                    continue
+                destroy = rng.random() < 0.3
+                try:
+                    job_id = await self._pick(rng, redis, waiting)
+                    if job_id is None:
+                        continue
+                    if destroy:
+                        self.made.destroyed.add(job_id)  # whatever the outcome: it may be gone
+                    outcome = (
+                        str(await client.destroy(job_id))
+                        if destroy
+                        else (await client.cancel(job_id))
+                    )
+                except (JobNotFoundError, RedisUnavailableError, *REDIS_ERRORS) as exc:
+                    outcome = type(exc).__name__
+                self.made.cancelled[("destroy " if destroy else "cancel ") + outcome] += 1
+        finally:
+            await redis.aclose()
+
+    async def _pick(self, rng: random.Random, redis: Redis, waiting: list[str]) -> str | None:
+        if rng.random() < 0.5:
+            raw = await redis.zrandmember(rng.choice(waiting))
+            if raw is not None:
+                return str(raw.decode())
+        recent = self.made.acknowledged[-30:]
+        return rng.choice(recent) if recent else None
