@@ -96,6 +96,10 @@ def _recoveries(runs: Sequence[Run], events: Events, out: Analysis, settled: set
 
 def _cause(prev: Run, nxt: Run, events: Events, resend_window: float) -> str:
     """Why ``nxt`` ran after ``prev`` (runs of one job, in start order)."""
+    if any(a <= nxt.start and b >= prev.start for a, b in events.frozen.get(prev.pid, ())):
+        return "worker frozen"
+    if prev.end is not None and nxt.start < prev.end:
+        return "while still running (a double run)"
     if prev.outcome == "error":
         return "retry"
     if prev.outcome == "cancelled":
@@ -106,8 +110,8 @@ def _cause(prev: Run, nxt: Run, events: Events, resend_window: float) -> str:
         if events.exits.get(prev.pid, math.inf) > nxt.start:
             return "while still running (a double run)"
         return "worker exited mid-run"
-    if any(a <= nxt.start and b >= prev.start for a, b in events.frozen.get(prev.pid, ())):
-        return "worker frozen"
+    if any(pid == prev.pid and prev.start <= at <= nxt.start for pid, at in events.kills):
+        return "worker killed before its ack"
     slot = events.slots.get(prev.pid, -99)
     for target, a, b, _kind in events.disturbed:
         if target in (slot, -2) and a <= nxt.start and b >= prev.start - 1.0:
@@ -119,16 +123,24 @@ def _cause(prev: Run, nxt: Run, events: Events, resend_window: float) -> str:
     return "after success, no fault"
 
 
-def _double_cause(first: Run, second: Run, events: Events, dead_timeout: float) -> str:
+def _double_cause(
+    first: Run, second: Run, events: Events, dead_timeout: float, resend_window: float
+) -> str:
     """Why ``second`` started while ``first`` (same job, another run) still ran."""
     at = second.start
     if any(first.start <= b and a < at for a, b in events.frozen.get(first.pid, ())):
         return "its worker was frozen, resumed and ran on"
+    resent = any(
+        target == -1 and a - 1.0 <= first.start <= b + resend_window
+        for target, a, b, _kind in events.disturbed
+    )
+    if first.pid == second.pid:
+        return "the same worker ran it twice" + (" (enqueue re-sent?)" if resent else "")
     slot = events.slots.get(first.pid, -99)
     for target, a, b, kind in events.disturbed:
-        if target == slot and a <= at <= b + dead_timeout + 2.0:
+        if target == slot and a + dead_timeout / 2 <= at <= b + dead_timeout + 2.0:
             return f"its worker was cut off ({kind}), reaped while alive, and ran on"
-    return "no fault found"
+    return "enqueue re-sent? (producer fault)" if resent else "no fault found"
 
 
 def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
@@ -136,7 +148,12 @@ def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool
 
 
 def _double_runs(
-    runs: Sequence[Run], events: Events, out: Analysis, dead_timeout: float, allowance: float
+    runs: Sequence[Run],
+    events: Events,
+    out: Analysis,
+    dead_timeout: float,
+    allowance: float,
+    resend_window: float,
 ) -> None:
     """The cause of each pair of runs of a job that really overlapped (as the checker sees it)."""
     log = OracleLog(exits=events.exits, frozen=events.frozen, resume_allowance=allowance)
@@ -147,7 +164,8 @@ def _double_runs(
         for i, second in enumerate(job_runs):
             for first in job_runs[:i]:
                 if _overlap(active_spans(first, log), active_spans(second, log)):
-                    out.doubles[_double_cause(first, second, events, dead_timeout)] += 1
+                    cause = _double_cause(first, second, events, dead_timeout, resend_window)
+                    out.doubles[cause] += 1
 
 
 def analyse(
@@ -163,7 +181,7 @@ def analyse(
     a command (its socket timeout and retries)."""
     out = Analysis()
     _recoveries(runs, events, out, set(settled))
-    _double_runs(runs, events, out, dead_timeout, allowance)
+    _double_runs(runs, events, out, dead_timeout, allowance, resend_window)
     by_job: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         by_job[run.job_id].append(run)

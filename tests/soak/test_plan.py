@@ -67,14 +67,20 @@ def test_analysis_of_reruns_and_recoveries() -> None:
         Run("resent", "n", 2, 66.0, 66.1, "ok"),
         Run("already-elsewhere", "n", 1, 8.0),  # running twice when its worker was killed
         Run("already-elsewhere", "n", 2, 9.9, 11.0, "ok"),
+        Run("same-worker", "n", 4, 61.0, 61.5, "ok"),  # enqueued twice by a re-sent enqueue,
+        Run("same-worker", "n", 4, 61.2, 61.6, "ok"),  # fetched twice by the same pool
+        Run("unacked", "n", 1, 9.7, 9.9, "ok"),  # done, but its worker died before the ack
+        Run("unacked", "n", 2, 13.0, 13.1, "ok"),
     ]
     a = analyse(runs, events, settled=())
+    assert a.reruns["worker killed before its ack"] == 1
     assert a.recoveries == 2 and a.recovery_max == 3.5
     assert a.not_recovered == ["lost-with-pool"]
     assert a.reruns == {
         "worker killed": 1,
-        "while still running (a double run)": 1,
+        "worker killed before its ack": 1,
         "after success, producer fault (enqueue re-sent?)": 1,
+        "while still running (a double run)": 2,
         "retry": 1,
         "worker frozen": 1,
         "after success, no fault": 2,  # "faulted": the fault hit another worker's connections
@@ -82,7 +88,11 @@ def test_analysis_of_reruns_and_recoveries() -> None:
     assert sorted(a.unexplained) == ["faulted", "twice"]
     # "frozen": its worker resumed at 30 and ran on to 31 while pid 2 ran it since 24;
     # "already-elsewhere": pid 2 started it while pid 1 (killed at 10) still ran it
-    assert a.doubles == {"its worker was frozen, resumed and ran on": 1, "no fault found": 1}
+    assert a.doubles == {
+        "its worker was frozen, resumed and ran on": 1,
+        "no fault found": 1,
+        "the same worker ran it twice (enqueue re-sent?)": 1,
+    }
     events.slots[4] = 2  # now the fault was on the first run's worker
     assert analyse(runs, events).reruns["after success, network or Redis fault"] == 1
     events.slots[1] = 2  # and on the worker killed at 10 (its connections cut at 40: too late)
@@ -91,5 +101,6 @@ def test_analysis_of_reruns_and_recoveries() -> None:
     assert analyse(runs, events).doubles == {
         "its worker was frozen, resumed and ran on": 1,
         "its worker was cut off (delay), reaped while alive, and ran on": 1,
+        "the same worker ran it twice (enqueue re-sent?)": 1,
     }
     assert analyse(runs, events, settled=["lost-with-pool"]).not_recovered == []
