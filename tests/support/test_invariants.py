@@ -248,6 +248,12 @@ async def test_in_progress_sets_and_pools(
     await redis.zadd(k.pools, {"p1": 1})
     await redis.zadd(k.in_progress("p1"), {f"{job}:ok": 1})
     await redis.hincrby(k.running, "ok", 1)
+    expect(
+        await check_invariants(redis, namespace), "attempts", job, "in progress in p1: attempt none"
+    )
+    await redis.hset(k.attempts, job, "p2:7")
+    expect(await check_invariants(redis, namespace), "attempts", job, "attempt p2:7")
+    await redis.hset(k.attempts, job, "p1:7")
     await assert_invariants(redis, namespace)  # running is fine
     report = await check_invariants(redis, namespace, drained=True, stopped=True)
     expect(report, "drained", job, "still in in-progress:p1")
@@ -255,10 +261,15 @@ async def test_in_progress_sets_and_pools(
     expect(report, "drained", "running[ok] = 1")
 
     await redis.zrem(k.pools, "p1")
+    await redis.zadd(k.retired, {"p1": 1})  # a reaper took its lease: it is being drained
+    await assert_invariants(redis, namespace)
+    await redis.zrem(k.retired, "p1")
     await redis.zadd(k.in_progress("p1"), {b"garbage": 2})
     report = await check_invariants(redis, namespace)
-    expect(report, "places", "unregistered pool p1 holds 1 jobs", job)
+    expect(report, "places", "pool p1, neither registered nor retired, holds 1 jobs", job)
     expect(report, "places", "malformed in-progress entry b'garbage'")
+    await redis.zrem(k.in_progress("p1"), f"{job}:ok")
+    expect(await check_invariants(redis, namespace), "attempts", "p1:7", job, "not in progress")
 
 
 async def test_drained(redis: Redis, namespace: str, state: dict[str, str]) -> None:

@@ -14,6 +14,7 @@ __all__ = ["CHECKS", "check_drained"]
 def _check_places(s: Snapshot) -> list[Violation]:
     out: list[Violation] = []
     registered = set(s.zsets["pools"])
+    retired = set(s.zsets["retired"])  # lease taken by a reaper: drained by the reapers
     for job_id, where in sorted(s.places.items()):
         labels = [p for p, _n in where]
         if len(where) > 1:
@@ -31,12 +32,13 @@ def _check_places(s: Snapshot) -> list[Violation]:
             name = envelope_name(env)
             out.append(Violation("places", f"job {job_id} ({name}) is in no place: orphaned"))
     for pool_id, held in sorted(s.in_progress.items()):
-        if pool_id not in registered and held:
+        if pool_id not in registered and pool_id not in retired and held:
             ids = [i for i, _n in held[:5]]
             out.append(
                 Violation(
                     "places",
-                    f"in-progress set of unregistered pool {pool_id} holds {len(held)} jobs "
+                    f"in-progress set of pool {pool_id}, neither registered nor retired, holds "
+                    f"{len(held)} jobs "
                     f"(nobody will reap them): {ids}",
                 )
             )
@@ -50,6 +52,28 @@ def _check_places(s: Snapshot) -> list[Violation]:
                     "places", f"job {job_id} finished (its record exists) yet is alive {where}"
                 )
             )
+    return out
+
+
+def _check_attempts(s: Snapshot) -> list[Violation]:
+    """Every job in an in-progress set has its attempt, recorded for that pool; no attempt for a
+    job not in progress."""
+    out: list[Violation] = []
+    attempts = {job_id: text(v) for job_id, v in s.hashes["attempts"].items()}
+    running: dict[str, str] = {}
+    for pool_id, held in s.in_progress.items():
+        for job_id, _name in held:
+            running[job_id] = pool_id
+            owner = attempts.get(job_id, "").partition(":")[0]
+            if owner != pool_id:
+                got = attempts.get(job_id, "none")
+                out.append(
+                    Violation("attempts", f"job {job_id} in progress in {pool_id}: attempt {got}")
+                )
+    for job_id in sorted(set(attempts) - set(running)):
+        out.append(
+            Violation("attempts", f"attempt {attempts[job_id]} of job {job_id}, not in progress")
+        )
     return out
 
 
@@ -203,6 +227,7 @@ def check_drained(s: Snapshot, stopped: bool, overdue_ms: int) -> list[Violation
 
 CHECKS: tuple[Callable[[Snapshot], list[Violation]], ...] = (
     _check_places,
+    _check_attempts,
     _check_running,
     _check_unique,
     _check_fields,

@@ -19,11 +19,11 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "hash": (
         "jobs", "priorities", "running", "limits", "errors", "recoveries", "unique",
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
-        "code_schedules",
+        "code_schedules", "attempts",
     ),
-    "zset": ("dead", "unique_expiry", "pools", "cancelled", "history"),
+    "zset": ("dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended"),
     "set": ("names", "paused", "idle"),
-    "string": ("seq", "listening"),
+    "string": ("seq", "listening", "attempt_seq"),
     "channel": ("events_channel", "control_channel", "wake_channel"),
     "family": (
         "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",
