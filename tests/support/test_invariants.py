@@ -165,6 +165,11 @@ BROKEN: dict[str, tuple[Breaker, str, tuple[str, ...]]] = {
         "keys",
         ("idle mark", "p0"),
     ),
+    "served names kept for ever": (
+        lambda r, k, ids: r.set(k.serves("p0"), b'["x"]'),
+        "keys",
+        ("served names of pool p0", "no TTL"),
+    ),
     "history record outside the index": (
         lambda r, k, ids: r.hset(k.history_data, "x:1", b"{}"),
         "keys",

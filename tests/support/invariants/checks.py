@@ -178,6 +178,9 @@ def _check_keys(s: Snapshot) -> list[Violation]:
                 f"description of unregistered pool {pool_id} (TTL {s.pool_infos[pool_id]} ms)",
             )
         )
+    for pool_id, ttl in sorted(s.serves.items()):
+        if ttl < 0:  # deleted at stop, else it expires: a pool that died leaves nothing for good
+            out.append(Violation("keys", f"served names of pool {pool_id} have no TTL"))
     for pool_id in sorted(s.sets["idle"] - registered):
         out.append(Violation("keys", f"idle mark of unregistered pool {pool_id}"))
     hist, data = set(s.zsets["history"]), set(s.hashes["history_data"])

@@ -27,7 +27,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "channel": ("events_channel", "control_channel", "wake_channel"),
     "family": (
         "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",
-        "schedule_state",
+        "schedule_state", "serves",
     ),
 }  # fmt: skip
 
@@ -49,6 +49,7 @@ class Snapshot:
     sets: dict[str, set[str]]
     done: dict[str, tuple[bytes | None, int]]  # id -> (record, pttl)
     pool_infos: dict[str, int]  # pool id -> pttl
+    serves: dict[str, int]  # pool id -> pttl of the names it serves
     history_of: dict[str, set[str]]  # name -> members
     schedule_states: list[str]
 
@@ -108,6 +109,8 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
             pipe.pttl(keys.done(job_id))
         for pool_id in found["pool_info"]:
             pipe.pttl(keys.pool_info(pool_id))
+        for pool_id in found["serves"]:
+            pipe.pttl(keys.serves(pool_id))
         replies = iter(await pipe.execute())
 
     secs, micros = next(replies)
@@ -119,6 +122,7 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
     }
     done = {job_id: (next(replies), int(next(replies))) for job_id in found["done"]}
     pool_infos = {pool_id: int(next(replies)) for pool_id in found["pool_info"]}
+    serves = {pool_id: int(next(replies)) for pool_id in found["serves"]}
 
     places: dict[str, list[tuple[str, str]]] = defaultdict(list)
     waiting_due: dict[str, float] = {}
@@ -157,6 +161,7 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         sets=sets,
         done=done,
         pool_infos=pool_infos,
+        serves=serves,
         history_of={n: {text(m) for m, _ in ms} for n, ms in fam_members["history_of"].items()},
         schedule_states=found["schedule_state"],
     )
