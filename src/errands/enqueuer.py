@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import hashlib
 import logging
@@ -26,6 +27,7 @@ from .serialization import (
     Serializer,
     dumps_json,
 )
+from .store.coalescer import Coalescer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
 from .store.keys import Keys, check_job_id, check_job_name
 from .store.replication import ReplicatedScripts
@@ -73,6 +75,8 @@ class Enqueuer:
             if wait_replicas
             else Scripts(self.redis, self.keys)
         )
+        # concurrent enqueues on one event loop share script calls (store/coalescer.py)
+        self._coalescer = Coalescer(lambda names, rows: self.scripts.enqueue(names, rows))
         self.clock: Clock = clock or SystemClock()
         self.serializer: Serializer = serializer or JSONSerializer()
         self._middleware = [as_enqueue(m) for m in middleware]
@@ -82,6 +86,7 @@ class Enqueuer:
         self.strict = strict
         self._served: set[str] = set()  # names seen served by a running pool
         self._warned: set[str] = set()
+        self._lookup: asyncio.Future[set[str]] | None = None
         if max_payload is not None and max_payload < 1:
             raise ValueError(f"max_payload must be a positive number of bytes, got {max_payload}")
         self.max_payload = max_payload  # bytes of one encoded job, None for no limit
@@ -179,14 +184,26 @@ class Enqueuer:
         }
         if not unknown:
             return
-        served = await self._call(served_names(self.redis, self.keys))
+        served = await self._served_lookup()
         self._served |= served
         for name in sorted(unknown - served):
             message = unserved_message(name, served, self.keys.namespace)
             if self.strict:
                 raise UnknownJobError(message)
+            if name in self._warned:  # warned by another enqueue of the same burst
+                continue
             self._warned.add(name)
             log.warning("%s; Enqueuer(strict=True) raises instead", message)
+
+    async def _served_lookup(self) -> set[str]:
+        """The names running pools serve; one lookup in flight at a time, shared by the burst
+        of enqueues that arrives before its answer (a web app's first requests)."""
+        lookup = self._lookup
+        if lookup is None or lookup.done() or lookup.get_loop() is not asyncio.get_running_loop():
+            lookup = self._lookup = asyncio.ensure_future(
+                self._call(served_names(self.redis, self.keys))
+            )
+        return await asyncio.shield(lookup)
 
     def _row(self, index: int, job: Job) -> list[Any]:
         due = to_ms(job.run_at) if job.run_at is not None else 0
@@ -229,8 +246,7 @@ class Enqueuer:
             return None
         row = self._row(1, stored)
         await self._check_served([stored.name])
-        existed = await self._call(self.scripts.enqueue([stored.name], [row]))
-        stored.existed = bool(existed)
+        stored.existed = await self._call(self._coalescer.submit(stored.name, row))
         stored._backend = self
         return stored
 

@@ -13,8 +13,16 @@
 -- Returns the (1-based) indices of the jobs found already there (another job with the id is
 -- stored, or the id's job ended recently); a job stored with this very envelope (this call's own
 -- earlier send) is not stored again either, but not listed.
+-- A queue or scheduled key holding another type fails the whole call before its first write
+-- (a script must not fail half-way), so a caller can re-send the other jobs alone.
 local n = tonumber(ARGV[2])
 local base = 7 + 2 * tonumber(ARGV[4])
+for j = 8, base do
+  local t = redis.call('TYPE', KEYS[j]).ok
+  if t ~= 'zset' and t ~= 'none' then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds a ' .. t .. ', not a sorted set: no job of this call was stored')
+  end
+end
 local k = {jobs = KEYS[1], ended = KEYS[7]}
 local seq = redis.call('INCRBY', KEYS[3], n) - n
 local ready = 0

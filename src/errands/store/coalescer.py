@@ -1,0 +1,146 @@
+"""Enqueues issued concurrently on one event loop, joined into one script call.
+
+An ``await enqueue(...)`` inside a busy web app is rarely alone: while one script call is on
+the wire, other requests' enqueues arrive. Sending each as its own ``EVALSHA`` pays a round
+trip, a connection checkout and redis-py's command packing per job; ``enqueue.lua`` already
+stores many jobs in one call. The coalescer sends a lone enqueue at once (no added latency)
+and, while a call is in flight, gathers the enqueues that arrive into the next call (natural
+batching, as auto-pipelining clients do). For the callers nothing changes:
+
+- each ``await`` returns only once its own job is stored (the call that carried it returned);
+- an error reaches only the callers whose jobs were in the failed call; a script error
+  (``ResponseError``) in a call of several jobs re-sends them one by one, so only the jobs
+  that fail by themselves fail (the enqueue script is idempotent on the job id, so the jobs
+  stored by the first send are not stored twice);
+- jobs are sent in the order they were submitted, so one caller's jobs keep their order;
+- a caller cancelled before its job was sent drops the job; once sent, the job is stored
+  whether the caller still waits or not (as with a direct call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from .scripts import Arg
+
+__all__ = ["Coalescer", "Send"]
+
+# (names, rows) -> 0-based indices of the rows whose job id was already there
+Send = Callable[[Sequence[str], Sequence[Sequence[Arg]]], Awaitable[list[int]]]
+MAX_JOBS = 1000  # per script call: bounded work, and a bounded wait for the last one in
+
+
+class _Pending:
+    __slots__ = ("future", "name", "row")
+
+    def __init__(self, name: str, row: list[Arg], future: asyncio.Future[bool]) -> None:
+        self.name = name
+        self.row = row  # (name index, name, id, envelope, priority, due ms); index set on send
+        self.future = future
+
+
+class Coalescer:
+    """Joins concurrent enqueues of one event loop into calls of ``send`` (the enqueue script)."""
+
+    def __init__(self, send: Send, max_jobs: int = MAX_JOBS) -> None:
+        self._send = send
+        self.max_jobs = max_jobs
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[_Pending] = []
+        self._busy = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.calls = 0  # script calls made (for tests and figures)
+
+    async def submit(self, name: str, row: list[Arg]) -> bool:
+        """Store one job (``row`` as for the enqueue script); True if its id was already
+        there. Raises what the call carrying it raised."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (tests, a sync wrapper's thread): fresh state
+            self._loop, self._pending, self._busy = loop, [], False
+        if not self._busy:
+            self._busy = True  # fast path: alone, sent from the caller's own task
+            try:
+                return (await self._call([_Pending(name, row, loop.create_future())]))[0]
+            finally:
+                self._after_call()
+        pending = _Pending(name, row, loop.create_future())
+        self._pending.append(pending)
+        return await pending.future
+
+    def _after_call(self) -> None:
+        """The call in flight ended: send what gathered meanwhile from a task of its own."""
+        if self._pending:
+            task = asyncio.ensure_future(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._busy = False
+
+    async def _drain(self) -> None:
+        batch: list[_Pending] = []
+        try:
+            while self._pending:
+                batch = self._take()
+                try:
+                    existed = await self._call(batch) if batch else []
+                except Exception as exc:  # handed to each caller of the call
+                    for p in batch:
+                        if not p.future.done():
+                            p.future.set_exception(_fresh(exc))
+                    continue
+                for p, was in zip(batch, existed, strict=True):
+                    if not p.future.done():
+                        p.future.set_result(was)
+        except BaseException:  # cancelled (the loop is closing): nobody will send the rest
+            for p in [*batch, *self._pending]:
+                p.future.cancel()
+            self._pending = []
+            raise
+        finally:
+            self._after_call()
+
+    def _take(self) -> list[_Pending]:
+        batch, self._pending = self._pending[: self.max_jobs], self._pending[self.max_jobs :]
+        return [p for p in batch if not p.future.cancelled()]  # their callers gave up
+
+    async def _call(self, batch: list[_Pending]) -> list[bool]:
+        """One script call for ``batch``; on a script error with several jobs, one call per job."""
+        try:
+            return await self._once(batch)
+        except ResponseError:
+            if len(batch) == 1:
+                raise
+        results: list[bool] = []
+        for p in batch:
+            try:
+                results.append((await self._once([p]))[0])
+            except ResponseError as exc:
+                p.future.set_exception(exc)
+                results.append(False)
+        return results
+
+    async def _once(self, batch: list[_Pending]) -> list[bool]:
+        index: dict[str, int] = {}
+        rows: list[list[Arg]] = []
+        for p in batch:
+            row = list(p.row)
+            row[0] = index.setdefault(p.name, len(index) + 1)
+            rows.append(row)
+        self.calls += 1
+        existed = set(await self._send(list(index), rows))
+        return [i in existed for i in range(len(batch))]
+
+
+def _fresh(exc: BaseException) -> BaseException:
+    """The same error for another caller (one exception object raised in many tasks would
+    collect every task's traceback)."""
+    try:
+        clone: Any = type(exc)(*exc.args)
+    except Exception:
+        return exc
+    clone.__cause__ = exc.__cause__
+    return clone  # type: ignore[no-any-return]

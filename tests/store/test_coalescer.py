@@ -1,0 +1,99 @@
+"""Concurrent enqueues on one event loop share script calls (store/coalescer.py), and each
+caller still sees exactly its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from errands import Enqueuer
+from errands.errors import RedisUnavailableError
+from errands.store.keys import Keys
+from tests.support.invariants import assert_invariants
+
+
+@pytest.fixture
+async def enqueuer(redis: Redis, namespace: str) -> AsyncIterator[Enqueuer]:
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
+        yield enqueuer
+
+
+async def test_a_lone_enqueue_is_sent_at_once(enqueuer: Enqueuer, redis: Redis) -> None:
+    job = await enqueuer.enqueue("one", {"i": 1})
+    assert job is not None and not job.existed
+    assert enqueuer._coalescer.calls == 1
+    assert await redis.hexists(enqueuer.keys.jobs, job.id)
+
+
+async def test_concurrent_enqueues_share_calls_and_keep_their_order(
+    enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    ids = [f"job-{i:03d}" for i in range(300)]
+    names = ["a", "b", "c"]
+    jobs = await asyncio.gather(
+        *(enqueuer.enqueue(names[i % 3], {"i": i}, job_id=ids[i]) for i in range(300))
+    )
+    assert [j.id for j in jobs if j is not None] == ids
+    assert not any(j.existed for j in jobs if j is not None)
+    assert enqueuer._coalescer.calls <= 10  # one alone, then the rest gathered
+    keys = Keys(namespace)
+    for k, name in enumerate(names):
+        queued = [m.decode() for m in await redis.zrange(keys.queue(name), 0, -1)]
+        assert queued == ids[k::3]  # submission order is queue order
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_repeated_job_id_is_reported_only_to_its_caller(enqueuer: Enqueuer) -> None:
+    first = await enqueuer.enqueue("a", {"i": 0}, job_id="taken")
+    assert first is not None
+    jobs = await asyncio.gather(
+        *(enqueuer.enqueue("a", {"i": i}, job_id="taken" if i == 7 else None) for i in range(20))
+    )
+    assert [i for i, j in enumerate(jobs) if j is not None and j.existed] == [7]
+
+
+async def test_a_script_error_reaches_only_the_failing_callers(
+    enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    await redis.set(keys.queue("broken"), "not a sorted set")  # WRONGTYPE for that name only
+    await enqueuer.enqueue("warm", {})  # keep the next ones gathered behind a call in flight
+    names = ["good"] * 10 + ["broken"] + ["good"] * 10
+    outcomes = await asyncio.gather(
+        *(enqueuer.enqueue(n, {"i": i}) for i, n in enumerate(names)), return_exceptions=True
+    )
+    failed = [i for i, o in enumerate(outcomes) if isinstance(o, BaseException)]
+    assert failed == [10]
+    assert isinstance(outcomes[10], ResponseError)
+    assert await redis.zcard(keys.queue("good")) == 20
+    assert await redis.hlen(keys.jobs) == 21  # warm and the good ones: no orphaned envelope
+
+
+async def test_unreachable_redis_fails_every_caller_of_the_call() -> None:
+    enqueuer = Enqueuer.from_url("redis://127.0.0.1:1/0", namespace="down")
+    async with enqueuer:
+        outcomes = await asyncio.gather(
+            *(enqueuer.enqueue("a", {"i": i}) for i in range(5)), return_exceptions=True
+        )
+    assert all(isinstance(o, RedisUnavailableError) for o in outcomes)
+
+
+async def test_a_caller_cancelled_before_its_call_stores_nothing(
+    enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    first = asyncio.ensure_future(enqueuer.enqueue("a", {"i": 0}, job_id="first"))
+    await asyncio.sleep(0)  # the first call is in flight: the next one waits to be gathered
+    second = asyncio.ensure_future(enqueuer.enqueue("a", {"i": 1}, job_id="second"))
+    await asyncio.sleep(0)
+    second.cancel()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    third = await enqueuer.enqueue("a", {"i": 2}, job_id="third")
+    assert third is not None
+    stored = {m.decode() for m in await redis.hkeys(Keys(namespace).jobs)}
+    assert stored == {"first", "third"}
