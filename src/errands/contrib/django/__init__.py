@@ -1,0 +1,44 @@
+"""Enqueue with a Django transaction; see docs/outbox.md.
+
+>>> with transaction.atomic():
+...     user = User.objects.create(email=email)
+...     enqueue_on_commit("send_welcome", {"user_id": user.pk}, enqueuer=enqueuer)
+
+The job is sent to Redis by Django's own ``transaction.on_commit`` hook: when the outermost
+``atomic`` block commits, dropped when it rolls back, and dropped with a savepoint (an inner
+``atomic``) that rolls back. Outside ``atomic`` (autocommit) it is sent at once. A crash (or Redis
+being down) between the commit and the enqueue loses the job: the transactional outbox does not.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from ...store.keys import check_job_id
+
+__all__ = ["enqueue_on_commit"]
+
+
+def enqueue_on_commit(
+    name: str,
+    args: dict[str, Any] | None = None,
+    *,
+    enqueuer: Any,
+    using: str | None = None,
+    **options: Any,
+) -> str:
+    """Enqueue through ``enqueuer`` (a :class:`~errands.SyncEnqueuer`) when the transaction of
+    the database ``using`` (default: ``default``) commits; returns the job's id, known now.
+
+    ``options`` are those of ``enqueue`` (``delay``, ``at``, ``priority``, ``retry``, ``meta``,
+    ``job_id``). An error of the enqueue propagates from the commit (``atomic``'s exit), after
+    the data is committed, as with any ``on_commit`` callback.
+    """
+    from django.db import transaction
+
+    job_id = options.setdefault("job_id", uuid.uuid4().hex)
+    check_job_id(job_id)
+    item = (name, dict(args or {}), options)
+    transaction.on_commit(lambda: enqueuer.enqueue_many([item]), using=using)
+    return str(job_id)
