@@ -1,6 +1,7 @@
 """``python -m errands dashboard [--redis URL --namespace NS | --app MODULE:ATTRIBUTE]
 [--listen 127.0.0.1:5040]
-[--basic-auth user:pass | --token T] [--trusted-proxy ADDR ...] [--redact KEY ...]``.
+[--basic-auth user:pass | --token T] [--trusted-proxy ADDR ...] [--allowed-host NAME ...]
+[--redact KEY ...]``.
 
 Credentials may come from ``ERRANDS_DASHBOARD_TOKEN`` / ``ERRANDS_DASHBOARD_BASIC_AUTH`` instead
 of the command line (where other local users could read them in the process list)."""
@@ -45,12 +46,20 @@ def add_dashboard_command(sub: Any) -> None:
         help="proxy address or network whose X-Forwarded-For is believed (repeatable)",
     )
     p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the dashboard is reached by (repeatable; default: loopback names "
+        "only without credentials, which refuses DNS rebinding)",
+    )
+    p.add_argument(
         "--redact",
         action="append",
         default=[],
         metavar="KEY",
         help="also hide argument keys containing KEY (repeatable; password, token, secret, "
-        "api_key and authorization are always hidden)",
+        "api_key, authorization... are always hidden)",
     )
     p.add_argument("--read-only", action="store_true", help="refuse every action")
     p.set_defaults(func=_serve)
@@ -96,6 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
             basic_auth=args.basic_auth,
             token=args.token,
             trusted_proxies=args.trusted_proxy,
+            allowed_hosts=args.allowed_host,
             redact=[*DEFAULT_REDACT, *args.redact],
             read_only=args.read_only,
         )

@@ -194,6 +194,12 @@ class Keys:
         return self.prefix + "done:" + _check_part("job id", job_id)
 
     @property
+    def dashboard_revoked(self) -> str:
+        """ZSET session id -> expiry (ms) of dashboard sessions ended by ``/logout``; trimmed
+        of expired ids and given a TTL (the longest session) at every logout."""
+        return self.prefix + "dashrevoked"
+
+    @property
     def listening(self) -> str:
         """STRING with a TTL, present while someone listens to lifecycle events."""
         return self.prefix + "listening"

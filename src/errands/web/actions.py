@@ -18,7 +18,15 @@ from ..admin.client import Client
 from ..admin.jobinfo import JobInfo, JobStatus, Page
 from ..errors import ErrandsError
 from .render import Renderer, cookie_header
-from .security import SESSION_COOKIE, SESSION_SECONDS, Settings, session_cookie_value
+from .security import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Settings,
+    session_cookie_value,
+    session_id,
+)
+from .sessions import Sessions
+from .throttle import Throttle
 
 __all__ = ["Actions"]
 
@@ -48,10 +56,19 @@ def _back(form: dict[str, str], default: str) -> str:
 
 
 class Actions:
-    def __init__(self, client: Client, renderer: Renderer, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: Client,
+        renderer: Renderer,
+        settings: Settings,
+        throttle: Throttle,
+        sessions: Sessions,
+    ) -> None:
         self.client = client
         self.renderer = renderer
         self.settings = settings
+        self.throttle = throttle
+        self.sessions = sessions
 
     def routes(self) -> list[Route]:
         table: dict[str, Action] = {
@@ -226,6 +243,7 @@ class Actions:
         given: str = request.state.form.get("token", "")
         token = self.settings.token
         if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            self.throttle.failed(request.state.peer)
             return self.renderer.unauthorized(request, "Wrong token.")
         response = self.renderer.redirect(request, "/")
         value = session_cookie_value(self.settings)
@@ -235,6 +253,10 @@ class Actions:
         return response
 
     async def logout(self, request: Request) -> Response:
+        """Ends the session for good: its id is revoked server-side, not only the cookie."""
+        session = session_id(self.settings, request.cookies.get(SESSION_COOKIE))
+        if session is not None:
+            await self.sessions.revoke(*session)
         response = self.renderer.redirect(request, "/login" if self.settings.token else "/")
         response.headers.append("set-cookie", cookie_header(request, SESSION_COOKIE, "", 0))
         return response

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
@@ -18,7 +21,9 @@ from .actions import Actions
 from .guard import Guard
 from .redact import Redactor
 from .render import Renderer
-from .security import DEFAULT_REDACT, Settings, parse_basic_auth, parse_networks
+from .security import DEFAULT_REDACT, Settings, parse_basic_auth, parse_hosts, parse_networks
+from .sessions import Sessions
+from .throttle import Throttle
 from .views import Views
 
 __all__ = ["dashboard"]
@@ -35,6 +40,7 @@ def dashboard(
     trusted_proxies: Iterable[str] = (),
     redact: Iterable[str] | None = None,
     allowed_origins: Iterable[str] = (),
+    allowed_hosts: Iterable[str] = (),
     secret: str | bytes | None = None,
     read_only: bool = False,
     refresh: float = 5.0,
@@ -47,13 +53,17 @@ def dashboard(
     ``redis_or_client``: a :class:`Client` (its namespace is used), an asyncio Redis client or
     a Redis URL. Security options: without ``basic_auth`` (``"user:password"``) or ``token``
     only loopback clients are served; ``trusted_proxies`` (addresses or networks) are the only
-    peers whose ``X-Forwarded-For`` is believed; ``redact`` lists the argument keys whose values
-    are hidden (default: password, token, secret, api_key, authorization; ``()`` for none);
-    ``allowed_origins`` adds origins (``https://admin.example.com``) accepted on POSTs besides
-    the request's own host; ``secret`` signs CSRF tokens and sessions (random per process by
-    default: give one when several processes serve the dashboard); ``read_only`` refuses every
-    action; ``refresh`` is the live-refresh period in seconds (0 turns it off). ``routes`` are
-    added to the app behind the same guard (the hook for extra endpoints such as ``/metrics``).
+    peers whose ``X-Forwarded-For`` (and ``X-Forwarded-Proto``) is believed; ``redact`` lists
+    the key words whose values are hidden (default ``DEFAULT_REDACT``; ``()`` for none; the
+    passwords of URLs are masked regardless); ``allowed_origins`` adds origins
+    (``https://admin.example.com``) accepted on POSTs besides the request's own host;
+    ``allowed_hosts`` (``admin.example.com``, ``*.example.com``) are the only names accepted in
+    the ``Host`` header (default: any with credentials; without, loopback names and addresses
+    only, which refuses DNS rebinding); ``secret`` signs CSRF tokens and sessions (random per
+    process by default: give one when several processes serve the dashboard); ``read_only``
+    refuses every action; ``refresh`` is the live-refresh period in seconds (0 turns it off).
+    ``routes`` are added to the app behind the same guard (the hook for extra endpoints such
+    as ``/metrics``).
     """
     client, owned = _client(redis_or_client, namespace)
     settings = Settings(
@@ -62,16 +72,19 @@ def dashboard(
         trusted_proxies=parse_networks(trusted_proxies),
         redact=tuple(DEFAULT_REDACT if redact is None else redact),
         allowed_origins=frozenset(o.rstrip("/") for o in allowed_origins),
+        allowed_hosts=parse_hosts(allowed_hosts),
         secret=_secret(secret),
         read_only=read_only,
         refresh=max(0.0, float(refresh)),
     )
     renderer = Renderer(settings, now=client.clock.now)
     redactor = Redactor(settings.redact)
+    throttle = Throttle(client.clock.now)
+    sessions = Sessions(client)
     all_routes: list[BaseRoute] = [
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         *Views(client, renderer, redactor).routes(),
-        *Actions(client, renderer, settings).routes(),
+        *Actions(client, renderer, settings, throttle, sessions).routes(),
         *routes,
     ]
 
@@ -81,9 +94,19 @@ def dashboard(
         if owned:
             await client.aclose()
 
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        message = "Method not allowed." if status == 405 else "No such page."
+        return renderer.error(request, status, message)
+
     app = Starlette(
         routes=all_routes,
-        middleware=[Middleware(Guard, settings=settings, renderer=renderer)],
+        exception_handlers={404: not_found, 405: not_found},
+        middleware=[
+            Middleware(
+                Guard, settings=settings, renderer=renderer, throttle=throttle, sessions=sessions
+            )
+        ],
         lifespan=lifespan,
     )
     app.state.client = client

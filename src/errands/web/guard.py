@@ -19,14 +19,21 @@ from ..store.connection import REDIS_ERRORS
 from .render import Renderer, cookie_header, route_path
 from .security import (
     CSRF_COOKIE,
+    SESSION_COOKIE,
     Settings,
     authenticate,
     client_address,
     csrf_token_valid,
+    forwarded_https,
+    host_allowed,
     is_loopback,
     new_csrf_token,
+    presented_credentials,
     same_origin,
+    session_id,
 )
+from .sessions import Sessions
+from .throttle import Throttle
 
 __all__ = ["SECURITY_HEADERS", "Guard"]
 
@@ -51,16 +58,25 @@ PUBLIC = ("/static/", "/login")
 
 
 class Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, settings: Settings, renderer: Renderer) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        renderer: Renderer,
+        throttle: Throttle,
+        sessions: Sessions,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.renderer = renderer
+        self.throttle = throttle
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -71,10 +87,11 @@ class Guard:
             return
         conn = HTTPConnection(scope)
         state = scope.setdefault("state", {})
+        state["https"] = forwarded_https(conn, self.settings)
         cookie = conn.cookies.get(CSRF_COOKIE)
         fresh = not csrf_token_valid(self.settings, cookie)
         state["csrf"] = new_csrf_token(self.settings) if fresh else cookie
-        started = False
+        started = refused = False
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
@@ -85,7 +102,7 @@ class Guard:
                     headers[name] = value
                 if "cache-control" not in headers:
                     headers["cache-control"] = "no-store"
-                if fresh:
+                if fresh and not refused:
                     headers.append("set-cookie", cookie_header(conn, CSRF_COOKIE, state["csrf"]))
             await send(message)
 
@@ -93,6 +110,8 @@ class Guard:
             receive = await self._gate(conn, receive)
             await self.app(scope, receive, send_with_headers)
         except Refused as refusal:
+            # no cookie for a refused rebinding page or guesser (the sign-in page needs one)
+            refused = refusal.status != 401
             response = self._refusal(conn, refusal)
             await response(scope, receive, send_with_headers)
         except REDIS_ERRORS as exc:
@@ -108,8 +127,35 @@ class Guard:
 
     def _refusal(self, conn: HTTPConnection, refusal: Refused) -> Response:
         if refusal.status == 401:
-            return self.renderer.unauthorized(conn)
-        return self.renderer.error(conn, refusal.status, refusal.message)
+            response = self.renderer.unauthorized(conn)
+        else:
+            response = self.renderer.error(conn, refusal.status, refusal.message)
+        response.headers.update(refusal.headers)
+        return response
+
+    async def _user(self, conn: HTTPConnection, path: str, peer: str | None) -> str | None:
+        """Who the request authenticates as; throttled guessing gets 429."""
+        s = self.settings
+        guessing = presented_credentials(conn) or (
+            path == "/login" and conn.scope["method"] == "POST"
+        )
+        if guessing:
+            wait = self.throttle.retry_after(peer)
+            if wait > 0:
+                log.warning("dashboard: sign-in attempts from %s throttled", peer)
+                raise Refused(
+                    429,
+                    "Too many failed sign-in attempts: try again later.",
+                    {"retry-after": str(max(1, round(wait)))},
+                )
+        user = authenticate(conn, s)
+        if user is None and presented_credentials(conn):
+            self.throttle.failed(peer)
+        if user == "session":
+            sid = session_id(s, conn.cookies.get(SESSION_COOKIE))
+            if sid is None or await self.sessions.revoked(sid[0]):
+                user = None
+        return user
 
     async def _gate(self, conn: HTTPConnection, receive: Receive) -> Receive:
         """Raise Refused, or return the receive callable the app should read the body from."""
@@ -117,7 +163,14 @@ class Guard:
         path = route_path(conn)
         peer = client_address(conn, s.trusted_proxies)
         conn.state.peer = peer
-        conn.state.user = authenticate(conn, s) if s.auth_configured else None
+        if not host_allowed(conn, s):
+            log.warning("dashboard: refused %s for host %r", path, conn.headers.get("host"))
+            raise Refused(
+                403,
+                "This host name is not allowed (DNS rebinding protection): open the dashboard "
+                "as localhost or 127.0.0.1, or add the name to allowed_hosts.",
+            )
+        conn.state.user = await self._user(conn, path, peer) if s.auth_configured else None
         if not s.auth_configured and not _direct_loopback(conn):
             log.warning("dashboard: refused %s from %s (not loopback, no auth)", path, peer)
             raise Refused(

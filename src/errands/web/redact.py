@@ -1,46 +1,76 @@
 """Redaction of secret job data before it reaches a page or the JSON API.
 
-A key is redacted when its normalized form (lower case, ``-`` read as ``_``) contains one of the
-configured keys, at any depth of args, meta, results and checkins; e.g. ``password`` covers
-``db_password`` and ``X-Password``. The values found under such keys (4 characters or more) are
-also masked wherever they appear in error messages and tracebacks of the same job.
+Key names are compared in a normal form: lower-case letters and digits only, so ``apiKey``,
+``API-KEY``, ``api.key`` and ``api_key`` are all ``apikey``. A key is redacted when its normal
+form contains one of the configured words (``password`` covers ``db_password`` and
+``X-Password``); words of 4 characters or fewer (``auth``, ``pwd``, ``jwt``) must instead be a
+whole word of the key (``basicAuth``, ``auth_header``, ``jwt`` but not ``author``), as they
+occur inside harmless words. This applies at any depth of args, meta, results and checkins.
+The values found under such keys (4 characters or more) are also masked wherever they appear
+in error messages and tracebacks of the same job. Independently of the keys, the user
+information of URLs (``postgres://app:secret@db/app``) is masked in every string shown.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from ..admin.jobinfo import HistoryEntry, JobInfo, WorkerInfo
 from ..periodic.store import ScheduleInfo
 
-__all__ = ["MASK", "Redactor"]
+__all__ = ["MASK", "Redactor", "mask_urls"]
 
 MASK = "[redacted]"
 MIN_SECRET_LENGTH = 4
+SHORT_WORD = 4
 T = TypeVar("T")
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# scheme://userinfo@ : the userinfo (user, password or a token in the user part) is masked
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/?#@\[\]]+(?:@[^\s/?#@]+)*)@")
 
 
 def _normal(key: str) -> str:
-    return key.lower().replace("-", "_")
+    return "".join(c for c in key.lower() if c.isalnum())
+
+
+def _words(key: str) -> set[str]:
+    return {w.lower() for w in _WORDS.findall(key)}
+
+
+def mask_urls(text: str) -> str:
+    """``postgres://app:secret@db/app`` -> ``postgres://[redacted]@db/app``."""
+    if "://" not in text:
+        return text
+    return _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
 
 
 class Redactor:
     def __init__(self, keys: Iterable[str]) -> None:
-        self.keys = tuple(sorted({_normal(k) for k in keys if k}))
+        normal = {_normal(k) for k in keys if _normal(k)}
+        self.long = tuple(sorted(k for k in normal if len(k) > SHORT_WORD))
+        self.short = frozenset(k for k in normal if len(k) <= SHORT_WORD)
+        self.keys = tuple(sorted(normal))
 
     def hides(self, key: object) -> bool:
-        return isinstance(key, str) and any(k in _normal(key) for k in self.keys)
+        if not isinstance(key, str):
+            return False
+        normal = _normal(key)
+        if any(k in normal for k in self.long):
+            return True
+        return bool(self.short) and (normal in self.short or bool(_words(key) & self.short))
 
     def value(self, value: Any) -> Any:
-        """A copy of ``value`` with every secret key's value replaced by ``[redacted]``."""
-        if not self.keys:
-            return value
+        """A copy of ``value`` with every secret key's value replaced by ``[redacted]`` and
+        the user information of URLs in strings masked."""
         if isinstance(value, dict):
             return {k: MASK if self.hides(k) else self.value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
+        if isinstance(value, str):
+            return mask_urls(value)
         return value
 
     def secrets(self, *values: Any) -> set[str]:
@@ -65,10 +95,10 @@ class Redactor:
 
     def text(self, text: Any, secrets: set[str]) -> Any:
         if not isinstance(text, str):
-            return text
+            return self.value(text)
         for secret in sorted(secrets, key=len, reverse=True):
             text = text.replace(secret, MASK)
-        return text
+        return mask_urls(text)
 
     def error(self, error: Any, secrets: set[str]) -> Any:
         if not isinstance(error, dict):
@@ -80,8 +110,9 @@ class Redactor:
         hidden = self.secrets(info.args, info.meta, info.result, info.checkin)
         raw = info.raw
         if raw is not None:  # undecodable envelope: show it only when no secret key is named
-            lowered = _normal(raw.decode("utf-8", "replace"))
-            raw = MASK.encode() if any(k in lowered for k in self.keys) else raw
+            decoded = raw.decode("utf-8", "replace")
+            named = any(k in _normal(decoded) for k in self.keys)
+            raw = MASK.encode() if named else mask_urls(decoded).encode()
         return dataclasses.replace(
             info,
             args=self.value(info.args),

@@ -4,6 +4,7 @@ responses, the throughput chart, and the error pages (which never show a traceba
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from urllib.parse import quote, unquote
 
 import orjson
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
@@ -24,6 +26,21 @@ __all__ = ["Renderer", "chart", "jsonable", "root_of", "route_path"]
 
 HERE = Path(__file__).resolve().parent
 FLASH_COOKIE = "errands_flash"
+# Characters that reorder or hide text (bidi overrides and isolates, marks, zero-width
+# joiners...): shown as visible escapes such as <U+202E>, never applied
+INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def visible(text: str) -> str:
+    """``"abc\u202edef"`` -> ``"abc<U+202E>def"``."""
+    return INVISIBLE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
+
+
+def _finalize(value: Any) -> Any:
+    """Every ``{{ ... }}`` output of a template passes here before it is escaped."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible(value)
+    return value
 
 
 def root_of(conn: HTTPConnection) -> str:
@@ -55,7 +72,7 @@ def cookie_header(conn: HTTPConnection, name: str, value: str, max_age: int | No
     morsel["samesite"] = "Strict"
     if max_age is not None:
         morsel["max-age"] = max_age
-    if conn.url.scheme == "https":
+    if conn.scope.get("state", {}).get("https", conn.url.scheme == "https"):
         morsel["secure"] = True
     return morsel.OutputString()
 
@@ -123,6 +140,7 @@ class Renderer:
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=_finalize,
         )
         self.env.filters.update(
             ts=_ts, ago=self.ago, dur=_duration, pretty=_pretty, brief=_brief, q=_q
@@ -161,6 +179,8 @@ class Renderer:
         # <, > and & only occur inside JSON strings: escaping them keeps the JSON identical
         # and inert even if some client sniffs it as HTML
         body = body.replace(b"<", b"\\u003c").replace(b">", b"\\u003e").replace(b"&", b"\\u0026")
+        # and text-reordering characters travel as escapes (same data, nothing applied)
+        body = INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", body.decode()).encode()
         return Response(body, status_code=status, media_type="application/json")
 
     def redirect(

@@ -31,13 +31,24 @@ __all__ = [
     "authenticate",
     "client_address",
     "csrf_token_valid",
+    "forwarded_https",
+    "host_allowed",
     "is_loopback",
     "new_csrf_token",
+    "parse_hosts",
+    "presented_credentials",
     "same_origin",
     "session_cookie_value",
+    "session_id",
 ]
 
-DEFAULT_REDACT = ("password", "token", "secret", "api_key", "authorization")
+# Compared with key names reduced to lower-case letters and digits ("apiKey", "API-KEY" and
+# "api_key" are all "apikey"); see redact.py for how short words are matched.
+DEFAULT_REDACT = (
+    "password", "passwd", "pwd", "passphrase", "secret", "token", "api_key", "private_key",
+    "authorization", "auth", "credential", "cookie", "session", "jwt", "bearer",
+)  # fmt: skip
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 CSRF_COOKIE = "errands_csrf"
 SESSION_COOKIE = "errands_session"
 SESSION_SECONDS = 12 * 3600
@@ -57,6 +68,7 @@ class Settings:
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     read_only: bool = False
     refresh: float = 5.0
+    allowed_hosts: frozenset[str] = frozenset()
 
     @property
     def auth_configured(self) -> bool:
@@ -123,21 +135,30 @@ def _equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def session_cookie_value(settings: Settings, expires: int | None = None) -> str:
-    """A session cookie for token auth: expiry and an HMAC of it keyed by secret and token."""
+def session_cookie_value(
+    settings: Settings, expires: int | None = None, sid: str | None = None
+) -> str:
+    """A session cookie for token auth: expiry, a random session id (what ``/logout`` revokes)
+    and an HMAC of both keyed by secret and token."""
     expires = expires if expires is not None else int(time.time()) + SESSION_SECONDS
+    sid = sid if sid is not None else secrets.token_urlsafe(12)
+    return f"{expires}.{sid}.{_session_mac(settings, expires, sid)}"
+
+
+def _session_mac(settings: Settings, expires: int, sid: str) -> str:
     key = settings.secret + (settings.token or "").encode()
-    mac = hmac.new(key, f"session:{expires}".encode(), hashlib.sha256).hexdigest()
-    return f"{expires}.{mac}"
+    return hmac.new(key, f"session:{expires}:{sid}".encode(), hashlib.sha256).hexdigest()
 
 
-def _session_valid(settings: Settings, cookie: str | None) -> bool:
+def session_id(settings: Settings, cookie: str | None) -> tuple[str, int] | None:
+    """(session id, expiry) of a valid, unexpired session cookie (revocation not checked)."""
     if not cookie or not settings.token:
-        return False
-    expires, _, _mac = cookie.partition(".")
-    if not expires.isdigit() or int(expires) < time.time():
-        return False
-    return _equal(cookie, session_cookie_value(settings, int(expires)))
+        return None
+    expires, _, rest = cookie.partition(".")
+    sid, _, mac = rest.partition(".")
+    if not expires.isascii() or not expires.isdigit() or int(expires) < time.time() or not sid:
+        return None
+    return (sid, int(expires)) if _equal(mac, _session_mac(settings, int(expires), sid)) else None
 
 
 def _basic_valid(settings: Settings, credentials: str) -> bool:
@@ -153,15 +174,23 @@ def _basic_valid(settings: Settings, credentials: str) -> bool:
     return user_ok & password_ok
 
 
+def presented_credentials(conn: HTTPConnection) -> bool:
+    """The request carries a basic or bearer ``Authorization`` header (a guess to throttle)."""
+    scheme = conn.headers.get("authorization", "").partition(" ")[0].lower()
+    return scheme in ("basic", "bearer")
+
+
 def authenticate(conn: HTTPConnection, settings: Settings) -> str | None:
-    """``basic``, ``bearer`` or ``session`` when the request carries valid credentials."""
+    """``basic`` or ``bearer`` when the request carries valid credentials in its header,
+    ``session`` when it carries a well-signed session cookie (whose revocation the caller
+    checks: see sessions.py)."""
     scheme, _, credentials = conn.headers.get("authorization", "").partition(" ")
     scheme = scheme.lower()
     if scheme == "basic" and _basic_valid(settings, credentials.strip()):
         return "basic"
     if scheme == "bearer" and settings.token and _equal(credentials.strip(), settings.token):
         return "bearer"
-    if _session_valid(settings, conn.cookies.get(SESSION_COOKIE)):
+    if session_id(settings, conn.cookies.get(SESSION_COOKIE)) is not None:
         return "session"
     return None
 
@@ -206,3 +235,46 @@ def same_origin(conn: HTTPConnection, settings: Settings) -> bool:
     if _trusted(peer, settings.trusted_proxies):
         hosts.add(conn.headers.get("x-forwarded-host", "").split(",")[0].strip().lower())
     return netloc in hosts - {""}
+
+
+def _hostname(host_header: str) -> str:
+    """``Example.COM:5040`` -> ``example.com``; ``[::1]:5040`` -> ``::1``."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def host_allowed(conn: HTTPConnection, settings: Settings) -> bool:
+    """The ``Host`` header names this dashboard: one of ``allowed_hosts`` when configured,
+    else (without credentials) a loopback name or address. This refuses DNS rebinding: a
+    page of ``http://evil.example:5040`` whose name was re-pointed at 127.0.0.1 sends
+    ``Host: evil.example:5040``. With credentials and no ``allowed_hosts`` any host passes."""
+    host = _hostname(conn.headers.get("host", ""))
+    if settings.allowed_hosts:
+        return host in settings.allowed_hosts or any(
+            a.startswith("*.") and host.endswith(a[1:]) for a in settings.allowed_hosts
+        )
+    if settings.auth_configured:
+        return True
+    return host in LOOPBACK_NAMES or host.endswith(".localhost") or is_loopback(host)
+
+
+def parse_hosts(hosts: Iterable[str]) -> frozenset[str]:
+    """``admin.example.com``, ``*.example.com``, ``[::1]`` -> normalised host names."""
+    return frozenset(_hostname(h) for h in hosts if h.strip())
+
+
+def forwarded_https(conn: HTTPConnection, settings: Settings) -> bool:
+    """The client reached us over HTTPS: directly, or through a trusted proxy that says so
+    with ``X-Forwarded-Proto: https`` (or ``Forwarded: proto=https``)."""
+    if conn.url.scheme == "https":
+        return True
+    peer = conn.client.host if conn.client else None
+    if not _trusted(peer, settings.trusted_proxies):
+        return False
+    proto = conn.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    forwarded = conn.headers.get("forwarded", "").split(",")[0].lower().replace(" ", "")
+    return proto == "https" or "proto=https" in forwarded.split(";")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,10 +15,11 @@ from starlette.routing import Route
 
 from ..admin.client import Client
 from ..admin.jobinfo import JobStatus, Page
+from ..store.keys import check_job_name
 from .redact import Redactor
 from .render import Renderer, chart
 
-__all__ = ["Missing", "Views"]
+__all__ = ["BadRequest", "Missing", "Views"]
 
 Loader = Callable[[Request], Awaitable[dict[str, Any]]]
 STALE_POOL_SECONDS = 30.0
@@ -34,9 +36,30 @@ class Missing(Exception):
     """A page about something that does not exist (404)."""
 
 
+class BadRequest(Exception):
+    """A query this dashboard cannot answer as asked (400)."""
+
+
 def page_number(request: Request) -> int:
-    raw = request.query_params.get("page", "1")
-    return min(max(int(raw), 1), 100_000) if raw.isdigit() else 1
+    raw = request.query_params.get("page", "1").strip() or "1"
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise BadRequest("page must be a whole number, e.g. page=2")
+    return min(max(int(raw), 1), 100_000)
+
+
+def plausible_id(job_id: str) -> bool:
+    """Could be the id of a job: printable, no braces (they would leave the hash tag)."""
+    return 0 < len(job_id) <= 400 and job_id.isprintable() and not any(c in job_id for c in "{}")
+
+
+def name_filter(request: Request) -> str | None:
+    name = request.query_params.get("name", "").strip()
+    if not name:
+        return None
+    try:
+        return check_job_name(name)
+    except ValueError:
+        raise BadRequest(f"{name[:80]!r} is not a job name") from None
 
 
 class Views:
@@ -76,6 +99,8 @@ class Views:
                 data = await loader(request)
             except Missing as exc:
                 return self.renderer.error(request, 404, str(exc))
+            except BadRequest as exc:
+                return self.renderer.error(request, 400, str(exc))
             counts = await self.client.count_by_status()
             return self.renderer.page(request, template, active=active, counts=counts, **data)
 
@@ -87,6 +112,8 @@ class Views:
                 data = await loader(request)
             except Missing as exc:
                 return self.renderer.error(request, 404, str(exc))
+            except BadRequest as exc:
+                return self.renderer.error(request, 400, str(exc))
             data.pop("refresh", None)
             return self.renderer.json(data)
 
@@ -100,8 +127,10 @@ class Views:
         job_id = request.query_params.get("id", "").strip()
         if not job_id:
             return self.renderer.redirect(request, "/history")
-        from urllib.parse import quote
-
+        if not plausible_id(job_id):
+            return self.renderer.error(
+                request, 404, "No such job: ids have no braces or control characters."
+            )
         return self.renderer.redirect(request, "/jobs/" + quote(job_id, safe=""))
 
     # -- loaders ----------------------------------------------------------------------------
@@ -167,9 +196,11 @@ class Views:
         return load
 
     async def history(self, request: Request) -> dict[str, Any]:
-        name = request.query_params.get("name", "").strip() or None
+        name = name_filter(request)
         job_id = request.query_params.get("id", "").strip() or None
         names = await self.client.job_names()
+        if job_id and not plausible_id(job_id):
+            raise BadRequest("not a job id: ids have no braces or control characters")
         if job_id:
             entries = self.redactor.each(await self.client.history_job(job_id))
             found = Page(entries[::-1], len(entries), 1, max(1, len(entries)))
@@ -185,6 +216,8 @@ class Views:
 
     async def job(self, request: Request) -> dict[str, Any]:
         job_id = request.path_params["id"]
+        if not plausible_id(job_id):
+            raise Missing("No such job: job ids have no braces or control characters.")
         info = await self.client.job(job_id) if job_id else None
         attempts = self.redactor.each(await self.client.history_job(job_id)) if job_id else []
         if info is None and not attempts:

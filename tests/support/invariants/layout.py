@@ -21,7 +21,10 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
         "code_schedules", "attempts",
     ),
-    "zset": ("dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended"),
+    "zset": (
+        "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",
+        "dashboard_revoked",
+    ),
     "set": ("names", "paused", "idle"),
     "string": ("seq", "listening", "attempt_seq"),
     "channel": ("events_channel", "control_channel", "wake_channel"),
@@ -30,6 +33,9 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "schedule_state", "serves",
     ),
 }  # fmt: skip
+
+# single keys that must carry a TTL whenever they exist
+EXPIRING = ("dashboard_revoked",)
 
 _PLACEHOLDER = "\x01"  # never in a name: marks where a family's variable part goes
 
@@ -52,6 +58,7 @@ class Snapshot:
     serves: dict[str, int]  # pool id -> pttl of the names it serves
     history_of: dict[str, set[str]]  # name -> members
     schedule_states: list[str]
+    ttls: dict[str, int]  # EXPIRING key -> pttl (-2: absent)
 
 
 def _family_prefix(keys: Keys, method: str) -> str:
@@ -95,6 +102,8 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
     zset_fams = ("queue", "scheduled", "retry", "in_progress", "history_of")
     async with redis.pipeline(transaction=True) as pipe:
         pipe.time()
+        for p in EXPIRING:
+            pipe.pttl(getattr(keys, p))
         for p in LAYOUT["hash"]:
             pipe.hgetall(getattr(keys, p))
         for p in LAYOUT["zset"]:
@@ -114,6 +123,7 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         replies = iter(await pipe.execute())
 
     secs, micros = next(replies)
+    ttls = {p: int(next(replies)) for p in EXPIRING}
     hashes = {p: {text(k): v for k, v in next(replies).items()} for p in LAYOUT["hash"]}
     zsets = {p: {text(m): float(sc) for m, sc in next(replies)} for p in LAYOUT["zset"]}
     sets = {p: {text(m) for m in next(replies)} for p in LAYOUT["set"]}
@@ -164,6 +174,7 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         serves=serves,
         history_of={n: {text(m) for m, _ in ms} for n, ms in fam_members["history_of"].items()},
         schedule_states=found["schedule_state"],
+        ttls=ttls,
     )
 
 
