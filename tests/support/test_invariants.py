@@ -200,6 +200,11 @@ BROKEN: dict[str, tuple[Breaker, str, tuple[str, ...]]] = {
         "fields",
         ("last error", "no envelope"),
     ),
+    "checkpoint of a finished job": (
+        lambda r, k, ids: r.hset(k.checkpoints, ids["done"], b"{}"),
+        "fields",
+        ("checkpoint", "no envelope"),
+    ),
     "running counter leaked": (
         lambda r, k, ids: r.hincrby(k.running, "capped", 1),
         "running",

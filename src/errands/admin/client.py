@@ -129,7 +129,8 @@ class Client(Inspection, ScheduleAdmin):
                 break
             if now.status == JobStatus.IN_PROGRESS and now.pool_id is None:  # an orphan
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for key in (k.jobs, k.priorities, k.errors, k.recoveries, k.checkins):
+                    fields = (k.jobs, k.priorities, k.errors, k.recoveries, k.checkins)
+                    for key in (*fields, k.checkpoints):
                         pipe.hdel(key, job_id)
                     await pipe.execute()
                 break

@@ -176,6 +176,13 @@ class Keys:
         return self.prefix + "checkin"
 
     @property
+    def checkpoints(self) -> str:
+        """HASH job id -> last checkpoint of an iterable job (JSON: cursor, items done, run
+        time): kept while the job has an envelope (waiting, running, dead, cancelled), forgotten
+        with it (see longwork/)."""
+        return self.prefix + "ckpt"
+
+    @property
     def history(self) -> str:
         """ZSET "id:attempt" -> time (ms) the attempt ended."""
         return self.prefix + "hist"

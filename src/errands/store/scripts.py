@@ -81,7 +81,7 @@ class Settle:
     attempt: int
     started_ms: int = 0
     envelope: bytes = b""
-    score_ms: float = 0
+    score_ms: float | str = 0  # "head": requeue ahead of the jobs of its priority
     error: bytes = b""
     dead_max: int = 10_000
     dead_min_ms: int = 0
@@ -127,10 +127,10 @@ class Scripts:
         return await self._s[name](keys=list(keys), args=list(args))
 
     def _state(self) -> list[str]:
-        """attempts, unique_of_job, unique, unique_expiry, ended: the keys lib/jobstate.lua
-        needs besides the common ones."""
+        """attempts, unique_of_job, unique, unique_expiry, ended, checkpoints: the keys
+        lib/jobstate.lua needs besides the common ones."""
         k = self.keys
-        return [k.attempts, k.unique_of_job, k.unique, k.unique_expiry, k.ended]
+        return [k.attempts, k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints]
 
     async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> list[int]:
         """Store jobs; each job is (name index 1-based, name, id, envelope, priority, due ms).
@@ -235,7 +235,7 @@ class Scripts:
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.stats, k.idle, k.history, k.history_data, k.checkins, k.listening, k.errors)
         keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
-        keys.append(k.ended)
+        keys += (k.ended, k.checkpoints)
         args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
         args += ("1" if history else "0", len(done), pool_id)
         index: dict[str, int] = {}
@@ -294,6 +294,7 @@ class Scripts:
         target = k.scheduled(name) if mode == "schedule" else k.queue(name)
         keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.checkins)
+        keys.append(k.checkpoints)
         return bool(await self._call("move", keys, [id, mode, due_ms, envelope, k.wake_channel]))
 
     async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int) -> str:
@@ -363,7 +364,7 @@ class Scripts:
         keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.jobs, k.running]
         keys += (k.priorities, k.recoveries, k.dead, k.errors, k.seq, k.idle, k.stats)
         keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
-        keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended)
+        keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints)
         index: dict[str, int] = {}
         args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
         args.append(malformed)

@@ -18,7 +18,8 @@ running):
 * **unique**: every unique lock is held by a waiting job (queued or scheduled) and its three
   records agree; no lock record without its lock.
 * **per-job fields**: no recovery counter or check-in without a live (waiting or running) job, no
-  cancel request without a running job, no priority or last error without an envelope.
+  cancel request without a running job, no priority, last error or checkpoint (of an iterable
+  job) without an envelope.
 * **keys**: no key the layout does not know, no finished record without a TTL, no pool
   description, idle mark or in-progress set of an unregistered pool, history index and records
   agree; a revoked-sessions record of the dashboard has a TTL.

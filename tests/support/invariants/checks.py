@@ -156,7 +156,8 @@ def _check_fields(s: Snapshot) -> list[Violation]:
     for job_id in sorted(s.hashes["cancel_requests"]):
         if not _running(s, job_id):
             out.append(Violation("fields", f"cancel request of job {job_id} ({where(job_id)})"))
-    for prop, what in (("priorities", "priority"), ("errors", "last error")):
+    checkpoints = ("checkpoints", "checkpoint")  # iterable jobs: kept while the job is stored
+    for prop, what in (("priorities", "priority"), ("errors", "last error"), checkpoints):
         for job_id in sorted(s.hashes[prop]):
             if job_id not in s.envelopes:
                 out.append(Violation("fields", f"{what} of job {job_id}, which has no envelope"))

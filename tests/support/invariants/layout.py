@@ -19,7 +19,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "hash": (
         "jobs", "priorities", "running", "limits", "errors", "recoveries", "unique",
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
-        "code_schedules", "attempts",
+        "code_schedules", "attempts", "checkpoints",
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",

@@ -4,7 +4,7 @@
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] idle   KEYS[5] source set
 -- KEYS[6] target (the job's queue for 'queue', its scheduled set for 'schedule')
 -- KEYS[7] errors   KEYS[8] recoveries   KEYS[9] done record   KEYS[10] unique
--- KEYS[11] unique_of_job   KEYS[12] unique_expiry   KEYS[13] checkins
+-- KEYS[11] unique_of_job   KEYS[12] unique_expiry   KEYS[13] checkins   KEYS[14] checkpoints
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel
 -- Returns 1 when moved, 0 when the job was not in the source set; an unknown mode is an error
@@ -23,7 +23,7 @@ if ARGV[4] ~= '' then
   redis.call('HDEL', KEYS[8], id)
 end
 if mode == 'delete' then
-  for _, k in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8], KEYS[13]}) do
+  for _, k in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8], KEYS[13], KEYS[14]}) do
     redis.call('HDEL', k, id)
   end
   local digest = redis.call('HGET', KEYS[11], id)

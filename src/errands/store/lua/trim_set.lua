@@ -3,13 +3,14 @@
 -- KEYS[1] the set (ZSET id -> ms)   KEYS[2] jobs   KEYS[3] priorities   KEYS[4] errors
 -- KEYS[5] recoveries   KEYS[6] checkins   KEYS[7] cancel requests   KEYS[8] attempts
 -- KEYS[9] unique_of_job   KEYS[10] unique   KEYS[11] unique_expiry   KEYS[12] ended
+-- KEYS[13] checkpoints
 -- ARGV[1] drop entries older than this ms   ARGV[2] most entries to keep
 -- Returns the number of jobs deleted.
 --@include jobstate
 local LIMIT = 1000
 local k = {jobs = KEYS[2], prio = KEYS[3], errors = KEYS[4], recov = KEYS[5], checkin = KEYS[6],
   cancelreq = KEYS[7], att = KEYS[8], uniqjob = KEYS[9], uniq = KEYS[10], uniqexp = KEYS[11],
-  ended = KEYS[12]}
+  ended = KEYS[12], ckpt = KEYS[13]}
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, LIMIT)
 local excess = redis.call('ZCARD', KEYS[1]) - #stale - tonumber(ARGV[2])
 if excess > 0 then
