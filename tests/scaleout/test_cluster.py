@@ -4,7 +4,7 @@ spread over the masters, a passed ``RedisCluster`` client, and enqueues confirme
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 from typing import Any
 
@@ -74,12 +74,18 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
     async def fail(job: Job) -> None:
         raise RuntimeError("no")
 
+    @pool.iterable_job("walk", checkpoint_every=0)  # checkpoint.lua
+    async def walk(job: Job, cursor: int | None) -> AsyncIterator[int]:
+        for i in range((cursor or 0) + 1, 3):
+            yield i
+
     pool.every(60, "ok", name="minutely")
     async with (
         Enqueuer.from_url(url, namespace=namespace, clock=clock) as enqueuer,
         Client.from_url(url, namespace=namespace, clock=clock) as client,
     ):
         await enqueuer.enqueue("ok")
+        await enqueuer.enqueue("walk")
         await enqueuer.enqueue_unique("ok", {"v": 1}, key="k")
         await enqueuer.enqueue_unique("ok", {"v": 2}, key="k")  # replaces the args
         bad = await enqueuer.enqueue("fail")

@@ -87,8 +87,9 @@ async def listen(
     redis: Redis, keys: Keys, ready: bool = False
 ) -> AsyncGenerator[dict[str, Any], None]:
     """Yield lifecycle events: ``{"event": "enqueued"|"started"|"finished"|"failed"|"dead"|
-    "dropped"|"cancelled"|"progress", "id": ..., "name": ...}`` (failed, dead and dropped carry
-    the ``error``; progress the ``checkin``). With ``ready``, first yields ``{}`` once
+    "dropped"|"cancelled"|"progress"|"checkpoint", "id": ..., "name": ...}`` (failed, dead and
+    dropped carry the ``error``; progress the ``checkin``; checkpoint, of an iterable job, the
+    ``checkpoint``). With ``ready``, first yields ``{}`` once
     subscribed."""
     async with _subscription(redis, keys) as pubsub:
         if ready:

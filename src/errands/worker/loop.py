@@ -21,6 +21,7 @@ from ..errors import NonRetryableError, RetryLater
 from ..handlers import JobType
 from ..job import Job
 from ..logfmt import job_extra
+from ..longwork.iterable import Suspend
 from ..middleware import ProcessMiddleware, chain
 from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
 from ..store.scripts import Acked, Fetched, Scripts
@@ -117,6 +118,11 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
     @property
     def busy(self) -> int:
         return len(self.tasks)
+
+    @property
+    def stopping(self) -> bool:
+        """The pool stops (or lost its lease): iterable jobs stop at their next item."""
+        return self._stopping
 
     @property
     def settled(self) -> bool:
@@ -265,6 +271,12 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
                 what,
                 extra=job_extra(job),
             )
+            return
+        except Suspend as exc:  # an iterable job stopped at a checkpoint (longwork/iterable.py)
+            if exc.requeue and not self.abandoned:
+                await self.settler.requeue(job, head=True)
+                self.requeued_on_stop += 1
+            log.info("%s %s suspended: %s", job.name, job.id, exc, extra=job_extra(job))
             return
         except RetryLater as exc:
             await self.settler.snooze(job, exc.delay)

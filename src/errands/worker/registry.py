@@ -7,11 +7,12 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..backoff import Backoff
 from ..errors import RegistrationError
 from ..handlers import JobType
+from ..longwork.iterable import Generator, IterableRunner
 from ..middleware import ProcessMiddleware, as_process
 from ..typed import JobDecorator, JobHost, bind_enqueuer
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["Hook", "JobRegistry", "call_hook", "seconds"]
 
 Hook = Callable[[dict[str, Any]], Awaitable[None] | None]
+G = TypeVar("G", bound=Generator)
 
 
 def seconds(value: float | timedelta) -> float:
@@ -83,6 +85,27 @@ class JobRegistry:
         options["strict_result"] = strict_result
         options.update(skip_dead=skip_dead, max_concurrency=max_concurrency, priority=priority)
         return JobDecorator(self._as_host(), name, {**options, "result_ttl": seconds(result_ttl)})
+
+    def iterable_job(
+        self,
+        name: str,
+        *,
+        checkpoint_every: float | timedelta = timedelta(seconds=5),
+        **options: Any,
+    ) -> Callable[[G], G]:
+        """Decorator registering a resumable job: an async generator ``(job, cursor)`` that
+        yields the cursor after each item it finished. It starts from the cursor of the last
+        checkpoint (None the first time); checkpoints are written at most every
+        ``checkpoint_every``, and when the pool stops (then the job goes back to the head of
+        its queue, no attempt counted). ``options`` as for :meth:`job` (``max_fails``,
+        ``backoff``, ``timeout``, ``max_concurrency``, ...). See docs/long-jobs.md."""
+
+        def register(fn: G) -> G:
+            runner = IterableRunner(name, fn, seconds(checkpoint_every))
+            self.register(name, runner, **options)
+            return fn
+
+        return register
 
     def bind_enqueuer(self, enqueuer: Enqueuer | None) -> None:
         """Set the Enqueuer that ``.enqueue()`` of this pool's job functions uses (None unbinds);

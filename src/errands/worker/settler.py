@@ -76,9 +76,13 @@ class Settler:
             token=job._attempt,
         )
 
-    async def requeue(self, job: Job) -> None:
-        """Back on its queue without counting a failure (pool stopping)."""
-        await self._send(self._settle(job, "requeue", self.keys.queue(job.name)))
+    async def requeue(self, job: Job, head: bool = False) -> None:
+        """Back on its queue without counting a failure (pool stopping); with ``head``, ahead
+        of the jobs of its priority waiting (an iterable job stopped at a checkpoint)."""
+        s = self._settle(job, "requeue", self.keys.queue(job.name))
+        if head:
+            s.score_ms = "head"
+        await self._send(s)
 
     async def requeue_fetched(self, item: Fetched, name: str) -> None:
         """Back on its queue, at its place: a job fetched ahead that never started (pool

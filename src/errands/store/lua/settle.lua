@@ -8,10 +8,11 @@
 -- KEYS[11] history   KEYS[12] history_data   KEYS[13] history of the job name
 -- KEYS[14] done record of the job   KEYS[15] listening   KEYS[16] checkins
 -- KEYS[17] cancel requests   KEYS[18] cancelled set   KEYS[19] attempts   KEYS[20] unique_of_job
--- KEYS[21] unique   KEYS[22] unique_expiry   KEYS[23] ended
+-- KEYS[21] unique   KEYS[22] unique_expiry   KEYS[23] ended   KEYS[24] checkpoints
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later), time of death ms (dead),
---         or queue score to go back to (requeue; 0 = behind the jobs waiting)
+--         or queue score to go back to (requeue; 0 = behind the jobs waiting, 'head' = ahead of
+--         the jobs of its priority waiting: an iterable job stopped at a checkpoint)
 -- ARGV[6] error JSON ('' none)   ARGV[7] dead/cancelled set max size   ARGV[8] drop dead jobs
 -- older than this ms   ARGV[9] wake channel   ARGV[10] stats counter to increment ('' none)
 -- ARGV[11] now ms   ARGV[12] attempt   ARGV[13] '1' to record history   ARGV[14] events channel
@@ -23,6 +24,7 @@
 -- Returns 1 when settled, 0 when the job was not this attempt's any more; an unknown mode is an
 -- error before anything is written.
 --@include jobstate
+--@include longwork
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
 local MODES = {retry = 1, later = 1, dead = 1, drop = 1, requeue = 1, cancelled = 1}
 if not MODES[mode] then
@@ -30,7 +32,7 @@ if not MODES[mode] then
 end
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], checkin = KEYS[16],
   cancelreq = KEYS[17], att = KEYS[19], uniqjob = KEYS[20], uniq = KEYS[21], uniqexp = KEYS[22],
-  ended = KEYS[23]}
+  ended = KEYS[23], ckpt = KEYS[24]}
 local attempt = redis.call('HGET', k.att, id)
 if ARGV[18] == '*' then
   -- an orphan of this pool (in its in-progress set, held by none of its tasks): its attempt,
@@ -109,9 +111,12 @@ if mode == 'drop' then
 elseif mode == 'retry' or mode == 'later' then
   redis.call('ZADD', target, score, id)
 elseif mode == 'requeue' then
+  local prio = tonumber(redis.call('HGET', k.prio, id) or '0')
+  if score == 'head' then
+    score = queue_head(target, prio) or '0'
+  end
   if score == '0' then
-    local seq = redis.call('INCR', KEYS[8])
-    score = seq - tonumber(redis.call('HGET', k.prio, id) or '0') * 4398046511104
+    score = redis.call('INCR', KEYS[8]) - prio * PRIO_SPAN
   end
   redis.call('ZADD', target, score, id)
   if redis.call('SCARD', KEYS[9]) > 0 then

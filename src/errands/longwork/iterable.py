@@ -1,0 +1,214 @@
+"""Iterable (resumable) jobs: the handler is an async generator ``(job, cursor)`` that yields a
+cursor after each item it finished; a resume starts after the last cursor checkpointed.
+
+>>> @pool.iterable_job("backfill", checkpoint_every=timedelta(seconds=2))
+... async def backfill(job: Job, cursor: int | None) -> AsyncIterator[int]:
+...     async for user in users_after(cursor or 0):
+...         await reindex(user)
+...         yield user.id
+
+``IterableRunner`` is the plain async handler registered for such a job. It reads the job's last
+checkpoint, runs the generator from its cursor and writes a checkpoint (``lua/checkpoint.lua``,
+fenced by the attempt) at most every ``checkpoint_every`` seconds. After each item it looks at
+its pool: a stopping pool gets a checkpoint at once and ``Suspend``, which the worker settles by
+putting the job back at the head of its queue without counting an attempt. A checkpoint refused
+by the fence (this attempt lost the job) ends the run with ``Suspend(requeue=False)``: nothing is
+settled. A cancel request found by a checkpoint cancels the job through the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import orjson
+
+from ..clock import Clock
+from ..convert import ArgumentMismatch, converter, to_json
+from ..errors import JobArgumentError, RegistrationError
+from ..handlers import resolve_hints
+from ..job import Job
+from ..store.connection import REDIS_ERRORS
+from ..store.scripts import Scripts
+from .store import LongworkScripts, longwork_scripts
+
+__all__ = ["Checkpoint", "IterableHost", "IterableRunner", "Suspend"]
+
+log = logging.getLogger("errands.worker")
+
+
+class Suspend(Exception):  # a control-flow signal to the worker, not an error
+    """An iterable job stopped between two items. With ``requeue`` (its pool is stopping) it was
+    checkpointed and goes back to the head of its queue, no attempt counted; without, its
+    attempt lost the job (a checkpoint was refused) and nothing is settled."""
+
+    def __init__(self, requeue: bool, reason: str) -> None:
+        super().__init__(reason)
+        self.requeue = requeue
+
+
+class IterableHost(Protocol):
+    """What the runner needs of the worker running the job (``job._backend``)."""
+
+    pool_id: str
+    clock: Clock
+    scripts: Scripts
+    abandoned: bool
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def cancel_job(self, job_id: str, destroy: bool = False) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What is stored for an iterable job: the last cursor committed, how many items were done
+    and the handler's run time (seconds, every attempt summed) up to it, when it was written."""
+
+    cursor: Any
+    done: int = 0
+    runtime: float = 0.0
+    at: float = 0.0
+
+    def to_json(self) -> bytes:
+        data = {"cursor": self.cursor, "done": self.done, "runtime": self.runtime, "at": self.at}
+        try:
+            return orjson.dumps(data)
+        except TypeError as exc:
+            raise TypeError(f"the cursor {self.cursor!r:.80} cannot be stored as JSON") from exc
+
+    @classmethod
+    def from_json(cls, raw: bytes | None) -> Checkpoint | None:
+        if raw is None:
+            return None
+        try:
+            data = orjson.loads(raw)
+            return cls(data["cursor"], int(data["done"]), float(data["runtime"]), data["at"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+
+Generator = Callable[[Job, Any], AsyncIterator[Any]]
+
+
+class IterableRunner:
+    """The handler registered for an iterable job (see the module docstring). Returns
+    ``{"done": items done in every attempt, "cursor": the last cursor}`` as the job's result."""
+
+    def __init__(self, name: str, fn: Generator, checkpoint_every: float) -> None:
+        if not inspect.isasyncgenfunction(fn):
+            raise RegistrationError(
+                f"{name}: an iterable job's handler is an async generator "
+                "('async def f(job, cursor): ... yield cursor')"
+            )
+        params = list(inspect.signature(fn).parameters.values())
+        if len(params) != 2:
+            raise RegistrationError(f"{name}: an iterable job's handler takes (job, cursor)")
+        if checkpoint_every < 0:
+            raise RegistrationError(f"{name}: checkpoint_every must be >= 0")
+        hint = resolve_hints(fn, params).get(params[1].name, Any)
+        self._convert = converter(hint)
+        self.name = name
+        self.fn = fn
+        self.every = checkpoint_every
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__doc__ = fn.__doc__
+
+    def __repr__(self) -> str:
+        return f"<iterable job {self.name} {self.fn!r}>"
+
+    async def __call__(self, job: Job) -> dict[str, Any]:
+        host = job._backend
+        if host is None or not hasattr(host, "stopping"):
+            raise RuntimeError("an iterable job runs only in a worker pool")
+        run = _Run(self, job, cast("IterableHost", host))
+        return await run.go()
+
+
+class _Run:
+    """One attempt of an iterable job."""
+
+    def __init__(self, runner: IterableRunner, job: Job, host: IterableHost) -> None:
+        self.runner = runner
+        self.job = job
+        self.host = host
+        self.store: LongworkScripts = longwork_scripts(host.scripts)
+        self.attempt = f"{host.pool_id}:{job._attempt}"
+        self.cursor: Any = None
+        self.done = 0
+        self.prior = 0.0  # run time of the earlier attempts
+        self.started = host.clock.now()
+        self.written_at = self.started
+        self.dirty = False  # items done since the last checkpoint written
+
+    async def go(self) -> dict[str, Any]:
+        saved = Checkpoint.from_json(await self.store.load_checkpoint(self.job.id))
+        if saved is not None:
+            self.done, self.prior = saved.done, saved.runtime
+            try:
+                self.cursor = self.runner._convert(saved.cursor, "cursor")
+            except ArgumentMismatch as exc:
+                raise JobArgumentError(f"{self.job.name}: checkpoint {exc}") from None
+        gen = self.runner.fn(self.job, self.cursor)
+        try:
+            async for value in gen:
+                self.cursor, self.done, self.dirty = to_json(value), self.done + 1, True
+                await self._after_item()
+        except Suspend:
+            raise
+        except BaseException:
+            # an error (retried from the last cursor), a cancellation (stop after the grace,
+            # cancel request): keep the items done so far
+            if self.dirty and not self.host.abandoned:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._write())
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await gen.aclose()
+        return {"done": self.done, "cursor": self.cursor}
+
+    async def _after_item(self) -> None:
+        if self.host.stopping:
+            try:
+                verdict = await self._write()
+            except REDIS_ERRORS as exc:  # requeued all the same: it resumes a little earlier
+                log.warning("%s %s: checkpoint not written (%r)", self.job.name, self.job.id, exc)
+                verdict = ""
+            if verdict is None:
+                raise Suspend(False, "this attempt no longer holds the job")
+            raise Suspend(True, f"pool stopping; checkpointed after {self.done} items")
+        if self.host.clock.now() - self.written_at < self.runner.every:
+            return
+        try:
+            verdict = await self._write()
+        except REDIS_ERRORS as exc:
+            log.warning("%s %s: checkpoint not written (%r)", self.job.name, self.job.id, exc)
+            return
+        if verdict is None:
+            raise Suspend(False, "a checkpoint was refused: this attempt no longer holds the job")
+        if verdict in ("cancel", "destroy"):
+            await self._cancel(verdict == "destroy")
+
+    async def _write(self) -> str | None:
+        now = self.host.clock.now()
+        runtime = self.prior + max(0.0, now - self.started)
+        data = Checkpoint(self.cursor, self.done, round(runtime, 3), now).to_json()
+        verdict = await self.store.checkpoint(self.job.id, self.job.name, self.attempt, data)
+        self.written_at, self.dirty = now, False
+        return verdict
+
+    async def _cancel(self, destroy: bool) -> None:
+        """A cancel request whose message this pool missed: cancel the job through the worker
+        (settled as cancelled or dropped), and wait here for that cancellation."""
+        if not self.host.cancel_job(self.job.id, destroy=destroy):
+            raise asyncio.CancelledError
+        await asyncio.Event().wait()

@@ -1,0 +1,18 @@
+-- checkpoint: record the checkpoint of a running iterable job (its cursor, items done, run time;
+-- see longwork/iterable.py), fenced per attempt like checkin.lua: only the attempt running the
+-- job now may write it, so a pool that lost the job (a zombie) cannot move its cursor.
+-- Idempotent: a re-sent call writes the same value.
+-- KEYS[1] checkpoints (HASH id -> JSON)   KEYS[2] jobs   KEYS[3] attempts   KEYS[4] cancel requests
+-- KEYS[5] listening
+-- ARGV[1] job id   ARGV[2] the attempt: "<pool id>:<token>"   ARGV[3] checkpoint JSON
+-- ARGV[4] events channel   ARGV[5] job name
+-- Returns 0 when this attempt no longer runs the job (nothing written); else 1, or the kind of
+-- cancel request ('cancel' | 'destroy') stored for the job: the handler stops there.
+if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('PUBLISH', ARGV[4], '{"event":"checkpoint","id":"' .. ARGV[1] .. '","name":"' .. ARGV[5] .. '","checkpoint":' .. ARGV[3] .. '}')
+end
+return redis.call('HGET', KEYS[4], ARGV[1]) or 1
