@@ -35,6 +35,7 @@ PEER_REQS = {
     "saq": ["saq[redis,hiredis]==0.26.4", "typing_extensions"],
     "streaq": ["streaq==7.2.0"],  # uses coredis, not redis-py
     "taskiq": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis"],
+    "bullmq": ["bullmq==3.4.4"],  # BullMQ for Python (Lua scripts shared with Node's)
 }
 
 # name, venv, table label, extra worker args, has bulk enqueue, measure enqueue columns
@@ -45,6 +46,7 @@ LIBS = [
     ("saq", "saq", "saq 0.26.4", [], False, True),
     ("streaq", "streaq", "streaq 7.2.0", [], True, True),
     ("taskiq", "taskiq", "taskiq 0.13 + taskiq-redis 1.2.4", [], False, True),
+    ("bullmq", "bullmq", "bullmq 3.4.4 (Python)", [], True, True),
 ]
 
 # column key, header, higher is better
@@ -53,18 +55,24 @@ COLUMNS = [
     ("enqueue_gather", "enqueue 32 in flight", True),
     ("enqueue_bulk", "bulk enqueue", True),
     ("noop", "no-op jobs", True),
+    ("io", "1-I/O jobs", True),
     ("sleep", "10 ms jobs", True),
+    ("mem_queued", "B/queued job", False),
+    ("mem_finished", "B/finished job", False),
     ("latency_p50_ms", "p50 ms", False),
     ("latency_p99_ms", "p99 ms", False),
 ]
-WORKLOADS = ["enqueue", "noop", "sleep", "latency"]
+WORKLOADS = ["enqueue", "noop", "io", "sleep", "latency", "memory"]
 SIZES = {  # jobs per workload: full run, --quick
     "enqueue": (5000, 1000),
     "noop": (20000, 2000),
+    "io": (20000, 2000),
     "sleep": (2000, 500),
     "latency": (300, 50),
+    "memory": (100000, 5000),
 }
 CONCURRENCY = 32
+CPU_US: dict[str, dict[str, float]] = {}  # library -> workload -> worker CPU µs per job (last run)
 WARMUP = 10  # enqueues before the timer starts; latency samples dropped from the front
 
 
@@ -275,7 +283,30 @@ def throughput(lib: Lib, r: PrivateRedis, job: str, n: int) -> float:
     with WorkerProc(lib, r.url, q, job, n) as w:
         w.next(60)  # ready
         out = w.next(60 + n / 50)
+    CPU_US.setdefault(lib.name, {})[job] = out["cpu_s"] / out["n"] * 1e6
     return out["n"] / (out["last_done"] - out["first_start"])
+
+
+def used_memory(r: PrivateRedis) -> int:
+    info = resp(r.port, "INFO", "memory").decode()
+    return int(next(line for line in info.splitlines() if line.startswith("used_memory:"))[12:])
+
+
+def memory(lib: Lib, r: PrivateRedis, n: int) -> tuple[float, float]:
+    """Redis bytes per queued no-op job, and per finished job (what each library keeps of a
+    job once it ran: results, history, job hashes), from INFO memory over ``n`` jobs."""
+    r.flushall()
+    q = qname(lib, "memory")
+    before = used_memory(r)
+    mode = "bulk" if lib.bulk else "gather"
+    lib.run("enqueue", r.url, q, "--job", "noop", "--n", str(n), "--mode", mode, timeout=900)
+    queued = used_memory(r)
+    with WorkerProc(lib, r.url, q, "noop", n) as w:
+        w.next(60)  # ready
+        w.next(60 + n / 50)
+    time.sleep(1.0)  # let acks and stats land
+    finished = used_memory(r)
+    return (queued - before) / n, (finished - before) / n
 
 
 def latency(lib: Lib, r: PrivateRedis, n: int, pause: float) -> tuple[float, float]:
@@ -315,10 +346,14 @@ def bench_lib(lib: Lib, r: PrivateRedis, workloads: list[str], quick: bool, paus
             steps.append(("enqueue_bulk", lambda: enqueue_rate(lib, r, "bulk", size["enqueue"])))
     if "noop" in workloads:
         steps.append(("noop", lambda: throughput(lib, r, "noop", size["noop"])))
+    if "io" in workloads:
+        steps.append(("io", lambda: throughput(lib, r, "io", size["io"])))
     if "sleep" in workloads:
         steps.append(("sleep", lambda: throughput(lib, r, "sleep", size["sleep"])))
     if "latency" in workloads:
         steps.append(("latency", lambda: latency(lib, r, size["latency"], pause)))
+    if "memory" in workloads:
+        steps.append(("memory", lambda: memory(lib, r, size["memory"])))
     for key, fn in steps:
         try:
             value = fn()
@@ -329,9 +364,14 @@ def bench_lib(lib: Lib, r: PrivateRedis, workloads: list[str], quick: bool, paus
         if key == "latency":
             res["latency_p50_ms"], res["latency_p99_ms"] = value
             log(f"  {lib.name} latency: p50 {value[0]:.2f} ms, p99 {value[1]:.2f} ms")
+        elif key == "memory":
+            res["mem_queued"], res["mem_finished"] = value
+            log(f"  {lib.name} memory: {value[0]:,.0f} B/queued job, {value[1]:,.0f} B/finished")
         else:
             res[key] = value
             log(f"  {lib.name} {key}: {value:,.0f}/s")
+            if key in CPU_US.get(lib.name, {}):
+                res[f"cpu_us_{key}"] = CPU_US[lib.name][key]
     return res
 
 
@@ -461,7 +501,9 @@ def main() -> None:
             }
             for run in runs:
                 for key in run.get("errors", {}):
-                    for k in ["latency_p50_ms", "latency_p99_ms"] if key == "latency" else [key]:
+                    pair = {"latency": ["latency_p50_ms", "latency_p99_ms"]}
+                    pair["memory"] = ["mem_queued", "mem_finished"]
+                    for k in pair.get(key, [key]):
                         metrics.setdefault(k, "ERR")
             results[lib.name] = {
                 "label": lib.label,
@@ -478,6 +520,13 @@ def main() -> None:
         f"{'  QUICK' if a.quick else ''}  (rates in jobs/s)"
     )
     print(table(results))
+    cpu = [(k, h) for k, h, _ in COLUMNS if k in ("noop", "io", "sleep")]
+    print("\nworker CPU per job, µs (user + system, first start to N-th finish):")
+    for r in results.values():
+        m = r["metrics"]
+        cells = [f"{h} {m[f'cpu_us_{k}']:,.0f}" for k, h in cpu if f"cpu_us_{k}" in m]
+        if cells:
+            print(f"  {r['label']:<36} " + "   ".join(cells))
     rat = ratios(results)
     if rat:
         print("\nerrands vs best peer (speed-up; > 1 means errands is better):")

@@ -14,6 +14,7 @@ a worker. This module holds the rest of the protocol described in bench/README.m
 
 import argparse
 import asyncio
+import collections
 import json
 import logging
 import time
@@ -22,26 +23,36 @@ from importlib import metadata
 from typing import Any
 from urllib.parse import urlsplit
 
-JOBS = ("noop", "sleep", "stamp")
+JOBS = ("noop", "sleep", "stamp", "io")
 MODES = ("serial", "gather", "bulk", "paced")
 SLEEP_S = 0.01  # the "10 ms jobs" workload
 
 # ---------------------------------------------------------------- job counters
 # The same few lines run inside every library's handlers, so they cost every library the same.
 
-STATE: dict[str, Any] = {"n": 0, "done": 0, "first": None, "last": None, "lat": []}
+STATE: dict[str, Any] = {
+    "n": 0,
+    "done": 0,
+    "first": None,
+    "last": None,
+    "lat": [],
+    "cpu_first": None,  # process CPU time (user + system) at the first start and the N-th finish
+    "cpu_last": None,
+}
 DONE = asyncio.Event()  # set when the N-th job finishes (binds to the running loop on first use)
 
 
 def _started() -> None:
     if STATE["first"] is None:
         STATE["first"] = time.perf_counter()
+        STATE["cpu_first"] = time.process_time()
 
 
 def _finished() -> None:
     STATE["done"] += 1
     if STATE["done"] == STATE["n"]:
         STATE["last"] = time.perf_counter()
+        STATE["cpu_last"] = time.process_time()
         DONE.set()
 
 
@@ -56,6 +67,47 @@ async def sleep_job() -> None:
     _started()
     await asyncio.sleep(SLEEP_S)
     _finished()
+
+
+async def io_job() -> None:
+    """Body of the I/O handler: one Redis round trip (``INCR``), as real jobs do I/O. The
+    client is the same for every library: one pipelined connection of this module's own."""
+    _started()
+    await _IO.incr()
+    _finished()
+
+
+class _Pipelined:
+    """A minimal RESP client for ``INCR``: one connection, commands pipelined, replies matched
+    in order (standard library only, so every adapter's venv runs it)."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.ready: asyncio.Future[None] | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.waiting: collections.deque[asyncio.Future[int]] = collections.deque()
+
+    async def incr(self) -> int:
+        if self.ready is None:
+            self.ready = asyncio.ensure_future(self._connect())
+        await self.ready
+        assert self.writer is not None
+        reply: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.waiting.append(reply)
+        self.writer.write(b"*2\r\n$4\r\nINCR\r\n$8\r\nbench:io\r\n")
+        return await reply
+
+    async def _connect(self) -> None:
+        parts = urlsplit(self.url)
+        reader, self.writer = await asyncio.open_connection(parts.hostname, parts.port or 6379)
+        self._reading = asyncio.ensure_future(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            self.waiting.popleft().set_result(int(line[1:]))
+
+
+_IO = _Pipelined()
 
 
 def stamp_job(t: float) -> None:
@@ -80,10 +132,15 @@ async def _plain_stamp(t: float) -> None:
     stamp_job(t)
 
 
+async def _plain_io(i: int) -> None:
+    await io_job()
+
+
 PLAIN_HANDLERS: dict[str, Callable[..., Coroutine[Any, Any, None]]] = {
     "noop": _plain_noop,
     "sleep": _plain_sleep,
     "stamp": _plain_stamp,
+    "io": _plain_io,
 }
 
 
@@ -116,6 +173,7 @@ async def wait_done() -> None:
         n=STATE["n"],
         first_start=STATE["first"],
         last_done=STATE["last"],
+        cpu_s=STATE["cpu_last"] - STATE["cpu_first"],
         latencies_ms=STATE["lat"],
     )
 
@@ -220,4 +278,5 @@ def main(
         emit(version=version())
         return
     STATE["n"] = a.n
+    _IO.url = a.url
     loop_run(enqueue(a) if a.cmd == "enqueue" else worker(a))

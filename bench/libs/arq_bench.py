@@ -25,6 +25,10 @@ async def stamp(ctx: dict, t: float) -> None:
     c.stamp_job(t)
 
 
+async def io(ctx: dict, i: int) -> None:
+    await c.io_job()
+
+
 async def enqueue(a: argparse.Namespace) -> None:
     redis = await create_pool(RedisSettings.from_dsn(a.url), default_queue_name=a.queue)
     secs = await c.timed_enqueue(a, lambda i: redis.enqueue_job(a.job, c.job_value(a.job, i)))
@@ -33,7 +37,7 @@ async def enqueue(a: argparse.Namespace) -> None:
 
 
 async def worker(a: argparse.Namespace) -> None:
-    fn = {"noop": noop, "sleep": sleep, "stamp": stamp}[a.job]
+    fn = {"noop": noop, "sleep": sleep, "stamp": stamp, "io": io}[a.job]
     w = Worker(
         functions=[func(fn, name=a.job)],
         redis_settings=RedisSettings.from_dsn(a.url),

@@ -26,6 +26,10 @@ async def stamp(job: Job) -> None:
     c.stamp_job(job.args["t"])
 
 
+async def io(job: Job) -> None:
+    await c.io_job()
+
+
 async def enqueue(a: argparse.Namespace) -> None:
     enq = Enqueuer.from_url(a.url, namespace=a.queue)
     secs = await c.timed_enqueue(
@@ -39,7 +43,7 @@ async def enqueue(a: argparse.Namespace) -> None:
 
 async def worker(a: argparse.Namespace) -> None:
     pool = WorkerPool.from_url(a.url, namespace=a.queue, concurrency=a.concurrency)
-    pool.job(a.job)({"noop": noop, "sleep": sleep, "stamp": stamp}[a.job])
+    pool.job(a.job)({"noop": noop, "sleep": sleep, "stamp": stamp, "io": io}[a.job])
     async with pool:
         c.emit_ready()
         await c.wait_done()

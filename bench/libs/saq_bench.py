@@ -24,6 +24,10 @@ async def stamp(ctx: dict, *, t: float) -> None:
     c.stamp_job(t)
 
 
+async def io(ctx: dict, *, i: int) -> None:
+    await c.io_job()
+
+
 async def enqueue(a: argparse.Namespace) -> None:
     queue = Queue.from_url(a.url, name=a.queue)
     await queue.connect()
@@ -33,7 +37,7 @@ async def enqueue(a: argparse.Namespace) -> None:
 
 
 async def worker(a: argparse.Namespace) -> None:
-    fn = {"noop": noop, "sleep": sleep, "stamp": stamp}[a.job]
+    fn = {"noop": noop, "sleep": sleep, "stamp": stamp, "io": io}[a.job]
     queue = Queue.from_url(a.url, name=a.queue)
     await queue.connect()
     w = Worker(queue, functions=[(a.job, fn)], concurrency=a.concurrency)
