@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from .admin.events import wait_result
+from .admin.hub import EventHub
 from .backoff import RetryOptions
 from .clock import Clock, SystemClock, to_ms
 from .errors import RedisUnavailableError, UnknownJobError
@@ -90,6 +91,8 @@ class Enqueuer:
         if max_payload is not None and max_payload < 1:
             raise ValueError(f"max_payload must be a positive number of bytes, got {max_payload}")
         self.max_payload = max_payload  # bytes of one encoded job, None for no limit
+        # one subscription for every job.result() of this enqueuer (subscribed lazily)
+        self.hub = EventHub(self.redis, self.keys)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Enqueuer:
@@ -99,6 +102,7 @@ class Enqueuer:
         return enqueuer
 
     async def aclose(self) -> None:
+        await self.hub.aclose()
         if self._owns_client:
             await self.redis.aclose()
 
@@ -279,7 +283,7 @@ class Enqueuer:
 
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for a job's result (``job.result()`` calls this)."""
-        return await wait_result(self.redis, self.keys, job_id, timeout)
+        return await wait_result(self.hub, job_id, timeout)
 
     async def enqueue_unique(
         self,

@@ -16,21 +16,26 @@ from redis.exceptions import NoPermissionError
 from ..clock import Clock, SystemClock, to_ms
 from ..errors import JobNotFoundError
 from ..periodic.admin import ScheduleAdmin
-from ..store.connection import connect
+from ..store.connection import connect, redact_url
 from ..store.keys import Keys, check_job_name
 from ..store.scripts import Scripts
 from ..store.topology import RedisClient, as_redis, on_node_of
 from .events import EventStream, wait_result
+from .hub import EventHub
 from .inspection import Inspection, text
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
+from .unavailable import reports_unavailable
 
 __all__ = ["Client"]
 
 CANCELLED_TTL_MS = 86_400_000
 
 
+@reports_unavailable
 class Client(Inspection, ScheduleAdmin):
-    """``Client(redis, namespace=...)`` or ``Client.from_url(url, namespace=...)``."""
+    """``Client(redis, namespace=...)`` or ``Client.from_url(url, namespace=...)``.
+
+    Redis unreachable: every method raises ``RedisUnavailableError`` naming the server."""
 
     def __init__(
         self, redis: RedisClient, *, namespace: str = "errands", clock: Clock | None = None
@@ -40,14 +45,19 @@ class Client(Inspection, ScheduleAdmin):
         self.scripts = Scripts(self.redis, self.keys)
         self.clock: Clock = clock or SystemClock()
         self._owns_client = False
+        self.where: str | None = None  # the URL given to from_url, password hidden
+        # one subscription for every result() and events() of this client (subscribed lazily)
+        self.hub = EventHub(self.redis, self.keys)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Client:
         client = cls(connect(url), **kwargs)
         client._owns_client = True
+        client.where = redact_url(url)
         return client
 
     async def aclose(self) -> None:
+        await self.hub.aclose()
         if self._owns_client:
             await self.redis.aclose()
 
@@ -224,7 +234,7 @@ class Client(Inspection, ScheduleAdmin):
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for a job's return value (pub/sub, no polling). Raises JobFailedError,
         JobCancelledError, JobNotFoundError, or TimeoutError after ``timeout`` seconds."""
-        return await wait_result(self.redis, self.keys, job_id, timeout)
+        return await wait_result(self.hub, job_id, timeout)
 
     def events(self) -> EventStream:
         """Lifecycle events of every job in the namespace: enqueued, started, finished, failed,
@@ -234,7 +244,7 @@ class Client(Inspection, ScheduleAdmin):
         ...     job = await enqueuer.enqueue("send_email", {})
         ...     async for event in events: ...
         """
-        return EventStream(self.redis, self.keys)
+        return EventStream(self.hub)
 
     async def redis_info(self) -> dict[str, Any]:
         """Server version, memory, clients, ops/s and key count (all None for an ACL user not

@@ -1,50 +1,27 @@
 """Job lifecycle events over pub/sub, and waiting for a job's result without polling.
 
-Scripts publish events only while the ``listening`` key exists; a listener keeps it alive.
+Scripts publish events only while the ``listening`` key exists; the hub (``hub.py``) keeps it
+alive while anyone of its Client waits or listens.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+import random
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
-from ..aio import cancel_and_wait
 from ..errors import JobCancelledError, JobFailedError, JobNotFoundError
+from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
+from .hub import RESUBSCRIBED, EventHub, Subscriber
 from .jobinfo import decode_json
 
-__all__ = ["EventStream", "listen", "wait_result"]
+__all__ = ["ENDINGS", "EventStream", "recheck_period", "wait_result"]
 
-LISTEN_TTL_MS = 30_000
-
-
-async def _keep_listening(redis: Redis, keys: Keys) -> None:
-    while True:
-        await redis.set(keys.listening, b"1", px=LISTEN_TTL_MS)
-        await asyncio.sleep(LISTEN_TTL_MS / 3000)
-
-
-@contextlib.asynccontextmanager
-async def _subscription(redis: Redis, keys: Keys) -> AsyncIterator[Any]:
-    await redis.set(keys.listening, b"1", px=LISTEN_TTL_MS)
-    keeper = asyncio.create_task(_keep_listening(redis, keys))
-    try:
-        async with redis.pubsub() as pubsub:
-            await pubsub.subscribe(keys.events_channel)
-            # wait for the confirmation: only then is every later event sure to arrive
-            for _ in range(10):
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message.get("type") in ("subscribe", b"subscribe"):
-                    break
-            yield pubsub
-    finally:
-        # cancel until done: Python 3.11's wait_for (in redis-py) can swallow one cancel
-        await cancel_and_wait([keeper])
+ENDINGS = ("finished", "dead", "dropped", "cancelled")
+RECHECKS_PER_SECOND = 200  # at most, over all the waiters of one hub
 
 
 class EventStream:
@@ -53,21 +30,29 @@ class EventStream:
     ``async with client.events() as events:`` subscribes before its body runs, so no event of
     what the body does is missed; ``async for event in events`` then yields them. Iterating
     without ``async with`` subscribes at the first ``__anext__``; ``aclose()`` unsubscribes.
+    Through a Redis restart the stream resubscribes (events published meanwhile are missed);
+    Redis unreachable for the hub's ``outage_limit`` raises ``RedisUnavailableError``.
     """
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
-        self._gen = listen(redis, keys, ready=True)
-        self._started = False
+    def __init__(self, hub: EventHub) -> None:
+        self._hub = hub
+        self._subscription: Any = None
+        self._sub: Subscriber | None = None
+        self._closed = False
 
     async def start(self) -> EventStream:
         """Subscribe now (idempotent)."""
-        if not self._started:
-            await anext(self._gen)  # the readiness marker
-            self._started = True
+        if self._sub is None and not self._closed:
+            subscription = self._hub.subscribe(None)
+            self._sub = await subscription.__aenter__()
+            self._subscription = subscription
         return self
 
     async def aclose(self) -> None:
-        await self._gen.aclose()
+        self._closed = True
+        subscription, self._subscription, self._sub = self._subscription, None, None
+        if subscription is not None:
+            await subscription.__aexit__(None, None, None)
 
     async def __aenter__(self) -> EventStream:
         return await self.start()
@@ -79,31 +64,21 @@ class EventStream:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
+        """The next event: ``{"event": "enqueued"|"started"|"finished"|"failed"|"dead"|
+        "dropped"|"cancelled"|"progress"|"checkpoint", "id": ..., "name": ...}`` (failed, dead
+        and dropped carry the ``error``; progress the ``checkin``; checkpoint, of an iterable
+        job, the ``checkpoint``)."""
         await self.start()
-        return await anext(self._gen)
+        while self._sub is not None:
+            event = await self._sub.get(timeout=1.0)
+            if event is None:
+                self._hub.check_outage()
+            elif event is not RESUBSCRIBED:
+                return event
+        raise StopAsyncIteration
 
 
-async def listen(
-    redis: Redis, keys: Keys, ready: bool = False
-) -> AsyncGenerator[dict[str, Any], None]:
-    """Yield lifecycle events: ``{"event": "enqueued"|"started"|"finished"|"failed"|"dead"|
-    "dropped"|"cancelled"|"progress"|"checkpoint", "id": ..., "name": ...}`` (failed, dead and
-    dropped carry the ``error``; progress the ``checkin``; checkpoint, of an iterable job, the
-    ``checkpoint``). With ``ready``, first yields ``{}`` once
-    subscribed."""
-    async with _subscription(redis, keys) as pubsub:
-        if ready:
-            yield {}
-        while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
-            if message is None:
-                continue
-            event = decode_json(message["data"])
-            if isinstance(event, dict):
-                yield event
-
-
-async def _outcome(redis: Redis, keys: Keys, job_id: str) -> tuple[bool, Any]:
+async def _outcome(redis: Any, keys: Keys, job_id: str) -> tuple[bool, Any]:
     """(True, result) when the job ended; raises when it failed or was cancelled."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.get(keys.done(job_id))
@@ -127,25 +102,64 @@ async def _outcome(redis: Redis, keys: Keys, job_id: str) -> tuple[bool, Any]:
     return False, None
 
 
-async def wait_result(redis: Redis, keys: Keys, job_id: str, timeout: float | None) -> Any:
+def recheck_period(waiters: int) -> float:
+    """Seconds between two looks at a waiting job's stored state, whatever the event traffic
+    (a job may end without an event, or while the subscription was down): 1 s, longer when
+    so many wait that the looks of all of them would pass ``RECHECKS_PER_SECOND``; jittered."""
+    return max(1.0, waiters / RECHECKS_PER_SECOND) * random.uniform(1.0, 1.25)
+
+
+async def wait_result(hub: EventHub, job_id: str, timeout: float | None) -> Any:
     """Wait for a job's result (see ``Job.result``)."""
-    async with asyncio.timeout(timeout), _subscription(redis, keys) as pubsub:
-        while True:
-            done, result = await _outcome(redis, keys, job_id)
-            if done:
-                return result
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is None:
-                    break  # re-check now and then: an event may be missed around a reconnect
-                event = decode_json(message["data"])
-                if not isinstance(event, dict) or event.get("id") != job_id:
-                    continue
-                error = event.get("error")
-                if event.get("event") == "dropped" and isinstance(error, dict):
-                    # failed for good and dropped (skip_dead): nothing is left to look up
-                    raise JobFailedError(
-                        job_id, str(error.get("error", "failed")), error.get("traceback")
-                    )
-                if event.get("event") in ("finished", "dead", "dropped", "cancelled"):
-                    break
+    state = _Seen()
+    try:
+        async with asyncio.timeout(timeout), hub.subscribe(job_id) as sub:
+            return await _wait(hub, job_id, sub, state)
+    except TimeoutError:
+        if timeout is None:
+            raise
+        raise TimeoutError(
+            f"waited {timeout:g}s for the result of job {job_id}: it has not ended "
+            f"({state.describe()})"
+        ) from None
+
+
+class _Seen:
+    """What a waiter saw of its job, for the TimeoutError's message."""
+
+    def __init__(self) -> None:
+        self.event: str | None = None
+        self.pending = False
+
+    def describe(self) -> str:
+        if self.event is not None:
+            return f"last event seen: {self.event}"
+        return "it is waiting or running" if self.pending else "no event of it seen"
+
+
+async def _wait(hub: EventHub, job_id: str, sub: Subscriber, seen: _Seen) -> Any:
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            done, result = await _outcome(hub.redis, hub.keys, job_id)
+        except REDIS_ERRORS as exc:
+            hub.failed(exc)  # raises once Redis has been unreachable for too long
+            done, result = False, None
+        else:
+            seen.pending = True
+        if done:
+            return result
+        deadline = loop.time() + recheck_period(hub.subscribers)
+        while (left := deadline - loop.time()) > 0:
+            event = await sub.get(timeout=left)
+            if event is None or event is RESUBSCRIBED:
+                break  # look again: on a timer, and after a resubscription
+            seen.event = str(event.get("event"))
+            error = event.get("error")
+            if event.get("event") == "dropped" and isinstance(error, dict):
+                # failed for good and dropped (skip_dead): nothing is left to look up
+                raise JobFailedError(
+                    job_id, str(error.get("error", "failed")), error.get("traceback")
+                )
+            if event.get("event") in ENDINGS:
+                break
