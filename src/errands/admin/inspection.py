@@ -322,6 +322,22 @@ class Inspection:
         raws = await self.redis.hmget(self.keys.history_data, fields)
         return [e for e in (history_from_record(r) for r in raws if r is not None) if e]
 
+    async def find_job_ids(self, prefix: str, limit: int = 20, budget: int = 20_000) -> list[str]:
+        """Ids of live jobs, and of jobs with recorded attempts, that start with ``prefix``
+        (sorted; at most ``limit``). Scans at most about ``budget`` entries of each index."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        found: set[str] = set()
+        for key in (self.keys.jobs, self.keys.history_data):
+            seen, cursor = 0, 0
+            while seen < budget and len(found) < limit:
+                cursor, fields = await self.redis.hscan(key, cursor, match=pattern, count=1000)
+                seen += 1000
+                found |= {text(f).rsplit(":", 1)[0] if key != self.keys.jobs else text(f)
+                          for f in fields}  # fmt: skip
+                if cursor == 0:
+                    break
+        return sorted(found)[:limit]
+
     async def history_count(self, job_name: str | None = None) -> int:
         key = self.keys.history_of(job_name) if job_name else self.keys.history
         return int(await self.redis.zcard(key))

@@ -74,6 +74,7 @@ class Actions:
         table: dict[str, Action] = {
             "/queues/pause": self.pause,
             "/queues/unpause": self.unpause,
+            "/queues/clear": self.clear_queue,
             "/jobs/cancel": self.cancel,
             "/jobs/retry": self.retry_job,
             "/jobs/delete": self.delete_job,
@@ -83,9 +84,10 @@ class Actions:
             "/schedules/run": self.schedule_verb("run"),
             "/schedules/delete": self.schedule_verb("delete"),
         }
-        for kind in ("scheduled", "retry", "dead"):
+        for kind in ("scheduled", "retry", "dead", "cancelled"):
             for verb in ("retry", "delete", "retry-all", "delete-all"):
                 table[f"/{kind}/{verb}"] = self.set_action(kind, verb)
+            table[f"/{kind}/bulk"] = self.bulk_action(kind)
         routes = [
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
@@ -135,6 +137,17 @@ class Actions:
         await self.client.unpause(name)
         return Outcome(f"Resumed {name}.", "/queues")
 
+    async def clear_queue(self, form: dict[str, str]) -> Outcome:
+        """Delete every job waiting on one queue (running, scheduled and retrying ones stay)."""
+        name = _required(form, "name")
+        c = self.client
+
+        async def lister(page: int) -> Page[JobInfo]:
+            return await c.queued_jobs(name, page)
+
+        count = await _each(lister, c.destroy)
+        return Outcome(f"Cleared {name}: {count} jobs deleted.", "/queues/" + quote(name, safe=""))
+
     async def cancel(self, form: dict[str, str]) -> Outcome:
         job_id = _required(form, "id")
         outcome = await self.client.cancel(job_id)
@@ -163,21 +176,13 @@ class Actions:
 
     def set_action(self, kind: str, verb: str) -> Action:
         c = self.client
-        lister: Lister = {"scheduled": c.scheduled_jobs, "retry": c.retry_jobs}.get(
-            kind, c.dead_jobs
-        )
-        one: dict[str, Callable[[str], Awaitable[bool]]] = {
-            "scheduled": c.run_scheduled_now,
-            "retry": self._retry_now,
-            "dead": c.retry_dead_job,
-        }
-        delete = {"scheduled": c.delete_scheduled_job, "retry": c.delete_retry_job}
-        action = one[kind] if verb.startswith("retry") else delete.get(kind, c.delete_dead_job)
+        lister = self._lister(kind)
+        action = self._one(kind, verb)
         done_word = "queued" if verb.startswith("retry") else "deleted"
 
         async def run(form: dict[str, str]) -> Outcome:
             if verb.endswith("-all"):
-                if kind == "dead":
+                if kind == "dead":  # the Client's bulk calls
                     bulk = c.retry_all_dead_jobs if verb == "retry-all" else c.delete_all_dead_jobs
                     count = await bulk()
                 else:
@@ -189,6 +194,63 @@ class Actions:
             return Outcome(f"{job_id} {done_word}.", f"/{kind}")
 
         return run
+
+    def _lister(self, kind: str) -> Lister:
+        c = self.client
+        listers: dict[str, Lister] = {
+            "scheduled": c.scheduled_jobs,
+            "retry": c.retry_jobs,
+            "dead": c.dead_jobs,
+            "cancelled": c.cancelled_jobs,
+        }
+        return listers[kind]
+
+    def _one(self, kind: str, verb: str) -> Callable[[str], Awaitable[bool]]:
+        """The action on one job of a set: ``retry`` (run now) or ``delete``."""
+        c = self.client
+        if verb.startswith("retry"):
+            return {
+                "scheduled": c.run_scheduled_now,
+                "retry": self._retry_now,
+                "dead": c.retry_dead_job,
+                "cancelled": self._requeue_cancelled,
+            }[kind]
+        return {
+            "scheduled": c.delete_scheduled_job,
+            "retry": c.delete_retry_job,
+            "dead": c.delete_dead_job,
+            "cancelled": self._delete_cancelled,
+        }[kind]
+
+    def bulk_action(self, kind: str) -> Action:
+        """``verb`` (retry or delete) on the jobs whose ids were selected (``ids``: repeated
+        form fields, or a JSON list)."""
+
+        async def run(form: dict[str, str]) -> Outcome:
+            verb = form.get("verb", "")
+            if verb not in ("retry", "delete"):
+                raise ValueError("verb must be retry or delete")
+            ids = _ids(form.get("ids", ""))
+            if not ids:
+                raise ValueError("select at least one job")
+            action = self._one(kind, verb)
+            done = sum([await action(job_id) for job_id in ids])
+            word = "queued" if verb == "retry" else "deleted"
+            return Outcome(f"{done} of {len(ids)} selected {kind} jobs {word}.", f"/{kind}", done)
+
+        return run
+
+    async def _requeue_cancelled(self, job_id: str) -> bool:
+        info = await self.client.job(job_id)
+        if info is None or info.status != JobStatus.CANCELLED:
+            return False
+        return await self.client.reschedule(job_id, self.client.clock.now())
+
+    async def _delete_cancelled(self, job_id: str) -> bool:
+        info = await self.client.job(job_id)
+        if info is None or info.status != JobStatus.CANCELLED:
+            return False
+        return await self.client.destroy(job_id)
 
     async def _retry_now(self, job_id: str) -> bool:
         info = await self.client.job(job_id)
@@ -273,6 +335,26 @@ async def _each(lister: Lister, action: Callable[[str], Awaitable[bool]]) -> int
         if not any(results) or done >= total:
             break
     return done
+
+
+MAX_BULK = 500
+
+
+def _ids(raw: str) -> list[str]:
+    """Ids from repeated form fields (joined by newlines by the Guard) or a JSON list."""
+    if raw.startswith("["):
+        try:
+            values = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ValueError("ids must be a JSON list of job ids") from None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ValueError("ids must be a JSON list of job ids")
+    else:
+        values = raw.split("\n")
+    ids = list(dict.fromkeys(v.strip() for v in values if v.strip()))
+    if len(ids) > MAX_BULK:
+        raise ValueError(f"select at most {MAX_BULK} jobs at once")
+    return ids
 
 
 def _message(exc: BaseException) -> str:

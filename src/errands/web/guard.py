@@ -230,7 +230,11 @@ def _parse_form(conn: HTTPConnection, body: bytes) -> dict[str, str]:
             return {str(k): v if isinstance(v, str) else orjson.dumps(v).decode()
                     for k, v in data.items()}  # fmt: skip
         if ctype in ("", "application/x-www-form-urlencoded"):
-            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+            form = dict(pairs)
+            if "ids" in form:  # the one repeated field (bulk selections): all its values
+                form["ids"] = "\n".join(v for k, v in pairs if k == "ids")
+            return form
     except (orjson.JSONDecodeError, UnicodeDecodeError):
         raise Refused(400, "Malformed request body.") from None
     raise Refused(415, "Send application/x-www-form-urlencoded or application/json.")

@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..admin.jobinfo import Page
+from .nav import NAV
 from .security import Settings
 
 __all__ = ["Renderer", "chart", "jsonable", "root_of", "route_path"]
@@ -160,6 +161,7 @@ class Renderer:
         level, _, message = unquote(flash or "").partition("|")
         context.setdefault("active", "")
         context.setdefault("refresh", self.settings.refresh)
+        context.setdefault("retry", 0)
         html = self.env.get_template(template).render(
             root=root_of(conn),
             csrf=getattr(conn.state, "csrf", ""),
@@ -167,6 +169,7 @@ class Renderer:
             read_only=self.settings.read_only,
             token_login=bool(self.settings.token),
             flash={"level": level, "message": message} if message else None,
+            nav=NAV,
             **context,
         )
         response = HTMLResponse(html, status_code=status_code)
@@ -196,7 +199,11 @@ class Renderer:
         """An error page (or JSON for /api): the message only, never a traceback."""
         if is_api(conn):
             return JSONResponse({"error": message, "status": status}, status_code=status)
-        return self.page(conn, "error.html", status, status=status, message=message, refresh=0)
+        # a 503 page (Redis unavailable) retries by itself and reloads once the server answers
+        retry = (self.settings.refresh or 5.0) if status == 503 else 0
+        return self.page(
+            conn, "error.html", status, status=status, message=message, refresh=0, retry=retry
+        )
 
     def unauthorized(self, conn: HTTPConnection, message: str = "") -> Response:
         s = self.settings

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from ..admin.client import Client
 from ..admin.jobinfo import JobStatus, Page
 from ..store.keys import check_job_name
+from .filters import Filter, filtered_page
 from .redact import Redactor
 from .render import Renderer, chart
 
@@ -29,6 +30,7 @@ SETS = {
     "scheduled": ("Scheduled", "Jobs waiting for their time; soonest first.", "Run now"),
     "retry": ("Retry", "Failed jobs waiting for their next attempt; soonest first.", "Retry now"),
     "dead": ("Dead", "Jobs that failed for good; newest first.", "Retry"),
+    "cancelled": ("Cancelled", "Jobs cancelled before they finished; newest first.", "Retry"),
 }
 
 
@@ -78,6 +80,7 @@ class Views:
             ("/scheduled", self.job_set("scheduled"), "jobs.html", "scheduled"),
             ("/retry", self.job_set("retry"), "jobs.html", "retry"),
             ("/dead", self.job_set("dead"), "jobs.html", "dead"),
+            ("/cancelled", self.job_set("cancelled"), "jobs.html", "cancelled"),
             ("/history", self.history, "history.html", "history"),
             ("/schedules", self.schedules, "schedules.html", "schedules"),
             ("/jobs/{id:path}", self.job, "job.html", ""),
@@ -124,14 +127,22 @@ class Views:
         return self.renderer.json({"csrf": request.state.csrf})
 
     async def find_job(self, request: Request) -> Response:
+        """The job with this id, or the jobs whose ids start with it (one: its page)."""
         job_id = request.query_params.get("id", "").strip()
         if not job_id:
             return self.renderer.redirect(request, "/history")
         if not plausible_id(job_id):
-            return self.renderer.error(
-                request, 404, "No such job: ids have no braces or control characters."
-            )
-        return self.renderer.redirect(request, "/jobs/" + quote(job_id, safe=""))
+            message = "No such job: ids have no braces or control characters."
+            return self.renderer.error(request, 404, message)
+        if await self.client.job(job_id) is not None or await self.client.history_job(job_id, 1):
+            return self.renderer.redirect(request, "/jobs/" + quote(job_id, safe=""))
+        ids = await self.client.find_job_ids(job_id)
+        if len(ids) == 1:
+            return self.renderer.redirect(request, "/jobs/" + quote(ids[0], safe=""))
+        if not ids:
+            return self.renderer.error(request, 404, f"No job id is or starts with {job_id!r}.")
+        counts = await self.client.count_by_status()
+        return self.renderer.page(request, "found.html", counts=counts, prefix=job_id, ids=ids)
 
     # -- loaders ----------------------------------------------------------------------------
     async def overview(self, request: Request) -> dict[str, Any]:
@@ -188,25 +199,45 @@ class Views:
                 "scheduled": self.client.scheduled_jobs,
                 "retry": self.client.retry_jobs,
                 "dead": self.client.dead_jobs,
+                "cancelled": self.client.cancelled_jobs,
             }[kind]
             title, blurb, verb = SETS[kind]
-            page = self._redacted(await lister(page_number(request)))
-            return {"kind": kind, "title": title, "blurb": blurb, "verb": verb, "page": page}
+            wanted = Filter(name_filter(request), request.query_params.get("q"))
+            number = page_number(request)
+            searched = 0
+            if wanted:
+                page, searched = await filtered_page(lister, self.redactor, number, wanted)
+            else:
+                page = self._redacted(await lister(number))
+            return {
+                "kind": kind, "title": title, "blurb": blurb, "verb": verb, "page": page,
+                "names": await self.client.job_names(), "name": wanted.name,
+                "text": wanted.text or "", "filtered": bool(wanted), "searched": searched,
+                "query": wanted.query(),
+            }  # fmt: skip
 
         return load
 
     async def history(self, request: Request) -> dict[str, Any]:
-        name = name_filter(request)
+        wanted = Filter(name_filter(request), request.query_params.get("q"))
         job_id = request.query_params.get("id", "").strip() or None
         names = await self.client.job_names()
         if job_id and not plausible_id(job_id):
             raise BadRequest("not a job id: ids have no braces or control characters")
+        found: dict[str, Any] = {"names": names, "name": wanted.name, "text": wanted.text or ""}
+        found.update(job_id=job_id, searched=0, query=wanted.query(), filtered=bool(wanted))
         if job_id:
             entries = self.redactor.each(await self.client.history_job(job_id))
-            found = Page(entries[::-1], len(entries), 1, max(1, len(entries)))
-            return {"page": found, "names": names, "name": None, "job_id": job_id}
-        page = self._redacted(await self.client.history(page_number(request), name))
-        return {"page": page, "names": names, "name": name, "job_id": None}
+            return found | {"page": Page(entries[::-1], len(entries), 1, max(1, len(entries)))}
+        number = page_number(request)
+        if wanted.text:
+
+            async def lister(n: int) -> Page[Any]:
+                return await self.client.history(n, wanted.name)
+
+            page, found["searched"] = await filtered_page(lister, self.redactor, number, wanted)
+            return found | {"page": page}
+        return found | {"page": self._redacted(await self.client.history(number, wanted.name))}
 
     async def schedules(self, request: Request) -> dict[str, Any]:
         infos = self.redactor.each(await self.client.schedules())
