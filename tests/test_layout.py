@@ -21,6 +21,8 @@ FORBIDDEN = {
     "web": {"worker", "cli"},
     "sync": {"worker", "cli", "web", "contrib"},
     "contrib": {"cli", "web"},
+    # the stack-independent outbox (rows, the relay): the per-stack parts are in contrib/
+    "outbox": {"worker", "admin", "periodic", "sync", "longwork", "cli", "web", "contrib"},
 }
 # top-level modules that every layer builds on: they import no folder
 PRIMITIVES = {"errors", "clock", "job", "backoff", "serialization", "convert", "aio", "middleware"}

@@ -13,6 +13,7 @@ from types import FrameType
 from ..errors import ErrandsError
 from .admin import add_admin_commands
 from .dashboard import add_dashboard_command
+from .relay import add_relay_command
 from .schedules import add_schedule_commands
 from .target import env_url, load_pool
 from .worker import add_worker_options, prepare, run_check, run_reloading, worker_argv
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_schedule_commands(sub)
     add_admin_commands(sub)
     add_dashboard_command(sub)
+    add_relay_command(sub)
     return parser
 
 

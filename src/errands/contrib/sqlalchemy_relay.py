@@ -1,0 +1,134 @@
+"""The database side of the outbox relay on SQLAlchemy's asyncio engines (PostgreSQL through
+psycopg 3 or asyncpg, SQLite through aiosqlite). See docs/outbox.md.
+
+>>> relay = OutboxRelay(SQLAlchemySource("postgresql+psycopg://app@db/app"))
+>>> relay.attach(pool)                       # or: python -m errands relay --database URL
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..outbox.relay import Send
+from ..outbox.rows import CHANNEL, OutboxRow
+from .sqlalchemy_outbox import outbox_table
+
+__all__ = ["SQLAlchemySource", "async_url"]
+
+log = logging.getLogger("errands.outbox")
+_ASYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "sqlite": "sqlite+aiosqlite"}
+
+
+def async_url(url: str) -> str:
+    """``url`` with an asyncio driver: ``postgresql://`` becomes ``postgresql+psycopg://``,
+    ``sqlite://`` ``sqlite+aiosqlite://``; a URL naming its driver is kept."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver).render_as_string(False) if driver else url
+
+
+class SQLAlchemySource:
+    """``errands_outbox`` of the database of ``engine`` (an ``AsyncEngine`` or a URL).
+
+    A batch is claimed with ``DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)
+    RETURNING`` on PostgreSQL, so concurrent relays take different rows; on SQLite the DELETE
+    takes the database's write lock, so relays take turns. The claim commits only after Redis
+    has the jobs. On PostgreSQL a connection LISTENs for the table trigger's NOTIFY
+    (``listen=False``: poll only).
+    """
+
+    def __init__(self, engine: AsyncEngine | str, *, listen: bool = True) -> None:
+        self._owns_engine = isinstance(engine, str)
+        self.engine = create_async_engine(async_url(engine)) if isinstance(engine, str) else engine
+        self.dialect = self.engine.dialect.name
+        self._listen = listen and self.dialect == "postgresql"
+        self._notified = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+
+    def _claim(self, limit: int) -> Any:
+        t = outbox_table
+        oldest = select(t.c.id).order_by(t.c.id).limit(limit)
+        if self.dialect == "postgresql":
+            oldest = oldest.with_for_update(skip_locked=True)
+        return (
+            delete(t)
+            .where(t.c.id.in_(oldest.scalar_subquery()))
+            .returning(t.c.id, t.c.job_id, t.c.name, t.c.payload, t.c.created_at)
+        )
+
+    async def relay_batch(self, limit: int, send: Send) -> int:
+        self._ensure_listener()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(self._claim(limit))
+            rows = [
+                OutboxRow(job_id, name, payload, created_at, id)
+                for id, job_id, name, payload, created_at in result.all()
+            ]
+            if rows:
+                rows.sort(key=lambda row: row.id)
+                await send(rows)
+        return len(rows)
+
+    async def wait(self, timeout: float) -> None:
+        self._ensure_listener()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._notified.wait(), timeout)
+        self._notified.clear()
+
+    async def backlog(self) -> tuple[int, float | None]:
+        t = outbox_table
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(func.count(), func.min(t.c.created_at)))
+            count, oldest = result.one()
+        return int(count), (float(oldest) if oldest is not None else None)
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    # -- LISTEN/NOTIFY (PostgreSQL) --------------------------------------------------------------
+    def _ensure_listener(self) -> None:
+        if self._listen and (self._listener is None or self._listener.done()):
+            self._listener = asyncio.create_task(self._listen_loop(), name="errands-outbox-listen")
+
+    async def _listen_loop(self) -> None:
+        while True:
+            try:
+                await self._listen_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay: LISTEN %s failed (%s), polling meanwhile", CHANNEL, exc)
+            self._notified.set()  # rows may have come while nobody listened
+            await asyncio.sleep(1.0)
+
+    async def _listen_once(self) -> None:
+        async with self.engine.connect() as conn:
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            try:
+                if self.engine.dialect.driver == "asyncpg":
+                    await raw.add_listener(CHANNEL, lambda *_: self._notified.set())
+                    lost = asyncio.Event()
+                    raw.add_termination_listener(lambda *_: lost.set())
+                    self._notified.set()
+                    await lost.wait()
+                else:  # psycopg 3
+                    await raw.set_autocommit(True)
+                    await raw.execute(f"LISTEN {CHANNEL}")
+                    self._notified.set()
+                    async for _ in raw.notifies():
+                        self._notified.set()
+            finally:
+                await conn.invalidate()  # a LISTENing connection goes back to no pool

@@ -1,0 +1,154 @@
+"""The relay: moves committed outbox rows into Redis, in batches, and deletes them.
+
+The database side is a :class:`Source` (one per stack: ``errands.contrib.sqlalchemy_relay``,
+``errands.contrib.django.relay``). Each batch is claimed, enqueued and deleted inside one database
+transaction; a crash anywhere before its commit rolls the claim back and the rows are relayed
+again, and each row's job id makes the second enqueue store nothing. So each committed row
+becomes one job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..enqueuer import Enqueuer
+from .rows import OutboxRow, enqueue_item
+
+__all__ = ["OutboxRelay", "Source"]
+
+log = logging.getLogger("errands.outbox")
+Send = Callable[[list[OutboxRow]], Awaitable[None]]
+
+
+class Source(Protocol):
+    """The outbox table of one database, as the relay sees it."""
+
+    async def relay_batch(self, limit: int, send: Send) -> int:
+        """Claim up to ``limit`` committed rows (oldest first; rows another relay holds are
+        skipped), ``await send(rows)``, delete them, commit; the number of rows. An error
+        (of ``send`` too) rolls the claim back."""
+        ...
+
+    async def wait(self, timeout: float) -> None:
+        """Return when rows were committed since the last return (a NOTIFY), or after
+        ``timeout`` seconds."""
+        ...
+
+    async def backlog(self) -> tuple[int, float | None]:
+        """Rows waiting, and the creation time (unix seconds) of the oldest."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class PoolHooks(Protocol):
+    """What :meth:`OutboxRelay.attach` needs of a ``WorkerPool``."""
+
+    namespace: str
+    redis: Any
+    serializer: Any
+
+    def on_startup(self, fn: Any) -> Any: ...
+    def on_shutdown(self, fn: Any) -> Any: ...
+
+
+async def send_rows(enqueuer: Enqueuer, rows: list[OutboxRow]) -> None:
+    """Enqueue the rows' jobs in one round trip; a row already relayed stores nothing."""
+    await enqueuer.enqueue_many([enqueue_item(row) for row in rows])
+
+
+class OutboxRelay:
+    """Relays a :class:`Source` into Redis: ``await relay.run(enqueuer)``, or inside a worker
+    pool with ``relay.attach(pool)``. Any number of relays may run on one table (in every pool:
+    there is no leader); each batch is claimed by one of them.
+
+    ``batch`` rows per transaction; ``poll_interval`` bounds the wait for new rows when no
+    NOTIFY comes (other databases than PostgreSQL, or a lost LISTEN connection).
+    """
+
+    def __init__(self, source: Source, *, batch: int = 1000, poll_interval: float = 1.0) -> None:
+        if batch < 1 or batch > 5000:
+            raise ValueError(f"batch must be 1..5000 rows, got {batch}")
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be > 0")
+        self.source = source
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.relayed = 0  # rows relayed by this relay
+        self.last_batch_at: float | None = None  # when a batch (even an empty one) last committed
+        self.last_error: str | None = None
+        self._enqueuer: Enqueuer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def relay_once(self, enqueuer: Enqueuer) -> int:
+        """Relay one batch; the number of rows."""
+        self._enqueuer = enqueuer
+        n = await self.source.relay_batch(self.batch, self._send)
+        self.relayed += n
+        self.last_batch_at = time.time()
+        self.last_error = None
+        return n
+
+    async def drain(self, enqueuer: Enqueuer) -> int:
+        """Relay until the table is empty (for tests and scripts); the number of rows."""
+        total = 0
+        while n := await self.relay_once(enqueuer):
+            total += n
+        return total
+
+    async def _send(self, rows: list[OutboxRow]) -> None:
+        assert self._enqueuer is not None
+        await send_rows(self._enqueuer, rows)
+
+    async def run(self, enqueuer: Enqueuer) -> None:
+        """Relay until cancelled: batch after batch while full ones come, then wait for a
+        NOTIFY or ``poll_interval``. Errors (database or Redis down) are logged and retried
+        after ``poll_interval``."""
+        while True:
+            try:
+                n = await self.relay_once(enqueuer)
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "outbox relay: %s; retrying in %.1fs", self.last_error, self.poll_interval
+                )
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if n < self.batch:
+                await self.source.wait(self.poll_interval)
+
+    # -- inside a worker pool ------------------------------------------------------------------
+    def attach(self, pool: PoolHooks) -> None:
+        """Run this relay in ``pool`` while it runs (started after its startup hooks, stopped at
+        its shutdown), enqueueing through the pool's Redis and namespace."""
+
+        async def start(context: dict[str, Any]) -> None:
+            enqueuer = Enqueuer(
+                pool.redis, namespace=pool.namespace, serializer=pool.serializer, strict=None
+            )
+            self.start(enqueuer)
+
+        async def stop(context: dict[str, Any]) -> None:
+            await self.stop()
+
+        pool.on_startup(start)
+        pool.on_shutdown(stop)
+
+    def start(self, enqueuer: Enqueuer) -> None:
+        """Start :meth:`run` as a task of the running event loop."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(enqueuer), name="errands-outbox-relay")
+
+    async def stop(self) -> None:
+        """Cancel the task of :meth:`start` (a batch in flight rolls back) and close the source."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.source.aclose()
