@@ -22,6 +22,7 @@ from .errors import (
 )
 from .handlers import current_job
 from .job import Job
+from .longwork.batch import BatchOutcome
 from .middleware import Middleware, Next
 from .periodic.store import PeriodicSchedule, ScheduleInfo
 from .serialization import JSONSerializer, PayloadTooLargeError, SerializationError, Serializer
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backoff",
+    "BatchOutcome",
     "Client",
     "Clock",
     "Enqueuer",

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, to_ms
@@ -70,6 +70,8 @@ class Fetching:
         def requeue_stale_buffer(self) -> int: ...
 
         def _start(self, name: str, item: Fetched) -> None: ...
+
+        def batch_holding(self) -> Iterator[str]: ...
 
         def _spawn(self, coro: Awaitable[None], job: Job | None, job_id: str = "") -> None: ...
 
@@ -167,6 +169,7 @@ class Fetching:
         held = set(self._holding.values())
         held.update(self.acker.holding())
         held.update(item.id for _name, item, _at in self.buffer)
+        held.update(self.batch_holding())
         for member in raw:
             job_id, _, name = member.decode(errors="replace").partition(":")
             if job_id in held or name not in self.job_types:

@@ -26,6 +26,7 @@ from ..middleware import ProcessMiddleware, chain
 from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
 from ..store.scripts import Acked, Fetched, Scripts
 from .acker import Acker
+from .batching import Batching, batch_types
 from .cancellation import CancelRequests
 from .fetching import Fetching
 from .lease import Lease
@@ -39,7 +40,7 @@ __all__ = ["Worker"]
 log = logging.getLogger("errands.worker")
 
 
-class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
+class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
     """Runs the jobs of one pool. Construct, ``await run()`` as a task, ``stop_fetching()``,
     ``wait_idle()`` / ``cancel_running()``, then ``close()``."""
 
@@ -81,12 +82,16 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
         self.dead_timeout_ms = int((lease.dead_timeout if lease else 10.0) * 1000)
         # the records (result, history) embed the envelope: as JSON when it is not stored so
         self.json_records = not isinstance(serializer, JSONSerializer)
+        # batch job names are fetched and run by their own loops (batching.py)
+        plain = {n: jt for n, jt in job_types.items() if n not in batch_types(job_types)}
         self._runners: dict[str, Callable[[Job], Awaitable[Any]]] = {
-            name: chain(middleware, self._handler_for(jt)) for name, jt in job_types.items()
+            name: chain(middleware, self._handler_for(jt)) for name, jt in plain.items()
         }
         self.sampler = PrioritySampler(
-            [(name, jt.priority, jt.max_concurrency) for name, jt in job_types.items()]
+            [(name, jt.priority, jt.max_concurrency) for name, jt in plain.items()]
         )
+        self._batches = []
+        self._batch_stop = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.running: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
         self._cancel_requests: dict[str, bool] = {}  # job id -> destroy
@@ -132,12 +137,13 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
     async def run(self) -> None:
         """Fetch and start jobs until ``stop_fetching``; runs the ack flusher alongside."""
         self.acker.start()
-        await self._fetch_loop()
+        await asyncio.gather(self._fetch_loop(), self._batch_loops())
 
     def stop_fetching(self) -> None:
         self._stopping = True
         self._slot_freed.set()
         self.wake.set()
+        self._batch_stop.set()
         while self.buffer:  # fetched ahead, never started: back on their queues
             name, item, _at = self.buffer.popleft()
             self._give_back(name, item)
@@ -150,6 +156,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs):
         self.abandoned = self._stopping = True
         self.settler.abandoned = True
         self._slot_freed.set()
+        self._batch_stop.set()
         self.wake.set()
         buffered = len(self.buffer)
         self.buffer.clear()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from ..backoff import Backoff
 from ..errors import RegistrationError
 from ..handlers import JobType
+from ..longwork.batch import BatchHandler, BatchRunner
 from ..longwork.iterable import Generator, IterableRunner
 from ..middleware import ProcessMiddleware, as_process
 from ..typed import JobDecorator, JobHost, bind_enqueuer
@@ -23,6 +24,7 @@ __all__ = ["Hook", "JobRegistry", "call_hook", "seconds"]
 
 Hook = Callable[[dict[str, Any]], Awaitable[None] | None]
 G = TypeVar("G", bound=Generator)
+B = TypeVar("B", bound=BatchHandler)
 
 
 def seconds(value: float | timedelta) -> float:
@@ -102,6 +104,28 @@ class JobRegistry:
 
         def register(fn: G) -> G:
             runner = IterableRunner(name, fn, seconds(checkpoint_every))
+            self.register(name, runner, **options)
+            return fn
+
+        return register
+
+    def batch_job(
+        self,
+        name: str,
+        *,
+        max_size: int = 100,
+        max_wait: float | timedelta = timedelta(seconds=1),
+        **options: Any,
+    ) -> Callable[[B], B]:
+        """Decorator registering a batch handler: ``async def f(jobs: list[Job]) ->
+        BatchOutcome``, run with up to ``max_size`` jobs of ``name`` at once, as soon as that
+        many wait or the oldest has waited ``max_wait``. Each job keeps its own id, attempts,
+        retries and dead entry: ``BatchOutcome(failed={job id: exception})`` names the ones that
+        failed. ``options`` as for :meth:`job` (``max_fails``, ``backoff``, ``timeout`` for one
+        batch, ``max_concurrency``...). See docs/long-jobs.md."""
+
+        def register(fn: B) -> B:
+            runner = BatchRunner(name, fn, max_size, seconds(max_wait))
             self.register(name, runner, **options)
             return fn
 

@@ -1,12 +1,15 @@
 """Worker app with iterable jobs and short failure-detection timings (the long-work process
 tests). ``python -m errands worker tests.support.apps.longwork:pool --redis URL --namespace NS``.
-``LW_CHECKPOINT`` sets checkpoint_every (seconds, default 0.2)."""
+``LW_CHECKPOINT`` sets checkpoint_every (seconds, default 0.2); ``LW_BATCH_SLEEP`` how long
+each batch of ``bulk`` sleeps (default 0)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from collections.abc import AsyncIterator
+
+import orjson
 
 from errands import Job, WorkerPool
 
@@ -32,3 +35,11 @@ async def items(job: Job, cursor: int | None) -> AsyncIterator[int]:
         await asyncio.sleep(delay)
         await pool.redis.rpush(key, f"{pid}:{i}")
         yield i
+
+
+@pool.batch_job("bulk", max_size=50, max_wait=0.1)
+async def bulk(jobs: list[Job]) -> None:
+    """Records each batch as {"pid", "ids"}, then sleeps ``LW_BATCH_SLEEP`` seconds."""
+    entry = {"pid": os.getpid(), "ids": [j.id for j in jobs]}
+    await pool.redis.rpush(record_key(pool.namespace, "batches"), orjson.dumps(entry))
+    await asyncio.sleep(float(os.environ.get("LW_BATCH_SLEEP", "0")))

@@ -1,0 +1,238 @@
+"""Batch job names, the worker's side (see longwork/batch.py): one loop per batch name watches
+its queue and, once ``max_size`` jobs wait or the oldest has waited ``max_wait``, fetches up to
+``max_size`` of them with one ``fetch`` script call (into this pool's in-progress set, each job
+with its own attempt, as any fetch) and runs them as one task. Jobs that succeeded are
+acknowledged through the acker (one ``ack`` script call for the batch, with other pending acks);
+each failed job is settled on its own, as a failed job (retry, dead set)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..clock import Clock, to_ms
+from ..handlers import JobType
+from ..job import Job
+from ..longwork.batch import BatchOutcome, BatchRunner, batch_due
+from ..serialization import SerializationError, Serializer, dumps_json
+from ..store.scripts import Fetched, LeaseLost, Scripts
+from .fetching import wait_for
+
+if TYPE_CHECKING:
+    from ..store.keys import Keys
+    from .lease import Lease
+    from .settler import Settler
+
+__all__ = ["Batching", "batch_types"]
+
+log = logging.getLogger("errands.worker")
+
+
+def batch_types(job_types: dict[str, JobType]) -> dict[str, JobType]:
+    """The job types registered with ``@pool.batch_job``."""
+    return {n: jt for n, jt in job_types.items() if isinstance(jt.handler, BatchRunner)}
+
+
+class _Batch:
+    """The jobs of one batch run (for the orphan reclaim: they are held here)."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+
+class Batching:
+    """Mixin of Worker: the batch loops, started by ``run`` and ended by ``stop_fetching``."""
+
+    pool_id: str
+    scripts: Scripts
+    keys: Keys
+    clock: Clock
+    serializer: Serializer
+    settler: Settler
+    lease: Lease | None
+    job_types: dict[str, JobType]
+    context: dict[str, Any]
+    poll_interval: float
+    dead_timeout_ms: int
+    tasks: set[asyncio.Task[None]]
+    wake: asyncio.Event
+    _slot_freed: asyncio.Event
+    _stopping: bool
+    _cancelling: bool
+    _reclaim: bool
+    abandoned: bool
+    processed: int
+    requeued_on_stop: int
+    _batches: list[_Batch]
+    _batch_stop: asyncio.Event
+
+    if TYPE_CHECKING:  # provided by Worker and the Fetching mixin
+
+        def _give_back(self, name: str, item: Fetched) -> None: ...
+
+        def _spawn(self, coro: Awaitable[None], job: Job | None, job_id: str = "") -> None: ...
+
+        def _ack(
+            self, job: Job, jt: JobType, encoded: bytes, started_ms: int, ran_ms: float
+        ) -> None: ...
+
+    def batch_holding(self) -> Iterator[str]:
+        for batch in self._batches:
+            yield from batch.ids
+
+    async def _batch_loops(self) -> None:
+        loops = [self._batch_loop(jt) for jt in batch_types(self.job_types).values()]
+        if loops:
+            await asyncio.gather(*loops)
+
+    async def _batch_loop(self, jt: JobType) -> None:
+        runner = jt.handler
+        assert isinstance(runner, BatchRunner)
+        poll = min(max(runner.max_wait / 4, 0.05), self.poll_interval)
+        seen: tuple[str, float] = ("", 0.0)  # the queue's head: (id, enqueued at)
+        delay = 0.05
+        while not self._stopping:
+            try:
+                waiting, head = await self._peek(jt.name)
+                if head and head != seen[0]:
+                    seen = (head, await self._enqueued_at(head))
+                oldest = self.clock.now() - seen[1] if head else None
+                due = batch_due(waiting, oldest, runner.max_size, runner.max_wait)
+                if due > 0:
+                    await wait_for(self._batch_stop, min(due, poll))
+                    continue
+                fetched = await self.scripts.fetch(
+                    self.pool_id,
+                    to_ms(self.clock.now()),
+                    runner.max_size,
+                    [(jt.name, jt.max_concurrency)],
+                    dead_timeout_ms=self.dead_timeout_ms,
+                )
+            except LeaseLost:
+                if self.lease is not None:
+                    self.lease.lose("a reaper took its lease: fetch refused")
+                return
+            except Exception as exc:
+                self._reclaim = True  # a batch fetch whose reply was lost
+                log.warning("batch fetch of %s failed (%r); retrying", jt.name, exc)
+                await wait_for(self._batch_stop, delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.05
+            if not fetched:
+                await wait_for(self._batch_stop, poll)
+                continue
+            if len(fetched) == runner.max_size:
+                # a full fetch took the pool's idle mark (lua/fetch.lua): the fetch loop, maybe
+                # waiting for a wake-up of the other names, looks again and puts it back
+                self.wake.set()
+            if self._stopping:
+                for item in fetched:
+                    self._give_back(jt.name, item)
+                return
+            task = asyncio.ensure_future(self._run_batch(jt, runner, fetched))
+            self.tasks.add(task)
+            task.add_done_callback(self._batch_done)
+            stop = asyncio.ensure_future(self._batch_stop.wait())
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("errands internal error in a batch task", exc_info=task.exception())
+
+    async def _peek(self, name: str) -> tuple[int, str]:
+        """How many jobs wait on the queue of ``name``, and the id at its head ('' if none)."""
+        async with self.scripts.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.queue(name))
+            pipe.zrange(self.keys.queue(name), 0, 0)
+            waiting, head = await pipe.execute()
+        return int(waiting), head[0].decode() if head else ""
+
+    async def _enqueued_at(self, job_id: str) -> float:
+        """When the job was enqueued (its envelope's time; now when it cannot be read)."""
+        raw = await self.scripts.redis.hget(self.keys.jobs, job_id)
+        if isinstance(raw, str):
+            raw = raw.encode()
+        try:
+            return float(self.serializer.loads(raw)["t"]) if raw is not None else self.clock.now()
+        except Exception:
+            return self.clock.now()
+
+    def _batch_jobs(self, jt: JobType, fetched: list[Fetched]) -> list[Job]:
+        jobs = []
+        for item in fetched:
+            try:
+                job = Job.from_envelope(item.id, self.serializer.loads(item.envelope))
+                if job.name != jt.name:
+                    raise ValueError(f"envelope names job {job.name!r}, not {jt.name!r}")
+            except Exception as exc:
+                coro = self.settler.bury_corrupt(item, jt.name, f"undecodable payload: {exc}")
+                self._spawn(coro, None, item.id)
+                continue
+            job.context, job._backend = self.context, self
+            job._raw, job._attempt = item.envelope, item.token
+            jobs.append(job)
+        return jobs
+
+    async def _run_batch(self, jt: JobType, runner: BatchRunner, fetched: list[Fetched]) -> None:
+        batch = _Batch()
+        batch.ids.update(item.id for item in fetched)
+        self._batches.append(batch)
+        try:
+            await self._batch(jt, runner, self._batch_jobs(jt, fetched))
+        finally:
+            self._batches.remove(batch)
+
+    async def _batch(self, jt: JobType, runner: BatchRunner, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        started = time.perf_counter()
+        started_ms = to_ms(self.clock.now())
+        try:
+            async with asyncio.timeout(jt.timeout):
+                outcome = await runner.fn(jobs)
+            if outcome is not None and not isinstance(outcome, BatchOutcome):
+                raise TypeError(f"a batch handler returns a BatchOutcome or None, not {outcome!r}")
+        except asyncio.CancelledError:
+            if self.abandoned:
+                return
+            if not self._cancelling:
+                raise
+            for job in jobs:  # the pool stops and the grace is over: back on their queues
+                await self.settler.requeue(job)
+                self.requeued_on_stop += 1
+            log.info("%s: a batch of %d requeued (pool stopping)", jt.name, len(jobs))
+            return
+        except Exception as exc:
+            for job in jobs:
+                await self.settler.fail(job, jt, exc, started_ms)
+            name, n = type(exc).__name__, len(jobs)
+            log.warning("%s: a batch of %d failed: %s: %s", jt.name, n, name, exc)
+            return
+        ran_ms = (time.perf_counter() - started) * 1000
+        outcome = outcome or BatchOutcome()
+        for job in jobs:
+            error = outcome.failed.get(job.id)
+            if error is None:
+                self.processed += 1
+                encoded = _result(job, outcome.results.get(job.id))
+                self._ack(job, jt, encoded, started_ms, ran_ms)
+            else:
+                what = await self.settler.fail(job, jt, error, started_ms)
+                log.warning("%s %s %s: %r", job.name, job.id, what, error)
+
+
+def _result(job: Job, value: Any) -> bytes:
+    """A job's entry of ``BatchOutcome.results`` as JSON (null, with a warning, when JSON cannot
+    hold it: the job succeeded all the same)."""
+    try:
+        return dumps_json(value, "the result")
+    except SerializationError as exc:
+        log.warning("%s %s: %s; stored as null", job.name, job.id, exc)
+        return b"null"
