@@ -31,10 +31,11 @@ from .serialization import (
 from .store.coalescer import Coalescer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
 from .store.keys import Keys, check_job_id, check_job_name
+from .store.pinned import PinnedEnqueue
 from .store.replication import ReplicatedScripts
 from .store.scripts import Scripts
 from .store.served import served_names
-from .store.topology import RedisClient, as_redis
+from .store.topology import RedisClient, as_redis, is_cluster
 
 __all__ = ["Enqueuer"]
 
@@ -69,6 +70,7 @@ class Enqueuer:
     ) -> None:
         self.redis = as_redis(redis)
         self.keys = Keys(namespace)
+        self._pinned: PinnedEnqueue | None = None
         # wait_replicas=N: an enqueue returns once N replicas have the job (WAIT), else raises
         # NotReplicatedError after wait_timeout seconds; see docs/deployment.md
         self.scripts = (
@@ -76,8 +78,13 @@ class Enqueuer:
             if wait_replicas
             else Scripts(self.redis, self.keys)
         )
+        if not wait_replicas and not is_cluster(self.redis):  # see store/pinned.py
+            self._pinned = PinnedEnqueue(self.redis, self.scripts)
         # concurrent enqueues on one event loop share script calls (store/coalescer.py)
-        self._coalescer = Coalescer(lambda names, rows: self.scripts.enqueue(names, rows))
+        self._coalescer = Coalescer(
+            lambda names, rows: self.scripts.enqueue(names, rows),
+            fast=self._pinned.enqueue if self._pinned else None,
+        )
         self.clock: Clock = clock or SystemClock()
         self.serializer: Serializer = serializer or JSONSerializer()
         self._middleware = [as_enqueue(m) for m in middleware]
@@ -103,6 +110,8 @@ class Enqueuer:
 
     async def aclose(self) -> None:
         await self.hub.aclose()
+        if self._pinned is not None:
+            await self._pinned.aclose()
         if self._owns_client:
             await self.redis.aclose()
 

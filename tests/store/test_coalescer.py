@@ -97,3 +97,41 @@ async def test_a_caller_cancelled_before_its_call_stores_nothing(
     assert third is not None
     stored = {m.decode() for m in await redis.hkeys(Keys(namespace).jobs)}
     assert stored == {"first", "third"}
+
+
+# -- the pinned connection (store/pinned.py) ---------------------------------------------------
+async def test_enqueue_survives_a_flushed_script_cache(enqueuer: Enqueuer, redis: Redis) -> None:
+    await enqueuer.enqueue("a", {"i": 0})
+    await redis.script_flush()
+    job = await enqueuer.enqueue("a", {"i": 1})  # NOSCRIPT on the pinned connection: loaded
+    assert job is not None and await redis.hexists(enqueuer.keys.jobs, job.id)
+    assert await enqueuer.enqueue("a", {"i": 2}) is not None
+
+
+async def test_enqueue_survives_a_killed_connection(
+    enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    await enqueuer.enqueue("a", {"i": 0})
+    assert enqueuer._pinned is not None
+    pinned = enqueuer._pinned.script._conn
+    assert pinned is not None
+    await redis.client_kill_filter(laddr=None, _id=await _client_id(redis, pinned))
+    jobs = [await enqueuer.enqueue("a", {"i": i}, job_id=f"after-{i}") for i in range(3)]
+    assert all(j is not None and not j.existed for j in jobs)
+    assert await redis.zcard(Keys(namespace).queue("a")) == 4
+
+
+async def _client_id(redis: Redis, conn: object) -> str:
+    port = conn._writer.get_extra_info("sockname")[1]  # type: ignore[attr-defined]
+    for client in await redis.client_list():
+        if client["addr"].endswith(f":{port}"):
+            return str(client["id"])
+    raise AssertionError("the pinned connection is not among the server's clients")
+
+
+async def test_closing_the_enqueuer_gives_the_connection_back(redis: Redis, namespace: str) -> None:
+    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
+    await enqueuer.enqueue("a", {})
+    in_use = len(redis.connection_pool._in_use_connections)
+    await enqueuer.aclose()
+    assert len(redis.connection_pool._in_use_connections) == in_use - 1

@@ -23,7 +23,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .scripts import Arg
 
@@ -46,8 +48,9 @@ class _Pending:
 class Coalescer:
     """Joins concurrent enqueues of one event loop into calls of ``send`` (the enqueue script)."""
 
-    def __init__(self, send: Send, max_jobs: int = MAX_JOBS) -> None:
+    def __init__(self, send: Send, max_jobs: int = MAX_JOBS, fast: Send | None = None) -> None:
         self._send = send
+        self._fast = fast  # tried first (store/pinned.py); ``send`` when it cannot answer
         self.max_jobs = max_jobs
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Pending] = []
@@ -131,8 +134,18 @@ class Coalescer:
             row[0] = index.setdefault(p.name, len(index) + 1)
             rows.append(row)
         self.calls += 1
-        existed = set(await self._send(list(index), rows))
+        existed = set(await self._send_once(list(index), rows))
         return [i in existed for i in range(len(batch))]
+
+    async def _send_once(self, names: list[str], rows: list[list[Arg]]) -> list[int]:
+        if self._fast is not None:
+            try:
+                return await self._fast(names, rows)
+            except NoScriptError:
+                pass  # the general path loads the script
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                pass  # the general path reconnects, retries and names the server
+        return await self._send(names, rows)
 
 
 def _fresh(exc: BaseException) -> BaseException:

@@ -135,6 +135,13 @@ class Scripts:
     async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> list[int]:
         """Store jobs; each job is (name index 1-based, name, id, envelope, priority, due ms).
         Returns the 0-based indices of the jobs found already there (not stored again)."""
+        existed = await self._call("enqueue", *self.enqueue_request(names, jobs))
+        return [int(i) - 1 for i in existed]
+
+    def enqueue_request(
+        self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]
+    ) -> tuple[list[str], list[Arg]]:
+        """The KEYS and ARGV of an ``enqueue`` call (see :meth:`enqueue`)."""
         k = self.keys
         keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.listening, k.ended]
         for name in names:
@@ -143,8 +150,12 @@ class Scripts:
         args: list[Arg] = [k.wake_channel, len(jobs), k.events_channel, len(names)]
         for job in jobs:
             args.extend(job)
-        existed = await self._call("enqueue", keys, args)
-        return [int(i) - 1 for i in existed]
+        return keys, args
+
+    def sha(self, name: str) -> str:
+        """The SHA1 of a script's text (what EVALSHA names it by)."""
+        sha: str = self._s[name].sha
+        return sha
 
     async def enqueue_unique(
         self,
