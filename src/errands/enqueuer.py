@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import difflib
 import hashlib
 import logging
 import uuid
@@ -34,7 +33,7 @@ from .store.keys import Keys, check_job_id, check_job_name
 from .store.pinned import PinnedEnqueue
 from .store.replication import ReplicatedScripts
 from .store.scripts import Scripts
-from .store.served import served_names
+from .store.served import served_names, unserved_message
 from .store.topology import RedisClient, as_redis, is_cluster
 
 __all__ = ["Enqueuer"]
@@ -368,18 +367,6 @@ def unique_digest(name: str, value: Any) -> str:
     except TypeError as exc:
         raise TypeError(f"unique key of job {name!r} is not JSON-serializable: {exc}") from None
     return hashlib.sha256(data).hexdigest()[:32]
-
-
-def unserved_message(name: str, served: set[str], namespace: str) -> str:
-    """``no running pool serves job name 'send_emial' in namespace 'myapp' (did you mean
-    'send_email'?)``."""
-    message = f"no running pool serves job name {name!r} in namespace {namespace!r}"
-    close = difflib.get_close_matches(name, served, n=1)
-    if close:
-        return f"{message} (did you mean {close[0]!r}?)"
-    if not served:
-        return f"{message} (no pool is running)"
-    return f"{message} (served: {', '.join(sorted(served)[:10])})"
 
 
 def _size(n: int) -> str:

@@ -19,11 +19,11 @@ from redis.exceptions import ResponseError
 from ..admin.client import Client
 from ..admin.inspection import text
 from ..admin.jobinfo import QueueInfo
-from ..enqueuer import Enqueuer, unserved_message
+from ..enqueuer import Enqueuer
 from ..errors import ErrandsError, JobNotFoundError
 from ..store.connection import REDIS_ERRORS, check
 from ..store.keys import check_job_name
-from ..store.served import served_names
+from ..store.served import served_names, unserved_message
 from .target import Target, add_target_options
 
 __all__ = ["add_admin_commands"]

@@ -12,6 +12,7 @@ logged, and a name seen served once is trusted afterwards.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ import orjson
 
 from .keys import Keys
 
-__all__ = ["ServedNames", "served_names"]
+__all__ = ["ServedNames", "served_names", "unserved_message"]
 
 log = logging.getLogger("errands.pool")
 
@@ -90,3 +91,15 @@ class ServedNames:
             await self.redis.delete(self.key)
         except Exception as exc:
             log.debug("could not withdraw the served job names: %r", exc)
+
+
+def unserved_message(name: str, served: set[str], namespace: str) -> str:
+    """``no running pool serves job name 'send_emial' in namespace 'myapp' (did you mean
+    'send_email'?)``."""
+    message = f"no running pool serves job name {name!r} in namespace {namespace!r}"
+    close = difflib.get_close_matches(name, served, n=1)
+    if close:
+        return f"{message} (did you mean {close[0]!r}?)"
+    if not served:
+        return f"{message} (no pool is running)"
+    return f"{message} (served: {', '.join(sorted(served)[:10])})"
