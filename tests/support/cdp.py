@@ -32,7 +32,10 @@ FLAGS = [
     "--disable-dev-shm-usage",
     "--hide-scrollbars",
     "--remote-debugging-port=0",
+    # a name of a hostile site that resolves to this host (the DNS rebinding test)
+    "--host-resolver-rules=MAP rebind.example 127.0.0.1",
 ]
+REBIND_HOST = "rebind.example"
 
 
 def find_chromium() -> str | None:
@@ -101,9 +104,13 @@ class Browser:
         self.session = attached["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             await self.send(f"{domain}.enable")
+        await self.viewport(width, height)
+
+    async def viewport(self, width: int, height: int, mobile: bool = False) -> None:
+        """Resize the page (``mobile``: a phone's viewport, e.g. 390 x 844)."""
         await self.send(
             "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
         )
 
     async def eval(self, expression: str) -> Any:

@@ -12,8 +12,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..admin.client import Client
@@ -83,6 +83,7 @@ def dashboard(
     sessions = Sessions(client)
     all_routes: list[BaseRoute] = [
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+        Route("/favicon.ico", _favicon, methods=["GET"]),  # asked for by JSON pages too
         *Views(client, renderer, redactor).routes(),
         *Actions(client, renderer, settings, throttle, sessions).routes(),
         *routes,
@@ -112,6 +113,10 @@ def dashboard(
     app.state.client = client
     app.state.settings = settings
     return app
+
+
+async def _favicon(_request: Request) -> Response:
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
 
 def _client(redis_or_client: Client | Redis | str, namespace: str) -> tuple[Client, bool]:
