@@ -34,7 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, registry
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from ..outbox.rows import CHANNEL, TABLE, new_row
+from ..outbox.ddl import POSTGRES_NOTIFY
+from ..outbox.rows import TABLE, new_row
 
 __all__ = [
     "create_outbox_table",
@@ -57,14 +58,7 @@ outbox_table = Table(
 )
 Index(f"{TABLE}_created_at", outbox_table.c.created_at)
 
-# PostgreSQL: one NOTIFY per inserting statement, delivered at commit, wakes the relays
-_NOTIFY = [
-    f"CREATE OR REPLACE FUNCTION {TABLE}_notify() RETURNS trigger LANGUAGE plpgsql AS "
-    f"$$ BEGIN PERFORM pg_notify('{CHANNEL}', ''); RETURN NULL; END $$",
-    f"DROP TRIGGER IF EXISTS {TABLE}_notify ON {TABLE}",
-    f"CREATE TRIGGER {TABLE}_notify AFTER INSERT ON {TABLE} "
-    f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_notify()",
-]
+_NOTIFY = POSTGRES_NOTIFY
 for _statement in _NOTIFY:
     _ddl = DDL(_statement)  # type: ignore[no-untyped-call]
     event.listen(outbox_table, "after_create", _ddl.execute_if(dialect="postgresql"))

@@ -1,5 +1,8 @@
 """Enqueue with a Django transaction; see docs/outbox.md.
 
+``enqueue_on_commit`` needs nothing more; ``enqueue_in_outbox`` needs this app in
+``INSTALLED_APPS`` (``"errands.contrib.django"``, label ``errands``) and its migration.
+
 >>> with transaction.atomic():
 ...     user = User.objects.create(email=email)
 ...     enqueue_on_commit("send_welcome", {"user_id": user.pk}, enqueuer=enqueuer)
@@ -17,7 +20,7 @@ from typing import Any
 
 from ...store.keys import check_job_id
 
-__all__ = ["enqueue_on_commit"]
+__all__ = ["enqueue_in_outbox", "enqueue_on_commit"]
 
 
 def enqueue_on_commit(
@@ -42,3 +45,24 @@ def enqueue_on_commit(
     item = (name, dict(args or {}), options)
     transaction.on_commit(lambda: enqueuer.enqueue_many([item]), using=using)
     return str(job_id)
+
+
+def enqueue_in_outbox(
+    name: str, args: dict[str, Any] | None = None, *, using: str | None = None, **options: Any
+) -> str:
+    """Write the job as a row of ``errands_outbox`` in the current transaction of the database
+    ``using`` (default: ``default``); returns its job id. The relay (``python -m errands relay``
+    or ``SQLAlchemySource`` in your pools, on the same database) enqueues it once the
+    transaction commits; a rollback takes the row with it.
+
+    ``options`` are those of ``enqueue`` (``delay``, ``at``, ``priority``, ``retry``, ``meta``,
+    ``job_id``); a ``delay`` counts from now.
+    """
+    from ...outbox.rows import new_row
+    from .models import OutboxRow
+
+    row = new_row(name, args, **options)
+    OutboxRow.objects.using(using or "default").create(
+        job_id=row.job_id, name=row.name, payload=row.payload, created_at=row.created_at
+    )
+    return row.job_id
