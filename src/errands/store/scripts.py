@@ -7,7 +7,6 @@ redis-py's ``register_script`` runs EVALSHA and reloads a script after NOSCRIPT 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .keys import Keys
+from .records import Acked, Fetched, LeaseLost, Reaped, Settle
 
 __all__ = ["Acked", "Fetched", "LeaseLost", "Reaped", "Scripts", "Settle", "lua_source"]
 
@@ -32,64 +32,6 @@ def lua_source(name: str) -> str:
             line = lua.joinpath("lib", line.split()[1] + ".lua").read_text("utf-8").rstrip()
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-class LeaseLost(Exception):
-    """The pool's lease is gone: a reaper took it (and its jobs) while the pool was cut off or
-    frozen. The pool must not fetch, settle or check in under this id again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """One job moved into a pool's in-progress set by ``fetch``: ``token`` names the attempt
-    (acks, settles and check-ins carry it), ``score`` its place on the queue it came from."""
-
-    queue_index: int
-    id: str
-    envelope: bytes
-    token: str = ""
-    score: float = 0.0
-    suspect: bool = False
-
-
-@dataclass(slots=True)
-class Acked:
-    """A job that succeeded, as handed to ``ack`` (``job`` and ``ran_ms`` are for the log line
-    written once the ack went through)."""
-
-    id: str
-    name: str
-    result: bytes
-    started_ms: int
-    ttl_ms: int
-    attempt: int
-    token: str = ""
-    envelope_json: bytes = b""  # for the records, when the serializer is not JSON
-    job: Any = None
-    ran_ms: float = 0.0
-
-
-@dataclass(slots=True)
-class Settle:
-    """How to settle a job that did not succeed (see lua/settle.lua)."""
-
-    id: str
-    name: str
-    mode: str
-    target: str
-    now_ms: int
-    attempt: int
-    started_ms: int = 0
-    envelope: bytes = b""
-    score_ms: float | str = 0  # "head": requeue ahead of the jobs of its priority
-    error: bytes = b""
-    dead_max: int = 10_000
-    dead_min_ms: int = 0
-    counter: str = ""
-    history: bool = True
-    ttl_ms: int = 0
-    token: str = "*"  # the attempt; "*" = any attempt of this pool (its orphans)
-    envelope_json: bytes = b""  # for the records, when the serializer is not JSON
 
 
 class Scripts:
@@ -386,14 +328,3 @@ class Scripts:
             args += (member, id, name, index.get(name, 0))
         requeued, buried, removed, cancelled, alive = await self._call("reap", keys, args)
         return Reaped(int(requeued), int(buried), int(cancelled), bool(removed), bool(alive))
-
-
-@dataclass(frozen=True, slots=True)
-class Reaped:
-    """What one ``reap`` call did."""
-
-    requeued: int
-    buried: int
-    cancelled: int
-    drained: bool  # the pool is gone: its in-progress set is empty
-    alive: bool  # it beat again: left alone
