@@ -6,6 +6,7 @@ from .admin.client import Client
 from .admin.jobinfo import HistoryEntry, JobInfo, JobStatus, Page, PoolInfo, QueueInfo, WorkerInfo
 from .backoff import Backoff, ExponentialBackoff, FixedBackoff, LinearBackoff, RetryOptions
 from .clock import Clock, FakeClock, SystemClock
+from .dedup import Dedup
 from .enqueuer import Enqueuer
 from .errors import (
     ErrandsError,
@@ -21,7 +22,7 @@ from .errors import (
     UnknownJobError,
 )
 from .handlers import current_job
-from .job import Job
+from .job import DedupOutcome, Job
 from .longwork.batch import BatchOutcome
 from .middleware import Middleware, Next
 from .periodic.store import PeriodicSchedule, ScheduleInfo
@@ -40,6 +41,8 @@ __all__ = [
     "BatchOutcome",
     "Client",
     "Clock",
+    "Dedup",
+    "DedupOutcome",
     "Enqueuer",
     "ErrandsError",
     "ExponentialBackoff",

@@ -16,6 +16,8 @@ from .admin.events import wait_result
 from .admin.hub import EventHub
 from .backoff import RetryOptions
 from .clock import Clock, SystemClock, to_ms
+from .dedup import Dedup
+from .dedup.enqueue import store_deduplicated
 from .errors import RedisUnavailableError, UnknownJobError
 from .handlers import check_priority
 from .job import Job
@@ -239,6 +241,7 @@ class Enqueuer:
         retry: RetryOptions | None = None,
         meta: Mapping[str, Any] | None = None,
         job_id: str | None = None,
+        dedup: Dedup | None = None,
     ) -> Job | None:
         """Store a job and return it once Redis has it (None if a middleware dropped it).
 
@@ -248,7 +251,8 @@ class Enqueuer:
         ``job_id`` (default: a random id) makes the enqueue idempotent: while a job with that
         id is stored (waiting, running, dead or cancelled), and for a while after it ended
         (see docs/reliability.md), nothing is stored again and the returned Job has
-        ``existed`` set. Ids follow the rules of job names.
+        ``existed`` set. Ids follow the rules of job names. ``dedup=Dedup(key, ...)`` stores it
+        only if no job of this name holds ``key``; ``job.dedup`` says what happened (docs/dedup.md).
         """
         job = self._build(
             name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta, job_id=job_id
@@ -256,9 +260,12 @@ class Enqueuer:
         stored = await self._through_middleware(job)
         if stored is None:
             return None
-        row = self._row(1, stored)
         await self._check_served([stored.name])
-        stored.existed = await self._call(self._coalescer.submit(stored.name, row))
+        if dedup is not None:
+            await self._call(store_deduplicated(self.scripts, stored, self._encode(stored), dedup))
+        else:
+            row = self._row(1, stored)
+            stored.existed = await self._call(self._coalescer.submit(stored.name, row))
         stored._backend = self
         return stored
 

@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Job"]
+__all__ = ["DedupOutcome", "Job"]
+
+
+@dataclass(frozen=True, slots=True)
+class DedupOutcome:
+    """What an enqueue with ``dedup=`` did (``job.dedup``). ``status``:
+
+    * ``"enqueued"``: the job was stored and holds ``key`` (``holder`` is its own id);
+    * ``"dropped"``: ``holder`` holds the key, nothing was stored; the returned Job stands for
+      the holder (its ``id``), so ``await job.result()`` waits for the holder's result.
+
+    ``key`` is the dedup key as given.
+    """
+
+    status: str
+    key: str
+    holder: str
+
+    @property
+    def enqueued(self) -> bool:
+        return self.status == "enqueued"
 
 
 class Job:
@@ -22,6 +43,7 @@ class Job:
         "_raw",
         "args",
         "context",
+        "dedup",
         "enqueued_at",
         "existed",
         "fails",
@@ -67,6 +89,8 @@ class Job:
         self._attempt = ""  # the token of the attempt running it (see lua/fetch.lua)
         # set by enqueue: True when a job with this id was already there, so nothing was stored
         self.existed = False
+        # set by an enqueue with dedup=: what happened (see DedupOutcome)
+        self.dedup: DedupOutcome | None = None
 
     @property
     def attempt(self) -> int:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..clock import Clock
+from ..dedup import Dedup
 from ..errors import RegistrationError, ScheduleNotFoundError
 from ..serialization import JSONSerializer, Serializer
 from ..store.keys import Keys
@@ -47,6 +48,7 @@ class ScheduleAdmin:
         skip_if_running: bool = False,
         priority: int = 0,
         named: Mapping[str, Any] | None = None,
+        dedup: Dedup | None = None,
     ) -> PeriodicSchedule:
         """Add (or replace) the runtime schedule ``name``: running pools start firing it within
         a few seconds. ``cron.NAME`` specs are resolved now, from ``named`` or the cwd's
@@ -65,6 +67,7 @@ class ScheduleAdmin:
             priority=priority,
             named=named,
             source="runtime",
+            dedup=dedup,
         )
         if name in await self._schedule_store.code_definitions():
             raise RegistrationError(

@@ -22,6 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ..clock import Clock
+from ..dedup import Dedup
 from ..errors import RegistrationError
 from ..serialization import Serializer
 from ..store.connection import REDIS_ERRORS
@@ -206,7 +207,7 @@ class PeriodicEnqueuer:
         if status == "fired":
             self.fired += 1
             return 1
-        self.skipped += status == "skipped"
+        self.skipped += status in ("skipped", "deduped")
         return 0
 
     @staticmethod
@@ -222,6 +223,8 @@ class PeriodicEnqueuer:
             )
         elif status == "skipped":
             log.info("schedule %r: skipped, previous run %s unfinished", periodic.name, job_id)
+        elif status == "deduped":
+            log.info("schedule %r: skipped, job %s holds its dedup key", periodic.name, job_id)
         elif status == "fired" and step.first < step.slot:
             log.warning(
                 "schedule %r: fire times from %.0f missed; one run enqueued for %.0f",
@@ -278,6 +281,7 @@ class PeriodicRegistration:
         misfire_grace: float | timedelta = 60.0,
         skip_if_running: bool = False,
         priority: int = 0,
+        dedup: Dedup | None = None,
     ) -> PeriodicSchedule:
         """Enqueue ``job_name`` with ``args`` on ``spec``: 6 cron fields (seconds first), 5
         fields, ``@daily``-style macros, ``@every 1h30m``, a timedelta, or ``cron.NAME``.
@@ -285,7 +289,8 @@ class PeriodicRegistration:
         ``name`` (default: the job name) identifies the schedule across pools; ``tz`` is the
         zone cron fields are read in; ``misfire`` is ``"skip"`` (runs more than
         ``misfire_grace`` seconds late are dropped) or ``"catch_up"`` (one run for all missed
-        fire times); ``skip_if_running`` skips a fire while the previous run is unfinished.
+        fire times); ``skip_if_running`` skips a fire while the previous run is unfinished;
+        ``dedup`` enqueues each run with it (a fire whose key is held is skipped).
         """
         if self._started:
             raise RegistrationError("add schedules before the pool starts (or use a Client)")
@@ -303,6 +308,7 @@ class PeriodicRegistration:
             skip_if_running=skip_if_running,
             priority=priority,
             named=named,
+            dedup=dedup,
         )
         if any(p.name == periodic.name for p in self._periodic):
             raise RegistrationError(

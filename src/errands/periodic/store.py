@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from ..dedup import Dedup
 from ..errors import RegistrationError
 from ..handlers import check_priority
 from ..job import Job
@@ -48,10 +49,12 @@ class PeriodicSchedule:
     skip_if_running: bool = False
     priority: int = 0
     source: str = "code"
+    dedup: Dedup | None = None  # each run enqueued with it (a fire whose key is held: skipped)
 
     def to_json(self) -> bytes:
         return orjson.dumps(
             {
+                **({"dedup": self.dedup.to_dict()} if self.dedup else {}),
                 "job": self.job_name,
                 "spec": self.schedule.text,
                 "tz": self.schedule.tz,
@@ -77,6 +80,7 @@ class PeriodicSchedule:
             skip_if_running=d.get("skip_if_running", False),
             priority=d.get("priority", 0),
             source=source,
+            dedup=Dedup.from_dict(d["dedup"]) if d.get("dedup") else None,
         )
 
 
@@ -93,6 +97,7 @@ def make_periodic(
     priority: int = 0,
     named: Mapping[str, Any] | None = None,
     source: str = "code",
+    dedup: Dedup | None = None,
 ) -> PeriodicSchedule:
     """Validate everything about a schedule; raises :class:`RegistrationError` naming the fault."""
     try:
@@ -122,6 +127,7 @@ def make_periodic(
         bool(skip_if_running),
         priority,
         source,
+        dedup,
     )
 
 
@@ -175,10 +181,14 @@ class ScheduleStore:
         keys = [k.schedule_state(periodic.name), k.jobs, k.priorities, k.seq, k.names, k.idle]
         keys += (k.listening, k.queue(periodic.job_name), k.dead, k.cancelled)
         keys.append(k.schedules if periodic.source == "runtime" else k.code_schedules)
+        d = periodic.dedup
+        dedup_key = d.scoped(periodic.job_name) if d else "-"
+        keys += (k.dedup, k.dedup_of_job, k.dedup_window(dedup_key))
         args: list[str | bytes | int] = [mode, slot_ms, next_ms, now_ms]
         args.append("1" if periodic.skip_if_running else "0")
         args += (periodic.job_name, job_id, envelope, periodic.priority)
         args += (k.wake_channel, k.events_channel, pool_id, periodic.name)
+        args += (d.mode if d else "", dedup_key, d.window_ms if d else 0)
         status, job = await self._fire(keys=keys, args=args)
         return _text(status), _text(job)
 

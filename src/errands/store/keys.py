@@ -121,6 +121,22 @@ class Keys:
         return self.prefix + "uniqexp"
 
     @property
+    def dedup(self) -> str:
+        """HASH dedup key ("<job name>:<key>") -> id of the job owning it (``Dedup`` until
+        started or finished; see docs/dedup.md)."""
+        return self.prefix + "dedup"
+
+    @property
+    def dedup_of_job(self) -> str:
+        """HASH job id -> its dedup mode letter and dedup key (the owner's side of the lock)."""
+        return self.prefix + "dedupjob"
+
+    def dedup_window(self, key: str) -> str:
+        """STRING with a TTL: id of the job accepted in the current throttle window of a dedup
+        key ("<job name>:<key>")."""
+        return self.prefix + "dedupwin:" + _check_part("dedup key", key)
+
+    @property
     def pools(self) -> str:
         """ZSET pool id -> time (ms, Redis clock) of its last heartbeat: the registered pools,
         each holding a lease that its heartbeats renew."""

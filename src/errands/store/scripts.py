@@ -45,6 +45,7 @@ class Scripts:
             for name in (
                 "enqueue",
                 "enqueue_unique",
+                "enqueue_dedup",
                 "replace_envelope",
                 "fetch",
                 "ack",
@@ -131,6 +132,29 @@ class Scripts:
         job_id = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
         return bool(stored), job_id, bool(existed)
 
+    async def enqueue_dedup(
+        self,
+        name: str,
+        id: str,
+        envelope: bytes,
+        priority: int,
+        due_ms: int,
+        mode: str,
+        key: str,
+        window_ms: int,
+    ) -> tuple[str, str, str]:
+        """Store a job unless its dedup ``key`` ("<name>:<key>") is held (``mode``: s, f, t;
+        ``window_ms`` for t). Returns (outcome, id of the job carrying the request, id of the
+        job holding the key): see lua/enqueue_dedup.lua."""
+        k = self.keys
+        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.queue(name), k.scheduled(name)]
+        keys += (k.listening, k.ended, k.done(id), k.dedup, k.dedup_of_job, k.dedup_window(key))
+        args: list[Arg] = [k.wake_channel, name, id, envelope, priority, due_ms, mode, key]
+        args += (window_ms, k.events_channel)
+        reply = await self._call("enqueue_dedup", keys, args)
+        outcome, carrier, holder = (x.decode() if isinstance(x, bytes) else str(x) for x in reply)
+        return outcome, carrier, holder
+
     async def replace_envelope(self, digest: str, id: str, old: bytes, new: bytes) -> bool:
         keys = [self.keys.jobs, self.keys.unique]
         return bool(await self._call("replace_envelope", keys, [digest, id, old, new]))
@@ -154,7 +178,7 @@ class Scripts:
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
         keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.recoveries)
-        keys += (k.pools, k.attempts, k.attempt_seq)
+        keys += (k.pools, k.attempts, k.attempt_seq, k.dedup, k.dedup_of_job)
         args: list[Arg] = [pool_id, now_ms, batch, k.events_channel, isolate, suspects]
         args.append(dead_timeout_ms)
         for name, limit in queues:
@@ -188,7 +212,7 @@ class Scripts:
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.stats, k.idle, k.history, k.history_data, k.checkins, k.listening, k.errors)
         keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
-        keys += (k.ended, k.checkpoints)
+        keys += (k.ended, k.checkpoints, k.dedup, k.dedup_of_job)
         args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
         args += ("1" if history else "0", len(done), pool_id)
         index: dict[str, int] = {}
@@ -207,7 +231,7 @@ class Scripts:
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history, k.history_data)
         keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
-        keys += (k.cancelled, *self._state())
+        keys += (k.cancelled, *self._state(), k.dedup, k.dedup_of_job)
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
@@ -247,14 +271,14 @@ class Scripts:
         target = k.scheduled(name) if mode == "schedule" else k.queue(name)
         keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.checkins)
-        keys.append(k.checkpoints)
+        keys += (k.checkpoints, k.dedup, k.dedup_of_job)
         return bool(await self._call("move", keys, [id, mode, due_ms, envelope, k.wake_channel]))
 
     async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int) -> str:
         k = self.keys
         keys = [k.jobs, k.queue(name), k.scheduled(name), k.retry(name), k.cancelled, k.dead]
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
-        keys += (k.cancel_requests, k.attempts, k.recoveries)
+        keys += (k.cancel_requests, k.attempts, k.recoveries, k.dedup, k.dedup_of_job)
         args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
         result = await self._call("cancel", keys, args)
         return result.decode() if isinstance(result, bytes) else str(result)
@@ -318,6 +342,7 @@ class Scripts:
         keys += (k.priorities, k.recoveries, k.dead, k.errors, k.seq, k.idle, k.stats)
         keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
         keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints)
+        keys += (k.dedup, k.dedup_of_job)
         index: dict[str, int] = {}
         args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
         args.append(malformed)

@@ -17,6 +17,9 @@ running):
   sets (never negative).
 * **unique**: every unique lock is held by a waiting job (queued or scheduled) and its three
   records agree; no lock record without its lock.
+* **dedup**: every dedup key is owned by a live job (a waiting one when held until the start),
+  the key's two records agree, every throttle window has a TTL. Quiet and drained, no key
+  remains (no owner is live), so the dedup keys are empty then.
 * **per-job fields**: no recovery counter or check-in without a live (waiting or running) job, no
   cancel request without a running job, no priority, last error or checkpoint (of an iterable
   job) without an envelope.
@@ -91,7 +94,9 @@ async def check_invariants(
         "places": dict(places),
         "finished_records": sum(1 for r, _t in s.done.values() if done_status(r) == "finished"),
         "pools": len(s.zsets["pools"]),
-        "leaked_keys": sum(1 for v in report.violations if v.check in ("keys", "fields", "unique")),
+        "leaked_keys": sum(
+            1 for v in report.violations if v.check in ("keys", "fields", "unique", "dedup")
+        ),
     }
     if oracle is not None:
         finished = {i for i, (r, _t) in s.done.items() if done_status(r) == "finished"}

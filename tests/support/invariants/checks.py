@@ -138,6 +138,30 @@ def _check_unique(s: Snapshot) -> list[Violation]:
     return out
 
 
+def _check_dedup(s: Snapshot) -> list[Violation]:
+    """Every dedup key is owned by a live job (a waiting one until it started), and both sides
+    of each lock agree; every throttle window expires."""
+    out: list[Violation] = []
+    owners = {key: text(i) for key, i in s.hashes["dedup"].items()}
+    of_job = {i: text(v) for i, v in s.hashes["dedup_of_job"].items()}
+    for key, owner in sorted(owners.items()):
+        record = of_job.get(owner, "")
+        where = [p for p, _n in s.places.get(owner, [])] or "nowhere"
+        if record[1:] != key:
+            out.append(Violation("dedup", f"dedup key {key} of {owner}: its record is {record!r}"))
+        if not _live(s, owner):
+            out.append(Violation("dedup", f"dedup key {key} held by {owner}, not live ({where})"))
+        elif record[:1] == "s" and not _waiting(s, owner):
+            out.append(Violation("dedup", f"dedup key {key} held until start by {owner} ({where})"))
+    for owner, record in sorted(of_job.items()):
+        if owners.get(record[1:]) != owner:
+            out.append(Violation("dedup", f"dedup record {owner} -> {record}: key not owned"))
+    for key, ttl in sorted(s.dedup_windows.items()):
+        if ttl < 0:
+            out.append(Violation("dedup", f"throttle window of {key} has no TTL"))
+    return out
+
+
 def _check_fields(s: Snapshot) -> list[Violation]:
     out: list[Violation] = []
 
@@ -237,6 +261,7 @@ CHECKS: tuple[Callable[[Snapshot], list[Violation]], ...] = (
     _check_attempts,
     _check_running,
     _check_unique,
+    _check_dedup,
     _check_fields,
     _check_keys,
 )

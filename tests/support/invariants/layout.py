@@ -19,7 +19,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "hash": (
         "jobs", "priorities", "running", "limits", "errors", "recoveries", "unique",
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
-        "code_schedules", "attempts", "checkpoints",
+        "code_schedules", "attempts", "checkpoints", "dedup", "dedup_of_job",
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",
@@ -30,7 +30,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "channel": ("events_channel", "control_channel", "wake_channel"),
     "family": (
         "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",
-        "schedule_state", "serves",
+        "schedule_state", "serves", "dedup_window",
     ),
 }  # fmt: skip
 
@@ -56,6 +56,7 @@ class Snapshot:
     done: dict[str, tuple[bytes | None, int]]  # id -> (record, pttl)
     pool_infos: dict[str, int]  # pool id -> pttl
     serves: dict[str, int]  # pool id -> pttl of the names it serves
+    dedup_windows: dict[str, int]  # dedup key -> pttl of its throttle window
     history_of: dict[str, set[str]]  # name -> members
     schedule_states: list[str]
     ttls: dict[str, int]  # EXPIRING key -> pttl (-2: absent)
@@ -120,6 +121,8 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
             pipe.pttl(keys.pool_info(pool_id))
         for pool_id in found["serves"]:
             pipe.pttl(keys.serves(pool_id))
+        for key in found["dedup_window"]:
+            pipe.pttl(keys.dedup_window(key))
         replies = iter(await pipe.execute())
 
     secs, micros = next(replies)
@@ -133,6 +136,7 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
     done = {job_id: (next(replies), int(next(replies))) for job_id in found["done"]}
     pool_infos = {pool_id: int(next(replies)) for pool_id in found["pool_info"]}
     serves = {pool_id: int(next(replies)) for pool_id in found["serves"]}
+    windows = {key: int(next(replies)) for key in found["dedup_window"]}
 
     places: dict[str, list[tuple[str, str]]] = defaultdict(list)
     waiting_due: dict[str, float] = {}
@@ -172,6 +176,7 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         done=done,
         pool_infos=pool_infos,
         serves=serves,
+        dedup_windows=windows,
         history_of={n: {text(m) for m, _ in ms} for n, ms in fam_members["history_of"].items()},
         schedule_states=found["schedule_state"],
         ttls=ttls,

@@ -6,8 +6,8 @@
 -- KEYS[5] recoveries   KEYS[6] stats   KEYS[7] idle   KEYS[8] history   KEYS[9] history_data
 -- KEYS[10] checkins   KEYS[11] listening   KEYS[12] errors   KEYS[13] cancel requests
 -- KEYS[14] attempts   KEYS[15] unique_of_job   KEYS[16] unique   KEYS[17] unique_expiry
--- KEYS[18] ended   KEYS[19] checkpoints
--- KEYS[20 .. 19+N] the done-record key of each job; then the history-of-name key of each name
+-- KEYS[18] ended   KEYS[19] checkpoints   KEYS[20] dedup   KEYS[21] dedup_of_job
+-- KEYS[22 .. 21+N] the done-record key of each job; then the history-of-name key of each name
 -- ARGV[1] wake channel   ARGV[2] '1' to wake idle pools (a job with a concurrency limit finished)
 -- ARGV[3] events channel   ARGV[4] now ms   ARGV[5] '1' to record history   ARGV[6] N jobs
 -- ARGV[7] pool id
@@ -17,6 +17,8 @@
 -- Returns {jobs acknowledged, then the ids refused by the fence (not those of ended jobs: a
 -- re-sent call finds its own work done)}.
 --@include jobstate
+--@include dedup
+local B = 21  -- the keys before the done records
 local n = tonumber(ARGV[6])
 local now = ARGV[4]
 local history = ARGV[5] == '1'
@@ -24,6 +26,7 @@ local listening = redis.call('EXISTS', KEYS[11]) == 1
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[12], recov = KEYS[5], checkin = KEYS[10],
   cancelreq = KEYS[13], att = KEYS[14], uniqjob = KEYS[15], uniq = KEYS[16], uniqexp = KEYS[17],
   ended = KEYS[18], ckpt = KEYS[19]}
+local d = {dedup = KEYS[20], dedupjob = KEYS[21]}
 local done, refused = {}, {}
 for j = 0, n - 1 do
   local o = 8 + j * 9
@@ -44,13 +47,13 @@ for j = 0, n - 1 do
         .. ',"attempt":' .. ARGV[o + 6] .. '}'
       local ttl = tonumber(ARGV[o + 5])
       if ttl > 0 then
-        redis.call('SET', KEYS[19 + 1 + j], record, 'PX', ttl)
+        redis.call('SET', KEYS[B + 1 + j], record, 'PX', ttl)
       end
       if history then
         local hk = id .. ':' .. ARGV[o + 6]
         redis.call('HSET', KEYS[9], hk, record)
         redis.call('ZADD', KEYS[8], now, hk)
-        redis.call('ZADD', KEYS[19 + n + tonumber(ARGV[o + 2])], now, hk)
+        redis.call('ZADD', KEYS[B + n + tonumber(ARGV[o + 2])], now, hk)
       end
     end
     if listening then
@@ -61,6 +64,11 @@ for j = 0, n - 1 do
   end
 end
 if #done > 0 then
+  if dedup_any(d) then
+    for _, id in ipairs(done) do
+      dedup_ended(d, id)
+    end
+  end
   forget(k, done, redis_now())
   redis.call('HINCRBY', KEYS[6], 'processed', #done)
   if ARGV[2] == '1' and redis.call('SCARD', KEYS[7]) > 0 then

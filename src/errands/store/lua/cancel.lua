@@ -3,12 +3,14 @@
 -- KEYS[1] jobs   KEYS[2] queue   KEYS[3] scheduled set   KEYS[4] retry set   KEYS[5] cancelled
 -- KEYS[6] dead   KEYS[7] done record   KEYS[8] unique   KEYS[9] unique_of_job
 -- KEYS[10] unique_expiry   KEYS[11] listening   KEYS[12] cancel requests   KEYS[13] attempts
--- KEYS[14] recoveries
+-- KEYS[14] recoveries   KEYS[15] dedup   KEYS[16] dedup_of_job
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name
 -- Returns 'cancelled', 'running' (signalled), 'dead', 'already' or 'unknown' (also for a job
 -- that is in none of those places and runs nowhere: no request is left behind for it).
+--@include dedup
 local id = ARGV[1]
+local d = {dedup = KEYS[15], dedupjob = KEYS[16]}
 local env = redis.call('HGET', KEYS[1], id)
 if not env then
   return 'unknown'
@@ -27,6 +29,7 @@ for k = 2, 4 do
       end
       redis.call('HDEL', KEYS[9], id)
     end
+    dedup_ended(d, id)
     if redis.call('EXISTS', KEYS[11]) == 1 then
       redis.call('PUBLISH', ARGV[5], '{"event":"cancelled","id":"' .. id .. '","name":"' .. ARGV[6] .. '"}')
     end

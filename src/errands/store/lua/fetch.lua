@@ -10,8 +10,9 @@
 -- KEYS[4] paused (SET)   KEYS[5] idle (SET)   KEYS[6] unique (HASH digest -> id)
 -- KEYS[7] unique_of_job (HASH id -> digest)   KEYS[8] unique_expiry (ZSET)   KEYS[9] listening
 -- KEYS[10] recoveries (HASH id -> times taken back from dead pools)   KEYS[11] pools
--- KEYS[12] attempts (HASH id -> pool:token)   KEYS[13] attempt counter
--- KEYS[14..] the queue of each job name, in the order to try them
+-- KEYS[12] attempts (HASH id -> pool:token)   KEYS[13] attempt counter   KEYS[14] dedup
+-- KEYS[15] dedup_of_job
+-- KEYS[16..] the queue of each job name, in the order to try them
 -- ARGV[1] pool id   ARGV[2] now ms   ARGV[3] batch size   ARGV[4] events channel
 -- ARGV[5] isolation threshold (0 = off): a job taken back from dead pools this many times is a
 --         suspect, and a pool runs at most one suspect at a time. The job that kills its worker
@@ -23,9 +24,12 @@
 -- score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease expired.
 -- Marks the pool idle when it got fewer jobs than asked for.
 --@include jobstate
-local K = 13
+--@include dedup
+local K = 15
 local pool = ARGV[1]
 local k = {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
+local d = {dedup = KEYS[14], dedupjob = KEYS[15]}
+local deduped = dedup_any(d)
 local beat = redis.call('ZSCORE', KEYS[11], pool)
 if not beat then
   return {-1, ''}
@@ -62,6 +66,9 @@ local function take(i, name, id, env, score, suspect)
     redis.call('PUBLISH', ARGV[4], '{"event":"started","id":"' .. id .. '","name":"' .. name .. '"}')
   end
   release_unique(k, id)  -- a unique job's lock goes when it starts
+  if deduped then
+    dedup_started(d, id)
+  end
 end
 
 -- a queue entry worth running: its envelope exists and no attempt of it runs anywhere

@@ -5,10 +5,12 @@
 -- KEYS[6] target (the job's queue for 'queue', its scheduled set for 'schedule')
 -- KEYS[7] errors   KEYS[8] recoveries   KEYS[9] done record   KEYS[10] unique
 -- KEYS[11] unique_of_job   KEYS[12] unique_expiry   KEYS[13] checkins   KEYS[14] checkpoints
+-- KEYS[15] dedup   KEYS[16] dedup_of_job
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel
 -- Returns 1 when moved, 0 when the job was not in the source set; an unknown mode is an error
 -- before anything is written.
+--@include dedup
 local id, mode = ARGV[1], ARGV[2]
 if mode ~= 'queue' and mode ~= 'schedule' and mode ~= 'delete' then
   return redis.error_reply('errands: unknown move mode ' .. mode)
@@ -34,6 +36,7 @@ if mode == 'delete' then
     end
     redis.call('HDEL', KEYS[11], id)
   end
+  dedup_ended({dedup = KEYS[15], dedupjob = KEYS[16]}, id)
 elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])
   local prio = tonumber(redis.call('HGET', KEYS[2], id) or '0')

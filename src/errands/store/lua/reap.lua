@@ -10,21 +10,25 @@
 -- KEYS[10] seq   KEYS[11] idle   KEYS[12] stats   KEYS[13] cancel requests   KEYS[14] cancelled
 -- KEYS[15] retired   KEYS[16] attempts   KEYS[17] checkins   KEYS[18] unique_of_job
 -- KEYS[19] unique   KEYS[20] unique_expiry   KEYS[21] ended   KEYS[22] checkpoints
--- KEYS[23..] queues, referred to by index
+-- KEYS[23] dedup   KEYS[24] dedup_of_job
+-- KEYS[25..] queues, referred to by index
 -- ARGV[1] pool id   ARGV[2] dead timeout ms   ARGV[3] max recoveries   ARGV[4] wake channel
 -- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
 -- ARGV[7..] four per entry: in-progress member, job id, job name, queue index (1-based,
---           KEYS[22+i]); a malformed entry has name '' and index 0: its job is buried
+--           KEYS[24+i]); a malformed entry has name '' and index 0: its job is buried
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
 -- is alive (left alone) else 0}.
 --@include jobstate
-local Q = 22
+--@include dedup
+local Q = 24
 local pool = ARGV[1]
 local now = redis_now()
 local k = {jobs = KEYS[4], prio = KEYS[6], errors = KEYS[9], recov = KEYS[7], checkin = KEYS[17],
   cancelreq = KEYS[13], att = KEYS[16], uniqjob = KEYS[18], uniq = KEYS[19], uniqexp = KEYS[20],
   ended = KEYS[21], ckpt = KEYS[22]}
+local d = {dedup = KEYS[23], dedupjob = KEYS[24]}
+local deduped = dedup_any(d)
 local beat = redis.call('ZSCORE', KEYS[1], pool)
 if beat then
   if tonumber(beat) >= now - tonumber(ARGV[2]) then
@@ -42,6 +46,9 @@ elseif not redis.call('ZSCORE', KEYS[15], pool) then
 end
 local requeued, buried, cancelled = 0, 0, 0
 local function bury(id, err)
+  if deduped then
+    dedup_ended(d, id)
+  end
   redis.call('HDEL', k.recov, id)
   redis.call('HSET', k.errors, id, err)
   redis.call('ZADD', KEYS[8], now, id)
@@ -60,6 +67,9 @@ for i = 7, #ARGV, 4 do
     local exists = redis.call('HEXISTS', k.jobs, id) == 1
     if name ~= '' then
       redis.call('HINCRBY', KEYS[5], name, -1)
+    end
+    if deduped and (not exists or request) then
+      dedup_ended(d, id)  -- gone or cancelled: its dedup key is free
     end
     if not exists then
       forget(k, {id}, now)

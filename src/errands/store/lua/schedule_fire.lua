@@ -4,6 +4,7 @@
 -- KEYS[1] state of the schedule (HASH)   KEYS[2] jobs   KEYS[3] priorities   KEYS[4] seq
 -- KEYS[5] names   KEYS[6] idle   KEYS[7] listening   KEYS[8] queue of the job name
 -- KEYS[9] dead   KEYS[10] cancelled   KEYS[11] definitions of its kind (runtime or code HASH)
+-- KEYS[12] dedup   KEYS[13] dedup_of_job   KEYS[14] the throttle window of its dedup key
 -- ARGV[1] mode: init (start the state at ARGV[2] unless it exists) | fire | missed (slots too
 --         late to run: only move the state on) | advance (disabled: move on, count nothing)
 --         | manual (run now, whatever the state)
@@ -11,8 +12,11 @@
 -- previous run is unfinished   ARGV[6] job name   ARGV[7] job id   ARGV[8] envelope
 -- ARGV[9] priority   ARGV[10] wake channel   ARGV[11] events channel   ARGV[12] pool id
 -- ARGV[13] schedule name (a schedule deleted meanwhile is left alone: status gone)
+-- ARGV[14] dedup mode ('' = none, see lib/dedup.lua)   ARGV[15] dedup key   ARGV[16] window ms
 -- Returns {status, job id}: status is fired | skipped (previous run unfinished; job id = that
--- run) | missed | advanced | initialized | stale (another pool already handled this slot) | gone.
+-- run) | deduped (counted as skipped; job id = the job holding its dedup key) | missed |
+-- advanced | initialized | stale (another pool already handled this slot) | gone.
+--@include dedup
 local state, mode, slot = KEYS[1], ARGV[1], tonumber(ARGV[2])
 if mode ~= 'manual' and redis.call('HEXISTS', KEYS[11], ARGV[13]) == 0 then
   return {'gone', ''}
@@ -46,6 +50,17 @@ if mode ~= 'manual' then
     end
   end
 end
+local d = {jobs = KEYS[2], dedup = KEYS[12], dedupjob = KEYS[13], window = KEYS[14]}
+if ARGV[14] ~= '' then
+  local outcome, holder = dedup_holder(d, ARGV[14], ARGV[15])
+  if outcome then
+    redis.call('HINCRBY', state, 'skipped', 1)
+    if mode ~= 'manual' then
+      redis.call('HSET', state, 'skipped_at', ARGV[2])
+    end
+    return {'deduped', holder}
+  end
+end
 local id, name, prio = ARGV[7], ARGV[6], tonumber(ARGV[9])
 local seq = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[2], id, ARGV[8])
@@ -54,6 +69,9 @@ if prio ~= 0 then
 end
 redis.call('SADD', KEYS[5], name)
 redis.call('ZADD', KEYS[8], seq - prio * 4398046511104, id)
+if ARGV[14] ~= '' then
+  dedup_take(d, ARGV[14], ARGV[15], id, tonumber(ARGV[16]))
+end
 if redis.call('EXISTS', KEYS[7]) == 1 then
   redis.call('PUBLISH', ARGV[11], '{"event":"enqueued","id":"' .. id .. '","name":"' .. name .. '"}')
 end

@@ -9,6 +9,7 @@
 -- KEYS[14] done record of the job   KEYS[15] listening   KEYS[16] checkins
 -- KEYS[17] cancel requests   KEYS[18] cancelled set   KEYS[19] attempts   KEYS[20] unique_of_job
 -- KEYS[21] unique   KEYS[22] unique_expiry   KEYS[23] ended   KEYS[24] checkpoints
+-- KEYS[25] dedup   KEYS[26] dedup_of_job
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later), time of death ms (dead),
 --         or queue score to go back to (requeue; 0 = behind the jobs waiting, 'head' = ahead of
@@ -25,6 +26,7 @@
 -- error before anything is written.
 --@include jobstate
 --@include longwork
+--@include dedup
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
 local MODES = {retry = 1, later = 1, dead = 1, drop = 1, requeue = 1, cancelled = 1}
 if not MODES[mode] then
@@ -33,6 +35,7 @@ end
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], checkin = KEYS[16],
   cancelreq = KEYS[17], att = KEYS[19], uniqjob = KEYS[20], uniq = KEYS[21], uniqexp = KEYS[22],
   ended = KEYS[23], ckpt = KEYS[24]}
+local d = {dedup = KEYS[25], dedupjob = KEYS[26]}
 local attempt = redis.call('HGET', k.att, id)
 if ARGV[18] == '*' then
   -- an orphan of this pool (in its in-progress set, held by none of its tasks): its attempt,
@@ -101,6 +104,9 @@ if mode == 'retry' or mode == 'dead' or mode == 'drop' or mode == 'cancelled' th
     redis.call('PUBLISH', ARGV[14], '{"event":"' .. status .. '","id":"' .. id .. '","name":"' .. name
       .. '","error":' .. err .. '}')
   end
+end
+if (mode == 'dead' or mode == 'drop' or mode == 'cancelled') and dedup_any(d) then
+  dedup_ended(d, id)  -- its life ended: its dedup key is free
 end
 if mode == 'drop' then
   if destroyed then

@@ -1,0 +1,31 @@
+"""Storing a job with its ``Dedup`` (``lua/enqueue_dedup.lua``) and reading what happened."""
+
+from __future__ import annotations
+
+from ..clock import to_ms
+from ..job import DedupOutcome, Job
+from ..store.scripts import Scripts
+from .spec import Dedup
+
+__all__ = ["store_deduplicated"]
+
+
+async def store_deduplicated(scripts: Scripts, job: Job, envelope: bytes, dedup: Dedup) -> None:
+    """Store ``job`` unless its dedup key is held; sets ``job.dedup`` (and ``job.id`` to the id
+    of the job that carries the request: the holder when dropped), or ``job.existed`` when the
+    job id was taken."""
+    due = to_ms(job.run_at) if job.run_at is not None else 0
+    outcome, carrier, holder = await scripts.enqueue_dedup(
+        job.name,
+        job.id,
+        envelope,
+        job.priority,
+        due,
+        dedup.mode,
+        dedup.scoped(job.name),
+        dedup.window_ms,
+    )
+    job.existed = outcome == "existed"
+    if not job.existed:
+        job.id = carrier
+        job.dedup = DedupOutcome(outcome, dedup.key, holder)

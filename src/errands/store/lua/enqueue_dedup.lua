@@ -1,0 +1,51 @@
+-- enqueue_dedup: store a job unless its dedup key is held (lib/dedup.lua, docs/dedup.md), and
+-- say what happened. Idempotent on the job id as enqueue.lua: a re-sent call finds its own job.
+-- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names   KEYS[5] idle
+-- KEYS[6] queue of the job name   KEYS[7] scheduled set of the job name   KEYS[8] listening
+-- KEYS[9] ended (tombstones)   KEYS[10] the job's result-record key   KEYS[11] dedup
+-- KEYS[12] dedup_of_job   KEYS[13] the throttle window of the dedup key
+-- ARGV[1] wake channel   ARGV[2] name   ARGV[3] id   ARGV[4] envelope   ARGV[5] priority
+-- ARGV[6] due ms (0 = now)   ARGV[7] mode (s f t)   ARGV[8] dedup key   ARGV[9] window ms (t)
+-- ARGV[10] events channel
+-- Returns {outcome, id of the job that carries the request, id of the job holding the key}:
+-- {'enqueued', id, id} (stored; also for a re-sent call that finds this very job stored),
+-- {'existed', id, ''} (the id is taken by another job or ended recently: nothing stored),
+-- {'dropped', holder, holder}.
+--@include dedup
+local id, mode, key = ARGV[3], ARGV[7], ARGV[8]
+local d = {jobs = KEYS[1], dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13]}
+local stored = redis.call('HGET', KEYS[1], id)
+if stored then
+  if stored == ARGV[4] then
+    return {'enqueued', id, id}
+  end
+  return {'existed', id, ''}
+end
+if redis.call('ZSCORE', KEYS[9], id) or redis.call('EXISTS', KEYS[10]) == 1 then
+  return {'existed', id, ''}
+end
+local outcome, holder = dedup_holder(d, mode, key)
+if outcome then
+  return {outcome, holder, holder}
+end
+local prio = tonumber(ARGV[5])
+local due = tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], id, ARGV[4])
+if prio ~= 0 then
+  redis.call('HSET', KEYS[2], id, prio)
+end
+redis.call('SADD', KEYS[4], ARGV[2])
+dedup_take(d, mode, key, id, tonumber(ARGV[9]))
+if due > 0 then
+  redis.call('ZADD', KEYS[7], due, id)
+else
+  local seq = redis.call('INCR', KEYS[3])
+  redis.call('ZADD', KEYS[6], seq - prio * 4398046511104, id)
+  if redis.call('SCARD', KEYS[5]) > 0 then
+    redis.call('PUBLISH', ARGV[1], 'enqueue')
+  end
+end
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  redis.call('PUBLISH', ARGV[10], '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')
+end
+return {'enqueued', id, id}
