@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,41 +120,14 @@ class Client(Inspection, ScheduleAdmin):
         return result
 
     async def destroy(self, job_id: str) -> bool:
-        """Remove every trace of a job (a running one is cancelled and dropped)."""
+        """Remove every trace of a job (a running one is cancelled and dropped by its pool).
+        One script (lua/destroy.lua): wherever the job is at that moment."""
         info = await self.job(job_id)
         if info is None:
             return False
-        k = self.keys
         # (a corrupt job found in a job name's set has that name; one found nowhere has "?")
-        sources = [k.queue(info.name), k.scheduled(info.name), k.retry(info.name)]
-        sources += [k.dead, k.cancelled]
-        for _ in range(3):  # the job may move between sets meanwhile: look again
-            if any([await self.scripts.move(job_id, info.name, s, "delete") for s in sources]):
-                break
-            now = await self.job(job_id)
-            if now is None or now.status == JobStatus.FINISHED:
-                break
-            # running: its pool (or the reaper of its pool) cancels it and drops it; the
-            # request is stored only while an attempt of it runs
-            if await self.scripts.request_cancel(job_id, "destroy"):
-                break
-            if now.status == JobStatus.IN_PROGRESS and now.pool_id is None:  # an orphan
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    fields = (k.jobs, k.priorities, k.errors, k.recoveries, k.checkins)
-                    for key in (*fields, k.checkpoints):
-                        pipe.hdel(key, job_id)
-                    await pipe.execute()
-                break
         last = info.previous_attempts + info.fails + 2
-        attempts = [f"{job_id}:{i}" for i in range(1, last + 1)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(k.done(job_id))
-            pipe.zrem(k.ended, job_id)  # its tombstone: the id may be used again
-            pipe.hdel(k.history_data, *attempts)
-            pipe.zrem(k.history, *attempts)
-            pipe.zrem(k.history_of(info.name), *attempts)
-            await pipe.execute()
-        return True
+        return await self.scripts.destroy(job_id, info.name, last) != "unknown"
 
     async def reschedule(self, job_id: str, at: datetime | float) -> bool:
         """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
@@ -200,35 +174,35 @@ class Client(Inspection, ScheduleAdmin):
         )
 
     async def delete_dead_job(self, job_id: str) -> bool:
-        return await self._delete_from(self.keys.dead, job_id)
+        return await self._delete_from(job_id, lambda _name: self.keys.dead)
 
     async def delete_scheduled_job(self, job_id: str) -> bool:
-        info = await self.job(job_id)
-        return info is not None and await self._delete_from(self.keys.scheduled(info.name), job_id)
+        return await self._delete_from(job_id, self.keys.scheduled)
 
     async def delete_retry_job(self, job_id: str) -> bool:
-        info = await self.job(job_id)
-        return info is not None and await self._delete_from(self.keys.retry(info.name), job_id)
+        return await self._delete_from(job_id, self.keys.retry)
 
-    async def _delete_from(self, source: str, job_id: str) -> bool:
-        return await self.scripts.move(job_id, "x", source, "delete")
+    async def _delete_from(self, job_id: str, source: Callable[[str], str]) -> bool:
+        """Delete a job if it is (still) in ``source(its name)``: one script, which records
+        the deletion in its history and publishes it (event ``deleted``)."""
+        info = await self.job(job_id)
+        name = info.name if info is not None else "?"  # an entry without its job
+        now_ms = to_ms(self.clock.now())
+        return await self.scripts.move(job_id, name, source(name), "delete", now_ms=now_ms)
 
     async def retry_all_dead_jobs(self) -> int:
+        """Queue again, once each, the jobs in the dead set now (those that die again meanwhile
+        are not retried again; corrupt entries are skipped). Returns how many were queued."""
         return await self._each_dead(self.retry_dead_job)
 
     async def delete_all_dead_jobs(self) -> int:
+        """Delete the jobs in the dead set now (corrupt entries included)."""
         return await self._each_dead(self.delete_dead_job)
 
-    async def _each_dead(self, action: Any) -> int:
-        count = 0
-        while True:
-            ids = [text(m) for m in await self.redis.zrange(self.keys.dead, 0, 499)]
-            if not ids:
-                return count
-            done: list[bool] = [await action(i) for i in ids]
-            count += sum(done)
-            if not any(done):
-                return count  # only corrupt entries left
+    async def _each_dead(self, action: Callable[[str], Awaitable[bool]]) -> int:
+        # one snapshot of the set (bounded by dead_max_jobs), each id acted on once
+        ids = [text(m) for m in await self.redis.zrange(self.keys.dead, 0, -1)]
+        return sum([await action(i) for i in ids])
 
     # -- results and events ------------------------------------------------------------------
     async def result(self, job_id: str, timeout: float | None = None) -> Any:

@@ -20,7 +20,7 @@ from .jobinfo import decode_json
 
 __all__ = ["ENDINGS", "EventStream", "recheck_period", "wait_result"]
 
-ENDINGS = ("finished", "dead", "dropped", "cancelled")
+ENDINGS = ("finished", "dead", "dropped", "cancelled", "deleted")
 RECHECKS_PER_SECOND = 200  # at most, over all the waiters of one hub
 
 
@@ -65,9 +65,9 @@ class EventStream:
 
     async def __anext__(self) -> dict[str, Any]:
         """The next event: ``{"event": "enqueued"|"started"|"finished"|"failed"|"dead"|
-        "dropped"|"cancelled"|"progress"|"checkpoint", "id": ..., "name": ...}`` (failed, dead
-        and dropped carry the ``error``; progress the ``checkin``; checkpoint, of an iterable
-        job, the ``checkpoint``)."""
+        "dropped"|"cancelled"|"deleted"|"progress"|"checkpoint", "id": ..., "name": ...}``
+        (failed, dead and dropped carry the ``error``; deleted a ``reason``; progress the
+        ``checkin``; checkpoint, of an iterable job, the ``checkpoint``)."""
         await self.start()
         while self._sub is not None:
             event = await self._sub.get(timeout=1.0)

@@ -13,12 +13,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .keys import Keys
 from .records import Acked, Fetched, LeaseLost, Reaped, Settle
 
-__all__ = ["Acked", "Fetched", "LeaseLost", "Reaped", "Scripts", "Settle", "lua_source"]
-
-Arg = str | bytes | int | float
+__all__ = ["Acked", "Arg", "Fetched", "LeaseLost", "Reaped", "Scripts", "Settle", "lua_source"]
 
 
 @cache
@@ -34,7 +33,7 @@ def lua_source(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Scripts:
+class Scripts(AdminScripts):
     """The scripts bound to one client and namespace."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
@@ -57,12 +56,10 @@ class Scripts:
                 "unique_gc",
                 "checkin",
                 "trim_history",
-                "move",
                 "trim_set",
-                "cancel",
                 "deregister",
-                "request_cancel",
                 "time",
+                *ADMIN_SCRIPTS,
             )
         }
 
@@ -261,34 +258,6 @@ class Scripts:
         k = self.keys
         keys = [k.history, k.history_data, *(k.history_of(n) for n in names)]
         return int(await self._call("trim_history", keys, [older_than_ms, keep, limit]))
-
-    async def move(
-        self, id: str, name: str, source: str, mode: str, due_ms: int = 0, envelope: bytes = b""
-    ) -> bool:
-        """Move a waiting job out of ``source``: onto its queue, into its scheduled set, or
-        delete it (mode ``queue``, ``schedule``, ``delete``)."""
-        k = self.keys
-        target = k.scheduled(name) if mode == "schedule" else k.queue(name)
-        keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
-        keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.checkins)
-        keys += (k.checkpoints, k.dedup, k.dedup_of_job)
-        return bool(await self._call("move", keys, [id, mode, due_ms, envelope, k.wake_channel]))
-
-    async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int) -> str:
-        k = self.keys
-        keys = [k.jobs, k.queue(name), k.scheduled(name), k.retry(name), k.cancelled, k.dead]
-        keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
-        keys += (k.cancel_requests, k.attempts, k.recoveries, k.dedup, k.dedup_of_job)
-        args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
-        result = await self._call("cancel", keys, args)
-        return result.decode() if isinstance(result, bytes) else str(result)
-
-    async def request_cancel(self, id: str, kind: str) -> bool:
-        """Ask the pool running ``id`` to cancel (``cancel``) or drop (``destroy``) it; False
-        when no attempt of it runs."""
-        k = self.keys
-        keys = [k.attempts, k.cancel_requests]
-        return bool(await self._call("request_cancel", keys, [id, kind, k.control_channel]))
 
     async def trim_set(self, key: str, older_than_ms: int, keep: int) -> int:
         """Bound a set of ended jobs (dead, cancelled), forgetting the trimmed jobs (at most

@@ -325,16 +325,13 @@ class Actions:
 
 
 async def _each(lister: Lister, action: Callable[[str], Awaitable[bool]]) -> int:
-    """Apply ``action`` to every job of a listing, page 1 over and over as it empties."""
-    total = (await lister(1)).total
-    done = 0
-    for _ in range(total // 20 + 2):
-        items = (await lister(1)).items
-        results = [await action(job.id) for job in items if not job.corrupt]
-        done += sum(results)
-        if not any(results) or done >= total:
-            break
-    return done
+    """Apply ``action`` once to each job listed now: every page is read first, so a job that
+    comes back meanwhile is not acted on twice, and corrupt entries (skipped) cannot stop it."""
+    first = await lister(1)
+    ids = [job.id for job in first.items if not job.corrupt]
+    for page in range(2, first.pages + 1):
+        ids += [job.id for job in (await lister(page)).items if not job.corrupt]
+    return sum([await action(job_id) for job_id in dict.fromkeys(ids)])
 
 
 MAX_BULK = 500

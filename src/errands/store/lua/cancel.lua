@@ -6,13 +6,24 @@
 -- KEYS[14] recoveries   KEYS[15] dedup   KEYS[16] dedup_of_job
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name
--- Returns 'cancelled', 'running' (signalled), 'dead', 'already' or 'unknown' (also for a job
--- that is in none of those places and runs nowhere: no request is left behind for it).
+-- Returns 'cancelled', 'running' (signalled), 'dead', 'already', 'finished' (its done record
+-- says so: it ended before this call) or 'unknown' (also for a job that is in none of those
+-- places and runs nowhere: no request is left behind for it).
 --@include dedup
 local id = ARGV[1]
 local d = {dedup = KEYS[15], dedupjob = KEYS[16]}
 local env = redis.call('HGET', KEYS[1], id)
 if not env then
+  local record = redis.call('GET', KEYS[7])
+  if record then
+    local head = '{"id":"' .. id .. '","status":"'
+    local status = string.sub(record, #head + 1, #head + 9)
+    if string.sub(record, 1, #head) == head and status == 'finished"' then
+      return 'finished'
+    elseif string.sub(record, 1, #head) == head and status == 'cancelled' then
+      return 'already'
+    end
+  end
   return 'unknown'
 end
 for k = 2, 4 do

@@ -4,12 +4,18 @@
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] idle   KEYS[5] source set
 -- KEYS[6] target (the job's queue for 'queue', its scheduled set for 'schedule')
 -- KEYS[7] errors   KEYS[8] recoveries   KEYS[9] done record   KEYS[10] unique
--- KEYS[11] unique_of_job   KEYS[12] unique_expiry   KEYS[13] checkins   KEYS[14] checkpoints
--- KEYS[15] dedup   KEYS[16] dedup_of_job
+-- KEYS[11] unique_of_job   KEYS[12] unique_expiry   KEYS[13] checkins   KEYS[14] cancel requests
+-- KEYS[15] attempts   KEYS[16] ended   KEYS[17] history   KEYS[18] history_data
+-- KEYS[19] history of the job name   KEYS[20] listening   KEYS[21] checkpoints
+-- KEYS[22] dedup   KEYS[23] dedup_of_job
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
--- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel
+-- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
+-- ARGV[7] job name   ARGV[8] now ms
+-- A deleted job is forgotten (no tombstone: its id may be used again); its ending is recorded
+-- (history `deleted`, at the attempt it would have run next) and published (`deleted`).
 -- Returns 1 when moved, 0 when the job was not in the source set; an unknown mode is an error
 -- before anything is written.
+--@include jobstate
 --@include dedup
 local id, mode = ARGV[1], ARGV[2]
 if mode ~= 'queue' and mode ~= 'schedule' and mode ~= 'delete' then
@@ -25,18 +31,14 @@ if ARGV[4] ~= '' then
   redis.call('HDEL', KEYS[8], id)
 end
 if mode == 'delete' then
-  for _, k in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8], KEYS[13], KEYS[14]}) do
-    redis.call('HDEL', k, id)
-  end
-  local digest = redis.call('HGET', KEYS[11], id)
-  if digest then
-    if redis.call('HGET', KEYS[10], digest) == id then
-      redis.call('HDEL', KEYS[10], digest)
-      redis.call('ZREM', KEYS[12], digest)
-    end
-    redis.call('HDEL', KEYS[11], id)
-  end
-  dedup_ended({dedup = KEYS[15], dedupjob = KEYS[16]}, id)
+  local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[7], recov = KEYS[8], checkin = KEYS[13],
+    cancelreq = KEYS[14], att = KEYS[15], uniqjob = KEYS[11], uniq = KEYS[10], uniqexp = KEYS[12],
+    ended = KEYS[16], ckpt = KEYS[21], hist = KEYS[17], histdata = KEYS[18],
+    listening = KEYS[20], events = ARGV[6]}
+  local env = redis.call('HGET', k.jobs, id)
+  record_end(k, KEYS[19], id, ARGV[7], 'deleted', env, nil, ARGV[8], true, ',"reason":"deleted"')
+  forget(k, {id}, nil)
+  dedup_ended({dedup = KEYS[22], dedupjob = KEYS[23]}, id)
 elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])
   local prio = tonumber(redis.call('HGET', KEYS[2], id) or '0')

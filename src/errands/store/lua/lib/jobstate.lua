@@ -60,3 +60,38 @@ local function forget(k, ids, now)
     tombstone(k, ids, now)
   end
 end
+
+-- the number of the attempt a job ends with when it ends outside a run of its handler (an
+-- admin delete, a poison burial, a reaper's cancel): h + f + 1 read from its envelope, as
+-- `Job.history_attempt` counts; 0 when the envelope is not the JSON of a job called `name`
+-- (another serializer, or a corrupt entry)
+local function attempt_of(env, name)
+  local ok, d = pcall(cjson.decode, env)
+  if ok and type(d) == 'table' and d.n == name and type(d.a) == 'table' then
+    return (tonumber(d.h) or 0) + (tonumber(d.f) or 0) + 1
+  end
+  return 0
+end
+
+-- an ending outside a settle or an ack: its history record (`status`, attempt from the
+-- envelope; none when `history` is false or the envelope is not a JSON job) and its event
+-- (while someone listens; `extra` is appended to the event's JSON). Keys and channel in `k`: hist, histdata, listening, events;
+-- `histname` is the history of the job's name. `env` is the stored envelope.
+local function record_end(k, histname, id, name, status, env, err, now, history, extra)
+  local attempt = 0
+  if history and env then
+    attempt = attempt_of(env, name)
+  end
+  if attempt > 0 then
+    local hk = id .. ':' .. attempt
+    redis.call('HSET', k.histdata, hk, '{"id":"' .. id .. '","status":"' .. status .. '","job":'
+      .. env .. ',"error":' .. (err or 'null') .. ',"started":null,"finished":' .. now
+      .. ',"attempt":' .. attempt .. '}')
+    redis.call('ZADD', k.hist, now, hk)
+    redis.call('ZADD', histname, now, hk)
+  end
+  if redis.call('EXISTS', k.listening) == 1 then
+    redis.call('PUBLISH', k.events, '{"event":"' .. status .. '","id":"' .. id .. '","name":"'
+      .. name .. '"' .. (extra or '') .. '}')
+  end
+end

@@ -1,0 +1,75 @@
+"""The wrappers of the scripts behind the admin actions (``Client``): move, cancel, destroy.
+A mixin of :class:`~errands.store.scripts.Scripts`, which registers them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .keys import Keys
+
+__all__ = ["ADMIN_SCRIPTS", "AdminScripts", "Arg"]
+
+Arg = str | bytes | int | float
+ADMIN_SCRIPTS = ("move", "cancel", "request_cancel", "destroy")
+
+
+class AdminScripts:
+    """Mixin of Scripts."""
+
+    keys: Keys
+
+    async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        raise NotImplementedError  # (Scripts runs the registered script)
+
+    async def move(
+        self,
+        id: str,
+        name: str,
+        source: str,
+        mode: str,
+        due_ms: int = 0,
+        envelope: bytes = b"",
+        now_ms: int = 0,
+    ) -> bool:
+        """Move a waiting job out of ``source``: onto its queue, into its scheduled set, or
+        delete it (mode ``queue``, ``schedule``, ``delete``; a deletion is recorded in the
+        history of ``name`` at ``now_ms``)."""
+        k = self.keys
+        target = k.scheduled(name) if mode == "schedule" else k.queue(name)
+        keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
+        keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.checkins)
+        keys += (k.cancel_requests, k.attempts, k.ended, k.history, k.history_data)
+        keys += (k.history_of(name), k.listening, k.checkpoints, k.dedup, k.dedup_of_job)
+        args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
+        args.append(now_ms)
+        return bool(await self._call("move", keys, args))
+
+    async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int) -> str:
+        k = self.keys
+        keys = [k.jobs, k.queue(name), k.scheduled(name), k.retry(name), k.cancelled, k.dead]
+        keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
+        keys += (k.cancel_requests, k.attempts, k.recoveries, k.dedup, k.dedup_of_job)
+        args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
+        result = await self._call("cancel", keys, args)
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def destroy(self, id: str, name: str, attempts: int) -> str:
+        """Remove every trace of a job (see lua/destroy.lua): ``destroyed``, ``running`` (its
+        pool was asked to drop it) or ``unknown``."""
+        k = self.keys
+        keys = [k.jobs, k.priorities, k.errors, k.recoveries, k.checkins, k.cancel_requests]
+        keys += (k.attempts, k.unique_of_job, k.unique, k.unique_expiry, k.ended)
+        keys += (k.queue(name), k.scheduled(name), k.retry(name), k.dead, k.cancelled)
+        keys += (k.done(id), k.history, k.history_data, k.history_of(name), k.listening)
+        keys += (k.checkpoints, k.dedup, k.dedup_of_job)
+        args: list[Arg] = [id, name, k.control_channel, k.events_channel, attempts]
+        result = await self._call("destroy", keys, args)
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def request_cancel(self, id: str, kind: str) -> bool:
+        """Ask the pool running ``id`` to cancel (``cancel``) or drop (``destroy``) it; False
+        when no attempt of it runs."""
+        k = self.keys
+        keys = [k.attempts, k.cancel_requests]
+        return bool(await self._call("request_cancel", keys, [id, kind, k.control_channel]))

@@ -1,0 +1,61 @@
+-- destroy: remove every trace of a job, wherever it is, in one step. A waiting, dead or
+-- cancelled job is forgotten at once (no tombstone: its id may be used again), with its done
+-- record and the history of its attempts; a running one is asked to its pool (a `destroy`
+-- request, kept until the attempt settles: its pool, or the reaper of its pool, drops it).
+-- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] errors   KEYS[4] recoveries   KEYS[5] checkins
+-- KEYS[6] cancel requests   KEYS[7] attempts   KEYS[8] unique_of_job   KEYS[9] unique
+-- KEYS[10] unique_expiry   KEYS[11] ended   KEYS[12] queue   KEYS[13] scheduled set
+-- KEYS[14] retry set   KEYS[15] dead   KEYS[16] cancelled   KEYS[17] done record
+-- KEYS[18] history   KEYS[19] history_data   KEYS[20] history of the job name
+-- KEYS[21] listening   KEYS[22] checkpoints   KEYS[23] dedup   KEYS[24] dedup_of_job
+-- ARGV[1] job id   ARGV[2] job name   ARGV[3] control channel   ARGV[4] events channel
+-- ARGV[5] attempts to erase from the history (0..n; n is at least what its envelope counts,
+--         at most 10,000)
+-- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found).
+--@include jobstate
+--@include dedup
+local id, name = ARGV[1], ARGV[2]
+local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[3], recov = KEYS[4], checkin = KEYS[5],
+  cancelreq = KEYS[6], att = KEYS[7], uniqjob = KEYS[8], uniq = KEYS[9], uniqexp = KEYS[10],
+  ended = KEYS[11], ckpt = KEYS[22], hist = KEYS[18], histdata = KEYS[19],
+  listening = KEYS[21], events = ARGV[4]}
+local env = redis.call('HGET', k.jobs, id)
+local last = tonumber(ARGV[5]) or 0
+if env then
+  last = math.max(last, attempt_of(env, name))
+end
+last = math.min(last, 10000)
+local found = env ~= false
+local status = 'destroyed'
+if redis.call('HEXISTS', k.att, id) == 1 then
+  redis.call('HSET', k.cancelreq, id, 'destroy')
+  redis.call('PUBLISH', ARGV[3], 'destroy:' .. id)
+  status = 'running'
+else
+  for i = 12, 16 do
+    if redis.call('ZREM', KEYS[i], id) == 1 then
+      found = true
+    end
+  end
+  forget(k, {id}, nil)
+  dedup_ended({dedup = KEYS[23], dedupjob = KEYS[24]}, id)
+end
+if redis.call('DEL', KEYS[17]) == 1 then found = true end
+if redis.call('ZREM', k.ended, id) == 1 then found = true end
+local attempts = {}
+for i = 0, last do
+  attempts[#attempts + 1] = id .. ':' .. i
+  if #attempts == 1000 or i == last then
+    if redis.call('HDEL', k.histdata, unpack(attempts)) > 0 then found = true end
+    redis.call('ZREM', k.hist, unpack(attempts))
+    redis.call('ZREM', KEYS[20], unpack(attempts))
+    attempts = {}
+  end
+end
+if not found then
+  return 'unknown'
+end
+if status == 'destroyed' then
+  record_end(k, KEYS[20], id, name, 'deleted', nil, nil, 0, false, ',"reason":"destroyed"')
+end
+return status
