@@ -65,9 +65,11 @@ class Inspection:
             pipe.zscore(k.cancelled, job_id)
             pipe.hget(k.errors, job_id)
             pipe.hget(k.checkins, job_id)
+            pipe.hget(k.checkpoints, job_id)
             found = await pipe.execute()
-        *scores, error, checkin = found
+        *scores, error, checkin, checkpoint = found
         info.error, info.checkin = decode_json(error), decode_json(checkin)
+        info.progress = decode_json(checkpoint)
         waiting = [JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING]
         statuses = [(n, st) for n in names for st in waiting]
         statuses += [(info.name, JobStatus.DEAD), (info.name, JobStatus.CANCELLED)]

@@ -44,6 +44,8 @@ class JobInfo:
     result: Any = None
     error: dict[str, Any] | None = None
     checkin: dict[str, Any] | None = None
+    # an iterable job's last checkpoint: cursor, done (items), runtime (s, every run), at
+    progress: dict[str, Any] | None = None
     pool_id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     corrupt: bool = False

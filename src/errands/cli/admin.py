@@ -252,6 +252,9 @@ def job_text(data: dict[str, Any]) -> str:
     for key, value in data.items():
         if key == "error" and isinstance(error, dict):
             continue
+        if key == "progress" and isinstance(value, dict):
+            lines.append(f"{key:>12}: {progress_text(value)}")
+            continue
         lines.append(f"{key:>12}: {_cell(value)}")
     if isinstance(error, dict):
         attempt = error.get("attempt")
@@ -263,6 +266,16 @@ def job_text(data: dict[str, Any]) -> str:
             lines.append(f"{'traceback':>12}:")
             lines.extend("    " + line for line in tb.rstrip().splitlines())
     return "\n".join(lines)
+
+
+def progress_text(progress: dict[str, Any]) -> str:
+    """An iterable job's checkpoint on one line: items done, cursor, run time, when written."""
+    runtime = progress.get("runtime")
+    ran = f"{runtime:.1f}s" if isinstance(runtime, int | float) else "-"
+    return (
+        f"{progress.get('done', 0)} items done, cursor {_cell(progress.get('cursor'))}, "
+        f"ran {ran}, checkpoint at {_cell(progress.get('at'))}"
+    )
 
 
 def _queue_row(q: QueueInfo) -> dict[str, str | int]:

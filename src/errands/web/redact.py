@@ -119,6 +119,7 @@ class Redactor:
             meta=self.value(info.meta),
             result=self.value(info.result),
             checkin=self.error(info.checkin, hidden),
+            progress=self.value(info.progress),
             error=self.error(info.error, hidden),
             raw=raw,
         )
