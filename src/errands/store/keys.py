@@ -242,6 +242,22 @@ class Keys:
         """Pub/sub channel on which idle pools are woken."""
         return self.prefix + "wake"
 
+    # -- workflows (see workflows/ and lua/lib/workflows.lua) -----------------------------------
+    @property
+    def workflow_of(self) -> str:
+        """HASH member job id -> run id of its workflow, while the member's end is not yet
+        handled (removing the field is the edge that handles it exactly once)."""
+        return self.prefix + "wfof"
+
+    def workflow(self, run_id: str, part: str = "") -> str:
+        """The keys of one workflow run: HASH ``wf:<run>`` (its state), and ``wf:<run>:<part>``
+        for part ``open`` (SET of members not ended), ``in`` / ``out`` (ZSETs of remaining
+        edges ``child<parent`` / ``parent>child``), ``nodes`` (HASH node -> spec), ``env``
+        (HASH node -> envelope of a member waiting for its dependencies, and of the
+        callbacks), ``res`` (HASH node -> outcome). Every one expires after the linger."""
+        key = self.prefix + "wf:" + _check_part("workflow run id", run_id)
+        return key + ":" + part if part else key
+
     # -- periodic schedules --------------------------------------------------------------------
     @property
     def schedules(self) -> str:

@@ -209,7 +209,7 @@ class Scripts(AdminScripts):
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.stats, k.idle, k.history, k.history_data, k.checkins, k.listening, k.errors)
         keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
-        keys += (k.ended, k.checkpoints, k.dedup, k.dedup_of_job)
+        keys += (k.ended, k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
         args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
         args += ("1" if history else "0", len(done), pool_id)
         index: dict[str, int] = {}
@@ -228,7 +228,7 @@ class Scripts(AdminScripts):
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history, k.history_data)
         keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
-        keys += (k.cancelled, *self._state(), k.dedup, k.dedup_of_job)
+        keys += (k.cancelled, *self._state(), k.dedup, k.dedup_of_job, k.workflow_of)
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
@@ -311,7 +311,7 @@ class Scripts(AdminScripts):
         keys += (k.priorities, k.recoveries, k.dead, k.errors, k.seq, k.idle, k.stats)
         keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
         keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints)
-        keys += (k.dedup, k.dedup_of_job)
+        keys += (k.dedup, k.dedup_of_job, k.workflow_of)
         index: dict[str, int] = {}
         args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
         args.append(malformed)

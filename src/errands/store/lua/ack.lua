@@ -7,7 +7,8 @@
 -- KEYS[10] checkins   KEYS[11] listening   KEYS[12] errors   KEYS[13] cancel requests
 -- KEYS[14] attempts   KEYS[15] unique_of_job   KEYS[16] unique   KEYS[17] unique_expiry
 -- KEYS[18] ended   KEYS[19] checkpoints   KEYS[20] dedup   KEYS[21] dedup_of_job
--- KEYS[22 .. 21+N] the done-record key of each job; then the history-of-name key of each name
+-- KEYS[22] workflow_of (see lib/workflows.lua)
+-- KEYS[23 .. 22+N] the done-record key of each job; then the history-of-name key of each name
 -- ARGV[1] wake channel   ARGV[2] '1' to wake idle pools (a job with a concurrency limit finished)
 -- ARGV[3] events channel   ARGV[4] now ms   ARGV[5] '1' to record history   ARGV[6] N jobs
 -- ARGV[7] pool id
@@ -18,7 +19,9 @@
 -- re-sent call finds its own work done)}.
 --@include jobstate
 --@include dedup
-local B = 21  -- the keys before the done records
+--@include workflows
+local B = 22  -- the keys before the done records
+local workflows = redis.call('EXISTS', KEYS[22]) == 1
 local n = tonumber(ARGV[6])
 local now = ARGV[4]
 local history = ARGV[5] == '1'
@@ -55,6 +58,9 @@ for j = 0, n - 1 do
         redis.call('ZADD', KEYS[8], now, hk)
         redis.call('ZADD', KEYS[B + n + tonumber(ARGV[o + 2])], now, hk)
       end
+    end
+    if workflows then
+      wf_end(KEYS[22], id, 'ok', ARGV[o + 3])
     end
     if listening then
       redis.call('PUBLISH', ARGV[3], '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}')

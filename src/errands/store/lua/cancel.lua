@@ -4,12 +4,14 @@
 -- KEYS[6] dead   KEYS[7] done record   KEYS[8] unique   KEYS[9] unique_of_job
 -- KEYS[10] unique_expiry   KEYS[11] listening   KEYS[12] cancel requests   KEYS[13] attempts
 -- KEYS[14] recoveries   KEYS[15] dedup   KEYS[16] dedup_of_job
+-- KEYS[17] workflow_of (see lib/workflows.lua)
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name
 -- Returns 'cancelled', 'running' (signalled), 'dead', 'already', 'finished' (its done record
 -- says so: it ended before this call) or 'unknown' (also for a job that is in none of those
 -- places and runs nowhere: no request is left behind for it).
 --@include dedup
+--@include workflows
 local id = ARGV[1]
 local d = {dedup = KEYS[15], dedupjob = KEYS[16]}
 local env = redis.call('HGET', KEYS[1], id)
@@ -44,6 +46,7 @@ for k = 2, 4 do
     if redis.call('EXISTS', KEYS[11]) == 1 then
       redis.call('PUBLISH', ARGV[5], '{"event":"cancelled","id":"' .. id .. '","name":"' .. ARGV[6] .. '"}')
     end
+    wf_end(KEYS[17], id, 'cancelled', nil)
     return 'cancelled'
   end
 end

@@ -8,12 +8,14 @@
 -- KEYS[14] retry set   KEYS[15] dead   KEYS[16] cancelled   KEYS[17] done record
 -- KEYS[18] history   KEYS[19] history_data   KEYS[20] history of the job name
 -- KEYS[21] listening   KEYS[22] checkpoints   KEYS[23] dedup   KEYS[24] dedup_of_job
+-- KEYS[25] workflow_of (see lib/workflows.lua)
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] control channel   ARGV[4] events channel
 -- ARGV[5] attempts to erase from the history (0..n; n is at least what its envelope counts,
 --         at most 10,000)
 -- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found).
 --@include jobstate
 --@include dedup
+--@include workflows
 local id, name = ARGV[1], ARGV[2]
 local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[3], recov = KEYS[4], checkin = KEYS[5],
   cancelreq = KEYS[6], att = KEYS[7], uniqjob = KEYS[8], uniq = KEYS[9], uniqexp = KEYS[10],
@@ -39,6 +41,7 @@ else
   end
   forget(k, {id}, nil)
   dedup_ended({dedup = KEYS[23], dedupjob = KEYS[24]}, id)
+  wf_end(KEYS[25], id, 'cancelled', nil)  -- a member destroyed while it waited
 end
 if redis.call('DEL', KEYS[17]) == 1 then found = true end
 if redis.call('ZREM', k.ended, id) == 1 then found = true end

@@ -7,7 +7,7 @@
 -- KEYS[11] unique_of_job   KEYS[12] unique_expiry   KEYS[13] checkins   KEYS[14] cancel requests
 -- KEYS[15] attempts   KEYS[16] ended   KEYS[17] history   KEYS[18] history_data
 -- KEYS[19] history of the job name   KEYS[20] listening   KEYS[21] checkpoints
--- KEYS[22] dedup   KEYS[23] dedup_of_job
+-- KEYS[22] dedup   KEYS[23] dedup_of_job   KEYS[24] workflow_of (see lib/workflows.lua)
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
 -- ARGV[7] job name   ARGV[8] now ms
@@ -17,6 +17,7 @@
 -- before anything is written.
 --@include jobstate
 --@include dedup
+--@include workflows
 local id, mode = ARGV[1], ARGV[2]
 if mode ~= 'queue' and mode ~= 'schedule' and mode ~= 'delete' then
   return redis.error_reply('errands: unknown move mode ' .. mode)
@@ -39,6 +40,7 @@ if mode == 'delete' then
   record_end(k, KEYS[19], id, ARGV[7], 'deleted', env, nil, ARGV[8], true, ',"reason":"deleted"')
   forget(k, {id}, nil)
   dedup_ended({dedup = KEYS[22], dedupjob = KEYS[23]}, id)
+  wf_end(KEYS[24], id, 'cancelled', nil)  -- a member deleted while it waited
 elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])
   local prio = tonumber(redis.call('HGET', KEYS[2], id) or '0')

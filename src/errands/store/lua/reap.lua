@@ -10,18 +10,19 @@
 -- KEYS[10] seq   KEYS[11] idle   KEYS[12] stats   KEYS[13] cancel requests   KEYS[14] cancelled
 -- KEYS[15] retired   KEYS[16] attempts   KEYS[17] checkins   KEYS[18] unique_of_job
 -- KEYS[19] unique   KEYS[20] unique_expiry   KEYS[21] ended   KEYS[22] checkpoints
--- KEYS[23] dedup   KEYS[24] dedup_of_job
--- KEYS[25..] queues, referred to by index
+-- KEYS[23] dedup   KEYS[24] dedup_of_job   KEYS[25] workflow_of (see lib/workflows.lua)
+-- KEYS[26..] queues, referred to by index
 -- ARGV[1] pool id   ARGV[2] dead timeout ms   ARGV[3] max recoveries   ARGV[4] wake channel
 -- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
 -- ARGV[7..] four per entry: in-progress member, job id, job name, queue index (1-based,
---           KEYS[24+i]); a malformed entry has name '' and index 0: its job is buried
+--           KEYS[25+i]); a malformed entry has name '' and index 0: its job is buried
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
 -- is alive (left alone) else 0}.
 --@include jobstate
 --@include dedup
-local Q = 24
+--@include workflows
+local Q = 25
 local pool = ARGV[1]
 local now = redis_now()
 local k = {jobs = KEYS[4], prio = KEYS[6], errors = KEYS[9], recov = KEYS[7], checkin = KEYS[17],
@@ -54,6 +55,7 @@ local function bury(id, err)
   redis.call('ZADD', KEYS[8], now, id)
   redis.call('HINCRBY', KEYS[12], 'dead', 1)
   buried = buried + 1
+  wf_end(KEYS[25], id, 'failed', err)
 end
 for i = 7, #ARGV, 4 do
   local id, name = ARGV[i + 1], ARGV[i + 2]
@@ -73,6 +75,7 @@ for i = 7, #ARGV, 4 do
     end
     if not exists then
       forget(k, {id}, now)
+      wf_end(KEYS[25], id, 'cancelled', nil)
     elseif request then
       cancelled = cancelled + 1
       if request == 'destroy' then
@@ -83,6 +86,7 @@ for i = 7, #ARGV, 4 do
         redis.call('ZADD', KEYS[14], now, id)
         redis.call('HINCRBY', KEYS[12], 'cancelled', 1)
       end
+      wf_end(KEYS[25], id, 'cancelled', nil)
     elseif name == '' then
       bury(id, ARGV[6])
     else

@@ -9,7 +9,7 @@
 -- KEYS[14] done record of the job   KEYS[15] listening   KEYS[16] checkins
 -- KEYS[17] cancel requests   KEYS[18] cancelled set   KEYS[19] attempts   KEYS[20] unique_of_job
 -- KEYS[21] unique   KEYS[22] unique_expiry   KEYS[23] ended   KEYS[24] checkpoints
--- KEYS[25] dedup   KEYS[26] dedup_of_job
+-- KEYS[25] dedup   KEYS[26] dedup_of_job   KEYS[27] workflow_of (see lib/workflows.lua)
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later), time of death ms (dead),
 --         or queue score to go back to (requeue; 0 = behind the jobs waiting, 'head' = ahead of
@@ -27,6 +27,7 @@
 --@include jobstate
 --@include longwork
 --@include dedup
+--@include workflows
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
 local MODES = {retry = 1, later = 1, dead = 1, drop = 1, requeue = 1, cancelled = 1}
 if not MODES[mode] then
@@ -143,6 +144,11 @@ else -- dead or cancelled: the set is bounded by age and size (100 trimmed at mo
     redis.call('ZREM', target, unpack(stale))
     forget(k, stale, redis_now())
   end
+end
+if mode == 'dead' or mode == 'drop' or mode == 'cancelled' then  -- its life ended
+  local outcome = 'failed'
+  if mode == 'cancelled' or destroyed then outcome = 'cancelled' end
+  wf_end(KEYS[27], id, outcome, ARGV[6])
 end
 if mode ~= 'requeue' and redis.call('SCARD', KEYS[9]) > 0 then
   redis.call('PUBLISH', ARGV[9], 'settle')

@@ -1,0 +1,160 @@
+-- lib/workflows: the workflows (see src/errands/workflows/ and docs/workflows.md), included by
+-- `--@include workflows` into the scripts that end a job's life (ack, settle, reap, cancel,
+-- move) and the workflow scripts. A job outside any workflow costs one HGET (wf_end).
+-- A run's keys, and the namespace keys a released member goes to (jobs, its queue, ...), are
+-- built here from the prefix of the `wfof` key the including script declares: all under the
+-- namespace's hash tag, so in the slot of the script's declared keys (also on a cluster).
+--   wf:<run>        HASH  name, status (running|succeeded|failed|cancelled), created,
+--                         finished, linger (ms), size, failed (first failed node), cancel
+--   wf:<run>:open   SET   members not ended
+--   wf:<run>:in     ZSET  remaining edges "child<parent" (score 0, ranged by lex per child)
+--   wf:<run>:out    ZSET  edges "parent>child" (ranged by lex per parent)
+--   wf:<run>:nodes  HASH  node -> spec JSON {n: job name, f: policy, p: priority, d: deps};
+--                         "!on_success" / "!on_failure" the callbacks'
+--   wf:<run>:env    HASH  node -> envelope of a member still waiting for its dependencies;
+--                         "!on_success" / "!on_failure" the callbacks' until one is enqueued
+--   wf:<run>:res    HASH  node -> outcome JSON {s: ok|failed|cancelled, r: result | e: error}
+-- Members are the jobs "<run>.<node>", callbacks "<run>!on_success" / "<run>!on_failure".
+-- Every consequence sits behind an edge whose removal returns 1: a member's end is handled
+-- once (HDEL of its wfof field), a dependent is released once its last "child<parent" edge
+-- is removed (ZREM == 1, then no edge of it left), a callback is enqueued once (HDEL of its
+-- envelope), the run finishes once (its status leaves 'running').
+local WF_PRIO = 4398046511104
+
+local function wf_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- the keys of run `run`, from `wfof` = <prefix>wfof
+local function wf_keys(wfof, run)
+  local P = string.sub(wfof, 1, #wfof - 4)
+  local m = P .. 'wf:' .. run
+  return {P = P, run = run, wfof = wfof, meta = m, open = m .. ':open', inn = m .. ':in',
+    out = m .. ':out', nodes = m .. ':nodes', env = m .. ':env', res = m .. ':res'}
+end
+
+-- store job `id` and put it on its queue as enqueue does; wakes idle pools when `wake`
+local function wf_queue(W, id, name, prio, env, wake)
+  local P = W.P
+  redis.call('HSET', P .. 'jobs', id, env)
+  if prio ~= 0 then
+    redis.call('HSET', P .. 'prio', id, prio)
+  end
+  redis.call('SADD', P .. 'names', name)
+  local seq = redis.call('INCR', P .. 'seq')
+  redis.call('ZADD', P .. 'q:' .. name, seq - prio * WF_PRIO, id)
+  if wake and redis.call('SCARD', P .. 'idle') > 0 then
+    redis.call('PUBLISH', P .. 'wake', 'workflow')
+  end
+end
+
+-- a waiting member whose last dependency ended goes to its queue
+local function wf_release(W, node, spec)
+  local env = redis.call('HGET', W.env, node)
+  if env and redis.call('HDEL', W.env, node) == 1 then
+    wf_queue(W, W.run .. '.' .. node, spec.n, tonumber(spec.p or 0), env, true)
+  end
+end
+
+-- end a member that waits for its dependencies without running it (its remaining edges go);
+-- false when it has ended already
+local function wf_drop_held(W, node)
+  if redis.call('HDEL', W.wfof, W.run .. '.' .. node) == 0 then
+    return false
+  end
+  redis.call('HDEL', W.env, node)
+  local edges = redis.call('ZRANGEBYLEX', W.inn, '[' .. node .. '<', '(' .. node .. '=')
+  for i = 1, #edges, 500 do
+    redis.call('ZREM', W.inn, unpack(edges, i, math.min(i + 499, #edges)))
+  end
+  return true
+end
+
+-- every member ended: the outcome, the callback it calls for (once), then the linger
+local function wf_finish(W)
+  if redis.call('HGET', W.meta, 'status') ~= 'running' then
+    return
+  end
+  local status = 'succeeded'
+  if redis.call('HEXISTS', W.meta, 'cancel') == 1 then
+    status = 'cancelled'
+  elseif redis.call('HEXISTS', W.meta, 'failed') == 1 then
+    status = 'failed'
+  end
+  redis.call('HSET', W.meta, 'status', status, 'finished', wf_now())
+  local cb = ({succeeded = '!on_success', failed = '!on_failure'})[status]
+  if cb then
+    local env = redis.call('HGET', W.env, cb)
+    local spec = redis.call('HGET', W.nodes, cb)
+    if env and spec and redis.call('HDEL', W.env, cb) == 1 then
+      spec = cjson.decode(spec)
+      wf_queue(W, W.run .. cb, spec.n, tonumber(spec.p or 0), env, true)
+    end
+  end
+  redis.call('DEL', W.env, W.inn)
+  local linger = redis.call('HGET', W.meta, 'linger') or '86400000'
+  for _, key in ipairs({W.meta, W.open, W.out, W.nodes, W.res}) do
+    redis.call('PEXPIRE', key, linger)
+  end
+end
+
+-- member `node` ended with `status` ok | failed | cancelled (`value`: its result or error as
+-- JSON): record it, remove its outgoing edges, release the dependents whose last edge that
+-- was, end without running those whose policy is "fail" (and every waiting one once the run
+-- is being cancelled), and finish the run when no member is left open
+local function wf_settle(W, node, status, value)
+  local cancelling = redis.call('HEXISTS', W.meta, 'cancel') == 1
+  local work, i = {{node, status, value}}, 1
+  while i <= #work do
+    local n, st, val = work[i][1], work[i][2], work[i][3]
+    i = i + 1
+    redis.call('SREM', W.open, n)
+    if st == 'ok' then
+      redis.call('HSET', W.res, n, '{"s":"ok","r":' .. val .. '}')
+    else
+      redis.call('HSET', W.res, n, '{"s":"' .. st .. '","e":' .. val .. '}')
+    end
+    local outs = redis.call('ZRANGEBYLEX', W.out, '[' .. n .. '>', '(' .. n .. '?')
+    local counts = #outs == 0  -- a sink that did not succeed fails the run
+    for _, e in ipairs(outs) do
+      local c = string.sub(e, #n + 2)
+      local raw = redis.call('HGET', W.nodes, c)
+      if raw and redis.call('ZREM', W.inn, c .. '<' .. n) == 1 then
+        local spec = cjson.decode(raw)
+        local bad = st ~= 'ok' and spec.f == 'fail'
+        if bad then
+          counts = true
+        end
+        if bad or cancelling then
+          if wf_drop_held(W, c) then
+            local why = 'the workflow was cancelled'
+            if bad then why = 'dependency ' .. n .. ' ' .. st end
+            work[#work + 1] = {c, 'cancelled', '{"error":"' .. why .. '","node":"' .. n .. '"}'}
+          end
+        elseif #redis.call('ZRANGEBYLEX', W.inn, '[' .. c .. '<', '(' .. c .. '=', 'LIMIT', 0, 1) == 0 then
+          wf_release(W, c, spec)
+        end
+      end
+    end
+    if st ~= 'ok' and counts then
+      redis.call('HSETNX', W.meta, 'failed', n)
+    end
+  end
+  if redis.call('SCARD', W.open) == 0 then
+    wf_finish(W)
+  end
+end
+
+-- the hook of the scripts that end a job's life (`status` ok | failed | cancelled, `value` its
+-- result or error JSON): nothing but one HGET for a job outside any workflow
+local function wf_end(wfof, id, status, value)
+  local run = redis.call('HGET', wfof, id)
+  if not run or redis.call('HDEL', wfof, id) == 0 then
+    return
+  end
+  if value == nil or value == '' then
+    value = 'null'
+  end
+  wf_settle(wf_keys(wfof, run), string.sub(id, #run + 2), status, value)
+end

@@ -1,0 +1,68 @@
+-- wf_add: add a member to a running workflow run (a running member growing its own run). The
+-- new member runs after the `after` nodes that have not ended yet, and every `before` node (each
+-- still waiting for its dependencies) now also waits for it. The run cannot finish meanwhile:
+-- whoever adds is a member that has not ended, or the run is refused as not running.
+-- Everything is checked before the first write.
+-- KEYS[1] workflow_of   KEYS[2] the run (HASH)   KEYS[3] its open set   KEYS[4] its in edges
+-- KEYS[5] its out edges   KEYS[6] its nodes   KEYS[7] its envelopes   KEYS[8] its outcomes
+-- KEYS[9] the queue of the new member's job name
+-- ARGV[1] run id   ARGV[2] node id   ARGV[3] job name   ARGV[4] priority   ARGV[5] envelope
+-- ARGV[6] spec JSON (with every after node)   ARGV[7] A: how many after nodes follow
+-- ARGV[8 .. 7+A] after nodes   ARGV[8+A ..] before nodes
+-- Returns '' when added, else why not.
+--@include workflows
+local run, node = ARGV[1], ARGV[2]
+local status = redis.call('HGET', KEYS[2], 'status')
+if status ~= 'running' or redis.call('HEXISTS', KEYS[2], 'cancel') == 1 then
+  return 'workflow run ' .. run .. ' is not running (' .. (status or 'unknown') .. ')'
+end
+if redis.call('HEXISTS', KEYS[6], node) == 1 then
+  return 'node ' .. node .. ' is already in the workflow'
+end
+local spec = cjson.decode(ARGV[6])
+local a = tonumber(ARGV[7])
+local edges = {}
+for i = 8, 7 + a do
+  local dep = ARGV[i]
+  if redis.call('HEXISTS', KEYS[6], dep) == 0 then
+    return 'unknown node ' .. dep
+  end
+  if redis.call('SISMEMBER', KEYS[3], dep) == 1 then
+    edges[#edges + 1] = dep
+  elseif spec.f == 'fail' then
+    local res = redis.call('HGET', KEYS[8], dep)
+    if res and string.sub(res, 1, 10) ~= '{"s":"ok",' then
+      return 'dependency ' .. dep .. ' did not succeed'
+    end
+  end
+end
+for i = 8 + a, #ARGV do
+  if redis.call('HEXISTS', KEYS[7], ARGV[i]) == 0 then
+    return 'node ' .. ARGV[i] .. ' is not waiting for its dependencies (unknown, running or ended)'
+  end
+end
+local W = wf_keys(KEYS[1], run)
+local id = run .. '.' .. node
+redis.call('HSET', KEYS[1], id, run)
+redis.call('SADD', W.open, node)
+redis.call('HSET', W.nodes, node, ARGV[6])
+redis.call('HINCRBY', W.meta, 'size', 1)
+for _, dep in ipairs(edges) do
+  redis.call('ZADD', W.inn, 0, node .. '<' .. dep)
+  redis.call('ZADD', W.out, 0, dep .. '>' .. node)
+end
+for i = 8 + a, #ARGV do
+  local b = ARGV[i]
+  redis.call('ZADD', W.inn, 0, b .. '<' .. node)
+  redis.call('ZADD', W.out, 0, node .. '>' .. b)
+  local bspec = cjson.decode(redis.call('HGET', W.nodes, b))
+  local deps = bspec.d or {}
+  deps[#deps + 1] = node
+  redis.call('HSET', W.nodes, b, cjson.encode({n = bspec.n, f = bspec.f, p = bspec.p, d = deps}))
+end
+if #edges == 0 then
+  wf_queue(W, id, ARGV[3], tonumber(ARGV[4]), ARGV[5], true)
+else
+  redis.call('HSET', W.env, node, ARGV[5])
+end
+return ''

@@ -1,0 +1,24 @@
+-- wf_cancel: cancel a running workflow run. The first call marks it cancelled: from then on no
+-- member is released (a member whose last dependency ends is ended as cancelled instead) and
+-- no callback runs. Each call then ends the given members that still wait for their
+-- dependencies (bounded: the caller passes a few hundred at a time); members already queued or
+-- running are cancelled by the caller one by one (cancel.lua, which ends them here).
+-- KEYS[1] workflow_of   KEYS[2] the run (HASH)   KEYS[3] its open set   KEYS[4] its in edges
+-- KEYS[5] its nodes   KEYS[6] its envelopes   KEYS[7] its outcomes
+-- ARGV[1] run id   ARGV[2..] nodes waiting for their dependencies
+-- Returns 1, or 0 when the run is not running (finished, lingering or unknown).
+--@include workflows
+if redis.call('HGET', KEYS[2], 'status') ~= 'running' then
+  return 0
+end
+redis.call('HSET', KEYS[2], 'cancel', '1')
+local W = wf_keys(KEYS[1], ARGV[1])
+for i = 2, #ARGV do
+  if wf_drop_held(W, ARGV[i]) then
+    wf_settle(W, ARGV[i], 'cancelled', '{"error":"the workflow was cancelled"}')
+  end
+end
+if redis.call('SCARD', W.open) == 0 then
+  wf_finish(W)
+end
+return 1

@@ -1,0 +1,56 @@
+-- wf_enqueue: store a whole workflow run at once (all or nothing: one script). Members without
+-- dependencies go to their queues, the others wait in the run's `env` hash until their last
+-- dependency ends (see lib/workflows.lua). Idempotent: a run already stored (or lingering) is
+-- not stored again. Work is linear in the size of the graph (validated by the caller).
+-- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names   KEYS[5] idle
+-- KEYS[6] workflow_of (HASH member id -> run)   KEYS[7] the run (HASH)   KEYS[8] its open set
+-- KEYS[9] its in edges   KEYS[10] its out edges   KEYS[11] its nodes   KEYS[12] its envelopes
+-- KEYS[13] its outcomes   KEYS[14..] the queue of each job name with a member ready at once
+-- ARGV[1] run id   ARGV[2] workflow name   ARGV[3] linger ms   ARGV[4] N members
+-- ARGV[5] E edges   ARGV[6] C callbacks
+-- ARGV[7..] six per member: node id, job name, 1 if ready at once else 0, priority,
+--           envelope, spec JSON; then two per edge: parent node, child node; then three per
+--           callback: on_success | on_failure, envelope, spec JSON
+-- Returns 1 when stored, 0 when the run exists already.
+--@include workflows
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  return 0
+end
+local run = ARGV[1]
+local W = wf_keys(KEYS[6], run)
+local n, e, c = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('HSET', W.meta, 'name', ARGV[2], 'status', 'running', 'created', wf_now(),
+  'linger', ARGV[3], 'size', n)
+local o = 6
+local ready = false
+for _ = 1, n do
+  local node, name, now, prio, env, spec = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], ARGV[o + 6]
+  o = o + 6
+  local id = run .. '.' .. node
+  redis.call('HSET', KEYS[6], id, run)
+  redis.call('SADD', W.open, node)
+  redis.call('HSET', W.nodes, node, spec)
+  if now == '1' then
+    wf_queue(W, id, name, tonumber(prio), env, false)
+    ready = true
+  else
+    redis.call('HSET', W.env, node, env)
+  end
+end
+for _ = 1, e do
+  redis.call('ZADD', W.inn, 0, ARGV[o + 2] .. '<' .. ARGV[o + 1])
+  redis.call('ZADD', W.out, 0, ARGV[o + 1] .. '>' .. ARGV[o + 2])
+  o = o + 2
+end
+for _ = 1, c do
+  redis.call('HSET', W.env, '!' .. ARGV[o + 1], ARGV[o + 2])
+  redis.call('HSET', W.nodes, '!' .. ARGV[o + 1], ARGV[o + 3])
+  o = o + 3
+end
+if ready and redis.call('SCARD', KEYS[5]) > 0 then
+  redis.call('PUBLISH', W.P .. 'wake', 'workflow')
+end
+if n == 0 then
+  wf_finish(W)
+end
+return 1
