@@ -9,6 +9,7 @@ from .clock import Clock, FakeClock, SystemClock
 from .dedup import Dedup
 from .enqueuer import Enqueuer
 from .errors import (
+    DependencyFailed,
     ErrandsError,
     JobArgumentError,
     JobCancelledError,
@@ -20,6 +21,8 @@ from .errors import (
     RetryLater,
     ScheduleNotFoundError,
     UnknownJobError,
+    WorkflowError,
+    WorkflowNotFoundError,
 )
 from .handlers import current_job
 from .job import DedupOutcome, Job
@@ -30,6 +33,7 @@ from .serialization import JSONSerializer, PayloadTooLargeError, SerializationEr
 from .sync import SyncClient, SyncEnqueuer
 from .typed import JobFunction
 from .worker.pool import WorkerPool
+from .workflows import Workflow, WorkflowRun, WorkflowStatus, chain, chord, group
 
 if typing.TYPE_CHECKING:
     from .web import dashboard
@@ -43,6 +47,7 @@ __all__ = [
     "Clock",
     "Dedup",
     "DedupOutcome",
+    "DependencyFailed",
     "Enqueuer",
     "ErrandsError",
     "ExponentialBackoff",
@@ -81,9 +86,17 @@ __all__ = [
     "UnknownJobError",
     "WorkerInfo",
     "WorkerPool",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowNotFoundError",
+    "WorkflowRun",
+    "WorkflowStatus",
     "__version__",
+    "chain",
+    "chord",
     "current_job",
     "dashboard",
+    "group",
 ]
 
 

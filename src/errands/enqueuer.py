@@ -37,6 +37,7 @@ from .store.replication import ReplicatedScripts
 from .store.scripts import Scripts
 from .store.served import served_names, unserved_message
 from .store.topology import RedisClient, as_redis, is_cluster
+from .workflows.enqueue import WorkflowEnqueue
 
 __all__ = ["Enqueuer"]
 
@@ -48,7 +49,7 @@ EnqueueItem = (
 )
 
 
-class Enqueuer:
+class Enqueuer(WorkflowEnqueue):
     """Puts jobs on queues. Cheap to keep for the life of the app; share one per process.
 
     >>> enqueuer = Enqueuer.from_url("redis://localhost:6379/0", namespace="myapp")

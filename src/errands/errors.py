@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "DependencyFailed",
     "ErrandsError",
     "JobArgumentError",
     "JobCancelledError",
@@ -15,6 +16,8 @@ __all__ = [
     "RetryLater",
     "ScheduleNotFoundError",
     "UnknownJobError",
+    "WorkflowError",
+    "WorkflowNotFoundError",
 ]
 
 
@@ -81,3 +84,34 @@ class NotReplicatedError(ErrandsError):
 class UnknownJobError(ErrandsError, LookupError):
     """``Enqueuer(strict=True)``: no running pool serves this job name (a typo, or no worker
     deployed for it); the message names the ones served."""
+
+
+class WorkflowError(ErrandsError, ValueError):
+    """A workflow that cannot be stored or changed: a cycle, an unknown or repeated node, an
+    invalid option; or a change to a run that no longer allows it (see docs/workflows.md)."""
+
+
+class DependencyFailed(ErrandsError):
+    """The outcome of a dependency that did not succeed, as ``job.dependency_results()``
+    gives it (never raised by errands): ``node``, ``status`` (``failed`` or ``cancelled``) and
+    ``error`` (the stored error: a dict whose ``error`` says what happened, or None)."""
+
+    def __init__(self, node: str, status: str, error: object) -> None:
+        message = error.get("error") if isinstance(error, dict) else None
+        super().__init__(f"dependency {node} {status}" + (f": {message}" if message else ""))
+        self.node = node
+        self.status = status
+        self.error = error
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DependencyFailed) and (self.node, self.status, self.error) == (
+            other.node,
+            other.status,
+            other.error,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class WorkflowNotFoundError(ErrandsError, LookupError):
+    """No workflow run with that id (never stored, or its linger is over)."""

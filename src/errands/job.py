@@ -41,6 +41,7 @@ class Job:
         "_attempt",
         "_backend",
         "_raw",
+        "_wf",
         "args",
         "context",
         "dedup",
@@ -71,6 +72,7 @@ class Job:
         unique: str | None = None,
         run_at: float | None = None,
         previous_attempts: int = 0,
+        workflow: tuple[str, str] | None = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -83,6 +85,7 @@ class Job:
         self.unique = unique
         self.run_at = run_at
         self.previous_attempts = previous_attempts  # before a dead job was retried from scratch
+        self._wf = workflow  # (run id, node id) of a workflow member; node "" for a callback
         self.context: dict[str, Any] = {}
         self._backend: Any = None
         self._raw: bytes | None = None  # the envelope as fetched: retries start from it
@@ -121,6 +124,32 @@ class Job:
             raise RuntimeError("this Job is not bound to an Enqueuer or Client")
         return await self._backend.result(self.id, timeout)
 
+    @property
+    def workflow_id(self) -> str | None:
+        """The id of the workflow run this job belongs to (a member or a callback), else None."""
+        return self._wf[0] if self._wf else None
+
+    @property
+    def workflow_node(self) -> str | None:
+        """This member's node id in its workflow ("" for a callback), else None."""
+        return self._wf[1] if self._wf else None
+
+    @property
+    def workflow(self) -> Any:
+        """The run of the workflow this job belongs to (a ``WorkflowRun``: ``status()``,
+        ``add(...)``, ``results()``, ...); inside a handler only."""
+        if self._wf is None:
+            raise RuntimeError(f"job {self.id} is not part of a workflow")
+        if self._backend is None or not hasattr(self._backend, "workflow_run"):
+            raise RuntimeError("job.workflow works only inside a running handler")
+        return self._backend.workflow_run(self._wf[0])
+
+    async def dependency_results(self) -> dict[str, Any]:
+        """The outcomes of this member's dependencies, by node id: a dependency's return value,
+        or a ``DependencyFailed`` for one that failed (under ``on_dependency_failure``
+        "continue" or "ignore"). A workflow callback gets the outcome of every member."""
+        return dict(await self.workflow.dependency_results(self._wf[1] if self._wf else ""))
+
     def __repr__(self) -> str:
         return f"<Job {self.name} id={self.id} fails={self.fails}>"
 
@@ -142,6 +171,8 @@ class Job:
             env["d"] = self.run_at
         if self.previous_attempts:
             env["h"] = self.previous_attempts
+        if self._wf:
+            env["w"] = list(self._wf)
         return env
 
     @classmethod
@@ -173,4 +204,13 @@ class Job:
             unique=env.get("u"),
             run_at=env.get("d"),
             previous_attempts=int(env.get("h", 0)),
+            workflow=_workflow_ref(env.get("w")),
         )
+
+
+def _workflow_ref(value: Any) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return value[0], value[1]
+    raise ValueError(f"envelope workflow reference is invalid: {value!r:.60}")

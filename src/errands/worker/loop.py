@@ -25,6 +25,8 @@ from ..longwork.iterable import Suspend
 from ..middleware import ProcessMiddleware, chain
 from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
 from ..store.scripts import Acked, Fetched, Scripts
+from ..workflows.members import PlainFactory
+from ..workflows.run import WorkflowRun
 from .acker import Acker
 from .batching import Batching, batch_types
 from .cancellation import CancelRequests
@@ -372,6 +374,11 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         data = orjson.dumps({"message": message, "at": self.clock.now()})
         attempt = f"{self.pool_id}:{job._attempt}"
         return await self.scripts.checkin(job.id, job.name, data, attempt)
+
+    def workflow_run(self, run_id: str) -> WorkflowRun:
+        """``job.workflow`` of a running member: its run, able to grow."""
+        factory = PlainFactory(self.serializer, self.clock)
+        return WorkflowRun(self.scripts.redis, self.keys, run_id, factory)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush remaining acks and stop the ack flusher."""

@@ -1,0 +1,101 @@
+"""Storing a workflow run: every member and callback built (through the Enqueuer's
+middleware) and checked before one script stores them all."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, cast
+
+from ..backoff import RetryOptions
+from ..errors import WorkflowError
+from ..job import Job
+from ..store.keys import check_job_id
+from .graph import Callback, Node, Workflow
+from .members import member_id, member_row, spec_json
+from .run import WorkflowRun
+from .store import WorkflowScripts
+
+__all__ = ["EnqueuerFactory", "WorkflowEnqueue", "store_workflow"]
+
+
+class _Enqueuer(Protocol):
+    """What ``store_workflow`` needs of an Enqueuer."""
+
+    redis: Any
+    keys: Any
+
+    def _build(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None,
+        *,
+        priority: int = ...,
+        retry: RetryOptions | None = ...,
+    ) -> Job: ...
+
+    async def _through_middleware(self, job: Job) -> Job | None: ...
+
+    def _encode(self, job: Job) -> bytes: ...
+
+    async def _check_served(self, names: Iterable[str]) -> None: ...
+
+    async def _call(self, coro: Any) -> Any: ...
+
+
+class EnqueuerFactory:
+    """Members built as ``Enqueuer.enqueue`` builds a job: checked, through its middleware
+    (one that drops a member fails the whole workflow), size-checked."""
+
+    def __init__(self, enqueuer: _Enqueuer) -> None:
+        self.enqueuer = enqueuer
+
+    async def member_job(self, run_id: str, node: Node | Callback, job_id: str) -> Job:
+        e = self.enqueuer
+        job = e._build(node.name, node.args, priority=node.priority, retry=node.retry)
+        job.id = job_id
+        job._wf = (run_id, node.id if isinstance(node, Node) else "")
+        stored = await e._through_middleware(job)
+        if stored is None:
+            raise WorkflowError(f"an enqueue middleware dropped member {job_id}: nothing stored")
+        return stored
+
+    def encode(self, job: Job) -> bytes:
+        return self.enqueuer._encode(job)
+
+
+async def store_workflow(enqueuer: _Enqueuer, wf: Workflow) -> WorkflowRun:
+    """Validate ``wf`` and store it as one run, in one script: all or nothing."""
+    run_id = check_job_id(wf.id) if wf.id is not None else uuid.uuid4().hex
+    if not wf.linger > 0:
+        raise WorkflowError(f"linger must be > 0 seconds, got {wf.linger!r}")
+    order = wf.ordered()
+    factory = EnqueuerFactory(enqueuer)
+    members = []
+    for node in order:
+        job = await factory.member_job(run_id, node, member_id(run_id, node.id))
+        members.append(member_row(node, job, ready=not node.after, envelope=factory.encode(job)))
+    callbacks = []
+    for kind, cb in sorted(wf.callbacks.items()):
+        job = await factory.member_job(run_id, cb, f"{run_id}!{kind}")
+        callbacks.append((kind, factory.encode(job), spec_json(cb)))
+    await enqueuer._check_served(
+        {m.name for m in members} | {c.name for c in wf.callbacks.values()}
+    )
+    scripts = WorkflowScripts(enqueuer.redis, enqueuer.keys)
+    linger_ms = max(1, int(wf.linger * 1000))
+    await enqueuer._call(
+        scripts.enqueue(run_id, wf.name, linger_ms, members, wf.edges(), callbacks)
+    )
+    return WorkflowRun(enqueuer.redis, enqueuer.keys, run_id, factory)
+
+
+class WorkflowEnqueue:
+    """The Enqueuer's ``enqueue_workflow`` (a base class of ``Enqueuer``)."""
+
+    async def enqueue_workflow(self, workflow: Workflow) -> WorkflowRun:
+        """Store every member and callback of ``workflow`` in one round trip (all or nothing)
+        and start the members without dependencies; returns the run. A cycle or an unknown
+        dependency raises ``WorkflowError`` before anything is stored. With ``Workflow(id=...)``
+        the call is idempotent: a run with that id stored (or lingering) is left as it is."""
+        return await store_workflow(cast(_Enqueuer, self), workflow)

@@ -1,0 +1,215 @@
+"""Building a workflow: members (nodes), their dependencies and callbacks. Pure: no I/O.
+
+>>> wf = Workflow("import-42")
+>>> fetch = wf.add("fetch_csv", {"url": url})
+>>> parts = [wf.add("parse_chunk", {"i": i}, after=[fetch]) for i in range(100)]
+>>> wf.add("merge", {}, after=parts, on_dependency_failure="fail")
+>>> wf.on_success("notify", {"user": 7})
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from ..backoff import RetryOptions
+from ..errors import WorkflowError
+
+__all__ = [
+    "DEFAULT_LINGER",
+    "Callback",
+    "Node",
+    "Policy",
+    "Workflow",
+    "check_node_id",
+    "check_policy",
+]
+
+Policy = Literal["fail", "ignore", "continue"]
+POLICIES: tuple[str, ...] = get_args(Policy)
+DEFAULT_LINGER = 24 * 3600.0  # seconds a finished run's keys (and members' results) are kept
+# node ids: the rules of job names, without the edge separators '<', '>' and the '!' of callbacks
+_NODE_ID = re.compile(r'[^\s"\\{}:<>!\x00-\x1f\x7f]{1,120}')
+
+
+def check_node_id(node: str) -> str:
+    if not isinstance(node, str) or not _NODE_ID.fullmatch(node):
+        raise WorkflowError(
+            f"invalid node id {node!r}: use 1-120 characters without whitespace, quotes, "
+            "backslashes, braces, ':', '<', '>' or '!' (pass id=... to name the node)"
+        )
+    return node
+
+
+def check_policy(policy: str) -> Policy:
+    if policy not in POLICIES:
+        raise WorkflowError(
+            f"on_dependency_failure must be one of {', '.join(POLICIES)}, got {policy!r}"
+        )
+    return policy  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One member of a workflow: a job (``name``, ``args``) that runs once every node of
+    ``after`` has ended, as ``on_dependency_failure`` says when one of them did not succeed."""
+
+    id: str
+    name: str
+    args: Mapping[str, Any]
+    after: tuple[str, ...] = ()
+    on_dependency_failure: Policy = "fail"
+    priority: int = 0
+    retry: RetryOptions | None = None
+
+    def __str__(self) -> str:
+        return self.id
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A job enqueued once when the run ends: ``on_success`` or ``on_failure``."""
+
+    kind: Literal["on_success", "on_failure"]
+    name: str
+    args: Mapping[str, Any]
+    priority: int = 0
+    retry: RetryOptions | None = None
+
+
+NodeRef = Node | str
+
+
+@dataclass
+class Workflow:
+    """A graph of jobs to enqueue at once with ``Enqueuer.enqueue_workflow``.
+
+    ``name`` is for people (listings, logs); ``id`` (default: a random id) names the run and
+    makes its enqueue idempotent; ``linger`` is how long (seconds) a finished run's state and
+    its members' results are kept.
+    """
+
+    name: str = "workflow"
+    id: str | None = None
+    linger: float = DEFAULT_LINGER
+    nodes: dict[str, Node] = field(default_factory=dict)
+    callbacks: dict[str, Callback] = field(default_factory=dict)
+
+    def add(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        after: Iterable[NodeRef] = (),
+        on_dependency_failure: Policy = "fail",
+        id: str | None = None,
+        priority: int = 0,
+        retry: RetryOptions | None = None,
+    ) -> Node:
+        """Add a member; returns its Node (pass it, or its id, in another member's ``after``).
+        Its id defaults to the job name, then ``name#2``, ``name#3``, ..."""
+        node_id = check_node_id(id if id is not None else self._free_id(name))
+        if node_id in self.nodes:
+            raise WorkflowError(f"node {node_id!r} is already in workflow {self.name!r}")
+        deps = tuple(dict.fromkeys(str(a) for a in _refs(after)))
+        node = Node(
+            node_id,
+            name,
+            dict(args or {}),
+            deps,
+            check_policy(on_dependency_failure),
+            priority,
+            retry,
+        )
+        self.nodes[node_id] = node
+        return node
+
+    def on_success(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        priority: int = 0,
+        retry: RetryOptions | None = None,
+    ) -> None:
+        """Enqueue this job once, when every member has ended and the run succeeded."""
+        self.callbacks["on_success"] = Callback(
+            "on_success", name, dict(args or {}), priority, retry
+        )
+
+    def on_failure(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        priority: int = 0,
+        retry: RetryOptions | None = None,
+    ) -> None:
+        """Enqueue this job once, when every member has ended and the run failed."""
+        self.callbacks["on_failure"] = Callback(
+            "on_failure", name, dict(args or {}), priority, retry
+        )
+
+    def _free_id(self, name: str) -> str:
+        if name not in self.nodes:
+            return name
+        i = 2
+        while f"{name}#{i}" in self.nodes:
+            i += 1
+        return f"{name}#{i}"
+
+    def ordered(self) -> list[Node]:
+        """The nodes, dependencies first; raises ``WorkflowError`` on an unknown node or a
+        cycle (naming it)."""
+        return topological(self.nodes)
+
+    def edges(self) -> list[tuple[str, str]]:
+        """(parent, child) pairs."""
+        return [(p, n.id) for n in self.nodes.values() for p in n.after]
+
+
+def _refs(after: Iterable[NodeRef] | NodeRef) -> list[NodeRef]:
+    if isinstance(after, Node | str):
+        return [after]
+    return list(after)
+
+
+def topological(nodes: Mapping[str, Node]) -> list[Node]:
+    """Kahn's order of ``nodes``; a ``WorkflowError`` names an unknown dependency or a cycle."""
+    for node in nodes.values():
+        for dep in node.after:
+            if dep not in nodes:
+                raise WorkflowError(f"node {node.id!r} depends on unknown node {dep!r}")
+            if dep == node.id:
+                raise WorkflowError(f"node {node.id!r} depends on itself")
+    waiting = {n.id: len(n.after) for n in nodes.values()}
+    children: dict[str, list[str]] = {n: [] for n in nodes}
+    for node in nodes.values():
+        for dep in node.after:
+            children[dep].append(node.id)
+    ready = [n for n, count in waiting.items() if count == 0]
+    order: list[Node] = []
+    while ready:
+        current = ready.pop()
+        order.append(nodes[current])
+        for child in children[current]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    if len(order) < len(nodes):
+        raise WorkflowError(f"workflow has a cycle: {' -> '.join(_cycle(nodes, waiting))}")
+    return order
+
+
+def _cycle(nodes: Mapping[str, Node], waiting: Mapping[str, int]) -> list[str]:
+    """One cycle among the nodes left over by Kahn's algorithm (each has a dependency left)."""
+    left = {n for n, count in waiting.items() if count > 0}
+    current = min(left)
+    seen: list[str] = []
+    while current not in seen:
+        seen.append(current)
+        current = next(d for d in nodes[current].after if d in left)
+    cycle = seen[seen.index(current) :]
+    return list(reversed([*cycle, current]))

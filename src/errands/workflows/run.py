@@ -1,0 +1,236 @@
+"""A stored workflow run: its status, its members' outcomes, cancelling it, growing it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..errors import DependencyFailed, WorkflowError, WorkflowNotFoundError
+from ..store.keys import Keys
+from ..store.scripts import Scripts
+from .graph import Node, NodeRef, Policy, check_node_id, check_policy
+from .members import JobFactory, member_id, member_row
+from .store import WorkflowScripts
+
+__all__ = ["NodeState", "WorkflowRun", "WorkflowStatus"]
+
+FINAL = ("succeeded", "failed", "cancelled")
+CANCEL_TTL_MS = 86_400_000
+BATCH = 500
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One member: ``state`` is ``waiting`` (for its dependencies), ``released`` (queued,
+    running or retrying: see ``Client.job(job_id)``), ``succeeded``, ``failed`` or
+    ``cancelled``; ``result`` / ``error`` once it ended."""
+
+    id: str
+    name: str
+    job_id: str
+    after: tuple[str, ...]
+    state: str
+    result: Any = None
+    error: Any = None
+
+
+@dataclass(frozen=True)
+class WorkflowStatus:
+    """A run as stored: ``status`` is ``running``, ``succeeded``, ``failed`` or ``cancelled``;
+    times are Unix seconds (Redis clock); ``failed_node`` names the first member whose
+    failure failed the run."""
+
+    id: str
+    name: str
+    status: str
+    created: float
+    finished: float | None
+    failed_node: str | None
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL
+
+    def counts(self) -> dict[str, int]:
+        """Members by state."""
+        out: dict[str, int] = {}
+        for node in self.nodes.values():
+            out[node.state] = out.get(node.state, 0) + 1
+        return out
+
+
+def _outcome(node: str, raw: bytes | None) -> tuple[str, Any, Any]:
+    if raw is None:
+        return "", None, None
+    record = orjson.loads(raw)
+    status = record.get("s")
+    if status == "ok":
+        return "succeeded", record.get("r"), None
+    return str(status), None, record.get("e")
+
+
+class WorkflowRun:
+    """A handle on one run (``await enqueuer.enqueue_workflow(wf)`` returns it; inside a
+    handler ``job.workflow``)."""
+
+    def __init__(self, redis: Any, keys: Keys, id: str, factory: JobFactory | None = None) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.id = id
+        self._factory = factory
+        self._scripts = WorkflowScripts(redis, keys)
+
+    def __repr__(self) -> str:
+        return f"<WorkflowRun {self.id}>"
+
+    def job_id(self, node: str) -> str:
+        """The job id of member ``node``."""
+        return f"{self.id}.{node}"
+
+    async def status(self) -> WorkflowStatus:
+        """The run and every member's state; raises ``WorkflowNotFoundError`` for an unknown
+        run or one whose linger is over."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(k.workflow(self.id))
+            pipe.hgetall(k.workflow(self.id, "nodes"))
+            pipe.hgetall(k.workflow(self.id, "res"))
+            pipe.hkeys(k.workflow(self.id, "env"))
+            meta, nodes, res, waiting = await pipe.execute()
+        if not meta:
+            raise WorkflowNotFoundError(f"no workflow run {self.id!r}")
+        m = {_text(a): _text(b) for a, b in meta.items()}
+        held = {_text(n) for n in waiting}
+        outcomes = {_text(n): r for n, r in res.items()}
+        states: dict[str, NodeState] = {}
+        for raw_node, raw_spec in sorted(nodes.items()):
+            node = _text(raw_node)
+            if node.startswith("!"):
+                continue
+            spec = orjson.loads(raw_spec)
+            state, result, error = _outcome(node, outcomes.get(node))
+            if not state:
+                state = "waiting" if node in held else "released"
+            deps = tuple(spec.get("d") or ())
+            states[node] = NodeState(node, spec["n"], self.job_id(node), deps, state, result, error)
+        finished = m.get("finished")
+        return WorkflowStatus(
+            self.id,
+            m.get("name", ""),
+            m.get("status", ""),
+            int(m.get("created", 0)) / 1000,
+            int(finished) / 1000 if finished else None,
+            m.get("failed"),
+            states,
+        )
+
+    async def wait(self, timeout: float | None = None, poll: float = 0.05) -> WorkflowStatus:
+        """Wait until every member has ended; returns the final status. Raises
+        ``TimeoutError`` after ``timeout`` seconds (the run goes on)."""
+        async with asyncio.timeout(timeout):
+            delay = poll
+            while True:
+                meta = await self.redis.hget(self.keys.workflow(self.id), "status")
+                if meta is None:
+                    raise WorkflowNotFoundError(f"no workflow run {self.id!r}")
+                if _text(meta) in FINAL:
+                    return await self.status()
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 0.5)
+
+    async def cancel(self) -> bool:
+        """Cancel the run: members waiting for their dependencies never run, queued ones are
+        cancelled, running ones are cancelled by their pools; no callback runs. False when the
+        run is not running (finished, or unknown)."""
+        k = self.keys
+        if not await self._scripts.cancel(self.id, []):
+            return False
+        waiting = sorted(
+            n
+            for n in map(_text, await self.redis.hkeys(k.workflow(self.id, "env")))
+            if not n.startswith("!")
+        )
+        for start in range(0, len(waiting), BATCH):
+            await self._scripts.cancel(self.id, waiting[start : start + BATCH])
+        open_nodes = sorted(map(_text, await self.redis.smembers(k.workflow(self.id, "open"))))
+        scripts = Scripts(self.redis, k)
+        now = int((await self.redis.time())[0]) * 1000
+        for start in range(0, len(open_nodes), BATCH):
+            chunk = open_nodes[start : start + BATCH]
+            specs = await self.redis.hmget(k.workflow(self.id, "nodes"), chunk)
+            for node, raw in zip(chunk, specs, strict=True):
+                if raw is not None:
+                    name = orjson.loads(raw)["n"]
+                    await scripts.cancel(self.job_id(node), name, now, CANCEL_TTL_MS)
+        return True
+
+    async def results(self) -> dict[str, Any]:
+        """The outcome of every member that has ended: its return value, or a
+        ``DependencyFailed`` naming how it ended."""
+        raw = await self.redis.hgetall(self.keys.workflow(self.id, "res"))
+        return {_text(n): _value(_text(n), r) for n, r in sorted(raw.items())}
+
+    async def dependency_results(self, node: str) -> dict[str, Any]:
+        """The outcomes of ``node``'s dependencies (of every member for a callback, node "")."""
+        if not node:
+            return await self.results()
+        spec = await self.redis.hget(self.keys.workflow(self.id, "nodes"), node)
+        if spec is None:
+            raise WorkflowNotFoundError(f"no node {node!r} in workflow run {self.id!r}")
+        deps = list(orjson.loads(spec).get("d") or ())
+        if not deps:
+            return {}
+        raw = await self.redis.hmget(self.keys.workflow(self.id, "res"), deps)
+        return {d: _value(d, r) for d, r in zip(deps, raw, strict=True) if r is not None}
+
+    async def add(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        after: Iterable[NodeRef] = (),
+        before: Iterable[NodeRef] = (),
+        on_dependency_failure: Policy = "fail",
+        id: str | None = None,
+        priority: int = 0,
+    ) -> Node:
+        """Add a member to this running run: it runs after the ``after`` nodes that have not
+        ended yet, and each ``before`` node (which must still wait for its dependencies) also
+        waits for it. Raises ``WorkflowError`` when the run no longer runs or a node does not
+        fit (unknown, already there, no longer waiting)."""
+        if self._factory is None:
+            raise WorkflowError("this WorkflowRun cannot add members (no serializer bound)")
+        node_id = check_node_id(id if id is not None else f"{name}#{_short_id()}")
+        deps = tuple(dict.fromkeys(str(a) for a in after))
+        befores = tuple(dict.fromkeys(str(b) for b in before))
+        policy = check_policy(on_dependency_failure)
+        node = Node(node_id, name, dict(args or {}), deps, policy, priority)
+        if node_id in deps or node_id in befores or set(deps) & set(befores):
+            raise WorkflowError(f"node {node_id!r}: a node cannot be both before and after it")
+        job = await self._factory.member_job(self.id, node, member_id(self.id, node_id))
+        member = member_row(node, job, ready=False, envelope=self._factory.encode(job))
+        why = await self._scripts.add(self.id, member, deps, befores)
+        if why:
+            raise WorkflowError(why)
+        return node
+
+
+def _short_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def _value(node: str, raw: bytes) -> Any:
+    status, result, error = _outcome(node, raw)
+    if status == "succeeded":
+        return result
+    return DependencyFailed(node, status, error)

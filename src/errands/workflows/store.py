@@ -1,0 +1,84 @@
+"""The workflow scripts (``store/lua/wf_*.lua``, sharing ``lua/lib/workflows.lua``), bound to a
+client and namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..store.keys import Keys
+from ..store.scripts import lua_source
+
+__all__ = ["Member", "WorkflowScripts", "run_keys"]
+
+Arg = str | bytes | int | float
+PARTS = ("open", "in", "out", "nodes", "env", "res")
+
+
+def run_keys(keys: Keys, run_id: str) -> list[str]:
+    """The run's hash, then its open set, edges (in, out), nodes, envelopes, outcomes."""
+    return [keys.workflow(run_id), *(keys.workflow(run_id, p) for p in PARTS)]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member as stored: ready at once (no dependency) or waiting in the run."""
+
+    node: str
+    name: str
+    ready: bool
+    priority: int
+    envelope: bytes
+    spec: bytes
+
+
+class WorkflowScripts:
+    def __init__(self, redis: Any, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._s = {
+            name: redis.register_script(lua_source(name))
+            for name in ("wf_enqueue", "wf_cancel", "wf_add")
+        }
+
+    async def enqueue(
+        self,
+        run_id: str,
+        name: str,
+        linger_ms: int,
+        members: Sequence[Member],
+        edges: Sequence[tuple[str, str]],
+        callbacks: Sequence[tuple[str, bytes, bytes]],
+    ) -> bool:
+        """Store a run; False when it exists already (nothing stored)."""
+        k = self.keys
+        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.workflow_of]
+        keys += run_keys(k, run_id)
+        keys += (k.queue(n) for n in sorted({m.name for m in members if m.ready}))
+        args: list[Arg] = [run_id, name, linger_ms, len(members), len(edges), len(callbacks)]
+        for m in members:
+            args += (m.node, m.name, 1 if m.ready else 0, m.priority, m.envelope, m.spec)
+        for parent, child in edges:
+            args += (parent, child)
+        for kind, envelope, spec in callbacks:
+            args += (kind, envelope, spec)
+        return bool(await self._s["wf_enqueue"](keys=keys, args=args))
+
+    async def cancel(self, run_id: str, waiting: Sequence[str]) -> bool:
+        """Mark the run cancelled and end the ``waiting`` members; False when it does not run."""
+        k = self.keys
+        keys = [k.workflow_of, *run_keys(k, run_id)[:2], k.workflow(run_id, "in")]
+        keys += (k.workflow(run_id, p) for p in ("nodes", "env", "res"))
+        return bool(await self._s["wf_cancel"](keys=keys, args=[run_id, *waiting]))
+
+    async def add(
+        self, run_id: str, member: Member, after: Sequence[str], before: Sequence[str]
+    ) -> str:
+        """Add a member to a running run; returns "" or why it was refused."""
+        k = self.keys
+        keys = [k.workflow_of, *run_keys(k, run_id), k.queue(member.name)]
+        args: list[Arg] = [run_id, member.node, member.name, member.priority, member.envelope]
+        args += (member.spec, len(after), *after, *before)
+        reply = await self._s["wf_add"](keys=keys, args=args)
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
