@@ -14,10 +14,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "errands"
 # what each folder may not import (the top-level modules are the primitives and the user API)
 FORBIDDEN = {
     "store": {"worker", "admin", "periodic", "longwork", "outbox", "dedup", "cli", "web"}
-    | {"contrib"},
-    "periodic": {"worker", "admin", "longwork", "outbox", "cli", "web", "contrib"},
-    "longwork": {"worker", "admin", "periodic", "sync", "outbox", "cli", "web", "contrib"},
-    "dedup": {"worker", "admin", "periodic", "longwork", "outbox", "sync", "cli", "web", "contrib"},
+    | {"contrib", "workflows"},
+    "periodic": {"worker", "admin", "longwork", "outbox", "cli", "web", "contrib", "workflows"},
+    "longwork": {"worker", "admin", "periodic", "sync", "outbox", "cli", "web", "contrib"}
+    | {"workflows"},
+    "dedup": {"worker", "admin", "periodic", "longwork", "outbox", "sync", "cli", "web", "contrib"}
+    | {"workflows"},
+    "workflows": {"worker", "admin", "periodic", "longwork", "outbox", "dedup", "sync", "cli"}
+    | {"web", "contrib"},
     "admin": {"worker", "cli", "web", "contrib"},
     "worker": {"admin", "cli", "web", "contrib"},
     "web": {"worker", "cli"},

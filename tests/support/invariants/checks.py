@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from .layout import Snapshot, done_status, envelope_name, text
 from .report import Violation
+from .workflows import check_workflows
 
 __all__ = ["CHECKS", "check_drained"]
 
@@ -264,4 +265,5 @@ CHECKS: tuple[Callable[[Snapshot], list[Violation]], ...] = (
     _check_dedup,
     _check_fields,
     _check_keys,
+    check_workflows,
 )

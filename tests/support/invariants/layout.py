@@ -19,7 +19,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "hash": (
         "jobs", "priorities", "running", "limits", "errors", "recoveries", "unique",
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
-        "code_schedules", "attempts", "checkpoints", "dedup", "dedup_of_job",
+        "code_schedules", "attempts", "checkpoints", "dedup", "dedup_of_job", "workflow_of",
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",
@@ -30,7 +30,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "channel": ("events_channel", "control_channel", "wake_channel"),
     "family": (
         "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",
-        "schedule_state", "serves", "dedup_window",
+        "schedule_state", "serves", "dedup_window", "workflow",
     ),
 }  # fmt: skip
 
@@ -38,6 +38,22 @@ LAYOUT: dict[str, tuple[str, ...]] = {
 EXPIRING = ("dashboard_revoked",)
 
 _PLACEHOLDER = "\x01"  # never in a name: marks where a family's variable part goes
+
+
+WORKFLOW_PARTS = ("open", "in", "out", "nodes", "env", "res")
+
+
+@dataclass
+class RunSnap:
+    """One workflow run's keys (see lua/lib/workflows.lua): ``ttls`` key part ("" for the
+    run's hash) -> PTTL; ``stray`` parts the layout does not know."""
+
+    meta: dict[str, str]
+    open: set[str]
+    in_edges: set[str]
+    env: set[str]
+    ttls: dict[str, int]
+    stray: list[str]
 
 
 @dataclass
@@ -60,6 +76,7 @@ class Snapshot:
     history_of: dict[str, set[str]]  # name -> members
     schedule_states: list[str]
     ttls: dict[str, int]  # EXPIRING key -> pttl (-2: absent)
+    workflows: dict[str, RunSnap]  # run id -> its keys as read
 
 
 def _family_prefix(keys: Keys, method: str) -> str:
@@ -123,6 +140,14 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
             pipe.pttl(keys.serves(pool_id))
         for key in found["dedup_window"]:
             pipe.pttl(keys.dedup_window(key))
+        runs = _runs(found["workflow"])
+        for run_id, parts in runs.items():
+            pipe.hgetall(keys.workflow(run_id))
+            pipe.smembers(keys.workflow(run_id, "open"))
+            pipe.zrange(keys.workflow(run_id, "in"), 0, -1)
+            pipe.hkeys(keys.workflow(run_id, "env"))
+            for part in parts:
+                pipe.pttl(keys.workflow(run_id, part))
         replies = iter(await pipe.execute())
 
     secs, micros = next(replies)
@@ -137,6 +162,14 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
     pool_infos = {pool_id: int(next(replies)) for pool_id in found["pool_info"]}
     serves = {pool_id: int(next(replies)) for pool_id in found["serves"]}
     windows = {key: int(next(replies)) for key in found["dedup_window"]}
+    workflows = {}
+    for run_id, parts in runs.items():
+        meta = {text(a): text(b) for a, b in next(replies).items()}
+        open_, in_edges = {text(m) for m in next(replies)}, {text(m) for m in next(replies)}
+        env = {text(m) for m in next(replies)}
+        run_ttls = {part: int(next(replies)) for part in parts}
+        stray = [p for p in parts if p and p not in WORKFLOW_PARTS]
+        workflows[run_id] = RunSnap(meta, open_, in_edges, env, run_ttls, stray)
 
     places: dict[str, list[tuple[str, str]]] = defaultdict(list)
     waiting_due: dict[str, float] = {}
@@ -180,7 +213,17 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         history_of={n: {text(m) for m, _ in ms} for n, ms in fam_members["history_of"].items()},
         schedule_states=found["schedule_state"],
         ttls=ttls,
+        workflows=workflows,
     )
+
+
+def _runs(found: list[str]) -> dict[str, list[str]]:
+    """run id -> the parts of its keys found ("" for the run's hash)."""
+    runs: dict[str, list[str]] = defaultdict(list)
+    for rest in found:
+        run_id, _sep, part = rest.partition(":")
+        runs[run_id].append(part)
+    return dict(runs)
 
 
 def envelope_name(raw: bytes) -> str | None:

@@ -1,0 +1,78 @@
+"""The checks of workflow runs (see lua/lib/workflows.lua and docs/workflows.md). Pure.
+
+* a running run: its keys carry no TTL; every open member is either waiting for its
+  dependencies (its envelope in the run, at least one edge left to wait on) or released (a live
+  job, waiting or running), and has its membership (``wfof``); nothing stranded;
+* a finished run: nothing open, nothing waiting, no edge left, and every key carries a TTL;
+* every membership names a running run in which the member is open.
+"""
+
+from __future__ import annotations
+
+from .layout import Snapshot
+from .report import Violation
+
+__all__ = ["check_workflows"]
+
+
+def _alive(s: Snapshot, job_id: str) -> bool:
+    return job_id in s.envelopes and any(
+        p not in ("dead", "cancelled") for p, _n in s.places.get(job_id, [])
+    )
+
+
+def _check_run(s: Snapshot, run_id: str) -> list[Violation]:
+    out: list[Violation] = []
+    r = s.workflows[run_id]
+    of = {text_id: v.decode() for text_id, v in s.hashes["workflow_of"].items()}
+
+    def bad(detail: str) -> None:
+        out.append(Violation("workflows", f"run {run_id}: {detail}"))
+
+    for part in r.stray:
+        bad(f"key part {part!r} is not part of the data layout")
+    status = r.meta.get("status")
+    if not r.meta:
+        bad(f"keys {sorted(r.ttls)} without the run's hash")
+        return out
+    if status == "running":
+        for part, ttl in sorted(r.ttls.items()):
+            if ttl >= 0:
+                bad(f"key {part or 'run'} of a running run has a TTL ({ttl} ms)")
+        waiting_on = {edge.partition("<")[0] for edge in r.in_edges}
+        for node in sorted(r.open):
+            job_id = f"{run_id}.{node}"
+            if of.get(job_id) != run_id:
+                bad(f"open member {node} has no membership")
+            held, alive = node in r.env, _alive(s, job_id)
+            if held and alive:
+                bad(f"member {node} waits for its dependencies yet is a live job")
+            elif held and node not in waiting_on:
+                bad(f"member {node} waits with no dependency left: stranded")
+            elif not held and not alive:
+                bad(f"member {node} was released but is no live job: stranded")
+        for node in sorted(n for n in r.env if not n.startswith("!")):
+            if node not in r.open:
+                bad(f"envelope of member {node}, which is not open")
+    else:
+        if r.open or r.in_edges or r.env:
+            bad(f"{status} run with open {sorted(r.open)[:5]}, edges or envelopes left")
+        for part, ttl in sorted(r.ttls.items()):
+            if ttl < 0:
+                bad(f"key {part or 'run'} of a {status} run has no TTL")
+    return out
+
+
+def check_workflows(s: Snapshot) -> list[Violation]:
+    out: list[Violation] = []
+    for run_id in sorted(s.workflows):
+        out += _check_run(s, run_id)
+    for job_id, raw in sorted(s.hashes["workflow_of"].items()):
+        run_id = raw.decode()
+        r = s.workflows.get(run_id)
+        node = job_id[len(run_id) + 1 :]
+        if r is None or r.meta.get("status") != "running":
+            out.append(Violation("workflows", f"member {job_id} of run {run_id}, not running"))
+        elif not job_id.startswith(run_id + ".") or node not in r.open:
+            out.append(Violation("workflows", f"member {job_id} is not open in run {run_id}"))
+    return out
