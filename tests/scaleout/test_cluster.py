@@ -15,7 +15,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript, Script
 from redis.crc import key_slot
 
-from errands import Client, Enqueuer, FakeClock, FixedBackoff, Job, WorkerPool
+from errands import Client, Enqueuer, FakeClock, FixedBackoff, Job, WorkerPool, Workflow
 from errands.clock import to_ms
 from errands.errors import NotReplicatedError
 from errands.store.connection import describe
@@ -79,6 +79,10 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
         for i in range((cursor or 0) + 1, 3):
             yield i
 
+    @pool.job("grow")
+    async def grow(job: Job) -> None:
+        await job.workflow.add("ok", {}, before=["m"])
+
     pool.every(60, "ok", name="minutely")
     async with (
         Enqueuer.from_url(url, namespace=namespace, clock=clock) as enqueuer,
@@ -98,12 +102,23 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
         assert await scripts.fetch("ghost", to_ms(clock.now()), 1, [("ok", 0)])
         assert not await scripts.request_cancel("not-running", "cancel")
         assert (await scripts.redis_time())[0] > 0
+        wf = Workflow("cluster")
+        wf.add("ok", id="a")
+        wf.add("grow", id="g")
+        wf.add("ok", id="m", after=["a", "g"])
+        wf.on_success("ok")
+        run = await enqueuer.enqueue_workflow(wf)
+        doomed = Workflow("cancelled")
+        doomed.add("ok", id="x", after=[doomed.add("ok", id="w")])
+        assert await (await enqueuer.enqueue_workflow(doomed)).cancel()
         async with pool:
             assert pool.periodic is not None and pool.reaper is not None
             await pool.periodic.tick_once()
             clock.advance(61)
             await pool.periodic.tick_once()
             await pool.drain(timeout=20)
+            status = await run.wait(timeout=20)
+            assert status.status == "succeeded" and len(status.nodes) == 4
             assert await client.retry_dead_job(bad.id)
             await pool.drain(timeout=20)
             reaper, pools = pool.reaper, Keys(namespace).pools

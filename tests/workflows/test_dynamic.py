@@ -1,0 +1,113 @@
+"""Growing a run from inside a member: the new members run before the ones they are added
+before, and the run cannot finish early, whatever the order of acks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from errands import Job, Workflow, WorkflowError
+from tests.support.invariants import assert_invariants
+
+from .conftest import Env
+
+
+async def test_a_member_adds_parts_before_merge(env: Env) -> None:
+    @env.pool.job("split")
+    async def split(job: Job) -> int:
+        for i in range(5):
+            await job.workflow.add("work", {"value": i}, id=f"extra{i}", before=["merge"])
+        return 5
+
+    wf = Workflow()
+    wf.add("split", {}, id="split")
+    wf.add("merge", {}, id="merge", after=["split"])
+    run = await env.enqueuer.enqueue_workflow(wf)
+    await env.pool.drain(timeout=20)
+    status = await run.wait(timeout=5)
+    assert status.status == "succeeded"
+    deps = env.deps[run.job_id("merge")]
+    assert deps == {"split": 5, **{f"extra{i}": i for i in range(5)}}
+    assert status.nodes["merge"].after == ("split", *(f"extra{i}" for i in range(5)))
+    await assert_invariants(env.redis, env.namespace, drained=True)
+
+
+async def test_an_add_racing_the_last_ack_does_not_finish_the_run(env: Env) -> None:
+    """The adder is the last open member: the added member keeps the run open after its ack."""
+    release = asyncio.Event()
+
+    @env.pool.job("adder")
+    async def adder(job: Job) -> None:
+        await job.workflow.add("slowpart", {}, id="late")
+
+    @env.pool.job("slowpart")
+    async def slowpart(job: Job) -> str:
+        await release.wait()
+        return "late"
+
+    wf = Workflow()
+    wf.add("adder", {}, id="adder")
+    wf.on_success("notify", {})
+    run = await env.enqueuer.enqueue_workflow(wf)
+    await env.pool.start()
+
+    async def adder_acked() -> bool:
+        return (await run.status()).nodes["adder"].state == "succeeded"
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await adder_acked():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    status = await run.status()
+    assert status.status == "running" and status.nodes["late"].state == "released"
+    assert "notify" not in env.names()
+    release.set()
+    status = await run.wait(timeout=10)
+    assert status.status == "succeeded"
+    await env.pool.drain(timeout=10)
+    assert env.names().count("notify") == 1
+
+
+async def test_adding_to_a_node_no_longer_waiting_is_refused(env: Env) -> None:
+    errors: list[str] = []
+
+    @env.pool.job("bad")
+    async def bad(job: Job) -> None:
+        for kwargs in ({"before": ["done"]}, {"before": ["nope"]}, {"after": ["nope"]}):
+            try:
+                await job.workflow.add("work", {}, **kwargs)
+            except WorkflowError as exc:
+                errors.append(str(exc))
+        try:
+            await job.workflow.add("work", {}, id="bad")
+        except WorkflowError as exc:
+            errors.append(str(exc))
+
+    wf = Workflow()
+    wf.add("work", {}, id="done")
+    wf.add("bad", {}, id="bad", after=["done"])
+    run = await env.enqueuer.enqueue_workflow(wf)
+    await env.pool.drain(timeout=20)
+    assert (await run.wait(timeout=5)).status == "succeeded"
+    assert len(errors) == 4
+    assert "not waiting" in errors[0] and "not waiting" in errors[1]
+    assert "unknown node nope" in errors[2] and "already in the workflow" in errors[3]
+    with pytest.raises(WorkflowError, match="not running"):
+        await run.add("work", {})  # the run has finished
+    await assert_invariants(env.redis, env.namespace, drained=True)
+
+
+async def test_dependency_results_outside_a_workflow_raise(env: Env) -> None:
+    seen: list[str] = []
+
+    @env.pool.job("plain")
+    async def plain(job: Job) -> None:
+        try:
+            await job.dependency_results()
+        except RuntimeError as exc:
+            seen.append(str(exc))
+
+    await env.enqueuer.enqueue("plain")
+    await env.pool.drain(timeout=10)
+    assert seen and "not part of a workflow" in seen[0]
