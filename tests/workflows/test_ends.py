@@ -112,7 +112,7 @@ async def test_a_retrying_member_outlives_the_linger(env: Env) -> None:
     # while the member waits for its retry, nothing of the run has a TTL: the linger has not
     # started, however long the retries take
     assert await env.redis.pttl(env.keys.workflow(run.id)) == -1
-    assert await env.redis.pttl(env.keys.workflow(run.id, "res")) == -1
+    assert await env.redis.pttl(env.keys.workflow(run.id, "nodes")) == -1
     retry_key = env.keys.retry("flaky")
     while len(attempts) < 3:
         # run the retries now rather than after their backoff
