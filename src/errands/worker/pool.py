@@ -363,29 +363,29 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         await self.stop()
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Run until this pool's queues are empty and no job runs (due scheduled and retry
-        jobs are promoted first; ones due later, and paused job names, are not waited for).
-        For tests and --burst."""
+        """Run until this pool's queues are empty and no job runs, for tests and --burst (due
+        scheduled and retry jobs are promoted first; later ones and paused names are not)."""
         was_started = self._started
         await self.start()
         assert self.worker is not None and self.requeuer is not None
-        keys = self.keys
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     await self.requeuer.promote_once()
                     self.worker.wake.set()
+                    settled = self.worker.settled  # before the queues: an ack may queue jobs
                     names = list(self.job_types)
                     async with self.redis.pipeline(transaction=False) as pipe:
-                        pipe.smembers(keys.paused)
+                        pipe.smembers(self.keys.paused)
+                        pipe.zcard(self.keys.in_progress(self.worker.pool_id))  # a fetch in flight
                         for name in names:
-                            pipe.zcard(keys.queue(name))
-                        paused, *sizes = await pipe.execute()
+                            pipe.zcard(self.keys.queue(name))
+                        paused, taken, *sizes = await pipe.execute()
                     paused_names = {p.decode() for p in paused}
-                    waiting = any(
+                    waiting = taken or any(
                         n for name, n in zip(names, sizes, strict=True) if name not in paused_names
                     )
-                    if not waiting and self.worker.settled:
+                    if not waiting and settled:
                         await asyncio.sleep(0.01)
                         # a job may have settled into its retry set, due now, since the promote
                         if self.worker.settled and (await self.requeuer.promote_once())[0] == 0:
