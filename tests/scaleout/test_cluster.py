@@ -15,7 +15,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript, Script
 from redis.crc import key_slot
 
-from errands import Client, Enqueuer, FakeClock, FixedBackoff, Job, WorkerPool, Workflow
+from errands import Client, Dedup, Enqueuer, FakeClock, FixedBackoff, Job, WorkerPool, Workflow
 from errands.clock import to_ms
 from errands.errors import NotReplicatedError
 from errands.store.connection import describe
@@ -96,6 +96,8 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
         later = await enqueuer.enqueue("ok", delay=3600)
         assert bad is not None and later is not None
         assert await client.cancel(later.id) == "cancelled"
+        gone = await enqueuer.enqueue("ok", delay=3600, dedup=Dedup("once"))  # enqueue_dedup
+        assert gone is not None and await client.destroy(gone.id)  # destroy.lua
         scripts = Scripts(enqueuer.redis, Keys(namespace))
         await scripts.heartbeat("ghost", b"{}", 60_000, mode="register")
         await enqueuer.enqueue("ok", {"for": "ghost"})
