@@ -638,7 +638,14 @@ async def test_cancel_racing_the_start_of_the_job(env: Env, when: str) -> None:
     assert worker is not None
     original = worker._start
 
+    pending: set[asyncio.Future[Any]] = set()
+
     def start(name: str, item: Any) -> None:
+        # as cancel.lua does: the request is stored (the attempt runs: fetch recorded it), then
+        # the message sent; a message without a stored request is not acted on (issue 14, 4)
+        pending.add(
+            asyncio.ensure_future(env.redis.hset(env.keys.cancel_requests, item.id, "cancel"))
+        )
         if when == "just_before_start":
             worker.cancel_job(item.id)
         original(name, item)
@@ -702,8 +709,8 @@ async def test_cancel_running_job_with_timeout_and_middleware(env: Env) -> None:
 
 async def test_cancel_running_sync_handler(env: Env) -> None:
     """A plain-def handler runs in a thread that cannot be interrupted: the job keeps its slot
-    until the thread returns. Its work was done, so it counts as finished (with its result), and
-    it is never run again."""
+    until the thread returns, then settles as cancelled, its return value discarded (issue 14,
+    item 3; it used to count as finished), and it is never run again."""
     import threading
 
     release = threading.Event()
@@ -725,11 +732,11 @@ async def test_cancel_running_sync_handler(env: Env) -> None:
     await asyncio.sleep(0.1)
     assert await _status(env.client, job.id, JobStatus.IN_PROGRESS)
     release.set()
-    await until(lambda: _status(env.client, job.id, JobStatus.FINISHED), timeout=2.0)
+    await until(lambda: _status(env.client, job.id, JobStatus.CANCELLED), timeout=2.0)
     assert finished == [job.id]
     await env.pool.drain(timeout=5)
     info = await env.client.job(job.id)
-    assert info is not None and info.status == JobStatus.FINISHED and info.result == "done"
+    assert info is not None and info.status == JobStatus.CANCELLED and info.result is None
     assert await env.redis.zcard(env.keys.retry("blocking")) == 0
     assert await env.redis.hget(env.keys.cancel_requests, job.id) is None
     assert finished == [job.id]

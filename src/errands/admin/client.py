@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from redis.exceptions import NoPermissionError
 
 from ..clock import Clock, SystemClock, to_ms
@@ -147,7 +148,27 @@ class Client(Inspection, ScheduleAdmin):
             )
         when = _epoch(at)
         mode = "queue" if when <= self.clock.now() else "schedule"
-        return await self.scripts.move(job_id, info.name, source, mode, to_ms(when))
+        envelope = await self._renumbered(info)
+        return await self.scripts.move(
+            job_id, info.name, source, mode, to_ms(when), envelope, afresh=False
+        )
+
+    async def _renumbered(self, info: JobInfo) -> bytes:
+        """The envelope for a job about to run again when the attempt it would run next is
+        recorded already (an attempt cancelled while it ran is recorded without counting a
+        failure): it counts one more previous attempt, so the next run does not overwrite that
+        record. Empty (keep the stored one) otherwise, and for an envelope that is not JSON."""
+        if info.corrupt:
+            return b""
+        next_attempt = f"{info.id}:{info.previous_attempts + info.fails + 1}"
+        if not await self.redis.hexists(self.keys.history_data, next_attempt):
+            return b""
+        raw = await self.redis.hget(self.keys.jobs, info.id)
+        if raw is None:
+            return b""
+        env = orjson.loads(raw)
+        env["h"] = info.previous_attempts + 1
+        return orjson.dumps(env)
 
     async def run_scheduled_now(self, job_id: str) -> bool:
         info = await self._require(job_id)
@@ -163,7 +184,6 @@ class Client(Inspection, ScheduleAdmin):
         info = info_from_envelope(job_id, raw, JobStatus.DEAD)
         if info.corrupt:
             return False
-        import orjson
 
         env = orjson.loads(raw)
         # failures start again from 0; the history keeps numbering the attempts after the old ones

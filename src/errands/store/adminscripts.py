@@ -31,10 +31,12 @@ class AdminScripts:
         due_ms: int = 0,
         envelope: bytes = b"",
         now_ms: int = 0,
+        afresh: bool = True,
     ) -> bool:
         """Move a waiting job out of ``source``: onto its queue, into its scheduled set, or
         delete it (mode ``queue``, ``schedule``, ``delete``; a deletion is recorded in the
-        history of ``name`` at ``now_ms``)."""
+        history of ``name`` at ``now_ms``). A new ``envelope`` replaces the stored one;
+        ``afresh`` also drops the job's last error and recovery count."""
         k = self.keys
         target = k.scheduled(name) if mode == "schedule" else k.queue(name)
         keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
@@ -43,7 +45,7 @@ class AdminScripts:
         keys += (k.history_of(name), k.listening, k.checkpoints, k.dedup, k.dedup_of_job)
         keys.append(k.workflow_of)
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
-        args.append(now_ms)
+        args += (now_ms, "1" if afresh else "0")
         return bool(await self._call("move", keys, args))
 
     async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int) -> str:

@@ -23,6 +23,7 @@ class CancelRequests:
     keys: Keys
     _cancel_requests: dict[str, bool]  # job id -> destroy
     _early_cancels: dict[str, tuple[bool, float]]  # job id -> (destroy, monotonic)
+    _confirming: set[asyncio.Task[None]]
 
     async def sweep_cancel_requests(self, interval: float = 1.0) -> None:
         """Act on cancel requests stored in Redis: the fallback when a pub/sub message was
@@ -40,6 +41,24 @@ class CancelRequests:
                 fresh = job_id in self.running and job_id not in self._cancel_requests
                 if kind is not None and fresh:
                     self.cancel_job(job_id, destroy=kind in (b"destroy", "destroy"))
+
+    def confirm_early_cancel(self, job_id: str) -> None:
+        """A cancel message for ``job_id`` came shortly before it started here: act on it only
+        if the request is stored (it is, while the attempt it was meant for runs). A message
+        meant for an earlier attempt that ran elsewhere (every pool hears every message) must
+        not cancel this one: the job may have been rescheduled since."""
+
+        async def confirm() -> None:
+            try:
+                kind = await self.scripts.redis.hget(self.keys.cancel_requests, job_id)
+            except Exception:  # the sweep re-reads the stored requests every second anyway
+                return
+            if kind is not None and job_id in self.running:
+                self.cancel_job(job_id, destroy=kind in (b"destroy", "destroy"))
+
+        task = asyncio.ensure_future(confirm())
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
 
     def cancel_job(self, job_id: str, destroy: bool = False) -> bool:
         """Cancel a running job on request (it is not retried); False if it does not run here."""

@@ -98,6 +98,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self.running: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
         self._cancel_requests: dict[str, bool] = {}  # job id -> destroy
         self._early_cancels: dict[str, tuple[bool, float]] = {}  # id -> (destroy, monotonic)
+        self._confirming: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         # jobs fetched ahead of free slots (see lookahead.py), started the moment a slot frees
         self.buffer: deque[tuple[str, Fetched, float]] = deque()
@@ -216,7 +217,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self._spawn(self._run(job, self.job_types[name]), job)
         early = self._early_cancels.pop(job.id, None)
         if early is not None and time.monotonic() - early[1] < 10.0:
-            self.cancel_job(job.id, destroy=early[0])
+            self.confirm_early_cancel(job.id)
 
     def _spawn(self, coro: Awaitable[None], job: Job | None, job_id: str = "") -> None:
         task = asyncio.ensure_future(coro)

@@ -32,6 +32,7 @@ class ThreadJobs:
     _holding: dict[asyncio.Future[None], str]
     _in_thread: dict[str, Job]  # jobs whose plain-def handler runs in a thread now
     _given_up: set[str]  # thread jobs a stopping pool gave up on
+    _cancel_requests: dict[str, bool]  # job id -> destroy (see cancellation.py)
 
     def _handler_for(self, jt: JobType) -> Callable[[Job], Awaitable[Any]]:
         executor = self.executor
@@ -47,10 +48,19 @@ class ThreadJobs:
                 if job.id in self._given_up:
                     raise LeftInProgress
             task = asyncio.current_task()
+            if job.id in self._cancel_requests:
+                # cancelled (or destroyed) on request while its thread ran: the job settles as
+                # cancelled, its return value discarded (docs/admin.md)
+                log.info(
+                    "%s %s: plain def handler returned after a cancel request; result discarded",
+                    job.name,
+                    job.id,
+                    extra=job_extra(job),
+                )
+                raise asyncio.CancelledError
             if task is not None and task.cancelling():
                 log.warning(
-                    "%s %s: plain def handler returned after its timeout, cancel or stop; "
-                    "counted as done",
+                    "%s %s: plain def handler returned after its timeout or stop; counted as done",
                     job.name,
                     job.id,
                     extra=job_extra(job),

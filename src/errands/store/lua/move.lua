@@ -10,7 +10,8 @@
 -- KEYS[22] dedup   KEYS[23] dedup_of_job   KEYS[24] workflow_of (see lib/workflows.lua)
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
--- ARGV[7] job name   ARGV[8] now ms
+-- ARGV[7] job name   ARGV[8] now ms   ARGV[9] '1': a new envelope starts afresh (its last error
+-- and recovery count go), '0': they stay
 -- A deleted job is forgotten (no tombstone: its id may be used again); its ending is recorded
 -- (history `deleted`, at the attempt it would have run next) and published (`deleted`).
 -- Returns 1 when moved, 0 when the job was not in the source set; an unknown mode is an error
@@ -28,8 +29,10 @@ end
 redis.call('DEL', KEYS[9])
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], id, ARGV[4])
-  redis.call('HDEL', KEYS[7], id)
-  redis.call('HDEL', KEYS[8], id)
+  if ARGV[9] == '1' then
+    redis.call('HDEL', KEYS[7], id)
+    redis.call('HDEL', KEYS[8], id)
+  end
 end
 if mode == 'delete' then
   local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[7], recov = KEYS[8], checkin = KEYS[13],
