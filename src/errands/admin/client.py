@@ -17,6 +17,7 @@ from redis.exceptions import NoPermissionError
 
 from ..clock import Clock, SystemClock, to_ms
 from ..errors import JobNotFoundError
+from ..outbox.status import OutboxStatus, read_status
 from ..periodic.admin import ScheduleAdmin
 from ..store.connection import connect, redact_url
 from ..store.keys import Keys, check_job_name
@@ -239,6 +240,12 @@ class Client(Inspection, ScheduleAdmin):
         ...     async for event in events: ...
         """
         return EventStream(self.hub)
+
+    async def outbox(self) -> OutboxStatus:
+        """The transactional outbox as its relays report it (every 2 s): rows waiting
+        (``backlog``), how long the oldest has waited (``lag``, seconds), each relay, and
+        ``stuck``; see docs/outbox.md."""
+        return await read_status(self.redis, self.keys, self.clock.now())
 
     async def redis_info(self) -> dict[str, Any]:
         """Server version, memory, clients, ops/s and key count (all None for an ACL user not

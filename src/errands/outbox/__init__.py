@@ -5,5 +5,14 @@ The per-stack parts (table, migration, writing rows, the database side of the re
 
 from .relay import OutboxRelay, Source
 from .rows import OutboxRow, enqueue_item, new_row
+from .status import OutboxStatus, RelayStatus
 
-__all__ = ["OutboxRelay", "OutboxRow", "Source", "enqueue_item", "new_row"]
+__all__ = [
+    "OutboxRelay",
+    "OutboxRow",
+    "OutboxStatus",
+    "RelayStatus",
+    "Source",
+    "enqueue_item",
+    "new_row",
+]

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from ..clock import Clock, SystemClock
 from ..enqueuer import Enqueuer
 from .rows import OutboxRow, enqueue_item
+from .status import report
 
 __all__ = ["OutboxRelay", "Source"]
 
@@ -68,10 +70,20 @@ class OutboxRelay:
     there is no leader); each batch is claimed by one of them.
 
     ``batch`` rows per transaction; ``poll_interval`` bounds the wait for new rows when no
-    NOTIFY comes (other databases than PostgreSQL, or a lost LISTEN connection).
+    NOTIFY comes (other databases than PostgreSQL, or a lost LISTEN connection). Every
+    ``report_interval`` seconds a running relay counts the rows waiting and reports to Redis,
+    where ``Client.outbox()`` and the dashboard read it.
     """
 
-    def __init__(self, source: Source, *, batch: int = 1000, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        source: Source,
+        *,
+        batch: int = 1000,
+        poll_interval: float = 1.0,
+        report_interval: float = 2.0,
+        clock: Clock | None = None,
+    ) -> None:
         if batch < 1 or batch > 5000:
             raise ValueError(f"batch must be 1..5000 rows, got {batch}")
         if poll_interval <= 0:
@@ -79,6 +91,10 @@ class OutboxRelay:
         self.source = source
         self.batch = batch
         self.poll_interval = poll_interval
+        self.report_interval = report_interval
+        self.clock: Clock = clock or SystemClock()
+        self.id = uuid.uuid4().hex[:16]
+        self._reported_at: float | None = None
         self.relayed = 0  # rows relayed by this relay
         self.last_batch_at: float | None = None  # when a batch (even an empty one) last committed
         self.last_error: str | None = None
@@ -90,7 +106,7 @@ class OutboxRelay:
         self._enqueuer = enqueuer
         n = await self.source.relay_batch(self.batch, self._send)
         self.relayed += n
-        self.last_batch_at = time.time()
+        self.last_batch_at = self.clock.now()
         self.last_error = None
         return n
 
@@ -117,10 +133,35 @@ class OutboxRelay:
                 log.warning(
                     "outbox relay: %s; retrying in %.1fs", self.last_error, self.poll_interval
                 )
+                await self._report(enqueuer)
                 await asyncio.sleep(self.poll_interval)
                 continue
+            await self._report(enqueuer)
             if n < self.batch:
                 await self.source.wait(self.poll_interval)
+
+    async def _report(self, enqueuer: Enqueuer) -> None:
+        """Count the backlog and report to Redis, at most every ``report_interval``; never
+        raises (a relay that cannot report still relays)."""
+        now = self.clock.now()
+        if self._reported_at is not None and now - self._reported_at < self.report_interval:
+            return
+        self._reported_at = now
+        status: dict[str, Any] = {
+            "relayed": self.relayed,
+            "last_batch_at": self.last_batch_at,
+            "error": self.last_error,
+            "backlog": None,
+            "oldest": None,
+        }
+        try:
+            status["backlog"], status["oldest"] = await self.source.backlog()
+        except Exception as exc:
+            status["error"] = status["error"] or f"{type(exc).__name__}: {exc}"
+        try:
+            await report(enqueuer.redis, enqueuer.keys, self.id, status, now)
+        except Exception as exc:
+            log.debug("outbox relay: report failed: %s", exc)
 
     # -- inside a worker pool ------------------------------------------------------------------
     def attach(self, pool: PoolHooks) -> None:

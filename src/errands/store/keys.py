@@ -217,6 +217,13 @@ class Keys:
         return self.prefix + "done:" + _check_part("job id", job_id)
 
     @property
+    def outbox_relays(self) -> str:
+        """HASH relay id -> JSON status (backlog, oldest row, last batch, error) of the outbox
+        relays enqueueing into this namespace; each report drops the entries of relays silent
+        for a minute and sets a TTL of a minute (see outbox/status.py)."""
+        return self.prefix + "outbox:relays"
+
+    @property
     def dashboard_revoked(self) -> str:
         """ZSET session id -> expiry (ms) of dashboard sessions ended by ``/logout``; trimmed
         of expired ids and given a TTL (the longest session) at every logout."""

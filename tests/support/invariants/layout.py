@@ -20,6 +20,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "jobs", "priorities", "running", "limits", "errors", "recoveries", "unique",
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
         "code_schedules", "attempts", "checkpoints", "dedup", "dedup_of_job", "workflow_of",
+        "outbox_relays",
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",
@@ -35,7 +36,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 # single keys that must carry a TTL whenever they exist
-EXPIRING = ("dashboard_revoked",)
+EXPIRING = ("dashboard_revoked", "outbox_relays")
 
 _PLACEHOLDER = "\x01"  # never in a name: marks where a family's variable part goes
 

@@ -1,0 +1,105 @@
+"""What the relays report into Redis (``Keys.outbox_relays``), and how the Client reads it: the
+backlog, the lag (age of the oldest waiting row), and whether the relays are stuck."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..store.keys import Keys
+
+__all__ = ["OutboxStatus", "RelayStatus", "read_status", "report"]
+
+SILENT_AFTER = 60.0  # seconds without a report: the relay is gone (its entry is dropped)
+STALL_AFTER = 30.0  # seconds without a committed batch: the relay is stuck
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    """One relay's last report."""
+
+    id: str
+    host: str
+    pid: int
+    reported_at: float
+    backlog: int | None  # rows waiting when it reported (None: it could not count them)
+    oldest: float | None  # creation time of the oldest of them (unix seconds)
+    relayed: int  # rows it relayed since it started
+    last_batch_at: float | None  # its last committed batch (an empty one too)
+    error: str | None  # its last error, None once a batch went through again
+    stalled: bool  # no batch committed for STALL_AFTER seconds
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    """The outbox as the relays see it. ``backlog`` and ``lag`` come from the latest report
+    that counted the rows (None when no relay could in the last minute); ``stuck`` is True when
+    relays report but none committed a batch for 30 seconds while rows wait (or cannot be
+    counted). With no relay reporting, ``relays`` is empty: nothing relays."""
+
+    relays: list[RelayStatus]
+    backlog: int | None
+    lag: float | None  # seconds the oldest waiting row has waited
+    stuck: bool
+
+
+async def report(redis: Any, keys: Keys, relay_id: str, status: dict[str, Any], now: float) -> None:
+    """Write one relay's status; drop the entries of relays silent for a minute."""
+    entry = {"host": socket.gethostname(), "pid": os.getpid(), "at": now, **status}
+    stale = [
+        field
+        for field, value in (await redis.hgetall(keys.outbox_relays)).items()
+        if _load(value).get("at", 0) < now - SILENT_AFTER
+    ]
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.outbox_relays, relay_id, orjson.dumps(entry))
+        if stale:
+            pipe.hdel(keys.outbox_relays, *stale)
+        pipe.pexpire(keys.outbox_relays, int(SILENT_AFTER * 1000))
+        await pipe.execute()
+
+
+async def read_status(redis: Any, keys: Keys, now: float) -> OutboxStatus:
+    relays = []
+    for field, value in (await redis.hgetall(keys.outbox_relays)).items():
+        entry = _load(value)
+        at = float(entry.get("at", 0))
+        if at < now - SILENT_AFTER:
+            continue
+        last = entry.get("last_batch_at")
+        relays.append(
+            RelayStatus(
+                id=field.decode() if isinstance(field, bytes) else str(field),
+                host=str(entry.get("host", "")),
+                pid=int(entry.get("pid", 0)),
+                reported_at=at,
+                backlog=entry.get("backlog"),
+                oldest=entry.get("oldest"),
+                relayed=int(entry.get("relayed", 0)),
+                last_batch_at=last,
+                error=entry.get("error"),
+                stalled=last is None or now - float(last) > STALL_AFTER,
+            )
+        )
+    relays.sort(key=lambda r: r.reported_at, reverse=True)
+    counted = [r for r in relays if r.backlog is not None]
+    backlog, lag = None, None
+    if counted:
+        backlog = counted[0].backlog
+        oldest = counted[0].oldest
+        lag = max(0.0, now - oldest) if oldest is not None else 0.0
+    # rows wait (or cannot be counted) and no relay got a batch through lately
+    stuck = bool(relays) and all(r.stalled for r in relays) and backlog != 0
+    return OutboxStatus(relays, backlog, lag, stuck)
+
+
+def _load(value: bytes) -> dict[str, Any]:
+    try:
+        entry = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {}
+    return entry if isinstance(entry, dict) else {}

@@ -1,0 +1,120 @@
+"""What the relays report and Client.outbox() shows: backlog, lag, the relays, and a stuck
+relay (one that cannot get a batch through) made visible."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, Enqueuer, FakeClock
+from errands.outbox.status import STALL_AFTER
+from errands.store.keys import Keys
+from tests.support.invariants import assert_invariants
+
+pytest.importorskip("sqlalchemy")
+pytest.importorskip("aiosqlite")
+
+from errands.contrib.sqlalchemy_relay import SQLAlchemySource
+from errands.outbox import OutboxRelay, OutboxStatus
+from tests.outbox.test_relay import make_table, write
+
+
+async def reported(
+    client: Client, relay: OutboxRelay, check: Callable[[OutboxStatus], bool]
+) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            status = await client.outbox()
+            if any(r.id == relay.id for r in status.relays) and check(status):
+                return
+            await asyncio.sleep(0.02)
+
+
+async def test_a_healthy_relay_reports_an_empty_backlog(
+    tmp_path: Path, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(url)
+    write(url, 30)
+    relay = OutboxRelay(
+        SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"),
+        poll_interval=0.05,
+        report_interval=0.05,
+    )
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace) as client,
+    ):
+        assert (await client.outbox()).relays == []  # nobody reports
+        relay.start(enqueuer)
+        try:
+            await reported(client, relay, lambda s: s.backlog == 0)
+        finally:
+            await relay.stop()
+        status = await client.outbox()
+    assert status.lag == 0 and not status.stuck
+    (mine,) = status.relays
+    assert mine.relayed == 30 and mine.error is None and not mine.stalled
+    assert await redis.pttl(Keys(namespace).outbox_relays) > 0
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_relay_that_cannot_move_its_rows_is_stuck(
+    tmp_path: Path, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """Every batch fails (a row over the Enqueuer's max_payload): the backlog stays, the lag
+    grows, and once no batch went through for STALL_AFTER seconds the outbox is stuck."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(url)
+    write(url, 3)
+    clock = FakeClock(time.time())
+    relay = OutboxRelay(
+        SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"),
+        poll_interval=0.05,
+        report_interval=0.0,
+        clock=clock,
+    )
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace, max_payload=10) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace, clock=clock) as client,
+    ):
+        relay.start(enqueuer)
+        try:
+            await reported(client, relay, lambda s: s.relays[0].error is not None)
+            status = await client.outbox()
+            assert status.backlog == 3
+            assert "PayloadTooLargeError" in (status.relays[0].error or "")
+            clock.advance(STALL_AFTER + 1)
+            await reported(client, relay, lambda s: s.stuck)
+            status = await client.outbox()
+        finally:
+            await relay.stop()
+    assert status.lag is not None and status.lag > STALL_AFTER
+    assert status.relays[0].stalled
+
+
+async def test_a_relay_without_its_table_is_stuck(
+    tmp_path: Path, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    relay = OutboxRelay(
+        SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"),
+        poll_interval=0.05,
+        report_interval=0.0,
+    )
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace) as client,
+    ):
+        relay.start(enqueuer)
+        try:
+            await reported(client, relay, lambda s: s.stuck)
+            status = await client.outbox()
+        finally:
+            await relay.stop()
+    assert status.backlog is None
+    assert "errands_outbox" in (status.relays[0].error or "")
