@@ -101,20 +101,64 @@ async def test_a_relay_that_cannot_move_its_rows_is_stuck(
 async def test_a_relay_without_its_table_is_stuck(
     tmp_path: Path, redis_url: str, namespace: str, redis: Redis
 ) -> None:
+    clock = FakeClock(time.time())
     relay = OutboxRelay(
         SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"),
         poll_interval=0.05,
         report_interval=0.0,
+        clock=clock,
     )
     async with (
         Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer,
-        Client.from_url(redis_url, namespace=namespace) as client,
+        Client.from_url(redis_url, namespace=namespace, clock=clock) as client,
     ):
         relay.start(enqueuer)
         try:
+            await reported(client, relay, lambda s: s.relays[0].error is not None)
+            assert not (await client.outbox()).stuck  # a relay just started is given time
+            clock.advance(STALL_AFTER + 1)
             await reported(client, relay, lambda s: s.stuck)
             status = await client.outbox()
         finally:
             await relay.stop()
     assert status.backlog is None
     assert "errands_outbox" in (status.relays[0].error or "")
+
+
+async def test_the_dashboard_shows_the_backlog_and_a_stuck_relay(
+    tmp_path: Path, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    pytest.importorskip("starlette")
+    import errands
+    from tests.support.dashboard import http
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(url)
+    write(url, 4)
+    clock = FakeClock(time.time())
+    relay = OutboxRelay(
+        SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"),
+        poll_interval=0.05,
+        report_interval=0.0,
+        clock=clock,
+    )
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace, max_payload=10) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace, clock=clock) as client,
+        http(errands.dashboard(client)) as web,
+    ):
+        page = (await web.get("/")).text
+        assert 'aria-label="outbox"' not in page  # no relay reports: no section
+        relay.start(enqueuer)
+        try:
+            await reported(client, relay, lambda s: s.backlog == 4)
+            page = (await web.get("/")).text
+            assert "4 rows waiting" in page and "outbox-stuck" not in page
+            clock.advance(STALL_AFTER + 1)
+            await reported(client, relay, lambda s: s.stuck)
+            page = (await web.get("/")).text
+            data = (await web.get("/api/overview")).json()
+        finally:
+            await relay.stop()
+    assert 'id="outbox-stuck"' in page and "PayloadTooLargeError" in page
+    assert data["outbox"]["stuck"] is True and data["outbox"]["backlog"] == 4

@@ -95,6 +95,7 @@ class OutboxRelay:
         self.clock: Clock = clock or SystemClock()
         self.id = uuid.uuid4().hex[:16]
         self._reported_at: float | None = None
+        self._started_at: float | None = None  # the first report of this relay
         self.relayed = 0  # rows relayed by this relay
         self.last_batch_at: float | None = None  # when a batch (even an empty one) last committed
         self.last_error: str | None = None
@@ -147,7 +148,10 @@ class OutboxRelay:
         if self._reported_at is not None and now - self._reported_at < self.report_interval:
             return
         self._reported_at = now
+        if self._started_at is None:
+            self._started_at = now
         status: dict[str, Any] = {
+            "started_at": self._started_at,
             "relayed": self.relayed,
             "last_batch_at": self.last_batch_at,
             "error": self.last_error,

@@ -31,7 +31,7 @@ class RelayStatus:
     relayed: int  # rows it relayed since it started
     last_batch_at: float | None  # its last committed batch (an empty one too)
     error: str | None  # its last error, None once a batch went through again
-    stalled: bool  # no batch committed for STALL_AFTER seconds
+    stalled: bool  # no batch committed for STALL_AFTER seconds (since it started, if none)
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ async def read_status(redis: Any, keys: Keys, now: float) -> OutboxStatus:
         if at < now - SILENT_AFTER:
             continue
         last = entry.get("last_batch_at")
+        since = last if last is not None else entry.get("started_at", at)
         relays.append(
             RelayStatus(
                 id=field.decode() if isinstance(field, bytes) else str(field),
@@ -82,7 +83,7 @@ async def read_status(redis: Any, keys: Keys, now: float) -> OutboxStatus:
                 relayed=int(entry.get("relayed", 0)),
                 last_batch_at=last,
                 error=entry.get("error"),
-                stalled=last is None or now - float(last) > STALL_AFTER,
+                stalled=now - float(since) > STALL_AFTER,
             )
         )
     relays.sort(key=lambda r: r.reported_at, reverse=True)

@@ -147,13 +147,14 @@ class Views:
     # -- loaders ----------------------------------------------------------------------------
     async def overview(self, request: Request) -> dict[str, Any]:
         c = self.client
-        counts, stats, points, queues, workers, pools = await asyncio.gather(
+        counts, stats, points, queues, workers, pools, outbox = await asyncio.gather(
             c.count_by_status(),
             c.stats(),
             c.throughput(60, now=c.clock.now()),
             c.queues(),
             c.workers(),
             c.worker_pools(),
+            c.outbox(),
         )
         return {
             "totals": {
@@ -171,6 +172,7 @@ class Views:
             "chart": chart(points),
             "queues": queues,
             "workers": self.redactor.each(workers[:10]),
+            "outbox": outbox if outbox.relays else None,  # shown once a relay reports
         }
 
     async def queues(self, request: Request) -> dict[str, Any]:
