@@ -147,15 +147,15 @@ class Views:
     # -- loaders ----------------------------------------------------------------------------
     async def overview(self, request: Request) -> dict[str, Any]:
         c = self.client
-        counts, stats, points, queues, workers, pools, outbox = await asyncio.gather(
+        counts, stats, points, queues, workers, pools = await asyncio.gather(
             c.count_by_status(),
             c.stats(),
             c.throughput(60, now=c.clock.now()),
             c.queues(),
             c.workers(),
             c.worker_pools(),
-            c.outbox(),
         )
+        outbox = await c.outbox()
         return {
             "totals": {
                 "processed": stats.get("processed", 0),
