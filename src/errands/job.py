@@ -15,7 +15,11 @@ class DedupOutcome:
 
     * ``"enqueued"``: the job was stored and holds ``key`` (``holder`` is its own id);
     * ``"dropped"``: ``holder`` holds the key, nothing was stored; the returned Job stands for
-      the holder (its ``id``), so ``await job.result()`` waits for the holder's result.
+      the holder (its ``id``), so ``await job.result()`` waits for the holder's result;
+    * ``"replaced"`` (debounce, rerun_latest): the waiting ``holder`` took this job's envelope
+      (args, priority; with debounce also its due time); the returned Job stands for it;
+    * ``"rerun_queued"`` (rerun_latest): ``holder`` runs; the rerun waiting for it (the
+      returned Job's ``id``, new or already waiting) took this job's envelope.
 
     ``key`` is the dedup key as given.
     """

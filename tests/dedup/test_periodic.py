@@ -3,9 +3,10 @@ skipped or dropped naming it; a stored schedule keeps its Dedup."""
 
 from __future__ import annotations
 
+import pytest
 from redis.asyncio import Redis
 
-from errands import Client, Dedup, Enqueuer, FakeClock
+from errands import Client, Dedup, Enqueuer, FakeClock, RegistrationError
 from errands.periodic.enqueuer import PeriodicEnqueuer
 from errands.periodic.store import PeriodicSchedule, make_periodic
 from errands.serialization import JSONSerializer
@@ -55,3 +56,9 @@ async def test_a_stored_schedule_keeps_its_dedup(client: Client) -> None:
     assert back.dedup == d
     stored = (await client._schedule_store.runtime_definitions())["s"]
     assert PeriodicSchedule.from_json("s", stored, "runtime").dedup == d
+
+
+def test_a_schedule_refuses_debounce_and_rerun() -> None:
+    for d in (Dedup("k", debounce=True), Dedup("k", until="finished", rerun_latest=True)):
+        with pytest.raises(RegistrationError):
+            make_periodic("@every 1m", "report", dedup=d)

@@ -227,6 +227,33 @@ BROKEN: dict[str, tuple[Breaker, str, tuple[str, ...]]] = {
         "unique",
         ("a lock it does not hold",),
     ),
+    "dedup key of a dead job": (
+        lambda r, k, ids: seq(
+            r.hset(k.dedup, "ok:k", ids["dead"]), r.hset(k.dedup_of_job, ids["dead"], "fok:k")
+        ),
+        "dedup",
+        ("ok:k", "not live", "dead"),
+    ),
+    "dedup record without its key": (
+        lambda r, k, ids: r.hset(k.dedup_of_job, ids["waiting"], "sok:k"),
+        "dedup",
+        ("key not owned",),
+    ),
+    "dedup rerun waiting for no running job": (
+        lambda r, k, ids: seq(
+            r.zrem(k.queue("ok"), ids["waiting"]),
+            r.zadd(k.dedup_reruns, {ids["waiting"]: 1}),
+            r.hset(k.dedup_next, "ok:k", ids["waiting"]),
+            r.hset(k.dedup_of_job, ids["waiting"], "nok:k"),
+        ),
+        "dedup",
+        ("waits for no running job",),
+    ),
+    "throttle window kept for ever": (
+        lambda r, k, ids: r.set(k.dedup_window("ok:k"), ids["waiting"]),
+        "dedup",
+        ("throttle window", "no TTL"),
+    ),
     "unique expiry without its lock": (
         lambda r, k, ids: r.zadd(k.unique_expiry, {"d" * 32: 1}),
         "unique",

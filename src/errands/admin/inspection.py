@@ -81,6 +81,9 @@ class Inspection:
                 if status in (JobStatus.DEAD, JobStatus.CANCELLED):
                     info.finished_at = score / 1000
                 return info
+        if await self.redis.zscore(k.dedup_reruns, job_id) is not None:
+            info.status = JobStatus.QUEUED  # a dedup rerun, queued once its key's owner ended
+            return info
         await self._locate_running(info)
         return info
 

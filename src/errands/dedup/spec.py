@@ -4,6 +4,8 @@ others off. Pure: no I/O.
 >>> Dedup("user:7")                                        # until the job starts
 >>> Dedup("user:7", until="finished")                      # also while it runs and retries
 >>> Dedup("reindex", throttle=timedelta(seconds=30))       # at most one accepted per 30 s
+>>> Dedup("u7", debounce=True)                             # each add pushes the run back
+>>> Dedup("repo:x", until="finished", rerun_latest=True)   # one running, one waiting
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ from typing import Any, Literal
 __all__ = ["MODES", "Dedup", "check_dedup_key"]
 
 Until = Literal["started", "finished"]
-# the mode letters the Lua knows (lib/dedup.lua): until started, until finished, throttle
-MODES = {"s": "until started", "f": "until finished", "t": "throttle"}
+# the mode letters the Lua knows (lib/dedup.lua)
+MODES = {
+    "s": "until started",
+    "d": "debounce",
+    "f": "until finished",
+    "r": "until finished, rerun latest",
+    "t": "throttle",
+}
 MAX_KEY = 1000
 
 
@@ -40,6 +48,12 @@ class Dedup:
       deleted): also while it runs and waits for a retry.
     * ``throttle=timedelta(...)`` (or seconds): at most one job accepted per window, counted
       from the accepted enqueue on the Redis clock, whatever becomes of that job.
+    * ``debounce=True`` (held until started): a duplicate replaces the waiting job's envelope
+      (args, priority, ...) and moves it to the duplicate's due time: each add pushes the run
+      back, the latest args win.
+    * ``rerun_latest=True`` (with ``until="finished"``): a duplicate replaces the envelope of
+      the job while it waits; once it started, the duplicate waits as its rerun (at most one:
+      later duplicates replace the rerun's envelope), queued when the running job's life ends.
 
     Keys are per job name: ``Dedup("user:7")`` on ``sync_user`` and on ``notify`` are two keys.
     """
@@ -47,6 +61,8 @@ class Dedup:
     key: str
     until: Until = "started"
     throttle: timedelta | float | None = None
+    debounce: bool = False
+    rerun_latest: bool = False
 
     def __post_init__(self) -> None:
         check_dedup_key(self.key)
@@ -59,13 +75,19 @@ class Dedup:
                 raise ValueError(f"throttle must be at least 1 ms, got {self.throttle!r}")
             if self.until != "started":
                 raise ValueError("throttle counts accepted enqueues per window: drop until=")
+        if self.debounce and (self.until != "started" or self.throttle or self.rerun_latest):
+            raise ValueError("debounce holds the key until the job starts: no until=, throttle")
+        if self.rerun_latest and (self.until != "finished" or self.throttle):
+            raise ValueError("rerun_latest needs until='finished' (and no throttle)")
 
     @property
     def mode(self) -> str:
         """The mode letter of lib/dedup.lua."""
         if self.throttle is not None:
             return "t"
-        return "f" if self.until == "finished" else "s"
+        if self.until == "finished":
+            return "r" if self.rerun_latest else "f"
+        return "d" if self.debounce else "s"
 
     @property
     def window_ms(self) -> int:
@@ -81,6 +103,10 @@ class Dedup:
         out: dict[str, Any] = {"key": self.key, "until": self.until}
         if self.throttle is not None:
             out["throttle_ms"] = self.window_ms
+        if self.debounce:
+            out["debounce"] = True
+        if self.rerun_latest:
+            out["rerun_latest"] = True
         return out
 
     @classmethod
@@ -90,6 +116,8 @@ class Dedup:
             data["key"],
             data.get("until", "started"),
             timedelta(milliseconds=throttle) if throttle else None,
+            bool(data.get("debounce", False)),
+            bool(data.get("rerun_latest", False)),
         )
 
     def scoped(self, job_name: str) -> str:

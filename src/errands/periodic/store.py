@@ -111,6 +111,8 @@ def make_periodic(
     grace = misfire_grace.total_seconds() if isinstance(misfire_grace, timedelta) else misfire_grace
     if grace < 1:
         raise RegistrationError(f"misfire_grace must be at least 1 second, got {misfire_grace!r}")
+    if dedup is not None and dedup.mode not in ("s", "f", "t"):
+        raise RegistrationError("a schedule's dedup holds until started or finished, or throttles")
     if args is not None and not isinstance(args, Mapping):
         raise RegistrationError(f"args of schedule {name or job_name!r} must be a dict")
     try:

@@ -43,7 +43,7 @@ class AdminScripts:
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.checkins)
         keys += (k.cancel_requests, k.attempts, k.ended, k.history, k.history_data)
         keys += (k.history_of(name), k.listening, k.checkpoints, k.dedup, k.dedup_of_job)
-        keys.append(k.workflow_of)
+        keys += (k.workflow_of, k.dedup_next, k.dedup_reruns)
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
         args += (now_ms, "1" if afresh else "0")
         return bool(await self._call("move", keys, args))
@@ -53,8 +53,9 @@ class AdminScripts:
         keys = [k.jobs, k.queue(name), k.scheduled(name), k.retry(name), k.cancelled, k.dead]
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
         keys += (k.cancel_requests, k.attempts, k.recoveries, k.dedup, k.dedup_of_job)
-        keys.append(k.workflow_of)
+        keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.seq, k.priorities, k.idle)
         args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
+        args.append(k.wake_channel)
         result = await self._call("cancel", keys, args)
         return result.decode() if isinstance(result, bytes) else str(result)
 
@@ -67,7 +68,9 @@ class AdminScripts:
         keys += (k.queue(name), k.scheduled(name), k.retry(name), k.dead, k.cancelled)
         keys += (k.done(id), k.history, k.history_data, k.history_of(name), k.listening)
         keys += (k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
+        keys += (k.dedup_next, k.dedup_reruns, k.seq, k.idle)
         args: list[Arg] = [id, name, k.control_channel, k.events_channel, attempts]
+        args.append(k.wake_channel)
         result = await self._call("destroy", keys, args)
         return result.decode() if isinstance(result, bytes) else str(result)
 

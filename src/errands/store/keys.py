@@ -131,6 +131,18 @@ class Keys:
         """HASH job id -> its dedup mode letter and dedup key (the owner's side of the lock)."""
         return self.prefix + "dedupjob"
 
+    @property
+    def dedup_next(self) -> str:
+        """HASH dedup key -> id of the rerun waiting for the key's owner to end
+        (``rerun_latest``)."""
+        return self.prefix + "dedupnext"
+
+    @property
+    def dedup_reruns(self) -> str:
+        """ZSET job id -> time (ms) it started waiting: the reruns waiting for their key's owner
+        to end (their place until they are queued)."""
+        return self.prefix + "dedupreruns"
+
     def dedup_window(self, key: str) -> str:
         """STRING with a TTL: id of the job accepted in the current throttle window of a dedup
         key ("<job name>:<key>")."""

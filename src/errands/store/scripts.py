@@ -140,12 +140,13 @@ class Scripts(AdminScripts):
         key: str,
         window_ms: int,
     ) -> tuple[str, str, str]:
-        """Store a job unless its dedup ``key`` ("<name>:<key>") is held (``mode``: s, f, t;
-        ``window_ms`` for t). Returns (outcome, id of the job carrying the request, id of the
-        job holding the key): see lua/enqueue_dedup.lua."""
+        """Store a job unless its dedup ``key`` ("<name>:<key>") is held (``mode``: s d f r t,
+        see lua/lib/dedup.lua; ``window_ms`` for t). Returns (outcome, id of the job carrying
+        the request, id of the job holding the key): see lua/enqueue_dedup.lua."""
         k = self.keys
         keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.queue(name), k.scheduled(name)]
         keys += (k.listening, k.ended, k.done(id), k.dedup, k.dedup_of_job, k.dedup_window(key))
+        keys += (k.dedup_next, k.dedup_reruns)
         args: list[Arg] = [k.wake_channel, name, id, envelope, priority, due_ms, mode, key]
         args += (window_ms, k.events_channel)
         reply = await self._call("enqueue_dedup", keys, args)
@@ -210,6 +211,7 @@ class Scripts(AdminScripts):
         keys += (k.stats, k.idle, k.history, k.history_data, k.checkins, k.listening, k.errors)
         keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
         keys += (k.ended, k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
+        keys += (k.dedup_next, k.dedup_reruns, k.seq)
         args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
         args += ("1" if history else "0", len(done), pool_id)
         index: dict[str, int] = {}
@@ -219,6 +221,7 @@ class Scripts(AdminScripts):
             args += (a.id, a.name, i, a.result, a.started_ms, a.ttl_ms, a.attempt, a.token)
             args.append(a.envelope_json)
         keys += (k.history_of(name) for name in index)
+        keys += (k.queue(name) for name in index)
         _acked, *refused = await self._call("ack", keys, args)
         return [r.decode() if isinstance(r, bytes) else str(r) for r in refused]
 
@@ -229,6 +232,7 @@ class Scripts(AdminScripts):
         keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history, k.history_data)
         keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
         keys += (k.cancelled, *self._state(), k.dedup, k.dedup_of_job, k.workflow_of)
+        keys += (k.dedup_next, k.dedup_reruns, k.queue(s.name))
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
@@ -311,7 +315,7 @@ class Scripts(AdminScripts):
         keys += (k.priorities, k.recoveries, k.dead, k.errors, k.seq, k.idle, k.stats)
         keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
         keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints)
-        keys += (k.dedup, k.dedup_of_job, k.workflow_of)
+        keys += (k.dedup, k.dedup_of_job, k.workflow_of, k.dedup_next, k.dedup_reruns)
         index: dict[str, int] = {}
         args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
         args.append(malformed)

@@ -140,27 +140,45 @@ def _check_unique(s: Snapshot) -> list[Violation]:
 
 
 def _check_dedup(s: Snapshot) -> list[Violation]:
-    """Every dedup key is owned by a live job (a waiting one until it started), and both sides
-    of each lock agree; every throttle window expires."""
+    """Every dedup key is owned by a live job (a waiting one until it started), both sides of
+    each lock agree, a waiting rerun waits for a started owner of its key; every throttle window
+    expires."""
     out: list[Violation] = []
     owners = {key: text(i) for key, i in s.hashes["dedup"].items()}
     of_job = {i: text(v) for i, v in s.hashes["dedup_of_job"].items()}
+    nexts = {key: text(i) for key, i in s.hashes["dedup_next"].items()}
     for key, owner in sorted(owners.items()):
         record = of_job.get(owner, "")
         where = [p for p, _n in s.places.get(owner, [])] or "nowhere"
-        if record[1:] != key:
+        if record[1:] != key or record[:1] not in "sdfrFR":
             out.append(Violation("dedup", f"dedup key {key} of {owner}: its record is {record!r}"))
-        if not _live(s, owner):
+        if not _live(s, owner) or "rerun" in where:
             out.append(Violation("dedup", f"dedup key {key} held by {owner}, not live ({where})"))
-        elif record[:1] == "s" and not _waiting(s, owner):
-            out.append(Violation("dedup", f"dedup key {key} held until start by {owner} ({where})"))
+        elif record[:1] in "sdfr" and not _waiting(s, owner):
+            out.append(Violation("dedup", f"dedup key {key} of unstarted {owner} ({where})"))
     for owner, record in sorted(of_job.items()):
-        if owners.get(record[1:]) != owner:
+        mode, key = record[:1], record[1:]
+        if mode == "n":
+            if nexts.get(key) != owner or "dedup_reruns" not in _zsets_of(s, owner):
+                out.append(Violation("dedup", f"rerun {owner} of {key} is not waiting as one"))
+            if of_job.get(owners.get(key, ""), "")[:1] not in ("F", "R"):
+                out.append(Violation("dedup", f"rerun {owner} of {key} waits for no running job"))
+        elif owners.get(key) != owner:
             out.append(Violation("dedup", f"dedup record {owner} -> {record}: key not owned"))
+    for key, rerun in sorted(nexts.items()):
+        if of_job.get(rerun) != "n" + key:
+            out.append(Violation("dedup", f"next of {key} is {rerun}, not a rerun of it"))
+    for job_id in sorted(s.zsets["dedup_reruns"]):
+        if of_job.get(job_id, "")[:1] != "n":
+            out.append(Violation("dedup", f"job {job_id} waits as a rerun of no key"))
     for key, ttl in sorted(s.dedup_windows.items()):
         if ttl < 0:
             out.append(Violation("dedup", f"throttle window of {key} has no TTL"))
     return out
+
+
+def _zsets_of(s: Snapshot, job_id: str) -> set[str]:
+    return {name for name in ("dead", "cancelled", "dedup_reruns") if job_id in s.zsets[name]}
 
 
 def _check_fields(s: Snapshot) -> list[Violation]:

@@ -20,11 +20,11 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "jobs", "priorities", "running", "limits", "errors", "recoveries", "unique",
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
         "code_schedules", "attempts", "checkpoints", "dedup", "dedup_of_job", "workflow_of",
-        "outbox_relays",
+        "outbox_relays", "dedup_next",
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",
-        "dashboard_revoked",
+        "dashboard_revoked", "dedup_reruns",
     ),
     "set": ("names", "paused", "idle"),
     "string": ("seq", "listening", "attempt_seq"),
@@ -191,8 +191,8 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
                 continue
             held.append((job_id, name))
             places[job_id].append((f"in-progress:{pool_id}", name))
-    for label in ("dead", "cancelled"):
-        for job_id in zsets[label]:
+    for label, zset in (("dead", "dead"), ("cancelled", "cancelled"), ("rerun", "dedup_reruns")):
+        for job_id in zsets[zset]:
             places[job_id].append((label, ""))
 
     return Snapshot(

@@ -7,8 +7,10 @@
 -- KEYS[10] checkins   KEYS[11] listening   KEYS[12] errors   KEYS[13] cancel requests
 -- KEYS[14] attempts   KEYS[15] unique_of_job   KEYS[16] unique   KEYS[17] unique_expiry
 -- KEYS[18] ended   KEYS[19] checkpoints   KEYS[20] dedup   KEYS[21] dedup_of_job
--- KEYS[22] workflow_of (see lib/workflows.lua)
--- KEYS[23 .. 22+N] the done-record key of each job; then the history-of-name key of each name
+-- KEYS[22] workflow_of (see lib/workflows.lua)   KEYS[23] dedup_next   KEYS[24] dedup_reruns
+-- KEYS[25] seq
+-- KEYS[26 .. 25+N] the done-record key of each job; then the history-of-name key of each name,
+-- then the queue of each name (a waiting dedup rerun goes there when its key's owner is done)
 -- ARGV[1] wake channel   ARGV[2] '1' to wake idle pools (a job with a concurrency limit finished)
 -- ARGV[3] events channel   ARGV[4] now ms   ARGV[5] '1' to record history   ARGV[6] N jobs
 -- ARGV[7] pool id
@@ -20,7 +22,7 @@
 --@include jobstate
 --@include dedup
 --@include workflows
-local B = 22  -- the keys before the done records
+local B = 25  -- the keys before the done records
 local workflows = redis.call('EXISTS', KEYS[22]) == 1
 local n = tonumber(ARGV[6])
 local now = ARGV[4]
@@ -29,7 +31,10 @@ local listening = redis.call('EXISTS', KEYS[11]) == 1
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[12], recov = KEYS[5], checkin = KEYS[10],
   cancelreq = KEYS[13], att = KEYS[14], uniqjob = KEYS[15], uniq = KEYS[16], uniqexp = KEYS[17],
   ended = KEYS[18], ckpt = KEYS[19]}
-local d = {dedup = KEYS[20], dedupjob = KEYS[21]}
+local d = {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1], dedup = KEYS[20],
+  dedupjob = KEYS[21], next = KEYS[23], reruns = KEYS[24], seq = KEYS[25]}
+local names = (#KEYS - B - n) / 2
+local queue_of = {}
 local done, refused = {}, {}
 for j = 0, n - 1 do
   local o = 8 + j * 9
@@ -40,6 +45,7 @@ for j = 0, n - 1 do
       redis.call('HINCRBY', KEYS[2], name, -1)
     end
     done[#done + 1] = id
+    queue_of[id] = KEYS[B + n + names + tonumber(ARGV[o + 2])]
     local env = ARGV[o + 8]
     if env == '' then
       env = redis.call('HGET', k.jobs, id)
@@ -72,7 +78,7 @@ end
 if #done > 0 then
   if dedup_any(d) then
     for _, id in ipairs(done) do
-      dedup_ended(d, id)
+      dedup_ended(d, id, queue_of[id])
     end
   end
   forget(k, done, redis_now())

@@ -4,16 +4,19 @@
 -- KEYS[6] dead   KEYS[7] done record   KEYS[8] unique   KEYS[9] unique_of_job
 -- KEYS[10] unique_expiry   KEYS[11] listening   KEYS[12] cancel requests   KEYS[13] attempts
 -- KEYS[14] recoveries   KEYS[15] dedup   KEYS[16] dedup_of_job
--- KEYS[17] workflow_of (see lib/workflows.lua)
+-- KEYS[17] workflow_of (see lib/workflows.lua)   KEYS[18] dedup_next
+-- KEYS[19] dedup_reruns (a rerun waiting there is cancelled like a queued job)   KEYS[20] seq
+-- KEYS[21] priorities   KEYS[22] idle
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
--- ARGV[5] events channel   ARGV[6] job name
+-- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel
 -- Returns 'cancelled', 'running' (signalled), 'dead', 'already', 'finished' (its done record
 -- says so: it ended before this call) or 'unknown' (also for a job that is in none of those
 -- places and runs nowhere: no request is left behind for it).
 --@include dedup
 --@include workflows
 local id = ARGV[1]
-local d = {dedup = KEYS[15], dedupjob = KEYS[16]}
+local d = {jobs = KEYS[1], dedup = KEYS[15], dedupjob = KEYS[16], next = KEYS[18],
+  reruns = KEYS[19], seq = KEYS[20], prio = KEYS[21], idle = KEYS[22], wake = ARGV[7]}
 local env = redis.call('HGET', KEYS[1], id)
 if not env then
   local record = redis.call('GET', KEYS[7])
@@ -28,7 +31,7 @@ if not env then
   end
   return 'unknown'
 end
-for k = 2, 4 do
+for _, k in ipairs({2, 3, 4, 19}) do
   if redis.call('ZREM', KEYS[k], id) == 1 then
     redis.call('ZADD', KEYS[5], ARGV[2], id)
     redis.call('HDEL', KEYS[14], id)
@@ -42,7 +45,7 @@ for k = 2, 4 do
       end
       redis.call('HDEL', KEYS[9], id)
     end
-    dedup_ended(d, id)
+    dedup_ended(d, id, KEYS[2])
     if redis.call('EXISTS', KEYS[11]) == 1 then
       redis.call('PUBLISH', ARGV[5], '{"event":"cancelled","id":"' .. id .. '","name":"' .. ARGV[6] .. '"}')
     end

@@ -8,10 +8,12 @@
 -- KEYS[14] retry set   KEYS[15] dead   KEYS[16] cancelled   KEYS[17] done record
 -- KEYS[18] history   KEYS[19] history_data   KEYS[20] history of the job name
 -- KEYS[21] listening   KEYS[22] checkpoints   KEYS[23] dedup   KEYS[24] dedup_of_job
--- KEYS[25] workflow_of (see lib/workflows.lua)
+-- KEYS[25] workflow_of (see lib/workflows.lua)   KEYS[26] dedup_next
+-- KEYS[27] dedup_reruns (a dedup rerun waiting there is destroyed like a queued job)
+-- KEYS[28] seq   KEYS[29] idle
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] control channel   ARGV[4] events channel
 -- ARGV[5] attempts to erase from the history (0..n; n is at least what its envelope counts,
---         at most 10,000)
+--         at most 10,000)   ARGV[6] wake channel
 -- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found).
 --@include jobstate
 --@include dedup
@@ -34,13 +36,15 @@ if redis.call('HEXISTS', k.att, id) == 1 then
   redis.call('PUBLISH', ARGV[3], 'destroy:' .. id)
   status = 'running'
 else
-  for i = 12, 16 do
+  for _, i in ipairs({12, 13, 14, 15, 16, 27}) do
     if redis.call('ZREM', KEYS[i], id) == 1 then
       found = true
     end
   end
   forget(k, {id}, nil)
-  dedup_ended({dedup = KEYS[23], dedupjob = KEYS[24]}, id)
+  local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[28], idle = KEYS[29], wake = ARGV[6],
+    dedup = KEYS[23], dedupjob = KEYS[24], next = KEYS[26], reruns = KEYS[27]}
+  dedup_ended(d, id, KEYS[12])
   wf_end(KEYS[25], id, 'cancelled', nil)  -- a member destroyed while it waited
 end
 if redis.call('DEL', KEYS[17]) == 1 then found = true end

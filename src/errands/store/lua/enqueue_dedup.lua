@@ -1,35 +1,45 @@
 -- enqueue_dedup: store a job unless its dedup key is held (lib/dedup.lua, docs/dedup.md), and
--- say what happened. Idempotent on the job id as enqueue.lua: a re-sent call finds its own job.
+-- say what happened. Idempotent on the job id as enqueue.lua: a re-sent call finds its own job
+-- (or, replacing another job's envelope, does the same again).
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names   KEYS[5] idle
 -- KEYS[6] queue of the job name   KEYS[7] scheduled set of the job name   KEYS[8] listening
 -- KEYS[9] ended (tombstones)   KEYS[10] the job's result-record key   KEYS[11] dedup
--- KEYS[12] dedup_of_job   KEYS[13] the throttle window of the dedup key
+-- KEYS[12] dedup_of_job   KEYS[13] the throttle window of the dedup key   KEYS[14] dedup_next
+-- KEYS[15] dedup_reruns
 -- ARGV[1] wake channel   ARGV[2] name   ARGV[3] id   ARGV[4] envelope   ARGV[5] priority
--- ARGV[6] due ms (0 = now)   ARGV[7] mode (s f t)   ARGV[8] dedup key   ARGV[9] window ms (t)
--- ARGV[10] events channel
+-- ARGV[6] due ms (0 = now)   ARGV[7] mode (s d f r t)   ARGV[8] dedup key
+-- ARGV[9] window ms (t)   ARGV[10] events channel
 -- Returns {outcome, id of the job that carries the request, id of the job holding the key}:
 -- {'enqueued', id, id} (stored; also for a re-sent call that finds this very job stored),
 -- {'existed', id, ''} (the id is taken by another job or ended recently: nothing stored),
--- {'dropped', holder, holder}.
+-- {'dropped', holder, holder}, {'replaced', holder, holder} (the waiting holder took this
+-- envelope), {'rerun_queued', rerun, holder} (the rerun waiting for the running holder, new
+-- or existing, took this envelope).
 --@include dedup
 local id, mode, key = ARGV[3], ARGV[7], ARGV[8]
-local d = {jobs = KEYS[1], dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13]}
+local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[5], wake = ARGV[1],
+  dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13], next = KEYS[14], reruns = KEYS[15]}
 local stored = redis.call('HGET', KEYS[1], id)
 if stored then
-  if stored == ARGV[4] then
-    return {'enqueued', id, id}
+  if stored ~= ARGV[4] then
+    return {'existed', id, ''}
   end
-  return {'existed', id, ''}
+  if redis.call('HGET', d.dedupjob, id) == 'n' .. key then
+    return {'rerun_queued', id, redis.call('HGET', d.dedup, key) or ''}
+  end
+  return {'enqueued', id, id}
 end
 if redis.call('ZSCORE', KEYS[9], id) or redis.call('EXISTS', KEYS[10]) == 1 then
   return {'existed', id, ''}
 end
-local outcome, holder = dedup_holder(d, mode, key)
-if outcome then
-  return {outcome, holder, holder}
-end
 local prio = tonumber(ARGV[5])
 local due = tonumber(ARGV[6])
+local a = {id = id, env = ARGV[4], prio = prio, due = due, queue = KEYS[6], sched = KEYS[7],
+  name = ARGV[2], names = KEYS[4]}
+local outcome, carrier, holder = dedup_admit(d, mode, key, a)
+if outcome then
+  return {outcome, carrier, holder or carrier}
+end
 redis.call('HSET', KEYS[1], id, ARGV[4])
 if prio ~= 0 then
   redis.call('HSET', KEYS[2], id, prio)
@@ -39,11 +49,7 @@ dedup_take(d, mode, key, id, tonumber(ARGV[9]))
 if due > 0 then
   redis.call('ZADD', KEYS[7], due, id)
 else
-  local seq = redis.call('INCR', KEYS[3])
-  redis.call('ZADD', KEYS[6], seq - prio * 4398046511104, id)
-  if redis.call('SCARD', KEYS[5]) > 0 then
-    redis.call('PUBLISH', ARGV[1], 'enqueue')
-  end
+  dedup_enqueue(d, id, KEYS[6])
 end
 if redis.call('EXISTS', KEYS[8]) == 1 then
   redis.call('PUBLISH', ARGV[10], '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')

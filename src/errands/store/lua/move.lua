@@ -8,6 +8,7 @@
 -- KEYS[15] attempts   KEYS[16] ended   KEYS[17] history   KEYS[18] history_data
 -- KEYS[19] history of the job name   KEYS[20] listening   KEYS[21] checkpoints
 -- KEYS[22] dedup   KEYS[23] dedup_of_job   KEYS[24] workflow_of (see lib/workflows.lua)
+-- KEYS[25] dedup_next   KEYS[26] dedup_reruns
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
 -- ARGV[7] job name   ARGV[8] now ms   ARGV[9] '1': a new envelope starts afresh (its last error
@@ -42,7 +43,9 @@ if mode == 'delete' then
   local env = redis.call('HGET', k.jobs, id)
   record_end(k, KEYS[19], id, ARGV[7], 'deleted', env, nil, ARGV[8], true, ',"reason":"deleted"')
   forget(k, {id}, nil)
-  dedup_ended({dedup = KEYS[22], dedupjob = KEYS[23]}, id)
+  local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[4], wake = ARGV[5],
+    dedup = KEYS[22], dedupjob = KEYS[23], next = KEYS[25], reruns = KEYS[26]}
+  dedup_ended(d, id, KEYS[6])  -- (KEYS[6] is the job's queue for a delete)
   wf_end(KEYS[24], id, 'cancelled', nil)  -- a member deleted while it waited
 elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])

@@ -11,24 +11,26 @@
 -- KEYS[15] retired   KEYS[16] attempts   KEYS[17] checkins   KEYS[18] unique_of_job
 -- KEYS[19] unique   KEYS[20] unique_expiry   KEYS[21] ended   KEYS[22] checkpoints
 -- KEYS[23] dedup   KEYS[24] dedup_of_job   KEYS[25] workflow_of (see lib/workflows.lua)
--- KEYS[26..] queues, referred to by index
+-- KEYS[26] dedup_next   KEYS[27] dedup_reruns
+-- KEYS[28..] queues, referred to by index
 -- ARGV[1] pool id   ARGV[2] dead timeout ms   ARGV[3] max recoveries   ARGV[4] wake channel
 -- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
 -- ARGV[7..] four per entry: in-progress member, job id, job name, queue index (1-based,
---           KEYS[25+i]); a malformed entry has name '' and index 0: its job is buried
+--           KEYS[27+i]); a malformed entry has name '' and index 0: its job is buried
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
 -- is alive (left alone) else 0}.
 --@include jobstate
 --@include dedup
 --@include workflows
-local Q = 25
+local Q = 27
 local pool = ARGV[1]
 local now = redis_now()
 local k = {jobs = KEYS[4], prio = KEYS[6], errors = KEYS[9], recov = KEYS[7], checkin = KEYS[17],
   cancelreq = KEYS[13], att = KEYS[16], uniqjob = KEYS[18], uniq = KEYS[19], uniqexp = KEYS[20],
   ended = KEYS[21], ckpt = KEYS[22]}
-local d = {dedup = KEYS[23], dedupjob = KEYS[24]}
+local d = {jobs = KEYS[4], prio = KEYS[6], seq = KEYS[10], idle = KEYS[11], wake = ARGV[4],
+  dedup = KEYS[23], dedupjob = KEYS[24], next = KEYS[26], reruns = KEYS[27]}
 local deduped = dedup_any(d)
 local beat = redis.call('ZSCORE', KEYS[1], pool)
 if beat then
@@ -46,9 +48,9 @@ elseif not redis.call('ZSCORE', KEYS[15], pool) then
   redis.call('ZADD', KEYS[15], now, pool)
 end
 local requeued, buried, cancelled = 0, 0, 0
-local function bury(id, err)
+local function bury(id, err, queue)
   if deduped then
-    dedup_ended(d, id)
+    dedup_ended(d, id, queue)
   end
   redis.call('HDEL', k.recov, id)
   redis.call('HSET', k.errors, id, err)
@@ -59,6 +61,7 @@ local function bury(id, err)
 end
 for i = 7, #ARGV, 4 do
   local id, name = ARGV[i + 1], ARGV[i + 2]
+  local queue = name ~= '' and KEYS[Q + tonumber(ARGV[i + 3])] or nil
   if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
     local attempt = redis.call('HGET', k.att, id)
     if attempt and string.sub(attempt, 1, #pool + 1) == pool .. ':' then
@@ -71,7 +74,7 @@ for i = 7, #ARGV, 4 do
       redis.call('HINCRBY', KEYS[5], name, -1)
     end
     if deduped and (not exists or request) then
-      dedup_ended(d, id)  -- gone or cancelled: its dedup key is free
+      dedup_ended(d, id, queue)  -- gone or cancelled: its dedup key is free
     end
     if not exists then
       forget(k, {id}, now)
@@ -88,11 +91,11 @@ for i = 7, #ARGV, 4 do
       end
       wf_end(KEYS[25], id, 'cancelled', nil)
     elseif name == '' then
-      bury(id, ARGV[6])
+      bury(id, ARGV[6], nil)
     else
       local n = redis.call('HINCRBY', k.recov, id, 1)
       if n >= tonumber(ARGV[3]) then
-        bury(id, ARGV[5])
+        bury(id, ARGV[5], queue)
       else
         local seq = redis.call('INCR', KEYS[10])
         local prio = tonumber(redis.call('HGET', k.prio, id) or '0')

@@ -52,7 +52,7 @@ if mode ~= 'manual' then
 end
 local d = {jobs = KEYS[2], dedup = KEYS[12], dedupjob = KEYS[13], window = KEYS[14]}
 if ARGV[14] ~= '' then
-  local outcome, holder = dedup_holder(d, ARGV[14], ARGV[15])
+  local outcome, holder = dedup_holder(d, ARGV[14], ARGV[15], KEYS[8])
   if outcome then
     redis.call('HINCRBY', state, 'skipped', 1)
     if mode ~= 'manual' then

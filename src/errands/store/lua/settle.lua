@@ -10,6 +10,7 @@
 -- KEYS[17] cancel requests   KEYS[18] cancelled set   KEYS[19] attempts   KEYS[20] unique_of_job
 -- KEYS[21] unique   KEYS[22] unique_expiry   KEYS[23] ended   KEYS[24] checkpoints
 -- KEYS[25] dedup   KEYS[26] dedup_of_job   KEYS[27] workflow_of (see lib/workflows.lua)
+-- KEYS[28] dedup_next   KEYS[29] dedup_reruns   KEYS[30] the queue of the job name
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later), time of death ms (dead),
 --         or queue score to go back to (requeue; 0 = behind the jobs waiting, 'head' = ahead of
@@ -36,7 +37,8 @@ end
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], checkin = KEYS[16],
   cancelreq = KEYS[17], att = KEYS[19], uniqjob = KEYS[20], uniq = KEYS[21], uniqexp = KEYS[22],
   ended = KEYS[23], ckpt = KEYS[24]}
-local d = {dedup = KEYS[25], dedupjob = KEYS[26]}
+local d = {jobs = KEYS[1], prio = KEYS[4], seq = KEYS[8], idle = KEYS[9], wake = ARGV[9],
+  dedup = KEYS[25], dedupjob = KEYS[26], next = KEYS[28], reruns = KEYS[29]}
 local attempt = redis.call('HGET', k.att, id)
 if ARGV[18] == '*' then
   -- an orphan of this pool (in its in-progress set, held by none of its tasks): its attempt,
@@ -107,7 +109,7 @@ if mode == 'retry' or mode == 'dead' or mode == 'drop' or mode == 'cancelled' th
   end
 end
 if (mode == 'dead' or mode == 'drop' or mode == 'cancelled') and dedup_any(d) then
-  dedup_ended(d, id)  -- its life ended: its dedup key is free
+  dedup_ended(d, id, KEYS[30])  -- its life ended: its dedup key is free (or the rerun's)
 end
 if mode == 'drop' then
   if destroyed then

@@ -1,20 +1,53 @@
 -- lib/dedup: deduplication (errands/dedup/, docs/dedup.md), included by `--@include dedup` in
--- enqueue_dedup and in the scripts that start or end a job. A table `d` names the keys, taken
--- from the including script's KEYS: jobs, dedup (HASH dedup key -> owner id), dedupjob (HASH
--- owner id -> mode letter .. dedup key), and for admission window (the key's throttle window).
--- Modes: 's' until started, 'f' until finished ('F' once it started), 't' throttle (a window,
--- no owner). Every release is a compare-and-delete on the owner id, behind the HDEL of the
--- owner's dedupjob entry: a late (fenced-out) transition of an old owner frees nothing.
--- Scripts without a dedup job pay one HLEN per call (see dedup_any).
+-- enqueue_dedup, schedule_fire and the scripts that start or end a job. A table `d` names the
+-- keys, taken from the including script's KEYS: jobs, dedup (HASH dedup key -> owner id),
+-- dedupjob (HASH id -> mode letter .. dedup key); to hand a key over to a waiting rerun also
+-- next (HASH dedup key -> id of the rerun waiting for it), reruns (ZSET of those reruns: their
+-- place), seq, prio, idle and the wake channel; for admission window (the throttle window).
+-- Modes: 's' until started, 'd' debounce (until started), 'f' until finished, 'r' until
+-- finished with rerun_latest ('F', 'R' once started), 'n' a rerun waiting for its key's owner to
+-- end, 't' throttle (a window, no owner). Every release is a compare-and-delete on the owner id,
+-- behind the HDEL of the job's dedupjob entry: a late (fenced-out) transition of an old owner
+-- frees nothing. Scripts pay one HLEN per call while no dedup job exists (dedup_any).
+local PRIO_STEP = 4398046511104
 
 local function dedup_any(d)
   return redis.call('HLEN', d.dedupjob) > 0
 end
 
--- the owner `id` of dedup key `key` lets it go (only if it still owns it)
-local function dedup_free(d, key, id)
+-- put waiting job `id` on `queue` behind the jobs of its priority, waking idle pools
+local function dedup_enqueue(d, id, queue)
+  local seq = redis.call('INCR', d.seq)
+  local prio = tonumber(redis.call('HGET', d.prio, id) or '0')
+  redis.call('ZADD', queue, seq - prio * PRIO_STEP, id)
+  if redis.call('SCARD', d.idle) > 0 then
+    redis.call('PUBLISH', d.wake, 'dedup')
+  end
+end
+
+-- the rerun waiting for `key` (if any and if `queue` is known) becomes its owner and goes on
+-- `queue`; returns its id, or false
+local function dedup_promote(d, key, queue)
+  if not d.next or not queue then return false end
+  local nxt = redis.call('HGET', d.next, key)
+  if not nxt then return false end
+  redis.call('HDEL', d.next, key)
+  if redis.call('ZREM', d.reruns, nxt) == 1 and redis.call('HEXISTS', d.jobs, nxt) == 1 then
+    redis.call('HSET', d.dedup, key, nxt)
+    redis.call('HSET', d.dedupjob, nxt, 'r' .. key)
+    dedup_enqueue(d, nxt, queue)
+    return nxt
+  end
+  redis.call('HDEL', d.dedupjob, nxt)
+  return false
+end
+
+-- the owner `id` of `key` lets it go (only if it still owns it): to the waiting rerun, if any
+local function dedup_free(d, key, id, queue)
   if redis.call('HGET', d.dedup, key) == id then
-    redis.call('HDEL', d.dedup, key)
+    if not dedup_promote(d, key, queue) then
+      redis.call('HDEL', d.dedup, key)
+    end
   end
 end
 
@@ -24,41 +57,114 @@ local function dedup_started(d, id)
   local v = redis.call('HGET', d.dedupjob, id)
   if not v then return end
   local mode, key = string.sub(v, 1, 1), string.sub(v, 2)
-  if mode == 's' then
+  if mode == 's' or mode == 'd' then
     if redis.call('HDEL', d.dedupjob, id) == 1 then
-      dedup_free(d, key, id)
+      dedup_free(d, key, id, nil)
     end
-  elseif mode == 'f' then
-    redis.call('HSET', d.dedupjob, id, 'F' .. key)
+  elseif mode == 'f' or mode == 'r' then
+    redis.call('HSET', d.dedupjob, id, string.upper(mode) .. key)
   end
 end
 
--- job `id` ended (acked, dead, dropped, cancelled, deleted): whatever key it owns is freed
-local function dedup_ended(d, id)
+-- job `id` ended (acked, dead, dropped, cancelled, deleted): the key it owns is freed, or handed
+-- to the rerun waiting for it, which goes on `queue` (its job name's queue); a waiting rerun
+-- that ended leaves its key's `next`
+local function dedup_ended(d, id, queue)
   local v = redis.call('HGET', d.dedupjob, id)
-  if v and redis.call('HDEL', d.dedupjob, id) == 1 then
-    dedup_free(d, string.sub(v, 2), id)
+  if not v or redis.call('HDEL', d.dedupjob, id) == 0 then return end
+  local mode, key = string.sub(v, 1, 1), string.sub(v, 2)
+  if mode == 'n' then
+    if d.next and redis.call('HGET', d.next, key) == id then
+      redis.call('HDEL', d.next, key)
+    end
+    if d.reruns then
+      redis.call('ZREM', d.reruns, id)
+    end
+  else
+    dedup_free(d, key, id, queue)
   end
 end
 
--- admission: false when a job of `mode` may take `key` now, else 'dropped' and the id of the
--- job holding it. An owner whose job no longer exists counts as free (its entries go).
-local function dedup_holder(d, mode, key)
+-- the owner of `key`, or false; an owner whose job no longer exists counts as free (its
+-- entries go), and a rerun left waiting without an owner takes the key (onto `queue`)
+local function dedup_owner(d, key, queue)
+  local holder = redis.call('HGET', d.dedup, key)
+  if holder and redis.call('HEXISTS', d.jobs, holder) == 0 then
+    redis.call('HDEL', d.dedup, key)
+    if string.sub(redis.call('HGET', d.dedupjob, holder) or '', 2) == key then
+      redis.call('HDEL', d.dedupjob, holder)
+    end
+    holder = false
+  end
+  if not holder then
+    holder = dedup_promote(d, key, queue)
+  end
+  return holder
+end
+
+-- admission for schedules (modes s, f, t): false when the key is free, else 'dropped' and the
+-- id of the job holding it
+local function dedup_holder(d, mode, key, queue)
   if mode == 't' then
     local holder = redis.call('GET', d.window)
     if holder then return 'dropped', holder end
     return false
   end
-  local holder = redis.call('HGET', d.dedup, key)
-  if not holder then return false end
-  if redis.call('HEXISTS', d.jobs, holder) == 1 then
-    return 'dropped', holder
-  end
-  redis.call('HDEL', d.dedup, key)
-  if string.sub(redis.call('HGET', d.dedupjob, holder) or '', 2) == key then
-    redis.call('HDEL', d.dedupjob, holder)
-  end
+  local holder = dedup_owner(d, key, queue)
+  if holder then return 'dropped', holder end
   return false
+end
+
+-- waiting job `id` takes the envelope and priority `a` brings
+local function dedup_replace(d, id, a)
+  redis.call('HSET', d.jobs, id, a.env)
+  if a.prio ~= 0 then
+    redis.call('HSET', d.prio, id, a.prio)
+  else
+    redis.call('HDEL', d.prio, id)
+  end
+end
+
+-- admission of job `a` ({id, env, prio, due, queue, sched, name, names}) in any mode: false
+-- when the caller stores it (then dedup_take), else outcome, id of the job that carries the
+-- request, id of the key's holder
+local function dedup_admit(d, mode, key, a)
+  if mode == 't' then
+    return dedup_holder(d, mode, key, a.queue)
+  end
+  local holder = dedup_owner(d, key, a.queue)
+  if not holder then return false end
+  if mode == 's' or mode == 'f' then return 'dropped', holder, holder end
+  local held = string.sub(redis.call('HGET', d.dedupjob, holder) or '', 1, 1)
+  if held == 's' or held == 'd' or held == 'f' or held == 'r' then  -- waiting, never started
+    dedup_replace(d, holder, a)
+    if mode == 'd' then  -- pushed back: to the new due time, or onto the queue
+      if a.due > 0 then
+        redis.call('ZREM', a.queue, holder)
+        redis.call('ZADD', a.sched, a.due, holder)
+      elseif redis.call('ZREM', a.sched, holder) == 1 then
+        dedup_enqueue(d, holder, a.queue)
+      end
+    end
+    return 'replaced', holder, holder
+  end
+  if mode ~= 'r' then return 'dropped', holder, holder end
+  local nxt = redis.call('HGET', d.next, key)
+  if nxt and redis.call('HEXISTS', d.jobs, nxt) == 1 then
+    dedup_replace(d, nxt, a)
+    return 'rerun_queued', nxt, holder
+  end
+  -- the first rerun: stored, it waits in `reruns` until the holder's life ends
+  redis.call('HSET', d.jobs, a.id, a.env)
+  if a.prio ~= 0 then
+    redis.call('HSET', d.prio, a.id, a.prio)
+  end
+  redis.call('SADD', a.names, a.name)
+  redis.call('HSET', d.next, key, a.id)
+  redis.call('HSET', d.dedupjob, a.id, 'n' .. key)
+  local t = redis.call('TIME')
+  redis.call('ZADD', d.reruns, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), a.id)
+  return 'rerun_queued', a.id, holder
 end
 
 -- job `id`, just stored, takes `key` (a throttle window of `window_ms`)
