@@ -54,6 +54,7 @@ async def test_dashboard_keeps_work_and_hides_secrets(
             await live_refresh_keeps_work(browser, base, enqueuer, dead)
             await a_filter_narrows_the_dead_page(browser, base, client, enqueuer, shots)
             await lists_fit_a_phone(browser, base, shots)
+            await activity_is_charted(browser, base, shots)
             assert not browser.problems, browser.problems
             pool.hold.set()  # type: ignore[attr-defined]
     finally:
@@ -147,6 +148,16 @@ async def lists_fit_a_phone(b: Browser, base: str, shots: Path) -> None:
         await b.screenshot(shots / "dashboard-phone.png")
     finally:
         await b.viewport(1100, 680)
+
+
+async def activity_is_charted(b: Browser, base: str, shots: Path) -> None:
+    """The pool adds its counts every 5 s: the live refresh brings them onto the chart."""
+    await b.viewport(1100, 760)
+    await b.goto(base + "/activity")
+    await b.wait_for("document.querySelectorAll('#activity-chart rect').length > 0", 20)
+    await b.wait_for("document.querySelector('#latency tr[data-queue=send_invoice]') !== null")
+    await b.screenshot(shots / "dashboard-activity.png")
+    await b.viewport(1100, 680)
 
 
 async def test_staleness_banner_and_the_503_page(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from ..outbox.status import OutboxStatus, read_status
 from ..periodic.admin import ScheduleAdmin
 from ..store.connection import connect, redact_url
 from ..store.keys import Keys, check_job_name
+from ..store.metrics import Bucket, read_buckets
 from ..store.scripts import Scripts
 from ..store.topology import RedisClient, as_redis, on_node_of
 from .events import EventStream, wait_result
@@ -246,6 +247,19 @@ class Client(Inspection, ScheduleAdmin):
         (``backlog``), how long the oldest has waited (``lag``, seconds), each relay, and
         ``stuck``; see docs/outbox.md."""
         return await read_status(self.redis, self.keys, self.clock.now())
+
+    async def activity(self, span: str = "hour") -> list[Bucket]:
+        """Activity counted by the pools (store/metrics.py), oldest first: per minute of the
+        last hour (``span="hour"``), or per hour of the last ``"day"`` or ``"week"``. Each
+        bucket has ``done``, ``failed`` (retried) and ``dead`` attempts and, per job name,
+        ``waits[name] = (total wait in ms, jobs started)``."""
+        shapes = {"hour": ("m", 60, 60), "day": ("h", 3600, 24), "week": ("h", 3600, 168)}
+        if span not in shapes:
+            raise ValueError(f"span must be one of {', '.join(shapes)}, not {span!r}")
+        kind, size, count = shapes[span]
+        last = int(self.clock.now()) // size * size
+        starts = [last - size * (count - 1 - i) for i in range(count)]
+        return await read_buckets(self.redis, self.keys, kind, starts)
 
     async def redis_info(self) -> dict[str, Any]:
         """Server version, memory, clients, ops/s and key count (all None for an ACL user not

@@ -228,6 +228,15 @@ class Keys:
         """STRING with a TTL: the record (and result) of a finished or cancelled job."""
         return self.prefix + "done:" + _check_part("job id", job_id)
 
+    def metrics_minute(self, start: int | str) -> str:
+        """HASH with a 2 h TTL: activity counters of the minute starting at ``start`` (epoch
+        seconds): done, failed, dead, wait:<name> (ms), started:<name> (store/metrics.py)."""
+        return self.prefix + f"metrics:m:{start}"
+
+    def metrics_hour(self, start: int | str) -> str:
+        """HASH with an 8-day TTL: the same counters for the hour starting at ``start``."""
+        return self.prefix + f"metrics:h:{start}"
+
     @property
     def outbox_relays(self) -> str:
         """HASH relay id -> JSON status (backlog, oldest row, last batch, error) of the outbox

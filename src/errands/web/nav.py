@@ -19,6 +19,7 @@ class NavItem(NamedTuple):
 
 NAV: list[NavItem] = [
     NavItem("overview", "Overview", "/"),
+    NavItem("activity", "Activity", "/activity"),
     NavItem("queues", "Queues", "/queues", "queued"),
     NavItem("busy", "Busy", "/busy", "in_progress"),
     NavItem("pools", "Pools", "/pools"),

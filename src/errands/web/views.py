@@ -16,6 +16,7 @@ from starlette.routing import Route
 from ..admin.client import Client
 from ..admin.jobinfo import JobStatus, Page
 from ..store.keys import check_job_name
+from .charts import SPANS, activity_chart, wait_lines
 from .filters import Filter, filtered_page
 from .redact import Redactor
 from .render import Renderer, chart
@@ -73,6 +74,7 @@ class Views:
     def routes(self) -> list[Route]:
         table: list[tuple[str, Loader, str, str]] = [
             ("/", self.overview, "overview.html", "overview"),
+            ("/activity", self.activity, "activity.html", "activity"),
             ("/queues", self.queues, "queues.html", "queues"),
             ("/queues/{name:path}", self.queue, "queue.html", "queues"),
             ("/busy", self.busy, "busy.html", "busy"),
@@ -174,6 +176,22 @@ class Views:
             "workers": self.redactor.each(workers[:10]),
             "outbox": outbox if outbox.relays else None,  # shown once a relay reports
         }
+
+    async def activity(self, request: Request) -> dict[str, Any]:
+        span = request.query_params.get("span", "hour")
+        if span not in SPANS:
+            raise BadRequest("span must be hour, day or week")
+        buckets = await self.client.activity(span)
+        return {
+            "span": span,
+            "buckets": [
+                {"start": b.start, "done": b.done, "failed": b.failed, "dead": b.dead,
+                 "waits": {n: {"ms": w[0], "started": w[1]} for n, w in b.waits.items()}}
+                for b in buckets
+            ],
+            "chart": activity_chart(buckets, span),
+            "waits": wait_lines(buckets, span),
+        }  # fmt: skip
 
     async def queues(self, request: Request) -> dict[str, Any]:
         return {"queues": await self.client.queues()}

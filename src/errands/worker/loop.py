@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ..aio import cancel_and_wait
 from ..clock import Clock, to_ms
 from ..errors import NonRetryableError, RetryLater
 from ..handlers import JobType
@@ -24,6 +25,7 @@ from ..logfmt import job_extra
 from ..longwork.iterable import Suspend
 from ..middleware import ProcessMiddleware, chain
 from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
+from ..store.metrics import Counters
 from ..store.scripts import Acked, Fetched, Scripts
 from ..workflows.members import PlainFactory
 from ..workflows.run import WorkflowRun
@@ -121,6 +123,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self.requeued_on_stop = 0
         self.processed = 0
         self.last_fetch_empty = False
+        self.counters = Counters()  # activity for charts, flushed by metrics_loop
+        self._metrics_task: asyncio.Task[None] | None = None
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -140,6 +144,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
     async def run(self) -> None:
         """Fetch and start jobs until ``stop_fetching``; runs the ack flusher alongside."""
         self.acker.start()
+        flusher = self.counters.flush_every(self.scripts.redis, self.keys)
+        self._metrics_task = asyncio.create_task(flusher, name="errands-metrics")
         await asyncio.gather(self._fetch_loop(), self._batch_loops())
 
     def stop_fetching(self) -> None:
@@ -214,6 +220,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         job._raw = item.envelope
         job._attempt = item.token
         self._started_at[job.id] = time.monotonic()
+        now = self.clock.now()
+        self.counters.started(name, now - max(job.enqueued_at, job.run_at or 0.0), now)
         self._spawn(self._run(job, self.job_types[name]), job)
         early = self._early_cancels.pop(job.id, None)
         if early is not None and time.monotonic() - early[1] < 10.0:
@@ -296,6 +304,9 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
                 exc = TimeoutError(f"timed out after {jt.timeout:g}s")
             what = await self.settler.fail(job, jt, exc, started_ms)
+            self.counters.ended(
+                "failed" if what.startswith("failed (") else "dead", self.clock.now()
+            )
             log.warning(
                 "%s %s %s after %.1fms: %s: %s",
                 job.name,
@@ -311,6 +322,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
             self.running.pop(job.id, None)
             self._cancel_requests.pop(job.id, None)  # a request that came too late
         self.processed += 1
+        self.counters.ended("done", self.clock.now())
         self._ack(job, jt, encoded, started_ms, (time.perf_counter() - started) * 1000)
 
     async def _cancelled(self, job: Job, started_ms: int) -> None:
@@ -382,5 +394,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         return WorkflowRun(self.scripts.redis, self.keys, run_id, factory)
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Flush remaining acks and stop the ack flusher."""
+        """Flush remaining acks and activity counts, and stop the ack flusher."""
         await self.acker.close(timeout)
+        if self._metrics_task is not None:
+            await cancel_and_wait([self._metrics_task])
+        await self.counters.flush_quietly(self.scripts.redis, self.keys, timeout)

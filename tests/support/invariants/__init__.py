@@ -25,7 +25,8 @@ running):
   job) without an envelope.
 * **keys**: no key the layout does not know, no finished record without a TTL, no pool
   description, idle mark or in-progress set of an unregistered pool, history index and records
-  agree; a revoked-sessions record of the dashboard has a TTL.
+  agree; a revoked-sessions record of the dashboard and every activity-counter bucket have a
+  TTL.
 * with ``drained=True``: nothing waiting on a queue (unless paused), nothing in progress, nothing
   overdue in a scheduled or retry set, every counter 0; with ``stopped=True`` moreover no pool
   registered (every worker was stopped).

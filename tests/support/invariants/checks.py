@@ -225,6 +225,9 @@ def _check_keys(s: Snapshot) -> list[Violation]:
     for pool_id, ttl in sorted(s.serves.items()):
         if ttl < 0:  # deleted at stop, else it expires: a pool that died leaves nothing for good
             out.append(Violation("keys", f"served names of pool {pool_id} have no TTL"))
+    for bucket, ttl in sorted(s.metrics.items()):
+        if ttl < 0:  # activity counters (store/metrics.py) always expire
+            out.append(Violation("keys", f"activity counters {bucket} have no TTL"))
     for name, ttl in sorted(s.ttls.items()):
         if ttl == -1:
             out.append(Violation("keys", f"{getattr(s.keys, name)} has no TTL"))

@@ -31,7 +31,8 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "channel": ("events_channel", "control_channel", "wake_channel"),
     "family": (
         "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",
-        "schedule_state", "serves", "dedup_window", "workflow",
+        "schedule_state", "serves", "dedup_window", "workflow", "metrics_minute",
+        "metrics_hour",
     ),
 }  # fmt: skip
 
@@ -78,6 +79,7 @@ class Snapshot:
     schedule_states: list[str]
     ttls: dict[str, int]  # EXPIRING key -> pttl (-2: absent)
     workflows: dict[str, RunSnap]  # run id -> its keys as read
+    metrics: dict[str, int]  # metrics bucket key -> pttl
 
 
 def _family_prefix(keys: Keys, method: str) -> str:
@@ -149,6 +151,10 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
             pipe.hkeys(keys.workflow(run_id, "env"))
             for part in parts:
                 pipe.pttl(keys.workflow(run_id, part))
+        buckets = [keys.metrics_minute(p) for p in found["metrics_minute"]]
+        buckets += [keys.metrics_hour(p) for p in found["metrics_hour"]]
+        for bucket in buckets:
+            pipe.pttl(bucket)
         replies = iter(await pipe.execute())
 
     secs, micros = next(replies)
@@ -171,6 +177,7 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         run_ttls = {part: int(next(replies)) for part in parts}
         stray = [p for p in parts if p and p not in WORKFLOW_PARTS]
         workflows[run_id] = RunSnap(meta, open_, in_edges, env, run_ttls, stray)
+    metrics = {bucket: int(next(replies)) for bucket in buckets}
 
     places: dict[str, list[tuple[str, str]]] = defaultdict(list)
     waiting_due: dict[str, float] = {}
@@ -215,6 +222,7 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         schedule_states=found["schedule_state"],
         ttls=ttls,
         workflows=workflows,
+        metrics=metrics,
     )
 
 

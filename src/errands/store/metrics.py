@@ -1,0 +1,114 @@
+"""Activity counters for charts: per minute and per hour, how many attempts finished, failed
+(to be retried) and died, and per job name how long the started jobs had waited.
+
+Pools count in memory (:class:`Counters`) and add their counts to Redis every few seconds in
+one pipeline (:meth:`Counters.flush`), so the hot path pays nothing but a dict update. Each
+bucket is one HASH, ``metrics:m:<minute>`` or ``metrics:h:<hour>`` (epoch seconds of its
+start), with fields ``done``, ``failed``, ``dead``, ``wait:<name>`` (sum of waits, ms) and
+``started:<name>``, and a TTL: minute buckets live 2 hours, hour buckets 8 days. So the data is
+bounded by time (at most 120 + 192 buckets per namespace) and by the number of job names.
+Counts are approximate: a pool that dies loses the counts of its last seconds, and an attempt
+whose acknowledgement was refused (the job had been given to another pool) is still counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from .connection import REDIS_ERRORS
+from .keys import Keys
+
+__all__ = ["HOUR_TTL", "MINUTE_TTL", "Bucket", "Counters", "read_buckets"]
+
+MINUTE_TTL = 2 * 3600
+HOUR_TTL = 8 * 86400
+MAX_PENDING_BUCKETS = 400  # counts kept while Redis is unreachable (oldest dropped beyond)
+
+
+class Counters:
+    """The counts of one pool not yet added to Redis."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    def _add(self, at: float, fields: dict[str, int]) -> None:
+        for kind, size in (("m", 60), ("h", 3600)):
+            bucket = self.pending[(kind, int(at) // size * size)]
+            for name, value in fields.items():
+                bucket[name] += value
+
+    def started(self, name: str, waited: float, at: float) -> None:
+        """A job of ``name`` started at ``at`` after waiting ``waited`` seconds."""
+        self._add(at, {f"wait:{name}": max(0, round(waited * 1000)), f"started:{name}": 1})
+
+    def ended(self, outcome: str, at: float) -> None:
+        """An attempt ended: ``done``, ``failed`` (will be retried) or ``dead``."""
+        self._add(at, {outcome: 1})
+
+    async def flush(self, redis: Any, keys: Keys) -> None:
+        """Add the counts to Redis (one pipeline); on failure they are kept for next time."""
+        if not self.pending:
+            return
+        taken, self.pending = self.pending, defaultdict(lambda: defaultdict(int))
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for (kind, start), fields in taken.items():
+                    key = keys.metrics_minute(start) if kind == "m" else keys.metrics_hour(start)
+                    for name, value in fields.items():
+                        pipe.hincrby(key, name, value)
+                    pipe.expire(key, MINUTE_TTL if kind == "m" else HOUR_TTL)
+                await pipe.execute()
+        except BaseException:
+            for bucket, fields in taken.items():
+                for name, value in fields.items():
+                    self.pending[bucket][name] += value
+            while len(self.pending) > MAX_PENDING_BUCKETS:
+                del self.pending[min(self.pending, key=lambda b: b[1])]
+            raise
+
+    async def flush_every(self, redis: Any, keys: Keys, every: float = 5.0) -> None:
+        """Flush every ``every`` seconds until cancelled (a pool's background task)."""
+        while True:
+            await asyncio.sleep(every)
+            await self.flush_quietly(redis, keys, every)
+
+    async def flush_quietly(self, redis: Any, keys: Keys, timeout: float) -> None:
+        """Flush; an unreachable Redis keeps the counts for the next flush."""
+        with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
+            await asyncio.wait_for(self.flush(redis, keys), timeout)
+
+
+@dataclass
+class Bucket:
+    start: float
+    done: int = 0
+    failed: int = 0
+    dead: int = 0
+    waits: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (ms sum, count)
+
+
+async def read_buckets(redis: Any, keys: Keys, kind: str, starts: list[int]) -> list[Bucket]:
+    """The buckets (``kind`` ``m`` or ``h``) starting at ``starts``; missing ones are empty."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for start in starts:
+            pipe.hgetall(keys.metrics_minute(start) if kind == "m" else keys.metrics_hour(start))
+        raws = await pipe.execute()
+    out = []
+    for start, raw in zip(starts, raws, strict=True):
+        fields = {_text(k): int(v) for k, v in raw.items() if _text(v).lstrip("-").isdigit()}
+        bucket = Bucket(float(start), fields.get("done", 0), fields.get("failed", 0),
+                        fields.get("dead", 0))  # fmt: skip
+        for name, value in fields.items():
+            if name.startswith("started:"):
+                job = name[len("started:") :]
+                bucket.waits[job] = (fields.get("wait:" + job, 0), value)
+        out.append(bucket)
+    return out
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
