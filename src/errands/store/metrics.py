@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..aio import cancel_and_wait
 from .connection import REDIS_ERRORS
 from .keys import Keys
 
@@ -33,6 +34,7 @@ class Counters:
     """The counts of one pool not yet added to Redis."""
 
     def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
         self.pending: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
     def _add(self, at: float, fields: dict[str, int]) -> None:
@@ -69,6 +71,17 @@ class Counters:
             while len(self.pending) > MAX_PENDING_BUCKETS:
                 del self.pending[min(self.pending, key=lambda b: b[1])]
             raise
+
+    def start(self, redis: Any, keys: Keys) -> None:
+        """Start flushing in the background (every 5 s) until :meth:`close`."""
+        self._task = asyncio.create_task(self.flush_every(redis, keys), name="errands-metrics")
+
+    async def close(self, redis: Any, keys: Keys, timeout: float) -> None:
+        """Stop the background flushes and flush what is left."""
+        if self._task is not None:
+            await cancel_and_wait([self._task])
+            self._task = None
+        await self.flush_quietly(redis, keys, timeout)
 
     async def flush_every(self, redis: Any, keys: Keys, every: float = 5.0) -> None:
         """Flush every ``every`` seconds until cancelled (a pool's background task)."""

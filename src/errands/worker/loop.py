@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from ..aio import cancel_and_wait
 from ..clock import Clock, to_ms
 from ..errors import NonRetryableError, RetryLater
 from ..handlers import JobType
@@ -123,8 +122,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self.requeued_on_stop = 0
         self.processed = 0
         self.last_fetch_empty = False
-        self.counters = Counters()  # activity for charts, flushed by metrics_loop
-        self._metrics_task: asyncio.Task[None] | None = None
+        self.counters = Counters()  # activity for charts (store/metrics.py)
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -144,8 +142,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
     async def run(self) -> None:
         """Fetch and start jobs until ``stop_fetching``; runs the ack flusher alongside."""
         self.acker.start()
-        flusher = self.counters.flush_every(self.scripts.redis, self.keys)
-        self._metrics_task = asyncio.create_task(flusher, name="errands-metrics")
+        self.counters.start(self.scripts.redis, self.keys)
         await asyncio.gather(self._fetch_loop(), self._batch_loops())
 
     def stop_fetching(self) -> None:
@@ -396,6 +393,4 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
     async def close(self, timeout: float = 10.0) -> None:
         """Flush remaining acks and activity counts, and stop the ack flusher."""
         await self.acker.close(timeout)
-        if self._metrics_task is not None:
-            await cancel_and_wait([self._metrics_task])
-        await self.counters.flush_quietly(self.scripts.redis, self.keys, timeout)
+        await self.counters.close(self.scripts.redis, self.keys, timeout)
