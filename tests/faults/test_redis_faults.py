@@ -3,7 +3,10 @@
 and it is stalled for 15 s (``DEBUG SLEEP 15`` or SIGSTOP).
 
 Bounds: no acknowledged enqueue is lost; both pools (the same processes) resume within 5 s of
-Redis answering again; no live pool is reaped (no job recovered, none run twice).
+Redis answering again; no job runs twice at once. An outage longer than the dead timeout (1.5 s
+here) makes every pool give its lease up in time (issue 12: a pool that cannot renew its lease
+abandons its jobs before a reaper could take them): they carry on under new ids, and the jobs
+they abandoned run again once a reaper has taken the old leases.
 """
 
 from __future__ import annotations
@@ -127,10 +130,10 @@ async def test_redis_killed_and_restarted(
     resume = {p.pid: first_start_after(starts, p.pid, back_at) for p in (a, b)}
     after_flush = {p.pid: first_start_after(starts, p.pid, flushed_at) for p in (a, b)}
     beats = await admin.zrange(keys.pools, 0, -1, withscores=True)
-    assert {m.decode() for m, _ in beats} == set(pools.values()), "a live pool was reaped"
+    # the pools gave their leases up during the 2 s outage and run under new ids
+    assert len(beats) == 2 and not {m.decode() for m, _ in beats} & set(pools.values())
     assert all(score / 1000 > flushed_at for _m, score in beats), "heartbeats stopped"
     assert [p.poll() for p in (a, b)] == [None, None], fleet.logs()
-    assert await admin.hlen(keys.recoveries) == 0
     dups = duplicates(starts)
     await assert_nothing_stuck(admin, keys, ["work"])
     report(
@@ -162,7 +165,8 @@ async def test_redis_stalled(
     namespace: str,
 ) -> None:
     """Scenario 5: Redis stalled for 15 s while two pools (dead after 1.5 s without a
-    heartbeat) run jobs: nobody is reaped, both resume within 5 s."""
+    heartbeat) run jobs: both give their leases up in time (no job runs twice at once) and
+    resume within 5 s under new ids; the jobs they abandoned run again."""
     server = redis_server(enable_debug_command="yes")
     fleet = Fleet(procs, server.url, namespace, oracle_url, **FAST, FAULT_CONCURRENCY="4")
     keys = fleet.keys
@@ -200,11 +204,13 @@ async def test_redis_stalled(
         stall_s=back_at - stalled_at,
         jobs=len(ids),
         pools_reaped=reaped_logs,
+        recovered=recovered,
         duplicates=len(dups),
         lost=0,
         resume_s=max(resume.values()),
         bound_s=RESUME_BOUND,
     )
-    assert registered == set(pools.values()), "a live pool was reaped"
-    assert not dups and recovered == 0 and reaped_logs == 0, fleet.logs()
+    assert len(registered) == 2 and not registered & set(pools.values()), registered
+    assert [p.poll() for p in (a, b)] == [None, None], fleet.logs()
+    assert not dups, fleet.logs()
     assert max(resume.values()) < RESUME_BOUND, fleet.logs()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,6 +101,11 @@ async def test_a_broken_heartbeat_connection_alone_keeps_the_lease(
     assert [s[0] for s in spans] == [cut.id]
 
 
+def unreachable(client: Any, timeout_cap: float | None = None) -> redis.Redis:
+    """A heartbeat thread's client that reaches nothing."""
+    return redis.Redis(port=9, socket_timeout=0.2, socket_connect_timeout=0.2)
+
+
 def break_heartbeat_connection(pool: WorkerPool) -> None:
     """From now on the pool's heartbeat thread reaches nothing (its main connection works)."""
     beats = pool.heartbeater
@@ -111,7 +117,8 @@ def break_heartbeat_connection(pool: WorkerPool) -> None:
 async def test_a_pool_that_cannot_prove_it_is_alive_fetches_nothing(
     redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No renewal for the dead timeout (both paths failing), not reaped yet: no new work."""
+    """No renewal for the dead timeout (both paths failing, and registering anew failing too):
+    the pool gives its lease up and gets no new work until it can register again."""
     keys = Keys(namespace)
     pool, ran = recording_pool(redis, namespace)
 
@@ -120,16 +127,62 @@ async def test_a_pool_that_cannot_prove_it_is_alive_fetches_nothing(
 
     async with pool:
         assert pool.heartbeater is not None
+        first = pool.id
         await until(lambda: pool.lease is not None and pool.lease.beats >= 1)
         monkeypatch.setattr(LeaseKeeper, "renew", failing)
+        monkeypatch.setattr(heartbeat_module, "sync_client_like", unreachable)
         break_heartbeat_connection(pool)
-        await asyncio.sleep(DEAD + 3 * HB)
+        await until(lambda: pool.lease_losses == 1, timeout=DEAD + 2)
         await Enqueuer(redis, namespace=namespace).enqueue("work")
         pool._wake.set()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(DEAD + 3 * HB)
         assert ran == [] and await redis.zcard(keys.queue("work")) == 1
-        monkeypatch.undo()  # renewals get through the main connection again: it fetches
-        await until(lambda: ran, timeout=5)
+        monkeypatch.undo()  # it can register again: it fetches, under a new id
+        await until(lambda: ran, timeout=10)
+        assert pool.id != first
+
+
+async def test_a_pool_cut_off_gives_its_lease_up_before_a_reaper_can_take_it(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both renewal paths cut (as behind a black hole): the pool cancels its running job before
+    its lease, by the Redis clock, is older than the dead timeout, so the job never runs in
+    two places at once; it runs again once a reaper has taken the old lease."""
+    keys = Keys(namespace)
+    pool = make_pool(redis, namespace)
+    starts: list[str] = []
+    cancelled_at: list[float] = []
+
+    @pool.job("long")
+    async def long(job: Job) -> str:
+        starts.append(pool.id)
+        if len(starts) == 1:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled_at.append(time.time())
+                raise
+        return "done"
+
+    async def failing(self: LeaseKeeper) -> bool:
+        return False
+
+    job = await Enqueuer(redis, namespace=namespace).enqueue("long")
+    assert job is not None
+    async with pool:
+        await until(lambda: starts, timeout=5)
+        first = pool.id
+        monkeypatch.setattr(LeaseKeeper, "renew", failing)
+        break_heartbeat_connection(pool)
+        await until(lambda: cancelled_at, timeout=DEAD + 2)
+        stamp = await redis.zscore(keys.pools, first)  # its last renewal
+        assert stamp is not None
+        # the lease could be taken from stamp + DEAD on (Redis clock: this machine's)
+        assert cancelled_at[0] < stamp / 1000 + DEAD
+        monkeypatch.undo()
+        assert await job.result(timeout=15) == "done"
+        assert starts[0] == first and starts[1] != first
+        assert pool.lease_losses == 1
 
 
 async def test_a_pool_whose_lease_was_taken_abandons_its_jobs_and_carries_on_anew(
@@ -141,14 +194,17 @@ async def test_a_pool_whose_lease_was_taken_abandons_its_jobs_and_carries_on_ane
     keys = Keys(namespace)
     pool = make_pool(redis, namespace)
     events: list[tuple[str, str]] = []
-    release = asyncio.Event()
+    release, reaped_now = asyncio.Event(), asyncio.Event()
 
     @pool.job("long")
     async def long(job: Job) -> str:
         events.append(("start", pool.id))
         try:
             while not release.is_set():
-                events.append(("checkin", str(await job.checkin("working"))))
+                # a check-in sent before the reap may be answered after it: tell them apart
+                sent_after_reap = reaped_now.is_set()
+                ok = await job.checkin("working")
+                events.append(("checkin" if sent_after_reap else "checkin-before", str(ok)))
                 await asyncio.sleep(0.05)
         except asyncio.CancelledError:
             events.append(("cancelled", pool.id))
@@ -166,6 +222,7 @@ async def test_a_pool_whose_lease_was_taken_abandons_its_jobs_and_carries_on_ane
         member = f"{job.id}:long"
         before = len(events)
         reaped = await scripts.reap(first, -(10**9), 3, b"{}", b"{}", [(member, job.id, "long")])
+        reaped_now.set()
         assert (reaped.requeued, reaped.drained) == (1, True)
         await until(lambda: ("cancelled", first) in events, timeout=2 * HB + 1)
         await until(lambda: pool.id != first and pool.worker is not None, timeout=5)

@@ -3,7 +3,7 @@ every 0.25 s, dead after 1 s): a pool frozen (SIGSTOP) or stalled by a handler h
 for longer than the dead timeout has its lease and jobs taken by a live pool; when it resumes
 it notices within moments, cancels its async handler at its next await, writes no check-in,
 ack or settle for it, logs it, and carries on under a new pool id. A GIL hold shorter than
-``dead_timeout - heartbeat_interval`` costs nothing."""
+``dead_timeout - 1.5 * heartbeat_interval`` costs nothing."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ async def test_a_frozen_pool_notices_on_resume_and_stops_its_handler_at_once(
 async def test_a_handler_holding_the_gil_within_the_bound_costs_nothing(
     procs: Procs, redis_url: str, namespace: str, redis: Redis
 ) -> None:
-    """A hold shorter than ``dead_timeout - heartbeat_interval`` (0.75 s here), while a live
+    """A hold shorter than ``dead_timeout - 1.5 * heartbeat_interval`` (0.625 s here), while a live
     pool's reaper is armed: the pool keeps its lease, the job runs once."""
     proc = procs.worker("timed:pool", redis_url, namespace)
     await wait_ready(redis, namespace, 1)

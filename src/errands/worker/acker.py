@@ -109,12 +109,17 @@ class Acker:
         return dropped
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Flush what is left and stop."""
+        """Flush what is left, the batch in flight included, and stop."""
         if self._task is None:
             return
         try:
             async with asyncio.timeout(timeout):
-                await self.flush()
+                while not self.idle:
+                    if self._task.done():
+                        await self.flush()
+                    else:  # the flusher writes it (a batch may be in flight): wait for it
+                        self._event.set()
+                        await asyncio.sleep(0.01)
         except TimeoutError:
             log.error(
                 "could not flush %d acks; the reaper will recover those jobs", len(self.pending)

@@ -10,6 +10,12 @@ Renewals come from the heartbeat thread (``heartbeat.Heartbeater``); when it fal
 own connection is broken), the :class:`LeaseKeeper` renews through the pool's main connection.
 Whoever learns that the lease is gone (a renewal, a fetch) calls :meth:`Lease.lose`, once: the
 pool then abandons its jobs and carries on under a new id (``pool.WorkerPool``).
+
+A pool also gives its lease up by itself when no renewal got through for ``dead_timeout`` minus
+half a heartbeat interval (cut off from Redis, its replies held): it abandons its jobs before
+any reaper can take them, so a job never runs in two places at once because of a network fault.
+A renewal is stamped by the Redis clock when it runs, after it was sent, so the reaper's view of
+the lease's age is never ahead of the pool's own.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..aio import cancel_and_wait
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Scripts
 
@@ -39,6 +46,7 @@ class Lease:
         self._healthy_since: float | None = None
         self._last_ok: float | None = None  # when the latest successful renewal was sent
         self.lost: str | None = None  # why the lease is gone (None while held)
+        self.taken = False  # lost to a reaper (True), or given up by the pool itself
         self.on_lost: Callable[[str], None] | None = None  # called once, from any thread
         self.beats = 0
 
@@ -68,17 +76,29 @@ class Lease:
                 return 0.0
             return now - self._healthy_since
 
+    @property
+    def margin(self) -> float:
+        """How long before a reaper could take it the pool gives its lease up by itself."""
+        return self.interval / 2
+
+    def expires_in(self) -> float:
+        """Seconds left until the pool must give its lease up (``dead_timeout - margin``
+        after the latest successful renewal was sent; negative once past)."""
+        return self.dead_timeout - self.margin - self.since_renewal()
+
     def since_renewal(self) -> float:
         """Seconds since the latest successful renewal was sent (inf before the first)."""
         with self._lock:
             return float("inf") if self._last_ok is None else time.monotonic() - self._last_ok
 
-    def lose(self, reason: str) -> None:
-        """The lease is gone; tell the pool (once)."""
+    def lose(self, reason: str, *, taken: bool = True) -> None:
+        """The lease is gone (``taken`` by a reaper, or given up by the pool); tell the pool
+        (once)."""
         with self._lock:
             if self.lost is not None:
                 return
             self.lost = reason
+            self.taken = taken
             callback = self.on_lost
         if callback is not None:
             callback(reason)
@@ -108,10 +128,27 @@ class LeaseKeeper:
     async def run(self) -> None:
         lease = self.lease
         step = max(0.05, lease.interval / 4)
-        while lease.lost is None:
-            await asyncio.sleep(step)
-            if lease.since_renewal() >= 1.5 * lease.interval:
-                await self.renew()
+        renewal: asyncio.Task[bool] | None = None
+        try:
+            while lease.lost is None:
+                left = lease.expires_in()
+                if left <= 0:
+                    lease.lose(
+                        f"no renewal got through for {lease.since_renewal():.1f}s (dead timeout "
+                        f"{lease.dead_timeout:g}s): it gives its lease up before a reaper can "
+                        "take it",
+                        taken=False,
+                    )
+                    return
+                await asyncio.sleep(min(step, left))
+                stale = lease.since_renewal() >= 1.5 * lease.interval
+                if stale and (renewal is None or renewal.done()):
+                    # not awaited here: a renewal held past the socket timeout must not delay
+                    # giving the lease up in time
+                    renewal = asyncio.create_task(self.renew(), name="errands-lease-renewal")
+        finally:
+            if renewal is not None:
+                await cancel_and_wait([renewal])
 
     async def renew(self) -> bool:
         """Renew through the main connection; False when it failed or the lease is lost."""

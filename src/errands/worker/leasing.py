@@ -107,17 +107,24 @@ class LeaseRecovery:
 
     async def _rebirth(self, reason: str) -> None:
         old_id, worker = self.id, self.worker
-        running, buffered, acks = worker.abandon() if worker is not None else (0, 0, 0)
+        # given up in time (not taken): the acks of jobs that finished here are still written
+        # if they get through before a reaper takes the lease (the fence decides)
+        given_up = self.lease is not None and not self.lease.taken
+        running, buffered, acks = worker.abandon(given_up) if worker is not None else (0, 0, 0)
         self.lease_losses += 1
         log.error(
-            "pool %s lost its lease: %s. Its jobs were given to other pools: %d running job(s) "
+            "pool %s lost its lease: %s. Its jobs go to other pools: %d running job(s) "
             "cancelled, %d fetched ahead and %d finished but unacknowledged dropped; nothing of "
-            "them is settled, acknowledged or checked in here. Carrying on under a new id.",
+            "them is settled or checked in here%s. Carrying on under a new id.",
             old_id,
             reason,
             running,
             buffered,
             acks,
+            ", and the jobs that finished here are acknowledged if Redis answers before a "
+            "reaper takes the lease"
+            if given_up
+            else " nor acknowledged",
         )
         await cancel_and_wait([self._fetch_task, *self._tasks])
         if worker is not None:
@@ -130,7 +137,7 @@ class LeaseRecovery:
                     old_id,
                     len(stuck),
                 )
-            await worker.close(1.0)
+            await worker.close(max(30.0, 3 * self.dead_timeout) if given_up else 1.0)
         if self.heartbeater is not None:
             await asyncio.to_thread(self.heartbeater.stop)
         names = sorted(self.job_types)
@@ -143,7 +150,8 @@ class LeaseRecovery:
             except RedisUnavailableError as exc:
                 log.warning("pool %s could not register again (%s); retrying", old_id, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                # retried often enough to run again soon after a long outage of Redis
+                delay = min(delay * 2, max(0.25, self.heartbeat_interval))
         self._build(Scripts(self.redis, self.keys), names, self._wake)
         self._launch_components()
         log.warning("pool %s is now pool %s", old_id, self.id)

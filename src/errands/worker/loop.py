@@ -154,11 +154,12 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
             name, item, _at = self.buffer.popleft()
             self._give_back(name, item)
 
-    def abandon(self) -> tuple[int, int, int]:
+    def abandon(self, keep_acks: bool = False) -> tuple[int, int, int]:
         """The lease is lost: the jobs held here were given to other pools. Stop fetching,
         cancel every job task at once (without settling: the fences would refuse it anyway),
-        forget the jobs fetched ahead and the acks not written. Returns (jobs cancelled,
-        fetched ahead, acks dropped)."""
+        forget the jobs fetched ahead and the acks not written (unless ``keep_acks``: the
+        lease was given up before a reaper could take it, and an ack written before one does
+        still counts). Returns (jobs cancelled, fetched ahead, acks dropped)."""
         self.abandoned = self._stopping = True
         self.settler.abandoned = True
         self._slot_freed.set()
@@ -166,7 +167,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self.wake.set()
         buffered = len(self.buffer)
         self.buffer.clear()
-        acks = self.acker.abandon()
+        acks = 0 if keep_acks else self.acker.abandon()
         running = 0
         for task in list(self.tasks):
             running += task in self._holding and self._holding[task] in self.running
