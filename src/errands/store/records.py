@@ -39,6 +39,7 @@ class Acked:
     attempt: int
     token: str = ""
     envelope_json: bytes = b""  # for the records, when the serializer is not JSON
+    history_json: bytes = b""  # for the history, when it differs (a large job's args omitted)
     job: Any = None
     ran_ms: float = 0.0
 
@@ -64,6 +65,7 @@ class Settle:
     ttl_ms: int = 0
     token: str = "*"  # the attempt; "*" = any attempt of this pool (its orphans)
     envelope_json: bytes = b""  # for the records, when the serializer is not JSON
+    history_json: bytes = b""  # for the history, when it differs (a large job's args omitted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,7 +219,7 @@ class Scripts(AdminScripts):
             keys.append(k.done(a.id))
             i = index.setdefault(a.name, len(index) + 1)
             args += (a.id, a.name, i, a.result, a.started_ms, a.ttl_ms, a.attempt, a.token)
-            args.append(a.envelope_json)
+            args += (a.envelope_json, a.history_json)
         keys += (k.history_of(name) for name in index)
         keys += (k.queue(name) for name in index)
         _acked, *refused = await self._call("ack", keys, args)
@@ -236,7 +236,7 @@ class Scripts(AdminScripts):
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
-        args += (pool_id, s.token, s.envelope_json)
+        args += (pool_id, s.token, s.envelope_json, s.history_json)
         return bool(await self._call("settle", keys, args))
 
     async def promote(self, names: Sequence[str], now_ms: int, limit: int) -> tuple[int, int]:

@@ -35,7 +35,7 @@ from .fetching import Fetching
 from .lease import Lease
 from .lookahead import Lookahead
 from .sampler import PrioritySampler
-from .settler import Settler
+from .settler import Settler, history_json
 from .threadjobs import LeftInProgress, ThreadJobs
 
 __all__ = ["Worker"]
@@ -374,6 +374,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         acked.token = job._attempt
         if self.json_records:
             acked.envelope_json = self.settler.envelope_json(job._raw)
+        if self.settler.history:
+            acked.history_json = history_json(job)
         acked.job, acked.ran_ms = job, ran_ms
         self.acker.add(acked, wake=bool(jt.max_concurrency))
 

@@ -20,7 +20,26 @@ from ..serialization import JSONSerializer, Serializer
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, Scripts, Settle
 
-__all__ = ["Settler"]
+__all__ = ["HISTORY_ARGS_MAX", "Settler", "history_json"]
+
+# a job whose stored envelope is larger keeps no copy of its args in each history entry
+HISTORY_ARGS_MAX = 16 * 1024
+
+
+def history_json(job: Job) -> bytes:
+    """``b""`` (the history keeps the job as the records do), or for a job larger than
+    ``HISTORY_ARGS_MAX`` its envelope as JSON with the args replaced by
+    ``{"_omitted": true, "bytes": <size of the stored job>}``."""
+    size = len(job._raw) if job._raw is not None else 0
+    if size <= HISTORY_ARGS_MAX:
+        return b""
+    env = job.envelope()
+    env["a"] = {"_omitted": True, "bytes": size}
+    try:
+        return orjson.dumps(env, default=repr, option=orjson.OPT_NON_STR_KEYS)
+    except Exception:  # meta a custom serializer could hold but JSON cannot
+        return b"null"
+
 
 log = logging.getLogger("errands.worker")
 
@@ -74,6 +93,7 @@ class Settler:
             history=self.history,
             ttl_ms=self.cancelled_ttl_ms,  # for the record if a cancel request turns it
             token=job._attempt,
+            history_json=history_json(job) if self.history else b"",
         )
 
     async def requeue(self, job: Job, head: bool = False) -> None:

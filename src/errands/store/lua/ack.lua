@@ -14,9 +14,10 @@
 -- ARGV[1] wake channel   ARGV[2] '1' to wake idle pools (a job with a concurrency limit finished)
 -- ARGV[3] events channel   ARGV[4] now ms   ARGV[5] '1' to record history   ARGV[6] N jobs
 -- ARGV[7] pool id
--- ARGV[8..] nine per job: id, name, name index (1-based), result JSON, started ms, result TTL
+-- ARGV[8..] ten per job: id, name, name index (1-based), result JSON, started ms, result TTL
 --           ms (0 = keep no record), attempt, attempt token, the envelope as JSON for the
---           records ('' = the stored envelope is JSON)
+--           records ('' = the stored envelope is JSON), the envelope for the history ('' = as
+--           for the records; a large job's has its args omitted)
 -- Returns {jobs acknowledged, then the ids refused by the fence (not those of ended jobs: a
 -- re-sent call finds its own work done)}.
 --@include jobstate
@@ -37,7 +38,7 @@ local names = (#KEYS - B - n) / 2
 local queue_of = {}
 local done, refused = {}, {}
 for j = 0, n - 1 do
-  local o = 8 + j * 9
+  local o = 8 + j * 10
   local id, name = ARGV[o], ARGV[o + 1]
   if redis.call('HGET', k.att, id) == ARGV[7] .. ':' .. ARGV[o + 7] then
     redis.call('HDEL', k.att, id)
@@ -51,16 +52,20 @@ for j = 0, n - 1 do
       env = redis.call('HGET', k.jobs, id)
     end
     if env then
-      local record = '{"id":"' .. id .. '","status":"finished","job":' .. env .. ',"result":'
-        .. ARGV[o + 3] .. ',"started":' .. ARGV[o + 4] .. ',"finished":' .. now
-        .. ',"attempt":' .. ARGV[o + 6] .. '}'
+      local function record(job)
+        return '{"id":"' .. id .. '","status":"finished","job":' .. job .. ',"result":'
+          .. ARGV[o + 3] .. ',"started":' .. ARGV[o + 4] .. ',"finished":' .. now
+          .. ',"attempt":' .. ARGV[o + 6] .. '}'
+      end
       local ttl = tonumber(ARGV[o + 5])
       if ttl > 0 then
-        redis.call('SET', KEYS[B + 1 + j], record, 'PX', ttl)
+        redis.call('SET', KEYS[B + 1 + j], record(env), 'PX', ttl)
       end
       if history then
         local hk = id .. ':' .. ARGV[o + 6]
-        redis.call('HSET', KEYS[9], hk, record)
+        local henv = ARGV[o + 9]
+        if henv == '' then henv = env end
+        redis.call('HSET', KEYS[9], hk, record(henv))
         redis.call('ZADD', KEYS[8], now, hk)
         redis.call('ZADD', KEYS[B + n + tonumber(ARGV[o + 2])], now, hk)
       end

@@ -21,6 +21,8 @@
 -- ARGV[15] done-record TTL ms   ARGV[16] started ms   ARGV[17] pool id
 -- ARGV[18] attempt token ('*' = any attempt of this pool: the pool's own orphans)
 -- ARGV[19] the envelope as JSON for the records ('' = the stored envelope is JSON)
+-- ARGV[20] the envelope for the history ('' = as for the records; a large job's has its args
+--          omitted)
 -- A cancel (or destroy) requested while the job ran turns retry/later/requeue into cancelled
 -- (or drop): a job whose cancel was acknowledged never runs again.
 -- Returns 1 when settled, 0 when the job was not this attempt's any more; an unknown mode is an
@@ -91,12 +93,16 @@ if mode == 'retry' or mode == 'dead' or mode == 'drop' or mode == 'cancelled' th
   if err == '' then err = 'null' end
   local status = mode
   if mode == 'retry' then status = 'failed' elseif mode == 'drop' then status = 'dropped' end
-  local record = '{"id":"' .. id .. '","status":"' .. status .. '","job":' .. env
-    .. ',"error":' .. err .. ',"started":' .. ARGV[16] .. ',"finished":' .. ARGV[11]
-    .. ',"attempt":' .. ARGV[12] .. '}'
+  local function record_of(job)
+    return '{"id":"' .. id .. '","status":"' .. status .. '","job":' .. job
+      .. ',"error":' .. err .. ',"started":' .. ARGV[16] .. ',"finished":' .. ARGV[11]
+      .. ',"attempt":' .. ARGV[12] .. '}'
+  end
+  local record = record_of(env)
   if history then
     local hk = id .. ':' .. ARGV[12]
-    redis.call('HSET', KEYS[12], hk, record)
+    local henv = ARGV[20] or ''
+    redis.call('HSET', KEYS[12], hk, henv == '' and record or record_of(henv))
     redis.call('ZADD', KEYS[11], ARGV[11], hk)
     redis.call('ZADD', KEYS[13], ARGV[11], hk)
   end
