@@ -52,6 +52,7 @@ async def test_dashboard_keeps_work_and_hides_secrets(
             await rebinding_is_refused(browser, base, client)
             dead = await every_spelling_is_hidden(browser, base, client, enqueuer)
             await live_refresh_keeps_work(browser, base, enqueuer, dead)
+            await times_switch_to_local(browser, base, dead)
             await a_filter_narrows_the_dead_page(browser, base, client, enqueuer, shots)
             await lists_fit_a_phone(browser, base, shots)
             await activity_is_charted(browser, base, shots)
@@ -135,6 +136,25 @@ async def a_filter_narrows_the_dead_page(
     assert alpha.id in await b.text("#jobs") and beta.id not in await b.text("#jobs")
     assert "1 matching" in await b.text("h1")
     await b.screenshot(shots / "dashboard-dead-filtered.png", height=420)
+    # tick the rows shown and delete them: confirmed first, then gone
+    await b.eval("document.getElementById('pick-all').click()")
+    assert await b.eval("document.querySelectorAll('input[name=ids]:checked').length") == 1
+    await b.click_and_wait('#bulk button[value="delete"]')
+    assert b.dialogs[-1] == "Delete the 1 selected jobs?"
+    assert await client.job(alpha.id) is None and await client.job(beta.id) is not None
+
+
+async def times_switch_to_local(b: Browser, base: str, job_id: str) -> None:
+    await b.send("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})
+    await b.goto(f"{base}/jobs/{job_id}")
+    first = "document.querySelector('time.abs').textContent"
+    assert (await b.eval(first)).endswith(" UTC")
+    await b.eval("document.getElementById('localtime').click()")
+    assert (await b.eval(first)).endswith(" GMT+9")
+    await b.goto(f"{base}/jobs/{job_id}")  # remembered by the browser
+    assert (await b.eval(first)).endswith(" GMT+9")
+    await b.eval("document.getElementById('localtime').click()")
+    assert (await b.eval(first)).endswith(" UTC")
 
 
 async def lists_fit_a_phone(b: Browser, base: str, shots: Path) -> None:
