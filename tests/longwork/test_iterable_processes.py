@@ -111,3 +111,49 @@ async def test_kill_9_resumes_from_the_last_checkpoint(
     replayed = sorted(i for i, c in counts.items() if c > 1)
     assert replayed == list(range(cursor + 1, done_first[-1][1] + 1))
     await assert_invariants(redis, namespace)
+
+
+async def test_a_frozen_pool_loses_the_job_and_its_checkpoints_are_refused(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """SIGSTOP the pool running the job past the dead timeout: another pool takes the job and
+    resumes it from the checkpoint; once thawed, the frozen one (a zombie) moves no cursor and
+    ends its run (its checkpoint refused, or its lost lease seen first)."""
+    keys = Keys(namespace)
+    n = 3000
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        job = await enqueuer.enqueue("items", {"n": n})
+    assert job is not None
+    env = {"LW_CHECKPOINT": "0.1"}
+    first = procs.worker("longwork:pool", redis_url, namespace, env=env)
+    await run_until(redis, namespace, 200)
+    second = procs.worker("longwork:pool", redis_url, namespace, env=env)
+
+    async def two_pools() -> bool:
+        return await redis.zcard(keys.pools) == 2
+
+    await eventually(two_pools, 20, "the second pool")
+    first.send(signal.SIGSTOP)
+    frozen_done = await items_done(redis, namespace)
+
+    async def taken_over() -> bool:
+        return any(p == second.pid for p, _i in await items_done(redis, namespace))
+
+    await eventually(taken_over, 30, "the second pool to resume the job")
+    first.send(signal.SIGCONT)
+
+    async def finished() -> bool:
+        return bool(await redis.exists(keys.done(job.id)))
+
+    await eventually(finished, 60, "the job to finish")
+    done = await items_done(redis, namespace)
+    by_second = [i for p, i in done if p == second.pid]
+    resumed_at = by_second[0]
+    assert resumed_at <= frozen_done[-1][1] + 1, "resumed from a checkpoint the frozen run wrote"
+    assert by_second == list(range(resumed_at, n + 1)), "the second pool did the rest, in order"
+    thawed = [i for p, i in done[len(frozen_done) :] if p == first.pid]
+    assert len(thawed) <= 2, f"the zombie ran on: {thawed}"
+    log = first.output()
+    assert "no longer holds the job" in log or "lost its lease" in log, log[-3000:]
+    assert {i for _p, i in done} == set(range(1, n + 1))
+    await assert_invariants(redis, namespace)
