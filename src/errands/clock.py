@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 __all__ = ["Clock", "FakeClock", "SystemClock"]
@@ -41,3 +42,20 @@ class FakeClock:
 
 def to_ms(seconds: float) -> int:
     return int(seconds * 1000)
+
+
+def due_time(now: float, delay: float | timedelta | None, at: datetime | None) -> float | None:
+    """When a job enqueued at ``now`` with ``delay`` (seconds or timedelta) or ``at`` (a
+    datetime; naive means UTC) is due; None for at once."""
+    if delay is not None and at is not None:
+        raise ValueError("give delay or at, not both")
+    if delay is not None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        if seconds < 0:
+            raise ValueError("delay must be >= 0")
+        return now + seconds
+    if at is not None:
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return at.timestamp()
+    return None

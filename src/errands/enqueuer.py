@@ -7,7 +7,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -15,7 +15,7 @@ import orjson
 from .admin.events import wait_result
 from .admin.hub import EventHub
 from .backoff import RetryOptions
-from .clock import Clock, SystemClock, to_ms
+from .clock import Clock, SystemClock, due_time, to_ms
 from .dedup import Dedup
 from .dedup.enqueue import store_deduplicated
 from .errors import RedisUnavailableError, UnknownJobError
@@ -144,7 +144,7 @@ class Enqueuer(WorkflowEnqueue):
         if not isinstance(args, Mapping):
             raise TypeError(f"args of job {name!r} must be a dict, got {type(args).__name__}")
         now = self.clock.now()
-        run_at = _due(now, delay, at)
+        run_at = due_time(now, delay, at)
         return Job(
             name,
             dict(args),
@@ -379,18 +379,3 @@ def unique_digest(name: str, value: Any) -> str:
 
 def _size(n: int) -> str:
     return f"{n / 1048576:.1f} MiB" if n >= 1048576 else f"{n / 1024:.1f} KiB"
-
-
-def _due(now: float, delay: float | timedelta | None, at: datetime | None) -> float | None:
-    if delay is not None and at is not None:
-        raise ValueError("give delay or at, not both")
-    if delay is not None:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        if seconds < 0:
-            raise ValueError("delay must be >= 0")
-        return now + seconds
-    if at is not None:
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
-        return at.timestamp()
-    return None
