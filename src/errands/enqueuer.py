@@ -135,6 +135,7 @@ class Enqueuer(WorkflowEnqueue):
         retry: RetryOptions | None = None,
         meta: Mapping[str, Any] | None = None,
         job_id: str | None = None,
+        timeout: float | timedelta | None = None,
     ) -> Job:
         check_job_name(name)
         if job_id is not None:
@@ -154,6 +155,7 @@ class Enqueuer(WorkflowEnqueue):
             retry=retry.to_dict() if retry else None,
             meta=dict(meta) if meta else None,
             run_at=run_at if run_at is not None and run_at > now else None,
+            timeout=_positive_seconds(timeout, "timeout"),
         )
 
     async def _through_middleware(self, job: Job) -> Job | None:
@@ -243,6 +245,7 @@ class Enqueuer(WorkflowEnqueue):
         meta: Mapping[str, Any] | None = None,
         job_id: str | None = None,
         dedup: Dedup | None = None,
+        timeout: float | timedelta | None = None,
     ) -> Job | None:
         """Store a job and return it once Redis has it (None if a middleware dropped it).
 
@@ -254,10 +257,10 @@ class Enqueuer(WorkflowEnqueue):
         (see docs/reliability.md), nothing is stored again and the returned Job has
         ``existed`` set. Ids follow the rules of job names. ``dedup=Dedup(key, ...)`` stores it
         only if no job of this name holds ``key``; ``job.dedup`` says what happened (docs/dedup.md).
+        ``timeout`` (seconds or timedelta) bounds each run of this job, instead of its job type's.
         """
-        job = self._build(
-            name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta, job_id=job_id
-        )
+        job = self._build(name, args, delay=delay, at=at, priority=priority, retry=retry,
+                          meta=meta, job_id=job_id, timeout=timeout)  # fmt: skip
         stored = await self._through_middleware(job)
         if stored is None:
             return None
@@ -379,3 +382,12 @@ def unique_digest(name: str, value: Any) -> str:
 
 def _size(n: int) -> str:
     return f"{n / 1048576:.1f} MiB" if n >= 1048576 else f"{n / 1024:.1f} KiB"
+
+
+def _positive_seconds(value: float | timedelta | None, what: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not seconds > 0:
+        raise ValueError(f"{what} must be > 0 seconds, got {value!r}")
+    return seconds

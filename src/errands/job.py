@@ -59,6 +59,7 @@ class Job:
         "priority",
         "retry",
         "run_at",
+        "timeout",
         "unique",
     )
 
@@ -77,6 +78,7 @@ class Job:
         run_at: float | None = None,
         previous_attempts: int = 0,
         workflow: tuple[str, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -89,6 +91,7 @@ class Job:
         self.unique = unique
         self.run_at = run_at
         self.previous_attempts = previous_attempts  # before a dead job was retried from scratch
+        self.timeout = timeout  # seconds a run may take, overriding its job type's (None: that)
         self._wf = workflow  # (run id, node id) of a workflow member; node "" for a callback
         self.context: dict[str, Any] = {}
         self._backend: Any = None
@@ -177,6 +180,8 @@ class Job:
             env["h"] = self.previous_attempts
         if self._wf:
             env["w"] = list(self._wf)
+        if self.timeout is not None:
+            env["o"] = self.timeout
         return env
 
     @classmethod
@@ -196,6 +201,9 @@ class Job:
             raise ValueError(f"envelope retry options are invalid: {retry!r:.60}")
         if meta is not None and not isinstance(meta, dict):
             raise ValueError(f"envelope meta must be an object, got {type(meta).__name__}")
+        timeout = env.get("o")
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise ValueError(f"envelope timeout must be a positive number, got {timeout!r:.60}")
         return cls(
             name,
             args,
@@ -209,6 +217,7 @@ class Job:
             run_at=env.get("d"),
             previous_attempts=int(env.get("h", 0)),
             workflow=_workflow_ref(env.get("w")),
+            timeout=None if timeout is None else float(timeout),
         )
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..backoff import RetryOptions
+from ..dedup import Dedup
 from ..enqueuer import UNIQUE_TTL, EnqueueItem, Enqueuer
 from ..job import Job
 from ..store.keys import Keys
@@ -71,16 +72,16 @@ class SyncEnqueuer:
         priority: int = 0,
         retry: RetryOptions | None = None,
         meta: Mapping[str, Any] | None = None,
+        job_id: str | None = None,
+        dedup: Dedup | None = None,
+        timeout: float | timedelta | None = None,
     ) -> Job | None:
         """Store a job and return it once Redis has it (None if a middleware dropped it); the
         options are those of :meth:`errands.Enqueuer.enqueue`."""
-        return self._bind(
-            self._portal.run(
-                lambda e: e.enqueue(
-                    name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta
-                )
-            )
-        )
+        options: dict[str, Any] = {"delay": delay, "at": at, "priority": priority}
+        options |= {"retry": retry, "meta": meta, "job_id": job_id, "dedup": dedup}
+        options["timeout"] = timeout
+        return self._bind(self._portal.run(lambda e: e.enqueue(name, args, **options)))
 
     def enqueue_many(self, items: Iterable[EnqueueItem]) -> list[Job]:
         """Store many jobs in one round trip (see :meth:`errands.Enqueuer.enqueue_many`)."""

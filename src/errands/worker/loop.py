@@ -251,12 +251,13 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         started = time.perf_counter()
         started_ms = to_ms(self.clock.now())
         scope: asyncio.Timeout | None = None
+        limit = job.timeout if job.timeout is not None else jt.timeout  # per job, else per type
         try:
             try:
-                if jt.timeout is None:
+                if limit is None:
                     result = await self._runners[job.name](job)
                 else:
-                    async with asyncio.timeout(jt.timeout) as scope:
+                    async with asyncio.timeout(limit) as scope:
                         result = await self._runners[job.name](job)
                 encoded = self._encode_result(job, jt, result)
             finally:
@@ -300,7 +301,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
             return
         except Exception as exc:
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
-                exc = TimeoutError(f"timed out after {jt.timeout:g}s")
+                exc = TimeoutError(f"timed out after {limit:g}s")
             what = await self.settler.fail(job, jt, exc, started_ms)
             self.counters.ended(
                 "failed" if what.startswith("failed (") else "dead", self.clock.now()
