@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-faults test-soak lint typecheck check bench docs clean
+.PHONY: install demo test test-faults test-soak test-dedup-soak lint typecheck check bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test-faults: $(STAMP)
 ## faults for SOAK_SECONDS (600), then the invariant checker. Replay a seed with SOAK_SEED=N.
 test-soak: $(STAMP)
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider -m soak tests/soak
+
+## The dedup soak: 20 enqueuers x 100 keys x every Dedup mode, kill -9 every 15 s, for
+## DEDUP_SOAK_SECONDS (600), then its oracle and the invariant checker (tests/dedup/test_soak.py).
+test-dedup-soak: $(STAMP)
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider -m soak tests/dedup/test_soak.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
