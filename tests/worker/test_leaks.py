@@ -79,7 +79,9 @@ async def test_a_job_taken_back_or_buried_by_a_reaper_keeps_no_check_in(
     assert await redis.zcard(keys.dead) == 1  # trimmed to dead_max_jobs
     trimmed = [j for j in jobs[:2] if await redis.zscore(keys.dead, j.id) is None]
     assert len(trimmed) == 1  # (jobs[2] was requeued and ran)
-    assert await left_behind(redis, namespace, trimmed[0].id) == []
+    # its history stays (a burial is recorded since issue 14, kept like any attempt's record)
+    history = {keys.history, keys.history_data, keys.history_of("work")}
+    assert set(await left_behind(redis, namespace, trimmed[0].id)) == history
     assert await redis.hget(keys.running, "work") == b"0"
 
 

@@ -268,8 +268,9 @@ class Scripts(AdminScripts):
         1,000 per call)."""
         k = self.keys
         keys = [key, k.jobs, k.priorities, k.errors, k.recoveries, k.checkins]
-        keys += (k.cancel_requests, *self._state())
-        return int(await self._call("trim_set", keys, [older_than_ms, keep]))
+        keys += (k.cancel_requests, *self._state(), k.listening)
+        args: list[Arg] = [older_than_ms, keep, k.events_channel]
+        return int(await self._call("trim_set", keys, args))
 
     async def unique_gc(self, now_ms: int, limit: int = 1000) -> int:
         k = self.keys
@@ -307,6 +308,7 @@ class Scripts(AdminScripts):
         error: bytes,
         malformed: bytes,
         members: Sequence[tuple[bytes | str, str, str]],
+        history: bool = True,
     ) -> Reaped:
         """Take a dead pool's lease and jobs, given as (member, id, name; name "" for a
         malformed entry, whose job is buried with ``malformed``)."""
@@ -316,13 +318,15 @@ class Scripts(AdminScripts):
         keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
         keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints)
         keys += (k.dedup, k.dedup_of_job, k.workflow_of, k.dedup_next, k.dedup_reruns)
+        keys += (k.history, k.history_data, k.listening)
         index: dict[str, int] = {}
         args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
-        args.append(malformed)
+        args += (malformed, k.events_channel, "1" if history else "0")
         for member, id, name in members:
             if name and name not in index:
                 index[name] = len(index) + 1
                 keys.append(k.queue(name))
             args += (member, id, name, index.get(name, 0))
+        keys += (k.history_of(name) for name in index)
         requeued, buried, removed, cancelled, alive = await self._call("reap", keys, args)
         return Reaped(int(requeued), int(buried), int(cancelled), bool(removed), bool(alive))

@@ -246,6 +246,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
             self.dead_timeout,
             max(0.1, min(self.heartbeat_interval, self.dead_timeout / 8)),
             self.max_recoveries,
+            self.history,
         )
         self.periodic = PeriodicEnqueuer(
             self.redis,
@@ -269,8 +270,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         self._launch_components()
 
     def _launch_components(self) -> None:
-        assert self.worker and self.requeuer and self.reaper and self.periodic
-        assert self.lease_keeper is not None
+        assert self.worker and self.requeuer and self.reaper and self.periodic and self.lease_keeper
         self._tasks = [
             asyncio.create_task(self.lease_keeper.run(), name="errands-lease"),
             asyncio.create_task(self.requeuer.run(), name="errands-requeuer"),

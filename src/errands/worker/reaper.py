@@ -42,6 +42,7 @@ class Reaper:
         dead_timeout: float,
         interval: float,
         max_recoveries: int,
+        history: bool = True,
     ) -> None:
         self.scripts = scripts
         self.clock = clock
@@ -51,6 +52,7 @@ class Reaper:
         self.dead_timeout = dead_timeout
         self.interval = interval
         self.max_recoveries = max_recoveries
+        self.history = history  # record the jobs it buries or cancels in the attempt history
         self.requeued = 0
         self.buried = 0
 
@@ -138,7 +140,13 @@ class Reaper:
                     continue
                 members.append((member, job_id, name))
             done = await self.scripts.reap(
-                pool_id, self.dead_timeout_ms, self.max_recoveries, error, malformed, members
+                pool_id,
+                self.dead_timeout_ms,
+                self.max_recoveries,
+                error,
+                malformed,
+                members,
+                self.history,
             )
             if done.alive:
                 return moved

@@ -11,24 +11,32 @@
 -- KEYS[15] retired   KEYS[16] attempts   KEYS[17] checkins   KEYS[18] unique_of_job
 -- KEYS[19] unique   KEYS[20] unique_expiry   KEYS[21] ended   KEYS[22] checkpoints
 -- KEYS[23] dedup   KEYS[24] dedup_of_job   KEYS[25] workflow_of (see lib/workflows.lua)
--- KEYS[26] dedup_next   KEYS[27] dedup_reruns
--- KEYS[28..] queues, referred to by index
+-- KEYS[26] dedup_next   KEYS[27] dedup_reruns   KEYS[28] history   KEYS[29] history_data
+-- KEYS[30] listening
+-- KEYS[31..] the queue of each job name, referred to by index, then the history of each name
+-- in the same order
 -- ARGV[1] pool id   ARGV[2] dead timeout ms   ARGV[3] max recoveries   ARGV[4] wake channel
 -- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
--- ARGV[7..] four per entry: in-progress member, job id, job name, queue index (1-based,
---           KEYS[27+i]); a malformed entry has name '' and index 0: its job is buried
+-- ARGV[7] events channel   ARGV[8] '1' to record history
+-- ARGV[9..] four per entry: in-progress member, job id, job name, queue index (1-based,
+--           KEYS[30+i]); a malformed entry has name '' and index 0: its job is buried
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
+-- Every ending is published (dead, cancelled, dropped for a destroy) and recorded in the
+-- history (dead, cancelled; attempt from the envelope, see lib/jobstate.lua).
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
 -- is alive (left alone) else 0}.
 --@include jobstate
 --@include dedup
 --@include workflows
-local Q = 27
+local Q = 30
+local NQ = (#KEYS - Q) / 2  -- names: their queues, then their histories
 local pool = ARGV[1]
 local now = redis_now()
 local k = {jobs = KEYS[4], prio = KEYS[6], errors = KEYS[9], recov = KEYS[7], checkin = KEYS[17],
   cancelreq = KEYS[13], att = KEYS[16], uniqjob = KEYS[18], uniq = KEYS[19], uniqexp = KEYS[20],
-  ended = KEYS[21], ckpt = KEYS[22]}
+  ended = KEYS[21], ckpt = KEYS[22], hist = KEYS[28], histdata = KEYS[29], listening = KEYS[30],
+  events = ARGV[7]}
+local history = ARGV[8] == '1'
 local d = {jobs = KEYS[4], prio = KEYS[6], seq = KEYS[10], idle = KEYS[11], wake = ARGV[4],
   dedup = KEYS[23], dedupjob = KEYS[24], next = KEYS[26], reruns = KEYS[27]}
 local deduped = dedup_any(d)
@@ -48,7 +56,11 @@ elseif not redis.call('ZSCORE', KEYS[15], pool) then
   redis.call('ZADD', KEYS[15], now, pool)
 end
 local requeued, buried, cancelled = 0, 0, 0
-local function bury(id, err, queue)
+local function bury(id, err, queue, name, qi)
+  if name ~= '' then
+    record_end(k, KEYS[Q + NQ + qi], id, name, 'dead', redis.call('HGET', k.jobs, id), err, now,
+      history, ',"error":' .. err)
+  end
   if deduped then
     dedup_ended(d, id, queue)
   end
@@ -59,9 +71,9 @@ local function bury(id, err, queue)
   buried = buried + 1
   wf_end(KEYS[25], id, 'failed', err)
 end
-for i = 7, #ARGV, 4 do
-  local id, name = ARGV[i + 1], ARGV[i + 2]
-  local queue = name ~= '' and KEYS[Q + tonumber(ARGV[i + 3])] or nil
+for i = 9, #ARGV, 4 do
+  local id, name, qi = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local queue = name ~= '' and KEYS[Q + qi] or nil
   if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
     local attempt = redis.call('HGET', k.att, id)
     if attempt and string.sub(attempt, 1, #pool + 1) == pool .. ':' then
@@ -83,7 +95,14 @@ for i = 7, #ARGV, 4 do
       cancelled = cancelled + 1
       if request == 'destroy' then
         forget(k, {id}, nil)
+        if name ~= '' then
+          record_end(k, nil, id, name, 'dropped', nil, nil, now, false, ',"error":null')
+        end
       else
+        if name ~= '' then
+          record_end(k, KEYS[Q + NQ + qi], id, name, 'cancelled', redis.call('HGET', k.jobs, id),
+            nil, now, history, '')
+        end
         redis.call('HDEL', k.cancelreq, id)
         redis.call('HDEL', k.recov, id)
         redis.call('ZADD', KEYS[14], now, id)
@@ -91,15 +110,15 @@ for i = 7, #ARGV, 4 do
       end
       wf_end(KEYS[25], id, 'cancelled', nil)
     elseif name == '' then
-      bury(id, ARGV[6], nil)
+      bury(id, ARGV[6], nil, '', 0)
     else
       local n = redis.call('HINCRBY', k.recov, id, 1)
       if n >= tonumber(ARGV[3]) then
-        bury(id, ARGV[5], queue)
+        bury(id, ARGV[5], queue, name, qi)
       else
         local seq = redis.call('INCR', KEYS[10])
         local prio = tonumber(redis.call('HGET', k.prio, id) or '0')
-        redis.call('ZADD', KEYS[Q + tonumber(ARGV[i + 3])], seq - prio * 4398046511104, id)
+        redis.call('ZADD', KEYS[Q + qi], seq - prio * 4398046511104, id)
         requeued = requeued + 1
       end
     end

@@ -150,6 +150,7 @@ else -- dead or cancelled: the set is bounded by age and size (100 trimmed at mo
   end
   if #stale > 0 then
     redis.call('ZREM', target, unpack(stale))
+    publish_trimmed(k, KEYS[15], ARGV[14], stale)
     forget(k, stale, redis_now())
   end
 end

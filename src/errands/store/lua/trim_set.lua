@@ -3,8 +3,9 @@
 -- KEYS[1] the set (ZSET id -> ms)   KEYS[2] jobs   KEYS[3] priorities   KEYS[4] errors
 -- KEYS[5] recoveries   KEYS[6] checkins   KEYS[7] cancel requests   KEYS[8] attempts
 -- KEYS[9] unique_of_job   KEYS[10] unique   KEYS[11] unique_expiry   KEYS[12] ended
--- KEYS[13] checkpoints
--- ARGV[1] drop entries older than this ms   ARGV[2] most entries to keep
+-- KEYS[13] checkpoints   KEYS[14] listening
+-- ARGV[1] drop entries older than this ms   ARGV[2] most entries to keep   ARGV[3] events channel
+-- Each trimmed job is published (`deleted`, reason `trimmed`) while someone listens.
 -- Returns the number of jobs deleted.
 --@include jobstate
 local LIMIT = 1000
@@ -20,6 +21,7 @@ if excess > 0 then
 end
 if #stale > 0 then
   redis.call('ZREM', KEYS[1], unpack(stale))
+  publish_trimmed(k, KEYS[14], ARGV[3], stale)
   forget(k, stale, redis_now())
 end
 return #stale

@@ -95,3 +95,16 @@ local function record_end(k, histname, id, name, status, env, err, now, history,
       .. name .. '"' .. (extra or '') .. '}')
   end
 end
+
+-- jobs trimmed from the dead or cancelled set (before `forget`): each is published as
+-- `deleted` (reason `trimmed`) while someone listens; nothing is done otherwise
+local function publish_trimmed(k, listening, channel, ids)
+  if #ids == 0 or redis.call('EXISTS', listening) == 0 then return end
+  for _, id in ipairs(ids) do
+    local name = ''
+    local ok, d = pcall(cjson.decode, redis.call('HGET', k.jobs, id) or 'null')
+    if ok and type(d) == 'table' and type(d.n) == 'string' then name = d.n end
+    redis.call('PUBLISH', channel, cjson.encode({event = 'deleted', id = id, name = name,
+      reason = 'trimmed'}))
+  end
+end
