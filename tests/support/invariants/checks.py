@@ -213,9 +213,11 @@ def _check_keys(s: Snapshot) -> list[Violation]:
     ]
     registered = set(s.zsets["pools"])
     for job_id, (raw, ttl) in sorted(s.done.items()):
-        if raw is not None and ttl < 0:
+        if raw is not None and ttl == -1:
             out.append(Violation("keys", f"finished record {s.keys.done(job_id)} has no TTL"))
     for pool_id in sorted(set(s.pool_infos) - registered):
+        if s.pool_infos[pool_id] == -2:  # expired between the SCAN and its PTTL: gone
+            continue
         out.append(
             Violation(
                 "keys",
@@ -223,10 +225,10 @@ def _check_keys(s: Snapshot) -> list[Violation]:
             )
         )
     for pool_id, ttl in sorted(s.serves.items()):
-        if ttl < 0:  # deleted at stop, else it expires: a pool that died leaves nothing for good
+        if ttl == -1:  # deleted at stop, else it expires: a pool that died leaves nothing for good
             out.append(Violation("keys", f"served names of pool {pool_id} have no TTL"))
     for bucket, ttl in sorted(s.metrics.items()):
-        if ttl < 0:  # activity counters (store/metrics.py) always expire
+        if ttl == -1:  # activity counters (store/metrics.py) always expire
             out.append(Violation("keys", f"activity counters {bucket} have no TTL"))
     for name, ttl in sorted(s.ttls.items()):
         if ttl == -1:
