@@ -237,6 +237,14 @@ async def test_odd_input_is_a_400_or_404(client: Client) -> None:
         assert missing.headers["content-security-policy"]
         assert (await web.get("/api/no-such")).json() == {"error": "No such page.", "status": 404}
         assert (await web.delete("/dead")).status_code == 405
+        for path in ("/api/jobs/cancel", "/api/jobs/retry", "/api/jobs/delete", "/api/dead/retry",
+                     "/api/cancelled/delete", "/api/dead/bulk"):  # fmt: skip
+            for bad in ("a{b}", "a\x00b", "x" * 5000):
+                response = await post(web, path, {"id": bad, "ids": bad, "verb": "delete"})
+                assert response.status_code in (400, 404), (path, bad[:8])
+        for path in ("/api/queues/pause", "/api/queues/clear", "/api/schedules/run"):
+            for bad in ("a{b}", "a\x00b", "x" * 5000):
+                assert (await post(web, path, {"name": bad})).status_code in (400, 404), path
 
 
 async def test_text_reordering_characters_are_shown_escaped(

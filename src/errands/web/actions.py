@@ -17,6 +17,7 @@ from starlette.routing import Route
 from ..admin.client import Client
 from ..admin.jobinfo import JobInfo, JobStatus, Page
 from ..errors import ErrandsError
+from ..store.keys import check_job_id, check_job_name
 from .render import Renderer, cookie_header
 from .security import (
     SESSION_COOKIE,
@@ -139,7 +140,7 @@ class Actions:
 
     async def clear_queue(self, form: dict[str, str]) -> Outcome:
         """Delete every job waiting on one queue (running, scheduled and retrying ones stay)."""
-        name = _required(form, "name")
+        name = check_job_name(_required(form, "name"))
         c = self.client
 
         async def lister(page: int) -> Page[JobInfo]:
@@ -348,7 +349,7 @@ def _ids(raw: str) -> list[str]:
             raise ValueError("ids must be a JSON list of job ids")
     else:
         values = raw.split("\n")
-    ids = list(dict.fromkeys(v.strip() for v in values if v.strip()))
+    ids = list(dict.fromkeys(check_job_id(v.strip()) for v in values if v.strip()))
     if len(ids) > MAX_BULK:
         raise ValueError(f"select at most {MAX_BULK} jobs at once")
     return ids
