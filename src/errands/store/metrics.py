@@ -35,27 +35,36 @@ class Counters:
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+        self._minute = -1
+        self._pair: tuple[dict[str, int], dict[str, int]] | None = None
         self.pending: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
-    def _add(self, at: float, fields: dict[str, int]) -> None:
-        for kind, size in (("m", 60), ("h", 3600)):
-            bucket = self.pending[(kind, int(at) // size * size)]
-            for name, value in fields.items():
-                bucket[name] += value
+    def _buckets(self, at: float) -> tuple[dict[str, int], dict[str, int]]:
+        """The minute and hour buckets of ``at`` (the last pair is cached: the hot path)."""
+        minute = int(at) // 60 * 60
+        if minute != self._minute or self._pair is None:
+            self._minute = minute
+            self._pair = (self.pending[("m", minute)], self.pending[("h", minute // 3600 * 3600)])
+        return self._pair
 
     def started(self, name: str, waited: float, at: float) -> None:
         """A job of ``name`` started at ``at`` after waiting ``waited`` seconds."""
-        self._add(at, {f"wait:{name}": max(0, round(waited * 1000)), f"started:{name}": 1})
+        wait = max(0, round(waited * 1000))
+        for bucket in self._buckets(at):
+            bucket["wait:" + name] += wait
+            bucket["started:" + name] += 1
 
     def ended(self, outcome: str, at: float) -> None:
         """An attempt ended: ``done``, ``failed`` (will be retried) or ``dead``."""
-        self._add(at, {outcome: 1})
+        for bucket in self._buckets(at):
+            bucket[outcome] += 1
 
     async def flush(self, redis: Any, keys: Keys) -> None:
         """Add the counts to Redis (one pipeline); on failure they are kept for next time."""
         if not self.pending:
             return
         taken, self.pending = self.pending, defaultdict(lambda: defaultdict(int))
+        self._pair = None
         try:
             async with redis.pipeline(transaction=False) as pipe:
                 for (kind, start), fields in taken.items():
