@@ -94,13 +94,15 @@ class ScheduleAdmin:
         return periodic
 
     async def enable_schedule(self, name: str) -> None:
-        await self._require_schedule(name)
-        await self._schedule_store.set_enabled(name, True)
+        """Fire ``name`` again (one script: a schedule deleted meanwhile is not recreated)."""
+        if not await self._schedule_store.set_enabled(name, True):
+            raise ScheduleNotFoundError(f"no schedule named {name!r}")
 
     async def disable_schedule(self, name: str) -> None:
-        """Stop firing ``name`` (its fire times pass unrun until it is enabled again)."""
-        await self._require_schedule(name)
-        await self._schedule_store.set_enabled(name, False)
+        """Stop firing ``name`` (its fire times pass unrun until it is enabled again): checked
+        by the script that fires it, so no run starts after this returns."""
+        if not await self._schedule_store.set_enabled(name, False):
+            raise ScheduleNotFoundError(f"no schedule named {name!r}")
 
     async def delete_schedule(self, name: str) -> bool:
         """Forget a schedule and its state; False if there was none. A schedule in the code of
@@ -112,6 +114,9 @@ class ScheduleAdmin:
         """Enqueue one run of schedule ``name`` at once (its fire times are unaffected);
         returns the job id."""
         periodic = await self._require_schedule(name)
-        return await self._schedule_store.run_now(
+        job_id = await self._schedule_store.run_now(
             periodic, serializer or JSONSerializer(), self.clock.now()
         )
+        if not job_id:  # deleted since it was read: nothing enqueued, no state recreated
+            raise ScheduleNotFoundError(f"no schedule named {name!r}")
+        return job_id

@@ -165,6 +165,7 @@ class ScheduleStore:
         self.redis = redis
         self.keys = keys
         self._fire = redis.register_script(lua_source("schedule_fire"))
+        self._enable = redis.register_script(lua_source("schedule_enable"))
 
     async def fire(
         self,
@@ -191,6 +192,10 @@ class ScheduleStore:
         args += (periodic.job_name, job_id, envelope, periodic.priority)
         args += (k.wake_channel, k.events_channel, pool_id, periodic.name)
         args += (d.mode if d else "", dedup_key, d.window_ms if d else 0)
+        # a code schedule fires only as this pool defines it (another pool may define the name
+        # differently); a manual run takes the definition registered
+        mine = periodic.source == "code" and mode != "manual"
+        args.append(periodic.to_json() if mine else "")
         status, job = await self._fire(keys=keys, args=args)
         return _text(status), _text(job)
 
@@ -224,19 +229,17 @@ class ScheduleStore:
     async def put_runtime(self, periodic: PeriodicSchedule, enabled: bool) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.schedules, periodic.name, periodic.to_json())
-            self._set_disabled(pipe, periodic.name, not enabled)
+            if enabled:
+                pipe.hdel(self.keys.schedule_state(periodic.name), "disabled")
+            else:
+                pipe.hset(self.keys.schedule_state(periodic.name), "disabled", "1")
             await pipe.execute()
 
-    async def set_enabled(self, name: str, enabled: bool) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._set_disabled(pipe, name, not enabled)
-            await pipe.execute()
-
-    def _set_disabled(self, pipe: Any, name: str, disabled: bool) -> None:
-        if disabled:
-            pipe.hset(self.keys.schedule_state(name), "disabled", "1")
-        else:
-            pipe.hdel(self.keys.schedule_state(name), "disabled")
+    async def set_enabled(self, name: str, enabled: bool) -> bool:
+        """Enable or disable ``name``; False (nothing written) when it is not defined."""
+        k = self.keys
+        keys = [k.schedule_state(name), k.schedules, k.code_schedules]
+        return bool(await self._enable(keys=keys, args=[name, "1" if enabled else "0"]))
 
     async def delete(self, name: str) -> bool:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -257,7 +260,8 @@ class ScheduleStore:
     async def run_now(
         self, periodic: PeriodicSchedule, serializer: Serializer, now: float, pool_id: str = ""
     ) -> str:
-        """Enqueue one run of ``periodic`` at once; returns the job id."""
+        """Enqueue one run of ``periodic`` at once; returns the job id ("" when the schedule
+        is no longer defined: nothing enqueued)."""
         job = build_job(periodic, now, fire_time=now, manual=True)
         _status, job_id = await self.fire(
             periodic,

@@ -13,13 +13,23 @@
 -- ARGV[9] priority   ARGV[10] wake channel   ARGV[11] events channel   ARGV[12] pool id
 -- ARGV[13] schedule name (a schedule deleted meanwhile is left alone: status gone)
 -- ARGV[14] dedup mode ('' = none, see lib/dedup.lua)   ARGV[15] dedup key   ARGV[16] window ms
+-- ARGV[17] the definition this pool fires ('' = any): another one registered under the name
+-- (another pool's code defines it differently) is left alone: status conflict
+-- A disabled schedule (`disabled` in its state) moves on without running (status advanced),
+-- whatever the pool read a moment earlier. With skip_if_running, the last scheduled run (`run`)
+-- and the last run of any kind (`job`, a manual one included) must both have ended.
+-- A schedule deleted meanwhile is left alone, for a manual run too (no state is recreated).
 -- Returns {status, job id}: status is fired | skipped (previous run unfinished; job id = that
 -- run) | deduped (counted as skipped; job id = the job holding its dedup key) | missed |
--- advanced | initialized | stale (another pool already handled this slot) | gone.
+-- advanced | initialized | stale (another pool already handled this slot) | gone | conflict.
 --@include dedup
 local state, mode, slot = KEYS[1], ARGV[1], tonumber(ARGV[2])
-if mode ~= 'manual' and redis.call('HEXISTS', KEYS[11], ARGV[13]) == 0 then
+local definition = redis.call('HGET', KEYS[11], ARGV[13])
+if not definition then
   return {'gone', ''}
+end
+if ARGV[17] ~= '' and definition ~= ARGV[17] then
+  return {'conflict', ''}
 end
 local last = tonumber(redis.call('HGET', state, 'last') or '-1')
 if mode == 'init' then
@@ -37,16 +47,18 @@ if mode ~= 'manual' then
   if mode == 'missed' then
     redis.call('HINCRBY', state, 'misfires', 1)
     return {'missed', ''}
-  elseif mode == 'advance' then
+  elseif mode == 'advance' or redis.call('HGET', state, 'disabled') == '1' then
     return {'advanced', ''}
   end
   if ARGV[5] == '1' then
-    local prev = redis.call('HGET', state, 'job')
-    if prev and redis.call('HEXISTS', KEYS[2], prev) == 1 and not redis.call('ZSCORE', KEYS[9], prev)
-        and not redis.call('ZSCORE', KEYS[10], prev) then
-      redis.call('HINCRBY', state, 'skipped', 1)
-      redis.call('HSET', state, 'skipped_at', ARGV[2])
-      return {'skipped', prev}
+    for _, field in ipairs({'run', 'job'}) do
+      local prev = redis.call('HGET', state, field)
+      if prev and redis.call('HEXISTS', KEYS[2], prev) == 1
+          and not redis.call('ZSCORE', KEYS[9], prev) and not redis.call('ZSCORE', KEYS[10], prev) then
+        redis.call('HINCRBY', state, 'skipped', 1)
+        redis.call('HSET', state, 'skipped_at', ARGV[2])
+        return {'skipped', prev}
+      end
     end
   end
 end
@@ -81,6 +93,7 @@ end
 local fired = ARGV[4]
 if mode ~= 'manual' then
   fired = ARGV[2]
+  redis.call('HSET', state, 'run', id)
 end
 redis.call('HSET', state, 'job', id, 'prev', fired, 'fired_at', ARGV[4], 'by', ARGV[12])
 redis.call('HINCRBY', state, 'runs', 1)

@@ -1,0 +1,124 @@
+"""Issue 14 items 5 and 7 and the suspected schedule races: skip_if_running is not defeated by
+a manual run, a disable is honoured by the script that fires, and enable/disable/run-now racing
+a delete recreate no state. The invariant checker runs after every test."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, FakeClock, ScheduleNotFoundError
+from errands.periodic.enqueuer import PeriodicEnqueuer
+from errands.serialization import JSONSerializer
+from errands.store.keys import Keys
+from tests.support.invariants import assert_invariants
+
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture(autouse=True)
+async def invariants(redis: Redis, namespace: str) -> AsyncIterator[None]:
+    yield
+    await assert_invariants(redis, namespace, context="after the test:")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START + 5)
+
+
+@pytest.fixture
+def client(redis: Redis, namespace: str, clock: FakeClock) -> Client:
+    return Client(redis, namespace=namespace, clock=clock)
+
+
+def periodic(redis: Redis, namespace: str, clock: FakeClock) -> PeriodicEnqueuer:
+    return PeriodicEnqueuer(redis, Keys(namespace), clock, JSONSerializer(), pool_id="p1")
+
+
+async def queued(redis: Redis, namespace: str) -> list[str]:
+    return [i.decode() for i in await redis.zrange(Keys(namespace).queue("tick"), 0, -1)]
+
+
+async def finish(redis: Redis, namespace: str, job_id: str) -> None:
+    """As an ack leaves a job that ran: its envelope gone (its queue entry too)."""
+    keys = Keys(namespace)
+    await redis.zrem(keys.queue("tick"), job_id)
+    await redis.hdel(keys.jobs, job_id)
+
+
+async def test_a_manual_run_does_not_defeat_skip_if_running(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """run_schedule_now overwrote the schedule's last job: once the (short) manual run ended,
+    the next fire started while the long scheduled run was still going."""
+    await client.add_schedule("every-minute", "tick", "@every 1m", skip_if_running=True)
+    e = periodic(redis, namespace, clock)
+    await e.tick_once()
+    clock.advance(60)
+    assert await e.tick_once() == 1
+    [scheduled] = await queued(redis, namespace)  # the long run: still unfinished
+    manual = await client.run_schedule_now("every-minute")
+    await finish(redis, namespace, manual)  # the manual run was quick
+    clock.advance(60)
+    assert await e.tick_once() == 0  # skipped: the scheduled run has not ended
+    assert await queued(redis, namespace) == [scheduled]
+    info = await client.schedule("every-minute")
+    assert (info.runs, info.skipped, info.last_job_id) == (2, 1, manual)
+    await finish(redis, namespace, scheduled)
+    clock.advance(60)
+    assert await e.tick_once() == 1
+    for job_id in await queued(redis, namespace):
+        await finish(redis, namespace, job_id)
+
+
+async def test_a_schedule_disabled_after_the_pool_read_its_state_does_not_run(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    await client.add_schedule("every-minute", "tick", "@every 1m")
+    e = periodic(redis, namespace, clock)
+    await e.tick_once()
+    read = e.store.read_states
+
+    async def read_then_disable(names: Any) -> Any:
+        states = await read(names)  # enabled, as the pool read it
+        await client.disable_schedule("every-minute")
+        return states
+
+    e.store.read_states = read_then_disable  # type: ignore[method-assign]
+    clock.advance(60)
+    assert await e.tick_once() == 0
+    assert await queued(redis, namespace) == []
+    assert (await client.schedule("every-minute")).runs == 0
+
+
+@pytest.mark.parametrize("action", ["enable", "disable", "run"])
+async def test_an_action_racing_a_delete_recreates_no_state(
+    redis: Redis, namespace: str, client: Client, action: str
+) -> None:
+    await client.add_schedule("nightly", "tick", "0 3 * * *")
+    store = client._schedule_store
+    definition = store.definition
+
+    async def read_then_delete(name: str) -> Any:
+        found = await definition(name)
+        assert await client.delete_schedule(name)
+        return found
+
+    store.definition = read_then_delete  # type: ignore[method-assign]
+    with contextlib.suppress(ScheduleNotFoundError):
+        if action == "run":
+            await client.run_schedule_now("nightly")
+        else:
+            await getattr(client, f"{action}_schedule")("nightly")
+    keys = Keys(namespace)
+    defined = await redis.hexists(keys.schedules, "nightly")
+    # a state only beside its definition; a run only of a schedule still defined
+    assert defined or not await redis.exists(keys.schedule_state("nightly"))
+    assert defined or await queued(redis, namespace) == []
+    if defined:
+        await client.delete_schedule("nightly")
