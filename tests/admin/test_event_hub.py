@@ -222,3 +222,18 @@ async def test_client_methods_raise_redis_unavailable(namespace: str) -> None:
     with pytest.raises(RedisUnavailableError, match=r"cannot reach Redis at redis://127\.0\.0\.1"):
         await Client(raw, namespace=namespace).pause("x")
     await raw.aclose()
+
+
+async def test_a_passing_error_does_not_count_as_an_outage_later(
+    redis: Redis, namespace: str
+) -> None:
+    """A waiter's look at its job that failed once, long ago, does not make a later single
+    failure look like an outage of that length."""
+    client = Client(redis, namespace=namespace)
+    client.hub.outage_limit = 0.5
+    async with client.hub.subscribe("x"):
+        client.hub.failed(ConnectionError("a blip"))
+        assert client.hub._down_since is not None
+        client.hub.answered()
+        assert client.hub._down_since is None  # the next failure starts a new count
+    await client.aclose()

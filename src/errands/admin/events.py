@@ -146,6 +146,7 @@ async def _wait(hub: EventHub, job_id: str, sub: Subscriber, seen: _Seen) -> Any
             hub.failed(exc)  # raises once Redis has been unreachable for too long
             done, result = False, None
         else:
+            hub.answered()
             seen.pending = True
         if done:
             return result

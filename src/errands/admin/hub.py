@@ -124,6 +124,11 @@ class EventHub:
             self._down_since = asyncio.get_running_loop().time()
         self.check_outage()
 
+    def answered(self) -> None:
+        """Redis answered a command: whatever failed before was not an outage that lasts."""
+        if self._subscribed:
+            self._down_since = None
+
     def check_outage(self) -> None:
         if self._down_since is None:
             return
