@@ -7,6 +7,7 @@ page recovering by itself). Screenshots go to $ERRANDS_DASHBOARD_SCREENSHOTS whe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -182,14 +183,16 @@ async def activity_is_charted(b: Browser, base: str, shots: Path) -> None:
 
 async def test_staleness_banner_and_the_503_page(tmp_path: Path) -> None:
     """Redis stops under an open page: the banner says so and goes away when it returns; a
-    page opened while Redis is down (503) reloads by itself once it is back."""
+    page opened while Redis is down (503) reloads by itself once it is back; when the
+    dashboard's server stops, the banner says that instead."""
     assert CHROMIUM is not None
     shots = Path(os.environ.get("ERRANDS_DASHBOARD_SCREENSHOTS") or tmp_path)
     server = RedisServer().start()
     client = Client.from_url(server.url, namespace="stale")
     try:
         app = errands.dashboard(client, refresh=0.5)
-        async with serve(app) as base, chromium(CHROMIUM) as b:
+        async with chromium(CHROMIUM) as b, contextlib.AsyncExitStack() as stack:
+            base = await stack.enter_async_context(serve(app))
             await b.open_page()
             await b.goto(base + "/queues")
             await b.wait_for("document.body.dataset.refreshed !== undefined")
@@ -210,6 +213,10 @@ async def test_staleness_banner_and_the_503_page(tmp_path: Path) -> None:
             await b.wait_for("document.getElementById('stale').hidden === true", 20)
             csp = [p for p in b.problems if "Content Security Policy" in p or "Refused" in p]
             assert not csp, csp
+            # the dashboard server itself goes away: the banner says so
+            await stack.aclose()
+            await b.wait_for("document.getElementById('stale').hidden === false")
+            assert "server cannot be reached" in await b.text("#stale")
     finally:
         await client.aclose()
         server.cleanup()
