@@ -8,11 +8,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
-from errands import Client, FakeClock, ScheduleNotFoundError
+from errands import Client, FakeClock, RegistrationError, ScheduleNotFoundError
 from errands.periodic.enqueuer import PeriodicEnqueuer
+from errands.periodic.store import make_periodic
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
@@ -122,3 +124,50 @@ async def test_an_action_racing_a_delete_recreates_no_state(
     assert defined or await queued(redis, namespace) == []
     if defined:
         await client.delete_schedule("nightly")
+
+
+async def test_two_pools_defining_one_schedule_name_differently(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client, caplog: Any
+) -> None:
+    """In a rolling deploy the old and the new code both define "report": they overwrote each
+    other's definition, each fire time ran one of the two jobs, and schedules() flipped between
+    them. The first registered stays; the other pool says so and does not fire its own."""
+    keys = Keys(namespace)
+    old = make_periodic("@every 1m", "tick", {"v": 1}, name="report")
+    new = make_periodic("@every 1m", "tick", {"v": 2}, name="report")
+    e_old = PeriodicEnqueuer(redis, keys, clock, JSONSerializer(), [old], pool_id="old")
+    e_new = PeriodicEnqueuer(redis, keys, clock, JSONSerializer(), [new], pool_id="new")
+    await e_old.tick_once()
+    with caplog.at_level("ERROR", logger="errands.periodic"):
+        await e_new.tick_once()
+    assert "defined differently by the code of another running pool" in caplog.text
+    seen = set()
+    for _ in range(6):
+        clock.advance(60)
+        for e in (e_new, e_old, e_new):
+            await e.tick_once()
+        seen.add(orjson.dumps((await client.schedule("report")).args))
+    ids = await queued(redis, namespace)
+    envelopes = [orjson.loads(e) for e in await redis.hmget(keys.jobs, ids)]
+    assert [env["a"] for env in envelopes] == [{"v": 1}] * 6  # each fire time once, the old one
+    assert seen == {b'{"v":1}'}
+    for job_id in ids:
+        await finish(redis, namespace, job_id)
+
+
+async def test_a_schedule_dropped_from_the_code_frees_its_name(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """A schedule removed from the code stayed registered for ever, and add_schedule refused
+    its name."""
+    keys = Keys(namespace)
+    gone = make_periodic("0 3 * * *", "tick", name="nightly")
+    e = PeriodicEnqueuer(redis, keys, clock, JSONSerializer(), [gone], pool_id="old")
+    await e.tick_once()
+    with pytest.raises(RegistrationError, match="defined in a pool's code"):
+        await client.add_schedule("nightly", "tick", "0 4 * * *")
+    clock.advance(120)  # no pool registered it for two minutes: its code is gone
+    await client.add_schedule("nightly", "tick", "0 4 * * *")
+    info = await client.schedule("nightly")
+    assert (info.source, info.spec) == ("runtime", "0 4 * * *")
+    await client.delete_schedule("nightly")

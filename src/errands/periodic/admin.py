@@ -15,7 +15,7 @@ from ..errors import RegistrationError, ScheduleNotFoundError
 from ..serialization import JSONSerializer, Serializer
 from ..store.keys import Keys
 from .enqueuer import load_named_schedules
-from .store import PeriodicSchedule, ScheduleInfo, ScheduleStore, make_periodic
+from .store import PeriodicSchedule, ScheduleInfo, ScheduleStore, make_periodic, ms
 
 __all__ = ["ScheduleAdmin"]
 
@@ -69,10 +69,14 @@ class ScheduleAdmin:
             source="runtime",
             dedup=dedup,
         )
-        if name in await self._schedule_store.code_definitions():
-            raise RegistrationError(
-                f"schedule {name!r} is defined in a pool's code; pick another name"
-            )
+        store = self._schedule_store
+        if name in await store.code_definitions():
+            if await store.code_live(name, ms(self.clock.now())):
+                raise RegistrationError(
+                    f"schedule {name!r} is defined in a pool's code (a running pool registered "
+                    "it lately); pick another name"
+                )
+            await store.drop_code(name)  # no pool registered it lately: its code is gone
         await self._schedule_store.put_runtime(periodic, enabled)
         return periodic
 

@@ -120,6 +120,7 @@ class PeriodicEnqueuer:
         self.skipped = 0
         self._due: dict[str, float] = {}
         self._kick = asyncio.Event()
+        self.conflicts: dict[str, str] = {}  # name -> definition another pool's code registered
 
     def kick(self) -> None:
         """Tick now (after the clock was moved in tests)."""
@@ -127,19 +128,41 @@ class PeriodicEnqueuer:
 
     @property
     def schedules(self) -> list[PeriodicSchedule]:
-        """The schedules this pool fires: its own, then runtime ones not shadowed by them."""
+        """The schedules this pool fires: its own (but those another pool's code defines
+        differently), then runtime ones not shadowed by them."""
         runtime = [s for name, s in self.runtime.items() if name not in self.code]
-        return [*self.code.values(), *runtime]
+        own = [s for name, s in self.code.items() if name not in self.conflicts]
+        return [*own, *runtime]
+
+    def _conflicting(self, conflicts: Mapping[str, bytes | str]) -> None:
+        """Log each name another pool's code defines differently (once per definition)."""
+        for name, registered in conflicts.items():
+            text = registered.decode() if isinstance(registered, bytes) else registered
+            if self.conflicts.get(name) != text:
+                log.error(
+                    "schedule %r is defined differently by the code of another running pool "
+                    "(registered: %s; this pool's: %s): this pool does not fire it while that "
+                    "definition is registered (until no pool registered it for %gs)",
+                    name,
+                    text,
+                    self.code[name].to_json().decode(),
+                    max(60.0, 3 * self.refresh_interval),
+                )
+        self.conflicts = {
+            n: (r.decode() if isinstance(r, bytes) else r) for n, r in conflicts.items()
+        }
 
     async def refresh(self) -> None:
         """(Re-)register this pool's schedules and re-read the runtime ones; re-align the
         clock on the Redis server's."""
         if isinstance(self.clock, RedisAlignedClock):
             await self.clock.sync()
-        added, raw = await self.store.refresh(self.code.values())
+        now_ms, live_ms = ms(self.clock.now()), ms(max(60.0, 3 * self.refresh_interval))
+        added, raw, conflicts = await self.store.refresh(self.code.values(), now_ms, live_ms)
         if added:  # new, or reset by a Client: look at their state now
             for name in self.code:
                 self._due.pop(name, None)
+        self._conflicting(conflicts)
         if raw == self._raw_runtime:
             return
         runtime: dict[str, PeriodicSchedule] = {}

@@ -166,6 +166,7 @@ class ScheduleStore:
         self.keys = keys
         self._fire = redis.register_script(lua_source("schedule_fire"))
         self._enable = redis.register_script(lua_source("schedule_enable"))
+        self._register = redis.register_script(lua_source("schedule_register"))
 
     async def fire(
         self,
@@ -215,16 +216,34 @@ class ScheduleStore:
         raw = await self.redis.hgetall(self.keys.code_schedules)
         return {_text(k): v for k, v in raw.items()}
 
-    async def refresh(self, code: Iterable[PeriodicSchedule]) -> tuple[int, dict[str, bytes | str]]:
-        """(Re-)register the schedules of a pool's code; returns how many were not registered
-        (new, or deleted by a Client) and the runtime definitions."""
-        mapping = {s.name: s.to_json() for s in code}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if mapping:
-                pipe.hset(self.keys.code_schedules, mapping=mapping)  # type: ignore[arg-type]
-            pipe.hgetall(self.keys.schedules)
-            *added, raw = await pipe.execute()
-        return sum(added), {_text(k): v for k, v in raw.items()}
+    async def refresh(
+        self, code: Iterable[PeriodicSchedule], now_ms: int, live_ms: int
+    ) -> tuple[int, dict[str, bytes | str], dict[str, bytes | str]]:
+        """(Re-)register the schedules of a pool's code (lua/schedule_register.lua, each live
+        for ``live_ms``); returns how many were newly registered (new, changed, or deleted by
+        a Client), the runtime definitions, and the names another pool's code defines
+        differently (with the definition registered)."""
+        args: list[str | bytes | int] = [now_ms, live_ms]
+        for s in code:
+            args += (s.name, s.to_json())
+        keys = [self.keys.code_schedules, self.keys.code_schedules_live]
+        added, *conflicting = await self._register(keys=keys, args=args)
+        conflicts = {
+            _text(conflicting[i]): conflicting[i + 1] for i in range(0, len(conflicting), 2)
+        }
+        return int(added), await self.runtime_definitions(), conflicts
+
+    async def code_live(self, name: str, now_ms: int) -> bool:
+        """Whether a pool registered ``name`` from its code lately (its registration is live)."""
+        until = await self.redis.zscore(self.keys.code_schedules_live, name)
+        return until is not None and until >= now_ms
+
+    async def drop_code(self, name: str) -> None:
+        """Forget the code definition of ``name`` (no pool registered it lately)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.code_schedules, name)
+            pipe.zrem(self.keys.code_schedules_live, name)
+            await pipe.execute()
 
     async def put_runtime(self, periodic: PeriodicSchedule, enabled: bool) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -246,7 +265,8 @@ class ScheduleStore:
             pipe.hdel(self.keys.schedules, name)
             pipe.hdel(self.keys.code_schedules, name)
             pipe.delete(self.keys.schedule_state(name))
-            runtime, code, _ = await pipe.execute()
+            pipe.zrem(self.keys.code_schedules_live, name)
+            runtime, code, _, _ = await pipe.execute()
         return bool(runtime or code)
 
     async def definition(self, name: str) -> PeriodicSchedule | None:

@@ -297,6 +297,13 @@ class Keys:
         """HASH schedule name -> JSON definition of a schedule registered in a pool's code."""
         return self.prefix + "periodic_code"
 
+    @property
+    def code_schedules_live(self) -> str:
+        """ZSET schedule name -> time (ms) until which its code definition counts as live: each
+        pool registering the name with the same definition moves it on (see
+        lua/schedule_register.lua); past it, the name may be defined anew."""
+        return self.prefix + "periodic_live"
+
     def schedule_state(self, name: str) -> str:
         """HASH: last slot (ms), previous/next fire, last job id, counters of one schedule."""
         return self.prefix + "periodic:" + _check_part("schedule name", name)

@@ -24,7 +24,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",
-        "dashboard_revoked", "dedup_reruns",
+        "dashboard_revoked", "dedup_reruns", "code_schedules_live",
     ),
     "set": ("names", "paused", "idle"),
     "string": ("seq", "listening", "attempt_seq"),
