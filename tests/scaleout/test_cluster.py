@@ -95,6 +95,7 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
         bad = await enqueuer.enqueue("fail")
         later = await enqueuer.enqueue("ok", delay=3600)
         assert bad is not None and later is not None
+        assert (await client.update_job(later.id, priority=2)).priority == 2  # update_job.lua
         assert await client.cancel(later.id) == "cancelled"
         gone = await enqueuer.enqueue("ok", delay=3600, dedup=Dedup("once"))  # enqueue_dedup
         assert gone is not None and await client.destroy(gone.id)  # destroy.lua

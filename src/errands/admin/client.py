@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from redis.exceptions import NoPermissionError
 
 from ..clock import Clock, SystemClock, to_ms
 from ..errors import JobNotFoundError
+from ..handlers import check_priority
 from ..outbox.status import OutboxStatus, read_status
 from ..periodic.admin import ScheduleAdmin
 from ..store.connection import connect, redact_url
@@ -130,7 +131,7 @@ class Client(Inspection, ScheduleAdmin):
             return False
         # (a corrupt job found in a job name's set has that name; one found nowhere has "?")
         last = info.previous_attempts + info.fails + 2
-        return await self.scripts.destroy(job_id, info.name, last) != "unknown"
+        return await self.scripts.destroy(job_id, info.name, last, info.edits) != "unknown"
 
     async def reschedule(self, job_id: str, at: datetime | float) -> bool:
         """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
@@ -194,6 +195,58 @@ class Client(Inspection, ScheduleAdmin):
         return await self.scripts.move(
             job_id, info.name, self.keys.dead, "queue", 0, orjson.dumps(env)
         )
+
+    async def update_job(
+        self, job_id: str, *, args: Mapping[str, Any] | None = None, priority: int | None = None
+    ) -> JobInfo:
+        """Give a waiting (queued, scheduled, retrying) or dead job new ``args`` and/or a new
+        ``priority``, before retrying it say. The edit is recorded in the job's history
+        (status ``edited``, with what it replaced). Returns the job as it is now; raises
+        JobNotFoundError for an unknown job, ValueError for a job in another state."""
+        if args is None and priority is None:
+            raise ValueError("give args and/or priority")
+        if args is not None and not isinstance(args, Mapping):
+            raise TypeError(f"args must be a dict, got {type(args).__name__}")
+        if priority is not None:
+            check_priority(priority)
+        for _ in range(10):  # the job may move or change meanwhile: look again
+            info = await self._require(job_id)
+            source = self._edit_source(info)
+            raw = await self.redis.hget(self.keys.jobs, job_id)
+            if raw is None:
+                continue
+            env, now = orjson.loads(raw), to_ms(self.clock.now())
+            before = {"args": env.get("a", {}), "priority": env.get("p", 0)}
+            if args is not None:
+                env["a"] = dict(args)
+            if priority is not None:
+                env["p"] = priority
+            edit = info.edits + 1
+            env["e"] = edit
+            attempt = info.previous_attempts + info.fails
+            record = {"id": job_id, "status": "edited", "job": env, "started": now}
+            record |= {"finished": now, "attempt": attempt, "result": {"before": before}}
+            new, rec = orjson.dumps(env), orjson.dumps(record)
+            ok = await self.scripts.update_job(
+                job_id, info.name, source, raw, new, priority, edit, rec, now
+            )
+            if ok:
+                return await self._require(job_id)
+        raise ValueError(f"job {job_id} kept moving; not edited")
+
+    def _edit_source(self, info: JobInfo) -> str:
+        k = self.keys
+        source = {
+            JobStatus.QUEUED: k.queue(info.name),
+            JobStatus.SCHEDULED: k.scheduled(info.name),
+            JobStatus.RETRYING: k.retry(info.name),
+            JobStatus.DEAD: k.dead,
+        }.get(info.status)
+        if source is None or info.corrupt:
+            raise ValueError(
+                f"job {info.id} is {info.status}: only waiting or dead jobs can be edited"
+            )
+        return source
 
     async def delete_dead_job(self, job_id: str) -> bool:
         return await self._delete_from(job_id, lambda _name: self.keys.dead)

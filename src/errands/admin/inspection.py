@@ -324,8 +324,10 @@ class Inspection:
     async def history_job(self, job_id: str, max_attempts: int = 100) -> list[HistoryEntry]:
         """The recorded attempts of one job, oldest first."""
         fields = [f"{job_id}:{i}" for i in range(1, max_attempts + 1)]
+        fields += [f"{job_id}:e{i}" for i in range(1, 51)]  # its edits (Client.update_job)
         raws = await self.redis.hmget(self.keys.history_data, fields)
-        return [e for e in (history_from_record(r) for r in raws if r is not None) if e]
+        entries = [e for e in (history_from_record(r) for r in raws if r is not None) if e]
+        return sorted(entries, key=lambda e: e.finished_at or 0.0)
 
     async def find_job_ids(self, prefix: str, limit: int = 20, budget: int = 20_000) -> list[str]:
         """Ids of live jobs, and of jobs with recorded attempts, that start with ``prefix``

@@ -37,6 +37,7 @@ class JobInfo:
     priority: int = 0
     fails: int = 0
     previous_attempts: int = 0  # attempts before a retry of the dead job reset ``fails``
+    edits: int = 0  # times it was edited (Client.update_job), each recorded in its history
     enqueued_at: float | None = None
     due_at: float | None = None
     started_at: float | None = None
@@ -166,6 +167,7 @@ def info_from_envelope(id: str, raw: bytes, status: str, fallback_name: str = "?
             priority=_int(env.get("p", 0)),
             fails=_int(env.get("f", 0)),
             previous_attempts=_int(env.get("h", 0)),
+            edits=_int(env.get("e", 0)),
             enqueued_at=_number(env.get("t")),
             due_at=_number(env.get("d")),
             meta=meta,

@@ -99,6 +99,12 @@ def add_admin_commands(sub: Any) -> None:
     enq.add_argument("--priority", type=int, default=0)
     _common(enq)
     enq.set_defaults(func=_run(_enqueue))
+    upd = sub.add_parser("edit", help="give a waiting or dead job new args and/or priority")
+    upd.add_argument("id")
+    upd.add_argument("--args", default=None, help="JSON object of new arguments")
+    upd.add_argument("--priority", type=int, default=None)
+    _common(upd)
+    upd.set_defaults(func=_run(_edit))
 
 
 def _run(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]) -> Callable[..., int]:
@@ -357,13 +363,26 @@ async def _require_job_type(client: Client, name: str, force: bool) -> None:
     raise JobNotFoundError(f"{message} ({hint}--force pauses it anyway)")
 
 
-async def _enqueue(client: Client, args: argparse.Namespace) -> int:
+def _json_args(text: str) -> dict[str, Any]:
     try:
-        payload = orjson.loads(args.args)
+        payload = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"--args is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ValueError("--args must be a JSON object, e.g. '{\"id\": 1}'")
+    return payload
+
+
+async def _edit(client: Client, args: argparse.Namespace) -> int:
+    payload = _json_args(args.args) if args.args is not None else None
+    info = await client.update_job(args.id, args=payload, priority=args.priority)
+    summary = {"id": info.id, "status": info.status, "args": info.args, "priority": info.priority}
+    print(orjson.dumps(summary).decode() if args.json else f"{info.id}: edited ({info.status})")
+    return 0
+
+
+async def _enqueue(client: Client, args: argparse.Namespace) -> int:
+    payload = _json_args(args.args)
     delay = parse_delay(args.delay) if args.delay is not None else None
     enqueuer = Enqueuer(client.redis, namespace=args.namespace, strict=None)
     job = await enqueuer.enqueue(args.name, payload, delay=delay, priority=args.priority)

@@ -11,7 +11,7 @@ from .keys import Keys
 __all__ = ["ADMIN_SCRIPTS", "AdminScripts", "Arg"]
 
 Arg = str | bytes | int | float
-ADMIN_SCRIPTS = ("move", "cancel", "request_cancel", "destroy")
+ADMIN_SCRIPTS = ("move", "cancel", "request_cancel", "destroy", "update_job")
 
 
 class AdminScripts:
@@ -59,7 +59,7 @@ class AdminScripts:
         result = await self._call("cancel", keys, args)
         return result.decode() if isinstance(result, bytes) else str(result)
 
-    async def destroy(self, id: str, name: str, attempts: int) -> str:
+    async def destroy(self, id: str, name: str, attempts: int, edits: int = 0) -> str:
         """Remove every trace of a job (see lua/destroy.lua): ``destroyed``, ``running`` (its
         pool was asked to drop it) or ``unknown``."""
         k = self.keys
@@ -70,9 +70,22 @@ class AdminScripts:
         keys += (k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
         keys += (k.dedup_next, k.dedup_reruns, k.seq, k.idle)
         args: list[Arg] = [id, name, k.control_channel, k.events_channel, attempts]
-        args.append(k.wake_channel)
+        args += (k.wake_channel, edits)
         result = await self._call("destroy", keys, args)
         return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def update_job(
+        self, id: str, name: str, source: str, old: bytes, new: bytes, priority: int | None,
+        edit: int, record: bytes, now_ms: int,
+    ) -> bool:  # fmt: skip
+        """Swap a waiting or dead job's envelope (and priority) if it is still in ``source``
+        with envelope ``old``, recording the edit ``<id>:e<edit>`` in its history."""
+        k = self.keys
+        keys = [k.jobs, k.priorities, source, k.history, k.history_data, k.history_of(name)]
+        prio = "" if priority is None else priority
+        queued = "1" if source == k.queue(name) else "0"
+        args: list[Arg] = [id, old, new, prio, queued, f"{id}:e{edit}", record, now_ms]
+        return bool(await self._call("update_job", keys, args))
 
     async def request_cancel(self, id: str, kind: str) -> bool:
         """Ask the pool running ``id`` to cancel (``cancel``) or drop (``destroy``) it; False

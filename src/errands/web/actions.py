@@ -79,6 +79,7 @@ class Actions:
             "/jobs/cancel": self.cancel,
             "/jobs/retry": self.retry_job,
             "/jobs/delete": self.delete_job,
+            "/jobs/edit": self.edit_job,
             "/schedules/add": self.add_schedule,
             "/schedules/enable": self.schedule_verb("enable"),
             "/schedules/disable": self.schedule_verb("disable"),
@@ -168,6 +169,19 @@ class Actions:
             done = await c.reschedule(job_id, c.clock.now())
         back = "/jobs/" + quote(job_id, safe="")
         return Outcome(f"Queued {job_id} again." if done else f"{job_id} was not moved.", back)
+
+    async def edit_job(self, form: dict[str, str]) -> Outcome:
+        """New args (a JSON object; left empty: kept) and/or priority of a waiting or dead job."""
+        job_id = _required(form, "id")
+        raw, prio = form.get("args", "").strip(), form.get("priority", "").strip()
+        args = _json_object(raw) if raw else None
+        try:
+            priority = int(prio) if prio else None
+        except ValueError:
+            raise ValueError(f"priority must be an integer, got {prio!r}") from None
+        info = await self.client.update_job(job_id, args=args, priority=priority)
+        back = "/jobs/" + quote(job_id, safe="")
+        return Outcome(f"Edited {job_id} ({info.status}).", back)
 
     async def delete_job(self, form: dict[str, str]) -> Outcome:
         job_id = _required(form, "id")
@@ -261,12 +275,7 @@ class Actions:
 
     # -- schedules ---------------------------------------------------------------------------
     async def add_schedule(self, form: dict[str, str]) -> Outcome:
-        try:
-            args = orjson.loads(form.get("args") or "{}")
-        except orjson.JSONDecodeError:
-            raise ValueError('args must be a JSON object, e.g. {"id": 1}') from None
-        if not isinstance(args, dict):
-            raise ValueError('args must be a JSON object, e.g. {"id": 1}')
+        args = _json_object(form.get("args") or "{}")
         name = _required(form, "name")
         periodic = await self.client.add_schedule(
             name,
@@ -336,6 +345,16 @@ async def _each(lister: Lister, action: Callable[[str], Awaitable[bool]]) -> int
 
 
 MAX_BULK = 500
+
+
+def _json_object(raw: str) -> dict[str, Any]:
+    try:
+        args = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValueError('args must be a JSON object, e.g. {"id": 1}') from None
+    if not isinstance(args, dict):
+        raise ValueError('args must be a JSON object, e.g. {"id": 1}')
+    return args
 
 
 def _ids(raw: str) -> list[str]:

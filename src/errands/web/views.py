@@ -27,6 +27,7 @@ Loader = Callable[[Request], Awaitable[dict[str, Any]]]
 STALE_POOL_SECONDS = 30.0
 CANCELLABLE = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.IN_PROGRESS)
 RETRYABLE = (JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.DEAD, JobStatus.CANCELLED)
+EDITABLE = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.DEAD)
 SETS = {
     "scheduled": ("Scheduled", "Jobs waiting for their time; soonest first.", "Run now"),
     "retry": ("Retry", "Failed jobs waiting for their next attempt; soonest first.", "Retry now"),
@@ -273,9 +274,15 @@ class Views:
         attempts = self.redactor.each(await self.client.history_job(job_id)) if job_id else []
         if info is None and not attempts:
             raise Missing(f"No job {job_id!r} (unknown, or its record expired).")
+        shown = self.redactor.job(info) if info is not None else None
+        editable = info is not None and info.status in EDITABLE and not info.corrupt
         return {
             "job_id": job_id,
-            "job": self.redactor.job(info) if info is not None else None,
+            "job": shown,
+            "can_edit": editable,
+            # args with a hidden (redacted) value are not offered for editing: sent back, the
+            # mask would replace the secret; the form then changes the priority only
+            "edit_args": info.args if info and shown and shown.args == info.args else None,
             "attempts": attempts,
             "can_cancel": info is not None and info.status in CANCELLABLE,
             "can_retry": info is not None and info.status in RETRYABLE and not info.corrupt,

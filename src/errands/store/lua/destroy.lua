@@ -13,7 +13,8 @@
 -- KEYS[28] seq   KEYS[29] idle
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] control channel   ARGV[4] events channel
 -- ARGV[5] attempts to erase from the history (0..n; n is at least what its envelope counts,
---         at most 10,000)   ARGV[6] wake channel
+--         at most 10,000)   ARGV[6] wake channel   ARGV[7] its edits to erase from the
+--         history ("<id>:e1"..; Client.update_job), at most 1,000
 -- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found).
 --@include jobstate
 --@include dedup
@@ -58,6 +59,14 @@ for i = 0, last do
     redis.call('ZREM', KEYS[20], unpack(attempts))
     attempts = {}
   end
+end
+for i = 1, math.min(tonumber(ARGV[7]) or 0, 1000) do
+  attempts[#attempts + 1] = id .. ':e' .. i
+end
+if #attempts > 0 then
+  if redis.call('HDEL', k.histdata, unpack(attempts)) > 0 then found = true end
+  redis.call('ZREM', k.hist, unpack(attempts))
+  redis.call('ZREM', KEYS[20], unpack(attempts))
 end
 if not found then
   return 'unknown'

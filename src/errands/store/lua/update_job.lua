@@ -1,0 +1,33 @@
+-- update_job: give a waiting (queued, scheduled, retrying) or dead job new args and/or a new
+-- priority (Client.update_job), and record the edit in its history. A compare-and-set: only if
+-- the job is still in `source` and its envelope is still the one read before (else 0: the
+-- caller reads again). A queued job keeps its place among the jobs of its new priority.
+-- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] source set (queue, scheduled, retry or dead)
+-- KEYS[4] history   KEYS[5] history_data   KEYS[6] history of the job name
+-- ARGV[1] job id   ARGV[2] envelope read before   ARGV[3] new envelope
+-- ARGV[4] new priority ('' keeps it)   ARGV[5] '1' if the source is the job's queue
+-- ARGV[6] history member ("<id>:e<n>")   ARGV[7] history record (JSON)   ARGV[8] now ms
+-- Returns 1 when updated, 0 when the job moved or changed meanwhile.
+local PRIO_STEP = 4398046511104
+local id = ARGV[1]
+local score = redis.call('ZSCORE', KEYS[3], id)
+if not score or redis.call('HGET', KEYS[1], id) ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], id, ARGV[3])
+if ARGV[4] ~= '' then
+  local old = tonumber(redis.call('HGET', KEYS[2], id) or '0')
+  local new = tonumber(ARGV[4])
+  if new ~= 0 then
+    redis.call('HSET', KEYS[2], id, new)
+  else
+    redis.call('HDEL', KEYS[2], id)
+  end
+  if ARGV[5] == '1' and new ~= old then  -- same FIFO sequence, under its new priority
+    redis.call('ZADD', KEYS[3], tonumber(score) + old * PRIO_STEP - new * PRIO_STEP, id)
+  end
+end
+redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
+redis.call('ZADD', KEYS[4], ARGV[8], ARGV[6])
+redis.call('ZADD', KEYS[6], ARGV[8], ARGV[6])
+return 1
