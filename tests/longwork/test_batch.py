@@ -168,3 +168,20 @@ def test_registration_checks_the_handler(redis_url: str, namespace: str) -> None
 
     with pytest.raises(RegistrationError, match="max_size"):
         pool.batch_job("bad", max_size=0)(fine)
+
+
+async def test_a_batch_holds_no_more_jobs_than_max_concurrency(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    pool = make_pool(redis_url, namespace)
+    sizes: list[int] = []
+
+    @pool.batch_job("capped", max_size=100, max_wait=0.05, max_concurrency=5)
+    async def capped(jobs: list[Job]) -> None:
+        sizes.append(len(jobs))
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        await enqueuer.enqueue_many([("capped", {"n": i}) for i in range(12)])
+        await pool.drain(timeout=20)
+    assert sum(sizes) == 12 and max(sizes) <= 5, sizes
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
