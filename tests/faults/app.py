@@ -134,6 +134,30 @@ async def die(job: Job) -> None:
     os.kill(PID, signal.SIGKILL)
 
 
+@pool.job("wf_child", max_fails=5, backoff=_retry_soon)
+async def wf_child(job: Job, i: int, seconds: float = 0.0, fail_times: int = 0) -> int:
+    """A workflow member: fails its first ``fail_times`` attempts, then returns ``i``."""
+    await timed(job, seconds)
+    if job.attempt <= fail_times:
+        raise RuntimeError(f"planned failure {job.attempt} of {fail_times}")
+    return i
+
+
+@pool.job("wf_merge", backoff=_retry_soon)
+async def wf_merge(job: Job) -> int:
+    """The fan-in: records how many results, and how many values, it saw."""
+    results = await job.dependency_results()
+    values = sum(1 for v in results.values() if isinstance(v, int))
+    await record("merges", job.id, PID, len(results), values)
+    return values
+
+
+@pool.job("wf_done")
+async def wf_done(job: Job) -> None:
+    """The on_success callback."""
+    await record("callbacks", job.id, PID, time.time())
+
+
 @pool.middleware
 async def gate(job: Job, next: Next) -> Any:
     """For ``gated`` jobs: the window between fetch and the handler's start, held open for

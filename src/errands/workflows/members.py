@@ -38,7 +38,8 @@ def member_id(run_id: str, node: str) -> str:
 
 
 def spec_json(node: Node | Callback) -> bytes:
-    """What the scripts read of a node: job name, policy, priority, dependencies."""
+    """What the scripts read of a node: job name, policy, priority, then dependencies last
+    (lua/wf_add.lua appends to them in place)."""
     if isinstance(node, Callback):
         return orjson.dumps({"n": node.name, "p": node.priority})
     spec = {"n": node.name, "f": node.on_dependency_failure, "p": node.priority}

@@ -19,7 +19,7 @@ end
 if redis.call('HEXISTS', KEYS[6], node) == 1 then
   return 'node ' .. node .. ' is already in the workflow'
 end
-local spec = cjson.decode(ARGV[6])
+local spec = wf_spec(ARGV[6])
 local a = tonumber(ARGV[7])
 local edges = {}
 for i = 8, 7 + a do
@@ -55,10 +55,11 @@ for i = 8 + a, #ARGV do
   local b = ARGV[i]
   redis.call('ZADD', W.inn, 0, b .. '<' .. node)
   redis.call('ZADD', W.out, 0, node .. '>' .. b)
-  local bspec = cjson.decode(redis.call('HGET', W.nodes, b))
-  local deps = bspec.d or {}
-  deps[#deps + 1] = node
-  redis.call('HSET', W.nodes, b, cjson.encode({n = bspec.n, f = bspec.f, p = bspec.p, d = deps}))
+  -- its spec ends with its dependencies, '"d":[...]}': the new one is appended
+  local head = string.sub(redis.call('HGET', W.nodes, b), 1, -3)
+  local sep = ','
+  if string.sub(head, -1) == '[' then sep = '' end
+  redis.call('HSET', W.nodes, b, head .. sep .. '"' .. node .. '"]}')
 end
 if #edges == 0 then
   wf_queue(W, id, ARGV[3], tonumber(ARGV[4]), ARGV[5], true)
