@@ -114,6 +114,10 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
         doomed = Workflow("cancelled")
         doomed.add("ok", id="x", after=[doomed.add("ok", id="w")])
         assert await (await enqueuer.enqueue_workflow(doomed)).cancel()
+        assert len(await client.workflows()) == 2  # wf_trim.lua
+        await client.add_schedule("hourly", "ok", "@every 1h")
+        await client.disable_schedule("hourly")  # schedule_enable.lua
+        await client.enable_schedule("hourly")
         async with pool:
             assert pool.periodic is not None and pool.reaper is not None
             await pool.periodic.tick_once()

@@ -30,6 +30,7 @@ from .hub import EventHub
 from .inspection import Inspection, text
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
 from .unavailable import reports_unavailable
+from .workflows import WorkflowAdmin
 
 __all__ = ["Client"]
 
@@ -37,7 +38,7 @@ CANCELLED_TTL_MS = 86_400_000
 
 
 @reports_unavailable
-class Client(Inspection, ScheduleAdmin):
+class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
     """``Client(redis, namespace=...)`` or ``Client.from_url(url, namespace=...)``.
 
     Redis unreachable: every method raises ``RedisUnavailableError`` naming the server."""

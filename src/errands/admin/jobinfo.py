@@ -49,6 +49,8 @@ class JobInfo:
     progress: dict[str, Any] | None = None
     pool_id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    workflow_id: str | None = None  # the workflow run of a member or callback
+    workflow_node: str | None = None  # its node ("" for a callback)
     corrupt: bool = False
     raw: bytes | None = None
 
@@ -171,9 +173,18 @@ def info_from_envelope(id: str, raw: bytes, status: str, fallback_name: str = "?
             enqueued_at=_number(env.get("t")),
             due_at=_number(env.get("d")),
             meta=meta,
+            workflow_id=_workflow(env.get("w"), 0),
+            workflow_node=_workflow(env.get("w"), 1),
         )
     except (ValueError, TypeError):
         return JobInfo(id=id, name=fallback_name, status=status, corrupt=True, raw=raw)
+
+
+def _workflow(ref: Any, index: int) -> str | None:
+    """The run id (0) or node (1) of an envelope's workflow reference ``[run, node]``."""
+    if isinstance(ref, list) and len(ref) == 2 and isinstance(ref[index], str):
+        return str(ref[index])
+    return None
 
 
 def _int(value: Any) -> int:

@@ -17,6 +17,7 @@ from .relay import add_relay_command
 from .schedules import add_schedule_commands
 from .target import env_url, load_pool
 from .worker import add_worker_options, prepare, run_check, run_reloading, worker_argv
+from .workflows import add_workflow_commands
 
 __all__ = ["load_pool", "main"]
 
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_commands(sub)
     add_dashboard_command(sub)
     add_relay_command(sub)
+    add_workflow_commands(sub)
     return parser
 
 

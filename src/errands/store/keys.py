@@ -277,6 +277,17 @@ class Keys:
         handled (removing the field is the edge that handles it exactly once)."""
         return self.prefix + "wfof"
 
+    @property
+    def workflows(self) -> str:
+        """ZSET run id -> time (ms, Redis clock) the run was stored: the runs to list."""
+        return self.prefix + "wfidx"
+
+    @property
+    def workflows_expiry(self) -> str:
+        """ZSET run id -> time (ms) its linger ends: runs leave both indexes after it (up to
+        16 at each store or end of a run, and at each listing)."""
+        return self.prefix + "wfexp"
+
     def workflow(self, run_id: str, part: str = "") -> str:
         """The keys of one workflow run: HASH ``wf:<run>`` (its state), and ``wf:<run>:<part>``
         for part ``open`` (SET of members not ended), ``in`` / ``out`` (ZSETs of remaining

@@ -164,7 +164,8 @@ class WorkflowRun:
             await self._scripts.cancel(self.id, waiting[start : start + BATCH])
         open_nodes = sorted(map(_text, await self.redis.smembers(k.workflow(self.id, "open"))))
         scripts = Scripts(self.redis, k)
-        now = int((await self.redis.time())[0]) * 1000
+        seconds, micros = await self.redis.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
         for start in range(0, len(open_nodes), BATCH):
             chunk = open_nodes[start : start + BATCH]
             specs = await self.redis.hmget(k.workflow(self.id, "nodes"), chunk)

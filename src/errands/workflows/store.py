@@ -39,7 +39,7 @@ class WorkflowScripts:
         self.keys = keys
         self._s = {
             name: redis.register_script(lua_source(name))
-            for name in ("wf_enqueue", "wf_cancel", "wf_add")
+            for name in ("wf_enqueue", "wf_cancel", "wf_add", "wf_trim")
         }
 
     async def enqueue(
@@ -71,6 +71,11 @@ class WorkflowScripts:
         keys = [k.workflow_of, *run_keys(k, run_id)[:2], k.workflow(run_id, "in")]
         keys += (k.workflow(run_id, p) for p in ("nodes", "env", "res"))
         return bool(await self._s["wf_cancel"](keys=keys, args=[run_id, *waiting]))
+
+    async def trim(self, now_ms: int) -> int:
+        """Runs whose linger is over leave the indexes; returns how many."""
+        keys = [self.keys.workflows, self.keys.workflows_expiry]
+        return int(await self._s["wf_trim"](keys=keys, args=[now_ms]))
 
     async def add(
         self, run_id: str, member: Member, after: Sequence[str], before: Sequence[str]

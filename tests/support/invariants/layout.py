@@ -24,7 +24,8 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",
-        "dashboard_revoked", "dedup_reruns", "code_schedules_live",
+        "dashboard_revoked", "dedup_reruns", "code_schedules_live", "workflows",
+        "workflows_expiry",
     ),
     "set": ("names", "paused", "idle"),
     "string": ("seq", "listening", "attempt_seq"),

@@ -4,7 +4,9 @@
   dependencies (its envelope in the run, at least one edge left to wait on) or released (a live
   job, waiting or running), and has its membership (``wfof``); nothing stranded;
 * a finished run: nothing open, nothing waiting, no edge left, and every key carries a TTL;
-* every membership names a running run in which the member is open.
+* every membership names a running run in which the member is open;
+* the indexes of runs: every run is listed; a listed run exists, or its linger is over (it
+  leaves the index at the next trim); an expiry only for a listed run.
 """
 
 from __future__ import annotations
@@ -67,6 +69,14 @@ def check_workflows(s: Snapshot) -> list[Violation]:
     out: list[Violation] = []
     for run_id in sorted(s.workflows):
         out += _check_run(s, run_id)
+    listed, expiry = s.zsets["workflows"], s.zsets["workflows_expiry"]
+    for run_id in sorted(set(s.workflows) - set(listed)):
+        out.append(Violation("workflows", f"run {run_id} is not in the index of runs"))
+    for run_id in sorted(set(listed) - set(s.workflows)):
+        if expiry.get(run_id, float("inf")) > s.now_ms:
+            out.append(Violation("workflows", f"listed run {run_id} is gone before its linger"))
+    for run_id in sorted(set(expiry) - set(listed)):
+        out.append(Violation("workflows", f"expiry of run {run_id}, which is not listed"))
     for job_id, raw in sorted(s.hashes["workflow_of"].items()):
         run_id = raw.decode()
         r = s.workflows.get(run_id)

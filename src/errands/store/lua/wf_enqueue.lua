@@ -19,8 +19,12 @@ end
 local run = ARGV[1]
 local W = wf_keys(KEYS[6], run)
 local n, e, c = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-redis.call('HSET', W.meta, 'name', ARGV[2], 'status', 'running', 'created', wf_now(),
+local now = wf_now()
+redis.call('HSET', W.meta, 'name', ARGV[2], 'status', 'running', 'created', now,
   'linger', ARGV[3], 'size', n)
+wf_trim(W.P, now)
+redis.call('ZREM', W.P .. 'wfexp', run)  -- (an earlier run of this id, lingered out)
+redis.call('ZADD', W.P .. 'wfidx', now, run)
 local o = 6
 local ready = false
 for _ = 1, n do

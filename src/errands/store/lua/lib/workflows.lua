@@ -14,6 +14,7 @@
 --   wf:<run>:env    HASH  node -> envelope of a member still waiting for its dependencies;
 --                         "!on_success" / "!on_failure" the callbacks' until one is enqueued
 --   wf:<run>:res    HASH  node -> outcome JSON {s: ok|failed|cancelled, r: result | e: error}
+--   wfidx / wfexp   ZSETs run -> stored at / linger over (ms): the runs to list
 -- Members are the jobs "<run>.<node>", callbacks "<run>!on_success" / "<run>!on_failure".
 -- Every consequence sits behind an edge whose removal returns 1: a member's end is handled
 -- once (HDEL of its wfof field), a dependent is released once its last "child<parent" edge
@@ -32,6 +33,15 @@ end
 local function wf_spec(raw)
   return {n = string.match(raw, '"n":"([^"]*)"'), f = string.match(raw, '"f":"(%a+)"'),
     p = tonumber(string.match(raw, '"p":(%-?%d+)') or '0')}
+end
+
+-- runs whose linger ended leave the indexes of runs (at most 16 per call)
+local function wf_trim(P, now)
+  local gone = redis.call('ZRANGEBYSCORE', P .. 'wfexp', '-inf', now, 'LIMIT', 0, 16)
+  if #gone > 0 then
+    redis.call('ZREM', P .. 'wfexp', unpack(gone))
+    redis.call('ZREM', P .. 'wfidx', unpack(gone))
+  end
 end
 
 -- the keys of run `run`, from `wfof` = <prefix>wfof
@@ -90,7 +100,8 @@ local function wf_finish(W)
   elseif redis.call('HEXISTS', W.meta, 'failed') == 1 then
     status = 'failed'
   end
-  redis.call('HSET', W.meta, 'status', status, 'finished', wf_now())
+  local now = wf_now()
+  redis.call('HSET', W.meta, 'status', status, 'finished', now)
   local cb = ({succeeded = '!on_success', failed = '!on_failure'})[status]
   if cb then
     local env = redis.call('HGET', W.env, cb)
@@ -105,6 +116,8 @@ local function wf_finish(W)
   for _, key in ipairs({W.meta, W.open, W.out, W.nodes, W.res}) do
     redis.call('PEXPIRE', key, linger)
   end
+  redis.call('ZADD', W.P .. 'wfexp', now + tonumber(linger), W.run)
+  wf_trim(W.P, now)
 end
 
 -- member `node` ended with `status` ok | failed | cancelled (`value`: its result or error as

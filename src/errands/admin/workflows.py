@@ -1,0 +1,72 @@
+"""The Client's view of workflow runs: list them, and a handle on one (status, cancel)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..store.keys import Keys
+from ..workflows.run import WorkflowRun
+from ..workflows.store import WorkflowScripts
+
+__all__ = ["WorkflowAdmin", "WorkflowSummary"]
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """One run as listed: times in Unix seconds (Redis clock)."""
+
+    id: str
+    name: str
+    status: str
+    created: float
+    finished: float | None
+    size: int
+    failed_node: str | None
+
+
+class WorkflowAdmin:
+    """Mixin of Client."""
+
+    redis: Any
+    keys: Keys
+
+    def workflow(self, run_id: str) -> WorkflowRun:
+        """A handle on run ``run_id``: ``await client.workflow(id).status()``, ``.cancel()``."""
+        return WorkflowRun(self.redis, self.keys, run_id)
+
+    async def workflows(self, limit: int = 50, offset: int = 0) -> list[WorkflowSummary]:
+        """The runs stored and not lingered out, newest first."""
+        k = self.keys
+        seconds, micros = await self.redis.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        await WorkflowScripts(self.redis, k).trim(now)
+        ids = [
+            _text(i) for i in await self.redis.zrevrange(k.workflows, offset, offset + limit - 1)
+        ]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in ids:
+                pipe.hgetall(k.workflow(run_id))
+            metas = await pipe.execute()
+        out = []
+        for run_id, raw in zip(ids, metas, strict=True):
+            if not raw:
+                continue
+            m = {_text(a): _text(b) for a, b in raw.items()}
+            finished = m.get("finished")
+            out.append(
+                WorkflowSummary(
+                    run_id,
+                    m.get("name", ""),
+                    m.get("status", ""),
+                    int(m.get("created", 0)) / 1000,
+                    int(finished) / 1000 if finished else None,
+                    int(m.get("size", 0)),
+                    m.get("failed"),
+                )
+            )
+        return out

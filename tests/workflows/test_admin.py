@@ -1,0 +1,92 @@
+"""Workflows from the Client and the command line: listing, showing, cancelling runs, and
+``Client.job`` naming the workflow of a member."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, Enqueuer, Workflow
+from errands.cli import main
+from tests.support.invariants import assert_invariants
+
+from .conftest import Env
+
+
+def graph(name: str, linger: float = 3600.0) -> Workflow:
+    wf = Workflow(name, linger=linger)
+    wf.add("work", {"value": 1}, id="a")
+    wf.add("merge", {}, id="b", after=["a"])
+    return wf
+
+
+async def test_client_lists_runs_and_names_the_workflow_of_a_member(env: Env) -> None:
+    client = Client(env.redis, namespace=env.namespace)
+    first = await env.enqueuer.enqueue_workflow(graph("first"))
+    second = await env.enqueuer.enqueue_workflow(graph("second"))
+    listed = await client.workflows()
+    assert [(r.id, r.name, r.status, r.size) for r in listed] == [
+        (second.id, "second", "running", 2),
+        (first.id, "first", "running", 2),
+    ]
+    info = await client.job(first.job_id("a"))
+    assert info is not None and (info.workflow_id, info.workflow_node) == (first.id, "a")
+    assert await client.workflow(second.id).cancel()
+    await env.pool.drain(timeout=20)
+    done = await client.workflow(first.id).status()
+    assert done.status == "succeeded"
+    finished = await client.job(first.job_id("b"))
+    assert finished is not None and finished.workflow_id == first.id
+    statuses = {r.id: r.status for r in await client.workflows()}
+    assert statuses == {first.id: "succeeded", second.id: "cancelled"}
+    await assert_invariants(env.redis, env.namespace, drained=True)
+
+
+async def test_a_lingered_out_run_leaves_the_listing(env: Env) -> None:
+    client = Client(env.redis, namespace=env.namespace)
+    run = await env.enqueuer.enqueue_workflow(graph("short", linger=0.2))
+    await env.pool.drain(timeout=20)
+    await run.wait(timeout=5)
+    deadline = asyncio.get_running_loop().time() + 5
+    while await env.redis.exists(env.keys.workflow(run.id)):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    await assert_invariants(env.redis, env.namespace, drained=True)  # listed, linger over
+    assert await client.workflows() == []
+    assert await env.redis.exists(env.keys.workflows, env.keys.workflows_expiry) == 0
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_cli_lists_shows_and_cancels(
+    capsys: pytest.CaptureFixture[str], redis_url: str, namespace: str
+) -> None:
+    where = ("--redis", redis_url, "--namespace", namespace)
+    assert run_cli(capsys, "workflows", "list", *where) == (0, "no workflow runs\n")
+
+    async def store() -> str:
+        async with Enqueuer(Redis.from_url(redis_url), namespace=namespace) as enqueuer:
+            run = await enqueuer.enqueue_workflow(graph("cli"))
+            await enqueuer.redis.aclose()
+            return run.id
+
+    run_id = asyncio.run(store())
+    code, out = run_cli(capsys, "workflows", "list", *where)
+    assert code == 0 and run_id in out and "running" in out
+    code, out = run_cli(capsys, "workflows", "list", "--json", *where)
+    assert [r["id"] for r in json.loads(out)] == [run_id]
+    code, out = run_cli(capsys, "workflows", "show", run_id, *where)
+    assert code == 0 and "members: 1 released, 1 waiting" in out
+    assert "merge" in out and "a" in out
+    code, out = run_cli(capsys, "workflows", "show", run_id, "--json", *where)
+    assert json.loads(out)["nodes"]["b"]["after"] == ["a"]
+    assert run_cli(capsys, "workflows", "cancel", run_id, *where)[0] == 0
+    assert run_cli(capsys, "workflows", "cancel", run_id, *where)[0] == 1
+    assert "cancelled" in run_cli(capsys, "workflows", "show", run_id, *where)[1]
+    assert main(["workflows", "show", "nope", *where]) == 2
