@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from .backoff import RetryOptions
 from .clock import Clock
 from .convert import to_json
+from .dedup import Dedup
 from .enqueuer import UNIQUE_TTL, Enqueuer
 from .errors import RegistrationError
 from .handlers import resolve_hints, takes_job
@@ -111,6 +112,8 @@ class JobFunction(Generic[P, C, R]):
         key: Any = None,
         ttl: float = UNIQUE_TTL,
         job_id: str | None = None,
+        dedup: Dedup | None = None,
+        timeout: float | timedelta | None = None,
     ) -> EnqueueCall[P]:
         """Enqueue options (as for ``enqueue``; ``unique=True`` or a ``key`` use
         ``enqueue_unique``; ``job_id`` makes it idempotent) and optionally another Enqueuer:
@@ -118,7 +121,11 @@ class JobFunction(Generic[P, C, R]):
         options: dict[str, Any] = {"delay": delay, "at": at, "priority": priority}
         options.update(retry=retry, meta=meta, job_id=job_id)
         if unique or key is not None:
+            if dedup is not None or timeout is not None:
+                raise ValueError("unique/key (enqueue_unique) takes no dedup= or timeout=")
             options.update(key=key, ttl=ttl)
+        else:
+            options.update(dedup=dedup, timeout=timeout)
         return EnqueueCall(self, enqueuer, options, unique or key is not None)
 
 

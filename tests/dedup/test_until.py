@@ -271,3 +271,24 @@ async def test_a_resent_enqueue_finds_its_own_job(
     assert job is not None and job.existed and job.dedup is None
     assert await redis.hlen(keys.jobs) == 1
     await assert_invariants(redis, namespace)
+
+
+async def test_typed_job_functions_take_dedup_and_timeout(
+    redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer
+) -> None:
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.job("sync_user")
+    async def sync_user(user: int) -> None:
+        pass
+
+    d = Dedup("user:7", until="finished")
+    first = await sync_user.using(enqueuer, dedup=d, timeout=5).enqueue(7)
+    second = await sync_user.using(enqueuer, dedup=d).enqueue(7)
+    assert first is not None and first.dedup is not None and first.dedup.enqueued
+    assert first.timeout == 5.0
+    assert second is not None and second.dedup is not None
+    assert (second.dedup.status, second.dedup.holder) == ("dropped", first.id)
+    with pytest.raises(ValueError, match="enqueue_unique"):
+        sync_user.using(enqueuer, unique=True, dedup=d)
+    await assert_invariants(redis, namespace)
