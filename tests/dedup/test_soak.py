@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from errands import Dedup, Enqueuer
 from errands.store.devserver import RedisServer
 from errands.store.keys import Keys
-from tests.support.invariants import assert_invariants
+from tests.support.invariants import check_invariants
 from tests.support.procs import Proc, Procs, eventually, wait_ready
 
 from .soak_oracle import Call, check, parse_runs
@@ -141,7 +141,7 @@ async def test_dedup_soak(workdir: Path) -> None:
                     w.send(signal.SIGTERM)
             for w in workers:
                 await w.wait(30)
-            await assert_invariants(redis, NS, drained=True, stopped=True, context="dedup soak")
+            invariants = await check_invariants(redis, NS, drained=True, stopped=True)
             runs = parse_runs(await oracle.lrange(f"dedupsoak:{NS}:runs", 0, -1))
         finally:
             stop.set()
@@ -150,6 +150,7 @@ async def test_dedup_soak(workdir: Path) -> None:
             await oracle.aclose()
 
     violations = check(calls, runs, WINDOW)
+    violations += [f"invariant: [{v.check}] {v.detail}" for v in invariants.violations]
     if any(dedup_left.values()):
         violations.append(f"dedup keys left 1 s after the quiesce: {dedup_left}")
     if windows:

@@ -172,7 +172,7 @@ def _check_dedup(s: Snapshot) -> list[Violation]:
         if of_job.get(job_id, "")[:1] != "n":
             out.append(Violation("dedup", f"job {job_id} waits as a rerun of no key"))
     for key, ttl in sorted(s.dedup_windows.items()):
-        if ttl < 0:
+        if ttl == -1:  # (-2: expired between the SCAN and its PTTL)
             out.append(Violation("dedup", f"throttle window of {key} has no TTL"))
     return out
 
