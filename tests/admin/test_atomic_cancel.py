@@ -118,3 +118,21 @@ async def test_the_run_after_cancel_and_reschedule_keeps_the_cancelled_record(en
     assert await env.client.result(job.id, timeout=10) == "ran"
     history = await env.client.history_job(job.id)
     assert [(h.attempt, h.status) for h in history] == [(1, "cancelled"), (2, "finished")]
+
+
+async def test_a_waiting_job_cancelled_is_recorded_and_its_rerun_numbered_after(
+    env: Env,
+) -> None:
+    @env.pool.job("work")
+    async def work(job: Job) -> int:
+        return 1
+
+    job = await env.enqueuer.enqueue("work", {}, delay=60)
+    assert job is not None
+    assert await env.client.cancel(job.id) == "cancelled"
+    history = await env.client.history_job(job.id)
+    assert [(h.attempt, h.status) for h in history] == [(1, "cancelled")]
+    assert await env.client.reschedule(job.id, env.clock.now()) is True
+    await env.pool.drain(timeout=5)
+    history = await env.client.history_job(job.id)
+    assert [(h.attempt, h.status) for h in history] == [(1, "cancelled"), (2, "finished")]

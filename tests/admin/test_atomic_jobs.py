@@ -13,6 +13,8 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Client, Job, JobNotFoundError, WorkerPool
+from errands.clock import to_ms
+from errands.store.scripts import Scripts
 from tests.support.client_env import Env, traces, until
 from tests.support.invariants import assert_invariants
 
@@ -251,3 +253,17 @@ def async_equal(read: Any, expected: Any) -> Any:
         return bool(await read() == expected)
 
     return check
+
+
+# -- suspected: reschedule and the unique lock -----------------------------------------------
+async def test_rescheduling_a_unique_job_later_moves_its_lock_expiry(env: Env) -> None:
+    """The lock expired a day after the old due time although the job now waits longer: a
+    duplicate enqueue_unique slipped in."""
+    job = await env.enqueuer.enqueue_unique("ok", {"k": 1}, delay=60)
+    assert job is not None
+    assert await env.enqueuer.enqueue_unique("ok", {"k": 1}, delay=60) is None
+    assert await env.client.reschedule(job.id, env.clock.now() + 3 * 86400) is True
+    env.clock.advance(2 * 86400)  # past the old lock expiry, before the new due time
+    await Scripts(env.redis, env.keys).unique_gc(to_ms(env.clock.now()))
+    assert await env.enqueuer.enqueue_unique("ok", {"k": 1}, delay=60) is None
+    assert await env.client.destroy(job.id) is True

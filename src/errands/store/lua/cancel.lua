@@ -6,12 +6,16 @@
 -- KEYS[14] recoveries   KEYS[15] dedup   KEYS[16] dedup_of_job
 -- KEYS[17] workflow_of (see lib/workflows.lua)   KEYS[18] dedup_next
 -- KEYS[19] dedup_reruns (a rerun waiting there is cancelled like a queued job)   KEYS[20] seq
--- KEYS[21] priorities   KEYS[22] idle
+-- KEYS[21] priorities   KEYS[22] idle   KEYS[23] history   KEYS[24] history_data
+-- KEYS[25] history of the job name
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel
 -- Returns 'cancelled', 'running' (signalled), 'dead', 'already', 'finished' (its done record
 -- says so: it ended before this call) or 'unknown' (also for a job that is in none of those
 -- places and runs nowhere: no request is left behind for it).
+-- A waiting job cancelled is recorded in the history (`cancelled`, at the attempt it would
+-- have run next, see lib/jobstate.lua) and published.
+--@include jobstate
 --@include dedup
 --@include workflows
 local id = ARGV[1]
@@ -46,9 +50,8 @@ for _, k in ipairs({2, 3, 4, 19}) do
       redis.call('HDEL', KEYS[9], id)
     end
     dedup_ended(d, id, KEYS[2])
-    if redis.call('EXISTS', KEYS[11]) == 1 then
-      redis.call('PUBLISH', ARGV[5], '{"event":"cancelled","id":"' .. id .. '","name":"' .. ARGV[6] .. '"}')
-    end
+    local h = {hist = KEYS[23], histdata = KEYS[24], listening = KEYS[11], events = ARGV[5]}
+    record_end(h, KEYS[25], id, ARGV[6], 'cancelled', env, nil, ARGV[2], true, '')
     wf_end(KEYS[17], id, 'cancelled', nil)
     return 'cancelled'
   end

@@ -15,6 +15,7 @@
 -- and recovery count go), '0': they stay
 -- A deleted job is forgotten (no tombstone: its id may be used again); its ending is recorded
 -- (history `deleted`, at the attempt it would have run next) and published (`deleted`).
+-- A scheduled unique job moved later keeps its lock as much longer (its expiry moves with it).
 -- Returns 1 when moved, 0 when the job was not in the source set; an unknown mode is an error
 -- before anything is written.
 --@include jobstate
@@ -24,6 +25,7 @@ local id, mode = ARGV[1], ARGV[2]
 if mode ~= 'queue' and mode ~= 'schedule' and mode ~= 'delete' then
   return redis.error_reply('errands: unknown move mode ' .. mode)
 end
+local was_due = redis.call('ZSCORE', KEYS[5], id)
 if redis.call('ZREM', KEYS[5], id) == 0 then
   return 0
 end
@@ -56,5 +58,12 @@ elseif mode == 'queue' then
   end
 else
   redis.call('ZADD', KEYS[6], ARGV[3], id)
+  -- a waiting unique job keeps its lock as long after its new due time as after the old one
+  local digest = redis.call('HGET', KEYS[11], id)
+  local expiry = digest and redis.call('ZSCORE', KEYS[12], digest)
+  local later = tonumber(ARGV[3]) - tonumber(was_due)
+  if expiry and later > 0 and redis.call('HGET', KEYS[10], digest) == id then
+    redis.call('ZADD', KEYS[12], tonumber(expiry) + later, digest)
+  end
 end
 return 1
