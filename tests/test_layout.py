@@ -29,6 +29,7 @@ FORBIDDEN = {
     "contrib": {"cli", "web"},
     # the stack-independent outbox (rows, the relay): the per-stack parts are in contrib/
     "outbox": {"worker", "admin", "periodic", "sync", "longwork", "cli", "web", "contrib"},
+    "limits": {"store", "worker", "admin", "periodic", "sync", "cli", "web", "contrib"},
 }
 # top-level modules that every layer builds on: they import no folder
 PRIMITIVES = {"errors", "clock", "job", "backoff", "serialization", "convert", "aio", "middleware"}

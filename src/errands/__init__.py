@@ -26,6 +26,7 @@ from .errors import (
 )
 from .handlers import current_job
 from .job import DedupOutcome, Job
+from .limits import Concurrency, Rate
 from .longwork.batch import BatchOutcome
 from .middleware import Middleware, Next
 from .periodic.store import PeriodicSchedule, ScheduleInfo
@@ -45,6 +46,7 @@ __all__ = [
     "BatchOutcome",
     "Client",
     "Clock",
+    "Concurrency",
     "Dedup",
     "DedupOutcome",
     "DependencyFailed",
@@ -72,6 +74,7 @@ __all__ = [
     "PeriodicSchedule",
     "PoolInfo",
     "QueueInfo",
+    "Rate",
     "RedisUnavailableError",
     "RegistrationError",
     "RetryLater",

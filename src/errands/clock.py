@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "due_time", "positive_seconds"]
 
 
 class Clock(Protocol):
@@ -59,3 +59,13 @@ def due_time(now: float, delay: float | timedelta | None, at: datetime | None) -
             at = at.replace(tzinfo=UTC)
         return at.timestamp()
     return None
+
+
+def positive_seconds(value: float | timedelta | None, what: str) -> float | None:
+    """``value`` (seconds or timedelta) in seconds, which must be > 0 (``what`` names it)."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not seconds > 0:
+        raise ValueError(f"{what} must be > 0 seconds, got {value!r}")
+    return seconds

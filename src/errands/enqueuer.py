@@ -15,12 +15,13 @@ import orjson
 from .admin.events import wait_result
 from .admin.hub import EventHub
 from .backoff import RetryOptions
-from .clock import Clock, SystemClock, due_time, to_ms
+from .clock import Clock, SystemClock, due_time, positive_seconds, to_ms
 from .dedup import Dedup
 from .dedup.enqueue import store_deduplicated
 from .errors import RedisUnavailableError, UnknownJobError
 from .handlers import check_priority
 from .job import Job
+from .limits import check_partition
 from .middleware import as_enqueue
 from .serialization import (
     JSONSerializer,
@@ -136,6 +137,7 @@ class Enqueuer(WorkflowEnqueue):
         meta: Mapping[str, Any] | None = None,
         job_id: str | None = None,
         timeout: float | timedelta | None = None,
+        partition: str | None = None,
     ) -> Job:
         check_job_name(name)
         if job_id is not None:
@@ -155,7 +157,8 @@ class Enqueuer(WorkflowEnqueue):
             retry=retry.to_dict() if retry else None,
             meta=dict(meta) if meta else None,
             run_at=run_at if run_at is not None and run_at > now else None,
-            timeout=_positive_seconds(timeout, "timeout"),
+            timeout=positive_seconds(timeout, "timeout"),
+            partition=check_partition(partition) if partition is not None else None,
         )
 
     async def _through_middleware(self, job: Job) -> Job | None:
@@ -224,7 +227,7 @@ class Enqueuer(WorkflowEnqueue):
 
     def _row(self, index: int, job: Job) -> list[Any]:
         due = to_ms(job.run_at) if job.run_at is not None else 0
-        return [index, job.name, job.id, self._encode(job), job.priority, due]
+        return [index, job.name, job.id, self._encode(job), job.priority, due, job.partition or ""]
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -246,6 +249,7 @@ class Enqueuer(WorkflowEnqueue):
         job_id: str | None = None,
         dedup: Dedup | None = None,
         timeout: float | timedelta | None = None,
+        partition: str | None = None,
     ) -> Job | None:
         """Store a job and return it once Redis has it (None if a middleware dropped it).
 
@@ -258,14 +262,18 @@ class Enqueuer(WorkflowEnqueue):
         ``existed`` set. Ids follow the rules of job names. ``dedup=Dedup(key, ...)`` stores it
         only if no job of this name holds ``key``; ``job.dedup`` says what happened (docs/dedup.md).
         ``timeout`` (seconds or timedelta) bounds each run of this job, instead of its job type's.
+        ``partition``: served in turn with the job type's other partitions (docs/limits.md).
         """
         job = self._build(name, args, delay=delay, at=at, priority=priority, retry=retry,
                           meta=meta, job_id=job_id, timeout=timeout)  # fmt: skip
+        job.partition = check_partition(partition) if partition is not None else None
         stored = await self._through_middleware(job)
         if stored is None:
             return None
         await self._check_served([stored.name])
         if dedup is not None:
+            if stored.partition is not None:
+                raise ValueError("a job with a partition cannot be enqueued with dedup (yet)")
             await self._call(store_deduplicated(self.scripts, stored, self._encode(stored), dedup))
         else:
             row = self._row(1, stored)
@@ -317,15 +325,17 @@ class Enqueuer(WorkflowEnqueue):
         meta: Mapping[str, Any] | None = None,
         ttl: float = UNIQUE_TTL,
         job_id: str | None = None,
+        partition: str | None = None,
     ) -> Job | None:
         """Enqueue unless a job with the same name and args (or the same ``key``) is already
         queued or scheduled; returns None then. With ``key``, the waiting job's args are
         replaced by these. The lock is released when the job starts, or ``ttl`` after it was due.
         ``job_id`` as for :meth:`enqueue`: a job id already taken stores nothing and returns
-        the Job with ``existed`` set."""
+        the Job with ``existed`` set. ``partition`` as for :meth:`enqueue`."""
         job = self._build(
             name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta, job_id=job_id
         )
+        job.partition = check_partition(partition) if partition is not None else None
         job.unique = unique_digest(name, job.args if key is None else key)
         stored = await self._through_middleware(job)
         if stored is None:
@@ -344,6 +354,7 @@ class Enqueuer(WorkflowEnqueue):
                     stored.unique or "",
                     to_ms(max(now, stored.run_at or now) + ttl),  # counted from when it is due
                     to_ms(now),
+                    stored.partition or "",
                 )
             )
             if ok:
@@ -382,12 +393,3 @@ def unique_digest(name: str, value: Any) -> str:
 
 def _size(n: int) -> str:
     return f"{n / 1048576:.1f} MiB" if n >= 1048576 else f"{n / 1024:.1f} KiB"
-
-
-def _positive_seconds(value: float | timedelta | None, what: str) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not seconds > 0:
-        raise ValueError(f"{what} must be > 0 seconds, got {value!r}")
-    return seconds

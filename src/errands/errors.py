@@ -9,6 +9,8 @@ __all__ = [
     "JobCancelledError",
     "JobFailedError",
     "JobNotFoundError",
+    "LimiterExhaustedError",
+    "LimiterSnooze",
     "NonRetryableError",
     "NotReplicatedError",
     "RedisUnavailableError",
@@ -52,6 +54,16 @@ class RetryLater(ErrandsError):
             raise ValueError("RetryLater delay must be >= 0")
         super().__init__(reason or f"retry later, in {delay:g}s")
         self.delay = float(delay)
+
+
+class LimiterSnooze(RetryLater):
+    """Raised by ``limiter.acquire()`` over the limiter's limit, inside a handler: the job is
+    snoozed until the limiter frees (no failure counted). Let it propagate."""
+
+
+class LimiterExhaustedError(ErrandsError):
+    """``limiter.acquire()`` found its limiter over the limit, and the job was snoozed by
+    limiters ``max_snoozes`` times already: an ordinary failure (retried with backoff)."""
 
 
 class JobNotFoundError(ErrandsError, LookupError):

@@ -15,6 +15,7 @@ from .backoff import Backoff, ExponentialBackoff, as_backoff
 from .convert import ArgumentMismatch, converter
 from .errors import JobArgumentError, RegistrationError
 from .job import Job
+from .limits import Limit, compile_limits
 from .store.keys import check_job_name
 
 __all__ = ["JobType", "current_job"]
@@ -36,6 +37,7 @@ class JobType:
     priority: int = 1
     result_ttl: float = 86400.0
     strict_result: bool = False
+    limits: tuple[Limit, ...] = ()
     is_async: bool = True
     binder: Callable[[Job], tuple[tuple[Any, ...], dict[str, Any]]] | None = None
 
@@ -53,6 +55,16 @@ class JobType:
             raise RegistrationError(f"{self.name}: timeout must be > 0, got {self.timeout}")
         if self.max_concurrency < 0:
             raise RegistrationError(f"{self.name}: max_concurrency must be >= 0")
+        self.code_max_concurrency = self.max_concurrency  # as registered (limitwatch.py)
+        try:
+            self.limits = tuple(self.limits)
+            # a type-wide Concurrency is the max_concurrency counter; the rest is checked by
+            # the fetch script from this spec (see limits/spec.py)
+            self.max_concurrency, self.limit_spec = compile_limits(
+                self.limits, self.max_concurrency
+            )
+        except (TypeError, ValueError) as exc:
+            raise RegistrationError(f"{self.name}: {exc}") from None
         if not 1 <= self.priority <= 100_000:
             raise RegistrationError(f"{self.name}: priority must be 1..100000, got {self.priority}")
         if self.result_ttl < 0:

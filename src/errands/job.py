@@ -55,10 +55,12 @@ class Job:
         "id",
         "meta",
         "name",
+        "partition",
         "previous_attempts",
         "priority",
         "retry",
         "run_at",
+        "snoozes",
         "timeout",
         "unique",
     )
@@ -79,6 +81,8 @@ class Job:
         previous_attempts: int = 0,
         workflow: tuple[str, str] | None = None,
         timeout: float | None = None,
+        partition: str | None = None,
+        snoozes: int = 0,
     ) -> None:
         self.id = id
         self.name = name
@@ -93,6 +97,8 @@ class Job:
         self.previous_attempts = previous_attempts  # before a dead job was retried from scratch
         self.timeout = timeout  # seconds a run may take, overriding its job type's (None: that)
         self._wf = workflow  # (run id, node id) of a workflow member; node "" for a callback
+        self.partition = partition  # served in turn with the other partitions (docs/limits.md)
+        self.snoozes = snoozes  # times an in-handler limiter snoozed it (docs/limits.md)
         self.context: dict[str, Any] = {}
         self._backend: Any = None
         self._raw: bytes | None = None  # the envelope as fetched: retries start from it
@@ -182,6 +188,10 @@ class Job:
             env["w"] = list(self._wf)
         if self.timeout is not None:
             env["o"] = self.timeout
+        if self.partition is not None:
+            env["k"] = self.partition
+        if self.snoozes:
+            env["s"] = self.snoozes
         return env
 
     @classmethod
@@ -218,6 +228,8 @@ class Job:
             previous_attempts=int(env.get("h", 0)),
             workflow=_workflow_ref(env.get("w")),
             timeout=None if timeout is None else float(timeout),
+            partition=env.get("k"),
+            snoozes=int(env.get("s", 0)),
         )
 
 

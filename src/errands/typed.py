@@ -114,12 +114,13 @@ class JobFunction(Generic[P, C, R]):
         job_id: str | None = None,
         dedup: Dedup | None = None,
         timeout: float | timedelta | None = None,
+        partition: str | None = None,
     ) -> EnqueueCall[P]:
         """Enqueue options (as for ``enqueue``; ``unique=True`` or a ``key`` use
         ``enqueue_unique``; ``job_id`` makes it idempotent) and optionally another Enqueuer:
         chain ``.enqueue()``."""
         options: dict[str, Any] = {"delay": delay, "at": at, "priority": priority}
-        options.update(retry=retry, meta=meta, job_id=job_id)
+        options.update(retry=retry, meta=meta, job_id=job_id, partition=partition)
         if unique or key is not None:
             if dedup is not None or timeout is not None:
                 raise ValueError("unique/key (enqueue_unique) takes no dedup= or timeout=")

@@ -15,12 +15,13 @@ import logging
 import os
 import signal
 import time
+from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from errands import Job, WorkerPool
+from errands import Concurrency, Job, Rate, WorkerPool
 from errands.middleware import Next
 from errands.store.connection import connect
 
@@ -106,6 +107,18 @@ async def serial(job: Job, seconds: float = 0.0) -> str:
 
 @pool.job("capped", max_concurrency=3, backoff=_retry_soon)
 async def capped(job: Job, seconds: float = 0.0) -> str:
+    return await timed(job, seconds)
+
+
+@pool.job(
+    "partitioned",
+    backoff=_retry_soon,
+    limits=[
+        Concurrency(1, per_partition=True),
+        Rate(5, per=timedelta(seconds=1), per_partition=True),
+    ],
+)
+async def partitioned(job: Job, seconds: float = 0.0) -> str:
     return await timed(job, seconds)
 
 

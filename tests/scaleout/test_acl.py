@@ -33,6 +33,7 @@ ACL_COMMANDS = (
 OPTIONAL = "+info +dbsize +wait"  # Client.redis_info (dashboard), Enqueuer(wait_replicas=)
 CLUSTER = "+cluster|slots +cluster|shards +command +asking +readonly"  # redis+cluster://
 
+
 def refusals(admin: redis.Redis, user: str) -> list[dict[str, Any]]:
     """The ACL log's refusals of ``user``, but for ``CLIENT SETINFO``: redis-py sends it on
     connect to Redis 7.2+/Valkey and ignores the refusal (docs/deployment.md says so)."""

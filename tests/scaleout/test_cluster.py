@@ -15,7 +15,17 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript, Script
 from redis.crc import key_slot
 
-from errands import Client, Dedup, Enqueuer, FakeClock, FixedBackoff, Job, WorkerPool, Workflow
+from errands import (
+    Client,
+    Dedup,
+    Enqueuer,
+    FakeClock,
+    FixedBackoff,
+    Job,
+    Rate,
+    WorkerPool,
+    Workflow,
+)
 from errands.clock import to_ms
 from errands.errors import NotReplicatedError
 from errands.store.connection import describe
@@ -104,6 +114,7 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
         await enqueuer.enqueue("ok", {"for": "ghost"})
         assert await scripts.fetch("ghost", to_ms(clock.now()), 1, [("ok", 0)])
         assert not await scripts.request_cancel("not-running", "cancel")
+        assert await pool.limiter("api", Rate(10)).try_acquire() == 0.0  # limiter.lua
         assert (await scripts.redis_time())[0] > 0
         wf = Workflow("cluster")
         wf.add("ok", id="a")

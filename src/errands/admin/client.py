@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from redis.exceptions import NoPermissionError
 from ..clock import Clock, SystemClock, to_ms
 from ..errors import JobNotFoundError
 from ..handlers import check_priority
+from ..limits import Limit, compile_limits, limit_to_dict
 from ..outbox.status import OutboxStatus, read_status
 from ..periodic.admin import ScheduleAdmin
 from ..store.connection import connect, redact_url
@@ -29,6 +30,7 @@ from .events import EventStream, wait_result
 from .hub import EventHub
 from .inspection import Inspection, text
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
+from .limitsinfo import LimitsView, Partitions, read_limits, read_partitions
 from .unavailable import reports_unavailable
 from .workflows import WorkflowAdmin
 
@@ -78,6 +80,28 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
         """Stop every pool from fetching ``job_name``; its jobs wait on the queue."""
         check_job_name(job_name)
         await self.redis.sadd(self.keys.paused, job_name)
+
+    async def set_limits(self, job_name: str, limits: Sequence[Limit] | None) -> None:
+        """Replace the limits of a job type at run time, in Redis: every pool applies them
+        within a second (``max_concurrency=`` of the pools' code stays). ``None`` goes back to
+        the limits of the pools' code. See docs/limits.md."""
+        check_job_name(job_name)
+        if limits is None:
+            await self.redis.hdel(self.keys.runtime_limits, job_name)
+            return
+        compile_limits(limits)  # checks them
+        data = orjson.dumps([limit_to_dict(limit) for limit in limits])
+        await self.redis.hset(self.keys.runtime_limits, job_name, data)
+
+    async def limits(self) -> dict[str, LimitsView]:
+        """The job types with limits: as registered in the pools' code, as set at run time,
+        and the ones that apply (``effective``)."""
+        return await read_limits(self.redis, self.keys)
+
+    async def partitions(self, job_name: str, limit: int = 50) -> Partitions:
+        """The partitions of a job type with work (ready, rate limited, running): counts, and
+        the first ``limit`` with their backlog and state. See docs/limits.md."""
+        return await read_partitions(self.redis, self.keys, check_job_name(job_name), limit)
 
     async def unpause(self, job_name: str) -> None:
         """Let pools fetch ``job_name`` again (idle pools are woken at once)."""

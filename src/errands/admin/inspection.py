@@ -21,6 +21,7 @@ from .jobinfo import (
     info_from_envelope,
     info_from_record,
 )
+from .limitsinfo import read_limits, waiting_reason
 
 PER_PAGE = 20
 
@@ -80,6 +81,12 @@ class Inspection:
                     info.due_at = score / 1000
                 if status in (JobStatus.DEAD, JobStatus.CANCELLED):
                     info.finished_at = score / 1000
+                if status == JobStatus.QUEUED:
+                    views = await read_limits(self.redis, k)
+                    limits = views[name].effective if name in views else ()
+                    info.waiting_for = await waiting_reason(
+                        self.redis, k, name, info.partition, limits
+                    )
                 return info
         if await self.redis.zscore(k.dedup_reruns, job_id) is not None:
             info.status = JobStatus.QUEUED  # a dedup rerun, queued once its key's owner ended

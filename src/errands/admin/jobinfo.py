@@ -51,6 +51,8 @@ class JobInfo:
     meta: dict[str, Any] = field(default_factory=dict)
     workflow_id: str | None = None  # the workflow run of a member or callback
     workflow_node: str | None = None  # its node ("" for a callback)
+    partition: str | None = None
+    waiting_for: str | None = None  # why a queued job waits: a limit, a pause (docs/limits.md)
     corrupt: bool = False
     raw: bytes | None = None
 
@@ -175,6 +177,7 @@ def info_from_envelope(id: str, raw: bytes, status: str, fallback_name: str = "?
             meta=meta,
             workflow_id=_workflow(env.get("w"), 0),
             workflow_node=_workflow(env.get("w"), 1),
+            partition=env.get("k") if isinstance(env.get("k"), str) else None,
         )
     except (ValueError, TypeError):
         return JobInfo(id=id, name=fallback_name, status=status, corrupt=True, raw=raw)

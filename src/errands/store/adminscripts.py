@@ -43,7 +43,8 @@ class AdminScripts:
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.checkins)
         keys += (k.cancel_requests, k.attempts, k.ended, k.history, k.history_data)
         keys += (k.history_of(name), k.listening, k.checkpoints, k.dedup, k.dedup_of_job)
-        keys += (k.workflow_of, k.dedup_next, k.dedup_reruns)
+        keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.partitions)
+        keys += (k.partition_queue(name), k.partitions_ready(name))
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
         args += (now_ms, "1" if afresh else "0")
         return bool(await self._call("move", keys, args))
@@ -69,7 +70,7 @@ class AdminScripts:
         keys += (k.queue(name), k.scheduled(name), k.retry(name), k.dead, k.cancelled)
         keys += (k.done(id), k.history, k.history_data, k.history_of(name), k.listening)
         keys += (k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
-        keys += (k.dedup_next, k.dedup_reruns, k.seq, k.idle)
+        keys += (k.dedup_next, k.dedup_reruns, k.seq, k.idle, k.partitions)
         args: list[Arg] = [id, name, k.control_channel, k.events_channel, attempts]
         args += (k.wake_channel, edits)
         result = await self._call("destroy", keys, args)
@@ -83,6 +84,7 @@ class AdminScripts:
         with envelope ``old``, recording the edit ``<id>:e<edit>`` in its history."""
         k = self.keys
         keys = [k.jobs, k.priorities, source, k.history, k.history_data, k.history_of(name)]
+        keys += (k.partitions, k.seq, k.partition_queue(name), k.partitions_ready(name))
         prio = "" if priority is None else priority
         queued = "1" if source == k.queue(name) else "0"
         args: list[Arg] = [id, old, new, prio, queued, f"{id}:e{edit}", record, now_ms]

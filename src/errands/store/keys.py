@@ -332,6 +332,57 @@ class Keys:
         """ZSET job id -> due time (ms) of failed jobs waiting to be retried."""
         return self.prefix + "retry:" + _check_part("job name", name)
 
+    # -- flow control (see limits/ and lua/lib/limits.lua) ----------------------------------
+    @property
+    def partitions(self) -> str:
+        """HASH job id -> partition, for jobs enqueued with a partition (until their life ends)."""
+        return self.prefix + "part"
+
+    @property
+    def runtime_limits(self) -> str:
+        """HASH job name -> JSON list of limits set at run time (``Client.set_limits``): they
+        replace the limits of the pools' code (``max_concurrency`` stays) within a second."""
+        return self.prefix + "rlimits"
+
+    @property
+    def code_limits(self) -> str:
+        """HASH job name -> JSON list of the limits the pools registered in code (for
+        inspection; written at each pool's start)."""
+        return self.prefix + "climits"
+
+    def partition_queue(self, name: str) -> str:
+        """ZSET (all scores 0, ordered by member) "<partition>\\0<queue score>\\0<id>": the
+        ready jobs of one job name by partition, in queue order (an index over its queue)."""
+        return self.prefix + "pq:" + _check_part("job name", name)
+
+    def partitions_ready(self, name: str) -> str:
+        """ZSET partition -> turn: the partitions of one job name that may have ready jobs,
+        least recently served first."""
+        return self.prefix + "pready:" + _check_part("job name", name)
+
+    def partitions_waiting(self, name: str) -> str:
+        """ZSET partition -> time (ms, Redis clock) its rate limit lets it start a job again."""
+        return self.prefix + "pwait:" + _check_part("job name", name)
+
+    def partitions_running(self, name: str) -> str:
+        """HASH partition -> jobs of that partition running in any pool (no field when 0)."""
+        return self.prefix + "prun:" + _check_part("job name", name)
+
+    def rate_log(self, name: str) -> str:
+        """HASH "<per ms>" (type-wide) or "<per ms>:<partition>" -> the start times (ms, Redis
+        clock) within the last window of a rate limit; expires a window after its last write."""
+        return self.prefix + "prate:" + _check_part("job name", name)
+
+    def rate_expiry(self, name: str) -> str:
+        """ZSET field of ``rate_log`` -> time (ms) its log holds no start of the window any more
+        (its field is then dropped)."""
+        return self.prefix + "prexp:" + _check_part("job name", name)
+
+    def limiter(self, name: str) -> str:
+        """HASH "<per ms>" -> the start times of the last window of an in-handler limiter
+        (``pool.limiter(name, ...)``); expires a window after its last start."""
+        return self.prefix + "limiter:" + _check_part("limiter name", name)
+
     # -- per pool -----------------------------------------------------------------------------
     def in_progress(self, pool_id: str) -> str:
         """ZSET "id:name" -> start time (ms) of the jobs a pool runs now."""

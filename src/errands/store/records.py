@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Acked", "Fetched", "LeaseLost", "Reaped", "Settle"]
+__all__ = ["Acked", "FetchResult", "Fetched", "LeaseLost", "Reaped", "Settle"]
 
 
 class LeaseLost(Exception):
@@ -24,6 +24,15 @@ class Fetched:
     token: str = ""
     score: float = 0.0
     suspect: bool = False
+
+
+class FetchResult(list[Fetched]):
+    """The jobs one ``fetch`` call got, and ``wait``: the seconds until a rate limit that held
+    a job back lets one start (None when no rate limit held one back)."""
+
+    def __init__(self, wait: float | None, jobs: list[Fetched]) -> None:
+        super().__init__(jobs)
+        self.wait = wait
 
 
 @dataclass(slots=True)

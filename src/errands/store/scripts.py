@@ -6,7 +6,7 @@ redis-py's ``register_script`` runs EVALSHA and reloads a script after NOSCRIPT 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -15,9 +15,25 @@ from redis.asyncio import Redis
 
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .keys import Keys
-from .records import Acked, Fetched, LeaseLost, Reaped, Settle
+from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle
 
-__all__ = ["Acked", "Arg", "Fetched", "LeaseLost", "Reaped", "Scripts", "Settle", "lua_source"]
+__all__ = [
+    "Acked",
+    "Arg",
+    "FetchResult",
+    "Fetched",
+    "LeaseLost",
+    "Reaped",
+    "Scripts",
+    "Settle",
+    "lua_source",
+]
+
+
+def _limit_keys(k: Keys, name: str) -> list[str]:
+    """The keys of a job name that freeing a partitioned job's slot touches (lib/limits.lua):
+    partitions running, partition queue, partitions ready."""
+    return [k.partitions_running(name), k.partition_queue(name), k.partitions_ready(name)]
 
 
 @cache
@@ -59,6 +75,7 @@ class Scripts(AdminScripts):
                 "trim_set",
                 "deregister",
                 "time",
+                "limiter",
                 *ADMIN_SCRIPTS,
             )
         }
@@ -73,8 +90,9 @@ class Scripts(AdminScripts):
         return [k.attempts, k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints]
 
     async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> list[int]:
-        """Store jobs; each job is (name index 1-based, name, id, envelope, priority, due ms).
-        Returns the 0-based indices of the jobs found already there (not stored again)."""
+        """Store jobs; each job is (name index 1-based, name, id, envelope, priority, due ms,
+        partition or ''). Returns the 0-based indices of the jobs found already there (not
+        stored again)."""
         existed = await self._call("enqueue", *self.enqueue_request(names, jobs))
         return [int(i) - 1 for i in existed]
 
@@ -83,9 +101,10 @@ class Scripts(AdminScripts):
     ) -> tuple[list[str], list[Arg]]:
         """The KEYS and ARGV of an ``enqueue`` call (see :meth:`enqueue`)."""
         k = self.keys
-        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.listening, k.ended]
+        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.listening, k.ended, k.partitions]
         for name in names:
             keys += (k.queue(name), k.scheduled(name))
+            keys += (k.partition_queue(name), k.partitions_ready(name))
         keys += (k.done(str(job[2])) for job in jobs)
         args: list[Arg] = [k.wake_channel, len(jobs), k.events_channel, len(names)]
         for job in jobs:
@@ -107,12 +126,14 @@ class Scripts(AdminScripts):
         digest: str,
         lock_expiry_ms: int,
         now_ms: int,
+        partition: str = "",
     ) -> tuple[bool, str, bool]:
         """Returns (stored, the id of the job stored or of the holder, whether the id was
         already taken: then nothing was stored)."""
         k = self.keys
         keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.queue(name), k.scheduled(name)]
         keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.ended, k.done(id))
+        keys += (k.partitions, k.partition_queue(name), k.partitions_ready(name))
         args: list[Arg] = [
             k.wake_channel,
             name,
@@ -124,6 +145,7 @@ class Scripts(AdminScripts):
             lock_expiry_ms,
             now_ms,
             k.events_channel,
+            partition,
         ]
         stored, job_id, existed = await self._call("enqueue_unique", keys, args)
         job_id = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
@@ -167,21 +189,26 @@ class Scripts(AdminScripts):
         *,
         suspects: int = 0,
         dead_timeout_ms: int = 10_000,
-    ) -> list[Fetched] | None:
-        """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order);
-        with ``isolate``, at most one job recovered that many times from dead pools runs here
-        (``suspects``: how many such jobs the pool runs now). Returns None when the pool's
-        lease has expired (no heartbeat for ``dead_timeout_ms``: nothing fetched); raises
-        :class:`LeaseLost` when the pool is no longer registered."""
+        specs: Mapping[str, str] | None = None,
+    ) -> FetchResult | None:
+        """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order),
+        within the limits ``specs`` (name -> spec of limits/spec.py); with ``isolate``, at
+        most one job recovered that many times from dead pools runs here (``suspects``: how
+        many such jobs the pool runs now). Returns None when the pool's lease has expired (no
+        heartbeat for ``dead_timeout_ms``: nothing fetched); raises :class:`LeaseLost` when
+        the pool is no longer registered."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
         keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.recoveries)
-        keys += (k.pools, k.attempts, k.attempt_seq, k.dedup, k.dedup_of_job)
+        keys += (k.pools, k.attempts, k.attempt_seq, k.partitions, k.seq)
+        keys += (k.dedup, k.dedup_of_job)
         args: list[Arg] = [pool_id, now_ms, batch, k.events_channel, isolate, suspects]
         args.append(dead_timeout_ms)
         for name, limit in queues:
-            keys.append(k.queue(name))
-            args += (name, limit)
+            keys += (k.queue(name), k.partition_queue(name), k.partitions_ready(name))
+            keys += (k.partitions_waiting(name), k.partitions_running(name))
+            keys += (k.rate_log(name), k.rate_expiry(name))
+            args += (name, limit, (specs or {}).get(name, ""))
         flat = await self._call("fetch", keys, args)
         status = int(flat[0])
         if status == -1:
@@ -189,17 +216,21 @@ class Scripts(AdminScripts):
         if status == -2:
             return None
         token = flat[1].decode() if isinstance(flat[1], bytes) else str(flat[1])
-        return [
-            Fetched(
-                int(flat[i]),
-                flat[i + 1].decode(),
-                flat[i + 2],
-                token,
-                float(flat[i + 3]),
-                bool(int(flat[i + 4])),
-            )
-            for i in range(2, len(flat), 5)
-        ]
+        wait = int(flat[2])
+        return FetchResult(
+            wait / 1000 if wait >= 0 else None,
+            [
+                Fetched(
+                    int(flat[i]),
+                    flat[i + 1].decode(),
+                    flat[i + 2],
+                    token,
+                    float(flat[i + 3]),
+                    bool(int(flat[i + 4])),
+                )
+                for i in range(3, len(flat), 5)
+            ],
+        )
 
     async def ack(
         self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
@@ -211,7 +242,7 @@ class Scripts(AdminScripts):
         keys += (k.stats, k.idle, k.history, k.history_data, k.checkins, k.listening, k.errors)
         keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
         keys += (k.ended, k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
-        keys += (k.dedup_next, k.dedup_reruns, k.seq)
+        keys += (k.dedup_next, k.dedup_reruns, k.seq, k.partitions)
         args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
         args += ("1" if history else "0", len(done), pool_id)
         index: dict[str, int] = {}
@@ -222,6 +253,8 @@ class Scripts(AdminScripts):
             args += (a.envelope_json, a.history_json)
         keys += (k.history_of(name) for name in index)
         keys += (k.queue(name) for name in index)
+        for name in index:
+            keys += _limit_keys(k, name)
         _acked, *refused = await self._call("ack", keys, args)
         return [r.decode() if isinstance(r, bytes) else str(r) for r in refused]
 
@@ -232,7 +265,8 @@ class Scripts(AdminScripts):
         keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history, k.history_data)
         keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
         keys += (k.cancelled, *self._state(), k.dedup, k.dedup_of_job, k.workflow_of)
-        keys += (k.dedup_next, k.dedup_reruns, k.queue(s.name))
+        keys += (k.dedup_next, k.dedup_reruns, k.queue(s.name), k.partitions)
+        keys += _limit_keys(k, s.name)
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
@@ -242,9 +276,10 @@ class Scripts(AdminScripts):
     async def promote(self, names: Sequence[str], now_ms: int, limit: int) -> tuple[int, int]:
         """Move due scheduled and retry jobs to their queues; returns (moved, earliest due)."""
         k = self.keys
-        keys = [k.priorities, k.seq, k.idle]
+        keys = [k.priorities, k.seq, k.idle, k.partitions]
         for name in names:
             keys += (k.queue(name), k.scheduled(name), k.retry(name))
+            keys += (k.partition_queue(name), k.partitions_ready(name))
         moved, earliest = await self._call("promote", keys, [now_ms, limit, k.wake_channel])
         return int(moved), int(earliest)
 
@@ -268,7 +303,7 @@ class Scripts(AdminScripts):
         1,000 per call)."""
         k = self.keys
         keys = [key, k.jobs, k.priorities, k.errors, k.recoveries, k.checkins]
-        keys += (k.cancel_requests, *self._state(), k.listening)
+        keys += (k.cancel_requests, *self._state(), k.listening, k.partitions)
         args: list[Arg] = [older_than_ms, keep, k.events_channel]
         return int(await self._call("trim_set", keys, args))
 
@@ -282,6 +317,12 @@ class Scripts(AdminScripts):
         ms, or -1 when the lease is lost."""
         keys = [self.keys.pools, self.keys.pool_info(pool_id), self.keys.retired]
         return int(await self._call("heartbeat", keys, [pool_id, info, ttl_ms, mode]))
+
+    async def limiter(self, name: str, rates: Sequence[tuple[int, int]]) -> float:
+        """Take one start of limiter ``name`` ((limit, per ms) rates): 0.0 when taken, else the
+        seconds until its rates let one start."""
+        args: list[Arg] = [x for rate in rates for x in rate]
+        return int(await self._call("limiter", [self.keys.limiter(name)], args)) / 1000
 
     async def redis_time(self) -> tuple[int, int]:
         """The Redis clock (seconds, microseconds), on the namespace's node."""
@@ -318,14 +359,14 @@ class Scripts(AdminScripts):
         keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
         keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints)
         keys += (k.dedup, k.dedup_of_job, k.workflow_of, k.dedup_next, k.dedup_reruns)
-        keys += (k.history, k.history_data, k.listening)
+        keys += (k.history, k.history_data, k.listening, k.partitions)
         index: dict[str, int] = {}
         args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
         args += (malformed, k.events_channel, "1" if history else "0")
         for member, id, name in members:
             if name and name not in index:
                 index[name] = len(index) + 1
-                keys.append(k.queue(name))
+                keys += (k.queue(name), *_limit_keys(k, name))
             args += (member, id, name, index.get(name, 0))
         keys += (k.history_of(name) for name in index)
         requeued, buried, removed, cancelled, alive = await self._call("reap", keys, args)

@@ -7,7 +7,7 @@ import dataclasses
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..admin.jobinfo import Page
+from ..limits import describe_limit
 from .nav import NAV
 from .security import Settings
 
@@ -91,6 +92,8 @@ def _default(value: Any) -> Any:
         return value.decode("utf-8", "replace")
     if isinstance(value, set | frozenset | tuple):
         return list(value)
+    if isinstance(value, timedelta):  # the ``per`` of a Rate limit
+        return value.total_seconds()
     raise TypeError
 
 
@@ -146,6 +149,7 @@ class Renderer:
         self.env.filters.update(
             ts=_ts, ago=self.ago, dur=_duration, pretty=_pretty, brief=_brief, q=_q
         )
+        self.env.filters["limit"] = describe_limit
 
     def ago(self, epoch: float | None) -> str:
         if epoch is None:

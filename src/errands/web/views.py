@@ -203,7 +203,14 @@ class Views:
         if not infos:
             raise Missing(f"No queue named {name!r}.")
         jobs = await self.client.queued_jobs(name, page_number(request))
-        return {"queue": infos[0], "page": self._redacted(jobs)}
+        limits = (await self.client.limits()).get(name)
+        partitions = await self.client.partitions(name)
+        return {
+            "queue": infos[0],
+            "page": self._redacted(jobs),
+            "limits": limits,
+            "partitions": partitions,
+        }
 
     async def busy(self, request: Request) -> dict[str, Any]:
         return {"workers": self.redactor.each(await self.client.workers())}

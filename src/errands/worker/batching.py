@@ -110,6 +110,7 @@ class Batching:
                     runner.max_size,
                     [(jt.name, jt.max_concurrency)],
                     dead_timeout_ms=self.dead_timeout_ms,
+                    specs={jt.name: jt.limit_spec},
                 )
             except LeaseLost:
                 if self.lease is not None:

@@ -10,11 +10,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, to_ms
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, LeaseLost, Scripts, Settle
+from .limitwatch import LimitWatch, apply_limits
 
 if TYPE_CHECKING:
     from ..handlers import JobType
@@ -59,6 +61,9 @@ class Fetching:
     reclaim_interval: float
     reclaimed: int
     last_fetch_empty: bool
+    limit_specs: dict[str, str]
+    _plain: dict[str, JobType]
+    _may_look_ahead: bool
 
     if TYPE_CHECKING:  # provided by Worker and the Lookahead mixin
 
@@ -74,6 +79,19 @@ class Fetching:
         def batch_holding(self) -> Iterator[str]: ...
 
         def _spawn(self, coro: Awaitable[None], job: Job | None, job_id: str = "") -> None: ...
+
+    def limits_changed(self) -> None:
+        """Apply the job types' limits (at start, and when set at run time: limitwatch.py)."""
+        self.sampler, self.limit_specs, self._may_look_ahead = apply_limits(
+            self.job_types, self._plain
+        )
+        self.wake.set()
+
+    def limit_watch(self) -> AbstractAsyncContextManager[None]:
+        """Keeps the limits set at run time applied while the worker runs."""
+        return LimitWatch(
+            self.scripts.redis, self.keys, self.job_types, self.limits_changed
+        ).running()
 
     async def _fetch_loop(self) -> None:
         delay = 0.05
@@ -101,6 +119,7 @@ class Fetching:
                     self.isolate_recovered,
                     suspects=len(self._suspects),
                     dead_timeout_ms=self.dead_timeout_ms,
+                    specs=self.limit_specs,
                 )
             except LeaseLost:
                 if self.lease is not None:
@@ -125,8 +144,12 @@ class Fetching:
             self.last_fetch_empty = not fetched
             self._take(fetched, order)
             if len(fetched) < asked:
-                # drained: the fetch marked this pool idle, so the next enqueue wakes it
-                await wait_for(self.wake, self.poll_interval)
+                # drained (or held back by limits): the fetch marked this pool idle, so the
+                # next enqueue or freed slot wakes it; a rate limit says when it lets a job go
+                wait = self.poll_interval
+                if fetched.wait is not None:
+                    wait = min(wait, fetched.wait)
+                await wait_for(self.wake, wait)
 
     def _take(self, fetched: list[Fetched], order: list[tuple[str, int]]) -> None:
         """Start fetched jobs, or hold them in the buffer; when the pool began stopping while

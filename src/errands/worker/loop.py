@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..clock import Clock, to_ms
-from ..errors import NonRetryableError, RetryLater
+from ..errors import LimiterSnooze, NonRetryableError, RetryLater
 from ..handlers import JobType
 from ..job import Job
 from ..logfmt import job_extra
@@ -34,7 +34,6 @@ from .cancellation import CancelRequests
 from .fetching import Fetching
 from .lease import Lease
 from .lookahead import Lookahead
-from .sampler import PrioritySampler
 from .settler import Settler, history_json
 from .threadjobs import LeftInProgress, ThreadJobs
 
@@ -90,9 +89,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self._runners: dict[str, Callable[[Job], Awaitable[Any]]] = {
             name: chain(middleware, self._handler_for(jt)) for name, jt in plain.items()
         }
-        self.sampler = PrioritySampler(
-            [(name, jt.priority, jt.max_concurrency) for name, jt in plain.items()]
-        )
+        self._plain = plain
+        self.limits_changed()
         self._batches = []
         self._batch_stop = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -104,7 +102,6 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         # jobs fetched ahead of free slots (see lookahead.py), started the moment a slot frees
         self.buffer: deque[tuple[str, Fetched, float]] = deque()
         self._mean_run = float("inf")  # moving mean of handler run time, seconds
-        self._may_look_ahead = not any(jt.max_concurrency for jt in job_types.values())
         self._started_at: dict[str, float] = {}  # job id -> monotonic start, of running jobs
         self._suspects: set[str] = set()  # held jobs that crashed pools before (lua/fetch.lua)
         self.acker = Acker(scripts, pool_id, clock, history)
@@ -143,7 +140,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         """Fetch and start jobs until ``stop_fetching``; runs the ack flusher alongside."""
         self.acker.start()
         self.counters.start(self.scripts.redis, self.keys)
-        await asyncio.gather(self._fetch_loop(), self._batch_loops())
+        async with self.limit_watch():
+            await asyncio.gather(self._fetch_loop(), self._batch_loops())
 
     def stop_fetching(self) -> None:
         self._stopping = True
@@ -296,7 +294,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
             log.info("%s %s suspended: %s", job.name, job.id, exc, extra=job_extra(job))
             return
         except RetryLater as exc:
-            await self.settler.snooze(job, exc.delay)
+            await self.settler.snooze(job, exc.delay, counted=isinstance(exc, LimiterSnooze))
             log.info("%s %s snoozed %.3gs", job.name, job.id, exc.delay, extra=job_extra(job))
             return
         except Exception as exc:

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..backoff import Backoff
 from ..errors import RegistrationError
 from ..handlers import JobType
+from ..limits import Limit, Rate
 from ..longwork.batch import BatchHandler, BatchRunner
 from ..longwork.iterable import Generator, IterableRunner
 from ..middleware import ProcessMiddleware, as_process
+from ..store.scripts import Scripts
 from ..typed import JobDecorator, JobHost, bind_enqueuer
+from .limiter import Limiter
 
 if TYPE_CHECKING:
     from ..enqueuer import Enqueuer
@@ -73,6 +76,7 @@ class JobRegistry:
         priority: int = 1,
         result_ttl: float | timedelta = timedelta(days=1),
         strict_result: bool = False,
+        limits: Sequence[Limit] = (),
     ) -> JobDecorator:
         """Decorator registering a handler (async def, or plain def run in a thread); returns a
         ``JobFunction``: the handler, plus a typed ``.enqueue(...)``.
@@ -81,11 +85,15 @@ class JobRegistry:
         ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap);
         ``result_ttl`` is how long the return value and finished record are kept;
         ``strict_result`` makes a return value JSON cannot hold an error (the job is dead)
-        instead of a warning and a ``null`` result.
+        instead of a warning and a ``null`` result;
+        ``limits`` (:class:`~errands.Rate`, :class:`~errands.Concurrency`) are checked when a
+        job is fetched, across every pool, type-wide or per partition (see docs/limits.md).
         """
-        options = {"max_fails": max_fails, "backoff": backoff, "timeout": timeout}
+        options: dict[str, Any] = {"max_fails": max_fails, "backoff": backoff}
+        options["timeout"] = timeout
         options["strict_result"] = strict_result
         options.update(skip_dead=skip_dead, max_concurrency=max_concurrency, priority=priority)
+        options["limits"] = tuple(limits)
         return JobDecorator(self._as_host(), name, {**options, "result_ttl": seconds(result_ttl)})
 
     def iterable_job(
@@ -130,6 +138,21 @@ class JobRegistry:
             return fn
 
         return register
+
+    def limiter(self, name: str, *rates: Rate, max_snoozes: int = 100) -> Limiter:
+        """A limiter shared by every pool of the namespace, for use inside handlers (calls to
+        an outside API): ``async with limiter.acquire(): ...``. Over its rates, the running job
+        is snoozed until it frees, without counting a failure, at most ``max_snoozes`` times in
+        the job's life (then it fails as on any error). See docs/limits.md."""
+        pool = cast("Any", self)  # WorkerPool: its redis client and keys
+        scripts: list[Scripts] = []
+
+        def bound() -> Scripts:
+            if not scripts:
+                scripts.append(Scripts(pool.redis, pool.keys))
+            return scripts[0]
+
+        return Limiter(name, tuple(rates), bound, max_snoozes)
 
     def bind_enqueuer(self, enqueuer: Enqueuer | None) -> None:
         """Set the Enqueuer that ``.enqueue()`` of this pool's job functions uses (None unbinds);

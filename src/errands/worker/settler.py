@@ -112,13 +112,18 @@ class Settler:
         s.token, s.score_ms = item.token, item.score
         await self._send(s)
 
-    async def snooze(self, job: Job, delay: float) -> None:
-        """Run again after ``delay`` seconds without counting a failure."""
-        if delay <= 0:
+    async def snooze(self, job: Job, delay: float, counted: bool = False) -> None:
+        """Run again after ``delay`` seconds without counting a failure; ``counted``: a snooze
+        of an in-handler limiter, counted in the envelope (``s``) against its cap."""
+        if delay <= 0 and not counted:
             await self.requeue(job)
             return
         s = self._settle(job, "later", self.keys.scheduled(job.name))
         s.score_ms = to_ms(self.clock.now() + delay)
+        if counted:
+            env = self.serializer.loads(job._raw) if job._raw is not None else job.envelope()
+            env["s"] = job.snoozes + 1
+            s.envelope = self.serializer.dumps(env)
         await self._send(s)
 
     async def cancelled(self, job: Job, started_ms: int, destroy: bool) -> None:

@@ -20,7 +20,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "jobs", "priorities", "running", "limits", "errors", "recoveries", "unique",
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
         "code_schedules", "attempts", "checkpoints", "dedup", "dedup_of_job", "workflow_of",
-        "outbox_relays", "dedup_next",
+        "outbox_relays", "dedup_next", "partitions", "runtime_limits", "code_limits",
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",
@@ -33,7 +33,8 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "family": (
         "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",
         "schedule_state", "serves", "dedup_window", "workflow", "metrics_minute",
-        "metrics_hour",
+        "metrics_hour", "partition_queue", "partitions_ready", "partitions_waiting",
+        "partitions_running", "rate_log", "rate_expiry", "limiter",
     ),
 }  # fmt: skip
 
@@ -81,6 +82,9 @@ class Snapshot:
     ttls: dict[str, int]  # EXPIRING key -> pttl (-2: absent)
     workflows: dict[str, RunSnap]  # run id -> its keys as read
     metrics: dict[str, int]  # metrics bucket key -> pttl
+    # flow control (lib/limits.lua): family -> job name -> members (zsets) or fields (hash)
+    limits: dict[str, dict[str, dict[str, float]]]
+    limit_ttls: dict[str, int]  # rate_log / rate_expiry / limiter key -> pttl
 
 
 def _family_prefix(keys: Keys, method: str) -> str:
@@ -122,6 +126,8 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
             other.append(key)
 
     zset_fams = ("queue", "scheduled", "retry", "in_progress", "history_of")
+    limit_zsets = ("partition_queue", "partitions_ready", "partitions_waiting")
+    ttl_fams = ("rate_log", "rate_expiry", "limiter")
     async with redis.pipeline(transaction=True) as pipe:
         pipe.time()
         for p in EXPIRING:
@@ -156,6 +162,14 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         buckets += [keys.metrics_hour(p) for p in found["metrics_hour"]]
         for bucket in buckets:
             pipe.pttl(bucket)
+        for fam in limit_zsets:
+            for part in found[fam]:
+                pipe.zrange(getattr(keys, fam)(part), 0, -1, withscores=True)
+        for part in found["partitions_running"]:
+            pipe.hgetall(keys.partitions_running(part))
+        for fam in ttl_fams:
+            for part in found[fam]:
+                pipe.pttl(getattr(keys, fam)(part))
         replies = iter(await pipe.execute())
 
     secs, micros = next(replies)
@@ -179,6 +193,17 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         stray = [p for p in parts if p and p not in WORKFLOW_PARTS]
         workflows[run_id] = RunSnap(meta, open_, in_edges, env, run_ttls, stray)
     metrics = {bucket: int(next(replies)) for bucket in buckets}
+    limits: dict[str, dict[str, dict[str, float]]] = {
+        fam: {part: {text(m): float(sc) for m, sc in next(replies)} for part in found[fam]}
+        for fam in limit_zsets
+    }
+    limits["partitions_running"] = {
+        part: {text(f): float(v) for f, v in next(replies).items()}
+        for part in found["partitions_running"]
+    }
+    limit_ttls = {
+        getattr(keys, fam)(part): int(next(replies)) for fam in ttl_fams for part in found[fam]
+    }
 
     places: dict[str, list[tuple[str, str]]] = defaultdict(list)
     waiting_due: dict[str, float] = {}
@@ -224,6 +249,8 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         ttls=ttls,
         workflows=workflows,
         metrics=metrics,
+        limits=limits,
+        limit_ttls=limit_ttls,
     )
 
 

@@ -8,10 +8,12 @@
 -- KEYS[14] attempts   KEYS[15] unique_of_job   KEYS[16] unique   KEYS[17] unique_expiry
 -- KEYS[18] ended   KEYS[19] checkpoints   KEYS[20] dedup   KEYS[21] dedup_of_job
 -- KEYS[22] workflow_of (see lib/workflows.lua)   KEYS[23] dedup_next   KEYS[24] dedup_reruns
--- KEYS[25] seq
--- KEYS[26 .. 25+N] the done-record key of each job; then the history-of-name key of each name,
--- then the queue of each name (a waiting dedup rerun goes there when its key's owner is done)
--- ARGV[1] wake channel   ARGV[2] '1' to wake idle pools (a job with a concurrency limit finished)
+-- KEYS[25] seq   KEYS[26] partitions (HASH id -> partition, see lib/limits.lua)
+-- KEYS[27 .. 26+N] the done-record key of each job; then the history-of-name key of each name,
+-- then the queue of each name (a waiting dedup rerun goes there when its key's owner is done),
+-- then three per name: its partitions running, partition queue, partitions ready
+-- ARGV[1] wake channel   ARGV[2] '1' to wake idle pools (a job with a concurrency limit finished;
+--         they are also woken when a partition gets a turn again)
 -- ARGV[3] events channel   ARGV[4] now ms   ARGV[5] '1' to record history   ARGV[6] N jobs
 -- ARGV[7] pool id
 -- ARGV[8..] ten per job: id, name, name index (1-based), result JSON, started ms, result TTL
@@ -23,7 +25,8 @@
 --@include jobstate
 --@include dedup
 --@include workflows
-local B = 25  -- the keys before the done records
+--@include limits
+local B = 26  -- the keys before the done records
 local workflows = redis.call('EXISTS', KEYS[22]) == 1
 local n = tonumber(ARGV[6])
 local now = ARGV[4]
@@ -31,10 +34,12 @@ local history = ARGV[5] == '1'
 local listening = redis.call('EXISTS', KEYS[11]) == 1
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[12], recov = KEYS[5], checkin = KEYS[10],
   cancelreq = KEYS[13], att = KEYS[14], uniqjob = KEYS[15], uniq = KEYS[16], uniqexp = KEYS[17],
-  ended = KEYS[18], ckpt = KEYS[19]}
+  ended = KEYS[18], ckpt = KEYS[19], part = KEYS[26]}
 local d = {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1], dedup = KEYS[20],
   dedupjob = KEYS[21], next = KEYS[23], reruns = KEYS[24], seq = KEYS[25]}
-local names = (#KEYS - B - n) / 2
+local names = (#KEYS - B - n) / 5
+local partitioned = redis.call('EXISTS', KEYS[26]) == 1
+local freed = false
 local queue_of = {}
 local done, refused = {}, {}
 for j = 0, n - 1 do
@@ -44,6 +49,12 @@ for j = 0, n - 1 do
     redis.call('HDEL', k.att, id)
     if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 1 then
       redis.call('HINCRBY', KEYS[2], name, -1)
+      if partitioned then
+        local b = B + n + 2 * names + 3 * (tonumber(ARGV[o + 2]) - 1)
+        local P = {on = true, part = KEYS[26], seq = KEYS[25], prun = KEYS[b + 1],
+          pq = KEYS[b + 2], pready = KEYS[b + 3]}
+        freed = lim_release(P, id) or freed
+      end
     end
     done[#done + 1] = id
     queue_of[id] = KEYS[B + n + names + tonumber(ARGV[o + 2])]
@@ -88,7 +99,7 @@ if #done > 0 then
   end
   forget(k, done, redis_now())
   redis.call('HINCRBY', KEYS[6], 'processed', #done)
-  if ARGV[2] == '1' and redis.call('SCARD', KEYS[7]) > 0 then
+  if (ARGV[2] == '1' or freed) and redis.call('SCARD', KEYS[7]) > 0 then
     redis.call('PUBLISH', ARGV[1], 'slot')
   end
 end

@@ -10,7 +10,7 @@
 -- KEYS[21] listening   KEYS[22] checkpoints   KEYS[23] dedup   KEYS[24] dedup_of_job
 -- KEYS[25] workflow_of (see lib/workflows.lua)   KEYS[26] dedup_next
 -- KEYS[27] dedup_reruns (a dedup rerun waiting there is destroyed like a queued job)
--- KEYS[28] seq   KEYS[29] idle
+-- KEYS[28] seq   KEYS[29] idle   KEYS[30] partitions (see lib/limits.lua)
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] control channel   ARGV[4] events channel
 -- ARGV[5] attempts to erase from the history (0..n; n is at least what its envelope counts,
 --         at most 10,000)   ARGV[6] wake channel   ARGV[7] its edits to erase from the
@@ -22,7 +22,7 @@
 local id, name = ARGV[1], ARGV[2]
 local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[3], recov = KEYS[4], checkin = KEYS[5],
   cancelreq = KEYS[6], att = KEYS[7], uniqjob = KEYS[8], uniq = KEYS[9], uniqexp = KEYS[10],
-  ended = KEYS[11], ckpt = KEYS[22], hist = KEYS[18], histdata = KEYS[19],
+  ended = KEYS[11], ckpt = KEYS[22], part = KEYS[30], hist = KEYS[18], histdata = KEYS[19],
   listening = KEYS[21], events = ARGV[4]}
 local env = redis.call('HGET', k.jobs, id)
 local last = tonumber(ARGV[5]) or 0

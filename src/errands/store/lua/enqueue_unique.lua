@@ -5,12 +5,15 @@
 -- KEYS[8] unique (HASH digest -> job id)   KEYS[9] unique_of_job (HASH id -> digest)
 -- KEYS[10] unique_expiry (ZSET digest -> lock expiry ms)   KEYS[11] listening
 -- KEYS[12] ended (tombstones)   KEYS[13] the job's result-record key
+-- KEYS[14] partitions   KEYS[15] partition queue of the job name   KEYS[16] its partitions
+-- ready (see lib/limits.lua)
 -- ARGV[1] wake channel  ARGV[2] name  ARGV[3] id  ARGV[4] envelope  ARGV[5] priority
 -- ARGV[6] due ms (0 = now)  ARGV[7] digest  ARGV[8] lock expiry ms  ARGV[9] now ms
--- ARGV[10] events channel
+-- ARGV[10] events channel   ARGV[11] partition ('' = none)
 -- Returns {1, id, 0} when stored; {1, id, 0} too when this very job (same id and envelope) is
 -- already stored (a re-sent call); {1, id, 1} when the id is taken by another job or ended
 -- recently (nothing stored); {0, holder id, 0} when a live job already holds the digest.
+--@include limits
 local id = ARGV[3]
 local stored = redis.call('HGET', KEYS[1], id)
 if stored then
@@ -40,11 +43,18 @@ redis.call('SADD', KEYS[4], ARGV[2])
 redis.call('HSET', KEYS[8], ARGV[7], id)
 redis.call('HSET', KEYS[9], id, ARGV[7])
 redis.call('ZADD', KEYS[10], ARGV[8], ARGV[7])
+if ARGV[11] ~= '' then
+  redis.call('HSET', KEYS[14], id, ARGV[11])
+end
 if due > 0 then
   redis.call('ZADD', KEYS[7], due, id)
 else
   local seq = redis.call('INCR', KEYS[3])
   redis.call('ZADD', KEYS[6], seq - prio * 4398046511104, id)
+  if ARGV[11] ~= '' then
+    local P = {part = KEYS[14], seq = KEYS[3], pq = KEYS[15], pready = KEYS[16]}
+    lim_queued(P, id, seq - prio * 4398046511104, ARGV[11])
+  end
   if redis.call('SCARD', KEYS[5]) > 0 then
     redis.call('PUBLISH', ARGV[1], 'enqueue')
   end

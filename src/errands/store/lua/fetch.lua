@@ -10,38 +10,55 @@
 -- KEYS[4] paused (SET)   KEYS[5] idle (SET)   KEYS[6] unique (HASH digest -> id)
 -- KEYS[7] unique_of_job (HASH id -> digest)   KEYS[8] unique_expiry (ZSET)   KEYS[9] listening
 -- KEYS[10] recoveries (HASH id -> times taken back from dead pools)   KEYS[11] pools
--- KEYS[12] attempts (HASH id -> pool:token)   KEYS[13] attempt counter   KEYS[14] dedup
--- KEYS[15] dedup_of_job
--- KEYS[16..] the queue of each job name, in the order to try them
+-- KEYS[12] attempts (HASH id -> pool:token)   KEYS[13] attempt counter
+-- KEYS[14] partitions (HASH id -> partition)   KEYS[15] seq (counter for partition turns)
+-- KEYS[16] dedup   KEYS[17] dedup_of_job
+-- KEYS[18..] seven per job name, in the order to try them: its queue, partition queue,
+--            partitions ready, partitions waiting, partitions running, rate log, rate expiry
 -- ARGV[1] pool id   ARGV[2] now ms   ARGV[3] batch size   ARGV[4] events channel
 -- ARGV[5] isolation threshold (0 = off): a job taken back from dead pools this many times is a
 --         suspect, and a pool runs at most one suspect at a time. The job that kills its worker
 --         then no longer takes the same neighbours down with it each time, so they do not end
 --         up buried as poison with it.
 -- ARGV[6] suspects this pool runs now   ARGV[7] dead timeout ms
--- ARGV[8..] two per queue: job name, max_concurrency (0 = no limit)
--- Returns {status, token, then five per job: queue index (1-based), job id, envelope, queue
--- score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease expired.
+-- ARGV[8..] three per queue: job name, max_concurrency (0 = no limit), limits spec ('' = none;
+--           see lib/limits.lua and limits/spec.py)
+-- Limits: rates are checked on the Redis clock; jobs with a partition are served partition by
+-- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
+-- queued (no attempt, nothing rescheduled).
+-- Returns {status, token, wait, then five per job: queue index (1-based), job id, envelope,
+-- queue score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease
+-- expired; wait = ms until a rate limit that held a job back lets one start (-1 = none).
 -- Marks the pool idle when it got fewer jobs than asked for.
 --@include jobstate
+--@include limits
 --@include dedup
-local K = 15
+local K = 17
+local Q = 7
 local pool = ARGV[1]
 local k = {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
-local d = {dedup = KEYS[14], dedupjob = KEYS[15]}
+local d = {dedup = KEYS[16], dedupjob = KEYS[17]}
 local deduped = dedup_any(d)
 local beat = redis.call('ZSCORE', KEYS[11], pool)
 if not beat then
-  return {-1, ''}
+  return {-1, '', -1}
 end
 local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(beat) > tonumber(ARGV[7]) then
-  return {-2, ''}
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now - tonumber(beat) > tonumber(ARGV[7]) then
+  return {-2, '', -1}
 end
-local out = {0, ''}
+local out = {0, '', -1}
 local token = false
 local want = tonumber(ARGV[3])
-local nq = #KEYS - K
+local nq = (#KEYS - K) / Q
+local partitioned = redis.call('EXISTS', KEYS[14]) == 1
+local earliest = false
+local function note(ms)
+  if not earliest or ms < earliest then
+    earliest = ms
+  end
+end
 local listening = redis.call('EXISTS', KEYS[9]) == 1
 local isolate = tonumber(ARGV[5])
 local suspects = tonumber(ARGV[6])
@@ -80,17 +97,44 @@ local function runnable(id)
   return false
 end
 
+-- is job `id` (suspect or not) to be taken now by this pool
+local function suspect_of(id)
+  if isolate > 0 and tonumber(redis.call('HGET', KEYS[10], id) or '0') >= isolate then
+    return 1
+  end
+  return 0
+end
+
 for i = 1, nq do
   if want <= 0 then break end
-  local q = KEYS[K + i]
-  local name = ARGV[6 + 2 * i]
-  local limit = tonumber(ARGV[7 + 2 * i])
+  local b = K + (i - 1) * Q
+  local q = KEYS[b + 1]
+  local name = ARGV[5 + 3 * i]
+  local limit = tonumber(ARGV[6 + 3 * i])
+  local spec = ARGV[7 + 3 * i]
   if redis.call('SISMEMBER', KEYS[4], name) == 0 then
     local room = want
     if limit > 0 then
       room = math.min(room, limit - tonumber(redis.call('HGET', KEYS[2], name) or '0'))
     end
     local got = 0
+    local P, L, per = false, false, 0
+    if spec ~= '' or partitioned then
+      P = {part = KEYS[14], seq = KEYS[15], q = q, pq = KEYS[b + 2], pready = KEYS[b + 3],
+        pwait = KEYS[b + 4], prun = KEYS[b + 5], prate = KEYS[b + 6], prexp = KEYS[b + 7],
+        on = partitioned}
+      L = lim_spec(spec)
+      if room > 0 and #L.r > 0 then
+        room = lim_type_room(P, L, room, now, note)
+      end
+      if room > 0 and partitioned and redis.call('EXISTS', P.pready, P.pwait) > 0 then
+        got, per = lim_serve(P, L, room, now, runnable, function(id, env, score)
+          local suspect = suspect_of(id)
+          take(i, name, id, env, score, suspect)
+          suspects = suspects + suspect
+        end, note)
+      end
+    end
     local offset = 0  -- entries left in place (suspects for other pools) before the window
     for _ = 1, 4 do
       if got >= room then break end
@@ -107,14 +151,14 @@ for i = 1, nq do
       for j = 1, #head, 2 do
         if got >= room then break end
         local id = head[j]
-        local env = runnable(id)
-        if not env then
+        local by_partition = partitioned and redis.call('HEXISTS', KEYS[14], id) == 1
+        local env = not by_partition and runnable(id)
+        if by_partition then
+          offset = offset + 1  -- served in its partition's turn (lim_serve)
+        elseif not env then
           drop[#drop + 1] = id
         else
-          local suspect = 0
-          if isolate > 0 and tonumber(redis.call('HGET', KEYS[10], id) or '0') >= isolate then
-            suspect = 1
-          end
+          local suspect = suspect_of(id)
           if suspect == 0 or suspects == 0 then
             drop[#drop + 1] = id
             take(i, name, id, env, head[j + 1], suspect)
@@ -133,8 +177,17 @@ for i = 1, nq do
     if got > 0 then
       redis.call('HINCRBY', KEYS[2], name, got)
       want = want - got
+      if L and #L.r > 0 then
+        per = math.max(per, lim_type_started(P, L, got, now))
+      end
+    end
+    if per > 0 then
+      lim_tidy(P, per, now)
     end
   end
+end
+if earliest then
+  out[3] = math.max(1, earliest - now)
 end
 if want > 0 then
   -- fewer jobs than asked for: the queues are drained (or capped, or paused), so the pool waits

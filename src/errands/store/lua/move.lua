@@ -8,7 +8,8 @@
 -- KEYS[15] attempts   KEYS[16] ended   KEYS[17] history   KEYS[18] history_data
 -- KEYS[19] history of the job name   KEYS[20] listening   KEYS[21] checkpoints
 -- KEYS[22] dedup   KEYS[23] dedup_of_job   KEYS[24] workflow_of (see lib/workflows.lua)
--- KEYS[25] dedup_next   KEYS[26] dedup_reruns
+-- KEYS[25] dedup_next   KEYS[26] dedup_reruns   KEYS[27] partitions
+-- KEYS[28] partition queue of the job name   KEYS[29] its partitions ready (lib/limits.lua)
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
 -- ARGV[7] job name   ARGV[8] now ms   ARGV[9] '1': a new envelope starts afresh (its last error
@@ -21,6 +22,7 @@
 --@include jobstate
 --@include dedup
 --@include workflows
+--@include limits
 local id, mode = ARGV[1], ARGV[2]
 if mode ~= 'queue' and mode ~= 'schedule' and mode ~= 'delete' then
   return redis.error_reply('errands: unknown move mode ' .. mode)
@@ -40,7 +42,7 @@ end
 if mode == 'delete' then
   local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[7], recov = KEYS[8], checkin = KEYS[13],
     cancelreq = KEYS[14], att = KEYS[15], uniqjob = KEYS[11], uniq = KEYS[10], uniqexp = KEYS[12],
-    ended = KEYS[16], ckpt = KEYS[21], hist = KEYS[17], histdata = KEYS[18],
+    ended = KEYS[16], ckpt = KEYS[21], part = KEYS[27], hist = KEYS[17], histdata = KEYS[18],
     listening = KEYS[20], events = ARGV[6]}
   local env = redis.call('HGET', k.jobs, id)
   record_end(k, KEYS[19], id, ARGV[7], 'deleted', env, nil, ARGV[8], true, ',"reason":"deleted"')
@@ -53,6 +55,9 @@ elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])
   local prio = tonumber(redis.call('HGET', KEYS[2], id) or '0')
   redis.call('ZADD', KEYS[6], seq - prio * 4398046511104, id)
+  local P = {on = redis.call('EXISTS', KEYS[27]) == 1, part = KEYS[27], seq = KEYS[3],
+    pq = KEYS[28], pready = KEYS[29]}
+  lim_queued(P, id, seq - prio * 4398046511104)
   if redis.call('SCARD', KEYS[4]) > 0 then
     redis.call('PUBLISH', ARGV[5], 'move')
   end

@@ -1,14 +1,18 @@
 -- promote: move due jobs from the scheduled and retry sets of each job name onto its queue.
 -- Atomic, so each job moves exactly once however many pools promote at the same time.
--- KEYS[1] priorities   KEYS[2] seq   KEYS[3] idle
--- KEYS[4..] three per job name: queue, scheduled set, retry set
+-- KEYS[1] priorities   KEYS[2] seq   KEYS[3] idle   KEYS[4] partitions
+-- KEYS[5..] five per job name: queue, scheduled set, retry set, partition queue, partitions
+--           ready (a job with a partition is indexed by it, see lib/limits.lua)
 -- ARGV[1] now ms   ARGV[2] most jobs to move per set   ARGV[3] wake channel
 -- Returns {jobs moved, earliest due ms still waiting or -1}.
+--@include limits
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local moved = 0
 local earliest = -1
-for k = 4, #KEYS, 3 do
+local partitioned = redis.call('EXISTS', KEYS[4]) == 1
+for k = 5, #KEYS, 5 do
+  local P = {on = partitioned, part = KEYS[4], seq = KEYS[2], pq = KEYS[k + 3], pready = KEYS[k + 4]}
   for s = 1, 2 do
     local src = KEYS[k + s]
     local due = redis.call('ZRANGEBYSCORE', src, '-inf', now, 'LIMIT', 0, limit)
@@ -17,6 +21,7 @@ for k = 4, #KEYS, 3 do
       local seq = redis.call('INCR', KEYS[2])
       local prio = tonumber(redis.call('HGET', KEYS[1], id) or '0')
       redis.call('ZADD', KEYS[k], seq - prio * 4398046511104, id)
+      lim_queued(P, id, seq - prio * 4398046511104)
       moved = moved + 1
     end
     local head = redis.call('ZRANGE', src, 0, 0, 'WITHSCORES')

@@ -13,13 +13,14 @@
 -- KEYS[23] dedup   KEYS[24] dedup_of_job   KEYS[25] workflow_of (see lib/workflows.lua)
 -- KEYS[26] dedup_next   KEYS[27] dedup_reruns   KEYS[28] history   KEYS[29] history_data
 -- KEYS[30] listening
--- KEYS[31..] the queue of each job name, referred to by index, then the history of each name
--- in the same order
+-- KEYS[31] partitions (see lib/limits.lua)
+-- KEYS[32..] four per job name, referred to by index: its queue, partitions running, partition
+-- queue, partitions ready; then the history of each name in the same order
 -- ARGV[1] pool id   ARGV[2] dead timeout ms   ARGV[3] max recoveries   ARGV[4] wake channel
 -- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
 -- ARGV[7] events channel   ARGV[8] '1' to record history
--- ARGV[9..] four per entry: in-progress member, job id, job name, queue index (1-based,
---           KEYS[30+i]); a malformed entry has name '' and index 0: its job is buried
+-- ARGV[9..] four per entry: in-progress member, job id, job name, name index (1-based); a
+--           malformed entry has name '' and index 0: its job is buried
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
 -- Every ending is published (dead, cancelled, dropped for a destroy) and recorded in the
 -- history (dead, cancelled; attempt from the envelope, see lib/jobstate.lua).
@@ -28,15 +29,23 @@
 --@include jobstate
 --@include dedup
 --@include workflows
-local Q = 30
-local NQ = (#KEYS - Q) / 2  -- names: their queues, then their histories
+--@include limits
+local Q = 31
+local NQ = (#KEYS - Q) / 5  -- names: their queues (with their partition keys), then histories
 local pool = ARGV[1]
 local now = redis_now()
 local k = {jobs = KEYS[4], prio = KEYS[6], errors = KEYS[9], recov = KEYS[7], checkin = KEYS[17],
   cancelreq = KEYS[13], att = KEYS[16], uniqjob = KEYS[18], uniq = KEYS[19], uniqexp = KEYS[20],
-  ended = KEYS[21], ckpt = KEYS[22], hist = KEYS[28], histdata = KEYS[29], listening = KEYS[30],
+  ended = KEYS[21], ckpt = KEYS[22], part = KEYS[31], hist = KEYS[28], histdata = KEYS[29], listening = KEYS[30],
   events = ARGV[7]}
 local history = ARGV[8] == '1'
+local partitioned = redis.call('EXISTS', KEYS[31]) == 1
+local freed = false
+local function limits_of(index)
+  local b = Q + 4 * (index - 1)
+  return {on = partitioned, part = KEYS[31], seq = KEYS[10], prun = KEYS[b + 2], pq = KEYS[b + 3],
+    pready = KEYS[b + 4]}
+end
 local d = {jobs = KEYS[4], prio = KEYS[6], seq = KEYS[10], idle = KEYS[11], wake = ARGV[4],
   dedup = KEYS[23], dedupjob = KEYS[24], next = KEYS[26], reruns = KEYS[27]}
 local deduped = dedup_any(d)
@@ -58,7 +67,7 @@ end
 local requeued, buried, cancelled = 0, 0, 0
 local function bury(id, err, queue, name, qi)
   if name ~= '' then
-    record_end(k, KEYS[Q + NQ + qi], id, name, 'dead', redis.call('HGET', k.jobs, id), err, now,
+    record_end(k, KEYS[Q + 4 * NQ + qi], id, name, 'dead', redis.call('HGET', k.jobs, id), err, now,
       history, ',"error":' .. err)
   end
   if deduped then
@@ -73,7 +82,7 @@ local function bury(id, err, queue, name, qi)
 end
 for i = 9, #ARGV, 4 do
   local id, name, qi = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local queue = name ~= '' and KEYS[Q + qi] or nil
+  local queue = name ~= '' and KEYS[Q + 4 * qi - 3] or nil
   if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
     local attempt = redis.call('HGET', k.att, id)
     if attempt and string.sub(attempt, 1, #pool + 1) == pool .. ':' then
@@ -84,6 +93,7 @@ for i = 9, #ARGV, 4 do
     local exists = redis.call('HEXISTS', k.jobs, id) == 1
     if name ~= '' then
       redis.call('HINCRBY', KEYS[5], name, -1)
+      freed = lim_release(limits_of(qi), id) or freed
     end
     if deduped and (not exists or request) then
       dedup_ended(d, id, queue)  -- gone or cancelled: its dedup key is free
@@ -100,7 +110,7 @@ for i = 9, #ARGV, 4 do
         end
       else
         if name ~= '' then
-          record_end(k, KEYS[Q + NQ + qi], id, name, 'cancelled', redis.call('HGET', k.jobs, id),
+          record_end(k, KEYS[Q + 4 * NQ + qi], id, name, 'cancelled', redis.call('HGET', k.jobs, id),
             nil, now, history, '')
         end
         redis.call('HDEL', k.cancelreq, id)
@@ -118,13 +128,14 @@ for i = 9, #ARGV, 4 do
       else
         local seq = redis.call('INCR', KEYS[10])
         local prio = tonumber(redis.call('HGET', k.prio, id) or '0')
-        redis.call('ZADD', KEYS[Q + qi], seq - prio * 4398046511104, id)
+        redis.call('ZADD', KEYS[Q + 4 * qi - 3], seq - prio * 4398046511104, id)
+        lim_queued(limits_of(qi), id, seq - prio * 4398046511104)
         requeued = requeued + 1
       end
     end
   end
 end
-if requeued > 0 and redis.call('SCARD', KEYS[11]) > 0 then
+if (requeued > 0 or freed) and redis.call('SCARD', KEYS[11]) > 0 then
   redis.call('PUBLISH', ARGV[4], 'reap')
 end
 local removed = 0

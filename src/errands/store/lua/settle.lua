@@ -11,6 +11,8 @@
 -- KEYS[21] unique   KEYS[22] unique_expiry   KEYS[23] ended   KEYS[24] checkpoints
 -- KEYS[25] dedup   KEYS[26] dedup_of_job   KEYS[27] workflow_of (see lib/workflows.lua)
 -- KEYS[28] dedup_next   KEYS[29] dedup_reruns   KEYS[30] the queue of the job name
+-- KEYS[31] partitions   KEYS[32] partitions running of the job name   KEYS[33] its partition
+-- queue   KEYS[34] its partitions ready (see lib/limits.lua)
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later), time of death ms (dead),
 --         or queue score to go back to (requeue; 0 = behind the jobs waiting, 'head' = ahead of
@@ -31,6 +33,7 @@
 --@include longwork
 --@include dedup
 --@include workflows
+--@include limits
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
 local MODES = {retry = 1, later = 1, dead = 1, drop = 1, requeue = 1, cancelled = 1}
 if not MODES[mode] then
@@ -38,7 +41,10 @@ if not MODES[mode] then
 end
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], checkin = KEYS[16],
   cancelreq = KEYS[17], att = KEYS[19], uniqjob = KEYS[20], uniq = KEYS[21], uniqexp = KEYS[22],
-  ended = KEYS[23], ckpt = KEYS[24]}
+  ended = KEYS[23], ckpt = KEYS[24], part = KEYS[31]}
+local P = {on = redis.call('EXISTS', KEYS[31]) == 1, part = KEYS[31], seq = KEYS[8],
+  prun = KEYS[32], pq = KEYS[33], pready = KEYS[34]}
+local freed = false
 local d = {jobs = KEYS[1], prio = KEYS[4], seq = KEYS[8], idle = KEYS[9], wake = ARGV[9],
   dedup = KEYS[25], dedupjob = KEYS[26], next = KEYS[28], reruns = KEYS[29]}
 local attempt = redis.call('HGET', k.att, id)
@@ -52,12 +58,14 @@ if ARGV[18] == '*' then
     return 0
   end
   redis.call('HINCRBY', KEYS[2], name, -1)
+  freed = lim_release(P, id)
 else
   if attempt ~= ARGV[17] .. ':' .. ARGV[18] then
     return 0
   end
   if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 1 then
     redis.call('HINCRBY', KEYS[2], name, -1)
+    freed = lim_release(P, id)
   end
 end
 redis.call('HDEL', k.att, id)
@@ -134,6 +142,7 @@ elseif mode == 'requeue' then
     score = redis.call('INCR', KEYS[8]) - prio * PRIO_SPAN
   end
   redis.call('ZADD', target, score, id)
+  lim_queued(P, id, tonumber(score))
   if redis.call('SCARD', KEYS[9]) > 0 then
     redis.call('PUBLISH', ARGV[9], 'requeue')
   end
@@ -159,7 +168,7 @@ if mode == 'dead' or mode == 'drop' or mode == 'cancelled' then  -- its life end
   if mode == 'cancelled' or destroyed then outcome = 'cancelled' end
   wf_end(KEYS[27], id, outcome, ARGV[6])
 end
-if mode ~= 'requeue' and redis.call('SCARD', KEYS[9]) > 0 then
+if (mode ~= 'requeue' or freed) and redis.call('SCARD', KEYS[9]) > 0 then
   redis.call('PUBLISH', ARGV[9], 'settle')
 end
 return 1

@@ -3,7 +3,7 @@
 -- KEYS[1] the set (ZSET id -> ms)   KEYS[2] jobs   KEYS[3] priorities   KEYS[4] errors
 -- KEYS[5] recoveries   KEYS[6] checkins   KEYS[7] cancel requests   KEYS[8] attempts
 -- KEYS[9] unique_of_job   KEYS[10] unique   KEYS[11] unique_expiry   KEYS[12] ended
--- KEYS[13] checkpoints   KEYS[14] listening
+-- KEYS[13] checkpoints   KEYS[14] listening   KEYS[15] partitions
 -- ARGV[1] drop entries older than this ms   ARGV[2] most entries to keep   ARGV[3] events channel
 -- Each trimmed job is published (`deleted`, reason `trimmed`) while someone listens.
 -- Returns the number of jobs deleted.
@@ -11,7 +11,7 @@
 local LIMIT = 1000
 local k = {jobs = KEYS[2], prio = KEYS[3], errors = KEYS[4], recov = KEYS[5], checkin = KEYS[6],
   cancelreq = KEYS[7], att = KEYS[8], uniqjob = KEYS[9], uniq = KEYS[10], uniqexp = KEYS[11],
-  ended = KEYS[12], ckpt = KEYS[13]}
+  ended = KEYS[12], ckpt = KEYS[13], part = KEYS[15]}
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, LIMIT)
 local excess = redis.call('ZCARD', KEYS[1]) - #stale - tonumber(ARGV[2])
 if excess > 0 then

@@ -4,10 +4,13 @@
 -- caller reads again). A queued job keeps its place among the jobs of its new priority.
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] source set (queue, scheduled, retry or dead)
 -- KEYS[4] history   KEYS[5] history_data   KEYS[6] history of the job name
+-- KEYS[7] partitions   KEYS[8] seq   KEYS[9] partition queue of the job name   KEYS[10] its
+-- partitions ready (a queued job of a partition is indexed anew, see lib/limits.lua)
 -- ARGV[1] job id   ARGV[2] envelope read before   ARGV[3] new envelope
 -- ARGV[4] new priority ('' keeps it)   ARGV[5] '1' if the source is the job's queue
 -- ARGV[6] history member ("<id>:e<n>")   ARGV[7] history record (JSON)   ARGV[8] now ms
 -- Returns 1 when updated, 0 when the job moved or changed meanwhile.
+--@include limits
 local PRIO_STEP = 4398046511104
 local id = ARGV[1]
 local score = redis.call('ZSCORE', KEYS[3], id)
@@ -24,7 +27,11 @@ if ARGV[4] ~= '' then
     redis.call('HDEL', KEYS[2], id)
   end
   if ARGV[5] == '1' and new ~= old then  -- same FIFO sequence, under its new priority
-    redis.call('ZADD', KEYS[3], tonumber(score) + old * PRIO_STEP - new * PRIO_STEP, id)
+    local moved = tonumber(score) + old * PRIO_STEP - new * PRIO_STEP
+    redis.call('ZADD', KEYS[3], moved, id)
+    local P = {on = redis.call('EXISTS', KEYS[7]) == 1, part = KEYS[7], seq = KEYS[8],
+      pq = KEYS[9], pready = KEYS[10]}
+    lim_queued(P, id, moved)  -- (its entry under the old score is dropped when reached)
   end
 end
 redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])

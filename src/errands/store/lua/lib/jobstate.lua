@@ -1,7 +1,8 @@
 -- lib/jobstate: helpers shared by the scripts that end a job's life (included by
 -- `--@include jobstate`, see store/scripts.py). A table `k` names the keys, taken from the
 -- including script's KEYS: jobs, prio, errors, recov, checkin, cancelreq, att, uniqjob, uniq,
--- uniqexp, ended, and ckpt (the checkpoints of iterable jobs, see lib/longwork.lua).
+-- uniqexp, ended, ckpt (the checkpoints of iterable jobs, see lib/longwork.lua), and part (the
+-- partition of a job, see lib/limits.lua; optional).
 -- Tombstones: every job whose life ended is kept in `ended` (id -> ms, Redis clock) so that a
 -- re-sent enqueue of the same id stores nothing. At least TOMB_MS long, for the latest TOMB_MAX
 -- jobs (memory stays bounded: each call drops at most as many as it adds, plus a few).
@@ -50,6 +51,9 @@ local function forget(k, ids, now)
   if #ids == 0 then return end
   for _, h in ipairs({k.jobs, k.prio, k.errors, k.recov, k.checkin, k.cancelreq, k.att, k.ckpt}) do
     redis.call('HDEL', h, unpack(ids))
+  end
+  if k.part then
+    redis.call('HDEL', k.part, unpack(ids))
   end
   if redis.call('HLEN', k.uniqjob) > 0 then
     for _, id in ipairs(ids) do

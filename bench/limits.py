@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""What limits cost (see docs/limits.md): throughput with limits that do not bind next to the
+same run without limits, and the fetch cost and memory of many partitions.
+
+    .venv/bin/python bench/limits.py                       # everything, 3 runs each
+    .venv/bin/python bench/limits.py --jobs 10000 --runs 1 --partitions 10000
+
+On a private redis-server (loopback, no persistence):
+
+1. **throughput**: N no-op jobs pre-enqueued on a paused job name, one pool (concurrency 32, in
+   this process) starts, the name is unpaused, and the clock runs until the ``processed`` counter
+   reaches N; for each variant: no limits; a type-wide ``Rate(10000/s)`` and ``Concurrency(1000)``
+   (far above the throughput: they never bind); the same jobs spread over 1,000 partitions with
+   ``Concurrency(32, per_partition=True)`` (never reached either).
+2. **partitions**: P partitions of one job each are enqueued; Redis ``used_memory`` per
+   partition; then the mean time of a fetch script call (batch 32, straight through
+   ``Scripts.fetch``, acking each batch) while they drain, next to the same with 100 partitions;
+   and ``used_memory`` once every job is done, against the empty namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from redis.asyncio import Redis  # noqa: E402
+
+from errands import Client, Concurrency, Enqueuer, Job, Rate, WorkerPool  # noqa: E402
+from errands.clock import to_ms  # noqa: E402
+from errands.store.devserver import RedisServer  # noqa: E402
+from errands.store.keys import Keys  # noqa: E402
+from errands.store.scripts import Acked, Scripts  # noqa: E402
+
+VARIANTS = {
+    "no limits": ([], False),
+    "type-wide Rate + Concurrency, not binding": (
+        [Rate(10_000, per=timedelta(seconds=1)), Concurrency(1000)],
+        False,
+    ),
+    "1,000 partitions, Concurrency(32) each, not binding": (
+        [Concurrency(32, per_partition=True)],
+        True,
+    ),
+}
+
+
+async def throughput(url: str, jobs: int, limits: list, partitioned: bool) -> float:
+    namespace = "b" + uuid.uuid4().hex[:10]
+    redis = Redis.from_url(url)
+    client = Client(redis, namespace=namespace)
+    await client.pause("noop")
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
+        for start in range(0, jobs, 5000):
+            n = min(5000, jobs - start)
+            if partitioned:
+                items = [("noop", {}, {"partition": f"p{(start + i) % 1000}"}) for i in range(n)]
+            else:
+                items = [("noop", {}) for _ in range(n)]
+            await enq.enqueue_many(items)  # type: ignore[arg-type]
+    pool = WorkerPool.from_url(url, namespace=namespace, concurrency=32)
+
+    @pool.job("noop", limits=limits)
+    async def noop(job: Job) -> None:
+        return None
+
+    keys = Keys(namespace)
+    async with pool:
+        began = time.perf_counter()
+        await client.unpause("noop")
+        while int(await redis.hget(keys.stats, "processed") or 0) < jobs:
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - began
+    await redis.aclose()
+    return jobs / elapsed
+
+
+async def used_memory(redis: Redis) -> int:
+    return int((await redis.info("memory"))["used_memory"])
+
+
+async def partitions(url: str, count: int) -> dict[str, float]:
+    redis = Redis.from_url(url)
+    await redis.flushall()
+    namespace = "p" + uuid.uuid4().hex[:10]
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("bench", b"{}", 3_600_000, mode="register")
+    empty = await used_memory(redis)
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
+        for start in range(0, count, 5000):
+            n = min(5000, count - start)
+            items = [("job", {}, {"partition": f"customer:{start + i}"}) for i in range(n)]
+            await enq.enqueue_many(items)  # type: ignore[arg-type]
+    queued = await used_memory(redis)
+    # the same jobs without partitions, for the difference
+    other = Keys("q" + namespace)
+    async with Enqueuer(redis, namespace=other.namespace, strict=None) as enq:
+        for start in range(0, count, 5000):
+            await enq.enqueue_many([("job", {}) for _ in range(min(5000, count - start))])
+    plain = await used_memory(redis) - queued
+    specs = {"job": "c=1"}
+    timings: list[float] = []
+    now = to_ms(time.time())
+    while True:
+        t0 = time.perf_counter()
+        got = await scripts.fetch("bench", now, 32, [("job", 0)], specs=specs)
+        timings.append(time.perf_counter() - t0)
+        if not got:
+            break
+        done = [Acked(f.id, "job", b"null", now, 0, 1, f.token) for f in got]
+        await scripts.ack("bench", done, False, now, False)
+    await redis.delete(*[k async for k in redis.scan_iter(match=other.prefix + "*")])
+    await scripts.deregister("bench")
+    left = await used_memory(redis)
+    leftover_keys = [
+        k.decode()
+        async for k in redis.scan_iter(match=keys.prefix + "p*")
+        if not k.decode().endswith(":part")
+    ]
+    await redis.aclose()
+    return {
+        "partitions": count,
+        "bytes_per_queued_job_with_partition": (queued - empty) / count,
+        "bytes_per_queued_job_without": plain / count,
+        "fetch_ms_mean": statistics.mean(timings[:-1]) * 1000,
+        "fetch_ms_p99": sorted(timings)[int(len(timings) * 0.99) - 1] * 1000,
+        "bytes_left_after_drain": left - empty,
+        "partition_keys_left": len(leftover_keys),
+    }
+
+
+async def main() -> dict[str, object]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=100_000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out: dict[str, object] = {}
+    with RedisServer() as server:
+        for name, (limits, partitioned) in VARIANTS.items():
+            runs = [
+                await throughput(server.url, args.jobs, limits, partitioned)
+                for _ in range(args.runs)
+            ]
+            out[name] = {"jobs_per_s": round(statistics.median(runs)), "runs": runs}
+            print(f"{name}: {statistics.median(runs):,.0f} jobs/s (runs {runs})", flush=True)
+        for count in (100, args.partitions):
+            figures = await partitions(server.url, count)
+            out[f"{count} partitions"] = figures
+            print(json.dumps(figures), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    results = asyncio.run(main())
+    (ROOT / "bench" / "limits-results.json").write_text(json.dumps(results, indent=2))

@@ -1,0 +1,160 @@
+"""Limits as the Client sees them: the limits of each job type (from the pools' code, or set at
+run time), and why a queued job waits (a rate, a busy partition, max_concurrency, a pause).
+Read without a script: a hint, true at the moment it was read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ..limits import Concurrency, Limit, Rate, compile_limits, limit_from_dict
+from ..store.keys import Keys
+
+__all__ = [
+    "LimitsView",
+    "PartitionInfo",
+    "Partitions",
+    "read_limits",
+    "read_partitions",
+    "waiting_reason",
+]
+
+W = 13  # digits of a start time in a rate log (lua/lib/limits.lua)
+
+
+@dataclass(frozen=True)
+class LimitsView:
+    """The limits of one job type: ``code`` as the pools registered them, ``runtime`` as set
+    by ``Client.set_limits`` (None: none set), ``effective`` the ones that apply."""
+
+    name: str
+    code: tuple[Limit, ...]
+    runtime: tuple[Limit, ...] | None
+
+    @property
+    def effective(self) -> tuple[Limit, ...]:
+        return self.code if self.runtime is None else self.runtime
+
+
+def _decode(raw: Any) -> tuple[Limit, ...] | None:
+    if raw is None:
+        return None
+    try:
+        return tuple(limit_from_dict(d) for d in orjson.loads(raw))
+    except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
+        return ()
+
+
+async def read_limits(redis: Any, keys: Keys) -> dict[str, LimitsView]:
+    """Every job type with limits, in code or at run time."""
+    code = await redis.hgetall(keys.code_limits)
+    runtime = await redis.hgetall(keys.runtime_limits)
+    names = {_text(n) for n in (*code, *runtime)}
+    return {
+        name: LimitsView(
+            name,
+            _decode(code.get(name.encode())) or (),
+            _decode(runtime.get(name.encode())),
+        )
+        for name in sorted(names)
+    }
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _clock(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S.%f")[:-5]
+
+
+def _rate_until(log: Any, rate: Rate, now: int) -> float | None:
+    """When a full rate log lets a start again (None: it lets one now), as lim_room does."""
+    if log is None:
+        return None
+    raw = _text(log)
+    times = [int(raw[i : i + W]) for i in range(0, len(raw), W)]
+    live = [t for t in times if t >= now - rate.per_ms]
+    if len(live) < rate.limit:
+        return None
+    return live[len(live) - rate.limit] + rate.per_ms + 1
+
+
+async def waiting_reason(
+    redis: Any, keys: Keys, name: str, partition: str | None, limits: tuple[Limit, ...]
+) -> str | None:
+    """Why a queued job of ``name`` (in ``partition``) waits, or None when nothing holds it
+    (its turn comes)."""
+    if await redis.sismember(keys.paused, name):
+        return "paused"
+    secs, micros = await redis.time()
+    now = int(secs) * 1000 + int(micros) // 1000
+    cap = int(await redis.hget(keys.limits, name) or 0)
+    cap = compile_limits([lim for lim in limits if not lim.per_partition], cap)[0]
+    running = int(await redis.hget(keys.running, name) or 0)
+    if cap and running >= cap:
+        return f"max_concurrency reached ({running} running)"
+    for rate in (r for r in limits if isinstance(r, Rate) and not r.per_partition):
+        until = _rate_until(await redis.hget(keys.rate_log(name), str(rate.per_ms)), rate, now)
+        if until is not None:
+            return f"rate limited until {_clock(until)} UTC ({rate.limit} per {rate.per})"
+    if partition is None:
+        return None
+    waits = await redis.zscore(keys.partitions_waiting(name), partition)
+    if waits is not None and waits > now:
+        return f"partition {partition!r} rate limited until {_clock(waits)} UTC"
+    busy = int(await redis.hget(keys.partitions_running(name), partition) or 0)
+    caps = [c.limit for c in limits if isinstance(c, Concurrency) and c.per_partition]
+    if caps and busy >= min(caps):
+        return f"partition {partition!r} busy ({busy} running)"
+    return None
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    """One partition of a job type: its ready jobs, its running ones, and its state: ``ready``
+    (its turn comes), ``rate limited`` (``until``, seconds since the epoch) or ``busy`` (its
+    concurrency is full)."""
+
+    name: str
+    queued: int
+    running: int
+    state: str
+    until: float | None = None
+
+
+@dataclass(frozen=True)
+class Partitions:
+    """The partitions of a job type with work: counts by state, and the first ``limit`` of
+    them (the waiting ones in turn order, then the rate-limited, then the busy)."""
+
+    ready: int
+    waiting: int
+    running: int
+    items: list[PartitionInfo]
+
+
+async def read_partitions(redis: Any, keys: Keys, name: str, limit: int = 50) -> Partitions:
+    ready = [_text(p) for p in await redis.zrange(keys.partitions_ready(name), 0, limit - 1)]
+    waiting = await redis.zrange(keys.partitions_waiting(name), 0, limit - 1, withscores=True)
+    _cursor, fields = await redis.hscan(keys.partitions_running(name), 0, count=limit)
+    running = {_text(p): int(v) for p, v in fields.items()}
+    order = ready + [_text(p) for p, _ in waiting]
+    order += [p for p in running if p not in order]
+    order = order[:limit]
+    async with redis.pipeline(transaction=False) as pipe:
+        for p in order:
+            pipe.zlexcount(keys.partition_queue(name), f"[{p}\0", f"({p}\1")
+        pipe.zcard(keys.partitions_ready(name))
+        pipe.zcard(keys.partitions_waiting(name))
+        pipe.hlen(keys.partitions_running(name))
+        *counts, n_ready, n_waiting, n_running = await pipe.execute()
+    until = {_text(p): s / 1000 for p, s in waiting}
+    items = []
+    for p, queued in zip(order, counts, strict=True):
+        state = "ready" if p in ready else "rate limited" if p in until else "busy"
+        items.append(PartitionInfo(p, int(queued), running.get(p, 0), state, until.get(p)))
+    return Partitions(int(n_ready), int(n_waiting), int(n_running), items)

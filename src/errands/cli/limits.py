@@ -1,0 +1,94 @@
+"""``python -m errands limits show|set|clear``: the limits of job types, and changing them at run
+time (every pool applies them within a second; see docs/limits.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from ..admin.client import Client
+from ..errors import ErrandsError, RedisUnavailableError
+from ..limits import describe_limit, limit_to_dict, parse_limit
+from ..store.connection import REDIS_ERRORS
+from .target import Target, add_target_options
+
+__all__ = ["add_limits_commands"]
+
+
+def add_limits_commands(sub: Any) -> None:
+    """Add the ``limits`` command (with its subcommands) to the CLI's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    add_target_options(common)
+    parser = sub.add_parser("limits", help="show and change the limits of job types")
+    commands = parser.add_subparsers(dest="limits_command", required=True)
+    show = commands.add_parser("show", parents=[common], help="limits of every job type")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=_runner(_show))
+    put = commands.add_parser("set", parents=[common], help="replace a job type's limits now")
+    put.add_argument("name", help="job name")
+    put.add_argument(
+        "limits",
+        nargs="+",
+        help="rate=10/1s, rate=5/1s:partition, concurrency=2, concurrency=1:partition",
+    )
+    put.set_defaults(func=_runner(_set))
+    clear = commands.add_parser("clear", parents=[common], help="back to the limits in code")
+    clear.add_argument("name", help="job name")
+    clear.set_defaults(func=_runner(_clear))
+
+
+def _runner(command: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        return asyncio.run(_with_client(command, args))
+
+    return run
+
+
+async def _with_client(command: Any, args: argparse.Namespace) -> int:
+    target = Target.resolve(args)
+    client = target.client()
+    try:
+        return int(await command(client, args))
+    except REDIS_ERRORS as exc:
+        raise RedisUnavailableError(f"cannot reach Redis at {target.where}: {exc}") from exc
+    finally:
+        await client.aclose()
+
+
+async def _show(client: Client, args: argparse.Namespace) -> int:
+    views = await client.limits()
+    if args.json:
+        data = {
+            name: {
+                "code": [limit_to_dict(x) for x in v.code],
+                "runtime": None if v.runtime is None else [limit_to_dict(x) for x in v.runtime],
+            }
+            for name, v in views.items()
+        }
+        print(json.dumps(data, indent=2))
+        return 0
+    if not views:
+        print("no limits")
+    for name, v in views.items():
+        line = " ".join(map(describe_limit, v.effective)) or "none"
+        source = "code" if v.runtime is None else "set at run time"
+        print(f"{name}: {line} ({source})")
+    return 0
+
+
+async def _set(client: Client, args: argparse.Namespace) -> int:
+    try:
+        limits = [parse_limit(text) for text in args.limits]
+    except ValueError as exc:
+        raise ErrandsError(str(exc)) from None
+    await client.set_limits(args.name, limits)
+    print(f"{args.name}: {' '.join(map(describe_limit, limits))} (pools apply it within a second)")
+    return 0
+
+
+async def _clear(client: Client, args: argparse.Namespace) -> int:
+    await client.set_limits(args.name, None)
+    print(f"{args.name}: back to the limits in code")
+    return 0

@@ -1,0 +1,152 @@
+"""Limit specs and their compiled form.
+
+A job type's limits are checked by the fetch script, atomically with taking a job:
+
+- ``Concurrency(n)``: at most ``n`` jobs of the type run at once across every pool (the same
+  counter as ``max_concurrency``); ``Concurrency(n, per_partition=True)``: at most ``n`` per
+  partition.
+- ``Rate(n, per=...)``: at most ``n`` starts in any window of length ``per`` (a sliding log of
+  start times, on the Redis clock), type-wide or per partition.
+
+The compiled form handed to Lua is ``(max_concurrency, spec)``: the type-wide concurrency goes to
+the ``max_concurrency`` counter; ``spec`` is a ``;``-separated list of ``c=<n>`` (concurrency per
+partition), ``r=<n>/<ms>`` (type-wide rate) and ``R=<n>/<ms>`` (rate per partition).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+__all__ = [
+    "Concurrency",
+    "Limit",
+    "Rate",
+    "check_partition",
+    "compile_limits",
+    "describe_limit",
+    "limit_from_dict",
+    "limit_to_dict",
+    "parse_limit",
+]
+
+MAX_RATE = 10_000  # starts kept per window (the sliding log holds one entry per start)
+_PARTITION = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+
+
+def check_partition(partition: str) -> str:
+    """Partitions: 1-200 characters, no control characters."""
+    if not isinstance(partition, str) or not _PARTITION.fullmatch(partition):
+        raise ValueError(
+            f"invalid partition {partition!r}: use 1-200 characters without control characters"
+        )
+    return partition
+
+
+@dataclass(frozen=True, slots=True)
+class Concurrency:
+    """At most ``limit`` jobs running at once: of the whole job type, or of each partition
+    (``per_partition=True``), across every pool."""
+
+    limit: int
+    per_partition: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
+            raise ValueError(f"Concurrency limit must be an int >= 1, got {self.limit!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``limit`` starts in any window of length ``per`` (a sliding window: never more,
+    wherever the window is put), of the whole job type or of each partition."""
+
+    limit: int
+    per: timedelta = timedelta(seconds=1)
+    per_partition: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limit, int) or isinstance(self.limit, bool):
+            raise ValueError(f"Rate limit must be an int, got {self.limit!r}")
+        if not 1 <= self.limit <= MAX_RATE:
+            raise ValueError(f"Rate limit must be 1..{MAX_RATE}, got {self.limit}")
+        if not isinstance(self.per, timedelta):
+            object.__setattr__(self, "per", timedelta(seconds=float(self.per)))
+        if self.per_ms < 1:
+            raise ValueError(f"Rate per must be at least 1 ms, got {self.per}")
+
+    @property
+    def per_ms(self) -> int:
+        return int(self.per.total_seconds() * 1000)
+
+
+Limit = Concurrency | Rate
+
+
+def compile_limits(limits: Iterable[Limit], max_concurrency: int = 0) -> tuple[int, str]:
+    """``(max_concurrency, spec)`` for the fetch script: the lowest type-wide concurrency (with
+    ``max_concurrency``; 0 = none) and the spec string of the others ('' = none)."""
+    conc = max_concurrency
+    parts: list[str] = []
+    per_partition_conc = 0
+    for limit in limits:
+        if isinstance(limit, Concurrency):
+            if limit.per_partition:
+                per_partition_conc = min(per_partition_conc or limit.limit, limit.limit)
+            else:
+                conc = min(conc or limit.limit, limit.limit)
+        elif isinstance(limit, Rate):
+            parts.append(f"{'R' if limit.per_partition else 'r'}={limit.limit}/{limit.per_ms}")
+        else:
+            raise TypeError(f"limits take Concurrency and Rate, got {limit!r}")
+    if per_partition_conc:
+        parts.insert(0, f"c={per_partition_conc}")
+    return conc, ";".join(parts)
+
+
+def limit_to_dict(limit: Limit) -> dict[str, object]:
+    """The JSON form of a limit (stored by ``Client.set_limits``)."""
+    if isinstance(limit, Concurrency):
+        return {"concurrency": limit.limit, "per_partition": limit.per_partition}
+    return {"rate": limit.limit, "per_ms": limit.per_ms, "per_partition": limit.per_partition}
+
+
+def limit_from_dict(data: dict[str, object]) -> Limit:
+    """Inverse of :func:`limit_to_dict`; ValueError on anything else."""
+    per_partition = bool(data.get("per_partition", False))
+    if isinstance(data.get("concurrency"), int):
+        return Concurrency(int(data["concurrency"]), per_partition)  # type: ignore[call-overload]
+    if isinstance(data.get("rate"), int) and isinstance(data.get("per_ms"), int):
+        per = timedelta(milliseconds=int(data["per_ms"]))  # type: ignore[call-overload]
+        return Rate(int(data["rate"]), per, per_partition)  # type: ignore[call-overload]
+    raise ValueError(f"not a limit: {data!r}")
+
+
+_TEXT = re.compile(r"(rate|concurrency)=(\d+)(?:/(\d+(?:\.\d+)?)(ms|s|m|h))?(:partition)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_limit(text: str) -> Limit:
+    """The CLI's form: ``rate=10/1s``, ``rate=5/1s:partition``, ``concurrency=1:partition``
+    (units ms, s, m, h)."""
+    m = _TEXT.fullmatch(text.strip())
+    if not m or (m.group(1) == "rate") != (m.group(3) is not None):
+        raise ValueError(
+            f"not a limit: {text!r} (use rate=10/1s, rate=5/1s:partition, concurrency=2, "
+            "concurrency=1:partition)"
+        )
+    per_partition = m.group(5) is not None
+    if m.group(1) == "concurrency":
+        return Concurrency(int(m.group(2)), per_partition)
+    per = timedelta(seconds=float(m.group(3)) * _UNITS[m.group(4)])
+    return Rate(int(m.group(2)), per, per_partition)
+
+
+def describe_limit(limit: Limit) -> str:
+    """``rate=10/1000ms``, ``concurrency=1:partition``: the CLI's form, read back."""
+    suffix = ":partition" if limit.per_partition else ""
+    if isinstance(limit, Concurrency):
+        return f"concurrency={limit.limit}{suffix}"
+    return f"rate={limit.limit}/{limit.per_ms}ms{suffix}"

@@ -1,0 +1,238 @@
+-- lib/limits: flow control (included by `--@include limits`). Jobs enqueued with a partition
+-- are indexed per job name by partition (`pq`, ordered by member: "<partition>\0<queue
+-- score>\0<id>", an index over the job name's queue, which stays the place of a ready job);
+-- the partitions that may have ready jobs wait their turn in `pready` (partition -> turn, least
+-- recently served first); a partition whose rate limit is exhausted waits in `pwait` (partition
+-- -> ms it may start a job again); one whose concurrency is full is in neither until a job of it
+-- ends (lim_release). Rates are sliding logs of start times (Redis clock), kept in `prate`
+-- ("<per ms>" type-wide, "<per ms>:<partition>") and dropped a window after their last start.
+-- A table P names the keys: part (HASH id -> partition), seq (counter for turns), and for one
+-- job name: q, pq, pready, pwait, prun (HASH partition -> running), prate, prexp. P.on is
+-- whether any job of the namespace has a partition (EXISTS part): without, nothing is looked up.
+local LIM_OFFSET = 4503599627370496  -- 2^52: queue scores made non-negative for the index
+local LIM_W = 13                    -- digits of one start time in a rate log
+
+local function lim_entry(p, score, id)
+  return p .. '\0' .. string.format('%016.0f', score + LIM_OFFSET) .. '\0' .. id
+end
+
+-- the first ready job of partition p: its index entry, id and queue score (nil when none)
+local function lim_head(pq, p)
+  local e = redis.call('ZRANGEBYLEX', pq, '[' .. p .. '\0', '(' .. p .. '\1', 'LIMIT', 0, 1)[1]
+  if not e then
+    return nil
+  end
+  local s = #p + 2
+  return e, string.sub(e, s + 17), tonumber(string.sub(e, s, s + 15)) - LIM_OFFSET
+end
+
+-- partition p joins the turns, behind the others (kept at its place when already there)
+local function lim_ready(P, p)
+  if not redis.call('ZSCORE', P.pready, p) then
+    redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)
+  end
+end
+
+-- job `id` was put on its name's queue with `score`: index it by its partition, if it has one
+local function lim_queued(P, id, score, p)
+  if not p then
+    if not P.on then
+      return
+    end
+    p = redis.call('HGET', P.part, id)
+    if not p then
+      return
+    end
+  end
+  redis.call('ZADD', P.pq, 0, lim_entry(p, score, id))
+  lim_ready(P, p)
+end
+
+-- a job left the running jobs (call it behind its in-progress edge only): free its partition's
+-- slot and give the partition a turn again when it has ready jobs. True when it got one.
+local function lim_release(P, id)
+  if not P.on then
+    return false
+  end
+  local p = redis.call('HGET', P.part, id)
+  if not p then
+    return false
+  end
+  if redis.call('HINCRBY', P.prun, p, -1) <= 0 then
+    redis.call('HDEL', P.prun, p)
+  end
+  if not redis.call('ZSCORE', P.pready, p) and lim_head(P.pq, p) then
+    redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)
+    return true
+  end
+  return false
+end
+
+-- "c=1;r=10/1000;R=5/1000" -> {pc = 1, r = {{10, 1000}}, R = {{5, 1000}}}
+local function lim_spec(s)
+  local L = {pc = 0, r = {}, R = {}}
+  for kind, a, b in string.gmatch(s, '(%a)=(%d+)/?(%d*)') do
+    if kind == 'c' then
+      L.pc = tonumber(a)
+    elseif L[kind] then
+      table.insert(L[kind], {tonumber(a), tonumber(b)})
+    end
+  end
+  return L
+end
+
+-- the part of a rate log still in the window ending at now (a start at t counts until t + per
+-- inclusive), and how many starts it holds
+local function lim_live(log, per, now)
+  local cut, i = now - per, 1
+  while i <= #log and tonumber(string.sub(log, i, i + LIM_W - 1)) < cut do
+    i = i + LIM_W
+  end
+  return string.sub(log, i), (#log - i + 1) / LIM_W
+end
+
+-- how many starts rate (n per `per` ms) allows now, and when it is 0, the ms it allows one
+local function lim_room(h, field, n, per, now)
+  local log = redis.call('HGET', h, field)
+  if not log then
+    return n, 0
+  end
+  local live, count = lim_live(log, per, now)
+  if count < n then
+    return n - count, 0
+  end
+  local j = (count - n) * LIM_W + 1
+  return 0, tonumber(string.sub(live, j, j + LIM_W - 1)) + per + 1
+end
+
+-- record `count` starts at now in a rate log (keeping the last n)
+local function lim_started(P, field, n, per, now, count)
+  local live = lim_live(redis.call('HGET', P.prate, field) or '', per, now)
+  live = live .. string.rep(string.format('%013d', now), count)
+  if #live > n * LIM_W then
+    live = string.sub(live, #live - n * LIM_W + 1)
+  end
+  redis.call('HSET', P.prate, field, live)
+  if P.prexp then
+    redis.call('ZADD', P.prexp, now + per + 1, field)
+  end
+end
+
+-- after writing rate logs: logs past their window go (a few per call), and both keys live at
+-- least a window longer (so a job name nobody fetches any more leaves nothing behind)
+local function lim_tidy(P, per, now)
+  local old = redis.call('ZRANGEBYSCORE', P.prexp, '-inf', now, 'LIMIT', 0, 32)
+  if #old > 0 then
+    redis.call('HDEL', P.prate, unpack(old))
+    redis.call('ZREM', P.prexp, unpack(old))
+  end
+  for _, key in ipairs({P.prate, P.prexp}) do
+    if redis.call('PTTL', key) < per + 1000 then
+      redis.call('PEXPIRE', key, per + 1000)
+    end
+  end
+end
+
+-- the type-wide rates: how many starts they allow now; note(ms) is told when one is exhausted
+local function lim_type_room(P, L, room, now, note)
+  for _, r in ipairs(L.r) do
+    local n, free = lim_room(P.prate, tostring(r[2]), r[1], r[2], now)
+    if n < room then
+      room = n
+    end
+    if n == 0 then
+      note(free)
+    end
+  end
+  return room
+end
+
+-- `got` jobs of the name started now: count them in the type-wide rates
+local function lim_type_started(P, L, got, now)
+  local per = 0
+  for _, r in ipairs(L.r) do
+    lim_started(P, tostring(r[2]), r[1], r[2], now, got)
+    per = math.max(per, r[2])
+  end
+  return per
+end
+
+-- when partition p may start a job again by its rates (0 = now)
+local function lim_part_free(P, L, p, now)
+  local free = 0
+  for _, r in ipairs(L.R) do
+    local n, f = lim_room(P.prate, r[2] .. ':' .. p, r[1], r[2], now)
+    if n == 0 and f > free then
+      free = f
+    end
+  end
+  return free
+end
+
+-- serve the partitions of one job name in turn: at most `room` jobs, each the first ready job
+-- of the partition whose turn it is, within the partition's limits. runnable(id) gives the
+-- envelope of a job that may run; take(id, env, score) moves it to the pool; note(ms) is told
+-- when a rate-limited partition may start again. Bounded: 4 x room + 16 partitions looked at.
+-- Returns the jobs taken and the longest rate window written (for lim_tidy).
+local function lim_serve(P, L, room, now, runnable, take, note)
+  for _, p in ipairs(redis.call('ZRANGEBYSCORE', P.pwait, '-inf', now, 'LIMIT', 0, 64)) do
+    redis.call('ZREM', P.pwait, p)
+    lim_ready(P, p)
+  end
+  local got, budget, per = 0, 4 * room + 16, 0
+  for _, r in ipairs(L.R) do
+    per = math.max(per, r[2])
+  end
+  while got < room and budget > 0 do
+    budget = budget - 1
+    local p = redis.call('ZRANGE', P.pready, 0, 0)[1]
+    if not p then
+      break
+    end
+    local e, id, score = lim_head(P.pq, p)
+    if not e then
+      redis.call('ZREM', P.pready, p)  -- drained
+    else
+      local qs = redis.call('ZSCORE', P.q, id)
+      local queued = qs and tonumber(qs) == score
+      local env = queued and runnable(id)
+      local free = 0
+      if not env then
+        -- a stale entry (the job left the queue), or a job gone or running: dropped, as the
+        -- plain fetch drops such queue entries
+        redis.call('ZREM', P.pq, e)
+        if queued then
+          redis.call('ZREM', P.q, id)
+        end
+      elseif L.pc > 0 and tonumber(redis.call('HGET', P.prun, p) or '0') >= L.pc then
+        redis.call('ZREM', P.pready, p)  -- busy: lim_release gives it a turn again
+      else
+        free = lim_part_free(P, L, p, now)
+        if free > 0 then
+          redis.call('ZREM', P.pready, p)
+          redis.call('ZADD', P.pwait, free, p)
+          note(free)
+        else
+          redis.call('ZREM', P.q, id)
+          redis.call('ZREM', P.pq, e)
+          take(id, env, score)
+          redis.call('HINCRBY', P.prun, p, 1)
+          for _, r in ipairs(L.R) do
+            lim_started(P, r[2] .. ':' .. p, r[1], r[2], now, 1)
+          end
+          if lim_head(P.pq, p) then
+            redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)  -- to the back
+          else
+            redis.call('ZREM', P.pready, p)  -- drained: nothing of it stays behind
+          end
+          got = got + 1
+        end
+      end
+    end
+  end
+  local head = redis.call('ZRANGE', P.pwait, 0, 0, 'WITHSCORES')
+  if head[2] then
+    note(tonumber(head[2]))
+  end
+  return got, (got > 0) and per or 0
+end

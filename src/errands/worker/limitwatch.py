@@ -1,0 +1,114 @@
+"""Limits changed at run time (``Client.set_limits``, ``errands limits set``): each pool re-reads
+them every second and applies them to its job types, or goes back to the limits of its code when
+they are cleared. The fetch script then checks the new ones (see lua/lib/limits.lua)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+
+from ..aio import cancel_and_wait
+from ..handlers import JobType
+from ..limits import compile_limits, limit_from_dict, limit_to_dict
+from ..store.keys import Keys
+from .sampler import PrioritySampler
+
+__all__ = ["LimitWatch"]
+
+log = logging.getLogger("errands.worker")
+
+
+class LimitWatch:
+    """Keeps the job types' ``max_concurrency`` and ``limit_spec`` at the runtime limits."""
+
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        job_types: Mapping[str, JobType],
+        changed: Callable[[], None],
+        interval: float = 1.0,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.job_types = job_types
+        self.changed = changed
+        self.interval = interval
+        self._seen: dict[str, bytes | None] = {}
+
+    async def publish(self) -> None:
+        """Write the limits of this pool's code to ``code_limits`` (for inspection)."""
+        coded = {
+            name: orjson.dumps([limit_to_dict(limit) for limit in jt.limits])
+            for name, jt in self.job_types.items()
+            if jt.limits
+        }
+        try:
+            if coded:
+                await self.redis.hset(self.keys.code_limits, mapping=coded)
+        except Exception as exc:  # inspection only
+            log.debug("publishing the limits failed: %r", exc)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Publish the code's limits, apply the runtime ones, then keep them applied."""
+        await self.publish()
+        await self.refresh()
+        task = asyncio.create_task(self.run(), name="errands-limits")
+        try:
+            yield
+        finally:
+            await cancel_and_wait([task])
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read the runtime limits once; a failure leaves the limits as they were."""
+        names = list(self.job_types)
+        try:
+            raw = await self.redis.hmget(self.keys.runtime_limits, names)
+        except Exception as exc:  # Redis away: try again next time
+            log.debug("reading the runtime limits failed: %r", exc)
+            return
+        dirty = False
+        for name, value in zip(names, raw, strict=True):
+            if self._seen.get(name) != value:
+                self._seen[name] = value
+                dirty = self._apply(self.job_types[name], value) or dirty
+        if dirty:
+            self.changed()
+
+    def _apply(self, jt: JobType, value: bytes | None) -> bool:
+        try:
+            limits = (
+                jt.limits if value is None else tuple(map(limit_from_dict, orjson.loads(value)))
+            )
+            effective = compile_limits(limits, jt.code_max_concurrency)
+        except (TypeError, ValueError, AttributeError, orjson.JSONDecodeError) as exc:
+            log.warning("runtime limits of %s are invalid (%s): kept as they were", jt.name, exc)
+            return False
+        if effective == (jt.max_concurrency, jt.limit_spec):
+            return False
+        jt.max_concurrency, jt.limit_spec = effective
+        log.info("limits of %s now %s", jt.name, "as in code" if value is None else value.decode())
+        return True
+
+
+def apply_limits(
+    types: Mapping[str, JobType], plain: Mapping[str, JobType]
+) -> tuple[PrioritySampler, dict[str, str], bool]:
+    """What a worker derives from its job types' limits: the sampler of its plain job types
+    (batch ones are fetched by their own loops, batching.py), the limit specs for the fetch
+    script (limits/spec.py), and whether it may fetch ahead (no job type has a limit)."""
+    sampler = PrioritySampler([(n, jt.priority, jt.max_concurrency) for n, jt in plain.items()])
+    specs = {n: jt.limit_spec for n, jt in types.items() if jt.limit_spec}
+    ahead = not any(jt.max_concurrency or jt.limit_spec for jt in types.values())
+    return sampler, specs, ahead

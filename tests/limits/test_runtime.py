@@ -1,0 +1,133 @@
+"""Limits changed at run time (Client.set_limits, ``errands limits``) reach every pool within a
+second; Client.job says why a queued job waits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, Concurrency, Enqueuer, Job, JobStatus, Rate, WorkerPool
+from errands.cli import main
+from errands.limits import parse_limit
+from tests.support.invariants import assert_invariants
+
+from .support import until
+
+
+@pytest.fixture
+async def enqueuer(redis: Redis, namespace: str) -> AsyncIterator[Enqueuer]:
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
+        yield enq
+
+
+@pytest.fixture
+def client(redis: Redis, namespace: str) -> Client:
+    return Client(redis, namespace=namespace)
+
+
+async def test_set_limits_reaches_every_pool_and_clearing_restores_the_code(
+    redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer, client: Client
+) -> None:
+    ran: list[str] = []
+    pools = [WorkerPool.from_url(redis_url, namespace=namespace, concurrency=4) for _ in range(2)]
+    for pool in pools:
+
+        @pool.job("sms", limits=[Concurrency(3)])
+        async def sms(job: Job) -> None:
+            ran.append(job.id)
+
+    for pool in pools:
+        await pool.start()
+    try:
+        await client.set_limits("sms", [Rate(1, per=timedelta(hours=1))])
+        # within a second (polled: each pool re-reads every second)
+        await until(
+            lambda: all(p.worker and p.worker.limit_specs == {"sms": "r=1/3600000"} for p in pools),
+            timeout=3,
+        )
+        assert all(p.job_types["sms"].max_concurrency == 0 for p in pools)  # replaced
+        jobs = [await enqueuer.enqueue("sms", {}) for _ in range(3)]
+        await until(lambda: len(ran) == 1)
+        waiting = [j for j in jobs if j is not None and j.id not in ran]
+        info = await client.job(waiting[0].id)
+        assert info is not None and info.status == JobStatus.QUEUED
+        assert info.waiting_for is not None and info.waiting_for.startswith("rate limited until")
+        assert (await client.limits())["sms"].runtime == (Rate(1, per=timedelta(hours=1)),)
+
+        await client.set_limits("sms", None)
+        await until(lambda: len(ran) == 3, timeout=5)  # back to the code's limits
+        await until(lambda: all(p.job_types["sms"].max_concurrency == 3 for p in pools), 3)
+    finally:
+        for pool in pools:
+            await pool.stop()
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_a_job_waiting_for_its_busy_partition_says_so(
+    redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer, client: Client
+) -> None:
+    release = asyncio.Event()
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, concurrency=4)
+
+    @pool.job("charge", limits=[Concurrency(1, per_partition=True)])
+    async def charge(job: Job) -> None:
+        await release.wait()
+
+    first = await enqueuer.enqueue("charge", {}, partition="cust:1")
+    second = await enqueuer.enqueue("charge", {}, partition="cust:1")
+    assert first is not None and second is not None
+    async with pool:
+        await until(lambda: client.job(first.id), timeout=5)
+
+        async def first_runs() -> bool:
+            info = await client.job(first.id)
+            return info is not None and info.status == JobStatus.IN_PROGRESS
+
+        await until(first_runs)
+        info = await client.job(second.id)
+        assert info is not None and info.partition == "cust:1"
+        assert info.waiting_for == "partition 'cust:1' busy (1 running)"
+        release.set()
+        await until(lambda: _done(client, second.id))
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def _done(client: Client, job_id: str) -> bool:
+    info = await client.job(job_id)
+    return info is not None and info.status == JobStatus.FINISHED
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_the_limits_commands(
+    capsys: pytest.CaptureFixture[str], redis_url: str, namespace: str
+) -> None:
+    where = ("--redis", redis_url, "--namespace", namespace)
+    assert run(capsys, "limits", "show", *where)[1].strip() == "no limits"
+    code, out = run(capsys, "limits", "set", "sms", "rate=20/1s", "concurrency=1:partition", *where)
+    assert code == 0 and "within a second" in out
+    assert run(capsys, "limits", "show", *where)[1].strip() == (
+        "sms: rate=20/1000ms concurrency=1:partition (set at run time)"
+    )
+    data = json.loads(run(capsys, "limits", "show", "--json", *where)[1])
+    assert data["sms"]["runtime"][0] == {"rate": 20, "per_ms": 1000, "per_partition": False}
+    assert run(capsys, "limits", "clear", "sms", *where)[0] == 0
+    assert run(capsys, "limits", "show", *where)[1].strip() == "no limits"
+    assert run(capsys, "limits", "set", "sms", "rate=20", *where)[0] == 2
+
+
+def test_parse_limit() -> None:
+    assert parse_limit("rate=5/1s:partition") == Rate(5, timedelta(seconds=1), True)
+    assert parse_limit("rate=100/1m") == Rate(100, timedelta(minutes=1))
+    assert parse_limit("concurrency=2") == Concurrency(2)
+    for bad in ("rate=5", "concurrency=1/1s", "speed=3", "rate=0/1s"):
+        with pytest.raises(ValueError):
+            parse_limit(bad)
