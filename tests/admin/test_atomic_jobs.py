@@ -267,3 +267,58 @@ async def test_rescheduling_a_unique_job_later_moves_its_lock_expiry(env: Env) -
     await Scripts(env.redis, env.keys).unique_gc(to_ms(env.clock.now()))
     assert await env.enqueuer.enqueue_unique("ok", {"k": 1}, delay=60) is None
     assert await env.client.destroy(job.id) is True
+
+
+async def test_concurrent_retries_of_dead_jobs_keep_every_attempt_recorded(env: Env) -> None:
+    """Two operators retry every dead job over and over while the jobs die again at once: each
+    retry writes an envelope made from the one it read, and only onto that very one (a retry
+    made from an older envelope would renumber the attempts and overwrite their records)."""
+    runs: Counter[str] = Counter()
+
+    @env.pool.job("fatal", max_fails=1)
+    async def fatal(job: Job) -> None:
+        runs[job.id] += 1
+        raise ValueError("fatal")
+
+    for i in range(5):
+        await env.enqueuer.enqueue("fatal", {"i": i})
+    await env.pool.start()
+    await until(async_equal(env.client.dead_count, 5))
+    other = Client(env.redis, namespace=env.namespace, clock=env.clock)
+    for _ in range(8):
+        await asyncio.gather(env.client.retry_all_dead_jobs(), other.retry_all_dead_jobs())
+    await env.pool.drain(timeout=10)
+    await until(async_equal(env.client.dead_count, 5))
+    for job_id, n in runs.items():
+        history = await env.client.history_job(job_id)
+        assert [h.attempt for h in history] == list(range(1, n + 1)), job_id
+
+
+async def test_a_retry_made_from_an_envelope_read_before_the_job_died_again_moves_nothing(
+    env: Env,
+) -> None:
+    runs: Counter[str] = Counter()
+
+    @env.pool.job("fatal", max_fails=1)
+    async def fatal(job: Job) -> None:
+        runs[job.id] += 1
+        raise ValueError("fatal")
+
+    job = await env.enqueuer.enqueue("fatal", {})
+    assert job is not None
+    await env.pool.start()
+    await until(async_equal(env.client.dead_count, 1))
+    other = Client(env.redis, namespace=env.namespace, clock=env.clock)
+    move = env.client.scripts.move
+
+    async def late_move(*args: Any, **kwargs: Any) -> bool:
+        # meanwhile another operator retries the job, and it dies again
+        assert await other.retry_dead_job(job.id)
+        await until(lambda: runs[job.id] == 2)
+        await until(async_equal(env.client.dead_count, 1))
+        return await move(*args, **kwargs)
+
+    env.client.scripts.move = late_move  # type: ignore[method-assign]
+    assert await env.client.retry_dead_job(job.id) is False
+    history = await env.client.history_job(job.id)
+    assert [(h.attempt, h.status) for h in history] == [(1, "dead"), (2, "dead")]

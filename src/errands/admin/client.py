@@ -176,27 +176,28 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
             )
         when = _epoch(at)
         mode = "queue" if when <= self.clock.now() else "schedule"
-        envelope = await self._renumbered(info)
+        envelope, read = await self._renumbered(info)
         return await self.scripts.move(
-            job_id, info.name, source, mode, to_ms(when), envelope, afresh=False
+            job_id, info.name, source, mode, to_ms(when), envelope, afresh=False, expected=read
         )
 
-    async def _renumbered(self, info: JobInfo) -> bytes:
+    async def _renumbered(self, info: JobInfo) -> tuple[bytes, bytes]:
         """The envelope for a job about to run again when the attempt it would run next is
-        recorded already (an attempt cancelled while it ran is recorded without counting a
-        failure): it counts one more previous attempt, so the next run does not overwrite that
-        record. Empty (keep the stored one) otherwise, and for an envelope that is not JSON."""
+        recorded already (a cancel is recorded without counting a failure): it counts one more
+        previous attempt, so the next run does not overwrite that record; with the envelope it
+        was made from. Empty (keep the stored one) otherwise, and for an envelope that is not
+        JSON."""
         if info.corrupt:
-            return b""
+            return b"", b""
         next_attempt = f"{info.id}:{info.previous_attempts + info.fails + 1}"
         if not await self.redis.hexists(self.keys.history_data, next_attempt):
-            return b""
+            return b"", b""
         raw = await self.redis.hget(self.keys.jobs, info.id)
         if raw is None:
-            return b""
+            return b"", b""
         env = orjson.loads(raw)
-        env["h"] = info.previous_attempts + 1
-        return orjson.dumps(env)
+        env["h"] = int(env.get("h") or 0) + 1  # (of the envelope read: the move checks it)
+        return orjson.dumps(env), raw
 
     async def run_scheduled_now(self, job_id: str) -> bool:
         info = await self._require(job_id)
@@ -212,13 +213,13 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
         info = info_from_envelope(job_id, raw, JobStatus.DEAD)
         if info.corrupt:
             return False
-
         env = orjson.loads(raw)
         # failures start again from 0; the history keeps numbering the attempts after the old ones
         env["h"] = info.previous_attempts + info.fails
         env.pop("f", None)
+        new = orjson.dumps(env)
         return await self.scripts.move(
-            job_id, info.name, self.keys.dead, "queue", 0, orjson.dumps(env)
+            job_id, info.name, self.keys.dead, "queue", 0, new, expected=raw
         )
 
     async def update_job(

@@ -32,11 +32,13 @@ class AdminScripts:
         envelope: bytes = b"",
         now_ms: int = 0,
         afresh: bool = True,
+        expected: bytes = b"",
     ) -> bool:
         """Move a waiting job out of ``source``: onto its queue, into its scheduled set, or
         delete it (mode ``queue``, ``schedule``, ``delete``; a deletion is recorded in the
         history of ``name`` at ``now_ms``). A new ``envelope`` replaces the stored one;
-        ``afresh`` also drops the job's last error and recovery count."""
+        ``afresh`` also drops the job's last error and recovery count; with ``expected`` (the
+        envelope the new one was made from) nothing moves if the stored one differs."""
         k = self.keys
         target = k.scheduled(name) if mode == "schedule" else k.queue(name)
         keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
@@ -46,7 +48,7 @@ class AdminScripts:
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.partitions)
         keys += (k.partition_queue(name), k.partitions_ready(name))
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
-        args += (now_ms, "1" if afresh else "0")
+        args += (now_ms, "1" if afresh else "0", expected)
         return bool(await self._call("move", keys, args))
 
     async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int) -> str:

@@ -13,7 +13,9 @@
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
 -- ARGV[7] job name   ARGV[8] now ms   ARGV[9] '1': a new envelope starts afresh (its last error
--- and recovery count go), '0': they stay
+-- and recovery count go), '0': they stay   ARGV[10] the envelope the new one was made from
+-- ('' = no check): when the stored one differs (the job ran and ended again since it was read),
+-- nothing moves
 -- A deleted job is forgotten (no tombstone: its id may be used again); its ending is recorded
 -- (history `deleted`, at the attempt it would have run next) and published (`deleted`).
 -- A scheduled unique job moved later keeps its lock as much longer (its expiry moves with it).
@@ -26,6 +28,9 @@
 local id, mode = ARGV[1], ARGV[2]
 if mode ~= 'queue' and mode ~= 'schedule' and mode ~= 'delete' then
   return redis.error_reply('errands: unknown move mode ' .. mode)
+end
+if ARGV[10] and ARGV[10] ~= '' and redis.call('HGET', KEYS[1], id) ~= ARGV[10] then
+  return 0  -- the new envelope was made from one that changed since: nothing moves
 end
 local was_due = redis.call('ZSCORE', KEYS[5], id)
 if redis.call('ZREM', KEYS[5], id) == 0 then
