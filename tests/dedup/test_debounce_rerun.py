@@ -154,6 +154,9 @@ async def test_the_waiting_rerun_can_be_cancelled_or_deleted(
         assert rerun is not None and rerun.dedup is not None
         info = await client.job(rerun.id)
         assert info is not None and info.status == "queued"
+        edited = await client.update_job(rerun.id, args={"sha": "c"}, priority=3)
+        assert (edited.args, edited.priority, edited.status) == ({"sha": "c"}, 3, "queued")
+        await assert_invariants(redis, namespace)
         if action == "cancel":
             assert await client.cancel(rerun.id) == "cancelled"
         else:

@@ -237,7 +237,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
             check_priority(priority)
         for _ in range(10):  # the job may move or change meanwhile: look again
             info = await self._require(job_id)
-            source = self._edit_source(info)
+            source = await self._edit_source(info)
             raw = await self.redis.hget(self.keys.jobs, job_id)
             if raw is None:
                 continue
@@ -260,8 +260,11 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
                 return await self._require(job_id)
         raise ValueError(f"job {job_id} kept moving; not edited")
 
-    def _edit_source(self, info: JobInfo) -> str:
+    async def _edit_source(self, info: JobInfo) -> str:
         k = self.keys
+        rerun = await self.redis.zscore(k.dedup_reruns, info.id)
+        if info.status == JobStatus.QUEUED and rerun is not None:
+            return k.dedup_reruns  # a dedup rerun waiting for its key's owner (docs/dedup.md)
         source = {
             JobStatus.QUEUED: k.queue(info.name),
             JobStatus.SCHEDULED: k.scheduled(info.name),
