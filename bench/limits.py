@@ -96,6 +96,8 @@ async def partitions(url: str, count: int) -> dict[str, float]:
     keys = Keys(namespace)
     scripts = Scripts(redis, keys)
     await scripts.heartbeat("bench", b"{}", 3_600_000, mode="register")
+    lease = 3_600_000  # (enqueuing 200,000 jobs takes longer than the default dead timeout)
+    await scripts.fetch("bench", 0, 1, [("job", 0)], dead_timeout_ms=lease)  # scripts loaded
     empty = await used_memory(redis)
     async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
         for start in range(0, count, 5000):
@@ -114,20 +116,20 @@ async def partitions(url: str, count: int) -> dict[str, float]:
     now = to_ms(time.time())
     while True:
         t0 = time.perf_counter()
-        got = await scripts.fetch("bench", now, 32, [("job", 0)], specs=specs)
+        got = await scripts.fetch(
+            "bench", now, 32, [("job", 0)], specs=specs, dead_timeout_ms=lease
+        )
         timings.append(time.perf_counter() - t0)
         if not got:
             break
         done = [Acked(f.id, "job", b"null", now, 0, 1, f.token) for f in got]
         await scripts.ack("bench", done, False, now, False)
-    await redis.delete(*[k async for k in redis.scan_iter(match=other.prefix + "*")])
-    await scripts.deregister("bench")
-    left = await used_memory(redis)
-    leftover_keys = [
-        k.decode()
-        async for k in redis.scan_iter(match=keys.prefix + "p*")
-        if not k.decode().endswith(":part")
-    ]
+    families = ("partition_queue", "partitions_ready", "partitions_waiting")
+    families += ("partitions_running", "rate_log", "rate_expiry")
+    leftover_keys = [keys.partitions] + [getattr(keys, f)("job") for f in families]
+    left = 0
+    for key in leftover_keys:
+        left += int(await redis.memory_usage(key) or 0)  # None: the key is gone
     await redis.aclose()
     return {
         "partitions": count,
@@ -135,8 +137,8 @@ async def partitions(url: str, count: int) -> dict[str, float]:
         "bytes_per_queued_job_without": plain / count,
         "fetch_ms_mean": statistics.mean(timings[:-1]) * 1000,
         "fetch_ms_p99": sorted(timings)[int(len(timings) * 0.99) - 1] * 1000,
-        "bytes_left_after_drain": left - empty,
-        "partition_keys_left": len(leftover_keys),
+        "partition_bytes_left_after_drain": left,
+        "partition_keys_left": sum([await redis.exists(k) for k in leftover_keys]),
     }
 
 
