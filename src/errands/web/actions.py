@@ -81,6 +81,7 @@ class Actions:
             "/jobs/delete": self.delete_job,
             "/jobs/edit": self.edit_job,
             "/schedules/add": self.add_schedule,
+            "/workflows/cancel": self.cancel_workflow,
             "/schedules/enable": self.schedule_verb("enable"),
             "/schedules/disable": self.schedule_verb("disable"),
             "/schedules/run": self.schedule_verb("run"),
@@ -154,6 +155,13 @@ class Actions:
         job_id = _required(form, "id")
         outcome = await self.client.cancel(job_id)
         return Outcome(f"Cancel {job_id}: {outcome}.", "/jobs/" + quote(job_id, safe=""), outcome)
+
+    async def cancel_workflow(self, form: dict[str, str]) -> Outcome:
+        run_id = check_job_id(_required(form, "id"))
+        done = await self.client.workflow(run_id).cancel()
+        outcome = "cancelled" if done else "not running"
+        back = "/workflows/" + quote(run_id, safe="")
+        return Outcome(f"Workflow {run_id}: {outcome}.", back, outcome)
 
     async def retry_job(self, form: dict[str, str]) -> Outcome:
         job_id = _required(form, "id")

@@ -29,5 +29,6 @@ NAV: list[NavItem] = [
     NavItem("cancelled", "Cancelled", "/cancelled", "cancelled"),
     NavItem("history", "History", "/history"),
     NavItem("schedules", "Schedules", "/schedules"),
+    NavItem("workflows", "Workflows", "/workflows"),
     NavItem("redis", "Redis", "/redis"),
 ]

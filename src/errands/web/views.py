@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from ..admin.client import Client
 from ..admin.jobinfo import JobStatus, Page
+from ..errors import WorkflowNotFoundError
 from ..store.keys import check_job_name
 from .charts import SPANS, activity_chart, wait_lines
 from .filters import Filter, filtered_page
@@ -86,6 +87,8 @@ class Views:
             ("/cancelled", self.job_set("cancelled"), "jobs.html", "cancelled"),
             ("/history", self.history, "history.html", "history"),
             ("/schedules", self.schedules, "schedules.html", "schedules"),
+            ("/workflows", self.workflows, "workflows.html", "workflows"),
+            ("/workflows/{id:path}", self.workflow, "workflow.html", "workflows"),
             ("/jobs/{id:path}", self.job, "job.html", ""),
             ("/redis", self.redis, "redis.html", "redis"),
         ]
@@ -294,6 +297,25 @@ class Views:
             "can_cancel": info is not None and info.status in CANCELLABLE,
             "can_retry": info is not None and info.status in RETRYABLE and not info.corrupt,
         }
+
+    async def workflows(self, request: Request) -> dict[str, Any]:
+        return {"runs": await self.client.workflows(limit=200)}
+
+    async def workflow(self, request: Request) -> dict[str, Any]:
+        run_id = request.path_params["id"]
+        if not plausible_id(run_id):
+            raise Missing("No such workflow run: ids have no braces or control characters.")
+        try:
+            status = await self.client.workflow(run_id).status()
+        except WorkflowNotFoundError:
+            raise Missing(f"No workflow run {run_id!r} (unknown, or its linger is over).") from None
+        # members by state and id; their results and errors are on their job pages (redacted)
+        nodes = [
+            {k: v for k, v in n.__dict__.items() if k not in ("result", "error")}
+            for n in status.nodes.values()
+        ]
+        run = {k: v for k, v in status.__dict__.items() if k != "nodes"}
+        return {"run": run, "nodes": nodes, "member_counts": status.counts()}
 
     async def redis(self, request: Request) -> dict[str, Any]:
         return {"info": await self.client.redis_info(), "namespace": self.client.keys.namespace}
