@@ -14,6 +14,7 @@ from .common import FAST, Fleet, Oracle, assert_nothing_stuck, report
 
 pytestmark = pytest.mark.faults
 
+
 async def test_owner_killed_while_running_keeps_the_key_until_it_finished(
     fleet: Fleet, main: Redis, oracle: Oracle, fault_redis_url: str, namespace: str
 ) -> None:
@@ -57,3 +58,44 @@ async def test_owner_killed_while_running_keeps_the_key_until_it_finished(
             dropped_meanwhile=dropped,
             owner_rerun_after_kill_s=rerun_s,
         )
+
+
+async def test_rerun_waits_through_a_kill_of_the_running_holder(
+    fleet: Fleet, main: Redis, oracle: Oracle, fault_redis_url: str, namespace: str
+) -> None:
+    """rerun_latest: the holder's worker is SIGKILLed; the holder runs again elsewhere, the rerun
+    keeps waiting (taking the latest args meanwhile), then runs once, after it."""
+    keys = fleet.keys
+    d = Dedup("repo:y", until="finished", rerun_latest=True)
+    async with Enqueuer.from_url(fault_redis_url, namespace=namespace) as enqueuer:
+        fleet.env.update(FAST, FAULT_CONCURRENCY="2")
+        first = fleet.start()
+        await fleet.wait_ready(main)
+        holder = await enqueuer.enqueue("work", {"seconds": 2.0}, dedup=d)
+        assert holder is not None
+
+        async def started(job_id: str) -> list[int]:
+            return [s.pid for s in await oracle.starts() if s.id == job_id]
+
+        await eventually(lambda: started(holder.id), 10, "the holder to start")
+        rerun = await enqueuer.enqueue("work", {"seconds": 0.1}, dedup=d)
+        assert rerun is not None and rerun.dedup is not None
+        assert (rerun.dedup.status, rerun.dedup.holder) == ("rerun_queued", holder.id)
+        fleet.kill(first)
+        second = fleet.start()
+        await fleet.wait_ready(main)
+        latest = await enqueuer.enqueue("work", {"seconds": 0.2}, dedup=d)
+        assert latest is not None and latest.dedup is not None
+        assert (latest.dedup.status, latest.id) == ("rerun_queued", rerun.id)
+
+        async def holder_again() -> bool:
+            return second.pid in await started(holder.id)
+
+        await eventually(holder_again, 20, "the holder to run again after the kill")
+        await oracle.wait_ended([holder.id, rerun.id], timeout=30)
+        starts = await oracle.starts()
+        assert [s.id for s in starts if s.id != holder.id] == [rerun.id]  # once, after it
+        last_holder_start = max(s.t for s in starts if s.id == holder.id)
+        assert min(s.t for s in starts if s.id == rerun.id) > last_holder_start
+        await assert_nothing_stuck(main, keys, ["work"])
+        assert await main.hlen(keys.dedup) == 0 and await main.hlen(keys.dedup_next) == 0
