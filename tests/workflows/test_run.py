@@ -193,3 +193,20 @@ async def test_keys_expire_after_the_linger(env: Env) -> None:
     with pytest.raises(WorkflowNotFoundError):
         await run.status()
     assert not await env.redis.exists(env.keys.workflow_of)
+
+
+async def test_a_released_member_keeps_its_priority(env: Env) -> None:
+    await env.redis.sadd(env.keys.paused, "work")
+    plain = await env.enqueuer.enqueue("work", {})
+    wf = Workflow()
+    wf.add("merge", {}, id="m")
+    wf.add("work", {}, id="urgent", after=["m"], priority=5)
+    run = await env.enqueuer.enqueue_workflow(wf)
+    await env.pool.drain(timeout=20)  # merge runs and releases urgent; "work" is paused
+    order = [m.decode() for m in await env.redis.zrange(env.keys.queue("work"), 0, -1)]
+    assert plain is not None and order == [run.job_id("urgent"), plain.id]
+    assert await env.redis.hget(env.keys.priorities, run.job_id("urgent")) == b"5"
+    await env.redis.srem(env.keys.paused, "work")
+    await env.pool.drain(timeout=20)
+    assert (await run.wait(timeout=5)).status == "succeeded"
+    await assert_invariants(env.redis, env.namespace, drained=True)
