@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from ..aio import cancel_and_wait
 from .connection import REDIS_ERRORS
 from .keys import Keys
 
 __all__ = ["HOUR_TTL", "MINUTE_TTL", "Bucket", "Counters", "read_buckets"]
+
+log = logging.getLogger("errands.metrics")
 
 MINUTE_TTL = 2 * 3600
 HOUR_TTL = 8 * 86400
@@ -35,6 +40,7 @@ class Counters:
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+        self._refused = False
         self._minute = -1
         self._pair: tuple[dict[str, int], dict[str, int]] | None = None
         self.pending: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -71,7 +77,7 @@ class Counters:
                     key = keys.metrics_minute(start) if kind == "m" else keys.metrics_hour(start)
                     for name, value in fields.items():
                         pipe.hincrby(key, name, value)
-                    pipe.expire(key, MINUTE_TTL if kind == "m" else HOUR_TTL)
+                    pipe.pexpire(key, (MINUTE_TTL if kind == "m" else HOUR_TTL) * 1000)
                 await pipe.execute()
         except BaseException:
             for bucket, fields in taken.items():
@@ -99,9 +105,16 @@ class Counters:
             await self.flush_quietly(redis, keys, every)
 
     async def flush_quietly(self, redis: Any, keys: Keys, timeout: float) -> None:
-        """Flush; an unreachable Redis keeps the counts for the next flush."""
-        with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
-            await asyncio.wait_for(self.flush(redis, keys), timeout)
+        """Flush; an unreachable Redis keeps the counts for the next flush. A refusal (an ACL
+        user without ``+pexpire``, say) is logged once and never stops the pool: the counters
+        only feed the dashboard's charts."""
+        try:
+            with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
+                await asyncio.wait_for(self.flush(redis, keys), timeout)
+        except RedisError as exc:
+            if not self._refused:
+                log.warning("activity counters not written (the dashboard's charts): %s", exc)
+            self._refused = True
 
 
 @dataclass
