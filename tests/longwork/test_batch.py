@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from errands import BatchOutcome, Enqueuer, FixedBackoff, Job, WorkerPool
 from errands.errors import RegistrationError
 from errands.longwork.batch import batch_due
 from errands.store.keys import Keys
+from errands.store.scripts import Scripts, Settle
 from tests.support.invariants import assert_invariants
 from tests.support.procs import eventually
 
@@ -185,3 +188,57 @@ async def test_a_batch_holds_no_more_jobs_than_max_concurrency(
         await pool.drain(timeout=20)
     assert sum(sizes) == 12 and max(sizes) <= 5, sizes
     await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_the_failed_jobs_of_a_batch_are_settled_in_one_script_call(
+    redis_url: str, namespace: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, int]] = []
+    settle, settle_many = Scripts.settle, Scripts.settle_many
+
+    async def one(self: Scripts, pool_id: str, s: Settle) -> bool:
+        calls.append(("settle", 1))
+        return await settle(self, pool_id, s)
+
+    async def many(self: Scripts, pool_id: str, settles: Sequence[Settle]) -> list[bool]:
+        calls.append(("settle_many", len(settles)))
+        return await settle_many(self, pool_id, settles)
+
+    monkeypatch.setattr(Scripts, "settle", one)
+    monkeypatch.setattr(Scripts, "settle_many", many)
+    keys = Keys(namespace)
+    pool = make_pool(redis_url, namespace)
+
+    @pool.batch_job("half", max_size=10, max_wait=0.05, max_fails=1)
+    async def half(jobs: list[Job]) -> BatchOutcome:
+        return BatchOutcome(failed={j.id: ValueError("odd") for j in jobs if j.args["n"] % 2})
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        await enqueuer.enqueue_many([("half", {"n": i}) for i in range(10)])
+        await pool.drain(timeout=20)
+    assert calls == [("settle_many", 5)]
+    assert await redis.zcard(keys.dead) == 5
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_settle_many_checks_every_mode_before_writing(redis: Redis, namespace: str) -> None:
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
+    async with Enqueuer(redis, namespace=namespace) as enqueuer:
+        await enqueuer.enqueue_many([("w", {"n": i}) for i in range(2)])
+    fetched = await scripts.fetch("p1", 0, 2, [("w", 0)]) or []
+    assert len(fetched) == 2
+    good, bad = (
+        Settle(f.id, "w", "retry", keys.retry("w"), 0, 1, token=f.token, score_ms=1)
+        for f in fetched
+    )
+    bad.mode = "nonsense"
+    with pytest.raises(ResponseError, match="unknown settle mode"):
+        await scripts.settle_many("p1", [good, bad])
+    assert await redis.zcard(keys.in_progress("p1")) == 2  # nothing written
+    bad.mode = "retry"
+    stale = Settle(good.id, "w", "retry", keys.retry("w"), 0, 1, token="0", score_ms=1)
+    assert await scripts.settle_many("p1", [good, bad, stale]) == [True, True, False]
+    assert await redis.zcard(keys.retry("w")) == 2
+    assert await redis.zcard(keys.in_progress("p1")) == 0

@@ -260,6 +260,26 @@ class Scripts(AdminScripts):
 
     async def settle(self, pool_id: str, s: Settle) -> bool:
         """Retry, bury, drop, cancel or requeue one job."""
+        keys, args = self._settle_call(pool_id, s)
+        return bool(await self._call("settle", keys, args))
+
+    async def settle_many(self, pool_id: str, settles: Sequence[Settle]) -> list[bool]:
+        """Settle several jobs in one script call (the failed jobs of a batch); each is fenced
+        on its own attempt. Returns whether each was settled."""
+        if not settles:
+            return []
+        keys: list[str] = []
+        args: list[Arg] = ["{many}", len(settles), 0, 0]
+        for s in settles:
+            one_keys, one_args = self._settle_call(pool_id, s)
+            if args[2] and (args[2], args[3]) != (len(one_keys), len(one_args)):
+                raise ValueError("settle_many: the jobs must take as many keys and args")
+            keys += one_keys
+            args += one_args
+            args[2], args[3] = len(one_keys), len(one_args)
+        return [bool(r) for r in await self._call("settle", keys, args)]
+
+    def _settle_call(self, pool_id: str, s: Settle) -> tuple[list[str], list[Arg]]:
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history, k.history_data)
@@ -271,7 +291,7 @@ class Scripts(AdminScripts):
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
         args += (pool_id, s.token, s.envelope_json, s.history_json)
-        return bool(await self._call("settle", keys, args))
+        return keys, args
 
     async def promote(self, names: Sequence[str], now_ms: int, limit: int) -> tuple[int, int]:
         """Move due scheduled and retry jobs to their queues; returns (moved, earliest due)."""

@@ -3,7 +3,8 @@ its queue and, once ``max_size`` jobs wait or the oldest has waited ``max_wait``
 ``max_size`` of them with one ``fetch`` script call (into this pool's in-progress set, each job
 with its own attempt, as any fetch) and runs them as one task. Jobs that succeeded are
 acknowledged through the acker (one ``ack`` script call for the batch, with other pending acks);
-each failed job is settled on its own, as a failed job (retry, dead set)."""
+the failed ones are settled together in one ``settle`` script call, each as a failed job (retry
+or dead set, fenced on its own attempt)."""
 
 from __future__ import annotations
 
@@ -211,13 +212,13 @@ class Batching:
             log.info("%s: a batch of %d requeued (pool stopping)", jt.name, len(jobs))
             return
         except Exception as exc:
-            for job in jobs:
-                await self.settler.fail(job, jt, exc, started_ms)
+            await self.settler.fail_many(jt, [(job, exc) for job in jobs], started_ms)
             name, n = type(exc).__name__, len(jobs)
             log.warning("%s: a batch of %d failed: %s: %s", jt.name, n, name, exc)
             return
         ran_ms = (time.perf_counter() - started) * 1000
         outcome = outcome or BatchOutcome()
+        failed: list[tuple[Job, BaseException]] = []
         for job in jobs:
             error = outcome.failed.get(job.id)
             if error is None:
@@ -225,8 +226,12 @@ class Batching:
                 encoded = _result(job, outcome.results.get(job.id))
                 self._ack(job, jt, encoded, started_ms, ran_ms)
             else:
-                what = await self.settler.fail(job, jt, error, started_ms)
-                log.warning("%s %s %s: %r", job.name, job.id, what, error)
+                failed.append((job, error))
+        # the failed jobs of the batch: settled in one script call
+        for (job, error), what in zip(
+            failed, await self.settler.fail_many(jt, failed, started_ms), strict=True
+        ):
+            log.warning("%s %s %s: %r", job.name, job.id, what, error)
 
 
 def _result(job: Job, value: Any) -> bytes:

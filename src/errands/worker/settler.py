@@ -136,6 +136,22 @@ class Settler:
     async def fail(self, job: Job, jt: JobType, exc: BaseException, started_ms: int) -> str:
         """Count a failure: retry after the backoff, or bury (or drop) when out of attempts.
         Returns a short description for the log line."""
+        s, what = self.failure(job, jt, exc, started_ms)
+        await self._send(s)
+        return what
+
+    async def fail_many(
+        self, jt: JobType, failed: list[tuple[Job, BaseException]], started_ms: int
+    ) -> list[str]:
+        """``fail`` for several jobs (of a batch), settled in one script call."""
+        built = [self.failure(job, jt, exc, started_ms) for job, exc in failed]
+        await self._send_many([s for s, _what in built])
+        return [what for _s, what in built]
+
+    def failure(
+        self, job: Job, jt: JobType, exc: BaseException, started_ms: int
+    ) -> tuple[Settle, str]:
+        """How to settle a failure of ``job`` (counted on it), and its description."""
         now = self.clock.now()
         s = self._settle(job, "retry", self.keys.retry(job.name), started_ms)
         job.fails += 1
@@ -163,13 +179,11 @@ class Settler:
         if not final:
             delay = retry_delay(job, jt)
             s.score_ms, s.counter = to_ms(now + delay), "failed"
-            await self._send(s)
-            return f"failed (attempt {job.fails} of {max_fails}, retry in {delay:.1f}s)"
+            return s, f"failed (attempt {job.fails} of {max_fails}, retry in {delay:.1f}s)"
         s.mode = "drop" if jt.skip_dead else "dead"
         s.target, s.score_ms = self.keys.dead, to_ms(now)
         s.counter = "dropped" if jt.skip_dead else "dead"
-        await self._send(s)
-        return f"failed for good (attempt {job.fails}, {'dropped' if jt.skip_dead else 'dead'})"
+        return s, f"failed for good (attempt {job.fails}, {'dropped' if jt.skip_dead else 'dead'})"
 
     async def bury_corrupt(self, item: Fetched, name: str, reason: str) -> None:
         """An entry that cannot be decoded goes to the dead set with the reason."""
@@ -200,22 +214,33 @@ class Settler:
     async def _send(self, s: Settle) -> None:
         """Settle, retrying while Redis is away (like acks). If the pool is stopped first, the
         job stays in its in-progress set and a reaper gives it back once the pool is gone."""
+        await self._send_many([s])
+
+    async def _send_many(self, settles: list[Settle]) -> None:
+        """Settle jobs in one script call, retrying as ``_send`` does (each job is fenced on its
+        own attempt: a re-sent call settles nothing twice)."""
         delay = 0.05
-        while not self.abandoned:
+        while not self.abandoned and settles:
             try:
-                if not await self.scripts.settle(self.pool_id, s):
-                    log.warning(
-                        "%s %s: not settled (%s): this attempt no longer holds the job (taken "
-                        "back from this pool, or settled already by a re-sent call)",
-                        s.name,
-                        s.id,
-                        s.mode,
-                        extra={"job_id": s.id, "job_name": s.name},
-                    )
+                if len(settles) == 1:
+                    done = [await self.scripts.settle(self.pool_id, settles[0])]
+                else:
+                    done = await self.scripts.settle_many(self.pool_id, settles)
+                for s, ok in zip(settles, done, strict=True):
+                    if not ok:
+                        log.warning(
+                            "%s %s: not settled (%s): this attempt no longer holds the job "
+                            "(taken back from this pool, or settled already by a re-sent call)",
+                            s.name,
+                            s.id,
+                            s.mode,
+                            extra={"job_id": s.id, "job_name": s.name},
+                        )
                 return
             except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): keep trying
                 level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
-                log.log(level, "could not settle %s %s (%r); retrying", s.name, s.id, exc)
+                first = settles[0]
+                log.log(level, "could not settle %s %s (%r); retrying", first.name, first.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

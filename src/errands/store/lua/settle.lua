@@ -29,13 +29,17 @@
 -- (or drop): a job whose cancel was acknowledged never runs again.
 -- Returns 1 when settled, 0 when the job was not this attempt's any more; an unknown mode is an
 -- error before anything is written.
+-- Several jobs in one call (the failed jobs of a batch, longwork/): ARGV[1] '{many}' (never a job
+-- id), ARGV[2] N jobs, ARGV[3] keys per job, ARGV[4] args per job, then the ARGV above of each
+-- job in turn; KEYS: the KEYS above of each job in turn. Returns the list of each job's reply.
 --@include jobstate
 --@include longwork
 --@include dedup
 --@include workflows
 --@include limits
-local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
 local MODES = {retry = 1, later = 1, dead = 1, drop = 1, requeue = 1, cancelled = 1}
+local function settle_one(KEYS, ARGV)  -- the KEYS and ARGV of one job (documented above)
+local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
 if not MODES[mode] then
   return redis.error_reply('errands: unknown settle mode ' .. mode)
 end
@@ -172,3 +176,26 @@ if (mode ~= 'requeue' or freed) and redis.call('SCARD', KEYS[9]) > 0 then
   redis.call('PUBLISH', ARGV[9], 'settle')
 end
 return 1
+end
+
+if ARGV[1] ~= '{many}' then
+  return settle_one(KEYS, ARGV)
+end
+local n, nk, na = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+for j = 0, n - 1 do  -- every mode first: an unknown one is an error before anything is written
+  if not MODES[ARGV[4 + j * na + 3]] then
+    return redis.error_reply('errands: unknown settle mode ' .. tostring(ARGV[4 + j * na + 3]))
+  end
+end
+local function slice(t, from, count)
+  local part = {}
+  for i = 1, count do
+    part[i] = t[from + i]
+  end
+  return part
+end
+local replies = {}
+for j = 0, n - 1 do
+  replies[#replies + 1] = settle_one(slice(KEYS, j * nk, nk), slice(ARGV, 4 + j * na, na))
+end
+return replies
