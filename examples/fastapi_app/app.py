@@ -26,7 +26,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 
 
-def get_enqueuer(request: Request) -> Enqueuer:
+async def get_enqueuer(request: Request) -> Enqueuer:
+    # async: FastAPI runs a plain-def dependency in a thread pool, a hop per request
     enqueuer: Enqueuer = request.app.state.enqueuer
     return enqueuer
 
