@@ -222,3 +222,37 @@ def test_registration_checks_the_handler(redis_url: str, namespace: str) -> None
 
     with pytest.raises(RegistrationError, match=r"\(job, cursor\)"):
         pool.iterable_job("bad")(one_param)  # type: ignore[arg-type]
+
+
+async def test_a_stop_at_a_checkpoint_is_no_failure_for_the_metrics(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from errands.contrib.prometheus import PrometheusMiddleware
+
+    registry = prometheus_client.CollectorRegistry()
+    pool = make_pool(redis_url, namespace)
+    pool.middleware(PrometheusMiddleware(registry))
+    started = asyncio.Event()
+
+    @pool.iterable_job("tick", checkpoint_every=timedelta(hours=1))
+    async def tick(job: Job, cursor: int | None) -> AsyncIterator[int]:
+        i = cursor or 0
+        while True:
+            i += 1
+            started.set()
+            await asyncio.sleep(0.01)
+            yield i
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        job = await enqueuer.enqueue("tick")
+        assert job is not None
+        await pool.start()
+        await asyncio.wait_for(started.wait(), 10)
+        await pool.stop()
+    labels = {"job_name": "tick"}
+    assert registry.get_sample_value("errands_jobs_started_total", labels) == 1
+    assert registry.get_sample_value("errands_jobs_failed_total", labels) in (None, 0)
+    assert registry.get_sample_value("errands_jobs_succeeded_total", labels) in (None, 0)
+    assert await redis.zscore(Keys(namespace).queue("tick"), job.id) is not None
+    await assert_invariants(redis, namespace)

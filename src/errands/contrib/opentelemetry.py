@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .. import __version__
 from ..errors import RetryLater
 from ..job import Job
+from ..longwork.iterable import Suspend
 from ..middleware import Middleware, Next
 from ._outcome import failure_outcome, is_failure_cancel
 
@@ -95,6 +96,9 @@ class OpenTelemetryMiddleware(Middleware):
             except RetryLater as exc:
                 span.set_attribute("errands.job.outcome", "snoozed")
                 span.set_attribute("errands.job.snooze_seconds", exc.delay)
+                raise
+            except Suspend:  # an iterable job stopped at a checkpoint (longwork/iterable.py)
+                span.set_attribute("errands.job.outcome", "suspended")
                 raise
             except asyncio.CancelledError as exc:
                 if not is_failure_cancel(job):

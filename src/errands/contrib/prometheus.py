@@ -28,6 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest, s
 from ..admin.client import Client
 from ..errors import RetryLater
 from ..job import Job
+from ..longwork.iterable import Suspend
 from ..middleware import Middleware, Next
 from ._outcome import failure_outcome, is_failure_cancel, worker_now
 
@@ -125,8 +126,8 @@ class PrometheusMiddleware(Middleware):
         began = time.perf_counter()
         try:
             result = await next()
-        except RetryLater:
-            raise  # snoozed: neither a success nor a failure
+        except (RetryLater, Suspend):
+            raise  # snoozed, or an iterable job stopped at a checkpoint: no success, no failure
         except asyncio.CancelledError as exc:
             if is_failure_cancel(job):  # its timeout
                 self._failed(job, exc)
