@@ -90,3 +90,31 @@ def test_cli_lists_shows_and_cancels(
     assert run_cli(capsys, "workflows", "cancel", run_id, *where)[0] == 1
     assert "cancelled" in run_cli(capsys, "workflows", "show", run_id, *where)[1]
     assert main(["workflows", "show", "nope", *where]) == 2
+
+
+async def test_a_waiting_member_by_id(env: Env) -> None:
+    """Client.job, cancel and destroy of a member still waiting for its dependencies."""
+    client = Client(env.redis, namespace=env.namespace)
+    wf = Workflow()
+    wf.add("work", {"value": 1}, id="a")
+    wf.add("work", {"value": 2}, id="b", after=["a"])
+    wf.add("work", {"value": 3}, id="c", after=["a"])
+    wf.add("merge", {}, id="m", after=["b", "c"], on_dependency_failure="continue")
+    run = await env.enqueuer.enqueue_workflow(wf)
+    info = await client.job(run.job_id("b"))
+    assert info is not None and info.status == "waiting" and info.args == {"value": 2}
+    assert (info.workflow_id, info.workflow_node, info.waiting_for) == (
+        run.id,
+        "b",
+        "dependencies: a",
+    )
+    assert await client.cancel(run.job_id("b")) == "cancelled"
+    assert await client.destroy(run.job_id("c"))
+    status = await run.status()
+    assert status.nodes["b"].state == "cancelled" and status.nodes["c"].state == "cancelled"
+    assert status.nodes["m"].state == "released"  # "continue": it runs with both errors
+    await env.pool.drain(timeout=20)
+    status = await run.wait(timeout=5)
+    assert [n for n, _a in env.ran] == ["work", "merge"]  # a, then m; b and c never ran
+    assert status.status == "succeeded"
+    await assert_invariants(env.redis, env.namespace, drained=True)

@@ -22,6 +22,7 @@ from .jobinfo import (
     info_from_record,
 )
 from .limitsinfo import read_limits, waiting_reason
+from .workflows import waiting_member
 
 PER_PAGE = 20
 
@@ -53,7 +54,9 @@ class Inspection:
         raw = await self.redis.hget(k.jobs, job_id)
         if raw is None:
             record = await self.redis.get(k.done(job_id))
-            return info_from_record(record) if record is not None else None
+            if record is None:
+                return await waiting_member(self.redis, k, job_id)
+            return info_from_record(record)
         info = info_from_envelope(job_id, raw, JobStatus.IN_PROGRESS)
         # a corrupt envelope does not say its name: look in the sets of every job name
         names = await self.job_names() if info.corrupt else [info.name]

@@ -24,6 +24,9 @@ class JobStatus:
     DEAD = "dead"
     CANCELLED = "cancelled"
     ALL = (QUEUED, SCHEDULED, IN_PROGRESS, RETRYING, FINISHED, DEAD, CANCELLED)
+    # a workflow member waiting for its dependencies: not a job on any queue yet (not listed
+    # by status, see docs/workflows.md)
+    WAITING = "waiting"
 
 
 @dataclass

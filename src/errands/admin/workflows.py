@@ -8,8 +8,9 @@ from typing import Any
 from ..store.keys import Keys
 from ..workflows.run import WorkflowRun
 from ..workflows.store import WorkflowScripts
+from .jobinfo import JobInfo, JobStatus, info_from_envelope
 
-__all__ = ["WorkflowAdmin", "WorkflowSummary"]
+__all__ = ["WorkflowAdmin", "WorkflowSummary", "waiting_member"]
 
 
 def _text(raw: bytes | str) -> str:
@@ -27,6 +28,26 @@ class WorkflowSummary:
     finished: float | None
     size: int
     failed_node: str | None
+
+
+async def waiting_member(redis: Any, keys: Keys, job_id: str) -> JobInfo | None:
+    """A workflow member still waiting for its dependencies (its envelope is in its run, not
+    in ``jobs``), as a JobInfo of status ``waiting``; None for any other id."""
+    run_id = await redis.hget(keys.workflow_of, job_id)
+    if run_id is None:
+        return None
+    run_id = _text(run_id)
+    node = job_id[len(run_id) + 1 :]
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hget(keys.workflow(run_id, "env"), node)
+        pipe.zrangebylex(keys.workflow(run_id, "in"), f"[{node}<", f"({node}=")
+        env, edges = await pipe.execute()
+    if env is None:
+        return None  # released meanwhile: a job now
+    info = info_from_envelope(job_id, env, JobStatus.WAITING)
+    deps = sorted(_text(e).partition("<")[2] for e in edges)
+    info.waiting_for = "dependencies: " + ", ".join(deps[:10]) + (" ..." if len(deps) > 10 else "")
+    return info
 
 
 class WorkflowAdmin:

@@ -26,7 +26,13 @@ __all__ = ["BadRequest", "Missing", "Views"]
 
 Loader = Callable[[Request], Awaitable[dict[str, Any]]]
 STALE_POOL_SECONDS = 30.0
-CANCELLABLE = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.IN_PROGRESS)
+CANCELLABLE = (
+    JobStatus.QUEUED,
+    JobStatus.SCHEDULED,
+    JobStatus.RETRYING,
+    JobStatus.IN_PROGRESS,
+    JobStatus.WAITING,
+)
 RETRYABLE = (JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.DEAD, JobStatus.CANCELLED)
 EDITABLE = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING, JobStatus.DEAD)
 SETS = {

@@ -13,6 +13,8 @@
 -- Returns 'cancelled', 'running' (signalled), 'dead', 'already', 'finished' (its done record
 -- says so: it ended before this call) or 'unknown' (also for a job that is in none of those
 -- places and runs nowhere: no request is left behind for it).
+-- A workflow member still waiting for its dependencies (its envelope in its run, not in
+-- `jobs`) is ended as cancelled in its run (lib/workflows.lua).
 -- A waiting job cancelled is recorded in the history (`cancelled`, at the attempt it would
 -- have run next, see lib/jobstate.lua) and published.
 --@include jobstate
@@ -32,6 +34,9 @@ if not env then
     elseif string.sub(record, 1, #head) == head and status == 'cancelled' then
       return 'already'
     end
+  end
+  if wf_end(KEYS[17], id, 'cancelled', '{"error":"cancelled"}') then
+    return 'cancelled'  -- a workflow member that waited for its dependencies
   end
   return 'unknown'
 end

@@ -46,7 +46,9 @@ else
   local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[28], idle = KEYS[29], wake = ARGV[6],
     dedup = KEYS[23], dedupjob = KEYS[24], next = KEYS[26], reruns = KEYS[27]}
   dedup_ended(d, id, KEYS[12])
-  wf_end(KEYS[25], id, 'cancelled', nil)  -- a member destroyed while it waited
+  if wf_end(KEYS[25], id, 'cancelled', nil) then  -- a workflow member destroyed while it waited
+    found = true
+  end
 end
 if redis.call('DEL', KEYS[17]) == 1 then found = true end
 if redis.call('ZREM', k.ended, id) == 1 then found = true end

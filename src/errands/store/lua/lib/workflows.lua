@@ -168,14 +168,26 @@ local function wf_settle(W, node, status, value)
 end
 
 -- the hook of the scripts that end a job's life (`status` ok | failed | cancelled, `value` its
--- result or error JSON): nothing but one HGET for a job outside any workflow
+-- result or error JSON): nothing but one HGET for a job outside any workflow. A member still
+-- waiting for its dependencies (cancelled or destroyed by id) leaves its run's edges with it.
+-- Returns true when it ended a member.
 local function wf_end(wfof, id, status, value)
   local run = redis.call('HGET', wfof, id)
-  if not run or redis.call('HDEL', wfof, id) == 0 then
-    return
+  if not run then
+    return false
+  end
+  local W = wf_keys(wfof, run)
+  local node = string.sub(id, #run + 2)
+  if redis.call('HEXISTS', W.env, node) == 1 then
+    if not wf_drop_held(W, node) then
+      return false
+    end
+  elseif redis.call('HDEL', wfof, id) == 0 then
+    return false
   end
   if value == nil or value == '' then
     value = 'null'
   end
-  wf_settle(wf_keys(wfof, run), string.sub(id, #run + 2), status, value)
+  wf_settle(W, node, status, value)
+  return true
 end
