@@ -12,7 +12,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer, FixedBackoff, Job, WorkerPool
+from errands import Client, Enqueuer, FixedBackoff, Job, WorkerPool
 from errands.errors import RegistrationError
 from errands.longwork.store import LongworkScripts
 from errands.store.keys import Keys
@@ -256,3 +256,34 @@ async def test_a_stop_at_a_checkpoint_is_no_failure_for_the_metrics(
     assert registry.get_sample_value("errands_jobs_succeeded_total", labels) in (None, 0)
     assert await redis.zscore(Keys(namespace).queue("tick"), job.id) is not None
     await assert_invariants(redis, namespace)
+
+
+async def test_a_dead_job_retried_resumes_from_its_checkpoint(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    pool = make_pool(redis_url, namespace)
+    starts: list[int | None] = []
+
+    @pool.iterable_job("once", checkpoint_every=0, max_fails=1)
+    async def once(job: Job, cursor: int | None) -> AsyncIterator[int]:
+        starts.append(cursor)
+        for i in range((cursor or 0) + 1, 11):
+            if i == 6 and len(starts) == 1:
+                raise RuntimeError("down")
+            yield i
+
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace) as client,
+    ):
+        job = await enqueuer.enqueue("once")
+        assert job is not None
+        await pool.drain(timeout=10)
+        info = await client.job(job.id)
+        assert info is not None and info.status == "dead"
+        assert info.progress is not None and info.progress["cursor"] == 5
+        assert await client.retry_dead_job(job.id)
+        await pool.drain(timeout=10)
+        assert await job.result(timeout=5) == {"done": 10, "cursor": 10}
+    assert starts == [None, 5]
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
