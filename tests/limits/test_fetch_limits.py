@@ -237,3 +237,42 @@ async def test_partitioned_jobs_retry_pause_and_unique(
     # the failed job came back to its partition (retried, attempt 2), one at a time
     assert sorted(runs) == [("a:0", 1), ("a:0", 2), ("a:1", 1)]
     await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+class _Skewed:
+    """A host clock off by ``offset`` seconds."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.mark.parametrize("offset", [2.0, -2.0])
+async def test_host_clocks_skewed_by_2s_change_no_limit(
+    redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer, offset: float
+) -> None:
+    starts: list[float] = []
+    pools = []
+    for skew in (offset, 0.0):  # two pools, one of them on a skewed clock
+        pool = WorkerPool.from_url(
+            redis_url, namespace=namespace, concurrency=8, clock=_Skewed(skew)
+        )
+
+        @pool.job("sms", limits=[Rate(4, per=timedelta(milliseconds=400))])
+        async def sms(job: Job) -> None:
+            starts.append(time.monotonic())
+
+        pools.append(pool)
+    await enqueuer.enqueue_many([("sms", {}) for _ in range(12)])
+    for pool in pools:
+        await pool.start()
+    try:
+        await until(lambda: len(starts) == 12, timeout=10)
+    finally:
+        for pool in pools:
+            await pool.stop()
+    assert max_in_window(starts, 0.4 - 0.03) <= 4
+    assert starts[-1] - starts[0] >= 2 * 0.4 - 0.05
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
