@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from errands import DependencyFailed, Workflow, WorkflowError, WorkflowNotFoundError
+from errands import Concurrency, DependencyFailed, Workflow, WorkflowError, WorkflowNotFoundError
 from tests.support.invariants import assert_invariants
 
 from .conftest import Env
@@ -209,4 +209,26 @@ async def test_a_released_member_keeps_its_priority(env: Env) -> None:
     await env.redis.srem(env.keys.paused, "work")
     await env.pool.drain(timeout=20)
     assert (await run.wait(timeout=5)).status == "succeeded"
+    await assert_invariants(env.redis, env.namespace, drained=True)
+
+
+async def test_members_obey_the_limits_of_their_job_type(env: Env) -> None:
+    running, most = 0, 0
+
+    @env.pool.job("limited", limits=[Concurrency(2)])
+    async def limited(job: object) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+
+    wf = Workflow()
+    start = wf.add("work", {"value": 0}, id="start")
+    for i in range(10):
+        wf.add("limited", {}, id=f"l{i}", after=[start])
+    run = await env.enqueuer.enqueue_workflow(wf)
+    await env.pool.drain(timeout=20)
+    assert (await run.wait(timeout=5)).status == "succeeded"
+    assert most == 2
     await assert_invariants(env.redis, env.namespace, drained=True)
