@@ -4,6 +4,7 @@ relay (one that cannot get a batch through) made visible."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Client, Enqueuer, FakeClock
-from errands.outbox.status import STALL_AFTER
+from errands.outbox.status import SILENT_AFTER, STALL_AFTER
 from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
 
@@ -54,14 +55,15 @@ async def test_a_healthy_relay_reports_an_empty_backlog(
         relay.start(enqueuer)
         try:
             await reported(client, relay, lambda s: s.backlog == 0)
+            status = await client.outbox()
+            assert await redis.pttl(Keys(namespace).outbox_relays) > 0
+            await assert_invariants(redis, namespace)
         finally:
             await relay.stop()
-        status = await client.outbox()
+        assert (await client.outbox()).relays == []  # a relay that stops withdraws
     assert status.lag == 0 and not status.stuck
     (mine,) = status.relays
-    assert mine.relayed == 30 and mine.error is None and not mine.stalled
-    assert await redis.pttl(Keys(namespace).outbox_relays) > 0
-    await assert_invariants(redis, namespace)
+    assert mine.relayed == 30 and mine.error is None and not mine.stalled and not mine.silent
 
 
 async def test_a_relay_that_cannot_move_its_rows_is_stuck(
@@ -162,3 +164,34 @@ async def test_the_dashboard_shows_the_backlog_and_a_stuck_relay(
             await relay.stop()
     assert 'id="outbox-stuck"' in page and "PayloadTooLargeError" in page
     assert data["outbox"]["stuck"] is True and data["outbox"]["backlog"] == 4
+
+
+async def test_a_relay_that_died_goes_silent_one_that_stopped_withdraws(
+    tmp_path: Path, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(url)
+    write(url, 2)
+    clock = FakeClock(time.time())
+    source = SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
+    died = OutboxRelay(source, poll_interval=0.05, report_interval=0.0, clock=clock)
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace, max_payload=10) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace, clock=clock) as client,
+    ):
+        task = asyncio.create_task(died.run(enqueuer))  # a relay whose process is killed:
+        await reported(client, died, lambda s: s.backlog == 2)
+        task.cancel()  # it never withdraws
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await source.aclose()
+        clock.advance(SILENT_AFTER + 1)
+        status = await client.outbox()
+        assert status.relays[0].silent and status.stuck
+        assert status.backlog == 2  # the last known count
+        stopped = OutboxRelay(source, poll_interval=0.05, report_interval=0.0, clock=clock)
+        stopped.start(enqueuer)
+        await reported(client, stopped, lambda s: len(s.relays) == 2)
+        assert not (await client.outbox()).stuck  # one relay works
+        await stopped.stop()
+        assert [r.id for r in (await client.outbox()).relays] == [died.id]

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from ..clock import Clock, SystemClock
 from ..enqueuer import Enqueuer
 from .rows import OutboxRow, enqueue_item
-from .status import report
+from .status import report, withdraw
 
 __all__ = ["OutboxRelay", "Source"]
 
@@ -126,6 +126,7 @@ class OutboxRelay:
         """Relay until cancelled: batch after batch while full ones come, then wait for a
         NOTIFY or ``poll_interval``. Errors (database or Redis down) are logged and retried
         after ``poll_interval``."""
+        self._enqueuer = enqueuer
         while True:
             try:
                 n = await self.relay_once(enqueuer)
@@ -151,6 +152,7 @@ class OutboxRelay:
         if self._started_at is None:
             self._started_at = now
         status: dict[str, Any] = {
+            "every": self.report_interval,
             "started_at": self._started_at,
             "relayed": self.relayed,
             "last_batch_at": self.last_batch_at,
@@ -196,4 +198,7 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            if self._enqueuer is not None:
+                with contextlib.suppress(Exception):
+                    await withdraw(self._enqueuer.redis, self._enqueuer.keys, self.id)
         await self.source.aclose()

@@ -12,9 +12,10 @@ import orjson
 
 from ..store.keys import Keys
 
-__all__ = ["OutboxStatus", "RelayStatus", "read_status", "report"]
+__all__ = ["OutboxStatus", "RelayStatus", "read_status", "report", "withdraw"]
 
-SILENT_AFTER = 60.0  # seconds without a report: the relay is gone (its entry is dropped)
+SILENT_AFTER = 15.0  # seconds without a report (they come every 2 s): the relay is gone
+FORGET_AFTER = 3600.0  # seconds without a report: its entry is dropped
 STALL_AFTER = 30.0  # seconds without a committed batch: the relay is stuck
 
 
@@ -31,15 +32,17 @@ class RelayStatus:
     relayed: int  # rows it relayed since it started
     last_batch_at: float | None  # its last committed batch (an empty one too)
     error: str | None  # its last error, None once a batch went through again
-    stalled: bool  # no batch committed for STALL_AFTER seconds (since it started, if none)
+    silent: bool  # no report for SILENT_AFTER seconds: stopped, killed, or cut off from Redis
+    stalled: bool  # silent, or no batch committed for STALL_AFTER seconds (since its start)
 
 
 @dataclass(frozen=True)
 class OutboxStatus:
     """The outbox as the relays see it. ``backlog`` and ``lag`` come from the latest report
-    that counted the rows (None when no relay could in the last minute); ``stuck`` is True when
-    relays report but none committed a batch for 30 seconds while rows wait (or cannot be
-    counted). With no relay reporting, ``relays`` is empty: nothing relays."""
+    that counted the rows (None when none could); ``stuck`` is True when every relay known is
+    stalled (silent for 15 s, or without a committed batch for 30 s) while rows wait or cannot
+    be counted. Relays silent for an hour are forgotten: with none known, ``relays`` is
+    empty."""
 
     relays: list[RelayStatus]
     backlog: int | None
@@ -48,19 +51,24 @@ class OutboxStatus:
 
 
 async def report(redis: Any, keys: Keys, relay_id: str, status: dict[str, Any], now: float) -> None:
-    """Write one relay's status; drop the entries of relays silent for a minute."""
+    """Write one relay's status; drop the entries of relays silent for an hour."""
     entry = {"host": socket.gethostname(), "pid": os.getpid(), "at": now, **status}
     stale = [
         field
         for field, value in (await redis.hgetall(keys.outbox_relays)).items()
-        if _load(value).get("at", 0) < now - SILENT_AFTER
+        if _load(value).get("at", 0) < now - FORGET_AFTER
     ]
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(keys.outbox_relays, relay_id, orjson.dumps(entry))
         if stale:
             pipe.hdel(keys.outbox_relays, *stale)
-        pipe.pexpire(keys.outbox_relays, int(SILENT_AFTER * 1000))
+        pipe.pexpire(keys.outbox_relays, int(FORGET_AFTER * 1000))
         await pipe.execute()
+
+
+async def withdraw(redis: Any, keys: Keys, relay_id: str) -> None:
+    """A relay that stops drops its entry (one that dies goes silent instead)."""
+    await redis.hdel(keys.outbox_relays, relay_id)
 
 
 async def read_status(redis: Any, keys: Keys, now: float) -> OutboxStatus:
@@ -68,8 +76,9 @@ async def read_status(redis: Any, keys: Keys, now: float) -> OutboxStatus:
     for field, value in (await redis.hgetall(keys.outbox_relays)).items():
         entry = _load(value)
         at = float(entry.get("at", 0))
-        if at < now - SILENT_AFTER:
+        if at < now - FORGET_AFTER:
             continue
+        silent = now - at > max(SILENT_AFTER, 3 * float(entry.get("every", 0)))
         last = entry.get("last_batch_at")
         since = last if last is not None else entry.get("started_at", at)
         relays.append(
@@ -83,7 +92,8 @@ async def read_status(redis: Any, keys: Keys, now: float) -> OutboxStatus:
                 relayed=int(entry.get("relayed", 0)),
                 last_batch_at=last,
                 error=entry.get("error"),
-                stalled=now - float(since) > STALL_AFTER,
+                silent=silent,
+                stalled=silent or now - float(since) > STALL_AFTER,
             )
         )
     relays.sort(key=lambda r: r.reported_at, reverse=True)
