@@ -161,7 +161,7 @@ async def test_relay_in_a_pool_wakes_on_commit(
     postgres = sync_url.startswith("postgresql")
     relay = OutboxRelay(SQLAlchemySource(async_url), poll_interval=60 if postgres else 0.05)
     relay.attach(pool)
-    async with pool:
+    async with asyncio.timeout(60), pool:  # bounded: a stop that hangs fails here
         await asyncio.sleep(0)
         await asyncio.to_thread(write, sync_url, 3)
         async with asyncio.timeout(20):

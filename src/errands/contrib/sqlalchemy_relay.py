@@ -92,8 +92,9 @@ class SQLAlchemySource:
     async def aclose(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            _, pending = await asyncio.wait({self._listener}, timeout=5.0)
+            if pending:
+                log.error("outbox relay: the LISTEN connection did not close within 5 s")
             self._listener = None
         if self._owns_engine:
             await self.engine.dispose()
@@ -131,4 +132,6 @@ class SQLAlchemySource:
                     async for _ in raw.notifies():
                         self._notified.set()
             finally:
-                await conn.invalidate()  # a LISTENing connection goes back to no pool
+                # a LISTENing connection goes back to no pool; bounded: it may be half-dead
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.invalidate(), 5.0)

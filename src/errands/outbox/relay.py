@@ -195,8 +195,9 @@ class OutboxRelay:
         """Cancel the task of :meth:`start` (a batch in flight rolls back) and close the source."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            _, pending = await asyncio.wait({self._task}, timeout=10.0)
+            if pending:
+                log.error("outbox relay: its task did not stop within 10 s of its cancel")
             self._task = None
             if self._enqueuer is not None:
                 with contextlib.suppress(Exception):
