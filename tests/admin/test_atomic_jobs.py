@@ -322,3 +322,40 @@ async def test_a_retry_made_from_an_envelope_read_before_the_job_died_again_move
     assert await env.client.retry_dead_job(job.id) is False
     history = await env.client.history_job(job.id)
     assert [(h.attempt, h.status) for h in history] == [(1, "dead"), (2, "dead")]
+
+
+# -- pause: one command, checked by the fetch script -----------------------------------------
+async def test_no_job_of_a_paused_name_starts_once_pause_returned(env: Env) -> None:
+    """Pools fetch all the time while pause() is called: every fetch after it (the paused set is
+    read inside the fetch script) takes nothing of that name. A marker published right after
+    pause() returned orders it among the `started` events of the fetch scripts."""
+    env.pool = WorkerPool(
+        env.redis, namespace=env.namespace, concurrency=8, shutdown_grace=0.5, poll_interval=0.01
+    )
+
+    @env.pool.job("quick")
+    async def quick(job: Job) -> None:
+        await asyncio.sleep(0)
+
+    stop = asyncio.Event()
+
+    async def feed() -> None:
+        while not stop.is_set():
+            await env.enqueuer.enqueue_many([("quick", {})] * 20)
+            await asyncio.sleep(0.005)
+
+    events = Events(env.client)
+    async with events:
+        await env.pool.start()
+        feeder = asyncio.create_task(feed())
+        await until(lambda: sum(e["event"] == "started" for e in events.seen) > 50)
+        await env.client.pause("quick")
+        await env.redis.publish(env.keys.events_channel, b'{"event":"marker"}')
+        await until(lambda: any(e["event"] == "marker" for e in events.seen))
+        await asyncio.sleep(0.3)  # (fetches go on, finding the name paused)
+        stop.set()
+        await feeder
+    after = events.seen[[e["event"] for e in events.seen].index("marker") :]
+    assert [e for e in after if e["event"] == "started"] == []
+    await env.client.unpause("quick")
+    await env.pool.drain(timeout=10)
