@@ -28,10 +28,12 @@ async def test_client_lists_runs_and_names_the_workflow_of_a_member(env: Env) ->
     first = await env.enqueuer.enqueue_workflow(graph("first"))
     second = await env.enqueuer.enqueue_workflow(graph("second"))
     listed = await client.workflows()
-    assert [(r.id, r.name, r.status, r.size) for r in listed] == [
+    assert {(r.id, r.name, r.status, r.size) for r in listed} == {
         (second.id, "second", "running", 2),
         (first.id, "first", "running", 2),
-    ]
+    }
+    created = [r.created for r in listed]
+    assert created == sorted(created, reverse=True)  # newest first (equal within a ms)
     info = await client.job(first.job_id("a"))
     assert info is not None and (info.workflow_id, info.workflow_node) == (first.id, "a")
     assert await client.workflow(second.id).cancel()
