@@ -67,12 +67,15 @@ local function wf_queue(W, id, name, prio, env, wake)
   end
 end
 
--- a waiting member whose last dependency ended goes to its queue
+-- a waiting member whose last dependency ended goes to its queue (the caller wakes the pools);
+-- true when it did
 local function wf_release(W, node, spec)
   local env = redis.call('HGET', W.env, node)
   if env and redis.call('HDEL', W.env, node) == 1 then
-    wf_queue(W, W.run .. '.' .. node, spec.n, spec.p, env, true)
+    wf_queue(W, W.run .. '.' .. node, spec.n, spec.p, env, false)
+    return true
   end
+  return false
 end
 
 -- end a member that waits for its dependencies without running it (its remaining edges go);
@@ -126,7 +129,7 @@ end
 -- is being cancelled), and finish the run when no member is left open
 local function wf_settle(W, node, status, value)
   local cancelling = redis.call('HEXISTS', W.meta, 'cancel') == 1
-  local work, i = {{node, status, value}}, 1
+  local work, i, released = {{node, status, value}}, 1, false
   while i <= #work do
     local n, st, val = work[i][1], work[i][2], work[i][3]
     i = i + 1
@@ -154,13 +157,16 @@ local function wf_settle(W, node, status, value)
             work[#work + 1] = {c, 'cancelled', '{"error":"' .. why .. '","node":"' .. n .. '"}'}
           end
         elseif #redis.call('ZRANGEBYLEX', W.inn, '[' .. c .. '<', '(' .. c .. '=', 'LIMIT', 0, 1) == 0 then
-          wf_release(W, c, spec)
+          released = wf_release(W, c, spec) or released
         end
       end
     end
     if st ~= 'ok' and counts then
       redis.call('HSETNX', W.meta, 'failed', n)
     end
+  end
+  if released and redis.call('SCARD', W.P .. 'idle') > 0 then
+    redis.call('PUBLISH', W.P .. 'wake', 'workflow')  -- once, however many were released
   end
   if redis.call('SCARD', W.open) == 0 then
     wf_finish(W)
