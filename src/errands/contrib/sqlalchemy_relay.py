@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -52,9 +53,11 @@ class SQLAlchemySource:
         self._notified = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
 
-    def _claim(self, limit: int) -> Any:
+    def _claim(self, limit: int, skip: Collection[int]) -> Any:
         t = outbox_table
         oldest = select(t.c.id).order_by(t.c.id).limit(limit)
+        if skip:
+            oldest = oldest.where(t.c.id.not_in(list(skip)))
         if self.dialect == "postgresql":
             oldest = oldest.with_for_update(skip_locked=True)
         return (
@@ -63,10 +66,10 @@ class SQLAlchemySource:
             .returning(t.c.id, t.c.job_id, t.c.name, t.c.payload, t.c.created_at)
         )
 
-    async def relay_batch(self, limit: int, send: Send) -> int:
+    async def relay_batch(self, limit: int, send: Send, skip: Collection[int] = ()) -> int:
         self._ensure_listener()
         async with self.engine.begin() as conn:
-            result = await conn.execute(self._claim(limit))
+            result = await conn.execute(self._claim(limit, skip))
             rows = [
                 OutboxRow(job_id, name, payload, created_at, id)
                 for id, job_id, name, payload, created_at in result.all()

@@ -13,27 +13,42 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 
 from ..clock import Clock, SystemClock
 from ..enqueuer import Enqueuer
+from ..errors import UnknownJobError
+from ..serialization import SerializationError
 from .rows import OutboxRow, enqueue_item
 from .status import report, withdraw
 
 __all__ = ["OutboxRelay", "Source"]
 
 log = logging.getLogger("errands.outbox")
+# errors about a row itself (its payload, size, name), not about reaching Redis or the database
+ROW_ERRORS = (SerializationError, UnknownJobError, ValueError, TypeError, KeyError)
+
+
+class PoisonRows(Exception):
+    """Rows of a batch that cannot be enqueued: the batch rolls back, and is relayed again
+    without them."""
+
+    def __init__(self, errors: dict[int, str]) -> None:
+        super().__init__(f"{len(errors)} row(s) cannot be enqueued")
+        self.errors = errors
+
+
 Send = Callable[[list[OutboxRow]], Awaitable[None]]
 
 
 class Source(Protocol):
     """The outbox table of one database, as the relay sees it."""
 
-    async def relay_batch(self, limit: int, send: Send) -> int:
-        """Claim up to ``limit`` committed rows (oldest first; rows another relay holds are
-        skipped), ``await send(rows)``, delete them, commit; the number of rows. An error
-        (of ``send`` too) rolls the claim back."""
+    async def relay_batch(self, limit: int, send: Send, skip: Collection[int] = ()) -> int:
+        """Claim up to ``limit`` committed rows (oldest first; rows another relay holds, and
+        the ids in ``skip``, are passed over), ``await send(rows)``, delete them, commit; the
+        number of rows. An error (of ``send`` too) rolls the claim back."""
         ...
 
     async def wait(self, timeout: float) -> None:
@@ -99,13 +114,23 @@ class OutboxRelay:
         self.relayed = 0  # rows relayed by this relay
         self.last_batch_at: float | None = None  # when a batch (even an empty one) last committed
         self.last_error: str | None = None
+        # rows that cannot be enqueued (row id -> error): left in the table, passed over by this
+        # relay, shown in its reports; delete or fix them, then restart the relay
+        self.skipped: dict[int, str] = {}
         self._enqueuer: Enqueuer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def relay_once(self, enqueuer: Enqueuer) -> int:
         """Relay one batch; the number of rows."""
         self._enqueuer = enqueuer
-        n = await self.source.relay_batch(self.batch, self._send)
+        try:
+            n = await self.source.relay_batch(self.batch, self._send, self.skipped)
+        except PoisonRows as poison:
+            for row_id, error in poison.errors.items():
+                log.error("outbox relay: row %d of errands_outbox cannot be enqueued, left "
+                          "in the table and passed over: %s", row_id, error)  # fmt: skip
+            self.skipped.update(poison.errors)
+            n = await self.source.relay_batch(self.batch, self._send, self.skipped)
         self.relayed += n
         self.last_batch_at = self.clock.now()
         self.last_error = None
@@ -120,7 +145,19 @@ class OutboxRelay:
 
     async def _send(self, rows: list[OutboxRow]) -> None:
         assert self._enqueuer is not None
-        await send_rows(self._enqueuer, rows)
+        try:
+            await send_rows(self._enqueuer, rows)
+        except ROW_ERRORS:
+            # one at a time, to name the rows at fault; the others go again with the next batch
+            errors: dict[int, str] = {}
+            for row in rows:
+                try:
+                    await send_rows(self._enqueuer, [row])
+                except ROW_ERRORS as exc:
+                    errors[row.id] = f"{type(exc).__name__}: {exc}"
+            if not errors:
+                raise
+            raise PoisonRows(errors) from None
 
     async def run(self, enqueuer: Enqueuer) -> None:
         """Relay until cancelled: batch after batch while full ones come, then wait for a
@@ -157,6 +194,8 @@ class OutboxRelay:
             "relayed": self.relayed,
             "last_batch_at": self.last_batch_at,
             "error": self.last_error,
+            "skipped": len(self.skipped),
+            "skip_error": next(iter(self.skipped.values()), None),
             "backlog": None,
             "oldest": None,
         }

@@ -32,6 +32,8 @@ class RelayStatus:
     relayed: int  # rows it relayed since it started
     last_batch_at: float | None  # its last committed batch (an empty one too)
     error: str | None  # its last error, None once a batch went through again
+    skipped: int  # rows it cannot enqueue (left in the table, passed over)
+    skip_error: str | None  # why, for one of them
     silent: bool  # no report for SILENT_AFTER seconds: stopped, killed, or cut off from Redis
     stalled: bool  # silent, or no batch committed for STALL_AFTER seconds (since its start)
 
@@ -41,8 +43,8 @@ class OutboxStatus:
     """The outbox as the relays see it. ``backlog`` and ``lag`` come from the latest report
     that counted the rows (None when none could); ``stuck`` is True when every relay known is
     stalled (silent for 15 s, or without a committed batch for 30 s) while rows wait or cannot
-    be counted. Relays silent for an hour are forgotten: with none known, ``relays`` is
-    empty."""
+    be counted, or when a relay passes over rows it cannot enqueue. Relays silent for an hour
+    are forgotten: with none known, ``relays`` is empty."""
 
     relays: list[RelayStatus]
     backlog: int | None
@@ -92,6 +94,8 @@ async def read_status(redis: Any, keys: Keys, now: float) -> OutboxStatus:
                 relayed=int(entry.get("relayed", 0)),
                 last_batch_at=last,
                 error=entry.get("error"),
+                skipped=int(entry.get("skipped", 0)),
+                skip_error=entry.get("skip_error"),
                 silent=silent,
                 stalled=silent or now - float(since) > STALL_AFTER,
             )
@@ -103,8 +107,10 @@ async def read_status(redis: Any, keys: Keys, now: float) -> OutboxStatus:
         backlog = counted[0].backlog
         oldest = counted[0].oldest
         lag = max(0.0, now - oldest) if oldest is not None else 0.0
-    # rows wait (or cannot be counted) and no relay got a batch through lately
-    stuck = bool(relays) and all(r.stalled for r in relays) and backlog != 0
+    # rows wait (or cannot be counted) and no relay got a batch through lately; or a relay
+    # passes over rows it cannot enqueue (they will not move without someone)
+    stalled = bool(relays) and all(r.stalled for r in relays) and backlog != 0
+    stuck = stalled or any(r.skipped and not r.silent for r in relays)
     return OutboxStatus(relays, backlog, lag, stuck)
 
 
