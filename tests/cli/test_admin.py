@@ -34,10 +34,22 @@ class Result:
 
 
 class Cli:
-    def __init__(self, redis_url: str, namespace: str) -> None:
+    """Runs ``python -m errands ...`` in a subprocess. At most ``parallel`` run at once (a test
+    gathers a dozen: all at once they would share the machine's cores and each could take well
+    over its deadline on a loaded machine), each within ``timeout`` seconds of its start."""
+
+    def __init__(
+        self, redis_url: str, namespace: str, *, parallel: int = 2, timeout: float = 60.0
+    ) -> None:
         self.redis_url, self.namespace = redis_url, namespace
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(parallel)
 
     async def __call__(self, *args: str, redis_url: str | None = None) -> Result:
+        async with self._slots:
+            return await self._run(args, redis_url)
+
+    async def _run(self, args: tuple[str, ...], redis_url: str | None) -> Result:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
         env.pop("ERRANDS_REDIS_URL", None)
@@ -55,8 +67,13 @@ class Cli:
             stderr=asyncio.subprocess.PIPE,
             env=env,
         )
-        async with asyncio.timeout(30):
-            out, err = await proc.communicate()
+        try:
+            async with asyncio.timeout(self.timeout):
+                out, err = await proc.communicate()
+        finally:
+            if proc.returncode is None:  # timed out or cancelled: leave no process behind
+                proc.kill()
+                await proc.wait()
         assert proc.returncode is not None
         return Result(proc.returncode, out.decode(), err.decode())
 
@@ -98,6 +115,7 @@ def one_clear_line(r: Result, *needles: str) -> None:
 
 
 # -- inspect ---------------------------------------------------------------------------------
+@pytest.mark.timeout(300)  # a dozen CLI processes, two at a time, on a loaded machine
 async def test_inspect_everything(env: Env, cli: Cli) -> None:
     register(env)
     gate = asyncio.Event()
@@ -280,6 +298,7 @@ async def test_enqueue(env: Env, cli: Cli) -> None:
 
 
 # -- bad input -------------------------------------------------------------------------------
+@pytest.mark.timeout(300)  # a dozen CLI processes, two at a time, on a loaded machine
 async def test_bad_input_exits_with_one_clear_line(cli: Cli, namespace: str) -> None:
     unreachable = "redis://127.0.0.1:1/0"
     results = await asyncio.gather(
