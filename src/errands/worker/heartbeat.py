@@ -110,11 +110,11 @@ class Heartbeater:
             if late > self.interval:
                 log.warning(
                     "heartbeat of pool %s ran %.1fs late: the process was frozen, or a handler "
-                    "held the GIL (one long call into C); past %.1fs the pool is taken for dead "
-                    "and its jobs run elsewhere",
+                    "held the GIL (one long call into C); past %.1fs the pool gives its lease "
+                    "up or is taken for dead, and its jobs run again elsewhere",
                     self.pool_id,
                     late,
-                    self.lease.dead_timeout - self.interval,
+                    self.lease.dead_timeout - 1.5 * self.interval,
                 )
             if not self.beat() and self.lease.lost is not None:
                 return
