@@ -192,7 +192,9 @@ async def test_a_pool_whose_lease_was_taken_abandons_its_jobs_and_carries_on_ane
     job back. The pool cancels the handler at once, writes nothing for that attempt (no ack,
     no check-in), logs it, and registers under a new id, which may run the job again."""
     keys = Keys(namespace)
-    pool = make_pool(redis, namespace)
+    # the lease is taken by the reap below and noticed at the next heartbeat (HB); a longer
+    # dead timeout only keeps a loaded machine from also giving the new lease up on its own
+    pool = make_pool(redis, namespace, dead_timeout=10 * DEAD)
     events: list[tuple[str, str]] = []
     release, reaped_now = asyncio.Event(), asyncio.Event()
 
@@ -215,7 +217,7 @@ async def test_a_pool_whose_lease_was_taken_abandons_its_jobs_and_carries_on_ane
     assert job is not None
     caplog.set_level(logging.INFO, "errands")
     async with pool:
-        await until(lambda: events, timeout=5)
+        await until(lambda: events, timeout=20)
         first = pool.id
         scripts = Scripts(redis, keys)
         # a reaper that found the pool dead (as after SIGSTOP): lease and job taken
@@ -224,12 +226,13 @@ async def test_a_pool_whose_lease_was_taken_abandons_its_jobs_and_carries_on_ane
         reaped = await scripts.reap(first, -(10**9), 3, b"{}", b"{}", [(member, job.id, "long")])
         reaped_now.set()
         assert (reaped.requeued, reaped.drained) == (1, True)
-        await until(lambda: ("cancelled", first) in events, timeout=2 * HB + 1)
-        await until(lambda: pool.id != first and pool.worker is not None, timeout=5)
+        # noticed at a heartbeat (every HB), well before the pool's own dead timeout
+        await until(lambda: ("cancelled", first) in events, timeout=5)
+        await until(lambda: pool.id != first and pool.worker is not None, timeout=20)
         second = pool.id
-        await until(lambda: ("start", second) in events, timeout=5)  # runs it again, anew
+        await until(lambda: ("start", second) in events, timeout=20)  # runs it again, anew
         release.set()
-        assert await job.result(timeout=5) == "done"
+        assert await job.result(timeout=20) == "done"
     assert await redis.zscore(keys.pools, first) is None
     assert await redis.zscore(keys.retired, first) is None  # drained
     assert await redis.hget(keys.stats, "processed") == b"1"
