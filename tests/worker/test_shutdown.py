@@ -7,6 +7,7 @@ import asyncio
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -277,3 +278,41 @@ async def test_a_fetch_in_flight_at_stop_gives_its_jobs_back(
     assert await redis.hget(keys.running, "work") == b"0"
     assert await redis.hlen(keys.recoveries) == 0
     gate.set()
+
+
+async def test_a_refused_activity_flush_neither_fails_the_stop_nor_leaves_the_heartbeat_beating(
+    redis_url: str, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user whose ACL refuses PEXPIRE and EXPIRE (the activity counters' flush): the refusal
+    is logged once and the stop completes: its heartbeat thread ends and the pool leaves the
+    registry.
+    (When the refusal escaped ``stop()`` half-way, the thread beat on into later tests.)"""
+    user, password = f"app-{namespace}", uuid.uuid4().hex
+    pattern = "errands:{" + namespace + "}:*"
+    rule = ["reset", "on", f">{password}", f"~{pattern}", f"&{pattern}", "+@all"]
+    rule += ["-pexpire", "-expire"]
+    await redis.execute_command("ACL", "SETUSER", user, *rule)
+    url = redis_url.replace("redis://", f"redis://{user}:{password}@", 1)
+    pool = WorkerPool.from_url(url, namespace=namespace, heartbeat_interval=0.2)
+    done: list[str] = []
+
+    @pool.job("j")
+    async def j(job: Job) -> None:
+        done.append(job.id)
+
+    try:
+        async with Enqueuer.from_url(url, namespace=namespace) as enqueuer, pool:
+            pool_id = pool.id
+            await enqueuer.enqueue("j")
+            await eventually(lambda: _truthy(done), 20, "the job done")
+        beating = [t for t in threading.enumerate() if t.name == f"errands-heartbeat-{pool_id}"]
+        assert beating == []
+        assert await redis.zscore(Keys(namespace).pools, pool_id) is None
+        refused = [r for r in caplog.records if "activity counters not written" in r.getMessage()]
+        assert len(refused) == 1, refused
+    finally:
+        await redis.execute_command("ACL", "DELUSER", user)
+
+
+async def _truthy(value: object) -> bool:
+    return bool(value)
