@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from ..backoff import RetryOptions, backoff_from_dict
+from ..clock import due_time
 from ..enqueuer import EnqueueItem
 from ..handlers import check_priority
 from ..serialization import dumps_json
@@ -62,7 +63,7 @@ def new_row(
         body["r"] = retry.to_dict()
     if meta:
         body["m"] = dict(meta)
-    due = _due(now, delay, at)
+    due = due_time(now, delay, at)
     if due is not None:
         body["d"] = due
     payload = dumps_json(body, f"the args of job {name!r}").decode()
@@ -85,16 +86,3 @@ def enqueue_item(row: OutboxRow) -> EnqueueItem:
     if "d" in body:
         options["at"] = datetime.fromtimestamp(body["d"], UTC)
     return (row.name, body["a"], options)
-
-
-def _due(now: float, delay: float | timedelta | None, at: datetime | None) -> float | None:
-    if delay is not None and at is not None:
-        raise ValueError("give delay or at, not both")
-    if delay is not None:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        if seconds < 0:
-            raise ValueError("delay must be >= 0")
-        return now + seconds
-    if at is not None:
-        return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
-    return None
