@@ -125,7 +125,8 @@ async def test_10000_rows_by_8_writers_with_relays_killed_at_random(
     rng = random.Random(22)
     try:
         while not writing.done() or await rows_left(sync_url):
-            await asyncio.sleep(rng.uniform(0.05, 0.25))  # >= 10 kills while the rows are written, also on a quiet machine
+            # often enough for >= 10 kills while the rows are written, on a quiet machine too
+            await asyncio.sleep(rng.uniform(0.05, 0.25))
             if writing.done() and kills >= 10:
                 continue  # the last rows: let the relays finish
             victim = rng.randrange(len(relays))
