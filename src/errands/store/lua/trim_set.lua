@@ -1,5 +1,6 @@
 -- trim_set: bound a set of ended jobs (dead or cancelled) by age and size, forgetting the jobs
--- with every field of theirs (a tombstone remains, see lib/jobstate.lua). At most 1,000 per call.
+-- with every field of theirs (a tombstone remains, see lib/jobstate.lua). At most 1,000 by age plus
+-- 1,000 by size per call.
 -- KEYS[1] the set (ZSET id -> ms)   KEYS[2] jobs   KEYS[3] priorities   KEYS[4] errors
 -- KEYS[5] recoveries   KEYS[6] checkins   KEYS[7] cancel requests   KEYS[8] attempts
 -- KEYS[9] unique_of_job   KEYS[10] unique   KEYS[11] unique_expiry   KEYS[12] ended
