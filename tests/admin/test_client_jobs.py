@@ -768,16 +768,16 @@ async def test_destroy_orphaned_envelope(env: Env) -> None:
 
 async def test_corrupt_envelope_on_a_queue_reports_its_set(env: Env) -> None:
     await env.enqueuer.enqueue("ok", {})  # makes the name known
-    await env.redis.hset(env.keys.jobs, "bad", b"{{{")
-    await env.redis.zadd(env.keys.queue("ok"), {"bad": 1})
-    info = await env.client.job("bad")
+    await env.redis.hset(env.keys.jobs, "corrupt", b"{{{")
+    await env.redis.zadd(env.keys.queue("ok"), {"corrupt": 1})
+    info = await env.client.job("corrupt")
     assert info is not None and info.corrupt
     assert (info.status, info.name) == (JobStatus.QUEUED, "ok")
     page = await env.client.jobs_by_status(JobStatus.QUEUED)
-    assert {j.id: j.corrupt for j in page.items}["bad"] is True
-    assert await env.client.cancel("bad") == "cancelled"
-    assert await env.client.destroy("bad") is True
-    assert await traces(env.redis, env.namespace, "bad") == []
+    assert {j.id: j.corrupt for j in page.items}["corrupt"] is True
+    assert await env.client.cancel("corrupt") == "cancelled"
+    assert await env.client.destroy("corrupt") is True
+    assert await traces(env.redis, env.namespace, "corrupt") == []
 
 
 async def test_destroy_after_retry_of_a_dead_job_removes_all_attempts(env: Env) -> None:

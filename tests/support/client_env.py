@@ -54,7 +54,7 @@ async def traces(redis: Redis, namespace: str, job_id: str) -> list[str]:
     prefix = Keys(namespace).prefix
     async for raw in redis.scan_iter(match=prefix.replace("{", "\\{").replace("}", "\\}") + "*"):
         key = raw.decode()
-        if job_id in key:
+        if job_id in key[len(prefix) :]:  # the namespace itself may contain the id's letters
             found.append(key)
             continue
         kind = (await redis.type(key)).decode()
