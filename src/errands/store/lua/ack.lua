@@ -1,5 +1,7 @@
 -- ack: finish jobs that succeeded: keep their result record (with a TTL) and history, forget
--- every other field of them (a tombstone remains, see lib/jobstate.lua). Fenced per attempt: a
+-- every other field of them. A tombstone remains (see lib/jobstate.lua) unless the result
+-- record is kept at least as long (TOMB_MS): it blocks a new enqueue of the id as well, and a
+-- tombstone would cost as much memory again. Fenced per attempt: a
 -- job whose attempt record is not this pool's attempt (taken back by a reaper, or fetched again
 -- since) is left alone, so nothing is decremented or recorded twice.
 -- KEYS[1] jobs   KEYS[2] running   KEYS[3] in_progress of this pool   KEYS[4] priorities
@@ -41,7 +43,7 @@ local names = (#KEYS - B - n) / 5
 local partitioned = redis.call('EXISTS', KEYS[26]) == 1
 local freed = false
 local queue_of = {}
-local done, refused = {}, {}
+local done, refused, tombs = {}, {}, {}
 for j = 0, n - 1 do
   local o = 8 + j * 10
   local id, name = ARGV[o], ARGV[o + 1]
@@ -61,6 +63,9 @@ for j = 0, n - 1 do
     local env = ARGV[o + 8]
     if env == '' then
       env = redis.call('HGET', k.jobs, id)
+    end
+    if not env or tonumber(ARGV[o + 5]) < TOMB_MS then
+      tombs[#tombs + 1] = id  -- no result record, or one that goes before a tombstone would
     end
     if env then
       local function record(job)
@@ -87,8 +92,8 @@ for j = 0, n - 1 do
     if listening then
       redis.call('PUBLISH', ARGV[3], '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}')
     end
-  elseif not redis.call('ZSCORE', k.ended, id) then
-    refused[#refused + 1] = id  -- (an ended job: a re-sent ack, already done)
+  elseif not redis.call('ZSCORE', k.ended, id) and redis.call('EXISTS', KEYS[B + 1 + j]) == 0 then
+    refused[#refused + 1] = id  -- (an ended job, tombstone or result record: a re-sent ack)
   end
 end
 if #done > 0 then
@@ -97,7 +102,10 @@ if #done > 0 then
       dedup_ended(d, id, queue_of[id])
     end
   end
-  forget(k, done, redis_now())
+  forget(k, done, nil)
+  if #tombs > 0 then
+    tombstone(k, tombs, redis_now())
+  end
   redis.call('HINCRBY', KEYS[6], 'processed', #done)
   if (ARGV[2] == '1' or freed) and redis.call('SCARD', KEYS[7]) > 0 then
     redis.call('PUBLISH', ARGV[1], 'slot')
