@@ -9,9 +9,14 @@
 -- ARGV[1] run id   ARGV[2] node id   ARGV[3] job name   ARGV[4] priority   ARGV[5] envelope
 -- ARGV[6] spec JSON (with every after node)   ARGV[7] A: how many after nodes follow
 -- ARGV[8 .. 7+A] after nodes   ARGV[8+A ..] before nodes
--- Returns '' when added, else why not.
+-- Returns '' when added, else why not; an error, before any write, when the arguments do not
+-- fit (the priority or the count of after nodes not a number).
 --@include workflows
 local run, node = ARGV[1], ARGV[2]
+local a = tonumber(ARGV[7])
+if not tonumber(ARGV[4]) or not a or a < 0 or 7 + a > #ARGV then
+  return redis.error_reply('errands: wf_add: priority or count of after nodes is not a number')
+end
 local status = redis.call('HGET', KEYS[2], 'status')
 if status ~= 'running' or redis.call('HEXISTS', KEYS[2], 'cancel') == 1 then
   return 'workflow run ' .. run .. ' is not running (' .. (status or 'unknown') .. ')'
@@ -20,7 +25,6 @@ if redis.call('HEXISTS', KEYS[6], node) == 1 then
   return 'node ' .. node .. ' is already in the workflow'
 end
 local spec = wf_spec(ARGV[6])
-local a = tonumber(ARGV[7])
 local edges = {}
 for i = 8, 7 + a do
   local dep = ARGV[i]

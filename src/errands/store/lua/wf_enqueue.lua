@@ -11,7 +11,8 @@
 -- ARGV[7..] six per member: node id, job name, 1 if ready at once else 0, priority,
 --           envelope, spec JSON; then two per edge: parent node, child node; then three per
 --           callback: on_success | on_failure, envelope, spec JSON
--- Returns 1 when stored, 0 when the run exists already.
+-- Returns 1 when stored, 0 when the run exists already; an error, before any write, when the
+-- arguments do not fit (counts, linger or a priority that is not a number).
 --@include workflows
 if redis.call('EXISTS', KEYS[7]) == 1 then
   return 0
@@ -19,6 +20,14 @@ end
 local run = ARGV[1]
 local W = wf_keys(KEYS[6], run)
 local n, e, c = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if not (n and e and c and tonumber(ARGV[3])) or #ARGV ~= 6 + 6 * n + 2 * e + 3 * c then
+  return redis.error_reply('errands: wf_enqueue: counts, linger or arguments do not fit')
+end
+for i = 1, n do
+  if not tonumber(ARGV[6 + 6 * (i - 1) + 4]) then
+    return redis.error_reply('errands: wf_enqueue: priority of member ' .. ARGV[6 + 6 * (i - 1) + 1] .. ' is not a number')
+  end
+end
 local now = wf_now()
 redis.call('HSET', W.meta, 'name', ARGV[2], 'status', 'running', 'created', now,
   'linger', ARGV[3], 'size', n)
