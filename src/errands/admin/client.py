@@ -18,7 +18,7 @@ from redis.exceptions import NoPermissionError
 from ..clock import Clock, SystemClock, to_ms
 from ..errors import JobNotFoundError
 from ..handlers import check_priority
-from ..limits import Limit, compile_limits, limit_to_dict
+from ..limits import Limit, compile_limits, limit_from_dict, limit_to_dict
 from ..outbox.status import OutboxStatus, read_status
 from ..periodic.admin import ScheduleAdmin
 from ..store.connection import connect, redact_url
@@ -89,8 +89,13 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
         if limits is None:
             await self.redis.hdel(self.keys.runtime_limits, job_name)
             return
+        if not isinstance(limits, list | tuple):
+            raise TypeError(f"set_limits takes a list of limits or None, got {limits!r}")
         compile_limits(limits)  # checks them
-        data = orjson.dumps([limit_to_dict(limit) for limit in limits])
+        stored = [limit_to_dict(limit) for limit in limits]
+        if [limit_from_dict(d) for d in stored] != list(limits):  # what every pool reads back
+            raise ValueError(f"limits {limits!r} do not survive being stored")
+        data = orjson.dumps(stored)
         await self.redis.hset(self.keys.runtime_limits, job_name, data)
 
     async def limits(self) -> dict[str, LimitsView]:

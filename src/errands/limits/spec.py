@@ -87,9 +87,11 @@ Limit = Concurrency | Rate
 
 def compile_limits(limits: Iterable[Limit], max_concurrency: int = 0) -> tuple[int, str]:
     """``(max_concurrency, spec)`` for the fetch script: the lowest type-wide concurrency (with
-    ``max_concurrency``; 0 = none) and the spec string of the others ('' = none)."""
+    ``max_concurrency``; 0 = none) and the spec string of the others ('' = none). Rates of one
+    kind (type-wide or per partition) with the same window are one rate, the lowest: they would
+    share a start log (and count each start twice)."""
     conc = max_concurrency
-    parts: list[str] = []
+    rates: dict[tuple[str, int], int] = {}
     per_partition_conc = 0
     for limit in limits:
         if isinstance(limit, Concurrency):
@@ -98,9 +100,11 @@ def compile_limits(limits: Iterable[Limit], max_concurrency: int = 0) -> tuple[i
             else:
                 conc = min(conc or limit.limit, limit.limit)
         elif isinstance(limit, Rate):
-            parts.append(f"{'R' if limit.per_partition else 'r'}={limit.limit}/{limit.per_ms}")
+            window = ("R" if limit.per_partition else "r", limit.per_ms)
+            rates[window] = min(rates.get(window, limit.limit), limit.limit)
         else:
             raise TypeError(f"limits take Concurrency and Rate, got {limit!r}")
+    parts = [f"{kind}={n}/{per}" for (kind, per), n in rates.items()]
     if per_partition_conc:
         parts.insert(0, f"c={per_partition_conc}")
     return conc, ";".join(parts)

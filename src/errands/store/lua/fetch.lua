@@ -26,6 +26,7 @@
 -- Limits: rates are checked on the Redis clock; jobs with a partition are served partition by
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
+-- A malformed limits spec fails the call before its first write.
 -- Returns {status, token, wait, then five per job: queue index (1-based), job id, envelope,
 -- queue score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease
 -- expired; wait = ms until a rate limit that held a job back lets one start (-1 = none).
@@ -47,6 +48,15 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now - tonumber(beat) > tonumber(ARGV[7]) then
   return {-2, '', -1}
+end
+-- before the first write: every limits spec well formed
+local specs = {}
+for i = 1, (#KEYS - K) / Q do
+  local L, why = lim_spec(ARGV[7 + 3 * i])
+  if not L then
+    return redis.error_reply('ERR ' .. why .. ' for ' .. ARGV[5 + 3 * i] .. ': nothing fetched')
+  end
+  specs[i] = L
 end
 local out = {0, '', -1}
 local token = false
@@ -123,7 +133,7 @@ for i = 1, nq do
       P = {part = KEYS[14], seq = KEYS[15], q = q, pq = KEYS[b + 2], pready = KEYS[b + 3],
         pwait = KEYS[b + 4], prun = KEYS[b + 5], prate = KEYS[b + 6], prexp = KEYS[b + 7],
         on = partitioned}
-      L = lim_spec(spec)
+      L = specs[i]
       if room > 0 and #L.r > 0 then
         room = lim_type_room(P, L, room, now, note)
       end

@@ -68,14 +68,32 @@ local function lim_release(P, id)
   return false
 end
 
--- "c=1;r=10/1000;R=5/1000" -> {pc = 1, r = {{10, 1000}}, R = {{5, 1000}}}
+-- "c=1;r=10/1000;R=5/1000" -> {pc = 1, r = {{10, 1000}}, R = {{5, 1000}}}, or nil and why
+-- when a term is malformed (check every spec before the first write). Rates of one kind with
+-- the same window share a log field: they are merged (the lowest limit holds), so a start is
+-- counted once.
 local function lim_spec(s)
   local L = {pc = 0, r = {}, R = {}}
-  for kind, a, b in string.gmatch(s, '(%a)=(%d+)/?(%d*)') do
+  if s == '' then
+    return L
+  end
+  local seen = {}
+  for term in string.gmatch(s .. ';', '([^;]*);') do
+    local kind, a, b = string.match(term, '^([rR])=(%d+)/(%d+)$')
+    if not kind then
+      kind, a = string.match(term, '^(c)=(%d+)$')
+    end
+    a, b = tonumber(a), tonumber(b)
+    if not kind or a < 1 or (b and b < 1) then
+      return nil, 'malformed limits spec ' .. s .. ' (term ' .. term .. ')'
+    end
     if kind == 'c' then
-      L.pc = tonumber(a)
-    elseif L[kind] then
-      table.insert(L[kind], {tonumber(a), tonumber(b)})
+      L.pc = (L.pc > 0) and math.min(L.pc, a) or a
+    elseif seen[kind .. b] then
+      seen[kind .. b][1] = math.min(seen[kind .. b][1], a)
+    else
+      seen[kind .. b] = {a, b}
+      table.insert(L[kind], seen[kind .. b])
     end
   end
   return L
