@@ -3,7 +3,8 @@ them (``lua/schedule_fire.lua``). Used by the periodic enqueuer of every pool an
 
 State of a schedule (HASH ``periodic:<name>``): ``last`` (the latest slot handled, ms; the
 exactly-once compare-and-set), ``next`` and ``prev`` (fire times, ms), ``job`` (id of the last
-run), ``fired_at``, ``by`` (pool), counters ``runs``, ``skipped``, ``misfires``, and ``disabled``.
+run), ``fired_at``, ``by`` (pool), counters ``runs``, ``skipped``, ``misfires``, ``disabled``, and
+``answer`` (the latest answer of the script, for a re-sent call).
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ class ScheduleStore:
         d = periodic.dedup
         dedup_key = d.scoped(periodic.job_name) if d else "-"
         keys += (k.dedup, k.dedup_of_job, k.dedup_window(dedup_key))
+        keys += (k.ended, k.done(job_id or "-"))
         args: list[str | bytes | int] = [mode, slot_ms, next_ms, now_ms]
         args.append("1" if periodic.skip_if_running else "0")
         args += (periodic.job_name, job_id, envelope, periodic.priority)

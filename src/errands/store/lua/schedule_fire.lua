@@ -5,14 +5,16 @@
 -- KEYS[5] names   KEYS[6] idle   KEYS[7] listening   KEYS[8] queue of the job name
 -- KEYS[9] dead   KEYS[10] cancelled   KEYS[11] definitions of its kind (runtime or code HASH)
 -- KEYS[12] dedup   KEYS[13] dedup_of_job   KEYS[14] the throttle window of its dedup key
+-- KEYS[15] ended (tombstones)   KEYS[16] the result-record key of the job id ARGV[7]
 -- ARGV[1] mode: init (start the state at ARGV[2] unless it exists) | fire | missed (slots too
 --         late to run: only move the state on) | advance (disabled: move on, count nothing)
 --         | manual (run now, whatever the state)
 -- ARGV[2] slot ms   ARGV[3] next slot ms   ARGV[4] now ms   ARGV[5] '1' = skip while the
 -- previous run is unfinished   ARGV[6] job name   ARGV[7] job id   ARGV[8] envelope
--- ARGV[9] priority   ARGV[10] wake channel   ARGV[11] events channel   ARGV[12] pool id
+-- ARGV[9] priority (an integer in -1000..1000)   ARGV[10] wake channel   ARGV[11] events channel   ARGV[12] pool id
 -- ARGV[13] schedule name (a schedule deleted meanwhile is left alone: status gone)
 -- ARGV[14] dedup mode ('' = none, see lib/dedup.lua)   ARGV[15] dedup key   ARGV[16] window ms
+--          (at least 1 in mode 't')
 -- ARGV[17] the definition this pool fires ('' = any): another one registered under the name
 -- (another pool's code defines it differently) is left alone: status conflict
 -- A disabled schedule (`disabled` in its state) moves on without running (status advanced),
@@ -22,14 +24,46 @@
 -- Returns {status, job id}: status is fired | skipped (previous run unfinished; job id = that
 -- run) | deduped (counted as skipped; job id = the job holding its dedup key) | missed |
 -- advanced | initialized | stale (another pool already handled this slot) | gone | conflict.
+-- A bad priority or throttle window fails the call before its first write.
+-- Idempotent on re-send (redis-py sends a call again when its reply is lost): the job id of
+-- ARGV[7] is a fresh one for each call (also in modes missed and advance), and every answer
+-- that wrote something is kept in the state (`answer`: '<ARGV[7]> <status> <job id>'), so
+-- that the same call sent again writes nothing and gives the same answer. A manual run is also
+-- recognised by its job id (stored, or ended recently: its tombstone or result record), in
+-- case another run of the schedule overwrote `answer` between the two sends.
 --@include dedup
 local state, mode, slot = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local id, name, prio = ARGV[7], ARGV[6], tonumber(ARGV[9])
+if not prio or prio ~= math.floor(prio) or prio < -1000 or prio > 1000 then
+  return redis.error_reply('errands: schedule_fire: priority must be an integer in -1000..1000, got ' .. ARGV[9])
+end
+if ARGV[14] == 't' and not ((tonumber(ARGV[16]) or 0) >= 1) then
+  return redis.error_reply('errands: schedule_fire: a throttle window must be at least 1 ms, got ' .. ARGV[16])
+end
 local definition = redis.call('HGET', KEYS[11], ARGV[13])
 if not definition then
   return {'gone', ''}
 end
 if ARGV[17] ~= '' and definition ~= ARGV[17] then
   return {'conflict', ''}
+end
+if id ~= '' then
+  local answered = redis.call('HGET', state, 'answer')
+  if answered and string.sub(answered, 1, #id + 1) == id .. ' ' then
+    local status, job = string.match(answered, '^%S+ (%S+) ?(.*)$')
+    return {status, job}
+  end
+  if mode == 'manual' and (redis.call('HEXISTS', KEYS[2], id) == 1
+      or redis.call('ZSCORE', KEYS[15], id) or redis.call('EXISTS', KEYS[16]) == 1) then
+    return {'fired', id}
+  end
+end
+-- the answer of a call that wrote something, kept for a re-send of the same call
+local function answer(status, job)
+  if id ~= '' then
+    redis.call('HSET', state, 'answer', id .. ' ' .. status .. ' ' .. job)
+  end
+  return {status, job}
 end
 local last = tonumber(redis.call('HGET', state, 'last') or '-1')
 if mode == 'init' then
@@ -46,9 +80,9 @@ if mode ~= 'manual' then
   redis.call('HSET', state, 'last', ARGV[2], 'next', ARGV[3])
   if mode == 'missed' then
     redis.call('HINCRBY', state, 'misfires', 1)
-    return {'missed', ''}
+    return answer('missed', '')
   elseif mode == 'advance' or redis.call('HGET', state, 'disabled') == '1' then
-    return {'advanced', ''}
+    return answer('advanced', '')
   end
   if ARGV[5] == '1' then
     for _, field in ipairs({'run', 'job'}) do
@@ -57,7 +91,7 @@ if mode ~= 'manual' then
           and not redis.call('ZSCORE', KEYS[9], prev) and not redis.call('ZSCORE', KEYS[10], prev) then
         redis.call('HINCRBY', state, 'skipped', 1)
         redis.call('HSET', state, 'skipped_at', ARGV[2])
-        return {'skipped', prev}
+        return answer('skipped', prev)
       end
     end
   end
@@ -70,10 +104,9 @@ if ARGV[14] ~= '' then
     if mode ~= 'manual' then
       redis.call('HSET', state, 'skipped_at', ARGV[2])
     end
-    return {'deduped', holder}
+    return answer('deduped', holder)
   end
 end
-local id, name, prio = ARGV[7], ARGV[6], tonumber(ARGV[9])
 local seq = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[2], id, ARGV[8])
 if prio ~= 0 then
@@ -97,4 +130,4 @@ if mode ~= 'manual' then
 end
 redis.call('HSET', state, 'job', id, 'prev', fired, 'fired_at', ARGV[4], 'by', ARGV[12])
 redis.call('HINCRBY', state, 'runs', 1)
-return {'fired', id}
+return answer('fired', id)

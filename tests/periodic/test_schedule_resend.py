@@ -1,0 +1,126 @@
+"""A schedule_fire.lua call whose reply is lost is sent again by redis-py (the same KEYS and
+ARGV): the re-send must leave the same state and give the same answer. And a call with a bad
+argument fails before its first write."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from errands import Client, Dedup, Enqueuer, FakeClock
+from errands.periodic.enqueuer import PeriodicEnqueuer
+from errands.periodic.store import ScheduleStore, make_periodic
+from errands.serialization import JSONSerializer
+from errands.store.keys import Keys
+from tests.support.invariants import assert_invariants
+from tests.support.resend import Recorder, snapshot
+
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture(autouse=True)
+async def invariants(redis: Redis, namespace: str) -> AsyncIterator[None]:
+    yield
+    await assert_invariants(redis, namespace, context="after the test:")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START + 5)
+
+
+@pytest.fixture
+def client(redis: Redis, namespace: str, clock: FakeClock) -> Client:
+    return Client(redis, namespace=namespace, clock=clock)
+
+
+def recorded(store: ScheduleStore) -> Recorder:
+    rec = Recorder(store._fire)
+    store._fire = rec  # type: ignore[assignment]
+    return rec
+
+
+@pytest.mark.parametrize("meanwhile", ["queued", "running", "finished"])
+async def test_a_resent_manual_run_enqueues_and_counts_nothing(
+    redis: Redis, namespace: str, client: Client, meanwhile: str
+) -> None:
+    """The re-send queued the job id again (a job that had started or ended ran a second time)
+    and counted the run twice."""
+    keys = Keys(namespace)
+    await client.add_schedule("nightly", "tick", "0 3 * * *")
+    fire = recorded(client._schedule_store)
+    job_id = await client.run_schedule_now("nightly")
+    if meanwhile != "queued":  # fetched (and finished: its envelope gone, its tombstone kept)
+        assert await redis.zrem(keys.queue("tick"), job_id) == 1
+    if meanwhile == "finished":
+        await redis.hdel(keys.jobs, job_id)
+        await redis.zadd(keys.ended, {job_id: START * 1000})
+    before = await snapshot(redis, namespace)
+    assert await fire.resend() == fire.reply == [b"fired", job_id.encode()]
+    assert await snapshot(redis, namespace) == before
+    assert (await client.schedule("nightly")).runs == 1
+    await redis.delete(keys.queue("tick"), keys.jobs, keys.ended)
+
+
+async def test_a_resent_deduplicated_manual_run_counts_one_skip(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    d = Dedup("nightly")
+    await client.add_schedule("nightly", "tick", "0 3 * * *", dedup=d)
+    holder = await Enqueuer(redis, namespace=namespace).enqueue("tick", dedup=d)
+    assert holder is not None
+    fire = recorded(client._schedule_store)
+    assert await client.run_schedule_now("nightly") == holder.id
+    before = await snapshot(redis, namespace)
+    assert await fire.resend() == fire.reply == [b"deduped", holder.id.encode()]
+    assert await snapshot(redis, namespace) == before
+    assert (await client.schedule("nightly")).skipped == 1
+
+
+@pytest.mark.parametrize("skip_if_running", [False, True], ids=["fired", "skipped"])
+async def test_a_resent_fire_gives_the_same_answer(
+    redis: Redis, namespace: str, clock: FakeClock, skip_if_running: bool
+) -> None:
+    """A re-sent fire found its own slot handled and answered stale: the pool did not count
+    its run (or its skip)."""
+    periodic = make_periodic("@every 1m", "tick", skip_if_running=skip_if_running)
+    e = PeriodicEnqueuer(redis, Keys(namespace), clock, JSONSerializer(), [periodic], pool_id="p1")
+    fire = recorded(e.store)
+    await e.tick_once()  # the schedule starts from now
+    clock.advance(60)
+    assert await e.tick_once() == 1
+    clock.advance(60)
+    assert await e.tick_once() == int(not skip_if_running)
+    status = b"skipped" if skip_if_running else b"fired"
+    assert fire.reply[0] == status
+    before = await snapshot(redis, namespace)
+    assert await fire.resend() == fire.reply
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(Keys(namespace).queue("tick"), Keys(namespace).jobs)
+
+
+@pytest.mark.parametrize("bad", ["priority", "window"])
+async def test_a_fire_with_a_bad_argument_writes_nothing(
+    redis: Redis, namespace: str, client: Client, bad: str
+) -> None:
+    """A priority that is not a number failed after the job was stored (an envelope on no
+    queue); a throttle window of 0 failed after the job was queued (no window taken)."""
+    await client.add_schedule("nightly", "tick", "0 3 * * *", dedup=Dedup("n", throttle=60))
+    fire = recorded(client._schedule_store)
+    await client.run_schedule_now("nightly")
+    keys, args, _reply = fire.calls[-1]
+    await redis.delete(Keys(namespace).dedup_window("tick:n"))  # the window has passed
+    before = await snapshot(redis, namespace)
+    args = list(args)
+    args[6] = "other-id"
+    if bad == "priority":
+        args[8] = "high"
+    else:
+        args[15] = 0
+    with pytest.raises(ResponseError, match=bad):
+        await fire.script(keys=keys, args=args)
+    assert await snapshot(redis, namespace) == before
+
