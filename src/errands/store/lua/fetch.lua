@@ -26,7 +26,7 @@
 -- Limits: rates are checked on the Redis clock; jobs with a partition are served partition by
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
--- A malformed limits spec fails the call before its first write.
+-- A malformed limits spec or a key of another type fails the call before its first write.
 -- Returns {status, token, wait, then five per job: queue index (1-based), job id, envelope,
 -- queue score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease
 -- expired; wait = ms until a rate limit that held a job back lets one start (-1 = none).
@@ -49,7 +49,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now - tonumber(beat) > tonumber(ARGV[7]) then
   return {-2, '', -1}
 end
--- before the first write: every limits spec well formed
+-- before the first write: every limits spec well formed, every key of its type (or absent)
 local specs = {}
 for i = 1, (#KEYS - K) / Q do
   local L, why = lim_spec(ARGV[7 + 3 * i])
@@ -57,6 +57,18 @@ for i = 1, (#KEYS - K) / Q do
     return redis.error_reply('ERR ' .. why .. ' for ' .. ARGV[5 + 3 * i] .. ': nothing fetched')
   end
   specs[i] = L
+end
+local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', 'HLEN', 'HLEN', 'ZCARD', false, 'HLEN',
+  'ZCARD', 'HLEN', 'GET', 'HLEN', 'GET', 'HLEN', 'HLEN'}
+local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD'}
+for j = 1, #KEYS do
+  local cmd = TYPES[j] or (j > K and PER_QUEUE[(j - K - 1) % Q + 1])
+  if cmd then
+    local checked = redis.pcall(cmd, KEYS[j])
+    if type(checked) == 'table' and checked.err then
+      return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: nothing fetched')
+    end
+  end
 end
 local out = {0, '', -1}
 local token = false
