@@ -1,6 +1,6 @@
-"""A schedule_fire.lua call whose reply is lost is sent again by redis-py (the same KEYS and
-ARGV): the re-send must leave the same state and give the same answer. And a call with a bad
-argument fails before its first write."""
+"""A schedule_fire.lua or schedule_register.lua call whose reply is lost is sent again by
+redis-py (the same KEYS and ARGV): the re-send must leave the same state and give the same
+answer. And a call with a bad argument fails before its first write."""
 
 from __future__ import annotations
 
@@ -124,3 +124,21 @@ async def test_a_fire_with_a_bad_argument_writes_nothing(
         await fire.script(keys=keys, args=args)
     assert await snapshot(redis, namespace) == before
 
+@pytest.mark.parametrize("registered", ["new", "same"])
+async def test_a_resent_registration_gives_the_same_answer(
+    redis: Redis, namespace: str, registered: str
+) -> None:
+    """A re-sent registration found its definitions written (by its own first send) and
+    reported none new: the pool did not look at the state of a schedule new or reset by a
+    Client until its next fire time."""
+    store = ScheduleStore(redis, Keys(namespace))
+    rec = Recorder(store._register)
+    store._register = rec  # type: ignore[assignment]
+    periodic = make_periodic("@every 1m", "tick")
+    if registered == "same":
+        await store.refresh([periodic], 1_000, 60_000)
+    added, _runtime, conflicts = await store.refresh([periodic], 2_000, 60_000)
+    assert (added, conflicts) == (int(registered == "new"), {})
+    before = await snapshot(redis, namespace)
+    assert await rec.resend() == rec.reply
+    assert await snapshot(redis, namespace) == before

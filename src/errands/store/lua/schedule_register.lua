@@ -7,18 +7,28 @@
 -- ARGV[1] now ms   ARGV[2] ms a registration stays live   ARGV[3..] two per schedule: name, JSON
 -- Returns {names newly registered (new, changed, or deleted by a Client), then two per
 -- conflict: name, the definition registered}.
+-- Idempotent on re-send (redis-py sends a call again when its reply is lost): a call that
+-- writes a definition makes it live until now + ARGV[2] + 0.5 ms, one that finds it the same
+-- until now + ARGV[2]; the same call sent again (same now) finds its own half millisecond and
+-- reports the name newly registered again. (Another call at the very same ms would report it
+-- too: its pool only looks at the schedule's state at once.)
 local now = tonumber(ARGV[1])
+local until_ms = now + tonumber(ARGV[2])
 local reply = {0}
 for i = 3, #ARGV, 2 do
   local name, def = ARGV[i], ARGV[i + 1]
   local current = redis.call('HGET', KEYS[1], name)
   local live = tonumber(redis.call('ZSCORE', KEYS[2], name) or '0')
   if current == def or not current or live < now then
+    local score = until_ms
     if current ~= def then
       redis.call('HSET', KEYS[1], name, def)
-      reply[1] = reply[1] + 1
     end
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), name)
+    if current ~= def or live == until_ms + 0.5 then
+      reply[1] = reply[1] + 1
+      score = until_ms + 0.5
+    end
+    redis.call('ZADD', KEYS[2], score, name)
   else
     reply[#reply + 1] = name
     reply[#reply + 1] = current
