@@ -47,3 +47,35 @@ async def test_add_with_a_priority_not_a_number_writes_nothing(
     with pytest.raises(ResponseError, match="priority"):
         await scripts.add("r1", member("x", ready=False, priority="high"), [], [])
     assert {k: await redis.dump(k) for k in await namespace_keys(redis, keys)} == before
+
+
+async def dump_all(redis: Redis, keys: Keys) -> dict[bytes, Any]:
+    return {k: await redis.dump(k) for k in await namespace_keys(redis, keys)}
+
+
+async def test_a_resent_add_gives_the_same_answer_and_changes_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """The second send of an add that went through used to answer 'node x is already in the
+    workflow', which WorkflowRun.add raised as a WorkflowError."""
+    keys = Keys(namespace)
+    scripts = WorkflowScripts(redis, keys)
+    members = [member("a", ready=True), member("m", ready=False, after=("a",))]
+    assert await scripts.enqueue("r1", "wf", 60_000, members, [("a", "m")], [])
+    x = member("x", ready=False, after=("a",))
+    assert await scripts.add("r1", x, ["a"], ["m"]) == ""
+    state = await dump_all(redis, keys)
+    assert await scripts.add("r1", x, ["a"], ["m"]) == ""  # the re-send
+    assert await dump_all(redis, keys) == state
+    # x's own dependencies grew since (y added before it): still the same add
+    assert await scripts.add("r1", member("y", ready=False), [], ["x"]) == ""
+    assert await scripts.add("r1", x, ["a"], ["m"]) == ""
+    # another definition under the same id is refused, as before
+    other = member("x", ready=False, after=("a",))
+    other = Member("x", "work", False, 0, other.envelope, other.spec.replace(b"fail", b"ignore"))
+    assert "already in the workflow" in await scripts.add("r1", other, ["a"], ["m"])
+    assert "already in the workflow" in await scripts.add(
+        "r1", member("x", ready=False, after=("m",)), ["m"], []
+    )
+    assert await scripts.add("r1", x, ["a"], []) == ""  # what it asks for holds
+    assert "already in the workflow" in await scripts.add("r1", x, ["a"], ["y"])

@@ -2,7 +2,9 @@
 -- new member runs after the `after` nodes that have not ended yet, and every `before` node (each
 -- still waiting for its dependencies) now also waits for it. The run cannot finish meanwhile:
 -- whoever adds is a member that has not ended, or the run is refused as not running.
--- Everything is checked before the first write.
+-- Everything is checked before the first write. A node already in the run with the same spec
+-- (job name, policy, priority, after nodes) and before nodes is not added again: '' as when
+-- it was added (a re-sent call, a retried handler adding the same ids).
 -- KEYS[1] workflow_of   KEYS[2] the run (HASH)   KEYS[3] its open set   KEYS[4] its in edges
 -- KEYS[5] its out edges   KEYS[6] its nodes   KEYS[7] its envelopes   KEYS[8] its outcomes
 -- KEYS[9] the queue of the new member's job name
@@ -17,12 +19,25 @@ local a = tonumber(ARGV[7])
 if not tonumber(ARGV[4]) or not a or a < 0 or 7 + a > #ARGV then
   return redis.error_reply('errands: wf_add: priority or count of after nodes is not a number')
 end
+local stored = redis.call('HGET', KEYS[6], node)
+if stored then
+  -- added already with this spec (its dependencies since grown at most: wf_add appends) and
+  -- before every given node: a re-sent call, or the same add again, gives the same answer
+  local head = string.sub(ARGV[6], 1, -3)
+  local same = stored == ARGV[6] or (string.sub(stored, 1, #head) == head
+    and string.sub(stored, -2) == ']}'
+    and (string.sub(head, -1) == '[' or string.sub(stored, #head + 1, #head + 1) == ','))
+  for i = 8 + a, #ARGV do
+    same = same and redis.call('ZSCORE', KEYS[5], node .. '>' .. ARGV[i]) ~= false
+  end
+  if same then
+    return ''
+  end
+  return 'node ' .. node .. ' is already in the workflow (with another definition)'
+end
 local status = redis.call('HGET', KEYS[2], 'status')
 if status ~= 'running' or redis.call('HEXISTS', KEYS[2], 'cancel') == 1 then
   return 'workflow run ' .. run .. ' is not running (' .. (status or 'unknown') .. ')'
-end
-if redis.call('HEXISTS', KEYS[6], node) == 1 then
-  return 'node ' .. node .. ' is already in the workflow'
 end
 local spec = wf_spec(ARGV[6])
 local edges = {}
