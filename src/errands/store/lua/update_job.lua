@@ -9,18 +9,28 @@
 -- ARGV[1] job id   ARGV[2] envelope read before   ARGV[3] new envelope
 -- ARGV[4] new priority ('' keeps it)   ARGV[5] '1' if the source is the job's queue
 -- ARGV[6] history member ("<id>:e<n>")   ARGV[7] history record (JSON)   ARGV[8] now ms
--- Returns 1 when updated, 0 when the job moved or changed meanwhile.
+-- Returns 1 when updated, 0 when the job moved or changed meanwhile. A re-sent call (its
+-- envelope is stored already: this edit's, which counts its edits) answers 1 and writes
+-- nothing. A priority that is not an integer, or a time that is not a number, is an error
+-- before anything is written.
 --@include limits
 local PRIO_STEP = 4398046511104
 local id = ARGV[1]
+local prio = ARGV[4] ~= '' and tonumber(ARGV[4])
+if (prio == nil or (prio and prio ~= math.floor(prio))) or not tonumber(ARGV[8]) then
+  return redis.error_reply('errands: update_job: bad priority or time')
+end
+if ARGV[3] ~= ARGV[2] and redis.call('HGET', KEYS[1], id) == ARGV[3] then
+  return 1  -- a re-send: this edit is in place
+end
 local score = redis.call('ZSCORE', KEYS[3], id)
 if not score or redis.call('HGET', KEYS[1], id) ~= ARGV[2] then
   return 0
 end
 redis.call('HSET', KEYS[1], id, ARGV[3])
-if ARGV[4] ~= '' then
+if prio then
   local old = tonumber(redis.call('HGET', KEYS[2], id) or '0')
-  local new = tonumber(ARGV[4])
+  local new = prio
   if new ~= 0 then
     redis.call('HSET', KEYS[2], id, new)
   else
