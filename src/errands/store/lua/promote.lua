@@ -5,9 +5,18 @@
 --           ready (a job with a partition is indexed by it, see lib/limits.lua)
 -- ARGV[1] now ms   ARGV[2] most jobs to move per set   ARGV[3] wake channel
 -- Returns {jobs moved, earliest due ms still waiting or -1}.
+-- A key of another type fails the whole call before its first write (a job taken out of its
+-- set and then not queued would be lost).
 --@include limits
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local TYPES = {'HLEN', 'GET', 'SCARD', 'HLEN'}  -- then every key of a name is a sorted set
+for j = 1, #KEYS do
+  local checked = redis.pcall(TYPES[j] or 'ZCARD', KEYS[j])
+  if type(checked) == 'table' and checked.err then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: no job was promoted')
+  end
+end
 local moved = 0
 local earliest = -1
 local partitioned = redis.call('EXISTS', KEYS[4]) == 1

@@ -1,0 +1,32 @@
+"""The audit of the Lua scripts (schedule_fire aside): a key of another type, or a bad
+argument, fails a call before its first write: nothing half-written, no job lost."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from errands import Enqueuer
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+from tests.support.resend import snapshot
+
+
+@pytest.mark.parametrize("family", ["queue", "partition_queue", "partitions_ready"])
+async def test_a_promote_meeting_a_key_of_another_type_moves_nothing(
+    redis: Redis, namespace: str, family: str
+) -> None:
+    """promote.lua took a due job out of its scheduled set, then failed to queue it: the job
+    was in no set any more (and the names before it had been promoted: half a call)."""
+    keys = Keys(namespace)
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    for name in ("first", "second"):
+        job = await enqueuer.enqueue(name, delay=1, partition="a")
+        assert job is not None
+    await redis.set(getattr(keys, family)("second"), "x")
+    before = await snapshot(redis, namespace)
+    now_ms = (int((await redis.time())[0]) + 60) * 1000
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await Scripts(redis, keys).promote(["first", "second"], now_ms, 100)
+    assert await snapshot(redis, namespace) == before
