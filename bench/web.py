@@ -4,12 +4,19 @@ without it (bench/web_app.py), one uvicorn process (uvloop, httptools), wrk with
 connections, against a private redis-server. Needs ``wrk`` on PATH (``apt-get install wrk``)
 and the project venv (fastapi, uvicorn). See bench/README.md.
 
-    .venv/bin/python bench/web.py [--seconds 10] [--runs 3] [--connections 16,64] [--src DIR]
+Each configuration of the app is measured in its own uvicorn process: ``default`` (as a user
+writes it) and ``freeze`` (``gc.freeze()`` at the end of the lifespan, docs/integrations.md).
+After every wrk run the app reports its garbage collector's pauses (``GET /gc``): the number of
+full (generation 2) collections and the longest pause.
+
+    .venv/bin/python bench/web.py [--seconds 10] [--runs 3] [--connections 16,64]
+                                  [--gc default,freeze] [--src DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -20,6 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -35,9 +43,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_app(redis_url: str, src: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_app(redis_url: str, src: Path, freeze: bool) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=f"{src}:{BENCH}")
+    env["WEB_APP_GC_FREEZE"] = "1" if freeze else "0"
     cmd = [sys.executable, "-m", "uvicorn", "web_app:app", "--port", str(port)]
     cmd += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"]
     proc = subprocess.Popen(cmd, env=env, cwd=BENCH)
@@ -74,11 +83,36 @@ def wrk(url: str, connections: int, seconds: int) -> dict[str, float]:
     return result
 
 
+def gc_pauses(base: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{base}/gc", timeout=10) as reply:
+        pauses: dict[str, float] = json.loads(reply.read())
+    return pauses
+
+
+def measure(
+    base: str, conns: int, opts: argparse.Namespace, flush: Callable[[], None]
+) -> dict[str, dict[str, float]]:
+    """Median over ``opts.runs`` alternating runs of /plain and /enqueue."""
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "enqueue": []}
+    for path in runs:  # warm-up
+        wrk(f"{base}/{path}?address=a@example.com", conns, 2)
+    for _ in range(opts.runs):  # alternate, so both see the same machine
+        for path in runs:
+            gc_pauses(base)
+            result = wrk(f"{base}/{path}?address=a@example.com", conns, opts.seconds)
+            pauses = gc_pauses(base)
+            result["gen2"], result["gc_max_ms"] = pauses["gen2"], pauses["max_ms"]
+            runs[path].append(result)
+        flush()
+    return {p: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for p, rs in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", default="16,64")
+    parser.add_argument("--gc", default="default,freeze", help="app configurations to measure")
     parser.add_argument(
         "--src", type=Path, default=BENCH.parent / "src", help="the errands tree to measure"
     )
@@ -88,39 +122,30 @@ def main() -> None:
     load = os.getloadavg()[0]
     rows = []
     with PrivateRedis() as redis:
-        proc, base = start_app(redis.url, opts.src)
-        try:
-            for conns in [int(c) for c in opts.connections.split(",")]:
-                runs: dict[str, list[dict[str, float]]] = {"plain": [], "enqueue": []}
-                wrk(f"{base}/plain?address=a@example.com", conns, 2)  # warm-up
-                wrk(f"{base}/enqueue?address=a@example.com", conns, 2)
-                for _ in range(opts.runs):  # alternate, so both see the same machine
-                    for path in ("plain", "enqueue"):
-                        url = f"{base}/{path}?address=a@example.com"
-                        runs[path].append(wrk(url, conns, opts.seconds))
-                    redis.flushall()
-                med = {
-                    p: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-                    for p, rs in runs.items()
-                }
-                rows.append((conns, med))
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(10)
+        for mode in opts.gc.split(","):
+            proc, base = start_app(redis.url, opts.src, freeze=mode == "freeze")
+            try:
+                for conns in [int(c) for c in opts.connections.split(",")]:
+                    rows.append((mode, conns, measure(base, conns, opts, redis.flushall)))
+            finally:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(10)
     print(
         f"FastAPI + uvicorn (1 process), wrk -t2, {opts.seconds} s x {opts.runs} runs, "
-        f"median; errands from {opts.src}; load average at start {load:.2f}"
+        f"median; errands from {opts.src}; load average at start {load:.2f}, "
+        f"at end {os.getloadavg()[0]:.2f}"
     )
     print(
-        "| connections | plain req/s | enqueue req/s | ratio "
-        "| plain p50/p99 ms | enqueue p50/p99 ms |"
+        "| gc | connections | plain req/s | enqueue req/s | ratio | plain p50/p99 ms "
+        "| enqueue p50/p99 ms | enqueue: full collections / longest pause ms |"
     )
-    print("|---|---|---|---|---|---|")
-    for conns, med in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for mode, conns, med in rows:
         p, e = med["plain"], med["enqueue"]
         print(
-            f"| {conns} | {p['rps']:,.0f} | {e['rps']:,.0f} | {e['rps'] / p['rps']:.0%} | "
-            f"{p['p50_ms']:.1f} / {p['p99_ms']:.1f} | {e['p50_ms']:.1f} / {e['p99_ms']:.1f} |"
+            f"| {mode} | {conns} | {p['rps']:,.0f} | {e['rps']:,.0f} | {e['rps'] / p['rps']:.0%} "
+            f"| {p['p50_ms']:.1f} / {p['p99_ms']:.1f} | {e['p50_ms']:.1f} / {e['p99_ms']:.1f} "
+            f"| {e['gen2']:.0f} / {e['gc_max_ms']:.1f} |"
         )
 
 

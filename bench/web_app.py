@@ -3,11 +3,16 @@ lifespan, handed to endpoints with ``Depends``) with two endpoints that differ o
 enqueue: ``/plain`` answers what ``/enqueue`` answers, without storing a job.
 
 Run by bench/web.py as ``uvicorn web_app:app`` with ``REDIS_URL`` set; not a test fixture.
+The app also times the garbage collector's pauses (``gc.callbacks``) and hands them to
+bench/web.py on ``GET /gc`` (which resets them); ``WEB_APP_GC_FREEZE=1`` calls ``gc.freeze()``
+once the lifespan has started (the advice of docs/integrations.md).
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,12 +23,27 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from errands import Enqueuer
 
 REDIS_URL = os.environ["REDIS_URL"]
+GC_PAUSES: list[tuple[int, float]] = []  # (generation, seconds) of each collection
+_gc_start = [0.0]
+
+
+def _time_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_start[0] = time.perf_counter()
+    else:
+        GC_PAUSES.append((info["generation"], time.perf_counter() - _gc_start[0]))
+
+
+gc.callbacks.append(_time_gc)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with Enqueuer.from_url(REDIS_URL, namespace="webbench", strict=None) as enqueuer:
         app.state.enqueuer = enqueuer
+        if os.environ.get("WEB_APP_GC_FREEZE") == "1":
+            gc.collect()
+            gc.freeze()  # what startup built stays out of every later collection
         yield
 
 
@@ -49,3 +69,16 @@ async def enqueue(address: str, enqueuer: EnqueuerDep) -> dict[str, str]:
     if job is None:
         raise HTTPException(503, "the job was not enqueued")
     return {"job_id": job.id}
+
+
+@app.get("/gc")
+async def gc_pauses() -> dict[str, float]:
+    """Collections of generation 2 since the last call, and the longest pause of any."""
+    pauses, GC_PAUSES[:] = list(GC_PAUSES), []
+    return {
+        "collections": len(pauses),
+        "gen2": sum(1 for gen, _ in pauses if gen == 2),
+        "gen2_ms": 1000 * sum(s for gen, s in pauses if gen == 2),
+        "max_ms": 1000 * max((s for _, s in pauses), default=0.0),
+        "total_ms": 1000 * sum(s for _, s in pauses),
+    }
