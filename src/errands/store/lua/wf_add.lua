@@ -11,7 +11,8 @@
 -- ARGV[1] run id   ARGV[2] node id   ARGV[3] job name   ARGV[4] priority   ARGV[5] envelope
 -- ARGV[6] spec JSON (with every after node)   ARGV[7] A: how many after nodes follow
 -- ARGV[8 .. 7+A] after nodes   ARGV[8+A ..] before nodes
--- Returns '' when added, else why not; an error, before any write, when the arguments do not
+-- Returns '' when added, else why not (an unknown node, a before node no longer waiting, a
+-- cycle it would close, ...); an error, before any write, when the arguments do not
 -- fit (the priority or the count of after nodes not a number).
 --@include workflows
 local run, node = ARGV[1], ARGV[2]
@@ -58,6 +59,50 @@ end
 for i = 8 + a, #ARGV do
   if redis.call('HEXISTS', KEYS[7], ARGV[i]) == 0 then
     return 'node ' .. ARGV[i] .. ' is not waiting for its dependencies (unknown, running or ended)'
+  end
+end
+-- a before node upstream of an after node (through the edges still to wait on) would close a
+-- cycle, which no member could ever leave: search upstream of the after nodes, at most
+-- CYCLE_EDGES edges read, and refuse past that
+local CYCLE_EDGES = 10000
+if #edges > 0 and 8 + a <= #ARGV then
+  local target, seen, from, todo, left = {}, {}, {}, {}, CYCLE_EDGES
+  for i = 8 + a, #ARGV do
+    target[ARGV[i]] = true
+  end
+  for _, dep in ipairs(edges) do
+    if not seen[dep] then
+      seen[dep] = true
+      todo[#todo + 1] = dep
+    end
+  end
+  local i = 1
+  while i <= #todo do
+    local c = todo[i]
+    i = i + 1
+    if target[c] then
+      local path = {node, c}
+      while from[c] do
+        c = from[c]
+        path[#path + 1] = c
+      end
+      path[#path + 1] = node
+      return 'adding node ' .. node .. ' would close a cycle: ' .. table.concat(path, ' -> ')
+    end
+    local ins = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. c .. '<', '(' .. c .. '=', 'LIMIT', 0, left + 1)
+    if #ins > left then
+      return 'cannot check that adding node ' .. node .. ' closes no cycle: more than ' .. CYCLE_EDGES ..
+        ' dependency edges upstream of its after nodes (add it with fewer after or before nodes)'
+    end
+    left = left - #ins
+    for _, e in ipairs(ins) do
+      local p = string.sub(e, #c + 2)
+      if not seen[p] then
+        seen[p] = true
+        from[p] = c
+        todo[#todo + 1] = p
+      end
+    end
   end
 end
 local W = wf_keys(KEYS[1], run)
