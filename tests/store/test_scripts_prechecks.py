@@ -30,3 +30,24 @@ async def test_a_promote_meeting_a_key_of_another_type_moves_nothing(
     with pytest.raises(ResponseError, match="WRONGTYPE"):
         await Scripts(redis, keys).promote(["first", "second"], now_ms, 100)
     assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize("family", ["queue", "scheduled", "partition_queue", "partitions_ready"])
+async def test_an_enqueue_unique_meeting_a_key_of_another_type_stores_nothing(
+    redis: Redis, namespace: str, family: str
+) -> None:
+    """enqueue_unique.lua stored the envelope and took the unique lock, then failed to queue
+    the job: an orphaned envelope held the lock, and every enqueue_unique of those args
+    returned None (a duplicate) until the lock expired, while no job ever ran."""
+    keys = Keys(namespace)
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    delay = 60 if family == "scheduled" else None
+    partition = "a" if family.startswith("partition") else None
+    await redis.set(getattr(keys, family)("report"), "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=f"WRONGTYPE {keys.prefix}.* no job was stored"):
+        await enqueuer.enqueue_unique("report", {"day": 1}, delay=delay, partition=partition)
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(getattr(keys, family)("report"))  # repaired: the job is stored now
+    job = await enqueuer.enqueue_unique("report", {"day": 1}, delay=delay, partition=partition)
+    assert job is not None and not job.existed

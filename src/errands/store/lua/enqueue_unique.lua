@@ -13,7 +13,19 @@
 -- Returns {1, id, 0} when stored; {1, id, 0} too when this very job (same id and envelope) is
 -- already stored (a re-sent call); {1, id, 1} when the id is taken by another job or ended
 -- recently (nothing stored); {0, holder id, 0} when a live job already holds the digest.
+-- A key of another type fails the call before its first write (as enqueue.lua): an envelope
+-- stored without its queue entry would hold the unique lock, and no job would run.
 --@include limits
+local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
+  false, 'ZCARD', false, 'HLEN', 'ZCARD', 'ZCARD'}
+for j = 1, #KEYS do
+  if TYPES[j] then
+    local checked = redis.pcall(TYPES[j], KEYS[j])
+    if type(checked) == 'table' and checked.err then
+      return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: no job was stored')
+    end
+  end
+end
 local id = ARGV[3]
 local stored = redis.call('HGET', KEYS[1], id)
 if stored then
