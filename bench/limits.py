@@ -126,7 +126,9 @@ async def partitions(url: str, count: int) -> dict[str, float]:
         await scripts.ack("bench", done, False, now, False)
     families = ("partition_queue", "partitions_ready", "partitions_waiting")
     families += ("partitions_running", "rate_log", "rate_expiry")
-    leftover_keys = [keys.partitions] + [getattr(keys, f)("job") for f in families]
+    leftover_keys = [keys.partitions, keys.scan_cursor] + [
+        getattr(keys, f)("job") for f in families
+    ]
     left = 0
     for key in leftover_keys:
         left += int(await redis.memory_usage(key) or 0)  # None: the key is gone

@@ -132,3 +132,33 @@ async def test_a_queue_key_of_another_type_fails_the_fetch_before_any_write(
         )
     assert await redis.dump(keys.queue("first")) == before
     assert await redis.hlen(keys.attempts) == 0
+
+
+async def test_blocked_partitions_do_not_hide_unpartitioned_jobs(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    spec = {"charge": "c=1"}
+    now = await setup(redis, namespace, [("charge", {"partition": "a"})])
+    first = await scripts.fetch("p", now, 4, [("charge", 0)], specs=spec)
+    assert len(first) == 1  # partition "a" is now busy
+    items = [("charge", {"partition": "a"})] * 400 + [("charge", {})]
+    await setup(redis, namespace, items)
+    plain = (await redis.zrange(keys.queue("charge"), -1, -1))[0].decode()
+    fetches = 0
+    while True:
+        fetches += 1
+        got = await scripts.fetch("p", now, 4, [("charge", 0)], specs=spec)
+        if got:
+            break
+        # nothing taken, more to look at: the pool is told to come back at once
+        assert got.wait is not None and got.wait <= 0.001
+        assert fetches < 40, "the unpartitioned job stays hidden behind partition a's jobs"
+    assert [f.id for f in got] == [plain]
+    # each fetch looked at a bounded window: 400 entries at 4 x 4 + 4 x 4 a fetch
+    assert fetches >= 400 // 32
+    # the pass reached the end: the next fetch finds nothing and does not ask to come back
+    again = await scripts.fetch("p", now, 4, [("charge", 0)], specs=spec)
+    assert again == [] and again.wait is None
+    await assert_invariants(redis, namespace)

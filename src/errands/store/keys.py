@@ -346,9 +346,13 @@ class Keys:
 
     @property
     def code_limits(self) -> str:
-        """HASH job name -> JSON list of the limits the pools registered in code (for
-        inspection; written at each pool's start)."""
+        """HASH job name -> JSON list of the limits the pools' code registered (inspection)."""
         return self.prefix + "climits"
+
+    @property
+    def scan_cursor(self) -> str:
+        """HASH job name -> queue score where fetch.lua's scan past partitioned entries goes on."""
+        return self.prefix + "pscan"
 
     def partition_queue(self, name: str) -> str:
         """ZSET (all scores 0, ordered by member) "<partition>\\0<queue score>\\0<id>": the
@@ -356,8 +360,7 @@ class Keys:
         return self.prefix + "pq:" + _check_part("job name", name)
 
     def partitions_ready(self, name: str) -> str:
-        """ZSET partition -> turn: the partitions of one job name that may have ready jobs,
-        least recently served first."""
+        """ZSET partition -> turn: partitions that may have ready jobs, longest unserved first."""
         return self.prefix + "pready:" + _check_part("job name", name)
 
     def partitions_waiting(self, name: str) -> str:
@@ -374,8 +377,7 @@ class Keys:
         return self.prefix + "prate:" + _check_part("job name", name)
 
     def rate_expiry(self, name: str) -> str:
-        """ZSET field of ``rate_log`` -> time (ms) its log holds no start of the window any more
-        (its field is then dropped)."""
+        """ZSET field of ``rate_log`` -> time (ms) its log is empty (the field is then dropped)."""
         return self.prefix + "prexp:" + _check_part("job name", name)
 
     def limiter(self, name: str) -> str:

@@ -201,7 +201,7 @@ class Scripts(AdminScripts):
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
         keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.recoveries)
         keys += (k.pools, k.attempts, k.attempt_seq, k.partitions, k.seq)
-        keys += (k.dedup, k.dedup_of_job)
+        keys += (k.dedup, k.dedup_of_job, k.scan_cursor)
         args: list[Arg] = [pool_id, now_ms, batch, k.events_channel, isolate, suspects]
         args.append(dead_timeout_ms)
         for name, limit in queues:

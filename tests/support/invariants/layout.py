@@ -20,7 +20,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "jobs", "priorities", "running", "limits", "errors", "recoveries", "unique",
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
         "code_schedules", "attempts", "checkpoints", "dedup", "dedup_of_job", "workflow_of",
-        "outbox_relays", "dedup_next", "partitions", "runtime_limits", "code_limits",
+        "outbox_relays", "dedup_next", "partitions", "runtime_limits", "code_limits", "scan_cursor",
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",

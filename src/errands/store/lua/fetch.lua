@@ -5,15 +5,16 @@
 -- Each job fetched gets an attempt record "<pool>:<token>" (one token per call): acks, settles
 -- and check-ins of the job are fenced on it. A queue entry of a job that already has an attempt
 -- running (a duplicate) is dropped, so no counter is taken twice for one job.
--- Bounded: at most 4 x (batch + 64) queue entries are looked at per queue.
+-- Bounded: at most 8 x (batch + 64) queue entries are looked at per queue.
 -- KEYS[1] jobs   KEYS[2] running (HASH name -> count)   KEYS[3] in_progress of this pool
 -- KEYS[4] paused (SET)   KEYS[5] idle (SET)   KEYS[6] unique (HASH digest -> id)
 -- KEYS[7] unique_of_job (HASH id -> digest)   KEYS[8] unique_expiry (ZSET)   KEYS[9] listening
 -- KEYS[10] recoveries (HASH id -> times taken back from dead pools)   KEYS[11] pools
 -- KEYS[12] attempts (HASH id -> pool:token)   KEYS[13] attempt counter
 -- KEYS[14] partitions (HASH id -> partition)   KEYS[15] seq (counter for partition turns)
--- KEYS[16] dedup   KEYS[17] dedup_of_job
--- KEYS[18..] seven per job name, in the order to try them: its queue, partition queue,
+-- KEYS[16] dedup   KEYS[17] dedup_of_job   KEYS[18] pscan (HASH job name -> queue score
+--         where the scan past partitioned entries goes on)
+-- KEYS[19..] seven per job name, in the order to try them: its queue, partition queue,
 --            partitions ready, partitions waiting, partitions running, rate log, rate expiry
 -- ARGV[1] pool id   ARGV[2] now ms   ARGV[3] batch size   ARGV[4] events channel
 -- ARGV[5] isolation threshold (0 = off): a job taken back from dead pools this many times is a
@@ -34,7 +35,7 @@
 --@include jobstate
 --@include limits
 --@include dedup
-local K = 17
+local K = 18
 local Q = 7
 local pool = ARGV[1]
 local k = {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
@@ -59,7 +60,7 @@ for i = 1, (#KEYS - K) / Q do
   specs[i] = L
 end
 local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', 'HLEN', 'HLEN', 'ZCARD', false, 'HLEN',
-  'ZCARD', 'HLEN', 'GET', 'HLEN', 'GET', 'HLEN', 'HLEN'}
+  'ZCARD', 'HLEN', 'GET', 'HLEN', 'GET', 'HLEN', 'HLEN', 'HLEN'}
 local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD'}
 for j = 1, #KEYS do
   local cmd = TYPES[j] or (j > K and PER_QUEUE[(j - K - 1) % Q + 1])
@@ -157,44 +158,89 @@ for i = 1, nq do
         end, note)
       end
     end
-    local offset = 0  -- entries left in place (suspects for other pools) before the window
-    for _ = 1, 4 do
-      if got >= room then break end
-      -- look at the head of the queue, at most room (+ 64 with suspects about) entries at a
-      -- time and 4 times: take
-      -- the runnable ones (a suspect only while this pool runs none), drop the entries of
-      -- vanished or running jobs, leave the rest in place
-      local size = room - got
-      if isolate > 0 then
-        size = size + 64
-      end
-      local head = redis.call('ZRANGE', q, offset, offset + size - 1, 'WITHSCORES')
-      local drop = {}
-      for j = 1, #head, 2 do
+    -- look at one window of queue entries (id, score, ...): take the runnable ones (a suspect
+    -- only while this pool runs none), drop the entries of vanished or running jobs, leave the
+    -- rest in place (partitioned ones are served in their partition's turn: lim_serve).
+    -- Returns how many it left in place, whether one of them has a partition, and the score
+    -- of the last entry it looked at.
+    local function look(window)
+      local drop, kept, parted, last = {}, 0, false, false
+      for j = 1, #window, 2 do
         if got >= room then break end
-        local id = head[j]
+        local id = window[j]
+        last = window[j + 1]
         local by_partition = partitioned and redis.call('HEXISTS', KEYS[14], id) == 1
         local env = not by_partition and runnable(id)
         if by_partition then
-          offset = offset + 1  -- served in its partition's turn (lim_serve)
+          kept, parted = kept + 1, true
         elseif not env then
           drop[#drop + 1] = id
         else
           local suspect = suspect_of(id)
           if suspect == 0 or suspects == 0 then
             drop[#drop + 1] = id
-            take(i, name, id, env, head[j + 1], suspect)
+            take(i, name, id, env, window[j + 1], suspect)
             got = got + 1
             suspects = suspects + suspect
           else
-            offset = offset + 1
+            kept = kept + 1
           end
         end
       end
       if #drop > 0 then
         redis.call('ZREM', q, unpack(drop))
       end
-      if #head < 2 * size then break end
+      return kept, parted, last
+    end
+    local function window_size()
+      return (isolate > 0) and (room - got + 64) or (room - got)
+    end
+    -- the head of the queue: at most room (+ 64 with suspects about) entries at a time, 4 times
+    local offset, parted, last, ended = 0, false, false, false
+    for _ = 1, 4 do
+      if got >= room then break end
+      local size = window_size()
+      local head = redis.call('ZRANGE', q, offset, offset + size - 1, 'WITHSCORES')
+      local kept, p, l = look(head)
+      offset, parted, last = offset + kept, parted or p, l or last
+      if #head < 2 * size then
+        ended = true
+        break
+      end
+    end
+    -- past a head of partitioned entries (their partitions may all be blocked), the scan goes
+    -- on from where the last fetch's scan stopped (pscan), 4 windows a call, back to the head
+    -- once at the end: an unpartitioned job behind n such entries is found within about
+    -- n / (4 x room) fetches, and the pool is told to come back at once while one may be there
+    if partitioned then
+      local from = redis.call('HGET', KEYS[18], name)
+      if got < room and parted and not ended then
+        if not from or tonumber(from) < tonumber(last) then
+          from = last
+        end
+        for _ = 1, 4 do
+          if got >= room then break end
+          local size = window_size()
+          local win = redis.call('ZRANGEBYSCORE', q, '(' .. from, '+inf', 'WITHSCORES', 'LIMIT', 0,
+            size)
+          local _, _, l = look(win)
+          from = l or from
+          if #win < 2 * size and got < room then
+            from = false  -- the end
+            break
+          end
+        end
+        if from then
+          redis.call('HSET', KEYS[18], name, from)
+          if redis.call('ZCARD', q) > redis.call('ZCARD', P.pq) then
+            note(now + 1)  -- more entries than partitioned ones: one may be runnable
+          end
+        else
+          redis.call('HDEL', KEYS[18], name)
+        end
+      elseif from and ended then
+        redis.call('HDEL', KEYS[18], name)
+      end
     end
     if got > 0 then
       redis.call('HINCRBY', KEYS[2], name, got)
