@@ -133,3 +133,25 @@ async def test_the_cycle_check_is_bounded(redis: Redis, namespace: str) -> None:
     assert why.startswith("cannot check that adding node x closes no cycle: more than 10000")
     assert await dump_all(redis, keys) == state
     assert await scripts.add("r1", member("x", ready=False), [], ["z"]) == ""  # nothing to check
+
+
+async def test_cancel_ends_waiting_members_only(redis: Redis, namespace: str) -> None:
+    """wf_cancel given a member no longer waiting (released: queued) or a callback: nothing of
+    it changes. Its end used to be handled on the membership alone: the queued job was
+    recorded cancelled, and the run finished while the job still waited on its queue."""
+    keys = Keys(namespace)
+    scripts = WorkflowScripts(redis, keys)
+    members = [member("a", ready=True), member("b", ready=False, after=("a",))]
+    callback = ("on_success", b'{"id":"cb"}', b'{"n":"work","p":0}')
+    assert await scripts.enqueue("r1", "wf", 60_000, members, [("a", "b")], [callback])
+    assert await scripts.cancel("r1", [])  # marks the run cancelled
+    state = await dump_all(redis, keys)
+    assert await scripts.cancel("r1", ["a", "!on_success"])
+    assert await dump_all(redis, keys) == state
+    assert await redis.hget(keys.workflow_of, "r1.a") == b"r1"
+    assert await scripts.cancel("r1", ["b"])  # b waits: ended, and its edge goes
+    assert await redis.smembers(keys.workflow("r1", "open")) == {b"a"}
+    assert await redis.zcard(keys.workflow("r1", "in")) == 0
+    state = await dump_all(redis, keys)
+    assert await scripts.cancel("r1", ["b"])  # the re-send
+    assert await dump_all(redis, keys) == state

@@ -79,12 +79,13 @@ local function wf_release(W, node, spec)
 end
 
 -- end a member that waits for its dependencies without running it (its remaining edges go);
--- false when it has ended already
+-- false when it does not wait (released: queued or running, ended, a callback, unknown). The
+-- edge is its envelope: a released member still has its membership, but no envelope
 local function wf_drop_held(W, node)
-  if redis.call('HDEL', W.wfof, W.run .. '.' .. node) == 0 then
+  if string.sub(node, 1, 1) == '!' or redis.call('HDEL', W.env, node) == 0 then
     return false
   end
-  redis.call('HDEL', W.env, node)
+  redis.call('HDEL', W.wfof, W.run .. '.' .. node)
   local edges = redis.call('ZRANGEBYLEX', W.inn, '[' .. node .. '<', '(' .. node .. '=')
   for i = 1, #edges, 500 do
     redis.call('ZREM', W.inn, unpack(edges, i, math.min(i + 499, #edges)))
