@@ -7,7 +7,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import Enqueuer
+from errands import Dedup, Enqueuer
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 from tests.support.resend import snapshot
@@ -51,3 +51,32 @@ async def test_an_enqueue_unique_meeting_a_key_of_another_type_stores_nothing(
     await redis.delete(getattr(keys, family)("report"))  # repaired: the job is stored now
     job = await enqueuer.enqueue_unique("report", {"day": 1}, delay=delay, partition=partition)
     assert job is not None and not job.existed
+
+
+@pytest.mark.parametrize(
+    ("mode", "priority", "due", "window"),
+    [("t", 0, 0, 0), ("t", 0, 0, ""), ("t", 0, 0, -5), ("t", 0, 0, 1.5), ("s", "high", 0, 0),
+     ("s", 0, "soon", 0), ("x", 0, 0, 0)],
+    ids=["window-0", "window-missing", "window-negative", "window-fraction", "priority", "due",
+         "mode"],
+)  # fmt: skip
+async def test_an_enqueue_dedup_with_a_bad_argument_stores_nothing(
+    redis: Redis, namespace: str, mode: str, priority: object, due: object, window: object
+) -> None:
+    """A throttle window of 0 (or none) failed in the SET ... PX after the envelope was stored:
+    an orphaned envelope, and no window taken. A priority or due time that is not a number
+    failed the same way; an unknown mode was stored as a key no script would ever free."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="errands: enqueue_dedup: "):
+        await scripts.enqueue_dedup(
+            "report", "j1", b"{}", priority, due, mode, "report:k", window  # type: ignore[arg-type]
+        )
+    assert await snapshot(redis, namespace) == before
+
+
+def test_a_throttle_window_under_a_millisecond_is_refused() -> None:
+    for throttle in (0, -1, 0.0004):
+        with pytest.raises(ValueError, match="throttle must be at least 1 ms"):
+            Dedup("k", throttle=throttle)

@@ -8,15 +8,34 @@
 -- KEYS[15] dedup_reruns
 -- ARGV[1] wake channel   ARGV[2] name   ARGV[3] id   ARGV[4] envelope   ARGV[5] priority
 -- ARGV[6] due ms (0 = now)   ARGV[7] mode (s d f r t)   ARGV[8] dedup key
--- ARGV[9] window ms (t)   ARGV[10] events channel
+-- ARGV[9] window ms (t: at least 1)   ARGV[10] events channel
 -- Returns {outcome, id of the job that carries the request, id of the job holding the key}:
 -- {'enqueued', id, id} (stored; also for a re-sent call that finds this very job stored),
 -- {'existed', id, ''} (the id is taken by another job or ended recently: nothing stored),
 -- {'dropped', holder, holder}, {'replaced', holder, holder} (the waiting holder took this
 -- envelope), {'rerun_queued', rerun, holder} (the rerun waiting for the running holder, new
 -- or existing, took this envelope).
+-- A bad argument (mode, priority, due time, a throttle window under 1 ms) fails the call
+-- before its first write.
 --@include dedup
 local id, mode, key = ARGV[3], ARGV[7], ARGV[8]
+local function refuse(what, value)
+  return redis.error_reply('errands: enqueue_dedup: ' .. what .. ', got ' .. tostring(value))
+end
+if not string.find('sdfrt', mode, 1, true) or #mode ~= 1 then
+  return refuse('mode must be one of s d f r t', mode)
+end
+local prio, due = tonumber(ARGV[5]), tonumber(ARGV[6])
+if not prio or prio ~= math.floor(prio) or prio < -1000 or prio > 1000 then
+  return refuse('priority must be an integer in -1000..1000', ARGV[5])
+end
+if not due or due ~= math.floor(due) then
+  return refuse('the due time must be an integer (ms, 0 = now)', ARGV[6])
+end
+local window = tonumber(ARGV[9])
+if mode == 't' and not (window and window >= 1 and window == math.floor(window)) then
+  return refuse('a throttle window must be a whole number of ms, at least 1', ARGV[9])
+end
 local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[5], wake = ARGV[1],
   dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13], next = KEYS[14], reruns = KEYS[15]}
 local stored = redis.call('HGET', KEYS[1], id)
@@ -32,8 +51,6 @@ end
 if redis.call('ZSCORE', KEYS[9], id) or redis.call('EXISTS', KEYS[10]) == 1 then
   return {'existed', id, ''}
 end
-local prio = tonumber(ARGV[5])
-local due = tonumber(ARGV[6])
 local a = {id = id, env = ARGV[4], prio = prio, due = due, queue = KEYS[6], sched = KEYS[7],
   name = ARGV[2], names = KEYS[4]}
 local outcome, carrier, holder = dedup_admit(d, mode, key, a)
@@ -45,7 +62,7 @@ if prio ~= 0 then
   redis.call('HSET', KEYS[2], id, prio)
 end
 redis.call('SADD', KEYS[4], ARGV[2])
-dedup_take(d, mode, key, id, tonumber(ARGV[9]))
+dedup_take(d, mode, key, id, window)
 if due > 0 then
   redis.call('ZADD', KEYS[7], due, id)
 else
