@@ -5,7 +5,7 @@ before anything is written."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import Client, Enqueuer
+from errands import Client, Enqueuer, Job, WorkerPool
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 from tests.support.invariants import assert_invariants
@@ -32,14 +32,18 @@ async def enqueuer(redis: Redis, namespace: str) -> AsyncIterator[Enqueuer]:
 
 
 @contextmanager
-def resent(scripts: Scripts, name: str) -> Iterator[list[Any]]:
-    """Every call of script ``name`` runs twice, as when its first reply is lost; the caller gets
-    the second answer. Yields the first answers."""
+def resent(
+    scripts: Scripts, name: str, between: Callable[[], Awaitable[None]] | None = None
+) -> Iterator[list[Any]]:
+    """Every call of script ``name`` runs twice, as when its first reply is lost (``between``
+    runs before the re-send); the caller gets the second answer. Yields the first answers."""
     original = scripts._s[name]
     firsts: list[Any] = []
 
     async def twice(keys: list[Any], args: list[Any]) -> Any:
         firsts.append(await original(keys=keys, args=args))
+        if between is not None:
+            await between()
         return await original(keys=keys, args=args)
 
     scripts._s[name] = twice  # type: ignore[assignment]
@@ -91,3 +95,94 @@ async def test_an_update_with_a_bad_number_writes_nothing(
     assert await redis.hget(keys.priorities, job.id) is None
     assert await history(redis, keys, job.id) == []
     assert "errands: update_job" in str(raised.value)
+
+
+async def dead_job(redis: Redis, enqueuer: Enqueuer, name: str = "sync") -> str:
+    """A job of ``name`` in the dead set (as a failure for good leaves it)."""
+    keys = enqueuer.keys
+    job = await enqueuer.enqueue(name, {"n": 1})
+    assert job is not None
+    assert await redis.zrem(keys.queue(name), job.id) == 1
+    await redis.zadd(keys.dead, {job.id: 1})
+    return job.id
+
+
+async def test_a_dead_job_retried_by_a_resent_call_is_reported_queued(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """The re-sent move found the job out of the dead set (its own first call queued it) and
+    answered 0: retry_dead_job said False although the job was queued."""
+    keys = Keys(namespace)
+    job_id = await dead_job(redis, enqueuer)
+    with resent(client.scripts, "move") as firsts:
+        assert await client.retry_dead_job(job_id)
+    assert firsts == [1]
+    assert [m.decode() for m in await redis.zrange(keys.queue("sync"), 0, -1)] == [job_id]
+    await assert_invariants(redis, namespace)
+
+
+@pytest.mark.parametrize("action", ["retry_dead_job", "run_scheduled_now"])
+async def test_a_job_queued_and_run_before_the_resend_is_reported_queued(
+    redis: Redis, redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer, action: str
+) -> None:
+    """The re-send arrives after the timeout of the first: the job ran and finished meanwhile
+    (with the new envelope of a retried dead job, or with its own)."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.job("sync")
+    async def sync(job: Job, n: int) -> int:
+        return n
+
+    async def run() -> None:
+        async with pool:
+            await pool.drain(timeout=10)
+
+    if action == "retry_dead_job":
+        job_id = await dead_job(redis, enqueuer)
+    else:
+        job = await enqueuer.enqueue("sync", {"n": 1}, delay=60)
+        assert job is not None
+        job_id = job.id
+    with resent(client.scripts, "move", between=run):
+        assert await getattr(client, action)(job_id)
+    assert await client.result(job_id, timeout=1) == 1
+    await assert_invariants(redis, namespace, drained=True)
+
+
+async def test_a_scheduled_job_run_now_by_a_resent_call_is_reported_queued(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    keys = Keys(namespace)
+    job = await enqueuer.enqueue("sync", {"n": 1}, delay=60)
+    assert job is not None
+    with resent(client.scripts, "move") as firsts:
+        assert await client.run_scheduled_now(job.id)
+    assert firsts == [1]
+    assert [m.decode() for m in await redis.zrange(keys.queue("sync"), 0, -1)] == [job.id]
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_dead_job_rescheduled_by_a_resent_call_is_reported_scheduled(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    keys = Keys(namespace)
+    job_id = await dead_job(redis, enqueuer)
+    at = client.clock.now() + 60
+    with resent(client.scripts, "move") as firsts:
+        assert await client.reschedule(job_id, at)
+    assert firsts == [1]
+    assert await redis.zscore(keys.scheduled("sync"), job_id) == int(at * 1000)
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_move_to_a_bad_time_writes_nothing(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """A due time that is not a number raised after the job left its set: it was in none."""
+    keys = Keys(namespace)
+    job_id = await dead_job(redis, enqueuer)
+    with pytest.raises(ResponseError) as raised:
+        await client.scripts.move(job_id, "sync", keys.dead, "schedule", "soon")  # type: ignore[arg-type]
+    assert await redis.zscore(keys.dead, job_id) == 1
+    assert "errands: move" in str(raised.value)
+    await assert_invariants(redis, namespace)

@@ -19,8 +19,10 @@
 -- A deleted job is forgotten (no tombstone: its id may be used again); its ending is recorded
 -- (history `deleted`, at the attempt it would have run next) and published (`deleted`).
 -- A scheduled unique job moved later keeps its lock as much longer (its expiry moves with it).
--- Returns 1 when moved, 0 when the job was not in the source set; an unknown mode is an error
--- before anything is written.
+-- Returns 1 when moved, 0 when the job was not in the source set. A re-sent call (redis-py,
+-- after a lost reply) finds the job moved by its first call and answers 1 too: the job is where
+-- this call sends it (see `sent_before`). An unknown mode, a due time (schedule) or a time
+-- (delete) that is not a number is an error before anything is written.
 --@include jobstate
 --@include dedup
 --@include workflows
@@ -29,12 +31,40 @@ local id, mode = ARGV[1], ARGV[2]
 if mode ~= 'queue' and mode ~= 'schedule' and mode ~= 'delete' then
   return redis.error_reply('errands: unknown move mode ' .. mode)
 end
-if ARGV[10] and ARGV[10] ~= '' and redis.call('HGET', KEYS[1], id) ~= ARGV[10] then
-  return 0  -- the new envelope was made from one that changed since: nothing moves
+if (mode == 'schedule' and not tonumber(ARGV[3])) or (mode == 'delete' and not tonumber(ARGV[8])) then
+  return redis.error_reply('errands: move: bad time for ' .. mode)
+end
+local expected = ARGV[10] or ''
+
+-- the job is not where it was read: moved there by this call already (this is a re-send)? Its
+-- new envelope, made from the one read, is stored (or the job ran with it since and ended: its
+-- done record holds it); without a new envelope, it is on its target (its queue, or fetched
+-- since, or finished since; its scheduled set at this due time)
+local function sent_before()
+  if mode == 'delete' then
+    return false
+  end
+  local record = redis.call('GET', KEYS[9])
+  if ARGV[4] ~= '' and expected ~= '' and ARGV[4] ~= expected then
+    return redis.call('HGET', KEYS[1], id) == ARGV[4]
+      or (record ~= false and string.find(record, '"job":' .. ARGV[4] .. ',', 1, true) ~= nil)
+  end
+  local due = redis.call('ZSCORE', KEYS[6], id)
+  if mode == 'schedule' then
+    return due ~= false and tonumber(due) == tonumber(ARGV[3])
+  end
+  local finished = '{"id":"' .. id .. '","status":"finished"'
+  return due ~= false or redis.call('HEXISTS', KEYS[15], id) == 1
+    or (record ~= false and string.sub(record, 1, #finished) == finished)
+end
+
+if expected ~= '' and redis.call('HGET', KEYS[1], id) ~= expected then
+  -- the new envelope was made from one that changed since: nothing moves
+  return sent_before() and 1 or 0
 end
 local was_due = redis.call('ZSCORE', KEYS[5], id)
 if redis.call('ZREM', KEYS[5], id) == 0 then
-  return 0
+  return sent_before() and 1 or 0
 end
 redis.call('DEL', KEYS[9])
 if ARGV[4] ~= '' then
