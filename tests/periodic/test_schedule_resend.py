@@ -102,12 +102,13 @@ async def test_a_resent_fire_gives_the_same_answer(
     await redis.delete(Keys(namespace).queue("tick"), Keys(namespace).jobs)
 
 
-@pytest.mark.parametrize("bad", ["priority", "window"])
+@pytest.mark.parametrize(("bad", "value"), [("priority", "high"), ("window", 0), ("window", 1.5)])
 async def test_a_fire_with_a_bad_argument_writes_nothing(
-    redis: Redis, namespace: str, client: Client, bad: str
+    redis: Redis, namespace: str, client: Client, bad: str, value: object
 ) -> None:
     """A priority that is not a number failed after the job was stored (an envelope on no
-    queue); a throttle window of 0 failed after the job was queued (no window taken)."""
+    queue); a throttle window of 0 (or a fraction of a ms) failed after the job was queued (no
+    window taken)."""
     await client.add_schedule("nightly", "tick", "0 3 * * *", dedup=Dedup("n", throttle=60))
     fire = recorded(client._schedule_store)
     await client.run_schedule_now("nightly")
@@ -116,13 +117,11 @@ async def test_a_fire_with_a_bad_argument_writes_nothing(
     before = await snapshot(redis, namespace)
     args = list(args)
     args[6] = "other-id"
-    if bad == "priority":
-        args[8] = "high"
-    else:
-        args[15] = 0
+    args[8 if bad == "priority" else 15] = value
     with pytest.raises(ResponseError, match=bad):
         await fire.script(keys=keys, args=args)
     assert await snapshot(redis, namespace) == before
+
 
 @pytest.mark.parametrize("registered", ["new", "same"])
 async def test_a_resent_registration_gives_the_same_answer(

@@ -3,6 +3,8 @@ argument, fails a call before its first write: nothing half-written, no job lost
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -61,7 +63,7 @@ async def test_an_enqueue_unique_meeting_a_key_of_another_type_stores_nothing(
          "mode"],
 )  # fmt: skip
 async def test_an_enqueue_dedup_with_a_bad_argument_stores_nothing(
-    redis: Redis, namespace: str, mode: str, priority: object, due: object, window: object
+    redis: Redis, namespace: str, mode: str, priority: Any, due: Any, window: Any
 ) -> None:
     """A throttle window of 0 (or none) failed in the SET ... PX after the envelope was stored:
     an orphaned envelope, and no window taken. A priority or due time that is not a number
@@ -70,9 +72,7 @@ async def test_an_enqueue_dedup_with_a_bad_argument_stores_nothing(
     scripts = Scripts(redis, keys)
     before = await snapshot(redis, namespace)
     with pytest.raises(ResponseError, match="errands: enqueue_dedup: "):
-        await scripts.enqueue_dedup(
-            "report", "j1", b"{}", priority, due, mode, "report:k", window  # type: ignore[arg-type]
-        )
+        await scripts.enqueue_dedup("report", "j1", b"{}", priority, due, mode, "report:k", window)
     assert await snapshot(redis, namespace) == before
 
 

@@ -14,7 +14,7 @@
 -- ARGV[9] priority (an integer in -1000..1000)   ARGV[10] wake channel   ARGV[11] events channel   ARGV[12] pool id
 -- ARGV[13] schedule name (a schedule deleted meanwhile is left alone: status gone)
 -- ARGV[14] dedup mode ('' = none, see lib/dedup.lua)   ARGV[15] dedup key   ARGV[16] window ms
---          (at least 1 in mode 't')
+--          (a whole number, at least 1, in mode 't')
 -- ARGV[17] the definition this pool fires ('' = any): another one registered under the name
 -- (another pool's code defines it differently) is left alone: status conflict
 -- A disabled schedule (`disabled` in its state) moves on without running (status advanced),
@@ -37,8 +37,10 @@ local id, name, prio = ARGV[7], ARGV[6], tonumber(ARGV[9])
 if not prio or prio ~= math.floor(prio) or prio < -1000 or prio > 1000 then
   return redis.error_reply('errands: schedule_fire: priority must be an integer in -1000..1000, got ' .. ARGV[9])
 end
-if ARGV[14] == 't' and not ((tonumber(ARGV[16]) or 0) >= 1) then
-  return redis.error_reply('errands: schedule_fire: a throttle window must be at least 1 ms, got ' .. ARGV[16])
+local window = tonumber(ARGV[16])
+if ARGV[14] == 't' and not (window and window >= 1 and window == math.floor(window)) then
+  return redis.error_reply('errands: schedule_fire: a throttle window must be a whole number of'
+    .. ' ms, at least 1, got ' .. ARGV[16])
 end
 local definition = redis.call('HGET', KEYS[11], ARGV[13])
 if not definition then
@@ -115,7 +117,7 @@ end
 redis.call('SADD', KEYS[5], name)
 redis.call('ZADD', KEYS[8], seq - prio * 4398046511104, id)
 if ARGV[14] ~= '' then
-  dedup_take(d, ARGV[14], ARGV[15], id, tonumber(ARGV[16]))
+  dedup_take(d, ARGV[14], ARGV[15], id, window)
 end
 if redis.call('EXISTS', KEYS[7]) == 1 then
   redis.call('PUBLISH', ARGV[11], '{"event":"enqueued","id":"' .. id .. '","name":"' .. name .. '"}')
