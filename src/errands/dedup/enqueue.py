@@ -24,6 +24,7 @@ async def store_deduplicated(scripts: Scripts, job: Job, envelope: bytes, dedup:
         dedup.mode,
         dedup.scoped(job.name),
         dedup.window_ms,
+        job.partition or "",
     )
     job.existed = outcome == "existed"
     if not job.existed:

@@ -161,6 +161,7 @@ class Scripts(AdminScripts):
         mode: str,
         key: str,
         window_ms: int,
+        partition: str = "",
     ) -> tuple[str, str, str]:
         """Store a job unless its dedup ``key`` ("<name>:<key>") is held (``mode``: s d f r t,
         see lua/lib/dedup.lua; ``window_ms`` for t). Returns (outcome, id of the job carrying
@@ -168,9 +169,10 @@ class Scripts(AdminScripts):
         k = self.keys
         keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.queue(name), k.scheduled(name)]
         keys += (k.listening, k.ended, k.done(id), k.dedup, k.dedup_of_job, k.dedup_window(key))
-        keys += (k.dedup_next, k.dedup_reruns)
+        keys += (k.dedup_next, k.dedup_reruns, k.partitions, k.partition_queue(name))
+        keys.append(k.partitions_ready(name))
         args: list[Arg] = [k.wake_channel, name, id, envelope, priority, due_ms, mode, key]
-        args += (window_ms, k.events_channel)
+        args += (window_ms, k.events_channel, partition)
         reply = await self._call("enqueue_dedup", keys, args)
         outcome, carrier, holder = (x.decode() if isinstance(x, bytes) else str(x) for x in reply)
         return outcome, carrier, holder

@@ -5,19 +5,23 @@
 -- KEYS[6] queue of the job name   KEYS[7] scheduled set of the job name   KEYS[8] listening
 -- KEYS[9] ended (tombstones)   KEYS[10] the job's result-record key   KEYS[11] dedup
 -- KEYS[12] dedup_of_job   KEYS[13] the throttle window of the dedup key   KEYS[14] dedup_next
--- KEYS[15] dedup_reruns
+-- KEYS[15] dedup_reruns   KEYS[16] partitions   KEYS[17] partition queue of the job name
+-- KEYS[18] partitions ready of the job name (see lib/limits.lua)
 -- ARGV[1] wake channel   ARGV[2] name   ARGV[3] id   ARGV[4] envelope   ARGV[5] priority
 -- ARGV[6] due ms (0 = now)   ARGV[7] mode (s d f r t)   ARGV[8] dedup key
--- ARGV[9] window ms (t: at least 1)   ARGV[10] events channel
+-- ARGV[9] window ms (t: at least 1)   ARGV[10] events channel   ARGV[11] partition ('' =
+--         none; not with mode r). The job that carries the request has the request's
+--         partition (a waiting job that took its envelope too), indexed as enqueue.lua does.
 -- Returns {outcome, id of the job that carries the request, id of the job holding the key}:
 -- {'enqueued', id, id} (stored; also for a re-sent call that finds this very job stored),
 -- {'existed', id, ''} (the id is taken by another job or ended recently: nothing stored),
 -- {'dropped', holder, holder}, {'replaced', holder, holder} (the waiting holder took this
 -- envelope), {'rerun_queued', rerun, holder} (the rerun waiting for the running holder, new
 -- or existing, took this envelope).
--- A bad argument (mode, priority, due time, a throttle window under 1 ms) fails the call
--- before its first write.
+-- A bad argument (mode, priority, due time, a throttle window under 1 ms, a partition with
+-- mode r) or a partition key of another type fails the call before its first write.
 --@include dedup
+--@include limits
 local id, mode, key = ARGV[3], ARGV[7], ARGV[8]
 local function refuse(what, value)
   return redis.error_reply('errands: enqueue_dedup: ' .. what .. ', got ' .. tostring(value))
@@ -35,6 +39,36 @@ end
 local window = tonumber(ARGV[9])
 if mode == 't' and not (window and window >= 1 and window == math.floor(window)) then
   return refuse('a throttle window must be a whole number of ms, at least 1', ARGV[9])
+end
+local partition = ARGV[11] or ''
+if partition ~= '' and mode == 'r' then
+  return refuse('a job with a partition cannot be a rerun_latest dedup (yet)', partition)
+end
+for j = 16, 18 do
+  local checked = redis.pcall(j == 16 and 'HLEN' or 'ZCARD', KEYS[j])
+  if type(checked) == 'table' and checked.err then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: nothing stored')
+  end
+end
+local P = {part = KEYS[16], seq = KEYS[3], pq = KEYS[17], pready = KEYS[18]}
+
+-- job `jid` carries this request: it takes the request's partition (its envelope says so) and,
+-- when queued, its place in the partition index (an entry under its old partition goes)
+local function partition_of(jid)
+  local old = redis.call('HGET', P.part, jid)
+  local score = redis.call('ZSCORE', KEYS[6], jid)
+  if old and old ~= partition then
+    if score then
+      redis.call('ZREM', P.pq, lim_entry(old, tonumber(score), jid))
+    end
+    redis.call('HDEL', P.part, jid)
+  end
+  if partition ~= '' then
+    redis.call('HSET', P.part, jid, partition)
+    if score then
+      lim_queued(P, jid, tonumber(score), partition)
+    end
+  end
 end
 local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[5], wake = ARGV[1],
   dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13], next = KEYS[14], reruns = KEYS[15]}
@@ -55,6 +89,9 @@ local a = {id = id, env = ARGV[4], prio = prio, due = due, queue = KEYS[6], sche
   name = ARGV[2], names = KEYS[4]}
 local outcome, carrier, holder = dedup_admit(d, mode, key, a)
 if outcome then
+  if outcome == 'replaced' then
+    partition_of(carrier)
+  end
   return {outcome, carrier, holder or carrier}
 end
 redis.call('HSET', KEYS[1], id, ARGV[4])
@@ -68,6 +105,7 @@ if due > 0 then
 else
   dedup_enqueue(d, id, KEYS[6])
 end
+partition_of(id)
 if redis.call('EXISTS', KEYS[8]) == 1 then
   redis.call('PUBLISH', ARGV[10], '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')
 end
