@@ -40,6 +40,7 @@ def _join(wf: Workflow, step: Step, after: list[str]) -> list[str]:
                 on_dependency_failure=node.on_dependency_failure,
                 priority=node.priority,
                 retry=node.retry,
+                partition=node.partition,
                 id=node.id if node.id not in wf.nodes else None,
             )
             ids[node.id] = added.id

@@ -55,6 +55,7 @@ class EnqueuerFactory:
         job = e._build(node.name, node.args, priority=node.priority, retry=node.retry)
         job.id = job_id
         job._wf = (run_id, node.id if isinstance(node, Node) else "")
+        job.partition = node.partition if isinstance(node, Node) else None
         stored = await e._through_middleware(job)
         if stored is None:
             raise WorkflowError(f"an enqueue middleware dropped member {job_id}: nothing stored")

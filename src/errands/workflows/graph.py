@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args
 
 from ..backoff import RetryOptions
 from ..errors import WorkflowError
+from ..limits import check_partition
 
 __all__ = [
     "DEFAULT_LINGER",
@@ -63,6 +64,7 @@ class Node:
     on_dependency_failure: Policy = "fail"
     priority: int = 0
     retry: RetryOptions | None = None
+    partition: str | None = None  # served in turn with its job type's partitions (limits.md)
 
     def __str__(self) -> str:
         return self.id
@@ -107,9 +109,11 @@ class Workflow:
         id: str | None = None,
         priority: int = 0,
         retry: RetryOptions | None = None,
+        partition: str | None = None,
     ) -> Node:
         """Add a member; returns its Node (pass it, or its id, in another member's ``after``).
-        Its id defaults to the job name, then ``name#2``, ``name#3``, ..."""
+        Its id defaults to the job name, then ``name#2``, ``name#3``, ... ``partition``: as
+        for ``Enqueuer.enqueue`` (docs/limits.md)."""
         node_id = check_node_id(id if id is not None else self._free_id(name))
         if node_id in self.nodes:
             raise WorkflowError(f"node {node_id!r} is already in workflow {self.name!r}")
@@ -122,6 +126,7 @@ class Workflow:
             check_policy(on_dependency_failure),
             priority,
             retry,
+            check_partition(partition) if partition is not None else None,
         )
         self.nodes[node_id] = node
         return node

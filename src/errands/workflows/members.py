@@ -42,7 +42,10 @@ def spec_json(node: Node | Callback) -> bytes:
     (lua/wf_add.lua appends to them in place)."""
     if isinstance(node, Callback):
         return orjson.dumps({"n": node.name, "p": node.priority})
-    spec = {"n": node.name, "f": node.on_dependency_failure, "p": node.priority}
+    spec: dict[str, object] = {"n": node.name, "f": node.on_dependency_failure}
+    spec["p"] = node.priority
+    if node.partition is not None:  # hex: lib/workflows.lua reads it with a pattern
+        spec["k"] = node.partition.encode().hex()
     return orjson.dumps({**spec, "d": list(node.after)})
 
 
@@ -68,6 +71,7 @@ class PlainFactory:
             priority=check_priority(node.priority),
             retry=node.retry.to_dict() if node.retry else None,
             workflow=(run_id, ref),
+            partition=node.partition if isinstance(node, Node) else None,
         )
 
     def encode(self, job: Job) -> bytes:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ..errors import DependencyFailed, WorkflowError, WorkflowNotFoundError
+from ..limits import check_partition
 from ..store.keys import Keys
 from ..store.scripts import Scripts
 from .graph import Node, NodeRef, Policy, check_node_id, check_policy
@@ -204,6 +205,7 @@ class WorkflowRun:
         on_dependency_failure: Policy = "fail",
         id: str | None = None,
         priority: int = 0,
+        partition: str | None = None,
     ) -> Node:
         """Add a member to this running run: it runs after the ``after`` nodes that have not
         ended yet, and each ``before`` node (which must still wait for its dependencies) also
@@ -215,7 +217,8 @@ class WorkflowRun:
         deps = tuple(dict.fromkeys(str(a) for a in after))
         befores = tuple(dict.fromkeys(str(b) for b in before))
         policy = check_policy(on_dependency_failure)
-        node = Node(node_id, name, dict(args or {}), deps, policy, priority)
+        part = check_partition(partition) if partition is not None else None
+        node = Node(node_id, name, dict(args or {}), deps, policy, priority, partition=part)
         if node_id in deps or node_id in befores or set(deps) & set(befores):
             raise WorkflowError(f"node {node_id!r}: a node cannot be both before and after it")
         job = await self._factory.member_job(self.id, node, member_id(self.id, node_id))

@@ -126,7 +126,7 @@ for i = 8 + a, #ARGV do
   redis.call('HSET', W.nodes, b, head .. sep .. '"' .. node .. '"]}')
 end
 if #edges == 0 then
-  wf_queue(W, id, ARGV[3], tonumber(ARGV[4]), ARGV[5], true)
+  wf_queue(W, id, ARGV[3], tonumber(ARGV[4]), ARGV[5], true, wf_spec(ARGV[6]).k)
 else
   redis.call('HSET', W.env, node, ARGV[5])
 end

@@ -44,7 +44,7 @@ for _ = 1, n do
   redis.call('SADD', W.open, node)
   redis.call('HSET', W.nodes, node, spec)
   if now == '1' then
-    wf_queue(W, id, name, tonumber(prio), env, false)
+    wf_queue(W, id, name, tonumber(prio), env, false, wf_spec(spec).k)
     ready = true
   else
     redis.call('HSET', W.env, node, env)

@@ -31,8 +31,12 @@ end
 -- decoding its list of dependencies (10,000 long for a wide fan-in). Safe: a job name holds no
 -- quote, so the first "n", "f" and "p" keys found are the spec's own.
 local function wf_spec(raw)
+  local k = string.match(raw, '"k":"(%x*)"')  -- the partition, hex encoded (members.py)
+  if k then
+    k = string.gsub(k, '%x%x', function(c) return string.char(tonumber(c, 16)) end)
+  end
   return {n = string.match(raw, '"n":"([^"]*)"'), f = string.match(raw, '"f":"(%a+)"'),
-    p = tonumber(string.match(raw, '"p":(%-?%d+)') or '0')}
+    p = tonumber(string.match(raw, '"p":(%-?%d+)') or '0'), k = k}
 end
 
 -- runs whose linger ended leave the indexes of runs (at most 16 per call)
@@ -52,8 +56,10 @@ local function wf_keys(wfof, run)
     out = m .. ':out', nodes = m .. ':nodes', env = m .. ':env', res = m .. ':res'}
 end
 
--- store job `id` and put it on its queue as enqueue does; wakes idle pools when `wake`
-local function wf_queue(W, id, name, prio, env, wake)
+-- store job `id` and put it on its queue as enqueue does; wakes idle pools when `wake`. With a
+-- partition `part`, it is indexed by it as lib/limits.lua's lim_queued does (the same entry:
+-- "<partition>\0<queue score + 2^52, 16 digits>\0<id>" in pq:<name>; a turn in pready:<name>)
+local function wf_queue(W, id, name, prio, env, wake, part)
   local P = W.P
   redis.call('HSET', P .. 'jobs', id, env)
   if prio ~= 0 then
@@ -62,6 +68,14 @@ local function wf_queue(W, id, name, prio, env, wake)
   redis.call('SADD', P .. 'names', name)
   local seq = redis.call('INCR', P .. 'seq')
   redis.call('ZADD', P .. 'q:' .. name, seq - prio * WF_PRIO, id)
+  if part then
+    redis.call('HSET', P .. 'part', id, part)
+    local score = string.format('%016.0f', seq - prio * WF_PRIO + 4503599627370496)
+    redis.call('ZADD', P .. 'pq:' .. name, 0, part .. '\0' .. score .. '\0' .. id)
+    if not redis.call('ZSCORE', P .. 'pready:' .. name, part) then
+      redis.call('ZADD', P .. 'pready:' .. name, redis.call('INCR', P .. 'seq'), part)
+    end
+  end
   if wake and redis.call('SCARD', P .. 'idle') > 0 then
     redis.call('PUBLISH', P .. 'wake', 'workflow')
   end
@@ -72,7 +86,7 @@ end
 local function wf_release(W, node, spec)
   local env = redis.call('HGET', W.env, node)
   if env and redis.call('HDEL', W.env, node) == 1 then
-    wf_queue(W, W.run .. '.' .. node, spec.n, spec.p, env, false)
+    wf_queue(W, W.run .. '.' .. node, spec.n, spec.p, env, false, spec.k)
     return true
   end
   return false
