@@ -13,9 +13,11 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import Client, Enqueuer, Job, WorkerPool
+from errands import Client, Enqueuer, Job, JobCancelledError, JobStatus, WorkerPool, Workflow
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
+from tests.admin.test_atomic_jobs import Events
+from tests.support.client_env import until
 from tests.support.invariants import assert_invariants
 
 
@@ -185,4 +187,69 @@ async def test_a_move_to_a_bad_time_writes_nothing(
         await client.scripts.move(job_id, "sync", keys.dead, "schedule", "soon")  # type: ignore[arg-type]
     assert await redis.zscore(keys.dead, job_id) == 1
     assert "errands: move" in str(raised.value)
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_cancel_resent_says_cancelled(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """The re-send found the job in the cancelled set (put there by its first call) and said
+    ``already``."""
+    job = await enqueuer.enqueue("sync", {"n": 1})
+    assert job is not None
+    with resent(client.scripts, "cancel") as firsts:
+        assert await client.cancel(job.id) == "cancelled"
+    assert firsts == [b"cancelled"]
+    assert [h.status for h in await client.history_job(job.id)] == ["cancelled"]
+    await assert_invariants(redis, namespace)
+
+
+@pytest.mark.parametrize("resend", [False, True])
+async def test_a_waiting_workflow_member_cancelled_is_recorded_and_published(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer, resend: bool
+) -> None:
+    """A member waiting for its dependencies ended without a history record, an event or a
+    done record (and a re-send, finding no trace of it, said ``unknown``: JobNotFoundError)."""
+    wf = Workflow()
+    wf.add("sync", {"n": 1}, id="a")
+    wf.add("sync", {"n": 2}, id="b", after=["a"], on_dependency_failure="ignore", priority=4)
+    run = await enqueuer.enqueue_workflow(wf)
+    member = run.job_id("b")
+    assert (await client._require(member)).status == JobStatus.WAITING
+    events = Events(client)
+    async with events:
+        if resend:
+            with resent(client.scripts, "cancel") as firsts:
+                assert await client.cancel(member) == "cancelled"
+            assert firsts == [b"cancelled"]
+        else:
+            assert await client.cancel(member) == "cancelled"
+        await until(lambda: events.of(member))
+    assert events.of(member) == ["cancelled"]
+    assert [(h.attempt, h.status, h.args) for h in await client.history_job(member)] == [
+        (1, "cancelled", {"n": 2})
+    ]
+    with pytest.raises(JobCancelledError):
+        await client.result(member, timeout=1)
+    info = await client._require(member)
+    assert (info.status, info.priority) == (JobStatus.CANCELLED, 4)
+    assert await redis.hget(Keys(namespace).priorities, member) == b"4"  # as when queued
+    assert (await run.status()).nodes["b"].state == "cancelled"
+    await assert_invariants(redis, namespace)
+
+
+@pytest.mark.parametrize("bad", ["now", "ttl"])
+async def test_a_cancel_with_a_bad_number_writes_nothing(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer, bad: str
+) -> None:
+    """A time or TTL that is not a number raised after the job left its queue."""
+    keys = Keys(namespace)
+    job = await enqueuer.enqueue("sync", {"n": 1})
+    assert job is not None
+    now, ttl = ("x", 1000) if bad == "now" else (1000, "x")
+    with pytest.raises(ResponseError) as raised:
+        await client.scripts.cancel(job.id, "sync", now, ttl)  # type: ignore[arg-type]
+    assert [m.decode() for m in await redis.zrange(keys.queue("sync"), 0, -1)] == [job.id]
+    assert await redis.zcard(keys.cancelled) == 0
+    assert "errands: cancel" in str(raised.value)
     await assert_invariants(redis, namespace)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -146,9 +147,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
         info = await self._require(job_id)
         if info.status == JobStatus.FINISHED:
             return "finished"
-        result = await self.scripts.cancel(
-            job_id, info.name, to_ms(self.clock.now()), CANCELLED_TTL_MS
-        )
+        now, call = to_ms(self.clock.now()), os.urandom(8).hex()  # (call: see lua/cancel.lua)
+        result = await self.scripts.cancel(job_id, info.name, now, CANCELLED_TTL_MS, call)
         if result == "unknown":
             raise JobNotFoundError(f"no job {job_id!r}")
         return result

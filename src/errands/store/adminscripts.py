@@ -51,7 +51,9 @@ class AdminScripts:
         args += (now_ms, "1" if afresh else "0", expected)
         return bool(await self._call("move", keys, args))
 
-    async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int) -> str:
+    async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int, call: str = "") -> str:
+        """Cancel a job (see lua/cancel.lua); ``call``: a token of this call (letters and
+        digits), by which a re-sent call knows the job it cancelled itself."""
         k = self.keys
         keys = [k.jobs, k.queue(name), k.scheduled(name), k.retry(name), k.cancelled, k.dead]
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
@@ -59,7 +61,7 @@ class AdminScripts:
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.seq, k.priorities, k.idle)
         keys += (k.history, k.history_data, k.history_of(name))
         args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
-        args.append(k.wake_channel)
+        args += (k.wake_channel, call)
         result = await self._call("cancel", keys, args)
         return result.decode() if isinstance(result, bytes) else str(result)
 

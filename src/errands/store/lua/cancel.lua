@@ -9,20 +9,48 @@
 -- KEYS[21] priorities   KEYS[22] idle   KEYS[23] history   KEYS[24] history_data
 -- KEYS[25] history of the job name
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
--- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel
+-- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel   ARGV[8] this call's token
+-- (letters and digits; '' none): kept in the done record of the job it cancels
 -- Returns 'cancelled', 'running' (signalled), 'dead', 'already', 'finished' (its done record
 -- says so: it ended before this call) or 'unknown' (also for a job that is in none of those
 -- places and runs nowhere: no request is left behind for it).
 -- A workflow member still waiting for its dependencies (its envelope in its run, not in
--- `jobs`) is ended as cancelled in its run (lib/workflows.lua).
+-- `jobs`) is ended as cancelled in its run (lib/workflows.lua), and then cancelled like a
+-- waiting job: its envelope goes to `jobs`, it to the cancelled set.
 -- A waiting job cancelled is recorded in the history (`cancelled`, at the attempt it would
 -- have run next, see lib/jobstate.lua) and published.
+-- A re-sent call (redis-py, after a lost reply) answers as its first call: 'cancelled' for the
+-- job it cancelled (its done record holds this call's token). A time or TTL that is not a
+-- number, or a bad token, is an error before anything is written.
 --@include jobstate
 --@include dedup
 --@include workflows
-local id = ARGV[1]
+local id, call = ARGV[1], ARGV[8] or ''
+if not tonumber(ARGV[2]) or (tonumber(ARGV[3]) or 0) <= 0 or not string.match(call, '^%w*$') then
+  return redis.error_reply('errands: cancel: bad time, TTL or token')
+end
+local mark = call ~= '' and (',"call":"' .. call .. '"}') or nil
+
+-- cancelled by this very call (this is a re-send): its done record ends with its token
+local function by_this_call()
+  local record = mark and redis.call('GET', KEYS[7])
+  return record and string.sub(record, -#mark) == mark
+end
 local d = {jobs = KEYS[1], dedup = KEYS[15], dedupjob = KEYS[16], next = KEYS[18],
   reruns = KEYS[19], seq = KEYS[20], prio = KEYS[21], idle = KEYS[22], wake = ARGV[7]}
+
+-- a waiting job (or a held member) leaves for the cancelled set: recorded, published
+local function cancelled(env)
+  redis.call('ZADD', KEYS[5], ARGV[2], id)
+  redis.call('HDEL', KEYS[14], id)
+  local record = '{"id":"' .. id .. '","status":"cancelled","job":' .. env .. ',"finished":' .. ARGV[2]
+    .. (mark or '}')
+  redis.call('SET', KEYS[7], record, 'PX', ARGV[3])
+  local h = {hist = KEYS[23], histdata = KEYS[24], listening = KEYS[11], events = ARGV[5]}
+  record_end(h, KEYS[25], id, ARGV[6], 'cancelled', env, nil, ARGV[2], true, '')
+  return 'cancelled'
+end
+
 local env = redis.call('HGET', KEYS[1], id)
 if not env then
   local record = redis.call('GET', KEYS[7])
@@ -32,20 +60,28 @@ if not env then
     if string.sub(record, 1, #head) == head and status == 'finished"' then
       return 'finished'
     elseif string.sub(record, 1, #head) == head and status == 'cancelled' then
-      return 'already'
+      return by_this_call() and 'cancelled' or 'already'
     end
   end
-  if wf_end(KEYS[17], id, 'cancelled', '{"error":"cancelled"}') then
-    return 'cancelled'  -- a workflow member that waited for its dependencies
+  -- a workflow member that waits for its dependencies: its envelope is in its run
+  local run = redis.call('HGET', KEYS[17], id)
+  local W = run and wf_keys(KEYS[17], run)
+  local node = run and string.sub(id, #run + 2)
+  local held = run and redis.call('HGET', W.env, node)
+  local spec = held and redis.call('HGET', W.nodes, node)
+  if held and wf_end(KEYS[17], id, 'cancelled', '{"error":"cancelled"}') then
+    redis.call('HSET', KEYS[1], id, held)
+    local prio = spec and wf_spec(spec).p or 0
+    if prio ~= 0 then
+      redis.call('HSET', KEYS[21], id, prio)  -- (as wf_queue would have stored it)
+    end
+    return cancelled(held)
   end
   return 'unknown'
 end
 for _, k in ipairs({2, 3, 4, 19}) do
   if redis.call('ZREM', KEYS[k], id) == 1 then
-    redis.call('ZADD', KEYS[5], ARGV[2], id)
-    redis.call('HDEL', KEYS[14], id)
-    local record = '{"id":"' .. id .. '","status":"cancelled","job":' .. env .. ',"finished":' .. ARGV[2] .. '}'
-    redis.call('SET', KEYS[7], record, 'PX', ARGV[3])
+    cancelled(env)
     local digest = redis.call('HGET', KEYS[9], id)
     if digest then
       if redis.call('HGET', KEYS[8], digest) == id then
@@ -55,8 +91,6 @@ for _, k in ipairs({2, 3, 4, 19}) do
       redis.call('HDEL', KEYS[9], id)
     end
     dedup_ended(d, id, KEYS[2])
-    local h = {hist = KEYS[23], histdata = KEYS[24], listening = KEYS[11], events = ARGV[5]}
-    record_end(h, KEYS[25], id, ARGV[6], 'cancelled', env, nil, ARGV[2], true, '')
     wf_end(KEYS[17], id, 'cancelled', nil)
     return 'cancelled'
   end
@@ -65,7 +99,7 @@ if redis.call('ZSCORE', KEYS[6], id) then
   return 'dead'
 end
 if redis.call('ZSCORE', KEYS[5], id) then
-  return 'already'
+  return by_this_call() and 'cancelled' or 'already'
 end
 if redis.call('HEXISTS', KEYS[13], id) == 0 then
   return 'unknown'
