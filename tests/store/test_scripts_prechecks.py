@@ -80,3 +80,41 @@ def test_a_throttle_window_under_a_millisecond_is_refused() -> None:
     for throttle in (0, -1, 0.0004):
         with pytest.raises(ValueError, match="throttle must be at least 1 ms"):
             Dedup("k", throttle=throttle)
+
+
+@pytest.mark.parametrize("case", ["requeue", "bury", "cancel"])
+async def test_a_reaper_leaves_alone_a_job_whose_attempt_is_another_pools(
+    redis: Redis, namespace: str, case: str
+) -> None:
+    """A dead pool's in-progress entry of a job that runs in a live pool under that pool's
+    attempt (a state no script leaves, but one left by data of an older version): reap.lua
+    requeued it (a second run at once), buried it or cancelled it while it ran, and dropped
+    the live attempt's check-in. It must only free the dead pool's slot."""
+    keys = Keys(namespace)
+    job = await Enqueuer(redis, namespace=namespace).enqueue("work")
+    assert job is not None
+    dead, live = "p000000000000000a", "p000000000000000b"
+    now_ms = int((await redis.time())[0]) * 1000
+    await redis.zadd(keys.pools, {dead: 1, live: now_ms})
+    assert await redis.zrem(keys.queue("work"), job.id) == 1
+    for pool in (dead, live):
+        await redis.zadd(keys.in_progress(pool), {f"{job.id}:work": 1})
+    await redis.hset(keys.running, "work", 2)
+    await redis.hset(keys.attempts, job.id, f"{live}:7")
+    await redis.hset(keys.checkins, job.id, b'{"message":"half way"}')
+    if case == "bury":
+        await redis.hset(keys.recoveries, job.id, 4)
+    if case == "cancel":
+        await redis.hset(keys.cancel_requests, job.id, "cancel")
+    reaped = await Scripts(redis, keys).reap(
+        dead, 60_000, 5, b'"lost"', b'"malformed"', [(f"{job.id}:work", job.id, "work")]
+    )
+    assert (reaped.requeued, reaped.buried, reaped.cancelled, reaped.drained) == (0, 0, 0, True)
+    assert await redis.zcard(keys.queue("work")) == 0
+    assert await redis.zcard(keys.dead) == await redis.zcard(keys.cancelled) == 0
+    assert await redis.hget(keys.attempts, job.id) == f"{live}:7".encode()
+    assert await redis.zrange(keys.in_progress(live), 0, -1) == [f"{job.id}:work".encode()]
+    assert await redis.hget(keys.running, "work") == b"1"  # the dead pool's slot only
+    assert await redis.hget(keys.checkins, job.id) is not None
+    assert await redis.hget(keys.recoveries, job.id) == (b"4" if case == "bury" else None)
+    assert await redis.hexists(keys.jobs, job.id)

@@ -22,6 +22,8 @@
 -- ARGV[9..] four per entry: in-progress member, job id, job name, name index (1-based); a
 --           malformed entry has name '' and index 0: its job is buried
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
+-- Only this pool's attempts are touched: an entry whose job has another pool's attempt (it runs
+-- there; a state no script leaves, but data of an older version may) only frees its slot.
 -- Every ending is published (dead, cancelled, dropped for a destroy) and recorded in the
 -- history (dead, cancelled; attempt from the envelope, see lib/jobstate.lua).
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
@@ -80,58 +82,66 @@ local function bury(id, err, queue, name, qi)
   buried = buried + 1
   wf_end(KEYS[25], id, 'failed', err)
 end
+-- job `id` of this dead pool's entry (its slot already freed) goes back to its queue, or ends
+local function take_back(id, name, qi, queue, attempt)
+  if attempt then
+    redis.call('HDEL', k.att, id)
+  end
+  redis.call('HDEL', k.checkin, id)
+  local request = redis.call('HGET', k.cancelreq, id)
+  local exists = redis.call('HEXISTS', k.jobs, id) == 1
+  if deduped and (not exists or request) then
+    dedup_ended(d, id, queue)  -- gone or cancelled: its dedup key is free
+  end
+  if not exists then
+    forget(k, {id}, now)
+    wf_end(KEYS[25], id, 'cancelled', nil)
+  elseif request then
+    cancelled = cancelled + 1
+    if request == 'destroy' then
+      forget(k, {id}, nil)
+      if name ~= '' then
+        record_end(k, nil, id, name, 'dropped', nil, nil, now, false, ',"error":null')
+      end
+    else
+      if name ~= '' then
+        record_end(k, KEYS[Q + 4 * NQ + qi], id, name, 'cancelled', redis.call('HGET', k.jobs, id),
+          nil, now, history, '')
+      end
+      redis.call('HDEL', k.cancelreq, id)
+      redis.call('HDEL', k.recov, id)
+      redis.call('ZADD', KEYS[14], now, id)
+      redis.call('HINCRBY', KEYS[12], 'cancelled', 1)
+    end
+    wf_end(KEYS[25], id, 'cancelled', nil)
+  elseif name == '' then
+    bury(id, ARGV[6], nil, '', 0)
+  else
+    local n = redis.call('HINCRBY', k.recov, id, 1)
+    if n >= tonumber(ARGV[3]) then
+      bury(id, ARGV[5], queue, name, qi)
+    else
+      local seq = redis.call('INCR', KEYS[10])
+      local prio = tonumber(redis.call('HGET', k.prio, id) or '0')
+      redis.call('ZADD', KEYS[Q + 4 * qi - 3], seq - prio * 4398046511104, id)
+      lim_queued(limits_of(qi), id, seq - prio * 4398046511104)
+      requeued = requeued + 1
+    end
+  end
+end
 for i = 9, #ARGV, 4 do
   local id, name, qi = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local queue = name ~= '' and KEYS[Q + 4 * qi - 3] or nil
   if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
-    local attempt = redis.call('HGET', k.att, id)
-    if attempt and string.sub(attempt, 1, #pool + 1) == pool .. ':' then
-      redis.call('HDEL', k.att, id)
-    end
-    redis.call('HDEL', k.checkin, id)
-    local request = redis.call('HGET', k.cancelreq, id)
-    local exists = redis.call('HEXISTS', k.jobs, id) == 1
     if name ~= '' then
       redis.call('HINCRBY', KEYS[5], name, -1)
       freed = lim_release(limits_of(qi), id) or freed
     end
-    if deduped and (not exists or request) then
-      dedup_ended(d, id, queue)  -- gone or cancelled: its dedup key is free
-    end
-    if not exists then
-      forget(k, {id}, now)
-      wf_end(KEYS[25], id, 'cancelled', nil)
-    elseif request then
-      cancelled = cancelled + 1
-      if request == 'destroy' then
-        forget(k, {id}, nil)
-        if name ~= '' then
-          record_end(k, nil, id, name, 'dropped', nil, nil, now, false, ',"error":null')
-        end
-      else
-        if name ~= '' then
-          record_end(k, KEYS[Q + 4 * NQ + qi], id, name, 'cancelled', redis.call('HGET', k.jobs, id),
-            nil, now, history, '')
-        end
-        redis.call('HDEL', k.cancelreq, id)
-        redis.call('HDEL', k.recov, id)
-        redis.call('ZADD', KEYS[14], now, id)
-        redis.call('HINCRBY', KEYS[12], 'cancelled', 1)
-      end
-      wf_end(KEYS[25], id, 'cancelled', nil)
-    elseif name == '' then
-      bury(id, ARGV[6], nil, '', 0)
-    else
-      local n = redis.call('HINCRBY', k.recov, id, 1)
-      if n >= tonumber(ARGV[3]) then
-        bury(id, ARGV[5], queue, name, qi)
-      else
-        local seq = redis.call('INCR', KEYS[10])
-        local prio = tonumber(redis.call('HGET', k.prio, id) or '0')
-        redis.call('ZADD', KEYS[Q + 4 * qi - 3], seq - prio * 4398046511104, id)
-        lim_queued(limits_of(qi), id, seq - prio * 4398046511104)
-        requeued = requeued + 1
-      end
+    -- a job whose attempt is another pool's runs there (a state no script leaves; data of an
+    -- older version): it is that attempt's to end, and only this entry (with its slot) goes
+    local attempt = redis.call('HGET', k.att, id)
+    if not attempt or string.sub(attempt, 1, #pool + 1) == pool .. ':' then
+      take_back(id, name, qi, queue, attempt)
     end
   end
 end
