@@ -6,7 +6,8 @@
 -- KEYS[9] dead   KEYS[10] cancelled   KEYS[11] definitions of its kind (runtime or code HASH)
 -- KEYS[12] dedup   KEYS[13] dedup_of_job   KEYS[14] the throttle window of its dedup key
 -- KEYS[15] ended (tombstones)   KEYS[16] the result-record key of the job id ARGV[7]
--- ARGV[1] mode: init (start the state at ARGV[2] unless it exists) | fire | missed (slots too
+-- ARGV[1] mode: init (start the state at ARGV[2] unless it exists; a state as this call leaves
+--         it answers initialized again) | fire | missed (slots too
 --         late to run: only move the state on) | advance (disabled: move on, count nothing)
 --         | manual (run now, whatever the state)
 -- ARGV[2] slot ms   ARGV[3] next slot ms   ARGV[4] now ms   ARGV[5] '1' = skip while the
@@ -72,6 +73,9 @@ if mode == 'init' then
   if redis.call('HSETNX', state, 'last', ARGV[2]) == 1 then
     redis.call('HSET', state, 'next', ARGV[3])
     return {'initialized', ''}
+  end
+  if last == slot and redis.call('HGET', state, 'next') == ARGV[3] then
+    return {'initialized', ''}  -- a re-send (or another pool at the same ms: the same state)
   end
   return {'stale', ''}
 end

@@ -1,0 +1,190 @@
+"""Every script the Lua audit touched, re-sent: redis-py sends a script call again (the same
+KEYS and ARGV) when the reply to the first send is lost. For each realistic call, the re-send
+must write nothing (a snapshot of every key of the namespace is unchanged) and give the same
+answer, but where a row says why not."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Dedup, Enqueuer
+from errands.periodic.store import ScheduleStore, make_periodic
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+from tests.support.invariants import assert_invariants
+from tests.support.resend import Recorder, snapshot
+
+NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z, ms
+
+
+@dataclass
+class World:
+    redis: Redis
+    namespace: str
+    keys: Keys
+    scripts: Scripts
+    store: ScheduleStore
+    enqueuer: Enqueuer
+
+    def record(self, name: str) -> Recorder:
+        """Record the calls of script ``name`` (schedule_* from the schedule store)."""
+        if name.startswith("schedule_"):
+            attr = "_fire" if name == "schedule_fire" else "_register"
+            rec = Recorder(getattr(self.store, attr))
+            setattr(self.store, attr, rec)
+        else:
+            rec = Recorder(self.scripts._s[name])
+            self.scripts._s[name] = rec  # type: ignore[assignment]
+        return rec
+
+    async def fetched_by(self, pool: str, name: str) -> None:
+        """Pool ``pool`` (registered now) fetches the jobs of ``name``."""
+        await self.scripts.heartbeat(pool, b"{}", 60_000, mode="register")
+        assert await self.scripts.fetch(pool, NOW, 10, [(name, 0)]) is not None
+
+
+Call = Callable[[World], Awaitable[Any]]
+
+
+async def unique_now(w: World) -> Any:
+    return await w.enqueuer.enqueue_unique("report", {"day": 1})
+
+
+async def unique_later_partitioned(w: World) -> Any:
+    return await w.enqueuer.enqueue_unique("report", {"day": 1}, delay=60, partition="eu")
+
+
+def dedup(d: Dedup, *, holder: str | None = None) -> Call:
+    """An enqueue with ``d``; ``holder``: "waiting" or "running" job holding the key first."""
+
+    async def call(w: World) -> Any:
+        if holder is not None:
+            assert await w.enqueuer.enqueue("report", {"v": 0}, dedup=d) is not None
+            if holder == "running":
+                await w.fetched_by("p1", "report")
+        return await w.enqueuer.enqueue("report", {"v": 1}, dedup=d)
+
+    return call
+
+
+async def promote(w: World) -> Any:
+    for i in range(2):
+        await w.enqueuer.enqueue("report", {"i": i}, delay=1, partition="eu" if i else None)
+    return await w.scripts.promote(["report"], (await w.redis.time())[0] * 1000 + 60_000, 100)
+
+
+async def reap(w: World) -> Any:
+    for i in range(2):
+        await w.enqueuer.enqueue("report", {"i": i})
+    await w.fetched_by("dead", "report")
+    await w.redis.zadd(w.keys.pools, {"dead": 1})  # its heartbeat stopped long ago
+    members = [m.decode() for m in await w.redis.zrange(w.keys.in_progress("dead"), 0, -1)]
+    rows = [(m, m.partition(":")[0], "report") for m in members]
+    return await w.scripts.reap("dead", 60_000, 5, b'"lost"', b'"malformed"', rows)
+
+
+def fire(mode: str, **options: Any) -> Call:
+    """A schedule_fire call in ``mode`` (the schedule initialised at NOW, due a minute later)."""
+
+    async def call(w: World) -> Any:
+        periodic = make_periodic("@every 1m", "report", **options)
+        await w.store.refresh([periodic], NOW, 60_000)
+        if mode != "init":
+            await w.store.fire(periodic, "init", slot_ms=NOW, next_ms=NOW + 60_000, now_ms=NOW)
+        if options.get("skip_if_running") or options.get("dedup"):  # a run holds it
+            run = {"slot_ms": NOW + 60_000, "next_ms": NOW + 120_000, "now_ms": NOW + 60_000}
+            await w.store.fire(periodic, "fire", envelope=b"{}", job_id="earlier", **run)
+        slot = NOW + (180_000 if options else 60_000)
+        return await w.store.fire(
+            periodic,
+            mode,
+            slot_ms=slot,
+            next_ms=slot + 60_000,
+            now_ms=slot,
+            envelope=b'{"n":"report"}',
+            job_id="" if mode == "init" else "call",
+            pool_id="p1",
+        )
+
+    return call
+
+
+async def register(w: World) -> Any:
+    return await w.store.refresh([make_periodic("@every 1m", "report")], NOW, 60_000)
+
+
+def moved_nothing(first: Any) -> Any:
+    """promote answers what this call moved: the jobs went with the first send."""
+    return [0, first[1]]
+
+
+def requeued_nothing(first: Any) -> Any:
+    """reap answers what this call took back: the jobs went with the first send."""
+    return [0, 0, first[2], 0, first[4]]
+
+
+# (id, script, call, the first element of its answer, the answer of the re-send from the
+# first's when it differs)
+CASES: list[tuple[str, str, Call, Any, Callable[[Any], Any] | None]] = [
+    ("unique-now", "enqueue_unique", unique_now, 1, None),
+    ("unique-later-partitioned", "enqueue_unique", unique_later_partitioned, 1, None),
+    ("dedup-enqueued", "enqueue_dedup", dedup(Dedup("k")), b"enqueued", None),
+    ("dedup-dropped", "enqueue_dedup", dedup(Dedup("k"), holder="waiting"), b"dropped", None),
+    ("dedup-throttle", "enqueue_dedup", dedup(Dedup("k", throttle=60)), b"enqueued", None),
+    (
+        "dedup-replaced",
+        "enqueue_dedup",
+        dedup(Dedup("k", debounce=True), holder="waiting"),
+        b"replaced",
+        None,
+    ),
+    (
+        "dedup-rerun",
+        "enqueue_dedup",
+        dedup(Dedup("k", until="finished", rerun_latest=True), holder="running"),
+        b"rerun_queued",
+        None,
+    ),
+    ("promote", "promote", promote, 2, moved_nothing),
+    ("reap", "reap", reap, 2, requeued_nothing),
+    ("fire-init", "schedule_fire", fire("init"), b"initialized", None),
+    ("fire", "schedule_fire", fire("fire"), b"fired", None),
+    ("fire-missed", "schedule_fire", fire("missed"), b"missed", None),
+    ("fire-advance", "schedule_fire", fire("advance"), b"advanced", None),
+    ("fire-manual", "schedule_fire", fire("manual"), b"fired", None),
+    ("fire-skipped", "schedule_fire", fire("fire", skip_if_running=True), b"skipped", None),
+    ("fire-deduped", "schedule_fire", fire("fire", dedup=Dedup("k")), b"deduped", None),
+    ("register", "schedule_register", register, 1, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("script", "call", "status", "resent"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+async def test_a_resent_call_writes_nothing_and_answers_the_same(
+    redis: Redis,
+    namespace: str,
+    script: str,
+    call: Call,
+    status: Any,
+    resent: Callable[[Any], Any] | None,
+) -> None:
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    enqueuer.scripts = scripts
+    w = World(redis, namespace, keys, scripts, ScheduleStore(redis, keys), enqueuer)
+    rec = w.record(script)
+    await call(w)
+    first = rec.reply
+    assert first[0] == status
+    before = await snapshot(redis, namespace)
+    answer = await rec.resend()
+    assert answer == (resent(first) if resent else first)
+    assert await snapshot(redis, namespace) == before
+    await assert_invariants(redis, namespace)
