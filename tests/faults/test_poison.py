@@ -18,6 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer
+from errands.admin.records import read_done
 from tests.support.procs import eventually
 
 from .common import FAST, Fleet, Oracle, assert_nothing_stuck, report
@@ -122,7 +123,7 @@ async def test_poison_payloads_and_a_job_that_kills_its_worker(
     assert {m.decode() for m in await main.zrange(keys.dead, 0, -1)} == expected_dead
     assert not await main.exists(ip)
     assert await main.zscore(keys.pools, dead_pool) is None
-    result = orjson.loads(await main.get(keys.done(big.id)))["result"]
+    result = (await read_done(main, keys, big.id) or {}).get("result")
     assert result == TEN_MB
     await assert_nothing_stuck(main, keys, ["work", "sink", "die"])
     report(

@@ -31,6 +31,7 @@ from errands.errors import NotReplicatedError
 from errands.store.connection import describe
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts, lua_source
+from errands.worker.requeuer import trim_history
 from tests.support.infra import ClusterInfra
 from tests.support.procs import eventually
 
@@ -150,7 +151,7 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
             assert pool.requeuer is not None
             await pool.requeuer.collect_garbage()  # unique locks, trimmed sets and history
             await scripts.unique_gc(to_ms(clock.now()) + 10**9)
-            await scripts.trim_history(["ok", "fail"], to_ms(clock.now()) + 1, 0)
+            await trim_history(scripts, ["ok", "fail"], to_ms(clock.now()) + 1, 0)
     slot = key_slot(Keys(namespace).jobs.encode())
     for name, keys in script_calls:
         slots = {key_slot(k if isinstance(k, bytes) else str(k).encode()) for k in keys}

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from errands import Enqueuer, Job, WorkerPool
+from errands.admin.records import read_done
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts, Settle
 from tests.support.client_env import until
@@ -71,7 +72,7 @@ async def test_an_outcome_is_written_by_its_own_attempt_only(redis: Redis, names
     current = Acked(job_id, "work", b'"new"', 1, 60_000, 2, token="2")
     assert await scripts.ack(POOL, [current], False, 2, True) == []
     assert await redis.hget(keys.running, "work") == b"0"
-    assert b'"result":"new"' in (await redis.get(keys.done(job_id)) or b"")
+    assert (await read_done(redis, keys, job_id) or {}).get("result") == "new"
 
 
 async def test_a_suspect_storm_at_the_queue_head_loses_nothing(

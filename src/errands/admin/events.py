@@ -10,13 +10,12 @@ import asyncio
 import random
 from typing import Any
 
-import orjson
-
 from ..errors import JobCancelledError, JobFailedError, JobNotFoundError
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
 from .hub import RESUBSCRIBED, EventHub, Subscriber
 from .jobinfo import decode_json
+from .records import read_done, record_of
 
 __all__ = ["ENDINGS", "EventStream", "recheck_period", "wait_result"]
 
@@ -88,7 +87,10 @@ async def _outcome(redis: Any, keys: Keys, job_id: str) -> tuple[bool, Any]:
         pipe.zscore(keys.cancelled, job_id)
         record, dead, error, pending, cancelled = await pipe.execute()
     if record is not None:
-        rec = orjson.loads(record)
+        # (one that names its attempt is read from the history)
+        rec = record_of(record, job_id) or await read_done(redis, keys, job_id)
+        if rec is None:
+            raise JobNotFoundError(f"job {job_id} ended but its record is unreadable or gone")
         if rec.get("status") == "cancelled":
             raise JobCancelledError(f"job {job_id} was cancelled")
         return True, rec.get("result")

@@ -22,6 +22,7 @@ from .jobinfo import (
     info_from_record,
 )
 from .limitsinfo import read_limits, waiting_reason
+from .records import read_done, record_of
 from .workflows import waiting_member
 
 PER_PAGE = 20
@@ -53,8 +54,8 @@ class Inspection:
         k = self.keys
         raw = await self.redis.hget(k.jobs, job_id)
         if raw is None:
-            record = await self.redis.get(k.done(job_id))
-            if record is None:
+            record = await read_done(self.redis, k, job_id)
+            if record is None:  # (or a corrupt record: not a waiting member either)
                 return await waiting_member(self.redis, k, job_id)
             return info_from_record(record)
         info = info_from_envelope(job_id, raw, JobStatus.IN_PROGRESS)
@@ -328,7 +329,8 @@ class Inspection:
         total = int(await self.redis.zcard(key))
         members = [text(m) for m in await self.redis.zrevrange(key, start, start + PER_PAGE - 1)]
         raws = await self.redis.hmget(self.keys.history_data, members) if members else []
-        items = [e for e in (history_from_record(r) for r in raws if r is not None) if e]
+        records = (record_of(r, m.rsplit(":", 1)[0]) for m, r in zip(members, raws, strict=True))
+        items = [e for e in (history_from_record(r) for r in records) if e]
         return Page(items, total, page, PER_PAGE)
 
     async def history_job(self, job_id: str, max_attempts: int = 100) -> list[HistoryEntry]:
@@ -336,7 +338,7 @@ class Inspection:
         fields = [f"{job_id}:{i}" for i in range(1, max_attempts + 1)]
         fields += [f"{job_id}:e{i}" for i in range(1, 51)]  # its edits (Client.update_job)
         raws = await self.redis.hmget(self.keys.history_data, fields)
-        entries = [e for e in (history_from_record(r) for r in raws if r is not None) if e]
+        entries = [e for e in (history_from_record(record_of(r, job_id)) for r in raws) if e]
         return sorted(entries, key=lambda e: e.finished_at or 0.0)
 
     async def find_job_ids(self, prefix: str, limit: int = 20, budget: int = 20_000) -> list[str]:

@@ -207,10 +207,10 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def info_from_record(raw: bytes) -> JobInfo | None:
-    """JobInfo from a done record (finished or cancelled, kept with a TTL)."""
-    rec = decode_json(raw)
-    if not isinstance(rec, dict) or not isinstance(rec.get("status"), str):
+def info_from_record(rec: dict[str, Any] | None) -> JobInfo | None:
+    """JobInfo from a done record (finished or cancelled, kept with a TTL), as
+    ``records.record_of`` reads it."""
+    if rec is None or not isinstance(rec.get("status"), str):
         return None
     job = info_from_envelope(str(rec.get("id")), orjson.dumps(rec.get("job")), rec["status"])
     job.result = rec.get("result")
@@ -219,9 +219,9 @@ def info_from_record(raw: bytes) -> JobInfo | None:
     return job
 
 
-def history_from_record(raw: bytes) -> HistoryEntry | None:
-    rec = decode_json(raw)
-    if not isinstance(rec, dict):
+def history_from_record(rec: dict[str, Any] | None) -> HistoryEntry | None:
+    """HistoryEntry from an attempt's record, as ``records.record_of`` reads it."""
+    if rec is None:
         return None
     job = rec.get("job")
     env: dict[str, Any] = job if isinstance(job, dict) else {}

@@ -313,12 +313,12 @@ class Scripts(AdminScripts):
         args: list[Arg] = [id, name, data, k.events_channel, attempt]
         return bool(await self._call("checkin", keys, args))
 
-    async def trim_history(
-        self, names: Sequence[str], older_than_ms: int, keep: int, limit: int = 10_000
-    ) -> int:
+    async def trim_history(self, names: Sequence[str], members: Sequence[str]) -> int:
+        """Drop these attempt records (``worker.requeuer.trim_history`` picks the oldest)."""
         k = self.keys
-        keys = [k.history, k.history_data, *(k.history_of(n) for n in names)]
-        return int(await self._call("trim_history", keys, [older_than_ms, keep, limit]))
+        keys = [k.history, k.history_data, *(k.done(m.rsplit(":", 1)[0]) for m in members)]
+        keys += (k.history_of(n) for n in names)
+        return int(await self._call("trim_history", keys, [len(members), *members]))
 
     async def trim_set(self, key: str, older_than_ms: int, keep: int) -> int:
         """Bound a set of ended jobs (dead, cancelled), forgetting the trimmed jobs (at most

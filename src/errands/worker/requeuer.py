@@ -12,7 +12,7 @@ from ..clock import Clock, to_ms
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Scripts
 
-__all__ = ["Requeuer"]
+__all__ = ["Requeuer", "trim_history"]
 
 log = logging.getLogger("errands.requeuer")
 
@@ -76,12 +76,9 @@ class Requeuer:
                 pass
         raw: set[Any] = await self.scripts.redis.smembers(self.scripts.keys.names)
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
-        while True:
-            dropped = await self.scripts.trim_history(
-                names, to_ms(now - self.history_retention), self.history_max
-            )
-            if dropped < 10_000:
-                return
+        cutoff = to_ms(now - self.history_retention)
+        while await trim_history(self.scripts, names, cutoff, self.history_max) >= 1000:
+            pass
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -107,3 +104,18 @@ class Requeuer:
                     await self._kick.wait()
             except TimeoutError:
                 pass
+
+
+async def trim_history(
+    scripts: Scripts, names: Sequence[str], older_than_ms: int, keep: int, limit: int = 1000
+) -> int:
+    """Drop the oldest attempt records past ``older_than_ms`` or beyond the newest ``keep``, at
+    most ``limit``; returns how many were chosen (lua/trim_history.lua)."""
+    redis: Any = scripts.redis  # (its stubs give unions for every reply)
+    key = scripts.keys.history
+    old = list(await redis.zrangebyscore(key, "-inf", f"({older_than_ms}", start=0, num=limit))
+    excess = min(await redis.zcard(key) - len(old) - keep, limit - len(old))
+    if excess > 0:
+        old += await redis.zrange(key, len(old), len(old) + excess - 1)
+    members = [m.decode() if isinstance(m, bytes) else str(m) for m in old]
+    return await scripts.trim_history(names, members) if members else 0

@@ -215,6 +215,9 @@ def _check_keys(s: Snapshot) -> list[Violation]:
     for job_id, (raw, ttl) in sorted(s.done.items()):
         if raw is not None and ttl == -1:
             out.append(Violation("keys", f"finished record {s.keys.done(job_id)} has no TTL"))
+        member = f"{job_id}:{text(raw)}" if raw is not None and raw.isdigit() else None
+        if member is not None and member not in s.hashes["history_data"]:
+            out.append(Violation("keys", f"finished record of {job_id} names {member}: none"))
     for pool_id in sorted(set(s.pool_infos) - registered):
         if s.pool_infos[pool_id] == -2:  # expired between the SCAN and its PTTL: gone
             continue

@@ -273,11 +273,17 @@ def envelope_name(raw: bytes) -> str | None:
 
 
 def done_status(raw: bytes | None) -> str | None:
+    """The status a result record says: the compact record of ack.lua (no ``status``) and one
+    naming its attempt (digits: its record is in the history) say ``finished``."""
     if raw is None:
         return None
+    if raw.isdigit():
+        return "finished"
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return "<not JSON>"
+    if isinstance(record, dict) and "status" not in record and "j" in record:
+        return "finished"
     status = record.get("status") if isinstance(record, dict) else None
     return status if isinstance(status, str) else None

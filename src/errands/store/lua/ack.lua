@@ -68,18 +68,22 @@ for j = 0, n - 1 do
       tombs[#tombs + 1] = id  -- no result record, or one that goes before a tombstone would
     end
     if env then
+      -- the compact record of a finished attempt (see docs/data-layout.md): envelope,
+      -- result, began and ended ms, attempt; its id is in its key, its status is `finished`
       local function record(job)
-        return '{"id":"' .. id .. '","status":"finished","job":' .. job .. ',"result":'
-          .. ARGV[o + 3] .. ',"started":' .. ARGV[o + 4] .. ',"finished":' .. now
-          .. ',"attempt":' .. ARGV[o + 6] .. '}'
+        return '{"j":' .. job .. ',"r":' .. ARGV[o + 3] .. ',"b":' .. ARGV[o + 4] .. ',"e":'
+          .. now .. ',"a":' .. ARGV[o + 6] .. '}'
       end
       local ttl = tonumber(ARGV[o + 5])
+      local henv = ARGV[o + 9]
       if ttl > 0 then
-        redis.call('SET', KEYS[B + 1 + j], record(env), 'PX', ttl)
+        -- the history holds this very record: the result record only names its attempt
+        -- (trim_history.lua moves the record here before dropping it from the history)
+        local shared = history and henv == ''
+        redis.call('SET', KEYS[B + 1 + j], shared and ARGV[o + 6] or record(env), 'PX', ttl)
       end
       if history then
         local hk = id .. ':' .. ARGV[o + 6]
-        local henv = ARGV[o + 9]
         if henv == '' then henv = env end
         redis.call('HSET', KEYS[9], hk, record(henv))
         redis.call('ZADD', KEYS[8], now, hk)
