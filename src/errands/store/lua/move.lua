@@ -45,16 +45,21 @@ local function sent_before()
     return false
   end
   local record = redis.call('GET', KEYS[9])
+  if record and string.match(record, '^%d+$') then  -- it names its attempt: the history has it
+    record = redis.call('HGET', KEYS[18], id .. ':' .. record)
+  end
+  local compact = record and string.sub(record, 1, 5) == '{"j":'  -- finished (ack.lua)
   if ARGV[4] ~= '' and expected ~= '' and ARGV[4] ~= expected then
+    local job = compact and '{"j":' or '"job":'
     return redis.call('HGET', KEYS[1], id) == ARGV[4]
-      or (record ~= false and string.find(record, '"job":' .. ARGV[4] .. ',', 1, true) ~= nil)
+      or (record ~= false and string.find(record, job .. ARGV[4] .. ',', 1, true) ~= nil)
   end
   local due = redis.call('ZSCORE', KEYS[6], id)
   if mode == 'schedule' then
     return due ~= false and tonumber(due) == tonumber(ARGV[3])
   end
   local finished = '{"id":"' .. id .. '","status":"finished"'
-  return due ~= false or redis.call('HEXISTS', KEYS[15], id) == 1
+  return due ~= false or redis.call('HEXISTS', KEYS[15], id) == 1 or compact
     or (record ~= false and string.sub(record, 1, #finished) == finished)
 end
 
