@@ -41,6 +41,7 @@ sys.path.insert(0, str(SRC))
 from run import PrivateRedis  # noqa: E402
 
 from errands import Enqueuer  # noqa: E402
+from errands.admin.records import record_of  # noqa: E402
 from errands.store.keys import Keys  # noqa: E402
 
 KEYS = Keys("bench")
@@ -198,7 +199,8 @@ async def batch_kills(url: str, redis: Redis, n: int, kills: int) -> dict[str, A
     proc.wait()
     finished: dict[str, int] = {}
     for member in await redis.zrange(KEYS.history, 0, -1):
-        record = orjson.loads(await redis.hget(KEYS.history_data, member))
+        job_id = member.decode().rsplit(":", 1)[0]
+        record = record_of(await redis.hget(KEYS.history_data, member), job_id) or {}
         if record.get("status") == "finished":
             finished[record["id"]] = finished.get(record["id"], 0) + 1
     lost = sum([not await redis.exists(KEYS.done(i)) for i in ids])
