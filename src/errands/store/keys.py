@@ -273,8 +273,7 @@ class Keys:
     # -- workflows (see workflows/ and lua/lib/workflows.lua) -----------------------------------
     @property
     def workflow_of(self) -> str:
-        """HASH member job id -> run id of its workflow, while the member's end is not yet
-        handled (removing the field is the edge that handles it exactly once)."""
+        """HASH member job id -> run id, until the member's end is handled (once: the HDEL)."""
         return self.prefix + "wfof"
 
     @property
@@ -284,16 +283,17 @@ class Keys:
 
     @property
     def workflows_expiry(self) -> str:
-        """ZSET run id -> time (ms) its linger ends: runs leave both indexes after it (up to
-        16 at each store or end of a run, and at each listing)."""
+        """ZSET run id -> ms its linger ends: then it leaves both indexes (lua/wf_trim.lua)."""
         return self.prefix + "wfexp"
 
+    @property
+    def workflows_work(self) -> str:
+        """ZSET "<status> <node> <cursor> <run>" -> ms: dependents left to walk (wf_cascade)."""
+        return self.prefix + "wfwork"
+
     def workflow(self, run_id: str, part: str = "") -> str:
-        """The keys of one workflow run: HASH ``wf:<run>`` (its state), and ``wf:<run>:<part>``
-        for part ``open`` (SET of members not ended), ``in`` / ``out`` (ZSETs of remaining
-        edges ``child<parent`` / ``parent>child``), ``nodes`` (HASH node -> spec), ``env``
-        (HASH node -> envelope of a member waiting for its dependencies, and of the
-        callbacks), ``res`` (HASH node -> outcome). Every one expires after the linger."""
+        """The run's HASH ``wf:<run>``, and ``wf:<run>:<part>`` for the parts ``open``, ``in``,
+        ``out``, ``nodes``, ``env``, ``res`` (see docs/data-layout.md); all expire after linger."""
         key = self.prefix + "wf:" + _check_part("workflow run id", run_id)
         return key + ":" + part if part else key
 

@@ -11,6 +11,7 @@ from typing import Any
 from ..clock import Clock, to_ms
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Scripts
+from ..workflows.store import WorkflowScripts
 
 __all__ = ["Requeuer", "trim_history"]
 
@@ -42,6 +43,7 @@ class Requeuer:
         self.ended_max_age = ended_max_age
         self.ended_max_jobs = ended_max_jobs
         self.moved = 0
+        self.workflows = WorkflowScripts(scripts.redis, scripts.keys)
         self._kick = asyncio.Event()
 
     def kick(self) -> None:
@@ -49,7 +51,10 @@ class Requeuer:
         self._kick.set()
 
     async def promote_once(self) -> tuple[int, int]:
-        """Move every due job; returns (moved, earliest due ms still waiting or -1)."""
+        """Move every due job, and continue the walks of workflow dependents left on the work
+        list (a pool that died mid-walk leaves its part to the others); returns (moved plus
+        work items taken, earliest due ms still waiting or -1)."""
+        taken = await self.workflows.cascade_all()
         total = 0
         while True:
             moved, earliest = await self.scripts.promote(
@@ -58,7 +63,7 @@ class Requeuer:
             total += moved
             if moved < self.batch:
                 self.moved += total
-                return total, earliest
+                return total + taken, earliest
 
     async def collect_garbage(self) -> None:
         """Release expired unique locks, trim the dead and cancelled sets and the history to

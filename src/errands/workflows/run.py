@@ -163,6 +163,7 @@ class WorkflowRun:
         )
         for start in range(0, len(waiting), BATCH):
             await self._scripts.cancel(self.id, waiting[start : start + BATCH])
+        await self._scripts.cascade_all()  # their dependents, beyond what each call walked
         open_nodes = sorted(map(_text, await self.redis.smembers(k.workflow(self.id, "open"))))
         scripts = Scripts(self.redis, k)
         seconds, micros = await self.redis.time()
@@ -174,6 +175,7 @@ class WorkflowRun:
                 if raw is not None:
                     name = orjson.loads(raw)["n"]
                     await scripts.cancel(self.job_id(node), name, now, CANCEL_TTL_MS)
+        await self._scripts.cascade_all()
         return True
 
     async def results(self) -> dict[str, Any]:

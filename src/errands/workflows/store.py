@@ -39,7 +39,7 @@ class WorkflowScripts:
         self.keys = keys
         self._s = {
             name: redis.register_script(lua_source(name))
-            for name in ("wf_enqueue", "wf_cancel", "wf_add", "wf_trim")
+            for name in ("wf_enqueue", "wf_cancel", "wf_add", "wf_trim", "wf_cascade")
         }
 
     async def enqueue(
@@ -76,6 +76,20 @@ class WorkflowScripts:
         """Runs whose linger is over leave the indexes; returns how many."""
         keys = [self.keys.workflows, self.keys.workflows_expiry]
         return int(await self._s["wf_trim"](keys=keys, args=[now_ms]))
+
+    async def cascade(self) -> int:
+        """Continue the walks of dependents left on the work list (a few hundred dependents per
+        call); returns how many work items it took, 0 when none was left."""
+        k = self.keys
+        keys = [k.workflow_of, k.workflows_work, k.idle]
+        return int(await self._s["wf_cascade"](keys=keys, args=[]))
+
+    async def cascade_all(self) -> int:
+        """Call ``cascade`` until the work list is empty; returns the work items taken."""
+        total = 0
+        while taken := await self.cascade():
+            total += taken
+        return total
 
     async def add(
         self, run_id: str, member: Member, after: Sequence[str], before: Sequence[str]

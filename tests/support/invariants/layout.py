@@ -25,7 +25,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",
         "dashboard_revoked", "dedup_reruns", "code_schedules_live", "workflows",
-        "workflows_expiry",
+        "workflows_expiry", "workflows_work",
     ),
     "set": ("names", "paused", "idle"),
     "string": ("seq", "listening", "attempt_seq"),

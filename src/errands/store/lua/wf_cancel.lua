@@ -2,7 +2,9 @@
 -- member is released (a member whose last dependency ends is ended as cancelled instead) and
 -- no callback runs. Each call then ends the given members that still wait for their
 -- dependencies (bounded: the caller passes a few hundred at a time); members already queued or
--- running are cancelled by the caller one by one (cancel.lua, which ends them here).
+-- running are cancelled by the caller one by one (cancel.lua, which ends them here). The
+-- dependents of the members it ends are walked WF_STEP at a time (lib/workflows.lua), the
+-- rest left on the work list for wf_cascade.lua.
 -- KEYS[1] workflow_of   KEYS[2] the run (HASH)   KEYS[3] its open set   KEYS[4] its in edges
 -- KEYS[5] its nodes   KEYS[6] its envelopes   KEYS[7] its outcomes
 -- ARGV[1] run id   ARGV[2..] nodes waiting for their dependencies
@@ -13,12 +15,14 @@ if redis.call('HGET', KEYS[2], 'status') ~= 'running' then
 end
 redis.call('HSET', KEYS[2], 'cancel', '1')
 local W = wf_keys(KEYS[1], ARGV[1])
+local todo = {}
 for i = 2, #ARGV do
   if wf_drop_held(W, ARGV[i]) then
-    wf_settle(W, ARGV[i], 'cancelled', '{"error":"the workflow was cancelled"}')
+    if wf_record(W, ARGV[i], 'cancelled', '{"error":"the workflow was cancelled"}') then
+      todo[#todo + 1] = {ARGV[i], 'cancelled', ''}
+    end
   end
 end
-if redis.call('SCARD', W.open) == 0 then
-  wf_finish(W)
-end
+wf_walk_all(W, todo, WF_STEP)
+wf_after(W)
 return 1

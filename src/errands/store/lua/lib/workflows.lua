@@ -16,11 +16,21 @@
 --   wf:<run>:res    HASH  node -> outcome JSON {s: ok|failed|cancelled, r: result | e: error}
 --   wfidx / wfexp   ZSETs run -> stored at / linger over (ms): the runs to list
 -- Members are the jobs "<run>.<node>", callbacks "<run>!on_success" / "<run>!on_failure".
+--   wfwork          ZSET  "<status> <node> <cursor> <run>" -> ms: members whose dependents are
+--                         still to walk, after the child <cursor> ('' from the first); a
+--                         member's end walks WF_STEP of them, wf_cascade.lua the rest
 -- Every consequence sits behind an edge whose removal returns 1: a member's end is handled
--- once (HDEL of its wfof field), a dependent is released once its last "child<parent" edge
--- is removed (ZREM == 1, then no edge of it left), a callback is enqueued once (HDEL of its
--- envelope), the run finishes once (its status leaves 'running').
+-- once (HDEL of its wfof field, or of its envelope while it waits), a dependent is released
+-- once its last "child<parent" edge is removed (ZREM == 1, then no edge of it left), a
+-- callback is enqueued once (HDEL of its envelope), the run finishes once (its status leaves
+-- 'running'). A walk left on the work list holds its edges: the dependents it has not
+-- reached still wait on them (and the run cannot finish), so where it resumes changes
+-- nothing but when.
 local WF_PRIO = 4398046511104
+-- dependents one member's end walks in its script (the rest: the work list), and that one
+-- script call walks at most (an ack of many members; a wf_cascade.lua call)
+local WF_STEP, WF_CALL = 200, 1000
+local WF_WALKED = {0}  -- walked so far in this script call
 
 local function wf_now()
   local t = redis.call('TIME')
@@ -138,54 +148,115 @@ local function wf_finish(W)
   wf_trim(W.P, now)
 end
 
--- member `node` ended with `status` ok | failed | cancelled (`value`: its result or error as
--- JSON): record it, remove its outgoing edges, release the dependents whose last edge that
--- was, end without running those whose policy is "fail" (and every waiting one once the run
--- is being cancelled), and finish the run when no member is left open
-local function wf_settle(W, node, status, value)
+-- member `n` ended with `st` ok | failed | cancelled (`val`: its result or error as JSON):
+-- record it; a sink that did not succeed fails the run. True when it has dependents to walk
+local function wf_record(W, n, st, val)
+  redis.call('SREM', W.open, n)
+  if st == 'ok' then
+    redis.call('HSET', W.res, n, '{"s":"ok","r":' .. val .. '}')
+  else
+    redis.call('HSET', W.res, n, '{"s":"' .. st .. '","e":' .. val .. '}')
+  end
+  if #redis.call('ZRANGEBYLEX', W.out, '[' .. n .. '>', '(' .. n .. '?', 'LIMIT', 0, 1) > 0 then
+    return true
+  end
+  if st ~= 'ok' then
+    redis.call('HSETNX', W.meta, 'failed', n)
+  end
+  return false
+end
+
+-- walk at most `max` dependents of member `n` (ended with `st`), those after `cursor` (a child,
+-- or '' from the first): the edge to each goes; one whose last edge that was is released, one
+-- with policy "fail" after a failure (any, once the run is being cancelled) ends without
+-- running, and its own dependents are appended to `todo`. A failure handed to a "fail"
+-- dependent fails the run. Returns how many it walked, and the last when more may follow.
+local function wf_walk(W, n, st, cursor, max, todo)
+  local from = '[' .. n .. '>'
+  if cursor ~= '' then
+    from = '(' .. n .. '>' .. cursor
+  end
+  local outs = redis.call('ZRANGEBYLEX', W.out, from, '(' .. n .. '?', 'LIMIT', 0, max)
   local cancelling = redis.call('HEXISTS', W.meta, 'cancel') == 1
-  local work, i, released = {{node, status, value}}, 1, false
-  while i <= #work do
-    local n, st, val = work[i][1], work[i][2], work[i][3]
-    i = i + 1
-    redis.call('SREM', W.open, n)
-    if st == 'ok' then
-      redis.call('HSET', W.res, n, '{"s":"ok","r":' .. val .. '}')
-    else
-      redis.call('HSET', W.res, n, '{"s":"' .. st .. '","e":' .. val .. '}')
-    end
-    local outs = redis.call('ZRANGEBYLEX', W.out, '[' .. n .. '>', '(' .. n .. '?')
-    local counts = #outs == 0  -- a sink that did not succeed fails the run
-    for _, e in ipairs(outs) do
-      local c = string.sub(e, #n + 2)
-      local raw = redis.call('HGET', W.nodes, c)
-      if raw and redis.call('ZREM', W.inn, c .. '<' .. n) == 1 then
-        local spec = wf_spec(raw)
-        local bad = st ~= 'ok' and spec.f == 'fail'
-        if bad then
-          counts = true
+  local counted, dropped = false, {}
+  for _, e in ipairs(outs) do
+    local c = string.sub(e, #n + 2)
+    local raw = redis.call('HGET', W.nodes, c)
+    if raw and redis.call('ZREM', W.inn, c .. '<' .. n) == 1 then
+      local spec = wf_spec(raw)
+      local bad = st ~= 'ok' and spec.f == 'fail'
+      if bad and not counted then
+        counted = true
+        redis.call('HSETNX', W.meta, 'failed', n)
+      end
+      if bad or cancelling then
+        if wf_drop_held(W, c) then
+          local why = 'the workflow was cancelled'
+          if bad then why = 'dependency ' .. n .. ' ' .. st end
+          dropped[#dropped + 1] = {c, '{"error":"' .. why .. '","node":"' .. n .. '"}'}
         end
-        if bad or cancelling then
-          if wf_drop_held(W, c) then
-            local why = 'the workflow was cancelled'
-            if bad then why = 'dependency ' .. n .. ' ' .. st end
-            work[#work + 1] = {c, 'cancelled', '{"error":"' .. why .. '","node":"' .. n .. '"}'}
-          end
-        elseif #redis.call('ZRANGEBYLEX', W.inn, '[' .. c .. '<', '(' .. c .. '=', 'LIMIT', 0, 1) == 0 then
-          released = wf_release(W, c, spec) or released
-        end
+      elseif #redis.call('ZRANGEBYLEX', W.inn, '[' .. c .. '<', '(' .. c .. '=', 'LIMIT', 0, 1) == 0 then
+        W.released = wf_release(W, c, spec) or W.released
       end
     end
-    if st ~= 'ok' and counts then
-      redis.call('HSETNX', W.meta, 'failed', n)
+  end
+  for _, d in ipairs(dropped) do  -- (after the page: as a walk of every edge at once did)
+    if wf_record(W, d[1], 'cancelled', d[2]) then
+      todo[#todo + 1] = {d[1], 'cancelled', ''}
     end
   end
-  if released and redis.call('SCARD', W.P .. 'idle') > 0 then
+  if #outs < max then
+    return #outs, nil
+  end
+  return #outs, string.sub(outs[#outs], #n + 2)
+end
+
+-- walk the dependents of the members in `todo` ({node, status, cursor} of run W), at most
+-- `budget` of them (and never more than WF_CALL in one script call); what is left goes to the
+-- work list, `wfwork` (continued by wf_cascade.lua). Returns how many it walked.
+local function wf_walk_all(W, todo, budget)
+  budget = math.min(budget, WF_CALL - WF_WALKED[1])
+  local i, walked = 1, 0
+  while i <= #todo and walked < budget do
+    local it = todo[i]
+    local n, nxt = wf_walk(W, it[1], it[2], it[3], budget - walked, todo)
+    walked = walked + n
+    if nxt then
+      it[3] = nxt
+    else
+      i = i + 1
+    end
+  end
+  WF_WALKED[1] = WF_WALKED[1] + walked
+  if i <= #todo then
+    local now = wf_now()
+    for j = i, #todo do
+      local it = todo[j]
+      redis.call('ZADD', W.P .. 'wfwork', now, it[2] .. ' ' .. it[1] .. ' ' .. it[3] .. ' ' .. W.run)
+    end
+  end
+  return walked
+end
+
+-- after a walk: wake idle pools once if it released members, finish the run if none is open
+local function wf_after(W)
+  if W.released and redis.call('SCARD', W.P .. 'idle') > 0 then
     redis.call('PUBLISH', W.P .. 'wake', 'workflow')  -- once, however many were released
   end
+  W.released = false
   if redis.call('SCARD', W.open) == 0 then
     wf_finish(W)
   end
+end
+
+-- member `node` ended with `status` (`value` its result or error as JSON): record it, walk
+-- its dependents (WF_STEP of them here, the rest from the work list), finish the run when no
+-- member is left open
+local function wf_settle(W, node, status, value)
+  if wf_record(W, node, status, value) then
+    wf_walk_all(W, {{node, status, ''}}, WF_STEP)
+  end
+  wf_after(W)
 end
 
 -- the hook of the scripts that end a job's life (`status` ok | failed | cancelled, `value` its

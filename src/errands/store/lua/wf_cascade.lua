@@ -1,0 +1,27 @@
+-- wf_cascade: continue the walks of dependents left on the work list (see lib/workflows.lua):
+-- at most WF_STEP dependents and 100 work items per call, the oldest first; a walk that does
+-- not end goes back to the list where it stopped. A run that no longer runs has nothing left
+-- to walk (every dependent ended: its item is dropped). Pools call it at each requeuer pass
+-- (and drain), WorkflowRun.cancel after its batches, until it returns 0. A re-sent call
+-- continues the next part of the work, as the caller's next call would.
+-- KEYS[1] workflow_of   KEYS[2] workflows_work (ZSET)   KEYS[3] idle
+-- Returns how many work items it took (0: none was left).
+--@include workflows
+local items = redis.call('ZRANGE', KEYS[2], 0, 99)
+local took = 0
+for _, item in ipairs(items) do
+  if WF_WALKED[1] >= WF_STEP then
+    break
+  end
+  took = took + 1
+  redis.call('ZREM', KEYS[2], item)
+  local st, n, cursor, run = string.match(item, '^(%a+) (%S+) (%S*) (.+)$')
+  if run then
+    local W = wf_keys(KEYS[1], run)
+    if redis.call('HGET', W.meta, 'status') == 'running' then
+      wf_walk_all(W, {{n, st, cursor}}, WF_STEP - WF_WALKED[1])
+      wf_after(W)
+    end
+  end
+end
+return took
