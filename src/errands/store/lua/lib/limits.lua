@@ -100,22 +100,44 @@ local function lim_spec(s)
 end
 
 -- the part of a rate log still in the window ending at now (a start at t counts until t + per
--- inclusive), and how many starts it holds
+-- inclusive), and how many starts it holds. The first live entry is found by bisection (the
+-- entries are in time order), and a log that is all live is not copied.
 local function lim_live(log, per, now)
-  local cut, i = now - per, 1
-  while i <= #log and tonumber(string.sub(log, i, i + LIM_W - 1)) < cut do
-    i = i + LIM_W
+  local cut, n = now - per, #log / LIM_W
+  local lo, hi = 0, n  -- the first live entry is the (lo + 1)th, for some lo in [0, n]
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if tonumber(string.sub(log, mid * LIM_W + 1, (mid + 1) * LIM_W)) < cut then
+      lo = mid + 1
+    else
+      hi = mid
+    end
   end
-  return string.sub(log, i), (#log - i + 1) / LIM_W
+  if lo == 0 then
+    return log, n
+  end
+  return string.sub(log, lo * LIM_W + 1), n - lo
+end
+
+-- the live logs read in this script call ("<key>\0<field>" -> live part): the write that
+-- follows a check does not read and cut its log again
+local LIM_SEEN = {}
+
+-- the live part of a rate log and how many starts it holds
+local function lim_read(h, field, per, now)
+  local seen = LIM_SEEN[h .. '\0' .. field]
+  if seen then
+    local live, count = lim_live(seen, per, now)
+    return live, count
+  end
+  local live, count = lim_live(redis.call('HGET', h, field) or '', per, now)
+  LIM_SEEN[h .. '\0' .. field] = live
+  return live, count
 end
 
 -- how many starts rate (n per `per` ms) allows now, and when it is 0, the ms it allows one
 local function lim_room(h, field, n, per, now)
-  local log = redis.call('HGET', h, field)
-  if not log then
-    return n, 0
-  end
-  local live, count = lim_live(log, per, now)
+  local live, count = lim_read(h, field, per, now)
   if count < n then
     return n - count, 0
   end
@@ -125,12 +147,13 @@ end
 
 -- record `count` starts at now in a rate log (keeping the last n)
 local function lim_started(P, field, n, per, now, count)
-  local live = lim_live(redis.call('HGET', P.prate, field) or '', per, now)
+  local live = lim_read(P.prate, field, per, now)
   live = live .. string.rep(string.format('%013d', now), count)
   if #live > n * LIM_W then
     live = string.sub(live, #live - n * LIM_W + 1)
   end
   redis.call('HSET', P.prate, field, live)
+  LIM_SEEN[P.prate .. '\0' .. field] = live
   if P.prexp then
     redis.call('ZADD', P.prexp, now + per + 1, field)
   end
