@@ -118,3 +118,22 @@ async def test_a_reaper_leaves_alone_a_job_whose_attempt_is_another_pools(
     assert await redis.hget(keys.checkins, job.id) is not None
     assert await redis.hget(keys.recoveries, job.id) == (b"4" if case == "bury" else None)
     assert await redis.hexists(keys.jobs, job.id)
+
+
+@pytest.mark.parametrize("family", ["queue", "scheduled"])
+async def test_an_enqueue_dedup_meeting_a_key_of_another_type_stores_nothing(
+    redis: Redis, namespace: str, family: str
+) -> None:
+    """enqueue_dedup.lua stored the envelope and took the dedup key, then failed to queue the
+    job: the orphaned envelope held the key, and every later enqueue with it was dropped."""
+    keys = Keys(namespace)
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    delay = 60 if family == "scheduled" else None
+    await redis.set(getattr(keys, family)("report"), "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=f"WRONGTYPE {keys.prefix}.* holds another type"):
+        await enqueuer.enqueue("report", dedup=Dedup("k"), delay=delay)
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(getattr(keys, family)("report"))  # repaired: the job is stored now
+    job = await enqueuer.enqueue("report", dedup=Dedup("k"), delay=delay)
+    assert job is not None and job.dedup is not None and job.dedup.enqueued

@@ -19,7 +19,7 @@
 -- envelope), {'rerun_queued', rerun, holder} (the rerun waiting for the running holder, new
 -- or existing, took this envelope).
 -- A bad argument (mode, priority, due time, a throttle window under 1 ms, a partition with
--- mode r) or a partition key of another type fails the call before its first write.
+-- mode r) or a key of another type fails the call before its first write.
 --@include dedup
 --@include limits
 local id, mode, key = ARGV[3], ARGV[7], ARGV[8]
@@ -44,10 +44,14 @@ local partition = ARGV[11] or ''
 if partition ~= '' and mode == 'r' then
   return refuse('a job with a partition cannot be a rerun_latest dedup (yet)', partition)
 end
-for j = 16, 18 do
-  local checked = redis.pcall(j == 16 and 'HLEN' or 'ZCARD', KEYS[j])
-  if type(checked) == 'table' and checked.err then
-    return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: nothing stored')
+local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', false,
+  'HLEN', 'HLEN', 'GET', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}
+for j = 1, #KEYS do
+  if TYPES[j] then
+    local checked = redis.pcall(TYPES[j], KEYS[j])
+    if type(checked) == 'table' and checked.err then
+      return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: nothing stored')
+    end
   end
 end
 local P = {part = KEYS[16], seq = KEYS[3], pq = KEYS[17], pready = KEYS[18]}
