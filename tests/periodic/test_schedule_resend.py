@@ -141,3 +141,18 @@ async def test_a_resent_registration_gives_the_same_answer(
     before = await snapshot(redis, namespace)
     assert await rec.resend() == rec.reply
     assert await snapshot(redis, namespace) == before
+
+
+async def test_a_run_meeting_a_queue_of_another_type_writes_nothing(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    """schedule_fire.lua stored the envelope, then failed to queue the job: an orphaned
+    envelope (and, with skip_if_running, a 'previous run' that never ends)."""
+    keys = Keys(namespace)
+    await client.add_schedule("nightly", "tick", "0 3 * * *")
+    await redis.set(keys.queue("tick"), "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=f"WRONGTYPE {keys.prefix}.* no job was stored"):
+        await client.run_schedule_now("nightly")
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(keys.queue("tick"))

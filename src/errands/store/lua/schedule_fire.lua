@@ -25,7 +25,8 @@
 -- Returns {status, job id}: status is fired | skipped (previous run unfinished; job id = that
 -- run) | deduped (counted as skipped; job id = the job holding its dedup key) | missed |
 -- advanced | initialized | stale (another pool already handled this slot) | gone | conflict.
--- A bad priority or throttle window fails the call before its first write.
+-- A bad priority or throttle window, or a key of another type, fails the call before its first
+-- write.
 -- Idempotent on re-send (redis-py sends a call again when its reply is lost): the job id of
 -- ARGV[7] is a fresh one for each call (also in modes missed and advance), and every answer
 -- that wrote something is kept in the state (`answer`: '<ARGV[7]> <status> <job id>'), so
@@ -42,6 +43,16 @@ local window = tonumber(ARGV[16])
 if ARGV[14] == 't' and not (window and window >= 1 and window == math.floor(window)) then
   return redis.error_reply('errands: schedule_fire: a throttle window must be a whole number of'
     .. ' ms, at least 1, got ' .. ARGV[16])
+end
+local TYPES = {'HLEN', 'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', false, 'ZCARD', 'ZCARD', 'ZCARD',
+  'HLEN', 'HLEN', 'HLEN', 'GET', 'ZCARD', false}
+for j = 1, #KEYS do
+  if TYPES[j] then
+    local checked = redis.pcall(TYPES[j], KEYS[j])
+    if type(checked) == 'table' and checked.err then
+      return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: no job was stored')
+    end
+  end
 end
 local definition = redis.call('HGET', KEYS[11], ARGV[13])
 if not definition then
