@@ -1,69 +1,207 @@
 """One Lua script called on a connection held for it, the command packed by errands.
 
 The enqueue path's cost in Python is mostly redis-py's generic machinery around one EVALSHA:
-taking a connection from the pool and giving it back (a lock, health bookkeeping), and packing
-twenty-odd arguments through its encoder. The coalescer (store/coalescer.py) never has more
-than one enqueue call in flight per event loop, so that call can own a connection: the
-:class:`PinnedScript` holds one, packs ``EVALSHA`` itself (keys and arguments are ``str``,
-``bytes`` or ``int``), and reads the reply with redis-py's parser.
+taking a connection from the pool and giving it back (a lock, health bookkeeping), packing
+twenty-odd arguments through its encoder, and, with a socket timeout set (errands always sets
+one), a task of its own for every send (``asyncio.wait_for``) and a timeout scope for every
+read: two extra turns of the event loop per call. The :class:`PinnedScript` holds one
+connection of the pool, packs ``EVALSHA`` itself (keys and arguments are ``str``, ``bytes`` or
+``int``) and, once redis-py has connected it (AUTH, SELECT, CLIENT SETNAME done), reads its
+replies itself (:class:`_Link`): the socket's bytes go straight into a hiredis reader, and each
+reply resolves the future of the call it answers, in the order the calls were written. A call
+is one write and one wait; several calls may be in flight on the link at once.
 
 It never replaces the general path, only goes before it: the caller falls back to the
 ordinary script call (which loads a missing script, retries after a broken connection and
 names the server in its errors) whenever this one raises ``NoScriptError`` or loses its
 connection, and the enqueue script is idempotent on the job id, so a call sent twice stores
-each job once. Not used on a Redis Cluster client or with ``wait_replicas``.
+each job once. A reply that does not come within the client's ``socket_timeout`` breaks the
+link (every call in flight fails with ``TimeoutError``; the next call connects anew). A push
+message of RESP3 (redis-py's default protocol since 8.0) between two replies is passed over.
+Not used on a Redis Cluster client or with ``wait_replicas``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .scripts import Arg, Scripts
 
+try:
+    import hiredis
+except ImportError:  # pragma: no cover (a dependency: redis[hiredis])
+    hiredis = None  # type: ignore[assignment]
+
 __all__ = ["PinnedEnqueue", "PinnedScript"]
+
+_MISSING = object()  # hiredis: no complete reply yet
+_PUSH: Any = getattr(hiredis, "PushNotification", None)  # a RESP3 push (hiredis >= 3.2)
+
+
+class _Link(asyncio.Protocol):
+    """The replies to the calls written on a transport taken over from redis-py, in order."""
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        parse_error: Callable[[str], Exception],
+        timeout: float | None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._reader = hiredis.Reader(
+            protocolError=InvalidResponse, replyError=parse_error, notEnoughData=_MISSING
+        )
+        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self._timeout = timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused: asyncio.Future[None] | None = None  # the transport's buffer is full
+        self.broken: BaseException | None = None
+        self._transport = transport
+        self._streams = transport.get_protocol()  # redis-py's, told when the connection ends
+        transport.set_protocol(self)
+
+    async def call(self, data: bytes) -> Any:
+        """Write one command; its reply (an error reply as the exception, not raised)."""
+        if self.broken is not None:
+            raise _fresh(self.broken)
+        future = self._loop.create_future()
+        self._waiting.append((future, self._loop.time()))
+        self._transport.write(data)
+        if self._timer is None and self._timeout is not None:
+            self._timer = self._loop.call_later(self._timeout, self._expire)
+        if self._paused is not None:
+            await asyncio.shield(self._paused)
+        return await future
+
+    def close(self) -> None:
+        self._fail(RedisConnectionError("the pinned connection was closed"))
+
+    def data_received(self, data: bytes) -> None:
+        reader, waiting = self._reader, self._waiting
+        try:
+            reader.feed(data)
+            while (reply := reader.gets()) is not _MISSING:
+                if _PUSH is not None and isinstance(reply, _PUSH):
+                    continue  # not the answer to a call
+                if not waiting:
+                    raise InvalidResponse(f"a reply no call waits for: {reply!r}")
+                future = waiting.popleft()[0]
+                if not future.done():  # (its caller was cancelled: the reply is dropped)
+                    future.set_result(reply)
+        except InvalidResponse as exc:
+            self._fail(RedisConnectionError(f"protocol error on the pinned connection: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(RedisConnectionError(f"the pinned connection was lost: {exc or 'closed'}"))
+        self._streams.connection_lost(exc)  # (redis-py's disconnect() waits for it)
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself; connection_lost follows
+
+    def pause_writing(self) -> None:
+        self._paused = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        paused, self._paused = self._paused, None
+        if paused is not None and not paused.done():
+            paused.set_result(None)
+
+    def _expire(self) -> None:
+        """No reply for ``timeout`` seconds after the oldest call in flight: give up the link."""
+        self._timer = None
+        if not self._waiting or self._timeout is None:
+            return
+        due = self._waiting[0][1] + self._timeout
+        if self._loop.time() >= due:
+            self._fail(RedisTimeoutError("Timeout reading from the pinned connection"))
+        else:
+            self._timer = self._loop.call_at(due, self._expire)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.broken is None:
+            self.broken = exc
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting = self._waiting, deque()
+        for future, _ in waiting:
+            if not future.done():
+                future.set_exception(_fresh(exc))
+        self.resume_writing()
+        if not self._transport.is_closing():
+            self._transport.close()
 
 
 class PinnedScript:
     """Calls the script ``sha`` on a connection of ``redis``'s pool held between calls.
-    One call at a time (the caller guarantees it)."""
+    Calls may overlap: their replies come back in the order they were sent."""
 
     def __init__(self, redis: Redis, sha: str) -> None:
         self._pool = redis.connection_pool
         self._sha = sha.encode()
         self._conn: AbstractConnection | None = None
+        self._link: _Link | None = None  # None: redis-py reads the replies (one call at a time)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        conn = self._conn
-        loop = asyncio.get_running_loop()
-        if conn is None or self._loop is not loop or self._pid != os.getpid():
+        conn, link = self._conn, self._link
+        if conn is None or self._loop is not asyncio.get_running_loop() or self._pid != os.getpid():
             # (after a fork the socket is the parent's: forget it, never close it)
-            conn = self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-            self._loop, self._pid = loop, os.getpid()
+            conn, link = await self._connect()
+        packed = self._pack(keys, args)
         try:
-            await conn.send_packed_command(self._pack(keys, args), check_health=False)
-            return await conn.read_response()
+            if link is not None:
+                reply = await link.call(packed)
+            else:
+                await conn.send_packed_command(packed, check_health=False)
+                reply = await conn.read_response()
         except ResponseError:
             raise  # the reply was read: the connection is fine
-        except BaseException:  # broken, timed out or cancelled mid-call: never reuse it
-            self._conn = None
-            await conn.disconnect(nowait=True)
-            await self._pool.release(conn)
+        except BaseException:
+            if link is None or link.broken is not None:  # broken, timed out (or redis-py's
+                await self._drop(conn)  # reading cancelled mid-reply): never reuse it
             raise
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def _connect(self) -> tuple[AbstractConnection, _Link | None]:
+        self._conn = self._link = None
+        conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        self._conn, self._loop, self._pid = conn, asyncio.get_running_loop(), os.getpid()
+        self._link = _take_over(conn)
+        return conn, self._link
+
+    async def _drop(self, conn: AbstractConnection) -> None:
+        if self._conn is not conn:
+            return  # dropped already (another call in flight on the same link)
+        link, self._conn, self._link = self._link, None, None
+        if link is not None:
+            link.close()
+        await conn.disconnect(nowait=True)
+        await self._pool.release(conn)
 
     async def aclose(self) -> None:
-        """Give the connection back to the pool."""
-        conn, self._conn = self._conn, None
+        """Close the connection and give it back to the pool (which reconnects it on use)."""
+        conn = self._conn
         if conn is not None and self._loop is asyncio.get_running_loop():
-            await self._pool.release(conn)
+            if self._link is None:
+                self._conn = None
+                await self._pool.release(conn)  # redis-py's reading: still in step, reusable
+            else:
+                await self._drop(conn)
+        self._conn = self._link = None
 
     def _pack(self, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
         n = len(keys)
@@ -81,6 +219,28 @@ class PinnedScript:
                 data = repr(value).encode()  # floats, as redis-py encodes them
             out.append(b"$%d\r\n%s\r\n" % (len(data), data))
         return b"".join(out)
+
+
+def _take_over(conn: AbstractConnection) -> _Link | None:
+    """Read ``conn``'s replies with a :class:`_Link`, when that is safe: hiredis is there (and
+    tells RESP3 pushes apart, on a RESP3 connection) and nothing unread is buffered; else None
+    (redis-py reads)."""
+    c: Any = conn  # (redis-py's private attributes, checked one by one)
+    writer, reader = getattr(c, "_writer", None), getattr(c, "_reader", None)
+    if hiredis is None or writer is None or reader is None or getattr(reader, "_buffer", True):
+        return None
+    if str(getattr(c, "protocol", 2) or 2) == "3" and _PUSH is None:
+        return None
+    transport = writer.transport  # asyncio's or uvloop's (not an asyncio.Transport subclass)
+    if not hasattr(transport, "set_protocol") or transport.is_closing():
+        return None
+    return _Link(transport, c._parser.parse_error, getattr(c, "socket_timeout", None))
+
+
+def _fresh(exc: BaseException) -> BaseException:
+    """The same error for another caller (one exception raised in many tasks would collect
+    every task's traceback)."""
+    return type(exc)(*exc.args)
 
 
 class PinnedEnqueue:

@@ -1,0 +1,116 @@
+"""The pinned script connection (store/pinned.py): calls written on one connection, their
+replies read by errands in the order sent; errors, cancellations and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from errands import Enqueuer
+from errands.store.keys import Keys
+from errands.store.pinned import PinnedScript, _Link
+from tests.faults.proxy import FaultProxy
+
+ECHO = "return ARGV[1]"
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+async def client(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, protocol=request.param, socket_timeout=15)
+    yield client
+    await client.aclose()
+
+
+async def test_calls_in_flight_together_each_get_their_own_reply(client: Redis) -> None:
+    script = PinnedScript(client, await client.script_load(ECHO))
+    replies = await asyncio.gather(*(script(["k"], [f"v{i}"]) for i in range(300)))
+    assert replies == [f"v{i}".encode() for i in range(300)]
+    assert isinstance(script._link, _Link)  # errands read them (not redis-py)
+    await script.aclose()
+
+
+async def test_a_cancelled_call_leaves_the_connection_in_step(client: Redis) -> None:
+    script = PinnedScript(client, await client.script_load(ECHO))
+    await script(["k"], ["warm"])
+    conn = script._conn
+    first = asyncio.ensure_future(script(["k"], ["first"]))
+    await asyncio.sleep(0)  # written, its reply not read yet
+    first.cancel()
+    assert await script(["k"], ["second"]) == b"second"  # not the cancelled call's reply
+    assert first.cancelled()
+    assert script._conn is conn  # the connection was kept
+    await script.aclose()
+
+
+async def test_an_error_reply_reaches_its_caller_only(client: Redis) -> None:
+    script = PinnedScript(client, await client.script_load("return redis.error_reply(ARGV[1])"))
+    outcomes = await asyncio.gather(
+        *(script(["k"], [f"ERR boom {i}"]) for i in range(3)), return_exceptions=True
+    )
+    assert [str(o) for o in outcomes] == [f"boom {i}" for i in range(3)]
+    assert all(isinstance(o, ResponseError) for o in outcomes)
+    conn = script._conn
+    missing = PinnedScript(client, "0" * 40)
+    with pytest.raises(NoScriptError):
+        await missing(["k"], ["x"])
+    await missing.aclose()
+    assert script._conn is conn
+    await script.aclose()
+
+
+async def test_a_late_reply_breaks_the_link_and_the_next_call_connects_anew(
+    redis_url: str,
+) -> None:
+    with FaultProxy(urlsplit(redis_url).port or 6379) as proxy:
+        client = Redis.from_url(proxy.url, socket_timeout=0.3)
+        try:
+            script = PinnedScript(client, await client.script_load(ECHO))
+            assert await script(["k"], ["before"]) == b"before"
+            proxy.blackhole(replies_only=True)  # this connection: requests pass, replies never
+            calls = [asyncio.ensure_future(script(["k"], [f"held {i}"])) for i in range(3)]
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+            assert all(isinstance(o, RedisTimeoutError) for o in outcomes), outcomes
+            assert script._conn is None  # given up
+            assert await script(["k"], ["after"]) == b"after"
+            await script.aclose()
+        finally:
+            await client.aclose()
+
+
+async def test_enqueue_outlives_a_reply_lost_on_the_pinned_connection(
+    redis_url: str, namespace: str
+) -> None:
+    """The reply never comes: the enqueue falls back to the general path, which re-sends the
+    job; the job is stored once and its caller is not told it existed."""
+    with FaultProxy(urlsplit(redis_url).port or 6379) as proxy:
+        client = Redis.from_url(proxy.url, socket_timeout=0.3)
+        try:
+            async with Enqueuer(client, namespace=namespace, strict=None) as enqueuer:
+                await enqueuer.enqueue("a", {"i": 0})
+                proxy.blackhole(replies_only=True)  # open connections: requests pass, no reply
+                job = await enqueuer.enqueue("a", {"i": 1}, job_id="lost-reply")
+                assert job is not None and not job.existed
+        finally:
+            await client.aclose()
+    check = Redis.from_url(redis_url)
+    assert await check.zcard(Keys(namespace).queue("a")) == 2
+    await check.aclose()
+
+
+async def test_closing_the_client_under_a_held_connection_does_not_hang(
+    redis_url: str, namespace: str
+) -> None:
+    """The client is closed while an Enqueuer still holds its pinned connection (it was never
+    closed itself): redis-py's disconnect waits for the connection's end, which must reach it
+    (it waited 5 s and raised TimeoutError when it did not)."""
+    client = Redis.from_url(redis_url)
+    enqueuer = Enqueuer(client, namespace=namespace, strict=None)
+    await enqueuer.enqueue("a", {})
+    assert isinstance(enqueuer._pinned.script._link if enqueuer._pinned else None, _Link)
+    await asyncio.wait_for(client.aclose(), timeout=2)
