@@ -111,3 +111,21 @@ async def test_dependency_results_outside_a_workflow_raise(env: Env) -> None:
     await env.enqueuer.enqueue("plain")
     await env.pool.drain(timeout=10)
     assert seen and "not part of a workflow" in seen[0]
+
+
+async def test_an_add_closing_a_cycle_raises_workflow_error(env: Env) -> None:
+    """s -> a -> b; x after b and before a would wait for itself through a and b."""
+    wf = Workflow()
+    wf.add("work", {}, id="s")
+    wf.add("work", {}, id="a", after=["s"])
+    wf.add("work", {}, id="b", after=["a"])
+    run = await env.enqueuer.enqueue_workflow(wf)  # no pool runs: s stays queued
+    with pytest.raises(WorkflowError, match="would close a cycle: x -> a -> b -> x"):
+        await run.add("work", {}, id="x", after=["b"], before=["a"])
+    assert "x" not in (await run.status()).nodes
+    await run.add("work", {}, id="x", after=["s"], before=["b"])  # no cycle
+    await run.add("work", {}, id="x", after=["s"], before=["b"])  # the same add: no error
+    await env.pool.drain(timeout=20)
+    status = await run.wait(timeout=5)
+    assert status.status == "succeeded" and status.nodes["b"].after == ("a", "x")
+    await assert_invariants(env.redis, env.namespace, drained=True)
