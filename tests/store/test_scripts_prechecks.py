@@ -137,3 +137,20 @@ async def test_an_enqueue_dedup_meeting_a_key_of_another_type_stores_nothing(
     await redis.delete(getattr(keys, family)("report"))  # repaired: the job is stored now
     job = await enqueuer.enqueue("report", dedup=Dedup("k"), delay=delay)
     assert job is not None and job.dedup is not None and job.dedup.enqueued
+
+
+@pytest.mark.parametrize(
+    ("priority", "due", "expiry"),
+    [("high", 0, 1), (1.5, 0, 1), (0, "soon", 1), (0, 0, "never")],
+    ids=["priority", "priority-fraction", "due", "expiry"],
+)
+async def test_an_enqueue_unique_with_a_bad_argument_stores_nothing(
+    redis: Redis, namespace: str, priority: Any, due: Any, expiry: Any
+) -> None:
+    """A priority, due time or lock expiry that is not a whole number failed after the
+    envelope was stored (and the unique lock taken)."""
+    scripts = Scripts(redis, Keys(namespace))
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="errands: enqueue_unique: "):
+        await scripts.enqueue_unique("report", "j1", b"{}", priority, due, "d1", expiry, 0)
+    assert await snapshot(redis, namespace) == before

@@ -13,8 +13,9 @@
 -- Returns {1, id, 0} when stored; {1, id, 0} too when this very job (same id and envelope) is
 -- already stored (a re-sent call); {1, id, 1} when the id is taken by another job or ended
 -- recently (nothing stored); {0, holder id, 0} when a live job already holds the digest.
--- A key of another type fails the call before its first write (as enqueue.lua): an envelope
--- stored without its queue entry would hold the unique lock, and no job would run.
+-- A key of another type or a bad argument (priority, due time, lock expiry) fails the call
+-- before its first write (as enqueue.lua): an envelope stored without its queue entry would
+-- hold the unique lock, and no job would run.
 --@include limits
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
   false, 'ZCARD', false, 'HLEN', 'ZCARD', 'ZCARD'}
@@ -25,6 +26,18 @@ for j = 1, #KEYS do
       return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: no job was stored')
     end
   end
+end
+local function whole(x)
+  return x and x == math.floor(x)
+end
+local prio, due = tonumber(ARGV[5]), tonumber(ARGV[6])
+if not whole(prio) or prio < -1000 or prio > 1000 then
+  return redis.error_reply('errands: enqueue_unique: priority must be an integer in -1000..1000, got '
+    .. ARGV[5])
+end
+if not whole(due) or not whole(tonumber(ARGV[8])) then
+  return redis.error_reply('errands: enqueue_unique: due time and lock expiry must be whole ms, got '
+    .. ARGV[6] .. ', ' .. ARGV[8])
 end
 local id = ARGV[3]
 local stored = redis.call('HGET', KEYS[1], id)
@@ -45,8 +58,6 @@ if holder then
   end
   redis.call('HDEL', KEYS[9], holder)
 end
-local prio = tonumber(ARGV[5])
-local due = tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], id, ARGV[4])
 if prio ~= 0 then
   redis.call('HSET', KEYS[2], id, prio)
