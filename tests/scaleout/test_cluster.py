@@ -17,6 +17,7 @@ from redis.crc import key_slot
 
 from errands import (
     Client,
+    Concurrency,
     Dedup,
     Enqueuer,
     FakeClock,
@@ -94,6 +95,12 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
     async def grow(job: Job) -> None:
         await job.workflow.add("ok", {}, before=["m"])
 
+    parted_runs: list[str | None] = []
+
+    @pool.job("lim", limits=[Rate(100), Concurrency(1, per_partition=True)])
+    async def lim(job: Job) -> None:
+        parted_runs.append(job.partition)
+
     pool.every(60, "ok", name="minutely")
     async with (
         Enqueuer.from_url(url, namespace=namespace, clock=clock) as enqueuer,
@@ -103,6 +110,13 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
         await enqueuer.enqueue("walk")
         await enqueuer.enqueue_unique("ok", {"v": 1}, key="k")
         await enqueuer.enqueue_unique("ok", {"v": 2}, key="k")  # replaces the args
+        # partitions and limits (lib/limits.lua) through enqueue, dedup and a workflow
+        await enqueuer.enqueue("lim", partition="c1")
+        await enqueuer.enqueue("lim", partition="c1", dedup=Dedup("l", until="finished"))
+        parted = Workflow("parted")
+        parted.add("lim", id="p0", partition="c1")
+        parted.add("lim", id="p1", after=["p0"], partition="c1")  # released by p0's ack
+        await enqueuer.enqueue_workflow(parted)
         bad = await enqueuer.enqueue("fail")
         later = await enqueuer.enqueue("ok", delay=3600)
         assert bad is not None and later is not None
@@ -126,7 +140,7 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
         doomed = Workflow("cancelled")
         doomed.add("ok", id="x", after=[doomed.add("ok", id="w")])
         assert await (await enqueuer.enqueue_workflow(doomed)).cancel()
-        assert len(await client.workflows()) == 2  # wf_trim.lua
+        assert len(await client.workflows()) == 3  # wf_trim.lua
         await client.add_schedule("hourly", "ok", "@every 1h")
         await client.disable_schedule("hourly")  # schedule_enable.lua
         await client.enable_schedule("hourly")
@@ -137,6 +151,7 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
             await pool.periodic.tick_once()
             await pool.drain(timeout=20)
             status = await run.wait(timeout=20)
+            assert parted_runs == ["c1"] * 4
             assert status.status == "succeeded" and len(status.nodes) == 4
             assert await client.retry_dead_job(bad.id)
             await pool.drain(timeout=20)
