@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
+from .bulk import enqueue_request, job_spec
 from .keys import Keys
 from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle
 
@@ -99,17 +100,11 @@ class Scripts(AdminScripts):
     def enqueue_request(
         self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]
     ) -> tuple[list[str], list[Arg]]:
-        """The KEYS and ARGV of an ``enqueue`` call (see :meth:`enqueue`)."""
-        k = self.keys
-        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.listening, k.ended, k.partitions]
-        for name in names:
-            keys += (k.queue(name), k.scheduled(name))
-            keys += (k.partition_queue(name), k.partitions_ready(name))
-        keys += (k.done(str(job[2])) for job in jobs)
-        args: list[Arg] = [k.wake_channel, len(jobs), k.events_channel, len(names)]
-        for job in jobs:
-            args.extend(job)
-        return keys, args
+        """The KEYS and ARGV of an ``enqueue`` call (see :meth:`enqueue` and store/bulk.py)."""
+        ids = [str(job[2]) for job in jobs]
+        envelopes = [job[3] if isinstance(job[3], bytes) else str(job[3]).encode() for job in jobs]
+        specs = [job_spec(int(j[0]), int(j[4]), int(j[5]), str(j[6])) for j in jobs]
+        return enqueue_request(self.keys, names, ids, envelopes, specs)
 
     def sha(self, name: str) -> str:
         """The SHA1 of a script's text (what EVALSHA names it by)."""

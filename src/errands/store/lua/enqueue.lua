@@ -9,66 +9,116 @@
 -- KEYS[9 .. 8+4M] four per distinct job name: queue (ZSET), scheduled (ZSET), partition queue,
 --                 partitions ready (see lib/limits.lua)
 -- KEYS[9+4M .. 8+4M+N] the result-record key of each job
--- ARGV[1] wake channel   ARGV[2] number of jobs N   ARGV[3] events channel   ARGV[4] M names
--- ARGV[5..] seven per job: name index (1-based), name, id, envelope, priority, due time in ms
---           (0 = now), partition ('' = none)
+-- ARGV[1] wake channel   ARGV[2] number of jobs N (at most 5,000)   ARGV[3] events channel
+-- ARGV[4] M names   ARGV[5 .. 4+M] the names
+-- ARGV[5+M .. 4+M+N] the job ids   ARGV[5+M+N .. 4+M+2N] their envelopes
+-- ARGV[5+M+2N .. 4+M+3N] per job "<name index>" (1-based; priority 0, due now, no partition) or
+--           "<name index> <priority> <due time in ms, 0 = now> <partition, '' = none>"
 -- Returns the (1-based) indices of the jobs found already there (another job with the id is
 -- stored, or the id's job ended recently); a job stored with this very envelope (this call's own
--- earlier send) is not stored again either, but not listed.
+-- earlier send, or an earlier job of this call) is not stored again either, but not listed.
 -- A queue or scheduled key holding another type fails the whole call before its first write
 -- (a script must not fail half-way), so a caller can re-send the other jobs alone.
+-- The jobs' hash, priorities and queues are written with one command per 1,000 jobs.
 --@include limits
 local n = tonumber(ARGV[2])
-local base = 8 + 4 * tonumber(ARGV[4])
+local m = tonumber(ARGV[4])
+local base = 8 + 4 * m
 for j = 9, base do
   local checked = redis.pcall('ZCARD', KEYS[j])  -- (ZCARD: in the documented ACL rule; TYPE is not)
   if type(checked) == 'table' and checked.err then
     return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' is not a sorted set: no job of this call was stored')
   end
 end
-local k = {jobs = KEYS[1], ended = KEYS[7]}
-local seq = redis.call('INCRBY', KEYS[3], n) - n
-local ready = 0
-local existed = {}
-local listening = redis.call('EXISTS', KEYS[6]) == 1
-for i = 0, n - 1 do
-  local o = 4 + i * 7
-  local qi = tonumber(ARGV[o + 1])
-  local id = ARGV[o + 3]
-  local prio = tonumber(ARGV[o + 5])
-  local due = tonumber(ARGV[o + 6])
-  local stored = redis.call('HGET', k.jobs, id)
-  if stored then
-    if stored ~= ARGV[o + 4] then
-      existed[#existed + 1] = i + 1
+local CHUNK = 1000
+local I, E, S = 4 + m, 4 + m + n, 4 + m + 2 * n  -- ARGV[I + i]: the id of job i, E its envelope
+-- reads first: which ids are stored, and whether any result record exists
+local stored, done = {}, false
+for s = 1, n, CHUNK do
+  local e = math.min(n, s + CHUNK - 1)
+  local got = redis.call('HMGET', KEYS[1], unpack(ARGV, I + s, I + e))
+  for i = s, e do
+    stored[i] = got[i - s + 1]
+  end
+  done = done or redis.call('EXISTS', unpack(KEYS, base + s, base + e)) > 0
+end
+local existed, new, seen = {}, {}, {}
+for i = 1, n do
+  local id = ARGV[I + i]
+  local before = seen[id] or stored[i]
+  if before then
+    if before ~= ARGV[E + i] then
+      existed[#existed + 1] = i
     end
-  elseif redis.call('ZSCORE', k.ended, id) or redis.call('EXISTS', KEYS[base + 1 + i]) == 1 then
-    existed[#existed + 1] = i + 1
+  elseif redis.call('ZSCORE', KEYS[7], id) or (done and redis.call('EXISTS', KEYS[base + i]) == 1) then
+    existed[#existed + 1] = i
   else
-    redis.call('HSET', KEYS[1], id, ARGV[o + 4])
-    if prio ~= 0 then
-      redis.call('HSET', KEYS[2], id, prio)
-    end
-    redis.call('SADD', KEYS[4], ARGV[o + 2])
-    local partition = ARGV[o + 7]
+    seen[id] = ARGV[E + i]
+    new[#new + 1] = i
+  end
+end
+if #new == 0 then
+  return existed
+end
+
+local function flush(cmd, key, list)  -- list: flat field/value (or score/member) pairs
+  for s = 1, #list, 2 * CHUNK do
+    redis.call(cmd, key, unpack(list, s, math.min(#list, s + 2 * CHUNK - 1)))
+  end
+end
+
+local listening = redis.call('EXISTS', KEYS[6]) == 1
+local seq = redis.call('INCRBY', KEYS[3], #new) - #new
+local envs, prios, queues, named = {}, {}, {}, {}
+local ready = 0
+for _, i in ipairs(new) do
+  local id, spec = ARGV[I + i], ARGV[S + i]
+  local qi, prio, due, partition = tonumber(spec), 0, 0, ''
+  if not qi then
+    qi, prio, due, partition = string.match(spec, '^(%d+) (%-?%d+) (%d+) (.*)$')
+    qi, prio, due = tonumber(qi), tonumber(prio), tonumber(due)
+  end
+  envs[#envs + 1] = id
+  envs[#envs + 1] = ARGV[E + i]
+  if prio ~= 0 then
+    prios[#prios + 1] = id
+    prios[#prios + 1] = prio
+  end
+  named[qi] = true
+  if partition ~= '' then
+    redis.call('HSET', KEYS[8], id, partition)
+  end
+  local b = 4 + 4 * qi
+  local key, score = KEYS[b + 2], due
+  if due == 0 then
+    seq = seq + 1
+    key, score = KEYS[b + 1], seq - prio * 4398046511104
     if partition ~= '' then
-      redis.call('HSET', KEYS[8], id, partition)
+      local P = {part = KEYS[8], seq = KEYS[3], pq = KEYS[b + 3], pready = KEYS[b + 4]}
+      lim_queued(P, id, score, partition)
     end
-    local b = 4 + 4 * qi
-    if due > 0 then
-      redis.call('ZADD', KEYS[b + 2], due, id)
-    else
-      seq = seq + 1
-      redis.call('ZADD', KEYS[b + 1], seq - prio * 4398046511104, id)
-      if partition ~= '' then
-        local P = {part = KEYS[8], seq = KEYS[3], pq = KEYS[b + 3], pready = KEYS[b + 4]}
-        lim_queued(P, id, seq - prio * 4398046511104, partition)
-      end
-      ready = ready + 1
-    end
-    if listening then
-      redis.call('PUBLISH', ARGV[3], '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[o + 2] .. '"}')
-    end
+    ready = ready + 1
+  end
+  local list = queues[key]
+  if not list then
+    list = {}
+    queues[key] = list
+  end
+  list[#list + 1] = score
+  list[#list + 1] = id
+end
+flush('HSET', KEYS[1], envs)
+flush('HSET', KEYS[2], prios)
+for key, list in pairs(queues) do
+  flush('ZADD', key, list)
+end
+for qi in pairs(named) do
+  redis.call('SADD', KEYS[4], ARGV[4 + qi])
+end
+if listening then
+  for _, i in ipairs(new) do
+    local name = ARGV[4 + tonumber(string.match(ARGV[S + i], '^%d+'))]
+    redis.call('PUBLISH', ARGV[3], '{"event":"enqueued","id":"' .. ARGV[I + i] .. '","name":"' .. name .. '"}')
   end
 end
 if ready > 0 and redis.call('SCARD', KEYS[5]) > 0 then
