@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from .serialization import (
     Serializer,
     dumps_json,
 )
+from .store.bulk import columns
 from .store.coalescer import Coalescer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
 from .store.keys import Keys, check_job_id, check_job_name
@@ -138,6 +140,8 @@ class Enqueuer(WorkflowEnqueue):
         job_id: str | None = None,
         timeout: float | timedelta | None = None,
         partition: str | None = None,
+        now: float | None = None,
+        new_id: str | None = None,
     ) -> Job:
         check_job_name(name)
         if job_id is not None:
@@ -146,12 +150,12 @@ class Enqueuer(WorkflowEnqueue):
             args = {}
         if not isinstance(args, Mapping):
             raise TypeError(f"args of job {name!r} must be a dict, got {type(args).__name__}")
-        now = self.clock.now()
-        run_at = due_time(now, delay, at)
+        now = self.clock.now() if now is None else now
+        run_at = due_time(now, delay, at) if delay is not None or at is not None else None
         return Job(
             name,
             dict(args),
-            id=job_id if job_id is not None else uuid.uuid4().hex,
+            id=job_id if job_id is not None else new_id or uuid.uuid4().hex,
             enqueued_at=now,
             priority=check_priority(priority),
             retry=retry.to_dict() if retry else None,
@@ -285,25 +289,24 @@ class Enqueuer(WorkflowEnqueue):
         """Store many jobs in one round trip. Items are ``(name, args)`` or
         ``(name, args, options)`` with options as for :meth:`enqueue` (``job_id`` included:
         each returned Job says whether it ``existed``)."""
+        items = list(items)
+        now = self.clock.now()  # one enqueue time, and one draw of random ids, for the call
+        hexes = os.urandom(16 * len(items)).hex()
         jobs: list[Job] = []
-        for item in items:
-            name, args, *rest = item
-            options = dict(rest[0]) if rest else {}
-            job = await self._through_middleware(self._build(name, args, **options))
+        for i, (name, args, *rest) in enumerate(items):
+            new_id = hexes[32 * i : 32 * i + 32]  # the id of a job given no job_id
+            job: Job | None = self._build(name, args, **(rest[0] if rest else {}), now=now,
+                                          new_id=new_id)  # fmt: skip
+            if self._middleware:
+                job = await self._through_middleware(job)  # type: ignore[arg-type]
             if job is not None:
                 jobs.append(job)
-        if not jobs:
-            return []
-        chunks = []  # every job encoded (and size-checked) before any is stored
-        for start in range(0, len(jobs), 5000):  # bounded work per script call
-            chunk = jobs[start : start + 5000]
-            index: dict[str, int] = {}
-            rows = [self._row(index.setdefault(j.name, len(index) + 1), j) for j in chunk]
-            chunks.append((chunk, index, rows))
+        starts = range(0, len(jobs), 5000)  # bounded work per script call
+        chunks = [columns(jobs[s : s + 5000], self._encode) for s in starts]  # all encoded first
         await self._check_served({j.name for j in jobs})
-        for chunk, index, rows in chunks:
-            for i in await self._call(self.scripts.enqueue(list(index), rows)):
-                chunk[i].existed = True
+        for start, (names, ids, envelopes, specs) in zip(starts, chunks, strict=True):
+            for i in await self._call(self.scripts.enqueue_columns(names, ids, envelopes, specs)):
+                jobs[start + i].existed = True
         for job in jobs:
             job._backend = self
         return jobs

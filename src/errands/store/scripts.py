@@ -106,6 +106,17 @@ class Scripts(AdminScripts):
         specs = [job_spec(int(j[0]), int(j[4]), int(j[5]), str(j[6])) for j in jobs]
         return enqueue_request(self.keys, names, ids, envelopes, specs)
 
+    async def enqueue_columns(
+        self,
+        names: Sequence[str],
+        ids: Sequence[str],
+        envelopes: Sequence[bytes],
+        specs: Sequence[str],
+    ) -> list[int]:
+        """As :meth:`enqueue`, the jobs given as columns (store/bulk.py: ``job_spec``)."""
+        request = enqueue_request(self.keys, names, ids, envelopes, specs)
+        return [int(i) - 1 for i in await self._call("enqueue", *request)]
+
     def sha(self, name: str) -> str:
         """The SHA1 of a script's text (what EVALSHA names it by)."""
         sha: str = self._s[name].sha

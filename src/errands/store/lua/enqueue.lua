@@ -15,8 +15,8 @@
 -- ARGV[5+M+2N .. 4+M+3N] per job "<name index>" (1-based; priority 0, due now, no partition) or
 --           "<name index> <priority> <due time in ms, 0 = now> <partition, '' = none>"
 -- Returns the (1-based) indices of the jobs found already there (another job with the id is
--- stored, or the id's job ended recently); a job stored with this very envelope (this call's own
--- earlier send, or an earlier job of this call) is not stored again either, but not listed.
+-- stored, an earlier job of this call has it, or the id's job ended recently); a job stored with
+-- this very envelope (this call's own earlier send) is not stored again either, but not listed.
 -- A queue or scheduled key holding another type fails the whole call before its first write
 -- (a script must not fail half-way), so a caller can re-send the other jobs alone.
 -- The jobs' hash, priorities and queues are written with one command per 1,000 jobs.
@@ -45,15 +45,16 @@ end
 local existed, new, seen = {}, {}, {}
 for i = 1, n do
   local id = ARGV[I + i]
-  local before = seen[id] or stored[i]
-  if before then
-    if before ~= ARGV[E + i] then
+  if seen[id] then  -- an earlier job of this call has the id
+    existed[#existed + 1] = i
+  elseif stored[i] then
+    if stored[i] ~= ARGV[E + i] then
       existed[#existed + 1] = i
     end
   elseif redis.call('ZSCORE', KEYS[7], id) or (done and redis.call('EXISTS', KEYS[base + i]) == 1) then
     existed[#existed + 1] = i
   else
-    seen[id] = ARGV[E + i]
+    seen[id] = true
     new[#new + 1] = i
   end
 end

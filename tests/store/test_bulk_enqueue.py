@@ -1,0 +1,84 @@
+"""The enqueue script's column form (store/bulk.py, lua/enqueue.lua): reads and writes batched
+per 1,000 jobs, and still each job stored once, in order, with each job's outcome."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from errands import Enqueuer
+from errands.store.bulk import job_spec
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+
+
+async def test_a_call_across_the_chunks_stores_each_job_once_and_a_resend_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    n = 2500  # three chunks of the script's reads and writes
+    names = ["a", "b", "c"]
+    ids = [f"j{i}" for i in range(n)]
+    envelopes = [b'{"i":%d}' % i for i in range(n)]
+    specs = [
+        job_spec(i % 3 + 1, 5 if i % 7 == 0 else 0, 10**13 if i % 11 == 0 else 0, "")
+        for i in range(n)
+    ]
+    ids[2400] = ids[5]  # the same id twice in one call: the second is not stored
+    await redis.hset(keys.jobs, "j1200", b"another job")  # an id already taken
+    await redis.zadd(keys.ended, {"j1300": 1})  # an id whose job ended recently
+    await redis.set(keys.done("j1301"), b"{}")  # an id with a result record
+    expected = [1201, 1301, 1302, 2401]  # (1-based) the jobs found already there
+    assert [i + 1 for i in await scripts.enqueue_columns(names, ids, envelopes, specs)] == expected
+    stored = n - 4
+    assert await redis.hlen(keys.jobs) == stored + 1
+    queued = sum([await redis.zcard(keys.queue(name)) for name in names])
+    scheduled = sum([await redis.zcard(keys.scheduled(name)) for name in names])
+    assert queued + scheduled == stored
+    assert scheduled == len([i for i in range(n) if i % 11 == 0])
+    assert await redis.hget(keys.priorities, "j7") == b"5"
+    assert await redis.hget(keys.priorities, "j1") is None
+    assert await redis.hget(keys.jobs, "j2399") == b'{"i":2399}'
+    assert await redis.hget(keys.jobs, "j5") == b'{"i":5}'
+    # each queue: priority first, then the order of the call
+    head = [m.decode() for m in await redis.zrange(keys.queue("b"), 0, -1)]
+    b_jobs = [i for i in range(n) if i % 3 == 1 and i % 11 and i not in (1300,)]
+    by_order = sorted(b_jobs, key=lambda i: (0 if i % 7 == 0 else 1, i))
+    assert head == [f"j{i}" for i in by_order]
+    assert {m.decode() for m in await redis.smembers(keys.names)} == set(names)
+    # the re-send (redis-py after a timeout): the same answer, nothing more stored
+    seq = await redis.get(keys.seq)
+    assert [i + 1 for i in await scripts.enqueue_columns(names, ids, envelopes, specs)] == expected
+    assert await redis.hlen(keys.jobs) == stored + 1
+    assert sum([await redis.zcard(keys.queue(name)) for name in names]) == queued
+    assert await redis.get(keys.seq) == seq
+
+
+async def test_enqueue_many_stores_jobs_with_a_partition_and_their_events(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
+    await redis.set(keys.listening, 1)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.events_channel)
+    await pubsub.get_message(timeout=1)
+    jobs = await enqueuer.enqueue_many(
+        [("p", {"i": i}, {"partition": f"t{i % 2}", "priority": i}) for i in range(4)]
+        + [("q", {}, {"job_id": "plain"})]
+    )
+    assert [j.existed for j in jobs] == [False] * 5
+    assert await redis.hget(keys.partitions, jobs[1].id) == b"t1"
+    assert await redis.zcard(keys.partition_queue("p")) == 4
+    assert await redis.zcard(keys.partitions_ready("p")) == 2
+    queue = [m.decode() for m in await redis.zrange(keys.queue("p"), 0, -1)]
+    assert queue == [j.id for j in reversed(jobs[:4])]  # higher priority first
+    events = []
+    while (message := await pubsub.get_message(timeout=1)) is not None:
+        events.append(message["data"])
+    assert events == [
+        b'{"event":"enqueued","id":"%s","name":"%s"}' % (j.id.encode(), j.name.encode())
+        for j in jobs
+    ]
+    await pubsub.aclose()
+    await enqueuer.aclose()
