@@ -191,14 +191,14 @@ async def test_enqueue_many_stores_all_in_one_call(
 ) -> None:
     keys = Keys(namespace)
     calls = 0
-    original = enqueuer.scripts.enqueue_columns
+    original = enqueuer._bulk.enqueue
 
     async def counting(*args: object, **kwargs: object) -> int:
         nonlocal calls
         calls += 1
         return await original(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(enqueuer.scripts, "enqueue_columns", counting)
+    monkeypatch.setattr(enqueuer._bulk, "enqueue", counting)
     jobs = await enqueuer.enqueue_many(
         [
             ("a", {"i": 1}),

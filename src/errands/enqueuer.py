@@ -35,7 +35,7 @@ from .store.bulk import columns
 from .store.coalescer import Coalescer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
 from .store.keys import Keys, check_job_id, check_job_name
-from .store.pinned import PinnedEnqueue
+from .store.pinned import BulkEnqueue, PinnedEnqueue
 from .store.replication import ReplicatedScripts
 from .store.scripts import Scripts
 from .store.served import served_names, unserved_message
@@ -85,6 +85,8 @@ class Enqueuer(WorkflowEnqueue):
         )
         if not wait_replicas and not is_cluster(self.redis):  # see store/pinned.py
             self._pinned = PinnedEnqueue(self.redis, self.scripts)
+        pool = self.redis.connection_pool if self._pinned else None
+        self._bulk = BulkEnqueue(self.scripts, pool)  # enqueue_many's calls
         # concurrent enqueues on one event loop share script calls (store/coalescer.py)
         self._coalescer = Coalescer(
             lambda names, rows: self.scripts.enqueue(names, rows),
@@ -305,7 +307,7 @@ class Enqueuer(WorkflowEnqueue):
         chunks = [columns(jobs[s : s + 5000], self._encode) for s in starts]  # all encoded first
         await self._check_served({j.name for j in jobs})
         for start, (names, ids, envelopes, specs) in zip(starts, chunks, strict=True):
-            for i in await self._call(self.scripts.enqueue_columns(names, ids, envelopes, specs)):
+            for i in await self._call(self._bulk.enqueue(names, ids, envelopes, specs)):
                 jobs[start + i].existed = True
         for job in jobs:
             job._backend = self

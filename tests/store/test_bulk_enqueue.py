@@ -3,7 +3,9 @@ per 1,000 jobs, and still each job stored once, in order, with each job's outcom
 
 from __future__ import annotations
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from errands import Enqueuer
 from errands.store.bulk import job_spec
@@ -82,3 +84,43 @@ async def test_enqueue_many_stores_jobs_with_a_partition_and_their_events(
     ]
     await pubsub.aclose()
     await enqueuer.aclose()
+
+
+# -- the packed call (store/pinned.py: BulkEnqueue) and its fallback ----------------------------
+async def test_enqueue_many_survives_a_flushed_script_cache_and_killed_connections(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    async with Enqueuer.from_url(_url(redis), namespace=namespace, strict=None) as enqueuer:
+        await enqueuer.enqueue_many([("a", {"i": 0})])
+        await redis.script_flush()  # NOSCRIPT on the packed call: the general path loads it
+        first = await enqueuer.enqueue_many(
+            [("a", {"i": i}, {"job_id": f"f{i}"}) for i in range(3)]
+        )
+        assert [j.existed for j in first] == [False] * 3
+        await redis.client_kill_filter(_type="normal", skipme=True)  # the pool's connections
+        after = await enqueuer.enqueue_many(
+            [("a", {"i": i}, {"job_id": f"k{i}"}) for i in range(3)]
+        )
+        assert [j.existed for j in after] == [False] * 3
+        again = await enqueuer.enqueue_many([("a", {}, {"job_id": "k0"})])
+        assert again[0].existed
+        assert enqueuer._bulk.calls == 4
+    assert await redis.zcard(keys.queue("a")) == 7
+
+
+async def test_a_wrong_type_fails_the_packed_call_and_stores_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    await redis.set(keys.queue("b"), "not a sorted set")
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await enqueuer.enqueue_many([("a", {}), ("b", {})])
+        assert await redis.hlen(keys.jobs) == 0
+        assert len(await enqueuer.enqueue_many([("a", {})])) == 1  # the connection is fine
+
+
+def _url(redis: Redis) -> str:
+    kwargs = redis.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"

@@ -2,9 +2,10 @@
 
 The script takes its jobs as columns: the ids, the envelopes, and one short spec per job
 (``"<name index>"``, or ``"<name index> <priority> <due ms> <partition>"`` when one of these is
-set). Three arguments and one key per job instead of seven and one: on a call of thousands of jobs,
-redis-py's packing of the command (each argument encoded on its own) cost more than building
-the jobs, and the script reads its columns with one command per 1,000 jobs.
+set). Three arguments and one key per job instead of seven and one: on a call of thousands of
+jobs, redis-py's packing of the command (each argument encoded on its own) cost more than
+building the jobs, and the script reads its columns with one command per 1,000 jobs.
+``enqueue_many`` sends it packed by errands (store/pinned.py: ``BulkEnqueue``).
 """
 
 from __future__ import annotations
