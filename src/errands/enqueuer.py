@@ -306,8 +306,8 @@ class Enqueuer(WorkflowEnqueue):
         starts = range(0, len(jobs), 5000)  # bounded work per script call
         chunks = [columns(jobs[s : s + 5000], self._encode) for s in starts]  # all encoded first
         await self._check_served({j.name for j in jobs})
-        for start, (names, ids, envelopes, specs) in zip(starts, chunks, strict=True):
-            for i in await self._call(self._bulk.enqueue(names, ids, envelopes, specs)):
+        for start, chunk in zip(starts, chunks, strict=True):
+            for i in await self._call(self._bulk.enqueue(chunk)):
                 jobs[start + i].existed = True
         for job in jobs:
             job._backend = self

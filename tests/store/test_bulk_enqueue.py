@@ -31,7 +31,9 @@ async def test_a_call_across_the_chunks_stores_each_job_once_and_a_resend_nothin
     await redis.zadd(keys.ended, {"j1300": 1})  # an id whose job ended recently
     await redis.set(keys.done("j1301"), b"{}")  # an id with a result record
     expected = [1201, 1301, 1302, 2401]  # (1-based) the jobs found already there
-    assert [i + 1 for i in await scripts.enqueue_columns(names, ids, envelopes, specs)] == expected
+    assert [
+        i + 1 for i in await scripts.enqueue_columns((names, ids, envelopes, specs))
+    ] == expected
     stored = n - 4
     assert await redis.hlen(keys.jobs) == stored + 1
     queued = sum([await redis.zcard(keys.queue(name)) for name in names])
@@ -50,7 +52,9 @@ async def test_a_call_across_the_chunks_stores_each_job_once_and_a_resend_nothin
     assert {m.decode() for m in await redis.smembers(keys.names)} == set(names)
     # the re-send (redis-py after a timeout): the same answer, nothing more stored
     seq = await redis.get(keys.seq)
-    assert [i + 1 for i in await scripts.enqueue_columns(names, ids, envelopes, specs)] == expected
+    assert [
+        i + 1 for i in await scripts.enqueue_columns((names, ids, envelopes, specs))
+    ] == expected
     assert await redis.hlen(keys.jobs) == stored + 1
     assert sum([await redis.zcard(keys.queue(name)) for name in names]) == queued
     assert await redis.get(keys.seq) == seq

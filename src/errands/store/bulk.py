@@ -17,7 +17,9 @@ from ..job import Job
 from .adminscripts import Arg
 from .keys import Keys
 
-__all__ = ["columns", "enqueue_request", "job_spec"]
+__all__ = ["Columns", "columns", "enqueue_request", "job_spec"]
+
+Columns = tuple[list[str], list[str], list[bytes], list[str]]  # names, ids, envelopes, specs
 
 
 def job_spec(index: int, priority: int, due_ms: int, partition: str) -> str:
@@ -28,9 +30,7 @@ def job_spec(index: int, priority: int, due_ms: int, partition: str) -> str:
     return str(index)
 
 
-def columns(
-    jobs: Sequence[Job], encode: Callable[[Job], bytes]
-) -> tuple[list[str], list[str], list[bytes], list[str]]:
+def columns(jobs: Sequence[Job], encode: Callable[[Job], bytes]) -> Columns:
     """The names, ids, envelopes (``encode``) and specs of an ``enqueue`` call of ``jobs``."""
     index: dict[str, int] = {}
     specs = [

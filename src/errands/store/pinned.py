@@ -40,7 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .bulk import enqueue_request
+from .bulk import Columns, enqueue_request
 from .scripts import Arg, Scripts
 
 try:
@@ -274,13 +274,11 @@ class BulkEnqueue:
         self._pool = pool
         self.calls = 0  # script calls made (for tests)
 
-    async def enqueue(
-        self, names: list[str], ids: list[str], envelopes: list[bytes], specs: list[str]
-    ) -> list[int]:
+    async def enqueue(self, columns: Columns) -> list[int]:
         """The 0-based indices of the jobs found already there (not stored again)."""
         self.calls += 1
         if self._pool is not None:
-            keys, args = enqueue_request(self.scripts.keys, names, ids, envelopes, specs)
+            keys, args = enqueue_request(self.scripts.keys, *columns)
             try:
                 existed = await self._direct(pack_evalsha(self.scripts.sha("enqueue"), keys, args))
                 return [int(i) - 1 for i in existed]
@@ -288,7 +286,7 @@ class BulkEnqueue:
                 pass  # the general path loads the script
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 pass  # the general path reconnects, retries and names the server
-        return await self.scripts.enqueue_columns(names, ids, envelopes, specs)
+        return await self.scripts.enqueue_columns(columns)
 
     async def _direct(self, command: bytes) -> Any:
         assert self._pool is not None

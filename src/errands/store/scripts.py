@@ -14,7 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
-from .bulk import enqueue_request, job_spec
+from .bulk import Columns, enqueue_request, job_spec
 from .keys import Keys
 from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle
 
@@ -106,15 +106,9 @@ class Scripts(AdminScripts):
         specs = [job_spec(int(j[0]), int(j[4]), int(j[5]), str(j[6])) for j in jobs]
         return enqueue_request(self.keys, names, ids, envelopes, specs)
 
-    async def enqueue_columns(
-        self,
-        names: Sequence[str],
-        ids: Sequence[str],
-        envelopes: Sequence[bytes],
-        specs: Sequence[str],
-    ) -> list[int]:
-        """As :meth:`enqueue`, the jobs given as columns (store/bulk.py: ``job_spec``)."""
-        request = enqueue_request(self.keys, names, ids, envelopes, specs)
+    async def enqueue_columns(self, columns: Columns) -> list[int]:
+        """As :meth:`enqueue`, the jobs given as columns (store/bulk.py)."""
+        request = enqueue_request(self.keys, *columns)
         return [int(i) - 1 for i in await self._call("enqueue", *request)]
 
     def sha(self, name: str) -> str:
