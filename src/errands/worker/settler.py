@@ -218,7 +218,7 @@ class Settler:
 
     async def _send_many(self, settles: list[Settle]) -> None:
         """Settle jobs in one script call, retrying as ``_send`` does (each job is fenced on its
-        own attempt: a re-sent call settles nothing twice)."""
+        own attempt: a re-sent call settles nothing twice, and answers as the first did)."""
         delay = 0.05
         while not self.abandoned and settles:
             try:
@@ -230,7 +230,7 @@ class Settler:
                     if not ok:
                         log.warning(
                             "%s %s: not settled (%s): this attempt no longer holds the job "
-                            "(taken back from this pool, or settled already by a re-sent call)",
+                            "(taken back from this pool)",
                             s.name,
                             s.id,
                             s.mode,

@@ -12,7 +12,7 @@
 -- KEYS[25] dedup   KEYS[26] dedup_of_job   KEYS[27] workflow_of (see lib/workflows.lua)
 -- KEYS[28] dedup_next   KEYS[29] dedup_reruns   KEYS[30] the queue of the job name
 -- KEYS[31] partitions   KEYS[32] partitions running of the job name   KEYS[33] its partition
--- queue   KEYS[34] its partitions ready (see lib/limits.lua)
+-- queue   KEYS[34] its partitions ready (see lib/limits.lua)   KEYS[35] pools
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later), time of death ms (dead),
 --         or queue score to go back to (requeue; 0 = behind the jobs waiting, 'head' = ahead of
@@ -27,8 +27,10 @@
 --          omitted)
 -- A cancel (or destroy) requested while the job ran turns retry/later/requeue into cancelled
 -- (or drop): a job whose cancel was acknowledged never runs again.
--- Returns 1 when settled, 0 when the job was not this attempt's any more; an unknown mode is an
--- error before anything is written.
+-- Returns 1 when settled, 0 when the job was not this attempt's any more (a zombie: its pool's
+-- lease was taken; or a stale attempt). A re-sent call (redis-py, after a lost reply) answers 1
+-- as its first call did and writes nothing (see settled_before). An unknown mode, or a number
+-- that is not one, is an error before anything is written.
 -- Several jobs in one call (the failed jobs of a batch, longwork/): ARGV[1] '{many}' (never a job
 -- id), ARGV[2] N jobs, ARGV[3] keys per job, ARGV[4] args per job, then the ARGV above of each
 -- job in turn; KEYS: the KEYS above of each job in turn. Returns the list of each job's reply.
@@ -38,10 +40,60 @@
 --@include workflows
 --@include limits
 local MODES = {retry = 1, later = 1, dead = 1, drop = 1, requeue = 1, cancelled = 1}
+
+-- an error message for ARGV that cannot be settled (checked before any write), else nil
+local function invalid(ARGV)
+  if not MODES[ARGV[3]] then
+    return 'errands: unknown settle mode ' .. tostring(ARGV[3])
+  end
+  for _, i in ipairs({7, 8, 11, 12, 15, 16}) do
+    if not tonumber(ARGV[i]) then
+      return 'errands: settle: ARGV[' .. i .. '] is not a number'
+    end
+  end
+  if not tonumber(ARGV[5]) and not (ARGV[3] == 'requeue' and ARGV[5] == 'head') then
+    return 'errands: settle: bad score ' .. tostring(ARGV[5])
+  end
+end
+
+-- this call's attempt does not hold the job (any more): was it settled by this very call (a
+-- re-send: 1, as the first call answered) or is the call fenced off (0)? Settled by it: the job's
+-- last error is the one this call records (a failure: retry, dead, drop); or, for an outcome
+-- without an error, while this pool holds its lease (no reaper took its jobs), no attempt holds
+-- the job and it is where this call puts it (gone, for a drop or a destroy requested meanwhile).
+-- Reads only, on the fenced path: the common path pays nothing.
+local function settled_before(KEYS, ARGV, attempt)
+  local id, mode = ARGV[1], ARGV[3]
+  if ARGV[6] ~= '' and redis.call('HGET', KEYS[6], id) == ARGV[6] then
+    return true
+  end
+  if mode == 'retry' or mode == 'dead' or attempt or not KEYS[35]
+    or not redis.call('ZSCORE', KEYS[35], ARGV[17]) then
+    return false
+  end
+  if redis.call('HEXISTS', KEYS[1], id) == 0 then  -- (acked: it has a tombstone, mostly)
+    return mode == 'drop' or not redis.call('ZSCORE', KEYS[23], id)
+  end
+  local function at(set, score)
+    local found = redis.call('ZSCORE', set, id)
+    return found ~= false and (score == nil or tonumber(found) == tonumber(score))
+  end
+  if mode == 'cancelled' then
+    return at(KEYS[10], ARGV[5])
+  elseif mode == 'drop' then
+    return false
+  end
+  local score = ARGV[5]  -- (a requeue behind the others or at the head: where it landed)
+  if mode == 'requeue' and (score == 'head' or tonumber(score) == 0) then
+    score = nil
+  end
+  return at(KEYS[10], score) or at(KEYS[18], ARGV[11])  -- (or cancelled on request)
+end
 local function settle_one(KEYS, ARGV)  -- the KEYS and ARGV of one job (documented above)
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
-if not MODES[mode] then
-  return redis.error_reply('errands: unknown settle mode ' .. mode)
+local bad = invalid(ARGV)
+if bad then
+  return redis.error_reply(bad)
 end
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], checkin = KEYS[16],
   cancelreq = KEYS[17], att = KEYS[19], uniqjob = KEYS[20], uniq = KEYS[21], uniqexp = KEYS[22],
@@ -59,13 +111,13 @@ if ARGV[18] == '*' then
     return 0
   end
   if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 0 then
-    return 0
+    return settled_before(KEYS, ARGV, attempt) and 1 or 0
   end
   redis.call('HINCRBY', KEYS[2], name, -1)
   freed = lim_release(P, id)
 else
   if attempt ~= ARGV[17] .. ':' .. ARGV[18] then
-    return 0
+    return settled_before(KEYS, ARGV, attempt) and 1 or 0
   end
   if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 1 then
     redis.call('HINCRBY', KEYS[2], name, -1)
@@ -182,17 +234,18 @@ if ARGV[1] ~= '{many}' then
   return settle_one(KEYS, ARGV)
 end
 local n, nk, na = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-for j = 0, n - 1 do  -- every mode first: an unknown one is an error before anything is written
-  if not MODES[ARGV[4 + j * na + 3]] then
-    return redis.error_reply('errands: unknown settle mode ' .. tostring(ARGV[4 + j * na + 3]))
-  end
-end
 local function slice(t, from, count)
   local part = {}
   for i = 1, count do
     part[i] = t[from + i]
   end
   return part
+end
+for j = 0, n - 1 do  -- every job's ARGV first: a bad one is an error before anything is written
+  local bad = invalid(slice(ARGV, 4 + j * na, na))
+  if bad then
+    return redis.error_reply(bad)
+  end
 end
 local replies = {}
 for j = 0, n - 1 do
