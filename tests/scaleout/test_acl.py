@@ -14,7 +14,8 @@ import pytest
 import redis
 from redis.exceptions import NoPermissionError
 
-from errands import Client
+from errands import Client, Enqueuer
+from errands.store.keys import Keys
 from tests.support.infra import ClusterInfra, Node
 
 from . import test_core_topologies as core
@@ -28,7 +29,7 @@ ACL_COMMANDS = (
     "+get +set +del +exists +incr +incrby "
     "+hget +hset +hsetnx +hdel +hexists +hgetall +hmget +hvals +hlen +hincrby "
     "+sadd +srem +scard +sismember +smembers "
-    "+zadd +zrem +zcard +zscore +zcount +zrange +zrangebyscore +zrangebylex +zrevrange "
+    "+zadd +zrem +zcard +zscore +zmscore +zcount +zrange +zrangebyscore +zrangebylex +zrevrange "
     "+zremrangebyscore +zpopmin +pexpire +pttl +publish +subscribe +unsubscribe"
 )
 OPTIONAL = "+info +dbsize +wait"  # Client.redis_info (dashboard), Enqueuer(wait_replicas=)
@@ -121,6 +122,22 @@ async def test_cluster_as_a_confined_user(cluster: ClusterInfra) -> None:
     for node in cluster.nodes:
         with node.client() as admin:
             assert refusals(admin, user) == []
+
+
+async def test_enqueue_many_works_under_a_rule_without_zmscore(server: Node) -> None:
+    """A rule written before the enqueue script read a batch's tombstones with one ZMSCORE: the
+    script falls back to one ZSCORE per job (the ACL log shows the refusal)."""
+    namespace = unique_namespace()
+    url = add_user(server, namespace, ACL_COMMANDS.replace(" +zmscore", ""))
+    keys = Keys(namespace)
+    with server.client() as admin:
+        admin.zadd(keys.ended, {"gone": 1})
+    async with Enqueuer.from_url(url, namespace=namespace, strict=None) as enqueuer:
+        jobs = await enqueuer.enqueue_many([("a", {}, {"job_id": i}) for i in ("gone", "new")])
+        assert [j.existed for j in jobs] == [True, False]
+    with server.client() as admin:
+        assert {e["object"] for e in refusals(admin, f"app-{namespace}")} == {"zmscore"}
+        assert admin.hkeys(keys.jobs) == [b"new"]
 
 
 def test_the_deployment_docs_show_the_tested_rule() -> None:

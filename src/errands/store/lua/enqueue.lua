@@ -19,7 +19,9 @@
 -- this very envelope (this call's own earlier send) is not stored again either, but not listed.
 -- A queue or scheduled key holding another type fails the whole call before its first write
 -- (a script must not fail half-way), so a caller can re-send the other jobs alone.
--- The jobs' hash, priorities and queues are written with one command per 1,000 jobs.
+-- Reads and writes take one command per 1,000 jobs (HMGET, ZMSCORE, EXISTS; HSET, ZADD), but
+-- for the tombstones when ZMSCORE is refused (an ACL rule of an older errands, Redis < 6.2):
+-- then one ZSCORE per job.
 --@include limits
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[4])
@@ -32,13 +34,20 @@ for j = 9, base do
 end
 local CHUNK = 1000
 local I, E, S = 4 + m, 4 + m + n, 4 + m + 2 * n  -- ARGV[I + i]: the id of job i, E its envelope
--- reads first: which ids are stored, and whether any result record exists
-local stored, done = {}, false
+-- reads first: which ids are stored or ended (nil: not known), whether any result record exists
+local stored, ended, done = {}, {}, false
 for s = 1, n, CHUNK do
   local e = math.min(n, s + CHUNK - 1)
   local got = redis.call('HMGET', KEYS[1], unpack(ARGV, I + s, I + e))
+  local gone = redis.pcall('ZMSCORE', KEYS[7], unpack(ARGV, I + s, I + e))
+  if gone.err then
+    gone = nil
+  end
   for i = s, e do
     stored[i] = got[i - s + 1]
+    if gone then
+      ended[i] = gone[i - s + 1] ~= false
+    end
   end
   done = done or redis.call('EXISTS', unpack(KEYS, base + s, base + e)) > 0
 end
@@ -51,7 +60,8 @@ for i = 1, n do
     if stored[i] ~= ARGV[E + i] then
       existed[#existed + 1] = i
     end
-  elseif redis.call('ZSCORE', KEYS[7], id) or (done and redis.call('EXISTS', KEYS[base + i]) == 1) then
+  elseif ended[i] or (ended[i] == nil and redis.call('ZSCORE', KEYS[7], id))
+      or (done and redis.call('EXISTS', KEYS[base + i]) == 1) then
     existed[#existed + 1] = i
   else
     seen[id] = true
