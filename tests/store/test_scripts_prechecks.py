@@ -154,3 +154,23 @@ async def test_an_enqueue_unique_with_a_bad_argument_stores_nothing(
     with pytest.raises(ResponseError, match="errands: enqueue_unique: "):
         await scripts.enqueue_unique("report", "j1", b"{}", priority, due, "d1", expiry, 0)
     assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize(("timeout", "most"), [(60_000, "many"), ("long", 5)])
+async def test_a_reap_with_a_bad_argument_writes_nothing(
+    redis: Redis, namespace: str, timeout: Any, most: Any
+) -> None:
+    """A max_recoveries that is not a number failed after the pool was retired and its first
+    job taken out of its in-progress set (that job in no set any more)."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    assert await Enqueuer(redis, namespace=namespace).enqueue("work") is not None
+    await scripts.heartbeat("dead", b"{}", 60_000, mode="register")
+    assert await scripts.fetch("dead", 0, 10, [("work", 0)]) is not None
+    await redis.zadd(keys.pools, {"dead": 1})
+    [member] = [m.decode() for m in await redis.zrange(keys.in_progress("dead"), 0, -1)]
+    before = await snapshot(redis, namespace)
+    row = (member, member.partition(":")[0], "work")
+    with pytest.raises(ResponseError, match="errands: reap: "):
+        await scripts.reap("dead", timeout, most, b'"lost"', b'"malformed"', [row])
+    assert await snapshot(redis, namespace) == before

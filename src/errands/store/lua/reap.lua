@@ -21,6 +21,8 @@
 -- ARGV[7] events channel   ARGV[8] '1' to record history
 -- ARGV[9..] four per entry: in-progress member, job id, job name, name index (1-based); a
 --           malformed entry has name '' and index 0: its job is buried
+-- A bad argument (a timeout or count that is not a number, a name index out of range) fails the
+-- call before its first write.
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
 -- Only this pool's attempts are touched: an entry whose job has another pool's attempt (it runs
 -- there; a state no script leaves, but data of an older version may) only frees its slot.
@@ -36,6 +38,21 @@ local Q = 31
 local NQ = (#KEYS - Q) / 5  -- names: their queues (with their partition keys), then histories
 local pool = ARGV[1]
 local now = redis_now()
+-- every argument checked before the first write
+local function whole(x)
+  return x ~= nil and x == math.floor(x)
+end
+if not tonumber(ARGV[2]) or not whole(tonumber(ARGV[3])) or not whole(NQ) then
+  return redis.error_reply('errands: reap: bad dead timeout, max recoveries or key count: '
+    .. tostring(ARGV[2]) .. ', ' .. tostring(ARGV[3]) .. ', ' .. #KEYS)
+end
+for i = 9, #ARGV, 4 do
+  local qi = tonumber(ARGV[i + 3])
+  if not (ARGV[i + 2] == '' and qi == 0 or whole(qi) and qi >= 1 and qi <= NQ) then
+    return redis.error_reply('errands: reap: entry ' .. tostring(ARGV[i]) .. ' has name index '
+      .. tostring(ARGV[i + 3]))
+  end
+end
 local k = {jobs = KEYS[4], prio = KEYS[6], errors = KEYS[9], recov = KEYS[7], checkin = KEYS[17],
   cancelreq = KEYS[13], att = KEYS[16], uniqjob = KEYS[18], uniq = KEYS[19], uniqexp = KEYS[20],
   ended = KEYS[21], ckpt = KEYS[22], part = KEYS[31], hist = KEYS[28], histdata = KEYS[29], listening = KEYS[30],
