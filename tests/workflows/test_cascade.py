@@ -142,3 +142,24 @@ async def test_a_wide_fan_out_is_released_past_the_first_page(redis: Redis, name
     last_part = max(ran.index(run.job_id(f"c{i}")) for i in range(1_000))
     assert ran.index(run.job_id("merge")) > last_part
     await assert_invariants(redis, namespace, drained=True)
+
+
+async def test_the_acking_pool_continues_a_wide_fan_out_at_once(
+    redis: Redis, namespace: str
+) -> None:
+    """The pool whose ack left dependents on the work list continues them right after the ack,
+    not at its next requeuer pass (300 s away here)."""
+    wf = Workflow("wide", id="prompt")
+    root = wf.add("work", {}, id="root")
+    for i in range(1_000):
+        wf.add("work", {}, id=f"c{i}", after=[root])
+    ran: list[str] = []
+    pool = pool_for(redis, namespace, ran)
+    pool.poll_interval = 300.0
+    await pool.start()
+    try:
+        run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+        status = await run.wait(timeout=30)
+    finally:
+        await pool.stop()
+    assert status.status == "succeeded" and len(ran) == 1_001

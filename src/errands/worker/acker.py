@@ -16,6 +16,7 @@ from ..clock import Clock, to_ms
 from ..logfmt import job_extra
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Acked, Scripts
+from ..workflows.store import WorkflowScripts
 
 __all__ = ["Acker"]
 
@@ -34,6 +35,8 @@ class Acker:
         self._wake = False
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._walks: asyncio.Task[None] | None = None
+        self.workflows = WorkflowScripts(scripts.redis, scripts.keys)
         self.refused = 0
 
     def start(self) -> None:
@@ -83,6 +86,22 @@ class Acker:
             finally:
                 self.inflight = []
             self._log(batch, set(refused))
+            if any(a.job is not None and a.job.workflow_id for a in batch):
+                self._continue_walks()
+
+    def _continue_walks(self) -> None:
+        """An ack of workflow members may have left dependents on the work list (a member's end
+        walks 200 of them): continue them now, in the background, rather than at the next
+        requeuer pass (which continues whatever this leaves, also when this pool dies)."""
+        if self._walks is None or self._walks.done():
+            self._walks = asyncio.create_task(self._walk(), name="errands-workflow-walks")
+
+    async def _walk(self) -> None:
+        try:
+            await self.workflows.cascade_all()
+        except Exception as exc:  # the requeuer's next pass continues them
+            level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+            log.log(level, "continuing workflow walks failed (%r); the requeuer will", exc)
 
     def _log(self, batch: list[Acked], refused: set[str]) -> None:
         self.refused += len(refused)
@@ -104,8 +123,9 @@ class Acker:
         and stop. Returns how many were dropped."""
         dropped = len(self.pending) + len(self.inflight)
         self.pending = []
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._walks):
+            if task is not None:
+                task.cancel()
         return dropped
 
     async def close(self, timeout: float = 10.0) -> None:
@@ -124,4 +144,4 @@ class Acker:
             log.error(
                 "could not flush %d acks; the reaper will recover those jobs", len(self.pending)
             )
-        await cancel_and_wait([self._task])
+        await cancel_and_wait([t for t in (self._task, self._walks) if t is not None])

@@ -1,8 +1,9 @@
 -- wf_cascade: continue the walks of dependents left on the work list (see lib/workflows.lua):
 -- at most WF_STEP dependents and 100 work items per call, the oldest first; a walk that does
 -- not end goes back to the list where it stopped. A run that no longer runs has nothing left
--- to walk (every dependent ended: its item is dropped). Pools call it at each requeuer pass
--- (and drain), WorkflowRun.cancel after its batches, until it returns 0. A re-sent call
+-- to walk (every dependent ended: its item is dropped). A pool calls it after an ack of
+-- workflow members and at each requeuer pass (and drain), WorkflowRun.cancel after its
+-- batches, until it returns 0. A re-sent call
 -- continues the next part of the work, as the caller's next call would.
 -- KEYS[1] workflow_of   KEYS[2] workflows_work (ZSET)   KEYS[3] idle
 -- ARGV none
