@@ -8,6 +8,7 @@ from typing import Any
 from ..clock import Clock
 from ..store.keys import Keys
 from ..store.served import served_names
+from .history import PER_PAGE, history_count, history_page, throughput
 from .jobinfo import (
     HistoryEntry,
     JobInfo,
@@ -24,8 +25,6 @@ from .jobinfo import (
 from .limitsinfo import read_limits, waiting_reason
 from .records import read_done, record_of
 from .workflows import waiting_member
-
-PER_PAGE = 20
 
 
 def text(value: bytes | str) -> str:
@@ -323,15 +322,7 @@ class Inspection:
 
     async def history(self, page: int = 1, job_name: str | None = None) -> Page[HistoryEntry]:
         """Every finished, failed, dead and cancelled attempt, newest first."""
-        page = max(1, page)
-        key = self.keys.history_of(job_name) if job_name else self.keys.history
-        start = (page - 1) * PER_PAGE
-        total = int(await self.redis.zcard(key))
-        members = [text(m) for m in await self.redis.zrevrange(key, start, start + PER_PAGE - 1)]
-        raws = await self.redis.hmget(self.keys.history_data, members) if members else []
-        records = (record_of(r, m.rsplit(":", 1)[0]) for m, r in zip(members, raws, strict=True))
-        items = [e for e in (history_from_record(r) for r in records) if e]
-        return Page(items, total, page, PER_PAGE)
+        return await history_page(self.redis, self.keys, page, job_name)
 
     async def history_job(self, job_id: str, max_attempts: int = 100) -> list[HistoryEntry]:
         """The recorded attempts of one job, oldest first."""
@@ -358,8 +349,7 @@ class Inspection:
         return sorted(found)[:limit]
 
     async def history_count(self, job_name: str | None = None) -> int:
-        key = self.keys.history_of(job_name) if job_name else self.keys.history
-        return int(await self.redis.zcard(key))
+        return await history_count(self.redis, self.keys, job_name)
 
     async def stats(self) -> dict[str, int]:
         """Namespace-wide counters: ``processed``, ``failed`` (retried), ``dead``..."""
@@ -373,10 +363,4 @@ class Inspection:
         jobs that died). Counted with ZCOUNT over the history and the dead set, so it costs
         nothing on the hot path; attempts read 0 while pools run with ``history=False``."""
         end = (int(self.clock.now() if now is None else now) // 60 + 1) * 60_000
-        starts = [end - 60_000 * (minutes - i) for i in range(minutes)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for start in starts:
-                pipe.zcount(self.keys.history, start, f"({start + 60_000}")
-                pipe.zcount(self.keys.dead, start, f"({start + 60_000}")
-            raw = await pipe.execute()
-        return [(s / 1000, int(raw[2 * i]), int(raw[2 * i + 1])) for i, s in enumerate(starts)]
+        return await throughput(self.redis, self.keys, end, minutes)
