@@ -266,7 +266,7 @@ async def test_corrupt_history_and_pool_records_do_not_crash(env: Env) -> None:
     assert job is not None
     await env.pool.drain(timeout=5)
     await env.redis.hset(env.keys.history_data, "x:1", b"garbage")
-    await env.redis.zadd(env.keys.history, {"x:1": 1, "y:1": 2})
+    await env.redis.zadd(env.keys.history_of("ok"), {"x:1": 1, "y:1": 2})
     await env.redis.hset(env.keys.history_data, "y:1", b'{"status": 3, "job": [1], "attempt": "x"}')
     await env.redis.set(env.keys.done("z"), b'{"job": "nope"}')
     await env.redis.zadd(env.keys.pools, {"ghost": 1})

@@ -56,7 +56,8 @@ def resent(
 
 
 async def history(redis: Redis, keys: Keys, job_id: str) -> list[str]:
-    return sorted(m.decode() for m in await redis.zrange(keys.history, 0, -1) if job_id in str(m))
+    members = await redis.zrange(keys.history_of("sync"), 0, -1)
+    return sorted(m.decode() for m in members if job_id in str(m))
 
 
 async def test_an_update_resent_is_recorded_once(

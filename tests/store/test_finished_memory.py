@@ -156,7 +156,7 @@ async def test_records_of_the_previous_layout_are_read_and_trimmed_alike(
     record += b',"result":{"doubled":6},"started":%d,"finished":%d,"attempt":1}' % (now, now)
     await redis.set(k.done(old_id), record, px=86_400_000)
     await redis.hset(k.history_data, f"{old_id}:1", record)
-    await redis.zadd(k.history, {f"{old_id}:1": now})
+    await redis.zadd(k.history, {f"{old_id}:1": now})  # (the global index of old versions)
     await redis.zadd(k.history_of("ok"), {f"{old_id}:1": now})
     await redis.zadd(k.ended, {old_id: now})
     waiting = await env.enqueuer.enqueue("ok", {"x": 5})  # (its envelope is as it was)
@@ -175,4 +175,61 @@ async def test_records_of_the_previous_layout_are_read_and_trimmed_alike(
     assert again is not None and again.existed
     assert await waiting.result(timeout=1) == {"doubled": 10}
     assert await redis.get(k.done(waiting.id)) == b"1"
+    await assert_invariants(redis, namespace)
+
+
+# -- one index: the history of each job name; the listing of all merges them ---------------
+async def test_the_history_of_every_name_is_merged_newest_first(
+    redis: Redis, namespace: str
+) -> None:
+    env = ok_env(redis, namespace, history_max=30)
+
+    @env.pool.job("other")
+    async def other(job: Job) -> None:
+        return None
+
+    for i in range(25):
+        await env.enqueuer.enqueue("ok" if i % 3 else "other", {"x": i})
+        await env.pool.drain(timeout=5)
+        env.clock.advance(1)
+    assert await redis.exists(env.keys.history) == 0  # no global index is written
+    first, second = await env.client.history(1), await env.client.history(2)
+    assert (first.total, len(first.items), len(second.items)) == (25, 20, 5)
+    assert [h.args["x"] for h in first.items + second.items] == list(range(24, -1, -1))
+    assert await env.client.history_count() == 25
+    assert await env.client.history_count("other") == 9
+    per_name = await env.client.history(1, job_name="other")
+    assert [h.args["x"] for h in per_name.items] == list(range(24, -1, -3))
+    minutes = await env.client.throughput(minutes=2)
+    assert sum(done for _start, done, _dead in minutes) == 25
+    # six more: the oldest over both names go (history_max=30)
+    for i in range(25, 31):
+        await env.enqueuer.enqueue("other", {"x": i})
+    await env.pool.drain(timeout=5)
+    async with env.pool:
+        assert env.pool.requeuer is not None
+        await env.pool.requeuer.collect_garbage()
+    page = await env.client.history(2)
+    assert page.total == 30 and [h.args["x"] for h in page.items][-1] == 1
+    await assert_invariants(redis, namespace)
+
+
+async def test_the_global_index_of_older_versions_is_drained_by_the_trim(
+    redis: Redis, namespace: str
+) -> None:
+    env = ok_env(redis, namespace, history_max=2)
+    k, now = env.keys, int(env.clock.now() * 1000)
+    await redis.sadd(k.names, "ok")
+    for i in range(3):  # three attempts recorded by an older version: in both indexes
+        member = f"old{i}:1"
+        record = b'{"id":"old%d","status":"finished","job":{"n":"ok","a":{"x":%d},"t":1},' % (i, i)
+        await redis.hset(k.history_data, member, record + b'"result":null,"attempt":1}')
+        await redis.zadd(k.history, {member: now + i})
+        await redis.zadd(k.history_of("ok"), {member: now + i})
+    assert [h.id for h in (await env.client.history()).items] == ["old2", "old1", "old0"]
+    async with env.pool:
+        assert env.pool.requeuer is not None
+        await env.pool.requeuer.collect_garbage()
+    assert [h.id for h in (await env.client.history()).items] == ["old2", "old1"]
+    assert {m.decode() for m in await redis.zrange(k.history, 0, -1)} == {"old1:1", "old2:1"}
     await assert_invariants(redis, namespace)

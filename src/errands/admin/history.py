@@ -1,7 +1,13 @@
-"""The attempt history as the Client reads it: pages, counts, attempts per minute."""
+"""The attempt history as the Client reads it: pages, counts, attempts per minute.
+
+The history of each job name (``hist:<name>``) is the index; the listing of every name merges
+them (versions before issue 15 also kept a global index, ``hist``: its entries are in the
+histories of their names too, and the trim drains it)."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from typing import Any
 
 from ..store.keys import Keys
@@ -17,24 +23,39 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+async def _indexes(redis: Any, keys: Keys, job_name: str | None) -> list[str]:
+    if job_name:
+        return [keys.history_of(job_name)]
+    return [keys.history_of(_text(n)) for n in sorted(await redis.smembers(keys.names))]
+
+
 async def history_page(
     redis: Any, keys: Keys, page: int, job_name: str | None
 ) -> Page[HistoryEntry]:
-    """Page ``page`` (from 1) of the attempts, of one job name or of all, newest first."""
+    """Page ``page`` (from 1) of the attempts, of one job name or of all, newest first (a
+    page of all costs a read of ``page`` x 20 entries of each job name's history)."""
     page = max(1, page)
-    key = keys.history_of(job_name) if job_name else keys.history
-    start = (page - 1) * PER_PAGE
-    total = int(await redis.zcard(key))
-    members = [_text(m) for m in await redis.zrevrange(key, start, start + PER_PAGE - 1)]
+    start, end = (page - 1) * PER_PAGE, page * PER_PAGE
+    indexes = await _indexes(redis, keys, job_name)
+    first = start if len(indexes) == 1 else 0  # one index: read the page alone
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in indexes:
+            pipe.zcard(key)
+            pipe.zrevrange(key, first, end - 1, withscores=True)
+        raw = await pipe.execute()
+    newest = heapq.merge(*raw[1::2], key=lambda pair: (pair[1], pair[0]), reverse=True)
+    members = [_text(m) for m, _s in itertools.islice(newest, start - first, end - first)]
     raws = await redis.hmget(keys.history_data, members) if members else []
     records = (record_of(r, m.rsplit(":", 1)[0]) for m, r in zip(members, raws, strict=True))
     items = [e for e in (history_from_record(r) for r in records) if e]
-    return Page(items, total, page, PER_PAGE)
+    return Page(items, sum(raw[0::2]), page, PER_PAGE)
 
 
 async def history_count(redis: Any, keys: Keys, job_name: str | None) -> int:
-    key = keys.history_of(job_name) if job_name else keys.history
-    return int(await redis.zcard(key))
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in await _indexes(redis, keys, job_name):
+            pipe.zcard(key)
+        return sum(await pipe.execute())
 
 
 async def throughput(
@@ -43,9 +64,15 @@ async def throughput(
     """(minute start, attempts that ended, jobs that died) for each of the ``minutes`` minutes
     before ``end`` (ms), oldest first."""
     starts = [end - 60_000 * (minutes - i) for i in range(minutes)]
+    indexes = await _indexes(redis, keys, None)
     async with redis.pipeline(transaction=False) as pipe:
         for start in starts:
-            pipe.zcount(keys.history, start, f"({start + 60_000}")
             pipe.zcount(keys.dead, start, f"({start + 60_000}")
+            for key in indexes:
+                pipe.zcount(key, start, f"({start + 60_000}")
         raw = await pipe.execute()
-    return [(s / 1000, int(raw[2 * i]), int(raw[2 * i + 1])) for i, s in enumerate(starts)]
+    step = 1 + len(indexes)
+    return [
+        (s / 1000, sum(raw[i * step + 1 : (i + 1) * step]), int(raw[i * step]))
+        for i, s in enumerate(starts)
+    ]

@@ -4,6 +4,7 @@ moving due jobs onto their queues. Also releases expired unique locks."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -114,13 +115,21 @@ class Requeuer:
 async def trim_history(
     scripts: Scripts, names: Sequence[str], older_than_ms: int, keep: int, limit: int = 1000
 ) -> int:
-    """Drop the oldest attempt records past ``older_than_ms`` or beyond the newest ``keep``, at
-    most ``limit``; returns how many were chosen (lua/trim_history.lua)."""
+    """Drop the oldest attempt records past ``older_than_ms`` or beyond the newest ``keep``
+    over every job name's history (and the global index of versions before issue 15), at most
+    ``limit``; returns how many were chosen (lua/trim_history.lua)."""
     redis: Any = scripts.redis  # (its stubs give unions for every reply)
-    key = scripts.keys.history
-    old = list(await redis.zrangebyscore(key, "-inf", f"({older_than_ms}", start=0, num=limit))
-    excess = min(await redis.zcard(key) - len(old) - keep, limit - len(old))
-    if excess > 0:
-        old += await redis.zrange(key, len(old), len(old) + excess - 1)
-    members = [m.decode() if isinstance(m, bytes) else str(m) for m in old]
+    k = scripts.keys
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in (k.history, *(k.history_of(n) for n in names)):
+            pipe.zcard(key)
+            pipe.zrange(key, 0, limit - 1, withscores=True)
+        raw = await pipe.execute()
+    excess = sum(raw[2::2]) - keep  # (the global index repeats the others' entries)
+    chosen: dict[Any, None] = {}
+    for member, score in heapq.merge(*raw[1::2], key=lambda pair: pair[1]):
+        if len(chosen) >= limit or (len(chosen) >= excess and score >= older_than_ms):
+            break
+        chosen[member] = None
+    members = [m.decode() if isinstance(m, bytes) else str(m) for m in chosen]
     return await scripts.trim_history(names, members) if members else 0

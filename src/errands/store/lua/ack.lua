@@ -5,7 +5,8 @@
 -- job whose attempt record is not this pool's attempt (taken back by a reaper, or fetched again
 -- since) is left alone, so nothing is decremented or recorded twice.
 -- KEYS[1] jobs   KEYS[2] running   KEYS[3] in_progress of this pool   KEYS[4] priorities
--- KEYS[5] recoveries   KEYS[6] stats   KEYS[7] idle   KEYS[8] history   KEYS[9] history_data
+-- KEYS[5] recoveries   KEYS[6] stats   KEYS[7] idle   KEYS[8] history (unused: the global index
+-- of versions before issue 15; the history of each job name is the index)   KEYS[9] history_data
 -- KEYS[10] checkins   KEYS[11] listening   KEYS[12] errors   KEYS[13] cancel requests
 -- KEYS[14] attempts   KEYS[15] unique_of_job   KEYS[16] unique   KEYS[17] unique_expiry
 -- KEYS[18] ended   KEYS[19] checkpoints   KEYS[20] dedup   KEYS[21] dedup_of_job
@@ -86,7 +87,6 @@ for j = 0, n - 1 do
         local hk = id .. ':' .. ARGV[o + 6]
         if henv == '' then henv = env end
         redis.call('HSET', KEYS[9], hk, record(henv))
-        redis.call('ZADD', KEYS[8], now, hk)
         redis.call('ZADD', KEYS[B + n + tonumber(ARGV[o + 2])], now, hk)
       end
     end

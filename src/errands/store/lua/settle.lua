@@ -5,7 +5,7 @@
 -- KEYS[5] recoveries   KEYS[6] errors   KEYS[7] stats   KEYS[8] seq   KEYS[9] idle
 -- KEYS[10] target: retry set (retry), scheduled set (later), dead set (dead), queue (requeue),
 --          cancelled set (cancelled)
--- KEYS[11] history   KEYS[12] history_data   KEYS[13] history of the job name
+-- KEYS[11] history (unused since issue 15)   KEYS[12] history_data   KEYS[13] history of the job name
 -- KEYS[14] done record of the job   KEYS[15] listening   KEYS[16] checkins
 -- KEYS[17] cancel requests   KEYS[18] cancelled set   KEYS[19] attempts   KEYS[20] unique_of_job
 -- KEYS[21] unique   KEYS[22] unique_expiry   KEYS[23] ended   KEYS[24] checkpoints
@@ -167,7 +167,6 @@ if mode == 'retry' or mode == 'dead' or mode == 'drop' or mode == 'cancelled' th
     local hk = id .. ':' .. ARGV[12]
     local henv = ARGV[20] or ''
     redis.call('HSET', KEYS[12], hk, henv == '' and record or record_of(henv))
-    redis.call('ZADD', KEYS[11], ARGV[11], hk)
     redis.call('ZADD', KEYS[13], ARGV[11], hk)
   end
   if mode == 'cancelled' and tonumber(ARGV[15]) > 0 then

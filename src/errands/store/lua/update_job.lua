@@ -3,7 +3,7 @@
 -- the job is still in `source` and its envelope is still the one read before (else 0: the
 -- caller reads again). A queued job keeps its place among the jobs of its new priority.
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] source set (queue, scheduled, retry or dead)
--- KEYS[4] history   KEYS[5] history_data   KEYS[6] history of the job name
+-- KEYS[4] history (unused since issue 15)   KEYS[5] history_data   KEYS[6] history of the job name
 -- KEYS[7] partitions   KEYS[8] seq   KEYS[9] partition queue of the job name   KEYS[10] its
 -- partitions ready (a queued job of a partition is indexed anew, see lib/limits.lua)
 -- ARGV[1] job id   ARGV[2] envelope read before   ARGV[3] new envelope
@@ -45,6 +45,5 @@ if prio then
   end
 end
 redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
-redis.call('ZADD', KEYS[4], ARGV[8], ARGV[6])
 redis.call('ZADD', KEYS[6], ARGV[8], ARGV[6])
 return 1

@@ -79,7 +79,7 @@ end
 
 -- an ending outside a settle or an ack: its history record (`status`, attempt from the
 -- envelope; none when `history` is false or the envelope is not a JSON job) and its event
--- (while someone listens; `extra` is appended to the event's JSON). Keys and channel in `k`: hist, histdata, listening, events;
+-- (while someone listens; `extra` is appended to the event's JSON). Keys and channel in `k`: histdata, listening, events;
 -- `histname` is the history of the job's name. `env` is the stored envelope.
 local function record_end(k, histname, id, name, status, env, err, now, history, extra)
   local attempt = 0
@@ -91,7 +91,6 @@ local function record_end(k, histname, id, name, status, env, err, now, history,
     redis.call('HSET', k.histdata, hk, '{"id":"' .. id .. '","status":"' .. status .. '","job":'
       .. env .. ',"error":' .. (err or 'null') .. ',"started":null,"finished":' .. now
       .. ',"attempt":' .. attempt .. '}')
-    redis.call('ZADD', k.hist, now, hk)
     redis.call('ZADD', histname, now, hk)
   end
   if redis.call('EXISTS', k.listening) == 1 then
