@@ -156,3 +156,16 @@ async def test_a_run_meeting_a_queue_of_another_type_writes_nothing(
         await client.run_schedule_now("nightly")
     assert await snapshot(redis, namespace) == before
     await redis.delete(keys.queue("tick"))
+
+
+async def test_a_registration_with_a_name_but_no_definition_writes_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """A name without its definition (ARGV one short) failed after the names before it were
+    registered."""
+    keys = Keys(namespace)
+    store = ScheduleStore(redis, keys)
+    args = [2_000, 60_000, "tick", make_periodic("@every 1m", "tick").to_json(), "tock"]
+    with pytest.raises(ResponseError, match="errands: schedule_register: "):
+        await store._register(keys=[keys.code_schedules, keys.code_schedules_live], args=args)
+    assert await snapshot(redis, namespace) == {}

@@ -13,6 +13,10 @@
 -- reports the name newly registered again. (Another call at the very same ms would report it
 -- too: its pool only looks at the schedule's state at once.)
 local now = tonumber(ARGV[1])
+if not now or not tonumber(ARGV[2]) or #ARGV % 2 ~= 0 then  -- checked before the first write
+  return redis.error_reply('errands: schedule_register: now, live ms, then a name and a'
+    .. ' definition per schedule (' .. #ARGV .. ' arguments)')
+end
 local until_ms = now + tonumber(ARGV[2])
 local reply = {0}
 for i = 3, #ARGV, 2 do
