@@ -5,6 +5,7 @@ costs each script call at most a few hundred dependents; the rest waits on the w
 
 from __future__ import annotations
 
+import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, NonRetryableError, WorkerPool, Workflow
@@ -111,6 +112,12 @@ async def test_a_walk_left_by_a_dead_pool_is_finished_by_another(
     assert await Scripts(redis, keys).cancel(run.job_id("root"), "work", 1, 60_000) == "cancelled"
     assert await redis.zcard(keys.workflows_work) > 0  # as the dead pool left it
     assert (await run.status()).status == "running"
+    await assert_invariants(redis, namespace)  # mid-walk, consistent
+    items = await redis.zrange(keys.workflows_work, 0, -1, withscores=True)
+    await redis.delete(keys.workflows_work)  # the checker sees a walk lost...
+    with pytest.raises(AssertionError, match="ended and no walk of its dependents is left"):
+        await assert_invariants(redis, namespace)
+    await redis.zadd(keys.workflows_work, dict(items))  # ...put back
     ran: list[str] = []
     await pool_for(redis, namespace, ran).drain(timeout=60)
     status = await run.wait(timeout=10)

@@ -2,7 +2,8 @@
 
 * a running run: its keys carry no TTL; every open member is either waiting for its
   dependencies (its envelope in the run, at least one edge left to wait on) or released (a live
-  job, waiting or running), and has its membership (``wfof``); nothing stranded;
+  job, waiting or running), and has its membership (``wfof``); nothing stranded: an edge left
+  from a member that ended has that member's walk on the work list (``wfwork``);
 * a finished run: nothing open, nothing waiting, no edge left, and every key carries a TTL;
 * every membership names a running run in which the member is open;
 * the indexes of runs: every run is listed; a listed run exists, or its linger is over (it
@@ -21,6 +22,15 @@ def _alive(s: Snapshot, job_id: str) -> bool:
     return job_id in s.envelopes and any(
         p not in ("dead", "cancelled") for p, _n in s.places.get(job_id, [])
     )
+
+
+def _walks(s: Snapshot) -> dict[str, set[str]]:
+    """run id -> members whose dependents are still to walk (``wfwork``)."""
+    out: dict[str, set[str]] = {}
+    for item in s.zsets["workflows_work"]:
+        _status, node, _cursor, run_id = item.split(" ", 3)
+        out.setdefault(run_id, set()).add(node)
+    return out
 
 
 def _check_run(s: Snapshot, run_id: str) -> list[Violation]:
@@ -56,6 +66,11 @@ def _check_run(s: Snapshot, run_id: str) -> list[Violation]:
         for node in sorted(n for n in r.env if not n.startswith("!")):
             if node not in r.open:
                 bad(f"envelope of member {node}, which is not open")
+        walking = _walks(s).get(run_id, set())
+        for edge in sorted(r.in_edges):
+            parent = edge.partition("<")[2]
+            if parent not in r.open and parent not in walking:
+                bad(f"edge {edge}: {parent} ended and no walk of its dependents is left")
     else:
         if r.open or r.in_edges or r.env:
             bad(f"{status} run with open {sorted(r.open)[:5]}, edges or envelopes left")
