@@ -278,8 +278,6 @@ class Enqueuer(WorkflowEnqueue):
             return None
         await self._check_served([stored.name])
         if dedup is not None:
-            if stored.partition is not None and dedup.rerun_latest:
-                raise ValueError("a job with a partition cannot be a rerun_latest dedup (yet)")
             await self._call(store_deduplicated(self.scripts, stored, self._encode(stored), dedup))
         else:
             row = self._row(1, stored)

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from errands import Dedup, Enqueuer
 from errands.clock import to_ms
 from errands.store.keys import Keys
-from errands.store.scripts import Scripts
+from errands.store.scripts import Acked, Scripts
 from tests.support.invariants import assert_invariants
 
 SPEC = {"sync": "c=1"}  # one job of each partition at a time
@@ -94,8 +94,31 @@ async def test_a_debounced_scheduled_job_keeps_its_partition_when_queued(
     await assert_invariants(redis, namespace)
 
 
-async def test_rerun_latest_with_a_partition_is_refused(enqueuer: Enqueuer) -> None:
-    with pytest.raises(ValueError, match="rerun_latest"):
-        await enqueuer.enqueue(
-            "sync", {}, dedup=Dedup("k", until="finished", rerun_latest=True), partition="a"
-        )
+async def test_a_rerun_is_indexed_in_its_partition_when_the_holder_ends(
+    redis: Redis, namespace: str, enqueuer: Enqueuer
+) -> None:
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    latest = Dedup("k", until="finished", rerun_latest=True)
+    holder = await enqueuer.enqueue("sync", {"v": 1}, dedup=latest, partition="a")
+    assert holder is not None
+    now = to_ms(enqueuer.clock.now())
+    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
+    got = await scripts.fetch("p", now, 10, [("sync", 0)], specs=SPEC)
+    assert [f.id for f in got] == [holder.id]  # running: a request now waits as its rerun
+    rerun = await enqueuer.enqueue("sync", {"v": 2}, dedup=latest, partition="a")
+    assert rerun is not None and rerun.dedup is not None
+    assert rerun.dedup.status == "rerun_queued"
+    again = await enqueuer.enqueue("sync", {"v": 3}, dedup=latest, partition="b")
+    assert again is not None and again.id == rerun.id  # the latest envelope, its partition
+    assert await redis.hget(keys.partitions, rerun.id) == b"b"
+    await assert_invariants(redis, namespace)
+    done = [Acked(f.id, "sync", b"null", now, 0, 1, f.token) for f in got]
+    assert await scripts.ack("p", done, False, now, False) == []
+    # the holder's end queued the rerun (ack.lua, lib/dedup): indexed under partition b
+    assert await redis.zscore(keys.queue("sync"), rerun.id) is not None
+    await assert_invariants(redis, namespace)
+    busy = await enqueuer.enqueue("sync", {}, partition="b")
+    assert busy is not None
+    got = await scripts.fetch("p", now, 10, [("sync", 0)], specs=SPEC)
+    assert [f.id for f in got] == [rerun.id]  # b's one slot: its queued jobs one at a time

@@ -10,16 +10,16 @@
 -- ARGV[1] wake channel   ARGV[2] name   ARGV[3] id   ARGV[4] envelope   ARGV[5] priority
 -- ARGV[6] due ms (0 = now)   ARGV[7] mode (s d f r t)   ARGV[8] dedup key
 -- ARGV[9] window ms (t: at least 1)   ARGV[10] events channel   ARGV[11] partition ('' =
---         none; not with mode r). The job that carries the request has the request's
---         partition (a waiting job that took its envelope too), indexed as enqueue.lua does.
+--         none). The job that carries the request has the request's partition (a waiting job
+--         or rerun that took its envelope too), indexed as enqueue.lua does once queued.
 -- Returns {outcome, id of the job that carries the request, id of the job holding the key}:
 -- {'enqueued', id, id} (stored; also for a re-sent call that finds this very job stored),
 -- {'existed', id, ''} (the id is taken by another job or ended recently: nothing stored),
 -- {'dropped', holder, holder}, {'replaced', holder, holder} (the waiting holder took this
 -- envelope), {'rerun_queued', rerun, holder} (the rerun waiting for the running holder, new
 -- or existing, took this envelope).
--- A bad argument (mode, priority, due time, a throttle window under 1 ms, a partition with
--- mode r) or a key of another type fails the call before its first write.
+-- A bad argument (mode, priority, due time, a throttle window under 1 ms) or a key of another
+-- type fails the call before its first write.
 --@include dedup
 --@include limits
 local id, mode, key = ARGV[3], ARGV[7], ARGV[8]
@@ -41,9 +41,6 @@ if mode == 't' and not (window and window >= 1 and window == math.floor(window))
   return refuse('a throttle window must be a whole number of ms, at least 1', ARGV[9])
 end
 local partition = ARGV[11] or ''
-if partition ~= '' and mode == 'r' then
-  return refuse('a job with a partition cannot be a rerun_latest dedup (yet)', partition)
-end
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', false,
   'HLEN', 'HLEN', 'GET', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}
 for j = 1, #KEYS do
@@ -93,8 +90,8 @@ local a = {id = id, env = ARGV[4], prio = prio, due = due, queue = KEYS[6], sche
   name = ARGV[2], names = KEYS[4]}
 local outcome, carrier, holder = dedup_admit(d, mode, key, a)
 if outcome then
-  if outcome == 'replaced' then
-    partition_of(carrier)
+  if outcome == 'replaced' or outcome == 'rerun_queued' then
+    partition_of(carrier)  -- (a rerun is indexed when the holder's end queues it: lib/dedup)
   end
   return {outcome, carrier, holder or carrier}
 end

@@ -25,6 +25,24 @@ local function dedup_enqueue(d, id, queue)
   end
 end
 
+-- a rerun enqueued with a partition (its `part` field) is indexed by it as it goes on `queue`,
+-- as lib/limits.lua's lim_queued does (the same entry, and a turn for its partition). Its keys
+-- are built from the prefix of the declared dedup key, as lib/workflows.lua builds a released
+-- member's: all under the namespace's hash tag, so in the slot of the script's keys.
+local function dedup_index(d, id, queue)
+  local P = string.sub(d.dedup, 1, #d.dedup - 5)  -- "<prefix>dedup"
+  local part = redis.call('HGET', P .. 'part', id)
+  if not part or string.sub(queue, 1, #P + 2) ~= P .. 'q:' then
+    return
+  end
+  local name = string.sub(queue, #P + 3)  -- "<prefix>q:<name>"
+  local score = string.format('%016.0f', tonumber(redis.call('ZSCORE', queue, id)) + 4503599627370496)
+  redis.call('ZADD', P .. 'pq:' .. name, 0, part .. '\0' .. score .. '\0' .. id)
+  if not redis.call('ZSCORE', P .. 'pready:' .. name, part) then
+    redis.call('ZADD', P .. 'pready:' .. name, redis.call('INCR', P .. 'seq'), part)
+  end
+end
+
 -- the rerun waiting for `key` (if any and if `queue` is known) becomes its owner and goes on
 -- `queue`; returns its id, or false
 local function dedup_promote(d, key, queue)
@@ -36,6 +54,7 @@ local function dedup_promote(d, key, queue)
     redis.call('HSET', d.dedup, key, nxt)
     redis.call('HSET', d.dedupjob, nxt, 'r' .. key)
     dedup_enqueue(d, nxt, queue)
+    dedup_index(d, nxt, queue)
     return nxt
   end
   redis.call('HDEL', d.dedupjob, nxt)
