@@ -16,14 +16,16 @@ local function lim_entry(p, score, id)
   return p .. '\0' .. string.format('%016.0f', score + LIM_OFFSET) .. '\0' .. id
 end
 
--- the first ready job of partition p: its index entry, id and queue score (nil when none)
-local function lim_head(pq, p)
-  local e = redis.call('ZRANGEBYLEX', pq, '[' .. p .. '\0', '(' .. p .. '\1', 'LIMIT', 0, 1)[1]
+-- the first ready job of partition p: its index entry, id and queue score (nil when none);
+-- with n = 2 also whether another entry follows it
+local function lim_head(pq, p, n)
+  local es = redis.call('ZRANGEBYLEX', pq, '[' .. p .. '\0', '(' .. p .. '\1', 'LIMIT', 0, n or 1)
+  local e = es[1]
   if not e then
     return nil
   end
   local s = #p + 2
-  return e, string.sub(e, s + 17), tonumber(string.sub(e, s, s + 15)) - LIM_OFFSET
+  return e, string.sub(e, s + 17), tonumber(string.sub(e, s, s + 15)) - LIM_OFFSET, es[2] ~= nil
 end
 
 -- partition p joins the turns, behind the others (kept at its place when already there)
@@ -224,13 +226,23 @@ local function lim_serve(P, L, room, now, runnable, take, note)
   for _, r in ipairs(L.R) do
     per = math.max(per, r[2])
   end
+  -- the turns in order: each partition looked at leaves the front (drained, held back, or to
+  -- the back with a later turn), so the next ones are those read ahead, until they run out
+  local front, f = {}, 1
+  -- turns for the partitions sent to the back, taken from `seq` a block at a time
+  local turn, turns_left = 0, 0
+  local gone = {}  -- queue entries taken or dropped here, removed from the queue in one call
   while got < room and budget > 0 do
     budget = budget - 1
-    local p = redis.call('ZRANGE', P.pready, 0, 0)[1]
+    if f > #front then
+      front, f = redis.call('ZRANGE', P.pready, 0, room - got - 1), 1
+    end
+    local p = front[f]
+    f = f + 1
     if not p then
       break
     end
-    local e, id, score = lim_head(P.pq, p)
+    local e, id, score, more = lim_head(P.pq, p, 2)
     if not e then
       redis.call('ZREM', P.pready, p)  -- drained
     else
@@ -243,8 +255,9 @@ local function lim_serve(P, L, room, now, runnable, take, note)
         -- plain fetch drops such queue entries
         redis.call('ZREM', P.pq, e)
         if queued then
-          redis.call('ZREM', P.q, id)
+          gone[#gone + 1] = id
         end
+        f = f - 1  -- the partition stays at the front: look at it again
       elseif L.pc > 0 and tonumber(redis.call('HGET', P.prun, p) or '0') >= L.pc then
         redis.call('ZREM', P.pready, p)  -- busy: lim_release gives it a turn again
       else
@@ -254,15 +267,20 @@ local function lim_serve(P, L, room, now, runnable, take, note)
           redis.call('ZADD', P.pwait, free, p)
           note(free)
         else
-          redis.call('ZREM', P.q, id)
+          gone[#gone + 1] = id
           redis.call('ZREM', P.pq, e)
           take(id, env, score)
           redis.call('HINCRBY', P.prun, p, 1)
           for _, r in ipairs(L.R) do
             lim_started(P, r[2] .. ':' .. p, r[1], r[2], now, 1)
           end
-          if lim_head(P.pq, p) then
-            redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)  -- to the back
+          if more then
+            if turns_left == 0 then
+              turns_left = room - got
+              turn = redis.call('INCRBY', P.seq, turns_left) - turns_left
+            end
+            turn, turns_left = turn + 1, turns_left - 1
+            redis.call('ZADD', P.pready, turn, p)  -- to the back
           else
             redis.call('ZREM', P.pready, p)  -- drained: nothing of it stays behind
           end
@@ -270,6 +288,9 @@ local function lim_serve(P, L, room, now, runnable, take, note)
         end
       end
     end
+  end
+  if #gone > 0 then
+    redis.call('ZREM', P.q, unpack(gone))
   end
   local head = redis.call('ZRANGE', P.pwait, 0, 0, 'WITHSCORES')
   if head[2] then
