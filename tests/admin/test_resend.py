@@ -254,3 +254,33 @@ async def test_a_cancel_with_a_bad_number_writes_nothing(
     assert await redis.zcard(keys.cancelled) == 0
     assert "errands: cancel" in str(raised.value)
     await assert_invariants(redis, namespace)
+
+
+async def test_a_destroy_resent_says_destroyed(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """The re-send found no trace of the job (its first call removed them all) and said
+    ``unknown``: Client.destroy returned False."""
+    job_id = await dead_job(redis, enqueuer)
+    with resent(client.scripts, "destroy") as firsts:
+        assert await client.destroy(job_id)
+    assert firsts == [b"destroyed"]
+    assert await client.job(job_id) is None
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_delete_resent_says_deleted(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """The re-send found the job out of the dead set (its first call deleted it) and answered
+    0: delete_dead_job returned False."""
+    job_id = await dead_job(redis, enqueuer)
+    with resent(client.scripts, "move") as firsts:
+        assert await client.delete_dead_job(job_id)
+    assert firsts == [1]
+    assert [h.status for h in await client.history_job(job_id)] == ["deleted"]
+    assert not await client.delete_dead_job(job_id)  # (a later call: nothing to delete)
+    assert not await client.delete_dead_job("nope")
+    queued = await enqueuer.enqueue("sync", {"n": 2})
+    assert queued is not None and not await client.delete_dead_job(queued.id)
+    await assert_invariants(redis, namespace)

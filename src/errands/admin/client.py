@@ -161,7 +161,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
             return False
         # (a corrupt job found in a job name's set has that name; one found nowhere has "?")
         last = info.previous_attempts + info.fails + 2
-        return await self.scripts.destroy(job_id, info.name, last, info.edits) != "unknown"
+        call = os.urandom(8).hex()  # (its re-send answers as the first: lua/destroy.lua)
+        return await self.scripts.destroy(job_id, info.name, last, info.edits, call) != "unknown"
 
     async def reschedule(self, job_id: str, at: datetime | float) -> bool:
         """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
@@ -296,8 +297,10 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
         the deletion in its history and publishes it (event ``deleted``)."""
         info = await self.job(job_id)
         name = info.name if info is not None else "?"  # an entry without its job
-        now_ms = to_ms(self.clock.now())
-        return await self.scripts.move(job_id, name, source(name), "delete", now_ms=now_ms)
+        now_ms, call = to_ms(self.clock.now()), os.urandom(8).hex()  # (call: see lua/move.lua)
+        return await self.scripts.move(
+            job_id, name, source(name), "delete", now_ms=now_ms, call=call
+        )
 
     async def retry_all_dead_jobs(self) -> int:
         """Queue again, once each, the jobs in the dead set now (those that die again meanwhile

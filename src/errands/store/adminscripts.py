@@ -33,12 +33,14 @@ class AdminScripts:
         now_ms: int = 0,
         afresh: bool = True,
         expected: bytes = b"",
+        call: str = "",
     ) -> bool:
         """Move a waiting job out of ``source``: onto its queue, into its scheduled set, or
         delete it (mode ``queue``, ``schedule``, ``delete``; a deletion is recorded in the
         history of ``name`` at ``now_ms``). A new ``envelope`` replaces the stored one;
         ``afresh`` also drops the job's last error and recovery count; with ``expected`` (the
-        envelope the new one was made from) nothing moves if the stored one differs."""
+        envelope the new one was made from) nothing moves if the stored one differs. ``call``:
+        a token of this call (a delete's re-send answers from it)."""
         k = self.keys
         target = k.scheduled(name) if mode == "schedule" else k.queue(name)
         keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
@@ -47,6 +49,8 @@ class AdminScripts:
         keys += (k.history_of(name), k.listening, k.checkpoints, k.dedup, k.dedup_of_job)
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.partitions)
         keys += (k.partition_queue(name), k.partitions_ready(name))
+        if call and mode == "delete":
+            keys.append(k.reply(call))
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
         args += (now_ms, "1" if afresh else "0", expected)
         return bool(await self._call("move", keys, args))
@@ -65,9 +69,12 @@ class AdminScripts:
         result = await self._call("cancel", keys, args)
         return result.decode() if isinstance(result, bytes) else str(result)
 
-    async def destroy(self, id: str, name: str, attempts: int, edits: int = 0) -> str:
+    async def destroy(
+        self, id: str, name: str, attempts: int, edits: int = 0, call: str = ""
+    ) -> str:
         """Remove every trace of a job (see lua/destroy.lua): ``destroyed``, ``running`` (its
-        pool was asked to drop it) or ``unknown``."""
+        pool was asked to drop it) or ``unknown``; ``call``: a token of this call, by which its
+        re-send answers as the first."""
         k = self.keys
         keys = [k.jobs, k.priorities, k.errors, k.recoveries, k.checkins, k.cancel_requests]
         keys += (k.attempts, k.unique_of_job, k.unique, k.unique_expiry, k.ended)
@@ -75,6 +82,8 @@ class AdminScripts:
         keys += (k.done(id), k.history, k.history_data, k.history_of(name), k.listening)
         keys += (k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
         keys += (k.dedup_next, k.dedup_reruns, k.seq, k.idle, k.partitions)
+        if call:
+            keys.append(k.reply(call))
         args: list[Arg] = [id, name, k.control_channel, k.events_channel, attempts]
         args += (k.wake_channel, edits)
         result = await self._call("destroy", keys, args)

@@ -223,6 +223,10 @@ class Keys:
         """STRING with a TTL: the record (and result) of a finished or cancelled job."""
         return self.prefix + "done:" + _check_part("job id", job_id)
 
+    def reply(self, call: str) -> str:
+        """STRING, 10 min TTL: the reply of an admin call (destroy, delete), for its re-send."""
+        return self.prefix + "reply:" + _check_part("call", call)
+
     def metrics_minute(self, start: int | str) -> str:
         """HASH with a 2 h TTL: activity counters of the minute starting at ``start`` (epoch
         seconds): done, failed, dead, wait:<name> (ms), started:<name> (store/metrics.py)."""

@@ -34,7 +34,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",
         "schedule_state", "serves", "dedup_window", "workflow", "metrics_minute",
         "metrics_hour", "partition_queue", "partitions_ready", "partitions_waiting",
-        "partitions_running", "rate_log", "rate_expiry", "limiter",
+        "partitions_running", "rate_log", "rate_expiry", "limiter", "reply",
     ),
 }  # fmt: skip
 

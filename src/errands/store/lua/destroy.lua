@@ -11,15 +11,22 @@
 -- KEYS[25] workflow_of (see lib/workflows.lua)   KEYS[26] dedup_next
 -- KEYS[27] dedup_reruns (a dedup rerun waiting there is destroyed like a queued job)
 -- KEYS[28] seq   KEYS[29] idle   KEYS[30] partitions (see lib/limits.lua)
+-- KEYS[31] the reply key of this call (optional): its reply is kept there 10 minutes, and a
+--          re-sent call (redis-py, after a lost reply) gives it back, doing nothing
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] control channel   ARGV[4] events channel
 -- ARGV[5] attempts to erase from the history (0..n; n is at least what its envelope counts,
 --         at most 10,000)   ARGV[6] wake channel   ARGV[7] its edits to erase from the
 --         history ("<id>:e1"..; Client.update_job), at most 1,000
--- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found).
+-- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found). A
+-- re-sent call answers as its first (with KEYS[31]: without it, 'unknown', no trace being left).
 --@include jobstate
 --@include dedup
 --@include workflows
 local id, name = ARGV[1], ARGV[2]
+local replied = KEYS[31] and redis.call('GET', KEYS[31])
+if replied then
+  return replied  -- a re-send: its first call did the work
+end
 local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[3], recov = KEYS[4], checkin = KEYS[5],
   cancelreq = KEYS[6], att = KEYS[7], uniqjob = KEYS[8], uniq = KEYS[9], uniqexp = KEYS[10],
   ended = KEYS[11], ckpt = KEYS[22], part = KEYS[30], hist = KEYS[18], histdata = KEYS[19],
@@ -75,5 +82,8 @@ if not found then
 end
 if status == 'destroyed' then
   record_end(k, KEYS[20], id, name, 'deleted', nil, nil, 0, false, ',"reason":"destroyed"')
+end
+if KEYS[31] then
+  redis.call('SET', KEYS[31], status, 'PX', 600000)
 end
 return status

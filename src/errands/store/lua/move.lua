@@ -10,6 +10,8 @@
 -- KEYS[22] dedup   KEYS[23] dedup_of_job   KEYS[24] workflow_of (see lib/workflows.lua)
 -- KEYS[25] dedup_next   KEYS[26] dedup_reruns   KEYS[27] partitions
 -- KEYS[28] partition queue of the job name   KEYS[29] its partitions ready (lib/limits.lua)
+-- KEYS[30] the reply key of this call (optional, for a delete): a deletion is noted there 10
+--          minutes, and a re-sent delete (no trace of the job being left) answers 1 from it
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
 -- ARGV[7] job name   ARGV[8] now ms   ARGV[9] '1': a new envelope starts afresh (its last error
@@ -35,6 +37,9 @@ if (mode == 'schedule' and not tonumber(ARGV[3])) or (mode == 'delete' and not t
   return redis.error_reply('errands: move: bad time for ' .. mode)
 end
 local expected = ARGV[10] or ''
+if mode == 'delete' and KEYS[30] and redis.call('GET', KEYS[30]) then
+  return 1  -- a re-sent delete: its first call deleted the job
+end
 
 -- the job is not where it was read: moved there by this call already (this is a re-send)? Its
 -- new envelope, made from the one read, is stored (or the job ran with it since and ended: its
@@ -91,6 +96,9 @@ if mode == 'delete' then
     dedup = KEYS[22], dedupjob = KEYS[23], next = KEYS[25], reruns = KEYS[26]}
   dedup_ended(d, id, KEYS[6])  -- (KEYS[6] is the job's queue for a delete)
   wf_end(KEYS[24], id, 'cancelled', nil)  -- a member deleted while it waited
+  if KEYS[30] then
+    redis.call('SET', KEYS[30], '1', 'PX', 600000)
+  end
 elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])
   local prio = tonumber(redis.call('HGET', KEYS[2], id) or '0')
