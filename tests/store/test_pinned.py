@@ -114,3 +114,14 @@ async def test_closing_the_client_under_a_held_connection_does_not_hang(
     await enqueuer.enqueue("a", {})
     assert isinstance(enqueuer._pinned.script._link if enqueuer._pinned else None, _Link)
     await asyncio.wait_for(client.aclose(), timeout=2)
+
+
+async def test_calls_made_before_the_first_connects_share_one_connection(
+    redis: Redis, redis_url: str
+) -> None:
+    client = Redis.from_url(redis_url)  # no connection yet: the first call has to connect
+    script = PinnedScript(client, await redis.script_load(ECHO))
+    await asyncio.gather(*(script(["k"], [f"v{i}"]) for i in range(20)))
+    assert len(client.connection_pool._in_use_connections) == 1
+    await script.aclose()
+    await client.aclose()

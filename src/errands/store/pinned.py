@@ -150,7 +150,8 @@ class _Link(asyncio.Protocol):
 
 class PinnedScript:
     """Calls the script ``sha`` on a connection of ``redis``'s pool held between calls.
-    Calls may overlap: their replies come back in the order they were sent."""
+    Calls may overlap when errands reads the replies (``_link``; they come back in the order
+    sent); on redis-py's reading the caller sends one at a time (the coalescer does)."""
 
     def __init__(self, redis: Redis, sha: str) -> None:
         self._pool = redis.connection_pool
@@ -159,12 +160,13 @@ class PinnedScript:
         self._link: _Link | None = None  # None: redis-py reads the replies (one call at a time)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
+        self._connecting: asyncio.Future[tuple[AbstractConnection, _Link | None]] | None = None
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         conn, link = self._conn, self._link
         if conn is None or self._loop is not asyncio.get_running_loop() or self._pid != os.getpid():
             # (after a fork the socket is the parent's: forget it, never close it)
-            conn, link = await self._connect()
+            conn, link = await self._connected()
         packed = self._pack(keys, args)
         try:
             if link is not None:
@@ -181,6 +183,14 @@ class PinnedScript:
         if isinstance(reply, ResponseError):
             raise reply
         return reply
+
+    async def _connected(self) -> tuple[AbstractConnection, _Link | None]:
+        """Connect; the calls that arrive meanwhile wait for the same connection."""
+        loop = asyncio.get_running_loop()
+        pending = self._connecting
+        if pending is None or pending.done() or pending.get_loop() is not loop:
+            pending = self._connecting = loop.create_task(self._connect())
+        return await asyncio.shield(pending)
 
     async def _connect(self) -> tuple[AbstractConnection, _Link | None]:
         self._conn = self._link = None
