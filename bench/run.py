@@ -74,6 +74,7 @@ SIZES = {  # jobs per workload: full run, --quick
 CONCURRENCY = 32
 CPU_US: dict[str, dict[str, float]] = {}  # library -> workload -> worker CPU µs per job (last run)
 WARMUP = 10  # enqueues before the timer starts; latency samples dropped from the front
+LATENCY_POOLS = 4  # worker processes listening on the latency workload's queue, all idle
 
 
 def log(msg: str) -> None:
@@ -209,11 +210,24 @@ class Lib:
 
 
 class WorkerProc:
-    """A worker subprocess whose JSON lines are read on a thread."""
+    """A worker subprocess whose JSON lines are read on a thread (``stream``: the worker
+    prints one line per stamp job and runs until stopped; its lines go to ``samples``, each
+    tagged ``"w": index``)."""
 
-    def __init__(self, lib: Lib, url: str, queue_name: str, job: str, n: int) -> None:
+    def __init__(
+        self,
+        lib: Lib,
+        url: str,
+        queue_name: str,
+        job: str,
+        n: int,
+        samples: "queue.Queue | None" = None,
+        index: int = 0,
+    ) -> None:
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in close())
         args = ["--job", job, "--n", str(n), "--concurrency", str(CONCURRENCY), *lib.extra]
+        if samples is not None:
+            args.append("--stream")
         self.proc = subprocess.Popen(
             lib.cmd("worker", url, queue_name, *args),
             env=lib.env,
@@ -222,13 +236,28 @@ class WorkerProc:
             text=True,
         )
         self.lines: queue.Queue = queue.Queue()
+        self.samples, self.index = samples, index
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
             if line.startswith("{"):
-                self.lines.put(json.loads(line))
+                msg = json.loads(line)
+                if self.samples is not None and "ms" in msg:
+                    self.samples.put({**msg, "w": self.index})
+                else:
+                    self.lines.put(msg)
         self.lines.put(None)  # EOF
+
+    def stop(self) -> None:
+        """SIGTERM (a streaming worker runs until stopped), then kill after 10 s."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
     def next(self, timeout: float) -> dict:
         try:
@@ -310,11 +339,16 @@ def memory(lib: Lib, r: PrivateRedis, n: int) -> tuple[float, float]:
 
 
 def latency(lib: Lib, r: PrivateRedis, n: int, pause: float) -> tuple[float, float]:
+    """Enqueue-to-start latency of paced single enqueues with LATENCY_POOLS worker processes
+    idle on the queue (each with CONCURRENCY slots): p50 and p99 over the N jobs."""
     r.flushall()
     q = qname(lib, "latency")
-    with WorkerProc(lib, r.url, q, "stamp", n + WARMUP) as w:
-        w.next(60)  # ready
-        time.sleep(1.0)  # let the pool go idle
+    samples: queue.Queue = queue.Queue()
+    workers = [WorkerProc(lib, r.url, q, "stamp", 0, samples, i) for i in range(LATENCY_POOLS)]
+    try:
+        for w in workers:
+            w.next(60)  # ready
+        time.sleep(1.0)  # let the pools go idle
         lib.run(
             "enqueue",
             r.url,
@@ -328,8 +362,21 @@ def latency(lib: Lib, r: PrivateRedis, n: int, pause: float) -> tuple[float, flo
             "--pause",
             str(pause),
         )
-        out = w.next(60)
-    lat = sorted(out["latencies_ms"][WARMUP:])  # arrival order; drop connection warm-up
+        got = []
+        deadline = time.monotonic() + 60
+        while len(got) < n + WARMUP:
+            try:
+                got.append(samples.get(timeout=max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                raise RuntimeError(f"latency: {len(got)} of {n + WARMUP} jobs started") from None
+    finally:
+        for w in workers:
+            w.stop()
+            w.stderr.close()
+    got.sort(key=lambda m: m["t"])  # enqueue order; drop the connection warm-up
+    by_pool = [sum(1 for m in got[WARMUP:] if m["w"] == i) for i in range(LATENCY_POOLS)]
+    log(f"  {lib.name} latency: jobs started per pool {by_pool}")
+    lat = sorted(m["ms"] for m in got[WARMUP:])
     return statistics.median(lat), lat[max(0, -(-99 * len(lat) // 100) - 1)]  # nearest rank
 
 

@@ -7,7 +7,8 @@ a worker. This module holds the rest of the protocol described in bench/README.m
 
 - the CLI (``enqueue`` / ``worker`` / ``version`` and their options) and ``main()``;
 - the JSON lines on stdout (``{"version"}``, ``{"n", "seconds"}``, ``{"ready"}``, then
-  ``{"n", "first_start", "last_done", "latencies_ms"}``);
+  ``{"n", "first_start", "last_done", "latencies_ms"}``; with ``worker --stream`` one
+  ``{"t", "ms"}`` per stamp job instead, until the harness stops the worker);
 - the job counters: first start, N-th finish, enqueue-to-start latency samples;
 - the timed enqueue loop (warm-up, serial / paced / 32 in flight / bulk).
 """
@@ -38,6 +39,7 @@ STATE: dict[str, Any] = {
     "lat": [],
     "cpu_first": None,  # process CPU time (user + system) at the first start and the N-th finish
     "cpu_last": None,
+    "stream": False,  # worker --stream: one JSON line per stamp job, run until stopped
 }
 DONE = asyncio.Event()  # set when the N-th job finishes (binds to the running loop on first use)
 
@@ -111,8 +113,13 @@ _IO = _Pipelined()
 
 
 def stamp_job(t: float) -> None:
-    """Body of the latency handler: ``t`` is the ``time.time()`` taken at enqueue."""
-    STATE["lat"].append((time.time() - t) * 1000)
+    """Body of the latency handler: ``t`` is the ``time.time()`` taken at enqueue. With
+    ``--stream`` the sample goes out at once as a line ``{"t": t, "ms": latency}`` (several
+    workers share the latency workload; the harness counts the lines of all of them)."""
+    ms = (time.time() - t) * 1000
+    STATE["lat"].append(ms)
+    if STATE["stream"]:
+        emit(t=t, ms=ms)
     _started()
     _finished()
 
@@ -167,7 +174,10 @@ def emit_ready() -> None:
 
 
 async def wait_done() -> None:
-    """Wait for the N-th job to finish, then print the worker's result line."""
+    """Wait for the N-th job to finish, then print the worker's result line; with ``--stream``
+    wait until the harness stops the process (each sample was printed when it was taken)."""
+    if STATE["stream"]:
+        await asyncio.Event().wait()
     await DONE.wait()
     emit(
         n=STATE["n"],
@@ -250,6 +260,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pause", type=float, default=0.005)
     p.add_argument("--warmup", type=int, default=0)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--stream", action="store_true", help="worker: print each stamp, run on")
     return p
 
 
@@ -278,5 +289,6 @@ def main(
         emit(version=version())
         return
     STATE["n"] = a.n
+    STATE["stream"] = a.stream
     _IO.url = a.url
     loop_run(enqueue(a) if a.cmd == "enqueue" else worker(a))
