@@ -53,7 +53,7 @@ def enqueue_request(
     keys_ = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.listening, k.ended, k.partitions]
     for name in names:
         keys_ += (k.queue(name), k.scheduled(name))
-        keys_ += (k.partition_queue(name), k.partitions_ready(name))
+        keys_ += (k.partition_queue(name), k.partitions_ready(name), k.idle_for(name))
     keys_ += [k.done(i) for i in ids]
     args: list[Arg] = [k.wake_channel, len(ids), k.events_channel, len(names), *names]
     args += ids

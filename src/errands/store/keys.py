@@ -117,8 +117,7 @@ class Keys:
 
     @property
     def dedup(self) -> str:
-        """HASH dedup key ("<job name>:<key>") -> id of the job owning it (``Dedup`` until
-        started or finished; see docs/dedup.md)."""
+        """HASH dedup key ("<job name>:<key>") -> id of the job owning it (docs/dedup.md)."""
         return self.prefix + "dedup"
 
     @property
@@ -128,19 +127,16 @@ class Keys:
 
     @property
     def dedup_next(self) -> str:
-        """HASH dedup key -> id of the rerun waiting for the key's owner to end
-        (``rerun_latest``)."""
+        """HASH dedup key -> id of the rerun waiting for its owner to end (``rerun_latest``)."""
         return self.prefix + "dedupnext"
 
     @property
     def dedup_reruns(self) -> str:
-        """ZSET job id -> time (ms) it started waiting: the reruns waiting for their key's owner
-        to end (their place until they are queued)."""
+        """ZSET job id -> time (ms) it began waiting: the reruns waiting for their key's owner."""
         return self.prefix + "dedupreruns"
 
     def dedup_window(self, key: str) -> str:
-        """STRING with a TTL: id of the job accepted in the current throttle window of a dedup
-        key ("<job name>:<key>")."""
+        """STRING with a TTL: the job accepted in the throttle window of a "<name>:<key>"."""
         return self.prefix + "dedupwin:" + _check_part("dedup key", key)
 
     @property
@@ -157,8 +153,7 @@ class Keys:
 
     @property
     def attempts(self) -> str:
-        """HASH job id -> "<pool id>:<token>": the attempt running the job now. Acks, settles
-        and check-ins are fenced on it."""
+        """HASH job id -> "<pool id>:<token>": the attempt running it (acks, settles are fenced)."""
         return self.prefix + "att"
 
     @property
@@ -168,14 +163,17 @@ class Keys:
 
     @property
     def ended(self) -> str:
-        """ZSET job id -> time (ms, Redis clock) the job's life ended: tombstones that make a
-        re-sent enqueue of the same id a no-op (bounded by age and count)."""
+        """ZSET job id -> time (ms) its life ended: tombstones (a re-sent enqueue adds nothing)."""
         return self.prefix + "ended"
 
     @property
     def idle(self) -> str:
-        """SET of pools waiting for work (enqueue publishes a wake-up only when non-empty)."""
+        """SET of pools waiting for work (broadcast wake-ups are published only when non-empty)."""
         return self.prefix + "idle"
+
+    def idle_for(self, name: str) -> str:
+        """ZSET pool id -> -deadline (ms): the idle pools serving ``name``; an enqueue wakes one."""
+        return self.prefix + "idle:" + _check_part("job name", name)
 
     @property
     def stats(self) -> str:
@@ -201,8 +199,7 @@ class Keys:
     @property
     def checkpoints(self) -> str:
         """HASH job id -> last checkpoint of an iterable job (JSON: cursor, items done, run
-        time): kept while the job has an envelope (waiting, running, dead, cancelled), forgotten
-        with it (see longwork/)."""
+        time): kept while the job has an envelope, forgotten with it (see longwork/)."""
         return self.prefix + "ckpt"
 
     @property
@@ -245,8 +242,7 @@ class Keys:
 
     @property
     def dashboard_revoked(self) -> str:
-        """ZSET session id -> expiry (ms) of dashboard sessions ended by ``/logout``; trimmed
-        of expired ids and given a TTL (the longest session) at every logout."""
+        """ZSET session id -> expiry (ms) of sessions ended by ``/logout`` (trimmed, with a TTL)."""
         return self.prefix + "dashrevoked"
 
     @property
@@ -266,8 +262,12 @@ class Keys:
 
     @property
     def wake_channel(self) -> str:
-        """Pub/sub channel on which idle pools are woken."""
+        """Pub/sub channel waking every idle pool (``pool_wake_channel``: one pool)."""
         return self.prefix + "wake"
+
+    def pool_wake_channel(self, pool_id: str) -> str:
+        """``wake_channel + ":" + pool id`` (so the Lua scripts build it too)."""
+        return self.wake_channel + ":" + pool_id
 
     # -- workflows (see workflows/ and lua/lib/workflows.lua) -----------------------------------
     @property

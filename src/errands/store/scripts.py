@@ -192,24 +192,26 @@ class Scripts(AdminScripts):
         suspects: int = 0,
         dead_timeout_ms: int = 10_000,
         specs: Mapping[str, str] | None = None,
+        idle_ms: int = 3_000,
     ) -> FetchResult | None:
         """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order),
         within the limits ``specs`` (name -> spec of limits/spec.py); with ``isolate``, at
         most one job recovered that many times from dead pools runs here (``suspects``: how
         many such jobs the pool runs now). Returns None when the pool's lease has expired (no
         heartbeat for ``dead_timeout_ms``: nothing fetched); raises :class:`LeaseLost` when
-        the pool is no longer registered."""
+        the pool is no longer registered. A pool that got fewer jobs than asked for is marked
+        idle for ``idle_ms`` (lib/wake.lua): it must fetch again within that while idle."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
         keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.recoveries)
         keys += (k.pools, k.attempts, k.attempt_seq, k.partitions, k.seq)
         keys += (k.dedup, k.dedup_of_job, k.scan_cursor)
         args: list[Arg] = [pool_id, now_ms, batch, k.events_channel, isolate, suspects]
-        args.append(dead_timeout_ms)
+        args += (dead_timeout_ms, k.wake_channel, idle_ms)
         for name, limit in queues:
             keys += (k.queue(name), k.partition_queue(name), k.partitions_ready(name))
             keys += (k.partitions_waiting(name), k.partitions_running(name))
-            keys += (k.rate_log(name), k.rate_expiry(name))
+            keys += (k.rate_log(name), k.rate_expiry(name), k.idle_for(name))
             args += (name, limit, (specs or {}).get(name, ""))
         flat = await self._call("fetch", keys, args)
         status = int(flat[0])
@@ -301,7 +303,7 @@ class Scripts(AdminScripts):
         keys = [k.priorities, k.seq, k.idle, k.partitions]
         for name in names:
             keys += (k.queue(name), k.scheduled(name), k.retry(name))
-            keys += (k.partition_queue(name), k.partitions_ready(name))
+            keys += (k.partition_queue(name), k.partitions_ready(name), k.idle_for(name))
         moved, earliest = await self._call("promote", keys, [now_ms, limit, k.wake_channel])
         return int(moved), int(earliest)
 
@@ -351,10 +353,11 @@ class Scripts(AdminScripts):
         seconds, micros = await self._call("time", [self.keys.pools], [])
         return int(seconds), int(micros)
 
-    async def deregister(self, pool_id: str) -> bool:
-        """Give up the lease of a pool that holds no job any more."""
+    async def deregister(self, pool_id: str, names: Sequence[str] = ()) -> bool:
+        """Give up the lease of a pool that holds no job any more (serving ``names``)."""
         k = self.keys
         keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.idle]
+        keys += (k.idle_for(name) for name in names)
         return bool(await self._call("deregister", keys, [pool_id]))
 
     async def dead_pools(self, dead_after_ms: int, limit: int = 100) -> list[str]:

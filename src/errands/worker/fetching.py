@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, to_ms
 from ..store.connection import REDIS_ERRORS
-from ..store.scripts import Fetched, LeaseLost, Scripts, Settle
+from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts, Settle
 from .limitwatch import LimitWatch, apply_limits
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class Fetching:
     reclaim_interval: float
     reclaimed: int
     last_fetch_empty: bool
+    _marked_idle: bool
     limit_specs: dict[str, str]
     _plain: dict[str, JobType]
     _may_look_ahead: bool
@@ -104,6 +105,12 @@ class Fetching:
                     next_reclaim = loop.time() + self.reclaim_interval
                 self.requeue_stale_buffer()
                 room = self.concurrency - len(self.tasks) + self.lookahead - len(self.buffer)
+                if room <= 0 and self._marked_idle:
+                    # marked idle by a short fetch, and now full (the lookahead shrank): take
+                    # the marks away with an empty fetch, which hands a wake-up taken meanwhile
+                    # on to another idle pool (lua/fetch.lua)
+                    await self._fetch(0, self.sampler.sample())
+                    self._marked_idle = False
                 if room <= 0:
                     self._slot_freed.clear()
                     await wait_for(self._slot_freed, self.buffer_wait(self.reclaim_interval))
@@ -111,16 +118,7 @@ class Fetching:
                 self.wake.clear()
                 order = self.sampler.sample()
                 asked = min(room, self.batch)
-                fetched = await self.scripts.fetch(
-                    self.pool_id,
-                    to_ms(self.clock.now()),
-                    asked,
-                    order,
-                    self.isolate_recovered,
-                    suspects=len(self._suspects),
-                    dead_timeout_ms=self.dead_timeout_ms,
-                    specs=self.limit_specs,
-                )
+                fetched = await self._fetch(asked, order)
             except LeaseLost:
                 if self.lease is not None:
                     self.lease.lose("a reaper took its lease: fetch refused")
@@ -142,6 +140,7 @@ class Fetching:
                 continue
             self._expired_since = None
             self.last_fetch_empty = not fetched
+            self._marked_idle = len(fetched) < asked
             self._take(fetched, order)
             if len(fetched) < asked:
                 # drained (or held back by limits): the fetch marked this pool idle, so the
@@ -150,6 +149,20 @@ class Fetching:
                 if fetched.wait is not None:
                     wait = min(wait, fetched.wait)
                 await wait_for(self.wake, wait)
+
+    async def _fetch(self, asked: int, order: list[tuple[str, int]]) -> FetchResult | None:
+        return await self.scripts.fetch(
+            self.pool_id,
+            to_ms(self.clock.now()),
+            asked,
+            order,
+            self.isolate_recovered,
+            suspects=len(self._suspects),
+            dead_timeout_ms=self.dead_timeout_ms,
+            specs=self.limit_specs,
+            # an idle pool fetches again within poll_interval: its idle mark outlives that
+            idle_ms=int(self.poll_interval * 2000) + 1000,
+        )
 
     def _take(self, fetched: list[Fetched], order: list[tuple[str, int]]) -> None:
         """Start fetched jobs, or hold them in the buffer; when the pool began stopping while

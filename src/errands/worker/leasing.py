@@ -47,6 +47,7 @@ class LeaseRecovery:
     _started: bool
     _tasks: list[asyncio.Task[None]]
     _fetch_task: asyncio.Task[None]
+    _notifier_task: asyncio.Task[None]
     _wake: asyncio.Event
     _rebirth_task: asyncio.Task[None] | None
     lease_losses: int
@@ -65,7 +66,7 @@ class LeaseRecovery:
 
         def _build(self, scripts: Scripts, names: list[str], wake: asyncio.Event) -> None: ...
 
-        def _launch_components(self) -> None: ...
+        def _launch(self, wake: asyncio.Event) -> None: ...
 
     async def _register(self, names: list[str]) -> None:
         """Take a lease: the first heartbeat registers the pool; RedisUnavailableError if it
@@ -95,7 +96,7 @@ class LeaseRecovery:
     async def _deregister(self) -> None:
         """Give up this pool's lease if it holds no jobs (else the reaper takes them)."""
         try:
-            await Scripts(self.redis, self.keys).deregister(self.id)
+            await Scripts(self.redis, self.keys).deregister(self.id, sorted(self.job_types))
         except Exception as exc:
             log.warning("could not deregister pool %s: %s", self.id, exc)
 
@@ -155,5 +156,6 @@ class LeaseRecovery:
                 # retried often enough to run again soon after a long outage of Redis
                 delay = min(delay * 2, max(0.25, self.heartbeat_interval))
         self._build(Scripts(self.redis, self.keys), names, self._wake)
-        self._launch_components()
+        await cancel_and_wait([self._notifier_task])  # it listens on the new id's channel
+        self._launch(self._wake)
         log.warning("pool %s is now pool %s", old_id, self.id)

@@ -119,6 +119,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self.requeued_on_stop = 0
         self.processed = 0
         self.last_fetch_empty = False
+        self._marked_idle = False  # the last fetch got fewer jobs than asked for (lua/fetch.lua)
         self.counters = Counters()  # activity for charts (store/metrics.py)
 
     # -- public ------------------------------------------------------------------------------

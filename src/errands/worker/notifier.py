@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,19 +18,20 @@ log = logging.getLogger("errands.notifier")
 
 
 class Notifier:
-    """Subscribes to the namespace's wake channel and sets ``event`` on every message; passes
-    messages on the control channel (``cancel:<id>``) to ``on_control``."""
+    """Subscribes to the wake channels (the namespace's, which wakes every idle pool, and the
+    pool's own, which wakes it alone: store/lua/lib/wake.lua) and sets ``event`` on every
+    message; passes messages on the control channel (``cancel:<id>``) to ``on_control``."""
 
     def __init__(
         self,
         redis: Redis,
-        channel: str,
+        channels: Sequence[str],
         event: asyncio.Event,
         control_channel: str | None = None,
         on_control: Callable[[str], None] | None = None,
     ) -> None:
         self.redis = redis
-        self.channel = channel
+        self.channels = list(channels)
         self.event = event
         self.control_channel = control_channel
         self.on_control = on_control
@@ -47,7 +48,7 @@ class Notifier:
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    channels = [self.channel]
+                    channels = list(self.channels)
                     if self.control_channel:
                         channels.append(self.control_channel)
                     await pubsub.subscribe(*channels)

@@ -263,9 +263,8 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
 
     def _launch(self, wake: asyncio.Event) -> None:
         """Start the wake-up subscription and the components' loops as tasks."""
-        notifier = Notifier(
-            self.redis, self.keys.wake_channel, wake, self.keys.control_channel, self._on_control
-        )
+        channels = [self.keys.wake_channel, self.keys.pool_wake_channel(self.id)]
+        notifier = Notifier(self.redis, channels, wake, self.keys.control_channel, self._on_control)
         self._notifier_task = asyncio.create_task(notifier.run(), name="errands-notifier")
         self._launch_components()
 

@@ -29,12 +29,12 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     ),
     "set": ("names", "paused", "idle"),
     "string": ("seq", "listening", "attempt_seq"),
-    "channel": ("events_channel", "control_channel", "wake_channel"),
+    "channel": ("events_channel", "control_channel", "wake_channel", "pool_wake_channel"),
     "family": (
         "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",
         "schedule_state", "serves", "dedup_window", "workflow", "metrics_minute",
         "metrics_hour", "partition_queue", "partitions_ready", "partitions_waiting",
-        "partitions_running", "rate_log", "rate_expiry", "limiter", "reply",
+        "partitions_running", "rate_log", "rate_expiry", "limiter", "reply", "idle_for",
     ),
 }  # fmt: skip
 

@@ -1,6 +1,7 @@
 -- deregister: a pool stopping gracefully gives up its lease, if it holds no job any more (else
 -- it stays registered, and a reaper takes its jobs once its heartbeats have stopped).
 -- KEYS[1] pools   KEYS[2] in_progress of the pool   KEYS[3] its info   KEYS[4] idle
+-- KEYS[5..] the idle pools of each job name it serves (lib/wake.lua)
 -- ARGV[1] pool id
 -- Returns 1 when deregistered, 0 when it still holds jobs (or was not registered).
 if redis.call('ZCARD', KEYS[2]) > 0 or not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
@@ -9,4 +10,7 @@ end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[3])
 redis.call('SREM', KEYS[4], ARGV[1])
+for i = 5, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+end
 return 1

@@ -6,9 +6,9 @@
 -- KEYS[3] seq (counter for FIFO order)     KEYS[4] names (SET of job names)
 -- KEYS[5] idle (SET of waiting pools)   KEYS[6] listening (events wanted while it exists)
 -- KEYS[7] ended (tombstones)   KEYS[8] partitions (HASH id -> partition)
--- KEYS[9 .. 8+4M] four per distinct job name: queue (ZSET), scheduled (ZSET), partition queue,
---                 partitions ready (see lib/limits.lua)
--- KEYS[9+4M .. 8+4M+N] the result-record key of each job
+-- KEYS[9 .. 8+5M] five per distinct job name: queue (ZSET), scheduled (ZSET), partition queue,
+--                 partitions ready (see lib/limits.lua), its idle pools (see lib/wake.lua)
+-- KEYS[9+5M .. 8+5M+N] the result-record key of each job
 -- ARGV[1] wake channel   ARGV[2] number of jobs N (at most 5,000)   ARGV[3] events channel
 -- ARGV[4] M names   ARGV[5 .. 4+M] the names
 -- ARGV[5+M .. 4+M+N] the job ids   ARGV[5+M+N .. 4+M+2N] their envelopes
@@ -22,10 +22,14 @@
 -- Reads and writes take one command per 1,000 jobs (HMGET, ZMSCORE, EXISTS; HSET, ZADD), but
 -- for the tombstones when ZMSCORE is refused (an ACL rule of an older errands, Redis < 6.2):
 -- then one ZSCORE per job.
+-- Wakes one idle pool serving each name that got a ready job (not every idle pool): the pool
+-- that fetches a full batch wakes the next one (fetch.lua). KEYS[5] (every idle pool) is only
+-- looked at when the call has several names.
 --@include limits
+--@include wake
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[4])
-local base = 8 + 4 * m
+local base = 8 + 5 * m
 for j = 9, base do
   local checked = redis.pcall('ZCARD', KEYS[j])  -- (ZCARD: in the documented ACL rule; TYPE is not)
   if type(checked) == 'table' and checked.err then
@@ -81,7 +85,7 @@ end
 local listening = redis.call('EXISTS', KEYS[6]) == 1
 local seq = redis.call('INCRBY', KEYS[3], #new) - #new
 local envs, prios, queues, named = {}, {}, {}, {}
-local ready = 0
+local ready = {}
 for _, i in ipairs(new) do
   local id, spec = ARGV[I + i], ARGV[S + i]
   local qi, prio, due, partition = tonumber(spec), 0, 0, ''
@@ -99,7 +103,7 @@ for _, i in ipairs(new) do
   if partition ~= '' then
     redis.call('HSET', KEYS[8], id, partition)
   end
-  local b = 4 + 4 * qi
+  local b = 3 + 5 * qi
   local key, score = KEYS[b + 2], due
   if due == 0 then
     seq = seq + 1
@@ -108,7 +112,7 @@ for _, i in ipairs(new) do
       local P = {part = KEYS[8], seq = KEYS[3], pq = KEYS[b + 3], pready = KEYS[b + 4]}
       lim_queued(P, id, score, partition)
     end
-    ready = ready + 1
+    ready[qi] = true
   end
   local list = queues[key]
   if not list then
@@ -132,7 +136,13 @@ if listening then
     redis.call('PUBLISH', ARGV[3], '{"event":"enqueued","id":"' .. ARGV[I + i] .. '","name":"' .. name .. '"}')
   end
 end
-if ready > 0 and redis.call('SCARD', KEYS[5]) > 0 then
-  redis.call('PUBLISH', ARGV[1], 'enqueue')
+if next(ready) and (m == 1 or redis.call('SCARD', KEYS[5]) > 0) then
+  local now = false
+  for qi = 1, m do
+    if ready[qi] then
+      local _, at = wake_one(KEYS[8 + 5 * qi], ARGV[1] .. ':', now)
+      now = at
+    end
+  end
 end
 return existed

@@ -14,15 +14,17 @@
 -- KEYS[14] partitions (HASH id -> partition)   KEYS[15] seq (counter for partition turns)
 -- KEYS[16] dedup   KEYS[17] dedup_of_job   KEYS[18] pscan (HASH job name -> queue score
 --         where the scan past partitioned entries goes on)
--- KEYS[19..] seven per job name, in the order to try them: its queue, partition queue,
---            partitions ready, partitions waiting, partitions running, rate log, rate expiry
+-- KEYS[19..] eight per job name, in the order to try them: its queue, partition queue,
+--            partitions ready, partitions waiting, partitions running, rate log, rate expiry,
+--            its idle pools (lib/wake.lua)
 -- ARGV[1] pool id   ARGV[2] now ms   ARGV[3] batch size   ARGV[4] events channel
 -- ARGV[5] isolation threshold (0 = off): a job taken back from dead pools this many times is a
 --         suspect, and a pool runs at most one suspect at a time. The job that kills its worker
 --         then no longer takes the same neighbours down with it each time, so they do not end
 --         up buried as poison with it.
--- ARGV[6] suspects this pool runs now   ARGV[7] dead timeout ms
--- ARGV[8..] three per queue: job name, max_concurrency (0 = no limit), limits spec ('' = none;
+-- ARGV[6] suspects this pool runs now   ARGV[7] dead timeout ms   ARGV[8] wake channel
+-- ARGV[9] ms an idle registration lasts (the pool fetches again well within it while idle)
+-- ARGV[10..] three per queue: job name, max_concurrency (0 = no limit), limits spec ('' = none;
 --           see lib/limits.lua and limits/spec.py)
 -- Limits: rates are checked on the Redis clock; jobs with a partition are served partition by
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
@@ -31,12 +33,17 @@
 -- Returns {status, token, wait, then five per job: queue index (1-based), job id, envelope,
 -- queue score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease
 -- expired; wait = ms until a rate limit that held a job back lets one start (-1 = none).
--- Marks the pool idle when it got fewer jobs than asked for.
+-- Marks the pool idle when it got fewer jobs than asked for: in the idle SET (broadcast
+-- wake-ups) and in the idle ZSET of each of its names (wake-ups of one pool; when it was not
+-- there yet, the expired marks are dropped). A fetch that got all it asked for takes the marks
+-- away and, while some pool is idle, wakes one idle pool of the first name whose queue still
+-- holds jobs (an enqueue wakes one pool per name: a burst is spread by this chain).
 --@include jobstate
 --@include limits
 --@include dedup
+--@include wake
 local K = 18
-local Q = 7
+local Q = 8
 local pool = ARGV[1]
 local k = {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
 local d = {dedup = KEYS[16], dedupjob = KEYS[17]}
@@ -53,15 +60,15 @@ end
 -- before the first write: every limits spec well formed, every key of its type (or absent)
 local specs = {}
 for i = 1, (#KEYS - K) / Q do
-  local L, why = lim_spec(ARGV[7 + 3 * i])
+  local L, why = lim_spec(ARGV[9 + 3 * i])
   if not L then
-    return redis.error_reply('ERR ' .. why .. ' for ' .. ARGV[5 + 3 * i] .. ': nothing fetched')
+    return redis.error_reply('ERR ' .. why .. ' for ' .. ARGV[7 + 3 * i] .. ': nothing fetched')
   end
   specs[i] = L
 end
 local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', 'HLEN', 'HLEN', 'ZCARD', false, 'HLEN',
   'ZCARD', 'HLEN', 'GET', 'HLEN', 'GET', 'HLEN', 'HLEN', 'HLEN'}
-local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD'}
+local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD'}
 for j = 1, #KEYS do
   local cmd = TYPES[j] or (j > K and PER_QUEUE[(j - K - 1) % Q + 1])
   if cmd then
@@ -132,9 +139,9 @@ for i = 1, nq do
   if want <= 0 then break end
   local b = K + (i - 1) * Q
   local q = KEYS[b + 1]
-  local name = ARGV[5 + 3 * i]
-  local limit = tonumber(ARGV[6 + 3 * i])
-  local spec = ARGV[7 + 3 * i]
+  local name = ARGV[7 + 3 * i]
+  local limit = tonumber(ARGV[8 + 3 * i])
+  local spec = ARGV[9 + 3 * i]
   if redis.call('SISMEMBER', KEYS[4], name) == 0 then
     local room = want
     if limit > 0 then
@@ -261,7 +268,25 @@ if want > 0 then
   -- fewer jobs than asked for: the queues are drained (or capped, or paused), so the pool waits
   -- for a wake-up instead of asking again at once
   redis.call('SADD', KEYS[5], pool)
+  local deadline = now + tonumber(ARGV[9])
+  for i = 1, nq do
+    local idle = KEYS[K + i * Q]
+    if redis.call('ZADD', idle, -deadline, pool) == 1 then  -- scores: minus deadlines
+      redis.call('ZREMRANGEBYSCORE', idle, '(' .. -now, '+inf')  -- of pools gone meanwhile
+    end
+  end
 else
   redis.call('SREM', KEYS[5], pool)
+  for i = 1, nq do
+    redis.call('ZREM', KEYS[K + i * Q], pool)
+  end
+  if redis.call('SCARD', KEYS[5]) > 0 then
+    for i = 1, nq do
+      if redis.call('ZCARD', KEYS[K + (i - 1) * Q + 1]) > 0 then
+        wake_one(KEYS[K + i * Q], ARGV[8] .. ':', now)
+        break
+      end
+    end
+  end
 end
 return out
