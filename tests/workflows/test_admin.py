@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from redis.asyncio import Redis
 
 from errands import Client, Enqueuer, Workflow
 from errands.cli import main
+from errands.clock import to_ms
+from errands.store.scripts import Scripts
+from errands.worker.requeuer import trim_history
 from tests.support.invariants import assert_invariants
 
 from .conftest import Env
@@ -120,3 +124,23 @@ async def test_a_waiting_member_by_id(env: Env) -> None:
     assert sorted(n for n, _a in env.ran) == ["merge", "work"]  # a and m; b and c never ran
     assert status.status == "succeeded"
     await assert_invariants(env.redis, env.namespace, drained=True)
+
+
+async def test_a_cancelled_waiting_member_is_trimmed_from_the_history(env: Env) -> None:
+    """Its history record went to the history of its job name, which no job had been queued
+    under (not in ``names``, which only the queueing of a job fills): the history's trim, which
+    goes over the names, never dropped it (nor the name's history)."""
+    client = Client(env.redis, namespace=env.namespace)
+    wf = Workflow()
+    wf.add("work", {"value": 1}, id="a")
+    wf.add("merge", {}, id="b", after=["a"])
+    run = await env.enqueuer.enqueue_workflow(wf)
+    assert await client.cancel(run.job_id("b")) == "cancelled"
+    assert [h.status for h in await client.history_job(run.job_id("b"))] == ["cancelled"]
+    await assert_invariants(env.redis, env.namespace)  # (its history's name is in names)
+    names = sorted(n.decode() for n in await env.redis.smembers(env.keys.names))
+    scripts = Scripts(env.redis, env.keys)
+    await trim_history(scripts, names, to_ms(time.time()) + 1000, 0)  # (keep nothing)
+    assert await env.redis.hlen(env.keys.history_data) == 0
+    assert await env.redis.exists(env.keys.history_of("merge")) == 0
+    await assert_invariants(env.redis, env.namespace)

@@ -245,6 +245,9 @@ def _check_keys(s: Snapshot) -> list[Violation]:
         out.append(Violation("keys", f"history record {member} is not in the history index"))
     for member in sorted((index | legacy) - data)[:100]:
         out.append(Violation("keys", f"history entry {member} has no record"))
+    for name in sorted(n for n, members in s.history_of.items() if members):
+        if name not in s.sets["names"]:  # the history's trim goes over the names: kept for good
+            out.append(Violation("keys", f"history of job name {name!r}, not in names"))
     return out
 
 

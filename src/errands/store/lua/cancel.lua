@@ -7,7 +7,8 @@
 -- KEYS[17] workflow_of (see lib/workflows.lua)   KEYS[18] dedup_next
 -- KEYS[19] dedup_reruns (a rerun waiting there is cancelled like a queued job)   KEYS[20] seq
 -- KEYS[21] priorities   KEYS[22] idle   KEYS[23] history   KEYS[24] history_data
--- KEYS[25] history of the job name
+-- KEYS[25] history of the job name   KEYS[26] names (a held member's may be in none yet: the
+-- history's trim goes over the names)
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel   ARGV[8] this call's token
 -- (letters and digits; '' none): kept in the done record of the job it cancels
@@ -73,6 +74,7 @@ if not env then
   local spec = held and redis.call('HGET', W.nodes, node)
   if held and wf_end(KEYS[17], id, 'cancelled', '{"error":"cancelled"}') then
     redis.call('HSET', KEYS[1], id, held)
+    redis.call('SADD', KEYS[26], ARGV[6])  -- (its history record is then trimmed: see KEYS)
     local prio = spec and wf_spec(spec).p or 0
     if prio ~= 0 then
       redis.call('HSET', KEYS[21], id, prio)  -- (as wf_queue would have stored it)
