@@ -214,6 +214,7 @@ async def test_a_waiting_workflow_member_cancelled_is_recorded_and_published(
     wf = Workflow()
     wf.add("sync", {"n": 1}, id="a")
     wf.add("sync", {"n": 2}, id="b", after=["a"], on_dependency_failure="ignore", priority=4)
+    wf.add("sync", {"n": 3}, id="c", after=["a"], partition="p1")
     run = await enqueuer.enqueue_workflow(wf)
     member = run.job_id("b")
     assert (await client._require(member)).status == JobStatus.WAITING
@@ -236,6 +237,8 @@ async def test_a_waiting_workflow_member_cancelled_is_recorded_and_published(
     assert (info.status, info.priority) == (JobStatus.CANCELLED, 4)
     assert await redis.hget(Keys(namespace).priorities, member) == b"4"  # as when queued
     assert (await run.status()).nodes["b"].state == "cancelled"
+    assert await client.cancel(run.job_id("c")) == "cancelled"  # its partition, as when queued
+    assert await redis.hget(Keys(namespace).partitions, run.job_id("c")) == b"p1"
     await assert_invariants(redis, namespace)
 
 

@@ -63,7 +63,7 @@ class AdminScripts:
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
         keys += (k.cancel_requests, k.attempts, k.recoveries, k.dedup, k.dedup_of_job)
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.seq, k.priorities, k.idle)
-        keys += (k.history, k.history_data, k.history_of(name), k.names)
+        keys += (k.history, k.history_data, k.history_of(name), k.names, k.partitions)
         args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
         args += (k.wake_channel, call)
         result = await self._call("cancel", keys, args)

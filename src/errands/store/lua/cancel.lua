@@ -9,6 +9,7 @@
 -- KEYS[21] priorities   KEYS[22] idle   KEYS[23] history   KEYS[24] history_data
 -- KEYS[25] history of the job name   KEYS[26] names (a held member's may be in none yet: the
 -- history's trim goes over the names)
+-- KEYS[27] partitions (a held member's, see lib/limits.lua)
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel   ARGV[8] this call's token
 -- (letters and digits; '' none): kept in the done record of the job it cancels
@@ -75,9 +76,12 @@ if not env then
   if held and wf_end(KEYS[17], id, 'cancelled', '{"error":"cancelled"}') then
     redis.call('HSET', KEYS[1], id, held)
     redis.call('SADD', KEYS[26], ARGV[6])  -- (its history record is then trimmed: see KEYS)
-    local prio = spec and wf_spec(spec).p or 0
-    if prio ~= 0 then
-      redis.call('HSET', KEYS[21], id, prio)  -- (as wf_queue would have stored it)
+    spec = spec and wf_spec(spec)  -- its priority and partition, as wf_queue would store them
+    if spec and spec.p ~= 0 then
+      redis.call('HSET', KEYS[21], id, spec.p)
+    end
+    if spec and spec.k and KEYS[27] then
+      redis.call('HSET', KEYS[27], id, spec.k)
     end
     return cancelled(held)
   end
