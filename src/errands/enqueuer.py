@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,11 +15,11 @@ import orjson
 from .admin.events import wait_result
 from .admin.hub import EventHub
 from .backoff import RetryOptions
-from .clock import Clock, SystemClock, due_time, positive_seconds, to_ms
+from .building import build_job
+from .clock import Clock, SystemClock, to_ms
 from .dedup import Dedup
 from .dedup.enqueue import store_deduplicated
 from .errors import RedisUnavailableError, UnknownJobError
-from .handlers import check_priority
 from .job import Job
 from .limits import check_partition
 from .middleware import as_enqueue
@@ -34,7 +33,7 @@ from .serialization import (
 from .store.bulk import columns
 from .store.coalescer import Coalescer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
-from .store.keys import Keys, check_job_id, check_job_name
+from .store.keys import Keys
 from .store.pinned import BulkEnqueue, PinnedEnqueue
 from .store.replication import ReplicatedScripts
 from .store.scripts import Scripts
@@ -134,38 +133,11 @@ class Enqueuer(WorkflowEnqueue):
         name: str,
         args: Mapping[str, Any] | None,
         *,
-        delay: float | timedelta | None = None,
-        at: datetime | None = None,
-        priority: int = 0,
-        retry: RetryOptions | None = None,
-        meta: Mapping[str, Any] | None = None,
-        job_id: str | None = None,
-        timeout: float | timedelta | None = None,
-        partition: str | None = None,
         now: float | None = None,
         new_id: str | None = None,
+        **options: Any,
     ) -> Job:
-        check_job_name(name)
-        if job_id is not None:
-            check_job_id(job_id)
-        if args is None:
-            args = {}
-        if not isinstance(args, Mapping):
-            raise TypeError(f"args of job {name!r} must be a dict, got {type(args).__name__}")
-        now = self.clock.now() if now is None else now
-        run_at = due_time(now, delay, at) if delay is not None or at is not None else None
-        return Job(
-            name,
-            dict(args),
-            id=job_id if job_id is not None else new_id or uuid.uuid4().hex,
-            enqueued_at=now,
-            priority=check_priority(priority),
-            retry=retry.to_dict() if retry else None,
-            meta=dict(meta) if meta else None,
-            run_at=run_at if run_at is not None and run_at > now else None,
-            timeout=positive_seconds(timeout, "timeout"),
-            partition=check_partition(partition) if partition is not None else None,
-        )
+        return build_job(name, args, self.clock.now() if now is None else now, new_id, **options)
 
     async def _through_middleware(self, job: Job) -> Job | None:
         if not self._middleware:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer, WorkerPool
+from errands import Enqueuer, Job, WorkerPool
 from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
 
@@ -26,7 +27,7 @@ from errands.contrib.sqlalchemy_outbox import (
     outbox_ddl,
 )
 from errands.contrib.sqlalchemy_relay import SQLAlchemySource
-from errands.outbox import OutboxRelay, OutboxRow
+from errands.outbox import OutboxRelay, OutboxRow, new_row
 from errands.outbox.relay import send_rows
 
 
@@ -96,13 +97,25 @@ async def test_options_travel_with_the_row(
     async with AsyncSession(engine) as session, session.begin():
         later = enqueue_in_outbox(session, "welcome", {"n": 1}, delay=3600, meta={"t": "x"})
         urgent = enqueue_in_outbox(session, "welcome", {"n": 2}, priority=7)
+        limited = enqueue_in_outbox(
+            session, "welcome", {"n": 3}, timeout=2.5, partition="customer:9"
+        )
     await engine.dispose()
     relay = OutboxRelay(SQLAlchemySource(async_url))
-    assert await relay.drain(enqueuer) == 2
+    assert await relay.drain(enqueuer) == 3
     await relay.source.aclose()
     keys = Keys(namespace)
     assert await redis.zscore(keys.scheduled("welcome"), later) is not None
     assert await redis.zscore(keys.queue("welcome"), urgent) is not None
+    stored = Job.from_envelope(limited, orjson.loads(await redis.hget(keys.jobs, limited) or b""))
+    assert (stored.timeout, stored.partition) == (2.5, "customer:9")
+
+
+def test_a_bad_option_raises_in_the_transaction() -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        new_row("welcome", {}, timeout=0)
+    with pytest.raises(TypeError):
+        new_row("welcome", {}, colour="red")
 
 
 async def test_a_batch_relayed_twice_is_one_job_each(

@@ -4,20 +4,17 @@ an enqueue when it is relayed. Pure: no I/O."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from ..backoff import RetryOptions, backoff_from_dict
-from ..clock import due_time
+from ..building import build_job
 from ..enqueuer import EnqueueItem
-from ..handlers import check_priority
 from ..serialization import dumps_json
-from ..store.keys import check_job_id, check_job_name
 
 __all__ = ["OutboxRow", "enqueue_item", "new_row"]
 
@@ -40,34 +37,30 @@ def new_row(
     name: str,
     args: Mapping[str, Any] | None = None,
     *,
-    delay: float | timedelta | None = None,
-    at: datetime | None = None,
-    priority: int = 0,
-    retry: RetryOptions | None = None,
-    meta: Mapping[str, Any] | None = None,
-    job_id: str | None = None,
     now: float | None = None,
+    **options: Any,
 ) -> OutboxRow:
-    """The row for an enqueue: options as for ``Enqueuer.enqueue``; checked now, so a bad call
-    raises in the transaction, not in the relay. A ``delay`` counts from now."""
-    check_job_name(name)
-    job_id = job_id if job_id is not None else uuid.uuid4().hex
-    check_job_id(job_id)
-    if args is not None and not isinstance(args, Mapping):
-        raise TypeError(f"args of job {name!r} must be a dict, got {type(args).__name__}")
+    """The row for an enqueue: ``options`` as for ``Enqueuer.enqueue`` (``delay``, ``at``,
+    ``priority``, ``retry``, ``meta``, ``job_id``, ``timeout``, ``partition``), checked as it
+    checks them, now: a bad call raises in the transaction, not in the relay. A ``delay`` counts
+    from now."""
     now = time.time() if now is None else now
-    body: dict[str, Any] = {"a": dict(args or {})}
-    if priority:
-        body["p"] = check_priority(priority)
-    if retry is not None:
-        body["r"] = retry.to_dict()
-    if meta:
-        body["m"] = dict(meta)
-    due = due_time(now, delay, at)
-    if due is not None:
-        body["d"] = due
+    job = build_job(name, args, now, **options)
+    body: dict[str, Any] = {"a": job.args}
+    if job.priority:
+        body["p"] = job.priority
+    if job.retry is not None:
+        body["r"] = job.retry
+    if job.meta:
+        body["m"] = job.meta
+    if job.run_at is not None:
+        body["d"] = job.run_at
+    if job.timeout is not None:
+        body["t"] = job.timeout
+    if job.partition is not None:
+        body["k"] = job.partition
     payload = dumps_json(body, f"the args of job {name!r}").decode()
-    return OutboxRow(job_id, name, payload, now)
+    return OutboxRow(job.id, name, payload, now)
 
 
 def enqueue_item(row: OutboxRow) -> EnqueueItem:
@@ -85,4 +78,8 @@ def enqueue_item(row: OutboxRow) -> EnqueueItem:
         options["meta"] = body["m"]
     if "d" in body:
         options["at"] = datetime.fromtimestamp(body["d"], UTC)
+    if "t" in body:
+        options["timeout"] = body["t"]
+    if "k" in body:
+        options["partition"] = body["k"]
     return (row.name, body["a"], options)

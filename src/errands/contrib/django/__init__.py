@@ -56,7 +56,7 @@ def enqueue_in_outbox(
     transaction commits; a rollback takes the row with it.
 
     ``options`` are those of ``enqueue`` (``delay``, ``at``, ``priority``, ``retry``, ``meta``,
-    ``job_id``); a ``delay`` counts from now.
+    ``job_id``, ``timeout``, ``partition``); a ``delay`` counts from now.
     """
     from ...outbox.rows import new_row
     from .models import OutboxRow
