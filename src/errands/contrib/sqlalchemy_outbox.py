@@ -109,9 +109,9 @@ def enqueue_in_outbox(
     enqueues it once the transaction commits; a rollback takes the row with it.
 
     ``options`` are those of ``enqueue`` (``delay``, ``at``, ``priority``, ``retry``, ``meta``,
-    ``job_id``, ``timeout``, ``partition``); a ``delay`` counts from now. A ``Session`` or ``AsyncSession`` gets the row
-    with its other objects (``session.add``: no await, flushed at the latest by the commit); a
-    ``Connection`` runs the INSERT at once.
+    ``job_id``, ``timeout``, ``partition``); a ``delay`` counts from now. A ``Session`` or
+    ``AsyncSession`` gets the row with its other objects (``session.add``: no await, flushed at
+    the latest by the commit); a ``Connection`` runs the INSERT at once.
     """
     row = new_row(name, args, **options)
     record: dict[str, Any] = {
