@@ -54,7 +54,12 @@ async def test_a_thousand_waiters_share_one_subscription(redis_url: str, namespa
         waiters = [asyncio.create_task(client.result(j.id, timeout=120)) for j in jobs]
         await until(lambda: client.hub.subscribers == 1000, timeout=30)
         await until(lambda: client.hub.subscriptions == 1, timeout=30)
-        assert await subscribers(client.redis, keys) == 1
+        # one connection, subscribed to each job's channel (not to every job's events)
+        channels = [client.hub.channel(j.id) for j in jobs]
+        await until(lambda: _listeners(client.redis, channels, 1000), timeout=30)
+        assert await subscribers(client.redis, keys) == 0
+        pubsubs = [c for c in await client.redis.client_list(_type="pubsub") if c["sub"] != "0"]
+        assert [c["sub"] for c in pubsubs if int(c["sub"]) >= 1000] == ["1000"]
         assert not any(w.done() for w in waiters)
         async with pool:
             gate.set()
@@ -64,7 +69,7 @@ async def test_a_thousand_waiters_share_one_subscription(redis_url: str, namespa
         assert client.hub.subscriptions == 1
         # the last waiter gone, the subscription is closed
         assert client.hub.subscribers == 0
-        await until(lambda: _no_subscriber(client.redis, keys))
+        await until(lambda: _listeners(client.redis, channels, 0))
         # and the client still answers commands
         assert await client.job(jobs[0].id) is not None
         await assert_invariants(client.redis, namespace, drained=True)
@@ -77,8 +82,10 @@ async def test_a_thousand_waiters_share_one_subscription(redis_url: str, namespa
         await pool.redis.aclose()
 
 
-async def _no_subscriber(redis: Redis, keys: Keys) -> bool:
-    return await subscribers(redis, keys) == 0
+async def _listeners(redis: Redis, channels: list[str], expected: int) -> bool:
+    """Whether ``expected`` of ``channels`` have one listener each (the rest none)."""
+    counts = await redis.pubsub_numsub(*channels)
+    return sum(int(n) for _c, n in counts) == expected and all(int(n) <= 1 for _c, n in counts)
 
 
 async def test_a_job_that_ends_without_an_event_is_answered_whatever_the_traffic(

@@ -1,7 +1,8 @@
 """Job lifecycle events over pub/sub, and waiting for a job's result without polling.
 
-Scripts publish events only while the ``listening`` key exists; the hub (``hub.py``) keeps it
-alive while anyone of its Client waits or listens.
+Scripts publish a job's events only where someone listens (store/lua/lib/events.lua): on the
+job's own channel while a waiter watches it, on the namespace's channel while a stream listens;
+the hub (``hub.py``) keeps the marks in the ``listening`` HASH.
 """
 
 from __future__ import annotations
@@ -140,6 +141,14 @@ class _Seen:
 
 
 async def _wait(hub: EventHub, job_id: str, sub: Subscriber, seen: _Seen) -> Any:
+    try:
+        return await _until_end(hub, job_id, sub, seen)
+    except (JobFailedError, JobCancelledError, JobNotFoundError):
+        sub.ended = True
+        raise
+
+
+async def _until_end(hub: EventHub, job_id: str, sub: Subscriber, seen: _Seen) -> Any:
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -151,6 +160,7 @@ async def _wait(hub: EventHub, job_id: str, sub: Subscriber, seen: _Seen) -> Any
             hub.answered()
             seen.pending = True
         if done:
+            sub.ended = True  # its end was published: its mark can go (hub.py)
             return result
         deadline = loop.time() + recheck_period(hub.subscribers)
         while (left := deadline - loop.time()) > 0:

@@ -247,7 +247,7 @@ class Keys:
 
     @property
     def listening(self) -> str:
-        """STRING with a TTL, present while someone listens to lifecycle events."""
+        """HASH "*" (a stream listens) or job id (a waiter) -> expiry ms, with a TTL (hub.py)."""
         return self.prefix + "listening"
 
     @property

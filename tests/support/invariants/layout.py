@@ -20,7 +20,8 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "jobs", "priorities", "running", "limits", "errors", "recoveries", "unique",
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
         "code_schedules", "attempts", "checkpoints", "dedup", "dedup_of_job", "workflow_of",
-        "outbox_relays", "dedup_next", "partitions", "runtime_limits", "code_limits", "scan_cursor",
+        "outbox_relays", "dedup_next", "partitions", "runtime_limits", "code_limits",
+        "listening", "scan_cursor",
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",
@@ -28,7 +29,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "workflows_expiry", "workflows_work",
     ),
     "set": ("names", "paused", "idle"),
-    "string": ("seq", "listening", "attempt_seq"),
+    "string": ("seq", "attempt_seq"),
     "channel": ("events_channel", "control_channel", "wake_channel", "pool_wake_channel"),
     "family": (
         "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",

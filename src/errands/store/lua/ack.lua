@@ -25,6 +25,7 @@
 --           for the records; a large job's has its args omitted)
 -- Returns {jobs acknowledged, then the ids refused by the fence (not those of ended jobs: a
 -- re-sent call finds its own work done)}.
+--@include events
 --@include jobstate
 --@include dedup
 --@include workflows
@@ -94,7 +95,7 @@ for j = 0, n - 1 do
       wf_end(KEYS[22], id, 'ok', ARGV[o + 3])
     end
     if listening then
-      redis.call('PUBLISH', ARGV[3], '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}')
+      ev_publish(KEYS[11], ARGV[3], id, '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}')
     end
   elseif not redis.call('ZSCORE', k.ended, id) and redis.call('EXISTS', KEYS[B + 1 + j]) == 0 then
     refused[#refused + 1] = id  -- (an ended job, tombstone or result record: a re-sent ack)

@@ -24,6 +24,7 @@
 -- A re-sent call (redis-py, after a lost reply) answers as its first call: 'cancelled' for the
 -- job it cancelled (its done record holds this call's token). A time or TTL that is not a
 -- number, or a bad token, is an error before anything is written.
+--@include events
 --@include jobstate
 --@include dedup
 --@include workflows

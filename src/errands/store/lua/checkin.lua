@@ -4,11 +4,12 @@
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] checkin JSON   ARGV[4] events channel
 -- ARGV[5] the attempt: "<pool id>:<token>"
 -- Returns 1, or 0 when this attempt no longer runs the job (it ended, or was taken back).
+--@include events
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[5] or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('PUBLISH', ARGV[4], '{"event":"progress","id":"' .. ARGV[1] .. '","name":"' .. ARGV[2] .. '","checkin":' .. ARGV[3] .. '}')
+  ev_publish(KEYS[3], ARGV[4], ARGV[1], '{"event":"progress","id":"' .. ARGV[1] .. '","name":"' .. ARGV[2] .. '","checkin":' .. ARGV[3] .. '}')
 end
 return 1

@@ -8,11 +8,12 @@
 -- ARGV[4] events channel   ARGV[5] job name
 -- Returns 0 when this attempt no longer runs the job (nothing written); else 1, or the kind of
 -- cancel request ('cancel' | 'destroy') stored for the job: the handler stops there.
+--@include events
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('PUBLISH', ARGV[4], '{"event":"checkpoint","id":"' .. ARGV[1] .. '","name":"' .. ARGV[5] .. '","checkpoint":' .. ARGV[3] .. '}')
+  ev_publish(KEYS[5], ARGV[4], ARGV[1], '{"event":"checkpoint","id":"' .. ARGV[1] .. '","name":"' .. ARGV[5] .. '","checkpoint":' .. ARGV[3] .. '}')
 end
 return redis.call('HGET', KEYS[4], ARGV[1]) or 1

@@ -19,6 +19,7 @@
 --         history ("<id>:e1"..; Client.update_job), at most 1,000
 -- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found). A
 -- re-sent call answers as its first (with KEYS[31]: without it, 'unknown', no trace being left).
+--@include events
 --@include jobstate
 --@include dedup
 --@include workflows

@@ -25,6 +25,7 @@
 -- Wakes one idle pool serving each name that got a ready job (not every idle pool): the pool
 -- that fetches a full batch wakes the next one (fetch.lua). KEYS[5] (every idle pool) is only
 -- looked at when the call has several names.
+--@include events
 --@include limits
 --@include wake
 local n = tonumber(ARGV[2])
@@ -133,7 +134,7 @@ end
 if listening then
   for _, i in ipairs(new) do
     local name = ARGV[4 + tonumber(string.match(ARGV[S + i], '^%d+'))]
-    redis.call('PUBLISH', ARGV[3], '{"event":"enqueued","id":"' .. ARGV[I + i] .. '","name":"' .. name .. '"}')
+    ev_publish(KEYS[6], ARGV[3], ARGV[I + i], '{"event":"enqueued","id":"' .. ARGV[I + i] .. '","name":"' .. name .. '"}')
   end
 end
 if next(ready) and (m == 1 or redis.call('SCARD', KEYS[5]) > 0) then

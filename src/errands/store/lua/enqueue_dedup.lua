@@ -20,6 +20,7 @@
 -- or existing, took this envelope).
 -- A bad argument (mode, priority, due time, a throttle window under 1 ms) or a key of another
 -- type fails the call before its first write.
+--@include events
 --@include dedup
 --@include limits
 local id, mode, key = ARGV[3], ARGV[7], ARGV[8]
@@ -108,6 +109,6 @@ else
 end
 partition_of(id)
 if redis.call('EXISTS', KEYS[8]) == 1 then
-  redis.call('PUBLISH', ARGV[10], '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')
+  ev_publish(KEYS[8], ARGV[10], id, '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')
 end
 return {'enqueued', id, id}

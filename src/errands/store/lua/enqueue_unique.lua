@@ -16,6 +16,7 @@
 -- A key of another type or a bad argument (priority, due time, lock expiry) fails the call
 -- before its first write (as enqueue.lua): an envelope stored without its queue entry would
 -- hold the unique lock, and no job would run.
+--@include events
 --@include limits
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
   false, 'ZCARD', false, 'HLEN', 'ZCARD', 'ZCARD'}
@@ -83,6 +84,6 @@ else
   end
 end
 if redis.call('EXISTS', KEYS[11]) == 1 then
-  redis.call('PUBLISH', ARGV[10], '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')
+  ev_publish(KEYS[11], ARGV[10], id, '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')
 end
 return {1, id, 0}

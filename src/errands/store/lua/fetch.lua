@@ -38,6 +38,7 @@
 -- there yet, the expired marks are dropped). A fetch that got all it asked for takes the marks
 -- away and, while some pool is idle, wakes one idle pool of the first name whose queue still
 -- holds jobs (an enqueue wakes one pool per name: a burst is spread by this chain).
+--@include events
 --@include jobstate
 --@include limits
 --@include dedup
@@ -110,7 +111,7 @@ local function take(i, name, id, env, score, suspect)
   out[#out + 1] = score
   out[#out + 1] = suspect
   if listening then
-    redis.call('PUBLISH', ARGV[4], '{"event":"started","id":"' .. id .. '","name":"' .. name .. '"}')
+    ev_publish(KEYS[9], ARGV[4], id, '{"event":"started","id":"' .. id .. '","name":"' .. name .. '"}')
   end
   release_unique(k, id)  -- a unique job's lock goes when it starts
   if deduped then

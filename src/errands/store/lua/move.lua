@@ -25,6 +25,7 @@
 -- after a lost reply) finds the job moved by its first call and answers 1 too: the job is where
 -- this call sends it (see `sent_before`). An unknown mode, a due time (schedule) or a time
 -- (delete) that is not a number is an error before anything is written.
+--@include events
 --@include jobstate
 --@include dedup
 --@include workflows

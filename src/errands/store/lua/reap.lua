@@ -30,6 +30,7 @@
 -- history (dead, cancelled; attempt from the envelope, see lib/jobstate.lua).
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
 -- is alive (left alone) else 0}.
+--@include events
 --@include jobstate
 --@include dedup
 --@include workflows

@@ -33,6 +33,7 @@
 -- that the same call sent again writes nothing and gives the same answer. A manual run is also
 -- recognised by its job id (stored, or ended recently: its tombstone or result record), in
 -- case another run of the schedule overwrote `answer` between the two sends.
+--@include events
 --@include dedup
 local state, mode, slot = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local id, name, prio = ARGV[7], ARGV[6], tonumber(ARGV[9])
@@ -135,7 +136,7 @@ if ARGV[14] ~= '' then
   dedup_take(d, ARGV[14], ARGV[15], id, window)
 end
 if redis.call('EXISTS', KEYS[7]) == 1 then
-  redis.call('PUBLISH', ARGV[11], '{"event":"enqueued","id":"' .. id .. '","name":"' .. name .. '"}')
+  ev_publish(KEYS[7], ARGV[11], id, '{"event":"enqueued","id":"' .. id .. '","name":"' .. name .. '"}')
 end
 if redis.call('SCARD', KEYS[6]) > 0 then
   redis.call('PUBLISH', ARGV[10], 'enqueue')

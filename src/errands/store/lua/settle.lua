@@ -34,6 +34,7 @@
 -- Several jobs in one call (the failed jobs of a batch, longwork/): ARGV[1] '{many}' (never a job
 -- id), ARGV[2] N jobs, ARGV[3] keys per job, ARGV[4] args per job, then the ARGV above of each
 -- job in turn; KEYS: the KEYS above of each job in turn. Returns the list of each job's reply.
+--@include events
 --@include jobstate
 --@include longwork
 --@include dedup
@@ -173,8 +174,8 @@ if mode == 'retry' or mode == 'dead' or mode == 'drop' or mode == 'cancelled' th
     redis.call('SET', KEYS[14], record, 'PX', ARGV[15])
   end
   if redis.call('EXISTS', KEYS[15]) == 1 then
-    redis.call('PUBLISH', ARGV[14], '{"event":"' .. status .. '","id":"' .. id .. '","name":"' .. name
-      .. '","error":' .. err .. '}')
+    ev_publish(KEYS[15], ARGV[14], id, '{"event":"' .. status .. '","id":"' .. id .. '","name":"'
+      .. name .. '","error":' .. err .. '}')
   end
 end
 if (mode == 'dead' or mode == 'drop' or mode == 'cancelled') and dedup_any(d) then

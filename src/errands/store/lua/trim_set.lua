@@ -8,6 +8,7 @@
 -- ARGV[1] drop entries older than this ms   ARGV[2] most entries to keep   ARGV[3] events channel
 -- Each trimmed job is published (`deleted`, reason `trimmed`) while someone listens.
 -- Returns the number of jobs deleted.
+--@include events
 --@include jobstate
 local LIMIT = 1000
 local k = {jobs = KEYS[2], prio = KEYS[3], errors = KEYS[4], recov = KEYS[5], checkin = KEYS[6],

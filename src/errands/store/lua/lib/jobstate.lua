@@ -94,8 +94,8 @@ local function record_end(k, histname, id, name, status, env, err, now, history,
     redis.call('ZADD', histname, now, hk)
   end
   if redis.call('EXISTS', k.listening) == 1 then
-    redis.call('PUBLISH', k.events, '{"event":"' .. status .. '","id":"' .. id .. '","name":"'
-      .. name .. '"' .. (extra or '') .. '}')
+    ev_publish(k.listening, k.events, id, '{"event":"' .. status .. '","id":"' .. id
+      .. '","name":"' .. name .. '"' .. (extra or '') .. '}')
   end
 end
 
@@ -107,7 +107,7 @@ local function publish_trimmed(k, listening, channel, ids)
     local name = ''
     local ok, d = pcall(cjson.decode, redis.call('HGET', k.jobs, id) or 'null')
     if ok and type(d) == 'table' and type(d.n) == 'string' then name = d.n end
-    redis.call('PUBLISH', channel, cjson.encode({event = 'deleted', id = id, name = name,
+    ev_publish(listening, channel, id, cjson.encode({event = 'deleted', id = id, name = name,
       reason = 'trimmed'}))
   end
 end
