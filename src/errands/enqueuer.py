@@ -267,8 +267,11 @@ class Enqueuer(WorkflowEnqueue):
         jobs: list[Job] = []
         for i, (name, args, *rest) in enumerate(items):
             new_id = hexes[32 * i : 32 * i + 32]  # the id of a job given no job_id
-            job: Job | None = self._build(name, args, **(rest[0] if rest else {}), now=now,
-                                          new_id=new_id)  # fmt: skip
+            job: Job | None = (
+                build_job(name, args, now, new_id, **rest[0])
+                if rest
+                else build_job(name, args, now, new_id)
+            )
             if self._middleware:
                 job = await self._through_middleware(job)  # type: ignore[arg-type]
             if job is not None:
