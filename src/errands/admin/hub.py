@@ -73,6 +73,7 @@ class EventHub:
         self._subscribed = False
         self._pubsub: Any = None  # the reader's subscription, while it is up
         self._confirmed: dict[str, asyncio.Event] = {}  # channel asked for -> set once confirmed
+        self._unready: set[Subscriber] = set()  # not ready yet: the reader catches them up
         self._down_since: float | None = None
         self._last_error: BaseException | None = None
         self.subscriptions = 0  # how many times the reader (re)subscribed, for tests
@@ -103,6 +104,7 @@ class EventHub:
             self._streams.add(sub)
         else:
             self._by_id.setdefault(job_id, set()).add(sub)
+        self._unready.add(sub)
         if self._reader is None:
             self._reader = asyncio.create_task(
                 self._run(), name=f"errands-events-{self.keys.namespace}"
@@ -131,7 +133,7 @@ class EventHub:
                 self._mark([STREAMS if sub.job_id is None else sub.job_id]),
             )
         if confirmed.is_set() and pubsub is self._pubsub:
-            sub.ready.set()
+            self._ready(sub)
 
     async def _until_ready(self, sub: Subscriber) -> None:
         while not sub.ready.is_set():
@@ -139,7 +141,12 @@ class EventHub:
                 await asyncio.wait_for(sub.ready.wait(), 1.0)
             self.check_outage()
 
+    def _ready(self, sub: Subscriber) -> None:
+        sub.ready.set()
+        self._unready.discard(sub)
+
     async def _leave(self, sub: Subscriber) -> None:
+        self._unready.discard(sub)
         if sub.job_id is None:
             self._streams.discard(sub)
         else:
@@ -275,7 +282,7 @@ class EventHub:
         self.subscriptions += 1
         for sub in self._all():
             if self.channel(sub.job_id) in channels:
-                sub.ready.set()
+                self._ready(sub)
                 sub.queue.put_nowait(RESUBSCRIBED)
 
     def _all(self) -> list[Subscriber]:
@@ -313,8 +320,11 @@ class EventHub:
         """Subscribers not ready (they came while the reader (re)subscribed): ask for their
         channels; once confirmed, mark them and let them start. Never waits for a reply of
         the subscription: the reader is the one reading them."""
-        for sub in self._all():
-            if sub.ready.is_set() or self._pubsub is None:
+        for sub in list(self._unready):
+            if self._pubsub is None:
+                return
+            if sub.ready.is_set():
+                self._unready.discard(sub)
                 continue
             channel = self.channel(sub.job_id)
             confirmed = self._confirmed.get(channel)
@@ -323,7 +333,7 @@ class EventHub:
                 await self._pubsub.subscribe(channel)
             elif confirmed.is_set():
                 await self._mark([STREAMS if sub.job_id is None else sub.job_id])
-                sub.ready.set()
+                self._ready(sub)
 
     def _dispatch(self, channel: Any, data: Any) -> None:
         event = decode_json(data)
