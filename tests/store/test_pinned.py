@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errands import Enqueuer
 from errands.store.keys import Keys
-from errands.store.pinned import PinnedScript, _Link
+from errands.store.pinned import PinnedScript, _Link, pack_evalsha
 from tests.faults.proxy import FaultProxy
 
 ECHO = "return ARGV[1]"
@@ -125,3 +125,9 @@ async def test_calls_made_before_the_first_connects_share_one_connection(
     assert len(client.connection_pool._in_use_connections) == 1
     await script.aclose()
     await client.aclose()
+
+
+def test_the_command_is_packed_as_the_python_packer_packs_it(redis: Redis) -> None:
+    script = PinnedScript(redis, "a" * 40)
+    keys, args = ["k1", "ké"], ["x", b"\x00bytes", 7, -1, 0.25, "ünï"]
+    assert script._pack(keys, args) == pack_evalsha("a" * 40, keys, args)

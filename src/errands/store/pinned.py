@@ -220,21 +220,14 @@ class PinnedScript:
         self._conn = self._link = None
 
     def _pack(self, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
-        n = len(keys)
-        out = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % (n + len(args) + 3, self._sha)]
-        count = b"%d" % n
-        out.append(b"$%d\r\n%s\r\n" % (len(count), count))
-        for value in (*keys, *args):
-            if isinstance(value, str):
-                data = value.encode()
-            elif isinstance(value, bytes):
-                data = value
-            elif isinstance(value, int):
-                data = b"%d" % value
-            else:
-                data = repr(value).encode()  # floats, as redis-py encodes them
-            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        return b"".join(out)
+        if hiredis is not None:
+            try:  # (in C: 2 us for a one-job enqueue against 9 us for pack_evalsha)
+                command = (b"EVALSHA", self._sha, len(keys), *keys, *args)
+                packed: bytes = hiredis.pack_command(command)  # type: ignore[arg-type]
+                return packed
+            except TypeError:
+                pass  # a type hiredis does not pack (a bool): packed in Python
+        return pack_evalsha(self._sha.decode(), keys, args)
 
 
 def _take_over(conn: AbstractConnection) -> _Link | None:
