@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import hiredis
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
@@ -131,3 +132,20 @@ def test_the_command_is_packed_as_the_python_packer_packs_it(redis: Redis) -> No
     script = PinnedScript(redis, "a" * 40)
     keys, args = ["k1", "ké"], ["x", b"\x00bytes", 7, -1, 0.25, "ünï"]
     assert script._pack(keys, args) == pack_evalsha("a" * 40, keys, args)
+
+
+async def test_a_resp3_push_between_replies_is_passed_over(redis: Redis, redis_url: str) -> None:
+    client = Redis.from_url(redis_url, protocol=3)
+    script = PinnedScript(client, await redis.script_load("return redis.call('GET', KEYS[1])"))
+    await redis.set("pinned-push", "one")
+    assert await script(["pinned-push"], []) == b"one"
+    link = script._link
+    assert link is not None
+    assert await link.call(hiredis.pack_command((b"CLIENT", b"TRACKING", b"ON"))) == b"OK"
+    assert await script(["pinned-push"], []) == b"one"  # the key is tracked from now on
+    await redis.set("pinned-push", "two")  # the server pushes an invalidation to the link
+    for _ in range(3):
+        assert await script(["pinned-push"], []) == b"two"
+    assert script._link is link and link.broken is None
+    await script.aclose()
+    await client.aclose()
