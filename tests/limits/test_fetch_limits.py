@@ -276,3 +276,30 @@ async def test_host_clocks_skewed_by_2s_change_no_limit(
     assert max_in_window(starts, 0.4 - 0.03) <= 4
     assert starts[-1] - starts[0] >= 2 * 0.4 - 0.05
     await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_a_busy_partitions_backlog_does_not_hide_a_job_without_partition(
+    redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer
+) -> None:
+    release = asyncio.Event()
+    ran: list[str | None] = []
+    pool = make_pool(redis_url, namespace, concurrency=2)
+
+    @pool.job("mixed", limits=[Concurrency(1, per_partition=True)])
+    async def mixed(job: Job) -> None:
+        ran.append(job.partition)
+        if job.partition is not None:
+            await release.wait()
+
+    await enqueuer.enqueue("mixed", {}, partition="a")
+    async with pool:
+        await until(lambda: ran == ["a"])  # partition a is busy until released
+        await enqueuer.enqueue_many([("mixed", {}, {"partition": "a"}) for _ in range(300)])  # type: ignore[misc]
+        await enqueuer.enqueue("mixed", {})
+        # behind 300 entries of the busy partition (each fetch looks at a bounded window, the
+        # next goes on from there): the job without a partition runs while a is still busy
+        await until(lambda: None in ran, timeout=10)
+        assert ran == ["a", None]
+        release.set()
+        await until(lambda: len(ran) == 302, timeout=20)
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
