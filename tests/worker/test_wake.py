@@ -273,3 +273,27 @@ async def test_a_full_pool_hands_its_idle_mark_and_a_wakeup_on(
         await until(lambda: bool(wakeups.single))
     assert wakeups.single == ["b"]
     assert not await redis.sismember(keys.idle, "a")
+
+
+async def test_a_pool_that_lost_its_lease_is_woken_under_its_new_id(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    """After a lease loss the pool carries on under a new id: it marks itself idle under that
+    id and listens on that id's channel (the notifier subscribes anew)."""
+    keys = Keys(namespace)
+    pools, started = make_pools(
+        redis_url, namespace, 1, concurrency=2, poll_interval=QUIET, heartbeat_interval=0.1,
+        dead_timeout=5.0,
+    )  # fmt: skip
+    pool = pools[0]
+    async with running(pools), Enqueuer(redis, namespace=namespace) as enq:
+        await all_idle(redis, keys, pools)
+        first = pool.id
+        # a reaper found it dead (as after SIGSTOP): its lease is taken, noticed at a heartbeat
+        await Scripts(redis, keys).reap(first, -(10**9), 3, b"{}", b"{}", [])
+        await until(lambda: pool.id != first and pool.worker is not None)
+        await all_idle(redis, keys, pools)  # marked and subscribed under the new id
+        async with Wakeups(redis, keys).listening() as wakeups:
+            await enq.enqueue("w")
+            await until(lambda: len(started) == 1, timeout=5)  # not QUIET: it was woken
+        assert wakeups.single[-1] == pool.id

@@ -139,8 +139,9 @@ class LeaseRecovery:
                     len(stuck),
                 )
             await worker.close(max(30.0, 3 * self.dead_timeout) if given_up else 1.0)
-        if given_up:  # holding no job any more, the old id leaves the registry at once
-            await self._deregister()
+        # given up: holding no job any more, the old id leaves the registry at once; taken:
+        # only its idle marks go (a wake-up sent to the old id would be lost)
+        await self._deregister()
         if self.heartbeater is not None:
             await asyncio.to_thread(self.heartbeater.stop)
         names = sorted(self.job_types)
