@@ -297,3 +297,26 @@ async def test_a_pool_that_lost_its_lease_is_woken_under_its_new_id(
             await enq.enqueue("w")
             await until(lambda: len(started) == 1, timeout=5)  # not QUIET: it was woken
         assert wakeups.single[-1] == pool.id
+
+
+async def test_the_reaper_drops_the_idle_marks_of_a_dead_pool(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    # a pool that marked itself idle for "w", published its names, and died (kill -9)
+    await scripts.heartbeat("ghost", b"{}", 60_000, "register")
+    assert await scripts.fetch("ghost", 0, 4, [("w", 0)], idle_ms=600_000) == []
+    await redis.set(keys.serves("ghost"), b'["w"]', px=60_000)
+    assert await redis.zscore(keys.idle_for("w"), "ghost") is not None
+    pools, _started = make_pools(
+        redis_url, namespace, 1, concurrency=2, poll_interval=QUIET, dead_timeout=1.0,
+        heartbeat_interval=0.1,
+    )  # fmt: skip
+    async with running(pools):
+
+        async def dropped() -> bool:
+            return await redis.zscore(keys.idle_for("w"), "ghost") is None
+
+        await until(dropped, timeout=15)  # reaped after the dead timeout: its mark goes too
+        assert await redis.zscore(keys.pools, "ghost") is None

@@ -29,6 +29,8 @@ from .lease import Lease
 __all__ = ["Reaper"]
 
 log = logging.getLogger("errands.reaper")
+# dropping idle marks: Redis errors, JSON not well formed
+_FORGIVEN: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ValueError)
 BATCH = 500  # in-progress entries per reap call
 
 
@@ -162,4 +164,25 @@ class Reaper:
                     done.cancelled,
                 )
             if done.drained or not members:
+                await self._drop_idle_marks(pool_id)
                 return moved
+
+    async def _drop_idle_marks(self, pool_id: str) -> None:
+        """The reaped pool's idle marks (lib/wake.lua) go: a wake-up sent to it would be lost
+        until they expire. Its names are those it published (store/served.py); best effort."""
+        try:
+            raw = await self.scripts.redis.get(self.scripts.keys.serves(pool_id))
+            names = orjson.loads(raw) if raw is not None else []
+            if isinstance(names, list):
+                valid = [n for n in names if isinstance(n, str) and _valid_name(n)]
+                await self.scripts.deregister(pool_id, valid)
+        except _FORGIVEN as exc:
+            log.debug("reaper: the idle marks of pool %s stay until they expire (%r)", pool_id, exc)
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        check_job_name(name)
+    except ValueError:
+        return False
+    return True
