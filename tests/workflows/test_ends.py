@@ -30,8 +30,10 @@ async def test_a_member_buried_as_poison_by_the_reaper(env: Env) -> None:
     fetched = await scripts.fetch("ghost", 0, 1, [("work", 0)])
     assert fetched and fetched[0].id == run.job_id("a")
     member = f"{run.job_id('a')}:work".encode()
+    # it dies: its last beat long ago (a reap in the millisecond of the beat saw it alive)
+    await env.redis.zadd(env.keys.pools, {"ghost": 0})
     reaped = await scripts.reap(
-        "ghost", 0, 1, b'{"error":"poison"}', b"{}", [(member, run.job_id("a"), "work")]
+        "ghost", 1000, 1, b'{"error":"poison"}', b"{}", [(member, run.job_id("a"), "work")]
     )
     assert reaped.buried == 1
     status = await run.status()
