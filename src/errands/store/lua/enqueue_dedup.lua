@@ -23,6 +23,7 @@
 --@include events
 --@include dedup
 --@include limits
+--@include types
 local id, mode, key = ARGV[3], ARGV[7], ARGV[8]
 local function refuse(what, value)
   return redis.error_reply('errands: enqueue_dedup: ' .. what .. ', got ' .. tostring(value))
@@ -44,13 +45,9 @@ end
 local partition = ARGV[11] or ''
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', false,
   'HLEN', 'HLEN', 'GET', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}
-for j = 1, #KEYS do
-  if TYPES[j] then
-    local checked = redis.pcall(TYPES[j], KEYS[j])
-    if type(checked) == 'table' and checked.err then
-      return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: nothing stored')
-    end
-  end
+local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing stored')
+if wrong then
+  return wrong
 end
 local P = {part = KEYS[16], seq = KEYS[3], pq = KEYS[17], pready = KEYS[18]}
 

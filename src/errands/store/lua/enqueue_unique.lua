@@ -18,15 +18,12 @@
 -- hold the unique lock, and no job would run.
 --@include events
 --@include limits
+--@include types
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
   false, 'ZCARD', false, 'HLEN', 'ZCARD', 'ZCARD'}
-for j = 1, #KEYS do
-  if TYPES[j] then
-    local checked = redis.pcall(TYPES[j], KEYS[j])
-    if type(checked) == 'table' and checked.err then
-      return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: no job was stored')
-    end
-  end
+local wrong = wrong_type(function(j) return TYPES[j] end, 'no job was stored')
+if wrong then
+  return wrong
 end
 local function whole(x)
   return x and x == math.floor(x)

@@ -43,6 +43,7 @@
 --@include limits
 --@include dedup
 --@include wake
+--@include types
 local K = 18
 local Q = 8
 local pool = ARGV[1]
@@ -70,14 +71,11 @@ end
 local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', 'HLEN', 'HLEN', 'ZCARD', false, 'HLEN',
   'ZCARD', 'HLEN', 'GET', 'HLEN', 'GET', 'HLEN', 'HLEN', 'HLEN'}
 local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD'}
-for j = 1, #KEYS do
-  local cmd = TYPES[j] or (j > K and PER_QUEUE[(j - K - 1) % Q + 1])
-  if cmd then
-    local checked = redis.pcall(cmd, KEYS[j])
-    if type(checked) == 'table' and checked.err then
-      return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: nothing fetched')
-    end
-  end
+local wrong = wrong_type(function(j)
+  return TYPES[j] or (j > K and PER_QUEUE[(j - K - 1) % Q + 1])
+end, 'nothing fetched')
+if wrong then
+  return wrong
 end
 local out = {0, '', -1}
 local token = false

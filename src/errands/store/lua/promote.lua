@@ -11,14 +11,13 @@
 -- pool, is looked at first, so a busy namespace pays one SCARD).
 --@include limits
 --@include wake
+--@include types
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local TYPES = {'HLEN', 'GET', 'SCARD', 'HLEN'}  -- then every key of a name is a sorted set
-for j = 1, #KEYS do
-  local checked = redis.pcall(TYPES[j] or 'ZCARD', KEYS[j])
-  if type(checked) == 'table' and checked.err then
-    return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: no job was promoted')
-  end
+local wrong = wrong_type(function(j) return TYPES[j] or 'ZCARD' end, 'no job was promoted')
+if wrong then
+  return wrong
 end
 local moved = 0
 local earliest = -1

@@ -35,6 +35,7 @@
 -- case another run of the schedule overwrote `answer` between the two sends.
 --@include events
 --@include dedup
+--@include types
 local state, mode, slot = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local id, name, prio = ARGV[7], ARGV[6], tonumber(ARGV[9])
 if not prio or prio ~= math.floor(prio) or prio < -1000 or prio > 1000 then
@@ -47,13 +48,9 @@ if ARGV[14] == 't' and not (window and window >= 1 and window == math.floor(wind
 end
 local TYPES = {'HLEN', 'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', false, 'ZCARD', 'ZCARD', 'ZCARD',
   'HLEN', 'HLEN', 'HLEN', 'GET', 'ZCARD', false}
-for j = 1, #KEYS do
-  if TYPES[j] then
-    local checked = redis.pcall(TYPES[j], KEYS[j])
-    if type(checked) == 'table' and checked.err then
-      return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: no job was stored')
-    end
-  end
+local wrong = wrong_type(function(j) return TYPES[j] end, 'no job was stored')
+if wrong then
+  return wrong
 end
 local definition = redis.call('HGET', KEYS[11], ARGV[13])
 if not definition then
