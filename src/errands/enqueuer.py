@@ -267,15 +267,14 @@ class Enqueuer(WorkflowEnqueue):
         jobs: list[Job] = []
         for i, (name, args, *rest) in enumerate(items):
             new_id = hexes[32 * i : 32 * i + 32]  # the id of a job given no job_id
-            job: Job | None = (
+            job = (
                 build_job(name, args, now, new_id, **rest[0])
                 if rest
                 else build_job(name, args, now, new_id)
             )
-            if self._middleware:
-                job = await self._through_middleware(job)  # type: ignore[arg-type]
-            if job is not None:
-                jobs.append(job)
+            stored = await self._through_middleware(job) if self._middleware else job
+            if stored is not None:
+                jobs.append(stored)
         starts = range(0, len(jobs), 5000)  # bounded work per script call
         chunks = [columns(jobs[s : s + 5000], self._encode) for s in starts]  # all encoded first
         await self._check_served({j.name for j in jobs})
