@@ -128,3 +128,38 @@ async def test_a_wrong_type_fails_the_packed_call_and_stores_nothing(
 def _url(redis: Redis) -> str:
     kwargs = redis.connection_pool.connection_kwargs
     return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+async def test_an_id_twice_with_the_same_envelope_answers_the_same_when_re_sent(
+    redis: Redis, namespace: str
+) -> None:
+    scripts = Scripts(redis, Keys(namespace))
+    call = (["a"], ["same", "same"], [b"{}", b"{}"], [job_spec(1, 0, 0, "")] * 2)
+    assert await scripts.enqueue_columns(call) == [1]
+    assert await scripts.enqueue_columns(call) == [1]  # the re-send: the same answer
+    assert await redis.zcard(Keys(namespace).queue("a")) == 1
+
+
+@pytest.mark.parametrize("spec", ["0", "2", "x", "1 0 0"])
+async def test_a_bad_job_spec_fails_the_call_before_any_write(
+    redis: Redis, namespace: str, spec: str
+) -> None:
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    call = (["a"], ["ok", "bad"], [b"{}", b"{}"], [job_spec(1, 0, 0, "p"), spec])
+    with pytest.raises(ResponseError, match="bad job spec"):
+        await scripts.enqueue_columns(call)
+    assert await redis.keys(keys.prefix.replace("{", "\\{").replace("}", "\\}") + "*") == []
+
+
+@pytest.mark.parametrize("key", ["priorities", "names", "partitions"])
+async def test_a_wrong_typed_shared_key_fails_the_call_before_any_write(
+    redis: Redis, namespace: str, key: str
+) -> None:
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await redis.set(getattr(keys, key), "not mine")
+    call = (["a"], ["j"], [b"{}"], [job_spec(1, 5, 0, "p")])
+    with pytest.raises(ResponseError, match=r"WRONGTYPE .* no job of this call was stored"):
+        await scripts.enqueue_columns(call)
+    assert await redis.hlen(keys.jobs) == 0 and await redis.get(keys.seq) is None

@@ -17,7 +17,7 @@
 -- Returns the (1-based) indices of the jobs found already there (another job with the id is
 -- stored, an earlier job of this call has it, or the id's job ended recently); a job stored with
 -- this very envelope (this call's own earlier send) is not stored again either, but not listed.
--- A queue or scheduled key holding another type fails the whole call before its first write
+-- A key holding another type, or a malformed spec, fails the whole call before its first write
 -- (a script must not fail half-way), so a caller can re-send the other jobs alone.
 -- Reads and writes take one command per 1,000 jobs (HMGET, ZMSCORE, EXISTS; HSET, ZADD), but
 -- for the tombstones when ZMSCORE is refused (an ACL rule of an older errands, Redis < 6.2):
@@ -28,17 +28,38 @@
 --@include events
 --@include limits
 --@include wake
+--@include types
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[4])
 local base = 8 + 5 * m
-for j = 9, base do
-  local checked = redis.pcall('ZCARD', KEYS[j])  -- (ZCARD: in the documented ACL rule; TYPE is not)
-  if type(checked) == 'table' and checked.err then
-    return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' is not a sorted set: no job of this call was stored')
+-- before the first write: the type of every key written or read after it (jobs and ended are
+-- read first, and seq's INCRBY is the first write: a wrong type there fails with nothing
+-- written; the result records may be of any type), then every job's spec
+local TYPES = {false, 'HLEN', false, 'SCARD', 'SCARD', false, false, 'HLEN'}
+local wrong = wrong_type(function(j)
+  if j <= #TYPES then
+    return TYPES[j]
   end
+  return j <= base and 'ZCARD'
+end, 'no job of this call was stored')
+if wrong then
+  return wrong
 end
 local CHUNK = 1000
 local I, E, S = 4 + m, 4 + m + n, 4 + m + 2 * n  -- ARGV[I + i]: the id of job i, E its envelope
+local specs = {}  -- per job {name index, priority, due ms, partition}
+for i = 1, n do
+  local spec = ARGV[S + i]
+  local qi, prio, due, partition = tonumber(spec), 0, 0, ''
+  if not qi then
+    qi, prio, due, partition = string.match(spec, '^(%d+) (%-?%d+) (%d+) (.*)$')
+    qi, prio, due = tonumber(qi), tonumber(prio), tonumber(due)
+  end
+  if not (qi and qi >= 1 and qi <= m and qi == math.floor(qi)) then
+    return redis.error_reply('errands: enqueue: bad job spec ' .. tostring(spec) .. ': no job of this call was stored')
+  end
+  specs[i] = {qi, prio, due, partition}
+end
 -- reads first: which ids are stored or ended (nil: not known), whether any result record exists
 local stored, ended, done = {}, {}, false
 for s = 1, n, CHUNK do
@@ -59,7 +80,7 @@ end
 local existed, new, seen = {}, {}, {}
 for i = 1, n do
   local id = ARGV[I + i]
-  if seen[id] then  -- an earlier job of this call has the id
+  if seen[id] then  -- an earlier job of this call has the id (also on a re-send)
     existed[#existed + 1] = i
   elseif stored[i] then
     if stored[i] ~= ARGV[E + i] then
@@ -69,9 +90,9 @@ for i = 1, n do
       or (done and redis.call('EXISTS', KEYS[base + i]) == 1) then
     existed[#existed + 1] = i
   else
-    seen[id] = true
     new[#new + 1] = i
   end
+  seen[id] = true
 end
 if #new == 0 then
   return existed
@@ -88,12 +109,8 @@ local seq = redis.call('INCRBY', KEYS[3], #new) - #new
 local envs, prios, queues, named = {}, {}, {}, {}
 local ready = {}
 for _, i in ipairs(new) do
-  local id, spec = ARGV[I + i], ARGV[S + i]
-  local qi, prio, due, partition = tonumber(spec), 0, 0, ''
-  if not qi then
-    qi, prio, due, partition = string.match(spec, '^(%d+) (%-?%d+) (%d+) (.*)$')
-    qi, prio, due = tonumber(qi), tonumber(prio), tonumber(due)
-  end
+  local id = ARGV[I + i]
+  local qi, prio, due, partition = unpack(specs[i])
   envs[#envs + 1] = id
   envs[#envs + 1] = ARGV[E + i]
   if prio ~= 0 then
@@ -133,7 +150,7 @@ for qi in pairs(named) do
 end
 if listening then
   for _, i in ipairs(new) do
-    local name = ARGV[4 + tonumber(string.match(ARGV[S + i], '^%d+'))]
+    local name = ARGV[4 + specs[i][1]]
     ev_publish(KEYS[6], ARGV[3], ARGV[I + i], '{"event":"enqueued","id":"' .. ARGV[I + i] .. '","name":"' .. name .. '"}')
   end
 end
