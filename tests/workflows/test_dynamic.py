@@ -129,3 +129,15 @@ async def test_an_add_closing_a_cycle_raises_workflow_error(env: Env) -> None:
     status = await run.wait(timeout=5)
     assert status.status == "succeeded" and status.nodes["b"].after == ("a", "x")
     await assert_invariants(env.redis, env.namespace, drained=True)
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+async def test_an_add_naming_a_callback_raises_workflow_error(env: Env, where: str) -> None:
+    """'!on_success' is a callback's reserved id: as a before node it was released early."""
+    wf = Workflow()
+    wf.add("work", {}, id="s")
+    wf.on_success("work", {})
+    run = await env.enqueuer.enqueue_workflow(wf)
+    with pytest.raises(WorkflowError, match="invalid node id '!on_success'"):
+        await run.add("work", {}, id="x", **{where: ["!on_success"]})
+    assert "x" not in (await run.status()).nodes

@@ -216,8 +216,9 @@ class WorkflowRun:
         if self._factory is None:
             raise WorkflowError("this WorkflowRun cannot add members (no serializer bound)")
         node_id = check_node_id(id if id is not None else f"{name}#{_short_id()}")
-        deps = tuple(dict.fromkeys(str(a) for a in after))
-        befores = tuple(dict.fromkeys(str(b) for b in before))
+        # (node ids: a callback's reserved '!' name is refused, so it never becomes a before node)
+        deps = tuple(dict.fromkeys(check_node_id(str(a)) for a in after))
+        befores = tuple(dict.fromkeys(check_node_id(str(b)) for b in before))
         policy = check_policy(on_dependency_failure)
         part = check_partition(partition) if partition is not None else None
         node = Node(node_id, name, dict(args or {}), deps, policy, priority, partition=part)
