@@ -118,6 +118,21 @@ async def register(w: World) -> Any:
     return await w.store.refresh([make_periodic("@every 1m", "report")], NOW, 60_000)
 
 
+def move(mode: str, source: str, *, expected: bytes = b"") -> Call:
+    """A move of a job (``source``: where it is, "scheduled" or "queued") from the scheduled
+    set in ``mode``; the ``expected`` envelope, when given, is not the stored one."""
+
+    async def call(w: World) -> Any:
+        job = await w.enqueuer.enqueue("report", {"v": 1}, delay=60 if source == "scheduled" else 0)
+        assert job is not None
+        due, new = NOW + 120_000, b'{"n":"report","a":{"v":2}}' if expected else b""
+        return await w.scripts.move(
+            job.id, "report", w.keys.scheduled("report"), mode, due, new, NOW, expected=expected
+        )
+
+    return call
+
+
 def moved_nothing(first: Any) -> Any:
     """promote answers what this call moved: the jobs went with the first send."""
     return [0, first[1]]
@@ -160,6 +175,13 @@ CASES: list[tuple[str, str, Call, Any, Callable[[Any], Any] | None]] = [
     ("fire-skipped", "schedule_fire", fire("fire", skip_if_running=True), b"skipped", None),
     ("fire-deduped", "schedule_fire", fire("fire", dedup=Dedup("k")), b"deduped", None),
     ("register", "schedule_register", register, 1, None),
+    ("move-queue", "move", move("queue", "scheduled"), 1, None),
+    ("move-schedule", "move", move("schedule", "scheduled"), 1, None),
+    ("move-delete", "move", move("delete", "scheduled"), 1, None),
+    # the job is on its queue already: a re-send that guessed from where the job is said 1
+    ("move-queue-nothing", "move", move("queue", "queued"), 0, None),
+    ("move-schedule-nothing", "move", move("schedule", "queued"), 0, None),
+    ("move-changed-envelope", "move", move("queue", "scheduled", expected=b"{}"), 0, None),
 ]
 
 
@@ -182,7 +204,7 @@ async def test_a_resent_call_writes_nothing_and_answers_the_same(
     rec = w.record(script)
     await call(w)
     first = rec.reply
-    assert first[0] == status
+    assert (first[0] if isinstance(first, list) else first) == status
     before = await snapshot(redis, namespace)
     answer = await rec.resend()
     assert answer == (resent(first) if resent else first)

@@ -3,6 +3,7 @@ A mixin of :class:`~errands.store.scripts.Scripts`, which registers them."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +41,8 @@ class AdminScripts:
         history of ``name`` at ``now_ms``). A new ``envelope`` replaces the stored one;
         ``afresh`` also drops the job's last error and recovery count; with ``expected`` (the
         envelope the new one was made from) nothing moves if the stored one differs. ``call``:
-        a token of this call (a delete's re-send answers from it)."""
+        a token of this call (letters and digits; a random one by default), by which its
+        re-send answers as the first."""
         k = self.keys
         target = k.scheduled(name) if mode == "schedule" else k.queue(name)
         keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
@@ -49,8 +51,7 @@ class AdminScripts:
         keys += (k.history_of(name), k.listening, k.checkpoints, k.dedup, k.dedup_of_job)
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.partitions)
         keys += (k.partition_queue(name), k.partitions_ready(name))
-        if call and mode == "delete":
-            keys.append(k.reply(call))
+        keys.append(k.reply(call or os.urandom(8).hex()))
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
         args += (now_ms, "1" if afresh else "0", expected)
         return bool(await self._call("move", keys, args))

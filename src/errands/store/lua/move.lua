@@ -10,8 +10,8 @@
 -- KEYS[22] dedup   KEYS[23] dedup_of_job   KEYS[24] workflow_of (see lib/workflows.lua)
 -- KEYS[25] dedup_next   KEYS[26] dedup_reruns   KEYS[27] partitions
 -- KEYS[28] partition queue of the job name   KEYS[29] its partitions ready (lib/limits.lua)
--- KEYS[30] the reply key of this call (optional, for a delete): a deletion is noted there 10
---          minutes, and a re-sent delete (no trace of the job being left) answers 1 from it
+-- KEYS[30] the reply key of this call: its answer is kept there 10 minutes, and a re-sent call
+--          (redis-py, after a lost reply) gives it back, doing nothing
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
 -- ARGV[7] job name   ARGV[8] now ms   ARGV[9] '1': a new envelope starts afresh (its last error
@@ -21,10 +21,11 @@
 -- A deleted job is forgotten (no tombstone: its id may be used again); its ending is recorded
 -- (history `deleted`, at the attempt it would have run next) and published (`deleted`).
 -- A scheduled unique job moved later keeps its lock as much longer (its expiry moves with it).
--- Returns 1 when moved, 0 when the job was not in the source set. A re-sent call (redis-py,
--- after a lost reply) finds the job moved by its first call and answers 1 too: the job is where
--- this call sends it (see `sent_before`). An unknown mode, a due time (schedule) or a time
--- (delete) that is not a number is an error before anything is written.
+-- Returns 1 when moved, 0 when the job was not in the source set (or its envelope was not
+-- `expected`). A re-sent call answers as its first from the reply key, in every mode (a guess
+-- from where the job is now answered 1 to the re-send of a call that moved nothing, the job
+-- having got there otherwise). An unknown mode, a due time (schedule) or a time (delete) that
+-- is not a number is an error before anything is written.
 --@include events
 --@include jobstate
 --@include dedup
@@ -38,45 +39,21 @@ if (mode == 'schedule' and not tonumber(ARGV[3])) or (mode == 'delete' and not t
   return redis.error_reply('errands: move: bad time for ' .. mode)
 end
 local expected = ARGV[10] or ''
-if mode == 'delete' and KEYS[30] and redis.call('GET', KEYS[30]) then
-  return 1  -- a re-sent delete: its first call deleted the job
+local replied = redis.call('GET', KEYS[30])
+if replied then
+  return tonumber(replied)  -- a re-send: its first call did the work (or found none to do)
 end
-
--- the job is not where it was read: moved there by this call already (this is a re-send)? Its
--- new envelope, made from the one read, is stored (or the job ran with it since and ended: its
--- done record holds it); without a new envelope, it is on its target (its queue, or fetched
--- since, or finished since; its scheduled set at this due time)
-local function sent_before()
-  if mode == 'delete' then
-    return false
-  end
-  local record = redis.call('GET', KEYS[9])
-  if record and string.match(record, '^%d+$') then  -- it names its attempt: the history has it
-    record = redis.call('HGET', KEYS[18], id .. ':' .. record)
-  end
-  local compact = record and string.sub(record, 1, 5) == '{"j":'  -- finished (ack.lua)
-  if ARGV[4] ~= '' and expected ~= '' and ARGV[4] ~= expected then
-    local job = compact and '{"j":' or '"job":'
-    return redis.call('HGET', KEYS[1], id) == ARGV[4]
-      or (record ~= false and string.find(record, job .. ARGV[4] .. ',', 1, true) ~= nil)
-  end
-  local due = redis.call('ZSCORE', KEYS[6], id)
-  if mode == 'schedule' then
-    return due ~= false and tonumber(due) == tonumber(ARGV[3])
-  end
-  local finished = '{"id":"' .. id .. '","status":"finished"'
-  return due ~= false or redis.call('HEXISTS', KEYS[15], id) == 1 or compact
-    or (record ~= false and string.sub(record, 1, #finished) == finished)
-end
-
 if expected ~= '' and redis.call('HGET', KEYS[1], id) ~= expected then
   -- the new envelope was made from one that changed since: nothing moves
-  return sent_before() and 1 or 0
+  redis.call('SET', KEYS[30], '0', 'PX', 600000)
+  return 0
 end
 local was_due = redis.call('ZSCORE', KEYS[5], id)
 if redis.call('ZREM', KEYS[5], id) == 0 then
-  return sent_before() and 1 or 0
+  redis.call('SET', KEYS[30], '0', 'PX', 600000)
+  return 0
 end
+redis.call('SET', KEYS[30], '1', 'PX', 600000)
 redis.call('DEL', KEYS[9])
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], id, ARGV[4])
@@ -97,9 +74,6 @@ if mode == 'delete' then
     dedup = KEYS[22], dedupjob = KEYS[23], next = KEYS[25], reruns = KEYS[26]}
   dedup_ended(d, id, KEYS[6])  -- (KEYS[6] is the job's queue for a delete)
   wf_end(KEYS[24], id, 'cancelled', nil)  -- a member deleted while it waited
-  if KEYS[30] then
-    redis.call('SET', KEYS[30], '1', 'PX', 600000)
-  end
 elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])
   local prio = tonumber(redis.call('HGET', KEYS[2], id) or '0')
