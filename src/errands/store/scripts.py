@@ -7,8 +7,6 @@ redis-py's ``register_script`` runs EVALSHA and reloads a script after NOSCRIPT 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
@@ -16,6 +14,7 @@ from redis.asyncio import Redis
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .bulk import Columns, enqueue_request, job_spec
 from .keys import Keys
+from .luasource import lua_source
 from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle
 
 __all__ = [
@@ -35,19 +34,6 @@ def _limit_keys(k: Keys, name: str) -> list[str]:
     """The keys of a job name that freeing a partitioned job's slot touches (lib/limits.lua):
     partitions running, partition queue, partitions ready."""
     return [k.partitions_running(name), k.partition_queue(name), k.partitions_ready(name)]
-
-
-@cache
-def lua_source(name: str) -> str:
-    """The text of ``lua/<name>.lua``, with each ``--@include <lib>`` line replaced by
-    ``lua/lib/<lib>.lua`` (helpers shared by several scripts)."""
-    lua = resources.files("errands.store").joinpath("lua")
-    lines = []
-    for line in lua.joinpath(f"{name}.lua").read_text("utf-8").splitlines():
-        if line.startswith("--@include "):
-            line = lua.joinpath("lib", line.split()[1] + ".lua").read_text("utf-8").rstrip()
-        lines.append(line)
-    return "\n".join(lines) + "\n"
 
 
 class Scripts(AdminScripts):
