@@ -229,7 +229,7 @@ class Scripts(AdminScripts):
         no longer this pool's: the job runs again, or ran, elsewhere)."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
-        keys += (k.stats, k.idle, k.history, k.history_data, k.checkins, k.listening, k.errors)
+        keys += (k.stats, k.idle, k.history_data, k.checkins, k.listening, k.errors)
         keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
         keys += (k.ended, k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
         keys += (k.dedup_next, k.dedup_reruns, k.seq, k.partitions)
@@ -370,7 +370,7 @@ class Scripts(AdminScripts):
         keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
         keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints)
         keys += (k.dedup, k.dedup_of_job, k.workflow_of, k.dedup_next, k.dedup_reruns)
-        keys += (k.history, k.history_data, k.listening, k.partitions)
+        keys += (k.history_data, k.listening, k.partitions)
         index: dict[str, int] = {}
         args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
         args += (malformed, k.events_channel, "1" if history else "0")

@@ -5,14 +5,13 @@
 -- job whose attempt record is not this pool's attempt (taken back by a reaper, or fetched again
 -- since) is left alone, so nothing is decremented or recorded twice.
 -- KEYS[1] jobs   KEYS[2] running   KEYS[3] in_progress of this pool   KEYS[4] priorities
--- KEYS[5] recoveries   KEYS[6] stats   KEYS[7] idle   KEYS[8] history (unused: the global index
--- of versions before issue 15; the history of each job name is the index)   KEYS[9] history_data
--- KEYS[10] checkins   KEYS[11] listening   KEYS[12] errors   KEYS[13] cancel requests
--- KEYS[14] attempts   KEYS[15] unique_of_job   KEYS[16] unique   KEYS[17] unique_expiry
--- KEYS[18] ended   KEYS[19] checkpoints   KEYS[20] dedup   KEYS[21] dedup_of_job
--- KEYS[22] workflow_of (see lib/workflows.lua)   KEYS[23] dedup_next   KEYS[24] dedup_reruns
--- KEYS[25] seq   KEYS[26] partitions (HASH id -> partition, see lib/limits.lua)
--- KEYS[27 .. 26+N] the done-record key of each job; then the history-of-name key of each name,
+-- KEYS[5] recoveries   KEYS[6] stats   KEYS[7] idle   KEYS[8] history_data   KEYS[9] checkins
+-- KEYS[10] listening   KEYS[11] errors   KEYS[12] cancel requests
+-- KEYS[13] attempts   KEYS[14] unique_of_job   KEYS[15] unique   KEYS[16] unique_expiry
+-- KEYS[17] ended   KEYS[18] checkpoints   KEYS[19] dedup   KEYS[20] dedup_of_job
+-- KEYS[21] workflow_of (see lib/workflows.lua)   KEYS[22] dedup_next   KEYS[23] dedup_reruns
+-- KEYS[24] seq   KEYS[25] partitions (HASH id -> partition, see lib/limits.lua)
+-- KEYS[26 .. 25+N] the done-record key of each job; then the history-of-name key of each name,
 -- then the queue of each name (a waiting dedup rerun goes there when its key's owner is done),
 -- then three per name: its partitions running, partition queue, partitions ready
 -- ARGV[1] wake channel   ARGV[2] '1' to wake idle pools (a job with a concurrency limit finished;
@@ -30,19 +29,19 @@
 --@include dedup
 --@include workflows
 --@include limits
-local B = 26  -- the keys before the done records
-local workflows = redis.call('EXISTS', KEYS[22]) == 1
+local B = 25  -- the keys before the done records
+local workflows = redis.call('EXISTS', KEYS[21]) == 1
 local n = tonumber(ARGV[6])
 local now = ARGV[4]
 local history = ARGV[5] == '1'
-local listening = redis.call('EXISTS', KEYS[11]) == 1
-local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[12], recov = KEYS[5], checkin = KEYS[10],
-  cancelreq = KEYS[13], att = KEYS[14], uniqjob = KEYS[15], uniq = KEYS[16], uniqexp = KEYS[17],
-  ended = KEYS[18], ckpt = KEYS[19], part = KEYS[26]}
-local d = {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1], dedup = KEYS[20],
-  dedupjob = KEYS[21], next = KEYS[23], reruns = KEYS[24], seq = KEYS[25]}
+local listening = redis.call('EXISTS', KEYS[10]) == 1
+local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[11], recov = KEYS[5], checkin = KEYS[9],
+  cancelreq = KEYS[12], att = KEYS[13], uniqjob = KEYS[14], uniq = KEYS[15], uniqexp = KEYS[16],
+  ended = KEYS[17], ckpt = KEYS[18], part = KEYS[25]}
+local d = {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1], dedup = KEYS[19],
+  dedupjob = KEYS[20], next = KEYS[22], reruns = KEYS[23], seq = KEYS[24]}
 local names = (#KEYS - B - n) / 5
-local partitioned = redis.call('EXISTS', KEYS[26]) == 1
+local partitioned = redis.call('EXISTS', KEYS[25]) == 1
 local freed = false
 local queue_of = {}
 local done, refused, tombs = {}, {}, {}
@@ -55,7 +54,7 @@ for j = 0, n - 1 do
       redis.call('HINCRBY', KEYS[2], name, -1)
       if partitioned then
         local b = B + n + 2 * names + 3 * (tonumber(ARGV[o + 2]) - 1)
-        local P = {on = true, part = KEYS[26], seq = KEYS[25], prun = KEYS[b + 1],
+        local P = {on = true, part = KEYS[25], seq = KEYS[24], prun = KEYS[b + 1],
           pq = KEYS[b + 2], pready = KEYS[b + 3]}
         freed = lim_release(P, id) or freed
       end
@@ -87,15 +86,15 @@ for j = 0, n - 1 do
       if history then
         local hk = id .. ':' .. ARGV[o + 6]
         if henv == '' then henv = env end
-        redis.call('HSET', KEYS[9], hk, record(henv))
+        redis.call('HSET', KEYS[8], hk, record(henv))
         redis.call('ZADD', KEYS[B + n + tonumber(ARGV[o + 2])], now, hk)
       end
     end
     if workflows then
-      wf_end(KEYS[22], id, 'ok', ARGV[o + 3])
+      wf_end(KEYS[21], id, 'ok', ARGV[o + 3])
     end
     if listening then
-      ev_publish(KEYS[11], ARGV[3], id, '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}')
+      ev_publish(KEYS[10], ARGV[3], id, '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}')
     end
   elseif not redis.call('ZSCORE', k.ended, id) and redis.call('EXISTS', KEYS[B + 1 + j]) == 0 then
     refused[#refused + 1] = id  -- (an ended job, tombstone or result record: a re-sent ack)

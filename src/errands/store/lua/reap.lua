@@ -11,10 +11,9 @@
 -- KEYS[15] retired   KEYS[16] attempts   KEYS[17] checkins   KEYS[18] unique_of_job
 -- KEYS[19] unique   KEYS[20] unique_expiry   KEYS[21] ended   KEYS[22] checkpoints
 -- KEYS[23] dedup   KEYS[24] dedup_of_job   KEYS[25] workflow_of (see lib/workflows.lua)
--- KEYS[26] dedup_next   KEYS[27] dedup_reruns   KEYS[28] history   KEYS[29] history_data
--- KEYS[30] listening
--- KEYS[31] partitions (see lib/limits.lua)
--- KEYS[32..] four per job name, referred to by index: its queue, partitions running, partition
+-- KEYS[26] dedup_next   KEYS[27] dedup_reruns   KEYS[28] history_data   KEYS[29] listening
+-- KEYS[30] partitions (see lib/limits.lua)
+-- KEYS[31..] four per job name, referred to by index: its queue, partitions running, partition
 -- queue, partitions ready; then the history of each name in the same order
 -- ARGV[1] pool id   ARGV[2] dead timeout ms   ARGV[3] max recoveries   ARGV[4] wake channel
 -- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
@@ -35,7 +34,7 @@
 --@include dedup
 --@include workflows
 --@include limits
-local Q = 31
+local Q = 30
 local NQ = (#KEYS - Q) / 5  -- names: their queues (with their partition keys), then histories
 local pool = ARGV[1]
 local now = redis_now()
@@ -56,14 +55,14 @@ for i = 9, #ARGV, 4 do
 end
 local k = {jobs = KEYS[4], prio = KEYS[6], errors = KEYS[9], recov = KEYS[7], checkin = KEYS[17],
   cancelreq = KEYS[13], att = KEYS[16], uniqjob = KEYS[18], uniq = KEYS[19], uniqexp = KEYS[20],
-  ended = KEYS[21], ckpt = KEYS[22], part = KEYS[31], hist = KEYS[28], histdata = KEYS[29], listening = KEYS[30],
+  ended = KEYS[21], ckpt = KEYS[22], part = KEYS[30], histdata = KEYS[28], listening = KEYS[29],
   events = ARGV[7]}
 local history = ARGV[8] == '1'
-local partitioned = redis.call('EXISTS', KEYS[31]) == 1
+local partitioned = redis.call('EXISTS', KEYS[30]) == 1
 local freed = false
 local function limits_of(index)
   local b = Q + 4 * (index - 1)
-  return {on = partitioned, part = KEYS[31], seq = KEYS[10], prun = KEYS[b + 2], pq = KEYS[b + 3],
+  return {on = partitioned, part = KEYS[30], seq = KEYS[10], prun = KEYS[b + 2], pq = KEYS[b + 3],
     pready = KEYS[b + 4]}
 end
 local d = {jobs = KEYS[4], prio = KEYS[6], seq = KEYS[10], idle = KEYS[11], wake = ARGV[4],
