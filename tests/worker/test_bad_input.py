@@ -418,8 +418,8 @@ async def test_a_non_json_result_is_null_with_a_warning_or_with_strict_result_an
         assert await enqueuer.result(obj, timeout=1) is None
     warnings = [r.getMessage() for r in caplog.records if r.name == "errands.worker"]
     assert any(
-        f"lenient {nan}: the result is not JSON-serializable: the value is not a finite number"
-        in w and "stored as null (strict_result=True makes it an error)" in w
+        f"lenient {nan}: the result is not JSON-serializable: the value is not a finite number" in w
+        and "stored as null (strict_result=True makes it an error)" in w
         for w in warnings
     ), warnings
     # strict: dead at once (not retried: the handler's side effects are done), saying why
