@@ -68,8 +68,7 @@ class WorkflowScripts:
     async def cancel(self, run_id: str, waiting: Sequence[str]) -> bool:
         """Mark the run cancelled and end the ``waiting`` members; False when it does not run."""
         k = self.keys
-        keys = [k.workflow_of, *run_keys(k, run_id)[:2], k.workflow(run_id, "in")]
-        keys += (k.workflow(run_id, p) for p in ("nodes", "env", "res"))
+        keys = [k.workflow_of, k.workflow(run_id)]
         return bool(await self._s["wf_cancel"](keys=keys, args=[run_id, *waiting]))
 
     async def trim(self, now_ms: int) -> int:
@@ -81,7 +80,7 @@ class WorkflowScripts:
         """Continue the walks of dependents left on the work list (a few hundred dependents per
         call); returns how many work items it took, 0 when none was left."""
         k = self.keys
-        keys = [k.workflow_of, k.workflows_work, k.idle]
+        keys = [k.workflow_of, k.workflows_work]
         return int(await self._s["wf_cascade"](keys=keys, args=[]))
 
     async def cascade_all(self) -> int:
@@ -96,7 +95,7 @@ class WorkflowScripts:
     ) -> str:
         """Add a member to a running run; returns "" or why it was refused."""
         k = self.keys
-        keys = [k.workflow_of, *run_keys(k, run_id), k.queue(member.name)]
+        keys = [k.workflow_of, *run_keys(k, run_id)]
         args: list[Arg] = [run_id, member.node, member.name, member.priority, member.envelope]
         args += (member.spec, len(after), *after, *before)
         reply = await self._s["wf_add"](keys=keys, args=args)

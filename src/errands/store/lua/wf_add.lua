@@ -7,7 +7,6 @@
 -- it was added (a re-sent call, a retried handler adding the same ids).
 -- KEYS[1] workflow_of   KEYS[2] the run (HASH)   KEYS[3] its open set   KEYS[4] its in edges
 -- KEYS[5] its out edges   KEYS[6] its nodes   KEYS[7] its envelopes   KEYS[8] its outcomes
--- KEYS[9] the queue of the new member's job name
 -- ARGV[1] run id   ARGV[2] node id   ARGV[3] job name   ARGV[4] priority   ARGV[5] envelope
 -- ARGV[6] spec JSON (with every after node)   ARGV[7] A: how many after nodes follow
 -- ARGV[8 .. 7+A] after nodes   ARGV[8+A ..] before nodes

@@ -5,8 +5,8 @@
 -- running are cancelled by the caller one by one (cancel.lua, which ends them here). The
 -- dependents of the members it ends are walked WF_STEP at a time (lib/workflows.lua), the
 -- rest left on the work list for wf_cascade.lua.
--- KEYS[1] workflow_of   KEYS[2] the run (HASH)   KEYS[3] its open set   KEYS[4] its in edges
--- KEYS[5] its nodes   KEYS[6] its envelopes   KEYS[7] its outcomes
+-- KEYS[1] workflow_of   KEYS[2] the run (HASH); its other keys are built from the prefix of
+-- KEYS[1] (lib/workflows.lua)
 -- ARGV[1] run id   ARGV[2..] nodes waiting for their dependencies
 -- Returns 1, or 0 when the run is not running (finished, lingering or unknown).
 --@include workflows

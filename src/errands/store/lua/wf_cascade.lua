@@ -5,7 +5,7 @@
 -- workflow members and at each requeuer pass (and drain), WorkflowRun.cancel after its
 -- batches, until it returns 0. A re-sent call
 -- continues the next part of the work, as the caller's next call would.
--- KEYS[1] workflow_of   KEYS[2] workflows_work (ZSET)   KEYS[3] idle
+-- KEYS[1] workflow_of   KEYS[2] workflows_work (ZSET)
 -- ARGV none
 -- Returns how many work items it took (0: none was left).
 --@include workflows
