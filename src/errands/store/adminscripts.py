@@ -47,8 +47,8 @@ class AdminScripts:
         target = k.scheduled(name) if mode == "schedule" else k.queue(name)
         keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.checkins)
-        keys += (k.cancel_requests, k.attempts, k.ended, k.history, k.history_data)
-        keys += (k.history_of(name), k.listening, k.checkpoints, k.dedup, k.dedup_of_job)
+        keys += (k.cancel_requests, k.attempts, k.ended, k.history_data, k.history_of(name))
+        keys += (k.listening, k.checkpoints, k.dedup, k.dedup_of_job)
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.partitions)
         keys += (k.partition_queue(name), k.partitions_ready(name))
         keys.append(k.reply(call or os.urandom(8).hex()))
@@ -64,7 +64,7 @@ class AdminScripts:
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
         keys += (k.cancel_requests, k.attempts, k.recoveries, k.dedup, k.dedup_of_job)
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.seq, k.priorities, k.idle)
-        keys += (k.history, k.history_data, k.history_of(name), k.names, k.partitions)
+        keys += (k.history_data, k.history_of(name), k.names, k.partitions)
         args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
         args += (k.wake_channel, call)
         result = await self._call("cancel", keys, args)

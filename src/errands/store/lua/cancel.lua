@@ -6,10 +6,10 @@
 -- KEYS[14] recoveries   KEYS[15] dedup   KEYS[16] dedup_of_job
 -- KEYS[17] workflow_of (see lib/workflows.lua)   KEYS[18] dedup_next
 -- KEYS[19] dedup_reruns (a rerun waiting there is cancelled like a queued job)   KEYS[20] seq
--- KEYS[21] priorities   KEYS[22] idle   KEYS[23] history   KEYS[24] history_data
--- KEYS[25] history of the job name   KEYS[26] names (a held member's may be in none yet: the
+-- KEYS[21] priorities   KEYS[22] idle   KEYS[23] history_data
+-- KEYS[24] history of the job name   KEYS[25] names (a held member's may be in none yet: the
 -- history's trim goes over the names)
--- KEYS[27] partitions (a held member's, see lib/limits.lua)
+-- KEYS[26] partitions (a held member's, see lib/limits.lua)
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel   ARGV[8] this call's token
 -- (letters and digits; '' none): kept in the done record of the job it cancels
@@ -49,8 +49,8 @@ local function cancelled(env)
   local record = '{"id":"' .. id .. '","status":"cancelled","job":' .. env .. ',"finished":' .. ARGV[2]
     .. (mark or '}')
   redis.call('SET', KEYS[7], record, 'PX', ARGV[3])
-  local h = {hist = KEYS[23], histdata = KEYS[24], listening = KEYS[11], events = ARGV[5]}
-  record_end(h, KEYS[25], id, ARGV[6], 'cancelled', env, nil, ARGV[2], true, '')
+  local h = {histdata = KEYS[23], listening = KEYS[11], events = ARGV[5]}
+  record_end(h, KEYS[24], id, ARGV[6], 'cancelled', env, nil, ARGV[2], true, '')
   return 'cancelled'
 end
 
@@ -76,13 +76,13 @@ if not env then
   local spec = held and redis.call('HGET', W.nodes, node)
   if held and wf_end(KEYS[17], id, 'cancelled', '{"error":"cancelled"}') then
     redis.call('HSET', KEYS[1], id, held)
-    redis.call('SADD', KEYS[26], ARGV[6])  -- (its history record is then trimmed: see KEYS)
+    redis.call('SADD', KEYS[25], ARGV[6])  -- (its history record is then trimmed: see KEYS)
     spec = spec and wf_spec(spec)  -- its priority and partition, as wf_queue would store them
     if spec and spec.p ~= 0 then
       redis.call('HSET', KEYS[21], id, spec.p)
     end
-    if spec and spec.k and KEYS[27] then
-      redis.call('HSET', KEYS[27], id, spec.k)
+    if spec and spec.k and KEYS[26] then
+      redis.call('HSET', KEYS[26], id, spec.k)
     end
     return cancelled(held)
   end
@@ -91,14 +91,7 @@ end
 for _, k in ipairs({2, 3, 4, 19}) do
   if redis.call('ZREM', KEYS[k], id) == 1 then
     cancelled(env)
-    local digest = redis.call('HGET', KEYS[9], id)
-    if digest then
-      if redis.call('HGET', KEYS[8], digest) == id then
-        redis.call('HDEL', KEYS[8], digest)
-        redis.call('ZREM', KEYS[10], digest)
-      end
-      redis.call('HDEL', KEYS[9], id)
-    end
+    release_unique({uniqjob = KEYS[9], uniq = KEYS[8], uniqexp = KEYS[10]}, id)
     dedup_ended(d, id, KEYS[2])
     wf_end(KEYS[17], id, 'cancelled', nil)
     return 'cancelled'

@@ -5,12 +5,12 @@
 -- KEYS[6] target (the job's queue for 'queue', its scheduled set for 'schedule')
 -- KEYS[7] errors   KEYS[8] recoveries   KEYS[9] done record   KEYS[10] unique
 -- KEYS[11] unique_of_job   KEYS[12] unique_expiry   KEYS[13] checkins   KEYS[14] cancel requests
--- KEYS[15] attempts   KEYS[16] ended   KEYS[17] history   KEYS[18] history_data
--- KEYS[19] history of the job name   KEYS[20] listening   KEYS[21] checkpoints
--- KEYS[22] dedup   KEYS[23] dedup_of_job   KEYS[24] workflow_of (see lib/workflows.lua)
--- KEYS[25] dedup_next   KEYS[26] dedup_reruns   KEYS[27] partitions
--- KEYS[28] partition queue of the job name   KEYS[29] its partitions ready (lib/limits.lua)
--- KEYS[30] the reply key of this call: its answer is kept there 10 minutes, and a re-sent call
+-- KEYS[15] attempts   KEYS[16] ended   KEYS[17] history_data
+-- KEYS[18] history of the job name   KEYS[19] listening   KEYS[20] checkpoints
+-- KEYS[21] dedup   KEYS[22] dedup_of_job   KEYS[23] workflow_of (see lib/workflows.lua)
+-- KEYS[24] dedup_next   KEYS[25] dedup_reruns   KEYS[26] partitions
+-- KEYS[27] partition queue of the job name   KEYS[28] its partitions ready (lib/limits.lua)
+-- KEYS[29] the reply key of this call: its answer is kept there 10 minutes, and a re-sent call
 --          (redis-py, after a lost reply) gives it back, doing nothing
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
@@ -39,21 +39,21 @@ if (mode == 'schedule' and not tonumber(ARGV[3])) or (mode == 'delete' and not t
   return redis.error_reply('errands: move: bad time for ' .. mode)
 end
 local expected = ARGV[10] or ''
-local replied = redis.call('GET', KEYS[30])
+local replied = redis.call('GET', KEYS[29])
 if replied then
   return tonumber(replied)  -- a re-send: its first call did the work (or found none to do)
 end
 if expected ~= '' and redis.call('HGET', KEYS[1], id) ~= expected then
   -- the new envelope was made from one that changed since: nothing moves
-  redis.call('SET', KEYS[30], '0', 'PX', 600000)
+  redis.call('SET', KEYS[29], '0', 'PX', 600000)
   return 0
 end
 local was_due = redis.call('ZSCORE', KEYS[5], id)
 if redis.call('ZREM', KEYS[5], id) == 0 then
-  redis.call('SET', KEYS[30], '0', 'PX', 600000)
+  redis.call('SET', KEYS[29], '0', 'PX', 600000)
   return 0
 end
-redis.call('SET', KEYS[30], '1', 'PX', 600000)
+redis.call('SET', KEYS[29], '1', 'PX', 600000)
 redis.call('DEL', KEYS[9])
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], id, ARGV[4])
@@ -65,21 +65,21 @@ end
 if mode == 'delete' then
   local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[7], recov = KEYS[8], checkin = KEYS[13],
     cancelreq = KEYS[14], att = KEYS[15], uniqjob = KEYS[11], uniq = KEYS[10], uniqexp = KEYS[12],
-    ended = KEYS[16], ckpt = KEYS[21], part = KEYS[27], hist = KEYS[17], histdata = KEYS[18],
-    listening = KEYS[20], events = ARGV[6]}
+    ended = KEYS[16], ckpt = KEYS[20], part = KEYS[26], histdata = KEYS[17],
+    listening = KEYS[19], events = ARGV[6]}
   local env = redis.call('HGET', k.jobs, id)
-  record_end(k, KEYS[19], id, ARGV[7], 'deleted', env, nil, ARGV[8], true, ',"reason":"deleted"')
+  record_end(k, KEYS[18], id, ARGV[7], 'deleted', env, nil, ARGV[8], true, ',"reason":"deleted"')
   forget(k, {id}, nil)
   local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[4], wake = ARGV[5],
-    dedup = KEYS[22], dedupjob = KEYS[23], next = KEYS[25], reruns = KEYS[26]}
+    dedup = KEYS[21], dedupjob = KEYS[22], next = KEYS[24], reruns = KEYS[25]}
   dedup_ended(d, id, KEYS[6])  -- (KEYS[6] is the job's queue for a delete)
-  wf_end(KEYS[24], id, 'cancelled', nil)  -- a member deleted while it waited
+  wf_end(KEYS[23], id, 'cancelled', nil)  -- a member deleted while it waited
 elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])
   local prio = tonumber(redis.call('HGET', KEYS[2], id) or '0')
   redis.call('ZADD', KEYS[6], seq - prio * 4398046511104, id)
-  local P = {on = redis.call('EXISTS', KEYS[27]) == 1, part = KEYS[27], seq = KEYS[3],
-    pq = KEYS[28], pready = KEYS[29]}
+  local P = {on = redis.call('EXISTS', KEYS[26]) == 1, part = KEYS[26], seq = KEYS[3],
+    pq = KEYS[27], pready = KEYS[28]}
   lim_queued(P, id, seq - prio * 4398046511104)
   if redis.call('SCARD', KEYS[4]) > 0 then
     redis.call('PUBLISH', ARGV[5], 'move')
