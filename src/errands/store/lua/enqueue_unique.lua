@@ -17,6 +17,7 @@
 -- before its first write (as enqueue.lua): an envelope stored without its queue entry would
 -- hold the unique lock, and no job would run.
 --@include events
+--@include prio
 --@include limits
 --@include types
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
@@ -71,10 +72,10 @@ if due > 0 then
   redis.call('ZADD', KEYS[7], due, id)
 else
   local seq = redis.call('INCR', KEYS[3])
-  redis.call('ZADD', KEYS[6], seq - prio * 4398046511104, id)
+  redis.call('ZADD', KEYS[6], queue_score(seq, prio), id)
   if ARGV[11] ~= '' then
     local P = {part = KEYS[14], seq = KEYS[3], pq = KEYS[15], pready = KEYS[16]}
-    lim_queued(P, id, seq - prio * 4398046511104, ARGV[11])
+    lim_queued(P, id, queue_score(seq, prio), ARGV[11])
   end
   if redis.call('SCARD', KEYS[5]) > 0 then
     redis.call('PUBLISH', ARGV[1], 'enqueue')

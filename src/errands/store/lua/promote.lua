@@ -9,6 +9,7 @@
 -- set and then not queued would be lost).
 -- Wakes one idle pool serving each name that got a job (lib/wake.lua; KEYS[3], every idle
 -- pool, is looked at first, so a busy namespace pays one SCARD).
+--@include prio
 --@include limits
 --@include wake
 --@include types
@@ -33,8 +34,8 @@ for k = 5, #KEYS, 6 do
       redis.call('ZREM', src, id)
       local seq = redis.call('INCR', KEYS[2])
       local prio = tonumber(redis.call('HGET', KEYS[1], id) or '0')
-      redis.call('ZADD', KEYS[k], seq - prio * 4398046511104, id)
-      lim_queued(P, id, seq - prio * 4398046511104)
+      redis.call('ZADD', KEYS[k], queue_score(seq, prio), id)
+      lim_queued(P, id, queue_score(seq, prio))
       moved = moved + 1
     end
     local head = redis.call('ZRANGE', src, 0, 0, 'WITHSCORES')

@@ -140,8 +140,8 @@ local function take_back(id, name, qi, queue, attempt)
     else
       local seq = redis.call('INCR', KEYS[10])
       local prio = tonumber(redis.call('HGET', k.prio, id) or '0')
-      redis.call('ZADD', KEYS[Q + 4 * qi - 3], seq - prio * 4398046511104, id)
-      lim_queued(limits_of(qi), id, seq - prio * 4398046511104)
+      redis.call('ZADD', KEYS[Q + 4 * qi - 3], queue_score(seq, prio), id)
+      lim_queued(limits_of(qi), id, queue_score(seq, prio))
       requeued = requeued + 1
     end
   end

@@ -128,7 +128,7 @@ if prio ~= 0 then
   redis.call('HSET', KEYS[3], id, prio)
 end
 redis.call('SADD', KEYS[5], name)
-redis.call('ZADD', KEYS[8], seq - prio * 4398046511104, id)
+redis.call('ZADD', KEYS[8], queue_score(seq, prio), id)
 if ARGV[14] ~= '' then
   dedup_take(d, ARGV[14], ARGV[15], id, window)
 end

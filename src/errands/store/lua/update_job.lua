@@ -13,8 +13,8 @@
 -- envelope is stored already: this edit's, which counts its edits) answers 1 and writes
 -- nothing. A priority that is not an integer, or a time that is not a number, is an error
 -- before anything is written.
+--@include prio
 --@include limits
-local PRIO_STEP = 4398046511104
 local id = ARGV[1]
 local prio = ARGV[4] ~= '' and tonumber(ARGV[4])
 if (prio == nil or (prio and prio ~= math.floor(prio))) or not tonumber(ARGV[8]) then

@@ -9,7 +9,7 @@
 -- end, 't' throttle (a window, no owner). Every release is a compare-and-delete on the owner id,
 -- behind the HDEL of the job's dedupjob entry: a late (fenced-out) transition of an old owner
 -- frees nothing. Scripts pay one HLEN per call while no dedup job exists (dedup_any).
-local PRIO_STEP = 4398046511104
+--@include prio
 
 local function dedup_any(d)
   return redis.call('HLEN', d.dedupjob) > 0
@@ -19,7 +19,7 @@ end
 local function dedup_enqueue(d, id, queue)
   local seq = redis.call('INCR', d.seq)
   local prio = tonumber(redis.call('HGET', d.prio, id) or '0')
-  redis.call('ZADD', queue, seq - prio * PRIO_STEP, id)
+  redis.call('ZADD', queue, queue_score(seq, prio), id)
   if redis.call('SCARD', d.idle) > 0 then
     redis.call('PUBLISH', d.wake, 'dedup')
   end

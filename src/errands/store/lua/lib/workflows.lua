@@ -26,7 +26,7 @@
 -- 'running'). A walk left on the work list holds its edges: the dependents it has not
 -- reached still wait on them (and the run cannot finish), so where it resumes changes
 -- nothing but when.
-local WF_PRIO = 4398046511104
+--@include prio
 -- dependents one member's end walks in its script (the rest: the work list), and that one
 -- script call walks at most (an ack of many members; a wf_cascade.lua call)
 local WF_STEP, WF_CALL = 200, 1000
@@ -77,10 +77,10 @@ local function wf_queue(W, id, name, prio, env, wake, part)
   end
   redis.call('SADD', P .. 'names', name)
   local seq = redis.call('INCR', P .. 'seq')
-  redis.call('ZADD', P .. 'q:' .. name, seq - prio * WF_PRIO, id)
+  redis.call('ZADD', P .. 'q:' .. name, queue_score(seq, prio), id)
   if part then
     redis.call('HSET', P .. 'part', id, part)
-    local score = string.format('%016.0f', seq - prio * WF_PRIO + 4503599627370496)
+    local score = string.format('%016.0f', queue_score(seq, prio) + 4503599627370496)
     redis.call('ZADD', P .. 'pq:' .. name, 0, part .. '\0' .. score .. '\0' .. id)
     if not redis.call('ZSCORE', P .. 'pready:' .. name, part) then
       redis.call('ZADD', P .. 'pready:' .. name, redis.call('INCR', P .. 'seq'), part)
