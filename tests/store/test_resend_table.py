@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from errands import Dedup, Enqueuer
+from errands import Dedup, Enqueuer, Workflow
 from errands.periodic.store import ScheduleStore, make_periodic
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
+from errands.workflows.store import WorkflowScripts
 from tests.support.invariants import assert_invariants
 from tests.support.resend import Recorder, snapshot
 
@@ -30,10 +31,15 @@ class World:
     scripts: Scripts
     store: ScheduleStore
     enqueuer: Enqueuer
+    workflows: WorkflowScripts
 
     def record(self, name: str) -> Recorder:
-        """Record the calls of script ``name`` (schedule_* from the schedule store)."""
-        if name.startswith("schedule_"):
+        """Record the calls of script ``name`` (schedule_* from the schedule store, wf_* from
+        the workflow scripts)."""
+        if name.startswith("wf_"):
+            rec = Recorder(self.workflows._s[name])
+            self.workflows._s[name] = rec  # type: ignore[assignment]
+        elif name.startswith("schedule_"):
             attr = "_fire" if name == "schedule_fire" else "_register"
             rec = Recorder(getattr(self.store, attr))
             setattr(self.store, attr, rec)
@@ -133,6 +139,22 @@ def move(mode: str, source: str, *, expected: bytes = b"") -> Call:
     return call
 
 
+async def wf_cancel_finishing(w: World) -> Any:
+    """A cancel that ends the last open members of a run, held behind a failed root whose walk
+    of its 250 dependents is left on the work list after the first 200: it finishes the run."""
+    wf = Workflow("fan-out", id="run1")
+    root = wf.add("work", {}, id="root")
+    for i in range(250):
+        wf.add("work", {}, id=f"c{i:03}", after=[root])
+    run = await w.enqueuer.enqueue_workflow(wf)
+    assert await w.scripts.cancel(run.job_id("root"), "work", NOW, 60_000) == "cancelled"
+    held = [f"c{i:03}" for i in range(200, 250)]
+    assert len(await w.redis.hkeys(w.keys.workflow(run.id, "env"))) == len(held)
+    answer = await w.workflows.cancel(run.id, held)
+    assert (await run.status()).status == "cancelled"
+    return answer
+
+
 def moved_nothing(first: Any) -> Any:
     """promote answers what this call moved: the jobs went with the first send."""
     return [0, first[1]]
@@ -175,6 +197,8 @@ CASES: list[tuple[str, str, Call, Any, Callable[[Any], Any] | None]] = [
     ("fire-skipped", "schedule_fire", fire("fire", skip_if_running=True), b"skipped", None),
     ("fire-deduped", "schedule_fire", fire("fire", dedup=Dedup("k")), b"deduped", None),
     ("register", "schedule_register", register, 1, None),
+    # (its re-send found the run finished, not running, and said 0)
+    ("wf-cancel-finishing", "wf_cancel", wf_cancel_finishing, 1, None),
     ("move-queue", "move", move("queue", "scheduled"), 1, None),
     ("move-schedule", "move", move("schedule", "scheduled"), 1, None),
     ("move-delete", "move", move("delete", "scheduled"), 1, None),
@@ -200,7 +224,8 @@ async def test_a_resent_call_writes_nothing_and_answers_the_same(
     scripts = Scripts(redis, keys)
     enqueuer = Enqueuer(redis, namespace=namespace)
     enqueuer.scripts = scripts
-    w = World(redis, namespace, keys, scripts, ScheduleStore(redis, keys), enqueuer)
+    store, workflows = ScheduleStore(redis, keys), WorkflowScripts(redis, keys)
+    w = World(redis, namespace, keys, scripts, store, enqueuer, workflows)
     rec = w.record(script)
     await call(w)
     first = rec.reply
@@ -209,4 +234,28 @@ async def test_a_resent_call_writes_nothing_and_answers_the_same(
     answer = await rec.resend()
     assert answer == (resent(first) if resent else first)
     assert await snapshot(redis, namespace) == before
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_workflow_cancel_resent_answers_as_the_first(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WorkflowRun.cancel cancels the run's queued members through cancel.lua, each re-sent
+    here: without a token of the call, the re-send said ``already``."""
+    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
+    wf = Workflow("two", id="run2")
+    wf.add("work", {}, id="b", after=[wf.add("work", {}, id="a")])
+    run = await enqueuer.enqueue_workflow(wf)
+    answers: list[tuple[str, str]] = []
+    once = Scripts.cancel
+
+    async def twice(self: Scripts, *args: Any, **kwargs: Any) -> str:
+        first = await once(self, *args, **kwargs)
+        answers.append((first, await once(self, *args, **kwargs)))
+        return first
+
+    monkeypatch.setattr(Scripts, "cancel", twice)
+    assert await run.cancel() is True
+    assert answers == [("cancelled", "cancelled")]
+    assert (await run.status()).status == "cancelled"
     await assert_invariants(redis, namespace)

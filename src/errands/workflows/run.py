@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -154,7 +155,7 @@ class WorkflowRun:
         cancelled, running ones are cancelled by their pools; no callback runs. False when the
         run is not running (finished, or unknown)."""
         k = self.keys
-        if not await self._scripts.cancel(self.id, []):
+        if not await self._scripts.cancel(self.id, [], os.urandom(8).hex()):
             return False
         waiting = sorted(
             n
@@ -162,7 +163,7 @@ class WorkflowRun:
             if not n.startswith("!")
         )
         for start in range(0, len(waiting), BATCH):
-            await self._scripts.cancel(self.id, waiting[start : start + BATCH])
+            await self._scripts.cancel(self.id, waiting[start : start + BATCH], os.urandom(8).hex())
         await self._scripts.cascade_all()  # their dependents, beyond what each call walked
         open_nodes = sorted(map(_text, await self.redis.smembers(k.workflow(self.id, "open"))))
         scripts = Scripts(self.redis, k)
@@ -174,7 +175,8 @@ class WorkflowRun:
             for node, raw in zip(chunk, specs, strict=True):
                 if raw is not None:
                     name = orjson.loads(raw)["n"]
-                    await scripts.cancel(self.job_id(node), name, now, CANCEL_TTL_MS)
+                    call = os.urandom(8).hex()  # (its re-send answers as the first)
+                    await scripts.cancel(self.job_id(node), name, now, CANCEL_TTL_MS, call)
         await self._scripts.cascade_all()
         return True
 

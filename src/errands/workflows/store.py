@@ -3,6 +3,7 @@ client and namespace."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,10 +66,12 @@ class WorkflowScripts:
             args += (kind, envelope, spec)
         return bool(await self._s["wf_enqueue"](keys=keys, args=args))
 
-    async def cancel(self, run_id: str, waiting: Sequence[str]) -> bool:
-        """Mark the run cancelled and end the ``waiting`` members; False when it does not run."""
+    async def cancel(self, run_id: str, waiting: Sequence[str], call: str = "") -> bool:
+        """Mark the run cancelled and end the ``waiting`` members; False when it does not run.
+        ``call``: a token of this call (letters and digits; a random one by default), by which
+        its re-send answers as the first."""
         k = self.keys
-        keys = [k.workflow_of, k.workflow(run_id)]
+        keys = [k.workflow_of, k.workflow(run_id), k.reply(call or os.urandom(8).hex())]
         return bool(await self._s["wf_cancel"](keys=keys, args=[run_id, *waiting]))
 
     async def trim(self, now_ms: int) -> int:

@@ -6,13 +6,19 @@
 -- dependents of the members it ends are walked WF_STEP at a time (lib/workflows.lua), the
 -- rest left on the work list for wf_cascade.lua.
 -- KEYS[1] workflow_of   KEYS[2] the run (HASH); its other keys are built from the prefix of
--- KEYS[1] (lib/workflows.lua)
+-- KEYS[1] (lib/workflows.lua)   KEYS[3] the reply key of this call: a call that ran is noted
+-- there 10 minutes, and its re-send (redis-py, after a lost reply) answers 1 from it, doing
+-- nothing (the run it finished is no longer running)
 -- ARGV[1] run id   ARGV[2..] nodes waiting for their dependencies
 -- Returns 1, or 0 when the run is not running (finished, lingering or unknown).
 --@include workflows
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return 1
+end
 if redis.call('HGET', KEYS[2], 'status') ~= 'running' then
   return 0
 end
+redis.call('SET', KEYS[3], '1', 'PX', 600000)
 redis.call('HSET', KEYS[2], 'cancel', '1')
 local W = wf_keys(KEYS[1], ARGV[1])
 local todo = {}
