@@ -64,7 +64,7 @@ class Fetching:
     _marked_idle: bool
     limit_specs: dict[str, str]
     _plain: dict[str, JobType]
-    _may_look_ahead: bool
+    _rated: frozenset[str]
 
     if TYPE_CHECKING:  # provided by Worker and the Lookahead mixin
 
@@ -72,6 +72,8 @@ class Fetching:
         def lookahead(self) -> int: ...
 
         def buffer_wait(self, longest: float) -> float: ...
+
+        def hold(self, name: str, item: Fetched) -> None: ...
 
         def requeue_stale_buffer(self) -> int: ...
 
@@ -83,9 +85,7 @@ class Fetching:
 
     def limits_changed(self) -> None:
         """Apply the job types' limits (at start, and when set at run time: limitwatch.py)."""
-        self.sampler, self.limit_specs, self._may_look_ahead = apply_limits(
-            self.job_types, self._plain
-        )
+        self.sampler, self.limit_specs, self._rated = apply_limits(self.job_types, self._plain)
         self.wake.set()
 
     def limit_watch(self) -> AbstractAsyncContextManager[None]:
@@ -176,7 +176,7 @@ class Fetching:
             elif len(self.tasks) < self.concurrency and not self.buffer:
                 self._start(name, item)
             else:
-                self.buffer.append((name, item, time.monotonic()))
+                self.hold(name, item)
 
     def _give_back(self, name: str, item: Fetched) -> None:
         """A job fetched but never started goes back to its queue, at its place."""

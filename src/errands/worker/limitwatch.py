@@ -104,11 +104,12 @@ class LimitWatch:
 
 def apply_limits(
     types: Mapping[str, JobType], plain: Mapping[str, JobType]
-) -> tuple[PrioritySampler, dict[str, str], bool]:
+) -> tuple[PrioritySampler, dict[str, str], frozenset[str]]:
     """What a worker derives from its job types' limits: the sampler of its plain job types
     (batch ones are fetched by their own loops, batching.py), the limit specs for the fetch
-    script (limits/spec.py), and whether it may fetch ahead (no job type has a limit)."""
+    script (limits/spec.py), and the names with a rate (their jobs fetched ahead wait less for
+    a slot: lookahead.py)."""
     sampler = PrioritySampler([(n, jt.priority, jt.max_concurrency) for n, jt in plain.items()])
     specs = {n: jt.limit_spec for n, jt in types.items() if jt.limit_spec}
-    ahead = not any(jt.max_concurrency or jt.limit_spec for jt in types.values())
-    return sampler, specs, ahead
+    rated = frozenset(n for n, spec in specs.items() if "r=" in spec or "R=" in spec)
+    return sampler, specs, rated

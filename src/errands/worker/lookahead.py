@@ -1,7 +1,13 @@
 """Lookahead: with short jobs a pool fetches jobs ahead of its free slots, so the next job starts
 the moment a slot frees instead of after a fetch round trip. A job fetched ahead must never wait
 long while another pool could run it: it goes back to its queue, at its place, after
-``BUFFER_MAX_WAIT``, and nothing is fetched ahead while a job of the pool runs long."""
+``BUFFER_MAX_WAIT``, and nothing is fetched ahead while a job of the pool runs long.
+
+Limits do not stop the lookahead: a job fetched ahead holds its concurrency slots (type-wide and
+of its partition) from the fetch on, so no cap is ever exceeded, and a reaper frees them if the
+pool dies. A rate counts a job's start at the fetch (the Redis clock): a job of a type with a
+rate waits at most ``RATED_BUFFER_MAX_WAIT`` for a slot, so its handler starts close to the
+start its rate counted, or it goes back to its queue (its start stays counted)."""
 
 from __future__ import annotations
 
@@ -12,18 +18,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..store.scripts import Fetched
 
-__all__ = ["BUFFER_MAX_WAIT", "LOOKAHEAD_MAX_RUN", "Lookahead"]
+__all__ = ["BUFFER_MAX_WAIT", "LOOKAHEAD_MAX_RUN", "RATED_BUFFER_MAX_WAIT", "Lookahead"]
 
 LOOKAHEAD_MAX_RUN = 0.05  # seconds: the mean run time under which the pool fetches ahead
 BUFFER_MAX_WAIT = 0.2  # seconds a job fetched ahead may wait for a slot
+RATED_BUFFER_MAX_WAIT = 0.02  # the same for a job of a type with a rate
 
 
 class Lookahead:
     """Mixin of Worker."""
 
     concurrency: int
-    buffer: deque[tuple[str, Fetched, float]]
-    _may_look_ahead: bool
+    buffer: deque[tuple[str, Fetched, float]]  # (name, job, monotonic time it is given back)
+    _rated: frozenset[str]  # job names with a rate limit
     _mean_run: float
     _started_at: dict[str, float]
 
@@ -34,9 +41,9 @@ class Lookahead:
     @property
     def lookahead(self) -> int:
         """How many jobs to fetch ahead of free slots. Only while jobs are short (mean run under
-        LOOKAHEAD_MAX_RUN), no job type has max_concurrency, and no job of this pool has been
-        running for BUFFER_MAX_WAIT: a job fetched ahead then waits a few milliseconds."""
-        if not self._may_look_ahead or self._mean_run >= LOOKAHEAD_MAX_RUN:
+        LOOKAHEAD_MAX_RUN) and no job of this pool has been running for BUFFER_MAX_WAIT: a job
+        fetched ahead then waits a few milliseconds."""
+        if self._mean_run >= LOOKAHEAD_MAX_RUN:
             return 0
         if self._started_at:
             oldest = min(self._started_at.values())
@@ -44,23 +51,33 @@ class Lookahead:
                 return 0
         return self.concurrency
 
+    def hold(self, name: str, item: Fetched) -> None:
+        """Keep a job fetched ahead until a slot frees, or until it is given back."""
+        wait = RATED_BUFFER_MAX_WAIT if name in self._rated else BUFFER_MAX_WAIT
+        self.buffer.append((name, item, time.monotonic() + wait))
+
     def buffer_wait(self, longest: float) -> float:
         """How long the fetch loop may wait for a free slot before looking at the buffer."""
         if not self.buffer:
             return longest
-        due = self.buffer[0][2] + BUFFER_MAX_WAIT - time.monotonic()
+        due = min(due for _name, _item, due in self.buffer) - time.monotonic()
         return max(0.001, min(longest, due))
 
     def requeue_stale_buffer(self) -> int:
-        """Give back the jobs that waited in the buffer for BUFFER_MAX_WAIT (every slot is
+        """Give back the jobs that waited in the buffer for their longest wait (every slot is
         held by a long job): another pool may run them now. Returns how many."""
+        if not self.buffer:
+            return 0
         now = time.monotonic()
-        n = 0
-        while self.buffer and now - self.buffer[0][2] >= BUFFER_MAX_WAIT:
-            name, item, _at = self.buffer.popleft()
+        if min(due for _name, _item, due in self.buffer) > now:
+            return 0
+        kept = [entry for entry in self.buffer if entry[2] > now]
+        stale = [entry for entry in self.buffer if entry[2] <= now]
+        self.buffer.clear()
+        self.buffer.extend(kept)
+        for name, item, _due in stale:
             self._give_back(name, item)
-            n += 1
-        return n
+        return len(stale)
 
     def _observe(self, seconds: float) -> None:
         """Keep the moving mean of run times that decides the lookahead."""
