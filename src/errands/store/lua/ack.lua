@@ -23,15 +23,34 @@
 --           records ('' = the stored envelope is JSON), the envelope for the history ('' = as
 --           for the records; a large job's has its args omitted)
 -- Returns {jobs acknowledged, then the ids refused by the fence (not those of ended jobs: a
--- re-sent call finds its own work done)}.
+-- re-sent call finds its own work done)}. A bad number (a count that does not fit the
+-- arguments, a name index out of range, a TTL, start or attempt not whole) fails the call
+-- before its first write.
 --@include events
 --@include jobstate
 --@include dedup
 --@include workflows
 --@include limits
+--@include types
 local B = 25  -- the keys before the done records
-local workflows = redis.call('EXISTS', KEYS[21]) == 1
 local n = tonumber(ARGV[6])
+-- every number checked before the first write (the job count against the arguments and keys)
+local names = is_whole(n) and n >= 0 and (#KEYS - B - n) / 5
+if not (is_whole(names) and #ARGV == 7 + 10 * n and is_whole(tonumber(ARGV[4]))) then
+  return redis.error_reply('errands: ack: ' .. tostring(ARGV[6]) .. ' jobs do not fit '
+    .. #ARGV .. ' arguments and ' .. #KEYS .. ' keys, or bad time ' .. tostring(ARGV[4])
+    .. ': nothing acknowledged')
+end
+for o = 8, 7 + 10 * n, 10 do
+  local qi, ttl = tonumber(ARGV[o + 2]), tonumber(ARGV[o + 5])
+  if not (is_whole(qi) and qi >= 1 and qi <= names and is_whole(ttl) and ttl >= 0
+      and is_whole(tonumber(ARGV[o + 4])) and is_whole(tonumber(ARGV[o + 6]))) then
+    return redis.error_reply('errands: ack: job ' .. ARGV[o] .. ': bad name index, start, '
+      .. 'result TTL or attempt (' .. ARGV[o + 2] .. ', ' .. ARGV[o + 4] .. ', ' .. ARGV[o + 5]
+      .. ', ' .. ARGV[o + 6] .. '): nothing acknowledged')
+  end
+end
+local workflows = redis.call('EXISTS', KEYS[21]) == 1
 local now = ARGV[4]
 local history = ARGV[5] == '1'
 local listening = redis.call('EXISTS', KEYS[10]) == 1
@@ -40,7 +59,6 @@ local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[11], recov = KEYS[5], c
   ended = KEYS[17], ckpt = KEYS[18], part = KEYS[25]}
 local d = {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1], dedup = KEYS[19],
   dedupjob = KEYS[20], next = KEYS[22], reruns = KEYS[23], seq = KEYS[24]}
-local names = (#KEYS - B - n) / 5
 local partitioned = redis.call('EXISTS', KEYS[25]) == 1
 local freed = false
 local queue_of = {}

@@ -7,8 +7,14 @@
 -- KEYS[3+N ..] the history-of-name ZSET of each known job name (the index)
 -- ARGV[1] N members   ARGV[2 .. 1+N] the members ("<id>:<attempt>")
 -- Returns N. A re-sent call finds its members gone (and the records moved already): it changes
--- nothing and gives the same answer.
+-- nothing and gives the same answer. A count that does not fit the members and keys given
+-- fails the call before its first write.
+--@include types
 local n = tonumber(ARGV[1])
+if not (is_whole(n) and n >= 0 and #ARGV == 1 + n and #KEYS >= 2 + n) then
+  return redis.error_reply('errands: trim_history: ' .. tostring(ARGV[1]) .. ' members do not fit '
+    .. (#ARGV - 1) .. ' members and ' .. #KEYS .. ' keys: nothing trimmed')
+end
 local old = {}
 for i = 1, n do
   local m = ARGV[1 + i]

@@ -11,14 +11,16 @@
 -- ARGV[6] history member ("<id>:e<n>")   ARGV[7] history record (JSON)   ARGV[8] now ms
 -- Returns 1 when updated, 0 when the job moved or changed meanwhile. A re-sent call (its
 -- envelope is stored already: this edit's, which counts its edits) answers 1 and writes
--- nothing. A priority that is not an integer, or a time that is not a number, is an error
--- before anything is written.
+-- nothing. A priority that is not a whole number in -1000..1000, a time that is not a whole
+-- number, or a missing argument, is an error before anything is written.
 --@include prio
 --@include limits
+--@include types
 local id = ARGV[1]
 local prio = ARGV[4] ~= '' and tonumber(ARGV[4])
-if (prio == nil or (prio and prio ~= math.floor(prio))) or not tonumber(ARGV[8]) then
-  return redis.error_reply('errands: update_job: bad priority or time')
+if #ARGV ~= 8 or not (prio == false or is_priority(prio)) or not is_whole(tonumber(ARGV[8])) then
+  return redis.error_reply('errands: update_job: bad priority or time, or not 8 arguments: '
+    .. tostring(ARGV[4]) .. ', ' .. tostring(ARGV[8]) .. ', ' .. #ARGV)
 end
 if ARGV[3] ~= ARGV[2] and redis.call('HGET', KEYS[1], id) == ARGV[3] then
   return 1  -- a re-send: this edit is in place

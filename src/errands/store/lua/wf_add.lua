@@ -12,12 +12,15 @@
 -- ARGV[8 .. 7+A] after nodes   ARGV[8+A ..] before nodes
 -- Returns '' when added, else why not (an unknown node, a before node no longer waiting, a
 -- cycle it would close, ...); an error, before any write, when the arguments do not
--- fit (the priority or the count of after nodes not a number).
+-- fit (the priority not a whole number in -1000..1000, the count of after nodes not a whole
+-- number of them; 'nan' and 'inf' included) or seq is not a counter.
 --@include workflows
+--@include types
 local run, node = ARGV[1], ARGV[2]
 local a = tonumber(ARGV[7])
-if not tonumber(ARGV[4]) or not a or a < 0 or 7 + a > #ARGV then
-  return redis.error_reply('errands: wf_add: priority or count of after nodes is not a number')
+if not is_priority(tonumber(ARGV[4])) or not is_whole(a) or a < 0 or 7 + a > #ARGV then
+  return redis.error_reply('errands: wf_add: priority or count of after nodes is not a whole '
+    .. 'number (in -1000..1000 for a priority): ' .. tostring(ARGV[4]) .. ', ' .. tostring(ARGV[7]))
 end
 local stored = redis.call('HGET', KEYS[6], node)
 if stored then
@@ -105,6 +108,10 @@ if #edges > 0 and 8 + a <= #ARGV then
   end
 end
 local W = wf_keys(KEYS[1], run)
+local bad = #edges == 0 and not_counter(W.P .. 'seq', 'node ' .. node .. ' was not added')
+if bad then
+  return bad
+end
 local id = run .. '.' .. node
 redis.call('HSET', KEYS[1], id, run)
 redis.call('SADD', W.open, node)

@@ -12,21 +12,30 @@
 --           envelope, spec JSON; then two per edge: parent node, child node; then three per
 --           callback: on_success | on_failure, envelope, spec JSON
 -- Returns 1 when stored, 0 when the run exists already; an error, before any write, when the
--- arguments do not fit (counts, linger or a priority that is not a number).
+-- arguments do not fit (counts or linger not whole numbers, 'nan' and 'inf' included, a
+-- priority not whole in -1000..1000) or seq is not a counter.
 --@include workflows
+--@include types
 if redis.call('EXISTS', KEYS[7]) == 1 then
   return 0
 end
 local run = ARGV[1]
 local W = wf_keys(KEYS[6], run)
 local n, e, c = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if not (n and e and c and tonumber(ARGV[3])) or #ARGV ~= 6 + 6 * n + 2 * e + 3 * c then
+local linger = tonumber(ARGV[3])
+if not (is_whole(n) and is_whole(e) and is_whole(c) and is_whole(linger)) or n < 0 or e < 0
+    or c < 0 or linger < 0 or #ARGV ~= 6 + 6 * n + 2 * e + 3 * c then
   return redis.error_reply('errands: wf_enqueue: counts, linger or arguments do not fit')
 end
 for i = 1, n do
-  if not tonumber(ARGV[6 + 6 * (i - 1) + 4]) then
-    return redis.error_reply('errands: wf_enqueue: priority of member ' .. ARGV[6 + 6 * (i - 1) + 1] .. ' is not a number')
+  if not is_priority(tonumber(ARGV[6 + 6 * (i - 1) + 4])) then
+    return redis.error_reply('errands: wf_enqueue: priority of member ' .. ARGV[6 + 6 * (i - 1) + 1]
+      .. ' is not a whole number in -1000..1000: ' .. ARGV[6 + 6 * (i - 1) + 4])
   end
+end
+local bad = not_counter(KEYS[3], 'no workflow run was stored')
+if bad then
+  return bad
 end
 local now = wf_now()
 redis.call('HSET', W.meta, 'name', ARGV[2], 'status', 'running', 'created', now,

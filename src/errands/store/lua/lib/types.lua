@@ -1,5 +1,6 @@
--- lib/types: the type check a script makes before its first write (included by `--@include
--- types`), so that a key of another type fails the whole call cleanly instead of raising half-way.
+-- lib/types: the checks a script makes before its first write (included by `--@include types`),
+-- so that a key of another type or a bad number fails the whole call cleanly instead of raising
+-- half-way.
 -- wrong_type(cmd_of, outcome): cmd_of(j) is the read command KEYS[j] must accept (HLEN, GET,
 -- SCARD, ZCARD, ...; false or nil: any type); each is sent with redis.pcall. Returns the error
 -- reply naming the first key of another type and saying `outcome` ('no job was stored', ...),
@@ -13,5 +14,27 @@ local function wrong_type(cmd_of, outcome)
         return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: ' .. outcome)
       end
     end
+  end
+end
+
+-- is_whole(x): x is a whole finite number (not nil, nan, inf or a fraction); is_priority(x): a
+-- whole number in -1000..1000 (lib/prio.lua). tonumber() reads 'nan', 'inf' and '0x10' too.
+local function is_whole(x)
+  return type(x) == 'number' and x == math.floor(x) and x - x == 0
+end
+
+local function is_priority(x)
+  return is_whole(x) and x >= -1000 and x <= 1000
+end
+
+-- not_counter(key, outcome): an error reply when INCR on `key` would fail (another type, or a
+-- string that is not an integer), else nil: a script that INCRs after its first write asks first
+local function not_counter(key, outcome)
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' and v.err then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
+  end
+  if v and not (#v <= 18 and string.match(v, '^%-?%d+$')) then
+    return redis.error_reply('errands: ' .. key .. ' holds ' .. v .. ', not a counter: ' .. outcome)
   end
 end

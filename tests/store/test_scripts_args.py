@@ -1,0 +1,183 @@
+"""Bad arguments, and a seq that is not a counter, refused before a script's first write (found
+by review): each call fails with a clear error and leaves every key of the namespace as it was."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from errands import Enqueuer
+from errands.store.keys import Keys
+from errands.store.scripts import Acked, Scripts
+from errands.workflows.store import Member, WorkflowScripts, run_keys
+from tests.support.resend import snapshot
+
+SPEC = b'{"n":"job","f":"fail","p":0,"d":[]}'
+
+
+class Captured(Exception):
+    pass
+
+
+async def request(scripts: Scripts, call: Awaitable[Any]) -> tuple[list[Any], list[Any]]:
+    """The KEYS and ARGV a Scripts method would send (nothing is sent)."""
+    seen: list[tuple[list[Any], list[Any]]] = []
+
+    async def capture(name: str, keys: Any, args: Any) -> Any:
+        seen.append((list(keys), list(args)))
+        raise Captured
+
+    scripts._call = capture  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Captured):
+            await call
+    finally:
+        del scripts._call
+    return seen[0]
+
+
+async def refused(redis: Redis, namespace: str, call: Awaitable[Any], match: str) -> None:
+    """``call`` fails with an error matching ``match`` and changes no key of ``namespace``."""
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=match):
+        await call
+    assert await snapshot(redis, namespace) == before
+
+
+async def running_job(redis: Redis, keys: Keys, scripts: Scripts) -> Acked:
+    """A job fetched by pool p1, as its ack would name it."""
+    job = await Enqueuer(redis, namespace=keys.namespace).enqueue("work", {"n": 1})
+    assert job is not None
+    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
+    fetched = await scripts.fetch("p1", 0, 10, [("work", 0)])
+    assert fetched is not None and len(fetched) == 1
+    return Acked(job.id, "work", b"1", 1_000, 60_000, 1, fetched[0].token)
+
+
+# ARGV[8..] ten per job: id, name, name index, result, started, ttl, attempt, token, envelopes
+@pytest.mark.parametrize(
+    ("at", "value"),
+    [(6, "2"), (6, "0.5"), (8 + 2, "2"), (8 + 2, "0"), (8 + 4, "soon"), (8 + 5, "x"),
+     (8 + 5, "1.5"), (8 + 5, "-1"), (8 + 6, "first"), (4, "nan")],
+    ids=["count-over", "count-fraction", "name-index-over", "name-index-0", "started", "ttl",
+         "ttl-fraction", "ttl-negative", "attempt", "now-nan"],
+)  # fmt: skip
+async def test_an_ack_with_a_bad_number_acknowledges_nothing(
+    redis: Redis, namespace: str, at: int, value: str
+) -> None:
+    """A TTL, count or name index that did not fit raised half-way (the attempt record of the
+    job already dropped) or wrote the job's history into another key; a start or attempt that
+    was not a number was written into the records as broken JSON."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    acked = await running_job(redis, keys, scripts)
+    call, args = await request(scripts, scripts.ack("p1", [acked], False, 5_000, True))
+    args[at - 1] = value
+    await refused(redis, namespace, scripts._s["ack"](keys=call, args=args), "errands: ack: ")
+
+
+async def test_a_history_trim_counting_more_members_than_given_trims_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """The record of the first member was moved into its result record, then the missing
+    second member raised."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    acked = await running_job(redis, keys, scripts)
+    assert await scripts.ack("p1", [acked], False, 5_000, True) == []
+    assert await redis.get(keys.done(acked.id)) == b"1"  # the record names the attempt
+    member = f"{acked.id}:1"
+    call, args = await request(scripts, scripts.trim_history(["work"], [member]))
+    args[0] = 2
+    trim = scripts._s["trim_history"](keys=call, args=args)
+    await refused(redis, namespace, trim, "errands: trim_history: ")
+
+
+@pytest.mark.parametrize(
+    ("priority", "now"),
+    [(1001, 5), (-1001, 5), ("inf", 5), (2, "nan"), (2, 1.5)],
+    ids=["priority-over", "priority-under", "priority-inf", "now-nan", "now-fraction"],
+)
+async def test_an_update_with_a_bad_number_changes_nothing(
+    redis: Redis, namespace: str, priority: Any, now: Any
+) -> None:
+    """A time 'nan' raised in the history's ZADD after the envelope was replaced; a priority
+    out of -1000..1000 (or inf) was stored, its queue score past what a double holds exactly."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    job = await Enqueuer(redis, namespace=namespace).enqueue("sync", {"n": 1})
+    assert job is not None
+    old = await redis.hget(keys.jobs, job.id)
+    assert old is not None
+    update = scripts.update_job(
+        job.id, "sync", keys.queue("sync"), old, b'{"n":2}', priority, 1, b"{}", now
+    )
+    await refused(redis, namespace, update, "errands: update_job: ")
+
+
+def not_a_counter(keys: Keys) -> str:
+    return f"errands: {keys.seq} holds x, not a counter"
+
+
+def member(priority: Any) -> Member:
+    return Member("a", "job", True, priority, b"{}", SPEC)
+
+
+@pytest.mark.parametrize(
+    ("priority", "linger"),
+    [("nan", 0), ("inf", 0), (1.5, 0), (1001, 0), (0, "nan"), (0, "inf"), (0, 1.5), (0, -1)],
+    ids=["priority-nan", "priority-inf", "priority-fraction", "priority-over", "linger-nan",
+         "linger-inf", "linger-fraction", "linger-negative"],
+)  # fmt: skip
+async def test_a_workflow_with_a_bad_number_is_not_stored(
+    redis: Redis, namespace: str, priority: Any, linger: Any
+) -> None:
+    """A priority 'nan' raised in the queue's ZADD after the run was half stored; 'inf', a
+    fraction or a priority out of range was stored as the job's priority; a linger that is not
+    whole was stored, for every later trim to trip over."""
+    wf = WorkflowScripts(redis, Keys(namespace))
+    store = wf.enqueue("r1", "flow", linger, [member(priority)], [], [])
+    await refused(redis, namespace, store, "errands: wf_enqueue: ")
+
+
+async def test_a_workflow_counting_fractions_of_members_is_not_stored(
+    redis: Redis, namespace: str
+) -> None:
+    """Counts of 0.5 members and 1.5 edges fitted the arguments given (6 of them): an edge was
+    stored, no member, and a run of size 0.5 that never finished."""
+    wf = WorkflowScripts(redis, Keys(namespace))
+    keys = Keys(namespace)
+    call = [keys.jobs, keys.priorities, keys.seq, keys.names, keys.idle, keys.workflow_of]
+    call += run_keys(keys, "r1")
+    args = ["r1", "flow", 0, 0.5, 1.5, 0, "a", "b", "c", "d", "e", "f"]
+    store = wf._s["wf_enqueue"](keys=call, args=args)
+    await refused(redis, namespace, store, "errands: wf_enqueue: ")
+
+
+async def test_a_workflow_with_seq_not_a_counter_is_not_stored(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    await redis.set(keys.seq, "x")
+    store = WorkflowScripts(redis, keys).enqueue("r1", "flow", 0, [member(0)], [], [])
+    await refused(redis, namespace, store, not_a_counter(keys))
+
+
+@pytest.mark.parametrize("priority", ["nan", "inf", 1.5, 1001, "seq"])
+async def test_a_member_added_with_a_bad_number_is_not_added(
+    redis: Redis, namespace: str, priority: Any
+) -> None:
+    """A priority 'nan' raised in the queue's ZADD after the node was added to the run (open,
+    nodes, size): a member that never ran, and a run that never finished."""
+    keys = Keys(namespace)
+    wf = WorkflowScripts(redis, keys)
+    assert await wf.enqueue("r1", "flow", 0, [member(0)], [], [])
+    if priority == "seq":
+        await redis.set(keys.seq, "x")
+    new = Member("b", "job", True, 0 if priority == "seq" else priority, b"{}", SPEC)
+    match = not_a_counter(keys) if priority == "seq" else "errands: wf_add: "
+    await refused(redis, namespace, wf.add("r1", new, [], []), match)
