@@ -123,6 +123,17 @@ def not_a_counter(keys: Keys) -> str:
     return f"errands: {keys.seq} holds x, not a counter"
 
 
+async def test_a_promote_with_seq_not_a_counter_moves_nothing(redis: Redis, namespace: str) -> None:
+    """The due job was taken out of its scheduled set, then INCR seq raised: the job was in no
+    set any more."""
+    keys = Keys(namespace)
+    assert await Enqueuer(redis, namespace=namespace).enqueue("work", delay=1) is not None
+    await redis.set(keys.seq, "x")
+    later = (int((await redis.time())[0]) + 60) * 1000
+    promote = Scripts(redis, keys).promote(["work"], later, 100)
+    await refused(redis, namespace, promote, f"ERR .*{keys.seq}|value is not an integer")
+
+
 def member(priority: Any) -> Member:
     return Member("a", "job", True, priority, b"{}", SPEC)
 

@@ -5,8 +5,11 @@
 --           ready (a job with a partition is indexed by it, see lib/limits.lua), idle pools
 -- ARGV[1] now ms   ARGV[2] most jobs to move per set   ARGV[3] wake channel
 -- Returns {jobs moved, earliest due ms still waiting or -1}.
--- A key of another type fails the whole call before its first write (a job taken out of its
--- set and then not queued would be lost).
+-- Everything is read first (the due jobs of every set, the earliest left, their priorities):
+-- a key of another type, a bad argument or a seq that is not a counter fails the whole call
+-- before its first write (a job taken out of its set and then not queued would be lost). The
+-- writes are batched: one INCRBY of seq, then per name one ZADD to its queue and one ZREM per
+-- set (per 1,000 jobs), and the partition index only for jobs that have a partition.
 -- Wakes one idle pool serving each name that got a job (lib/wake.lua; KEYS[3], every idle
 -- pool, is looked at first, so a busy namespace pays one SCARD).
 --@include prio
@@ -15,42 +18,70 @@
 --@include types
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+if not (is_whole(now) and is_whole(limit) and limit >= 1 and #KEYS % 6 == 4) then
+  return redis.error_reply('errands: promote: bad time, limit or key count: ' .. tostring(ARGV[1])
+    .. ', ' .. tostring(ARGV[2]) .. ', ' .. #KEYS .. ': no job was promoted')
+end
 local TYPES = {'HLEN', 'GET', 'SCARD', 'HLEN'}  -- then every key of a name is a sorted set
 local wrong = wrong_type(function(j) return TYPES[j] or 'ZCARD' end, 'no job was promoted')
 if wrong then
   return wrong
 end
-local moved = 0
+local CHUNK = 1000
+-- reads: the due jobs of each set (in order: a name's scheduled, then retry jobs), and the
+-- earliest due time left behind them
 local earliest = -1
-local partitioned = redis.call('EXISTS', KEYS[4]) == 1
-local woken = {}
+local sets = {}  -- {queue key index k, source set, ids}
+local moved = 0
 for k = 5, #KEYS, 6 do
-  local before = moved
-  local P = {on = partitioned, part = KEYS[4], seq = KEYS[2], pq = KEYS[k + 3], pready = KEYS[k + 4]}
   for s = 1, 2 do
     local src = KEYS[k + s]
     local due = redis.call('ZRANGEBYSCORE', src, '-inf', now, 'LIMIT', 0, limit)
-    for _, id in ipairs(due) do
-      redis.call('ZREM', src, id)
-      local seq = redis.call('INCR', KEYS[2])
-      local prio = tonumber(redis.call('HGET', KEYS[1], id) or '0')
-      redis.call('ZADD', KEYS[k], queue_score(seq, prio), id)
-      lim_queued(P, id, queue_score(seq, prio))
-      moved = moved + 1
-    end
-    local head = redis.call('ZRANGE', src, 0, 0, 'WITHSCORES')
+    local head = redis.call('ZRANGE', src, #due, #due, 'WITHSCORES')  -- the first one left
     if head[2] then
       local t = tonumber(head[2])
       if earliest < 0 or t < earliest then
         earliest = t
       end
     end
+    if #due > 0 then
+      sets[#sets + 1] = {k, src, due}
+      moved = moved + #due
+    end
   end
-  if moved > before then
+end
+if moved == 0 then
+  return {0, earliest}
+end
+local partitioned = redis.call('EXISTS', KEYS[4]) == 1
+local seq = redis.call('INCRBY', KEYS[2], moved) - moved  -- the first write
+local woken, named = {}, {}
+for _, set in ipairs(sets) do
+  local k, src, due = set[1], set[2], set[3]
+  local P = {on = partitioned, part = KEYS[4], seq = KEYS[2], pq = KEYS[k + 3], pready = KEYS[k + 4]}
+  for c = 1, #due, CHUNK do
+    local e = math.min(#due, c + CHUNK - 1)
+    local prios = redis.call('HMGET', KEYS[1], unpack(due, c, e))
+    local parts = partitioned and redis.call('HMGET', KEYS[4], unpack(due, c, e))
+    local list = {}
+    for i = c, e do
+      seq = seq + 1
+      local score = queue_score(seq, tonumber(prios[i - c + 1]) or 0)
+      list[#list + 1] = score
+      list[#list + 1] = due[i]
+      if parts and parts[i - c + 1] then
+        lim_queued(P, due[i], score, parts[i - c + 1])
+      end
+    end
+    redis.call('ZADD', KEYS[k], unpack(list))
+    redis.call('ZREM', src, unpack(due, c, e))
+  end
+  if not named[k] then
+    named[k] = true
     woken[#woken + 1] = KEYS[k + 5]
   end
 end
-if #woken > 0 and redis.call('SCARD', KEYS[3]) > 0 then
+if redis.call('SCARD', KEYS[3]) > 0 then
   local at = false
   for _, idle in ipairs(woken) do
     local _, t = wake_one(idle, ARGV[3] .. ':', at)
