@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import Enqueuer
+from errands import Dedup, Enqueuer
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts
 from errands.workflows.store import Member, WorkflowScripts, run_keys
@@ -132,6 +132,25 @@ async def test_a_promote_with_seq_not_a_counter_moves_nothing(redis: Redis, name
     later = (int((await redis.time())[0]) + 60) * 1000
     promote = Scripts(redis, keys).promote(["work"], later, 100)
     await refused(redis, namespace, promote, f"ERR .*{keys.seq}|value is not an integer")
+
+
+@pytest.mark.parametrize("how", ["unique", "dedup", "dedup-debounce"])
+async def test_an_enqueue_with_seq_not_a_counter_stores_nothing(
+    redis: Redis, namespace: str, how: str
+) -> None:
+    """The envelope was stored (and the unique lock or dedup key taken), then INCR seq raised:
+    an orphaned envelope held the lock, and no job ran."""
+    keys = Keys(namespace)
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    if how == "dedup-debounce":  # a waiting holder, queued anew by the next enqueue
+        assert await enqueuer.enqueue("work", {"v": 0}, dedup=Dedup("k", debounce=1)) is not None
+    await redis.set(keys.seq, "x")
+    if how == "unique":
+        call: Awaitable[Any] = enqueuer.enqueue_unique("work", {"v": 1})
+    else:
+        mode = Dedup("k", debounce=1) if how == "dedup-debounce" else Dedup("k")
+        call = enqueuer.enqueue("work", {"v": 1}, dedup=mode)
+    await refused(redis, namespace, call, not_a_counter(keys))
 
 
 def member(priority: Any) -> Member:

@@ -117,8 +117,9 @@ class Scripts(AdminScripts):
         """Returns (stored, the id of the job stored or of the holder, whether the id was
         already taken: then nothing was stored)."""
         k = self.keys
-        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.queue(name), k.scheduled(name)]
-        keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.ended, k.done(id))
+        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle_for(name), k.queue(name)]
+        keys += (k.scheduled(name), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
+        keys += (k.ended, k.done(id))
         keys += (k.partitions, k.partition_queue(name), k.partitions_ready(name))
         args: list[Arg] = [
             k.wake_channel,
@@ -153,8 +154,9 @@ class Scripts(AdminScripts):
         see lua/lib/dedup.lua; ``window_ms`` for t). Returns (outcome, id of the job carrying
         the request, id of the job holding the key): see lua/enqueue_dedup.lua."""
         k = self.keys
-        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.queue(name), k.scheduled(name)]
-        keys += (k.listening, k.ended, k.done(id), k.dedup, k.dedup_of_job, k.dedup_window(key))
+        keys = [k.jobs, k.priorities, k.seq, k.names, k.idle_for(name), k.queue(name)]
+        keys += (k.scheduled(name), k.listening, k.ended, k.done(id), k.dedup, k.dedup_of_job)
+        keys.append(k.dedup_window(key))
         keys += (k.dedup_next, k.dedup_reruns, k.partitions, k.partition_queue(name))
         keys.append(k.partitions_ready(name))
         args: list[Arg] = [k.wake_channel, name, id, envelope, priority, due_ms, mode, key]

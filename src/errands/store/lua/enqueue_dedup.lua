@@ -1,7 +1,8 @@
 -- enqueue_dedup: store a job unless its dedup key is held (lib/dedup.lua, docs/dedup.md), and
 -- say what happened. Idempotent on the job id as enqueue.lua: a re-sent call finds its own job
 -- (or, replacing another job's envelope, does the same again).
--- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names   KEYS[5] idle
+-- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names
+-- KEYS[5] idle pools of the job name (lib/wake.lua: a queued job wakes one of them)
 -- KEYS[6] queue of the job name   KEYS[7] scheduled set of the job name   KEYS[8] listening
 -- KEYS[9] ended (tombstones)   KEYS[10] the job's result-record key   KEYS[11] dedup
 -- KEYS[12] dedup_of_job   KEYS[13] the throttle window of the dedup key   KEYS[14] dedup_next
@@ -18,8 +19,8 @@
 -- {'dropped', holder, holder}, {'replaced', holder, holder} (the waiting holder took this
 -- envelope), {'rerun_queued', rerun, holder} (the rerun waiting for the running holder, new
 -- or existing, took this envelope).
--- A bad argument (mode, priority, due time, a throttle window under 1 ms) or a key of another
--- type fails the call before its first write.
+-- A bad argument (mode, priority, due time, a throttle window under 1 ms), a key of another
+-- type or a seq that is not a counter fails the call before its first write.
 --@include events
 --@include dedup
 --@include limits
@@ -32,20 +33,21 @@ if not string.find('sdfrt', mode, 1, true) or #mode ~= 1 then
   return refuse('mode must be one of s d f r t', mode)
 end
 local prio, due = tonumber(ARGV[5]), tonumber(ARGV[6])
-if not prio or prio ~= math.floor(prio) or prio < -1000 or prio > 1000 then
+if not is_priority(prio) then
   return refuse('priority must be an integer in -1000..1000', ARGV[5])
 end
-if not due or due ~= math.floor(due) then
+if not is_whole(due) then
   return refuse('the due time must be an integer (ms, 0 = now)', ARGV[6])
 end
 local window = tonumber(ARGV[9])
-if mode == 't' and not (window and window >= 1 and window == math.floor(window)) then
+if mode == 't' and not (is_whole(window) and window >= 1) then
   return refuse('a throttle window must be a whole number of ms, at least 1', ARGV[9])
 end
 local partition = ARGV[11] or ''
-local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', false,
+local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', false,
   'HLEN', 'HLEN', 'GET', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing stored')
+  or not_counter(KEYS[3], 'nothing stored')
 if wrong then
   return wrong
 end
@@ -69,7 +71,7 @@ local function partition_of(jid)
     end
   end
 end
-local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[5], wake = ARGV[1],
+local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idlefor = KEYS[5], wake = ARGV[1],
   dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13], next = KEYS[14], reruns = KEYS[15]}
 local stored = redis.call('HGET', KEYS[1], id)
 if stored then

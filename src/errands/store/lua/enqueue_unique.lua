@@ -1,6 +1,7 @@
 -- enqueue_unique: store a job unless another job holds the same unique digest. Idempotent on the
 -- job id as enqueue.lua: a re-sent call finds its own job and reports it stored.
--- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names   KEYS[5] idle
+-- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names
+-- KEYS[5] idle pools of the job name (lib/wake.lua: a queued job wakes one of them)
 -- KEYS[6] queue of the job name   KEYS[7] scheduled set of the job name
 -- KEYS[8] unique (HASH digest -> job id)   KEYS[9] unique_of_job (HASH id -> digest)
 -- KEYS[10] unique_expiry (ZSET digest -> lock expiry ms)   KEYS[11] listening
@@ -13,30 +14,34 @@
 -- Returns {1, id, 0} when stored; {1, id, 0} too when this very job (same id and envelope) is
 -- already stored (a re-sent call); {1, id, 1} when the id is taken by another job or ended
 -- recently (nothing stored); {0, holder id, 0} when a live job already holds the digest.
--- A key of another type or a bad argument (priority, due time, lock expiry) fails the call
--- before its first write (as enqueue.lua): an envelope stored without its queue entry would
--- hold the unique lock, and no job would run.
+-- A key of another type, a bad argument (priority, due time, lock expiry) or a seq that is not
+-- a counter fails the call before its first write (as enqueue.lua): an envelope stored without
+-- its queue entry would hold the unique lock, and no job would run.
 --@include events
 --@include prio
 --@include limits
+--@include wake
 --@include types
-local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
+local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
   false, 'ZCARD', false, 'HLEN', 'ZCARD', 'ZCARD'}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'no job was stored')
 if wrong then
   return wrong
 end
-local function whole(x)
-  return x and x == math.floor(x)
-end
 local prio, due = tonumber(ARGV[5]), tonumber(ARGV[6])
-if not whole(prio) or prio < -1000 or prio > 1000 then
+if not is_priority(prio) then
   return redis.error_reply('errands: enqueue_unique: priority must be an integer in -1000..1000, got '
     .. ARGV[5])
 end
-if not whole(due) or not whole(tonumber(ARGV[8])) then
+if not is_whole(due) or not is_whole(tonumber(ARGV[8])) then
   return redis.error_reply('errands: enqueue_unique: due time and lock expiry must be whole ms, got '
     .. ARGV[6] .. ', ' .. ARGV[8])
+end
+if due <= 0 then
+  local bad = not_counter(KEYS[3], 'no job was stored')
+  if bad then
+    return bad
+  end
 end
 local id = ARGV[3]
 local stored = redis.call('HGET', KEYS[1], id)
@@ -77,9 +82,7 @@ else
     local P = {part = KEYS[14], seq = KEYS[3], pq = KEYS[15], pready = KEYS[16]}
     lim_queued(P, id, queue_score(seq, prio), ARGV[11])
   end
-  if redis.call('SCARD', KEYS[5]) > 0 then
-    redis.call('PUBLISH', ARGV[1], 'enqueue')
-  end
+  wake_one(KEYS[5], ARGV[1] .. ':', false)
 end
 if redis.call('EXISTS', KEYS[11]) == 1 then
   ev_publish(KEYS[11], ARGV[10], id, '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')

@@ -3,24 +3,28 @@
 -- keys, taken from the including script's KEYS: jobs, dedup (HASH dedup key -> owner id),
 -- dedupjob (HASH id -> mode letter .. dedup key); to hand a key over to a waiting rerun also
 -- next (HASH dedup key -> id of the rerun waiting for it), reruns (ZSET of those reruns: their
--- place), seq, prio, idle and the wake channel; for admission window (the throttle window).
+-- place), seq, prio, idle (or idlefor) and the wake channel; for admission window (the throttle window).
 -- Modes: 's' until started, 'd' debounce (until started), 'f' until finished, 'r' until
 -- finished with rerun_latest ('F', 'R' once started), 'n' a rerun waiting for its key's owner to
 -- end, 't' throttle (a window, no owner). Every release is a compare-and-delete on the owner id,
 -- behind the HDEL of the job's dedupjob entry: a late (fenced-out) transition of an old owner
 -- frees nothing. Scripts pay one HLEN per call while no dedup job exists (dedup_any).
 --@include prio
+--@include wake
 
 local function dedup_any(d)
   return redis.call('HLEN', d.dedupjob) > 0
 end
 
--- put waiting job `id` on `queue` behind the jobs of its priority, waking idle pools
+-- put waiting job `id` on `queue` behind the jobs of its priority, waking one idle pool of
+-- the queue's name (d.idlefor, its idle pools, see lib/wake.lua) or, without, every idle pool
 local function dedup_enqueue(d, id, queue)
   local seq = redis.call('INCR', d.seq)
   local prio = tonumber(redis.call('HGET', d.prio, id) or '0')
   redis.call('ZADD', queue, queue_score(seq, prio), id)
-  if redis.call('SCARD', d.idle) > 0 then
+  if d.idlefor then
+    wake_one(d.idlefor, d.wake .. ':', false)
+  elseif redis.call('SCARD', d.idle) > 0 then
     redis.call('PUBLISH', d.wake, 'dedup')
   end
 end
