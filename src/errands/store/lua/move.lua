@@ -27,6 +27,7 @@
 -- having got there otherwise). An unknown mode, a due time (schedule) or a time (delete) that
 -- is not a number is an error before anything is written.
 --@include events
+--@include prio
 --@include jobstate
 --@include dedup
 --@include workflows
@@ -77,10 +78,10 @@ if mode == 'delete' then
 elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])
   local prio = tonumber(redis.call('HGET', KEYS[2], id) or '0')
-  redis.call('ZADD', KEYS[6], seq - prio * 4398046511104, id)
+  redis.call('ZADD', KEYS[6], queue_score(seq, prio), id)
   local P = {on = redis.call('EXISTS', KEYS[26]) == 1, part = KEYS[26], seq = KEYS[3],
     pq = KEYS[27], pready = KEYS[28]}
-  lim_queued(P, id, seq - prio * 4398046511104)
+  lim_queued(P, id, queue_score(seq, prio))
   if redis.call('SCARD', KEYS[4]) > 0 then
     redis.call('PUBLISH', ARGV[5], 'move')
   end
