@@ -195,7 +195,7 @@ elseif mode == 'requeue' then
     score = queue_head(target, prio) or '0'
   end
   if score == '0' then
-    score = redis.call('INCR', KEYS[8]) - prio * PRIO_SPAN
+    score = queue_score(redis.call('INCR', KEYS[8]), prio)
   end
   redis.call('ZADD', target, score, id)
   lim_queued(P, id, tonumber(score))

@@ -1,7 +1,6 @@
 -- lib/longwork: helpers of the long and bulk work (iterable jobs, batches; src/errands/longwork),
 -- included by `--@include longwork` in the scripts that need them.
 --@include prio
-local PRIO_SPAN = PRIO_STEP  -- (settle.lua's name for it)
 
 -- the queue score that puts a job of priority `prio` ahead of every job of that priority waiting
 -- on queue `q` (an iterable job that stopped at a checkpoint goes back there); nil when none
