@@ -170,3 +170,45 @@ async def test_the_acking_pool_continues_a_wide_fan_out_at_once(
     finally:
         await pool.stop()
     assert status.status == "succeeded" and len(ran) == 1_001
+
+
+async def test_a_member_ended_while_waiting_on_10k_parents_loses_its_edges_a_page_per_call(
+    redis: Redis, namespace: str
+) -> None:
+    """A 10,000-way fan-in cancelled while it waits: its end removed its 10,000 in edges in the
+    one call. Now 200 go with it, the rest from the work list, at most 1,000 per call."""
+    keys = Keys(namespace)
+    wf = Workflow("fan-in", id="fanin")
+    parents = [wf.add("work", {}, id=f"p{i}") for i in range(WIDTH)]
+    wf.add("work", {}, id="sink", after=parents)
+    run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+    edges = keys.workflow(run.id, "in")
+    assert await redis.zcard(edges) == WIDTH
+    scripts, wf_scripts = Scripts(redis, keys), WorkflowScripts(redis, keys)
+    await scripts.cancel(run.job_id("nothing"), "work", 1, 1)  # (loads the scripts)
+    assert await wf_scripts.cascade() == 0
+    reply, used = await counted(redis, scripts.cancel(run.job_id("sink"), "work", 1, 60_000))
+    assert reply == "cancelled"
+    removed = [WIDTH - await redis.zcard(edges)]
+    per_call = [used]
+    await assert_invariants(redis, namespace)  # edges left, their removal on the work list
+    items = await redis.zrange(keys.workflows_work, 0, -1)
+    assert items == [f"edges sink  {run.id}".encode()]
+    await redis.delete(keys.workflows_work)  # the checker sees the removal lost...
+    with pytest.raises(AssertionError, match="waits no more and no removal of its edges"):
+        await assert_invariants(redis, namespace)
+    await redis.zadd(keys.workflows_work, {items[0]: 1})  # ...put back
+    while True:
+        left = await redis.zcard(edges)
+        took, used = await counted(redis, wf_scripts.cascade())
+        if not took:
+            break
+        removed.append(left - await redis.zcard(edges))
+        per_call.append(used)
+    print(f"\nedges removed per call: {removed}; commands per call: {per_call}")
+    assert removed[0] == 200 and max(removed[1:]) == 1_000, removed
+    assert max(per_call) <= 30, per_call  # (the cancel: 26, each of the 10 pages: 7)
+    assert await redis.zcard(edges) == 0 and await redis.exists(keys.workflows_work) == 0
+    status = await run.status()
+    assert status.status == "running" and status.nodes["sink"].state == "cancelled"
+    await assert_invariants(redis, namespace)

@@ -24,12 +24,14 @@ def _alive(s: Snapshot, job_id: str) -> bool:
     )
 
 
-def _walks(s: Snapshot) -> dict[str, set[str]]:
-    """run id -> members whose dependents are still to walk (``wfwork``)."""
+def _walks(s: Snapshot, edges: bool = False) -> dict[str, set[str]]:
+    """run id -> members whose dependents are still to walk (``wfwork``); with ``edges``,
+    members ended while they waited whose own in edges are still to remove."""
     out: dict[str, set[str]] = {}
     for item in s.zsets["workflows_work"]:
-        _status, node, _cursor, run_id = item.split(" ", 3)
-        out.setdefault(run_id, set()).add(node)
+        status, node, _cursor, run_id = item.split(" ", 3)
+        if (status == "edges") == edges:
+            out.setdefault(run_id, set()).add(node)
     return out
 
 
@@ -67,10 +69,13 @@ def _check_run(s: Snapshot, run_id: str) -> list[Violation]:
             if node not in r.open:
                 bad(f"envelope of member {node}, which is not open")
         walking = _walks(s).get(run_id, set())
+        unlinking = _walks(s, edges=True).get(run_id, set())
         for edge in sorted(r.in_edges):
-            parent = edge.partition("<")[2]
+            child, _, parent = edge.partition("<")
             if parent not in r.open and parent not in walking:
                 bad(f"edge {edge}: {parent} ended and no walk of its dependents is left")
+            if child not in r.env and child not in unlinking:
+                bad(f"edge {edge}: {child} waits no more and no removal of its edges is left")
     else:
         if r.open or r.in_edges or r.env:
             bad(f"{status} run with open {sorted(r.open)[:5]}, edges or envelopes left")

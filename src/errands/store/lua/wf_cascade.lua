@@ -1,6 +1,7 @@
 -- wf_cascade: continue the walks of dependents left on the work list (see lib/workflows.lua):
--- at most WF_STEP dependents and 100 work items per call, the oldest first; a walk that does
--- not end goes back to the list where it stopped. A run that no longer runs has nothing left
+-- at most WF_STEP dependents, WF_CALL in edges of ended members and 100 work items per call,
+-- the oldest first; a walk (or a removal of edges) that does not end goes back to the list
+-- where it stopped. A run that no longer runs has nothing left
 -- to walk (every dependent ended: its item is dropped). A pool calls it after an ack of
 -- workflow members and at each requeuer pass (and drain), WorkflowRun.cancel after its
 -- batches, until it returns 0. A re-sent call
@@ -12,7 +13,7 @@
 local items = redis.call('ZRANGE', KEYS[2], 0, 99)
 local took = 0
 for _, item in ipairs(items) do
-  if WF_WALKED[1] >= WF_STEP then
+  if WF_WALKED[1] >= WF_STEP or WF_EDGES[1] >= WF_CALL then
     break
   end
   took = took + 1
@@ -20,7 +21,13 @@ for _, item in ipairs(items) do
   local st, n, cursor, run = string.match(item, '^(%a+) (%S+) (%S*) (.+)$')
   if run then
     local W = wf_keys(KEYS[1], run)
-    if redis.call('HGET', W.meta, 'status') == 'running' then
+    if redis.call('HGET', W.meta, 'status') ~= 'running' then
+      -- nothing left to walk nor to remove: the run's edges went when it finished
+    elseif st == 'edges' then
+      if not wf_unlink(W, n, WF_CALL - WF_EDGES[1]) then
+        redis.call('ZADD', KEYS[2], wf_now(), item)
+      end
+    else
       wf_walk_all(W, {{n, st, cursor}}, WF_STEP - WF_WALKED[1])
       wf_after(W)
     end

@@ -18,7 +18,9 @@
 -- Members are the jobs "<run>.<node>", callbacks "<run>!on_success" / "<run>!on_failure".
 --   wfwork          ZSET  "<status> <node> <cursor> <run>" -> ms: members whose dependents are
 --                         still to walk, after the child <cursor> ('' from the first); a
---                         member's end walks WF_STEP of them, wf_cascade.lua the rest
+--                         member's end walks WF_STEP of them, wf_cascade.lua the rest.
+--                         Status "edges" (cursor ''): a member ended while it waited whose
+--                         own in edges are still to remove (WF_STEP go with its end)
 -- Every consequence sits behind an edge whose removal returns 1: a member's end is handled
 -- once (HDEL of its wfof field, or of its envelope while it waits), a dependent is released
 -- once its last "child<parent" edge is removed (ZREM == 1, then no edge of it left), a
@@ -31,6 +33,7 @@
 -- script call walks at most (an ack of many members; a wf_cascade.lua call)
 local WF_STEP, WF_CALL = 200, 1000
 local WF_WALKED = {0}  -- walked so far in this script call
+local WF_EDGES = {0}  -- in edges of members ended while they waited, removed in this call
 
 local function wf_now()
   local t = redis.call('TIME')
@@ -102,17 +105,33 @@ local function wf_release(W, node, spec)
   return false
 end
 
--- end a member that waits for its dependencies without running it (its remaining edges go);
--- false when it does not wait (released: queued or running, ended, a callback, unknown). The
--- edge is its envelope: a released member still has its membership, but no envelope
+-- remove at most `max` of the in edges of `node`, a member that no longer waits (counted in
+-- WF_EDGES); true when none is left. An edge left meanwhile changes nothing: its parent's walk
+-- removes it and finds no envelope to release
+local function wf_unlink(W, node, max)
+  local edges = {}
+  if max > 0 then
+    edges = redis.call('ZRANGEBYLEX', W.inn, '[' .. node .. '<', '(' .. node .. '=', 'LIMIT', 0, max + 1)
+  end
+  local n = math.min(#edges, max)
+  if n > 0 then
+    redis.call('ZREM', W.inn, unpack(edges, 1, n))
+    WF_EDGES[1] = WF_EDGES[1] + n
+  end
+  return max > 0 and #edges <= max
+end
+
+-- end a member that waits for its dependencies without running it; false when it does not
+-- wait (released: queued or running, ended, a callback, unknown). The edge is its envelope: a
+-- released member still has its membership, but no envelope. Its in edges go, WF_STEP of them
+-- here (WF_CALL in one script call), the rest from the work list (a 10,000-way fan-in)
 local function wf_drop_held(W, node)
   if string.sub(node, 1, 1) == '!' or redis.call('HDEL', W.env, node) == 0 then
     return false
   end
   redis.call('HDEL', W.wfof, W.run .. '.' .. node)
-  local edges = redis.call('ZRANGEBYLEX', W.inn, '[' .. node .. '<', '(' .. node .. '=')
-  for i = 1, #edges, 500 do
-    redis.call('ZREM', W.inn, unpack(edges, i, math.min(i + 499, #edges)))
+  if not wf_unlink(W, node, math.min(WF_STEP, WF_CALL - WF_EDGES[1])) then
+    redis.call('ZADD', W.P .. 'wfwork', wf_now(), 'edges ' .. node .. '  ' .. W.run)
   end
   return true
 end
