@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from errands import Dedup, Enqueuer
+from errands.periodic.store import ScheduleStore, make_periodic
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts
 from errands.workflows.store import Member, WorkflowScripts, run_keys
@@ -211,3 +212,22 @@ async def test_a_member_added_with_a_bad_number_is_not_added(
     new = Member("b", "job", True, 0 if priority == "seq" else priority, b"{}", SPEC)
     match = not_a_counter(keys) if priority == "seq" else "errands: wf_add: "
     await refused(redis, namespace, wf.add("r1", new, [], []), match)
+
+
+async def test_a_schedule_firing_with_seq_not_a_counter_changes_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """The schedule's state moved on to the next slot, then INCR seq raised: the slot was
+    counted as fired and its job never stored."""
+    keys = Keys(namespace)
+    store = ScheduleStore(redis, keys)
+    periodic = make_periodic("@every 1m", "report")
+    now = 1_767_225_600_000
+    await store.refresh([periodic], now, 60_000)
+    await store.fire(periodic, "init", slot_ms=now, next_ms=now + 60_000, now_ms=now)
+    await redis.set(keys.seq, "x")
+    fire = store.fire(
+        periodic, "fire", slot_ms=now + 60_000, next_ms=now + 120_000, now_ms=now + 60_000,
+        envelope=b'{"n":"report"}', job_id="j1", pool_id="p1",
+    )  # fmt: skip
+    await refused(redis, namespace, fire, not_a_counter(keys))

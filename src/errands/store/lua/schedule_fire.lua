@@ -25,8 +25,8 @@
 -- Returns {status, job id}: status is fired | skipped (previous run unfinished; job id = that
 -- run) | deduped (counted as skipped; job id = the job holding its dedup key) | missed |
 -- advanced | initialized | stale (another pool already handled this slot) | gone | conflict.
--- A bad priority or throttle window, or a key of another type, fails the call before its first
--- write.
+-- A bad priority or throttle window, a key of another type or a seq that is not a counter
+-- fails the call before its first write.
 -- Idempotent on re-send (redis-py sends a call again when its reply is lost): the job id of
 -- ARGV[7] is a fresh one for each call (also in modes missed and advance), and every answer
 -- that wrote something is kept in the state (`answer`: '<ARGV[7]> <status> <job id>'), so
@@ -38,17 +38,18 @@
 --@include types
 local state, mode, slot = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local id, name, prio = ARGV[7], ARGV[6], tonumber(ARGV[9])
-if not prio or prio ~= math.floor(prio) or prio < -1000 or prio > 1000 then
+if not is_priority(prio) then
   return redis.error_reply('errands: schedule_fire: priority must be an integer in -1000..1000, got ' .. ARGV[9])
 end
 local window = tonumber(ARGV[16])
-if ARGV[14] == 't' and not (window and window >= 1 and window == math.floor(window)) then
+if ARGV[14] == 't' and not (is_whole(window) and window >= 1) then
   return redis.error_reply('errands: schedule_fire: a throttle window must be a whole number of'
     .. ' ms, at least 1, got ' .. ARGV[16])
 end
 local TYPES = {'HLEN', 'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', false, 'ZCARD', 'ZCARD', 'ZCARD',
   'HLEN', 'HLEN', 'HLEN', 'GET', 'ZCARD', false}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'no job was stored')
+  or not_counter(KEYS[4], 'no job was stored')  -- (INCR comes after the state's writes)
 if wrong then
   return wrong
 end
