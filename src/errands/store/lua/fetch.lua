@@ -47,6 +47,29 @@
 local K = 18
 local Q = 8
 local pool = ARGV[1]
+local nq = (#KEYS - K) / Q
+-- before the first write: every number a whole number, every limits spec well formed, every
+-- key this call may touch of its type (or absent)
+for _, j in ipairs({2, 3, 5, 6, 7, 9}) do
+  local n = tonumber(ARGV[j])
+  if not n or n ~= math.floor(n) then
+    return redis.error_reply('ERR fetch: ARGV[' .. j .. '] is not a whole number: nothing fetched')
+  end
+end
+local specs = {}
+local rated = {}  -- queue i -> whether its job name has a rate (its rate log and expiry)
+for i = 1, nq do
+  local limit = tonumber(ARGV[8 + 3 * i])
+  if not limit or limit ~= math.floor(limit) then
+    return redis.error_reply('ERR fetch: max_concurrency of ' .. ARGV[7 + 3 * i] ..
+      ' is not a whole number: nothing fetched')
+  end
+  local L, why = lim_spec(ARGV[9 + 3 * i])
+  if not L then
+    return redis.error_reply('ERR ' .. why .. ' for ' .. ARGV[7 + 3 * i] .. ': nothing fetched')
+  end
+  specs[i], rated[i] = L, #L.r + #L.R > 0
+end
 local k = {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
 local d = {dedup = KEYS[16], dedupjob = KEYS[17]}
 local deduped = dedup_any(d)
@@ -59,20 +82,26 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now - tonumber(beat) > tonumber(ARGV[7]) then
   return {-2, '', -1}
 end
--- before the first write: every limits spec well formed, every key of its type (or absent)
-local specs = {}
-for i = 1, (#KEYS - K) / Q do
-  local L, why = lim_spec(ARGV[9 + 3 * i])
-  if not L then
-    return redis.error_reply('ERR ' .. why .. ' for ' .. ARGV[7 + 3 * i] .. ': nothing fetched')
-  end
-  specs[i] = L
-end
-local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', 'HLEN', 'HLEN', 'ZCARD', false, 'HLEN',
-  'ZCARD', 'HLEN', 'GET', 'HLEN', 'GET', 'HLEN', 'HLEN', 'HLEN'}
+local unique = redis.call('HLEN', KEYS[7]) > 0  -- some job holds a unique lock
+local partitioned = redis.call('EXISTS', KEYS[14]) == 1
+-- the keys this call touches, by what it found: read before the first write, those it only
+-- reads first (pools, unique_of_job, dedup_of_job, recoveries) fail cleanly by themselves, and
+-- lib/events.lua reads `listening` with pcall
+local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', unique and 'HLEN', false,
+  unique and 'ZCARD', false, false, false, 'HLEN', 'GET', partitioned and 'HLEN',
+  partitioned and 'GET', deduped and 'HLEN', false, partitioned and 'HLEN'}
 local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD'}
+local USED = {true, partitioned, partitioned, partitioned, partitioned, 'rated', 'rated', true}
 local wrong = wrong_type(function(j)
-  return TYPES[j] or (j > K and PER_QUEUE[(j - K - 1) % Q + 1])
+  if j <= K then
+    return TYPES[j]
+  end
+  local i, at = math.floor((j - K - 1) / Q) + 1, (j - K - 1) % Q + 1
+  local used = USED[at]
+  if used == 'rated' then
+    used = rated[i]
+  end
+  return used and PER_QUEUE[at]
 end, 'nothing fetched')
 if wrong then
   return wrong
@@ -80,8 +109,6 @@ end
 local out = {0, '', -1}
 local token = false
 local want = tonumber(ARGV[3])
-local nq = (#KEYS - K) / Q
-local partitioned = redis.call('EXISTS', KEYS[14]) == 1
 local earliest = false
 local function note(ms)
   if not earliest or ms < earliest then
@@ -89,6 +116,7 @@ local function note(ms)
   end
 end
 local listening = redis.call('EXISTS', KEYS[9]) == 1
+local started = {}  -- job id -> its started event, published at the end (lib/events.lua)
 local isolate = tonumber(ARGV[5])
 local suspects = tonumber(ARGV[6])
 if isolate > 0 and redis.call('HLEN', KEYS[10]) == 0 then
@@ -109,9 +137,12 @@ local function take(i, name, id, env, score, suspect)
   out[#out + 1] = score
   out[#out + 1] = suspect
   if listening then
-    ev_publish(KEYS[9], ARGV[4], id, '{"event":"started","id":"' .. id .. '","name":"' .. name .. '"}')
+    started[#started + 1] = id
+    started[id] = '{"event":"started","id":"' .. id .. '","name":"' .. name .. '"}'
   end
-  release_unique(k, id)  -- a unique job's lock goes when it starts
+  if unique then
+    release_unique(k, id)  -- a unique job's lock goes when it starts
+  end
   if deduped then
     dedup_started(d, id)
   end
@@ -259,6 +290,9 @@ for i = 1, nq do
       lim_tidy(P, per, now)
     end
   end
+end
+if #started > 0 then
+  ev_publish_all(KEYS[9], ARGV[4], started)
 end
 if earliest then
   out[3] = math.max(1, earliest - now)

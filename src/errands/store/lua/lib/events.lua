@@ -21,3 +21,16 @@ local function ev_publish(listening, channel, id, msg)
     redis.call('PUBLISH', channel .. ':' .. id, msg)
   end
 end
+
+-- publish the events of many jobs (`ids`, and ids[id] = its message) with one HMGET
+local function ev_publish_all(listening, channel, ids)
+  local got = redis.pcall('HMGET', listening, '*', unpack(ids))
+  for j, id in ipairs(ids) do
+    if got.err or got[1] then
+      redis.call('PUBLISH', channel, ids[id])
+    end
+    if not got.err and got[j + 1] then
+      redis.call('PUBLISH', channel .. ':' .. id, ids[id])
+    end
+  end
+end

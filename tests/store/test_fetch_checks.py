@@ -1,0 +1,70 @@
+"""fetch.lua checks its arguments, and the keys it will touch, before its first write; and it
+reads what concerns every job once per call (unique locks, listeners), not once per job."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from errands import Enqueuer
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+from tests.support.resend import snapshot
+
+
+async def _ready(redis: Redis, namespace: str, jobs: int = 2, **options: str) -> Scripts:
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
+        await enqueuer.enqueue_many([("first", {}, dict(options)) for _ in range(jobs)])
+    scripts = Scripts(redis, Keys(namespace))
+    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
+    return scripts
+
+
+@pytest.mark.parametrize("bad", ["idle_ms", "limit"])
+async def test_a_bad_number_fails_the_fetch_before_its_first_write(
+    redis: Redis, namespace: str, bad: str
+) -> None:
+    """A bad idle time (ARGV[9]) or max_concurrency of a later queue failed the call after
+    the jobs of the first queue were taken: in progress, and nobody told."""
+    scripts = await _ready(redis, namespace)
+    queues = [("first", 0), ("second", "x" if bad == "limit" else 0)]
+    idle_ms = "soon" if bad == "idle_ms" else 3000
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="nothing fetched"):
+        await scripts.fetch("p", 1, 10, queues, idle_ms=idle_ms)  # type: ignore[arg-type]
+    assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize("family", ["unique", "partitions_running"])
+async def test_a_key_it_will_touch_of_another_type_fails_the_fetch_cleanly(
+    redis: Redis, namespace: str, family: str
+) -> None:
+    keys = Keys(namespace)
+    if family == "unique":
+        scripts = await _ready(redis, namespace)
+        await redis.hset(keys.unique_of_job, "someone", "digest")  # a unique job exists
+        await redis.set(keys.unique, "x")
+    else:
+        scripts = await _ready(redis, namespace, partition="a")
+        await redis.set(keys.partitions_running("first"), "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=r"WRONGTYPE .* holds another type"):
+        await scripts.fetch("p", 1, 10, [("first", 0)], specs={"first": "c=1"})
+    assert await snapshot(redis, namespace) == before
+
+
+async def test_a_fetch_reads_unique_locks_and_listeners_once(redis: Redis, namespace: str) -> None:
+    """Each job taken cost an HGET of unique_of_job, and an HMGET of `listening` while
+    anybody listened: now one read of each per call."""
+    keys = Keys(namespace)
+    scripts = await _ready(redis, namespace, jobs=8)
+    await redis.hset(keys.listening, "*", "9999999999999")
+    await scripts.fetch("p", 1, 1, [("first", 0)])  # the script loaded
+    await redis.config_resetstat()
+    got = await scripts.fetch("p", 1, 7, [("first", 0)])
+    stats = await redis.info("commandstats")
+    assert len(got) == 7
+    assert stats["cmdstat_hget"]["calls"] == 7  # the envelopes
+    assert stats["cmdstat_hmget"]["calls"] == 1
+    assert stats["cmdstat_publish"]["calls"] == 7  # every started event still goes out
