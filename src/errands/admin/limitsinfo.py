@@ -23,6 +23,7 @@ __all__ = [
 ]
 
 W = 13  # digits of a start time in a rate log (lua/lib/limits.lua)
+C = 10  # digits of a count of starts in one
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,33 @@ def _clock(ms: float) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S.%f")[:-5]
 
 
+def _starts(raw: str) -> list[tuple[int, int]]:
+    """A rate log's (start time ms, starts then), in time order (lua/lib/limits.lua): records
+    of a time and the starts counted up to it after '#' and the count before them, or (an
+    older log) one time per start."""
+    if not raw.startswith("#"):
+        return [(int(raw[i : i + W]), 1) for i in range(0, len(raw) - W + 1, W)]
+    out, before = [], int(raw[1 : 1 + C])
+    for i in range(1 + C, len(raw) - W - C + 1, W + C):
+        cum = int(raw[i + W : i + W + C])
+        out.append((int(raw[i : i + W]), cum - before))
+        before = cum
+    return out
+
+
 def _rate_until(log: Any, rate: Rate, now: int) -> float | None:
     """When a full rate log lets a start again (None: it lets one now), as lim_room does."""
     if log is None:
         return None
-    raw = _text(log)
-    times = [int(raw[i : i + W]) for i in range(0, len(raw), W)]
-    live = [t for t in times if t >= now - rate.per_ms]
-    if len(live) < rate.limit:
+    live = [(t, n) for t, n in _starts(_text(log)) if t >= now - rate.per_ms]
+    over = sum(n for _t, n in live) - rate.limit + 1  # starts that must leave the window
+    if over <= 0:
         return None
-    return live[len(live) - rate.limit] + rate.per_ms + 1
+    for t, n in live:
+        over -= n
+        if over <= 0:
+            return t + rate.per_ms + 1
+    return None  # (not reached)
 
 
 async def waiting_reason(

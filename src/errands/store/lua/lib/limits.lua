@@ -4,13 +4,14 @@
 -- the partitions that may have ready jobs wait their turn in `pready` (partition -> turn, least
 -- recently served first); a partition whose rate limit is exhausted waits in `pwait` (partition
 -- -> ms it may start a job again); one whose concurrency is full is in neither until a job of it
--- ends (lim_release). Rates are sliding logs of start times (Redis clock), kept in `prate`
--- ("<per ms>" type-wide, "<per ms>:<partition>") and dropped a window after their last start.
+-- ends (lim_release). Rates are sliding logs of start times (Redis clock; the format is above
+-- lim_live), kept in `prate` ("<per ms>" type-wide, "<per ms>:<partition>") and dropped a
+-- window after their last start.
 -- A table P names the keys: part (HASH id -> partition), seq (counter for turns), and for one
 -- job name: q, pq, pready, pwait, prun (HASH partition -> running), prate, prexp. P.on is
 -- whether any job of the namespace has a partition (EXISTS part): without, nothing is looked up.
 local LIM_OFFSET = 4503599627370496  -- 2^52: queue scores made non-negative for the index
-local LIM_W = 13                    -- digits of one start time in a rate log
+local LIM_W = 13                    -- digits of one start time in a rate log (below)
 
 local function lim_entry(p, score, id)
   return p .. '\0' .. string.format('%016.0f', score + LIM_OFFSET) .. '\0' .. id
@@ -101,24 +102,64 @@ local function lim_spec(s)
   return L
 end
 
+-- A rate log: '#', the starts counted before its first record (LIM_C digits), then one record
+-- per ms with starts, in time order: the time (LIM_W digits) and the starts counted up to and
+-- including it (LIM_C digits). A fetch of 32 jobs writes one record, so a log holds at most as
+-- many records as calls that started something in its window. An older log (a digit first: one
+-- time per start) is read as records of one start each, and written back in this form.
+local LIM_C = 10
+local LIM_R = LIM_W + LIM_C
+local LIM_EMPTY = '#' .. string.rep('0', LIM_C)
+
+-- record i's time (i >= 1), and the starts counted up to it (i = 0: before the first record)
+local function lim_at(log, i)
+  local at = 2 + LIM_C + (i - 1) * LIM_R
+  return tonumber(string.sub(log, at, at + LIM_W - 1))
+end
+local function lim_cum(log, i)
+  local at = 2 + LIM_C + i * LIM_R - LIM_C
+  return tonumber(string.sub(log, at, at + LIM_C - 1))
+end
+
+local function lim_upgrade(old)
+  local parts, cum, last = {LIM_EMPTY}, 0, false
+  for j = 1, #old - LIM_W + 1, LIM_W do
+    local t = string.sub(old, j, j + LIM_W - 1)
+    cum = cum + 1
+    if t ~= last then
+      parts[#parts + 1] = ''
+    end
+    parts[#parts] = t .. string.format('%010d', cum)
+    last = t
+  end
+  return table.concat(parts)
+end
+
 -- the part of a rate log still in the window ending at now (a start at t counts until t + per
--- inclusive), and how many starts it holds. The first live entry is found by bisection (the
--- entries are in time order), and a log that is all live is not copied.
+-- inclusive), and how many starts it holds. The first live record is found by bisection, and a
+-- log that is all live is not copied.
 local function lim_live(log, per, now)
-  local cut, n = now - per, #log / LIM_W
-  local lo, hi = 0, n  -- the first live entry is the (lo + 1)th, for some lo in [0, n]
+  if log == '' then
+    log = LIM_EMPTY
+  elseif string.sub(log, 1, 1) ~= '#' then
+    log = lim_upgrade(log)
+  end
+  local cut, n = now - per, (#log - 1 - LIM_C) / LIM_R
+  local lo, hi = 0, n  -- the first live record is the (lo + 1)th, for some lo in [0, n]
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
-    if tonumber(string.sub(log, mid * LIM_W + 1, (mid + 1) * LIM_W)) < cut then
+    if lim_at(log, mid + 1) < cut then
       lo = mid + 1
     else
       hi = mid
     end
   end
+  local count = lim_cum(log, n) - lim_cum(log, lo)
   if lo == 0 then
-    return log, n
+    return log, count
   end
-  return string.sub(log, lo * LIM_W + 1), n - lo
+  local at = 2 + LIM_C + lo * LIM_R
+  return '#' .. string.sub(log, at - LIM_C, at - 1) .. string.sub(log, at), count
 end
 
 -- the live logs read in this script call ("<key>\0<field>" -> live part): the write that
@@ -137,22 +178,42 @@ local function lim_read(h, field, per, now)
   return live, count
 end
 
--- how many starts rate (n per `per` ms) allows now, and when it is 0, the ms it allows one
+-- how many starts rate (n per `per` ms) allows now, and when it is 0, the ms it allows one: when
+-- the (count - n + 1)th live start leaves the window
 local function lim_room(h, field, n, per, now)
   local live, count = lim_read(h, field, per, now)
   if count < n then
     return n - count, 0
   end
-  local j = (count - n) * LIM_W + 1
-  return 0, tonumber(string.sub(live, j, j + LIM_W - 1)) + per + 1
+  local target = lim_cum(live, 0) + count - n + 1
+  local lo, hi = 1, (#live - 1 - LIM_C) / LIM_R  -- the first record whose count reaches it
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if lim_cum(live, mid) < target then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  return 0, lim_at(live, lo) + per + 1
 end
 
--- record `count` starts at now in a rate log (keeping the last n)
+-- record `count` starts at now in a rate log (its counts start again from 0 near LIM_C digits)
 local function lim_started(P, field, n, per, now, count)
   local live = lim_read(P.prate, field, per, now)
-  live = live .. string.rep(string.format('%013d', now), count)
-  if #live > n * LIM_W then
-    live = string.sub(live, #live - n * LIM_W + 1)
+  local m = (#live - 1 - LIM_C) / LIM_R
+  local cum = lim_cum(live, m) + count
+  if cum >= 9e9 then
+    local base, parts = lim_cum(live, 0), {LIM_EMPTY}
+    for i = 1, m do
+      parts[#parts + 1] = string.format('%013d%010d', lim_at(live, i), lim_cum(live, i) - base)
+    end
+    live, cum = table.concat(parts), cum - base
+  end
+  if m > 0 and lim_at(live, m) == now then
+    live = string.sub(live, 1, #live - LIM_C) .. string.format('%010d', cum)
+  else
+    live = live .. string.format('%013d%010d', now, cum)
   end
   redis.call('HSET', P.prate, field, live)
   LIM_SEEN[P.prate .. '\0' .. field] = live
