@@ -32,22 +32,15 @@
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[4])
 local base = 8 + 5 * m
--- before the first write: the type of every key written or read after it (jobs and ended are
--- read first, and seq's INCRBY is the first write: a wrong type there fails with nothing
--- written; the result records may be of any type), then every job's spec
-local TYPES = {false, 'HLEN', false, 'SCARD', 'SCARD', false, false, 'HLEN'}
-local wrong = wrong_type(function(j)
-  if j <= #TYPES then
-    return TYPES[j]
-  end
-  return j <= base and 'ZCARD'
-end, 'no job of this call was stored')
-if wrong then
-  return wrong
-end
 local CHUNK = 1000
 local I, E, S = 4 + m, 4 + m + n, 4 + m + 2 * n  -- ARGV[I + i]: the id of job i, E its envelope
+-- before the first write: every job's spec, then the type of each key this call may write or
+-- read after its first write (per the specs: a call of jobs due now without priority or
+-- partition checks jobs, names, and its names' queues and idle pools only). jobs and ended are
+-- read first, and seq's INCRBY is the first write: a wrong type there fails with nothing
+-- written; the result records may be of any type.
 local specs = {}  -- per job {name index, priority, due ms, partition}
+local check = {'HLEN', false, false, 'SCARD'}  -- per key index: the read command it must accept
 for i = 1, n do
   local spec = ARGV[S + i]
   local qi, prio, due, partition = tonumber(spec), 0, 0, ''
@@ -59,6 +52,30 @@ for i = 1, n do
     return redis.error_reply('errands: enqueue: bad job spec ' .. tostring(spec) .. ': no job of this call was stored')
   end
   specs[i] = {qi, prio, due, partition}
+  local b = 3 + 5 * qi  -- KEYS[b + 1 .. b + 5]: the name's queue, scheduled, pq, pready, idle
+  if prio ~= 0 then
+    check[2] = 'HLEN'
+  end
+  if partition ~= '' then
+    check[8] = 'HLEN'
+  end
+  if due ~= 0 then
+    check[b + 2] = 'ZCARD'
+  else
+    check[b + 1], check[b + 5] = 'ZCARD', 'ZCARD'
+    if partition ~= '' then
+      check[b + 3], check[b + 4] = 'ZCARD', 'ZCARD'
+    end
+    if m > 1 then
+      check[5] = 'SCARD'
+    end
+  end
+end
+local wrong = wrong_type(function(j)
+  return check[j]
+end, 'no job of this call was stored')
+if wrong then
+  return wrong
 end
 -- reads first: which ids are stored or ended (nil: not known), whether any result record exists
 local stored, ended, done = {}, {}, false
@@ -106,7 +123,7 @@ end
 
 local listening = redis.call('EXISTS', KEYS[6]) == 1
 local seq = redis.call('INCRBY', KEYS[3], #new) - #new
-local envs, prios, queues, named = {}, {}, {}, {}
+local envs, prios, parts, queues, named = {}, {}, {}, {}, {}
 local ready = {}
 for _, i in ipairs(new) do
   local id = ARGV[I + i]
@@ -119,7 +136,8 @@ for _, i in ipairs(new) do
   end
   named[qi] = true
   if partition ~= '' then
-    redis.call('HSET', KEYS[8], id, partition)
+    parts[#parts + 1] = id
+    parts[#parts + 1] = partition
   end
   local b = 3 + 5 * qi
   local key, score = KEYS[b + 2], due
@@ -142,6 +160,7 @@ for _, i in ipairs(new) do
 end
 flush('HSET', KEYS[1], envs)
 flush('HSET', KEYS[2], prios)
+flush('HSET', KEYS[8], parts)
 for key, list in pairs(queues) do
   flush('ZADD', key, list)
 end
