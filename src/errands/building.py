@@ -3,7 +3,7 @@ stores, and what an outbox row (written now, enqueued later by the relay) holds.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +47,7 @@ def build_job(
     return Job(
         name,
         dict(args),
-        id=job_id if job_id is not None else new_id or uuid.uuid4().hex,
+        id=job_id if job_id is not None else new_id or os.urandom(16).hex(),
         enqueued_at=now,
         priority=check_priority(priority),
         retry=retry.to_dict() if retry else None,

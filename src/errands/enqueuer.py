@@ -173,13 +173,16 @@ class Enqueuer(WorkflowEnqueue):
             )
         return data
 
+    def _unchecked(self, name: str) -> bool:
+        """Whether the typo check has anything to do for ``name`` (a name seen served, or
+        warned about when not strict, is not looked up again)."""
+        if self.strict is None or name in self._served:
+            return False
+        return bool(self.strict) or name not in self._warned
+
     async def _check_served(self, names: Iterable[str]) -> None:
         """Warn once per name (or raise, ``strict=True``) when no running pool serves it."""
-        if self.strict is None:
-            return
-        unknown = {
-            n for n in names if n not in self._served and (self.strict or n not in self._warned)
-        }
+        unknown = {n for n in names if self._unchecked(n)}
         if not unknown:
             return
         served = await self._served_lookup()
@@ -211,7 +214,10 @@ class Enqueuer(WorkflowEnqueue):
         try:
             return await coro
         except REDIS_ERRORS as exc:
-            raise RedisUnavailableError(f"cannot reach Redis at {self._where}: {exc}") from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> RedisUnavailableError:
+        return RedisUnavailableError(f"cannot reach Redis at {self._where}: {exc}")
 
     # -- public API --------------------------------------------------------------------------
     async def enqueue(
@@ -245,15 +251,19 @@ class Enqueuer(WorkflowEnqueue):
         job = self._build(name, args, delay=delay, at=at, priority=priority, retry=retry,
                           meta=meta, job_id=job_id, timeout=timeout)  # fmt: skip
         job.partition = check_partition(partition) if partition is not None else None
-        stored = await self._through_middleware(job)
+        stored = await self._through_middleware(job) if self._middleware else job
         if stored is None:
             return None
-        await self._check_served([stored.name])
+        if self._unchecked(stored.name):
+            await self._check_served([stored.name])
         if dedup is not None:
             await self._call(store_deduplicated(self.scripts, stored, self._encode(stored), dedup))
         else:
             row = self._row(1, stored)
-            stored.existed = await self._call(self._coalescer.submit(stored.name, row))
+            try:  # (not self._call: one coroutine less on the one-await path)
+                stored.existed = await self._coalescer.submit(stored.name, row)
+            except REDIS_ERRORS as exc:
+                raise self._unavailable(exc) from exc
         stored._backend = self
         return stored
 

@@ -1,6 +1,6 @@
 """The enqueue script's type checks before its first write cover the keys the call writes, and
 only those (lua/enqueue.lua: a call of jobs due now without priority or partition checks
-jobs, names, and its names' queues and idle pools)."""
+jobs, names, and its names' queues and idle pools); the one-job request (store/bulk.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands.store.bulk import job_spec
+from errands.store.bulk import enqueue_request, job_spec, one_job_request
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 
@@ -79,3 +79,15 @@ async def test_a_wrong_typed_key_the_call_leaves_alone_does_not_fail_it(
     assert await Scripts(redis, keys).enqueue_columns(call) == []
     assert await redis.hget(keys.jobs, "j") == b"{}"
     assert await redis.get(_key(keys, family)) == b"not mine"
+
+
+@pytest.mark.parametrize(
+    ("priority", "due", "partition"), [(0, 0, ""), (5, 0, ""), (0, LATER, "p"), (-3, 0, "eu")]
+)
+def test_the_one_job_request_is_the_general_one(priority: int, due: int, partition: str) -> None:
+    keys, heads = Keys("ns"), {}  # type: ignore[var-annotated]
+    general = enqueue_request(keys, ["a"], ["j"], [b"{}"], [job_spec(1, priority, due, partition)])
+    row = [1, "a", "j", b"{}", priority, due, partition]
+    for _ in range(2):  # the name's keys built, then reused
+        assert one_job_request(keys, heads, "a", row) == general
+    assert list(heads) == ["a"]

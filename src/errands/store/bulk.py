@@ -17,7 +17,7 @@ from ..job import Job
 from .adminscripts import Arg
 from .keys import Keys
 
-__all__ = ["Columns", "columns", "enqueue_request", "job_spec"]
+__all__ = ["Columns", "columns", "enqueue_request", "job_spec", "one_job_request"]
 
 Columns = tuple[list[str], list[str], list[bytes], list[str]]  # names, ids, envelopes, specs
 
@@ -60,3 +60,21 @@ def enqueue_request(
     args += envelopes
     args += specs
     return keys_, args
+
+
+def one_job_request(
+    keys: Keys, heads: dict[str, tuple[list[str], list[Arg]]], name: str, row: Sequence[Arg]
+) -> tuple[list[str], list[Arg]]:
+    """The request of an ``enqueue`` call of one job, ``row`` as for ``Scripts.enqueue`` (name
+    index, name, id, envelope, priority, due ms, partition); the same as ``enqueue_request``'s.
+    ``heads`` keeps each name's keys and first arguments (up to 1,000 names)."""
+    head = heads.get(name)
+    if head is None:
+        if len(heads) >= 1000:
+            heads.clear()
+        name_keys, first = enqueue_request(keys, [name], [], [], [])
+        first[1] = 1  # the number of jobs
+        head = heads[name] = (name_keys, first)
+    job_id = str(row[2])
+    spec = job_spec(1, int(row[4]), int(row[5]), str(row[6]))
+    return [*head[0], keys.done(job_id)], [*head[1], job_id, row[3], spec]

@@ -40,7 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .bulk import Columns, enqueue_request
+from .bulk import Columns, enqueue_request, one_job_request
 from .scripts import Arg, Scripts
 
 try:
@@ -253,15 +253,21 @@ def _fresh(exc: BaseException) -> BaseException:
 
 
 class PinnedEnqueue:
-    """The enqueue script (``Scripts.enqueue``'s call) on a pinned connection."""
+    """The enqueue script (``Scripts.enqueue``'s call) on a pinned connection. A call of one
+    job reuses its name's keys (built once per name, see :func:`one_job_request`)."""
 
     def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.scripts = scripts
         self.script = PinnedScript(redis, scripts.sha("enqueue"))
+        self._heads: dict[str, tuple[list[str], list[Arg]]] = {}
 
     async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> list[int]:
         """As ``Scripts.enqueue``: the 0-based indices of the jobs already there."""
-        existed = await self.script(*self.scripts.enqueue_request(names, jobs))
+        if len(jobs) == 1 and len(names) == 1 and type(jobs[0][3]) is bytes:
+            request = one_job_request(self.scripts.keys, self._heads, names[0], jobs[0])
+        else:
+            request = self.scripts.enqueue_request(names, jobs)
+        existed = await self.script(*request)
         return [int(i) - 1 for i in existed]
 
     async def aclose(self) -> None:
