@@ -140,7 +140,7 @@ async def test_an_id_twice_with_the_same_envelope_answers_the_same_when_re_sent(
     assert await redis.zcard(Keys(namespace).queue("a")) == 1
 
 
-@pytest.mark.parametrize("spec", ["0", "2", "x", "1 0 0"])
+@pytest.mark.parametrize("spec", ["0", "2", "x", "1 0 0", "1 1001 0 ", "1 -5000 0 p"])
 async def test_a_bad_job_spec_fails_the_call_before_any_write(
     redis: Redis, namespace: str, spec: str
 ) -> None:

@@ -48,7 +48,7 @@ for i = 1, n do
     qi, prio, due, partition = string.match(spec, '^(%d+) (%-?%d+) (%d+) (.*)$')
     qi, prio, due = tonumber(qi), tonumber(prio), tonumber(due)
   end
-  if not (qi and qi >= 1 and qi <= m and qi == math.floor(qi)) then
+  if not (qi and qi >= 1 and qi <= m and qi == math.floor(qi) and is_priority(prio)) then
     return redis.error_reply('errands: enqueue: bad job spec ' .. tostring(spec) .. ': no job of this call was stored')
   end
   specs[i] = {qi, prio, due, partition}
