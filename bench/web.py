@@ -4,13 +4,17 @@ without it (bench/web_app.py), one uvicorn process (uvloop, httptools), wrk with
 connections, against a private redis-server. Needs ``wrk`` on PATH (``apt-get install wrk``)
 and the project venv (fastapi, uvicorn). See bench/README.md.
 
-Each configuration of the app is measured in its own uvicorn process: ``default`` (as a user
-writes it) and ``freeze`` (``gc.freeze()`` at the end of the lifespan, docs/integrations.md).
-After every wrk run the app reports its garbage collector's pauses (``GET /gc``): the number of
-full (generation 2) collections and the longest pause.
+Each configuration of the app is measured in its own uvicorn process: ``freeze`` (as
+examples/fastapi_app is written: ``gc.collect(); gc.freeze()`` at the end of the lifespan's
+startup), ``default`` (the same app without those lines: CPython's collector untouched) and,
+if asked for, ``threshold`` (``freeze`` plus ``gc.set_threshold(10_000, 10, 10)``). After every
+wrk run the app reports its garbage collector's work (``GET /gc``): young and full (generation
+2) collections, their total time and the longest pause. ``--endpoints plain,enqueue,yield``
+adds ``/yield``, which awaits ``asyncio.sleep(0)`` instead of the enqueue (a request that
+awaits, with no errands code).
 
     .venv/bin/python bench/web.py [--seconds 10] [--runs 3] [--connections 16,64]
-                                  [--gc default,freeze] [--src DIR]
+                                  [--gc default,freeze] [--endpoints plain,enqueue] [--src DIR]
 """
 
 from __future__ import annotations
@@ -43,10 +47,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_app(redis_url: str, src: Path, freeze: bool) -> tuple[subprocess.Popen[bytes], str]:
+def start_app(redis_url: str, src: Path, mode: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=f"{src}:{BENCH}")
-    env["WEB_APP_GC_FREEZE"] = "1" if freeze else "0"
+    env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=f"{src}:{BENCH}", WEB_APP_GC=mode)
     cmd = [sys.executable, "-m", "uvicorn", "web_app:app", "--port", str(port)]
     cmd += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"]
     proc = subprocess.Popen(cmd, env=env, cwd=BENCH)
@@ -92,8 +95,8 @@ def gc_pauses(base: str) -> dict[str, float]:
 def measure(
     base: str, conns: int, opts: argparse.Namespace, flush: Callable[[], None]
 ) -> dict[str, dict[str, float]]:
-    """Median over ``opts.runs`` alternating runs of /plain and /enqueue."""
-    runs: dict[str, list[dict[str, float]]] = {"plain": [], "enqueue": []}
+    """Median over ``opts.runs`` alternating runs of the endpoints (/plain first)."""
+    runs: dict[str, list[dict[str, float]]] = {p: [] for p in opts.endpoints.split(",")}
     for path in runs:  # warm-up
         wrk(f"{base}/{path}?address=a@example.com", conns, 2)
     for _ in range(opts.runs):  # alternate, so both see the same machine
@@ -101,7 +104,8 @@ def measure(
             gc_pauses(base)
             result = wrk(f"{base}/{path}?address=a@example.com", conns, opts.seconds)
             pauses = gc_pauses(base)
-            result["gen2"], result["gc_max_ms"] = pauses["gen2"], pauses["max_ms"]
+            for key in ("young", "gen2", "total_ms", "max_ms"):
+                result[f"gc_{key}"] = pauses[key]
             runs[path].append(result)
         flush()
     return {p: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for p, rs in runs.items()}
@@ -112,7 +116,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", default="16,64")
-    parser.add_argument("--gc", default="default,freeze", help="app configurations to measure")
+    parser.add_argument(
+        "--gc", default="default,freeze", help="app configurations: default, freeze, threshold"
+    )
+    parser.add_argument(
+        "--endpoints", default="plain,enqueue", help="plain first; then enqueue and/or yield"
+    )
     parser.add_argument(
         "--src", type=Path, default=BENCH.parent / "src", help="the errands tree to measure"
     )
@@ -123,7 +132,7 @@ def main() -> None:
     rows = []
     with PrivateRedis() as redis:
         for mode in opts.gc.split(","):
-            proc, base = start_app(redis.url, opts.src, freeze=mode == "freeze")
+            proc, base = start_app(redis.url, opts.src, mode)
             try:
                 for conns in [int(c) for c in opts.connections.split(",")]:
                     rows.append((mode, conns, measure(base, conns, opts, redis.flushall)))
@@ -136,17 +145,19 @@ def main() -> None:
         f"at end {os.getloadavg()[0]:.2f}"
     )
     print(
-        "| gc | connections | plain req/s | enqueue req/s | ratio | plain p50/p99 ms "
-        "| enqueue p50/p99 ms | enqueue: full collections / longest pause ms |"
+        "| gc | connections | endpoint | req/s | share of /plain | p50 / p99 ms "
+        "| young / full collections | GC ms (longest pause) |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for mode, conns, med in rows:
-        p, e = med["plain"], med["enqueue"]
-        print(
-            f"| {mode} | {conns} | {p['rps']:,.0f} | {e['rps']:,.0f} | {e['rps'] / p['rps']:.0%} "
-            f"| {p['p50_ms']:.1f} / {p['p99_ms']:.1f} | {e['p50_ms']:.1f} / {e['p99_ms']:.1f} "
-            f"| {e['gen2']:.0f} / {e['gc_max_ms']:.1f} |"
-        )
+        plain = med["plain"]["rps"]
+        for path, r in med.items():
+            print(
+                f"| {mode} | {conns} | /{path} | {r['rps']:,.0f} | {r['rps'] / plain:.0%} "
+                f"| {r['p50_ms']:.1f} / {r['p99_ms']:.1f} "
+                f"| {r['gc_young']:.0f} / {r['gc_gen2']:.0f} "
+                f"| {r['gc_total_ms']:.0f} ({r['gc_max_ms']:.1f}) |"
+            )
 
 
 if __name__ == "__main__":

@@ -4,12 +4,15 @@ enqueue: ``/plain`` answers what ``/enqueue`` answers, without storing a job.
 
 Run by bench/web.py as ``uvicorn web_app:app`` with ``REDIS_URL`` set; not a test fixture.
 The app also times the garbage collector's pauses (``gc.callbacks``) and hands them to
-bench/web.py on ``GET /gc`` (which resets them); ``WEB_APP_GC_FREEZE=1`` calls ``gc.freeze()``
-once the lifespan has started (the advice of docs/integrations.md).
+bench/web.py on ``GET /gc`` (which resets them). ``WEB_APP_GC`` picks the configuration:
+``freeze`` (the default) ends the lifespan's startup with ``gc.collect(); gc.freeze()`` as
+examples/fastapi_app does (docs/integrations.md), ``default`` leaves the collector as CPython
+sets it, ``threshold`` freezes and also calls ``gc.set_threshold(10_000, 10, 10)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import time
@@ -23,6 +26,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from errands import Enqueuer
 
 REDIS_URL = os.environ["REDIS_URL"]
+GC_MODE = os.environ.get("WEB_APP_GC", "freeze")
 GC_PAUSES: list[tuple[int, float]] = []  # (generation, seconds) of each collection
 _gc_start = [0.0]
 
@@ -41,9 +45,11 @@ gc.callbacks.append(_time_gc)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with Enqueuer.from_url(REDIS_URL, namespace="webbench", strict=None) as enqueuer:
         app.state.enqueuer = enqueuer
-        if os.environ.get("WEB_APP_GC_FREEZE") == "1":
+        if GC_MODE in ("freeze", "threshold"):
             gc.collect()
             gc.freeze()  # what startup built stays out of every later collection
+        if GC_MODE == "threshold":
+            gc.set_threshold(10_000, 10, 10)
         yield
 
 
@@ -71,12 +77,20 @@ async def enqueue(address: str, enqueuer: EnqueuerDep) -> dict[str, str]:
     return {"job_id": job.id}
 
 
+@app.post("/yield")
+async def yield_(address: str, enqueuer: EnqueuerDep) -> dict[str, str]:
+    """Awaits once (one turn of the loop) instead of the enqueue: no errands code runs."""
+    await asyncio.sleep(0)
+    return {"job_id": uuid.uuid4().hex}
+
+
 @app.get("/gc")
 async def gc_pauses() -> dict[str, float]:
-    """Collections of generation 2 since the last call, and the longest pause of any."""
+    """Collections since the last call (young ones, of generation 2), their time, the longest."""
     pauses, GC_PAUSES[:] = list(GC_PAUSES), []
     return {
         "collections": len(pauses),
+        "young": sum(1 for gen, _ in pauses if gen < 2),
         "gen2": sum(1 for gen, _ in pauses if gen == 2),
         "gen2_ms": 1000 * sum(s for gen, s in pauses if gen == 2),
         "max_ms": 1000 * max((s for _, s in pauses), default=0.0),
