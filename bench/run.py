@@ -75,6 +75,7 @@ CONCURRENCY = 32
 CPU_US: dict[str, dict[str, float]] = {}  # library -> workload -> worker CPU µs per job (last run)
 WARMUP = 10  # enqueues before the timer starts; latency samples dropped from the front
 LATENCY_POOLS = 4  # worker processes listening on the latency workload's queue, all idle
+BURNER = "while True: pass"  # --busy: one CPU-bound process (a Python loop, never yields)
 
 
 def log(msg: str) -> None:
@@ -281,6 +282,28 @@ class WorkerProc:
         self.stderr.close()
 
 
+class Burners:
+    """``--busy N``: N processes that spin on the CPU, started before the worker of a
+    throughput workload and killed after its result line, the same for every library (a
+    shared machine, made reproducible)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Burners":
+        self.procs = [
+            subprocess.Popen([sys.executable, "-c", BURNER], stdin=subprocess.DEVNULL)
+            for _ in range(self.n)
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
 def qname(lib: Lib, workload: str) -> str:
     return f"bench-{lib.name}-{workload}-{uuid.uuid4().hex[:8]}"
 
@@ -303,13 +326,15 @@ def enqueue_rate(lib: Lib, r: PrivateRedis, mode: str, n: int) -> float:
     return out["n"] / out["seconds"]
 
 
-def throughput(lib: Lib, r: PrivateRedis, job: str, n: int) -> float:
+def throughput(lib: Lib, r: PrivateRedis, job: str, n: int, busy: int = 0) -> float:
+    """N jobs pre-enqueued, then one worker runs them (with ``busy`` CPU burners running
+    meanwhile): jobs/s from its first start to its N-th finish."""
     r.flushall()
     q = qname(lib, job)
     lib.run(
         "enqueue", r.url, q, "--job", job, "--n", str(n), "--mode", "bulk" if lib.bulk else "gather"
     )
-    with WorkerProc(lib, r.url, q, job, n) as w:
+    with Burners(busy), WorkerProc(lib, r.url, q, job, n) as w:
         w.next(60)  # ready
         out = w.next(60 + n / 50)
     CPU_US.setdefault(lib.name, {})[job] = out["cpu_s"] / out["n"] * 1e6
@@ -380,7 +405,9 @@ def latency(lib: Lib, r: PrivateRedis, n: int, pause: float) -> tuple[float, flo
     return statistics.median(lat), lat[max(0, -(-99 * len(lat) // 100) - 1)]  # nearest rank
 
 
-def bench_lib(lib: Lib, r: PrivateRedis, workloads: list[str], quick: bool, pause: float) -> dict:
+def bench_lib(
+    lib: Lib, r: PrivateRedis, workloads: list[str], quick: bool, pause: float, busy: int
+) -> dict:
     size = {k: v[1] if quick else v[0] for k, v in SIZES.items()}
     res: dict = {}
     steps = []
@@ -392,11 +419,11 @@ def bench_lib(lib: Lib, r: PrivateRedis, workloads: list[str], quick: bool, paus
         if lib.bulk:
             steps.append(("enqueue_bulk", lambda: enqueue_rate(lib, r, "bulk", size["enqueue"])))
     if "noop" in workloads:
-        steps.append(("noop", lambda: throughput(lib, r, "noop", size["noop"])))
+        steps.append(("noop", lambda: throughput(lib, r, "noop", size["noop"], busy)))
     if "io" in workloads:
-        steps.append(("io", lambda: throughput(lib, r, "io", size["io"])))
+        steps.append(("io", lambda: throughput(lib, r, "io", size["io"], busy)))
     if "sleep" in workloads:
-        steps.append(("sleep", lambda: throughput(lib, r, "sleep", size["sleep"])))
+        steps.append(("sleep", lambda: throughput(lib, r, "sleep", size["sleep"], busy)))
     if "latency" in workloads:
         steps.append(("latency", lambda: latency(lib, r, size["latency"], pause)))
     if "memory" in workloads:
@@ -485,6 +512,13 @@ def main() -> None:
     )
     ap.add_argument("--pause", type=float, default=0.005, help="gap between latency enqueues (s)")
     ap.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N CPU-burning processes during each throughput workload's worker (default 0)",
+    )
+    ap.add_argument(
         "--errands-python",
         default=".venv/bin/python",
         help="python of the project venv (relative paths: to the repo root)",
@@ -527,6 +561,7 @@ def main() -> None:
             "quick": a.quick,
             "concurrency": CONCURRENCY,
             "latency_pause_s": a.pause,
+            "busy": a.busy,
             "sizes": {k: v[1] if a.quick else v[0] for k, v in SIZES.items()},
         }
         log(f"private redis-server {meta['redis']} on {r.url}")
@@ -540,7 +575,7 @@ def main() -> None:
             runs = []
             for k in range(a.runs):
                 log(f"{lib.name} {version}: run {k + 1}/{a.runs}")
-                runs.append(bench_lib(lib, r, workloads, a.quick, a.pause))
+                runs.append(bench_lib(lib, r, workloads, a.quick, a.pause, a.busy))
             keys = {key for run in runs for key in run if key != "errors"}
             metrics: dict = {
                 key: float(statistics.median(run[key] for run in runs if key in run))
@@ -564,7 +599,7 @@ def main() -> None:
     print(
         f"{meta['date']}  redis {meta['redis']}  python {meta['python']}  "
         f"{meta['cores']} cores  concurrency {CONCURRENCY}  median of {a.runs} run(s)"
-        f"{'  QUICK' if a.quick else ''}  (rates in jobs/s)"
+        f"{'  QUICK' if a.quick else ''}{f'  BUSY {a.busy}' if a.busy else ''}  (rates in jobs/s)"
     )
     print(table(results))
     cpu = [(k, h) for k, h, _ in COLUMNS if k in ("noop", "io", "sleep")]
