@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from errands import Enqueuer
 from errands.clock import SystemClock
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
@@ -48,7 +49,11 @@ def settle_of(keys: Keys, job_id: str, mode: str, error: bytes = b"") -> Settle:
 @pytest.mark.parametrize(
     ("mode", "asked"),
     [(m, None) for m in ("retry", "later", "dead", "drop", "requeue", "cancelled")]
-    + [("retry", "cancel"), ("requeue", "cancel"), ("later", "destroy")],
+    + [("retry", "cancel"), ("requeue", "cancel"), ("later", "destroy")]
+    # a retry turned into a drop, its error forgotten with it; failures without an error; a
+    # burial past the set's bounds (the job was trimmed by its own call): all answered 0
+    + [("retry", "destroy"), ("retry", "no error"), ("dead", "no error")]
+    + [("dead", "trimmed"), ("cancelled", "trimmed"), ("later", "trimmed")],
 )
 async def test_a_settle_resent_answers_as_the_first(
     redis: Redis, namespace: str, mode: str, asked: str | None
@@ -56,10 +61,15 @@ async def test_a_settle_resent_answers_as_the_first(
     """The re-send found the attempt record gone (dropped by its own first call) and answered
     0, as to a zombie."""
     keys, job_id = await running_job(redis, namespace)
-    if asked:  # (the first call turns the outcome into cancelled, or drop)
+    if asked in ("cancel", "destroy"):  # (the first call turns the outcome into cancelled, or drop)
         await redis.hset(keys.cancel_requests, job_id, asked)
     scripts = Scripts(redis, keys)
     s = settle_of(keys, job_id, mode)
+    if asked == "no error":
+        s.error = b""
+    if asked == "trimmed":
+        await redis.hset(keys.cancel_requests, job_id, "cancel")  # (later: cancelled)
+        s.dead_max = 0
     assert await scripts.settle(POOL, s)
     after = await state(redis, keys)
     assert await scripts.settle(POOL, s)
@@ -143,3 +153,48 @@ async def test_a_settle_with_a_bad_number_writes_nothing(
         await Scripts(redis, keys).settle(POOL, s)
     assert await state(redis, keys) == before
     assert "errands: settle" in str(raised.value)
+
+
+async def test_a_batch_whose_counts_do_not_fit_writes_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """KEYS for one job, ARGV for two: the first job was settled, then the script raised."""
+    keys, first = await running_job(redis, namespace)
+    _keys, second = await running_job(redis, namespace)
+    scripts = Scripts(redis, keys)
+    one_keys, one_args = scripts._settle_call(POOL, settle_of(keys, first, "retry"))
+    _k, two_args = scripts._settle_call(POOL, settle_of(keys, second, "retry"))
+    args = ["{many}", 2, len(one_keys), len(one_args), *one_args, *two_args]
+    before = await state(redis, keys)
+    with pytest.raises(ResponseError, match="counts do not fit"):
+        await scripts._call("settle", one_keys, args)
+    assert await state(redis, keys) == before
+
+
+async def test_a_requeue_freeing_a_partition_wakes_the_pools_once(
+    redis: Redis, namespace: str
+) -> None:
+    """It published 'requeue', then 'settle' for the partition it freed: one wake-up is enough
+    (each idle pool fetched twice)."""
+    keys = Keys(namespace)
+    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
+    jobs = [await enqueuer.enqueue("work", {"i": i}, partition="eu") for i in range(2)]
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat(POOL, b"{}", 60_000, mode="register")
+    fetched = await scripts.fetch(POOL, 1, 10, [("work", 0)], specs={"work": "c=1"})
+    assert fetched is not None and [f.id for f in fetched] == [jobs[0].id]
+    await redis.sadd(keys.idle, POOL)  # (as if another pool were idle)
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(keys.wake_channel)
+        assert (await pubsub.get_message(timeout=1))["type"] == "subscribe"
+        f = fetched[0]
+        s = Settle(f.id, "work", "requeue", keys.queue("work"), 5_000, 1, token=f.token)
+        assert await scripts.settle(POOL, s)
+        await redis.publish(keys.wake_channel, "end")  # (a marker after the settle's)
+        heard = []
+        while (message := await pubsub.get_message(timeout=1)) is not None:
+            heard.append(message["data"])
+            if message["data"] == b"end":
+                break
+    assert heard == [b"requeue", b"end"]
+    await assert_invariants(redis, namespace)

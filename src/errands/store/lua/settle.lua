@@ -29,11 +29,14 @@
 -- (or drop): a job whose cancel was acknowledged never runs again.
 -- Returns 1 when settled, 0 when the job was not this attempt's any more (a zombie: its pool's
 -- lease was taken; or a stale attempt). A re-sent call (redis-py, after a lost reply) answers 1
--- as its first call did and writes nothing (see settled_before). An unknown mode, or a number
--- that is not one, is an error before anything is written.
+-- as its first call did and writes nothing (see settled_before). An unknown mode, a number
+-- that is not one, or too few KEYS or ARGV, is an error before anything is written.
+-- A job buried or cancelled is not trimmed from its set by its own call (its re-send finds it
+-- there; the next trim takes it).
 -- Several jobs in one call (the failed jobs of a batch, longwork/): ARGV[1] '{many}' (never a job
 -- id), ARGV[2] N jobs, ARGV[3] keys per job, ARGV[4] args per job, then the ARGV above of each
--- job in turn; KEYS: the KEYS above of each job in turn. Returns the list of each job's reply.
+-- job in turn; KEYS: the KEYS above of each job in turn (the counts checked against KEYS and
+-- ARGV before the first write). Returns the list of each job's reply.
 --@include events
 --@include jobstate
 --@include longwork
@@ -44,6 +47,11 @@ local MODES = {retry = 1, later = 1, dead = 1, drop = 1, requeue = 1, cancelled 
 
 -- an error message for ARGV that cannot be settled (checked before any write), else nil
 local function invalid(ARGV)
+  for i = 1, 19 do
+    if type(ARGV[i]) ~= 'string' then
+      return 'errands: settle: ARGV[' .. i .. '] is missing'
+    end
+  end
   if not MODES[ARGV[3]] then
     return 'errands: unknown settle mode ' .. tostring(ARGV[3])
   end
@@ -59,17 +67,18 @@ end
 
 -- this call's attempt does not hold the job (any more): was it settled by this very call (a
 -- re-send: 1, as the first call answered) or is the call fenced off (0)? Settled by it: the job's
--- last error is the one this call records (a failure: retry, dead, drop); or, for an outcome
--- without an error, while this pool holds its lease (no reaper took its jobs), no attempt holds
--- the job and it is where this call puts it (gone, for a drop or a destroy requested meanwhile).
+-- last error is the one this call records (a failure: retry, dead, drop); or, while this pool
+-- holds its lease (no reaper took its jobs), no attempt holds the job and it is where this call
+-- puts it (gone without a tombstone, for a drop or a destroy requested meanwhile: also a
+-- failure's, whose error went with it; a retry without an error: in its retry set). A stale
+-- attempt of this pool sending the job where it is, at the same score, is taken for a re-send.
 -- Reads only, on the fenced path: the common path pays nothing.
 local function settled_before(KEYS, ARGV, attempt)
   local id, mode = ARGV[1], ARGV[3]
   if ARGV[6] ~= '' and redis.call('HGET', KEYS[6], id) == ARGV[6] then
     return true
   end
-  if mode == 'retry' or mode == 'dead' or attempt or not KEYS[35]
-    or not redis.call('ZSCORE', KEYS[35], ARGV[17]) then
+  if attempt or not KEYS[35] or not redis.call('ZSCORE', KEYS[35], ARGV[17]) then
     return false
   end
   if redis.call('HEXISTS', KEYS[1], id) == 0 then  -- (acked: it has a tombstone, mostly)
@@ -79,7 +88,7 @@ local function settled_before(KEYS, ARGV, attempt)
     local found = redis.call('ZSCORE', set, id)
     return found ~= false and (score == nil or tonumber(found) == tonumber(score))
   end
-  if mode == 'cancelled' then
+  if mode == 'cancelled' or mode == 'dead' then
     return at(KEYS[10], ARGV[5])
   elseif mode == 'drop' then
     return false
@@ -93,6 +102,9 @@ end
 local function settle_one(KEYS, ARGV)  -- the KEYS and ARGV of one job (documented above)
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
 local bad = invalid(ARGV)
+if not bad and #KEYS < 34 then
+  bad = 'errands: settle: ' .. #KEYS .. ' KEYS, 34 at least'
+end
 if bad then
   return redis.error_reply(bad)
 end
@@ -199,9 +211,6 @@ elseif mode == 'requeue' then
   end
   redis.call('ZADD', target, score, id)
   lim_queued(P, id, tonumber(score))
-  if redis.call('SCARD', KEYS[9]) > 0 then
-    redis.call('PUBLISH', ARGV[9], 'requeue')
-  end
 else -- dead or cancelled: the set is bounded by age and size (100 trimmed at most per call;
   -- each pool's requeuer trims the rest)
   redis.call('HDEL', k.recov, id)
@@ -211,6 +220,11 @@ else -- dead or cancelled: the set is bounded by age and size (100 trimmed at mo
   if excess > 0 then
     for _, old in ipairs(redis.call('ZRANGE', target, #stale, #stale + excess - 1)) do
       stale[#stale + 1] = old
+    end
+  end
+  for i = #stale, 1, -1 do  -- (not this job: its re-send finds it here)
+    if stale[i] == id then
+      table.remove(stale, i)
     end
   end
   if #stale > 0 then
@@ -224,8 +238,8 @@ if mode == 'dead' or mode == 'drop' or mode == 'cancelled' then  -- its life end
   if mode == 'cancelled' or destroyed then outcome = 'cancelled' end
   wf_end(KEYS[27], id, outcome, ARGV[6])
 end
-if (mode ~= 'requeue' or freed) and redis.call('SCARD', KEYS[9]) > 0 then
-  redis.call('PUBLISH', ARGV[9], 'settle')
+if redis.call('SCARD', KEYS[9]) > 0 then  -- once: a slot, a partition or a job (requeue) free
+  redis.call('PUBLISH', ARGV[9], mode == 'requeue' and 'requeue' or 'settle')
 end
 return 1
 end
@@ -234,6 +248,9 @@ if ARGV[1] ~= '{many}' then
   return settle_one(KEYS, ARGV)
 end
 local n, nk, na = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if not (n and nk and na) or n < 0 or nk < 34 or na < 19 or #KEYS ~= n * nk or #ARGV ~= 4 + n * na then
+  return redis.error_reply('errands: settle: {many} counts do not fit its KEYS and ARGV')
+end
 local function slice(t, from, count)
   local part = {}
   for i = 1, count do
