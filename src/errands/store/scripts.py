@@ -274,7 +274,7 @@ class Scripts(AdminScripts):
     def _settle_call(self, pool_id: str, s: Settle) -> tuple[list[str], list[Arg]]:
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
-        keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history, k.history_data)
+        keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history_data)
         keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
         keys += (k.cancelled, *self._state(), k.dedup, k.dedup_of_job, k.workflow_of)
         keys += (k.dedup_next, k.dedup_reruns, k.queue(s.name), k.partitions)

@@ -5,14 +5,14 @@
 -- KEYS[5] recoveries   KEYS[6] errors   KEYS[7] stats   KEYS[8] seq   KEYS[9] idle
 -- KEYS[10] target: retry set (retry), scheduled set (later), dead set (dead), queue (requeue),
 --          cancelled set (cancelled)
--- KEYS[11] history (unused since issue 15)   KEYS[12] history_data   KEYS[13] history of the job name
--- KEYS[14] done record of the job   KEYS[15] listening   KEYS[16] checkins
--- KEYS[17] cancel requests   KEYS[18] cancelled set   KEYS[19] attempts   KEYS[20] unique_of_job
--- KEYS[21] unique   KEYS[22] unique_expiry   KEYS[23] ended   KEYS[24] checkpoints
--- KEYS[25] dedup   KEYS[26] dedup_of_job   KEYS[27] workflow_of (see lib/workflows.lua)
--- KEYS[28] dedup_next   KEYS[29] dedup_reruns   KEYS[30] the queue of the job name
--- KEYS[31] partitions   KEYS[32] partitions running of the job name   KEYS[33] its partition
--- queue   KEYS[34] its partitions ready (see lib/limits.lua)   KEYS[35] pools
+-- KEYS[11] history_data   KEYS[12] history of the job name
+-- KEYS[13] done record of the job   KEYS[14] listening   KEYS[15] checkins
+-- KEYS[16] cancel requests   KEYS[17] cancelled set   KEYS[18] attempts   KEYS[19] unique_of_job
+-- KEYS[20] unique   KEYS[21] unique_expiry   KEYS[22] ended   KEYS[23] checkpoints
+-- KEYS[24] dedup   KEYS[25] dedup_of_job   KEYS[26] workflow_of (see lib/workflows.lua)
+-- KEYS[27] dedup_next   KEYS[28] dedup_reruns   KEYS[29] the queue of the job name
+-- KEYS[30] partitions   KEYS[31] partitions running of the job name   KEYS[32] its partition
+-- queue   KEYS[33] its partitions ready (see lib/limits.lua)   KEYS[34] pools
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later), time of death ms (dead),
 --         or queue score to go back to (requeue; 0 = behind the jobs waiting, 'head' = ahead of
@@ -78,11 +78,11 @@ local function settled_before(KEYS, ARGV, attempt)
   if ARGV[6] ~= '' and redis.call('HGET', KEYS[6], id) == ARGV[6] then
     return true
   end
-  if attempt or not KEYS[35] or not redis.call('ZSCORE', KEYS[35], ARGV[17]) then
+  if attempt or not KEYS[34] or not redis.call('ZSCORE', KEYS[34], ARGV[17]) then
     return false
   end
   if redis.call('HEXISTS', KEYS[1], id) == 0 then  -- (acked: it has a tombstone, mostly)
-    return mode == 'drop' or not redis.call('ZSCORE', KEYS[23], id)
+    return mode == 'drop' or not redis.call('ZSCORE', KEYS[22], id)
   end
   local function at(set, score)
     local found = redis.call('ZSCORE', set, id)
@@ -97,25 +97,25 @@ local function settled_before(KEYS, ARGV, attempt)
   if mode == 'requeue' and (score == 'head' or tonumber(score) == 0) then
     score = nil
   end
-  return at(KEYS[10], score) or at(KEYS[18], ARGV[11])  -- (or cancelled on request)
+  return at(KEYS[10], score) or at(KEYS[17], ARGV[11])  -- (or cancelled on request)
 end
 local function settle_one(KEYS, ARGV)  -- the KEYS and ARGV of one job (documented above)
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
 local bad = invalid(ARGV)
-if not bad and #KEYS < 34 then
-  bad = 'errands: settle: ' .. #KEYS .. ' KEYS, 34 at least'
+if not bad and #KEYS < 33 then
+  bad = 'errands: settle: ' .. #KEYS .. ' KEYS, 33 at least'
 end
 if bad then
   return redis.error_reply(bad)
 end
-local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], checkin = KEYS[16],
-  cancelreq = KEYS[17], att = KEYS[19], uniqjob = KEYS[20], uniq = KEYS[21], uniqexp = KEYS[22],
-  ended = KEYS[23], ckpt = KEYS[24], part = KEYS[31]}
-local P = {on = redis.call('EXISTS', KEYS[31]) == 1, part = KEYS[31], seq = KEYS[8],
-  prun = KEYS[32], pq = KEYS[33], pready = KEYS[34]}
+local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], checkin = KEYS[15],
+  cancelreq = KEYS[16], att = KEYS[18], uniqjob = KEYS[19], uniq = KEYS[20], uniqexp = KEYS[21],
+  ended = KEYS[22], ckpt = KEYS[23], part = KEYS[30]}
+local P = {on = redis.call('EXISTS', KEYS[30]) == 1, part = KEYS[30], seq = KEYS[8],
+  prun = KEYS[31], pq = KEYS[32], pready = KEYS[33]}
 local freed = false
 local d = {jobs = KEYS[1], prio = KEYS[4], seq = KEYS[8], idle = KEYS[9], wake = ARGV[9],
-  dedup = KEYS[25], dedupjob = KEYS[26], next = KEYS[28], reruns = KEYS[29]}
+  dedup = KEYS[24], dedupjob = KEYS[25], next = KEYS[27], reruns = KEYS[28]}
 local attempt = redis.call('HGET', k.att, id)
 if ARGV[18] == '*' then
   -- an orphan of this pool (in its in-progress set, held by none of its tasks): its attempt,
@@ -146,7 +146,7 @@ if request then
   redis.call('HDEL', k.cancelreq, id)
   destroyed = request == 'destroy'  -- forgotten entirely, no tombstone: the id may be used again
   if mode == 'retry' or mode == 'later' or mode == 'requeue' then
-    mode, target, score, counter = 'cancelled', KEYS[18], ARGV[11], 'cancelled'
+    mode, target, score, counter = 'cancelled', KEYS[17], ARGV[11], 'cancelled'
     if destroyed then
       mode, history = 'drop', false
     end
@@ -179,19 +179,19 @@ if mode == 'retry' or mode == 'dead' or mode == 'drop' or mode == 'cancelled' th
   if history then
     local hk = id .. ':' .. ARGV[12]
     local henv = ARGV[20] or ''
-    redis.call('HSET', KEYS[12], hk, henv == '' and record or record_of(henv))
-    redis.call('ZADD', KEYS[13], ARGV[11], hk)
+    redis.call('HSET', KEYS[11], hk, henv == '' and record or record_of(henv))
+    redis.call('ZADD', KEYS[12], ARGV[11], hk)
   end
   if mode == 'cancelled' and tonumber(ARGV[15]) > 0 then
-    redis.call('SET', KEYS[14], record, 'PX', ARGV[15])
+    redis.call('SET', KEYS[13], record, 'PX', ARGV[15])
   end
-  if redis.call('EXISTS', KEYS[15]) == 1 then
-    ev_publish(KEYS[15], ARGV[14], id, '{"event":"' .. status .. '","id":"' .. id .. '","name":"'
+  if redis.call('EXISTS', KEYS[14]) == 1 then
+    ev_publish(KEYS[14], ARGV[14], id, '{"event":"' .. status .. '","id":"' .. id .. '","name":"'
       .. name .. '","error":' .. err .. '}')
   end
 end
 if (mode == 'dead' or mode == 'drop' or mode == 'cancelled') and dedup_any(d) then
-  dedup_ended(d, id, KEYS[30])  -- its life ended: its dedup key is free (or the rerun's)
+  dedup_ended(d, id, KEYS[29])  -- its life ended: its dedup key is free (or the rerun's)
 end
 if mode == 'drop' then
   if destroyed then
@@ -229,14 +229,14 @@ else -- dead or cancelled: the set is bounded by age and size (100 trimmed at mo
   end
   if #stale > 0 then
     redis.call('ZREM', target, unpack(stale))
-    publish_trimmed(k, KEYS[15], ARGV[14], stale)
+    publish_trimmed(k, KEYS[14], ARGV[14], stale)
     forget(k, stale, redis_now())
   end
 end
 if mode == 'dead' or mode == 'drop' or mode == 'cancelled' then  -- its life ended
   local outcome = 'failed'
   if mode == 'cancelled' or destroyed then outcome = 'cancelled' end
-  wf_end(KEYS[27], id, outcome, ARGV[6])
+  wf_end(KEYS[26], id, outcome, ARGV[6])
 end
 if redis.call('SCARD', KEYS[9]) > 0 then  -- once: a slot, a partition or a job (requeue) free
   redis.call('PUBLISH', ARGV[9], mode == 'requeue' and 'requeue' or 'settle')
@@ -248,7 +248,7 @@ if ARGV[1] ~= '{many}' then
   return settle_one(KEYS, ARGV)
 end
 local n, nk, na = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if not (n and nk and na) or n < 0 or nk < 34 or na < 19 or #KEYS ~= n * nk or #ARGV ~= 4 + n * na then
+if not (n and nk and na) or n < 0 or nk < 33 or na < 19 or #KEYS ~= n * nk or #ARGV ~= 4 + n * na then
   return redis.error_reply('errands: settle: {many} counts do not fit its KEYS and ARGV')
 end
 local function slice(t, from, count)
