@@ -6,27 +6,29 @@
 -- Returns 0 when a start was taken, else the ms until a rate lets one start (nothing written).
 -- Not idempotent on re-send: a re-sent call that was taken counts twice (errs on the safe side).
 --@include limits
+--@include types
 -- the rates, checked before anything is written; rates with the same window share a log
--- field, so they are merged (the lowest limit holds) and a start is counted once
-local rates, byper = {}, {}
+-- field, so they are merged (the lowest limit holds: lim_spec) and a start is counted once
 if #ARGV == 0 or #ARGV % 2 == 1 then
   return redis.error_reply('ERR limiter: two arguments per rate (limit, per ms), got ' .. #ARGV)
 end
+local terms = {}
 for i = 1, #ARGV, 2 do
-  local n, per = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  if not n or not per or n < 1 or per < 1 or n % 1 ~= 0 or per % 1 ~= 0 then
+  terms[#terms + 1] = 'r=' .. ARGV[i] .. '/' .. ARGV[i + 1]
+  if not string.match(terms[#terms], '^r=%d+/%d+$') then
     return redis.error_reply('ERR limiter: malformed rate ' .. ARGV[i] .. ' per ' .. ARGV[i + 1])
   end
-  if byper[per] then
-    byper[per][1] = math.min(byper[per][1], n)
-  else
-    byper[per] = {n, per}
-    table.insert(rates, byper[per])
-  end
 end
-local pcheck = redis.pcall('HLEN', KEYS[1])
-if type(pcheck) == 'table' and pcheck.err then
-  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' is not a hash: nothing taken')
+local L = lim_spec(table.concat(terms, ';'))
+if not L then
+  return redis.error_reply('ERR limiter: malformed rates ' .. table.concat(ARGV, ' '))
+end
+local rates = L.r
+local wrong = wrong_type(function()
+  return 'HLEN'
+end, 'nothing taken')
+if wrong then
+  return wrong
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -11,6 +11,7 @@
 -- frees nothing. Scripts pay one HLEN per call while no dedup job exists (dedup_any).
 --@include prio
 --@include wake
+--@include limits
 
 local function dedup_any(d)
   return redis.call('HLEN', d.dedupjob) > 0
@@ -29,22 +30,19 @@ local function dedup_enqueue(d, id, queue)
   end
 end
 
--- a rerun enqueued with a partition (its `part` field) is indexed by it as it goes on `queue`,
--- as lib/limits.lua's lim_queued does (the same entry, and a turn for its partition). Its keys
--- are built from the prefix of the declared dedup key, as lib/workflows.lua builds a released
--- member's: all under the namespace's hash tag, so in the slot of the script's keys.
+-- a rerun enqueued with a partition (its `part` field) is indexed by it as it goes on `queue`
+-- (lib/limits.lua's lim_queued). Its keys are built from the prefix of the declared dedup key,
+-- as lib/workflows.lua builds a released member's: all under the namespace's hash tag, so in
+-- the slot of the script's keys.
 local function dedup_index(d, id, queue)
-  local P = string.sub(d.dedup, 1, #d.dedup - 5)  -- "<prefix>dedup"
-  local part = redis.call('HGET', P .. 'part', id)
-  if not part or string.sub(queue, 1, #P + 2) ~= P .. 'q:' then
+  local pre = string.sub(d.dedup, 1, #d.dedup - 5)  -- "<prefix>dedup"
+  local part = redis.call('HGET', pre .. 'part', id)
+  if not part or string.sub(queue, 1, #pre + 2) ~= pre .. 'q:' then
     return
   end
-  local name = string.sub(queue, #P + 3)  -- "<prefix>q:<name>"
-  local score = string.format('%016.0f', tonumber(redis.call('ZSCORE', queue, id)) + 4503599627370496)
-  redis.call('ZADD', P .. 'pq:' .. name, 0, part .. '\0' .. score .. '\0' .. id)
-  if not redis.call('ZSCORE', P .. 'pready:' .. name, part) then
-    redis.call('ZADD', P .. 'pready:' .. name, redis.call('INCR', P .. 'seq'), part)
-  end
+  local name = string.sub(queue, #pre + 3)  -- "<prefix>q:<name>"
+  local P = {seq = pre .. 'seq', pq = pre .. 'pq:' .. name, pready = pre .. 'pready:' .. name}
+  lim_queued(P, id, tonumber(redis.call('ZSCORE', queue, id)), part)
 end
 
 -- the rerun waiting for `key` (if any and if `queue` is known) becomes its owner and goes on
