@@ -155,9 +155,7 @@ async def test_a_settle_with_a_bad_number_writes_nothing(
     assert "errands: settle" in str(raised.value)
 
 
-async def test_a_batch_whose_counts_do_not_fit_writes_nothing(
-    redis: Redis, namespace: str
-) -> None:
+async def test_a_batch_whose_counts_do_not_fit_writes_nothing(redis: Redis, namespace: str) -> None:
     """KEYS for one job, ARGV for two: the first job was settled, then the script raised."""
     keys, first = await running_job(redis, namespace)
     _keys, second = await running_job(redis, namespace)
