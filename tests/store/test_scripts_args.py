@@ -231,3 +231,39 @@ async def test_a_schedule_firing_with_seq_not_a_counter_changes_nothing(
         envelope=b'{"n":"report"}', job_id="j1", pool_id="p1",
     )  # fmt: skip
     await refused(redis, namespace, fire, not_a_counter(keys))
+
+
+async def test_an_ack_releasing_a_workflow_member_with_seq_not_a_counter_changes_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """The member's ack was written (attempt, in-progress entry, record), then releasing its
+    dependent raised at INCR seq: the dependent never ran, the run never finished."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    wf = WorkflowScripts(redis, keys)
+    first = Member("a", "work", True, 0, b"{}", b'{"n":"work","f":"fail","p":0,"d":[]}')
+    then = Member("b", "work", False, 0, b"{}", b'{"n":"work","f":"fail","p":0,"d":["a"]}')
+    assert await wf.enqueue("r1", "flow", 0, [first, then], [("a", "b")], [])
+    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
+    fetched = await scripts.fetch("p1", 0, 10, [("work", 0)])
+    assert fetched is not None and [f.id for f in fetched] == ["r1.a"]
+    await redis.set(keys.seq, "x")
+    acked = Acked("r1.a", "work", b"1", 1_000, 60_000, 1, fetched[0].token)
+    ack = scripts.ack("p1", [acked], False, 5_000, True)
+    await refused(redis, namespace, ack, not_a_counter(keys))
+
+
+async def test_a_reap_with_seq_not_a_counter_changes_nothing(redis: Redis, namespace: str) -> None:
+    """The dead pool was retired and its job taken out of its in-progress set, then the
+    requeue raised at INCR seq: the job was in no set any more."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    assert await Enqueuer(redis, namespace=namespace).enqueue("work") is not None
+    await scripts.heartbeat("dead", b"{}", 60_000, mode="register")
+    assert await scripts.fetch("dead", 0, 10, [("work", 0)]) is not None
+    await redis.zadd(keys.pools, {"dead": 1})
+    await redis.set(keys.seq, "x")
+    [member] = [m.decode() for m in await redis.zrange(keys.in_progress("dead"), 0, -1)]
+    row = (member, member.partition(":")[0], "work")
+    reap = scripts.reap("dead", 60_000, 5, b'"lost"', b'"malformed"', [row])
+    await refused(redis, namespace, reap, not_a_counter(keys))

@@ -60,6 +60,15 @@ local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[11], recov = KEYS[5], c
 local d = {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1], dedup = KEYS[19],
   dedupjob = KEYS[20], next = KEYS[22], reruns = KEYS[23], seq = KEYS[24]}
 local partitioned = redis.call('EXISTS', KEYS[25]) == 1
+local deduped = dedup_any(d)
+-- a freed partition's turn, a rerun handed its dedup key and a released workflow member each
+-- INCR seq after the first write: it must be a counter (only looked at when one may happen)
+if partitioned or workflows or deduped then
+  local bad = not_counter(KEYS[24], 'nothing acknowledged')
+  if bad then
+    return bad
+  end
+end
 local freed = false
 local queue_of = {}
 local done, refused, tombs = {}, {}, {}
@@ -119,7 +128,7 @@ for j = 0, n - 1 do
   end
 end
 if #done > 0 then
-  if dedup_any(d) then
+  if deduped then
     for _, id in ipairs(done) do
       dedup_ended(d, id, queue_of[id])
     end

@@ -20,8 +20,8 @@
 -- ARGV[7] events channel   ARGV[8] '1' to record history
 -- ARGV[9..] four per entry: in-progress member, job id, job name, name index (1-based); a
 --           malformed entry has name '' and index 0: its job is buried
--- A bad argument (a timeout or count that is not a number, a name index out of range) fails the
--- call before its first write.
+-- A bad argument (a timeout or count that is not a number, a name index out of range) or a seq
+-- that is not a counter fails the call before its first write.
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
 -- Only this pool's attempts are touched: an entry whose job has another pool's attempt (it runs
 -- there; a state no script leaves, but data of an older version may) only frees its slot.
@@ -34,6 +34,7 @@
 --@include dedup
 --@include workflows
 --@include limits
+--@include types
 local Q = 30
 local NQ = (#KEYS - Q) / 5  -- names: their queues (with their partition keys), then histories
 local pool = ARGV[1]
@@ -68,6 +69,10 @@ end
 local d = {jobs = KEYS[4], prio = KEYS[6], seq = KEYS[10], idle = KEYS[11], wake = ARGV[4],
   dedup = KEYS[23], dedupjob = KEYS[24], next = KEYS[26], reruns = KEYS[27]}
 local deduped = dedup_any(d)
+local bad = not_counter(KEYS[10], 'nothing reaped')  -- (a requeue INCRs it after the first write)
+if bad then
+  return bad
+end
 local beat = redis.call('ZSCORE', KEYS[1], pool)
 if beat then
   if tonumber(beat) >= now - tonumber(ARGV[2]) then
