@@ -87,7 +87,7 @@ async def test_an_update_with_a_bad_number_writes_nothing(
     assert job is not None
     old = await redis.hget(keys.jobs, job.id)
     assert old is not None
-    call = [keys.jobs, keys.priorities, keys.queue("sync"), keys.history, keys.history_data]
+    call = [keys.jobs, keys.priorities, keys.queue("sync"), keys.history_data]
     call += [keys.history_of("sync"), keys.partitions, keys.seq]
     call += [keys.partition_queue("sync"), keys.partitions_ready("sync")]
     prio, now = ("x", 5) if bad == "priority" else (2, "x")

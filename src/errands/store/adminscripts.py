@@ -97,7 +97,7 @@ class AdminScripts:
         """Swap a waiting or dead job's envelope (and priority) if it is still in ``source``
         with envelope ``old``, recording the edit ``<id>:e<edit>`` in its history."""
         k = self.keys
-        keys = [k.jobs, k.priorities, source, k.history, k.history_data, k.history_of(name)]
+        keys = [k.jobs, k.priorities, source, k.history_data, k.history_of(name)]
         keys += (k.partitions, k.seq, k.partition_queue(name), k.partitions_ready(name))
         prio = "" if priority is None else priority
         queued = "1" if source == k.queue(name) else "0"

@@ -3,8 +3,8 @@
 -- the job is still in `source` and its envelope is still the one read before (else 0: the
 -- caller reads again). A queued job keeps its place among the jobs of its new priority.
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] source set (queue, scheduled, retry or dead)
--- KEYS[4] history (unused since issue 15)   KEYS[5] history_data   KEYS[6] history of the job name
--- KEYS[7] partitions   KEYS[8] seq   KEYS[9] partition queue of the job name   KEYS[10] its
+-- KEYS[4] history_data   KEYS[5] history of the job name
+-- KEYS[6] partitions   KEYS[7] seq   KEYS[8] partition queue of the job name   KEYS[9] its
 -- partitions ready (a queued job of a partition is indexed anew, see lib/limits.lua)
 -- ARGV[1] job id   ARGV[2] envelope read before   ARGV[3] new envelope
 -- ARGV[4] new priority ('' keeps it)   ARGV[5] '1' if the source is the job's queue
@@ -41,11 +41,11 @@ if prio then
   if ARGV[5] == '1' and new ~= old then  -- same FIFO sequence, under its new priority
     local moved = tonumber(score) + old * PRIO_STEP - new * PRIO_STEP
     redis.call('ZADD', KEYS[3], moved, id)
-    local P = {on = redis.call('EXISTS', KEYS[7]) == 1, part = KEYS[7], seq = KEYS[8],
-      pq = KEYS[9], pready = KEYS[10]}
+    local P = {on = redis.call('EXISTS', KEYS[6]) == 1, part = KEYS[6], seq = KEYS[7],
+      pq = KEYS[8], pready = KEYS[9]}
     lim_queued(P, id, moved)  -- (its entry under the old score is dropped when reached)
   end
 end
-redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
-redis.call('ZADD', KEYS[6], ARGV[8], ARGV[6])
+redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
+redis.call('ZADD', KEYS[5], ARGV[8], ARGV[6])
 return 1
