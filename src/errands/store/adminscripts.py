@@ -23,6 +23,9 @@ class AdminScripts:
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         raise NotImplementedError  # (Scripts runs the registered script)
 
+    async def aclose(self) -> None:
+        """Give back the connections held for calls (none here; see store/hotcalls.py)."""
+
     async def move(
         self,
         id: str,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..aio import cancel_and_wait
 from ..errors import RedisUnavailableError
+from ..store.hotcalls import WorkerScripts
 from ..store.scripts import Scripts
 from .heartbeat import Heartbeater
 from .lease import Lease
@@ -64,7 +65,7 @@ class LeaseRecovery:
 
         def _info(self, names: list[str]) -> dict[str, object]: ...
 
-        def _build(self, scripts: Scripts, names: list[str], wake: asyncio.Event) -> None: ...
+        def _build(self, scripts: WorkerScripts, names: list[str], wake: asyncio.Event) -> None: ...
 
         def _launch(self, wake: asyncio.Event) -> None: ...
 
@@ -156,7 +157,7 @@ class LeaseRecovery:
                 await asyncio.sleep(delay)
                 # retried often enough to run again soon after a long outage of Redis
                 delay = min(delay * 2, max(0.25, self.heartbeat_interval))
-        self._build(Scripts(self.redis, self.keys), names, self._wake)
+        self._build(WorkerScripts(self.redis, self.keys), names, self._wake)
         await cancel_and_wait([self._notifier_task])  # it listens on the new id's channel
         self._launch(self._wake)
         log.warning("pool %s is now pool %s", old_id, self.id)

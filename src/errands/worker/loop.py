@@ -394,6 +394,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         return WorkflowRun(self.scripts.redis, self.keys, run_id, factory)
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Flush remaining acks and activity counts, and stop the ack flusher."""
+        """Flush remaining acks and activity counts, stop the ack flusher, free connections."""
         await self.acker.close(timeout)
         await self.counters.close(self.scripts.redis, self.keys, timeout)
+        await self.scripts.aclose()

@@ -28,9 +28,9 @@ from ..middleware import ProcessMiddleware
 from ..periodic.enqueuer import PeriodicEnqueuer, PeriodicRegistration
 from ..serialization import JSONSerializer, Serializer
 from ..store.connection import check, connect, describe, redact_url
+from ..store.hotcalls import WorkerScripts
 from ..store.keys import Keys
 from ..store.redisclock import RedisAlignedClock
-from ..store.scripts import Scripts
 from ..store.served import ServedNames
 from ..store.topology import RedisClient, as_redis
 from .heartbeat import Heartbeater
@@ -179,7 +179,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
             self._started = False  # nothing runs yet: a later start() must really start
             await self._give_up_lease()
             raise
-        scripts = Scripts(self.redis, self.keys)
+        scripts = WorkerScripts(self.redis, self.keys)
         await self._publish_limits(names)
         self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
         await self._served.publish()
@@ -196,7 +196,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
             self.namespace,
         )
 
-    def _build(self, scripts: Scripts, names: list[str], wake: asyncio.Event) -> None:
+    def _build(self, scripts: WorkerScripts, names: list[str], wake: asyncio.Event) -> None:
         """Construct the components: worker (with settler), requeuer, reaper, periodic."""
         assert self.lease is not None and self.heartbeater is not None
         if any(not jt.is_async for jt in self.job_types.values()):

@@ -1,0 +1,60 @@
+"""The worker's two calls per batch of jobs, fetch and ack, each on a connection held for it.
+
+A worker pool calls the fetch script and the ack script for every batch of short jobs. On
+redis-py's general path each call takes a connection from the pool and gives it back, encodes
+every argument on its own (ten per acknowledged job) and, with a socket timeout set, runs a
+task per send and a timeout scope per read: about a third of the worker's CPU per job with
+short jobs. That CPU is what a machine whose cores are shared takes away first (bench/README.md,
+``--busy``). As for the enqueue (store/pinned.py), each of the two scripts is sent on a
+connection of the pool held for it (:class:`PinnedScript`: packed by hiredis, its replies read
+by errands).
+
+It only goes before the general path: on ``NoScriptError`` (a restarted or flushed server) or a
+broken or timed-out connection, the call goes the general way, which loads the script,
+reconnects and retries, as redis-py's own retry re-sends a call: both scripts are idempotent on
+re-send, and the jobs of a fetch whose reply was lost are reclaimed by the worker
+(worker/fetching.py). Not used on a Redis Cluster client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .keys import Keys
+from .pinned import PinnedScript
+from .scripts import Arg, Scripts
+from .topology import is_cluster
+
+__all__ = ["HOT", "WorkerScripts"]
+
+HOT = ("fetch", "ack")  # the scripts called once per batch of jobs
+
+
+class WorkerScripts(Scripts):
+    """The scripts of a worker pool: ``fetch`` and ``ack`` on connections of their own."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        super().__init__(redis, keys)
+        hot = () if is_cluster(redis) else HOT
+        self.pinned = {name: PinnedScript(redis, self.sha(name)) for name in hot}
+        self.fallbacks = 0  # calls that went the general way after the pinned one (for tests)
+
+    async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        pinned = self.pinned.get(name)
+        if pinned is not None:
+            try:
+                return await pinned(keys, args)
+            except (NoScriptError, RedisConnectionError, RedisTimeoutError, OSError):
+                self.fallbacks += 1  # the general path loads, reconnects and retries
+        return await super()._call(name, keys, args)
+
+    async def aclose(self) -> None:
+        """Give the held connections back to the pool."""
+        for pinned in self.pinned.values():
+            await pinned.aclose()

@@ -1,0 +1,91 @@
+"""The worker's fetch and ack calls on connections held for them (store/hotcalls.py): they do
+not go through redis-py's general path, fall back to it when the script is missing, and the
+connections go back to the pool when the pool stops."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio import Redis
+
+from errands import Enqueuer, Job, WorkerPool
+from errands.store.hotcalls import HOT, WorkerScripts
+
+
+class GeneralCalls:
+    """Counts the calls of the fetch and ack scripts made by redis-py's general path."""
+
+    def __init__(self, scripts: WorkerScripts) -> None:
+        self.counts = dict.fromkeys(HOT, 0)
+        for name in HOT:
+            original = scripts._s[name]
+
+            async def counting(*a: Any, _n: str = name, _f: Any = original, **kw: Any) -> Any:
+                self.counts[_n] += 1
+                return await _f(*a, **kw)
+
+            scripts._s[name] = counting  # type: ignore[assignment]
+
+
+async def run_jobs(pool: WorkerPool, enq: Enqueuer, done: list[str], n: int) -> None:
+    first = len(done)
+    await enq.enqueue_many([("work", {"i": i}) for i in range(n)])
+    async with asyncio.timeout(10):
+        while len(done) < first + n or not (pool.worker and pool.worker.acker.idle):
+            await asyncio.sleep(0.005)
+
+
+async def test_fetch_and_ack_go_on_held_connections(redis: Redis, namespace: str) -> None:
+    done: list[str] = []
+    pool = WorkerPool(redis, namespace=namespace, concurrency=8)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        done.append(job.id)
+
+    enq = Enqueuer(redis, namespace=namespace)
+    async with pool:
+        assert pool.worker is not None
+        scripts = pool.worker.scripts
+        assert isinstance(scripts, WorkerScripts)
+        await run_jobs(pool, enq, done, 5)  # loads the scripts (the general path, on NOSCRIPT)
+        general = GeneralCalls(scripts)
+        await run_jobs(pool, enq, done, 50)
+        assert general.counts == {"fetch": 0, "ack": 0}
+        assert await redis.hget(pool.keys.stats, "processed") == b"55"
+        # a flushed script cache: the held connection's call gets NOSCRIPT, the general path
+        # loads the script again and the jobs run and are acknowledged all the same
+        before = scripts.fallbacks
+        await redis.script_flush()
+        await run_jobs(pool, enq, done, 20)
+        assert scripts.fallbacks > before
+        assert general.counts["ack"] >= 1
+        assert await redis.hget(pool.keys.stats, "processed") == b"75"
+    await enq.aclose()
+
+
+async def test_the_held_connections_go_back_when_the_pool_stops(
+    redis: Redis, namespace: str
+) -> None:
+    done: list[str] = []
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        done.append(job.id)
+
+    enq = Enqueuer(redis, namespace=namespace)
+    idle_before = len(redis.connection_pool._available_connections)  # type: ignore[attr-defined]
+    async with pool:
+        assert pool.worker is not None
+        scripts = pool.worker.scripts
+        assert isinstance(scripts, WorkerScripts)
+        await run_jobs(pool, enq, done, 10)
+        held = {p._conn for p in scripts.pinned.values()}
+        assert None not in held and len(held) == 2
+    await enq.aclose()
+    assert all(p._conn is None for p in scripts.pinned.values())
+    in_use = redis.connection_pool._in_use_connections  # type: ignore[attr-defined]
+    assert not held & set(in_use)
+    assert len(redis.connection_pool._available_connections) >= idle_before  # type: ignore[attr-defined]
