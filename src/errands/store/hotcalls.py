@@ -23,7 +23,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .keys import Keys
@@ -44,15 +44,22 @@ class WorkerScripts(Scripts):
         hot = () if is_cluster(redis) else HOT
         self.pinned = {name: PinnedScript(redis, self.sha(name)) for name in hot}
         self.fallbacks = 0  # calls that went the general way after the pinned one (for tests)
+        self.lost_reply = False  # a fetch sent pinned may have run unanswered (see _call)
 
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         pinned = self.pinned.get(name)
         if pinned is not None:
             try:
                 return await pinned(keys, args)
-            except (NoScriptError, RedisConnectionError, RedisTimeoutError, OSError):
-                self.fallbacks += 1  # the general path loads, reconnects and retries
-        return await super()._call(name, keys, args)
+            except NoScriptError:
+                self.fallbacks += 1  # not run: the general path loads the script
+            except ReadOnlyError:  # a replica now (a Sentinel failover): not run; the held
+                self.fallbacks += 1  # connection goes, redis-py's path finds the new master
+                await pinned.aclose()
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                self.fallbacks += 1  # the general path reconnects and retries; a fetch may
+                self.lost_reply = self.lost_reply or name == "fetch"  # have run: its jobs
+        return await super()._call(name, keys, args)  # are looked for (worker/fetching.py)
 
     async def aclose(self) -> None:
         """Give the held connections back to the pool."""

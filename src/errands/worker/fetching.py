@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, to_ms
 from ..store.connection import REDIS_ERRORS
+from ..store.hotcalls import WorkerScripts
 from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts, Settle
 from .limitwatch import LimitWatch, apply_limits
 
@@ -142,27 +143,36 @@ class Fetching:
             self.last_fetch_empty = not fetched
             self._marked_idle = len(fetched) < asked
             self._take(fetched, order)
-            if len(fetched) < asked:
+            if len(fetched) < asked and not self._reclaim:
                 # drained (or held back by limits): the fetch marked this pool idle, so the
                 # next enqueue or freed slot wakes it; a rate limit says when it lets a job go
+                # (unless a lost reply's jobs are to be looked for first)
                 wait = self.poll_interval
                 if fetched.wait is not None:
                     wait = min(wait, fetched.wait)
                 await wait_for(self.wake, wait)
 
     async def _fetch(self, asked: int, order: list[tuple[str, int]]) -> FetchResult | None:
-        return await self.scripts.fetch(
-            self.pool_id,
-            to_ms(self.clock.now()),
-            asked,
-            order,
-            self.isolate_recovered,
-            suspects=len(self._suspects),
-            dead_timeout_ms=self.dead_timeout_ms,
-            specs=self.limit_specs,
-            # an idle pool fetches again within poll_interval: its idle mark outlives that
-            idle_ms=int(self.poll_interval * 2000) + 1000,
-        )
+        scripts = self.scripts
+        try:
+            return await scripts.fetch(
+                self.pool_id,
+                to_ms(self.clock.now()),
+                asked,
+                order,
+                self.isolate_recovered,
+                suspects=len(self._suspects),
+                dead_timeout_ms=self.dead_timeout_ms,
+                specs=self.limit_specs,
+                # an idle pool fetches again within poll_interval: its idle mark outlives that
+                idle_ms=int(self.poll_interval * 2000) + 1000,
+            )
+        finally:
+            if isinstance(scripts, WorkerScripts) and scripts.lost_reply:
+                # a fetch on the held connection ran, its reply lost (store/hotcalls.py): its
+                # jobs sit in our in-progress set, unseen; looked for at once
+                scripts.lost_reply = False
+                self._reclaim = True
 
     def _take(self, fetched: list[Fetched], order: list[tuple[str, int]]) -> None:
         """Start fetched jobs, or hold them in the buffer; when the pool began stopping while
