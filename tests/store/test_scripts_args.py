@@ -267,3 +267,22 @@ async def test_a_reap_with_seq_not_a_counter_changes_nothing(redis: Redis, names
     row = (member, member.partition(":")[0], "work")
     reap = scripts.reap("dead", 60_000, 5, b'"lost"', b'"malformed"', [row])
     await refused(redis, namespace, reap, not_a_counter(keys))
+
+
+@pytest.mark.parametrize(
+    ("mode", "broken"),
+    [("queue", "seq"), ("queue", "queue"), ("schedule", "scheduled"), ("delete", "history")],
+)
+async def test_a_move_with_a_key_it_touches_broken_moves_nothing(
+    redis: Redis, namespace: str, mode: str, broken: str
+) -> None:
+    """The dead job was taken out of its set and the call's answer noted, then INCR seq (or
+    the write to its queue, scheduled set or history) raised: the job was in no set, lost."""
+    keys = Keys(namespace)
+    await redis.hset(keys.jobs, "j1", b'{"id":"j1","n":"work","a":[]}')
+    await redis.zadd(keys.dead, {"j1": 5})
+    key = {"seq": keys.seq, "queue": keys.queue("work"), "scheduled": keys.scheduled("work"),
+           "history": keys.history_of("work")}[broken]  # fmt: skip
+    await redis.set(key, "x")
+    move = Scripts(redis, keys).move("j1", "work", keys.dead, mode, due_ms=10**13, now_ms=10**12)
+    await refused(redis, namespace, move, "nothing moved")

@@ -25,7 +25,10 @@
 -- `expected`). A re-sent call answers as its first from the reply key, in every mode (a guess
 -- from where the job is now answered 1 to the re-send of a call that moved nothing, the job
 -- having got there otherwise). An unknown mode, a due time (schedule) or a time (delete) that
--- is not a number is an error before anything is written.
+-- is not a number is an error before anything is written, and so is a key the mode touches of
+-- another type or (modes queue and delete) a seq that is not a counter: the job left its source
+-- set before INCR seq raised, and was in no set any more.
+--@include types
 --@include events
 --@include prio
 --@include jobstate
@@ -43,6 +46,14 @@ local expected = ARGV[10] or ''
 local replied = redis.call('GET', KEYS[29])
 if replied then
   return tonumber(replied)  -- a re-send: its first call did the work (or found none to do)
+end
+local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', false, 'HLEN',
+  'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN',
+  'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}
+local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing moved')
+  or (mode ~= 'schedule' and not_counter(KEYS[3], 'nothing moved'))
+if wrong then
+  return wrong
 end
 if expected ~= '' and redis.call('HGET', KEYS[1], id) ~= expected then
   -- the new envelope was made from one that changed since: nothing moves
