@@ -12,11 +12,11 @@ On a private redis-server (loopback, no persistence):
    reaches N; for each variant: no limits; a type-wide ``Rate(10000/100ms)`` and
    ``Concurrency(1000)`` (far above the throughput: they never bind); the same jobs spread over
    1,000 partitions with ``Concurrency(32, per_partition=True)`` (never reached either); and
-   ``Concurrency(1000)`` alone, which costs the scripts one HGET but, like any limit, stops the
-   pool from fetching ahead of its free slots (worker/lookahead.py). After a warm-up run, the
-   variants take turns (A B C A B C ...); per variant the median of the runs of: jobs/s, the
-   CPU time of this process (the pool) per job and Redis' CPU time per job (INFO cpu), and
-   jobs/s as a share of the no-limits median.
+   ``Concurrency(1000)`` alone, which costs the scripts one HGET (before 17a7df7 any limit also
+   stopped the pool from fetching ahead of its free slots: worker/lookahead.py). After a warm-up
+   run, the variants take turns (A B C A B C ...); per variant the median of the runs of:
+   jobs/s, the CPU time of this process (the pool) per job and Redis' CPU time per job (INFO
+   cpu), and jobs/s as a share of the no-limits median.
 2. **partitions**: P partitions of one job each are enqueued; Redis ``used_memory`` per
    partition; then the time of a fetch script call (batch 32, straight through
    ``Scripts.fetch``, acking each batch) while they drain, and the Redis commands it ran
