@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, NonRetryableError, WorkerPool, Workflow
 from errands.store.keys import Keys
+from errands.store.records import Settle
 from errands.store.scripts import Scripts
 from errands.workflows.store import WorkflowScripts
 from tests.support.invariants import assert_invariants
@@ -212,3 +213,43 @@ async def test_a_member_ended_while_waiting_on_10k_parents_loses_its_edges_a_pag
     status = await run.status()
     assert status.status == "running" and status.nodes["sink"].state == "cancelled"
     await assert_invariants(redis, namespace)
+
+
+async def _fail_a_parent_of_a_member_ended_while_waiting(
+    redis: Redis, namespace: str, cascade_first: bool
+) -> object:
+    """A 300-way fan-in into `sink`, cancelled while it waits (200 of its in edges go with it,
+    the last 100, sink<z among them, wait on the work list), then its parent z fails: with the
+    work list's removal run before, or not yet. Returns the run's `failed` mark."""
+    keys = Keys(namespace)
+    wf = Workflow("fan-in", id=f"fanin-{cascade_first}")
+    parents = [wf.add("work", {}, id="z")] + [
+        wf.add("work", {}, id=f"a{i:03d}") for i in range(299)
+    ]
+    wf.add("work", {}, id="sink", after=parents)
+    wf.add("work", {}, id="tail", after=["sink"], on_dependency_failure="continue")
+    run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+    scripts, wf_scripts = Scripts(redis, keys), WorkflowScripts(redis, keys)
+    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
+    assert await scripts.cancel(run.job_id("sink"), "work", 1, 60_000) == "cancelled"
+    assert await redis.zscore(keys.workflow(run.id, "in"), "sink<z") is not None
+    while cascade_first and await wf_scripts.cascade():
+        pass
+    assert run.job_id("z") in [j.id for j in await scripts.fetch("p", 1, 400, [("work", 0)])]
+    settle = Settle(run.job_id("z"), "work", "dead", keys.dead, 2, 1, error=b'{"m":"boom"}')
+    assert await scripts.settle("p", settle)
+    await assert_invariants(redis, namespace)
+    while await wf_scripts.cascade():
+        pass
+    await assert_invariants(redis, namespace)
+    return (await redis.hgetall(keys.workflow(run.id))).get(b"failed")
+
+
+async def test_a_parent_failing_after_its_dependent_ended_while_waiting_fails_no_run(
+    redis: Redis, namespace: str
+) -> None:
+    """The failure of z reaches no dependent (sink had ended): the run is not marked failed,
+    whether the edge sink<z was still to remove (work list not yet run) or gone. It was marked
+    failed (on_failure instead of on_success) when z's walk found that edge."""
+    assert await _fail_a_parent_of_a_member_ended_while_waiting(redis, namespace, True) is None
+    assert await _fail_a_parent_of_a_member_ended_while_waiting(redis, namespace, False) is None

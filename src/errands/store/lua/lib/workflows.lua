@@ -189,7 +189,8 @@ end
 -- or '' from the first): the edge to each goes; one whose last edge that was is released, one
 -- with policy "fail" after a failure (any, once the run is being cancelled) ends without
 -- running, and its own dependents are appended to `todo`. A failure handed to a "fail"
--- dependent fails the run. Returns how many it walked, and the last when more may follow.
+-- dependent fails the run (only one still waiting: its envelope is in the run). Returns how
+-- many it walked, and the last when more may follow.
 local function wf_walk(W, n, st, cursor, max, todo)
   local from = '[' .. n .. '>'
   if cursor ~= '' then
@@ -201,7 +202,9 @@ local function wf_walk(W, n, st, cursor, max, todo)
   for _, e in ipairs(outs) do
     local c = string.sub(e, #n + 2)
     local raw = redis.call('HGET', W.nodes, c)
-    if raw and redis.call('ZREM', W.inn, c .. '<' .. n) == 1 then
+    -- (an edge of a dependent that no longer waits, left for the work list's removal, goes
+    -- here with no effect: no failure mark, nothing to drop or release)
+    if raw and redis.call('ZREM', W.inn, c .. '<' .. n) == 1 and redis.call('HEXISTS', W.env, c) == 1 then
       local spec = wf_spec(raw)
       local bad = st ~= 'ok' and spec.f == 'fail'
       if bad and not counted then
