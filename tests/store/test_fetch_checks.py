@@ -68,3 +68,21 @@ async def test_a_fetch_reads_unique_locks_and_listeners_once(redis: Redis, names
     assert stats["cmdstat_hget"]["calls"] == 7  # the envelopes
     assert stats["cmdstat_hmget"]["calls"] == 1
     assert stats["cmdstat_publish"]["calls"] == 7  # every started event still goes out
+
+
+@pytest.mark.parametrize("bad", ["batch", "limit"])
+async def test_an_infinite_number_fails_the_fetch_before_its_first_write(
+    redis: Redis, namespace: str, bad: str
+) -> None:
+    """'inf' passed the check (inf == floor(inf)): a batch of 'inf' moved a due partition from
+    waiting to ready, then ZRANGE ... inf raised; a max_concurrency of 'inf' was no limit."""
+    scripts = await _ready(redis, namespace, partition="a")
+    keys = Keys(namespace)
+    await redis.zrem(keys.partitions_ready("first"), "a")  # a waits for a window now passed
+    await redis.zadd(keys.partitions_waiting("first"), {"a": 1})
+    queues = [("first", 0), ("second", "inf" if bad == "limit" else 0)]
+    batch = "inf" if bad == "batch" else 10
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="nothing fetched"):
+        await scripts.fetch("p", 1, batch, queues)  # type: ignore[arg-type]
+    assert await snapshot(redis, namespace) == before

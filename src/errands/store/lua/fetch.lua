@@ -48,19 +48,17 @@ local K = 18
 local Q = 8
 local pool = ARGV[1]
 local nq = (#KEYS - K) / Q
--- before the first write: every number a whole number, every limits spec well formed, every
--- key this call may touch of its type (or absent)
+-- before the first write: every number a whole finite number (is_whole: not 'inf'), every
+-- limits spec well formed, every key this call may touch of its type (or absent)
 for _, j in ipairs({2, 3, 5, 6, 7, 9}) do
-  local n = tonumber(ARGV[j])
-  if not n or n ~= math.floor(n) then
+  if not is_whole(tonumber(ARGV[j])) then
     return redis.error_reply('ERR fetch: ARGV[' .. j .. '] is not a whole number: nothing fetched')
   end
 end
 local specs = {}
 local rated = {}  -- queue i -> whether its job name has a rate (its rate log and expiry)
 for i = 1, nq do
-  local limit = tonumber(ARGV[8 + 3 * i])
-  if not limit or limit ~= math.floor(limit) then
+  if not is_whole(tonumber(ARGV[8 + 3 * i])) then
     return redis.error_reply('ERR fetch: max_concurrency of ' .. ARGV[7 + 3 * i] ..
       ' is not a whole number: nothing fetched')
   end
