@@ -86,3 +86,27 @@ async def test_an_infinite_number_fails_the_fetch_before_its_first_write(
     with pytest.raises(ResponseError, match="nothing fetched"):
         await scripts.fetch("p", 1, batch, queues)  # type: ignore[arg-type]
     assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize("counter", ["attempt_seq", "seq"])
+async def test_a_counter_it_increments_not_a_counter_fails_the_fetch_cleanly(
+    redis: Redis, namespace: str, counter: str
+) -> None:
+    """The attempt counter (INCR at the first job taken) and seq (a partition's turn) were
+    only type-checked: 'x' raised after the call had dropped a vanished job's queue entry, or
+    moved a partition whose wait was over to the ready ones."""
+    keys = Keys(namespace)
+    if counter == "attempt_seq":
+        scripts = await _ready(redis, namespace)
+        await redis.zadd(keys.queue("zero"), {"ghost": 1})  # no envelope: the fetch drops it
+        queues = [("zero", 0), ("first", 0)]
+    else:
+        scripts = await _ready(redis, namespace, partition="a")
+        await redis.zrem(keys.partitions_ready("first"), "a")
+        await redis.zadd(keys.partitions_waiting("first"), {"a": 1})  # its wait is over
+        queues = [("first", 0)]
+    await redis.set(getattr(keys, counter), "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="not a counter: nothing fetched"):
+        await scripts.fetch("p", 1, 10, queues)
+    assert await snapshot(redis, namespace) == before

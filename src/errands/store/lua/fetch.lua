@@ -101,6 +101,9 @@ local wrong = wrong_type(function(j)
   end
   return used and PER_QUEUE[at]
 end, 'nothing fetched')
+  -- the counters INCRed after the first write (the first job taken, a partition's turn)
+  or not_counter(KEYS[13], 'nothing fetched')
+  or (partitioned and not_counter(KEYS[15], 'nothing fetched'))
 if wrong then
   return wrong
 end
