@@ -110,3 +110,20 @@ async def test_a_counter_it_increments_not_a_counter_fails_the_fetch_cleanly(
     with pytest.raises(ResponseError, match="not a counter: nothing fetched"):
         await scripts.fetch("p", 1, 10, queues)
     assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize("how", ["plain", "listened", "partitioned"])
+async def test_a_fetch_of_ten_thousand_jobs_takes_them_all(
+    redis: Redis, namespace: str, how: str
+) -> None:
+    """A batch job's fetch may ask 10,000 jobs (max_size): the queue entries taken went in
+    one ZREM (and the started events' listeners were read with one HMGET) of every id, past
+    Lua's ~8,000 values an unpack may give: the call raised after its jobs were taken."""
+    keys = Keys(namespace)
+    options = {"partition": "a"} if how == "partitioned" else {}
+    scripts = await _ready(redis, namespace, jobs=10_000, **options)
+    if how == "listened":
+        await redis.hset(keys.listening, "*", "9999999999999")
+    fetched = await scripts.fetch("p", 1, 10_000, [("first", 0)])
+    assert fetched is not None and len(fetched) == 10_000
+    assert await redis.zcard(keys.queue("first")) == 0

@@ -44,6 +44,7 @@
 --@include dedup
 --@include wake
 --@include types
+--@include chunked
 local K = 18
 local Q = 8
 local pool = ARGV[1]
@@ -225,9 +226,7 @@ for i = 1, nq do
           end
         end
       end
-      if #drop > 0 then
-        redis.call('ZREM', q, unpack(drop))
-      end
+      call_chunked('ZREM', q, drop)
       return kept, parted, last
     end
     local function window_size()

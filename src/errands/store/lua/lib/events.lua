@@ -22,15 +22,19 @@ local function ev_publish(listening, channel, id, msg)
   end
 end
 
--- publish the events of many jobs (`ids`, and ids[id] = its message) with one HMGET
+-- publish the events of many jobs (`ids`, and ids[id] = its message) with one HMGET per 1,000
 local function ev_publish_all(listening, channel, ids)
-  local got = redis.pcall('HMGET', listening, '*', unpack(ids))
-  for j, id in ipairs(ids) do
-    if got.err or got[1] then
-      redis.call('PUBLISH', channel, ids[id])
-    end
-    if not got.err and got[j + 1] then
-      redis.call('PUBLISH', channel .. ':' .. id, ids[id])
+  for c = 1, #ids, 1000 do
+    local e = math.min(c + 999, #ids)
+    local got = redis.pcall('HMGET', listening, '*', unpack(ids, c, e))
+    for j = c, e do
+      local id = ids[j]
+      if got.err or got[1] then
+        redis.call('PUBLISH', channel, ids[id])
+      end
+      if not got.err and got[j - c + 2] then
+        redis.call('PUBLISH', channel .. ':' .. id, ids[id])
+      end
     end
   end
 end

@@ -10,6 +10,7 @@
 -- A table P names the keys: part (HASH id -> partition), seq (counter for turns), and for one
 -- job name: q, pq, pready, pwait, prun (HASH partition -> running), prate, prexp. P.on is
 -- whether any job of the namespace has a partition (EXISTS part): without, nothing is looked up.
+--@include chunked
 local LIM_OFFSET = 4503599627370496  -- 2^52: queue scores made non-negative for the index
 local LIM_W = 13                    -- digits of one start time in a rate log (below)
 
@@ -350,9 +351,7 @@ local function lim_serve(P, L, room, now, runnable, take, note)
       end
     end
   end
-  if #gone > 0 then
-    redis.call('ZREM', P.q, unpack(gone))
-  end
+  call_chunked('ZREM', P.q, gone)
   local head = redis.call('ZRANGE', P.pwait, 0, 0, 'WITHSCORES')
   if head[2] then
     note(tonumber(head[2]))
