@@ -4,6 +4,7 @@ starts them the moment a slot frees; they are held like running jobs and never l
 from __future__ import annotations
 
 import asyncio
+import time
 
 from redis.asyncio import Redis
 
@@ -123,3 +124,30 @@ async def test_a_job_fetched_ahead_does_not_wait_behind_a_long_job(
             await _until(lambda: asyncio.sleep(0, "long" in log), timeout=5)
     assert log["short"][0] == "second"
     assert log["short"][1] < log["long"][2]  # it ran while the long job still ran
+
+
+async def test_a_slot_freed_gives_back_a_held_job_past_its_wait(
+    redis: Redis, namespace: str
+) -> None:
+    """A slot freed started the first job held ahead whatever its wait: one past it (a rated
+    type's 20 ms) started late while the fetch loop, which gives such jobs back, awaited a
+    fetch. Now those past their wait go back and the first one still within it starts."""
+    pool = WorkerPool(redis, namespace=namespace, concurrency=1)
+
+    @pool.job("work")
+    async def work(job: Job) -> None: ...
+
+    async with pool:
+        worker = pool.worker
+        assert worker is not None
+        started: list[object] = []
+        given: list[object] = []
+        worker._start = lambda name, item: started.append(item)  # type: ignore[method-assign,assignment,misc]
+        worker._give_back = lambda name, item: given.append(item)  # type: ignore[method-assign,assignment,misc]
+        now = time.monotonic()
+        old, fresh = object(), object()
+        worker.buffer.extend([("work", old, now - 1), ("work", fresh, now + 60)])  # type: ignore[list-item]
+        done = asyncio.ensure_future(asyncio.sleep(0))
+        await done
+        worker._task_done(done)
+        assert (started, given) == ([fresh], [old])

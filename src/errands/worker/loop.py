@@ -239,8 +239,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
             self._suspects.discard(job_id)
             self._started_at.pop(job_id, None)
         if self.buffer and not self._stopping and len(self.tasks) < self.concurrency:
-            name, item, _at = self.buffer.popleft()
-            self._start(name, item)
+            self.start_held()
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("errands internal error in a job task", exc_info=task.exception())
