@@ -83,8 +83,9 @@ async def test_a_job_of_a_rated_type_waits_briefly_ahead(
     async with pool:
         worker = pool.worker
         assert worker is not None
-        monkeypatch.setattr(lookahead.time, "monotonic", lambda: 100.0)
-        worker.hold("work", object())  # type: ignore[arg-type]
+        with monkeypatch.context() as patched:  # (the event loop's clock too: not for long)
+            patched.setattr(lookahead.time, "monotonic", lambda: 100.0)
+            worker.hold("work", object())  # type: ignore[arg-type]
         due = worker.buffer.pop()[2]
     expected = {"rated": lookahead.RATED_BUFFER_MAX_WAIT, "plain": lookahead.BUFFER_MAX_WAIT}
     assert due == 100.0 + expected[wait]
