@@ -69,6 +69,8 @@ class Batching:
     requeued_on_stop: int
     _batches: list[_Batch]
     _batch_stop: asyncio.Event
+    _batch_fetching = 0  # batch fetches in flight (their jobs not yet held by a batch)
+    _batch_fetches = 0  # batch fetches started
 
     if TYPE_CHECKING:  # provided by Worker and the Fetching mixin
 
@@ -105,14 +107,7 @@ class Batching:
                 if due > 0:
                     await wait_for(self._batch_stop, min(due, poll))
                     continue
-                fetched = await self.scripts.fetch(
-                    self.pool_id,
-                    to_ms(self.clock.now()),
-                    runner.max_size,
-                    [(jt.name, jt.max_concurrency)],
-                    dead_timeout_ms=self.dead_timeout_ms,
-                    specs={jt.name: jt.limit_spec},
-                )
+                fetched, batch = await self._batch_fetch(jt, runner)
             except LeaseLost:
                 if self.lease is not None:
                     self.lease.lose("a reaper took its lease: fetch refused")
@@ -125,6 +120,7 @@ class Batching:
                 continue
             delay = 0.05
             if not fetched:
+                self._batches.remove(batch)
                 await wait_for(self._batch_stop, poll)
                 continue
             if len(fetched) == runner.max_size:
@@ -134,13 +130,37 @@ class Batching:
             if self._stopping:
                 for item in fetched:
                     self._give_back(jt.name, item)
+                self._batches.remove(batch)
                 return
-            task = asyncio.ensure_future(self._run_batch(jt, runner, fetched))
+            task = asyncio.ensure_future(self._run_batch(jt, runner, fetched, batch))
             self.tasks.add(task)
             task.add_done_callback(self._batch_done)
             stop = asyncio.ensure_future(self._batch_stop.wait())
             await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
+
+    async def _batch_fetch(self, jt: JobType, runner: BatchRunner) -> tuple[list[Fetched], _Batch]:
+        """One fetch for a batch, its jobs held by the batch as soon as the reply is read (in
+        the same turn of the loop): the orphan sweep (fetching.py) counts them as this worker's
+        from then on, and takes no snapshot while such a fetch is in flight."""
+        self._batch_fetching += 1
+        self._batch_fetches += 1
+        try:
+            result = await self.scripts.fetch(
+                self.pool_id,
+                to_ms(self.clock.now()),
+                runner.max_size,
+                [(jt.name, jt.max_concurrency)],
+                dead_timeout_ms=self.dead_timeout_ms,
+                specs={jt.name: jt.limit_spec},
+            )
+            fetched: list[Fetched] = result or []
+            batch = _Batch()
+            batch.ids.update(item.id for item in fetched)
+            self._batches.append(batch)
+            return fetched, batch
+        finally:
+            self._batch_fetching -= 1
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -182,10 +202,9 @@ class Batching:
             jobs.append(job)
         return jobs
 
-    async def _run_batch(self, jt: JobType, runner: BatchRunner, fetched: list[Fetched]) -> None:
-        batch = _Batch()
-        batch.ids.update(item.id for item in fetched)
-        self._batches.append(batch)
+    async def _run_batch(
+        self, jt: JobType, runner: BatchRunner, fetched: list[Fetched], batch: _Batch
+    ) -> None:
         try:
             await self._batch(jt, runner, self._batch_jobs(jt, fetched))
         finally:

@@ -58,6 +58,8 @@ class Fetching:
     _suspects: set[str]
     _stopping: bool
     _reclaim: bool
+    _batch_fetching: int
+    _batch_fetches: int
     _expired_since: float | None
     reclaim_interval: float
     reclaimed: int
@@ -211,7 +213,12 @@ class Fetching:
         connection was reset or timed out, or the client's retry ran it a second time); nobody
         would run them, and their max_concurrency slots would stay taken, while this pool
         lives. Fenced like every settle: a job acked or settled meanwhile is left alone."""
+        if self._batch_fetching:
+            return  # its jobs are in the set but not yet held: looked for after it
+        started = self._batch_fetches
         raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
+        if self._batch_fetching or self._batch_fetches != started:
+            return  # a batch fetch may have run before the read (another connection): again
         held = set(self._holding.values())
         held.update(self.acker.holding())
         held.update(item.id for _name, item, _at in self.buffer)

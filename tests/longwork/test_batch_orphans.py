@@ -1,0 +1,82 @@
+"""A batch loop's fetch and the orphan sweep (worker/fetching.py ``_reclaim_orphans``): the
+sweep must never take for orphans the jobs of a batch fetch whose reply it has not yet seen
+(found by review: the sweep read the in-progress set after Redis ran the batch's fetch but
+before the batch held its jobs, and requeued them while the batch ran them: twice at once)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio import Redis
+
+from errands import Enqueuer, Job, WorkerPool
+from errands.store.keys import Keys
+from tests.support.procs import eventually
+
+
+def now(check: Any) -> Any:
+    async def probe() -> bool:
+        return bool(check())
+
+    return probe
+
+
+async def test_the_sweep_leaves_the_jobs_of_a_batch_fetch_in_flight(
+    redis: Redis, namespace: str
+) -> None:
+    """The interleaving forced: Redis runs the batch's fetch, the sweep's read of the
+    in-progress set is answered before the fetch's reply is handled. Nothing is requeued; each
+    job runs once."""
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, poll_interval=0.05)
+    release, runs = asyncio.Event(), []
+
+    @pool.batch_job("b", max_size=3, max_wait=0.01)
+    async def b(jobs: list[Job]) -> None:
+        runs.extend(j.id for j in jobs)
+        await release.wait()
+
+    await pool.start()
+    try:
+        worker = pool.worker
+        assert worker is not None
+        worker.reclaim_interval = 3600.0
+        fetched_in_redis, read_done = asyncio.Event(), asyncio.Event()
+        fetch, zrange = worker.scripts.fetch, redis.zrange
+        in_progress = Keys(namespace).in_progress(worker.pool_id)
+
+        async def held_fetch(*args: Any, **kwargs: Any) -> Any:
+            reply = await fetch(*args, **kwargs)
+            if reply and not fetched_in_redis.is_set():
+                fetched_in_redis.set()  # run in Redis; its reply handled after the read
+                async with asyncio.timeout(5):
+                    await read_done.wait()
+            return reply
+
+        async def late_zrange(key: Any, *args: Any, **kwargs: Any) -> Any:
+            if key == in_progress and not read_done.is_set():
+                async with asyncio.timeout(5):
+                    await fetched_in_redis.wait()
+                raw = await zrange(key, *args, **kwargs)
+                read_done.set()
+                return raw
+            return await zrange(key, *args, **kwargs)
+
+        worker.scripts.fetch = held_fetch  # type: ignore[method-assign]
+        redis.zrange = late_zrange  # type: ignore[method-assign]
+        sweep = asyncio.ensure_future(worker._reclaim_orphans())
+        enqueuer = Enqueuer(redis, namespace=namespace)
+        for i in range(3):
+            await enqueuer.enqueue("b", {}, job_id=f"j{i}")
+        await asyncio.wait_for(sweep, 10)
+        assert read_done.is_set()
+        assert worker.reclaimed == 0
+        await eventually(now(lambda: len(runs) == 3), 10, "the batch ran")
+        assert await redis.zcard(Keys(namespace).queue("b")) == 0
+        release.set()
+        await eventually(now(lambda: worker.processed == 3), 10, "the batch acked")
+        assert sorted(runs) == ["j0", "j1", "j2"]
+        await enqueuer.aclose()
+    finally:
+        release.set()
+        await pool.stop()
