@@ -10,7 +10,13 @@ from urllib.parse import urlsplit
 import hiredis
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    NoScriptError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errands import Enqueuer
@@ -149,3 +155,48 @@ async def test_a_resp3_push_between_replies_is_passed_over(redis: Redis, redis_u
     assert script._link is link and link.broken is None
     await script.aclose()
     await client.aclose()
+
+
+async def test_a_connection_to_a_demoted_master_is_given_up(redis: Redis, namespace: str) -> None:
+    """The server turns replica (a master demoted by hand or by a failover that keeps its
+    clients): the enqueue on the held connection answers READONLY, reaches its caller, and the
+    held connection goes (the next call takes one from the pool, where a Sentinel-managed pool
+    finds the new master) instead of being kept and refused for good."""
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    try:
+        await enqueuer.enqueue("a", {}, job_id="before")
+        assert enqueuer._pinned is not None
+        held = enqueuer._pinned.script
+        old = held._conn
+        assert old is not None
+        await redis.execute_command("REPLICAOF", "127.0.0.1", "1")  # (no master there)
+        try:
+            with pytest.raises(ReadOnlyError):
+                await enqueuer.enqueue("a", {}, job_id="refused")
+            assert held._conn is not old
+        finally:
+            await redis.execute_command("REPLICAOF", "NO", "ONE")
+        await enqueuer.enqueue("a", {}, job_id="after")
+        assert await redis.hexists(Keys(namespace).jobs, "after")
+        assert not await redis.hexists(Keys(namespace).jobs, "refused")
+    finally:
+        await enqueuer.aclose()
+
+
+@pytest.mark.parametrize(
+    "reply, error",
+    [
+        ("LOADING Redis is loading the dataset in memory", BusyLoadingError),
+        ("NOAUTH Authentication required.", AuthenticationError),
+    ],
+)
+async def test_an_error_reply_of_a_connection_error_class_is_raised(
+    client: Redis, reply: str, error: type[Exception]
+) -> None:
+    """Error replies redis-py maps to ConnectionError classes (a server loading its data after
+    a restart, a lost AUTH) are raised like every error reply, not returned as the value (the
+    callers then fall back to the general path, which retries)."""
+    script = PinnedScript(client, await client.script_load(f"return redis.error_reply('{reply}')"))
+    with pytest.raises(error):
+        await script([], [])
+    await script.aclose()

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .scripts import Arg
@@ -145,6 +145,8 @@ class Coalescer:
                 return await self._fast(names, rows)
             except NoScriptError:
                 pass  # the general path loads the script
+            except ReadOnlyError:
+                pass  # not run; the held connection went: the general path finds the master
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 pass  # the general path reconnects, retries and names the server
         return await self._send(names, rows)

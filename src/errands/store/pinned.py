@@ -37,7 +37,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
+from redis.exceptions import InvalidResponse, NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .bulk import Columns, enqueue_request, one_job_request
@@ -174,13 +174,18 @@ class PinnedScript:
             else:
                 await conn.send_packed_command(packed, check_health=False)
                 reply = await conn.read_response()
+        except ReadOnlyError:  # (redis-py read it): as below
+            await self._drop(conn)
+            raise
         except ResponseError:
             raise  # the reply was read: the connection is fine
         except BaseException:
             if link is None or link.broken is not None:  # broken, timed out (or redis-py's
                 await self._drop(conn)  # reading cancelled mid-reply): never reuse it
             raise
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):  # (LOADING, NOAUTH: not ResponseErrors)
+            if isinstance(reply, ReadOnlyError):  # a replica now (a master demoted): the next
+                await self._drop(conn)  # call takes a new connection from the pool
             raise reply
         return reply
 
