@@ -17,13 +17,13 @@ from typing import Any
 import orjson
 
 from ..clock import Clock, to_ms
-from ..errors import LimiterSnooze, NonRetryableError, RetryLater
+from ..errors import LimiterSnooze, RetryLater
 from ..handlers import JobType
 from ..job import Job
 from ..logfmt import job_extra
 from ..longwork.iterable import Suspend
 from ..middleware import ProcessMiddleware, chain
-from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
+from ..serialization import JSONSerializer, Serializer
 from ..store.metrics import Counters
 from ..store.scripts import Acked, Fetched, Scripts
 from ..workflows.members import PlainFactory
@@ -34,7 +34,7 @@ from .cancellation import CancelRequests
 from .fetching import Fetching
 from .lease import Lease
 from .lookahead import Lookahead
-from .settler import Settler, history_json
+from .settler import Settler, encode_result, history_json
 from .threadjobs import LeftInProgress, ThreadJobs
 
 __all__ = ["Worker"]
@@ -257,7 +257,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
                 else:
                     async with asyncio.timeout(limit) as scope:
                         result = await self._runners[job.name](job)
-                encoded = self._encode_result(job, jt, result)
+                encoded = encode_result(job, jt, result)
             finally:
                 # from here on a cancel request no longer reaches the task: it must not
                 # interrupt the settling of the job
@@ -341,23 +341,6 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         await self.settler.requeue(job)
         self.requeued_on_stop += 1
         log.info("%s %s requeued (pool stopping)", job.name, job.id, extra=job_extra(job))
-
-    def _encode_result(self, job: Job, jt: JobType, result: Any) -> bytes:
-        """The return value as JSON. One JSON cannot hold (another type, NaN) fails the job
-        for good with ``strict_result``; else it is stored as null, with a warning."""
-        try:
-            return dumps_json(result, "the result")
-        except SerializationError as exc:
-            if jt.strict_result:
-                raise NonRetryableError(str(exc)) from None
-            log.warning(
-                "%s %s: %s; stored as null (strict_result=True makes it an error)",
-                job.name,
-                job.id,
-                exc,
-                extra=job_extra(job),
-            )
-            return b"null"
 
     def _ack(self, job: Job, jt: JobType, encoded: bytes, started_ms: int, ran_ms: float) -> None:
         if self.abandoned:

@@ -16,11 +16,12 @@ from ..clock import Clock, to_ms
 from ..errors import NonRetryableError
 from ..handlers import JobType
 from ..job import Job
-from ..serialization import JSONSerializer, Serializer
+from ..logfmt import job_extra
+from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, Scripts, Settle
 
-__all__ = ["HISTORY_ARGS_MAX", "Settler", "history_json"]
+__all__ = ["HISTORY_ARGS_MAX", "Settler", "encode_result", "history_json"]
 
 # a job whose stored envelope is larger keeps no copy of its args in each history entry
 HISTORY_ARGS_MAX = 16 * 1024
@@ -243,6 +244,24 @@ class Settler:
                 log.log(level, "could not settle %s %s (%r); retrying", first.name, first.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def encode_result(job: Job, jt: JobType, result: Any) -> bytes:
+    """The return value as JSON. One JSON cannot hold (another type, NaN) fails the job
+    for good with ``strict_result``; else it is stored as null, with a warning."""
+    try:
+        return dumps_json(result, "the result")
+    except SerializationError as exc:
+        if jt.strict_result:
+            raise NonRetryableError(str(exc)) from None
+        log.warning(
+            "%s %s: %s; stored as null (strict_result=True makes it an error)",
+            job.name,
+            job.id,
+            exc,
+            extra=job_extra(job),
+        )
+        return b"null"
 
 
 def retry_delay(job: Job, jt: JobType) -> float:
