@@ -20,6 +20,7 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errands import Enqueuer
+from errands.store import pinned
 from errands.store.keys import Keys
 from errands.store.pinned import PinnedScript, _Link, pack_evalsha
 from tests.faults.proxy import FaultProxy
@@ -199,4 +200,26 @@ async def test_an_error_reply_of_a_connection_error_class_is_raised(
     script = PinnedScript(client, await client.script_load(f"return redis.error_reply('{reply}')"))
     with pytest.raises(error):
         await script([], [])
+    await script.aclose()
+
+
+async def test_calls_take_turns_when_redis_py_reads_the_replies(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py reads the replies (RESP3 with a hiredis older than 3.2, or no hiredis): calls
+    made together (the worker's fetch loop and its batch loops share the held fetch) wait for
+    each other; they raised RuntimeError (a second read while one waits) and the connection
+    was given up under the first."""
+    monkeypatch.setattr(pinned, "_take_over", lambda conn: None)
+    script = PinnedScript(client, await client.script_load(ECHO))
+    assert await script(["k"], ["warm"]) == b"warm"
+    conn = script._conn
+    assert conn is not None and script._link is None
+    replies = await asyncio.gather(*(script(["k"], [f"v{i}"]) for i in range(50)))
+    assert replies == [f"v{i}".encode() for i in range(50)]
+    waiting = [asyncio.ensure_future(script(["k"], [f"w{i}"])) for i in range(3)]
+    await asyncio.sleep(0)  # the first sent, the others waiting their turn
+    waiting[1].cancel()  # (nothing sent: the connection stays)
+    assert [await waiting[0], await waiting[2]] == [b"w0", b"w2"]
+    assert script._conn is conn
     await script.aclose()

@@ -151,13 +151,15 @@ class _Link(asyncio.Protocol):
 class PinnedScript:
     """Calls the script ``sha`` on a connection of ``redis``'s pool held between calls.
     Calls may overlap when errands reads the replies (``_link``; they come back in the order
-    sent); on redis-py's reading the caller sends one at a time (the coalescer does)."""
+    sent); on redis-py's reading (an older hiredis on RESP3, or none) they take turns
+    (``_turn``: redis-py's reader refuses a second read while one waits)."""
 
     def __init__(self, redis: Redis, sha: str) -> None:
         self._pool = redis.connection_pool
         self._sha = sha.encode()
         self._conn: AbstractConnection | None = None
         self._link: _Link | None = None  # None: redis-py reads the replies (one call at a time)
+        self._turn: asyncio.Lock | None = None  # (only when redis-py reads)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
         self._connecting: asyncio.Future[tuple[AbstractConnection, _Link | None]] | None = None
@@ -172,22 +174,42 @@ class PinnedScript:
             if link is not None:
                 reply = await link.call(packed)
             else:
-                await conn.send_packed_command(packed, check_health=False)
-                reply = await conn.read_response()
+                reply = await self._in_turn(conn, packed)
         except ReadOnlyError:  # (redis-py read it): as below
             await self._drop(conn)
             raise
         except ResponseError:
             raise  # the reply was read: the connection is fine
         except BaseException:
-            if link is None or link.broken is not None:  # broken, timed out (or redis-py's
-                await self._drop(conn)  # reading cancelled mid-reply): never reuse it
+            if link is not None and link.broken is not None:  # broken or timed out (on
+                await self._drop(conn)  # redis-py's reading, given up in _in_turn)
             raise
         if isinstance(reply, Exception):  # (LOADING, NOAUTH: not ResponseErrors)
             if isinstance(reply, ReadOnlyError):  # a replica now (a master demoted): the next
                 await self._drop(conn)  # call takes a new connection from the pool
             raise reply
         return reply
+
+    async def _in_turn(self, conn: AbstractConnection, packed: bytes) -> Any:
+        """One call on redis-py's reading, after the calls before it on the connection."""
+        turn = self._turn
+        if turn is None or self._conn is not conn:
+            raise RedisConnectionError("the pinned connection was given up")
+        await turn.acquire()  # (cancelled while waiting: nothing sent, the connection stays)
+        try:
+            if self._conn is not conn:  # given up by the call before (broken, timed out)
+                raise RedisConnectionError("the pinned connection was given up")
+            await conn.send_packed_command(packed, check_health=False)
+            return await conn.read_response()
+        except ResponseError as exc:
+            if isinstance(exc, ReadOnlyError):
+                await self._drop(conn)  # (before the next call's turn: see __call__)
+            raise  # else the reply was read: the connection is fine
+        except BaseException:  # broken, timed out or cancelled mid-reply: never reuse it
+            await self._drop(conn)
+            raise
+        finally:
+            turn.release()
 
     async def _connected(self) -> tuple[AbstractConnection, _Link | None]:
         """Connect; the calls that arrive meanwhile wait for the same connection."""
@@ -202,6 +224,7 @@ class PinnedScript:
         conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         self._conn, self._loop, self._pid = conn, asyncio.get_running_loop(), os.getpid()
         self._link = _take_over(conn)
+        self._turn = asyncio.Lock() if self._link is None else None
         return conn, self._link
 
     async def _drop(self, conn: AbstractConnection) -> None:
