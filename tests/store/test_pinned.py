@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import hiredis
@@ -17,6 +18,7 @@ from redis.exceptions import (
     ReadOnlyError,
     ResponseError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errands import Enqueuer
@@ -223,3 +225,39 @@ async def test_calls_take_turns_when_redis_py_reads_the_replies(
     assert [await waiting[0], await waiting[2]] == [b"w0", b"w2"]
     assert script._conn is conn
     await script.aclose()
+
+
+async def test_closing_while_the_connection_is_made_gives_it_back(
+    redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aclose while the held connection is being made (a worker closed after a lost lease
+    while its fetch reconnected): the connection is not taken after aclose and kept out of the
+    pool for good; the calls waiting for it fall back (ConnectionError)."""
+    client = Redis.from_url(redis_url)
+    pool = client.connection_pool
+    gate = asyncio.Event()
+    take = pool.get_connection
+
+    async def slow_connect() -> Any:
+        await gate.wait()  # (Redis coming back, a TLS handshake...)
+        return await take()
+
+    monkeypatch.setattr(pool, "get_connection", slow_connect)
+    script = PinnedScript(client, await redis.script_load(ECHO))
+    cancelled = asyncio.ensure_future(script(["k"], ["x"]))
+    waiting = asyncio.ensure_future(script(["k"], ["y"]))
+    await asyncio.sleep(0)
+    connecting = script._connecting
+    assert connecting is not None
+    cancelled.cancel()  # (the fetch loop cancelled: the connect goes on)
+    await asyncio.wait([cancelled])
+    await script.aclose()
+    gate.set()
+    await asyncio.wait([connecting, waiting])
+    assert script._conn is None
+    assert not pool._in_use_connections  # type: ignore[attr-defined]
+    with pytest.raises(RedisConnectionError):
+        waiting.result()
+    assert await script(["k"], ["after"]) == b"after"  # (and it connects again on use)
+    await script.aclose()
+    await client.aclose()

@@ -217,7 +217,10 @@ class PinnedScript:
         pending = self._connecting
         if pending is None or pending.done() or pending.get_loop() is not loop:
             pending = self._connecting = loop.create_task(self._connect())
-        return await asyncio.shield(pending)
+        await asyncio.wait([pending])  # (a caller cancelled: the connect goes on for the others)
+        if pending.cancelled():  # by aclose()
+            raise RedisConnectionError("the pinned connection was closed while being made")
+        return pending.result()
 
     async def _connect(self) -> tuple[AbstractConnection, _Link | None]:
         self._conn = self._link = None
@@ -238,8 +241,13 @@ class PinnedScript:
 
     async def aclose(self) -> None:
         """Close the connection and give it back to the pool (which reconnects it on use)."""
+        pending, self._connecting = self._connecting, None
+        loop = asyncio.get_running_loop()
+        if pending is not None and not pending.done() and pending.get_loop() is loop:
+            pending.cancel()  # (the pool takes back what it got; the callers fall back)
+            await asyncio.wait([pending])
         conn = self._conn
-        if conn is not None and self._loop is asyncio.get_running_loop():
+        if conn is not None and self._loop is loop:
             if self._link is None:
                 self._conn = None
                 await self._pool.release(conn)  # redis-py's reading: still in step, reusable
