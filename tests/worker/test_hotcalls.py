@@ -89,3 +89,42 @@ async def test_the_held_connections_go_back_when_the_pool_stops(
     in_use = redis.connection_pool._in_use_connections  # type: ignore[attr-defined]
     assert not held & set(in_use)
     assert len(redis.connection_pool._available_connections) >= idle_before  # type: ignore[attr-defined]
+
+
+async def test_the_held_connections_go_back_when_closing_the_worker_is_cancelled(
+    redis: Redis, namespace: str
+) -> None:
+    """Worker.close cancelled while it flushes the acks (a pool reborn after a lost lease
+    during an outage): the held connections still go back to the pool."""
+    done: list[str] = []
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        done.append(job.id)
+
+    enq = Enqueuer(redis, namespace=namespace)
+    async with pool:
+        worker = pool.worker
+        assert worker is not None and isinstance(worker.scripts, WorkerScripts)
+        await run_jobs(pool, enq, done, 10)
+        worker.stop_fetching()  # (no fetch takes the held connection again)
+        await asyncio.gather(pool._fetch_task, return_exceptions=True)
+        held = {p._conn for p in worker.scripts.pinned.values()}
+        assert None not in held and len(held) == 2
+        flushing, close_acker = asyncio.Event(), worker.acker.close
+
+        async def stuck(timeout: float = 10.0) -> None:
+            flushing.set()
+            await asyncio.Event().wait()  # (Redis unreachable)
+
+        worker.acker.close = stuck  # type: ignore[method-assign]
+        closing = asyncio.ensure_future(worker.close())
+        await flushing.wait()
+        closing.cancel()
+        await asyncio.wait([closing])
+        worker.acker.close = close_acker  # type: ignore[method-assign]
+        assert all(p._conn is None for p in worker.scripts.pinned.values())
+        in_use = redis.connection_pool._in_use_connections  # type: ignore[attr-defined]
+        assert not held & set(in_use)
+    await enq.aclose()

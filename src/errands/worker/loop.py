@@ -376,7 +376,10 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         return WorkflowRun(self.scripts.redis, self.keys, run_id, factory)
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Flush remaining acks and activity counts, stop the ack flusher, free connections."""
-        await self.acker.close(timeout)
-        await self.counters.close(self.scripts.redis, self.keys, timeout)
-        await self.scripts.aclose()
+        """Flush remaining acks and activity counts, stop the ack flusher, free connections
+        (the held ones even when this fails or is cancelled)."""
+        try:
+            await self.acker.close(timeout)
+            await self.counters.close(self.scripts.redis, self.keys, timeout)
+        finally:
+            await self.scripts.aclose()
