@@ -286,3 +286,20 @@ async def test_a_move_with_a_key_it_touches_broken_moves_nothing(
     await redis.set(key, "x")
     move = Scripts(redis, keys).move("j1", "work", keys.dead, mode, due_ms=10**13, now_ms=10**12)
     await refused(redis, namespace, move, "nothing moved")
+
+
+@pytest.mark.parametrize("broken", ["history", "history_data", "stats", "running", "ended"])
+async def test_an_ack_with_a_key_it_writes_broken_acknowledges_nothing(
+    redis: Redis, namespace: str, broken: str
+) -> None:
+    """The attempt record and in-progress entry were dropped, then the write to the name's
+    history (or history_data, stats, ...) raised: the envelope stayed in `jobs`, in no set."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    acked = await running_job(redis, keys, scripts)
+    key = {"history": keys.history_of("work"), "history_data": keys.history_data,
+           "stats": keys.stats, "running": keys.running, "ended": keys.ended}[broken]  # fmt: skip
+    await redis.delete(key)
+    await redis.set(key, "x")
+    ack = scripts.ack("p1", [acked], False, 5_000, True)
+    await refused(redis, namespace, ack, "nothing acknowledged")

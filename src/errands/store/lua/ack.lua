@@ -69,6 +69,30 @@ if partitioned or workflows or deduped then
     return bad
   end
 end
+-- the keys this call writes, by what it found (the done records are SET over any type; the
+-- listening key is read with EXISTS/pcall): another type fails the call before its first write
+local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'SCARD', history and 'HLEN',
+  'HLEN', false, 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD', 'HLEN',
+  deduped and 'HLEN', 'HLEN', workflows and 'HLEN', deduped and 'HLEN', deduped and 'ZCARD',
+  false, partitioned and 'HLEN'}
+local PER_NAME = {partitioned and 'HLEN', partitioned and 'ZCARD', partitioned and 'ZCARD'}
+local wrong = wrong_type(function(j)
+  if j <= B then
+    return TYPES[j]
+  end
+  local at = j - B - n  -- past the done records: the histories, the queues, then per name
+  if at <= 0 then
+    return false
+  elseif at <= names then
+    return history and 'ZCARD'
+  elseif at <= 2 * names then
+    return deduped and 'ZCARD'
+  end
+  return PER_NAME[(at - 2 * names - 1) % 3 + 1]
+end, 'nothing acknowledged')
+if wrong then
+  return wrong
+end
 local freed = false
 local queue_of = {}
 local done, refused, tombs = {}, {}, {}
