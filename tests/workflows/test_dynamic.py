@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from errands import Job, Workflow, WorkflowError
+from errands.store.scripts import Scripts
 from tests.support.invariants import assert_invariants
 
 from .conftest import Env
@@ -129,6 +130,26 @@ async def test_an_add_closing_a_cycle_raises_workflow_error(env: Env) -> None:
     status = await run.wait(timeout=5)
     assert status.status == "succeeded" and status.nodes["b"].after == ("a", "x")
     await assert_invariants(env.redis, env.namespace, drained=True)
+
+
+async def test_an_add_sees_no_cycle_through_the_edges_a_cancelled_member_leaves(env: Env) -> None:
+    """X (after 250 roots and zB) is cancelled while waiting: some of its in edges, X<zB among
+    them, and zC<X are left for the work list. N after zC and before zB closes no cycle (X
+    has ended), but the search followed X's in edges and refused it (found by review)."""
+    wf = Workflow(id="cyc")
+    wf.add("work", {}, id="R")
+    wf.add("work", {}, id="zB", after=["R"])
+    roots = [wf.add("work", {}, id=f"p{i:03d}") for i in range(250)]
+    wf.add("work", {}, id="X", after=[*roots, "zB"])
+    for i in range(250):
+        wf.add("work", {}, id=f"d{i:03d}", after=["X"], on_dependency_failure="continue")
+    wf.add("work", {}, id="zC", after=["X"], on_dependency_failure="continue")
+    run = await env.enqueuer.enqueue_workflow(wf)  # no pool runs: R stays queued
+    assert await Scripts(env.redis, env.keys).cancel(run.job_id("X"), "work", 1, 60_000)
+    inn = env.keys.workflow(run.id, "in")
+    assert await env.redis.zscore(inn, "X<zB") is not None  # the case: a stale edge on the path
+    await run.add("work", {}, id="N", after=["zC"], before=["zB"])
+    assert "N" in (await run.status()).nodes
 
 
 @pytest.mark.parametrize("where", ["after", "before"])
