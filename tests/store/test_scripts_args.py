@@ -13,7 +13,7 @@ from redis.exceptions import ResponseError
 from errands import Dedup, Enqueuer
 from errands.periodic.store import ScheduleStore, make_periodic
 from errands.store.keys import Keys
-from errands.store.scripts import Acked, Scripts
+from errands.store.scripts import Acked, Scripts, Settle
 from errands.workflows.store import Member, WorkflowScripts, run_keys
 from tests.support.resend import snapshot
 
@@ -303,3 +303,23 @@ async def test_an_ack_with_a_key_it_writes_broken_acknowledges_nothing(
     await redis.set(key, "x")
     ack = scripts.ack("p1", [acked], False, 5_000, True)
     await refused(redis, namespace, ack, "nothing acknowledged")
+
+
+@pytest.mark.parametrize("broken", ["history", "errors", "target", "stats"])
+@pytest.mark.parametrize("many", [False, True])
+async def test_a_settle_with_a_key_it_writes_broken_settles_nothing(
+    redis: Redis, namespace: str, broken: str, many: bool
+) -> None:
+    """The attempt record and in-progress entry were dropped, then the write to the job's
+    history (or errors, its retry set, stats) raised: the job was in no set."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    acked = await running_job(redis, keys, scripts)
+    s = Settle(acked.id, "work", "retry", keys.retry("work"), 5_000, 1, token=acked.token)
+    s.score_ms, s.error, s.counter = 6_000, b'{"error":"boom"}', "failed"
+    key = {"history": keys.history_of("work"), "errors": keys.errors,
+           "target": keys.retry("work"), "stats": keys.stats}[broken]  # fmt: skip
+    await redis.delete(key)
+    await redis.set(key, "x")
+    call = scripts.settle_many("p1", [s]) if many else scripts.settle("p1", s)
+    await refused(redis, namespace, call, "nothing settled")

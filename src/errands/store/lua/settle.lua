@@ -43,6 +43,7 @@
 --@include dedup
 --@include workflows
 --@include limits
+--@include types
 local MODES = {retry = 1, later = 1, dead = 1, drop = 1, requeue = 1, cancelled = 1}
 
 -- an error message for ARGV that cannot be settled (checked before any write), else nil
@@ -244,7 +245,28 @@ end
 return 1
 end
 
+-- the type each of a job's KEYS must have (the done record is SET over any type, listening
+-- read with EXISTS/pcall; the target unused by a drop): checked over every job's KEYS before
+-- the first write, so that another type fails the call instead of raising half-way
+local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD',
+  'HLEN', 'ZCARD', false, false, 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'ZCARD',
+  'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
+  'ZCARD', 'ZCARD'}
+local function wrong_types(nk, mode_of)
+  return wrong_type(function(j)
+    local at = (j - 1) % nk + 1
+    if at == 10 and mode_of(math.floor((j - 1) / nk)) == 'drop' then
+      return false
+    end
+    return TYPES[at]
+  end, 'nothing settled')
+end
+
 if ARGV[1] ~= '{many}' then
+  local wrong = wrong_types(#KEYS, function() return ARGV[3] end)
+  if wrong then
+    return wrong
+  end
   return settle_one(KEYS, ARGV)
 end
 local n, nk, na = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -263,6 +285,10 @@ for j = 0, n - 1 do  -- every job's ARGV first: a bad one is an error before any
   if bad then
     return redis.error_reply(bad)
   end
+end
+local wrong = wrong_types(nk, function(job) return ARGV[4 + job * na + 3] end)
+if wrong then
+  return wrong
 end
 local replies = {}
 for j = 0, n - 1 do
