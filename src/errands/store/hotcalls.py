@@ -18,6 +18,7 @@ re-send, and the jobs of a fetch whose reply was lost are reclaimed by the worke
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,7 +60,15 @@ class WorkerScripts(Scripts):
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 self.fallbacks += 1  # the general path reconnects and retries; a fetch may
                 self.lost_reply = self.lost_reply or name == "fetch"  # have run: its jobs
-        return await super()._call(name, keys, args)  # are looked for (worker/fetching.py)
+                await self._drop_idle()  # are looked for (worker/fetching.py)
+        return await super()._call(name, keys, args)
+
+    async def _drop_idle(self) -> None:
+        """The held connection broke or timed out: the pool's idle connections went the same
+        way (a black-holed or reset path), so they reconnect on their next use instead of the
+        fallback waiting a second socket timeout on one of them."""
+        with contextlib.suppress(Exception):  # best effort: the general path still retries
+            await self.redis.connection_pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
         """Give the held connections back to the pool."""
