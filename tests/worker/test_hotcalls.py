@@ -28,6 +28,18 @@ class GeneralCalls:
             scripts._s[name] = counting  # type: ignore[assignment]
 
 
+def work_pool(redis: Redis, namespace: str, concurrency: int) -> tuple[WorkerPool, list[str]]:
+    """A pool whose job ``work`` notes the ids it ran."""
+    done: list[str] = []
+    pool = WorkerPool(redis, namespace=namespace, concurrency=concurrency)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        done.append(job.id)
+
+    return pool, done
+
+
 async def run_jobs(pool: WorkerPool, enq: Enqueuer, done: list[str], n: int) -> None:
     first = len(done)
     await enq.enqueue_many([("work", {"i": i}) for i in range(n)])
@@ -37,13 +49,7 @@ async def run_jobs(pool: WorkerPool, enq: Enqueuer, done: list[str], n: int) -> 
 
 
 async def test_fetch_and_ack_go_on_held_connections(redis: Redis, namespace: str) -> None:
-    done: list[str] = []
-    pool = WorkerPool(redis, namespace=namespace, concurrency=8)
-
-    @pool.job("work")
-    async def work(job: Job) -> None:
-        done.append(job.id)
-
+    pool, done = work_pool(redis, namespace, 8)
     enq = Enqueuer(redis, namespace=namespace)
     async with pool:
         assert pool.worker is not None
@@ -68,13 +74,7 @@ async def test_fetch_and_ack_go_on_held_connections(redis: Redis, namespace: str
 async def test_the_held_connections_go_back_when_the_pool_stops(
     redis: Redis, namespace: str
 ) -> None:
-    done: list[str] = []
-    pool = WorkerPool(redis, namespace=namespace, concurrency=4)
-
-    @pool.job("work")
-    async def work(job: Job) -> None:
-        done.append(job.id)
-
+    pool, done = work_pool(redis, namespace, 4)
     enq = Enqueuer(redis, namespace=namespace)
     idle_before = len(redis.connection_pool._available_connections)  # type: ignore[attr-defined]
     async with pool:
@@ -96,13 +96,7 @@ async def test_the_held_connections_go_back_when_closing_the_worker_is_cancelled
 ) -> None:
     """Worker.close cancelled while it flushes the acks (a pool reborn after a lost lease
     during an outage): the held connections still go back to the pool."""
-    done: list[str] = []
-    pool = WorkerPool(redis, namespace=namespace, concurrency=4)
-
-    @pool.job("work")
-    async def work(job: Job) -> None:
-        done.append(job.id)
-
+    pool, done = work_pool(redis, namespace, 4)
     enq = Enqueuer(redis, namespace=namespace)
     async with pool:
         worker = pool.worker
