@@ -15,6 +15,7 @@ from errands.periodic.store import ScheduleStore, make_periodic
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts, Settle
 from errands.workflows.store import Member, WorkflowScripts, run_keys
+from tests.support.deadpool import dead_pool_row
 from tests.support.resend import snapshot
 
 SPEC = b'{"n":"job","f":"fail","p":0,"d":[]}'
@@ -258,13 +259,8 @@ async def test_a_reap_with_seq_not_a_counter_changes_nothing(redis: Redis, names
     requeue raised at INCR seq: the job was in no set any more."""
     keys = Keys(namespace)
     scripts = Scripts(redis, keys)
-    assert await Enqueuer(redis, namespace=namespace).enqueue("work") is not None
-    await scripts.heartbeat("dead", b"{}", 60_000, mode="register")
-    assert await scripts.fetch("dead", 0, 10, [("work", 0)]) is not None
-    await redis.zadd(keys.pools, {"dead": 1})
+    row = await dead_pool_row(redis, namespace, scripts)
     await redis.set(keys.seq, "x")
-    [member] = [m.decode() for m in await redis.zrange(keys.in_progress("dead"), 0, -1)]
-    row = (member, member.partition(":")[0], "work")
     reap = scripts.reap("dead", 60_000, 5, b'"lost"', b'"malformed"', [row])
     await refused(redis, namespace, reap, not_a_counter(keys))
 

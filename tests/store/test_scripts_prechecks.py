@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 from errands import Dedup, Enqueuer
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
+from tests.support.deadpool import dead_pool_row
 from tests.support.resend import snapshot
 
 
@@ -164,13 +165,8 @@ async def test_a_reap_with_a_bad_argument_writes_nothing(
     job taken out of its in-progress set (that job in no set any more)."""
     keys = Keys(namespace)
     scripts = Scripts(redis, keys)
-    assert await Enqueuer(redis, namespace=namespace).enqueue("work") is not None
-    await scripts.heartbeat("dead", b"{}", 60_000, mode="register")
-    assert await scripts.fetch("dead", 0, 10, [("work", 0)]) is not None
-    await redis.zadd(keys.pools, {"dead": 1})
-    [member] = [m.decode() for m in await redis.zrange(keys.in_progress("dead"), 0, -1)]
+    row = await dead_pool_row(redis, namespace, scripts)
     before = await snapshot(redis, namespace)
-    row = (member, member.partition(":")[0], "work")
     with pytest.raises(ResponseError, match="errands: reap: "):
         await scripts.reap("dead", timeout, most, b'"lost"', b'"malformed"', [row])
     assert await snapshot(redis, namespace) == before
