@@ -175,11 +175,8 @@ class PinnedScript:
                 reply = await link.call(packed)
             else:
                 reply = await self._in_turn(conn, packed)
-        except ReadOnlyError:  # (redis-py read it): as below
-            await self._drop(conn)
-            raise
-        except ResponseError:
-            raise  # the reply was read: the connection is fine
+        except ResponseError:  # the reply was read: the connection is fine (READONLY on
+            raise  # redis-py's reading: given up in _in_turn)
         except BaseException:
             if link is not None and link.broken is not None:  # broken or timed out (on
                 await self._drop(conn)  # redis-py's reading, given up in _in_turn)
