@@ -6,7 +6,8 @@ A job type's limits are checked by the fetch script, atomically with taking a jo
   counter as ``max_concurrency``); ``Concurrency(n, per_partition=True)``: at most ``n`` per
   partition.
 - ``Rate(n, per=...)``: at most ``n`` starts in any window of length ``per`` (a sliding log of
-  start times, on the Redis clock), type-wide or per partition.
+  starts, one record per millisecond with starts, on the Redis clock), type-wide or per
+  partition.
 
 The compiled form handed to Lua is ``(max_concurrency, spec)``: the type-wide concurrency goes to
 the ``max_concurrency`` counter; ``spec`` is a ``;``-separated list of ``c=<n>`` (concurrency per
@@ -27,12 +28,13 @@ __all__ = [
     "check_partition",
     "compile_limits",
     "describe_limit",
+    "has_rate",
     "limit_from_dict",
     "limit_to_dict",
     "parse_limit",
 ]
 
-MAX_RATE = 10_000  # starts kept per window (the sliding log holds one entry per start)
+MAX_RATE = 10_000  # starts per window (set when the log kept one entry per start)
 _PARTITION = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 
 
@@ -108,6 +110,11 @@ def compile_limits(limits: Iterable[Limit], max_concurrency: int = 0) -> tuple[i
     if per_partition_conc:
         parts.insert(0, f"c={per_partition_conc}")
     return conc, ";".join(parts)
+
+
+def has_rate(spec: str) -> bool:
+    """Whether a compiled spec (``compile_limits``) has a rate, type-wide or per partition."""
+    return any(part[:2] in ("r=", "R=") for part in spec.split(";"))
 
 
 def limit_to_dict(limit: Limit) -> dict[str, object]:

@@ -15,6 +15,7 @@ import orjson
 from ..aio import cancel_and_wait
 from ..handlers import JobType
 from ..limits import compile_limits, limit_from_dict, limit_to_dict
+from ..limits.spec import has_rate
 from ..store.keys import Keys
 from .sampler import PrioritySampler
 
@@ -111,5 +112,5 @@ def apply_limits(
     a slot: lookahead.py)."""
     sampler = PrioritySampler([(n, jt.priority, jt.max_concurrency) for n, jt in plain.items()])
     specs = {n: jt.limit_spec for n, jt in types.items() if jt.limit_spec}
-    rated = frozenset(n for n, spec in specs.items() if "r=" in spec or "R=" in spec)
+    rated = frozenset(n for n, spec in specs.items() if has_rate(spec))
     return sampler, specs, rated
