@@ -26,6 +26,7 @@
 -- that fetches a full batch wakes the next one (fetch.lua). KEYS[5] (every idle pool) is only
 -- looked at when the call has several names.
 --@include events
+--@include prio
 --@include limits
 --@include wake
 --@include types
@@ -143,7 +144,7 @@ for _, i in ipairs(new) do
   local key, score = KEYS[b + 2], due
   if due == 0 then
     seq = seq + 1
-    key, score = KEYS[b + 1], seq - prio * 4398046511104
+    key, score = KEYS[b + 1], queue_score(seq, prio)
     if partition ~= '' then
       local P = {part = KEYS[8], seq = KEYS[3], pq = KEYS[b + 3], pready = KEYS[b + 4]}
       lim_queued(P, id, score, partition)
