@@ -30,7 +30,10 @@
 -- Returns 1 when settled, 0 when the job was not this attempt's any more (a zombie: its pool's
 -- lease was taken; or a stale attempt). A re-sent call (redis-py, after a lost reply) answers 1
 -- as its first call did and writes nothing (see settled_before). An unknown mode, a number
--- that is not one, or too few KEYS or ARGV, is an error before anything is written.
+-- that is not a whole one (is_int, is_whole: not nan, inf, 0x10, 1.5), too few KEYS or ARGV, a key of
+-- another type or a seq that is not a counter (a requeue, a partition's turn, a dedup rerun or
+-- a released workflow member INCR it after the first write) is an error before anything is
+-- written.
 -- A job buried or cancelled is not trimmed from its set by its own call (its re-send finds it
 -- there; the next trim takes it).
 -- Several jobs in one call (the failed jobs of a batch, longwork/): ARGV[1] '{many}' (never a job
@@ -57,12 +60,12 @@ local function invalid(ARGV)
     return 'errands: unknown settle mode ' .. tostring(ARGV[3])
   end
   for _, i in ipairs({7, 8, 11, 12, 15, 16}) do
-    if not tonumber(ARGV[i]) then
-      return 'errands: settle: ARGV[' .. i .. '] is not a number'
+    if not is_int(ARGV[i]) then
+      return 'errands: settle: ARGV[' .. i .. '] is not a whole number: nothing settled'
     end
   end
-  if not tonumber(ARGV[5]) and not (ARGV[3] == 'requeue' and ARGV[5] == 'head') then
-    return 'errands: settle: bad score ' .. tostring(ARGV[5])
+  if not is_whole(tonumber(ARGV[5])) and not (ARGV[3] == 'requeue' and ARGV[5] == 'head') then
+    return 'errands: settle: bad score ' .. tostring(ARGV[5]) .. ': nothing settled'
   end
 end
 
@@ -264,6 +267,7 @@ end
 
 if ARGV[1] ~= '{many}' then
   local wrong = wrong_types(#KEYS, function() return ARGV[3] end)
+    or (KEYS[8] and not_counter(KEYS[8], 'nothing settled'))
   if wrong then
     return wrong
   end
@@ -287,6 +291,9 @@ for j = 0, n - 1 do  -- every job's ARGV first: a bad one is an error before any
   end
 end
 local wrong = wrong_types(nk, function(job) return ARGV[4 + job * na + 3] end)
+for j = 0, n - 1 do
+  wrong = wrong or not_counter(KEYS[j * nk + 8], 'nothing settled')
+end
 if wrong then
   return wrong
 end

@@ -23,6 +23,13 @@ local function is_whole(x)
   return type(x) == 'number' and x == math.floor(x) and x - x == 0
 end
 
+-- is_int(s): s spells a whole number in decimal digits ('-12', '1700000000000'; not '0x10', '1e3',
+-- '1.0' nor ' 5'): what a script writes verbatim into a JSON record, or hands to a command that
+-- reads an integer (SET ... PX, PEXPIRE), which tonumber() and is_whole() let through as 16.
+local function is_int(s)
+  return type(s) == 'string' and #s <= 18 and string.match(s, '^%-?%d+$') ~= nil
+end
+
 local function is_priority(x)
   return is_whole(x) and x >= -1000 and x <= 1000
 end

@@ -1,0 +1,73 @@
+"""The final review's Lua-script defects: a bad argument, a key of another type or a seq that is
+not a counter fails a call before its first write (a snapshot of the namespace is unchanged),
+and no job is lost or stuck."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from errands import Enqueuer
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts, Settle
+from tests.support.resend import snapshot
+
+POOL = "p0000000000000001"
+
+
+async def running_job(redis: Redis, namespace: str) -> tuple[Keys, str]:
+    """A job of ``work`` fetched by POOL (attempt 1), as fetch.lua leaves it."""
+    keys = Keys(namespace)
+    job = await Enqueuer(redis, namespace=namespace).enqueue("work")
+    assert job is not None
+    await redis.zadd(keys.pools, {POOL: 1})
+    assert await redis.zrem(keys.queue("work"), job.id) == 1
+    await redis.zadd(keys.in_progress(POOL), {f"{job.id}:work": 1})
+    await redis.hincrby(keys.running, "work", 1)
+    await redis.hset(keys.attempts, job.id, f"{POOL}:1")
+    return keys, job.id
+
+
+@pytest.mark.parametrize("seq", [b"x", b"1.5"])
+async def test_a_settle_meeting_a_seq_that_is_not_a_counter_settles_nothing(
+    redis: Redis, namespace: str, seq: bytes | None
+) -> None:
+    """A requeue took the job out of its pool's in-progress set, then INCR seq raised: the job
+    was in no set any more."""
+    keys, job_id = await running_job(redis, namespace)
+    await redis.set(keys.seq, seq)
+    before = await snapshot(redis, namespace)
+    scripts = Scripts(redis, keys)
+    s = Settle(job_id, "work", "requeue", keys.queue("work"), 1, 1, token="1")
+    with pytest.raises(ResponseError, match="nothing settled"):
+        await scripts.settle(POOL, s)
+    with pytest.raises(ResponseError, match="nothing settled"):
+        await scripts.settle_many(POOL, [s])
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(keys.seq)  # repaired: it settles
+    assert await scripts.settle(POOL, s)
+    assert await redis.zscore(keys.queue("work"), job_id) is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("score_ms", "nan"), ("score_ms", "inf"), ("score_ms", 1.5), ("now_ms", "0x10"),
+     ("now_ms", "nan"), ("attempt", "1.5"), ("started_ms", "inf"), ("ttl_ms", "nan"),
+     ("dead_max", "nan"), ("dead_min_ms", "-inf")],
+)  # fmt: skip
+async def test_a_settle_with_a_number_that_is_not_whole_settles_nothing(
+    redis: Redis, namespace: str, field: str, value: Any
+) -> None:
+    """tonumber() read 'nan', 'inf', '0x10' and 1.5 as numbers: a retry at score nan raised in
+    its ZADD after the job left its in-progress set (lost), a record said `"attempt":1.5`."""
+    keys, job_id = await running_job(redis, namespace)
+    scripts = Scripts(redis, keys)
+    s = Settle(job_id, "work", "retry", keys.retry("work"), 1, 1, score_ms=5, token="1")
+    setattr(s, field, value)
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=r"errands: settle: .*nothing settled"):
+        await scripts.settle(POOL, s)
+    assert await snapshot(redis, namespace) == before
