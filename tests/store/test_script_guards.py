@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from errands import Enqueuer
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts, Settle
+from tests.support.deadpool import dead_pool_row
 from tests.support.resend import snapshot
 
 POOL = "p0000000000000001"
@@ -70,4 +71,39 @@ async def test_a_settle_with_a_number_that_is_not_whole_settles_nothing(
     before = await snapshot(redis, namespace)
     with pytest.raises(ResponseError, match=r"errands: settle: .*nothing settled"):
         await scripts.settle(POOL, s)
+    assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize("family", ["running", "priorities", "dead", "recoveries", "queue"])
+async def test_a_reap_meeting_a_key_of_another_type_reaps_nothing(
+    redis: Redis, namespace: str, family: str
+) -> None:
+    """reap.lua had no key-type pass: a `running` key of another type raised in HINCRBY after
+    the job left the dead pool's in-progress set, and the pool was retired: the job was lost."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    row = await dead_pool_row(redis, namespace, scripts)
+    key = keys.queue("work") if family == "queue" else getattr(keys, family)
+    await redis.delete(key)
+    await redis.set(key, "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=r"WRONGTYPE .* nothing reaped"):
+        await scripts.reap("dead", 60_000, 1, b'"lost"', b'"malformed"', [row])
+    assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize(("timeout", "most"), [("nan", 5), ("inf", 5), (60_000, "inf")])
+async def test_a_reap_with_a_number_that_is_not_whole_reaps_nothing(
+    redis: Redis, namespace: str, timeout: Any, most: Any
+) -> None:
+    """A dead timeout of nan took a live pool for dead (its lease and jobs taken while it ran);
+    reap.lua's own whole() let a max_recoveries of inf through (a poison job never buried)."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    row = await dead_pool_row(redis, namespace, scripts)
+    now_ms = int((await redis.time())[0]) * 1000
+    await redis.zadd(keys.pools, {"dead": now_ms})  # alive, in fact
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=r"errands: reap: .*nothing reaped"):
+        await scripts.reap("dead", timeout, most, b'"lost"', b'"malformed"', [row])
     assert await snapshot(redis, namespace) == before

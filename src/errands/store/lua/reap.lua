@@ -20,8 +20,8 @@
 -- ARGV[7] events channel   ARGV[8] '1' to record history
 -- ARGV[9..] four per entry: in-progress member, job id, job name, name index (1-based); a
 --           malformed entry has name '' and index 0: its job is buried
--- A bad argument (a timeout or count that is not a number, a name index out of range) or a seq
--- that is not a counter fails the call before its first write.
+-- A bad argument (a timeout or count that is not a whole number, a name index out of range), a
+-- key of another type or a seq that is not a counter fails the call before its first write.
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
 -- Only this pool's attempts are touched: an entry whose job has another pool's attempt (it runs
 -- there; a state no script leaves, but data of an older version may) only frees its slot.
@@ -39,17 +39,16 @@ local Q = 30
 local NQ = (#KEYS - Q) / 5  -- names: their queues (with their partition keys), then histories
 local pool = ARGV[1]
 local now = redis_now()
--- every argument checked before the first write
-local function whole(x)
-  return x ~= nil and x == math.floor(x)
-end
-if not tonumber(ARGV[2]) or not whole(tonumber(ARGV[3])) or not whole(NQ) then
+-- every argument checked before the first write (is_whole: not nan, inf or a fraction; a dead
+-- timeout of nan took every live pool for dead)
+local timeout = tonumber(ARGV[2])
+if not (is_whole(timeout) and is_whole(tonumber(ARGV[3])) and is_whole(NQ)) then
   return redis.error_reply('errands: reap: bad dead timeout, max recoveries or key count: '
-    .. tostring(ARGV[2]) .. ', ' .. tostring(ARGV[3]) .. ', ' .. #KEYS)
+    .. tostring(ARGV[2]) .. ', ' .. tostring(ARGV[3]) .. ', ' .. #KEYS .. ': nothing reaped')
 end
 for i = 9, #ARGV, 4 do
   local qi = tonumber(ARGV[i + 3])
-  if not (ARGV[i + 2] == '' and qi == 0 or whole(qi) and qi >= 1 and qi <= NQ) then
+  if not (ARGV[i + 2] == '' and qi == 0 or is_whole(qi) and qi >= 1 and qi <= NQ) then
     return redis.error_reply('errands: reap: entry ' .. tostring(ARGV[i]) .. ' has name index '
       .. tostring(ARGV[i + 3]))
   end
@@ -69,7 +68,21 @@ end
 local d = {jobs = KEYS[4], prio = KEYS[6], seq = KEYS[10], idle = KEYS[11], wake = ARGV[4],
   dedup = KEYS[23], dedupjob = KEYS[24], next = KEYS[26], reruns = KEYS[27]}
 local deduped = dedup_any(d)
-local bad = not_counter(KEYS[10], 'nothing reaped')  -- (a requeue INCRs it after the first write)
+-- the type of each key (the pool's info is DELeted whatever its type; `listening` is read with
+-- EXISTS/pcall; seq must be a counter: a requeue INCRs it after the first write): a running
+-- HASH of another type raised in HINCRBY after the job left the in-progress set (lost)
+local TYPES = {'ZCARD', 'ZCARD', false, 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', false,
+  'SCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD',
+  'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', false, 'HLEN'}
+local PER_NAME = {'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}  -- queue, partitions running, pq, pready
+local bad = wrong_type(function(j)
+  if j <= Q then
+    return TYPES[j]
+  elseif j <= Q + 4 * NQ then
+    return PER_NAME[(j - Q - 1) % 4 + 1]
+  end
+  return 'ZCARD'  -- the histories
+end, 'nothing reaped') or not_counter(KEYS[10], 'nothing reaped')
 if bad then
   return bad
 end
