@@ -16,7 +16,9 @@ class LeaseLost(Exception):
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """One job moved into a pool's in-progress set by ``fetch``: ``token`` names the attempt
-    (acks, settles and check-ins carry it), ``score`` its place on the queue it came from."""
+    (acks, settles and check-ins carry it), ``score`` its place on the queue it came from. A
+    job of a type with a rate: ``rate_spec``, the limits spec it was fetched under, and
+    ``counted_ms``, the Redis ms its start was counted at (a give-back uncounts it)."""
 
     queue_index: int
     id: str
@@ -24,6 +26,8 @@ class Fetched:
     token: str = ""
     score: float = 0.0
     suspect: bool = False
+    counted_ms: int = 0
+    rate_spec: str = ""
 
 
 class FetchResult(list[Fetched]):
@@ -73,6 +77,8 @@ class Settle:
     history: bool = True
     ttl_ms: int = 0
     token: str = "*"  # the attempt; "*" = any attempt of this pool (its orphans)
+    unstart_ms: int | None = None  # a job fetched ahead going back: its start counted then
+    unstart_spec: str = ""  # and the limits spec it was fetched under (lua/settle.lua)
     envelope_json: bytes = b""  # for the records, when the serializer is not JSON
     history_json: bytes = b""  # for the history, when it differs (a large job's args omitted)
 

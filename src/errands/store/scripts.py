@@ -11,6 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from ..limits.spec import has_rate
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .bulk import Columns, enqueue_request, job_spec
 from .keys import Keys
@@ -208,7 +209,9 @@ class Scripts(AdminScripts):
         if status == -2:
             return None
         token = flat[1].decode() if isinstance(flat[1], bytes) else str(flat[1])
-        wait = int(flat[2])
+        wait, counted = int(flat[2]), int(flat[3])
+        # the spec of each queue when it has a rate: a give-back uncounts the start (settle)
+        rated = [s if has_rate(s) else "" for s in ((specs or {}).get(n, "") for n, _ in queues)]
         return FetchResult(
             wait / 1000 if wait >= 0 else None,
             [
@@ -219,8 +222,10 @@ class Scripts(AdminScripts):
                     token,
                     float(flat[i + 3]),
                     bool(int(flat[i + 4])),
+                    counted,
+                    rated[int(flat[i]) - 1],
                 )
-                for i in range(3, len(flat), 5)
+                for i in range(4, len(flat), 5)
             ],
         )
 
@@ -278,11 +283,12 @@ class Scripts(AdminScripts):
         keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
         keys += (k.cancelled, *self._state(), k.dedup, k.dedup_of_job, k.workflow_of)
         keys += (k.dedup_next, k.dedup_reruns, k.queue(s.name), k.partitions)
-        keys += (*_limit_keys(k, s.name), k.pools)
+        keys += (*_limit_keys(k, s.name), k.pools, k.rate_log(s.name))
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
         args += (pool_id, s.token, s.envelope_json, s.history_json)
+        args += ("" if s.unstart_ms is None else s.unstart_ms, s.unstart_spec)
         return keys, args
 
     async def promote(self, names: Sequence[str], now_ms: int, limit: int) -> tuple[int, int]:

@@ -30,9 +30,11 @@
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
 -- A malformed limits spec or a key of another type fails the call before its first write.
--- Returns {status, token, wait, then five per job: queue index (1-based), job id, envelope,
+-- Returns {status, token, wait, now, then five per job: queue index (1-based), job id, envelope,
 -- queue score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease
--- expired; wait = ms until a rate limit that held a job back lets one start (-1 = none).
+-- expired (then only the first three); wait = ms until a rate limit that held a job back lets
+-- one start (-1 = none); now = the Redis ms the jobs' starts were counted at in their rates (a
+-- job given back unstarted is uncounted with it: settle.lua ARGV[21]).
 -- Marks the pool idle when it got fewer jobs than asked for: in the idle SET (broadcast
 -- wake-ups) and in the idle ZSET of each of its names (wake-ups of one pool; when it was not
 -- there yet, the expired marks are dropped). A fetch that got all it asked for takes the marks
@@ -108,7 +110,7 @@ end, 'nothing fetched')
 if wrong then
   return wrong
 end
-local out = {0, '', -1}
+local out = {0, '', -1, now}
 local token = false
 local want = tonumber(ARGV[3])
 local earliest = false

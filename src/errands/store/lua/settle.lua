@@ -13,6 +13,7 @@
 -- KEYS[27] dedup_next   KEYS[28] dedup_reruns   KEYS[29] the queue of the job name
 -- KEYS[30] partitions   KEYS[31] partitions running of the job name   KEYS[32] its partition
 -- queue   KEYS[33] its partitions ready (see lib/limits.lua)   KEYS[34] pools
+-- KEYS[35] its rate log (read and written only with ARGV[21])
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later), time of death ms (dead),
 --         or queue score to go back to (requeue; 0 = behind the jobs waiting, 'head' = ahead of
@@ -25,6 +26,10 @@
 -- ARGV[19] the envelope as JSON for the records ('' = the stored envelope is JSON)
 -- ARGV[20] the envelope for the history ('' = as for the records; a large job's has its args
 --          omitted)
+-- ARGV[21] a job fetched ahead going back unstarted (requeue, this attempt's token): the ms its
+--          fetch counted its start at ('' = none), uncounted from its rates (the start never
+--          happened; behind the attempt fence, so once)   ARGV[22] the limits spec it was
+--          fetched under (limits/spec.py)
 -- A cancel (or destroy) requested while the job ran turns retry/later/requeue into cancelled
 -- (or drop): a job whose cancel was acknowledged never runs again.
 -- Returns 1 when settled, 0 when the job was not this attempt's any more (a zombie: its pool's
@@ -67,6 +72,7 @@ local function invalid(ARGV)
   if not is_whole(tonumber(ARGV[5])) and not (ARGV[3] == 'requeue' and ARGV[5] == 'head') then
     return 'errands: settle: bad score ' .. tostring(ARGV[5]) .. ': nothing settled'
   end
+  return lim_bad_unstart(ARGV[21], ARGV[22])
 end
 
 -- this call's attempt does not hold the job (any more): was it settled by this very call (a
@@ -108,6 +114,8 @@ local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
 local bad = invalid(ARGV)
 if not bad and #KEYS < 33 then
   bad = 'errands: settle: ' .. #KEYS .. ' KEYS, 33 at least'
+elseif not bad and (ARGV[21] or '') ~= '' and #KEYS < 35 then
+  bad = 'errands: settle: a start to uncount needs KEYS[35], the rate log'
 end
 if bad then
   return redis.error_reply(bad)
@@ -117,7 +125,7 @@ local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], ch
   ended = KEYS[22], ckpt = KEYS[23], part = KEYS[30]}
 local P = {on = redis.call('EXISTS', KEYS[30]) == 1, part = KEYS[30], seq = KEYS[8],
   prun = KEYS[31], pq = KEYS[32], pready = KEYS[33]}
-local freed = false
+local freed, unstarts = false, {}
 local d = {jobs = KEYS[1], prio = KEYS[4], seq = KEYS[8], idle = KEYS[9], wake = ARGV[9],
   dedup = KEYS[24], dedupjob = KEYS[25], next = KEYS[27], reruns = KEYS[28]}
 local attempt = redis.call('HGET', k.att, id)
@@ -136,6 +144,10 @@ else
   if attempt ~= ARGV[17] .. ':' .. ARGV[18] then
     return settled_before(KEYS, ARGV, attempt) and 1 or 0
   end
+  if (ARGV[21] or '') ~= '' and mode == 'requeue' then  -- (read before the first write)
+    P.prate = KEYS[35]
+    unstarts = lim_unstarts(P, lim_spec(ARGV[22]), id, tonumber(ARGV[21]))
+  end
   if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 1 then
     redis.call('HINCRBY', KEYS[2], name, -1)
     freed = lim_release(P, id)
@@ -143,6 +155,9 @@ else
 end
 redis.call('HDEL', k.att, id)
 redis.call('HDEL', k.checkin, id)
+if #unstarts > 0 then
+  redis.call('HSET', KEYS[35], unpack(unstarts))
+end
 local target, score, counter, history = KEYS[10], ARGV[5], ARGV[10], ARGV[13] == '1'
 local request = redis.call('HGET', k.cancelreq, id)
 local destroyed = false
@@ -254,7 +269,7 @@ end
 local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD',
   'HLEN', 'ZCARD', false, false, 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'ZCARD',
   'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
-  'ZCARD', 'ZCARD'}
+  'ZCARD', 'ZCARD', 'HLEN'}
 local function wrong_types(nk, mode_of)
   return wrong_type(function(j)
     local at = (j - 1) % nk + 1
@@ -286,6 +301,9 @@ local function slice(t, from, count)
 end
 for j = 0, n - 1 do  -- every job's ARGV first: a bad one is an error before anything is written
   local bad = invalid(slice(ARGV, 4 + j * na, na))
+  if not bad and (ARGV[4 + j * na + 21] or '') ~= '' and nk < 35 then
+    bad = 'errands: settle: a start to uncount needs KEYS[35], the rate log'
+  end
   if bad then
     return redis.error_reply(bad)
   end

@@ -223,6 +223,80 @@ local function lim_started(P, field, n, per, now, count)
   end
 end
 
+-- A start counted at `at` (ms) that never happened: a job fetched ahead and given back before it
+-- started (settle.lua). The log with that start uncounted (one start less at `at`, its record
+-- dropped when it then holds none); nil when the log holds no start at `at` (cut: its window
+-- passed) or is not a log. Reads nothing, raises on nothing.
+local function lim_uncounted(log, at)
+  if string.find(log, '^%d+$') and #log % LIM_W == 0 then
+    log = lim_upgrade(log)
+  end
+  if not string.find(log, '^#%d+$') or (#log - 1 - LIM_C) % LIM_R ~= 0 then
+    return nil
+  end
+  local n = (#log - 1 - LIM_C) / LIM_R
+  local lo, hi = 1, n + 1  -- the first record at or after `at`
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if lim_at(log, mid) < at then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  local before = lim_cum(log, lo - 1)
+  if lo > n or lim_at(log, lo) ~= at or lim_cum(log, lo) <= before then
+    return nil
+  end
+  local parts = {string.sub(log, 1, 1 + LIM_C + (lo - 1) * LIM_R)}
+  if lim_cum(log, lo) - 1 > before then
+    parts[2] = string.format('%013d%010d', at, lim_cum(log, lo) - 1)
+  end
+  for i = lo + 1, n do
+    parts[#parts + 1] = string.format('%013d%010d', lim_at(log, i), lim_cum(log, i) - 1)
+  end
+  return table.concat(parts)
+end
+
+-- why `at` and `spec` (a give-back's start to uncount: ARGV of settle.lua) are not one ('' and
+-- '' are none), or nil
+local function lim_bad_unstart(at, spec)
+  if (at or '') == '' and (spec or '') == '' then
+    return nil
+  end
+  local n = tonumber(at)
+  if not (n and n == math.floor(n) and n >= 0 and n < 1e13) then
+    return 'errands: settle: bad start to uncount ' .. tostring(at)
+  end
+  local L, why = lim_spec(spec or '')
+  return (not L) and ('errands: settle: ' .. why) or nil
+end
+
+-- job `id`, whose fetch counted its start at `at` in the rates of spec L, goes back unstarted:
+-- the rate logs with that start uncounted, as {field, log, ...} for one HSET of P.prate (reads
+-- only: call it before the first write). The type-wide rates, and those of its partition.
+local function lim_unstarts(P, L, id, at)
+  local fields = {}
+  for _, r in ipairs(L.r) do
+    fields[#fields + 1] = tostring(r[2])
+  end
+  local p = #L.R > 0 and P.on and redis.call('HGET', P.part, id)
+  if p then
+    for _, r in ipairs(L.R) do
+      fields[#fields + 1] = r[2] .. ':' .. p
+    end
+  end
+  local out = {}
+  for _, field in ipairs(fields) do
+    local log = lim_uncounted(redis.call('HGET', P.prate, field) or '', at)
+    if log then
+      out[#out + 1] = field
+      out[#out + 1] = log
+    end
+  end
+  return out
+end
+
 -- after writing rate logs: logs past their window go (a few per call), and both keys live at
 -- least a window longer (so a job name nobody fetches any more leaves nothing behind)
 local function lim_tidy(P, per, now)
