@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import Enqueuer
+from errands import Enqueuer, Workflow
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts, Settle
 from tests.support.deadpool import dead_pool_row
@@ -106,4 +106,31 @@ async def test_a_reap_with_a_number_that_is_not_whole_reaps_nothing(
     before = await snapshot(redis, namespace)
     with pytest.raises(ResponseError, match=r"errands: reap: .*nothing reaped"):
         await scripts.reap("dead", timeout, most, b'"lost"', b'"malformed"', [row])
+    assert await snapshot(redis, namespace) == before
+
+
+async def a_chain(redis: Redis, namespace: str) -> tuple[str, str]:
+    """Workflow ``a -> b`` (b runs after a whatever a's outcome): a queued, b waiting."""
+    wf = Workflow("chain", id="w1")
+    a = wf.add("work", {}, id="a")
+    wf.add("work", {}, id="b", after=[a], on_dependency_failure="continue")
+    run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+    return run.job_id("a"), run.job_id("b")
+
+
+@pytest.mark.parametrize("family", ["seq", "cancelled"])
+async def test_a_cancel_meeting_a_bad_key_cancels_nothing(
+    redis: Redis, namespace: str, family: str
+) -> None:
+    """cancel.lua took the job off its queue, then raised: in ZADD of a cancelled set of another
+    type (the job in no set), or in INCR of a seq that is not a counter when the member's end
+    released its dependent (b's edge gone, b never queued: the run never finished)."""
+    keys = Keys(namespace)
+    a, _b = await a_chain(redis, namespace)
+    key = getattr(keys, family)
+    await redis.delete(key)
+    await redis.set(key, "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="nothing cancelled"):
+        await Scripts(redis, keys).cancel(a, "work", 1, 60_000)
     assert await snapshot(redis, namespace) == before

@@ -23,14 +23,27 @@
 -- have run next, see lib/jobstate.lua) and published.
 -- A re-sent call (redis-py, after a lost reply) answers as its first call: 'cancelled' for the
 -- job it cancelled (its done record holds this call's token). A time or TTL that is not a
--- number, or a bad token, is an error before anything is written.
+-- number, a bad token, a key of another type or a seq that is not a counter (a dedup rerun or a
+-- released workflow member INCRs it after the first write) is an error before anything is
+-- written.
 --@include events
 --@include jobstate
 --@include dedup
 --@include workflows
+--@include types
 local id, call = ARGV[1], ARGV[8] or ''
-if not tonumber(ARGV[2]) or (tonumber(ARGV[3]) or 0) <= 0 or not string.match(call, '^%w*$') then
-  return redis.error_reply('errands: cancel: bad time, TTL or token')
+if not is_int(ARGV[2]) or not is_int(ARGV[3]) or tonumber(ARGV[3]) <= 0
+    or not string.match(call, '^%w*$') then
+  return redis.error_reply('errands: cancel: bad time, TTL or token: nothing cancelled')
+end
+-- the done record is SET over any type; `listening` is read with EXISTS/pcall
+local TYPES = {'HLEN', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'HLEN', 'HLEN', 'ZCARD',
+  false, 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', false, 'HLEN', 'SCARD',
+  'HLEN', 'ZCARD', 'SCARD', 'HLEN'}
+local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing cancelled')
+  or (KEYS[20] and not_counter(KEYS[20], 'nothing cancelled'))
+if wrong then
+  return wrong
 end
 local mark = call ~= '' and (',"call":"' .. call .. '"}') or nil
 
