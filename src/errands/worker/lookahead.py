@@ -6,12 +6,11 @@ long while another pool could run it: it goes back to its queue, at its place, a
 Limits do not stop the lookahead: a job fetched ahead holds its concurrency slots (type-wide and
 of its partition) from the fetch on, so no cap is ever exceeded, and a reaper frees them if the
 pool dies. A rate counts a job's start at the fetch (the Redis clock): a job of a type with a
-rate therefore turns the lookahead off for the pool serving it: one held ahead and given back
-kept its start counted, and was fetched ahead and counted again, so give-backs spent the rate's
-budget (Rate(3/s) beside 35 ms jobs at concurrency 1: 3 to 5 starts in 3 s instead of 9); and
-fetching ahead only the other types starved it (the slot freed went to a job held ahead). A
-rated job held all the same waits at most ``RATED_BUFFER_MAX_WAIT``, then goes back (its start
-stays counted)."""
+rate held ahead waits at most ``RATED_BUFFER_MAX_WAIT`` (so it starts at most that late after
+its counted start), then goes back, and its give-back uncounts its start (lua/settle.lua,
+behind the attempt fence): a give-back spends none of the rate's budget. (Before, it stayed
+counted, and the lookahead was off for a pool serving a rated type: Rate(3/s) beside 35 ms
+jobs at concurrency 1 ran 3 to 5 starts in 3 s instead of 9.)"""
 
 from __future__ import annotations
 
@@ -46,11 +45,10 @@ class Lookahead:
 
     @property
     def lookahead(self) -> int:
-        """How many jobs to fetch ahead of free slots. Not while the pool serves a job type with
-        a rate (see the module's docstring). Only while jobs are short (mean run under
+        """How many jobs to fetch ahead of free slots. Only while jobs are short (mean run under
         LOOKAHEAD_MAX_RUN) and no job of this pool has been running for BUFFER_MAX_WAIT: a job
         fetched ahead then waits a few milliseconds."""
-        if self._rated or self._mean_run >= LOOKAHEAD_MAX_RUN:
+        if self._mean_run >= LOOKAHEAD_MAX_RUN:
             return 0
         if self._started_at:
             oldest = min(self._started_at.values())
