@@ -452,6 +452,23 @@ def bench_lib(
 # ---------------------------------------------------------------- report
 
 
+def median_metrics(runs: list[dict]) -> dict:
+    """Each metric's median over the runs that have it; "ERR" for one no run measured."""
+    keys = {key for run in runs for key in run if key != "errors"}
+    metrics: dict = {
+        key: float(statistics.median(run[key] for run in runs if key in run)) for key in keys
+    }
+    pair = {
+        "latency": ["latency_p50_ms", "latency_p99_ms"],
+        "memory": ["mem_queued", "mem_finished"],
+    }
+    for run in runs:
+        for key in run.get("errors", {}):
+            for k in pair.get(key, [key]):
+                metrics.setdefault(k, "ERR")
+    return metrics
+
+
 def fmt(key: str, v: object) -> str:
     if v is None:
         return "–"  # noqa: RUF001
@@ -506,7 +523,12 @@ def main() -> None:
     ap.add_argument("--skip-peers", action="store_true", help="errands only")
     ap.add_argument("--skip-errands", action="store_true", help="peers only")
     ap.add_argument("--quick", action="store_true", help="small N, for a smoke run")
-    ap.add_argument("--runs", type=int, default=1, help="median of K runs (default 1)")
+    ap.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="median of K runs (default 1), interleaved: run 1 of every library, then run 2...",
+    )
     ap.add_argument(
         "--workloads", default=",".join(WORKLOADS), help="subset of " + ",".join(WORKLOADS)
     )
@@ -565,33 +587,27 @@ def main() -> None:
             "sizes": {k: v[1] if a.quick else v[0] for k, v in SIZES.items()},
         }
         log(f"private redis-server {meta['redis']} on {r.url}")
+        versions: dict[str, str] = {}
         for lib in libs:
             try:
-                version = lib.run("version", r.url, "x", timeout=60)["version"]
+                versions[lib.name] = lib.run("version", r.url, "x", timeout=60)["version"]
             except Exception as e:
                 log(f"{lib.name}: cannot import ({e}); skipped")
                 results[lib.name] = {"label": lib.label, "metrics": {}, "error": str(e)}
-                continue
-            runs = []
-            for k in range(a.runs):
-                log(f"{lib.name} {version}: run {k + 1}/{a.runs}")
-                runs.append(bench_lib(lib, r, workloads, a.quick, a.pause, a.busy))
-            keys = {key for run in runs for key in run if key != "errors"}
-            metrics: dict = {
-                key: float(statistics.median(run[key] for run in runs if key in run))
-                for key in keys
-            }
-            for run in runs:
-                for key in run.get("errors", {}):
-                    pair = {"latency": ["latency_p50_ms", "latency_p99_ms"]}
-                    pair["memory"] = ["mem_queued", "mem_finished"]
-                    for k in pair.get(key, [key]):
-                        metrics.setdefault(k, "ERR")
+        ready = [lib for lib in libs if lib.name in versions]
+        runs: dict[str, list[dict]] = {lib.name: [] for lib in ready}
+        # interleaved (run 1 of every library, then run 2 of every library, ...): a slow
+        # spell of a shared machine falls on one run of several libraries, not all of one's
+        for k in range(a.runs):
+            for lib in ready:
+                log(f"{lib.name} {versions[lib.name]}: run {k + 1}/{a.runs}")
+                runs[lib.name].append(bench_lib(lib, r, workloads, a.quick, a.pause, a.busy))
+        for lib in ready:
             results[lib.name] = {
                 "label": lib.label,
-                "version": version,
-                "metrics": metrics,
-                "runs": runs,
+                "version": versions[lib.name],
+                "metrics": median_metrics(runs[lib.name]),
+                "runs": runs[lib.name],
             }
 
     meta["loadavg_end"] = os.getloadavg()  # a busy machine makes the figures noisy
