@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from errands import Enqueuer, Workflow
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts, Settle
+from errands.workflows.store import WorkflowScripts
 from tests.support.deadpool import dead_pool_row
 from tests.support.resend import snapshot
 
@@ -109,11 +110,12 @@ async def test_a_reap_with_a_number_that_is_not_whole_reaps_nothing(
     assert await snapshot(redis, namespace) == before
 
 
-async def a_chain(redis: Redis, namespace: str) -> tuple[str, str]:
-    """Workflow ``a -> b`` (b runs after a whatever a's outcome): a queued, b waiting."""
+async def a_chain(redis: Redis, namespace: str, then: str = "work") -> tuple[str, str]:
+    """Workflow ``w1``: ``a -> b`` (b, a job of ``then``, runs after a whatever a's outcome):
+    a queued, b waiting."""
     wf = Workflow("chain", id="w1")
     a = wf.add("work", {}, id="a")
-    wf.add("work", {}, id="b", after=[a], on_dependency_failure="continue")
+    wf.add(then, {}, id="b", after=[a], on_dependency_failure="continue")
     run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
     return run.job_id("a"), run.job_id("b")
 
@@ -133,4 +135,80 @@ async def test_a_cancel_meeting_a_bad_key_cancels_nothing(
     before = await snapshot(redis, namespace)
     with pytest.raises(ResponseError, match="nothing cancelled"):
         await Scripts(redis, keys).cancel(a, "work", 1, 60_000)
+    assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize("part", ["res", "open", "linger"])
+async def test_an_end_meeting_a_bad_key_of_its_run_settles_nothing(
+    redis: Redis, namespace: str, part: str
+) -> None:
+    """lib/workflows.lua writes a run's keys, which no script declares: a settle buried the
+    member, then raised in wf_end (a `res` or `open` of another type, a linger that PEXPIRE
+    refuses): the member dead, its run never told (b waiting for ever)."""
+    keys = Keys(namespace)
+    a, _b = await a_chain(redis, namespace)
+    await redis.zadd(keys.pools, {POOL: 1})
+    assert await redis.zrem(keys.queue("work"), a) == 1
+    await redis.zadd(keys.in_progress(POOL), {f"{a}:work": 1})
+    await redis.hset(keys.attempts, a, f"{POOL}:1")
+    if part == "linger":
+        await redis.hset(keys.workflow("w1"), "linger", "soon")
+        await redis.hset(keys.workflow("w1", "nodes"), "b", b'{"n":"work","f":"fail"}')
+    else:
+        await redis.delete(keys.workflow("w1", part))
+        await redis.set(keys.workflow("w1", part), "x")
+    before = await snapshot(redis, namespace)
+    s = Settle(a, "work", "dead", keys.dead, 1, 1, score_ms=1, error=b'{"e":1}', token="1")
+    with pytest.raises(ResponseError, match="nothing settled"):
+        await Scripts(redis, keys).settle(POOL, s)
+    assert await snapshot(redis, namespace) == before
+
+
+async def test_a_cascade_meeting_a_seq_that_is_not_a_counter_walks_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """wf_cascade.lua took the work item off the list, removed b's edge, then raised in INCR
+    seq as it released b: b waited for ever, with no edge left to release it."""
+    keys = Keys(namespace)
+    a, _b = await a_chain(redis, namespace)
+    assert await redis.hdel(keys.workflow_of, a) == 1  # a ended: its walk left on the list
+    await redis.zadd(keys.workflows_work, {"ok a  w1": 1})
+    await redis.set(keys.seq, "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="not a counter: nothing walked"):
+        await WorkflowScripts(redis, keys).cascade()
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(keys.seq)  # repaired: b is released
+    assert await WorkflowScripts(redis, keys).cascade() == 1
+    assert await redis.zcard(keys.queue("work")) == 2
+
+
+async def test_a_released_member_whose_queue_holds_another_type_is_parked_dead(
+    redis: Redis, namespace: str
+) -> None:
+    """The queue of a member a walk releases is not known before the walk: wf_queue raised
+    after the member's envelope left its run (b lost). It is parked in the dead set, with an
+    error saying why, and retried from there once the key is repaired."""
+    keys = Keys(namespace)
+    a, b = await a_chain(redis, namespace, then="other")
+    await redis.set(keys.queue("other"), "x")
+    assert await Scripts(redis, keys).cancel(a, "work", 1, 60_000) == "cancelled"
+    assert await redis.zscore(keys.dead, b) is not None
+    assert b"another type" in (await redis.hget(keys.errors, b) or b"")
+    assert await redis.hexists(keys.jobs, b)
+
+
+@pytest.mark.parametrize("family", ["seq", "dead"])
+async def test_a_destroy_meeting_a_bad_key_destroys_nothing(
+    redis: Redis, namespace: str, family: str
+) -> None:
+    """destroy.lua had no key-type pass nor counter check: it forgot the job, then raised (a
+    ZREM of a dead set of another type; INCR seq as the member's end released b)."""
+    keys = Keys(namespace)
+    a, _b = await a_chain(redis, namespace)
+    await redis.delete(getattr(keys, family))
+    await redis.set(getattr(keys, family), "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="nothing destroyed"):
+        await Scripts(redis, keys).destroy(a, "work", 1)
     assert await snapshot(redis, namespace) == before

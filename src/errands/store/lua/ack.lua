@@ -90,6 +90,12 @@ local wrong = wrong_type(function(j)
   end
   return PER_NAME[(at - 2 * names - 1) % 3 + 1]
 end, 'nothing acknowledged')
+if workflows then  -- (the runs of its members: lib/workflows.lua writes their keys)
+  local seen = {}
+  for o = 8, 7 + 10 * n, 10 do
+    wrong = wrong or wf_unfit_of(KEYS[21], ARGV[o], 'nothing acknowledged', seen)
+  end
+end
 if wrong then
   return wrong
 end

@@ -42,6 +42,7 @@ local TYPES = {'HLEN', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'HLEN
   'HLEN', 'ZCARD', 'SCARD', 'HLEN'}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing cancelled')
   or (KEYS[20] and not_counter(KEYS[20], 'nothing cancelled'))
+  or wf_unfit_of(KEYS[17], id, 'nothing cancelled')
 if wrong then
   return wrong
 end

@@ -19,14 +19,28 @@
 --         history ("<id>:e1"..; Client.update_job), at most 1,000
 -- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found). A
 -- re-sent call answers as its first (with KEYS[31]: without it, 'unknown', no trace being left).
+-- A key of another type, or a seq that is not a counter (a dedup rerun or a released workflow
+-- member INCRs it after the first write), fails the call before its first write.
 --@include events
 --@include jobstate
 --@include dedup
 --@include workflows
+--@include types
 local id, name = ARGV[1], ARGV[2]
 local replied = KEYS[31] and redis.call('GET', KEYS[31])
 if replied then
   return replied  -- a re-send: its first call did the work
+end
+-- the done record is DELeted, the reply key SET, whatever their type; `listening` is read with
+-- EXISTS/pcall
+local TYPES = {'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD',
+  'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', 'HLEN', 'ZCARD', false,
+  'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', false, 'SCARD', 'HLEN', false}
+local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing destroyed')
+  or (KEYS[28] and not_counter(KEYS[28], 'nothing destroyed'))
+  or (KEYS[25] and wf_unfit_of(KEYS[25], id, 'nothing destroyed'))
+if wrong then
+  return wrong
 end
 local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[3], recov = KEYS[4], checkin = KEYS[5],
   cancelreq = KEYS[6], att = KEYS[7], uniqjob = KEYS[8], uniq = KEYS[9], uniqexp = KEYS[10],

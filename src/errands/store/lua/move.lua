@@ -52,6 +52,7 @@ local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN',
   'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing moved')
   or (mode ~= 'schedule' and not_counter(KEYS[3], 'nothing moved'))
+  or (mode == 'delete' and wf_unfit_of(KEYS[23], id, 'nothing moved'))
 if wrong then
   return wrong
 end

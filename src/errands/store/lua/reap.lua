@@ -83,6 +83,10 @@ local bad = wrong_type(function(j)
   end
   return 'ZCARD'  -- the histories
 end, 'nothing reaped') or not_counter(KEYS[10], 'nothing reaped')
+local seen = {}
+for i = 9, #ARGV, 4 do  -- (the run of a workflow member: lib/workflows.lua writes its keys)
+  bad = bad or wf_unfit_of(KEYS[25], ARGV[i + 1], 'nothing reaped', seen)
+end
 if bad then
   return bad
 end

@@ -283,6 +283,7 @@ end
 if ARGV[1] ~= '{many}' then
   local wrong = wrong_types(#KEYS, function() return ARGV[3] end)
     or (KEYS[8] and not_counter(KEYS[8], 'nothing settled'))
+    or (KEYS[26] and wf_unfit_of(KEYS[26], ARGV[1], 'nothing settled'))
   if wrong then
     return wrong
   end
@@ -309,8 +310,10 @@ for j = 0, n - 1 do  -- every job's ARGV first: a bad one is an error before any
   end
 end
 local wrong = wrong_types(nk, function(job) return ARGV[4 + job * na + 3] end)
+local seen = {}
 for j = 0, n - 1 do
   wrong = wrong or not_counter(KEYS[j * nk + 8], 'nothing settled')
+    or wf_unfit_of(KEYS[j * nk + 26], ARGV[4 + j * na + 1], 'nothing settled', seen)
 end
 if wrong then
   return wrong

@@ -9,8 +9,25 @@
 -- KEYS[1] workflow_of   KEYS[2] workflows_work (ZSET)
 -- ARGV none
 -- Returns how many work items it took (0: none was left).
+-- A key of another type among those its walks write (the namespace's and each run's, see
+-- wf_unfit; seq not a counter, a linger that is not a whole number) fails the call before its
+-- first write: the item taken off the list and then not walked lost its dependents' edges.
 --@include workflows
+--@include types
 local items = redis.call('ZRANGE', KEYS[2], 0, 99)
+local wrong = #items > 0 and (wrong_type(function(j) return ({'HLEN'})[j] end, 'nothing walked')
+  or wf_unfit(KEYS[1], nil, 'nothing walked'))
+local runs = {}
+for _, item in ipairs(items) do
+  local _, _, _, run = string.match(item, '^(%a+) (%S+) (%S*) (.+)$')
+  if run and not runs[run] and not wrong then
+    runs[run] = true
+    wrong = wf_unfit(KEYS[1], run, 'nothing walked', true)
+  end
+end
+if wrong then
+  return wrong
+end
 local took = 0
 for _, item in ipairs(items) do
   if WF_WALKED[1] >= WF_STEP or WF_EDGES[1] >= WF_CALL then

@@ -69,11 +69,78 @@ local function wf_keys(wfof, run)
     out = m .. ':out', nodes = m .. ':nodes', env = m .. ':env', res = m .. ':res'}
 end
 
+-- the keys this lib writes that no script declares (built from the prefix: the namespace's, and
+-- run `run`'s when given), checked before a script's first write, as lib/types.lua checks its
+-- KEYS: an error reply naming the first of another type (seq: not a counter; the run's linger:
+-- not a whole number), saying `outcome`; nil when all fit (`run_only`: the run's keys only). The queues of the members a walk
+-- releases are not known before it: wf_queue checks them, and parks a member it cannot queue.
+local WF_NS = {seq = 'GET', jobs = 'HLEN', prio = 'HLEN', names = 'SCARD', idle = 'SCARD',
+  part = 'HLEN', wfwork = 'ZCARD', wfexp = 'ZCARD', wfidx = 'ZCARD', dead = 'ZCARD',
+  errors = 'HLEN'}
+local WF_RUN = {meta = 'HLEN', open = 'SCARD', inn = 'ZCARD', out = 'ZCARD', nodes = 'HLEN',
+  env = 'HLEN', res = 'HLEN'}
+local function wf_unfit(wfof, run, outcome, run_only)
+  local W = wf_keys(wfof, run or '')
+  local function bad(key, cmd)
+    local r = redis.pcall(cmd, key)
+    if type(r) == 'table' and r.err then
+      return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
+    end
+    if cmd == 'GET' and r and not (#r <= 18 and string.match(r, '^%-?%d+$')) then
+      return redis.error_reply('errands: ' .. key .. ' holds ' .. r .. ', not a counter: ' .. outcome)
+    end
+  end
+  for suffix, cmd in pairs(run_only and {} or WF_NS) do
+    local e = bad(W.P .. suffix, cmd)
+    if e then
+      return e
+    end
+  end
+  if not run then
+    return nil
+  end
+  for field, cmd in pairs(WF_RUN) do
+    local e = bad(W[field], cmd)
+    if e then
+      return e
+    end
+  end
+  local linger = redis.call('HGET', W.meta, 'linger')
+  if linger and not (#linger <= 15 and string.match(linger, '^%d+$')) then
+    return redis.error_reply('errands: ' .. W.meta .. ' has linger ' .. linger .. ': ' .. outcome)
+  end
+end
+
+-- wf_unfit for job `id`'s run, when it is a member (nothing else: one HGET); `seen` (a table
+-- kept over the jobs of one call, optional): each run, and the namespace's keys, checked once
+local function wf_unfit_of(wfof, id, outcome, seen)
+  local run = redis.call('HGET', wfof, id)
+  if not run or (seen and seen[run]) then
+    return nil
+  end
+  local bad = wf_unfit(wfof, run, outcome, seen and seen[''])
+  if seen then
+    seen[run], seen[''] = true, true
+  end
+  return bad
+end
+
 -- store job `id` and put it on its queue as enqueue does; wakes idle pools when `wake`. With a
 -- partition `part`, it is indexed by it as lib/limits.lua's lim_queued does (the same entry:
 -- "<partition>\0<queue score + 2^52, 16 digits>\0<id>" in pq:<name>; a turn in pready:<name>)
+-- A member whose queue (or partition index) holds another type is parked in the dead set with
+-- an error saying so (retried from there once the key is repaired), not lost half-queued.
 local function wf_queue(W, id, name, prio, env, wake, part)
   local P = W.P
+  for _, key in ipairs({P .. 'q:' .. name, part and P .. 'pq:' .. name, part and P .. 'pready:' .. name}) do
+    local r = key and redis.pcall('ZCARD', key)
+    if type(r) == 'table' and r.err then
+      redis.call('HSET', P .. 'jobs', id, env)
+      redis.call('HSET', P .. 'errors', id, '{"error":"its queue holds another type"}')
+      redis.call('ZADD', P .. 'dead', wf_now(), id)
+      return
+    end
+  end
   redis.call('HSET', P .. 'jobs', id, env)
   if prio ~= 0 then
     redis.call('HSET', P .. 'prio', id, prio)
