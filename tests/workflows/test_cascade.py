@@ -208,7 +208,7 @@ async def test_a_member_ended_while_waiting_on_10k_parents_loses_its_edges_a_pag
         per_call.append(used)
     print(f"\nedges removed per call: {removed}; commands per call: {per_call}")
     assert removed[0] == 200 and max(removed[1:]) == 1_000, removed
-    assert max(per_call) <= 60, per_call  # (the cancel: 50, 25 its key-type pass; a page: 7)
+    assert max(per_call) <= 80, per_call  # (the cancel: 70, 44 its key checks; a page: 27, 20)
     assert await redis.zcard(edges) == 0 and await redis.exists(keys.workflows_work) == 0
     status = await run.status()
     assert status.status == "running" and status.nodes["sink"].state == "cancelled"
