@@ -212,3 +212,42 @@ async def test_a_destroy_meeting_a_bad_key_destroys_nothing(
     with pytest.raises(ResponseError, match="nothing destroyed"):
         await Scripts(redis, keys).destroy(a, "work", 1)
     assert await snapshot(redis, namespace) == before
+
+
+async def test_a_stored_priority_that_is_not_one_stops_no_promote(
+    redis: Redis, namespace: str
+) -> None:
+    """promote.lua read the priorities after its first write: a nan priority raised in ZADD,
+    every call, and no due job was promoted again. It counts as 0 (the default)."""
+    keys = Keys(namespace)
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    bad, good = await enqueuer.enqueue("work", delay=1), await enqueuer.enqueue("work", delay=1)
+    assert bad is not None and good is not None
+    await redis.hset(keys.priorities, bad.id, "nan")
+    now_ms = (int((await redis.time())[0]) + 60) * 1000
+    assert await Scripts(redis, keys).promote(["work"], now_ms, 100) == (2, -1)
+    queued = await redis.zrange(keys.queue("work"), 0, -1, withscores=True)
+    assert {m.decode() for m, _ in queued} == {bad.id, good.id}
+    assert all(0 < score < 2**42 for _, score in queued)  # (priority 0)
+
+
+@pytest.mark.parametrize("script", ["settle", "reap"])
+async def test_a_requeue_of_a_job_whose_stored_priority_is_not_one_loses_nothing(
+    redis: Redis, namespace: str, script: str
+) -> None:
+    """settle.lua and reap.lua read the priority after the job left its in-progress set: a nan
+    priority raised in ZADD, and the job was in no set any more."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    if script == "settle":
+        keys, job_id = await running_job(redis, namespace)
+        await redis.hset(keys.priorities, job_id, "nan")
+        s = Settle(job_id, "work", "requeue", keys.queue("work"), 1, 1, token="1")
+        assert await scripts.settle(POOL, s)
+    else:
+        row = await dead_pool_row(redis, namespace, scripts)
+        job_id = row[1]
+        await redis.hset(keys.priorities, job_id, "nan")
+        reaped = await scripts.reap("dead", 60_000, 5, b'"lost"', b'"malformed"', [row])
+        assert reaped.requeued == 1
+    assert 0 < (await redis.zscore(keys.queue("work"), job_id) or 0) < 2**42

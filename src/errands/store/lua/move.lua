@@ -89,7 +89,7 @@ if mode == 'delete' then
   wf_end(KEYS[23], id, 'cancelled', nil)  -- a member deleted while it waited
 elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])
-  local prio = tonumber(redis.call('HGET', KEYS[2], id) or '0')
+  local prio = prio_of(redis.call('HGET', KEYS[2], id))
   redis.call('ZADD', KEYS[6], queue_score(seq, prio), id)
   local P = {on = redis.call('EXISTS', KEYS[26]) == 1, part = KEYS[26], seq = KEYS[3],
     pq = KEYS[27], pready = KEYS[28]}

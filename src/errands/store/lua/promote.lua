@@ -5,9 +5,12 @@
 --           ready (a job with a partition is indexed by it, see lib/limits.lua), idle pools
 -- ARGV[1] now ms   ARGV[2] most jobs to move per set   ARGV[3] wake channel
 -- Returns {jobs moved, earliest due ms still waiting or -1}.
--- Everything is read first (the due jobs of every set, the earliest left, their priorities):
--- a key of another type, a bad argument or a seq that is not a counter fails the whole call
--- before its first write (a job taken out of its set and then not queued would be lost). The
+-- Everything is read first (the due jobs of every set, the earliest left): a key of another
+-- type, a bad argument or a seq that is not a counter fails the whole call before its first
+-- write (a job taken out of its set and then not queued would be lost). The priorities are
+-- read with prio_of (lib/prio.lua), which cannot fail: a stored priority that is not a whole
+-- number in -1000..1000 (nan: it raised in ZADD after the first write, every call, and no job
+-- of any name was promoted again) counts as 0, and that job is promoted like the others. The
 -- writes are batched: one INCRBY of seq, then per name one ZADD to its queue and one ZREM per
 -- set (per 1,000 jobs), and the partition index only for jobs that have a partition.
 -- Wakes one idle pool serving each name that got a job (lib/wake.lua; KEYS[3], every idle
@@ -66,7 +69,7 @@ for _, set in ipairs(sets) do
     local list = {}
     for i = c, e do
       seq = seq + 1
-      local score = queue_score(seq, tonumber(prios[i - c + 1]) or 0)
+      local score = queue_score(seq, prio_of(prios[i - c + 1]))
       list[#list + 1] = score
       list[#list + 1] = due[i]
       if parts and parts[i - c + 1] then

@@ -161,7 +161,7 @@ local function take_back(id, name, qi, queue, attempt)
       bury(id, ARGV[5], queue, name, qi)
     else
       local seq = redis.call('INCR', KEYS[10])
-      local prio = tonumber(redis.call('HGET', k.prio, id) or '0')
+      local prio = prio_of(redis.call('HGET', k.prio, id))
       redis.call('ZADD', KEYS[Q + 4 * qi - 3], queue_score(seq, prio), id)
       lim_queued(limits_of(qi), id, queue_score(seq, prio))
       requeued = requeued + 1

@@ -221,7 +221,7 @@ if mode == 'drop' then
 elseif mode == 'retry' or mode == 'later' then
   redis.call('ZADD', target, score, id)
 elseif mode == 'requeue' then
-  local prio = tonumber(redis.call('HGET', k.prio, id) or '0')
+  local prio = prio_of(redis.call('HGET', k.prio, id))
   if score == 'head' then
     score = queue_head(target, prio) or '0'
   end

@@ -31,7 +31,7 @@ if not score or redis.call('HGET', KEYS[1], id) ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[1], id, ARGV[3])
 if prio then
-  local old = tonumber(redis.call('HGET', KEYS[2], id) or '0')
+  local old = prio_of(redis.call('HGET', KEYS[2], id))
   local new = prio
   if new ~= 0 then
     redis.call('HSET', KEYS[2], id, new)

@@ -21,7 +21,7 @@ end
 -- the queue's name (d.idlefor, its idle pools, see lib/wake.lua) or, without, every idle pool
 local function dedup_enqueue(d, id, queue)
   local seq = redis.call('INCR', d.seq)
-  local prio = tonumber(redis.call('HGET', d.prio, id) or '0')
+  local prio = prio_of(redis.call('HGET', d.prio, id))
   redis.call('ZADD', queue, queue_score(seq, prio), id)
   if d.idlefor then
     wake_one(d.idlefor, d.wake .. ':', false)
