@@ -251,3 +251,40 @@ async def test_a_requeue_of_a_job_whose_stored_priority_is_not_one_loses_nothing
         reaped = await scripts.reap("dead", 60_000, 5, b'"lost"', b'"malformed"', [row])
         assert reaped.requeued == 1
     assert 0 < (await redis.zscore(keys.queue("work"), job_id) or 0) < 2**42
+
+
+@pytest.mark.parametrize("family", ["history_data", "history_of", "priorities"])
+async def test_an_update_job_meeting_a_key_of_another_type_updates_nothing(
+    redis: Redis, namespace: str, family: str
+) -> None:
+    """update_job.lua had no key-type pass: it stored the new envelope, then raised (reading
+    the old priority, recording the edit): an edit with no history, half a priority change."""
+    keys = Keys(namespace)
+    job = await Enqueuer(redis, namespace=namespace).enqueue("work")
+    assert job is not None
+    key = keys.history_of("work") if family == "history_of" else getattr(keys, family)
+    await redis.delete(key)
+    await redis.set(key, "x")
+    old = await redis.hget(keys.jobs, job.id)
+    assert old is not None
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="nothing updated"):
+        await Scripts(redis, keys).update_job(
+            job.id, "work", keys.queue("work"), old, old + b" ", 5, 1, b"{}", 1
+        )
+    assert await snapshot(redis, namespace) == before
+
+
+async def test_a_trim_history_meeting_a_key_of_another_type_trims_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """trim_history.lua had no key-type pass: it dropped the records from the index and their
+    data, then raised in ZREM of a job name's history of another type (half trimmed)."""
+    keys = Keys(namespace)
+    await redis.zadd(keys.history_of("work"), {"j1:1": 1})
+    await redis.hset(keys.history_data, "j1:1", b"{}")
+    await redis.set(keys.history_of("other"), "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="nothing trimmed"):
+        await Scripts(redis, keys).trim_history(["work", "other"], ["j1:1"])
+    assert await snapshot(redis, namespace) == before

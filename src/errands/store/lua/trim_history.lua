@@ -7,13 +7,23 @@
 -- KEYS[3+N ..] the history-of-name ZSET of each known job name (the index)
 -- ARGV[1] N members   ARGV[2 .. 1+N] the members ("<id>:<attempt>")
 -- Returns N. A re-sent call finds its members gone (and the records moved already): it changes
--- nothing and gives the same answer. A count that does not fit the members and keys given
--- fails the call before its first write.
+-- nothing and gives the same answer. A count that does not fit the members and keys given, or
+-- a key of another type (the result records aside: read with pcall, SET over any type), fails
+-- the call before its first write.
 --@include types
 local n = tonumber(ARGV[1])
 if not (is_whole(n) and n >= 0 and #ARGV == 1 + n and #KEYS >= 2 + n) then
   return redis.error_reply('errands: trim_history: ' .. tostring(ARGV[1]) .. ' members do not fit '
     .. (#ARGV - 1) .. ' members and ' .. #KEYS .. ' keys: nothing trimmed')
+end
+local wrong = wrong_type(function(j)
+  if j == 2 then
+    return 'HLEN'
+  end
+  return (j == 1 or j > 2 + n) and 'ZCARD'
+end, 'nothing trimmed')
+if wrong then
+  return wrong
 end
 local old = {}
 for i = 1, n do

@@ -12,7 +12,9 @@
 -- Returns 1 when updated, 0 when the job moved or changed meanwhile. A re-sent call (its
 -- envelope is stored already: this edit's, which counts its edits) answers 1 and writes
 -- nothing. A priority that is not a whole number in -1000..1000, a time that is not a whole
--- number, or a missing argument, is an error before anything is written.
+-- number, or a missing argument, is an error before anything is written, and so is a key of
+-- another type or a seq that is not a counter (a queued job of a partition gets a turn: INCR
+-- seq after the first write).
 --@include prio
 --@include limits
 --@include types
@@ -21,6 +23,12 @@ local prio = ARGV[4] ~= '' and tonumber(ARGV[4])
 if #ARGV ~= 8 or not (prio == false or is_priority(prio)) or not is_whole(tonumber(ARGV[8])) then
   return redis.error_reply('errands: update_job: bad priority or time, or not 8 arguments: '
     .. tostring(ARGV[4]) .. ', ' .. tostring(ARGV[8]) .. ', ' .. #ARGV)
+end
+local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'HLEN', false, 'ZCARD', 'ZCARD'}
+local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing updated')
+  or (KEYS[7] and not_counter(KEYS[7], 'nothing updated'))
+if wrong then
+  return wrong
 end
 if ARGV[3] ~= ARGV[2] and redis.call('HGET', KEYS[1], id) == ARGV[3] then
   return 1  -- a re-send: this edit is in place
