@@ -80,3 +80,66 @@ async def test_the_sweep_leaves_the_jobs_of_a_batch_fetch_in_flight(
     finally:
         release.set()
         await pool.stop()
+
+
+async def test_a_pending_sweep_waits_for_a_batch_fetch_in_flight(
+    redis: Redis, namespace: str
+) -> None:
+    """A sweep is due (a fetch failed) while a batch fetch is in flight: the fetch loop waits
+    for that fetch, then sweeps. It spun before: the sweep returned at once, the sweep still
+    due, so a short fetch did not wait for a wake-up either, and the loop fetched again at
+    once, over and over, for as long as the batch fetch was on its way."""
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, poll_interval=3600.0)
+    release, in_flight, swept, runs = asyncio.Event(), asyncio.Event(), asyncio.Event(), []
+    plain_fetches = 0
+
+    @pool.job("p")
+    async def p(job: Job) -> None:
+        pass
+
+    @pool.batch_job("b", max_size=3, max_wait=0.01)
+    async def b(jobs: list[Job]) -> None:
+        runs.extend(j.id for j in jobs)
+        async with asyncio.timeout(10):
+            await swept.wait()  # held by the batch while the sweep runs (none acked meanwhile)
+
+    await pool.start()
+    try:
+        worker = pool.worker
+        assert worker is not None
+        worker.reclaim_interval = 3600.0
+        fetch = worker.scripts.fetch
+
+        async def held_fetch(*args: Any, **kwargs: Any) -> Any:
+            nonlocal plain_fetches
+            if [name for name, _cap in args[3]] == ["b"]:
+                in_flight.set()
+                async with asyncio.timeout(10):
+                    await release.wait()
+            elif args[2] > 0:
+                plain_fetches += 1
+            return await fetch(*args, **kwargs)
+
+        worker.scripts.fetch = held_fetch  # type: ignore[method-assign]
+        enqueuer = Enqueuer(redis, namespace=namespace)
+        for i in range(3):
+            await enqueuer.enqueue("b", {}, job_id=f"j{i}")
+        async with asyncio.timeout(10):
+            await in_flight.wait()
+        plain_fetches = 0
+        worker._reclaim = True  # as after a failed fetch
+        worker.wake.set()
+        for _ in range(50):  # 50 round trips of our own: a spinning loop fetches in each
+            await redis.ping()
+        assert plain_fetches <= 1  # one may have been on its way
+        release.set()
+        await eventually(now(lambda: not worker._reclaim), 10, "the sweep ran")
+        assert worker.reclaimed == 0
+        swept.set()
+        await eventually(now(lambda: worker.processed == 3), 10, "the batch acked")
+        assert sorted(runs) == ["j0", "j1", "j2"]
+        await enqueuer.aclose()
+    finally:
+        release.set()
+        swept.set()
+        await pool.stop()

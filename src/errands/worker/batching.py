@@ -69,6 +69,7 @@ class Batching:
     requeued_on_stop: int
     _batches: list[_Batch]
     _batch_stop: asyncio.Event
+    _batch_idle: asyncio.Event  # set while no batch fetch is in flight
     _batch_fetching = 0  # batch fetches in flight (their jobs not yet held by a batch)
     _batch_fetches = 0  # batch fetches started
 
@@ -145,6 +146,7 @@ class Batching:
         from then on, and takes no snapshot while such a fetch is in flight."""
         self._batch_fetching += 1
         self._batch_fetches += 1
+        self._batch_idle.clear()
         try:
             result = await self.scripts.fetch(
                 self.pool_id,
@@ -161,6 +163,8 @@ class Batching:
             return fetched, batch
         finally:
             self._batch_fetching -= 1
+            if not self._batch_fetching:
+                self._batch_idle.set()
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)

@@ -60,6 +60,7 @@ class Fetching:
     _reclaim: bool
     _batch_fetching: int
     _batch_fetches: int
+    _batch_idle: asyncio.Event
     _expired_since: float | None
     reclaim_interval: float
     reclaimed: int
@@ -213,8 +214,9 @@ class Fetching:
         connection was reset or timed out, or the client's retry ran it a second time); nobody
         would run them, and their max_concurrency slots would stay taken, while this pool
         lives. Fenced like every settle: a job acked or settled meanwhile is left alone."""
-        if self._batch_fetching:
-            return  # its jobs are in the set but not yet held: looked for after it
+        # a batch fetch in flight: its jobs are in the set but not yet held; looked for after
+        # it (waited for: returning with the sweep still due made the fetch loop spin)
+        await self._batch_idle.wait()
         started = self._batch_fetches
         raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
         if self._batch_fetching or self._batch_fetches != started:
