@@ -77,3 +77,11 @@ def test_limiters_take_rates() -> None:
         pool.limiter("x", Rate(1, per_partition=True))
     with pytest.raises(RegistrationError):
         pool.limiter("a b", Rate(1))
+
+
+def test_a_rate_window_is_at_most_366_days() -> None:
+    """A longer window failed in Redis (PEXPIRE of its log) after the fetch took the job."""
+    assert Rate(1, per=timedelta(days=366)).per_ms == 366 * 86_400_000
+    for per in (timedelta(days=366, milliseconds=1), timedelta(days=10**6)):
+        with pytest.raises(ValueError, match="at most 366 days"):
+            Rate(1, per=per)

@@ -288,3 +288,30 @@ async def test_a_trim_history_meeting_a_key_of_another_type_trims_nothing(
     with pytest.raises(ResponseError, match="nothing trimmed"):
         await Scripts(redis, keys).trim_history(["work", "other"], ["j1:1"])
     assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize("spec", ["r=1/100000000000000000000", "r=1/31622400001"])
+async def test_a_fetch_under_a_rate_window_past_the_longest_takes_nothing(
+    redis: Redis, namespace: str, spec: str
+) -> None:
+    """lim_spec let a window of 10^20 ms through: the fetch took the job, then PEXPIRE of the
+    rate log raised: the job in the pool's in-progress set with no reply (and its rate
+    counted)."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    assert await Enqueuer(redis, namespace=namespace).enqueue("work") is not None
+    await scripts.heartbeat(POOL, b"{}", 60_000, mode="register")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="malformed limits spec"):
+        await scripts.fetch(POOL, 0, 10, [("work", 0)], specs={"work": spec})
+    assert await snapshot(redis, namespace) == before
+
+
+async def test_a_limiter_with_a_window_past_the_longest_takes_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """limiter.lua likewise: the start was written, then PEXPIRE raised."""
+    scripts = Scripts(redis, Keys(namespace))
+    with pytest.raises(ResponseError, match="malformed rates"):
+        await scripts.limiter("api", [(1, 10**20)])
+    assert await snapshot(redis, namespace) == {}

@@ -34,6 +34,10 @@ __all__ = [
     "parse_limit",
 ]
 
+# the longest rate window: a year and a day (lib/limits.lua's LIM_MAX_PER refuses a longer one
+# before a script's first write: a window of 10^20 ms passed the spec check, and PEXPIRE of the
+# rate log raised after the fetch had taken the job)
+MAX_PER_MS = 366 * 86_400_000
 MAX_RATE = 10_000  # starts per window (set when the log kept one entry per start)
 _PARTITION = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 
@@ -78,6 +82,8 @@ class Rate:
             object.__setattr__(self, "per", timedelta(seconds=float(self.per)))
         if self.per_ms < 1:
             raise ValueError(f"Rate per must be at least 1 ms, got {self.per}")
+        if self.per_ms > MAX_PER_MS:
+            raise ValueError(f"Rate per must be at most 366 days, got {self.per}")
 
     @property
     def per_ms(self) -> int:

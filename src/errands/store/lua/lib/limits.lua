@@ -75,7 +75,10 @@ end
 -- "c=1;r=10/1000;R=5/1000" -> {pc = 1, r = {{10, 1000}}, R = {{5, 1000}}}, or nil and why
 -- when a term is malformed (check every spec before the first write). Rates of one kind with
 -- the same window share a log field: they are merged (the lowest limit holds), so a start is
--- counted once.
+-- counted once. A window is at most LIM_MAX_PER ms (limits/spec.py's MAX_PER_MS, 366 days):
+-- a longer one failed PEXPIRE of the rate log after the first write (10^20 ms), and a count of
+-- more than 15 digits is not a whole number a double holds.
+local LIM_MAX_PER = 31622400000
 local function lim_spec(s)
   local L = {pc = 0, r = {}, R = {}}
   if s == '' then
@@ -87,8 +90,11 @@ local function lim_spec(s)
     if not kind then
       kind, a = string.match(term, '^(c)=(%d+)$')
     end
+    if kind and (#a > 15 or (b and #b > 15)) then
+      kind = nil
+    end
     a, b = tonumber(a), tonumber(b)
-    if not kind or a < 1 or (b and b < 1) then
+    if not kind or a < 1 or (b and (b < 1 or b > LIM_MAX_PER)) then
       return nil, 'malformed limits spec ' .. s .. ' (term ' .. term .. ')'
     end
     if kind == 'c' then
