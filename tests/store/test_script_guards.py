@@ -315,3 +315,33 @@ async def test_a_limiter_with_a_window_past_the_longest_takes_nothing(
     with pytest.raises(ResponseError, match="malformed rates"):
         await scripts.limiter("api", [(1, 10**20)])
     assert await snapshot(redis, namespace) == {}
+
+
+async def test_a_settle_re_sent_after_another_pool_fetched_the_job_answers_0_and_writes_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """Documented as harmless (lua/settle.lua): the caller only logs that it was not settled."""
+    keys, job_id = await running_job(redis, namespace)
+    scripts = Scripts(redis, keys)
+    s = Settle(job_id, "work", "requeue", keys.queue("work"), 1, 1, token="1")
+    assert await scripts.settle(POOL, s)  # its reply lost...
+    other = "p0000000000000002"
+    await scripts.heartbeat(other, b"{}", 60_000, mode="register")
+    fetched = await scripts.fetch(other, 0, 10, [("work", 0)])
+    assert fetched is not None and [f.id for f in fetched] == [job_id]
+    before = await snapshot(redis, namespace)
+    assert not await scripts.settle(POOL, s)  # ...and re-sent
+    assert await snapshot(redis, namespace) == before
+
+
+async def test_a_reap_re_sent_counts_0_and_writes_nothing(redis: Redis, namespace: str) -> None:
+    """Documented as harmless (lua/reap.lua): the counts feed the reaper's log and counters."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    row = await dead_pool_row(redis, namespace, scripts)
+    first = await scripts.reap("dead", 60_000, 5, b'"lost"', b'"malformed"', [row])
+    assert (first.requeued, first.drained) == (1, True)
+    before = await snapshot(redis, namespace)
+    again = await scripts.reap("dead", 60_000, 5, b'"lost"', b'"malformed"', [row])
+    assert (again.requeued, again.buried, again.cancelled, again.drained) == (0, 0, 0, True)
+    assert await snapshot(redis, namespace) == before

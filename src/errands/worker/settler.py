@@ -233,7 +233,8 @@ class Settler:
                     if not ok:
                         log.warning(
                             "%s %s: not settled (%s): this attempt no longer holds the job "
-                            "(taken back from this pool)",
+                            "(taken back from this pool; or settled by this very call, its "
+                            "reply lost and its re-send too late: the job was fetched since)",
                             s.name,
                             s.id,
                             s.mode,

@@ -17,6 +17,10 @@
 -- Returns the (1-based) indices of the jobs found already there (another job with the id is
 -- stored, an earlier job of this call has it, or the id's job ended recently); a job stored with
 -- this very envelope (this call's own earlier send) is not stored again either, but not listed.
+-- Once that job failed an attempt or ended, a re-send cannot tell it from another job's and
+-- lists it: its caller is told `existed`, which misleads it into no wrong action (the job was
+-- stored once, by the first send; nothing reads `existed` but the application, and
+-- docs/enqueueing.md says so).
 -- A key holding another type, or a malformed spec, fails the whole call before its first write
 -- (a script must not fail half-way), so a caller can re-send the other jobs alone.
 -- Reads and writes take one command per 1,000 jobs (HMGET, ZMSCORE, EXISTS; HSET, ZADD), but

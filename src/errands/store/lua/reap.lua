@@ -28,7 +28,9 @@
 -- Every ending is published (dead, cancelled, dropped for a destroy) and recorded in the
 -- history (dead, cancelled; attempt from the envelope, see lib/jobstate.lua).
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
--- is alive (left alone) else 0}.
+-- is alive (left alone) else 0}. A re-sent call (redis-py, after a lost reply) finds the
+-- entries gone and counts 0 of each: harmless, the counts only feed the reaper's log line and
+-- counters (the first call's work stands; drained is answered as it is now).
 --@include events
 --@include jobstate
 --@include dedup

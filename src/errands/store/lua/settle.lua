@@ -34,11 +34,13 @@
 -- (or drop): a job whose cancel was acknowledged never runs again.
 -- Returns 1 when settled, 0 when the job was not this attempt's any more (a zombie: its pool's
 -- lease was taken; or a stale attempt). A re-sent call (redis-py, after a lost reply) answers 1
--- as its first call did and writes nothing (see settled_before). An unknown mode, a number
--- that is not a whole one (is_int, is_whole: not nan, inf, 0x10, 1.5), too few KEYS or ARGV, a key of
--- another type or a seq that is not a counter (a requeue, a partition's turn, a dedup rerun or
--- a released workflow member INCR it after the first write) is an error before anything is
--- written.
+-- as its first call did and writes nothing (see settled_before); but once another pool has
+-- fetched the job since (a requeue, or a retry or snooze come due), a re-send without an error
+-- to recognise answers 0: harmless, the caller only logs that it was not settled (the first
+-- call's work stands, nothing is retried). An unknown mode, a number that is not a whole one
+-- (is_int, is_whole: not nan, inf, 0x10, 1.5), too few KEYS or ARGV, a key of another type or a
+-- seq that is not a counter (a requeue, a partition's turn, a dedup rerun or a released
+-- workflow member INCR it after the first write) is an error before anything is written.
 -- A job buried or cancelled is not trimmed from its set by its own call (its re-send finds it
 -- there; the next trim takes it).
 -- Several jobs in one call (the failed jobs of a batch, longwork/): ARGV[1] '{many}' (never a job
