@@ -19,6 +19,7 @@ from .luasource import lua_source
 from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle
 
 __all__ = [
+    "ACK_MAX",
     "Acked",
     "Arg",
     "FetchResult",
@@ -29,6 +30,8 @@ __all__ = [
     "Settle",
     "lua_source",
 ]
+
+ACK_MAX = 1000  # jobs per ack.lua call (it refuses more: its unpack() calls have a limit)
 
 
 def _limit_keys(k: Keys, name: str) -> list[str]:
@@ -233,7 +236,18 @@ class Scripts(AdminScripts):
         self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
     ) -> list[str]:
         """Acknowledge finished jobs; returns the ids refused by the fence (their attempt was
-        no longer this pool's: the job runs again, or ran, elsewhere)."""
+        no longer this pool's: the job runs again, or ran, elsewhere). At most ``ACK_MAX`` jobs
+        go in one script call (ack.lua refuses more): more are sent in several calls, in turn
+        (each idempotent on re-send: a call that fails is re-sent whole by the caller)."""
+        refused: list[str] = []
+        for start in range(0, len(done), ACK_MAX):
+            part = done[start : start + ACK_MAX]
+            refused += await self._ack(pool_id, part, wake, now_ms, history)
+        return refused
+
+    async def _ack(
+        self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
+    ) -> list[str]:
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
         keys += (k.stats, k.idle, k.history_data, k.checkins, k.listening, k.errors)

@@ -15,13 +15,13 @@ from ..aio import cancel_and_wait
 from ..clock import Clock, to_ms
 from ..logfmt import job_extra
 from ..store.connection import REDIS_ERRORS
-from ..store.scripts import Acked, Scripts
+from ..store.scripts import ACK_MAX, Acked, Scripts
 from ..workflows.store import WorkflowScripts
 
 __all__ = ["Acker"]
 
 log = logging.getLogger("errands.worker")
-MAX_BATCH = 1000
+MAX_BATCH = ACK_MAX  # jobs per ack call
 
 
 class Acker:
@@ -65,7 +65,7 @@ class Acker:
     async def flush(self) -> None:
         delay = 0.05
         while self.pending:
-            # at most MAX_BATCH per call (Lua's unpack() has a limit near 8,000)
+            # at most MAX_BATCH per call (ack.lua refuses more)
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             wake, self._wake = self._wake, False
             self.inflight = batch

@@ -24,22 +24,28 @@
 --           for the records; a large job's has its args omitted)
 -- Returns {jobs acknowledged, then the ids refused by the fence (not those of ended jobs: a
 -- re-sent call finds its own work done)}. A bad number (a count that does not fit the
--- arguments, a name index out of range, a TTL, start or attempt not whole) fails the call
--- before its first write.
+-- arguments, more than ACK_MAX jobs, a name index out of range, a TTL, start or attempt not
+-- whole) fails the call before its first write.
+-- Reads and writes take one command per 1,000 jobs (the attempts and envelopes read with HMGET,
+-- the history written with HSET and ZADD, `running` counted down once per name, the events'
+-- listeners read with HMGET), but for two per job: the in-progress entry's ZREM and the done
+-- record's SET. A job id given twice in one call is acknowledged once.
 --@include events
 --@include jobstate
 --@include dedup
 --@include workflows
 --@include limits
 --@include types
+--@include chunked
 local B = 25  -- the keys before the done records
+local ACK_MAX = 1000  -- jobs per call: lib/jobstate.lua's forget and tombstone unpack() them
 local n = tonumber(ARGV[6])
 -- every number checked before the first write (the job count against the arguments and keys)
-local names = is_whole(n) and n >= 0 and (#KEYS - B - n) / 5
+local names = is_whole(n) and n >= 0 and n <= ACK_MAX and (#KEYS - B - n) / 5
 if not (is_whole(names) and #ARGV == 7 + 10 * n and is_whole(tonumber(ARGV[4]))) then
-  return redis.error_reply('errands: ack: ' .. tostring(ARGV[6]) .. ' jobs do not fit '
-    .. #ARGV .. ' arguments and ' .. #KEYS .. ' keys, or bad time ' .. tostring(ARGV[4])
-    .. ': nothing acknowledged')
+  return redis.error_reply('errands: ack: ' .. tostring(ARGV[6]) .. ' jobs (at most '
+    .. ACK_MAX .. ') do not fit ' .. #ARGV .. ' arguments and ' .. #KEYS .. ' keys, or bad time '
+    .. tostring(ARGV[4]) .. ': nothing acknowledged')
 end
 for o = 8, 7 + 10 * n, 10 do
   local qi, ttl = tonumber(ARGV[o + 2]), tonumber(ARGV[o + 5])
@@ -69,12 +75,44 @@ if partitioned or workflows or deduped then
     return bad
   end
 end
+-- reads before the first write (a key of another type fails them cleanly): each job's attempt
+-- record (the fence), then the stored envelope of the jobs that pass it and need one
+local ids = {}
+for j = 0, n - 1 do
+  ids[j + 1] = ARGV[8 + j * 10]
+end
+local atts = read_chunked('HMGET', k.att, ids)
+local pass, seen, need = {}, {}, {}
+for j = 0, n - 1 do
+  local o = 8 + j * 10
+  local id = ids[j + 1]
+  if seen[id] then
+    pass[j] = 'again'  -- (given twice: the first is this call's)
+  elseif atts[j + 1] == ARGV[7] .. ':' .. ARGV[o + 7] then
+    pass[j] = true
+    if ARGV[o + 8] == '' then
+      need[#need + 1] = id
+    end
+  end
+  seen[id] = true
+end
+local stored = {}
+for i, env in ipairs(read_chunked('HMGET', k.jobs, need)) do
+  stored[need[i]] = env
+end
 -- the keys this call writes, by what it found (the done records are SET over any type; the
--- listening key is read with EXISTS/pcall): another type fails the call before its first write
-local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'SCARD', history and 'HLEN',
-  'HLEN', false, 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD', 'HLEN',
-  deduped and 'HLEN', 'HLEN', workflows and 'HLEN', deduped and 'HLEN', deduped and 'ZCARD',
-  false, partitioned and 'HLEN'}
+-- listening key is read with EXISTS/pcall; attempts, and jobs when an envelope was read, by
+-- the reads above; unique and unique_expiry only while some job holds a unique lock): another
+-- type fails the call before its first write
+local unique = redis.pcall('HLEN', k.uniqjob)
+if type(unique) == 'table' then
+  return redis.error_reply('WRONGTYPE ' .. k.uniqjob .. ' holds another type: nothing acknowledged')
+end
+k.unique = unique > 0
+local TYPES = {#need == 0 and 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'SCARD',
+  history and 'HLEN', 'HLEN', false, 'HLEN', 'HLEN', false, false, k.unique and 'HLEN',
+  k.unique and 'ZCARD', 'ZCARD', 'HLEN', deduped and 'HLEN', 'HLEN', workflows and 'HLEN',
+  deduped and 'HLEN', deduped and 'ZCARD', false, partitioned and 'HLEN'}
 local PER_NAME = {partitioned and 'HLEN', partitioned and 'ZCARD', partitioned and 'ZCARD'}
 local wrong = wrong_type(function(j)
   if j <= B then
@@ -99,65 +137,79 @@ end
 if wrong then
   return wrong
 end
+
+-- the compact record of a finished attempt (see docs/data-layout.md): envelope, result, began
+-- and ended ms, attempt; its id is in its key, its status is `finished`
+local function record(o, job)
+  return '{"j":' .. job .. ',"r":' .. ARGV[o + 3] .. ',"b":' .. ARGV[o + 4] .. ',"e":' .. now
+    .. ',"a":' .. ARGV[o + 6] .. '}'
+end
+
 local freed = false
 local queue_of = {}
-local done, refused, tombs = {}, {}, {}
+local done, refused, tombs, events = {}, {}, {}, {}
+local ran, name_of = {}, {}  -- name index -> jobs of it whose running slot goes back, name
+local hist, hist_of = {}, {}  -- history_data field/values; per name index, its score/members
 for j = 0, n - 1 do
   local o = 8 + j * 10
-  local id, name = ARGV[o], ARGV[o + 1]
-  if redis.call('HGET', k.att, id) == ARGV[7] .. ':' .. ARGV[o + 7] then
-    redis.call('HDEL', k.att, id)
+  local id, name, qi = ids[j + 1], ARGV[o + 1], tonumber(ARGV[o + 2])
+  if pass[j] == true then
     if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 1 then
-      redis.call('HINCRBY', KEYS[2], name, -1)
+      ran[qi], name_of[qi] = (ran[qi] or 0) + 1, name
       if partitioned then
-        local b = B + n + 2 * names + 3 * (tonumber(ARGV[o + 2]) - 1)
+        local b = B + n + 2 * names + 3 * (qi - 1)
         local P = {on = true, part = KEYS[25], seq = KEYS[24], prun = KEYS[b + 1],
           pq = KEYS[b + 2], pready = KEYS[b + 3]}
         freed = lim_release(P, id) or freed
       end
     end
     done[#done + 1] = id
-    queue_of[id] = KEYS[B + n + names + tonumber(ARGV[o + 2])]
+    queue_of[id] = KEYS[B + n + names + qi]
     local env = ARGV[o + 8]
     if env == '' then
-      env = redis.call('HGET', k.jobs, id)
+      env = stored[id]
     end
     if not env or tonumber(ARGV[o + 5]) < TOMB_MS then
       tombs[#tombs + 1] = id  -- no result record, or one that goes before a tombstone would
     end
     if env then
-      -- the compact record of a finished attempt (see docs/data-layout.md): envelope,
-      -- result, began and ended ms, attempt; its id is in its key, its status is `finished`
-      local function record(job)
-        return '{"j":' .. job .. ',"r":' .. ARGV[o + 3] .. ',"b":' .. ARGV[o + 4] .. ',"e":'
-          .. now .. ',"a":' .. ARGV[o + 6] .. '}'
-      end
       local ttl = tonumber(ARGV[o + 5])
       local henv = ARGV[o + 9]
       if ttl > 0 then
         -- the history holds this very record: the result record only names its attempt
         -- (trim_history.lua moves the record here before dropping it from the history)
         local shared = history and henv == ''
-        redis.call('SET', KEYS[B + 1 + j], shared and ARGV[o + 6] or record(env), 'PX', ttl)
+        redis.call('SET', KEYS[B + 1 + j], shared and ARGV[o + 6] or record(o, env), 'PX', ttl)
       end
       if history then
         local hk = id .. ':' .. ARGV[o + 6]
-        if henv == '' then henv = env end
-        redis.call('HSET', KEYS[8], hk, record(henv))
-        redis.call('ZADD', KEYS[B + n + tonumber(ARGV[o + 2])], now, hk)
+        hist[#hist + 1] = hk
+        hist[#hist + 1] = record(o, henv == '' and env or henv)
+        hist_of[qi] = hist_of[qi] or {}
+        hist_of[qi][#hist_of[qi] + 1] = now
+        hist_of[qi][#hist_of[qi] + 1] = hk
       end
     end
     if workflows then
       wf_end(KEYS[21], id, 'ok', ARGV[o + 3])
     end
     if listening then
-      ev_publish(KEYS[10], ARGV[3], id, '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}')
+      events[#events + 1] = id
+      events[id] = '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}'
     end
-  elseif not redis.call('ZSCORE', k.ended, id) and redis.call('EXISTS', KEYS[B + 1 + j]) == 0 then
+  elseif not pass[j] and not redis.call('ZSCORE', k.ended, id)
+      and redis.call('EXISTS', KEYS[B + 1 + j]) == 0 then
     refused[#refused + 1] = id  -- (an ended job, tombstone or result record: a re-sent ack)
   end
 end
 if #done > 0 then
+  for qi, count in pairs(ran) do
+    redis.call('HINCRBY', KEYS[2], name_of[qi], -count)
+  end
+  call_chunked('HSET', KEYS[8], hist)
+  for qi, members in pairs(hist_of) do
+    call_chunked('ZADD', KEYS[B + n + qi], members)
+  end
   if deduped then
     for _, id in ipairs(done) do
       dedup_ended(d, id, queue_of[id])
@@ -168,6 +220,9 @@ if #done > 0 then
     tombstone(k, tombs, redis_now())
   end
   redis.call('HINCRBY', KEYS[6], 'processed', #done)
+  if #events > 0 then
+    ev_publish_all(KEYS[10], ARGV[3], events)
+  end
   if (ARGV[2] == '1' or freed) and redis.call('SCARD', KEYS[7]) > 0 then
     redis.call('PUBLISH', ARGV[1], 'slot')
   end

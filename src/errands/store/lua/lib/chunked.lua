@@ -5,8 +5,22 @@
 local CHUNK = 1000
 
 -- redis.call(cmd, key, items[c], ..., items[e]) for each chunk of `items`; nothing when empty
+-- (flat pairs, field/value or score/member, stay whole: a chunk is an even count)
 local function call_chunked(cmd, key, items)
   for c = 1, #items, CHUNK do
     redis.call(cmd, key, unpack(items, c, math.min(c + CHUNK - 1, #items)))
   end
+end
+
+-- the replies of a read command over many members (HMGET, ...), 1,000 at a time, in one list
+-- (an absent member's reply is false, as redis.call gives it)
+local function read_chunked(cmd, key, items)
+  local out = {}
+  for c = 1, #items, CHUNK do
+    local got = redis.call(cmd, key, unpack(items, c, math.min(c + CHUNK - 1, #items)))
+    for i = 1, #got do
+      out[c + i - 1] = got[i]
+    end
+  end
+  return out
 end

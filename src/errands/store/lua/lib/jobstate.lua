@@ -46,7 +46,8 @@ local function release_unique(k, id)
 end
 
 -- every field of `ids` (their envelope included) goes; each leaves a tombstone at `now` (none
--- when `now` is nil: a job destroyed on request is forgotten entirely)
+-- when `now` is nil: a job destroyed on request is forgotten entirely). k.unique, when the
+-- caller knows it (true or false), says whether some job holds a unique lock (HLEN uniqjob).
 local function forget(k, ids, now)
   if #ids == 0 then return end
   for _, h in ipairs({k.jobs, k.prio, k.errors, k.recov, k.checkin, k.cancelreq, k.att, k.ckpt}) do
@@ -55,7 +56,11 @@ local function forget(k, ids, now)
   if k.part then
     redis.call('HDEL', k.part, unpack(ids))
   end
-  if redis.call('HLEN', k.uniqjob) > 0 then
+  local unique = k.unique
+  if unique == nil then
+    unique = redis.call('HLEN', k.uniqjob) > 0
+  end
+  if unique then
     for _, id in ipairs(ids) do
       release_unique(k, id)
     end
