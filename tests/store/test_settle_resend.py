@@ -173,7 +173,7 @@ async def test_a_requeue_freeing_a_partition_wakes_the_pools_once(
     redis: Redis, namespace: str
 ) -> None:
     """It published 'requeue', then 'settle' for the partition it freed: one wake-up is enough
-    (each idle pool fetched twice)."""
+    (each idle pool fetched twice). It now wakes one idle pool of the name, once."""
     keys = Keys(namespace)
     enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
     jobs = [await enqueuer.enqueue("work", {"i": i}, partition="eu") for i in range(2)]
@@ -182,17 +182,20 @@ async def test_a_requeue_freeing_a_partition_wakes_the_pools_once(
     fetched = await scripts.fetch(POOL, 1, 10, [("work", 0)], specs={"work": "c=1"})
     assert fetched is not None and [f.id for f in fetched] == [jobs[0].id]
     await redis.sadd(keys.idle, POOL)  # (as if another pool were idle)
+    await redis.zadd(keys.idle_for("work"), {POOL: -(10**15)})
     async with redis.pubsub() as pubsub:
         await pubsub.subscribe(keys.wake_channel)
-        assert (await pubsub.get_message(timeout=1))["type"] == "subscribe"
+        await pubsub.psubscribe(keys.pool_wake_channel("*"))
+        for _ in range(2):
+            assert (await pubsub.get_message(timeout=1))["type"] in ("subscribe", "psubscribe")
         f = fetched[0]
         s = Settle(f.id, "work", "requeue", keys.queue("work"), 5_000, 1, token=f.token)
         assert await scripts.settle(POOL, s)
         await redis.publish(keys.wake_channel, "end")  # (a marker after the settle's)
         heard = []
         while (message := await pubsub.get_message(timeout=1)) is not None:
-            heard.append(message["data"])
+            heard.append((message["channel"].decode(), message["data"]))
             if message["data"] == b"end":
                 break
-    assert heard == [b"requeue", b"end"]
+    assert heard == [(keys.pool_wake_channel(POOL), b"job"), (keys.wake_channel, b"end")]
     await assert_invariants(redis, namespace)

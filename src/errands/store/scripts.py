@@ -297,7 +297,7 @@ class Scripts(AdminScripts):
         keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
         keys += (k.cancelled, *self._state(), k.dedup, k.dedup_of_job, k.workflow_of)
         keys += (k.dedup_next, k.dedup_reruns, k.queue(s.name), k.partitions)
-        keys += (*_limit_keys(k, s.name), k.pools, k.rate_log(s.name))
+        keys += (*_limit_keys(k, s.name), k.pools, k.rate_log(s.name), k.idle_for(s.name))
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)

@@ -14,6 +14,7 @@
 -- KEYS[30] partitions   KEYS[31] partitions running of the job name   KEYS[32] its partition
 -- queue   KEYS[33] its partitions ready (see lib/limits.lua)   KEYS[34] pools
 -- KEYS[35] its rate log (read and written only with ARGV[21])
+-- KEYS[36] the idle pools of the job name (lib/wake.lua; absent: every idle pool is woken)
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] mode: retry | later | dead | drop | requeue | cancelled
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] due ms (retry, later), time of death ms (dead),
 --         or queue score to go back to (requeue; 0 = behind the jobs waiting, 'head' = ahead of
@@ -41,6 +42,8 @@
 -- (is_int, is_whole: not nan, inf, 0x10, 1.5), too few KEYS or ARGV, a key of another type or a
 -- seq that is not a counter (a requeue, a partition's turn, a dedup rerun or a released
 -- workflow member INCR it after the first write) is an error before anything is written.
+-- Wakes one idle pool serving the job's name (a slot, a partition or the job itself on its
+-- queue is free; lib/wake.lua), not every idle pool.
 -- A job buried or cancelled is not trimmed from its set by its own call (its re-send finds it
 -- there; the next trim takes it).
 -- Several jobs in one call (the failed jobs of a batch, longwork/): ARGV[1] '{many}' (never a job
@@ -54,6 +57,7 @@
 --@include workflows
 --@include limits
 --@include types
+--@include wake
 local MODES = {retry = 1, later = 1, dead = 1, drop = 1, requeue = 1, cancelled = 1}
 
 -- an error message for ARGV that cannot be settled (checked before any write), else nil
@@ -259,7 +263,9 @@ if mode == 'dead' or mode == 'drop' or mode == 'cancelled' then  -- its life end
   if mode == 'cancelled' or destroyed then outcome = 'cancelled' end
   wf_end(KEYS[26], id, outcome, ARGV[6])
 end
-if redis.call('SCARD', KEYS[9]) > 0 then  -- once: a slot, a partition or a job (requeue) free
+if KEYS[36] then  -- once: a slot, a partition or a job (requeue) free
+  wake_one(KEYS[36], ARGV[9] .. ':', false)
+elseif redis.call('SCARD', KEYS[9]) > 0 then
   redis.call('PUBLISH', ARGV[9], mode == 'requeue' and 'requeue' or 'settle')
 end
 return 1
@@ -271,7 +277,7 @@ end
 local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD',
   'HLEN', 'ZCARD', false, false, 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'ZCARD',
   'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
-  'ZCARD', 'ZCARD', 'HLEN'}
+  'ZCARD', 'ZCARD', 'HLEN', 'ZCARD'}
 local function wrong_types(nk, mode_of)
   return wrong_type(function(j)
     local at = (j - 1) % nk + 1
