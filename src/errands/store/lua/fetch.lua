@@ -127,14 +127,26 @@ if isolate > 0 and redis.call('HLEN', KEYS[10]) == 0 then
   isolate = 0
 end
 
--- take job `id` (its envelope `env`, popped with `score`) from queue i into this pool
+-- the attempt records and in-progress entries of the jobs taken, written by flush_taken() with
+-- one HSET and one ZADD per 1,000 (before anything reads them again)
+local taken_att, taken_run = {}, {}
+local function flush_taken()
+  call_chunked('HSET', KEYS[12], taken_att)
+  call_chunked('ZADD', KEYS[3], taken_run)
+  taken_att, taken_run = {}, {}
+end
+
+-- take job `id` (its envelope `env`, popped with `score`) from queue i into this pool (its
+-- attempt record and in-progress entry pending until flush_taken())
 local function take(i, name, id, env, score, suspect)
   if not token then
     token = tostring(redis.call('INCR', KEYS[13]))
     out[2] = token
   end
-  redis.call('HSET', KEYS[12], id, pool .. ':' .. token)
-  redis.call('ZADD', KEYS[3], ARGV[2], id .. ':' .. name)
+  taken_att[#taken_att + 1] = id
+  taken_att[#taken_att + 1] = pool .. ':' .. token
+  taken_run[#taken_run + 1] = ARGV[2]
+  taken_run[#taken_run + 1] = id .. ':' .. name
   out[#out + 1] = i
   out[#out + 1] = id
   out[#out + 1] = env
@@ -195,6 +207,7 @@ for i = 1, nq do
         got, per = lim_serve(P, L, room, now, runnable, function(id, env, score)
           local suspect = suspect_of(id)
           take(i, name, id, env, score, suspect)
+          flush_taken()  -- (runnable() reads the attempts)
           suspects = suspects + suspect
         end, note)
       end
@@ -206,12 +219,22 @@ for i = 1, nq do
     -- of the last entry it looked at.
     local function look(window)
       local drop, kept, parted, last = {}, 0, false, false
+      local ids = {}
+      for j = 1, #window, 2 do
+        ids[#ids + 1] = window[j]
+      end
+      -- one HMGET each for the window's partitions, envelopes and attempts (entries are
+      -- distinct ids; what this window takes is written by flush_taken() before the next reads)
+      local parts = partitioned and read_chunked('HMGET', KEYS[14], ids) or {}
+      local envs = read_chunked('HMGET', KEYS[1], ids)
+      local atts = read_chunked('HMGET', KEYS[12], ids)
       for j = 1, #window, 2 do
         if got >= room then break end
+        local x = (j + 1) / 2
         local id = window[j]
         last = window[j + 1]
-        local by_partition = partitioned and redis.call('HEXISTS', KEYS[14], id) == 1
-        local env = not by_partition and runnable(id)
+        local by_partition = parts[x]
+        local env = not by_partition and not atts[x] and envs[x]
         if by_partition then
           kept, parted = kept + 1, true
         elseif not env then
@@ -228,6 +251,7 @@ for i = 1, nq do
           end
         end
       end
+      flush_taken()
       call_chunked('ZREM', q, drop)
       return kept, parted, last
     end
