@@ -172,11 +172,14 @@ end
 for qi in pairs(named) do
   redis.call('SADD', KEYS[4], ARGV[4 + qi])
 end
-if listening then
+if listening then  -- (one HMGET of the listeners per 1,000 jobs: lib/events.lua)
+  local events = {}
   for _, i in ipairs(new) do
-    local name = ARGV[4 + specs[i][1]]
-    ev_publish(KEYS[6], ARGV[3], ARGV[I + i], '{"event":"enqueued","id":"' .. ARGV[I + i] .. '","name":"' .. name .. '"}')
+    local id, name = ARGV[I + i], ARGV[4 + specs[i][1]]
+    events[#events + 1] = id
+    events[id] = '{"event":"enqueued","id":"' .. id .. '","name":"' .. name .. '"}'
   end
+  ev_publish_all(KEYS[6], ARGV[3], events)
 end
 if next(ready) and (m == 1 or redis.call('SCARD', KEYS[5]) > 0) then
   local now = false
