@@ -12,6 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ..limits.spec import has_rate
+from .ackcall import ACK_MAX, ack_request, limit_keys
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .bulk import Columns, enqueue_request, job_spec
 from .keys import Keys
@@ -30,14 +31,6 @@ __all__ = [
     "Settle",
     "lua_source",
 ]
-
-ACK_MAX = 1000  # jobs per ack.lua call (it refuses more: its unpack() calls have a limit)
-
-
-def _limit_keys(k: Keys, name: str) -> list[str]:
-    """The keys of a job name that freeing a partitioned job's slot touches (lib/limits.lua):
-    partitions running, partition queue, partitions ready."""
-    return [k.partitions_running(name), k.partition_queue(name), k.partitions_ready(name)]
 
 
 class Scripts(AdminScripts):
@@ -241,33 +234,12 @@ class Scripts(AdminScripts):
         (each idempotent on re-send: a call that fails is re-sent whole by the caller)."""
         refused: list[str] = []
         for start in range(0, len(done), ACK_MAX):
-            part = done[start : start + ACK_MAX]
-            refused += await self._ack(pool_id, part, wake, now_ms, history)
+            request = ack_request(
+                self.keys, pool_id, done[start : start + ACK_MAX], wake, now_ms, history
+            )
+            _acked, *ids = await self._call("ack", *request)
+            refused += (r.decode() if isinstance(r, bytes) else str(r) for r in ids)
         return refused
-
-    async def _ack(
-        self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
-    ) -> list[str]:
-        k = self.keys
-        keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
-        keys += (k.stats, k.idle, k.history_data, k.checkins, k.listening, k.errors)
-        keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
-        keys += (k.ended, k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
-        keys += (k.dedup_next, k.dedup_reruns, k.seq, k.partitions)
-        args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
-        args += ("1" if history else "0", len(done), pool_id)
-        index: dict[str, int] = {}
-        for a in done:
-            keys.append(k.done(a.id))
-            i = index.setdefault(a.name, len(index) + 1)
-            args += (a.id, a.name, i, a.result, a.started_ms, a.ttl_ms, a.attempt, a.token)
-            args += (a.envelope_json, a.history_json)
-        keys += (k.history_of(name) for name in index)
-        keys += (k.queue(name) for name in index)
-        for name in index:
-            keys += _limit_keys(k, name)
-        _acked, *refused = await self._call("ack", keys, args)
-        return [r.decode() if isinstance(r, bytes) else str(r) for r in refused]
 
     async def settle(self, pool_id: str, s: Settle) -> bool:
         """Retry, bury, drop, cancel or requeue one job."""
@@ -297,7 +269,7 @@ class Scripts(AdminScripts):
         keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
         keys += (k.cancelled, *self._state(), k.dedup, k.dedup_of_job, k.workflow_of)
         keys += (k.dedup_next, k.dedup_reruns, k.queue(s.name), k.partitions)
-        keys += (*_limit_keys(k, s.name), k.pools, k.rate_log(s.name), k.idle_for(s.name))
+        keys += (*limit_keys(k, s.name), k.pools, k.rate_log(s.name), k.idle_for(s.name))
         args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
         args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
         args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
@@ -399,7 +371,7 @@ class Scripts(AdminScripts):
         for member, id, name in members:
             if name and name not in index:
                 index[name] = len(index) + 1
-                keys += (k.queue(name), *_limit_keys(k, name))
+                keys += (k.queue(name), *limit_keys(k, name))
             args += (member, id, name, index.get(name, 0))
         keys += (k.history_of(name) for name in index)
         requeued, buried, removed, cancelled, alive = await self._call("reap", keys, args)

@@ -1,0 +1,44 @@
+"""The KEYS and ARGV of an ``ack.lua`` call (see :meth:`Scripts.ack <.scripts.Scripts.ack>`),
+and the keys of a job name that freeing a partitioned job's slot touches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .adminscripts import Arg
+from .keys import Keys
+from .records import Acked
+
+__all__ = ["ACK_MAX", "ack_request", "limit_keys"]
+
+ACK_MAX = 1000  # jobs per ack.lua call (it refuses more: its unpack() calls have a limit)
+
+
+def limit_keys(k: Keys, name: str) -> list[str]:
+    """The keys of a job name that freeing a partitioned job's slot touches (lib/limits.lua):
+    partitions running, partition queue, partitions ready."""
+    return [k.partitions_running(name), k.partition_queue(name), k.partitions_ready(name)]
+
+
+def ack_request(
+    k: Keys, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
+) -> tuple[list[str], list[Arg]]:
+    """The KEYS and ARGV of one ack call of ``done`` (at most ACK_MAX jobs)."""
+    keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
+    keys += (k.stats, k.idle, k.history_data, k.checkins, k.listening, k.errors)
+    keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
+    keys += (k.ended, k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
+    keys += (k.dedup_next, k.dedup_reruns, k.seq, k.partitions)
+    args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
+    args += ("1" if history else "0", len(done), pool_id)
+    index: dict[str, int] = {}
+    for a in done:
+        keys.append(k.done(a.id))
+        i = index.setdefault(a.name, len(index) + 1)
+        args += (a.id, a.name, i, a.result, a.started_ms, a.ttl_ms, a.attempt, a.token)
+        args += (a.envelope_json, a.history_json)
+    keys += (k.history_of(name) for name in index)
+    keys += (k.queue(name) for name in index)
+    for name in index:
+        keys += limit_keys(k, name)
+    return keys, args
