@@ -345,3 +345,38 @@ async def test_a_reap_re_sent_counts_0_and_writes_nothing(redis: Redis, namespac
     again = await scripts.reap("dead", 60_000, 5, b'"lost"', b'"malformed"', [row])
     assert (again.requeued, again.buried, again.cancelled, again.drained) == (0, 0, 0, True)
     assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize("part", ["res", "linger"])
+async def test_a_workflow_cancel_meeting_a_bad_key_of_its_run_cancels_nothing(
+    redis: Redis, namespace: str, part: str
+) -> None:
+    """wf_cancel.lua noted its reply and marked the run cancelled, then raised ending b: its
+    re-send answered 1 from the reply key, and b waited for ever."""
+    keys = Keys(namespace)
+    await a_chain(redis, namespace)
+    if part == "linger":
+        await redis.hset(keys.workflow("w1"), "linger", "soon")
+        await redis.hdel(keys.workflow_of, "w1.a")  # (a ended: b is the last open member)
+        await redis.srem(keys.workflow("w1", "open"), "a")
+    else:
+        await redis.delete(keys.workflow("w1", part))
+        await redis.set(keys.workflow("w1", part), "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="nothing cancelled"):
+        await WorkflowScripts(redis, keys).cancel("w1", ["b"], "c1")
+    assert await snapshot(redis, namespace) == before
+
+
+async def test_a_trim_set_meeting_a_key_of_another_type_trims_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """trim_set.lua took the jobs out of the set, then raised forgetting them."""
+    keys = Keys(namespace)
+    await redis.zadd(keys.dead, {"j1": 1})
+    await redis.hset(keys.jobs, "j1", b"{}")
+    await redis.set(keys.errors, "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="nothing trimmed"):
+        await Scripts(redis, keys).trim_set(keys.dead, 10, 0)
+    assert await snapshot(redis, namespace) == before

@@ -10,13 +10,20 @@
 -- there 10 minutes, and its re-send (redis-py, after a lost reply) answers 1 from it, doing
 -- nothing (the run it finished is no longer running)
 -- ARGV[1] run id   ARGV[2..] nodes waiting for their dependencies
--- Returns 1, or 0 when the run is not running (finished, lingering or unknown).
+-- Returns 1, or 0 when the run is not running (finished, lingering or unknown). A key of the
+-- run or of the namespace that lib/workflows.lua writes of another type (seq not a counter, a
+-- linger that is not a whole number: wf_unfit) fails the call before its first write: it
+-- raised after noting its reply, and its re-send answered 1, the members never ended.
 --@include workflows
 if redis.call('EXISTS', KEYS[3]) == 1 then
   return 1
 end
 if redis.call('HGET', KEYS[2], 'status') ~= 'running' then
   return 0
+end
+local wrong = wf_unfit(KEYS[1], ARGV[1], 'nothing cancelled')
+if wrong then
+  return wrong
 end
 redis.call('SET', KEYS[3], '1', 'PX', 600000)
 redis.call('HSET', KEYS[2], 'cancel', '1')
