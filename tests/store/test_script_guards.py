@@ -138,25 +138,21 @@ async def test_a_cancel_meeting_a_bad_key_cancels_nothing(
     assert await snapshot(redis, namespace) == before
 
 
-@pytest.mark.parametrize("part", ["res", "open", "linger"])
+@pytest.mark.parametrize("part", ["res", "open"])
 async def test_an_end_meeting_a_bad_key_of_its_run_settles_nothing(
     redis: Redis, namespace: str, part: str
 ) -> None:
     """lib/workflows.lua writes a run's keys, which no script declares: a settle buried the
-    member, then raised in wf_end (a `res` or `open` of another type, a linger that PEXPIRE
-    refuses): the member dead, its run never told (b waiting for ever)."""
+    member, then raised in wf_end (a `res` or `open` of another type): the member dead, its run
+    never told (b waiting for ever)."""
     keys = Keys(namespace)
     a, _b = await a_chain(redis, namespace)
     await redis.zadd(keys.pools, {POOL: 1})
     assert await redis.zrem(keys.queue("work"), a) == 1
     await redis.zadd(keys.in_progress(POOL), {f"{a}:work": 1})
     await redis.hset(keys.attempts, a, f"{POOL}:1")
-    if part == "linger":
-        await redis.hset(keys.workflow("w1"), "linger", "soon")
-        await redis.hset(keys.workflow("w1", "nodes"), "b", b'{"n":"work","f":"fail"}')
-    else:
-        await redis.delete(keys.workflow("w1", part))
-        await redis.set(keys.workflow("w1", part), "x")
+    await redis.delete(keys.workflow("w1", part))
+    await redis.set(keys.workflow("w1", part), "x")
     before = await snapshot(redis, namespace)
     s = Settle(a, "work", "dead", keys.dead, 1, 1, score_ms=1, error=b'{"e":1}', token="1")
     with pytest.raises(ResponseError, match="nothing settled"):
@@ -347,21 +343,16 @@ async def test_a_reap_re_sent_counts_0_and_writes_nothing(redis: Redis, namespac
     assert await snapshot(redis, namespace) == before
 
 
-@pytest.mark.parametrize("part", ["res", "linger"])
 async def test_a_workflow_cancel_meeting_a_bad_key_of_its_run_cancels_nothing(
-    redis: Redis, namespace: str, part: str
+    redis: Redis, namespace: str
 ) -> None:
-    """wf_cancel.lua noted its reply and marked the run cancelled, then raised ending b: its
-    re-send answered 1 from the reply key, and b waited for ever."""
+    """wf_cancel.lua noted its reply and marked the run cancelled, then raised ending b (a
+    `res` of another type): its re-send answered 1 from the reply key, and b waited for
+    ever."""
     keys = Keys(namespace)
     await a_chain(redis, namespace)
-    if part == "linger":
-        await redis.hset(keys.workflow("w1"), "linger", "soon")
-        await redis.hdel(keys.workflow_of, "w1.a")  # (a ended: b is the last open member)
-        await redis.srem(keys.workflow("w1", "open"), "a")
-    else:
-        await redis.delete(keys.workflow("w1", part))
-        await redis.set(keys.workflow("w1", part), "x")
+    await redis.delete(keys.workflow("w1", "res"))
+    await redis.set(keys.workflow("w1", "res"), "x")
     before = await snapshot(redis, namespace)
     with pytest.raises(ResponseError, match="nothing cancelled"):
         await WorkflowScripts(redis, keys).cancel("w1", ["b"], "c1")

@@ -11,7 +11,7 @@ from ..backoff import RetryOptions
 from ..errors import WorkflowError
 from ..job import Job
 from ..store.keys import check_job_id
-from .graph import Callback, Node, Workflow
+from .graph import MAX_LINGER, Callback, Node, Workflow
 from .members import member_id, member_row, spec_json
 from .run import WorkflowRun
 from .store import WorkflowScripts
@@ -68,8 +68,8 @@ class EnqueuerFactory:
 async def store_workflow(enqueuer: _Enqueuer, wf: Workflow) -> WorkflowRun:
     """Validate ``wf`` and store it as one run, in one script: all or nothing."""
     run_id = check_job_id(wf.id) if wf.id is not None else uuid.uuid4().hex
-    if not wf.linger > 0:
-        raise WorkflowError(f"linger must be > 0 seconds, got {wf.linger!r}")
+    if not 0 < wf.linger <= MAX_LINGER:
+        raise WorkflowError(f"linger must be > 0 seconds and at most 366 days, got {wf.linger!r}")
     order = wf.ordered()
     factory = EnqueuerFactory(enqueuer)
     members = []

@@ -31,6 +31,7 @@ __all__ = [
 Policy = Literal["fail", "ignore", "continue"]
 POLICIES: tuple[str, ...] = get_args(Policy)
 DEFAULT_LINGER = 24 * 3600.0  # seconds a finished run's keys (and members' results) are kept
+MAX_LINGER = 366 * 86400.0  # (lib/workflows.lua's WF_MAX_LINGER: PEXPIRE refused 10^20 ms)
 # node ids: the rules of job names, without the edge separators '<', '>' and the '!' of callbacks
 _NODE_ID = re.compile(r'[^\s"\\{}:<>!\x00-\x1f\x7f]{1,120}')
 

@@ -12,8 +12,9 @@
 --           envelope, spec JSON; then two per edge: parent node, child node; then three per
 --           callback: on_success | on_failure, envelope, spec JSON
 -- Returns 1 when stored, 0 when the run exists already; an error, before any write, when the
--- arguments do not fit (counts or linger not whole numbers, 'nan' and 'inf' included, a
--- priority not whole in -1000..1000) or seq is not a counter.
+-- arguments do not fit (counts not whole numbers, 'nan' and 'inf' included, a linger not a
+-- whole number of ms in 1..366 days, a priority not whole in -1000..1000), a key of another
+-- type, or seq is not a counter.
 --@include workflows
 --@include types
 if redis.call('EXISTS', KEYS[7]) == 1 then
@@ -22,9 +23,8 @@ end
 local run = ARGV[1]
 local W = wf_keys(KEYS[6], run)
 local n, e, c = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local linger = tonumber(ARGV[3])
-if not (is_whole(n) and is_whole(e) and is_whole(c) and is_whole(linger)) or n < 0 or e < 0
-    or c < 0 or linger < 0 or #ARGV ~= 6 + 6 * n + 2 * e + 3 * c then
+if not (is_whole(n) and is_whole(e) and is_whole(c) and wf_linger_ok(ARGV[3])) or n < 0 or e < 0
+    or c < 0 or #ARGV ~= 6 + 6 * n + 2 * e + 3 * c then
   return redis.error_reply('errands: wf_enqueue: counts, linger or arguments do not fit')
 end
 for i = 1, n do
@@ -33,7 +33,11 @@ for i = 1, n do
       .. ' is not a whole number in -1000..1000: ' .. ARGV[6 + 6 * (i - 1) + 4])
   end
 end
-local bad = not_counter(KEYS[3], 'no workflow run was stored')
+local TYPES = {'HLEN', 'HLEN', false, 'SCARD', 'SCARD', 'HLEN', 'HLEN', 'SCARD', 'ZCARD', 'ZCARD',
+  'HLEN', 'HLEN', 'HLEN'}  -- then the queues; seq: a counter (below)
+local bad = wrong_type(function(j) return j > #TYPES and 'ZCARD' or TYPES[j] end,
+  'no workflow run was stored')
+  or wf_unfit(KEYS[6], nil, 'no workflow run was stored')
 if bad then
   return bad
 end

@@ -32,6 +32,15 @@
 -- dependents one member's end walks in its script (the rest: the work list), and that one
 -- script call walks at most (an ack of many members; a wf_cascade.lua call)
 local WF_STEP, WF_CALL = 200, 1000
+-- the longest linger (ms; workflows/graph.py's MAX_LINGER, 366 days): wf_enqueue refuses a
+-- longer one, and wf_finish reads a stored linger that is not a whole number up to it (data of
+-- an older version, or written by hand) as the default, 24 h: PEXPIRE refused 10^20 ms after
+-- the first write of the script that ended the run's last member
+local WF_MAX_LINGER, WF_LINGER = 31622400000, '86400000'
+local function wf_linger_ok(s)
+  return type(s) == 'string' and #s <= 11 and string.match(s, '^%d+$') ~= nil
+    and tonumber(s) >= 1 and tonumber(s) <= WF_MAX_LINGER
+end
 local WF_WALKED = {0}  -- walked so far in this script call
 local WF_EDGES = {0}  -- in edges of members ended while they waited, removed in this call
 
@@ -71,8 +80,8 @@ end
 
 -- the keys this lib writes that no script declares (built from the prefix: the namespace's, and
 -- run `run`'s when given), checked before a script's first write, as lib/types.lua checks its
--- KEYS: an error reply naming the first of another type (seq: not a counter; the run's linger:
--- not a whole number), saying `outcome`; nil when all fit (`run_only`: the run's keys only). The queues of the members a walk
+-- KEYS: an error reply naming the first of another type (seq: not a counter), saying
+-- `outcome`; nil when all fit (`run_only`: the run's keys only). The queues of the members a walk
 -- releases are not known before it: wf_queue checks them, and parks a member it cannot queue.
 local WF_NS = {seq = 'GET', jobs = 'HLEN', prio = 'HLEN', names = 'SCARD', idle = 'SCARD',
   part = 'HLEN', wfwork = 'ZCARD', wfexp = 'ZCARD', wfidx = 'ZCARD', dead = 'ZCARD',
@@ -104,10 +113,6 @@ local function wf_unfit(wfof, run, outcome, run_only)
     if e then
       return e
     end
-  end
-  local linger = redis.call('HGET', W.meta, 'linger')
-  if linger and not (#linger <= 15 and string.match(linger, '^%d+$')) then
-    return redis.error_reply('errands: ' .. W.meta .. ' has linger ' .. linger .. ': ' .. outcome)
   end
 end
 
@@ -226,7 +231,10 @@ local function wf_finish(W)
     end
   end
   redis.call('DEL', W.env, W.inn)
-  local linger = redis.call('HGET', W.meta, 'linger') or '86400000'
+  local linger = redis.call('HGET', W.meta, 'linger')
+  if not wf_linger_ok(linger) then
+    linger = WF_LINGER
+  end
   for _, key in ipairs({W.meta, W.open, W.out, W.nodes, W.res}) do
     redis.call('PEXPIRE', key, linger)
   end
