@@ -19,9 +19,10 @@ local function lim_entry(p, score, id)
 end
 
 -- the first ready job of partition p: its index entry, id and queue score (nil when none);
--- with n = 2 also whether another entry follows it
-local function lim_head(pq, p, n)
-  local es = redis.call('ZRANGEBYLEX', pq, '[' .. p .. '\0', '(' .. p .. '\1', 'LIMIT', 0, n or 1)
+-- with n = 2 also whether another entry follows it; `skip`: entries of p passed over first
+local function lim_head(pq, p, n, skip)
+  local es = redis.call('ZRANGEBYLEX', pq, '[' .. p .. '\0', '(' .. p .. '\1', 'LIMIT', skip or 0,
+    n or 1)
   local e = es[1]
   if not e then
     return nil
@@ -52,6 +53,13 @@ local function lim_queued(P, id, score, p)
   lim_ready(P, p)
 end
 
+-- one running job of partition p less (its count dropped at 0)
+local function lim_unrun(P, p)
+  if redis.call('HINCRBY', P.prun, p, -1) <= 0 then
+    redis.call('HDEL', P.prun, p)
+  end
+end
+
 -- a job left the running jobs (call it behind its in-progress edge only): free its partition's
 -- slot and give the partition a turn again when it has ready jobs. True when it got one.
 local function lim_release(P, id)
@@ -62,9 +70,7 @@ local function lim_release(P, id)
   if not p then
     return false
   end
-  if redis.call('HINCRBY', P.prun, p, -1) <= 0 then
-    redis.call('HDEL', P.prun, p)
-  end
+  lim_unrun(P, p)
   if not redis.call('ZSCORE', P.pready, p) and lim_head(P.pq, p) then
     redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)
     return true
@@ -374,6 +380,13 @@ local function lim_serve(P, L, room, now, runnable, take, note)
   -- turns for the partitions sent to the back, taken from `seq` a block at a time
   local turn, turns_left = 0, 0
   local gone = {}  -- queue entries taken or dropped here, removed from the queue in one call
+  -- their index entries, removed from the partition queue at the end (in one call per 1,000);
+  -- until then each partition's head is looked for past those of it passed here
+  local pq_gone, passed = {}, {}
+  local function pass(p, e)
+    pq_gone[#pq_gone + 1] = e
+    passed[p] = (passed[p] or 0) + 1
+  end
   while got < room and budget > 0 do
     budget = budget - 1
     if f > #front then
@@ -384,7 +397,7 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     if not p then
       break
     end
-    local e, id, score, more = lim_head(P.pq, p, 2)
+    local e, id, score, more = lim_head(P.pq, p, 2, passed[p])
     if not e then
       redis.call('ZREM', P.pready, p)  -- drained
     else
@@ -395,24 +408,32 @@ local function lim_serve(P, L, room, now, runnable, take, note)
       if not env then
         -- a stale entry (the job left the queue), or a job gone or running: dropped, as the
         -- plain fetch drops such queue entries
-        redis.call('ZREM', P.pq, e)
+        pass(p, e)
         if queued then
           gone[#gone + 1] = id
         end
         f = f - 1  -- the partition stays at the front: look at it again
-      elseif L.pc > 0 and tonumber(redis.call('HGET', P.prun, p) or '0') >= L.pc then
+      -- its running count taken first (one command, not a read then a write), given back when
+      -- a limit holds the job
+      elseif L.pc > 0 and redis.call('HINCRBY', P.prun, p, 1) > L.pc then
+        lim_unrun(P, p)
         redis.call('ZREM', P.pready, p)  -- busy: lim_release gives it a turn again
       else
         free = lim_part_free(P, L, p, now)
         if free > 0 then
+          if L.pc > 0 then
+            lim_unrun(P, p)
+          end
           redis.call('ZREM', P.pready, p)
           redis.call('ZADD', P.pwait, free, p)
           note(free)
         else
           gone[#gone + 1] = id
-          redis.call('ZREM', P.pq, e)
+          pass(p, e)
           take(id, env, score)
-          redis.call('HINCRBY', P.prun, p, 1)
+          if L.pc == 0 then
+            redis.call('HINCRBY', P.prun, p, 1)
+          end
           for _, r in ipairs(L.R) do
             lim_started(P, r[2] .. ':' .. p, r[1], r[2], now, 1)
           end
@@ -432,6 +453,7 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     end
   end
   call_chunked('ZREM', P.q, gone)
+  call_chunked('ZREM', P.pq, pq_gone)
   local head = redis.call('ZRANGE', P.pwait, 0, 0, 'WITHSCORES')
   if head[2] then
     note(tonumber(head[2]))
