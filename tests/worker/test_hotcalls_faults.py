@@ -1,6 +1,7 @@
 """The held fetch connection (store/hotcalls.py) when it fails: a fetch whose reply was lost
-has its jobs looked for at once, and a connection to a master demoted to a replica (READONLY,
-a Sentinel failover) is given up instead of refusing every fetch."""
+has its jobs looked for at once, a connection to a master demoted to a replica (READONLY,
+a Sentinel failover) is given up instead of refusing every fetch, and one that times out takes
+the held ack connection with it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errands import Enqueuer, Job, WorkerPool
 from errands.store.hotcalls import WorkerScripts
@@ -96,5 +98,51 @@ async def test_a_held_connection_to_a_demoted_master_is_given_up(
         await Enqueuer(redis, namespace=namespace).enqueue("a", {})
         await asyncio.wait_for(ran.wait(), 10)
         assert held._conn is not old
+    finally:
+        await pool.stop()
+
+
+async def test_a_held_connection_that_times_out_takes_the_other_with_it(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The held fetch connection times out (a black-holed path): the held ack connection,
+    which went the same way, is given up with it, so the next ack connects anew instead of
+    waiting a second socket timeout. (In CI the jobs a black hole held up ended after their
+    own calls' timeout, and their ack was the first call on the held ack connection since the
+    fault: acknowledged after 30 s, two timeouts, not 15 s.)"""
+    ran = asyncio.Event()
+    pool = await started_pool(redis, namespace, ran)
+    try:
+        worker = pool.worker
+        assert worker is not None and isinstance(worker.scripts, WorkerScripts)
+        scripts = worker.scripts
+        held_fetch, held_ack = scripts.pinned["fetch"], scripts.pinned["ack"]
+        enqueuer = Enqueuer(redis, namespace=namespace)
+        await enqueuer.enqueue("a", {}, job_id="before")
+
+        async def acked(n: int) -> bool:
+            return worker.processed == n and worker.acker.idle and held_ack._link is not None
+
+        await eventually(lambda: acked(1), 10, "the first job acked on the held connection")
+        old = held_ack._link
+        assert old is not None and old.broken is None
+        call = PinnedScript.__call__
+        timed_out: list[bool] = []
+
+        async def black_holed(self: PinnedScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+            if self is held_fetch and not timed_out:
+                timed_out.append(True)
+                raise RedisTimeoutError("Timeout reading from the pinned connection")
+            return await call(self, keys, args)
+
+        monkeypatch.setattr(PinnedScript, "__call__", black_holed)
+        ran.clear()
+        await enqueuer.enqueue("a", {}, job_id="after")
+        await asyncio.wait_for(ran.wait(), 10)  # fetched the general way
+        await eventually(lambda: acked(2), 10, "the second job acked")
+        assert timed_out and scripts.fallbacks == 1  # the ack did not fall back: not sent
+        assert old.broken is not None  # on the old connection, given up with the fetch's
+        assert held_ack._link is not old
+        await enqueuer.aclose()
     finally:
         await pool.stop()

@@ -60,13 +60,21 @@ class WorkerScripts(Scripts):
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 self.fallbacks += 1  # the general path reconnects and retries; a fetch may
                 self.lost_reply = self.lost_reply or name == "fetch"  # have run: its jobs
-                await self._drop_idle()  # are looked for (worker/fetching.py)
+                await self._drop_others(pinned)  # are looked for (worker/fetching.py)
         return await super()._call(name, keys, args)
 
-    async def _drop_idle(self) -> None:
-        """The held connection broke or timed out: the pool's idle connections went the same
-        way (a black-holed or reset path), so they reconnect on their next use instead of the
-        fallback waiting a second socket timeout on one of them."""
+    async def _drop_others(self, broken: PinnedScript) -> None:
+        """The held connection of ``broken`` broke or timed out: the pool's other connections
+        went the same way (a black-holed or reset path). The other held connection is given
+        up (its calls in flight go the general way too: both scripts are idempotent on
+        re-send) and the idle ones are disconnected, so that they reconnect on their next use
+        instead of a call waiting a second socket timeout on one of them: the acks of the jobs
+        a black hole held up were sent, once those jobs ended, on the held ack connection that
+        no call had used since, and waited for its timeout after the fetch's."""
+        for pinned in self.pinned.values():
+            if pinned is not broken:
+                with contextlib.suppress(Exception):  # best effort: its calls still fall back
+                    await pinned.give_up()
         with contextlib.suppress(Exception):  # best effort: the general path still retries
             await self.redis.connection_pool.disconnect(inuse_connections=False)
 

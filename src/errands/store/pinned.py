@@ -236,6 +236,18 @@ class PinnedScript:
         await conn.disconnect(nowait=True)
         await self._pool.release(conn)
 
+    async def give_up(self) -> None:
+        """The path to the server is suspect (another connection broke or timed out): close
+        the held connection, its calls in flight failing with ``ConnectionError``; the next
+        call connects anew. On redis-py's reading, a call in flight keeps it (its own timeout
+        gives it up: closing it under that call's read is not safe)."""
+        conn = self._conn
+        if conn is None or self._loop is not asyncio.get_running_loop() or self._pid != os.getpid():
+            return
+        if self._link is None and self._turn is not None and self._turn.locked():
+            return
+        await self._drop(conn)
+
     async def aclose(self) -> None:
         """Close the connection and give it back to the pool (which reconnects it on use)."""
         pending, self._connecting = self._connecting, None
