@@ -8,8 +8,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands.store.bulk import enqueue_request, job_spec, one_job_request
+from errands.store.bulk import enqueue_request, job_spec, one_job_command
 from errands.store.keys import Keys
+from errands.store.pinned import pack_evalsha
 from errands.store.scripts import Scripts
 
 LATER = 10**13  # a due time in ms far ahead: the job goes to the scheduled set
@@ -84,10 +85,14 @@ async def test_a_wrong_typed_key_the_call_leaves_alone_does_not_fail_it(
 @pytest.mark.parametrize(
     ("priority", "due", "partition"), [(0, 0, ""), (5, 0, ""), (0, LATER, "p"), (-3, 0, "eu")]
 )
-def test_the_one_job_request_is_the_general_one(priority: int, due: int, partition: str) -> None:
-    keys, heads = Keys("ns"), {}  # type: ignore[var-annotated]
-    general = enqueue_request(keys, ["a"], ["j"], [b"{}"], [job_spec(1, priority, due, partition)])
-    row = [1, "a", "j", b"{}", priority, due, partition]
-    for _ in range(2):  # the name's keys built, then reused
-        assert one_job_request(keys, heads, "a", row) == general
-    assert list(heads) == ["a"]
+@pytest.mark.parametrize(("name", "job_id"), [("a", "j"), ("sénd", "idé-1")])
+def test_the_one_job_command_is_the_general_one_packed(
+    priority: int, due: int, partition: str, name: str, job_id: str
+) -> None:
+    keys, heads, sha = Keys("nś"), {}, "f" * 40  # type: ignore[var-annotated]
+    spec = job_spec(1, priority, due, partition)
+    general = pack_evalsha(sha, *enqueue_request(keys, [name], [job_id], [b"{}\r\n"], [spec]))
+    row = [1, name, job_id, b"{}\r\n", priority, due, partition]
+    for _ in range(2):  # the name's part packed, then reused
+        assert one_job_command(keys, sha.encode(), heads, name, row) == general
+    assert list(heads) == [name]

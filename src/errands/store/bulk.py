@@ -17,9 +17,10 @@ from ..job import Job
 from .adminscripts import Arg
 from .keys import Keys
 
-__all__ = ["Columns", "columns", "enqueue_request", "job_spec", "one_job_request"]
+__all__ = ["Columns", "OneJobHeads", "columns", "enqueue_request", "job_spec", "one_job_command"]
 
 Columns = tuple[list[str], list[str], list[bytes], list[str]]  # names, ids, envelopes, specs
+OneJobHeads = dict[str, tuple[bytes, bytes]]  # name -> its part of a one-job call, packed
 
 
 def job_spec(index: int, priority: int, due_ms: int, partition: str) -> str:
@@ -62,19 +63,36 @@ def enqueue_request(
     return keys_, args
 
 
-def one_job_request(
-    keys: Keys, heads: dict[str, tuple[list[str], list[Arg]]], name: str, row: Sequence[Arg]
-) -> tuple[list[str], list[Arg]]:
-    """The request of an ``enqueue`` call of one job, ``row`` as for ``Scripts.enqueue`` (name
-    index, name, id, envelope, priority, due ms, partition); the same as ``enqueue_request``'s.
-    ``heads`` keeps each name's keys and first arguments (up to 1,000 names)."""
+def one_job_command(
+    keys: Keys, sha: bytes, heads: OneJobHeads, name: str, row: Sequence[Arg]
+) -> bytes:
+    """``EVALSHA sha`` of an ``enqueue`` call of one job in the Redis protocol, ``row`` as for
+    ``Scripts.enqueue`` (name index, name, id, envelope as bytes, priority, due ms, partition):
+    the bytes ``pack_evalsha`` makes of ``enqueue_request``'s request. ``heads`` keeps each
+    name's part of the command, packed (up to 1,000 names): only the job's result-record key,
+    id, envelope and spec are packed per call."""
     head = heads.get(name)
     if head is None:
         if len(heads) >= 1000:
             heads.clear()
         name_keys, first = enqueue_request(keys, [name], [], [], [])
         first[1] = 1  # the number of jobs
-        head = heads[name] = (name_keys, first)
+        count = 3 + len(name_keys) + 1 + len(first) + 3  # EVALSHA sha numkeys, keys, args
+        before = [b"*%d\r\n$7\r\nEVALSHA\r\n" % count, _bulk(sha)]
+        before += [_bulk(str(v).encode()) for v in [len(name_keys) + 1, *name_keys]]
+        after = b"".join([_bulk(str(v).encode()) for v in first])
+        head = heads[name] = (b"".join(before), after)
     job_id = str(row[2])
-    spec = job_spec(1, int(row[4]), int(row[5]), str(row[6]))
-    return [*head[0], keys.done(job_id)], [*head[1], job_id, row[3], spec]
+    done = keys.done(job_id).encode()
+    jid, envelope = job_id.encode(), row[3]
+    if not isinstance(envelope, bytes):
+        raise TypeError(f"an envelope is bytes, got {type(envelope).__name__}")
+    spec = job_spec(1, int(row[4]), int(row[5]), str(row[6])).encode()
+    return b"%b$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
+        head[0], len(done), done, head[1], len(jid), jid,
+        len(envelope), envelope, len(spec), spec,
+    )  # fmt: skip
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(value), value)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -40,7 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .bulk import Columns, enqueue_request, one_job_request
+from .bulk import Columns, OneJobHeads, enqueue_request, one_job_command
 from .scripts import Arg, Scripts
 
 try:
@@ -76,8 +76,9 @@ class _Link(asyncio.Protocol):
         self._streams = transport.get_protocol()  # redis-py's, told when the connection ends
         transport.set_protocol(self)
 
-    async def call(self, data: bytes) -> Any:
-        """Write one command; its reply (an error reply as the exception, not raised)."""
+    def call(self, data: bytes) -> Awaitable[Any]:
+        """Write one command; its reply (an error reply as the exception, not raised), to
+        await (the future itself: no coroutine of its own, unless the buffer is full)."""
         if self.broken is not None:
             raise _fresh(self.broken)
         future = self._loop.create_future()
@@ -86,7 +87,11 @@ class _Link(asyncio.Protocol):
         if self._timer is None and self._timeout is not None:
             self._timer = self._loop.call_later(self._timeout, self._expire)
         if self._paused is not None:
-            await asyncio.shield(self._paused)
+            return self._after(self._paused, future)
+        return future
+
+    async def _after(self, paused: asyncio.Future[None], future: asyncio.Future[Any]) -> Any:
+        await asyncio.shield(paused)
         return await future
 
     def close(self) -> None:
@@ -164,12 +169,16 @@ class PinnedScript:
         self._pid = os.getpid()
         self._connecting: asyncio.Future[tuple[AbstractConnection, _Link | None]] | None = None
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Coroutine[Any, Any, Any]:
+        """The script's reply (as :meth:`send` of the command, packed here)."""
+        return self.send(self._pack(keys, args))
+
+    async def send(self, packed: bytes) -> Any:
+        """The reply to ``packed``, an ``EVALSHA`` of this script packed by the caller."""
         conn, link = self._conn, self._link
         if conn is None or self._loop is not asyncio.get_running_loop() or self._pid != os.getpid():
             # (after a fork the socket is the parent's: forget it, never close it)
             conn, link = await self._connected()
-        packed = self._pack(keys, args)
         try:
             if link is not None:
                 reply = await link.call(packed)
@@ -299,20 +308,22 @@ def _fresh(exc: BaseException) -> BaseException:
 
 class PinnedEnqueue:
     """The enqueue script (``Scripts.enqueue``'s call) on a pinned connection. A call of one
-    job reuses its name's keys (built once per name, see :func:`one_job_request`)."""
+    job reuses its name's part of the command (packed once per name, see
+    :func:`one_job_command`)."""
 
     def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.scripts = scripts
+        self.sha = scripts.sha("enqueue").encode()
         self.script = PinnedScript(redis, scripts.sha("enqueue"))
-        self._heads: dict[str, tuple[list[str], list[Arg]]] = {}
+        self._heads: OneJobHeads = {}
 
     async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> list[int]:
         """As ``Scripts.enqueue``: the 0-based indices of the jobs already there."""
         if len(jobs) == 1 and len(names) == 1 and type(jobs[0][3]) is bytes:
-            request = one_job_request(self.scripts.keys, self._heads, names[0], jobs[0])
+            command = one_job_command(self.scripts.keys, self.sha, self._heads, names[0], jobs[0])
+            existed = await self.script.send(command)
         else:
-            request = self.scripts.enqueue_request(names, jobs)
-        existed = await self.script(*request)
+            existed = await self.script(*self.scripts.enqueue_request(names, jobs))
         return [int(i) - 1 for i in existed]
 
     async def aclose(self) -> None:
