@@ -22,6 +22,12 @@ class Notifier:
     pool's own, which wakes it alone: store/lua/lib/wake.lua) and sets ``event`` on every
     message; passes messages on the control channel (``cancel:<id>``) to ``on_control``."""
 
+    # A subscribed connection only ever reads, so a half-open one (a NAT or firewall that
+    # forgot it, a peer gone without a FIN) would go unnoticed for hours: when nothing arrives
+    # for ping_interval (at most the socket timeout), PING; no answer within as long again:
+    # reconnect. A dead subscription is found within about 2 * ping_interval.
+    ping_interval = 5.0
+
     def __init__(
         self,
         redis: Redis,
@@ -36,11 +42,6 @@ class Notifier:
         self.control_channel = control_channel
         self.on_control = on_control
         self.subscribed = asyncio.Event()
-        # A subscribed connection only ever reads, so a half-open one (a NAT or firewall that
-        # forgot it, a peer gone without a FIN) would go unnoticed for hours: when nothing
-        # arrives for ping_interval (at most the socket timeout), PING; no answer within as
-        # long again: reconnect. A dead subscription is found within about 2 * ping_interval.
-        self.ping_interval = 5.0
         self.reconnects = 0
 
     async def run(self) -> None:
