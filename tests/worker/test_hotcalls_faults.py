@@ -16,9 +16,12 @@ from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errands import Enqueuer, Job, WorkerPool
+from errands.store.connection import connect
 from errands.store.hotcalls import WorkerScripts
 from errands.store.pinned import PinnedScript
 from errands.store.scripts import Arg
+from errands.worker.notifier import Notifier
+from tests.faults.proxy import FaultProxy
 from tests.support.procs import eventually
 
 
@@ -146,3 +149,39 @@ async def test_a_held_connection_that_times_out_takes_the_other_with_it(
         await enqueuer.aclose()
     finally:
         await pool.stop()
+
+
+async def test_a_silent_wake_up_subscription_gives_up_the_held_connections(
+    redis: Redis, redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's connections are black-holed while its held connections are idle (a full
+    pool: its jobs wait on calls of their own): the wake-up subscription's PING finds the path
+    dead first, and the held connections are given up then, not at the first call on each
+    after the jobs' calls time out (one socket timeout later: jobs acknowledged after two)."""
+    monkeypatch.setattr(Notifier, "ping_interval", 0.1)
+    port = int(redis_url.rpartition(":")[2].partition("/")[0])
+    with FaultProxy(port) as proxy:
+        client = connect(proxy.url, socket_timeout=60.0)  # (no call times out meanwhile)
+        ran = asyncio.Event()
+        pool = await started_pool(client, namespace, ran)
+        try:
+            worker = pool.worker
+            assert worker is not None and isinstance(worker.scripts, WorkerScripts)
+            held = worker.scripts.pinned
+            await Enqueuer(redis, namespace=namespace).enqueue("a", {})
+
+            async def acked() -> bool:
+                return worker.processed == 1 and worker.acker.idle
+
+            await eventually(acked, 10, "the job acked on the held connection")
+            links = [held["fetch"]._link, held["ack"]._link]
+            assert all(link is not None and link.broken is None for link in links)
+            assert proxy.blackhole() > 0
+
+            async def given_up() -> bool:
+                return all(link is not None and link.broken is not None for link in links)
+
+            await eventually(given_up, 10, "the held connections given up")
+        finally:
+            await pool.stop()
+            await client.aclose()

@@ -63,7 +63,14 @@ class WorkerScripts(Scripts):
                 await self._drop_others(pinned)  # are looked for (worker/fetching.py)
         return await super()._call(name, keys, args)
 
-    async def _drop_others(self, broken: PinnedScript) -> None:
+    async def drop_held(self) -> None:
+        """The path to the server looks broken (the pool's wake-up subscription went silent,
+        worker/notifier.py): the held connections are given up (their calls in flight go the
+        general way) and the idle ones disconnected, before a call waits a socket timeout on
+        one of them (a job a black hole held up would be acknowledged after two)."""
+        await self._drop_others(None)
+
+    async def _drop_others(self, broken: PinnedScript | None) -> None:
         """The held connection of ``broken`` broke or timed out: the pool's other connections
         went the same way (a black-holed or reset path). The other held connection is given
         up (its calls in flight go the general way too: both scripts are idempotent on

@@ -155,6 +155,12 @@ class Fetching:
                     wait = min(wait, fetched.wait)
                 await wait_for(self.wake, wait)
 
+    async def drop_held(self) -> None:
+        """The wake-up subscription went silent (notifier.py): the held fetch and ack
+        connections, likely on the same broken path, are given up (store/hotcalls.py)."""
+        if isinstance(self.scripts, WorkerScripts):
+            await self.scripts.drop_held()
+
     async def _fetch(self, asked: int, order: list[tuple[str, int]]) -> FetchResult | None:
         scripts = self.scripts
         try:

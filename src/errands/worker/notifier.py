@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -20,7 +21,8 @@ log = logging.getLogger("errands.notifier")
 class Notifier:
     """Subscribes to the wake channels (the namespace's, which wakes every idle pool, and the
     pool's own, which wakes it alone: store/lua/lib/wake.lua) and sets ``event`` on every
-    message; passes messages on the control channel (``cancel:<id>``) to ``on_control``."""
+    message; passes messages on the control channel (``cancel:<id>``) to ``on_control``; calls
+    ``on_lost`` when a subscription is lost (the worker gives up its held connections)."""
 
     # A subscribed connection only ever reads, so a half-open one (a NAT or firewall that
     # forgot it, a peer gone without a FIN) would go unnoticed for hours: when nothing arrives
@@ -43,6 +45,7 @@ class Notifier:
         self.on_control = on_control
         self.subscribed = asyncio.Event()
         self.reconnects = 0
+        self.on_lost: Callable[[], Awaitable[None]] | None = None
 
     async def run(self) -> None:
         delay = 0.05
@@ -59,6 +62,9 @@ class Notifier:
                     delay = 0.05
                     await self._listen(pubsub)
             except Exception as exc:  # REDIS_ERRORS, and whatever else: never stop listening
+                if self.subscribed.is_set() and self.on_lost is not None:
+                    with contextlib.suppress(Exception):  # (best effort)
+                        await self.on_lost()
                 self.subscribed.clear()
                 self.reconnects += 1
                 level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
