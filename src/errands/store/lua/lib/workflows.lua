@@ -39,7 +39,7 @@ local WF_STEP, WF_CALL = 200, 1000
 local WF_MAX_LINGER, WF_LINGER = 31622400000, '86400000'
 local function wf_linger_ok(s)
   return type(s) == 'string' and #s <= 11 and string.match(s, '^%d+$') ~= nil
-    and tonumber(s) >= 1 and tonumber(s) <= WF_MAX_LINGER
+    and tonumber(s) <= WF_MAX_LINGER
 end
 local WF_WALKED = {0}  -- walked so far in this script call
 local WF_EDGES = {0}  -- in edges of members ended while they waited, removed in this call
