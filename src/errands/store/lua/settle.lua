@@ -161,9 +161,7 @@ else
 end
 redis.call('HDEL', k.att, id)
 redis.call('HDEL', k.checkin, id)
-if #unstarts > 0 then
-  redis.call('HSET', KEYS[35], unpack(unstarts))
-end
+call_chunked('HSET', KEYS[35], unstarts)  -- (a spec may name more windows than unpack takes)
 local target, score, counter, history = KEYS[10], ARGV[5], ARGV[10], ARGV[13] == '1'
 local request = redis.call('HGET', k.cancelreq, id)
 local destroyed = false

@@ -285,7 +285,7 @@ local function lim_bad_unstart(at, spec)
 end
 
 -- job `id`, whose fetch counted its start at `at` in the rates of spec L, goes back unstarted:
--- the rate logs with that start uncounted, as {field, log, ...} for one HSET of P.prate (reads
+-- the rate logs with that start uncounted, as {field, log, ...} for HSET of P.prate (reads
 -- only: call it before the first write). The type-wide rates, and those of its partition.
 local function lim_unstarts(P, L, id, at)
   local fields = {}
