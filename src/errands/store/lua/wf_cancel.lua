@@ -11,9 +11,9 @@
 -- nothing (the run it finished is no longer running)
 -- ARGV[1] run id   ARGV[2..] nodes waiting for their dependencies
 -- Returns 1, or 0 when the run is not running (finished, lingering or unknown). A key of the
--- run or of the namespace that lib/workflows.lua writes of another type (seq not a counter, a
--- linger that is not a whole number: wf_unfit) fails the call before its first write: it
--- raised after noting its reply, and its re-send answered 1, the members never ended.
+-- run or of the namespace that lib/workflows.lua writes of another type (or seq not a counter:
+-- wf_unfit) fails the call before its first write: it raised after noting its reply, and its
+-- re-send answered 1, the members never ended.
 --@include workflows
 if redis.call('EXISTS', KEYS[3]) == 1 then
   return 1

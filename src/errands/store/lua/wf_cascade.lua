@@ -10,8 +10,8 @@
 -- ARGV none
 -- Returns how many work items it took (0: none was left).
 -- A key of another type among those its walks write (the namespace's and each run's, see
--- wf_unfit; seq not a counter, a linger that is not a whole number) fails the call before its
--- first write: the item taken off the list and then not walked lost its dependents' edges.
+-- wf_unfit; or seq not a counter) fails the call before its first write: the item taken off
+-- the list and then not walked lost its dependents' edges.
 --@include workflows
 --@include types
 local items = redis.call('ZRANGE', KEYS[2], 0, 99)
