@@ -54,7 +54,7 @@ class AdminScripts:
         keys += (k.listening, k.checkpoints, k.dedup, k.dedup_of_job)
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.partitions)
         keys += (k.partition_queue(name), k.partitions_ready(name))
-        keys.append(k.reply(call or os.urandom(8).hex()))
+        keys += (k.reply(call or os.urandom(8).hex()), k.idle_for(name))
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
         args += (now_ms, "1" if afresh else "0", expected)
         return bool(await self._call("move", keys, args))

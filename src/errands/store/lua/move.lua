@@ -12,6 +12,8 @@
 -- KEYS[27] partition queue of the job name   KEYS[28] its partitions ready (lib/limits.lua)
 -- KEYS[29] the reply key of this call: its answer is kept there 10 minutes, and a re-sent call
 --          (redis-py, after a lost reply) gives it back, doing nothing
+-- KEYS[30] the idle pools of the job name (lib/wake.lua): a job put on its queue (or a dedup
+--          rerun a delete hands its key to) wakes one of them (without it: every idle pool)
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
 -- ARGV[7] job name   ARGV[8] now ms   ARGV[9] '1': a new envelope starts afresh (its last error
@@ -35,6 +37,7 @@
 --@include dedup
 --@include workflows
 --@include limits
+--@include wake
 local id, mode = ARGV[1], ARGV[2]
 if mode ~= 'queue' and mode ~= 'schedule' and mode ~= 'delete' then
   return redis.error_reply('errands: unknown move mode ' .. mode)
@@ -49,7 +52,7 @@ if replied then
 end
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', false, 'HLEN',
   'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN',
-  'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}
+  'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', false, 'ZCARD'}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing moved')
   or (mode ~= 'schedule' and not_counter(KEYS[3], 'nothing moved'))
   or (mode == 'delete' and wf_unfit_of(KEYS[23], id, 'nothing moved'))
@@ -84,7 +87,7 @@ if mode == 'delete' then
   record_end(k, KEYS[18], id, ARGV[7], 'deleted', env, nil, ARGV[8], true, ',"reason":"deleted"')
   forget(k, {id}, nil)
   local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[4], wake = ARGV[5],
-    dedup = KEYS[21], dedupjob = KEYS[22], next = KEYS[24], reruns = KEYS[25]}
+    dedup = KEYS[21], dedupjob = KEYS[22], next = KEYS[24], reruns = KEYS[25], idlefor = KEYS[30]}
   dedup_ended(d, id, KEYS[6])  -- (KEYS[6] is the job's queue for a delete)
   wf_end(KEYS[23], id, 'cancelled', nil)  -- a member deleted while it waited
 elseif mode == 'queue' then
@@ -94,7 +97,9 @@ elseif mode == 'queue' then
   local P = {on = redis.call('EXISTS', KEYS[26]) == 1, part = KEYS[26], seq = KEYS[3],
     pq = KEYS[27], pready = KEYS[28]}
   lim_queued(P, id, queue_score(seq, prio))
-  if redis.call('SCARD', KEYS[4]) > 0 then
+  if KEYS[30] then
+    wake_one(KEYS[30], ARGV[5] .. ':', false)
+  elseif redis.call('SCARD', KEYS[4]) > 0 then
     redis.call('PUBLISH', ARGV[5], 'move')
   end
 else

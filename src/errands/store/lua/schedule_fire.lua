@@ -6,6 +6,8 @@
 -- KEYS[9] dead   KEYS[10] cancelled   KEYS[11] definitions of its kind (runtime or code HASH)
 -- KEYS[12] dedup   KEYS[13] dedup_of_job   KEYS[14] the throttle window of its dedup key
 -- KEYS[15] ended (tombstones)   KEYS[16] the result-record key of the job id ARGV[7]
+-- KEYS[17] the idle pools of the job name (lib/wake.lua): the job fired wakes one of them
+--          (without it: every idle pool)
 -- ARGV[1] mode: init (start the state at ARGV[2] unless it exists; a state as this call leaves
 --         it answers initialized again) | fire | missed (slots too
 --         late to run: only move the state on) | advance (disabled: move on, count nothing)
@@ -36,6 +38,7 @@
 --@include events
 --@include dedup
 --@include types
+--@include wake
 local state, mode, slot = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local id, name, prio = ARGV[7], ARGV[6], tonumber(ARGV[9])
 if not is_priority(prio) then
@@ -47,7 +50,7 @@ if ARGV[14] == 't' and not (is_whole(window) and window >= 1) then
     .. ' ms, at least 1, got ' .. ARGV[16])
 end
 local TYPES = {'HLEN', 'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', false, 'ZCARD', 'ZCARD', 'ZCARD',
-  'HLEN', 'HLEN', 'HLEN', 'GET', 'ZCARD', false}
+  'HLEN', 'HLEN', 'HLEN', 'GET', 'ZCARD', false, 'ZCARD'}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'no job was stored')
   or not_counter(KEYS[4], 'no job was stored')  -- (INCR comes after the state's writes)
 if wrong then
@@ -136,7 +139,9 @@ end
 if redis.call('EXISTS', KEYS[7]) == 1 then
   ev_publish(KEYS[7], ARGV[11], id, '{"event":"enqueued","id":"' .. id .. '","name":"' .. name .. '"}')
 end
-if redis.call('SCARD', KEYS[6]) > 0 then
+if KEYS[17] then
+  wake_one(KEYS[17], ARGV[10] .. ':', false)
+elseif redis.call('SCARD', KEYS[6]) > 0 then
   redis.call('PUBLISH', ARGV[10], 'enqueue')
 end
 local fired = ARGV[4]

@@ -133,7 +133,7 @@ local P = {on = redis.call('EXISTS', KEYS[30]) == 1, part = KEYS[30], seq = KEYS
   prun = KEYS[31], pq = KEYS[32], pready = KEYS[33]}
 local freed, unstarts = false, {}
 local d = {jobs = KEYS[1], prio = KEYS[4], seq = KEYS[8], idle = KEYS[9], wake = ARGV[9],
-  dedup = KEYS[24], dedupjob = KEYS[25], next = KEYS[27], reruns = KEYS[28]}
+  dedup = KEYS[24], dedupjob = KEYS[25], next = KEYS[27], reruns = KEYS[28], idlefor = KEYS[36]}
 local attempt = redis.call('HGET', k.att, id)
 if ARGV[18] == '*' then
   -- an orphan of this pool (in its in-progress set, held by none of its tasks): its attempt,

@@ -48,7 +48,7 @@ wf_trim(W.P, now)
 redis.call('ZREM', W.P .. 'wfexp', run)  -- (an earlier run of this id, lingered out)
 redis.call('ZADD', W.P .. 'wfidx', now, run)
 local o = 6
-local ready = false
+local ready = {}  -- the job names of the members ready at once
 for _ = 1, n do
   local node, name, now, prio, env, spec = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], ARGV[o + 6]
   o = o + 6
@@ -58,7 +58,7 @@ for _ = 1, n do
   redis.call('HSET', W.nodes, node, spec)
   if now == '1' then
     wf_queue(W, id, name, tonumber(prio), env, false, wf_spec(spec).k)
-    ready = true
+    ready[name] = true
   else
     redis.call('HSET', W.env, node, env)
   end
@@ -73,8 +73,8 @@ for _ = 1, c do
   redis.call('HSET', W.nodes, '!' .. ARGV[o + 1], ARGV[o + 3])
   o = o + 3
 end
-if ready and redis.call('SCARD', KEYS[5]) > 0 then
-  redis.call('PUBLISH', W.P .. 'wake', 'workflow')
+for name in pairs(ready) do  -- one idle pool of each name woken (lib/workflows.lua)
+  wf_wake(W.P, name)
 end
 if n == 0 then
   wf_finish(W)

@@ -29,6 +29,7 @@
 -- reached still wait on them (and the run cannot finish), so where it resumes changes
 -- nothing but when.
 --@include prio
+--@include wake
 -- dependents one member's end walks in its script (the rest: the work list), and that one
 -- script call walks at most (an ack of many members; a wf_cascade.lua call)
 local WF_STEP, WF_CALL = 200, 1000
@@ -130,7 +131,22 @@ local function wf_unfit_of(wfof, id, outcome, seen)
   return bad
 end
 
--- store job `id` and put it on its queue as enqueue does; wakes idle pools when `wake`. With a
+-- wake one idle pool serving job name `name` (lib/wake.lua), as enqueue does; its idle set is
+-- no declared key: one of another type wakes every idle pool instead (nothing raises)
+local function wf_wake(P, name)
+  local idle = P .. 'idle:' .. name
+  local r = redis.pcall('ZCARD', idle)
+  if type(r) == 'table' then
+    if redis.call('SCARD', P .. 'idle') > 0 then
+      redis.call('PUBLISH', P .. 'wake', 'workflow')
+    end
+  elseif r > 0 then
+    wake_one(idle, P .. 'wake:', false)
+  end
+end
+
+-- store job `id` and put it on its queue as enqueue does; wakes one idle pool of its name when
+-- `wake`. With a
 -- partition `part`, it is indexed by it as lib/limits.lua's lim_queued does (the same entry:
 -- "<partition>\0<queue score + 2^52, 16 digits>\0<id>" in pq:<name>; a turn in pready:<name>)
 -- A member whose queue (or partition index) holds another type is parked in the dead set with
@@ -161,8 +177,8 @@ local function wf_queue(W, id, name, prio, env, wake, part)
       redis.call('ZADD', P .. 'pready:' .. name, redis.call('INCR', P .. 'seq'), part)
     end
   end
-  if wake and redis.call('SCARD', P .. 'idle') > 0 then
-    redis.call('PUBLISH', P .. 'wake', 'workflow')
+  if wake then
+    wf_wake(P, name)
   end
 end
 
@@ -293,7 +309,10 @@ local function wf_walk(W, n, st, cursor, max, todo)
           dropped[#dropped + 1] = {c, '{"error":"' .. why .. '","node":"' .. n .. '"}'}
         end
       elseif #redis.call('ZRANGEBYLEX', W.inn, '[' .. c .. '<', '(' .. c .. '=', 'LIMIT', 0, 1) == 0 then
-        W.released = wf_release(W, c, spec) or W.released
+        if wf_release(W, c, spec) then
+          W.released = W.released or {}
+          W.released[spec.n] = true
+        end
       end
     end
   end
@@ -335,10 +354,11 @@ local function wf_walk_all(W, todo, budget)
   return walked
 end
 
--- after a walk: wake idle pools once if it released members, finish the run if none is open
+-- after a walk: wake one idle pool per job name of the members it released (however many),
+-- finish the run if none is open
 local function wf_after(W)
-  if W.released and redis.call('SCARD', W.P .. 'idle') > 0 then
-    redis.call('PUBLISH', W.P .. 'wake', 'workflow')  -- once, however many were released
+  for name in pairs(W.released or {}) do
+    wf_wake(W.P, name)
   end
   W.released = false
   if redis.call('SCARD', W.open) == 0 then
