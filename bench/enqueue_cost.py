@@ -1,0 +1,89 @@
+"""What one-job enqueues cost in Redis: commands per ``await enqueuer.enqueue(...)`` (INFO
+commandstats, the script call's own left out) and the Redis CPU of each script call (the
+``usec`` of ``cmdstat_evalsha``, the commands it runs included), on a private Redis server.
+Jobs of one name, due now, no priority, unique key or partition: the common path.
+``--idle`` keeps a pool registered idle on the name (each enqueue then wakes it: ZPOPMIN, TIME
+and PUBLISH); ``--listen`` keeps an events() listener registered so that events are published.
+
+    python bench/enqueue_cost.py [--jobs 5000] [--idle] [--listen] [--by-command]
+
+ERRANDS_SRC names the errands sources to measure (default: this repository's src/), so that a
+build of another commit can be measured with this same script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, os.environ.get("ERRANDS_SRC", str(ROOT / "src")))
+
+from redis.asyncio import Redis  # noqa: E402
+
+from errands import Enqueuer  # noqa: E402
+from errands.store.devserver import RedisServer  # noqa: E402
+from errands.store.keys import Keys  # noqa: E402
+
+SKIP = ("cmdstat_info", "cmdstat_config", "cmdstat_evalsha", "cmdstat_eval")
+FAR = 10**15  # an idle pool's deadline far ahead (stored negated, lib/wake.lua)
+
+
+async def stats(redis: Redis) -> tuple[dict[str, int], int, int]:
+    """Commands Redis ran by name (INFO's, CONFIG's and the script calls' left out), and the
+    script calls' count and usec."""
+    got = await redis.info("commandstats")
+    ran = {k[8:]: int(v["calls"]) for k, v in got.items() if k not in SKIP}
+    evalsha = got.get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    return ran, int(evalsha["calls"]), int(evalsha["usec"])
+
+
+async def run(url: str, jobs: int, idle: bool, listen: bool, by_command: bool) -> None:
+    redis = Redis.from_url(url)
+    await redis.flushall()
+    keys = Keys("b" + uuid.uuid4().hex[:10])
+    ran: dict[str, int] = {}
+    calls = usec = 0
+    async with Enqueuer(redis, namespace=keys.namespace, strict=None) as enq:
+        await enq.enqueue("noop")  # loads the script, registers the name
+        if listen:
+            await redis.hset(keys.listening, "*", "9999999999999")
+        for i in range(jobs):
+            if idle:
+                await redis.zadd(keys.idle_for("noop"), {"bench-pool": -FAR})
+            before, calls0, usec0 = await stats(redis)
+            await enq.enqueue("noop", {"i": i})
+            after, calls1, usec1 = await stats(redis)
+            for name, n in after.items():
+                ran[name] = ran.get(name, 0) + n - before.get(name, 0)
+            calls, usec = calls + calls1 - calls0, usec + usec1 - usec0
+    await redis.aclose()
+    total = sum(ran.values())
+    print(f"jobs {jobs} idle pool {idle} listening {listen}")
+    print(
+        f"enqueue: {total / jobs:.2f} commands per job in {calls / jobs:.2f} script calls, "
+        f"{usec / max(calls, 1):.1f} us of Redis CPU per script call"
+    )
+    if by_command:
+        for name, n in sorted(ran.items(), key=lambda kv: -kv[1]):
+            if n:
+                print(f"    {name:<16} {n:>8} {n / jobs:6.2f} per job")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--idle", action="store_true")
+    parser.add_argument("--listen", action="store_true")
+    parser.add_argument("--by-command", action="store_true")
+    args = parser.parse_args()
+    with RedisServer() as server:
+        asyncio.run(run(server.url, args.jobs, args.idle, args.listen, args.by_command))
+
+
+if __name__ == "__main__":
+    main()
