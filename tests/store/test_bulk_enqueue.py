@@ -163,3 +163,27 @@ async def test_a_wrong_typed_shared_key_fails_the_call_before_any_write(
     with pytest.raises(ResponseError, match=r"WRONGTYPE .* no job of this call was stored"):
         await scripts.enqueue_columns(call)
     assert await redis.hlen(keys.jobs) == 0 and await redis.get(keys.seq) is None
+
+
+@pytest.mark.parametrize("listening", [False, True])
+async def test_a_result_record_alone_marks_its_id_with_or_without_listeners(
+    redis: Redis, namespace: str, listening: bool
+) -> None:
+    """The result records and the events' listeners are asked in one EXISTS (lua/enqueue.lua):
+    a listener alone does not make a job count as ended, nor a result record a listener."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await redis.set(keys.done("old"), b"{}")
+    if listening:
+        await redis.hset(keys.listening, "*", "9999999999999")
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.events_channel)
+    await pubsub.get_message(timeout=1)
+    assert await scripts.enqueue_columns((["a"], ["old"], [b"{}"], [job_spec(1, 0, 0, "")])) == [0]
+    assert await scripts.enqueue_columns((["a"], ["new"], [b"{}"], [job_spec(1, 0, 0, "")])) == []
+    assert [m.decode() for m in await redis.zrange(keys.queue("a"), 0, -1)] == ["new"]
+    message = await pubsub.get_message(timeout=1)
+    published = None if message is None else message["data"]
+    expected = b'{"event":"enqueued","id":"new","name":"a"}' if listening else None
+    assert published == expected
+    await pubsub.aclose()

@@ -28,7 +28,10 @@
 -- then one ZSCORE per job.
 -- Wakes one idle pool serving each name that got a ready job (not every idle pool): the pool
 -- that fetches a full batch wakes the next one (fetch.lua). KEYS[5] (every idle pool) is only
--- looked at when the call has several names.
+-- looked at when the call has several names; a name's idle pools are popped only when its
+-- type check counted one. A one-job call of a known name, due now, without priority or
+-- partition, while nobody listens and no pool is idle: 9 commands (SISMEMBER, 2 ZCARD, HMGET,
+-- ZMSCORE, EXISTS; INCRBY, HSET, ZADD; bench/enqueue_cost.py).
 --@include events
 --@include prio
 --@include limits
@@ -41,11 +44,13 @@ local CHUNK = 1000
 local I, E, S = 4 + m, 4 + m + n, 4 + m + 2 * n  -- ARGV[I + i]: the id of job i, E its envelope
 -- before the first write: every job's spec, then the type of each key this call may write or
 -- read after its first write (per the specs: a call of jobs due now without priority or
--- partition checks jobs, names, and its names' queues and idle pools only). jobs and ended are
--- read first, and seq's INCRBY is the first write: a wrong type there fails with nothing
--- written; the result records may be of any type.
+-- partition checks names, and its names' queues and idle pools only). jobs is read first
+-- (HMGET, pcall: its wrong type fails as a checked key's does), then ended, and seq's INCRBY is
+-- the first write: a wrong type there fails with nothing written; the result records may be of
+-- any type. A call of one name asks SISMEMBER of it for the names' type check (no SADD when it
+-- is known); the idle pools' ZCARD tells whether there is a pool to wake (no ZPOPMIN when not).
 local specs = {}  -- per job {name index, priority, due ms, partition}
-local check = {'HLEN', false, false, 'SCARD'}  -- per key index: the read command it must accept
+local check = {false, false, false, m > 1 and 'SCARD'}  -- per key index: the read it must accept
 for i = 1, n do
   local spec = ARGV[S + i]
   local qi, prio, due, partition = tonumber(spec), 0, 0, ''
@@ -76,17 +81,30 @@ for i = 1, n do
     end
   end
 end
-local wrong = wrong_type(function(j)
+local OUTCOME = 'no job of this call was stored'
+local wrong, counts = wrong_type(function(j)
   return check[j]
-end, 'no job of this call was stored')
+end, OUTCOME)
 if wrong then
   return wrong
 end
--- reads first: which ids are stored or ended (nil: not known), whether any result record exists
-local stored, ended, done = {}, {}, false
+local known = false  -- the one name of the call is in names already
+if m == 1 then
+  known = redis.pcall('SISMEMBER', KEYS[4], ARGV[5])
+  if type(known) == 'table' then
+    return wrong_key(KEYS[4], OUTCOME)
+  end
+  known = known == 1
+end
+-- reads first: which ids are stored or ended (nil: not known), whether any result record exists,
+-- whether anyone listens (asked with the first result records: one EXISTS when none is there)
+local stored, ended, done, listening = {}, {}, false, false
 for s = 1, n, CHUNK do
   local e = math.min(n, s + CHUNK - 1)
-  local got = redis.call('HMGET', KEYS[1], unpack(ARGV, I + s, I + e))
+  local got = redis.pcall('HMGET', KEYS[1], unpack(ARGV, I + s, I + e))
+  if got.err then
+    return wrong_key(KEYS[1], OUTCOME)
+  end
   local gone = redis.pcall('ZMSCORE', KEYS[7], unpack(ARGV, I + s, I + e))
   if gone.err then
     gone = nil
@@ -97,7 +115,15 @@ for s = 1, n, CHUNK do
       ended[i] = gone[i - s + 1] ~= false
     end
   end
-  done = done or redis.call('EXISTS', unpack(KEYS, base + s, base + e)) > 0
+  if s == 1 then
+    local there = redis.call('EXISTS', KEYS[6], unpack(KEYS, base + s, base + e))
+    if there > 0 then
+      listening = redis.call('EXISTS', KEYS[6]) == 1
+      done = there > (listening and 1 or 0)
+    end
+  else
+    done = done or redis.call('EXISTS', unpack(KEYS, base + s, base + e)) > 0
+  end
 end
 local existed, new, seen = {}, {}, {}
 for i = 1, n do
@@ -126,7 +152,6 @@ local function flush(cmd, key, list)  -- list: flat field/value (or score/member
   end
 end
 
-local listening = redis.call('EXISTS', KEYS[6]) == 1
 local seq = redis.call('INCRBY', KEYS[3], #new) - #new
 local envs, prios, parts, queues, named = {}, {}, {}, {}, {}
 local ready = {}
@@ -169,8 +194,12 @@ flush('HSET', KEYS[8], parts)
 for key, list in pairs(queues) do
   flush('ZADD', key, list)
 end
+local fresh = {}  -- the names to add to names
 for qi in pairs(named) do
-  redis.call('SADD', KEYS[4], ARGV[4 + qi])
+  fresh[#fresh + 1] = ARGV[4 + qi]
+end
+for s = 1, known and 0 or #fresh, CHUNK do  -- one SADD per 1,000 names
+  redis.call('SADD', KEYS[4], unpack(fresh, s, math.min(#fresh, s + CHUNK - 1)))
 end
 if listening then  -- (one HMGET of the listeners per 1,000 jobs: lib/events.lua)
   local events = {}
@@ -181,10 +210,10 @@ if listening then  -- (one HMGET of the listeners per 1,000 jobs: lib/events.lua
   end
   ev_publish_all(KEYS[6], ARGV[3], events)
 end
-if next(ready) and (m == 1 or redis.call('SCARD', KEYS[5]) > 0) then
+if next(ready) and (m == 1 or counts[5] > 0) then
   local now = false
   for qi = 1, m do
-    if ready[qi] then
+    if ready[qi] and counts[8 + 5 * qi] > 0 then  -- an idle pool of the name to wake
       local _, at = wake_one(KEYS[8 + 5 * qi], ARGV[1] .. ':', now)
       now = at
     end

@@ -1,20 +1,31 @@
 -- lib/types: the checks a script makes before its first write (included by `--@include types`),
 -- so that a key of another type or a bad number fails the whole call cleanly instead of raising
 -- half-way.
+
+-- wrong_key(key, outcome): the error reply wrong_type gives for `key`, for a script that reads
+-- the key anyway before its first write (redis.pcall) instead of checking its type apart
+local function wrong_key(key, outcome)
+  return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
+end
+
 -- wrong_type(cmd_of, outcome): cmd_of(j) is the read command KEYS[j] must accept (HLEN, GET,
 -- SCARD, ZCARD, ...; false or nil: any type); each is sent with redis.pcall. Returns the error
 -- reply naming the first key of another type and saying `outcome` ('no job was stored', ...),
--- or nil when every key fits.
+-- or nil when every key fits, and then each checked key's answer (answers[j]: HLEN's, SCARD's
+-- or ZCARD's count) for a script to use instead of asking again.
 local function wrong_type(cmd_of, outcome)
+  local answers = {}
   for j = 1, #KEYS do
     local cmd = cmd_of(j)
     if cmd then
       local checked = redis.pcall(cmd, KEYS[j])
       if type(checked) == 'table' and checked.err then
-        return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' holds another type: ' .. outcome)
+        return wrong_key(KEYS[j], outcome)
       end
+      answers[j] = checked
     end
   end
+  return nil, answers
 end
 
 -- is_whole(x): x is a whole finite number (not nil, nan, inf or a fraction); is_priority(x): a
