@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 import redis
+from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from errands import Client, Enqueuer
 from errands.store.keys import Keys
+from errands.store.scripts import Acked, Scripts
 from tests.support.infra import ClusterInfra, Node
 
 from . import test_core_topologies as core
@@ -138,6 +140,33 @@ async def test_enqueue_many_works_under_a_rule_without_zmscore(server: Node) -> 
     with server.client() as admin:
         assert {e["object"] for e in refusals(admin, f"app-{namespace}")} == {"zmscore"}
         assert admin.hkeys(keys.jobs) == [b"new"]
+
+
+async def test_an_ack_works_under_a_rule_without_zmscore(server: Node) -> None:
+    """ack.lua reads the in-progress entries of a call's jobs with one ZMSCORE: under an older
+    rule it removes each with its own ZREM instead, and counts each slot given back once."""
+    namespace = unique_namespace()
+    url = add_user(server, namespace, ACL_COMMANDS.replace(" +zmscore", ""))
+    keys = Keys(namespace)
+    async with Enqueuer.from_url(url, namespace=namespace, strict=None) as enqueuer:
+        await enqueuer.enqueue_many([("a", {}, {}) for _ in range(3)])
+    client = Redis.from_url(url)
+    try:
+        scripts = Scripts(client, keys)
+        now = await scripts.heartbeat("p1", b"{}", 60_000, "register")
+        got = await scripts.fetch("p1", now, 3, [("a", 0)])
+        assert got is not None and len(got) == 3
+        done = [Acked(f.id, "a", b"null", now, 0, 1, f.token) for f in got]
+        with server.client() as admin:
+            admin.execute_command("ACL", "LOG", "RESET")  # (the enqueue's refusal)
+        assert await scripts.ack("p1", done, False, now, True) == []
+    finally:
+        await client.aclose()
+    with server.client() as admin:
+        assert {e["object"] for e in refusals(admin, f"app-{namespace}")} == {"zmscore"}
+        assert admin.zcard(keys.in_progress("p1")) == 0
+        assert int(admin.hget(keys.running, "a") or 0) == 0
+        assert int(admin.hget(keys.stats, "processed") or 0) == 3
 
 
 def test_the_deployment_docs_show_the_tested_rule() -> None:
