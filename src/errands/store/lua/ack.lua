@@ -30,7 +30,8 @@
 -- the history written with HSET and ZADD, `running` counted down once per name, the events'
 -- listeners read with HMGET, the in-progress entries read with ZMSCORE and removed with ZREM),
 -- but for the done record's SET of each job. A job id given twice in one call is acknowledged
--- once.
+-- once, by the first of its entries that passes the fence, whatever their order (an id one of
+-- its entries acknowledges is not listed as refused).
 --@include events
 --@include jobstate
 --@include dedup
@@ -91,11 +92,11 @@ for j = 0, n - 1 do
     pass[j] = 'again'  -- (given twice: the first is this call's)
   elseif atts[j + 1] == ARGV[7] .. ':' .. ARGV[o + 7] then
     pass[j] = true
+    seen[id] = true  -- (only an entry that passes: a stale one before it must not hide it)
     if ARGV[o + 8] == '' then
       need[#need + 1] = id
     end
   end
-  seen[id] = true
 end
 local stored = {}
 for i, env in ipairs(read_chunked('HMGET', k.jobs, need)) do
@@ -225,9 +226,11 @@ for j = 0, n - 1 do
       events[#events + 1] = id
       events[id] = '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}'
     end
-  elseif not pass[j] and not redis.call('ZSCORE', k.ended, id)
+  elseif not pass[j] and not seen[id] and not redis.call('ZSCORE', k.ended, id)
       and redis.call('EXISTS', KEYS[B + 1 + j]) == 0 then
-    refused[#refused + 1] = id  -- (an ended job, tombstone or result record: a re-sent ack)
+    -- (not an id another entry acknowledges; nor an ended job, tombstone or result record: a
+    -- re-sent ack)
+    refused[#refused + 1] = id
   end
 end
 if #done > 0 then
