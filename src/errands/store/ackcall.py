@@ -4,14 +4,37 @@ and the keys of a job name that freeing a partitioned job's slot touches."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from .adminscripts import Arg
 from .keys import Keys
 from .records import Acked
 
-__all__ = ["ACK_MAX", "ack_request", "limit_keys"]
+__all__ = ["ACK_MAX", "AckReport", "ack_request", "limit_keys", "read_ack_reply"]
 
 ACK_MAX = 1000  # jobs per ack.lua call (it refuses more: its unpack() calls have a limit)
+
+
+@dataclass(slots=True)
+class AckReport:
+    """What ack calls did not acknowledge: ``refused``, the ids the fence refused (their attempt
+    was no longer this pool's); ``unfit``, the ids ack.lua left alone because their workflow run
+    has a key of another type (nothing of them written; a re-send leaves them alone again)."""
+
+    refused: list[str] = field(default_factory=list)
+    unfit: list[str] = field(default_factory=list)
+
+
+def _text(r: Any) -> str:
+    return r.decode() if isinstance(r, bytes) else str(r)
+
+
+def read_ack_reply(reply: Sequence[Any], into: AckReport) -> None:
+    """Add one ack.lua reply ({acknowledged, U, U unfit ids, refused ids...}) to ``into``."""
+    count = int(reply[1])
+    into.unfit += (_text(r) for r in reply[2 : 2 + count])
+    into.refused += (_text(r) for r in reply[2 + count :])
 
 
 def limit_keys(k: Keys, name: str) -> list[str]:

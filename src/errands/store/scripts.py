@@ -12,7 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ..limits.spec import has_rate
-from .ackcall import ACK_MAX, ack_request, limit_keys
+from .ackcall import ACK_MAX, AckReport, ack_request, limit_keys, read_ack_reply
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .bulk import Columns, enqueue_request, job_spec
 from .keys import Keys
@@ -21,6 +21,7 @@ from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle
 
 __all__ = [
     "ACK_MAX",
+    "AckReport",
     "Acked",
     "Arg",
     "FetchResult",
@@ -229,17 +230,24 @@ class Scripts(AdminScripts):
         self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
     ) -> list[str]:
         """Acknowledge finished jobs; returns the ids refused by the fence (their attempt was
-        no longer this pool's: the job runs again, or ran, elsewhere). At most ``ACK_MAX`` jobs
-        go in one script call (ack.lua refuses more): more are sent in several calls, in turn
-        (each idempotent on re-send: a call that fails is re-sent whole by the caller)."""
-        refused: list[str] = []
+        no longer this pool's: the job runs again, or ran, elsewhere). See :meth:`ack_report`,
+        which also says which jobs were left alone as unfit."""
+        return (await self.ack_report(pool_id, done, wake, now_ms, history)).refused
+
+    async def ack_report(
+        self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
+    ) -> AckReport:
+        """Acknowledge finished jobs; returns those refused by the fence and those left alone
+        as unfit (:class:`AckReport`). At most ``ACK_MAX`` jobs go in one script call (ack.lua
+        refuses more): more are sent in several calls, in turn (each idempotent on re-send: a
+        call that fails is re-sent whole by the caller)."""
+        report = AckReport()
         for start in range(0, len(done), ACK_MAX):
             request = ack_request(
                 self.keys, pool_id, done[start : start + ACK_MAX], wake, now_ms, history
             )
-            _acked, *ids = await self._call("ack", *request)
-            refused += (r.decode() if isinstance(r, bytes) else str(r) for r in ids)
-        return refused
+            read_ack_reply(await self._call("ack", *request), report)
+        return report
 
     async def settle(self, pool_id: str, s: Settle) -> bool:
         """Retry, bury, drop, cancel or requeue one job."""

@@ -4,6 +4,9 @@ Acks accumulate while a call is in flight, so under load each call carries many 
 call is retried with backoff (the jobs stay in the pool's in-progress set meanwhile; if the pool
 dies first, a reaper requeues them: at-least-once). A job's "done" line is logged once its ack
 went through; an ack the fence refused (the job was taken back from this pool) is logged as such.
+A job ack.lua leaves alone as unfit (a key of its workflow run holds another type) is logged as
+an error and not retried (one such job does not hold the others); it stays in progress, held
+here, until the pool is gone (see docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class Acker:
         self._walks: asyncio.Task[None] | None = None
         self.workflows = WorkflowScripts(scripts.redis, scripts.keys)
         self.refused = 0
+        self.unfit = 0  # acks ack.lua left alone (a key of the job's workflow run is unfit)
+        # their ids: held (the orphan sweep leaves them in progress) until the pool is gone
+        self.parked: set[str] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="errands-acker")
@@ -53,8 +59,9 @@ class Acker:
         return not self.pending and not self.inflight
 
     def holding(self) -> set[str]:
-        """Ids of the jobs finished here but not yet acknowledged."""
-        return {a.id for a in self.pending} | {a.id for a in self.inflight}
+        """Ids of the jobs finished here but not yet acknowledged (those left alone as unfit
+        included: the orphan sweep must not run them again while this pool lives)."""
+        return {a.id for a in self.pending} | {a.id for a in self.inflight} | self.parked
 
     async def _loop(self) -> None:
         while True:
@@ -70,7 +77,7 @@ class Acker:
             wake, self._wake = self._wake, False
             self.inflight = batch
             try:
-                refused = await self.scripts.ack(
+                report = await self.scripts.ack_report(
                     self.pool_id, batch, wake, to_ms(self.clock.now()), self.history
                 )
             except Exception as exc:  # not only REDIS_ERRORS: the flusher must never die
@@ -85,7 +92,7 @@ class Acker:
                 continue
             finally:
                 self.inflight = []
-            self._log(batch, set(refused))
+            self._log(batch, set(report.refused), set(report.unfit))
             if any(a.job is not None and a.job.workflow_id for a in batch):
                 self._continue_walks()
 
@@ -103,11 +110,22 @@ class Acker:
             level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
             log.log(level, "continuing workflow walks failed (%r); the requeuer will", exc)
 
-    def _log(self, batch: list[Acked], refused: set[str]) -> None:
+    def _log(self, batch: list[Acked], refused: set[str], unfit: set[str]) -> None:
         self.refused += len(refused)
+        self.unfit += len(unfit)
+        self.parked |= unfit
         for a in batch:
             extra = job_extra(a.job) if a.job is not None else {}
-            if a.id in refused:
+            if a.id in unfit:
+                log.error(
+                    "%s %s finished but not acknowledged: a key of its workflow run holds "
+                    "another type: left in progress, not retried, until this pool is gone "
+                    "(see docs/reliability.md)",
+                    a.name,
+                    a.id,
+                    extra=extra,
+                )
+            elif a.id in refused:
                 log.warning(
                     "%s %s finished but not acknowledged: its attempt was taken back from this "
                     "pool (the job runs, or ran, elsewhere)",

@@ -22,8 +22,9 @@
 --           ms (0 = keep no record), attempt, attempt token, the envelope as JSON for the
 --           records ('' = the stored envelope is JSON), the envelope for the history ('' = as
 --           for the records; a large job's has its args omitted)
--- Returns {jobs acknowledged, then the ids refused by the fence (not those of ended jobs: a
--- re-sent call finds its own work done)}. A bad number (a count that does not fit the
+-- Returns {jobs acknowledged, U, the U ids left alone as unfit (a workflow member whose run has
+-- a key of another type: nothing of it written, re-sent or not), then the ids refused by the
+-- fence (not those of ended jobs: a re-sent call finds its own work done)}. A bad number (a count that does not fit the
 -- arguments, more than ACK_MAX jobs, a name index out of range, a TTL, start or attempt not
 -- whole) fails the call before its first write.
 -- Reads and writes take one command per 1,000 jobs (the attempts and envelopes read with HMGET,
@@ -98,6 +99,30 @@ for j = 0, n - 1 do
     end
   end
 end
+-- a workflow member whose run has a key of another type (lib/workflows.lua's wf_unfit, which
+-- wf_end would write) is left alone and reported unfit: one such job must not hold the other
+-- jobs of the call (its attempt and in-progress entry stay: see docs/reliability.md); a key of
+-- the namespace's of another type fails the call
+local unfit = {}
+if workflows then
+  local bad = wf_unfit(KEYS[21], nil, 'nothing acknowledged')
+  if bad then
+    return bad
+  end
+  local runs = {}  -- run -> true when unfit (each run checked once)
+  for j = 0, n - 1 do
+    local run = pass[j] == true and redis.call('HGET', KEYS[21], ids[j + 1])
+    if run then
+      if runs[run] == nil then
+        runs[run] = wf_unfit(KEYS[21], run, '', true) ~= nil
+      end
+      if runs[run] then
+        pass[j] = 'unfit'
+        unfit[#unfit + 1] = ids[j + 1]
+      end
+    end
+  end
+end
 local stored = {}
 for i, env in ipairs(read_chunked('HMGET', k.jobs, need)) do
   stored[need[i]] = env
@@ -150,12 +175,6 @@ local wrong = wrong_type(function(j)
   end
   return PER_NAME[(at - 2 * names - 1) % 3 + 1]
 end, 'nothing acknowledged')
-if workflows then  -- (the runs of its members: lib/workflows.lua writes their keys)
-  local seen = {}
-  for o = 8, 7 + 10 * n, 10 do
-    wrong = wrong or wf_unfit_of(KEYS[21], ARGV[o], 'nothing acknowledged', seen)
-  end
-end
 if wrong then
   return wrong
 end
@@ -267,7 +286,10 @@ if #done > 0 then
     redis.call('PUBLISH', ARGV[1], 'slot')
   end
 end
-local reply = {#done}
+local reply = {#done, #unfit}
+for _, id in ipairs(unfit) do
+  reply[#reply + 1] = id
+end
 for _, id in ipairs(refused) do
   reply[#reply + 1] = id
 end
