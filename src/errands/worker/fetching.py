@@ -229,6 +229,7 @@ class Fetching:
             return  # a batch fetch may have run before the read (another connection): again
         held = set(self._holding.values())
         held.update(self.acker.holding())
+        held.update(self.settler.parked)  # (their settle refused for good: left in progress)
         held.update(item.id for _name, item, _at in self.buffer)
         held.update(self.batch_holding())
         for member in raw:

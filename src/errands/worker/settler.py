@@ -10,6 +10,7 @@ import traceback
 from typing import Any
 
 import orjson
+from redis.exceptions import ResponseError
 
 from ..backoff import Backoff, ExponentialBackoff, backoff_from_dict
 from ..clock import Clock, to_ms
@@ -21,7 +22,7 @@ from ..serialization import JSONSerializer, SerializationError, Serializer, dump
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, Scripts, Settle
 
-__all__ = ["HISTORY_ARGS_MAX", "Settler", "encode_result", "history_json"]
+__all__ = ["HISTORY_ARGS_MAX", "Settler", "encode_result", "history_json", "refused"]
 
 # a job whose stored envelope is larger keeps no copy of its args in each history entry
 HISTORY_ARGS_MAX = 16 * 1024
@@ -69,6 +70,8 @@ class Settler:
         self.cancelled_ttl_ms = int(cancelled_ttl * 1000)
         self.json_records = not isinstance(serializer, JSONSerializer)
         self.abandoned = False  # the pool lost its lease: settle nothing more
+        # jobs whose settle was refused for good (see refused()): the orphan sweep leaves them
+        self.parked: set[str] = set()
 
     def envelope_json(self, raw: bytes | None) -> bytes:
         """An envelope stored by a serializer that is not JSON, as JSON for the records
@@ -221,7 +224,9 @@ class Settler:
 
     async def _send_many(self, settles: list[Settle]) -> None:
         """Settle jobs in one script call, retrying as ``_send`` does (each job is fenced on its
-        own attempt: a re-sent call settles nothing twice, and answers as the first did)."""
+        own attempt: a re-sent call settles nothing twice, and answers as the first did). A call
+        settle.lua refuses before writing anything (see :func:`refused`) is not retried: the
+        jobs of a refused call are sent one by one, and one refused alone is parked."""
         delay = 0.05
         while not self.abandoned and settles:
             try:
@@ -229,24 +234,56 @@ class Settler:
                     done = [await self.scripts.settle(self.pool_id, settles[0])]
                 else:
                     done = await self.scripts.settle_many(self.pool_id, settles)
-                for s, ok in zip(settles, done, strict=True):
-                    if not ok:
-                        log.warning(
-                            "%s %s: not settled (%s): this attempt no longer holds the job "
-                            "(taken back from this pool; or settled by this very call, its "
-                            "reply lost and its re-send too late: the job was fetched since)",
-                            s.name,
-                            s.id,
-                            s.mode,
-                            extra={"job_id": s.id, "job_name": s.name},
-                        )
-                return
             except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): keep trying
+                if refused(exc):
+                    if len(settles) > 1:  # one job must not hold the others: each alone
+                        for s in settles:
+                            await self._send_many([s])
+                    else:
+                        self._park(settles[0], exc)
+                    return
                 level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
                 first = settles[0]
                 log.log(level, "could not settle %s %s (%r); retrying", first.name, first.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            for s, ok in zip(settles, done, strict=True):
+                if not ok:
+                    log.warning(
+                        "%s %s: not settled (%s): this attempt no longer holds the job "
+                        "(taken back from this pool; or settled by this very call, its "
+                        "reply lost and its re-send too late: the job was fetched since)",
+                        s.name,
+                        s.id,
+                        s.mode,
+                        extra={"job_id": s.id, "job_name": s.name},
+                    )
+            return
+
+    def _park(self, s: Settle, exc: BaseException) -> None:
+        """A settle refused for good: the job stays in progress, held here (the orphan sweep
+        leaves it) until the pool is gone (see docs/reliability.md)."""
+        self.parked.add(s.id)
+        log.error(
+            "%s %s: not settled (%s), not retried: refused (%s); left in progress until this "
+            "pool is gone",
+            s.name,
+            s.id,
+            s.mode,
+            exc,
+            extra={"job_id": s.id, "job_name": s.name},
+        )
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is settle.lua refusing a call before its first write (a key of another
+    type, a counter that is not one, a bad argument): sent again, it is refused again. Errors of
+    a Redis away (connection, timeout, loading...) and other server errors are retried."""
+    if not isinstance(exc, ResponseError) or isinstance(exc, REDIS_ERRORS):
+        return False
+    message = str(exc)
+    return message.startswith("errands:") or "nothing settled" in message
 
 
 def encode_result(job: Job, jt: JobType, result: Any) -> bytes:
