@@ -164,13 +164,16 @@ local function take(i, name, id, env, score, suspect)
   end
 end
 
--- a queue entry worth running: its envelope exists and no attempt of it runs anywhere
-local function runnable(id)
-  local env = redis.call('HGET', KEYS[1], id)
-  if env and redis.call('HEXISTS', KEYS[12], id) == 0 then
-    return env
+-- of each queue entry of `ids` (distinct), whether it is worth running: its envelope when it
+-- exists and no attempt of it runs anywhere, else false. One HMGET each of envelopes and
+-- attempts, after the jobs taken so far are written (their attempts read).
+local function runnable_all(ids)
+  flush_taken()
+  local envs, atts = read_chunked('HMGET', KEYS[1], ids), read_chunked('HMGET', KEYS[12], ids)
+  for j = 1, #ids do
+    envs[j] = not atts[j] and envs[j]
   end
-  return false
+  return envs
 end
 
 -- is job `id` (suspect or not) to be taken now by this pool
@@ -204,12 +207,12 @@ for i = 1, nq do
         room = lim_type_room(P, L, room, now, note)
       end
       if room > 0 and partitioned and redis.call('EXISTS', P.pready, P.pwait) > 0 then
-        got, per = lim_serve(P, L, room, now, runnable, function(id, env, score)
+        got, per = lim_serve(P, L, room, now, runnable_all, function(id, env, score)
           local suspect = suspect_of(id)
           take(i, name, id, env, score, suspect)
-          flush_taken()  -- (runnable() reads the attempts)
           suspects = suspects + suspect
         end, note)
+        flush_taken()
       end
     end
     -- look at one window of queue entries (id, score, ...): take the runnable ones (a suspect

@@ -361,9 +361,14 @@ local function lim_part_free(P, L, p, now)
 end
 
 -- serve the partitions of one job name in turn: at most `room` jobs, each the first ready job
--- of the partition whose turn it is, within the partition's limits. runnable(id) gives the
--- envelope of a job that may run; take(id, env, score) moves it to the pool; note(ms) is told
--- when a rate-limited partition may start again. Bounded: 4 x room + 16 partitions looked at.
+-- of the partition whose turn it is, within the partition's limits. runnable(ids) gives the
+-- envelope of each job that may run (false for the others; it sees the jobs taken before);
+-- take(id, env, score) moves one to the pool; note(ms) is told when a rate-limited partition may
+-- start again. Bounded: 4 x room + 16 partitions looked at.
+-- Rounds: the next partitions in turn (as many as jobs still wanted), their heads looked up,
+-- then read together (queue scores, envelopes and attempts, running counts) and served in
+-- order; those served that have more go to the back in one ZADD before the next round. A
+-- partition whose head is stale stays at the front: its next entry is looked at next round.
 -- Returns the jobs taken and the longest rate window written (for lim_tidy).
 local function lim_serve(P, L, room, now, runnable, take, note)
   for _, p in ipairs(redis.call('ZRANGEBYSCORE', P.pwait, '-inf', now, 'LIMIT', 0, 64)) do
@@ -374,9 +379,6 @@ local function lim_serve(P, L, room, now, runnable, take, note)
   for _, r in ipairs(L.R) do
     per = math.max(per, r[2])
   end
-  -- the turns in order: each partition looked at leaves the front (drained, held back, or to
-  -- the back with a later turn), so the next ones are those read ahead, until they run out
-  local front, f = {}, 1
   -- turns for the partitions sent to the back, taken from `seq` a block at a time
   local turn, turns_left = 0, 0
   local gone = {}  -- queue entries taken or dropped here, removed from the queue in one call
@@ -388,69 +390,75 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     passed[p] = (passed[p] or 0) + 1
   end
   while got < room and budget > 0 do
-    budget = budget - 1
-    if f > #front then
-      front, f = redis.call('ZRANGE', P.pready, 0, room - got - 1), 1
-    end
-    local p = front[f]
-    f = f + 1
-    if not p then
+    local front = redis.call('ZRANGE', P.pready, 0, math.min(room - got, budget, 1000) - 1)
+    if #front == 0 then
       break
     end
-    local e, id, score, more = lim_head(P.pq, p, 2, passed[p])
-    if not e then
-      redis.call('ZREM', P.pready, p)  -- drained
-    else
-      local qs = redis.call('ZSCORE', P.q, id)
-      local queued = qs and tonumber(qs) == score
-      local env = queued and runnable(id)
-      local free = 0
-      if not env then
-        -- a stale entry (the job left the queue), or a job gone or running: dropped, as the
-        -- plain fetch drops such queue entries
-        pass(p, e)
-        if queued then
-          gone[#gone + 1] = id
-        end
-        f = f - 1  -- the partition stays at the front: look at it again
-      -- its running count taken first (one command, not a read then a write), given back when
-      -- a limit holds the job
-      elseif L.pc > 0 and redis.call('HINCRBY', P.prun, p, 1) > L.pc then
-        lim_unrun(P, p)
-        redis.call('ZREM', P.pready, p)  -- busy: lim_release gives it a turn again
+    local heads, ids, parts = {}, {}, {}
+    for j, p in ipairs(front) do
+      local e, id, score, more = lim_head(P.pq, p, 2, passed[p])
+      heads[j] = {p, e, id, score, more}
+      if e then
+        ids[#ids + 1], parts[#parts + 1] = id, p
+      end
+    end
+    local qs = read_chunked('ZMSCORE', P.q, ids)
+    local envs = runnable(ids)
+    local runs = read_chunked('HMGET', P.prun, parts)
+    local back, counts, x = {}, {}, 0
+    for _, h in ipairs(heads) do
+      budget = budget - 1
+      local p, e, id, score, more = h[1], h[2], h[3], h[4], h[5]
+      if not e then
+        redis.call('ZREM', P.pready, p)  -- drained
       else
-        free = lim_part_free(P, L, p, now)
-        if free > 0 then
-          if L.pc > 0 then
-            lim_unrun(P, p)
-          end
-          redis.call('ZREM', P.pready, p)
-          redis.call('ZADD', P.pwait, free, p)
-          note(free)
-        else
-          gone[#gone + 1] = id
+        x = x + 1
+        local queued = qs[x] and tonumber(qs[x]) == score
+        local env = queued and envs[x]
+        local running = tonumber(runs[x] or '0')
+        if not env then
+          -- a stale entry (the job left the queue), or a job gone or running: dropped, as the
+          -- plain fetch drops such queue entries; the partition stays at the front
           pass(p, e)
-          take(id, env, score)
-          if L.pc == 0 then
-            redis.call('HINCRBY', P.prun, p, 1)
+          if queued then
+            gone[#gone + 1] = id
           end
-          for _, r in ipairs(L.R) do
-            lim_started(P, r[2] .. ':' .. p, r[1], r[2], now, 1)
-          end
-          if more then
-            if turns_left == 0 then
-              turns_left = room - got
-              turn = redis.call('INCRBY', P.seq, turns_left) - turns_left
-            end
-            turn, turns_left = turn + 1, turns_left - 1
-            redis.call('ZADD', P.pready, turn, p)  -- to the back
+        elseif got >= room then  -- (only after stale entries: the rest wait their turn)
+        elseif L.pc > 0 and running >= L.pc then
+          redis.call('ZREM', P.pready, p)  -- busy: lim_release gives it a turn again
+        else
+          local free = lim_part_free(P, L, p, now)
+          if free > 0 then
+            redis.call('ZREM', P.pready, p)
+            redis.call('ZADD', P.pwait, free, p)
+            note(free)
           else
-            redis.call('ZREM', P.pready, p)  -- drained: nothing of it stays behind
+            gone[#gone + 1] = id
+            pass(p, e)
+            take(id, env, score)
+            counts[#counts + 1] = p
+            counts[#counts + 1] = running + 1
+            for _, r in ipairs(L.R) do
+              lim_started(P, r[2] .. ':' .. p, r[1], r[2], now, 1)
+            end
+            if more then
+              if turns_left == 0 then
+                turns_left = room - got
+                turn = redis.call('INCRBY', P.seq, turns_left) - turns_left
+              end
+              turn, turns_left = turn + 1, turns_left - 1
+              back[#back + 1] = turn  -- to the back
+              back[#back + 1] = p
+            else
+              redis.call('ZREM', P.pready, p)  -- drained: nothing of it stays behind
+            end
+            got = got + 1
           end
-          got = got + 1
         end
       end
     end
+    call_chunked('HSET', P.prun, counts)
+    call_chunked('ZADD', P.pready, back)
   end
   call_chunked('ZREM', P.q, gone)
   call_chunked('ZREM', P.pq, pq_gone)
