@@ -34,9 +34,14 @@
 -- ZMSCORE, EXISTS; INCRBY, HSET, ZADD; bench/enqueue_cost.py).
 --@include events
 --@include prio
---@include limits
 --@include wake
 --@include types
+-- lib/limits (lim_queued), built only by a call that queues a job with a partition: its ~30
+-- functions cost a one-job call without one a fifth of its Redis time (bench/README.md)
+local function limits_lib()
+--@include limits
+  return lim_queued
+end
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[4])
 local base = 8 + 5 * m
@@ -50,6 +55,7 @@ local I, E, S = 4 + m, 4 + m + n, 4 + m + 2 * n  -- ARGV[I + i]: the id of job i
 -- any type. A call of one name asks SISMEMBER of it for the names' type check (no SADD when it
 -- is known); the idle pools' ZCARD tells whether there is a pool to wake (no ZPOPMIN when not).
 local specs = {}  -- per job {name index, priority, due ms, partition}
+local lim_queued = false  -- (limits_lib)
 local check = {false, false, false, m > 1 and 'SCARD'}  -- per key index: the read it must accept
 for i = 1, n do
   local spec = ARGV[S + i]
@@ -176,6 +182,7 @@ for _, i in ipairs(new) do
     key, score = KEYS[b + 1], queue_score(seq, prio)
     if partition ~= '' then
       local P = {part = KEYS[8], seq = KEYS[3], pq = KEYS[b + 3], pready = KEYS[b + 4]}
+      lim_queued = lim_queued or limits_lib()
       lim_queued(P, id, score, partition)
     end
     ready[qi] = true
