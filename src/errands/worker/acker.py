@@ -119,8 +119,8 @@ class Acker:
             if a.id in unfit:
                 log.error(
                     "%s %s finished but not acknowledged: a key of its workflow run holds "
-                    "another type: left in progress, not retried, until this pool is gone "
-                    "(see docs/reliability.md)",
+                    "another type, or its partition's running count is not a number: left in "
+                    "progress, not retried, until this pool is gone (see docs/reliability.md)",
                     a.name,
                     a.id,
                     extra=extra,

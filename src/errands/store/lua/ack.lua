@@ -23,8 +23,10 @@
 --           records ('' = the stored envelope is JSON), the envelope for the history ('' = as
 --           for the records; a large job's has its args omitted)
 -- Returns {jobs acknowledged, U, the U ids left alone as unfit (a workflow member whose run has
--- a key of another type: nothing of it written, re-sent or not), then the ids refused by the
--- fence (not those of ended jobs: a re-sent call finds its own work done)}. A bad number (a count that does not fit the
+-- a key of another type, a job whose partition's running count is not a counter: nothing of it
+-- written, re-sent or not), then the ids refused by the fence (not those of ended jobs: a
+-- re-sent call finds its own work done)}. A `running` count of a name or stats' `processed`
+-- that is not a counter (lib/types.lua's not_hash_counter) fails the call before its first write. A bad number (a count that does not fit the
 -- arguments, more than ACK_MAX jobs, a name index out of range, a TTL, start or attempt not
 -- whole) fails the call before its first write.
 -- Reads and writes take one command per 1,000 jobs (the attempts and envelopes read with HMGET,
@@ -123,6 +125,18 @@ if workflows then
     end
   end
 end
+-- the same for a job of a partition whose running count (lib/limits.lua's prun[p]) is not a
+-- counter (lib/types.lua's not_hash_counter): freeing its slot HINCRBYs it after the first write
+if partitioned then
+  for j, p in ipairs(read_chunked('HMGET', KEYS[25], ids)) do
+    local qi = tonumber(ARGV[j * 10])  -- (the name index of job j: ARGV[8 + (j - 1) * 10 + 2])
+    if p and pass[j - 1] == true
+        and not_hash_counter(KEYS[B + n + 2 * names + 3 * (qi - 1) + 1], {p}, '') then
+      pass[j - 1] = 'unfit'
+      unfit[#unfit + 1] = ids[j]
+    end
+  end
+end
 local stored = {}
 for i, env in ipairs(read_chunked('HMGET', k.jobs, need)) do
   stored[need[i]] = env
@@ -175,6 +189,16 @@ local wrong = wrong_type(function(j)
   end
   return PER_NAME[(at - 2 * names - 1) % 3 + 1]
 end, 'nothing acknowledged')
+-- the counters HINCRBY'd after the first write: `running` of each name, stats' `processed`
+local name_list, named = {}, {}
+for o = 9, 7 + 10 * n, 10 do
+  if not named[ARGV[o]] then
+    named[ARGV[o]] = true
+    name_list[#name_list + 1] = ARGV[o]
+  end
+end
+wrong = wrong or not_hash_counter(KEYS[2], name_list, 'nothing acknowledged')
+  or not_hash_counter(KEYS[6], {'processed'}, 'nothing acknowledged')
 if wrong then
   return wrong
 end

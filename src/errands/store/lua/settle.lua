@@ -286,9 +286,29 @@ local function wrong_types(nk, mode_of)
   end, 'nothing settled')
 end
 
+-- the hash fields a job's settle HINCRBYs after its first write (lib/types.lua's
+-- not_hash_counter): running[name], its stats counter and `cancelled` (a cancel request turns it),
+-- its partition's running count; nil for ARGV or KEYS too short (settle_one refuses them)
+local function unfit_counters(KEYS, ARGV)
+  if #KEYS < 33 or type(ARGV[2]) ~= 'string' or type(ARGV[10]) ~= 'string' then
+    return nil
+  end
+  local stats = {'cancelled'}
+  if ARGV[10] ~= '' then
+    stats[2] = ARGV[10]
+  end
+  local bad = not_hash_counter(KEYS[2], {ARGV[2]}, 'nothing settled')
+    or not_hash_counter(KEYS[7], stats, 'nothing settled')
+  local p = not bad and redis.pcall('HGET', KEYS[30], ARGV[1])
+  if type(p) == 'string' then
+    bad = not_hash_counter(KEYS[31], {p}, 'nothing settled')
+  end
+  return bad
+end
+
 if ARGV[1] ~= '{many}' then
   local wrong = wrong_types(#KEYS, function() return ARGV[3] end)
-    or (KEYS[8] and not_counter(KEYS[8], 'nothing settled'))
+    or (KEYS[8] and not_counter(KEYS[8], 'nothing settled')) or unfit_counters(KEYS, ARGV)
     or (KEYS[26] and wf_unfit_of(KEYS[26], ARGV[1], 'nothing settled'))
   if wrong then
     return wrong
@@ -319,6 +339,7 @@ local wrong = wrong_types(nk, function(job) return ARGV[4 + job * na + 3] end)
 local seen = {}
 for j = 0, n - 1 do
   wrong = wrong or not_counter(KEYS[j * nk + 8], 'nothing settled')
+    or unfit_counters(slice(KEYS, j * nk, nk), slice(ARGV, 4 + j * na, na))
     or wf_unfit_of(KEYS[j * nk + 26], ARGV[4 + j * na + 1], 'nothing settled', seen)
 end
 if wrong then

@@ -56,3 +56,25 @@ local function not_counter(key, outcome)
     return redis.error_reply('errands: ' .. key .. ' holds ' .. v .. ', not a counter: ' .. outcome)
   end
 end
+
+-- not_hash_counter(key, fields, outcome): an error reply when HINCRBY of one of `fields` (a list)
+-- of hash `key` would fail (the key of another type, or a field holding anything but a decimal
+-- integer within +/-2^53: what HINCRBY reads, with room to count on exactly), else nil; one HMGET:
+-- a script that HINCRBYs a field after its first write asks first
+local function not_hash_counter(key, fields, outcome)
+  if #fields == 0 then
+    return nil
+  end
+  local got = redis.pcall('HMGET', key, unpack(fields))
+  if got.err then
+    return wrong_key(key, outcome)
+  end
+  for i, v in ipairs(fields) do
+    local c = got[i]
+    if c and not ((c == '0' or string.match(c, '^%-?[1-9]%d*$')) and #c <= 17
+        and math.abs(tonumber(c)) <= 2 ^ 53) then
+      return redis.error_reply('errands: ' .. key .. ' field ' .. v .. ' holds '
+        .. string.sub(c, 1, 40) .. ', not a counter: ' .. outcome)
+    end
+  end
+end
