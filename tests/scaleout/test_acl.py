@@ -169,6 +169,31 @@ async def test_an_ack_works_under_a_rule_without_zmscore(server: Node) -> None:
         assert int(admin.hget(keys.stats, "processed") or 0) == 3
 
 
+async def test_a_fetch_of_partitioned_jobs_works_under_a_rule_without_zmscore(
+    server: Node,
+) -> None:
+    """REVIEW F10: lib/limits.lua lim_serve (90bd09a) reads a round's queue scores with
+    ZMSCORE through redis.call: under a rule written before errands used ZMSCORE (or on
+    Redis < 6.2) a fetch of partitioned jobs raised, after its first writes, on every call:
+    partitioned jobs never ran. enqueue.lua and ack.lua fall back (redis.pcall)."""
+    namespace = unique_namespace()
+    url = add_user(server, namespace, ACL_COMMANDS.replace(" +zmscore", ""))
+    async with Enqueuer.from_url(url, namespace=namespace, strict=None) as enqueuer:
+        await enqueuer.enqueue_many([("a", {}, {"partition": f"t{i}"}) for i in range(3)])
+    client = Redis.from_url(url)
+    try:
+        scripts = Scripts(client, Keys(namespace))
+        now = await scripts.heartbeat("p1", b"{}", 60_000, "register")
+        with server.client() as admin:
+            admin.execute_command("ACL", "LOG", "RESET")  # (the enqueue's refusal)
+        got = await scripts.fetch("p1", now, 3, [("a", 0)], specs={"a": "c=1"})
+        assert got is not None and len(got) == 3
+    finally:
+        await client.aclose()
+    with server.client() as admin:
+        assert {e["object"] for e in refusals(admin, f"app-{namespace}")} == {"zmscore"}
+
+
 def test_the_deployment_docs_show_the_tested_rule() -> None:
     page = (ROOT / "docs" / "deployment.md").read_text()
     for part in (ACL_COMMANDS, OPTIONAL, CLUSTER):

@@ -24,3 +24,27 @@ local function read_chunked(cmd, key, items)
   end
   return out
 end
+
+-- the scores of `items` in the sorted set `key` (false: not a member), in one list: one ZMSCORE
+-- per 1,000, sent with redis.pcall. An ACL rule of an older errands (or Redis < 6.2) refuses
+-- ZMSCORE: an error reply, not a raise, so a script may ask after its first write; then each is
+-- read with its own ZSCORE, and the rest of the call does not ask again (one refusal per call)
+local zmscore_refused = false
+local function read_zmscore(key, items)
+  local out = {}
+  for c = 1, #items, CHUNK do
+    local e = math.min(c + CHUNK - 1, #items)
+    local got = not zmscore_refused and redis.pcall('ZMSCORE', key, unpack(items, c, e))
+    if got and got.err then
+      zmscore_refused, got = true, false
+    end
+    for i = c, e do
+      if got then
+        out[i] = got[i - c + 1]
+      else
+        out[i] = redis.call('ZSCORE', key, items[i])
+      end
+    end
+  end
+  return out
+end

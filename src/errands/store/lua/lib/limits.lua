@@ -402,7 +402,7 @@ local function lim_serve(P, L, room, now, runnable, take, note)
         ids[#ids + 1], parts[#parts + 1] = id, p
       end
     end
-    local qs = read_chunked('ZMSCORE', P.q, ids)
+    local qs = read_zmscore(P.q, ids)  -- (lib/chunked: ZSCOREs under an older rule)
     local envs = runnable(ids)
     local runs = read_chunked('HMGET', P.prun, parts)
     local back, counts, x = {}, {}, 0
