@@ -96,3 +96,19 @@ async def test_an_ack_leaves_a_job_whose_partition_count_is_not_one_alone(
     assert (report.unfit, report.refused) == (["one"], [])
     assert await redis.zrange(keys.in_progress("p"), 0, -1) == [b"one:sms"]
     assert await redis.hget(keys.running, "sms") == b"1"
+
+
+@pytest.mark.parametrize("cap", [0, 5])
+async def test_fetch_with_a_running_count_that_is_not_one_changes_nothing(
+    redis: Redis, namespace: str, cap: int
+) -> None:
+    keys = Keys(namespace)
+    async with Enqueuer(redis, namespace=keys.namespace, strict=None) as enqueuer:
+        await enqueuer.enqueue_many([("sms", {}), ("mail", {})])
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
+    await redis.hset(keys.running, "sms", "x")  # type: ignore[misc]
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="not a counter: nothing fetched"):
+        await scripts.fetch("p", 1, 2, [("mail", cap), ("sms", cap)])
+    assert await snapshot(redis, namespace) == before

@@ -29,7 +29,8 @@
 -- Limits: rates are checked on the Redis clock; jobs with a partition are served partition by
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
--- A malformed limits spec or a key of another type fails the call before its first write.
+-- A malformed limits spec, a key of another type or a `running` count of one of its names that
+-- is not a counter (lib/types.lua's not_hash_counter) fails the call before its first write.
 -- Returns {status, token, wait, now, then five per job: queue index (1-based), job id, envelope,
 -- queue score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease
 -- expired (then only the first three); wait = ms until a rate limit that held a job back lets
@@ -107,6 +108,13 @@ end, 'nothing fetched')
   -- the counters INCRed after the first write (the first job taken, a partition's turn)
   or not_counter(KEYS[13], 'nothing fetched')
   or (partitioned and not_counter(KEYS[15], 'nothing fetched'))
+if not wrong then  -- running[name] of each name: read for its room, HINCRBY'd after writes
+  local names = {}
+  for i = 1, nq do
+    names[i] = ARGV[7 + 3 * i]
+  end
+  wrong = not_hash_counter(KEYS[2], names, 'nothing fetched')
+end
 if wrong then
   return wrong
 end
