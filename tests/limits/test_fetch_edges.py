@@ -12,9 +12,12 @@ from redis.exceptions import ResponseError
 
 from errands import Client, Concurrency, Enqueuer, Rate
 from errands.clock import to_ms
+from errands.errors import RegistrationError
+from errands.handlers import JobType
 from errands.limits import compile_limits
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
+from errands.worker.limiter import Limiter
 from tests.support.invariants import assert_invariants
 
 MINUTE = timedelta(minutes=1)
@@ -73,7 +76,33 @@ async def test_a_limiter_with_two_rates_of_one_window_counts_each_start_once(
     assert await scripts.limiter("api", rates) > 0
 
 
-@pytest.mark.parametrize("bad", ["r=10", "R=3", "r=10/0", "c=0", "r=0/1000", "x=1", "r=1/1000;"])
+def test_compiling_refuses_more_than_16_rate_windows_of_a_kind() -> None:
+    """REVIEW F6: a fetch and a settle read and write each window's log; the spec is capped."""
+    rates = [Rate(1, per=timedelta(seconds=1 + i)) for i in range(16)]
+    both = rates + [Rate(1, per=r.per, per_partition=True) for r in rates]
+    assert compile_limits([*both, Rate(2, per=timedelta(seconds=1))])[1].count(";") == 31
+    for extra in (Rate(1, per=MINUTE), Rate(1, per=MINUTE, per_partition=True)):
+        with pytest.raises(ValueError, match="at most 16"):
+            compile_limits([*both, extra])
+    with pytest.raises(RegistrationError, match="at most 16"):
+        JobType("sms", lambda: None, limits=(*rates, Rate(1, per=MINUTE)))
+
+
+async def test_a_spec_of_16_windows_fetches(redis: Redis, namespace: str) -> None:
+    now = await setup(redis, namespace, [("first", {"partition": "a"})])
+    spec = ";".join(f"{k}=5/{1000 + i}" for k in "rR" for i in range(16))
+    got = await Scripts(redis, Keys(namespace)).fetch(
+        "p", now, 1, [("first", 0)], specs={"first": spec}
+    )
+    assert got is not None and len(got) == 1
+
+
+MANY = ";".join(f"R=5/{1000 + i}" for i in range(17))
+
+
+@pytest.mark.parametrize(
+    "bad", ["r=10", "R=3", "r=10/0", "c=0", "r=0/1000", "x=1", "r=1/1000;", MANY]
+)
 async def test_a_malformed_spec_fails_the_fetch_before_any_write(
     redis: Redis, namespace: str, bad: str
 ) -> None:
@@ -88,7 +117,9 @@ async def test_a_malformed_spec_fails_the_fetch_before_any_write(
     await assert_invariants(redis, namespace)
 
 
-@pytest.mark.parametrize("bad", [[(10, 0)], [(0, 1000)], [(10,)]])
+@pytest.mark.parametrize(
+    "bad", [[(10, 0)], [(0, 1000)], [(10,)], [(5, 1001 + i) for i in range(16)]]
+)
 async def test_a_malformed_limiter_call_writes_nothing(
     redis: Redis, namespace: str, bad: list[tuple[int, ...]]
 ) -> None:
@@ -108,6 +139,10 @@ async def test_set_limits_refuses_what_the_pools_could_not_read(
         await client.set_limits("sms", Rate(5))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         await client.set_limits("bad name!", [Rate(5)])
+    with pytest.raises(ValueError, match="at most 16"):
+        await client.set_limits("sms", [Rate(1, per=timedelta(seconds=1 + i)) for i in range(17)])
+    with pytest.raises(RegistrationError, match="at most 16"):
+        Limiter("api", tuple(Rate(1, per=timedelta(seconds=1 + i)) for i in range(17)), None, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError):  # per rounds to 0 ms
         await client.set_limits("sms", [Rate(5, per=timedelta(microseconds=10))])
     assert await redis.exists(Keys(namespace).runtime_limits) == 0

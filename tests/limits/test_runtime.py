@@ -122,6 +122,9 @@ def test_the_limits_commands(
     assert run(capsys, "limits", "clear", "sms", *where)[0] == 0
     assert run(capsys, "limits", "show", *where)[1].strip() == "no limits"
     assert run(capsys, "limits", "set", "sms", "rate=20", *where)[0] == 2
+    many = [f"rate=1/{1 + i}s" for i in range(17)]  # REVIEW F6: at most 16 windows of a kind
+    assert main(["limits", "set", "sms", *many, *where]) == 2
+    assert "at most 16" in capsys.readouterr().err
 
 
 def test_parse_limit() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from ..limits import Concurrency, Limit, Rate, compile_limits, limit_from_dict
+from ..limits import Concurrency, Limit, Rate, limit_from_dict
 from ..store.keys import Keys
 
 __all__ = [
@@ -111,7 +111,10 @@ async def waiting_reason(
     secs, micros = await redis.time()
     now = int(secs) * 1000 + int(micros) // 1000
     cap = int(await redis.hget(keys.limits, name) or 0)
-    cap = compile_limits([lim for lim in limits if not lim.per_partition], cap)[0]
+    # the lowest type-wide concurrency (as compile_limits, which refuses more than 16 rate
+    # windows: limits stored by an older errands may have more)
+    concs = [lim.limit for lim in limits if isinstance(lim, Concurrency) and not lim.per_partition]
+    cap = min([cap, *concs]) if cap else min(concs, default=0)
     running = int(await redis.hget(keys.running, name) or 0)
     if cap and running >= cap:
         return f"max_concurrency reached ({running} running)"

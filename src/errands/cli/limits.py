@@ -10,7 +10,7 @@ from typing import Any
 
 from ..admin.client import Client
 from ..errors import ErrandsError, RedisUnavailableError
-from ..limits import describe_limit, limit_to_dict, parse_limit
+from ..limits import compile_limits, describe_limit, limit_to_dict, parse_limit
 from ..store.connection import REDIS_ERRORS
 from .target import Target, add_target_options
 
@@ -81,6 +81,7 @@ async def _show(client: Client, args: argparse.Namespace) -> int:
 async def _set(client: Client, args: argparse.Namespace) -> int:
     try:
         limits = [parse_limit(text) for text in args.limits]
+        compile_limits(limits)  # (too many rate windows)
     except ValueError as exc:
         raise ErrandsError(str(exc)) from None
     await client.set_limits(args.name, limits)

@@ -39,6 +39,9 @@ __all__ = [
 # rate log raised after the fetch had taken the job)
 MAX_PER_MS = 366 * 86_400_000
 MAX_RATE = 10_000  # starts per window (set when the log kept one entry per start)
+# distinct rate windows of one kind (type-wide, per partition): a fetch and a settle read and
+# write each window's log (lib/limits.lua's LIM_MAX_WINDOWS refuses more before the first write)
+MAX_WINDOWS = 16
 _PARTITION = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 
 
@@ -97,7 +100,8 @@ def compile_limits(limits: Iterable[Limit], max_concurrency: int = 0) -> tuple[i
     """``(max_concurrency, spec)`` for the fetch script: the lowest type-wide concurrency (with
     ``max_concurrency``; 0 = none) and the spec string of the others ('' = none). Rates of one
     kind (type-wide or per partition) with the same window are one rate, the lowest: they would
-    share a start log (and count each start twice)."""
+    share a start log (and count each start twice). ValueError: more than ``MAX_WINDOWS`` (16)
+    distinct windows of one kind."""
     conc = max_concurrency
     rates: dict[tuple[str, int], int] = {}
     per_partition_conc = 0
@@ -112,6 +116,12 @@ def compile_limits(limits: Iterable[Limit], max_concurrency: int = 0) -> tuple[i
             rates[window] = min(rates.get(window, limit.limit), limit.limit)
         else:
             raise TypeError(f"limits take Concurrency and Rate, got {limit!r}")
+    for kind, what in (("r", "type-wide"), ("R", "per-partition")):
+        if (count := sum(k == kind for k, _ in rates)) > MAX_WINDOWS:
+            raise ValueError(
+                f"at most {MAX_WINDOWS} {what} rate windows (distinct per=) per job type, "
+                f"got {count}"
+            )
     parts = [f"{kind}={n}/{per}" for (kind, per), n in rates.items()]
     if per_partition_conc:
         parts.insert(0, f"c={per_partition_conc}")

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from ..errors import LimiterExhaustedError, LimiterSnooze, RegistrationError
 from ..handlers import current_job
-from ..limits import Rate
+from ..limits import Rate, compile_limits
 from ..store.keys import check_job_name
 from ..store.scripts import Scripts
 
@@ -31,6 +31,10 @@ class Limiter:
             raise RegistrationError(f"limiter: {exc}") from None
         if not rates or not all(isinstance(r, Rate) and not r.per_partition for r in rates):
             raise RegistrationError(f"limiter {name!r} takes Rate(...) limits, not per partition")
+        try:
+            compile_limits(rates)  # (too many windows)
+        except ValueError as exc:
+            raise RegistrationError(f"limiter {name!r}: {exc}") from None
         if max_snoozes < 0:
             raise RegistrationError(f"limiter {name!r}: max_snoozes must be >= 0")
         self.name = name

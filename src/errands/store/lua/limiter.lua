@@ -19,9 +19,10 @@ for i = 1, #ARGV, 2 do
     return redis.error_reply('ERR limiter: malformed rate ' .. ARGV[i] .. ' per ' .. ARGV[i + 1])
   end
 end
-local L = lim_spec(table.concat(terms, ';'))
+local L, why = lim_spec(table.concat(terms, ';'))
 if not L then
-  return redis.error_reply('ERR limiter: malformed rates ' .. table.concat(ARGV, ' '))
+  return redis.error_reply('ERR limiter: malformed rates ' .. table.concat(ARGV, ' ', 1,
+    math.min(#ARGV, 8)) .. ' (' .. why .. ')')
 end
 local rates = L.r
 local wrong = wrong_type(function()

@@ -83,8 +83,11 @@ end
 -- the same window share a log field: they are merged (the lowest limit holds), so a start is
 -- counted once. A window is at most LIM_MAX_PER ms (limits/spec.py's MAX_PER_MS, 366 days):
 -- a longer one failed PEXPIRE of the rate log after the first write (10^20 ms), and a count of
--- more than 15 digits is not a whole number a double holds.
+-- more than 15 digits is not a whole number a double holds. At most LIM_MAX_WINDOWS distinct
+-- windows of each kind (limits/spec.py's MAX_WINDOWS): a fetch and a settle read and write
+-- each window's log, so a call's work is bounded by the spec's length otherwise.
 local LIM_MAX_PER = 31622400000
+local LIM_MAX_WINDOWS = 16
 local function lim_spec(s)
   local L = {pc = 0, r = {}, R = {}}
   if s == '' then
@@ -107,6 +110,9 @@ local function lim_spec(s)
       L.pc = (L.pc > 0) and math.min(L.pc, a) or a
     elseif seen[kind .. b] then
       seen[kind .. b][1] = math.min(seen[kind .. b][1], a)
+    elseif #L[kind] >= LIM_MAX_WINDOWS then
+      return nil, 'limits spec ' .. string.sub(s, 1, 200) .. ' has more than ' .. LIM_MAX_WINDOWS ..
+        ' rate windows of kind ' .. kind
     else
       seen[kind .. b] = {a, b}
       table.insert(L[kind], seen[kind .. b])
