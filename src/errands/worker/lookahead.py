@@ -6,8 +6,9 @@ long while another pool could run it: it goes back to its queue, at its place, a
 Limits do not stop the lookahead: a job fetched ahead holds its concurrency slots (type-wide and
 of its partition) from the fetch on, so no cap is ever exceeded, and a reaper frees them if the
 pool dies. A rate counts a job's start at the fetch (the Redis clock): a job of a type with a
-rate held ahead waits at most ``RATED_BUFFER_MAX_WAIT`` (so it starts at most that late after
-its counted start), then goes back, and its give-back uncounts its start (lua/settle.lua,
+rate held ahead waits at most ``RATED_BUFFER_MAX_WAIT`` from ``hold()`` (when the fetch's reply
+was read, a round trip after its counted start; a handler may start later than that by the
+event loop's lag), then goes back, and its give-back uncounts its start (lua/settle.lua,
 behind the attempt fence): a give-back spends none of the rate's budget. (Before, it stayed
 counted, and the lookahead was off for a pool serving a rated type: Rate(3/s) beside 35 ms
 jobs at concurrency 1 ran 3 to 5 starts in 3 s instead of 9.)"""
