@@ -12,26 +12,12 @@ import orjson
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, JobStatus
-from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts
 from tests.support.client_env import Env
+from tests.support.fetched import POOL, running_job
 from tests.support.invariants import assert_invariants
 
-POOL = "p0000000000000001"
 HOUR_MS = 3_600_000
-
-
-async def running_job(redis: Redis, namespace: str, token: str = "1") -> tuple[Keys, str]:
-    """A job of ``work`` fetched by POOL (attempt ``token``): as fetch.lua leaves it."""
-    keys = Keys(namespace)
-    job = await Enqueuer(redis, namespace=namespace).enqueue("work")
-    assert job is not None
-    await redis.zadd(keys.pools, {POOL: 1})
-    assert await redis.zrem(keys.queue("work"), job.id) == 1
-    await redis.zadd(keys.in_progress(POOL), {f"{job.id}:work": 1})
-    await redis.hincrby(keys.running, "work", 1)
-    await redis.hset(keys.attempts, job.id, f"{POOL}:{token}")
-    return keys, job.id
 
 
 async def test_a_result_record_kept_an_hour_stands_for_the_tombstone(

@@ -15,22 +15,8 @@ from errands.store.keys import Keys
 from errands.store.scripts import Scripts, Settle
 from errands.workflows.store import WorkflowScripts
 from tests.support.deadpool import dead_pool_row
+from tests.support.fetched import POOL, running_job
 from tests.support.resend import snapshot
-
-POOL = "p0000000000000001"
-
-
-async def running_job(redis: Redis, namespace: str) -> tuple[Keys, str]:
-    """A job of ``work`` fetched by POOL (attempt 1), as fetch.lua leaves it."""
-    keys = Keys(namespace)
-    job = await Enqueuer(redis, namespace=namespace).enqueue("work")
-    assert job is not None
-    await redis.zadd(keys.pools, {POOL: 1})
-    assert await redis.zrem(keys.queue("work"), job.id) == 1
-    await redis.zadd(keys.in_progress(POOL), {f"{job.id}:work": 1})
-    await redis.hincrby(keys.running, "work", 1)
-    await redis.hset(keys.attempts, job.id, f"{POOL}:1")
-    return keys, job.id
 
 
 @pytest.mark.parametrize("seq", [b"x", b"1.5"])

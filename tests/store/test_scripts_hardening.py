@@ -15,21 +15,7 @@ from errands.admin.records import read_done
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts, Settle
 from tests.support.client_env import until
-
-POOL = "p0000000000000001"
-
-
-async def running_job(redis: Redis, namespace: str, token: str = "1") -> tuple[Keys, str]:
-    """A job of ``work`` fetched by POOL (attempt ``token``): as fetch.lua leaves it."""
-    keys = Keys(namespace)
-    job = await Enqueuer(redis, namespace=namespace).enqueue("work")
-    assert job is not None
-    await redis.zadd(keys.pools, {POOL: 1})
-    assert await redis.zrem(keys.queue("work"), job.id) == 1
-    await redis.zadd(keys.in_progress(POOL), {f"{job.id}:work": 1})
-    await redis.hincrby(keys.running, "work", 1)
-    await redis.hset(keys.attempts, job.id, f"{POOL}:{token}")
-    return keys, job.id
+from tests.support.fetched import POOL, running_job
 
 
 async def test_settle_with_an_unknown_mode_writes_nothing(redis: Redis, namespace: str) -> None:
