@@ -154,6 +154,20 @@ local function lim_upgrade(old)
   return table.concat(parts)
 end
 
+-- the first i in [lo, hi] for which below(i) is false, below being true up to some i, then false
+-- (a bisection: hi when below holds up to hi - 1)
+local function lim_first(lo, hi, below)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if below(mid) then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  return lo
+end
+
 -- the part of a rate log still in the window ending at now (a start at t counts until t + per
 -- inclusive), and how many starts it holds. The first live record is found by bisection, and a
 -- log that is all live is not copied.
@@ -164,15 +178,8 @@ local function lim_live(log, per, now)
     log = lim_upgrade(log)
   end
   local cut, n = now - per, (#log - 1 - LIM_C) / LIM_R
-  local lo, hi = 0, n  -- the first live record is the (lo + 1)th, for some lo in [0, n]
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if lim_at(log, mid + 1) < cut then
-      lo = mid + 1
-    else
-      hi = mid
-    end
-  end
+  -- the first live record is the (lo + 1)th, for some lo in [0, n]
+  local lo = lim_first(0, n, function(m) return lim_at(log, m + 1) < cut end)
   local count = lim_cum(log, n) - lim_cum(log, lo)
   if lo == 0 then
     return log, count
@@ -205,15 +212,10 @@ local function lim_room(h, field, n, per, now)
     return n - count, 0
   end
   local target = lim_cum(live, 0) + count - n + 1
-  local lo, hi = 1, (#live - 1 - LIM_C) / LIM_R  -- the first record whose count reaches it
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if lim_cum(live, mid) < target then
-      lo = mid + 1
-    else
-      hi = mid
-    end
-  end
+  -- the first record whose count reaches it
+  local lo = lim_first(1, (#live - 1 - LIM_C) / LIM_R, function(i)
+    return lim_cum(live, i) < target
+  end)
   return 0, lim_at(live, lo) + per + 1
 end
 
@@ -253,15 +255,8 @@ local function lim_uncounted(log, at)
     return nil
   end
   local n = (#log - 1 - LIM_C) / LIM_R
-  local lo, hi = 1, n + 1  -- the first record at or after `at`
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if lim_at(log, mid) < at then
-      lo = mid + 1
-    else
-      hi = mid
-    end
-  end
+  -- the first record at or after `at`
+  local lo = lim_first(1, n + 1, function(i) return lim_at(log, i) < at end)
   local before = lim_cum(log, lo - 1)
   if lo > n or lim_at(log, lo) ~= at or lim_cum(log, lo) <= before then
     return nil
