@@ -16,11 +16,7 @@ from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
 from errands.store.scripts import Fetched, Scripts
 from errands.worker.settler import Settler
-
-
-async def _counted(redis: Redis, namespace: str, field: str) -> int:
-    log = await redis.hget(Keys(namespace).rate_log("sms"), field)
-    return int(log[-10:]) - int(log[1:11]) if log else 0
+from tests.limits.test_giveback import _counted
 
 
 @pytest.mark.parametrize(
