@@ -25,23 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, os.environ.get("ERRANDS_SRC", str(ROOT / "src")))
 
+from cmdstats import stats  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
 from errands import Enqueuer  # noqa: E402
 from errands.store.devserver import RedisServer  # noqa: E402
 from errands.store.keys import Keys  # noqa: E402
 
-SKIP = ("cmdstat_info", "cmdstat_config", "cmdstat_evalsha", "cmdstat_eval")
 FAR = 10**15  # an idle pool's deadline far ahead (stored negated, lib/wake.lua)
-
-
-async def stats(redis: Redis) -> tuple[dict[str, int], int, int]:
-    """Commands Redis ran by name (INFO's, CONFIG's and the script calls' left out), and the
-    script calls' count and usec."""
-    got = await redis.info("commandstats")
-    ran = {k[8:]: int(v["calls"]) for k, v in got.items() if k not in SKIP}
-    evalsha = got.get("cmdstat_evalsha", {"calls": 0, "usec": 0})
-    return ran, int(evalsha["calls"]), int(evalsha["usec"])
 
 
 async def cpu(redis: Redis) -> float:

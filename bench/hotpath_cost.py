@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, os.environ.get("ERRANDS_SRC", str(ROOT / "src")))
 
+from cmdstats import stats  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
 from errands import Enqueuer  # noqa: E402
@@ -29,13 +30,10 @@ from errands.store.devserver import RedisServer  # noqa: E402
 from errands.store.keys import Keys  # noqa: E402
 from errands.store.scripts import Acked, Scripts  # noqa: E402
 
-SKIP = ("cmdstat_info", "cmdstat_evalsha", "cmdstat_eval", "cmdstat_config")
-
 
 async def commands(redis: Redis) -> dict[str, int]:
     """Commands Redis ran by name, but INFO's, CONFIG's and the script calls'."""
-    stats = await redis.info("commandstats")
-    return {k[8:]: int(v["calls"]) for k, v in stats.items() if k not in SKIP}
+    return (await stats(redis))[0]
 
 
 def show(label: str, ran: dict[str, int], jobs: int, calls: int, by_command: bool) -> None:
