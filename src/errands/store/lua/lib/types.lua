@@ -50,9 +50,9 @@ end
 local function not_counter(key, outcome)
   local v = redis.pcall('GET', key)
   if type(v) == 'table' and v.err then
-    return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
+    return wrong_key(key, outcome)
   end
-  if v and not (#v <= 18 and string.match(v, '^%-?%d+$')) then
+  if v and not is_int(v) then
     return redis.error_reply('errands: ' .. key .. ' holds ' .. v .. ', not a counter: ' .. outcome)
   end
 end
