@@ -1,0 +1,169 @@
+-- lib/ratelog: the sliding logs of start times that rate limits count in (included by
+-- `--@include ratelog` from lib/limits.lua). A log is a HASH field of P.prate; P.prexp orders
+-- the fields by when their window passes (lim_tidy drops them).
+local LIM_W = 13                    -- digits of one start time in a rate log (below)
+
+-- A rate log: '#', the starts counted before its first record (LIM_C digits), then one record
+-- per ms with starts, in time order: the time (LIM_W digits) and the starts counted up to and
+-- including it (LIM_C digits). A fetch of 32 jobs writes one record, so a log holds at most as
+-- many records as calls that started something in its window. An older log (a digit first: one
+-- time per start) is read as records of one start each, and written back in this form.
+local LIM_C = 10
+local LIM_R = LIM_W + LIM_C
+local LIM_EMPTY = '#' .. string.rep('0', LIM_C)
+
+-- record i's time (i >= 1), and the starts counted up to it (i = 0: before the first record)
+local function lim_at(log, i)
+  local at = 2 + LIM_C + (i - 1) * LIM_R
+  return tonumber(string.sub(log, at, at + LIM_W - 1))
+end
+local function lim_cum(log, i)
+  local at = 2 + LIM_C + i * LIM_R - LIM_C
+  return tonumber(string.sub(log, at, at + LIM_C - 1))
+end
+
+local function lim_upgrade(old)
+  local parts, cum, last = {LIM_EMPTY}, 0, false
+  for j = 1, #old - LIM_W + 1, LIM_W do
+    local t = string.sub(old, j, j + LIM_W - 1)
+    cum = cum + 1
+    if t ~= last then
+      parts[#parts + 1] = ''
+    end
+    parts[#parts] = t .. string.format('%010d', cum)
+    last = t
+  end
+  return table.concat(parts)
+end
+
+-- the first i in [lo, hi] for which below(i) is false, below being true up to some i, then false
+-- (a bisection: hi when below holds up to hi - 1)
+local function lim_first(lo, hi, below)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if below(mid) then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  return lo
+end
+
+-- the part of a rate log still in the window ending at now (a start at t counts until t + per
+-- inclusive), and how many starts it holds. The first live record is found by bisection, and a
+-- log that is all live is not copied.
+local function lim_live(log, per, now)
+  if log == '' then
+    log = LIM_EMPTY
+  elseif string.sub(log, 1, 1) ~= '#' then
+    log = lim_upgrade(log)
+  end
+  local cut, n = now - per, (#log - 1 - LIM_C) / LIM_R
+  -- the first live record is the (lo + 1)th, for some lo in [0, n]
+  local lo = lim_first(0, n, function(m) return lim_at(log, m + 1) < cut end)
+  local count = lim_cum(log, n) - lim_cum(log, lo)
+  if lo == 0 then
+    return log, count
+  end
+  local at = 2 + LIM_C + lo * LIM_R
+  return '#' .. string.sub(log, at - LIM_C, at - 1) .. string.sub(log, at), count
+end
+
+-- the live logs read in this script call ("<key>\0<field>" -> live part): the write that
+-- follows a check does not read and cut its log again
+local LIM_SEEN = {}
+
+-- the live part of a rate log and how many starts it holds
+local function lim_read(h, field, per, now)
+  local seen = LIM_SEEN[h .. '\0' .. field]
+  if seen then
+    local live, count = lim_live(seen, per, now)
+    return live, count
+  end
+  local live, count = lim_live(redis.call('HGET', h, field) or '', per, now)
+  LIM_SEEN[h .. '\0' .. field] = live
+  return live, count
+end
+
+-- how many starts rate (n per `per` ms) allows now, and when it is 0, the ms it allows one: when
+-- the (count - n + 1)th live start leaves the window
+local function lim_room(h, field, n, per, now)
+  local live, count = lim_read(h, field, per, now)
+  if count < n then
+    return n - count, 0
+  end
+  local target = lim_cum(live, 0) + count - n + 1
+  -- the first record whose count reaches it
+  local lo = lim_first(1, (#live - 1 - LIM_C) / LIM_R, function(i)
+    return lim_cum(live, i) < target
+  end)
+  return 0, lim_at(live, lo) + per + 1
+end
+
+-- record `count` starts at now in a rate log (its counts start again from 0 near LIM_C digits)
+local function lim_started(P, field, n, per, now, count)
+  local live = lim_read(P.prate, field, per, now)
+  local m = (#live - 1 - LIM_C) / LIM_R
+  local cum = lim_cum(live, m) + count
+  if cum >= 9e9 then
+    local base, parts = lim_cum(live, 0), {LIM_EMPTY}
+    for i = 1, m do
+      parts[#parts + 1] = string.format('%013d%010d', lim_at(live, i), lim_cum(live, i) - base)
+    end
+    live, cum = table.concat(parts), cum - base
+  end
+  if m > 0 and lim_at(live, m) == now then
+    live = string.sub(live, 1, #live - LIM_C) .. string.format('%010d', cum)
+  else
+    live = live .. string.format('%013d%010d', now, cum)
+  end
+  redis.call('HSET', P.prate, field, live)
+  LIM_SEEN[P.prate .. '\0' .. field] = live
+  if P.prexp then
+    redis.call('ZADD', P.prexp, now + per + 1, field)
+  end
+end
+
+-- A start counted at `at` (ms) that never happened: a job fetched ahead and given back before it
+-- started (settle.lua). The log with that start uncounted (one start less at `at`, its record
+-- dropped when it then holds none); nil when the log holds no start at `at` (cut: its window
+-- passed) or is not a log. Reads nothing, raises on nothing.
+local function lim_uncounted(log, at)
+  if string.find(log, '^%d+$') and #log % LIM_W == 0 then
+    log = lim_upgrade(log)
+  end
+  if not string.find(log, '^#%d+$') or (#log - 1 - LIM_C) % LIM_R ~= 0 then
+    return nil
+  end
+  local n = (#log - 1 - LIM_C) / LIM_R
+  -- the first record at or after `at`
+  local lo = lim_first(1, n + 1, function(i) return lim_at(log, i) < at end)
+  local before = lim_cum(log, lo - 1)
+  if lo > n or lim_at(log, lo) ~= at or lim_cum(log, lo) <= before then
+    return nil
+  end
+  local parts = {string.sub(log, 1, 1 + LIM_C + (lo - 1) * LIM_R)}
+  if lim_cum(log, lo) - 1 > before then
+    parts[2] = string.format('%013d%010d', at, lim_cum(log, lo) - 1)
+  end
+  for i = lo + 1, n do
+    parts[#parts + 1] = string.format('%013d%010d', lim_at(log, i), lim_cum(log, i) - 1)
+  end
+  return table.concat(parts)
+end
+
+-- after writing rate logs: logs past their window go (a few per call), and both keys live at
+-- least a window longer (so a job name nobody fetches any more leaves nothing behind)
+local function lim_tidy(P, per, now)
+  local old = redis.call('ZRANGEBYSCORE', P.prexp, '-inf', now, 'LIMIT', 0, 32)
+  if #old > 0 then
+    redis.call('HDEL', P.prate, unpack(old))
+    redis.call('ZREM', P.prexp, unpack(old))
+  end
+  for _, key in ipairs({P.prate, P.prexp}) do
+    if redis.call('PTTL', key) < per + 1000 then
+      redis.call('PEXPIRE', key, per + 1000)
+    end
+  end
+end
