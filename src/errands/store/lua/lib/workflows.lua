@@ -30,6 +30,7 @@
 -- nothing but when.
 --@include prio
 --@include wake
+--@include wfkeys
 -- dependents one member's end walks in its script (the rest: the work list), and that one
 -- script call walks at most (an ack of many members; a wf_cascade.lua call)
 local WF_STEP, WF_CALL = 200, 1000
@@ -69,66 +70,6 @@ local function wf_trim(P, now)
     redis.call('ZREM', P .. 'wfexp', unpack(gone))
     redis.call('ZREM', P .. 'wfidx', unpack(gone))
   end
-end
-
--- the keys of run `run`, from `wfof` = <prefix>wfof
-local function wf_keys(wfof, run)
-  local P = string.sub(wfof, 1, #wfof - 4)
-  local m = P .. 'wf:' .. run
-  return {P = P, run = run, wfof = wfof, meta = m, open = m .. ':open', inn = m .. ':in',
-    out = m .. ':out', nodes = m .. ':nodes', env = m .. ':env', res = m .. ':res'}
-end
-
--- the keys this lib writes that no script declares (built from the prefix: the namespace's, and
--- run `run`'s when given), checked before a script's first write, as lib/types.lua checks its
--- KEYS: an error reply naming the first of another type (seq: not a counter), saying
--- `outcome`; nil when all fit (`run_only`: the run's keys only). The queues of the members a walk
--- releases are not known before it: wf_queue checks them, and parks a member it cannot queue.
-local WF_NS = {seq = 'GET', jobs = 'HLEN', prio = 'HLEN', names = 'SCARD', idle = 'SCARD',
-  part = 'HLEN', wfwork = 'ZCARD', wfexp = 'ZCARD', wfidx = 'ZCARD', dead = 'ZCARD',
-  errors = 'HLEN'}
-local WF_RUN = {meta = 'HLEN', open = 'SCARD', inn = 'ZCARD', out = 'ZCARD', nodes = 'HLEN',
-  env = 'HLEN', res = 'HLEN'}
-local function wf_unfit(wfof, run, outcome, run_only)
-  local W = wf_keys(wfof, run or '')
-  local function bad(key, cmd)
-    local r = redis.pcall(cmd, key)
-    if type(r) == 'table' and r.err then
-      return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
-    end
-    if cmd == 'GET' and r and not (#r <= 18 and string.match(r, '^%-?%d+$')) then
-      return redis.error_reply('errands: ' .. key .. ' holds ' .. r .. ', not a counter: ' .. outcome)
-    end
-  end
-  for suffix, cmd in pairs(run_only and {} or WF_NS) do
-    local e = bad(W.P .. suffix, cmd)
-    if e then
-      return e
-    end
-  end
-  if not run then
-    return nil
-  end
-  for field, cmd in pairs(WF_RUN) do
-    local e = bad(W[field], cmd)
-    if e then
-      return e
-    end
-  end
-end
-
--- wf_unfit for job `id`'s run, when it is a member (nothing else: one HGET); `seen` (a table
--- kept over the jobs of one call, optional): each run, and the namespace's keys, checked once
-local function wf_unfit_of(wfof, id, outcome, seen)
-  local run = redis.call('HGET', wfof, id)
-  if not run or (seen and seen[run]) then
-    return nil
-  end
-  local bad = wf_unfit(wfof, run, outcome, seen and seen[''])
-  if seen then
-    seen[run], seen[''] = true, true
-  end
-  return bad
 end
 
 -- wake one idle pool serving job name `name` (lib/wake.lua), as enqueue does; its idle set is
