@@ -1,10 +1,12 @@
 """The package's shape: no import cycles between modules, dependencies point down the layers, and
-no module grows past ~400 lines. Every import counts, including those under ``TYPE_CHECKING`` and
+no module grows past ~400 lines, nor any Lua script or lib (``store/lua/``), whose named functions
+stay under ~60 lines. Every import counts, including those under ``TYPE_CHECKING`` and
 inside functions: a cycle hidden from the interpreter is still one for the reader."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,10 @@ FORBIDDEN = {
 # top-level modules that every layer builds on: they import no folder
 PRIMITIVES = {"errors", "clock", "job", "backoff", "serialization", "convert", "aio", "middleware"}
 MAX_LINES = 400
+LUA = SRC / "store" / "lua"
+MAX_LUA_FUNCTION_LINES = 60
+# a named function's first line (``local function f(``, ``function f(``), its indent
+LUA_FUNCTION = re.compile(r"^(\s*)(?:local\s+)?function\s+([\w.:]+)\s*\(")
 
 
 def module_name(path: Path) -> str:
@@ -151,3 +157,46 @@ def test_modules_stay_small() -> None:
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert big == {}
+
+
+def lua_functions(text: str) -> dict[str, int]:
+    """The named functions of Lua source (nested ones too) and their lengths in lines: from the
+    ``function`` line to the first ``end`` at its indent (the project's layout; -1 when none, a
+    one-line function is 1)."""
+    lines = text.splitlines()
+    found: dict[str, int] = {}
+    for i, line in enumerate(lines):
+        if not (m := LUA_FUNCTION.match(line)):
+            continue
+        name = f"{m.group(2)}:{i + 1}"
+        if re.search(r"\bend$", line.rstrip()):
+            found[name] = 1
+            continue
+        ends = (j for j in range(i + 1, len(lines)) if re.match(m.group(1) + r"end\b", lines[j]))
+        found[name] = next((j - i + 1 for j in ends), -1)
+    return found
+
+
+def test_lua_files_stay_small() -> None:
+    big = {
+        str(p.relative_to(LUA)): n
+        for p in LUA.rglob("*.lua")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert big == {}
+
+
+def test_lua_functions_stay_small() -> None:
+    long = {
+        f"{p.relative_to(LUA)} {name}": n
+        for p in LUA.rglob("*.lua")
+        for name, n in lua_functions(p.read_text()).items()
+        if n > MAX_LUA_FUNCTION_LINES or n < 0
+    }
+    assert long == {}
+
+
+def test_the_lua_checker_measures_functions() -> None:
+    text = "local function f(a)\n  local function g() return 1 end\n  if a then\n  end\nend\n"
+    assert lua_functions(text) == {"f:1": 5, "g:2": 1}
+    assert lua_functions("function h()\n  x()\n") == {"h:1": -1}
