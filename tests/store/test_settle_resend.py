@@ -17,6 +17,7 @@ from errands.clock import SystemClock
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts, Settle
+from errands.store.settlecall import settle_request
 from errands.worker.settler import Settler
 from tests.admin.test_resend import resent
 from tests.store.test_scripts_hardening import POOL, running_job
@@ -160,8 +161,8 @@ async def test_a_batch_whose_counts_do_not_fit_writes_nothing(redis: Redis, name
     keys, first = await running_job(redis, namespace)
     _keys, second = await running_job(redis, namespace)
     scripts = Scripts(redis, keys)
-    one_keys, one_args = scripts._settle_call(POOL, settle_of(keys, first, "retry"))
-    _k, two_args = scripts._settle_call(POOL, settle_of(keys, second, "retry"))
+    one_keys, one_args = settle_request(keys, POOL, settle_of(keys, first, "retry"))
+    _k, two_args = settle_request(keys, POOL, settle_of(keys, second, "retry"))
     args = ["{many}", 2, len(one_keys), len(one_args), *one_args, *two_args]
     before = await state(redis, keys)
     with pytest.raises(ResponseError, match="counts do not fit"):

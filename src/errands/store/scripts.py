@@ -18,6 +18,7 @@ from .bulk import Columns, enqueue_request, job_spec
 from .keys import Keys
 from .luasource import lua_source
 from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle
+from .settlecall import settle_many_request, settle_request, state_keys
 
 __all__ = [
     "ACK_MAX",
@@ -69,10 +70,8 @@ class Scripts(AdminScripts):
         return await self._s[name](keys=list(keys), args=list(args))
 
     def _state(self) -> list[str]:
-        """attempts, unique_of_job, unique, unique_expiry, ended, checkpoints: the keys
-        lib/jobstate.lua needs besides the common ones."""
-        k = self.keys
-        return [k.attempts, k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints]
+        """The keys lib/jobstate.lua needs besides the common ones (settlecall.state_keys)."""
+        return state_keys(self.keys)
 
     async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> list[int]:
         """Store jobs; each job is (name index 1-based, name, id, envelope, priority, due ms,
@@ -251,7 +250,7 @@ class Scripts(AdminScripts):
 
     async def settle(self, pool_id: str, s: Settle) -> bool:
         """Retry, bury, drop, cancel or requeue one job."""
-        keys, args = self._settle_call(pool_id, s)
+        keys, args = settle_request(self.keys, pool_id, s)
         return bool(await self._call("settle", keys, args))
 
     async def settle_many(self, pool_id: str, settles: Sequence[Settle]) -> list[bool]:
@@ -259,31 +258,8 @@ class Scripts(AdminScripts):
         on its own attempt. Returns whether each was settled."""
         if not settles:
             return []
-        keys: list[str] = []
-        args: list[Arg] = ["{many}", len(settles), 0, 0]
-        for s in settles:
-            one_keys, one_args = self._settle_call(pool_id, s)
-            if args[2] and (args[2], args[3]) != (len(one_keys), len(one_args)):
-                raise ValueError("settle_many: the jobs must take as many keys and args")
-            keys += one_keys
-            args += one_args
-            args[2], args[3] = len(one_keys), len(one_args)
+        keys, args = settle_many_request(self.keys, pool_id, settles)
         return [bool(r) for r in await self._call("settle", keys, args)]
-
-    def _settle_call(self, pool_id: str, s: Settle) -> tuple[list[str], list[Arg]]:
-        k = self.keys
-        keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
-        keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history_data)
-        keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
-        keys += (k.cancelled, *self._state(), k.dedup, k.dedup_of_job, k.workflow_of)
-        keys += (k.dedup_next, k.dedup_reruns, k.queue(s.name), k.partitions)
-        keys += (*limit_keys(k, s.name), k.pools, k.rate_log(s.name), k.idle_for(s.name))
-        args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
-        args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
-        args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
-        args += (pool_id, s.token, s.envelope_json, s.history_json)
-        args += ("" if s.unstart_ms is None else s.unstart_ms, s.unstart_spec)
-        return keys, args
 
     async def promote(self, names: Sequence[str], now_ms: int, limit: int) -> tuple[int, int]:
         """Move due scheduled and retry jobs to their queues; returns (moved, earliest due)."""

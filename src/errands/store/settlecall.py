@@ -1,0 +1,51 @@
+"""The KEYS and ARGV of a ``settle.lua`` call (see :meth:`Scripts.settle
+<.scripts.Scripts.settle>`): one job's, or several jobs' in one ``{many}`` call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .ackcall import limit_keys
+from .adminscripts import Arg
+from .keys import Keys
+from .records import Settle
+
+__all__ = ["settle_many_request", "settle_request"]
+
+
+def settle_request(k: Keys, pool_id: str, s: Settle) -> tuple[list[str], list[Arg]]:
+    """The KEYS and ARGV of one job's settle."""
+    keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
+    keys += (k.errors, k.stats, k.seq, k.idle, s.target, k.history_data)
+    keys += (k.history_of(s.name), k.done(s.id), k.listening, k.checkins, k.cancel_requests)
+    keys += (k.cancelled, *state_keys(k), k.dedup, k.dedup_of_job, k.workflow_of)
+    keys += (k.dedup_next, k.dedup_reruns, k.queue(s.name), k.partitions)
+    keys += (*limit_keys(k, s.name), k.pools, k.rate_log(s.name), k.idle_for(s.name))
+    args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
+    args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
+    args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
+    args += (pool_id, s.token, s.envelope_json, s.history_json)
+    args += ("" if s.unstart_ms is None else s.unstart_ms, s.unstart_spec)
+    return keys, args
+
+
+def settle_many_request(
+    k: Keys, pool_id: str, settles: Sequence[Settle]
+) -> tuple[list[str], list[Arg]]:
+    """The KEYS and ARGV of one ``{many}`` call settling ``settles`` (see lua/settle.lua)."""
+    keys: list[str] = []
+    args: list[Arg] = ["{many}", len(settles), 0, 0]
+    for s in settles:
+        one_keys, one_args = settle_request(k, pool_id, s)
+        if args[2] and (args[2], args[3]) != (len(one_keys), len(one_args)):
+            raise ValueError("settle_many: the jobs must take as many keys and args")
+        keys += one_keys
+        args += one_args
+        args[2], args[3] = len(one_keys), len(one_args)
+    return keys, args
+
+
+def state_keys(k: Keys) -> list[str]:
+    """attempts, unique_of_job, unique, unique_expiry, ended, checkpoints: the keys
+    lib/jobstate.lua needs besides the common ones."""
+    return [k.attempts, k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints]
