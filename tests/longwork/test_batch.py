@@ -11,13 +11,12 @@ from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from errands import BatchOutcome, Enqueuer, FixedBackoff, Job, WorkerPool
 from errands.errors import RegistrationError
 from errands.longwork.batch import batch_due
 from errands.store.keys import Keys
-from errands.store.scripts import Scripts, Settle
+from errands.store.scripts import Scripts, Settle, SettleRefused
 from tests.support.invariants import assert_invariants
 from tests.support.procs import eventually
 
@@ -193,19 +192,16 @@ async def test_a_batch_holds_no_more_jobs_than_max_concurrency(
 async def test_the_failed_jobs_of_a_batch_are_settled_in_one_script_call(
     redis_url: str, namespace: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[tuple[str, int]] = []
-    settle, settle_many = Scripts.settle, Scripts.settle_many
+    calls: list[int] = []
+    report = Scripts.settle_report
 
-    async def one(self: Scripts, pool_id: str, s: Settle) -> bool:
-        calls.append(("settle", 1))
-        return await settle(self, pool_id, s)
+    async def counted(
+        self: Scripts, pool_id: str, settles: Sequence[Settle]
+    ) -> list[bool | SettleRefused]:
+        calls.append(len(settles))
+        return await report(self, pool_id, settles)
 
-    async def many(self: Scripts, pool_id: str, settles: Sequence[Settle]) -> list[bool]:
-        calls.append(("settle_many", len(settles)))
-        return await settle_many(self, pool_id, settles)
-
-    monkeypatch.setattr(Scripts, "settle", one)
-    monkeypatch.setattr(Scripts, "settle_many", many)
+    monkeypatch.setattr(Scripts, "settle_report", counted)
     keys = Keys(namespace)
     pool = make_pool(redis_url, namespace)
 
@@ -216,12 +212,14 @@ async def test_the_failed_jobs_of_a_batch_are_settled_in_one_script_call(
     async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
         await enqueuer.enqueue_many([("half", {"n": i}) for i in range(10)])
         await pool.drain(timeout=20)
-    assert calls == [("settle_many", 5)]
+    assert calls == [5]
     assert await redis.zcard(keys.dead) == 5
     await assert_invariants(redis, namespace, drained=True, stopped=True)
 
 
 async def test_settle_many_checks_every_mode_before_writing(redis: Redis, namespace: str) -> None:
+    """A job of a bad mode is refused before anything of it is written; the other job of the
+    call is settled by it (a job refused does not hold the others)."""
     keys = Keys(namespace)
     scripts = Scripts(redis, keys)
     await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
@@ -234,9 +232,9 @@ async def test_settle_many_checks_every_mode_before_writing(redis: Redis, namesp
         for f in fetched
     )
     bad.mode = "nonsense"
-    with pytest.raises(ResponseError, match="unknown settle mode"):
+    with pytest.raises(SettleRefused, match="unknown settle mode"):
         await scripts.settle_many("p1", [good, bad])
-    assert await redis.zcard(keys.in_progress("p1")) == 2  # nothing written
+    assert await redis.zrange(keys.in_progress("p1"), 0, -1) == [f"{bad.id}:w".encode()]
     bad.mode = "retry"
     # (a stale attempt due at another time: one sending the job to the very place this call
     # sent it, its score included, is taken for this call re-sent, see settle.lua)

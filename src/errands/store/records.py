@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Acked", "FetchResult", "Fetched", "LeaseLost", "Reaped", "Settle"]
+from redis.exceptions import ResponseError
+
+__all__ = ["Acked", "FetchResult", "Fetched", "LeaseLost", "Reaped", "Settle", "SettleRefused"]
 
 
 class LeaseLost(Exception):
@@ -81,6 +83,13 @@ class Settle:
     unstart_spec: str = ""  # and the limits spec it was fetched under (lua/settle.lua)
     envelope_json: bytes = b""  # for the records, when the serializer is not JSON
     history_json: bytes = b""  # for the history, when it differs (a large job's args omitted)
+
+
+class SettleRefused(ResponseError):
+    """settle.lua refused a job before writing anything of it (its reply was the reason, given
+    as the message: a bad argument, a key of another type, a counter that is not one); sent
+    again, it is refused again until the key is repaired. A ``ResponseError``, as the script's
+    error reply it replaces was."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,14 @@ from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .bulk import Columns, enqueue_request, job_spec
 from .keys import Keys
 from .luasource import lua_source
-from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle
-from .settlecall import settle_many_request, settle_request, state_keys
+from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle, SettleRefused
+from .settlecall import (
+    read_settle_reply,
+    settle_many_request,
+    settle_request,
+    settled_or_raise,
+    state_keys,
+)
 
 __all__ = [
     "ACK_MAX",
@@ -31,6 +37,7 @@ __all__ = [
     "Reaped",
     "Scripts",
     "Settle",
+    "SettleRefused",
     "lua_source",
 ]
 
@@ -249,17 +256,31 @@ class Scripts(AdminScripts):
         return report
 
     async def settle(self, pool_id: str, s: Settle) -> bool:
-        """Retry, bury, drop, cancel or requeue one job."""
-        keys, args = settle_request(self.keys, pool_id, s)
-        return bool(await self._call("settle", keys, args))
+        """Retry, bury, drop, cancel or requeue one job: whether it was settled (False: this
+        attempt does not hold it any more). Raises :class:`SettleRefused` when settle.lua
+        refused it (nothing written)."""
+        return settled_or_raise(await self.settle_report(pool_id, [s]))[0]
 
     async def settle_many(self, pool_id: str, settles: Sequence[Settle]) -> list[bool]:
         """Settle several jobs in one script call (the failed jobs of a batch); each is fenced
-        on its own attempt. Returns whether each was settled."""
+        on its own attempt. Returns whether each was settled; raises the first
+        :class:`SettleRefused` when settle.lua refused one (the others of the call settled)."""
+        return settled_or_raise(await self.settle_report(pool_id, settles))
+
+    async def settle_report(
+        self, pool_id: str, settles: Sequence[Settle]
+    ) -> list[bool | SettleRefused]:
+        """Settle jobs in one script call (one job: a plain call; several: ``{many}``). Each
+        job's outcome, in order: True settled (or by this very call, re-sent), False not this
+        attempt's any more, or a :class:`SettleRefused`: settle.lua's reply for a job it
+        refused before writing anything of it (sent again, refused again until repaired)."""
         if not settles:
             return []
-        keys, args = settle_many_request(self.keys, pool_id, settles)
-        return [bool(r) for r in await self._call("settle", keys, args)]
+        if len(settles) == 1:
+            keys, args = settle_request(self.keys, pool_id, settles[0])
+        else:
+            keys, args = settle_many_request(self.keys, pool_id, settles)
+        return read_settle_reply(await self._call("settle", keys, args), len(settles))
 
     async def promote(self, names: Sequence[str], now_ms: int, limit: int) -> tuple[int, int]:
         """Move due scheduled and retry jobs to their queues; returns (moved, earliest due)."""

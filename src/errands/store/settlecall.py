@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .ackcall import limit_keys
 from .adminscripts import Arg
 from .keys import Keys
-from .records import Settle
+from .records import Settle, SettleRefused
 
-__all__ = ["settle_many_request", "settle_request"]
+__all__ = ["read_settle_reply", "settle_many_request", "settle_request", "settled_or_raise"]
 
 
 def settle_request(k: Keys, pool_id: str, s: Settle) -> tuple[list[str], list[Arg]]:
@@ -49,3 +50,26 @@ def state_keys(k: Keys) -> list[str]:
     """attempts, unique_of_job, unique, unique_expiry, ended, checkpoints: the keys
     lib/jobstate.lua needs besides the common ones."""
     return [k.attempts, k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints]
+
+
+def read_settle_reply(reply: Any, jobs: int) -> list[bool | SettleRefused]:
+    """Each job's outcome from a settle.lua reply (one job's, or the list of a ``{many}``
+    call's): 1 or 0 (settled or not), or a string, the reason it was refused (a ``{many}``
+    call's reply is one string when its counts do not fit: every job refused)."""
+    if jobs > 1 and isinstance(reply, list):
+        return [_outcome(r) for r in reply]
+    return [_outcome(reply)] * jobs
+
+
+def _outcome(reply: Any) -> bool | SettleRefused:
+    if isinstance(reply, bytes | str):
+        return SettleRefused(reply.decode(errors="replace") if isinstance(reply, bytes) else reply)
+    return bool(reply)
+
+
+def settled_or_raise(outcomes: list[bool | SettleRefused]) -> list[bool]:
+    """``outcomes`` as booleans, raising the first refusal among them."""
+    for r in outcomes:
+        if isinstance(r, SettleRefused):
+            raise r
+    return [bool(r) for r in outcomes]

@@ -10,7 +10,6 @@ import traceback
 from typing import Any
 
 import orjson
-from redis.exceptions import ResponseError
 
 from ..backoff import Backoff, ExponentialBackoff, backoff_from_dict
 from ..clock import Clock, to_ms
@@ -20,9 +19,9 @@ from ..job import Job
 from ..logfmt import job_extra
 from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
 from ..store.connection import REDIS_ERRORS
-from ..store.scripts import Fetched, Scripts, Settle
+from ..store.scripts import Fetched, Scripts, Settle, SettleRefused
 
-__all__ = ["HISTORY_ARGS_MAX", "Settler", "encode_result", "history_json", "refused"]
+__all__ = ["HISTORY_ARGS_MAX", "Settler", "encode_result", "history_json"]
 
 # a job whose stored envelope is larger keeps no copy of its args in each history entry
 HISTORY_ARGS_MAX = 16 * 1024
@@ -70,7 +69,7 @@ class Settler:
         self.cancelled_ttl_ms = int(cancelled_ttl * 1000)
         self.json_records = not isinstance(serializer, JSONSerializer)
         self.abandoned = False  # the pool lost its lease: settle nothing more
-        # jobs whose settle was refused for good (see refused()): the orphan sweep leaves them
+        # jobs whose settle settle.lua refused (see _send_many): the orphan sweep leaves them
         self.parked: set[str] = set()
 
     def envelope_json(self, raw: bytes | None) -> bytes:
@@ -224,32 +223,24 @@ class Settler:
 
     async def _send_many(self, settles: list[Settle]) -> None:
         """Settle jobs in one script call, retrying as ``_send`` does (each job is fenced on its
-        own attempt: a re-sent call settles nothing twice, and answers as the first did). A call
-        settle.lua refuses before writing anything (see :func:`refused`) is not retried: the
-        jobs of a refused call are sent one by one, and one refused alone is parked."""
+        own attempt: a re-sent call settles nothing twice, and answers as the first did). A job
+        settle.lua refuses before writing anything of it (its reply says so, see
+        :class:`SettleRefused`) is parked, not retried; the others of its call are settled."""
         delay = 0.05
         while not self.abandoned and settles:
             try:
-                if len(settles) == 1:
-                    done = [await self.scripts.settle(self.pool_id, settles[0])]
-                else:
-                    done = await self.scripts.settle_many(self.pool_id, settles)
+                outcomes = await self.scripts.settle_report(self.pool_id, settles)
             except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): keep trying
-                if refused(exc):
-                    if len(settles) > 1:  # one job must not hold the others: each alone
-                        for s in settles:
-                            await self._send_many([s])
-                    else:
-                        self._park(settles[0], exc)
-                    return
                 level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
                 first = settles[0]
                 log.log(level, "could not settle %s %s (%r); retrying", first.name, first.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            for s, ok in zip(settles, done, strict=True):
-                if not ok:
+            for s, outcome in zip(settles, outcomes, strict=True):
+                if isinstance(outcome, SettleRefused):
+                    self._park(s, outcome)
+                elif not outcome:
                     log.warning(
                         "%s %s: not settled (%s): this attempt no longer holds the job "
                         "(taken back from this pool; or settled by this very call, its "
@@ -274,16 +265,6 @@ class Settler:
             exc,
             extra={"job_id": s.id, "job_name": s.name},
         )
-
-
-def refused(exc: BaseException) -> bool:
-    """Whether ``exc`` is settle.lua refusing a call before its first write (a key of another
-    type, a counter that is not one, a bad argument): sent again, it is refused again. Errors of
-    a Redis away (connection, timeout, loading...) and other server errors are retried."""
-    if not isinstance(exc, ResponseError) or isinstance(exc, REDIS_ERRORS):
-        return False
-    message = str(exc)
-    return message.startswith("errands:") or "nothing settled" in message
 
 
 def encode_result(job: Job, jt: JobType, result: Any) -> bytes:

@@ -38,10 +38,13 @@
 -- as its first call did and writes nothing (see settled_before); but once another pool has
 -- fetched the job since (a requeue, or a retry or snooze come due), a re-send without an error
 -- to recognise answers 0: harmless, the caller only logs that it was not settled (the first
--- call's work stands, nothing is retried). An unknown mode, a number that is not a whole one
--- (is_int, is_whole: not nan, inf, 0x10, 1.5), too few KEYS or ARGV, a key of another type or a
+-- call's work stands, nothing is retried). A job this call cannot settle is refused before
+-- anything of it is written, and answered with the reason (a string reply, not an error; sent
+-- again, it is refused again until repaired): an unknown mode, a number that is not a whole one
+-- (is_int, is_whole: not nan, inf, 0x10, 1.5), too few KEYS or ARGV, a key of another type, a
 -- seq that is not a counter (a requeue, a partition's turn, a dedup rerun or a released
--- workflow member INCR it after the first write) is an error before anything is written.
+-- workflow member INCR it after the first write), a hash field it HINCRBYs that is not one, a
+-- key of its workflow run of another type (see refusal()).
 -- Wakes one idle pool serving the job's name (a slot, a partition or the job itself on its
 -- queue is free; lib/wake.lua), not every idle pool.
 -- A job buried or cancelled is not trimmed from its set by its own call (its re-send finds it
@@ -49,7 +52,9 @@
 -- Several jobs in one call (the failed jobs of a batch, longwork/): ARGV[1] '{many}' (never a job
 -- id), ARGV[2] N jobs, ARGV[3] keys per job, ARGV[4] args per job, then the ARGV above of each
 -- job in turn; KEYS: the KEYS above of each job in turn (the counts checked against KEYS and
--- ARGV before the first write). Returns the list of each job's reply.
+-- ARGV before the first write: counts that do not fit are answered with the reason, a string,
+-- nothing written). Returns the list of each job's reply (1, 0 or its refusal): every job is
+-- checked before the first write, and a job refused does not hold the others of the call.
 --@include events
 --@include jobstate
 --@include longwork
@@ -115,17 +120,9 @@ local function settled_before(KEYS, ARGV, attempt)
   end
   return at(KEYS[10], score) or at(KEYS[17], ARGV[11])  -- (or cancelled on request)
 end
-local function settle_one(KEYS, ARGV)  -- the KEYS and ARGV of one job (documented above)
+-- settle one job whose call refusal() let through (KEYS and ARGV of that job, documented above)
+local function settle_one(KEYS, ARGV)
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
-local bad = invalid(ARGV)
-if not bad and #KEYS < 33 then
-  bad = 'errands: settle: ' .. #KEYS .. ' KEYS, 33 at least'
-elseif not bad and (ARGV[21] or '') ~= '' and #KEYS < 35 then
-  bad = 'errands: settle: a start to uncount needs KEYS[35], the rate log'
-end
-if bad then
-  return redis.error_reply(bad)
-end
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], checkin = KEYS[15],
   cancelreq = KEYS[16], att = KEYS[18], uniqjob = KEYS[19], uniq = KEYS[20], uniqexp = KEYS[21],
   ended = KEYS[22], ckpt = KEYS[23], part = KEYS[30]}
@@ -270,29 +267,27 @@ return 1
 end
 
 -- the type each of a job's KEYS must have (the done record is SET over any type, listening
--- read with EXISTS/pcall; the target unused by a drop): checked over every job's KEYS before
--- the first write, so that another type fails the call instead of raising half-way
+-- read with EXISTS/pcall; the target unused by a drop): checked before the first write, so that
+-- another type refuses the job instead of raising half-way
 local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD',
   'HLEN', 'ZCARD', false, false, 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'ZCARD',
   'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD',
   'ZCARD', 'ZCARD', 'HLEN', 'ZCARD'}
-local function wrong_types(nk, mode_of)
-  return wrong_type(function(j)
-    local at = (j - 1) % nk + 1
-    if at == 10 and mode_of(math.floor((j - 1) / nk)) == 'drop' then
-      return false
+local function wrong_types(keys, mode)
+  for at = 1, math.min(#keys, #TYPES) do
+    if TYPES[at] and not (at == 10 and mode == 'drop') then
+      local checked = redis.pcall(TYPES[at], keys[at])
+      if type(checked) == 'table' and checked.err then
+        return wrong_key(keys[at], 'nothing settled')
+      end
     end
-    return TYPES[at]
-  end, 'nothing settled')
+  end
 end
 
 -- the hash fields a job's settle HINCRBYs after its first write (lib/types.lua's
 -- not_hash_counter): running[name], its stats counter and `cancelled` (a cancel request turns it),
--- its partition's running count; nil for ARGV or KEYS too short (settle_one refuses them)
+-- its partition's running count
 local function unfit_counters(KEYS, ARGV)
-  if #KEYS < 33 or type(ARGV[2]) ~= 'string' or type(ARGV[10]) ~= 'string' then
-    return nil
-  end
   local stats = {'cancelled'}
   if ARGV[10] ~= '' then
     stats[2] = ARGV[10]
@@ -306,18 +301,52 @@ local function unfit_counters(KEYS, ARGV)
   return bad
 end
 
+-- lib/workflows.lua's wf_unfit for the job's run, when it is a member (one HGET else); `runs`
+-- (kept over the jobs of one call): the verdict of the namespace's keys ('') and of each run
+local function wf_refusal(wfof, id, runs)
+  local run = redis.call('HGET', wfof, id)
+  if not run then
+    return nil
+  end
+  if runs[''] == nil then
+    runs[''] = wf_unfit(wfof, nil, 'nothing settled') or false
+  end
+  if runs[run] == nil then
+    runs[run] = runs[''] or wf_unfit(wfof, run, 'nothing settled', true) or false
+  end
+  return runs[run] or nil
+end
+
+-- why the job of these KEYS and ARGV cannot be settled (reads only), else nil: a bad argument,
+-- too few KEYS, a key of another type, seq or a hash field it HINCRBYs that is not a counter, a
+-- key of its workflow run of another type. Sent again, it is refused again (until repaired).
+local function refusal(KEYS, ARGV, runs)
+  local bad = invalid(ARGV)
+  if not bad and #KEYS < 33 then
+    bad = 'errands: settle: ' .. #KEYS .. ' KEYS, 33 at least'
+  elseif not bad and (ARGV[21] or '') ~= '' and #KEYS < 35 then
+    bad = 'errands: settle: a start to uncount needs KEYS[35], the rate log'
+  end
+  if bad then
+    return bad
+  end
+  bad = wrong_types(KEYS, ARGV[3]) or not_counter(KEYS[8], 'nothing settled')
+    or unfit_counters(KEYS, ARGV) or wf_refusal(KEYS[26], ARGV[1], runs)
+  return bad and bad.err
+end
+
+-- a job refused is answered with the reason (a string: nothing of it written), not an error:
+-- the caller tells it from 1 and 0 by the reply's type, and one job does not fail the others
 if ARGV[1] ~= '{many}' then
-  local wrong = wrong_types(#KEYS, function() return ARGV[3] end)
-    or (KEYS[8] and not_counter(KEYS[8], 'nothing settled')) or unfit_counters(KEYS, ARGV)
-    or (KEYS[26] and wf_unfit_of(KEYS[26], ARGV[1], 'nothing settled'))
-  if wrong then
-    return wrong
+  local why = refusal(KEYS, ARGV, {})
+  if why then
+    return why
   end
   return settle_one(KEYS, ARGV)
 end
 local n, nk, na = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if not (n and nk and na) or n < 0 or nk < 33 or na < 19 or #KEYS ~= n * nk or #ARGV ~= 4 + n * na then
-  return redis.error_reply('errands: settle: {many} counts do not fit its KEYS and ARGV')
+  return 'errands: settle: {many} counts do not fit its KEYS and ARGV'  -- (every job refused)
 end
 local function slice(t, from, count)
   local part = {}
@@ -326,27 +355,13 @@ local function slice(t, from, count)
   end
   return part
 end
-for j = 0, n - 1 do  -- every job's ARGV first: a bad one is an error before anything is written
-  local bad = invalid(slice(ARGV, 4 + j * na, na))
-  if not bad and (ARGV[4 + j * na + 21] or '') ~= '' and nk < 35 then
-    bad = 'errands: settle: a start to uncount needs KEYS[35], the rate log'
-  end
-  if bad then
-    return redis.error_reply(bad)
-  end
+local replies, runs = {}, {}
+for j = 0, n - 1 do  -- every job checked before anything is written
+  replies[j + 1] = refusal(slice(KEYS, j * nk, nk), slice(ARGV, 4 + j * na, na), runs) or false
 end
-local wrong = wrong_types(nk, function(job) return ARGV[4 + job * na + 3] end)
-local seen = {}
 for j = 0, n - 1 do
-  wrong = wrong or not_counter(KEYS[j * nk + 8], 'nothing settled')
-    or unfit_counters(slice(KEYS, j * nk, nk), slice(ARGV, 4 + j * na, na))
-    or wf_unfit_of(KEYS[j * nk + 26], ARGV[4 + j * na + 1], 'nothing settled', seen)
-end
-if wrong then
-  return wrong
-end
-local replies = {}
-for j = 0, n - 1 do
-  replies[#replies + 1] = settle_one(slice(KEYS, j * nk, nk), slice(ARGV, 4 + j * na, na))
+  if not replies[j + 1] then
+    replies[j + 1] = settle_one(slice(KEYS, j * nk, nk), slice(ARGV, 4 + j * na, na))
+  end
 end
 return replies
