@@ -5,8 +5,10 @@ call is retried with backoff (the jobs stay in the pool's in-progress set meanwh
 dies first, a reaper requeues them: at-least-once). A job's "done" line is logged once its ack
 went through; an ack the fence refused (the job was taken back from this pool) is logged as such.
 A job ack.lua leaves alone as unfit (a key of its workflow run holds another type) is logged as
-an error and not retried (one such job does not hold the others); it stays in progress, held
-here, until the pool is gone (see docs/reliability.md).
+an error and parked: not retried with the others (one such job does not hold them); it stays in
+progress, held here, and its ack is sent again about once a minute (:meth:`Acker.resend_parked`,
+from the fetch loop) until a repaired key lets it end, or until the pool is gone (see
+docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ class Acker:
         self.workflows = WorkflowScripts(scripts.redis, scripts.keys)
         self.refused = 0
         self.unfit = 0  # acks ack.lua left alone (a key of the job's workflow run is unfit)
-        # their ids: held (the orphan sweep leaves them in progress) until the pool is gone
-        self.parked: set[str] = set()
+        # those acks by id: held (the orphan sweep leaves them in progress), sent again now and
+        # then (resend_parked) until they end or the pool is gone
+        self.parked: dict[str, Acked] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="errands-acker")
@@ -61,7 +64,7 @@ class Acker:
     def holding(self) -> set[str]:
         """Ids of the jobs finished here but not yet acknowledged (those left alone as unfit
         included: the orphan sweep must not run them again while this pool lives)."""
-        return {a.id for a in self.pending} | {a.id for a in self.inflight} | self.parked
+        return {a.id for a in self.pending} | {a.id for a in self.inflight} | self.parked.keys()
 
     async def _loop(self) -> None:
         while True:
@@ -113,14 +116,14 @@ class Acker:
     def _log(self, batch: list[Acked], refused: set[str], unfit: set[str]) -> None:
         self.refused += len(refused)
         self.unfit += len(unfit)
-        self.parked |= unfit
         for a in batch:
             extra = job_extra(a.job) if a.job is not None else {}
             if a.id in unfit:
+                self.parked[a.id] = a
                 log.error(
                     "%s %s finished but not acknowledged: a key of its workflow run holds "
                     "another type, or its partition's running count is not a number: left in "
-                    "progress, not retried, until this pool is gone (see docs/reliability.md)",
+                    "progress, sent again about once a minute (see docs/reliability.md)",
                     a.name,
                     a.id,
                     extra=extra,
@@ -135,6 +138,33 @@ class Acker:
                 )
             elif log.isEnabledFor(logging.INFO):
                 log.info("%s %s done in %.1fms", a.name, a.id, a.ran_ms, extra=extra)
+
+    async def resend_parked(self) -> int:
+        """Send the parked acks again (ack.lua is idempotent on re-send: one still unfit is left
+        alone again, nothing written): those a repaired key lets through end here, those the
+        fence refuses (the job was taken back) are forgotten. Returns how many left the parked
+        ones; never raises (the next round tries again)."""
+        batch = list(self.parked.values())
+        if not batch:
+            return 0
+        try:
+            report = await self.scripts.ack_report(
+                self.pool_id, batch, True, to_ms(self.clock.now()), self.history
+            )
+        except Exception as exc:
+            level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+            log.log(level, "sending %d parked acks again failed (%r)", len(batch), exc)
+            return 0
+        unfit, refused = set(report.unfit), set(report.refused)
+        ended = [a for a in batch if a.id not in unfit]
+        for a in ended:
+            del self.parked[a.id]
+            extra = job_extra(a.job) if a.job is not None else {}
+            what = "taken back from this pool" if a.id in refused else "acknowledged at last"
+            log.warning("%s %s: its parked ack sent again: %s", a.name, a.id, what, extra=extra)
+        if any(a.job is not None and a.job.workflow_id for a in ended):
+            self._continue_walks()
+        return len(ended)
 
     def abandon(self) -> int:
         """The lease is lost: drop the acks not written (their jobs were given to other pools)

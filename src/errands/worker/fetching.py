@@ -63,6 +63,7 @@ class Fetching:
     _batch_idle: asyncio.Event
     _expired_since: float | None
     reclaim_interval: float
+    parked_interval: float
     reclaimed: int
     last_fetch_empty: bool
     _marked_idle: bool
@@ -102,11 +103,15 @@ class Fetching:
         delay = 0.05
         loop = asyncio.get_running_loop()
         next_reclaim = loop.time() + self.reclaim_interval
+        next_parked = loop.time() + self.parked_interval
         while not self._stopping:
             try:
                 if self._reclaim or loop.time() >= next_reclaim:
                     await self._reclaim_orphans()
                     next_reclaim = loop.time() + self.reclaim_interval
+                if loop.time() >= next_parked:
+                    await self.resend_parked()
+                    next_parked = loop.time() + self.parked_interval
                 self.requeue_stale_buffer()
                 room = self.concurrency - len(self.tasks) + self.lookahead - len(self.buffer)
                 if room <= 0 and self._marked_idle:
@@ -117,7 +122,8 @@ class Fetching:
                     self._marked_idle = False
                 if room <= 0:
                     self._slot_freed.clear()
-                    await wait_for(self._slot_freed, self.buffer_wait(self.reclaim_interval))
+                    longest = min(self.reclaim_interval, self.parked_interval)
+                    await wait_for(self._slot_freed, self.buffer_wait(longest))
                     continue
                 self.wake.clear()
                 order = self.sampler.sample()
@@ -154,6 +160,12 @@ class Fetching:
                 if fetched.wait is not None:
                     wait = min(wait, fetched.wait)
                 await wait_for(self.wake, wait)
+
+    async def resend_parked(self) -> int:
+        """Send the parked acks and settles again (their jobs held in progress since a script
+        refused them: a key of another type), so that a repaired key lets them end while the
+        pool lives; both scripts write nothing for a job still unfit. Returns how many ended."""
+        return await self.acker.resend_parked() + await self.settler.resend_parked()
 
     async def drop_held(self) -> None:
         """The wake-up subscription went silent (notifier.py): the held fetch and ack

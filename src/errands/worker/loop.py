@@ -111,6 +111,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self._holding: dict[asyncio.Future[None], str] = {}
         self._reclaim = False  # a Redis call failed: look for jobs moved here unbeknownst
         self.reclaim_interval = 10.0
+        self.parked_interval = 60.0  # parked acks and settles sent again (resend_parked)
         self.reclaimed = 0
         self._stopping = False
         self._cancelling = False

@@ -25,6 +25,7 @@ __all__ = ["HISTORY_ARGS_MAX", "Settler", "encode_result", "history_json"]
 
 # a job whose stored envelope is larger keeps no copy of its args in each history entry
 HISTORY_ARGS_MAX = 16 * 1024
+PARKED_CALL = 100  # parked settles sent again per settle.lua call
 
 
 def history_json(job: Job) -> bytes:
@@ -69,8 +70,9 @@ class Settler:
         self.cancelled_ttl_ms = int(cancelled_ttl * 1000)
         self.json_records = not isinstance(serializer, JSONSerializer)
         self.abandoned = False  # the pool lost its lease: settle nothing more
-        # jobs whose settle settle.lua refused (see _send_many): the orphan sweep leaves them
-        self.parked: set[str] = set()
+        # the settles settle.lua refused (see _send_many), by job id: the orphan sweep leaves
+        # their jobs in progress; sent again now and then (resend_parked) until they end
+        self.parked: dict[str, Settle] = {}
 
     def envelope_json(self, raw: bytes | None) -> bytes:
         """An envelope stored by a serializer that is not JSON, as JSON for the records
@@ -253,18 +255,49 @@ class Settler:
             return
 
     def _park(self, s: Settle, exc: BaseException) -> None:
-        """A settle refused for good: the job stays in progress, held here (the orphan sweep
-        leaves it) until the pool is gone (see docs/reliability.md)."""
-        self.parked.add(s.id)
+        """A settle refused: the job stays in progress, held here (the orphan sweep leaves it);
+        its settle is sent again about once a minute (see docs/reliability.md)."""
+        self.parked[s.id] = s
         log.error(
-            "%s %s: not settled (%s), not retried: refused (%s); left in progress until this "
-            "pool is gone",
+            "%s %s: not settled (%s), not retried now: refused (%s); left in progress, sent "
+            "again about once a minute",
             s.name,
             s.id,
             s.mode,
             exc,
             extra={"job_id": s.id, "job_name": s.name},
         )
+
+    async def resend_parked(self) -> int:
+        """Send the parked settles again (settle.lua refuses one still unfit again, writing
+        nothing): those a repaired key lets through end here (settled, or fenced off: the job
+        was taken back). Returns how many left the parked ones; never raises."""
+        parked = list(self.parked.values())
+        ended = 0
+        for start in range(0, len(parked), PARKED_CALL):
+            if self.abandoned:
+                break
+            chunk = parked[start : start + PARKED_CALL]
+            try:
+                outcomes = await self.scripts.settle_report(self.pool_id, chunk)
+            except Exception as exc:
+                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                log.log(level, "sending %d parked settles again failed (%r)", len(chunk), exc)
+                break
+            for s, outcome in zip(chunk, outcomes, strict=True):
+                if not isinstance(outcome, SettleRefused):
+                    del self.parked[s.id]
+                    ended += 1
+                    what = "settled at last" if outcome else "taken back from this pool"
+                    log.warning(
+                        "%s %s: its parked settle (%s) sent again: %s",
+                        s.name,
+                        s.id,
+                        s.mode,
+                        what,
+                        extra={"job_id": s.id, "job_name": s.name},
+                    )
+        return ended
 
 
 def encode_result(job: Job, jt: JobType, result: Any) -> bytes:

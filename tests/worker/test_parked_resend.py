@@ -1,0 +1,100 @@
+"""A parked ack or settle (a script refused the job: here, a workflow member whose run has a key
+of another type) is sent again now and then while the pool lives: still unfit, nothing is
+written and it stays parked; once the key is repaired (deleted), it ends. (A parked job stayed
+in progress until the pool was gone, whatever was repaired.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from errands import Enqueuer, Job, WorkerPool, Workflow
+from errands.clock import SystemClock
+from errands.store.keys import Keys
+from errands.store.scripts import Acked
+from errands.worker.acker import Acker
+from tests.support.procs import eventually
+from tests.support.resend import snapshot
+from tests.worker.test_ack_unfit_job import POOL, _member_and_plain
+from tests.worker.test_settle_refused import _settler
+
+
+async def test_a_parked_ack_sent_again_ends_once_its_key_is_repaired(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    scripts, now, member, plain = await _member_and_plain(redis, keys)
+    acker = Acker(scripts, POOL, SystemClock(), history=False)
+    for f in (member, plain):
+        acker.add(Acked(f.id, "work", b"1", now, 60_000, 1, f.token), False)
+    await asyncio.wait_for(acker.flush(), 5)
+    assert acker.holding() == {member.id}
+    before = await snapshot(redis, namespace)
+    assert await acker.resend_parked() == 0  # still unfit: left alone again
+    assert acker.holding() == {member.id} and acker.unfit == 1
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(keys.workflow("w1", "res"))  # repaired
+    assert await acker.resend_parked() == 1
+    assert acker.holding() == set() and acker.unfit == 1
+    assert await redis.zcard(keys.in_progress(POOL)) == 0
+    assert await redis.hget(keys.attempts, member.id) is None
+    assert int(await redis.hget(keys.stats, "processed") or 0) == 2
+
+
+async def test_a_parked_settle_sent_again_ends_once_its_key_is_repaired(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    _scripts, _now, member, _plain = await _member_and_plain(redis, keys)
+    settler = _settler(redis, keys)
+    await asyncio.wait_for(settler.requeue_fetched(member, "work"), 5)
+    assert settler.parked.keys() == {member.id}
+    before = await snapshot(redis, namespace)
+    assert await settler.resend_parked() == 0
+    assert settler.parked.keys() == {member.id}
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(keys.workflow("w1", "res"))
+    assert await settler.resend_parked() == 1
+    assert not settler.parked
+    assert await redis.zscore(keys.in_progress(POOL), f"{member.id}:work") is None
+    assert await redis.zscore(keys.queue("work"), member.id) is not None
+
+
+async def test_the_pool_sends_a_parked_ack_again_while_it_lives(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2, poll_interval=0.05)
+    release, ran = asyncio.Event(), asyncio.Event()
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        ran.set()
+        await release.wait()
+
+    wf = Workflow("chain", id="w1")
+    wf.add("work", {}, id="a")
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        run = await enq.enqueue_workflow(wf)
+    await pool.start()
+    try:
+        worker = pool.worker
+        assert worker is not None
+        worker.parked_interval = 0.05  # (a minute by default)
+        await asyncio.wait_for(ran.wait(), 5)
+        res = keys.workflow("w1", "res")
+        await redis.delete(res)
+        await redis.set(res, "x")
+        release.set()
+        await eventually(lambda: _true(worker.acker.unfit == 1), 5, "the ack parked")
+        await redis.delete(res)  # repaired: the next round acknowledges the job
+        await eventually(lambda: _true(not worker.acker.parked), 5, "the parked ack sent again")
+        assert await redis.zcard(keys.in_progress(worker.pool_id)) == 0
+        assert await redis.hget(keys.attempts, run.job_id("a")) is None
+    finally:
+        await pool.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
