@@ -2,9 +2,13 @@
 per call (INFO commandstats, the script calls' own left out), on a private Redis server. Jobs
 are enqueued, then fetched ``--batch`` at a time and each batch acknowledged in one ack call,
 as a worker pool does with short jobs (``--history`` records history as a pool does by default;
-``--listen`` keeps an events() listener registered so that events are published).
+``--listen`` keeps an events() listener registered so that events are published;
+``--partitions P`` spreads the jobs over P partitions, fetched with the limits spec ``--spec``,
+``c=32`` by default: Concurrency(32, per_partition=True)). Also the script calls' own Redis time
+(INFO commandstats' EVALSHA usec) per job.
 
     python bench/hotpath_cost.py [--jobs 20000] [--batch 100] [--history] [--listen] [--by-command]
+        [--partitions 1000 [--spec c=32]]
 
 ERRANDS_SRC names the errands sources to measure (default: this repository's src/), so that a
 build of another commit can be measured with this same script.
@@ -31,23 +35,22 @@ from errands.store.keys import Keys  # noqa: E402
 from errands.store.scripts import Acked, Scripts  # noqa: E402
 
 
-async def commands(redis: Redis) -> dict[str, int]:
-    """Commands Redis ran by name, but INFO's, CONFIG's and the script calls'."""
-    return (await stats(redis))[0]
-
-
-def show(label: str, ran: dict[str, int], jobs: int, calls: int, by_command: bool) -> None:
+def show(
+    label: str, ran: dict[str, int], jobs: int, calls: int, usec: int, by_command: bool
+) -> None:
     total = sum(ran.values())
     print(
         f"{label}: {total} commands in {calls} calls for {jobs} jobs: "
-        f"{total / jobs:.2f} per job, {total / calls:.1f} per call"
+        f"{total / jobs:.2f} per job, {total / calls:.1f} per call, {usec / jobs:.1f} us per job"
     )
     if by_command:
         for name, n in sorted(ran.items(), key=lambda kv: -kv[1]):
             print(f"    {name:<16} {n:>8} {n / jobs:6.2f} per job {n / calls:8.1f} per call")
 
 
-async def run(url: str, jobs: int, batch: int, history: bool, listen: bool, by: bool) -> None:
+async def run(
+    url: str, jobs: int, batch: int, history: bool, listen: bool, by: bool, parts: int, spec: str
+) -> None:
     redis = Redis.from_url(url)
     await redis.flushall()
     keys = Keys("b" + uuid.uuid4().hex[:10])
@@ -55,8 +58,12 @@ async def run(url: str, jobs: int, batch: int, history: bool, listen: bool, by: 
     async with Enqueuer(redis, namespace=keys.namespace, strict=None) as enq:
         for start in range(0, jobs, 5000):
             await enq.enqueue_many(
-                [("noop", {}, {}) for _ in range(start, min(jobs, start + 5000))]
+                [
+                    ("noop", {}, {"partition": f"p{i % parts}"} if parts else {})
+                    for i in range(start, min(jobs, start + 5000))
+                ]
             )
+    specs = {"noop": spec} if parts else None
     if listen:
         await redis.hset(keys.listening, "*", "9999999999999")
     pool = "bench-pool"
@@ -64,31 +71,35 @@ async def run(url: str, jobs: int, batch: int, history: bool, listen: bool, by: 
     fetch_ran: dict[str, int] = {}
     ack_ran: dict[str, int] = {}
     fetched = fetches = acks = 0
+    usec = {"fetch": 0, "ack": 0}
 
-    async def delta(into: dict[str, int], before: dict[str, int]) -> None:
-        after = await commands(redis)
-        for name, n in after.items():
-            into[name] = into.get(name, 0) + n - before.get(name, 0)
+    async def delta(
+        into: dict[str, int], before: tuple[dict[str, int], int, int], what: str
+    ) -> None:
+        after = await stats(redis)
+        for name, n in after[0].items():
+            into[name] = into.get(name, 0) + n - before[0].get(name, 0)
+        usec[what] += after[2] - before[2]
 
     await redis.config_resetstat()
     while True:
-        before = await commands(redis)
-        got = await scripts.fetch(pool, now, batch, [("noop", 0)])
-        await delta(fetch_ran, before)
+        before = await stats(redis)
+        got = await scripts.fetch(pool, now, batch, [("noop", 0)], specs=specs)
+        await delta(fetch_ran, before, "fetch")
         fetches += 1
         assert got is not None
         if not got:
             break
         fetched += len(got)
         done = [Acked(f.id, "noop", b"null", now, 86_400_000, 1, f.token) for f in got]
-        before = await commands(redis)
+        before = await stats(redis)
         refused = await scripts.ack(pool, done, False, now, history)
-        await delta(ack_ran, before)
+        await delta(ack_ran, before, "ack")
         acks += 1
         assert not refused, refused
-    print(f"jobs {jobs} batch {batch} history {history} listening {listen}")
-    show("fetch", fetch_ran, fetched, fetches, by)
-    show("ack", ack_ran, fetched, acks, by)
+    print(f"jobs {jobs} batch {batch} history {history} listening {listen} partitions {parts}")
+    show("fetch", fetch_ran, fetched, fetches, usec["fetch"], by)
+    show("ack", ack_ran, fetched, acks, usec["ack"], by)
     await redis.aclose()
 
 
@@ -99,10 +110,21 @@ def main() -> None:
     parser.add_argument("--history", action="store_true")
     parser.add_argument("--listen", action="store_true")
     parser.add_argument("--by-command", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--partitions", type=int, default=0)
+    parser.add_argument("--spec", default="c=32")
+    a = parser.parse_args()
     with RedisServer() as server:
         asyncio.run(
-            run(server.url, args.jobs, args.batch, args.history, args.listen, args.by_command)
+            run(
+                server.url,
+                a.jobs,
+                a.batch,
+                a.history,
+                a.listen,
+                a.by_command,
+                a.partitions,
+                a.spec,
+            )
         )
 
 
