@@ -31,8 +31,9 @@
 -- whole) fails the call before its first write.
 -- Reads and writes take one command per 1,000 jobs (the attempts and envelopes read with HMGET,
 -- the history written with HSET and ZADD, `running` counted down once per name, the events'
--- listeners read with HMGET, the in-progress entries read with ZMSCORE and removed with ZREM),
--- but for the done record's SET of each job. A job id given twice in one call is acknowledged
+-- listeners read with HMGET, the in-progress entries read with ZMSCORE and removed with ZREM,
+-- the jobs' partitions read with HMGET and their slots freed per name: lib/limits.lua's
+-- lim_release_all), but for the done record's SET of each job. A job id given twice in one call is acknowledged
 -- once, by the first of its entries that passes the fence, whatever their order (an id one of
 -- its entries acknowledges is not listed as refused).
 --@include events
@@ -126,14 +127,39 @@ if workflows then
   end
 end
 -- the same for a job of a partition whose running count (lib/limits.lua's prun[p]) is not a
--- counter (lib/types.lua's not_hash_counter): freeing its slot HINCRBYs it after the first write
+-- counter (lib/types.lua's is_counter): freeing its slot writes it after the first write. The
+-- partitions read with one HMGET, the counts with one per name (per 1,000); part_of[j]: the
+-- partition of job j that passes
+local part_of = {}
 if partitioned then
-  for j, p in ipairs(read_chunked('HMGET', KEYS[25], ids)) do
-    local qi = tonumber(ARGV[j * 10])  -- (the name index of job j: ARGV[8 + (j - 1) * 10 + 2])
-    if p and pass[j - 1] == true
-        and not_hash_counter(KEYS[B + n + 2 * names + 3 * (qi - 1) + 1], {p}, '') then
-      pass[j - 1] = 'unfit'
-      unfit[#unfit + 1] = ids[j]
+  local parts, asked = read_chunked('HMGET', KEYS[25], ids), {}
+  for j = 0, n - 1 do
+    local qi = tonumber(ARGV[10 + j * 10])  -- (the name index of job j)
+    if parts[j + 1] and pass[j] == true then
+      part_of[j] = parts[j + 1]
+      asked[qi] = asked[qi] or {}
+      asked[qi][#asked[qi] + 1] = parts[j + 1]
+    end
+  end
+  local bad = {}  -- name index -> partition -> true when its count is not a counter
+  for qi, list in pairs(asked) do
+    local prun = KEYS[B + n + 2 * names + 3 * (qi - 1) + 1]
+    local got = redis.pcall('HMGET', prun, unpack(list, 1, math.min(#list, 1000)))
+    if got.err then
+      return wrong_key(prun, 'nothing acknowledged')
+    end
+    bad[qi] = {}
+    for c = 1, #list, 1000 do
+      got = c == 1 and got or redis.call('HMGET', prun, unpack(list, c, math.min(c + 999, #list)))
+      for i = 1, #got do
+        bad[qi][list[c + i - 1]] = not is_counter(got[i]) or nil
+      end
+    end
+  end
+  for j = 0, n - 1 do
+    if part_of[j] and bad[tonumber(ARGV[10 + j * 10])][part_of[j]] then
+      pass[j], part_of[j] = 'unfit', nil
+      unfit[#unfit + 1] = ids[j + 1]
     end
   end
 end
@@ -211,6 +237,7 @@ local function record(o, job)
 end
 
 local freed = false
+local ended_of = {}  -- name index -> the partitions of its jobs that left the running ones
 local queue_of = {}
 local done, refused, tombs, events = {}, {}, {}, {}
 local ran, name_of = {}, {}  -- name index -> jobs of it whose running slot goes back, name
@@ -228,11 +255,14 @@ for j = 0, n - 1 do
     end
     if removed then
       ran[qi], name_of[qi] = (ran[qi] or 0) + 1, name
-      if partitioned then
-        local b = B + n + 2 * names + 3 * (qi - 1)
-        local P = {on = true, part = KEYS[25], seq = KEYS[24], prun = KEYS[b + 1],
-          pq = KEYS[b + 2], pready = KEYS[b + 3]}
-        freed = lim_release(P, id) or freed
+      local p = part_of[j]
+      if p then  -- its partition's slot, freed after the loop (lim_release_all)
+        local e = ended_of[qi] or {count = {}}
+        ended_of[qi] = e
+        if not e.count[p] then
+          e[#e + 1], e.count[p] = p, 0
+        end
+        e.count[p] = e.count[p] + 1
       end
     end
     done[#done + 1] = id
@@ -288,6 +318,12 @@ if #done > 0 then
   end
   for qi, count in pairs(ran) do
     redis.call('HINCRBY', KEYS[2], name_of[qi], -count)
+  end
+  for qi, e in pairs(ended_of) do
+    local b = B + n + 2 * names + 3 * (qi - 1)
+    local P = {part = KEYS[25], seq = KEYS[24], prun = KEYS[b + 1], pq = KEYS[b + 2],
+      pready = KEYS[b + 3]}
+    freed = lim_release_all(P, e, e.count) or freed
   end
   call_chunked('HSET', KEYS[8], hist)
   for qi, members in pairs(hist_of) do

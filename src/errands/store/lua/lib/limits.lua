@@ -78,6 +78,43 @@ local function lim_release(P, id)
   return false
 end
 
+-- jobs of several partitions of one job name left the running jobs (behind their in-progress
+-- edges only): `ended` lists each partition once, ended[p] (in `count`) how many of its jobs. As
+-- lim_release of each job, in a few commands: the running counts read with one HMGET and written
+-- back with one HSET and one HDEL (per 1,000; checked as counters before the first write), the
+-- turns looked up with one ZMSCORE; a partition with ready jobs and no turn gets one, behind the
+-- others (one INCRBY and one ZADD). True when one got a turn.
+local function lim_release_all(P, ended, count)
+  local runs, set, del = read_chunked('HMGET', P.prun, ended), {}, {}
+  for i, p in ipairs(ended) do
+    local left = tonumber(runs[i] or '0') - count[p]
+    if left > 0 then
+      set[#set + 1] = p
+      set[#set + 1] = string.format('%.0f', left)
+    else
+      del[#del + 1] = p
+    end
+  end
+  call_chunked('HSET', P.prun, set)
+  call_chunked('HDEL', P.prun, del)
+  local turns, back = read_zmscore(P.pready, ended), {}
+  for i, p in ipairs(ended) do
+    if not turns[i] and lim_head(P.pq, p) then
+      back[#back + 1] = p
+    end
+  end
+  if #back == 0 then
+    return false
+  end
+  local turn, zadd = redis.call('INCRBY', P.seq, #back) - #back, {}
+  for i, p in ipairs(back) do
+    zadd[#zadd + 1] = turn + i
+    zadd[#zadd + 1] = p
+  end
+  call_chunked('ZADD', P.pready, zadd)
+  return true
+end
+
 -- "c=1;r=10/1000;R=5/1000" -> {pc = 1, r = {{10, 1000}}, R = {{5, 1000}}}, or nil and why
 -- when a term is malformed (check every spec before the first write). Rates of one kind with
 -- the same window share a log field: they are merged (the lowest limit holds), so a start is

@@ -57,6 +57,13 @@ local function not_counter(key, outcome)
   end
 end
 
+-- is_counter(c): c, a hash field's value as HMGET gives it (false: absent), is one HINCRBY counts
+-- on exactly: absent, or a decimal integer within +/-2^53
+local function is_counter(c)
+  return not c or ((c == '0' or string.match(c, '^%-?[1-9]%d*$') ~= nil) and #c <= 17
+    and math.abs(tonumber(c)) <= 2 ^ 53)
+end
+
 -- not_hash_counter(key, fields, outcome): an error reply when HINCRBY of one of `fields` (a list)
 -- of hash `key` would fail (the key of another type, or a field holding anything but a decimal
 -- integer within +/-2^53: what HINCRBY reads, with room to count on exactly), else nil; one HMGET:
@@ -71,8 +78,7 @@ local function not_hash_counter(key, fields, outcome)
   end
   for i, v in ipairs(fields) do
     local c = got[i]
-    if c and not ((c == '0' or string.match(c, '^%-?[1-9]%d*$')) and #c <= 17
-        and math.abs(tonumber(c)) <= 2 ^ 53) then
+    if not is_counter(c) then
       return redis.error_reply('errands: ' .. key .. ' field ' .. v .. ' holds '
         .. string.sub(c, 1, 40) .. ', not a counter: ' .. outcome)
     end
