@@ -18,8 +18,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from errands import Enqueuer, Job, WorkerPool
 from errands.store.connection import connect
 from errands.store.hotcalls import WorkerScripts
+from errands.store.keys import Keys
 from errands.store.pinned import PinnedScript
-from errands.store.scripts import Arg
+from errands.store.scripts import Acked, Arg
 from errands.worker.notifier import Notifier
 from tests.faults.proxy import FaultProxy
 from tests.support.procs import eventually
@@ -185,3 +186,65 @@ async def test_a_silent_wake_up_subscription_gives_up_the_held_connections(
         finally:
             await pool.stop()
             await client.aclose()
+
+
+async def test_a_silent_subscription_keeps_a_held_connection_with_a_call_in_flight(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    """The held connections given up when the wake-up subscription goes silent (drop_held) are
+    those no call is in flight on: the held fetch connection, its call's reply on its way (held
+    back 1 s here), keeps it and answers; the idle ack connection is given up. (Both were: the
+    fetch went the general way, sent again.)"""
+    port = int(redis_url.rpartition(":")[2].partition("/")[0])
+    with FaultProxy(port) as proxy:
+        client = connect(proxy.url, socket_timeout=60.0)
+        try:
+            scripts = WorkerScripts(client, Keys(namespace))
+            now_ms = await scripts.heartbeat("p1", b"{}", 60_000, "register")
+            await scripts.fetch("p1", now_ms, 1, [("a", 0)])  # (each held connection made)
+            nobody = Acked("none", "a", b"1", now_ms, 0, 1, "1")  # (refused by the fence)
+            await scripts.ack_report("p1", [nobody], False, now_ms, False)
+            fetch_link, ack_link = scripts.pinned["fetch"]._link, scripts.pinned["ack"]._link
+            assert fetch_link is not None and ack_link is not None
+            proxy.hold_replies(1.0)
+            call = asyncio.ensure_future(scripts.fetch("p1", now_ms, 1, [("a", 0)]))
+            await eventually(now(lambda: fetch_link._waiting), 5, "the fetch in flight")
+            await scripts.drop_held()
+            assert fetch_link.broken is None and ack_link.broken is not None
+            assert await asyncio.wait_for(call, 10) is not None
+            assert scripts.fallbacks == 0 and scripts.pinned["fetch"]._link is fetch_link
+        finally:
+            await client.aclose()
+
+
+async def test_a_subscription_lost_to_no_fault_of_its_connection_gives_nothing_up(
+    redis: Redis, namespace: str
+) -> None:
+    """on_lost (the worker gives up its held connections) is called for a subscription lost
+    with its connection (killed here), not for another error (here the control handler
+    raising): the path to the server is not suspect then."""
+    lost: list[bool] = []
+    keys = Keys(namespace)
+
+    def on_control(message: str) -> None:
+        raise RuntimeError(f"a bad control message: {message}")
+
+    async def on_lost() -> None:
+        lost.append(True)
+
+    notifier = Notifier(
+        redis, [keys.wake_channel], asyncio.Event(), keys.control_channel, on_control
+    )
+    notifier.on_lost = on_lost
+    task = asyncio.ensure_future(notifier.run())
+    try:
+        await asyncio.wait_for(notifier.subscribed.wait(), 5)
+        await redis.publish(keys.control_channel, "cancel:x")
+        await eventually(now(lambda: notifier.reconnects == 1), 5, "the subscription lost")
+        await asyncio.wait_for(notifier.subscribed.wait(), 5)
+        assert lost == []
+        await redis.client_kill_filter(_type="pubsub")
+        await eventually(now(lambda: lost == [True]), 5, "on_lost called")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

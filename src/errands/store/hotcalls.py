@@ -65,12 +65,18 @@ class WorkerScripts(Scripts):
 
     async def drop_held(self) -> None:
         """The path to the server looks broken (the pool's wake-up subscription went silent,
-        worker/notifier.py): the held connections are given up (their calls in flight go the
-        general way) and the idle ones disconnected, before a call waits a socket timeout on
-        one of them (a job a black hole held up would be acknowledged after two)."""
-        await self._drop_others(None)
+        worker/notifier.py): the held connections no call is in flight on are given up and
+        the pool's idle ones disconnected, before a call waits a socket timeout on one of them
+        (a job a black hole held up would be acknowledged after two). A held connection with a
+        call in flight is kept: the subscription's connection is another one, and if the path
+        is dead that call's own timeout gives it up, taking the other with it (``_call``)."""
+        for pinned in self.pinned.values():
+            with contextlib.suppress(Exception):  # best effort: its calls still fall back
+                await pinned.give_up(idle_only=True)
+        with contextlib.suppress(Exception):  # best effort: the general path still retries
+            await self.redis.connection_pool.disconnect(inuse_connections=False)
 
-    async def _drop_others(self, broken: PinnedScript | None) -> None:
+    async def _drop_others(self, broken: PinnedScript) -> None:
         """The held connection of ``broken`` broke or timed out: the pool's other connections
         went the same way (a black-holed or reset path). The other held connection is given
         up (its calls in flight go the general way too: both scripts are idempotent on

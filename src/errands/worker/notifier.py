@@ -9,20 +9,35 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..store.connection import REDIS_ERRORS
 from ..store.topology import connection_option
 
-__all__ = ["Notifier"]
+__all__ = ["Notifier", "SilentSubscription", "path_lost"]
 
 log = logging.getLogger("errands.notifier")
+
+
+class SilentSubscription(ConnectionError):
+    """The subscription's PING went unanswered: its connection (and likely the path to the
+    server) is dead."""
+
+
+def path_lost(exc: BaseException) -> bool:
+    """Whether the subscription was lost with its connection (its PING unanswered, a reset,
+    a timeout): the path to the server is suspect. Not another error (a server's error reply,
+    a fault of errands' own while handling a message): its connections are left alone."""
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
 
 
 class Notifier:
     """Subscribes to the wake channels (the namespace's, which wakes every idle pool, and the
     pool's own, which wakes it alone: store/lua/lib/wake.lua) and sets ``event`` on every
     message; passes messages on the control channel (``cancel:<id>``) to ``on_control``; calls
-    ``on_lost`` when a subscription is lost (the worker gives up its held connections)."""
+    ``on_lost`` when a subscription is lost with its connection (:func:`path_lost`: the
+    worker gives up its held connections no call is in flight on)."""
 
     # A subscribed connection only ever reads, so a half-open one (a NAT or firewall that
     # forgot it, a peer gone without a FIN) would go unnoticed for hours: when nothing arrives
@@ -62,7 +77,7 @@ class Notifier:
                     delay = 0.05
                     await self._listen(pubsub)
             except Exception as exc:  # REDIS_ERRORS, and whatever else: never stop listening
-                if self.subscribed.is_set() and self.on_lost is not None:
+                if self.subscribed.is_set() and self.on_lost is not None and path_lost(exc):
                     with contextlib.suppress(Exception):  # (best effort)
                         await self.on_lost()
                 self.subscribed.clear()
@@ -88,7 +103,7 @@ class Notifier:
                 if message.get("type") != "pong":
                     self._dispatch(message)
             elif pinged is not None and now - pinged > every:
-                raise ConnectionError(
+                raise SilentSubscription(
                     f"no answer on the wake-up subscription for {now - heard:.1f}s"
                 )
             elif pinged is None and now - heard >= every:
