@@ -97,11 +97,6 @@ class _Link(asyncio.Protocol):
     def close(self) -> None:
         self._fail(RedisConnectionError("the pinned connection was closed"))
 
-    @property
-    def idle(self) -> bool:
-        """No call waits for its reply."""
-        return not self._waiting
-
     def data_received(self, data: bytes) -> None:
         reader, waiting = self._reader, self._waiting
         try:
@@ -251,17 +246,14 @@ class PinnedScript:
         await self._pool.release(conn)
 
     async def give_up(self, idle_only: bool = False) -> None:
-        """The path to the server is suspect (another connection broke or timed out): close
-        the held connection, its calls in flight failing with ``ConnectionError``; the next
-        call connects anew. On redis-py's reading, a call in flight keeps it (its own timeout
-        gives it up: closing it under that call's read is not safe); with ``idle_only``, any
-        call in flight keeps it (its own timeout gives it up if the path is dead)."""
-        conn = self._conn
+        """The path is suspect (another connection broke or timed out): close the held one,
+        its calls in flight failing with ``ConnectionError`` (the next connects anew); unless a
+        call is in flight on redis-py's reading (unsafe under its read) or any, ``idle_only``."""
+        conn, link = self._conn, self._link
         if conn is None or self._loop is not asyncio.get_running_loop() or self._pid != os.getpid():
             return
-        if self._link is None and self._turn is not None and self._turn.locked():
-            return
-        if idle_only and self._link is not None and not self._link.idle:
+        in_flight = bool(link._waiting) if link else self._turn is not None and self._turn.locked()
+        if in_flight and (idle_only or link is None):
             return
         await self._drop(conn)
 
