@@ -19,12 +19,12 @@ from tests.support.fetched import POOL, running_job
 from tests.support.resend import snapshot
 
 
-@pytest.mark.parametrize("seq", [b"x", b"1.5"])
+@pytest.mark.parametrize("seq", [b"x", b"1.5", b"007", b"-0"])
 async def test_a_settle_meeting_a_seq_that_is_not_a_counter_settles_nothing(
     redis: Redis, namespace: str, seq: bytes | None
 ) -> None:
     """A requeue took the job out of its pool's in-progress set, then INCR seq raised: the job
-    was in no set any more."""
+    was in no set any more (also at '007' or '-0', which not_counter took for counters)."""
     keys, job_id = await running_job(redis, namespace)
     await redis.set(keys.seq, seq)
     before = await snapshot(redis, namespace)

@@ -161,16 +161,18 @@ def member(priority: Any) -> Member:
 
 @pytest.mark.parametrize(
     ("priority", "linger"),
-    [("nan", 0), ("inf", 0), (1.5, 0), (1001, 0), (0, "nan"), (0, "inf"), (0, 1.5), (0, -1)],
+    [("nan", 0), ("inf", 0), (1.5, 0), (1001, 0), (0, "nan"), (0, "inf"), (0, 1.5), (0, -1),
+     (0, "0100"), (0, "-0")],
     ids=["priority-nan", "priority-inf", "priority-fraction", "priority-over", "linger-nan",
-         "linger-inf", "linger-fraction", "linger-negative"],
+         "linger-inf", "linger-fraction", "linger-negative", "linger-zeros", "linger-minus-0"],
 )  # fmt: skip
 async def test_a_workflow_with_a_bad_number_is_not_stored(
     redis: Redis, namespace: str, priority: Any, linger: Any
 ) -> None:
     """A priority 'nan' raised in the queue's ZADD after the run was half stored; 'inf', a
     fraction or a priority out of range was stored as the job's priority; a linger that is not
-    whole was stored, for every later trim to trip over."""
+    whole was stored, for every later trim to trip over; '0100' was stored, for wf_finish's
+    PEXPIRE to raise after its DEL when the run ended."""
     wf = WorkflowScripts(redis, Keys(namespace))
     store = wf.enqueue("r1", "flow", linger, [member(priority)], [], [])
     await refused(redis, namespace, store, "errands: wf_enqueue: ")

@@ -13,7 +13,8 @@
 --           callback: on_success | on_failure, envelope, spec JSON
 -- Returns 1 when stored, 0 when the run exists already; an error, before any write, when the
 -- arguments do not fit (counts not whole numbers, 'nan' and 'inf' included, a linger not a
--- whole number of ms in 0..366 days, a priority not whole in -1000..1000), a key of another
+-- whole number of ms in 0..366 days spelt as PEXPIRE reads it: not '0100'; a priority not
+-- whole in -1000..1000), a key of another
 -- type, or seq is not a counter.
 --@include workflows
 --@include types

@@ -34,12 +34,23 @@ local function is_whole(x)
   return type(x) == 'number' and x == math.floor(x) and x - x == 0
 end
 
--- is_int(s): s spells a whole number in decimal digits ('-12', '1700000000000'; not '0x10', '1e3',
--- '1.0' nor ' 5'): what a script writes verbatim into a JSON record, or hands to a command that
--- reads an integer (SET ... PX, PEXPIRE), which tonumber() and is_whole() let through as 16.
-local function is_int(s)
-  return type(s) == 'string' and #s <= 18 and string.match(s, '^%-?%d+$') ~= nil
+-- is_int(s, lo, hi): s spells an integer as Redis reads one (util.c string2ll: '0', or an
+-- optional '-' then a digit 1-9 and more digits; not '007', '-0', '+5', ' 5', '0x10', '1e3' nor
+-- '1.0', which tonumber() and is_whole() let through), of at most 18 characters (an INCR of it
+-- cannot overflow), and within lo..hi when they are given: what a script writes verbatim into a
+-- JSON record, or hands to a command that reads an integer (ZADD, SET ... PX, PEXPIRE, INCR).
+local function is_int(s, lo, hi)
+  if type(s) ~= 'string' or #s > 18 or not (s == '0' or string.match(s, '^%-?[1-9]%d*$')) then
+    return false
+  end
+  local x = tonumber(s)
+  return (lo == nil or x >= lo) and (hi == nil or x <= hi)
 end
+
+-- MAX_MS: the longest TTL (ms) a script takes: 2^53 (285,000 years), which Lua holds exactly and
+-- Redis adds to its clock. A longer one raised after the first write: Lua hands 10^17 to SET PX
+-- as '1e+17', which Redis refuses.
+local MAX_MS = 2 ^ 53
 
 local function is_priority(x)
   return is_whole(x) and x >= -1000 and x <= 1000
@@ -60,8 +71,7 @@ end
 -- is_counter(c): c, a hash field's value as HMGET gives it (false: absent), is one HINCRBY counts
 -- on exactly: absent, or a decimal integer within +/-2^53
 local function is_counter(c)
-  return not c or ((c == '0' or string.match(c, '^%-?[1-9]%d*$') ~= nil) and #c <= 17
-    and math.abs(tonumber(c)) <= 2 ^ 53)
+  return not c or is_int(c, -2 ^ 53, 2 ^ 53)
 end
 
 -- not_hash_counter(key, fields, outcome): an error reply when HINCRBY of one of `fields` (a list)

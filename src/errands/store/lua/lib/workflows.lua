@@ -31,17 +31,18 @@
 --@include prio
 --@include wake
 --@include wfkeys
+--@include types
 -- dependents one member's end walks in its script (the rest: the work list), and that one
 -- script call walks at most (an ack of many members; a wf_cascade.lua call)
 local WF_STEP, WF_CALL = 200, 1000
 -- the longest linger (ms; workflows/graph.py's MAX_LINGER, 366 days): wf_enqueue refuses a
 -- longer one, and wf_finish reads a stored linger that is not a whole number up to it (data of
 -- an older version, or written by hand) as the default, 24 h: PEXPIRE refused 10^20 ms after
--- the first write of the script that ended the run's last member
+-- the first write of the script that ended the run's last member. Spelt as PEXPIRE reads it
+-- (lib/types.lua's is_int): it refused '0100' after wf_finish's DEL.
 local WF_MAX_LINGER, WF_LINGER = 31622400000, '86400000'
 local function wf_linger_ok(s)
-  return type(s) == 'string' and #s <= 11 and string.match(s, '^%d+$') ~= nil
-    and tonumber(s) <= WF_MAX_LINGER
+  return is_int(s, 0, WF_MAX_LINGER)
 end
 local WF_WALKED = {0}  -- walked so far in this script call
 local WF_EDGES = {0}  -- in edges of members ended while they waited, removed in this call

@@ -1,0 +1,80 @@
+"""The integers the scripts take are spelt as Redis reads them (lib/types.lua's is_int: no space,
+no leading zero, no '-0', no '0x10'): a number Redis refuses fails a call before its first write,
+instead of raising in ZADD, SET PX, PEXPIRE or INCR after it."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from errands.store.keys import Keys
+from errands.store.scripts import Acked, Scripts, Settle
+from errands.workflows.store import Member, WorkflowScripts
+from tests.store.test_script_guards import a_chain
+from tests.store.test_scripts_args import refused
+from tests.support.fetched import POOL, running_job
+
+SPELLINGS = ["0", "5", "-12", "1" * 18, "1" * 19, "-0", "00", "007", "-007", "+5", " 5", "5 "]
+SPELLINGS += ["", "-", "1e3", "0x10", "1.0", "9223372036854775808"]
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+async def test_is_int_takes_only_what_redis_reads_as_an_integer(
+    redis: Redis, namespace: str, spelling: str
+) -> None:
+    """is_int took '007', '-0' and '00' (Redis refuses them): a counter, linger or TTL so spelt
+    raised in INCR or PEXPIRE after a script's first write. It takes at most 18 characters (an
+    INCR of it cannot overflow), fewer than Redis (20)."""
+    types = resources.files("errands.store").joinpath("lua", "lib", "types.lua").read_text()
+    script = types + "\nreturn is_int(ARGV[1]) and 1 or 0\n"
+    taken = await redis.eval(script, 0, spelling) == 1  # type: ignore[misc]
+    await redis.set(namespace, spelling)
+    try:
+        await redis.incrby(namespace, 0)
+        redis_reads_it = True
+    except ResponseError:
+        redis_reads_it = False
+    assert taken == (redis_reads_it and len(spelling) <= 18)
+
+
+async def test_a_cancel_with_a_ttl_redis_does_not_read_cancels_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """SET PX refused the TTL '0100' after the job left its queue: the job in no set."""
+    keys = Keys(namespace)
+    a, _b = await a_chain(redis, namespace)
+    cancel = Scripts(redis, keys).cancel(a, "work", 1, "0100")  # type: ignore[arg-type]
+    await refused(redis, namespace, cancel, "errands: cancel: .*nothing cancelled")
+
+
+async def test_a_settle_with_a_ttl_redis_does_not_read_settles_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """A cancelled job's done record: SET PX refused '0100' after the job left its pool."""
+    keys, job_id = await running_job(redis, namespace)
+    s = Settle(job_id, "work", "cancelled", keys.cancelled, 1, 1, ttl_ms="0100", token="1")  # type: ignore[arg-type]
+    settle = Scripts(redis, keys).settle(POOL, s)
+    await refused(redis, namespace, settle, "errands: settle: .*nothing settled")
+
+
+async def test_a_stored_linger_redis_does_not_read_ends_its_run_with_the_default(
+    redis: Redis, namespace: str
+) -> None:
+    """A linger '0100' stored (by an older version, or by hand): wf_finish deleted the run's
+    envelopes, then PEXPIRE raised: the member's ack failed, for ever. It lingers 24 h."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    spec = b'{"n":"work","f":"fail","p":0,"d":[]}'
+    only = Member("a", "work", True, 0, b"{}", spec)
+    assert await WorkflowScripts(redis, keys).enqueue("r1", "flow", 1000, [only], [], [])
+    await redis.hset(keys.workflow("r1"), "linger", "0100")
+    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
+    fetched = await scripts.fetch("p1", 0, 10, [("work", 0)])
+    assert fetched is not None and [f.id for f in fetched] == ["r1.a"]
+    acked = Acked("r1.a", "work", b"1", 1_000, 60_000, 1, fetched[0].token)
+    assert await scripts.ack("p1", [acked], False, 5_000, True) == []
+    assert await redis.hget(keys.workflow("r1"), "status") == b"succeeded"
+    assert 86_000_000 < await redis.pttl(keys.workflow("r1")) <= 86_400_000
