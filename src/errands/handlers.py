@@ -21,6 +21,7 @@ from .store.keys import check_job_name
 __all__ = ["JobType", "current_job"]
 
 _MAX_PRIORITY = 1000
+_MAX_RESULT_TTL = 2**53 / 1000  # s: the longest TTL ack.lua takes (lib/types.lua's MAX_MS)
 
 
 @dataclass
@@ -67,8 +68,8 @@ class JobType:
             raise RegistrationError(f"{self.name}: {exc}") from None
         if not 1 <= self.priority <= 100_000:
             raise RegistrationError(f"{self.name}: priority must be 1..100000, got {self.priority}")
-        if self.result_ttl < 0:
-            raise RegistrationError(f"{self.name}: result_ttl must be >= 0")
+        if not 0 <= self.result_ttl <= _MAX_RESULT_TTL:  # (nan, inf: every ack refused)
+            raise RegistrationError(f"{self.name}: result_ttl must be >= 0 and at most 2**53 ms")
         self.result_ttl_ms = int(self.result_ttl * 1000)
         self.backoff = (
             as_backoff(self.backoff) if self.backoff is not None else ExponentialBackoff()

@@ -10,6 +10,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from errands import Enqueuer
+from errands.errors import RegistrationError
+from errands.handlers import JobType
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts, Settle
 from errands.workflows.store import Member, WorkflowScripts
@@ -38,6 +41,20 @@ async def test_is_int_takes_only_what_redis_reads_as_an_integer(
     except ResponseError:
         redis_reads_it = False
     assert taken == (redis_reads_it and len(spelling) <= 18)
+
+
+@pytest.mark.parametrize("now", [" 5", "007", "1e3", "-0"])
+async def test_a_fetch_at_a_time_redis_does_not_read_fetches_nothing(
+    redis: Redis, namespace: str, now: str
+) -> None:
+    """The time is the score of the in-progress entries: ' 5' passed tonumber() and raised in
+    their ZADD after the job was taken (its attempt written, its unique lock gone)."""
+    keys = Keys(namespace)
+    assert await Enqueuer(redis, namespace=namespace).enqueue("work") is not None
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat(POOL, b"{}", 60_000, mode="register")
+    fetch = scripts.fetch(POOL, now, 10, [("work", 0)])  # type: ignore[arg-type]
+    await refused(redis, namespace, fetch, "errands: fetch: ARGV.2. .*nothing fetched")
 
 
 async def test_a_cancel_with_a_ttl_redis_does_not_read_cancels_nothing(
@@ -78,3 +95,11 @@ async def test_a_stored_linger_redis_does_not_read_ends_its_run_with_the_default
     assert await scripts.ack("p1", [acked], False, 5_000, True) == []
     assert await redis.hget(keys.workflow("r1"), "status") == b"succeeded"
     assert 86_000_000 < await redis.pttl(keys.workflow("r1")) <= 86_400_000
+
+
+@pytest.mark.parametrize("ttl", [1e14, float("inf"), float("nan"), -1])
+def test_a_result_ttl_ack_would_refuse_is_refused_at_registration(ttl: float) -> None:
+    """ack.lua refuses a TTL past 2^53 ms (it raised in SET PX after its first write): a job
+    type kept so long had every ack of its jobs refused."""
+    with pytest.raises(RegistrationError, match="result_ttl"):
+        JobType("work", lambda: None, result_ttl=ttl)

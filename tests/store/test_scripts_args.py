@@ -64,16 +64,22 @@ async def running_job(redis: Redis, keys: Keys, scripts: Scripts) -> Acked:
 @pytest.mark.parametrize(
     ("at", "value"),
     [(6, "2"), (6, "0.5"), (8 + 2, "2"), (8 + 2, "0"), (8 + 4, "soon"), (8 + 5, "x"),
-     (8 + 5, "1.5"), (8 + 5, "-1"), (8 + 6, "first"), (4, "nan")],
+     (8 + 5, "1.5"), (8 + 5, "-1"), (8 + 6, "first"), (4, "nan"), (4, " 5"), (4, "007"),
+     (8 + 5, "1" + "0" * 20), (8 + 5, "1" + "0" * 17), (8 + 5, "0100"), (8 + 4, "0x10"),
+     (8 + 6, "-0")],
     ids=["count-over", "count-fraction", "name-index-over", "name-index-0", "started", "ttl",
-         "ttl-fraction", "ttl-negative", "attempt", "now-nan"],
+         "ttl-fraction", "ttl-negative", "attempt", "now-nan", "now-space", "now-zeros",
+         "ttl-1e20", "ttl-1e17", "ttl-zeros", "started-hex", "attempt-minus-0"],
 )  # fmt: skip
 async def test_an_ack_with_a_bad_number_acknowledges_nothing(
     redis: Redis, namespace: str, at: int, value: str
 ) -> None:
     """A TTL, count or name index that did not fit raised half-way (the attempt record of the
     job already dropped) or wrote the job's history into another key; a start or attempt that
-    was not a number was written into the records as broken JSON."""
+    was not a number was written into the records as broken JSON. A time ' 5' passed tonumber()
+    and raised in the history's ZADD after the first write; a TTL of 10^17 or more raised in SET
+    PX (Lua hands it over as '1e+17'); a start '0x10' was written into the record as such, and
+    a TTL '0100' or attempt '-0' taken (Redis reads neither as an integer)."""
     keys = Keys(namespace)
     scripts = Scripts(redis, keys)
     acked = await running_job(redis, keys, scripts)

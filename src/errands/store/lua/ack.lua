@@ -27,8 +27,9 @@
 -- written, re-sent or not), then the ids refused by the fence (not those of ended jobs: a
 -- re-sent call finds its own work done)}. A `running` count of a name or stats' `processed`
 -- that is not a counter (lib/types.lua's not_hash_counter) fails the call before its first write. A bad number (a count that does not fit the
--- arguments, more than ACK_MAX jobs, a name index out of range, a TTL, start or attempt not
--- whole) fails the call before its first write.
+-- arguments, more than ACK_MAX jobs, a name index out of range; a time, TTL, start or attempt
+-- not spelt as Redis reads an integer, lib/types.lua's is_int: ' 5', '007', '1e3'; a TTL past
+-- MAX_MS) fails the call before its first write.
 -- Reads and writes take one command per 1,000 jobs (the attempts and envelopes read with HMGET,
 -- the history written with HSET and ZADD, `running` counted down once per name, the events'
 -- listeners read with HMGET, the in-progress entries read with ZMSCORE and removed with ZREM,
@@ -46,17 +47,18 @@
 local B = 25  -- the keys before the done records
 local ACK_MAX = 1000  -- jobs per call: lib/jobstate.lua's forget and tombstone unpack() them
 local n = tonumber(ARGV[6])
--- every number checked before the first write (the job count against the arguments and keys)
+-- every number checked before the first write (the job count against the arguments and keys;
+-- the time, starts and attempts are written verbatim into records and the history's scores)
 local names = is_whole(n) and n >= 0 and n <= ACK_MAX and (#KEYS - B - n) / 5
-if not (is_whole(names) and #ARGV == 7 + 10 * n and is_whole(tonumber(ARGV[4]))) then
+if not (is_whole(names) and #ARGV == 7 + 10 * n and is_int(ARGV[4])) then
   return redis.error_reply('errands: ack: ' .. tostring(ARGV[6]) .. ' jobs (at most '
     .. ACK_MAX .. ') do not fit ' .. #ARGV .. ' arguments and ' .. #KEYS .. ' keys, or bad time '
     .. tostring(ARGV[4]) .. ': nothing acknowledged')
 end
 for o = 8, 7 + 10 * n, 10 do
-  local qi, ttl = tonumber(ARGV[o + 2]), tonumber(ARGV[o + 5])
-  if not (is_whole(qi) and qi >= 1 and qi <= names and is_whole(ttl) and ttl >= 0
-      and is_whole(tonumber(ARGV[o + 4])) and is_whole(tonumber(ARGV[o + 6]))) then
+  local qi = tonumber(ARGV[o + 2])
+  if not (is_whole(qi) and qi >= 1 and qi <= names and is_int(ARGV[o + 5], 0, MAX_MS)
+      and is_int(ARGV[o + 4]) and is_int(ARGV[o + 6])) then
     return redis.error_reply('errands: ack: job ' .. ARGV[o] .. ': bad name index, start, '
       .. 'result TTL or attempt (' .. ARGV[o + 2] .. ', ' .. ARGV[o + 4] .. ', ' .. ARGV[o + 5]
       .. ', ' .. ARGV[o + 6] .. '): nothing acknowledged')

@@ -52,18 +52,23 @@ local K = 18
 local Q = 8
 local pool = ARGV[1]
 local nq = (#KEYS - K) / Q
--- before the first write: every number a whole finite number (is_whole: not 'inf'), every
--- limits spec well formed, every key this call may touch of its type (or absent)
-for _, j in ipairs({2, 3, 5, 6, 7, 9}) do
+-- before the first write: every number a whole finite number (is_whole: not 'inf'; the time,
+-- the in-progress entries' score, spelt as Redis reads one: lib/types.lua's is_int, not ' 5'),
+-- every limits spec well formed, every key this call may touch of its type (or absent)
+if not is_int(ARGV[2]) then
+  return redis.error_reply('errands: fetch: ARGV[2] is not a whole number: nothing fetched')
+end
+for _, j in ipairs({3, 5, 6, 7, 9}) do
   if not is_whole(tonumber(ARGV[j])) then
-    return redis.error_reply('ERR fetch: ARGV[' .. j .. '] is not a whole number: nothing fetched')
+    return redis.error_reply('errands: fetch: ARGV[' .. j .. '] is not a whole number: '
+      .. 'nothing fetched')
   end
 end
 local specs = {}
 local rated = {}  -- queue i -> whether its job name has a rate (its rate log and expiry)
 for i = 1, nq do
   if not is_whole(tonumber(ARGV[8 + 3 * i])) then
-    return redis.error_reply('ERR fetch: max_concurrency of ' .. ARGV[7 + 3 * i] ..
+    return redis.error_reply('errands: fetch: max_concurrency of ' .. ARGV[7 + 3 * i] ..
       ' is not a whole number: nothing fetched')
   end
   local L, why = lim_spec(ARGV[9 + 3 * i])
