@@ -1,9 +1,13 @@
 """ack.lua takes at most ACK_MAX jobs a call: more would make its unpack() calls raise after
 its first write (the jobs' attempts and running slots gone, their records half written). A call
 with more is refused before its first write; ``Scripts.ack`` sends more in several calls, so no
-job is lost; and a job id given twice in one call is acknowledged once."""
+job is lost (the one place the cap is enforced: the acker hands it every ack pending); and a job
+id given twice in one call is acknowledged once."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -11,8 +15,10 @@ from redis.exceptions import ResponseError
 
 import errands.store.scripts as scripts_module
 from errands import Enqueuer
+from errands.clock import SystemClock
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts
+from errands.worker.acker import Acker
 from tests.support.resend import snapshot
 
 POOL = "p0000000000000001"
@@ -74,3 +80,25 @@ async def test_a_job_given_twice_in_one_ack_is_acknowledged_once(
     assert int(await redis.hget(keys.stats, "processed") or 0) == 2
     assert int(await redis.hget(keys.running, "work") or 0) == 0
     assert await redis.zcard(keys.history_of("work")) == 2
+
+
+async def test_the_acker_leaves_the_cap_to_the_ack_call(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cap is enforced once, by ``Scripts.ack_report`` (the script's own limit): the acker
+    hands it every ack pending, 2,001 here, in one flush, and every job is acknowledged."""
+    scripts, done = await fetched(redis, namespace, 2001)
+    report, calls = Scripts.ack_report, []
+
+    async def counted(self: Scripts, pool_id: str, acks: Sequence[Acked], *args: Any) -> Any:
+        calls.append(len(acks))
+        return await report(self, pool_id, acks, *args)
+
+    monkeypatch.setattr(Scripts, "ack_report", counted)
+    acker = Acker(scripts, POOL, SystemClock(), history=False)
+    for a in done:
+        acker.add(a, False)
+    await acker.flush()
+    assert calls == [2001] and acker.idle and acker.refused == 0
+    assert await redis.zcard(scripts.keys.in_progress(POOL)) == 0
+    assert int(await redis.hget(scripts.keys.stats, "processed") or 0) == 2001

@@ -20,13 +20,12 @@ from ..aio import cancel_and_wait
 from ..clock import Clock, to_ms
 from ..logfmt import job_extra
 from ..store.connection import REDIS_ERRORS
-from ..store.scripts import ACK_MAX, Acked, Scripts
+from ..store.scripts import Acked, Scripts
 from ..workflows.store import WorkflowScripts
 
 __all__ = ["Acker"]
 
 log = logging.getLogger("errands.worker")
-MAX_BATCH = ACK_MAX  # jobs per ack call
 
 
 class Acker:
@@ -75,8 +74,9 @@ class Acker:
     async def flush(self) -> None:
         delay = 0.05
         while self.pending:
-            # at most MAX_BATCH per call (ack.lua refuses more)
-            batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+            # every ack pending (Scripts.ack_report sends at most ACK_MAX per script call; a
+            # failure sends them all again: each call is idempotent on re-send)
+            batch, self.pending = self.pending, []
             wake, self._wake = self._wake, False
             self.inflight = batch
             try:
