@@ -144,7 +144,8 @@ async def test_enqueue_many_works_under_a_rule_without_zmscore(server: Node) -> 
 
 async def test_an_ack_works_under_a_rule_without_zmscore(server: Node) -> None:
     """ack.lua reads the in-progress entries of a call's jobs with one ZMSCORE: under an older
-    rule it removes each with its own ZREM instead, and counts each slot given back once."""
+    rule it reads each with its own ZSCORE instead (lib/chunked.lua read_zmscore), and counts
+    each slot given back once."""
     namespace = unique_namespace()
     url = add_user(server, namespace, ACL_COMMANDS.replace(" +zmscore", ""))
     keys = Keys(namespace)
@@ -175,7 +176,8 @@ async def test_a_fetch_of_partitioned_jobs_works_under_a_rule_without_zmscore(
     """REVIEW F10: lib/limits.lua lim_serve (90bd09a) reads a round's queue scores with
     ZMSCORE through redis.call: under a rule written before errands used ZMSCORE (or on
     Redis < 6.2) a fetch of partitioned jobs raised, after its first writes, on every call:
-    partitioned jobs never ran. enqueue.lua and ack.lua fall back (redis.pcall)."""
+    partitioned jobs never ran. enqueue.lua and ack.lua fall back (redis.pcall); so does the
+    ack's look at the freed partitions' turns (lib/limits.lua lim_release_all)."""
     namespace = unique_namespace()
     url = add_user(server, namespace, ACL_COMMANDS.replace(" +zmscore", ""))
     async with Enqueuer.from_url(url, namespace=namespace, strict=None) as enqueuer:
@@ -188,10 +190,13 @@ async def test_a_fetch_of_partitioned_jobs_works_under_a_rule_without_zmscore(
             admin.execute_command("ACL", "LOG", "RESET")  # (the enqueue's refusal)
         got = await scripts.fetch("p1", now, 3, [("a", 0)], specs={"a": "c=1"})
         assert got is not None and len(got) == 3
+        done = [Acked(f.id, "a", b"null", now, 0, 1, f.token) for f in got]
+        assert await scripts.ack("p1", done, False, now, True) == []
     finally:
         await client.aclose()
     with server.client() as admin:
         assert {e["object"] for e in refusals(admin, f"app-{namespace}")} == {"zmscore"}
+        assert admin.exists(Keys(namespace).partitions_running("a")) == 0
 
 
 def test_the_deployment_docs_show_the_tested_rule() -> None:

@@ -169,26 +169,6 @@ local stored = {}
 for i, env in ipairs(read_chunked('HMGET', k.jobs, need)) do
   stored[need[i]] = env
 end
--- the in-progress entries of the jobs that pass: read with one ZMSCORE per 1,000, removed with
--- one ZREM per 1,000 (`held`: entry -> in the set); an ACL rule of an older errands refuses
--- ZMSCORE (it came with Redis 6.2): then `held` is false and each entry goes with its own ZREM
-local entries = {}
-for j = 0, n - 1 do
-  if pass[j] == true then
-    entries[#entries + 1] = ids[j + 1] .. ':' .. ARGV[9 + j * 10]
-  end
-end
-local held = {}
-for c = 1, #entries, 1000 do
-  local got = redis.pcall('ZMSCORE', KEYS[3], unpack(entries, c, math.min(c + 999, #entries)))
-  if got.err then
-    held = false
-    break
-  end
-  for i = 1, #got do
-    held[entries[c + i - 1]] = got[i] ~= false
-  end
-end
 -- the keys this call writes, by what it found (the done records are SET over any type; the
 -- listening key is read with EXISTS/pcall; attempts, and jobs when an envelope was read, by
 -- the reads above; unique and unique_expiry only while some job holds a unique lock): another
@@ -230,6 +210,19 @@ wrong = wrong or not_hash_counter(KEYS[2], name_list, 'nothing acknowledged')
 if wrong then
   return wrong
 end
+-- the in-progress entries of the jobs that pass (the set's type checked above): read with one
+-- ZMSCORE per 1,000 (lib/chunked.lua read_zmscore: a ZSCORE each under an ACL rule of an older
+-- errands, which refuses ZMSCORE), removed with one ZREM per 1,000 (`held`: entry -> in the set)
+local entries = {}
+for j = 0, n - 1 do
+  if pass[j] == true then
+    entries[#entries + 1] = ids[j + 1] .. ':' .. ARGV[9 + j * 10]
+  end
+end
+local held = {}
+for i, score in ipairs(read_zmscore(KEYS[3], entries)) do
+  held[entries[i]] = score ~= false
+end
 
 -- the compact record of a finished attempt (see docs/data-layout.md): envelope, result, began
 -- and ended ms, attempt; its id is in its key, its status is `finished`
@@ -248,14 +241,7 @@ for j = 0, n - 1 do
   local o = 8 + j * 10
   local id, name, qi = ids[j + 1], ARGV[o + 1], tonumber(ARGV[o + 2])
   if pass[j] == true then
-    local entry = id .. ':' .. name
-    local removed
-    if held then
-      removed = held[entry]
-    else
-      removed = redis.call('ZREM', KEYS[3], entry) == 1
-    end
-    if removed then
+    if held[id .. ':' .. name] then
       ran[qi], name_of[qi] = (ran[qi] or 0) + 1, name
       local p = part_of[j]
       if p then  -- its partition's slot, freed after the loop (lim_release_all)
@@ -309,15 +295,13 @@ for j = 0, n - 1 do
   end
 end
 if #done > 0 then
-  if held then
-    local gone = {}
-    for entry, was in pairs(held) do
-      if was then
-        gone[#gone + 1] = entry
-      end
+  local gone = {}
+  for entry, was in pairs(held) do
+    if was then
+      gone[#gone + 1] = entry
     end
-    call_chunked('ZREM', KEYS[3], gone)
   end
+  call_chunked('ZREM', KEYS[3], gone)
   for qi, count in pairs(ran) do
     redis.call('HINCRBY', KEYS[2], name_of[qi], -count)
   end
