@@ -107,16 +107,27 @@ end
 -- a workflow member whose run has a key of another type (lib/workflows.lua's wf_unfit, which
 -- wf_end would write) is left alone and reported unfit: one such job must not hold the other
 -- jobs of the call (its attempt and in-progress entry stay: see docs/reliability.md); a key of
--- the namespace's of another type fails the call
-local unfit = {}
+-- the namespace's of another type fails the call. The jobs' runs are read with one HMGET (per
+-- 1,000) and handed to wf_end (run_of[j]: job j's run, or false; each job that passes is
+-- running, not waiting, so no other job's end in this call changes it)
+local unfit, run_of = {}, {}
 if workflows then
   local bad = wf_unfit(KEYS[21], nil, 'nothing acknowledged')
   if bad then
     return bad
   end
-  local runs = {}  -- run -> true when unfit (each run checked once)
+  local runs, at, passing = {}, {}, {}  -- runs: run -> true when unfit (each run checked once)
   for j = 0, n - 1 do
-    local run = pass[j] == true and redis.call('HGET', KEYS[21], ids[j + 1])
+    if pass[j] == true then
+      at[#at + 1] = j
+      passing[#at] = ids[j + 1]
+    end
+  end
+  for x, run in ipairs(read_chunked('HMGET', KEYS[21], passing)) do
+    run_of[at[x]] = run
+  end
+  for j = 0, n - 1 do
+    local run = pass[j] == true and run_of[j]
     if run then
       if runs[run] == nil then
         runs[run] = wf_unfit(KEYS[21], run, '', true) ~= nil
@@ -281,7 +292,7 @@ for j = 0, n - 1 do
       end
     end
     if workflows then
-      wf_end(KEYS[21], id, 'ok', ARGV[o + 3])
+      wf_end(KEYS[21], id, 'ok', ARGV[o + 3], run_of[j])
     end
     if listening then
       events[#events + 1] = id

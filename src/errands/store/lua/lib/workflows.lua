@@ -321,9 +321,12 @@ end
 -- the hook of the scripts that end a job's life (`status` ok | failed | cancelled, `value` its
 -- result or error JSON): nothing but one HGET for a job outside any workflow. A member still
 -- waiting for its dependencies (cancelled or destroyed by id) leaves its run's edges with it.
--- Returns true when it ended a member.
-local function wf_end(wfof, id, status, value)
-  local run = redis.call('HGET', wfof, id)
+-- Returns true when it ended a member. `run`: the job's run when the caller read it in this call
+-- (false: none), else it is read here.
+local function wf_end(wfof, id, status, value, run)
+  if run == nil then
+    run = redis.call('HGET', wfof, id)
+  end
   if not run then
     return false
   end
