@@ -8,9 +8,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands.store.bulk import enqueue_request, job_spec, one_job_command
+from errands.store.bulk import enqueue_request, job_spec, one_job_command, pack_evalsha
 from errands.store.keys import Keys
-from errands.store.pinned import pack_evalsha
 from errands.store.scripts import Scripts
 
 LATER = 10**13  # a due time in ms far ahead: the job goes to the scheduled set

@@ -23,8 +23,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errands import Enqueuer
 from errands.store import pinned
+from errands.store.bulk import pack_evalsha
 from errands.store.keys import Keys
-from errands.store.pinned import PinnedScript, _Link, pack_evalsha
+from errands.store.pinned import PinnedScript, _Link
 from tests.faults.proxy import FaultProxy
 
 ECHO = "return ARGV[1]"

@@ -11,13 +11,22 @@ building the jobs, and the script reads its columns with one command per 1,000 j
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..clock import to_ms
 from ..job import Job
 from .adminscripts import Arg
 from .keys import Keys
 
-__all__ = ["Columns", "OneJobHeads", "columns", "enqueue_request", "job_spec", "one_job_command"]
+__all__ = [
+    "Columns",
+    "OneJobHeads",
+    "columns",
+    "enqueue_request",
+    "job_spec",
+    "one_job_command",
+    "pack_evalsha",
+]
 
 Columns = tuple[list[str], list[str], list[bytes], list[str]]  # names, ids, envelopes, specs
 OneJobHeads = dict[str, tuple[bytes, bytes]]  # name -> its part of a one-job call, packed
@@ -96,3 +105,32 @@ def one_job_command(
 
 def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
+    """``EVALSHA sha len(keys) *keys *args`` in the Redis protocol (strings, bytes, ints)."""
+    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(keys) + len(args) + 3)]
+    out.append(_strs([sha, str(len(keys)), *keys]))
+    run: list[Any] = []
+    for value in args:
+        if run and type(value) is not type(run[0]):
+            out.append(_pack_run(run))
+            run = []
+        run.append(value)
+    out.append(_pack_run(run))
+    return b"".join(out)
+
+
+def _pack_run(run: list[Any]) -> bytes:
+    if not run or isinstance(run[0], str):
+        return _strs(run)
+    if isinstance(run[0], bytes):
+        return b"".join([b"$%d\r\n%s\r\n" % (len(v), v) for v in run])
+    return _strs([str(v) if isinstance(v, int) else repr(v) for v in run])
+
+
+def _strs(values: Sequence[str]) -> bytes:
+    text = "".join([f"${len(v)}\r\n{v}\r\n" for v in values])
+    if text.isascii():  # one byte per character: the lengths are right
+        return text.encode()
+    return b"".join([b"$%d\r\n%s\r\n" % (len(d), d) for d in (v.encode() for v in values)])

@@ -40,7 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .bulk import Columns, OneJobHeads, enqueue_request, one_job_command
+from .bulk import Columns, OneJobHeads, enqueue_request, one_job_command, pack_evalsha
 from .scripts import Arg, Scripts
 
 try:
@@ -48,7 +48,7 @@ try:
 except ImportError:  # pragma: no cover (a dependency: redis[hiredis])
     hiredis = None  # type: ignore[assignment]
 
-__all__ = ["BulkEnqueue", "PinnedEnqueue", "PinnedScript", "pack_evalsha"]
+__all__ = ["BulkEnqueue", "PinnedEnqueue", "PinnedScript"]
 
 _MISSING = object()  # hiredis: no complete reply yet
 _PUSH: Any = getattr(hiredis, "PushNotification", None)  # a RESP3 push (hiredis >= 3.2)
@@ -369,32 +369,3 @@ class BulkEnqueue:
             raise
         await pool.release(conn)
         return reply
-
-
-def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
-    """``EVALSHA sha len(keys) *keys *args`` in the Redis protocol (strings, bytes, ints)."""
-    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(keys) + len(args) + 3)]
-    out.append(_strs([sha, str(len(keys)), *keys]))
-    run: list[Any] = []
-    for value in args:
-        if run and type(value) is not type(run[0]):
-            out.append(_pack_run(run))
-            run = []
-        run.append(value)
-    out.append(_pack_run(run))
-    return b"".join(out)
-
-
-def _pack_run(run: list[Any]) -> bytes:
-    if not run or isinstance(run[0], str):
-        return _strs(run)
-    if isinstance(run[0], bytes):
-        return b"".join([b"$%d\r\n%s\r\n" % (len(v), v) for v in run])
-    return _strs([str(v) if isinstance(v, int) else repr(v) for v in run])
-
-
-def _strs(values: Sequence[str]) -> bytes:
-    text = "".join([f"${len(v)}\r\n{v}\r\n" for v in values])
-    if text.isascii():  # one byte per character: the lengths are right
-        return text.encode()
-    return b"".join([b"$%d\r\n%s\r\n" % (len(d), d) for d in (v.encode() for v in values)])
