@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from errands import Enqueuer
-from errands.store.bulk import job_spec
+from errands.store.bulk import enqueue_request, job_spec, pack_call, pack_evalsha
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 
@@ -123,6 +123,13 @@ async def test_a_wrong_type_fails_the_packed_call_and_stores_nothing(
             await enqueuer.enqueue_many([("a", {}), ("b", {})])
         assert await redis.hlen(keys.jobs) == 0
         assert len(await enqueuer.enqueue_many([("a", {})])) == 1  # the connection is fine
+
+
+def test_a_column_request_is_packed_by_hiredis_as_by_the_python_packer() -> None:
+    ids, envelopes = ["j1", "jé"], [b'{"x":"\xc3\xa9"}', b"{}"]
+    request = enqueue_request(Keys("ns"), ["a", "é"], ids, envelopes, ["1", "2 5 0 p"])
+    assert pack_call(b"a" * 40, *request) == pack_evalsha("a" * 40, *request)
+    assert pack_call(b"a" * 40, ["k"], [True]) == pack_evalsha("a" * 40, ["k"], [True])  # a bool
 
 
 def _url(redis: Redis) -> str:

@@ -18,6 +18,11 @@ from ..job import Job
 from .adminscripts import Arg
 from .keys import Keys
 
+try:
+    import hiredis
+except ImportError:  # pragma: no cover (a dependency: redis[hiredis])
+    hiredis = None  # type: ignore[assignment]
+
 __all__ = [
     "Columns",
     "OneJobHeads",
@@ -25,6 +30,7 @@ __all__ = [
     "enqueue_request",
     "job_spec",
     "one_job_command",
+    "pack_call",
     "pack_evalsha",
 ]
 
@@ -105,6 +111,20 @@ def one_job_command(
 
 def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def pack_call(sha: bytes, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
+    """``EVALSHA sha len(keys) *keys *args`` in the Redis protocol: by hiredis (in C: 2 us for a
+    one-job enqueue against 9 us for pack_evalsha; 0.4 against 0.6 us per job of a call of
+    1,000), else (no hiredis, or a type it does not pack: a bool) by ``pack_evalsha``."""
+    if hiredis is not None:
+        try:
+            command = (b"EVALSHA", sha, len(keys), *keys, *args)
+            packed: bytes = hiredis.pack_command(command)  # type: ignore[arg-type]
+            return packed
+        except TypeError:
+            pass
+    return pack_evalsha(sha.decode(), keys, args)
 
 
 def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
