@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -222,6 +223,21 @@ async def test_enqueue_many_stores_all_in_one_call(
     assert env["r"] == {"max_fails": 3}
     assert (await stored(redis, keys, jobs[2].id))["p"] == 5
     assert {m.decode() for m in await redis.smembers(keys.names)} == {"a", "b", "c"}
+
+
+async def test_a_job_holds_no_empty_meta_or_context_until_used(enqueuer: Enqueuer) -> None:
+    """enqueue_many builds thousands of jobs at once: each holds its args, and makes its meta
+    and context dicts on first use (two empty dicts per job cost their garbage collections)."""
+    job = (await enqueuer.enqueue_many([("a", {"i": 1})]))[0]
+    assert [r for r in gc.get_referents(job) if isinstance(r, dict)] == [job.args]
+    assert "m" not in job.envelope()
+    job.meta["trace"] = "t1"
+    job.context["db"] = "x"
+    assert job.meta == {"trace": "t1"} and job.context == {"db": "x"}
+    assert job.envelope()["m"] == {"trace": "t1"}
+    shared: dict[str, object] = {}
+    job.context = shared  # (as a pool gives each job its shared dict)
+    assert job.context is shared
 
 
 async def test_enqueue_many_empty_and_bad_item(

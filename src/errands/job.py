@@ -44,16 +44,16 @@ class Job:
     __slots__ = (
         "_attempt",
         "_backend",
+        "_context",
+        "_meta",
         "_raw",
         "_wf",
         "args",
-        "context",
         "dedup",
         "enqueued_at",
         "existed",
         "fails",
         "id",
-        "meta",
         "name",
         "partition",
         "previous_attempts",
@@ -91,7 +91,8 @@ class Job:
         self.priority = priority
         self.fails = fails
         self.retry = retry
-        self.meta = meta if meta is not None else {}
+        self._meta = meta  # (None: {} made on first use, as is the context: enqueue_many
+        # builds thousands of jobs at once, and two empty dicts each cost their collections)
         self.unique = unique
         self.run_at = run_at
         self.previous_attempts = previous_attempts  # before a dead job was retried from scratch
@@ -99,7 +100,7 @@ class Job:
         self._wf = workflow  # (run id, node id) of a workflow member; node "" for a callback
         self.partition = partition  # served in turn with the other partitions (docs/limits.md)
         self.snoozes = snoozes  # times an in-handler limiter snoozed it (docs/limits.md)
-        self.context: dict[str, Any] = {}
+        self._context: dict[str, Any] | None = None
         self._backend: Any = None
         self._raw: bytes | None = None  # the envelope as fetched: retries start from it
         self._attempt = ""  # the token of the attempt running it (see lua/fetch.lua)
@@ -107,6 +108,28 @@ class Job:
         self.existed = False
         # set by an enqueue with dedup=: what happened (see DedupOutcome)
         self.dedup: DedupOutcome | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Data set by enqueue middleware, stored with the job (a dict, empty by default)."""
+        if self._meta is None:
+            self._meta = {}
+        return self._meta
+
+    @meta.setter
+    def meta(self, value: dict[str, Any]) -> None:
+        self._meta = value
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The running pool's shared dict (filled by ``on_startup`` hooks); else an empty one."""
+        if self._context is None:
+            self._context = {}
+        return self._context
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._context = value
 
     @property
     def attempt(self) -> int:
@@ -176,8 +199,8 @@ class Job:
             env["f"] = self.fails
         if self.retry:
             env["r"] = self.retry
-        if self.meta:
-            env["m"] = self.meta
+        if self._meta:
+            env["m"] = self._meta
         if self.unique:
             env["u"] = self.unique
         if self.run_at is not None:
