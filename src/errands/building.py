@@ -4,7 +4,7 @@ stores, and what an outbox row (written now, enqueued later by the relay) holds.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from .job import Job
 from .limits import check_partition
 from .store.keys import check_job_id, check_job_name
 
-__all__ = ["build_job"]
+__all__ = ["build_job", "build_many", "plain_job"]
 
 
 def build_job(
@@ -39,14 +39,11 @@ def build_job(
     check_job_name(name)
     if job_id is not None:
         check_job_id(job_id)
-    if args is None:
-        args = {}
-    if not isinstance(args, Mapping):
-        raise TypeError(f"args of job {name!r} must be a dict, got {type(args).__name__}")
+    args = _args(name, args)
     run_at = due_time(now, delay, at) if delay is not None or at is not None else None
     return Job(
         name,
-        dict(args),
+        args,
         id=job_id if job_id is not None else new_id or os.urandom(16).hex(),
         enqueued_at=now,
         priority=check_priority(priority),
@@ -56,3 +53,51 @@ def build_job(
         timeout=positive_seconds(timeout, "timeout"),
         partition=check_partition(partition) if partition is not None else None,
     )
+
+
+def plain_job(
+    name: str, args: Mapping[str, Any] | None, now: float, new_id: str, checked: set[str]
+) -> Job:
+    """``build_job(name, args, now, new_id)`` (no option given), a name in ``checked`` taken as
+    checked (``enqueue_many`` matches each of its names against the rule once, not each job's)."""
+    if type(name) is not str or name not in checked:
+        checked.add(check_job_name(name))
+    return Job(name, _args(name, args), id=new_id, enqueued_at=now)
+
+
+def _args(name: str, args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of a job's args (a dict; None for none)."""
+    if type(args) is dict:
+        return args.copy()
+    if args is None:
+        return {}
+    if not isinstance(args, Mapping):
+        raise TypeError(f"args of job {name!r} must be a dict, got {type(args).__name__}")
+    return dict(args)
+
+
+def build_many(
+    items: Sequence[Sequence[Any]], now: float, *, plain: bool
+) -> tuple[list[Job], list[bool]]:
+    """The jobs of ``enqueue_many``'s items (``(name, args)`` or ``(name, args, options)``)
+    at ``now``, random ids drawn at once, and for each whether it is plain (built from a
+    ``(name, args)`` tuple, when ``plain``: see ``PlainEnvelopes``)."""
+    hexes = os.urandom(16 * len(items)).hex()
+    checked: set[str] = set()  # the names checked
+    jobs: list[Job] = []
+    flags: list[bool] = []
+    for i, item in enumerate(items):
+        new_id = hexes[32 * i : 32 * i + 32]  # the id of a job given no job_id
+        if type(item) is tuple and len(item) == 2:
+            jobs.append(plain_job(item[0], item[1], now, new_id, checked))
+            flags.append(plain)
+            continue
+        name, args, *rest = item
+        job = (
+            build_job(name, args, now, new_id, **rest[0])
+            if rest
+            else build_job(name, args, now, new_id)
+        )
+        jobs.append(job)
+        flags.append(False)
+    return jobs, flags

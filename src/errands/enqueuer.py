@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +14,7 @@ import orjson
 from .admin.events import wait_result
 from .admin.hub import EventHub
 from .backoff import RetryOptions
-from .building import build_job
+from .building import build_job, build_many
 from .clock import Clock, SystemClock, to_ms
 from .dedup import Dedup
 from .dedup.enqueue import store_deduplicated
@@ -26,6 +25,7 @@ from .middleware import as_enqueue
 from .serialization import (
     JSONSerializer,
     PayloadTooLargeError,
+    PlainEnvelopes,
     SerializationError,
     Serializer,
     dumps_json,
@@ -273,27 +273,37 @@ class Enqueuer(WorkflowEnqueue):
         each returned Job says whether it ``existed``)."""
         items = list(items)
         now = self.clock.now()  # one enqueue time, and one draw of random ids, for the call
-        hexes = os.urandom(16 * len(items)).hex()
-        jobs: list[Job] = []
-        for i, (name, args, *rest) in enumerate(items):
-            new_id = hexes[32 * i : 32 * i + 32]  # the id of a job given no job_id
-            job = (
-                build_job(name, args, now, new_id, **rest[0])
-                if rest
-                else build_job(name, args, now, new_id)
-            )
-            stored = await self._through_middleware(job) if self._middleware else job
-            if stored is not None:
-                jobs.append(stored)
+        jobs, plain = await self._built(items, now)
+        envelopes = self._envelopes(jobs, plain, now)  # all encoded before the first call
         starts = range(0, len(jobs), 5000)  # bounded work per script call
-        chunks = [columns(jobs[s : s + 5000], self._encode) for s in starts]  # all encoded first
         await self._check_served({j.name for j in jobs})
-        for start, chunk in zip(starts, chunks, strict=True):
+        for start in starts:
+            chunk = columns(jobs[start : start + 5000], envelopes[start : start + 5000])
             for i in await self._call(self._bulk.enqueue(chunk)):
                 jobs[start + i].existed = True
         for job in jobs:
             job._backend = self
         return jobs
+
+    async def _built(self, items: list[EnqueueItem], now: float) -> tuple[list[Job], list[bool]]:
+        """``build_many``'s jobs, through the middleware (each job then encoded the general way)."""
+        jobs, plain = build_many(items, now, plain=type(self.serializer) is JSONSerializer)
+        if not self._middleware:
+            return jobs, plain
+        kept = [j for j in [await self._through_middleware(job) for job in jobs] if j is not None]
+        return kept, [False] * len(kept)
+
+    def _envelopes(self, jobs: list[Job], plain: list[bool], now: float) -> list[bytes]:
+        """The jobs' envelopes, each checked against ``max_payload``."""
+        fast = PlainEnvelopes(now)
+        limit = self.max_payload
+        out: list[bytes] = []
+        for job, is_plain in zip(jobs, plain, strict=True):
+            data = fast.encode(job.name, job.args) if is_plain else None
+            if data is None or (limit is not None and len(data) > limit):
+                data = self._encode(job)  # (says what is wrong, if anything is)
+            out.append(data)
+        return out
 
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for a job's result (``job.result()`` calls this)."""

@@ -3,11 +3,14 @@ per 1,000 jobs, and still each job stored once, in order, with each job's outcom
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import Enqueuer
+from errands import Enqueuer, Job, building
+from errands.serialization import JSONSerializer, PlainEnvelopes, SerializationError
 from errands.store.bulk import enqueue_request, job_spec, pack_call, pack_evalsha
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
@@ -130,6 +133,57 @@ def test_a_column_request_is_packed_by_hiredis_as_by_the_python_packer() -> None
     request = enqueue_request(Keys("ns"), ["a", "é"], ids, envelopes, ["1", "2 5 0 p"])
     assert pack_call(b"a" * 40, *request) == pack_evalsha("a" * 40, *request)
     assert pack_call(b"a" * 40, ["k"], [True]) == pack_evalsha("a" * 40, ["k"], [True])  # a bool
+
+
+# -- jobs given no options (building.py plain_job, serialization.py PlainEnvelopes) -------------
+PLAIN_ARGS = [
+    {},
+    {"i": 1, "f": 0.1, "s": 'é\u2028"q"', "l": [1, {"x": None}], "b": True},
+    {1: "a non-str key", "n": None},
+    {"t": "null", "big": 2**63 - 1},
+]
+
+
+@pytest.mark.parametrize("args", PLAIN_ARGS)
+@pytest.mark.parametrize("at", [1_700_000_000.123456, 5, 0.1])
+def test_a_plain_envelope_is_the_serializer_s_bytes_or_none(
+    args: dict[object, object], at: float
+) -> None:
+    job = Job("name-é", dict(args), id="x", enqueued_at=at)  # type: ignore[arg-type]
+    got = PlainEnvelopes(at).encode(job.name, job.args)
+    assert got is None or got == JSONSerializer().dumps(job.envelope())
+    assert (got is None) == (b"null" in JSONSerializer().dumps(job.envelope()))
+
+
+@pytest.mark.parametrize("args", [{"x": math.nan}, {"x": [math.inf]}, {"x": object()}])
+def test_args_json_cannot_hold_go_the_general_way(args: dict[str, object]) -> None:
+    assert PlainEnvelopes(1.0).encode("a", args) is None
+
+
+async def test_enqueue_many_of_plain_jobs_checks_each_name_once_and_stores_the_same(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+
+    def counting(name: str) -> str:
+        checked.append(name)
+        return name
+
+    monkeypatch.setattr(building, "check_job_name", counting)
+    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
+    items = [(("a", "b")[i % 2], {"i": i, "f": 0.5}) for i in range(100)]
+    jobs = await enqueuer.enqueue_many([*items, ("a", {"n": None}), ("b", {}, {"priority": 1})])
+    assert sorted(checked) == ["a", "b", "b"]  # (the job with options: checked on its own)
+    for job in jobs:  # each envelope as the general path encodes it
+        stored = await redis.hget(Keys(namespace).jobs, job.id)
+        assert stored == JSONSerializer().dumps(job.envelope())
+    with pytest.raises(
+        SerializationError, match="the args of job 'a' is not JSON-serializable: x is not a finite"
+    ):
+        await enqueuer.enqueue_many([("a", {"i": 1}), ("a", {"x": math.nan})])
+    with pytest.raises(SerializationError, match="the args of job 'a' is not JSON-serializable"):
+        await enqueuer.enqueue_many([("a", {"x": object()})])
+    assert await redis.hlen(Keys(namespace).jobs) == len(jobs)
 
 
 def _url(redis: Redis) -> str:

@@ -10,7 +10,7 @@ building the jobs, and the script reads its columns with one command per 1,000 j
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..clock import to_ms
@@ -46,15 +46,16 @@ def job_spec(index: int, priority: int, due_ms: int, partition: str) -> str:
     return str(index)
 
 
-def columns(jobs: Sequence[Job], encode: Callable[[Job], bytes]) -> Columns:
-    """The names, ids, envelopes (``encode``) and specs of an ``enqueue`` call of ``jobs``."""
+def columns(jobs: Sequence[Job], envelopes: Sequence[bytes]) -> Columns:
+    """The names, ids, envelopes (one per job, given) and specs of an ``enqueue`` call of
+    ``jobs``."""
     index: dict[str, int] = {}
     specs = [
         job_spec(index.setdefault(j.name, len(index) + 1), j.priority,
                  to_ms(j.run_at) if j.run_at is not None else 0, j.partition or "")
         for j in jobs
     ]  # fmt: skip
-    return list(index), [j.id for j in jobs], [encode(j) for j in jobs], specs
+    return list(index), [j.id for j in jobs], list(envelopes), specs
 
 
 def enqueue_request(
