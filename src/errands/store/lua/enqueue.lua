@@ -55,43 +55,61 @@ local I, E, S = 4 + m, 4 + m + n, 4 + m + 2 * n  -- ARGV[I + i]: the id of job i
 -- the first write: a wrong type there fails with nothing written; the result records may be of
 -- any type. A call of one name asks SISMEMBER of it for the names' type check (no SADD when it
 -- is known); the idle pools' ZCARD tells whether there is a pool to wake (no ZPOPMIN when not).
-local specs = {}  -- per job {name index, priority, due ms, partition}
+-- specs[i]: job i's name index when its spec is plain (due now, no priority or partition; no table
+-- per job), else {name index, priority, due ms, partition}; plain: the name indices of plain specs
+local specs, plain = {}, {}
 local lim_queued = false  -- (limits_lib)
 local check = {false, false, false, m > 1 and 'SCARD'}  -- per key index: the read it must accept
+local function bad_spec(spec)
+  return redis.error_reply('errands: enqueue: bad job spec ' .. tostring(spec) .. ': no job of this call was stored')
+end
 for i = 1, n do
   local spec = ARGV[S + i]
-  local qi, prio, due, partition = tonumber(spec), 0, 0, ''
-  if not qi then
+  local qi = tonumber(spec)
+  if qi then
+    if not (qi >= 1 and qi <= m and qi == math.floor(qi)) then
+      return bad_spec(spec)
+    end
+    specs[i], plain[qi] = qi, true
+  else
+    local prio, due, partition
     qi, prio, due, partition = string.match(spec, '^(%d+) (%-?%d+) (%d+) (.*)$')
     qi, prio, due = tonumber(qi), tonumber(prio), tonumber(due)
-  end
-  if not (qi and qi >= 1 and qi <= m and qi == math.floor(qi) and is_priority(prio)) then
-    return redis.error_reply('errands: enqueue: bad job spec ' .. tostring(spec) .. ': no job of this call was stored')
-  end
-  specs[i] = {qi, prio, due, partition}
-  local b = 3 + 5 * qi  -- KEYS[b + 1 .. b + 5]: the name's queue, scheduled, pq, pready, idle
-  if prio ~= 0 then
-    check[2] = 'HLEN'
-  end
-  if partition ~= '' then
-    check[8] = 'HLEN'
-  end
-  if due ~= 0 then
-    check[b + 2] = 'ZCARD'
-  else
-    check[b + 1], check[b + 5] = 'ZCARD', 'ZCARD'
+    if not (qi and qi >= 1 and qi <= m and qi == math.floor(qi) and is_priority(prio)) then
+      return bad_spec(spec)
+    end
+    specs[i] = {qi, prio, due, partition}
+    local b = 3 + 5 * qi  -- KEYS[b + 1 .. b + 5]: the name's queue, scheduled, pq, pready, idle
+    if prio ~= 0 then
+      check[2] = 'HLEN'
+    end
     if partition ~= '' then
-      check[b + 3], check[b + 4] = 'ZCARD', 'ZCARD'
+      check[8] = 'HLEN'
     end
-    if m > 1 then
-      check[5] = 'SCARD'
+    if due ~= 0 then
+      check[b + 2] = 'ZCARD'
+    else
+      check[b + 1], check[b + 5] = 'ZCARD', 'ZCARD'
+      if partition ~= '' then
+        check[b + 3], check[b + 4] = 'ZCARD', 'ZCARD'
+      end
+      if m > 1 then
+        check[5] = 'SCARD'
+      end
     end
+  end
+end
+for qi in pairs(plain) do
+  local b = 3 + 5 * qi
+  check[b + 1], check[b + 5] = 'ZCARD', 'ZCARD'
+  if m > 1 then
+    check[5] = 'SCARD'
   end
 end
 local OUTCOME = 'no job of this call was stored'
 local wrong, counts = wrong_type(function(j)
   return check[j]
-end, OUTCOME)
+end, OUTCOME, base)  -- (not the result records: of any type)
 if wrong then
   return wrong
 end
@@ -103,25 +121,22 @@ if m == 1 then
   end
   known = known == 1
 end
--- reads first: which ids are stored or ended (nil: not known), whether any result record exists,
--- whether anyone listens (asked with the first result records: one EXISTS when none is there)
-local stored, ended, done, listening = {}, {}, false, false
+-- reads first, per 1,000 jobs: which ids are stored or ended (ZMSCORE refused: not known, asked
+-- one by one), whether any of their result records exists, whether anyone listens (asked with
+-- the first result records: one EXISTS when none is there); then which jobs are new
+local existed, new, seen, listening = {}, {}, {}, false
+local n_existed, n_new = 0, 0
 for s = 1, n, CHUNK do
   local e = math.min(n, s + CHUNK - 1)
-  local got = redis.pcall('HMGET', KEYS[1], unpack(ARGV, I + s, I + e))
-  if got.err then
+  local stored = redis.pcall('HMGET', KEYS[1], unpack(ARGV, I + s, I + e))
+  if stored.err then
     return wrong_key(KEYS[1], OUTCOME)
   end
-  local gone = redis.pcall('ZMSCORE', KEYS[7], unpack(ARGV, I + s, I + e))
-  if gone.err then
-    gone = nil
+  local ended = redis.pcall('ZMSCORE', KEYS[7], unpack(ARGV, I + s, I + e))
+  if ended.err then
+    ended = nil
   end
-  for i = s, e do
-    stored[i] = got[i - s + 1]
-    if gone then
-      ended[i] = gone[i - s + 1] ~= false
-    end
-  end
+  local done = false  -- a result record of this chunk's jobs exists
   if s == 1 then
     local there = redis.call('EXISTS', KEYS[6], unpack(KEYS, base + s, base + e))
     if there > 0 then
@@ -129,44 +144,56 @@ for s = 1, n, CHUNK do
       done = there > (listening and 1 or 0)
     end
   else
-    done = done or redis.call('EXISTS', unpack(KEYS, base + s, base + e)) > 0
+    done = redis.call('EXISTS', unpack(KEYS, base + s, base + e)) > 0
   end
-end
-local existed, new, seen = {}, {}, {}
-for i = 1, n do
-  local id = ARGV[I + i]
-  if seen[id] then  -- an earlier job of this call has the id (also on a re-send)
-    existed[#existed + 1] = i
-  elseif stored[i] then
-    if stored[i] ~= ARGV[E + i] then
-      existed[#existed + 1] = i
+  for i = s, e do
+    local id, got, gone = ARGV[I + i], stored[i - s + 1], false
+    if ended then
+      gone = ended[i - s + 1]
+    elseif not seen[id] and not got then
+      gone = redis.call('ZSCORE', KEYS[7], id)
     end
-  elseif ended[i] or (ended[i] == nil and redis.call('ZSCORE', KEYS[7], id))
-      or (done and redis.call('EXISTS', KEYS[base + i]) == 1) then
-    existed[#existed + 1] = i
-  else
-    new[#new + 1] = i
+    if seen[id] then  -- an earlier job of this call has the id (also on a re-send)
+      n_existed = n_existed + 1
+      existed[n_existed] = i
+    elseif got then
+      if got ~= ARGV[E + i] then
+        n_existed = n_existed + 1
+        existed[n_existed] = i
+      end
+    elseif gone or (done and redis.call('EXISTS', KEYS[base + i]) == 1) then
+      n_existed = n_existed + 1
+      existed[n_existed] = i
+    else
+      n_new = n_new + 1
+      new[n_new] = i
+    end
+    seen[id] = true
   end
-  seen[id] = true
 end
-if #new == 0 then
+if n_new == 0 then
   return existed
 end
 
-local function flush(cmd, key, list)  -- list: flat field/value (or score/member) pairs
-  for s = 1, #list, 2 * CHUNK do
-    redis.call(cmd, key, unpack(list, s, math.min(#list, s + 2 * CHUNK - 1)))
+local function flush(cmd, key, list, len)  -- list: flat field/value (or score/member) pairs
+  for s = 1, len, 2 * CHUNK do
+    redis.call(cmd, key, unpack(list, s, math.min(len, s + 2 * CHUNK - 1)))
   end
 end
 
-local seq = redis.call('INCRBY', KEYS[3], #new) - #new
+local seq = redis.call('INCRBY', KEYS[3], n_new) - n_new
 local envs, prios, parts, queues, named = {}, {}, {}, {}, {}
+local ne = 0
 local ready = {}
-for _, i in ipairs(new) do
+for k = 1, n_new do
+  local i = new[k]
   local id = ARGV[I + i]
-  local qi, prio, due, partition = unpack(specs[i])
-  envs[#envs + 1] = id
-  envs[#envs + 1] = ARGV[E + i]
+  local qi, prio, due, partition = specs[i], 0, 0, ''
+  if type(qi) == 'table' then
+    qi, prio, due, partition = unpack(qi)
+  end
+  envs[ne + 1], envs[ne + 2] = id, ARGV[E + i]
+  ne = ne + 2
   if prio ~= 0 then
     prios[#prios + 1] = id
     prios[#prios + 1] = prio
@@ -190,17 +217,20 @@ for _, i in ipairs(new) do
   end
   local list = queues[key]
   if not list then
-    list = {}
+    list = {0}  -- list[1]: its length, then score/member pairs
     queues[key] = list
   end
-  list[#list + 1] = score
-  list[#list + 1] = id
+  local len = list[1]
+  list[len + 2], list[len + 3] = score, id
+  list[1] = len + 2
 end
-flush('HSET', KEYS[1], envs)
-flush('HSET', KEYS[2], prios)
-flush('HSET', KEYS[8], parts)
+flush('HSET', KEYS[1], envs, ne)
+flush('HSET', KEYS[2], prios, #prios)
+flush('HSET', KEYS[8], parts, #parts)
 for key, list in pairs(queues) do
-  flush('ZADD', key, list)
+  for s = 2, list[1] + 1, 2 * CHUNK do
+    redis.call('ZADD', key, unpack(list, s, math.min(list[1] + 1, s + 2 * CHUNK - 1)))
+  end
 end
 local fresh = {}  -- the names to add to names
 for qi in pairs(named) do
@@ -212,7 +242,8 @@ end
 if listening then  -- (one HMGET of the listeners per 1,000 jobs: lib/events.lua)
   local events = {}
   for _, i in ipairs(new) do
-    local id, name = ARGV[I + i], ARGV[4 + specs[i][1]]
+    local spec = specs[i]
+    local id, name = ARGV[I + i], ARGV[4 + (type(spec) == 'table' and spec[1] or spec)]
     events[#events + 1] = id
     events[id] = '{"event":"enqueued","id":"' .. id .. '","name":"' .. name .. '"}'
   end

@@ -8,14 +8,15 @@ local function wrong_key(key, outcome)
   return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
 end
 
--- wrong_type(cmd_of, outcome): cmd_of(j) is the read command KEYS[j] must accept (HLEN, GET,
--- SCARD, ZCARD, ...; false or nil: any type); each is sent with redis.pcall. Returns the error
--- reply naming the first key of another type and saying `outcome` ('no job was stored', ...),
--- or nil when every key fits, and then each checked key's answer (answers[j]: HLEN's, SCARD's
--- or ZCARD's count) for a script to use instead of asking again.
-local function wrong_type(cmd_of, outcome)
+-- wrong_type(cmd_of, outcome[, last]): cmd_of(j) is the read command KEYS[j] must accept (HLEN,
+-- GET, SCARD, ZCARD, ...; false or nil: any type) for j up to `last` (default: every key); each is
+-- sent with redis.pcall. Returns the error reply naming the first key of another type and saying
+-- `outcome` ('no job was stored', ...), or nil when every key fits, and then each checked key's
+-- answer (answers[j]: HLEN's, SCARD's or ZCARD's count) for a script to use instead of asking
+-- again.
+local function wrong_type(cmd_of, outcome, last)
   local answers = {}
-  for j = 1, #KEYS do
+  for j = 1, last or #KEYS do
     local cmd = cmd_of(j)
     if cmd then
       local checked = redis.pcall(cmd, KEYS[j])
