@@ -11,7 +11,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
+from errands.longwork.batch import BatchRunner
 from errands.store.keys import Keys
+from errands.store.scripts import Scripts
 from tests.support.procs import eventually
 
 
@@ -142,4 +144,65 @@ async def test_a_pending_sweep_waits_for_a_batch_fetch_in_flight(
     finally:
         release.set()
         swept.set()
+        await pool.stop()
+
+
+async def test_an_orphan_is_swept_while_batch_fetches_never_stop(
+    redis: Redis, namespace: str
+) -> None:
+    """A busy pool always has a batch fetch starting or in flight: here one starts while each
+    read of the in-progress set is on its way. The sweep requeues the orphan (a job fetched for
+    this pool whose reply nobody read) at its first pass, after that fetch ended. (It gave up
+    each pass a batch fetch started meanwhile, and began only with none in flight: under such a
+    load an orphan stayed in progress, and its slot taken, for as long as the load lasted.)"""
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, poll_interval=3600.0)
+
+    @pool.job("p")
+    async def p(job: Job) -> None:
+        pass
+
+    @pool.batch_job("b", max_size=3, max_wait=0.01)
+    async def b(jobs: list[Job]) -> None:
+        pass
+
+    await pool.start()
+    try:
+        worker = pool.worker
+        assert worker is not None
+        worker.reclaim_interval = 3600.0
+        fetch, zrange = worker.scripts.fetch, worker.scripts.redis.zrange
+        keys = Keys(namespace)
+
+        async def no_plain_fetch(*args: Any, **kwargs: Any) -> Any:
+            if [name for name, _cap in args[3]] != ["b"]:
+                args = (*args[:2], 0, *args[3:])  # (the orphan stays one)
+            return await fetch(*args, **kwargs)
+
+        worker.scripts.fetch = no_plain_fetch  # type: ignore[method-assign]
+        await Enqueuer(redis, namespace=namespace).enqueue("p", {}, job_id="orphan")
+        scripts = Scripts(redis, keys)  # (its reply read by nobody in the pool)
+        assert await scripts.fetch(worker.pool_id, 0, 1, [("p", 0)])
+        batch_type = worker.job_types["b"]
+        runner = batch_type.handler
+        assert isinstance(runner, BatchRunner)
+        started: list[asyncio.Future[Any]] = []
+
+        async def busy_zrange(key: Any, *args: Any, **kwargs: Any) -> Any:
+            raw = await zrange(key, *args, **kwargs)
+            if key == keys.in_progress(worker.pool_id):  # a batch fetch starts meanwhile
+                started.append(asyncio.ensure_future(worker._batch_fetch(batch_type, runner)))
+                await asyncio.sleep(0)  # (it has started)
+            return raw
+
+        worker.scripts.redis.zrange = busy_zrange  # type: ignore[method-assign]
+        for _ in range(3):
+            await asyncio.wait_for(worker._reclaim_orphans(), 10)
+        assert worker.reclaimed == 1
+        assert await redis.zscore(keys.queue("p"), "orphan") is not None
+        assert len(started) == 3
+        for done in started:  # (nothing fetched: no batch holds anything)
+            fetched, batch = await done
+            assert fetched == []
+            worker._batches.remove(batch)
+    finally:
         await pool.stop()

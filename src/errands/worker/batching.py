@@ -69,9 +69,8 @@ class Batching:
     requeued_on_stop: int
     _batches: list[_Batch]
     _batch_stop: asyncio.Event
-    _batch_idle: asyncio.Event  # set while no batch fetch is in flight
-    _batch_fetching = 0  # batch fetches in flight (their jobs not yet held by a batch)
-    _batch_fetches = 0  # batch fetches started
+    # the batch fetches in flight (their jobs not yet held by a batch), each done when it ends
+    _batch_inflight: set[asyncio.Future[None]]
 
     if TYPE_CHECKING:  # provided by Worker and the Fetching mixin
 
@@ -143,10 +142,9 @@ class Batching:
     async def _batch_fetch(self, jt: JobType, runner: BatchRunner) -> tuple[list[Fetched], _Batch]:
         """One fetch for a batch, its jobs held by the batch as soon as the reply is read (in
         the same turn of the loop): the orphan sweep (fetching.py) counts them as this worker's
-        from then on, and takes no snapshot while such a fetch is in flight."""
-        self._batch_fetching += 1
-        self._batch_fetches += 1
-        self._batch_idle.clear()
+        from then on, and waits for the fetches in flight when it read the in-progress set."""
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch_inflight.add(ended)
         try:
             result = await self.scripts.fetch(
                 self.pool_id,
@@ -162,9 +160,8 @@ class Batching:
             self._batches.append(batch)
             return fetched, batch
         finally:
-            self._batch_fetching -= 1
-            if not self._batch_fetching:
-                self._batch_idle.set()
+            self._batch_inflight.discard(ended)
+            ended.set_result(None)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)

@@ -58,9 +58,7 @@ class Fetching:
     _suspects: set[str]
     _stopping: bool
     _reclaim: bool
-    _batch_fetching: int
-    _batch_fetches: int
-    _batch_idle: asyncio.Event
+    _batch_inflight: set[asyncio.Future[None]]
     _expired_since: float | None
     reclaim_interval: float
     parked_interval: float
@@ -232,13 +230,14 @@ class Fetching:
         connection was reset or timed out, or the client's retry ran it a second time); nobody
         would run them, and their max_concurrency slots would stay taken, while this pool
         lives. Fenced like every settle: a job acked or settled meanwhile is left alone."""
-        # a batch fetch in flight: its jobs are in the set but not yet held; looked for after
-        # it (waited for: returning with the sweep still due made the fetch loop spin)
-        await self._batch_idle.wait()
-        started = self._batch_fetches
         raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
-        if self._batch_fetching or self._batch_fetches != started:
-            return  # a batch fetch may have run before the read (another connection): again
+        # a batch fetch in flight when the read was answered (on another connection) may have
+        # put jobs in the set that its batch does not hold yet: looked at once it ended (one
+        # started later ran after the read). Not a wait for no fetch in flight at all, nor a
+        # pass given up when one started: a pool always fetching never swept
+        in_flight = set(self._batch_inflight)
+        if in_flight:
+            await asyncio.wait(in_flight)
         held = set(self._holding.values())
         held.update(self.acker.holding())
         held.update(self.settler.parked)  # (their settle refused for good: left in progress)

@@ -93,8 +93,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self.limits_changed()
         self._batches = []
         self._batch_stop = asyncio.Event()
-        self._batch_idle = asyncio.Event()
-        self._batch_idle.set()
+        self._batch_inflight: set[asyncio.Future[None]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.running: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
         self._cancel_requests: dict[str, bool] = {}  # job id -> destroy
