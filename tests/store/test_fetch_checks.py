@@ -131,3 +131,23 @@ async def test_a_fetch_of_ten_thousand_jobs_takes_them_all(
     fetched = await scripts.fetch("p", 1, 10_000, [("first", 0)])
     assert fetched is not None and len(fetched) == 10_000
     assert await redis.zcard(keys.queue("first")) == 0
+
+
+async def test_a_fetch_with_isolation_reads_recoveries_once_per_window(
+    redis: Redis, namespace: str
+) -> None:
+    """With isolation on and some job recovered from dead pools, each job looked at cost an
+    HGET of its recoveries: now one HMGET per window of queue entries (and per round of
+    partitions). Suspects are still told apart: one runs, the other stays queued."""
+    keys = Keys(namespace)
+    scripts = await _ready(redis, namespace, jobs=8)
+    ids = [i.decode() for i in await redis.zrange(keys.queue("first"), 0, -1)]
+    await redis.hset(keys.recoveries, mapping={ids[1]: "2", ids[4]: "3", ids[5]: "1"})
+    await scripts.fetch("p", 1, 0, [("first", 0)], 2)  # the script loaded
+    await redis.config_resetstat()
+    got = await scripts.fetch("p", 1, 8, [("first", 0)], 2)
+    stats = await redis.info("commandstats")
+    assert got is not None
+    assert "cmdstat_hget" not in stats
+    assert [f.id for f in got] == [i for i in ids if i != ids[4]]
+    assert [f.suspect for f in got] == [f.id == ids[1] for f in got]

@@ -177,24 +177,38 @@ local function take(i, name, id, env, score, suspect)
   end
 end
 
+-- with isolation on: how many times each job of `ids` was taken back from dead pools (one HMGET
+-- of recoveries per 1,000, by look() and runnable_all() for the jobs they may take), for
+-- suspect_of(); nothing read when isolation is off
+local recovered = {}
+local function read_recoveries(ids)
+  if isolate > 0 then
+    for j, times in ipairs(read_chunked('HMGET', KEYS[10], ids)) do
+      recovered[ids[j]] = times
+    end
+  end
+end
+
+-- is job `id` (suspect or not) to be taken now by this pool (its recoveries read before)
+local function suspect_of(id)
+  if isolate > 0 and tonumber(recovered[id] or '0') >= isolate then
+    return 1
+  end
+  return 0
+end
+
 -- of each queue entry of `ids` (distinct), whether it is worth running: its envelope when it
 -- exists and no attempt of it runs anywhere, else false. One HMGET each of envelopes and
--- attempts, after the jobs taken so far are written (their attempts read).
+-- attempts (and recoveries, with isolation on), after the jobs taken so far are written (their
+-- attempts read).
 local function runnable_all(ids)
   flush_taken()
   local envs, atts = read_chunked('HMGET', KEYS[1], ids), read_chunked('HMGET', KEYS[12], ids)
   for j = 1, #ids do
     envs[j] = not atts[j] and envs[j]
   end
+  read_recoveries(ids)
   return envs
-end
-
--- is job `id` (suspect or not) to be taken now by this pool
-local function suspect_of(id)
-  if isolate > 0 and tonumber(redis.call('HGET', KEYS[10], id) or '0') >= isolate then
-    return 1
-  end
-  return 0
 end
 
 for i = 1, nq do
@@ -239,11 +253,13 @@ for i = 1, nq do
       for j = 1, #window, 2 do
         ids[#ids + 1] = window[j]
       end
-      -- one HMGET each for the window's partitions, envelopes and attempts (entries are
-      -- distinct ids; what this window takes is written by flush_taken() before the next reads)
+      -- one HMGET each for the window's partitions, envelopes, attempts and recoveries (entries
+      -- are distinct ids; what this window takes is written by flush_taken() before the next
+      -- reads)
       local parts = partitioned and read_chunked('HMGET', KEYS[14], ids) or {}
       local envs = read_chunked('HMGET', KEYS[1], ids)
       local atts = read_chunked('HMGET', KEYS[12], ids)
+      read_recoveries(ids)
       for j = 1, #window, 2 do
         if got >= room then break end
         local x = (j + 1) / 2
