@@ -91,7 +91,7 @@ def test_the_one_job_command_is_the_general_one_packed(
     keys, heads, sha = Keys("nś"), {}, "f" * 40  # type: ignore[var-annotated]
     spec = job_spec(1, priority, due, partition)
     general = pack_evalsha(sha, *enqueue_request(keys, [name], [job_id], [b"{}\r\n"], [spec]))
-    row = [1, name, job_id, b"{}\r\n", priority, due, partition]
     for _ in range(2):  # the name's part packed, then reused
-        assert one_job_command(keys, sha.encode(), heads, name, row) == general
+        command = one_job_command(keys, sha.encode(), heads, name, job_id, b"{}\r\n", spec)
+        assert command == general
     assert list(heads) == [name]

@@ -36,6 +36,8 @@ __all__ = [
 
 Columns = tuple[list[str], list[str], list[bytes], list[str]]  # names, ids, envelopes, specs
 OneJobHeads = dict[str, tuple[bytes, bytes]]  # name -> its part of a one-job call, packed
+_EVALSHA = b"*%d\r\n$7\r\nEVALSHA\r\n"  # the head of an EVALSHA command: how many parts
+_BULK = b"$%d\r\n%b\r\n"  # one part of a command
 
 
 def job_spec(index: int, priority: int, due_ms: int, partition: str) -> str:
@@ -80,13 +82,13 @@ def enqueue_request(
 
 
 def one_job_command(
-    keys: Keys, sha: bytes, heads: OneJobHeads, name: str, row: Sequence[Arg]
+    keys: Keys, sha: bytes, heads: OneJobHeads, name: str, job_id: str, envelope: bytes, spec: str
 ) -> bytes:
-    """``EVALSHA sha`` of an ``enqueue`` call of one job in the Redis protocol, ``row`` as for
-    ``Scripts.enqueue`` (name index, name, id, envelope as bytes, priority, due ms, partition):
-    the bytes ``pack_evalsha`` makes of ``enqueue_request``'s request. ``heads`` keeps each
-    name's part of the command, packed (up to 1,000 names): only the job's result-record key,
-    id, envelope and spec are packed per call."""
+    """``EVALSHA sha`` of an ``enqueue`` call of one job of ``name`` (``spec``: its
+    :func:`job_spec`) in the Redis protocol: the bytes ``pack_evalsha`` makes of
+    ``enqueue_request``'s request. ``heads`` keeps each name's part of the command, packed (up
+    to 1,000 names): only the job's result-record key, id, envelope and spec are packed per
+    call, each by :func:`_bulk`."""
     head = heads.get(name)
     if head is None:
         if len(heads) >= 1000:
@@ -94,24 +96,10 @@ def one_job_command(
         name_keys, first = enqueue_request(keys, [name], [], [], [])
         first[1] = 1  # the number of jobs
         count = 3 + len(name_keys) + 1 + len(first) + 3  # EVALSHA sha numkeys, keys, args
-        before = [b"*%d\r\n$7\r\nEVALSHA\r\n" % count, _bulk(sha)]
-        before += [_bulk(str(v).encode()) for v in [len(name_keys) + 1, *name_keys]]
-        after = b"".join([_bulk(str(v).encode()) for v in first])
-        head = heads[name] = (b"".join(before), after)
-    job_id = str(row[2])
-    done = keys.done(job_id).encode()
-    jid, envelope = job_id.encode(), row[3]
-    if not isinstance(envelope, bytes):
-        raise TypeError(f"an envelope is bytes, got {type(envelope).__name__}")
-    spec = job_spec(1, int(row[4]), int(row[5]), str(row[6])).encode()
-    return b"%b$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
-        head[0], len(done), done, head[1], len(jid), jid,
-        len(envelope), envelope, len(spec), spec,
-    )  # fmt: skip
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(value), value)
+        before = _EVALSHA % count + _strs([sha.decode(), str(len(name_keys) + 1), *name_keys])
+        head = heads[name] = (before, b"".join(_arg_parts(first)))
+    return b"".join((head[0], _bulk(keys.done(job_id).encode()), head[1], _bulk(job_id.encode()),
+                     _bulk(envelope), _bulk(spec.encode())))  # fmt: skip
 
 
 def pack_call(sha: bytes, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
@@ -130,8 +118,13 @@ def pack_call(sha: bytes, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
 
 def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
     """``EVALSHA sha len(keys) *keys *args`` in the Redis protocol (strings, bytes, ints)."""
-    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(keys) + len(args) + 3)]
-    out.append(_strs([sha, str(len(keys)), *keys]))
+    head = [_EVALSHA % (len(keys) + len(args) + 3), _strs([sha, str(len(keys)), *keys])]
+    return b"".join(head + _arg_parts(args))
+
+
+def _arg_parts(args: Sequence[Arg]) -> list[bytes]:
+    """``args`` packed a run of one type at a time (the runs)."""
+    out: list[bytes] = []
     run: list[Any] = []
     for value in args:
         if run and type(value) is not type(run[0]):
@@ -139,19 +132,23 @@ def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
             run = []
         run.append(value)
     out.append(_pack_run(run))
-    return b"".join(out)
+    return out
 
 
 def _pack_run(run: list[Any]) -> bytes:
     if not run or isinstance(run[0], str):
         return _strs(run)
     if isinstance(run[0], bytes):
-        return b"".join([b"$%d\r\n%s\r\n" % (len(v), v) for v in run])
+        return b"".join([_BULK % (len(v), v) for v in run])  # (_bulk's, without a call each)
     return _strs([str(v) if isinstance(v, int) else repr(v) for v in run])
+
+
+def _bulk(value: bytes) -> bytes:
+    return _BULK % (len(value), value)
 
 
 def _strs(values: Sequence[str]) -> bytes:
     text = "".join([f"${len(v)}\r\n{v}\r\n" for v in values])
     if text.isascii():  # one byte per character: the lengths are right
         return text.encode()
-    return b"".join([b"$%d\r\n%s\r\n" % (len(d), d) for d in (v.encode() for v in values)])
+    return b"".join([_BULK % (len(d), d) for d in (v.encode() for v in values)])

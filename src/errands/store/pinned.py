@@ -40,7 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .bulk import Columns, OneJobHeads, enqueue_request, one_job_command, pack_call
+from .bulk import Columns, OneJobHeads, enqueue_request, job_spec, one_job_command, pack_call
 from .scripts import Arg, Scripts
 
 try:
@@ -161,7 +161,7 @@ class PinnedScript:
 
     def __init__(self, redis: Redis, sha: str) -> None:
         self._pool = redis.connection_pool
-        self._sha = sha.encode()
+        self.sha = sha.encode()
         self._conn: AbstractConnection | None = None
         self._link: _Link | None = None  # None: redis-py reads the replies (one call at a time)
         self._turn: asyncio.Lock | None = None  # (only when redis-py reads)
@@ -274,7 +274,7 @@ class PinnedScript:
         self._conn = self._link = None
 
     def _pack(self, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
-        return pack_call(self._sha, keys, args)
+        return pack_call(self.sha, keys, args)
 
 
 def _take_over(conn: AbstractConnection) -> _Link | None:
@@ -306,14 +306,16 @@ class PinnedEnqueue:
 
     def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.scripts = scripts
-        self.sha = scripts.sha("enqueue").encode()
         self.script = PinnedScript(redis, scripts.sha("enqueue"))
         self._heads: OneJobHeads = {}
 
     async def enqueue(self, names: Sequence[str], jobs: Sequence[Sequence[Arg]]) -> list[int]:
         """As ``Scripts.enqueue``: the 0-based indices of the jobs already there."""
-        if len(jobs) == 1 and len(names) == 1 and type(jobs[0][3]) is bytes:
-            command = one_job_command(self.scripts.keys, self.sha, self._heads, names[0], jobs[0])
+        if len(jobs) == 1 and len(names) == 1 and type(envelope := jobs[0][3]) is bytes:
+            row, k = jobs[0], self.scripts.keys
+            spec = job_spec(1, int(row[4]), int(row[5]), str(row[6]))
+            command = one_job_command(k, self.script.sha, self._heads, names[0], str(row[2]),
+                                      envelope, spec)  # fmt: skip
             existed = await self.script.send(command)
         else:
             existed = await self.script(*self.scripts.enqueue_request(names, jobs))
