@@ -23,8 +23,10 @@
 --           records ('' = the stored envelope is JSON), the envelope for the history ('' = as
 --           for the records; a large job's has its args omitted)
 -- Returns {jobs acknowledged, U, the U ids left alone as unfit (a workflow member whose run has
--- a key of another type, a job whose partition's running count is not a counter: nothing of it
--- written, re-sent or not), then the ids refused by the fence (not those of ended jobs: a
+-- a key of another type, a job whose partition's running count is not a counter, an entry that
+-- names its job otherwise than its fetch did: another name, or the index of another name, so
+-- that its in-progress entry is not "<id>:<name>" or its name's keys are another's; nothing of
+-- it written, re-sent or not), then the ids refused by the fence (not those of ended jobs: a
 -- re-sent call finds its own work done)}. A `running` count of a name or stats' `processed`
 -- that is not a counter (lib/types.lua's not_hash_counter) fails the call before its first write. A bad number (a count that does not fit the
 -- arguments, more than ACK_MAX jobs, a name index out of range; a time, TTL, start or attempt
@@ -234,6 +236,18 @@ local held = {}
 for i, score in ipairs(read_zmscore(KEYS[3], entries)) do
   held[entries[i]] = score ~= false
 end
+-- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
+-- counted `running` down under another name, or not at all, and left its in-progress entry):
+-- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>
+local prefix = string.sub(KEYS[1], 1, -5)  -- (KEYS[1] is <prefix>jobs)
+for j = 0, n - 1 do
+  local o = 8 + j * 10
+  if pass[j] == true and not (held[ids[j + 1] .. ':' .. ARGV[o + 1]]
+      and KEYS[B + n + names + tonumber(ARGV[o + 2])] == prefix .. 'q:' .. ARGV[o + 1]) then
+    pass[j] = 'unfit'
+    unfit[#unfit + 1] = ids[j + 1]
+  end
+end
 
 -- the compact record of a finished attempt (see docs/data-layout.md): envelope, result, began
 -- and ended ms, attempt; its id is in its key, its status is `finished`
@@ -245,24 +259,23 @@ end
 local freed = false
 local ended_of = {}  -- name index -> the partitions of its jobs that left the running ones
 local queue_of = {}
-local done, refused, tombs, events = {}, {}, {}, {}
+local done, refused, tombs, events, gone = {}, {}, {}, {}, {}
 local ran, name_of = {}, {}  -- name index -> jobs of it whose running slot goes back, name
 local hist, hist_of = {}, {}  -- history_data field/values; per name index, its score/members
 for j = 0, n - 1 do
   local o = 8 + j * 10
   local id, name, qi = ids[j + 1], ARGV[o + 1], tonumber(ARGV[o + 2])
   if pass[j] == true then
-    if held[id .. ':' .. name] then
-      ran[qi], name_of[qi] = (ran[qi] or 0) + 1, name
-      local p = part_of[j]
-      if p then  -- its partition's slot, freed after the loop (lim_release_all)
-        local e = ended_of[qi] or {count = {}}
-        ended_of[qi] = e
-        if not e.count[p] then
-          e[#e + 1], e.count[p] = p, 0
-        end
-        e.count[p] = e.count[p] + 1
+    gone[#gone + 1] = id .. ':' .. name  -- (in the pool's set: held above)
+    ran[qi], name_of[qi] = (ran[qi] or 0) + 1, name
+    local p = part_of[j]
+    if p then  -- its partition's slot, freed after the loop (lim_release_all)
+      local e = ended_of[qi] or {count = {}}
+      ended_of[qi] = e
+      if not e.count[p] then
+        e[#e + 1], e.count[p] = p, 0
       end
+      e.count[p] = e.count[p] + 1
     end
     done[#done + 1] = id
     queue_of[id] = KEYS[B + n + names + qi]
@@ -306,12 +319,6 @@ for j = 0, n - 1 do
   end
 end
 if #done > 0 then
-  local gone = {}
-  for entry, was in pairs(held) do
-    if was then
-      gone[#gone + 1] = entry
-    end
-  end
   call_chunked('ZREM', KEYS[3], gone)
   for qi, count in pairs(ran) do
     redis.call('HINCRBY', KEYS[2], name_of[qi], -count)
