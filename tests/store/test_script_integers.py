@@ -103,3 +103,18 @@ def test_a_result_ttl_ack_would_refuse_is_refused_at_registration(ttl: float) ->
     type kept so long had every ack of its jobs refused."""
     with pytest.raises(RegistrationError, match="result_ttl"):
         JobType("work", lambda: None, result_ttl=ttl)
+
+
+async def test_a_cascade_meeting_a_seq_redis_does_not_read_walks_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """wf_unfit spelt its own counter check out, as loose as is_int was: seq '007' passed, and
+    INCR raised after the walk took its item off the list and removed b's edge (b waited for
+    ever)."""
+    keys = Keys(namespace)
+    a, _b = await a_chain(redis, namespace)
+    assert await redis.hdel(keys.workflow_of, a) == 1  # a ended: its walk left on the list
+    await redis.zadd(keys.workflows_work, {"ok a  w1": 1})
+    await redis.set(keys.seq, "007")
+    cascade = WorkflowScripts(redis, keys).cascade()
+    await refused(redis, namespace, cascade, "holds 007, not a counter: nothing walked")

@@ -1,6 +1,6 @@
 -- lib/wfkeys: the keys of a workflow run, built from the `wfof` key a script declares, and their
--- checks before a script's first write (included by `--@include wfkeys` from lib/workflows.lua;
--- the keys are listed there).
+-- checks before a script's first write (included by `--@include wfkeys` from lib/workflows.lua,
+-- after lib/types.lua; the keys are listed there).
 -- the keys of run `run`, from `wfof` = <prefix>wfof
 local function wf_keys(wfof, run)
   local P = string.sub(wfof, 1, #wfof - 4)
@@ -26,7 +26,7 @@ local function wf_unfit(wfof, run, outcome, run_only)
     if type(r) == 'table' and r.err then
       return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
     end
-    if cmd == 'GET' and r and not (#r <= 18 and string.match(r, '^%-?%d+$')) then
+    if cmd == 'GET' and r and not is_int(r) then  -- (lib/types.lua: as INCR reads it)
       return redis.error_reply('errands: ' .. key .. ' holds ' .. r .. ', not a counter: ' .. outcome)
     end
   end

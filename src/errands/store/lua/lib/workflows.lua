@@ -30,8 +30,8 @@
 -- nothing but when.
 --@include prio
 --@include wake
---@include wfkeys
 --@include types
+--@include wfkeys
 -- dependents one member's end walks in its script (the rest: the work list), and that one
 -- script call walks at most (an ack of many members; a wf_cascade.lua call)
 local WF_STEP, WF_CALL = 200, 1000
