@@ -17,6 +17,7 @@ from errands.clock import SystemClock
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
 from errands.store.scripts import Fetched, Scripts, Settle
+from errands.store.settlecall import read_settle_reply, settle_request, settled_or_raise
 from errands.worker.settler import Settler
 from tests.support.invariants import assert_invariants
 
@@ -80,8 +81,8 @@ async def test_only_the_attempt_that_counted_a_start_uncounts_it_once(
     item = got[0]
     give_back = Settle(item.id, "sms", "requeue", scripts.keys.queue("sms"), 1, 1, history=False)
     give_back.token, give_back.score_ms = item.token, item.score
-    give_back.unstart_ms, give_back.unstart_spec = item.counted_ms, item.rate_spec
-    fenced = dataclasses.replace(give_back, token=str(int(item.token) + 1))  # another attempt
+    give_back.unstart, give_back.unstart_spec = True, item.rate_spec
+    fenced = dataclasses.replace(give_back, token=item.token + "0")  # another attempt
     assert not await scripts.settle("p", fenced)
     assert not await scripts.settle("q", give_back)  # another pool
     assert await _counted(redis, namespace, "60000") == 3
@@ -92,17 +93,38 @@ async def test_only_the_attempt_that_counted_a_start_uncounts_it_once(
     assert len(await scripts.fetch("p", 1, 3, [("sms", 0)], specs=specs)) == 1
 
 
+@pytest.mark.parametrize("skew_ms", [-7_000, 7_000])
+async def test_a_give_back_uncounts_the_start_its_fetch_counted_whatever_the_host_says(
+    redis: Redis, namespace: str, skew_ms: int
+) -> None:
+    """REVIEW F8: the time of the start to uncount is the one the fetch recorded with the
+    attempt, in Redis, not one the pool sends (here its record of it is off by 7 s, as from a
+    host whose clock is skewed): it uncounted nothing, or the start of another fetch."""
+    scripts = await _ready(redis, namespace, 8)
+    specs = {"sms": "r=4/60000"}
+    got = await scripts.fetch("p", 1, 8, [("sms", 0)], specs=specs)
+    assert len(got) == 4
+    skewed = dataclasses.replace(got[0], counted_ms=got[0].counted_ms + skew_ms)
+    await _settler(scripts).requeue_fetched(skewed, "sms")
+    assert await _counted(redis, namespace, "60000") == 3
+    again = await scripts.fetch("p", 1, 8, [("sms", 0)], specs=specs)
+    assert [f.id for f in again] == [got[0].id]
+    await assert_invariants(redis, namespace)
+
+
 async def test_a_bad_start_to_uncount_fails_before_anything_is_written(
     redis: Redis, namespace: str
 ) -> None:
     scripts = await _ready(redis, namespace, 1)
     (item,) = await scripts.fetch("p", 1, 1, [("sms", 0)], specs={"sms": "r=3/60000"})
     before = {k: await redis.dump(k) for k in await redis.keys(f"*{namespace}*")}
-    for at, spec in [("x", "r=3/60000"), ("1.5", "r=3/60000"), ("5", "r=0/1"), ("5", "q=1")]:
+    for flag, spec in [("x", "r=3/60000"), ("5", "r=3/60000"), ("1", "r=0/1"), ("1", "q=1")]:
         s = Settle(item.id, "sms", "requeue", scripts.keys.queue("sms"), 1, 1, history=False)
-        s.token, s.unstart_ms, s.unstart_spec = item.token, at, spec  # type: ignore[assignment]
+        s.token, s.unstart, s.unstart_spec = item.token, True, spec
+        keys, args = settle_request(scripts.keys, "p", s)
+        args[20] = flag  # (ARGV[21]: '1' or '')
         with pytest.raises(ResponseError, match="settle"):
-            await scripts.settle("p", s)
+            settled_or_raise(read_settle_reply(await scripts._call("settle", keys, args), 1))
     after = {k: await redis.dump(k) for k in await redis.keys(f"*{namespace}*")}
     assert after == before
 

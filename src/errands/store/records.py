@@ -20,7 +20,8 @@ class Fetched:
     """One job moved into a pool's in-progress set by ``fetch``: ``token`` names the attempt
     (acks, settles and check-ins carry it), ``score`` its place on the queue it came from. A
     job of a type with a rate: ``rate_spec``, the limits spec it was fetched under, and
-    ``counted_ms``, the Redis ms its start was counted at (a give-back uncounts it)."""
+    ``counted_ms``, the Redis ms its start was counted at (its attempt's token records it too:
+    a give-back uncounts the start at that time, lua/fetch.lua)."""
 
     queue_index: int
     id: str
@@ -79,8 +80,8 @@ class Settle:
     history: bool = True
     ttl_ms: int = 0
     token: str = "*"  # the attempt; "*" = any attempt of this pool (its orphans)
-    unstart_ms: int | None = None  # a job fetched ahead going back: its start counted then
-    unstart_spec: str = ""  # and the limits spec it was fetched under (lua/settle.lua)
+    unstart: bool = False  # a job fetched ahead going back: its start uncounted (at the time
+    unstart_spec: str = ""  # its attempt records), under the limits spec it was fetched under
     envelope_json: bytes = b""  # for the records, when the serializer is not JSON
     history_json: bytes = b""  # for the history, when it differs (a large job's args omitted)
 

@@ -115,8 +115,8 @@ class Settler:
         now_ms = to_ms(self.clock.now())
         s = Settle(item.id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
         s.token, s.score_ms = item.token, item.score
-        if item.rate_spec:  # its start never happened: uncounted from its rates
-            s.unstart_ms, s.unstart_spec = item.counted_ms, item.rate_spec
+        if item.rate_spec:  # its start never happened: uncounted from its rates (at the
+            s.unstart, s.unstart_spec = True, item.rate_spec  # time its attempt records)
         await self._send(s)
 
     async def snooze(self, job: Job, delay: float, counted: bool = False) -> None:

@@ -3,7 +3,9 @@
 -- Fenced by the pool's lease: a pool no longer registered (reaped) gets nothing, nor does one
 -- whose last heartbeat is older than the dead timeout (it cannot prove it is alive).
 -- Each job fetched gets an attempt record "<pool>:<token>" (one token per call): acks, settles
--- and check-ins of the job are fenced on it. A queue entry of a job that already has an attempt
+-- and check-ins of the job are fenced on it. A call serving a job name with a rate records in
+-- its token the Redis ms it counted its jobs' starts at ("<n>@<ms>"): a give-back uncounts the
+-- start at that time (settle.lua ARGV[21]), whatever the client's clock. A queue entry of a job that already has an attempt
 -- running (a duplicate) is dropped, so no counter is taken twice for one job.
 -- Bounded: at most 8 x (batch + 64) queue entries are looked at per queue.
 -- KEYS[1] jobs   KEYS[2] running (HASH name -> count)   KEYS[3] in_progress of this pool
@@ -65,7 +67,7 @@ for _, j in ipairs({3, 5, 6, 7, 9}) do
   end
 end
 local specs = {}
-local rated = {}  -- queue i -> whether its job name has a rate (its rate log and expiry)
+local rated = {}  -- queue i -> whether its job name has a rate (its rate log and expiry); .any
 for i = 1, nq do
   if not is_whole(tonumber(ARGV[8 + 3 * i])) then
     return redis.error_reply('errands: fetch: max_concurrency of ' .. ARGV[7 + 3 * i] ..
@@ -76,6 +78,7 @@ for i = 1, nq do
     return redis.error_reply('ERR ' .. why .. ' for ' .. ARGV[7 + 3 * i] .. ': nothing fetched')
   end
   specs[i], rated[i] = L, #L.r + #L.R > 0
+  rated.any = rated.any or rated[i]
 end
 local k = {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
 local d = {dedup = KEYS[16], dedupjob = KEYS[17]}
@@ -153,7 +156,7 @@ end
 -- attempt record and in-progress entry pending until flush_taken())
 local function take(i, name, id, env, score, suspect)
   if not token then
-    token = tostring(redis.call('INCR', KEYS[13]))
+    token = tostring(redis.call('INCR', KEYS[13])) .. (rated.any and ('@' .. now) or '')
     out[2] = token
   end
   taken_att[#taken_att + 1] = id

@@ -27,10 +27,12 @@
 -- ARGV[19] the envelope as JSON for the records ('' = the stored envelope is JSON)
 -- ARGV[20] the envelope for the history ('' = as for the records; a large job's has its args
 --          omitted)
--- ARGV[21] a job fetched ahead going back unstarted (requeue, this attempt's token): the ms its
---          fetch counted its start at ('' = none), uncounted from its rates (the start never
---          happened; behind the attempt fence, so once)   ARGV[22] the limits spec it was
---          fetched under (limits/spec.py)
+-- ARGV[21] '1': a job fetched ahead going back unstarted (requeue, this attempt's token): its
+--          start is uncounted from its rates (the start never happened; behind the attempt
+--          fence, so once), at the Redis ms its fetch counted it, which the attempt records
+--          ("<pool>:<n>@<ms>", fetch.lua; none recorded: nothing uncounted), never a time the
+--          caller gives ('' = none)   ARGV[22] the limits spec it was fetched under
+--          (limits/spec.py)
 -- A cancel (or destroy) requested while the job ran turns retry/later/requeue into cancelled
 -- (or drop): a job whose cancel was acknowledged never runs again.
 -- Returns 1 when settled, 0 when the job was not this attempt's any more (a zombie: its pool's
@@ -147,9 +149,10 @@ else
   if attempt ~= ARGV[17] .. ':' .. ARGV[18] then
     return settled_before(KEYS, ARGV, attempt) and 1 or 0
   end
-  if (ARGV[21] or '') ~= '' and mode == 'requeue' then  -- (read before the first write)
+  local at = ARGV[21] == '1' and mode == 'requeue' and lim_fetched_at(attempt)
+  if at then  -- (read before the first write)
     P.prate = KEYS[35]
-    unstarts = lim_unstarts(P, lim_spec(ARGV[22]), id, tonumber(ARGV[21]))
+    unstarts = lim_unstarts(P, lim_spec(ARGV[22]), id, at)
   end
   if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 1 then
     redis.call('HINCRBY', KEYS[2], name, -1)

@@ -158,18 +158,23 @@ local function lim_spec(s)
   return L
 end
 
--- why `at` and `spec` (a give-back's start to uncount: ARGV of settle.lua) are not one ('' and
--- '' are none), or nil
-local function lim_bad_unstart(at, spec)
-  if (at or '') == '' and (spec or '') == '' then
+-- why `flag` and `spec` (a give-back's start to uncount: ARGV of settle.lua, '1' and the spec it
+-- was fetched under; '' and '' are none) are not one, or nil
+local function lim_bad_unstart(flag, spec)
+  if (flag or '') == '' and (spec or '') == '' then
     return nil
   end
-  local n = tonumber(at)
-  if not (n and n == math.floor(n) and n >= 0 and n < 1e13) then
-    return 'errands: settle: bad start to uncount ' .. tostring(at)
+  if flag ~= '1' then
+    return 'errands: settle: bad start to uncount ' .. tostring(flag)
   end
   local L, why = lim_spec(spec or '')
   return (not L) and ('errands: settle: ' .. why) or nil
+end
+
+-- the Redis ms a fetch counted its jobs' starts at, as the attempt it gave them records it
+-- ("<pool>:<n>@<ms>": fetch.lua, a call with a rate), or nil (none recorded)
+local function lim_fetched_at(attempt)
+  return tonumber(string.match(attempt or '', ':%d+@(%d+)$'))
 end
 
 -- job `id`, whose fetch counted its start at `at` in the rates of spec L, goes back unstarted:
