@@ -6,13 +6,14 @@ in progress until the pool was gone, whatever was repaired.)"""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool, Workflow
 from errands.clock import SystemClock
 from errands.store.keys import Keys
-from errands.store.scripts import Acked
+from errands.store.scripts import Acked, Scripts
 from errands.worker.acker import Acker
 from tests.support.procs import eventually
 from tests.support.resend import snapshot
@@ -98,3 +99,53 @@ async def test_the_pool_sends_a_parked_ack_again_while_it_lives(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_an_orphan_the_sweep_cannot_requeue_is_parked_and_holds_no_other(
+    redis: Redis, namespace: str
+) -> None:
+    """Two orphans in a pool's in-progress set (fetched for it, their reply read by nobody): the
+    first a workflow member whose run has a key of another type, which settle.lua refuses. The
+    sweep parks it (sent again with the parked settles) and requeues the other. (The refusal
+    raised out of the sweep: every pass stopped at the same orphan, the others stayed.)"""
+    keys = Keys(namespace)
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2, poll_interval=3600.0)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        pass
+
+    wf = Workflow("chain", id="w1")
+    a = wf.add("work", {}, id="a")
+    wf.add("work", {}, id="b", after=[a])
+    await pool.start()
+    try:
+        worker = pool.worker
+        assert worker is not None
+        worker.reclaim_interval = 3600.0
+        fetch = worker.scripts.fetch
+
+        async def no_fetch(*args: Any, **kwargs: Any) -> Any:
+            return await fetch(*args[:2], 0, *args[3:], **kwargs)  # (the orphans stay ones)
+
+        worker.scripts.fetch = no_fetch  # type: ignore[method-assign]
+        async with Enqueuer(redis, namespace=namespace) as enq:
+            run = await enq.enqueue_workflow(wf)
+            await enq.enqueue("work", {}, job_id="zplain")  # (swept after the member)
+        got = await Scripts(redis, keys).fetch(worker.pool_id, 0, 5, [("work", 0)])
+        assert got is not None and sorted(f.id for f in got) == [run.job_id("a"), "zplain"]
+        res = keys.workflow("w1", "res")
+        await redis.delete(res)
+        await redis.set(res, "x")
+        await asyncio.wait_for(worker._reclaim_orphans(), 10)
+        assert worker.reclaimed == 1 and not worker._reclaim
+        assert await redis.zscore(keys.queue("work"), "zplain") is not None
+        assert worker.settler.parked.keys() == {run.job_id("a")}
+        assert await redis.zrange(keys.in_progress(worker.pool_id), 0, -1) == [
+            f"{run.job_id('a')}:work".encode()
+        ]
+        await redis.delete(res)  # repaired: the parked settle requeues it
+        assert await worker.resend_parked() == 1
+        assert await redis.zcard(keys.in_progress(worker.pool_id)) == 0
+    finally:
+        await pool.stop()

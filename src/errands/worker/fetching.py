@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import Clock, to_ms
 from ..store.connection import REDIS_ERRORS
 from ..store.hotcalls import WorkerScripts
-from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts, Settle
+from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts, Settle, SettleRefused
 from .limitwatch import LimitWatch, apply_limits
 
 if TYPE_CHECKING:
@@ -229,7 +229,8 @@ class Fetching:
         does not hold. A fetch whose reply was lost moved them there (Redis ran it, then the
         connection was reset or timed out, or the client's retry ran it a second time); nobody
         would run them, and their max_concurrency slots would stay taken, while this pool
-        lives. Fenced like every settle: a job acked or settled meanwhile is left alone."""
+        lives. Fenced like every settle: a job acked or settled meanwhile is left alone. One
+        settle.lua refuses is parked (Settler.park) and holds none of the others."""
         raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
         # a batch fetch in flight when the read was answered (on another connection) may have
         # put jobs in the set that its batch does not hold yet: looked at once it ended (one
@@ -249,7 +250,10 @@ class Fetching:
                 continue
             now_ms = to_ms(self.clock.now())
             s = Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
-            if await self.scripts.settle(self.pool_id, s):
+            (outcome,) = await self.scripts.settle_report(self.pool_id, [s])
+            if isinstance(outcome, SettleRefused):  # (not the others' sweep: parked, sent again
+                self.settler.park(s, outcome)  # with the parked settles)
+            elif outcome:
                 self.reclaimed += 1
                 log.warning(
                     "%s %s was in progress here unbeknownst (a lost reply): requeued", name, job_id

@@ -241,7 +241,7 @@ class Settler:
                 continue
             for s, outcome in zip(settles, outcomes, strict=True):
                 if isinstance(outcome, SettleRefused):
-                    self._park(s, outcome)
+                    self.park(s, outcome)
                 elif not outcome:
                     log.warning(
                         "%s %s: not settled (%s): this attempt no longer holds the job "
@@ -254,7 +254,7 @@ class Settler:
                     )
             return
 
-    def _park(self, s: Settle, exc: BaseException) -> None:
+    def park(self, s: Settle, exc: BaseException) -> None:
         """A settle refused: the job stays in progress, held here (the orphan sweep leaves it);
         its settle is sent again about once a minute (see docs/reliability.md)."""
         self.parked[s.id] = s
