@@ -92,27 +92,30 @@ end
 -- partition `part`, it is indexed by it as lib/limits.lua's lim_queued does (the same entry:
 -- "<partition>\0<queue score + 2^52, 16 digits>\0<id>" in pq:<name>; a turn in pready:<name>)
 -- A member whose queue (or partition index) holds another type is parked in the dead set with
--- an error saying so (retried from there once the key is repaired), not lost half-queued.
+-- an error saying so (retried from there once the key is repaired), not lost half-queued: with
+-- its priority, partition and name stored as for a queued one (a retry from the dead set,
+-- move.lua, queues it with them). Returns true when queued, false when parked.
 local function wf_queue(W, id, name, prio, env, wake, part)
   local P = W.P
-  for _, key in ipairs({P .. 'q:' .. name, part and P .. 'pq:' .. name, part and P .. 'pready:' .. name}) do
-    local r = key and redis.pcall('ZCARD', key)
-    if type(r) == 'table' and r.err then
-      redis.call('HSET', P .. 'jobs', id, env)
-      redis.call('HSET', P .. 'errors', id, '{"error":"its queue holds another type"}')
-      redis.call('ZADD', P .. 'dead', wf_now(), id)
-      return
-    end
-  end
   redis.call('HSET', P .. 'jobs', id, env)
   if prio ~= 0 then
     redis.call('HSET', P .. 'prio', id, prio)
   end
   redis.call('SADD', P .. 'names', name)
+  if part then
+    redis.call('HSET', P .. 'part', id, part)
+  end
+  for _, key in ipairs({P .. 'q:' .. name, part and P .. 'pq:' .. name, part and P .. 'pready:' .. name}) do
+    local r = key and redis.pcall('ZCARD', key)
+    if type(r) == 'table' and r.err then
+      redis.call('HSET', P .. 'errors', id, '{"error":"its queue holds another type"}')
+      redis.call('ZADD', P .. 'dead', wf_now(), id)
+      return false
+    end
+  end
   local seq = redis.call('INCR', P .. 'seq')
   redis.call('ZADD', P .. 'q:' .. name, queue_score(seq, prio), id)
   if part then
-    redis.call('HSET', P .. 'part', id, part)
     local score = string.format('%016.0f', queue_score(seq, prio) + 4503599627370496)
     redis.call('ZADD', P .. 'pq:' .. name, 0, part .. '\0' .. score .. '\0' .. id)
     if not redis.call('ZSCORE', P .. 'pready:' .. name, part) then
@@ -122,15 +125,15 @@ local function wf_queue(W, id, name, prio, env, wake, part)
   if wake then
     wf_wake(P, name)
   end
+  return true
 end
 
 -- a waiting member whose last dependency ended goes to its queue (the caller wakes the pools);
--- true when it did
+-- true when it did (not when it was parked: no pool to wake for it)
 local function wf_release(W, node, spec)
   local env = redis.call('HGET', W.env, node)
   if env and redis.call('HDEL', W.env, node) == 1 then
-    wf_queue(W, W.run .. '.' .. node, spec.n, spec.p, env, false, spec.k)
-    return true
+    return wf_queue(W, W.run .. '.' .. node, spec.n, spec.p, env, false, spec.k)
   end
   return false
 end

@@ -1,0 +1,49 @@
+"""lib/workflows.lua: a released member whose queue holds another type is parked in the dead set
+as a queued member is stored (priority, partition, name), and wakes no pool."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from errands import Enqueuer, Workflow
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+
+
+async def parked(redis: Redis, namespace: str) -> tuple[Keys, str]:
+    """Run ``w1``: ``a -> b`` (b of ``other``, priority 5, partition ``k1``), the queue of
+    ``other`` of another type and a pool idle for ``other``; a cancelled: b parked."""
+    keys = Keys(namespace)
+    wf = Workflow("chain", id="w1")
+    a = wf.add("work", {}, id="a")
+    wf.add("other", {}, id="b", after=[a], on_dependency_failure="continue", priority=5,
+           partition="k1")  # fmt: skip
+    run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+    await redis.set(keys.queue("other"), "x")
+    await redis.zadd(keys.idle_for("other"), {"pX": -(10**13)})  # idle until far away
+    assert await Scripts(redis, keys).cancel(run.job_id("a"), "work", 1, 60_000) == "cancelled"
+    b = run.job_id("b")
+    assert await redis.zscore(keys.dead, b) is not None
+    return keys, b
+
+
+async def test_a_parked_member_keeps_its_priority_partition_and_name(
+    redis: Redis, namespace: str
+) -> None:
+    """The park stored the envelope and the error only: retried from the dead set once the key
+    was repaired, the member ran at priority 0, outside its partition."""
+    keys, b = await parked(redis, namespace)
+    assert await redis.hget(keys.priorities, b) == b"5"
+    assert await redis.hget(keys.partitions, b) == b"k1"
+    assert await redis.sismember(keys.names, "other")
+    await redis.delete(keys.queue("other"))  # repaired
+    assert await Scripts(redis, keys).move(b, "other", keys.dead, "queue", now_ms=1) == 1
+    assert await redis.zscore(keys.queue("other"), b) is not None
+    assert await redis.zcard(keys.partition_queue("other")) == 1
+
+
+async def test_a_parked_member_wakes_no_pool(redis: Redis, namespace: str) -> None:
+    """wf_release reported the parked member as released: a pool idle for its name was woken
+    (its registration popped) for a job that is in no queue."""
+    keys, _b = await parked(redis, namespace)
+    assert await redis.zscore(keys.idle_for("other"), "pX") is not None
