@@ -1,13 +1,17 @@
 """lib/workflows.lua: a released member whose queue holds another type is parked in the dead set
-as a queued member is stored (priority, partition, name), and wakes no pool."""
+as a queued member is stored (priority, partition, name), and wakes no pool; a node id the work
+list could not be parsed back from is refused before anything is stored."""
 
 from __future__ import annotations
 
+import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Workflow
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
+from errands.workflows.store import Member, WorkflowScripts
+from tests.store.test_scripts_args import SPEC, refused
 
 
 async def parked(redis: Redis, namespace: str) -> tuple[Keys, str]:
@@ -47,3 +51,19 @@ async def test_a_parked_member_wakes_no_pool(redis: Redis, namespace: str) -> No
     (its registration popped) for a job that is in no queue."""
     keys, _b = await parked(redis, namespace)
     assert await redis.zscore(keys.idle_for("other"), "pX") is not None
+
+
+@pytest.mark.parametrize("node", ["a b", "a\tb", "a<b", ""])
+async def test_a_node_id_the_work_list_cannot_hold_is_refused(
+    redis: Redis, namespace: str, node: str
+) -> None:
+    """A node id is written into work list items "<status> <node> <cursor> <run>" read back at
+    spaces: "a b" was stored (sent by another client than errands' own, which checks ids), and
+    a walk of its dependents left on the list would be read as one of the run " w1" and
+    dropped, its dependents waiting for ever."""
+    keys = Keys(namespace)
+    wf = WorkflowScripts(redis, keys)
+    member = Member(node, "job", True, 0, b"{}", SPEC)
+    await refused(redis, namespace, wf.enqueue("r1", "flow", 0, [member], [], []), "node id")
+    assert await wf.enqueue("r1", "flow", 0, [Member("a", "job", True, 0, b"{}", SPEC)], [], [])
+    await refused(redis, namespace, wf.add("r1", member, [], []), "errands: wf_add: node id")

@@ -13,7 +13,8 @@
 -- Returns '' when added, else why not (an unknown node, a before node no longer waiting, a
 -- cycle it would close, ...); an error, before any write, when the arguments do not
 -- fit (the priority not a whole number in -1000..1000, the count of after nodes not a whole
--- number of them; 'nan' and 'inf' included) or seq is not a counter.
+-- number of them; 'nan' and 'inf' included; a node id lib/workflows.lua wf_node_ok refuses) or
+-- seq is not a counter.
 --@include workflows
 --@include types
 local run, node = ARGV[1], ARGV[2]
@@ -21,6 +22,10 @@ local a = tonumber(ARGV[7])
 if not is_priority(tonumber(ARGV[4])) or not is_whole(a) or a < 0 or 7 + a > #ARGV then
   return redis.error_reply('errands: wf_add: priority or count of after nodes is not a whole '
     .. 'number (in -1000..1000 for a priority): ' .. tostring(ARGV[4]) .. ', ' .. tostring(ARGV[7]))
+end
+if not wf_node_ok(node) then
+  return redis.error_reply('errands: wf_add: node id "' .. tostring(node) .. '" holds whitespace, '
+    .. 'a control character or one of "\\{}:<>!: it was not added')
 end
 local stored = redis.call('HGET', KEYS[6], node)
 if stored then

@@ -14,8 +14,8 @@
 -- Returns 1 when stored, 0 when the run exists already; an error, before any write, when the
 -- arguments do not fit (counts not whole numbers, 'nan' and 'inf' included, a linger not a
 -- whole number of ms in 0..366 days spelt as PEXPIRE reads it: not '0100'; a priority not
--- whole in -1000..1000), a key of another
--- type, or seq is not a counter.
+-- whole in -1000..1000; a node id with whitespace, a control character or one of "\{}:<>!,
+-- lib/workflows.lua wf_node_ok), a key of another type, or seq is not a counter.
 --@include workflows
 --@include types
 if redis.call('EXISTS', KEYS[7]) == 1 then
@@ -32,6 +32,10 @@ for i = 1, n do
   if not is_priority(tonumber(ARGV[6 + 6 * (i - 1) + 4])) then
     return redis.error_reply('errands: wf_enqueue: priority of member ' .. ARGV[6 + 6 * (i - 1) + 1]
       .. ' is not a whole number in -1000..1000: ' .. ARGV[6 + 6 * (i - 1) + 4])
+  end
+  if not wf_node_ok(ARGV[6 + 6 * (i - 1) + 1]) then
+    return redis.error_reply('errands: wf_enqueue: node id "' .. ARGV[6 + 6 * (i - 1) + 1]
+      .. '" holds whitespace, a control character or one of "\\{}:<>!: no workflow run was stored')
   end
 end
 local TYPES = {'HLEN', 'HLEN', false, 'SCARD', 'SCARD', 'HLEN', 'HLEN', 'SCARD', 'ZCARD', 'ZCARD',

@@ -44,6 +44,13 @@ local WF_MAX_LINGER, WF_LINGER = 31622400000, '86400000'
 local function wf_linger_ok(s)
   return is_int(s, 0, WF_MAX_LINGER)
 end
+-- wf_node_ok(node): a node id the work list's items ("<status> <node> <cursor> <run>", parsed
+-- at spaces) and the edges ("child<parent", "parent>child") can be read back from: not empty,
+-- no whitespace, control character, quote, backslash, brace, ':', '<', '>' or '!' (as
+-- workflows/graph.py check_node_id, which also bounds its length: 1-120 characters)
+local function wf_node_ok(node)
+  return type(node) == 'string' and node ~= '' and not string.find(node, '[%s%c"\\{}:<>!]')
+end
 local WF_WALKED = {0}  -- walked so far in this script call
 local WF_EDGES = {0}  -- in edges of members ended while they waited, removed in this call
 
