@@ -1,0 +1,140 @@
+-- lib/limserve: serving the partitions of one job name in turn (lim_serve, the fetch's), with
+-- the helpers of lib/limits.lua (included by `--@include limserve` at its end; the keys and the
+-- index are described there).
+-- partitions whose rate wait has passed get a turn again (at most 64 per call)
+local function lim_unwait(P, now)
+  for _, p in ipairs(redis.call('ZRANGEBYSCORE', P.pwait, '-inf', now, 'LIMIT', 0, 64)) do
+    redis.call('ZREM', P.pwait, p)
+    lim_ready(P, p)
+  end
+end
+
+-- a serve's index entry e of partition p taken or dropped: removed from the partition queue at
+-- the end (in one call per 1,000); until then p's head is looked for past those passed here
+local function lim_pass(S, p, e)
+  S.pq_gone[#S.pq_gone + 1] = e
+  S.passed[p] = (S.passed[p] or 0) + 1
+end
+
+-- a round: the next n partitions in turn with their heads (h = {p, e, id, score, more}), then
+-- for those with a head, in order, read together: queue scores, envelopes (runnable), running
+-- counts. Nil when no partition has a turn.
+local function lim_round(P, S, n, runnable)
+  local front = redis.call('ZRANGE', P.pready, 0, n - 1)
+  if #front == 0 then
+    return nil
+  end
+  local heads, ids, parts = {}, {}, {}
+  for j, p in ipairs(front) do
+    local e, id, score, more = lim_head(P.pq, p, 2, S.passed[p])
+    heads[j] = {p, e, id, score, more}
+    if e then
+      ids[#ids + 1], parts[#parts + 1] = id, p
+    end
+  end
+  local qs = read_zmscore(P.q, ids)  -- (lib/chunked: ZSCOREs under an older rule)
+  local envs = runnable(ids)
+  return heads, qs, envs, read_chunked('HMGET', P.prun, parts)
+end
+
+-- head h (its partition within its limits, `running` its running count) goes to the pool: it is
+-- counted in the partition's rates, and the partition goes to the back of the turns (a turn
+-- taken from `seq` a block at a time) or, with nothing more, out of them
+local function lim_take_head(P, L, S, h, env, running)
+  local p, e, id, score, more = h[1], h[2], h[3], h[4], h[5]
+  S.gone[#S.gone + 1] = id
+  lim_pass(S, p, e)
+  S.take(id, env, score)
+  S.counts[#S.counts + 1] = p
+  S.counts[#S.counts + 1] = running + 1
+  for _, r in ipairs(L.R) do
+    lim_started(P, r[2] .. ':' .. p, r[1], r[2], S.now, 1)
+  end
+  if more then
+    if S.turns_left == 0 then
+      S.turns_left = S.room - S.got
+      S.turn = redis.call('INCRBY', P.seq, S.turns_left) - S.turns_left
+    end
+    S.turn, S.turns_left = S.turn + 1, S.turns_left - 1
+    S.back[#S.back + 1] = S.turn  -- to the back
+    S.back[#S.back + 1] = p
+  else
+    redis.call('ZREM', P.pready, p)  -- drained: nothing of it stays behind
+  end
+  S.got = S.got + 1
+end
+
+-- head h of a round, with its queue score q, envelope env and running count run as read
+local function lim_serve_head(P, L, S, h, q, env, run)
+  local p, e, id, score = h[1], h[2], h[3], h[4]
+  local queued = q and tonumber(q) == score
+  env = queued and env
+  local running = tonumber(run or '0')
+  if not env then
+    -- a stale entry (the job left the queue), or a job gone or running: dropped, as the
+    -- plain fetch drops such queue entries; the partition stays at the front
+    lim_pass(S, p, e)
+    if queued then
+      S.gone[#S.gone + 1] = id
+    end
+  elseif S.got >= S.room then  -- (only after stale entries: the rest wait their turn)
+  elseif L.pc > 0 and running >= L.pc then
+    redis.call('ZREM', P.pready, p)  -- busy: lim_release gives it a turn again
+  else
+    local free = lim_part_free(P, L, p, S.now)
+    if free > 0 then
+      redis.call('ZREM', P.pready, p)
+      redis.call('ZADD', P.pwait, free, p)
+      S.note(free)
+    else
+      lim_take_head(P, L, S, h, env, running)
+    end
+  end
+end
+
+-- serve the partitions of one job name in turn: at most `room` jobs, each the first ready job
+-- of the partition whose turn it is, within the partition's limits. runnable(ids) gives the
+-- envelope of each job that may run (false for the others; it sees the jobs taken before);
+-- take(id, env, score) moves one to the pool; note(ms) is told when a rate-limited partition may
+-- start again. Bounded: 4 x room + 16 partitions looked at.
+-- Rounds: the next partitions in turn (as many as jobs still wanted), their heads looked up,
+-- then read together (queue scores, envelopes and attempts, running counts) and served in
+-- order; those served that have more go to the back in one ZADD before the next round. A
+-- partition whose head is stale stays at the front: its next entry is looked at next round.
+-- Returns the jobs taken and the longest rate window written (for lim_tidy).
+local function lim_serve(P, L, room, now, runnable, take, note)
+  lim_unwait(P, now)
+  local per = 0
+  for _, r in ipairs(L.R) do
+    per = math.max(per, r[2])
+  end
+  -- gone: queue entries taken or dropped here, removed from the queue in one call
+  local S = {room = room, now = now, take = take, note = note, got = 0, budget = 4 * room + 16,
+    turn = 0, turns_left = 0, gone = {}, pq_gone = {}, passed = {}}
+  while S.got < room and S.budget > 0 do
+    local heads, qs, envs, runs = lim_round(P, S, math.min(room - S.got, S.budget, 1000), runnable)
+    if not heads then
+      break
+    end
+    S.back, S.counts = {}, {}
+    local x = 0
+    for _, h in ipairs(heads) do
+      S.budget = S.budget - 1
+      if not h[2] then
+        redis.call('ZREM', P.pready, h[1])  -- drained
+      else
+        x = x + 1
+        lim_serve_head(P, L, S, h, qs[x], envs[x], runs[x])
+      end
+    end
+    call_chunked('HSET', P.prun, S.counts)
+    call_chunked('ZADD', P.pready, S.back)
+  end
+  call_chunked('ZREM', P.q, S.gone)
+  call_chunked('ZREM', P.pq, S.pq_gone)
+  local head = redis.call('ZRANGE', P.pwait, 0, 0, 'WITHSCORES')
+  if head[2] then
+    note(tonumber(head[2]))
+  end
+  return S.got, (S.got > 0) and per or 0
+end
