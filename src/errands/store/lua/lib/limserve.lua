@@ -16,20 +16,47 @@ local function lim_pass(S, p, e)
   S.passed[p] = (S.passed[p] or 0) + 1
 end
 
--- a round: the next n partitions in turn with their heads (h = {p, e, id, score, more}), then
--- for those with a head, in order, read together: queue scores, envelopes (runnable), running
--- counts. Nil when no partition has a turn.
+-- the first queued job of each partition among the first n entries of the queue (those a round
+-- took or dropped are off it): partition -> {id, queue score}. The queue orders each partition's
+-- jobs as its index does (by queue score), so that job is the partition's first queued one,
+-- found without a look-up in the index.
+local function lim_queue_heads(P, n)
+  local win = redis.call('ZRANGE', P.q, 0, n - 1, 'WITHSCORES')
+  local ids, known = {}, {}
+  for j = 1, #win, 2 do
+    ids[#ids + 1] = win[j]
+  end
+  for x, p in ipairs(read_chunked('HMGET', P.part, ids)) do
+    if p and not known[p] then
+      known[p] = {ids[x], tonumber(win[2 * x])}
+    end
+  end
+  return known
+end
+
+-- a round: the next n partitions in turn with their heads (h = {p, e, id, score, more}: from the
+-- head of the queue, else looked up in the index), then for those with a head, in order, read
+-- together: queue scores, envelopes (runnable), running counts. Nil when no partition has a turn.
+-- A head from the queue may have more after it (more: true): a partition served that had none
+-- keeps a turn until it comes again and its look-up finds none (drained then), or until the
+-- index is empty (lim_serve); stale index entries before its head go at that look-up.
 local function lim_round(P, S, n, runnable)
   local front = redis.call('ZRANGE', P.pready, 0, n - 1)
   if #front == 0 then
     return nil
   end
   local heads, ids, parts = {}, {}, {}
+  local known = lim_queue_heads(P, #front)
   for j, p in ipairs(front) do
-    local e, id, score, more = lim_head(P.pq, p, 2, S.passed[p])
-    heads[j] = {p, e, id, score, more}
-    if e then
-      ids[#ids + 1], parts[#parts + 1] = id, p
+    local k = known[p]
+    if k then
+      heads[j] = {p, lim_entry(p, k[2], k[1]), k[1], k[2], true}
+    else
+      local e, id, score, more = lim_head(P.pq, p, 2, S.passed[p])
+      heads[j] = {p, e, id, score, more}
+    end
+    if heads[j][2] then
+      ids[#ids + 1], parts[#parts + 1] = heads[j][3], p
     end
   end
   local qs = read_zmscore(P.q, ids)  -- (lib/chunked: ZSCOREs under an older rule)
@@ -108,15 +135,15 @@ local function lim_serve(P, L, room, now, runnable, take, note)
   for _, r in ipairs(L.R) do
     per = math.max(per, r[2])
   end
-  -- gone: queue entries taken or dropped here, removed from the queue in one call
   local S = {room = room, now = now, take = take, note = note, got = 0, budget = 4 * room + 16,
-    turn = 0, turns_left = 0, gone = {}, pq_gone = {}, passed = {}}
+    turn = 0, turns_left = 0, pq_gone = {}, passed = {}}
   while S.got < room and S.budget > 0 do
     local heads, qs, envs, runs = lim_round(P, S, math.min(room - S.got, S.budget, 1000), runnable)
     if not heads then
       break
     end
-    S.back, S.counts = {}, {}
+    -- gone: queue entries taken or dropped in the round, off the queue before the next one
+    S.back, S.counts, S.gone = {}, {}, {}
     local x = 0
     for _, h in ipairs(heads) do
       S.budget = S.budget - 1
@@ -129,9 +156,12 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     end
     call_chunked('HSET', P.prun, S.counts)
     call_chunked('ZADD', P.pready, S.back)
+    call_chunked('ZREM', P.q, S.gone)
   end
-  call_chunked('ZREM', P.q, S.gone)
   call_chunked('ZREM', P.pq, S.pq_gone)
+  if S.got > 0 and redis.call('EXISTS', P.pq) == 0 then
+    redis.call('DEL', P.pready)  -- (partitions kept in turn that may have had more)
+  end
   local head = redis.call('ZRANGE', P.pwait, 0, 0, 'WITHSCORES')
   if head[2] then
     note(tonumber(head[2]))
