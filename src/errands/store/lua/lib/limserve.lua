@@ -45,21 +45,29 @@ local function lim_round(P, S, n, runnable)
   if #front == 0 then
     return nil
   end
-  local heads, ids, parts = {}, {}, {}
+  local heads, ids, parts, qs, asked, at = {}, {}, {}, {}, {}, {}
   local known = lim_queue_heads(P, #front)
   for j, p in ipairs(front) do
     local k = known[p]
     if k then
       heads[j] = {p, lim_entry(p, k[2], k[1]), k[1], k[2], true}
+      qs[#ids + 1] = k[2]  -- (read from the queue)
     else
       local e, id, score, more = lim_head(P.pq, p, 2, S.passed[p])
       heads[j] = {p, e, id, score, more}
+      if e then
+        asked[#asked + 1] = id
+        at[#asked] = #ids + 1
+      end
     end
     if heads[j][2] then
       ids[#ids + 1], parts[#parts + 1] = heads[j][3], p
     end
   end
-  local qs = read_zmscore(P.q, ids)  -- (lib/chunked: ZSCOREs under an older rule)
+  -- the queue scores of the heads looked up (lib/chunked: ZSCOREs under an older rule)
+  for i, score in ipairs(read_zmscore(P.q, asked)) do
+    qs[at[i]] = score
+  end
   local envs = runnable(ids)
   return heads, qs, envs, read_chunked('HMGET', P.prun, parts)
 end
