@@ -49,6 +49,9 @@ async def test_an_ack_frees_its_partitions_slots_in_a_few_commands(
     # no command per job: the partitions, the counts (checked, then read) and turns once each
     assert "cmdstat_hget" not in stats and "cmdstat_zscore" not in stats
     assert stats["cmdstat_hincrby"]["calls"] == 2  # running[sms] and stats' processed
+    # the attempts, the envelopes, the partitions, the partitions' running counts (read once:
+    # checked, then counted down), running[sms] and processed checked as counters
+    assert stats["cmdstat_hmget"]["calls"] == 6
     assert await redis.exists(keys.partitions_running("sms")) == 0
     assert await redis.zrange(keys.partitions_ready("sms"), 0, -1) == [b"a"]  # a turn again
     rest = await scripts.fetch("p", 1, 10, [("sms", 0)], specs=SPEC)

@@ -145,7 +145,7 @@ end
 -- counter (lib/types.lua's is_counter): freeing its slot writes it after the first write. The
 -- partitions read with one HMGET, the counts with one per name (per 1,000); part_of[j]: the
 -- partition of job j that passes
-local part_of = {}
+local part_of, run_counts = {}, {}  -- run_counts: name index -> partition -> its count as read
 if partitioned then
   local parts, asked = read_chunked('HMGET', KEYS[25], ids), {}
   for j = 0, n - 1 do
@@ -163,11 +163,12 @@ if partitioned then
     if got.err then
       return wrong_key(prun, 'nothing acknowledged')
     end
-    bad[qi] = {}
+    bad[qi], run_counts[qi] = {}, {}
     for c = 1, #list, 1000 do
       got = c == 1 and got or redis.call('HMGET', prun, unpack(list, c, math.min(c + 999, #list)))
       for i = 1, #got do
         bad[qi][list[c + i - 1]] = not is_counter(got[i]) or nil
+        run_counts[qi][list[c + i - 1]] = got[i]
       end
     end
   end
@@ -327,7 +328,7 @@ if #done > 0 then
     local b = B + n + 2 * names + 3 * (qi - 1)
     local P = {part = KEYS[25], seq = KEYS[24], prun = KEYS[b + 1], pq = KEYS[b + 2],
       pready = KEYS[b + 3]}
-    freed = lim_release_all(P, e, e.count) or freed
+    freed = lim_release_all(P, e, e.count, run_counts[qi]) or freed
   end
   call_chunked('HSET', KEYS[8], hist)
   for qi, members in pairs(hist_of) do

@@ -83,9 +83,18 @@ end
 -- lim_release of each job, in a few commands: the running counts read with one HMGET and written
 -- back with one HSET and one HDEL (per 1,000; checked as counters before the first write), the
 -- turns looked up with one ZMSCORE; a partition with ready jobs and no turn gets one, behind the
--- others (one INCRBY and one ZADD). True when one got a turn.
-local function lim_release_all(P, ended, count)
-  local runs, set, del = read_chunked('HMGET', P.prun, ended), {}, {}
+-- others (one INCRBY and one ZADD). True when one got a turn. `read` (optional): partition ->
+-- its running count as the caller read it in this call, before any write to it (then not read
+-- again).
+local function lim_release_all(P, ended, count, read)
+  local runs, set, del = {}, {}, {}
+  if read then
+    for i, p in ipairs(ended) do
+      runs[i] = read[p]
+    end
+  else
+    runs = read_chunked('HMGET', P.prun, ended)
+  end
   for i, p in ipairs(ended) do
     local left = tonumber(runs[i] or '0') - count[p]
     if left > 0 then
