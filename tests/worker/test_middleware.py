@@ -178,6 +178,25 @@ async def test_enqueue_middleware_that_calls_next_stores_the_job(
     assert await redis.hlen(Keys(namespace).jobs) == 2
 
 
+async def test_enqueue_many_checks_every_item_before_the_first_hook(
+    redis: Redis, namespace: str
+) -> None:
+    calls: list[object] = []
+
+    class Audit(Middleware):
+        async def enqueue(self, job: Job, next: Next) -> Any:
+            calls.append(job.args["i"])
+            return await next()
+
+    async with Enqueuer(redis, namespace=namespace, middleware=[Audit()], strict=None) as enq:
+        with pytest.raises(ValueError, match="invalid job name"):
+            await enq.enqueue_many([("ok", {"i": 1}), ("bad:name", {"i": 2})])
+        assert calls == []
+        jobs = await enq.enqueue_many([("ok", {"i": 3}), ("ok", {"i": 4}, {"priority": 2})])
+    assert calls == [3, 4] and [j.args["i"] for j in jobs] == [3, 4]
+    assert await redis.hlen(Keys(namespace).jobs) == 2
+
+
 async def test_enqueue_middleware_chain_order(redis: Redis, namespace: str) -> None:
     log: list[str] = []
 
