@@ -142,14 +142,12 @@ class Keys:
 
     @property
     def pools(self) -> str:
-        """ZSET pool id -> time (ms, Redis clock) of its last heartbeat: the registered pools,
-        each holding a lease that its heartbeats renew."""
+        """ZSET pool id -> ms (Redis clock) of its last heartbeat: the pools and their leases."""
         return self.prefix + "pools"
 
     @property
     def retired(self) -> str:
-        """ZSET pool id -> time (ms, Redis clock) the pool lost its lease (reaped): its
-        in-progress set is drained by the reapers, then it is removed."""
+        """ZSET pool id -> ms (Redis clock) it was reaped, until reapers drain its jobs."""
         return self.prefix + "retired"
 
     @property
@@ -188,8 +186,7 @@ class Keys:
 
     @property
     def cancel_requests(self) -> str:
-        """HASH job id -> 'cancel' | 'destroy': requests for running jobs, kept until the job
-        settles, so a request survives a lost pub/sub message or the death of the pool."""
+        """HASH job id -> 'cancel' | 'destroy': requests for running jobs, until they settle."""
         return self.prefix + "cancelreq"
 
     @property
@@ -199,8 +196,7 @@ class Keys:
 
     @property
     def checkpoints(self) -> str:
-        """HASH job id -> last checkpoint of an iterable job (JSON: cursor, items done, run
-        time): kept while the job has an envelope, forgotten with it (see longwork/)."""
+        """HASH job id -> last checkpoint (JSON) of an iterable job, while it has an envelope."""
         return self.prefix + "ckpt"
 
     @property
@@ -226,8 +222,7 @@ class Keys:
         return self.prefix + "reply:" + _check_part("call", call)
 
     def metrics_minute(self, start: int | str) -> str:
-        """HASH with a 2 h TTL: activity counters of the minute starting at ``start`` (epoch
-        seconds): done, failed, dead, wait:<name> (ms), started:<name> (store/metrics.py)."""
+        """HASH with a 2 h TTL: activity counters of the minute ``start`` (store/metrics.py)."""
         return self.prefix + f"metrics:m:{start}"
 
     def metrics_hour(self, start: int | str) -> str:
@@ -236,9 +231,7 @@ class Keys:
 
     @property
     def outbox_relays(self) -> str:
-        """HASH relay id -> JSON status (backlog, oldest row, last batch, error) of the outbox
-        relays enqueueing into this namespace; each report drops the entries of relays silent
-        for a minute and sets a TTL of a minute (see outbox/status.py)."""
+        """HASH relay id -> JSON status of this namespace's outbox relays (outbox/status.py)."""
         return self.prefix + "outbox:relays"
 
     @property
@@ -340,8 +333,7 @@ class Keys:
 
     @property
     def runtime_limits(self) -> str:
-        """HASH job name -> JSON list of limits set at run time (``Client.set_limits``): they
-        replace the limits of the pools' code (``max_concurrency`` stays) within a second."""
+        """HASH job name -> JSON list of limits set at run time (``Client.set_limits``)."""
         return self.prefix + "rlimits"
 
     @property
@@ -391,8 +383,7 @@ class Keys:
         return self.prefix + "ip:" + _check_part("pool id", pool_id)
 
     def serves(self, pool_id: str) -> str:
-        """STRING, JSON list of the job names a running pool serves, with a TTL the pool keeps
-        refreshing (written at start, deleted at stop; see store/served.py)."""
+        """STRING with a TTL: JSON list of the job names a running pool serves (served.py)."""
         return self.prefix + "serves:" + _check_part("pool id", pool_id)
 
     def pool_info(self, pool_id: str) -> str:
