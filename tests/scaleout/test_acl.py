@@ -32,7 +32,8 @@ ACL_COMMANDS = (
     "+hget +hset +hsetnx +hdel +hexists +hgetall +hmget +hvals +hlen +hincrby "
     "+sadd +srem +scard +sismember +smembers "
     "+zadd +zrem +zcard +zscore +zmscore +zcount +zrange +zrangebyscore +zrangebylex +zrevrange "
-    "+zremrangebyscore +zpopmin +pexpire +pttl +publish +subscribe +unsubscribe"
+    "+zremrangebyscore +zpopmin +pexpire +pttl +publish +subscribe +unsubscribe "
+    "+llen +rpush +lpush +lpop +lrange +blpop"
 )
 OPTIONAL = "+info +dbsize +wait"  # Client.redis_info (dashboard), Enqueuer(wait_replicas=)
 CLUSTER = "+cluster|slots +cluster|shards +command +asking +readonly"  # redis+cluster://

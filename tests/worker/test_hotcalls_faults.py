@@ -21,6 +21,7 @@ from errands.store.hotcalls import WorkerScripts
 from errands.store.keys import Keys
 from errands.store.pinned import PinnedScript
 from errands.store.scripts import Acked, Arg
+from errands.worker.mailbox import Mailbox
 from errands.worker.notifier import Notifier
 from tests.faults.proxy import FaultProxy
 from tests.support.procs import eventually
@@ -51,6 +52,7 @@ async def test_the_jobs_of_a_fetch_whose_reply_was_lost_run_soon(
     """The reply of a fetch that took the job is lost on the held connection: the job sits in
     the pool's in-progress set; the pool looks for such jobs at once, not at its next periodic
     look (an hour away here), and runs it."""
+    monkeypatch.setattr(Mailbox, "enabled", False)  # the job comes by a fetch, not handed off
     ran = asyncio.Event()
     pool = await started_pool(redis, namespace, ran)
     try:

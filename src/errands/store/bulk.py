@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 Columns = tuple[list[str], list[str], list[bytes], list[str]]  # names, ids, envelopes, specs
-OneJobHeads = dict[str, tuple[bytes, bytes]]  # name -> its part of a one-job call, packed
+OneJobHeads = dict[str, tuple[bytes, bytes, bytes]]  # name -> its parts of a one-job call, packed
 _EVALSHA = b"*%d\r\n$7\r\nEVALSHA\r\n"  # the head of an EVALSHA command: how many parts
 _BULK = b"$%d\r\n%b\r\n"  # one part of a command
 
@@ -74,11 +74,19 @@ def enqueue_request(
         keys_ += (k.queue(name), k.scheduled(name))
         keys_ += (k.partition_queue(name), k.partitions_ready(name), k.idle_for(name))
     keys_ += [k.done(i) for i in ids]
+    keys_ += handoff_keys(k)
     args: list[Arg] = [k.wake_channel, len(ids), k.events_channel, len(names), *names]
     args += ids
     args += envelopes
     args += specs
+    args += k.pool_prefixes
     return keys_, args
+
+
+def handoff_keys(k: Keys) -> list[str]:
+    """The keys an enqueue reads and writes when it hands its job to an idle pool
+    (lua/lib/handoff.lua), after the result-record keys."""
+    return [k.paused, k.pools, k.attempts, k.attempt_seq, k.running, k.runtime_limits]
 
 
 def one_job_command(
@@ -95,11 +103,15 @@ def one_job_command(
             heads.clear()
         name_keys, first = enqueue_request(keys, [name], [], [], [])
         first[1] = 1  # the number of jobs
-        count = 3 + len(name_keys) + 1 + len(first) + 3  # EVALSHA sha numkeys, keys, args
-        before = _EVALSHA % count + _strs([sha.decode(), str(len(name_keys) + 1), *name_keys])
-        head = heads[name] = (before, b"".join(_arg_parts(first)))
+        extra = handoff_keys(keys)  # (after the result-record key; their prefixes last)
+        name_keys, first, tail = name_keys[: -len(extra)], first[:-2], list(keys.pool_prefixes)
+        count = 3 + len(name_keys) + 1 + len(extra) + len(first) + 3 + len(tail)
+        numkeys = str(len(name_keys) + 1 + len(extra))
+        before = _EVALSHA % count + _strs([sha.decode(), numkeys, *name_keys])
+        after = _strs(extra) + b"".join(_arg_parts(first))
+        head = heads[name] = (before, after, _strs(tail))
     return b"".join((head[0], _bulk(keys.done(job_id).encode()), head[1], _bulk(job_id.encode()),
-                     _bulk(envelope), _bulk(spec.encode())))  # fmt: skip
+                     _bulk(envelope), _bulk(spec.encode()), head[2]))  # fmt: skip
 
 
 def pack_call(sha: bytes, keys: Sequence[str], args: Sequence[Arg]) -> bytes:

@@ -45,10 +45,13 @@ class Keys:
 
     namespace: str
     prefix: str = field(init=False)
+    # ``in_progress`` and ``handoff`` but the pool id (lua/lib/handoff.lua appends it)
+    pool_prefixes: tuple[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         _check_part("namespace", self.namespace)
         object.__setattr__(self, "prefix", "errands:{" + self.namespace + "}:")
+        object.__setattr__(self, "pool_prefixes", (self.prefix + "ip:", self.prefix + "ho:"))
 
     # -- namespace-wide structures ------------------------------------------------------------
     @property
@@ -380,7 +383,11 @@ class Keys:
     # -- per pool -----------------------------------------------------------------------------
     def in_progress(self, pool_id: str) -> str:
         """ZSET "id:name" -> start time (ms) of the jobs a pool runs now."""
-        return self.prefix + "ip:" + _check_part("pool id", pool_id)
+        return self.pool_prefixes[0] + _check_part("pool id", pool_id)
+
+    def handoff(self, pool_id: str) -> str:
+        """LIST: the jobs enqueues handed to an idle pool (lua/lib/handoff.lua)."""
+        return self.pool_prefixes[1] + _check_part("pool id", pool_id)
 
     def serves(self, pool_id: str) -> str:
         """STRING with a TTL: JSON list of the job names a running pool serves (served.py)."""

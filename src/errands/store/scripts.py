@@ -185,6 +185,7 @@ class Scripts(AdminScripts):
         dead_timeout_ms: int = 10_000,
         specs: Mapping[str, str] | None = None,
         idle_ms: int = 3_000,
+        handoffs: bool = False,
     ) -> FetchResult | None:
         """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order),
         within the limits ``specs`` (name -> spec of limits/spec.py); with ``isolate``, at
@@ -192,7 +193,8 @@ class Scripts(AdminScripts):
         many such jobs the pool runs now). Returns None when the pool's lease has expired (no
         heartbeat for ``dead_timeout_ms``: nothing fetched); raises :class:`LeaseLost` when
         the pool is no longer registered. A pool that got fewer jobs than asked for is marked
-        idle for ``idle_ms`` (lib/wake.lua): it must fetch again within that while idle."""
+        idle for ``idle_ms`` (lib/wake.lua): it must fetch again within that while idle;
+        ``handoffs``: for hand-offs of its names without limits too (lib/handoff.lua)."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
         keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.recoveries)
@@ -205,6 +207,8 @@ class Scripts(AdminScripts):
             keys += (k.partitions_waiting(name), k.partitions_running(name))
             keys += (k.rate_log(name), k.rate_expiry(name), k.idle_for(name))
             args += (name, limit, (specs or {}).get(name, ""))
+        if handoffs:
+            args.append(1)
         flat = await self._call("fetch", keys, args)
         status = int(flat[0])
         if status == -1:
@@ -341,7 +345,7 @@ class Scripts(AdminScripts):
     async def deregister(self, pool_id: str, names: Sequence[str] = ()) -> bool:
         """Give up the lease of a pool that holds no job any more (serving ``names``)."""
         k = self.keys
-        keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.idle]
+        keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.idle, k.handoff(pool_id)]
         keys += (k.idle_for(name) for name in names)
         return bool(await self._call("deregister", keys, [pool_id]))
 
@@ -369,7 +373,7 @@ class Scripts(AdminScripts):
         keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
         keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints)
         keys += (k.dedup, k.dedup_of_job, k.workflow_of, k.dedup_next, k.dedup_reruns)
-        keys += (k.history_data, k.listening, k.partitions)
+        keys += (k.history_data, k.listening, k.partitions, k.handoff(pool_id))
         index: dict[str, int] = {}
         args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
         args += (malformed, k.events_channel, "1" if history else "0")

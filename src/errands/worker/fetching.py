@@ -6,6 +6,7 @@ when the pool began stopping meanwhile. Also reclaims the orphans of fetches who
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -13,11 +14,14 @@ from collections.abc import Awaitable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import ResponseError
+
 from ..clock import Clock, to_ms
 from ..store.connection import REDIS_ERRORS
 from ..store.hotcalls import WorkerScripts
 from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts, Settle, SettleRefused
 from .limitwatch import LimitWatch, apply_limits
+from .mailbox import parse_handoff
 
 if TYPE_CHECKING:
     from ..handlers import JobType
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from ..store.keys import Keys
     from .acker import Acker
     from .lease import Lease
+    from .mailbox import Mailbox
     from .sampler import PrioritySampler
     from .settler import Settler
 
@@ -65,6 +70,9 @@ class Fetching:
     reclaimed: int
     last_fetch_empty: bool
     _marked_idle: bool
+    abandoned: bool
+    mailbox: Mailbox
+    _unmarked: asyncio.Event
     limit_specs: dict[str, str]
     _plain: dict[str, JobType]
     _rated: frozenset[str]
@@ -98,6 +106,17 @@ class Fetching:
         ).running()
 
     async def _fetch_loop(self) -> None:
+        try:
+            await self._fetch_until_stopped()
+        finally:
+            if self._marked_idle and not self.abandoned:
+                # no more hand-offs to this pool (those taken meanwhile go back: mailbox.py)
+                with contextlib.suppress(Exception):
+                    await self._fetch(0, self.sampler.sample())
+            self._unmarked.set()
+            await self.mailbox.poke()
+
+    async def _fetch_until_stopped(self) -> None:
         delay = 0.05
         loop = asyncio.get_running_loop()
         next_reclaim = loop.time() + self.reclaim_interval
@@ -185,6 +204,7 @@ class Fetching:
                 specs=self.limit_specs,
                 # an idle pool fetches again within poll_interval: its idle mark outlives that
                 idle_ms=int(self.poll_interval * 2000) + 1000,
+                handoffs=self.mailbox.on,
             )
         finally:
             if isinstance(scripts, WorkerScripts) and scripts.lost_reply:
@@ -206,6 +226,21 @@ class Fetching:
                 self._start(name, item)
             else:
                 self.hold(name, item)
+
+    def take_handed(self, name: str, item: Fetched) -> None:
+        """A job an enqueue handed to this pool (mailbox.py): started or held as a fetched
+        one, given back when the pool stops; dropped when its lease is lost or may be by now
+        (a reaper gives it back, fenced). A fetch then marks the pool idle again."""
+        lease = self.lease
+        if lease is not None and (lease.lost is not None or lease.expires_in() <= 0):
+            return
+        if self._stopping or name not in self._plain:
+            self._give_back(name, item)
+        elif len(self.tasks) < self.concurrency and not self.buffer:
+            self._start(name, item)
+        else:
+            self.hold(name, item)
+        self.wake.set()
 
     def _give_back(self, name: str, item: Fetched) -> None:
         """A job fetched but never started goes back to its queue, at its place."""
@@ -231,7 +266,15 @@ class Fetching:
         would run them, and their max_concurrency slots would stay taken, while this pool
         lives. Fenced like every settle: a job acked or settled meanwhile is left alone. One
         settle.lua refuses is parked (Settler.park) and holds none of the others."""
-        raw: list[Any] = await self.scripts.redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
+        redis = self.scripts.redis
+        # the jobs in the hand-off list are held (mailbox.py): read after the set, while no
+        # BLPOP is in flight (what was in the list at the first read is still there)
+        async with self.mailbox.quiet():
+            raw: list[Any] = await redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
+            try:
+                listed: list[Any] = await redis.lrange(self.mailbox.key, 0, -1)
+            except ResponseError:  # refused by an older ACL rule: no hand-offs either
+                listed = []
         # a batch fetch in flight when the read was answered (on another connection) may have
         # put jobs in the set that its batch does not hold yet: looked at once it ended (one
         # started later ran after the read). Not a wait for no fetch in flight at all, nor a
@@ -239,7 +282,8 @@ class Fetching:
         in_flight = set(self._batch_inflight)
         if in_flight:
             await asyncio.wait(in_flight)
-        held = set(self._holding.values())
+        held = {entry[1].id for entry in filter(None, map(parse_handoff, listed))}
+        held.update(self._holding.values())
         held.update(self.acker.holding())
         held.update(self.settler.parked)  # (their settle refused for good: left in progress)
         held.update(item.id for _name, item, _at in self.buffer)

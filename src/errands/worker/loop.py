@@ -34,6 +34,7 @@ from .cancellation import CancelRequests
 from .fetching import Fetching
 from .lease import Lease
 from .lookahead import Lookahead
+from .mailbox import Mailbox
 from .settler import Settler, encode_result, history_json
 from .threadjobs import LeftInProgress, ThreadJobs
 
@@ -123,6 +124,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self.last_fetch_empty = False
         self._marked_idle = False  # the last fetch got fewer jobs than asked for (lua/fetch.lua)
         self.counters = Counters()  # activity for charts (store/metrics.py)
+        self.mailbox = Mailbox(self)  # jobs handed to this pool by enqueues
+        self._unmarked = asyncio.Event()  # the fetch loop ended and took its idle marks away
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -144,7 +147,9 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self.acker.start()
         self.counters.start(self.scripts.redis, self.keys)
         async with self.limit_watch():
-            await asyncio.gather(self._fetch_loop(), self._batch_loops())
+            await asyncio.gather(
+                self._fetch_loop(), self._batch_loops(), self.mailbox.run(self._unmarked)
+            )
 
     def stop_fetching(self) -> None:
         self._stopping = True

@@ -2,16 +2,18 @@
 -- it stays registered, and a reaper takes its jobs once its heartbeats have stopped). Its idle
 -- marks go in any case (it fetches no more under this id: a stop, or a lease lost).
 -- KEYS[1] pools   KEYS[2] in_progress of the pool   KEYS[3] its info   KEYS[4] idle
--- KEYS[5..] the idle pools of each job name it serves (lib/wake.lua)
+-- KEYS[5] its hand-off list (lib/handoff.lua: what is left there is no job, the jobs handed
+-- off being in its in-progress set)   KEYS[6..] the idle pools of each job name it serves
+-- (lib/wake.lua)
 -- ARGV[1] pool id
 -- Returns 1 when deregistered, 0 when it still holds jobs (or was not registered).
-for i = 5, #KEYS do
+for i = 6, #KEYS do
   redis.call('ZREM', KEYS[i], ARGV[1])
 end
 if redis.call('ZCARD', KEYS[2]) > 0 or not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[5])
 redis.call('SREM', KEYS[4], ARGV[1])
 return 1

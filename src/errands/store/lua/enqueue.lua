@@ -36,6 +36,7 @@
 --@include prio
 --@include wake
 --@include types
+--@include handoff
 -- lib/limits (lim_queued), built only by a call that queues a job with a partition: its ~30
 -- functions and constants cost a one-job call without one about a sixth of its Redis time
 -- (bench/README.md: 27.9 -> 23.8 us median)
@@ -174,6 +175,18 @@ end
 if n_new == 0 then
   return existed
 end
+-- a one-job call of a job due now without partition: handed to an idle pool when one takes it
+-- (lib/handoff.lua; read only, before the first write)
+local ho, h = false, false
+local one = specs[1]  -- (a plain spec: its name index)
+if n == 1 and m == 1 and (type(one) ~= 'table' or one[3] == 0 and one[4] == '')
+    and counts[13] > 0 then
+  local X = base + n
+  h = {paused = KEYS[X + 1], pools = KEYS[X + 2], att = KEYS[X + 3], seq = KEYS[X + 4],
+    running = KEYS[X + 5], rlimits = KEYS[X + 6], name = ARGV[5], ip = ARGV[S + n + 1],
+    box = ARGV[S + n + 2], queued = counts[9]}
+  ho = ho_plan(KEYS[13], h)
+end
 
 local function flush(cmd, key, list, len)  -- list: flat field/value (or score/member) pairs
   for s = 1, len, 2 * CHUNK do
@@ -215,14 +228,18 @@ for k = 1, n_new do
     end
     ready[qi] = true
   end
-  local list = queues[key]
-  if not list then
-    list = {0}  -- list[1]: its length, then score/member pairs
-    queues[key] = list
+  if ho then  -- (not queued: handed off below)
+    ho.score = score
+  else
+    local list = queues[key]
+    if not list then
+      list = {0}  -- list[1]: its length, then score/member pairs
+      queues[key] = list
+    end
+    local len = list[1]
+    list[len + 2], list[len + 3] = score, id
+    list[1] = len + 2
   end
-  local len = list[1]
-  list[len + 2], list[len + 3] = score, id
-  list[1] = len + 2
 end
 flush('HSET', KEYS[1], envs, ne)
 flush('HSET', KEYS[2], prios, #prios)
@@ -249,7 +266,14 @@ if listening then  -- (one HMGET of the listeners per 1,000 jobs: lib/events.lua
   end
   ev_publish_all(KEYS[6], ARGV[3], events)
 end
-if next(ready) and (m == 1 or counts[5] > 0) then
+if ho then
+  local id = ARGV[I + new[1]]
+  ho_give(ho, h, KEYS[13], id, ARGV[E + new[1]], ho.score)
+  if listening then
+    ev_publish_all(KEYS[6], ARGV[3], {id, [id] = '{"event":"started","id":"' .. id ..
+      '","name":"' .. ARGV[5] .. '"}'})
+  end
+elseif next(ready) and (m == 1 or counts[5] > 0) then
   local now = false
   for qi = 1, m do
     if ready[qi] and counts[8 + 5 * qi] > 0 then  -- an idle pool of the name to wake

@@ -28,6 +28,8 @@
 -- ARGV[9] ms an idle registration lasts (the pool fetches again well within it while idle)
 -- ARGV[10..] three per queue: job name, max_concurrency (0 = no limit), limits spec ('' = none;
 --           see lib/limits.lua and limits/spec.py)
+-- ARGV[10 + 3 x queues] '1' when the pool takes hand-offs (it blocks on its hand-off list:
+--           lib/handoff.lua), else absent
 -- Limits: rates are checked on the Redis clock; jobs with a partition are served partition by
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
@@ -39,8 +41,9 @@
 -- one start (-1 = none); now = the Redis ms the jobs' starts were counted at in their rates (a
 -- job given back unstarted is uncounted with it: settle.lua ARGV[21]).
 -- Marks the pool idle when it got fewer jobs than asked for: in the idle SET (broadcast
--- wake-ups) and in the idle ZSET of each of its names (wake-ups of one pool; when it was not
--- there yet, the expired marks are dropped). A fetch that got all it asked for takes the marks
+-- wake-ups) and in the idle ZSET of each of its names (wake-ups of one pool, and hand-offs of
+-- the names without limits when it takes them; when it was not there yet, the expired marks
+-- are dropped). A fetch that got all it asked for takes the marks
 -- away and, while some pool is idle, wakes one idle pool of the first name whose queue still
 -- holds jobs (an enqueue wakes one pool per name: a burst is spread by this chain).
 --@include events
@@ -363,9 +366,13 @@ if want > 0 then
   -- for a wake-up instead of asking again at once
   redis.call('SADD', KEYS[5], pool)
   local deadline = now + tonumber(ARGV[9])
+  local handoffs = ARGV[10 + 3 * nq] == '1'
   for i = 1, nq do
     local idle = KEYS[K + i * Q]
-    if redis.call('ZADD', idle, -deadline, pool) == 1 then  -- scores: minus deadlines
+    -- + 0.5: takes hand-offs of the name (none without a limit of its own: lib/handoff.lua)
+    local takes = handoffs and tonumber(ARGV[8 + 3 * i]) == 0 and ARGV[9 + 3 * i] == '' and 0.5
+      or 0
+    if redis.call('ZADD', idle, -(deadline + takes), pool) == 1 then  -- scores: minus deadlines
       redis.call('ZREMRANGEBYSCORE', idle, '(' .. -now, '+inf')  -- of pools gone meanwhile
     end
   end

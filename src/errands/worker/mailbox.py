@@ -1,0 +1,144 @@
+"""Hand-offs, the worker's side: an idle pool blocks on its hand-off list (lua/lib/handoff.lua),
+on which an enqueue pushes a job it already took into the pool's in-progress set (its attempt
+record written, its start counted, as a fetch does): the job starts without a wake-up message
+and a fetch round trip.
+
+What the list holds is the pool's, as what a fetch took: read by the mailbox's ``BLPOP`` (one
+connection held for it, one whole second at a time: Redis < 6 reads no fraction), given back
+when the pool stops (its fetch loop first took its idle marks away, so that no enqueue hands it
+more), taken back by a reaper when the pool dies (lua/reap.lua deletes the list). The orphan
+sweep (fetching.py) reads the pool's in-progress set while no ``BLPOP`` is in flight
+(:meth:`Mailbox.quiet`): a job an enqueue took for the pool is then either in the list (held,
+not swept) or was read by the mailbox and is held by the worker; only a job whose entry was
+read and its reply lost is swept back to its queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from redis.exceptions import NoPermissionError
+
+from ..store.connection import REDIS_ERRORS
+from ..store.keys import Keys
+from ..store.records import Fetched
+from ..store.scripts import Scripts
+from ..store.topology import connection_option
+
+__all__ = ["Mailbox", "parse_handoff"]
+
+log = logging.getLogger("errands.worker")
+
+POKE = b""  # pushed to end a BLPOP at once (a sweep, a stop); skipped when read
+
+
+def parse_handoff(raw: bytes) -> tuple[str, Fetched] | None:
+    """The job name and the job of a hand-off list entry (``<token> <queue score> <name> <id>
+    <envelope>``), or None for a poke (or an entry of another shape)."""
+    parts = raw.split(b" ", 4)
+    if len(parts) != 5:
+        return None
+    token, score, name, job_id, envelope = parts
+    return name.decode(), Fetched(0, job_id.decode(), envelope, token.decode(), float(score))
+
+
+class Taker(Protocol):
+    """What the mailbox needs of the worker (loop.py)."""
+
+    scripts: Scripts
+    keys: Keys
+    pool_id: str
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def take_handed(self, name: str, item: Fetched) -> None: ...
+
+
+class Mailbox:
+    """Reads the pool's hand-off list while the worker runs; ``on`` while it does (the worker's
+    fetches then mark it as taking hand-offs)."""
+
+    block = 1  # seconds per BLPOP
+    enabled = True  # (tests of the wake-up path turn it off)
+
+    def __init__(self, worker: Taker) -> None:
+        self.worker = worker
+        self.key = worker.keys.handoff(worker.pool_id)
+        # hands-offs taken (the worker's fetches say so) until the mailbox stops or is refused;
+        # not when a BLPOP would outlast the socket timeout
+        timeout = connection_option(worker.scripts.redis, "socket_timeout")
+        self.on = self.enabled and (timeout is None or timeout >= 2 * self.block)
+        self.received = 0
+        self._in_flight = False
+        self._returned = asyncio.Event()  # set when no BLPOP is in flight
+        self._returned.set()
+        self._quiet = 0
+        self._resume = asyncio.Event()
+
+    async def run(self, unmarked: asyncio.Event) -> None:
+        """Until the worker stops; then, once its idle marks are gone (``unmarked``), gives back
+        what the list still holds."""
+        redis, worker = self.worker.scripts.redis, self.worker
+        if not self.on:
+            return
+        delay = 0.05
+        try:
+            while not worker.stopping:
+                if self._quiet:
+                    self._resume.clear()
+                    await self._resume.wait()
+                    continue
+                self._in_flight = True
+                self._returned.clear()
+                try:
+                    got = await redis.blpop([self.key], timeout=self.block)
+                    delay = 0.05
+                except NoPermissionError as exc:  # an ACL rule of an older errands: no BLPOP
+                    log.warning("no hand-offs for pool %s: %s", worker.pool_id, exc)
+                    return
+                except REDIS_ERRORS as exc:  # (a pop whose reply was lost: the sweep's)
+                    log.warning("hand-off list read failed (%r); again in %.2fs", exc, delay)
+                    got = None
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, 5.0)
+                finally:
+                    self._in_flight = False
+                if got is not None:
+                    self._take(got[1])
+                self._returned.set()
+            self.on = False
+            await unmarked.wait()
+            while (raw := await redis.lpop(self.key)) is not None:
+                self._take(raw)
+        finally:
+            self.on = False
+            self._returned.set()
+
+    def _take(self, raw: object) -> None:
+        entry = parse_handoff(raw) if isinstance(raw, bytes) else None
+        if entry is not None:
+            self.received += 1
+            self.worker.take_handed(*entry)
+
+    async def poke(self) -> None:
+        """End the BLPOP in flight now (best effort)."""
+        if self._in_flight:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.worker.scripts.redis.lpush(self.key, POKE)
+
+    @contextlib.asynccontextmanager
+    async def quiet(self) -> AsyncIterator[None]:
+        """No BLPOP in flight inside (the one in flight is poked, waited for and its entry
+        taken); entries pushed meanwhile stay in the list."""
+        self._quiet += 1
+        try:
+            await self.poke()
+            await self._returned.wait()
+            yield
+        finally:
+            self._quiet -= 1
+            self._resume.set()

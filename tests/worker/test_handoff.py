@@ -1,0 +1,153 @@
+"""Hand-offs (store/lua/lib/handoff.lua, worker/mailbox.py): an enqueue takes its job into an
+idle pool's in-progress set and pushes it on the pool's list, only where a fetch of that pool
+would have taken it at once (its queue empty, not paused, no limit); a job handed to a pool that
+died comes back through the reaper and runs once; a pool stopping gives back what it holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from errands import Client, Enqueuer, Job, WorkerPool
+from errands.limits import Rate, compile_limits
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+from errands.worker.mailbox import parse_handoff
+
+from .test_wake import QUIET, all_idle, handed, make_pools, running, until
+
+
+async def idle_ghost(redis: Redis, keys: Keys, limit: int = 0, **kw: Any) -> Scripts:
+    """A pool "ghost" registered and marked idle for "w", taking hand-offs, that died."""
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("ghost", b"{}", 60_000, "register")
+    got = await scripts.fetch("ghost", 0, 4, [("w", limit)], idle_ms=600_000, handoffs=True, **kw)
+    assert got == []
+    return scripts
+
+
+async def handed_to_ghost(redis: Redis, keys: Keys) -> list[bytes]:
+    return list(await redis.lrange(keys.handoff("ghost"), 0, -1))
+
+
+async def test_an_enqueue_hands_its_job_to_an_idle_pool_as_a_fetch_takes_it(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    await idle_ghost(redis, keys)
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        job = await enq.enqueue("w", {"i": 1}, priority=3)
+    [raw] = await handed_to_ghost(redis, keys)
+    entry = parse_handoff(raw)
+    assert entry is not None
+    name, item = entry
+    assert (name, item.id) == ("w", job.id)
+    assert await redis.zcard(keys.queue("w")) == 0
+    assert await redis.hget(keys.attempts, job.id) == f"ghost:{item.token}".encode()
+    assert await redis.zscore(keys.in_progress("ghost"), f"{job.id}:w") is not None
+    assert await redis.hget(keys.running, "w") == b"1"
+    assert await redis.zscore(keys.idle_for("w"), "ghost") is None  # its mark taken
+    # one hand-off waits at most: the next job is queued (and the pool woken)
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        await enq.enqueue("w")
+    assert len(await handed_to_ghost(redis, keys)) == 1
+    assert await redis.zcard(keys.queue("w")) == 1
+
+
+async def test_no_hand_off_where_a_fetch_would_not_take_the_job_at_once(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    async with Enqueuer(redis, namespace=namespace) as enq:
+
+        async def queued_not_handed(**kw: Any) -> None:
+            await enq.enqueue("w", **kw)
+            assert await handed_to_ghost(redis, keys) == []
+            assert await redis.zcard(keys.queue("w")) + await redis.zcard(keys.scheduled("w"))
+            await redis.flushdb()
+
+        await idle_ghost(redis, keys, limit=2)  # max_concurrency: the fetch counts the room
+        await queued_not_handed()
+        await idle_ghost(redis, keys, specs={"w": compile_limits([Rate(5, per=1.0)])[1]})  # a rate
+        await queued_not_handed()
+        await idle_ghost(redis, keys)
+        await Client(redis, namespace=namespace).set_limits("w", [Rate(5, per=1.0)])
+        await queued_not_handed()  # set at run time, before the pool knows
+        await idle_ghost(redis, keys)
+        await redis.sadd(keys.paused, "w")
+        await queued_not_handed()
+        await idle_ghost(redis, keys)
+        await redis.zadd(keys.queue("w"), {"older": 1})
+        await queued_not_handed()  # a job queued before it (held back, or not fetched yet)
+        for kw in ({"partition": "p"}, {"delay": 60}):
+            await idle_ghost(redis, keys)
+            await queued_not_handed(**kw)
+        await idle_ghost(redis, keys)
+        await redis.zrem(keys.pools, "ghost")  # reaped meanwhile
+        await queued_not_handed()
+        scripts = Scripts(redis, keys)  # a pool that takes no hand-offs (an older errands)
+        await scripts.heartbeat("ghost", b"{}", 60_000, "register")
+        await scripts.fetch("ghost", 0, 4, [("w", 0)], idle_ms=600_000)
+        await queued_not_handed()
+
+
+async def test_a_job_handed_to_a_pool_that_died_runs_once_after_the_reaper(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    await idle_ghost(redis, keys)  # blocked on its list when it was killed
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        job = await enq.enqueue("w")
+    assert len(await handed_to_ghost(redis, keys)) == 1
+    runs: list[str] = []
+    pool = WorkerPool.from_url(
+        redis_url, namespace=namespace, poll_interval=0.2, dead_timeout=1.0,
+        heartbeat_interval=0.1,
+    )  # fmt: skip
+
+    @pool.job("w")
+    async def w(job: Job) -> None:
+        runs.append(job.id)
+
+    async with pool:
+        await until(lambda: runs == [job.id], timeout=15)  # reaped, requeued, run here
+        assert await handed_to_ghost(redis, keys) == []  # the reaper deleted the list
+        await pool.drain(timeout=5)
+    assert runs == [job.id]
+
+
+async def test_an_idle_pool_runs_a_handed_job_and_its_stop_leaves_nothing(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    pools, started = make_pools(redis_url, namespace, 1, concurrency=2, poll_interval=QUIET)
+    pool = pools[0]
+    async with running(pools), Enqueuer(redis, namespace=namespace) as enq:
+        await all_idle(redis, keys, pools)
+        await enq.enqueue("w")
+        await until(lambda: len(started) == 1, timeout=5)  # not QUIET: handed to it
+        assert handed(pool) == 1
+        pool_id = pool.id
+    assert await redis.exists(keys.handoff(pool_id), keys.in_progress(pool_id)) == 0
+    assert await redis.zscore(keys.pools, pool_id) is None  # deregistered
+
+
+async def test_a_stopping_pool_gives_back_a_job_handed_to_it(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    pools, started = make_pools(redis_url, namespace, 1, concurrency=2, poll_interval=QUIET)
+    pool = pools[0]
+    async with running(pools), Enqueuer(redis, namespace=namespace) as enq:
+        await all_idle(redis, keys, pools)
+        worker = pool.worker
+        assert worker is not None
+        async with worker.mailbox.quiet():  # no BLPOP in flight: the job waits in the list
+            job = await enq.enqueue("w")
+            assert await redis.llen(keys.handoff(pool.id)) == 1
+            worker.stop_fetching()  # stopping: it goes back to its queue
+        await until(lambda: worker.mailbox.received == 1)
+    assert started == []
+    assert await redis.zscore(keys.queue("w"), job.id) is not None
+    assert await redis.hget(keys.attempts, job.id) is None
