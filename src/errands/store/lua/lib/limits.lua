@@ -10,6 +10,7 @@
 -- A table P names the keys: part (HASH id -> partition), seq (counter for turns), and for one
 -- job name: q, pq, pready, pwait, prun (HASH partition -> running), prate, prexp. P.on is
 -- whether any job of the namespace has a partition (EXISTS part): without, nothing is looked up.
+--@include types
 --@include chunked
 --@include ratelog
 local LIM_OFFSET = 4503599627370496  -- 2^52: queue scores made non-negative for the index

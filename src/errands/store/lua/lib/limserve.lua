@@ -99,12 +99,21 @@ local function lim_take_head(P, L, S, h, env, running)
   S.got = S.got + 1
 end
 
+-- partition p's running count `run` is not a counter (lib/types.lua is_counter: written by hand
+-- or by a bug; it raised in the middle of a fetch, or took a job and stored nan): no job of it
+-- starts, it goes to the back of the turns (served once repaired), and the Redis log says so
+local function lim_bad_count(P, p, run)
+  redis.log(redis.LOG_WARNING, 'errands: ' .. P.prun .. ' field ' .. p .. ' holds '
+    .. string.sub(run, 1, 40) .. ', not a counter: no job of the partition starts until repaired')
+  redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)
+end
+
 -- head h of a round, with its queue score q, envelope env and running count run as read
 local function lim_serve_head(P, L, S, h, q, env, run)
   local p, e, id, score = h[1], h[2], h[3], h[4]
   local queued = q and tonumber(q) == score
   env = queued and env
-  local running = tonumber(run or '0')
+  local running = is_counter(run) and tonumber(run or '0')
   if not env then
     -- a stale entry (the job left the queue), or a job gone or running: dropped, as the
     -- plain fetch drops such queue entries; the partition stays at the front
@@ -113,6 +122,8 @@ local function lim_serve_head(P, L, S, h, q, env, run)
       S.gone[#S.gone + 1] = id
     end
   elseif S.got >= S.room then  -- (only after stale entries: the rest wait their turn)
+  elseif not running then
+    lim_bad_count(P, p, run)
   elseif L.pc > 0 and running >= L.pc then
     redis.call('ZREM', P.pready, p)  -- busy: lim_release gives it a turn again
   else

@@ -50,15 +50,23 @@ local function lim_first(lo, hi, below)
   return lo
 end
 
--- the part of a rate log still in the window ending at now (a start at t counts until t + per
--- inclusive), and how many starts it holds. The first live record is found by bisection, and a
--- log that is all live is not copied.
-local function lim_live(log, per, now)
+-- a stored rate log in the current form ('' empty, an older one upgraded), or nil when it is of
+-- neither form (written by hand, or by a bug): its digits are all the reads below rely on
+local function lim_form(log)
   if log == '' then
-    log = LIM_EMPTY
-  elseif string.sub(log, 1, 1) ~= '#' then
-    log = lim_upgrade(log)
+    return LIM_EMPTY
+  elseif string.find(log, '^%d+$') and #log % LIM_W == 0 then
+    return lim_upgrade(log)
+  elseif string.find(log, '^#%d+$') and (#log - 1 - LIM_C) % LIM_R == 0 then
+    return log
   end
+  return nil
+end
+
+-- the part of a rate log (lim_form's) still in the window ending at now (a start at t counts
+-- until t + per inclusive), and how many starts it holds. The first live record is found by
+-- bisection, and a log that is all live is not copied.
+local function lim_live(log, per, now)
   local cut, n = now - per, (#log - 1 - LIM_C) / LIM_R
   -- the first live record is the (lo + 1)th, for some lo in [0, n]
   local lo = lim_first(0, n, function(m) return lim_at(log, m + 1) < cut end)
@@ -74,14 +82,23 @@ end
 -- follows a check does not read and cut its log again
 local LIM_SEEN = {}
 
--- the live part of a rate log and how many starts it holds
+-- the live part of a rate log and how many starts it holds. A log of neither form is read as
+-- empty (its starts are not counted: one window may start more than the rate allows), said in
+-- the Redis log; the next start writes it anew, in form: it raised in the middle of a fetch.
 local function lim_read(h, field, per, now)
   local seen = LIM_SEEN[h .. '\0' .. field]
   if seen then
     local live, count = lim_live(seen, per, now)
     return live, count
   end
-  local live, count = lim_live(redis.call('HGET', h, field) or '', per, now)
+  local raw = redis.call('HGET', h, field) or ''
+  local log = lim_form(raw)
+  if not log then
+    redis.log(redis.LOG_WARNING, 'errands: ' .. h .. ' field ' .. field .. ' holds '
+      .. string.sub(raw, 1, 40) .. ', not a rate log: read as empty')
+    log = LIM_EMPTY
+  end
+  local live, count = lim_live(log, per, now)
   LIM_SEEN[h .. '\0' .. field] = live
   return live, count
 end
@@ -130,10 +147,8 @@ end
 -- dropped when it then holds none); nil when the log holds no start at `at` (cut: its window
 -- passed) or is not a log. Reads nothing, raises on nothing.
 local function lim_uncounted(log, at)
-  if string.find(log, '^%d+$') and #log % LIM_W == 0 then
-    log = lim_upgrade(log)
-  end
-  if not string.find(log, '^#%d+$') or (#log - 1 - LIM_C) % LIM_R ~= 0 then
+  log = lim_form(log)
+  if not log then
     return nil
   end
   local n = (#log - 1 - LIM_C) / LIM_R
