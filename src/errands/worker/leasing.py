@@ -12,6 +12,7 @@ and carries on under a new pool id, registered afresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from typing import TYPE_CHECKING
@@ -113,6 +114,11 @@ class LeaseRecovery:
         # if they get through before a reaper takes the lease (the fence decides)
         given_up = self.lease is not None and not self.lease.taken
         running, buffered, acks = worker.abandon(given_up) if worker is not None else (0, 0, 0)
+        # its idle marks first (deregister.lua: only them while it holds jobs), so that no
+        # enqueue hands a job to the old id (lua/lib/handoff.lua: it would wait for a reaper)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(1.0, self.heartbeat_interval)):
+                await self._deregister()
         self.lease_losses += 1
         log.error(
             "pool %s lost its lease: %s. Its jobs go to other pools: %d running job(s) "
