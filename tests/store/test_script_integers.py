@@ -118,3 +118,14 @@ async def test_a_cascade_meeting_a_seq_redis_does_not_read_walks_nothing(
     await redis.set(keys.seq, "007")
     cascade = WorkflowScripts(redis, keys).cascade()
     await refused(redis, namespace, cascade, "holds 007, not a counter: nothing walked")
+
+
+@pytest.mark.parametrize("ttl", ["0100", "0", " 5", "1" + "0" * 17])
+async def test_a_heartbeat_with_a_ttl_redis_does_not_read_registers_nothing(
+    redis: Redis, namespace: str, ttl: str
+) -> None:
+    """heartbeat.lua registered the pool (ZADD), then SET PX refused the TTL: a pool with no
+    info, its call failed."""
+    scripts = Scripts(redis, Keys(namespace))
+    beat = scripts.heartbeat("p1", b"{}", ttl, mode="register")  # type: ignore[arg-type]
+    await refused(redis, namespace, beat, "errands: heartbeat: bad info TTL")

@@ -4,7 +4,13 @@
 -- KEYS[1] pools (ZSET id -> last beat ms)   KEYS[2] pool info (STRING)   KEYS[3] retired
 -- ARGV[1] pool id   ARGV[2] pool info JSON   ARGV[3] info TTL ms   ARGV[4] 'register' | 'renew'
 -- Returns the Redis time in ms, or -1 when the lease is lost (renew of an unregistered pool,
--- register of a retired id).
+-- register of a retired id). A TTL that SET PX refuses (not an integer as Redis spells one, 0, or
+-- past lib/types.lua's MAX_MS) is an error before the first write: it raised after the ZADD.
+--@include types
+if not is_int(ARGV[3], 1, MAX_MS) then
+  return redis.error_reply('errands: heartbeat: bad info TTL ' .. tostring(ARGV[3])
+    .. ': nothing written')
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[4] == 'register' then
