@@ -42,7 +42,8 @@ async def test_a_settle_meeting_a_seq_that_is_not_a_counter_settles_nothing(
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("score_ms", "nan"), ("score_ms", "inf"), ("score_ms", 1.5), ("now_ms", "0x10"),
+    [("score_ms", "nan"), ("score_ms", "inf"), ("score_ms", 1.5), ("score_ms", " 5"),
+     ("score_ms", "5 "), ("score_ms", "1.0"), ("score_ms", "00"), ("now_ms", "0x10"),
      ("now_ms", "nan"), ("attempt", "1.5"), ("started_ms", "inf"), ("ttl_ms", "nan"),
      ("dead_max", "nan"), ("dead_min_ms", "-inf")],
 )  # fmt: skip
@@ -50,7 +51,8 @@ async def test_a_settle_with_a_number_that_is_not_whole_settles_nothing(
     redis: Redis, namespace: str, field: str, value: Any
 ) -> None:
     """tonumber() read 'nan', 'inf', '0x10' and 1.5 as numbers: a retry at score nan raised in
-    its ZADD after the job left its in-progress set (lost), a record said `"attempt":1.5`."""
+    its ZADD after the job left its in-progress set (lost), a record said `"attempt":1.5`; a
+    score ' 5' passed is_whole(tonumber()) and raised in that ZADD too."""
     keys, job_id = await running_job(redis, namespace)
     scripts = Scripts(redis, keys)
     s = Settle(job_id, "work", "retry", keys.retry("work"), 1, 1, score_ms=5, token="1")

@@ -43,9 +43,9 @@
 -- call's work stands, nothing is retried). A job this call cannot settle is refused before
 -- anything of it is written, and answered with the reason (a string reply, not an error; sent
 -- again, it is refused again until repaired): an unknown mode, a number that is not a whole one
--- (is_int, is_whole: not nan, inf, 0x10, 1.5), too few KEYS or ARGV, a key of another type, a
--- seq that is not a counter (a requeue, a partition's turn, a dedup rerun or a released
--- workflow member INCR it after the first write), a hash field it HINCRBYs that is not one, a
+-- as Redis spells one (is_int: not ' 5', '007', '1.0', nan, inf, 0x10, 1.5; a queue score too),
+-- too few KEYS or ARGV, a key of another type, a seq that is not a counter (a requeue, a
+-- partition's turn, a dedup rerun or a released workflow member INCR it after the first write), a hash field it HINCRBYs that is not one, a
 -- key of its workflow run of another type (see refusal()).
 -- Wakes one idle pool serving the job's name (a slot, a partition or the job itself on its
 -- queue is free; lib/wake.lua), not every idle pool.
@@ -82,7 +82,7 @@ local function invalid(ARGV)
       return 'errands: settle: ARGV[' .. i .. '] is not a whole number: nothing settled'
     end
   end
-  if not is_whole(tonumber(ARGV[5])) and not (ARGV[3] == 'requeue' and ARGV[5] == 'head') then
+  if not is_int(ARGV[5]) and not (ARGV[3] == 'requeue' and ARGV[5] == 'head') then
     return 'errands: settle: bad score ' .. tostring(ARGV[5]) .. ': nothing settled'
   end
   return lim_bad_unstart(ARGV[21], ARGV[22])
