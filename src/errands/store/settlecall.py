@@ -22,7 +22,10 @@ def settle_request(k: Keys, pool_id: str, s: Settle) -> tuple[list[str], list[Ar
     keys += (k.cancelled, *state_keys(k), k.dedup, k.dedup_of_job, k.workflow_of)
     keys += (k.dedup_next, k.dedup_reruns, k.queue(s.name), k.partitions)
     keys += (*limit_keys(k, s.name), k.pools, k.rate_log(s.name), k.idle_for(s.name))
-    args: list[Arg] = [s.id, s.name, s.mode, s.envelope, s.score_ms, s.error, s.dead_max]
+    score = s.score_ms  # (a whole float as an integer: redis-py spells 12.0 '12.0', which
+    if isinstance(score, float) and float(score).is_integer():  # settle.lua refuses)
+        score = int(score)
+    args: list[Arg] = [s.id, s.name, s.mode, s.envelope, score, s.error, s.dead_max]
     args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
     args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
     args += (pool_id, s.token, s.envelope_json, s.history_json)
