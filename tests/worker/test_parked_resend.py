@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from errands import Enqueuer, Job, WorkerPool, Workflow
 from errands.clock import SystemClock
 from errands.store.keys import Keys
+from errands.store.records import Settle, SettleRefused
 from errands.store.scripts import Acked, Scripts
 from errands.worker.acker import Acker
 from tests.support.procs import eventually
@@ -144,8 +145,33 @@ async def test_an_orphan_the_sweep_cannot_requeue_is_parked_and_holds_no_other(
         assert await redis.zrange(keys.in_progress(worker.pool_id), 0, -1) == [
             f"{run.job_id('a')}:work".encode()
         ]
-        await redis.delete(res)  # repaired: the parked settle requeues it
-        assert await worker.resend_parked() == 1
+        await redis.delete(res)  # repaired: the next sweep requeues it
+        assert await worker.resend_parked() == 0 and worker._reclaim
+        assert not worker.settler.parked
+        await asyncio.wait_for(worker._reclaim_orphans(), 10)
+        assert worker.reclaimed == 2 and not worker.settler.parked
         assert await redis.zcard(keys.in_progress(worker.pool_id)) == 0
     finally:
         await pool.stop()
+
+
+async def test_a_parked_orphan_requeue_is_left_to_the_orphan_sweep(
+    redis: Redis, namespace: str
+) -> None:
+    """An orphan's requeue (token '*': fenced by the pool, not by an attempt) parked, then the
+    job fetched by this pool again: sent again as it was parked, it put the job back on its
+    queue while a task here ran it (twice at once). The sweep, which checks what the pool's
+    tasks hold, sends it again instead."""
+    keys = Keys(namespace)
+    scripts, now, member, _plain = await _member_and_plain(redis, keys)
+    settler = _settler(redis, keys)
+    s = Settle(member.id, "work", "requeue", keys.queue("work"), now, 1, history=False)
+    (outcome,) = await scripts.settle_report(POOL, [s])
+    assert isinstance(outcome, SettleRefused)
+    settler.park(s, outcome)
+    await redis.hset(keys.attempts, member.id, f"{POOL}:99")  # fetched here again meanwhile
+    await redis.delete(keys.workflow("w1", "res"))  # repaired
+    assert await settler.resend_parked() == 0
+    assert await redis.zscore(keys.in_progress(POOL), f"{member.id}:work") is not None
+    assert await redis.zscore(keys.queue("work"), member.id) is None
+    assert settler.unpark_orphans() == 1 and not settler.parked

@@ -181,7 +181,11 @@ class Fetching:
     async def resend_parked(self) -> int:
         """Send the parked acks and settles again (their jobs held in progress since a script
         refused them: a key of another type), so that a repaired key lets them end while the
-        pool lives; both scripts write nothing for a job still unfit. Returns how many ended."""
+        pool lives; both scripts write nothing for a job still unfit. Returns how many ended.
+        The parked requeues of orphans go to the next orphan sweep instead, which checks that
+        no task here holds the job first."""
+        if self.settler.unpark_orphans():
+            self._reclaim = True
         return await self.acker.resend_parked() + await self.settler.resend_parked()
 
     async def drop_held(self) -> None:

@@ -268,11 +268,23 @@ class Settler:
             extra={"job_id": s.id, "job_name": s.name},
         )
 
+    def unpark_orphans(self) -> int:
+        """Hand the parked requeues of this pool's orphans back to the orphan sweep, which
+        sends one again only if no task here holds the job: fenced by the pool, not by an
+        attempt (token '*'), such a settle sent as it was parked would put back on its queue
+        a job this pool had fetched again meanwhile, and it would run twice at once. Returns
+        how many."""
+        orphans = [job_id for job_id, s in self.parked.items() if s.token == "*"]
+        for job_id in orphans:
+            del self.parked[job_id]
+        return len(orphans)
+
     async def resend_parked(self) -> int:
         """Send the parked settles again (settle.lua refuses one still unfit again, writing
         nothing): those a repaired key lets through end here (settled, or fenced off: the job
-        was taken back). Returns how many left the parked ones; never raises."""
-        parked = list(self.parked.values())
+        was taken back). Returns how many left the parked ones; never raises. An orphan's
+        requeue is not among them (see :meth:`unpark_orphans`)."""
+        parked = [s for s in self.parked.values() if s.token != "*"]
         ended = 0
         for start in range(0, len(parked), PARKED_CALL):
             if self.abandoned:
