@@ -53,8 +53,12 @@ async def test_only_watched_jobs_publish_and_a_waiter_hears_its_job(
     keys = Keys(namespace)
     pool = WorkerPool.from_url(redis_url, namespace=namespace, concurrency=4)
 
+    gate = asyncio.Event()
+
     @pool.job("w")
     async def w(job: Job, i: int = 0) -> int:
+        if i == 21:
+            await gate.wait()  # (finished once its waiter listens)
         return i * 2
 
     client = Client(redis, namespace=namespace)
@@ -73,7 +77,11 @@ async def test_only_watched_jobs_publish_and_a_waiter_hears_its_job(
             # a waiter of a job hears its events on the job's own channel, and gets its result
             job = await enq.enqueue("w", {"i": 21})
             assert job is not None
-            assert await client.result(job.id, timeout=20) == 42
+            # (the job may start before its waiter listens: handed to the idle pool at once)
+            result = asyncio.create_task(client.result(job.id, timeout=20))
+            await until(lambda: redis.hexists(keys.listening, job.id))
+            gate.set()
+            assert await result == 42
             await until(
                 lambda: (
                     ("finished", job.id) in {(e["event"], e["id"]) for _c, e in published.messages}
