@@ -39,7 +39,8 @@ end
 -- together: queue scores, envelopes (runnable), running counts. Nil when no partition has a turn.
 -- A head from the queue may have more after it (more: true): a partition served that had none
 -- keeps a turn until it comes again and its look-up finds none (drained then), or until the
--- index is empty (lim_serve); stale index entries before its head go at that look-up.
+-- fetch that served it finds the index small and without it (lim_prune); stale index entries
+-- before its head go at that look-up.
 local function lim_round(P, S, n, runnable)
   local front = redis.call('ZRANGE', P.pready, 0, n - 1)
   if #front == 0 then
@@ -138,6 +139,37 @@ local function lim_serve_head(P, L, S, h, q, env, run)
   end
 end
 
+-- the turns of partitions kept in turn after their last job (lim_take_head) go when the index
+-- holds none of their jobs: all when it is empty; when it holds fewer entries than there are
+-- turns, and at most `bound`, the turns of the partitions with none in it (partition names hold
+-- no control character: an entry's partition ends at its first \0)
+local function lim_prune(P, bound)
+  local n = redis.call('ZCARD', P.pq)
+  if n == 0 then
+    redis.call('DEL', P.pready)
+    return
+  end
+  if n > bound or redis.call('ZCARD', P.pready) <= n then
+    return
+  end
+  local parts, seen, keep = {}, {}, {}
+  for _, e in ipairs(redis.call('ZRANGE', P.pq, 0, -1)) do
+    local p = string.sub(e, 1, string.find(e, '\0', 1, true) - 1)
+    if not seen[p] then
+      seen[p] = true
+      parts[#parts + 1] = p
+    end
+  end
+  for i, turn in ipairs(read_zmscore(P.pready, parts)) do
+    if turn then
+      keep[#keep + 1] = turn
+      keep[#keep + 1] = parts[i]
+    end
+  end
+  redis.call('DEL', P.pready)
+  call_chunked('ZADD', P.pready, keep)
+end
+
 -- serve the partitions of one job name in turn: at most `room` jobs, each the first ready job
 -- of the partition whose turn it is, within the partition's limits. runnable(ids) gives the
 -- envelope of each job that may run (false for the others; it sees the jobs taken before);
@@ -147,6 +179,8 @@ end
 -- then read together (queue scores, envelopes and attempts, running counts) and served in
 -- order; those served that have more go to the back in one ZADD before the next round. A
 -- partition whose head is stale stays at the front: its next entry is looked at next round.
+-- After jobs were taken, the turns of partitions without jobs go when the index is small
+-- (lim_prune); a call whose budget went on such turns asks to be called again at once.
 -- Returns the jobs taken and the longest rate window written (for lim_tidy).
 local function lim_serve(P, L, room, now, runnable, take, note)
   lim_unwait(P, now)
@@ -155,7 +189,7 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     per = math.max(per, r[2])
   end
   local S = {room = room, now = now, take = take, note = note, got = 0, budget = 4 * room + 16,
-    turn = 0, turns_left = 0, pq_gone = {}, passed = {}}
+    turn = 0, turns_left = 0, pq_gone = {}, passed = {}, drained = 0}
   while S.got < room and S.budget > 0 do
     local heads, qs, envs, runs = lim_round(P, S, math.min(room - S.got, S.budget, 1000), runnable)
     if not heads then
@@ -168,6 +202,7 @@ local function lim_serve(P, L, room, now, runnable, take, note)
       S.budget = S.budget - 1
       if not h[2] then
         redis.call('ZREM', P.pready, h[1])  -- drained
+        S.drained = S.drained + 1
       else
         x = x + 1
         lim_serve_head(P, L, S, h, qs[x], envs[x], runs[x])
@@ -178,8 +213,13 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     call_chunked('ZREM', P.q, S.gone)
   end
   call_chunked('ZREM', P.pq, S.pq_gone)
-  if S.got > 0 and redis.call('EXISTS', P.pq) == 0 then
-    redis.call('DEL', P.pready)  -- (partitions kept in turn that may have had more)
+  if S.got > 0 then
+    lim_prune(P, 4 * room + 16)
+  end
+  if S.budget <= 0 and S.got < room and S.drained > 0 and redis.call('EXISTS', P.pready) == 1 then
+    -- spent on turns of partitions without jobs, with more in turn: the pool comes back at once,
+    -- not after a poll interval (each such call takes some of those turns away)
+    note(now + 1)
   end
   local head = redis.call('ZRANGE', P.pwait, 0, 0, 'WITHSCORES')
   if head[2] then
