@@ -58,3 +58,26 @@ async def test_a_partition_drained_meanwhile_leaves_its_turn_at_its_look_up(
     got = await scripts.fetch("p", 1, 10, [("sms", 0)], specs={"sms": "c=3"})
     assert got is not None and len(got) == 3  # c's three; a and b looked up: drained
     assert await redis.exists(keys.partitions_ready("sms")) == 0
+
+
+async def test_a_look_up_after_a_head_from_the_queue_skips_what_was_passed(
+    redis: Redis, namespace: str
+) -> None:
+    """p's index holds a stale entry (its job left the queue) before j1, which a round takes
+    from the head of the queue; p's next look-up in the same call starts after j1 (it counted
+    the entries passed: one, and found j1 again, a wasted look-up and round)."""
+    keys = Keys(namespace)
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
+        stale = await enq.enqueue("sms", {}, partition="p")
+        j1 = await enq.enqueue("sms", {}, partition="p")
+        a = [await enq.enqueue("sms", {}, partition="a") for _ in range(3)]
+        j2 = await enq.enqueue("sms", {}, partition="p")
+    await redis.zrem(keys.queue("sms"), stale.id)
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
+    await scripts.fetch("p", 1, 0, [("sms", 0)], specs={"sms": "c=5"})  # the script loaded
+    await redis.config_resetstat()
+    got = await scripts.fetch("p", 1, 4, [("sms", 0)], specs={"sms": "c=5"})
+    stats = await redis.info("commandstats")
+    assert got is not None and {f.id for f in got} == {j1.id, a[0].id, a[1].id, j2.id}
+    assert stats["cmdstat_zrangebylex"]["calls"] == 1  # j2's

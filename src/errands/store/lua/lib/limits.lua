@@ -20,10 +20,11 @@ local function lim_entry(p, score, id)
 end
 
 -- the first ready job of partition p: its index entry, id and queue score (nil when none);
--- with n = 2 also whether another entry follows it; `skip`: entries of p passed over first
-local function lim_head(pq, p, n, skip)
-  local es = redis.call('ZRANGEBYLEX', pq, '[' .. p .. '\0', '(' .. p .. '\1', 'LIMIT', skip or 0,
-    n or 1)
+-- with n = 2 also whether another entry follows it; `after`: an entry of p, only those after
+-- it looked at
+local function lim_head(pq, p, n, after)
+  local from = after and ('(' .. after) or ('[' .. p .. '\0')
+  local es = redis.call('ZRANGEBYLEX', pq, from, '(' .. p .. '\1', 'LIMIT', 0, n or 1)
   local e = es[1]
   if not e then
     return nil

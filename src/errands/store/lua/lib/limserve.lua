@@ -10,10 +10,12 @@ local function lim_unwait(P, now)
 end
 
 -- a serve's index entry e of partition p taken or dropped: removed from the partition queue at
--- the end (in one call per 1,000); until then p's head is looked for past those passed here
+-- the end (in one call per 1,000); until then p's head is looked for after the last one passed
+-- here (a partition's entries are passed in index order: a head from the queue is its first
+-- queued job, and the stale entries before it are not counted as passed)
 local function lim_pass(S, p, e)
   S.pq_gone[#S.pq_gone + 1] = e
-  S.passed[p] = (S.passed[p] or 0) + 1
+  S.passed[p] = e
 end
 
 -- the first queued job of each partition among the first n entries of the queue (those a round
