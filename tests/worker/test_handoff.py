@@ -151,3 +151,49 @@ async def test_a_stopping_pool_gives_back_a_job_handed_to_it(
     assert started == []
     assert await redis.zscore(keys.queue("w"), job.id) is not None
     assert await redis.hget(keys.attempts, job.id) is None
+
+
+async def test_a_refused_hand_off_read_neither_ends_the_worker_nor_its_hand_offs(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    """-UNBLOCKED (sent to a blocked client when its master becomes a replica, or by CLIENT
+    UNBLOCK ... ERROR) ended the mailbox, and with it the worker's run task: its limit watch
+    stopped, its loops ran on unseen by the pool's stop."""
+    keys = Keys(namespace)
+    pools, started = make_pools(redis_url, namespace, 1, concurrency=2, poll_interval=QUIET)
+    pool = pools[0]
+    async with running(pools), Enqueuer(redis, namespace=namespace) as enq:
+        await all_idle(redis, keys, pools)
+
+        async def blocked() -> list[str]:
+            return [c["id"] for c in await redis.client_list() if c.get("cmd") == "blpop"]
+
+        await until(blocked)
+        [client_id] = await blocked()
+        assert await redis.execute_command("CLIENT", "UNBLOCK", client_id, "ERROR") == 1
+        await until(blocked)  # read again (after a back-off)
+        fetch_task = pool._fetch_task
+        assert fetch_task is not None and not fetch_task.done()
+        await enq.enqueue("w")
+        await until(lambda: len(started) == 1, timeout=5)  # not QUIET: handed to it
+        assert handed(pool) == 1
+
+
+async def test_a_refused_poke_leaves_the_orphan_sweep_to_wait_for_the_read(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    """An OOM refusal of the poke's LPUSH escaped Mailbox.quiet(): every orphan sweep failed."""
+    keys = Keys(namespace)
+    pools, _started = make_pools(redis_url, namespace, 1, concurrency=2, poll_interval=QUIET)
+    pool = pools[0]
+    async with running(pools):
+        await all_idle(redis, keys, pools)
+        worker = pool.worker
+        assert worker is not None
+        await until(lambda: worker.mailbox._in_flight)
+        await redis.config_set("maxmemory", 1)  # (noeviction: every LPUSH refused)
+        try:
+            async with worker.mailbox.quiet():  # the BLPOP in flight ends on its own (1 s)
+                assert not worker.mailbox._in_flight
+        finally:
+            await redis.config_set("maxmemory", 0)

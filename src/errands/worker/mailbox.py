@@ -100,8 +100,12 @@ class Mailbox:
                 except NoPermissionError as exc:  # an ACL rule of an older errands: no BLPOP
                     log.warning("no hand-offs for pool %s: %s", worker.pool_id, exc)
                     return
-                except REDIS_ERRORS as exc:  # (a pop whose reply was lost: the sweep's)
-                    log.warning("hand-off list read failed (%r); again in %.2fs", exc, delay)
+                except Exception as exc:  # (a pop whose reply was lost: the sweep's)
+                    # not only Redis unreachable: -UNBLOCKED (the master was demoted to a
+                    # replica, CLIENT UNBLOCK ... ERROR), WRONGTYPE (a corrupt list): the
+                    # worker's run task must not end with it (loop.py)
+                    level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                    log.log(level, "hand-off list read failed (%r); again in %.2fs", exc, delay)
                     got = None
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, 5.0)
@@ -112,23 +116,36 @@ class Mailbox:
                 self._returned.set()
             self.on = False
             await unmarked.wait()
-            while (raw := await redis.lpop(self.key)) is not None:
-                self._take(raw)
+            await self._drain()
         finally:
             self.on = False
             self._returned.set()
 
+    async def _drain(self) -> None:
+        """Gives back what the list holds (the pool stops); a read that fails ends it (logged):
+        what is left stays in the pool's in-progress set, taken back by a reaper."""
+        try:
+            while (raw := await self.worker.scripts.redis.lpop(self.key)) is not None:
+                self._take(raw)
+        except Exception as exc:
+            log.error("hand-off list of pool %s not drained (%r)", self.worker.pool_id, exc)
+
     def _take(self, raw: object) -> None:
-        entry = parse_handoff(raw) if isinstance(raw, bytes) else None
+        try:
+            entry = parse_handoff(raw) if isinstance(raw, bytes) else None
+        except ValueError:  # (not a number where the score goes: no entry of a hand-off)
+            entry = None
         if entry is not None:
             self.received += 1
             self.worker.take_handed(*entry)
 
     async def poke(self) -> None:
-        """End the BLPOP in flight now (best effort)."""
+        """End the BLPOP in flight now (best effort: any error is logged, never raised)."""
         if self._in_flight:
-            with contextlib.suppress(*REDIS_ERRORS):
+            try:
                 await self.worker.scripts.redis.lpush(self.key, POKE)
+            except Exception as exc:
+                log.warning("hand-off list of pool %s not poked (%r)", self.worker.pool_id, exc)
 
     @contextlib.asynccontextmanager
     async def quiet(self) -> AsyncIterator[None]:
