@@ -147,9 +147,17 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching):
         self.acker.start()
         self.counters.start(self.scripts.redis, self.keys)
         async with self.limit_watch():
-            await asyncio.gather(
-                self._fetch_loop(), self._batch_loops(), self.mailbox.run(self._unmarked)
+            # each runs until the worker stops: one that fails must not end this task (and
+            # the limit watch) while the others run on, unseen by the pool's stop
+            ended = await asyncio.gather(
+                self._fetch_loop(),
+                self._batch_loops(),
+                self.mailbox.run(self._unmarked),
+                return_exceptions=True,
             )
+        for exc in ended:
+            if isinstance(exc, BaseException):
+                log.error("errands internal error in a worker loop", exc_info=exc)
 
     def stop_fetching(self) -> None:
         self._stopping = True
