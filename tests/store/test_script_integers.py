@@ -129,3 +129,14 @@ async def test_a_heartbeat_with_a_ttl_redis_does_not_read_registers_nothing(
     scripts = Scripts(redis, Keys(namespace))
     beat = scripts.heartbeat("p1", b"{}", ttl, mode="register")  # type: ignore[arg-type]
     await refused(redis, namespace, beat, "errands: heartbeat: bad info TTL")
+
+
+@pytest.mark.parametrize("expiry", [" 5", "5 ", "007", "1e3", "-1"])
+async def test_an_enqueue_unique_with_a_lock_expiry_redis_does_not_read_stores_nothing(
+    redis: Redis, namespace: str, expiry: str
+) -> None:
+    """The lock expiry is the score of the digest's entry: ' 5' passed tonumber() and raised in
+    its ZADD after the envelope was stored and the lock taken (a job in no queue holding it)."""
+    scripts = Scripts(redis, Keys(namespace))
+    call = scripts.enqueue_unique("report", "j1", b"{}", 0, 0, "d1", expiry, 0)  # type: ignore[arg-type]
+    await refused(redis, namespace, call, "errands: enqueue_unique: .*lock expiry")

@@ -16,7 +16,9 @@
 -- recently (nothing stored); {0, holder id, 0} when a live job already holds the digest.
 -- A key of another type, a bad argument (priority, due time, lock expiry) or a seq that is not
 -- a counter fails the call before its first write (as enqueue.lua): an envelope stored without
--- its queue entry would hold the unique lock, and no job would run.
+-- its queue entry would hold the unique lock, and no job would run. The lock expiry goes to ZADD
+-- verbatim, so it must be spelt as Redis reads an integer (is_int, 0..MAX_MS): ' 5' passed
+-- tonumber() and raised in that ZADD after the envelope was stored.
 --@include events
 --@include prio
 --@include limits
@@ -33,7 +35,7 @@ if not is_priority(prio) then
   return redis.error_reply('errands: enqueue_unique: priority must be an integer in -1000..1000, got '
     .. ARGV[5])
 end
-if not is_whole(due) or not is_whole(tonumber(ARGV[8])) then
+if not is_whole(due) or not is_int(ARGV[8], 0, MAX_MS) then
   return redis.error_reply('errands: enqueue_unique: due time and lock expiry must be whole ms, got '
     .. ARGV[6] .. ', ' .. ARGV[8])
 end
