@@ -165,6 +165,11 @@ BROKEN: dict[str, tuple[Breaker, str, tuple[str, ...]]] = {
         "keys",
         ("idle mark", "p0"),
     ),
+    "hand-off list of an unregistered pool": (
+        lambda r, k, ids: r.lpush(k.handoff("p0"), b""),
+        "keys",
+        ("hand-off list of unregistered pool p0",),
+    ),
     "served names kept for ever": (
         lambda r, k, ids: r.set(k.serves("p0"), b'["x"]'),
         "keys",

@@ -230,6 +230,9 @@ def _check_keys(s: Snapshot) -> list[Violation]:
     for pool_id, ttl in sorted(s.serves.items()):
         if ttl == -1:  # deleted at stop, else it expires: a pool that died leaves nothing for good
             out.append(Violation("keys", f"served names of pool {pool_id} have no TTL"))
+    for pool_id in sorted(set(s.handoffs) - registered):
+        if s.handoffs[pool_id] == -1:  # deleted when the pool is reaped or deregisters
+            out.append(Violation("keys", f"hand-off list of unregistered pool {pool_id}"))
     for bucket, ttl in sorted(s.metrics.items()):
         if ttl == -1:  # activity counters (store/metrics.py) always expire
             out.append(Violation("keys", f"activity counters {bucket} have no TTL"))

@@ -78,6 +78,7 @@ class Snapshot:
     done: dict[str, tuple[bytes | None, int]]  # id -> (record, pttl)
     pool_infos: dict[str, int]  # pool id -> pttl
     serves: dict[str, int]  # pool id -> pttl of the names it serves
+    handoffs: dict[str, int]  # pool id -> pttl of its hand-off list
     dedup_windows: dict[str, int]  # dedup key -> pttl of its throttle window
     history_of: dict[str, set[str]]  # name -> members
     schedule_states: list[str]
@@ -150,6 +151,8 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
             pipe.pttl(keys.pool_info(pool_id))
         for pool_id in found["serves"]:
             pipe.pttl(keys.serves(pool_id))
+        for pool_id in found["handoff"]:
+            pipe.pttl(keys.handoff(pool_id))
         for key in found["dedup_window"]:
             pipe.pttl(keys.dedup_window(key))
         runs = _runs(found["workflow"])
@@ -185,6 +188,7 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
     done = {job_id: (next(replies), int(next(replies))) for job_id in found["done"]}
     pool_infos = {pool_id: int(next(replies)) for pool_id in found["pool_info"]}
     serves = {pool_id: int(next(replies)) for pool_id in found["serves"]}
+    handoffs = {pool_id: int(next(replies)) for pool_id in found["handoff"]}
     windows = {key: int(next(replies)) for key in found["dedup_window"]}
     workflows = {}
     for run_id, parts in runs.items():
@@ -245,6 +249,7 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         done=done,
         pool_infos=pool_infos,
         serves=serves,
+        handoffs=handoffs,
         dedup_windows=windows,
         history_of={n: {text(m) for m, _ in ms} for n, ms in fam_members["history_of"].items()},
         schedule_states=found["schedule_state"],
