@@ -5,6 +5,7 @@ died comes back through the reaper and runs once; a pool stopping gives back wha
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -13,7 +14,7 @@ from errands import Client, Enqueuer, Job, WorkerPool
 from errands.limits import Rate, compile_limits
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
-from errands.worker.mailbox import parse_handoff
+from errands.worker.mailbox import POKE, POKE_TTL_MS, Mailbox, parse_handoff
 
 from .test_wake import QUIET, all_idle, handed, make_pools, running, until
 
@@ -197,3 +198,18 @@ async def test_a_refused_poke_leaves_the_orphan_sweep_to_wait_for_the_read(
                 assert not worker.mailbox._in_flight
         finally:
             await redis.config_set("maxmemory", 0)
+
+
+async def test_a_poke_no_pop_reads_leaves_no_list_for_good(redis: Redis, namespace: str) -> None:
+    """A poke no BLPOP read (the pop ended by its timeout as the poke came, the stop's drain ran
+    first, the pool was reaped meanwhile) left the pool's hand-off list for good: the soak of
+    seed 12 ended with 13 such lists of pools long gone."""
+    keys = Keys(namespace)
+    worker: Any = SimpleNamespace(
+        scripts=Scripts(redis, keys), keys=keys, pool_id="gone", stopping=True
+    )
+    mailbox = Mailbox(worker)
+    mailbox._in_flight = True  # (as the BLPOP in flight ended on its own)
+    await mailbox.poke()
+    assert await redis.lrange(keys.handoff("gone"), 0, -1) == [POKE]
+    assert 0 < await redis.pttl(keys.handoff("gone")) <= POKE_TTL_MS

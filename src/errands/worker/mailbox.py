@@ -33,6 +33,7 @@ __all__ = ["Mailbox", "parse_handoff"]
 log = logging.getLogger("errands.worker")
 
 POKE = b""  # pushed to end a BLPOP at once (a sweep, a stop); skipped when read
+POKE_TTL_MS = 60_000  # the list a poke left expires (read, it is gone anyway)
 
 
 def parse_handoff(raw: bytes) -> tuple[str, Fetched] | None:
@@ -140,10 +141,16 @@ class Mailbox:
             self.worker.take_handed(*entry)
 
     async def poke(self) -> None:
-        """End the BLPOP in flight now (best effort: any error is logged, never raised)."""
+        """End the BLPOP in flight now (best effort: any error is logged, never raised). The
+        list expires with the poke (POKE_TTL_MS): a poke that no BLPOP reads (the pop ended by
+        its timeout as the poke came, a drain that ran first, a pool reaped meanwhile) must not
+        leave the list behind for good. (An enqueue hands a job only to an empty list.)"""
         if self._in_flight:
             try:
-                await self.worker.scripts.redis.lpush(self.key, POKE)
+                async with self.worker.scripts.redis.pipeline(transaction=True) as pipe:
+                    pipe.lpush(self.key, POKE)
+                    pipe.pexpire(self.key, POKE_TTL_MS)
+                    await pipe.execute()
             except Exception as exc:
                 log.warning("hand-off list of pool %s not poked (%r)", self.worker.pool_id, exc)
 
