@@ -140,3 +140,28 @@ async def test_an_enqueue_unique_with_a_lock_expiry_redis_does_not_read_stores_n
     scripts = Scripts(redis, Keys(namespace))
     call = scripts.enqueue_unique("report", "j1", b"{}", 0, 0, "d1", expiry, 0)  # type: ignore[arg-type]
     await refused(redis, namespace, call, "errands: enqueue_unique: .*lock expiry")
+
+
+@pytest.mark.parametrize("now", [" 5", "5 ", "007", "1e3", "-1"])
+async def test_an_update_job_at_a_time_redis_does_not_read_updates_nothing(
+    redis: Redis, namespace: str, now: str
+) -> None:
+    """The time is the score of the edit's history entry: ' 5' passed tonumber() and raised in
+    its ZADD after the new envelope and the edit's record were stored (an edit not in history)."""
+    keys = Keys(namespace)
+    job = await Enqueuer(redis, namespace=namespace).enqueue("work")
+    assert job is not None
+    old = await redis.hget(keys.jobs, job.id)
+    assert old is not None
+    update = Scripts(redis, keys).update_job(
+        job.id,
+        "work",
+        keys.queue("work"),
+        old,
+        old + b" ",
+        5,
+        1,
+        b"{}",
+        now,  # type: ignore[arg-type]
+    )
+    await refused(redis, namespace, update, "errands: update_job: bad priority or time")

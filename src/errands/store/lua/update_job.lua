@@ -11,16 +11,17 @@
 -- ARGV[6] history member ("<id>:e<n>")   ARGV[7] history record (JSON)   ARGV[8] now ms
 -- Returns 1 when updated, 0 when the job moved or changed meanwhile. A re-sent call (its
 -- envelope is stored already: this edit's, which counts its edits) answers 1 and writes
--- nothing. A priority that is not a whole number in -1000..1000, a time that is not a whole
--- number, or a missing argument, is an error before anything is written, and so is a key of
--- another type or a seq that is not a counter (a queued job of a partition gets a turn: INCR
--- seq after the first write).
+-- nothing. A priority that is not a whole number in -1000..1000, a time that is not an integer
+-- spelt as Redis reads one in 0..MAX_MS (is_int: it goes to ZADD verbatim, and ' 5' passed
+-- tonumber() then raised there after the new envelope was stored), or a missing argument, is
+-- an error before anything is written, and so is a key of another type or a seq that is not a
+-- counter (a queued job of a partition gets a turn: INCR seq after the first write).
 --@include prio
 --@include limits
 --@include types
 local id = ARGV[1]
 local prio = ARGV[4] ~= '' and tonumber(ARGV[4])
-if #ARGV ~= 8 or not (prio == false or is_priority(prio)) or not is_whole(tonumber(ARGV[8])) then
+if #ARGV ~= 8 or not (prio == false or is_priority(prio)) or not is_int(ARGV[8], 0, MAX_MS) then
   return redis.error_reply('errands: update_job: bad priority or time, or not 8 arguments: '
     .. tostring(ARGV[4]) .. ', ' .. tostring(ARGV[8]) .. ', ' .. #ARGV)
 end
