@@ -1,8 +1,5 @@
-"""Every Redis key errands uses, built in one place.
-
-All keys of a namespace share the ``{namespace}`` hash tag so that they live in one Redis
-Cluster slot and every Lua script can be given all of its keys in ``KEYS``.
-"""
+"""Every Redis key errands uses, built in one place. All keys of a namespace share the
+``{namespace}`` hash tag: they live in one Redis Cluster slot, each script gets them in KEYS."""
 
 from __future__ import annotations
 
@@ -24,8 +21,7 @@ def check_job_name(name: str) -> str:
 
 
 def check_job_id(job_id: str) -> str:
-    """Job ids given by the caller follow the rules of job names (1-200 characters, no
-    whitespace, quotes, backslashes, braces or colons)."""
+    """Job ids given by the caller follow the rules of job names (:func:`check_job_name`)."""
     if not isinstance(job_id, str) or not _JOB_NAME.fullmatch(job_id):
         raise ValueError(f"invalid job id {job_id!r}: {_RULE}")
     return job_id
