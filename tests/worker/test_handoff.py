@@ -56,6 +56,31 @@ async def test_an_enqueue_hands_its_job_to_an_idle_pool_as_a_fetch_takes_it(
     assert await redis.zcard(keys.queue("w")) == 1
 
 
+async def test_a_mark_allows_one_hand_off_whatever_names_the_pool_serves(
+    redis: Redis, namespace: str
+) -> None:
+    """A pool idle for "a" and "b" that asked for one job was handed one of each: the hand-off
+    took its mark of one name, and its list was empty again once it read the first job."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("ghost", b"{}", 60_000, "register")
+    names = [("a", 0), ("b", 0)]
+    for _ in range(2):  # (the second while armed by the first)
+        assert await scripts.fetch("ghost", 0, 1, names, idle_ms=600_000, handoffs=True) == []
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        await enq.enqueue("a")
+        assert await redis.lpop(keys.handoff("ghost"))  # read by the pool: its list empty
+        job = await enq.enqueue("b")
+        assert await handed_to_ghost(redis, keys) == []  # queued (and the pool woken)
+        assert await redis.zscore(keys.queue("b"), job.id) is not None
+        assert await redis.hget(keys.running, "b") is None
+        # its next fetch counts its free slots again: marked idle, it takes a hand-off again
+        got = await scripts.fetch("ghost", 0, 2, names, idle_ms=600_000, handoffs=True)
+        assert [item.id for item in got or []] == [job.id]
+        await enq.enqueue("a")
+        assert len(await handed_to_ghost(redis, keys)) == 1
+
+
 async def test_no_hand_off_where_a_fetch_would_not_take_the_job_at_once(
     redis: Redis, namespace: str
 ) -> None:
@@ -130,7 +155,8 @@ async def test_an_idle_pool_runs_a_handed_job_and_its_stop_leaves_nothing(
         await until(lambda: len(started) == 1, timeout=5)  # not QUIET: handed to it
         assert handed(pool) == 1
         pool_id = pool.id
-    assert await redis.exists(keys.handoff(pool_id), keys.in_progress(pool_id)) == 0
+    left = (keys.handoff(pool_id), keys.in_progress(pool_id), keys.handoff_armed(pool_id))
+    assert await redis.exists(*left) == 0
     assert await redis.zscore(keys.pools, pool_id) is None  # deregistered
 
 

@@ -104,7 +104,8 @@ def one_job_command(
         name_keys, first = enqueue_request(keys, [name], [], [], [])
         first[1] = 1  # the number of jobs
         extra = handoff_keys(keys)  # (after the result-record key; their prefixes last)
-        name_keys, first, tail = name_keys[: -len(extra)], first[:-2], list(keys.pool_prefixes)
+        tail = list(keys.pool_prefixes)
+        name_keys, first = name_keys[: -len(extra)], first[: -len(tail)]
         count = 3 + len(name_keys) + 1 + len(extra) + len(first) + 3 + len(tail)
         numkeys = str(len(name_keys) + 1 + len(extra))
         before = _EVALSHA % count + _strs([sha.decode(), numkeys, *name_keys])

@@ -41,13 +41,14 @@ class Keys:
 
     namespace: str
     prefix: str = field(init=False)
-    # ``in_progress`` and ``handoff`` but the pool id (lua/lib/handoff.lua appends it)
-    pool_prefixes: tuple[str, str] = field(init=False)
+    # ``in_progress``, ``handoff``, ``handoff_armed`` but the pool id (lib/handoff.lua adds it)
+    pool_prefixes: tuple[str, str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         _check_part("namespace", self.namespace)
-        object.__setattr__(self, "prefix", "errands:{" + self.namespace + "}:")
-        object.__setattr__(self, "pool_prefixes", (self.prefix + "ip:", self.prefix + "ho:"))
+        p = "errands:{" + self.namespace + "}:"
+        object.__setattr__(self, "prefix", p)
+        object.__setattr__(self, "pool_prefixes", (p + "ip:", p + "ho:", p + "hoarm:"))
 
     # -- namespace-wide structures ------------------------------------------------------------
     @property
@@ -384,6 +385,10 @@ class Keys:
     def handoff(self, pool_id: str) -> str:
         """LIST: the jobs enqueues handed to an idle pool (lua/lib/handoff.lua)."""
         return self.pool_prefixes[1] + _check_part("pool id", pool_id)
+
+    def handoff_armed(self, pool_id: str) -> str:
+        """STRING with a TTL: set by an idle pool's fetch, taken by the one hand-off it allows."""
+        return self.pool_prefixes[2] + _check_part("pool id", pool_id)
 
     def serves(self, pool_id: str) -> str:
         """STRING with a TTL: JSON list of the job names a running pool serves (served.py)."""

@@ -185,7 +185,7 @@ class Scripts(AdminScripts):
         dead_timeout_ms: int = 10_000,
         specs: Mapping[str, str] | None = None,
         idle_ms: int = 3_000,
-        handoffs: bool = False,
+        handoffs: bool | None = None,
     ) -> FetchResult | None:
         """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order),
         within the limits ``specs`` (name -> spec of limits/spec.py); with ``isolate``, at
@@ -194,7 +194,8 @@ class Scripts(AdminScripts):
         heartbeat for ``dead_timeout_ms``: nothing fetched); raises :class:`LeaseLost` when
         the pool is no longer registered. A pool that got fewer jobs than asked for is marked
         idle for ``idle_ms`` (lib/wake.lua): it must fetch again within that while idle;
-        ``handoffs``: for hand-offs of its names without limits too (lib/handoff.lua)."""
+        ``handoffs``: for hand-offs of its names without limits too (lib/handoff.lua); False:
+        none (a pool's fetch loop: its arming key taken), None: left alone (a batch fetch)."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
         keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.recoveries)
@@ -207,8 +208,9 @@ class Scripts(AdminScripts):
             keys += (k.partitions_waiting(name), k.partitions_running(name))
             keys += (k.rate_log(name), k.rate_expiry(name), k.idle_for(name))
             args += (name, limit, (specs or {}).get(name, ""))
-        if handoffs:
-            args.append(1)
+        if handoffs is not None:  # (the key of the one hand-off a mark allows: last)
+            keys.append(k.handoff_armed(pool_id))
+            args.append(int(handoffs))
         flat = await self._call("fetch", keys, args)
         status = int(flat[0])
         if status == -1:

@@ -9,11 +9,15 @@
 -- KEYS[9 .. 8+5M] five per distinct job name: queue (ZSET), scheduled (ZSET), partition queue,
 --                 partitions ready (see lib/limits.lua), its idle pools (see lib/wake.lua)
 -- KEYS[9+5M .. 8+5M+N] the result-record key of each job
+-- KEYS[9+5M+N .. 14+5M+N] paused, pools, attempts, attempt counter, running, run-time limits
+--           (read, and written when the job is handed off: lib/handoff.lua)
 -- ARGV[1] wake channel   ARGV[2] number of jobs N (at most 5,000)   ARGV[3] events channel
 -- ARGV[4] M names   ARGV[5 .. 4+M] the names
 -- ARGV[5+M .. 4+M+N] the job ids   ARGV[5+M+N .. 4+M+2N] their envelopes
 -- ARGV[5+M+2N .. 4+M+3N] per job "<name index>" (1-based; priority 0, due now, no partition) or
 --           "<name index> <priority> <due time in ms, 0 = now> <partition, '' = none>"
+-- ARGV[5+M+3N .. 7+M+3N] the prefixes of a pool's in-progress set, hand-off list and arming key
+--           (store/keys.py pool_prefixes: the pool id appended; lib/handoff.lua)
 -- Returns the (1-based) indices of the jobs found already there (another job with the id is
 -- stored, an earlier job of this call has it, or the id's job ended recently); a job stored with
 -- this very envelope (this call's own earlier send) is not stored again either, but not listed.
@@ -184,7 +188,7 @@ if n == 1 and m == 1 and (type(one) ~= 'table' or one[3] == 0 and one[4] == '')
   local X = base + n
   h = {paused = KEYS[X + 1], pools = KEYS[X + 2], att = KEYS[X + 3], seq = KEYS[X + 4],
     running = KEYS[X + 5], rlimits = KEYS[X + 6], name = ARGV[5], ip = ARGV[S + n + 1],
-    box = ARGV[S + n + 2], queued = counts[9]}
+    box = ARGV[S + n + 2], arm = ARGV[S + n + 3], queued = counts[9]}
   ho = ho_plan(KEYS[13], h)
 end
 

@@ -28,8 +28,8 @@
 -- ARGV[9] ms an idle registration lasts (the pool fetches again well within it while idle)
 -- ARGV[10..] three per queue: job name, max_concurrency (0 = no limit), limits spec ('' = none;
 --           see lib/limits.lua and limits/spec.py)
--- ARGV[10 + 3 x queues] '1' when the pool takes hand-offs (it blocks on its hand-off list:
---           lib/handoff.lua), else absent
+-- ARGV[10 + 3 x queues] '1' when the pool takes hand-offs (it blocks on its list: lib/handoff),
+--           '0' when not, both with KEYS[19 + 8 x queues] its arming key (set or deleted), or absent
 -- Limits: rates are checked on the Redis clock; jobs with a partition are served partition by
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
@@ -56,7 +56,8 @@
 local K = 18
 local Q = 8
 local pool = ARGV[1]
-local nq = (#KEYS - K) / Q
+local nq = math.floor((#KEYS - K) / Q)
+local armed, flagged = KEYS[K + nq * Q + 1], false  -- (lib/handoff.lua: the hand-off a mark allows)
 -- before the first write: every number a whole finite number (is_whole: not 'inf'; the time,
 -- the in-progress entries' score, spelt as Redis reads one: lib/types.lua's is_int, not ' 5'),
 -- every limits spec well formed, every key this call may touch of its type (or absent)
@@ -114,7 +115,7 @@ local wrong = wrong_type(function(j)
   if used == 'rated' then
     used = rated[i]
   end
-  return used and PER_QUEUE[at]
+  return used and j <= K + nq * Q and PER_QUEUE[at]  -- (not the arming key: of any type)
 end, 'nothing fetched')
   -- the counters INCRed after the first write (the first job taken, a partition's turn)
   or not_counter(KEYS[13], 'nothing fetched')
@@ -366,12 +367,13 @@ if want > 0 then
   -- for a wake-up instead of asking again at once
   redis.call('SADD', KEYS[5], pool)
   local deadline = now + tonumber(ARGV[9])
-  local handoffs = ARGV[10 + 3 * nq] == '1'
+  local handoffs = armed and ARGV[10 + 3 * nq] == '1'
   for i = 1, nq do
     local idle = KEYS[K + i * Q]
     -- + 0.5: takes hand-offs of the name (none without a limit of its own: lib/handoff.lua)
     local takes = handoffs and tonumber(ARGV[8 + 3 * i]) == 0 and ARGV[9 + 3 * i] == '' and 0.5
       or 0
+    flagged = flagged or takes > 0
     if redis.call('ZADD', idle, -(deadline + takes), pool) == 1 then  -- scores: minus deadlines
       redis.call('ZREMRANGEBYSCORE', idle, '(' .. -now, '+inf')  -- of pools gone meanwhile
     end
@@ -389,5 +391,10 @@ else
       end
     end
   end
+end
+if flagged then  -- one hand-off per mark, whatever the names it flagged (lib/handoff.lua)
+  redis.call('SET', armed, '1', 'PX', math.max(1, math.min(tonumber(ARGV[9]), 2 ^ 31)))
+elseif armed then
+  redis.call('DEL', armed)
 end
 return out

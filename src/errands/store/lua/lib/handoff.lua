@@ -9,13 +9,17 @@
 -- <id> <envelope>" on the pool's hand-off list, on which the pool blocks (BLPOP). The pool
 -- starts it without a fetch. Everything a fetch writes, a hand-off writes: a pool that dies
 -- with a job handed to it has it in its in-progress set, given back by the reaper; a pool
--- reads (and gives back, when stopping) what its list holds. At most one hand-off waits in a
--- pool's list (the next enqueue queues its job and wakes the pool, whose fetch takes it).
+-- reads (and gives back, when stopping) what its list holds. A mark allows one hand-off, for
+-- whichever of the pool's names comes first: the fetch that flags marks sets the pool's
+-- arming key, the hand-off takes it (its marks of other names stay, as wake-up marks), and
+-- the pool's next fetch, which counts its free slots again, arms it again. So a pool is never
+-- handed more jobs than its fetch asked for (the next enqueue queues its job and wakes it).
 
 -- the hand-off an enqueue may make of its one job to the idle pool with the latest deadline
 -- of idle ZSET `idle` (read only, before the call's first write): {pool, in-progress key, list
 -- key, now}, or false (the job is queued, and a pool woken, as before). `h` = {paused, pools,
--- attempts, attempt counter, running, rlimits, name, ip prefix, list prefix, queue size}.
+-- attempts, attempt counter, running, rlimits, name, ip prefix, list prefix, arming key
+-- prefix, queue size}.
 -- A key of another type makes no error: the job is queued instead.
 local function ho_plan(idle, h)
   local top = redis.pcall('ZRANGE', idle, 0, 0, 'WITHSCORES')
@@ -28,8 +32,9 @@ local function ho_plan(idle, h)
   end
   local now = wake_now()
   local pool = top[1]
-  local ip, box = h.ip .. pool, h.box .. pool
-  if score < now or redis.pcall('SISMEMBER', h.paused, h.name) ~= 0
+  local ip, box, arm = h.ip .. pool, h.box .. pool, h.arm .. pool
+  if score < now or type(redis.pcall('GET', arm)) ~= 'string'
+      or redis.pcall('SISMEMBER', h.paused, h.name) ~= 0
       or redis.pcall('HEXISTS', h.rlimits, h.name) ~= 0
       or type(redis.pcall('ZSCORE', h.pools, pool)) ~= 'string'
       or redis.pcall('LLEN', box) ~= 0 then
@@ -40,13 +45,14 @@ local function ho_plan(idle, h)
       or not_hash_counter(h.running, {h.name}, '') then
     return false
   end
-  return {pool = pool, ip = ip, box = box, now = now}
+  return {pool = pool, ip = ip, box = box, arm = arm, now = now}
 end
 
 -- make the hand-off `p` (ho_plan's) of job `id` (envelope `env`, queue score `score`) of `h`;
 -- returns the started event's JSON when `listening`, else nil
 local function ho_give(p, h, idle, id, env, score)
   redis.call('ZPOPMIN', idle)  -- p.pool: read at the top by ho_plan, in this same call
+  redis.call('DEL', p.arm)  -- (its next fetch arms it again)
   local token = redis.call('INCR', h.seq)
   redis.call('HSET', h.att, id, p.pool .. ':' .. token)
   redis.call('ZADD', p.ip, p.now, id .. ':' .. h.name)
