@@ -239,3 +239,26 @@ async def test_a_poke_no_pop_reads_leaves_no_list_for_good(redis: Redis, namespa
     await mailbox.poke()
     assert await redis.lrange(keys.handoff("gone"), 0, -1) == [POKE]
     assert 0 < await redis.pttl(keys.handoff("gone")) <= POKE_TTL_MS
+
+
+async def test_no_hand_off_to_a_pool_whose_heartbeats_are_late(
+    redis: Redis, namespace: str
+) -> None:
+    """A pool that died kept its marks up to its idle time (2 x poll_interval + 1 s): a job
+    handed to it waited for a reaper (dead_timeout). A hand-off now needs the pool's last
+    heartbeat within the age its fetch gave (two heartbeat intervals; default the dead timeout,
+    beyond which the pool's own fetch takes nothing)."""
+    keys = Keys(namespace)
+    sec, usec = await redis.time()
+    now = sec * 1000 + usec // 1000
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        for age, beat, handed in (
+            (4_000, 3_000, True),
+            (4_000, 5_000, False),
+            (None, 11_000, False),
+        ):
+            await idle_ghost(redis, keys, beat_age_ms=age)
+            await redis.zadd(keys.pools, {"ghost": now - beat})  # its last beat, so long ago
+            await enq.enqueue("w")
+            assert len(await handed_to_ghost(redis, keys)) == handed, (age, beat)
+            await redis.flushdb()

@@ -186,6 +186,7 @@ class Scripts(AdminScripts):
         specs: Mapping[str, str] | None = None,
         idle_ms: int = 3_000,
         handoffs: bool | None = None,
+        beat_age_ms: int | None = None,
     ) -> FetchResult | None:
         """Move up to ``batch`` jobs from ``queues`` ((name, max_concurrency), in try order),
         within the limits ``specs`` (name -> spec of limits/spec.py); with ``isolate``, at
@@ -194,7 +195,8 @@ class Scripts(AdminScripts):
         heartbeat for ``dead_timeout_ms``: nothing fetched); raises :class:`LeaseLost` when
         the pool is no longer registered. A pool that got fewer jobs than asked for is marked
         idle for ``idle_ms`` (lib/wake.lua): it must fetch again within that while idle;
-        ``handoffs``: for hand-offs of its names without limits too (lib/handoff.lua); False:
+        ``handoffs``: for hand-offs of its names without limits too (lib/handoff.lua), while
+        its last heartbeat is at most ``beat_age_ms`` old (default: the dead timeout); False:
         none (a pool's fetch loop: its arming key taken), None: left alone (a batch fetch)."""
         k = self.keys
         keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
@@ -210,7 +212,7 @@ class Scripts(AdminScripts):
             args += (name, limit, (specs or {}).get(name, ""))
         if handoffs is not None:  # (the key of the one hand-off a mark allows: last)
             keys.append(k.handoff_armed(pool_id))
-            args.append(int(handoffs))
+            args.append(max(1, beat_age_ms or dead_timeout_ms) if handoffs else 0)
         flat = await self._call("fetch", keys, args)
         status = int(flat[0])
         if status == -1:

@@ -209,6 +209,8 @@ class Fetching:
                 # an idle pool fetches again within poll_interval: its idle mark outlives that
                 idle_ms=int(self.poll_interval * 2000) + 1000,
                 handoffs=self.mailbox.on,
+                # none once two heartbeats are missed (a dead pool's, else late by the reaper)
+                beat_age_ms=int(self.lease.interval * 2000) if self.lease else None,
             )
         finally:
             if isinstance(scripts, WorkerScripts) and scripts.lost_reply:

@@ -28,8 +28,8 @@
 -- ARGV[9] ms an idle registration lasts (the pool fetches again well within it while idle)
 -- ARGV[10..] three per queue: job name, max_concurrency (0 = no limit), limits spec ('' = none;
 --           see lib/limits.lua and limits/spec.py)
--- ARGV[10 + 3 x queues] '1' when the pool takes hand-offs (it blocks on its list: lib/handoff),
---           '0' when not, both with KEYS[19 + 8 x queues] its arming key (set or deleted), or absent
+-- ARGV[10 + 3 x queues] when the pool takes hand-offs (it blocks on its list: lib/handoff), the
+--   oldest beat (ms ago) it takes one with, else 0; with KEYS[19 + 8 x queues] its arming key
 -- Limits: rates are checked on the Redis clock; jobs with a partition are served partition by
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
@@ -367,7 +367,7 @@ if want > 0 then
   -- for a wake-up instead of asking again at once
   redis.call('SADD', KEYS[5], pool)
   local deadline = now + tonumber(ARGV[9])
-  local handoffs = armed and ARGV[10 + 3 * nq] == '1'
+  local handoffs = armed and (tonumber(ARGV[10 + 3 * nq]) or 0) > 0
   for i = 1, nq do
     local idle = KEYS[K + i * Q]
     -- + 0.5: takes hand-offs of the name (none without a limit of its own: lib/handoff.lua)
@@ -393,7 +393,7 @@ else
   end
 end
 if flagged then  -- one hand-off per mark, whatever the names it flagged (lib/handoff.lua)
-  redis.call('SET', armed, '1', 'PX', math.max(1, math.min(tonumber(ARGV[9]), 2 ^ 31)))
+  redis.call('SET', armed, ARGV[10 + 3 * nq], 'PX', math.max(1, math.min(ARGV[9], 2 ^ 31)))
 elseif armed then
   redis.call('DEL', armed)
 end

@@ -33,10 +33,13 @@ local function ho_plan(idle, h)
   local now = wake_now()
   local pool = top[1]
   local ip, box, arm = h.ip .. pool, h.box .. pool, h.arm .. pool
-  if score < now or type(redis.pcall('GET', arm)) ~= 'string'
+  -- armed: the oldest heartbeat (ms ago) the pool takes a hand-off with (a dead pool beats no
+  -- more: its job waits for no reaper once its beats are that late; fetch.lua's ARGV)
+  local age, beat = redis.pcall('GET', arm), redis.pcall('ZSCORE', h.pools, pool)
+  age, beat = type(age) == 'string' and tonumber(age), type(beat) == 'string' and tonumber(beat)
+  if score < now or not (age and beat) or now - beat > age
       or redis.pcall('SISMEMBER', h.paused, h.name) ~= 0
       or redis.pcall('HEXISTS', h.rlimits, h.name) ~= 0
-      or type(redis.pcall('ZSCORE', h.pools, pool)) ~= 'string'
       or redis.pcall('LLEN', box) ~= 0 then
     return false
   end
