@@ -36,7 +36,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "schedule_state", "serves", "dedup_window", "workflow", "metrics_minute",
         "metrics_hour", "partition_queue", "partitions_ready", "partitions_waiting",
         "partitions_running", "rate_log", "rate_expiry", "limiter", "reply", "idle_for",
-        "handoff",
+        "handoff", "handoff_armed",
     ),
 }  # fmt: skip
 
