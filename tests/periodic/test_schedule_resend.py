@@ -169,3 +169,17 @@ async def test_a_registration_with_a_name_but_no_definition_writes_nothing(
     with pytest.raises(ResponseError, match="errands: schedule_register: "):
         await store._register(keys=[keys.code_schedules, keys.code_schedules_live], args=args)
     assert await snapshot(redis, namespace) == {}
+
+
+@pytest.mark.parametrize(("now", "live"), [("nan", "60000"), ("2000", "nan"), ("inf", "-inf")])
+async def test_a_registration_at_a_time_that_is_no_integer_writes_nothing(
+    redis: Redis, namespace: str, now: str, live: str
+) -> None:
+    """tonumber() took 'nan' (and 'inf' with '-inf': nan again): the new definition was
+    stored, then ZADD refused its live-until score (nan), after the first write."""
+    keys = Keys(namespace)
+    store = ScheduleStore(redis, keys)
+    args = [now, live, "tick", make_periodic("@every 1m", "tick").to_json()]
+    with pytest.raises(ResponseError, match="errands: schedule_register: "):
+        await store._register(keys=[keys.code_schedules, keys.code_schedules_live], args=args)
+    assert await snapshot(redis, namespace) == {}

@@ -12,8 +12,12 @@
 -- until now + ARGV[2]; the same call sent again (same now) finds its own half millisecond and
 -- reports the name newly registered again. (Another call at the very same ms would report it
 -- too: its pool only looks at the schedule's state at once.)
+-- ARGV[1] and ARGV[2] are integers in 0..MAX_MS spelt as Redis reads them (is_int), checked
+-- before the first write: tonumber() took 'nan', and ZADD refused the score after a definition
+-- was stored.
+--@include types
 local now = tonumber(ARGV[1])
-if not now or not tonumber(ARGV[2]) or #ARGV % 2 ~= 0 then  -- checked before the first write
+if not (is_int(ARGV[1], 0, MAX_MS) and is_int(ARGV[2], 0, MAX_MS)) or #ARGV % 2 ~= 0 then
   return redis.error_reply('errands: schedule_register: now, live ms, then a name and a'
     .. ' definition per schedule (' .. #ARGV .. ' arguments)')
 end
