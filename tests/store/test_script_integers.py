@@ -165,3 +165,15 @@ async def test_an_update_job_at_a_time_redis_does_not_read_updates_nothing(
         now,  # type: ignore[arg-type]
     )
     await refused(redis, namespace, update, "errands: update_job: bad priority or time")
+
+
+@pytest.mark.parametrize("window", [str(10**17), str(2**53 + 2), " 5", "007", "1e3", "0"])
+async def test_an_enqueue_dedup_with_a_window_redis_does_not_read_stores_nothing(
+    redis: Redis, namespace: str, window: str
+) -> None:
+    """A window of 10^17 ms passed is_whole(), and Lua handed it to SET PX as '1e+17', which
+    Redis refuses: it raised after the job was stored (Dedup(throttle=10**14) did so). The
+    window is now an integer Redis reads in 1..MAX_MS, as every TTL a script takes."""
+    scripts = Scripts(redis, Keys(namespace))
+    call = scripts.enqueue_dedup("report", "j1", b"{}", 0, 0, "t", "report:k", window)  # type: ignore[arg-type]
+    await refused(redis, namespace, call, "errands: enqueue_dedup: a throttle window")

@@ -40,8 +40,10 @@ if not is_whole(due) then
   return refuse('the due time must be an integer (ms, 0 = now)', ARGV[6])
 end
 local window = tonumber(ARGV[9])
-if mode == 't' and not (is_whole(window) and window >= 1) then
-  return refuse('a throttle window must be a whole number of ms, at least 1', ARGV[9])
+-- the window goes to SET PX: an integer Redis reads, 1..MAX_MS (is_whole took 10^17, which Lua
+-- hands to SET PX as '1e+17': it raised after the job was stored)
+if mode == 't' and not is_int(ARGV[9], 1, MAX_MS) then
+  return refuse('a throttle window must be a whole number of ms in 1..2^53', ARGV[9])
 end
 local partition = ARGV[11] or ''
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', false,
