@@ -102,13 +102,17 @@ async def test_a_resent_fire_gives_the_same_answer(
     await redis.delete(Keys(namespace).queue("tick"), Keys(namespace).jobs)
 
 
-@pytest.mark.parametrize(("bad", "value"), [("priority", "high"), ("window", 0), ("window", 1.5)])
+@pytest.mark.parametrize(
+    ("bad", "value"),
+    [("priority", "high"), ("window", 0), ("window", 1.5), ("window", 10**17), ("window", "007")],
+)
 async def test_a_fire_with_a_bad_argument_writes_nothing(
     redis: Redis, namespace: str, client: Client, bad: str, value: object
 ) -> None:
     """A priority that is not a number failed after the job was stored (an envelope on no
     queue); a throttle window of 0 (or a fraction of a ms) failed after the job was queued (no
-    window taken)."""
+    window taken), and so did one of 10^17 ms (is_whole took it; Lua handed it to SET PX as
+    '1e+17'). The window is an integer Redis reads, 1..MAX_MS."""
     await client.add_schedule("nightly", "tick", "0 3 * * *", dedup=Dedup("n", throttle=60))
     fire = recorded(client._schedule_store)
     await client.run_schedule_now("nightly")

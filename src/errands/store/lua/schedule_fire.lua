@@ -45,9 +45,11 @@ if not is_priority(prio) then
   return redis.error_reply('errands: schedule_fire: priority must be an integer in -1000..1000, got ' .. ARGV[9])
 end
 local window = tonumber(ARGV[16])
-if ARGV[14] == 't' and not (is_whole(window) and window >= 1) then
+-- the window goes to SET PX: an integer Redis reads, 1..MAX_MS (is_whole took 10^17, which Lua
+-- hands to SET PX as '1e+17': it raised after the job was stored)
+if ARGV[14] == 't' and not is_int(ARGV[16], 1, MAX_MS) then
   return redis.error_reply('errands: schedule_fire: a throttle window must be a whole number of'
-    .. ' ms, at least 1, got ' .. ARGV[16])
+    .. ' ms in 1..2^53, got ' .. ARGV[16])
 end
 local TYPES = {'HLEN', 'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', false, 'ZCARD', 'ZCARD', 'ZCARD',
   'HLEN', 'HLEN', 'HLEN', 'GET', 'ZCARD', false, 'ZCARD'}
