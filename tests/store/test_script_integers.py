@@ -177,3 +177,20 @@ async def test_an_enqueue_dedup_with_a_window_redis_does_not_read_stores_nothing
     scripts = Scripts(redis, Keys(namespace))
     call = scripts.enqueue_dedup("report", "j1", b"{}", 0, 0, "t", "report:k", window)  # type: ignore[arg-type]
     await refused(redis, namespace, call, "errands: enqueue_dedup: a throttle window")
+
+
+@pytest.mark.parametrize(
+    ("mode", "at"), [("schedule", " 5"), ("schedule", "nan"), ("delete", " 5"), ("delete", "007")]
+)
+async def test_a_move_at_a_time_redis_does_not_read_moves_nothing(
+    redis: Redis, namespace: str, mode: str, at: str
+) -> None:
+    """tonumber() took ' 5' and 'nan': the dead job left its set and the call's answer was
+    noted, then ZADD refused the time (its scheduled set's, or its history's on a delete):
+    the job in no set. '007' went into the deletion's JSON record (not JSON)."""
+    keys = Keys(namespace)
+    await redis.hset(keys.jobs, "j1", b'{"id":"j1","n":"work","a":[]}')
+    await redis.zadd(keys.dead, {"j1": 5})
+    times = {"due_ms": at} if mode == "schedule" else {"now_ms": at}
+    move = Scripts(redis, keys).move("j1", "work", keys.dead, mode, **times)  # type: ignore[arg-type]
+    await refused(redis, namespace, move, "errands: move: bad time")

@@ -27,9 +27,9 @@
 -- `expected`). A re-sent call answers as its first from the reply key, in every mode (a guess
 -- from where the job is now answered 1 to the re-send of a call that moved nothing, the job
 -- having got there otherwise). An unknown mode, a due time (schedule) or a time (delete) that
--- is not a number is an error before anything is written, and so is a key the mode touches of
--- another type or (modes queue and delete) a seq that is not a counter: the job left its source
--- set before INCR seq raised, and was in no set any more.
+-- is not an integer in 0..MAX_MS is an error before anything is written, and so is a key the
+-- mode touches of another type or (modes queue and delete) a seq that is not a counter: the job
+-- left its source set before INCR seq raised, and was in no set any more.
 --@include types
 --@include events
 --@include prio
@@ -42,7 +42,11 @@ local id, mode = ARGV[1], ARGV[2]
 if mode ~= 'queue' and mode ~= 'schedule' and mode ~= 'delete' then
   return redis.error_reply('errands: unknown move mode ' .. mode)
 end
-if (mode == 'schedule' and not tonumber(ARGV[3])) or (mode == 'delete' and not tonumber(ARGV[8])) then
+-- the due time (schedule) goes to ZADD, the time (delete) to ZADD and a JSON record, verbatim:
+-- integers Redis reads, 0..MAX_MS (tonumber() took ' 5' and 'nan', which ZADD refused after the
+-- job left its set)
+if (mode == 'schedule' and not is_int(ARGV[3], 0, MAX_MS))
+    or (mode == 'delete' and not is_int(ARGV[8], 0, MAX_MS)) then
   return redis.error_reply('errands: move: bad time for ' .. mode)
 end
 local expected = ARGV[10] or ''
