@@ -72,7 +72,7 @@ class Settle:
     attempt: int
     started_ms: int = 0
     envelope: bytes = b""
-    score_ms: int | str = 0  # "head": requeue ahead of the jobs of its priority
+    score_ms: float | str = 0  # "head": requeue ahead of the jobs of its priority
     error: bytes = b""
     dead_max: int = 10_000
     dead_min_ms: int = 0

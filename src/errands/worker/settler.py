@@ -114,7 +114,7 @@ class Settler:
         stopping, or every slot held by long jobs)."""
         now_ms = to_ms(self.clock.now())
         s = Settle(item.id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
-        s.token, s.score_ms = item.token, int(item.score)  # (a queue score: a whole number)
+        s.token, s.score_ms = item.token, item.score
         if item.rate_spec:  # its start never happened: uncounted from its rates (at the
             s.unstart, s.unstart_spec = True, item.rate_spec  # time its attempt records)
         await self._send(s)
