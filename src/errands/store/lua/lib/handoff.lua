@@ -22,8 +22,11 @@
 -- prefix, queue size}.
 -- A key of another type makes no error: the job is queued instead.
 local function ho_plan(idle, h)
+  if h.queued ~= 0 then  -- (before any read: a busy queue, the common case, costs nothing)
+    return false
+  end
   local top = redis.pcall('ZRANGE', idle, 0, 0, 'WITHSCORES')
-  if top.err or not top[1] or h.queued ~= 0 then
+  if top.err or not top[1] then
     return false
   end
   local score = -tonumber(top[2])
