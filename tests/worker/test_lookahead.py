@@ -4,6 +4,8 @@ starts them the moment a slot frees; they are held like running jobs and never l
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import itertools
 import time
 
 from redis.asyncio import Redis
@@ -151,3 +153,55 @@ async def test_a_slot_freed_gives_back_a_held_job_past_its_wait(
         await done
         worker._task_done(done)
         assert (started, given) == ([fresh], [old])
+
+
+async def test_a_held_job_starts_in_the_turn_its_slot_frees(redis: Redis, namespace: str) -> None:
+    """A job held ahead starts as the job before it in its slot returns: its first step runs in
+    the next turn of the event loop (it waited a turn more for the ended task's callback)."""
+    loop = asyncio.get_running_loop()
+    turns, ticking = 0, True
+
+    def tick() -> None:  # counts the turns of the event loop
+        nonlocal turns
+        turns += 1
+        if ticking:
+            loop.call_soon(tick)
+
+    pool = WorkerPool(redis, namespace=namespace, concurrency=1)
+    seen: list[tuple[int, int, int]] = []  # (job, turn it started, turn its handler returned)
+
+    @pool.job("work")
+    async def work(job: Job, i: int) -> None:
+        started = turns
+        await asyncio.sleep(0.02)  # short: the lookahead holds the next job meanwhile
+        seen.append((i, started, turns))
+
+    await Enqueuer(redis, namespace=namespace).enqueue_many([("work", {"i": i}) for i in range(8)])
+    tick()
+    try:
+        await pool.drain(timeout=10)
+    finally:
+        ticking = False
+    assert [i for i, _s, _e in seen] == list(range(8))
+    gaps = [nxt[1] - prev[2] for prev, nxt in itertools.pairwise(seen)]
+    assert min(gaps) == 1 and gaps.count(1) >= 4, gaps  # (2 before)
+
+
+async def test_a_job_started_in_a_freed_slot_does_not_see_the_context_of_its_predecessor(
+    redis: Redis, namespace: str
+) -> None:
+    """Each job task starts from the pool's context, also one started by the task of the job
+    that ended in its slot: what a handler set in its context stays with its job."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("left_by_a_handler")
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2)
+    found: list[str | None] = []
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        found.append(var.get(None))
+        var.set(job.id)
+        await asyncio.sleep(0.005)
+
+    await Enqueuer(redis, namespace=namespace).enqueue_many([("work", {}) for _ in range(20)])
+    await pool.drain(timeout=10)
+    assert found == [None] * 20

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, to_ms
@@ -76,7 +76,9 @@ class Batching:
 
         def _give_back(self, name: str, item: Fetched) -> None: ...
 
-        def _spawn(self, coro: Awaitable[None], job: Job | None, job_id: str = "") -> None: ...
+        def _spawn(
+            self, coro: Coroutine[Any, Any, None], job: Job | None, job_id: str = ""
+        ) -> None: ...
 
         def _ack(
             self, job: Job, jt: JobType, encoded: bytes, started_ms: int, ran_ms: float

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +92,9 @@ class Fetching:
 
         def batch_holding(self) -> Iterator[str]: ...
 
-        def _spawn(self, coro: Awaitable[None], job: Job | None, job_id: str = "") -> None: ...
+        def _spawn(
+            self, coro: Coroutine[Any, Any, None], job: Job | None, job_id: str = ""
+        ) -> None: ...
 
     def limits_changed(self) -> None:
         """Apply the job types' limits (at start, and when set at run time: limitwatch.py)."""

@@ -7,10 +7,11 @@ fetches with one Lua call per batch, and acknowledges finished jobs in batches.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -102,6 +103,9 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         self._early_cancels: dict[str, tuple[bool, float]] = {}  # id -> (destroy, monotonic)
         self._confirming: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
+        # what every job task starts from (the pool's start): a job started in the slot another
+        # job's task freed (_run) must not see the context that job's handler left
+        self._job_context = contextvars.copy_context()
         # jobs fetched ahead of free slots (see lookahead.py), started the moment a slot frees
         self.buffer: deque[tuple[str, Fetched, float]] = deque()
         self._mean_run = float("inf")  # moving mean of handler run time, seconds
@@ -183,8 +187,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         if early is not None and time.monotonic() - early[1] < 10.0:
             self.confirm_early_cancel(job.id)
 
-    def _spawn(self, coro: Awaitable[None], job: Job | None, job_id: str = "") -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None], job: Job | None, job_id: str = "") -> None:
+        task = asyncio.get_running_loop().create_task(coro, context=self._job_context.copy())
         self.tasks.add(task)
         self._holding[task] = job.id if job is not None else job_id
         if job is not None:
@@ -192,16 +196,19 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._free_slot(task, self._holding.pop(task, None))
+        if not task.cancelled() and task.exception() is not None:
+            log.error("errands internal error in a job task", exc_info=task.exception())
+
+    def _free_slot(self, task: asyncio.Future[Any], job_id: str | None) -> None:
+        """The task no longer counts against the concurrency: the next job held ahead starts."""
         self.tasks.discard(task)
-        job_id = self._holding.pop(task, None)
         if job_id is not None:
             self._suspects.discard(job_id)
             self._started_at.pop(job_id, None)
         if self.buffer and not self._stopping and len(self.tasks) < self.concurrency:
             self.start_held()
         self._slot_freed.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("errands internal error in a job task", exc_info=task.exception())
 
     # -- running -----------------------------------------------------------------------------
     async def _run(self, job: Job, jt: JobType) -> None:
@@ -280,6 +287,11 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         self.processed += 1
         self.counters.ended("done", self.clock.now())
         self._ack(job, jt, encoded, started_ms, (time.perf_counter() - started) * 1000)
+        # nothing of this job awaits any more (its ack is queued): its slot goes to the next
+        # job now, in this turn of the loop, not a turn later in the task's done callback
+        task = asyncio.current_task()
+        if task is not None and task in self.tasks:
+            self._free_slot(task, job.id)
 
     async def _cancelled(self, job: Job, started_ms: int) -> None:
         if self.abandoned:
