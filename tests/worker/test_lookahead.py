@@ -7,11 +7,17 @@ import asyncio
 import contextvars
 import itertools
 import time
+from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
+from errands.clock import SystemClock
+from errands.store.hotcalls import WorkerScripts
 from errands.store.keys import Keys
+from errands.store.scripts import Acked, Scripts
+from errands.worker.acker import Acker
 
 
 async def _until(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
@@ -205,3 +211,72 @@ async def test_a_job_started_in_a_freed_slot_does_not_see_the_context_of_its_pre
     await Enqueuer(redis, namespace=namespace).enqueue_many([("work", {}) for _ in range(20)])
     await pool.drain(timeout=10)
     assert found == [None] * 20
+
+
+async def test_the_ack_flusher_is_woken_a_turn_after_the_ack(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of short jobs ends in one turn of the event loop; the jobs started in their slots
+    then run to their first await before the flusher builds its call (it went first)."""
+    order: list[str] = []
+    report = Scripts.ack_report
+
+    async def noted(self: Scripts, *args: Any) -> Any:
+        order.append("ack")
+        return await report(self, *args)
+
+    monkeypatch.setattr(Scripts, "ack_report", noted)
+    acker = Acker(Scripts(redis, Keys(namespace)), "p1", SystemClock(), history=False)
+    acker.start()
+    try:
+        acker.add(Acked("j1", "work", b"1", 1, 60_000, 1, "t1"), False)
+        asyncio.get_running_loop().call_soon(order.append, "started")  # a job started then
+        async with asyncio.timeout(5):
+            while not acker.idle or not order:
+                await asyncio.sleep(0.01)
+    finally:
+        await acker.close()
+    assert order == ["started", "ack"] and acker.refused == 1  # (j1 was not in progress)
+
+
+async def test_jobs_started_from_the_buffer_run_before_the_fetch_that_refills_it(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs end in one turn and the two held ahead start in their slots: both reach their
+    first await before the fetch loop builds the fetch that refills the buffer (it went between
+    them: the second job's timer started after the fetch's work)."""
+    order: list[str] = []
+    fetch = WorkerScripts.fetch
+
+    async def noted(self: WorkerScripts, *args: Any, **kwargs: Any) -> Any:
+        order.append("fetch")
+        return await fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(WorkerScripts, "fetch", noted)
+    gate = asyncio.Event()
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2)
+
+    @pool.job("work")
+    async def work(job: Job, kind: str) -> None:
+        if kind == "gated":
+            await gate.wait()
+        elif kind == "held":
+            order.append("started")
+
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    async with pool:
+        worker = pool.worker
+        assert worker is not None
+        await enqueuer.enqueue_many([("work", {"kind": "quick"}) for _ in range(4)])
+        await _until(lambda: _true(worker.processed == 4))  # the lookahead switches on
+        kinds = ["gated", "gated", "held", "held"]
+        await enqueuer.enqueue_many([("work", {"kind": k}) for k in kinds])
+        await _until(lambda: _true(len(worker.buffer) == 2), timeout=0.15)
+        order.clear()
+        gate.set()
+        await _until(lambda: _true(worker.processed == 8 and "fetch" in order))
+    assert order[:3] == ["started", "started", "fetch"], order
+
+
+async def _true(value: bool) -> bool:
+    return value

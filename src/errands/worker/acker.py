@@ -37,6 +37,7 @@ class Acker:
         self.pending: list[Acked] = []
         self.inflight: list[Acked] = []
         self._wake = False
+        self._soon = False  # the flusher's wake-up is scheduled (add)
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._walks: asyncio.Task[None] | None = None
@@ -51,9 +52,18 @@ class Acker:
         self._task = asyncio.create_task(self._loop(), name="errands-acker")
 
     def add(self, acked: Acked, wake: bool) -> None:
-        """Queue an ack; ``wake`` asks idle pools to fetch again (a concurrency slot freed)."""
+        """Queue an ack; ``wake`` asks idle pools to fetch again (a concurrency slot freed).
+        The flusher is woken a turn of the event loop later: a batch of short jobs ends in one
+        turn, and the jobs started in their slots (worker/loop.py) reach their first await
+        before the flusher's call is built (which then carries the acks of the whole batch)."""
         self.pending.append(acked)
         self._wake = self._wake or wake
+        if not self._soon:
+            self._soon = True
+            asyncio.get_running_loop().call_soon(self._set)
+
+    def _set(self) -> None:
+        self._soon = False
         self._event.set()
 
     @property

@@ -206,8 +206,14 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         if job_id is not None:
             self._suspects.discard(job_id)
             self._started_at.pop(job_id, None)
-        if self.buffer and not self._stopping and len(self.tasks) < self.concurrency:
-            self.start_held()
+        room = self.buffer and not self._stopping and len(self.tasks) < self.concurrency
+        if room and self.start_held():
+            # taken again: the fetch loop, refilling the buffer, is woken a turn of the event
+            # loop later, after the jobs started in this turn reached their first await (a
+            # batch of short jobs ends together: the fetch is not what they wait for)
+            if not self._slot_freed.is_set():
+                asyncio.get_running_loop().call_soon(self._slot_freed.set)
+            return
         self._slot_freed.set()
 
     # -- running -----------------------------------------------------------------------------
