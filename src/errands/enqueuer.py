@@ -287,9 +287,10 @@ class Enqueuer(WorkflowEnqueue):
 
     async def _built(self, items: list[EnqueueItem], now: float) -> tuple[list[Job], list[bool]]:
         """``build_many``'s jobs, through the middleware (each job then encoded the general way)."""
-        jobs, plain = build_many(items, now, plain=type(self.serializer) is JSONSerializer)
+        plain = type(self.serializer) is JSONSerializer
+        jobs, flags = build_many(items, now, plain=plain, share=not self._middleware)
         if not self._middleware:
-            return jobs, plain
+            return jobs, flags
         kept = [j for j in [await self._through_middleware(job) for job in jobs] if j is not None]
         return kept, [False] * len(kept)
 
