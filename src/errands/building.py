@@ -15,7 +15,10 @@ from .job import Job
 from .limits import check_partition
 from .store.keys import check_job_id, check_job_name
 
-__all__ = ["build_job", "build_many", "plain_job"]
+__all__ = ["build_job", "build_many", "plain_job", "random_id"]
+
+_IDS: list[str] = []  # random job ids drawn ahead (random_id)
+os.register_at_fork(after_in_child=_IDS.clear)  # (a child must not hand out its parent's)
 
 
 def build_job(
@@ -44,7 +47,7 @@ def build_job(
     return Job(
         name,
         args,
-        id=job_id if job_id is not None else new_id or os.urandom(16).hex(),
+        id=job_id if job_id is not None else new_id or random_id(),
         enqueued_at=now,
         priority=check_priority(priority),
         retry=retry.to_dict() if retry else None,
@@ -53,6 +56,20 @@ def build_job(
         timeout=positive_seconds(timeout, "timeout"),
         partition=check_partition(partition) if partition is not None else None,
     )
+
+
+def random_id() -> str:
+    """A random job id: 32 hex digits (128 bits of ``os.urandom``), drawn 64 at a time (one
+    system call per 64 enqueues instead of one each). ``list.pop`` and ``extend`` are atomic,
+    so threads never share one."""
+    try:
+        return _IDS.pop()
+    except IndexError:
+        hexes = os.urandom(16 * 64).hex()
+        fresh = [hexes[i : i + 32] for i in range(0, 64 * 32, 32)]
+        mine = fresh.pop()
+        _IDS.extend(fresh)
+        return mine
 
 
 def plain_job(
@@ -67,6 +84,8 @@ def plain_job(
     checked (``enqueue_many`` matches each of its names against the rule once, not each job's).
     ``share``: a dict of args is the job's own, not copied (see ``build_many``)."""
     if type(name) is not str or name not in checked:
+        if len(checked) >= 1000:  # (a set kept by an Enqueuer: bounded)
+            checked.clear()
         checked.add(check_job_name(name))
     if not share or type(args) is not dict:
         args = _args(name, args)

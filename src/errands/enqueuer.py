@@ -14,7 +14,7 @@ import orjson
 from .admin.events import wait_result
 from .admin.hub import EventHub
 from .backoff import RetryOptions
-from .building import build_job, build_many
+from .building import build_job, build_many, plain_job, random_id
 from .clock import Clock, SystemClock, to_ms
 from .dedup import Dedup
 from .dedup.enqueue import store_deduplicated
@@ -99,6 +99,7 @@ class Enqueuer(WorkflowEnqueue):
         # the typo check: True raises UnknownJobError, False warns once per name, None skips it
         self.strict = strict
         self._served: set[str] = set()  # names seen served by a running pool
+        self._names: set[str] = set()  # names that passed the name check (plain_job)
         self._warned: set[str] = set()
         self._lookup: asyncio.Future[set[str]] | None = None
         if max_payload is not None and max_payload < 1:
@@ -248,9 +249,14 @@ class Enqueuer(WorkflowEnqueue):
         ``timeout`` (seconds or timedelta) bounds each run of this job, instead of its job type's.
         ``partition``: served in turn with the job type's other partitions (docs/limits.md).
         """
-        job = self._build(name, args, delay=delay, at=at, priority=priority, retry=retry,
-                          meta=meta, job_id=job_id, timeout=timeout)  # fmt: skip
-        job.partition = check_partition(partition) if partition is not None else None
+        if (delay is None and at is None and retry is None and meta is None and job_id is None
+                and timeout is None and type(priority) is int and not priority):  # fmt: skip
+            job = plain_job(name, args, self.clock.now(), random_id(), self._names)
+        else:
+            job = self._build(name, args, delay=delay, at=at, priority=priority, retry=retry,
+                              meta=meta, job_id=job_id, timeout=timeout)  # fmt: skip
+        if partition is not None:
+            job.partition = check_partition(partition)
         stored = await self._through_middleware(job) if self._middleware else job
         if stored is None:
             return None
