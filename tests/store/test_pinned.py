@@ -262,3 +262,21 @@ async def test_closing_while_the_connection_is_made_gives_it_back(
     assert await script(["k"], ["after"]) == b"after"  # (and it connects again on use)
     await script.aclose()
     await client.aclose()
+
+
+async def test_a_forked_child_never_writes_on_its_parent_s_held_connection(
+    redis: Redis, redis_url: str
+) -> None:
+    """A fork (``os.register_at_fork`` runs ``pinned._after_fork`` in the child, as here) makes
+    the next call take a connection of its own: the held one is the parent's socket."""
+    client = Redis.from_url(redis_url)
+    script = PinnedScript(client, await redis.script_load(ECHO))
+    assert await script(["k"], ["a"]) == b"a"
+    parents = script._conn
+    pinned._after_fork()
+    assert await script(["k"], ["b"]) == b"b"
+    assert script._conn is not None and script._conn is not parents
+    assert parents is not None
+    await parents.disconnect()  # (in a real child: forgotten, never closed)
+    await script.aclose()
+    await client.aclose()

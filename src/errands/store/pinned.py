@@ -51,6 +51,16 @@ except ImportError:  # pragma: no cover (a dependency: redis[hiredis])
 __all__ = ["BulkEnqueue", "PinnedEnqueue", "PinnedScript"]
 
 _MISSING = object()  # hiredis: no complete reply yet
+_forks = 0  # forks between this process and the one that imported errands (os.getpid() is a
+# system call, ~1 us on a VM: too dear for every call; a held socket in a child is its parent's)
+
+
+def _after_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
 _PUSH: Any = getattr(hiredis, "PushNotification", None)  # a RESP3 push (hiredis >= 3.2)
 
 
@@ -166,7 +176,7 @@ class PinnedScript:
         self._link: _Link | None = None  # None: redis-py reads the replies (one call at a time)
         self._turn: asyncio.Lock | None = None  # (only when redis-py reads)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = os.getpid()
+        self._forks = _forks
         self._connecting: asyncio.Future[tuple[AbstractConnection, _Link | None]] | None = None
 
     def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Coroutine[Any, Any, Any]:
@@ -176,7 +186,7 @@ class PinnedScript:
     async def send(self, packed: bytes) -> Any:
         """The reply to ``packed``, an ``EVALSHA`` of this script packed by the caller."""
         conn, link = self._conn, self._link
-        if conn is None or self._loop is not asyncio.get_running_loop() or self._pid != os.getpid():
+        if conn is None or self._loop is not asyncio.get_running_loop() or self._forks != _forks:
             # (after a fork the socket is the parent's: forget it, never close it)
             conn, link = await self._connected()
         try:
@@ -231,7 +241,7 @@ class PinnedScript:
     async def _connect(self) -> tuple[AbstractConnection, _Link | None]:
         self._conn = self._link = None
         conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-        self._conn, self._loop, self._pid = conn, asyncio.get_running_loop(), os.getpid()
+        self._conn, self._loop, self._forks = conn, asyncio.get_running_loop(), _forks
         self._link = _take_over(conn)
         self._turn = asyncio.Lock() if self._link is None else None
         return conn, self._link
@@ -250,7 +260,7 @@ class PinnedScript:
         its calls in flight failing with ``ConnectionError`` (the next connects anew); unless a
         call is in flight on redis-py's reading (unsafe under its read) or any, ``idle_only``."""
         conn, link = self._conn, self._link
-        if conn is None or self._loop is not asyncio.get_running_loop() or self._pid != os.getpid():
+        if conn is None or self._loop is not asyncio.get_running_loop() or self._forks != _forks:
             return
         in_flight = bool(link._waiting) if link else self._turn is not None and self._turn.locked()
         if in_flight and (idle_only or link is None):
