@@ -82,7 +82,8 @@ async def test_a_wrong_typed_key_the_call_leaves_alone_does_not_fail_it(
 
 
 @pytest.mark.parametrize(
-    ("priority", "due", "partition"), [(0, 0, ""), (5, 0, ""), (0, LATER, "p"), (-3, 0, "eu")]
+    ("priority", "due", "partition"),
+    [(0, 0, ""), (5, 0, ""), (0, LATER, "p"), (-3, 0, "eu"), (0, 0, "zoné")],
 )
 @pytest.mark.parametrize(("name", "job_id"), [("a", "j"), ("sénd", "idé-1")])
 def test_the_one_job_command_is_the_general_one_packed(

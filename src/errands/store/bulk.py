@@ -111,8 +111,10 @@ def one_job_command(
         before = _EVALSHA % count + _strs([sha.decode(), numkeys, *name_keys])
         after = _strs(extra) + b"".join(_arg_parts(first))
         head = heads[name] = (before, after, _strs(tail))
-    return b"".join((head[0], _bulk(keys.done(job_id).encode()), head[1], _bulk(job_id.encode()),
-                     _bulk(envelope), _bulk(spec.encode()), head[2]))  # fmt: skip
+    done, id_, spec_ = keys.done(job_id).encode(), job_id.encode(), spec.encode()  # (as _bulk)
+    return b"%b$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (
+        head[0], len(done), done, head[1], len(id_), id_, len(envelope), envelope,
+        len(spec_), spec_, head[2])  # fmt: skip
 
 
 def pack_call(sha: bytes, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
