@@ -315,6 +315,8 @@ class Settler:
 def encode_result(job: Job, jt: JobType, result: Any) -> bytes:
     """The return value as JSON. One JSON cannot hold (another type, NaN) fails the job
     for good with ``strict_result``; else it is stored as null, with a warning."""
+    if result is None:  # (most handlers return nothing: dumps_json's answer, without its look)
+        return b"null"
     try:
         return dumps_json(result, "the result")
     except SerializationError as exc:
