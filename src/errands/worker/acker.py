@@ -126,6 +126,8 @@ class Acker:
     def _log(self, batch: list[Acked], refused: set[str], unfit: set[str]) -> None:
         self.refused += len(refused)
         self.unfit += len(unfit)
+        if not refused and not unfit and not log.isEnabledFor(logging.INFO):
+            return  # (the common case: no line to write)
         for a in batch:
             extra = job_extra(a.job) if a.job is not None else {}
             if a.id in unfit:
