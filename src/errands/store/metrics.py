@@ -43,6 +43,7 @@ class Counters:
         self._refused = False
         self._minute = -1
         self._pair: tuple[dict[str, int], dict[str, int]] | None = None
+        self._fields: dict[str, tuple[str, str]] = {}  # job name -> its wait and started fields
         self.pending: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
     def _buckets(self, at: float) -> tuple[dict[str, int], dict[str, int]]:
@@ -56,9 +57,13 @@ class Counters:
     def started(self, name: str, waited: float, at: float) -> None:
         """A job of ``name`` started at ``at`` after waiting ``waited`` seconds."""
         wait = max(0, round(waited * 1000))
+        fields = self._fields.get(name)
+        if fields is None:  # (the field names of each job name made once: the hot path)
+            fields = self._fields[name] = ("wait:" + name, "started:" + name)
+        waits, starts = fields
         for bucket in self._buckets(at):
-            bucket["wait:" + name] += wait
-            bucket["started:" + name] += 1
+            bucket[waits] += wait
+            bucket[starts] += 1
 
     def ended(self, outcome: str, at: float) -> None:
         """An attempt ended: ``done``, ``failed`` (will be retried) or ``dead``."""
