@@ -156,6 +156,7 @@ async def test_a_slot_freed_gives_back_a_held_job_past_its_wait(
         old, fresh = object(), object()
         worker.buffer.extend([("work", old, now - 1), ("work", fresh, now + 60)])  # type: ignore[list-item]
         done = asyncio.ensure_future(asyncio.sleep(0))
+        worker.tasks.add(done)  # a job task of the pool's, ended (in a slot)
         await done
         worker._task_done(done)
         assert (started, given) == ([fresh], [old])

@@ -69,20 +69,18 @@ class Lookahead:
         due = min(due for _name, _item, due in self.buffer) - time.monotonic()
         return max(0.001, min(longest, due))
 
-    def start_held(self) -> bool:
+    def start_held(self) -> None:
         """Start the next job held ahead in the slot just freed, if any; those before it that
         waited past their longest wait go back instead of starting late (the fetch loop gives
-        them back too, but not while it awaits a fetch). False when none was left to start."""
+        them back too, but not while it awaits a fetch)."""
         now, stale = time.monotonic(), []
         while self.buffer and self.buffer[0][2] <= now:
             stale.append(self.buffer.popleft())
         for name, item, _due in stale:
             self._give_back(name, item)
-        if not self.buffer:
-            return False
-        name, item, _due = self.buffer.popleft()
-        self._start(name, item)
-        return True
+        if self.buffer:
+            name, item, _due = self.buffer.popleft()
+            self._start(name, item)
 
     def requeue_stale_buffer(self) -> int:
         """Give back the jobs that waited in the buffer for their longest wait (every slot is

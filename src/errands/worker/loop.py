@@ -196,7 +196,9 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._free_slot(task, self._holding.pop(task, None))
+        job_id = self._holding.pop(task, None)
+        if task in self.tasks:  # (not when its job succeeded: its slot freed as it ended, _run)
+            self._free_slot(task, job_id)
         if not task.cancelled() and task.exception() is not None:
             log.error("errands internal error in a job task", exc_info=task.exception())
 
@@ -206,15 +208,15 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         if job_id is not None:
             self._suspects.discard(job_id)
             self._started_at.pop(job_id, None)
-        room = self.buffer and not self._stopping and len(self.tasks) < self.concurrency
-        if room and self.start_held():
-            # taken again: the fetch loop, refilling the buffer, is woken a turn of the event
-            # loop later, after the jobs started in this turn reached their first await (a
-            # batch of short jobs ends together: the fetch is not what they wait for)
-            if not self._slot_freed.is_set():
-                asyncio.get_running_loop().call_soon(self._slot_freed.set)
-            return
-        self._slot_freed.set()
+        if self.buffer and not self._stopping and len(self.tasks) < self.concurrency:
+            self.start_held()
+        if self._stopping or len(self.tasks) < self.concurrency:
+            self._slot_freed.set()  # a slot waits for the fetch loop
+        elif not self._slot_freed.is_set():
+            # every slot taken again: the fetch loop, refilling the buffer, is woken a turn of
+            # the event loop later, after the jobs started in this turn reached their first
+            # await (a batch of short jobs ends together: the fetch is not what they wait for)
+            asyncio.get_running_loop().call_soon(self._slot_freed.set)
 
     # -- running -----------------------------------------------------------------------------
     async def _run(self, job: Job, jt: JobType) -> None:
