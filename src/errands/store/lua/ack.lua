@@ -57,8 +57,10 @@ if not (is_whole(names) and #ARGV == 7 + 10 * n and is_int(ARGV[4])) then
     .. ACK_MAX .. ') do not fit ' .. #ARGV .. ' arguments and ' .. #KEYS .. ' keys, or bad time '
     .. tostring(ARGV[4]) .. ': nothing acknowledged')
 end
+local qis = {}  -- job j -> its name index
 for o = 8, 7 + 10 * n, 10 do
   local qi = tonumber(ARGV[o + 2])
+  qis[(o - 8) / 10] = qi
   if not (is_whole(qi) and qi >= 1 and qi <= names and is_int(ARGV[o + 5], 0, MAX_MS)
       and is_int(ARGV[o + 4]) and is_int(ARGV[o + 6])) then
     return redis.error_reply('errands: ack: job ' .. ARGV[o] .. ': bad name index, start, '
@@ -149,7 +151,7 @@ local part_of, run_counts = {}, {}  -- run_counts: name index -> partition -> it
 if partitioned then
   local parts, asked = read_chunked('HMGET', KEYS[25], ids), {}
   for j = 0, n - 1 do
-    local qi = tonumber(ARGV[10 + j * 10])  -- (the name index of job j)
+    local qi = qis[j]
     if parts[j + 1] and pass[j] == true then
       part_of[j] = parts[j + 1]
       asked[qi] = asked[qi] or {}
@@ -167,13 +169,13 @@ if partitioned then
     for c = 1, #list, 1000 do
       got = c == 1 and got or redis.call('HMGET', prun, unpack(list, c, math.min(c + 999, #list)))
       for i = 1, #got do
-        bad[qi][list[c + i - 1]] = not is_counter(got[i]) or nil
+        bad[qi][list[c + i - 1]] = not lim_count(got[i]) or nil
         run_counts[qi][list[c + i - 1]] = got[i]
       end
     end
   end
   for j = 0, n - 1 do
-    if part_of[j] and bad[tonumber(ARGV[10 + j * 10])][part_of[j]] then
+    if part_of[j] and bad[qis[j]][part_of[j]] then
       pass[j], part_of[j] = 'unfit', nil
       unfit[#unfit + 1] = ids[j + 1]
     end
@@ -244,7 +246,7 @@ local prefix = string.sub(KEYS[1], 1, -5)  -- (KEYS[1] is <prefix>jobs)
 for j = 0, n - 1 do
   local o = 8 + j * 10
   if pass[j] == true and not (held[ids[j + 1] .. ':' .. ARGV[o + 1]]
-      and KEYS[B + n + names + tonumber(ARGV[o + 2])] == prefix .. 'q:' .. ARGV[o + 1]) then
+      and KEYS[B + n + names + qis[j]] == prefix .. 'q:' .. ARGV[o + 1]) then
     pass[j] = 'unfit'
     unfit[#unfit + 1] = ids[j + 1]
   end
@@ -265,7 +267,7 @@ local ran, name_of = {}, {}  -- name index -> jobs of it whose running slot goes
 local hist, hist_of = {}, {}  -- history_data field/values; per name index, its score/members
 for j = 0, n - 1 do
   local o = 8 + j * 10
-  local id, name, qi = ids[j + 1], ARGV[o + 1], tonumber(ARGV[o + 2])
+  local id, name, qi = ids[j + 1], ARGV[o + 1], qis[j]
   if pass[j] == true then
     gone[#gone + 1] = id .. ':' .. name  -- (in the pool's set: held above)
     ran[qi], name_of[qi] = (ran[qi] or 0) + 1, name

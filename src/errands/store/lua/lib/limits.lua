@@ -15,8 +15,30 @@
 --@include ratelog
 local LIM_OFFSET = 4503599627370496  -- 2^52: queue scores made non-negative for the index
 
+-- (a whole number below 2^53 is spelt with '%d', which costs a third of '%.0f': the same digits)
 local function lim_entry(p, score, id)
-  return p .. '\0' .. string.format('%016.0f', score + LIM_OFFSET) .. '\0' .. id
+  local v = score + LIM_OFFSET
+  local f = (v >= 0 and v < 9007199254740992 and v == math.floor(v)) and '%016d' or '%016.0f'
+  return p .. '\0' .. string.format(f, v) .. '\0' .. id
+end
+
+-- small counts read and spelt without strtod and sprintf (a running count is mostly one of them)
+local LIM_NUM = {['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6}
+local LIM_STR = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
+
+-- c, a running count as HMGET gives it (false: absent): its number (absent: 0), or nil when it
+-- is not a counter (lib/types.lua is_counter)
+local function lim_count(c)
+  if not c then
+    return 0
+  end
+  return LIM_NUM[c] or (is_int(c, -2 ^ 53, 2 ^ 53) and tonumber(c)) or nil
+end
+
+-- x, a whole number (|x| < 2^63), spelt as Redis reads an integer (a number handed to
+-- redis.call is spelt with '%.17g': slower, the same digits below 2^53)
+local function lim_str(x)
+  return LIM_STR[x] or string.format('%d', x)
 end
 
 -- the first ready job of partition p: its index entry, id and queue score (nil when none);
@@ -98,10 +120,11 @@ local function lim_release_all(P, ended, count, read)
     runs = read_chunked('HMGET', P.prun, ended)
   end
   for i, p in ipairs(ended) do
-    local left = tonumber(runs[i] or '0') - count[p]
+    local r = runs[i] or '0'
+    local left = (LIM_NUM[r] or tonumber(r)) - count[p]
     if left > 0 then
       set[#set + 1] = p
-      set[#set + 1] = string.format('%.0f', left)
+      set[#set + 1] = lim_str(left)
     else
       del[#del + 1] = p
     end

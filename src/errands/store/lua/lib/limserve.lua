@@ -19,26 +19,29 @@ local function lim_pass(S, p, e)
 end
 
 -- the first queued job of each partition among the first n entries of the queue (those a round
--- took or dropped are off it): partition -> {id, queue score}. The queue orders each partition's
--- jobs as its index does (by queue score), so that job is the partition's first queued one,
--- found without a look-up in the index.
+-- took or dropped are off it, n <= 1,000): partition -> its id, and partition -> its queue
+-- score. The queue orders each partition's jobs as its index does (by queue score), so that job
+-- is the partition's first queued one, found without a look-up in the index.
 local function lim_queue_heads(P, n)
   local win = redis.call('ZRANGE', P.q, 0, n - 1, 'WITHSCORES')
-  local ids, known = {}, {}
+  local ids, hid, hscore = {}, {}, {}
   for j = 1, #win, 2 do
     ids[#ids + 1] = win[j]
   end
-  for x, p in ipairs(read_chunked('HMGET', P.part, ids)) do
-    if p and not known[p] then
-      known[p] = {ids[x], tonumber(win[2 * x])}
+  if #ids > 0 then
+    for x, p in ipairs(redis.call('HMGET', P.part, unpack(ids))) do
+      if p and not hid[p] then
+        hid[p], hscore[p] = ids[x], tonumber(win[2 * x])
+      end
     end
   end
-  return known
+  return hid, hscore
 end
 
--- a round: the next n partitions in turn with their heads (h = {p, e, id, score, more}: from the
--- head of the queue, else looked up in the index), then for those with a head, in order, read
--- together: queue scores, envelopes (runnable), running counts. Nil when no partition has a turn.
+-- a round: the next n partitions in turn (n <= 1,000) with their heads, as lists H.p, H.e (index
+-- entry, false when none), H.id, H.score, H.more (from the head of the queue, else looked up in
+-- the index), then for those with a head, in order, read together: H.qs queue scores, H.envs
+-- envelopes (runnable), H.runs running counts. Nil when no partition has a turn.
 -- A head from the queue may have more after it (more: true): a partition served that had none
 -- keeps a turn until it comes again and its look-up finds none (drained then), or until the
 -- fetch that served it finds the index small and without it (lim_prune); stale index entries
@@ -48,56 +51,62 @@ local function lim_round(P, S, n, runnable)
   if #front == 0 then
     return nil
   end
-  local heads, ids, parts, qs, asked, at = {}, {}, {}, {}, {}, {}
-  local known = lim_queue_heads(P, #front)
-  for j, p in ipairs(front) do
-    local k = known[p]
-    if k then
-      heads[j] = {p, lim_entry(p, k[2], k[1]), k[1], k[2], true}
-      qs[#ids + 1] = k[2]  -- (read from the queue)
+  local es, hids, hs, more, ids, parts, qs = {}, {}, {}, {}, {}, {}, {}
+  local H = {p = front, e = es, id = hids, score = hs, more = more, qs = qs}
+  local hid, hscore = lim_queue_heads(P, #front)
+  local asked, at = {}, {}
+  for j = 1, #front do
+    local p = front[j]
+    local id = hid[p]
+    if id then
+      local score = hscore[p]
+      es[j], hids[j], hs[j], more[j] = lim_entry(p, score, id), id, score, true
+      qs[#ids + 1] = score  -- (read from the queue)
     else
-      local e, id, score, more = lim_head(P.pq, p, 2, S.passed[p])
-      heads[j] = {p, e, id, score, more}
+      local e, eid, score, m = lim_head(P.pq, p, 2, S.passed[p])
+      es[j], hids[j], hs[j], more[j] = e or false, eid, score, m
       if e then
-        asked[#asked + 1] = id
+        asked[#asked + 1] = eid
         at[#asked] = #ids + 1
       end
     end
-    if heads[j][2] then
-      ids[#ids + 1], parts[#parts + 1] = heads[j][3], p
+    if es[j] then
+      ids[#ids + 1], parts[#parts + 1] = hids[j], p
     end
   end
   -- the queue scores of the heads looked up (lib/chunked: ZSCOREs under an older rule)
   for i, score in ipairs(read_zmscore(P.q, asked)) do
     qs[at[i]] = score
   end
-  local envs = runnable(ids)
-  return heads, qs, envs, read_chunked('HMGET', P.prun, parts)
+  H.envs = runnable(ids)
+  H.runs = read_chunked('HMGET', P.prun, parts)
+  return H
 end
 
--- head h (its partition within its limits, `running` its running count) goes to the pool: it is
--- counted in the partition's rates, and the partition goes to the back of the turns (a turn
--- taken from `seq` a block at a time) or, with nothing more, out of them
-local function lim_take_head(P, L, S, h, env, running)
-  local p, e, id, score, more = h[1], h[2], h[3], h[4], h[5]
+-- head j of round H (its partition within its limits, `running` its running count) goes to the
+-- pool: it is counted in the partition's rates, and the partition goes to the back of the turns
+-- (a turn taken from `seq` a block at a time) or, with nothing more, out of them
+local function lim_take_head(P, L, S, H, j, env, running)
+  local p, id = H.p[j], H.id[j]
   S.gone[#S.gone + 1] = id
-  lim_pass(S, p, e)
-  S.take(id, env, score)
-  S.counts[#S.counts + 1] = p
-  S.counts[#S.counts + 1] = running + 1
+  lim_pass(S, p, H.e[j])
+  S.take(id, env, H.score[j])
+  local counts = S.counts
+  counts[#counts + 1] = p
+  counts[#counts + 1] = lim_str(running + 1)
   for _, r in ipairs(L.R) do
     lim_started(P, r[2] .. ':' .. p, r[1], r[2], S.now, 1)
   end
-  if more then
+  if H.more[j] then
     if S.turns_left == 0 then
       S.turns_left = S.room - S.got
       S.turn = redis.call('INCRBY', P.seq, S.turns_left) - S.turns_left
     end
     S.turn, S.turns_left = S.turn + 1, S.turns_left - 1
-    S.back[#S.back + 1] = S.turn  -- to the back
+    S.back[#S.back + 1] = lim_str(S.turn)  -- to the back
     S.back[#S.back + 1] = p
   else
-    redis.call('ZREM', P.pready, p)  -- drained: nothing of it stays behind
+    S.out[#S.out + 1] = p  -- drained: nothing of it stays behind
   end
   S.got = S.got + 1
 end
@@ -111,16 +120,16 @@ local function lim_bad_count(P, p, run)
   redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)
 end
 
--- head h of a round, with its queue score q, envelope env and running count run as read
-local function lim_serve_head(P, L, S, h, q, env, run)
-  local p, e, id, score = h[1], h[2], h[3], h[4]
-  local queued = q and tonumber(q) == score
+-- head j of round H, with its queue score q, envelope env and running count run as read
+local function lim_serve_head(P, L, S, H, j, q, env, run)
+  local p, id = H.p[j], H.id[j]
+  local queued = q and tonumber(q) == H.score[j]
   env = queued and env
-  local running = is_counter(run) and tonumber(run or '0')
+  local running = lim_count(run)
   if not env then
     -- a stale entry (the job left the queue), or a job gone or running: dropped, as the
     -- plain fetch drops such queue entries; the partition stays at the front
-    lim_pass(S, p, e)
+    lim_pass(S, p, H.e[j])
     if queued then
       S.gone[#S.gone + 1] = id
     end
@@ -128,15 +137,15 @@ local function lim_serve_head(P, L, S, h, q, env, run)
   elseif not running then
     lim_bad_count(P, p, run)
   elseif L.pc > 0 and running >= L.pc then
-    redis.call('ZREM', P.pready, p)  -- busy: lim_release gives it a turn again
+    S.out[#S.out + 1] = p  -- busy: lim_release gives it a turn again
   else
-    local free = lim_part_free(P, L, p, S.now)
+    local free = #L.R > 0 and lim_part_free(P, L, p, S.now) or 0
     if free > 0 then
-      redis.call('ZREM', P.pready, p)
+      S.out[#S.out + 1] = p
       redis.call('ZADD', P.pwait, free, p)
       S.note(free)
     else
-      lim_take_head(P, L, S, h, env, running)
+      lim_take_head(P, L, S, H, j, env, running)
     end
   end
 end
@@ -193,23 +202,25 @@ local function lim_serve(P, L, room, now, runnable, take, note)
   local S = {room = room, now = now, take = take, note = note, got = 0, budget = 4 * room + 16,
     turn = 0, turns_left = 0, pq_gone = {}, passed = {}, drained = 0}
   while S.got < room and S.budget > 0 do
-    local heads, qs, envs, runs = lim_round(P, S, math.min(room - S.got, S.budget, 1000), runnable)
-    if not heads then
+    local H = lim_round(P, S, math.min(room - S.got, S.budget, 1000), runnable)
+    if not H then
       break
     end
-    -- gone: queue entries taken or dropped in the round, off the queue before the next one
-    S.back, S.counts, S.gone = {}, {}, {}
-    local x = 0
-    for _, h in ipairs(heads) do
+    -- gone: queue entries taken or dropped in the round, off the queue before the next one;
+    -- out: partitions leaving the turns (drained, busy, rate-limited)
+    S.back, S.counts, S.gone, S.out = {}, {}, {}, {}
+    local x, es = 0, H.e
+    for j = 1, #H.p do
       S.budget = S.budget - 1
-      if not h[2] then
-        redis.call('ZREM', P.pready, h[1])  -- drained
+      if not es[j] then
+        S.out[#S.out + 1] = H.p[j]  -- drained
         S.drained = S.drained + 1
       else
         x = x + 1
-        lim_serve_head(P, L, S, h, qs[x], envs[x], runs[x])
+        lim_serve_head(P, L, S, H, j, H.qs[x], H.envs[x], H.runs[x])
       end
     end
+    call_chunked('ZREM', P.pready, S.out)
     call_chunked('HSET', P.prun, S.counts)
     call_chunked('ZADD', P.pready, S.back)
     call_chunked('ZREM', P.q, S.gone)
