@@ -188,7 +188,9 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
             self.confirm_early_cancel(job.id)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], job: Job | None, job_id: str = "") -> None:
-        task = asyncio.get_running_loop().create_task(coro, context=self._job_context.copy())
+        # a Task copies the context it is created in: each job gets its own copy of the pool's,
+        # and no context= reaches an application's task factory (an older (loop, coro) one)
+        task = self._job_context.run(asyncio.get_running_loop().create_task, coro)
         self.tasks.add(task)
         self._holding[task] = job.id if job is not None else job_id
         if job is not None:
