@@ -4,6 +4,8 @@ replies read by errands in the order sent; errors, cancellations and timeouts.""
 from __future__ import annotations
 
 import asyncio
+import os
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -280,3 +282,24 @@ async def test_a_forked_child_never_writes_on_its_parent_s_held_connection(
     await parents.disconnect()  # (in a real child: forgotten, never closed)
     await script.aclose()
     await client.aclose()
+
+
+def test_a_real_fork_runs_the_hook_in_the_child() -> None:
+    """The at-fork hook is registered: a forked child counts one fork more than its parent (the
+    test above calls the hook by hand; this one forks)."""
+    before = pinned._forks
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # (Python 3.12+ warns of a fork beside other threads)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: its count, then out (no test machinery runs here)
+        try:
+            os.write(write, str(pinned._forks).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = int(os.read(read, 32).decode())
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child == before + 1
+    assert pinned._forks == before
