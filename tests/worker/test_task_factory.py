@@ -5,8 +5,10 @@ job task, and the pool runs its jobs."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
@@ -39,3 +41,45 @@ async def test_a_task_factory_without_context_keyword_runs_the_jobs(
         loop.set_task_factory(previous)
     assert sorted(done) == list(range(8))
     assert any(name.endswith("_run") for name in made)
+
+
+async def test_a_job_task_started_inside_the_creation_of_another(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An eager task factory (Python 3.12's asyncio.eager_task_factory) runs a job task's first
+    step inside create_task: a job that ends there starts the next held job from within the
+    creation of its own task. Simulated here by a factory that has the pool create a task while
+    it creates one (entering the pool's context a second time raised RuntimeError)."""
+    loop = asyncio.get_running_loop()
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2, shutdown_grace=0.5)
+    inner: list[asyncio.Task[Any]] = []
+
+    async def aside() -> None:
+        pass
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop)
+        worker = pool.worker
+        if worker is not None and not inner and getattr(coro, "__qualname__", "").endswith("_run"):
+            inner.append(task)
+            worker._spawn(aside(), None, "aside")  # (the next job, started in a freed slot)
+        return task
+
+    done: list[int] = []
+
+    @pool.job("work")
+    async def work(job: Job, n: int) -> None:
+        done.append(n)
+
+    await Enqueuer(redis, namespace=namespace).enqueue_many([("work", {"n": i}) for i in range(4)])
+    previous = loop.get_task_factory()
+    loop.set_task_factory(factory)
+    try:
+        with caplog.at_level(logging.WARNING, logger="errands"):
+            async with pool:
+                await pool.drain(timeout=5)
+    finally:
+        loop.set_task_factory(previous)
+    assert inner and sorted(done) == list(range(4))
+    worker_logs = [r for r in caplog.records if r.name == "errands.worker"]
+    assert not [r for r in worker_logs if r.levelno >= logging.WARNING], caplog.text

@@ -189,8 +189,10 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
 
     def _spawn(self, coro: Coroutine[Any, Any, None], job: Job | None, job_id: str = "") -> None:
         # a Task copies the context it is created in: each job gets its own copy of the pool's,
-        # and no context= reaches an application's task factory (an older (loop, coro) one)
-        task = self._job_context.run(asyncio.get_running_loop().create_task, coro)
+        # and no context= reaches an application's task factory (an older (loop, coro) one). A
+        # copy is entered, not the pool's context itself: an eager task factory runs the job's
+        # first step inside create_task, and a job ending there starts the next one (_run)
+        task = self._job_context.copy().run(asyncio.get_running_loop().create_task, coro)
         self.tasks.add(task)
         self._holding[task] = job.id if job is not None else job_id
         if job is not None:
