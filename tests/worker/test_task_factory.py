@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -83,3 +84,30 @@ async def test_a_job_task_started_inside_the_creation_of_another(
     assert inner and sorted(done) == list(range(4))
     worker_logs = [r for r in caplog.records if r.name == "errands.worker"]
     assert not [r for r in worker_logs if r.levelno >= logging.WARNING], caplog.text
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory: Python 3.12+")
+async def test_an_eager_task_factory_leaves_no_job_behind_as_running(
+    redis: Redis, namespace: str
+) -> None:
+    """Under an eager task factory a handler that never awaits ends inside create_task: the job is
+    not left in the pool's running jobs (which every cancel poll walks) once it is done."""
+    loop = asyncio.get_running_loop()
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=0.5)
+    done: list[int] = []
+
+    @pool.job("work")
+    async def work(job: Job, n: int) -> None:
+        done.append(n)
+
+    await Enqueuer(redis, namespace=namespace).enqueue_many([("work", {"n": i}) for i in range(8)])
+    previous = loop.get_task_factory()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
+    try:
+        async with pool:
+            await pool.drain(timeout=5)
+            assert pool.worker is not None
+            assert pool.worker.running == {}
+    finally:
+        loop.set_task_factory(previous)
+    assert sorted(done) == list(range(8))

@@ -195,7 +195,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         task = self._job_context.copy().run(asyncio.get_running_loop().create_task, coro)
         self.tasks.add(task)
         self._holding[task] = job.id if job is not None else job_id
-        if job is not None:
+        if job is not None and not task.done():  # (an eager factory may have run it to its end)
             self.running[job.id] = (job, task)
         task.add_done_callback(self._task_done)
 
