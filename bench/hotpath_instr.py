@@ -1,0 +1,123 @@
+"""What the worker's hot path costs Redis in CPU instructions: the fetch.lua and ack.lua calls of
+N jobs, counted by valgrind's callgrind on a private redis-server, per job. Instructions do not
+depend on the machine's load (the wall clock and Redis' CPU time on a shared machine vary 2x
+between runs), so a change of a few per cent in a script shows in one run of each side.
+
+Jobs are enqueued (over ``--partitions P`` partitions, fetched with ``Concurrency(32,
+per_partition=True)``, when P > 0), the counters are zeroed, then they are fetched ``--batch`` at
+a time and each batch is acknowledged with history, as a pool does with short jobs (as
+bench/hotpath_cost.py). About 30 s for 6,000 jobs.
+
+    python bench/hotpath_instr.py [--jobs 6000] [--batch 32] [--partitions 1000] [--keep FILE]
+
+ERRANDS_SRC names the errands sources to measure (default: this repository's src/);
+REDIS_SERVER the redis-server binary (default: the one on PATH; a build with symbols makes
+``callgrind_annotate FILE`` of ``--keep FILE`` name Lua's functions too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, os.environ.get("ERRANDS_SRC", str(ROOT / "src")))
+
+from redis.asyncio import Redis  # noqa: E402
+
+from errands import Enqueuer  # noqa: E402
+from errands.store.keys import Keys  # noqa: E402
+from errands.store.scripts import Acked, Scripts  # noqa: E402
+
+
+def control(what: str, pid: int) -> None:
+    quiet = subprocess.DEVNULL
+    subprocess.run(["callgrind_control", what, str(pid)], stdout=quiet, stderr=quiet, check=True)
+
+
+async def drive(port: int, pid: int, jobs: int, batch: int, parts: int) -> int:
+    redis = Redis(port=port)
+    for _ in range(300):
+        try:
+            await redis.ping()
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    keys = Keys("b" + uuid.uuid4().hex[:10])
+    scripts = Scripts(redis, keys)
+    async with Enqueuer(redis, namespace=keys.namespace, strict=None) as enq:
+        for start in range(0, jobs, 500):  # (small calls: Redis runs 50x slower under valgrind)
+            await enq.enqueue_many(
+                [
+                    ("noop", {}, {"partition": f"p{i % parts}"} if parts else {})
+                    for i in range(start, min(jobs, start + 500))
+                ]
+            )
+    specs = {"noop": "c=32"} if parts else None
+    pool = "bench-pool"
+    now = await scripts.heartbeat(pool, b"{}", 600_000, "register")
+    done = 0
+    empty = 0
+    size = 1  # (a first job, not counted: the scripts loaded)
+    while empty < 50:
+        got = await scripts.fetch(
+            pool, now, size, [("noop", 0)], specs=specs, dead_timeout_ms=10**9
+        )
+        if not got:  # (a fetch may spend its budget on drained turns: asked again)
+            empty += 1
+            if not await redis.zcard(keys.queue("noop")):
+                break
+            continue
+        acked = [Acked(f.id, "noop", b"null", now, 86_400_000, 1, f.token) for f in got]
+        await scripts.ack(pool, acked, False, now, True)
+        if size == 1:
+            control("-z", pid)
+            size = batch
+        else:
+            done += len(got)
+    control("-d", pid)
+    await redis.aclose()
+    return done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=6000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--partitions", type=int, default=0)
+    parser.add_argument("--keep", help="where to copy callgrind's output")
+    a = parser.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = f"/tmp/hotpath_instr.{os.getpid()}.out"
+    server = os.environ.get("REDIS_SERVER", "redis-server")
+    args = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", server]
+    args += ["--port", str(port), "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        jobs = asyncio.run(drive(port, proc.pid, a.jobs, a.batch, a.partitions))
+    finally:
+        proc.terminate()
+        proc.wait()
+    dumps = sorted(glob.glob(out + ".*"))  # the dump of -d (the end's own is `out`)
+    text = Path(dumps[0]).read_text() if dumps else ""
+    total = next(int(line.split()[1]) for line in text.splitlines() if line.startswith("summary:"))
+    if a.keep:
+        shutil.copy(dumps[0], a.keep)
+    for f in [*dumps, out]:
+        Path(f).unlink(missing_ok=True)
+    per_job = total / jobs
+    print(f"jobs {jobs} batch {a.batch} partitions {a.partitions}: {per_job:,.0f} instr. a job")
+
+
+if __name__ == "__main__":
+    main()
