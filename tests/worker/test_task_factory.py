@@ -111,3 +111,39 @@ async def test_an_eager_task_factory_leaves_no_job_behind_as_running(
     finally:
         loop.set_task_factory(previous)
     assert sorted(done) == list(range(8))
+
+
+async def test_a_job_task_that_cannot_be_created_leaves_the_pool_fetching(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An application's task factory that raises for one job task: the error is logged and the
+    fetch loop goes on; that job and the others of its fetch, left unheld, go back to their
+    queue (the orphan sweep) and run. (The fetch loop ended: the pool fetched nothing more.)"""
+    loop = asyncio.get_running_loop()
+    failed: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        if not failed and getattr(coro, "__qualname__", "").endswith("_run"):
+            failed.append(coro.__qualname__)
+            coro.close()
+            raise RuntimeError("no task for you")
+        return asyncio.Task(coro, loop=loop)
+
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=0.5)
+    done: list[int] = []
+
+    @pool.job("work")
+    async def work(job: Job, n: int) -> None:
+        done.append(n)
+
+    await Enqueuer(redis, namespace=namespace).enqueue_many([("work", {"n": i}) for i in range(8)])
+    previous = loop.get_task_factory()
+    loop.set_task_factory(factory)
+    try:
+        with caplog.at_level(logging.WARNING, logger="errands"):
+            async with pool:
+                await pool.drain(timeout=5)
+    finally:
+        loop.set_task_factory(previous)
+    assert failed and sorted(done) == list(range(8))
+    assert "no task for you" in caplog.text

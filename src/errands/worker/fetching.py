@@ -148,6 +148,11 @@ class Fetching:
                 order = self.sampler.sample()
                 asked = min(room, self.batch)
                 fetched = await self._fetch(asked, order)
+                if fetched is not None:
+                    self._marked_idle = len(fetched) < asked
+                    # one that cannot start (an application's task factory raised) leaves the
+                    # rest unheld: looked for by the orphan sweep, as a lost reply's
+                    self._take(fetched, order)
             except LeaseLost:
                 if self.lease is not None:
                     self.lease.lose("a reaper took its lease: fetch refused")
@@ -157,7 +162,7 @@ class Fetching:
                 # the client's retry): its jobs would sit in our in-progress set, unseen
                 self._reclaim = True
                 level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
-                log.log(level, "fetch failed (%r); retrying in %.2fs", exc, delay)
+                log.log(level, "fetch or start failed (%r); retrying in %.2fs", exc, delay)
                 if not self._stopping:
                     self._slot_freed.clear()  # a slot freed meanwhile must not skip the backoff
                     await wait_for(self._slot_freed, delay)
@@ -169,8 +174,6 @@ class Fetching:
                 continue
             self._expired_since = None
             self.last_fetch_empty = not fetched
-            self._marked_idle = len(fetched) < asked
-            self._take(fetched, order)
             if len(fetched) < asked and not self._reclaim:
                 # drained (or held back by limits): the fetch marked this pool idle, so the
                 # next enqueue or freed slot wakes it; a rate limit says when it lets a job go
