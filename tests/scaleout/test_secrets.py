@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from errands import Client, Enqueuer, Job, RedisUnavailableError, WorkerPool
+from errands import Client, Enqueuer, Job, JobStatus, RedisUnavailableError, WorkerPool
 from tests.support.infra import Node, free_port
 from tests.support.procs import ROOT, eventually, subprocess_env
 
@@ -38,8 +38,14 @@ async def test_no_password_in_logs_or_errors_through_an_outage(
 
     try:
         async with Enqueuer.from_url(url, namespace=namespace) as enqueuer, pool:
-            await enqueuer.enqueue("j")
+            first = await enqueuer.enqueue("j")
+            assert first is not None
+            first_id = first.id
             await eventually(lambda: _ready(len(done) == 1), 10, "a first job done")
+            # and acknowledged: an ack still unsent when Redis goes has the pool that lost its
+            # lease wait up to 30 s for it before registering again (logged, awaited below)
+            async with Client.from_url(url, namespace=namespace) as client:
+                await eventually(lambda: _finished(client, first_id), 10, "the first job acked")
             node.kill()
             with pytest.raises(RedisUnavailableError) as raised:
                 await enqueuer.enqueue("j")
@@ -70,6 +76,11 @@ async def test_no_password_in_logs_or_errors_through_an_outage(
 
 async def _ready(value: bool) -> bool:
     return value
+
+
+async def _finished(client: Client, job_id: str) -> bool:
+    info = await client.job(job_id)
+    return info is not None and info.status == JobStatus.FINISHED
 
 
 async def _try_enqueue(enqueuer: Enqueuer) -> bool:
