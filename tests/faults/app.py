@@ -119,6 +119,8 @@ async def capped(job: Job, seconds: float = 0.0) -> str:
     ],
 )
 async def partitioned(job: Job, seconds: float = 0.0) -> str:
+    # the start the rate counted, on the Redis clock (the attempt token's "@<ms>", lua/fetch.lua)
+    await record("counted", job.id, PID, job._attempt.partition("@")[2] or "-")
     return await timed(job, seconds)
 
 

@@ -3,9 +3,13 @@
 at random, is SIGKILLed (and replaced) every 10 s for 60 s.
 
 Bound: never two runs of one partition at once (a killed run lasts until its process died);
-never more than 5 starts of one partition in any window of 1 s, less the measurement slack
-(start times are taken by the handlers, on the hosts' clock, after the fetch that the Redis
-clock limited: ``SLACK``); nothing lost; the invariant checker (partition keys included) holds.
+never more than 5 counted starts of one partition in any window of 1 s, both ends included (the
+rate counts a start when a pool takes the job, on the Redis clock: docs/limits.md; each handler
+records its attempt's counted time); nothing lost; the invariant checker (partition keys
+included) holds. The handlers' own start times are reported beside it: a job a pool held ahead
+starts later than its counted start (at most 20 ms of waiting for a slot, plus the reply's
+latency and the event loop's lag), so on a loaded machine a window of handler starts can hold
+one more (docs/limits.md says so).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ pytestmark = pytest.mark.faults
 
 PARTITIONS = 1000
 HOT = 20  # partitions given many jobs, so that their rate binds
-SLACK = 0.05  # seconds of handler-start jitter allowed against the 1 s window
+EDGE = 0.0005  # a start at t counts until t + 1 s inclusive: windows of 1 s + half a ms
 
 
 def most_starts(times: list[float], window: float) -> int:
@@ -83,15 +87,26 @@ async def test_partition_limits_hold_across_processes_with_kills(
         assert end is not None, f"run of {s.id} in {s.pid} never ended"
         runs[part_of[s.id]].append((s.t, end))
         starts[part_of[s.id]].append(s.t)
+    counted: dict[str, list[float]] = defaultdict(list)
+    lag = 0.0
+    handler_start = {(s.id, s.pid): s.t for s in await oracle.starts()}
+    for job_id, pid, ms in await oracle.lines("counted"):
+        assert ms != "-", f"{job_id}: its attempt token carries no counted start"
+        counted[part_of[job_id]].append(int(ms) / 1000)
+        lag = max(lag, handler_start.get((job_id, int(pid)), 0.0) - int(ms) / 1000)
     overlap = max(max_overlap(r) for r in runs.values())
-    burst = max(most_starts(t, 1.0 - SLACK) for t in starts.values())
+    burst = max(most_starts(t, 1.0 + EDGE) for t in counted.values())
+    handler_burst = max(most_starts(t, 1.0) for t in starts.values())
     report(
         "18. partitions: Concurrency(1) + Rate(5/s) each, 4 processes, SIGKILL every 10 s",
         jobs=len(part_of),
         partitions=len(runs),
         killed=len(fleet.killed),
         max_running_in_a_partition=overlap,
-        max_starts_in_a_window=burst,
+        max_counted_starts_in_a_window=burst,
+        max_handler_starts_in_a_window=handler_burst,
+        counted_runs=sum(len(t) for t in counted.values()),
+        max_handler_start_after_counted_s=round(lag, 3),
         runtime_s=time.monotonic() - began,
     )
     assert len(fleet.killed) == 6
