@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,33 +15,52 @@ from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
 
+Factory = Any  # a task factory: (loop, coro) -> Task
 
-async def test_a_task_factory_without_context_keyword_runs_the_jobs(
-    redis: Redis, namespace: str
-) -> None:
+
+async def _drain_under(
+    redis: Redis,
+    namespace: str,
+    factory: Factory,
+    pool: WorkerPool | None = None,
+    jobs: int = 8,
+    inside: Callable[[WorkerPool], None] | None = None,
+) -> list[int]:
+    """Run `jobs` jobs on a pool (concurrency 4, unless given) while the loop has `factory` as its
+    task factory; the numbers of the jobs that ran, once the pool drained and stopped."""
     loop = asyncio.get_running_loop()
-    made: list[str] = []
-
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
-        made.append(getattr(coro, "__qualname__", ""))
-        return asyncio.Task(coro, loop=loop)
-
-    pool = WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=0.5)
+    pool = pool or WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=0.5)
     done: list[int] = []
 
     @pool.job("work")
     async def work(job: Job, n: int) -> None:
         done.append(n)
 
-    await Enqueuer(redis, namespace=namespace).enqueue_many([("work", {"n": i}) for i in range(8)])
+    await Enqueuer(redis, namespace=namespace).enqueue_many(
+        [("work", {"n": i}) for i in range(jobs)]
+    )
     previous = loop.get_task_factory()
     loop.set_task_factory(factory)
     try:
         async with pool:
             await pool.drain(timeout=5)
+            if inside is not None:
+                inside(pool)
     finally:
         loop.set_task_factory(previous)
-    assert sorted(done) == list(range(8))
+    return sorted(done)
+
+
+async def test_a_task_factory_without_context_keyword_runs_the_jobs(
+    redis: Redis, namespace: str
+) -> None:
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        made.append(getattr(coro, "__qualname__", ""))
+        return asyncio.Task(coro, loop=loop)
+
+    assert await _drain_under(redis, namespace, factory) == list(range(8))
     assert any(name.endswith("_run") for name in made)
 
 
@@ -51,7 +71,6 @@ async def test_a_job_task_started_inside_the_creation_of_another(
     step inside create_task: a job that ends there starts the next held job from within the
     creation of its own task. Simulated here by a factory that has the pool create a task while
     it creates one (entering the pool's context a second time raised RuntimeError)."""
-    loop = asyncio.get_running_loop()
     pool = WorkerPool(redis, namespace=namespace, concurrency=2, shutdown_grace=0.5)
     inner: list[asyncio.Task[Any]] = []
 
@@ -66,22 +85,9 @@ async def test_a_job_task_started_inside_the_creation_of_another(
             worker._spawn(aside(), None, "aside")  # (the next job, started in a freed slot)
         return task
 
-    done: list[int] = []
-
-    @pool.job("work")
-    async def work(job: Job, n: int) -> None:
-        done.append(n)
-
-    await Enqueuer(redis, namespace=namespace).enqueue_many([("work", {"n": i}) for i in range(4)])
-    previous = loop.get_task_factory()
-    loop.set_task_factory(factory)
-    try:
-        with caplog.at_level(logging.WARNING, logger="errands"):
-            async with pool:
-                await pool.drain(timeout=5)
-    finally:
-        loop.set_task_factory(previous)
-    assert inner and sorted(done) == list(range(4))
+    with caplog.at_level(logging.WARNING, logger="errands"):
+        done = await _drain_under(redis, namespace, factory, pool=pool, jobs=4)
+    assert inner and done == list(range(4))
     worker_logs = [r for r in caplog.records if r.name == "errands.worker"]
     assert not [r for r in worker_logs if r.levelno >= logging.WARNING], caplog.text
 
@@ -92,25 +98,14 @@ async def test_an_eager_task_factory_leaves_no_job_behind_as_running(
 ) -> None:
     """Under an eager task factory a handler that never awaits ends inside create_task: the job is
     not left in the pool's running jobs (which every cancel poll walks) once it is done."""
-    loop = asyncio.get_running_loop()
-    pool = WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=0.5)
-    done: list[int] = []
 
-    @pool.job("work")
-    async def work(job: Job, n: int) -> None:
-        done.append(n)
+    def no_job_left_running(pool: WorkerPool) -> None:
+        assert pool.worker is not None
+        assert pool.worker.running == {}
 
-    await Enqueuer(redis, namespace=namespace).enqueue_many([("work", {"n": i}) for i in range(8)])
-    previous = loop.get_task_factory()
-    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
-    try:
-        async with pool:
-            await pool.drain(timeout=5)
-            assert pool.worker is not None
-            assert pool.worker.running == {}
-    finally:
-        loop.set_task_factory(previous)
-    assert sorted(done) == list(range(8))
+    factory = asyncio.eager_task_factory  # type: ignore[attr-defined,unused-ignore]
+    done = await _drain_under(redis, namespace, factory, inside=no_job_left_running)
+    assert done == list(range(8))
 
 
 async def test_a_job_task_that_cannot_be_created_leaves_the_pool_fetching(
@@ -119,7 +114,6 @@ async def test_a_job_task_that_cannot_be_created_leaves_the_pool_fetching(
     """An application's task factory that raises for one job task: the error is logged and the
     fetch loop goes on; that job and the others of its fetch, left unheld, go back to their
     queue (the orphan sweep) and run. (The fetch loop ended: the pool fetched nothing more.)"""
-    loop = asyncio.get_running_loop()
     failed: list[str] = []
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
@@ -129,21 +123,7 @@ async def test_a_job_task_that_cannot_be_created_leaves_the_pool_fetching(
             raise RuntimeError("no task for you")
         return asyncio.Task(coro, loop=loop)
 
-    pool = WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=0.5)
-    done: list[int] = []
-
-    @pool.job("work")
-    async def work(job: Job, n: int) -> None:
-        done.append(n)
-
-    await Enqueuer(redis, namespace=namespace).enqueue_many([("work", {"n": i}) for i in range(8)])
-    previous = loop.get_task_factory()
-    loop.set_task_factory(factory)
-    try:
-        with caplog.at_level(logging.WARNING, logger="errands"):
-            async with pool:
-                await pool.drain(timeout=5)
-    finally:
-        loop.set_task_factory(previous)
-    assert failed and sorted(done) == list(range(8))
+    with caplog.at_level(logging.WARNING, logger="errands"):
+        done = await _drain_under(redis, namespace, factory)
+    assert failed and done == list(range(8))
     assert "no task for you" in caplog.text
