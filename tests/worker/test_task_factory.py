@@ -14,6 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
+from errands.store.keys import Keys
+
+from .test_wake import QUIET, all_idle, handed, make_pools, running, until
 
 Factory = Any  # a task factory: (loop, coro) -> Task
 
@@ -49,6 +52,20 @@ async def _drain_under(
     finally:
         loop.set_task_factory(previous)
     return sorted(done)
+
+
+class _refusing_one_job_task:
+    """A task factory that raises for the first job task (Worker._run) and creates the rest."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        if not self.failed and getattr(coro, "__qualname__", "").endswith("_run"):
+            self.failed.append(coro.__qualname__)
+            coro.close()
+            raise RuntimeError("no task for you")
+        return asyncio.Task(coro, loop=loop)
 
 
 async def test_a_task_factory_without_context_keyword_runs_the_jobs(
@@ -114,16 +131,36 @@ async def test_a_job_task_that_cannot_be_created_leaves_the_pool_fetching(
     """An application's task factory that raises for one job task: the error is logged and the
     fetch loop goes on; that job and the others of its fetch, left unheld, go back to their
     queue (the orphan sweep) and run. (The fetch loop ended: the pool fetched nothing more.)"""
-    failed: list[str] = []
-
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
-        if not failed and getattr(coro, "__qualname__", "").endswith("_run"):
-            failed.append(coro.__qualname__)
-            coro.close()
-            raise RuntimeError("no task for you")
-        return asyncio.Task(coro, loop=loop)
-
+    factory = _refusing_one_job_task()
     with caplog.at_level(logging.WARNING, logger="errands"):
         done = await _drain_under(redis, namespace, factory)
-    assert failed and done == list(range(8))
+    assert factory.failed and done == list(range(8))
+    assert "no task for you" in caplog.text
+
+
+async def test_a_handed_job_whose_task_cannot_be_created_keeps_the_hand_offs(
+    redis: Redis, redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same for a job an enqueue handed to an idle pool (lib/handoff.lua): the error ended the
+    pool's hand-off reader (no more hand-offs; the job came back by the 10 s orphan sweep). Now it
+    is logged, the job goes back to its queue at once and runs, and the next one is handed off."""
+    keys = Keys(namespace)
+    pools, started = make_pools(redis_url, namespace, 1, concurrency=2, poll_interval=QUIET)
+    pool = pools[0]
+    loop = asyncio.get_running_loop()
+    previous = loop.get_task_factory()
+    with caplog.at_level(logging.WARNING, logger="errands"):
+        async with running(pools), Enqueuer(redis, namespace=namespace) as enq:
+            await all_idle(redis, keys, pools)
+            loop.set_task_factory(_refusing_one_job_task())
+            try:
+                await enq.enqueue("w")
+                await until(lambda: len(started) == 1, timeout=5)  # (not the 10 s sweep)
+                assert handed(pool) == 1
+                await all_idle(redis, keys, pools)
+                await enq.enqueue("w")
+                await until(lambda: len(started) == 2, timeout=5)
+                assert handed(pool) == 2
+            finally:
+                loop.set_task_factory(previous)
     assert "no task for you" in caplog.text

@@ -245,12 +245,17 @@ class Fetching:
         lease = self.lease
         if lease is not None and (lease.lost is not None or lease.expires_in() <= 0):
             return
-        if self._stopping or name not in self._plain:
-            self._give_back(name, item)
-        elif len(self.tasks) < self.concurrency and not self.buffer:
-            self._start(name, item)
-        else:
-            self.hold(name, item)
+        try:
+            if self._stopping or name not in self._plain:
+                self._give_back(name, item)
+            elif len(self.tasks) < self.concurrency and not self.buffer:
+                self._start(name, item)
+            else:
+                self.hold(name, item)
+        except Exception as exc:  # (an application's task factory raised): the fetch loop's
+            # orphan sweep gives the job back now; the hand-off reader goes on (mailbox.py)
+            log.error("handed job %s not started (%r); given back by the sweep", item.id, exc)
+            self._reclaim = True
         self.wake.set()
 
     def _give_back(self, name: str, item: Fetched) -> None:
