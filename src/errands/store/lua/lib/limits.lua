@@ -35,10 +35,18 @@ local function lim_count(c)
   return LIM_NUM[c] or (is_int(c, -2 ^ 53, 2 ^ 53) and tonumber(c)) or nil
 end
 
--- x, a whole number (|x| < 2^63), spelt as Redis reads an integer (a number handed to
--- redis.call is spelt with '%.17g': slower, the same digits below 2^53)
+-- x, a count, spelt as Redis reads an integer (a number handed to redis.call is spelt with
+-- '%.17g': slower, the same digits for a whole number below 2^53); anything else (a fraction,
+-- 2^53 and above, where '%d' would cut or wrap it) keeps the '%.17g' spelling
 local function lim_str(x)
-  return LIM_STR[x] or string.format('%d', x)
+  local s = LIM_STR[x]
+  if s then
+    return s
+  end
+  if x == math.floor(x) and x > -9007199254740992 and x < 9007199254740992 then
+    return string.format('%d', x)
+  end
+  return string.format('%.17g', x)
 end
 
 -- the first ready job of partition p: its index entry, id and queue score (nil when none);
