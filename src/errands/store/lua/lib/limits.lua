@@ -17,16 +17,38 @@
 --@include ratelog
 local LIM_OFFSET = 4503599627370496  -- 2^52: queue scores made non-negative for the index
 
--- (a whole number below 2^53 is spelt with '%d', which costs a third of '%.0f': the same digits)
-local function lim_entry(p, score, id)
-  local v = score + LIM_OFFSET
-  local f = (v >= 0 and v < 9007199254740992 and v == math.floor(v)) and '%016d' or '%016.0f'
-  return p .. '\0' .. string.format(f, v) .. '\0' .. id
-end
-
 -- small counts read and spelt without strtod and sprintf (a running count is mostly one of them)
 local LIM_NUM = {['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6}
 local LIM_STR = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
+
+-- a speller of whole numbers from 10 to below 2^53, as '%d' spells them, in two parts: the
+-- digits of all but the last (kept from the number spelt before when the same: a call spells
+-- neighbours, turns in a row, the queue scores of jobs enqueued together) and the last digit.
+-- One sprintf per ten numbers in a row instead of one each.
+local function lim_speller()
+  local last, digits = -1, ''
+  return function(v)
+    local d = v % 10
+    local hi = (v - d) / 10
+    if hi ~= last then
+      last, digits = hi, string.format('%d', hi)
+    end
+    return digits, LIM_STR[d]
+  end
+end
+local lim_spell_score, lim_spell_turn = lim_speller(), lim_speller()
+
+-- (a whole number below 2^53 is spelt with '%d', which costs a third of '%.0f': the same digits;
+-- one of 16 digits, as most are, by lim_spell_score)
+local function lim_entry(p, score, id)
+  local v = score + LIM_OFFSET
+  if v >= 1e15 and v < 9007199254740992 and v % 1 == 0 then
+    local hi, d = lim_spell_score(v)
+    return p .. '\0' .. hi .. d .. '\0' .. id
+  end
+  local f = (v >= 0 and v < 9007199254740992 and v == math.floor(v)) and '%016d' or '%016.0f'
+  return p .. '\0' .. string.format(f, v) .. '\0' .. id
+end
 
 -- c, a running count as HMGET gives it (false: absent): its number (absent: 0), or nil when it
 -- is not a counter (lib/types.lua is_counter)
@@ -49,6 +71,16 @@ local function lim_str(x)
     return string.format('%d', x)
   end
   return string.format('%.17g', x)
+end
+
+-- t, a turn (from `seq`), spelt as lim_str does; turns given in a row share all but their last
+-- digit (lim_spell_turn)
+local function lim_turn_str(t)
+  if t >= 10 and t < 9007199254740992 and t % 1 == 0 then
+    local hi, d = lim_spell_turn(t)
+    return hi .. d
+  end
+  return lim_str(t)
 end
 
 -- the first ready job of partition p: its index entry, id and queue score (nil when none);

@@ -103,7 +103,7 @@ local function lim_take_head(P, L, S, H, j, env, running)
       S.turn = redis.call('INCRBY', P.seq, S.turns_left) - S.turns_left
     end
     S.turn, S.turns_left = S.turn + 1, S.turns_left - 1
-    S.back[#S.back + 1] = lim_str(S.turn)  -- to the back
+    S.back[#S.back + 1] = lim_turn_str(S.turn)  -- to the back
     S.back[#S.back + 1] = p
   else
     S.out[#S.out + 1] = p  -- drained: nothing of it stays behind
