@@ -54,24 +54,24 @@ local function lim_round(P, S, n, runnable)
   local es, hids, hs, more, ids, parts, qs = {}, {}, {}, {}, {}, {}, {}
   local H = {p = front, e = es, id = hids, score = hs, more = more, qs = qs}
   local hid, hscore = lim_queue_heads(P, #front)
-  local asked, at = {}, {}
+  local asked, at, k = {}, {}, 0  -- k: heads so far (#ids, #parts)
   for j = 1, #front do
     local p = front[j]
     local id = hid[p]
     if id then
       local score = hscore[p]
       es[j], hids[j], hs[j], more[j] = lim_entry(p, score, id), id, score, true
-      qs[#ids + 1] = score  -- (read from the queue)
+      k = k + 1
+      qs[k], ids[k], parts[k] = score, id, p  -- (the score read from the queue)
     else
       local e, eid, score, m = lim_head(P.pq, p, 2, S.passed[p])
       es[j], hids[j], hs[j], more[j] = e or false, eid, score, m
       if e then
+        k = k + 1
+        ids[k], parts[k] = eid, p
         asked[#asked + 1] = eid
-        at[#asked] = #ids + 1
+        at[#asked] = k
       end
-    end
-    if es[j] then
-      ids[#ids + 1], parts[#parts + 1] = hids[j], p
     end
   end
   -- the queue scores of the heads looked up (lib/chunked: ZSCOREs under an older rule)
@@ -92,10 +92,12 @@ local function lim_take_head(P, L, S, H, j, env, running)
   lim_pass(S, p, H.e[j])
   S.take(id, env, H.score[j])
   local counts = S.counts
-  counts[#counts + 1] = p
-  counts[#counts + 1] = lim_str(running + 1)
-  for _, r in ipairs(L.R) do
-    lim_started(P, r[2] .. ':' .. p, r[1], r[2], S.now, 1)
+  local c = #counts
+  counts[c + 1], counts[c + 2] = p, lim_str(running + 1)
+  if #L.R > 0 then
+    for _, r in ipairs(L.R) do
+      lim_started(P, r[2] .. ':' .. p, r[1], r[2], S.now, 1)
+    end
   end
   if H.more[j] then
     if S.turns_left == 0 then
@@ -103,8 +105,9 @@ local function lim_take_head(P, L, S, H, j, env, running)
       S.turn = redis.call('INCRBY', P.seq, S.turns_left) - S.turns_left
     end
     S.turn, S.turns_left = S.turn + 1, S.turns_left - 1
-    S.back[#S.back + 1] = lim_turn_str(S.turn)  -- to the back
-    S.back[#S.back + 1] = p
+    local back = S.back
+    local b = #back
+    back[b + 1], back[b + 2] = lim_turn_str(S.turn), p  -- to the back
   else
     S.out[#S.out + 1] = p  -- drained: nothing of it stays behind
   end
@@ -122,10 +125,13 @@ end
 
 -- head j of round H, with its queue score q, envelope env and running count run as read
 local function lim_serve_head(P, L, S, H, j, q, env, run)
-  local p, id = H.p[j], H.id[j]
-  local queued = q and tonumber(q) == H.score[j]
+  local p, id, score = H.p[j], H.id[j], H.score[j]
+  local queued = q and (q == score or tonumber(q) == score)  -- (a number when from the queue)
   env = queued and env
-  local running = lim_count(run)
+  local running = 0
+  if run then
+    running = lim_count(run)
+  end
   if not env then
     -- a stale entry (the job left the queue), or a job gone or running: dropped, as the
     -- plain fetch drops such queue entries; the partition stays at the front
