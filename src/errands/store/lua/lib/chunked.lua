@@ -13,8 +13,12 @@ local function call_chunked(cmd, key, items)
 end
 
 -- the replies of a read command over many members (HMGET, ...), 1,000 at a time, in one list
--- (an absent member's reply is false, as redis.call gives it)
+-- (an absent member's reply is false, as redis.call gives it); up to 1,000 the reply itself
 local function read_chunked(cmd, key, items)
+  local n = #items
+  if n > 0 and n <= CHUNK then
+    return redis.call(cmd, key, unpack(items, 1, n))
+  end
   local out = {}
   for c = 1, #items, CHUNK do
     local got = redis.call(cmd, key, unpack(items, c, math.min(c + CHUNK - 1, #items)))

@@ -25,11 +25,14 @@ end
 local function lim_queue_heads(P, n)
   local win = redis.call('ZRANGE', P.q, 0, n - 1, 'WITHSCORES')
   local ids, hid, hscore = {}, {}, {}
-  for j = 1, #win, 2 do
-    ids[#ids + 1] = win[j]
+  local m = #win / 2
+  for x = 1, m do
+    ids[x] = win[2 * x - 1]
   end
-  if #ids > 0 then
-    for x, p in ipairs(redis.call('HMGET', P.part, unpack(ids))) do
+  if m > 0 then
+    local parts = redis.call('HMGET', P.part, unpack(ids))
+    for x = 1, m do
+      local p = parts[x]
       if p and not hid[p] then
         hid[p], hscore[p] = ids[x], tonumber(win[2 * x])
       end
