@@ -206,6 +206,34 @@ async def test_a_refused_hand_off_read_neither_ends_the_worker_nor_its_hand_offs
         assert handed(pool) == 1
 
 
+async def test_a_hand_off_read_whose_held_connection_is_killed_goes_the_general_way(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    """The BLPOP runs on a connection the mailbox holds (store/pinned.py); killed while it
+    blocks, the read is sent again the general way at once, and the pool still takes
+    hand-offs."""
+    keys = Keys(namespace)
+    pools, started = make_pools(redis_url, namespace, 1, concurrency=2, poll_interval=QUIET)
+    pool = pools[0]
+    async with running(pools), Enqueuer(redis, namespace=namespace) as enq:
+        await all_idle(redis, keys, pools)
+
+        async def blocked() -> list[str]:
+            return [c["id"] for c in await redis.client_list() if c.get("cmd") == "blpop"]
+
+        await until(blocked)
+        [client_id] = await blocked()
+        await redis.client_kill_filter(_id=client_id)
+        await until(lambda: _blocked_but(blocked, client_id))
+        await enq.enqueue("w")
+        await until(lambda: len(started) == 1, timeout=5)  # not QUIET: handed to it
+        assert handed(pool) == 1
+
+
+async def _blocked_but(blocked: Any, gone: str) -> bool:
+    return bool(set(await blocked()) - {gone})
+
+
 async def test_a_refused_poke_leaves_the_orphan_sweep_to_wait_for_the_read(
     redis: Redis, redis_url: str, namespace: str
 ) -> None:

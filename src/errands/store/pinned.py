@@ -18,7 +18,9 @@ connection, and the enqueue script is idempotent on the job id, so a call sent t
 each job once. A reply that does not come within the client's ``socket_timeout`` breaks the
 link (every call in flight fails with ``TimeoutError``; the next call connects anew). A push
 message of RESP3 (redis-py's default protocol since 8.0) between two replies is passed over.
-Not used on a Redis Cluster client or with ``wait_replicas``.
+Not used on a Redis Cluster client or with ``wait_replicas``. An idle pool's ``BLPOP`` of
+its hand-off list goes the same way (:class:`PinnedConnection`, the command packed by the
+mailbox: worker/mailbox.py).
 
 ``enqueue_many`` (:class:`BulkEnqueue`) packs its calls too (by hiredis; without it, by
 joining runs of strings or of bytes: a call of thousands of jobs costs a few joins, not an
@@ -48,7 +50,7 @@ try:
 except ImportError:  # pragma: no cover (a dependency: redis[hiredis])
     hiredis = None  # type: ignore[assignment]
 
-__all__ = ["BulkEnqueue", "PinnedEnqueue", "PinnedScript"]
+__all__ = ["BulkEnqueue", "PinnedConnection", "PinnedEnqueue", "PinnedScript"]
 
 _MISSING = object()  # hiredis: no complete reply yet
 _forks = 0  # forks between this process and the one that imported errands (os.getpid() is a
@@ -163,15 +165,14 @@ class _Link(asyncio.Protocol):
             self._transport.close()
 
 
-class PinnedScript:
-    """Calls the script ``sha`` on a connection of ``redis``'s pool held between calls.
-    Calls may overlap when errands reads the replies (``_link``; they come back in the order
-    sent); on redis-py's reading (an older hiredis on RESP3, or none) they take turns
+class PinnedConnection:
+    """Sends commands packed by the caller on a connection of ``redis``'s pool held between
+    calls. Calls may overlap when errands reads the replies (``_link``; they come back in the
+    order sent); on redis-py's reading (an older hiredis on RESP3, or none) they take turns
     (``_turn``: redis-py's reader refuses a second read while one waits)."""
 
-    def __init__(self, redis: Redis, sha: str) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._pool = redis.connection_pool
-        self.sha = sha.encode()
         self._conn: AbstractConnection | None = None
         self._link: _Link | None = None  # None: redis-py reads the replies (one call at a time)
         self._turn: asyncio.Lock | None = None  # (only when redis-py reads)
@@ -179,12 +180,8 @@ class PinnedScript:
         self._forks = _forks
         self._connecting: asyncio.Future[tuple[AbstractConnection, _Link | None]] | None = None
 
-    def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Coroutine[Any, Any, Any]:
-        """The script's reply (as :meth:`send` of the command, packed here)."""
-        return self.send(self._pack(keys, args))
-
     async def send(self, packed: bytes) -> Any:
-        """The reply to ``packed``, an ``EVALSHA`` of this script packed by the caller."""
+        """The reply to ``packed``, one command in the Redis protocol (an error reply raised)."""
         conn, link = self._conn, self._link
         if conn is None or self._loop is not asyncio.get_running_loop() or self._forks != _forks:
             # (after a fork the socket is the parent's: forget it, never close it)
@@ -282,6 +279,18 @@ class PinnedScript:
             else:
                 await self._drop(conn)
         self._conn = self._link = None
+
+
+class PinnedScript(PinnedConnection):
+    """Calls the script ``sha`` on a connection held for it (:class:`PinnedConnection`)."""
+
+    def __init__(self, redis: Redis, sha: str) -> None:
+        super().__init__(redis)
+        self.sha = sha.encode()
+
+    def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Coroutine[Any, Any, Any]:
+        """The script's reply (as :meth:`send` of its ``EVALSHA``, packed here)."""
+        return self.send(self._pack(keys, args))
 
     def _pack(self, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
         return pack_call(self.sha, keys, args)

@@ -4,7 +4,8 @@ record written, its start counted, as a fetch does): the job starts without a wa
 and a fetch round trip.
 
 What the list holds is the pool's, as what a fetch took: read by the mailbox's ``BLPOP`` (one
-connection held for it, one whole second at a time: Redis < 6 reads no fraction), given back
+connection held for it, its replies read by errands as the held fetch connection's are:
+store/pinned.py; one whole second at a time: Redis < 6 reads no fraction), given back
 when the pool stops (its fetch loop first took its idle marks away, so that no enqueue hands it
 more), taken back by a reaper when the pool dies (lua/reap.lua deletes the list). The orphan
 sweep (fetching.py) reads the pool's in-progress set while no ``BLPOP`` is in flight
@@ -18,15 +19,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
+from ..store.pinned import PinnedConnection
 from ..store.records import Fetched
 from ..store.scripts import Scripts
-from ..store.topology import connection_option
+from ..store.topology import connection_option, is_cluster
 
 __all__ = ["Mailbox", "parse_handoff"]
 
@@ -74,6 +78,13 @@ class Mailbox:
         timeout = connection_option(worker.scripts.redis, "socket_timeout")
         self.on = self.enabled and (timeout is None or timeout >= 2 * self.block)
         self.received = 0
+        # the BLPOP's own connection, its replies read by errands (store/pinned.py): the
+        # handed job starts without redis-py's command machinery; the general path after it
+        redis = worker.scripts.redis
+        self._held = None if is_cluster(redis) else PinnedConnection(redis)
+        key = self.key.encode()
+        self._blpop = b"*3\r\n$5\r\nBLPOP\r\n$%d\r\n%b\r\n$%d\r\n%d\r\n" % (
+            len(key), key, len(str(self.block)), self.block)  # fmt: skip
         self._in_flight = False
         self._returned = asyncio.Event()  # set when no BLPOP is in flight
         self._returned.set()
@@ -83,7 +94,7 @@ class Mailbox:
     async def run(self, unmarked: asyncio.Event) -> None:
         """Until the worker stops; then, once its idle marks are gone (``unmarked``), gives back
         what the list still holds."""
-        redis, worker = self.worker.scripts.redis, self.worker
+        worker = self.worker
         if not self.on:
             return
         delay = 0.05
@@ -96,7 +107,7 @@ class Mailbox:
                 self._in_flight = True
                 self._returned.clear()
                 try:
-                    got = await redis.blpop([self.key], timeout=self.block)
+                    got = await self._pop()
                     delay = 0.05
                 except NoPermissionError as exc:  # an ACL rule of an older errands: no BLPOP
                     log.warning("no hand-offs for pool %s: %s", worker.pool_id, exc)
@@ -115,12 +126,27 @@ class Mailbox:
                 if got is not None:
                     self._take(got[1])
                 self._returned.set()
+                if got is not None:  # the job's task takes its first step before the next BLPOP
+                    await asyncio.sleep(0)
             self.on = False
             await unmarked.wait()
             await self._drain()
         finally:
             self.on = False
             self._returned.set()
+            if self._held is not None:
+                with contextlib.suppress(Exception):
+                    await self._held.aclose()
+
+    async def _pop(self) -> Any:
+        """One BLPOP: on the held connection, else (broken, timed out) the general way, which
+        reconnects and retries (an entry a broken read took is the orphan sweep's)."""
+        if self._held is not None:
+            try:
+                return await self._held.send(self._blpop)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                pass
+        return await self.worker.scripts.redis.blpop([self.key], timeout=self.block)
 
     async def _drain(self) -> None:
         """Gives back what the list holds (the pool stops); a read that fails ends it (logged):
