@@ -152,7 +152,7 @@ async def test_set_limits_refuses_what_the_pools_could_not_read(
 
 @pytest.mark.parametrize("family", ["queue", "partition_queue", "partitions_ready",
                                     "partitions_waiting", "partitions_running", "rate_log",
-                                    "rate_expiry", "partitions_busy"])  # fmt: skip
+                                    "rate_expiry"])  # fmt: skip
 async def test_a_queue_key_of_another_type_fails_the_fetch_before_any_write(
     redis: Redis, namespace: str, family: str
 ) -> None:

@@ -65,5 +65,5 @@ def ack_request(
     keys += (k.history_of(name) for name in index)
     keys += (k.queue(name) for name in index)
     for name in index:
-        keys += (*limit_keys(k, name), k.partitions_busy(name))
+        keys += limit_keys(k, name)
     return keys, args

@@ -347,7 +347,8 @@ class Keys:
         return self.prefix + "pscan"
 
     def partition_queue(self, name: str) -> str:
-        """ZSET "<partition>\\0<queue score>\\0<id>" (scores 0): the name's queue by partition."""
+        """ZSET (all scores 0, ordered by member) "<partition>\\0<queue score>\\0<id>": the
+        ready jobs of one job name by partition, in queue order (an index over its queue)."""
         return self.prefix + "pq:" + _check_part("job name", name)
 
     def partitions_ready(self, name: str) -> str:
@@ -358,16 +359,13 @@ class Keys:
         """ZSET partition -> time (ms, Redis clock) its rate limit lets it start a job again."""
         return self.prefix + "pwait:" + _check_part("job name", name)
 
-    def partitions_busy(self, name: str) -> str:
-        """HASH partition -> "1": partitions left out of their turns as busy (lib/limits)."""
-        return self.prefix + "pbusy:" + _check_part("job name", name)
-
     def partitions_running(self, name: str) -> str:
         """HASH partition -> jobs of that partition running in any pool (no field when 0)."""
         return self.prefix + "prun:" + _check_part("job name", name)
 
     def rate_log(self, name: str) -> str:
-        """HASH "<per ms>" or "<per ms>:<partition>" -> a rate's starts (docs/data-layout.md)."""
+        """HASH "<per ms>" (type-wide) or "<per ms>:<partition>" -> the start times (ms, Redis
+        clock) within the last window of a rate limit; expires a window after its last write."""
         return self.prefix + "prate:" + _check_part("job name", name)
 
     def rate_expiry(self, name: str) -> str:
@@ -375,7 +373,8 @@ class Keys:
         return self.prefix + "prexp:" + _check_part("job name", name)
 
     def limiter(self, name: str) -> str:
-        """HASH "<per ms>" -> the starts of an in-handler limiter's last window (expiring)."""
+        """HASH "<per ms>" -> the start times of the last window of an in-handler limiter
+        (``pool.limiter(name, ...)``); expires a window after its last start."""
         return self.prefix + "limiter:" + _check_part("limiter name", name)
 
     # -- per pool -----------------------------------------------------------------------------

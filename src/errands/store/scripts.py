@@ -208,8 +208,7 @@ class Scripts(AdminScripts):
         for name, limit in queues:
             keys += (k.queue(name), k.partition_queue(name), k.partitions_ready(name))
             keys += (k.partitions_waiting(name), k.partitions_running(name))
-            keys += (k.rate_log(name), k.rate_expiry(name), k.partitions_busy(name))
-            keys.append(k.idle_for(name))
+            keys += (k.rate_log(name), k.rate_expiry(name), k.idle_for(name))
             args += (name, limit, (specs or {}).get(name, ""))
         if handoffs is not None:  # (the key of the one hand-off a mark allows: last)
             keys.append(k.handoff_armed(pool_id))

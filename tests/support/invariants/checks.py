@@ -257,8 +257,7 @@ def _check_keys(s: Snapshot) -> list[Violation]:
 def _check_partitions(s: Snapshot) -> list[Violation]:
     """Flow control (lib/limits.lua): each partition's running counter equals its jobs in
     progress; every queued job of a partition is indexed, and its partition has a turn (ready),
-    waits for its rate, or is busy (jobs of it run, and it is marked busy); a job's partition
-    only while it lives; the
+    waits for its rate, or is busy (jobs of it run); a job's partition only while it lives; the
     rate logs expire."""
     out: list[Violation] = []
     part = {i: text(p) for i, p in s.hashes["partitions"].items()}
@@ -297,8 +296,8 @@ def _check_partitions(s: Snapshot) -> list[Violation]:
             elif (
                 p not in s.limits["partitions_ready"].get(name, {})
                 and p not in s.limits["partitions_waiting"].get(name, {})
-                and not (counted.get((name, p)) and p in s.limits["partitions_busy"].get(name, {}))
-            ):  # (busy: marked, so that the ack of a job of it gives it a turn again)
+                and not counted.get((name, p))
+            ):
                 out.append(Violation("partitions", f"partition {name}[{p}] has no turn"))
     for key, ttl in sorted(s.limit_ttls.items()):
         if ttl == -1:  # (-2: it expired between the scan and the read)

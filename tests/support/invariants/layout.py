@@ -35,8 +35,8 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "queue", "scheduled", "retry", "history_of", "done", "in_progress", "pool_info",
         "schedule_state", "serves", "dedup_window", "workflow", "metrics_minute",
         "metrics_hour", "partition_queue", "partitions_ready", "partitions_waiting",
-        "partitions_running", "partitions_busy", "rate_log", "rate_expiry", "limiter", "reply",
-        "idle_for", "handoff", "handoff_armed",
+        "partitions_running", "rate_log", "rate_expiry", "limiter", "reply", "idle_for",
+        "handoff", "handoff_armed",
     ),
 }  # fmt: skip
 
@@ -170,9 +170,8 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         for fam in limit_zsets:
             for part in found[fam]:
                 pipe.zrange(getattr(keys, fam)(part), 0, -1, withscores=True)
-        for fam in ("partitions_running", "partitions_busy"):
-            for part in found[fam]:
-                pipe.hgetall(getattr(keys, fam)(part))
+        for part in found["partitions_running"]:
+            pipe.hgetall(keys.partitions_running(part))
         for fam in ttl_fams:
             for part in found[fam]:
                 pipe.pttl(getattr(keys, fam)(part))
@@ -204,10 +203,10 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
         fam: {part: {text(m): float(sc) for m, sc in next(replies)} for part in found[fam]}
         for fam in limit_zsets
     }
-    for fam in ("partitions_running", "partitions_busy"):
-        limits[fam] = {
-            part: {text(f): float(v) for f, v in next(replies).items()} for part in found[fam]
-        }
+    limits["partitions_running"] = {
+        part: {text(f): float(v) for f, v in next(replies).items()}
+        for part in found["partitions_running"]
+    }
     limit_ttls = {
         getattr(keys, fam)(part): int(next(replies)) for fam in ttl_fams for part in found[fam]
     }

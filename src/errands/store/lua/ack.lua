@@ -13,8 +13,7 @@
 -- KEYS[24] seq   KEYS[25] partitions (HASH id -> partition, see lib/limits.lua)
 -- KEYS[26 .. 25+N] the done-record key of each job; then the history-of-name key of each name,
 -- then the queue of each name (a waiting dedup rerun goes there when its key's owner is done),
--- then four per name: its partitions running, partition queue, partitions ready, partitions
--- busy
+-- then three per name: its partitions running, partition queue, partitions ready
 -- ARGV[1] wake channel   ARGV[2] '1' to wake idle pools (a job with a concurrency limit finished;
 --         they are also woken when a partition gets a turn again)
 -- ARGV[3] events channel   ARGV[4] now ms   ARGV[5] '1' to record history   ARGV[6] N jobs
@@ -52,7 +51,7 @@ local ACK_MAX = 1000  -- jobs per call: lib/jobstate.lua's forget and tombstone 
 local n = tonumber(ARGV[6])
 -- every number checked before the first write (the job count against the arguments and keys;
 -- the time, starts and attempts are written verbatim into records and the history's scores)
-local names = is_whole(n) and n >= 0 and n <= ACK_MAX and (#KEYS - B - n) / 6
+local names = is_whole(n) and n >= 0 and n <= ACK_MAX and (#KEYS - B - n) / 5
 if not (is_whole(names) and #ARGV == 7 + 10 * n and is_int(ARGV[4])) then
   return redis.error_reply('errands: ack: ' .. tostring(ARGV[6]) .. ' jobs (at most '
     .. ACK_MAX .. ') do not fit ' .. #ARGV .. ' arguments and ' .. #KEYS .. ' keys, or bad time '
@@ -161,7 +160,7 @@ if partitioned then
   end
   local bad = {}  -- name index -> partition -> true when its count is not a counter
   for qi, list in pairs(asked) do
-    local prun = KEYS[B + n + 2 * names + 4 * (qi - 1) + 1]
+    local prun = KEYS[B + n + 2 * names + 3 * (qi - 1) + 1]
     local got = redis.pcall('HMGET', prun, unpack(list, 1, math.min(#list, 1000)))
     if got.err then
       return wrong_key(prun, 'nothing acknowledged')
@@ -199,8 +198,7 @@ local TYPES = {#need == 0 and 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', '
   history and 'HLEN', 'HLEN', false, 'HLEN', 'HLEN', false, false, k.unique and 'HLEN',
   k.unique and 'ZCARD', 'ZCARD', 'HLEN', deduped and 'HLEN', 'HLEN', workflows and 'HLEN',
   deduped and 'HLEN', deduped and 'ZCARD', false, partitioned and 'HLEN'}
-local PER_NAME = {partitioned and 'HLEN', partitioned and 'ZCARD', partitioned and 'ZCARD',
-  partitioned and 'HLEN'}
+local PER_NAME = {partitioned and 'HLEN', partitioned and 'ZCARD', partitioned and 'ZCARD'}
 local wrong = wrong_type(function(j)
   if j <= B then
     return TYPES[j]
@@ -213,7 +211,7 @@ local wrong = wrong_type(function(j)
   elseif at <= 2 * names then
     return deduped and 'ZCARD'
   end
-  return PER_NAME[(at - 2 * names - 1) % 4 + 1]
+  return PER_NAME[(at - 2 * names - 1) % 3 + 1]
 end, 'nothing acknowledged')
 -- the counters HINCRBY'd after the first write: `running` of each name, stats' `processed`
 local name_list, named = {}, {}
@@ -329,9 +327,9 @@ if #done > 0 then
     redis.call('HINCRBY', KEYS[2], name_of[qi], -count)
   end
   for qi, e in pairs(ended_of) do
-    local b = B + n + 2 * names + 4 * (qi - 1)
+    local b = B + n + 2 * names + 3 * (qi - 1)
     local P = {part = KEYS[25], seq = KEYS[24], prun = KEYS[b + 1], pq = KEYS[b + 2],
-      pready = KEYS[b + 3], pbusy = KEYS[b + 4]}
+      pready = KEYS[b + 3]}
     freed = lim_release_all(P, e, e.count, run_counts[qi]) or freed
   end
   call_chunked('HSET', KEYS[8], hist)

@@ -16,9 +16,9 @@
 -- KEYS[14] partitions (HASH id -> partition)   KEYS[15] seq (counter for partition turns)
 -- KEYS[16] dedup   KEYS[17] dedup_of_job   KEYS[18] pscan (HASH job name -> queue score
 --         where the scan past partitioned entries goes on)
--- KEYS[19..] nine per job name, in the order to try them: its queue, partition queue,
+-- KEYS[19..] eight per job name, in the order to try them: its queue, partition queue,
 --            partitions ready, partitions waiting, partitions running, rate log, rate expiry,
---            partitions busy, its idle pools (lib/wake.lua)
+--            its idle pools (lib/wake.lua)
 -- ARGV[1] pool id   ARGV[2] now ms   ARGV[3] batch size   ARGV[4] events channel
 -- ARGV[5] isolation threshold (0 = off): a job taken back from dead pools this many times is a
 --         suspect, and a pool runs at most one suspect at a time. The job that kills its worker
@@ -53,7 +53,8 @@
 --@include wake
 --@include types
 --@include chunked
-local K, Q = 18, 9  -- (the keys before the job names', and per job name)
+local K = 18
+local Q = 8
 local pool = ARGV[1]
 local nq = math.floor((#KEYS - K) / Q)
 local armed, flagged = KEYS[K + nq * Q + 1], false  -- (lib/handoff.lua: the hand-off a mark allows)
@@ -103,9 +104,8 @@ local partitioned = redis.call('EXISTS', KEYS[14]) == 1
 local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', unique and 'HLEN', false,
   unique and 'ZCARD', false, false, false, 'HLEN', 'GET', partitioned and 'HLEN',
   partitioned and 'GET', deduped and 'HLEN', false, partitioned and 'HLEN'}
-local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD'}
-local USED = {true, partitioned, partitioned, partitioned, partitioned, 'rated', 'rated',
-  partitioned, true}
+local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD'}
+local USED = {true, partitioned, partitioned, partitioned, partitioned, 'rated', 'rated', true}
 local wrong = wrong_type(function(j)
   if j <= K then
     return TYPES[j]
@@ -235,7 +235,7 @@ for i = 1, nq do
     if spec ~= '' or partitioned then
       P = {part = KEYS[14], seq = KEYS[15], q = q, pq = KEYS[b + 2], pready = KEYS[b + 3],
         pwait = KEYS[b + 4], prun = KEYS[b + 5], prate = KEYS[b + 6], prexp = KEYS[b + 7],
-        pbusy = KEYS[b + 8], on = partitioned}
+        on = partitioned}
       L = specs[i]
       if room > 0 and #L.r > 0 then
         room = lim_type_room(P, L, room, now, note)

@@ -3,14 +3,12 @@
 -- score>\0<id>", an index over the job name's queue, which stays the place of a ready job);
 -- the partitions that may have ready jobs wait their turn in `pready` (partition -> turn, least
 -- recently served first); a partition whose rate limit is exhausted waits in `pwait` (partition
--- -> ms it may start a job again); one whose concurrency is full is in neither, and marked in
--- `pbusy` (lib/limserve.lua lim_mark_busy), until a job of it ends (lim_release,
--- lim_release_all). Rates are sliding logs of start times (Redis clock; the format is in
+-- -> ms it may start a job again); one whose concurrency is full is in neither until a job of it
+-- ends (lim_release). Rates are sliding logs of start times (Redis clock; the format is in
 -- lib/ratelog.lua), kept in `prate` ("<per ms>" type-wide, "<per ms>:<partition>") and dropped a
 -- window after their last start.
 -- A table P names the keys: part (HASH id -> partition), seq (counter for turns), and for one
--- job name: q, pq, pready, pwait, prun (HASH partition -> running), prate, prexp, pbusy (HASH
--- partition -> '1'; lim_release_all looks only at marked partitions when given it). P.on is
+-- job name: q, pq, pready, pwait, prun (HASH partition -> running), prate, prexp. P.on is
 -- whether any job of the namespace has a partition (EXISTS part): without, nothing is looked up.
 --@include types
 --@include chunked
@@ -144,22 +142,6 @@ local function lim_release(P, id)
   return false
 end
 
--- of the partitions `ps` (distinct), those marked busy in P.pbusy, their marks dropped (none
--- looked up while the key does not exist)
-local function lim_unmark(P, ps)
-  if redis.call('EXISTS', P.pbusy) == 0 then
-    return {}
-  end
-  local marked = {}
-  for i, m in ipairs(read_chunked('HMGET', P.pbusy, ps)) do
-    if m then
-      marked[#marked + 1] = ps[i]
-    end
-  end
-  call_chunked('HDEL', P.pbusy, marked)
-  return marked
-end
-
 -- jobs of several partitions of one job name left the running jobs (behind their in-progress
 -- edges only): `ended` lists each partition once, ended[p] (in `count`) how many of its jobs. As
 -- lim_release of each job, in a few commands: the running counts read with one HMGET and written
@@ -167,9 +149,7 @@ end
 -- turns looked up with one ZMSCORE; a partition with ready jobs and no turn gets one, behind the
 -- others (one INCRBY and one ZADD). True when one got a turn. `read` (optional): partition ->
 -- its running count as the caller read it in this call, before any write to it (then not read
--- again). With P.pbusy, only the partitions a fetch left out as busy (marked there: lib/limserve
--- lim_mark_busy) are looked at, their marks dropped: none while the key does not exist (no
--- partition's concurrency is full), the others keep their turn or have no job waiting.
+-- again).
 local function lim_release_all(P, ended, count, read)
   local runs, set, del = {}, {}, {}
   if read then
@@ -191,9 +171,6 @@ local function lim_release_all(P, ended, count, read)
   end
   call_chunked('HSET', P.prun, set)
   call_chunked('HDEL', P.prun, del)
-  if P.pbusy then
-    ended = lim_unmark(P, ended)
-  end
   local turns, back = read_zmscore(P.pready, ended), {}
   for i, p in ipairs(ended) do
     if not turns[i] and lim_head(P.pq, p) then

@@ -146,9 +146,7 @@ local function lim_serve_head(P, L, S, H, j, q, env, run)
   elseif not running then
     lim_bad_count(P, p, run)
   elseif L.pc > 0 and running >= L.pc then
-    S.out[#S.out + 1] = p  -- busy: marked; the ack of a job of it gives it a turn again
-    S.busy[#S.busy + 1] = p
-    S.busy[#S.busy + 1] = '1'
+    S.out[#S.out + 1] = p  -- busy: lim_release gives it a turn again
   else
     local free = #L.R > 0 and lim_part_free(P, L, p, S.now) or 0
     if free > 0 then
@@ -161,21 +159,6 @@ local function lim_serve_head(P, L, S, H, j, q, env, run)
   end
 end
 
--- the partitions of a round (`front`) were in their turn: none is left out as busy but those
--- found busy in it (S.busy), which are marked in P.pbusy. The key exists only while some
--- partition is marked (a mark goes when its partition is in its turn again, or at the ack of a
--- job of it: lim_release_all), so that an ack of jobs of partitions whose concurrency never
--- fills looks up no turn (one EXISTS); marks are dropped only while some may exist
-local function lim_mark_busy(P, S, front)
-  if S.marked then
-    call_chunked('HDEL', P.pbusy, front)
-  end
-  if #S.busy > 0 then
-    call_chunked('HSET', P.pbusy, S.busy)
-    S.marked = true
-  end
-end
-
 -- the turns of partitions kept in turn after their last job (lim_take_head) go when the index
 -- holds none of their jobs: all when it is empty; when it holds fewer entries than there are
 -- turns, and at most `bound`, the turns of the partitions with none in it (partition names hold
@@ -183,7 +166,7 @@ end
 local function lim_prune(P, bound)
   local n = redis.call('ZCARD', P.pq)
   if n == 0 then
-    redis.call('DEL', P.pready, P.pbusy)
+    redis.call('DEL', P.pready)
     return
   end
   if n > bound or redis.call('ZCARD', P.pready) <= n then
@@ -226,16 +209,15 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     per = math.max(per, r[2])
   end
   local S = {room = room, now = now, take = take, note = note, got = 0, budget = 4 * room + 16,
-    turn = 0, turns_left = 0, pq_gone = {}, passed = {}, drained = 0,
-    marked = redis.call('EXISTS', P.pbusy) == 1}
+    turn = 0, turns_left = 0, pq_gone = {}, passed = {}, drained = 0}
   while S.got < room and S.budget > 0 do
     local H = lim_round(P, S, math.min(room - S.got, S.budget, 1000), runnable)
     if not H then
       break
     end
     -- gone: queue entries taken or dropped in the round, off the queue before the next one;
-    -- out: partitions leaving the turns (drained, busy, rate-limited); busy: the busy ones
-    S.back, S.counts, S.gone, S.out, S.busy = {}, {}, {}, {}, {}
+    -- out: partitions leaving the turns (drained, busy, rate-limited)
+    S.back, S.counts, S.gone, S.out = {}, {}, {}, {}
     local x, es = 0, H.e
     for j = 1, #H.p do
       S.budget = S.budget - 1
@@ -251,7 +233,6 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     call_chunked('HSET', P.prun, S.counts)
     call_chunked('ZADD', P.pready, S.back)
     call_chunked('ZREM', P.q, S.gone)
-    lim_mark_busy(P, S, H.p)
   end
   call_chunked('ZREM', P.pq, S.pq_gone)
   if S.got > 0 then
