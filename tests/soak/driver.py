@@ -336,6 +336,11 @@ class Soak:
             if places.get("scheduled", 0) or places.get("retry", 0):
                 left.append(Violation("drained", "jobs still scheduled or retrying"))
             alive = all(s.proc is not None and s.proc.poll() is None for s in self.slots)
+            # a pool killed shortly before the end stays registered until a live pool reaps it
+            # (dead timeout): with every worker stopped after that, none would
+            pools = await admin.zcard(f"errands:{{{self.ns}}}:pools")
+            if pools > self.c.workers:
+                left.append(Violation("drained", f"{pools} pools registered, not yet reaped"))
             if not left and alive:
                 self.result.quiesce_s = time.monotonic() - started
                 return
