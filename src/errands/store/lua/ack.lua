@@ -151,31 +151,41 @@ local part_of, run_counts = {}, {}  -- run_counts: name index -> partition -> it
 if partitioned then
   local parts, asked = read_chunked('HMGET', KEYS[25], ids), {}
   for j = 0, n - 1 do
-    local qi = qis[j]
-    if parts[j + 1] and pass[j] == true then
-      part_of[j] = parts[j + 1]
-      asked[qi] = asked[qi] or {}
-      asked[qi][#asked[qi] + 1] = parts[j + 1]
+    local p = parts[j + 1]
+    if p and pass[j] == true then
+      local qi = qis[j]
+      local list = asked[qi]
+      if not list then
+        list = {}
+        asked[qi] = list
+      end
+      part_of[j], list[#list + 1] = p, p
     end
   end
-  local bad = {}  -- name index -> partition -> true when its count is not a counter
+  local bad = false  -- name index -> partition -> true when its count is not a counter, if any
   for qi, list in pairs(asked) do
     local prun = KEYS[B + n + 2 * names + 3 * (qi - 1) + 1]
     local got = redis.pcall('HMGET', prun, unpack(list, 1, math.min(#list, 1000)))
     if got.err then
       return wrong_key(prun, 'nothing acknowledged')
     end
-    bad[qi], run_counts[qi] = {}, {}
+    local counts = {}
+    run_counts[qi] = counts
     for c = 1, #list, 1000 do
       got = c == 1 and got or redis.call('HMGET', prun, unpack(list, c, math.min(c + 999, #list)))
       for i = 1, #got do
-        bad[qi][list[c + i - 1]] = not lim_count(got[i]) or nil
-        run_counts[qi][list[c + i - 1]] = got[i]
+        local p, r = list[c + i - 1], got[i]
+        counts[p] = r
+        if r and not LIM_NUM[r] and not lim_count(r) then
+          bad = bad or {}
+          bad[qi] = bad[qi] or {}
+          bad[qi][p] = true
+        end
       end
     end
   end
-  for j = 0, n - 1 do
-    if part_of[j] and bad[qis[j]][part_of[j]] then
+  for j = 0, bad and n - 1 or -1 do
+    if part_of[j] and (bad[qis[j]] or {})[part_of[j]] then
       pass[j], part_of[j] = 'unfit', nil
       unfit[#unfit + 1] = ids[j + 1]
     end
