@@ -5,6 +5,8 @@ died comes back through the reaper and runs once; a pool stopping gives back wha
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -186,24 +188,12 @@ async def test_a_refused_hand_off_read_neither_ends_the_worker_nor_its_hand_offs
     """-UNBLOCKED (sent to a blocked client when its master becomes a replica, or by CLIENT
     UNBLOCK ... ERROR) ended the mailbox, and with it the worker's run task: its limit watch
     stopped, its loops ran on unseen by the pool's stop."""
-    keys = Keys(namespace)
-    pools, started = make_pools(redis_url, namespace, 1, concurrency=2, poll_interval=QUIET)
-    pool = pools[0]
-    async with running(pools), Enqueuer(redis, namespace=namespace) as enq:
-        await all_idle(redis, keys, pools)
 
-        async def blocked() -> list[str]:
-            return [c["id"] for c in await redis.client_list() if c.get("cmd") == "blpop"]
-
-        await until(blocked)
-        [client_id] = await blocked()
+    async def unblock(client_id: str) -> None:
         assert await redis.execute_command("CLIENT", "UNBLOCK", client_id, "ERROR") == 1
-        await until(blocked)  # read again (after a back-off)
-        fetch_task = pool._fetch_task
-        assert fetch_task is not None and not fetch_task.done()
-        await enq.enqueue("w")
-        await until(lambda: len(started) == 1, timeout=5)  # not QUIET: handed to it
-        assert handed(pool) == 1
+        await until(partial(_blpop_clients, redis))  # read again (after a back-off)
+
+    await _disturbed_read_then_hand_off(redis, redis_url, namespace, unblock)
 
 
 async def test_a_hand_off_read_whose_held_connection_is_killed_goes_the_general_way(
@@ -212,26 +202,41 @@ async def test_a_hand_off_read_whose_held_connection_is_killed_goes_the_general_
     """The BLPOP runs on a connection the mailbox holds (store/pinned.py); killed while it
     blocks, the read is sent again the general way at once, and the pool still takes
     hand-offs."""
+
+    async def kill(client_id: str) -> None:
+        await redis.client_kill_filter(_id=client_id)
+
+        async def blocked_again() -> bool:
+            return bool(set(await _blpop_clients(redis)) - {client_id})
+
+        await until(blocked_again)
+
+    await _disturbed_read_then_hand_off(redis, redis_url, namespace, kill)
+
+
+async def _disturbed_read_then_hand_off(
+    redis: Redis, redis_url: str, namespace: str, disturb: Callable[[str], Awaitable[None]]
+) -> None:
+    """One idle pool; ``disturb`` is given the client id of its blocked hand-off read (and
+    returns once the pool reads again); then a job enqueued is handed to the pool."""
     keys = Keys(namespace)
     pools, started = make_pools(redis_url, namespace, 1, concurrency=2, poll_interval=QUIET)
     pool = pools[0]
     async with running(pools), Enqueuer(redis, namespace=namespace) as enq:
         await all_idle(redis, keys, pools)
-
-        async def blocked() -> list[str]:
-            return [c["id"] for c in await redis.client_list() if c.get("cmd") == "blpop"]
-
-        await until(blocked)
-        [client_id] = await blocked()
-        await redis.client_kill_filter(_id=client_id)
-        await until(lambda: _blocked_but(blocked, client_id))
+        await until(partial(_blpop_clients, redis))
+        [client_id] = await _blpop_clients(redis)
+        await disturb(client_id)
+        fetch_task = pool._fetch_task
+        assert fetch_task is not None and not fetch_task.done()
         await enq.enqueue("w")
         await until(lambda: len(started) == 1, timeout=5)  # not QUIET: handed to it
         assert handed(pool) == 1
 
 
-async def _blocked_but(blocked: Any, gone: str) -> bool:
-    return bool(set(await blocked()) - {gone})
+async def _blpop_clients(redis: Redis) -> list[str]:
+    """Ids of the clients blocked in a BLPOP (the pools' hand-off reads)."""
+    return [c["id"] for c in await redis.client_list() if c.get("cmd") == "blpop"]
 
 
 async def test_a_refused_poke_leaves_the_orphan_sweep_to_wait_for_the_read(
