@@ -56,6 +56,7 @@ class Taker(Protocol):
     scripts: Scripts
     keys: Keys
     pool_id: str
+    _reclaim: bool  # set: the fetch loop's orphan sweep runs at once
 
     @property
     def stopping(self) -> bool: ...
@@ -82,9 +83,10 @@ class Mailbox:
         # handed job starts without redis-py's command machinery; the general path after it
         redis = worker.scripts.redis
         self._held = None if is_cluster(redis) else PinnedConnection(redis)
-        key = self.key.encode()
-        self._blpop = b"*3\r\n$5\r\nBLPOP\r\n$%d\r\n%b\r\n$%d\r\n%d\r\n" % (
-            len(key), key, len(str(self.block)), self.block)  # fmt: skip
+        self._held_ok = True  # (False after a held read failed, until a general one succeeds)
+        key, block = self.key.encode(), str(self.block).encode()
+        self._blpop = b"*3\r\n$5\r\nBLPOP\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
+            len(key), key, len(block), block)  # fmt: skip
         self._in_flight = False
         self._returned = asyncio.Event()  # set when no BLPOP is in flight
         self._returned.set()
@@ -139,14 +141,20 @@ class Mailbox:
                     await self._held.aclose()
 
     async def _pop(self) -> Any:
-        """One BLPOP: on the held connection, else (broken, timed out) the general way, which
-        reconnects and retries (an entry a broken read took is the orphan sweep's)."""
-        if self._held is not None:
+        """One BLPOP: on the held connection, else the general way, which reconnects and
+        retries. A held read that broke or timed out may have taken an entry whose reply was
+        lost: the worker's orphan sweep runs at once (as after a pinned fetch's), and the held
+        connection is tried again only once a general read has succeeded (while Redis cannot
+        be reached, a turn waits for one reconnect, not for two)."""
+        if self._held is not None and self._held_ok:
             try:
                 return await self._held.send(self._blpop)
             except (RedisConnectionError, RedisTimeoutError, OSError):
-                pass
-        return await self.worker.scripts.redis.blpop([self.key], timeout=self.block)
+                self._held_ok = False
+                self.worker._reclaim = True
+        got = await self.worker.scripts.redis.blpop([self.key], timeout=self.block)
+        self._held_ok = True
+        return got
 
     async def _drain(self) -> None:
         """Gives back what the list holds (the pool stops); a read that fails ends it (logged):
