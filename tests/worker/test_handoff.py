@@ -10,7 +10,9 @@ from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from errands import Client, Enqueuer, Job, WorkerPool
 from errands.limits import Rate, compile_limits
@@ -295,3 +297,50 @@ async def test_no_hand_off_to_a_pool_whose_heartbeats_are_late(
             await enq.enqueue("w")
             assert len(await handed_to_ghost(redis, keys)) == handed, (age, beat)
             await redis.flushdb()
+
+
+class _Flaky:
+    """Stands for a connection (or a client) whose calls raise while ``broken``."""
+
+    def __init__(self, reply: Any = None) -> None:
+        self.broken, self.calls, self.reply = True, 0, reply
+
+    async def _call(self) -> Any:
+        self.calls += 1
+        if self.broken:
+            raise RedisConnectionError("gone")
+        return self.reply
+
+    def send(self, packed: bytes) -> Awaitable[Any]:
+        return self._call()
+
+    def blpop(self, keys: list[str], timeout: int) -> Awaitable[Any]:
+        return self._call()
+
+
+async def test_a_broken_held_read_asks_for_the_sweep_and_waits_for_a_general_read(
+    redis: Redis, namespace: str
+) -> None:
+    """A held hand-off read that broke may have popped an entry whose reply was lost: the orphan
+    sweep is asked for at once (it waited for the 10 s pass); and the held connection is tried
+    again only once a read the general way has succeeded (while Redis could not be reached, a
+    turn waited for two reconnects)."""
+    keys = Keys(namespace)
+    worker: Any = SimpleNamespace(
+        scripts=Scripts(redis, keys), keys=keys, pool_id="p", stopping=False, _reclaim=False
+    )
+    mailbox = Mailbox(worker)
+    held, general = _Flaky(), _Flaky(reply=[b"k", b"entry"])
+    mailbox._held, worker.scripts = held, SimpleNamespace(redis=general)  # type: ignore[assignment]
+    with pytest.raises(RedisConnectionError):
+        await mailbox._pop()  # held broken, then the general way broken too
+    assert (held.calls, general.calls, worker._reclaim) == (1, 1, True)
+    with pytest.raises(RedisConnectionError):
+        await mailbox._pop()  # the general way only, until it succeeds
+    assert (held.calls, general.calls) == (1, 2)
+    general.broken = False
+    assert await mailbox._pop() == [b"k", b"entry"]
+    held.broken = False
+    held.reply = [b"k", b"held"]
+    assert await mailbox._pop() == [b"k", b"held"]  # the held connection again
+    assert (held.calls, general.calls) == (2, 3)
