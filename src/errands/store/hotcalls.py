@@ -23,12 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ReadOnlyError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .keys import Keys
-from .pinned import PinnedScript
+from .pinned import BROKEN, PinnedScript
 from .scripts import Arg, Scripts
 from .topology import is_cluster
 
@@ -57,7 +55,7 @@ class WorkerScripts(Scripts):
             except ReadOnlyError:  # a replica now (a Sentinel failover): not run; the held
                 self.fallbacks += 1  # connection goes, redis-py's path finds the new master
                 await pinned.aclose()
-            except (RedisConnectionError, RedisTimeoutError, OSError):
+            except BROKEN:
                 self.fallbacks += 1  # the general path reconnects and retries; a fetch may
                 self.lost_reply = self.lost_reply or name == "fetch"  # have run: its jobs
                 await self._drop_others(pinned)  # are looked for (worker/fetching.py)

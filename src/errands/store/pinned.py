@@ -50,9 +50,12 @@ try:
 except ImportError:  # pragma: no cover (a dependency: redis[hiredis])
     hiredis = None  # type: ignore[assignment]
 
-__all__ = ["BulkEnqueue", "PinnedConnection", "PinnedEnqueue", "PinnedScript"]
+__all__ = ["BROKEN", "BulkEnqueue", "PinnedConnection", "PinnedEnqueue", "PinnedScript"]
 
 _MISSING = object()  # hiredis: no complete reply yet
+# a held connection broke or timed out: its call goes the general way, which reconnects and
+# retries (the hot calls, the hand-off read and the one-job enqueue all fall back on these)
+BROKEN = (RedisConnectionError, RedisTimeoutError, OSError)
 _forks = 0  # forks between this process and the one that imported errands (os.getpid() is a
 # system call, ~1 us on a VM: too dear for every call; a held socket in a child is its parent's)
 
@@ -364,7 +367,7 @@ class BulkEnqueue:
                 return [int(i) - 1 for i in existed]
             except NoScriptError:
                 pass  # the general path loads the script
-            except (RedisConnectionError, RedisTimeoutError, OSError):
+            except BROKEN:
                 pass  # the general path reconnects, retries and names the server
         return await self.scripts.enqueue_columns(columns)
 

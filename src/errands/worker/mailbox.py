@@ -21,13 +21,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
-from ..store.pinned import PinnedConnection
+from ..store.pinned import BROKEN, PinnedConnection
 from ..store.records import Fetched
 from ..store.scripts import Scripts
 from ..store.topology import connection_option, is_cluster
@@ -149,7 +147,7 @@ class Mailbox:
         if self._held is not None and self._held_ok:
             try:
                 return await self._held.send(self._blpop)
-            except (RedisConnectionError, RedisTimeoutError, OSError):
+            except BROKEN:
                 self._held_ok = False
                 self.worker._reclaim = True
         got = await self.worker.scripts.redis.blpop([self.key], timeout=self.block)
