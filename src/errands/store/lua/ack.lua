@@ -184,10 +184,13 @@ if partitioned then
       end
     end
   end
-  for j = 0, bad and n - 1 or -1 do
-    if part_of[j] and (bad[qis[j]] or {})[part_of[j]] then
-      pass[j], part_of[j] = 'unfit', nil
-      unfit[#unfit + 1] = ids[j + 1]
+  if bad then
+    for j = 0, n - 1 do
+      local of = bad[qis[j]]
+      if part_of[j] and of and of[part_of[j]] then
+        pass[j], part_of[j] = 'unfit', nil
+        unfit[#unfit + 1] = ids[j + 1]
+      end
     end
   end
 end
