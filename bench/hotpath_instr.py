@@ -100,7 +100,8 @@ def main() -> None:
         port = s.getsockname()[1]
     out = f"/tmp/hotpath_instr.{os.getpid()}.out"
     server = os.environ.get("REDIS_SERVER", "redis-server")
-    args = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", server]
+    args = ["valgrind", "--tool=callgrind", "--compress-strings=no", f"--callgrind-out-file={out}"]
+    args += [server]  # (names spelled out in every dump: --keep FILE annotates on its own)
     args += ["--port", str(port), "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -24,6 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
+import schedstat  # (bench/, beside this file)
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENVS = BENCH / ".venvs"
@@ -73,6 +75,9 @@ SIZES = {  # jobs per workload: full run, --quick
 }
 CONCURRENCY = 32
 CPU_US: dict[str, dict[str, float]] = {}  # library -> workload -> worker CPU µs per job (last run)
+# library -> workload -> µs per job of the last run: the worker's run-queue wait, Redis' CPU and
+# run-queue wait (bench/schedstat.py)
+SCHED_US: dict[str, dict[str, tuple[float, float, float]]] = {}
 WARMUP = 10  # enqueues before the timer starts; latency samples dropped from the front
 LATENCY_POOLS = 4  # worker processes listening on the latency workload's queue, all idle
 BURNER = "while True: pass"  # --busy: one CPU-bound process (a Python loop, never yields)
@@ -336,8 +341,13 @@ def throughput(lib: Lib, r: PrivateRedis, job: str, n: int, busy: int = 0) -> fl
     )
     with Burners(busy), WorkerProc(lib, r.url, q, job, n) as w:
         w.next(60)  # ready
+        before = [schedstat.sample(p.pid) for p in (w.proc, r.proc)]  # type: ignore[union-attr]
         out = w.next(60 + n / 50)
+        after = [schedstat.sample(p.pid) for p in (w.proc, r.proc)]  # type: ignore[union-attr]
     CPU_US.setdefault(lib.name, {})[job] = out["cpu_s"] / out["n"] * 1e6
+    worker, redis = (schedstat.per_job_us(b, a, n) for b, a in zip(before, after, strict=True))
+    if worker and redis:  # (the worker's ready line to its result line: about the N jobs)
+        SCHED_US.setdefault(lib.name, {})[job] = (worker[1], redis[0], redis[1])
     return out["n"] / (out["last_done"] - out["first_start"])
 
 
@@ -446,10 +456,30 @@ def bench_lib(
             log(f"  {lib.name} {key}: {value:,.0f}/s")
             if key in CPU_US.get(lib.name, {}):
                 res[f"cpu_us_{key}"] = CPU_US[lib.name][key]
+            if key in SCHED_US.get(lib.name, {}):
+                waits = SCHED_US[lib.name][key]
+                res[f"wait_us_{key}"], res[f"rcpu_us_{key}"], res[f"rwait_us_{key}"] = waits
     return res
 
 
 # ---------------------------------------------------------------- report
+
+
+def print_sched(results: dict, cpu: list[tuple[str, str]]) -> None:
+    """Per job, µs: the worker's run-queue wait, Redis' CPU and run-queue wait (medians)."""
+    lines = []
+    for r in results.values():
+        m = r["metrics"]
+        cells = [
+            f"{h} {m[f'wait_us_{k}']:,.0f} / {m[f'rcpu_us_{k}']:,.0f} / {m[f'rwait_us_{k}']:,.0f}"
+            for k, h in cpu
+            if f"wait_us_{k}" in m
+        ]
+        if cells:
+            lines.append(f"  {r['label']:<36} " + "   ".join(cells))
+    if lines:
+        print("\nper job, µs: worker run-queue wait / Redis CPU / Redis run-queue wait (schedstat)")
+        print("\n".join(lines))
 
 
 def median_metrics(runs: list[dict]) -> dict:
@@ -625,6 +655,7 @@ def main() -> None:
         cells = [f"{h} {m[f'cpu_us_{k}']:,.0f}" for k, h in cpu if f"cpu_us_{k}" in m]
         if cells:
             print(f"  {r['label']:<36} " + "   ".join(cells))
+    print_sched(results, cpu)
     rat = ratios(results)
     if rat:
         print("\nerrands vs best peer (speed-up; > 1 means errands is better):")
