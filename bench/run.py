@@ -339,11 +339,14 @@ def throughput(lib: Lib, r: PrivateRedis, job: str, n: int, busy: int = 0) -> fl
     lib.run(
         "enqueue", r.url, q, "--job", job, "--n", str(n), "--mode", "bulk" if lib.bulk else "gather"
     )
-    with Burners(busy), WorkerProc(lib, r.url, q, job, n) as w:
+    with Burners(busy) as b, WorkerProc(lib, r.url, q, job, n) as w:
         w.next(60)  # ready
         before = [schedstat.sample(p.pid) for p in (w.proc, r.proc)]  # type: ignore[union-attr]
-        out = w.next(60 + n / 50)
+        with schedstat.Placement([p.pid for p in b.procs]) as burners:
+            out = w.next(60 + n / 50)
         after = [schedstat.sample(p.pid) for p in (w.proc, r.proc)]  # type: ignore[union-attr]
+    if burners.together is not None:  # (2 cores: together, the worker and Redis have the other)
+        log(f"  ({lib.name} {job}: the burners ran on one CPU {burners.together:.0%} of the run)")
     CPU_US.setdefault(lib.name, {})[job] = out["cpu_s"] / out["n"] * 1e6
     worker, redis = (schedstat.per_job_us(b, a, n) for b, a in zip(before, after, strict=True))
     if worker and redis:  # (the worker's ready line to its result line: about the N jobs)
