@@ -366,6 +366,12 @@ if #done > 0 then
     redis.call('PUBLISH', ARGV[1], 'slot')
   end
 end
+if #done == 0 and #refused > 0 then
+  -- refusals read, nothing written: a write (of nothing) first, so that a replica refuses the
+  -- call (READONLY) instead: a master demoted keeps its clients and answers from its data as
+  -- it was (until its resync), where the jobs the new master holds for this pool are unknown
+  redis.call('ZREM', KEYS[3], '')
+end
 local reply = {#done, #unfit}
 for _, id in ipairs(unfit) do
   reply[#reply + 1] = id
