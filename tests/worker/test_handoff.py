@@ -5,6 +5,7 @@ died comes back through the reaper and runs once; a pool stopping gives back wha
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 from types import SimpleNamespace
@@ -185,17 +186,21 @@ async def test_a_stopping_pool_gives_back_a_job_handed_to_it(
 
 
 async def test_a_refused_hand_off_read_neither_ends_the_worker_nor_its_hand_offs(
-    redis: Redis, redis_url: str, namespace: str
+    redis: Redis, redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """-UNBLOCKED (sent to a blocked client when its master becomes a replica, or by CLIENT
     UNBLOCK ... ERROR) ended the mailbox, and with it the worker's run task: its limit watch
-    stopped, its loops ran on unseen by the pool's stop."""
+    stopped, its loops ran on unseen by the pool's stop. A failover's doing, it is logged as a
+    warning (it was an error)."""
 
     async def unblock(client_id: str) -> None:
         assert await redis.execute_command("CLIENT", "UNBLOCK", client_id, "ERROR") == 1
         await until(partial(_blpop_clients, redis))  # read again (after a back-off)
 
+    caplog.set_level(logging.WARNING, logger="errands.worker")
     await _disturbed_read_then_hand_off(redis, redis_url, namespace, unblock)
+    failed = [r for r in caplog.records if r.getMessage().startswith("hand-off list read failed")]
+    assert [r.levelno for r in failed] == [logging.WARNING]
 
 
 async def test_a_hand_off_read_whose_held_connection_is_killed_goes_the_general_way(

@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, ReadOnlyError, ResponseError
 
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
@@ -46,6 +46,14 @@ def parse_handoff(raw: bytes) -> tuple[str, Fetched] | None:
         return None
     token, score, name, job_id, envelope = parts
     return name.decode(), Fetched(0, job_id.decode(), envelope, token.decode(), float(score))
+
+
+def _transient(exc: Exception) -> bool:
+    """Redis out of reach, or a failover under way: a master demoted to a replica refuses
+    writes (READONLY) and ends a blocked read (-UNBLOCKED); logged as a warning, not an error."""
+    if isinstance(exc, (*REDIS_ERRORS, ReadOnlyError)):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith("UNBLOCKED")
 
 
 class Taker(Protocol):
@@ -116,7 +124,7 @@ class Mailbox:
                     # not only Redis unreachable: -UNBLOCKED (the master was demoted to a
                     # replica, CLIENT UNBLOCK ... ERROR), WRONGTYPE (a corrupt list): the
                     # worker's run task must not end with it (loop.py)
-                    level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+                    level = logging.WARNING if _transient(exc) else logging.ERROR
                     log.log(level, "hand-off list read failed (%r); again in %.2fs", exc, delay)
                     got = None
                     await asyncio.sleep(delay)
