@@ -12,19 +12,31 @@ end
 -- a serve's index entry e of partition p taken or dropped: removed from the partition queue at
 -- the end (in one call per 1,000); until then p's head is looked for after the last one passed
 -- here (a partition's entries are passed in index order: a head from the queue is its first
--- queued job, and the stale entries before it are not counted as passed)
+-- queued job, and the stale entries before it are not counted as passed). S.passed (partition ->
+-- its last entry passed) is made from the lists by lim_passed, when a look-up needs it.
 local function lim_pass(S, p, e)
-  S.pq_gone[#S.pq_gone + 1] = e
-  S.passed[p] = e
+  local n = #S.pq_gone + 1
+  S.pq_gone[n], S.pass_of[n] = e, p
+end
+
+-- S.passed, with the entries passed since it was last made
+local function lim_passed(S)
+  local passed, gone, of = S.passed, S.pq_gone, S.pass_of
+  for i = S.folded + 1, #gone do
+    passed[of[i]] = gone[i]
+  end
+  S.folded = #gone
+  return passed
 end
 
 -- the first queued job of each partition among the first n entries of the queue (those a round
--- took or dropped are off it, n <= 1,000): partition -> its id, and partition -> its queue
--- score. The queue orders each partition's jobs as its index does (by queue score), so that job
--- is the partition's first queued one, found without a look-up in the index.
+-- took or dropped are off it, n <= 1,000): the window (id, score, ...) and partition -> the
+-- place x of its first job in it (its id win[2x - 1], its queue score win[2x]). The queue orders
+-- each partition's jobs as its index does (by queue score), so that job is the partition's
+-- first queued one, found without a look-up in the index.
 local function lim_queue_heads(P, n)
   local win = redis.call('ZRANGE', P.q, 0, n - 1, 'WITHSCORES')
-  local ids, hid, hscore = {}, {}, {}
+  local ids, at = {}, {}
   local m = #win / 2
   for x = 1, m do
     ids[x] = win[2 * x - 1]
@@ -33,18 +45,41 @@ local function lim_queue_heads(P, n)
     local parts = redis.call('HMGET', P.part, unpack(ids))
     for x = 1, m do
       local p = parts[x]
-      if p and not hid[p] then
-        hid[p], hscore[p] = ids[x], tonumber(win[2 * x])
+      if p and not at[p] then
+        at[p] = x
       end
     end
   end
-  return hid, hscore
+  return win, at
+end
+
+-- a round whose every partition (front) has its head in the queue window (win, at): as
+-- lim_round's H, with H.lean (H.more and H.qs not made: each head has more, its queue score
+-- is H.score; H.envs and H.runs by place j). Nil when a partition has no head there.
+local function lim_lean_round(P, front, win, at, runnable)
+  local ids, hs, es = {}, {}, {}
+  for j = 1, #front do
+    local x = at[front[j]]
+    if not x then
+      return nil
+    end
+    ids[j], hs[j] = win[2 * x - 1], x
+  end
+  for j = 1, #front do
+    local score = tonumber(win[2 * hs[j]])
+    hs[j], es[j] = score, lim_entry(front[j], score, ids[j])
+  end
+  local H = {p = front, e = es, id = ids, score = hs, lean = true}
+  H.envs = runnable(ids)
+  H.runs = read_chunked('HMGET', P.prun, front)
+  return H
 end
 
 -- a round: the next n partitions in turn (n <= 1,000) with their heads, as lists H.p, H.e (index
 -- entry, false when none), H.id, H.score, H.more (from the head of the queue, else looked up in
 -- the index), then for those with a head, in order, read together: H.qs queue scores, H.envs
--- envelopes (runnable), H.runs running counts. Nil when no partition has a turn.
+-- envelopes (runnable), H.runs running counts. Nil when no partition has a turn. When every
+-- head is from the queue, lim_lean_round's H.
 -- A head from the queue may have more after it (more: true): a partition served that had none
 -- keeps a turn until it comes again and its look-up finds none (drained then), or until the
 -- fetch that served it finds the index small and without it (lim_prune); stale index entries
@@ -54,36 +89,53 @@ local function lim_round(P, S, n, runnable)
   if #front == 0 then
     return nil
   end
+  local win, at = lim_queue_heads(P, #front)
+  local lean = lim_lean_round(P, front, win, at, runnable)
+  if lean then
+    return lean
+  end
   local es, hids, hs, more, ids, parts, qs = {}, {}, {}, {}, {}, {}, {}
   local H = {p = front, e = es, id = hids, score = hs, more = more, qs = qs}
-  local hid, hscore = lim_queue_heads(P, #front)
-  local asked, at, k = {}, {}, 0  -- k: heads so far (#ids, #parts)
+  local passed = lim_passed(S)
+  local asked, where, k = {}, {}, 0  -- k: heads so far (#ids, #parts)
   for j = 1, #front do
     local p = front[j]
-    local id = hid[p]
-    if id then
-      local score = hscore[p]
+    local x = at[p]
+    if x then
+      local id, score = win[2 * x - 1], tonumber(win[2 * x])
       es[j], hids[j], hs[j], more[j] = lim_entry(p, score, id), id, score, true
       k = k + 1
       qs[k], ids[k], parts[k] = score, id, p  -- (the score read from the queue)
     else
-      local e, eid, score, m = lim_head(P.pq, p, 2, S.passed[p])
+      local e, eid, score, m = lim_head(P.pq, p, 2, passed[p])
       es[j], hids[j], hs[j], more[j] = e or false, eid, score, m
       if e then
         k = k + 1
         ids[k], parts[k] = eid, p
         asked[#asked + 1] = eid
-        at[#asked] = k
+        where[#asked] = k
       end
     end
   end
   -- the queue scores of the heads looked up (lib/chunked: ZSCOREs under an older rule)
   for i, score in ipairs(read_zmscore(P.q, asked)) do
-    qs[at[i]] = score
+    qs[where[i]] = score
   end
   H.envs = runnable(ids)
   H.runs = read_chunked('HMGET', P.prun, parts)
   return H
+end
+
+-- partition p, served, goes to the back of the turns (a turn taken from `seq` a block at a time)
+local function lim_back(P, S, p)
+  if S.turns_left == 0 then
+    S.turns_left = S.room - S.got
+    S.turn = redis.call('INCRBY', P.seq, S.turns_left) - S.turns_left
+  end
+  S.turn, S.turns_left = S.turn + 1, S.turns_left - 1
+  local back = S.back
+  local b = #back
+  back[b + 1], back[b + 2] = lim_turn_str(S.turn), p
 end
 
 -- head j of round H (its partition within its limits, `running` its running count) goes to the
@@ -102,15 +154,8 @@ local function lim_take_head(P, L, S, H, j, env, running)
       lim_started(P, r[2] .. ':' .. p, r[1], r[2], S.now, 1)
     end
   end
-  if H.more[j] then
-    if S.turns_left == 0 then
-      S.turns_left = S.room - S.got
-      S.turn = redis.call('INCRBY', P.seq, S.turns_left) - S.turns_left
-    end
-    S.turn, S.turns_left = S.turn + 1, S.turns_left - 1
-    local back = S.back
-    local b = #back
-    back[b + 1], back[b + 2] = lim_turn_str(S.turn), p  -- to the back
+  if H.lean or H.more[j] then
+    lim_back(P, S, p)
   else
     S.out[#S.out + 1] = p  -- drained: nothing of it stays behind
   end
@@ -155,6 +200,31 @@ local function lim_serve_head(P, L, S, H, j, q, env, run)
       S.note(free)
     else
       lim_take_head(P, L, S, H, j, env, running)
+    end
+  end
+end
+
+-- round H of lim_lean_round served in order as lim_serve_head serves each head, the common one
+-- taken here (runnable, within the room, its running count a small one below the concurrency,
+-- the name without rates of partitions), the others by lim_serve_head
+local function lim_serve_lean(P, L, S, H)
+  local front, ids, hs, es, envs, runs = H.p, H.id, H.score, H.e, H.envs, H.runs
+  local gone, counts, pc, rated = S.gone, S.counts, L.pc, #L.R > 0
+  for j = 1, #front do
+    S.budget = S.budget - 1
+    local env, run = envs[j], runs[j]
+    local running = not run and 0 or LIM_NUM[run]
+    if env and running and not rated and (pc == 0 or running < pc) and S.got < S.room then
+      local p, id = front[j], ids[j]
+      gone[#gone + 1] = id
+      lim_pass(S, p, es[j])
+      S.take(id, env, hs[j])
+      local c = #counts
+      counts[c + 1], counts[c + 2] = p, LIM_STR[running + 1]  -- (lim_str's spelling)
+      lim_back(P, S, p)
+      S.got = S.got + 1
+    else
+      lim_serve_head(P, L, S, H, j, hs[j], env, run)  -- (its queue score: from the queue)
     end
   end
 end
@@ -209,7 +279,7 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     per = math.max(per, r[2])
   end
   local S = {room = room, now = now, take = take, note = note, got = 0, budget = 4 * room + 16,
-    turn = 0, turns_left = 0, pq_gone = {}, passed = {}, drained = 0}
+    turn = 0, turns_left = 0, pq_gone = {}, pass_of = {}, folded = 0, passed = {}, drained = 0}
   while S.got < room and S.budget > 0 do
     local H = lim_round(P, S, math.min(room - S.got, S.budget, 1000), runnable)
     if not H then
@@ -218,15 +288,19 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     -- gone: queue entries taken or dropped in the round, off the queue before the next one;
     -- out: partitions leaving the turns (drained, busy, rate-limited)
     S.back, S.counts, S.gone, S.out = {}, {}, {}, {}
-    local x, es = 0, H.e
-    for j = 1, #H.p do
-      S.budget = S.budget - 1
-      if not es[j] then
-        S.out[#S.out + 1] = H.p[j]  -- drained
-        S.drained = S.drained + 1
-      else
-        x = x + 1
-        lim_serve_head(P, L, S, H, j, H.qs[x], H.envs[x], H.runs[x])
+    if H.lean then
+      lim_serve_lean(P, L, S, H)
+    else
+      local x, es = 0, H.e
+      for j = 1, #H.p do
+        S.budget = S.budget - 1
+        if not es[j] then
+          S.out[#S.out + 1] = H.p[j]  -- drained
+          S.drained = S.drained + 1
+        else
+          x = x + 1
+          lim_serve_head(P, L, S, H, j, H.qs[x], H.envs[x], H.runs[x])
+        end
       end
     end
     call_chunked('ZREM', P.pready, S.out)
