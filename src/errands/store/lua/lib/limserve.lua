@@ -65,9 +65,22 @@ local function lim_lean_round(P, front, win, at, runnable)
     end
     ids[j], hs[j] = win[2 * x - 1], x
   end
+  local last, digits = -1, ''  -- (lim_entry's spelling, the digits but the last kept)
   for j = 1, #front do
-    local score = tonumber(win[2 * hs[j]])
-    hs[j], es[j] = score, lim_entry(front[j], score, ids[j])
+    local p, id = front[j], ids[j]
+    local score = win[2 * hs[j]] + 0  -- (as tonumber(): a score Redis spelt, read once)
+    local v = score + LIM_OFFSET
+    if v >= 1e15 and v < 9007199254740992 and v % 1 == 0 then
+      local d = v % 10
+      local hi = (v - d) / 10
+      if hi ~= last then
+        last, digits = hi, string.format('%d', hi)
+      end
+      es[j] = p .. '\0' .. digits .. LIM_STR[d] .. '\0' .. id
+    else
+      es[j] = lim_entry(p, score, id)
+    end
+    hs[j] = score
   end
   local H = {p = front, e = es, id = ids, score = hs, lean = true}
   H.envs = runnable(ids)
@@ -206,27 +219,51 @@ end
 
 -- round H of lim_lean_round served in order as lim_serve_head serves each head, the common one
 -- taken here (runnable, within the room, its running count a small one below the concurrency,
--- the name without rates of partitions), the others by lim_serve_head
+-- the name without rates of partitions; as lim_take_head, with the turns spelt as lim_turn_str
+-- does), the others by lim_serve_head (S's counts written back before, read again after)
 local function lim_serve_lean(P, L, S, H)
   local front, ids, hs, es, envs, runs = H.p, H.id, H.score, H.e, H.envs, H.runs
-  local gone, counts, pc, rated = S.gone, S.counts, L.pc, #L.R > 0
+  local gone, pq_gone, pass_of, counts, back = S.gone, S.pq_gone, S.pass_of, S.counts, S.back
+  local take, room, pc, rated = S.take, S.room, L.pc, #L.R > 0
+  local got, turn, left = S.got, S.turn, S.turns_left
+  local g, q, c, b = #gone, #pq_gone, #counts, #back
+  local last, digits = -1, ''
+  S.budget = S.budget - #front
   for j = 1, #front do
-    S.budget = S.budget - 1
     local env, run = envs[j], runs[j]
     local running = not run and 0 or LIM_NUM[run]
-    if env and running and not rated and (pc == 0 or running < pc) and S.got < S.room then
+    if env and running and not rated and (pc == 0 or running < pc) and got < room then
       local p, id = front[j], ids[j]
-      gone[#gone + 1] = id
-      lim_pass(S, p, es[j])
-      S.take(id, env, hs[j])
-      local c = #counts
+      g, q = g + 1, q + 1
+      gone[g], pq_gone[q], pass_of[q] = id, es[j], p  -- (lim_pass)
+      take(id, env, hs[j])
+      if left == 0 then
+        left = room - got
+        turn = redis.call('INCRBY', P.seq, left) - left
+      end
+      turn, left = turn + 1, left - 1
+      local t
+      if turn >= 10 and turn < 9007199254740992 and turn % 1 == 0 then
+        local d = turn % 10
+        local hi = (turn - d) / 10
+        if hi ~= last then
+          last, digits = hi, string.format('%d', hi)
+        end
+        t = digits .. LIM_STR[d]
+      else
+        t = lim_turn_str(turn)
+      end
       counts[c + 1], counts[c + 2] = p, LIM_STR[running + 1]  -- (lim_str's spelling)
-      lim_back(P, S, p)
-      S.got = S.got + 1
+      back[b + 1], back[b + 2] = t, p  -- to the back
+      c, b, got = c + 2, b + 2, got + 1
     else
+      S.got, S.turn, S.turns_left = got, turn, left
       lim_serve_head(P, L, S, H, j, hs[j], env, run)  -- (its queue score: from the queue)
+      got, turn, left = S.got, S.turn, S.turns_left
+      g, q, c, b = #gone, #pq_gone, #counts, #back
     end
   end
+  S.got, S.turn, S.turns_left = got, turn, left
 end
 
 -- the turns of partitions kept in turn after their last job (lim_take_head) go when the index
