@@ -25,6 +25,10 @@
 -- lists it: its caller is told `existed`, which misleads it into no wrong action (the job was
 -- stored once, by the first send; nothing reads `existed` but the application, and
 -- docs/enqueueing.md says so).
+-- A call that finds every job already there writes nothing but a no-op (HDEL of jobs' field
+-- '', not replicated) before it answers, so that a replica (a master demoted by a failover,
+-- still answering from its old data) refuses it (READONLY) instead of answering `existed` for
+-- jobs the new master may lack; a call that stores a job pays nothing for it.
 -- A key holding another type, or a malformed spec, fails the whole call before its first write
 -- (a script must not fail half-way), so a caller can re-send the other jobs alone.
 -- Reads and writes take one command per 1,000 jobs (HMGET, ZMSCORE, EXISTS; HSET, ZADD), but
@@ -177,6 +181,14 @@ for s = 1, n, CHUNK do
   end
 end
 if n_new == 0 then
+  -- every job found already there (read, nothing written): a write of nothing first (no job's
+  -- id is '': store/keys.py; jobs read above as a hash), which a replica refuses (READONLY): a
+  -- master demoted keeps its clients and answers from its data as it was (until its resync),
+  -- where a job the new master lacks (enqueued just before the failover, not yet replicated)
+  -- is still there, and a re-sent call would be told it was stored. (n = 0: nothing read.)
+  if n > 0 then
+    redis.call('HDEL', KEYS[1], '')
+  end
   return existed
 end
 -- a one-job call of a job due now without partition: handed to an idle pool when one takes it

@@ -19,6 +19,11 @@
 -- {'dropped', holder, holder}, {'replaced', holder, holder} (the waiting holder took this
 -- envelope), {'rerun_queued', rerun, holder} (the rerun waiting for the running holder, new
 -- or existing, took this envelope).
+-- The answers read and not written ('existed', 'dropped', and a re-sent call's 'enqueued' or
+-- 'rerun_queued' for this very job) write nothing but a no-op (HDEL of jobs' field '', not
+-- replicated) first, so that a replica (a master demoted by a failover, still answering from
+-- its old data) refuses the call (READONLY) instead of giving them for a job or a key the new
+-- master may not hold; a call that stores or replaces pays nothing for it.
 -- A bad argument (mode, priority, due time, a throttle window under 1 ms), a key of another
 -- type or a seq that is not a counter fails the call before its first write.
 --@include events
@@ -75,23 +80,33 @@ local function partition_of(jid)
 end
 local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idlefor = KEYS[5], wake = ARGV[1],
   dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13], next = KEYS[14], reruns = KEYS[15]}
+-- an answer read and not written (the id taken, this very job found, the key held): a write of
+-- nothing first (no job's id is '': store/keys.py; jobs checked above), which a replica refuses
+-- (READONLY): a master demoted keeps its clients and answers from its data as it was (until
+-- its resync). ('dropped' may follow dedup_owner's clean-up of a holder gone: a no-op more.)
+local function unwritten(reply)
+  redis.call('HDEL', KEYS[1], '')
+  return reply
+end
 local stored = redis.call('HGET', KEYS[1], id)
 if stored then
   if stored ~= ARGV[4] then
-    return {'existed', id, ''}
+    return unwritten({'existed', id, ''})
   end
   if redis.call('HGET', d.dedupjob, id) == 'n' .. key then
-    return {'rerun_queued', id, redis.call('HGET', d.dedup, key) or ''}
+    return unwritten({'rerun_queued', id, redis.call('HGET', d.dedup, key) or ''})
   end
-  return {'enqueued', id, id}
+  return unwritten({'enqueued', id, id})
 end
 if redis.call('ZSCORE', KEYS[9], id) or redis.call('EXISTS', KEYS[10]) == 1 then
-  return {'existed', id, ''}
+  return unwritten({'existed', id, ''})
 end
 local a = {id = id, env = ARGV[4], prio = prio, due = due, queue = KEYS[6], sched = KEYS[7],
   name = ARGV[2], names = KEYS[4]}
 local outcome, carrier, holder = dedup_admit(d, mode, key, a)
-if outcome then
+if outcome == 'dropped' then
+  return unwritten({outcome, carrier, holder or carrier})
+elseif outcome then
   if outcome == 'replaced' or outcome == 'rerun_queued' then
     partition_of(carrier)  -- (a rerun is indexed when the holder's end queues it: lib/dedup)
   end

@@ -14,6 +14,10 @@
 -- Returns {1, id, 0} when stored; {1, id, 0} too when this very job (same id and envelope) is
 -- already stored (a re-sent call); {1, id, 1} when the id is taken by another job or ended
 -- recently (nothing stored); {0, holder id, 0} when a live job already holds the digest.
+-- Those answers found, not stored, write nothing but a no-op (HDEL of jobs' field '', not
+-- replicated) first, so that a replica (a master demoted by a failover, still answering from
+-- its old data) refuses the call (READONLY) instead of giving them for a job or a digest the
+-- new master may not hold; a call that stores its job pays nothing for it.
 -- A key of another type, a bad argument (priority, due time, lock expiry) or a seq that is not
 -- a counter fails the call before its first write (as enqueue.lua): an envelope stored without
 -- its queue entry would hold the unique lock, and no job would run. The lock expiry goes to ZADD
@@ -45,22 +49,29 @@ if due <= 0 then
     return bad
   end
 end
+-- an answer read and not written (the id or the digest taken): a write of nothing first (no
+-- job's id is '': store/keys.py; jobs checked above), which a replica refuses (READONLY): a
+-- master demoted keeps its clients and answers from its data as it was (until its resync)
+local function unwritten(reply)
+  redis.call('HDEL', KEYS[1], '')
+  return reply
+end
 local id = ARGV[3]
 local stored = redis.call('HGET', KEYS[1], id)
 if stored then
   if stored == ARGV[4] then
-    return {1, id, 0}
+    return unwritten({1, id, 0})
   end
-  return {1, id, 1}
+  return unwritten({1, id, 1})
 end
 if redis.call('ZSCORE', KEYS[12], id) or redis.call('EXISTS', KEYS[13]) == 1 then
-  return {1, id, 1}
+  return unwritten({1, id, 1})
 end
 local holder = redis.call('HGET', KEYS[8], ARGV[7])
 if holder then
   local expiry = tonumber(redis.call('ZSCORE', KEYS[10], ARGV[7]) or '0')
   if expiry > tonumber(ARGV[9]) and redis.call('HEXISTS', KEYS[1], holder) == 1 then
-    return {0, holder, 0}
+    return unwritten({0, holder, 0})
   end
   redis.call('HDEL', KEYS[9], holder)
 end

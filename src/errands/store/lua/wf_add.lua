@@ -15,6 +15,11 @@
 -- fit (the priority not a whole number in -1000..1000, the count of after nodes not a whole
 -- number of them; 'nan' and 'inf' included; a node id lib/workflows.lua wf_node_ok refuses) or
 -- seq is not a counter.
+-- Every answer but an error that is read and not written ('' for a node added already, a
+-- refusal) writes nothing but a no-op (HDEL of the nodes' field '', not replicated) first, so
+-- that a replica (a master demoted by a failover, still answering from its old data) refuses
+-- the call (READONLY) instead of answering for a run the new master may hold otherwise; an
+-- add pays nothing for it.
 --@include workflows
 --@include types
 local run, node = ARGV[1], ARGV[2]
@@ -26,6 +31,14 @@ end
 if not wf_node_ok(node) then
   return redis.error_reply('errands: wf_add: node id "' .. tostring(node) .. '" holds whitespace, '
     .. 'a control character or one of "\\{}:<>!: it was not added')
+end
+-- an answer read and not written (added already, or why not): a write of nothing first (no
+-- node id is '': wf_node_ok; KEYS[6] read as a hash just below), which a replica refuses
+-- (READONLY): a master demoted keeps its clients and answers from its data as it was (until
+-- its resync), where the run may be unknown or the member added already
+local function unwritten(reply)
+  redis.call('HDEL', KEYS[6], '')
+  return reply
 end
 local stored = redis.call('HGET', KEYS[6], node)
 if stored then
@@ -39,33 +52,34 @@ if stored then
     same = same and redis.call('ZSCORE', KEYS[5], node .. '>' .. ARGV[i]) ~= false
   end
   if same then
-    return ''
+    return unwritten('')
   end
-  return 'node ' .. node .. ' is already in the workflow (with another definition)'
+  return unwritten('node ' .. node .. ' is already in the workflow (with another definition)')
 end
 local status = redis.call('HGET', KEYS[2], 'status')
 if status ~= 'running' or redis.call('HEXISTS', KEYS[2], 'cancel') == 1 then
-  return 'workflow run ' .. run .. ' is not running (' .. (status or 'unknown') .. ')'
+  return unwritten('workflow run ' .. run .. ' is not running (' .. (status or 'unknown') .. ')')
 end
 local spec = wf_spec(ARGV[6])
 local edges = {}
 for i = 8, 7 + a do
   local dep = ARGV[i]
   if redis.call('HEXISTS', KEYS[6], dep) == 0 then
-    return 'unknown node ' .. dep
+    return unwritten('unknown node ' .. dep)
   end
   if redis.call('SISMEMBER', KEYS[3], dep) == 1 then
     edges[#edges + 1] = dep
   elseif spec.f == 'fail' then
     local res = redis.call('HGET', KEYS[8], dep)
     if res and string.sub(res, 1, 10) ~= '{"s":"ok",' then
-      return 'dependency ' .. dep .. ' did not succeed'
+      return unwritten('dependency ' .. dep .. ' did not succeed')
     end
   end
 end
 for i = 8 + a, #ARGV do
   if redis.call('HEXISTS', KEYS[7], ARGV[i]) == 0 then
-    return 'node ' .. ARGV[i] .. ' is not waiting for its dependencies (unknown, running or ended)'
+    return unwritten('node ' .. ARGV[i] .. ' is not waiting for its dependencies (unknown, running '
+      .. 'or ended)')
   end
 end
 -- a before node upstream of an after node (through the edges still to wait on: those of nodes
@@ -94,7 +108,8 @@ if #edges > 0 and 8 + a <= #ARGV then
         path[#path + 1] = c
       end
       path[#path + 1] = node
-      return 'adding node ' .. node .. ' would close a cycle: ' .. table.concat(path, ' -> ')
+      return unwritten('adding node ' .. node .. ' would close a cycle: '
+        .. table.concat(path, ' -> '))
     end
     -- (the in edges of a node that no longer waits are none, or left for the work list's
     -- removal: not followed, as in wf_walk, and not counted)
@@ -103,8 +118,9 @@ if #edges > 0 and 8 + a <= #ARGV then
       ins = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. c .. '<', '(' .. c .. '=', 'LIMIT', 0, left + 1)
     end
     if #ins > left then
-      return 'cannot check that adding node ' .. node .. ' closes no cycle: more than ' .. CYCLE_EDGES ..
-        ' dependency edges upstream of its after nodes (add it with fewer after or before nodes)'
+      return unwritten('cannot check that adding node ' .. node .. ' closes no cycle: more than '
+        .. CYCLE_EDGES .. ' dependency edges upstream of its after nodes (add it with fewer after'
+        .. ' or before nodes)')
     end
     left = left - #ins
     for _, e in ipairs(ins) do

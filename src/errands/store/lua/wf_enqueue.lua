@@ -16,9 +16,21 @@
 -- whole number of ms in 0..366 days spelt as PEXPIRE reads it: not '0100'; a priority not
 -- whole in -1000..1000; a node id with whitespace, a control character or one of "\{}:<>!,
 -- lib/workflows.lua wf_node_ok), a key of another type, or seq is not a counter.
+-- The answer 0 writes nothing but a no-op (HDEL of the run's field '', not replicated) first,
+-- so that a replica (a master demoted by a failover, still answering from its old data)
+-- refuses the call (READONLY) instead of saying "exists" of a run the new master may lack; a
+-- call that stores its run pays nothing for it. (The run's hash of another type: an error,
+-- where it answered 0.)
 --@include workflows
 --@include types
-if redis.call('EXISTS', KEYS[7]) == 1 then
+-- the run stored already (read, nothing written): a write of nothing first (a run's hash has no
+-- field ''), which a replica refuses (READONLY): a master demoted keeps its clients and answers
+-- from its data as it was (until its resync), which may hold a run the new master lacks
+local there = redis.pcall('HLEN', KEYS[7])
+if type(there) == 'table' then
+  return wrong_key(KEYS[7], 'no workflow run was stored')
+elseif there > 0 then
+  redis.call('HDEL', KEYS[7], '')
   return 0
 end
 local run = ARGV[1]
