@@ -29,46 +29,61 @@ local function lim_passed(S)
   return passed
 end
 
--- the first queued job of each partition among the first n entries of the queue (those a round
--- took or dropped are off it, n <= 1,000): the window (id, score, ...) and partition -> the
--- place x of its first job in it (its id win[2x - 1], its queue score win[2x]). The queue orders
--- each partition's jobs as its index does (by queue score), so that job is the partition's
--- first queued one, found without a look-up in the index.
+-- the first n entries of the queue (those a round took or dropped are off it, n <= 1,000): the
+-- window (id, score, ...), its ids and their partitions (false: none). The queue orders each
+-- partition's jobs as its index does (by queue score), so the first job of a partition in it
+-- is the partition's first queued one, found without a look-up in the index.
 local function lim_queue_heads(P, n)
   local win = redis.call('ZRANGE', P.q, 0, n - 1, 'WITHSCORES')
-  local ids, at = {}, {}
-  local m = #win / 2
-  for x = 1, m do
+  local ids = {}
+  for x = 1, #win / 2 do
     ids[x] = win[2 * x - 1]
   end
-  if m > 0 then
-    local parts = redis.call('HMGET', P.part, unpack(ids))
-    for x = 1, m do
-      local p = parts[x]
-      if p and not at[p] then
-        at[p] = x
-      end
-    end
-  end
-  return win, at
+  return win, ids, #ids > 0 and redis.call('HMGET', P.part, unpack(ids)) or {}
 end
 
--- a round whose every partition (front) has its head in the queue window (win, at): as
--- lim_round's H, with H.lean (H.more and H.qs not made: each head has more, its queue score
--- is H.score; H.envs and H.runs by place j). Nil when a partition has no head there.
-local function lim_lean_round(P, front, win, at, runnable)
-  local ids, hs, es = {}, {}, {}
-  for j = 1, #front do
-    local x = at[front[j]]
-    if not x then
-      return nil
+-- partition -> the place x of its first job in the window of lim_queue_heads (its id
+-- win[2x - 1], its queue score win[2x]), from the window's partitions
+local function lim_heads_at(parts)
+  local at = {}
+  for x = 1, #parts do
+    local p = parts[x]
+    if p and not at[p] then
+      at[p] = x
     end
-    ids[j], hs[j] = win[2 * x - 1], x
+  end
+  return at
+end
+
+-- a round whose every partition (front) has its head in the queue window (win, its ids and
+-- their partitions): as lim_round's H, with H.lean (H.more and H.qs not made: each head has
+-- more, its queue score is H.score; H.envs and H.runs by place j). When the window holds the
+-- front's partitions in its order, one job each, the heads are the window itself (no look-up).
+-- Else nil and lim_heads_at's map when a partition has no head there.
+local function lim_lean_round(P, front, win, wids, parts, runnable)
+  local ids, xs, hs, es = wids, false, {}, {}
+  for j = 1, #front do
+    if parts[j] ~= front[j] then
+      ids = false
+      break
+    end
+  end
+  if not ids then
+    local at = lim_heads_at(parts)
+    ids, xs = {}, {}
+    for j = 1, #front do
+      local x = at[front[j]]
+      if not x then
+        return nil, at
+      end
+      ids[j], xs[j] = win[2 * x - 1], x
+    end
   end
   local last, digits = -1, ''  -- (lim_entry's spelling, the digits but the last kept)
   for j = 1, #front do
     local p, id = front[j], ids[j]
-    local score = win[2 * hs[j]] + 0  -- (as tonumber(): a score Redis spelt, read once)
+    -- (as tonumber(): a score Redis spelt, read once)
+    local score = win[2 * (xs and xs[j] or j)] + 0
     local v = score + LIM_OFFSET
     if v >= 1e15 and v < 9007199254740992 and v % 1 == 0 then
       local d = v % 10
@@ -102,8 +117,8 @@ local function lim_round(P, S, n, runnable)
   if #front == 0 then
     return nil
   end
-  local win, at = lim_queue_heads(P, #front)
-  local lean = lim_lean_round(P, front, win, at, runnable)
+  local win, wids, parts = lim_queue_heads(P, #front)
+  local lean, at = lim_lean_round(P, front, win, wids, parts, runnable)
   if lean then
     return lean
   end
