@@ -232,26 +232,40 @@ local function lim_serve_head(P, L, S, H, j, q, env, run)
   end
 end
 
+-- heads from..to of a lean round H (taken) listed as lim_take_head lists them: their ids in
+-- S.gone, their entries passed (lim_pass)
+local function lim_list_taken(S, H, from, to)
+  local gone, pq_gone, pass_of, ids, es, front = S.gone, S.pq_gone, S.pass_of, H.id, H.e, H.p
+  local g, q = #gone, #pq_gone
+  for j = from, to do
+    g, q = g + 1, q + 1
+    gone[g], pq_gone[q], pass_of[q] = ids[j], es[j], front[j]
+  end
+end
+
 -- round H of lim_lean_round served in order as lim_serve_head serves each head, the common one
 -- taken here (runnable, within the room, its running count a small one below the concurrency,
 -- the name without rates of partitions; as lim_take_head, with the turns spelt as lim_turn_str
--- does), the others by lim_serve_head (S's counts written back before, read again after)
+-- does), the others by lim_serve_head (S's counts written back before, read again after).
+-- While every head is taken, their ids and entries are not listed one by one: the first round
+-- of a call that takes all gives its lists as S.gone, S.pq_gone and S.pass_of.
 local function lim_serve_lean(P, L, S, H)
-  local front, ids, hs, es, envs, runs = H.p, H.id, H.score, H.e, H.envs, H.runs
-  local gone, pq_gone, pass_of, counts, back = S.gone, S.pq_gone, S.pass_of, S.counts, S.back
+  local front, ids, hs, envs, runs = H.p, H.id, H.score, H.envs, H.runs
+  local counts, back = S.counts, S.back
   local take, room, pc, rated = S.take, S.room, L.pc, #L.R > 0
   local got, turn, left = S.got, S.turn, S.turns_left
-  local g, q, c, b = #gone, #pq_gone, #counts, #back
+  local c, b, all = #counts, #back, true
   local last, digits = -1, ''
   S.budget = S.budget - #front
   for j = 1, #front do
     local env, run = envs[j], runs[j]
     local running = not run and 0 or LIM_NUM[run]
     if env and running and not rated and (pc == 0 or running < pc) and got < room then
-      local p, id = front[j], ids[j]
-      g, q = g + 1, q + 1
-      gone[g], pq_gone[q], pass_of[q] = id, es[j], p  -- (lim_pass)
-      take(id, env, hs[j])
+      local p = front[j]
+      if not all then
+        lim_list_taken(S, H, j, j)
+      end
+      take(ids[j], env, hs[j])
       if left == 0 then
         left = room - got
         turn = redis.call('INCRBY', P.seq, left) - left
@@ -272,13 +286,22 @@ local function lim_serve_lean(P, L, S, H)
       back[b + 1], back[b + 2] = t, p  -- to the back
       c, b, got = c + 2, b + 2, got + 1
     else
+      if all then
+        lim_list_taken(S, H, 1, j - 1)
+        all = false
+      end
       S.got, S.turn, S.turns_left = got, turn, left
       lim_serve_head(P, L, S, H, j, hs[j], env, run)  -- (its queue score: from the queue)
       got, turn, left = S.got, S.turn, S.turns_left
-      g, q, c, b = #gone, #pq_gone, #counts, #back
+      c, b = #counts, #back
     end
   end
   S.got, S.turn, S.turns_left = got, turn, left
+  if all and #S.pq_gone == 0 then
+    S.gone, S.pq_gone, S.pass_of = ids, H.e, front  -- (S.gone is the round's: empty before)
+  elseif all then
+    lim_list_taken(S, H, 1, #front)
+  end
 end
 
 -- the turns of partitions kept in turn after their last job (lim_take_head) go when the index
