@@ -314,7 +314,7 @@ for i = 1, nq do
     -- on from where the last fetch's scan stopped (pscan), 4 windows a call, back to the head
     -- once at the end: an unpartitioned job behind n such entries is found within about
     -- n / (4 x room) fetches, and the pool is told to come back at once while one may be there
-    if partitioned then
+    if partitioned and (ended or (got < room and parted)) then  -- (else nothing to do)
       local from = redis.call('HGET', KEYS[18], name)
       if got < room and parted and not ended then
         if not from or tonumber(from) < tonumber(last) then
