@@ -304,37 +304,6 @@ local function lim_serve_lean(P, L, S, H)
   end
 end
 
--- the turns of partitions kept in turn after their last job (lim_take_head) go when the index
--- holds none of their jobs: all when it is empty; when it holds fewer entries than there are
--- turns, and at most `bound`, the turns of the partitions with none in it (partition names hold
--- no control character: an entry's partition ends at its first \0)
-local function lim_prune(P, bound)
-  local n = redis.call('ZCARD', P.pq)
-  if n == 0 then
-    redis.call('DEL', P.pready)
-    return
-  end
-  if n > bound or redis.call('ZCARD', P.pready) <= n then
-    return
-  end
-  local parts, seen, keep = {}, {}, {}
-  for _, e in ipairs(redis.call('ZRANGE', P.pq, 0, -1)) do
-    local p = string.sub(e, 1, string.find(e, '\0', 1, true) - 1)
-    if not seen[p] then
-      seen[p] = true
-      parts[#parts + 1] = p
-    end
-  end
-  for i, turn in ipairs(read_zmscore(P.pready, parts)) do
-    if turn then
-      keep[#keep + 1] = turn
-      keep[#keep + 1] = parts[i]
-    end
-  end
-  redis.call('DEL', P.pready)
-  call_chunked('ZADD', P.pready, keep)
-end
-
 -- serve the partitions of one job name in turn: at most `room` jobs, each the first ready job
 -- of the partition whose turn it is, within the partition's limits. runnable(ids) gives the
 -- envelope of each job that may run (false for the others; it sees the jobs taken before);
