@@ -32,6 +32,9 @@ async def test_heads_at_the_queue_head_need_no_look_up(redis: Redis, namespace: 
         assert got is not None and len(got) == 8
         assert "cmdstat_zrangebylex" not in stats
         assert "cmdstat_zmscore" not in stats  # (their queue scores read with them)
+        # no partition waits for its rates (none read), the scan's place not read (room filled)
+        assert "cmdstat_zrangebyscore" not in stats and "cmdstat_hget" not in stats
+        assert stats["cmdstat_zrange"]["calls"] == 2  # the turns and the queue's head
         taken += [f.id for f in got]
         done = [Acked(f.id, "sms", b"null", 1, 0, 1, f.token) for f in got]
         assert await scripts.ack("p", done, False, 1, False) == []

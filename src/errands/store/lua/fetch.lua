@@ -106,7 +106,7 @@ local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', unique and 'HLEN', fal
   partitioned and 'GET', deduped and 'HLEN', false, partitioned and 'HLEN'}
 local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD'}
 local USED = {true, partitioned, partitioned, partitioned, partitioned, 'rated', 'rated', true}
-local wrong = wrong_type(function(j)
+local wrong, sizes = wrong_type(function(j)
   if j <= K then
     return TYPES[j]
   end
@@ -117,8 +117,8 @@ local wrong = wrong_type(function(j)
   end
   return used and j <= K + nq * Q and PER_QUEUE[at]  -- (not the arming key: of any type)
 end, 'nothing fetched')
-  -- the counters INCRed after the first write (the first job taken, a partition's turn)
-  or not_counter(KEYS[13], 'nothing fetched')
+-- the counters INCRed after the first write (the first job taken, a partition's turn)
+wrong = wrong or not_counter(KEYS[13], 'nothing fetched')
   or (partitioned and not_counter(KEYS[15], 'nothing fetched'))
 if not wrong then  -- running[name] of each name: read for its room, HINCRBY'd after writes
   local names = {}
@@ -235,12 +235,12 @@ for i = 1, nq do
     if spec ~= '' or partitioned then
       P = {part = KEYS[14], seq = KEYS[15], q = q, pq = KEYS[b + 2], pready = KEYS[b + 3],
         pwait = KEYS[b + 4], prun = KEYS[b + 5], prate = KEYS[b + 6], prexp = KEYS[b + 7],
-        on = partitioned}
+        on = partitioned, known = partitioned and i == 1 and {sizes[b + 3], sizes[b + 4]}}
       L = specs[i]
       if room > 0 and #L.r > 0 then
         room = lim_type_room(P, L, room, now, note)
       end
-      if room > 0 and partitioned and redis.call('EXISTS', P.pready, P.pwait) > 0 then
+      if room > 0 and partitioned then
         got, per = lim_serve(P, L, room, now, runnable_all, function(id, env, score)
           local suspect = suspect_of(id)
           take(i, name, id, env, score, suspect)

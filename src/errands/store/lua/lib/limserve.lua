@@ -315,9 +315,20 @@ end
 -- partition whose head is stale stays at the front: its next entry is looked at next round.
 -- After jobs were taken, the turns of partitions without jobs go when the index is small
 -- (lim_prune); a call whose budget went on such turns asks to be called again at once.
--- Returns the jobs taken and the longest rate window written (for lim_tidy).
+-- Returns the jobs taken and the longest rate window written (for lim_tidy); 0, 0 at once when
+-- no partition has a turn or waits. P.known (optional): {P.pready's size, P.pwait's} as the call
+-- found them before its first write (the first name's: fetch.lua's type checks), not read again;
+-- a P.pwait empty then is not read (what the call puts there it notes).
 local function lim_serve(P, L, room, now, runnable, take, note)
-  lim_unwait(P, now)
+  local known = P.known
+  if known and known[1] + known[2] == 0
+      or not known and redis.call('EXISTS', P.pready, P.pwait) == 0 then
+    return 0, 0
+  end
+  local nowait = known and known[2] == 0
+  if not nowait then
+    lim_unwait(P, now)
+  end
   local per = 0
   for _, r in ipairs(L.R) do
     per = math.max(per, r[2])
@@ -361,8 +372,8 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     -- not after a poll interval (each such call takes some of those turns away)
     note(now + 1)
   end
-  local head = redis.call('ZRANGE', P.pwait, 0, 0, 'WITHSCORES')
-  if head[2] then
+  local head = not nowait and redis.call('ZRANGE', P.pwait, 0, 0, 'WITHSCORES')
+  if head and head[2] then
     note(tonumber(head[2]))
   end
   return S.got, (S.got > 0) and per or 0
