@@ -44,6 +44,9 @@ local function is_int(s, lo, hi)
   if type(s) ~= 'string' or #s > 18 or not (s == '0' or string.match(s, '^%-?[1-9]%d*$')) then
     return false
   end
+  if lo == nil and hi == nil then
+    return true  -- (no tonumber(): it costs more than the match)
+  end
   local x = tonumber(s)
   return (lo == nil or x >= lo) and (hi == nil or x <= hi)
 end
