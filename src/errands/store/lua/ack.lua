@@ -48,6 +48,7 @@
 --@include chunked
 local B = 25  -- the keys before the done records
 local ACK_MAX = 1000  -- jobs per call: lib/jobstate.lua's forget and tombstone unpack() them
+local KEYS, ARGV = KEYS, ARGV  -- (locals: read many times a job)
 local n = tonumber(ARGV[6])
 -- every number checked before the first write (the job count against the arguments and keys;
 -- the time, starts and attempts are written verbatim into records and the history's scores)
@@ -57,15 +58,39 @@ if not (is_whole(names) and #ARGV == 7 + 10 * n and is_int(ARGV[4])) then
     .. ACK_MAX .. ') do not fit ' .. #ARGV .. ' arguments and ' .. #KEYS .. ' keys, or bad time '
     .. tostring(ARGV[4]) .. ': nothing acknowledged')
 end
-local qis = {}  -- job j -> its name index
-for o = 8, 7 + 10 * n, 10 do
-  local qi = tonumber(ARGV[o + 2])
-  qis[(o - 8) / 10] = qi
-  if not (is_whole(qi) and qi >= 1 and qi <= names and is_int(ARGV[o + 5], 0, MAX_MS)
-      and is_int(ARGV[o + 4]) and is_int(ARGV[o + 6])) then
+-- each distinct string checked once (a call's jobs share their name index, TTL and attempt
+-- mostly): qi_of, string -> its name index or false; ttl_of, string -> the TTL or false;
+-- int_ok, string -> is_int's verdict
+local qis, ids, name_list, named = {}, {}, {}, {}  -- qis: job j -> its name index
+local qi_of, ttl_of, int_ok = {}, {}, {}
+for j = 0, n - 1 do
+  local o = 8 + j * 10
+  local s, ttl, start, attempt = ARGV[o + 2], ARGV[o + 5], ARGV[o + 4], ARGV[o + 6]
+  local qi = qi_of[s]
+  if qi == nil then
+    qi = tonumber(s)
+    qi = is_whole(qi) and qi >= 1 and qi <= names and qi
+    qi_of[s] = qi
+  end
+  if ttl_of[ttl] == nil then
+    ttl_of[ttl] = is_int(ttl, 0, MAX_MS) and tonumber(ttl)
+  end
+  if int_ok[start] == nil then
+    int_ok[start] = is_int(start)
+  end
+  if int_ok[attempt] == nil then
+    int_ok[attempt] = is_int(attempt)
+  end
+  if not (qi and ttl_of[ttl] and int_ok[start] and int_ok[attempt]) then
     return redis.error_reply('errands: ack: job ' .. ARGV[o] .. ': bad name index, start, '
       .. 'result TTL or attempt (' .. ARGV[o + 2] .. ', ' .. ARGV[o + 4] .. ', ' .. ARGV[o + 5]
       .. ', ' .. ARGV[o + 6] .. '): nothing acknowledged')
+  end
+  qis[j], ids[j + 1] = qi, ARGV[o]
+  local name = ARGV[o + 1]
+  if not named[name] then
+    named[name] = true
+    name_list[#name_list + 1] = name
   end
 end
 local workflows = redis.call('EXISTS', KEYS[21]) == 1
@@ -89,10 +114,6 @@ if partitioned or workflows or deduped then
 end
 -- reads before the first write (a key of another type fails them cleanly): each job's attempt
 -- record (the fence), then the stored envelope of the jobs that pass it and need one
-local ids = {}
-for j = 0, n - 1 do
-  ids[j + 1] = ARGV[8 + j * 10]
-end
 local atts = read_chunked('HMGET', k.att, ids)
 local pass, seen, need = {}, {}, {}
 for j = 0, n - 1 do
@@ -226,14 +247,8 @@ local wrong = wrong_type(function(j)
   end
   return PER_NAME[(at - 2 * names - 1) % 3 + 1]
 end, 'nothing acknowledged')
--- the counters HINCRBY'd after the first write: `running` of each name, stats' `processed`
-local name_list, named = {}, {}
-for o = 9, 7 + 10 * n, 10 do
-  if not named[ARGV[o]] then
-    named[ARGV[o]] = true
-    name_list[#name_list + 1] = ARGV[o]
-  end
-end
+-- the counters HINCRBY'd after the first write: `running` of each name (name_list, above),
+-- stats' `processed`
 wrong = wrong or not_hash_counter(KEYS[2], name_list, 'nothing acknowledged')
   or not_hash_counter(KEYS[6], {'processed'}, 'nothing acknowledged')
 if wrong then
@@ -299,11 +314,11 @@ for j = 0, n - 1 do
     if env == '' then
       env = stored[id]
     end
-    if not env or tonumber(ARGV[o + 5]) < TOMB_MS then
+    local ttl = ttl_of[ARGV[o + 5]]
+    if not env or ttl < TOMB_MS then
       tombs[#tombs + 1] = id  -- no result record, or one that goes before a tombstone would
     end
     if env then
-      local ttl = tonumber(ARGV[o + 5])
       local henv = ARGV[o + 9]
       if ttl > 0 then
         -- the history holds this very record: the result record only names its attempt
