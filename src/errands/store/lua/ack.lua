@@ -46,6 +46,7 @@
 --@include limits
 --@include types
 --@include chunked
+--@include ackcheck
 local B = 25  -- the keys before the done records
 local ACK_MAX = 1000  -- jobs per call: lib/jobstate.lua's forget and tombstone unpack() them
 local KEYS, ARGV = KEYS, ARGV  -- (locals: read many times a job)
@@ -58,40 +59,9 @@ if not (is_whole(names) and #ARGV == 7 + 10 * n and is_int(ARGV[4])) then
     .. ACK_MAX .. ') do not fit ' .. #ARGV .. ' arguments and ' .. #KEYS .. ' keys, or bad time '
     .. tostring(ARGV[4]) .. ': nothing acknowledged')
 end
--- each distinct string checked once (a call's jobs share their name index, TTL and attempt
--- mostly): qi_of, string -> its name index or false; ttl_of, string -> the TTL or false;
--- int_ok, string -> is_int's verdict
-local qis, ids, name_list, named = {}, {}, {}, {}  -- qis: job j -> its name index
-local qi_of, ttl_of, int_ok = {}, {}, {}
-for j = 0, n - 1 do
-  local o = 8 + j * 10
-  local s, ttl, start, attempt = ARGV[o + 2], ARGV[o + 5], ARGV[o + 4], ARGV[o + 6]
-  local qi = qi_of[s]
-  if qi == nil then
-    qi = tonumber(s)
-    qi = is_whole(qi) and qi >= 1 and qi <= names and qi
-    qi_of[s] = qi
-  end
-  if ttl_of[ttl] == nil then
-    ttl_of[ttl] = is_int(ttl, 0, MAX_MS) and tonumber(ttl)
-  end
-  if int_ok[start] == nil then
-    int_ok[start] = is_int(start)
-  end
-  if int_ok[attempt] == nil then
-    int_ok[attempt] = is_int(attempt)
-  end
-  if not (qi and ttl_of[ttl] and int_ok[start] and int_ok[attempt]) then
-    return redis.error_reply('errands: ack: job ' .. ARGV[o] .. ': bad name index, start, '
-      .. 'result TTL or attempt (' .. ARGV[o + 2] .. ', ' .. ARGV[o + 4] .. ', ' .. ARGV[o + 5]
-      .. ', ' .. ARGV[o + 6] .. '): nothing acknowledged')
-  end
-  qis[j], ids[j + 1] = qi, ARGV[o]
-  local name = ARGV[o + 1]
-  if not named[name] then
-    named[name] = true
-    name_list[#name_list + 1] = name
-  end
+local bad_arg, qis, ids, name_list, ttl_of = ack_args(n, names)  -- (lib/ackcheck.lua)
+if bad_arg then
+  return bad_arg
 end
 local workflows = redis.call('EXISTS', KEYS[21]) == 1
 local now = ARGV[4]
