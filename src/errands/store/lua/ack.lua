@@ -85,17 +85,19 @@ end
 -- reads before the first write (a key of another type fails them cleanly): each job's attempt
 -- record (the fence), then the stored envelope of the jobs that pass it and need one
 local atts = read_chunked('HMGET', k.att, ids)
-local pass, seen, need = {}, {}, {}
+local fence = ARGV[7] .. ':'
+local pass, seen, need, env_at = {}, {}, {}, {}  -- env_at: job j -> its place in need
 for j = 0, n - 1 do
   local o = 8 + j * 10
   local id = ids[j + 1]
   if seen[id] then
     pass[j] = 'again'  -- (given twice: the first is this call's)
-  elseif atts[j + 1] == ARGV[7] .. ':' .. ARGV[o + 7] then
+  elseif atts[j + 1] == fence .. ARGV[o + 7] then
     pass[j] = true
     seen[id] = true  -- (only an entry that passes: a stale one before it must not hide it)
     if ARGV[o + 8] == '' then
       need[#need + 1] = id
+      env_at[j] = #need
     end
   end
 end
@@ -185,10 +187,7 @@ if partitioned then
     end
   end
 end
-local stored = {}
-for i, env in ipairs(read_chunked('HMGET', k.jobs, need)) do
-  stored[need[i]] = env
-end
+local stored = read_chunked('HMGET', k.jobs, need)  -- job j's: stored[env_at[j]]
 -- the keys this call writes, by what it found (the done records are SET over any type; the
 -- listening key is read with EXISTS/pcall; attempts, and jobs when an envelope was read, by
 -- the reads above; unique and unique_expiry only while some job holds a unique lock): another
@@ -226,25 +225,32 @@ if wrong then
 end
 -- the in-progress entries of the jobs that pass (the set's type checked above): read with one
 -- ZMSCORE per 1,000 (lib/chunked.lua read_zmscore: a ZSCORE each under an ACL rule of an older
--- errands, which refuses ZMSCORE), removed with one ZREM per 1,000 (`held`: entry -> in the set)
-local entries = {}
+-- errands, which refuses ZMSCORE), removed with one ZREM per 1,000 (entries[x], the entry of
+-- job at[x], is in the set when held[x]; entry_of[j]: job j's entry)
+local entries, at, entry_of, ne = {}, {}, {}, 0
 for j = 0, n - 1 do
   if pass[j] == true then
-    entries[#entries + 1] = ids[j + 1] .. ':' .. ARGV[9 + j * 10]
+    local e = ids[j + 1] .. ':' .. ARGV[9 + j * 10]
+    ne = ne + 1
+    entries[ne], at[ne], entry_of[j] = e, j, e
   end
 end
-local held = {}
-for i, score in ipairs(read_zmscore(KEYS[3], entries)) do
-  held[entries[i]] = score ~= false
-end
+local held = read_zmscore(KEYS[3], entries)
 -- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
 -- counted `running` down under another name, or not at all, and left its in-progress entry):
 -- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>
+-- (queue_named: name -> that queue's key, made once per name)
 local prefix = string.sub(KEYS[1], 1, -5)  -- (KEYS[1] is <prefix>jobs)
-for j = 0, n - 1 do
-  local o = 8 + j * 10
-  if pass[j] == true and not (held[ids[j + 1] .. ':' .. ARGV[o + 1]]
-      and KEYS[B + n + names + qis[j]] == prefix .. 'q:' .. ARGV[o + 1]) then
+local queue_named = {}
+for x = 1, ne do
+  local j = at[x]
+  local name = ARGV[9 + j * 10]
+  local queue = queue_named[name]
+  if not queue then
+    queue = prefix .. 'q:' .. name
+    queue_named[name] = queue
+  end
+  if not (held[x] and KEYS[B + n + names + qis[j]] == queue) then
     pass[j] = 'unfit'
     unfit[#unfit + 1] = ids[j + 1]
   end
@@ -262,12 +268,13 @@ local ended_of = {}  -- name index -> the partitions of its jobs that left the r
 local queue_of = {}
 local done, refused, tombs, events, gone = {}, {}, {}, {}, {}
 local ran, name_of = {}, {}  -- name index -> jobs of it whose running slot goes back, name
-local hist, hist_of = {}, {}  -- history_data field/values; per name index, its score/members
+local hist, hist_of, nh = {}, {}, 0  -- history_data field/values (nh); per name index, its
+-- score/members
 for j = 0, n - 1 do
   local o = 8 + j * 10
   local id, name, qi = ids[j + 1], ARGV[o + 1], qis[j]
   if pass[j] == true then
-    gone[#gone + 1] = id .. ':' .. name  -- (in the pool's set: held above)
+    gone[#gone + 1] = entry_of[j]  -- (in the pool's set: held above)
     ran[qi], name_of[qi] = (ran[qi] or 0) + 1, name
     local p = part_of[j]
     if p then  -- its partition's slot, freed after the loop (lim_release_all)
@@ -279,10 +286,12 @@ for j = 0, n - 1 do
       e.count[p] = e.count[p] + 1
     end
     done[#done + 1] = id
-    queue_of[id] = KEYS[B + n + names + qi]
+    if deduped then
+      queue_of[id] = KEYS[B + n + names + qi]
+    end
     local env = ARGV[o + 8]
     if env == '' then
-      env = stored[id]
+      env = stored[env_at[j]]
     end
     local ttl = ttl_of[ARGV[o + 5]]
     if not env or ttl < TOMB_MS then
@@ -294,15 +303,19 @@ for j = 0, n - 1 do
         -- the history holds this very record: the result record only names its attempt
         -- (trim_history.lua moves the record here before dropping it from the history)
         local shared = history and henv == ''
-        redis.call('SET', KEYS[B + 1 + j], shared and ARGV[o + 6] or record(o, env), 'PX', ttl)
+        redis.call('SET', KEYS[B + 1 + j], shared and ARGV[o + 6] or record(o, env), 'PX',
+          ARGV[o + 5])  -- (is_int's spelling, as Redis spells the number ttl)
       end
       if history then
         local hk = id .. ':' .. ARGV[o + 6]
-        hist[#hist + 1] = hk
-        hist[#hist + 1] = record(o, henv == '' and env or henv)
-        hist_of[qi] = hist_of[qi] or {}
-        hist_of[qi][#hist_of[qi] + 1] = now
-        hist_of[qi][#hist_of[qi] + 1] = hk
+        nh = nh + 2
+        hist[nh - 1], hist[nh] = hk, record(o, henv == '' and env or henv)
+        local h = hist_of[qi]
+        if not h then
+          h = {}
+          hist_of[qi] = h
+        end
+        h[#h + 1], h[#h + 2] = now, hk
       end
     end
     if workflows then
