@@ -63,17 +63,26 @@ local bad_arg, qis, ids, name_list, ttl_of = ack_args(n, names)  -- (lib/ackchec
 if bad_arg then
   return bad_arg
 end
-local workflows = redis.call('EXISTS', KEYS[21]) == 1
+-- workflows, listening, partitioned: one EXISTS of the three keys while none exists (the
+-- common case), else each of workflow_of and partitions on its own
+local workflows, partitioned, listening
+do
+  local present = redis.call('EXISTS', KEYS[21], KEYS[10], KEYS[25])
+  workflows = present > 0 and redis.call('EXISTS', KEYS[21]) == 1
+  partitioned = present > 0 and redis.call('EXISTS', KEYS[25]) == 1
+  listening = present > (workflows and 1 or 0) + (partitioned and 1 or 0)
+end
 local now = ARGV[4]
 local history = ARGV[5] == '1'
-local listening = redis.call('EXISTS', KEYS[10]) == 1
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[11], recov = KEYS[5], checkin = KEYS[9],
   cancelreq = KEYS[12], att = KEYS[13], uniqjob = KEYS[14], uniq = KEYS[15], uniqexp = KEYS[16],
-  ended = KEYS[17], ckpt = KEYS[18], part = KEYS[25]}
+  ended = KEYS[17], ckpt = KEYS[18]}
 local d = {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1], dedup = KEYS[19],
   dedupjob = KEYS[20], next = KEYS[22], reruns = KEYS[23], seq = KEYS[24]}
-local partitioned = redis.call('EXISTS', KEYS[25]) == 1
-local deduped = dedup_any(d)
+local deduped = dedup_any(d)  -- (its HLEN of dedup_of_job raises on another type)
+-- forget's HDEL of the partitions only while some may hold a field of these jobs (an absent
+-- key holds none, and nothing but a partition, a workflow or a dedup rerun writes one)
+k.part = (partitioned or workflows or deduped) and KEYS[25] or nil
 -- a freed partition's turn, a rerun handed its dedup key and a released workflow member each
 -- INCR seq after the first write: it must be a counter (only looked at when one may happen)
 if partitioned or workflows or deduped then
@@ -84,20 +93,22 @@ if partitioned or workflows or deduped then
 end
 -- reads before the first write (a key of another type fails them cleanly): each job's attempt
 -- record (the fence), then the stored envelope of the jobs that pass it and need one
-local atts = read_chunked('HMGET', k.att, ids)
-local fence = ARGV[7] .. ':'
 local pass, seen, need, env_at = {}, {}, {}, {}  -- env_at: job j -> its place in need
-for j = 0, n - 1 do
-  local o = 8 + j * 10
-  local id = ids[j + 1]
-  if seen[id] then
-    pass[j] = 'again'  -- (given twice: the first is this call's)
-  elseif atts[j + 1] == fence .. ARGV[o + 7] then
-    pass[j] = true
-    seen[id] = true  -- (only an entry that passes: a stale one before it must not hide it)
-    if ARGV[o + 8] == '' then
-      need[#need + 1] = id
-      env_at[j] = #need
+do
+  local atts = read_chunked('HMGET', k.att, ids)
+  local fence = ARGV[7] .. ':'
+  for j = 0, n - 1 do
+    local o = 8 + j * 10
+    local id = ids[j + 1]
+    if seen[id] then
+      pass[j] = 'again'  -- (given twice: the first is this call's)
+    elseif atts[j + 1] == fence .. ARGV[o + 7] then
+      pass[j] = true
+      seen[id] = true  -- (only an entry that passes: a stale one before it must not hide it)
+      if ARGV[o + 8] == '' then
+        need[#need + 1] = id
+        env_at[j] = #need
+      end
     end
   end
 end
@@ -197,62 +208,55 @@ if type(unique) == 'table' then
   return redis.error_reply('WRONGTYPE ' .. k.uniqjob .. ' holds another type: nothing acknowledged')
 end
 k.unique = unique > 0
-local TYPES = {#need == 0 and 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'SCARD',
-  history and 'HLEN', 'HLEN', false, 'HLEN', 'HLEN', false, false, k.unique and 'HLEN',
-  k.unique and 'ZCARD', 'ZCARD', 'HLEN', deduped and 'HLEN', 'HLEN', workflows and 'HLEN',
-  deduped and 'HLEN', deduped and 'ZCARD', false, partitioned and 'HLEN'}
-local PER_NAME = {partitioned and 'HLEN', partitioned and 'ZCARD', partitioned and 'ZCARD'}
-local wrong = wrong_type(function(j)
-  if j <= B then
-    return TYPES[j]
-  end
-  local at = j - B - n  -- past the done records: the histories, the queues, then per name
-  if at <= 0 then
-    return false
-  elseif at <= names then
-    return history and 'ZCARD'
-  elseif at <= 2 * names then
-    return deduped and 'ZCARD'
-  end
-  return PER_NAME[(at - 2 * names - 1) % 3 + 1]
-end, 'nothing acknowledged')
--- the counters HINCRBY'd after the first write: `running` of each name (name_list, above),
--- stats' `processed`
-wrong = wrong or not_hash_counter(KEYS[2], name_list, 'nothing acknowledged')
-  or not_hash_counter(KEYS[6], {'processed'}, 'nothing acknowledged')
+-- each key's type (lib/ackcheck.lua ack_types), and forget's hashes found absent
+local wrong, size = ack_types(n, names, #need == 0, history, k.unique, deduped, workflows,
+  partitioned, name_list)
 if wrong then
   return wrong
+end
+-- the hashes forget HDELs that are absent (HLEN 0) are left out: no write of this call before
+-- forget makes one (but a workflow member's release or a dedup rerun's enqueue)
+if not (workflows or deduped) then
+  k.absent = {}
+  for _, j in ipairs({4, 5, 9, 11, 12, 18}) do
+    if size[j] == 0 and KEYS[j] ~= KEYS[2] and KEYS[j] ~= KEYS[8] then
+      k.absent[KEYS[j]] = true
+    end
+  end
 end
 -- the in-progress entries of the jobs that pass (the set's type checked above): read with one
 -- ZMSCORE per 1,000 (lib/chunked.lua read_zmscore: a ZSCORE each under an ACL rule of an older
 -- errands, which refuses ZMSCORE), removed with one ZREM per 1,000 (entries[x], the entry of
 -- job at[x], is in the set when held[x]; entry_of[j]: job j's entry)
-local entries, at, entry_of, ne = {}, {}, {}, 0
-for j = 0, n - 1 do
-  if pass[j] == true then
-    local e = ids[j + 1] .. ':' .. ARGV[9 + j * 10]
-    ne = ne + 1
-    entries[ne], at[ne], entry_of[j] = e, j, e
+local entry_of = {}
+do
+  local entries, at, ne = {}, {}, 0
+  for j = 0, n - 1 do
+    if pass[j] == true then
+      local e = ids[j + 1] .. ':' .. ARGV[9 + j * 10]
+      ne = ne + 1
+      entries[ne], at[ne], entry_of[j] = e, j, e
+    end
   end
-end
-local held = read_zmscore(KEYS[3], entries)
--- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
--- counted `running` down under another name, or not at all, and left its in-progress entry):
--- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>
--- (queue_named: name -> that queue's key, made once per name)
-local prefix = string.sub(KEYS[1], 1, -5)  -- (KEYS[1] is <prefix>jobs)
-local queue_named = {}
-for x = 1, ne do
-  local j = at[x]
-  local name = ARGV[9 + j * 10]
-  local queue = queue_named[name]
-  if not queue then
-    queue = prefix .. 'q:' .. name
-    queue_named[name] = queue
-  end
-  if not (held[x] and KEYS[B + n + names + qis[j]] == queue) then
-    pass[j] = 'unfit'
-    unfit[#unfit + 1] = ids[j + 1]
+  local held = read_zmscore(KEYS[3], entries)
+  -- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
+  -- counted `running` down under another name, or not at all, and left its in-progress entry):
+  -- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>
+  -- (queue_named: name -> that queue's key, made once per name)
+  local prefix = string.sub(KEYS[1], 1, -5)  -- (KEYS[1] is <prefix>jobs)
+  local queue_named = {}
+  for x = 1, ne do
+    local j = at[x]
+    local name = ARGV[9 + j * 10]
+    local queue = queue_named[name]
+    if not queue then
+      queue = prefix .. 'q:' .. name
+      queue_named[name] = queue
+    end
+    if not (held[x] and KEYS[B + n + names + qis[j]] == queue) then
+      pass[j] = 'unfit'
+      unfit[#unfit + 1] = ids[j + 1]
+    end
   end
 end
 

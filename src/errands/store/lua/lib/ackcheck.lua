@@ -1,5 +1,6 @@
 -- lib/ackcheck: ack.lua's checks before its first write (included by `--@include ackcheck`
--- after types): its arguments, with ack.lua's KEYS and ARGV (see its header).
+-- after types): its arguments and the types of its keys, with ack.lua's KEYS and ARGV (see its
+-- header; B = 25 keys before the done records).
 
 -- ack_args(n, names): nil, then qis (job j -> its name index, j from 0), ids (1-based), the
 -- distinct names in order and ttl_of (TTL string -> its number) when every job's name index is
@@ -41,4 +42,53 @@ local function ack_args(n, names)
     end
   end
   return nil, qis, ids, name_list, ttl_of
+end
+
+-- ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned, name_list): the
+-- error reply naming the first of ack.lua's keys (in key order) of another type than its writes
+-- need (each read with redis.pcall, as lib/types.lua's wrong_type reads), then the first
+-- `running` count of `name_list` or stats' `processed` that is not a counter (lib/types.lua's
+-- not_hash_counter), or nil and size (key index -> its HLEN's, ZCARD's or SCARD's answer). The
+-- counters are read with the HMGET their check needs in the places of their keys' type checks;
+-- dedup_of_job is not asked (dedup_any's HLEN raised on another type before). `jobs`: the jobs
+-- hash was not read (no envelope needed).
+local function ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned,
+    name_list)
+  local B = 25
+  local TYPES = {jobs and 'HLEN', 'HMGET', 'ZCARD', 'HLEN', 'HLEN', 'HMGET', 'SCARD',
+    history and 'HLEN', 'HLEN', false, 'HLEN', 'HLEN', false, false, unique and 'HLEN',
+    unique and 'ZCARD', 'ZCARD', 'HLEN', deduped and 'HLEN', false, workflows and 'HLEN',
+    deduped and 'HLEN', deduped and 'ZCARD', false, partitioned and 'HLEN'}
+  local FIELDS = {[2] = name_list, [6] = {'processed'}}
+  local size, counts = {}, {}  -- key index -> its HLEN's (ZCARD's, SCARD's) answer; HMGET's
+  local function check(j, cmd)
+    local got
+    if cmd == 'HMGET' and #FIELDS[j] > 0 then
+      got = redis.pcall('HMGET', KEYS[j], unpack(FIELDS[j]))
+      counts[j] = got
+    else
+      got = redis.pcall(cmd == 'HMGET' and 'HLEN' or cmd, KEYS[j])
+      size[j] = got
+    end
+    if type(got) == 'table' and got.err then
+      return wrong_key(KEYS[j], 'nothing acknowledged')
+    end
+  end
+  local wrong
+  for j = 1, B do
+    wrong = wrong or TYPES[j] and check(j, TYPES[j])
+  end
+  local past = B + n  -- past the done records: the histories, the queues, then three per name
+  for j = past + 1, history and past + names or 0 do
+    wrong = wrong or check(j, 'ZCARD')
+  end
+  for j = past + names + 1, deduped and past + 2 * names or 0 do
+    wrong = wrong or check(j, 'ZCARD')
+  end
+  local PER_NAME = {'HLEN', 'ZCARD', 'ZCARD'}
+  for j = past + 2 * names + 1, partitioned and #KEYS or 0 do
+    wrong = wrong or check(j, PER_NAME[(j - past - 2 * names - 1) % 3 + 1])
+  end
+  return wrong or counts[2] and not_counters(KEYS[2], name_list, counts[2], 'nothing acknowledged')
+    or not_counters(KEYS[6], FIELDS[6], counts[6], 'nothing acknowledged'), size
 end

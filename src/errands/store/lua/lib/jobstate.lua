@@ -48,10 +48,14 @@ end
 -- every field of `ids` (their envelope included) goes; each leaves a tombstone at `now` (none
 -- when `now` is nil: a job destroyed on request is forgotten entirely). k.unique, when the
 -- caller knows it (true or false), says whether some job holds a unique lock (HLEN uniqjob).
+-- k.absent (optional): key -> true for hashes the caller knows hold none of `ids` (absent).
 local function forget(k, ids, now)
   if #ids == 0 then return end
+  local absent = k.absent or {}
   for _, h in ipairs({k.jobs, k.prio, k.errors, k.recov, k.checkin, k.cancelreq, k.att, k.ckpt}) do
-    redis.call('HDEL', h, unpack(ids))
+    if not absent[h] then
+      redis.call('HDEL', h, unpack(ids))
+    end
   end
   if k.part then
     redis.call('HDEL', k.part, unpack(ids))

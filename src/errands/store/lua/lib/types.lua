@@ -78,6 +78,18 @@ local function is_counter(c)
   return not c or is_int(c, -2 ^ 53, 2 ^ 53)
 end
 
+-- not_counters(key, fields, got, outcome): not_hash_counter's error reply for `got`, HMGET's
+-- reply of `fields` of hash `key` (a script that reads them anyway), else nil
+local function not_counters(key, fields, got, outcome)
+  for i, v in ipairs(fields) do
+    local c = got[i]
+    if not is_counter(c) then
+      return redis.error_reply('errands: ' .. key .. ' field ' .. v .. ' holds '
+        .. string.sub(c, 1, 40) .. ', not a counter: ' .. outcome)
+    end
+  end
+end
+
 -- not_hash_counter(key, fields, outcome): an error reply when HINCRBY of one of `fields` (a list)
 -- of hash `key` would fail (the key of another type, or a field holding anything but a decimal
 -- integer within +/-2^53: what HINCRBY reads, with room to count on exactly), else nil; one HMGET:
@@ -90,11 +102,5 @@ local function not_hash_counter(key, fields, outcome)
   if got.err then
     return wrong_key(key, outcome)
   end
-  for i, v in ipairs(fields) do
-    local c = got[i]
-    if not is_counter(c) then
-      return redis.error_reply('errands: ' .. key .. ' field ' .. v .. ' holds '
-        .. string.sub(c, 1, 40) .. ', not a counter: ' .. outcome)
-    end
-  end
+  return not_counters(key, fields, got, outcome)
 end
