@@ -64,6 +64,32 @@ async def test_a_replica_refuses_a_settle_rather_than_fence_it_off(
             await scripts.settle_report(POOL, [s, s])  # ({many})
 
 
+async def test_a_resent_ack_a_demoted_master_answers_from_its_data_is_refused(
+    tmp_path: Path, namespace: str
+) -> None:
+    """An ack applied on the old master, its reply lost, then re-sent to it once demoted: its
+    data says the job ended (the re-send's own work), but the new master may lack the first
+    send's write (replication is asynchronous) and still hold the job in this pool's set: the
+    answer must not come from the stale data (it did: no refusal, nothing written)."""
+    node = Node(tmp_path, "demoted").start()
+    master = Redis(host="127.0.0.1", port=node.port)
+    try:
+        keys, job_id = await running_job(master, namespace, token="1")
+        scripts = Scripts(master, keys)
+        first = await scripts.ack_report(POOL, [_ack(job_id)], False, 1, False)
+        assert (list(first.refused), list(first.unfit)) == ([], [])
+        dirty = (await master.info("persistence"))["rdb_changes_since_last_save"]
+        again = await scripts.ack_report(POOL, [_ack(job_id)], False, 1, False)  # (a re-send)
+        assert (list(again.refused), list(again.unfit)) == ([], [])
+        assert (await master.info("persistence"))["rdb_changes_since_last_save"] == dirty
+        await master.replicaof("127.0.0.1", str(free_port()))  # demoted, its data as it was
+        with pytest.raises(ReadOnlyError):
+            await scripts.ack_report(POOL, [_ack(job_id)], False, 1, False)
+    finally:
+        await master.aclose()
+        node.kill()
+
+
 async def test_a_master_still_refuses_and_fences_off_with_nothing_written(
     redis: Redis, namespace: str
 ) -> None:

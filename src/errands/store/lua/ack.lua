@@ -368,10 +368,11 @@ if #done > 0 then
     redis.call('PUBLISH', ARGV[1], 'slot')
   end
 end
-if #done == 0 and #refused > 0 then
-  -- refusals read, nothing written: a write (of nothing) first, so that a replica refuses the
-  -- call (READONLY) instead: a master demoted keeps its clients and answers from its data as
-  -- it was (until its resync), where the jobs the new master holds for this pool are unknown
+if #done == 0 and n > 0 then
+  -- verdicts read, nothing written (refused; ended already: a re-send whose first send's reply
+  -- was lost; unfit): a write (of nothing) first, so that a replica refuses the call (READONLY)
+  -- instead: a master demoted keeps its clients and answers from its data as it was (until its
+  -- resync), where the new master may hold the jobs in progress, or another pool's attempt
   redis.call('ZREM', KEYS[3], '')
 end
 local reply = {#done, #unfit}
