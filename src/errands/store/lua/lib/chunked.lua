@@ -35,6 +35,14 @@ end
 -- read with its own ZSCORE, and the rest of the call does not ask again (one refusal per call)
 local zmscore_refused = false
 local function read_zmscore(key, items)
+  local n = #items
+  if n > 0 and n <= CHUNK and not zmscore_refused then  -- (one chunk: the reply itself)
+    local got = redis.pcall('ZMSCORE', key, unpack(items, 1, n))
+    if not got.err then
+      return got
+    end
+    zmscore_refused = true
+  end
   local out = {}
   for c = 1, #items, CHUNK do
     local e = math.min(c + CHUNK - 1, #items)
