@@ -151,16 +151,15 @@ end
 -- its running count as the caller read it in this call, before any write to it (then not read
 -- again).
 local function lim_release_all(P, ended, count, read)
-  local runs, set, del = {}, {}, {}
-  if read then
-    for i, p in ipairs(ended) do
-      runs[i] = read[p]
-    end
-  else
-    runs = read_chunked('HMGET', P.prun, ended)
-  end
+  local set, del = {}, {}
+  local runs = not read and read_chunked('HMGET', P.prun, ended)
   for i, p in ipairs(ended) do
-    local r = runs[i] or '0'
+    local r
+    if read then
+      r = read[p] or '0'
+    else
+      r = runs[i] or '0'
+    end
     local left = (LIM_NUM[r] or tonumber(r)) - count[p]
     if left > 0 then
       set[#set + 1] = p
