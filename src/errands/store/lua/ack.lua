@@ -64,12 +64,12 @@ if bad_arg then
   return bad_arg
 end
 -- workflows, listening, partitioned: one EXISTS of the three keys while none exists (the
--- common case), else each of workflow_of and partitions on its own
+-- common case), else partitions on its own, then workflow_of while another may exist
 local workflows, partitioned, listening
 do
   local present = redis.call('EXISTS', KEYS[21], KEYS[10], KEYS[25])
-  workflows = present > 0 and redis.call('EXISTS', KEYS[21]) == 1
   partitioned = present > 0 and redis.call('EXISTS', KEYS[25]) == 1
+  workflows = present > (partitioned and 1 or 0) and redis.call('EXISTS', KEYS[21]) == 1
   listening = present > (workflows and 1 or 0) + (partitioned and 1 or 0)
 end
 local now = ARGV[4]
