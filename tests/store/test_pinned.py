@@ -189,6 +189,33 @@ async def test_a_connection_to_a_demoted_master_is_given_up(redis: Redis, namesp
         await enqueuer.aclose()
 
 
+@pytest.mark.parametrize("reads", ["errands", "redis-py"])
+async def test_a_script_error_quoting_readonly_gives_the_connection_up_as_readonly(
+    client: Redis, monkeypatch: pytest.MonkeyPatch, reads: str
+) -> None:
+    """Redis < 7 reports a write a replica refused inside a script as a script error quoting
+    READONLY, not as READONLY: it is the same failover (the held connection goes, the caller
+    sees ReadOnlyError and takes the general way), not a bug of the script kept for good."""
+    if reads == "redis-py":
+        monkeypatch.setattr(pinned, "_take_over", lambda conn: None)
+    reply = (
+        "ERR Error running script (call to f_0123): @user_script:1: @user_script: 1: "
+        "-READONLY You can't write against a read only replica. "
+    )
+    script = PinnedScript(client, await client.script_load(f'return redis.error_reply("{reply}")'))
+    with pytest.raises(ReadOnlyError, match="Error running script"):
+        await script([], [])
+    assert script._conn is None  # given up
+    with pytest.raises(ReadOnlyError):
+        await script([], [])  # (a new connection: the same answer here)
+    other = PinnedScript(client, await client.script_load("return redis.error_reply('ERR x')"))
+    with pytest.raises(ResponseError) as raised:
+        await other([], [])
+    assert type(raised.value) is ResponseError and other._conn is not None  # kept
+    await script.aclose()
+    await other.aclose()
+
+
 @pytest.mark.parametrize(
     "reply, error",
     [

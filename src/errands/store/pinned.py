@@ -67,6 +67,16 @@ def _after_fork() -> None:
 
 os.register_at_fork(after_in_child=_after_fork)
 _PUSH: Any = getattr(hiredis, "PushNotification", None)  # a RESP3 push (hiredis >= 3.2)
+# a write a replica refused inside a script: Redis 7 and Valkey reply READONLY itself, Redis < 7
+# a script error that quotes it ("ERR Error running script (call to f_...): ... -READONLY ...")
+_SCRIPT_READ_ONLY = "READONLY You can't write against a read only replica"
+
+
+def _read_only(exc: BaseException) -> BaseException:
+    """``exc``, or the ``ReadOnlyError`` it means (a master demoted: see _SCRIPT_READ_ONLY)."""
+    if type(exc) is ResponseError and _SCRIPT_READ_ONLY in str(exc):
+        return ReadOnlyError(*exc.args)
+    return exc
 
 
 class _Link(asyncio.Protocol):
@@ -201,6 +211,7 @@ class PinnedConnection:
                 await self._drop(conn)  # redis-py's reading, given up in _in_turn)
             raise
         if isinstance(reply, Exception):  # (LOADING, NOAUTH: not ResponseErrors)
+            reply = _read_only(reply)
             if isinstance(reply, ReadOnlyError):  # a replica now (a master demoted): the next
                 await self._drop(conn)  # call takes a new connection from the pool
             raise reply
@@ -218,8 +229,11 @@ class PinnedConnection:
             await conn.send_packed_command(packed, check_health=False)
             return await conn.read_response()
         except ResponseError as exc:
-            if isinstance(exc, ReadOnlyError):
+            meant = _read_only(exc)
+            if isinstance(meant, ReadOnlyError):
                 await self._drop(conn)  # (before the next call's turn: see __call__)
+            if meant is not exc:
+                raise meant from None
             raise  # else the reply was read: the connection is fine
         except BaseException:  # broken, timed out or cancelled mid-reply: never reuse it
             await self._drop(conn)
