@@ -13,7 +13,7 @@ from ..errors import RedisUnavailableError
 from .topology import connect_url, describe_client
 from .urls import redact_url
 
-__all__ = ["REDIS_ERRORS", "connect", "redact_url"]
+__all__ = ["REDIS_ERRORS", "as_read_only", "connect", "redact_url"]
 
 # Errors that mean "Redis is not answering right now" (as opposed to a bug or bad input).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
@@ -29,6 +29,18 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
+
+
+# a write a replica refused inside a script: Redis 7 and Valkey reply READONLY itself, Redis < 7
+# a script error that quotes it ("ERR Error running script (call to f_...): ... -READONLY ...")
+_SCRIPT_READ_ONLY = "READONLY You can't write against a read only replica"
+
+
+def as_read_only(exc: BaseException) -> BaseException:
+    """``exc``, or the ``ReadOnlyError`` it means (a master demoted: see _SCRIPT_READ_ONLY)."""
+    if type(exc) is redis_errors.ResponseError and _SCRIPT_READ_ONLY in str(exc):
+        return redis_errors.ReadOnlyError(*exc.args)
+    return exc
 
 
 def client_options(**overrides: Any) -> dict[str, Any]:

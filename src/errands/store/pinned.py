@@ -43,6 +43,7 @@ from redis.exceptions import InvalidResponse, NoScriptError, ReadOnlyError, Resp
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .bulk import Columns, OneJobHeads, enqueue_request, job_spec, one_job_command, pack_call
+from .connection import as_read_only
 from .scripts import Arg, Scripts
 
 try:
@@ -67,16 +68,6 @@ def _after_fork() -> None:
 
 os.register_at_fork(after_in_child=_after_fork)
 _PUSH: Any = getattr(hiredis, "PushNotification", None)  # a RESP3 push (hiredis >= 3.2)
-# a write a replica refused inside a script: Redis 7 and Valkey reply READONLY itself, Redis < 7
-# a script error that quotes it ("ERR Error running script (call to f_...): ... -READONLY ...")
-_SCRIPT_READ_ONLY = "READONLY You can't write against a read only replica"
-
-
-def _read_only(exc: BaseException) -> BaseException:
-    """``exc``, or the ``ReadOnlyError`` it means (a master demoted: see _SCRIPT_READ_ONLY)."""
-    if type(exc) is ResponseError and _SCRIPT_READ_ONLY in str(exc):
-        return ReadOnlyError(*exc.args)
-    return exc
 
 
 class _Link(asyncio.Protocol):
@@ -211,7 +202,7 @@ class PinnedConnection:
                 await self._drop(conn)  # redis-py's reading, given up in _in_turn)
             raise
         if isinstance(reply, Exception):  # (LOADING, NOAUTH: not ResponseErrors)
-            reply = _read_only(reply)
+            reply = as_read_only(reply)
             if isinstance(reply, ReadOnlyError):  # a replica now (a master demoted): the next
                 await self._drop(conn)  # call takes a new connection from the pool
             raise reply
@@ -229,7 +220,7 @@ class PinnedConnection:
             await conn.send_packed_command(packed, check_health=False)
             return await conn.read_response()
         except ResponseError as exc:
-            meant = _read_only(exc)
+            meant = as_read_only(exc)
             if isinstance(meant, ReadOnlyError):
                 await self._drop(conn)  # (before the next call's turn: see __call__)
             if meant is not exc:
