@@ -282,12 +282,18 @@ for j = 0, n - 1 do
     ran[qi], name_of[qi] = (ran[qi] or 0) + 1, name
     local p = part_of[j]
     if p then  -- its partition's slot, freed after the loop (lim_release_all)
-      local e = ended_of[qi] or {count = {}}
-      ended_of[qi] = e
-      if not e.count[p] then
-        e[#e + 1], e.count[p] = p, 0
+      local e = ended_of[qi]
+      if not e then
+        e = {count = {}}
+        ended_of[qi] = e
       end
-      e.count[p] = e.count[p] + 1
+      local count = e.count
+      local c = count[p]
+      if c then
+        count[p] = c + 1
+      else
+        e[#e + 1], count[p] = p, 1
+      end
     end
     done[#done + 1] = id
     if deduped then
