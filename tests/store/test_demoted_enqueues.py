@@ -24,7 +24,7 @@ from redis.exceptions import ReadOnlyError, ResponseError
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 from errands.workflows.store import Member, WorkflowScripts
-from tests.support.infra.nodes import Node, free_port
+from tests.support.infra.nodes import free_port, own_node
 from tests.support.resend import snapshot
 
 Call = Callable[[], Awaitable[Any]]
@@ -39,13 +39,8 @@ def _spec(*after: str) -> bytes:
 @pytest.fixture
 async def master(tmp_path: Path) -> AsyncIterator[Redis]:
     """A master of its own (nothing else writes to it), which the test demotes."""
-    node = Node(tmp_path, "demoted").start()
-    try:
-        client = Redis(host="127.0.0.1", port=node.port)
+    async with own_node(tmp_path, "demoted") as client:
         yield client
-        await client.aclose()
-    finally:
-        node.kill()
 
 
 async def _dirty(redis: Redis) -> int:

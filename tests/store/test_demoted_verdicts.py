@@ -19,19 +19,14 @@ from errands.store.keys import Keys
 from errands.store.records import Acked
 from errands.store.scripts import Scripts, Settle
 from tests.support.fetched import POOL, running_job
-from tests.support.infra.nodes import Node, free_port
+from tests.support.infra.nodes import free_port, own_node
 
 
 @pytest.fixture
 async def replica(tmp_path: Path) -> AsyncIterator[Redis]:
     """A replica of a master that is not there: its data as it was (none), read-only."""
-    node = Node(tmp_path, "replica", ["--replicaof", "127.0.0.1", str(free_port())]).start()
-    try:
-        client = Redis(host="127.0.0.1", port=node.port)
-        yield client
-        await client.aclose()
-    finally:
-        node.kill()
+    async with own_node(tmp_path, "replica", ["--replicaof", "127.0.0.1", str(free_port())]) as r:
+        yield r
 
 
 def _ack(job_id: str) -> Acked:
@@ -71,9 +66,7 @@ async def test_a_resent_ack_a_demoted_master_answers_from_its_data_is_refused(
     data says the job ended (the re-send's own work), but the new master may lack the first
     send's write (replication is asynchronous) and still hold the job in this pool's set: the
     answer must not come from the stale data (it did: no refusal, nothing written)."""
-    node = Node(tmp_path, "demoted").start()
-    master = Redis(host="127.0.0.1", port=node.port)
-    try:
+    async with own_node(tmp_path, "demoted") as master:
         keys, job_id = await running_job(master, namespace, token="1")
         scripts = Scripts(master, keys)
         first = await scripts.ack_report(POOL, [_ack(job_id)], False, 1, False)
@@ -85,9 +78,6 @@ async def test_a_resent_ack_a_demoted_master_answers_from_its_data_is_refused(
         await master.replicaof("127.0.0.1", str(free_port()))  # demoted, its data as it was
         with pytest.raises(ReadOnlyError):
             await scripts.ack_report(POOL, [_ack(job_id)], False, 1, False)
-    finally:
-        await master.aclose()
-        node.kill()
 
 
 async def test_a_master_still_refuses_and_fences_off_with_nothing_written(

@@ -8,17 +8,18 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
 from errands.store.devserver import find_server_binary
 
 from .tls import TLSFiles
 
-__all__ = ["Node", "free_port"]
+__all__ = ["Node", "free_port", "own_node"]
 
 _taken: set[int] = set()
 
@@ -175,3 +176,20 @@ def wait_for(what: str, check: Any, timeout: float = 20.0, interval: float = 0.0
             return result
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached within {timeout}s (last error: {last!r})")
+
+
+@contextlib.asynccontextmanager
+async def own_node(
+    tmp_path: Path, name: str, args: Sequence[str] = ()
+) -> AsyncIterator[AsyncRedis]:
+    """A server of the test's own (nothing else writes to it: a test may demote it), and a
+    client of it; both gone at the end."""
+    node = Node(tmp_path, name, list(args)).start()
+    try:
+        client = AsyncRedis(host="127.0.0.1", port=node.port)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+    finally:
+        node.kill()
