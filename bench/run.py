@@ -81,6 +81,10 @@ SCHED_US: dict[str, dict[str, tuple[float, float, float]]] = {}
 WARMUP = 10  # enqueues before the timer starts; latency samples dropped from the front
 LATENCY_POOLS = 4  # worker processes listening on the latency workload's queue, all idle
 BURNER = "while True: pass"  # --busy: one CPU-bound process (a Python loop, never yields)
+# --busy-placement: where the burners run: "os" (Linux's balancer decides, run by run),
+# "apart" (burner i pinned to CPU i), "together" (all pinned to CPU 0); the worker and Redis
+# are never pinned (bench/README.md: "Why a busy machine costs errands more than the peers")
+BUSY_PLACEMENT = "os"
 
 
 def log(msg: str) -> None:
@@ -301,6 +305,12 @@ class Burners:
             subprocess.Popen([sys.executable, "-c", BURNER], stdin=subprocess.DEVNULL)
             for _ in range(self.n)
         ]
+        cpus = sorted(os.sched_getaffinity(0))
+        for i, p in enumerate(self.procs):
+            if BUSY_PLACEMENT == "apart":
+                os.sched_setaffinity(p.pid, {cpus[i % len(cpus)]})
+            elif BUSY_PLACEMENT == "together":
+                os.sched_setaffinity(p.pid, {cpus[0]})
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -574,12 +584,20 @@ def main() -> None:
         help="N CPU-burning processes during each throughput workload's worker (default 0)",
     )
     ap.add_argument(
+        "--busy-placement",
+        choices=["os", "apart", "together"],
+        default="os",
+        help="the burners' CPUs: as Linux places them (default), one per CPU, or all on one",
+    )
+    ap.add_argument(
         "--errands-python",
         default=".venv/bin/python",
         help="python of the project venv (relative paths: to the repo root)",
     )
     ap.add_argument("--out", default=str(BENCH / "results.json"))
     a = ap.parse_args()
+    global BUSY_PLACEMENT
+    BUSY_PLACEMENT = a.busy_placement
     for sig in (signal.SIGINT, signal.SIGTERM):  # unwind: stop workers and the redis-server
         signal.signal(sig, signal.default_int_handler)
 
@@ -617,6 +635,7 @@ def main() -> None:
             "concurrency": CONCURRENCY,
             "latency_pause_s": a.pause,
             "busy": a.busy,
+            "busy_placement": a.busy_placement,
             "sizes": {k: v[1] if a.quick else v[0] for k, v in SIZES.items()},
         }
         log(f"private redis-server {meta['redis']} on {r.url}")
@@ -648,7 +667,8 @@ def main() -> None:
     print(
         f"{meta['date']}  redis {meta['redis']}  python {meta['python']}  "
         f"{meta['cores']} cores  concurrency {CONCURRENCY}  median of {a.runs} run(s)"
-        f"{'  QUICK' if a.quick else ''}{f'  BUSY {a.busy}' if a.busy else ''}  (rates in jobs/s)"
+        f"{'  QUICK' if a.quick else ''}{f'  BUSY {a.busy} ({a.busy_placement})' if a.busy else ''}"
+        "  (rates in jobs/s)"
     )
     print(table(results))
     cpu = [(k, h) for k, h, _ in COLUMNS if k in ("noop", "io", "sleep")]
