@@ -376,10 +376,8 @@ if #done > 0 then
 end
 if #done == 0 and n > 0 then
   -- verdicts read, nothing written (refused; ended already: a re-send whose first send's reply
-  -- was lost; unfit): a write (of nothing) first, so that a replica refuses the call (READONLY)
-  -- instead: a master demoted keeps its clients and answers from its data as it was (until its
-  -- resync), where the new master may hold the jobs in progress, or another pool's attempt
-  redis.call('ZREM', KEYS[3], '')
+  -- was lost; unfit): lib/types.lua's unwritten
+  unwritten('ZREM', KEYS[3])
 end
 local reply = {#done, #unfit}
 for _, id in ipairs(unfit) do

@@ -182,12 +182,11 @@ for s = 1, n, CHUNK do
 end
 if n_new == 0 then
   -- every job found already there (read, nothing written): a write of nothing first (no job's
-  -- id is '': store/keys.py; jobs read above as a hash), which a replica refuses (READONLY): a
-  -- master demoted keeps its clients and answers from its data as it was (until its resync),
-  -- where a job the new master lacks (enqueued just before the failover, not yet replicated)
-  -- is still there, and a re-sent call would be told it was stored. (n = 0: nothing read.)
+  -- id is '': store/keys.py; jobs read above as a hash), lib/types.lua's unwritten: a job the
+  -- new master lacks (enqueued just before the failover, not yet replicated) may still be in a
+  -- demoted master's data, and a re-sent call would be told it was stored. (n = 0: nothing read.)
   if n > 0 then
-    redis.call('HDEL', KEYS[1], '')
+    unwritten('HDEL', KEYS[1])
   end
   return existed
 end

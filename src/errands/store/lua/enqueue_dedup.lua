@@ -80,32 +80,27 @@ local function partition_of(jid)
 end
 local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idlefor = KEYS[5], wake = ARGV[1],
   dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13], next = KEYS[14], reruns = KEYS[15]}
--- an answer read and not written (the id taken, this very job found, the key held): a write of
--- nothing first (no job's id is '': store/keys.py; jobs checked above), which a replica refuses
--- (READONLY): a master demoted keeps its clients and answers from its data as it was (until
--- its resync). ('dropped' may follow dedup_owner's clean-up of a holder gone: a no-op more.)
-local function unwritten(reply)
-  redis.call('HDEL', KEYS[1], '')
-  return reply
-end
+-- answers read and not written go through lib/types.lua's unwritten (jobs checked above as a
+-- hash); 'dropped' may follow dedup_owner's clean-up of a holder gone: a no-op more
 local stored = redis.call('HGET', KEYS[1], id)
 if stored then
   if stored ~= ARGV[4] then
-    return unwritten({'existed', id, ''})
+    return unwritten('HDEL', KEYS[1], {'existed', id, ''})
   end
   if redis.call('HGET', d.dedupjob, id) == 'n' .. key then
-    return unwritten({'rerun_queued', id, redis.call('HGET', d.dedup, key) or ''})
+    local holder = redis.call('HGET', d.dedup, key) or ''
+    return unwritten('HDEL', KEYS[1], {'rerun_queued', id, holder})
   end
-  return unwritten({'enqueued', id, id})
+  return unwritten('HDEL', KEYS[1], {'enqueued', id, id})
 end
 if redis.call('ZSCORE', KEYS[9], id) or redis.call('EXISTS', KEYS[10]) == 1 then
-  return unwritten({'existed', id, ''})
+  return unwritten('HDEL', KEYS[1], {'existed', id, ''})
 end
 local a = {id = id, env = ARGV[4], prio = prio, due = due, queue = KEYS[6], sched = KEYS[7],
   name = ARGV[2], names = KEYS[4]}
 local outcome, carrier, holder = dedup_admit(d, mode, key, a)
 if outcome == 'dropped' then
-  return unwritten({outcome, carrier, holder or carrier})
+  return unwritten('HDEL', KEYS[1], {outcome, carrier, holder or carrier})
 elseif outcome then
   if outcome == 'replaced' or outcome == 'rerun_queued' then
     partition_of(carrier)  -- (a rerun is indexed when the holder's end queues it: lib/dedup)

@@ -49,29 +49,22 @@ if due <= 0 then
     return bad
   end
 end
--- an answer read and not written (the id or the digest taken): a write of nothing first (no
--- job's id is '': store/keys.py; jobs checked above), which a replica refuses (READONLY): a
--- master demoted keeps its clients and answers from its data as it was (until its resync)
-local function unwritten(reply)
-  redis.call('HDEL', KEYS[1], '')
-  return reply
-end
 local id = ARGV[3]
 local stored = redis.call('HGET', KEYS[1], id)
 if stored then
   if stored == ARGV[4] then
-    return unwritten({1, id, 0})
+    return unwritten('HDEL', KEYS[1], {1, id, 0})
   end
-  return unwritten({1, id, 1})
+  return unwritten('HDEL', KEYS[1], {1, id, 1})
 end
 if redis.call('ZSCORE', KEYS[12], id) or redis.call('EXISTS', KEYS[13]) == 1 then
-  return unwritten({1, id, 1})
+  return unwritten('HDEL', KEYS[1], {1, id, 1})
 end
 local holder = redis.call('HGET', KEYS[8], ARGV[7])
 if holder then
   local expiry = tonumber(redis.call('ZSCORE', KEYS[10], ARGV[7]) or '0')
   if expiry > tonumber(ARGV[9]) and redis.call('HEXISTS', KEYS[1], holder) == 1 then
-    return unwritten({0, holder, 0})
+    return unwritten('HDEL', KEYS[1], {0, holder, 0})
   end
   redis.call('HDEL', KEYS[9], holder)
 end

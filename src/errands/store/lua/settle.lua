@@ -122,15 +122,6 @@ local function settled_before(KEYS, ARGV, attempt)
   end
   return at(KEYS[10], score) or at(KEYS[17], ARGV[11])  -- (or cancelled on request)
 end
--- a verdict of the fence, read and not written: a write (of nothing) first, so that a replica
--- refuses the call (READONLY) instead: a master demoted keeps its clients and answers from its
--- data as it was (until its resync), where the attempts the new master holds are unknown. (On
--- a replica nothing of the call was written before: its first write raised.)
-local function fenced(KEYS, verdict)
-  redis.call('ZREM', KEYS[3], '')
-  return verdict
-end
-
 -- settle one job whose call refusal() let through (KEYS and ARGV of that job, documented above)
 local function settle_one(KEYS, ARGV)
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
@@ -147,7 +138,7 @@ if ARGV[18] == '*' then
   -- an orphan of this pool (in its in-progress set, held by none of its tasks): its attempt,
   -- if recorded, must be this pool's, and the entry must be in this pool's set
   if attempt and string.sub(attempt, 1, #ARGV[17] + 1) ~= ARGV[17] .. ':' then
-    return fenced(KEYS, 0)
+    return unwritten('ZREM', KEYS[3], 0)
   end
   if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 0 then
     return settled_before(KEYS, ARGV, attempt) and 1 or 0
@@ -156,7 +147,7 @@ if ARGV[18] == '*' then
   freed = lim_release(P, id)
 else
   if attempt ~= ARGV[17] .. ':' .. ARGV[18] then
-    return fenced(KEYS, settled_before(KEYS, ARGV, attempt) and 1 or 0)
+    return unwritten('ZREM', KEYS[3], settled_before(KEYS, ARGV, attempt) and 1 or 0)
   end
   local at = ARGV[21] == '1' and mode == 'requeue' and lim_fetched_at(attempt)
   if at then  -- (read before the first write)

@@ -32,13 +32,10 @@ if not wf_node_ok(node) then
   return redis.error_reply('errands: wf_add: node id "' .. tostring(node) .. '" holds whitespace, '
     .. 'a control character or one of "\\{}:<>!: it was not added')
 end
--- an answer read and not written (added already, or why not): a write of nothing first (no
--- node id is '': wf_node_ok; KEYS[6] read as a hash just below), which a replica refuses
--- (READONLY): a master demoted keeps its clients and answers from its data as it was (until
--- its resync), where the run may be unknown or the member added already
-local function unwritten(reply)
-  redis.call('HDEL', KEYS[6], '')
-  return reply
+-- answers read and not written (added already, or why not) go through lib/types.lua's
+-- unwritten on the nodes' hash (no node id is '': wf_node_ok; KEYS[6] read as a hash below)
+local function refused(reply)
+  return unwritten('HDEL', KEYS[6], reply)
 end
 local stored = redis.call('HGET', KEYS[6], node)
 if stored then
@@ -52,33 +49,33 @@ if stored then
     same = same and redis.call('ZSCORE', KEYS[5], node .. '>' .. ARGV[i]) ~= false
   end
   if same then
-    return unwritten('')
+    return refused('')
   end
-  return unwritten('node ' .. node .. ' is already in the workflow (with another definition)')
+  return refused('node ' .. node .. ' is already in the workflow (with another definition)')
 end
 local status = redis.call('HGET', KEYS[2], 'status')
 if status ~= 'running' or redis.call('HEXISTS', KEYS[2], 'cancel') == 1 then
-  return unwritten('workflow run ' .. run .. ' is not running (' .. (status or 'unknown') .. ')')
+  return refused('workflow run ' .. run .. ' is not running (' .. (status or 'unknown') .. ')')
 end
 local spec = wf_spec(ARGV[6])
 local edges = {}
 for i = 8, 7 + a do
   local dep = ARGV[i]
   if redis.call('HEXISTS', KEYS[6], dep) == 0 then
-    return unwritten('unknown node ' .. dep)
+    return refused('unknown node ' .. dep)
   end
   if redis.call('SISMEMBER', KEYS[3], dep) == 1 then
     edges[#edges + 1] = dep
   elseif spec.f == 'fail' then
     local res = redis.call('HGET', KEYS[8], dep)
     if res and string.sub(res, 1, 10) ~= '{"s":"ok",' then
-      return unwritten('dependency ' .. dep .. ' did not succeed')
+      return refused('dependency ' .. dep .. ' did not succeed')
     end
   end
 end
 for i = 8 + a, #ARGV do
   if redis.call('HEXISTS', KEYS[7], ARGV[i]) == 0 then
-    return unwritten('node ' .. ARGV[i] .. ' is not waiting for its dependencies (unknown, running '
+    return refused('node ' .. ARGV[i] .. ' is not waiting for its dependencies (unknown, running '
       .. 'or ended)')
   end
 end
@@ -108,7 +105,7 @@ if #edges > 0 and 8 + a <= #ARGV then
         path[#path + 1] = c
       end
       path[#path + 1] = node
-      return unwritten('adding node ' .. node .. ' would close a cycle: '
+      return refused('adding node ' .. node .. ' would close a cycle: '
         .. table.concat(path, ' -> '))
     end
     -- (the in edges of a node that no longer waits are none, or left for the work list's
@@ -118,7 +115,7 @@ if #edges > 0 and 8 + a <= #ARGV then
       ins = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. c .. '<', '(' .. c .. '=', 'LIMIT', 0, left + 1)
     end
     if #ins > left then
-      return unwritten('cannot check that adding node ' .. node .. ' closes no cycle: more than '
+      return refused('cannot check that adding node ' .. node .. ' closes no cycle: more than '
         .. CYCLE_EDGES .. ' dependency edges upstream of its after nodes (add it with fewer after'
         .. ' or before nodes)')
     end

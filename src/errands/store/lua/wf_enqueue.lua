@@ -23,15 +23,13 @@
 -- where it answered 0.)
 --@include workflows
 --@include types
--- the run stored already (read, nothing written): a write of nothing first (a run's hash has no
--- field ''), which a replica refuses (READONLY): a master demoted keeps its clients and answers
--- from its data as it was (until its resync), which may hold a run the new master lacks
+-- the run stored already (read, nothing written): lib/types.lua's unwritten (a run's hash has no
+-- field ''): a demoted master's data may hold a run the new master lacks
 local there = redis.pcall('HLEN', KEYS[7])
 if type(there) == 'table' then
   return wrong_key(KEYS[7], 'no workflow run was stored')
 elseif there > 0 then
-  redis.call('HDEL', KEYS[7], '')
-  return 0
+  return unwritten('HDEL', KEYS[7], 0)
 end
 local run = ARGV[1]
 local W = wf_keys(KEYS[6], run)

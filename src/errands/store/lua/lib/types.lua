@@ -51,6 +51,19 @@ local function is_int(s, lo, hi)
   return (lo == nil or x >= lo) and (hi == nil or x <= hi)
 end
 
+-- unwritten(cmd, key[, reply]): `reply`, after a write of nothing: `cmd` ('HDEL' or 'ZREM') of
+-- the member '' from `key`, a hash or sorted set whose type the caller checked, where no job id,
+-- node id or in-progress entry is ''. For an answer a script read and did not write: a master
+-- demoted by a failover keeps its clients and answers from its data as it was (until its
+-- resync), where the new master may hold otherwise; the write makes such a replica refuse the
+-- call (READONLY), which then goes to the new master. On a master it changes nothing and is not
+-- replicated (Redis 7; Redis < 7 propagates an empty MULTI/EXEC). No write came before it on a
+-- replica: its first write raised.
+local function unwritten(cmd, key, reply)
+  redis.call(cmd, key, '')
+  return reply
+end
+
 -- MAX_MS: the longest TTL (ms) a script takes: 2^53 (285,000 years), which Lua holds exactly and
 -- Redis adds to its clock. A longer one raised after the first write: Lua hands 10^17 to SET PX
 -- as '1e+17', which Redis refuses.
