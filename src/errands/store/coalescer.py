@@ -23,10 +23,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .connection import BROKEN
 from .scripts import Arg
 
 __all__ = ["Coalescer", "Send"]
@@ -147,7 +146,7 @@ class Coalescer:
                 pass  # the general path loads the script
             except ReadOnlyError:
                 pass  # not run; the held connection went: the general path finds the master
-            except (RedisConnectionError, RedisTimeoutError, OSError):
+            except BROKEN:
                 pass  # the general path reconnects, retries and names the server
         return await self._send(names, rows)
 

@@ -13,7 +13,7 @@ from ..errors import RedisUnavailableError
 from .topology import connect_url, describe_client
 from .urls import redact_url
 
-__all__ = ["REDIS_ERRORS", "as_read_only", "connect", "redact_url"]
+__all__ = ["BROKEN", "REDIS_ERRORS", "as_read_only", "connect", "redact_url"]
 
 # Errors that mean "Redis is not answering right now" (as opposed to a bug or bad input).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
@@ -30,6 +30,14 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+
+# a connection errands holds broke or timed out: its call goes the general way, which reconnects
+# and retries (the hot calls, the hand-off read, the one-job and coalesced enqueues fall back)
+BROKEN: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    OSError,
+)
 
 # a write a replica refused inside a script: Redis 7 and Valkey reply READONLY itself, Redis < 7
 # a script error that quotes it ("ERR Error running script (call to f_...): ... -READONLY ...")

@@ -25,8 +25,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ReadOnlyError
 
+from .connection import BROKEN
 from .keys import Keys
-from .pinned import BROKEN, PinnedScript
+from .pinned import PinnedScript
 from .scripts import Arg, Scripts
 from .topology import is_cluster
 

@@ -43,7 +43,7 @@ from redis.exceptions import InvalidResponse, NoScriptError, ReadOnlyError, Resp
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .bulk import Columns, OneJobHeads, enqueue_request, job_spec, one_job_command, pack_call
-from .connection import as_read_only
+from .connection import BROKEN, as_read_only
 from .scripts import Arg, Scripts
 
 try:
@@ -51,12 +51,9 @@ try:
 except ImportError:  # pragma: no cover (a dependency: redis[hiredis])
     hiredis = None  # type: ignore[assignment]
 
-__all__ = ["BROKEN", "BulkEnqueue", "PinnedConnection", "PinnedEnqueue", "PinnedScript"]
+__all__ = ["BulkEnqueue", "PinnedConnection", "PinnedEnqueue", "PinnedScript"]
 
 _MISSING = object()  # hiredis: no complete reply yet
-# a held connection broke or timed out: its call goes the general way, which reconnects and
-# retries (the hot calls, the hand-off read and the one-job enqueue all fall back on these)
-BROKEN = (RedisConnectionError, RedisTimeoutError, OSError)
 _forks = 0  # forks between this process and the one that imported errands (os.getpid() is a
 # system call, ~1 us on a VM: too dear for every call; a held socket in a child is its parent's)
 

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 from redis.exceptions import NoPermissionError, ReadOnlyError, ResponseError
 
-from ..store.connection import REDIS_ERRORS
+from ..store.connection import BROKEN, REDIS_ERRORS
 from ..store.keys import Keys
-from ..store.pinned import BROKEN, PinnedConnection
+from ..store.pinned import PinnedConnection
 from ..store.records import Fetched
 from ..store.scripts import Scripts
 from ..store.topology import connection_option, is_cluster
