@@ -13,21 +13,20 @@ data stays as it was) and sends them again: each is refused."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import ResponseError
 
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 from errands.workflows.store import Member, WorkflowScripts
-from tests.support.infra.nodes import free_port, own_node
+from tests.support.demoted import Call, check
+from tests.support.infra.nodes import own_node
 from tests.support.resend import snapshot
 
-Call = Callable[[], Awaitable[Any]]
 FAR = 10**12  # a unique lock's expiry (ms) far ahead of the calls' `now` (1)
 
 
@@ -41,26 +40,6 @@ async def master(tmp_path: Path) -> AsyncIterator[Redis]:
     """A master of its own (nothing else writes to it), which the test demotes."""
     async with own_node(tmp_path, "demoted") as client:
         yield client
-
-
-async def _dirty(redis: Redis) -> int:
-    """Writes since the start (--save ''): what a write that changed anything counts."""
-    return int((await redis.info("persistence"))["rdb_changes_since_last_save"])
-
-
-async def check(redis: Redis, namespace: str, calls: list[tuple[Call, Any]]) -> None:
-    """Each call answers as expected on the master with nothing written; once the master is
-    demoted, each is refused (READONLY)."""
-    before, dirty = await snapshot(redis, namespace), await _dirty(redis)
-    for call, answer in calls:
-        assert await call() == answer
-    assert await snapshot(redis, namespace) == before
-    assert await _dirty(redis) == dirty
-    await redis.replicaof("127.0.0.1", str(free_port()))  # (nobody there: the data stays)
-    for call, _answer in calls:
-        with pytest.raises(ReadOnlyError):
-            await call()
-    assert await snapshot(redis, namespace) == before
 
 
 async def test_an_enqueue_that_finds_its_jobs_there(master: Redis, namespace: str) -> None:
