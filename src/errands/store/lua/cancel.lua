@@ -22,7 +22,11 @@
 -- A waiting job cancelled is recorded in the history (`cancelled`, at the attempt it would
 -- have run next, see lib/jobstate.lua) and published.
 -- A re-sent call (redis-py, after a lost reply) answers as its first call: 'cancelled' for the
--- job it cancelled (its done record holds this call's token). A time or TTL that is not a
+-- job it cancelled (its done record holds this call's token). An answer read before any write
+-- (the job's envelope gone: finished, cancelled, unknown) writes nothing first
+-- (lib/types.lua unwritten): a demoted master refuses it, where the new master may still hold
+-- the job waiting or running (an ack or a cancel not replicated; a job enqueued since; the
+-- other answers come after a ZREM, which a replica refuses already). A time or TTL that is not a
 -- number, a bad token, a key of another type or a seq that is not a counter (a dedup rerun or a
 -- released workflow member INCRs it after the first write) is an error before anything is
 -- written.
@@ -74,12 +78,13 @@ if not env then
   if record then
     local head = '{"id":"' .. id .. '","status":"'
     local status = string.sub(record, #head + 1, #head + 9)
+    -- (ack.lua's record: compact, or naming its attempt)
     if string.match(record, '^%d+$') or string.sub(record, 1, 5) == '{"j":' then
-      return 'finished'  -- the record ack.lua writes: compact, or naming its attempt
+      return unwritten('ZREM', KEYS[5], 'finished')
     elseif string.sub(record, 1, #head) == head and status == 'finished"' then
-      return 'finished'
+      return unwritten('ZREM', KEYS[5], 'finished')
     elseif string.sub(record, 1, #head) == head and status == 'cancelled' then
-      return by_this_call() and 'cancelled' or 'already'
+      return unwritten('ZREM', KEYS[5], by_this_call() and 'cancelled' or 'already')
     end
   end
   -- a workflow member that waits for its dependencies: its envelope is in its run
@@ -100,7 +105,7 @@ if not env then
     end
     return cancelled(held)
   end
-  return 'unknown'
+  return unwritten('ZREM', KEYS[5], 'unknown')  -- (wf_end ended no member: it wrote nothing)
 end
 for _, k in ipairs({2, 3, 4, 19}) do
   if redis.call('ZREM', KEYS[k], id) == 1 then

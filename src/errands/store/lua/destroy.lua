@@ -18,7 +18,10 @@
 --         at most 10,000)   ARGV[6] wake channel   ARGV[7] its edits to erase from the
 --         history ("<id>:e1"..; Client.update_job), at most 1,000
 -- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found). A
--- re-sent call answers as its first (with KEYS[31]: without it, 'unknown', no trace being left).
+-- re-sent call answers as its first (with KEYS[31]: without it, 'unknown', no trace being left),
+-- after the key checks, and writing nothing first (lib/types.lua unwritten): a demoted master
+-- refuses it, where the new master may lack the first call's work (not replicated). Every
+-- other answer comes after a write (a replica refuses the call there).
 -- A key of another type, or a seq that is not a counter (a dedup rerun or a released workflow
 -- member INCRs it after the first write), fails the call before its first write.
 --@include events
@@ -27,10 +30,6 @@
 --@include workflows
 --@include types
 local id, name = ARGV[1], ARGV[2]
-local replied = KEYS[31] and redis.call('GET', KEYS[31])
-if replied then
-  return replied  -- a re-send: its first call did the work
-end
 -- the done record is DELeted, the reply key SET, whatever their type; `listening` is read with
 -- EXISTS/pcall
 local TYPES = {'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD',
@@ -41,6 +40,10 @@ local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing destroyed')
   or (KEYS[25] and wf_unfit_of(KEYS[25], id, 'nothing destroyed'))
 if wrong then
   return wrong
+end
+local replied = KEYS[31] and redis.call('GET', KEYS[31])
+if replied then  -- a re-send: its first call did the work
+  return unwritten('HDEL', KEYS[1], replied)
 end
 local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[3], recov = KEYS[4], checkin = KEYS[5],
   cancelreq = KEYS[6], att = KEYS[7], uniqjob = KEYS[8], uniq = KEYS[9], uniqexp = KEYS[10],

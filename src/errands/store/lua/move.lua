@@ -26,10 +26,13 @@
 -- Returns 1 when moved, 0 when the job was not in the source set (or its envelope was not
 -- `expected`). A re-sent call answers as its first from the reply key, in every mode (a guess
 -- from where the job is now answered 1 to the re-send of a call that moved nothing, the job
--- having got there otherwise). An unknown mode, a due time (schedule) or a time (delete) that
--- is not an integer in 0..MAX_MS is an error before anything is written, and so is a key the
--- mode touches of another type or (modes queue and delete) a seq that is not a counter: the job
--- left its source set before INCR seq raised, and was in no set any more.
+-- having got there otherwise), after the key checks, and writing nothing first
+-- (lib/types.lua unwritten): a demoted master refuses it, where the new master may lack the
+-- first call's move (not replicated); every other answer comes after a write. An unknown mode,
+-- a due time (schedule) or a time (delete) that is not an integer in 0..MAX_MS is an error
+-- before anything is written, and so is a key the mode touches of another type or (modes queue
+-- and delete) a seq that is not a counter: the job left its source set before INCR seq raised,
+-- and was in no set any more.
 --@include types
 --@include events
 --@include prio
@@ -50,10 +53,6 @@ if (mode == 'schedule' and not is_int(ARGV[3], 0, MAX_MS))
   return redis.error_reply('errands: move: bad time for ' .. mode)
 end
 local expected = ARGV[10] or ''
-local replied = redis.call('GET', KEYS[29])
-if replied then
-  return tonumber(replied)  -- a re-send: its first call did the work (or found none to do)
-end
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', false, 'HLEN',
   'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN',
   'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', false, 'ZCARD'}
@@ -62,6 +61,10 @@ local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing moved')
   or (mode == 'delete' and wf_unfit_of(KEYS[23], id, 'nothing moved'))
 if wrong then
   return wrong
+end
+local replied = redis.call('GET', KEYS[29])
+if replied then  -- a re-send: its first call did the work (or found none to do)
+  return unwritten('HDEL', KEYS[1], tonumber(replied))
 end
 if expected ~= '' and redis.call('HGET', KEYS[1], id) ~= expected then
   -- the new envelope was made from one that changed since: nothing moves

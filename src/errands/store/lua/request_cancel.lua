@@ -3,9 +3,13 @@
 -- left behind by a job that ended meanwhile; settle and reap delete it with the attempt.
 -- KEYS[1] attempts   KEYS[2] cancel requests
 -- ARGV[1] job id   ARGV[2] cancel | destroy   ARGV[3] control channel
--- Returns 1 when requested, 0 when no attempt of the job runs.
+-- Returns 1 when requested, 0 when no attempt of the job runs: read, and nothing written first
+-- (lib/types.lua unwritten; HEXISTS raised on another type), so that a demoted master refuses
+-- it, where the new master may run an attempt of the job (one started since, or whose end
+-- was not replicated).
+--@include types
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
-  return 0
+  return unwritten('HDEL', KEYS[1], 0)
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[2] .. ':' .. ARGV[1])

@@ -11,7 +11,9 @@
 -- ARGV[6] history member ("<id>:e<n>")   ARGV[7] history record (JSON)   ARGV[8] now ms
 -- Returns 1 when updated, 0 when the job moved or changed meanwhile. A re-sent call (its
 -- envelope is stored already: this edit's, which counts its edits) answers 1 and writes
--- nothing. A priority that is not a whole number in -1000..1000, a time that is not an integer
+-- nothing. Those two answers, read, write nothing first (lib/types.lua unwritten): a demoted
+-- master refuses them, where the new master may lack the edit (not replicated) or hold the
+-- job where the caller read it. A priority that is not a whole number in -1000..1000, a time that is not an integer
 -- spelt as Redis reads one in 0..MAX_MS (is_int: it goes to ZADD verbatim, and ' 5' passed
 -- tonumber() then raised there after the new envelope was stored), or a missing argument, is
 -- an error before anything is written, and so is a key of another type or a seq that is not a
@@ -32,11 +34,11 @@ if wrong then
   return wrong
 end
 if ARGV[3] ~= ARGV[2] and redis.call('HGET', KEYS[1], id) == ARGV[3] then
-  return 1  -- a re-send: this edit is in place
+  return unwritten('HDEL', KEYS[1], 1)  -- a re-send: this edit is in place
 end
 local score = redis.call('ZSCORE', KEYS[3], id)
 if not score or redis.call('HGET', KEYS[1], id) ~= ARGV[2] then
-  return 0
+  return unwritten('HDEL', KEYS[1], 0)
 end
 redis.call('HSET', KEYS[1], id, ARGV[3])
 if prio then
