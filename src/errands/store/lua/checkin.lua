@@ -3,10 +3,15 @@
 -- KEYS[1] checkins (HASH id -> JSON)   KEYS[2] jobs   KEYS[3] listening   KEYS[4] attempts
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] checkin JSON   ARGV[4] events channel
 -- ARGV[5] the attempt: "<pool id>:<token>"
--- Returns 1, or 0 when this attempt no longer runs the job (it ended, or was taken back).
+-- Returns 1, or 0 when this attempt no longer runs the job (it ended, or was taken back): read,
+-- and nothing written first (lib/types.lua unwritten; HGET raised on another type), so that a
+-- demoted master refuses it, where the new master may hold the attempt (its start not
+-- replicated yet, or the end the data read shows lost): a handler told so may stop, and its
+-- ack would then end the job there with its work undone.
 --@include events
+--@include types
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[5] or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
-  return 0
+  return unwritten('HDEL', KEYS[4], 0)
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if redis.call('EXISTS', KEYS[3]) == 1 then

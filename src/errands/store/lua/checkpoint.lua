@@ -6,11 +6,13 @@
 -- KEYS[5] listening
 -- ARGV[1] job id   ARGV[2] the attempt: "<pool id>:<token>"   ARGV[3] checkpoint JSON
 -- ARGV[4] events channel   ARGV[5] job name
--- Returns 0 when this attempt no longer runs the job (nothing written); else 1, or the kind of
--- cancel request ('cancel' | 'destroy') stored for the job: the handler stops there.
+-- Returns 0 when this attempt no longer runs the job (nothing written, but a write of nothing
+-- first: lib/types.lua unwritten, as checkin.lua); else 1, or the kind of cancel request
+-- ('cancel' | 'destroy') stored for the job: the handler stops there.
 --@include events
+--@include types
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
-  return 0
+  return unwritten('HDEL', KEYS[3], 0)
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if redis.call('EXISTS', KEYS[5]) == 1 then

@@ -34,7 +34,9 @@
 -- that wrote something is kept in the state (`answer`: '<ARGV[7]> <status> <job id>'), so
 -- that the same call sent again writes nothing and gives the same answer. A manual run is also
 -- recognised by its job id (stored, or ended recently: its tombstone or result record), in
--- case another run of the schedule overwrote `answer` between the two sends.
+-- case another run of the schedule overwrote `answer` between the two sends. An answer read
+-- and not written (gone, conflict, a re-send's, stale) writes nothing first: a demoted master
+-- refuses it (`read` below; mode init's answers come after its HSETNX, a write).
 --@include events
 --@include dedup
 --@include types
@@ -58,22 +60,27 @@ local wrong = wrong_type(function(j) return TYPES[j] end, 'no job was stored')
 if wrong then
   return wrong
 end
+-- an answer read, not written (gone, conflict, a re-send's, stale): a write of nothing first
+-- (lib/types.lua unwritten), so that a demoted master refuses it, where the new master may lack
+-- the slot's fire (not replicated) or hold the definition (stored since)
+local function read(status, job)
+  return unwritten('HDEL', state, {status, job})
+end
 local definition = redis.call('HGET', KEYS[11], ARGV[13])
 if not definition then
-  return {'gone', ''}
+  return read('gone', '')
 end
 if ARGV[17] ~= '' and definition ~= ARGV[17] then
-  return {'conflict', ''}
+  return read('conflict', '')
 end
 if id ~= '' then
   local answered = redis.call('HGET', state, 'answer')
   if answered and string.sub(answered, 1, #id + 1) == id .. ' ' then
-    local status, job = string.match(answered, '^%S+ (%S+) ?(.*)$')
-    return {status, job}
+    return read(string.match(answered, '^%S+ (%S+) ?(.*)$'))
   end
   if mode == 'manual' and (redis.call('HEXISTS', KEYS[2], id) == 1
       or redis.call('ZSCORE', KEYS[15], id) or redis.call('EXISTS', KEYS[16]) == 1) then
-    return {'fired', id}
+    return read('fired', id)
   end
 end
 -- the answer of a call that wrote something, kept for a re-send of the same call
@@ -96,7 +103,7 @@ if mode == 'init' then
 end
 if mode ~= 'manual' then
   if slot <= last then
-    return {'stale', ''}
+    return read('stale', '')
   end
   redis.call('HSET', state, 'last', ARGV[2], 'next', ARGV[3])
   if mode == 'missed' then

@@ -14,12 +14,18 @@
 -- run or of the namespace that lib/workflows.lua writes of another type (or seq not a counter:
 -- wf_unfit) fails the call before its first write: it raised after noting its reply, and its
 -- re-send answered 1, the members never ended.
+-- Both answers read (1 from the reply key, 0) write nothing first (lib/types.lua unwritten,
+-- on the run: its HGET raised on another type): a demoted master refuses them, where the new
+-- master may hold the run running (the first call's writes not replicated; a run stored
+-- since).
 --@include workflows
+--@include types
+local status = redis.call('HGET', KEYS[2], 'status')
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  return 1
+  return unwritten('HDEL', KEYS[2], 1)
 end
-if redis.call('HGET', KEYS[2], 'status') ~= 'running' then
-  return 0
+if status ~= 'running' then
+  return unwritten('HDEL', KEYS[2], 0)
 end
 local wrong = wf_unfit(KEYS[1], ARGV[1], 'nothing cancelled')
 if wrong then

@@ -1,0 +1,92 @@
+"""The answers read and not written of checkin, checkpoint, schedule_fire and wf_cancel on a
+master demoted by a failover: each answered from the old data, where the new master may hold
+otherwise. A check-in or checkpoint told "not this attempt's job" (the attempt's start not
+replicated yet, or the end the old data shows lost) stops its handler, whose ack then ends the
+job on the new master with its work undone; a fire told "stale" or given a re-send's answer
+("fired", the first send's writes not replicated) skips the slot; a run's cancel told "done" or
+"not running" leaves it running. Such an answer now writes nothing first, which a replica
+refuses (tests/support/demoted.py); on a master it is the same, with nothing written."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, FakeClock
+from errands.longwork.store import longwork_scripts
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+from errands.workflows.store import Member, WorkflowScripts
+from tests.support.demoted import Call, check
+from tests.support.fetched import POOL, running_job
+from tests.support.infra.nodes import own_node
+from tests.support.resend import Recorder
+
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture
+async def master(tmp_path: Path) -> AsyncIterator[Redis]:
+    """A master of its own (nothing else writes to it), which the test demotes."""
+    async with own_node(tmp_path, "demoted") as client:
+        yield client
+
+
+async def test_a_checkin_or_checkpoint_of_an_attempt_that_lost_its_job(
+    master: Redis, namespace: str
+) -> None:
+    keys, job_id = await running_job(master, namespace, token="1")
+    scripts = Scripts(master, keys)
+    longwork = longwork_scripts(scripts)
+
+    def checkin(id: str, attempt: str) -> Call:
+        return lambda: scripts.checkin(id, "work", b"{}", attempt)
+
+    def checkpoint(id: str, attempt: str) -> Call:
+        return lambda: longwork.checkpoint(id, "work", attempt, b"{}")
+
+    await check(master, namespace, [
+        (checkin(job_id, f"{POOL}:2"), False),  # another attempt's
+        (checkin("nobody", f"{POOL}:1"), False),
+        (checkpoint(job_id, f"{POOL}:2"), None),
+        (checkpoint("nobody", f"{POOL}:1"), None),
+    ])  # fmt: skip
+
+
+async def test_a_fire_answered_from_the_schedule_state(master: Redis, namespace: str) -> None:
+    client = Client(master, namespace=namespace, clock=FakeClock(START))
+    await client.add_schedule("nightly", "tick", "0 3 * * *")
+    store = client._schedule_store
+    fire = Recorder(store._fire)
+    store._fire = fire  # type: ignore[assignment]
+    job_id = await client.run_schedule_now("nightly")
+    keys, args = fire.calls[-1][:2]
+
+    def send(**changed: str | int) -> Call:  # the manual run's call, some ARGV changed
+        argv = list(args)
+        at = {"mode": 0, "slot": 1, "next": 2, "id": 6, "schedule": 12, "definition": 16}
+        for what, value in changed.items():
+            argv[at[what]] = value
+        return lambda: fire.script(keys=keys, args=argv)
+
+    assert await send(mode="init", slot=1000, next=2000, id="i1")() == [b"initialized", b""]
+    await check(master, namespace, [
+        (send(), [b"fired", job_id.encode()]),  # a re-send
+        (send(mode="fire", slot=500, next=2000, id="f1"), [b"stale", b""]),
+        (send(id="f2", schedule="nobody"), [b"gone", b""]),
+        (send(id="f3", definition="another"), [b"conflict", b""]),
+    ])  # fmt: skip
+
+
+async def test_a_run_cancel_resent_or_of_a_run_not_running(master: Redis, namespace: str) -> None:
+    wf = WorkflowScripts(master, Keys(namespace))
+    member = Member("a", "work", True, 0, b"ea", b'{"n":"work","f":"fail","p":0,"d":[]}')
+    assert await wf.enqueue("w1", "flow", 60_000, [member], [], []) is True
+    assert await wf.cancel("w1", [], "c1") is True
+    await check(master, namespace, [
+        (lambda: wf.cancel("w1", [], "c1"), True),  # a re-send
+        (lambda: wf.cancel("w9", [], "c2"), False),  # unknown
+    ])  # fmt: skip
