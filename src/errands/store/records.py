@@ -15,13 +15,16 @@ class LeaseLost(Exception):
     frozen. The pool must not fetch, settle or check in under this id again."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fetched:
     """One job moved into a pool's in-progress set by ``fetch``: ``token`` names the attempt
     (acks, settles and check-ins carry it), ``score`` its place on the queue it came from. A
     job of a type with a rate: ``rate_spec``, the limits spec it was fetched under, and
     ``counted_ms``, the Redis ms its start was counted at (its attempt's token records it too:
-    a give-back uncounts the start at that time, lua/fetch.lua)."""
+    a give-back uncounts the start at that time, lua/fetch.lua).
+
+    Not frozen, though nothing changes one: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__``, 1.4 us a job fetched against 0.2 (one is made per job)."""
 
     queue_index: int
     id: str
