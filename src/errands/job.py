@@ -226,6 +226,9 @@ class Job:
             raise ValueError("envelope has no job name")
         if not isinstance(args, dict):
             raise ValueError(f"envelope args must be an object, got {type(args).__name__}")
+        if len(env) == 3 and "t" in env:
+            # name, args and enqueue time only (most jobs): no option to check or look up
+            return cls(name, args, id=id, enqueued_at=float(env["t"]))
         # checked here, not when the job fails: a bad one would crash settling and strand the job
         retry, meta = env.get("r"), env.get("m")
         if retry is not None and not (

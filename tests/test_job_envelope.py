@@ -1,0 +1,43 @@
+"""Job.from_envelope: the short path of an envelope of name, args and time only gives the same
+Job as the general one; a three-field envelope of other fields is still checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from errands.job import Job
+
+FIELDS = ("name", "args", "id", "enqueued_at", "priority", "fails", "retry", "unique", "run_at")
+MORE = ("previous_attempts", "workflow_id", "timeout", "partition", "snoozes", "meta")
+
+
+def _fields(job: Job) -> tuple[object, ...]:
+    return tuple(getattr(job, f) for f in FIELDS + MORE)
+
+
+def test_a_minimal_envelope_rebuilds_the_job_it_came_from() -> None:
+    job = Job("send", {"to": "a"}, id="j1", enqueued_at=12.5)
+    env = job.envelope()
+    assert sorted(env) == ["a", "n", "t"]
+    again = Job.from_envelope("j1", env)
+    assert _fields(again) == _fields(job)
+    assert again.envelope() == env
+    assert type(Job.from_envelope("j1", {"n": "send", "a": {}, "t": 3}).enqueued_at) is float
+
+
+def test_a_full_envelope_rebuilds_the_job_it_came_from() -> None:
+    job = Job(
+        "send", {"to": "a"}, id="j2", enqueued_at=1.0, priority=3, fails=1,
+        retry={"max_fails": 4}, meta={"trace": "x"}, unique="u", run_at=9.0,
+        previous_attempts=2, workflow=("w", "n"), timeout=2.5, partition="p", snoozes=1,
+    )  # fmt: skip
+    again = Job.from_envelope("j2", job.envelope())
+    assert _fields(again) == _fields(job)
+
+
+def test_three_fields_other_than_the_time_are_still_checked() -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        Job.from_envelope("i", {"n": "x", "a": {}, "o": "soon"})
+    with pytest.raises(ValueError, match="retry"):
+        Job.from_envelope("i", {"n": "x", "a": {}, "r": 5})
+    assert Job.from_envelope("i", {"n": "x", "a": {}, "p": 4}).enqueued_at == 0.0
