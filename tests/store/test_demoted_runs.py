@@ -1,11 +1,12 @@
-"""The answers read and not written of checkin, checkpoint, schedule_fire and wf_cancel on a
-master demoted by a failover: each answered from the old data, where the new master may hold
-otherwise. A check-in or checkpoint told "not this attempt's job" (the attempt's start not
-replicated yet, or the end the old data shows lost) stops its handler, whose ack then ends the
-job on the new master with its work undone; a fire told "stale" or given a re-send's answer
-("fired", the first send's writes not replicated) skips the slot; a run's cancel told "done" or
-"not running" leaves it running. Such an answer now writes nothing first, which a replica
-refuses (tests/support/demoted.py); on a master it is the same, with nothing written."""
+"""The answers read and not written of checkin, checkpoint, schedule_fire, wf_cancel and
+heartbeat on a master demoted by a failover: each answered from the old data, where the new
+master may hold otherwise. A check-in or checkpoint told "not this attempt's job" (the
+attempt's start not replicated yet, or the end the old data shows lost) stops its handler,
+whose ack then ends the job on the new master with its work undone; a fire told "stale" or
+given a re-send's answer ("fired", the first send's writes not replicated) skips the slot; a
+run's cancel told "done" or "not running" leaves it running. Such an answer now writes nothing
+first, which a replica refuses (tests/support/demoted.py); on a master it is the same, with
+nothing written."""
 
 from __future__ import annotations
 
@@ -89,4 +90,17 @@ async def test_a_run_cancel_resent_or_of_a_run_not_running(master: Redis, namesp
     await check(master, namespace, [
         (lambda: wf.cancel("w1", [], "c1"), True),  # a re-send
         (lambda: wf.cancel("w9", [], "c2"), False),  # unknown
+    ])  # fmt: skip
+
+
+async def test_a_heartbeat_told_its_lease_lost(master: Redis, namespace: str) -> None:
+    """A pool told its lease is lost drops the acks it has not written and cancels its jobs
+    (worker/stopping.py abandon): where the new master still holds its lease (it registered
+    there since; its reaping was not replicated), those jobs ran again once its beats stopped."""
+    keys = Keys(namespace)
+    scripts = Scripts(master, keys)
+    await master.zadd(keys.retired, {"p2": 1})
+    await check(master, namespace, [
+        (lambda: scripts.heartbeat("p1", b"{}", 60_000, "renew"), -1),  # not registered
+        (lambda: scripts.heartbeat("p2", b"{}", 60_000, "register"), -1),  # retired
     ])  # fmt: skip

@@ -6,6 +6,11 @@
 -- Returns the Redis time in ms, or -1 when the lease is lost (renew of an unregistered pool,
 -- register of a retired id). A TTL that SET PX refuses (not an integer as Redis spells one, 0, or
 -- past lib/types.lua's MAX_MS) is an error before the first write: it raised after the ZADD.
+-- -1 is read, and written nothing first (lib/types.lua unwritten, on the set ZSCORE read), so
+-- that a demoted master refuses it: a pool told so drops the acks it has not written and
+-- cancels its jobs (worker/stopping.py abandon), which the new master may still hold for it
+-- (registered there since, or its reaping not replicated): they ran again once its beats
+-- stopped.
 --@include types
 if not is_int(ARGV[3], 1, MAX_MS) then
   return redis.error_reply('errands: heartbeat: bad info TTL ' .. tostring(ARGV[3])
@@ -15,10 +20,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[4] == 'register' then
   if redis.call('ZSCORE', KEYS[3], ARGV[1]) then
-    return -1
+    return unwritten('ZREM', KEYS[3], -1)
   end
 elseif not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return -1
+  return unwritten('ZREM', KEYS[1], -1)
 end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
