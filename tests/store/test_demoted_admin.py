@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer
+from errands import Client, Enqueuer
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 from tests.support.demoted import Call, check
@@ -111,3 +111,13 @@ async def test_an_args_replacement_that_finds_the_job_changed(
         (lambda: s.replace_envelope("d2", "u1", b"e1", b"e2"), False),  # digest not its
         (lambda: s.replace_envelope("d1", "u1", b"other", b"e2"), False),  # envelope changed
     ])  # fmt: skip
+
+
+async def test_a_clients_cancel_of_a_finished_job(master: Redis, namespace: str) -> None:
+    """Client.cancel answered "finished" from its own read of the result record (a demoted
+    master's, as it was), without calling cancel.lua: the script decides now."""
+    keys = Keys(namespace)
+    record = b'{"j":{"n":"work","a":{},"t":1},"r":1,"b":1,"e":2,"a":1}'  # (ack.lua's)
+    await master.set(keys.done("f1"), record)
+    client = Client(master, namespace=namespace)
+    await check(master, namespace, [(lambda: client.cancel("f1"), "finished")])
