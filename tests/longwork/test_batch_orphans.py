@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
 from errands.longwork.batch import BatchRunner
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
+from errands.worker import fetching
 from tests.support.procs import eventually
 
 
@@ -25,7 +27,7 @@ def now(check: Any) -> Any:
 
 
 async def test_the_sweep_leaves_the_jobs_of_a_batch_fetch_in_flight(
-    redis: Redis, namespace: str
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The interleaving forced: Redis runs the batch's fetch, the sweep's read of the
     in-progress set is answered before the fetch's reply is handled. Nothing is requeued; each
@@ -44,8 +46,7 @@ async def test_the_sweep_leaves_the_jobs_of_a_batch_fetch_in_flight(
         assert worker is not None
         worker.reclaim_interval = 3600.0
         fetched_in_redis, read_done = asyncio.Event(), asyncio.Event()
-        fetch, zrange = worker.scripts.fetch, redis.zrange
-        in_progress = Keys(namespace).in_progress(worker.pool_id)
+        fetch, read = worker.scripts.fetch, fetching.in_progress_and_handoffs
 
         async def held_fetch(*args: Any, **kwargs: Any) -> Any:
             reply = await fetch(*args, **kwargs)
@@ -55,17 +56,17 @@ async def test_the_sweep_leaves_the_jobs_of_a_batch_fetch_in_flight(
                     await read_done.wait()
             return reply
 
-        async def late_zrange(key: Any, *args: Any, **kwargs: Any) -> Any:
-            if key == in_progress and not read_done.is_set():
+        async def late_read(*args: Any) -> Any:  # (the in-progress set, the hand-off list)
+            if not read_done.is_set():
                 async with asyncio.timeout(5):
                     await fetched_in_redis.wait()
-                raw = await zrange(key, *args, **kwargs)
+                got = await read(*args)
                 read_done.set()
-                return raw
-            return await zrange(key, *args, **kwargs)
+                return got
+            return await read(*args)
 
         worker.scripts.fetch = held_fetch  # type: ignore[method-assign]
-        redis.zrange = late_zrange  # type: ignore[method-assign]
+        monkeypatch.setattr(fetching, "in_progress_and_handoffs", late_read)
         sweep = asyncio.ensure_future(worker._reclaim_orphans())
         enqueuer = Enqueuer(redis, namespace=namespace)
         for i in range(3):
@@ -148,7 +149,7 @@ async def test_a_pending_sweep_waits_for_a_batch_fetch_in_flight(
 
 
 async def test_an_orphan_is_swept_while_batch_fetches_never_stop(
-    redis: Redis, namespace: str
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A busy pool always has a batch fetch starting or in flight: here one starts while each
     read of the in-progress set is on its way. The sweep requeues the orphan (a job fetched for
@@ -170,7 +171,7 @@ async def test_an_orphan_is_swept_while_batch_fetches_never_stop(
         worker = pool.worker
         assert worker is not None
         worker.reclaim_interval = 3600.0
-        fetch, zrange = worker.scripts.fetch, worker.scripts.redis.zrange
+        fetch, read = worker.scripts.fetch, fetching.in_progress_and_handoffs
         keys = Keys(namespace)
 
         async def no_plain_fetch(*args: Any, **kwargs: Any) -> Any:
@@ -187,14 +188,14 @@ async def test_an_orphan_is_swept_while_batch_fetches_never_stop(
         assert isinstance(runner, BatchRunner)
         started: list[asyncio.Future[Any]] = []
 
-        async def busy_zrange(key: Any, *args: Any, **kwargs: Any) -> Any:
-            raw = await zrange(key, *args, **kwargs)
-            if key == keys.in_progress(worker.pool_id):  # a batch fetch starts meanwhile
-                started.append(asyncio.ensure_future(worker._batch_fetch(batch_type, runner)))
-                await asyncio.sleep(0)  # (it has started)
-            return raw
+        async def busy_read(*args: Any) -> Any:  # (the in-progress set, the hand-off list)
+            got = await read(*args)
+            # a batch fetch starts meanwhile
+            started.append(asyncio.ensure_future(worker._batch_fetch(batch_type, runner)))
+            await asyncio.sleep(0)  # (it has started)
+            return got
 
-        worker.scripts.redis.zrange = busy_zrange  # type: ignore[method-assign]
+        monkeypatch.setattr(fetching, "in_progress_and_handoffs", busy_read)
         for _ in range(3):
             await asyncio.wait_for(worker._reclaim_orphans(), 10)
         assert worker.reclaimed == 1

@@ -14,12 +14,11 @@ from collections.abc import Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import ResponseError
-
 from ..clock import Clock, to_ms
 from ..store.connection import REDIS_ERRORS
 from ..store.hotcalls import WorkerScripts
 from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts, Settle, SettleRefused
+from ..store.sweepread import in_progress_and_handoffs
 from .limitwatch import LimitWatch, apply_limits
 from .mailbox import parse_handoff
 
@@ -282,15 +281,12 @@ class Fetching:
         would run them, and their max_concurrency slots would stay taken, while this pool
         lives. Fenced like every settle: a job acked or settled meanwhile is left alone. One
         settle.lua refuses is parked (Settler.park) and holds none of the others."""
-        redis = self.scripts.redis
-        # the jobs in the hand-off list are held (mailbox.py): read after the set, while no
-        # BLPOP is in flight (what was in the list at the first read is still there)
+        # the jobs in the hand-off list are held (mailbox.py): read with the set, in one
+        # transaction (one server, one instant: store/sweepread.py), while no BLPOP is in flight
         async with self.mailbox.quiet():
-            raw: list[Any] = await redis.zrange(self.keys.in_progress(self.pool_id), 0, -1)
-            try:
-                listed: list[Any] = await redis.lrange(self.mailbox.key, 0, -1)
-            except ResponseError:  # refused by an older ACL rule: no hand-offs either
-                listed = []
+            raw, listed = await in_progress_and_handoffs(
+                self.scripts.redis, self.keys, self.pool_id
+            )
         # a batch fetch in flight when the read was answered (on another connection) may have
         # put jobs in the set that its batch does not hold yet: looked at once it ended (one
         # started later ran after the read). Not a wait for no fetch in flight at all, nor a
