@@ -153,7 +153,11 @@ end
 -- partition of job j that passes
 local part_of, run_counts = {}, {}  -- run_counts: name index -> partition -> its count as read
 if partitioned then
-  local parts, asked = read_chunked('HMGET', KEYS[25], ids), {}
+  -- (read with pcall: its type check, ack_types does not ask again; n <= ACK_MAX, one HMGET)
+  local parts, asked = n > 0 and redis.pcall('HMGET', KEYS[25], unpack(ids, 1, n)) or {}, {}
+  if parts.err then
+    return wrong_key(KEYS[25], 'nothing acknowledged')
+  end
   for j = 0, n - 1 do
     local p = parts[j + 1]
     if p and pass[j] == true then

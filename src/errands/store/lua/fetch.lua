@@ -97,13 +97,13 @@ if now - tonumber(beat) > tonumber(ARGV[7]) then
   return {-2, '', -1}
 end
 local unique = redis.call('HLEN', KEYS[7]) > 0  -- some job holds a unique lock
-local partitioned = redis.call('EXISTS', KEYS[14]) == 1
+local partitioned, wrong_part = lim_any(KEYS[14], 'nothing fetched')  -- (and its type)
 -- the keys this call touches, by what it found: read before the first write, those it only
 -- reads first (pools, unique_of_job, dedup_of_job, recoveries) fail cleanly by themselves, and
 -- lib/events.lua reads `listening` with pcall
 local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', unique and 'HLEN', false,
-  unique and 'ZCARD', false, false, false, 'HLEN', 'GET', partitioned and 'HLEN',
-  partitioned and 'GET', deduped and 'HLEN', false, partitioned and 'HLEN'}
+  unique and 'ZCARD', false, false, false, 'HLEN', 'GET', false, false, deduped and 'HLEN',
+  false, partitioned and 'HLEN'}
 local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD'}
 local USED = {true, partitioned, partitioned, partitioned, partitioned, 'rated', 'rated', true}
 local wrong, sizes = wrong_type(function(j)
@@ -117,8 +117,8 @@ local wrong, sizes = wrong_type(function(j)
   end
   return used and j <= K + nq * Q and PER_QUEUE[at]  -- (not the arming key: of any type)
 end, 'nothing fetched')
--- the counters INCRed after the first write (the first job taken, a partition's turn)
-wrong = wrong or not_counter(KEYS[13], 'nothing fetched')
+-- the counters INCRed after the first write (the first job taken, a partition's turn: seq's GET)
+wrong = wrong_part or wrong or not_counter(KEYS[13], 'nothing fetched')
   or (partitioned and not_counter(KEYS[15], 'nothing fetched'))
 if not wrong then  -- running[name] of each name: read for its room, HINCRBY'd after writes
   local names = {}

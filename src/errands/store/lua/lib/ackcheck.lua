@@ -58,7 +58,7 @@ local function ack_types(n, names, jobs, history, unique, deduped, workflows, pa
   local TYPES = {jobs and 'HLEN', 'HMGET', 'ZCARD', 'HLEN', 'HLEN', 'HMGET', 'SCARD',
     history and 'HLEN', 'HLEN', false, 'HLEN', 'HLEN', false, false, unique and 'HLEN',
     unique and 'ZCARD', 'ZCARD', 'HLEN', deduped and 'HLEN', false, workflows and 'HLEN',
-    deduped and 'HLEN', deduped and 'ZCARD', false, partitioned and 'HLEN'}
+    deduped and 'HLEN', deduped and 'ZCARD', false, false}
   local FIELDS = {[2] = name_list, [6] = {'processed'}}
   local size, counts = {}, {}  -- key index -> its HLEN's (ZCARD's, SCARD's) answer; HMGET's
   local function check(j, cmd)
@@ -85,9 +85,11 @@ local function ack_types(n, names, jobs, history, unique, deduped, workflows, pa
   for j = past + names + 1, deduped and past + 2 * names or 0 do
     wrong = wrong or check(j, 'ZCARD')
   end
-  local PER_NAME = {'HLEN', 'ZCARD', 'ZCARD'}
+  -- (partitions and each name's running counts: ack.lua reads them with pcall before)
+  local PER_NAME = {false, 'ZCARD', 'ZCARD'}
   for j = past + 2 * names + 1, partitioned and #KEYS or 0 do
-    wrong = wrong or check(j, PER_NAME[(j - past - 2 * names - 1) % 3 + 1])
+    local cmd = PER_NAME[(j - past - 2 * names - 1) % 3 + 1]
+    wrong = wrong or cmd and check(j, cmd)
   end
   return wrong or counts[2] and not_counters(KEYS[2], name_list, counts[2], 'nothing acknowledged')
     or not_counters(KEYS[6], FIELDS[6], counts[6], 'nothing acknowledged'), size

@@ -117,6 +117,16 @@ local function lim_queued(P, id, score, p)
   lim_ready(P, p)
 end
 
+-- whether any job of the namespace has a partition (HLEN of `part`, key P.part: its type check
+-- too), and the error reply saying `outcome` when `part` is of another type
+local function lim_any(part, outcome)
+  local n = redis.pcall('HLEN', part)
+  if type(n) == 'table' then
+    return false, wrong_key(part, outcome)
+  end
+  return n > 0
+end
+
 -- one running job of partition p less (its count dropped at 0)
 local function lim_unrun(P, p)
   if redis.call('HINCRBY', P.prun, p, -1) <= 0 then
