@@ -81,5 +81,17 @@ async def test_counts_survive_an_unreachable_redis(redis_url: str, namespace: st
         b"wait:ok": b"1500",
         b"started:ok": b"1",
     }
+    # a later minute of the same hour: the hour's bucket holds the sum of its minutes'
+    counters.ended("done", 1_767_225_600.0 + 61)
+    counters.started("ok", 0.25, 1_767_225_600.0 + 61)
+    await counters.flush(up, keys)
+    assert await up.hgetall(keys.metrics_hour(1_767_225_600)) == {
+        b"done": b"2",
+        b"wait:ok": b"1750",
+        b"started:ok": b"2",
+    }
+    assert 0 < await up.pttl(keys.metrics_hour(1_767_225_600)) <= HOUR_TTL * 1000
+    assert 0 < await up.pttl(keys.metrics_minute(1_767_225_660)) <= MINUTE_TTL * 1000
     await up.delete(keys.metrics_minute(1_767_225_600), keys.metrics_hour(1_767_225_600))
+    await up.delete(keys.metrics_minute(1_767_225_660))
     await up.aclose()

@@ -32,7 +32,7 @@ log = logging.getLogger("errands.metrics")
 
 MINUTE_TTL = 2 * 3600
 HOUR_TTL = 8 * 86400
-MAX_PENDING_BUCKETS = 400  # counts kept while Redis is unreachable (oldest dropped beyond)
+MAX_PENDING_BUCKETS = 400  # minutes of counts kept while Redis is unreachable (oldest dropped)
 
 
 class Counters:
@@ -42,17 +42,19 @@ class Counters:
         self._task: asyncio.Task[None] | None = None
         self._refused = False
         self._minute = -1
-        self._pair: tuple[dict[str, int], dict[str, int]] | None = None
+        self._bucket: dict[str, int] | None = None  # the minute's of the last count (cached)
         self._fields: dict[str, tuple[str, str]] = {}  # job name -> its wait and started fields
-        self.pending: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        # the counts by minute (epoch seconds of its start); each hour's are their sum, made at
+        # the flush: a job counted updates one bucket, not a minute's and an hour's
+        self.pending: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
-    def _buckets(self, at: float) -> tuple[dict[str, int], dict[str, int]]:
-        """The minute and hour buckets of ``at`` (the last pair is cached: the hot path)."""
+    def _minute_of(self, at: float) -> dict[str, int]:
+        """The minute bucket of ``at`` (the last one is cached: the hot path)."""
         minute = int(at) // 60 * 60
-        if minute != self._minute or self._pair is None:
+        if minute != self._minute or self._bucket is None:
             self._minute = minute
-            self._pair = (self.pending[("m", minute)], self.pending[("h", minute // 3600 * 3600)])
-        return self._pair
+            self._bucket = self.pending[minute]
+        return self._bucket
 
     def started(self, name: str, waited: float, at: float) -> None:
         """A job of ``name`` started at ``at`` after waiting ``waited`` seconds."""
@@ -61,35 +63,43 @@ class Counters:
         if fields is None:  # (the field names of each job name made once: the hot path)
             fields = self._fields[name] = ("wait:" + name, "started:" + name)
         waits, starts = fields
-        for bucket in self._buckets(at):
-            bucket[waits] += wait
-            bucket[starts] += 1
+        bucket = self._minute_of(at)
+        bucket[waits] += wait
+        bucket[starts] += 1
 
     def ended(self, outcome: str, at: float) -> None:
         """An attempt ended: ``done``, ``failed`` (will be retried) or ``dead``."""
-        for bucket in self._buckets(at):
-            bucket[outcome] += 1
+        self._minute_of(at)[outcome] += 1
 
     async def flush(self, redis: Any, keys: Keys) -> None:
         """Add the counts to Redis (one pipeline); on failure they are kept for next time."""
         if not self.pending:
             return
         taken, self.pending = self.pending, defaultdict(lambda: defaultdict(int))
-        self._pair = None
+        self._bucket = None
+        hours: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for start, fields in taken.items():
+            hour = hours[start // 3600 * 3600]
+            for name, value in fields.items():
+                hour[name] += value
         try:
             async with redis.pipeline(transaction=False) as pipe:
-                for (kind, start), fields in taken.items():
-                    key = keys.metrics_minute(start) if kind == "m" else keys.metrics_hour(start)
-                    for name, value in fields.items():
-                        pipe.hincrby(key, name, value)
-                    pipe.pexpire(key, (MINUTE_TTL if kind == "m" else HOUR_TTL) * 1000)
+                for buckets, key_of, ttl in (
+                    (taken, keys.metrics_minute, MINUTE_TTL),
+                    (hours, keys.metrics_hour, HOUR_TTL),
+                ):
+                    for start, fields in buckets.items():
+                        key = key_of(start)
+                        for name, value in fields.items():
+                            pipe.hincrby(key, name, value)
+                        pipe.pexpire(key, ttl * 1000)
                 await pipe.execute()
         except BaseException:
-            for bucket, fields in taken.items():
+            for minute, fields in taken.items():
                 for name, value in fields.items():
-                    self.pending[bucket][name] += value
+                    self.pending[minute][name] += value
             while len(self.pending) > MAX_PENDING_BUCKETS:
-                del self.pending[min(self.pending, key=lambda b: b[1])]
+                del self.pending[min(self.pending)]
             raise
 
     def start(self, redis: Any, keys: Keys) -> None:
