@@ -304,6 +304,10 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         task = asyncio.current_task()
         if task is not None and task in self.tasks:
             self._free_slot(task, job.id)
+            # and its done callback has nothing left to do (_task_done): taken off, so that
+            # the task's end schedules no callback (a turn of the event loop less a job)
+            self._holding.pop(task, None)
+            task.remove_done_callback(self._task_done)
 
     async def _cancelled(self, job: Job, started_ms: int) -> None:
         if self.abandoned:
