@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ReadOnlyError
 
 from errands import Client, Enqueuer
+from errands.errors import JobNotFoundError
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
-from tests.support.demoted import Call, check
-from tests.support.infra.nodes import own_node
+from tests.support.demoted import Call, check, dirty
+from tests.support.infra.nodes import free_port, own_node
+from tests.support.resend import snapshot
 
 FAR = 10**13  # a due time (ms) far ahead
 
@@ -121,3 +124,29 @@ async def test_a_clients_cancel_of_a_finished_job(master: Redis, namespace: str)
     await master.set(keys.done("f1"), record)
     client = Client(master, namespace=namespace)
     await check(master, namespace, [(lambda: client.cancel("f1"), "finished")])
+
+
+async def test_the_client_finds_no_job_only_where_it_may_write(
+    master: Redis, namespace: str
+) -> None:
+    """Client.cancel, update_job, reschedule (JobNotFoundError) and destroy (False) answer "no
+    such job" from a read of the job: on a demoted master a job enqueued on the new master since
+    is not there, and a cancel would be reported impossible while the job runs. Such an answer
+    writes nothing first (Client._confirm_absent), which a replica refuses."""
+    client = Client(master, namespace=namespace)
+    calls: list[Call] = [
+        lambda: client.cancel("new"),
+        lambda: client.update_job("new", priority=1),
+        lambda: client.reschedule("new", 0.0),
+    ]
+    before, writes = await snapshot(master, namespace), await dirty(master)
+    for call in calls:
+        with pytest.raises(JobNotFoundError):
+            await call()
+    assert await client.destroy("new") is False
+    assert await snapshot(master, namespace) == before
+    assert await dirty(master) == writes
+    await master.replicaof("127.0.0.1", str(free_port()))  # (nobody there: the data stays)
+    for call in [*calls, lambda: client.destroy("new")]:
+        with pytest.raises(ReadOnlyError):
+            await call()

@@ -136,8 +136,16 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
     async def _require(self, job_id: str) -> JobInfo:
         info = await self.job(job_id)
         if info is None:
+            await self._confirm_absent()
             raise JobNotFoundError(f"no job {job_id!r}")
         return info
+
+    async def _confirm_absent(self) -> None:
+        """Before answering "no such job" from a read: a write that changes nothing (not
+        replicated), which a master demoted by a failover refuses (READONLY: the client goes
+        to the new master), where its data as it was would say the job does not exist while
+        the new master holds it waiting or running (a cancel reported impossible, the job run)."""
+        await self.redis.hdel(self.keys.jobs, "")
 
     async def cancel(self, job_id: str) -> str:
         """Cancel a job: a waiting one never runs; a running one has its handler cancelled by
@@ -158,6 +166,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
         One script (lua/destroy.lua): wherever the job is at that moment."""
         info = await self.job(job_id)
         if info is None:
+            await self._confirm_absent()
             return False
         # (a corrupt job found in a job name's set has that name; one found nowhere has "?")
         last = info.previous_attempts + info.fails + 2
