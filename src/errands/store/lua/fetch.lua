@@ -87,7 +87,16 @@ for i = 1, nq do
 end
 local k = {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
 local d = {dedup = KEYS[16], dedupjob = KEYS[17]}
-local deduped = dedup_any(d)
+-- dedup_of_job, unique_of_job, partitions, listening: one EXISTS of the four while none exists
+-- (the common case), else partitions on its own (lim_any: and its type), then each of the
+-- others as before
+local present = redis.call('EXISTS', KEYS[17], KEYS[7], KEYS[14], KEYS[9])
+local partitioned, wrong_part = false, nil
+if present > 0 then
+  partitioned, wrong_part = lim_any(KEYS[14], 'nothing fetched')
+end
+local others = present > (partitioned and 1 or 0)
+local deduped = others and dedup_any(d)
 local beat = redis.call('ZSCORE', KEYS[11], pool)
 if not beat then
   return {-1, '', -1}
@@ -97,9 +106,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now - tonumber(beat) > tonumber(ARGV[7]) then
   return {-2, '', -1}
 end
-local unique = redis.call('HLEN', KEYS[7]) > 0  -- some job holds a unique lock
-local partitioned, wrong_part = lim_any(KEYS[14], 'nothing fetched')  -- (and its type)
-local wrong, sizes = fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_part)
+local unique = others and redis.call('HLEN', KEYS[7]) > 0  -- some job holds a unique lock
+local names = {}
+for i = 1, nq do
+  names[i] = ARGV[7 + 3 * i]
+end
+local wrong, sizes, paused_of = fetch_types(K, Q, nq, unique, partitioned, deduped, rated,
+  wrong_part, names)
 if wrong then
   return wrong
 end
@@ -112,7 +125,7 @@ local function note(ms)
     earliest = ms
   end
 end
-local listening = redis.call('EXISTS', KEYS[9]) == 1
+local listening = others and redis.call('EXISTS', KEYS[9]) == 1
 local started = {}  -- job id -> its started event, published at the end (lib/events.lua)
 local isolate = tonumber(ARGV[5])
 local suspects = tonumber(ARGV[6])
@@ -122,29 +135,28 @@ end
 
 -- the attempt records and in-progress entries of the jobs taken, written by flush_taken() with
 -- one HSET and one ZADD per 1,000 (before anything reads them again)
-local taken_att, taken_run = {}, {}
+local taken_att, taken_run, nt = {}, {}, 0  -- (nt: the length of each)
 local function flush_taken()
   call_chunked('HSET', KEYS[12], taken_att)
   call_chunked('ZADD', KEYS[3], taken_run)
-  taken_att, taken_run = {}, {}
+  taken_att, taken_run, nt = {}, {}, 0
 end
 
 -- take job `id` (its envelope `env`, popped with `score`) from queue i into this pool (its
--- attempt record and in-progress entry pending until flush_taken())
+-- attempt record and in-progress entry pending until flush_taken()); attempt: the attempt
+-- record, the same for every job of the call; no: the length of `out`
+local attempt, no = false, #out
+local since = ARGV[2]
 local function take(i, name, id, env, score, suspect)
   if not token then
     token = tostring(redis.call('INCR', KEYS[13])) .. (rated.any and ('@' .. now) or '')
-    out[2] = token
+    out[2], attempt = token, pool .. ':' .. token
   end
-  taken_att[#taken_att + 1] = id
-  taken_att[#taken_att + 1] = pool .. ':' .. token
-  taken_run[#taken_run + 1] = ARGV[2]
-  taken_run[#taken_run + 1] = id .. ':' .. name
-  out[#out + 1] = i
-  out[#out + 1] = id
-  out[#out + 1] = env
-  out[#out + 1] = score
-  out[#out + 1] = suspect
+  taken_att[nt + 1], taken_att[nt + 2] = id, attempt
+  taken_run[nt + 1], taken_run[nt + 2] = since, id .. ':' .. name
+  nt = nt + 2
+  out[no + 1], out[no + 2], out[no + 3], out[no + 4], out[no + 5] = i, id, env, score, suspect
+  no = no + 5
   if listening then
     started[#started + 1] = id
     started[id] = '{"event":"started","id":"' .. id .. '","name":"' .. name .. '"}'
@@ -198,7 +210,7 @@ for i = 1, nq do
   local name = ARGV[7 + 3 * i]
   local limit = tonumber(ARGV[8 + 3 * i])
   local spec = ARGV[9 + 3 * i]
-  if redis.call('SISMEMBER', KEYS[4], name) == 0 then
+  if (paused_of[i] or redis.call('SISMEMBER', KEYS[4], name)) == 0 then
     local room = want
     if limit > 0 then
       room = math.min(room, limit - tonumber(redis.call('HGET', KEYS[2], name) or '0'))
@@ -228,10 +240,10 @@ for i = 1, nq do
     -- Returns how many it left in place, whether one of them has a partition, and the score
     -- of the last entry it looked at.
     local function look(window)
-      local drop, kept, parted, last = {}, 0, false, false
+      local drop, nd, kept, parted, last = {}, 0, 0, false, false
       local ids = {}
       for j = 1, #window, 2 do
-        ids[#ids + 1] = window[j]
+        ids[(j + 1) / 2] = window[j]
       end
       -- one HMGET each for the window's partitions, envelopes, attempts and recoveries (entries
       -- are distinct ids; what this window takes is written by flush_taken() before the next
@@ -250,11 +262,13 @@ for i = 1, nq do
         if by_partition then
           kept, parted = kept + 1, true
         elseif not env then
-          drop[#drop + 1] = id
+          nd = nd + 1
+          drop[nd] = id
         else
           local suspect = suspect_of(id)
           if suspect == 0 or suspects == 0 then
-            drop[#drop + 1] = id
+            nd = nd + 1
+            drop[nd] = id
             take(i, name, id, env, window[j + 1], suspect)
             got = got + 1
             suspects = suspects + suspect
@@ -352,11 +366,19 @@ if want > 0 then
     end
   end
 else
-  redis.call('SREM', KEYS[5], pool)
-  for i = 1, nq do
-    redis.call('ZREM', KEYS[K + i * Q], pool)
+  -- (a call that took a job leaves alone the idle SET and the idle ZSETs the type checks found
+  -- empty: no mark of this pool to take away; one that took none, having written nothing else,
+  -- writes them as before: lib/types.lua's unwritten)
+  local idle = sizes[5]
+  if idle > 0 or not token then
+    idle = idle - redis.call('SREM', KEYS[5], pool)
   end
-  if redis.call('SCARD', KEYS[5]) > 0 then
+  for i = 1, nq do
+    if sizes[K + i * Q] > 0 or not token then
+      redis.call('ZREM', KEYS[K + i * Q], pool)
+    end
+  end
+  if idle > 0 then  -- (what SCARD answers now)
     for i = 1, nq do
       if redis.call('ZCARD', KEYS[K + (i - 1) * Q + 1]) > 0 then
         wake_one(KEYS[K + i * Q], ARGV[8] .. ':', now)

@@ -2,21 +2,38 @@
 -- `--@include fetchcheck` after types), with fetch.lua's KEYS and ARGV (see its header: K keys
 -- before Q per job name, nq names).
 
--- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_part): the error reply
--- naming the first key of another type than this call needs (wrong_part first, partitions' from
--- lib/limits.lua's lim_any), or a counter it INCRs that is not one, else nil, then each checked
--- key's answer (lib/types.lua's wrong_type); unique, partitioned, deduped: what the call found;
--- rated[i]: whether job name i has a rate
-local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_part)
+-- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_part, names): the error
+-- reply naming the first key of another type than this call needs (wrong_part first,
+-- partitions' from lib/limits.lua's lim_any), or a counter it INCRs that is not one, else nil,
+-- then each checked key's answer (lib/types.lua's wrong_type) and paused_of (paused_of[1]:
+-- SISMEMBER's answer of the one name, when there is one); unique, partitioned, deduped: what
+-- the call found; rated[i]: whether job name i has a rate; names[i]: job name i
+local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_part, names)
   -- the keys this call touches, by what it found: read before the first write, those it only
   -- reads first (pools, unique_of_job, dedup_of_job, recoveries) fail cleanly by themselves, and
-  -- lib/events.lua reads `listening` with pcall
+  -- lib/events.lua reads `listening` with pcall. Two are checked by the reads this call makes of
+  -- them anyway: running by the HMGET of its names' counts (HINCRBY'd after writes; with at
+  -- least one name), paused by the SISMEMBER of the name when there is one (with more, each is
+  -- asked when its turn comes)
   local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', unique and 'HLEN', false,
     unique and 'ZCARD', false, false, false, 'HLEN', 'GET', false, false, deduped and 'HLEN',
     false, partitioned and 'HLEN'}
   local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD'}
   local USED = {true, partitioned, partitioned, partitioned, partitioned, 'rated', 'rated', true}
+  local counts, paused_of = false, {}
   local wrong, sizes = wrong_type(function(j)
+    if (j == 2 and nq > 0) or (j == 4 and nq == 1) then
+      local got
+      if j == 2 then
+        got = redis.pcall('HMGET', KEYS[2], unpack(names))
+        counts = got
+      else
+        got = redis.pcall('SISMEMBER', KEYS[4], names[1])
+        paused_of[1] = got
+      end
+      -- (a key of another type: checked again by wrong_type, which names it)
+      return type(got) == 'table' and got.err and TYPES[j]
+    end
     if j <= K then
       return TYPES[j]
     end
@@ -27,15 +44,10 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
     end
     return used and j <= K + nq * Q and PER_QUEUE[at]  -- (not the arming key: of any type)
   end, 'nothing fetched')
-  -- the counters INCRed after the first write (the first job taken, a partition's turn: seq's GET)
-  wrong = wrong_part or wrong or not_counter(KEYS[13], 'nothing fetched')
+  -- the counters INCRed after the first write (the first job taken, a partition's turn: seq's
+  -- GET): the attempt counter as read above, running[name] of each name as its HMGET read it
+  wrong = wrong_part or wrong or not_counter_value(KEYS[13], sizes[13], 'nothing fetched')
     or (partitioned and not_counter(KEYS[15], 'nothing fetched'))
-  if not wrong then  -- running[name] of each name: read for its room, HINCRBY'd after writes
-    local names = {}
-    for i = 1, nq do
-      names[i] = ARGV[7 + 3 * i]
-    end
-    wrong = not_hash_counter(KEYS[2], names, 'nothing fetched')
-  end
-  return wrong, sizes
+    or (counts and not_counters(KEYS[2], names, counts, 'nothing fetched'))
+  return wrong, sizes, paused_of
 end

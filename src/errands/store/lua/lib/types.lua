@@ -75,14 +75,20 @@ end
 
 -- not_counter(key, outcome): an error reply when INCR on `key` would fail (another type, or a
 -- string that is not an integer), else nil: a script that INCRs after its first write asks first
+-- not_counter_value(key, v, outcome): the same for `v`, GET's answer of `key` (a string of
+-- its type) read before
+local function not_counter_value(key, v, outcome)
+  if v and not is_int(v) then
+    return redis.error_reply('errands: ' .. key .. ' holds ' .. v .. ', not a counter: ' .. outcome)
+  end
+end
+
 local function not_counter(key, outcome)
   local v = redis.pcall('GET', key)
   if type(v) == 'table' and v.err then
     return wrong_key(key, outcome)
   end
-  if v and not is_int(v) then
-    return redis.error_reply('errands: ' .. key .. ' holds ' .. v .. ', not a counter: ' .. outcome)
-  end
+  return not_counter_value(key, v, outcome)
 end
 
 -- is_counter(c): c, a hash field's value as HMGET gives it (false: absent), is one HINCRBY counts
