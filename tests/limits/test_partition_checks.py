@@ -14,6 +14,7 @@ from errands import Enqueuer
 from errands.store.keys import Keys
 from errands.store.records import Fetched
 from errands.store.scripts import Acked, Scripts
+from tests.support.commandstats import command_calls
 from tests.support.resend import snapshot
 
 SPEC = {"sms": "c=2"}
@@ -36,23 +37,18 @@ def _acked(got: list[Fetched]) -> list[Acked]:
     return [Acked(f.id, "sms", b"null", 1, 0, 1, f.token) for f in got]
 
 
-async def calls(redis: Redis) -> dict[str, int]:
-    stats = await redis.info("commandstats")
-    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
-
-
 async def test_a_partitioned_fetch_and_ack_ask_each_partition_key_once(
     redis: Redis, namespace: str
 ) -> None:
     scripts, got = await _fetched(redis, namespace)
-    sent = await calls(redis)
+    sent = await command_calls(redis)
     # the fetch: `partitions` by its HLEN alone (an EXISTS of it before), seq by one GET (two
     # before: a type check and not_counter's); EXISTS of `listening` and the attempt counter's
     # GETs are the common path's
     assert sent["exists"] <= 1 and sent["get"] <= 3
     await redis.config_resetstat()
     assert await scripts.ack("p", _acked(got), False, 1, False) == []
-    sent = await calls(redis)
+    sent = await command_calls(redis)
     # the ack: no HLEN of `partitions` nor of the name's running counts (read with HMGET
     # before the first write): 10 HLENs before, 8 now
     assert sent["hlen"] <= 8

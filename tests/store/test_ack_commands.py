@@ -10,11 +10,7 @@ from redis.asyncio import Redis
 from errands import Enqueuer
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts
-
-
-async def calls(redis: Redis) -> dict[str, int]:
-    stats = await redis.info("commandstats")
-    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+from tests.support.commandstats import command_calls
 
 
 async def test_an_ack_on_the_common_path_sends_one_exists_and_no_needless_hdel(
@@ -30,7 +26,7 @@ async def test_an_ack_on_the_common_path_sends_one_exists_and_no_needless_hdel(
     done = [Acked(f.id, "work", b"1", now, 86_400_000, 1, f.token) for f in got]
     await redis.config_resetstat()
     assert await scripts.ack("p", done, False, now, True) == []
-    sent = await calls(redis)
+    sent = await command_calls(redis)
     for other in ("evalsha", "eval", "script|load", "config|resetstat"):
         sent.pop(other, None)
     assert (sent["exists"], sent["hdel"], sent["set"]) == (1, 2, 32)  # (jobs and attempts)

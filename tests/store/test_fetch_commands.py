@@ -11,11 +11,7 @@ from redis.asyncio import Redis
 from errands import Enqueuer
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
-
-
-async def calls(redis: Redis) -> dict[str, int]:
-    stats = await redis.info("commandstats")
-    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+from tests.support.commandstats import command_calls
 
 
 async def test_a_fetch_on_the_common_path_sends_one_exists_and_no_needless_reads(
@@ -29,7 +25,7 @@ async def test_a_fetch_on_the_common_path_sends_one_exists_and_no_needless_reads
     await redis.config_resetstat()
     got = await scripts.fetch("p", now, 32, [("work", 0)])
     assert got is not None and len(got) == 32
-    sent = await calls(redis)
+    sent = await command_calls(redis)
     for other in ("evalsha", "eval", "script|load", "config|resetstat"):
         sent.pop(other, None)
     assert (sent["exists"], sent["hlen"], sent["get"]) == (1, 2, 1)  # (hlen: jobs, attempts)
