@@ -5,8 +5,8 @@
 -- Each job fetched gets an attempt record "<pool>:<token>" (one token per call): acks, settles
 -- and check-ins of the job are fenced on it. A call serving a job name with a rate records in
 -- its token the Redis ms it counted its jobs' starts at ("<n>@<ms>"): a give-back uncounts the
--- start at that time (settle.lua ARGV[21]), whatever the client's clock. A queue entry of a job that already has an attempt
--- running (a duplicate) is dropped, so no counter is taken twice for one job.
+-- start at that time (settle.lua ARGV[21]), whatever the client's clock. A queue entry of a job
+-- that already has an attempt running (a duplicate) is dropped, so no counter is taken twice for one job.
 -- Bounded: at most 8 x (batch + 64) queue entries are looked at per queue.
 -- KEYS[1] jobs   KEYS[2] running (HASH name -> count)   KEYS[3] in_progress of this pool
 -- KEYS[4] paused (SET)   KEYS[5] idle (SET)   KEYS[6] unique (HASH digest -> id)
@@ -34,7 +34,8 @@
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
 -- A malformed limits spec, a key of another type or a `running` count of one of its names that
--- is not a counter (lib/types.lua's not_hash_counter) fails the call before its first write.
+-- is not a counter (lib/fetchcheck.lua, with lib/types.lua's not_counters) fails the call
+-- before its first write.
 -- Returns {status, token, wait, now, then five per job: queue index (1-based), job id, envelope,
 -- queue score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease
 -- expired (then only the first three); wait = ms until a rate limit that held a job back lets
