@@ -6,7 +6,8 @@
 -- and check-ins of the job are fenced on it. A call serving a job name with a rate records in
 -- its token the Redis ms it counted its jobs' starts at ("<n>@<ms>"): a give-back uncounts the
 -- start at that time (settle.lua ARGV[21]), whatever the client's clock. A queue entry of a job
--- that already has an attempt running (a duplicate) is dropped, so no counter is taken twice for one job.
+-- that already has an attempt running (a duplicate) is dropped, so no counter is taken twice
+-- for one job.
 -- Bounded: at most 8 x (batch + 64) queue entries are looked at per queue.
 -- KEYS[1] jobs   KEYS[2] running (HASH name -> count)   KEYS[3] in_progress of this pool
 -- KEYS[4] paused (SET)   KEYS[5] idle (SET)   KEYS[6] unique (HASH digest -> id)
