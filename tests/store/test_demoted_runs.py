@@ -1,12 +1,13 @@
-"""The answers read and not written of checkin, checkpoint, schedule_fire, wf_cancel and
-heartbeat on a master demoted by a failover: each answered from the old data, where the new
+"""The answers read and not written of checkin, checkpoint, schedule_fire, wf_cancel, heartbeat
+and fetch on a master demoted by a failover: each answered from the old data, where the new
 master may hold otherwise. A check-in or checkpoint told "not this attempt's job" (the
 attempt's start not replicated yet, or the end the old data shows lost) stops its handler,
 whose ack then ends the job on the new master with its work undone; a fire told "stale" or
 given a re-send's answer ("fired", the first send's writes not replicated) skips the slot; a
-run's cancel told "done" or "not running" leaves it running. Such an answer now writes nothing
-first, which a replica refuses (tests/support/demoted.py); on a master it is the same, with
-nothing written."""
+run's cancel told "done" or "not running" leaves it running; a pool whose heartbeat or fetch is
+told its lease lost abandons its jobs (one whose fetch is told it expired stops fetching). Such
+an answer now writes nothing first, which a replica refuses (tests/support/demoted.py); on a
+master it is the same, with nothing written."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from errands import Client, FakeClock
+from errands import Client, Enqueuer, FakeClock
 from errands.longwork.store import longwork_scripts
 from errands.store.keys import Keys
-from errands.store.scripts import Scripts
+from errands.store.scripts import LeaseLost, Scripts
 from errands.workflows.store import Member, WorkflowScripts
 from tests.support.demoted import Call, check
 from tests.support.fetched import POOL, running_job
@@ -104,3 +105,40 @@ async def test_a_heartbeat_told_its_lease_lost(master: Redis, namespace: str) ->
         (lambda: scripts.heartbeat("p1", b"{}", 60_000, "renew"), -1),  # not registered
         (lambda: scripts.heartbeat("p2", b"{}", 60_000, "register"), -1),  # retired
     ])  # fmt: skip
+
+
+async def test_a_fetch_told_its_lease_lost_or_expired(master: Redis, namespace: str) -> None:
+    """fetch.lua's -1 (the pool not registered: the pool abandons its jobs, as a heartbeat's
+    -1) and -2 (its last beat older than the dead timeout: it stops fetching), read from the
+    pools set, on the fetch loop's call (with its hand-off arming key) and a batch fetch's;
+    jobs wait in the queue, which such an answer leaves there."""
+    keys = Keys(namespace)
+    scripts = Scripts(master, keys)
+    async with Enqueuer(master, namespace=namespace) as enqueuer:
+        await enqueuer.enqueue_many([("work", {"i": i}) for i in range(3)])
+    await master.zadd(keys.pools, {"p2": 1})  # (its beat: 1 ms after the epoch)
+    raw = Recorder(scripts._s["fetch"])
+    scripts._s["fetch"] = raw  # type: ignore[assignment]
+
+    def fetch(pool: str, handoffs: bool | None) -> Call:
+        async def call() -> str | None:
+            try:
+                got = await scripts.fetch(pool, 0, 8, [("work", 0)], handoffs=handoffs)
+            except LeaseLost:
+                return "lost"
+            return "expired" if got is None else "fetched"
+
+        return call
+
+    def resend(index: int) -> Call:  # the raw reply of call `index` (KEYS and ARGV recorded)
+        return lambda: raw.script(keys=raw.calls[index][0], args=raw.calls[index][1])
+
+    await check(master, namespace, [
+        (fetch("p1", False), "lost"),
+        (fetch("p1", None), "lost"),
+        (fetch("p2", False), "expired"),
+        (fetch("p2", None), "expired"),
+        (resend(0), [-1, b"", -1]),  # the replies as before: the status, no token, no wait
+        (resend(2), [-2, b"", -1]),
+    ])  # fmt: skip
+    assert await master.zcard(keys.queue("work")) == 3

@@ -42,6 +42,9 @@
 -- expired (then only the first three); wait = ms until a rate limit that held a job back lets
 -- one start (-1 = none); now = the Redis ms the jobs' starts were counted at in their rates (a
 -- job given back unstarted is uncounted with it: settle.lua ARGV[21]).
+-- -1 and -2 are read, and written nothing first (lib/types.lua unwritten, on pools, ZSCORE read
+-- it), so that a demoted master refuses them where the new master may hold the lease (a pool
+-- told -1 abandons its jobs); every other reply but an error follows a write (idle marks: below).
 -- Marks the pool idle when it got fewer jobs than asked for: in the idle SET (broadcast
 -- wake-ups) and in the idle ZSET of each of its names (wake-ups of one pool, and hand-offs of
 -- the names without limits when it takes them; when it was not there yet, the expired marks
@@ -101,12 +104,12 @@ local others = present > (partitioned and 1 or 0)
 local deduped = others and dedup_any(d)
 local beat = redis.call('ZSCORE', KEYS[11], pool)
 if not beat then
-  return {-1, '', -1}
+  return unwritten('ZREM', KEYS[11], {-1, '', -1})
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now - tonumber(beat) > tonumber(ARGV[7]) then
-  return {-2, '', -1}
+  return unwritten('ZREM', KEYS[11], {-2, '', -1})
 end
 local unique = others and redis.call('HLEN', KEYS[7]) > 0  -- some job holds a unique lock
 local names = {}
