@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ReadOnlyError
 
 from errands import Client, Enqueuer, FakeClock
 from errands.longwork.store import longwork_scripts
@@ -24,7 +25,7 @@ from errands.store.scripts import LeaseLost, Scripts
 from errands.workflows.store import Member, WorkflowScripts
 from tests.support.demoted import Call, check
 from tests.support.fetched import POOL, running_job
-from tests.support.infra.nodes import own_node
+from tests.support.infra.nodes import free_port, own_node
 from tests.support.resend import Recorder
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -142,3 +143,29 @@ async def test_a_fetch_told_its_lease_lost_or_expired(master: Redis, namespace: 
         (resend(2), [-2, b"", -1]),
     ])  # fmt: skip
     assert await master.zcard(keys.queue("work")) == 3
+
+
+async def test_a_fetch_of_a_live_pool_writes_whatever_it_answers(
+    master: Redis, namespace: str
+) -> None:
+    """Every other fetch.lua answer of a registered pool within its lease follows a write (a job
+    taken, its idle marks set or taken away), which a demoted master refuses: an empty queue,
+    a paused name, one at its max_concurrency, a fetch of no jobs (the pool full)."""
+    keys = Keys(namespace)
+    scripts = Scripts(master, keys)
+    async with Enqueuer(master, namespace=namespace) as enqueuer:
+        await enqueuer.enqueue_many([("held", {}), ("capped", {}), ("work", {})])
+    await master.sadd(keys.paused, "held")
+    await master.hset(keys.running, "capped", 1)
+    now = await scripts.heartbeat("p1", b"{}", 60_000, "register")
+    await master.replicaof("127.0.0.1", str(free_port()))  # (nobody there: the data stays)
+    for batch, queues in [
+        (8, [("empty", 0)]),
+        (8, [("held", 0)]),
+        (8, [("capped", 1)]),
+        (0, [("work", 0)]),
+        (8, [("held", 0), ("capped", 1), ("work", 0)]),
+    ]:
+        for handoffs in (False, None):
+            with pytest.raises(ReadOnlyError):
+                await scripts.fetch("p1", now, batch, queues, handoffs=handoffs)
