@@ -30,9 +30,9 @@ return bad
 
 def _source() -> str:
     lua = resources.files("errands.store").joinpath("lua")
-    lines: list[str] = []
-    _expand(lua, lua.joinpath("lib", "limits.lua"), {"limits"}, lines)
-    return "\n".join(lines) + "\n" + CHECK
+    lines: list[tuple[str, bool]] = []  # the whole lib, its functions CHECK uses or not
+    _expand(lua, lua.joinpath("lib", "limits.lua"), {"limits"}, lines, in_lib=True)
+    return "\n".join(line for line, _ in lines) + "\n" + CHECK
 
 
 async def test_entries_and_turns_are_spelt_as_sprintf_would(redis: Redis) -> None:
