@@ -129,24 +129,33 @@ async def test_a_clients_cancel_of_a_finished_job(master: Redis, namespace: str)
 async def test_the_client_finds_no_job_only_where_it_may_write(
     master: Redis, namespace: str
 ) -> None:
-    """Client.cancel, update_job, reschedule (JobNotFoundError) and destroy (False) answer "no
-    such job" from a read of the job: on a demoted master a job enqueued on the new master since
-    is not there, and a cancel would be reported impossible while the job runs. Such an answer
-    writes nothing first (Client._confirm_absent), which a replica refuses."""
+    """Client.cancel, update_job, reschedule (JobNotFoundError), destroy and retry_dead_job
+    (False) answer "no such job" (or "not dead") from a read of the job: on a demoted master a
+    job enqueued on the new master since is not there, and a cancel would be reported
+    impossible while the job runs. Such an answer writes nothing first
+    (Client._confirm_absent), which a replica refuses."""
     client = Client(master, namespace=namespace)
+    queued = await Enqueuer(master, namespace=namespace).enqueue("work")
+    assert queued is not None
     calls: list[Call] = [
         lambda: client.cancel("new"),
         lambda: client.update_job("new", priority=1),
         lambda: client.reschedule("new", 0.0),
     ]
+    falses: list[Call] = [
+        lambda: client.destroy("new"),
+        lambda: client.retry_dead_job("new"),
+        lambda: client.retry_dead_job(queued.id),  # (not dead here; the new master's may be)
+    ]
     before, writes = await snapshot(master, namespace), await dirty(master)
     for call in calls:
         with pytest.raises(JobNotFoundError):
             await call()
-    assert await client.destroy("new") is False
+    for call in falses:
+        assert await call() is False
     assert await snapshot(master, namespace) == before
     assert await dirty(master) == writes
     await master.replicaof("127.0.0.1", str(free_port()))  # (nobody there: the data stays)
-    for call in [*calls, lambda: client.destroy("new")]:
+    for call in [*calls, *falses]:
         with pytest.raises(ReadOnlyError):
             await call()

@@ -224,6 +224,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
         """Queue a dead job again with its failure count reset."""
         raw = await self.redis.hget(self.keys.jobs, job_id)
         if raw is None or await self.redis.zscore(self.keys.dead, job_id) is None:
+            await self._confirm_absent()  # (not dead here: the new master may hold it dead)
             return False
         info = info_from_envelope(job_id, raw, JobStatus.DEAD)
         if info.corrupt:
