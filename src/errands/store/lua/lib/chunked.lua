@@ -33,7 +33,7 @@ end
 -- per 1,000, sent with redis.pcall. An ACL rule of an older errands (or Redis < 6.2) refuses
 -- ZMSCORE: an error reply, not a raise, so a script may ask after its first write; then each is
 -- read with its own ZSCORE, and the rest of the call does not ask again (one refusal per call)
-local zmscore_refused = false
+local zmscore_refused = false  --@percall (store/fnlib.py: made anew by each call of a library)
 local function read_zmscore(key, items)
   local n = #items
   if n > 0 and n <= CHUNK and not zmscore_refused then  -- (one chunk: the reply itself)

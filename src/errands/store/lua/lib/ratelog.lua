@@ -10,7 +10,8 @@ local LIM_W = 13                    -- digits of one start time in a rate log (b
 -- time per start) is read as records of one start each, and written back in this form.
 local LIM_C = 10
 local LIM_R = LIM_W + LIM_C
-local LIM_EMPTY = '#' .. string.rep('0', LIM_C)
+local LIM_EMPTY = '#0000000000'  -- ('#' and LIM_C zeros: no string.rep, which a library's top
+-- level cannot call on Redis 7.0, store/fnlib.py)
 
 -- record i's time (i >= 1), and the starts counted up to it (i = 0: before the first record)
 local function lim_at(log, i)
@@ -80,7 +81,7 @@ end
 
 -- the live logs read in this script call ("<key>\0<field>" -> live part): the write that
 -- follows a check does not read and cut its log again
-local LIM_SEEN = {}
+local LIM_SEEN = {}  --@percall (store/fnlib.py: made anew by each call of a library)
 
 -- the live part of a rate log and how many starts it holds. A log of neither form is read as
 -- empty (its starts are not counted: one window may start more than the rate allows), said in

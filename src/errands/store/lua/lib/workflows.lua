@@ -51,8 +51,10 @@ end
 local function wf_node_ok(node)
   return type(node) == 'string' and node ~= '' and not string.find(node, '[%s%c"\\{}:<>!]')
 end
-local WF_WALKED = {0}  -- walked so far in this script call
-local WF_EDGES = {0}  -- in edges of members ended while they waited, removed in this call
+-- walked so far in this script call; in edges of members ended while they waited, removed in
+-- this call (--@percall: made anew by each call of a library, store/fnlib.py)
+local WF_WALKED = {0}  --@percall
+local WF_EDGES = {0}  --@percall
 
 local function wf_now()
   local t = redis.call('TIME')
