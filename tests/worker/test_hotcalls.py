@@ -61,9 +61,12 @@ async def test_fetch_and_ack_go_on_held_connections(redis: Redis, namespace: str
         assert general.counts == {"fetch": 0, "ack": 0}
         assert await redis.hget(pool.keys.stats, "processed") == b"55"
         # a flushed script cache: the held connection's call gets NOSCRIPT, the general path
-        # loads the script again and the jobs run and are acknowledged all the same
+        # loads the script again and the jobs run and are acknowledged all the same (the
+        # functions flushed too: the held connections' FCALLs find them missing,
+        # test_hotcalls_fn.py)
         before = scripts.fallbacks
         await redis.script_flush()
+        await redis.function_flush()
         await run_jobs(pool, enq, done, 20)
         assert scripts.fallbacks > before
         assert general.counts["ack"] >= 1

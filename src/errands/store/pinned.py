@@ -287,17 +287,22 @@ class PinnedConnection:
 
 
 class PinnedScript(PinnedConnection):
-    """Calls the script ``sha`` on a connection held for it (:class:`PinnedConnection`)."""
+    """Calls the script ``sha`` on a connection held for it (:class:`PinnedConnection`); or,
+    while ``function`` is set, the function of that name (``FCALL``: the same script loaded as
+    a library of Redis Functions, store/fnlib.py and store/hotcalls.py)."""
 
     def __init__(self, redis: Redis, sha: str) -> None:
         super().__init__(redis)
         self.sha = sha.encode()
+        self.function: bytes | None = None
 
     def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Coroutine[Any, Any, Any]:
-        """The script's reply (as :meth:`send` of its ``EVALSHA``, packed here)."""
+        """The script's reply (as :meth:`send` of its ``EVALSHA`` or ``FCALL``, packed here)."""
         return self.send(self._pack(keys, args))
 
     def _pack(self, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
+        if self.function is not None:
+            return pack_call(self.function, keys, args, b"FCALL")
         return pack_call(self.sha, keys, args)
 
 

@@ -1,0 +1,136 @@
+"""A pool's fetch and ack calls as FCALL of their libraries (store/fnlib.py, store/hotcalls.py):
+loaded once, called on the held connections; a library flushed from the server is loaded again
+(that call goes the general way); a server or user that refuses them leaves the pool on EVALSHA
+(the jobs run all the same)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from errands import Enqueuer
+from errands.store.fnlib import library
+from errands.store.hotcalls import HOT, WorkerScripts
+from errands.store.keys import Keys
+from tests.support.commandstats import command_calls
+from tests.worker.test_hotcalls import GeneralCalls, run_jobs, work_pool
+
+
+async def test_fetch_and_ack_are_calls_of_functions(redis: Redis, namespace: str) -> None:
+    pool, done = work_pool(redis, namespace, 8)
+    enq = Enqueuer(redis, namespace=namespace)
+    async with pool:
+        assert pool.worker is not None
+        scripts = pool.worker.scripts
+        assert isinstance(scripts, WorkerScripts)
+        await run_jobs(pool, enq, done, 5)
+        assert scripts.loads == 2 and not scripts.to_load
+        for name in HOT:
+            assert scripts.pinned[name].function == library(name).name.encode()
+        general = GeneralCalls(scripts)
+        before = await command_calls(redis)
+        await run_jobs(pool, enq, done, 50)
+        after = await command_calls(redis)
+        assert general.counts == {"fetch": 0, "ack": 0} and scripts.fallbacks == 0
+        assert after.get("fcall", 0) - before.get("fcall", 0) >= 2  # (a fetch, an ack at least)
+        assert await redis.hget(pool.keys.stats, "processed") == b"55"
+    await enq.aclose()
+
+
+async def test_a_flushed_library_is_loaded_again(redis: Redis, namespace: str) -> None:
+    """FUNCTION FLUSH (or a restart without persistence) mid-run: the call that finds its
+    function missing goes the general way (EVALSHA); the library is loaded before the next."""
+    pool, done = work_pool(redis, namespace, 8)
+    enq = Enqueuer(redis, namespace=namespace)
+    async with pool:
+        assert pool.worker is not None
+        scripts = pool.worker.scripts
+        assert isinstance(scripts, WorkerScripts)
+        await run_jobs(pool, enq, done, 10)
+        assert scripts.loads == 2
+        general = GeneralCalls(scripts)
+        await redis.function_flush()
+        await run_jobs(pool, enq, done, 20)
+        assert scripts.fallbacks >= 1 and general.counts["ack"] >= 1
+        await run_jobs(pool, enq, done, 20)  # (the fetch's reload may wait for its next call)
+        assert scripts.loads == 4
+        assert all(scripts.pinned[name].function for name in HOT)
+        assert await redis.hget(pool.keys.stats, "processed") == b"50"
+    await enq.aclose()
+
+
+async def _as_user(redis: Redis, redis_url: str, rule: str) -> tuple[str, Redis]:
+    user, password = "fn-" + uuid.uuid4().hex[:8], uuid.uuid4().hex
+    await redis.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", *rule.split()
+    )
+    host = redis_url.split("://", 1)[1]
+    return user, Redis.from_url(f"redis://{user}:{password}@{host}")
+
+
+@pytest.mark.parametrize("denied", ["-function", "-fcall"])
+async def test_a_user_without_functions_stays_on_evalsha(
+    redis: Redis, redis_url: str, namespace: str, denied: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FUNCTION LOAD refused (the load, said once at debug level), or FCALL refused (that call
+    goes the general way): EVALSHA from then on, on the held connections."""
+    user, client = await _as_user(redis, redis_url, f"+@all {denied}")
+    caplog.set_level(logging.DEBUG, logger="errands.pool")
+    try:
+        pool, done = work_pool(client, namespace, 8)
+        enq = Enqueuer(client, namespace=namespace)
+        async with pool:
+            assert pool.worker is not None
+            scripts = pool.worker.scripts
+            assert isinstance(scripts, WorkerScripts)
+            await run_jobs(pool, enq, done, 10)
+            general = GeneralCalls(scripts)
+            await run_jobs(pool, enq, done, 30)
+            assert general.counts == {"fetch": 0, "ack": 0}
+            assert not scripts.to_load
+            assert all(scripts.pinned[name].function is None for name in HOT)
+            assert scripts.loads == (0 if denied == "-function" else 2)
+            assert await redis.hget(pool.keys.stats, "processed") == b"40"
+        await enq.aclose()
+        said = [r.getMessage() for r in caplog.records if "stays on EVALSHA" in r.getMessage()]
+        assert len(said) == 2 and all(r.levelno == logging.DEBUG for r in caplog.records
+                                      if "stays on EVALSHA" in r.getMessage())  # fmt: skip
+    finally:
+        await client.aclose()
+        await redis.execute_command("ACL", "DELUSER", user)
+
+
+async def test_a_server_without_functions_stays_on_evalsha(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis < 7 answers FUNCTION with an unknown command: EVALSHA, no error."""
+
+    async def unknown(*args: Any, **kwargs: Any) -> Any:
+        raise ResponseError("unknown command 'FUNCTION', with args beginning with: 'LOAD'")
+
+    monkeypatch.setattr(Redis, "function_load", unknown)
+    pool, done = work_pool(redis, namespace, 8)
+    enq = Enqueuer(redis, namespace=namespace)
+    async with pool:
+        assert pool.worker is not None
+        scripts = pool.worker.scripts
+        assert isinstance(scripts, WorkerScripts)
+        await run_jobs(pool, enq, done, 20)
+        assert scripts.loads == 0 and not scripts.to_load and scripts.fallbacks == 0
+        assert all(scripts.pinned[name].function is None for name in HOT)
+        assert await redis.hget(pool.keys.stats, "processed") == b"20"
+    await enq.aclose()
+
+
+async def test_functions_off(redis: Redis, namespace: str) -> None:
+    scripts = WorkerScripts(redis, Keys(namespace), functions=False)
+    assert not scripts.to_load
+    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
+    assert await scripts.fetch("p", 1, 5, [("work", 0)]) is not None
+    assert scripts.pinned["fetch"].function is None and scripts.loads == 0
+    await scripts.aclose()
