@@ -39,11 +39,16 @@ OPTIONAL = "+info +dbsize +wait"  # Client.redis_info (dashboard), Enqueuer(wait
 CLUSTER = "+cluster|slots +cluster|shards +command +asking +readonly"  # redis+cluster://
 
 
+FUNCTIONS = "+function|load +fcall"  # a pool's fetch and ack as Redis Functions (optional)
+
+
 def refusals(admin: redis.Redis, user: str) -> list[dict[str, Any]]:
     """The ACL log's refusals of ``user``, but for ``CLIENT SETINFO``: redis-py sends it on
-    connect to Redis 7.2+/Valkey and ignores the refusal (docs/deployment.md says so)."""
+    connect to Redis 7.2+/Valkey and ignores the refusal, and ``FUNCTION LOAD``: a pool tries
+    it once, refused it calls its scripts with EVALSHA (docs/deployment.md says both)."""
     log = admin.acl_log(count=1000)
-    return [e for e in log if e["username"] == user and e["object"] != "client|setinfo"]
+    ignored = ("client|setinfo", "function|load")
+    return [e for e in log if e["username"] == user and e["object"] not in ignored]
 
 
 Scenario = Callable[[str, str], Awaitable[None]]
@@ -80,6 +85,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         yield node
     finally:
         node.kill()
+
+
+async def test_a_pool_calls_functions_as_a_user_allowed_them(server: Node) -> None:
+    """With FUNCTION LOAD and FCALL granted, a pool's fetch and ack are FCALLs: nothing refused,
+    not even the load."""
+    namespace = unique_namespace()
+    user = f"app-{namespace}"
+    with server.client() as admin:
+        before = admin.info("commandstats").get("cmdstat_fcall", {}).get("calls", 0)
+    await core.test_enqueue_process_and_results(
+        add_user(server, namespace, f"{ACL_COMMANDS} {FUNCTIONS}"), namespace
+    )
+    with server.client() as admin:
+        log = admin.acl_log(count=1000)
+        assert [e for e in log if e["username"] == user and e["object"] != "client|setinfo"] == []
+        assert admin.info("commandstats").get("cmdstat_fcall", {}).get("calls", 0) > before
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
