@@ -6,9 +6,12 @@ between runs), so a change of a few per cent in a script shows in one run of eac
 Jobs are enqueued (over ``--partitions P`` partitions, fetched with ``Concurrency(32,
 per_partition=True)``, when P > 0), the counters are zeroed, then they are fetched ``--batch`` at
 a time and each batch is acknowledged with history, as a pool does with short jobs (as
-bench/hotpath_cost.py). About 30 s for 6,000 jobs.
+bench/hotpath_cost.py). About 30 s for 6,000 jobs. ``--functions``: the calls go the worker's
+way (store/hotcalls.py's WorkerScripts: on the held connections, FCALL of the scripts' libraries
+of Redis Functions, store/fnlib.py), else redis-py's EVALSHA (the same Lua, run whole per call).
 
-    python bench/hotpath_instr.py [--jobs 6000] [--batch 32] [--partitions 1000] [--keep FILE]
+    python bench/hotpath_instr.py [--jobs 6000] [--batch 32] [--partitions 1000] [--functions]
+                                  [--keep FILE]
 
 ERRANDS_SRC names the errands sources to measure (default: this repository's src/);
 REDIS_SERVER the redis-server binary (default: the one on PATH; a build with symbols makes
@@ -34,6 +37,7 @@ sys.path.insert(0, os.environ.get("ERRANDS_SRC", str(ROOT / "src")))
 from redis.asyncio import Redis  # noqa: E402
 
 from errands import Enqueuer  # noqa: E402
+from errands.store.hotcalls import WorkerScripts  # noqa: E402
 from errands.store.keys import Keys  # noqa: E402
 from errands.store.scripts import Acked, Scripts  # noqa: E402
 
@@ -43,7 +47,7 @@ def control(what: str, pid: int) -> None:
     subprocess.run(["callgrind_control", what, str(pid)], stdout=quiet, stderr=quiet, check=True)
 
 
-async def drive(port: int, pid: int, jobs: int, batch: int, parts: int) -> int:
+async def drive(port: int, pid: int, jobs: int, batch: int, parts: int, functions: bool) -> int:
     redis = Redis(port=port)
     for _ in range(300):
         try:
@@ -52,7 +56,7 @@ async def drive(port: int, pid: int, jobs: int, batch: int, parts: int) -> int:
         except OSError:
             await asyncio.sleep(0.1)
     keys = Keys("b" + uuid.uuid4().hex[:10])
-    scripts = Scripts(redis, keys)
+    scripts = WorkerScripts(redis, keys) if functions else Scripts(redis, keys)
     async with Enqueuer(redis, namespace=keys.namespace, strict=None) as enq:
         for start in range(0, jobs, 500):  # (small calls: Redis runs 50x slower under valgrind)
             await enq.enqueue_many(
@@ -84,6 +88,9 @@ async def drive(port: int, pid: int, jobs: int, batch: int, parts: int) -> int:
         else:
             done += len(got)
     control("-d", pid)
+    if isinstance(scripts, WorkerScripts):
+        assert scripts.loads == 2 and not scripts.fallbacks, "not on FCALL"
+        await scripts.aclose()
     await redis.aclose()
     return done
 
@@ -93,6 +100,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=6000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--partitions", type=int, default=0)
+    parser.add_argument("--functions", action="store_true", help="FCALL on held connections")
     parser.add_argument("--keep", help="where to copy callgrind's output")
     a = parser.parse_args()
     with socket.socket() as s:
@@ -105,7 +113,7 @@ def main() -> None:
     args += ["--port", str(port), "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        jobs = asyncio.run(drive(port, proc.pid, a.jobs, a.batch, a.partitions))
+        jobs = asyncio.run(drive(port, proc.pid, a.jobs, a.batch, a.partitions, a.functions))
     finally:
         proc.terminate()
         proc.wait()
@@ -117,7 +125,9 @@ def main() -> None:
     for f in [*dumps, out]:
         Path(f).unlink(missing_ok=True)
     per_job = total / jobs
-    print(f"jobs {jobs} batch {a.batch} partitions {a.partitions}: {per_job:,.0f} instr. a job")
+    how = "FCALL" if a.functions else "EVALSHA"
+    print(f"jobs {jobs} batch {a.batch} partitions {a.partitions} {how}: ", end="")
+    print(f"{per_job:,.0f} instr. a job")
 
 
 if __name__ == "__main__":
