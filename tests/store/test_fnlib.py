@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands.store.fnlib import function_library, library, script_parts
+from errands.store.fnlib import Library, function_library, library, script_parts
 from errands.store.hotcalls import HOT
 from errands.store.luasource import lua_source
 
@@ -22,6 +22,8 @@ LIBS = sorted(
     for p in resources.files("errands.store").joinpath("lua", "lib").iterdir()
     if p.name.endswith(".lua")
 )
+
+HEADROOM = 8  # (as tests/store/test_lua_headroom.py's)
 
 PER_CALL_LIB = """local SEEN = {0}  --@percall: bumped by each call
 local A, B = 0, {}  --@percall
@@ -76,6 +78,29 @@ async def test_the_libraries_load(redis: Redis, name: str) -> None:
     await _load(redis, lib.text)  # (another worker's load: "already exists")
     listed = await redis.execute_command("FUNCTION", "LIST", "LIBRARYNAME", lib.name)
     assert listed, lib.name
+
+
+def _with_more(name: str, extra: int) -> Library:
+    """The library of ``name`` with ``extra`` more top-level locals, each an upvalue of the
+    callback (Lua 5.1: at most 200 locals in a function, 60 upvalues)."""
+    more = [f"headroom_{i}" for i in range(extra)]
+    libs, body = script_parts(name)
+    return function_library(
+        name, f"local {', '.join(more)}\n{libs}", f"local _ = {{{', '.join(more)}}}\n{body}"
+    )
+
+
+@pytest.mark.parametrize("name", HOT)
+async def test_the_libraries_have_room_for_more_locals_and_upvalues(
+    redis: Redis, name: str
+) -> None:
+    lib = _with_more(name, HEADROOM)
+    try:
+        await _load(redis, lib.text)
+    finally:
+        await redis.execute_command("FUNCTION", "DELETE", lib.name)
+    with pytest.raises(ResponseError, match="upvalues"):
+        await _load(redis, _with_more(name, 60).text)
 
 
 async def test_per_call_state_is_made_anew_by_each_call(redis: Redis) -> None:
