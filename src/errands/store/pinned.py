@@ -20,7 +20,9 @@ link (every call in flight fails with ``TimeoutError``; the next call connects a
 message of RESP3 (redis-py's default protocol since 8.0) between two replies is passed over.
 Not used on a Redis Cluster client or with ``wait_replicas``. An idle pool's ``BLPOP`` of
 its hand-off list goes the same way (:class:`PinnedConnection`, the command packed by the
-mailbox: worker/mailbox.py).
+mailbox: worker/mailbox.py). A pool's fetch and ack calls (store/hotcalls.py) are sent as
+``FCALL`` of their libraries of Redis Functions once loaded (``PinnedScript.function``,
+store/fnlib.py), the general path staying ``EVALSHA``.
 
 ``enqueue_many`` (:class:`BulkEnqueue`) packs its calls too (by hiredis; without it, by
 joining runs of strings or of bytes: a call of thousands of jobs costs a few joins, not an
