@@ -99,10 +99,12 @@ def main() -> None:
     for label, got in runs.items():
         med = {k: statistics.median(g.get(k, 0.0) for g in got) for k in got[0]}
         cmds = sum(v for k, v in med.items() if k.startswith("cmd:") and k != "cmd:incr")
+        fcalls = med.get("cmd:fcall", 0.0)  # (a pool's fetch and ack on Redis 7+)
+        calls = med.get("cmd:evalsha", 0.0) + fcalls
         print(
             f"  {label}: {med['rate']:,.0f} jobs/s, worker {med['worker_us']:.1f} us/job, "
             f"redis {med['redis_us']:.1f} us/job, {cmds:.2f} commands per job (the job's "
-            f"own INCR left out; script calls {med.get('cmd:evalsha', 0.0):.3f})"
+            f"own INCR left out; script calls {calls:.3f}, FCALL {fcalls:.3f})"
         )
         if a.by_command:
             for k, v in sorted(med.items(), key=lambda kv: -kv[1]):
