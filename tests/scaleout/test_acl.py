@@ -39,7 +39,8 @@ OPTIONAL = "+info +dbsize +wait"  # Client.redis_info (dashboard), Enqueuer(wait
 CLUSTER = "+cluster|slots +cluster|shards +command +asking +readonly"  # redis+cluster://
 
 
-FUNCTIONS = "+function|load +fcall"  # a pool's fetch and ack as Redis Functions (optional)
+# a pool's fetch and ack as Redis Functions (optional); list and delete: other versions' libraries
+FUNCTIONS = "+fcall +function|load +function|list +function|delete"
 
 
 def refusals(admin: redis.Redis, user: str) -> list[dict[str, Any]]:
@@ -88,8 +89,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 
 async def test_a_pool_calls_functions_as_a_user_allowed_them(server: Node) -> None:
-    """With FUNCTION LOAD and FCALL granted, a pool's fetch and ack are FCALLs: nothing refused,
-    not even the load."""
+    """With FCALL and FUNCTION LOAD, LIST and DELETE granted, a pool's fetch and ack are FCALLs:
+    nothing refused, not even the load, nor the pruning of other versions' libraries."""
     namespace = unique_namespace()
     user = f"app-{namespace}"
     with server.client() as admin:

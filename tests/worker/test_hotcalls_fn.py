@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from errands import Enqueuer
-from errands.store.fnlib import library
+from errands.store.fnlib import function_library, library, script_parts
 from errands.store.hotcalls import HOT, WorkerScripts
 from errands.store.keys import Keys
 from tests.support.commandstats import command_calls
@@ -134,3 +134,60 @@ async def test_functions_off(redis: Redis, namespace: str) -> None:
     assert await scripts.fetch("p", 1, 5, [("work", 0)]) is not None
     assert scripts.pinned["fetch"].function is None and scripts.loads == 0
     await scripts.aclose()
+
+
+async def _libraries(redis: Redis) -> set[str]:
+    return {
+        (lib[1] if isinstance(lib, list) else lib["library_name"]).decode()
+        for lib in await redis.function_list()
+    }
+
+
+async def _load_older(redis: Redis, name: str) -> str:
+    """A library of ``name`` as another version of errands would name and load it."""
+    libs, body = script_parts(name)
+    older = function_library(name, libs, body + "-- another version\n")
+    await redis.function_load(older.text, replace=True)
+    return older.name
+
+
+async def test_the_first_load_deletes_other_versions_libraries(
+    redis: Redis, namespace: str
+) -> None:
+    """An upgrade's libraries do not pile up on the server: a pool's first load of each
+    deletes those another version of errands loaded, and nothing else."""
+    older = {await _load_older(redis, name) for name in HOT}
+    await redis.function_load(
+        "#!lua name=someone_elses\nredis.register_function('theirs', function() return 1 end)",
+        replace=True,
+    )
+    pool, done = work_pool(redis, namespace, 8)
+    enq = Enqueuer(redis, namespace=namespace)
+    async with pool:
+        await run_jobs(pool, enq, done, 10)
+        held = await _libraries(redis)
+        assert not older & held
+        assert {library(name).name for name in HOT} | {"someone_elses"} <= held
+    await enq.aclose()
+    await redis.function_delete("someone_elses")
+
+
+async def test_a_reload_deletes_nothing(redis: Redis, namespace: str) -> None:
+    """A pool of the old version in a rolling deploy, whose library a new pool deleted, loads
+    its own again without deleting the new one's: one reload, no back and forth."""
+    pool, done = work_pool(redis, namespace, 8)
+    enq = Enqueuer(redis, namespace=namespace)
+    async with pool:
+        assert pool.worker is not None
+        scripts = pool.worker.scripts
+        assert isinstance(scripts, WorkerScripts)
+        await run_jobs(pool, enq, done, 10)
+        assert scripts.loads == 2
+        newer = await _load_older(redis, "fetch")  # (to this pool, another version's)
+        await redis.function_delete(library("fetch").name)
+        await run_jobs(pool, enq, done, 20)
+        await run_jobs(pool, enq, done, 20)  # (the fetch's reload may wait for its next call)
+        assert scripts.loads == 3
+        assert {newer, library("fetch").name} <= await _libraries(redis)
+    await enq.aclose()
+    await redis.function_delete(newer)

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 from .luasource import lua_source
 
-__all__ = ["PER_CALL", "Library", "function_library", "library", "script_parts"]
+__all__ = ["PER_CALL", "Library", "function_library", "library", "older_versions", "script_parts"]
 
 PER_CALL = "--@percall"
 _PER_CALL_LINE = re.compile(
@@ -99,3 +100,11 @@ def script_parts(name: str) -> tuple[str, str]:
 def library(name: str) -> Library:
     """The library of ``lua/<name>.lua`` (see the module's docstring)."""
     return function_library(name, *script_parts(name))
+
+
+def older_versions(name: str, libraries: Sequence[str]) -> list[str]:
+    """Of the ``libraries`` a server holds (their names), those of script ``name`` but of
+    another text than this errands' (another version's, ``errands_<name>_<16 hex digits>``)."""
+    mine = library(name).name
+    pattern = re.compile(rf"errands_{re.escape(name)}_[0-9a-f]{{16}}")
+    return [lib for lib in libraries if lib != mine and pattern.fullmatch(lib)]

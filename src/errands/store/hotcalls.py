@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, NoScriptError, ReadOnlyError, ResponseError
 
 from .connection import BROKEN
-from .fnlib import library
+from .fnlib import library, older_versions
 from .keys import Keys
 from .pinned import PinnedScript
 from .scripts import Arg, Scripts
@@ -63,6 +63,7 @@ class WorkerScripts(Scripts):
         self.to_load = set(hot) if functions else set()
         self.loads = 0  # libraries loaded (or found there already: another worker's)
         self._load_failures = dict.fromkeys(hot, 0)
+        self._pruned: set[str] = set()  # scripts whose other versions' libraries were deleted
 
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         pinned = self.pinned.get(name)
@@ -117,6 +118,25 @@ class WorkerScripts(Scripts):
             raise
         self.loads += 1
         pinned.function = lib.name.encode()
+        if name not in self._pruned:
+            self._pruned.add(name)
+            await self._prune(name)
+
+    async def _prune(self, name: str) -> None:
+        """At the first load of a pool's life, delete the libraries of ``name`` that another
+        version of errands loaded (a few hundred KB each, else kept for good, one more at each
+        upgrade). A pool of that version still running (a rolling deploy) finds its function
+        gone at its next call, which runs by EVALSHA, and loads it again, deleting nothing (its
+        first load was done): one reload a pool for each pool started. Best effort: a user that
+        may not list or delete functions leaves them there."""
+        try:
+            listed = await self.redis.function_list(f"errands_{name}_*")
+            names = [_library_name(lib) for lib in listed]
+            for old in older_versions(name, names):
+                await self.redis.function_delete(old)
+                log.debug("errands: deleted library %s (another version of errands')", old)
+        except Exception as exc:  # (a cancellation goes through)
+            log.debug("errands: libraries of %s not pruned: %s", name, exc)
 
     def _off(self, name: str, exc: BaseException) -> None:
         log.debug("errands: %s stays on EVALSHA (Redis Functions not usable: %s)", name, exc)
@@ -159,3 +179,14 @@ def _refused(exc: ResponseError) -> bool:
     """Whether an error reply to an ``FCALL`` means it did not run: its function is missing
     (a restart, ``FUNCTION FLUSH``) or the user may not call functions."""
     return isinstance(exc, NoPermissionError) or "Function not found" in str(exc)
+
+
+def _library_name(entry: Any) -> str:
+    """The name of a library from its entry in FUNCTION LIST's reply (field, value, ... or, in
+    RESP3, a map)."""
+    pairs = entry.items() if isinstance(entry, dict) else zip(entry[::2], entry[1::2], strict=True)
+    return _text({_text(k): v for k, v in pairs}["library_name"])
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
