@@ -18,22 +18,33 @@ re-send, and the jobs of a fetch whose reply was lost are reclaimed by the worke
 On Redis and Valkey >= 7 the two scripts are loaded as libraries of Redis Functions
 (store/fnlib.py: ``FUNCTION LOAD`` once, before the first call on the held connection) and the
 held connection sends ``FCALL`` of them: a call then runs only the script's own lines, not its
-libs' ~100 closures made anew (~10 % of Redis' work a job). The general path stays ``EVALSHA``
-of the same Lua. A library found missing on a call (``Function not found``: a server restarted
-without persistence, ``FUNCTION FLUSH``) sends that call the general way and is loaded again
-before the next. A load refused (Redis < 7, an ACL user without ``FUNCTION LOAD`` or ``FCALL``)
-leaves the script on ``EVALSHA``, said once in the log at debug level.
+libs' closures made anew (3-7 % of Redis' work a job, bench/hotpath_instr.py --functions). The
+general path stays ``EVALSHA`` of the same Lua. An FCALL refused before it ran goes the general
+way: its library missing (``Function not found``: a server restarted without persistence,
+``FUNCTION FLUSH``; loaded again before the next call), the server over maxmemory (that call
+only: EVALSHA runs a script until its first write that may grow memory, and an ack's first
+writes free memory), FCALL denied by the ACL (from now on). A load refused for good (Redis < 7,
+an ACL user without ``FUNCTION LOAD``) leaves the script on ``EVALSHA``, said in the log at
+debug level; refused for now (over maxmemory, a replica, a broken path), it is tried again
+LOAD_RETRY_S later.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoPermissionError, NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import (
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 
 from .connection import BROKEN
 from .fnlib import library, older_versions
@@ -45,7 +56,7 @@ from .topology import is_cluster
 __all__ = ["HOT", "WorkerScripts"]
 
 HOT = ("fetch", "ack")  # the scripts called once per batch of jobs
-LOAD_TRIES = 3  # loads of a library a broken connection failed, before EVALSHA for good
+LOAD_RETRY_S = 30.0  # after a load failed for a passing reason (OOM, READONLY, a broken path)
 log = logging.getLogger("errands.pool")
 
 
@@ -62,14 +73,16 @@ class WorkerScripts(Scripts):
         # functions False: EVALSHA only
         self.to_load = set(hot) if functions else set()
         self.loads = 0  # libraries loaded (or found there already: another worker's)
-        self._load_failures = dict.fromkeys(hot, 0)
+        self._load_after = dict.fromkeys(hot, 0.0)  # (monotonic) a failed load's next try
+        self.now = time.monotonic  # (tests: another clock)
         self._pruned: set[str] = set()  # scripts whose other versions' libraries were deleted
 
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         pinned = self.pinned.get(name)
         if pinned is not None:
-            if name in self.to_load:
+            if name in self.to_load and self.now() >= self._load_after[name]:
                 await self._load(name, pinned)
+            sent = pinned.function  # (another call in flight may find it gone first)
             try:
                 return await pinned(keys, args)
             except NoScriptError:
@@ -82,40 +95,49 @@ class WorkerScripts(Scripts):
                 self.lost_reply = self.lost_reply or name == "fetch"  # have run: its jobs
                 await self._drop_others(pinned)  # are looked for (worker/fetching.py)
             except ResponseError as exc:
-                if pinned.function is None or not _refused(exc):
+                if sent is None or not _refused(exc):
                     raise  # (the script's own error, as on the general path)
                 self.fallbacks += 1  # not run: the general path's EVALSHA
-                pinned.function = None
-                if isinstance(exc, NoPermissionError):  # FCALL denied: EVALSHA from now on
-                    self._off(name, exc)
-                else:  # the library is gone (flushed, a restart): loaded before the next call
-                    self.to_load.add(name)
+                self._refusal(name, pinned, sent, exc)
         return await super()._call(name, keys, args)
 
+    def _refusal(self, name: str, pinned: PinnedScript, sent: bytes, exc: ResponseError) -> None:
+        """An FCALL of ``sent`` refused before it ran (``_refused``), which its call sends by
+        EVALSHA now. Over maxmemory (OOM): only that call; EVALSHA runs a script until its first
+        write that may grow memory, so an ack whose first write deletes runs and frees memory,
+        where a function without flags is refused as a whole. FCALL denied by the ACL: EVALSHA
+        from now on; the function gone (a restart, ``FUNCTION FLUSH``): loaded before the next
+        call (once, though several calls in flight found it gone)."""
+        if isinstance(exc, OutOfMemoryError) or pinned.function != sent:
+            return
+        pinned.function = None
+        if isinstance(exc, NoPermissionError):
+            self._off(name, exc)
+        else:
+            self.to_load.add(name)
+
     async def _load(self, name: str, pinned: PinnedScript) -> None:
-        """Load the library of ``name`` (store/fnlib.py) and have ``pinned`` call it; a refusal
-        (Redis < 7, ACL) leaves it on EVALSHA. Never raises but for a cancellation."""
-        self.to_load.discard(name)
+        """Load the library of ``name`` (store/fnlib.py) and have ``pinned`` call it. A refusal
+        for good (Redis < 7, the ACL) leaves it on EVALSHA; any other failure (over maxmemory,
+        a replica, a broken path) is tried again LOAD_RETRY_S later, the calls on EVALSHA
+        meanwhile. Never raises but for a cancellation."""
         lib = library(name)
         try:
             await self.redis.function_load(lib.text)
-        except BROKEN as exc:  # (the call's own send falls back and reconnects)
-            self._load_failures[name] += 1
-            if self._load_failures[name] < LOAD_TRIES:
-                self.to_load.add(name)
-            else:
-                self._off(name, exc)
-            return
-        except ResponseError as exc:
-            if "already exists" not in str(exc):
+        except BaseException as exc:
+            if isinstance(exc, ResponseError) and "already exists" in str(exc):
+                pass  # (another pool's: loaded)
+            elif not isinstance(exc, Exception):  # (cancelled: the next call loads it)
+                raise
+            elif _for_good(exc):
+                self.to_load.discard(name)
                 self._off(name, exc)
                 return
-        except Exception as exc:  # never fail a call for it: EVALSHA is always there
-            self._off(name, exc)
-            return
-        except BaseException:  # (cancelled: the next call loads it)
-            self.to_load.add(name)
-            raise
+            else:  # (the call's own send falls back and reconnects if the path broke)
+                self._load_after[name] = self.now() + LOAD_RETRY_S
+                log.debug("errands: %s on EVALSHA for now (library not loaded: %s)", name, exc)
+                return
+        self.to_load.discard(name)
         self.loads += 1
         pinned.function = lib.name.encode()
         if name not in self._pruned:
@@ -177,8 +199,19 @@ class WorkerScripts(Scripts):
 
 def _refused(exc: ResponseError) -> bool:
     """Whether an error reply to an ``FCALL`` means it did not run: its function is missing
-    (a restart, ``FUNCTION FLUSH``) or the user may not call functions."""
-    return isinstance(exc, NoPermissionError) or "Function not found" in str(exc)
+    (a restart, ``FUNCTION FLUSH``), the user may not call functions, or the server is over
+    maxmemory (a function without flags is refused then, and only then: none of ours raises
+    OOM once it runs)."""
+    return isinstance(exc, NoPermissionError | OutOfMemoryError) or "Function not found" in str(exc)
+
+
+def _for_good(exc: Exception) -> bool:
+    """Whether a ``FUNCTION LOAD`` refused with ``exc`` would be refused again: the user may
+    not load functions, the server has none (Redis < 7: an unknown command), or it does not
+    take this library (a Lua it does not compile or register)."""
+    text = str(exc).lower()
+    permanent = ("unknown command", "unknown subcommand", "error compiling", "error registering")
+    return isinstance(exc, NoPermissionError) or any(what in text for what in permanent)
 
 
 def _library_name(entry: Any) -> str:
