@@ -15,15 +15,16 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
 import redis
 from redis.asyncio import Redis
 
-from errands import Job, WorkerPool
+from errands import Concurrency, Job, Rate, WorkerPool
 from errands.store.connection import connect
-from tests.soak.plan import CAPS
+from tests.soak.plan import CAPS, PARTITIONED
 
 PID = os.getpid()
 URL = os.environ.get("ERRANDS_REDIS_URL", "redis://127.0.0.1:9/0")
@@ -57,10 +58,11 @@ def _entry(job: Job, start: float, **more: Any) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def recorded(job: Job) -> AsyncIterator[None]:
+async def recorded(job: Job, **more: Any) -> AsyncIterator[None]:
+    """``more``: fields of both entries (a partitioned job's partition and attempt token)."""
     assert oracle is not None
     start = time.time()
-    await oracle.rpush(RUNS_KEY, _entry(job, start))
+    await oracle.rpush(RUNS_KEY, _entry(job, start, **more))
     outcome = "error"
     try:
         yield
@@ -70,7 +72,7 @@ async def recorded(job: Job) -> AsyncIterator[None]:
         raise
     finally:
         await asyncio.shield(
-            oracle.rpush(RUNS_KEY, _entry(job, start, end=time.time(), outcome=outcome))
+            oracle.rpush(RUNS_KEY, _entry(job, start, end=time.time(), outcome=outcome, **more))
         )
 
 
@@ -146,6 +148,32 @@ async def soak_long(job: Job, seconds: float = 5.0) -> None:
             await asyncio.sleep(min(1.0, left))
             with contextlib.suppress(Exception):  # a check-in lost to a fault is fine
                 await job.checkin(f"{seconds - max(left - 1.0, 0.0):.0f}s of {seconds:.0f}s")
+
+
+@pool.job(
+    PARTITIONED.name,
+    limits=[
+        Concurrency(1, per_partition=True),
+        Rate(PARTITIONED.rate, per=timedelta(seconds=PARTITIONED.per), per_partition=True),
+    ],
+    backoff=_retry_soon,
+)
+async def soak_part(job: Job, seconds: float = 0.05, fail: int = 0) -> None:
+    """Flow control: records its partition and its attempt token, which carries the Redis ms its
+    start was counted at in the partition's rate ("<n>@<ms>", see lua/fetch.lua)."""
+    async with recorded(job, part=job.partition, token=job._attempt):
+        await asyncio.sleep(seconds)
+        if job.attempt <= fail:
+            raise RuntimeError(f"attempt {job.attempt} fails on purpose")
+
+
+@pool.job("soak_wf", backoff=_retry_soon)
+async def soak_wf(job: Job, seconds: float = 0.05, fail: int = 0) -> None:
+    """A workflow member (job id "<run>.<node>") or callback ("<run>!on_success")."""
+    async with recorded(job):
+        await asyncio.sleep(seconds)
+        if job.attempt <= fail:
+            raise RuntimeError(f"attempt {job.attempt} fails on purpose")
 
 
 @pool.job("soak_tick")

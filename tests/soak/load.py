@@ -12,21 +12,54 @@ from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from errands import Client, Enqueuer
+from errands import Client, Enqueuer, Workflow
 from errands.errors import JobNotFoundError, RedisUnavailableError
 from errands.store.connection import REDIS_ERRORS, connect
 from errands.store.keys import Keys
 
+from .plan import PARTITIONED
+
 if TYPE_CHECKING:
     from .driver import SoakConfig
 
-__all__ = ["MIX", "Load", "Production"]
+__all__ = ["MIX", "WF_LINGER", "Load", "Production", "partition_burst", "workflow_graph"]
 
 # what the producer enqueues: kind -> weight
 MIX = {
     "async": 30, "sync": 15, "capped": 12, "serial": 6, "unique": 10, "flaky": 8, "long": 2,
-    "batch": 3, "delayed": 5,
+    "batch": 3, "delayed": 5, "partitioned": 8, "workflow": 3,
 }  # fmt: skip
+
+WF_LINGER = 3600.0  # seconds a finished workflow run's keys stay (then they expire)
+
+# a workflow run: node -> (its parents, seconds, failed attempts before it succeeds)
+Graph = dict[str, tuple[tuple[str, ...], float, int]]
+
+
+def partition_burst(rng: random.Random) -> tuple[str, list[tuple[float, int]]]:
+    """A partition and its jobs (seconds, failed attempts), enqueued together: 1-8 of them, so
+    that a burst meets the partition's rate (4 a second) and its concurrency (1)."""
+    part = f"p{rng.randrange(PARTITIONED.partitions)}"
+    jobs = [(round(rng.uniform(0.02, 0.3), 3), int(rng.random() < 0.1))
+            for _ in range(rng.randint(1, 8))]  # fmt: skip
+    return part, jobs
+
+
+def workflow_graph(rng: random.Random) -> Graph:
+    """A chain of 2-4 members, or a fan-out of 2-4 members from a root into a sink (fan-in)."""
+
+    def member(*parents: str) -> tuple[tuple[str, ...], float, int]:
+        return parents, round(rng.uniform(0.02, 0.3), 3), int(rng.random() < 0.15)
+
+    width = rng.randint(2, 4)
+    if rng.random() < 0.5:
+        nodes = [f"s{i}" for i in range(width)]
+        return {n: member(*nodes[i - 1 : i]) for i, n in enumerate(nodes)}
+    graph = {"root": member()}
+    parts = [f"f{i}" for i in range(width)]
+    graph.update({n: member("root") for n in parts})
+    graph["sink"] = member(*parts)
+    return graph
 
 
 @dataclass
@@ -37,6 +70,9 @@ class Production:
     duplicates: int = 0  # enqueue_unique calls that found the lock taken
     destroyed: set[str] = field(default_factory=set)
     cancelled: Counter[str] = field(default_factory=Counter)
+    partitions: dict[str, str] = field(default_factory=dict)  # acknowledged id -> partition
+    workflows: dict[str, Graph] = field(default_factory=dict)  # run id -> graph (every call)
+    workflows_acked: list[str] = field(default_factory=list)  # runs whose enqueue returned
 
 
 class Load:
@@ -78,6 +114,16 @@ class Load:
             if job is None:
                 self.made.duplicates += 1
             jobs = [job] if job else []
+        elif kind == "partitioned":
+            part, burst = partition_burst(rng)
+            jobs = await enqueuer.enqueue_many(
+                (PARTITIONED.name, {"seconds": sec, "fail": fail}, {"partition": part})
+                for sec, fail in burst
+            )
+            self.made.partitions.update((job.id, part) for job in jobs)
+        elif kind == "workflow":
+            await self._workflow(enqueuer, rng)
+            return
         else:
             name, args, options = {
                 "async": ("soak_async", {"seconds": short}, {}),
@@ -93,6 +139,20 @@ class Load:
         for job in jobs:
             self.made.acknowledged.append(job.id)
         self.made.by_kind[kind] += len(jobs)
+
+    async def _workflow(self, enqueuer: Enqueuer, rng: random.Random) -> None:
+        """A run with an id of its own (its enqueue is idempotent), recorded before it is sent:
+        a call that raised may have stored it. Its members are not cancelled by the canceller
+        (not in ``acknowledged``): every member must run."""
+        run_id = f"s{self.c.seed}w{len(self.made.workflows)}"
+        graph = self.made.workflows[run_id] = workflow_graph(rng)
+        wf = Workflow("soak", id=run_id, linger=WF_LINGER)
+        for node, (parents, seconds, fail) in graph.items():
+            wf.add("soak_wf", {"seconds": seconds, "fail": fail}, after=parents, id=node)
+        wf.on_success("soak_wf", {"seconds": 0.02})
+        await enqueuer.enqueue_workflow(wf)
+        self.made.workflows_acked.append(run_id)
+        self.made.by_kind["workflow"] += 1
 
     async def cancel_some(self, stop: asyncio.Event) -> None:
         """Every few seconds, cancel (or now and then destroy) a job: a recent one, or one

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 __all__ = [
     "CAPS",
     "KINDS",
+    "PARTITIONED",
     "PRODUCER",
     "REDIS",
     "Fault",
@@ -22,6 +23,20 @@ __all__ = [
 
 # job name -> max_concurrency of the capped job types of tests/soak/app.py
 CAPS = {"soak_capped": 2, "soak_serial": 1}
+
+
+@dataclass(frozen=True)
+class Partitioned:
+    """The flow-controlled job type of tests/soak/app.py: ``Concurrency(1, per_partition=True)``
+    and ``Rate(rate, per=per seconds, per_partition=True)``, over ``partitions`` partitions."""
+
+    name: str = "soak_part"
+    rate: int = 4
+    per: float = 1.0
+    partitions: int = 32
+
+
+PARTITIONED = Partitioned()
 
 # kind -> weight. Targets: a worker slot (0..workers-1); network faults may also hit the
 # producer's connection (PRODUCER); a Redis restart hits Redis (REDIS).
