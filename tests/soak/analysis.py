@@ -15,7 +15,7 @@ import orjson
 from tests.support.invariants import OracleLog, Run
 from tests.support.invariants.runs import active_spans
 
-__all__ = ["Analysis", "Events", "analyse", "parse_runs"]
+__all__ = ["Analysis", "Events", "analyse", "double_cause", "parse_runs"]
 
 
 def parse_runs(raw: Iterable[bytes], t0: float = 0.0) -> list[Run]:
@@ -123,7 +123,7 @@ def _cause(prev: Run, nxt: Run, events: Events, resend_window: float) -> str:
     return "after success, no fault"
 
 
-def _double_cause(
+def double_cause(
     first: Run, second: Run, events: Events, dead_timeout: float, resend_window: float
 ) -> str:
     """Why ``second`` started while ``first`` (same job, another run) still ran."""
@@ -164,7 +164,7 @@ def _double_runs(
         for i, second in enumerate(job_runs):
             for first in job_runs[:i]:
                 if _overlap(active_spans(first, log), active_spans(second, log)):
-                    cause = _double_cause(first, second, events, dead_timeout, resend_window)
+                    cause = double_cause(first, second, events, dead_timeout, resend_window)
                     out.doubles[cause] += 1
 
 

@@ -14,8 +14,11 @@ from redis.asyncio import Redis
 from errands.store.keys import Keys
 from tests.support.invariants import OracleLog, Report, check_invariants
 
-from .analysis import Analysis, Events, analyse, parse_runs, table
-from .plan import CAPS
+from .analysis import Analysis, Events, analyse, double_cause, parse_runs, table
+from .flow import check_partitions, check_workflows, parse_part_runs
+from .leaks import flow_key_leaks
+from .load import WF_LINGER
+from .plan import CAPS, PARTITIONED
 
 if TYPE_CHECKING:
     from .driver import SoakConfig
@@ -36,13 +39,15 @@ class SoakResult:
     idle: Report | None = None  # the namespace with every worker idle
     final: Report | None = None  # after every worker stopped, with the oracle
     analysis: Analysis = field(default_factory=Analysis)
+    # flow control, workflows and their keys (tests/soak/flow.py, leaks.py): (check, detail)
+    flow: list[tuple[str, str]] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     workdir: str = ""
     t0: float = 0.0  # time.time() at the start of the faults: the records are shown from it
 
     @property
     def ok(self) -> bool:
-        return all(r is not None and r.ok for r in (self.idle, self.final))
+        return not self.flow and all(r is not None and r.ok for r in (self.idle, self.final))
 
     def describe(self) -> str:
         c = self.config
@@ -52,6 +57,9 @@ class SoakResult:
         for what, report in (("workers idle", self.idle), ("workers stopped", self.final)):
             if report is not None and not report.ok:
                 lines += [f"-- {what}: " + report.describe()]
+        if self.flow:
+            lines.append(f"-- flow control and workflows: {len(self.flow)} violations")
+            lines += [f"  [{check}] {detail}" for check, detail in self.flow[:50]]
         lines.append("figures:\n" + self.table())
         return "\n".join(lines)
 
@@ -66,6 +74,7 @@ class SoakResult:
                 for what, r in (("idle", self.idle), ("stopped", self.final))
                 if r is not None
             },
+            "flow": [f"[{check}] {detail}" for check, detail in self.flow],
             "t0": self.t0,
             "unexplained_reruns": self.analysis.unexplained,
             "not_recovered": self.analysis.not_recovered,
@@ -104,7 +113,8 @@ async def judge(
     final = await check_invariants(admin, namespace, log, stopped=True)
     result.idle, result.final = idle, final
     k = Keys(namespace)
-    ended = {m.decode() for key in (k.dead, k.cancelled) for m in await admin.zrange(key, 0, -1)}
+    dead = {m.decode() for m in await admin.zrange(k.dead, 0, -1)}
+    ended = dead | {m.decode() for m in await admin.zrange(k.cancelled, 0, -1)}
     ids = sorted({r.job_id for r in runs})
     async with admin.pipeline(transaction=False) as pipe:
         for job_id in ids:
@@ -113,6 +123,14 @@ async def judge(
     resend = c.socket_timeout * 2 + 2.0
     settled = ended | finished | made.destroyed
     result.analysis = analyse(runs, events, settled, resend, c.dead_timeout, c.resume_allowance)
+    p = PARTITIONED
+    parts = check_partitions(
+        parse_part_runs(raw_runs, p.name, result.t0), log, p.rate, p.per,
+        lambda a, b: double_cause(a, b, events, c.dead_timeout, resend),
+    )  # fmt: skip
+    flows = check_workflows(runs, made.workflows, made.workflows_acked, dead)
+    leaks = await flow_key_leaks(admin, k, p.name, p.per, made.workflows, WF_LINGER)
+    result.flow = parts.violations + flows.violations + [("leak", leak) for leak in leaks]
     caps = [v for v in final.violations if v.check == "cap"]
     f = final.figures
     result.figures = {
@@ -135,7 +153,15 @@ async def judge(
         "cap_violations": len(caps),
         "cap_max": f.get("cap_max", {}),
         **result.analysis.figures(),
-        "leaked_keys": f.get("leaked_keys", 0),
+        "partition_jobs_enqueued": len(made.partitions),
+        "partition_jobs_done": len(set(made.partitions) & finished),
+        "partition_jobs_cancelled_or_destroyed": len(
+            set(made.partitions) & (ended | made.destroyed)
+        ),
+        **parts.figures,
+        **flows.figures,
+        "leaked_flow_keys": len(leaks),
+        "leaked_keys": f.get("leaked_keys", 0) + len(leaks),
         "violations_idle": idle.by_check(),
         "violations_stopped": final.by_check(),
         "quiesce_s": round(result.quiesce_s, 1) if not math.isinf(result.quiesce_s) else "timeout",

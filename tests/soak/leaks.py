@@ -1,0 +1,40 @@
+"""What the flow-controlled job type and the workflow runs leave in Redis once every worker
+stopped (docs/limits.md: "a partition that drains leaves nothing behind (its running counter
+field goes at 0, its rate log a window after its last start)"; docs/workflows.md: "when its last
+member ends, every key of the run ... expires after linger"). The invariant checker already
+reports a rate log or a finished run's key without a TTL, a partition field without its job and
+the partition index, turns and counters left once drained; this adds the bounds: nothing waits
+for its rate, a rate log expires within a window, a finished run's keys within its linger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis.asyncio import Redis
+
+from errands.store.keys import Keys
+from tests.support.invariants.layout import WORKFLOW_PARTS
+
+__all__ = ["flow_key_leaks"]
+
+
+async def flow_key_leaks(
+    admin: Redis, keys: Keys, name: str, per: float, runs: Iterable[str], linger: float
+) -> list[str]:
+    """Every key of job type ``name``'s partitions, or of the workflow runs ``runs``, left
+    beyond its bound (a leak), one line each."""
+    runs = sorted(runs)
+    bounded = [(keys.rate_log(name), per), (keys.rate_expiry(name), per)]
+    bounded += [(keys.workflow(r, part), linger) for r in runs for part in ("", *WORKFLOW_PARTS)]
+    async with admin.pipeline(transaction=False) as pipe:
+        pipe.zrange(keys.partitions_waiting(name), 0, -1, withscores=True)
+        for key, _bound in bounded:
+            pipe.pttl(key)
+        replies = await pipe.execute()
+    out = [
+        f"{keys.partitions_waiting(name)} still holds {m!r} (due {s:.0f})" for m, s in replies[0]
+    ]
+    for (key, bound), ttl in zip(bounded, replies[1:], strict=True):
+        if ttl == -1 or ttl > bound * 1000:
+            out.append(f"{key}: TTL {ttl} ms, past its bound of {bound * 1000:.0f} ms")
+    return out
