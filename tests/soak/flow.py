@@ -88,7 +88,10 @@ def _overlaps(part: str, runs: Sequence[Run], log: OracleLog, cause: Any, out: F
         return most
     at_once = [r for (a, b), r in spans if a <= when < b]
     first, second = sorted(at_once, key=lambda r: r.start)[:2]
-    why = cause(first, second) if cause is not None else "unknown"
+    if first.pid == second.pid and first.job_id != second.job_id:
+        why = "two of its jobs on the same worker"  # no fault makes a pool run both: no cause
+    else:
+        why = cause(first, second) if cause is not None else "unknown"
     out.overlap_causes[why] += 1
     out.violations.append(
         ("partition-concurrency",

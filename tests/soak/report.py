@@ -155,8 +155,8 @@ async def judge(
         **result.analysis.figures(),
         "partition_jobs_enqueued": len(made.partitions),
         "partition_jobs_done": len(set(made.partitions) & finished),
-        "partition_jobs_cancelled_or_destroyed": len(
-            set(made.partitions) & (ended | made.destroyed)
+        "partition_jobs_neither_done_nor_cancelled": len(
+            set(made.partitions) - finished - ended - made.destroyed
         ),
         **parts.figures,
         **flows.figures,

@@ -63,7 +63,7 @@ def test_a_partition_run_twice_at_once_is_caught() -> None:
 
     late = [*clean, _part("h", 2, 34.5, 34.8, "p4", 34500)]  # within f's allowance: no
     assert check_partitions(late, log, 4, 1.0, cause).violations == []
-    bad = [*clean, _part("i", 3, 19.0, 19.2, "p3", 19000)]  # while d ran (before its kill)
+    bad = [*clean, _part("i", 2, 19.0, 19.2, "p3", 19000)]  # while d ran (before its kill)
     report = check_partitions(bad, log, 4, 1.0, cause)
     assert [c for c, _d in report.violations] == ["partition-concurrency"]
     assert "partition p3" in report.violations[0][1] and causes == [("d", "i")]
