@@ -286,17 +286,17 @@ for j = 0, n - 1 do
     ran[qi], name_of[qi] = (ran[qi] or 0) + 1, name
     local p = part_of[j]
     if p then  -- its partition's slot, freed after the loop (lim_release_all)
-      local e = ended_of[qi]
-      if not e then
-        e = {count = {}}
-        ended_of[qi] = e
+      local ended = ended_of[qi]
+      if not ended then
+        ended = {count = {}}
+        ended_of[qi] = ended
       end
-      local count = e.count
+      local count = ended.count
       local c = count[p]
       if c then
         count[p] = c + 1
       else
-        e[#e + 1], count[p] = p, 1
+        ended[#ended + 1], count[p] = p, 1
       end
     end
     done[#done + 1] = id
