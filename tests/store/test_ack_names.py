@@ -62,8 +62,9 @@ async def test_an_entry_whose_name_index_is_another_names_is_left_alone_as_unfit
     acked = await fetched(redis, scripts, namespace)
     both = [acked["work"], acked["other"]]
     call, args = await request(scripts, scripts.ack("p1", both, False, 5_000, True))
-    assert args[8 + 10 + 2 - 1] == 2  # the name index of the second job
-    args[8 + 10 + 2 - 1] = 1
+    at = 8 + 2 * 2 + 6 + 2  # ARGV[at]: the name index of the second job (ack.lua's header)
+    assert args[at - 1] == 2
+    args[at - 1] = 1
     reply = await scripts._s["ack"](keys=call, args=args)
     assert reply == [1, 1, acked["other"].id.encode()]
     assert await counts(redis, keys) == {b"work": b"0", b"other": b"1"}

@@ -60,16 +60,18 @@ async def running_job(redis: Redis, keys: Keys, scripts: Scripts) -> Acked:
     return Acked(job.id, "work", b"1", 1_000, 60_000, 1, fetched[0].token)
 
 
-# ARGV[8..] ten per job: id, name, name index, result, started, ttl, attempt, token, envelopes
+# ARGV[8] extras, ARGV[9..10] the name and its TTL, ARGV[11..16] the job: id, name index,
+# result, started, attempt, token (ack.lua's header)
 @pytest.mark.parametrize(
     ("at", "value"),
-    [(6, "2"), (6, "0.5"), (8 + 2, "2"), (8 + 2, "0"), (8 + 4, "soon"), (8 + 5, "x"),
-     (8 + 5, "1.5"), (8 + 5, "-1"), (8 + 6, "first"), (4, "nan"), (4, " 5"), (4, "007"),
-     (8 + 5, "1" + "0" * 20), (8 + 5, "1" + "0" * 17), (8 + 5, "0100"), (8 + 4, "0x10"),
-     (8 + 6, "-0")],
+    [(6, "2"), (6, "0.5"), (11 + 1, "2"), (11 + 1, "0"), (11 + 3, "soon"), (10, "x"),
+     (10, "1.5"), (10, "-1"), (11 + 4, "first"), (4, "nan"), (4, " 5"), (4, "007"),
+     (10, "1" + "0" * 20), (10, "1" + "0" * 17), (10, "0100"), (11 + 3, "0x10"),
+     (11 + 4, "-0"), (8, "1"), (8, "-1"), (8, "0.5"), (8, "x")],
     ids=["count-over", "count-fraction", "name-index-over", "name-index-0", "started", "ttl",
          "ttl-fraction", "ttl-negative", "attempt", "now-nan", "now-space", "now-zeros",
-         "ttl-1e20", "ttl-1e17", "ttl-zeros", "started-hex", "attempt-minus-0"],
+         "ttl-1e20", "ttl-1e17", "ttl-zeros", "started-hex", "attempt-minus-0", "extras-over",
+         "extras-negative", "extras-fraction", "extras-nan"],
 )  # fmt: skip
 async def test_an_ack_with_a_bad_number_acknowledges_nothing(
     redis: Redis, namespace: str, at: int, value: str

@@ -48,20 +48,37 @@ def limit_keys(k: Keys, name: str) -> list[str]:
 def ack_request(
     k: Keys, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
 ) -> tuple[list[str], list[Arg]]:
-    """The KEYS and ARGV of one ack call of ``done`` (at most ACK_MAX jobs)."""
+    """The KEYS and ARGV of one ack call of ``done`` (at most ACK_MAX jobs): six values a job,
+    its name and result TTL given once per name (the TTL of its first job), and four more for
+    a job only when its TTL is another or an envelope is given (see ack.lua's header)."""
     keys = [k.jobs, k.running, k.in_progress(pool_id), k.priorities, k.recoveries]
     keys += (k.stats, k.idle, k.history_data, k.checkins, k.listening, k.errors)
     keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
     keys += (k.ended, k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
     keys += (k.dedup_next, k.dedup_reruns, k.seq, k.partitions)
-    args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
-    args += ("1" if history else "0", len(done), pool_id)
     index: dict[str, int] = {}
-    for a in done:
+    named: list[Arg] = []  # name, TTL: per name
+    ttls: list[int] = []  # per name
+    jobs: list[Arg] = []
+    extras: list[Arg] = []
+    name, i, ttl = None, 0, 0  # the name of the job before, its index and TTL
+    for place, a in enumerate(done, 1):
         keys.append(k.done(a.id))
-        i = index.setdefault(a.name, len(index) + 1)
-        args += (a.id, a.name, i, a.result, a.started_ms, a.ttl_ms, a.attempt, a.token)
-        args += (a.envelope_json, a.history_json)
+        if a.name != name:  # (a call's jobs come in runs of a name mostly)
+            name = a.name
+            i = index.setdefault(name, len(index) + 1)
+            if i > len(ttls):
+                ttls.append(a.ttl_ms)
+                named += (name, a.ttl_ms)
+            ttl = ttls[i - 1]
+        jobs += (a.id, i, a.result, a.started_ms, a.attempt, a.token)
+        if a.ttl_ms != ttl or a.envelope_json or a.history_json:
+            extras += (place, a.ttl_ms, a.envelope_json, a.history_json)
+    args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
+    args += ("1" if history else "0", len(done), pool_id, len(extras) // 4)
+    args += named
+    args += jobs
+    args += extras
     keys += (k.history_of(name) for name in index)
     keys += (k.queue(name) for name in index)
     for name in index:

@@ -17,11 +17,12 @@
 -- ARGV[1] wake channel   ARGV[2] '1' to wake idle pools (a job with a concurrency limit finished;
 --         they are also woken when a partition gets a turn again)
 -- ARGV[3] events channel   ARGV[4] now ms   ARGV[5] '1' to record history   ARGV[6] N jobs
--- ARGV[7] pool id
--- ARGV[8..] ten per job: id, name, name index (1-based), result JSON, started ms, result TTL
---           ms (0 = keep no record), attempt, attempt token, the envelope as JSON for the
---           records ('' = the stored envelope is JSON), the envelope for the history ('' = as
---           for the records; a large job's has its args omitted)
+-- ARGV[7] pool id   ARGV[8] X: the jobs given extras (below)
+-- ARGV[9..] two per name (M names): the name, the result TTL ms of its jobs (0 = keep no record)
+-- then six per job: id, name index (1-based), result JSON, started ms, attempt, attempt token
+-- then four per job given extras (X of them, in the jobs' order): its place in the call (1..N),
+--   its result TTL ms, the envelope as JSON for the records ('' = the stored envelope is JSON),
+--   the envelope for the history ('' = as for the records; a large job's has its args omitted)
 -- Returns {jobs acknowledged, U, the U ids left alone as unfit (a workflow member whose run has
 -- a key of another type, a job whose partition's running count is not a counter, an entry that
 -- names its job otherwise than its fetch did: another name, or the index of another name, so
@@ -31,7 +32,7 @@
 -- that is not a counter (lib/types.lua's not_hash_counter) fails the call before its first write. A bad number (a count that does not fit the
 -- arguments, more than ACK_MAX jobs, a name index out of range; a time, TTL, start or attempt
 -- not spelt as Redis reads an integer, lib/types.lua's is_int: ' 5', '007', '1e3'; a TTL past
--- MAX_MS) fails the call before its first write.
+-- MAX_MS; an extra's place out of order or range) fails the call before its first write.
 -- Reads and writes take one command per 1,000 jobs (the attempts and envelopes read with HMGET,
 -- the history written with HSET and ZADD, `running` counted down once per name, the events'
 -- listeners read with HMGET, the in-progress entries read with ZMSCORE and removed with ZREM,
@@ -50,16 +51,20 @@
 local B = 25  -- the keys before the done records
 local ACK_MAX = 1000  -- jobs per call: lib/jobstate.lua's forget and tombstone unpack() them
 local KEYS, ARGV = KEYS, ARGV  -- (locals: read many times a job)
-local n = tonumber(ARGV[6])
+local n, x = tonumber(ARGV[6]), tonumber(ARGV[8])
 -- every number checked before the first write (the job count against the arguments and keys;
 -- the time, starts and attempts are written verbatim into records and the history's scores)
 local names = is_whole(n) and n >= 0 and n <= ACK_MAX and (#KEYS - B - n) / 5
-if not (is_whole(names) and #ARGV == 7 + 10 * n and is_int(ARGV[4])) then
+if not (is_whole(names) and is_whole(x) and x >= 0 and x <= n
+    and #ARGV == 8 + 2 * names + 6 * n + 4 * x and is_int(ARGV[4])) then
   return redis.error_reply('errands: ack: ' .. tostring(ARGV[6]) .. ' jobs (at most '
-    .. ACK_MAX .. ') do not fit ' .. #ARGV .. ' arguments and ' .. #KEYS .. ' keys, or bad time '
-    .. tostring(ARGV[4]) .. ': nothing acknowledged')
+    .. ACK_MAX .. ') and ' .. tostring(ARGV[8]) .. ' extras do not fit ' .. #ARGV
+    .. ' arguments and ' .. #KEYS .. ' keys, or bad time ' .. tostring(ARGV[4])
+    .. ': nothing acknowledged')
 end
-local bad_arg, qis, ids, name_list, ttl_of = ack_args(n, names)  -- (lib/ackcheck.lua)
+-- (lib/ackcheck.lua; J: the first job's place in ARGV, six each)
+local bad_arg, qis, ids, name_list, name_of, extra_at, ttl_of = ack_args(n, names, x)
+local J = 9 + 2 * names
 if bad_arg then
   return bad_arg
 end
@@ -98,14 +103,13 @@ do
   local atts = read_chunked('HMGET', k.att, ids)
   local fence = ARGV[7] .. ':'
   for j = 0, n - 1 do
-    local o = 8 + j * 10
-    local id = ids[j + 1]
+    local id, e = ids[j + 1], extra_at[j]
     if seen[id] then
       pass[j] = 'again'  -- (given twice: the first is this call's)
-    elseif atts[j + 1] == fence .. ARGV[o + 7] then
+    elseif atts[j + 1] == fence .. ARGV[J + j * 6 + 5] then
       pass[j] = true
       seen[id] = true  -- (only an entry that passes: a stale one before it must not hide it)
-      if ARGV[o + 8] == '' then
+      if not e or ARGV[e + 2] == '' then
         need[#need + 1] = id
         env_at[j] = #need
       end
@@ -237,7 +241,7 @@ do
   local entries, at, ne = {}, {}, 0
   for j = 0, n - 1 do
     if pass[j] == true then
-      local e = ids[j + 1] .. ':' .. ARGV[9 + j * 10]
+      local e = ids[j + 1] .. ':' .. name_of[qis[j]]
       ne = ne + 1
       entries[ne], at[ne], entry_of[j] = e, j, e
     end
@@ -246,18 +250,18 @@ do
   -- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
   -- counted `running` down under another name, or not at all, and left its in-progress entry):
   -- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>
-  -- (queue_named: name -> that queue's key, made once per name)
+  -- (queue_ok: name index -> whether it is, found once per name index)
   local prefix = string.sub(KEYS[1], 1, -5)  -- (KEYS[1] is <prefix>jobs)
-  local queue_named = {}
-  for x = 1, ne do
-    local j = at[x]
-    local name = ARGV[9 + j * 10]
-    local queue = queue_named[name]
-    if not queue then
-      queue = prefix .. 'q:' .. name
-      queue_named[name] = queue
+  local queue_ok = {}
+  for y = 1, ne do
+    local j = at[y]
+    local qi = qis[j]
+    local ok = queue_ok[qi]
+    if ok == nil then
+      ok = KEYS[B + n + names + qi] == prefix .. 'q:' .. name_of[qi]
+      queue_ok[qi] = ok
     end
-    if not (held[x] and KEYS[B + n + names + qis[j]] == queue) then
+    if not (held[y] and ok) then
       pass[j] = 'unfit'
       unfit[#unfit + 1] = ids[j + 1]
     end
@@ -265,25 +269,24 @@ do
 end
 
 -- the compact record of a finished attempt (see docs/data-layout.md): envelope, result, began
--- and ended ms, attempt; its id is in its key, its status is `finished`
+-- and ended ms, attempt (o: the job's place in ARGV); its id is in its key, status `finished`
 local function record(o, job)
-  return '{"j":' .. job .. ',"r":' .. ARGV[o + 3] .. ',"b":' .. ARGV[o + 4] .. ',"e":' .. now
-    .. ',"a":' .. ARGV[o + 6] .. '}'
+  return '{"j":' .. job .. ',"r":' .. ARGV[o + 2] .. ',"b":' .. ARGV[o + 3] .. ',"e":' .. now
+    .. ',"a":' .. ARGV[o + 4] .. '}'
 end
 
 local freed = false
 local ended_of = {}  -- name index -> the partitions of its jobs that left the running ones
 local queue_of = {}
 local done, refused, tombs, events, gone = {}, {}, {}, {}, {}
-local ran, name_of = {}, {}  -- name index -> jobs of it whose running slot goes back, name
+local ran = {}  -- name index -> jobs of it whose running slot goes back
 local hist, hist_of, nh = {}, {}, 0  -- history_data field/values (nh); per name index, its
 -- score/members
 for j = 0, n - 1 do
-  local o = 8 + j * 10
-  local id, name, qi = ids[j + 1], ARGV[o + 1], qis[j]
+  local o, e, id, qi = J + j * 6, extra_at[j], ids[j + 1], qis[j]
   if pass[j] == true then
     gone[#gone + 1] = entry_of[j]  -- (in the pool's set: held above)
-    ran[qi], name_of[qi] = (ran[qi] or 0) + 1, name
+    ran[qi] = (ran[qi] or 0) + 1
     local p = part_of[j]
     if p then  -- its partition's slot, freed after the loop (lim_release_all)
       local ended = ended_of[qi]
@@ -303,25 +306,27 @@ for j = 0, n - 1 do
     if deduped then
       queue_of[id] = KEYS[B + n + names + qi]
     end
-    local env = ARGV[o + 8]
+    local env, henv, ttl_s = '', '', ARGV[8 + 2 * qi]  -- (the name's TTL, but an extra's)
+    if e then
+      env, henv, ttl_s = ARGV[e + 2], ARGV[e + 3], ARGV[e + 1]
+    end
     if env == '' then
       env = stored[env_at[j]]
     end
-    local ttl = ttl_of[ARGV[o + 5]]
+    local ttl = ttl_of[ttl_s]
     if not env or ttl < TOMB_MS then
       tombs[#tombs + 1] = id  -- no result record, or one that goes before a tombstone would
     end
     if env then
-      local henv = ARGV[o + 9]
       if ttl > 0 then
         -- the history holds this very record: the result record only names its attempt
         -- (trim_history.lua moves the record here before dropping it from the history)
         local shared = history and henv == ''
-        redis.call('SET', KEYS[B + 1 + j], shared and ARGV[o + 6] or record(o, env), 'PX',
-          ARGV[o + 5])  -- (is_int's spelling, as Redis spells the number ttl)
+        redis.call('SET', KEYS[B + 1 + j], shared and ARGV[o + 4] or record(o, env), 'PX',
+          ttl_s)  -- (is_int's spelling, as Redis spells the number ttl)
       end
       if history then
-        local hk = id .. ':' .. ARGV[o + 6]
+        local hk = id .. ':' .. ARGV[o + 4]
         nh = nh + 2
         hist[nh - 1], hist[nh] = hk, record(o, henv == '' and env or henv)
         local h = hist_of[qi]
@@ -333,11 +338,11 @@ for j = 0, n - 1 do
       end
     end
     if workflows then
-      wf_end(KEYS[21], id, 'ok', ARGV[o + 3], run_of[j])
+      wf_end(KEYS[21], id, 'ok', ARGV[o + 2], run_of[j])
     end
     if listening then
       events[#events + 1] = id
-      events[id] = '{"event":"finished","id":"' .. id .. '","name":"' .. name .. '"}'
+      events[id] = '{"event":"finished","id":"' .. id .. '","name":"' .. name_of[qi] .. '"}'
     end
   elseif not pass[j] and not seen[id] and not redis.call('ZSCORE', k.ended, id)
       and redis.call('EXISTS', KEYS[B + 1 + j]) == 0 then

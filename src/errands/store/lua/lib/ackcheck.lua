@@ -2,26 +2,50 @@
 -- after types): its arguments and the types of its keys, with ack.lua's KEYS and ARGV (see its
 -- header; B = 25 keys before the done records).
 
--- ack_args(n, names): nil, then qis (job j -> its name index, j from 0), ids (1-based), the
--- distinct names in order and ttl_of (TTL string -> its number) when every job's name index is
--- within 1..names and its TTL (0..MAX_MS), start and attempt are spelt as Redis reads an integer
--- (lib/types.lua is_int), else the error reply naming the first bad job. Each distinct string is
--- checked once (a call's jobs share their name index, TTL and attempt mostly): qi_of, string ->
--- its name index or false; ttl_of, string -> the TTL or false; int_ok, string -> is_int's verdict
-local function ack_args(n, names)
-  local qis, ids, name_list, ttl_of = {}, {}, {}, {}
-  local qi_of, int_ok, named = {}, {}, {}
+-- ack_args(n, names, x): nil, then qis (job j -> its name index, j from 0), ids (1-based),
+-- the distinct names of the jobs in the order of their first job, name_of (name index -> its
+-- name), extra_at (job j -> the place in ARGV of its extras, when given) and ttl_of (TTL string
+-- -> its number), when every name's and extra's TTL is within 0..MAX_MS, every job's name index
+-- within 1..names, every extra's job place within 1..n and after the one before (one per job at
+-- most) and every start and attempt spelt as Redis reads an integer (lib/types.lua is_int),
+-- else the error reply naming the first bad name, job or extra. Each distinct index, start and
+-- attempt is checked once (a call's jobs share their name index and attempt mostly): qi_of,
+-- string -> its name index or false; int_ok, string -> is_int's verdict
+local function ack_args(n, names, x)
+  local J = 9 + 2 * names  -- the first job's id; its extras from J + 6n, four each
+  local qis, ids, name_list, name_of, extra_at, ttl_of = {}, {}, {}, {}, {}, {}
+  local function bad_ttl(ttl)
+    if ttl_of[ttl] == nil then
+      ttl_of[ttl] = is_int(ttl, 0, MAX_MS) and tonumber(ttl)
+    end
+    return not ttl_of[ttl]
+  end
+  for qi = 1, names do
+    name_of[qi] = ARGV[7 + 2 * qi]
+    if bad_ttl(ARGV[8 + 2 * qi]) then
+      return redis.error_reply('errands: ack: name ' .. name_of[qi] .. ': bad result TTL ('
+        .. ARGV[8 + 2 * qi] .. '): nothing acknowledged')
+    end
+  end
+  local last = 0
+  for e = J + 6 * n, J + 6 * n + 4 * (x - 1), 4 do
+    local place = tonumber(ARGV[e])
+    if not (is_whole(place) and place > last and place <= n) or bad_ttl(ARGV[e + 1]) then
+      return redis.error_reply('errands: ack: extras of job ' .. ARGV[e] .. ': bad place (after '
+        .. last .. ', at most ' .. n .. ') or result TTL (' .. ARGV[e + 1]
+        .. '): nothing acknowledged')
+    end
+    extra_at[place - 1], last = e, place
+  end
+  local qi_of, int_ok, named, used = {}, {}, {}, {}
   for j = 0, n - 1 do
-    local o = 8 + j * 10
-    local s, ttl, start, attempt = ARGV[o + 2], ARGV[o + 5], ARGV[o + 4], ARGV[o + 6]
+    local o = J + 6 * j
+    local s, start, attempt = ARGV[o + 1], ARGV[o + 3], ARGV[o + 4]
     local qi = qi_of[s]
     if qi == nil then
       qi = tonumber(s)
       qi = is_whole(qi) and qi >= 1 and qi <= names and qi
       qi_of[s] = qi
-    end
-    if ttl_of[ttl] == nil then
-      ttl_of[ttl] = is_int(ttl, 0, MAX_MS) and tonumber(ttl)
     end
     if int_ok[start] == nil then
       int_ok[start] = is_int(start)
@@ -29,19 +53,21 @@ local function ack_args(n, names)
     if int_ok[attempt] == nil then
       int_ok[attempt] = is_int(attempt)
     end
-    if not (qi and ttl_of[ttl] and int_ok[start] and int_ok[attempt]) then
-      return redis.error_reply('errands: ack: job ' .. ARGV[o] .. ': bad name index, start, '
-        .. 'result TTL or attempt (' .. ARGV[o + 2] .. ', ' .. ARGV[o + 4] .. ', ' .. ARGV[o + 5]
-        .. ', ' .. ARGV[o + 6] .. '): nothing acknowledged')
+    if not (qi and int_ok[start] and int_ok[attempt]) then
+      return redis.error_reply('errands: ack: job ' .. ARGV[o] .. ': bad name index, start or '
+        .. 'attempt (' .. s .. ', ' .. start .. ', ' .. attempt .. '): nothing acknowledged')
     end
     qis[j], ids[j + 1] = qi, ARGV[o]
-    local name = ARGV[o + 1]
-    if not named[name] then
-      named[name] = true
-      name_list[#name_list + 1] = name
+    if not used[qi] then
+      used[qi] = true
+      local name = name_of[qi]
+      if not named[name] then
+        named[name] = true
+        name_list[#name_list + 1] = name
+      end
     end
   end
-  return nil, qis, ids, name_list, ttl_of
+  return nil, qis, ids, name_list, name_of, extra_at, ttl_of
 end
 
 -- ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned, name_list): the
