@@ -2,7 +2,7 @@
 
 A worker pool calls the fetch script and the ack script for every batch of short jobs. On
 redis-py's general path each call takes a connection from the pool and gives it back, encodes
-every argument on its own (ten per acknowledged job) and, with a socket timeout set, runs a
+every argument on its own (six per acknowledged job) and, with a socket timeout set, runs a
 task per send and a timeout scope per read: about a third of the worker's CPU per job with
 short jobs. That CPU is what a machine whose cores are shared takes away first (bench/README.md,
 ``--busy``). As for the enqueue (store/pinned.py), each of the two scripts is sent on a
