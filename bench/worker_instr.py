@@ -84,12 +84,13 @@ def measure(py: Path, src: str, job: str, n: int, out: str) -> dict[str, float]:
                 w.wait()
         done = json.loads(line)
         stats = resp(r.port, "INFO", "commandstats").decode()
-    calls = re.search(r"cmdstat_evalsha:calls=(\d+)", stats)
+    # EVALSHA and, on Redis 7+, FCALL (a pool's fetch and ack: store/hotcalls.py)
+    calls = sum(int(c) for c in re.findall(r"cmdstat_(?:evalsha|fcall):calls=(\d+)", stats))
     return {
         "instructions": total_instructions(out) / n,
         "voluntary": (after[0] - before[0]) / n,
         "involuntary": (after[1] - before[1]) / n,
-        "scripts": int(calls[1]) / n if calls else 0.0,
+        "scripts": calls / n,
         "rate": done["n"] / (done["last_done"] - done["first_start"]),
     }
 
