@@ -97,3 +97,15 @@ async def test_extras_out_of_order_acknowledge_nothing(
     args[7] = 2
     args += [second, 1_000, b"", b""]
     await refused(redis, namespace, scripts._s["ack"](keys=call, args=args), "errands: ack: ")
+
+
+async def test_a_name_listed_twice_acknowledges_nothing(redis: Redis, namespace: str) -> None:
+    """Each name index frees its jobs' slots from the counts it read before any write: a name
+    under two indexes would write one of the two back over the other (a slot held for good)."""
+    scripts, done = await fetched(redis, namespace)
+    call, args = ack_request(scripts.keys, "p1", done, False, 5_000, True)
+    assert args[8] == "work" and args[10] == "mail"
+    args[10] = "work"
+    await refused(
+        redis, namespace, scripts._s["ack"](keys=call, args=args), "errands: ack: name work listed"
+    )

@@ -2,15 +2,35 @@
 -- after types): its arguments and the types of its keys, with ack.lua's KEYS and ARGV (see its
 -- header; B = 25 keys before the done records).
 
+-- ack_names(names, name_of, bad_ttl): fills name_of (name index -> its name) from ARGV; the
+-- error reply naming a name listed twice (each index would free its slots from the same read)
+-- or given a bad TTL (bad_ttl), else nil
+local function ack_names(names, name_of, bad_ttl)
+  local listed = {}
+  for qi = 1, names do
+    local name = ARGV[7 + 2 * qi]
+    name_of[qi] = name
+    if listed[name] then
+      return redis.error_reply('errands: ack: name ' .. name .. ' listed twice: nothing '
+        .. 'acknowledged')
+    end
+    listed[name] = true
+    if bad_ttl(ARGV[8 + 2 * qi]) then
+      return redis.error_reply('errands: ack: name ' .. name .. ': bad result TTL ('
+        .. ARGV[8 + 2 * qi] .. '): nothing acknowledged')
+    end
+  end
+end
+
 -- ack_args(n, names, x): nil, then qis (job j -> its name index, j from 0), ids (1-based),
 -- the distinct names of the jobs in the order of their first job, name_of (name index -> its
 -- name), extra_at (job j -> the place in ARGV of its extras, when given) and ttl_of (TTL string
 -- -> its number), when every name's and extra's TTL is within 0..MAX_MS, every job's name index
--- within 1..names, every extra's job place within 1..n and after the one before (one per job at
--- most) and every start and attempt spelt as Redis reads an integer (lib/types.lua is_int),
--- else the error reply naming the first bad name, job or extra. Each distinct index, start and
--- attempt is checked once (a call's jobs share their name index and attempt mostly): qi_of,
--- string -> its name index or false; int_ok, string -> is_int's verdict
+-- within 1..names, no name listed twice, every extra's job place within 1..n and after the one
+-- before (one per job at most) and every start and attempt spelt as Redis reads an integer
+-- (lib/types.lua is_int), else the error reply naming the first bad name, job or extra. Each
+-- distinct index, start and attempt is checked once (a call's jobs share their name index and
+-- attempt mostly): qi_of, string -> its name index or false; int_ok, string -> is_int's verdict
 local function ack_args(n, names, x)
   local J = 9 + 2 * names  -- the first job's id; its extras from J + 6n, four each
   local qis, ids, name_list, name_of, extra_at, ttl_of = {}, {}, {}, {}, {}, {}
@@ -20,12 +40,9 @@ local function ack_args(n, names, x)
     end
     return not ttl_of[ttl]
   end
-  for qi = 1, names do
-    name_of[qi] = ARGV[7 + 2 * qi]
-    if bad_ttl(ARGV[8 + 2 * qi]) then
-      return redis.error_reply('errands: ack: name ' .. name_of[qi] .. ': bad result TTL ('
-        .. ARGV[8 + 2 * qi] .. '): nothing acknowledged')
-    end
+  local wrong = ack_names(names, name_of, bad_ttl)
+  if wrong then
+    return wrong
   end
   local last = 0
   for e = J + 6 * n, J + 6 * n + 4 * (x - 1), 4 do
