@@ -53,8 +53,11 @@ class Subscriber:
 
     async def get(self, timeout: float) -> dict[str, Any] | None:
         """The next event (or ``RESUBSCRIBED``), None after ``timeout`` seconds without one."""
+        # (not asyncio.wait_for: on Python 3.11 it loses a cancel that comes as the event does,
+        # and a task iterating events() would then never end: tests/admin/test_hub_cancel.py)
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.queue.get()
         except TimeoutError:
             return None
 
@@ -129,7 +132,7 @@ class EventHub:
         timeout = connection_option(self.redis, "socket_timeout") or 15.0
         with contextlib.suppress(TimeoutError):
             await asyncio.gather(
-                asyncio.wait_for(confirmed.wait(), timeout),
+                _wait(confirmed, timeout),
                 self._mark([STREAMS if sub.job_id is None else sub.job_id]),
             )
         if confirmed.is_set() and pubsub is self._pubsub:
@@ -137,8 +140,7 @@ class EventHub:
 
     async def _until_ready(self, sub: Subscriber) -> None:
         while not sub.ready.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sub.ready.wait(), 1.0)
+            await _wait(sub.ready, 1.0)
             self.check_outage()
 
     def _ready(self, sub: Subscriber) -> None:
@@ -349,3 +351,11 @@ class EventHub:
         if isinstance(job_id, str) and channel == self.channel(job_id):
             for sub in self._by_id.get(job_id, ()):
                 sub.queue.put_nowait(event)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Wait up to ``seconds`` for ``event`` (a cancel always goes through, which Python 3.11's
+    asyncio.wait_for loses when it comes as the event is set)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()

@@ -81,8 +81,9 @@ class SQLAlchemySource:
 
     async def wait(self, timeout: float) -> None:
         self._ensure_listener()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._notified.wait(), timeout)
+        with contextlib.suppress(TimeoutError):  # (not wait_for: Python 3.11's loses a cancel
+            async with asyncio.timeout(timeout):  # that comes as the notification does)
+                await self._notified.wait()
         self._notified.clear()
 
     async def backlog(self) -> tuple[int, float | None]:
@@ -137,4 +138,5 @@ class SQLAlchemySource:
             finally:
                 # a LISTENing connection goes back to no pool; bounded: it may be half-dead
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.invalidate(), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await conn.invalidate()

@@ -125,7 +125,10 @@ class Counters:
         only feed the dashboard's charts."""
         try:
             with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
-                await asyncio.wait_for(self.flush(redis, keys), timeout)
+                # (not wait_for: Python 3.11's loses a cancel that comes as the flush ends, and
+                # the pool's stop would wait for this loop for good)
+                async with asyncio.timeout(timeout):
+                    await self.flush(redis, keys)
         except RedisError as exc:
             if not self._refused:
                 log.warning("activity counters not written (the dashboard's charts): %s", exc)
