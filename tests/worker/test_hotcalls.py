@@ -5,6 +5,8 @@ connections go back to the pool when the pool stops."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -48,13 +50,21 @@ async def run_jobs(pool: WorkerPool, enq: Enqueuer, done: list[str], n: int) -> 
             await asyncio.sleep(0.005)
 
 
-async def test_fetch_and_ack_go_on_held_connections(redis: Redis, namespace: str) -> None:
+@contextlib.asynccontextmanager
+async def hot_pool(
+    redis: Redis, namespace: str
+) -> AsyncIterator[tuple[WorkerPool, WorkerScripts, Enqueuer, list[str]]]:
+    """A running pool of concurrency 8 (its scripts, an enqueuer, the ids it ran)."""
     pool, done = work_pool(redis, namespace, 8)
-    enq = Enqueuer(redis, namespace=namespace)
-    async with pool:
+    async with Enqueuer(redis, namespace=namespace) as enq, pool:
         assert pool.worker is not None
         scripts = pool.worker.scripts
         assert isinstance(scripts, WorkerScripts)
+        yield pool, scripts, enq, done
+
+
+async def test_fetch_and_ack_go_on_held_connections(redis: Redis, namespace: str) -> None:
+    async with hot_pool(redis, namespace) as (pool, scripts, enq, done):
         await run_jobs(pool, enq, done, 5)  # loads the scripts (the general path, on NOSCRIPT)
         general = GeneralCalls(scripts)
         await run_jobs(pool, enq, done, 50)
@@ -71,7 +81,6 @@ async def test_fetch_and_ack_go_on_held_connections(redis: Redis, namespace: str
         assert scripts.fallbacks > before
         assert general.counts["ack"] >= 1
         assert await redis.hget(pool.keys.stats, "processed") == b"75"
-    await enq.aclose()
 
 
 async def test_the_held_connections_go_back_when_the_pool_stops(

@@ -13,21 +13,15 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import Enqueuer
 from errands.store.fnlib import function_library, library, script_parts
 from errands.store.hotcalls import HOT, WorkerScripts
 from errands.store.keys import Keys
 from tests.support.commandstats import command_calls
-from tests.worker.test_hotcalls import GeneralCalls, run_jobs, work_pool
+from tests.worker.test_hotcalls import GeneralCalls, hot_pool, run_jobs
 
 
 async def test_fetch_and_ack_are_calls_of_functions(redis: Redis, namespace: str) -> None:
-    pool, done = work_pool(redis, namespace, 8)
-    enq = Enqueuer(redis, namespace=namespace)
-    async with pool:
-        assert pool.worker is not None
-        scripts = pool.worker.scripts
-        assert isinstance(scripts, WorkerScripts)
+    async with hot_pool(redis, namespace) as (pool, scripts, enq, done):
         await run_jobs(pool, enq, done, 5)
         assert scripts.loads == 2 and not scripts.to_load
         for name in HOT:
@@ -39,18 +33,12 @@ async def test_fetch_and_ack_are_calls_of_functions(redis: Redis, namespace: str
         assert general.counts == {"fetch": 0, "ack": 0} and scripts.fallbacks == 0
         assert after.get("fcall", 0) - before.get("fcall", 0) >= 2  # (a fetch, an ack at least)
         assert await redis.hget(pool.keys.stats, "processed") == b"55"
-    await enq.aclose()
 
 
 async def test_a_flushed_library_is_loaded_again(redis: Redis, namespace: str) -> None:
     """FUNCTION FLUSH (or a restart without persistence) mid-run: the call that finds its
     function missing goes the general way (EVALSHA); the library is loaded before the next."""
-    pool, done = work_pool(redis, namespace, 8)
-    enq = Enqueuer(redis, namespace=namespace)
-    async with pool:
-        assert pool.worker is not None
-        scripts = pool.worker.scripts
-        assert isinstance(scripts, WorkerScripts)
+    async with hot_pool(redis, namespace) as (pool, scripts, enq, done):
         await run_jobs(pool, enq, done, 10)
         assert scripts.loads == 2
         general = GeneralCalls(scripts)
@@ -61,7 +49,6 @@ async def test_a_flushed_library_is_loaded_again(redis: Redis, namespace: str) -
         assert scripts.loads == 4
         assert all(scripts.pinned[name].function for name in HOT)
         assert await redis.hget(pool.keys.stats, "processed") == b"50"
-    await enq.aclose()
 
 
 async def _as_user(redis: Redis, redis_url: str, rule: str) -> tuple[str, Redis]:
@@ -82,12 +69,7 @@ async def test_a_user_without_functions_stays_on_evalsha(
     user, client = await _as_user(redis, redis_url, f"+@all {denied}")
     caplog.set_level(logging.DEBUG, logger="errands.pool")
     try:
-        pool, done = work_pool(client, namespace, 8)
-        enq = Enqueuer(client, namespace=namespace)
-        async with pool:
-            assert pool.worker is not None
-            scripts = pool.worker.scripts
-            assert isinstance(scripts, WorkerScripts)
+        async with hot_pool(client, namespace) as (pool, scripts, enq, done):
             await run_jobs(pool, enq, done, 10)
             general = GeneralCalls(scripts)
             await run_jobs(pool, enq, done, 30)
@@ -96,7 +78,6 @@ async def test_a_user_without_functions_stays_on_evalsha(
             assert all(scripts.pinned[name].function is None for name in HOT)
             assert scripts.loads == (0 if denied == "-function" else 2)
             assert await redis.hget(pool.keys.stats, "processed") == b"40"
-        await enq.aclose()
         said = [r.getMessage() for r in caplog.records if "stays on EVALSHA" in r.getMessage()]
         assert len(said) == 2 and all(r.levelno == logging.DEBUG for r in caplog.records
                                       if "stays on EVALSHA" in r.getMessage())  # fmt: skip
@@ -114,17 +95,11 @@ async def test_a_server_without_functions_stays_on_evalsha(
         raise ResponseError("unknown command 'FUNCTION', with args beginning with: 'LOAD'")
 
     monkeypatch.setattr(Redis, "function_load", unknown)
-    pool, done = work_pool(redis, namespace, 8)
-    enq = Enqueuer(redis, namespace=namespace)
-    async with pool:
-        assert pool.worker is not None
-        scripts = pool.worker.scripts
-        assert isinstance(scripts, WorkerScripts)
+    async with hot_pool(redis, namespace) as (pool, scripts, enq, done):
         await run_jobs(pool, enq, done, 20)
         assert scripts.loads == 0 and not scripts.to_load and scripts.fallbacks == 0
         assert all(scripts.pinned[name].function is None for name in HOT)
         assert await redis.hget(pool.keys.stats, "processed") == b"20"
-    await enq.aclose()
 
 
 async def test_functions_off(redis: Redis, namespace: str) -> None:
@@ -161,26 +136,18 @@ async def test_the_first_load_deletes_other_versions_libraries(
         "#!lua name=someone_elses\nredis.register_function('theirs', function() return 1 end)",
         replace=True,
     )
-    pool, done = work_pool(redis, namespace, 8)
-    enq = Enqueuer(redis, namespace=namespace)
-    async with pool:
+    async with hot_pool(redis, namespace) as (pool, _, enq, done):
         await run_jobs(pool, enq, done, 10)
         held = await _libraries(redis)
         assert not older & held
         assert {library(name).name for name in HOT} | {"someone_elses"} <= held
-    await enq.aclose()
     await redis.function_delete("someone_elses")
 
 
 async def test_a_reload_deletes_nothing(redis: Redis, namespace: str) -> None:
     """A pool of the old version in a rolling deploy, whose library a new pool deleted, loads
     its own again without deleting the new one's: one reload, no back and forth."""
-    pool, done = work_pool(redis, namespace, 8)
-    enq = Enqueuer(redis, namespace=namespace)
-    async with pool:
-        assert pool.worker is not None
-        scripts = pool.worker.scripts
-        assert isinstance(scripts, WorkerScripts)
+    async with hot_pool(redis, namespace) as (pool, scripts, enq, done):
         await run_jobs(pool, enq, done, 10)
         assert scripts.loads == 2
         newer = await _load_older(redis, "fetch")  # (to this pool, another version's)
@@ -189,5 +156,4 @@ async def test_a_reload_deletes_nothing(redis: Redis, namespace: str) -> None:
         await run_jobs(pool, enq, done, 20)  # (the fetch's reload may wait for its next call)
         assert scripts.loads == 3
         assert {newer, library("fetch").name} <= await _libraries(redis)
-    await enq.aclose()
     await redis.function_delete(newer)
