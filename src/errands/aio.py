@@ -4,6 +4,7 @@
   write) swallows a cancellation that lands just as the write completes, so a background loop
   cancelled once may simply carry on (``pool.stop()`` then waited forever). Cancel again until
   the task is really done.
+- ``wait_event``: sleep up to a time, waking early when an event is set.
 - ``DaemonThreadPool``: runs plain-def handlers. Its threads are daemons: a handler still
   running after ``stop()`` gave up on it (its job is back on its queue) must not keep the
   process alive until it returns, which ``ThreadPoolExecutor``'s joined-at-exit threads do.
@@ -18,10 +19,19 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["DaemonThreadPool", "cancel_and_wait"]
+__all__ = ["DaemonThreadPool", "cancel_and_wait", "wait_event"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+async def wait_event(event: asyncio.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``, waking early when ``event`` is set."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass
 
 
 async def cancel_and_wait(

@@ -14,13 +14,13 @@ import time
 from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..aio import wait_event
 from ..clock import Clock, to_ms
 from ..handlers import JobType
 from ..job import Job
 from ..longwork.batch import BatchOutcome, BatchRunner, batch_due
 from ..serialization import SerializationError, Serializer, dumps_json
 from ..store.scripts import Fetched, LeaseLost, Scripts
-from .fetching import wait_for
 
 if TYPE_CHECKING:
     from ..store.keys import Keys
@@ -107,7 +107,7 @@ class Batching:
                 oldest = self.clock.now() - seen[1] if head else None
                 due = batch_due(waiting, oldest, runner.max_size, runner.max_wait)
                 if due > 0:
-                    await wait_for(self._batch_stop, min(due, poll))
+                    await wait_event(self._batch_stop, min(due, poll))
                     continue
                 fetched, batch = await self._batch_fetch(jt, runner)
             except LeaseLost:
@@ -117,13 +117,13 @@ class Batching:
             except Exception as exc:
                 self._reclaim = True  # a batch fetch whose reply was lost
                 log.warning("batch fetch of %s failed (%r); retrying", jt.name, exc)
-                await wait_for(self._batch_stop, delay)
+                await wait_event(self._batch_stop, delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.05
             if not fetched:
                 self._batches.remove(batch)
-                await wait_for(self._batch_stop, poll)
+                await wait_event(self._batch_stop, poll)
                 continue
             if len(fetched) == runner.max_size:
                 # a full fetch took the pool's idle mark (lua/fetch.lua): the fetch loop, maybe

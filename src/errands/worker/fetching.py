@@ -14,6 +14,7 @@ from collections.abc import Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+from ..aio import wait_event
 from ..clock import Clock, to_ms
 from ..store.connection import REDIS_ERRORS
 from ..store.hotcalls import WorkerScripts
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from .sampler import PrioritySampler
     from .settler import Settler
 
-__all__ = ["Fetching", "wait_for"]
+__all__ = ["Fetching"]
 
 log = logging.getLogger("errands.worker")
 
@@ -141,7 +142,7 @@ class Fetching:
                 if room <= 0:
                     self._slot_freed.clear()
                     longest = min(self.reclaim_interval, self.parked_interval)
-                    await wait_for(self._slot_freed, self.buffer_wait(longest))
+                    await wait_event(self._slot_freed, self.buffer_wait(longest))
                     continue
                 self.wake.clear()
                 order = self.sampler.sample()
@@ -164,7 +165,7 @@ class Fetching:
                 log.log(level, "fetch or start failed (%r); retrying in %.2fs", exc, delay)
                 if not self._stopping:
                     self._slot_freed.clear()  # a slot freed meanwhile must not skip the backoff
-                    await wait_for(self._slot_freed, delay)
+                    await wait_event(self._slot_freed, delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.05
@@ -180,7 +181,7 @@ class Fetching:
                 wait = self.poll_interval
                 if fetched.wait is not None:
                     wait = min(wait, fetched.wait)
-                await wait_for(self.wake, wait)
+                await wait_event(self.wake, wait)
 
     async def resend_parked(self) -> int:
         """Send the parked acks and settles again (their jobs held in progress since a script
@@ -315,12 +316,3 @@ class Fetching:
                     "%s %s was in progress here unbeknownst (a lost reply): requeued", name, job_id
                 )
         self._reclaim = False
-
-
-async def wait_for(event: asyncio.Event, seconds: float) -> None:
-    """Sleep up to ``seconds``, waking early when ``event`` is set."""
-    try:
-        async with asyncio.timeout(seconds):
-            await event.wait()
-    except TimeoutError:
-        pass
