@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from errands.admin import hub
 from errands.admin.hub import Subscriber
+from errands.aio import wait_event
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "errands"
 
@@ -30,7 +30,7 @@ async def test_a_stream_cancelled_as_an_event_arrives_is_cancelled() -> None:
 
 async def test_a_wait_cancelled_as_its_event_is_set_is_cancelled() -> None:
     event = asyncio.Event()
-    task = asyncio.create_task(hub._wait(event, 10.0))
+    task = asyncio.create_task(wait_event(event, 10.0))
     await asyncio.sleep(0)
     event.set()
     task.cancel()
@@ -39,7 +39,7 @@ async def test_a_wait_cancelled_as_its_event_is_set_is_cancelled() -> None:
 
 
 async def test_a_wait_times_out_quietly() -> None:
-    await hub._wait(asyncio.Event(), 0.001)
+    await wait_event(asyncio.Event(), 0.001)
     assert await Subscriber(None).get(0.001) is None
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from ..aio import cancel_and_wait
+from ..aio import cancel_and_wait, wait_event
 from ..errors import RedisUnavailableError
 from ..store.connection import REDIS_ERRORS, describe
 from ..store.keys import Keys
@@ -132,7 +132,7 @@ class EventHub:
         timeout = connection_option(self.redis, "socket_timeout") or 15.0
         with contextlib.suppress(TimeoutError):
             await asyncio.gather(
-                _wait(confirmed, timeout),
+                wait_event(confirmed, timeout),
                 self._mark([STREAMS if sub.job_id is None else sub.job_id]),
             )
         if confirmed.is_set() and pubsub is self._pubsub:
@@ -140,7 +140,7 @@ class EventHub:
 
     async def _until_ready(self, sub: Subscriber) -> None:
         while not sub.ready.is_set():
-            await _wait(sub.ready, 1.0)
+            await wait_event(sub.ready, 1.0)
             self.check_outage()
 
     def _ready(self, sub: Subscriber) -> None:
@@ -351,11 +351,3 @@ class EventHub:
         if isinstance(job_id, str) and channel == self.channel(job_id):
             for sub in self._by_id.get(job_id, ()):
                 sub.queue.put_nowait(event)
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Wait up to ``seconds`` for ``event`` (a cancel always goes through, which Python 3.11's
-    asyncio.wait_for loses when it comes as the event is set)."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()

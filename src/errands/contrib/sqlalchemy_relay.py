@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from ..aio import wait_event
 from ..outbox.relay import Send
 from ..outbox.rows import CHANNEL, OutboxRow
 from .sqlalchemy_outbox import outbox_table
@@ -81,9 +82,7 @@ class SQLAlchemySource:
 
     async def wait(self, timeout: float) -> None:
         self._ensure_listener()
-        with contextlib.suppress(TimeoutError):  # (not wait_for: Python 3.11's loses a cancel
-            async with asyncio.timeout(timeout):  # that comes as the notification does)
-                await self._notified.wait()
+        await wait_event(self._notified, timeout)  # (not asyncio.wait_for: see errands/aio.py)
         self._notified.clear()
 
     async def backlog(self) -> tuple[int, float | None]:
