@@ -56,9 +56,7 @@ def ack_request(
     keys += (k.cancel_requests, k.attempts, k.unique_of_job, k.unique, k.unique_expiry)
     keys += (k.ended, k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
     keys += (k.dedup_next, k.dedup_reruns, k.seq, k.partitions)
-    index: dict[str, int] = {}
-    named: list[Arg] = []  # name, TTL: per name
-    ttls: list[int] = []  # per name
+    index: dict[str, tuple[int, int]] = {}  # name -> its index and TTL (its first job's)
     jobs: list[Arg] = []
     extras: list[Arg] = []
     name, i, ttl = None, 0, 0  # the name of the job before, its index and TTL
@@ -66,17 +64,13 @@ def ack_request(
         keys.append(k.done(a.id))
         if a.name != name:  # (a call's jobs come in runs of a name mostly)
             name = a.name
-            i = index.setdefault(name, len(index) + 1)
-            if i > len(ttls):
-                ttls.append(a.ttl_ms)
-                named += (name, a.ttl_ms)
-            ttl = ttls[i - 1]
+            i, ttl = index.setdefault(name, (len(index) + 1, a.ttl_ms))
         jobs += (a.id, i, a.result, a.started_ms, a.attempt, a.token)
         if a.ttl_ms != ttl or a.envelope_json or a.history_json:
             extras += (place, a.ttl_ms, a.envelope_json, a.history_json)
     args: list[Arg] = [k.wake_channel, "1" if wake else "0", k.events_channel, now_ms]
     args += ("1" if history else "0", len(done), pool_id, len(extras) // 4)
-    args += named
+    args += (v for named, (_, first_ttl) in index.items() for v in (named, first_ttl))
     args += jobs
     args += extras
     keys += (k.history_of(name) for name in index)

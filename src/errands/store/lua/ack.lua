@@ -63,9 +63,8 @@ if not (is_whole(names) and is_whole(x) and x >= 0 and x <= n
     .. ' arguments and ' .. #KEYS .. ' keys, or bad time ' .. tostring(ARGV[4])
     .. ': nothing acknowledged')
 end
--- (lib/ackcheck.lua; J: the first job's place in ARGV, six each)
-local bad_arg, qis, ids, name_list, name_of, extra_at, ttl_of = ack_args(n, names, x)
-local J = 9 + 2 * names
+local J = 9 + 2 * names  -- the first job's place in ARGV, six each (lib/ackcheck.lua)
+local bad_arg, qis, ids, name_list, name_of, extra_at, ttl_of = ack_args(n, names, x, J)
 if bad_arg then
   return bad_arg
 end

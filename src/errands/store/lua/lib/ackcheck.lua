@@ -22,7 +22,8 @@ local function ack_names(names, name_of, bad_ttl)
   end
 end
 
--- ack_args(n, names, x): nil, then qis (job j -> its name index, j from 0), ids (1-based),
+-- ack_args(n, names, x, J): (J: the first job's id in ARGV, six a job, then the extras from
+-- J + 6n, four each) nil, then qis (job j -> its name index, j from 0), ids (1-based),
 -- the distinct names of the jobs in the order of their first job, name_of (name index -> its
 -- name), extra_at (job j -> the place in ARGV of its extras, when given) and ttl_of (TTL string
 -- -> its number), when every name's and extra's TTL is within 0..MAX_MS, every job's name index
@@ -31,8 +32,7 @@ end
 -- (lib/types.lua is_int), else the error reply naming the first bad name, job or extra. Each
 -- distinct index, start and attempt is checked once (a call's jobs share their name index and
 -- attempt mostly): qi_of, string -> its name index or false; int_ok, string -> is_int's verdict
-local function ack_args(n, names, x)
-  local J = 9 + 2 * names  -- the first job's id; its extras from J + 6n, four each
+local function ack_args(n, names, x, J)
   local qis, ids, name_list, name_of, extra_at, ttl_of = {}, {}, {}, {}, {}, {}
   local function bad_ttl(ttl)
     if ttl_of[ttl] == nil then
@@ -54,7 +54,7 @@ local function ack_args(n, names, x)
     end
     extra_at[place - 1], last = e, place
   end
-  local qi_of, int_ok, named, used = {}, {}, {}, {}
+  local qi_of, int_ok, used = {}, {}, {}
   for j = 0, n - 1 do
     local o = J + 6 * j
     local s, start, attempt = ARGV[o + 1], ARGV[o + 3], ARGV[o + 4]
@@ -75,13 +75,9 @@ local function ack_args(n, names, x)
         .. 'attempt (' .. s .. ', ' .. start .. ', ' .. attempt .. '): nothing acknowledged')
     end
     qis[j], ids[j + 1] = qi, ARGV[o]
-    if not used[qi] then
+    if not used[qi] then  -- (each index its own name: ack_names)
       used[qi] = true
-      local name = name_of[qi]
-      if not named[name] then
-        named[name] = true
-        name_list[#name_list + 1] = name
-      end
+      name_list[#name_list + 1] = name_of[qi]
     end
   end
   return nil, qis, ids, name_list, name_of, extra_at, ttl_of
