@@ -196,3 +196,13 @@ def test_the_audit_finds_an_unmarked_change() -> None:
         ("KEEP", "KEEP[1] = KEEP[1] + 1"),
         ("SEEN", "SEEN[1] = SEEN[1] + 1"),
     ]
+
+
+def test_the_empty_rate_log_is_spelt_as_its_width_says() -> None:
+    """ratelog.lua spells LIM_EMPTY out ('#' and LIM_C zeros: a library's top level has no
+    string.rep on Redis 7.0): it must stay what the width makes it."""
+    text = resources.files("errands.store").joinpath("lua", "lib", "ratelog.lua").read_text()
+    width = re.search(r"^local LIM_C = (\d+)$", text, re.M)
+    empty = re.search(r"^local LIM_EMPTY = '([^']*)'", text, re.M)
+    assert width is not None and empty is not None
+    assert empty[1] == "#" + "0" * int(width[1])

@@ -139,9 +139,11 @@ def pack_evalsha(
 ) -> bytes:
     """``EVALSHA sha len(keys) *keys *args`` in the Redis protocol (strings, bytes, ints); or
     ``verb`` (b"FCALL") instead of EVALSHA."""
-    count = len(keys) + len(args) + 3
-    first = _EVALSHA % count if verb == b"EVALSHA" else b"*%d\r\n%b" % (count, _bulk(verb))
-    head = [first, _strs([sha, str(len(keys)), *keys])]
+    head = [
+        b"*%d\r\n" % (len(keys) + len(args) + 3),
+        _bulk(verb),
+        _strs([sha, str(len(keys)), *keys]),
+    ]
     return b"".join(head + _arg_parts(args))
 
 
