@@ -11,8 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer
-from errands.store.devserver import free_port
+from errands.store.devserver import RedisServer, free_port
 from errands.store.keys import Keys
+from tests.support.commandstats import command_calls
 from tests.support.procs import Procs, eventually, live_pools, max_overlap, records
 
 
@@ -75,6 +76,22 @@ async def test_concurrency_flag_overrides_the_pool(
     assert len(done) == 8
     # the app says concurrency=1; the flag says 4
     assert max_overlap([(r["start"], r["end"]) for r in done]) == 4
+
+
+async def test_no_redis_functions_flag(procs: Procs, namespace: str) -> None:
+    """``--no-redis-functions`` (passed on to each of ``--processes``): no FUNCTION LOAD, no
+    FCALL on the server (a private one: no other test's calls), the jobs run by EVALSHA."""
+    with RedisServer() as server:
+        ids = await enqueue_work(server.url, namespace, 6, 0.01)
+        flags = ("--processes", "2", "--no-redis-functions", "--burst")
+        proc = procs.worker("single:pool", server.url, namespace, *flags)
+        assert await proc.wait(30) == 0, proc.output()
+        async with Redis.from_url(server.url) as redis:
+            done = await records(redis, namespace, "intervals")
+            calls = await command_calls(redis)
+    assert sorted(r["id"] for r in done) == sorted(ids)
+    assert (calls.get("function|load", 0), calls.get("fcall", 0)) == (0, 0)
+    assert calls.get("evalsha", 0) >= 2
 
 
 @pytest.mark.parametrize(

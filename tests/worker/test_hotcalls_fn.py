@@ -13,6 +13,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from errands import Enqueuer, Job, WorkerPool
+from errands.store.devserver import RedisServer
 from errands.store.fnlib import function_library, library, script_parts
 from errands.store.hotcalls import HOT, WorkerScripts
 from errands.store.keys import Keys
@@ -157,3 +159,31 @@ async def test_a_reload_deletes_nothing(redis: Redis, namespace: str) -> None:
         assert scripts.loads == 3
         assert {newer, library("fetch").name} <= await _libraries(redis)
     await redis.function_delete(newer)
+
+
+@pytest.mark.parametrize("functions", [True, False])
+async def test_the_pool_option_turns_functions_off(namespace: str, functions: bool) -> None:
+    """``WorkerPool(redis_functions=False)`` (a user whose ACL does not grant FUNCTION LOAD):
+    the pool never sends FUNCTION LOAD or FCALL, counted by the server (a private one: no other
+    test's calls), and runs its jobs by EVALSHA. On (the default) the same count sees them."""
+    with RedisServer() as server:
+        pool, done = work_pool_from_url(server.url, namespace, redis_functions=functions)
+        async with Redis.from_url(server.url) as redis:
+            async with Enqueuer(redis, namespace=namespace) as enq, pool:
+                await run_jobs(pool, enq, done, 30)
+            calls = await command_calls(redis)
+            assert await redis.hget(pool.keys.stats, "processed") == b"30"
+    sent = calls.get("function|load", 0), calls.get("fcall", 0)
+    assert (sent[0] >= 2 and sent[1] >= 2) if functions else sent == (0, 0), sent
+    assert calls.get("evalsha", 0) >= (0 if functions else 4)
+
+
+def work_pool_from_url(url: str, namespace: str, **options: Any) -> tuple[WorkerPool, list[str]]:
+    done: list[str] = []
+    pool = WorkerPool.from_url(url, namespace=namespace, concurrency=8, **options)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        done.append(job.id)
+
+    return pool, done

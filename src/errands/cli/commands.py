@@ -1,5 +1,5 @@
 """``python -m errands worker app.jobs:pool [--concurrency N] [--processes N] [--redis URL]
-[--namespace NS] [--burst]``."""
+[--namespace NS] [--burst] [--no-redis-functions]``."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ def _worker(args: argparse.Namespace) -> int:
         pool.namespace = args.namespace
     if args.concurrency:
         pool.concurrency = args.concurrency
+    if args.no_redis_functions:
+        pool.redis_functions = False
     if args.check:
         return run_check(pool)
     prepare(pool, args)
@@ -75,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--redis", metavar="URL", help="Redis URL (overrides the pool's)")
     worker.add_argument("--namespace", default="", help="namespace (overrides the pool's)")
     worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    off = "call the scripts by EVALSHA only (no FUNCTION LOAD, no FCALL)"
+    worker.add_argument("--no-redis-functions", action="store_true", help=off)
     add_worker_options(worker)
     worker.set_defaults(func=_worker)
     add_schedule_commands(sub)

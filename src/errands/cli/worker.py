@@ -60,6 +60,8 @@ def worker_argv(args: argparse.Namespace, processes: int, index: int = 0) -> lis
             cmd += [flag, str(value)]
     if args.metrics_port:
         cmd += ["--metrics-host", args.metrics_host]
+    if args.no_redis_functions:
+        cmd.append("--no-redis-functions")
     if args.burst:
         cmd += ["--burst", "--progress-interval", str(args.progress_interval)]
     return cmd

@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -44,7 +47,9 @@ class LeaseRecovery:
     worker: Worker | None
     heartbeater: Heartbeater | None
     lease: Lease | None
+    concurrency: int
     heartbeat_interval: float
+    redis_functions: bool
     dead_timeout: float
     _started: bool
     _tasks: list[asyncio.Task[None]]
@@ -64,11 +69,20 @@ class LeaseRecovery:
 
         def _where(self) -> str: ...
 
-        def _info(self, names: list[str]) -> dict[str, object]: ...
-
         def _build(self, scripts: WorkerScripts, names: list[str], wake: asyncio.Event) -> None: ...
 
         def _launch(self, wake: asyncio.Event) -> None: ...
+
+    def _info(self, names: list[str]) -> dict[str, object]:
+        """The pool's registration (its heartbeat's info: what admin and the dashboard show)."""
+        return {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "concurrency": self.concurrency,
+            "job_names": names,
+        }
 
     async def _register(self, names: list[str]) -> None:
         """Take a lease: the first heartbeat registers the pool; RedisUnavailableError if it
@@ -163,7 +177,7 @@ class LeaseRecovery:
                 await asyncio.sleep(delay)
                 # retried often enough to run again soon after a long outage of Redis
                 delay = min(delay * 2, max(0.25, self.heartbeat_interval))
-        self._build(WorkerScripts(self.redis, self.keys), names, self._wake)
+        self._build(WorkerScripts(self.redis, self.keys, self.redis_functions), names, self._wake)
         await cancel_and_wait([self._notifier_task])  # it listens on the new id's channel
         self._launch(self._wake)
         log.warning("pool %s is now pool %s", old_id, self.id)

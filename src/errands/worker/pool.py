@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import time
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -82,6 +79,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         history: bool = True,
         history_retention: float | timedelta = timedelta(days=15),
         history_max: int = 100_000,
+        redis_functions: bool = True,
     ) -> None:
         if redis is None and url is None:
             raise RegistrationError("WorkerPool needs a Redis client or url=")
@@ -111,6 +109,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         self.history = history
         self.history_retention = seconds(history_retention)
         self.history_max = history_max
+        self.redis_functions = redis_functions  # False: FUNCTION LOAD, FCALL never sent
         self.context: dict[str, Any] = {}
         self.job_types: dict[str, JobType] = {}
         self._middleware: list[ProcessMiddleware] = []
@@ -179,7 +178,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
             self._started = False  # nothing runs yet: a later start() must really start
             await self._give_up_lease()
             raise
-        scripts = WorkerScripts(self.redis, self.keys)
+        scripts = WorkerScripts(self.redis, self.keys, self.redis_functions)
         await self._publish_limits(names)
         self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
         await self._served.publish()
@@ -285,16 +284,6 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         command, _, job_id = message.partition(":")
         if self.worker is not None and command in ("cancel", "destroy"):
             self.worker.cancel_job(job_id, destroy=command == "destroy")
-
-    def _info(self, names: list[str]) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started_at": time.time(),
-            "concurrency": self.concurrency,
-            "job_names": names,
-        }
 
     async def _publish_limits(self, names: list[str]) -> None:
         limits = {n: self.job_types[n].max_concurrency for n in names}
