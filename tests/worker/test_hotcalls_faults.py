@@ -250,3 +250,41 @@ async def test_a_subscription_lost_to_no_fault_of_its_connection_gives_nothing_u
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_dead_path_at_a_library_load_costs_one_timeout(
+    redis: Redis, redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetch's library gone ("Function not found": loaded again before the next call) and
+    then the path black-holed: that next call's load is sent on the held connection, under the
+    hot call's own timeout, and its timeout sends the call the general way at once. (The load
+    went on the general client: its socket timeout, with redis-py's retries on reconnects, and
+    then the held call's timeout: the general path reached after 5.7 s here, not 1.)"""
+    port = int(redis_url.rpartition(":")[2].partition("/")[0])
+    timeout = 1.0
+    with FaultProxy(port) as proxy:
+        client = connect(proxy.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            scripts = WorkerScripts(client, Keys(namespace))
+            now_ms = await scripts.heartbeat("p1", b"{}", 60_000, "register")
+            await scripts.fetch("p1", now_ms, 1, [("a", 0)])  # (its library loaded)
+            assert scripts.loads == 1
+            await redis.function_flush()
+            await scripts.fetch("p1", now_ms, 1, [("a", 0)])  # (not found: EVALSHA)
+            assert "fetch" in scripts.to_load and scripts.fallbacks == 1
+            loop = asyncio.get_running_loop()
+            began, reached = loop.time(), []
+
+            async def general(*args: Any) -> Any:
+                reached.append(loop.time() - began)
+                raise RedisConnectionError("(the general path: the test ends here)")
+
+            monkeypatch.setattr("errands.store.scripts.Scripts._call", general)
+            assert proxy.blackhole(new_connections=True) > 0
+            with pytest.raises(RedisConnectionError, match="the test ends here"):
+                await scripts.fetch("p1", now_ms, 1, [("a", 0)])
+            assert reached and reached[0] < 2 * timeout, reached  # (one timeout and slack)
+            assert scripts.fallbacks == 2 and not scripts.lost_reply  # (the fetch not sent)
+            assert "fetch" in scripts.to_load  # (tried again LOAD_RETRY_S later)
+        finally:
+            await client.aclose()

@@ -18,6 +18,7 @@ from errands.store.devserver import RedisServer
 from errands.store.fnlib import function_library, library, script_parts
 from errands.store.hotcalls import HOT, WorkerScripts
 from errands.store.keys import Keys
+from errands.store.pinned import PinnedScript
 from tests.support.commandstats import command_calls
 from tests.worker.test_hotcalls import GeneralCalls, hot_pool, run_jobs
 
@@ -92,11 +93,14 @@ async def test_a_server_without_functions_stays_on_evalsha(
     redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Redis < 7 answers FUNCTION with an unknown command: EVALSHA, no error."""
+    send = PinnedScript.send
 
-    async def unknown(*args: Any, **kwargs: Any) -> Any:
-        raise ResponseError("unknown command 'FUNCTION', with args beginning with: 'LOAD'")
+    async def unknown(self: PinnedScript, packed: bytes) -> Any:
+        if packed.startswith(b"*3\r\n$8\r\nFUNCTION\r\n$4\r\nLOAD\r\n"):  # (sent held)
+            raise ResponseError("unknown command 'FUNCTION', with args beginning with: 'LOAD'")
+        return await send(self, packed)
 
-    monkeypatch.setattr(Redis, "function_load", unknown)
+    monkeypatch.setattr(PinnedScript, "send", unknown)
     async with hot_pool(redis, namespace) as (pool, scripts, enq, done):
         await run_jobs(pool, enq, done, 20)
         assert scripts.loads == 0 and not scripts.to_load and scripts.fallbacks == 0

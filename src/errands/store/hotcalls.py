@@ -16,7 +16,8 @@ re-send, and the jobs of a fetch whose reply was lost are reclaimed by the worke
 (worker/fetching.py). Not used on a Redis Cluster client.
 
 On Redis and Valkey >= 7 the two scripts are loaded as libraries of Redis Functions
-(store/fnlib.py: ``FUNCTION LOAD`` once, before the first call on the held connection) and the
+(store/fnlib.py: ``FUNCTION LOAD`` once, sent on the held connection before its first call, under
+that call's timeout: a path found dead there sends the call the general way at once) and the
 held connection sends ``FCALL`` of them: a call then runs only the script's own lines, not its
 libs' closures made anew (3-7 % of Redis' work a job, bench/hotpath_instr.py --functions). The
 general path stays ``EVALSHA`` of the same Lua. An FCALL refused before it ran goes the general
@@ -80,8 +81,11 @@ class WorkerScripts(Scripts):
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         pinned = self.pinned.get(name)
         if pinned is not None:
-            if name in self.to_load and self.now() >= self._load_after[name]:
-                await self._load(name, pinned)
+            due = name in self.to_load and self.now() >= self._load_after[name]
+            if due and not await self._load(name, pinned):  # the held connection broke or
+                self.fallbacks += 1  # timed out loading (a dead path, found in the call's own
+                await self._drop_others(pinned)  # timeout): the call goes the general way
+                return await super()._call(name, keys, args)
             sent = pinned.function  # (another call in flight may find it gone first)
             try:
                 return await pinned(keys, args)
@@ -116,14 +120,16 @@ class WorkerScripts(Scripts):
         else:
             self.to_load.add(name)
 
-    async def _load(self, name: str, pinned: PinnedScript) -> None:
+    async def _load(self, name: str, pinned: PinnedScript) -> bool:
         """Load the library of ``name`` (store/fnlib.py) and have ``pinned`` call it. A refusal
         for good (Redis < 7, the ACL) leaves it on EVALSHA; any other failure (over maxmemory,
         a replica, a broken path) is tried again LOAD_RETRY_S later, the calls on EVALSHA
-        meanwhile. Never raises but for a cancellation."""
+        meanwhile. Sent on ``pinned``'s held connection, under the socket timeout of the call it
+        goes before and without redis-py's retries: False if that connection broke or timed out
+        (the call does not wait a second timeout on it). Never raises but for a cancellation."""
         lib = library(name)
         try:
-            await self.redis.function_load(lib.text)
+            await pinned.send(_packed(b"FUNCTION", b"LOAD", lib.text.encode()))
         except BaseException as exc:
             if isinstance(exc, ResponseError) and "already exists" in str(exc):
                 pass  # (another pool's: loaded)
@@ -132,17 +138,18 @@ class WorkerScripts(Scripts):
             elif _for_good(exc):
                 self.to_load.discard(name)
                 self._off(name, exc)
-                return
-            else:  # (the call's own send falls back and reconnects if the path broke)
+                return True
+            else:
                 self._load_after[name] = self.now() + LOAD_RETRY_S
                 log.debug("errands: %s on EVALSHA for now (library not loaded: %s)", name, exc)
-                return
+                return not isinstance(exc, BROKEN)
         self.to_load.discard(name)
         self.loads += 1
         pinned.function = lib.name.encode()
         if name not in self._pruned:
             self._pruned.add(name)
             await self._prune(name)
+        return True
 
     async def _prune(self, name: str) -> None:
         """At the first load of a pool's life, delete the libraries of ``name`` that another
@@ -212,6 +219,11 @@ def _for_good(exc: Exception) -> bool:
     text = str(exc).lower()
     permanent = ("unknown command", "unknown subcommand", "error compiling", "error registering")
     return isinstance(exc, NoPermissionError) or any(what in text for what in permanent)
+
+
+def _packed(*parts: bytes) -> bytes:
+    """A command of ``parts`` in the Redis protocol."""
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
 
 
 def _library_name(entry: Any) -> str:
