@@ -11,12 +11,14 @@ On a private redis-server (loopback, no persistence):
    this process) starts, the name is unpaused, and the clock runs until the ``processed`` counter
    reaches N; for each variant: no limits; a type-wide ``Rate(10000/100ms)`` and
    ``Concurrency(1000)`` (far above the throughput: they never bind); the same jobs spread over
-   1,000 partitions with ``Concurrency(32, per_partition=True)`` (never reached either); and
-   ``Concurrency(1000)`` alone, which costs the scripts one HGET (before 17a7df7 any limit also
-   stopped the pool from fetching ahead of its free slots: worker/lookahead.py). After a warm-up
-   run, the variants take turns (A B C A B C ...); per variant the median of the runs of:
-   jobs/s, the CPU time of this process (the pool) per job and Redis' CPU time per job (INFO
-   cpu), and jobs/s as a share of the no-limits median.
+   1,000 partitions without limits (served in turn all the same) and with
+   ``Concurrency(32, per_partition=True)`` (never reached either); and ``Concurrency(1000)``
+   alone, which costs the scripts one HGET (before 17a7df7 any limit also stopped the pool from
+   fetching ahead of its free slots: worker/lookahead.py). After a warm-up run, the variants take
+   turns (A B C A B C ...); per variant the median of the runs of: jobs/s, the CPU time of this
+   process (the pool) per job and Redis' CPU time per job (INFO cpu), and jobs/s as a share of
+   the no-limits median and of the same jobs' median without limits (the partitioned one for the
+   partitioned variants).
 2. **partitions**: P partitions of one job each are enqueued; Redis ``used_memory`` per
    partition; then the time of a fetch script call (batch 32, straight through
    ``Scripts.fetch``, acking each batch) while they drain, and the Redis commands it ran
@@ -58,6 +60,9 @@ VARIANTS = {
         False,
     ),
     "type-wide Concurrency(1000) alone, not binding": ([Concurrency(1000)], False),
+    # partitions are served in turn with or without limits (docs/limits.md): this is the same
+    # run as the next one without its limits, what that one's share is taken of
+    "1,000 partitions, no limits": ([], True),
     "1,000 partitions, Concurrency(32) each, not binding": (
         [Concurrency(32, per_partition=True)],
         True,
@@ -238,13 +243,18 @@ async def main() -> dict[str, object]:
         for _ in range(args.runs):
             for name, (limits, partitioned) in VARIANTS.items():
                 runs[name].append(await throughput(server.url, args.jobs, limits, partitioned))
-        base = statistics.median(r["jobs_per_s"] for r in runs["no limits"])
+        rate = {n: statistics.median(r["jobs_per_s"] for r in runs[n]) for n in VARIANTS}
         for name, measured in runs.items():
             figures = {
                 f: statistics.median(r[f] for r in measured)
                 for f in ("jobs_per_s", "pool_cpu_us_per_job", "redis_cpu_us_per_job")
             }
-            out[name] = {**figures, "of_no_limits": figures["jobs_per_s"] / base, "runs": measured}
+            same = "1,000 partitions, no limits" if VARIANTS[name][1] else "no limits"
+            shares = {
+                "of_no_limits": figures["jobs_per_s"] / rate["no limits"],
+                "of_same_jobs_without_limits": figures["jobs_per_s"] / rate[same],
+            }
+            out[name] = {**figures, **shares, "runs": measured}
             print(f"{name}: {json.dumps(out[name])}", flush=True)
         if args.partitions == 0:
             return out
