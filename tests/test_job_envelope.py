@@ -1,5 +1,6 @@
-"""Job.from_envelope: the short path of an envelope of name, args and time only gives the same
-Job as the general one; a three-field envelope of other fields is still checked."""
+"""Job.from_envelope: the short paths of an envelope of name, args and time only (and of one with a
+partition besides) give the same Job as the general one; envelopes of as many fields but others
+are still checked."""
 
 from __future__ import annotations
 
@@ -41,3 +42,19 @@ def test_three_fields_other_than_the_time_are_still_checked() -> None:
     with pytest.raises(ValueError, match="retry"):
         Job.from_envelope("i", {"n": "x", "a": {}, "r": 5})
     assert Job.from_envelope("i", {"n": "x", "a": {}, "p": 4}).enqueued_at == 0.0
+
+
+def test_a_partitioned_envelope_rebuilds_the_job_it_came_from() -> None:
+    job = Job("charge", {"o": 9}, id="j3", enqueued_at=4.0, partition="customer:7")
+    env = job.envelope()
+    assert sorted(env) == ["a", "k", "n", "t"]
+    again = Job.from_envelope("j3", env)
+    assert _fields(again) == _fields(job)
+    assert again.envelope() == env
+    assert type(Job.from_envelope("j3", {"n": "x", "a": {}, "t": 3, "k": "p"}).enqueued_at) is float
+
+
+def test_four_fields_with_a_partition_but_no_time_are_still_checked() -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        Job.from_envelope("i", {"n": "x", "a": {}, "o": "soon", "k": "p"})
+    assert Job.from_envelope("i", {"n": "x", "a": {}, "p": 4, "k": "p"}).priority == 4

@@ -229,6 +229,9 @@ class Job:
         if len(env) == 3 and "t" in env:
             # name, args and enqueue time only (most jobs): no option to check or look up
             return cls(name, args, id=id, enqueued_at=float(env["t"]))
+        if len(env) == 4 and "t" in env and "k" in env:
+            # the same with a partition (every job of a partitioned type)
+            return cls(name, args, id=id, enqueued_at=float(env["t"]), partition=env["k"])
         # checked here, not when the job fails: a bad one would crash settling and strand the job
         retry, meta = env.get("r"), env.get("m")
         if retry is not None and not (
