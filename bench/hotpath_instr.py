@@ -4,14 +4,16 @@ depend on the machine's load (the wall clock and Redis' CPU time on a shared mac
 between runs), so a change of a few per cent in a script shows in one run of each side.
 
 Jobs are enqueued (over ``--partitions P`` partitions, fetched with ``Concurrency(32,
-per_partition=True)``, when P > 0), the counters are zeroed, then they are fetched ``--batch`` at
-a time and each batch is acknowledged with history, as a pool does with short jobs (as
-bench/hotpath_cost.py). About 30 s for 6,000 jobs. ``--functions``: the calls go the worker's
-way (store/hotcalls.py's WorkerScripts: on the held connections, FCALL of the scripts' libraries
-of Redis Functions, store/fnlib.py), else redis-py's EVALSHA (the same Lua, run whole per call).
+per_partition=True)``, when P > 0; ``--type-limits``: with bench/limits.py's type-wide
+``Rate(10000/100ms)`` and ``Concurrency(1000)``, which never bind), the counters are zeroed,
+then they are fetched ``--batch`` at a time and each batch is acknowledged with history, as a
+pool does with short jobs (as bench/hotpath_cost.py). About 30 s for 6,000 jobs.
+``--functions``: the calls go the worker's way (store/hotcalls.py's WorkerScripts: on the held
+connections, FCALL of the scripts' libraries of Redis Functions, store/fnlib.py), else
+redis-py's EVALSHA (the same Lua, run whole per call).
 
     python bench/hotpath_instr.py [--jobs 6000] [--batch 32] [--partitions 1000] [--functions]
-                                  [--keep FILE]
+                                  [--type-limits] [--keep FILE]
 
 ERRANDS_SRC names the errands sources to measure (default: this repository's src/);
 REDIS_SERVER the redis-server binary (default: the one on PATH; a build with symbols makes
@@ -29,6 +31,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +39,8 @@ sys.path.insert(0, os.environ.get("ERRANDS_SRC", str(ROOT / "src")))
 
 from redis.asyncio import Redis  # noqa: E402
 
-from errands import Enqueuer  # noqa: E402
+from errands import Concurrency, Enqueuer, Rate  # noqa: E402
+from errands.limits import compile_limits  # noqa: E402
 from errands.store.hotcalls import WorkerScripts  # noqa: E402
 from errands.store.keys import Keys  # noqa: E402
 from errands.store.scripts import Acked, Scripts  # noqa: E402
@@ -47,7 +51,9 @@ def control(what: str, pid: int) -> None:
     subprocess.run(["callgrind_control", what, str(pid)], stdout=quiet, stderr=quiet, check=True)
 
 
-async def drive(port: int, pid: int, jobs: int, batch: int, parts: int, functions: bool) -> int:
+async def drive(
+    port: int, pid: int, jobs: int, batch: int, parts: int, functions: bool, typewide: bool
+) -> int:
     redis = Redis(port=port)
     for _ in range(300):
         try:
@@ -66,6 +72,11 @@ async def drive(port: int, pid: int, jobs: int, batch: int, parts: int, function
                 ]
             )
     specs = {"noop": "c=32"} if parts else None
+    conc = 0
+    if typewide:
+        limits = [Rate(10_000, per=timedelta(milliseconds=100)), Concurrency(1000)]
+        conc, spec = compile_limits(limits)
+        specs = {"noop": ";".join(s for s in (spec, specs and specs["noop"]) if s)}
     pool = "bench-pool"
     now = await scripts.heartbeat(pool, b"{}", 600_000, "register")
     done = 0
@@ -73,7 +84,7 @@ async def drive(port: int, pid: int, jobs: int, batch: int, parts: int, function
     size = 1  # (a first job, not counted: the scripts loaded)
     while empty < 50:
         got = await scripts.fetch(
-            pool, now, size, [("noop", 0)], specs=specs, dead_timeout_ms=10**9
+            pool, now, size, [("noop", conc)], specs=specs, dead_timeout_ms=10**9
         )
         if not got:  # (a fetch may spend its budget on drained turns: asked again)
             empty += 1
@@ -101,6 +112,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--partitions", type=int, default=0)
     parser.add_argument("--functions", action="store_true", help="FCALL on held connections")
+    parser.add_argument("--type-limits", action="store_true", help="type-wide limits, not binding")
     parser.add_argument("--keep", help="where to copy callgrind's output")
     a = parser.parse_args()
     with socket.socket() as s:
@@ -113,7 +125,8 @@ def main() -> None:
     args += ["--port", str(port), "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        jobs = asyncio.run(drive(port, proc.pid, a.jobs, a.batch, a.partitions, a.functions))
+        run = drive(port, proc.pid, a.jobs, a.batch, a.partitions, a.functions, a.type_limits)
+        jobs = asyncio.run(run)
     finally:
         proc.terminate()
         proc.wait()
@@ -126,7 +139,8 @@ def main() -> None:
         Path(f).unlink(missing_ok=True)
     per_job = total / jobs
     how = "FCALL" if a.functions else "EVALSHA"
-    print(f"jobs {jobs} batch {a.batch} partitions {a.partitions} {how}: ", end="")
+    limits = " type-wide limits" if a.type_limits else ""
+    print(f"jobs {jobs} batch {a.batch} partitions {a.partitions}{limits} {how}: ", end="")
     print(f"{per_job:,.0f} instr. a job")
 
 
