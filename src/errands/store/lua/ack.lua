@@ -84,7 +84,10 @@ local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[11], recov = KEYS[5], c
   ended = KEYS[17], ckpt = KEYS[18]}
 local d = {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1], dedup = KEYS[19],
   dedupjob = KEYS[20], next = KEYS[22], reruns = KEYS[23], seq = KEYS[24]}
-local deduped = dedup_any(d)  -- (its HLEN of dedup_of_job raises on another type)
+local deduped, wrong_dedup = any_field(KEYS[20], 'nothing acknowledged')  -- (lib/types.lua)
+if wrong_dedup then
+  return wrong_dedup
+end
 -- forget's HDEL of the partitions only while some may hold a field of these jobs (an absent
 -- key holds none, and nothing but a partition, a workflow or a dedup rerun writes one)
 k.part = (partitioned or workflows or deduped) and KEYS[25] or nil
@@ -96,25 +99,12 @@ if partitioned or workflows or deduped then
     return bad
   end
 end
--- reads before the first write (a key of another type fails them cleanly): each job's attempt
--- record (the fence), then the stored envelope of the jobs that pass it and need one
-local pass, seen, need, env_at = {}, {}, {}, {}  -- env_at: job j -> its place in need
-do
-  local atts = read_chunked('HMGET', k.att, ids)
-  local fence = ARGV[7] .. ':'
-  for j = 0, n - 1 do
-    local id, e = ids[j + 1], extra_at[j]
-    if seen[id] then
-      pass[j] = 'again'  -- (given twice: the first is this call's)
-    elseif atts[j + 1] == fence .. ARGV[J + j * 6 + 5] then
-      pass[j] = true
-      seen[id] = true  -- (only an entry that passes: a stale one before it must not hide it)
-      if not e or ARGV[e + 2] == '' then
-        need[#need + 1] = id
-        env_at[j] = #need
-      end
-    end
-  end
+-- reads before the first write (a key of another type: an error reply naming it, ack_read):
+-- each job's attempt record (the fence: lib/ackcheck.lua), then the stored envelope of the jobs
+-- that pass it and need one (env_at: job j -> its place in need)
+local bad_att, pass, seen, need, env_at = ack_fence(n, J, ids, extra_at, k.att)
+if bad_att then
+  return bad_att
 end
 -- a workflow member whose run has a key of another type (lib/workflows.lua's wf_unfit, which
 -- wf_end would write) is left alone and reported unfit: one such job must not hold the other
@@ -135,7 +125,11 @@ if workflows then
       passing[#at] = ids[j + 1]
     end
   end
-  for x, run in ipairs(read_chunked('HMGET', KEYS[21], passing)) do
+  local of, bad_of = ack_read(KEYS[21], passing)  -- (workflow_of's type checked)
+  if not of then
+    return bad_of
+  end
+  for x, run in ipairs(of) do
     run_of[at[x]] = run
   end
   for j = 0, n - 1 do
@@ -206,7 +200,10 @@ if partitioned then
     end
   end
 end
-local stored = read_chunked('HMGET', k.jobs, need)  -- job j's: stored[env_at[j]]
+local stored, bad_jobs = ack_read(k.jobs, need)  -- job j's: stored[env_at[j]]
+if not stored then
+  return bad_jobs
+end
 -- the keys this call writes, by what it found (the done records are SET over any type; the
 -- listening key is read with EXISTS/pcall; attempts, and jobs when an envelope was read, by
 -- the reads above; unique and unique_expiry only while some job holds a unique lock): another

@@ -92,17 +92,13 @@ for i = 1, nq do
 end
 local k = {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
 local d = {dedup = KEYS[16], dedupjob = KEYS[17]}
--- dedup_of_job, unique_of_job, partitions, listening: one EXISTS of the four while none exists
--- (the common case), else partitions on its own (lim_any: and its type), then each of the
--- others as before
-local present = redis.call('EXISTS', KEYS[17], KEYS[7], KEYS[14], KEYS[9])
-local partitioned, wrong_part = false, nil
-if present > 0 then
-  partitioned, wrong_part = lim_any(KEYS[14], 'nothing fetched')
+-- what the call finds in dedup_of_job, unique_of_job, partitions and listening, each key's type
+-- checked as it is read (lib/fetchcheck.lua; another type: an error reply after the lease's)
+local partitioned, others, deduped, unique, wrong_found = fetch_found('nothing fetched')
+local beat = redis.pcall('ZSCORE', KEYS[11], pool)
+if type(beat) == 'table' then  -- (pools of another type)
+  return wrong_key(KEYS[11], 'nothing fetched')
 end
-local others = present > (partitioned and 1 or 0)
-local deduped = others and dedup_any(d)
-local beat = redis.call('ZSCORE', KEYS[11], pool)
 if not beat then
   return unwritten('ZREM', KEYS[11], {-1, '', -1})
 end
@@ -111,13 +107,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now - tonumber(beat) > tonumber(ARGV[7]) then
   return unwritten('ZREM', KEYS[11], {-2, '', -1})
 end
-local unique = others and redis.call('HLEN', KEYS[7]) > 0  -- some job holds a unique lock
 local names = {}
 for i = 1, nq do
   names[i] = ARGV[7 + 3 * i]
 end
 local wrong, sizes, paused_of = fetch_types(K, Q, nq, unique, partitioned, deduped, rated,
-  wrong_part, names)
+  wrong_found, names)
 if wrong then
   return wrong
 end
@@ -134,7 +129,7 @@ local listening = others and redis.call('EXISTS', KEYS[9]) == 1
 local started = {}  -- job id -> its started event, published at the end (lib/events.lua)
 local isolate = tonumber(ARGV[5])
 local suspects = tonumber(ARGV[6])
-if isolate > 0 and redis.call('HLEN', KEYS[10]) == 0 then
+if isolate > 0 and sizes[10] == 0 then  -- (recoveries' HLEN, by fetch_types)
   isolate = 0
 end
 

@@ -83,14 +83,56 @@ local function ack_args(n, names, x, J)
   return nil, qis, ids, name_list, name_of, extra_at, ttl_of
 end
 
+-- ack_read(key, ids): HMGET's answer of `ids` (at most ACK_MAX: one command) from hash `key`,
+-- sent with redis.pcall: nil and lib/types.lua's wrong_key error reply when `key` holds another
+-- type (a read before the first write checks the key's type: ack_types does not ask again)
+local function ack_read(key, ids)
+  if #ids == 0 then
+    return {}
+  end
+  local got = redis.pcall('HMGET', key, unpack(ids))
+  if got.err then
+    return nil, wrong_key(key, 'nothing acknowledged')
+  end
+  return got
+end
+
+-- ack_fence(n, J, ids, extra_at, att): each job's attempt record read from `att` (ack_read: its
+-- type checked), then pass (job j -> true when its attempt is this pool's, 'again' for an id
+-- given before in the call that passed), seen (id -> true when an entry of it passed), need (the
+-- ids whose stored envelope the records need: no envelope given as an extra) and env_at (job j
+-- -> its place in need); or the error reply of ack_read
+local function ack_fence(n, J, ids, extra_at, att)
+  local atts, wrong = ack_read(att, ids)
+  if not atts then
+    return wrong
+  end
+  local pass, seen, need, env_at = {}, {}, {}, {}
+  local fence = ARGV[7] .. ':'
+  for j = 0, n - 1 do
+    local id, e = ids[j + 1], extra_at[j]
+    if seen[id] then
+      pass[j] = 'again'  -- (given twice: the first is this call's)
+    elseif atts[j + 1] == fence .. ARGV[J + j * 6 + 5] then
+      pass[j] = true
+      seen[id] = true  -- (only an entry that passes: a stale one before it must not hide it)
+      if not e or ARGV[e + 2] == '' then
+        need[#need + 1] = id
+        env_at[j] = #need
+      end
+    end
+  end
+  return nil, pass, seen, need, env_at
+end
+
 -- ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned, name_list): the
 -- error reply naming the first of ack.lua's keys (in key order) of another type than its writes
 -- need (each read with redis.pcall, as lib/types.lua's wrong_type reads), then the first
 -- `running` count of `name_list` or stats' `processed` that is not a counter (lib/types.lua's
 -- not_hash_counter), or nil and size (key index -> its HLEN's, ZCARD's or SCARD's answer). The
 -- counters are read with the HMGET their check needs in the places of their keys' type checks;
--- dedup_of_job is not asked (dedup_any's HLEN raised on another type before). `jobs`: the jobs
--- hash was not read (no envelope needed).
+-- dedup_of_job is not asked (ack.lua's any_field read it), nor attempts (ack_fence's read).
+-- `jobs`: the jobs hash was not read (no envelope needed: else ack_read read it).
 local function ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned,
     name_list)
   local B = 25

@@ -2,22 +2,44 @@
 -- `--@include fetchcheck` after types), with fetch.lua's KEYS and ARGV (see its header: K keys
 -- before Q per job name, nq names).
 
--- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_part, names): the error
--- reply naming the first key of another type than this call needs (wrong_part first,
--- partitions' from lib/limits.lua's lim_any), or a counter it INCRs that is not one, else nil,
+-- fetch_found(outcome): what the call finds in the keys that only some calls use, each read
+-- with redis.pcall: partitioned (partitions holds a field: lib/limits.lua's lim_any), others
+-- (dedup_of_job, unique_of_job or listening exists too), deduped (dedup_of_job holds a field),
+-- unique (unique_of_job holds one: some job holds a unique lock), then the error reply naming
+-- the first of partitions, dedup_of_job and unique_of_job of another type (lib/types.lua's
+-- wrong_key; fetch_types gives it, after the lease's checks), else nil. One EXISTS of the four
+-- while none exists (the common case).
+local function fetch_found(outcome)
+  local present = redis.call('EXISTS', KEYS[17], KEYS[7], KEYS[14], KEYS[9])
+  if present == 0 then
+    return false, false, false, false, nil
+  end
+  local partitioned, wrong = lim_any(KEYS[14], outcome)
+  if present == (partitioned and 1 or 0) then
+    return partitioned, false, false, false, wrong
+  end
+  local deduped, wrong_dedup = any_field(KEYS[17], outcome)
+  local unique, wrong_unique = any_field(KEYS[7], outcome)
+  return partitioned, true, deduped, unique, wrong or wrong_dedup or wrong_unique
+end
+
+-- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names): the error
+-- reply naming the first key of another type than this call needs (wrong_found first: the one
+-- fetch_found gives), or a counter it INCRs that is not one, else nil,
 -- then each checked key's answer (lib/types.lua's wrong_type) and paused_of (paused_of[1]:
 -- SISMEMBER's answer of the one name, when there is one); unique, partitioned, deduped: what
 -- the call found; rated[i]: whether job name i has a rate; names[i]: job name i
-local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_part, names)
-  -- the keys this call touches, by what it found: read before the first write, those it only
-  -- reads first (pools, unique_of_job, dedup_of_job, recoveries) fail cleanly by themselves, and
-  -- lib/events.lua reads `listening` with pcall. Two are checked by the reads this call makes of
-  -- them anyway: running by the HMGET of its names' counts (HINCRBY'd after writes; with at
-  -- least one name), paused by the SISMEMBER of the name when there is one (with more, each is
-  -- asked when its turn comes)
+local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names)
+  -- the keys this call touches, by what it found: read before the first write, those read
+  -- first are checked by those reads (pools by fetch.lua's ZSCORE, unique_of_job, dedup_of_job
+  -- and partitions by fetch_found), and lib/events.lua reads `listening` with pcall; recoveries
+  -- here, when isolation is on (its HLEN: whether any job was recovered). Two are checked by the
+  -- reads this call makes of them anyway: running by the HMGET of its names' counts (HINCRBY'd
+  -- after writes; with at least one name), paused by the SISMEMBER of the name when there is one
+  -- (with more, each is asked when its turn comes)
   local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', unique and 'HLEN', false,
-    unique and 'ZCARD', false, false, false, 'HLEN', 'GET', false, false, deduped and 'HLEN',
-    false, partitioned and 'HLEN'}
+    unique and 'ZCARD', false, tonumber(ARGV[5]) > 0 and 'HLEN', false, 'HLEN', 'GET', false,
+    false, deduped and 'HLEN', false, partitioned and 'HLEN'}
   local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD'}
   local USED = {true, partitioned, partitioned, partitioned, partitioned, 'rated', 'rated', true}
   local counts, paused_of = false, {}
@@ -46,7 +68,7 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
   end, 'nothing fetched')
   -- the counters INCRed after the first write (the first job taken, a partition's turn: seq's
   -- GET): the attempt counter as read above, running[name] of each name as its HMGET read it
-  wrong = wrong_part or wrong or not_counter_value(KEYS[13], sizes[13], 'nothing fetched')
+  wrong = wrong_found or wrong or not_counter_value(KEYS[13], sizes[13], 'nothing fetched')
     or (partitioned and not_counter(KEYS[15], 'nothing fetched'))
     or (counts and not_counters(KEYS[2], names, counts, 'nothing fetched'))
   return wrong, sizes, paused_of

@@ -8,6 +8,17 @@ local function wrong_key(key, outcome)
   return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
 end
 
+-- any_field(key, outcome): whether hash `key` holds a field (HLEN, sent with redis.pcall), and
+-- wrong_key's error reply when it holds another type (then false): for a key a script reads
+-- before its first write to know what the call must do
+local function any_field(key, outcome)
+  local n = redis.pcall('HLEN', key)
+  if type(n) == 'table' then
+    return false, wrong_key(key, outcome)
+  end
+  return n > 0
+end
+
 -- wrong_type(cmd_of, outcome[, last]): cmd_of(j) is the read command KEYS[j] must accept (HLEN,
 -- GET, SCARD, ZCARD, ...; false or nil: any type) for j up to `last` (default: every key); each is
 -- sent with redis.pcall. Returns the error reply naming the first key of another type and saying
