@@ -63,8 +63,19 @@ async def _call_of(script: str, scripts: Scripts) -> Callable[[], Awaitable[Any]
 
 
 def _recorded(scripts: Scripts) -> list[Sequence[str]]:
-    """The keys of each script call ``scripts`` makes from now on."""
+    """The keys of each script call ``scripts`` makes from now on (a pool's fetch and ack, sent
+    packed by their packers: the keys of the lists they pack as pack_call would,
+    tests/store/test_hotpack.py)."""
     calls: list[Sequence[str]] = []
+    if isinstance(scripts, WorkerScripts):
+        hot = scripts._hot
+
+        async def recording_hot(name: str, pack: Any, request: Any) -> Any:
+            calls.append(request()[0])
+            return await hot(name, pack, request)
+
+        scripts._hot = recording_hot  # type: ignore[method-assign]
+        return calls
     call = scripts._call
 
     async def recording(name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:

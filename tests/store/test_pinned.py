@@ -140,10 +140,15 @@ async def test_calls_made_before_the_first_connects_share_one_connection(
     await client.aclose()
 
 
-def test_the_command_is_packed_as_the_python_packer_packs_it(redis: Redis) -> None:
+def test_the_command_is_packed_as_the_python_packer_packs_it(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     script = PinnedScript(redis, "a" * 40)
     keys, args = ["k1", "ké"], ["x", b"\x00bytes", 7, -1, 0.25, "ünï"]
-    assert script._pack(keys, args) == pack_evalsha("a" * 40, keys, args)
+    sent: list[bytes] = []
+    monkeypatch.setattr(script, "send", sent.append)
+    script(keys, args)
+    assert sent == [pack_evalsha("a" * 40, keys, args)]
 
 
 async def test_a_resp3_push_between_replies_is_passed_over(redis: Redis, redis_url: str) -> None:

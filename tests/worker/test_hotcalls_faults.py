@@ -6,7 +6,7 @@ the held ack connection with it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,11 +20,13 @@ from errands.store.connection import connect
 from errands.store.hotcalls import WorkerScripts
 from errands.store.keys import Keys
 from errands.store.pinned import PinnedScript
-from errands.store.scripts import Acked, Arg
+from errands.store.scripts import Acked
 from errands.worker.mailbox import Mailbox
 from errands.worker.notifier import Notifier
 from tests.faults.proxy import FaultProxy
 from tests.support.procs import eventually
+
+Pack = Callable[[bytes, bytes], bytes]  # (PinnedScript.call_packed's)
 
 
 def now(check: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
@@ -62,16 +64,16 @@ async def test_the_jobs_of_a_fetch_whose_reply_was_lost_run_soon(
         held, lose = worker.scripts.pinned["fetch"], [True]
         # the pool's first fetch done (it found nothing): none is in flight, unpatched
         await eventually(now(lambda: worker._marked_idle), 10, "the first fetch")
-        call = PinnedScript.__call__
+        call = PinnedScript.call_packed
 
-        async def lossy(self: PinnedScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-            reply = await call(self, keys, args)
+        async def lossy(self: PinnedScript, pack: Pack) -> Any:
+            reply = await call(self, pack)
             if self is held and lose and len(reply) > 4:  # (a job taken: 4 + 5 per job)
                 lose.clear()
                 raise RedisConnectionError("the reply was lost")
             return reply
 
-        monkeypatch.setattr(PinnedScript, "__call__", lossy)
+        monkeypatch.setattr(PinnedScript, "call_packed", lossy)
         await Enqueuer(redis, namespace=namespace).enqueue("a", {}, job_id="orphan")
         await asyncio.wait_for(ran.wait(), 10)
         assert not lose and worker.reclaimed == 1
@@ -93,14 +95,14 @@ async def test_a_held_connection_to_a_demoted_master_is_given_up(
             while held._conn is None:  # (the pool's first fetch connects it)
                 await asyncio.sleep(0.005)
         old = held._conn
-        call = PinnedScript.__call__
+        call = PinnedScript.call_packed
 
-        async def demoted(self: PinnedScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        async def demoted(self: PinnedScript, pack: Pack) -> Any:
             if self is held and self._conn is old:
                 raise ReadOnlyError("You can't write against a read only replica.")
-            return await call(self, keys, args)
+            return await call(self, pack)
 
-        monkeypatch.setattr(PinnedScript, "__call__", demoted)
+        monkeypatch.setattr(PinnedScript, "call_packed", demoted)
         await Enqueuer(redis, namespace=namespace).enqueue("a", {})
         await asyncio.wait_for(ran.wait(), 10)
         assert held._conn is not old
@@ -132,16 +134,16 @@ async def test_a_held_connection_that_times_out_takes_the_other_with_it(
         await eventually(lambda: acked(1), 10, "the first job acked on the held connection")
         old = held_ack._link
         assert old is not None and old.broken is None
-        call = PinnedScript.__call__
+        call = PinnedScript.call_packed
         timed_out: list[bool] = []
 
-        async def black_holed(self: PinnedScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        async def black_holed(self: PinnedScript, pack: Pack) -> Any:
             if self is held_fetch and not timed_out:
                 timed_out.append(True)
                 raise RedisTimeoutError("Timeout reading from the pinned connection")
-            return await call(self, keys, args)
+            return await call(self, pack)
 
-        monkeypatch.setattr(PinnedScript, "__call__", black_holed)
+        monkeypatch.setattr(PinnedScript, "call_packed", black_holed)
         ran.clear()
         await enqueuer.enqueue("a", {}, job_id="after")
         await asyncio.wait_for(ran.wait(), 10)  # fetched the general way

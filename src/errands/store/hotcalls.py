@@ -6,8 +6,10 @@ every argument on its own (six per acknowledged job) and, with a socket timeout 
 task per send and a timeout scope per read: about a third of the worker's CPU per job with
 short jobs. That CPU is what a machine whose cores are shared takes away first (bench/README.md,
 ``--busy``). As for the enqueue (store/pinned.py), each of the two scripts is sent on a
-connection of the pool held for it (:class:`PinnedScript`: packed by hiredis, its replies read
-by errands).
+connection of the pool held for it (:class:`PinnedScript`, its replies read by errands),
+packed by the call's packer (store/fetchcall.py, store/ackcall.py: the parts that stay the same
+from call to call packed once, not by hiredis argument by argument; ``pack_call`` of the call's
+KEYS and ARGV lists for a call whose text is not ASCII).
 
 It only goes before the general path: on ``NoScriptError`` (a restarted or flushed server) or a
 broken or timed-out connection, the call goes the general way, which loads the script,
@@ -35,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -47,11 +49,14 @@ from redis.exceptions import (
     ResponseError,
 )
 
+from .ackcall import AckPacker, ack_request
+from .bulk import pack_call
 from .connection import BROKEN
+from .fetchcall import FetchCall, FetchPacker, fetch_request
 from .fnlib import library, older_versions
 from .keys import Keys
 from .pinned import PinnedScript
-from .scripts import Arg, Scripts
+from .scripts import Acked, Arg, Scripts
 from .topology import is_cluster
 
 __all__ = ["HOT", "WorkerScripts"]
@@ -77,18 +82,48 @@ class WorkerScripts(Scripts):
         self._load_after = dict.fromkeys(hot, 0.0)  # (monotonic) a failed load's next try
         self.now = time.monotonic  # (tests: another clock)
         self._pruned: set[str] = set()  # scripts whose other versions' libraries were deleted
+        self._fetch_packer = FetchPacker(keys)
+        self._ack_packer = AckPacker(keys)
 
-    async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    async def _fetch_call(self, call: FetchCall) -> Any:
+        packer = self._fetch_packer
+        return await self._hot(
+            "fetch",
+            lambda verb, fn: packer.pack(verb, fn, call),
+            lambda: fetch_request(self.keys, call),
+        )
+
+    async def _ack_call(
+        self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
+    ) -> Any:
+        packer = self._ack_packer
+        return await self._hot(
+            "ack",
+            lambda verb, fn: packer.pack(verb, fn, pool_id, done, wake, now_ms, history),
+            lambda: ack_request(self.keys, pool_id, done, wake, now_ms, history),
+        )
+
+    async def _hot(
+        self,
+        name: str,
+        pack: Callable[[bytes, bytes], bytes | None],
+        request: Callable[[], tuple[list[str], list[Arg]]],
+    ) -> Any:
+        """A call of ``name`` on its held connection, packed by ``pack`` (its packer's, else
+        ``pack_call`` of its lists); the general path (``request``: its KEYS and ARGV) when it
+        has none or the held one did not run it."""
         pinned = self.pinned.get(name)
         if pinned is not None:
             due = name in self.to_load and self.now() >= self._load_after[name]
             if due and not await self._load(name, pinned):  # the held connection broke or
                 self.fallbacks += 1  # timed out loading (a dead path, found in the call's own
                 await self._drop_others(pinned)  # timeout): the call goes the general way
-                return await super()._call(name, keys, args)
+                return await self._call(name, *request())
             sent = pinned.function  # (another call in flight may find it gone first)
             try:
-                return await pinned(keys, args)
+                return await pinned.call_packed(
+                    lambda verb, fn: pack(verb, fn) or pack_call(fn, *request(), verb)
+                )
             except NoScriptError:
                 self.fallbacks += 1  # not run: the general path loads the script
             except ReadOnlyError:  # a replica now (a Sentinel failover): not run; the held
@@ -103,7 +138,7 @@ class WorkerScripts(Scripts):
                     raise  # (the script's own error, as on the general path)
                 self.fallbacks += 1  # not run: the general path's EVALSHA
                 self._refusal(name, pinned, sent, exc)
-        return await super()._call(name, keys, args)
+        return await self._call(name, *request())
 
     def _refusal(self, name: str, pinned: PinnedScript, sent: bytes, exc: ResponseError) -> None:
         """An FCALL of ``sent`` refused before it ran (``_refused``), which its call sends by

@@ -300,12 +300,12 @@ class PinnedScript(PinnedConnection):
 
     def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Coroutine[Any, Any, Any]:
         """The script's reply (as :meth:`send` of its ``EVALSHA`` or ``FCALL``, packed here)."""
-        return self.send(self._pack(keys, args))
+        return self.call_packed(lambda verb, name: pack_call(name, keys, args, verb))
 
-    def _pack(self, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
-        if self.function is not None:
-            return pack_call(self.function, keys, args, b"FCALL")
-        return pack_call(self.sha, keys, args)
+    def call_packed(self, pack: Callable[[bytes, bytes], bytes]) -> Coroutine[Any, Any, Any]:
+        """As a call, the command ``pack(verb, name)`` packs (store/hotcalls.py)."""
+        fn = self.function
+        return self.send(pack(b"EVALSHA", self.sha) if fn is None else pack(b"FCALL", fn))
 
 
 def _take_over(conn: AbstractConnection) -> _Link | None:

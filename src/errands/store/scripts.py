@@ -15,6 +15,7 @@ from ..limits.spec import has_rate
 from .ackcall import ACK_MAX, AckReport, ack_request, limit_keys, read_ack_reply
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .bulk import Columns, enqueue_request, job_spec
+from .fetchcall import FetchCall, fetch_request
 from .keys import Keys
 from .luasource import lua_source
 from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle, SettleRefused
@@ -198,22 +199,10 @@ class Scripts(AdminScripts):
         ``handoffs``: for hand-offs of its names without limits too (lib/handoff.lua), while
         its last heartbeat is at most ``beat_age_ms`` old (default: the dead timeout); False:
         none (a pool's fetch loop: its arming key taken), None: left alone (a batch fetch)."""
-        k = self.keys
-        keys = [k.jobs, k.running, k.in_progress(pool_id), k.paused, k.idle]
-        keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.recoveries)
-        keys += (k.pools, k.attempts, k.attempt_seq, k.partitions, k.seq)
-        keys += (k.dedup, k.dedup_of_job, k.scan_cursor)
-        args: list[Arg] = [pool_id, now_ms, batch, k.events_channel, isolate, suspects]
-        args += (dead_timeout_ms, k.wake_channel, idle_ms)
-        for name, limit in queues:
-            keys += (k.queue(name), k.partition_queue(name), k.partitions_ready(name))
-            keys += (k.partitions_waiting(name), k.partitions_running(name))
-            keys += (k.rate_log(name), k.rate_expiry(name), k.idle_for(name))
-            args += (name, limit, (specs or {}).get(name, ""))
-        if handoffs is not None:  # (the key of the one hand-off a mark allows: last)
-            keys.append(k.handoff_armed(pool_id))
-            args.append(max(1, beat_age_ms or dead_timeout_ms) if handoffs else 0)
-        flat = await self._call("fetch", keys, args)
+        specs = specs or {}
+        call = FetchCall(pool_id, now_ms, batch, queues, isolate, suspects, dead_timeout_ms, specs,
+                         idle_ms, handoffs, beat_age_ms)  # fmt: skip
+        flat = await self._fetch_call(call)
         status = int(flat[0])
         if status == -1:
             raise LeaseLost(f"pool {pool_id} is no longer registered")
@@ -222,7 +211,7 @@ class Scripts(AdminScripts):
         token = flat[1].decode() if isinstance(flat[1], bytes) else str(flat[1])
         wait, counted = int(flat[2]), int(flat[3])
         # the spec of each queue when it has a rate: a give-back uncounts the start (settle)
-        rated = [s if has_rate(s) else "" for s in ((specs or {}).get(n, "") for n, _ in queues)]
+        rated = [s if has_rate(s) else "" for s in (specs.get(n, "") for n, _ in queues)]
         return FetchResult(
             wait / 1000 if wait >= 0 else None,
             [
@@ -238,6 +227,19 @@ class Scripts(AdminScripts):
                 )
                 for i in range(4, len(flat), 5)
             ],
+        )
+
+    async def _fetch_call(self, call: FetchCall) -> Any:
+        """The reply of a fetch.lua call (store/hotcalls.py sends it packed on a held
+        connection)."""
+        return await self._call("fetch", *fetch_request(self.keys, call))
+
+    async def _ack_call(
+        self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
+    ) -> Any:
+        """The reply of an ack.lua call of at most ACK_MAX jobs (as ``_fetch_call``)."""
+        return await self._call(
+            "ack", *ack_request(self.keys, pool_id, done, wake, now_ms, history)
         )
 
     async def ack(
@@ -257,10 +259,8 @@ class Scripts(AdminScripts):
         call that fails is re-sent whole by the caller)."""
         report = AckReport()
         for start in range(0, len(done), ACK_MAX):
-            request = ack_request(
-                self.keys, pool_id, done[start : start + ACK_MAX], wake, now_ms, history
-            )
-            read_ack_reply(await self._call("ack", *request), report)
+            chunk = done[start : start + ACK_MAX]
+            read_ack_reply(await self._ack_call(pool_id, chunk, wake, now_ms, history), report)
         return report
 
     async def settle(self, pool_id: str, s: Settle) -> bool:

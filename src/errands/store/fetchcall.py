@@ -1,0 +1,126 @@
+"""The KEYS and ARGV of a ``fetch.lua`` call (see :meth:`Scripts.fetch <.scripts.Scripts.fetch>`),
+and the same call packed for a pool's held connection (store/hotcalls.py).
+
+A pool fetches once per batch of jobs, and most of the call is the same from one call to the
+next: its 18 keys and those of each queue, the queues' arguments. hiredis packs each argument
+anew (about 1,600 CPU instructions each, a ``sprintf`` among them), ~45 of them for a pool of one
+job type: :class:`FetchPacker` packs those parts once and only the numbers that change per call
+(the time, the batch, the suspects), the same bytes as :func:`~.bulk.pack_call` of
+:func:`fetch_request`'s lists (tests/store/test_hotpack.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .adminscripts import Arg
+from .bulk import bulks
+from .keys import Keys
+
+__all__ = ["FetchCall", "FetchPacker", "fetch_request", "queue_keys"]
+
+_MAX_CACHED = 1000  # queues whose packed parts are kept (cleared beyond: names come and go)
+
+
+@dataclass(slots=True)
+class FetchCall:
+    """The arguments of one fetch (see :meth:`Scripts.fetch <.scripts.Scripts.fetch>`)."""
+
+    pool_id: str
+    now_ms: int
+    batch: int
+    queues: Sequence[tuple[str, int]]
+    isolate: int
+    suspects: int
+    dead_timeout_ms: int
+    specs: Mapping[str, str]
+    idle_ms: int
+    handoffs: bool | None
+    beat_age_ms: int | None
+
+    @property
+    def handoff_arg(self) -> int:
+        """The last argument with ``handoffs`` not None: how old the pool's last heartbeat may
+        be for a hand-off (0: none)."""
+        return max(1, self.beat_age_ms or self.dead_timeout_ms) if self.handoffs else 0
+
+
+def fetch_request(k: Keys, c: FetchCall) -> tuple[list[str], list[Arg]]:
+    """The KEYS and ARGV of the fetch ``c``."""
+    keys = [k.jobs, k.running, k.in_progress(c.pool_id), k.paused, k.idle]
+    keys += (k.unique, k.unique_of_job, k.unique_expiry, k.listening, k.recoveries)
+    keys += (k.pools, k.attempts, k.attempt_seq, k.partitions, k.seq)
+    keys += (k.dedup, k.dedup_of_job, k.scan_cursor)
+    args: list[Arg] = [c.pool_id, c.now_ms, c.batch, k.events_channel, c.isolate, c.suspects]
+    args += (c.dead_timeout_ms, k.wake_channel, c.idle_ms)
+    for name, limit in c.queues:
+        keys += queue_keys(k, name)
+        args += (name, limit, c.specs.get(name, ""))
+    if c.handoffs is not None:  # (the key of the one hand-off a mark allows: last)
+        keys.append(k.handoff_armed(c.pool_id))
+        args.append(c.handoff_arg)
+    return keys, args
+
+
+def queue_keys(k: Keys, name: str) -> list[str]:
+    """The eight keys of one queue in a fetch call."""
+    return [
+        k.queue(name), k.partition_queue(name), k.partitions_ready(name),
+        k.partitions_waiting(name), k.partitions_running(name),
+        k.rate_log(name), k.rate_expiry(name), k.idle_for(name),
+    ]  # fmt: skip
+
+
+class FetchPacker:
+    """Packs the fetch calls of the pools of one namespace (see the module's docstring)."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self._pool = ("", "", "")  # the pool id, its 18 keys and its hand-off key, packed
+        self._queues: dict[tuple[str, int, str], tuple[str, str]] = {}  # -> keys, args packed
+        self._channels = bulks([keys.events_channel]), bulks([keys.wake_channel])
+
+    def pack(self, verb: bytes, function: bytes, c: FetchCall) -> bytes | None:
+        """``verb function`` (EVALSHA sha, FCALL name) of ``c`` in the Redis protocol, as
+        ``pack_call`` packs ``fetch_request``'s lists; None when not ASCII (pack those)."""
+        if self._pool[0] != c.pool_id:
+            fixed = fetch_request(
+                self.keys, FetchCall(c.pool_id, 0, 0, (), 0, 0, 0, {}, 0, None, 0)
+            )
+            armed = self.keys.handoff_armed(c.pool_id)
+            self._pool = (c.pool_id, bulks(fixed[0]), bulks([armed]))
+        _, fixed_keys, armed_key = self._pool
+        cached, specs = self._queues, c.specs
+        queue_keys_, queue_args = [], []
+        for name, limit in c.queues:
+            spec = specs.get(name, "")
+            packed = cached.get((name, limit, spec))
+            if packed is None:
+                if len(cached) >= _MAX_CACHED:
+                    cached.clear()
+                packed = (bulks(queue_keys(self.keys, name)), bulks([name, limit, spec]))
+                cached[name, limit, spec] = packed
+            queue_keys_.append(packed[0])
+            queue_args.append(packed[1])
+        handoff = c.handoffs is not None
+        n_keys = 18 + 8 * len(c.queues) + handoff
+        n_args = 9 + 3 * len(c.queues) + handoff
+        events, wake = self._channels
+        text = "".join(
+            [
+                f"*{3 + n_keys + n_args}\r\n",
+                bulks([verb.decode(), function.decode(), n_keys]),
+                fixed_keys,
+                *queue_keys_,
+                armed_key if handoff else "",
+                bulks([c.pool_id, c.now_ms, c.batch]),
+                events,
+                bulks([c.isolate, c.suspects, c.dead_timeout_ms]),
+                wake,
+                bulks([c.idle_ms]),
+                *queue_args,
+                bulks([c.handoff_arg]) if handoff else "",
+            ]
+        )
+        return text.encode() if text.isascii() else None

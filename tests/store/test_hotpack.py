@@ -1,0 +1,116 @@
+"""A pool's fetch and ack calls packed by their packers (store/fetchcall.py, store/ackcall.py):
+byte for byte the command ``pack_call`` makes of the call's KEYS and ARGV lists, across calls
+(what each packer keeps from one call to the next), or None (packed from the lists) when the
+text is not ASCII."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from errands.store.ackcall import AckPacker, ack_request
+from errands.store.bulk import pack_call
+from errands.store.fetchcall import FetchCall, FetchPacker, fetch_request
+from errands.store.keys import Keys
+from errands.store.records import Acked
+
+VERBS = [(b"FCALL", b"errands_ack_0123abcd"), (b"EVALSHA", b"a" * 40)]
+
+
+def _fetch(rng: random.Random, pools: list[str], names: list[str]) -> FetchCall:
+    queues = [(n, rng.choice([0, 0, 5, 100])) for n in rng.sample(names, rng.randint(0, 4))]
+    specs = {n: rng.choice(["", "c5", "r3/1000"]) for n in names if rng.random() < 0.5}
+    return FetchCall(
+        rng.choice(pools),
+        rng.randint(0, 2**45),
+        rng.randint(0, 256),
+        queues,
+        rng.choice([0, 3]),
+        rng.randint(0, 3),
+        rng.choice([10_000, 2_500]),
+        specs,
+        rng.choice([3_000, 61_000]),
+        rng.choice([None, True, False]),
+        rng.choice([None, 4_000]),
+    )
+
+
+def test_a_fetch_is_packed_as_its_lists_are() -> None:
+    rng = random.Random(5)
+    keys = Keys("ns")
+    packer = FetchPacker(keys)
+    for _ in range(300):  # (one packer: its parts kept across calls, pools and queues)
+        call = _fetch(rng, ["p1", "p2"], ["a", "b", "c", "d-e", "x" * 60])
+        verb, fn = rng.choice(VERBS)
+        assert packer.pack(verb, fn, call) == pack_call(fn, *fetch_request(keys, call), verb)
+
+
+def test_a_fetch_not_ascii_is_left_to_the_lists() -> None:
+    keys = Keys("ns")
+    call = FetchCall("p1", 1, 2, [("é", 0)], 0, 0, 10_000, {}, 3_000, True, None)
+    assert FetchPacker(keys).pack(b"FCALL", b"f", call) is None
+    assert (
+        FetchPacker(Keys("nś")).pack(
+            b"FCALL", b"f", FetchCall("p", 1, 2, [], 0, 0, 1, {}, 1, None, None)
+        )
+        is None
+    )
+
+
+def _acked(rng: random.Random, names: list[str], ids: list[str]) -> Acked:
+    a = Acked(
+        rng.choice(ids) + str(rng.randint(0, 9)),
+        rng.choice(names),
+        rng.choice([b"null", b'{"x":[1,2]}', b"", b"7"]),
+        rng.randint(0, 2**45),
+        rng.choice([0, 86_400_000, 5]),
+        rng.randint(1, 12),
+        str(rng.randint(1, 10**9)),
+    )
+    if rng.random() < 0.2:
+        a.envelope_json = b'{"n":"a","a":{}}'
+    if rng.random() < 0.1:
+        a.history_json = b'{"n":"a","a":{"_omitted":true}}'
+    return a
+
+
+def test_an_ack_is_packed_as_its_lists_are() -> None:
+    rng = random.Random(7)
+    keys = Keys("ns")
+    packer = AckPacker(keys)
+    for _ in range(300):
+        names = ["a", "b", "x" * 60]
+        runs = [rng.choice(names) for _ in range(rng.randint(1, 3))]  # (names in runs)
+        done = [_acked(rng, [name], ["0f3a", "job-7", "J_9"]) for name in runs for _ in range(3)]
+        done = done[: rng.randint(0, len(done))]
+        pool_id, wake, history = rng.choice(["p1", "p2"]), rng.random() < 0.5, rng.random() < 0.5
+        now_ms = rng.randint(0, 2**45)
+        verb, fn = rng.choice(VERBS)
+        request = ack_request(keys, pool_id, done, wake, now_ms, history)
+        assert packer.pack(verb, fn, pool_id, done, wake, now_ms, history) == pack_call(
+            fn, *request, verb
+        )
+
+
+@pytest.mark.parametrize(
+    "acked",
+    [
+        Acked("jé", "a", b"null", 1, 0, 1, "1"),  # an id
+        Acked("j", "é", b"null", 1, 0, 1, "1"),  # a name
+        Acked("j", "a", '"é"'.encode(), 1, 0, 1, "1"),  # a result
+        Acked("j", "a", b"null", 1, 0, 1, "1", envelope_json='{"a":"é"}'.encode()),
+    ],
+)
+def test_an_ack_not_ascii_is_left_to_the_lists(acked: Acked) -> None:
+    assert AckPacker(Keys("ns")).pack(b"FCALL", b"f", "p", [acked], False, 1, True) is None
+
+
+@pytest.mark.parametrize("bad", ["", "a{b}", "a\nb"])
+def test_an_ack_of_a_bad_id_raises_as_its_lists_do(bad: str) -> None:
+    keys, acked = Keys("ns"), Acked(bad, "a", b"null", 1, 0, 1, "1")
+    with pytest.raises(ValueError) as lists:
+        ack_request(keys, "p", [acked], False, 1, True)
+    with pytest.raises(ValueError) as packed:
+        AckPacker(keys).pack(b"FCALL", b"f", "p", [acked], False, 1, True)
+    assert str(packed.value) == str(lists.value)
