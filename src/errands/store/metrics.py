@@ -63,13 +63,18 @@ class Counters:
         if fields is None:  # (the field names of each job name made once: the hot path)
             fields = self._fields[name] = ("wait:" + name, "started:" + name)
         waits, starts = fields
-        bucket = self._minute_of(at)
+        bucket = self._bucket  # (the minute's of the last count, most often: no call)
+        if bucket is None or int(at) // 60 * 60 != self._minute:
+            bucket = self._minute_of(at)
         bucket[waits] += wait
         bucket[starts] += 1
 
     def ended(self, outcome: str, at: float) -> None:
         """An attempt ended: ``done``, ``failed`` (will be retried) or ``dead``."""
-        self._minute_of(at)[outcome] += 1
+        bucket = self._bucket  # (as started's)
+        if bucket is None or int(at) // 60 * 60 != self._minute:
+            bucket = self._minute_of(at)
+        bucket[outcome] += 1
 
     async def flush(self, redis: Any, keys: Keys) -> None:
         """Add the counts to Redis (one pipeline); on failure they are kept for next time."""

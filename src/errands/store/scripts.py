@@ -216,14 +216,14 @@ class Scripts(AdminScripts):
             wait / 1000 if wait >= 0 else None,
             [
                 Fetched(
-                    int(flat[i]),
+                    (queue := int(flat[i])),
                     flat[i + 1].decode(),
                     flat[i + 2],
                     token,
                     float(flat[i + 3]),
                     bool(int(flat[i + 4])),
                     counted,
-                    rated[int(flat[i]) - 1],
+                    rated[queue - 1],
                 )
                 for i in range(4, len(flat), 5)
             ],

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ..clock import Clock, to_ms
+from ..clock import Clock
 from ..errors import LimiterSnooze, RetryLater
 from ..handlers import JobType
 from ..job import Job
@@ -36,7 +36,7 @@ from .fetching import Fetching
 from .lease import Lease
 from .lookahead import Lookahead
 from .mailbox import Mailbox
-from .settler import Settler, encode_result, history_json
+from .settler import HISTORY_ARGS_MAX, Settler, encode_result, history_json
 from .stopping import Stopping
 from .threadjobs import LeftInProgress, ThreadJobs
 
@@ -175,7 +175,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
             reason = f"undecodable payload: {exc}"
             self._spawn(self.settler.bury_corrupt(item, name, reason), None, item.id)
             return
-        job.context = self.context
+        job._context = self.context  # (its context setter's)
         job._backend = self
         job._raw = item.envelope
         job._attempt = item.token
@@ -225,7 +225,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
     # -- running -----------------------------------------------------------------------------
     async def _run(self, job: Job, jt: JobType) -> None:
         started = time.perf_counter()
-        started_ms = to_ms(self.clock.now())
+        started_ms = int(self.clock.now() * 1000)  # (to_ms)
         scope: asyncio.Timeout | None = None
         limit = job.timeout if job.timeout is not None else jt.timeout  # per job, else per type
         try:
@@ -343,8 +343,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         acked.token = job._attempt
         if self.json_records:
             acked.envelope_json = self.settler.envelope_json(job._raw)
-        if self.settler.history:
-            acked.history_json = history_json(job)
+        if self.settler.history and job._raw is not None and len(job._raw) > HISTORY_ARGS_MAX:
+            acked.history_json = history_json(job)  # (else b"", the default)
         acked.job, acked.ran_ms = job, ran_ms
         self.acker.add(acked, wake=bool(jt.max_concurrency))
 
