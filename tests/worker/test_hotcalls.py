@@ -83,6 +83,35 @@ async def test_fetch_and_ack_go_on_held_connections(redis: Redis, namespace: str
         assert await redis.hget(pool.keys.stats, "processed") == b"75"
 
 
+async def test_calls_whose_text_is_not_ascii_go_on_held_connections_too(
+    redis: Redis, namespace: str
+) -> None:
+    """A job name that is not ASCII: the fetch and ack packers leave the command to pack_call
+    of the call's lists (tests/store/test_hotpack.py), sent on the held connections all the
+    same."""
+    done: list[str] = []
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4)
+
+    @pool.job("tâche")
+    async def work(job: Job) -> None:
+        done.append(job.id)
+
+    async def run(n: int) -> None:
+        first = len(done)
+        await enq.enqueue_many([("tâche", {"i": i}) for i in range(n)])
+        async with asyncio.timeout(10):
+            while len(done) < first + n or not (pool.worker and pool.worker.acker.idle):
+                await asyncio.sleep(0.005)
+
+    async with Enqueuer(redis, namespace=namespace) as enq, pool:
+        assert pool.worker is not None and isinstance(pool.worker.scripts, WorkerScripts)
+        await run(3)  # (the scripts loaded)
+        general = GeneralCalls(pool.worker.scripts)
+        await run(20)
+        assert general.counts == {"fetch": 0, "ack": 0}
+        assert await redis.hget(pool.keys.stats, "processed") == b"23"
+
+
 async def test_the_held_connections_go_back_when_the_pool_stops(
     redis: Redis, namespace: str
 ) -> None:
