@@ -1,7 +1,8 @@
 """A pool's fetch and ack calls packed by their packers (store/fetchcall.py, store/ackcall.py):
 byte for byte the command ``pack_call`` makes of the call's KEYS and ARGV lists, across calls
-(what each packer keeps from one call to the next), or None (packed from the lists) when the
-text is not ASCII."""
+(what each packer keeps from one call to the next), or None (packed from the lists) when a
+string of it (an id, a name, a token, the pool id, the namespace) is not ASCII; results and
+envelopes of any bytes pack on the packers' path."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def _acked(rng: random.Random, names: list[str], ids: list[str]) -> Acked:
     a = Acked(
         rng.choice(ids) + str(rng.randint(0, 9)),
         rng.choice(names),
-        rng.choice([b"null", b'{"x":[1,2]}', b"", b"7"]),
+        rng.choice([b"null", b'{"x":[1,2]}', b"", b"7", '"é ✓"'.encode(), b"\xff\x00\r\n"]),
         rng.randint(0, 2**45),
         rng.choice([0, 86_400_000, 5]),
         rng.randint(1, 12),
@@ -98,12 +99,45 @@ def test_an_ack_is_packed_as_its_lists_are() -> None:
     [
         Acked("jé", "a", b"null", 1, 0, 1, "1"),  # an id
         Acked("j", "é", b"null", 1, 0, 1, "1"),  # a name
-        Acked("j", "a", '"é"'.encode(), 1, 0, 1, "1"),  # a result
-        Acked("j", "a", b"null", 1, 0, 1, "1", envelope_json='{"a":"é"}'.encode()),
+        Acked("j", "a", b"null", 1, 0, 1, "1é"),  # a token
     ],
 )
 def test_an_ack_not_ascii_is_left_to_the_lists(acked: Acked) -> None:
     assert AckPacker(Keys("ns")).pack(b"FCALL", b"f", "p", [acked], False, 1, True) is None
+    assert AckPacker(Keys("ns")).pack(b"FCALL", b"f", "pé", [], False, 1, True) is None
+    assert AckPacker(Keys("nś")).pack(b"FCALL", b"f", "p", [], False, 1, True) is None
+
+
+@pytest.mark.parametrize(
+    "acked",
+    [
+        Acked("j", "a", '"é ✓"'.encode(), 1, 0, 1, "1"),  # a result of UTF-8
+        Acked("j", "a", bytes(range(256)), 1, 5, 1, "1"),  # any bytes, and a TTL of its own
+        Acked("j", "a", b"null", 1, 0, 1, "1", envelope_json='{"a":"é"}'.encode()),
+        Acked("j", "a", b"1", 1, 0, 1, "1", history_json=b'{"a":"\xff\x00"}' + b"\xff"),
+    ],
+)
+def test_an_ack_of_results_not_ascii_is_packed_as_its_lists_are(acked: Acked) -> None:
+    """Results and envelopes are bytes: any bytes pack on the packer's path, as they are."""
+    keys = Keys("ns")
+    packed = AckPacker(keys).pack(b"FCALL", b"f", "p", [acked], True, 1, True)
+    assert packed is not None
+    assert packed == pack_call(b"f", *ack_request(keys, "p", [acked], True, 1, True), b"FCALL")
+
+
+def test_an_empty_pool_id_raises_as_its_lists_do() -> None:
+    keys, acked = Keys("ns"), Acked("j", "a", b"null", 1, 0, 1, "1")
+    with pytest.raises(ValueError) as lists:
+        ack_request(keys, "", [acked], False, 1, True)
+    with pytest.raises(ValueError) as packed:
+        AckPacker(keys).pack(b"FCALL", b"f", "", [acked], False, 1, True)
+    assert str(packed.value) == str(lists.value)
+    call = FetchCall("", 1, 2, [("a", 0)], 0, 0, 10_000, {}, 3_000, True, None)
+    with pytest.raises(ValueError) as fetch_lists:
+        fetch_request(keys, call)
+    with pytest.raises(ValueError) as fetch_packed:
+        FetchPacker(keys).pack(b"FCALL", b"f", call)
+    assert str(fetch_packed.value) == str(fetch_lists.value)
 
 
 @pytest.mark.parametrize("bad", ["", "a{b}", "a\nb"])

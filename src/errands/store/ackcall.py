@@ -5,7 +5,11 @@ name that freeing a partitioned job's slot touches.
 :class:`AckPacker` packs the 25 keys before the jobs' and those of each name once (hiredis packs
 each argument anew, about 1,600 CPU instructions each), and each job's seven values (its
 done-record key and six arguments) in one format: the same bytes as :func:`~.bulk.pack_call` of
-:func:`ack_request`'s lists (tests/store/test_hotpack.py), without making the lists.
+:func:`ack_request`'s lists (tests/store/test_hotpack.py), without making the lists. The text is
+made of ASCII strings (ids, names, tokens, keys: checked, ``str.isascii`` is a flag look-up) and
+of the results and envelopes as bytes read one character a byte (latin-1), so that each bulk
+string's length in characters is its length in bytes; an id, name, token, pool id or namespace
+that is not ASCII leaves the call to the lists (``None``).
 """
 
 from __future__ import annotations
@@ -94,9 +98,10 @@ class AckPacker:
     def __init__(self, keys: Keys) -> None:
         self.keys = keys
         self._done = keys.prefix + "done:"  # (keys.done's, for an id it need not check)
-        self._pool = ("", "")  # the pool id and its 25 keys, packed
+        self._pool: tuple[str | None, str] = (None, "")  # the pool id and its 25 keys, packed
         self._names: dict[str, tuple[str, str, str]] = {}  # name -> its keys, packed
         self._channels = bulks([keys.wake_channel]), bulks([keys.events_channel])
+        self._ascii = keys.prefix.isascii() and all(c.isascii() for c in self._channels)
 
     def pack(
         self,
@@ -109,8 +114,10 @@ class AckPacker:
         history: bool,
     ) -> bytes | None:
         """``verb function`` (EVALSHA sha, FCALL name) of the ack call of ``done`` in the
-        Redis protocol, as ``pack_call`` packs ``ack_request``'s lists; None when not ASCII
-        (pack those)."""
+        Redis protocol, as ``pack_call`` packs ``ack_request``'s lists; None when an id,
+        name, token, the pool id or the namespace is not ASCII (pack those)."""
+        if not (self._ascii and pool_id.isascii()):
+            return None
         k, prefix, heads = self.keys, self._done, HEADS
         if self._pool[0] != pool_id:
             self._pool = (pool_id, bulks(ack_request(k, pool_id, (), False, 0, False)[0]))
@@ -121,10 +128,14 @@ class AckPacker:
         name, i, ttl = None, "", 0  # the name of the job before, its index (packed) and TTL
         for place, a in enumerate(done, 1):
             sid, token = a.id, a.token
+            if not (sid.isascii() and token.isascii()):
+                return None
             key = prefix + sid if sid.isalnum() else k.done(sid)
             keys.append(f"{heads[len(key)]}{key}\r\n")
             if a.name != name:
                 name = a.name
+                if not name.isascii():
+                    return None
                 at, ttl = index.setdefault(name, (len(index) + 1, a.ttl_ms))
                 i = bulks([at])
             result, started, attempt = a.result.decode("latin-1"), str(a.started_ms), str(a.attempt)
@@ -158,7 +169,7 @@ class AckPacker:
                 *extras,
             ]
         )
-        return text.encode() if text.isascii() else None
+        return text.encode("latin-1")  # (ASCII strings and bytes read as latin-1: see above)
 
     def _of(self, name: str) -> tuple[str, str, str]:
         """The keys of a name in an ack call, packed: its history, its queue, its limits'."""

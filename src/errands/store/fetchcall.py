@@ -77,13 +77,18 @@ class FetchPacker:
 
     def __init__(self, keys: Keys) -> None:
         self.keys = keys
-        self._pool = ("", "", "")  # the pool id, its 18 keys and its hand-off key, packed
+        # the pool id, its 18 keys and its hand-off key, packed
+        self._pool: tuple[str | None, str, str] = (None, "", "")
         self._queues: dict[tuple[str, int, str], tuple[str, str]] = {}  # -> keys, args packed
         self._channels = bulks([keys.events_channel]), bulks([keys.wake_channel])
+        self._ascii = keys.prefix.isascii() and all(c.isascii() for c in self._channels)
 
     def pack(self, verb: bytes, function: bytes, c: FetchCall) -> bytes | None:
         """``verb function`` (EVALSHA sha, FCALL name) of ``c`` in the Redis protocol, as
-        ``pack_call`` packs ``fetch_request``'s lists; None when not ASCII (pack those)."""
+        ``pack_call`` packs ``fetch_request``'s lists; None when a name, a spec, the pool id
+        or the namespace is not ASCII (pack those; ``str.isascii`` is a flag look-up)."""
+        if not (self._ascii and c.pool_id.isascii()):
+            return None
         if self._pool[0] != c.pool_id:
             fixed = fetch_request(
                 self.keys, FetchCall(c.pool_id, 0, 0, (), 0, 0, 0, {}, 0, None, 0)
@@ -97,6 +102,8 @@ class FetchPacker:
             spec = specs.get(name, "")
             packed = cached.get((name, limit, spec))
             if packed is None:
+                if not (name.isascii() and spec.isascii()):
+                    return None
                 if len(cached) >= _MAX_CACHED:
                     cached.clear()
                 packed = (bulks(queue_keys(self.keys, name)), bulks([name, limit, spec]))
@@ -123,4 +130,4 @@ class FetchPacker:
                 bulks([c.handoff_arg]) if handoff else "",
             ]
         )
-        return text.encode() if text.isascii() else None
+        return text.encode()  # (every part ASCII: one byte a character)

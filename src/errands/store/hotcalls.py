@@ -74,7 +74,7 @@ class WorkerScripts(Scripts):
         hot = () if is_cluster(redis) else HOT
         self.pinned = {name: PinnedScript(redis, self.sha(name)) for name in hot}
         self.fallbacks = 0  # calls that went the general way after the pinned one (for tests)
-        self.lost_reply = False  # a fetch sent pinned may have run unanswered (see _call)
+        self.lost_reply = False  # a fetch sent pinned may have run unanswered (see _hot)
         # the libraries (store/fnlib.py) to load before the next pinned call of their script;
         # functions False: EVALSHA only
         self.to_load = set(hot) if functions else set()
@@ -211,7 +211,7 @@ class WorkerScripts(Scripts):
         the pool's idle ones disconnected, before a call waits a socket timeout on one of them
         (a job a black hole held up would be acknowledged after two). A held connection with a
         call in flight is kept: the subscription's connection is another one, and if the path
-        is dead that call's own timeout gives it up, taking the other with it (``_call``)."""
+        is dead that call's own timeout gives it up, taking the other with it (``_hot``)."""
         for pinned in self.pinned.values():
             with contextlib.suppress(Exception):  # best effort: its calls still fall back
                 await pinned.give_up(idle_only=True)
