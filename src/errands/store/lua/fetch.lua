@@ -48,7 +48,7 @@
 -- Marks the pool idle when it got fewer jobs than asked for: in the idle SET (broadcast
 -- wake-ups) and in the idle ZSET of each of its names (wake-ups of one pool, and hand-offs of
 -- the names without limits when it takes them; when it was not there yet, the expired marks
--- are dropped). A fetch that got all it asked for takes the marks
+-- are dropped; lib/fetchmarks.lua). A fetch that got all it asked for takes the marks
 -- away and, while some pool is idle, wakes one idle pool of the first name whose queue still
 -- holds jobs (an enqueue wakes one pool per name: a burst is spread by this chain).
 --@include events
@@ -59,11 +59,12 @@
 --@include types
 --@include chunked
 --@include fetchcheck
+--@include fetchmarks
 local K = 18
 local Q = 8
 local pool = ARGV[1]
 local nq = math.floor((#KEYS - K) / Q)
-local armed, flagged = KEYS[K + nq * Q + 1], false  -- (lib/handoff.lua: the hand-off a mark allows)
+local armed = KEYS[K + nq * Q + 1]  -- (lib/handoff.lua: the hand-off a mark allows)
 -- before the first write: every number a whole finite number (is_whole: not 'inf'; the time,
 -- the in-progress entries' score, spelt as Redis reads one: lib/types.lua's is_int, not ' 5'),
 -- every limits spec well formed, every key this call may touch of its type (or absent)
@@ -349,47 +350,5 @@ end
 if earliest then
   out[3] = math.max(1, earliest - now)
 end
-if want > 0 then
-  -- fewer jobs than asked for: the queues are drained (or capped, or paused), so the pool waits
-  -- for a wake-up instead of asking again at once
-  redis.call('SADD', KEYS[5], pool)
-  local deadline = now + tonumber(ARGV[9])
-  local handoffs = armed and (tonumber(ARGV[10 + 3 * nq]) or 0) > 0
-  for i = 1, nq do
-    local idle = KEYS[K + i * Q]
-    -- + 0.5: takes hand-offs of the name (none without a limit of its own: lib/handoff.lua)
-    local takes = handoffs and tonumber(ARGV[8 + 3 * i]) == 0 and ARGV[9 + 3 * i] == '' and 0.5
-      or 0
-    flagged = flagged or takes > 0
-    if redis.call('ZADD', idle, -(deadline + takes), pool) == 1 then  -- scores: minus deadlines
-      redis.call('ZREMRANGEBYSCORE', idle, '(' .. -now, '+inf')  -- of pools gone meanwhile
-    end
-  end
-else
-  -- (a call that took a job leaves alone the idle SET and the idle ZSETs the type checks found
-  -- empty: no mark of this pool to take away; one that took none, having written nothing else,
-  -- writes them as before: lib/types.lua's unwritten)
-  local idle = sizes[5]
-  if idle > 0 or not token then
-    idle = idle - redis.call('SREM', KEYS[5], pool)
-  end
-  for i = 1, nq do
-    if sizes[K + i * Q] > 0 or not token then
-      redis.call('ZREM', KEYS[K + i * Q], pool)
-    end
-  end
-  if idle > 0 then  -- (what SCARD answers now)
-    for i = 1, nq do
-      if redis.call('ZCARD', KEYS[K + (i - 1) * Q + 1]) > 0 then
-        wake_one(KEYS[K + i * Q], ARGV[8] .. ':', now)
-        break
-      end
-    end
-  end
-end
-if flagged then  -- one hand-off per mark, whatever the names it flagged (lib/handoff.lua)
-  redis.call('SET', armed, ARGV[10 + 3 * nq], 'PX', math.max(1, math.min(ARGV[9], 2 ^ 31)))
-elseif armed then
-  redis.call('DEL', armed)
-end
+fetch_marks(K, Q, nq, pool, now, want, sizes, token, armed)
 return out
