@@ -49,6 +49,7 @@
 --@include types
 --@include chunked
 --@include ackcheck
+--@include ackparts
 local B = 25  -- the keys before the done records
 local ACK_MAX = 1000  -- jobs per call: lib/jobstate.lua's forget and tombstone unpack() them
 local KEYS, ARGV = KEYS, ARGV  -- (locals: read many times a job)
@@ -145,59 +146,13 @@ if workflows then
     end
   end
 end
--- the same for a job of a partition whose running count (lib/limits.lua's prun[p]) is not a
--- counter (lib/types.lua's is_counter): freeing its slot writes it after the first write. The
--- partitions read with one HMGET, the counts with one per name (per 1,000); part_of[j]: the
--- partition of job j that passes
+-- the same for a job of a partition whose running count is not a counter (lib/ackparts.lua);
+-- part_of[j]: the partition of job j that passes
 local part_of, run_counts = {}, {}  -- run_counts: name index -> partition -> its count as read
 if partitioned then
-  -- (read with pcall: its type check, ack_types does not ask again; n <= ACK_MAX, one HMGET)
-  local parts, asked = n > 0 and redis.pcall('HMGET', KEYS[25], unpack(ids, 1, n)) or {}, {}
-  if parts.err then
-    return wrong_key(KEYS[25], 'nothing acknowledged')
-  end
-  for j = 0, n - 1 do
-    local p = parts[j + 1]
-    if p and pass[j] == true then
-      local qi = qis[j]
-      local list = asked[qi]
-      if not list then
-        list = {}
-        asked[qi] = list
-      end
-      part_of[j], list[#list + 1] = p, p
-    end
-  end
-  local bad = false  -- name index -> partition -> true when its count is not a counter, if any
-  for qi, list in pairs(asked) do
-    local prun = KEYS[B + n + 2 * names + 3 * (qi - 1) + 1]
-    local got = redis.pcall('HMGET', prun, unpack(list, 1, math.min(#list, 1000)))
-    if got.err then
-      return wrong_key(prun, 'nothing acknowledged')
-    end
-    local counts = {}
-    run_counts[qi] = counts
-    for c = 1, #list, 1000 do
-      got = c == 1 and got or redis.call('HMGET', prun, unpack(list, c, math.min(c + 999, #list)))
-      for i = 1, #got do
-        local p, r = list[c + i - 1], got[i]
-        counts[p] = r
-        if r and not LIM_NUM[r] and not lim_count(r) then
-          bad = bad or {}
-          bad[qi] = bad[qi] or {}
-          bad[qi][p] = true
-        end
-      end
-    end
-  end
+  local bad = ack_part_unfit(n, names, ids, qis, pass, unfit, part_of, run_counts)
   if bad then
-    for j = 0, n - 1 do
-      local of = bad[qis[j]]
-      if part_of[j] and of and of[part_of[j]] then
-        pass[j], part_of[j] = 'unfit', nil
-        unfit[#unfit + 1] = ids[j + 1]
-      end
-    end
+    return bad
   end
 end
 local stored, bad_jobs = ack_read(k.jobs, need)  -- job j's: stored[env_at[j]]

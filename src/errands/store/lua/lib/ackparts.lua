@@ -1,0 +1,71 @@
+-- lib/ackparts: ack.lua's check of its jobs' partitions before its first write (included by
+-- `--@include ackparts` after limits, types and ackcheck, with ack.lua's KEYS and ARGV: see its
+-- header; 25 keys before the done records). A job of a partition whose running count
+-- (lib/limits.lua's prun[p]) is not a counter (lib/types.lua's is_counter) is left alone as
+-- unfit: freeing its slot writes it after the first write. The partitions are read with one
+-- HMGET, the counts with one per name (per 1,000).
+
+-- the partitions of the jobs that pass (job j's into part_of[j]), and per name index the list
+-- of them (a partition once per job), or the error reply of the partitions' key of another type
+local function ack_part_reads(n, ids, qis, pass, part_of)
+  -- (read with pcall: its type check, ack_types does not ask again; n <= ACK_MAX, one HMGET)
+  local parts, asked = n > 0 and redis.pcall('HMGET', KEYS[25], unpack(ids, 1, n)) or {}, {}
+  if parts.err then
+    return wrong_key(KEYS[25], 'nothing acknowledged')
+  end
+  for j = 0, n - 1 do
+    local p = parts[j + 1]
+    if p and pass[j] == true then
+      local qi = qis[j]
+      local list = asked[qi]
+      if not list then
+        list = {}
+        asked[qi] = list
+      end
+      part_of[j], list[#list + 1] = p, p
+    end
+  end
+  return nil, asked
+end
+
+-- ack_part_unfit(n, names, ids, qis, pass, unfit, part_of, run_counts): fills part_of (job j
+-- -> its partition, for the jobs that pass) and run_counts (name index -> partition -> its
+-- count as read); a job whose partition's count is not a counter gets pass[j] = 'unfit', its
+-- id added to `unfit` and its part_of cleared. The error reply of a key of another type, or nil.
+local function ack_part_unfit(n, names, ids, qis, pass, unfit, part_of, run_counts)
+  local wrong, asked = ack_part_reads(n, ids, qis, pass, part_of)
+  if wrong then
+    return wrong
+  end
+  local bad = false  -- name index -> partition -> true when its count is not a counter, if any
+  for qi, list in pairs(asked) do
+    local prun = KEYS[25 + n + 2 * names + 3 * (qi - 1) + 1]
+    local got = redis.pcall('HMGET', prun, unpack(list, 1, math.min(#list, 1000)))
+    if got.err then
+      return wrong_key(prun, 'nothing acknowledged')
+    end
+    local counts = {}
+    run_counts[qi] = counts
+    for c = 1, #list, 1000 do
+      got = c == 1 and got or redis.call('HMGET', prun, unpack(list, c, math.min(c + 999, #list)))
+      for i = 1, #got do
+        local p, r = list[c + i - 1], got[i]
+        counts[p] = r
+        if r and not LIM_NUM[r] and not lim_count(r) then
+          bad = bad or {}
+          bad[qi] = bad[qi] or {}
+          bad[qi][p] = true
+        end
+      end
+    end
+  end
+  if bad then
+    for j = 0, n - 1 do
+      local of = bad[qis[j]]
+      if part_of[j] and of and of[part_of[j]] then
+        pass[j], part_of[j] = 'unfit', nil
+        unfit[#unfit + 1] = ids[j + 1]
+      end
+    end
+  end
+end
