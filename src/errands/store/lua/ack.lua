@@ -102,7 +102,9 @@ if partitioned or workflows or deduped then
 end
 -- reads before the first write (a key of another type: an error reply naming it, ack_read):
 -- each job's attempt record (the fence: lib/ackcheck.lua), then the stored envelope of the jobs
--- that pass it and need one (env_at: job j -> its place in need)
+-- that pass it and need one (need: their ids, `ids` itself while each job so far needs one;
+-- env_at: job j -> its place in need, but for the jobs before the first that needs none: j + 1,
+-- not set)
 local bad_att, pass, seen, need, env_at = ack_fence(n, J, ids, extra_at, k.att)
 if bad_att then
   return bad_att
@@ -155,7 +157,7 @@ if partitioned then
     return bad
   end
 end
-local stored, bad_jobs = ack_read(k.jobs, need)  -- job j's: stored[env_at[j]]
+local stored, bad_jobs = ack_read(k.jobs, need)  -- job j's: stored[env_at[j] or j + 1]
 if not stored then
   return bad_jobs
 end
@@ -186,16 +188,16 @@ if not (workflows or deduped) then
 end
 -- the in-progress entries of the jobs that pass (the set's type checked above): read with one
 -- ZMSCORE per 1,000 (lib/chunked.lua read_zmscore: a ZSCORE each under an ACL rule of an older
--- errands, which refuses ZMSCORE), removed with one ZREM per 1,000 (entries[x], the entry of
--- job at[x], is in the set when held[x]; entry_of[j]: job j's entry)
-local entry_of = {}
+-- errands, which refuses ZMSCORE), removed with one ZREM per 1,000 (entries[y], the entry of
+-- the y-th job that passes, is in the set when held[y]; gone: the entries of the jobs that
+-- still pass after this check, `entries` itself while none fails it)
+local gone
 do
-  local entries, at, ne = {}, {}, 0
+  local entries, ne = {}, 0
   for j = 0, n - 1 do
     if pass[j] == true then
-      local e = ids[j + 1] .. ':' .. name_of[qis[j]]
       ne = ne + 1
-      entries[ne], at[ne], entry_of[j] = e, j, e
+      entries[ne] = ids[j + 1] .. ':' .. name_of[qis[j]]
     end
   end
   local held = read_zmscore(KEYS[3], entries)
@@ -204,18 +206,26 @@ do
   -- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>
   -- (queue_ok: name index -> whether it is, found once per name index)
   local prefix = string.sub(KEYS[1], 1, -5)  -- (KEYS[1] is <prefix>jobs)
-  local queue_ok = {}
-  for y = 1, ne do
-    local j = at[y]
-    local qi = qis[j]
-    local ok = queue_ok[qi]
-    if ok == nil then
-      ok = KEYS[B + n + names + qi] == prefix .. 'q:' .. name_of[qi]
-      queue_ok[qi] = ok
-    end
-    if not (held[y] and ok) then
-      pass[j] = 'unfit'
-      unfit[#unfit + 1] = ids[j + 1]
+  local queue_ok, y = {}, 0
+  gone = entries
+  for j = 0, n - 1 do
+    if pass[j] == true then
+      y = y + 1
+      local qi = qis[j]
+      local ok = queue_ok[qi]
+      if ok == nil then
+        ok = KEYS[B + n + names + qi] == prefix .. 'q:' .. name_of[qi]
+        queue_ok[qi] = ok
+      end
+      if not (held[y] and ok) then
+        pass[j] = 'unfit'
+        unfit[#unfit + 1] = ids[j + 1]
+        if gone == entries then
+          gone = {unpack(entries, 1, y - 1)}
+        end
+      elseif gone ~= entries then
+        gone[#gone + 1] = entries[y]
+      end
     end
   end
 end
@@ -230,14 +240,13 @@ end
 local freed = false
 local ended_of = {}  -- name index -> the partitions of its jobs that left the running ones
 local queue_of = {}
-local done, refused, tombs, events, gone = {}, {}, {}, {}, {}
+local done, refused, tombs, events = ids, {}, {}, {}  -- (done: `ids` while each job so far passes)
 local ran = {}  -- name index -> jobs of it whose running slot goes back
 local hist, hist_of, nh = {}, {}, 0  -- history_data field/values (nh); per name index, its
 -- score/members
 for j = 0, n - 1 do
   local o, e, id, qi = J + j * 6, extra_at[j], ids[j + 1], qis[j]
   if pass[j] == true then
-    gone[#gone + 1] = entry_of[j]  -- (in the pool's set: held above)
     ran[qi] = (ran[qi] or 0) + 1
     local p = part_of[j]
     if p then  -- its partition's slot, freed after the loop (lim_release_all)
@@ -254,7 +263,9 @@ for j = 0, n - 1 do
         ended[#ended + 1], count[p] = p, 1
       end
     end
-    done[#done + 1] = id
+    if done ~= ids then
+      done[#done + 1] = id
+    end
     if deduped then
       queue_of[id] = KEYS[B + n + names + qi]
     end
@@ -263,7 +274,7 @@ for j = 0, n - 1 do
       env, henv, ttl_s = ARGV[e + 2], ARGV[e + 3], ARGV[e + 1]
     end
     if env == '' then
-      env = stored[env_at[j]]
+      env = stored[env_at[j] or j + 1]
     end
     local ttl = ttl_of[ttl_s]
     if not env or ttl < TOMB_MS then
@@ -296,11 +307,16 @@ for j = 0, n - 1 do
       events[#events + 1] = id
       events[id] = '{"event":"finished","id":"' .. id .. '","name":"' .. name_of[qi] .. '"}'
     end
-  elseif not pass[j] and not seen[id] and not redis.call('ZSCORE', k.ended, id)
-      and redis.call('EXISTS', KEYS[B + 1 + j]) == 0 then
-    -- (not an id another entry acknowledges; nor an ended job, tombstone or result record: a
-    -- re-sent ack)
-    refused[#refused + 1] = id
+  else
+    if done == ids then
+      done = {unpack(ids, 1, j)}  -- (the jobs before it)
+    end
+    if not pass[j] and not seen[id] and not redis.call('ZSCORE', k.ended, id)
+        and redis.call('EXISTS', KEYS[B + 1 + j]) == 0 then
+      -- (not an id another entry acknowledges; nor an ended job, tombstone or result record: a
+      -- re-sent ack)
+      refused[#refused + 1] = id
+    end
   end
 end
 if #done > 0 then

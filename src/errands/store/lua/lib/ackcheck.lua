@@ -100,26 +100,39 @@ end
 -- ack_fence(n, J, ids, extra_at, att): each job's attempt record read from `att` (ack_read: its
 -- type checked), then pass (job j -> true when its attempt is this pool's, 'again' for an id
 -- given before in the call that passed), seen (id -> true when an entry of it passed), need (the
--- ids whose stored envelope the records need: no envelope given as an extra) and env_at (job j
--- -> its place in need); or the error reply of ack_read
+-- ids whose stored envelope the records need: no envelope given as an extra; `ids` itself while
+-- each job so far needs one, copied at the first that does not) and env_at (job j -> its place
+-- in need, set past that first job only: j + 1 before it); or the error reply of ack_read. The
+-- attempt record "<pool>:<token>" is made once per token (a call's jobs share it mostly).
 local function ack_fence(n, J, ids, extra_at, att)
   local atts, wrong = ack_read(att, ids)
   if not atts then
     return wrong
   end
-  local pass, seen, need, env_at = {}, {}, {}, {}
-  local fence = ARGV[7] .. ':'
+  local pass, seen, need, env_at = {}, {}, ids, {}
+  local fence, attempt_of, nn = ARGV[7] .. ':', {}, 0  -- (attempt token -> record; #need)
   for j = 0, n - 1 do
-    local id, e = ids[j + 1], extra_at[j]
+    local id, e, token = ids[j + 1], extra_at[j], ARGV[J + j * 6 + 5]
+    local attempt = attempt_of[token]
+    if not attempt then
+      attempt = fence .. token
+      attempt_of[token] = attempt
+    end
+    local needs = false
     if seen[id] then
       pass[j] = 'again'  -- (given twice: the first is this call's)
-    elseif atts[j + 1] == fence .. ARGV[J + j * 6 + 5] then
+    elseif atts[j + 1] == attempt then
       pass[j] = true
       seen[id] = true  -- (only an entry that passes: a stale one before it must not hide it)
-      if not e or ARGV[e + 2] == '' then
-        need[#need + 1] = id
-        env_at[j] = #need
+      needs = not e or ARGV[e + 2] == ''
+    end
+    if needs then
+      nn = nn + 1
+      if need ~= ids then
+        need[nn], env_at[j] = id, nn
       end
+    elseif need == ids then
+      need = {unpack(ids, 1, nn)}  -- (n <= ACK_MAX)
     end
   end
   return nil, pass, seen, need, env_at
