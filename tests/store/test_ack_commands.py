@@ -33,3 +33,33 @@ async def test_an_ack_on_the_common_path_sends_one_exists_and_no_needless_hdel(
     assert sum(sent.values()) == 58
     assert await redis.hlen(keys.jobs) == 0 and await redis.hlen(keys.attempts) == 0
     assert await redis.zcard(keys.in_progress("p")) == 0
+
+
+async def test_the_in_progress_entries_are_read_whole_while_the_set_is_small(
+    redis: Redis, namespace: str
+) -> None:
+    """ack.lua reads the pool's in-progress entries with one ZRANGE of the whole set while it
+    holds at most twice as many members as the jobs acknowledged (each ZMSCORE lookup scans a
+    small set), else with ZMSCORE: the same verdicts either way (an entry not in the set leaves
+    its job alone as unfit), and the entries of the jobs acknowledged are removed."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    async with Enqueuer(redis, namespace=namespace) as enqueuer:
+        await enqueuer.enqueue_many([("work", {"i": i}) for i in range(12)])
+    now = await scripts.heartbeat("p", b"{}", 60_000, "register")
+    got = await scripts.fetch("p", now, 12, [("work", 0)])
+    assert got is not None and len(got) == 12
+    done = [Acked(f.id, "work", b"1", now, 86_400_000, 1, f.token) for f in got]
+    in_progress = keys.in_progress("p")
+    # 4 jobs of a set of 11 (one entry gone): ZMSCORE; then 8 of 7 (one more gone): ZRANGE
+    left = len(done)  # (attempts: the unfit keep theirs)
+    for batch, read, other in ((done[:4], "zmscore", "zrange"), (done[4:], "zrange", "zmscore")):
+        assert await redis.zrem(in_progress, f"{batch[0].id}:work") == 1
+        await redis.config_resetstat()
+        report = await scripts.ack_report("p", batch, False, now, True)
+        sent = await command_calls(redis)
+        assert (sent.get(read), sent.get(other)) == (1, None), sent
+        assert report.unfit == [batch[0].id] and report.refused == []
+        left -= len(batch) - 1
+        assert await redis.hlen(keys.attempts) == left
+    assert await redis.zcard(in_progress) == 0

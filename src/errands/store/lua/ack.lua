@@ -36,8 +36,9 @@
 -- or range) or a name listed twice. Reads and writes take one command per 1,000 jobs (the
 -- attempts and envelopes read with HMGET, the history written with HSET and ZADD, `running`
 -- counted down once per name, the events' listeners read with HMGET, the in-progress entries
--- read with ZMSCORE and removed with ZREM, the jobs' partitions read with HMGET and their slots
--- freed per name: lib/limits.lua's lim_release_all), but for the done record's SET of each job.
+-- read with ZMSCORE (or the pool's small set whole with ZRANGE) and removed with ZREM, the jobs'
+-- partitions read with HMGET and their slots freed per name: lib/limits.lua's
+-- lim_release_all), but for the done record's SET of each job.
 -- A job id given twice in one call is acknowledged once, by the first of its entries that
 -- passes the fence, whatever their order (an id one of its entries acknowledges is not listed
 -- as refused).
@@ -187,10 +188,12 @@ if not (workflows or deduped) then
   end
 end
 -- the in-progress entries of the jobs that pass (the set's type checked above): read with one
--- ZMSCORE per 1,000 (lib/chunked.lua read_zmscore: a ZSCORE each under an ACL rule of an older
+-- ZRANGE of the whole set while it holds at most twice as many, else one ZMSCORE per 1,000
+-- (lib/chunked.lua read_held, read_zmscore: a ZSCORE each under an ACL rule of an older
 -- errands, which refuses ZMSCORE), removed with one ZREM per 1,000 (entries[y], the entry of
 -- the y-th job that passes, is in the set when held[y]; gone: the entries of the jobs that
--- still pass after this check, `entries` itself while none fails it)
+-- still pass after this check, `entries` itself while none fails it, in the set's order when
+-- it was read whole)
 local gone
 do
   local entries, ne = {}, 0
@@ -200,7 +203,7 @@ do
       entries[ne] = ids[j + 1] .. ':' .. name_of[qis[j]]
     end
   end
-  local held = read_zmscore(KEYS[3], entries)
+  local held, in_order = read_held(KEYS[3], entries, size[3])
   -- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
   -- counted `running` down under another name, or not at all, and left its in-progress entry):
   -- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>
@@ -227,6 +230,9 @@ do
         gone[#gone + 1] = entries[y]
       end
     end
+  end
+  if in_order and gone == entries then  -- (each of `entries`, in the set's order)
+    gone = in_order
   end
 end
 
