@@ -191,9 +191,9 @@ end
 -- ZRANGE of the whole set while it holds at most twice as many, else one ZMSCORE per 1,000
 -- (lib/chunked.lua read_held, read_zmscore: a ZSCORE each under an ACL rule of an older
 -- errands, which refuses ZMSCORE), removed with one ZREM per 1,000 (entries[y], the entry of
--- the y-th job that passes, is in the set when held[y]; gone: the entries of the jobs that
--- still pass after this check, `entries` itself while none fails it, in the set's order when
--- it was read whole)
+-- the y-th job that passes, is in the set when held[y] or member[entries[y]]; gone: the
+-- entries of the jobs that still pass after this check, `entries` itself while none fails it,
+-- in the set's order when it was read whole)
 local gone
 do
   local entries, ne = {}, 0
@@ -203,7 +203,7 @@ do
       entries[ne] = ids[j + 1] .. ':' .. name_of[qis[j]]
     end
   end
-  local held, in_order = read_held(KEYS[3], entries, size[3])
+  local held, member, in_order = read_held(KEYS[3], entries, size[3])
   -- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
   -- counted `running` down under another name, or not at all, and left its in-progress entry):
   -- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>
@@ -220,7 +220,12 @@ do
         ok = KEYS[B + n + names + qi] == prefix .. 'q:' .. name_of[qi]
         queue_ok[qi] = ok
       end
-      if not (held[y] and ok) then
+      if held then
+        ok = ok and held[y]
+      else
+        ok = ok and member[entries[y]]
+      end
+      if not ok then
         pass[j] = 'unfit'
         unfit[#unfit + 1] = ids[j + 1]
         if gone == entries then

@@ -75,17 +75,18 @@ local function read_zmscore(key, items)
 end
 
 -- whether each of `items` (distinct) is a member of the sorted set `key` of `card` members (its
--- ZCARD), as read_zmscore answers it (the item's place -> truthy when it is), and, when the set
--- was read whole, the items that are members in the set's order (else false). Read whole with
--- one ZRANGE while it holds at most twice as many members as `items` (at most 2,000 a call of
--- ack.lua): a small set is a listpack, which each ZMSCORE lookup scans, as each ZREM does up
--- to the member it removes (removed in the set's order, each is the first of those left)
+-- ZCARD): either as read_zmscore answers it (the item's place -> truthy when it is), then false,
+-- false; or false, then item -> true when it is (false when not), then the items that are in
+-- the set's order, when the set was read whole: with one ZRANGE while it holds at most twice
+-- as many members as `items` (at most 2,000 a call of ack.lua). A small set is a listpack,
+-- which each ZMSCORE lookup scans, as each ZREM does up to the member it removes (removed in
+-- the set's order, each is the first of those left).
 local function read_held(key, items, card)
   local n = #items
   if n == 0 or card > 2 * n then
-    return read_zmscore(key, items), false
+    return read_zmscore(key, items), false, false
   end
-  local mark, in_order, held = {}, {}, {}
+  local mark, in_order = {}, {}
   for i = 1, n do
     mark[items[i]] = false
   end
@@ -97,8 +98,5 @@ local function read_held(key, items, card)
       in_order[#in_order + 1] = m
     end
   end
-  for i = 1, n do
-    held[i] = mark[items[i]]
-  end
-  return held, in_order
+  return false, mark, in_order
 end
