@@ -13,17 +13,22 @@ from errands.store.scripts import Acked, Scripts
 from tests.support.commandstats import command_calls
 
 
-async def test_an_ack_on_the_common_path_sends_one_exists_and_no_needless_hdel(
-    redis: Redis, namespace: str
-) -> None:
+async def _fetched(redis: Redis, namespace: str, n: int) -> tuple[Keys, Scripts, int, list[Acked]]:
+    """n jobs of "work" enqueued and fetched by pool "p": their acks, ready to send."""
     keys = Keys(namespace)
     scripts = Scripts(redis, keys)
     async with Enqueuer(redis, namespace=namespace) as enqueuer:
-        await enqueuer.enqueue_many([("work", {"i": i}) for i in range(32)])
+        await enqueuer.enqueue_many([("work", {"i": i}) for i in range(n)])
     now = await scripts.heartbeat("p", b"{}", 60_000, "register")
-    got = await scripts.fetch("p", now, 32, [("work", 0)])
-    assert got is not None and len(got) == 32
-    done = [Acked(f.id, "work", b"1", now, 86_400_000, 1, f.token) for f in got]
+    got = await scripts.fetch("p", now, n, [("work", 0)])
+    assert got is not None and len(got) == n
+    return keys, scripts, now, [Acked(f.id, "work", b"1", now, 86_400_000, 1, f.token) for f in got]
+
+
+async def test_an_ack_on_the_common_path_sends_one_exists_and_no_needless_hdel(
+    redis: Redis, namespace: str
+) -> None:
+    keys, scripts, now, done = await _fetched(redis, namespace, 32)
     await redis.config_resetstat()
     assert await scripts.ack("p", done, False, now, True) == []
     sent = await command_calls(redis)
@@ -42,14 +47,7 @@ async def test_the_in_progress_entries_are_read_whole_while_the_set_is_small(
     holds at most twice as many members as the jobs acknowledged (each ZMSCORE lookup scans a
     small set), else with ZMSCORE: the same verdicts either way (an entry not in the set leaves
     its job alone as unfit), and the entries of the jobs acknowledged are removed."""
-    keys = Keys(namespace)
-    scripts = Scripts(redis, keys)
-    async with Enqueuer(redis, namespace=namespace) as enqueuer:
-        await enqueuer.enqueue_many([("work", {"i": i}) for i in range(12)])
-    now = await scripts.heartbeat("p", b"{}", 60_000, "register")
-    got = await scripts.fetch("p", now, 12, [("work", 0)])
-    assert got is not None and len(got) == 12
-    done = [Acked(f.id, "work", b"1", now, 86_400_000, 1, f.token) for f in got]
+    keys, scripts, now, done = await _fetched(redis, namespace, 12)
     in_progress = keys.in_progress("p")
     # 4 jobs of a set of 11 (one entry gone): ZMSCORE; then 8 of 7 (one more gone): ZRANGE
     left = len(done)  # (attempts: the unfit keep theirs)

@@ -118,13 +118,9 @@ local function lim_queued(P, id, score, p)
 end
 
 -- whether any job of the namespace has a partition (HLEN of `part`, key P.part: its type check
--- too), and the error reply saying `outcome` when `part` is of another type
+-- too), and the error reply saying `outcome` when `part` is of another type (lib/types.lua)
 local function lim_any(part, outcome)
-  local n = redis.pcall('HLEN', part)
-  if type(n) == 'table' then
-    return false, wrong_key(part, outcome)
-  end
-  return n > 0
+  return any_field(part, outcome)
 end
 
 -- one running job of partition p less (its count dropped at 0)
