@@ -3,7 +3,7 @@
 -- before Q per job name, nq names).
 
 -- fetch_found(outcome): what the call finds in the keys that only some calls use, each read
--- with redis.pcall: partitioned (partitions holds a field: lib/limits.lua's lim_any), others
+-- with redis.pcall: partitioned (partitions holds a field: lib/types.lua's any_field), others
 -- (dedup_of_job, unique_of_job or listening exists too), deduped (dedup_of_job holds a field),
 -- unique (unique_of_job holds one: some job holds a unique lock), then the error reply naming
 -- the first of partitions, dedup_of_job and unique_of_job of another type (lib/types.lua's
@@ -14,7 +14,7 @@ local function fetch_found(outcome)
   if present == 0 then
     return false, false, false, false, nil
   end
-  local partitioned, wrong = lim_any(KEYS[14], outcome)
+  local partitioned, wrong = any_field(KEYS[14], outcome)
   if present == (partitioned and 1 or 0) then
     return partitioned, false, false, false, wrong
   end

@@ -117,12 +117,6 @@ local function lim_queued(P, id, score, p)
   lim_ready(P, p)
 end
 
--- whether any job of the namespace has a partition (HLEN of `part`, key P.part: its type check
--- too), and the error reply saying `outcome` when `part` is of another type (lib/types.lua)
-local function lim_any(part, outcome)
-  return any_field(part, outcome)
-end
-
 -- one running job of partition p less (its count dropped at 0)
 local function lim_unrun(P, p)
   if redis.call('HINCRBY', P.prun, p, -1) <= 0 then
