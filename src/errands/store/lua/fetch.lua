@@ -241,14 +241,11 @@ for i = 1, nq do
     -- Returns how many it left in place, whether one of them has a partition, and the score
     -- of the last entry it looked at.
     local function look(window)
-      local nd, kept, parted, last = 0, 0, false, false
+      local drop, nd, kept, parted, last = {}, 0, 0, false, false
       local ids = {}
       for j = 1, #window, 2 do
         ids[(j + 1) / 2] = window[j]
       end
-      -- the entries to drop (nd of them): `ids` itself while each entry so far is one of them
-      -- (the common case), copied (lib/chunked.lua's copy_head) at the first that is not
-      local drop = ids
       -- one HMGET each for the window's partitions, envelopes, attempts and recoveries (entries
       -- are distinct ids; what this window takes is written by flush_taken() before the next
       -- reads)
@@ -265,34 +262,21 @@ for i = 1, nq do
         local env = not by_partition and not atts[x] and envs[x]
         if by_partition then
           kept, parted = kept + 1, true
-          if drop == ids then
-            drop = copy_head(ids, nd)
-          end
         elseif not env then
           nd = nd + 1
-          if drop ~= ids then
-            drop[nd] = id
-          end
+          drop[nd] = id
         else
           local suspect = isolate > 0 and suspect_of(id) or 0
           if suspect == 0 or suspects == 0 then
             nd = nd + 1
-            if drop ~= ids then
-              drop[nd] = id
-            end
+            drop[nd] = id
             take(i, name, id, env, window[j + 1], suspect)
             got = got + 1
             suspects = suspects + suspect
           else
             kept = kept + 1
-            if drop == ids then
-              drop = copy_head(ids, nd)
-            end
           end
         end
-      end
-      if drop == ids and nd < #ids then  -- (the window looked at in part)
-        drop = copy_head(ids, nd)
       end
       flush_taken()
       call_chunked('ZREM', q, drop)

@@ -12,19 +12,6 @@ local function call_chunked(cmd, key, items)
   end
 end
 
--- a new list of items[1], ..., items[m] (unpack() up to CHUNK of them: one table of its size at
--- once, where a list filled one at a time is moved to a larger one at each power of two)
-local function copy_head(items, m)
-  if m <= CHUNK then
-    return {unpack(items, 1, m)}
-  end
-  local out = {}
-  for i = 1, m do
-    out[i] = items[i]
-  end
-  return out
-end
-
 -- the replies of a read command over many members (HMGET, ...), 1,000 at a time, in one list
 -- (an absent member's reply is false, as redis.call gives it); up to 1,000 the reply itself
 local function read_chunked(cmd, key, items)
