@@ -196,7 +196,7 @@ def bulks(values: Iterable[str | int]) -> str:
 
 
 def _strs(values: Sequence[str]) -> bytes:
-    text = "".join([f"${len(v)}\r\n{v}\r\n" for v in values])
+    text = bulks(values)
     if text.isascii():  # one byte per character: the lengths are right
         return text.encode()
     return b"".join([_BULK % (len(d), d) for d in (v.encode() for v in values)])
