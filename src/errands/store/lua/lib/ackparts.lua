@@ -8,11 +8,12 @@
 -- the partitions of the jobs that pass (job j's into part_of[j]), and per name index the list
 -- of them (a partition once per job), or the error reply of the partitions' key of another type
 local function ack_part_reads(n, ids, qis, pass, part_of)
-  -- (read with pcall: its type check, ack_types does not ask again; n <= ACK_MAX, one HMGET)
-  local parts, asked = n > 0 and redis.pcall('HMGET', KEYS[25], unpack(ids, 1, n)) or {}, {}
-  if parts.err then
-    return wrong_key(KEYS[25], 'nothing acknowledged')
+  -- (lib/ackcheck.lua's ack_read: its type check, ack_types does not ask again; one HMGET)
+  local parts, bad = ack_read(KEYS[25], ids)
+  if not parts then
+    return bad
   end
+  local asked = {}
   for j = 0, n - 1 do
     local p = parts[j + 1]
     if p and pass[j] == true then
