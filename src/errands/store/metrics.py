@@ -58,7 +58,9 @@ class Counters:
 
     def started(self, name: str, waited: float, at: float) -> None:
         """A job of ``name`` started at ``at`` after waiting ``waited`` seconds."""
-        wait = max(0, round(waited * 1000))
+        wait = round(waited * 1000)
+        if wait < 0:  # (not max(0, ...): a builtin's call with its tuple, ~800 CPU instructions)
+            wait = 0
         fields = self._fields.get(name)
         if fields is None:  # (the field names of each job name made once: the hot path)
             fields = self._fields[name] = ("wait:" + name, "started:" + name)
