@@ -125,6 +125,20 @@ def test_an_ack_of_results_not_ascii_is_packed_as_its_lists_are(acked: Acked) ->
     assert packed == pack_call(b"f", *ack_request(keys, "p", [acked], True, 1, True), b"FCALL")
 
 
+@pytest.mark.parametrize("n", [4095, 4096, 70_000])
+def test_an_ack_of_long_values_is_packed_as_its_lists_are(n: int) -> None:
+    """Lengths of 4,096 and more have no head kept (store/bulk.py HEADS): made each time."""
+    keys, packer = Keys("ns"), AckPacker(Keys("ns"))
+    done = [
+        Acked("j1", "a", b"r" * n, 1, 0, 1, "1"),
+        Acked("j" * n, "a", b"null", 1, 0, 1, "t" * n),
+        Acked("j3", "a", b"null", 1, 0, 1, "1", envelope_json=b"e" * n, history_json=b"h" * n),
+    ]
+    for _ in range(2):  # (the second time with the heads the first one kept)
+        packed = packer.pack(b"FCALL", b"f", "p", done, True, 1, True)
+        assert packed == pack_call(b"f", *ack_request(keys, "p", done, True, 1, True), b"FCALL")
+
+
 def test_an_empty_pool_id_raises_as_its_lists_do() -> None:
     keys, acked = Keys("ns"), Acked("j", "a", b"null", 1, 0, 1, "1")
     with pytest.raises(ValueError) as lists:

@@ -131,7 +131,6 @@ class AckPacker:
             if not (sid.isascii() and token.isascii()):
                 return None
             key = prefix + sid if sid.isalnum() else k.done(sid)
-            keys.append(f"{heads[len(key)]}{key}\r\n")
             if a.name != name:
                 name = a.name
                 if not name.isascii():
@@ -139,11 +138,18 @@ class AckPacker:
                 at, ttl = index.setdefault(name, (len(index) + 1, a.ttl_ms))
                 i = bulks([at])
             result, started, attempt = a.result.decode("latin-1"), str(a.started_ms), str(a.attempt)
-            jobs.append(
-                f"{heads[len(sid)]}{sid}\r\n{i}{heads[len(result)]}{result}\r\n"
-                f"{heads[len(started)]}{started}\r\n{heads[len(attempt)]}{attempt}\r\n"
-                f"{heads[len(token)]}{token}\r\n"
-            )
+            try:
+                key_text = f"{heads[len(key)]}{key}\r\n"
+                job_text = (
+                    f"{heads[len(sid)]}{sid}\r\n{i}{heads[len(result)]}{result}\r\n"
+                    f"{heads[len(started)]}{started}\r\n{heads[len(attempt)]}{attempt}\r\n"
+                    f"{heads[len(token)]}{token}\r\n"
+                )
+            except KeyError:  # a length not in HEADS yet, or of 4,096 or more (bulk.py)
+                key_text = bulks([key])
+                job_text = bulks([sid]) + i + bulks([result, started, attempt, token])
+            keys.append(key_text)
+            jobs.append(job_text)
             if a.ttl_ms != ttl or a.envelope_json or a.history_json:
                 envelope, old = a.envelope_json.decode("latin-1"), a.history_json.decode("latin-1")
                 extras.append(bulks([place, a.ttl_ms, envelope, old]))

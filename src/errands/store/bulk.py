@@ -174,25 +174,33 @@ def _bulk(value: bytes) -> bytes:
     return _BULK % (len(value), value)
 
 
-class _Heads(dict[int, str]):
-    """``HEADS[n]``: ``"$<n>\r\n"``, the head of a bulk string of n bytes, made once for the
-    lengths under 4,096 (formatting an int costs ~450 CPU instructions, a look-up ~60)."""
+HEADS: dict[int, str] = {}
+"""``HEADS[n]``: ``"$<n>\r\n"``, the head of a bulk string of n bytes, for the lengths under
+4,096 met so far (:func:`head` adds them): formatting an int costs ~450 CPU instructions, a
+look-up ~60. A plain dict: a dict subclass's look-up (``__missing__``) calls its ``__getitem__``
+through the type's slot, ~300. A length it lacks raises KeyError: the caller makes the text again
+with :func:`head` (as :func:`bulks` does)."""
 
-    def __missing__(self, n: int) -> str:
-        head = f"${n}\r\n"
+
+def head(n: int) -> str:
+    """``"$<n>\r\n"``, kept in HEADS when ``n`` is under 4,096."""
+    text = HEADS.get(n)
+    if text is None:
+        text = f"${n}\r\n"
         if n < 4096:
-            self[n] = head
-        return head
-
-
-HEADS = _Heads()
+            HEADS[n] = text
+    return text
 
 
 def bulks(values: Iterable[str | int]) -> str:
     """``values`` as bulk strings of the Redis protocol, as text: the bytes hiredis packs once
     encoded when the text is ASCII (one byte a character: the lengths are right), which the
     caller checks (store/fetchcall.py, store/ackcall.py: their calls packed in one format)."""
-    return "".join([f"{HEADS[len(v)]}{v}\r\n" for v in map(str, values)])
+    texts = list(map(str, values))
+    try:
+        return "".join([f"{HEADS[len(v)]}{v}\r\n" for v in texts])
+    except KeyError:  # a length not in HEADS yet, or of 4,096 or more
+        return "".join([f"{head(len(v))}{v}\r\n" for v in texts])
 
 
 def _strs(values: Sequence[str]) -> bytes:
