@@ -243,7 +243,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
             finally:
                 # from here on a cancel request no longer reaches the task: it must not
                 # interrupt the settling of the job
-                self.running.pop(job.id, None)
+                held = self.running.pop(job.id, None)
                 self._observe(time.perf_counter() - started)
         except LeftInProgress:
             log.warning(
@@ -305,7 +305,9 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         self._ack(job, jt, encoded, started_ms, (time.perf_counter() - started) * 1000)
         # nothing of this job awaits any more (its ack is queued): its slot goes to the next
         # job now, in this turn of the loop, not a turn later in the task's done callback
-        task = asyncio.current_task()
+        # (its task as _spawn noted it, the one running this job; else, under an eager task
+        # factory, asyncio.current_task(): Python-level on 3.11, ~400 CPU instructions)
+        task = held[1] if held is not None and held[0] is job else asyncio.current_task()
         if task is not None and task in self.tasks:
             self._free_slot(task, job.id)
             # and its done callback has nothing left to do (_task_done): taken off, so that
