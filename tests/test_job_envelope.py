@@ -58,3 +58,14 @@ def test_four_fields_with_a_partition_but_no_time_are_still_checked() -> None:
     with pytest.raises(ValueError, match="timeout"):
         Job.from_envelope("i", {"n": "x", "a": {}, "o": "soon", "k": "p"})
     assert Job.from_envelope("i", {"n": "x", "a": {}, "p": 4, "k": "p"}).priority == 4
+
+
+@pytest.mark.parametrize("partition", [None, "customer:7"])
+def test_the_short_paths_set_every_attribute_as_init_does(partition: str | None) -> None:
+    """Job._plain (the short paths' maker, without __init__'s keyword arguments) sets each slot
+    to what __init__ sets: a slot added to one and not the other fails here."""
+    made = Job("send", {"to": "a"}, id="j4", enqueued_at=2.0, partition=partition)
+    plain = Job._plain("send", {"to": "a"}, "j4", 2.0, partition)
+    for slot in Job.__slots__:
+        assert getattr(plain, slot) == getattr(made, slot), slot
+        assert type(getattr(plain, slot)) is type(getattr(made, slot)), slot
