@@ -130,7 +130,9 @@ class AckPacker:
             sid, token = a.id, a.token
             if not (sid.isascii() and token.isascii()):
                 return None
-            key = prefix + sid if sid.isalnum() else k.done(sid)
+            # (ASCII: the same as str.isalnum, with a table look-up a character instead of a
+            # call of the Unicode database's, ~40 CPU instructions a character)
+            key = prefix + sid if sid.encode().isalnum() else k.done(sid)
             if a.name != name:
                 name = a.name
                 if not name.isascii():
