@@ -37,6 +37,7 @@ class Acker:
         self.pending: list[Acked] = []
         self.inflight: list[Acked] = []
         self._wake = False
+        self._members = False  # a workflow member's ack is pending (its run's walks go on after)
         self._soon = False  # the flusher's wake-up is scheduled (add)
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -58,6 +59,9 @@ class Acker:
         before the flusher's call is built (which then carries the acks of the whole batch)."""
         self.pending.append(acked)
         self._wake = self._wake or wake
+        job = acked.job
+        if job is not None and job._wf and job._wf[0]:  # (job.workflow_id, without its call)
+            self._members = True
         if not self._soon:
             self._soon = True
             asyncio.get_running_loop().call_soon(self._set)
@@ -88,6 +92,7 @@ class Acker:
             # failure sends them all again: each call is idempotent on re-send)
             batch, self.pending = self.pending, []
             wake, self._wake = self._wake, False
+            members, self._members = self._members, False
             self.inflight = batch
             try:
                 report = await self.scripts.ack_report(
@@ -96,6 +101,7 @@ class Acker:
             except Exception as exc:  # not only REDIS_ERRORS: the flusher must never die
                 self.pending[:0] = batch
                 self._wake = self._wake or wake
+                self._members = self._members or members
                 level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
                 log.log(
                     level, "ack of %d jobs failed (%r); retrying in %.2fs", len(batch), exc, delay
@@ -106,7 +112,7 @@ class Acker:
             finally:
                 self.inflight = []
             self._log(batch, set(report.refused), set(report.unfit))
-            if any(a.job is not None and a.job.workflow_id for a in batch):
+            if members:  # (not a look at each job of the batch: ~1,200 CPU instructions a job)
                 self._continue_walks()
 
     def _continue_walks(self) -> None:
