@@ -187,7 +187,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
             since = run_at
         self.counters.started(name, now - since, now)
         self._spawn(self._run(job, self.job_types[name]), job)
-        early = self._early_cancels.pop(job.id, None)
+        early = self._early_cancels.pop(job.id, None) if self._early_cancels else None
         if early is not None and time.monotonic() - early[1] < 10.0:
             self.confirm_early_cancel(job.id)
 
@@ -239,7 +239,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
                 else:
                     async with asyncio.timeout(limit) as scope:
                         result = await self._runners[job.name](job)
-                encoded = encode_result(job, jt, result)
+                # (most handlers return nothing: encode_result's first answer, without its call)
+                encoded = b"null" if result is None else encode_result(job, jt, result)
             finally:
                 # from here on a cancel request no longer reaches the task: it must not
                 # interrupt the settling of the job
