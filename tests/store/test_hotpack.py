@@ -133,6 +133,7 @@ def test_an_ack_of_long_values_is_packed_as_its_lists_are(n: int) -> None:
         Acked("j1", "a", b"r" * n, 1, 0, 1, "1"),
         Acked("j" * n, "a", b"null", 1, 0, 1, "t" * n),
         Acked("j3", "a", b"null", 1, 0, 1, "1", envelope_json=b"e" * n, history_json=b"h" * n),
+        Acked("j4", "a", b"null", 1, 0, n, "1"),  # (an attempt number past the packed ones)
     ]
     for _ in range(2):  # (the second time with the heads the first one kept)
         packed = packer.pack(b"FCALL", b"f", "p", done, True, 1, True)
