@@ -15,6 +15,7 @@ jobs at concurrency 1 ran 3 to 5 starts in 3 s instead of 9.)"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -101,4 +102,4 @@ class Lookahead:
     def _observe(self, seconds: float) -> None:
         """Keep the moving mean of run times that decides the lookahead."""
         mean = self._mean_run
-        self._mean_run = seconds if mean == float("inf") else 0.8 * mean + 0.2 * seconds
+        self._mean_run = seconds if mean == math.inf else 0.8 * mean + 0.2 * seconds
