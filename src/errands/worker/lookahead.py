@@ -74,13 +74,15 @@ class Lookahead:
         """Start the next job held ahead in the slot just freed, if any; those before it that
         waited past their longest wait go back instead of starting late (the fetch loop gives
         them back too, but not while it awaits a fetch)."""
-        now, stale = time.monotonic(), []
-        while self.buffer and self.buffer[0][2] <= now:
-            stale.append(self.buffer.popleft())
-        for name, item, _due in stale:
-            self._give_back(name, item)
-        if self.buffer:
-            name, item, _due = self.buffer.popleft()
+        buffer, now = self.buffer, time.monotonic()
+        if buffer and buffer[0][2] <= now:  # (most often none did: no list made, no loop)
+            stale = []
+            while buffer and buffer[0][2] <= now:
+                stale.append(buffer.popleft())
+            for name, item, _due in stale:
+                self._give_back(name, item)
+        if buffer:
+            name, item, _due = buffer.popleft()
             self._start(name, item)
 
     def requeue_stale_buffer(self) -> int:
