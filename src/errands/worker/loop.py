@@ -214,7 +214,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         """The task no longer counts against the concurrency: the next job held ahead starts."""
         self.tasks.discard(task)
         if job_id is not None:
-            self._suspects.discard(job_id)
+            if self._suspects:  # (none, most often: no call)
+                self._suspects.discard(job_id)
             self._started_at.pop(job_id, None)
         if self.buffer and not self._stopping and len(self.tasks) < self.concurrency:
             self.start_held()
@@ -300,7 +301,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
             return
         finally:
             self.running.pop(job.id, None)
-            self._cancel_requests.pop(job.id, None)  # a request that came too late
+            if self._cancel_requests:  # (a request that came too late; none, most often)
+                self._cancel_requests.pop(job.id, None)
         self.processed += 1
         self.counters.ended("done", self.clock.now())
         self._ack(job, jt, encoded, started_ms, (time.perf_counter() - started) * 1000)
