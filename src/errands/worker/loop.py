@@ -300,9 +300,11 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
             )
             return
         finally:
-            self.running.pop(job.id, None)
-            if self._cancel_requests:  # (a request that came too late; none, most often)
-                self._cancel_requests.pop(job.id, None)
+            # (this run's entry in running went as its handler ended: one there now is a later
+            # run's of the same job, fetched again while this one settled, and so is a cancel
+            # request for the job: both left to that run)
+            if self._cancel_requests and job.id not in self.running:
+                self._cancel_requests.pop(job.id, None)  # a request that came too late
         self.processed += 1
         self.counters.ended("done", self.clock.now())
         self._ack(job, jt, encoded, started_ms, (time.perf_counter() - started) * 1000)
