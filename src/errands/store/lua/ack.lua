@@ -71,10 +71,18 @@ if bad_arg then
   return bad_arg
 end
 -- workflows, listening, partitioned: one EXISTS of the three keys while none exists (the
--- common case), else partitions on its own, then workflow_of while another may exist
-local workflows, partitioned, listening
+-- common case), else partitions on its own, then workflow_of while another may exist. The first
+-- EXISTS asks for the hashes most calls find absent too (`rare`: whether one of them exists):
+-- dedup_of_job, unique_of_job and those forget HDELs but jobs, attempts and errors (which the
+-- dead jobs kept hold): priorities, recoveries, checkins, cancel requests, checkpoints. While
+-- none does, none is asked again (its HLEN: 0, no type to check), and the three keys are asked
+-- again on their own only while one of the ten exists
+local workflows, partitioned, listening, rare
 do
-  local present = redis.call('EXISTS', KEYS[21], KEYS[10], KEYS[25])
+  local all = redis.call('EXISTS', KEYS[21], KEYS[10], KEYS[25], KEYS[20], KEYS[14], KEYS[4],
+    KEYS[5], KEYS[9], KEYS[12], KEYS[18])
+  local present = all > 0 and redis.call('EXISTS', KEYS[21], KEYS[10], KEYS[25]) or 0
+  rare = all > present  -- (EXISTS counts a key given twice twice: each of the seven's)
   partitioned = present > 0 and redis.call('EXISTS', KEYS[25]) == 1
   workflows = present > (partitioned and 1 or 0) and redis.call('EXISTS', KEYS[21]) == 1
   listening = present > (workflows and 1 or 0) + (partitioned and 1 or 0)
@@ -86,7 +94,10 @@ local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[11], recov = KEYS[5], c
   ended = KEYS[17], ckpt = KEYS[18]}
 local d = {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1], dedup = KEYS[19],
   dedupjob = KEYS[20], next = KEYS[22], reruns = KEYS[23], seq = KEYS[24]}
-local deduped, wrong_dedup = any_field(KEYS[20], 'nothing acknowledged')  -- (lib/types.lua)
+local deduped, wrong_dedup = false, nil
+if rare then
+  deduped, wrong_dedup = any_field(KEYS[20], 'nothing acknowledged')  -- (lib/types.lua)
+end
 if wrong_dedup then
   return wrong_dedup
 end
@@ -166,14 +177,14 @@ end
 -- listening key is read with EXISTS/pcall; attempts, and jobs when an envelope was read, by
 -- the reads above; unique and unique_expiry only while some job holds a unique lock): another
 -- type fails the call before its first write
-local unique = redis.pcall('HLEN', k.uniqjob)
+local unique = rare and redis.pcall('HLEN', k.uniqjob) or 0
 if type(unique) == 'table' then
   return redis.error_reply('WRONGTYPE ' .. k.uniqjob .. ' holds another type: nothing acknowledged')
 end
 k.unique = unique > 0
 -- each key's type (lib/ackcheck.lua ack_types), and forget's hashes found absent
 local wrong, size = ack_types(n, names, #need == 0, history, k.unique, deduped, workflows,
-  partitioned, name_list)
+  partitioned, name_list, rare)
 if wrong then
   return wrong
 end

@@ -145,16 +145,22 @@ end
 -- not_hash_counter), or nil and size (key index -> its HLEN's, ZCARD's or SCARD's answer). The
 -- counters are read with the HMGET their check needs in the places of their keys' type checks;
 -- dedup_of_job is not asked (ack.lua's any_field read it), nor attempts (ack_fence's read).
--- `jobs`: the jobs hash was not read (no envelope needed: else ack_read read it).
+-- `jobs`: the jobs hash was not read (no envelope needed: else ack_read read it). `rare`
+-- false: priorities, recoveries, checkins, cancel requests and checkpoints are absent (ack.lua's
+-- EXISTS): not asked, their sizes 0.
 local function ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned,
-    name_list)
+    name_list, rare)
   local B = 25
-  local TYPES = {jobs and 'HLEN', 'HMGET', 'ZCARD', 'HLEN', 'HLEN', 'HMGET', 'SCARD',
-    history and 'HLEN', 'HLEN', false, 'HLEN', 'HLEN', false, false, unique and 'HLEN',
-    unique and 'ZCARD', 'ZCARD', 'HLEN', deduped and 'HLEN', false, workflows and 'HLEN',
+  local R = rare and 'HLEN'  -- (else each of them absent: its size 0, below)
+  local TYPES = {jobs and 'HLEN', 'HMGET', 'ZCARD', R, R, 'HMGET', 'SCARD',
+    history and 'HLEN', R, false, 'HLEN', R, false, false, unique and 'HLEN',
+    unique and 'ZCARD', 'ZCARD', R, deduped and 'HLEN', false, workflows and 'HLEN',
     deduped and 'HLEN', deduped and 'ZCARD', false, false}
   local FIELDS = {[2] = name_list, [6] = {'processed'}}
   local size, counts = {}, {}  -- key index -> its HLEN's (ZCARD's, SCARD's) answer; HMGET's
+  if not rare then
+    size[4], size[5], size[9], size[12], size[18] = 0, 0, 0, 0, 0
+  end
   local function check(j, cmd)
     local got
     if cmd == 'HMGET' and #FIELDS[j] > 0 then

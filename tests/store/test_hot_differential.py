@@ -1,0 +1,269 @@
+"""fetch.lua and ack.lua of this tree against those of commit BASE (read from git, called with
+the same arguments): the same seeded states in two databases of one server, the same calls, the
+same replies (errors included), the same keys after (each key's DUMP; its PTTL within a second),
+the same messages published. For changes of how the scripts read or write (the commands they
+send, the order of a command's members) that must change nothing they answer or store.
+
+fetch: one to three job names (one partitioned, limits specs with rates and concurrency),
+priorities, unique and dedup jobs, a name paused, jobs recovered from dead pools with isolation
+on, listeners, in-progress entries of the pool already there (of the same score or an older
+one), hand-offs armed or not, batches of 1 to 40, calls re-sent and keys of another type.
+ack: test_ack_differential.py's scenarios, and the hashes most calls find absent (dedup_of_job,
+unique_of_job, priorities, recoveries, checkins, errors, cancel requests, checkpoints) holding
+fields of the jobs or of others, or of another type, now and then. TIME is pinned in both."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import tarfile
+from collections import Counter
+from collections.abc import AsyncIterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Dedup, Enqueuer
+from errands.store import luasource
+from errands.store.ackcall import ack_request
+from errands.store.fetchcall import FetchCall, fetch_request
+from errands.store.keys import Keys
+from errands.store.luasource import lua_source
+from errands.store.scripts import Acked, Scripts
+from tests.store.test_ack_differential import (
+    END,
+    _acks,
+    _break,
+    _drain,
+    _pattern,
+    _pinned,
+    _run,
+    _same,
+    _seed,
+    _snapshot,
+    _tally,
+)
+
+BASE = "2567cc0"  # main before ack.lua's EXISTS of the hashes most calls find absent
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = int(os.environ.get("HOT_DIFF_SCENARIOS", "100"))
+FETCH_WHAT = ("fetched", "suspects", "published", "re-sent calls", "idle marks", "another type",
+              "lease lost", "older entries", "same-score entries")  # fmt: skip
+WHAT = ("acknowledged", "unfit", "refused", "published", "re-sent calls", "bad number",
+        "another type", "rare present", "rare of another type", "rare all absent")  # fmt: skip
+
+
+def _base_source(tmp: Path, script: str) -> str:
+    """`script`.lua at BASE with its libs, expanded as store/luasource.py expands it."""
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("no git checkout to read the base scripts from")
+    got = subprocess.run(
+        [git, "-C", str(ROOT), "archive", BASE, "src/errands/store/lua"],
+        capture_output=True,
+        check=False,
+    )
+    if got.returncode != 0:
+        pytest.skip(f"commit {BASE} not found")
+    with tarfile.open(fileobj=BytesIO(got.stdout)) as tar:
+        tar.extractall(tmp, filter="data")
+    lua = tmp / "src/errands/store/lua"
+    lines: list[tuple[str, bool]] = []
+    luasource._expand(lua, lua / f"{script}.lua", set(), lines, in_lib=False)
+    return "\n".join(luasource._unused_left_out(lines, script)) + "\n"
+
+
+def _rare(keys: Keys) -> list[str]:
+    return [keys.dedup_of_job, keys.unique_of_job, keys.priorities, keys.recoveries,
+            keys.checkins, keys.errors, keys.cancel_requests, keys.checkpoints]  # fmt: skip
+
+
+async def _rare_seed(
+    redis: Redis, rng: random.Random, keys: Keys, done: list[Acked], seen: Counter[str]
+) -> None:
+    """Fields of the jobs (or of others) in some of the hashes most calls find absent, or one of
+    them of another type."""
+    for key in _rare(keys):
+        roll = rng.random()
+        if roll < 0.04:
+            await redis.delete(key)
+            await redis.set(key, "x")
+            seen["rare of another type"] += 1
+        elif roll < 0.2 and key not in (keys.dedup_of_job, keys.unique_of_job):
+            ids = [a.id for a in done if rng.random() < 0.5] or ["other"]
+            await redis.hset(key, mapping=dict.fromkeys(ids, "1"))
+            seen["rare present"] += 1
+    if not await redis.exists(*_rare(keys)):
+        seen["rare all absent"] += 1
+
+
+@pytest.fixture
+async def dbs(redis_url: str) -> AsyncIterator[tuple[Redis, Redis, Redis]]:
+    """Databases 1 (BASE's ack), 2 (this tree's) and 3 (seeded, then copied to both)."""
+    base = redis_url.rsplit("/", 1)[0] if redis_url.count("/") > 2 else redis_url
+    got = [Redis.from_url(f"{base}/{db}") for db in (1, 2, 3)]
+    yield got[0], got[1], got[2]
+    for r in got:
+        await r.aclose()
+
+
+async def test_ack_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_path: Path) -> None:
+    old, new, seeded = dbs
+    old_sha = await old.script_load(_pinned(_base_source(tmp_path, "ack")))
+    new_sha = await new.script_load(_pinned(lua_source("ack")))
+    seen: Counter[str] = Counter()
+    for seed in range(SCENARIOS):
+        rng = random.Random(seed)
+        keys = Keys(f"h{seed}x{rng.getrandbits(32):x}")
+        done = _acks(rng, await _seed(seeded, rng, keys.namespace))
+        await _break(seeded, rng, keys, done)
+        await _rare_seed(seeded, rng, keys, done, seen)
+        async for key in seeded.scan_iter(match=_pattern(keys)):
+            assert await seeded.copy(key, key, destination_db=1)
+            assert await seeded.copy(key, key, destination_db=2)
+        pubsub = old.pubsub()
+        await pubsub.subscribe(keys.events_channel, keys.wake_channel)
+        await _drain(old, pubsub, keys.wake_channel)  # (the confirmations)
+        history, wake = rng.random() < 0.6, rng.random() < 0.3
+        calls = [done[:1], done[1:]] if rng.random() < 0.3 else [done]
+        try:
+            for again in range(2 if rng.random() < 0.4 else 1):  # re-sent
+                for call in calls:
+                    request = ack_request(keys, "p", call, wake, 7, history)
+                    a = await _run(old, old_sha, *request)
+                    heard = await _drain(old, pubsub, keys.wake_channel)
+                    b = await _run(new, new_sha, *request)
+                    assert a == b, (seed, call)
+                    assert await _drain(old, pubsub, keys.wake_channel) == heard
+                    _tally(seen, a, heard, request[1])
+                    seen["re-sent calls"] += again
+        finally:
+            await pubsub.aclose()
+        _same(await _snapshot(old, keys), await _snapshot(new, keys))
+        for db in (old, new, seeded):
+            await db.delete(*[k async for k in db.scan_iter(_pattern(keys))], "_")
+    print(dict(seen))
+    assert all(seen[what] > 0 for what in WHAT), seen
+
+
+NAMES = ("work", "mail", "sms")
+SPECS = ("", "", "c=2", "r=5/60000", "c=1;r=100/60000")
+
+
+async def _fetch_seed(
+    redis: Redis, rng: random.Random, keys: Keys, seen: Counter[str]
+) -> FetchCall:
+    """Jobs queued in a namespace, and the fetch to compare."""
+    names = rng.sample(NAMES, rng.randint(1, 3))
+    async with Enqueuer(redis, namespace=keys.namespace, strict=None) as enq:
+        for name in names:
+            for i in range(rng.randint(0, 30)):
+                part = rng.choice("abc") if name == "sms" else None
+                prio = rng.choice([0, 0, 0, 5, -3])
+                roll = rng.random()
+                if roll < 0.1:
+                    await enq.enqueue_unique(name, {"u": i}, priority=prio, partition=part)
+                elif roll < 0.2:
+                    dedup = Dedup(f"k{i % 3}", until="finished", rerun_latest=True)
+                    await enq.enqueue(name, {"d": i}, dedup=dedup, partition=part)
+                else:
+                    await enq.enqueue(name, {"i": i}, priority=prio, partition=part)
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
+    specs = {n: rng.choice(SPECS) for n in names}
+    queues = [(n, rng.choice([0, 0, 3, 50])) for n in names]
+    if rng.random() < 0.5:  # in-progress entries of the pool already there
+        now = rng.choice([1, 7])
+        seen["same-score entries" if now == 7 else "older entries"] += 1
+        await scripts.fetch("p", now, rng.randint(1, 6), queues, specs=specs,
+                            dead_timeout_ms=10**13)  # fmt: skip
+    ids = sorted(m.decode() for m in await redis.hkeys(keys.jobs))
+    if ids and rng.random() < 0.3:
+        await redis.hset(keys.recoveries, mapping={i: rng.choice([1, 2, 3]) for i in ids[:5]})
+    if rng.random() < 0.15:
+        await redis.sadd(keys.paused, rng.choice(names))
+    if rng.random() < 0.3:
+        await redis.hset(keys.listening, mapping={"*": 1, **dict.fromkeys(ids[:3], 1)})
+    if rng.random() < 0.05:
+        await redis.zrem(keys.pools, "p")  # the lease lost
+        seen["lease lost"] += 1
+    return FetchCall(
+        "p", 7, rng.randint(1, 40), queues, rng.choice([0, 0, 2]), rng.choice([0, 0, 1]),
+        10**13, specs, 3_000, rng.choice([None, True, False]), None,
+    )  # fmt: skip
+
+
+async def _fetch_break(redis: Redis, rng: random.Random, keys: Keys, call: FetchCall) -> None:
+    """A key of another type, now and then."""
+    if rng.random() < 0.08:
+        key = rng.choice(
+            [keys.jobs, keys.attempts, keys.in_progress("p"), keys.queue(call.queues[0][0]),
+             keys.running, keys.idle, keys.attempt_seq, keys.partitions]
+        )  # fmt: skip
+        await redis.delete(key)
+        await redis.set(key, "x")
+
+
+async def _drain_all(redis: Redis, pubsub: Any, channel: str) -> list[tuple[bytes, bytes]]:
+    """As test_ack_differential.py's _drain, with the messages of pattern subscriptions (a job's
+    own events channel, a pool's wake-up channel) too."""
+    await redis.publish(channel, END)
+    got = []
+    while True:
+        m = await pubsub.get_message(timeout=5)
+        assert m is not None
+        if m["type"] in ("message", "pmessage"):
+            if m["data"] == END:
+                return got
+            got.append((m["channel"], m["data"]))
+
+
+def _fetch_tally(seen: Counter[str], reply: Any, heard: list[Any]) -> None:
+    if isinstance(reply, tuple):
+        seen["another type"] += 1
+        return
+    seen["fetched"] += (len(reply) - 4) // 5
+    seen["suspects"] += sum(int(x) for x in reply[8::5])
+    seen["published"] += len(heard)
+
+
+async def test_fetch_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_path: Path) -> None:
+    old, new, seeded = dbs
+    old_sha = await old.script_load(_pinned(_base_source(tmp_path, "fetch")))
+    new_sha = await new.script_load(_pinned(lua_source("fetch")))
+    seen: Counter[str] = Counter()
+    for seed in range(SCENARIOS):
+        rng = random.Random(seed)
+        keys = Keys(f"f{seed}x{rng.getrandbits(32):x}")
+        call = await _fetch_seed(seeded, rng, keys, seen)
+        await _fetch_break(seeded, rng, keys, call)
+        async for key in seeded.scan_iter(match=_pattern(keys)):
+            assert await seeded.copy(key, key, destination_db=1)
+            assert await seeded.copy(key, key, destination_db=2)
+        pubsub = old.pubsub()
+        await pubsub.subscribe(keys.events_channel, keys.wake_channel)
+        await pubsub.psubscribe(keys.events_channel + ":*", keys.wake_channel + ":*")
+        await _drain_all(old, pubsub, keys.wake_channel)  # (the confirmations)
+        try:
+            for again in range(rng.choice([1, 1, 2, 3])):  # re-sent, or the next fetch
+                request = fetch_request(keys, call)
+                a = await _run(old, old_sha, *request)
+                heard = await _drain_all(old, pubsub, keys.wake_channel)
+                b = await _run(new, new_sha, *request)
+                assert a == b, (seed, again)
+                assert await _drain_all(old, pubsub, keys.wake_channel) == heard
+                _fetch_tally(seen, a, heard)
+                seen["re-sent calls"] += again > 0
+                seen["idle marks"] += await old.exists(keys.idle)
+        finally:
+            await pubsub.aclose()
+        _same(await _snapshot(old, keys), await _snapshot(new, keys))
+        for db in (old, new, seeded):
+            await db.delete(*[k async for k in db.scan_iter(_pattern(keys))], "_")
+    print(dict(seen))
+    assert all(seen[what] > 0 for what in FETCH_WHAT), seen
