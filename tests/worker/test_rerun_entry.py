@@ -39,7 +39,9 @@ async def test_the_end_of_a_run_leaves_a_later_run_of_its_job_alone(
             ended.append(job.id)
 
         monkeypatch.setattr(worker.settler, "snooze", snoozed)
-        job_id = (await enqueuer.enqueue("work")).id
+        handle = await enqueuer.enqueue("work")
+        assert handle is not None
+        job_id = handle.id
         await until(lambda: ended == [job_id] and not worker.tasks)
         entry: Any = worker.running.get(job_id)
         assert entry is not None and entry[1] is later  # (main dropped it)
