@@ -14,12 +14,8 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
-import subprocess
-import tarfile
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +24,14 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from errands import Dedup, Enqueuer
-from errands.store import luasource
 from errands.store.ackcall import ack_request, limit_keys
 from errands.store.keys import Keys
 from errands.store.luasource import lua_source
 from errands.store.scripts import Acked, Arg, Scripts
 from errands.workflows.store import Member, WorkflowScripts
+from tests.support.luaat import lua_at
 
 BEFORE = "7c3fc62fc591"  # main before ack.lua's six values a job
-ROOT = Path(__file__).resolve().parents[2]
 TIME = "redis.call('TIME')"
 PINNED = "{'1800000000', '123456'}"
 SCENARIOS = int(os.environ.get("ACK_DIFF_SCENARIOS", "160"))
@@ -46,26 +41,6 @@ WHAT = ("acknowledged", "unfit", "refused", "published", "extras", "re-sent call
 END = b"(drained)"
 RAW_WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 NAMED_WRONGTYPE = re.compile(r"WRONGTYPE \S+ holds another type: nothing acknowledged")
-
-
-def _old_source(tmp: Path) -> str:
-    """ack.lua at BEFORE with its libs, expanded as store/luasource.py expands it."""
-    git = shutil.which("git")
-    if git is None or not (ROOT / ".git").exists():
-        pytest.skip("no git checkout to read the old ack.lua from")
-    got = subprocess.run(
-        [git, "-C", str(ROOT), "archive", BEFORE, "src/errands/store/lua"],
-        capture_output=True,
-        check=False,
-    )
-    if got.returncode != 0:
-        pytest.skip(f"commit {BEFORE} not found")
-    with tarfile.open(fileobj=BytesIO(got.stdout)) as tar:
-        tar.extractall(tmp, filter="data")
-    lua = tmp / "src/errands/store/lua"
-    lines: list[tuple[str, bool]] = []
-    luasource._expand(lua, lua / "ack.lua", set(), lines, in_lib=False)
-    return "\n".join(luasource._unused_left_out(lines, "ack")) + "\n"
 
 
 def _pinned(source: str) -> str:
@@ -267,7 +242,7 @@ async def test_the_new_ack_does_what_the_old_did(
     dbs: tuple[Redis, Redis, Redis], tmp_path: Path
 ) -> None:
     old, new, seeded = dbs
-    old_sha = await old.script_load(_pinned(_old_source(tmp_path)))
+    old_sha = await old.script_load(_pinned(lua_at(BEFORE, "ack", tmp_path)))
     new_sha = await new.script_load(_pinned(lua_source("ack")))
     seen: Counter[str] = Counter()
     for seed in range(SCENARIOS):

@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import subprocess
-import tarfile
 from collections import Counter
-from collections.abc import AsyncIterator
-from io import BytesIO
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +25,6 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Dedup, Enqueuer
-from errands.store import luasource
 from errands.store.ackcall import ack_request
 from errands.store.fetchcall import FetchCall, fetch_request
 from errands.store.keys import Keys
@@ -48,9 +43,9 @@ from tests.store.test_ack_differential import (
     _snapshot,
     _tally,
 )
+from tests.support.luaat import lua_at
 
 BASE = "2567cc0"  # main before ack.lua's EXISTS of the hashes most calls find absent
-ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = int(os.environ.get("HOT_DIFF_SCENARIOS", "100"))
 FETCH_WHAT = ("fetched", "suspects", "published", "re-sent calls", "idle marks", "another type",
               "lease lost", "older entries", "same-score entries")  # fmt: skip
@@ -58,24 +53,17 @@ WHAT = ("acknowledged", "unfit", "refused", "published", "re-sent calls", "bad n
         "another type", "rare present", "rare of another type", "rare all absent")  # fmt: skip
 
 
-def _base_source(tmp: Path, script: str) -> str:
-    """`script`.lua at BASE with its libs, expanded as store/luasource.py expands it."""
-    git = shutil.which("git")
-    if git is None or not (ROOT / ".git").exists():
-        pytest.skip("no git checkout to read the base scripts from")
-    got = subprocess.run(
-        [git, "-C", str(ROOT), "archive", BASE, "src/errands/store/lua"],
-        capture_output=True,
-        check=False,
-    )
-    if got.returncode != 0:
-        pytest.skip(f"commit {BASE} not found")
-    with tarfile.open(fileobj=BytesIO(got.stdout)) as tar:
-        tar.extractall(tmp, filter="data")
-    lua = tmp / "src/errands/store/lua"
-    lines: list[tuple[str, bool]] = []
-    luasource._expand(lua, lua / f"{script}.lua", set(), lines, in_lib=False)
-    return "\n".join(luasource._unused_left_out(lines, script)) + "\n"
+async def _loaded(old: Redis, new: Redis, script: str, tmp: Path) -> tuple[str, str]:
+    """The SHAs of ``script`` as BASE had it (loaded in ``old``) and of this tree's (``new``)."""
+    base = await old.script_load(_pinned(lua_at(BASE, script, tmp)))
+    return base, await new.script_load(_pinned(lua_source(script)))
+
+
+def _scenarios(prefix: str) -> Iterator[tuple[random.Random, Keys]]:
+    """SCENARIOS seeded generators, each with a namespace of its own."""
+    for seed in range(SCENARIOS):
+        rng = random.Random(seed)
+        yield rng, Keys(f"{prefix}{seed}x{rng.getrandbits(32):x}")
 
 
 def _rare(keys: Keys) -> list[str]:
@@ -114,12 +102,9 @@ async def dbs(redis_url: str) -> AsyncIterator[tuple[Redis, Redis, Redis]]:
 
 async def test_ack_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_path: Path) -> None:
     old, new, seeded = dbs
-    old_sha = await old.script_load(_pinned(_base_source(tmp_path, "ack")))
-    new_sha = await new.script_load(_pinned(lua_source("ack")))
+    old_sha, new_sha = await _loaded(old, new, "ack", tmp_path)
     seen: Counter[str] = Counter()
-    for seed in range(SCENARIOS):
-        rng = random.Random(seed)
-        keys = Keys(f"h{seed}x{rng.getrandbits(32):x}")
+    for rng, keys in _scenarios("h"):
         done = _acks(rng, await _seed(seeded, rng, keys.namespace))
         await _break(seeded, rng, keys, done)
         await _rare_seed(seeded, rng, keys, done, seen)
@@ -138,7 +123,7 @@ async def test_ack_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_path:
                     a = await _run(old, old_sha, *request)
                     heard = await _drain(old, pubsub, keys.wake_channel)
                     b = await _run(new, new_sha, *request)
-                    assert a == b, (seed, call)
+                    assert a == b, (keys.namespace, call)
                     assert await _drain(old, pubsub, keys.wake_channel) == heard
                     _tally(seen, a, heard, request[1])
                     seen["re-sent calls"] += again
@@ -234,12 +219,9 @@ def _fetch_tally(seen: Counter[str], reply: Any, heard: list[Any]) -> None:
 
 async def test_fetch_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_path: Path) -> None:
     old, new, seeded = dbs
-    old_sha = await old.script_load(_pinned(_base_source(tmp_path, "fetch")))
-    new_sha = await new.script_load(_pinned(lua_source("fetch")))
+    old_sha, new_sha = await _loaded(old, new, "fetch", tmp_path)
     seen: Counter[str] = Counter()
-    for seed in range(SCENARIOS):
-        rng = random.Random(seed)
-        keys = Keys(f"f{seed}x{rng.getrandbits(32):x}")
+    for rng, keys in _scenarios("f"):
         call = await _fetch_seed(seeded, rng, keys, seen)
         await _fetch_break(seeded, rng, keys, call)
         async for key in seeded.scan_iter(match=_pattern(keys)):
@@ -255,7 +237,7 @@ async def test_fetch_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_pat
                 a = await _run(old, old_sha, *request)
                 heard = await _drain_all(old, pubsub, keys.wake_channel)
                 b = await _run(new, new_sha, *request)
-                assert a == b, (seed, again)
+                assert a == b, (keys.namespace, again)
                 assert await _drain_all(old, pubsub, keys.wake_channel) == heard
                 _fetch_tally(seen, a, heard)
                 seen["re-sent calls"] += again > 0
