@@ -238,6 +238,13 @@ async def _compare(
             seen["re-sent calls"] += again
 
 
+async def _same_and_cleared(old: Redis, new: Redis, seeded: Redis, keys: Keys) -> None:
+    """The scenario's keys the same in both databases; then gone from all three."""
+    _same(await _snapshot(old, keys), await _snapshot(new, keys))
+    for db in (old, new, seeded):
+        await db.delete(*[k async for k in db.scan_iter(_pattern(keys))], "_")
+
+
 async def test_the_new_ack_does_what_the_old_did(
     dbs: tuple[Redis, Redis, Redis], tmp_path: Path
 ) -> None:
@@ -262,8 +269,6 @@ async def test_the_new_ack_does_what_the_old_did(
             raise AssertionError(f"scenario {seed}: {e}") from e
         finally:
             await pubsub.aclose()
-        _same(await _snapshot(old, keys), await _snapshot(new, keys))
-        for db in (old, new, seeded):
-            await db.delete(*[k async for k in db.scan_iter(_pattern(keys))], "_")
+        await _same_and_cleared(old, new, seeded, keys)
     print(dict(seen))
     assert all(seen[what] > 0 for what in WHAT), seen

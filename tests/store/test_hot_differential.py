@@ -38,9 +38,8 @@ from tests.store.test_ack_differential import (
     _pattern,
     _pinned,
     _run,
-    _same,
+    _same_and_cleared,
     _seed,
-    _snapshot,
     _tally,
 )
 from tests.support.luaat import lua_at
@@ -129,9 +128,7 @@ async def test_ack_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_path:
                     seen["re-sent calls"] += again
         finally:
             await pubsub.aclose()
-        _same(await _snapshot(old, keys), await _snapshot(new, keys))
-        for db in (old, new, seeded):
-            await db.delete(*[k async for k in db.scan_iter(_pattern(keys))], "_")
+        await _same_and_cleared(old, new, seeded, keys)
     print(dict(seen))
     assert all(seen[what] > 0 for what in WHAT), seen
 
@@ -244,8 +241,6 @@ async def test_fetch_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_pat
                 seen["idle marks"] += await old.exists(keys.idle)
         finally:
             await pubsub.aclose()
-        _same(await _snapshot(old, keys), await _snapshot(new, keys))
-        for db in (old, new, seeded):
-            await db.delete(*[k async for k in db.scan_iter(_pattern(keys))], "_")
+        await _same_and_cleared(old, new, seeded, keys)
     print(dict(seen))
     assert all(seen[what] > 0 for what in FETCH_WHAT), seen
