@@ -238,6 +238,21 @@ async def _compare(
             seen["re-sent calls"] += again
 
 
+async def _copied(seeded: Redis, keys: Keys) -> None:
+    """The scenario's seeded keys copied to databases 1 and 2."""
+    async for key in seeded.scan_iter(match=_pattern(keys)):
+        assert await seeded.copy(key, key, destination_db=1)
+        assert await seeded.copy(key, key, destination_db=2)
+
+
+async def _listening(old: Redis, keys: Keys) -> Any:
+    """A pub/sub of the scenario's channels on ``old``, its confirmations read."""
+    pubsub = old.pubsub()
+    await pubsub.subscribe(keys.events_channel, keys.wake_channel)
+    await _drain(old, pubsub, keys.wake_channel)
+    return pubsub
+
+
 async def _same_and_cleared(old: Redis, new: Redis, seeded: Redis, keys: Keys) -> None:
     """The scenario's keys the same in both databases; then gone from all three."""
     _same(await _snapshot(old, keys), await _snapshot(new, keys))
@@ -257,12 +272,8 @@ async def test_the_new_ack_does_what_the_old_did(
         keys = Keys(f"d{seed}x{rng.getrandbits(32):x}")
         done = _acks(rng, await _seed(seeded, rng, keys.namespace))
         await _break(seeded, rng, keys, done)
-        async for key in seeded.scan_iter(match=_pattern(keys)):
-            assert await seeded.copy(key, key, destination_db=1)
-            assert await seeded.copy(key, key, destination_db=2)
-        pubsub = old.pubsub()
-        await pubsub.subscribe(keys.events_channel, keys.wake_channel)
-        await _drain(old, pubsub, keys.wake_channel)  # (the confirmations)
+        await _copied(seeded, keys)
+        pubsub = await _listening(old, keys)
         try:
             await _compare((old, old_sha), (new, new_sha), pubsub, rng, keys, done, seen)
         except AssertionError as e:

@@ -34,8 +34,9 @@ from tests.store.test_ack_differential import (
     END,
     _acks,
     _break,
+    _copied,
     _drain,
-    _pattern,
+    _listening,
     _pinned,
     _run,
     _same_and_cleared,
@@ -107,12 +108,8 @@ async def test_ack_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_path:
         done = _acks(rng, await _seed(seeded, rng, keys.namespace))
         await _break(seeded, rng, keys, done)
         await _rare_seed(seeded, rng, keys, done, seen)
-        async for key in seeded.scan_iter(match=_pattern(keys)):
-            assert await seeded.copy(key, key, destination_db=1)
-            assert await seeded.copy(key, key, destination_db=2)
-        pubsub = old.pubsub()
-        await pubsub.subscribe(keys.events_channel, keys.wake_channel)
-        await _drain(old, pubsub, keys.wake_channel)  # (the confirmations)
+        await _copied(seeded, keys)
+        pubsub = await _listening(old, keys)
         history, wake = rng.random() < 0.6, rng.random() < 0.3
         calls = [done[:1], done[1:]] if rng.random() < 0.3 else [done]
         try:
@@ -221,9 +218,7 @@ async def test_fetch_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_pat
     for rng, keys in _scenarios("f"):
         call = await _fetch_seed(seeded, rng, keys, seen)
         await _fetch_break(seeded, rng, keys, call)
-        async for key in seeded.scan_iter(match=_pattern(keys)):
-            assert await seeded.copy(key, key, destination_db=1)
-            assert await seeded.copy(key, key, destination_db=2)
+        await _copied(seeded, keys)
         pubsub = old.pubsub()
         await pubsub.subscribe(keys.events_channel, keys.wake_channel)
         await pubsub.psubscribe(keys.events_channel + ":*", keys.wake_channel + ":*")
