@@ -60,7 +60,7 @@ class Acker:
         self.pending.append(acked)
         self._wake = self._wake or wake
         job = acked.job
-        if job is not None and job._wf and job._wf[0]:  # (job.workflow_id, without its call)
+        if job is not None and job.workflow_id:
             self._members = True
         if not self._soon:
             self._soon = True
