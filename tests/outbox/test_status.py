@@ -13,8 +13,8 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Client, Enqueuer, FakeClock
-from errands.outbox.status import SILENT_AFTER, STALL_AFTER
 from errands.store.keys import Keys
+from errands.store.outbox import SILENT_AFTER, STALL_AFTER
 from tests.support.invariants import assert_invariants
 
 pytest.importorskip("sqlalchemy")

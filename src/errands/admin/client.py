@@ -20,11 +20,11 @@ from ..clock import Clock, SystemClock, to_ms
 from ..errors import JobNotFoundError
 from ..handlers import check_priority
 from ..limits import Limit, compile_limits, limit_from_dict, limit_to_dict
-from ..outbox.status import OutboxStatus, read_status
 from ..periodic.admin import ScheduleAdmin
 from ..store.connection import connect, redact_url
 from ..store.keys import Keys, check_job_name
 from ..store.metrics import Bucket, read_buckets
+from ..store.outbox import OutboxStatus, read_status
 from ..store.scripts import Scripts
 from ..store.topology import RedisClient, as_redis, on_node_of
 from .events import EventStream, wait_result

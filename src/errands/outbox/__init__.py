@@ -3,9 +3,9 @@ The per-stack parts (table, migration, writing rows, the database side of the re
 ``errands.contrib.sqlalchemy_outbox``, ``errands.contrib.sqlalchemy_relay`` and
 ``errands.contrib.django``. See docs/outbox.md."""
 
+from ..store.outbox import OutboxStatus, RelayStatus
 from .relay import OutboxRelay, Source
 from .rows import OutboxRow, enqueue_item, new_row
-from .status import OutboxStatus, RelayStatus
 
 __all__ = [
     "OutboxRelay",

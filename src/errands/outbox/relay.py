@@ -20,8 +20,8 @@ from ..clock import Clock, SystemClock
 from ..enqueuer import Enqueuer
 from ..errors import UnknownJobError
 from ..serialization import SerializationError
+from ..store.outbox import report, withdraw
 from .rows import OutboxRow, enqueue_item
-from .status import report, withdraw
 
 __all__ = ["OutboxRelay", "Source"]
 

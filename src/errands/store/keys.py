@@ -231,7 +231,7 @@ class Keys:
 
     @property
     def outbox_relays(self) -> str:
-        """HASH relay id -> JSON status of this namespace's outbox relays (outbox/status.py)."""
+        """HASH relay id -> JSON status of this namespace's outbox relays (store/outbox.py)."""
         return self.prefix + "outbox:relays"
 
     @property

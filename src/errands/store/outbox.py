@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from ..store.keys import Keys
+from .keys import Keys
 
 __all__ = ["OutboxStatus", "RelayStatus", "read_status", "report", "withdraw"]
 
