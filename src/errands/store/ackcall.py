@@ -157,9 +157,26 @@ class AckPacker:
             if a.ttl_ms != ttl or a.envelope_json or a.history_json:
                 envelope, old = a.envelope_json.decode("latin-1"), a.history_json.decode("latin-1")
                 extras.append(bulks([place, a.ttl_ms, envelope, old]))
+        frame = (verb, function, pool_id, index)
+        return self._frame(*frame, keys, jobs, extras, wake, now_ms, history)
+
+    def _frame(
+        self,
+        verb: bytes,
+        function: bytes,
+        pool_id: str,
+        index: dict[str, tuple[int, int]],
+        keys: list[str],
+        jobs: list[str],
+        extras: list[str],
+        wake: bool,
+        now_ms: int,
+        history: bool,
+    ) -> bytes:
+        """The call in the Redis protocol around its jobs' packed keys, values and extras."""
         named = [self._of(name) for name in index]
-        n_keys = 25 + len(done) + 5 * len(index)
-        n_args = 8 + 2 * len(index) + 6 * len(done) + 4 * len(extras)
+        n_keys = 25 + len(keys) + 5 * len(index)
+        n_args = 8 + 2 * len(index) + 6 * len(jobs) + 4 * len(extras)
         wake_channel, events_channel = self._channels
         text = "".join(
             [
@@ -173,7 +190,7 @@ class AckPacker:
                 wake_channel,
                 "$1\r\n1\r\n" if wake else "$1\r\n0\r\n",
                 events_channel,
-                bulks([now_ms, "1" if history else "0", len(done), pool_id, len(extras)]),
+                bulks([now_ms, "1" if history else "0", len(jobs), pool_id, len(extras)]),
                 bulks([v for named_, (_, first_ttl) in index.items() for v in (named_, first_ttl)]),
                 *jobs,
                 *extras,
