@@ -77,6 +77,12 @@ def dashboard(
         read_only=read_only,
         refresh=max(0.0, float(refresh)),
     )
+    return _app(client, owned, settings, routes)
+
+
+def _app(client: Client, owned: bool, settings: Settings, routes: Sequence[BaseRoute]) -> Starlette:
+    """The Starlette app of :func:`dashboard`: its pages and actions, ``routes``, all behind the
+    guard; closes ``client`` at shutdown when it made it (``owned``)."""
     renderer = Renderer(settings, now=client.clock.now)
     redactor = Redactor(settings.redact)
     throttle = Throttle(client.clock.now)
