@@ -181,50 +181,19 @@ def table(rows: Sequence[Sequence[str]], columns: Sequence[str]) -> str:
 async def _inspect(client: Client, args: argparse.Namespace) -> int:
     what = args.what
     if what == "job":
-        if not args.id:
-            raise ValueError("inspect job needs a job id")
-        info = await client.job(args.id)
-        if info is None:
-            raise JobNotFoundError(f"no job {args.id!r}")
-        data = info.to_dict()
-        if args.json:
-            sys.stdout.write(orjson.dumps(data, default=_default).decode() + "\n")
-        else:
-            print(args.target_where)
-            print(job_text(data))
-        return 0
-    if what == "counts":
+        await _inspect_job(client, args)
+    elif what == "counts":
         counts = await client.count_by_status()
         _emit(args, [{"status": k, "count": v} for k, v in counts.items()], ["status", "count"])
-        return 0
-    if what == "queues":
-        queues = await client.queues()
-        if not queues and not args.json:
-            print(args.target_where)
-            print(await _empty_namespace_hint(client))
-            return 0
-        rows: list[Any] = queues if args.json else [_queue_row(q) for q in queues]
-        columns = ["name", "queued", "scheduled", "retrying", "running", "paused"]
-        _emit(args, rows, [*columns, "max_concurrency", "latency", "served"])
-        unserved = [q.name for q in queues if q.served is False]
-        if unserved and not args.json:
-            print(f"no running pool serves: {', '.join(unserved)}")
-        return 0
-    if what == "pools":
-        _emit(
-            args,
-            await client.worker_pools(),
-            ["id", "host", "pid", "concurrency", "busy", "last_beat", "job_names"],
-        )
-        return 0
-    if what == "workers":
-        _emit(
-            args,
-            await client.workers(),
-            ["pool_id", "job_name", "job_id", "started_at", "checkin", "args"],
-        )
-        return 0
-    if what == "history":
+    elif what == "queues":
+        await _inspect_queues(client, args)
+    elif what == "pools":
+        columns = ["id", "host", "pid", "concurrency", "busy", "last_beat", "job_names"]
+        _emit(args, await client.worker_pools(), columns)
+    elif what == "workers":
+        columns = ["pool_id", "job_name", "job_id", "started_at", "checkin", "args"]
+        _emit(args, await client.workers(), columns)
+    elif what == "history":
         hist = await client.history(args.page, args.job_name)
         _emit(
             args,
@@ -232,13 +201,47 @@ async def _inspect(client: Client, args: argparse.Namespace) -> int:
             ["finished_at", "name", "id", "status", "attempt", "args"],
             f"page {hist.page} of {hist.pages} ({hist.total} attempts)",
         )
-        return 0
+    else:
+        await _inspect_set(client, args)
+    return 0
+
+
+async def _inspect_job(client: Client, args: argparse.Namespace) -> None:
+    if not args.id:
+        raise ValueError("inspect job needs a job id")
+    info = await client.job(args.id)
+    if info is None:
+        raise JobNotFoundError(f"no job {args.id!r}")
+    data = info.to_dict()
+    if args.json:
+        sys.stdout.write(orjson.dumps(data, default=_default).decode() + "\n")
+    else:
+        print(args.target_where)
+        print(job_text(data))
+
+
+async def _inspect_queues(client: Client, args: argparse.Namespace) -> None:
+    queues = await client.queues()
+    if not queues and not args.json:
+        print(args.target_where)
+        print(await _empty_namespace_hint(client))
+        return
+    rows: list[Any] = queues if args.json else [_queue_row(q) for q in queues]
+    columns = ["name", "queued", "scheduled", "retrying", "running", "paused"]
+    _emit(args, rows, [*columns, "max_concurrency", "latency", "served"])
+    unserved = [q.name for q in queues if q.served is False]
+    if unserved and not args.json:
+        print(f"no running pool serves: {', '.join(unserved)}")
+
+
+async def _inspect_set(client: Client, args: argparse.Namespace) -> None:
+    """A page of the scheduled, retry, dead or cancelled jobs."""
     lister = {
         "scheduled": client.scheduled_jobs,
         "retry": client.retry_jobs,
         "dead": client.dead_jobs,
         "cancelled": client.cancelled_jobs,
-    }[what]
+    }[args.what]
     page = await lister(args.page)
     rows = [{**j.to_dict(), "error": (j.error or {}).get("error")} for j in page.items]
     _emit(
@@ -247,7 +250,6 @@ async def _inspect(client: Client, args: argparse.Namespace) -> int:
         ["id", "name", "fails", "due_at", "finished_at", "error", "args"],
         f"page {page.page} of {page.pages} ({page.total} jobs)",
     )
-    return 0
 
 
 def job_text(data: dict[str, Any]) -> str:
