@@ -9,6 +9,7 @@ import re
 import socket
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -310,39 +311,85 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_cli_serves_the_dashboard(redis_url: str, namespace: str) -> None:
+async def serve_cli(
+    args: list[str], env: dict[str, str], cwd: str | None = None
+) -> tuple[asyncio.subprocess.Process, int]:
+    """``python -m errands dashboard ARGS`` listening on a free loopback port."""
     port = free_port()
-    env = {**os.environ, "ERRANDS_DASHBOARD_TOKEN": "s3cret-token"}
-    cmd = ["-m", "errands", "dashboard", "--redis", redis_url, "--namespace", namespace]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        *cmd,
+        "-m",
+        "errands",
+        "dashboard",
+        *args,
         "--listen",
         f"127.0.0.1:{port}",
-        env=env,
+        env={**os.environ, **env},
+        cwd=cwd,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+    return proc, port
+
+
+async def listening(proc: asyncio.subprocess.Process, web: httpx.AsyncClient) -> httpx.Response:
+    """The first answer of the dashboard's /api/redis (with ``web``'s headers)."""
+
+    async def up() -> httpx.Response | None:
+        assert proc.returncode is None, "the dashboard exited"
+        try:
+            return await web.get("/api/redis")
+        except httpx.TransportError:
+            return None
+
+    return await eventually(up, "the dashboard to listen", 20, 0.1)
+
+
+async def stopped(proc: asyncio.subprocess.Process) -> str:
+    proc.terminate()
+    return (await asyncio.wait_for(proc.communicate(), 10))[0].decode()
+
+
+async def test_cli_serves_the_dashboard(redis_url: str, namespace: str) -> None:
+    env = {"ERRANDS_DASHBOARD_TOKEN": "s3cret-token"}
+    proc, port = await serve_cli(["--redis", redis_url, "--namespace", namespace], env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as web:
-
-            async def up() -> httpx.Response | None:
-                assert proc.returncode is None, "the dashboard exited"
-                try:
-                    return await web.get("/api/redis")
-                except httpx.TransportError:
-                    return None
-
-            refused = await eventually(up, "the dashboard to listen", 20, 0.1)
+            refused = await listening(proc, web)
             assert refused.status_code == 401
             ok = await web.get("/api/redis", headers={"authorization": "Bearer s3cret-token"})
             assert ok.status_code == 200 and ok.json()["namespace"] == namespace
             assert "server" not in ok.headers
     finally:
-        proc.terminate()
-        output = (await asyncio.wait_for(proc.communicate(), 10))[0].decode()
+        output = await stopped(proc)
     assert "s3cret-token" not in output
     assert re.search(r"errands dashboard on http://127\.0\.0\.1:\d+/ \(token\)", output)
+
+
+APP = """
+import os
+from errands import WorkerPool
+
+pool = WorkerPool.from_url(os.environ["APP_REDIS_URL"], namespace="fromapp")
+"""
+
+
+async def test_cli_serves_the_dashboard_of_an_app(tmp_path: Path, redis_url: str) -> None:
+    # the README's `python -m errands dashboard --app jobs:pool`: the app's Redis and namespace
+    (tmp_path / "jobs.py").write_text(APP)
+    async with Enqueuer.from_url(redis_url, namespace="fromapp") as enqueuer:
+        await enqueuer.enqueue("send_email", {"address": "a@example.com"})
+    env = {"APP_REDIS_URL": redis_url, "REDIS_URL": "redis://127.0.0.1:9/0"}  # (ignored)
+    proc, port = await serve_cli(["--app", "jobs:pool"], env, cwd=str(tmp_path))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as web:
+            ok = await listening(proc, web)  # (loopback: no credentials needed)
+            assert ok.status_code == 200 and ok.json()["namespace"] == "fromapp"
+            page = await web.get("/queues")
+            assert page.status_code == 200 and "send_email" in page.text
+    finally:
+        output = await stopped(proc)
+    assert "namespace 'fromapp'" in output and "loopback only" in output, output
 
 
 def test_xss_name_is_a_valid_job_name() -> None:
