@@ -75,12 +75,13 @@ class SyncEnqueuer:
         job_id: str | None = None,
         dedup: Dedup | None = None,
         timeout: float | timedelta | None = None,
+        partition: str | None = None,
     ) -> Job | None:
         """Store a job and return it once Redis has it (None if a middleware dropped it); the
         options are those of :meth:`errands.Enqueuer.enqueue`."""
         options: dict[str, Any] = {"delay": delay, "at": at, "priority": priority}
         options |= {"retry": retry, "meta": meta, "job_id": job_id, "dedup": dedup}
-        options["timeout"] = timeout
+        options |= {"timeout": timeout, "partition": partition}
         return self._bind(self._portal.run(lambda e: e.enqueue(name, args, **options)))
 
     def enqueue_many(self, items: Iterable[EnqueueItem]) -> list[Job]:
@@ -103,11 +104,14 @@ class SyncEnqueuer:
         retry: RetryOptions | None = None,
         meta: Mapping[str, Any] | None = None,
         ttl: float = UNIQUE_TTL,
+        job_id: str | None = None,
+        partition: str | None = None,
     ) -> Job | None:
         """Enqueue unless the same job is already waiting (see
         :meth:`errands.Enqueuer.enqueue_unique`); None then."""
         options: dict[str, Any] = {"key": key, "delay": delay, "at": at, "priority": priority}
-        options.update(retry=retry, meta=meta, ttl=ttl)
+        options |= {"retry": retry, "meta": meta, "ttl": ttl}
+        options |= {"job_id": job_id, "partition": partition}
         return self._bind(self._portal.run(lambda e: e.enqueue_unique(name, args, **options)))
 
     def result(self, job_id: str, timeout: float | None = None) -> Any:
