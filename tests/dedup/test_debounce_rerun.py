@@ -198,6 +198,41 @@ async def test_the_rerun_runs_when_the_holder_dies(
     await assert_invariants(redis, namespace, drained=True)
 
 
+async def test_a_rerun_enqueued_with_a_delay_is_queued_as_soon_as_the_holder_ends(
+    redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer
+) -> None:
+    """The delay counts only for the first job of a key: the rerun waits for the holder, then
+    goes on its queue at once, not an hour later."""
+    keys = Keys(namespace)
+    started, release = asyncio.Event(), asyncio.Event()
+    seen: list[str] = []
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.job("deploy")
+    async def deploy(job: Job, sha: str) -> None:
+        seen.append(sha)
+        started.set()
+        await release.wait()
+
+    d = Dedup("repo:x", until="finished", rerun_latest=True)
+    first = await enqueuer.enqueue("deploy", {"sha": "a"}, dedup=d)
+    assert first is not None
+    async with pool:
+        async with asyncio.timeout(10):
+            await started.wait()
+        rerun = await enqueuer.enqueue("deploy", {"sha": "b"}, dedup=d, delay=3600)
+        assert rerun is not None and rerun.dedup is not None
+        assert (rerun.dedup.status, rerun.dedup.holder) == ("rerun_queued", first.id)
+        assert await redis.zscore(keys.dedup_reruns, rerun.id) is not None
+        assert await redis.zscore(keys.scheduled("deploy"), rerun.id) is None
+        release.set()
+        await until(lambda: len(seen) == 2)  # within the 10 s of until(), not 3600 s
+        await pool.drain(timeout=10)
+    assert seen == ["a", "b"]
+    assert await redis.hlen(keys.dedup) == 0
+    await assert_invariants(redis, namespace, drained=True)
+
+
 async def test_racing_rerun_enqueuers_leave_one_rerun(
     redis: Redis, redis_url: str, namespace: str
 ) -> None:
