@@ -10,7 +10,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from errands import Client, Enqueuer, Workflow
+from errands import Client, Enqueuer, Job, NonRetryableError, Workflow
 from errands.cli import main
 from errands.clock import to_ms
 from errands.store.scripts import Scripts
@@ -144,3 +144,42 @@ async def test_a_cancelled_waiting_member_is_trimmed_from_the_history(env: Env) 
     assert await env.redis.hlen(env.keys.history_data) == 0
     assert await env.redis.exists(env.keys.history_of("merge")) == 0
     await assert_invariants(env.redis, env.namespace)
+
+
+async def test_a_dead_member_retried_by_hand_runs_again_and_the_run_does_not_change(
+    env: Env,
+) -> None:
+    """Its end was handled when it died: the failed run stays failed, its dependent cancelled,
+    and no callback runs again (nor on_success, though the member now succeeds)."""
+    runs: list[int] = []
+
+    @env.pool.job("flaky")
+    async def flaky(job: Job) -> str:
+        runs.append(job.attempt)
+        if len(runs) == 1:
+            raise NonRetryableError("first run fails")
+        return "ok"
+
+    wf = Workflow()
+    wf.add("flaky", {}, id="a")
+    wf.add("merge", {}, id="b", after=["a"])
+    wf.on_failure("notify", {"outcome": "failed"})
+    wf.on_success("notify", {"outcome": "ok"})
+    run = await env.enqueuer.enqueue_workflow(wf)
+    await env.pool.drain(timeout=20)
+    before = await run.wait(timeout=5)
+    assert before.status == "failed" and before.failed_node == "a"
+    assert (before.nodes["a"].state, before.nodes["b"].state) == ("failed", "cancelled")
+    client = Client(env.redis, namespace=env.namespace)
+    assert await client.retry_dead_job(run.job_id("a"))
+    await env.pool.drain(timeout=20)
+    assert len(runs) == 2  # it ran again, and succeeded
+    info = await client.job(run.job_id("a"))
+    assert info is not None and info.status == "finished" and info.result == "ok"
+    after = await run.status()
+    assert (after.status, after.failed_node) == ("failed", "a")
+    assert {n: s.state for n, s in after.nodes.items()} == {"a": "failed", "b": "cancelled"}
+    assert "merge" not in env.names()
+    assert [a for n, a in env.ran if n == "notify"] == [{"outcome": "failed"}]
+    assert await client.job(f"{run.id}!on_success") is None
+    await assert_invariants(env.redis, env.namespace, drained=True)

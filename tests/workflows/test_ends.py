@@ -1,11 +1,14 @@
 """Every way a member's life ends releases its dependents in the same script: the reaper
-burying it as poison, an admin cancel of a queued member, a destroy, a cancel while it runs."""
+burying it as poison, an admin cancel of a queued member, a destroy, a cancel while it runs,
+a drop by ``skip_dead``."""
 
 from __future__ import annotations
 
 import asyncio
 
-from errands import Client, Job, Workflow
+import pytest
+
+from errands import Client, DependencyFailed, Job, NonRetryableError, Workflow
 from errands.clock import to_ms
 from errands.store.scripts import Scripts
 from tests.support.invariants import assert_invariants
@@ -124,3 +127,33 @@ async def test_a_retrying_member_outlives_the_linger(env: Env) -> None:
         assert asyncio.get_running_loop().time() < deadline
     status = await run.wait(timeout=10)
     assert status.status == "succeeded" and env.deps[run.job_id("b")] == {"a": 3}
+
+
+@pytest.mark.parametrize("policy", ["fail", "continue"])
+async def test_a_member_dropped_by_skip_dead_ends(env: Env, policy: str) -> None:
+    """Failed for good and deleted (skip_dead), not kept dead: an end all the same."""
+
+    @env.pool.job("fragile", skip_dead=True)
+    async def fragile(job: Job) -> None:
+        raise NonRetryableError("gone")
+
+    wf = Workflow()
+    wf.add("fragile", {}, id="a")
+    wf.add("merge", {}, id="b", after=["a"], on_dependency_failure=policy)  # type: ignore[arg-type]
+    wf.on_failure("notify", {"outcome": "failed"})
+    wf.on_success("notify", {"outcome": "ok"})
+    run = await env.enqueuer.enqueue_workflow(wf)
+    await env.pool.drain(timeout=20)
+    status = await run.wait(timeout=5)
+    assert not await env.redis.hexists(env.keys.jobs, run.job_id("a"))  # dropped, not dead
+    assert await env.redis.zscore(env.keys.dead, run.job_id("a")) is None
+    assert status.nodes["a"].state == "failed"
+    if policy == "fail":
+        assert status.status == "failed" and status.failed_node == "a"
+        assert status.nodes["b"].state == "cancelled" and "merge" not in env.names()
+        assert [a for n, a in env.ran if n == "notify"] == [{"outcome": "failed"}]
+    else:
+        assert status.status == "succeeded" and status.nodes["b"].state == "succeeded"
+        assert isinstance(env.deps[run.job_id("b")]["a"], DependencyFailed)
+        assert [a for n, a in env.ran if n == "notify"] == [{"outcome": "ok"}]
+    await assert_invariants(env.redis, env.namespace, drained=True)

@@ -4,10 +4,21 @@ policies with a dead member, callbacks exactly once, an empty run, cancel mid-ru
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from errands import Concurrency, DependencyFailed, Workflow, WorkflowError, WorkflowNotFoundError
+from errands import (
+    Concurrency,
+    DependencyFailed,
+    Enqueuer,
+    Job,
+    Middleware,
+    Next,
+    Workflow,
+    WorkflowError,
+    WorkflowNotFoundError,
+)
 from tests.support.invariants import assert_invariants
 
 from .conftest import Env
@@ -127,6 +138,27 @@ async def test_a_refused_graph_stores_nothing(env: Env) -> None:
     with pytest.raises(WorkflowError, match="cycle"):
         await env.enqueuer.enqueue_workflow(wf)
     assert await env.redis.keys(env.keys.prefix + "*") == []
+
+
+class DropMerges(Middleware):
+    """Drops every "merge" job it sees (a member here), passes the others on."""
+
+    async def enqueue(self, job: Job, next: Next) -> Any:
+        return None if job.name == "merge" else await next()
+
+
+async def test_a_middleware_that_drops_a_member_fails_the_whole_call(env: Env) -> None:
+    wf = fan_in("fail", fail=None)  # start and p0..p2 pass the middleware, merge does not
+    wf.id = "run-1"
+    async with Enqueuer(env.redis, namespace=env.namespace, middleware=[DropMerges()]) as e:
+        with pytest.raises(WorkflowError, match=r"middleware dropped member run-1\.merge"):
+            await e.enqueue_workflow(wf)
+    assert await env.redis.keys(env.keys.prefix + "*") == []  # not a member, not the run
+    # the id is not taken: the same workflow through an Enqueuer without it is stored whole
+    run = await env.enqueuer.enqueue_workflow(wf)
+    await env.pool.drain(timeout=20)
+    assert (await run.wait(timeout=5)).status == "succeeded"
+    assert env.names().count("merge") == 1
 
 
 async def test_enqueue_with_an_id_is_idempotent(env: Env) -> None:
