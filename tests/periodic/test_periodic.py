@@ -12,7 +12,15 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from errands import Client, FakeClock, Job, RegistrationError, ScheduleNotFoundError, WorkerPool
+from errands import (
+    Client,
+    Dedup,
+    FakeClock,
+    Job,
+    RegistrationError,
+    ScheduleNotFoundError,
+    WorkerPool,
+)
 from errands.clock import SystemClock
 from errands.periodic.enqueuer import PeriodicEnqueuer
 from errands.periodic.store import PeriodicSchedule, make_periodic
@@ -257,6 +265,36 @@ async def test_client_reports_state_and_runs_now(redis_url: str, namespace: str)
         assert (info.runs, info.prev_fire, info.next_fire) == (0, None, START + 5400)
         assert not await client.delete_schedule("never-existed")
     await client.aclose()
+
+
+async def test_a_manual_run_says_so_in_its_meta(redis_url: str, namespace: str) -> None:
+    """run_schedule_now's runs have meta["manual"] = True (a schedule in code, a runtime one, one
+    deduplicated); the runs of fire times have no "manual"; every run names its schedule."""
+    clock = FakeClock(START)
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, clock=clock)
+    seen: dict[str, dict[str, Any]] = {}
+
+    @pool.job("report")
+    async def report(job: Job) -> None:
+        seen[job.id] = dict(job.meta)
+
+    pool.hourly("report", minute=30, name="in-code")
+    client = Client.from_url(redis_url, namespace=namespace, clock=clock)
+    async with pool:
+        assert pool.periodic is not None
+        await client.add_schedule("runtime", "report", "@hourly")
+        await client.add_schedule("deduped", "report", "@daily", dedup=Dedup("d"))
+        await pool.periodic.tick_once()  # new schedules start from now
+        clock.advance(1800)
+        manual = {n: await client.run_schedule_now(n) for n in ("in-code", "runtime", "deduped")}
+        await pool.periodic.tick_once()  # in-code's fire time, START + 1800
+        await pool.drain(timeout=10)
+        fired = (await client.schedule("in-code")).last_job_id
+    await client.aclose()
+    assert set(seen) == {*manual.values(), fired}
+    for name, job_id in manual.items():
+        assert seen.pop(job_id) == {"schedule": name, "fire_time": START + 1800, "manual": True}
+    assert list(seen.values()) == [{"schedule": "in-code", "fire_time": START + 1800}]
 
 
 async def test_bad_registrations_raise_with_the_text(redis_url: str, namespace: str) -> None:
