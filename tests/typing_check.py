@@ -1,4 +1,5 @@
-"""Checked by mypy in test_typing.py, not run: the typed enqueue side of job functions.
+"""Checked by mypy in test_typing.py, not run: the typed enqueue side of job functions, and the
+SyncEnqueuer's options (typed as the Enqueuer's).
 
 Every line ending in ``# error`` must be rejected by mypy; every other line must pass.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from errands import Enqueuer, Job, WorkerPool
+from errands import Enqueuer, Job, SyncEnqueuer, WorkerPool
 from errands.typed import JobHost
 
 pool = WorkerPool.from_url("redis://localhost:6379/0", namespace="typing")
@@ -66,3 +67,11 @@ async def bad(enqueuer: Enqueuer, job: Job) -> None:
     await send_email.using(enqueuer, dealy=5).enqueue("a")  # error
     send_email.item(subject="no address")  # error
     await welcome(datetime.now(), User(1))  # error
+
+
+def sync_options(sync: SyncEnqueuer) -> None:
+    sync.enqueue("send_email", {"address": "a"}, partition="customer:7", job_id="e-1")
+    sync.enqueue_unique("send_email", {}, job_id="u-1", partition="customer:7", ttl=60.0)
+    sync.enqueue("send_email", {}, partition=7)  # error
+    sync.enqueue_unique("send_email", {}, job_id=1)  # error
+    sync.enqueue_unique("send_email", {}, partiton="customer:7")  # error
