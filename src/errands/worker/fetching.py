@@ -60,7 +60,7 @@ class Fetching:
     buffer: deque[tuple[str, Fetched, float]]
     _slot_freed: asyncio.Event
     _holding: dict[asyncio.Future[None], str]
-    _suspects: set[str]
+    _suspects: set[str | asyncio.Future[Any]]  # (see Worker.__init__)
     _stopping: bool
     _reclaim: bool
     _batch_inflight: set[asyncio.Future[None]]

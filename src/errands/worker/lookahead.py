@@ -15,10 +15,11 @@ jobs at concurrency 1 ran 3 to 5 starts in 3 s instead of 9.)"""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..store.scripts import Fetched
@@ -37,7 +38,7 @@ class Lookahead:
     buffer: deque[tuple[str, Fetched, float]]  # (name, job, monotonic time it is given back)
     _rated: frozenset[str]  # job names with a rate limit
     _mean_run: float
-    _started_at: dict[str, float]
+    _started_at: dict[asyncio.Future[Any], float]  # task -> monotonic start, of running jobs
 
     if TYPE_CHECKING:  # provided by the Fetching mixin
 

@@ -109,8 +109,13 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         # jobs fetched ahead of free slots (see lookahead.py), started the moment a slot frees
         self.buffer: deque[tuple[str, Fetched, float]] = deque()
         self._mean_run = float("inf")  # moving mean of handler run time, seconds
-        self._started_at: dict[str, float] = {}  # job id -> monotonic start, of running jobs
-        self._suspects: set[str] = set()  # held jobs that crashed pools before (lua/fetch.lua)
+        # of running jobs: their task -> monotonic start (by task, not job id: a later run of a
+        # job may start here while the run before settles, and the end of that one is not its)
+        self._started_at: dict[asyncio.Future[Any], float] = {}
+        # held jobs that crashed pools before (lua/fetch.lua): the id of one fetched, the task of
+        # one started (so that the end of a run leaves alone a later run of its job, by then
+        # fetched again, marked by its id: _spawn)
+        self._suspects: set[str | asyncio.Future[Any]] = set()
         self.acker = Acker(scripts, pool_id, clock, history)
         # job id of every live job task: with the pending acks, the jobs this worker holds
         self._holding: dict[asyncio.Future[None], str] = {}
@@ -179,7 +184,6 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         job._backend = self
         job._raw = item.envelope
         job._attempt = item.token
-        self._started_at[job.id] = time.monotonic()
         now = self.clock.now()
         # waited since its enqueue or due time, the later (max()'s call: ~800 CPU instructions)
         since, run_at = job.enqueued_at, job.run_at or 0.0
@@ -198,25 +202,30 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         # first step inside create_task, and a job ending there starts the next one (_run)
         task = self._job_context.copy().run(asyncio.get_running_loop().create_task, coro)
         self.tasks.add(task)
-        self._holding[task] = job.id if job is not None else job_id
+        if job is not None:
+            job_id = job.id
+        self._holding[task] = job_id
+        if self._suspects and job_id in self._suspects:  # (none, most often: no call)
+            self._suspects.discard(job_id)  # its mark passes to the task (see __init__)
+            self._suspects.add(task)
         if job is not None and not task.done():  # (an eager factory may have run it to its end)
-            self.running[job.id] = (job, task)
+            self.running[job_id] = (job, task)
+            self._started_at[task] = time.monotonic()
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        job_id = self._holding.pop(task, None)
+        self._holding.pop(task, None)
         if task in self.tasks:  # (not when its job succeeded: its slot freed as it ended, _run)
-            self._free_slot(task, job_id)
+            self._free_slot(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("errands internal error in a job task", exc_info=task.exception())
 
-    def _free_slot(self, task: asyncio.Future[Any], job_id: str | None) -> None:
+    def _free_slot(self, task: asyncio.Future[Any]) -> None:
         """The task no longer counts against the concurrency: the next job held ahead starts."""
         self.tasks.discard(task)
-        if job_id is not None:
-            if self._suspects:  # (none, most often: no call)
-                self._suspects.discard(job_id)
-            self._started_at.pop(job_id, None)
+        if self._suspects:  # (none, most often: no call)
+            self._suspects.discard(task)
+        self._started_at.pop(task, None)
         if self.buffer and not self._stopping and len(self.tasks) < self.concurrency:
             self.start_held()
         if self._stopping or len(self.tasks) < self.concurrency:
@@ -314,7 +323,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         # factory, asyncio.current_task(): Python-level on 3.11, ~400 CPU instructions)
         task = held[1] if held is not None and held[0] is job else asyncio.current_task()
         if task is not None and task in self.tasks:
-            self._free_slot(task, job.id)
+            self._free_slot(task)
             # and its done callback has nothing left to do (_task_done): taken off, so that
             # the task's end schedules no callback (a turn of the event loop less a job)
             self._holding.pop(task, None)
