@@ -137,3 +137,33 @@ async def test_the_end_of_a_run_leaves_a_later_runs_suspect_mark(
     # the later run a suspect, before and after the first run's end (main: [1, 0], and a
     # second suspect could then start beside it)
     assert marks == [1, 1]
+
+
+async def test_a_settling_run_is_not_taken_for_a_later_run_in_its_thread(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[int, bool, list[str]]] = []
+
+    async def while_settling(worker: Worker, job_id: str) -> None:
+        threads = worker.thread_tasks(set(worker.tasks))
+        jobs = [worker.thread_job(t).id for t in threads]
+        seen.append((len(worker.tasks), asyncio.current_task() in threads, jobs))
+
+    await rerun_while_settling(
+        redis, namespace, monkeypatch, plain_def=True, while_settling=while_settling
+    )
+    # both tasks held, the later run's alone in a thread (main: the settling one too)
+    [(tasks, settling_in_thread, jobs)] = seen
+    assert (tasks, settling_in_thread, len(jobs)) == (2, False, 1)
+
+
+async def test_a_settling_run_is_not_counted_as_running_when_the_lease_is_lost(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts: list[tuple[int, int, int]] = []
+
+    async def while_settling(worker: Worker, job_id: str) -> None:
+        counts.append(worker.abandon(keep_acks=True))
+
+    await rerun_while_settling(redis, namespace, monkeypatch, while_settling=while_settling)
+    assert counts == [(1, 0, 0)]  # the later run alone cancelled while running (main: 2)

@@ -43,6 +43,8 @@ class Stopping:
 
         def thread_job(self, task: asyncio.Task[None]) -> Job: ...
 
+        def running_job(self, task: asyncio.Future[None]) -> Job | None: ...
+
     def stop_fetching(self) -> None:
         self._stopping = True
         self._slot_freed.set()
@@ -68,7 +70,7 @@ class Stopping:
         acks = 0 if keep_acks else self.acker.abandon()
         running = 0
         for task in list(self.tasks):
-            running += task in self._holding and self._holding[task] in self.running
+            running += self.running_job(task) is not None
             task.cancel()
         return running, buffered, acks
 

@@ -29,6 +29,7 @@ class ThreadJobs:
     """Mixin of Worker."""
 
     executor: Executor | None
+    running: dict[str, tuple[Job, asyncio.Task[Any]]]
     _holding: dict[asyncio.Future[None], str]
     _in_thread: dict[str, Job]  # jobs whose plain-def handler runs in a thread now
     _given_up: set[str]  # thread jobs a stopping pool gave up on
@@ -72,7 +73,7 @@ class ThreadJobs:
     async def wait_threads(self) -> None:
         """Wait until no plain-def handler runs in a thread any more."""
         while self._in_thread:
-            waiting = [t for t, job_id in self._holding.items() if job_id in self._in_thread]
+            waiting = [t for t in self._holding if self._in_thread_now(t)]
             if not waiting:
                 return
             await asyncio.wait(waiting, timeout=1.0)
@@ -84,7 +85,18 @@ class ThreadJobs:
 
     def thread_tasks(self, tasks: set[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
         """Those of ``tasks`` whose job is inside a plain-def handler's thread."""
-        return [t for t in tasks if self._holding.get(t) in self._in_thread]
+        return [t for t in tasks if self._in_thread_now(t)]
 
     def thread_job(self, task: asyncio.Task[None]) -> Job:
         return self._in_thread[self._holding[task]]
+
+    def running_job(self, task: asyncio.Future[None]) -> Job | None:
+        """The job whose handler ``task`` runs now; None when it runs none (its handler ended
+        and it settles the job, or it gives a job back). By the job's entry in ``running``, not
+        by its id alone: while a run settles, a later run of its job may have started here."""
+        entry = self.running.get(self._holding.get(task, ""))
+        return entry[0] if entry is not None and entry[1] is task else None
+
+    def _in_thread_now(self, task: asyncio.Future[None]) -> bool:
+        job = self.running_job(task)
+        return job is not None and job.id in self._in_thread
