@@ -38,9 +38,9 @@ async def rerun_while_settling(
 ) -> None:
     """Job ``work`` snoozes (no delay) on its first run; its second run, started by this pool
     while the first run's task settles (its snooze held until then), waits until released.
-    ``before_rerun`` runs once the job is back on its queue, ``while_settling`` in the first
-    run's task once the second run started (in its thread, with ``plain_def``), ``after_first``
-    once the first run's task ended."""
+    ``before_rerun`` runs just before the snooze puts it back on its queue, ``while_settling``
+    in the first run's task once the second run started (in its thread, with ``plain_def``),
+    ``after_first`` once the first run's task ended."""
     pool = WorkerPool(redis, namespace=namespace, concurrency=2)
     release = threading.Event()
     runs: list[str] = []
@@ -68,7 +68,7 @@ async def rerun_while_settling(
     async with Enqueuer(redis, namespace=namespace) as enqueuer, pool:
         worker = pool.worker
         assert worker is not None
-        snooze = worker.settler.snooze
+        snooze, tasks = worker.settler.snooze, worker.tasks
         settling: list[asyncio.Task[Any]] = []  # the first run's task
 
         def rerun_started(job_id: str) -> bool:
@@ -79,16 +79,17 @@ async def rerun_while_settling(
 
         async def held_snooze(job: Job, delay: float, counted: bool = False) -> None:
             settling.append(asyncio.current_task())  # type: ignore[arg-type]
-            await snooze(job, delay, counted=counted)  # (back on its queue)
-            if before_rerun is not None:
+            if before_rerun is not None:  # (before the snooze: its fetch may come at once)
                 await before_rerun(worker, job.id)
+            await snooze(job, delay, counted=counted)  # (back on its queue)
             await until(lambda: rerun_started(job.id))
             if while_settling is not None:
                 await while_settling(worker, job.id)
 
         monkeypatch.setattr(worker.settler, "snooze", held_snooze)
         job_id = (await enqueuer.enqueue("work")).id
-        await until(lambda: bool(settling) and settling[0].done())
+        # (ended, and its end handled: its done callback freed its slot)
+        await until(lambda: bool(settling) and settling[0].done() and settling[0] not in tasks)
         try:
             if after_first is not None:
                 await after_first(worker, job_id)
