@@ -164,3 +164,34 @@ async def test_a_handed_job_whose_task_cannot_be_created_keeps_the_hand_offs(
             finally:
                 loop.set_task_factory(previous)
     assert "no task for you" in caplog.text
+
+
+async def test_a_suspect_whose_task_cannot_be_created_runs_later(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A suspect (taken back from dead pools before: run alone, lua/fetch.lua) whose task the
+    application's factory refuses: its mark goes with it, so the pool takes suspects again and
+    the job, back on its queue, runs. (Before, the mark stayed: the pool told every fetch it ran
+    a suspect, and no fetch gave it one again: the job stayed queued.)"""
+    loop = asyncio.get_running_loop()
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=0.5)
+    done: list[str] = []
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        done.append(job.id)
+
+    job = await Enqueuer(redis, namespace=namespace).enqueue("work")
+    assert job is not None
+    await redis.hset(Keys(namespace).recoveries, job.id, 2)  # (max_recoveries 3: isolated)
+    factory = _refusing_one_job_task()
+    previous = loop.get_task_factory()
+    loop.set_task_factory(factory)
+    try:
+        with caplog.at_level(logging.WARNING, logger="errands"):
+            async with pool:
+                await pool.drain(timeout=5)
+                assert pool.worker is not None and not pool.worker._suspects
+    finally:
+        loop.set_task_factory(previous)
+    assert factory.failed and done == [job.id]

@@ -200,10 +200,15 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         # and no context= reaches an application's task factory (an older (loop, coro) one). A
         # copy is entered, not the pool's context itself: an eager task factory runs the job's
         # first step inside create_task, and a job ending there starts the next one (_run)
-        task = self._job_context.copy().run(asyncio.get_running_loop().create_task, coro)
-        self.tasks.add(task)
         if job is not None:
             job_id = job.id
+        try:
+            task = self._job_context.copy().run(asyncio.get_running_loop().create_task, coro)
+        except BaseException:  # (an application's task factory raised: the job is not held)
+            if self._suspects:
+                self._suspects.discard(job_id)  # else fetch.lua isolates this pool for good
+            raise
+        self.tasks.add(task)
         self._holding[task] = job_id
         if self._suspects and job_id in self._suspects:  # (none, most often: no call)
             self._suspects.discard(job_id)  # its mark passes to the task (see __init__)
