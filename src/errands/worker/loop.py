@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from ..clock import Clock
-from ..errors import LimiterSnooze, RetryLater
+from ..errors import RetryLater
 from ..handlers import JobType
 from ..job import Job
 from ..logfmt import job_extra
@@ -36,6 +36,7 @@ from .fetching import Fetching
 from .lease import Lease
 from .lookahead import Lookahead
 from .mailbox import Mailbox
+from .outcomes import Outcomes
 from .settler import HISTORY_ARGS_MAX, Settler, encode_result, history_json
 from .stopping import Stopping
 from .threadjobs import LeftInProgress, ThreadJobs
@@ -45,7 +46,7 @@ __all__ = ["Worker"]
 log = logging.getLogger("errands.worker")
 
 
-class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping):
+class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping, Outcomes):
     """Runs the jobs of one pool. Construct, ``await run()`` as a task, ``stop_fetching()``,
     ``wait_idle()`` / ``cancel_running()``, then ``close()``."""
 
@@ -262,56 +263,21 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
                 held = self.running.pop(job.id, None)
                 self._observe(time.perf_counter() - started)
         except LeftInProgress:
-            log.warning(
-                "%s %s: its plain def handler returned after this pool stopped waiting for it; "
-                "not recorded: the job stays in progress and runs again elsewhere",
-                job.name,
-                job.id,
-                extra=job_extra(job),
-            )
+            self._left_in_progress(job)
             return
         except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if job.id in self._cancel_requests or task is None or task.cancelling():
-                await self._cancelled(job, started_ms)
-                return
-            # nobody cancelled this job: a CancelledError of the handler's own is a failure
-            what = await self.settler.fail(job, jt, exc, started_ms)
-            log.warning(
-                "%s %s %s: the handler raised CancelledError",
-                job.name,
-                job.id,
-                what,
-                extra=job_extra(job),
-            )
+            await self._interrupted(job, jt, exc, started_ms)
             return
         except Suspend as exc:  # an iterable job stopped at a checkpoint (longwork/iterable.py)
-            if exc.requeue and not self.abandoned:
-                await self.settler.requeue(job, head=True)
-                self.requeued_on_stop += 1
-            log.info("%s %s suspended: %s", job.name, job.id, exc, extra=job_extra(job))
+            await self._suspended(job, exc)
             return
         except RetryLater as exc:
-            await self.settler.snooze(job, exc.delay, counted=isinstance(exc, LimiterSnooze))
-            log.info("%s %s snoozed %.3gs", job.name, job.id, exc.delay, extra=job_extra(job))
+            await self._snoozed(job, exc)
             return
         except Exception as exc:
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
                 exc = TimeoutError(f"timed out after {limit:g}s")
-            what = await self.settler.fail(job, jt, exc, started_ms)
-            self.counters.ended(
-                "failed" if what.startswith("failed (") else "dead", self.clock.now()
-            )
-            log.warning(
-                "%s %s %s after %.1fms: %s: %s",
-                job.name,
-                job.id,
-                what,
-                (time.perf_counter() - started) * 1000,
-                type(exc).__name__,
-                exc,
-                extra=job_extra(job),
-            )
+            await self._failed(job, jt, exc, started_ms, started)
             return
         finally:
             # (this run's entry in running went as its handler ended: one there now is a later
@@ -333,26 +299,6 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
             # the task's end schedules no callback (a turn of the event loop less a job)
             self._holding.pop(task, None)
             task.remove_done_callback(self._task_done)
-
-    async def _cancelled(self, job: Job, started_ms: int) -> None:
-        if self.abandoned:
-            log.warning(
-                "%s %s cancelled: this pool lost its lease, the job was given to another pool",
-                job.name,
-                job.id,
-                extra=job_extra(job),
-            )
-            return
-        if job.id in self._cancel_requests:
-            destroy = self._cancel_requests.pop(job.id)
-            await self.settler.cancelled(job, started_ms, destroy)
-            log.info("%s %s cancelled on request", job.name, job.id, extra=job_extra(job))
-            return
-        if not self._cancelling:
-            raise asyncio.CancelledError
-        await self.settler.requeue(job)
-        self.requeued_on_stop += 1
-        log.info("%s %s requeued (pool stopping)", job.name, job.id, extra=job_extra(job))
 
     def _ack(self, job: Job, jt: JobType, encoded: bytes, started_ms: int, ran_ms: float) -> None:
         if self.abandoned:
