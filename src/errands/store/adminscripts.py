@@ -68,6 +68,7 @@ class AdminScripts:
         keys += (k.cancel_requests, k.attempts, k.recoveries, k.dedup, k.dedup_of_job)
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.seq, k.priorities, k.idle)
         keys += (k.history_data, k.history_of(name), k.names, k.partitions)
+        keys += (k.partition_queue(name), k.partitions_ready(name))
         args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
         args += (k.wake_channel, call)
         result = await self._call("cancel", keys, args)
@@ -86,6 +87,7 @@ class AdminScripts:
         keys += (k.done(id), k.history, k.history_data, k.history_of(name), k.listening)
         keys += (k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
         keys += (k.dedup_next, k.dedup_reruns, k.seq, k.idle, k.partitions)
+        keys += (k.partition_queue(name), k.partitions_ready(name))
         if call:
             keys.append(k.reply(call))
         args: list[Arg] = [id, name, k.control_channel, k.events_channel, attempts]

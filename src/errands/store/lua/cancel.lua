@@ -9,7 +9,9 @@
 -- KEYS[21] priorities   KEYS[22] idle   KEYS[23] history_data
 -- KEYS[24] history of the job name   KEYS[25] names (a held member's may be in none yet: the
 -- history's trim goes over the names)
--- KEYS[26] partitions (a held member's, see lib/limits.lua)
+-- KEYS[26] partitions (a held member's, see lib/limits.lua)   KEYS[27] partition queue of the
+-- job name   KEYS[28] its partitions ready: a dedup rerun handed the key of the job cancelled
+-- is indexed there (lib/dedup.lua dedup_index)
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel   ARGV[8] this call's token
 -- (letters and digits; '' none): kept in the done record of the job it cancels
@@ -43,7 +45,7 @@ end
 -- the done record is SET over any type; `listening` is read with EXISTS/pcall
 local TYPES = {'HLEN', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'HLEN', 'HLEN', 'ZCARD',
   false, 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', false, 'HLEN', 'SCARD',
-  'HLEN', 'ZCARD', 'SCARD', 'HLEN'}
+  'HLEN', 'ZCARD', 'SCARD', 'HLEN', 'ZCARD', 'ZCARD'}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing cancelled')
   or (KEYS[20] and not_counter(KEYS[20], 'nothing cancelled'))
   or wf_unfit_of(KEYS[17], id, 'nothing cancelled')

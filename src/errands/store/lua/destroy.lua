@@ -11,14 +11,16 @@
 -- KEYS[25] workflow_of (see lib/workflows.lua)   KEYS[26] dedup_next
 -- KEYS[27] dedup_reruns (a dedup rerun waiting there is destroyed like a queued job)
 -- KEYS[28] seq   KEYS[29] idle   KEYS[30] partitions (see lib/limits.lua)
--- KEYS[31] the reply key of this call (optional): its reply is kept there 10 minutes, and a
+-- KEYS[31] partition queue of the job name   KEYS[32] its partitions ready: a dedup rerun
+--          handed the key of the job destroyed is indexed there (lib/dedup.lua dedup_index)
+-- KEYS[33] the reply key of this call (optional): its reply is kept there 10 minutes, and a
 --          re-sent call (redis-py, after a lost reply) gives it back, doing nothing
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] control channel   ARGV[4] events channel
 -- ARGV[5] attempts to erase from the history (0..n; n is at least what its envelope counts,
 --         at most 10,000)   ARGV[6] wake channel   ARGV[7] its edits to erase from the
 --         history ("<id>:e1"..; Client.update_job), at most 1,000
 -- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found). A
--- re-sent call answers as its first (with KEYS[31]: without it, 'unknown', no trace being left),
+-- re-sent call answers as its first (with KEYS[33]: without it, 'unknown', no trace being left),
 -- after the key checks, and writing nothing first (lib/types.lua unwritten): a demoted master
 -- refuses it, where the new master may lack the first call's work (not replicated). Every
 -- other answer comes after a write (a replica refuses the call there).
@@ -34,14 +36,15 @@ local id, name = ARGV[1], ARGV[2]
 -- EXISTS/pcall
 local TYPES = {'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD',
   'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', 'HLEN', 'ZCARD', false,
-  'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', false, 'SCARD', 'HLEN', false}
+  'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', false, 'SCARD', 'HLEN', 'ZCARD', 'ZCARD',
+  false}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing destroyed')
   or (KEYS[28] and not_counter(KEYS[28], 'nothing destroyed'))
   or (KEYS[25] and wf_unfit_of(KEYS[25], id, 'nothing destroyed'))
 if wrong then
   return wrong
 end
-local replied = KEYS[31] and redis.call('GET', KEYS[31])
+local replied = KEYS[33] and redis.call('GET', KEYS[33])
 if replied then  -- a re-send: its first call did the work
   return unwritten('HDEL', KEYS[1], replied)
 end
@@ -101,7 +104,7 @@ end
 if status == 'destroyed' then
   record_end(k, KEYS[20], id, name, 'deleted', nil, nil, 0, false, ',"reason":"destroyed"')
 end
-if KEYS[31] then
-  redis.call('SET', KEYS[31], status, 'PX', 600000)
+if KEYS[33] then
+  redis.call('SET', KEYS[33], status, 'PX', 600000)
 end
 return status
