@@ -170,16 +170,21 @@ local function lim_uncounted(log, at)
 end
 
 -- after writing rate logs: logs past their window go (a few per call), and both keys live at
--- least a window longer (so a job name nobody fetches any more leaves nothing behind)
+-- least a window and 1 s longer (so a job name nobody fetches any more leaves nothing behind).
+-- A TTL found below that is set 1 s past it: renewed about once a second, not by nearly every
+-- call (a TTL set to the least ran below it by the next ms; PEXPIRE is a write, replicated), a
+-- key outliving its last start by a window and 1 to 2 s. PTTL of both keys on each call: a key
+-- of no TTL (-1: made anew by a write of this call, its fields all dropped before) gets one.
 local function lim_tidy(P, per, now)
   local old = redis.call('ZRANGEBYSCORE', P.prexp, '-inf', now, 'LIMIT', 0, 32)
   if #old > 0 then
     redis.call('HDEL', P.prate, unpack(old))
     redis.call('ZREM', P.prexp, unpack(old))
   end
+  local least = per + 1000
   for _, key in ipairs({P.prate, P.prexp}) do
-    if redis.call('PTTL', key) < per + 1000 then
-      redis.call('PEXPIRE', key, per + 1000)
+    if redis.call('PTTL', key) < least then
+      redis.call('PEXPIRE', key, least + 1000)
     end
   end
 end
