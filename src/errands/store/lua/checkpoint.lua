@@ -9,13 +9,23 @@
 -- Returns 0 when this attempt no longer runs the job (nothing written, but a write of nothing
 -- first: lib/types.lua unwritten, as checkin.lua); else 1, or the kind of cancel request
 -- ('cancel' | 'destroy') stored for the job: the handler stops there.
+-- The cancel request is read before the first write (it was read after the checkpoint's HSET:
+-- cancel requests of another type raised there, the checkpoint written); cancel requests or
+-- checkpoints of another type are refused by name, nothing written (the HSET is the first
+-- write: sent with redis.pcall, it wrote nothing when it failed).
 --@include events
 --@include types
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
   return unwritten('HDEL', KEYS[3], 0)
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+local request = redis.pcall('HGET', KEYS[4], ARGV[1])
+if type(request) == 'table' then
+  return wrong_key(KEYS[4], 'no checkpoint written')
+end
+if type(redis.pcall('HSET', KEYS[1], ARGV[1], ARGV[3])) == 'table' then
+  return wrong_key(KEYS[1], 'no checkpoint written')
+end
 if redis.call('EXISTS', KEYS[5]) == 1 then
   ev_publish(KEYS[5], ARGV[4], ARGV[1], '{"event":"checkpoint","id":"' .. ARGV[1] .. '","name":"' .. ARGV[5] .. '","checkpoint":' .. ARGV[3] .. '}')
 end
-return redis.call('HGET', KEYS[4], ARGV[1]) or 1
+return request or 1

@@ -6,7 +6,17 @@
 -- off being in its in-progress set)   KEYS[6..] the idle pools of each job name it serves
 -- (lib/wake.lua)
 -- ARGV[1] pool id
--- Returns 1 when deregistered, 0 when it still holds jobs (or was not registered).
+-- Returns 1 when deregistered, 0 when it still holds jobs (or was not registered). A key of
+-- another type is refused by name before the first write (the info and the hand-off list are
+-- DELeted whatever their type): an idle set of another type raised after the pool left the
+-- registry.
+--@include types
+local TYPES = {'ZCARD', 'ZCARD', false, 'SCARD', false}  -- then the idle pools of each name
+local wrong = wrong_type(function(j) return j > 5 and 'ZCARD' or TYPES[j] end,
+  'nothing deregistered')
+if wrong then
+  return wrong
+end
 for i = 6, #KEYS do
   redis.call('ZREM', KEYS[i], ARGV[1])
 end
