@@ -1,6 +1,8 @@
-"""checkpoint.lua and deregister.lua wrote, then raised on a key of another type: the checkpoint
-was written before the read of the job's cancel request raised, and a pool left the registry
-before the SREM of the idle set raised. Each is refused by name now, nothing written."""
+"""Small scripts that wrote, then raised on a key of another type: checkpoint.lua wrote the
+checkpoint before the read of the job's cancel request raised, deregister.lua took the pool out
+of the registry before the SREM of the idle set raised, unique_gc.lua released the locks before
+the one whose HDEL of unique_of_job raised, wf_trim.lua took runs out of workflows_expiry before
+the ZREM of workflows raised (listed for good). Each is refused by name now, nothing written."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from errands import Enqueuer
 from errands.longwork.store import LongworkScripts
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
+from errands.workflows.store import WorkflowScripts
 from tests.support.resend import snapshot
 
 
@@ -50,3 +53,28 @@ async def test_a_deregister_meeting_a_key_of_another_type_writes_nothing(
     await redis.delete(key)  # repaired: it deregisters
     assert await scripts.deregister("p1", ["walk"])
     assert await redis.zscore(keys.pools, "p1") is None
+
+
+async def test_a_unique_gc_meeting_a_key_of_another_type_releases_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    await redis.zadd(keys.unique_expiry, {"d1": 1, "d2": 2})
+    await redis.hset(keys.unique, "d2", "j2")  # (d1: held by no job any more)
+    await redis.set(keys.unique_of_job, "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="holds another type: no lock released"):
+        await Scripts(redis, keys).unique_gc(10)
+    assert await snapshot(redis, namespace) == before
+
+
+async def test_a_workflow_trim_meeting_a_key_of_another_type_trims_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    await redis.zadd(keys.workflows_expiry, {"r1": 1})
+    await redis.set(keys.workflows, "x")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="holds another type: no run trimmed"):
+        await WorkflowScripts(redis, keys).trim(10)
+    assert await snapshot(redis, namespace) == before

@@ -2,7 +2,14 @@
 -- it reads; every store and end of a run trims a few too, see lib/workflows.lua).
 -- KEYS[1] workflows (ZSET run -> stored at)   KEYS[2] workflows_expiry (ZSET run -> linger over)
 -- ARGV[1] now ms
--- Returns how many runs left the indexes (at most 1,000 per call).
+-- Returns how many runs left the indexes (at most 1,000 per call). A workflows index of another
+-- type is refused by name before the first write (its ZREM raised after the runs left
+-- workflows_expiry: they stayed listed for good).
+--@include types
+local wrong = wrong_type(function() return 'ZCARD' end, 'no run trimmed', 1)
+if wrong then
+  return wrong
+end
 local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
 if #gone > 0 then
   redis.call('ZREM', KEYS[2], unpack(gone))
