@@ -69,7 +69,6 @@ local function limits_of(index)
 end
 local d = {jobs = KEYS[4], prio = KEYS[6], seq = KEYS[10], idle = KEYS[11], wake = ARGV[4],
   dedup = KEYS[23], dedupjob = KEYS[24], next = KEYS[26], reruns = KEYS[27]}
-local deduped = dedup_any(d)
 -- the type of each key (the pool's info is DELeted whatever its type; `listening` is read with
 -- EXISTS/pcall; seq must be a counter: a requeue INCRs it after the first write): a running
 -- HASH of another type raised in HINCRBY after the job left the in-progress set (lost)
@@ -92,6 +91,7 @@ end
 if bad then
   return bad
 end
+local deduped = dedup_any(d)  -- (after the type pass: its HLEN raised on another type)
 local beat = redis.call('ZSCORE', KEYS[1], pool)
 if beat then
   if tonumber(beat) >= now - tonumber(ARGV[2]) then

@@ -13,8 +13,9 @@
 -- Returns '' when added, else why not (an unknown node, a before node no longer waiting, a
 -- cycle it would close, ...); an error, before any write, when the arguments do not
 -- fit (the priority not a whole number in -1000..1000, the count of after nodes not a whole
--- number of them; 'nan' and 'inf' included; a node id lib/workflows.lua wf_node_ok refuses) or
--- seq is not a counter.
+-- number of them; 'nan' and 'inf' included; a node id lib/workflows.lua wf_node_ok refuses), a
+-- key it may write of another type (the run's, workflow_of, the namespace's: lib/wfkeys.lua
+-- wf_unfit), seq or the run's size not a counter.
 -- Every answer but an error that is read and not written ('' for a node added already, a
 -- refusal) writes nothing but a no-op (HDEL of the nodes' field '', not replicated) first, so
 -- that a replica (a master demoted by a failover, still answering from its old data) refuses
@@ -31,6 +32,16 @@ end
 if not wf_node_ok(node) then
   return redis.error_reply('errands: wf_add: node id "' .. tostring(node) .. '" holds whitespace, '
     .. 'a control character or one of "\\{}:<>!: it was not added')
+end
+-- every key it writes is checked first (lib/wfkeys.lua wf_unfit: the run's, and the namespace's
+-- a ready member goes to, seq a counter; workflow_of; the run's size a counter): one of another
+-- type raised after the member's membership, open mark and spec were written (half added)
+local outcome = 'node ' .. node .. ' was not added'
+local bad = wrong_type(function(j) return j == 1 and 'HLEN' end, outcome, 1)
+  or wf_unfit(KEYS[1], run, outcome)
+  or not_hash_counter(KEYS[2], {'size'}, outcome)
+if bad then
+  return bad
 end
 -- answers read and not written (added already, or why not) go through lib/types.lua's
 -- unwritten on the nodes' hash (no node id is '': wf_node_ok; KEYS[6] read as a hash below)
@@ -131,10 +142,6 @@ if #edges > 0 and 8 + a <= #ARGV then
   end
 end
 local W = wf_keys(KEYS[1], run)
-local bad = #edges == 0 and not_counter(W.P .. 'seq', 'node ' .. node .. ' was not added')
-if bad then
-  return bad
-end
 local id = run .. '.' .. node
 redis.call('HSET', KEYS[1], id, run)
 redis.call('SADD', W.open, node)

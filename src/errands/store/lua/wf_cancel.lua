@@ -11,9 +11,9 @@
 -- nothing (the run it finished is no longer running)
 -- ARGV[1] run id   ARGV[2..] nodes waiting for their dependencies
 -- Returns 1, or 0 when the run is not running (finished, lingering or unknown). A key of the
--- run or of the namespace that lib/workflows.lua writes of another type (or seq not a counter:
--- wf_unfit) fails the call before its first write: it raised after noting its reply, and its
--- re-send answered 1, the members never ended.
+-- run or of the namespace that lib/workflows.lua writes of another type (workflow_of too; or
+-- seq not a counter: wf_unfit) fails the call before its first write: it raised after noting
+-- its reply, and its re-send answered 1, the members never ended.
 -- Both answers read (1 from the reply key, 0) write nothing first (lib/types.lua unwritten,
 -- on the run: its HGET raised on another type): a demoted master refuses them, where the new
 -- master may hold the run running (the first call's writes not replicated; a run stored
@@ -27,7 +27,8 @@ end
 if status ~= 'running' then
   return unwritten('HDEL', KEYS[2], 0)
 end
-local wrong = wf_unfit(KEYS[1], ARGV[1], 'nothing cancelled')
+local wrong = wrong_type(function(j) return j == 1 and 'HLEN' end, 'nothing cancelled', 1)
+  or wf_unfit(KEYS[1], ARGV[1], 'nothing cancelled')  -- (workflow_of: each member's end HDELs it)
 if wrong then
   return wrong
 end
