@@ -1,10 +1,12 @@
 """What the flow-controlled job type and the workflow runs leave in Redis once every worker
 stopped (docs/limits.md: "a partition that drains leaves nothing behind (its running counter
-field goes at 0, its rate log a window after its last start)"; docs/workflows.md: "when its last
-member ends, every key of the run ... expires after linger"). The invariant checker already
-reports a rate log or a finished run's key without a TTL, a partition field without its job and
-the partition index, turns and counters left once drained; this adds the bounds: nothing waits
-for its rate, a rate log expires within a window, a finished run's keys within its linger."""
+field goes at 0, its rate log a window and 1-2 s after its last start)"; docs/workflows.md:
+"when its last member ends, every key of the run ... expires after linger"). The invariant
+checker already reports a rate log or a finished run's key without a TTL, a partition field
+without its job and the partition index, turns and counters left once drained; this adds the
+bounds: nothing waits for its rate, a rate log expires within a window and 2 s (lib/ratelog.lua
+lim_tidy renews its TTL to the window + 2 s once it falls to the window + 1 s), a finished
+run's keys within its linger."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ async def flow_key_leaks(
     """Every key of job type ``name``'s partitions, or of the workflow runs ``runs``, left
     beyond its bound (a leak), one line each."""
     runs = sorted(runs)
-    bounded = [(keys.rate_log(name), per), (keys.rate_expiry(name), per)]
+    bounded = [(keys.rate_log(name), per + 2.0), (keys.rate_expiry(name), per + 2.0)]
     bounded += [(keys.workflow(r, part), linger) for r in runs for part in ("", *WORKFLOW_PARTS)]
     async with admin.pipeline(transaction=False) as pipe:
         pipe.zrange(keys.partitions_waiting(name), 0, -1, withscores=True)

@@ -365,7 +365,8 @@ class Keys:
 
     def rate_log(self, name: str) -> str:
         """HASH "<per ms>" (type-wide) or "<per ms>:<partition>" -> the start times (ms, Redis
-        clock) within the last window of a rate limit; expires a window after its last write."""
+        clock) within the last window of a rate limit; expires a window and 1-2 s after its last
+        write."""
         return self.prefix + "prate:" + _check_part("job name", name)
 
     def rate_expiry(self, name: str) -> str:
