@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import orjson
+from redis.exceptions import ReadOnlyError, ResponseError
 
 from ..clock import Clock
 from ..store.connection import REDIS_ERRORS
@@ -90,7 +91,14 @@ class Reaper:
         moved = 0
         for pool_id in dict.fromkeys(dead):
             if pool_id != self.own_pool_id:
-                moved += await self.reap_pool(pool_id)
+                try:
+                    moved += await self.reap_pool(pool_id)
+                except ResponseError as exc:
+                    if isinstance(exc, (*REDIS_ERRORS, ReadOnlyError)):
+                        raise  # (Redis itself, not this pool's keys: the next pass tries again)
+                    # refused (a key of another type: reap.lua writes nothing then): the other
+                    # dead pools are reaped all the same, this one once the key is repaired
+                    log.error("reaper: pool %s not reaped: %s", pool_id, exc)
         return moved
 
     async def sweep(self) -> int:
