@@ -24,7 +24,8 @@
 -- ARGV[5] isolation threshold (0 = off): a job taken back from dead pools this many times is a
 --         suspect, and a pool runs at most one suspect at a time. The job that kills its worker
 --         then no longer takes the same neighbours down with it each time, so they do not end
---         up buried as poison with it.
+--         up buried as poison with it. A suspect not taken stays queued at its place; one with a
+--         partition stays its partition's head, the partition keeping its turn (lib/limserve).
 -- ARGV[6] suspects this pool runs now   ARGV[7] dead timeout ms   ARGV[8] wake channel
 -- ARGV[9] ms an idle registration lasts (the pool fetches again well within it while idle)
 -- ARGV[10..] three per queue: job name, max_concurrency (0 = no limit), limits spec ('' = none;
@@ -194,13 +195,23 @@ end
 -- exists and no attempt of it runs anywhere, else false. One HMGET each of envelopes and
 -- attempts (and recoveries, with isolation on), after the jobs taken so far are written (their
 -- attempts read).
+-- With isolation on, a suspect is answered false too, its envelope in iso.envs: lim_serve takes
+-- it only while the pool runs none (iso.free), else keeps it queued in place (lib/limserve.lua).
+local iso = isolate > 0 and {envs = {}} or nil
 local function runnable_all(ids)
   flush_taken()
   local envs, atts = read_chunked('HMGET', KEYS[1], ids), read_chunked('HMGET', KEYS[12], ids)
   for j = 1, #ids do
     envs[j] = not atts[j] and envs[j]
   end
-  read_recoveries(ids)
+  if isolate > 0 then
+    read_recoveries(ids)
+    for j = 1, #ids do
+      if envs[j] and suspect_of(ids[j]) == 1 then
+        iso.envs[ids[j]], envs[j] = envs[j], false
+      end
+    end
+  end
   return envs
 end
 
@@ -227,11 +238,14 @@ for i = 1, nq do
         room = lim_type_room(P, L, room, now, note)
       end
       if room > 0 and partitioned then
+        if iso then
+          iso.free, iso.held = suspects == 0, {}
+        end
         got, per = lim_serve(P, L, room, now, runnable_all, function(id, env, score)
           local suspect = isolate > 0 and suspect_of(id) or 0
           take(i, name, id, env, score, suspect)
           suspects = suspects + suspect
-        end, note)
+        end, note, iso)
         flush_taken()
       end
     end

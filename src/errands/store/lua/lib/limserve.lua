@@ -113,7 +113,16 @@ end
 -- fetch that served it finds the index small and without it (lim_prune); stale index entries
 -- before its head go at that look-up.
 local function lim_round(P, S, n, runnable)
-  local front = redis.call('ZRANGE', P.pready, 0, n - 1)
+  local front = redis.call('ZRANGE', P.pready, 0, n - 1 + S.nheld)
+  if S.nheld > 0 then  -- (passed over: the partitions of suspects held, lim_serve_head)
+    local kept = {}
+    for _, p in ipairs(front) do
+      if #kept < n and not S.iso.held[p] then
+        kept[#kept + 1] = p
+      end
+    end
+    front = kept
+  end
   if #front == 0 then
     return nil
   end
@@ -199,11 +208,14 @@ local function lim_bad_count(P, p, run)
   redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)
 end
 
--- head j of round H, with its queue score q, envelope env and running count run as read
+-- head j of round H, with its queue score q, envelope env and running count run as read; a
+-- suspect the pool may not take now is held: nothing counted, its partition keeps its turn
 local function lim_serve_head(P, L, S, H, j, q, env, run)
   local p, id, score = H.p[j], H.id[j], H.score[j]
   local queued = q and (q == score or tonumber(q) == score)  -- (a number when from the queue)
   env = queued and env
+  local suspect = not env and queued and S.iso and S.iso.envs[id]
+  env = env or suspect
   local running = 0
   if run then
     running = lim_count(run)
@@ -226,8 +238,13 @@ local function lim_serve_head(P, L, S, H, j, q, env, run)
       S.out[#S.out + 1] = p
       redis.call('ZADD', P.pwait, free, p)
       S.note(free)
-    else
+    elseif not suspect then
       lim_take_head(P, L, S, H, j, env, running)
+    elseif S.iso.free then
+      lim_take_head(P, L, S, H, j, env, running)
+      S.iso.free = false
+    else
+      S.iso.held[p], S.nheld = true, S.nheld + 1
     end
   end
 end
@@ -308,7 +325,9 @@ end
 -- of the partition whose turn it is, within the partition's limits. runnable(ids) gives the
 -- envelope of each job that may run (false for the others; it sees the jobs taken before);
 -- take(id, env, score) moves one to the pool; note(ms) is told when a rate-limited partition may
--- start again. Bounded: 4 x room + 16 partitions looked at.
+-- start again. Bounded: 4 x room + 16 partitions looked at. iso (nil: isolation off): the
+-- suspects runnable() answered false for (envs: id -> envelope), whether the pool may take one
+-- now (free: one taken makes it false) and the partitions held (held: {}, fetch.lua's).
 -- Rounds: the next partitions in turn (as many as jobs still wanted), their heads looked up,
 -- then read together (queue scores, envelopes and attempts, running counts) and served in
 -- order; those served that have more go to the back in one ZADD before the next round. A
@@ -319,7 +338,7 @@ end
 -- no partition has a turn or waits. P.known (optional): {P.pready's size, P.pwait's} as the call
 -- found them before its first write (the first name's: fetch.lua's type checks), not read again;
 -- a P.pwait empty then is not read (what the call puts there it notes).
-local function lim_serve(P, L, room, now, runnable, take, note)
+local function lim_serve(P, L, room, now, runnable, take, note, iso)
   local known = P.known
   if known and known[1] + known[2] == 0
       or not known and redis.call('EXISTS', P.pready, P.pwait) == 0 then
@@ -334,7 +353,8 @@ local function lim_serve(P, L, room, now, runnable, take, note)
     per = math.max(per, r[2])
   end
   local S = {room = room, now = now, take = take, note = note, got = 0, budget = 4 * room + 16,
-    turn = 0, turns_left = 0, pq_gone = {}, pass_of = {}, folded = 0, passed = {}, drained = 0}
+    turn = 0, turns_left = 0, pq_gone = {}, pass_of = {}, folded = 0, passed = {}, drained = 0,
+    iso = iso, nheld = 0}
   while S.got < room and S.budget > 0 do
     local H = lim_round(P, S, math.min(room - S.got, S.budget, 1000), runnable)
     if not H then
