@@ -343,5 +343,14 @@ local function lim_prune(P, bound)
   call_chunked('ZADD', P.pready, keep)
 end
 
+-- partition p's running count `run` is not a counter (lib/types.lua is_counter: written by hand
+-- or by a bug; it raised in the middle of a fetch, or took a job and stored nan): no job of it
+-- starts, it goes to the back of the turns (served once repaired), and the Redis log says so
+local function lim_bad_count(P, p, run)
+  redis.log(redis.LOG_WARNING, 'errands: ' .. P.prun .. ' field ' .. p .. ' holds '
+    .. string.sub(run, 1, 40) .. ', not a counter: no job of the partition starts until repaired')
+  redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)
+end
+
 -- the serving of partitions in turn (lim_serve, the fetch's)
 --@include limserve

@@ -199,15 +199,6 @@ local function lim_take_head(P, L, S, H, j, env, running)
   S.got = S.got + 1
 end
 
--- partition p's running count `run` is not a counter (lib/types.lua is_counter: written by hand
--- or by a bug; it raised in the middle of a fetch, or took a job and stored nan): no job of it
--- starts, it goes to the back of the turns (served once repaired), and the Redis log says so
-local function lim_bad_count(P, p, run)
-  redis.log(redis.LOG_WARNING, 'errands: ' .. P.prun .. ' field ' .. p .. ' holds '
-    .. string.sub(run, 1, 40) .. ', not a counter: no job of the partition starts until repaired')
-  redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)
-end
-
 -- head j of round H, with its queue score q, envelope env and running count run as read; a
 -- suspect the pool may not take now is held: nothing counted, its partition keeps its turn
 local function lim_serve_head(P, L, S, H, j, q, env, run)
