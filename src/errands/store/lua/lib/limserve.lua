@@ -114,6 +114,7 @@ end
 -- before its head go at that look-up.
 local function lim_round(P, S, n, runnable)
   local front = redis.call('ZRANGE', P.pready, 0, n - 1 + S.nheld)
+  S.reads = S.reads + #front  -- (the held ones read again each round: bounded by lim_serve)
   if S.nheld > 0 then  -- (passed over: the partitions of suspects held, lim_serve_head)
     local kept = {}
     for _, p in ipairs(front) do
@@ -234,8 +235,8 @@ local function lim_serve_head(P, L, S, H, j, q, env, run)
     elseif S.iso.free then
       lim_take_head(P, L, S, H, j, env, running)
       S.iso.free = false
-    else
-      S.iso.held[p], S.nheld = true, S.nheld + 1
+    else  -- (not charged to the budget: the turns read bound them, lim_serve)
+      S.iso.held[p], S.nheld, S.budget = true, S.nheld + 1, S.budget + 1
     end
   end
 end
@@ -316,7 +317,9 @@ end
 -- of the partition whose turn it is, within the partition's limits. runnable(ids) gives the
 -- envelope of each job that may run (false for the others; it sees the jobs taken before);
 -- take(id, env, score) moves one to the pool; note(ms) is told when a rate-limited partition may
--- start again. Bounded: 4 x room + 16 partitions looked at. iso (nil: isolation off): the
+-- start again. Bounded: 4 x room + 16 partitions looked at; those held (not charged to it, so
+-- they do not starve the partitions behind them) read again each round, 4 x (room + 64) + 16 turns
+-- read in all (without held ones, the reads are the partitions looked at). iso (nil: off): the
 -- suspects runnable() answered false for (envs: id -> envelope), whether the pool may take one
 -- now (free: one taken makes it false) and the partitions held (held: {}, fetch.lua's).
 -- Rounds: the next partitions in turn (as many as jobs still wanted), their heads looked up,
@@ -345,8 +348,8 @@ local function lim_serve(P, L, room, now, runnable, take, note, iso)
   end
   local S = {room = room, now = now, take = take, note = note, got = 0, budget = 4 * room + 16,
     turn = 0, turns_left = 0, pq_gone = {}, pass_of = {}, folded = 0, passed = {}, drained = 0,
-    iso = iso, nheld = 0}
-  while S.got < room and S.budget > 0 do
+    iso = iso, nheld = 0, reads = 0}
+  while S.got < room and S.budget > 0 and S.reads < 4 * (room + 64) + 16 do
     local H = lim_round(P, S, math.min(room - S.got, S.budget, 1000), runnable)
     if not H then
       break
