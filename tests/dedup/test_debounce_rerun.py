@@ -40,6 +40,23 @@ def test_spec_of_debounce_and_rerun() -> None:
     assert Dedup.from_dict(Dedup("k", debounce=True).to_dict()) == Dedup("k", debounce=True)
 
 
+def _deploy_pool(
+    redis_url: str, namespace: str
+) -> tuple[WorkerPool, list[str], asyncio.Event, asyncio.Event]:
+    """A pool whose "deploy" job notes its sha, sets ``started`` and waits for ``release``."""
+    started, release = asyncio.Event(), asyncio.Event()
+    seen: list[str] = []
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.job("deploy")
+    async def deploy(job: Job, sha: str) -> None:
+        seen.append(sha)
+        started.set()
+        await release.wait()
+
+    return pool, seen, started, release
+
+
 async def test_debounce_replaces_args_and_pushes_the_run_back(
     redis: Redis, namespace: str, enqueuer: Enqueuer
 ) -> None:
@@ -92,16 +109,7 @@ async def test_rerun_latest_keeps_one_running_and_one_waiting(
     redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer
 ) -> None:
     keys = Keys(namespace)
-    started, release = asyncio.Event(), asyncio.Event()
-    seen: list[str] = []
-    pool = WorkerPool.from_url(redis_url, namespace=namespace)
-
-    @pool.job("deploy")
-    async def deploy(job: Job, sha: str) -> None:
-        seen.append(sha)
-        started.set()
-        await release.wait()
-
+    pool, seen, started, release = _deploy_pool(redis_url, namespace)
     d = Dedup("repo:x", until="finished", rerun_latest=True)
     first = await enqueuer.enqueue("deploy", {"sha": "a"}, dedup=d)
     assert first is not None
@@ -135,16 +143,7 @@ async def test_the_waiting_rerun_can_be_cancelled_or_deleted(
     redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer, client: Client, action: str
 ) -> None:
     keys = Keys(namespace)
-    started, release = asyncio.Event(), asyncio.Event()
-    seen: list[str] = []
-    pool = WorkerPool.from_url(redis_url, namespace=namespace)
-
-    @pool.job("deploy")
-    async def deploy(job: Job, sha: str) -> None:
-        seen.append(sha)
-        started.set()
-        await release.wait()
-
+    pool, seen, started, release = _deploy_pool(redis_url, namespace)
     d = Dedup("repo:x", until="finished", rerun_latest=True)
     first = await enqueuer.enqueue("deploy", {"sha": "a"}, dedup=d)
     async with pool:
@@ -204,16 +203,7 @@ async def test_a_rerun_enqueued_with_a_delay_is_queued_as_soon_as_the_holder_end
     """The delay counts only for the first job of a key: the rerun waits for the holder, then
     goes on its queue at once, not an hour later."""
     keys = Keys(namespace)
-    started, release = asyncio.Event(), asyncio.Event()
-    seen: list[str] = []
-    pool = WorkerPool.from_url(redis_url, namespace=namespace)
-
-    @pool.job("deploy")
-    async def deploy(job: Job, sha: str) -> None:
-        seen.append(sha)
-        started.set()
-        await release.wait()
-
+    pool, seen, started, release = _deploy_pool(redis_url, namespace)
     d = Dedup("repo:x", until="finished", rerun_latest=True)
     first = await enqueuer.enqueue("deploy", {"sha": "a"}, dedup=d)
     assert first is not None

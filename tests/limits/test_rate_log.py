@@ -7,21 +7,14 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 
-from errands import Enqueuer, Rate
+from errands import Rate
 from errands.admin.limitsinfo import waiting_reason
 from errands.store.keys import Keys
-from errands.store.scripts import Scripts
+
+from .support import sms_ready
 
 SPEC = {"sms": "r=4/60000"}
 RATE = (Rate(4, per=timedelta(minutes=1)),)
-
-
-async def _ready(redis: Redis, namespace: str, jobs: int) -> Scripts:
-    async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
-        await enqueuer.enqueue_many([("sms", {}) for _ in range(jobs)])
-    scripts = Scripts(redis, Keys(namespace))
-    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
-    return scripts
 
 
 async def _now(redis: Redis) -> int:
@@ -33,7 +26,7 @@ async def test_a_fetch_writes_one_record_whatever_it_started(redis: Redis, names
     """A fetch of n jobs appended n start times (13 bytes each, rewritten whole on every
     fetch): the log grew with the starts of its window."""
     keys = Keys(namespace)
-    scripts = await _ready(redis, namespace, 8)
+    scripts = await sms_ready(redis, namespace, 8)
     got = await scripts.fetch("p", 1, 8, [("sms", 0)], specs={"sms": "r=100/60000"})
     assert len(got) == 8
     log = await redis.hget(keys.rate_log("sms"), "60000")
@@ -45,7 +38,7 @@ async def test_a_fetch_writes_one_record_whatever_it_started(redis: Redis, names
 
 async def test_an_older_log_still_counts_and_is_rewritten(redis: Redis, namespace: str) -> None:
     keys = Keys(namespace)
-    scripts = await _ready(redis, namespace, 8)
+    scripts = await sms_ready(redis, namespace, 8)
     now = await _now(redis)
     old = f"{now - 120_000:013d}" + f"{now - 10:013d}" * 3  # one start out of the window
     await redis.hset(keys.rate_log("sms"), "60000", old)

@@ -7,20 +7,12 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from errands import Enqueuer
 from errands.store.keys import Keys
-from errands.store.scripts import Scripts
+
+from .support import sms_ready
 
 SPEC = {"sms": "r=100/60000"}
 LEAST = 60_000 + 1000  # a window and 1 s
-
-
-async def _ready(redis: Redis, namespace: str, jobs: int) -> Scripts:
-    async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
-        await enqueuer.enqueue_many([("sms", {}) for _ in range(jobs)])
-    scripts = Scripts(redis, Keys(namespace))
-    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
-    return scripts
 
 
 async def _pexpires(redis: Redis) -> int:
@@ -36,7 +28,7 @@ async def test_a_fetch_renews_the_ttl_of_the_rate_keys_only_when_it_runs_low(
     redis: Redis, namespace: str
 ) -> None:
     keys = Keys(namespace)
-    scripts = await _ready(redis, namespace, 4)
+    scripts = await sms_ready(redis, namespace, 4)
     assert len(await scripts.fetch("p", 1, 1, [("sms", 0)], specs=SPEC)) == 1
     assert all(LEAST < ttl <= LEAST + 1000 for ttl in await _ttls(redis, keys))
     before = await _pexpires(redis)
@@ -50,7 +42,7 @@ async def test_a_rate_key_with_a_short_ttl_or_none_gets_one_past_the_least(
     redis: Redis, namespace: str
 ) -> None:
     keys = Keys(namespace)
-    scripts = await _ready(redis, namespace, 4)
+    scripts = await sms_ready(redis, namespace, 4)
     assert len(await scripts.fetch("p", 1, 1, [("sms", 0)], specs=SPEC)) == 1
     await redis.pexpire(keys.rate_log("sms"), 500)
     await redis.persist(keys.rate_expiry("sms"))
