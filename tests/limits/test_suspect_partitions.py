@@ -159,9 +159,10 @@ async def test_held_suspects_do_not_spend_the_budget_of_the_partitions_behind_th
 async def test_the_held_partitions_read_again_are_bounded(
     redis: Redis, namespace: str, held: int, taken: bool
 ) -> None:
-    """Held partitions are read again each round (they keep their turn, first): a call reads at
-    most 4 x (room + 64) + 16 turns in all (276 for a fetch of one: 23 rounds of one more held
-    each), so its work stays linear in its room whatever the number of suspects first in turn.
+    """Held partitions are read again each round (they keep their turn, first): a round starts
+    while fewer than 4 x (room + 64) + 16 turns were read (276 for a fetch of one: 22 rounds of
+    one more held each), so its work stays linear in its room whatever the number of suspects
+    first in turn.
     (Unbounded, 3,100 held made a fetch of 1,000 take 0.7 s of Redis: found in review.) A pool
     without a suspect takes the first of them."""
     layout = [(f"s{i}", True) for i in range(held)] + [("z", False)]

@@ -318,8 +318,9 @@ end
 -- envelope of each job that may run (false for the others; it sees the jobs taken before);
 -- take(id, env, score) moves one to the pool; note(ms) is told when a rate-limited partition may
 -- start again. Bounded: 4 x room + 16 partitions looked at; those held (not charged to it, so
--- they do not starve the partitions behind them) read again each round, 4 x (room + 64) + 16 turns
--- read in all (without held ones, the reads are the partitions looked at). iso (nil: off): the
+-- they do not starve the partitions behind them) read again each round: rounds start while fewer
+-- than 4 x (room + 64) + 16 turns were read, under twice that in all (without held ones, the
+-- reads are the partitions looked at). iso (nil: off): the
 -- suspects runnable() answered false for (envs: id -> envelope), whether the pool may take one
 -- now (free: one taken makes it false) and the partitions held (held: {}, fetch.lua's).
 -- Rounds: the next partitions in turn (as many as jobs still wanted), their heads looked up,
