@@ -151,3 +151,20 @@ async def test_a_fetch_with_isolation_reads_recoveries_once_per_window(
     assert "cmdstat_hget" not in stats
     assert [f.id for f in got] == [i for i in ids if i != ids[4]]
     assert [f.suspect for f in got] == [f.id == ids[1] for f in got]
+
+
+async def test_a_recovery_count_that_is_not_a_number_counts_as_none(
+    redis: Redis, namespace: str
+) -> None:
+    """A job's count of take-backs from dead pools written by hand as a non-number: the fetch
+    takes it as a job never taken back. It raised ("attempt to compare number with nil") in every
+    fetch that met it with isolation on, after the jobs of the queues before were taken: in
+    progress, and nobody told."""
+    keys = Keys(namespace)
+    scripts = await _ready(redis, namespace)
+    job = await Enqueuer(redis, namespace=namespace, strict=None).enqueue("second")
+    assert job is not None
+    await redis.hset(keys.recoveries, job.id, "many")
+    got = await scripts.fetch("p", 1, 10, [("first", 0), ("second", 0)], 2)
+    assert got is not None
+    assert [(f.queue_index, f.suspect) for f in got] == [(1, False), (1, False), (2, False)]

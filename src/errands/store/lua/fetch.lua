@@ -183,9 +183,10 @@ local function read_recoveries(ids)
   end
 end
 
--- is job `id` (suspect or not) to be taken now by this pool (its recoveries read before)
+-- is job `id` (suspect or not) to be taken now by this pool (its recoveries read before; a count
+-- that is not a number, written by hand, counts as none: it failed every fetch that met it)
 local function suspect_of(id)
-  if isolate > 0 and tonumber(recovered[id] or '0') >= isolate then
+  if isolate > 0 and (tonumber(recovered[id] or '0') or 0) >= isolate then
     return 1
   end
   return 0
