@@ -38,3 +38,24 @@ async def test_a_refused_reap_leaves_the_other_dead_pools_reaped(
     assert await redis.zcard(keys.in_progress("dead2")) == 0
     assert await redis.zcard(keys.in_progress("dead1")) == 1  # (left as it was: refused)
     assert "pool dead1 not reaped" in caplog.text and keys.queue("bad") in caplog.text
+
+
+async def test_a_recovery_count_that_is_not_a_number_is_counted_anew(
+    redis: Redis, namespace: str
+) -> None:
+    """A dead pool's job whose count of take-backs was written by hand as a non-number goes back
+    to its queue with a count of 1. reap.lua's HINCRBY raised after the job had left the pool's
+    in-progress set: neither in progress nor queued, the job was lost."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    job = await Enqueuer(redis, namespace=namespace, strict=None).enqueue("work")
+    assert job is not None
+    await scripts.heartbeat("dead", b"{}", 60_000, mode="register")
+    fetched = await scripts.fetch("dead", 0, 10, [("work", 0)])
+    assert fetched is not None and len(fetched) == 1
+    await redis.hset(keys.recoveries, job.id, "many")
+    await redis.zadd(keys.pools, {"dead": 1})
+    reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
+    assert await reaper.reap_once() == 1
+    assert await redis.zscore(keys.queue("work"), job.id) is not None
+    assert await redis.hget(keys.recoveries, job.id) == b"1"

@@ -158,7 +158,11 @@ local function take_back(id, name, qi, queue, attempt)
   elseif name == '' then
     bury(id, ARGV[6], nil, '', 0)
   else
-    local n = redis.call('HINCRBY', k.recov, id, 1)
+    local n = redis.pcall('HINCRBY', k.recov, id, 1)
+    if type(n) ~= 'number' then  -- (a count not a number, written by hand: counted anew, as
+      n = 1                      -- fetch.lua reads it: none before; raising here lost the job)
+      redis.call('HSET', k.recov, id, n)
+    end
     if n >= tonumber(ARGV[3]) then
       bury(id, ARGV[5], queue, name, qi)
     else
