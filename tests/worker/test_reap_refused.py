@@ -59,3 +59,39 @@ async def test_a_recovery_count_that_is_not_a_number_is_counted_anew(
     assert await reaper.reap_once() == 1
     assert await redis.zscore(keys.queue("work"), job.id) is not None
     assert await redis.hget(keys.recoveries, job.id) == b"1"
+
+
+@pytest.mark.parametrize("counter", ["running", "stats", "partition"])
+async def test_a_counter_that_is_not_one_refuses_the_reap_before_any_write(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture, counter: str
+) -> None:
+    """`running` of the job's name, stats' `dead` / `cancelled` and its partition's running count
+    are counted after reap.lua's first write: one that is not a counter (written by hand) is
+    refused by name first, and the dead pool waits, its job in progress, until it is repaired.
+    (The HINCRBY of `running` raised after the job had left the in-progress set: lost.)"""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    partition = "a" if counter == "partition" else None
+    job = await Enqueuer(redis, namespace=namespace, strict=None).enqueue(
+        "work", partition=partition
+    )
+    assert job is not None
+    await scripts.heartbeat("dead", b"{}", 60_000, mode="register")
+    fetched = await scripts.fetch("dead", 0, 10, [("work", 0)])
+    assert fetched is not None and len(fetched) == 1
+    key, field = {
+        "running": (keys.running, "work"),
+        "stats": (keys.stats, "dead"),
+        "partition": (keys.partitions_running("work"), "a"),
+    }[counter]
+    await redis.hset(key, field, "x")
+    await redis.zadd(keys.pools, {"dead": 1})
+    reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
+    with caplog.at_level(logging.ERROR, logger="errands"):
+        assert await reaper.reap_once() == 0
+    assert f"{key} field {field} holds x, not a counter: nothing reaped" in caplog.text
+    assert await redis.zrange(keys.in_progress("dead"), 0, -1) == [f"{job.id}:work".encode()]
+    assert await redis.zscore(keys.pools, "dead") == 1  # (not retired: nothing written)
+    await redis.hset(key, field, "1" if counter != "stats" else "0")  # repaired
+    assert await reaper.reap_once() == 1
+    assert await redis.zscore(keys.queue("work"), job.id) is not None

@@ -21,7 +21,9 @@
 -- ARGV[9..] four per entry: in-progress member, job id, job name, name index (1-based); a
 --           malformed entry has name '' and index 0: its job is buried
 -- A bad argument (a timeout or count that is not a whole number, a name index out of range), a
--- key of another type or a seq that is not a counter fails the call before its first write.
+-- key of another type, or a seq, `running` count of an entry's name, stats' dead or cancelled, or
+-- running count of an entry's partition that is not a counter fails the call before its first
+-- write (a recovery count that is not a number is counted anew at 1).
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
 -- Only this pool's attempts are touched: an entry whose job has another pool's attempt (it runs
 -- there; a state no script leaves, but data of an older version may) only frees its slot.
@@ -88,6 +90,35 @@ local seen = {}
 for i = 9, #ARGV, 4 do  -- (the run of a workflow member: lib/workflows.lua writes its keys)
   bad = bad or wf_unfit_of(KEYS[25], ARGV[i + 1], 'nothing reaped', seen)
 end
+-- the counters this call counts after its first write, checked first (lib/types.lua): a value
+-- that is not one raised there after the job had left the in-progress set (lost): `running` of
+-- each entry's name, stats' dead and cancelled, and the running count of each entry's partition
+local function not_reap_counters()
+  local names, ids, qis = {}, {}, {}
+  for i = 9, #ARGV, 4 do
+    if ARGV[i + 2] ~= '' then
+      names[#names + 1], ids[#ids + 1], qis[#qis + 1] = ARGV[i + 2], ARGV[i + 1], ARGV[i + 3]
+    end
+  end
+  local wrong = not_hash_counter(KEYS[5], names, 'nothing reaped')
+    or not_hash_counter(KEYS[12], {'dead', 'cancelled'}, 'nothing reaped')
+  if wrong or #ids == 0 or not partitioned then
+    return wrong
+  end
+  local parts, of = redis.call('HMGET', KEYS[30], unpack(ids)), {}  -- (its type: checked above)
+  for j = 1, #ids do
+    if parts[j] then
+      local qi = tonumber(qis[j])
+      of[qi] = of[qi] or {}
+      of[qi][#of[qi] + 1] = parts[j]
+    end
+  end
+  for qi, list in pairs(of) do
+    wrong = wrong or not_hash_counter(KEYS[Q + 4 * (qi - 1) + 2], list, 'nothing reaped')
+  end
+  return wrong
+end
+bad = bad or not_reap_counters()
 if bad then
   return bad
 end
