@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import orjson
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import ResponseError
 
 from ..clock import Clock
 from ..store.connection import REDIS_ERRORS
@@ -94,10 +94,12 @@ class Reaper:
                 try:
                     moved += await self.reap_pool(pool_id)
                 except ResponseError as exc:
-                    if isinstance(exc, (*REDIS_ERRORS, ReadOnlyError)):
-                        raise  # (Redis itself, not this pool's keys: the next pass tries again)
-                    # refused (a key of another type: reap.lua writes nothing then): the other
-                    # dead pools are reaped all the same, this one once the key is repaired
+                    # reap.lua's own refusals (a key of another type, a count that is not a
+                    # counter: lib/types.lua) end with its outcome and write nothing: the other
+                    # dead pools are reaped all the same, this one once the key is repaired;
+                    # any other error (Redis itself: READONLY, OOM, ...) ends the pass
+                    if "nothing reaped" not in str(exc):
+                        raise
                     log.error("reaper: pool %s not reaped: %s", pool_id, exc)
         return moved
 
