@@ -157,8 +157,9 @@ class AckPacker:
             if a.ttl_ms != ttl or a.envelope_json or a.history_json:
                 envelope, old = a.envelope_json.decode("latin-1"), a.history_json.decode("latin-1")
                 extras.append(bulks([place, a.ttl_ms, envelope, old]))
-        frame = (verb, function, pool_id, index)
-        return self._frame(*frame, keys, jobs, extras, wake, now_ms, history)
+        return self._frame(
+            verb, function, pool_id, index, keys, jobs, extras, wake, now_ms, history
+        )
 
     def _frame(
         self,

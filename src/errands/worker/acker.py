@@ -112,7 +112,7 @@ class Acker:
             finally:
                 self.inflight = []
             self._log(batch, set(report.refused), set(report.unfit))
-            if members:  # (not a look at each job of the batch: ~1,200 CPU instructions a job)
+            if members:  # (noted by add(), job by job: no second pass over the batch here)
                 self._continue_walks()
 
     def _continue_walks(self) -> None:

@@ -9,11 +9,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import LimiterSnooze, RetryLater
+from ..errors import LimiterSnooze
 from ..logfmt import job_extra
 
 if TYPE_CHECKING:
     from ..clock import Clock
+    from ..errors import RetryLater
     from ..handlers import JobType
     from ..job import Job
     from ..longwork.iterable import Suspend
