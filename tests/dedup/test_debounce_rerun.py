@@ -41,9 +41,10 @@ def test_spec_of_debounce_and_rerun() -> None:
 
 
 def _deploy_pool(
-    redis_url: str, namespace: str
+    redis_url: str, namespace: str, fail: str | None = None
 ) -> tuple[WorkerPool, list[str], asyncio.Event, asyncio.Event]:
-    """A pool whose "deploy" job notes its sha, sets ``started`` and waits for ``release``."""
+    """A pool whose "deploy" job notes its sha, sets ``started`` and waits for ``release`` (then
+    fails for good when its sha is ``fail``)."""
     started, release = asyncio.Event(), asyncio.Event()
     seen: list[str] = []
     pool = WorkerPool.from_url(redis_url, namespace=namespace)
@@ -53,6 +54,8 @@ def _deploy_pool(
         seen.append(sha)
         started.set()
         await release.wait()
+        if sha == fail:
+            raise NonRetryableError("broken")
 
     return pool, seen, started, release
 
@@ -172,18 +175,7 @@ async def test_the_waiting_rerun_can_be_cancelled_or_deleted(
 async def test_the_rerun_runs_when_the_holder_dies(
     redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer
 ) -> None:
-    started, release = asyncio.Event(), asyncio.Event()
-    seen: list[str] = []
-    pool = WorkerPool.from_url(redis_url, namespace=namespace)
-
-    @pool.job("deploy")
-    async def deploy(job: Job, sha: str) -> None:
-        seen.append(sha)
-        started.set()
-        await release.wait()
-        if sha == "a":
-            raise NonRetryableError("broken")
-
+    pool, seen, started, release = _deploy_pool(redis_url, namespace, fail="a")
     d = Dedup("repo:x", until="finished", rerun_latest=True)
     await enqueuer.enqueue("deploy", {"sha": "a"}, dedup=d)
     async with pool:
