@@ -11,20 +11,19 @@
 -- ('cancel' | 'destroy') stored for the job: the handler stops there.
 -- The cancel request is read before the first write (it was read after the checkpoint's HSET:
 -- cancel requests of another type raised there, the checkpoint written); cancel requests or
--- checkpoints of another type are refused by name, nothing written (the HSET is the first
--- write: sent with redis.pcall, it wrote nothing when it failed).
+-- checkpoints of another type are refused by name before it, nothing written.
 --@include events
 --@include types
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
   return unwritten('HDEL', KEYS[3], 0)
 end
-local request = redis.pcall('HGET', KEYS[4], ARGV[1])
-if type(request) == 'table' then
-  return wrong_key(KEYS[4], 'no checkpoint written')
+local wrong = wrong_type(function(j) return (j == 1 or j == 4) and 'HLEN' end,
+  'no checkpoint written', 4)
+if wrong then
+  return wrong
 end
-if type(redis.pcall('HSET', KEYS[1], ARGV[1], ARGV[3])) == 'table' then
-  return wrong_key(KEYS[1], 'no checkpoint written')
-end
+local request = redis.call('HGET', KEYS[4], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if redis.call('EXISTS', KEYS[5]) == 1 then
   ev_publish(KEYS[5], ARGV[4], ARGV[1], '{"event":"checkpoint","id":"' .. ARGV[1] .. '","name":"' .. ARGV[5] .. '","checkpoint":' .. ARGV[3] .. '}')
 end

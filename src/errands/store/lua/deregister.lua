@@ -12,7 +12,7 @@
 -- registry.
 --@include types
 local TYPES = {'ZCARD', 'ZCARD', false, 'SCARD', false}  -- then the idle pools of each name
-local wrong = wrong_type(function(j) return j > 5 and 'ZCARD' or TYPES[j] end,
+local wrong, sizes = wrong_type(function(j) return j > 5 and 'ZCARD' or TYPES[j] end,
   'nothing deregistered')
 if wrong then
   return wrong
@@ -20,7 +20,8 @@ end
 for i = 6, #KEYS do
   redis.call('ZREM', KEYS[i], ARGV[1])
 end
-if redis.call('ZCARD', KEYS[2]) > 0 or not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+if sizes[2] > 0 or not redis.call('ZSCORE', KEYS[1], ARGV[1]) then  -- (its in-progress set's
+  -- ZCARD, by wrong_type: the ZREMs above touch the idle pools only)
   return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])

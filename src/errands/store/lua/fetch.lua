@@ -205,8 +205,8 @@ local function runnable_all(ids)
   for j = 1, #ids do
     envs[j] = not atts[j] and envs[j]
   end
+  read_recoveries(ids)  -- (with isolation on only)
   if isolate > 0 then
-    read_recoveries(ids)
     for j = 1, #ids do
       if envs[j] and suspect_of(ids[j]) == 1 then
         iso.envs[ids[j]], envs[j] = envs[j], false
