@@ -61,14 +61,16 @@ class AdminScripts:
 
     async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int, call: str = "") -> str:
         """Cancel a job (see lua/cancel.lua); ``call``: a token of this call (letters and
-        digits), by which a re-sent call knows the job it cancelled itself."""
+        digits; a random one by default), by which a re-sent call knows the job it cancelled
+        or signalled itself and answers as the first."""
         k = self.keys
+        call = call or os.urandom(8).hex()
         keys = [k.jobs, k.queue(name), k.scheduled(name), k.retry(name), k.cancelled, k.dead]
         keys += (k.done(id), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
         keys += (k.cancel_requests, k.attempts, k.recoveries, k.dedup, k.dedup_of_job)
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.seq, k.priorities, k.idle)
         keys += (k.history_data, k.history_of(name), k.names, k.partitions)
-        keys += (k.partition_queue(name), k.partitions_ready(name))
+        keys += (k.partition_queue(name), k.partitions_ready(name), k.reply(call))
         args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
         args += (k.wake_channel, call)
         result = await self._call("cancel", keys, args)

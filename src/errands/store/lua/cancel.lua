@@ -11,7 +11,8 @@
 -- history's trim goes over the names)
 -- KEYS[26] partitions (a held member's, see lib/limits.lua)   KEYS[27] partition queue of the
 -- job name   KEYS[28] its partitions ready: a dedup rerun handed the key of the job cancelled
--- is indexed there (lib/dedup.lua dedup_index)
+-- is indexed there (lib/dedup.lua dedup_index)   KEYS[29] the reply key of this call
+-- (optional; store/keys.py reply): a `running` answer is kept there 10 minutes
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel   ARGV[8] this call's token
 -- (letters and digits; '' none): kept in the done record of the job it cancels
@@ -24,7 +25,13 @@
 -- A waiting job cancelled is recorded in the history (`cancelled`, at the attempt it would
 -- have run next, see lib/jobstate.lua) and published.
 -- A re-sent call (redis-py, after a lost reply) answers as its first call: 'cancelled' for the
--- job it cancelled (its done record holds this call's token). An answer read before any write
+-- job it cancelled (its done record holds this call's token), 'running' for the job it
+-- signalled (from KEYS[29]: the job may have been cancelled by its pool since, or finished,
+-- and a re-send then said 'already' or 'finished' of the job this call cancelled). Without a
+-- token and KEYS[29] the re-send says 'already' of the job it cancelled (its token is what tells
+-- it apart), and whatever it finds of a job it signalled: store/adminscripts.py cancel draws a
+-- token when its caller gives none. 'dead', 'finished' and 'unknown' are read, and a re-send
+-- reads them again (unchanged but by another call). An answer read before any write
 -- (the job's envelope gone: finished, cancelled, unknown) writes nothing first
 -- (lib/types.lua unwritten): a demoted master refuses it, where the new master may still hold
 -- the job waiting or running (an ack or a cancel not replicated; a job enqueued since; the
@@ -42,15 +49,19 @@ if not is_int(ARGV[2]) or not is_int(ARGV[3]) or tonumber(ARGV[3]) <= 0
     or not string.match(call, '^%w*$') then
   return redis.error_reply('errands: cancel: bad time, TTL or token: nothing cancelled')
 end
--- the done record is SET over any type; `listening` is read with EXISTS/pcall
+-- the done record is SET over any type; `listening` is read with EXISTS/pcall; the reply key's
+-- GET (a string of another type: an error) is its read too
 local TYPES = {'HLEN', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'HLEN', 'HLEN', 'ZCARD',
   false, 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', false, 'HLEN', 'SCARD',
-  'HLEN', 'ZCARD', 'SCARD', 'HLEN', 'ZCARD', 'ZCARD'}
-local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing cancelled')
-  or (KEYS[20] and not_counter(KEYS[20], 'nothing cancelled'))
+  'HLEN', 'ZCARD', 'SCARD', 'HLEN', 'ZCARD', 'ZCARD', 'GET'}
+local wrong, got = wrong_type(function(j) return TYPES[j] end, 'nothing cancelled')
+wrong = wrong or (KEYS[20] and not_counter(KEYS[20], 'nothing cancelled'))
   or wf_unfit_of(KEYS[17], id, 'nothing cancelled')
 if wrong then
   return wrong
+end
+if got[29] then  -- a re-send of a call that signalled the job's pool
+  return unwritten('ZREM', KEYS[5], got[29])
 end
 local mark = call ~= '' and (',"call":"' .. call .. '"}') or nil
 
@@ -129,4 +140,7 @@ if redis.call('HEXISTS', KEYS[13], id) == 0 then
 end
 redis.call('HSET', KEYS[12], id, 'cancel')
 redis.call('PUBLISH', ARGV[4], 'cancel:' .. id)
+if KEYS[29] then
+  redis.call('SET', KEYS[29], 'running', 'PX', 600000)
+end
 return 'running'
