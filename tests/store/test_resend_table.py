@@ -155,6 +155,36 @@ async def wf_cancel_finishing(w: World) -> Any:
     return answer
 
 
+async def deregister(w: World) -> Any:
+    await w.scripts.heartbeat("p1", b"{}", 60_000, mode="register")
+    return await w.scripts.deregister("p1", ["report"])
+
+
+async def unique_gc(w: World) -> Any:
+    assert await w.enqueuer.enqueue_unique("report", {"day": 1}) is not None
+    [digest] = await w.redis.zrange(w.keys.unique_expiry, 0, -1)
+    await w.redis.zadd(w.keys.unique_expiry, {digest: 1})  # its lock expired long ago
+    return await w.scripts.unique_gc(NOW)
+
+
+async def wf_trim(w: World) -> Any:
+    """A run that finished (its only member cancelled), its linger over: its keys expired."""
+    wf = Workflow("one", id="run3", linger=1)
+    wf.add("work", {}, id="a")
+    run = await w.enqueuer.enqueue_workflow(wf)
+    assert await w.scripts.cancel(run.job_id("a"), "work", NOW, 60_000) == "cancelled"
+    assert (await run.status()).done
+    parts = ("open", "out", "nodes", "res")
+    await w.redis.delete(w.keys.workflow(run.id), *(w.keys.workflow(run.id, p) for p in parts))
+    return await w.workflows.trim((await w.redis.time())[0] * 1000 + 60_000)
+
+
+def did_nothing(first: Any) -> Any:
+    """deregister, unique_gc and wf_trim answer what this call did (their callers drop the
+    answer: see each script's header): the work went with the first send."""
+    return 0
+
+
 def moved_nothing(first: Any) -> Any:
     """promote answers what this call moved: the jobs went with the first send."""
     return [0, first[1]]
@@ -199,6 +229,9 @@ CASES: list[tuple[str, str, Call, Any, Callable[[Any], Any] | None]] = [
     ("register", "schedule_register", register, 1, None),
     # (its re-send found the run finished, not running, and said 0)
     ("wf-cancel-finishing", "wf_cancel", wf_cancel_finishing, 1, None),
+    ("deregister", "deregister", deregister, 1, did_nothing),
+    ("unique-gc", "unique_gc", unique_gc, 1, did_nothing),
+    ("wf-trim", "wf_trim", wf_trim, 1, did_nothing),
     ("move-queue", "move", move("queue", "scheduled"), 1, None),
     ("move-schedule", "move", move("schedule", "scheduled"), 1, None),
     ("move-delete", "move", move("delete", "scheduled"), 1, None),

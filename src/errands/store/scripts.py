@@ -347,7 +347,9 @@ class Scripts(AdminScripts):
         return int(seconds), int(micros)
 
     async def deregister(self, pool_id: str, names: Sequence[str] = ()) -> bool:
-        """Give up the lease of a pool that holds no job any more (serving ``names``)."""
+        """Give up the lease of a pool that holds no job any more (serving ``names``). True
+        when this call deregistered it: a re-send of a call that did says False (see
+        lua/deregister.lua; no caller acts on it)."""
         k = self.keys
         keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.idle, k.handoff(pool_id)]
         keys += (k.idle_for(name) for name in names)

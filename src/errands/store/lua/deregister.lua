@@ -6,7 +6,11 @@
 -- off being in its in-progress set)   KEYS[6..] the idle pools of each job name it serves
 -- (lib/wake.lua)
 -- ARGV[1] pool id
--- Returns 1 when deregistered, 0 when it still holds jobs (or was not registered). A key of
+-- Returns 1 when deregistered, 0 when it still holds jobs (or was not registered). A re-sent
+-- call (redis-py, after a lost reply) of one that deregistered writes nothing and answers 0 (not
+-- registered any more): no caller acts on the answer (worker/leasing.py _deregister, the pool
+-- stopping or carrying on under a new id either way; worker/reaper.py, the idle marks of a pool
+-- it reaped), which Scripts.deregister hands back as it is. A key of
 -- another type is refused by name before the first write (the info and the hand-off list are
 -- DELeted whatever their type): an idle set of another type raised after the pool left the
 -- registry.

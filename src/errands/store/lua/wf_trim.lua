@@ -2,7 +2,10 @@
 -- it reads; every store and end of a run trims a few too, see lib/workflows.lua).
 -- KEYS[1] workflows (ZSET run -> stored at)   KEYS[2] workflows_expiry (ZSET run -> linger over)
 -- ARGV[1] now ms
--- Returns how many runs left the indexes (at most 1,000 per call). A workflows index of another
+-- Returns how many runs left the indexes (at most 1,000 per call) in this call: a re-sent call
+-- (redis-py, after a lost reply) answers 0 of the runs its first send took out (or takes the
+-- next 1,000, as the next call would); its caller, the listing (admin/workflows.py), drops the
+-- count: it lists what is left either way. A workflows index of another
 -- type is refused by name before the first write (its ZREM raised after the runs left
 -- workflows_expiry: they stayed listed for good).
 --@include types
