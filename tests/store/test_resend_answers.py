@@ -2,8 +2,8 @@
 the first send is lost) whose answer differed from the first's: cancel.lua said ``already`` of
 the job its first send cancelled when called without a token (Scripts.cancel's default), and
 ``already`` (or ``finished``) of the job its first send signalled when the pool had settled it
-meanwhile. deregister.lua, unique_gc.lua and wf_trim.lua answer what the re-send itself did
-(their callers drop the answer: see each script's header); pinned here."""
+meanwhile. (deregister.lua, unique_gc.lua and wf_trim.lua answer what the re-send itself did,
+which their callers drop: tests/store/test_resend_table.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from errands import Enqueuer
 from errands.store.keys import Keys
 from errands.store.records import Acked
 from errands.store.scripts import Scripts, Settle
-from errands.workflows.store import WorkflowScripts
 from tests.support.fetched import POOL, running_job
 from tests.support.invariants import assert_invariants
 from tests.support.resend import Recorder, snapshot
