@@ -6,6 +6,9 @@
 -- Returns the Redis time in ms, or -1 when the lease is lost (renew of an unregistered pool,
 -- register of a retired id). A TTL that SET PX refuses (not an integer as Redis spells one, 0, or
 -- past lib/types.lua's MAX_MS) is an error before the first write: it raised after the ZADD.
+-- A registry (or, to register, a retired set) of another type is refused by name before the
+-- first write (Redis' own WRONGTYPE, which names no key, came from the ZSCORE or the ZADD); the
+-- info is SET whatever its type.
 -- -1 is read, and written nothing first (lib/types.lua unwritten, on the set ZSCORE read), so
 -- that a demoted master refuses it: a pool told so drops the acks it has not written and
 -- cancels its jobs (worker/stopping.py abandon), which the new master may still hold for it
@@ -16,9 +19,15 @@ if not is_int(ARGV[3], 1, MAX_MS) then
   return redis.error_reply('errands: heartbeat: bad info TTL ' .. tostring(ARGV[3])
     .. ': nothing written')
 end
+local register = ARGV[4] == 'register'
+local wrong = wrong_type(function(j) return (j == 1 or (j == 3 and register)) and 'ZCARD' end,
+  'no beat recorded')
+if wrong then
+  return wrong
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[4] == 'register' then
+if register then
   if redis.call('ZSCORE', KEYS[3], ARGV[1]) then
     return unwritten('ZREM', KEYS[3], -1)
   end

@@ -4,10 +4,17 @@
 -- KEYS[1] attempts   KEYS[2] cancel requests
 -- ARGV[1] job id   ARGV[2] cancel | destroy   ARGV[3] control channel
 -- Returns 1 when requested, 0 when no attempt of the job runs: read, and nothing written first
--- (lib/types.lua unwritten; HEXISTS raised on another type), so that a demoted master refuses
--- it, where the new master may run an attempt of the job (one started since, or whose end
--- was not replicated).
+-- (lib/types.lua unwritten), so that a demoted master refuses it, where the new master may run
+-- an attempt of the job (one started since, or whose end was not replicated). A key of another
+-- type is refused by name before anything is written (Redis' own WRONGTYPE, which names no key,
+-- came from the HEXISTS or the HSET).
+-- A re-sent call (redis-py, after a lost reply) stores the same request again and answers 1, or
+-- 0 once the attempt settled since (the request went with it). No caller in errands yet.
 --@include types
+local wrong = wrong_type(function() return 'HLEN' end, 'nothing requested', 2)
+if wrong then
+  return wrong
+end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   return unwritten('HDEL', KEYS[1], 0)
 end

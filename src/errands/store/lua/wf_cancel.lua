@@ -15,12 +15,16 @@
 -- seq not a counter: wf_unfit) fails the call before its first write: it raised after noting
 -- its reply, and its re-send answered 1, the members never ended.
 -- Both answers read (1 from the reply key, 0) write nothing first (lib/types.lua unwritten,
--- on the run: its HGET raised on another type): a demoted master refuses them, where the new
--- master may hold the run running (the first call's writes not replicated; a run stored
--- since).
+-- on the run): a demoted master refuses them, where the new master may hold the run running
+-- (the first call's writes not replicated; a run stored since). The run of another type is
+-- refused by name whatever the answer (Redis' own WRONGTYPE, which names no key, came from its
+-- read).
 --@include workflows
 --@include types
-local status = redis.call('HGET', KEYS[2], 'status')
+local status = redis.pcall('HGET', KEYS[2], 'status')
+if type(status) == 'table' and status.err then
+  return wrong_key(KEYS[2], 'nothing cancelled')
+end
 if redis.call('EXISTS', KEYS[3]) == 1 then
   return unwritten('HDEL', KEYS[2], 1)
 end

@@ -11,10 +11,14 @@
 -- Returns how many work items it took (0: none was left).
 -- A key of another type among those its walks write (the namespace's and each run's, see
 -- wf_unfit; or seq not a counter) fails the call before its first write: the item taken off
--- the list and then not walked lost its dependents' edges.
+-- the list and then not walked lost its dependents' edges. The work list of another type is
+-- refused by name (Redis' own WRONGTYPE, which names no key, came from its read).
 --@include workflows
 --@include types
-local items = redis.call('ZRANGE', KEYS[2], 0, 99)
+local items = redis.pcall('ZRANGE', KEYS[2], 0, 99)
+if items.err then
+  return wrong_key(KEYS[2], 'nothing walked')
+end
 local wrong = #items > 0 and (wrong_type(function(j) return ({'HLEN'})[j] end, 'nothing walked')
   or wf_unfit(KEYS[1], nil, 'nothing walked'))
 local runs = {}

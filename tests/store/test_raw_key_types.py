@@ -1,0 +1,104 @@
+"""Scripts that met a key of another type with Redis' own WRONGTYPE ("Operation against a key
+holding the wrong kind of value", naming no key) before their first write: checkin.lua (the
+attempts' or the jobs' read, the checkins' HSET), heartbeat.lua (the registry's or the retired
+set's ZSCORE, the registry's ZADD), request_cancel.lua (the attempts' read, the requests' HSET),
+wf_cancel.lua (its read of the run's status) and wf_cascade.lua (its read of the work list).
+Each names the key and what was not done now, as the other scripts do (lib/types.lua), and
+writes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from errands import Enqueuer, Workflow
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts
+from errands.workflows.run import WorkflowRun
+from errands.workflows.store import WorkflowScripts
+from tests.store.test_script_guards import a_chain
+from tests.support.fetched import POOL, running_job
+from tests.support.resend import snapshot
+
+
+async def spoil(redis: Redis, key: str) -> None:
+    """``key`` becomes a string."""
+    await redis.delete(key)
+    await redis.set(key, "x")
+
+
+@pytest.mark.parametrize("family", ["checkins", "jobs", "attempts"])
+async def test_a_checkin_meeting_a_key_of_another_type_records_nothing(
+    redis: Redis, namespace: str, family: str
+) -> None:
+    keys, job_id = await running_job(redis, namespace)
+    key = getattr(keys, family)
+    await spoil(redis, key)
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=rf"^WRONGTYPE {key} holds another type: no checkin"):
+        await Scripts(redis, keys).checkin(job_id, "work", b'{"m":"1 of 2"}', f"{POOL}:1")
+    assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize("mode", ["register", "renew"])
+@pytest.mark.parametrize("family", ["pools", "retired"])
+async def test_a_heartbeat_meeting_a_key_of_another_type_records_nothing(
+    redis: Redis, namespace: str, family: str, mode: str
+) -> None:
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
+    key = getattr(keys, family)
+    await spoil(redis, key)
+    if (family, mode) == ("retired", "renew"):  # (a renewal does not read the retired set)
+        assert await scripts.heartbeat("p1", b'{"n":2}', 60_000, mode=mode) > 0
+        return
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=rf"^WRONGTYPE {key} holds another type: no beat"):
+        await scripts.heartbeat("p1", b'{"n":2}', 60_000, mode=mode)
+    assert await snapshot(redis, namespace) == before
+
+
+@pytest.mark.parametrize("family", ["attempts", "cancel_requests"])
+async def test_a_cancel_request_meeting_a_key_of_another_type_requests_nothing(
+    redis: Redis, namespace: str, family: str
+) -> None:
+    keys, job_id = await running_job(redis, namespace)
+    key = getattr(keys, family)
+    await spoil(redis, key)
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=rf"^WRONGTYPE {key} holds another type: nothing"):
+        await Scripts(redis, keys).request_cancel(job_id, "cancel")
+    assert await snapshot(redis, namespace) == before
+
+
+async def test_a_workflow_cancel_meeting_a_run_of_another_type_cancels_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    await a_chain(redis, namespace)
+    key = keys.workflow("w1")
+    await spoil(redis, key)
+    before = await snapshot(redis, namespace)
+    match = rf"^WRONGTYPE {key} holds another type: nothing cancelled"
+    with pytest.raises(ResponseError, match=match):
+        await WorkflowScripts(redis, keys).cancel("w1", ["b"], "c1")
+    with pytest.raises(ResponseError, match=match):
+        await WorkflowRun(redis, keys, "w1").cancel()
+    assert await snapshot(redis, namespace) == before
+
+
+async def test_a_cascade_meeting_a_work_list_of_another_type_walks_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    wf = Workflow("one", id="w2")
+    wf.add("work", {}, id="a")
+    await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+    key = keys.workflows_work
+    await spoil(redis, key)
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=rf"^WRONGTYPE {key} holds another type: nothing"):
+        await WorkflowScripts(redis, keys).cascade()
+    assert await snapshot(redis, namespace) == before
