@@ -89,14 +89,18 @@ async def test_a_workflow_cancel_meeting_a_run_of_another_type_cancels_nothing(
     assert await snapshot(redis, namespace) == before
 
 
-async def test_a_cascade_meeting_a_work_list_of_another_type_walks_nothing(
-    redis: Redis, namespace: str
+@pytest.mark.parametrize("family", ["work list", "out edges"])
+async def test_a_cascade_meeting_a_key_of_another_type_walks_nothing(
+    redis: Redis, namespace: str, family: str
 ) -> None:
+    """The work list of another type raised Redis' own WRONGTYPE; the out edges of a run on it
+    (lib/wfkeys.lua wf_unfit) were refused by name already."""
     keys = Keys(namespace)
     wf = Workflow("one", id="w2")
-    wf.add("work", {}, id="a")
+    wf.add("work", {}, id="b", after=[wf.add("work", {}, id="a")])
     await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
-    key = keys.workflows_work
+    await redis.zadd(keys.workflows_work, {"ok a  w2": 1})  # a's dependents still to walk
+    key = keys.workflows_work if family == "work list" else keys.workflow("w2", "out")
     await spoil(redis, key)
     before = await snapshot(redis, namespace)
     with pytest.raises(ResponseError, match=rf"^WRONGTYPE {key} holds another type: nothing"):
