@@ -15,9 +15,10 @@ from redis.exceptions import ResponseError
 
 from errands import Client, Enqueuer, Job, JobCancelledError, JobStatus, WorkerPool, Workflow
 from errands.store.keys import Keys
-from errands.store.scripts import Scripts
+from errands.store.scripts import Scripts, Settle
 from tests.admin.test_atomic_jobs import Events
 from tests.support.client_env import until
+from tests.support.fetched import POOL, running_job
 from tests.support.invariants import assert_invariants
 
 
@@ -202,6 +203,25 @@ async def test_a_cancel_resent_says_cancelled(
         assert await client.cancel(job.id) == "cancelled"
     assert firsts == [b"cancelled"]
     assert [h.status for h in await client.history_job(job.id)] == ["cancelled"]
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_cancel_of_a_running_job_resent_says_running(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    """Its pool cancelled the job between the first send and the re-send, which said
+    ``already`` of the job this call had cancelled."""
+    keys, job_id = await running_job(redis, namespace)
+
+    async def pool_cancels() -> None:
+        s = Settle(job_id, "work", "cancelled", keys.cancelled, 1, 1, token="1")
+        s.score_ms, s.ttl_ms, s.counter = 1, 60_000, "cancelled"
+        assert await client.scripts.settle(POOL, s)
+
+    with resent(client.scripts, "cancel", between=pool_cancels) as firsts:
+        assert await client.cancel(job_id) == "running"
+    assert firsts == [b"running"]
+    assert await redis.zscore(keys.cancelled, job_id) is not None
     await assert_invariants(redis, namespace)
 
 
