@@ -43,6 +43,26 @@ async def test_a_cancel_without_a_token_resent_answers_cancelled(
     await assert_invariants(redis, namespace)
 
 
+async def test_a_cancel_resent_after_the_job_was_rescheduled_changes_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """The job the first send cancelled is rescheduled by another admin call (Client.reschedule:
+    move.lua) before the re-send: the re-send answers cancelled and leaves the job scheduled (it
+    found the job's envelope again and cancelled it a second time, undoing the reschedule)."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    job = await Enqueuer(redis, namespace=namespace).enqueue("work")
+    assert job is not None
+    rec = recorded(scripts, "cancel")
+    assert await scripts.cancel(job.id, "work", NOW, 60_000) == "cancelled"
+    later = NOW + 3_600_000
+    assert await scripts.move(job.id, "work", keys.cancelled, "schedule", later, call="m1")
+    before = await snapshot(redis, namespace)
+    assert await rec.resend() == b"cancelled"
+    assert await snapshot(redis, namespace) == before
+    assert await redis.zscore(keys.scheduled("work"), job.id) == later
+
+
 @pytest.mark.parametrize("end", ["cancelled", "finished", "none"])
 async def test_a_cancel_of_a_running_job_resent_answers_running(
     redis: Redis, namespace: str, end: str

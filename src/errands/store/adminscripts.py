@@ -62,7 +62,8 @@ class AdminScripts:
     async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int, call: str = "") -> str:
         """Cancel a job (see lua/cancel.lua); ``call``: a token of this call (letters and
         digits; a random one by default), by which a re-sent call knows the job it cancelled
-        or signalled itself and answers as the first."""
+        or signalled itself and answers as the first (a token is for one call: given again for
+        another job, that call answers as the first did and does nothing)."""
         k = self.keys
         call = call or os.urandom(8).hex()
         keys = [k.jobs, k.queue(name), k.scheduled(name), k.retry(name), k.cancelled, k.dead]

@@ -82,6 +82,9 @@ local function cancelled(env)
   redis.call('SET', KEYS[7], record, 'PX', ARGV[3])
   local h = {histdata = KEYS[23], listening = KEYS[11], events = ARGV[5]}
   record_end(h, KEYS[24], id, ARGV[6], 'cancelled', env, nil, ARGV[2], true, '')
+  if KEYS[29] then  -- (its re-send answers so before anything: the job may be back by then)
+    redis.call('SET', KEYS[29], 'cancelled', 'PX', 600000)
+  end
   return 'cancelled'
 end
 
