@@ -25,9 +25,10 @@
 -- A waiting job cancelled is recorded in the history (`cancelled`, at the attempt it would
 -- have run next, see lib/jobstate.lua) and published.
 -- A re-sent call (redis-py, after a lost reply) answers as its first call: 'cancelled' for the
--- job it cancelled (its done record holds this call's token), 'running' for the job it
--- signalled (from KEYS[29]: the job may have been cancelled by its pool since, or finished,
--- and a re-send then said 'already' or 'finished' of the job this call cancelled). Without a
+-- job it cancelled, 'running' for the job it signalled, both from KEYS[29], before anything
+-- else (the job may have been cancelled by its pool since, or finished, and a re-send then said
+-- 'already' or 'finished'; or rescheduled by another call, and a re-send cancelled it again);
+-- without KEYS[29], 'cancelled' from its done record holding this call's token. Without a
 -- token and KEYS[29] the re-send says 'already' of the job it cancelled (its token is what tells
 -- it apart), and whatever it finds of a job it signalled: store/adminscripts.py cancel draws a
 -- token when its caller gives none. 'dead', 'finished' and 'unknown' are read, and a re-send
