@@ -38,10 +38,13 @@ def batch_types(job_types: dict[str, JobType]) -> dict[str, JobType]:
 
 
 class _Batch:
-    """The jobs of one batch run (for the orphan reclaim: they are held here)."""
+    """The jobs of one batch run (for the orphan reclaim: they are held here), and the suspect
+    among them, if any (fetch.lua: a job taken back from dead pools ``isolate_recovered`` times,
+    at most one of which a pool runs at a time)."""
 
     def __init__(self) -> None:
         self.ids: set[str] = set()
+        self.suspects: set[str] = set()
 
 
 class Batching:
@@ -58,6 +61,8 @@ class Batching:
     context: dict[str, Any]
     poll_interval: float
     dead_timeout_ms: int
+    isolate_recovered: int
+    _suspects: set[str | asyncio.Future[Any]]
     tasks: set[asyncio.Task[None]]
     wake: asyncio.Event
     _slot_freed: asyncio.Event
@@ -75,6 +80,10 @@ class Batching:
     if TYPE_CHECKING:  # provided by Worker and the Fetching mixin
 
         def _give_back(self, name: str, item: Fetched) -> None: ...
+
+        def _suspects_told(self) -> int: ...
+
+        def _suspect_fetched(self, told: int) -> None: ...
 
         def _spawn(
             self, coro: Coroutine[Any, Any, None], job: Job | None, job_id: str = ""
@@ -122,7 +131,7 @@ class Batching:
                 continue
             delay = 0.05
             if not fetched:
-                self._batches.remove(batch)
+                self._batch_over(batch)
                 await wait_event(self._batch_stop, poll)
                 continue
             if len(fetched) == runner.max_size:
@@ -132,7 +141,7 @@ class Batching:
             if self._stopping:
                 for item in fetched:
                     self._give_back(jt.name, item)
-                self._batches.remove(batch)
+                self._batch_over(batch)
                 return
             task = asyncio.ensure_future(self._run_batch(jt, runner, fetched, batch))
             self.tasks.add(task)
@@ -147,23 +156,36 @@ class Batching:
         from then on, and waits for the fetches in flight when it read the in-progress set."""
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch_inflight.add(ended)
+        told = self._suspects_told()
         try:
             result = await self.scripts.fetch(
                 self.pool_id,
                 to_ms(self.clock.now()),
                 runner.max_size,
                 [(jt.name, jt.max_concurrency)],
+                self.isolate_recovered,
+                suspects=told,
                 dead_timeout_ms=self.dead_timeout_ms,
                 specs={jt.name: jt.limit_spec},
             )
             fetched: list[Fetched] = result or []
             batch = _Batch()
             batch.ids.update(item.id for item in fetched)
+            batch.suspects.update(item.id for item in fetched if item.suspect)
+            self._suspects.update(batch.suspects)  # (released as the batch ends: _batch_over)
             self._batches.append(batch)
             return fetched, batch
         finally:
+            self._suspect_fetched(told)
             self._batch_inflight.discard(ended)
             ended.set_result(None)
+
+    def _batch_over(self, batch: _Batch) -> None:
+        """The batch's jobs are no longer held by it (run, or each handed to a task that gives
+        it back or buries it, the suspect's mark passed on with it: loop.py's _spawn)."""
+        self._batches.remove(batch)
+        if batch.suspects:
+            self._suspects.difference_update(batch.suspects)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -211,7 +233,7 @@ class Batching:
         try:
             await self._batch(jt, runner, self._batch_jobs(jt, fetched))
         finally:
-            self._batches.remove(batch)
+            self._batch_over(batch)
 
     async def _batch(self, jt: JobType, runner: BatchRunner, jobs: list[Job]) -> None:
         if not jobs:

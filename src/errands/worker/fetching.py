@@ -61,6 +61,9 @@ class Fetching:
     _slot_freed: asyncio.Event
     _holding: dict[asyncio.Future[None], str]
     _suspects: set[str | asyncio.Future[Any]]  # (see Worker.__init__)
+    # a fetch that may take a suspect is on its way (this loop's or a batch name's, batching.py):
+    # the others tell fetch.lua the pool runs one, so that at most one is taken at a time
+    _suspect_fetch = False
     _stopping: bool
     _reclaim: bool
     _batch_inflight: set[asyncio.Future[None]]
@@ -199,8 +202,23 @@ class Fetching:
         if isinstance(self.scripts, WorkerScripts):
             await self.scripts.drop_held()
 
+    def _suspects_told(self) -> int:
+        """The suspects a fetch about to be sent tells fetch.lua this pool runs; 0 (it may take
+        one) marks the fetch as the one on its way that may (``_suspect_fetch``), until its caller
+        calls ``_suspect_fetched`` in the turn its reply is read, its suspects noted."""
+        if self._suspects or self._suspect_fetch:
+            return len(self._suspects) or 1
+        self._suspect_fetch = True
+        return 0
+
+    def _suspect_fetched(self, told: int) -> None:
+        if told == 0:
+            self._suspect_fetch = False
+
     async def _fetch(self, asked: int, order: list[tuple[str, int]]) -> FetchResult | None:
         scripts = self.scripts
+        # (a fetch that takes no job: the idle marks' removal, or of a pool of batch names only)
+        told = self._suspects_told() if asked and order else len(self._suspects)
         try:
             return await scripts.fetch(
                 self.pool_id,
@@ -208,7 +226,7 @@ class Fetching:
                 asked,
                 order,
                 self.isolate_recovered,
-                suspects=len(self._suspects),
+                suspects=told,
                 dead_timeout_ms=self.dead_timeout_ms,
                 specs=self.limit_specs,
                 # an idle pool fetches again within poll_interval: its idle mark outlives that
@@ -218,6 +236,7 @@ class Fetching:
                 beat_age_ms=int(self.lease.interval * 2000) if self.lease else None,
             )
         finally:
+            self._suspect_fetched(told)  # (its suspects noted by _take, in this turn)
             if isinstance(scripts, WorkerScripts) and scripts.lost_reply:
                 # a fetch on the held connection ran, its reply lost (store/hotcalls.py): its
                 # jobs sit in our in-progress set, unseen; looked for at once
