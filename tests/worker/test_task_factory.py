@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import pytest
@@ -123,6 +124,97 @@ async def test_an_eager_task_factory_leaves_no_job_behind_as_running(
     factory = asyncio.eager_task_factory  # type: ignore[attr-defined,unused-ignore]
     done = await _drain_under(redis, namespace, factory, inside=no_job_left_running)
     assert done == list(range(8))
+
+
+@types.coroutine
+def _resumed(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """The rest of `coro`, whose first step ran already and yielded `yielded`, as a coroutine a
+    Task can run."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:  # (a cancel: passed on)
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+def _eager_job_tasks(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+    """A task factory that, as Python 3.12's eager_task_factory, runs a job task's first step
+    inside create_task (of Worker._run only: the rest as usual)."""
+    if not getattr(coro, "__qualname__", "").endswith("_run"):
+        return asyncio.Task(coro, loop=loop)
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+
+        async def ended() -> None:
+            pass
+
+        return asyncio.Task(ended(), loop=loop)
+    return asyncio.Task(_resumed(coro, yielded), loop=loop)
+
+
+async def test_a_job_that_fails_in_its_first_step_is_not_left_as_running(
+    redis: Redis, namespace: str
+) -> None:
+    """Under an eager task factory a handler that raises before its first await ends inside
+    create_task, and its task goes on settling the failure (a Redis call): the job is not noted
+    as running once create_task returns (it stayed in the pool's running jobs for good, walked
+    by every cancel poll, a cancel of its retry looking there)."""
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=0.5)
+    failed: list[int] = []
+
+    @pool.job("boom", max_fails=1)
+    async def boom(job: Job, n: int) -> None:
+        failed.append(n)
+        raise ValueError("boom")
+
+    await Enqueuer(redis, namespace=namespace).enqueue_many([("boom", {"n": i}) for i in range(6)])
+    loop = asyncio.get_running_loop()
+    previous = loop.get_task_factory()
+    loop.set_task_factory(_eager_job_tasks)
+    try:
+        async with pool:
+            await pool.drain(timeout=5)
+            assert pool.worker is not None
+            assert sorted(failed) == list(range(6))
+            assert pool.worker.running == {}
+            assert not pool.worker._ended_unheld
+    finally:
+        loop.set_task_factory(previous)
+
+
+async def test_an_eagerly_run_job_that_awaits_is_running_until_its_handler_ends(
+    redis: Redis, namespace: str
+) -> None:
+    """The same factory, a handler that awaits: noted running while it waits, not after."""
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=0.5)
+    seen: list[bool] = []
+
+    @pool.job("wait")
+    async def wait(job: Job) -> None:
+        await asyncio.sleep(0)
+        assert pool.worker is not None
+        seen.append(job.id in pool.worker.running)
+
+    await Enqueuer(redis, namespace=namespace).enqueue_many([("wait", {}) for _ in range(4)])
+    loop = asyncio.get_running_loop()
+    previous = loop.get_task_factory()
+    loop.set_task_factory(_eager_job_tasks)
+    try:
+        async with pool:
+            await pool.drain(timeout=5)
+            assert pool.worker is not None
+            assert seen == [True] * 4 and pool.worker.running == {}
+    finally:
+        loop.set_task_factory(previous)
 
 
 async def test_a_job_task_that_cannot_be_created_leaves_the_pool_fetching(

@@ -117,6 +117,9 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         # one started (so that the end of a run leaves alone a later run of its job, by then
         # fetched again, marked by its id: _spawn)
         self._suspects: set[str | asyncio.Future[Any]] = set()
+        # jobs (by id()) whose handler ended inside the create_task of their own task (an eager
+        # task factory runs a task's first step there), before _spawn could note them running
+        self._ended_unheld: set[int] = set()
         self.acker = Acker(scripts, pool_id, clock, history)
         # job id of every live job task: with the pending acks, the jobs this worker holds
         self._holding: dict[asyncio.Future[None], str] = {}
@@ -208,13 +211,21 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         except BaseException:  # (an application's task factory raised: the job is not held)
             if self._suspects:
                 self._suspects.discard(job_id)  # else fetch.lua isolates this pool for good
+            if self._ended_unheld and job is not None:
+                self._ended_unheld.discard(id(job))
             raise
         self.tasks.add(task)
         self._holding[task] = job_id
         if self._suspects and job_id in self._suspects:  # (none, most often: no call)
             self._suspects.discard(job_id)  # its mark passes to the task (see __init__)
             self._suspects.add(task)
-        if job is not None and not task.done():  # (an eager factory may have run it to its end)
+        if job is None:
+            pass
+        elif self._ended_unheld and id(job) in self._ended_unheld:
+            # its handler ended inside create_task (an eager factory ran it): not running, even
+            # while its task, not done, settles it (noted, it stayed in running for good)
+            self._ended_unheld.discard(id(job))
+        elif not task.done():  # (an eager factory may have run it to its end)
             self.running[job_id] = (job, task)
             self._started_at[task] = time.monotonic()
         task.add_done_callback(self._task_done)
@@ -261,6 +272,8 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
                 # from here on a cancel request no longer reaches the task: it must not
                 # interrupt the settling of the job
                 held = self.running.pop(job.id, None)
+                if held is None:  # (ended inside create_task: an eager task factory, _spawn)
+                    self._ended_unheld.add(id(job))
                 self._observe(time.perf_counter() - started)
         except LeftInProgress:
             self._left_in_progress(job)
