@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
 from errands.store.keys import Keys
+from errands.store.records import Fetched
 
 from .test_wake import QUIET, all_idle, handed, make_pools, running, until
 
@@ -146,8 +147,10 @@ def _resumed(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any
 
 
 def _eager_job_tasks(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
-    """A task factory that, as Python 3.12's eager_task_factory, runs a job task's first step
-    inside create_task (of Worker._run only: the rest as usual)."""
+    """On Python 3.11, a task factory that, as 3.12's eager_task_factory, runs a job task's first
+    step inside create_task (of Worker._run only: the rest as usual). Not the same in all: during
+    that step the current task is the caller's (asyncio.timeout in it would time the caller), and
+    a coroutine ended there comes back as a task not yet done."""
     if not getattr(coro, "__qualname__", "").endswith("_run"):
         return asyncio.Task(coro, loop=loop)
     try:
@@ -159,6 +162,10 @@ def _eager_job_tasks(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task
 
         return asyncio.Task(ended(), loop=loop)
     return asyncio.Task(_resumed(coro, yielded), loop=loop)
+
+
+# the real one where there is one
+EAGER: Factory = getattr(asyncio, "eager_task_factory", _eager_job_tasks)
 
 
 async def test_a_job_that_fails_in_its_first_step_is_not_left_as_running(
@@ -179,7 +186,7 @@ async def test_a_job_that_fails_in_its_first_step_is_not_left_as_running(
     await Enqueuer(redis, namespace=namespace).enqueue_many([("boom", {"n": i}) for i in range(6)])
     loop = asyncio.get_running_loop()
     previous = loop.get_task_factory()
-    loop.set_task_factory(_eager_job_tasks)
+    loop.set_task_factory(EAGER)
     try:
         async with pool:
             await pool.drain(timeout=5)
@@ -207,7 +214,7 @@ async def test_an_eagerly_run_job_that_awaits_is_running_until_its_handler_ends(
     await Enqueuer(redis, namespace=namespace).enqueue_many([("wait", {}) for _ in range(4)])
     loop = asyncio.get_running_loop()
     previous = loop.get_task_factory()
-    loop.set_task_factory(_eager_job_tasks)
+    loop.set_task_factory(EAGER)
     try:
         async with pool:
             await pool.drain(timeout=5)
@@ -215,6 +222,35 @@ async def test_an_eagerly_run_job_that_awaits_is_running_until_its_handler_ends(
             assert seen == [True] * 4 and pool.worker.running == {}
     finally:
         loop.set_task_factory(previous)
+
+
+async def test_a_run_that_finds_no_running_entry_outside_create_task_marks_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    """Without an eager factory: the same job started twice (a later run fetched while the first
+    one's handler still ran) has its first run take the later run's running entry; the later run
+    then finds none as its handler ends. It ended outside create_task: nothing is marked (marked,
+    its id() stayed, and a later job given the same address was left out of running)."""
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=0.5)
+    gate = asyncio.Event()
+    runs: list[str] = []
+
+    @pool.job("w")
+    async def w(job: Job) -> None:
+        runs.append(job.id)
+        await gate.wait()
+
+    await Enqueuer(redis, namespace=namespace).enqueue("w")
+    async with pool:
+        worker = pool.worker
+        assert worker is not None
+        await until(lambda: bool(worker.running), timeout=5)
+        ((job_id, (job, _task)),) = worker.running.items()
+        worker._start("w", Fetched(1, job_id, job._raw or b"", job._attempt))
+        await until(lambda: len(runs) == 2, timeout=5)
+        gate.set()
+        await until(lambda: not worker.tasks, timeout=5)
+        assert worker.running == {} and not worker._ended_unheld
 
 
 async def test_a_job_task_that_cannot_be_created_leaves_the_pool_fetching(

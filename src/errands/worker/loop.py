@@ -272,7 +272,9 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
                 # from here on a cancel request no longer reaches the task: it must not
                 # interrupt the settling of the job
                 held = self.running.pop(job.id, None)
-                if held is None:  # (ended inside create_task: an eager task factory, _spawn)
+                # (ended inside create_task, an eager task factory's, before _spawn noted it:
+                # its task not among ours yet; not a later run's entry taken by an earlier run)
+                if held is None and asyncio.current_task() not in self.tasks:
                     self._ended_unheld.add(id(job))
                 self._observe(time.perf_counter() - started)
         except LeftInProgress:
