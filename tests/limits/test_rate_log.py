@@ -40,7 +40,8 @@ async def test_an_older_log_still_counts_and_is_rewritten(redis: Redis, namespac
     keys = Keys(namespace)
     scripts = await sms_ready(redis, namespace, 8)
     now = await _now(redis)
-    old = f"{now - 120_000:013d}" + f"{now - 10:013d}" * 3  # one start out of the window
+    # one start out of the window; three in a bucket (of 60 ms) before now's: their record stays
+    old = f"{now - 120_000:013d}" + f"{now - 130:013d}" * 3
     await redis.hset(keys.rate_log("sms"), "60000", old)
     assert await waiting_reason(redis, keys, "sms", None, RATE) is None  # 3 of 4 in the window
     got = await scripts.fetch("p", 1, 8, [("sms", 0)], specs=SPEC)

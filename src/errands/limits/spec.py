@@ -6,7 +6,9 @@ A job type's limits are checked by the fetch script, atomically with taking a jo
   counter as ``max_concurrency``); ``Concurrency(n, per_partition=True)``: at most ``n`` per
   partition.
 - ``Rate(n, per=...)``: at most ``n`` starts in any window of length ``per`` (a sliding log of
-  starts, one record per millisecond with starts, on the Redis clock), type-wide or per
+  starts on the Redis clock, in buckets of ``per / RATE_BUCKETS`` rounded up to a whole ms: a
+  start is counted as if it happened when the last start of its bucket did, so a start may be
+  let in up to that width later than an exact log would; never earlier), type-wide or per
   partition.
 
 The compiled form handed to Lua is ``(max_concurrency, spec)``: the type-wide concurrency goes to
@@ -38,7 +40,13 @@ __all__ = [
 # before a script's first write: a window of 10^20 ms passed the spec check, and PEXPIRE of the
 # rate log raised after the fetch had taken the job)
 MAX_PER_MS = 366 * 86_400_000
-MAX_RATE = 10_000  # starts per window (set when the log kept one entry per start)
+# starts per window: a rate log's counts are of 10 digits (lib/ratelog.lua, started again from 0
+# past 9e9; lib/limits.lua's LIM_MAX_RATE refuses more before the first write). The log's size
+# does not depend on it: at most a record per bucket of its window (RATE_BUCKETS + 2).
+MAX_RATE = 1_000_000_000
+# buckets per rate window (lib/ratelog.lua's LIM_BUCKETS): the starts of one bucket, of
+# per / RATE_BUCKETS ms rounded up (ms t is in bucket t // width), share a record
+RATE_BUCKETS = 1000
 # distinct rate windows of one kind (type-wide, per partition): a fetch and a settle read and
 # write each window's log (lib/limits.lua's LIM_MAX_WINDOWS refuses more before the first write)
 MAX_WINDOWS = 16
@@ -69,8 +77,12 @@ class Concurrency:
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """At most ``limit`` starts in any window of length ``per`` (a sliding window: never more,
-    wherever the window is put), of the whole job type or of each partition."""
+    """At most ``limit`` (1 to ``MAX_RATE``, 10^9) starts in any window of length ``per`` (a
+    sliding window: never more, wherever the window is put), of the whole job type or of each
+    partition. Starts are counted in buckets of ``per / 1000`` (rounded up to a whole ms: 1 ms
+    for windows up to a second, 86.4 s for a day): a start counts as if it happened at the last
+    start of its bucket, so when the limit is reached the next start may come up to one bucket
+    width later than an exact sliding log would let it; never earlier."""
 
     limit: int
     per: timedelta = timedelta(seconds=1)

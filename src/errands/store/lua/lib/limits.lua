@@ -191,12 +191,15 @@ end
 -- "c=1;r=10/1000;R=5/1000" -> {pc = 1, r = {{10, 1000}}, R = {{5, 1000}}}, or nil and why
 -- when a term is malformed (check every spec before the first write). Rates of one kind with
 -- the same window share a log field: they are merged (the lowest limit holds), so a start is
--- counted once. A window is at most LIM_MAX_PER ms (limits/spec.py's MAX_PER_MS, 366 days):
+-- counted once. A rate's limit is at most LIM_MAX_RATE (limits/spec.py's MAX_RATE): its log's
+-- counts are of 10 digits (lib/ratelog.lua), started again from 0 past 9e9, which then leaves
+-- the starts of a window, at most the limit, and a call's. A window is at most LIM_MAX_PER ms (limits/spec.py's MAX_PER_MS, 366 days):
 -- a longer one failed PEXPIRE of the rate log after the first write (10^20 ms), and a count of
 -- more than 15 digits is not a whole number a double holds. At most LIM_MAX_WINDOWS distinct
 -- windows of each kind (limits/spec.py's MAX_WINDOWS): a fetch and a settle read and write
 -- each window's log, so a call's work is bounded by the spec's length otherwise.
 local LIM_MAX_PER = 31622400000
+local LIM_MAX_RATE = 1000000000
 local LIM_MAX_WINDOWS = 16
 local function lim_spec(s)
   local L = {pc = 0, r = {}, R = {}}
@@ -213,7 +216,7 @@ local function lim_spec(s)
       kind = nil
     end
     a, b = tonumber(a), tonumber(b)
-    if not kind or a < 1 or (b and (b < 1 or b > LIM_MAX_PER)) then
+    if not kind or a < 1 or (b and (b < 1 or b > LIM_MAX_PER or a > LIM_MAX_RATE)) then
       return nil, 'malformed limits spec ' .. s .. ' (term ' .. term .. ')'
     end
     if kind == 'c' then
@@ -254,19 +257,26 @@ end
 -- the rate logs with that start uncounted, as {field, log, ...} for HSET of P.prate (reads
 -- only: call it before the first write). The type-wide rates, and those of its partition.
 local function lim_unstarts(P, L, id, at)
-  local fields = {}
+  local fields, pers = {}, {}
   for _, r in ipairs(L.r) do
-    fields[#fields + 1] = tostring(r[2])
+    fields[#fields + 1], pers[#fields + 1] = tostring(r[2]), r[2]
   end
   local p = #L.R > 0 and P.on and redis.call('HGET', P.part, id)
   if p then
     for _, r in ipairs(L.R) do
-      fields[#fields + 1] = r[2] .. ':' .. p
+      fields[#fields + 1], pers[#fields + 1] = r[2] .. ':' .. p, r[2]
     end
   end
-  local out = {}
-  for _, field in ipairs(fields) do
-    local log = lim_uncounted(redis.call('HGET', P.prate, field) or '', at)
+  local out, ms = {}, nil
+  local now = function()  -- (the Redis clock, asked once, only when lim_uncounted needs it)
+    if not ms then
+      local t = redis.call('TIME')
+      ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    return ms
+  end
+  for i, field in ipairs(fields) do
+    local log = lim_uncounted(redis.call('HGET', P.prate, field) or '', at, pers[i], now)
     if log then
       out[#out + 1] = field
       out[#out + 1] = log

@@ -3,15 +3,32 @@
 -- the fields by when their window passes (lim_tidy drops them).
 local LIM_W = 13                    -- digits of one start time in a rate log (below)
 
--- A rate log: '#', the starts counted before its first record (LIM_C digits), then one record
--- per ms with starts, in time order: the time (LIM_W digits) and the starts counted up to and
--- including it (LIM_C digits). A fetch of 32 jobs writes one record, so a log holds at most as
--- many records as calls that started something in its window. An older log (a digit first: one
--- time per start) is read as records of one start each, and written back in this form.
+-- A rate log: '#', the starts counted before its first record (LIM_C digits), then records in
+-- time order: a time (LIM_W digits) and the starts counted up to and including it (LIM_C
+-- digits). Records are coarse: a window of `per` ms is cut in buckets of w = lim_width(per) ms
+-- (ms t is in bucket floor(t / w)), and a start joins the last record when that record is in
+-- its bucket (or later: a clock gone back), the record's time moved forward to the start's.
+-- A start is so counted at a time up to w - 1 ms after it happened (later only after a clock
+-- gone back), never before: it leaves the window later, so never more than n starts in any
+-- window of per (conservative; lim_room's time may be up to w later than an exact log's), a log
+-- holds at most a record per bucket of its window (per / w + 2 <= LIM_BUCKETS + 2), whatever
+-- the limit and however many calls started something. Logs of errands before buckets (one
+-- record per ms with starts) are of the same form: their records count as written, and go as
+-- their window passes. An older log still (a digit first: one time per start) is read as
+-- records of one start each, and written back in this form. (Buckets are fixed, not "within w
+-- of the last record": a record moved on by starts every w / 2 would carry its first start
+-- forward without end, counting it long after its window.) LIM_BUCKETS trades the delay (0.1%
+-- of the window) for a log's size (about 23 KB at most, read and written whole per call).
+local LIM_BUCKETS = 1000  -- buckets per window (limits/spec.py's RATE_BUCKETS)
 local LIM_C = 10
 local LIM_R = LIM_W + LIM_C
 local LIM_EMPTY = '#0000000000'  -- ('#' and LIM_C zeros: no string.rep, which a library's top
 -- level cannot call on Redis 7.0, store/fnlib.py)
+
+-- the bucket width of a window of `per` ms: per / LIM_BUCKETS rounded up (1 ms up to 1 s)
+local function lim_width(per)
+  return math.ceil(per / LIM_BUCKETS)
+end
 
 -- record i's time (i >= 1), and the starts counted up to it (i = 0: before the first record)
 local function lim_at(log, i)
@@ -119,7 +136,9 @@ local function lim_room(h, field, n, per, now)
   return 0, lim_at(live, lo) + per + 1
 end
 
--- record `count` starts at now in a rate log (its counts start again from 0 near LIM_C digits)
+-- record `count` starts at now in a rate log (its counts start again from 0 near LIM_C digits):
+-- in its last record when that is in now's bucket or later (at the later of the two times),
+-- else in a new record
 local function lim_started(P, field, n, per, now, count)
   local live = lim_read(P.prate, field, per, now)
   local m = (#live - 1 - LIM_C) / LIM_R
@@ -131,8 +150,10 @@ local function lim_started(P, field, n, per, now, count)
     end
     live, cum = table.concat(parts), cum - base
   end
-  if m > 0 and lim_at(live, m) == now then
-    live = string.sub(live, 1, #live - LIM_C) .. string.format('%010d', cum)
+  local last, w = m > 0 and lim_at(live, m), lim_width(per)
+  if last and (last >= now or math.floor(last / w) == math.floor(now / w)) then
+    live = string.sub(live, 1, #live - LIM_R) .. string.format('%013d%010d', math.max(last, now),
+      cum)
   else
     live = live .. string.format('%013d%010d', now, cum)
   end
@@ -144,24 +165,37 @@ local function lim_started(P, field, n, per, now, count)
 end
 
 -- A start counted at `at` (ms) that never happened: a job fetched ahead and given back before it
--- started (settle.lua). The log with that start uncounted (one start less at `at`, its record
--- dropped when it then holds none); nil when the log holds no start at `at` (cut: its window
--- passed) or is not a log. Reads nothing, raises on nothing.
-local function lim_uncounted(log, at)
+-- started (settle.lua), in a log of window `per`. The fetch counted it in the record of at's
+-- bucket, at or after `at` (later starts of the bucket may have moved that record's time on):
+-- the log with one start less in the first record at or after `at`, when that record is in
+-- at's bucket (dropped when it then holds none). That record is the start's own or one before
+-- it (the start of another then counted as at the later time: conservative), unless the
+-- start's record was cut (its window passed) and a later record of the bucket stayed (written
+-- by an errands before buckets, one record per ms): the start is uncounted only when that
+-- cannot be, the record found not the log's first or exactly at `at` (as before buckets), or
+-- the window of `at` not passed at now() (Redis ms, asked only then). nil when it holds no
+-- such start, or is not a log. Reads nothing else, raises on nothing.
+local function lim_uncounted(log, at, per, now)
   log = lim_form(log)
   if not log then
     return nil
   end
-  local n = (#log - 1 - LIM_C) / LIM_R
+  local n, w = (#log - 1 - LIM_C) / LIM_R, lim_width(per)
   -- the first record at or after `at`
   local lo = lim_first(1, n + 1, function(i) return lim_at(log, i) < at end)
-  local before = lim_cum(log, lo - 1)
-  if lo > n or lim_at(log, lo) ~= at or lim_cum(log, lo) <= before then
+  if lo > n then
+    return nil
+  end
+  local t, before = lim_at(log, lo), lim_cum(log, lo - 1)
+  if lim_cum(log, lo) <= before or math.floor(t / w) ~= math.floor(at / w) then
+    return nil
+  end
+  if lo == 1 and t ~= at and at < now() - per then
     return nil
   end
   local parts = {string.sub(log, 1, 1 + LIM_C + (lo - 1) * LIM_R)}
   if lim_cum(log, lo) - 1 > before then
-    parts[2] = string.format('%013d%010d', at, lim_cum(log, lo) - 1)
+    parts[2] = string.format('%013d%010d', t, lim_cum(log, lo) - 1)
   end
   for i = lo + 1, n do
     parts[#parts + 1] = string.format('%013d%010d', lim_at(log, i), lim_cum(log, i) - 1)
