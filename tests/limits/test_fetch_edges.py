@@ -98,10 +98,11 @@ async def test_a_spec_of_16_windows_fetches(redis: Redis, namespace: str) -> Non
 
 
 MANY = ";".join(f"R=5/{1000 + i}" for i in range(17))
+OVER_MAX = ["r=1000000001/1000", "R=1000000001/1000"]  # (limits/spec.py's MAX_RATE, 10^9)
 
 
 @pytest.mark.parametrize(
-    "bad", ["r=10", "R=3", "r=10/0", "c=0", "r=0/1000", "x=1", "r=1/1000;", MANY]
+    "bad", ["r=10", "R=3", "r=10/0", "c=0", "r=0/1000", "x=1", "r=1/1000;", MANY, *OVER_MAX]
 )
 async def test_a_malformed_spec_fails_the_fetch_before_any_write(
     redis: Redis, namespace: str, bad: str
