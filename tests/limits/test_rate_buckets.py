@@ -198,3 +198,15 @@ async def test_a_given_back_start_merged_with_later_ones_is_uncounted(
     rest = await scripts.fetch("p", 1, 12, [("sms", 0)], specs=specs)
     assert len(rest) == 9
     await assert_invariants(redis, namespace)
+
+
+async def test_a_start_on_a_clock_gone_back_joins_the_last_record(
+    redis: Redis, namespace: str
+) -> None:
+    """A start at a time before the log's last record (the Redis clock went back: a failover) is
+    counted at that record's time, in it: the log stays in time order (it was appended out of
+    order), and the start is counted later than it happened, never earlier."""
+    limiter = Clocked(redis, namespace, 10, 60_000)
+    assert await limiter.take(B + 100) == 0
+    assert await limiter.take(B + 40) == 0  # (a bucket of 60 ms before)
+    assert await redis.hget(limiter.log, "60000") == _log(0, (B + 100, 2)).encode()

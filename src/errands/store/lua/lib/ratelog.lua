@@ -150,17 +150,16 @@ local function lim_started(P, field, n, per, now, count)
     end
     live, cum = table.concat(parts), cum - base
   end
-  local last, w = m > 0 and lim_at(live, m), lim_width(per)
+  local last, w, t = m > 0 and lim_at(live, m), lim_width(per), now
   if last and (last >= now or math.floor(last / w) == math.floor(now / w)) then
-    live = string.sub(live, 1, #live - LIM_R) .. string.format('%013d%010d', math.max(last, now),
-      cum)
-  else
-    live = live .. string.format('%013d%010d', now, cum)
+    t = math.max(last, now)
+    live = string.sub(live, 1, #live - LIM_R)
   end
+  live = live .. string.format('%013d%010d', t, cum)
   redis.call('HSET', P.prate, field, live)
   LIM_SEEN[P.prate .. '\0' .. field] = live
-  if P.prexp then
-    redis.call('ZADD', P.prexp, now + per + 1, field)
+  if P.prexp then  -- (when its last record leaves the window: t, later than now after a clock
+    redis.call('ZADD', P.prexp, t + per + 1, field)  -- gone back)
   end
 end
 
