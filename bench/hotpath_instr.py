@@ -8,12 +8,15 @@ per_partition=True)``, when P > 0; ``--type-limits``: with bench/limits.py's typ
 ``Rate(10000/100ms)`` and ``Concurrency(1000)``, which never bind), the counters are zeroed,
 then they are fetched ``--batch`` at a time and each batch is acknowledged with history, as a
 pool does with short jobs (as bench/hotpath_cost.py). About 30 s for 6,000 jobs.
-``--functions``: the calls go the worker's way (store/hotcalls.py's WorkerScripts: on the held
-connections, FCALL of the scripts' libraries of Redis Functions, store/fnlib.py), else
-redis-py's EVALSHA (the same Lua, run whole per call).
+``--long-rate N``: also a type-wide ``Rate(10000, per=1 day)``, its log seeded as N fetches of
+one job each, spread evenly over the past day, left it (one record per fetch, or one per bucket
+of the window when the sources count in buckets: ``RATE_BUCKETS`` in limits/spec.py); N + jobs
+must stay below 10,000 (the limit then never binds). ``--functions``: the calls go the worker's
+way (store/hotcalls.py's WorkerScripts: on the held connections, FCALL of the scripts' libraries
+of Redis Functions, store/fnlib.py), else redis-py's EVALSHA (the same Lua, run whole per call).
 
     python bench/hotpath_instr.py [--jobs 6000] [--batch 32] [--partitions 1000] [--functions]
-                                  [--type-limits] [--keep FILE]
+                                  [--type-limits] [--long-rate 8000] [--keep FILE]
 
 ERRANDS_SRC names the errands sources to measure (default: this repository's src/);
 REDIS_SERVER the redis-server binary (default: the one on PATH; a build with symbols makes
@@ -40,10 +43,26 @@ sys.path.insert(0, os.environ.get("ERRANDS_SRC", str(ROOT / "src")))
 from redis.asyncio import Redis  # noqa: E402
 
 from errands import Concurrency, Enqueuer, Rate  # noqa: E402
-from errands.limits import compile_limits  # noqa: E402
+from errands.limits import compile_limits, spec  # noqa: E402
 from errands.store.hotcalls import WorkerScripts  # noqa: E402
 from errands.store.keys import Keys  # noqa: E402
 from errands.store.scripts import Acked, Scripts  # noqa: E402
+
+DAY = 86_400_000
+
+
+def seeded_log(now: int, fetches: int) -> str:
+    """The rate log of a day's window after ``fetches`` fetches of one job, spread evenly over the
+    day before ``now``: one record per fetch, or per bucket when the sources have buckets."""
+    width = -(-DAY // getattr(spec, "RATE_BUCKETS", DAY))  # (1 ms: a record per fetch)
+    records: list[list[int]] = []
+    for i in range(fetches):
+        t = now - DAY + (i + 1) * DAY // (fetches + 1)
+        if records and records[-1][0] // width == t // width:
+            records[-1] = [t, i + 1]
+        else:
+            records.append([t, i + 1])
+    return "#0000000000" + "".join(f"{t:013d}{c:010d}" for t, c in records)
 
 
 def control(what: str, pid: int) -> None:
@@ -52,7 +71,14 @@ def control(what: str, pid: int) -> None:
 
 
 async def drive(
-    port: int, pid: int, jobs: int, batch: int, parts: int, functions: bool, typewide: bool
+    port: int,
+    pid: int,
+    jobs: int,
+    batch: int,
+    parts: int,
+    functions: bool,
+    typewide: bool,
+    long_rate: int,
 ) -> int:
     redis = Redis(port=port)
     for _ in range(300):
@@ -73,10 +99,17 @@ async def drive(
             )
     specs = {"noop": "c=32"} if parts else None
     conc = 0
+    limits = []
     if typewide:
-        limits = [Rate(10_000, per=timedelta(milliseconds=100)), Concurrency(1000)]
-        conc, spec = compile_limits(limits)
-        specs = {"noop": ";".join(s for s in (spec, specs and specs["noop"]) if s)}
+        limits += [Rate(10_000, per=timedelta(milliseconds=100)), Concurrency(1000)]
+    if long_rate:
+        limits.append(Rate(10_000, per=timedelta(days=1)))
+        secs, micros = await redis.time()
+        now_ms = int(secs) * 1000 + int(micros) // 1000
+        await redis.hset(keys.rate_log("noop"), str(DAY), seeded_log(now_ms, long_rate))
+    if limits:
+        conc, typed = compile_limits(limits)
+        specs = {"noop": ";".join(s for s in (typed, specs and specs["noop"]) if s)}
     pool = "bench-pool"
     now = await scripts.heartbeat(pool, b"{}", 600_000, "register")
     done = 0
@@ -113,6 +146,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=0)
     parser.add_argument("--functions", action="store_true", help="FCALL on held connections")
     parser.add_argument("--type-limits", action="store_true", help="type-wide limits, not binding")
+    parser.add_argument("--long-rate", type=int, default=0, help="a day's rate, log seeded")
     parser.add_argument("--keep", help="where to copy callgrind's output")
     a = parser.parse_args()
     with socket.socket() as s:
@@ -125,7 +159,9 @@ def main() -> None:
     args += ["--port", str(port), "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        run = drive(port, proc.pid, a.jobs, a.batch, a.partitions, a.functions, a.type_limits)
+        run = drive(
+            port, proc.pid, a.jobs, a.batch, a.partitions, a.functions, a.type_limits, a.long_rate
+        )
         jobs = asyncio.run(run)
     finally:
         proc.terminate()
@@ -140,6 +176,7 @@ def main() -> None:
     per_job = total / jobs
     how = "FCALL" if a.functions else "EVALSHA"
     limits = " type-wide limits" if a.type_limits else ""
+    limits += f" a day's rate, log of {a.long_rate} fetches" if a.long_rate else ""
     print(f"jobs {jobs} batch {a.batch} partitions {a.partitions}{limits} {how}: ", end="")
     print(f"{per_job:,.0f} instr. a job")
 
