@@ -210,3 +210,19 @@ async def test_a_start_on_a_clock_gone_back_joins_the_last_record(
     assert await limiter.take(B + 100) == 0
     assert await limiter.take(B + 40) == 0  # (a bucket of 60 ms before)
     assert await redis.hget(limiter.log, "60000") == _log(0, (B + 100, 2)).encode()
+
+
+async def test_a_log_of_a_record_per_ms_counts_as_written(redis: Redis, namespace: str) -> None:
+    """The form errands before buckets wrote (a record per ms with starts, several in a bucket)
+    is read as it is: its starts count at their own times, and leave the window one by one; a
+    start joins only its last record."""
+    limiter = Clocked(redis, namespace, 4, 60_000)
+    await redis.hset(limiter.log, "60000", _log(0, (B + 1, 1), (B + 2, 2), (B + 3, 3)))
+    assert await limiter.take(B + 10) == 0
+    assert (
+        await redis.hget(limiter.log, "60000")
+        == _log(0, (B + 1, 1), (B + 2, 2), (B + 10, 4)).encode()
+    )
+    assert await limiter.take(B + 20) == B + 1 + 60_001 - (B + 20)
+    assert await limiter.take(B + 60_002) == 0  # the start at B + 1 left
+    assert await limiter.take(B + 60_002) == 1  # the one at B + 2 leaves 1 ms later
