@@ -119,7 +119,8 @@ async def test_a_malformed_spec_fails_the_fetch_before_any_write(
 
 
 @pytest.mark.parametrize(
-    "bad", [[(10, 0)], [(0, 1000)], [(10,)], [(5, 1001 + i) for i in range(16)]]
+    "bad",
+    [[(10, 0)], [(0, 1000)], [(10,)], [(5, 1001 + i) for i in range(16)], [(10**9 + 1, 1000)]],
 )
 async def test_a_malformed_limiter_call_writes_nothing(
     redis: Redis, namespace: str, bad: list[tuple[int, ...]]

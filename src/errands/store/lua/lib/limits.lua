@@ -193,8 +193,9 @@ end
 -- the same window share a log field: they are merged (the lowest limit holds), so a start is
 -- counted once. A rate's limit is at most LIM_MAX_RATE (limits/spec.py's MAX_RATE): its log's
 -- counts are of 10 digits (lib/ratelog.lua), started again from 0 past 9e9, which then leaves
--- the starts of a window, at most the limit, and a call's. A window is at most LIM_MAX_PER ms (limits/spec.py's MAX_PER_MS, 366 days):
--- a longer one failed PEXPIRE of the rate log after the first write (10^20 ms), and a count of
+-- the starts of a window, at most the limit, and a call's. A window is at most LIM_MAX_PER ms
+-- (limits/spec.py's MAX_PER_MS, 366 days): a longer one failed PEXPIRE of the rate log after
+-- the first write (10^20 ms), and a count of
 -- more than 15 digits is not a whole number a double holds. At most LIM_MAX_WINDOWS distinct
 -- windows of each kind (limits/spec.py's MAX_WINDOWS): a fetch and a settle read and write
 -- each window's log, so a call's work is bounded by the spec's length otherwise.
