@@ -135,7 +135,7 @@ def test_an_ack_of_long_values_is_packed_as_its_lists_are(n: int) -> None:
         Acked("j3", "a", b"null", 1, 0, 1, "1", envelope_json=b"e" * n, history_json=b"h" * n),
         Acked("j4", "a", b"null", 1, 0, n, "1"),  # (an attempt number past the packed ones)
     ]
-    for _ in range(2):  # (the second time with the heads the first one kept)
+    for _ in range(2):  # (the second time with the pool and name parts the packer kept)
         packed = packer.pack(b"FCALL", b"f", "p", done, True, 1, True)
         assert packed == pack_call(b"f", *ack_request(keys, "p", done, True, 1, True), b"FCALL")
 

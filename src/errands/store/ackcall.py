@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .adminscripts import Arg
-from .bulk import HEADS, bulks
+from .bulk import ANY_HEADS, HEADS, bulks
 from .keys import Keys
 from .records import Acked
 
@@ -114,13 +114,15 @@ class AckPacker:
         wake: bool,
         now_ms: int,
         history: bool,
+        heads: dict[int, str] = HEADS,
     ) -> bytes | None:
         """``verb function`` (EVALSHA sha, FCALL name) of the ack call of ``done`` in the
         Redis protocol, as ``pack_call`` packs ``ack_request``'s lists; None when an id,
-        name, token, the pool id or the namespace is not ASCII (pack those)."""
+        name, token, the pool id or the namespace is not ASCII (pack those). ``heads``: the
+        heads of bulk strings by length (bulk.py)."""
         if not (self._ascii and pool_id.isascii()):
             return None
-        k, prefix, heads = self.keys, self._done, HEADS
+        k, prefix = self.keys, self._done
         if self._pool[0] != pool_id:
             self._pool = (pool_id, bulks(ack_request(k, pool_id, (), False, 0, False)[0]))
         index: dict[str, tuple[int, int]] = {}  # name -> its index and TTL (its first job's)
@@ -149,9 +151,11 @@ class AckPacker:
                     f"{heads[len(sid)]}{sid}\r\n{i}{heads[len(result)]}{result}\r\n"
                     f"{heads[len(started)]}{started}\r\n{attempt}{heads[len(token)]}{token}\r\n"
                 )
-            except KeyError:  # a length not in HEADS yet, or of 4,096 or more (bulk.py)
-                key_text = bulks([key])
-                job_text = bulks([sid]) + i + bulks([result, started]) + attempt + bulks([token])
+            except KeyError:  # a length of HEADS_MAX or more (bulk.py): the call packed again
+                # with the heads of any length (for this call only: its jobs cost ~1.1x, plus
+                # the pass given up; a job of a long value ~16,000 CPU instructions, was ~50,000)
+                args = (verb, function, pool_id, done, wake, now_ms, history)
+                return self.pack(*args, heads=ANY_HEADS)
             keys.append(key_text)
             jobs.append(job_text)
             if a.ttl_ms != ttl or a.envelope_json or a.history_json:
