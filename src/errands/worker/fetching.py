@@ -60,7 +60,7 @@ class Fetching:
     buffer: deque[tuple[str, Fetched, float]]
     _slot_freed: asyncio.Event
     _holding: dict[asyncio.Future[None], str]
-    _suspects: set[str | asyncio.Future[Any]]  # (see Worker.__init__)
+    _suspects: set[str | asyncio.Future[Any]]  # (see Worker._init_job_tasks)
     # a fetch that may take a suspect is on its way (this loop's or a batch name's, batching.py):
     # the others tell fetch.lua the pool runs one, so that at most one is taken at a time
     _suspect_fetch = False

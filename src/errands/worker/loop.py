@@ -88,6 +88,14 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         self.dead_timeout_ms = int((lease.dead_timeout if lease else 10.0) * 1000)
         # the records (result, history) embed the envelope: as JSON when it is not stored so
         self.json_records = not isinstance(serializer, JSONSerializer)
+        self._init_runners(job_types, middleware)
+        self._init_job_tasks()
+        self._init_progress()
+
+    def _init_runners(
+        self, job_types: dict[str, JobType], middleware: Sequence[ProcessMiddleware]
+    ) -> None:
+        """(__init__) The handlers of the plain job types, their limits, the batch loops'."""
         # batch job names are fetched and run by their own loops (batching.py)
         plain = {n: jt for n, jt in job_types.items() if n not in batch_types(job_types)}
         self._runners: dict[str, Callable[[Job], Awaitable[Any]]] = {
@@ -98,6 +106,9 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         self._batches = []
         self._batch_stop = asyncio.Event()
         self._batch_inflight: set[asyncio.Future[None]] = set()
+
+    def _init_job_tasks(self) -> None:
+        """(__init__) The job tasks, what is known of them, and the jobs fetched ahead."""
         self.tasks: set[asyncio.Task[None]] = set()
         self.running: dict[str, tuple[Job, asyncio.Task[Any]]] = {}
         self._cancel_requests: dict[str, bool] = {}  # job id -> destroy
@@ -120,7 +131,10 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         # jobs (by id()) whose handler ended inside the create_task of their own task (an eager
         # task factory runs a task's first step there), before _spawn could note them running
         self._ended_unheld: set[int] = set()
-        self.acker = Acker(scripts, pool_id, clock, history)
+
+    def _init_progress(self) -> None:
+        """(__init__) The acks, the state of the fetch loop and of the stop, the counts."""
+        self.acker = Acker(self.scripts, self.pool_id, self.clock, self.history)
         # job id of every live job task: with the pending acks, the jobs this worker holds
         self._holding: dict[asyncio.Future[None], str] = {}
         self._reclaim = False  # a Redis call failed: look for jobs moved here unbeknownst
@@ -217,7 +231,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         self.tasks.add(task)
         self._holding[task] = job_id
         if self._suspects and job_id in self._suspects:  # (none, most often: no call)
-            self._suspects.discard(job_id)  # its mark passes to the task (see __init__)
+            self._suspects.discard(job_id)  # its mark passes to the task (see _init_job_tasks)
             self._suspects.add(task)
         if job is None:
             pass
