@@ -110,6 +110,10 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         self.history_retention = seconds(history_retention)
         self.history_max = history_max
         self.redis_functions = redis_functions  # False: FUNCTION LOAD, FCALL never sent
+        self._init_state(owns_client=redis is None)
+
+    def _init_state(self, *, owns_client: bool) -> None:
+        """(__init__) What is registered, and the components a start builds (none yet)."""
         self.context: dict[str, Any] = {}
         self.job_types: dict[str, JobType] = {}
         self._middleware: list[ProcessMiddleware] = []
@@ -130,7 +134,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         self.lease_losses = 0  # how often this pool lost its lease and carried on anew
         self._wake = asyncio.Event()
         self._executor: DaemonThreadPool | None = None
-        self._owns_client = redis is None
+        self._owns_client = owns_client
         self.bound_enqueuer: Enqueuer | None = None
 
     @classmethod
@@ -198,35 +202,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
     def _build(self, scripts: WorkerScripts, names: list[str], wake: asyncio.Event) -> None:
         """Construct the components: worker (with settler), requeuer, reaper, periodic."""
         assert self.lease is not None and self.heartbeater is not None
-        if any(not jt.is_async for jt in self.job_types.values()):
-            self._executor = DaemonThreadPool(self.concurrency, thread_name_prefix="errands-job")
-        settler = Settler(
-            scripts,
-            self.id,
-            self.clock,
-            self.serializer,
-            dead_max_jobs=self.dead_max_jobs,
-            dead_max_age=self.dead_max_age,
-            history=self.history,
-        )
-        self.worker = Worker(
-            pool_id=self.id,
-            scripts=scripts,
-            settler=settler,
-            serializer=self.serializer,
-            clock=self.clock,
-            job_types=self.job_types,
-            middleware=self._middleware,
-            concurrency=self.concurrency,
-            context=self.context,
-            executor=self._executor,
-            wake=wake,
-            poll_interval=self.poll_interval,
-            history=self.history,
-            # a job's last chance after crashes runs apart from other crash suspects
-            isolate_recovered=max(1, self.max_recoveries - 1),
-            lease=self.lease,
-        )
+        self.worker = self._build_worker(scripts, wake)
         self.requeuer = Requeuer(
             scripts,
             names,
@@ -258,6 +234,38 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         )
         self.lease_keeper = LeaseKeeper(
             scripts, self.id, self.lease, self.heartbeater.payload, self.heartbeater.info_ttl_ms
+        )
+
+    def _build_worker(self, scripts: WorkerScripts, wake: asyncio.Event) -> Worker:
+        """(_build) The worker, with its settler (and the thread pool of plain-def handlers)."""
+        if any(not jt.is_async for jt in self.job_types.values()):
+            self._executor = DaemonThreadPool(self.concurrency, thread_name_prefix="errands-job")
+        settler = Settler(
+            scripts,
+            self.id,
+            self.clock,
+            self.serializer,
+            dead_max_jobs=self.dead_max_jobs,
+            dead_max_age=self.dead_max_age,
+            history=self.history,
+        )
+        return Worker(
+            pool_id=self.id,
+            scripts=scripts,
+            settler=settler,
+            serializer=self.serializer,
+            clock=self.clock,
+            job_types=self.job_types,
+            middleware=self._middleware,
+            concurrency=self.concurrency,
+            context=self.context,
+            executor=self._executor,
+            wake=wake,
+            poll_interval=self.poll_interval,
+            history=self.history,
+            # a job's last chance after crashes runs apart from other crash suspects
+            isolate_recovered=max(1, self.max_recoveries - 1),
+            lease=self.lease,
         )
 
     def _launch(self, wake: asyncio.Event) -> None:
