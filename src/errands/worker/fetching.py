@@ -161,15 +161,7 @@ class Fetching:
                     self.lease.lose("a reaper took its lease: fetch refused")
                 return
             except Exception as exc:
-                # the reply of a fetch that ran may be lost (reset, timeout, or run again by
-                # the client's retry): its jobs would sit in our in-progress set, unseen
-                self._reclaim = True
-                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
-                log.log(level, "fetch or start failed (%r); retrying in %.2fs", exc, delay)
-                if not self._stopping:
-                    self._slot_freed.clear()  # a slot freed meanwhile must not skip the backoff
-                    await wait_event(self._slot_freed, delay)
-                delay = min(delay * 2, 5.0)
+                delay = await self._fetch_failed(exc, delay)
                 continue
             delay = 0.05
             if fetched is None:
@@ -185,6 +177,19 @@ class Fetching:
                 if fetched.wait is not None:
                     wait = min(wait, fetched.wait)
                 await wait_event(self.wake, wait)
+
+    async def _fetch_failed(self, exc: Exception, delay: float) -> float:
+        """(the fetch loop) A fetch or start failed: waits ``delay`` unless the pool stops;
+        returns the next delay."""
+        # the reply of a fetch that ran may be lost (reset, timeout, or run again by the
+        # client's retry): its jobs would sit in our in-progress set, unseen
+        self._reclaim = True
+        level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
+        log.log(level, "fetch or start failed (%r); retrying in %.2fs", exc, delay)
+        if not self._stopping:
+            self._slot_freed.clear()  # a slot freed meanwhile must not skip the backoff
+            await wait_event(self._slot_freed, delay)
+        return min(delay * 2, 5.0)
 
     async def resend_parked(self) -> int:
         """Send the parked acks and settles again (their jobs held in progress since a script
