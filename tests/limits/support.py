@@ -6,12 +6,6 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 
-from redis.asyncio import Redis
-
-from errands import Enqueuer
-from errands.store.keys import Keys
-from errands.store.scripts import Scripts
-
 
 async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0) -> None:
     """Poll ``check`` (sync or async) until it is true; fail after ``timeout`` seconds."""
@@ -34,12 +28,3 @@ def max_in_window(times: Sequence[float], window: float) -> int:
             lo += 1
         best = max(best, hi - lo + 1)
     return best
-
-
-async def sms_ready(redis: Redis, namespace: str, jobs: int) -> Scripts:
-    """``jobs`` jobs of "sms" enqueued and pool "p" registered: the scripts to fetch them with."""
-    async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
-        await enqueuer.enqueue_many([("sms", {}) for _ in range(jobs)])
-    scripts = Scripts(redis, Keys(namespace))
-    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
-    return scripts

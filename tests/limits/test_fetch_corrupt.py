@@ -4,14 +4,16 @@ of the call (after the jobs of an earlier queue were taken), or stored nan as a 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer
+from errands.enqueuer import EnqueueItem
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
+from tests.support.ready import ready_to_fetch
 
 
 async def server_log(redis: Redis) -> str:
@@ -23,15 +25,12 @@ async def server_log(redis: Redis) -> str:
     return (Path(where["dir"]) / name).read_text(errors="replace")
 
 
-async def ready(redis: Redis, namespace: str, *jobs: tuple[str, str | None]) -> Scripts:
+def ready(redis: Redis, namespace: str, *jobs: tuple[str, str | None]) -> Awaitable[Scripts]:
     """Jobs (name, partition) enqueued in that order, and pool p1 registered."""
-    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
-    for name, partition in jobs:
-        options = {"partition": partition} if partition else {}
-        assert await enqueuer.enqueue(name, **options) is not None  # type: ignore[arg-type]
-    scripts = Scripts(redis, Keys(namespace))
-    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
-    return scripts
+    items: list[EnqueueItem] = [
+        (name, {}, {"partition": partition} if partition else {}) for name, partition in jobs
+    ]
+    return ready_to_fetch(redis, namespace, items, pools=("p1",))
 
 
 @pytest.mark.parametrize("count", ["x", "1.5", "nan", "007"])

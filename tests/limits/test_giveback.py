@@ -7,29 +7,28 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Awaitable
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import Enqueuer
 from errands.clock import SystemClock
+from errands.enqueuer import EnqueueItem
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
 from errands.store.scripts import Fetched, Scripts, Settle
 from errands.store.settlecall import read_settle_reply, settle_request, settled_or_raise
 from errands.worker.settler import Settler
 from tests.support.invariants import assert_invariants
+from tests.support.ready import ready_to_fetch
 
 
-async def _ready(redis: Redis, namespace: str, jobs: int, partition: str = "") -> Scripts:
+def _ready(redis: Redis, namespace: str, jobs: int, partition: str = "") -> Awaitable[Scripts]:
+    """``jobs`` jobs of "sms" enqueued (of ``partition``) and pools p and q registered."""
     opts = {"partition": partition} if partition else {}
-    async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
-        await enqueuer.enqueue_many([("sms", {}, opts) for _ in range(jobs)])  # type: ignore[misc]
-    scripts = Scripts(redis, Keys(namespace))
-    for pool in ("p", "q"):
-        await scripts.heartbeat(pool, b"{}", 60_000, mode="register")
-    return scripts
+    items: list[EnqueueItem] = [("sms", {}, opts) for _ in range(jobs)]
+    return ready_to_fetch(redis, namespace, items, pools=("p", "q"))
 
 
 def _settler(scripts: Scripts, pool: str = "p") -> Settler:

@@ -21,8 +21,8 @@ from errands.limits.spec import MAX_RATE, RATE_BUCKETS
 from errands.store.keys import Keys
 from errands.store.luasource import lua_source
 from tests.support.invariants import assert_invariants
+from tests.support.ready import ready_to_fetch
 
-from .support import sms_ready
 from .test_giveback import _counted, _settler
 
 TIME = "redis.call('TIME')"
@@ -112,7 +112,7 @@ async def test_a_large_limit_is_accepted_and_enforced(redis: Redis, namespace: s
     keys = Keys(namespace)
     day = Rate(100_000, per=timedelta(days=1))
     _conc, spec = compile_limits([day])
-    scripts = await sms_ready(redis, namespace, 8)
+    scripts = await ready_to_fetch(redis, namespace, [("sms", {})] * 8)
     secs, micros = await redis.time()
     now = int(secs) * 1000 + int(micros) // 1000
     await redis.hset(keys.rate_log("sms"), "86400000", f"#{0:010d}{now - 60_000:013d}{99_999:010d}")
@@ -191,7 +191,7 @@ async def test_a_given_back_start_merged_with_later_ones_is_uncounted(
 ) -> None:
     """Two fetches of a day's rate in one bucket (86.4 s) share a record, at the second's time:
     the first's give-back (settle.lua, at the time its fetch counted it) uncounts it there."""
-    scripts = await sms_ready(redis, namespace, 12)
+    scripts = await ready_to_fetch(redis, namespace, [("sms", {})] * 12)
     specs = {"sms": "r=10/86400000"}
     first = await scripts.fetch("p", 1, 1, [("sms", 0)], specs=specs)
     second = await scripts.fetch("p", 1, 1, [("sms", 0)], specs=specs)

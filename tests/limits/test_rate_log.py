@@ -10,8 +10,7 @@ from redis.asyncio import Redis
 from errands import Rate
 from errands.admin.limitsinfo import waiting_reason
 from errands.store.keys import Keys
-
-from .support import sms_ready
+from tests.support.ready import ready_to_fetch
 
 SPEC = {"sms": "r=4/60000"}
 RATE = (Rate(4, per=timedelta(minutes=1)),)
@@ -26,7 +25,7 @@ async def test_a_fetch_writes_one_record_whatever_it_started(redis: Redis, names
     """A fetch of n jobs appended n start times (13 bytes each, rewritten whole on every
     fetch): the log grew with the starts of its window."""
     keys = Keys(namespace)
-    scripts = await sms_ready(redis, namespace, 8)
+    scripts = await ready_to_fetch(redis, namespace, [("sms", {})] * 8)
     got = await scripts.fetch("p", 1, 8, [("sms", 0)], specs={"sms": "r=100/60000"})
     assert len(got) == 8
     log = await redis.hget(keys.rate_log("sms"), "60000")
@@ -38,7 +37,7 @@ async def test_a_fetch_writes_one_record_whatever_it_started(redis: Redis, names
 
 async def test_an_older_log_still_counts_and_is_rewritten(redis: Redis, namespace: str) -> None:
     keys = Keys(namespace)
-    scripts = await sms_ready(redis, namespace, 8)
+    scripts = await ready_to_fetch(redis, namespace, [("sms", {})] * 8)
     now = await _now(redis)
     # one start out of the window; three in a bucket (of 60 ms) before now's: their record stays
     old = f"{now - 120_000:013d}" + f"{now - 130:013d}" * 3

@@ -8,8 +8,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from errands.store.keys import Keys
-
-from .support import sms_ready
+from tests.support.ready import ready_to_fetch
 
 SPEC = {"sms": "r=100/60000"}
 LEAST = 60_000 + 1000  # a window and 1 s
@@ -28,7 +27,7 @@ async def test_a_fetch_renews_the_ttl_of_the_rate_keys_only_when_it_runs_low(
     redis: Redis, namespace: str
 ) -> None:
     keys = Keys(namespace)
-    scripts = await sms_ready(redis, namespace, 4)
+    scripts = await ready_to_fetch(redis, namespace, [("sms", {})] * 4)
     assert len(await scripts.fetch("p", 1, 1, [("sms", 0)], specs=SPEC)) == 1
     assert all(LEAST < ttl <= LEAST + 1000 for ttl in await _ttls(redis, keys))
     before = await _pexpires(redis)
@@ -42,7 +41,7 @@ async def test_a_rate_key_with_a_short_ttl_or_none_gets_one_past_the_least(
     redis: Redis, namespace: str
 ) -> None:
     keys = Keys(namespace)
-    scripts = await sms_ready(redis, namespace, 4)
+    scripts = await ready_to_fetch(redis, namespace, [("sms", {})] * 4)
     assert len(await scripts.fetch("p", 1, 1, [("sms", 0)], specs=SPEC)) == 1
     await redis.pexpire(keys.rate_log("sms"), 500)
     await redis.persist(keys.rate_expiry("sms"))

@@ -3,22 +3,24 @@ reads what concerns every job once per call (unique locks, listeners), not once 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from errands import Enqueuer
+from errands.enqueuer import EnqueueItem
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
+from tests.support.ready import ready_to_fetch
 from tests.support.resend import snapshot
 
 
-async def _ready(redis: Redis, namespace: str, jobs: int = 2, **options: str) -> Scripts:
-    async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
-        await enqueuer.enqueue_many([("first", {}, dict(options)) for _ in range(jobs)])
-    scripts = Scripts(redis, Keys(namespace))
-    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
-    return scripts
+def _ready(redis: Redis, namespace: str, jobs: int = 2, **options: str) -> Awaitable[Scripts]:
+    """``jobs`` jobs of "first" enqueued (with ``options``) and pool p registered."""
+    items: list[EnqueueItem] = [("first", {}, dict(options)) for _ in range(jobs)]
+    return ready_to_fetch(redis, namespace, items)
 
 
 @pytest.mark.parametrize("bad", ["idle_ms", "limit"])
