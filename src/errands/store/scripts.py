@@ -6,6 +6,7 @@ redis-py's ``register_script`` runs EVALSHA and reloads a script after NOSCRIPT 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -154,16 +155,18 @@ class Scripts(AdminScripts):
         key: str,
         window_ms: int,
         partition: str = "",
+        call: str = "",
     ) -> tuple[str, str, str]:
         """Store a job unless its dedup ``key`` ("<name>:<key>") is held (``mode``: s d f r t,
         see lua/lib/dedup.lua; ``window_ms`` for t). Returns (outcome, id of the job carrying
-        the request, id of the job holding the key): see lua/enqueue_dedup.lua."""
+        the request, id of the job holding the key): see lua/enqueue_dedup.lua. ``call``: a
+        token of this call (a random one by default), by which its re-send answers as the first."""
         k = self.keys
         keys = [k.jobs, k.priorities, k.seq, k.names, k.idle_for(name), k.queue(name)]
         keys += (k.scheduled(name), k.listening, k.ended, k.done(id), k.dedup, k.dedup_of_job)
         keys.append(k.dedup_window(key))
         keys += (k.dedup_next, k.dedup_reruns, k.partitions, k.partition_queue(name))
-        keys.append(k.partitions_ready(name))
+        keys += (k.partitions_ready(name), k.reply(call or os.urandom(8).hex()))
         args: list[Arg] = [k.wake_channel, name, id, envelope, priority, due_ms, mode, key]
         args += (window_ms, k.events_channel, partition)
         reply = await self._call("enqueue_dedup", keys, args)

@@ -1,13 +1,18 @@
 -- enqueue_dedup: store a job unless its dedup key is held (lib/dedup.lua, docs/dedup.md), and
--- say what happened. Idempotent on the job id as enqueue.lua: a re-sent call finds its own job
--- (or, replacing another job's envelope, does the same again).
+-- say what happened. A re-sent call (redis-py, after a lost reply) answers as its first: one
+-- that stored its job finds it (idempotent on the job id as enqueue.lua); one that gave its
+-- envelope to another job ('replaced', 'rerun_queued') answers from KEYS[19], before anything
+-- else and writing nothing (that job may have started since: the key then looked free, or the
+-- holder running, and a re-send stored the same args again, which ran twice).
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names
 -- KEYS[5] idle pools of the job name (lib/wake.lua: a queued job wakes one of them)
 -- KEYS[6] queue of the job name   KEYS[7] scheduled set of the job name   KEYS[8] listening
 -- KEYS[9] ended (tombstones)   KEYS[10] the job's result-record key   KEYS[11] dedup
 -- KEYS[12] dedup_of_job   KEYS[13] the throttle window of the dedup key   KEYS[14] dedup_next
 -- KEYS[15] dedup_reruns   KEYS[16] partitions   KEYS[17] partition queue of the job name
--- KEYS[18] partitions ready of the job name (see lib/limits.lua)
+-- KEYS[18] partitions ready of the job name (see lib/limits.lua)   KEYS[19] the reply key of
+-- this call (optional; store/keys.py reply, a token per call, not the job id, which a caller
+-- may give again): a 'replaced' or 'rerun_queued' answer is kept there 10 minutes
 -- ARGV[1] wake channel   ARGV[2] name   ARGV[3] id   ARGV[4] envelope   ARGV[5] priority
 -- ARGV[6] due ms (0 = now)   ARGV[7] mode (s d f r t)   ARGV[8] dedup key
 -- ARGV[9] window ms (t: at least 1)   ARGV[10] events channel   ARGV[11] partition ('' =
@@ -19,8 +24,8 @@
 -- {'dropped', holder, holder}, {'replaced', holder, holder} (the waiting holder took this
 -- envelope), {'rerun_queued', rerun, holder} (the rerun waiting for the running holder, new
 -- or existing, took this envelope).
--- The answers read and not written ('existed', 'dropped', and a re-sent call's 'enqueued' or
--- 'rerun_queued' for this very job) write nothing but a no-op (HDEL of jobs' field '', not
+-- The answers read and not written ('existed', 'dropped', and a re-sent call's answers) write
+-- nothing but a no-op (HDEL of jobs' field '', not
 -- replicated) first, so that a replica (a master demoted by a failover, still answering from
 -- its old data) refuses the call (READONLY) instead of giving them for a job or a key the new
 -- master may not hold; a call that stores or replaces pays nothing for it.
@@ -52,11 +57,15 @@ if mode == 't' and not is_int(ARGV[9], 1, MAX_MS) then
 end
 local partition = ARGV[11] or ''
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', false,
-  'HLEN', 'HLEN', 'GET', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}
-local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing stored')
-  or not_counter(KEYS[3], 'nothing stored')
+  'HLEN', 'HLEN', 'GET', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', 'GET'}
+local wrong, got = wrong_type(function(j) return TYPES[j] end, 'nothing stored')
+wrong = wrong or not_counter(KEYS[3], 'nothing stored')
 if wrong then
   return wrong
+end
+if got[19] then  -- a re-send of a call that gave its envelope to another job: "outcome c h"
+  local outcome, carrier, holder = string.match(got[19], '^(%S+) (%S+) (%S+)$')
+  return unwritten('HDEL', KEYS[1], {outcome, carrier, holder})
 end
 local P = {part = KEYS[16], seq = KEYS[3], pq = KEYS[17], pready = KEYS[18]}
 
@@ -102,10 +111,14 @@ local outcome, carrier, holder = dedup_admit(d, mode, key, a)
 if outcome == 'dropped' then
   return unwritten('HDEL', KEYS[1], {outcome, carrier, holder or carrier})
 elseif outcome then
+  holder = holder or carrier
   if outcome == 'replaced' or outcome == 'rerun_queued' then
     partition_of(carrier)  -- (a rerun is indexed when the holder's end queues it: lib/dedup)
+    if KEYS[19] then
+      redis.call('SET', KEYS[19], outcome .. ' ' .. carrier .. ' ' .. holder, 'PX', 600000)
+    end
   end
-  return {outcome, carrier, holder or carrier}
+  return {outcome, carrier, holder}
 end
 redis.call('HSET', KEYS[1], id, ARGV[4])
 if prio ~= 0 then
