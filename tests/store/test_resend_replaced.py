@@ -1,8 +1,9 @@
 """Re-sent calls (redis-py sends a script call again, the same KEYS and ARGV, when the reply to
 the first send is lost) of the scripts that give their args to another job: enqueue_dedup.lua's
-``replaced`` and ``rerun_queued`` (debounce, rerun_latest). That job started (or ended) between
-the sends: the re-send found the dedup key free (or its holder running) and stored a second job
-with the same args, which ran twice. Each re-send now answers as its first and
+``replaced`` and ``rerun_queued`` (debounce, rerun_latest) and replace_envelope.lua
+(``Enqueuer.enqueue_unique(key=...)``). That job started (or ended) between the sends: the
+re-send found the dedup key free (or its holder running, or the unique lock free) and stored a
+second job with the same args, which ran twice. Each re-send now answers as its first and
 writes nothing."""
 
 from __future__ import annotations
@@ -145,3 +146,32 @@ async def test_a_job_id_given_again_in_a_new_call_is_not_a_resend(
     assert later is not None and later.dedup is not None
     assert (later.dedup.status, later.id) == ("enqueued", "mine")
     assert await _args(redis, Keys(namespace)) == [1, 2]
+
+
+@pytest.mark.parametrize("then", ["started", "finished"])
+async def test_a_unique_replace_resent_after_the_holder_started(
+    redis: Redis, namespace: str, then: str
+) -> None:
+    """The re-send said 0, Enqueuer.enqueue_unique went round again, found the lock free and
+    stored a second job with the same args. (Answering 1 when the stored envelope is the new
+    one would not do once the job ended: ack forgets its envelope.)"""
+    scripts, enq, rec = await _world(redis, namespace, "replace_envelope")
+    keys = Keys(namespace)
+    holder = await enq.enqueue_unique("report", {"v": 0}, key="k")
+    assert holder is not None
+    orig = rec.__call__
+
+    async def lost_reply(keys: Any = (), args: Any = (), client: Any = None) -> Any:
+        assert await orig(keys, args) == 1  # it ran; its reply is lost
+        got = await _start(scripts)  # meanwhile the holder starts (with v=1)
+        assert orjson.loads(got[0].envelope)["a"] == {"v": 1}
+        if then == "finished":
+            await _finish(scripts, got)
+        before = await snapshot(redis, namespace)
+        again = await rec.resend()  # redis-py's re-send
+        assert await snapshot(redis, namespace) == before
+        return again
+
+    scripts._s["replace_envelope"] = lost_reply  # type: ignore[assignment]
+    assert await enq.enqueue_unique("report", {"v": 1}, key="k") is None
+    assert await _args(redis, keys) == ([1] if then == "started" else [])

@@ -173,8 +173,11 @@ class Scripts(AdminScripts):
         outcome, carrier, holder = (x.decode() if isinstance(x, bytes) else str(x) for x in reply)
         return outcome, carrier, holder
 
-    async def replace_envelope(self, digest: str, id: str, old: bytes, new: bytes) -> bool:
-        keys = [self.keys.jobs, self.keys.unique]
+    async def replace_envelope(
+        self, digest: str, id: str, old: bytes, new: bytes, call: str = ""
+    ) -> bool:
+        """``call`` as for :meth:`enqueue_dedup`; see lua/replace_envelope.lua."""
+        keys = [self.keys.jobs, self.keys.unique, self.keys.reply(call or os.urandom(8).hex())]
         return bool(await self._call("replace_envelope", keys, [digest, id, old, new]))
 
     async def fetch(

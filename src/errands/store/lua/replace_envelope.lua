@@ -1,11 +1,20 @@
 -- replace_envelope: swap a waiting unique job's envelope (new args) if nothing changed meanwhile.
--- KEYS[1] jobs   KEYS[2] unique (HASH digest -> job id)
+-- KEYS[1] jobs   KEYS[2] unique (HASH digest -> job id)   KEYS[3] the reply key of this call
+-- (optional; store/keys.py reply, a token per call): a 1 is kept there 10 minutes
 -- ARGV[1] digest   ARGV[2] job id   ARGV[3] envelope read before   ARGV[4] new envelope
 -- Returns 1 when replaced, 0 when the job started, vanished or changed (caller tries again):
 -- read, and nothing written first (lib/types.lua unwritten, on a hash HGET read: it raised on
 -- another type), so that a demoted master refuses it, where the new master may hold the job
 -- waiting with the envelope read (its caller then gave the new args up).
+-- A re-sent call (redis-py, after a lost reply) whose first replaced answers 1 from KEYS[3],
+-- before anything else and writing nothing: the job may have started since (its lock freed, its
+-- envelope gone once it ended), and the re-send's 0 sent Enqueuer.enqueue_unique round again,
+-- to store a second job with the same args, which ran twice. (An answer 1 when the stored
+-- envelope is the new one would not do: it is deleted when the job ends.)
 --@include types
+if KEYS[3] and redis.call('GET', KEYS[3]) then
+  return unwritten('HDEL', KEYS[1], 1)
+end
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
   return unwritten('HDEL', KEYS[2], 0)
 end
@@ -13,4 +22,7 @@ if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[3] then
   return unwritten('HDEL', KEYS[1], 0)
 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
+if KEYS[3] then
+  redis.call('SET', KEYS[3], '1', 'PX', 600000)
+end
 return 1
