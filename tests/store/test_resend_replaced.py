@@ -89,8 +89,9 @@ async def test_a_rerun_latest_that_replaced_resent_after_the_holder_started(
     assert await redis.zcard(Keys(namespace).dedup_reruns) == 0
 
 
+@pytest.mark.parametrize("then", ["started", "finished"])
 async def test_a_rerun_latest_that_replaced_a_rerun_resent_after_the_rerun_started(
-    redis: Redis, namespace: str
+    redis: Redis, namespace: str, then: str
 ) -> None:
     scripts, enq, rec = await _world(redis, namespace, "enqueue_dedup")
     keys = Keys(namespace)
@@ -105,17 +106,20 @@ async def test_a_rerun_latest_that_replaced_a_rerun_resent_after_the_rerun_start
     await _finish(scripts, holder)  # the rerun takes the key and is queued
     got = await _start(scripts)
     assert got[0].id.encode() == rerun
+    if then == "finished":
+        await _finish(scripts, got)
     before = await snapshot(redis, namespace)
     assert await rec.resend() == first  # (it stored a rerun of v=2 behind the one running it)
     assert await snapshot(redis, namespace) == before
-    assert await _args(redis, keys) == [2]
+    assert await _args(redis, keys) == ([2] if then == "started" else [])
 
 
+@pytest.mark.parametrize("then", ["started", "finished"])
 async def test_a_new_rerun_resent_after_it_started_answers_rerun_queued(
-    redis: Redis, namespace: str
+    redis: Redis, namespace: str, then: str
 ) -> None:
     """The rerun a first send stored, handed the key and started: the re-send found its job
-    and, no longer a waiting rerun, said 'enqueued'."""
+    and, no longer a waiting rerun, said 'enqueued' (once it ended: 'existed')."""
     scripts, enq, rec = await _world(redis, namespace, "enqueue_dedup")
     d = Dedup("k", until="finished", rerun_latest=True)
     assert await enq.enqueue("report", {"v": 0}, dedup=d) is not None
@@ -124,7 +128,9 @@ async def test_a_new_rerun_resent_after_it_started_answers_rerun_queued(
     first = rec.reply
     assert first[0] == b"rerun_queued"
     await _finish(scripts, holder)
-    await _start(scripts)
+    got = await _start(scripts)
+    if then == "finished":
+        await _finish(scripts, got)
     before = await snapshot(redis, namespace)
     assert await rec.resend() == first
     assert await snapshot(redis, namespace) == before
