@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from errands import Dedup, Enqueuer
 from errands.store.keys import Keys
@@ -181,3 +182,14 @@ async def test_a_unique_replace_resent_after_the_holder_started(
     scripts._s["replace_envelope"] = lost_reply  # type: ignore[assignment]
     assert await enq.enqueue_unique("report", {"v": 1}, key="k") is None
     assert await _args(redis, keys) == ([1] if then == "started" else [])
+
+
+async def test_a_reply_key_holding_something_else_fails_the_call_before_any_write(
+    redis: Redis, namespace: str
+) -> None:
+    scripts, _enq, _rec = await _world(redis, namespace, "enqueue_dedup")
+    await redis.set(Keys(namespace).reply("c1"), "garbage")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="holds no answer of this script"):
+        await scripts.enqueue_dedup("report", "j1", b"{}", 0, 0, "d", "report:k", 0, call="c1")
+    assert await snapshot(redis, namespace) == before

@@ -30,7 +30,8 @@
 -- its old data) refuses the call (READONLY) instead of giving them for a job or a key the new
 -- master may not hold; a call that stores or replaces pays nothing for it.
 -- A bad argument (mode, priority, due time, a throttle window under 1 ms), a key of another
--- type or a seq that is not a counter fails the call before its first write.
+-- type, a seq that is not a counter or a reply key holding no answer of this script fails the
+-- call before its first write.
 --@include events
 --@include dedup
 --@include limits
@@ -65,6 +66,9 @@ if wrong then
 end
 if got[19] then  -- a re-send of a call that gave its envelope to another job: "outcome c h"
   local outcome, carrier, holder = string.match(got[19], '^(%S+) (%S+) (%S+)$')
+  if not outcome then
+    return refuse(KEYS[19] .. ' holds no answer of this script: nothing stored', got[19])
+  end
   return unwritten('HDEL', KEYS[1], {outcome, carrier, holder})
 end
 local P = {part = KEYS[16], seq = KEYS[3], pq = KEYS[17], pready = KEYS[18]}
