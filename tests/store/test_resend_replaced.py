@@ -61,6 +61,8 @@ async def test_a_debounce_that_replaced_resent_after_the_holder_started(
     await enq.enqueue("report", {"v": 1}, dedup=d)
     first = rec.reply
     assert first == [b"replaced", holder.id.encode(), holder.id.encode()]
+    (reply_key,) = [k async for k in redis.scan_iter(match=f"*{namespace}*reply:*")]
+    assert 0 < await redis.pttl(reply_key) <= 120_000  # (2 minutes: docs/dedup.md)
     got = await _start(scripts)
     assert orjson.loads(got[0].envelope)["a"] == {"v": 1}
     if then == "finished":

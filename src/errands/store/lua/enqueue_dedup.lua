@@ -12,7 +12,9 @@
 -- KEYS[15] dedup_reruns   KEYS[16] partitions   KEYS[17] partition queue of the job name
 -- KEYS[18] partitions ready of the job name (see lib/limits.lua)   KEYS[19] the reply key of
 -- this call (optional; store/keys.py reply, a token per call, not the job id, which a caller
--- may give again): a 'replaced' or 'rerun_queued' answer is kept there 10 minutes
+-- may give again): a 'replaced' or 'rerun_queued' answer is kept there 2 minutes (a call of
+-- the hot path, made often: the keys add up. errands' clients re-send within ~50 s: 3 tries of
+-- a 15 s socket timeout, store/connection.py)
 -- ARGV[1] wake channel   ARGV[2] name   ARGV[3] id   ARGV[4] envelope   ARGV[5] priority
 -- ARGV[6] due ms (0 = now)   ARGV[7] mode (s d f r t)   ARGV[8] dedup key
 -- ARGV[9] window ms (t: at least 1)   ARGV[10] events channel   ARGV[11] partition ('' =
@@ -119,7 +121,7 @@ elseif outcome then
   if outcome == 'replaced' or outcome == 'rerun_queued' then
     partition_of(carrier)  -- (a rerun is indexed when the holder's end queues it: lib/dedup)
     if KEYS[19] then
-      redis.call('SET', KEYS[19], outcome .. ' ' .. carrier .. ' ' .. holder, 'PX', 600000)
+      redis.call('SET', KEYS[19], outcome .. ' ' .. carrier .. ' ' .. holder, 'PX', 120000)
     end
   end
   return {outcome, carrier, holder}

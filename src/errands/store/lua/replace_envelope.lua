@@ -1,6 +1,7 @@
 -- replace_envelope: swap a waiting unique job's envelope (new args) if nothing changed meanwhile.
 -- KEYS[1] jobs   KEYS[2] unique (HASH digest -> job id)   KEYS[3] the reply key of this call
--- (optional; store/keys.py reply, a token per call): a 1 is kept there 10 minutes
+-- (optional; store/keys.py reply, a token per call): a 1 is kept there 2 minutes (as by
+-- enqueue_dedup.lua, which says why)
 -- ARGV[1] digest   ARGV[2] job id   ARGV[3] envelope read before   ARGV[4] new envelope
 -- Returns 1 when replaced, 0 when the job started, vanished or changed (caller tries again):
 -- read, and nothing written first (lib/types.lua unwritten, on a hash HGET read: it raised on
@@ -23,6 +24,6 @@ if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[3] then
 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
 if KEYS[3] then
-  redis.call('SET', KEYS[3], '1', 'PX', 600000)
+  redis.call('SET', KEYS[3], '1', 'PX', 120000)
 end
 return 1
