@@ -75,9 +75,16 @@ async def test_a_unique_enqueue_that_finds_its_job_or_digest_held(
         return lambda: s.enqueue_unique("work", id, env, 0, 0, digest, FAR, 1)
 
     assert await unique("u1", b"e1")() == (True, "u1", False)
+    assert await unique("u4", b"e4", "d4")() == (True, "u4", False)
+
+    def swap() -> Call:  # (enqueue_unique(key=...)'s new args for u4; the same call re-sent)
+        return lambda: s.replace_envelope("d4", "u4", b"e4", b"e5", call="c2")
+
+    assert await swap()() is True
     await master.zadd(keys.ended, {"u3": 1})
     await check(master, namespace, [
         (unique("u1", b"e1"), (True, "u1", False)),  # a re-send
+        (swap(), True),  # a re-send: answered from its reply key
         (unique("u1", b"other", "d2"), (True, "u1", True)),
         (unique("u2", b"e2"), (False, "u1", False)),  # the digest held
         (unique("u3", b"e3", "d3"), (True, "u3", True)),
@@ -90,18 +97,24 @@ async def test_a_dedup_enqueue_that_finds_its_job_or_key_held(
     keys = Keys(namespace)
     s = Scripts(master, keys)
 
-    def dedup(id: str, env: bytes, mode: str, key: str, window: int = 0) -> Call:
-        return lambda: s.enqueue_dedup("work", id, env, 0, 0, mode, key, window)
+    def dedup(id: str, env: bytes, mode: str, key: str, window: int = 0, call: str = "") -> Call:
+        return lambda: s.enqueue_dedup("work", id, env, 0, 0, mode, key, window, call=call)
 
     assert await dedup("d1", b"e1", "s", "work:k")() == ("enqueued", "d1", "d1")
     assert await dedup("t1", b"e1", "t", "work:t", 60_000)() == ("enqueued", "t1", "t1")
     assert await dedup("r1", b"e1", "r", "work:r")() == ("enqueued", "r1", "r1")
     await master.hset(keys.dedup_of_job, "r1", "Rwork:r")  # (as started)
     assert await dedup("r2", b"e2", "r", "work:r")() == ("rerun_queued", "r2", "r1")
+    # another key's rerun, its args replaced (by a call whose re-send answers from its reply key)
+    assert await dedup("q1", b"e1", "r", "work:q")() == ("enqueued", "q1", "q1")
+    await master.hset(keys.dedup_of_job, "q1", "Rwork:q")  # (as started)
+    assert await dedup("q2", b"e2", "r", "work:q")() == ("rerun_queued", "q2", "q1")
+    assert await dedup("q3", b"e3", "r", "work:q", call="c1")() == ("rerun_queued", "q2", "q1")
     await master.zadd(keys.ended, {"d9": 1})
     await check(master, namespace, [
         (dedup("d1", b"e1", "s", "work:k"), ("enqueued", "d1", "d1")),  # a re-send
         (dedup("r2", b"e2", "r", "work:r"), ("rerun_queued", "r2", "r1")),  # a re-send
+        (dedup("q3", b"e3", "r", "work:q", call="c1"), ("rerun_queued", "q2", "q1")),  # re-sent
         (dedup("d1", b"other", "s", "work:x"), ("existed", "d1", "")),
         (dedup("d9", b"e9", "s", "work:y"), ("existed", "d9", "")),
         (dedup("d2", b"e2", "s", "work:k"), ("dropped", "d1", "d1")),

@@ -218,7 +218,7 @@ class Keys:
         return self.prefix + "done:" + _check_part("job id", job_id)
 
     def reply(self, call: str) -> str:
-        """STRING, 10 min TTL: a call's reply for its re-send (the scripts whose header says)."""
+        """STRING, 10 min TTL (2 min: enqueue_dedup, replace_envelope): a call's reply."""
         return self.prefix + "reply:" + _check_part("call", call)
 
     def metrics_minute(self, start: int | str) -> str:

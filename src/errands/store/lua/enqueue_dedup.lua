@@ -13,8 +13,8 @@
 -- KEYS[18] partitions ready of the job name (see lib/limits.lua)   KEYS[19] the reply key of
 -- this call (optional; store/keys.py reply, a token per call, not the job id, which a caller
 -- may give again): a 'replaced' or 'rerun_queued' answer is kept there 2 minutes (a call of
--- the hot path, made often: the keys add up. errands' clients re-send within ~50 s: 3 tries of
--- a 15 s socket timeout, store/connection.py)
+-- the hot path, made often: the keys add up. errands' clients re-send within about 90 s: up to 3
+-- re-sends, each after a 15 s socket timeout and a reconnect, store/connection.py)
 -- ARGV[1] wake channel   ARGV[2] name   ARGV[3] id   ARGV[4] envelope   ARGV[5] priority
 -- ARGV[6] due ms (0 = now)   ARGV[7] mode (s d f r t)   ARGV[8] dedup key
 -- ARGV[9] window ms (t: at least 1)   ARGV[10] events channel   ARGV[11] partition ('' =
