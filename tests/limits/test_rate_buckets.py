@@ -115,13 +115,16 @@ async def test_a_large_limit_is_accepted_and_enforced(redis: Redis, namespace: s
     scripts = await ready_to_fetch(redis, namespace, [("sms", {})] * 8)
     secs, micros = await redis.time()
     now = int(secs) * 1000 + int(micros) // 1000
-    await redis.hset(keys.rate_log("sms"), "86400000", f"#{0:010d}{now - 60_000:013d}{99_999:010d}")
+    # (its record buckets earlier than now: a start in the same bucket, 86.4 s wide, would join
+    # it and move it to now, and the wait would be a whole day from now, as buckets allow)
+    early = now - 300_000
+    await redis.hset(keys.rate_log("sms"), "86400000", f"#{0:010d}{early:013d}{99_999:010d}")
     got = await scripts.fetch("p", 1, 8, [("sms", 0)], specs={"sms": spec})
     assert len(got) == 1
     again = await scripts.fetch("p", 1, 8, [("sms", 0)], specs={"sms": spec})
     secs, micros = await redis.time()
     after = int(secs) * 1000 + int(micros) // 1000
-    free = now - 60_000 + 86_400_000 + 1  # (the first start leaves the window)
+    free = early + 86_400_000 + 1  # (the first start leaves the window)
     assert len(again) == 0 and again.wait is not None
     assert (free - after) / 1000 - 0.002 <= again.wait <= (free - now) / 1000 + 0.002
     assert Rate(MAX_RATE).limit == 10**9
