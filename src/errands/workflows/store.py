@@ -52,10 +52,11 @@ class WorkflowScripts:
         edges: Sequence[tuple[str, str]],
         callbacks: Sequence[tuple[str, bytes, bytes]],
     ) -> bool:
-        """Store a run; False when it exists already (nothing stored)."""
+        """Store a run; False when it exists already, or the job id of one of its members or
+        callbacks is taken (stored, or ended recently: wf_enqueue.lua): nothing stored."""
         k = self.keys
         keys = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.workflow_of]
-        keys += run_keys(k, run_id)
+        keys += [*run_keys(k, run_id), k.ended]
         keys += (k.queue(n) for n in sorted({m.name for m in members if m.ready}))
         args: list[Arg] = [run_id, name, linger_ms, len(members), len(edges), len(callbacks)]
         for m in members:

@@ -1,20 +1,30 @@
 -- wf_enqueue: store a whole workflow run at once (all or nothing: one script). Members without
 -- dependencies go to their queues, the others wait in the run's `env` hash until their last
 -- dependency ends (see lib/workflows.lua). Idempotent: a run already stored (or lingering) is
--- not stored again. Work is linear in the size of the graph (validated by the caller).
+-- not stored again, nor is one whose member or callback job ids are taken (below). Work is
+-- linear in the size of the graph (validated by the caller).
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names   KEYS[5] idle
 -- KEYS[6] workflow_of (HASH member id -> run)   KEYS[7] the run (HASH)   KEYS[8] its open set
 -- KEYS[9] its in edges   KEYS[10] its out edges   KEYS[11] its nodes   KEYS[12] its envelopes
--- KEYS[13] its outcomes   KEYS[14..] the queue of each job name with a member ready at once
+-- KEYS[13] its outcomes   KEYS[14] ended (tombstones, lib/jobstate.lua)
+-- KEYS[15..] the queue of each job name with a member ready at once
 -- ARGV[1] run id   ARGV[2] workflow name   ARGV[3] linger ms   ARGV[4] N members
 -- ARGV[5] E edges   ARGV[6] C callbacks
 -- ARGV[7..] six per member: node id, job name, 1 if ready at once else 0, priority,
 --           envelope, spec JSON; then two per edge: parent node, child node; then three per
 --           callback: on_success | on_failure, envelope, spec JSON
--- Returns 1 when stored, 0 when the run exists already; an error, before any write, when the
--- arguments do not fit (counts not whole numbers, 'nan' and 'inf' included, a linger not a
--- whole number of ms in 0..366 days spelt as PEXPIRE reads it: not '0100'; a priority not
--- whole in -1000..1000; a node id with whitespace, a control character or one of "\{}:<>!,
+-- Returns 1 when stored, 0 when the run exists already, or when it does not but the job id of
+-- one of its members or callbacks is taken: stored (waiting, running, dead, cancelled), its
+-- tombstone in `ended` or its result record there (`done:<id>`, built from the prefix as
+-- lib/workflows.lua builds the keys it writes), as enqueue.lua refuses an id. So a re-sent call
+-- (redis-py, after a lost reply) that comes once the run has ended and its linger (1 ms at
+-- least) is over stores nothing: its members' ids are there, at least an hour after they ended
+-- (the tombstones of the latest 100,000 ended jobs; a result record for its result_ttl). The
+-- same id used again on purpose is refused the same while they are (docs/workflows.md).
+-- An error, before any write, when the arguments do not fit (counts not whole numbers, 'nan'
+-- and 'inf' included, a linger not a whole number of ms in 0..366 days spelt as PEXPIRE reads
+-- it: not '0100'; a priority not whole in -1000..1000; a node id with whitespace, a control
+-- character or one of "\{}:<>!,
 -- lib/workflows.lua wf_node_ok), a key of another type, or seq is not a counter.
 -- The answer 0 writes nothing but a no-op (HDEL of the run's field '', not replicated) first,
 -- so that a replica (a master demoted by a failover, still answering from its old data)
@@ -23,6 +33,7 @@
 -- where it answered 0.)
 --@include workflows
 --@include types
+--@include chunked
 -- the run stored already (read, nothing written): lib/types.lua's unwritten (a run's hash has no
 -- field ''): a demoted master's data may hold a run the new master lacks
 local there = redis.pcall('HLEN', KEYS[7])
@@ -49,12 +60,37 @@ for i = 1, n do
   end
 end
 local TYPES = {'HLEN', 'HLEN', false, 'SCARD', 'SCARD', 'HLEN', 'HLEN', 'SCARD', 'ZCARD', 'ZCARD',
-  'HLEN', 'HLEN', 'HLEN'}  -- then the queues; seq: a counter (below)
+  'HLEN', 'HLEN', 'HLEN', 'ZCARD'}  -- then the queues; seq: a counter (below)
 local bad = wrong_type(function(j) return j > #TYPES and 'ZCARD' or TYPES[j] end,
   'no workflow run was stored')
   or wf_unfit(KEYS[6], nil, 'no workflow run was stored')
 if bad then
   return bad
+end
+-- the job ids of its members and callbacks, any of them taken (read, nothing written): one
+-- EXISTS of their result records, one HMGET of jobs, one ZMSCORE of ended per 1,000
+local ids = {}
+for i = 1, n do
+  ids[i] = run .. '.' .. ARGV[6 + 6 * (i - 1) + 1]
+end
+for i = 1, c do
+  ids[n + i] = run .. '!' .. ARGV[6 + 6 * n + 2 * e + 3 * (i - 1) + 1]
+end
+for s = 1, #ids, CHUNK do
+  local part, done = {unpack(ids, s, math.min(#ids, s + CHUNK - 1))}, {}
+  for i, id in ipairs(part) do
+    done[i] = W.P .. 'done:' .. id
+  end
+  local taken = redis.call('EXISTS', unpack(done)) > 0
+  for _, v in ipairs(taken and {} or read_chunked('HMGET', KEYS[1], part)) do
+    taken = taken or v ~= false
+  end
+  for _, v in ipairs(taken and {} or read_zmscore(KEYS[14], part)) do
+    taken = taken or v ~= false
+  end
+  if taken then
+    return unwritten('HDEL', KEYS[7], 0)
+  end
 end
 local now = wf_now()
 redis.call('HSET', W.meta, 'name', ARGV[2], 'status', 'running', 'created', now,
