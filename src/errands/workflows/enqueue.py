@@ -11,12 +11,12 @@ from ..backoff import RetryOptions
 from ..errors import WorkflowError
 from ..job import Job
 from ..store.keys import check_job_id
-from .graph import MAX_LINGER, Callback, Node, Workflow
+from .graph import MAX_LINGER, MAX_SIZE, Callback, Node, Workflow
 from .members import member_id, member_row, spec_json
 from .run import WorkflowRun
 from .store import WorkflowScripts
 
-__all__ = ["EnqueuerFactory", "WorkflowEnqueue", "store_workflow"]
+__all__ = ["EnqueuerFactory", "WorkflowEnqueue", "check_size", "store_workflow"]
 
 
 class _Enqueuer(Protocol):
@@ -70,6 +70,7 @@ async def store_workflow(enqueuer: _Enqueuer, wf: Workflow) -> WorkflowRun:
     run_id = check_job_id(wf.id) if wf.id is not None else uuid.uuid4().hex
     if not 0 < wf.linger <= MAX_LINGER:
         raise WorkflowError(f"linger must be > 0 seconds and at most 366 days, got {wf.linger!r}")
+    check_size(wf)
     order = wf.ordered()
     factory = EnqueuerFactory(enqueuer)
     members = []
@@ -91,6 +92,18 @@ async def store_workflow(enqueuer: _Enqueuer, wf: Workflow) -> WorkflowRun:
     return WorkflowRun(enqueuer.redis, enqueuer.keys, run_id, factory)
 
 
+def check_size(wf: Workflow) -> None:
+    """A run of at most ``MAX_SIZE`` members, dependency edges and callbacks in all: one script
+    stores it, blocking Redis meanwhile (wf_enqueue.lua refuses a larger one too)."""
+    n, e, c = len(wf.nodes), sum(len(node.after) for node in wf.nodes.values()), len(wf.callbacks)
+    if n + e + c > MAX_SIZE:
+        raise WorkflowError(
+            f"workflow {wf.name!r} has {n} members, {e} dependency edges and {c} callbacks: "
+            f"{n + e + c} in all, more than the {MAX_SIZE:,} one run may hold (MAX_SIZE: "
+            "one script stores a run; see docs/workflows.md). Nothing was stored."
+        )
+
+
 class WorkflowEnqueue:
     """The Enqueuer's ``enqueue_workflow`` (a base class of ``Enqueuer``)."""
 
@@ -98,5 +111,9 @@ class WorkflowEnqueue:
         """Store every member and callback of ``workflow`` in one round trip (all or nothing)
         and start the members without dependencies; returns the run. A cycle or an unknown
         dependency raises ``WorkflowError`` before anything is stored. With ``Workflow(id=...)``
-        the call is idempotent: a run with that id stored (or lingering) is left as it is."""
+        the call is idempotent: a run with that id stored (or lingering) is left as it is, and
+        so is one whose members' or callbacks' job ids are still taken (stored, or ended
+        recently, as ``enqueue`` refuses a job id): nothing is stored, and the run returned
+        may be gone. More than ``MAX_SIZE`` (50,000) members, dependency edges and callbacks
+        in all raise ``WorkflowError`` before anything is stored."""
         return await store_workflow(cast(_Enqueuer, self), workflow)

@@ -20,6 +20,7 @@ from ..limits import check_partition
 
 __all__ = [
     "DEFAULT_LINGER",
+    "MAX_SIZE",
     "Callback",
     "Node",
     "Policy",
@@ -32,6 +33,9 @@ Policy = Literal["fail", "ignore", "continue"]
 POLICIES: tuple[str, ...] = get_args(Policy)
 DEFAULT_LINGER = 24 * 3600.0  # seconds a finished run's keys (and members' results) are kept
 MAX_LINGER = 366 * 86400.0  # (lib/workflows.lua's WF_MAX_LINGER: PEXPIRE refused 10^20 ms)
+# members + dependency edges + callbacks of one run (lib/workflows.lua's WF_MAX_SIZE): one script
+# stores a run, linear in its size (docs/workflows.md: what 50,000 cost Redis)
+MAX_SIZE = 50_000
 # node ids: the rules of job names, without the edge separators '<', '>' and the '!' of callbacks
 _NODE_ID = re.compile(r'[^\s"\\{}:<>!\x00-\x1f\x7f]{1,120}')
 

@@ -15,7 +15,7 @@ from ..errors import DependencyFailed, WorkflowError, WorkflowNotFoundError
 from ..limits import check_partition
 from ..store.keys import Keys
 from ..store.scripts import Scripts
-from .graph import Node, NodeRef, Policy, check_node_id, check_policy
+from .graph import MAX_SIZE, Node, NodeRef, Policy, check_node_id, check_policy
 from .members import JobFactory, member_id, member_row
 from .store import WorkflowScripts
 
@@ -213,8 +213,9 @@ class WorkflowRun:
     ) -> Node:
         """Add a member to this running run: it runs after the ``after`` nodes that have not
         ended yet, and each ``before`` node (which must still wait for its dependencies) also
-        waits for it. Raises ``WorkflowError`` when the run no longer runs or a node does not
-        fit (unknown, already there, no longer waiting)."""
+        waits for it. Raises ``WorkflowError`` when the run no longer runs, a node does not fit
+        (unknown, already there, no longer waiting) or the run would hold more than
+        ``MAX_SIZE`` (50,000) members, dependency edges and callbacks in all."""
         if self._factory is None:
             raise WorkflowError("this WorkflowRun cannot add members (no serializer bound)")
         node_id = check_node_id(id if id is not None else f"{name}#{_short_id()}")
@@ -226,6 +227,8 @@ class WorkflowRun:
         node = Node(node_id, name, dict(args or {}), deps, policy, priority, partition=part)
         if node_id in deps or node_id in befores or set(deps) & set(befores):
             raise WorkflowError(f"node {node_id!r}: a node cannot be both before and after it")
+        if 1 + len(deps) + len(befores) > MAX_SIZE:  # (wf_add.lua: the run's own size too)
+            raise WorkflowError(f"node {node_id!r}: more than {MAX_SIZE:,} after and before nodes")
         job = await self._factory.member_job(self.id, node, member_id(self.id, node_id))
         member = member_row(node, job, ready=False, envelope=self._factory.encode(job))
         why = await self._scripts.add(self.id, member, deps, befores)

@@ -11,9 +11,12 @@
 -- ARGV[6] spec JSON (with every after node)   ARGV[7] A: how many after nodes follow
 -- ARGV[8 .. 7+A] after nodes   ARGV[8+A ..] before nodes
 -- Returns '' when added, else why not (an unknown node, a before node no longer waiting, a
--- cycle it would close, ...); an error, before any write, when the arguments do not
--- fit (the priority not a whole number in -1000..1000, the count of after nodes not a whole
--- number of them; 'nan' and 'inf' included; a node id lib/workflows.lua wf_node_ok refuses), a
+-- cycle it would close, the run grown past WF_MAX_SIZE members, edges and callbacks in all:
+-- lib/workflows.lua, 50,000, its size field, ZCARD of its out edges and its callbacks, with the
+-- new member and an edge to each after and before node); an error, before any write, when the
+-- arguments do not fit (as many after and before nodes as WF_MAX_SIZE or more; the priority
+-- not a whole number in -1000..1000, the count of after nodes not a whole number of them; 'nan'
+-- and 'inf' included; a node id lib/workflows.lua wf_node_ok refuses), a
 -- key it may write of another type (the run's, workflow_of, the namespace's: lib/wfkeys.lua
 -- wf_unfit), seq or the run's size not a counter.
 -- Every answer but an error that is read and not written ('' for a node added already, a
@@ -28,6 +31,10 @@ local a = tonumber(ARGV[7])
 if not is_priority(tonumber(ARGV[4])) or not is_whole(a) or a < 0 or 7 + a > #ARGV then
   return redis.error_reply('errands: wf_add: priority or count of after nodes is not a whole '
     .. 'number (in -1000..1000 for a priority): ' .. tostring(ARGV[4]) .. ', ' .. tostring(ARGV[7]))
+end
+if #ARGV - 7 >= WF_MAX_SIZE then  -- (before any loop over them: bounded work)
+  return redis.error_reply('errands: wf_add: ' .. (#ARGV - 7) .. ' after and before nodes: the '
+    .. 'run would hold more than ' .. WF_MAX_SIZE .. ' members, edges and callbacks in all')
 end
 if not wf_node_ok(node) then
   return redis.error_reply('errands: wf_add: node id "' .. tostring(node) .. '" holds whitespace, '
@@ -67,6 +74,14 @@ end
 local status = redis.call('HGET', KEYS[2], 'status')
 if status ~= 'running' or redis.call('HEXISTS', KEYS[2], 'cancel') == 1 then
   return refused('workflow run ' .. run .. ' is not running (' .. (status or 'unknown') .. ')')
+end
+-- the run grown past WF_MAX_SIZE members, edges and callbacks in all (lib/workflows.lua): the
+-- member, and an edge to each after and before node at most
+local size = tonumber(redis.call('HGET', KEYS[2], 'size') or '0') + redis.call('ZCARD', KEYS[5])
+  + redis.call('HEXISTS', KEYS[6], '!on_success') + redis.call('HEXISTS', KEYS[6], '!on_failure')
+if size + 1 + #ARGV - 7 > WF_MAX_SIZE then
+  return refused('adding node ' .. node .. ' would grow workflow run ' .. run .. ' past '
+    .. WF_MAX_SIZE .. ' members, edges and callbacks in all (it holds ' .. size .. ')')
 end
 local spec = wf_spec(ARGV[6])
 local edges = {}

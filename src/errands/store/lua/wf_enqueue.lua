@@ -2,7 +2,9 @@
 -- dependencies go to their queues, the others wait in the run's `env` hash until their last
 -- dependency ends (see lib/workflows.lua). Idempotent: a run already stored (or lingering) is
 -- not stored again, nor is one whose member or callback job ids are taken (below). Work is
--- linear in the size of the graph (validated by the caller).
+-- linear in the size of the graph (validated by the caller), at most WF_MAX_SIZE members, edges
+-- and callbacks in all (lib/workflows.lua: 50,000, workflows/graph.py MAX_SIZE; docs/workflows.md
+-- has what a call of that size costs Redis).
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names   KEYS[5] idle
 -- KEYS[6] workflow_of (HASH member id -> run)   KEYS[7] the run (HASH)   KEYS[8] its open set
 -- KEYS[9] its in edges   KEYS[10] its out edges   KEYS[11] its nodes   KEYS[12] its envelopes
@@ -21,10 +23,10 @@
 -- least) is over stores nothing: its members' ids are there, at least an hour after they ended
 -- (the tombstones of the latest 100,000 ended jobs; a result record for its result_ttl). The
 -- same id used again on purpose is refused the same while they are (docs/workflows.md).
--- An error, before any write, when the arguments do not fit (counts not whole numbers, 'nan'
--- and 'inf' included, a linger not a whole number of ms in 0..366 days spelt as PEXPIRE reads
--- it: not '0100'; a priority not whole in -1000..1000; a node id with whitespace, a control
--- character or one of "\{}:<>!,
+-- An error, before any write, when the arguments do not fit (more than WF_MAX_SIZE members,
+-- edges and callbacks; counts not whole numbers, 'nan' and 'inf' included, a linger not a
+-- whole number of ms in 0..366 days spelt as PEXPIRE reads it: not '0100'; a priority not
+-- whole in -1000..1000; a node id with whitespace, a control character or one of "\{}:<>!,
 -- lib/workflows.lua wf_node_ok), a key of another type, or seq is not a counter.
 -- The answer 0 writes nothing but a no-op (HDEL of the run's field '', not replicated) first,
 -- so that a replica (a master demoted by a failover, still answering from its old data)
@@ -48,6 +50,10 @@ local n, e, c = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 if not (is_whole(n) and is_whole(e) and is_whole(c) and wf_linger_ok(ARGV[3])) or n < 0 or e < 0
     or c < 0 or #ARGV ~= 6 + 6 * n + 2 * e + 3 * c then
   return redis.error_reply('errands: wf_enqueue: counts, linger or arguments do not fit')
+end
+if n + e + c > WF_MAX_SIZE then  -- (before any loop over them: bounded work)
+  return redis.error_reply('errands: wf_enqueue: ' .. n .. ' members, ' .. e .. ' edges and ' .. c
+    .. ' callbacks are more than ' .. WF_MAX_SIZE .. ' in all: no workflow run was stored')
 end
 for i = 1, n do
   if not is_priority(tonumber(ARGV[6 + 6 * (i - 1) + 4])) then

@@ -41,6 +41,11 @@ local WF_STEP, WF_CALL = 200, 1000
 -- the first write of the script that ended the run's last member. Spelt as PEXPIRE reads it
 -- (lib/types.lua's is_int): it refused '0100' after wf_finish's DEL.
 local WF_MAX_LINGER, WF_LINGER = 31622400000, '86400000'
+-- the most members, dependency edges and callbacks a run holds in all (workflows/graph.py's
+-- MAX_SIZE): wf_enqueue stores a run in one call, linear in its size (docs/workflows.md: what
+-- 50,000 cost Redis), and refuses a larger one before any loop over it; wf_add refuses to grow a
+-- run past it (its size, ZCARD of its out edges, its callbacks)
+local WF_MAX_SIZE = 50000
 local function wf_linger_ok(s)
   return is_int(s, 0, WF_MAX_LINGER)
 end
