@@ -119,13 +119,16 @@ async def test_a_dead_member_blocks_the_resend(env: Env, monkeypatch: Any) -> No
     wf = Workflow("dies", id="r1", linger=0.001)
     wf.add("work", {"fail": True}, id="a")
     wf.on_failure("notify", {})
-    await env.enqueuer.enqueue_workflow(wf)
+    assert not (await env.enqueuer.enqueue_workflow(wf)).existed
     await env.pool.drain(timeout=20)
     await lingered_out(env.redis, env.keys, "r1")
     assert env.names() == ["work", "notify"]  # failed: on_failure
     assert await env.redis.zscore(env.keys.dead, "r1.a") is not None
     before = await snapshot(env.redis, env.namespace)
     assert await recs[0].resend() == 0
+    assert await snapshot(env.redis, env.namespace) == before
+    # the same run enqueued again on purpose: stored nothing, and says so
+    assert (await env.enqueuer.enqueue_workflow(wf)).existed
     assert await snapshot(env.redis, env.namespace) == before
     await env.pool.drain(timeout=20)
     assert env.names() == ["work", "notify"]

@@ -86,10 +86,12 @@ async def store_workflow(enqueuer: _Enqueuer, wf: Workflow) -> WorkflowRun:
     )
     scripts = WorkflowScripts(enqueuer.redis, enqueuer.keys)
     linger_ms = max(1, int(wf.linger * 1000))
-    await enqueuer._call(
+    stored = await enqueuer._call(
         scripts.enqueue(run_id, wf.name, linger_ms, members, wf.edges(), callbacks)
     )
-    return WorkflowRun(enqueuer.redis, enqueuer.keys, run_id, factory)
+    run = WorkflowRun(enqueuer.redis, enqueuer.keys, run_id, factory)
+    run.existed = not stored
+    return run
 
 
 def check_size(wf: Workflow) -> None:
@@ -113,7 +115,8 @@ class WorkflowEnqueue:
         dependency raises ``WorkflowError`` before anything is stored. With ``Workflow(id=...)``
         the call is idempotent: a run with that id stored (or lingering) is left as it is, and
         so is one whose members' or callbacks' job ids are still taken (stored, or ended
-        recently, as ``enqueue`` refuses a job id): nothing is stored, and the run returned
-        may be gone. More than ``MAX_SIZE`` (50,000) members, dependency edges and callbacks
-        in all raise ``WorkflowError`` before anything is stored."""
+        recently, as ``enqueue`` refuses a job id): nothing is stored, the run returned says
+        ``existed`` (as a Job does) and may be gone. More than ``MAX_SIZE`` (50,000) members,
+        dependency edges and callbacks in all raise ``WorkflowError`` before anything is
+        stored."""
         return await store_workflow(cast(_Enqueuer, self), workflow)

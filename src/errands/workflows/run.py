@@ -89,6 +89,9 @@ class WorkflowRun:
         self.redis = redis
         self.keys = keys
         self.id = id
+        # (enqueue_workflow) this call stored nothing: a run with the id was there, or one of
+        # its members' or callbacks' job ids was taken
+        self.existed = False
         self._factory = factory
         self._scripts = WorkflowScripts(redis, keys)
 
