@@ -194,7 +194,7 @@ async def test_a_workflow_counting_fractions_of_members_is_not_stored(
     wf = WorkflowScripts(redis, Keys(namespace))
     keys = Keys(namespace)
     call = [keys.jobs, keys.priorities, keys.seq, keys.names, keys.idle, keys.workflow_of]
-    call += run_keys(keys, "r1")
+    call += [*run_keys(keys, "r1"), keys.ended]
     args = ["r1", "flow", 0, 0.5, 1.5, 0, "a", "b", "c", "d", "e", "f"]
     store = wf._s["wf_enqueue"](keys=call, args=args)
     await refused(redis, namespace, store, "errands: wf_enqueue: ")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from errands import Workflow
+from errands import Workflow, WorkflowNotFoundError
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts
 from errands.workflows import enqueue as enqueue_module
@@ -128,8 +128,11 @@ async def test_a_dead_member_blocks_the_resend(env: Env, monkeypatch: Any) -> No
     assert await recs[0].resend() == 0
     assert await snapshot(env.redis, env.namespace) == before
     # the same run enqueued again on purpose: stored nothing, and says so
-    assert (await env.enqueuer.enqueue_workflow(wf)).existed
+    again = await env.enqueuer.enqueue_workflow(wf)
+    assert again.existed
     assert await snapshot(env.redis, env.namespace) == before
+    with pytest.raises(WorkflowNotFoundError):
+        await again.status()
     await env.pool.drain(timeout=20)
     assert env.names() == ["work", "notify"]
     await assert_invariants(env.redis, env.namespace, drained=True)

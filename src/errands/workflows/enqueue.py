@@ -116,7 +116,8 @@ class WorkflowEnqueue:
         the call is idempotent: a run with that id stored (or lingering) is left as it is, and
         so is one whose members' or callbacks' job ids are still taken (stored, or ended
         recently, as ``enqueue`` refuses a job id): nothing is stored, the run returned says
-        ``existed`` (as a Job does) and may be gone. More than ``MAX_SIZE`` (50,000) members,
+        ``existed`` (also when the call is its own re-send, unlike a Job: docs/workflows.md)
+        and may be gone. More than ``MAX_SIZE`` (50,000) members,
         dependency edges and callbacks in all raise ``WorkflowError`` before anything is
         stored."""
         return await store_workflow(cast(_Enqueuer, self), workflow)
