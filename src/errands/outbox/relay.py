@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 
 from ..clock import Clock, SystemClock
-from ..enqueuer import Enqueuer
+from ..enqueuer import EnqueueItem, Enqueuer
 from ..errors import UnknownJobError
 from ..serialization import SerializationError
 from ..store.outbox import report, withdraw
@@ -77,6 +77,20 @@ class PoolHooks(Protocol):
 async def send_rows(enqueuer: Enqueuer, rows: list[OutboxRow]) -> None:
     """Enqueue the rows' jobs in one round trip; a row already relayed stores nothing."""
     await enqueuer.enqueue_many([enqueue_item(row) for row in rows])
+
+
+def build_items(rows: list[OutboxRow]) -> tuple[list[EnqueueItem], dict[int, str]]:
+    """The ``enqueue_many`` items of the rows, and the rows whose payload cannot be read (row
+    id -> error). ``enqueue_item`` is pure, so any exception of it is the row's fault: a payload
+    edited into nonsense must not stop the others."""
+    items: list[EnqueueItem] = []
+    errors: dict[int, str] = {}
+    for row in rows:
+        try:
+            items.append(enqueue_item(row))
+        except Exception as exc:
+            errors[row.id] = f"{type(exc).__name__}: {exc}"
+    return items, errors
 
 
 class OutboxRelay:
@@ -145,14 +159,16 @@ class OutboxRelay:
 
     async def _send(self, rows: list[OutboxRow]) -> None:
         assert self._enqueuer is not None
+        items, errors = build_items(rows)
+        if errors:  # set aside at once: building an item does no I/O, so the row is at fault
+            raise PoisonRows(errors)
         try:
-            await send_rows(self._enqueuer, rows)
+            await self._enqueuer.enqueue_many(items)
         except ROW_ERRORS:
             # one at a time, to name the rows at fault; the others go again with the next batch
-            errors: dict[int, str] = {}
-            for row in rows:
+            for row, item in zip(rows, items, strict=True):
                 try:
-                    await send_rows(self._enqueuer, [row])
+                    await self._enqueuer.enqueue_many([item])
                 except ROW_ERRORS as exc:
                     errors[row.id] = f"{type(exc).__name__}: {exc}"
             if not errors:

@@ -3,6 +3,7 @@ an enqueue when it is relayed. Pure: no I/O."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,22 +65,47 @@ def new_row(
 
 
 def enqueue_item(row: OutboxRow) -> EnqueueItem:
-    """The ``enqueue_many`` item of a row: the row's job id makes a second relay a no-op."""
+    """The ``enqueue_many`` item of a row: the row's job id makes a second relay a no-op. A
+    payload of the wrong shape (not what ``new_row`` writes) raises ValueError naming the field."""
     body = orjson.loads(row.payload)
+    if type(body) is not dict or "a" not in body:
+        raise ValueError(f"payload must be a JSON object with args 'a', got {_kind(body)}")
     options: dict[str, Any] = {"job_id": row.job_id, "priority": body.get("p", 0)}
     if "r" in body:
-        stored = body["r"]
-        backoff = stored.get("backoff")
-        options["retry"] = RetryOptions(
-            max_fails=stored.get("max_fails"),
-            backoff=backoff_from_dict(backoff) if backoff else None,  # type: ignore[arg-type]
-        )
+        options["retry"] = _retry(body["r"])
     if "m" in body:
         options["meta"] = body["m"]
     if "d" in body:
-        options["at"] = datetime.fromtimestamp(body["d"], UTC)
+        options["at"] = _due(body["d"])
     if "t" in body:
         options["timeout"] = body["t"]
     if "k" in body:
         options["partition"] = body["k"]
     return (row.name, body["a"], options)
+
+
+def _retry(stored: Any) -> RetryOptions:
+    if type(stored) is not dict:
+        raise ValueError(f"payload field 'r' (retry) must be an object, got {_kind(stored)}")
+    backoff = stored.get("backoff")
+    if backoff is not None and type(backoff) is not dict:
+        raise ValueError(f"payload field 'r.backoff' must be an object, got {_kind(backoff)}")
+    return RetryOptions(
+        max_fails=stored.get("max_fails"),
+        backoff=backoff_from_dict(backoff) if backoff else None,  # type: ignore[arg-type]
+    )
+
+
+def _due(stored: Any) -> datetime:
+    """The due time of field 'd' (unix seconds)."""
+    if type(stored) not in (int, float) or not math.isfinite(stored):
+        raise ValueError(f"payload field 'd' (due) must be unix seconds, got {_kind(stored)}")
+    try:
+        return datetime.fromtimestamp(stored, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"payload field 'd' (due) is out of range: {stored!r}") from None
+
+
+def _kind(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
