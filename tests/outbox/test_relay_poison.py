@@ -92,3 +92,26 @@ def test_enqueue_item_names_what_is_wrong(payload: str, message: str) -> None:
     with pytest.raises(ValueError) as raised:
         enqueue_item(OutboxRow("bad-1", "welcome", payload, 1.0, 1))
     assert str(raised.value) == message
+
+
+async def test_bad_rows_of_a_later_claim_are_set_aside_in_the_same_call(
+    tmp_path: Path, enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    """Rows 1 and 3 bad, batch of 2: the first claim (1, 2) sets 1 aside, the second (2, 3)
+    sets 3 aside, the third (2, 4) is relayed; relay_once neither raises nor leaves row 3 for
+    a later poll."""
+    sync_url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(sync_url)
+    raw_row(sync_url, '{"a": 5}', "bad-1")  # (bad rows found by the enqueue, one by one)
+    good = write(sync_url, 1)
+    raw_row(sync_url, '{"a": {}, "p": "high"}', "bad-3")
+    good += write(sync_url, 1, start=1)
+    relay = OutboxRelay(SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"), batch=2)
+    try:
+        assert await relay.relay_once(enqueuer) == 2
+        assert sorted(relay.skipped) == [1, 3]
+        assert relay.last_error is None
+    finally:
+        await relay.source.aclose()
+    assert await stored(redis, namespace) == set(good)
+    assert await rows_left(sync_url) == 2

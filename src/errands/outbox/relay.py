@@ -135,16 +135,22 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
 
     async def relay_once(self, enqueuer: Enqueuer) -> int:
-        """Relay one batch; the number of rows."""
+        """Relay one batch; the number of rows. Rows that cannot be enqueued are added to
+        ``skipped`` and the batch is claimed again without them, as often as a batch has new
+        ones (each time at least one row more is set aside, so this ends)."""
         self._enqueuer = enqueuer
-        try:
-            n = await self.source.relay_batch(self.batch, self._send, self.skipped)
-        except PoisonRows as poison:
-            for row_id, error in poison.errors.items():
-                log.error("outbox relay: row %d of errands_outbox cannot be enqueued, left "
-                          "in the table and passed over: %s", row_id, error)  # fmt: skip
-            self.skipped.update(poison.errors)
-            n = await self.source.relay_batch(self.batch, self._send, self.skipped)
+        while True:
+            try:
+                n = await self.source.relay_batch(self.batch, self._send, self.skipped)
+                break
+            except PoisonRows as poison:
+                new = {i: e for i, e in poison.errors.items() if i not in self.skipped}
+                if not new:  # (a Source that did not pass over the skipped rows)
+                    raise
+                for row_id, error in new.items():
+                    log.error("outbox relay: row %d of errands_outbox cannot be enqueued, left "
+                              "in the table and passed over: %s", row_id, error)  # fmt: skip
+                self.skipped.update(new)
         self.relayed += n
         self.last_batch_at = self.clock.now()
         self.last_error = None
