@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.util import await_only
 
-from ..store.keys import check_job_id
+from ..errors import RedisUnavailableError
+from ._on_commit import Item, checked_item
 
 __all__ = ["enqueue_on_commit"]
 
@@ -40,11 +40,9 @@ class _Pending:
     """The jobs waiting for a session's commit, each with the transaction it was added in."""
 
     enqueuer: Any
-    jobs: list[tuple[SessionTransaction, tuple[str, dict[str, Any], dict[str, Any]]]] = field(
-        default_factory=list
-    )
+    jobs: list[tuple[SessionTransaction, Item]] = field(default_factory=list)
     rolled_back: set[SessionTransaction] = field(default_factory=set)
-    committed: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    committed: list[Item] = field(default_factory=list)
 
 
 def enqueue_on_commit(
@@ -68,8 +66,7 @@ def enqueue_on_commit(
     if inspect.iscoroutinefunction(enqueuer.enqueue_many) != is_async:
         wanted = "an Enqueuer" if is_async else "a SyncEnqueuer"
         raise TypeError(f"enqueue_on_commit with {type(session).__name__} needs {wanted}")
-    job_id = options.setdefault("job_id", uuid.uuid4().hex)
-    check_job_id(job_id)
+    item = checked_item(enqueuer, name, args, options)  # a bad job raises here, not at commit
     state = _state(sync_session, enqueuer, is_async)
     if state.enqueuer is not enqueuer:
         raise ValueError("one session enqueues through one enqueuer until it commits")
@@ -77,8 +74,8 @@ def enqueue_on_commit(
         sync_session._autobegin_t()  # what session.add() does when no transaction is in progress
     current = sync_session.get_nested_transaction() or sync_session.get_transaction()
     assert current is not None
-    state.jobs.append((current, (name, dict(args or {}), options)))
-    return str(job_id)
+    state.jobs.append((current, item))
+    return str(item[2]["job_id"])
 
 
 def _state(session: Session, enqueuer: Any, is_async: bool) -> _Pending:
@@ -113,18 +110,43 @@ def _hook(session: Session, is_async: bool) -> None:
         state: _Pending | None = session.info.pop(_STATE, None)
         if state is None or not state.committed:
             return
-        # sent here, once the session is closed, so that a failure leaves it usable
-        try:
-            if is_async:
-                await_only(state.enqueuer.enqueue_many(state.committed))
-            else:
-                state.enqueuer.enqueue_many(state.committed)
-        except Exception:
-            log.exception(
-                "the transaction committed but %d job(s) enqueued on commit were not stored",
-                len(state.committed),
-            )
-            raise
+        _send(state, is_async)  # here, once the session is closed: a failure leaves it usable
+
+
+def _send(state: _Pending, is_async: bool) -> None:
+    """Enqueue the committed jobs in one round trip; if that fails other than for Redis being
+    unreachable (an enqueue middleware raising for one job, say), each job on its own, so that
+    one job does not take the others with it. Logs and raises the first error."""
+
+    def enqueue(items: list[Item]) -> None:
+        sent = state.enqueuer.enqueue_many(items)
+        if is_async:
+            await_only(sent)
+
+    items = state.committed
+    failed: list[tuple[Item, Exception]]
+    try:
+        enqueue(items)
+        return
+    except RedisUnavailableError as exc:
+        failed = [(item, exc) for item in items]
+    except Exception as exc:
+        failed = [(items[0], exc)] if len(items) == 1 else []
+        for item in items if len(items) > 1 else ():
+            try:
+                enqueue([item])
+            except Exception as one:
+                failed.append((item, one))
+        if not failed:  # (each alone went through: all are stored)
+            return
+    log.error(
+        "the transaction committed but %d of %d job(s) enqueued on commit were not stored (ids %s)",
+        len(failed),
+        len(items),
+        ", ".join(item[2]["job_id"] for item, _ in failed[:10]),
+        exc_info=failed[0][1],
+    )
+    raise failed[0][1]
 
 
 def _dropped(transaction: SessionTransaction | None, rolled_back: set[SessionTransaction]) -> bool:

@@ -32,7 +32,9 @@ class SyncEnqueuer:
         self.url = url
         self.keys = Keys(namespace)
         self._options = {"namespace": namespace, **options}
-        Enqueuer.from_url(url, **self._options)  # bad options raise here, not at first use
+        # bad options raise here, not at first use; it also checks jobs without I/O (its
+        # _build and _encode: contrib's enqueue_on_commit), and never connects
+        self._checker = Enqueuer.from_url(url, **self._options)
         self._portal: Portal[Enqueuer] = Portal(self._make, "sync-enqueuer")
 
     @classmethod

@@ -1,0 +1,151 @@
+"""enqueue_on_commit (SQLAlchemy) with a bad job among good ones: a job that cannot be enqueued
+raises at the call, in the transaction, and the transaction's other jobs are stored at its
+commit; a job that fails only at the commit (an enqueue middleware raising) does not take the
+others with it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Enqueuer, Job, SyncEnqueuer
+from errands.serialization import PayloadTooLargeError, SerializationError
+
+pytest.importorskip("sqlalchemy")
+pytest.importorskip("aiosqlite")
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
+
+from errands.contrib.sqlalchemy import enqueue_on_commit
+from tests.outbox.test_on_commit_sqlalchemy import Base, User, stored
+
+BAD = [
+    pytest.param({"args": {"id": uuid.uuid4(), "s": {1, 2}}}, SerializationError, id="set-arg"),
+    pytest.param({"args": [1, 2]}, TypeError, id="args-not-a-dict"),
+    pytest.param({"priority": 5000}, ValueError, id="priority"),
+    pytest.param({"colour": "red"}, TypeError, id="unknown-option"),
+    pytest.param({"timeout": 0}, ValueError, id="timeout"),
+    pytest.param({"delay": -1}, ValueError, id="delay"),
+    pytest.param({"job_id": "a\nb"}, ValueError, id="job-id"),
+    pytest.param({"args": {"blob": "x" * 5000}}, PayloadTooLargeError, id="too-large"),
+]
+
+
+class Boom:
+    """An enqueue middleware that raises for jobs with ``boom`` in their args: a job that
+    passes every check at the call and fails at the commit."""
+
+    async def enqueue(self, job: Job, next: Any) -> Any:
+        if job.args.get("boom"):
+            raise RuntimeError("boom")
+        return await next()
+
+
+@pytest.fixture
+def sync_enqueuer(redis_url: str, namespace: str) -> Iterator[SyncEnqueuer]:
+    with SyncEnqueuer.from_url(
+        redis_url, namespace=namespace, strict=None, max_payload=4096, middleware=[Boom()]
+    ) as enqueuer:
+        yield enqueuer
+
+
+@pytest.fixture
+async def enqueuer(redis_url: str, namespace: str) -> AsyncIterator[Enqueuer]:
+    async with Enqueuer.from_url(
+        redis_url, namespace=namespace, strict=None, max_payload=4096, middleware=[Boom()]
+    ) as enqueuer:
+        yield enqueuer
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Any]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def users(engine: Any) -> int:
+    with Session(engine) as session:
+        return int(session.scalar(text("select count(*) from users")) or 0)
+
+
+@pytest.mark.parametrize(("bad", "error"), BAD)
+async def test_a_bad_job_raises_at_the_call_and_the_others_are_stored(
+    engine: Any,
+    sync_enqueuer: SyncEnqueuer,
+    redis: Redis,
+    namespace: str,
+    bad: dict[str, Any],
+    error: type[Exception],
+) -> None:
+    options = dict(bad)
+    args = options.pop("args", {"n": 2})
+    with Session(engine) as session:
+        session.add(User(email="a@example.com"))
+        first = enqueue_on_commit(session, "welcome", {"n": 1}, enqueuer=sync_enqueuer)
+        with pytest.raises(error):
+            enqueue_on_commit(session, "welcome", args, enqueuer=sync_enqueuer, **options)
+        last = enqueue_on_commit(session, "welcome", {"n": 3}, enqueuer=sync_enqueuer)
+        session.commit()  # nothing bad reaches the commit
+    assert await stored(redis, namespace) == {first, last}
+    assert users(engine) == 1
+
+
+async def test_a_job_failing_at_the_commit_does_not_take_the_others(
+    engine: Any,
+    sync_enqueuer: SyncEnqueuer,
+    redis: Redis,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with Session(engine) as session:
+        session.add(User(email="a@example.com"))
+        first = enqueue_on_commit(session, "welcome", {"n": 1}, enqueuer=sync_enqueuer)
+        failing = enqueue_on_commit(session, "welcome", {"boom": True}, enqueuer=sync_enqueuer)
+        last = enqueue_on_commit(session, "welcome", {"n": 3}, enqueuer=sync_enqueuer)
+        with caplog.at_level(logging.ERROR), pytest.raises(RuntimeError, match="boom"):
+            session.commit()  # raises after the data is committed and the others stored
+        assert f"1 of 3 job(s) enqueued on commit were not stored (ids {failing})" in caplog.text
+        assert session.scalar(text("select count(*) from users")) == 1  # the session is usable
+    assert await stored(redis, namespace) == {first, last}
+
+
+async def test_async_session_a_job_failing_at_the_commit_does_not_take_the_others(
+    tmp_path: Path, enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    try:
+        async with AsyncSession(engine) as session:
+            session.add(User(email="a@example.com"))
+            first = enqueue_on_commit(session, "welcome", {"n": 1}, enqueuer=enqueuer)
+            with pytest.raises(ValueError, match="priority"):
+                enqueue_on_commit(session, "welcome", {}, enqueuer=enqueuer, priority=5000)
+            enqueue_on_commit(session, "welcome", {"boom": True}, enqueuer=enqueuer)
+            last = enqueue_on_commit(session, "welcome", {"n": 3}, enqueuer=enqueuer)
+            with pytest.raises(RuntimeError, match="boom"):
+                await session.commit()
+    finally:
+        await engine.dispose()
+    assert await stored(redis, namespace) == {first, last}
+
+
+async def test_the_args_are_those_of_the_call(
+    engine: Any, sync_enqueuer: SyncEnqueuer, redis: Redis, namespace: str
+) -> None:
+    """The args dict is copied at the call: a key added afterwards does not count."""
+    args: dict[str, Any] = {"n": 1}
+    with Session(engine) as session, session.begin():
+        job_id = enqueue_on_commit(session, "welcome", args, enqueuer=sync_enqueuer)
+        args["boom"] = True
+    assert await stored(redis, namespace) == {job_id}
