@@ -10,17 +10,18 @@
 The job is sent to Redis by Django's own ``transaction.on_commit`` hook: when the outermost
 ``atomic`` block commits, dropped when it rolls back, and dropped with a savepoint (an inner
 ``atomic``) that rolls back. Outside ``atomic`` (autocommit) it is sent at once. A crash (or Redis
-being down) between the commit and the enqueue loses the job: the transactional outbox does not.
+being down) between the commit and the enqueue loses the job (logged, not raised, inside
+``atomic``): the transactional outbox does not.
 """
 
 from __future__ import annotations
 
-import uuid
+import logging
 from typing import Any
 
-from ...store.keys import check_job_id
-
 __all__ = ["enqueue_in_outbox", "enqueue_on_commit"]
+
+log = logging.getLogger("errands.contrib.django")
 
 
 def enqueue_on_commit(
@@ -35,16 +36,33 @@ def enqueue_on_commit(
     the database ``using`` (default: ``default``) commits; returns the job's id, known now.
 
     ``options`` are those of ``enqueue`` (``delay``, ``at``, ``priority``, ``retry``, ``meta``,
-    ``job_id``). An error of the enqueue propagates from the commit (``atomic``'s exit), after
-    the data is committed, as with any ``on_commit`` callback.
+    ``job_id``, ``timeout``, ``partition``). The job is built and encoded now, so a bad one
+    raises here, in the transaction. Inside ``atomic``, an error of the enqueue after the commit
+    (Redis unreachable, a middleware raising) is logged by ``errands.contrib.django`` and not
+    raised: Django would skip the transaction's later ``on_commit`` callbacks after one that
+    raises. Outside ``atomic`` (autocommit) the job is enqueued at once and errors raise here.
     """
     from django.db import transaction
 
-    job_id = options.setdefault("job_id", uuid.uuid4().hex)
-    check_job_id(job_id)
-    item = (name, dict(args or {}), options)
-    transaction.on_commit(lambda: enqueuer.enqueue_many([item]), using=using)
-    return str(job_id)
+    from .._on_commit import checked_item
+
+    item = checked_item(enqueuer, name, args, options)
+    if transaction.get_connection(using).in_atomic_block:
+        transaction.on_commit(lambda: _send_logged(enqueuer, item), using=using)
+    else:  # autocommit: Django runs it at once (manual transactions: Django raises)
+        transaction.on_commit(lambda: enqueuer.enqueue_many([item]), using=using)
+    return str(item[2]["job_id"])
+
+
+def _send_logged(enqueuer: Any, item: tuple[str, dict[str, Any], dict[str, Any]]) -> None:
+    try:
+        enqueuer.enqueue_many([item])
+    except Exception:
+        log.exception(
+            "the transaction committed but job %r (id %s), enqueued on commit, was not stored",
+            item[0],
+            item[2]["job_id"],
+        )
 
 
 def enqueue_in_outbox(
