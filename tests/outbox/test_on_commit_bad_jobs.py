@@ -149,3 +149,27 @@ async def test_the_args_are_those_of_the_call(
         job_id = enqueue_on_commit(session, "welcome", args, enqueuer=sync_enqueuer)
         args["boom"] = True
     assert await stored(redis, namespace) == {job_id}
+
+
+class Recorder:
+    """Not an Enqueuer, but has a (sync) enqueue_many: the job's options and its args as JSON
+    are checked at the call all the same."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def enqueue_many(self, items: Any) -> list[Any]:
+        self.items += items
+        return []
+
+
+async def test_another_enqueuer_kind_is_checked_at_the_call(engine: Any) -> None:
+    recorder = Recorder()
+    with Session(engine) as session:
+        kept = enqueue_on_commit(session, "welcome", {"n": 1}, enqueuer=recorder)
+        with pytest.raises(SerializationError):
+            enqueue_on_commit(session, "welcome", {"s": {1}}, enqueuer=recorder)
+        with pytest.raises(ValueError, match="priority"):
+            enqueue_on_commit(session, "welcome", {}, enqueuer=recorder, priority=5000)
+        session.commit()
+    assert recorder.items == [("welcome", {"n": 1}, {"job_id": kept})]
