@@ -58,8 +58,10 @@ def enqueue_on_commit(
     ``enqueuer`` is a :class:`~errands.SyncEnqueuer` for a :class:`~sqlalchemy.orm.Session`
     and an :class:`~errands.Enqueuer` for an :class:`~sqlalchemy.ext.asyncio.AsyncSession`
     (awaited inside ``await session.commit()``). ``options`` are those of ``enqueue``
-    (``delay``, ``at``, ``priority``, ``retry``, ``meta``, ``job_id``). Starts the session's
-    transaction if none is in progress (as ``session.add`` does).
+    (``delay``, ``at``, ``priority``, ``retry``, ``meta``, ``job_id``, ``timeout``,
+    ``partition``). The job is built and encoded now, so a bad one raises here, in the
+    transaction. Starts the session's transaction if none is in progress (as ``session.add``
+    does).
     """
     sync_session = session.sync_session if isinstance(session, AsyncSession) else session
     is_async = isinstance(session, AsyncSession)
