@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, SyncEnqueuer
+from errands.errors import NotReplicatedError
 from errands.serialization import PayloadTooLargeError, SerializationError
 
 pytest.importorskip("sqlalchemy")
@@ -117,6 +118,40 @@ async def test_a_job_failing_at_the_commit_does_not_take_the_others(
         assert f"1 of 3 job(s) enqueued on commit were not stored (ids {failing})" in caplog.text
         assert session.scalar(text("select count(*) from users")) == 1  # the session is usable
     assert await stored(redis, namespace) == {first, last}
+
+
+async def test_jobs_stored_but_not_replicated_are_not_sent_again_one_by_one(
+    engine: Any, redis_url: str, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """wait_replicas with no replica: the commit's one call stores every job and raises
+    NotReplicatedError. It is raised as it is, said stored: the jobs were not each sent again
+    (each waited its own wait_timeout, and the log said none was stored)."""
+    calls: list[int] = []
+
+    class Counting:
+        async def enqueue(self, job: Job, next: Any) -> Any:
+            calls.append(1)
+            return await next()
+
+    with (
+        SyncEnqueuer.from_url(
+            redis_url,
+            namespace=namespace,
+            strict=None,
+            wait_replicas=1,
+            wait_timeout=0.05,
+            middleware=[Counting()],
+        ) as sync,
+        Session(engine) as session,
+    ):
+        session.add(User(email="a@example.com"))
+        ids = [enqueue_on_commit(session, "welcome", {"n": i}, enqueuer=sync) for i in range(5)]
+        with caplog.at_level(logging.ERROR), pytest.raises(NotReplicatedError):
+            session.commit()
+    assert len(calls) == 5  # (once each: no job sent again)
+    assert "5 job(s) enqueued on commit were stored, but not confirmed by replicas" in caplog.text
+    assert "not stored" not in caplog.text
+    assert await stored(redis, namespace) == set(ids)
 
 
 async def test_async_session_a_job_failing_at_the_commit_does_not_take_the_others(

@@ -101,6 +101,7 @@ async def test_rows_that_cannot_be_enqueued_are_passed_over_and_make_the_outbox_
             await relay.stop()
     (mine,) = status.relays
     assert mine.skipped == 1 and "PayloadTooLargeError" in (mine.skip_error or "")
+    assert (mine.skip_error or "").startswith("row ")  # (its id: where to find it)
     assert not mine.stalled and status.lag is not None
     jobs = {k.decode() for k in await redis.hkeys(Keys(namespace).jobs)}
     assert jobs == set(fine) and poison not in jobs

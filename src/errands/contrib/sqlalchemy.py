@@ -21,12 +21,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.util import await_only
 
-from ..errors import RedisUnavailableError
+from ..errors import NotReplicatedError, RedisUnavailableError
 from ._on_commit import Item, checked_item
 
 __all__ = ["enqueue_on_commit"]
@@ -116,9 +117,11 @@ def _hook(session: Session, is_async: bool) -> None:
 
 
 def _send(state: _Pending, is_async: bool) -> None:
-    """Enqueue the committed jobs in one round trip; if that fails other than for Redis being
-    unreachable (an enqueue middleware raising for one job, say), each job on its own, so that
-    one job does not take the others with it. Logs and raises the first error."""
+    """Enqueue the committed jobs in one round trip; if that fails for one job's sake (an
+    enqueue middleware raising for it, say), each job on its own, so that one job does not take
+    the others with it; not when Redis failed (unreachable, an error of its own: nothing would
+    get through, each job waiting its own timeout), nor when the jobs were stored but not
+    confirmed by replicas. Logs and raises the first error."""
 
     def enqueue(items: list[Item]) -> None:
         sent = state.enqueuer.enqueue_many(items)
@@ -130,25 +133,44 @@ def _send(state: _Pending, is_async: bool) -> None:
     try:
         enqueue(items)
         return
-    except RedisUnavailableError as exc:
+    except NotReplicatedError:
+        log.error(
+            "the transaction committed and its %d job(s) enqueued on commit were stored, but "
+            "not confirmed by replicas (ids %s)",
+            len(items),
+            ", ".join(item[2]["job_id"] for item in items),
+        )
+        raise
+    except (RedisUnavailableError, RedisError) as exc:
         failed = [(item, exc) for item in items]
     except Exception as exc:
-        failed = [(items[0], exc)] if len(items) == 1 else []
-        for item in items if len(items) > 1 else ():
-            try:
-                enqueue([item])
-            except Exception as one:
-                failed.append((item, one))
+        failed = [(items[0], exc)] if len(items) == 1 else _one_by_one(items, enqueue)
         if not failed:  # (each alone went through: all are stored)
             return
     log.error(
         "the transaction committed but %d of %d job(s) enqueued on commit were not stored (ids %s)",
         len(failed),
         len(items),
-        ", ".join(item[2]["job_id"] for item, _ in failed[:10]),
+        ", ".join(item[2]["job_id"] for item, _ in failed),
         exc_info=failed[0][1],
     )
     raise failed[0][1]
+
+
+def _one_by_one(items: list[Item], enqueue: Any) -> list[tuple[Item, Exception]]:
+    """Each job on its own: those that failed, with their error. Once Redis fails (or a job is
+    stored but not confirmed by replicas), the rest are not tried: counted as failed."""
+    failed: list[tuple[Item, Exception]] = []
+    for at, item in enumerate(items):
+        try:
+            enqueue([item])
+        except (NotReplicatedError, RedisUnavailableError, RedisError) as exc:
+            stored = isinstance(exc, NotReplicatedError)  # (this one is stored)
+            failed += [(rest, exc) for rest in items[at + 1 if stored else at :]]
+            break
+        except Exception as exc:
+            failed.append((item, exc))
+    return failed
 
 
 def _dropped(transaction: SessionTransaction | None, rolled_back: set[SessionTransaction]) -> bool:

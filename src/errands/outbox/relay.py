@@ -217,7 +217,8 @@ class OutboxRelay:
             "last_batch_at": self.last_batch_at,
             "error": self.last_error,
             "skipped": len(self.skipped),
-            "skip_error": next(iter(self.skipped.values()), None),
+            # (the first row set aside: its id, for an operator to find it in the table)
+            "skip_error": next((f"row {i}: {e}" for i, e in self.skipped.items()), None),
             "backlog": None,
             "oldest": None,
         }

@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ...errors import NotReplicatedError
+
 __all__ = ["enqueue_in_outbox", "enqueue_on_commit"]
 
 log = logging.getLogger("errands.contrib.django")
@@ -57,6 +59,13 @@ def enqueue_on_commit(
 def _send_logged(enqueuer: Any, item: tuple[str, dict[str, Any], dict[str, Any]]) -> None:
     try:
         enqueuer.enqueue_many([item])
+    except NotReplicatedError:
+        log.exception(
+            "the transaction committed and job %r (id %s), enqueued on commit, was stored but "
+            "not confirmed by replicas",
+            item[0],
+            item[2]["job_id"],
+        )
     except Exception:
         log.exception(
             "the transaction committed but job %r (id %s), enqueued on commit, was not stored",
