@@ -14,7 +14,7 @@ from ..dedup import Dedup
 from ..errors import RegistrationError, ScheduleNotFoundError
 from ..serialization import JSONSerializer, Serializer
 from ..store.keys import Keys
-from .enqueuer import load_named_schedules
+from .registration import load_named_schedules
 from .store import PeriodicSchedule, ScheduleInfo, ScheduleStore, make_periodic, ms
 
 __all__ = ["ScheduleAdmin"]

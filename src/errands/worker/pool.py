@@ -22,7 +22,8 @@ from ..clock import Clock, SystemClock
 from ..errors import RegistrationError
 from ..handlers import JobType
 from ..middleware import ProcessMiddleware
-from ..periodic.enqueuer import PeriodicEnqueuer, PeriodicRegistration
+from ..periodic.enqueuer import PeriodicEnqueuer
+from ..periodic.registration import PeriodicRegistration
 from ..serialization import JSONSerializer, Serializer
 from ..store.connection import check, connect, describe, redact_url
 from ..store.hotcalls import WorkerScripts
