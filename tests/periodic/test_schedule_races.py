@@ -171,3 +171,27 @@ async def test_a_schedule_dropped_from_the_code_frees_its_name(
     info = await client.schedule("nightly")
     assert (info.source, info.spec) == ("runtime", "0 4 * * *")
     await client.delete_schedule("nightly")
+
+
+async def test_a_schedule_in_conflict_does_not_keep_the_loop_busy(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """Hunt 1: pool B fired "report", a Client deleted it and pool A, whose code defines it
+    differently, registered first. B stopped firing it but kept its due time: once that passed,
+    _wait() answered 1 ms and run() ticked 455 times in half a second."""
+    keys = Keys(namespace)
+    new = make_periodic("@every 1m", "tick", {"v": 2}, name="report")
+    old = make_periodic("@every 1m", "tick", {"v": 1}, name="report")
+    b = PeriodicEnqueuer(redis, keys, clock, JSONSerializer(), [new], pool_id="B")
+    a = PeriodicEnqueuer(redis, keys, clock, JSONSerializer(), [old], pool_id="A")
+    await b.tick_once()
+    await client.delete_schedule("report")
+    await a.tick_once()  # A's refresh comes first
+    await b.tick_once()  # B: conflict
+    clock.advance(50)
+    await a.tick_once()
+    await b.tick_once()
+    assert "report" in b.conflicts
+    clock.advance(10)  # past B's former due time; A's registration is still live
+    assert b._wait() == b.refresh_interval  # the loop sleeps until its next refresh
+    assert await b._tick() == 0

@@ -118,6 +118,8 @@ class PeriodicEnqueuer:
         self.conflicts = {
             n: (r.decode() if isinstance(r, bytes) else r) for n, r in conflicts.items()
         }
+        for name in self.conflicts:  # not fired here: its due time must not wake the loop
+            self._due.pop(name, None)
 
     async def refresh(self) -> None:
         """(Re-)register this pool's schedules and re-read the runtime ones; re-align the
@@ -224,7 +226,8 @@ class PeriodicEnqueuer:
             )
 
     def _wait(self) -> float:
-        upcoming = min(self._due.values(), default=math.inf) - self.clock.now()
+        due = (self._due.get(s.name, math.inf) for s in self.schedules)
+        upcoming = min(due, default=math.inf) - self.clock.now()
         return max(0.001, min(self.refresh_interval, upcoming))
 
     async def run(self) -> None:
