@@ -130,21 +130,26 @@ class Schedule:
         return out
 
     def latest_fire(self, first: float, now: float) -> float:
-        """The last fire time ``<= now``, given ``first``, a fire time ``<= now``."""
-        latest = first
+        """The last fire time ``<= now``, given ``first``, a fire time ``<= now``.
+
+        A bisection on ``next_fire`` (which never decreases): some 40 calls however far
+        ``first`` is (stepping through every fire time took 9.5 s for ``* * * 1-7 * *`` after
+        an 18-day outage)."""
         if self.interval_ms is not None:
             step = self.interval_ms
             return max(first, math.floor(now * 1000) // step * step / 1000)
-        for back in (1, 60, 3600, 86_400, 32 * 86_400, 367 * 86_400):
-            if now - back <= first:
-                break
-            candidate = self.next_fire(now - back)
-            if candidate <= now:
-                latest = candidate
-                break
-        while (following := self.next_fire(latest)) <= now:
-            latest = following
-        return latest
+        lo, hi = first, now
+        if self.next_fire(lo) > now:
+            return first
+        # next_fire(lo) <= now < next_fire(hi): the answer is in (lo, hi]; cron fire times are
+        # whole seconds, so once hi - lo < 1 it is the only one there, next_fire(lo)
+        while hi - lo >= 1.0:
+            mid = (lo + hi) / 2
+            if self.next_fire(mid) <= now:
+                lo = mid
+            else:
+                hi = mid
+        return self.next_fire(lo)
 
 
 def _zone(tz: str) -> ZoneInfo:
