@@ -16,10 +16,14 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clock (``time.time``)."""
+    """The real clock (``time.time``); ``monotonic()`` measures elapsed time on a clock that
+    never steps (``time.monotonic``), for what must not follow a step of the host's clock."""
 
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 class FakeClock:

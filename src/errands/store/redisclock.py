@@ -11,25 +11,32 @@ __all__ = ["RedisAlignedClock"]
 
 
 class RedisAlignedClock:
-    """``base`` plus the offset to the Redis clock measured by the latest ``sync()``."""
+    """The Redis time read by the latest ``sync()`` plus the time elapsed since on the host's
+    monotonic clock: a step of the host's wall clock between two syncs (a VM resumed, an NTP
+    step) does not move it. Before the first sync, and over a clock injected for tests, it reads
+    ``base``."""
 
     def __init__(self, base: Clock, scripts: Scripts) -> None:
         self.base = base
         self.scripts = scripts
-        self.offset = 0.0
         self.synced = False
+        self._redis_at = 0.0  # the Redis time of the latest sync ...
+        self._monotonic_at = 0.0  # ... and the host's monotonic clock then
 
     def now(self) -> float:
-        return self.base.now() + self.offset
+        if self.synced and isinstance(self.base, SystemClock):
+            return self._redis_at + (self.base.monotonic() - self._monotonic_at)
+        return self.base.now()
 
     async def sync(self) -> None:
-        """Measure the offset (half the round trip is the error bound); an answer slower than
-        half a second keeps the previous offset."""
+        """Read the Redis time (half the round trip is the error bound); an answer slower than
+        half a second keeps the previous reading."""
         if not isinstance(self.base, SystemClock):
             return
-        before = self.base.now()
+        before = self.base.monotonic()
         seconds, micros = await self.scripts.redis_time()
-        after = self.base.now()
+        after = self.base.monotonic()
         if after - before <= 0.5:
-            self.offset = seconds + micros / 1e6 - (before + after) / 2
+            self._redis_at = seconds + micros / 1e6
+            self._monotonic_at = (before + after) / 2
             self.synced = True
