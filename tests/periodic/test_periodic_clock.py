@@ -16,12 +16,13 @@ from redis.asyncio import Redis
 from errands import Client
 from errands.clock import SystemClock
 from errands.periodic.enqueuer import PeriodicEnqueuer
+from errands.periodic.store import ScheduleStore, make_periodic
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
 from errands.store.redisclock import RedisAlignedClock
 from errands.store.scripts import Scripts
+from tests.support.resend import snapshot
 
-START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86_400.0
 
 
@@ -66,3 +67,56 @@ async def test_a_step_of_the_host_clock_between_syncs_moves_nothing(
     redis_now = (await redis.time())[0]
     for job in await queued(redis, keys, "tick"):
         assert job["m"]["fire_time"] - redis_now < 2.0
+
+
+async def test_schedule_fire_refuses_a_slot_ahead_of_the_redis_clock(
+    redis: Redis, namespace: str
+) -> None:
+    """No pool can write a `last` in the future: each mode that writes it refuses a slot later
+    than the Redis clock plus the tolerance, writing nothing (a re-send: tests/store/
+    test_resend_table.py, the rows fire-*-ahead)."""
+    keys = Keys(namespace)
+    store = ScheduleStore(redis, keys)
+    periodic = make_periodic("@every 1m", "report")
+    now = (await redis.time())[0] * 1000
+    await store.refresh([periodic], now, 60_000)
+    ahead = now + int(DAY * 1000)
+    init = {"slot_ms": ahead, "next_ms": ahead + 60_000, "now_ms": ahead, "ahead_ms": 1000}
+    assert await store.fire(periodic, "init", **init) == ("ahead", "")
+    assert not await redis.exists(keys.schedule_state("report"))
+    await store.fire(periodic, "init", slot_ms=now - 60_000, next_ms=now, now_ms=now - 60_000)
+    before = await snapshot(redis, namespace)
+    for mode in ("fire", "missed", "advance"):
+        answer = await store.fire(
+            periodic, mode, slot_ms=ahead, next_ms=ahead + 60_000, now_ms=ahead,
+            envelope=b'{"n":"report"}', job_id=f"j-{mode}", pool_id="p1", ahead_ms=1000,
+        )  # fmt: skip
+        assert answer == ("ahead", ""), mode
+    assert await snapshot(redis, namespace) == before
+    answer = await store.fire(
+        periodic, "fire", slot_ms=now, next_ms=now + 60_000, now_ms=now,
+        envelope=b'{"n":"report"}', job_id="j-now", pool_id="p1", ahead_ms=1000,
+    )  # fmt: skip
+    assert answer == ("fired", "j-now")  # a slot at the Redis clock fires
+
+
+class DayAheadHost(SystemClock):
+    """A host whose clock is a day ahead, read as it is (the pool never aligned it)."""
+
+    def now(self) -> float:
+        return time.time() + DAY
+
+
+async def test_a_pool_whose_clock_runs_ahead_writes_no_future_last(
+    redis: Redis, namespace: str, caplog: Any
+) -> None:
+    keys = Keys(namespace)
+    code = make_periodic("@every 1m", "tick", name="minutely")
+    e = PeriodicEnqueuer(redis, keys, DayAheadHost(), JSONSerializer(), [code], pool_id="p1")
+    with caplog.at_level("ERROR", logger="errands.periodic"):
+        for _ in range(3):
+            assert await e.tick_once() == 0
+    assert await redis.hget(keys.schedule_state("minutely"), "last") is None
+    refused = [r for r in caplog.records if "ahead of the Redis server's" in r.getMessage()]
+    assert len(refused) == 1  # once per schedule
+    assert e._wait() > 1.0  # no busy loop: again after the next refresh

@@ -120,6 +120,26 @@ def fire(mode: str, **options: Any) -> Call:
     return call
 
 
+def fire_checked(mode: str, *, ahead: bool) -> Call:
+    """A schedule_fire call in ``mode`` checked against the Redis clock (1 s of tolerance):
+    its slot a day ahead of it (refused: status ahead) or at it."""
+
+    async def call(w: World) -> Any:
+        periodic = make_periodic("@every 1m", "report")
+        now = (await w.redis.time())[0] * 1000
+        await w.store.refresh([periodic], now, 60_000)
+        if mode != "init":
+            await w.store.fire(periodic, "init", slot_ms=now - 60_000, next_ms=now, now_ms=now)
+        slot = now + (86_400_000 if ahead else 0)
+        return await w.store.fire(
+            periodic, mode, slot_ms=slot, next_ms=slot + 60_000, now_ms=slot,
+            envelope=b'{"n":"report"}', job_id="" if mode == "init" else "call", pool_id="p1",
+            ahead_ms=1000,
+        )  # fmt: skip
+
+    return call
+
+
 async def register(w: World) -> Any:
     return await w.store.refresh([make_periodic("@every 1m", "report")], NOW, 60_000)
 
@@ -226,6 +246,10 @@ CASES: list[tuple[str, str, Call, Any, Callable[[Any], Any] | None]] = [
     ("fire-manual", "schedule_fire", fire("manual"), b"fired", None),
     ("fire-skipped", "schedule_fire", fire("fire", skip_if_running=True), b"skipped", None),
     ("fire-deduped", "schedule_fire", fire("fire", dedup=Dedup("k")), b"deduped", None),
+    ("fire-init-ahead", "schedule_fire", fire_checked("init", ahead=True), b"ahead", None),
+    ("fire-ahead", "schedule_fire", fire_checked("fire", ahead=True), b"ahead", None),
+    ("fire-missed-ahead", "schedule_fire", fire_checked("missed", ahead=True), b"ahead", None),
+    ("fire-checked", "schedule_fire", fire_checked("fire", ahead=False), b"fired", None),
     ("register", "schedule_register", register, 1, None),
     # (its re-send found the run finished, not running, and said 0)
     ("wf-cancel-finishing", "wf_cancel", wf_cancel_finishing, 1, None),

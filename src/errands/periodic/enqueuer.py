@@ -22,12 +22,16 @@ from ..errors import RegistrationError
 from ..serialization import Serializer
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
-from ..store.redisclock import RedisAlignedClock
+from ..store.redisclock import RedisAlignedClock, real_time
 from .store import PeriodicSchedule, ScheduleStore, build_job, ms
 
 __all__ = ["PeriodicEnqueuer", "Plan", "plan"]
 
 log = logging.getLogger("errands.periodic")
+
+# how far (s) a slot may be ahead of the Redis clock when a pool on real time fires it: the error
+# of a pool's reading of the Redis clock (half a round trip of at most 0.5 s), and some margin
+AHEAD_TOLERANCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,9 @@ class PeriodicEnqueuer:
         self._due: dict[str, float] = {}
         self._kick = asyncio.Event()
         self.conflicts: dict[str, str] = {}  # name -> definition another pool's code registered
+        # a slot ahead of the Redis clock is refused (schedule_fire.lua), but on a test's clock
+        self._ahead_ms = ms(AHEAD_TOLERANCE) if real_time(clock) else None
+        self._logged: set[tuple[str, str]] = set()  # (problem, name) logged, until it clears
 
     def kick(self) -> None:
         """Tick now (after the clock was moved in tests)."""
@@ -171,10 +178,14 @@ class PeriodicEnqueuer:
         if last_ms is None:  # a new schedule starts from now: its first slot is the next one
             following = schedule.next_fire(now)
             status, _ = await self.store.fire(
-                periodic, "init", slot_ms=ms(now), next_ms=ms(following), now_ms=ms(now)
+                periodic,
+                "init",
+                slot_ms=ms(now),
+                next_ms=ms(following),
+                now_ms=ms(now),
+                ahead_ms=self._ahead_ms,
             )
-            if status != "gone":  # deleted meanwhile: look again after the next refresh
-                self._due[periodic.name] = following
+            self._answered(periodic, status, following, now)
             return 0
         step = plan(periodic, last_ms / 1000, now, disabled)
         if step is None:
@@ -192,15 +203,37 @@ class PeriodicEnqueuer:
             envelope=self.serializer.dumps(job.envelope()) if step.mode == "fire" else b"",
             job_id=job.id,
             pool_id=self.pool_id,
+            ahead_ms=self._ahead_ms,
         )
-        if status != "gone":
-            self._due[periodic.name] = step.next
+        self._answered(periodic, status, step.next, now)
         self._log(periodic, step, status, job_id)
         if status == "fired":
             self.fired += 1
             return 1
         self.skipped += status in ("skipped", "deduped")
         return 0
+
+    def _answered(
+        self, periodic: PeriodicSchedule, status: str, following: float, now: float
+    ) -> None:
+        """Note when ``periodic`` is due again after schedule_fire answered ``status``."""
+        name = periodic.name
+        if status == "gone":  # deleted meanwhile: look again after the next refresh
+            return
+        if status != "ahead":
+            self._due[name] = following
+            self._logged.discard(("ahead", name))
+            return
+        self._due[name] = now + self.refresh_interval  # after the clock's next sync
+        if ("ahead", name) not in self._logged:
+            self._logged.add(("ahead", name))
+            log.error(
+                "schedule %r: not handled: this pool's clock (%.3f) is more than %gs ahead of "
+                "the Redis server's (tried again after the next refresh)",
+                name,
+                now,
+                AHEAD_TOLERANCE,
+            )
 
     @staticmethod
     def _log(periodic: PeriodicSchedule, step: Plan, status: str, job_id: str) -> None:

@@ -180,8 +180,10 @@ class ScheduleStore:
         envelope: bytes = b"",
         job_id: str = "",
         pool_id: str = "",
+        ahead_ms: int | None = None,
     ) -> tuple[str, str]:
-        """Run ``lua/schedule_fire.lua``; returns (status, job id)."""
+        """Run ``lua/schedule_fire.lua``; returns (status, job id). A slot later than the
+        Redis clock plus ``ahead_ms`` is refused (status ahead); None: no check."""
         k = self.keys
         keys = [k.schedule_state(periodic.name), k.jobs, k.priorities, k.seq, k.names, k.idle]
         keys += (k.listening, k.queue(periodic.job_name), k.dead, k.cancelled)
@@ -198,7 +200,7 @@ class ScheduleStore:
         # a code schedule fires only as this pool defines it (another pool may define the name
         # differently); a manual run takes the definition registered
         mine = periodic.source == "code" and mode != "manual"
-        args.append(periodic.to_json() if mine else "")
+        args += (periodic.to_json() if mine else "", "" if ahead_ms is None else ahead_ms)
         status, job = await self._fire(keys=keys, args=args)
         return _text(status), _text(job)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..clock import Clock, SystemClock
 from .scripts import Scripts
 
-__all__ = ["RedisAlignedClock"]
+__all__ = ["RedisAlignedClock", "real_time"]
 
 
 class RedisAlignedClock:
@@ -22,6 +22,11 @@ class RedisAlignedClock:
         self.synced = False
         self._redis_at = 0.0  # the Redis time of the latest sync ...
         self._monotonic_at = 0.0  # ... and the host's monotonic clock then
+
+    @property
+    def real(self) -> bool:
+        """Whether this is real time (``base`` is the system's clock, not one a test drives)."""
+        return isinstance(self.base, SystemClock)
 
     def now(self) -> float:
         if self.synced and isinstance(self.base, SystemClock):
@@ -40,3 +45,10 @@ class RedisAlignedClock:
             self._redis_at = seconds + micros / 1e6
             self._monotonic_at = (before + after) / 2
             self.synced = True
+
+
+def real_time(clock: Clock) -> bool:
+    """Whether ``clock`` reads real time: the system's clock, or one aligned over it."""
+    if isinstance(clock, RedisAlignedClock):
+        return clock.real
+    return isinstance(clock, SystemClock)

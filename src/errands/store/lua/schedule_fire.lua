@@ -20,13 +20,20 @@
 --          (a whole number, at least 1, in mode 't')
 -- ARGV[17] the definition this pool fires ('' = any): another one registered under the name
 -- (another pool's code defines it differently) is left alone: status conflict
+-- ARGV[18] the tolerance (ms, a whole number; '' or absent = no check, for a clock a test
+--          drives): a slot (modes init, fire, missed, advance) later than the Redis clock
+--          (TIME) plus it is refused before any write, status ahead: a pool whose clock runs
+--          ahead cannot write a `last` in the future, which would silence the schedule until
+--          then. A re-send of a call that wrote is answered from `answer` before this check,
+--          so it gives the first answer even if TIME moved; one refused is refused again.
 -- A disabled schedule (`disabled` in its state) moves on without running (status advanced),
 -- whatever the pool read a moment earlier. With skip_if_running, the last scheduled run (`run`)
 -- and the last run of any kind (`job`, a manual one included) must both have ended.
 -- A schedule deleted meanwhile is left alone, for a manual run too (no state is recreated).
 -- Returns {status, job id}: status is fired | skipped (previous run unfinished; job id = that
 -- run) | deduped (counted as skipped; job id = the job holding its dedup key) | missed |
--- advanced | initialized | stale (another pool already handled this slot) | gone | conflict.
+-- advanced | initialized | stale (another pool already handled this slot) | gone | conflict |
+-- ahead.
 -- A bad priority or throttle window, a key of another type or a seq that is not a counter
 -- fails the call before its first write.
 -- Idempotent on re-send (redis-py sends a call again when its reply is lost): the job id of
@@ -60,6 +67,11 @@ local wrong = wrong_type(function(j) return TYPES[j] end, 'no job was stored')
 if wrong then
   return wrong
 end
+local tolerance = ARGV[18] or ''
+if tolerance ~= '' and not is_int(tolerance, 0, MAX_MS) then
+  return redis.error_reply('errands: schedule_fire: the tolerance must be a whole number of ms,'
+    .. ' got ' .. tolerance)
+end
 -- an answer read, not written (gone, conflict, a re-send's, stale): a write of nothing first
 -- (lib/types.lua unwritten), so that a demoted master refuses it, where the new master may lack
 -- the slot's fire (not replicated) or hold the definition (stored since)
@@ -91,6 +103,14 @@ local function answer(status, job)
   return {status, job}
 end
 local last = tonumber(redis.call('HGET', state, 'last') or '-1')
+-- a slot ahead of the Redis clock (ARGV[18]); mode init checks it only where it would write
+if tolerance ~= '' and mode ~= 'manual' and not (mode == 'init' and last >= 0) then
+  local t = redis.call('TIME')
+  local redis_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if slot > redis_ms + tonumber(tolerance) then
+    return read('ahead', '')
+  end
+end
 if mode == 'init' then
   if redis.call('HSETNX', state, 'last', ARGV[2]) == 1 then
     redis.call('HSET', state, 'next', ARGV[3])
