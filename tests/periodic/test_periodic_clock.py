@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from errands import Client
@@ -23,6 +24,7 @@ from errands.store.redisclock import RedisAlignedClock
 from errands.store.scripts import Scripts
 from tests.support.resend import snapshot
 
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86_400.0
 
 
@@ -120,3 +122,51 @@ async def test_a_pool_whose_clock_runs_ahead_writes_no_future_last(
     refused = [r for r in caplog.records if "ahead of the Redis server's" in r.getMessage()]
     assert len(refused) == 1  # once per schedule
     assert e._wait() > 1.0  # no busy loop: again after the next refresh
+
+
+class RedisWallClock:
+    """The Redis server's clock as a pool follows it: it may step."""
+
+    def __init__(self) -> None:
+        self.t = START + 5
+
+    def now(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize("source", ["runtime", "code"])
+async def test_a_last_written_while_the_redis_clock_was_ahead_is_logged(
+    redis: Redis, namespace: str, caplog: Any, source: str
+) -> None:
+    """The Redis server's own clock a day ahead for a while: the fire then is not early by
+    the only clock there is, but its `last` holds the schedule for a day once the clock is
+    back. That is logged, once, and delete_schedule (then add_schedule again for a runtime
+    schedule) starts it afresh, as docs/periodic.md says."""
+    clock = RedisWallClock()
+    client = Client(redis, namespace=namespace, clock=clock)  # type: ignore[arg-type]
+    code = [make_periodic("@every 1m", "tick")] if source == "code" else []
+    if source == "runtime":
+        await client.add_schedule("tick", "tick", "@every 1m")
+    keys = Keys(namespace)
+    e = PeriodicEnqueuer(redis, keys, clock, JSONSerializer(), code, pool_id="p1")  # type: ignore[arg-type]
+    await e.tick_once()
+    clock.t += 60
+    assert await e.tick_once() == 1
+    clock.t += DAY  # a bad RTC, an NTP step
+    assert await e.tick_once() == 1
+    clock.t -= DAY  # corrected
+    fired = 0
+    with caplog.at_level("ERROR", logger="errands.periodic"):
+        for _ in range(120):  # two hours, minute by minute
+            clock.t += 60
+            fired += await e.tick_once()
+    assert fired == 0  # the schedule waits for its `last`, a day ahead ...
+    logged = [r for r in caplog.records if "ahead of the clock" in r.getMessage()]
+    assert len(logged) == 1 and "delete_schedule" in logged[0].getMessage()  # ... said once
+    await client.delete_schedule("tick")
+    if source == "runtime":
+        await client.add_schedule("tick", "tick", "@every 1m")
+    clock.t += e.refresh_interval  # the pool reads the state in the future at each refresh
+    await e.tick_once()  # the state is gone (a code schedule: registered again): from now
+    clock.t += 60
+    assert await e.tick_once() == 1

@@ -95,6 +95,7 @@ class PeriodicEnqueuer:
         # a slot ahead of the Redis clock is refused (schedule_fire.lua), but on a test's clock
         self._ahead_ms = ms(AHEAD_TOLERANCE) if real_time(clock) else None
         self._logged: set[tuple[str, str]] = set()  # (problem, name) logged, until it clears
+        self._previous_now = -math.inf
 
     def kick(self) -> None:
         """Tick now (after the clock was moved in tests)."""
@@ -162,6 +163,9 @@ class PeriodicEnqueuer:
 
     async def _tick(self) -> int:
         now = self.clock.now()
+        if now < self._previous_now - AHEAD_TOLERANCE:  # the clock went back (Redis' did):
+            self._due.clear()  # due times from before are too far: look at every state again
+        self._previous_now = now
         due = [s for s in self.schedules if self._due.get(s.name, -math.inf) <= now]
         if not due:
             return 0
@@ -189,7 +193,10 @@ class PeriodicEnqueuer:
             return 0
         step = plan(periodic, last_ms / 1000, now, disabled)
         if step is None:
-            self._due[periodic.name] = schedule.next_fire(last_ms / 1000)
+            following = schedule.next_fire(last_ms / 1000)
+            future = self._check_future(periodic, last_ms / 1000, following, now)
+            # (a state in the future is read again at each refresh: a delete_schedule resets it)
+            self._due[periodic.name] = now + self.refresh_interval if future else following
             return 0
         job = build_job(periodic, now, fire_time=step.slot)
         if step.first < step.slot:
@@ -234,6 +241,30 @@ class PeriodicEnqueuer:
                 now,
                 AHEAD_TOLERANCE,
             )
+
+    def _check_future(
+        self, periodic: PeriodicSchedule, last: float, following: float, now: float
+    ) -> bool:
+        """Whether the latest handled fire time is more than a period ahead of now (written
+        while the Redis clock was ahead, it holds the schedule until then); logged once."""
+        name = periodic.name
+        if last - now <= max(following - last, AHEAD_TOLERANCE):
+            self._logged.discard(("future", name))
+            return False
+        if ("future", name) in self._logged:
+            return True
+        self._logged.add(("future", name))
+        log.error(
+            "schedule %r: its latest handled fire time (%.0f) is %.0fs ahead of the clock (the "
+            "Redis server's): it was written while that clock was ahead, and the schedule does "
+            "not fire before %.0f; to start it again from now, delete_schedule() it (see "
+            "docs/periodic.md, 'A clock ahead')",
+            name,
+            last,
+            last - now,
+            following,
+        )
+        return True
 
     @staticmethod
     def _log(periodic: PeriodicSchedule, step: Plan, status: str, job_id: str) -> None:
