@@ -197,3 +197,14 @@ async def test_a_reply_key_holding_something_else_fails_the_call_before_any_writ
     with pytest.raises(ResponseError, match="holds no answer of this script"):
         await scripts.enqueue_dedup("report", "j1", b"{}", 0, 0, "d", "report:k", 0, call="c1")
     assert await snapshot(redis, namespace) == before
+
+
+async def test_a_swap_whose_reply_key_holds_another_type_is_refused_by_name(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    await redis.hset(keys.reply("c9"), "x", "y")
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="reply:c9 holds another type: nothing replaced"):
+        await Scripts(redis, keys).replace_envelope("d", "j", b"a", b"b", call="c9")
+    assert await snapshot(redis, namespace) == before

@@ -12,7 +12,7 @@
 -- KEYS[26] partitions (a held member's, see lib/limits.lua)   KEYS[27] partition queue of the
 -- job name   KEYS[28] its partitions ready: a dedup rerun handed the key of the job cancelled
 -- is indexed there (lib/dedup.lua dedup_index)   KEYS[29] the reply key of this call
--- (optional; store/keys.py reply): a `running` answer is kept there 10 minutes
+-- (optional; store/keys.py reply): a `cancelled` or `running` answer is kept there 10 minutes
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel   ARGV[8] this call's token
 -- (letters and digits; '' none): kept in the done record of the job it cancels
@@ -61,7 +61,7 @@ wrong = wrong or (KEYS[20] and not_counter(KEYS[20], 'nothing cancelled'))
 if wrong then
   return wrong
 end
-if got[29] then  -- a re-send of a call that signalled the job's pool
+if got[29] then  -- a re-send of a call that cancelled the job or signalled its pool
   return unwritten('ZREM', KEYS[5], got[29])
 end
 local mark = call ~= '' and (',"call":"' .. call .. '"}') or nil

@@ -4,9 +4,10 @@
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] checkin JSON   ARGV[4] events channel
 -- ARGV[5] the attempt: "<pool id>:<token>"
 -- Returns 1, or 0 when this attempt no longer runs the job (it ended, or was taken back): read,
--- and nothing written first (lib/types.lua unwritten), so that a demoted master refuses it, where the new master may hold the attempt (its start not
--- replicated yet, or the end the data read shows lost): a handler told so may stop, and its
--- ack would then end the job there with its work undone.
+-- and nothing written first (lib/types.lua unwritten), so that a demoted master refuses it,
+-- where the new master may hold the attempt (its start not replicated yet, or the end the data
+-- read shows lost): a handler told so may stop, and its ack would then end the job there with
+-- its work undone.
 -- A key of another type (checkins, jobs, attempts: `listening` is read with EXISTS and pcall) is
 -- refused by name before anything is written (Redis' own WRONGTYPE, which names no key, came
 -- from the reads or the HSET).
