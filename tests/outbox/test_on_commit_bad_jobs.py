@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, SyncEnqueuer
-from errands.errors import NotReplicatedError
+from errands.errors import NotReplicatedError, RedisUnavailableError
 from errands.serialization import PayloadTooLargeError, SerializationError
 
 pytest.importorskip("sqlalchemy")
@@ -152,6 +152,61 @@ async def test_jobs_stored_but_not_replicated_are_not_sent_again_one_by_one(
     assert "5 job(s) enqueued on commit were stored, but not confirmed by replicas" in caplog.text
     assert "not stored" not in caplog.text
     assert await stored(redis, namespace) == set(ids)
+
+
+async def test_redis_unreachable_at_the_commit_sends_no_job_one_by_one(
+    engine: Any, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis cannot be reached: the jobs are not each sent again (each would wait its own
+    connection timeout); all are logged as not stored."""
+    calls: list[int] = []
+    with SyncEnqueuer.from_url("redis://127.0.0.1:1/0", namespace=namespace) as down:
+        real = down.enqueue_many
+
+        def counted(items: Any) -> Any:
+            calls.append(len(items))
+            return real(items)
+
+        down.enqueue_many = counted  # type: ignore[method-assign]
+        with Session(engine) as session:
+            session.add(User(email="a@example.com"))
+            ids = [enqueue_on_commit(session, "welcome", {"n": i}, enqueuer=down) for i in range(4)]
+            with caplog.at_level(logging.ERROR), pytest.raises(RedisUnavailableError):
+                session.commit()
+    assert calls == [4]
+    assert f"4 of 4 job(s) enqueued on commit were not stored (ids {', '.join(ids)})" in caplog.text
+
+
+async def test_redis_lost_in_the_middle_of_the_one_by_one_sends_stops_them(
+    engine: Any, sync_enqueuer: SyncEnqueuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A middleware raising for the first job sends them one by one; Redis then cannot be
+    reached for the second: the third and fourth are not tried, all three counted (its error
+    raised, the first of those not stored)."""
+    calls: list[int] = []
+    real = sync_enqueuer.enqueue_many
+
+    def flaky(items: Any) -> Any:
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise RuntimeError("boom")  # (a middleware's, for one job)
+        if len(calls) == 3:
+            raise RedisUnavailableError("cannot reach Redis (test)")
+        return real(items)
+
+    sync_enqueuer.enqueue_many = flaky  # type: ignore[method-assign]
+    with Session(engine) as session:
+        session.add(User(email="a@example.com"))
+        ids = [
+            enqueue_on_commit(session, "welcome", {"n": i}, enqueuer=sync_enqueuer)
+            for i in range(4)
+        ]
+        with caplog.at_level(logging.ERROR), pytest.raises(RedisUnavailableError):
+            session.commit()
+    assert calls == [4, 1, 1]  # (the batch, the first alone, the second alone: then no more)
+    assert f"3 of 4 job(s) enqueued on commit were not stored (ids {', '.join(ids[1:])})" in (
+        caplog.text
+    )
 
 
 async def test_async_session_a_job_failing_at_the_commit_does_not_take_the_others(

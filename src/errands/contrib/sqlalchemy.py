@@ -21,13 +21,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.util import await_only
 
 from ..errors import NotReplicatedError, RedisUnavailableError
+from ..store.connection import REDIS_ERRORS
 from ._on_commit import Item, checked_item
 
 __all__ = ["enqueue_on_commit"]
@@ -116,12 +116,20 @@ def _hook(session: Session, is_async: bool) -> None:
         _send(state, is_async)  # here, once the session is closed: a failure leaves it usable
 
 
+# Redis cannot be reached (the Enqueuer's error, or redis-py's where one gets through)
+_UNREACHABLE: tuple[type[Exception], ...] = (
+    RedisUnavailableError,
+    *(e for e in REDIS_ERRORS if issubclass(e, Exception)),
+)
+_STOPS: tuple[type[Exception], ...] = (NotReplicatedError, *_UNREACHABLE)
+
+
 def _send(state: _Pending, is_async: bool) -> None:
     """Enqueue the committed jobs in one round trip; if that fails for one job's sake (an
     enqueue middleware raising for it, say), each job on its own, so that one job does not take
-    the others with it; not when Redis failed (unreachable, an error of its own: nothing would
-    get through, each job waiting its own timeout), nor when the jobs were stored but not
-    confirmed by replicas. Logs and raises the first error."""
+    the others with it (a key of another type fails the whole call before it writes); not when
+    Redis cannot be reached (nothing would get through, each job waiting its own timeout), nor
+    when the jobs were stored but not confirmed by replicas. Logs and raises the first error."""
 
     def enqueue(items: list[Item]) -> None:
         sent = state.enqueuer.enqueue_many(items)
@@ -141,7 +149,7 @@ def _send(state: _Pending, is_async: bool) -> None:
             ", ".join(item[2]["job_id"] for item in items),
         )
         raise
-    except (RedisUnavailableError, RedisError) as exc:
+    except _UNREACHABLE as exc:
         failed = [(item, exc) for item in items]
     except Exception as exc:
         failed = [(items[0], exc)] if len(items) == 1 else _one_by_one(items, enqueue)
@@ -158,13 +166,14 @@ def _send(state: _Pending, is_async: bool) -> None:
 
 
 def _one_by_one(items: list[Item], enqueue: Any) -> list[tuple[Item, Exception]]:
-    """Each job on its own: those that failed, with their error. Once Redis fails (or a job is
-    stored but not confirmed by replicas), the rest are not tried: counted as failed."""
+    """Each job on its own: those that failed, with their error. Once Redis cannot be reached
+    (or a job is stored but not confirmed by replicas), the rest are not tried: counted as
+    failed."""
     failed: list[tuple[Item, Exception]] = []
     for at, item in enumerate(items):
         try:
             enqueue([item])
-        except (NotReplicatedError, RedisUnavailableError, RedisError) as exc:
+        except _STOPS as exc:
             stored = isinstance(exc, NotReplicatedError)  # (this one is stored)
             failed += [(rest, exc) for rest in items[at + 1 if stored else at :]]
             break
