@@ -15,7 +15,7 @@ from errands import Enqueuer
 from errands.store.ackcall import ack_request
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts
-from tests.store.test_scripts_args import refused
+from tests.support.resend import refused
 
 NAMES = ("work", "mail")
 

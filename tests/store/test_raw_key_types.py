@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from errands import Enqueuer, Workflow
 from errands.store.keys import Keys
@@ -19,7 +18,7 @@ from errands.workflows.run import WorkflowRun
 from errands.workflows.store import WorkflowScripts
 from tests.store.test_script_guards import a_chain
 from tests.support.fetched import POOL, running_job
-from tests.support.resend import snapshot
+from tests.support.resend import refused
 
 
 async def spoil(redis: Redis, key: str) -> None:
@@ -35,10 +34,8 @@ async def test_a_checkin_meeting_a_key_of_another_type_records_nothing(
     keys, job_id = await running_job(redis, namespace)
     key = getattr(keys, family)
     await spoil(redis, key)
-    before = await snapshot(redis, namespace)
-    with pytest.raises(ResponseError, match=rf"^WRONGTYPE {key} holds another type: no checkin"):
-        await Scripts(redis, keys).checkin(job_id, "work", b'{"m":"1 of 2"}', f"{POOL}:1")
-    assert await snapshot(redis, namespace) == before
+    checkin = Scripts(redis, keys).checkin(job_id, "work", b'{"m":"1 of 2"}', f"{POOL}:1")
+    await refused(redis, namespace, checkin, rf"^WRONGTYPE {key} holds another type: no checkin")
 
 
 @pytest.mark.parametrize("mode", ["register", "renew"])
@@ -54,10 +51,8 @@ async def test_a_heartbeat_meeting_a_key_of_another_type_records_nothing(
     if (family, mode) == ("retired", "renew"):  # (a renewal does not read the retired set)
         assert await scripts.heartbeat("p1", b'{"n":2}', 60_000, mode=mode) > 0
         return
-    before = await snapshot(redis, namespace)
-    with pytest.raises(ResponseError, match=rf"^WRONGTYPE {key} holds another type: no beat"):
-        await scripts.heartbeat("p1", b'{"n":2}', 60_000, mode=mode)
-    assert await snapshot(redis, namespace) == before
+    beat = scripts.heartbeat("p1", b'{"n":2}', 60_000, mode=mode)
+    await refused(redis, namespace, beat, rf"^WRONGTYPE {key} holds another type: no beat")
 
 
 @pytest.mark.parametrize("family", ["attempts", "cancel_requests"])
@@ -67,10 +62,8 @@ async def test_a_cancel_request_meeting_a_key_of_another_type_requests_nothing(
     keys, job_id = await running_job(redis, namespace)
     key = getattr(keys, family)
     await spoil(redis, key)
-    before = await snapshot(redis, namespace)
-    with pytest.raises(ResponseError, match=rf"^WRONGTYPE {key} holds another type: nothing"):
-        await Scripts(redis, keys).request_cancel(job_id, "cancel")
-    assert await snapshot(redis, namespace) == before
+    request = Scripts(redis, keys).request_cancel(job_id, "cancel")
+    await refused(redis, namespace, request, rf"^WRONGTYPE {key} holds another type: nothing")
 
 
 async def test_a_workflow_cancel_meeting_a_run_of_another_type_cancels_nothing(
@@ -80,13 +73,9 @@ async def test_a_workflow_cancel_meeting_a_run_of_another_type_cancels_nothing(
     await a_chain(redis, namespace)
     key = keys.workflow("w1")
     await spoil(redis, key)
-    before = await snapshot(redis, namespace)
     match = rf"^WRONGTYPE {key} holds another type: nothing cancelled"
-    with pytest.raises(ResponseError, match=match):
-        await WorkflowScripts(redis, keys).cancel("w1", ["b"], "c1")
-    with pytest.raises(ResponseError, match=match):
-        await WorkflowRun(redis, keys, "w1").cancel()
-    assert await snapshot(redis, namespace) == before
+    await refused(redis, namespace, WorkflowScripts(redis, keys).cancel("w1", ["b"], "c1"), match)
+    await refused(redis, namespace, WorkflowRun(redis, keys, "w1").cancel(), match)
 
 
 @pytest.mark.parametrize("family", ["work list", "out edges"])
@@ -102,7 +91,5 @@ async def test_a_cascade_meeting_a_key_of_another_type_walks_nothing(
     await redis.zadd(keys.workflows_work, {"ok a  w2": 1})  # a's dependents still to walk
     key = keys.workflows_work if family == "work list" else keys.workflow("w2", "out")
     await spoil(redis, key)
-    before = await snapshot(redis, namespace)
-    with pytest.raises(ResponseError, match=rf"^WRONGTYPE {key} holds another type: nothing"):
-        await WorkflowScripts(redis, keys).cascade()
-    assert await snapshot(redis, namespace) == before
+    cascade = WorkflowScripts(redis, keys).cascade()
+    await refused(redis, namespace, cascade, rf"^WRONGTYPE {key} holds another type: nothing")

@@ -17,8 +17,8 @@ from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts, Settle
 from errands.workflows.store import Member, WorkflowScripts
 from tests.store.test_script_guards import a_chain
-from tests.store.test_scripts_args import refused
 from tests.support.fetched import POOL, running_job
+from tests.support.resend import refused
 
 SPELLINGS = ["0", "5", "-12", "1" * 18, "1" * 19, "-0", "00", "007", "-007", "+5", " 5", "5 "]
 SPELLINGS += ["", "-", "1e3", "0x10", "1.0", "9223372036854775808"]

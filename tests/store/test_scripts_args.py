@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from errands import Dedup, Enqueuer
 from errands.periodic.store import ScheduleStore, make_periodic
@@ -16,7 +15,7 @@ from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts, Settle
 from errands.workflows.store import Member, WorkflowScripts, run_keys
 from tests.support.deadpool import dead_pool_row
-from tests.support.resend import snapshot
+from tests.support.resend import refused
 
 SPEC = b'{"n":"job","f":"fail","p":0,"d":[]}'
 
@@ -40,14 +39,6 @@ async def request(scripts: Scripts, call: Awaitable[Any]) -> tuple[list[Any], li
     finally:
         del scripts._call
     return seen[0]
-
-
-async def refused(redis: Redis, namespace: str, call: Awaitable[Any], match: str) -> None:
-    """``call`` fails with an error matching ``match`` and changes no key of ``namespace``."""
-    before = await snapshot(redis, namespace)
-    with pytest.raises(ResponseError, match=match):
-        await call
-    assert await snapshot(redis, namespace) == before
 
 
 async def running_job(redis: Redis, keys: Keys, scripts: Scripts) -> Acked:

@@ -11,7 +11,8 @@ from errands import Enqueuer, Workflow
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 from errands.workflows.store import Member, WorkflowScripts
-from tests.store.test_scripts_args import SPEC, refused
+from tests.store.test_scripts_args import SPEC
+from tests.support.resend import refused
 
 
 async def parked(redis: Redis, namespace: str) -> tuple[Keys, str]:

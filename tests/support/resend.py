@@ -4,15 +4,17 @@ script so that a test can send it again, and a snapshot of a namespace shows wha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
 from errands.store.keys import Keys
 
-__all__ = ["Recorder", "snapshot"]
+__all__ = ["Recorder", "refused", "snapshot"]
 
 
 class Recorder:
@@ -61,3 +63,11 @@ async def snapshot(redis: Redis, namespace: str) -> dict[bytes, tuple[bytes, Any
             content = await redis.dump(key)
         out[key] = (kind, content)
     return out
+
+
+async def refused(redis: Redis, namespace: str, call: Awaitable[Any], match: str) -> None:
+    """``call`` fails with an error matching ``match`` and changes no key of ``namespace``."""
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match=match):
+        await call
+    assert await snapshot(redis, namespace) == before
