@@ -105,7 +105,7 @@ local function not_reap_counters()
   if wrong or #ids == 0 or not partitioned then
     return wrong
   end
-  local parts, of = redis.call('HMGET', KEYS[30], unpack(ids)), {}  -- (its type: checked above)
+  local parts, of = read_chunked('HMGET', KEYS[30], ids), {}  -- (its type: checked above)
   for j = 1, #ids do
     if parts[j] then
       local qi = tonumber(qis[j])

@@ -13,13 +13,11 @@
 -- to store a second job with the same args, which ran twice. (An answer 1 when the stored
 -- envelope is the new one would not do: it is deleted when the job ends.)
 --@include types
-if KEYS[3] then
-  local replied = redis.pcall('GET', KEYS[3])
-  if type(replied) == 'table' and replied.err then
-    return wrong_key(KEYS[3], 'nothing replaced')
-  elseif replied then
-    return unwritten('HDEL', KEYS[1], 1)
-  end
+local wrong, got = wrong_type(function(j) return j == 3 and 'GET' end, 'nothing replaced')
+if wrong then
+  return wrong
+elseif got[3] then
+  return unwritten('HDEL', KEYS[1], 1)
 end
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
   return unwritten('HDEL', KEYS[2], 0)

@@ -173,7 +173,7 @@ end
 -- by an errands before buckets, one record per ms): the start is uncounted only when that
 -- cannot be, the record found not the log's first or exactly at `at` (as before buckets), or
 -- the window of `at` not passed at now() (Redis ms, asked only then). nil when it holds no
--- such start, or is not a log. Reads nothing else, raises on nothing.
+-- such start, or is not a log. Reads nothing but now() (TIME: call it before the first write).
 local function lim_uncounted(log, at, per, now)
   log = lim_form(log)
   if not log then
