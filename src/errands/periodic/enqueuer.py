@@ -232,15 +232,21 @@ class PeriodicEnqueuer:
             self._logged.discard(("ahead", name))
             return
         self._due[name] = now + self.refresh_interval  # after the clock's next sync
-        if ("ahead", name) not in self._logged:
-            self._logged.add(("ahead", name))
-            log.error(
-                "schedule %r: not handled: this pool's clock (%.3f) is more than %gs ahead of "
-                "the Redis server's (tried again after the next refresh)",
-                name,
-                now,
-                AHEAD_TOLERANCE,
-            )
+        self._error_once(
+            ("ahead", name),
+            "schedule %r: not handled: this pool's clock (%.3f) is more than %gs ahead of "
+            "the Redis server's (tried again after the next refresh)",
+            name,
+            now,
+            AHEAD_TOLERANCE,
+        )
+
+    def _error_once(self, problem: tuple[str, str], message: str, *args: object) -> None:
+        """Log ``message`` at ERROR unless ``problem`` (kind, schedule name) was logged since
+        it last cleared (its entry discarded from ``_logged``)."""
+        if problem not in self._logged:
+            self._logged.add(problem)
+            log.error(message, *args)
 
     def _check_future(
         self, periodic: PeriodicSchedule, last: float, following: float, now: float
@@ -251,10 +257,8 @@ class PeriodicEnqueuer:
         if last - now <= max(following - last, AHEAD_TOLERANCE):
             self._logged.discard(("future", name))
             return False
-        if ("future", name) in self._logged:
-            return True
-        self._logged.add(("future", name))
-        log.error(
+        self._error_once(
+            ("future", name),
             "schedule %r: its latest handled fire time (%.0f) is %.0fs ahead of the clock (the "
             "Redis server's): it was written while that clock was ahead, and the schedule does "
             "not fire before %.0f; to start it again from now, delete_schedule() it (see "

@@ -23,11 +23,6 @@ class RedisAlignedClock:
         self._redis_at = 0.0  # the Redis time of the latest sync ...
         self._monotonic_at = 0.0  # ... and the host's monotonic clock then
 
-    @property
-    def real(self) -> bool:
-        """Whether this is real time (``base`` is the system's clock, not one a test drives)."""
-        return isinstance(self.base, SystemClock)
-
     def now(self) -> float:
         if self.synced and isinstance(self.base, SystemClock):
             return self._redis_at + (self.base.monotonic() - self._monotonic_at)
@@ -49,6 +44,4 @@ class RedisAlignedClock:
 
 def real_time(clock: Clock) -> bool:
     """Whether ``clock`` reads real time: the system's clock, or one aligned over it."""
-    if isinstance(clock, RedisAlignedClock):
-        return clock.real
-    return isinstance(clock, SystemClock)
+    return isinstance(clock.base if isinstance(clock, RedisAlignedClock) else clock, SystemClock)

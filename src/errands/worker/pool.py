@@ -111,9 +111,10 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         self.history_retention = seconds(history_retention)
         self.history_max = history_max
         self.redis_functions = redis_functions  # False: FUNCTION LOAD, FCALL never sent
-        self._init_state(owns_client=redis is None)
+        self._owns_client = redis is None
+        self._init_state()
 
-    def _init_state(self, *, owns_client: bool) -> None:
+    def _init_state(self) -> None:
         """(__init__) What is registered, and the components a start builds (none yet)."""
         self.context: dict[str, Any] = {}
         self.job_types: dict[str, JobType] = {}
@@ -135,7 +136,6 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         self.lease_losses = 0  # how often this pool lost its lease and carried on anew
         self._wake = asyncio.Event()
         self._executor: DaemonThreadPool | None = None
-        self._owns_client = owns_client
         self.bound_enqueuer: Enqueuer | None = None
 
     @classmethod
