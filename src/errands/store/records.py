@@ -7,7 +7,16 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-__all__ = ["Acked", "FetchResult", "Fetched", "LeaseLost", "Reaped", "Settle", "SettleRefused"]
+__all__ = [
+    "Acked",
+    "FetchResult",
+    "Fetched",
+    "LeaseLost",
+    "ReapRefused",
+    "Reaped",
+    "Settle",
+    "SettleRefused",
+]
 
 
 class LeaseLost(Exception):
@@ -94,6 +103,14 @@ class SettleRefused(ResponseError):
     as the message: a bad argument, a key of another type, a counter that is not one); sent
     again, it is refused again until the key is repaired. A ``ResponseError``, as the script's
     error reply it replaces was."""
+
+
+class ReapRefused(ResponseError):
+    """reap.lua refused to reap a pool before writing anything (a key of another type, a count
+    that is not a counter, a bad argument: the message says which, ending "nothing reaped"); its
+    reply was the reason, a string, not an error reply, so that a change of wording cannot turn
+    it into another error. The reaper logs it and reaps the other dead pools. A
+    ``ResponseError``, as the script's error reply it replaces was."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,13 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ..limits.spec import has_rate
-from .ackcall import ACK_MAX, AckReport, ack_request, limit_keys, read_ack_reply
+from .ackcall import ACK_MAX, AckReport, ack_request, read_ack_reply
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .bulk import Columns, enqueue_request, job_spec
 from .fetchcall import FetchCall, fetch_request
 from .keys import Keys
 from .luasource import lua_source
+from .reapcall import read_reap_reply, reap_request
 from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle, SettleRefused
 from .settlecall import (
     read_settle_reply,
@@ -376,24 +377,13 @@ class Scripts(AdminScripts):
         malformed: bytes,
         members: Sequence[tuple[bytes | str, str, str]],
         history: bool = True,
+        dedup_names: Mapping[str, str] | None = None,
     ) -> Reaped:
         """Take a dead pool's lease and jobs, given as (member, id, name; name "" for a
-        malformed entry, whose job is buried with ``malformed``)."""
-        k = self.keys
-        keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.jobs, k.running]
-        keys += (k.priorities, k.recoveries, k.dead, k.errors, k.seq, k.idle, k.stats)
-        keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
-        keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints)
-        keys += (k.dedup, k.dedup_of_job, k.workflow_of, k.dedup_next, k.dedup_reruns)
-        keys += (k.history_data, k.listening, k.partitions, k.handoff(pool_id))
-        index: dict[str, int] = {}
-        args: list[Arg] = [pool_id, dead_after_ms, max_recoveries, k.wake_channel, error]
-        args += (malformed, k.events_channel, "1" if history else "0")
-        for member, id, name in members:
-            if name and name not in index:
-                index[name] = len(index) + 1
-                keys += (k.queue(name), *limit_keys(k, name))
-            args += (member, id, name, index.get(name, 0))
-        keys += (k.history_of(name) for name in index)
-        requeued, buried, removed, cancelled, alive = await self._call("reap", keys, args)
-        return Reaped(int(requeued), int(buried), int(cancelled), bool(removed), bool(alive))
+        malformed entry, whose job is buried with ``malformed``); see store/reapcall.py.
+        Raises ``ReapRefused`` when reap.lua refused the call (nothing written)."""
+        numbers, errors = (dead_after_ms, max_recoveries), (error, malformed)
+        request = reap_request(
+            self.keys, pool_id, numbers, errors, members, history, dedup_names or {}
+        )
+        return read_reap_reply(await self._call("reap", *request))

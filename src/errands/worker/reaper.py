@@ -19,11 +19,11 @@ import time
 from typing import Any
 
 import orjson
-from redis.exceptions import ResponseError
 
 from ..clock import Clock
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import check_job_name
+from ..store.records import ReapRefused
 from ..store.scripts import Scripts
 from .lease import Lease
 
@@ -93,13 +93,11 @@ class Reaper:
             if pool_id != self.own_pool_id:
                 try:
                     moved += await self.reap_pool(pool_id)
-                except ResponseError as exc:
+                except ReapRefused as exc:
                     # reap.lua's own refusals (a key of another type, a count that is not a
-                    # counter: lib/types.lua) end with its outcome and write nothing: the other
-                    # dead pools are reaped all the same, this one once the key is repaired;
-                    # any other error (Redis itself: READONLY, OOM, ...) ends the pass
-                    if "nothing reaped" not in str(exc):
-                        raise
+                    # counter: lib/types.lua) write nothing: the other dead pools are reaped all
+                    # the same, this one once the key is repaired; any other error (Redis
+                    # itself: READONLY, OOM, ...) ends the pass
                     log.error("reaper: pool %s not reaped: %s", pool_id, exc)
         return moved
 
@@ -159,6 +157,7 @@ class Reaper:
                 malformed,
                 members,
                 self.history,
+                await self._dedup_names([id for _, id, name in members if not name]),
             )
             if done.alive:
                 return moved
@@ -176,6 +175,20 @@ class Reaper:
             if done.drained or not members:
                 await self._drop_idle_marks(pool_id)
                 return moved
+
+    async def _dedup_names(self, ids: list[str]) -> dict[str, str]:
+        """Job id of a malformed entry -> the job name of the dedup key its job holds (its
+        dedup_of_job entry: mode letter, "<job name>:<key>"), for a rerun waiting for that
+        key, which reap.lua queues there when it buries the job (no name of its entry tells)."""
+        if not ids:
+            return {}
+        held = await self.scripts.redis.hmget(self.scripts.keys.dedup_of_job, ids)
+        names: dict[str, str] = {}
+        for id, v in zip(ids, held, strict=True):
+            name = v[1:].partition(b":")[0].decode(errors="replace") if v else ""
+            if _valid_name(name):
+                names[id] = name
+        return names
 
     async def _drop_idle_marks(self, pool_id: str) -> None:
         """The reaped pool's idle marks (lib/wake.lua) go: a wake-up sent to it would be lost

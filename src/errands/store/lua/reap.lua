@@ -19,11 +19,16 @@
 -- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
 -- ARGV[7] events channel   ARGV[8] '1' to record history
 -- ARGV[9..] four per entry: in-progress member, job id, job name, name index (1-based); a
---           malformed entry has name '' and index 0: its job is buried
--- A bad argument (a timeout or count that is not a whole number, a name index out of range), a
--- key of another type, or a seq, `running` count of an entry's name, stats' dead or cancelled, or
--- running count of an entry's partition that is not a counter fails the call before its first
--- write (a recovery count that is not a number is counted anew at 1).
+--           malformed entry has name '' and index 0 (or the index of the name of the dedup key
+--           its job holds, store/reapcall.py: a rerun waiting for the key goes on that name's
+--           queue once its key is checked to be that name's): its job is buried
+-- A key of another type, or a seq, `running` count of an entry's name, stats' dead or
+-- cancelled, or running count of an entry's partition that is not a counter, or a timeout or
+-- count that is not a whole number refuses the call before its first write: its reply is then
+-- the reason, a string ending 'nothing reaped' (store/reapcall.py reads it as ReapRefused;
+-- not an error reply, which only its wording told apart from Redis' own errors). A name index
+-- out of range is an error (the caller's bug). A recovery count that is not a number is
+-- counted anew at 1.
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
 -- Only this pool's attempts are touched: an entry whose job has another pool's attempt (it runs
 -- there; a state no script leaves, but data of an older version may) only frees its slot.
@@ -47,12 +52,12 @@ local now = redis_now()
 -- timeout of nan took every live pool for dead)
 local timeout = tonumber(ARGV[2])
 if not (is_whole(timeout) and is_whole(tonumber(ARGV[3])) and is_whole(NQ)) then
-  return redis.error_reply('errands: reap: bad dead timeout, max recoveries or key count: '
-    .. tostring(ARGV[2]) .. ', ' .. tostring(ARGV[3]) .. ', ' .. #KEYS .. ': nothing reaped')
+  return 'errands: reap: bad dead timeout, max recoveries or key count: ' .. tostring(ARGV[2])
+    .. ', ' .. tostring(ARGV[3]) .. ', ' .. #KEYS .. ': nothing reaped'
 end
 for i = 9, #ARGV, 4 do
   local qi = tonumber(ARGV[i + 3])
-  if not (ARGV[i + 2] == '' and qi == 0 or is_whole(qi) and qi >= 1 and qi <= NQ) then
+  if not (is_whole(qi) and (qi >= 1 or ARGV[i + 2] == '' and qi == 0) and qi <= NQ) then
     return redis.error_reply('errands: reap: entry ' .. tostring(ARGV[i]) .. ' has name index '
       .. tostring(ARGV[i + 3]))
   end
@@ -119,8 +124,8 @@ local function not_reap_counters()
   return wrong
 end
 bad = bad or not_reap_counters()
-if bad then
-  return bad
+if bad then  -- (the reason as a string: see the header)
+  return (string.gsub(bad.err, '^%-', ''))
 end
 local deduped = dedup_any(d)  -- (after the type pass: its HLEN raised on another type)
 local beat = redis.call('ZSCORE', KEYS[1], pool)
@@ -187,7 +192,7 @@ local function take_back(id, name, qi, queue, attempt)
     end
     wf_end(KEYS[25], id, 'cancelled', nil)
   elseif name == '' then
-    bury(id, ARGV[6], nil, '', 0)
+    bury(id, ARGV[6], queue, '', 0)
   else
     local n = redis.pcall('HINCRBY', k.recov, id, 1)
     if type(n) ~= 'number' then  -- (a count not a number, written by hand: counted anew, as
@@ -205,9 +210,21 @@ local function take_back(id, name, qi, queue, attempt)
     end
   end
 end
+-- the queue of a malformed entry's job (index qi), for the rerun waiting for the dedup key it
+-- holds (lib/dedup.lua): only when that key is of the queue's job name (store/reapcall.py read
+-- it before this call); else none, and the rerun waits for the next enqueue of its key
+local function dedup_queue(id, qi)
+  local v = qi > 0 and deduped and redis.call('HGET', d.dedupjob, id)
+  local of = v and string.match(v, '^.([^:]+):')  -- (mode letter, "<job name>:<key>")
+  local pre = string.sub(d.dedup, 1, #d.dedup - 5)  -- "<prefix>dedup" (as lib/dedup.lua)
+  if of and KEYS[Q + 4 * qi - 3] == pre .. 'q:' .. of then
+    return KEYS[Q + 4 * qi - 3]
+  end
+  return nil
+end
 for i = 9, #ARGV, 4 do
   local id, name, qi = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local queue = name ~= '' and KEYS[Q + 4 * qi - 3] or nil
+  local queue = name ~= '' and KEYS[Q + 4 * qi - 3] or dedup_queue(id, qi)
   if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
     if name ~= '' then
       redis.call('HINCRBY', KEYS[5], name, -1)
