@@ -13,6 +13,7 @@
 -- job name   KEYS[28] its partitions ready: a dedup rerun handed the key of the job cancelled
 -- is indexed there (lib/dedup.lua dedup_index)   KEYS[29] the reply key of this call
 -- (optional; store/keys.py reply): a `cancelled` or `running` answer is kept there 10 minutes
+-- (lib/types.lua ADMIN_REPLY_MS, as by destroy.lua, move.lua and wf_cancel.lua)
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel   ARGV[8] this call's token
 -- (letters and digits; '' none): kept in the done record of the job it cancels
@@ -37,9 +38,9 @@
 -- (lib/types.lua unwritten): a demoted master refuses it, where the new master may still hold
 -- the job waiting or running (an ack or a cancel not replicated; a job enqueued since; the
 -- other answers come after a ZREM, which a replica refuses already). A time or TTL that is not a
--- number, a bad token, a key of another type or a seq that is not a counter (a dedup rerun or a
--- released workflow member INCRs it after the first write) is an error before anything is
--- written.
+-- number, a bad token, a key of another type, a seq that is not a counter (a dedup rerun or a
+-- released workflow member INCRs it after the first write) or a reply key holding no answer of
+-- this script is an error before anything is written.
 --@include events
 --@include jobstate
 --@include dedup
@@ -62,6 +63,10 @@ if wrong then
   return wrong
 end
 if got[29] then  -- a re-send of a call that cancelled the job or signalled its pool
+  if got[29] ~= 'cancelled' and got[29] ~= 'running' then
+    return redis.error_reply('errands: cancel: ' .. KEYS[29] .. ' holds no answer of this script: '
+      .. 'nothing cancelled, got ' .. string.sub(got[29], 1, 40))
+  end
   return unwritten('ZREM', KEYS[5], got[29])
 end
 local mark = call ~= '' and (',"call":"' .. call .. '"}') or nil
@@ -84,7 +89,7 @@ local function cancelled(env)
   local h = {histdata = KEYS[23], listening = KEYS[11], events = ARGV[5]}
   record_end(h, KEYS[24], id, ARGV[6], 'cancelled', env, nil, ARGV[2], true, '')
   if KEYS[29] then  -- (its re-send answers so before anything: the job may be back by then)
-    redis.call('SET', KEYS[29], 'cancelled', 'PX', 600000)
+    redis.call('SET', KEYS[29], 'cancelled', 'PX', ADMIN_REPLY_MS)
   end
   return 'cancelled'
 end
@@ -145,6 +150,6 @@ end
 redis.call('HSET', KEYS[12], id, 'cancel')
 redis.call('PUBLISH', ARGV[4], 'cancel:' .. id)
 if KEYS[29] then
-  redis.call('SET', KEYS[29], 'running', 'PX', 600000)
+  redis.call('SET', KEYS[29], 'running', 'PX', ADMIN_REPLY_MS)
 end
 return 'running'

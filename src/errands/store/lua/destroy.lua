@@ -105,6 +105,6 @@ if status == 'destroyed' then
   record_end(k, KEYS[20], id, name, 'deleted', nil, nil, 0, false, ',"reason":"destroyed"')
 end
 if KEYS[33] then
-  redis.call('SET', KEYS[33], status, 'PX', 600000)
+  redis.call('SET', KEYS[33], status, 'PX', ADMIN_REPLY_MS)
 end
 return status

@@ -12,9 +12,8 @@
 -- KEYS[15] dedup_reruns   KEYS[16] partitions   KEYS[17] partition queue of the job name
 -- KEYS[18] partitions ready of the job name (see lib/limits.lua)   KEYS[19] the reply key of
 -- this call (optional; store/keys.py reply, a token per call, not the job id, which a caller
--- may give again): a 'replaced' or 'rerun_queued' answer is kept there 2 minutes (a call of
--- the hot path, made often: the keys add up. errands' clients re-send within about 90 s: up to 3
--- re-sends, each after a 15 s socket timeout and a reconnect, store/connection.py)
+-- may give again): a 'replaced' or 'rerun_queued' answer is kept there 2 minutes (REPLY_MS of
+-- lib/types.lua, which says why)
 -- ARGV[1] wake channel   ARGV[2] name   ARGV[3] id   ARGV[4] envelope   ARGV[5] priority
 -- ARGV[6] due ms (0 = now)   ARGV[7] mode (s d f r t)   ARGV[8] dedup key
 -- ARGV[9] window ms (t: at least 1)   ARGV[10] events channel   ARGV[11] partition ('' =
@@ -121,7 +120,7 @@ elseif outcome then
   if outcome == 'replaced' or outcome == 'rerun_queued' then
     partition_of(carrier)  -- (a rerun is indexed when the holder's end queues it: lib/dedup)
     if KEYS[19] then
-      redis.call('SET', KEYS[19], outcome .. ' ' .. carrier .. ' ' .. holder, 'PX', 120000)
+      redis.call('SET', KEYS[19], outcome .. ' ' .. carrier .. ' ' .. holder, 'PX', REPLY_MS)
     end
   end
   return {outcome, carrier, holder}

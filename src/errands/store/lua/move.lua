@@ -68,15 +68,15 @@ if replied then  -- a re-send: its first call did the work (or found none to do)
 end
 if expected ~= '' and redis.call('HGET', KEYS[1], id) ~= expected then
   -- the new envelope was made from one that changed since: nothing moves
-  redis.call('SET', KEYS[29], '0', 'PX', 600000)
+  redis.call('SET', KEYS[29], '0', 'PX', ADMIN_REPLY_MS)
   return 0
 end
 local was_due = redis.call('ZSCORE', KEYS[5], id)
 if redis.call('ZREM', KEYS[5], id) == 0 then
-  redis.call('SET', KEYS[29], '0', 'PX', 600000)
+  redis.call('SET', KEYS[29], '0', 'PX', ADMIN_REPLY_MS)
   return 0
 end
-redis.call('SET', KEYS[29], '1', 'PX', 600000)
+redis.call('SET', KEYS[29], '1', 'PX', ADMIN_REPLY_MS)
 redis.call('DEL', KEYS[9])
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], id, ARGV[4])

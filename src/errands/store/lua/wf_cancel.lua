@@ -36,7 +36,7 @@ local wrong = wrong_type(function(j) return j == 1 and 'HLEN' end, 'nothing canc
 if wrong then
   return wrong
 end
-redis.call('SET', KEYS[3], '1', 'PX', 600000)
+redis.call('SET', KEYS[3], '1', 'PX', ADMIN_REPLY_MS)
 redis.call('HSET', KEYS[2], 'cancel', '1')
 local W = wf_keys(KEYS[1], ARGV[1])
 local todo = {}

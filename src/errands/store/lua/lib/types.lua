@@ -75,6 +75,14 @@ local function unwritten(cmd, key, reply)
   return reply
 end
 
+-- REPLY_MS, ADMIN_REPLY_MS: how long a call's reply key (store/keys.py reply, a token per call)
+-- keeps its answer for a re-send of the call (redis-py, after a lost reply; errands' clients
+-- re-send within about 90 s: up to 3 re-sends, each after a 15 s socket timeout and a
+-- reconnect, store/connection.py). 2 minutes for the calls of the enqueue path (enqueue_dedup,
+-- replace_envelope: made often, the keys add up); 10 minutes for the admin calls (cancel,
+-- destroy, move, wf_cancel: rare, so room for a client with a longer socket timeout).
+local REPLY_MS, ADMIN_REPLY_MS = 120000, 600000
+
 -- MAX_MS: the longest TTL (ms) a script takes: 2^53 (285,000 years), which Lua holds exactly and
 -- Redis adds to its clock. A longer one raised after the first write: Lua hands 10^17 to SET PX
 -- as '1e+17', which Redis refuses.
