@@ -257,13 +257,14 @@ class Enqueuer(WorkflowEnqueue):
                               meta=meta, job_id=job_id, timeout=timeout)  # fmt: skip
         if partition is not None:
             job.partition = check_partition(partition)
+        drawn = job.id if job_id is None else None  # (a random id: see store_deduplicated)
         stored = await self._through_middleware(job) if self._middleware else job
         if stored is None:
             return None
         if self._unchecked(stored.name):
             await self._check_served([stored.name])
         if dedup is not None:
-            await self._call(store_deduplicated(self.scripts, stored, self._encode(stored), dedup))
+            await self._call(store_deduplicated(self.scripts, stored, self._encode, dedup, drawn))
         else:
             row = self._row(1, stored)
             try:  # (not self._call: one coroutine less on the one-await path)

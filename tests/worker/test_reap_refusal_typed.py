@@ -44,7 +44,7 @@ async def test_a_refusal_is_typed_and_writes_nothing(redis: Redis, namespace: st
     members = [(b"x:bad", "x", "bad")]
     with pytest.raises(ReapRefused, match=f"^WRONGTYPE {keys.queue('bad')} .*nothing reaped$"):
         await scripts.reap("dead1", 1000, 3, b'"e"', b'"m"', members)
-    with pytest.raises(ReapRefused, match="^errands: reap: bad dead timeout"):
+    with pytest.raises(ReapRefused, match=r"^errands: reap: bad dead timeout"):
         await scripts.reap("dead1", "1.5", 3, b'"e"', b'"m"', members)  # type: ignore[arg-type]
     assert await redis.zscore(keys.pools, "dead1") == 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..clock import to_ms
 from ..job import DedupOutcome, Job
 from ..store.scripts import Scripts
@@ -10,15 +12,25 @@ from .spec import Dedup
 __all__ = ["store_deduplicated"]
 
 
-async def store_deduplicated(scripts: Scripts, job: Job, envelope: bytes, dedup: Dedup) -> None:
-    """Store ``job`` unless its dedup key is held; sets ``job.dedup`` (and ``job.id`` to the id
-    of the job that carries the request: the holder when dropped), or ``job.existed`` when the
-    job id was taken."""
+async def store_deduplicated(
+    scripts: Scripts,
+    job: Job,
+    encode: Callable[[Job], bytes],
+    dedup: Dedup,
+    drawn: str | None = None,
+) -> None:
+    """Store ``job`` (its envelope: ``encode(job)``) unless its dedup key is held; sets
+    ``job.dedup`` (and ``job.id`` to the id of the job that carries the request: the holder when
+    dropped), or ``job.existed`` when the job id was taken. ``drawn``: the random id this
+    enqueue drew (no ``job_id=``), which only this call's own first send can have stored: an
+    "existed" for it is a re-send's (redis-py, after a lost reply) that found the job the first
+    send stored replaced or ended since, and is answered as the first was, "enqueued" (a rerun
+    it stored answers from its reply key)."""
     due = to_ms(job.run_at) if job.run_at is not None else 0
     outcome, carrier, holder = await scripts.enqueue_dedup(
         job.name,
         job.id,
-        envelope,
+        encode(job),
         job.priority,
         due,
         dedup.mode,
@@ -26,6 +38,8 @@ async def store_deduplicated(scripts: Scripts, job: Job, envelope: bytes, dedup:
         dedup.window_ms,
         job.partition or "",
     )
+    if outcome == "existed" and drawn is not None and job.id == drawn:
+        outcome, carrier, holder = "enqueued", job.id, job.id
     job.existed = outcome == "existed"
     if not job.existed:
         job.id = carrier
