@@ -185,7 +185,8 @@ class Reaper:
         held = await self.scripts.redis.hmget(self.scripts.keys.dedup_of_job, ids)
         names: dict[str, str] = {}
         for id, v in zip(ids, held, strict=True):
-            name = v[1:].partition(b":")[0].decode(errors="replace") if v else ""
+            text = v.decode(errors="replace") if isinstance(v, bytes) else str(v or "")
+            name = text[1:].partition(":")[0]
             if _valid_name(name):
                 names[id] = name
         return names
