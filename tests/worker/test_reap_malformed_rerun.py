@@ -14,6 +14,7 @@ from errands.clock import SystemClock
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 from errands.worker.reaper import Reaper
+from tests.support.resend import Recorder, snapshot
 
 
 async def _holder_and_rerun(redis: Redis, namespace: str) -> tuple[Scripts, str, str]:
@@ -72,3 +73,17 @@ async def test_a_name_that_is_not_the_keys_queues_nothing(redis: Redis, namespac
     assert await redis.zcard(keys.queue("work")) == 0
     assert await redis.hget(keys.dedup_next, "work:k") == rerun.encode()
     assert not await redis.hexists(keys.dedup, "work:k")
+
+
+async def test_a_resent_reap_changes_nothing(redis: Redis, namespace: str) -> None:
+    """A re-send (redis-py, after a lost reply) finds the entry gone: the rerun is queued once."""
+    keys = Keys(namespace)
+    scripts, _holder, rerun = await _holder_and_rerun(redis, namespace)
+    rec = Recorder(scripts._s["reap"])
+    scripts._s["reap"] = rec  # type: ignore[assignment]
+    reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
+    assert await reaper.reap_once() == 1
+    assert await redis.zscore(keys.queue("work"), rerun) is not None
+    before = await snapshot(redis, namespace)
+    assert await rec.resend(0) == [0, 0, 1, 0, 0]
+    assert await snapshot(redis, namespace) == before
