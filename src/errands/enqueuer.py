@@ -75,8 +75,7 @@ class Enqueuer(WorkflowEnqueue):
         self.redis = as_redis(redis)
         self.keys = Keys(namespace)
         self._pinned: PinnedEnqueue | None = None
-        # wait_replicas=N: an enqueue returns once N replicas have the job (WAIT), else raises
-        # NotReplicatedError after wait_timeout seconds; see docs/deployment.md
+        # wait_replicas=N: enqueues return once N replicas have the job, see docs/deployment.md
         self.scripts = (
             ReplicatedScripts(self.redis, self.keys, wait_replicas, wait_timeout)
             if wait_replicas
@@ -263,8 +262,9 @@ class Enqueuer(WorkflowEnqueue):
             return None
         if self._unchecked(stored.name):
             await self._check_served([stored.name])
-        if dedup is not None:
-            await self._call(store_deduplicated(self.scripts, stored, self._encode, dedup, drawn))
+        if dedup is not None:  # (encoded here: a serializer's own error is not Redis's)
+            envelope = self._encode(stored)
+            await self._call(store_deduplicated(self.scripts, stored, envelope, dedup, drawn))
         else:
             row = self._row(1, stored)
             try:  # (not self._call: one coroutine less on the one-await path)

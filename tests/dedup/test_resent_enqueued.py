@@ -59,3 +59,22 @@ async def test_a_resent_enqueued_answers_enqueued(
         assert job.dedup.holder == job.id == replies[0][1].decode()
     else:  # (a caller's id: the answer of a plain enqueue, which cannot tell)
         assert job.existed and job.dedup is None
+
+
+async def test_a_serializer_error_is_its_own_not_redis_unavailable(
+    redis: Redis, namespace: str
+) -> None:
+    # the envelope is encoded before the call: a serializer's ConnectionError (say, a schema
+    # registry out of reach) reaches the caller as itself, as on the plain path, not as
+    # RedisUnavailableError
+    from errands.serialization import JSONSerializer
+
+    class Unreachable(JSONSerializer):
+        def dumps(self, obj: Any) -> bytes:
+            raise ConnectionError("schema registry unreachable")
+
+    enq = Enqueuer(redis, namespace=namespace, strict=None, serializer=Unreachable())
+    for dedup in (None, Dedup("k")):
+        with pytest.raises(ConnectionError, match="schema registry") as raised:
+            await enq.enqueue("report", {"v": 1}, dedup=dedup)
+        assert type(raised.value) is ConnectionError

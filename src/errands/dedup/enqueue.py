@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ..clock import to_ms
 from ..job import DedupOutcome, Job
 from ..store.scripts import Scripts
@@ -15,11 +13,11 @@ __all__ = ["store_deduplicated"]
 async def store_deduplicated(
     scripts: Scripts,
     job: Job,
-    encode: Callable[[Job], bytes],
+    envelope: bytes,
     dedup: Dedup,
     drawn: str | None = None,
 ) -> None:
-    """Store ``job`` (its envelope: ``encode(job)``) unless its dedup key is held; sets
+    """Store ``job`` (encoded: ``envelope``) unless its dedup key is held; sets
     ``job.dedup`` (and ``job.id`` to the id of the job that carries the request: the holder when
     dropped), or ``job.existed`` when the job id was taken. ``drawn``: the random id this
     enqueue drew (no ``job_id=``), which only this call's own first send can have stored: an
@@ -30,7 +28,7 @@ async def store_deduplicated(
     outcome, carrier, holder = await scripts.enqueue_dedup(
         job.name,
         job.id,
-        encode(job),
+        envelope,
         job.priority,
         due,
         dedup.mode,
