@@ -87,3 +87,22 @@ async def test_another_error_ends_the_pass_whatever_it_says(
     reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
     with pytest.raises(ResponseError, match="OOM"):
         await reaper.reap_once()
+
+
+async def test_a_wrong_typed_dedup_of_job_is_a_refusal_naming_it(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the reaper's read of dedup_of_job (for a malformed entry's dedup name) meets a key of
+    # another type: it passes no name and reap.lua refuses each pool naming the key (it checks
+    # that key for every pool, as before), instead of the pass ending on a bare WRONGTYPE
+    keys = Keys(namespace)
+    scripts, _ = await _two_dead_pools(redis, namespace)
+    await redis.zadd(keys.in_progress("dead1"), {b"xyz:bad name": 1})
+    await redis.set(keys.dedup_of_job, "not a hash")
+    reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
+    with caplog.at_level(logging.ERROR, "errands.reaper"):
+        await reaper.reap_once()
+    refusals = [r.getMessage() for r in caplog.records if "not reaped" in r.getMessage()]
+    assert len(refusals) == 2 and all(keys.dedup_of_job in m for m in refusals)
+    assert not [r for r in caplog.records if "pass failed" in r.getMessage()]
+    assert await redis.zscore(keys.pools, "dead1") == 1  # left for a later pass

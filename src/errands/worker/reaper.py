@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import orjson
+from redis.exceptions import ResponseError
 
 from ..clock import Clock
 from ..store.connection import REDIS_ERRORS
@@ -182,12 +183,15 @@ class Reaper:
         key, which reap.lua queues there when it buries the job (no name of its entry tells)."""
         if not ids:
             return {}
-        held = await self.scripts.redis.hmget(self.scripts.keys.dedup_of_job, ids)
+        try:
+            held = await self.scripts.redis.hmget(self.scripts.keys.dedup_of_job, ids)
+        except ResponseError:  # (a key of another type: reap.lua refuses, naming it)
+            return {}
         names: dict[str, str] = {}
         for id, v in zip(ids, held, strict=True):
             text = v.decode(errors="replace") if isinstance(v, bytes) else str(v or "")
-            name = text[1:].partition(":")[0]
-            if _valid_name(name):
+            name, sep, _ = text[1:].partition(":")
+            if sep and _valid_name(name):  # (as reap.lua reads it: "<name>:<key>")
                 names[id] = name
         return names
 
