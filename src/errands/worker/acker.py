@@ -39,6 +39,7 @@ class Acker:
         self._wake = False
         self._members = False  # a workflow member's ack is pending (its run's walks go on after)
         self._soon = False  # the flusher's wake-up is scheduled (add)
+        self._add_loop: asyncio.AbstractEventLoop | None = None  # (add's, once it ran)
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._walks: asyncio.Task[None] | None = None
@@ -64,7 +65,10 @@ class Acker:
             self._members = True
         if not self._soon:
             self._soon = True
-            asyncio.get_running_loop().call_soon(self._set)
+            loop = self._add_loop
+            if loop is None:  # (the first ack: get_running_loop() is a system call on 3.11)
+                loop = self._add_loop = asyncio.get_running_loop()
+            loop.call_soon(self._set)
 
     def _set(self) -> None:
         self._soon = False
