@@ -251,10 +251,12 @@ class PeriodicEnqueuer:
     def _check_future(
         self, periodic: PeriodicSchedule, last: float, following: float, now: float
     ) -> bool:
-        """Whether the latest handled fire time is more than a period ahead of now (written
-        while the Redis clock was ahead, it holds the schedule until then); logged once."""
+        """Whether the latest handled fire time is ahead of now (by more than the tolerance)
+        with fire times between them: written while the Redis clock was ahead, it holds the
+        schedule until ``following``, and those fire times never run; logged once. (Not the
+        period after ``last``: for an irregular spec it is not the gap before ``last``.)"""
         name = periodic.name
-        if last - now <= max(following - last, AHEAD_TOLERANCE):
+        if last - now <= AHEAD_TOLERANCE or periodic.schedule.next_fire(now) >= last:
             self._logged.discard(("future", name))
             return False
         self._error_once(
