@@ -43,7 +43,7 @@ async def test_schedule_and_manual_enqueues_on_one_key(
     assert again is not None and again.dedup is not None
     assert (again.dedup.status, again.dedup.holder) == ("dropped", fired)
     # a manual run of the schedule is deduplicated too: it names the holder
-    assert await e.store.run_now(periodic, JSONSerializer(), clock.now()) == fired
+    assert await e.store.run_now(periodic, JSONSerializer(), clock.now()) == ("deduped", fired)
     assert await redis.hlen(keys.jobs) == 1
     await assert_invariants(redis, namespace)
 

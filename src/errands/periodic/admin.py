@@ -11,13 +11,15 @@ from typing import Any
 
 from ..clock import Clock
 from ..dedup import Dedup
-from ..errors import RegistrationError, ScheduleNotFoundError
+from ..errors import ErrandsError, RegistrationError, ScheduleNotFoundError
 from ..serialization import JSONSerializer, Serializer
 from ..store.keys import Keys
 from .registration import load_named_schedules
 from .store import PeriodicSchedule, ScheduleInfo, ScheduleStore, make_periodic, ms
 
 __all__ = ["ScheduleAdmin"]
+
+_RUN_NOW_READS = 5  # a run_schedule_now reads a definition replaced meanwhile again, so often
 
 
 class ScheduleAdmin:
@@ -91,12 +93,6 @@ class ScheduleAdmin:
                 return info
         raise ScheduleNotFoundError(f"no schedule named {name!r}")
 
-    async def _require_schedule(self, name: str) -> PeriodicSchedule:
-        periodic = await self._schedule_store.definition(name)
-        if periodic is None:
-            raise ScheduleNotFoundError(f"no schedule named {name!r}")
-        return periodic
-
     async def enable_schedule(self, name: str) -> None:
         """Fire ``name`` again (one script: a schedule deleted meanwhile is not recreated)."""
         if not await self._schedule_store.set_enabled(name, True):
@@ -116,11 +112,24 @@ class ScheduleAdmin:
 
     async def run_schedule_now(self, name: str, serializer: Serializer | None = None) -> str:
         """Enqueue one run of schedule ``name`` at once (its fire times are unaffected);
-        returns the job id."""
-        periodic = await self._require_schedule(name)
-        job_id = await self._schedule_store.run_now(
-            periodic, serializer or JSONSerializer(), self.clock.now()
-        )
+        returns the job id. It runs the definition registered when it is enqueued: one
+        replaced meanwhile is read again."""
+        store, status, job_id = self._schedule_store, "", ""
+        for _ in range(_RUN_NOW_READS):
+            found = await store.definition_text(name)
+            if found is None:
+                break
+            periodic, raw = found
+            status, job_id = await store.run_now(
+                periodic, serializer or JSONSerializer(), self.clock.now(), fence=raw
+            )
+            if status != "conflict":  # conflict: replaced since it was read; read it again
+                break
+        if status == "conflict":
+            raise ErrandsError(
+                f"schedule {name!r} was replaced {_RUN_NOW_READS} times while it was being run:"
+                " nothing enqueued"
+            )
         if not job_id:  # deleted since it was read: nothing enqueued, no state recreated
             raise ScheduleNotFoundError(f"no schedule named {name!r}")
         return job_id

@@ -96,6 +96,7 @@ class PeriodicEnqueuer:
         self._ahead_ms = ms(AHEAD_TOLERANCE) if real_time(clock) else None
         self._logged: set[tuple[str, str]] = set()  # (problem, name) logged, until it clears
         self._previous_now = -math.inf
+        self._replaced: set[str] = set()  # runtime schedules whose fire met another definition
 
     def kick(self) -> None:
         """Tick now (after the clock was moved in tests)."""
@@ -166,6 +167,14 @@ class PeriodicEnqueuer:
         if now < self._previous_now - AHEAD_TOLERANCE:  # the clock went back (Redis' did):
             self._due.clear()  # due times from before are too far: look at every state again
         self._previous_now = now
+        fired = await self._handle_due(now)
+        if self._replaced:  # runtime schedules replaced since the refresh: their new definition
+            self._replaced.clear()
+            await self.refresh()
+            fired += await self._handle_due(now)
+        return fired
+
+    async def _handle_due(self, now: float) -> int:
         due = [s for s in self.schedules if self._due.get(s.name, -math.inf) <= now]
         if not due:
             return 0
@@ -188,6 +197,7 @@ class PeriodicEnqueuer:
                 next_ms=ms(following),
                 now_ms=ms(now),
                 ahead_ms=self._ahead_ms,
+                fence=self._fence(periodic),
             )
             self._answered(periodic, status, following, now)
             return 0
@@ -211,6 +221,7 @@ class PeriodicEnqueuer:
             job_id=job.id,
             pool_id=self.pool_id,
             ahead_ms=self._ahead_ms,
+            fence=self._fence(periodic),
         )
         self._answered(periodic, status, step.next, now)
         self._log(periodic, step, status, job_id)
@@ -220,12 +231,20 @@ class PeriodicEnqueuer:
         self.skipped += status in ("skipped", "deduped")
         return 0
 
+    def _fence(self, periodic: PeriodicSchedule) -> bytes | str | None:
+        """A runtime schedule fires only as defined when this pool read it (schedule_fire.lua
+        refuses it once a Client replaced it); a code schedule as this pool's code says."""
+        return self._raw_runtime.get(periodic.name) if periodic.source == "runtime" else None
+
     def _answered(
         self, periodic: PeriodicSchedule, status: str, following: float, now: float
     ) -> None:
         """Note when ``periodic`` is due again after schedule_fire answered ``status``."""
         name = periodic.name
         if status == "gone":  # deleted meanwhile: look again after the next refresh
+            return
+        if status == "conflict" and periodic.source == "runtime":
+            self._replaced.add(name)  # replaced meanwhile: read again in this tick
             return
         if status != "ahead":
             self._due[name] = following

@@ -181,9 +181,13 @@ class ScheduleStore:
         job_id: str = "",
         pool_id: str = "",
         ahead_ms: int | None = None,
+        fence: bytes | str | None = None,
     ) -> tuple[str, str]:
         """Run ``lua/schedule_fire.lua``; returns (status, job id). A slot later than the
-        Redis clock plus ``ahead_ms`` is refused (status ahead); None: no check."""
+        Redis clock plus ``ahead_ms`` is refused (status ahead); None: no check. ``fence``:
+        the definition as read from Redis; another one registered under the name is left
+        alone (status conflict). Without it, a code schedule fires only as ``periodic``
+        defines it, a runtime one or a manual run whatever is registered."""
         k = self.keys
         keys = [k.schedule_state(periodic.name), k.jobs, k.priorities, k.seq, k.names, k.idle]
         keys += (k.listening, k.queue(periodic.job_name), k.dead, k.cancelled)
@@ -200,7 +204,9 @@ class ScheduleStore:
         # a code schedule fires only as this pool defines it (another pool may define the name
         # differently); a manual run takes the definition registered
         mine = periodic.source == "code" and mode != "manual"
-        args += (periodic.to_json() if mine else "", "" if ahead_ms is None else ahead_ms)
+        if fence is None:
+            fence = periodic.to_json() if mine else ""
+        args += (fence, "" if ahead_ms is None else ahead_ms)
         status, job = await self._fire(keys=keys, args=args)
         return _text(status), _text(job)
 
@@ -275,19 +281,30 @@ class ScheduleStore:
 
     async def definition(self, name: str) -> PeriodicSchedule | None:
         """The schedule called ``name`` (a runtime one first, then one registered in code)."""
-        raw = await self.redis.hget(self.keys.schedules, name)
-        if raw is not None:
-            return PeriodicSchedule.from_json(name, raw, "runtime")
-        raw = await self.redis.hget(self.keys.code_schedules, name)
-        return None if raw is None else PeriodicSchedule.from_json(name, raw, "code")
+        found = await self.definition_text(name)
+        return None if found is None else found[0]
+
+    async def definition_text(self, name: str) -> tuple[PeriodicSchedule, bytes | str] | None:
+        """The schedule called ``name`` and its definition as stored (the fence of a run)."""
+        for source, key in (("runtime", self.keys.schedules), ("code", self.keys.code_schedules)):
+            raw = await self.redis.hget(key, name)
+            if raw is not None:
+                return PeriodicSchedule.from_json(name, raw, source), raw
+        return None
 
     async def run_now(
-        self, periodic: PeriodicSchedule, serializer: Serializer, now: float, pool_id: str = ""
-    ) -> str:
-        """Enqueue one run of ``periodic`` at once; returns the job id ("" when the schedule
-        is no longer defined: nothing enqueued)."""
+        self,
+        periodic: PeriodicSchedule,
+        serializer: Serializer,
+        now: float,
+        pool_id: str = "",
+        fence: bytes | str | None = None,
+    ) -> tuple[str, str]:
+        """Enqueue one run of ``periodic`` at once; returns (status, job id): job id "" when
+        the schedule is no longer defined (gone) or no longer defined as ``fence`` (conflict):
+        nothing enqueued."""
         job = build_job(periodic, now, fire_time=now, manual=True)
-        _status, job_id = await self.fire(
+        return await self.fire(
             periodic,
             "manual",
             slot_ms=0,
@@ -296,8 +313,8 @@ class ScheduleStore:
             envelope=serializer.dumps(job.envelope()),
             job_id=job.id,
             pool_id=pool_id,
+            fence=fence,
         )
-        return job_id
 
     async def infos(self) -> list[ScheduleInfo]:
         """Every known schedule with its state and the outcome of its last run."""

@@ -18,8 +18,10 @@
 -- ARGV[13] schedule name (a schedule deleted meanwhile is left alone: status gone)
 -- ARGV[14] dedup mode ('' = none, see lib/dedup.lua)   ARGV[15] dedup key   ARGV[16] window ms
 --          (a whole number, at least 1, in mode 't')
--- ARGV[17] the definition this pool fires ('' = any): another one registered under the name
--- (another pool's code defines it differently) is left alone: status conflict
+-- ARGV[17] the definition this call fires ('' = any): another one registered under the name
+-- (another pool's code defines it differently, or a Client replaced the runtime schedule since
+-- the pool or the manual run read it) is left alone: status conflict. So once add_schedule has
+-- replaced a definition, no call carrying the old one fires, initializes or moves the state on.
 -- ARGV[18] the tolerance (ms, a whole number; '' or absent = no check, for a clock a test
 --          drives): a slot (modes init, fire, missed, advance) later than the Redis clock
 --          (TIME) plus it is refused before any write, status ahead: a pool whose clock runs
@@ -82,9 +84,6 @@ local definition = redis.call('HGET', KEYS[11], ARGV[13])
 if not definition then
   return read('gone', '')
 end
-if ARGV[17] ~= '' and definition ~= ARGV[17] then
-  return read('conflict', '')
-end
 if id ~= '' then
   local answered = redis.call('HGET', state, 'answer')
   if answered and string.sub(answered, 1, #id + 1) == id .. ' ' then
@@ -94,6 +93,10 @@ if id ~= '' then
       or redis.call('ZSCORE', KEYS[15], id) or redis.call('EXISTS', KEYS[16]) == 1) then
     return read('fired', id)
   end
+end
+-- (after the re-send's answer: a call that wrote answers the same if the definition changed since)
+if ARGV[17] ~= '' and definition ~= ARGV[17] then
+  return read('conflict', '')
 end
 -- the answer of a call that wrote something, kept for a re-send of the same call
 local function answer(status, job)

@@ -1,0 +1,132 @@
+"""A runtime schedule replaced by add_schedule: no fire of the old definition once the call
+returned (schedule_fire.lua checks the definition the pool fires)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, FakeClock
+from errands.periodic.enqueuer import PeriodicEnqueuer
+from errands.periodic.store import PeriodicSchedule
+from errands.serialization import JSONSerializer
+from errands.store.keys import Keys
+from tests.support.invariants import assert_invariants
+from tests.support.resend import Recorder
+
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a Thursday
+
+
+@pytest.fixture(autouse=True)
+async def invariants(redis: Redis, namespace: str) -> AsyncIterator[None]:
+    yield
+    await assert_invariants(redis, namespace, context="after the test:")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START + 5)
+
+
+@pytest.fixture
+def client(redis: Redis, namespace: str, clock: FakeClock) -> Client:
+    return Client(redis, namespace=namespace, clock=clock)
+
+
+def pool(
+    redis: Redis, namespace: str, clock: FakeClock, code: list[PeriodicSchedule], pool_id: str
+) -> PeriodicEnqueuer:
+    return PeriodicEnqueuer(redis, Keys(namespace), clock, JSONSerializer(), code, pool_id=pool_id)
+
+
+async def queued_args(redis: Redis, namespace: str) -> list[Any]:
+    keys = Keys(namespace)
+    ids = await redis.zrange(keys.queue("tick"), 0, -1)
+    return [orjson.loads(e)["a"] for e in await redis.hmget(keys.jobs, ids)] if ids else []
+
+
+async def drop_jobs(redis: Redis, namespace: str) -> None:
+    """As acks leave jobs that ran: envelopes and queue entries gone."""
+    keys = Keys(namespace)
+    for job_id in await redis.zrange(keys.queue("tick"), 0, -1):
+        await redis.zrem(keys.queue("tick"), job_id)
+        await redis.hdel(keys.jobs, job_id)
+
+
+async def test_a_replaced_runtime_schedule_never_fires_its_old_definition(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """Pools fired the definition they read at their last refresh: after add_schedule replaced
+    it, the next tick before the next refresh (up to schedule_refresh seconds) ran the old job.
+    The script that fires checks the definition; the pool re-reads it and fires the new one."""
+    await client.add_schedule("report", "tick", "@every 1m", {"v": 1})
+    e = pool(redis, namespace, clock, [], "p1")
+    await e.tick_once()
+    clock.advance(60)
+    assert await e.tick_once() == 1
+    clock.advance(60)
+    await client.add_schedule("report", "tick", "@every 1m", {"v": 2})  # acknowledged here
+    assert await e._tick() == 1  # a tick between two refreshes, as run() makes them
+    assert await queued_args(redis, namespace) == [{"v": 1}, {"v": 2}]
+    clock.advance(60)
+    assert await e._tick() == 1
+    assert await queued_args(redis, namespace) == [{"v": 1}, {"v": 2}, {"v": 2}]
+    await drop_jobs(redis, namespace)
+
+
+async def test_a_replaced_runtime_schedule_with_another_spec_keeps_no_old_slot(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """The old definition, every minute; the new one, hourly: no minute run after the replace."""
+    await client.add_schedule("report", "tick", "@every 1m", {"v": 1})
+    e = pool(redis, namespace, clock, [], "p1")
+    await e.tick_once()
+    await client.add_schedule("report", "tick", "@every 1h", {"v": 2})
+    for _ in range(59):
+        clock.advance(60)
+        assert await e._tick() == 0
+    clock.advance(60)  # START + 1 h + 5 s
+    assert await e._tick() == 1
+    assert await queued_args(redis, namespace) == [{"v": 2}]
+    await drop_jobs(redis, namespace)
+
+
+async def test_a_manual_run_racing_a_replace_runs_the_new_definition(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    """run_schedule_now read the definition, then fired it: a replace acknowledged in between
+    ran the old one. The script refuses it; the run reads the definition again."""
+    await client.add_schedule("report", "tick", "@every 1h", {"v": 1})
+    store = client._schedule_store
+    fire = store._fire
+
+    async def replaced_first(keys: Any = (), args: Any = (), client_: Any = None) -> Any:
+        if args[0] == "manual" and b'"v":1' in args[7]:
+            await client.add_schedule("report", "tick", "@every 1h", {"v": 2})
+        return await fire(keys=keys, args=args)
+
+    store._fire = replaced_first  # type: ignore[assignment]
+    await client.run_schedule_now("report")
+    assert await queued_args(redis, namespace) == [{"v": 2}]
+    await drop_jobs(redis, namespace)
+
+
+async def test_a_fire_resent_after_a_replace_gives_its_first_answer(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """The fence must not change the answer of a re-sent call: it fired, and says so."""
+    await client.add_schedule("report", "tick", "@every 1m", {"v": 1})
+    e = pool(redis, namespace, clock, [], "p1")
+    await e.tick_once()
+    e.store._fire = recorder = Recorder(e.store._fire)  # type: ignore[assignment]
+    clock.advance(60)
+    assert await e._tick() == 1
+    first = recorder.reply
+    await client.add_schedule("report", "tick", "@every 1m", {"v": 2})
+    assert await recorder.resend() == first
+    assert await queued_args(redis, namespace) == [{"v": 1}]
+    await drop_jobs(redis, namespace)
