@@ -29,7 +29,8 @@ from .job import DedupOutcome, Job
 from .limits import Concurrency, Rate
 from .longwork.batch import BatchOutcome
 from .middleware import Middleware, Next
-from .periodic.store import PeriodicSchedule, ScheduleInfo
+from .periodic.listing import ScheduleInfo
+from .periodic.store import PeriodicSchedule
 from .serialization import JSONSerializer, PayloadTooLargeError, SerializationError, Serializer
 from .sync import SyncClient, SyncEnqueuer
 from .typed import JobFunction

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import redis
 
 from errands.cli import main
+from errands.periodic.store import make_periodic
+from errands.store.keys import Keys
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -75,3 +78,24 @@ def test_schedules_errors(
     assert code == 1 and "ghost" in err
     code, _, err = run(capsys, "schedules", "list", "--redis", "redis://127.0.0.1:9/0")
     assert code == 2 and "cannot reach Redis at redis://127.0.0.1:9/0" in err
+
+
+def test_a_schedule_no_pool_registers_any_more_is_listed_stale(
+    capsys: pytest.CaptureFixture[str], redis_url: str, namespace: str
+) -> None:
+    """A deploy removed "nightly" from the code: `list` said it was on, for ever."""
+    keys = Keys(namespace)
+    nightly = make_periodic("0 3 * * *", "cleanup", name="nightly")
+    registered_until = 1_767_225_660_000  # 2026-01-01T00:01:00Z: its pools stopped then
+    with redis.Redis.from_url(redis_url) as r:
+        r.hset(keys.code_schedules, "nightly", nightly.to_json())
+        r.zadd(keys.code_schedules_live, {"nightly": registered_until})
+    where = ("--redis", redis_url, "--namespace", namespace)
+    _, out, _ = run(capsys, "schedules", "list", *where)
+    [row] = [line.split() for line in out.splitlines() if line.startswith("nightly")]
+    assert row[-6:-4] == ["code", "stale"]  # SOURCE, ON
+    _, out, _ = run(capsys, "schedules", "list", "--json", *where)
+    [info] = json.loads(out)
+    assert (info["stale"], info["registered_until"]) == (True, registered_until / 1000)
+    assert run(capsys, "schedules", "delete", "nightly", *where)[0] == 0
+    assert run(capsys, "schedules", "list", *where)[1].strip() == "no schedules"

@@ -20,6 +20,7 @@ import errands
 from errands import Client, Enqueuer, JobStatus, WorkerPool
 from errands.cli.commands import build_parser
 from errands.cli.dashboard import parse_listen
+from errands.periodic.store import make_periodic
 from tests.support.dashboard import SECRET, XSS, eventually, http, make_pool, post
 
 
@@ -262,6 +263,19 @@ async def test_schedule_actions(pool: WorkerPool, client: Client, web: httpx.Asy
     assert "flash error" in (await web.get("/schedules")).text
     await post(web, "/schedules/add", {**form, "args": "[1]"})
     assert "Args must be a JSON object" in (await web.get("/schedules")).text
+    await post(web, "/schedules/delete", {"name": "nightly"})
+    assert await client.schedules() == []
+
+
+async def test_a_schedule_no_pool_registers_is_shown_stale(
+    pool: WorkerPool, client: Client, web: httpx.AsyncClient
+) -> None:
+    """A deploy removed "nightly" from the code: the page showed its (past) next fire time."""
+    nightly = make_periodic("0 3 * * *", "ok", name="nightly")
+    await client.redis.hset(client.keys.code_schedules, "nightly", nightly.to_json())
+    await client.redis.zadd(client.keys.code_schedules_live, {"nightly": 1_767_225_660_000})
+    page = await web.get("/schedules")
+    assert ">stale</span>" in page.text and "It comes back" not in page.text
     await post(web, "/schedules/delete", {"name": "nightly"})
     assert await client.schedules() == []
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from ..admin.client import Client
 from ..errors import ErrandsError, RedisUnavailableError, ScheduleNotFoundError
-from ..periodic.store import MISFIRE_POLICIES, ScheduleInfo
+from ..periodic.listing import ScheduleInfo
+from ..periodic.store import MISFIRE_POLICIES
 from ..store.connection import REDIS_ERRORS
 from .target import Target, add_target_options
 
@@ -138,7 +139,7 @@ def _row(info: ScheduleInfo) -> list[str]:
         info.spec,
         info.tz,
         info.source,
-        "yes" if info.enabled else "no",
+        "stale" if info.stale else "yes" if info.enabled else "no",
         _when(info.prev_fire),
         _when(info.next_fire),
         info.last_job_id or "-",

@@ -14,8 +14,9 @@ from ..dedup import Dedup
 from ..errors import ErrandsError, RegistrationError, ScheduleNotFoundError
 from ..serialization import JSONSerializer, Serializer
 from ..store.keys import Keys
+from .listing import ScheduleInfo, schedule_infos
 from .registration import load_named_schedules
-from .store import PeriodicSchedule, ScheduleInfo, ScheduleStore, make_periodic, ms
+from .store import PeriodicSchedule, ScheduleStore, make_periodic, ms
 
 __all__ = ["ScheduleAdmin"]
 
@@ -84,8 +85,9 @@ class ScheduleAdmin:
 
     async def schedules(self) -> list[ScheduleInfo]:
         """Every schedule (runtime ones and those registered by pools), with previous and next
-        fire time, last job id and its outcome, and counters."""
-        return await self._schedule_store.infos()
+        fire time, last job id and its outcome, counters, and for one registered by pools
+        whether it is stale (no running pool registers it any more: it does not fire)."""
+        return await schedule_infos(self._schedule_store, ms(self.clock.now()))
 
     async def schedule(self, name: str) -> ScheduleInfo:
         for info in await self.schedules():

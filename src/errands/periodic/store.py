@@ -27,7 +27,7 @@ from ..store.keys import Keys, check_job_name
 from ..store.scripts import lua_source
 from .spec import Schedule, parse_schedule
 
-__all__ = ["MISFIRE_POLICIES", "PeriodicSchedule", "ScheduleInfo", "ScheduleStore", "ms"]
+__all__ = ["MISFIRE_POLICIES", "PeriodicSchedule", "ScheduleStore", "ms", "text"]
 
 MISFIRE_POLICIES = ("skip", "catch_up")
 
@@ -134,31 +134,6 @@ def make_periodic(
     )
 
 
-@dataclass(frozen=True)
-class ScheduleInfo:
-    """What is known about one schedule (``Client.schedules()``). Times are epoch seconds."""
-
-    name: str
-    job_name: str
-    spec: str
-    tz: str
-    args: dict[str, Any]
-    source: str  # "code" (registered by a pool) or "runtime" (added through a Client)
-    enabled: bool
-    misfire: str
-    skip_if_running: bool
-    prev_fire: float | None
-    next_fire: float | None
-    last_job_id: str | None
-    last_outcome: str | None  # queued running retrying finished dead cancelled (None: no run)
-    runs: int
-    skipped: int
-    misfires: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
 class ScheduleStore:
     """Redis side of periodic schedules for one namespace."""
 
@@ -208,7 +183,7 @@ class ScheduleStore:
             fence = periodic.to_json() if mine else ""
         args += (fence, "" if ahead_ms is None else ahead_ms)
         status, job = await self._fire(keys=keys, args=args)
-        return _text(status), _text(job)
+        return text(status), text(job)
 
     async def read_states(self, names: Sequence[str]) -> list[tuple[int | None, bool]]:
         """(last slot ms or None when the schedule has no state yet, disabled) per name."""
@@ -220,11 +195,11 @@ class ScheduleStore:
 
     async def runtime_definitions(self) -> dict[str, bytes | str]:
         raw = await self.redis.hgetall(self.keys.schedules)
-        return {_text(k): v for k, v in raw.items()}
+        return {text(k): v for k, v in raw.items()}
 
     async def code_definitions(self) -> dict[str, bytes | str]:
         raw = await self.redis.hgetall(self.keys.code_schedules)
-        return {_text(k): v for k, v in raw.items()}
+        return {text(k): v for k, v in raw.items()}
 
     async def refresh(
         self, code: Iterable[PeriodicSchedule], now_ms: int, live_ms: int
@@ -239,7 +214,7 @@ class ScheduleStore:
         keys = [self.keys.code_schedules, self.keys.code_schedules_live]
         added, *conflicting = await self._register(keys=keys, args=args)
         conflicts = {
-            _text(conflicting[i]): conflicting[i + 1] for i in range(0, len(conflicting), 2)
+            text(conflicting[i]): conflicting[i + 1] for i in range(0, len(conflicting), 2)
         }
         return int(added), await self.runtime_definitions(), conflicts
 
@@ -316,62 +291,6 @@ class ScheduleStore:
             fence=fence,
         )
 
-    async def infos(self) -> list[ScheduleInfo]:
-        """Every known schedule with its state and the outcome of its last run."""
-        defs: dict[str, PeriodicSchedule] = {}
-        for source, raw in (
-            ("code", await self.code_definitions()),
-            ("runtime", await self.runtime_definitions()),
-        ):
-            for name, data in raw.items():
-                try:
-                    defs[name] = PeriodicSchedule.from_json(name, data, source)
-                except (RegistrationError, ValueError, KeyError, TypeError):
-                    continue
-        names = sorted(defs)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hgetall(self.keys.schedule_state(name))
-            states = [{_text(k): _text(v) for k, v in s.items()} for s in await pipe.execute()]
-        outcomes = await self._outcomes(
-            [(defs[n].job_name, s.get("job")) for n, s in zip(names, states, strict=True)]
-        )
-        return [_info(defs[n], s, o) for n, s, o in zip(names, states, outcomes, strict=True)]
-
-    async def _outcomes(self, runs: Sequence[tuple[str, str | None]]) -> list[str | None]:
-        k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_name, job_id in runs:
-                if job_id:
-                    pipe.hexists(k.jobs, job_id)
-                    pipe.zscore(k.dead, job_id)
-                    pipe.zscore(k.cancelled, job_id)
-                    pipe.zscore(k.queue(job_name), job_id)
-                    pipe.zscore(k.retry(job_name), job_id)
-            raw = await pipe.execute()
-        out: list[str | None] = []
-        i = 0
-        for _job_name, job_id in runs:
-            if not job_id:
-                out.append(None)
-                continue
-            stored, dead, cancelled, queued, retrying = raw[i : i + 5]
-            i += 5
-            out.append(_outcome(bool(stored), dead, cancelled, queued, retrying))
-        return out
-
-
-def _outcome(stored: bool, dead: Any, cancelled: Any, queued: Any, retrying: Any) -> str:
-    if dead is not None:
-        return "dead"
-    if cancelled is not None:
-        return "cancelled"
-    if not stored:
-        return "finished"
-    if queued is not None:
-        return "queued"
-    return "retrying" if retrying is not None else "running"
-
 
 def build_job(periodic: PeriodicSchedule, now: float, *, fire_time: float, **meta: Any) -> Job:
     """The job of one run; ``job.meta`` names the schedule and the fire time it stands for."""
@@ -385,30 +304,6 @@ def build_job(periodic: PeriodicSchedule, now: float, *, fire_time: float, **met
     )
 
 
-def _info(p: PeriodicSchedule, state: Mapping[str, str], outcome: str | None) -> ScheduleInfo:
-    def seconds(key: str) -> float | None:
-        value = state.get(key)
-        return int(value) / 1000 if value else None
-
-    return ScheduleInfo(
-        name=p.name,
-        job_name=p.job_name,
-        spec=p.schedule.spec,
-        tz=p.schedule.tz,
-        args=p.args,
-        source=p.source,
-        enabled=state.get("disabled") != "1",
-        misfire=p.misfire,
-        skip_if_running=p.skip_if_running,
-        prev_fire=seconds("prev"),
-        next_fire=seconds("next"),
-        last_job_id=state.get("job") or None,
-        last_outcome=outcome,
-        runs=int(state.get("runs", 0)),
-        skipped=int(state.get("skipped", 0)),
-        misfires=int(state.get("misfires", 0)),
-    )
-
-
-def _text(value: bytes | str) -> str:
+def text(value: bytes | str) -> str:
+    """A value read from Redis as text (the client may decode responses or not)."""
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from ..admin.client import Client
 from ..admin.jobinfo import HistoryEntry, JobInfo, Page, PoolInfo, QueueInfo, WorkerInfo
-from ..periodic.store import ScheduleInfo
+from ..periodic.listing import ScheduleInfo
 from ..store.keys import Keys
 from .portal import Portal
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from ..admin.jobinfo import HistoryEntry, JobInfo, WorkerInfo
-from ..periodic.store import ScheduleInfo
+from ..periodic.listing import ScheduleInfo
 
 __all__ = ["MASK", "Redactor", "mask_urls"]
 

@@ -1,0 +1,104 @@
+"""A schedule removed from the code: listed as stale (with the time its registration lapsed),
+never fired, and delete_schedule removes it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, FakeClock
+from errands.periodic.enqueuer import PeriodicEnqueuer
+from errands.periodic.store import PeriodicSchedule, make_periodic
+from errands.serialization import JSONSerializer
+from errands.store.keys import Keys
+from tests.support.invariants import assert_invariants
+
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a Thursday
+
+
+@pytest.fixture(autouse=True)
+async def invariants(redis: Redis, namespace: str) -> AsyncIterator[None]:
+    yield
+    await assert_invariants(redis, namespace, context="after the test:")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START + 5)
+
+
+@pytest.fixture
+def client(redis: Redis, namespace: str, clock: FakeClock) -> Client:
+    return Client(redis, namespace=namespace, clock=clock)
+
+
+def pool(
+    redis: Redis, namespace: str, clock: FakeClock, code: list[PeriodicSchedule], pool_id: str
+) -> PeriodicEnqueuer:
+    return PeriodicEnqueuer(redis, Keys(namespace), clock, JSONSerializer(), code, pool_id=pool_id)
+
+
+async def queued_args(redis: Redis, namespace: str) -> list[Any]:
+    keys = Keys(namespace)
+    ids = await redis.zrange(keys.queue("tick"), 0, -1)
+    return [orjson.loads(e)["a"] for e in await redis.hmget(keys.jobs, ids)] if ids else []
+
+
+async def drop_jobs(redis: Redis, namespace: str) -> None:
+    """As acks leave jobs that ran: envelopes and queue entries gone."""
+    keys = Keys(namespace)
+    for job_id in await redis.zrange(keys.queue("tick"), 0, -1):
+        await redis.zrem(keys.queue("tick"), job_id)
+        await redis.hdel(keys.jobs, job_id)
+
+
+async def test_a_schedule_removed_from_the_code_is_listed_stale_and_never_fires(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """After a deploy removed "minutely" from the code, schedules() listed it enabled, with a
+    next fire time in the past, for ever. It is stale once no pool registered it for the live
+    time, says until when it was registered, never fires, and delete_schedule removes it."""
+    gone = make_periodic("@every 1m", "tick", name="minutely")
+    old = pool(redis, namespace, clock, [gone], "old")
+    await old.tick_once()
+    clock.advance(60)
+    assert await old.tick_once() == 1
+    info = await client.schedule("minutely")
+    assert (info.enabled, info.stale) == (True, False)
+    registered_until = info.registered_until
+    assert registered_until is not None and registered_until >= clock.now() + 59
+    new = pool(redis, namespace, clock, [], "new")  # the old pool is gone; the new code lacks it
+    fired = 0
+    for _ in range(10):
+        clock.advance(60)
+        fired += await new.tick_once()
+    assert fired == 0
+    info = await client.schedule("minutely")
+    assert (info.source, info.enabled, info.stale) == ("code", True, True)
+    assert info.registered_until == registered_until  # stale since then
+    assert await client.delete_schedule("minutely")
+    clock.advance(60)
+    assert await new.tick_once() == 0
+    assert [i.name for i in await client.schedules()] == []
+    await drop_jobs(redis, namespace)
+
+
+async def test_a_schedule_still_in_a_running_pools_code_is_not_stale(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    code = make_periodic("@every 1m", "tick", name="minutely")
+    e = pool(redis, namespace, clock, [code], "p1")
+    for _ in range(40):  # 40 minutes: its pool registers it at every refresh
+        clock.advance(60)
+        await e.tick_once()
+    info = await client.schedule("minutely")
+    assert not info.stale and info.registered_until is not None
+    assert info.registered_until > clock.now()
+    await client.add_schedule("runtime", "tick", "@every 1h")
+    runtime = await client.schedule("runtime")
+    assert (runtime.stale, runtime.registered_until) == (False, None)
+    await drop_jobs(redis, namespace)
