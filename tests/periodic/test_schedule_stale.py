@@ -3,6 +3,7 @@ never fired, and delete_schedule removes it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from errands import Client, FakeClock
+from errands import Client, FakeClock, RegistrationError, SystemClock
 from errands.periodic.enqueuer import PeriodicEnqueuer
 from errands.periodic.store import PeriodicSchedule, make_periodic
 from errands.serialization import JSONSerializer
@@ -102,3 +103,25 @@ async def test_a_schedule_still_in_a_running_pools_code_is_not_stale(
     runtime = await client.schedule("runtime")
     assert (runtime.stale, runtime.registered_until) == (False, None)
     await drop_jobs(redis, namespace)
+
+
+class DayAheadHost(SystemClock):
+    """A Client host whose clock is a day ahead."""
+
+    def now(self) -> float:
+        return time.time() + 86_400
+
+
+async def test_staleness_is_judged_on_the_redis_clock_not_the_clients(
+    redis: Redis, namespace: str
+) -> None:
+    """Pools register their code on the Redis server's clock: a Client whose host clock ran a
+    day ahead listed every live code schedule as stale (and let add_schedule take its name)."""
+    code = make_periodic("@every 1m", "tick", name="minutely")
+    e = PeriodicEnqueuer(redis, Keys(namespace), SystemClock(), JSONSerializer(), [code])
+    await e.refresh()
+    client = Client(redis, namespace=namespace, clock=DayAheadHost())
+    assert not (await client.schedule("minutely")).stale
+    with pytest.raises(RegistrationError, match="defined in a pool's code"):
+        await client.add_schedule("minutely", "tick", "@every 1h")
+    await client.delete_schedule("minutely")

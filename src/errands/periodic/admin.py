@@ -14,6 +14,7 @@ from ..dedup import Dedup
 from ..errors import ErrandsError, RegistrationError, ScheduleNotFoundError
 from ..serialization import JSONSerializer, Serializer
 from ..store.keys import Keys
+from ..store.redisclock import real_time
 from .listing import ScheduleInfo, schedule_infos
 from .registration import load_named_schedules
 from .store import PeriodicSchedule, ScheduleStore, make_periodic, ms
@@ -74,7 +75,7 @@ class ScheduleAdmin:
         )
         store = self._schedule_store
         if name in await store.code_definitions():
-            if await store.code_live(name, ms(self.clock.now())):
+            if await store.code_live(name, await self._now_ms()):
                 raise RegistrationError(
                     f"schedule {name!r} is defined in a pool's code (a running pool registered "
                     "it lately); pick another name"
@@ -87,7 +88,15 @@ class ScheduleAdmin:
         """Every schedule (runtime ones and those registered by pools), with previous and next
         fire time, last job id and its outcome, counters, and for one registered by pools
         whether it is stale (no running pool registers it any more: it does not fire)."""
-        return await schedule_infos(self._schedule_store, ms(self.clock.now()))
+        return await schedule_infos(self._schedule_store, await self._now_ms())
+
+    async def _now_ms(self) -> int:
+        """Now, to compare with the times pools register their code at: the Redis server's
+        clock (theirs), unless this Client runs on a clock of its own (a test's)."""
+        if not real_time(self.clock):
+            return ms(self.clock.now())
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def schedule(self, name: str) -> ScheduleInfo:
         for info in await self.schedules():
