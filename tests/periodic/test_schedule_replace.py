@@ -10,7 +10,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from errands import Client, FakeClock
+from errands import Client, ErrandsError, FakeClock
 from errands.periodic.enqueuer import PeriodicEnqueuer
 from errands.periodic.store import PeriodicSchedule
 from errands.serialization import JSONSerializer
@@ -130,3 +130,24 @@ async def test_a_fire_resent_after_a_replace_gives_its_first_answer(
     assert await recorder.resend() == first
     assert await queued_args(redis, namespace) == [{"v": 1}]
     await drop_jobs(redis, namespace)
+
+
+async def test_a_manual_run_replaced_at_every_read_gives_up(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    """Bounded: a definition replaced before each of its fires is read 5 times, then the call
+    raises, having enqueued nothing."""
+    await client.add_schedule("report", "tick", "@every 1h", {"v": 0})
+    store = client._schedule_store
+    fire = store._fire
+    version = iter(range(1, 100))
+
+    async def replaced_first(keys: Any = (), args: Any = (), client_: Any = None) -> Any:
+        await client.add_schedule("report", "tick", "@every 1h", {"v": next(version)})
+        return await fire(keys=keys, args=args)
+
+    store._fire = replaced_first  # type: ignore[assignment]
+    with pytest.raises(ErrandsError, match="replaced 5 times"):
+        await client.run_schedule_now("report")
+    assert next(version) == 6
+    assert await queued_args(redis, namespace) == []

@@ -21,7 +21,7 @@ from .store import PeriodicSchedule, ScheduleStore, make_periodic, ms
 
 __all__ = ["ScheduleAdmin"]
 
-_RUN_NOW_READS = 5  # a run_schedule_now reads a definition replaced meanwhile again, so often
+_RUN_NOW_READS = 5  # reads of a definition replaced meanwhile before run_schedule_now gives up
 
 
 class ScheduleAdmin:
