@@ -125,3 +125,25 @@ async def test_staleness_is_judged_on_the_redis_clock_not_the_clients(
     with pytest.raises(RegistrationError, match="defined in a pool's code"):
         await client.add_schedule("minutely", "tick", "@every 1h")
     await client.delete_schedule("minutely")
+
+
+async def test_a_short_refresh_never_shortens_a_long_one_s_registration(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    # pool A refreshes every 100 s (live 300 s), pool B every 2 s (live 60 s): B registering
+    # after A lowered A's live-until time, so once B stopped the schedule was listed stale
+    # while A still ran it, and add_schedule could take its name
+    code = [make_periodic("@every 1m", "tick", {}, name="nightly")]
+    keys = Keys(namespace)
+    js = JSONSerializer()
+    a = PeriodicEnqueuer(redis, keys, clock, js, code, pool_id="A", refresh_interval=100)
+    b = PeriodicEnqueuer(redis, keys, clock, js, code, pool_id="B", refresh_interval=2)
+    await a.tick_once()
+    clock.advance(1)
+    await b.tick_once()  # then B stops
+    clock.advance(69)
+    info = await client.schedule("nightly")
+    assert info is not None and not info.stale
+    with pytest.raises(RegistrationError):
+        await client.add_schedule("nightly", "tick", "@every 1m", {"taken": True})
+    await drop_jobs(redis, namespace)

@@ -7,6 +7,8 @@
 -- ARGV[1] now ms   ARGV[2] ms a registration stays live   ARGV[3..] two per schedule: name, JSON
 -- Returns {names newly registered (new, changed, or deleted by a Client), then two per
 -- conflict: name, the definition registered}.
+-- A registration never lowers the live-until time of the same definition: a pool with a
+-- long refresh interval stays live while pools with short ones come and go.
 -- Idempotent on re-send (redis-py sends a call again when its reply is lost): a call that
 -- writes a definition makes it live until now + ARGV[2] + 0.5 ms, one that finds it the same
 -- until now + ARGV[2]; the same call sent again (same now) finds its own half millisecond and
@@ -35,6 +37,9 @@ for i = 3, #ARGV, 2 do
     if current ~= def or live == until_ms + 0.5 then
       reply[1] = reply[1] + 1
       score = until_ms + 0.5
+    end
+    if current == def and live > score then
+      score = live  -- a pool's longer registration stays: no pool lowers it (else listed stale)
     end
     redis.call('ZADD', KEYS[2], score, name)
   else
