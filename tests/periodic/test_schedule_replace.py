@@ -151,3 +151,28 @@ async def test_a_manual_run_replaced_at_every_read_gives_up(
         await client.run_schedule_now("report")
     assert next(version) == 6
     assert await queued_args(redis, namespace) == []
+
+
+async def test_a_schedule_replaced_twice_in_one_tick_is_due_at_the_next(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """Replaced again while its tick read the new definition: the second conflict left it with
+    no due time (the next tick came a refresh later, its slot possibly missed) and a refresh
+    owed to the tick after. It is due at once, and the next tick fires the newest definition."""
+    await client.add_schedule("report", "tick", "@every 1m", {"v": 0})
+    e = pool(redis, namespace, clock, [], "p1")
+    await e.tick_once()
+    clock.advance(60)
+    fire, version = e.store.fire, iter(range(1, 100))
+
+    async def replaced_first(*args: Any, **kwargs: Any) -> Any:
+        await client.add_schedule("report", "tick", "@every 1m", {"v": next(version)})
+        return await fire(*args, **kwargs)
+
+    e.store.fire = replaced_first  # type: ignore[method-assign]
+    assert await e._tick() == 0  # both passes met a newer definition
+    assert e._wait() == 0.001  # due again at once
+    e.store.fire = fire  # type: ignore[method-assign]
+    assert await e._tick() == 1
+    assert await queued_args(redis, namespace) == [{"v": 2}]
+    await drop_jobs(redis, namespace)

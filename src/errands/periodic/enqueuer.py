@@ -167,11 +167,14 @@ class PeriodicEnqueuer:
         if now < self._previous_now - AHEAD_TOLERANCE:  # the clock went back (Redis' did):
             self._due.clear()  # due times from before are too far: look at every state again
         self._previous_now = now
+        self._replaced.clear()  # (a previous tick's: those are due now, below)
         fired = await self._handle_due(now)
         if self._replaced:  # runtime schedules replaced since the refresh: their new definition
             self._replaced.clear()
             await self.refresh()
             fired += await self._handle_due(now)
+            for name in self._replaced:  # replaced again meanwhile: due at the next tick
+                self._due[name] = now
         return fired
 
     async def _handle_due(self, now: float) -> int:
