@@ -76,10 +76,11 @@ async def _seed(redis: Redis, rng: random.Random, namespace: str) -> list[tuple[
         for name in names:
             for i in range(rng.randint(1, 5)):
                 part = rng.choice("ab") if name == "sms" else None
-                await enq.enqueue(name, {"i": i}, partition=part)
+                job_id = f"j{rng.getrandbits(64):x}"  # (the seed's: a queue orders ids)
+                await enq.enqueue(name, {"i": i}, partition=part, job_id=job_id)
         if rng.random() < 0.3:
             dedup = Dedup("k", until="finished", rerun_latest=True)
-            await enq.enqueue(names[0], {"d": 1}, dedup=dedup)
+            await enq.enqueue(names[0], {"d": 1}, dedup=dedup, job_id=f"j{rng.getrandbits(64):x}")
     if rng.random() < 0.3:
         spec = b'{"n":"%s","f":"fail","p":0,"d":%s}'
         name = names[0].encode()

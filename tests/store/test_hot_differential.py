@@ -148,13 +148,16 @@ async def _fetch_seed(
                 part = rng.choice("abc") if name == "sms" else None
                 prio = rng.choice([0, 0, 0, 5, -3])
                 roll = rng.random()
+                # ids drawn from the scenario's seed: a queue orders jobs of one score by id,
+                # so random ids made which jobs a fetch met first (and "isolation kept") vary
+                opts: dict[str, Any] = {"partition": part, "job_id": f"j{rng.getrandbits(64):x}"}
                 if roll < 0.1:
-                    await enq.enqueue_unique(name, {"u": i}, priority=prio, partition=part)
+                    await enq.enqueue_unique(name, {"u": i}, priority=prio, **opts)
                 elif roll < 0.2:
                     dedup = Dedup(f"k{i % 3}", until="finished", rerun_latest=True)
-                    await enq.enqueue(name, {"d": i}, dedup=dedup, partition=part)
+                    await enq.enqueue(name, {"d": i}, dedup=dedup, **opts)
                 else:
-                    await enq.enqueue(name, {"i": i}, priority=prio, partition=part)
+                    await enq.enqueue(name, {"i": i}, priority=prio, **opts)
     scripts = Scripts(redis, keys)
     await scripts.heartbeat("p", b"{}", 60_000, mode="register")
     specs = {n: rng.choice(SPECS) for n in names}
