@@ -3,8 +3,9 @@ in-progress set and the list in two commands, which a failover under way can hav
 two servers (one connection of the client on the new master, the next still on the old, which
 answers reads from its data as it was). A job handed to the pool on the new master was read in
 the set there and missed in the list on the old: swept back to its queue as an orphan, it ran
-twice (the mailbox starts it from the list, a fetch from its queue). Both are now read in one
-transaction (store/sweepread.py): one server, one instant."""
+twice (the mailbox starts it from the list, a fetch from its queue). The list is now read in one
+transaction with the attempts of the set's jobs, which fence each requeue (store/sweepread.py):
+one server, one instant."""
 
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ async def test_a_rule_that_refuses_the_list_or_the_transaction_reads_the_set_alo
     MULTI) reads the in-progress set as before."""
     keys = Keys(namespace)
     async with own_node(tmp_path, "acl") as admin:
-        await admin.zadd(keys.in_progress("p1"), {"j1:w": 1})
+        await admin.zadd(keys.in_progress("p1"), {"j1:w": 1, "j2:w": 2})
+        await admin.hset(keys.attempts, mapping={"j1": "p1:7", "j2": "p2:8"})
         await admin.rpush(keys.handoff("p1"), b"x")
         user, password = f"app-{namespace}", "secret"
         rule = ACL_COMMANDS.replace(f" {refused} ", " ").replace(f" {refused}", "")
@@ -101,7 +103,8 @@ async def test_a_rule_that_refuses_the_list_or_the_transaction_reads_the_set_alo
         port = admin.connection_pool.connection_kwargs["port"]
         confined = Redis(host="127.0.0.1", port=port, username=user, password=password)
         try:
-            raw, listed = await in_progress_and_handoffs(confined, keys, "p1")
+            raw, listed, tokens = await in_progress_and_handoffs(confined, keys, "p1")
         finally:
             await confined.aclose()
-    assert (raw, listed) == ([b"j1:w"], [] if refused == "+lrange" else [b"x"])
+    assert (raw, listed) == ([b"j1:w", b"j2:w"], [] if refused == "+lrange" else [b"x"])
+    assert tokens == {"j1": "7"}  # (j2's attempt is another pool's)

@@ -269,12 +269,12 @@ class Settler:
         )
 
     def unpark_orphans(self) -> int:
-        """Hand the parked requeues of this pool's orphans back to the orphan sweep, which
-        sends one again only if no task here holds the job: fenced by the pool, not by an
-        attempt (token '*'), such a settle sent as it was parked would put back on its queue
-        a job this pool had fetched again meanwhile, and it would run twice at once. Returns
-        how many."""
-        orphans = [job_id for job_id, s in self.parked.items() if s.token == "*"]
+        """Hand the parked requeues of this pool's orphans (token '*...') back to the orphan
+        sweep, which reads the job's attempt again and sends one only if no task here holds
+        the job (a bare '*', fenced by the pool, not by an attempt, sent as it was parked
+        would put back on its queue a job this pool had fetched again meanwhile: it would run
+        twice at once). Returns how many."""
+        orphans = [job_id for job_id, s in self.parked.items() if s.token.startswith("*")]
         for job_id in orphans:
             del self.parked[job_id]
         return len(orphans)
@@ -284,7 +284,7 @@ class Settler:
         nothing): those a repaired key lets through end here (settled, or fenced off: the job
         was taken back). Returns how many left the parked ones; never raises. An orphan's
         requeue is not among them (see :meth:`unpark_orphans`)."""
-        parked = [s for s in self.parked.values() if s.token != "*"]
+        parked = [s for s in self.parked.values() if not s.token.startswith("*")]
         ended = 0
         for start in range(0, len(parked), PARKED_CALL):
             if self.abandoned:

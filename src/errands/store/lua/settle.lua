@@ -23,7 +23,11 @@
 -- older than this ms   ARGV[9] wake channel   ARGV[10] stats counter to increment ('' none)
 -- ARGV[11] now ms   ARGV[12] attempt   ARGV[13] '1' to record history   ARGV[14] events channel
 -- ARGV[15] done-record TTL ms   ARGV[16] started ms   ARGV[17] pool id
--- ARGV[18] attempt token ('*' = any attempt of this pool: the pool's own orphans)
+-- ARGV[18] attempt token; '*<token>': an orphan of this pool (the orphan sweep's: in its
+--          in-progress set, held by none of its tasks) at the attempt the sweep read, settled
+--          only while that is still the job's attempt and its entry is in this pool's set (a
+--          job fetched again since, by this pool too, is left alone); a bare '*': any attempt
+--          of this pool (not the worker's: tests and tools)
 -- ARGV[19] the envelope as JSON for the records ('' = the stored envelope is JSON)
 -- ARGV[20] the envelope for the history ('' = as for the records; a large job's has its args
 --          omitted)
@@ -134,10 +138,14 @@ local freed, unstarts = false, {}
 local d = {jobs = KEYS[1], prio = KEYS[4], seq = KEYS[8], idle = KEYS[9], wake = ARGV[9],
   dedup = KEYS[24], dedupjob = KEYS[25], next = KEYS[27], reruns = KEYS[28], idlefor = KEYS[36]}
 local attempt = redis.call('HGET', k.att, id)
-if ARGV[18] == '*' then
-  -- an orphan of this pool (in its in-progress set, held by none of its tasks): its attempt,
-  -- if recorded, must be this pool's, and the entry must be in this pool's set
-  if attempt and string.sub(attempt, 1, #ARGV[17] + 1) ~= ARGV[17] .. ':' then
+if string.sub(ARGV[18], 1, 1) == '*' then
+  -- an orphan of this pool (in its in-progress set, held by none of its tasks): its attempt
+  -- must be the one the sweep saw ('*' alone: if recorded, this pool's), and the entry must be
+  -- in this pool's set (a re-send finds neither: settled_before)
+  local seen, ours = string.sub(ARGV[18], 2), ARGV[17] .. ':'
+  if seen ~= '' and attempt ~= ours .. seen then
+    return unwritten('ZREM', KEYS[3], settled_before(KEYS, ARGV, attempt) and 1 or 0)
+  elseif attempt and string.sub(attempt, 1, #ours) ~= ours then
     return unwritten('ZREM', KEYS[3], 0)
   end
   if redis.call('ZREM', KEYS[3], id .. ':' .. name) == 0 then
