@@ -3,7 +3,9 @@
 -- record is kept at least as long (TOMB_MS): it blocks a new enqueue of the id as well, and a
 -- tombstone would cost as much memory again. Fenced per attempt: a
 -- job whose attempt record is not this pool's attempt (taken back by a reaper, or fetched again
--- since) is left alone, so nothing is decremented or recorded twice.
+-- since) is left alone, so nothing is decremented or recorded twice. A job whose destroy was
+-- requested while it ran keeps no result record, history or tombstone (published `dropped`, as
+-- settle.lua and reap.lua end it; counted processed; a re-send lists it as refused).
 -- KEYS[1] jobs   KEYS[2] running   KEYS[3] in_progress of this pool   KEYS[4] priorities
 -- KEYS[5] recoveries   KEYS[6] stats   KEYS[7] idle   KEYS[8] history_data   KEYS[9] checkins
 -- KEYS[10] listening   KEYS[11] errors   KEYS[12] cancel requests
@@ -188,6 +190,8 @@ local wrong, size = ack_types(n, names, #need == 0, history, k.unique, deduped, 
 if wrong then
   return wrong
 end
+-- the jobs whose destroy was requested while they ran (nil: no cancel request exists, size[12])
+local destroyed = size[12] > 0 and ack_destroyed(KEYS[12], ids) or nil
 -- the hashes forget HDELs that are absent (HLEN 0) are left out: no write of this call before
 -- forget makes one (but a workflow member's release or a dedup rerun's enqueue)
 if not (workflows or deduped) then
@@ -299,7 +303,10 @@ for j = 0, n - 1 do
       env = stored[env_at[j] or j + 1]
     end
     local ttl = ttl_of[ttl_s]
-    if not env or ttl < TOMB_MS then
+    local dropped = destroyed and destroyed[id]
+    if dropped then  -- destroyed: no result record, history or tombstone (settle.lua's drop)
+      env = false
+    elseif not env or ttl < TOMB_MS then
       tombs[#tombs + 1] = id  -- no result record, or one that goes before a tombstone would
     end
     if env then
@@ -323,11 +330,13 @@ for j = 0, n - 1 do
       end
     end
     if workflows then
-      wf_end(KEYS[21], id, 'ok', ARGV[o + 2], run_of[j])
+      wf_end(KEYS[21], id, dropped and 'cancelled' or 'ok', not dropped and ARGV[o + 2] or nil,
+        run_of[j])
     end
     if listening then
       events[#events + 1] = id
-      events[id] = '{"event":"finished","id":"' .. id .. '","name":"' .. name_of[qi] .. '"}'
+      events[id] = '{"event":"' .. (dropped and 'dropped' or 'finished') .. '","id":"' .. id
+        .. '","name":"' .. name_of[qi] .. (dropped and '","error":null}' or '"}')
     end
   else
     if done == ids then

@@ -37,8 +37,10 @@
 --          ("<pool>:<n>@<ms>", fetch.lua; none recorded: nothing uncounted), never a time the
 --          caller gives ('' = none)   ARGV[22] the limits spec it was fetched under
 --          (limits/spec.py)
--- A cancel (or destroy) requested while the job ran turns retry/later/requeue into cancelled
--- (or drop): a job whose cancel was acknowledged never runs again.
+-- A cancel requested while the job ran turns retry/later/requeue into cancelled: a job whose
+-- cancel was acknowledged never runs again. A destroy requested while it ran turns every mode
+-- into a drop without a tombstone, history or record (dead and cancelled too: every trace goes,
+-- as reap.lua does; counted `cancelled`, as the pool's own drop of a destroyed job).
 -- Returns 1 when settled, 0 when the job was not this attempt's any more (a zombie: its pool's
 -- lease was taken; or a stale attempt). A re-sent call (redis-py, after a lost reply) answers 1
 -- as its first call did and writes nothing (see settled_before); but once another pool has
@@ -176,11 +178,10 @@ local destroyed = false
 if request then
   redis.call('HDEL', k.cancelreq, id)
   destroyed = request == 'destroy'  -- forgotten entirely, no tombstone: the id may be used again
-  if mode == 'retry' or mode == 'later' or mode == 'requeue' then
+  if destroyed then  -- whatever the ending (a last failure too: no dead set, history, record)
+    mode, history, counter = 'drop', false, 'cancelled'
+  elseif mode == 'retry' or mode == 'later' or mode == 'requeue' then
     mode, target, score, counter = 'cancelled', KEYS[17], ARGV[11], 'cancelled'
-    if destroyed then
-      mode, history = 'drop', false
-    end
   end
 end
 if counter ~= '' then

@@ -97,6 +97,22 @@ local function ack_read(key, ids)
   return got
 end
 
+-- ack_destroyed(cancelreq, ids): id -> true for the jobs whose destroy was requested while they
+-- ran (cancel.lua; their pool had not acted on it yet), read with one HMGET (ids: ACK_MAX at
+-- most; the hash's type checked by ack_types). ack.lua asks only while a cancel request exists.
+local function ack_destroyed(cancelreq, ids)
+  local destroyed = {}
+  if #ids == 0 then
+    return destroyed
+  end
+  for j, request in ipairs(redis.call('HMGET', cancelreq, unpack(ids))) do
+    if request == 'destroy' then
+      destroyed[ids[j]] = true
+    end
+  end
+  return destroyed
+end
+
 -- ack_fence(n, J, ids, extra_at, att): each job's attempt record read from `att` (ack_read: its
 -- type checked), then pass (job j -> true when its attempt is this pool's, 'again' for an id
 -- given before in the call that passed), seen (id -> true when an entry of it passed), need (the
