@@ -141,3 +141,33 @@ async def test_an_orphan_requeue_is_fenced_by_the_attempt_it_names(
     before = await redis.zrange(keys.queue("w"), 0, -1, withscores=True)
     assert await scripts.settle_report("p1", [current]) == [True]  # a re-send
     assert await redis.zrange(keys.queue("w"), 0, -1, withscores=True) == before
+
+
+async def test_an_orphan_with_no_attempt_recorded_is_requeued_only_while_none_is(
+    redis: Redis, namespace: str
+) -> None:
+    """An entry whose job has no attempt record (no script leaves one: lost data) was skipped
+    by the sweep, its slot taken until the pool died. Token '*-': requeued while no attempt is
+    recorded; a job fetched again since (an attempt) is left alone; a re-send writes nothing."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        await enq.enqueue("w", {}, job_id="j")
+    assert await scripts.fetch("p1", 0, 1, [("w", 0)])
+    await redis.hdel(keys.attempts, "j")
+    raw, _, tokens = await fetching.in_progress_and_handoffs(redis, keys, "p1")
+    assert raw == [b"j:w"] and tokens == {"j": "-"}
+    orphan = Settle("j", "w", "requeue", keys.queue("w"), _ms(), 1, history=False)
+    orphan.token = "*-"
+    await redis.hset(keys.attempts, "j", "p1:99")  # as if fetched again meanwhile
+    assert await scripts.settle_report("p1", [orphan]) == [False]
+    assert await redis.zscore(keys.in_progress("p1"), "j:w") is not None
+    await redis.hdel(keys.attempts, "j")
+    assert await scripts.settle_report("p1", [orphan]) == [True]
+    assert await redis.zscore(keys.in_progress("p1"), "j:w") is None
+    assert await redis.zscore(keys.queue("w"), "j") is not None
+    assert await redis.hget(keys.running, "w") == b"0"
+    before = await redis.zrange(keys.queue("w"), 0, -1, withscores=True)
+    assert await scripts.settle_report("p1", [orphan]) == [True]  # a re-send
+    assert await redis.zrange(keys.queue("w"), 0, -1, withscores=True) == before

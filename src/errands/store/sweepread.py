@@ -61,11 +61,13 @@ async def in_progress_and_handoffs(
 
 def _tokens(pool_id: str, ids: list[str], found: list[Any]) -> dict[str, str]:
     """The attempt tokens of the jobs whose attempt record ("<pool id>:<token>") is this
-    pool's (a job with none, or another pool's, is not this pool's to requeue)."""
+    pool's, "-" for those with none (another pool's job is not this pool's to requeue)."""
     ours, tokens = pool_id + ":", {}
     for job_id, record in zip(ids, found, strict=True):
         if isinstance(record, bytes):
             record = record.decode(errors="replace")
         if isinstance(record, str) and record.startswith(ours):
             tokens[job_id] = record[len(ours) :]
+        elif record is None:  # (lost data: requeued while no attempt is recorded, settle.lua)
+            tokens[job_id] = "-"
     return tokens

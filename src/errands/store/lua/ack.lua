@@ -30,16 +30,16 @@
 -- names its job otherwise than its fetch did: another name, or the index of another name, so
 -- that its in-progress entry is not "<id>:<name>" or its name's keys are another's; nothing of
 -- it written, re-sent or not), then the ids refused by the fence (not those of ended jobs: a
--- re-sent call finds its own work done)}. A `running` count of a name or stats' `processed`
--- that is not a counter (lib/types.lua's not_hash_counter) fails the call before its first
--- write; so does a bad number (a count that does not fit the arguments, more than ACK_MAX jobs,
--- a name index out of range; a time, TTL, start or attempt not spelt as Redis reads an integer,
--- lib/types.lua's is_int: ' 5', '007', '1e3'; a TTL past MAX_MS; an extra's place out of order
--- or range) or a name listed twice. Reads and writes take one command per 1,000 jobs (the
--- attempts and envelopes read with HMGET, the history written with HSET and ZADD, `running`
--- counted down once per name, the events' listeners read with HMGET, the in-progress entries
--- read with ZMSCORE (or the pool's small set whole with ZRANGE) and removed with ZREM, the jobs'
--- partitions read with HMGET and their slots freed per name: lib/limits.lua's
+-- re-sent call finds its own work done; but a destroyed job's: nothing of it is left)}.
+-- A `running` count of a name or stats' `processed` that is not a counter (lib/types.lua's
+-- not_hash_counter) fails the call before its first write; so does a bad number (a count that does
+-- not fit the arguments, more than ACK_MAX jobs, a name index out of range; a time, TTL, start or
+-- attempt not spelt as Redis reads an integer, lib/types.lua's is_int: ' 5', '007', '1e3'; a TTL
+-- past MAX_MS; an extra's place out of order or range) or a name listed twice. Reads and writes
+-- take one command per 1,000 jobs (the attempts and envelopes read with HMGET, the history written
+-- with HSET and ZADD, `running` counted down once per name, the events' listeners read with HMGET,
+-- the in-progress entries read with ZMSCORE (or the pool's small set whole with ZRANGE) and removed
+-- with ZREM, the jobs' partitions read with HMGET and their slots freed per name: lib/limits.lua's
 -- lim_release_all), but for the done record's SET of each job.
 -- A job id given twice in one call is acknowledged once, by the first of its entries that
 -- passes the fence, whatever their order (an id one of its entries acknowledges is not listed

@@ -26,7 +26,9 @@
 -- ARGV[18] attempt token; '*<token>': an orphan of this pool (the orphan sweep's: in its
 --          in-progress set, held by none of its tasks) at the attempt the sweep read, settled
 --          only while that is still the job's attempt and its entry is in this pool's set (a
---          job fetched again since, by this pool too, is left alone); a bare '*': any attempt
+--          job fetched again since, by this pool too, is left alone); '*-': its job had no
+--          attempt recorded when the sweep read it (a state no script leaves: lost data),
+--          settled only while none is and its entry is in this pool's set; a bare '*': any attempt
 --          of this pool (not the worker's: tests and tools)
 -- ARGV[19] the envelope as JSON for the records ('' = the stored envelope is JSON)
 -- ARGV[20] the envelope for the history ('' = as for the records; a large job's has its args
@@ -145,7 +147,11 @@ if string.sub(ARGV[18], 1, 1) == '*' then
   -- must be the one the sweep saw ('*' alone: if recorded, this pool's), and the entry must be
   -- in this pool's set (a re-send finds neither: settled_before)
   local seen, ours = string.sub(ARGV[18], 2), ARGV[17] .. ':'
-  if seen ~= '' and attempt ~= ours .. seen then
+  if seen == '-' then  -- (no attempt recorded when the sweep read it: only while none is)
+    if attempt then
+      return unwritten('ZREM', KEYS[3], settled_before(KEYS, ARGV, attempt) and 1 or 0)
+    end
+  elseif seen ~= '' and attempt ~= ours .. seen then
     return unwritten('ZREM', KEYS[3], settled_before(KEYS, ARGV, attempt) and 1 or 0)
   elseif attempt and string.sub(attempt, 1, #ours) ~= ours then
     return unwritten('ZREM', KEYS[3], 0)
