@@ -44,6 +44,11 @@ MAX_PER_MS = 366 * 86_400_000
 # past 9e9; lib/limits.lua's LIM_MAX_RATE refuses more before the first write). The log's size
 # does not depend on it: at most a record per bucket of its window (RATE_BUCKETS + 2).
 MAX_RATE = 1_000_000_000
+# jobs running at once under a Concurrency, type-wide or per partition: lib/limits.lua's
+# lim_spec refuses a per-partition count of more than 15 digits, and a fetch given such a spec
+# fails as a whole (every name of the pool stops fetching); the same cap as MAX_RATE for both
+# kinds, far above any pool's reach
+MAX_CONCURRENCY = 1_000_000_000
 # buckets per rate window (lib/ratelog.lua's LIM_BUCKETS): the starts of one bucket, of
 # per / RATE_BUCKETS ms rounded up (ms t is in bucket t // width), share a record
 RATE_BUCKETS = 1000
@@ -64,15 +69,17 @@ def check_partition(partition: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Concurrency:
-    """At most ``limit`` jobs running at once: of the whole job type, or of each partition
-    (``per_partition=True``), across every pool."""
+    """At most ``limit`` (1 to ``MAX_CONCURRENCY``, 10^9) jobs running at once: of the whole
+    job type, or of each partition (``per_partition=True``), across every pool."""
 
     limit: int
     per_partition: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
-            raise ValueError(f"Concurrency limit must be an int >= 1, got {self.limit!r}")
+        if not isinstance(self.limit, int) or isinstance(self.limit, bool):
+            raise ValueError(f"Concurrency limit must be an int, got {self.limit!r}")
+        if not 1 <= self.limit <= MAX_CONCURRENCY:
+            raise ValueError(f"Concurrency limit must be 1..{MAX_CONCURRENCY}, got {self.limit}")
 
 
 @dataclass(frozen=True, slots=True)
