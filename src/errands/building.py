@@ -3,10 +3,13 @@ stores, and what an outbox row (written now, enqueued later by the relay) holds.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+
+import orjson
 
 from .backoff import RetryOptions
 from .clock import due_time, positive_seconds
@@ -15,7 +18,14 @@ from .job import Job
 from .limits import check_partition
 from .store.keys import check_job_id, check_job_name
 
-__all__ = ["build_job", "build_many", "plain_job", "random_id"]
+__all__ = [
+    "build_job",
+    "build_many",
+    "plain_job",
+    "random_id",
+    "unique_after_edit",
+    "unique_digest",
+]
 
 _IDS: list[str] = []  # random job ids drawn ahead (random_id)
 os.register_at_fork(after_in_child=_IDS.clear)  # (a child must not hand out its parent's)
@@ -130,3 +140,23 @@ def build_many(
         jobs.append(job)
         flags.append(False)
     return jobs, flags
+
+
+def unique_digest(name: str, value: Any) -> str:
+    """Stable digest of (name, args-or-key): key order in dicts does not matter."""
+    try:
+        data = orjson.dumps([name, value], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise TypeError(f"unique key of job {name!r} is not JSON-serializable: {exc}") from None
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def unique_after_edit(name: str, env: dict[str, Any], args: Mapping[str, Any]) -> tuple[str, str]:
+    """The unique digests (old, new) of a stored job (envelope ``env``) whose args become
+    ``args`` (``Client.update_job``), its envelope's ``u`` set to the new one; ``("", "")``
+    unless its digest is of its args (``enqueue_unique`` without ``key=``): a key's stays."""
+    held = env.get("u")
+    if not held or held != unique_digest(name, env.get("a", {})):
+        return "", ""
+    env["u"] = unique_digest(name, dict(args))
+    return held, env["u"]

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-
 from .admin.events import wait_result
 from .admin.hub import EventHub
 from .backoff import RetryOptions
-from .building import build_job, build_many, plain_job, random_id
+from .building import build_job, build_many, plain_job, random_id, unique_digest
 from .clock import Clock, SystemClock, to_ms
 from .dedup import Dedup
 from .dedup.enqueue import store_deduplicated
@@ -385,15 +382,6 @@ class Enqueuer(WorkflowEnqueue):
         return bool(
             await self._call(self.scripts.replace_envelope(job.unique or "", holder, old, new))
         )
-
-
-def unique_digest(name: str, value: Any) -> str:
-    """Stable digest of (name, args-or-key): key order in dicts does not matter."""
-    try:
-        data = orjson.dumps([name, value], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
-        raise TypeError(f"unique key of job {name!r} is not JSON-serializable: {exc}") from None
-    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def _size(n: int) -> str:

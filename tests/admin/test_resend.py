@@ -91,8 +91,9 @@ async def test_an_update_with_a_bad_number_writes_nothing(
     call = [keys.jobs, keys.priorities, keys.queue("sync"), keys.history_data]
     call += [keys.history_of("sync"), keys.partitions, keys.seq]
     call += [keys.partition_queue("sync"), keys.partitions_ready("sync")]
+    call += [keys.unique, keys.unique_of_job, keys.unique_expiry]
     prio, now = ("x", 5) if bad == "priority" else (2, "x")
-    args = [job.id, old, b'{"new":1}', prio, "1", f"{job.id}:e1", b"{}", now]
+    args = [job.id, old, b'{"new":1}', prio, "1", f"{job.id}:e1", b"{}", now, "", ""]
     with pytest.raises(ResponseError) as raised:
         await client.scripts._call("update_job", call, args)
     assert await redis.hget(keys.jobs, job.id) == old

@@ -73,7 +73,7 @@ async def test_an_edit_resent_or_of_a_job_that_moved(master: Redis, namespace: s
     def edit(source: str, read: bytes, new: bytes) -> Call:
         return lambda: s.update_job(job.id, "work", source, read, new, None, 1, b"{}", 5)
 
-    assert await edit(queue, old, b"new")() is True
+    assert await edit(queue, old, b"new")() == 1
     await check(master, namespace, [
         (edit(queue, old, b"new"), True),  # a re-send
         (edit(queue, old, b"newer"), False),  # the envelope read changed since

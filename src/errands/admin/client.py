@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from redis.exceptions import NoPermissionError
 
+from ..building import unique_after_edit
 from ..clock import Clock, SystemClock, to_ms
 from ..errors import JobNotFoundError
 from ..handlers import check_priority
@@ -243,8 +244,10 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
     ) -> JobInfo:
         """Give a waiting (queued, scheduled, retrying) or dead job new ``args`` and/or a new
         ``priority``, before retrying it say. The edit is recorded in the job's history
-        (status ``edited``, with what it replaced). Returns the job as it is now; raises
-        JobNotFoundError for an unknown job, ValueError for a job in another state."""
+        (status ``edited``, with what it replaced). A waiting job's ``enqueue_unique`` lock on
+        its args moves to the new ones. Returns the job as it is now; raises JobNotFoundError
+        for an unknown job, ValueError for a job in another state or for args another job holds
+        the lock of."""
         if args is None and priority is None:
             raise ValueError("give args and/or priority")
         if args is not None and not isinstance(args, Mapping):
@@ -259,7 +262,9 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
                 continue
             env, now = orjson.loads(raw), to_ms(self.clock.now())
             before = {"args": env.get("a", {}), "priority": env.get("p", 0)}
-            if args is not None:
+            digests = ("", "")
+            if args is not None:  # (a unique lock on the args moves with them: update_job.lua)
+                digests = unique_after_edit(info.name, env, args)
                 env["a"] = dict(args)
             if priority is not None:
                 env["p"] = priority
@@ -270,8 +275,13 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
             record |= {"finished": now, "attempt": attempt, "result": {"before": before}}
             new, rec = orjson.dumps(env), orjson.dumps(record)
             ok = await self.scripts.update_job(
-                job_id, info.name, source, raw, new, priority, edit, rec, now
+                job_id, info.name, source, raw, new, priority, edit, rec, now, digests
             )
+            if ok == -1:
+                raise ValueError(
+                    f"job {job_id} not edited: another job waits with these args "
+                    "(enqueued with enqueue_unique, it holds their lock)"
+                )
             if ok:
                 return await self._require(job_id)
         raise ValueError(f"job {job_id} kept moving; not edited")

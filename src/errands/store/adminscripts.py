@@ -100,17 +100,20 @@ class AdminScripts:
 
     async def update_job(
         self, id: str, name: str, source: str, old: bytes, new: bytes, priority: int | None,
-        edit: int, record: bytes, now_ms: int,
-    ) -> bool:  # fmt: skip
+        edit: int, record: bytes, now_ms: int, digests: tuple[str, str] = ("", ""),
+    ) -> int:  # fmt: skip
         """Swap a waiting or dead job's envelope (and priority) if it is still in ``source``
-        with envelope ``old``, recording the edit ``<id>:e<edit>`` in its history."""
+        with envelope ``old``, recording the edit ``<id>:e<edit>`` in its history; a unique
+        lock it holds on ``digests[0]`` moves to ``digests[1]``. 1 = edited, 0 = it moved or
+        changed meanwhile, -1 = another job holds the lock of ``digests[1]``."""
         k = self.keys
         keys = [k.jobs, k.priorities, source, k.history_data, k.history_of(name)]
         keys += (k.partitions, k.seq, k.partition_queue(name), k.partitions_ready(name))
+        keys += (k.unique, k.unique_of_job, k.unique_expiry)
         prio = "" if priority is None else priority
         queued = "1" if source == k.queue(name) else "0"
-        args: list[Arg] = [id, old, new, prio, queued, f"{id}:e{edit}", record, now_ms]
-        return bool(await self._call("update_job", keys, args))
+        args: list[Arg] = [id, old, new, prio, queued, f"{id}:e{edit}", record, now_ms, *digests]
+        return int(await self._call("update_job", keys, args))
 
     async def request_cancel(self, id: str, kind: str) -> bool:
         """Ask the pool running ``id`` to cancel (``cancel``) or drop (``destroy``) it; False

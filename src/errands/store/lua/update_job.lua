@@ -6,10 +6,18 @@
 -- KEYS[4] history_data   KEYS[5] history of the job name
 -- KEYS[6] partitions   KEYS[7] seq   KEYS[8] partition queue of the job name   KEYS[9] its
 -- partitions ready (a queued job of a partition is indexed anew, see lib/limits.lua)
+-- KEYS[10] unique (HASH digest -> job id)   KEYS[11] unique_of_job (HASH id -> digest)
+-- KEYS[12] unique_expiry (ZSET digest -> lock expiry ms)
 -- ARGV[1] job id   ARGV[2] envelope read before   ARGV[3] new envelope
 -- ARGV[4] new priority ('' keeps it)   ARGV[5] '1' if the source is the job's queue
 -- ARGV[6] history member ("<id>:e<n>")   ARGV[7] history record (JSON)   ARGV[8] now ms
--- Returns 1 when updated, 0 when the job moved or changed meanwhile. A re-sent call (its
+-- ARGV[9] the unique digest of the old args, ARGV[10] of the new ones ('' and '': the lock, if
+-- any, stays; Client.update_job sends them for a job whose lock is on its args, as
+-- enqueue_unique computed it): a job still holding the old digest's lock has it moved to the new
+-- digest, with its expiry, in this call. When a live lock of another job holds the new digest
+-- (enqueue_unique would refuse that job's args), nothing is written: -1.
+-- Returns 1 when updated, 0 when the job moved or changed meanwhile, -1 when the new args are
+-- locked by another job (enqueue_unique). A re-sent call (its
 -- envelope is stored already: this edit's, which counts its edits) answers 1 and writes
 -- nothing. Those two answers, read, write nothing first (lib/types.lua unwritten): a demoted
 -- master refuses them, where the new master may lack the edit (not replicated) or hold the
@@ -23,11 +31,12 @@
 --@include types
 local id = ARGV[1]
 local prio = ARGV[4] ~= '' and tonumber(ARGV[4])
-if #ARGV ~= 8 or not (prio == false or is_priority(prio)) or not is_int(ARGV[8], 0, MAX_MS) then
-  return redis.error_reply('errands: update_job: bad priority or time, or not 8 arguments: '
+if #ARGV ~= 10 or not (prio == false or is_priority(prio)) or not is_int(ARGV[8], 0, MAX_MS) then
+  return redis.error_reply('errands: update_job: bad priority or time, or not 10 arguments: '
     .. tostring(ARGV[4]) .. ', ' .. tostring(ARGV[8]) .. ', ' .. #ARGV)
 end
-local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'HLEN', false, 'ZCARD', 'ZCARD'}
+local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'HLEN', false, 'ZCARD', 'ZCARD', 'HLEN',
+  'HLEN', 'ZCARD'}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing updated')
   or (KEYS[7] and not_counter(KEYS[7], 'nothing updated'))
 if wrong then
@@ -40,7 +49,36 @@ local score = redis.call('ZSCORE', KEYS[3], id)
 if not score or redis.call('HGET', KEYS[1], id) ~= ARGV[2] then
   return unwritten('HDEL', KEYS[1], 0)
 end
+-- the unique lock to move with the args (read only: before the first write)
+local U = {uniq = KEYS[10], uniqjob = KEYS[11], uniqexp = KEYS[12], old = ARGV[9], new = ARGV[10]}
+local move_lock = U.old ~= U.new and redis.call('HGET', U.uniqjob, id) == U.old
+  and redis.call('HGET', U.uniq, U.old) == id
+local stale  -- a lock on the new digest left by a job gone or past its expiry (enqueue_unique)
+if move_lock then
+  stale = redis.call('HGET', U.uniq, U.new)
+  if stale then
+    local expiry = tonumber(redis.call('ZSCORE', U.uniqexp, U.new) or '0')
+    if expiry > tonumber(ARGV[8]) and redis.call('HEXISTS', KEYS[1], stale) == 1 then
+      return unwritten('HDEL', KEYS[1], -1)
+    end
+  end
+end
 redis.call('HSET', KEYS[1], id, ARGV[3])
+if move_lock then
+  local expiry = redis.call('ZSCORE', U.uniqexp, U.old)
+  if stale and redis.call('HGET', U.uniqjob, stale) == U.new then
+    redis.call('HDEL', U.uniqjob, stale)
+  end
+  redis.call('HDEL', U.uniq, U.old)
+  redis.call('ZREM', U.uniqexp, U.old)
+  redis.call('HSET', U.uniq, U.new, id)
+  redis.call('HSET', U.uniqjob, id, U.new)
+  if expiry then
+    redis.call('ZADD', U.uniqexp, expiry, U.new)
+  else
+    redis.call('ZREM', U.uniqexp, U.new)
+  end
+end
 if prio then
   local old = prio_of(redis.call('HGET', KEYS[2], id))
   local new = prio
