@@ -6,7 +6,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock", "due_time", "positive_seconds"]
+__all__ = [
+    "Clock",
+    "FakeClock",
+    "SystemClock",
+    "due_time",
+    "epoch_seconds",
+    "positive_seconds",
+]
 
 
 class Clock(Protocol):
@@ -73,3 +80,12 @@ def positive_seconds(value: float | timedelta | None, what: str) -> float | None
     if not seconds > 0:
         raise ValueError(f"{what} must be > 0 seconds, got {value!r}")
     return seconds
+
+
+def epoch_seconds(at: datetime | float) -> float:
+    """``at`` (a datetime, naive = UTC, or epoch seconds; 0 = now) in epoch seconds."""
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return at.timestamp()
+    return float(at) if at else time.time()

@@ -8,16 +8,15 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from redis.exceptions import NoPermissionError
 
 from ..building import unique_after_edit
-from ..clock import Clock, SystemClock, to_ms
+from ..clock import Clock, SystemClock, epoch_seconds, to_ms
 from ..errors import JobNotFoundError
 from ..handlers import check_priority
 from ..limits import Limit, compile_limits, limit_from_dict, limit_to_dict
@@ -190,7 +189,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
                 f"job {job_id} is {info.status}; only scheduled, retrying, dead or "
                 "cancelled jobs can be rescheduled"
             )
-        when = _epoch(at)
+        when = epoch_seconds(at)
         mode = "queue" if when <= self.clock.now() else "schedule"
         envelope, read = await self._renumbered(info)
         return await self.scripts.move(
@@ -312,6 +311,12 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
     async def delete_retry_job(self, job_id: str) -> bool:
         return await self._delete_from(job_id, self.keys.retry)
 
+    async def delete_queued_job(self, job_id: str) -> bool:
+        return await self._delete_from(job_id, self.keys.queue)
+
+    async def delete_cancelled_job(self, job_id: str) -> bool:
+        return await self._delete_from(job_id, lambda _name: self.keys.cancelled)
+
     async def _delete_from(self, job_id: str, source: Callable[[str], str]) -> bool:
         """Delete a job if it is (still) in ``source(its name)``: one script, which records
         the deletion in its history and publishes it (event ``deleted``)."""
@@ -388,11 +393,3 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
             "keys": keys,
             "uptime_seconds": info.get("uptime_in_seconds"),
         }
-
-
-def _epoch(at: datetime | float) -> float:
-    if isinstance(at, datetime):
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
-        return at.timestamp()
-    return float(at) if at else time.time()

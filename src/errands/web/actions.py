@@ -148,7 +148,8 @@ class Actions:
         async def lister(page: int) -> Page[JobInfo]:
             return await c.queued_jobs(name, page)
 
-        count = await _each(lister, c.destroy)
+        # (deleted only while still on the queue: a job fetched since the listing runs on)
+        count = await _each(lister, c.delete_queued_job)
         return Outcome(f"Cleared {name}: {count} jobs deleted.", "/queues/" + quote(name, safe=""))
 
     async def cancel(self, form: dict[str, str]) -> Outcome:
@@ -242,7 +243,7 @@ class Actions:
             "scheduled": c.delete_scheduled_job,
             "retry": c.delete_retry_job,
             "dead": c.delete_dead_job,
-            "cancelled": self._delete_cancelled,
+            "cancelled": c.delete_cancelled_job,  # (only while still cancelled, as the others)
         }[kind]
 
     def bulk_action(self, kind: str) -> Action:
@@ -268,12 +269,6 @@ class Actions:
         if info is None or info.status != JobStatus.CANCELLED:
             return False
         return await self.client.reschedule(job_id, self.client.clock.now())
-
-    async def _delete_cancelled(self, job_id: str) -> bool:
-        info = await self.client.job(job_id)
-        if info is None or info.status != JobStatus.CANCELLED:
-            return False
-        return await self.client.destroy(job_id)
 
     async def _retry_now(self, job_id: str) -> bool:
         info = await self.client.job(job_id)
