@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from errands import Client, Concurrency, Enqueuer, Job, JobStatus, Rate, WorkerPool
 from errands.cli import main
 from errands.limits import parse_limit
+from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
 
 from .support import until
@@ -134,3 +135,35 @@ def test_parse_limit() -> None:
     for bad in ("rate=5", "concurrency=1/1s", "speed=3", "rate=0/1s"):
         with pytest.raises(ValueError):
             parse_limit(bad)
+
+
+async def test_the_cap_shown_follows_limits_set_at_run_time(
+    redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer, client: Client
+) -> None:
+    """queues().max_concurrency and waiting_for read the cap the pools publish: it was written
+    once at start, so a code Concurrency(1) lifted at run time still showed (and a queued job
+    was said to wait for it)."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, concurrency=1)
+
+    @pool.job("slow", limits=[Concurrency(1)])
+    async def slow(job: Job) -> None:
+        pass
+
+    async def cap() -> int:
+        return {q.name: q.max_concurrency for q in await client.queues()}.get("slow", -1)
+
+    assert await enqueuer.enqueue("slow", {}, delay=3600) is not None  # (a name queues() lists)
+    async with pool:
+        assert await cap() == 1
+        await client.set_limits("slow", [Rate(1000), Concurrency(4)])
+        await until(lambda: pool.job_types["slow"].max_concurrency == 4, timeout=3)
+        assert await cap() == 4  # (published with it)
+        await client.set_limits("slow", [Rate(1000)])
+        await until(lambda: pool.job_types["slow"].max_concurrency == 0, timeout=3)
+        assert await cap() == 0
+    job = await enqueuer.enqueue("slow", {})
+    assert job is not None
+    await redis.hset(Keys(namespace).running, "slow", 1)  # (one runs)
+    info = await client.job(job.id)
+    assert info is not None and info.waiting_for is None  # not "max_concurrency reached"
+    await redis.hset(Keys(namespace).running, "slow", 0)

@@ -83,7 +83,7 @@ class Keys:
 
     @property
     def limits(self) -> str:
-        """HASH job name -> max_concurrency as registered by the pools (for inspection)."""
+        """HASH job name -> max_concurrency the pools apply (code or run time; inspection)."""
         return self.prefix + "limits"
 
     @property

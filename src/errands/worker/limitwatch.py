@@ -1,6 +1,7 @@
 """Limits changed at run time (``Client.set_limits``, ``errands limits set``): each pool re-reads
 them every second and applies them to its job types, or goes back to the limits of its code when
-they are cleared. The fetch script then checks the new ones (see lua/lib/limits.lua)."""
+they are cleared, and publishes the type-wide cap it now applies (for inspection). The fetch
+script then checks the new ones (see lua/lib/limits.lua)."""
 
 from __future__ import annotations
 
@@ -79,13 +80,24 @@ class LimitWatch:
         except Exception as exc:  # Redis away: try again next time
             log.debug("reading the runtime limits failed: %r", exc)
             return
-        dirty = False
+        dirty = []
         for name, value in zip(names, raw, strict=True):
             if self._seen.get(name) != value:
                 self._seen[name] = value
-                dirty = self._apply(self.job_types[name], value) or dirty
+                if self._apply(self.job_types[name], value):
+                    dirty.append(name)
         if dirty:
             self.changed()
+            await self._publish_caps(dirty)
+
+    async def _publish_caps(self, names: list[str]) -> None:
+        """The type-wide caps now in force to ``limits`` (written at pool start: worker/pool.py),
+        which ``Client.queues()`` and ``Client.job().waiting_for`` read."""
+        caps = {name: self.job_types[name].max_concurrency for name in names}
+        try:
+            await self.redis.hset(self.keys.limits, mapping=caps)
+        except Exception as exc:  # inspection only
+            log.debug("publishing the caps failed: %r", exc)
 
     def _apply(self, jt: JobType, value: bytes | None) -> bool:
         try:
