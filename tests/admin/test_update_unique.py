@@ -101,3 +101,19 @@ async def test_a_lock_on_a_key_stays_and_a_plain_job_takes_none(
     assert await enqueuer.enqueue_unique("x", {"a": 3}, key="k", delay=60) is None
     assert await enqueuer.enqueue_unique("x", {"a": 6}, delay=60) is not None  # (plain: no lock)
     await assert_invariants(redis, namespace)
+
+
+async def test_deleting_a_cancelled_job_keeps_its_cancelled_record(
+    redis: Redis, namespace: str
+) -> None:
+    # a cancel is recorded at the attempt the job would run next: the deletion's record is the
+    # one after (it overwrote the cancelled one)
+    async with (
+        Client(redis, namespace=namespace) as client,
+        Enqueuer(redis, namespace=namespace, strict=None) as enqueuer,
+    ):
+        job = await enqueuer.enqueue("x", {"a": 1})
+        assert job is not None and await client.cancel(job.id)
+        assert await client.delete_cancelled_job(job.id)
+        got = [(h.status, h.attempt) for h in await client.history_job(job.id)]
+        assert sorted(got, key=lambda h: h[1]) == [("cancelled", 1), ("deleted", 2)]

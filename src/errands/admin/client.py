@@ -322,9 +322,12 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
         the deletion in its history and publishes it (event ``deleted``)."""
         info = await self.job(job_id)
         name = info.name if info is not None else "?"  # an entry without its job
+        # (a cancelled job's record holds the attempt it would run next: the deletion's is the
+        # one after, so that it does not overwrite it)
+        envelope, read = await self._renumbered(info) if info is not None else (b"", b"")
         now_ms, call = to_ms(self.clock.now()), os.urandom(8).hex()  # (call: see lua/move.lua)
         return await self.scripts.move(
-            job_id, name, source(name), "delete", now_ms=now_ms, call=call
+            job_id, name, source(name), "delete", 0, envelope, now_ms, False, read, call
         )
 
     async def retry_all_dead_jobs(self) -> int:
