@@ -152,18 +152,75 @@ async def test_the_cap_shown_follows_limits_set_at_run_time(
     async def cap() -> int:
         return {q.name: q.max_concurrency for q in await client.queues()}.get("slow", -1)
 
+    async def cap_is(n: int) -> bool:
+        return await cap() == n
+
     assert await enqueuer.enqueue("slow", {}, delay=3600) is not None  # (a name queues() lists)
     async with pool:
         assert await cap() == 1
         await client.set_limits("slow", [Rate(1000), Concurrency(4)])
         await until(lambda: pool.job_types["slow"].max_concurrency == 4, timeout=3)
-        assert await cap() == 4  # (published with it)
+        await until(lambda: cap_is(4), timeout=3)  # (published after it, behind an await)
         await client.set_limits("slow", [Rate(1000)])
         await until(lambda: pool.job_types["slow"].max_concurrency == 0, timeout=3)
-        assert await cap() == 0
+        await until(lambda: cap_is(0), timeout=3)
     job = await enqueuer.enqueue("slow", {})
     assert job is not None
     await redis.hset(Keys(namespace).running, "slow", 1)  # (one runs)
     info = await client.job(job.id)
     assert info is not None and info.waiting_for is None  # not "max_concurrency reached"
     await redis.hset(Keys(namespace).running, "slow", 0)
+
+
+async def test_a_pool_started_again_after_a_clear_has_its_code_limits(
+    redis_url: str, namespace: str, client: Client
+) -> None:
+    """The job types keep the limits a pool applied; a pool started again in the same process
+    after `limits clear` read no runtime limits, which it took for "seen already": it kept the
+    cleared ones until the next set_limits."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, concurrency=4)
+
+    @pool.job("sms", limits=[Concurrency(3)])
+    async def sms(job: Job) -> None:
+        pass
+
+    await client.set_limits("sms", [Concurrency(1)])
+    async with pool:
+        await until(lambda: pool.job_types["sms"].max_concurrency == 1, timeout=3)
+    await client.set_limits("sms", None)  # (limits clear)
+    async with pool:
+        await until(lambda: pool.job_types["sms"].max_concurrency == 3, timeout=3)
+
+
+async def test_a_cap_whose_write_failed_is_written_at_the_next_refresh(
+    redis: Redis, namespace: str
+) -> None:
+    from errands.limits.spec import limit_to_dict
+    from errands.store.keys import Keys as _Keys
+    from errands.worker.limitwatch import LimitWatch
+
+    pool = WorkerPool(redis, namespace=namespace)
+
+    @pool.job("sms", limits=[Concurrency(3)])
+    async def sms(job: Job) -> None:
+        pass
+
+    keys = _Keys(namespace)
+    failing = [True]
+
+    class Flaky:
+        def __getattr__(self, name: str) -> object:
+            return getattr(redis, name)
+
+        async def hset(self, *args: object, **kwargs: object) -> object:
+            if failing.pop() if failing else False:
+                raise ConnectionError("lost")
+            return await redis.hset(*args, **kwargs)  # type: ignore[arg-type]
+
+    await redis.hset(keys.runtime_limits, "sms", json.dumps([limit_to_dict(Concurrency(2))]))
+    watch = LimitWatch(Flaky(), keys, pool.job_types, lambda: None, interval=3600)
+    await watch.refresh()  # applied, its cap's write failed
+    assert pool.job_types["sms"].max_concurrency == 2
+    assert await redis.hget(keys.limits, "sms") is None
+    await watch.refresh()  # nothing changed: the cap written again
+    assert await redis.hget(keys.limits, "sms") == b"2"

@@ -41,7 +41,8 @@ class LimitWatch:
         self.job_types = job_types
         self.changed = changed
         self.interval = interval
-        self._seen: dict[str, bytes | None] = {}
+        self._seen: dict[str, bytes | None] = {}  # (none at first: each name applied once)
+        self._unpublished: list[str] = []  # caps whose write failed: written again next time
 
     async def publish(self) -> None:
         """Write the limits of this pool's code to ``code_limits`` (for inspection)."""
@@ -82,13 +83,16 @@ class LimitWatch:
             return
         dirty = []
         for name, value in zip(names, raw, strict=True):
-            if self._seen.get(name) != value:
+            # (a name not seen yet is applied: a pool started again in this process after a
+            # `limits clear` kept the runtime limits its job types had been given)
+            if name not in self._seen or self._seen[name] != value:
                 self._seen[name] = value
                 if self._apply(self.job_types[name], value):
                     dirty.append(name)
         if dirty:
             self.changed()
-            await self._publish_caps(dirty)
+        if dirty or self._unpublished:
+            await self._publish_caps(list(dict.fromkeys(dirty + self._unpublished)))
 
     async def _publish_caps(self, names: list[str]) -> None:
         """The type-wide caps now in force to ``limits`` (written at pool start: worker/pool.py),
@@ -96,8 +100,11 @@ class LimitWatch:
         caps = {name: self.job_types[name].max_concurrency for name in names}
         try:
             await self.redis.hset(self.keys.limits, mapping=caps)
-        except Exception as exc:  # inspection only
+        except Exception as exc:  # inspection only: written again at the next refresh
             log.debug("publishing the caps failed: %r", exc)
+            self._unpublished = names
+        else:
+            self._unpublished = []
 
     def _apply(self, jt: JobType, value: bytes | None) -> bool:
         try:
