@@ -19,7 +19,7 @@
 -- Returns 1 when updated, 0 when the job moved or changed meanwhile, -1 when the new args are
 -- locked by another job (enqueue_unique). A re-sent call (its
 -- envelope is stored already: this edit's, which counts its edits) answers 1 and writes
--- nothing. Those two answers, read, write nothing first (lib/types.lua unwritten): a demoted
+-- nothing. Those answers (1 re-sent, 0 and -1), read, write nothing first (lib/types.lua unwritten): a demoted
 -- master refuses them, where the new master may lack the edit (not replicated) or hold the
 -- job where the caller read it. A priority that is not a whole number in -1000..1000, a time that is not an integer
 -- spelt as Redis reads one in 0..MAX_MS (is_int: it goes to ZADD verbatim, and ' 5' passed
