@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BatchJobError",
     "DependencyFailed",
     "ErrandsError",
     "JobArgumentError",
@@ -59,6 +60,11 @@ class RetryLater(ErrandsError):
 class LimiterSnooze(RetryLater):
     """Raised by ``limiter.acquire()`` over the limiter's limit, inside a handler: the job is
     snoozed until the limiter frees (no failure counted). Let it propagate."""
+
+
+class BatchJobError(ErrandsError):
+    """A job of a batch failed with a message, not an exception: a string given as its entry of
+    ``BatchOutcome.failed`` (``{job.id: "could not index"}``) is recorded as this error."""
 
 
 class LimiterExhaustedError(ErrandsError):

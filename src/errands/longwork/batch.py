@@ -7,27 +7,31 @@
 
 Jobs stay individual (own id, attempts, retries, dead entry). ``BatchRunner`` is what the pool
 registers for the name (the worker's batching, ``worker/batching.py``, fetches and runs the
-batches); ``batch_due`` is the rule deciding when a batch starts. Pure: no I/O here.
+batches); ``batch_due`` is the rule deciding when a batch starts; ``read_outcome`` checks what
+a handler returned. Pure: no I/O here.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+import reprlib
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import RegistrationError
+from ..errors import BatchJobError, RegistrationError
 from ..job import Job
 
-__all__ = ["BatchOutcome", "BatchRunner", "batch_due"]
+__all__ = ["BatchOutcome", "BatchRunner", "batch_due", "read_outcome"]
 
 
 @dataclass
 class BatchOutcome:
     """What a batch handler returns: ``failed`` maps the id of each job that failed to its
-    exception (those are retried, or buried, as failed jobs are); every other job of the batch
-    succeeded, with its entry of ``results`` (JSON) as its result, or None."""
+    exception (those are retried, or buried, as failed jobs are; a string fails its job with a
+    ``BatchJobError`` of that message);
+    every other job of the batch succeeded, with its entry of ``results`` (JSON) as its result,
+    or None. Both map ids of the batch's jobs only: anything else fails the whole batch."""
 
     failed: Mapping[str, BaseException] = field(default_factory=dict)
     results: Mapping[str, Any] = field(default_factory=dict)
@@ -62,10 +66,48 @@ class BatchRunner:
         return f"<batch job {self.name} {self.fn!r}>"
 
     async def __call__(self, job: Job) -> Any:
-        outcome = await self.fn([job])
-        if outcome is not None and job.id in outcome.failed:
-            raise outcome.failed[job.id]
-        return outcome.results.get(job.id) if outcome is not None else None
+        failed, results = read_outcome(await self.fn([job]), {job.id})
+        if job.id in failed:
+            raise failed[job.id]
+        return results.get(job.id)
+
+
+def read_outcome(
+    outcome: object, ids: Collection[str]
+) -> tuple[dict[str, BaseException], dict[str, Any]]:
+    """What a batch handler of the jobs ``ids`` returned, checked: (failed, results), each a dict
+    of some of ``ids``. A failure that is no exception becomes one: a string a BatchJobError
+    of that message, anything else a TypeError naming it. Raises TypeError for an outcome
+    that is not a BatchOutcome or None, or whose ``failed`` or ``results`` is no mapping, and
+    ValueError when either names an id not of the batch (keyed by something else than the
+    job ids, it would fail or give results to no job: the failures would pass for successes)."""
+    if outcome is None:
+        return {}, {}
+    if not isinstance(outcome, BatchOutcome):
+        raise TypeError(f"a batch handler returns a BatchOutcome or None, not {outcome!r}")
+    failed = _of_batch(outcome.failed, "failed", ids)
+    results = _of_batch(outcome.results, "results", ids)
+    return {i: _exception(i, value) for i, value in failed.items()}, results
+
+
+def _of_batch(value: object, what: str, ids: Collection[str]) -> dict[Any, Any]:
+    if not isinstance(value, Mapping):
+        kind = type(value).__name__
+        raise TypeError(f"BatchOutcome.{what} is a {kind}, not a mapping of job ids")
+    got = dict(value)
+    stray = [key for key in got if key not in ids]
+    if stray:
+        more = f" (and {len(stray) - 5} more)" if len(stray) > 5 else ""
+        raise ValueError(f"BatchOutcome.{what} names ids not of its batch: {stray[:5]!r}{more}")
+    return got
+
+
+def _exception(job_id: str, value: object) -> BaseException:
+    if isinstance(value, BaseException):
+        return value
+    if isinstance(value, str):
+        return BatchJobError(value)
+    return TypeError(f"BatchOutcome.failed[{job_id!r}] is {reprlib.repr(value)}, not an exception")
 
 
 def batch_due(waiting: int, oldest_waited: float | None, max_size: int, max_wait: float) -> float:

@@ -4,7 +4,8 @@ its queue and, once ``max_size`` jobs wait or the oldest has waited ``max_wait``
 with its own attempt, as any fetch) and runs them as one task. Jobs that succeeded are
 acknowledged through the acker (one ``ack`` script call for the batch, with other pending acks);
 the failed ones are settled together in one ``settle`` script call, each as a failed job (retry
-or dead set, fenced on its own attempt)."""
+or dead set, fenced on its own attempt). Whatever the handler raised or returned, the batch's
+task ends with each job settled."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ..aio import wait_event
 from ..clock import Clock, to_ms
 from ..handlers import JobType
 from ..job import Job
-from ..longwork.batch import BatchOutcome, BatchRunner, batch_due
+from ..longwork.batch import BatchRunner, batch_due, read_outcome
 from ..serialization import SerializationError, Serializer, dumps_json
 from ..store.scripts import Fetched, LeaseLost, Scripts
 
@@ -236,6 +237,8 @@ class Batching:
             self._batch_over(batch)
 
     async def _batch(self, jt: JobType, runner: BatchRunner, jobs: list[Job]) -> None:
+        """Run one batch and settle each of its jobs; whatever the handler did or returned, the
+        task ends with every job settled (or left to the pool's stop)."""
         if not jobs:
             return
         started = time.perf_counter()
@@ -243,8 +246,9 @@ class Batching:
         try:
             async with asyncio.timeout(jt.timeout):
                 outcome = await runner.fn(jobs)
-            if outcome is not None and not isinstance(outcome, BatchOutcome):
-                raise TypeError(f"a batch handler returns a BatchOutcome or None, not {outcome!r}")
+            # read here: an outcome that cannot be read fails the batch, never its task
+            failed, results = read_outcome(outcome, {job.id for job in jobs})
+            encoded = {j.id: _result(j, results.get(j.id)) for j in jobs if j.id not in failed}
         except asyncio.CancelledError:
             if self.abandoned:
                 return
@@ -256,26 +260,28 @@ class Batching:
             log.info("%s: a batch of %d requeued (pool stopping)", jt.name, len(jobs))
             return
         except Exception as exc:
-            await self.settler.fail_many(jt, [(job, exc) for job in jobs], started_ms)
-            name, n = type(exc).__name__, len(jobs)
-            log.warning("%s: a batch of %d failed: %s: %s", jt.name, n, name, exc)
+            await self._batch_failed(jt, jobs, exc, started_ms)
             return
         ran_ms = (time.perf_counter() - started) * 1000
-        outcome = outcome or BatchOutcome()
-        failed: list[tuple[Job, BaseException]] = []
         for job in jobs:
-            error = outcome.failed.get(job.id)
-            if error is None:
+            if job.id in encoded:
                 self.processed += 1
-                encoded = _result(job, outcome.results.get(job.id))
-                self._ack(job, jt, encoded, started_ms, ran_ms)
-            else:
-                failed.append((job, error))
+                self._ack(job, jt, encoded[job.id], started_ms, ran_ms)
         # the failed jobs of the batch: settled in one script call
+        ended = [(job, failed[job.id]) for job in jobs if job.id in failed]
         for (job, error), what in zip(
-            failed, await self.settler.fail_many(jt, failed, started_ms), strict=True
+            ended, await self.settler.fail_many(jt, ended, started_ms), strict=True
         ):
             log.warning("%s %s %s: %r", job.name, job.id, what, error)
+
+    async def _batch_failed(
+        self, jt: JobType, jobs: list[Job], exc: BaseException, started_ms: int
+    ) -> None:
+        """The handler raised (or returned what cannot be read): every job of the batch fails,
+        in one script call."""
+        await self.settler.fail_many(jt, [(job, exc) for job in jobs], started_ms)
+        name, n = type(exc).__name__, len(jobs)
+        log.warning("%s: a batch of %d failed: %s: %s", jt.name, n, name, exc)
 
 
 def _result(job: Job, value: Any) -> bytes:

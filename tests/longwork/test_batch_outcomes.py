@@ -1,0 +1,165 @@
+"""What a batch handler's end does to its jobs when it is not a plain success or exception
+(found by review, /tmp/hunt-long probes): a malformed BatchOutcome killed the batch's task
+after the handler returned, its jobs never settled and requeued by the orphan sweep every ~10 s
+forever, no failure counted. Each test runs one batch and awaits the task that ran it: it must
+end without an error, every job settled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from errands import BatchOutcome, Enqueuer, Job, WorkerPool
+from errands.errors import BatchJobError
+from errands.longwork.batch import BatchRunner
+from errands.store.keys import Keys
+from tests.support.invariants import assert_invariants
+
+Handler = Callable[[list[Job]], Awaitable[Any]]
+
+
+async def one_batch(redis: Redis, namespace: str, handler: Handler, n: int = 3) -> list[str]:
+    """Run ``handler`` on one batch of ``n`` jobs (max_fails=1, no retry: a failed job goes
+    to the dead set), await the task that ran it, check it ended cleanly; the jobs' ids."""
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, shutdown_grace=5.0)
+    tasks: list[asyncio.Task[Any]] = []
+
+    @pool.batch_job("b", max_size=n, max_wait=0.01, max_fails=1)
+    async def b(jobs: list[Job]) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.append(task)
+        return await handler(jobs)
+
+    enqueuer = Enqueuer(redis, namespace=namespace)
+    ids = [f"j{i}" for i in range(n)]
+    for job_id in ids:
+        await enqueuer.enqueue("b", {}, job_id=job_id)
+    async with pool:
+        async with asyncio.timeout(10):
+            while not tasks:
+                await asyncio.sleep(0.01)
+            await asyncio.wait(tasks)
+        task = tasks[0]
+        assert not task.cancelled(), "the batch task ended cancelled: its jobs never settled"
+        assert task.exception() is None, f"the batch task died: {task.exception()!r}"
+        assert len(tasks) == 1
+        await pool.drain(timeout=10)  # (the acks, written by the acknowledger)
+    keys = Keys(namespace)
+    assert await redis.zcard(keys.queue("b")) == 0
+    assert await redis.hgetall(keys.running) in ({}, {b"b": b"0"})
+    await assert_invariants(redis, namespace, stopped=True)
+    return ids
+
+
+async def errors(redis: Redis, namespace: str) -> dict[str, str]:
+    """The last error of each job that has one: {job id: "Type: message"}."""
+    raw = await redis.hgetall(Keys(namespace).errors)
+    return {k.decode(): orjson.loads(v)["error"] for k, v in raw.items()}
+
+
+async def dead(redis: Redis, namespace: str) -> set[str]:
+    return {m.decode() for m in await redis.zrange(Keys(namespace).dead, 0, -1)}
+
+
+async def stats(redis: Redis, namespace: str) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in (await redis.hgetall(Keys(namespace).stats)).items()}
+
+
+# -- 1. a malformed BatchOutcome --------------------------------------------------------------
+
+
+async def test_a_failure_given_as_a_string_fails_its_job_with_that_message(
+    redis: Redis, namespace: str
+) -> None:
+    async def handler(jobs: list[Job]) -> BatchOutcome:
+        return BatchOutcome(failed={jobs[0].id: "could not index"})  # type: ignore[dict-item]
+
+    ids = await one_batch(redis, namespace, handler)
+    assert await dead(redis, namespace) == {ids[0]}
+    assert await errors(redis, namespace) == {ids[0]: "BatchJobError: could not index"}
+    assert (await stats(redis, namespace))["processed"] == 2
+
+
+async def test_a_failure_neither_an_exception_nor_a_string_is_a_type_error_naming_it(
+    redis: Redis, namespace: str
+) -> None:
+    async def handler(jobs: list[Job]) -> BatchOutcome:
+        return BatchOutcome(failed={jobs[0].id: 42, jobs[1].id: None})  # type: ignore[dict-item]
+
+    ids = await one_batch(redis, namespace, handler)
+    assert await dead(redis, namespace) == {ids[0], ids[1]}
+    got = await errors(redis, namespace)
+    assert got[ids[0]] == "TypeError: BatchOutcome.failed['j0'] is 42, not an exception"
+    assert got[ids[1]] == "TypeError: BatchOutcome.failed['j1'] is None, not an exception"
+    assert (await stats(redis, namespace))["processed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("outcome", "message"),
+    [
+        (lambda ids: BatchOutcome(failed=set(ids[:1])), "BatchOutcome.failed is a set, not"),
+        (lambda ids: BatchOutcome(results=[1, 2, 3]), "BatchOutcome.results is a list, not"),
+        (lambda ids: BatchOutcome(failed={"x": ValueError()}), "names ids not of its batch: ['x']"),
+        (lambda ids: BatchOutcome(results={1: "r"}), "names ids not of its batch: [1]"),
+    ],
+    ids=["failed-a-set", "results-a-list", "failed-stray-id", "results-stray-id"],
+)
+async def test_an_outcome_that_is_no_mapping_of_the_batch_ids_fails_every_job(
+    redis: Redis, namespace: str, outcome: Callable[[list[str]], BatchOutcome], message: str
+) -> None:
+    async def handler(jobs: list[Job]) -> BatchOutcome:
+        return outcome([j.id for j in jobs])
+
+    ids = await one_batch(redis, namespace, handler)
+    assert await dead(redis, namespace) == set(ids)
+    got = await errors(redis, namespace)
+    assert all(message in got[i] for i in ids), got
+    assert "processed" not in await stats(redis, namespace)
+
+
+class Exploding(Mapping[str, Any]):
+    """A mapping that fails when read (an error of the user's code, after the handler returned)."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("lookup exploded")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["j0"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+async def test_an_error_reading_the_outcome_fails_every_job(redis: Redis, namespace: str) -> None:
+    async def handler(jobs: list[Job]) -> BatchOutcome:
+        return BatchOutcome(results=Exploding())
+
+    ids = await one_batch(redis, namespace, handler)
+    assert await dead(redis, namespace) == set(ids)
+    assert set((await errors(redis, namespace)).values()) == {"RuntimeError: lookup exploded"}
+
+
+async def test_a_batch_of_one_reads_its_outcome_the_same_way() -> None:
+    """``BatchRunner`` called with one job (a batch of one): a string failure is raised as a
+    BatchJobError of that message, not as ``raise "..."`` (TypeError: exceptions must derive
+    from BaseException), and a stray id is refused."""
+    job = Job("b", {}, id="j0", enqueued_at=0.0)
+    outcome: Any = BatchOutcome(failed={"j0": "could not index"})
+
+    async def fn(jobs: list[Job]) -> BatchOutcome:
+        return outcome
+
+    runner = BatchRunner("b", fn, 10, 0.0)
+    with pytest.raises(BatchJobError, match=r"^could not index$"):
+        await runner(job)
+    outcome = BatchOutcome(results={"j1": 1})
+    with pytest.raises(ValueError, match=r"names ids not of its batch: \['j1'\]"):
+        await runner(job)
+    outcome = BatchOutcome(results={"j0": 7})
+    assert await runner(job) == 7
