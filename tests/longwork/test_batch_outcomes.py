@@ -1,8 +1,8 @@
 """What a batch handler's end does to its jobs when it is not a plain success or exception
-(found by review, /tmp/hunt-long probes): a malformed BatchOutcome killed the batch's task
-after the handler returned, its jobs never settled and requeued by the orphan sweep every ~10 s
-forever, no failure counted. Each test runs one batch and awaits the task that ran it: it must
-end without an error, every job settled."""
+(found by review, /tmp/hunt-long probes): a malformed BatchOutcome or the handler's own
+CancelledError killed the batch's task after the handler returned, its jobs never settled and
+requeued by the orphan sweep every ~10 s forever, no failure counted. Each test runs one batch
+and awaits the task that ran it: it must end without an error, every job settled."""
 
 from __future__ import annotations
 
@@ -163,3 +163,23 @@ async def test_a_batch_of_one_reads_its_outcome_the_same_way() -> None:
         await runner(job)
     outcome = BatchOutcome(results={"j0": 7})
     assert await runner(job) == 7
+
+
+# -- 2. the handler's own CancelledError ------------------------------------------------------
+
+
+async def test_a_handler_raising_its_own_cancelled_error_fails_the_batch(
+    redis: Redis, namespace: str
+) -> None:
+    """Nobody cancelled the task: the handler awaited a future cancelled elsewhere. As for a
+    plain job (worker/outcomes.py _interrupted), that is the handler's failure."""
+
+    async def handler(jobs: list[Job]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    ids = await one_batch(redis, namespace, handler)
+    assert await dead(redis, namespace) == set(ids)
+    assert set((await errors(redis, namespace)).values()) == {"CancelledError: "}
+    assert (await stats(redis, namespace))["dead"] == 3

@@ -249,15 +249,8 @@ class Batching:
             # read here: an outcome that cannot be read fails the batch, never its task
             failed, results = read_outcome(outcome, {job.id for job in jobs})
             encoded = {j.id: _result(j, results.get(j.id)) for j in jobs if j.id not in failed}
-        except asyncio.CancelledError:
-            if self.abandoned:
-                return
-            if not self._cancelling:
-                raise
-            for job in jobs:  # the pool stops and the grace is over: back on their queues
-                await self.settler.requeue(job)
-                self.requeued_on_stop += 1
-            log.info("%s: a batch of %d requeued (pool stopping)", jt.name, len(jobs))
+        except asyncio.CancelledError as exc:
+            await self._batch_interrupted(jt, jobs, exc, started_ms)
             return
         except Exception as exc:
             await self._batch_failed(jt, jobs, exc, started_ms)
@@ -282,6 +275,25 @@ class Batching:
         await self.settler.fail_many(jt, [(job, exc) for job in jobs], started_ms)
         name, n = type(exc).__name__, len(jobs)
         log.warning("%s: a batch of %d failed: %s: %s", jt.name, n, name, exc)
+
+    async def _batch_interrupted(
+        self, jt: JobType, jobs: list[Job], exc: asyncio.CancelledError, started_ms: int
+    ) -> None:
+        """The handler raised CancelledError: the pool's stop with the grace over (its jobs
+        requeued) or its lease lost (left to the pool that takes them); else, when nobody
+        cancelled the task, a failure of the handler's own (as a plain job's: outcomes.py)."""
+        if self.abandoned:
+            return
+        if self._cancelling:
+            for job in jobs:  # the pool stops and the grace is over: back on their queues
+                await self.settler.requeue(job)
+                self.requeued_on_stop += 1
+            log.info("%s: a batch of %d requeued (pool stopping)", jt.name, len(jobs))
+            return
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise exc
+        await self._batch_failed(jt, jobs, exc, started_ms)
 
 
 def _result(job: Job, value: Any) -> bytes:
