@@ -1,13 +1,14 @@
 """What a batch handler's end does to its jobs when it is not a plain success or exception
 (found by review, /tmp/hunt-long probes): a malformed BatchOutcome or the handler's own
 CancelledError killed the batch's task after the handler returned, its jobs never settled and
-requeued by the orphan sweep every ~10 s forever, no failure counted. Each test runs one batch
-and awaits the task that ran it: it must end without an error, every job settled."""
+requeued by the orphan sweep every ~10 s forever, no failure counted; RetryLater counted a
+failure for every job. Each test runs one batch and awaits the task that ran it: it must end
+without an error, every job settled."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -15,9 +16,10 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import BatchOutcome, Enqueuer, Job, WorkerPool
-from errands.errors import BatchJobError
+from errands.errors import BatchJobError, LimiterSnooze, RetryLater
 from errands.longwork.batch import BatchRunner
 from errands.store.keys import Keys
+from errands.store.scripts import Scripts, Settle, SettleRefused
 from tests.support.invariants import assert_invariants
 
 Handler = Callable[[list[Job]], Awaitable[Any]]
@@ -183,3 +185,62 @@ async def test_a_handler_raising_its_own_cancelled_error_fails_the_batch(
     assert await dead(redis, namespace) == set(ids)
     assert set((await errors(redis, namespace)).values()) == {"CancelledError: "}
     assert (await stats(redis, namespace))["dead"] == 3
+
+
+# -- 3. RetryLater: no failure counted --------------------------------------------------------
+
+
+async def scheduled(redis: Redis, namespace: str) -> dict[str, float]:
+    got = await redis.zrange(Keys(namespace).scheduled("b"), 0, -1, withscores=True)
+    return {m.decode(): s for m, s in got}
+
+
+async def snoozes(redis: Redis, namespace: str, job_id: str) -> tuple[int, int]:
+    """The job's stored fails and limiter snoozes (envelope ``f`` and ``s``)."""
+    env = orjson.loads(await redis.hget(Keys(namespace).jobs, job_id) or b"{}")
+    return int(env.get("f", 0)), int(env.get("s", 0))
+
+
+@pytest.mark.parametrize("limiter", [False, True])
+async def test_a_handler_raising_retry_later_snoozes_every_job(
+    redis: Redis, namespace: str, limiter: bool
+) -> None:
+    async def handler(jobs: list[Job]) -> None:
+        if limiter:
+            raise LimiterSnooze(60, reason="limiter 'api' over its limit")
+        raise RetryLater(60, reason="upstream says 429")
+
+    before = await redis.time()
+    ids = await one_batch(redis, namespace, handler)
+    due = await scheduled(redis, namespace)
+    assert set(due) == set(ids)
+    assert all(s >= (before[0] + 59) * 1000 for s in due.values()), due
+    assert await stats(redis, namespace) == {}
+    assert await errors(redis, namespace) == {}
+    assert {await snoozes(redis, namespace, i) for i in ids} == {(0, 1 if limiter else 0)}
+
+
+async def test_retry_later_in_the_outcome_snoozes_that_job_in_the_same_settle_call(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    report = Scripts.settle_report
+
+    async def counted(
+        self: Scripts, pool_id: str, settles: Sequence[Settle]
+    ) -> list[bool | SettleRefused]:
+        calls.append([s.mode for s in settles])
+        return await report(self, pool_id, settles)
+
+    monkeypatch.setattr(Scripts, "settle_report", counted)
+
+    async def handler(jobs: list[Job]) -> BatchOutcome:
+        later, bad, _fine = jobs
+        return BatchOutcome(failed={later.id: RetryLater(60), bad.id: ValueError("bad")})
+
+    ids = await one_batch(redis, namespace, handler)
+    assert calls == [["later", "dead"]]
+    assert set(await scheduled(redis, namespace)) == {ids[0]}
+    assert await dead(redis, namespace) == {ids[1]}
+    assert await stats(redis, namespace) == {"processed": 1, "dead": 1}
+    assert await errors(redis, namespace) == {ids[1]: "ValueError: bad"}

@@ -28,10 +28,10 @@ __all__ = ["BatchOutcome", "BatchRunner", "batch_due", "read_outcome"]
 @dataclass
 class BatchOutcome:
     """What a batch handler returns: ``failed`` maps the id of each job that failed to its
-    exception (those are retried, or buried, as failed jobs are; a string fails its job with a
-    ``BatchJobError`` of that message);
-    every other job of the batch succeeded, with its entry of ``results`` (JSON) as its result,
-    or None. Both map ids of the batch's jobs only: anything else fails the whole batch."""
+    exception (those are retried, or buried, as failed jobs are; a ``RetryLater`` snoozes its
+    job, no failure counted; a string fails its job with a ``BatchJobError`` of that message);
+    every other job of the batch succeeded, with its entry of ``results`` (JSON) as its
+    result, or None. Both map ids of the batch's jobs only: anything else fails the batch."""
 
     failed: Mapping[str, BaseException] = field(default_factory=dict)
     results: Mapping[str, Any] = field(default_factory=dict)

@@ -4,8 +4,8 @@ its queue and, once ``max_size`` jobs wait or the oldest has waited ``max_wait``
 with its own attempt, as any fetch) and runs them as one task. Jobs that succeeded are
 acknowledged through the acker (one ``ack`` script call for the batch, with other pending acks);
 the failed ones are settled together in one ``settle`` script call, each as a failed job (retry
-or dead set, fenced on its own attempt). Whatever the handler raised or returned, the batch's
-task ends with each job settled."""
+or dead set, fenced on its own attempt; a ``RetryLater`` snoozed, no failure counted). Whatever
+the handler raised or returned, the batch's task ends with each job settled."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..aio import wait_event
 from ..clock import Clock, to_ms
+from ..errors import RetryLater
 from ..handlers import JobType
 from ..job import Job
 from ..longwork.batch import BatchRunner, batch_due, read_outcome
@@ -252,7 +253,7 @@ class Batching:
         except asyncio.CancelledError as exc:
             await self._batch_interrupted(jt, jobs, exc, started_ms)
             return
-        except Exception as exc:
+        except Exception as exc:  # (a RetryLater snoozes every job: settler.fail_many)
             await self._batch_failed(jt, jobs, exc, started_ms)
             return
         ran_ms = (time.perf_counter() - started) * 1000
@@ -260,21 +261,25 @@ class Batching:
             if job.id in encoded:
                 self.processed += 1
                 self._ack(job, jt, encoded[job.id], started_ms, ran_ms)
-        # the failed jobs of the batch: settled in one script call
+        # the failed (or snoozed) jobs of the batch: settled in one script call
         ended = [(job, failed[job.id]) for job in jobs if job.id in failed]
         for (job, error), what in zip(
             ended, await self.settler.fail_many(jt, ended, started_ms), strict=True
         ):
-            log.warning("%s %s %s: %r", job.name, job.id, what, error)
+            level = logging.INFO if isinstance(error, RetryLater) else logging.WARNING
+            log.log(level, "%s %s %s: %r", job.name, job.id, what, error)
 
     async def _batch_failed(
         self, jt: JobType, jobs: list[Job], exc: BaseException, started_ms: int
     ) -> None:
-        """The handler raised (or returned what cannot be read): every job of the batch fails,
-        in one script call."""
+        """The handler raised (or returned what cannot be read): every job of the batch fails
+        (snoozed, no failure counted, for a RetryLater), in one script call."""
         await self.settler.fail_many(jt, [(job, exc) for job in jobs], started_ms)
         name, n = type(exc).__name__, len(jobs)
-        log.warning("%s: a batch of %d failed: %s: %s", jt.name, n, name, exc)
+        if isinstance(exc, RetryLater):
+            log.info("%s: a batch of %d snoozed %.3gs (%s)", jt.name, n, exc.delay, exc)
+        else:
+            log.warning("%s: a batch of %d failed: %s: %s", jt.name, n, name, exc)
 
     async def _batch_interrupted(
         self, jt: JobType, jobs: list[Job], exc: asyncio.CancelledError, started_ms: int

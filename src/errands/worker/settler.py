@@ -13,7 +13,7 @@ import orjson
 
 from ..backoff import Backoff, ExponentialBackoff, backoff_from_dict
 from ..clock import Clock, to_ms
-from ..errors import NonRetryableError
+from ..errors import LimiterSnooze, NonRetryableError, RetryLater
 from ..handlers import JobType
 from ..job import Job
 from ..logfmt import job_extra
@@ -122,16 +122,20 @@ class Settler:
     async def snooze(self, job: Job, delay: float, counted: bool = False) -> None:
         """Run again after ``delay`` seconds without counting a failure; ``counted``: a snooze
         of an in-handler limiter, counted in the envelope (``s``) against its cap."""
+        await self._send(self.snoozing(job, delay, counted)[0])
+
+    def snoozing(self, job: Job, delay: float, counted: bool = False) -> tuple[Settle, str]:
+        """How to settle a snooze of ``job`` (see :meth:`snooze`), and its description: a
+        delay of 0 not counted puts it straight back on its queue, as :meth:`requeue`."""
         if delay <= 0 and not counted:
-            await self.requeue(job)
-            return
+            return self._settle(job, "requeue", self.keys.queue(job.name)), "snoozed 0s"
         s = self._settle(job, "later", self.keys.scheduled(job.name))
         s.score_ms = to_ms(self.clock.now() + delay)
         if counted:
             env = self.serializer.loads(job._raw) if job._raw is not None else job.envelope()
             env["s"] = job.snoozes + 1
             s.envelope = self.serializer.dumps(env)
-        await self._send(s)
+        return s, f"snoozed {delay:.3g}s"
 
     async def cancelled(self, job: Job, started_ms: int, destroy: bool) -> None:
         """A running job cancelled on request: never retried; ``destroy`` removes every trace."""
@@ -150,8 +154,14 @@ class Settler:
     async def fail_many(
         self, jt: JobType, failed: list[tuple[Job, BaseException]], started_ms: int
     ) -> list[str]:
-        """``fail`` for several jobs (of a batch), settled in one script call."""
-        built = [self.failure(job, jt, exc, started_ms) for job, exc in failed]
+        """``fail`` for several jobs (of a batch), settled in one script call; a job whose error
+        is a RetryLater is snoozed instead (no failure counted), as a plain job is."""
+        built = [
+            self.snoozing(job, exc.delay, isinstance(exc, LimiterSnooze))
+            if isinstance(exc, RetryLater)
+            else self.failure(job, jt, exc, started_ms)
+            for job, exc in failed
+        ]
         await self._send_many([s for s, _what in built])
         return [what for _s, what in built]
 
