@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "BatchJobError",
     "DependencyFailed",
@@ -46,15 +48,22 @@ class JobArgumentError(NonRetryableError, TypeError):
 
 class RetryLater(ErrandsError):
     """Raise in a handler to run the job again after ``delay`` seconds without counting a failure.
+    ``delay`` is a finite number >= 0 (else ValueError: raised in a handler, an ordinary failure
+    of the job), capped at ``RetryLater.MAX_DELAY`` (10 years; the due time, in ms, then stays
+    far within the 2^53 ms the scripts take: lib/types.lua's MAX_MS).
 
-    >>> raise RetryLater(30)   # snooze for 30 seconds
+    >>> raise RetryLater(30)   # snoozes for 30 seconds
     """
 
+    MAX_DELAY = 10 * 365 * 86400.0
+
     def __init__(self, delay: float = 0.0, reason: str = "") -> None:
-        if delay < 0:
-            raise ValueError("RetryLater delay must be >= 0")
+        delay = float(delay)
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"RetryLater delay must be a finite number >= 0, not {delay!r}")
+        delay = min(delay, self.MAX_DELAY)
         super().__init__(reason or f"retry later, in {delay:g}s")
-        self.delay = float(delay)
+        self.delay = delay
 
 
 class LimiterSnooze(RetryLater):

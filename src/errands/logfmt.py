@@ -1,5 +1,6 @@
-"""Logging helpers: the ``extra`` fields of per-job log lines, and a JSON formatter for the
-worker CLI (``python -m errands worker ... --log-format json``)."""
+"""Logging helpers: the ``extra`` fields of per-job log lines, an exception as text whatever its
+``__str__`` does, and a JSON formatter for the worker CLI (``python -m errands worker ...
+--log-format json``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,22 @@ import orjson
 
 from .job import Job
 
-__all__ = ["JSONFormatter", "configure_logging", "job_extra"]
+__all__ = ["JSONFormatter", "configure_logging", "describe", "job_extra"]
 
 # LogRecord attributes that are not user-supplied extras
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def describe(exc: BaseException, *, named: bool = True) -> str:
+    """``"Type: message"`` of an exception (the message alone without ``named``), whatever its
+    ``__str__`` does: one that raises gives ``"Type: <str() failed: ...>"`` (an error of the
+    handler's exception must not stop its job from being settled)."""
+    name = type(exc).__name__
+    try:
+        message = str(exc)
+    except Exception as bad:
+        message = f"<str() failed: {type(bad).__name__}>"
+    return f"{name}: {message}" if named else message
 
 
 def job_extra(job: Job) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from ..clock import Clock, to_ms
 from ..errors import RetryLater
 from ..handlers import JobType
 from ..job import Job
+from ..logfmt import describe
 from ..longwork.batch import BatchRunner, batch_due, read_outcome
 from ..serialization import SerializationError, Serializer, dumps_json
 from ..store.scripts import Fetched, LeaseLost, Scripts
@@ -275,11 +276,12 @@ class Batching:
         """The handler raised (or returned what cannot be read): every job of the batch fails
         (snoozed, no failure counted, for a RetryLater), in one script call."""
         await self.settler.fail_many(jt, [(job, exc) for job in jobs], started_ms)
-        name, n = type(exc).__name__, len(jobs)
+        n = len(jobs)
         if isinstance(exc, RetryLater):
-            log.info("%s: a batch of %d snoozed %.3gs (%s)", jt.name, n, exc.delay, exc)
+            why = describe(exc, named=False)
+            log.info("%s: a batch of %d snoozed %.3gs (%s)", jt.name, n, exc.delay, why)
         else:
-            log.warning("%s: a batch of %d failed: %s: %s", jt.name, n, name, exc)
+            log.warning("%s: a batch of %d failed: %s", jt.name, n, describe(exc))
 
     async def _batch_interrupted(
         self, jt: JobType, jobs: list[Job], exc: asyncio.CancelledError, started_ms: int

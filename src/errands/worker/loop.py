@@ -309,7 +309,7 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
             await self._suspended(job, exc)
             return
         except RetryLater as exc:
-            await self._snoozed(job, exc)
+            await self._snoozed(job, jt, exc, started_ms, started)
             return
         except Exception as exc:
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():

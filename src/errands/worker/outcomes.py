@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import LimiterSnooze
-from ..logfmt import job_extra
+from ..logfmt import describe, job_extra
 
 if TYPE_CHECKING:
     from ..clock import Clock
@@ -91,8 +91,15 @@ class Outcomes:
             self.requeued_on_stop += 1
         log.info("%s %s suspended: %s", job.name, job.id, exc, extra=job_extra(job))
 
-    async def _snoozed(self, job: Job, exc: RetryLater) -> None:
-        await self.settler.snooze(job, exc.delay, counted=isinstance(exc, LimiterSnooze))
+    async def _snoozed(
+        self, job: Job, jt: JobType, exc: RetryLater, started_ms: int, started: float
+    ) -> None:
+        try:  # (the settle is sent once built: only building it raises)
+            await self.settler.snooze(job, exc.delay, counted=isinstance(exc, LimiterSnooze))
+        except Exception as bad:  # its delay set to no number of seconds after it was made
+            log.error("%s %s: cannot snooze (%s): failed", job.name, job.id, describe(bad))
+            await self._failed(job, jt, exc, started_ms, started)
+            return
         log.info("%s %s snoozed %.3gs", job.name, job.id, exc.delay, extra=job_extra(job))
 
     async def _failed(
@@ -102,12 +109,11 @@ class Outcomes:
         what = await self.settler.fail(job, jt, exc, started_ms)
         self.counters.ended("failed" if what.startswith("failed (") else "dead", self.clock.now())
         log.warning(
-            "%s %s %s after %.1fms: %s: %s",
+            "%s %s %s after %.1fms: %s",
             job.name,
             job.id,
             what,
             (time.perf_counter() - started) * 1000,
-            type(exc).__name__,
-            exc,
+            describe(exc),
             extra=job_extra(job),
         )

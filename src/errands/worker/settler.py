@@ -16,7 +16,7 @@ from ..clock import Clock, to_ms
 from ..errors import LimiterSnooze, NonRetryableError, RetryLater
 from ..handlers import JobType
 from ..job import Job
-from ..logfmt import job_extra
+from ..logfmt import describe, job_extra
 from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, Scripts, Settle, SettleRefused
@@ -127,6 +127,8 @@ class Settler:
     def snoozing(self, job: Job, delay: float, counted: bool = False) -> tuple[Settle, str]:
         """How to settle a snooze of ``job`` (see :meth:`snooze`), and its description: a
         delay of 0 not counted puts it straight back on its queue, as :meth:`requeue`."""
+        if not 0 <= delay <= RetryLater.MAX_DELAY:  # (NaN too) settle.lua would refuse it
+            raise ValueError(f"a snooze of {delay!r}s")
         if delay <= 0 and not counted:
             return self._settle(job, "requeue", self.keys.queue(job.name)), "snoozed 0s"
         s = self._settle(job, "later", self.keys.scheduled(job.name))
@@ -155,15 +157,32 @@ class Settler:
         self, jt: JobType, failed: list[tuple[Job, BaseException]], started_ms: int
     ) -> list[str]:
         """``fail`` for several jobs (of a batch), settled in one script call; a job whose error
-        is a RetryLater is snoozed instead (no failure counted), as a plain job is."""
-        built = [
-            self.snoozing(job, exc.delay, isinstance(exc, LimiterSnooze))
-            if isinstance(exc, RetryLater)
-            else self.failure(job, jt, exc, started_ms)
-            for job, exc in failed
-        ]
-        await self._send_many([s for s, _what in built])
+        is a RetryLater is snoozed instead (no failure counted), as a plain job is. Never raises
+        for one job's settle that cannot be built (see :meth:`ending`)."""
+        built = [self.ending(job, jt, exc, started_ms) for job, exc in failed]
+        await self._send_many([s for s, _what in built if s is not None])
         return [what for _s, what in built]
+
+    def ending(
+        self, job: Job, jt: JobType, exc: BaseException, started_ms: int
+    ) -> tuple[Settle | None, str]:
+        """How to settle ``job`` of a batch ended with ``exc`` (:meth:`snoozing` for a
+        RetryLater, else :meth:`failure`), and its description. A snooze that cannot be built
+        (a RetryLater whose ``delay`` was set to no number of seconds after it was made) is a
+        failure instead; a failure that cannot be built (None) leaves the job in progress, to
+        the orphan sweep: an error of one job never ends its batch's task."""
+        fails = job.fails
+        try:
+            if isinstance(exc, RetryLater):
+                try:
+                    return self.snoozing(job, exc.delay, isinstance(exc, LimiterSnooze))
+                except Exception as bad:
+                    log.error("%s %s: cannot snooze (%s): failed", job.name, job.id, describe(bad))
+            return self.failure(job, jt, exc, started_ms)
+        except Exception as bad:
+            job.fails = fails
+            log.exception("%s %s: cannot settle (%s)", job.name, job.id, describe(bad))
+            return None, "not settled: left in progress"
 
     def failure(
         self, job: Job, jt: JobType, exc: BaseException, started_ms: int
@@ -174,7 +193,7 @@ class Settler:
         job.fails += 1
         max_fails = int((job.retry or {}).get("max_fails", jt.max_fails))
         error = {
-            "error": f"{type(exc).__name__}: {exc}",
+            "error": describe(exc),
             "traceback": "".join(traceback.format_exception(exc))[-8000:],
             "at": now,
             "attempt": job.fails,
@@ -188,7 +207,8 @@ class Settler:
         except Exception as bad:
             # the handler or a middleware put non-JSON data into args or meta: the job cannot be
             # stored as it is now, so it is buried with the data it was stored with
-            error["error"] = f"{error['error']} (and it cannot be retried: {bad})"
+            why = describe(bad, named=False)
+            error["error"] = f"{error['error']} (and it cannot be retried: {why})"
             final = True
         s.error = orjson.dumps(error, default=repr)
         if self.json_records:
