@@ -29,7 +29,8 @@ __all__ = ["BatchOutcome", "BatchRunner", "batch_due", "read_outcome"]
 class BatchOutcome:
     """What a batch handler returns: ``failed`` maps the id of each job that failed to its
     exception (those are retried, or buried, as failed jobs are; a ``RetryLater`` snoozes its
-    job, no failure counted; a string fails its job with a ``BatchJobError`` of that message);
+    job, no failure counted; a string fails its job with a ``BatchJobError`` of that message;
+    an id in ``failed`` is a failure whatever its value, None too: a ``TypeError`` naming it);
     every other job of the batch succeeded, with its entry of ``results`` (JSON) as its
     result, or None. Both map ids of the batch's jobs only: anything else fails the batch."""
 
