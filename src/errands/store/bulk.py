@@ -89,9 +89,11 @@ def enqueue_request(
 
 
 def handoff_keys(k: Keys) -> list[str]:
-    """The keys an enqueue reads and writes when it hands its job to an idle pool
-    (lua/lib/handoff.lua), after the result-record keys."""
-    return [k.paused, k.pools, k.attempts, k.attempt_seq, k.running, k.runtime_limits]
+    """The keys after the result-record keys: those an enqueue reads and writes when it hands
+    its job to an idle pool (lua/lib/handoff.lua), then the two it reads to tell a workflow
+    member's id (lua/lib/wfids.lua)."""
+    return [k.paused, k.pools, k.attempts, k.attempt_seq, k.running, k.runtime_limits,
+            k.workflows, k.workflow_of]  # fmt: skip
 
 
 def one_job_command(

@@ -126,8 +126,8 @@ class Scripts(AdminScripts):
         k = self.keys
         keys = [k.jobs, k.priorities, k.seq, k.names, k.idle_for(name), k.queue(name)]
         keys += (k.scheduled(name), k.unique, k.unique_of_job, k.unique_expiry, k.listening)
-        keys += (k.ended, k.done(id))
-        keys += (k.partitions, k.partition_queue(name), k.partitions_ready(name))
+        keys += (k.ended, k.done(id), k.partitions, k.partition_queue(name))
+        keys += (k.partitions_ready(name), k.workflows, k.workflow_of)
         args: list[Arg] = [
             k.wake_channel,
             name,
@@ -165,9 +165,9 @@ class Scripts(AdminScripts):
         k = self.keys
         keys = [k.jobs, k.priorities, k.seq, k.names, k.idle_for(name), k.queue(name)]
         keys += (k.scheduled(name), k.listening, k.ended, k.done(id), k.dedup, k.dedup_of_job)
-        keys.append(k.dedup_window(key))
-        keys += (k.dedup_next, k.dedup_reruns, k.partitions, k.partition_queue(name))
-        keys += (k.partitions_ready(name), k.reply(call or os.urandom(8).hex()))
+        keys += (k.dedup_window(key), k.dedup_next, k.dedup_reruns, k.partitions)
+        keys += (k.partition_queue(name), k.partitions_ready(name), k.workflows, k.workflow_of)
+        keys.append(k.reply(call or os.urandom(8).hex()))
         args: list[Arg] = [k.wake_channel, name, id, envelope, priority, due_ms, mode, key]
         args += (window_ms, k.events_channel, partition)
         reply = await self._call("enqueue_dedup", keys, args)

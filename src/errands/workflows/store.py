@@ -99,7 +99,8 @@ class WorkflowScripts:
     ) -> str:
         """Add a member to a running run; returns "" or why it was refused."""
         k = self.keys
-        keys = [k.workflow_of, *run_keys(k, run_id)]
+        keys = [k.workflow_of, *run_keys(k, run_id), k.jobs, k.ended]
+        keys.append(k.done(f"{run_id}.{member.node}"))  # (its job id: members.py member_id)
         args: list[Arg] = [run_id, member.node, member.name, member.priority, member.envelope]
         args += (member.spec, len(after), *after, *before)
         reply = await self._s["wf_add"](keys=keys, args=args)

@@ -11,6 +11,8 @@
 -- KEYS[9+5M .. 8+5M+N] the result-record key of each job
 -- KEYS[9+5M+N .. 14+5M+N] paused, pools, attempts, attempt counter, running, run-time limits
 --           (read, and written when the job is handed off: lib/handoff.lua)
+-- KEYS[15+5M+N] workflows (ZSET, the index of runs)   KEYS[16+5M+N] workflow_of (read through
+--           lib/wfids.lua: a job whose id is a stored run's member's or callback's is refused)
 -- ARGV[1] wake channel   ARGV[2] number of jobs N (at most 5,000)   ARGV[3] events channel
 -- ARGV[4] M names   ARGV[5 .. 4+M] the names
 -- ARGV[5+M .. 4+M+N] the job ids   ARGV[5+M+N .. 4+M+2N] their envelopes
@@ -19,7 +21,8 @@
 -- ARGV[5+M+3N .. 7+M+3N] the prefixes of a pool's in-progress set, hand-off list and arming key
 --           (store/keys.py pool_prefixes: the pool id appended; lib/handoff.lua)
 -- Returns the (1-based) indices of the jobs found already there (another job with the id is
--- stored, an earlier job of this call has it, or the id's job ended recently); a job stored with
+-- stored, an earlier job of this call has it, the id's job ended recently, or the id is a
+-- workflow member's or callback's while its run is stored: lib/wfids.lua); a job stored with
 -- this very envelope (this call's own earlier send) is not stored again either, but not listed.
 -- Once that job failed an attempt or ended, a re-send cannot tell it from another job's and
 -- lists it: its caller is told `existed`, which misleads it into no wrong action (the job was
@@ -135,6 +138,7 @@ end
 -- the first result records: one EXISTS when none is there); then which jobs are new
 local existed, new, seen, listening = {}, {}, {}, false
 local n_existed, n_new = 0, 0
+local maybe = false  -- a new job's id holds '.' or '!': a workflow member's or callback's may
 for s = 1, n, CHUNK do
   local e = math.min(n, s + CHUNK - 1)
   local stored = redis.pcall('HMGET', KEYS[1], unpack(ARGV, I + s, I + e))
@@ -176,8 +180,31 @@ for s = 1, n, CHUNK do
     else
       n_new = n_new + 1
       new[n_new] = i
+      maybe = maybe or string.find(id, '.', 1, true) or string.find(id, '!', 1, true)
     end
     seen[id] = true
+  end
+end
+-- a new job whose id is a workflow member's or callback's while its run is stored is refused
+-- as one taken (lib/wfids.lua, read only; included in this block: a call whose ids hold no '.'
+-- or '!', as random ids, builds none of its functions)
+if maybe then
+--@include wfids
+  local kept, wf_seen, W = {}, {}, base + n + 7  -- KEYS[W] workflows, KEYS[W + 1] workflow_of
+  for _, i in ipairs(new) do
+    local taken = wf_id_taken(KEYS[W], KEYS[W + 1], ARGV[I + i], wf_seen, OUTCOME)
+    if type(taken) == 'table' then
+      return taken
+    elseif taken then
+      n_existed = n_existed + 1
+      existed[n_existed] = i
+    else
+      kept[#kept + 1] = i
+    end
+  end
+  if #kept < n_new then
+    table.sort(existed)
+    new, n_new = kept, #kept
   end
 end
 if n_new == 0 then

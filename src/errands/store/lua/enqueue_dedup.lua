@@ -1,7 +1,7 @@
 -- enqueue_dedup: store a job unless its dedup key is held (lib/dedup.lua, docs/dedup.md), and
 -- say what happened. A re-sent call (redis-py, after a lost reply) answers as its first: one
 -- that stored its job finds it (idempotent on the job id as enqueue.lua); one that gave its
--- envelope to another job ('replaced', 'rerun_queued') answers from KEYS[19], before anything
+-- envelope to another job ('replaced', 'rerun_queued') answers from KEYS[21], before anything
 -- else and writing nothing (that job may have started since: the key then looked free, or the
 -- holder running, and a re-send stored the same args again, which ran twice).
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] seq   KEYS[4] names
@@ -10,7 +10,9 @@
 -- KEYS[9] ended (tombstones)   KEYS[10] the job's result-record key   KEYS[11] dedup
 -- KEYS[12] dedup_of_job   KEYS[13] the throttle window of the dedup key   KEYS[14] dedup_next
 -- KEYS[15] dedup_reruns   KEYS[16] partitions   KEYS[17] partition queue of the job name
--- KEYS[18] partitions ready of the job name (see lib/limits.lua)   KEYS[19] the reply key of
+-- KEYS[18] partitions ready of the job name (see lib/limits.lua)   KEYS[19] workflows (ZSET,
+-- the index of runs)   KEYS[20] workflow_of (read through lib/wfids.lua: a job whose id is a
+-- stored run's member's or callback's is refused as one taken)   KEYS[21] the reply key of
 -- this call (optional; store/keys.py reply, a token per call, not the job id, which a caller
 -- may give again): a 'replaced' or 'rerun_queued' answer is kept there 2 minutes (REPLY_MS of
 -- lib/types.lua, which says why)
@@ -21,7 +23,8 @@
 --         or rerun that took its envelope too), indexed as enqueue.lua does once queued.
 -- Returns {outcome, id of the job that carries the request, id of the job holding the key}:
 -- {'enqueued', id, id} (stored; also for a re-sent call that finds this very job stored),
--- {'existed', id, ''} (the id is taken by another job or ended recently: nothing stored),
+-- {'existed', id, ''} (the id is taken by another job, ended recently or is a workflow
+-- member's or callback's while its run is stored, lib/wfids.lua: nothing stored),
 -- {'dropped', holder, holder}, {'replaced', holder, holder} (the waiting holder took this
 -- envelope), {'rerun_queued', rerun, holder} (the rerun waiting for the running holder, new
 -- or existing, took this envelope).
@@ -59,16 +62,16 @@ if mode == 't' and not is_int(ARGV[9], 1, MAX_MS) then
 end
 local partition = ARGV[11] or ''
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', false,
-  'HLEN', 'HLEN', 'GET', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', 'GET'}
+  'HLEN', 'HLEN', 'GET', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', false, false, 'GET'}
 local wrong, got = wrong_type(function(j) return TYPES[j] end, 'nothing stored')
 wrong = wrong or not_counter(KEYS[3], 'nothing stored')
 if wrong then
   return wrong
 end
-if got[19] then  -- a re-send of a call that gave its envelope to another job: "outcome c h"
-  local outcome, carrier, holder = string.match(got[19], '^(%S+) (%S+) (%S+)$')
+if got[21] then  -- a re-send of a call that gave its envelope to another job: "outcome c h"
+  local outcome, carrier, holder = string.match(got[21], '^(%S+) (%S+) (%S+)$')
   if not outcome then
-    return refuse(KEYS[19] .. ' holds no answer of this script: nothing stored', got[19])
+    return refuse(KEYS[21] .. ' holds no answer of this script: nothing stored', got[21])
   end
   return unwritten('HDEL', KEYS[1], {outcome, carrier, holder})
 end
@@ -110,6 +113,17 @@ end
 if redis.call('ZSCORE', KEYS[9], id) or redis.call('EXISTS', KEYS[10]) == 1 then
   return unwritten('HDEL', KEYS[1], {'existed', id, ''})
 end
+-- an id a workflow member's or callback's may be (lib/wfids.lua: taken while its run is stored;
+-- included in this block, its functions built only for an id holding '.' or '!')
+if string.find(id, '.', 1, true) or string.find(id, '!', 1, true) then
+--@include wfids
+  local member = wf_id_taken(KEYS[19], KEYS[20], id, {}, 'nothing stored')
+  if type(member) == 'table' then
+    return member
+  elseif member then
+    return unwritten('HDEL', KEYS[1], {'existed', id, ''})
+  end
+end
 local a = {id = id, env = ARGV[4], prio = prio, due = due, queue = KEYS[6], sched = KEYS[7],
   name = ARGV[2], names = KEYS[4]}
 local outcome, carrier, holder = dedup_admit(d, mode, key, a)
@@ -119,8 +133,8 @@ elseif outcome then
   holder = holder or carrier
   if outcome == 'replaced' or outcome == 'rerun_queued' then
     partition_of(carrier)  -- (a rerun is indexed when the holder's end queues it: lib/dedup)
-    if KEYS[19] then
-      redis.call('SET', KEYS[19], outcome .. ' ' .. carrier .. ' ' .. holder, 'PX', REPLY_MS)
+    if KEYS[21] then
+      redis.call('SET', KEYS[21], outcome .. ' ' .. carrier .. ' ' .. holder, 'PX', REPLY_MS)
     end
   end
   return {outcome, carrier, holder}

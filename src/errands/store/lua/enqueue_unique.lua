@@ -7,13 +7,15 @@
 -- KEYS[10] unique_expiry (ZSET digest -> lock expiry ms)   KEYS[11] listening
 -- KEYS[12] ended (tombstones)   KEYS[13] the job's result-record key
 -- KEYS[14] partitions   KEYS[15] partition queue of the job name   KEYS[16] its partitions
--- ready (see lib/limits.lua)
+-- ready (see lib/limits.lua)   KEYS[17] workflows (ZSET, the index of runs)   KEYS[18]
+-- workflow_of (read through lib/wfids.lua: a job whose id is a stored run's member's or
+-- callback's is refused as one taken)
 -- ARGV[1] wake channel  ARGV[2] name  ARGV[3] id  ARGV[4] envelope  ARGV[5] priority
 -- ARGV[6] due ms (0 = now)  ARGV[7] digest  ARGV[8] lock expiry ms  ARGV[9] now ms
 -- ARGV[10] events channel   ARGV[11] partition ('' = none)
 -- Returns {1, id, 0} when stored; {1, id, 0} too when this very job (same id and envelope) is
--- already stored (a re-sent call); {1, id, 1} when the id is taken by another job or ended
--- recently (nothing stored); {0, holder id, 0} when a live job already holds the digest.
+-- already stored (a re-sent call); {1, id, 1} when the id is taken by another job, ended
+-- recently or is a workflow member's or callback's while its run is stored (nothing stored); {0, holder id, 0} when a live job already holds the digest.
 -- Those answers found, not stored, write nothing but a no-op (HDEL of jobs' field '', not
 -- replicated) first, so that a replica (a master demoted by a failover, still answering from
 -- its old data) refuses the call (READONLY) instead of giving them for a job or a digest the
@@ -59,6 +61,17 @@ if stored then
 end
 if redis.call('ZSCORE', KEYS[12], id) or redis.call('EXISTS', KEYS[13]) == 1 then
   return unwritten('HDEL', KEYS[1], {1, id, 1})
+end
+-- an id a workflow member's or callback's may be (lib/wfids.lua: taken while its run is stored;
+-- included in this block, its functions built only for an id holding '.' or '!')
+if string.find(id, '.', 1, true) or string.find(id, '!', 1, true) then
+--@include wfids
+  local member = wf_id_taken(KEYS[17], KEYS[18], id, {}, 'no job was stored')
+  if type(member) == 'table' then
+    return member
+  elseif member then
+    return unwritten('HDEL', KEYS[1], {1, id, 1})
+  end
 end
 local holder = redis.call('HGET', KEYS[8], ARGV[7])
 if holder then

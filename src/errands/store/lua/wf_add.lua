@@ -7,10 +7,15 @@
 -- it was added (a re-sent call, a retried handler adding the same ids).
 -- KEYS[1] workflow_of   KEYS[2] the run (HASH)   KEYS[3] its open set   KEYS[4] its in edges
 -- KEYS[5] its out edges   KEYS[6] its nodes   KEYS[7] its envelopes   KEYS[8] its outcomes
+-- KEYS[9] jobs   KEYS[10] ended (tombstones)   KEYS[11] the result-record key of the member's
+-- job id "<run>.<node>"
 -- ARGV[1] run id   ARGV[2] node id   ARGV[3] job name   ARGV[4] priority   ARGV[5] envelope
 -- ARGV[6] spec JSON (with every after node)   ARGV[7] A: how many after nodes follow
 -- ARGV[8 .. 7+A] after nodes   ARGV[8+A ..] before nodes
--- Returns '' when added, else why not (an unknown node, a before node no longer waiting, a
+-- Returns '' when added, else why not (its job id taken: stored, its tombstone in `ended` or its
+-- result record there, as wf_enqueue.lua and enqueue.lua refuse an id, or a member's or
+-- callback's of another run still stored, lib/wfids.lua; an unknown node, a
+-- before node no longer waiting, a
 -- cycle it would close, the run grown past WF_MAX_SIZE members, edges and callbacks in all:
 -- lib/workflows.lua, 50,000, its size field, ZCARD of its out edges and its callbacks, with the
 -- new member and an edge to each after and before node); an error, before any write, when the
@@ -26,6 +31,7 @@
 -- add pays nothing for it.
 --@include workflows
 --@include types
+--@include wfids
 local run, node = ARGV[1], ARGV[2]
 local a = tonumber(ARGV[7])
 if not is_priority(tonumber(ARGV[4])) or not is_whole(a) or a < 0 or 7 + a > #ARGV then
@@ -44,7 +50,7 @@ end
 -- a ready member goes to, seq a counter; workflow_of; the run's size a counter): one of another
 -- type raised after the member's membership, open mark and spec were written (half added)
 local outcome = 'node ' .. node .. ' was not added'
-local bad = wrong_type(function(j) return j == 1 and 'HLEN' end, outcome, 1)
+local bad = wrong_type(function(j) return ({'HLEN', [9] = 'HLEN', [10] = 'ZCARD'})[j] end, outcome, 10)
   or wf_unfit(KEYS[1], run, outcome)
   or not_hash_counter(KEYS[2], {'size'}, outcome)
 if bad then
@@ -70,6 +76,18 @@ if stored then
     return refused('')
   end
   return refused('node ' .. node .. ' is already in the workflow (with another definition)')
+end
+local id = run .. '.' .. node
+if redis.call('HEXISTS', KEYS[9], id) == 1 or redis.call('ZSCORE', KEYS[10], id)
+    or redis.call('EXISTS', KEYS[11]) == 1 then
+  return refused('job id ' .. id .. ' is taken: node ' .. node .. ' was not added')
+end
+local other = wf_id_taken(wf_keys(KEYS[1], run).P .. 'wfidx', KEYS[1], id, {}, outcome, run)
+if type(other) == 'table' then
+  return other
+elseif other then
+  return refused('job id ' .. id .. ' is taken by a member of another workflow run: node ' .. node
+    .. ' was not added')
 end
 local status = redis.call('HGET', KEYS[2], 'status')
 if status ~= 'running' or redis.call('HEXISTS', KEYS[2], 'cancel') == 1 then
@@ -157,7 +175,6 @@ if #edges > 0 and 8 + a <= #ARGV then
   end
 end
 local W = wf_keys(KEYS[1], run)
-local id = run .. '.' .. node
 redis.call('HSET', KEYS[1], id, run)
 redis.call('SADD', W.open, node)
 redis.call('HSET', W.nodes, node, ARGV[6])

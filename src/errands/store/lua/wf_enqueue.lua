@@ -18,7 +18,9 @@
 -- Returns 1 when stored, 0 when the run exists already, or when it does not but the job id of
 -- one of its members or callbacks is taken: stored (waiting, running, dead, cancelled), its
 -- tombstone in `ended` or its result record there (`done:<id>`, built from the prefix as
--- lib/workflows.lua builds the keys it writes), as enqueue.lua refuses an id. So a re-sent call
+-- lib/workflows.lua builds the keys it writes), as enqueue.lua refuses an id, or the id of a
+-- member or callback of another run still stored (lib/wfids.lua, its index `wfidx` built from
+-- the prefix too). So a re-sent call
 -- (redis-py, after a lost reply) that comes once the run has ended and its linger (1 ms at
 -- least) is over stores nothing: its members' ids are there, at least an hour after they ended
 -- (the tombstones of the latest 100,000 ended jobs; a result record for its result_ttl). The
@@ -35,6 +37,7 @@
 -- where it answered 0.)
 --@include workflows
 --@include types
+--@include wfids
 --@include chunked
 -- the run stored already (read, nothing written): lib/types.lua's unwritten (a run's hash has no
 -- field ''): a demoted master's data may hold a run the new master lacks
@@ -95,6 +98,18 @@ for s = 1, #ids, CHUNK do
     taken = taken or v ~= false
   end
   if taken then
+    return unwritten('HDEL', KEYS[7], 0)
+  end
+end
+-- or a member's or callback's of another run still stored (run `a` with node `b.c`, run `a.b`
+-- with node `c`: a waiting member is in no job hash; lib/wfids.lua, nothing read for ids whose
+-- only split is this run's: a run id and node ids without '.')
+local wf_seen = {}
+for _, id in ipairs(ids) do
+  local taken = wf_id_taken(W.P .. 'wfidx', KEYS[6], id, wf_seen, 'no workflow run was stored', run)
+  if type(taken) == 'table' then
+    return taken
+  elseif taken then
     return unwritten('HDEL', KEYS[7], 0)
   end
 end

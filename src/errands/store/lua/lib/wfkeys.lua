@@ -14,12 +14,12 @@ end
 -- KEYS: an error reply naming the first of another type (seq: not a counter), saying
 -- `outcome`; nil when all fit (`run_only`: the run's keys only). The queues of the members a walk
 -- releases are not known before it: wf_queue checks them, and parks a member it cannot queue.
-local WF_NS = {seq = 'GET', jobs = 'HLEN', prio = 'HLEN', names = 'SCARD', idle = 'SCARD',
-  part = 'HLEN', wfwork = 'ZCARD', wfexp = 'ZCARD', wfidx = 'ZCARD', dead = 'ZCARD',
-  errors = 'HLEN'}
-local WF_RUN = {meta = 'HLEN', open = 'SCARD', inn = 'ZCARD', out = 'ZCARD', nodes = 'HLEN',
-  env = 'HLEN', res = 'HLEN'}
 local function wf_unfit(wfof, run, outcome, run_only)
+  local WF_NS = {seq = 'GET', jobs = 'HLEN', prio = 'HLEN', names = 'SCARD', idle = 'SCARD',
+    part = 'HLEN', wfwork = 'ZCARD', wfexp = 'ZCARD', wfidx = 'ZCARD', dead = 'ZCARD',
+    errors = 'HLEN'}
+  local WF_RUN = {meta = 'HLEN', open = 'SCARD', inn = 'ZCARD', out = 'ZCARD', nodes = 'HLEN',
+    env = 'HLEN', res = 'HLEN'}
   local W = wf_keys(wfof, run or '')
   local function bad(key, cmd)
     local r = redis.pcall(cmd, key)
