@@ -18,6 +18,14 @@ of Redis Functions, store/fnlib.py), else redis-py's EVALSHA (the same Lua, run 
     python bench/hotpath_instr.py [--jobs 6000] [--batch 32] [--partitions 1000] [--functions]
                                   [--type-limits] [--long-rate 8000] [--keep FILE]
 
+``--enqueue IDS`` counts instead the one-job ``await enqueuer.enqueue("noop", {}, job_id=...)``
+calls of the jobs (one EVALSHA each, a first one not counted): IDS ``random`` (no job_id: 32 hex
+digits), ``dotted`` ("order.<n>": an id a workflow member's could be, lua/lib/wfids.lua),
+``dotted-runs`` (the same while a workflow run is stored in the namespace). ``--script-only``
+counts only what runs inside EVALSHA (callgrind's ``--toggle-collect=evalShaCommand``): not the
+reading of the command, the replies, nor the server's cron, whose share grows with the time a
+call takes (a few per cent between two runs of the same code).
+
 ERRANDS_SRC names the errands sources to measure (default: this repository's src/);
 REDIS_SERVER the redis-server binary (default: the one on PATH; a build with symbols makes
 ``callgrind_annotate FILE`` of ``--keep FILE`` name Lua's functions too).
@@ -42,7 +50,7 @@ sys.path.insert(0, os.environ.get("ERRANDS_SRC", str(ROOT / "src")))
 
 from redis.asyncio import Redis  # noqa: E402
 
-from errands import Concurrency, Enqueuer, Rate  # noqa: E402
+from errands import Concurrency, Enqueuer, Rate, Workflow  # noqa: E402
 from errands.limits import compile_limits, spec  # noqa: E402
 from errands.store.hotcalls import WorkerScripts  # noqa: E402
 from errands.store.keys import Keys  # noqa: E402
@@ -139,6 +147,29 @@ async def drive(
     return done
 
 
+async def drive_enqueue(port: int, pid: int, jobs: int, ids: str) -> int:
+    """One-job enqueues (``--enqueue``), the first not counted."""
+    redis = Redis(port=port)
+    for _ in range(300):
+        try:
+            await redis.ping()
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    async with Enqueuer(redis, namespace="b" + uuid.uuid4().hex[:10], strict=None) as enq:
+        if ids == "dotted-runs":
+            wf = Workflow("bench")
+            wf.add("noop", {}, id="b", after=[wf.add("noop", {}, id="a")])
+            await enq.enqueue_workflow(wf)
+        for i in range(jobs + 1):
+            await enq.enqueue("noop", {}, job_id=None if ids == "random" else f"order.{i}")
+            if i == 0:
+                control("-z", pid)
+    control("-d", pid)
+    await redis.aclose()
+    return jobs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=6000)
@@ -148,6 +179,8 @@ def main() -> None:
     parser.add_argument("--type-limits", action="store_true", help="type-wide limits, not binding")
     parser.add_argument("--long-rate", type=int, default=0, help="a day's rate, log seeded")
     parser.add_argument("--keep", help="where to copy callgrind's output")
+    parser.add_argument("--enqueue", choices=["random", "dotted", "dotted-runs"])
+    parser.add_argument("--script-only", action="store_true", help="inside EVALSHA only")
     a = parser.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -155,13 +188,19 @@ def main() -> None:
     out = f"/tmp/hotpath_instr.{os.getpid()}.out"
     server = os.environ.get("REDIS_SERVER", "redis-server")
     args = ["valgrind", "--tool=callgrind", "--compress-strings=no", f"--callgrind-out-file={out}"]
+    if a.script_only:
+        args.append("--toggle-collect=evalShaCommand")
     args += [server]  # (names spelled out in every dump: --keep FILE annotates on its own)
     args += ["--port", str(port), "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        run = drive(
-            port, proc.pid, a.jobs, a.batch, a.partitions, a.functions, a.type_limits, a.long_rate
-        )
+        if a.enqueue:
+            run = drive_enqueue(port, proc.pid, a.jobs, a.enqueue)
+        else:
+            run = drive(
+                port, proc.pid, a.jobs, a.batch, a.partitions, a.functions, a.type_limits,
+                a.long_rate,
+            )  # fmt: skip
         jobs = asyncio.run(run)
     finally:
         proc.terminate()
@@ -174,6 +213,10 @@ def main() -> None:
     for f in [*dumps, out]:
         Path(f).unlink(missing_ok=True)
     per_job = total / jobs
+    if a.enqueue:
+        where = " (inside EVALSHA)" if a.script_only else ""
+        print(f"one-job enqueues {jobs} ids {a.enqueue}{where}: {per_job:,.0f} instr. a job")
+        return
     how = "FCALL" if a.functions else "EVALSHA"
     limits = " type-wide limits" if a.type_limits else ""
     limits += f" a day's rate, log of {a.long_rate} fetches" if a.long_rate else ""
