@@ -93,6 +93,16 @@ async def test_a_queued_members_id_is_taken(env: Env, intrude: Intrude) -> None:
 
 
 @pytest.mark.parametrize("intrude", PATHS)
+async def test_a_running_members_id_is_taken(env: Env, intrude: Intrude) -> None:
+    run = await env.enqueuer.enqueue_workflow(chain())
+    scripts = Scripts(env.redis, env.keys)
+    now = await scripts.heartbeat("p", b"{}", 60_000, "register")
+    assert [f.id for f in await scripts.fetch("p", now, 10, [("work", 0)])] == [run.job_id("a")]
+    job = await intrude(env, run.job_id("a"))
+    assert job is not None and job.existed
+
+
+@pytest.mark.parametrize("intrude", PATHS)
 async def test_an_ended_members_id_is_taken_while_its_run_is_stored(
     env: Env, intrude: Intrude
 ) -> None:
