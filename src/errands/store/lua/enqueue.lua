@@ -36,7 +36,9 @@
 -- (a script must not fail half-way), so a caller can re-send the other jobs alone.
 -- Reads and writes take one command per 1,000 jobs (HMGET, ZMSCORE, EXISTS; HSET, ZADD), but
 -- for the tombstones when ZMSCORE is refused (an ACL rule of an older errands, Redis < 6.2):
--- then one ZSCORE per job.
+-- then one ZSCORE per job; and a new id holding '.' or '!' (one a workflow member's could be:
+-- lib/wfids.lua): a ZCARD of the runs per call, and while runs are stored a ZMSCORE (and a
+-- HEXISTS per run it names) per such id.
 -- Wakes one idle pool serving each name that got a ready job (not every idle pool): the pool
 -- that fetches a full batch wakes the next one (fetch.lua). KEYS[5] (every idle pool) is only
 -- looked at when the call has several names; a name's idle pools are popped only when its
@@ -149,6 +151,10 @@ for s = 1, n, CHUNK do
   if ended.err then
     ended = nil
   end
+  if not maybe then
+    local ids = table.concat(ARGV, ' ', I + s, I + e)
+    maybe = string.find(ids, '.', 1, true) or string.find(ids, '!', 1, true)
+  end
   local done = false  -- a result record of this chunk's jobs exists
   if s == 1 then
     local there = redis.call('EXISTS', KEYS[6], unpack(KEYS, base + s, base + e))
@@ -180,7 +186,6 @@ for s = 1, n, CHUNK do
     else
       n_new = n_new + 1
       new[n_new] = i
-      maybe = maybe or string.find(id, '.', 1, true) or string.find(id, '!', 1, true)
     end
     seen[id] = true
   end
@@ -192,7 +197,9 @@ if maybe then
 --@include wfids
   local kept, wf_seen, W = {}, {}, base + n + 7  -- KEYS[W] workflows, KEYS[W + 1] workflow_of
   for _, i in ipairs(new) do
-    local taken = wf_id_taken(KEYS[W], KEYS[W + 1], ARGV[I + i], wf_seen, OUTCOME)
+    local id = ARGV[I + i]
+    local taken = (string.find(id, '.', 1, true) or string.find(id, '!', 1, true))
+      and wf_id_taken(KEYS[W], KEYS[W + 1], id, wf_seen, OUTCOME)
     if type(taken) == 'table' then
       return taken
     elseif taken then

@@ -17,6 +17,16 @@
 -- Redis < 6.2): one ZSCORE per candidate. Returns true when taken; false, or an error reply
 -- (wrong_key's, lib/types.lua) when wfidx holds another type.
 local function wf_id_taken(wfidx, wfof, id, seen, outcome, own)
+  if seen.any == nil then
+    local n = redis.pcall('ZCARD', wfidx)
+    if type(n) == 'table' then
+      return wrong_key(wfidx, outcome)
+    end
+    seen.any = n > 0
+  end
+  if not seen.any then
+    return false
+  end
   local runs, nodes = {}, {}
   local cb = string.match(id, '^(.+)(![%a_]+)$')
   local kind = cb and string.sub(id, #cb + 1)
@@ -32,16 +42,6 @@ local function wf_id_taken(wfidx, wfof, id, seen, outcome, own)
     at = string.find(id, '.', at + 1, true)
   end
   if #runs == 0 then
-    return false
-  end
-  if seen.any == nil then
-    local n = redis.pcall('ZCARD', wfidx)
-    if type(n) == 'table' then
-      return wrong_key(wfidx, outcome)
-    end
-    seen.any = n > 0
-  end
-  if not seen.any then
     return false
   end
   local scores = redis.pcall('ZMSCORE', wfidx, unpack(runs))
