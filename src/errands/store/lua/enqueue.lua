@@ -151,8 +151,8 @@ for s = 1, n, CHUNK do
   if ended.err then
     ended = nil
   end
-  if not maybe then
-    local ids = table.concat(ARGV, ' ', I + s, I + e)
+  if not maybe then  -- (the ids joined: one scan a chunk, not two string.find a job)
+    local ids = e == s and ARGV[I + s] or table.concat(ARGV, ' ', I + s, I + e)
     maybe = string.find(ids, '.', 1, true) or string.find(ids, '!', 1, true)
   end
   local done = false  -- a result record of this chunk's jobs exists
