@@ -4,13 +4,14 @@ caller still sees exactly its own outcome."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import Enqueuer
+from errands import Enqueuer, Job
 from errands.errors import RedisUnavailableError
 from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
@@ -135,3 +136,42 @@ async def test_closing_the_enqueuer_gives_the_connection_back(redis: Redis, name
     in_use = len(redis.connection_pool._in_use_connections)
     await enqueuer.aclose()
     assert len(redis.connection_pool._in_use_connections) == in_use - 1
+
+
+async def _gathered_behind_a_call(
+    enqueuer: Enqueuer, jobs: list[tuple[str, str]], tasks: dict[str, asyncio.Future[Any]]
+) -> list[Any]:
+    """The outcomes of ``jobs`` (name, id; their tasks in ``tasks``) submitted while a first
+    enqueue is in flight: sent together in the next call."""
+    first = asyncio.ensure_future(enqueuer.enqueue("warm", {}))
+    await asyncio.sleep(0)  # the first call is in flight: the next ones are gathered
+    for name, job_id in jobs:
+        tasks[job_id] = asyncio.ensure_future(enqueuer.enqueue(name, {}, job_id=job_id))
+    await first
+    return await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def test_a_caller_cancelled_during_a_failed_batch_does_not_fail_the_others(
+    enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    """The batch fails by a script error (one job's queue of another type) while one caller
+    gives up: the one-by-one re-send told the cancelled caller its error, which raised
+    InvalidStateError to every caller of the batch (jobs stored reported failed)."""
+    keys = Keys(namespace)
+    await redis.set(keys.queue("broken"), "not a sorted set")
+    coalescer, tasks = enqueuer._coalescer, dict[str, asyncio.Future[Any]]()
+    real = coalescer._fast
+    assert real is not None
+
+    async def fast(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+        if len(rows) == 3:  # the gathered call is on its way: the broken job's caller gives up
+            tasks["A"].cancel()
+        return await real(names, rows)
+
+    coalescer._fast = fast
+    jobs = [("good", "X"), ("broken", "A"), ("good", "B")]
+    outcomes = await _gathered_behind_a_call(enqueuer, jobs, tasks)
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    assert [o.id for o in (outcomes[0], outcomes[2]) if isinstance(o, Job)] == ["X", "B"]
+    assert await redis.zcard(keys.queue("good")) == 2
+    assert not coalescer._busy and not coalescer._pending

@@ -123,7 +123,8 @@ class Coalescer:
             try:
                 results.append((await self._once([p]))[0])
             except ResponseError as exc:
-                p.future.set_exception(exc)
+                if not p.future.done():  # (its caller may have been cancelled meanwhile)
+                    p.future.set_exception(exc)
                 results.append(False)
         return results
 
