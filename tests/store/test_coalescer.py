@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from errands import Enqueuer, Job
@@ -174,4 +175,37 @@ async def test_a_caller_cancelled_during_a_failed_batch_does_not_fail_the_others
     assert isinstance(outcomes[1], asyncio.CancelledError)
     assert [o.id for o in (outcomes[0], outcomes[2]) if isinstance(o, Job)] == ["X", "B"]
     assert await redis.zcard(keys.queue("good")) == 2
+    assert not coalescer._busy and not coalescer._pending
+
+
+async def test_redis_lost_during_the_one_by_one_re_send_fails_only_the_unstored_jobs(
+    enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    """The batch fails by a script error and is re-sent job by job; Redis is lost for the third
+    job's call (its call raises on both paths, as a fault). The first job's caller, its job
+    stored by its own call, is told so then (it was told the third job's error, and may have
+    retried: stored twice); the jobs from the third on fail, the fourth unsent."""
+    keys = Keys(namespace)
+    await redis.set(keys.queue("broken"), "not a sorted set")
+    coalescer, tasks = enqueuer._coalescer, dict[str, asyncio.Future[Any]]()
+    seen: dict[str, bool] = {}
+
+    def lost_for_b(real: Any) -> Any:
+        async def send(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+            if len(rows) == 1 and rows[0][2] == "B":
+                done, _ = await asyncio.wait([tasks["X"]], timeout=2)  # (bounded if not)
+                seen["X told first"] = bool(done)
+                raise RedisConnectionError("Redis went away (a fault)")
+            return await real(names, rows)  # type: ignore[no-any-return]
+
+        return send
+
+    coalescer._fast, coalescer._send = lost_for_b(coalescer._fast), lost_for_b(coalescer._send)
+    jobs = [("good", "X"), ("broken", "A"), ("good", "B"), ("good", "C")]
+    x, a, b, c = await _gathered_behind_a_call(enqueuer, jobs, tasks)
+    assert isinstance(x, Job) and not x.existed and seen == {"X told first": True}
+    assert isinstance(a, ResponseError)
+    assert isinstance(b, RedisUnavailableError) and isinstance(c, RedisUnavailableError)
+    stored = {m.decode() for m in await redis.zrange(keys.queue("good"), 0, -1)}
+    assert stored == {"X"}  # (C never sent)
     assert not coalescer._busy and not coalescer._pending

@@ -11,7 +11,8 @@ batching, as auto-pipelining clients do). For the callers nothing changes:
 - an error reaches only the callers whose jobs were in the failed call; a script error
   (``ResponseError``) in a call of several jobs re-sends them one by one, so only the jobs
   that fail by themselves fail (the enqueue script is idempotent on the job id, so the jobs
-  stored by the first send are not stored twice);
+  stored by the first send are not stored twice); each caller is told as its own call
+  returns, and once Redis cannot be reached the jobs not yet re-sent fail unsent;
 - jobs are sent in the order they were submitted, so one caller's jobs keep their order;
 - a caller cancelled before its job was sent drops the job; once sent, the job is stored
   whether the caller still waits or not (as with a direct call).
@@ -25,7 +26,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 
-from .connection import BROKEN
+from .connection import BROKEN, REDIS_ERRORS
 from .scripts import Arg
 
 __all__ = ["Coalescer", "Send"]
@@ -89,16 +90,8 @@ class Coalescer:
         try:
             while self._pending:
                 batch = self._take()
-                try:
-                    existed = await self._call(batch) if batch else []
-                except Exception as exc:  # handed to each caller of the call
-                    for p in batch:
-                        if not p.future.done():
-                            p.future.set_exception(_fresh(exc))
-                    continue
-                for p, was in zip(batch, existed, strict=True):
-                    if not p.future.done():
-                        p.future.set_result(was)
+                if batch:
+                    await self._call(batch)
         except BaseException:  # cancelled (the loop is closing): nobody will send the rest
             for p in [*batch, *self._pending]:
                 p.future.cancel()
@@ -111,22 +104,41 @@ class Coalescer:
         batch, self._pending = self._pending[: self.max_jobs], self._pending[self.max_jobs :]
         return [p for p in batch if not p.future.cancelled()]  # their callers gave up
 
-    async def _call(self, batch: list[_Pending]) -> list[bool]:
-        """One script call for ``batch``; on a script error with several jobs, one call per job."""
+    async def _call(self, batch: list[_Pending]) -> None:
+        """One script call for ``batch``, its outcome told to each caller; on a script error
+        with several jobs, one call per job (``_one_by_one``)."""
         try:
-            return await self._once(batch)
-        except ResponseError:
-            if len(batch) == 1:
-                raise
-        results: list[bool] = []
-        for p in batch:
+            existed = await self._once(batch)
+        except ResponseError as exc:
+            if len(batch) > 1:
+                await self._one_by_one(batch)
+            else:
+                _fail(batch, exc)
+            return
+        except Exception as exc:  # handed to each caller of the call
+            _fail(batch, exc)
+            return
+        for p, was in zip(batch, existed, strict=True):
+            if not p.future.done():
+                p.future.set_result(was)
+
+    async def _one_by_one(self, batch: list[_Pending]) -> None:
+        """Each job in a call of its own, its caller told as soon as that call returns; an
+        error reaches only the caller whose call raised it. Once Redis could not be reached,
+        the jobs not yet sent are not sent: their callers get that error at once (each of
+        them not stored, so safe to retry) instead of a reconnect wait each, one after the
+        other (up to ``max_jobs`` connect or socket timeouts in a row)."""
+        for k, p in enumerate(batch):
             try:
-                results.append((await self._once([p]))[0])
-            except ResponseError as exc:
-                if not p.future.done():  # (its caller may have been cancelled meanwhile)
-                    p.future.set_exception(exc)
-                results.append(False)
-        return results
+                was = (await self._once([p]))[0]
+            except REDIS_ERRORS as exc:
+                _fail(batch[k:], exc)
+                return
+            except Exception as exc:
+                _fail([p], exc)
+                continue
+            if not p.future.done():  # (its caller may have been cancelled meanwhile)
+                p.future.set_result(was)
 
     async def _once(self, batch: list[_Pending]) -> list[bool]:
         index: dict[str, int] = {}
@@ -150,6 +162,13 @@ class Coalescer:
             except BROKEN:
                 pass  # the general path reconnects, retries and names the server
         return await self._send(names, rows)
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    """``exc`` to each caller of ``batch`` still waiting."""
+    for p in batch:
+        if not p.future.done():
+            p.future.set_exception(exc if len(batch) == 1 else _fresh(exc))
 
 
 def _fresh(exc: BaseException) -> BaseException:
