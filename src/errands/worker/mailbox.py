@@ -148,8 +148,8 @@ class Mailbox:
 
     async def _pop(self) -> Any:
         """One BLPOP: on the held connection, else the general way, which reconnects and
-        retries. A held read that broke or timed out may have taken an entry whose reply was
-        lost: the worker's orphan sweep runs at once (as after a pinned fetch's), and the held
+        retries. A read that broke or timed out (either way) may have taken an entry whose reply
+        was lost: the worker's orphan sweep runs at once (as after a pinned fetch's), and the held
         connection is tried again only once a general read has succeeded (while Redis cannot
         be reached, a turn waits for one reconnect, not for two)."""
         if self._held is not None and self._held_ok:
@@ -158,7 +158,11 @@ class Mailbox:
             except BROKEN:
                 self._held_ok = False
                 self.worker._reclaim = True
-        got = await self.worker.scripts.redis.blpop([self.key], timeout=self.block)
+        try:
+            got = await self.worker.scripts.redis.blpop([self.key], timeout=self.block)
+        except BROKEN:  # (as on the held connection: an entry popped, its reply lost)
+            self.worker._reclaim = True
+            raise
         self._held_ok = True
         return got
 
