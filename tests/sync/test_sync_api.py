@@ -5,17 +5,20 @@ async Enqueuer, usable from a thread that runs an event loop, across fork and at
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import os
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from errands import (
@@ -227,3 +230,35 @@ def test_interpreter_exit_without_close_is_clean_and_atexit_handlers_can_enqueue
             return sorted(await r.smembers(Keys(namespace).names))
 
     assert asyncio.run(check()) == [b"at_import", b"early_atexit", b"in_atexit"]
+
+
+def test_close_cancels_another_thread_s_call_in_flight(redis_url: str, namespace: str) -> None:
+    """close() while another thread's enqueue waits on Redis (CLIENT PAUSE): that caller gets
+    CancelledError (it blocked forever: the loop stopped with its task pending)."""
+    admin = redis.Redis.from_url(redis_url)
+    sync = SyncEnqueuer(redis_url, namespace=namespace, strict=None)
+    assert sync.enqueue("warm") is not None
+    outcome: dict[str, BaseException] = {}
+
+    def call() -> None:
+        try:
+            sync.enqueue("paused", job_id="J1")
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    admin.execute_command("CLIENT", "PAUSE", "1000", "WRITE")  # (a real wait, bounded)
+    try:
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not getattr(sync._portal, "_calls", 0) and time.monotonic() < deadline:  # started
+            time.sleep(0.001)
+        sync.close()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        admin.close()
+    assert isinstance(outcome.get("error"), concurrent.futures.CancelledError)
+    assert sync.enqueue("after") is not None  # a new loop
+    sync.close()

@@ -10,6 +10,8 @@ for blocking callers in any thread.
   so middleware sees them as it would in the caller's thread.
 - After ``os.fork()`` (gunicorn ``--preload``, multiprocessing) the child starts a loop of its own
   on first use; the parent's connections are never touched.
+- ``close()`` cancels the calls in flight (each caller gets ``CancelledError``) before it
+  closes the object and stops the loop; a call that reaches the stopping loop raises at once.
 - At interpreter exit the owned object is closed (``aclose``) but the thread stays: a call from a
   later ``atexit`` handler still works, reconnecting (Python 3.12+ forbids new threads there).
 """
@@ -49,16 +51,19 @@ class Portal(Generic[R]):
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._gate: _Gate | None = None
+        self._calls: set[asyncio.Task[Any]] = set()  # (on the loop's thread) calls in flight
         self._resource: R | None = None
         self._exited = False
         _PORTALS.add(self)
 
     # -- the loop thread ---------------------------------------------------------------------
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
+    def _running_loop(self) -> tuple[asyncio.AbstractEventLoop, _Gate]:
         with self._lock:
-            if self._loop is None or self._thread is None or not self._thread.is_alive():
-                self._loop, self._thread = _start_loop(self._name)
-            return self._loop
+            if (self._loop is None or self._thread is None or self._gate is None
+                    or not self._thread.is_alive()):  # fmt: skip
+                self._loop, self._thread, self._gate = _start_loop(self._name)
+            return self._loop, self._gate
 
     def _on_loop(self) -> bool:
         thread = self._thread
@@ -84,7 +89,7 @@ class Portal(Generic[R]):
         return self._submit(self._with_resource(fn))
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = self._running_loop()
+        loop, gate = self._running_loop()
         context = contextvars.copy_context()
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
         tasks: list[asyncio.Task[T]] = []
@@ -92,27 +97,39 @@ class Portal(Generic[R]):
         def start() -> None:
             task = loop.create_task(coro, context=context)
             tasks.append(task)
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
             task.add_done_callback(lambda t: _copy_outcome(t, done))
 
-        loop.call_soon_threadsafe(start)
+        if not gate.call(loop, start):
+            coro.close()
+            raise RuntimeError(f"{self._name} was closed while this call was being made")
         try:
             return done.result()
         except BaseException:
             if not done.done():  # KeyboardInterrupt in the caller: stop the work too
-                loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+                gate.call(loop, lambda: [t.cancel() for t in tasks])
             raise
 
     def close(self) -> None:
         """Close the resource and stop the loop thread (a later call starts them again)."""
         with self._lock:
             loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
+            self._loop = self._thread = self._gate = None
         if loop is None or thread is None or not thread.is_alive() or self._on_loop():
             self._resource = None
             return
-        asyncio.run_coroutine_threadsafe(self._release(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+        try:
+            asyncio.run_coroutine_threadsafe(self._shut(), loop).result(timeout=10)
+        finally:  # (the calls that reach the loop meanwhile: cancelled as it stops, _Gate)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+
+    async def _shut(self) -> None:
+        """The calls in flight cancelled (their callers waited forever once the loop stopped),
+        then the resource closed."""
+        await _cancel(self._calls)
+        await self._release()
 
     async def _release(self) -> None:
         resource, self._resource = self._resource, None
@@ -134,7 +151,8 @@ class Portal(Generic[R]):
         """In a forked child: the loop thread does not exist here, and the connections belong
         to the parent."""
         self._lock = threading.Lock()
-        self._loop = self._thread = None
+        self._loop = self._thread = self._gate = None
+        self._calls = set()
         self._resource = None
 
 
@@ -149,9 +167,44 @@ def _copy_outcome(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> 
         done.set_result(task.result())
 
 
-def _start_loop(name: str) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+class _Gate:
+    """Callbacks reach a portal's loop only until it stops: one that would wait in a closed
+    loop's queue forever is refused instead (``call`` returns False)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = True
+
+    def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> bool:
+        with self._lock:
+            if self._open:
+                loop.call_soon_threadsafe(fn)
+            return self._open
+
+    def shut(self) -> None:
+        with self._lock:
+            self._open = False
+
+
+async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` (and those their ends start, a few rounds) and wait for them (bounded)."""
+    for _ in range(3):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=5)
+
+
+def _start_loop(name: str) -> tuple[asyncio.AbstractEventLoop, threading.Thread, _Gate]:
     loop = asyncio.new_event_loop()
     ready = threading.Event()
+    gate = _Gate()
+
+    async def finish() -> None:  # (after the callbacks queued before the gate shut: FIFO)
+        await _cancel(asyncio.all_tasks() - {asyncio.current_task()})
+        await loop.shutdown_asyncgens()
 
     def main() -> None:
         asyncio.set_event_loop(loop)
@@ -159,12 +212,16 @@ def _start_loop(name: str) -> tuple[asyncio.AbstractEventLoop, threading.Thread]
         try:
             loop.run_forever()
         finally:
-            loop.close()
+            gate.shut()  # each task left (a call sent as close() ran) ends, its caller told
+            try:
+                loop.run_until_complete(finish())
+            finally:
+                loop.close()
 
     thread = threading.Thread(target=main, name=f"errands-{name}", daemon=True)
     thread.start()
     ready.wait()
-    return loop, thread
+    return loop, thread, gate
 
 
 def _at_exit() -> None:
