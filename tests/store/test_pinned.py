@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import warnings
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 
 import hiredis
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import (
     AuthenticationError,
@@ -24,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errands import Enqueuer
-from errands.store import pinned
+from errands.store import foreign, pinned
 from errands.store.bulk import pack_evalsha
 from errands.store.keys import Keys
 from errands.store.pinned import PinnedScript, _Link
@@ -306,12 +308,12 @@ async def test_a_forked_child_never_writes_on_its_parent_s_held_connection(
     client = Redis.from_url(redis_url)
     script = PinnedScript(client, await redis.script_load(ECHO))
     assert await script(["k"], ["a"]) == b"a"
-    parents = script._conn
+    parents = _ports([script._conn])
     pinned._after_fork()
     assert await script(["k"], ["b"]) == b"b"
-    assert script._conn is not None and script._conn is not parents
-    assert parents is not None
-    await parents.disconnect()  # (in a real child: forgotten, never closed)
+    assert _ports([script._conn]).isdisjoint(parents)  # a socket of its own
+    _, writer = foreign._parents.pop()  # (in a real child: forgotten, never closed)
+    writer.close()
     await script.aclose()
     await client.aclose()
 
@@ -335,3 +337,92 @@ def test_a_real_fork_runs_the_hook_in_the_child() -> None:
     os.waitpid(pid, 0)
     assert child == before + 1
     assert pinned._forks == before
+
+
+async def _close_across_loops(enqueuer: Enqueuer, client: Redis) -> None:
+    """Close ``client``, some of its pool's connections opened on loops since closed."""
+    await enqueuer.aclose()
+    pool: Any = client.connection_pool
+    for conn in [*pool._available_connections, *pool._in_use_connections]:
+        if foreign.loop_of(conn) not in (None, asyncio.get_running_loop()):
+            foreign.let_go(conn, own=True)
+    await client.aclose()
+
+
+def test_one_enqueuer_under_a_new_event_loop_per_call(redis_url: str, namespace: str) -> None:
+    """asyncio.run per call (store/coalescer.py allows it): the pinned connection took over a
+    pooled connection of a closed loop, its reply never read (each enqueue waited for the
+    socket timeout), and each loop left one more connection open on the server."""
+    admin = SyncRedis.from_url(redis_url)
+    client = Redis.from_url(redis_url, socket_timeout=2)  # (fails in seconds without the fix)
+    enqueuer = Enqueuer(client, namespace=namespace, strict=None)
+    took, clients = [], []
+
+    async def enqueue(i: int, last: bool) -> None:
+        assert await enqueuer.enqueue("a", {"i": i}) is not None
+        if last:
+            await _close_across_loops(enqueuer, client)
+
+    for i in range(4):
+        start = time.monotonic()
+        asyncio.run(enqueue(i, last=i == 3))
+        took.append(time.monotonic() - start)
+        clients.append(len(admin.client_list()))
+    assert max(took) < 1, took
+    assert clients[1:3] == clients[:1] * 2, clients  # (the last loop closed its client)
+    assert admin.zcard(Keys(namespace).queue("a")) == 4
+    admin.close()
+
+
+def _ports(conns: Any) -> set[int]:
+    return {c._writer.get_extra_info("sockname")[1] for c in conns if c._writer is not None}
+
+
+def test_a_forked_child_takes_no_pooled_socket_of_its_parent(
+    redis_url: str, namespace: str
+) -> None:
+    """The parent's idle pooled connections (made before the fork) were taken over by the
+    child's pinned connection: the child wrote on its parent's socket, its reply read by no
+    loop (the socket timeout waited). Now the child connects anew and leaves them open."""
+    admin = SyncRedis.from_url(redis_url)
+    client = Redis.from_url(redis_url, socket_timeout=2)  # (fails in seconds without the fix)
+    enqueuer = Enqueuer(client, namespace=namespace, strict=None)
+
+    async def before_the_fork() -> set[int]:
+        assert await enqueuer.enqueue("a", {"i": 0}) is not None
+        await asyncio.gather(client.set("k", "parent"), client.ping())  # idle in the pool
+        return _ports(client.connection_pool._available_connections)  # type: ignore[attr-defined]
+
+    parents = asyncio.run(before_the_fork())
+    assert parents
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # (Python 3.12+ warns of a fork beside other threads)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: how long its enqueue took, on whose socket; then out
+
+        async def child() -> str:
+            start = time.monotonic()
+            await asyncio.wait_for(enqueuer.enqueue("a", {"i": 1}, job_id="child"), 10)
+            assert enqueuer._pinned is not None
+            port = _ports([enqueuer._pinned.script._conn]).pop()
+            return f"{time.monotonic() - start:.3f} {port in parents}"
+
+        try:
+            os.write(write, asyncio.run(child()).encode())
+        except BaseException as exc:
+            os.write(write, repr(exc).encode()[:200])
+        finally:
+            os._exit(0)
+    os.close(write)
+    told = os.read(read, 200).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert told.count(" ") == 1, told
+    took, on_parents = told.split()
+    assert float(took) < 1 and on_parents == "False", told
+    clients = {int(c["addr"].rsplit(":", 1)[1]) for c in admin.client_list()}
+    assert parents <= clients  # the parent's sockets left open by the child
+    assert admin.hexists(Keys(namespace).jobs, "child")
+    admin.close()
+    asyncio.run(_close_across_loops(enqueuer, client))

@@ -46,6 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .bulk import Columns, OneJobHeads, enqueue_request, job_spec, one_job_command, pack_call
 from .connection import BROKEN, as_read_only
+from .foreign import give_back, on_this_loop
 from .scripts import Arg, Scripts
 
 try:
@@ -243,8 +244,9 @@ class PinnedConnection:
         return pending.result()
 
     async def _connect(self) -> tuple[AbstractConnection, _Link | None]:
-        self._conn = self._link = None
-        conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        old, self._conn, self._link = self._conn, None, None  # (old: of another loop or the
+        await give_back(self._pool, old, self._loop if self._forks == _forks else None)  # parent)
+        conn = await on_this_loop(self._pool, _forks)  # (not one of another loop or the parent)
         self._conn, self._loop, self._forks = conn, asyncio.get_running_loop(), _forks
         self._link = _take_over(conn)
         self._turn = asyncio.Lock() if self._link is None else None

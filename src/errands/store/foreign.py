@@ -1,0 +1,89 @@
+"""Pooled connections a held connection (store/pinned.py) must not take over as they are: ones
+opened on another event loop (one Enqueuer used under ``asyncio.run`` per call, as
+store/coalescer.py allows) or by the parent before a fork. Their replies would be read by a
+loop that no longer runs (every call waited for the socket timeout), and each loop would leave
+one more connection open on the server. Checked once per connect, never per call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import weakref
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+
+__all__ = ["give_back", "let_go", "loop_of", "on_this_loop"]
+
+# the loops a held connection ran on, with the fork count then (a loop seen before a fork is
+# the parent's in the child: its sockets too)
+_seen: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+_parents: list[tuple[Any, Any]] = []  # the parent's sockets let go in a child, never closed
+
+
+async def on_this_loop(pool: ConnectionPool, forks: int) -> AbstractConnection:
+    """A connection of ``pool`` for the running loop (``forks``: since errands was imported),
+    connected anew if it was opened on another loop or before a fork (given back to the pool
+    if that fails)."""
+    conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    loop = asyncio.get_running_loop()
+    _seen.setdefault(loop, forks)
+    other = loop_of(conn)
+    if other is None or other is loop:
+        return conn
+    try:
+        let_go(conn, own=_seen.get(other) == forks)
+        await conn.connect()  # type: ignore[no-untyped-call]
+    except BaseException:
+        await pool.release(conn)
+        raise
+    return conn
+
+
+async def give_back(
+    pool: ConnectionPool, conn: AbstractConnection | None, loop: asyncio.AbstractEventLoop | None
+) -> None:
+    """A held connection (if any) of ``loop``, not the running one (None: of the parent,
+    before a fork), back to ``pool`` disconnected."""
+    if conn is not None:
+        let_go(conn, own=loop is not None)
+        await pool.release(conn)
+
+
+def loop_of(conn: AbstractConnection) -> asyncio.AbstractEventLoop | None:
+    """The loop ``conn``'s socket was opened on (None: not connected)."""
+    return getattr(getattr(conn, "_reader", None), "_loop", None)  # (redis-py's, asyncio's)
+
+
+def let_go(conn: AbstractConnection, own: bool) -> None:
+    """Make redis-py see ``conn`` disconnected (it connects anew on use) without running its
+    disconnect here (on another loop). ``own``: this process's socket, shut down (the server
+    drops its client now) and closed on its loop, or at once if that loop is closed; else a
+    parent's socket, never touched (closing it would end the parent's connection)."""
+    c: Any = conn
+    reader, writer = c._reader, c._writer
+    c._reader = c._writer = None
+    with contextlib.suppress(Exception):
+        c._parser.on_disconnect()
+    if writer is None:
+        return
+    if not own:  # kept: collected, its streams would close it on the parent's loop object
+        _parents.append((reader, writer))  # (whose epoll the child shares)
+        return
+    transport = writer.transport
+    with contextlib.suppress(Exception):
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    loop = getattr(reader, "_loop", None)
+    if loop is not None and not loop.is_closed():
+        with contextlib.suppress(Exception):
+            loop.call_soon_threadsafe(transport.close)
+        return
+    raw = getattr(transport, "_sock", None)  # (asyncio's transport: its loop closed, it
+    with contextlib.suppress(Exception):  # never closes its socket now; close() marks it
+        transport.close()  # closing, then raises: no loop to tell)
+    if raw is not None:
+        raw.close()
+        transport._sock = None
