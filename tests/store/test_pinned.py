@@ -301,7 +301,7 @@ async def test_closing_while_the_connection_is_made_gives_it_back(
 
 
 async def test_a_forked_child_never_writes_on_its_parent_s_held_connection(
-    redis: Redis, redis_url: str
+    redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fork (``os.register_at_fork`` runs ``pinned._after_fork`` in the child, as here) makes
     the next call take a connection of its own: the held one is the parent's socket."""
@@ -309,6 +309,7 @@ async def test_a_forked_child_never_writes_on_its_parent_s_held_connection(
     script = PinnedScript(client, await redis.script_load(ECHO))
     assert await script(["k"], ["a"]) == b"a"
     parents = _ports([script._conn])
+    monkeypatch.setattr(pinned, "_forks", pinned._forks)  # (this process's count, restored)
     pinned._after_fork()
     assert await script(["k"], ["b"]) == b"b"
     assert _ports([script._conn]).isdisjoint(parents)  # a socket of its own
@@ -426,3 +427,29 @@ def test_a_forked_child_takes_no_pooled_socket_of_its_parent(
     assert admin.hexists(Keys(namespace).jobs, "child")
     admin.close()
     asyncio.run(_close_across_loops(enqueuer, client))
+
+
+def test_a_process_that_never_forked_closes_the_sockets_of_its_other_loops(
+    redis_url: str, namespace: str
+) -> None:
+    """A pooled connection opened on a loop where only redis-py's general path ran (no held
+    connection there) was taken for a parent's socket and kept open for good: one more server
+    connection each loop. A process that never forked owns every socket: each is closed."""
+    from errands.store import foreign
+
+    admin = SyncRedis.from_url(redis_url)
+    before, counts = len(admin.client_list()), []
+    for i in range(4):
+        client = Redis.from_url(redis_url)
+        enqueuer = Enqueuer(client, namespace=namespace, strict=None)
+        asyncio.run(client.ping())  # the general path only, on a loop of its own
+
+        asyncio.run(_enqueue_and_close(enqueuer, client, i))
+        counts.append(len(admin.client_list()) - before)
+    assert counts == [0, 0, 0, 0] and not foreign._parents, (counts, len(foreign._parents))
+    admin.close()
+
+
+async def _enqueue_and_close(enqueuer: Enqueuer, client: Redis, i: int) -> None:
+    assert await enqueuer.enqueue("a", {"i": i}) is not None
+    await _close_across_loops(enqueuer, client)

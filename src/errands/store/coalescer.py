@@ -125,10 +125,15 @@ class Coalescer:
     async def _one_by_one(self, batch: list[_Pending]) -> None:
         """Each job in a call of its own, its caller told as soon as that call returns; an
         error reaches only the caller whose call raised it. Once Redis could not be reached,
-        the jobs not yet sent are not sent: their callers get that error at once (each of
-        them not stored, so safe to retry) instead of a reconnect wait each, one after the
-        other (up to ``max_jobs`` connect or socket timeouts in a row)."""
+        the jobs not yet re-sent are not sent again: their callers get that error at once
+        instead of a reconnect wait each, one after the other (up to ``max_jobs`` connect or
+        socket timeouts in a row). (Not re-sent is not "not stored": the batch's first send
+        may have stored them with its reply lost, as for any call a connection error ends.)
+        A caller cancelled meanwhile has its job dropped, not re-sent (the batch stored
+        nothing)."""
         for k, p in enumerate(batch):
+            if p.future.cancelled():
+                continue
             try:
                 was = (await self._once([p]))[0]
             except REDIS_ERRORS as exc:

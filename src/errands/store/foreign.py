@@ -33,7 +33,9 @@ async def on_this_loop(pool: ConnectionPool, forks: int) -> AbstractConnection:
     if other is None or other is loop:
         return conn
     try:
-        let_go(conn, own=_seen.get(other) == forks)
+        # (a process that never forked owns every socket; in a child, one of a loop no held
+        # connection ran on may be the parent's: kept, never closed)
+        let_go(conn, own=forks == 0 or _seen.get(other) == forks)
         await conn.connect()  # type: ignore[no-untyped-call]
     except BaseException:
         await pool.release(conn)
