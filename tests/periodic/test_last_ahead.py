@@ -4,7 +4,6 @@ times it hides, not by the period after it."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,15 +15,11 @@ from errands.periodic.enqueuer import AHEAD_TOLERANCE, PeriodicEnqueuer
 from errands.periodic.store import PeriodicSchedule, make_periodic
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
-from tests.support.invariants import assert_invariants
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a Thursday
 
 
-@pytest.fixture(autouse=True)
-async def invariants(redis: Redis, namespace: str) -> AsyncIterator[None]:
-    yield
-    await assert_invariants(redis, namespace, context="after the test:")
+pytestmark = pytest.mark.usefixtures("invariants")
 
 
 def pool(

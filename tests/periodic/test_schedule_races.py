@@ -5,7 +5,6 @@ a delete recreate no state. The invariant checker runs after every test."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -17,25 +16,11 @@ from errands.periodic.enqueuer import PeriodicEnqueuer
 from errands.periodic.store import make_periodic
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
-from tests.support.invariants import assert_invariants
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
-@pytest.fixture(autouse=True)
-async def invariants(redis: Redis, namespace: str) -> AsyncIterator[None]:
-    yield
-    await assert_invariants(redis, namespace, context="after the test:")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START + 5)
-
-
-@pytest.fixture
-def client(redis: Redis, namespace: str, clock: FakeClock) -> Client:
-    return Client(redis, namespace=namespace, clock=clock)
+pytestmark = pytest.mark.usefixtures("invariants")
 
 
 def periodic(redis: Redis, namespace: str, clock: FakeClock) -> PeriodicEnqueuer:

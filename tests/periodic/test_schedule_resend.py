@@ -4,8 +4,6 @@ answer. And a call with a bad argument fails before its first write."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -15,26 +13,12 @@ from errands.periodic.enqueuer import PeriodicEnqueuer
 from errands.periodic.store import ScheduleStore, make_periodic
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
-from tests.support.invariants import assert_invariants
 from tests.support.resend import Recorder, snapshot
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
-@pytest.fixture(autouse=True)
-async def invariants(redis: Redis, namespace: str) -> AsyncIterator[None]:
-    yield
-    await assert_invariants(redis, namespace, context="after the test:")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START + 5)
-
-
-@pytest.fixture
-def client(redis: Redis, namespace: str, clock: FakeClock) -> Client:
-    return Client(redis, namespace=namespace, clock=clock)
+pytestmark = pytest.mark.usefixtures("invariants")
 
 
 def recorded(store: ScheduleStore) -> Recorder:

@@ -4,57 +4,22 @@ never fired, and delete_schedule removes it."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
-import orjson
 import pytest
 from redis.asyncio import Redis
 
 from errands import Client, FakeClock, RegistrationError, SystemClock
 from errands.periodic.enqueuer import PeriodicEnqueuer
-from errands.periodic.store import PeriodicSchedule, make_periodic
+from errands.periodic.store import make_periodic
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
-from tests.support.invariants import assert_invariants
+
+from .support import drop_jobs, pool
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a Thursday
 
 
-@pytest.fixture(autouse=True)
-async def invariants(redis: Redis, namespace: str) -> AsyncIterator[None]:
-    yield
-    await assert_invariants(redis, namespace, context="after the test:")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START + 5)
-
-
-@pytest.fixture
-def client(redis: Redis, namespace: str, clock: FakeClock) -> Client:
-    return Client(redis, namespace=namespace, clock=clock)
-
-
-def pool(
-    redis: Redis, namespace: str, clock: FakeClock, code: list[PeriodicSchedule], pool_id: str
-) -> PeriodicEnqueuer:
-    return PeriodicEnqueuer(redis, Keys(namespace), clock, JSONSerializer(), code, pool_id=pool_id)
-
-
-async def queued_args(redis: Redis, namespace: str) -> list[Any]:
-    keys = Keys(namespace)
-    ids = await redis.zrange(keys.queue("tick"), 0, -1)
-    return [orjson.loads(e)["a"] for e in await redis.hmget(keys.jobs, ids)] if ids else []
-
-
-async def drop_jobs(redis: Redis, namespace: str) -> None:
-    """As acks leave jobs that ran: envelopes and queue entries gone."""
-    keys = Keys(namespace)
-    for job_id in await redis.zrange(keys.queue("tick"), 0, -1):
-        await redis.zrem(keys.queue("tick"), job_id)
-        await redis.hdel(keys.jobs, job_id)
+pytestmark = pytest.mark.usefixtures("invariants")
 
 
 async def test_a_schedule_removed_from_the_code_is_listed_stale_and_never_fires(
