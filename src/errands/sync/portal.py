@@ -70,6 +70,8 @@ class Portal(Generic[R]):
         return thread is not None and thread.ident == threading.get_ident()
 
     async def _with_resource(self, fn: Callable[[R], Awaitable[T]]) -> T:
+        if self._loop is not asyncio.get_running_loop():  # (a loop close() took: not its own)
+            raise RuntimeError(f"{self._name} was closed while this call was being made")
         if self._resource is None:
             self._resource = self._make()
         try:
@@ -97,8 +99,9 @@ class Portal(Generic[R]):
         def start() -> None:
             task = loop.create_task(coro, context=context)
             tasks.append(task)
-            self._calls.add(task)
-            task.add_done_callback(self._calls.discard)
+            calls = self._calls  # (this loop's, unless close() took it: its end cancels the task)
+            calls.add(task)
+            task.add_done_callback(calls.discard)
             task.add_done_callback(lambda t: _copy_outcome(t, done))
 
         if not gate.call(loop, start):
@@ -113,23 +116,28 @@ class Portal(Generic[R]):
 
     def close(self) -> None:
         """Close the resource and stop the loop thread (a later call starts them again)."""
-        with self._lock:
+        with self._lock:  # (the loop's calls and resource: a call made from now on starts anew)
             loop, thread = self._loop, self._thread
-            self._loop = self._thread = self._gate = None
+            calls, resource = self._calls, self._resource
+            self._loop = self._thread = self._gate = self._resource = None
+            self._calls = set()
         if loop is None or thread is None or not thread.is_alive() or self._on_loop():
-            self._resource = None
             return
         try:
-            asyncio.run_coroutine_threadsafe(self._shut(), loop).result(timeout=10)
+            shut = self._shut(calls, resource)
+            asyncio.run_coroutine_threadsafe(shut, loop).result(timeout=10)
         finally:  # (the calls that reach the loop meanwhile: cancelled as it stops, _Gate)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
 
-    async def _shut(self) -> None:
+    @staticmethod
+    async def _shut(calls: set[asyncio.Task[Any]], resource: R | None) -> None:
         """The calls in flight cancelled (their callers waited forever once the loop stopped),
-        then the resource closed."""
-        await _cancel(self._calls)
-        await self._release()
+        then the resource closed: those of the loop being closed (calls made meanwhile run on a
+        new loop, with a resource of their own)."""
+        await _cancel(calls)
+        if resource is not None:
+            await resource.aclose()
 
     async def _release(self) -> None:
         resource, self._resource = self._resource, None
