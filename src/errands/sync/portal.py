@@ -70,8 +70,8 @@ class Portal(Generic[R]):
         return thread is not None and thread.ident == threading.get_ident()
 
     async def _with_resource(self, fn: Callable[[R], Awaitable[T]]) -> T:
-        if self._loop is not asyncio.get_running_loop():  # (a loop close() took: not its own)
-            raise RuntimeError(f"{self._name} was closed while this call was being made")
+        if self._loop is not asyncio.get_running_loop():  # a loop close() took: cancelled, as
+            raise asyncio.CancelledError  # the calls in flight there (not its resource's user)
         if self._resource is None:
             self._resource = self._make()
         try:
@@ -195,14 +195,15 @@ class _Gate:
 
 
 async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` (and those their ends start, a few rounds) and wait for them (bounded)."""
+    """Cancel ``tasks`` (and those their ends start, a few rounds) and wait for them (bounded:
+    3 x 2.5 s, within the 10 s close() waits, which then closes the resource)."""
     for _ in range(3):
         pending = [t for t in tasks if not t.done()]
         if not pending:
             return
         for task in pending:
             task.cancel()
-        await asyncio.wait(pending, timeout=5)
+        await asyncio.wait(pending, timeout=2.5)
 
 
 def _start_loop(name: str) -> tuple[asyncio.AbstractEventLoop, threading.Thread, _Gate]:
