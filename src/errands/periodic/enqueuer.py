@@ -170,15 +170,17 @@ class PeriodicEnqueuer:
         self._replaced.clear()  # (a previous tick's: those are due now, below)
         fired = await self._handle_due(now)
         if self._replaced:  # runtime schedules replaced since the refresh: their new definition
-            self._replaced.clear()
+            replaced, self._replaced = self._replaced, set()
             await self.refresh()
-            fired += await self._handle_due(now)
+            fired += await self._handle_due(now, replaced)
             for name in self._replaced:  # replaced again meanwhile: due at the next tick
                 self._due[name] = now
         return fired
 
-    async def _handle_due(self, now: float) -> int:
+    async def _handle_due(self, now: float, only: set[str] | None = None) -> int:
         due = [s for s in self.schedules if self._due.get(s.name, -math.inf) <= now]
+        if only is not None:  # (a second pass: the replaced ones, not those handled already)
+            due = [s for s in due if s.name in only]
         if not due:
             return 0
         states = await self.store.read_states([s.name for s in due])
