@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..limits.spec import has_rate
 from ..store.keys import Keys
 from .sampler import PrioritySampler
 
-__all__ = ["LimitWatch"]
+__all__ = ["LimitWatch", "write_caps"]
 
 log = logging.getLogger("errands.worker")
 
@@ -97,9 +97,8 @@ class LimitWatch:
     async def _publish_caps(self, names: list[str]) -> None:
         """The type-wide caps now in force to ``limits`` (written at pool start: worker/pool.py),
         which ``Client.queues()`` and ``Client.job().waiting_for`` read."""
-        caps = {name: self.job_types[name].max_concurrency for name in names}
         try:
-            await self.redis.hset(self.keys.limits, mapping=caps)
+            await write_caps(self.redis, self.keys, self.job_types, names)
         except Exception as exc:  # inspection only: written again at the next refresh
             log.debug("publishing the caps failed: %r", exc)
             self._unpublished = names
@@ -120,6 +119,15 @@ class LimitWatch:
         jt.max_concurrency, jt.limit_spec = effective
         log.info("limits of %s now %s", jt.name, "as in code" if value is None else value.decode())
         return True
+
+
+async def write_caps(
+    redis: Any, keys: Keys, job_types: Mapping[str, JobType], names: Iterable[str]
+) -> None:
+    """The type-wide caps of ``names`` as in force now to ``limits`` (at pool start and when
+    runtime limits change them): ``Client.queues()`` and ``Client.job().waiting_for`` read them."""
+    caps = {name: job_types[name].max_concurrency for name in names}
+    await redis.hset(keys.limits, mapping=caps)
 
 
 def apply_limits(

@@ -34,6 +34,7 @@ from ..store.topology import RedisClient, as_redis
 from .heartbeat import Heartbeater
 from .lease import Lease, LeaseKeeper
 from .leasing import LeaseRecovery
+from .limitwatch import write_caps
 from .loop import Worker
 from .notifier import Notifier
 from .reaper import Reaper
@@ -295,8 +296,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
             self.worker.cancel_job(job_id, destroy=command == "destroy")
 
     async def _publish_limits(self, names: list[str]) -> None:
-        limits = {n: self.job_types[n].max_concurrency for n in names}
-        await self.redis.hset(self.keys.limits, mapping=limits)  # type: ignore[arg-type]
+        await write_caps(self.redis, self.keys, self.job_types, names)
 
     async def stop(self, grace: float | None = None, *, exiting: bool = False) -> None:
         """Stop fetching; let running jobs finish within ``grace`` seconds (default
