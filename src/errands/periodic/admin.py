@@ -17,6 +17,7 @@ from ..store.keys import Keys
 from ..store.redisclock import real_time
 from .listing import ScheduleInfo, schedule_infos
 from .registration import load_named_schedules
+from .spec import is_named
 from .store import PeriodicSchedule, ScheduleStore, make_periodic, ms
 
 __all__ = ["ScheduleAdmin"]
@@ -57,7 +58,7 @@ class ScheduleAdmin:
         """Add (or replace) the runtime schedule ``name``: running pools start firing it within
         a few seconds. ``cron.NAME`` specs are resolved now, from ``named`` or the cwd's
         ``pyproject.toml``/``errands.toml``. Raises :class:`RegistrationError` for a bad spec."""
-        if isinstance(spec, str) and spec.strip().startswith("cron.") and named is None:
+        if is_named(spec) and named is None:
             named = load_named_schedules()
         periodic = make_periodic(
             spec,

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..dedup import Dedup
 from ..errors import RegistrationError
-from .spec import parse_duration
+from .spec import is_named, parse_duration
 from .store import PeriodicSchedule, make_periodic
 
 __all__ = ["PeriodicRegistration", "load_named_schedules"]
@@ -72,7 +72,7 @@ class PeriodicRegistration:
         if self._started:
             raise RegistrationError("add schedules before the pool starts (or use a Client)")
         named = None
-        if isinstance(spec, str) and spec.strip().startswith("cron."):
+        if is_named(spec):
             named = {**load_named_schedules(), **(self._named_schedules or {})}
         periodic = make_periodic(
             spec,

@@ -31,6 +31,7 @@ __all__ = [
     "MACROS",
     "Schedule",
     "format_duration",
+    "is_named",
     "parse_duration",
     "parse_schedule",
     "resolve_named",
@@ -48,6 +49,11 @@ MACROS = {
 _UNITS_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
 _NAMED_PREFIX = "cron."
+
+
+def is_named(spec: object) -> bool:
+    """Whether ``spec`` names a schedule of the configuration (``cron.NAME``)."""
+    return isinstance(spec, str) and spec.strip().startswith(_NAMED_PREFIX)
 
 
 def parse_duration(text: str) -> int:
