@@ -328,8 +328,6 @@ class Fetching:
             token = tokens.get(job_id)  # (none: not in progress here any more, or not ours)
             if token is None or job_id in held or name not in self.job_types:
                 continue
-            if job_id in self._held(handed):  # (held since: the settles before it awaited)
-                continue
             now_ms = to_ms(self.clock.now())
             s = Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
             s.token = "*" + token
@@ -341,6 +339,7 @@ class Fetching:
                 log.warning(
                     "%s %s was in progress here unbeknownst (a lost reply): requeued", name, job_id
                 )
+            held = self._held(handed)  # (what started while the settle was awaited)
         self._reclaim = False
 
     def _held(self, handed: set[str]) -> set[str]:

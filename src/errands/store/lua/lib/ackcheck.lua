@@ -102,10 +102,7 @@ end
 -- most; the hash's type checked by ack_types). ack.lua asks only while a cancel request exists.
 local function ack_destroyed(cancelreq, ids)
   local destroyed = {}
-  if #ids == 0 then
-    return destroyed
-  end
-  for j, request in ipairs(redis.call('HMGET', cancelreq, unpack(ids))) do
+  for j, request in ipairs(ack_read(cancelreq, ids) or {}) do
     if request == 'destroy' then
       destroyed[ids[j]] = true
     end
