@@ -19,7 +19,7 @@ import orjson
 
 from ..clock import Clock
 from ..errors import RetryLater
-from ..handlers import JobType
+from ..handlers import JobType, _current_job
 from ..job import Job
 from ..logfmt import job_extra
 from ..longwork.iterable import Suspend
@@ -102,6 +102,11 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
             name: chain(middleware, self._handler_for(jt)) for name, jt in plain.items()
         }
         self._plain = plain
+        # without middleware, the job types whose runner is call_handler's (threadjobs.py): _run
+        # awaits an async handler taking just the job itself (call_handler's common case),
+        # without the runner's lambda and call_handler's coroutine (a call and a coroutine a
+        # job, and a coroutine less that each of the handler's awaits passes through)
+        self._bare: dict[str, JobType] = {} if middleware else dict(plain)
         self.limits_changed()
         self._batches = []
         self._batch_stop = asyncio.Event()
@@ -281,13 +286,19 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
         started_ms = int(self.clock.now() * 1000)  # (to_ms)
         scope: asyncio.Timeout | None = None
         limit = job.timeout if job.timeout is not None else jt.timeout  # per job, else per type
+        bare = self._bare.get(job.name)
         try:
             try:
+                if bare is None or bare.binder is not None or not bare.is_async:
+                    call = self._runners[job.name](job)
+                else:  # (call_handler(bare, job, ...) without its coroutine: see _init_runners)
+                    _current_job.set(job)
+                    call = bare.handler(job)
                 if limit is None:
-                    result = await self._runners[job.name](job)
+                    result = await call
                 else:
                     async with asyncio.timeout(limit) as scope:
-                        result = await self._runners[job.name](job)
+                        result = await call
                 # (most handlers return nothing: encode_result's first answer, without its call)
                 encoded = b"null" if result is None else encode_result(job, jt, result)
             finally:
