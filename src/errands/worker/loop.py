@@ -16,8 +16,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-import orjson
-
 from ..clock import Clock, SystemClock
 from ..errors import RetryLater
 from ..handlers import JobType, _current_job
@@ -28,12 +26,11 @@ from ..middleware import ProcessMiddleware, chain
 from ..serialization import JSONSerializer, Serializer
 from ..store.metrics import Counters
 from ..store.scripts import Acked, Fetched, Scripts
-from ..workflows.members import PlainFactory
-from ..workflows.run import WorkflowRun
 from .acker import Acker
 from .batching import Batching, batch_types
 from .cancellation import CancelRequests
 from .fetching import Fetching
+from .jobcalls import JobCalls
 from .lease import Lease
 from .lookahead import Lookahead
 from .mailbox import Mailbox
@@ -47,7 +44,9 @@ __all__ = ["Worker"]
 log = logging.getLogger("errands.worker")
 
 
-class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping, Outcomes):
+class Worker(
+    CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping, Outcomes, JobCalls
+):
     """Runs the jobs of one pool. Construct, ``await run()`` as a task, ``stop_fetching()``,
     ``wait_idle()`` / ``cancel_running()``, then ``close()``."""
 
@@ -374,20 +373,6 @@ class Worker(CancelRequests, Lookahead, Fetching, ThreadJobs, Batching, Stopping
             acked.history_json = history_json(job)  # (else b"", the default)
         acked.job, acked.ran_ms = job, ran_ms
         self.acker.add(acked, wake=bool(jt.max_concurrency))
-
-    async def checkin(self, job: Job, message: str) -> bool:
-        """Record progress of a running job (``await job.checkin("10 of 100")``); False (and
-        nothing recorded) when this attempt no longer runs the job."""
-        if self.abandoned:
-            return False
-        data = orjson.dumps({"message": message, "at": self.clock.now()})
-        attempt = f"{self.pool_id}:{job._attempt}"
-        return await self.scripts.checkin(job.id, job.name, data, attempt)
-
-    def workflow_run(self, run_id: str) -> WorkflowRun:
-        """``job.workflow`` of a running member: its run, able to grow."""
-        factory = PlainFactory(self.serializer, self.clock)
-        return WorkflowRun(self.scripts.redis, self.keys, run_id, factory)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush remaining acks and activity counts, stop the ack flusher, free connections
