@@ -60,8 +60,8 @@ class Acker:
         before the flusher's call is built (which then carries the acks of the whole batch)."""
         self.pending.append(acked)
         self._wake = self._wake or wake
-        job = acked.job
-        if job is not None and job.workflow_id:
+        job = acked.job  # (a workflow member's: job.workflow_id, without its property's call)
+        if job is not None and job._wf and job._wf[0]:
             self._members = True
         if not self._soon:
             self._soon = True

@@ -376,14 +376,16 @@ class Worker(
                 extra=job_extra(job),
             )
             return
-        acked = Acked(job.id, job.name, encoded, started_ms, jt.result_ttl_ms, job.history_attempt)
-        acked.token = job._attempt
+        # (every field given in order: no keyword or attribute set after; the attempt is
+        # job.history_attempt's, without its property's call)
+        attempt = job.previous_attempts + job.fails + 1
+        acked = Acked(job.id, job.name, encoded, started_ms, jt.result_ttl_ms, attempt,
+                      job._attempt, b"", b"", job, ran_ms)  # fmt: skip
         if self.json_records:
             acked.envelope_json = self.settler.envelope_json(job._raw)
         if self.settler.history and job._raw is not None and len(job._raw) > HISTORY_ARGS_MAX:
             acked.history_json = history_json(job)  # (else b"", the default)
-        acked.job, acked.ran_ms = job, ran_ms
-        self.acker.add(acked, wake=bool(jt.max_concurrency))
+        self.acker.add(acked, jt.max_concurrency != 0)  # (bool()'s answer, without its call)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush remaining acks and activity counts, stop the ack flusher, free connections
