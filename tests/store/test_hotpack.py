@@ -94,6 +94,31 @@ def test_an_ack_is_packed_as_its_lists_are() -> None:
         )
 
 
+def test_an_ack_of_jobs_sharing_tokens_results_and_starts_is_packed_as_its_lists_are() -> None:
+    """The packer packs a token, result or start once for the jobs after that share it (the
+    same object, or equal): runs of them, and of others between, pack as the lists do."""
+    rng = random.Random(11)
+    keys = Keys("ns")
+    packer = AckPacker(keys)
+    tokens = ["", "17", "17", str(10**12), "t" * 5000]
+    results = [b"null", b"null", b"1", b"", b"r" * 5000]
+    for _ in range(300):
+        done = []
+        for _ in range(rng.randint(0, 12)):
+            a = _acked(rng, ["a", "b"], ["j"])
+            if rng.random() < 0.8:
+                a.token = rng.choice(tokens[:4] if rng.random() < 0.95 else tokens)
+            if rng.random() < 0.8:
+                a.result = rng.choice(results[:4] if rng.random() < 0.95 else results)
+            if rng.random() < 0.8:
+                a.started_ms = rng.choice([0, 1, 2**45])
+            done.append(a)
+        request = ack_request(keys, "p", done, True, 5, True)
+        assert packer.pack(b"FCALL", b"f", "p", done, True, 5, True) == pack_call(
+            b"f", *request, b"FCALL"
+        )
+
+
 @pytest.mark.parametrize(
     "acked",
     [

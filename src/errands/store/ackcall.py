@@ -130,10 +130,22 @@ class AckPacker:
         jobs: list[str] = []
         extras: list[str] = []
         name, i, ttl = None, "", 0  # the name of the job before, its index (packed) and TTL
+        # the token, result and start of the job before and theirs packed: the jobs of a fetch
+        # share its token, most results are the same b"null", and jobs started together share
+        # their start's millisecond (each packed once, not once a job)
+        token = ""  # ("": token_text is made from the token in hand, whichever)
+        result: bytes | None = None
+        started: int | None = None
+        token_text = result_text = started_text = ""
         for place, a in enumerate(done, 1):
-            sid, token = a.id, a.token
-            if not (sid.isascii() and token.isascii()):
+            sid = a.id
+            if not sid.isascii():
                 return None
+            if a.token is not token:
+                token = a.token
+                if not token.isascii():
+                    return None
+                token_text = ""
             # (ASCII: the same as str.isalnum, with a table look-up a character instead of a
             # call of the Unicode database's, ~40 CPU instructions a character)
             key = prefix + sid if sid.encode().isalnum() else k.done(sid)
@@ -143,13 +155,22 @@ class AckPacker:
                     return None
                 at, ttl = index.setdefault(name, (len(index) + 1, a.ttl_ms))
                 i = bulks([at])
-            result, started, n = a.result.decode("latin-1"), str(a.started_ms), a.attempt
+            n = a.attempt
             attempt = _ATTEMPTS[n] if 0 <= n < 100 else bulks([n])  # (packed)
             try:
+                if not token_text:
+                    token_text = f"{heads[len(token)]}{token}\r\n"
+                if a.result is not result:
+                    result = a.result
+                    text = result.decode("latin-1")
+                    result_text = f"{heads[len(text)]}{text}\r\n"
+                if a.started_ms != started:
+                    started = a.started_ms
+                    text = str(started)
+                    started_text = f"{heads[len(text)]}{text}\r\n"
                 key_text = f"{heads[len(key)]}{key}\r\n"
                 job_text = (
-                    f"{heads[len(sid)]}{sid}\r\n{i}{heads[len(result)]}{result}\r\n"
-                    f"{heads[len(started)]}{started}\r\n{attempt}{heads[len(token)]}{token}\r\n"
+                    f"{heads[len(sid)]}{sid}\r\n{i}{result_text}{started_text}{attempt}{token_text}"
                 )
             except KeyError:  # a length of HEADS_MAX or more (bulk.py): the call packed again
                 # with the heads of any length (for this call only: its jobs cost ~1.1x, plus
