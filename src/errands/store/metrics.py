@@ -42,6 +42,7 @@ class Counters:
         self._task: asyncio.Task[None] | None = None
         self._refused = False
         self._minute = -1
+        self._next_minute = -1.0  # (the end of _minute's: _minute <= at < _next_minute is in it)
         self._bucket: dict[str, int] | None = None  # the minute's of the last count (cached)
         self._fields: dict[str, tuple[str, str]] = {}  # job name -> its wait and started fields
         # the counts by minute (epoch seconds of its start); each hour's are their sum, made at
@@ -52,7 +53,7 @@ class Counters:
         """The minute bucket of ``at`` (the last one is cached: the hot path)."""
         minute = int(at) // 60 * 60
         if minute != self._minute or self._bucket is None:
-            self._minute = minute
+            self._minute, self._next_minute = minute, minute + 60.0
             self._bucket = self.pending[minute]
         return self._bucket
 
@@ -65,8 +66,9 @@ class Counters:
         if fields is None:  # (the field names of each job name made once: the hot path)
             fields = self._fields[name] = ("wait:" + name, "started:" + name)
         waits, starts = fields
-        bucket = self._bucket  # (the minute's of the last count, most often: no call)
-        if bucket is None or int(at) // 60 * 60 != self._minute:
+        bucket = self._bucket  # (the minute's of the last count, most often: no call; in it,
+        # as int(at) // 60 * 60 == self._minute for at >= 0, without int()'s call)
+        if bucket is None or not self._minute <= at < self._next_minute:
             bucket = self._minute_of(at)
         bucket[waits] += wait
         bucket[starts] += 1
@@ -74,7 +76,7 @@ class Counters:
     def ended(self, outcome: str, at: float) -> None:
         """An attempt ended: ``done``, ``failed`` (will be retried) or ``dead``."""
         bucket = self._bucket  # (as started's)
-        if bucket is None or int(at) // 60 * 60 != self._minute:
+        if bucket is None or not self._minute <= at < self._next_minute:
             bucket = self._minute_of(at)
         bucket[outcome] += 1
 

@@ -146,6 +146,8 @@ class Worker(
         # jobs (by id()) whose handler ended inside the create_task of their own task (an eager
         # task factory runs a task's first step there), before _spawn could note them running
         self._ended_unheld: set[int] = set()
+        # (bound once: a job task's done callback is added and taken off, a bound method each)
+        self._done_callback = self._task_done
 
     def _init_progress(self) -> None:
         """(__init__) The acks, the state of the fetch loop and of the stop, the counts."""
@@ -265,7 +267,7 @@ class Worker(
         elif not task.done():  # (an eager factory may have run it to its end)
             self.running[job_id] = (job, task)
             self._started_at[task] = time.monotonic()
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(self._done_callback)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._holding.pop(task, None)
@@ -364,7 +366,7 @@ class Worker(
             # and its done callback has nothing left to do (_task_done): taken off, so that
             # the task's end schedules no callback (a turn of the event loop less a job)
             self._holding.pop(task, None)
-            task.remove_done_callback(self._task_done)
+            task.remove_done_callback(self._done_callback)
 
     def _ack(self, job: Job, jt: JobType, encoded: bytes, started_ms: int, ran_ms: float) -> None:
         if self.abandoned:
