@@ -28,6 +28,7 @@ __all__ = ["ACK_MAX", "AckPacker", "AckReport", "ack_request", "limit_keys", "re
 ACK_MAX = 1000  # jobs per ack.lua call (it refuses more: its unpack() calls have a limit)
 # the bulk strings of the first attempt numbers, made once (an int's str(): ~500 CPU instructions)
 _ATTEMPTS = [bulks([n]) for n in range(100)]
+_UNSET = object()  # (AckPacker.pack: no job before)
 
 
 @dataclass(slots=True)
@@ -134,8 +135,11 @@ class AckPacker:
         # share its token, most results are the same b"null", and jobs started together share
         # their start's millisecond (each packed once, not once a job)
         token = ""  # ("": token_text is made from the token in hand, whichever)
-        result: bytes | None = None
-        started: int | None = None
+        # (no job's: the first job's result and start are packed whatever they are, and a
+        # None there fails as before, not by a value left out of the frame)
+        result: object = _UNSET
+        started: object = _UNSET  # (an int: a later equal one, 1.0 or True, would be packed
+        # as the first's text)
         token_text = result_text = started_text = ""
         for place, a in enumerate(done, 1):
             sid = a.id
@@ -162,11 +166,11 @@ class AckPacker:
                     token_text = f"{heads[len(token)]}{token}\r\n"
                 if a.result is not result:
                     result = a.result
-                    text = result.decode("latin-1")
+                    text = a.result.decode("latin-1")
                     result_text = f"{heads[len(text)]}{text}\r\n"
                 if a.started_ms != started:
                     started = a.started_ms
-                    text = str(started)
+                    text = str(a.started_ms)
                     started_text = f"{heads[len(text)]}{text}\r\n"
                 key_text = f"{heads[len(key)]}{key}\r\n"
                 job_text = (
