@@ -4,6 +4,7 @@ inline SVG."""
 
 from __future__ import annotations
 
+import collections
 import re
 
 import pytest
@@ -95,3 +96,21 @@ async def test_counts_survive_an_unreachable_redis(redis_url: str, namespace: st
     await up.delete(keys.metrics_minute(1_767_225_600), keys.metrics_hour(1_767_225_600))
     await up.delete(keys.metrics_minute(1_767_225_660))
     await up.aclose()
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        [1_767_225_599.9, 1_767_225_600.0, 1_767_225_659.999, 1_767_225_660.0, 1_767_225_600.5],
+        [-90.0, -60.5, -30.5, -0.5, 0.0, 59.5, -30.0],  # int() rounds toward 0 below 0
+    ],
+)
+def test_a_count_falls_in_its_minute(times: list[float]) -> None:
+    """The cached minute's bounds put each count where int(at) // 60 * 60 says."""
+    counters = Counters()
+    for at in times:
+        counters.ended("done", at)
+        counters.started("ok", 0.0, at)
+    want = collections.Counter(int(at) // 60 * 60 for at in times)
+    assert {m: b["done"] for m, b in counters.pending.items() if b["done"]} == want
+    assert {m: b["started:ok"] for m, b in counters.pending.items() if b["started:ok"]} == want

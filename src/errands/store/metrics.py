@@ -53,7 +53,10 @@ class Counters:
         """The minute bucket of ``at`` (the last one is cached: the hot path)."""
         minute = int(at) // 60 * 60
         if minute != self._minute or self._bucket is None:
-            self._minute, self._next_minute = minute, minute + 60.0
+            # (a negative time's minute is int()'s, rounded toward 0: no range check fits it,
+            # so an empty range sends each through here)
+            end = minute + 60.0 if minute >= 0 else float(minute)
+            self._minute, self._next_minute = minute, end
             self._bucket = self.pending[minute]
         return self._bucket
 
