@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -318,3 +319,39 @@ def test_an_arq_style_ctx_first_parameter_fails_at_registration() -> None:
 
     @pool.job("job_first")  # the right way, and a keyword-only ctx argument is fine
     async def job_first(job: Job, a: int, *, ctx: str = "") -> None: ...
+
+
+async def _partial_handler(tag: str, job: Job) -> None:
+    _SEEN.append((tag, current_job() is job))
+
+
+_SEEN: list[tuple[str, bool]] = []
+
+
+async def test_current_job_in_handlers_taking_just_the_job(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    """Without middleware, Worker._run sets the current job itself for a handler taking just
+    the job (call_handler's first branch): a function, a callable object, a partial."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, concurrency=2, shutdown_grace=0.5)
+    _SEEN.clear()
+
+    @pool.job("plain")
+    async def plain(job: Job) -> None:
+        _SEEN.append(("plain", current_job() is job))
+
+    class Handler:
+        async def __call__(self, job: Job) -> None:
+            _SEEN.append(("object", current_job() is job))
+
+    pool.register("object", Handler())
+    pool.register("partial", functools.partial(_partial_handler, "partial"))
+    async with Enqueuer(redis, namespace=namespace) as enqueuer:
+        jobs = [
+            await enqueuer.enqueue(name, {}) for name in ("plain", "plain", "object", "partial")
+        ]
+    async with pool:
+        await pool.drain(timeout=5)
+    assert sorted(_SEEN) == [("object", True), ("partial", True), ("plain", True), ("plain", True)]
+    for job in jobs:
+        assert job is not None and await job.result(timeout=5) is None

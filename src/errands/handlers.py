@@ -206,8 +206,8 @@ def current_job() -> Job:
 async def call_handler(jt: JobType, job: Job, executor: Any) -> Any:
     """Run the handler: awaited when async, in ``executor`` (a thread) when a plain def."""
     _current_job.set(job)
-    if jt.binder is None and jt.is_async:  # (the handler takes just the job: the common case)
-        return await jt.handler(job)
+    if jt.binder is None and jt.is_async:  # (the handler takes just the job: the common case;
+        return await jt.handler(job)  # Worker._run does this branch itself, without middleware)
     args, kwargs = jt.binder(job) if jt.binder else ((job,), {})
     if jt.is_async:
         return await jt.handler(*args, **kwargs)

@@ -139,7 +139,8 @@ class Job:
     @property
     def history_attempt(self) -> int:
         """The number of this run in the job's history: it keeps counting when a dead job is
-        retried with its failures reset (``Client.retry_dead_job``)."""
+        retried with its failures reset (``Client.retry_dead_job``). (Worker._ack adds it up
+        itself, without this property's call.)"""
         return self.previous_attempts + self.fails + 1
 
     async def checkin(self, message: str) -> bool:

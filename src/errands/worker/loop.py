@@ -112,7 +112,7 @@ class Worker(
         # without middleware, the job types whose runner is call_handler's (threadjobs.py): _run
         # awaits an async handler taking just the job itself (call_handler's common case),
         # without the runner's lambda and call_handler's coroutine (a call and a coroutine a
-        # job, and a coroutine less that each of the handler's awaits passes through)
+        # job, and one coroutine layer fewer under each of the handler's awaits)
         self._bare: dict[str, JobType] = {} if middleware else dict(plain)
         self.limits_changed()
         self._batches = []
