@@ -63,26 +63,37 @@ end
 
 -- whether each of `items` (distinct) is a member of the sorted set `key` of `card` members (its
 -- ZCARD): either as read_zmscore answers it (the item's place -> truthy when it is), then false,
--- false; or false, then item -> true when it is (false when not), then the items that are in
--- the set's order, when the set was read whole: with one ZRANGE while it holds at most twice
--- as many members as `items` (at most 2,000 a call of ack.lua). A small set is a listpack,
+-- false; or false, then item -> true when it is (a falsy value when not), then the items that
+-- are in the set's order, when the set was read whole: with one ZRANGE while it holds at most
+-- twice as many members as `items` (at most 2,000 a call of ack.lua). A small set is a listpack,
 -- which each ZMSCORE lookup scans, as each ZREM does up to the member it removes (removed in
--- the set's order, each is the first of those left).
+-- the set's order, each is the first of those left). While the set holds as many members as
+-- there are items (a pool's set holds the batch it acknowledges), the marks are made from its
+-- members and the third value is the ZRANGE reply itself (no list made): it is the items in
+-- the set's order when each item is a member, which is the only case a caller reads it in
+-- (when one is not, a member is not an item).
 local function read_held(key, items, card)
   local n = #items
   if n == 0 or card > 2 * n then
     return read_zmscore(key, items), false, false
   end
-  local mark, in_order = {}, {}
+  local members = redis.call('ZRANGE', key, 0, -1)
+  local mark, m = {}, #members
+  if m == n then
+    for x = 1, m do
+      mark[members[x]] = true
+    end
+    return false, mark, members
+  end
+  local in_order = {}
   for i = 1, n do
     mark[items[i]] = false
   end
-  local members = redis.call('ZRANGE', key, 0, -1)
-  for x = 1, #members do
-    local m = members[x]
-    if mark[m] == false then
-      mark[m] = true
-      in_order[#in_order + 1] = m
+  for x = 1, m do
+    local member = members[x]
+    if mark[member] == false then
+      mark[member] = true
+      in_order[#in_order + 1] = member
     end
   end
   return false, mark, in_order
