@@ -42,30 +42,46 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
     false, deduped and 'HLEN', false, partitioned and 'HLEN'}
   local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD'}
   local USED = {true, partitioned, partitioned, partitioned, partitioned, 'rated', 'rated', true}
-  local counts, paused_of = false, {}
-  local wrong, sizes = wrong_type(function(j)
-    if (j == 2 and nq > 0) or (j == 4 and nq == 1) then
-      local got
-      if j == 2 then
-        got = redis.pcall('HMGET', KEYS[2], unpack(names))
-        counts = got
-      else
-        got = redis.pcall('SISMEMBER', KEYS[4], names[1])
-        paused_of[1] = got
+  local counts, paused_of, sizes = false, {}, {}
+  -- (in key order, each key's check sent in place, as lib/types.lua's wrong_type sends them:
+  -- written out, not asked of a function per key, 26 keys a call of one name)
+  local function check(j, cmd)
+    local got = redis.pcall(cmd, KEYS[j])
+    if type(got) == 'table' and got.err then
+      return wrong_key(KEYS[j], 'nothing fetched')
+    end
+    sizes[j] = got
+  end
+  local wrong
+  for j = 1, K do
+    local cmd = TYPES[j]
+    if j == 2 and nq > 0 then
+      counts = redis.pcall('HMGET', KEYS[2], unpack(names))
+      -- (a key of another type: checked again by check, which names it)
+      cmd = counts.err and cmd
+    elseif j == 4 and nq == 1 then
+      local got = redis.pcall('SISMEMBER', KEYS[4], names[1])
+      paused_of[1] = got
+      cmd = type(got) == 'table' and got.err and cmd
+    end
+    wrong = cmd and check(j, cmd)
+    if wrong then
+      return wrong_found or wrong
+    end
+  end
+  for i = 1, nq do  -- (not the arming key after them: of any type)
+    local b = K + (i - 1) * Q
+    for at = 1, Q do
+      local used = USED[at]
+      if used == 'rated' then
+        used = rated[i]
       end
-      -- (a key of another type: checked again by wrong_type, which names it)
-      return type(got) == 'table' and got.err and TYPES[j]
+      wrong = used and check(b + at, PER_QUEUE[at])
+      if wrong then
+        return wrong_found or wrong
+      end
     end
-    if j <= K then
-      return TYPES[j]
-    end
-    local i, at = math.floor((j - K - 1) / Q) + 1, (j - K - 1) % Q + 1
-    local used = USED[at]
-    if used == 'rated' then
-      used = rated[i]
-    end
-    return used and j <= K + nq * Q and PER_QUEUE[at]  -- (not the arming key: of any type)
-  end, 'nothing fetched')
+  end
   -- the counters INCRed after the first write (the first job taken, a partition's turn: seq's
   -- GET): the attempt counter as read above, running[name] of each name as its HMGET read it
   wrong = wrong_found or wrong or not_counter_value(KEYS[13], sizes[13], 'nothing fetched')
