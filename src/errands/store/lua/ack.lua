@@ -269,7 +269,10 @@ local queue_of = {}
 local done, refused, tombs, events = ids, {}, {}, {}  -- (done: `ids` while each job so far passes)
 local ran = {}  -- name index -> jobs of it whose running slot goes back
 local hist, hist_of, nh = {}, {}, 0  -- history_data field/values (nh); per name index, its
--- score/members
+-- score/members (h_qi, h, hn: the name index of the last job with history, its list and length,
+-- looked up again only when the name changes: a call's jobs come by name mostly)
+local h_qi, h, hn = false, nil, 0
+local call = redis.call  -- (a local: a global's field read costs more than a call's setup)
 for j = 0, n - 1 do
   local o, e, id, qi = J + j * 6, extra_at[j], ids[j + 1], qis[j]
   if pass[j] == true then
@@ -314,19 +317,23 @@ for j = 0, n - 1 do
         -- the history holds this very record: the result record only names its attempt
         -- (trim_history.lua moves the record here before dropping it from the history)
         local shared = history and henv == ''
-        redis.call('SET', KEYS[B + 1 + j], shared and ARGV[o + 4] or record(o, env), 'PX',
+        call('SET', KEYS[B + 1 + j], shared and ARGV[o + 4] or record(o, env), 'PX',
           ttl_s)  -- (is_int's spelling, as Redis spells the number ttl)
       end
       if history then
         local hk = id .. ':' .. ARGV[o + 4]
         nh = nh + 2
         hist[nh - 1], hist[nh] = hk, record(o, henv == '' and env or henv)
-        local h = hist_of[qi]
-        if not h then
-          h = {}
-          hist_of[qi] = h
+        if qi ~= h_qi then
+          h_qi, h = qi, hist_of[qi]
+          if not h then
+            h = {}
+            hist_of[qi] = h
+          end
+          hn = #h
         end
-        h[#h + 1], h[#h + 2] = now, hk
+        h[hn + 1], h[hn + 2] = now, hk
+        hn = hn + 2
       end
     end
     if workflows then
