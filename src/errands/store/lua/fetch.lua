@@ -256,11 +256,14 @@ for i = 1, nq do
     -- Returns how many it left in place, whether one of them has a partition, and the score
     -- of the last entry it looked at.
     local function look(window)
-      local drop, nd, kept, parted, last = {}, 0, 0, false, false
+      local nd, kept, parted, last = 0, 0, false, false
       local ids = {}
       for j = 1, #window, 2 do
         ids[(j + 1) / 2] = window[j]
       end
+      -- drop: the entries to remove from the queue; `ids` itself while each entry looked at so
+      -- far is one (copied at the first kept in place: the entries of a window are mostly taken)
+      local drop = ids
       -- one HMGET each for the window's partitions, envelopes, attempts and recoveries (entries
       -- are distinct ids; what this window takes is written by flush_taken() before the next
       -- reads)
@@ -277,23 +280,32 @@ for i = 1, nq do
         local env = not by_partition and not atts[x] and envs[x]
         if by_partition then
           kept, parted = kept + 1, true
+          drop = drop == ids and leading(ids, nd) or drop
         elseif not env then
           nd = nd + 1
-          drop[nd] = id
+          if drop ~= ids then
+            drop[nd] = id
+          end
         else
           local suspect = isolate > 0 and suspect_of(id) or 0
           if suspect == 0 or suspects == 0 then
             nd = nd + 1
-            drop[nd] = id
+            if drop ~= ids then
+              drop[nd] = id
+            end
             take(i, name, id, env, window[j + 1], suspect)
             got = got + 1
             suspects = suspects + suspect
           else
             kept = kept + 1
+            drop = drop == ids and leading(ids, nd) or drop
           end
         end
       end
       flush_taken()
+      if drop == ids and nd < #ids then  -- (the loop stopped early: the entries looked at)
+        drop = leading(ids, nd)
+      end
       call_chunked('ZREM', q, drop)
       return kept, parted, last
     end

@@ -12,6 +12,15 @@ local function call_chunked(cmd, key, items)
   end
 end
 
+-- the first n of `items`, a new list (a loop, not unpack(): n may pass unpack's limit)
+local function leading(items, n)
+  local out = {}
+  for i = 1, n do
+    out[i] = items[i]
+  end
+  return out
+end
+
 -- the replies of a read command over many members (HMGET, ...), 1,000 at a time, in one list
 -- (an absent member's reply is false, as redis.call gives it); up to 1,000 the reply itself
 local function read_chunked(cmd, key, items)
