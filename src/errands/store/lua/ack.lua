@@ -218,7 +218,12 @@ do
       entries[ne] = ids[j + 1] .. ':' .. name_of[qis[j]]
     end
   end
-  local held, member, in_order = read_held(KEYS[3], entries, size[3])
+  -- (entries of distinct ids are distinct unless a name holds ':': "a:b" of c, "a" of b:c)
+  local distinct = true
+  for qi = 1, names do
+    distinct = distinct and not string.find(name_of[qi], ':', 1, true)
+  end
+  local held, member, in_order = read_held(KEYS[3], entries, size[3], distinct)
   -- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
   -- counted `running` down under another name, or not at all, and left its in-progress entry):
   -- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>

@@ -70,25 +70,26 @@ local function read_zmscore(key, items)
   return out
 end
 
--- whether each of `items` (distinct) is a member of the sorted set `key` of `card` members (its
--- ZCARD): either as read_zmscore answers it (the item's place -> truthy when it is), then false,
--- false; or false, then item -> true when it is (a falsy value when not), then the items that
--- are in the set's order, when the set was read whole: with one ZRANGE while it holds at most
--- twice as many members as `items` (at most 2,000 a call of ack.lua). A small set is a listpack,
--- which each ZMSCORE lookup scans, as each ZREM does up to the member it removes (removed in
--- the set's order, each is the first of those left). While the set holds as many members as
--- there are items (a pool's set holds the batch it acknowledges), the marks are made from its
--- members and the third value is the ZRANGE reply itself (no list made): it is the items in
--- the set's order when each item is a member, which is the only case a caller reads it in
--- (when one is not, a member is not an item).
-local function read_held(key, items, card)
+-- whether each of `items` is a member of the sorted set `key` of `card` members (its ZCARD): either
+-- as read_zmscore answers it (the item's place -> truthy when it is), then false, false; or false,
+-- then item -> true when it is (a falsy value when not), then the items that are in the set's
+-- order, when the set was read whole: with one ZRANGE while it holds at most twice as many members
+-- as `items` (at most 2,000 a call of ack.lua). `items` may repeat an item only when `distinct` is
+-- false (ack.lua's entries "<id>:<name>" of distinct ids repeat when a name holds ':'). A small set
+-- is a listpack, which each ZMSCORE lookup scans, as each ZREM does up to the member it removes
+-- (removed in the set's order, each is the first of those left). While the set holds as many
+-- members as there are items and they are distinct (a pool's set holds the batch it acknowledges),
+-- the marks are made from its members and the third value is the ZRANGE reply itself (no list
+-- made): it is the items in the set's order when each item is a member, which is the only case a
+-- caller reads it in (when one is not, a member is not an item).
+local function read_held(key, items, card, distinct)
   local n = #items
   if n == 0 or card > 2 * n then
     return read_zmscore(key, items), false, false
   end
   local members = redis.call('ZRANGE', key, 0, -1)
   local mark, m = {}, #members
-  if m == n then
+  if m == n and distinct then
     for x = 1, m do
       mark[members[x]] = true
     end
