@@ -53,7 +53,7 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
     sizes[j] = got
   end
   local wrong
-  for j = 1, K do
+  for j = 1, math.min(K, #KEYS) do  -- (a call of fewer keys: those given)
     local cmd = TYPES[j]
     if j == 2 and nq > 0 then
       counts = redis.pcall('HMGET', KEYS[2], unpack(names))
