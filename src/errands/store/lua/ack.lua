@@ -211,18 +211,7 @@ end
 -- in the set's order when it was read whole)
 local gone
 do
-  local entries, ne = {}, 0
-  for j = 0, n - 1 do
-    if pass[j] == true then
-      ne = ne + 1
-      entries[ne] = ids[j + 1] .. ':' .. name_of[qis[j]]
-    end
-  end
-  -- (entries of distinct ids are distinct unless a name holds ':': "a:b" of c, "a" of b:c)
-  local distinct = true
-  for qi = 1, names do
-    distinct = distinct and not string.find(name_of[qi], ':', 1, true)
-  end
+  local entries, distinct = ack_entries(n, pass, ids, qis, name_of, names)  -- (lib/ackcheck.lua)
   local held, member, in_order = read_held(KEYS[3], entries, size[3], distinct)
   -- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
   -- counted `running` down under another name, or not at all, and left its in-progress entry):

@@ -207,3 +207,21 @@ local function ack_types(n, names, jobs, history, unique, deduped, workflows, pa
   return wrong or counts[2] and not_counters(KEYS[2], name_list, counts[2], 'nothing acknowledged')
     or not_counters(KEYS[6], FIELDS[6], counts[6], 'nothing acknowledged'), size
 end
+
+-- the in-progress entries "<id>:<name>" of the jobs that pass the fence (pass[j] == true), in
+-- the call's order, and whether they are distinct: entries of distinct ids are, unless a name
+-- holds ':' (job "a:b" of name c and job "a" of name b:c have one entry)
+local function ack_entries(n, pass, ids, qis, name_of, names)
+  local entries, ne = {}, 0
+  for j = 0, n - 1 do
+    if pass[j] == true then
+      ne = ne + 1
+      entries[ne] = ids[j + 1] .. ':' .. name_of[qis[j]]
+    end
+  end
+  local distinct = true
+  for qi = 1, names do
+    distinct = distinct and not string.find(name_of[qi], ':', 1, true)
+  end
+  return entries, distinct
+end
