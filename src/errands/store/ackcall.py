@@ -134,12 +134,13 @@ class AckPacker:
         # the token, result and start of the job before and theirs packed: the jobs of a fetch
         # share its token, most results are the same b"null", and jobs started together share
         # their start's millisecond (each packed once, not once a job)
-        token = ""  # ("": token_text is made from the token in hand, whichever)
+        token = ""  # (token_text empty: made for the first job's token, whatever it is)
         # (no job's: the first job's result and start are packed whatever they are, and a
         # None there fails as before, not by a value left out of the frame)
         result: object = _UNSET
-        started: object = _UNSET  # (an int: a later equal one, 1.0 or True, would be packed
-        # as the first's text)
+        # (compared with ==, not `is`: an int; a later 1.0 or True equal to it would be packed
+        # as its text)
+        started: object = _UNSET
         token_text = result_text = started_text = ""
         for place, a in enumerate(done, 1):
             sid = a.id

@@ -103,7 +103,8 @@ class Lookahead:
         return len(stale)
 
     def _observe(self, seconds: float) -> None:
-        """Keep the moving mean of run times that decides the lookahead (Worker._run updates
-        it the same way inline, a call less a job)."""
+        """Keep the moving mean of run times that decides the lookahead. Worker._run updates
+        it the same way inline (a call less a job): only tests call this, and
+        tests/worker/test_hot_copies.py checks that the two agree."""
         mean = self._mean_run
         self._mean_run = seconds if mean == math.inf else 0.8 * mean + 0.2 * seconds

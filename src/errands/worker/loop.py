@@ -109,11 +109,11 @@ class Worker(
             name: chain(middleware, self._handler_for(jt)) for name, jt in plain.items()
         }
         self._plain = plain
-        # without middleware, the job types whose runner is call_handler's (threadjobs.py): _run
-        # awaits an async handler taking just the job itself (call_handler's common case),
-        # without the runner's lambda and call_handler's coroutine (a call and a coroutine a
-        # job, and one coroutine layer fewer under each of the handler's awaits)
-        self._bare: dict[str, JobType] = {} if middleware else dict(plain)
+        # without middleware, the job types whose runner is call_handler's first branch (an async
+        # handler taking just the job): _run awaits it itself, without the runner's lambda and
+        # call_handler's coroutine (a call, a coroutine and a layer under each await, a job)
+        bare = {n: jt for n, jt in plain.items() if jt.binder is None and jt.is_async}
+        self._bare: dict[str, JobType] = {} if middleware else bare
         self.limits_changed()
         self._batches = []
         self._batch_stop = asyncio.Event()
@@ -305,7 +305,7 @@ class Worker(
         bare = self._bare.get(job.name)
         try:
             try:
-                if bare is None or bare.binder is not None or not bare.is_async:
+                if bare is None:  # (a plain middleware's synchronous part runs before the timeout)
                     call = self._runners[job.name](job)
                 else:  # (call_handler(bare, job, ...) without its coroutine: see _init_runners)
                     _current_job.set(job)

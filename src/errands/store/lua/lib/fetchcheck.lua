@@ -25,8 +25,8 @@ end
 
 -- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names): the error
 -- reply naming the first key of another type than this call needs (wrong_found first: the one
--- fetch_found gives), or a counter it INCRs that is not one, else nil,
--- then each checked key's answer (lib/types.lua's wrong_type) and paused_of (paused_of[1]:
+-- fetch_found gives), or a counter it INCRs that is not one, else nil, then each checked key's
+-- answer (as lib/types.lua's wrong_type gives them) and paused_of (paused_of[1]:
 -- SISMEMBER's answer of the one name, when there is one); unique, partitioned, deduped: what
 -- the call found; rated[i]: whether job name i has a rate; names[i]: job name i
 local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names)
