@@ -5,7 +5,7 @@ before anything is written."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,18 +20,6 @@ from tests.admin.test_atomic_jobs import Events
 from tests.support.client_env import until
 from tests.support.fetched import POOL, running_job
 from tests.support.invariants import assert_invariants
-
-
-@pytest.fixture
-async def client(redis: Redis, namespace: str) -> AsyncIterator[Client]:
-    async with Client(redis, namespace=namespace) as c:
-        yield c
-
-
-@pytest.fixture
-async def enqueuer(redis: Redis, namespace: str) -> AsyncIterator[Enqueuer]:
-    async with Enqueuer(redis, namespace=namespace, strict=None) as e:
-        yield e
 
 
 @contextmanager

@@ -4,7 +4,6 @@ history; running, finished and cancelled jobs are refused; destroy erases the ed
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -13,18 +12,6 @@ from errands import Client, Enqueuer, Job, JobNotFoundError, WorkerPool
 from errands.errors import NonRetryableError
 from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
-
-
-@pytest.fixture
-async def client(redis: Redis, namespace: str) -> AsyncIterator[Client]:
-    async with Client(redis, namespace=namespace) as c:
-        yield c
-
-
-@pytest.fixture
-async def enqueuer(redis: Redis, namespace: str) -> AsyncIterator[Enqueuer]:
-    async with Enqueuer(redis, namespace=namespace, strict=None) as e:
-        yield e
 
 
 async def test_a_queued_job_takes_new_args_and_moves_by_its_new_priority(

@@ -4,8 +4,6 @@ job holds the new args' lock; a lock on a ``key=`` stays; a re-sent call writes 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
@@ -15,18 +13,6 @@ from errands.store.keys import Keys
 from tests.admin.test_resend import resent
 from tests.support.invariants import assert_invariants
 from tests.support.resend import snapshot
-
-
-@pytest.fixture
-async def client(redis: Redis, namespace: str) -> AsyncIterator[Client]:
-    async with Client(redis, namespace=namespace) as c:
-        yield c
-
-
-@pytest.fixture
-async def enqueuer(redis: Redis, namespace: str) -> AsyncIterator[Enqueuer]:
-    async with Enqueuer(redis, namespace=namespace, strict=None) as e:
-        yield e
 
 
 async def locks(redis: Redis, keys: Keys) -> tuple[dict[str, str], dict[str, str], list[str]]:
