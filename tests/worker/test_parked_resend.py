@@ -6,7 +6,6 @@ in progress until the pool was gone, whatever was repaired.)"""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -16,6 +15,7 @@ from errands.store.keys import Keys
 from errands.store.records import Settle, SettleRefused
 from errands.store.scripts import Acked, Scripts
 from errands.worker.acker import Acker
+from tests.support.fetched import fetch_none
 from tests.support.procs import eventually
 from tests.support.resend import snapshot
 from tests.worker.test_ack_unfit_job import POOL, _member_and_plain
@@ -124,12 +124,7 @@ async def test_an_orphan_the_sweep_cannot_requeue_is_parked_and_holds_no_other(
         worker = pool.worker
         assert worker is not None
         worker.reclaim_interval = 3600.0
-        fetch = worker.scripts.fetch
-
-        async def no_fetch(*args: Any, **kwargs: Any) -> Any:
-            return await fetch(*args[:2], 0, *args[3:], **kwargs)  # (the orphans stay ones)
-
-        worker.scripts.fetch = no_fetch  # type: ignore[method-assign]
+        fetch_none(worker)  # (the orphans stay ones)
         async with Enqueuer(redis, namespace=namespace) as enq:
             run = await enq.enqueue_workflow(wf)
             await enq.enqueue("work", {}, job_id="zplain")  # (swept after the member)

@@ -24,6 +24,7 @@ from errands.store.records import Settle
 from errands.store.scripts import Scripts
 from errands.worker import fetching
 from errands.worker.batching import _Batch
+from tests.support.fetched import fetch_none
 
 
 def _ms() -> int:
@@ -54,12 +55,7 @@ async def test_a_batch_job_fetched_again_during_the_sweep_is_not_requeued(
         worker = pool.worker
         assert worker is not None
         worker.reclaim_interval = 3600.0
-        fetch = worker.scripts.fetch
-
-        async def no_fetch(*args: Any, **kwargs: Any) -> Any:
-            return await fetch(*args[:2], 0, *args[3:], **kwargs)  # (the orphan stays one)
-
-        worker.scripts.fetch = no_fetch  # type: ignore[method-assign]
+        fetch_none(worker)  # (the orphan stays one)
         pid, scripts = worker.pool_id, Scripts(redis, keys)
         async with Enqueuer(redis, namespace=namespace) as enq:
             await enq.enqueue("plain", {}, job_id="a-orphan")  # (swept first: its member sorts
