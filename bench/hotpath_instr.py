@@ -78,6 +78,18 @@ def control(what: str, pid: int) -> None:
     subprocess.run(["callgrind_control", what, str(pid)], stdout=quiet, stderr=quiet, check=True)
 
 
+async def connected(port: int) -> Redis:
+    """A client of the server on ``port``, once it answers (it starts under valgrind: slowly)."""
+    redis = Redis(port=port)
+    for _ in range(300):
+        try:
+            await redis.ping()
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    return redis
+
+
 async def drive(
     port: int,
     pid: int,
@@ -88,13 +100,7 @@ async def drive(
     typewide: bool,
     long_rate: int,
 ) -> int:
-    redis = Redis(port=port)
-    for _ in range(300):
-        try:
-            await redis.ping()
-            break
-        except OSError:
-            await asyncio.sleep(0.1)
+    redis = await connected(port)
     keys = Keys("b" + uuid.uuid4().hex[:10])
     scripts = WorkerScripts(redis, keys) if functions else Scripts(redis, keys)
     async with Enqueuer(redis, namespace=keys.namespace, strict=None) as enq:
@@ -149,13 +155,7 @@ async def drive(
 
 async def drive_enqueue(port: int, pid: int, jobs: int, ids: str) -> int:
     """One-job enqueues (``--enqueue``), the first not counted."""
-    redis = Redis(port=port)
-    for _ in range(300):
-        try:
-            await redis.ping()
-            break
-        except OSError:
-            await asyncio.sleep(0.1)
+    redis = await connected(port)
     async with Enqueuer(redis, namespace="b" + uuid.uuid4().hex[:10], strict=None) as enq:
         if ids == "dotted-runs":
             wf = Workflow("bench")
