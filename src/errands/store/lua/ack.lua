@@ -238,7 +238,7 @@ do
         pass[j] = 'unfit'
         unfit[#unfit + 1] = ids[j + 1]
         if gone == entries then
-          gone = {unpack(entries, 1, y - 1)}
+          gone = leading(entries, y - 1)  -- (lib/chunked.lua)
         end
       elseif gone ~= entries then
         gone[#gone + 1] = entries[y]

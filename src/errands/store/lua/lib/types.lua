@@ -24,7 +24,7 @@ end
 -- sent with redis.pcall. Returns the error reply naming the first key of another type and saying
 -- `outcome` ('no job was stored', ...), or nil when every key fits, and then each checked key's
 -- answer (answers[j]: HLEN's, SCARD's or ZCARD's count) for a script to use instead of asking
--- again.
+-- again. (lib/fetchcheck.lua's fetch_types does the same inline for fetch's keys, for speed.)
 local function wrong_type(cmd_of, outcome, last)
   local answers = {}
   for j = 1, last or #KEYS do

@@ -5,8 +5,9 @@
 -- hash yet, and an ended one's tombstone may be gone while its run lingers: the run's nodes
 -- hash holds them all, from the run's store (wf_enqueue, wf_add) to the end of its linger.
 --@include wfkeys
--- wf_id_taken(wfidx, wfof, id, seen, outcome[, own]): `wfidx` the index of runs (store/keys.py workflows: every
--- run stored, lingering included), `wfof` workflow_of (wf_keys builds a run's keys from it),
+-- wf_id_taken(wfidx, wfof, id, seen, outcome[, own]): `wfidx` the index of runs (store/keys.py
+-- workflows: every run stored, lingering included), `wfof` workflow_of (wf_keys builds a run's
+-- keys from it),
 -- `seen` a table kept over one call (its `any`: whether wfidx holds a run, asked once),
 -- `outcome` what an error reply says was done, `own` a run whose own member the id is not
 -- taken as (the run a workflow script stores or adds to: it checks its own nodes itself).
