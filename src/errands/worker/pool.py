@@ -185,7 +185,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
             await self._give_up_lease()
             raise
         scripts = WorkerScripts(self.redis, self.keys, self.redis_functions)
-        await self._publish_limits(names)
+        await write_caps(self.redis, self.keys, self.job_types, names)
         self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
         await self._served.publish()
         self._wake = asyncio.Event()
@@ -294,9 +294,6 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         command, _, job_id = message.partition(":")
         if self.worker is not None and command in ("cancel", "destroy"):
             self.worker.cancel_job(job_id, destroy=command == "destroy")
-
-    async def _publish_limits(self, names: list[str]) -> None:
-        await write_caps(self.redis, self.keys, self.job_types, names)
 
     async def stop(self, grace: float | None = None, *, exiting: bool = False) -> None:
         """Stop fetching; let running jobs finish within ``grace`` seconds (default
