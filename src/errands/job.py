@@ -163,7 +163,8 @@ class Job:
 
     @property
     def workflow_id(self) -> str | None:
-        """The id of the workflow run this job belongs to (a member or a callback), else None."""
+        """The id of the workflow run this job belongs to (a member or a callback), else None.
+        (Acker.add reads ``_wf`` itself, without this property's call.)"""
         return self._wf[0] if self._wf else None
 
     @property

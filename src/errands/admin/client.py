@@ -322,8 +322,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
         the deletion in its history and publishes it (event ``deleted``)."""
         info = await self.job(job_id)
         name = info.name if info is not None else "?"  # an entry without its job
-        # (a cancelled job's record holds the attempt it would run next: the deletion's is the
-        # one after, so that it does not overwrite it)
+        # (a job settled without a failure counted, cancelled, snoozed or requeued, has a record
+        # at the attempt it would run next: the deletion's is the one after, not overwriting it)
         envelope, read = await self._renumbered(info) if info is not None else (b"", b"")
         now_ms, call = to_ms(self.clock.now()), os.urandom(8).hex()  # (call: see lua/move.lua)
         return await self.scripts.move(
