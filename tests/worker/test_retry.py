@@ -502,6 +502,19 @@ async def test_broken_backoff_falls_back_to_default_and_never_strands_the_job(
         assert await env.redis.hget(env.keys.running, "flaky") == b"0"
 
 
+@pytest.mark.parametrize("delay", [1e300, float(2**63)], ids=["1e300", "2**63"])
+async def test_a_huge_backoff_delay_is_capped_as_a_snooze_is(env: Env, delay: float) -> None:
+    always_failing(env, "patient", max_fails=5, backoff=lambda fails: delay)
+    job = await env.enqueuer.enqueue("patient", {})
+    assert job is not None
+    async with env.pool:
+        await env.pool.drain(timeout=5)
+        score = await env.retry_score("patient", job.id)
+        assert score == ms(env.clock.now() + RetryLater.MAX_DELAY)
+        assert await env.redis.zcard(env.keys.in_progress(env.pool.id)) == 0
+        assert await env.redis.hget(env.keys.running, "patient") == b"0"
+
+
 async def test_retry_starts_from_the_stored_job_not_from_handler_mutations(env: Env) -> None:
     """Retries run with the args and meta as enqueued: whatever a handler or middleware did to
     job.args / job.meta (even putting non-JSON objects there) does not leak into the retry."""

@@ -364,11 +364,13 @@ def encode_result(job: Job, jt: JobType, result: Any) -> bytes:
 
 def retry_delay(job: Job, jt: JobType) -> float:
     """Seconds until the retry; a backoff that raises or returns nonsense must not strand the
-    job in the in-progress set, so the default policy stands in for it."""
+    job in the in-progress set, so the default policy stands in for it. A longer delay than
+    ``RetryLater.MAX_DELAY`` (10 years) is capped there, as a snooze's is: settle.lua refuses a
+    due time past lib/types.lua's MAX_MS."""
     try:
         delay = float(backoff_for(job, jt).delay(job.fails))
         if math.isfinite(delay) and delay >= 0:
-            return delay
+            return min(delay, RetryLater.MAX_DELAY)
         problem = f"returned {delay!r}"
     except Exception as exc:
         problem = f"raised {type(exc).__name__}: {exc}"
