@@ -66,9 +66,7 @@ def due_time(now: float, delay: float | timedelta | None, at: datetime | None) -
             raise ValueError("delay must be >= 0")
         return now + seconds
     if at is not None:
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
-        return at.timestamp()
+        return utc_timestamp(at)
     return None
 
 
@@ -85,7 +83,13 @@ def positive_seconds(value: float | timedelta | None, what: str) -> float | None
 def epoch_seconds(at: datetime | float) -> float:
     """``at`` (a datetime, naive = UTC, or epoch seconds; 0 = now) in epoch seconds."""
     if isinstance(at, datetime):
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
-        return at.timestamp()
+        return utc_timestamp(at)
     return float(at) if at else time.time()
+
+
+def utc_timestamp(at: datetime) -> float:
+    """``at`` in epoch seconds, a naive datetime taken as UTC (``due_time``'s ``at``, and
+    ``epoch_seconds``' datetime)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.timestamp()
