@@ -31,12 +31,13 @@ async def test_the_end_of_a_run_leaves_a_later_run_of_its_job_alone(
         later = asyncio.ensure_future(asyncio.sleep(3600))  # the later run's task
         snooze = worker.settler.snooze
 
-        async def snoozed(job: Job, delay: float, counted: bool = False) -> None:
-            await snooze(job, delay, counted=counted)
+        async def snoozed(job: Job, exc: RetryLater) -> bool:
+            assert await snooze(job, exc)
             # the job fetched again and started while this run settled (as with a short delay)
             worker.running[job.id] = (job, later)
             worker._cancel_requests[job.id] = False  # and a cancel request for that run
             ended.append(job.id)
+            return True
 
         monkeypatch.setattr(worker.settler, "snooze", snoozed)
         handle = await enqueuer.enqueue("work")

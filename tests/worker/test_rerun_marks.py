@@ -77,14 +77,15 @@ async def rerun_while_settling(
                 return False
             return not plain_def or job_id in worker._in_thread
 
-        async def held_snooze(job: Job, delay: float, counted: bool = False) -> None:
+        async def held_snooze(job: Job, exc: RetryLater) -> bool:
             settling.append(asyncio.current_task())  # type: ignore[arg-type]
             if before_rerun is not None:  # (before the snooze: its fetch may come at once)
                 await before_rerun(worker, job.id)
-            await snooze(job, delay, counted=counted)  # (back on its queue)
+            assert await snooze(job, exc)  # (back on its queue)
             await until(lambda: rerun_started(job.id))
             if while_settling is not None:
                 await while_settling(worker, job.id)
+            return True
 
         monkeypatch.setattr(worker.settler, "snooze", held_snooze)
         job_id = (await enqueuer.enqueue("work")).id

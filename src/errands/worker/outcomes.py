@@ -9,7 +9,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import LimiterSnooze
 from ..logfmt import describe, job_extra
 
 if TYPE_CHECKING:
@@ -94,10 +93,7 @@ class Outcomes:
     async def _snoozed(
         self, job: Job, jt: JobType, exc: RetryLater, started_ms: int, started: float
     ) -> None:
-        try:  # (the settle is sent once built: only building it raises)
-            await self.settler.snooze(job, exc.delay, counted=isinstance(exc, LimiterSnooze))
-        except Exception as bad:  # its delay set to no number of seconds after it was made
-            log.error("%s %s: cannot snooze (%s): failed", job.name, job.id, describe(bad))
+        if not await self.settler.snooze(job, exc):  # (logged: cannot snooze, so failed)
             await self._failed(job, jt, exc, started_ms, started)
             return
         log.info("%s %s snoozed %.3gs", job.name, job.id, exc.delay, extra=job_extra(job))

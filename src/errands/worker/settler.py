@@ -119,10 +119,20 @@ class Settler:
             s.unstart, s.unstart_spec = True, item.rate_spec  # time its attempt records)
         await self._send(s)
 
-    async def snooze(self, job: Job, delay: float, counted: bool = False) -> None:
-        """Run again after ``delay`` seconds without counting a failure; ``counted``: a snooze
-        of an in-handler limiter, counted in the envelope (``s``) against its cap."""
-        await self._send(self.snoozing(job, delay, counted)[0])
+    async def snooze(self, job: Job, exc: RetryLater) -> bool:
+        """Run again after ``exc.delay`` seconds, no failure counted (a ``LimiterSnooze`` counted
+        in ``s``, against its cap); False if it cannot be built: the caller fails the job."""
+        if (built := self.snooze_of(job, exc)) is not None:  # (only building it raises)
+            await self._send(built[0])
+        return built is not None
+
+    def snooze_of(self, job: Job, exc: RetryLater) -> tuple[Settle, str] | None:
+        """:meth:`snoozing` for ``exc``; None (logged) when it cannot be built: fail the job."""
+        try:
+            return self.snoozing(job, exc.delay, isinstance(exc, LimiterSnooze))
+        except Exception as bad:  # its delay set to no number of seconds after it was made
+            log.error("%s %s: cannot snooze (%s): failed", job.name, job.id, describe(bad))
+            return None
 
     def snoozing(self, job: Job, delay: float, counted: bool = False) -> tuple[Settle, str]:
         """How to settle a snooze of ``job`` (see :meth:`snooze`), and its description: a
@@ -168,16 +178,13 @@ class Settler:
     ) -> tuple[Settle | None, str]:
         """How to settle ``job`` of a batch ended with ``exc`` (:meth:`snoozing` for a
         RetryLater, else :meth:`failure`), and its description. A snooze that cannot be built
-        (a RetryLater whose ``delay`` was set to no number of seconds after it was made) is a
-        failure instead; a failure that cannot be built (None) leaves the job in progress, to
-        the orphan sweep: an error of one job never ends its batch's task."""
+        (:meth:`snooze_of`) is a failure instead; a failure that cannot be built (None) leaves
+        the job in progress, to the orphan sweep: an error of one job never ends its batch's
+        task."""
         fails = job.fails
         try:
-            if isinstance(exc, RetryLater):
-                try:
-                    return self.snoozing(job, exc.delay, isinstance(exc, LimiterSnooze))
-                except Exception as bad:
-                    log.error("%s %s: cannot snooze (%s): failed", job.name, job.id, describe(bad))
+            if isinstance(exc, RetryLater) and (snooze := self.snooze_of(job, exc)) is not None:
+                return snooze
             return self.failure(job, jt, exc, started_ms)
         except Exception as bad:
             job.fails = fails
