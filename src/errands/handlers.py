@@ -16,6 +16,7 @@ from .convert import ArgumentMismatch, converter
 from .errors import JobArgumentError, RegistrationError
 from .job import Job
 from .limits import Limit, compile_limits
+from .limits.spec import MAX_CONCURRENCY
 from .store.keys import check_job_name
 
 __all__ = ["JobType", "current_job"]
@@ -54,8 +55,12 @@ class JobType:
             raise RegistrationError(f"{self.name}: max_fails must be >= 1, got {self.max_fails}")
         if self.timeout is not None and self.timeout <= 0:
             raise RegistrationError(f"{self.name}: timeout must be > 0, got {self.timeout}")
-        if self.max_concurrency < 0:
-            raise RegistrationError(f"{self.name}: max_concurrency must be >= 0")
+        mc = self.max_concurrency  # the rule of Concurrency's limit, and 0 for no cap
+        if not isinstance(mc, int) or isinstance(mc, bool) or not 0 <= mc <= MAX_CONCURRENCY:
+            raise RegistrationError(
+                f"{self.name}: max_concurrency must be an int in 0..{MAX_CONCURRENCY} "
+                f"(0 = no cap), got {mc!r}"
+            )
         self.code_max_concurrency = self.max_concurrency  # as registered (limitwatch.py)
         try:
             self.limits = tuple(self.limits)

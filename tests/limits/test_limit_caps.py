@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 
 from errands import Client, Concurrency, Enqueuer, Job, WorkerPool
 from errands.cli import main
-from errands.limits.spec import MAX_CONCURRENCY
+from errands.errors import RegistrationError
+from errands.limits.spec import MAX_CONCURRENCY, limit_from_dict
 from errands.store.keys import Keys
 
 from .support import until
@@ -72,3 +73,34 @@ async def test_a_hand_written_huge_concurrency_stops_no_name(
         assert pool.worker is not None and pool.worker.limit_specs == {}
     warned = [r for r in caplog.records if "runtime limits of a are invalid" in r.getMessage()]
     assert len(warned) == 1
+
+
+@pytest.mark.parametrize("bad", [-1, MAX_CONCURRENCY + 1, 10**12, 2.5, 3.0, True, False, "3", None])
+def test_max_concurrency_follows_the_rule_of_concurrency(bad: object) -> None:
+    """``max_concurrency=`` is the type-wide Concurrency's counter: an int (not a bool) up to the
+    same cap, 0 for none; anything else is refused when registered, naming the job and value."""
+    pool = WorkerPool.from_url("redis://localhost:1", namespace="x")
+    for good in (0, 1, MAX_CONCURRENCY):
+        pool.register(f"ok{good}", lambda: None, max_concurrency=good)
+        assert pool.job_types[f"ok{good}"].max_concurrency == good
+    with pytest.raises(RegistrationError, match=rf"^capped: max_concurrency .*got {bad!r}$"):
+        pool.register("capped", lambda: None, max_concurrency=bad)
+    with pytest.raises(RegistrationError, match=r"0\.\.1000000000"):
+        pool.job("decorated", max_concurrency=bad)(lambda: None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"concurrency": True},
+        {"concurrency": True, "per_partition": True},
+        {"rate": True, "per_ms": 1000},
+        {"rate": 5, "per_ms": True},
+        {"concurrency": 2.0},
+    ],
+)
+def test_a_stored_limit_of_a_bool_or_float_is_no_limit(stored: dict[str, object]) -> None:
+    """A runtime limit written by hand as ``true`` was read as 1 (``int(True)``)."""
+    with pytest.raises(ValueError):
+        limit_from_dict(stored)
+    assert limit_from_dict({"concurrency": 2}) == Concurrency(2)

@@ -160,13 +160,14 @@ def limit_to_dict(limit: Limit) -> dict[str, object]:
 
 
 def limit_from_dict(data: dict[str, object]) -> Limit:
-    """Inverse of :func:`limit_to_dict`; ValueError on anything else."""
+    """Inverse of :func:`limit_to_dict`; ValueError on anything else (a count of ``true``
+    too: the limits' own check, not ``int()``, which would read it as 1)."""
     per_partition = bool(data.get("per_partition", False))
-    if isinstance(data.get("concurrency"), int):
-        return Concurrency(int(data["concurrency"]), per_partition)  # type: ignore[call-overload]
-    if isinstance(data.get("rate"), int) and isinstance(data.get("per_ms"), int):
-        per = timedelta(milliseconds=int(data["per_ms"]))  # type: ignore[call-overload]
-        return Rate(int(data["rate"]), per, per_partition)  # type: ignore[call-overload]
+    if isinstance(limit := data.get("concurrency"), int):
+        return Concurrency(limit, per_partition)
+    per_ms = data.get("per_ms")
+    if isinstance(limit := data.get("rate"), int) and type(per_ms) is int:  # (not a bool)
+        return Rate(limit, timedelta(milliseconds=per_ms), per_partition)
     raise ValueError(f"not a limit: {data!r}")
 
 

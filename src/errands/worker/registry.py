@@ -82,7 +82,8 @@ class JobRegistry:
         ``JobFunction``: the handler, plus a typed ``.enqueue(...)``.
 
         ``priority`` weights how often this job type's queue is sampled (1..100000);
-        ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap);
+        ``max_concurrency`` caps running jobs of this name across every pool (0 = no cap; an
+        int up to 10^9, as :class:`~errands.Concurrency`, else RegistrationError);
         ``result_ttl`` is how long the return value and finished record are kept;
         ``strict_result`` makes a return value JSON cannot hold an error (the job is dead)
         instead of a warning and a ``null`` result;
