@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 __all__ = [
     "BatchJobError",
@@ -48,9 +49,11 @@ class JobArgumentError(NonRetryableError, TypeError):
 
 class RetryLater(ErrandsError):
     """Raise in a handler to run the job again after ``delay`` seconds without counting a failure.
-    ``delay`` is a finite number >= 0 (else ValueError: raised in a handler, an ordinary failure
-    of the job), capped at ``RetryLater.MAX_DELAY`` (10 years; the due time, in ms, then stays
-    far within the 2^53 ms the scripts take: lib/types.lua's MAX_MS).
+    ``delay`` is a real number (``int``, ``float``, ``Fraction``...: ``numbers.Real``; a ``bool``,
+    ``str``, ``Decimal`` or ``None`` is a TypeError) that is finite and >= 0 (else ValueError);
+    either error, raised in a handler, is an ordinary failure of the job. It is capped at
+    ``RetryLater.MAX_DELAY`` (10 years; the due time, in ms, then stays far within the 2^53 ms
+    the scripts take: lib/types.lua's MAX_MS).
 
     >>> raise RetryLater(30)   # snoozes for 30 seconds
     """
@@ -58,12 +61,20 @@ class RetryLater(ErrandsError):
     MAX_DELAY = 10 * 365 * 86400.0
 
     def __init__(self, delay: float = 0.0, reason: str = "") -> None:
-        delay = float(delay)
-        if not math.isfinite(delay) or delay < 0:
-            raise ValueError(f"RetryLater delay must be a finite number >= 0, not {delay!r}")
-        delay = min(delay, self.MAX_DELAY)
-        super().__init__(reason or f"retry later, in {delay:g}s")
-        self.delay = delay
+        if not _real(delay):
+            raise TypeError(f"RetryLater delay must be a number of seconds, not {delay!r}")
+        seconds = float(delay)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"RetryLater delay must be a finite number >= 0, not {seconds!r}")
+        seconds = min(seconds, self.MAX_DELAY)
+        super().__init__(reason or f"retry later, in {seconds:g}s")
+        self.delay = seconds
+
+
+def _real(value: object) -> bool:
+    """A real number (``numbers.Real``: typeshed's ``float`` is none, so mypy would take a check
+    of it inline for one that never passes) other than a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class LimiterSnooze(RetryLater):
