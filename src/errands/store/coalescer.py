@@ -13,6 +13,11 @@ batching, as auto-pipelining clients do). For the callers nothing changes:
   that fail by themselves fail (the enqueue script is idempotent on the job id, so the jobs
   stored by the first send are not stored twice); each caller is told as its own call
   returns, and once Redis cannot be reached the jobs not yet re-sent fail unsent;
+- an error of the server's state, which a call of any one of the jobs would get as well
+  (``server_refusal``: a replica, READONLY; over maxmemory, OOM; unable to persist, MISCONF;
+  busy with a script, BUSY; the user may not run the script, NOPERM; ...), reaches every caller
+  of the call at once, as if each had sent its job alone, with no one-by-one re-send (as many
+  round trips, each refused the same way); during a re-send it fails the jobs not yet re-sent;
 - jobs are sent in the order they were submitted, so one caller's jobs keep their order;
 - a caller cancelled before its job was sent drops the job; once sent, the job is stored
   whether the caller still waits or not (as with a direct call).
@@ -21,15 +26,22 @@ batching, as auto-pipelining clients do). For the callers nothing changes:
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import (
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 
 from .connection import BROKEN, REDIS_ERRORS
 from .scripts import Arg
 
-__all__ = ["Coalescer", "Send"]
+__all__ = ["Coalescer", "Send", "server_refusal"]
 
 # (names, rows) -> 0-based indices of the rows whose job id was already there
 Send = Callable[[Sequence[str], Sequence[Sequence[Arg]]], Awaitable[list[int]]]
@@ -110,7 +122,7 @@ class Coalescer:
         try:
             existed = await self._once(batch)
         except ResponseError as exc:
-            if len(batch) > 1:
+            if len(batch) > 1 and not server_refusal(exc):  # (a refusal of one of its jobs)
                 await self._one_by_one(batch)
             else:
                 _fail(batch, exc)
@@ -124,10 +136,11 @@ class Coalescer:
 
     async def _one_by_one(self, batch: list[_Pending]) -> None:
         """Each job in a call of its own, its caller told as soon as that call returns; an
-        error reaches only the caller whose call raised it. Once Redis could not be reached,
-        the jobs not yet re-sent are not sent again: their callers get that error at once
-        instead of a reconnect wait each, one after the other (up to ``max_jobs`` connect or
-        socket timeouts in a row). (Not re-sent is not "not stored": the batch's first send
+        error reaches only the caller whose call raised it. Once Redis could not be reached (or
+        refused a call for its state: ``server_refusal``), the jobs not yet re-sent are not sent
+        again: their callers get that error at once instead of a reconnect wait each, one after
+        the other (up to ``max_jobs`` connect or socket timeouts in a row), or as many refused
+        round trips. (Not re-sent is not "not stored": the batch's first send
         may have stored them with its reply lost, as for any call a connection error ends.)
         A caller cancelled meanwhile has its job dropped, not re-sent (the batch stored
         nothing)."""
@@ -136,10 +149,10 @@ class Coalescer:
                 continue
             try:
                 was = (await self._once([p]))[0]
-            except REDIS_ERRORS as exc:
-                _fail(batch[k:], exc)
-                return
             except Exception as exc:
+                if isinstance(exc, REDIS_ERRORS) or server_refusal(exc):
+                    _fail(batch[k:], exc)
+                    return
                 _fail([p], exc)
                 continue
             if not p.future.done():  # (its caller may have been cancelled meanwhile)
@@ -167,6 +180,36 @@ class Coalescer:
             except BROKEN:
                 pass  # the general path reconnects, retries and names the server
         return await self._send(names, rows)
+
+
+# error replies (their first word) for the server's state, whatever the call, that redis-py has
+# no class of its own for: a failed RDB save under stop-writes-on-bgsave-error (MISCONF), a
+# master without the replicas of min-replicas-to-write (NOREPLICAS), a script or function running
+# too long (BUSY); and, quoted by Redis < 7 inside the error of the script whose command met them
+# ("ERR Error running script (call to f_<sha>): @user_script:<line>: -OOM command not allowed
+# ..."), the ones redis-py has a class for
+_STATE_CODES = ("MISCONF", "NOREPLICAS", "BUSY", "READONLY", "OOM")
+_QUOTED = re.compile(r"^Error running script .*?: -([A-Z]+) ")
+
+
+def server_refusal(exc: BaseException) -> bool:
+    """Whether ``exc``, an error reply to an enqueue call, is about the server's state and not
+    about one of the call's jobs: every call of the script, of any jobs, is refused the same way
+    until the state changes (a replica: READONLY; over maxmemory: OOM; the script not loaded:
+    NOSCRIPT; the user may not run EVALSHA: NOPERM, but for a key, which the ACL's key patterns
+    may allow for some job names only; a cluster's TRYAGAIN, CLUSTERDOWN: ``REDIS_ERRORS``; and
+    ``_STATE_CODES``). The script's own refusals of a job (a key of another type: WRONGTYPE
+    naming it; a bad job spec) are not."""
+    if not isinstance(exc, ResponseError):
+        return False
+    text = str(exc)
+    quoted = _QUOTED.match(text) if type(exc) is ResponseError else None
+    code = quoted.group(1) if quoted else text.split(" ", 1)[0]
+    if isinstance(exc, NoPermissionError) or code == "NOPERM":
+        return " key" not in text
+    if isinstance(exc, (ReadOnlyError, OutOfMemoryError, NoScriptError, *REDIS_ERRORS)):
+        return True
+    return code in _STATE_CODES
 
 
 def _fail(batch: list[_Pending], exc: BaseException) -> None:
