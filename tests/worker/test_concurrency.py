@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer, Job, WorkerPool
+from errands import Enqueuer, Job, RegistrationError, WorkerPool
 from errands.store.keys import Keys
 from tests.support.procs import Procs, eventually, max_overlap, records, running_counts, wait_ready
 
@@ -109,3 +109,12 @@ async def test_concurrency_bounds_one_pool(redis_url: str, namespace: str) -> No
     await pool.drain(timeout=20)
     assert done == 20
     assert most == 3, f"at most {most} jobs ran at once with concurrency=3"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, 1.0, True, "4", None])
+def test_a_pools_concurrency_is_an_int_of_at_least_1(bad: object) -> None:
+    """As ``max_concurrency``: a float (2.5 was taken, and sent as the fetch's batch size) or a
+    bool is refused, naming the value."""
+    assert WorkerPool.from_url("redis://localhost:1", concurrency=1).concurrency == 1
+    with pytest.raises(RegistrationError, match=rf"^concurrency must be an int >= 1, got {bad!r}$"):
+        WorkerPool.from_url("redis://localhost:1", concurrency=bad)  # type: ignore[arg-type]

@@ -85,8 +85,8 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
     ) -> None:
         if redis is None and url is None:
             raise RegistrationError("WorkerPool needs a Redis client or url=")
-        if concurrency < 1:
-            raise RegistrationError(f"concurrency must be >= 1, got {concurrency}")
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise RegistrationError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if heartbeat_interval <= 0 or dead_timeout < 2 * heartbeat_interval:
             raise RegistrationError("dead_timeout must be at least twice heartbeat_interval")
         if max_recoveries < 1:
