@@ -1,8 +1,9 @@
-"""An enqueue call of several jobs refused for the server's state (over maxmemory: OOM; a
-replica: READONLY; ...) fails every caller of the call at once, with the error each would get
-alone, and is not re-sent job by job: that made one more refused round trip per job. The script's
-own refusal of one job (a key of another type) still re-sends them one by one
-(tests/store/test_coalescer.py)."""
+"""An enqueue call of several jobs that is refused is re-sent job by job (the refusal may be one
+job's: a key of another type, tests/store/test_coalescer.py; or the call's size, over
+maxmemory); a refusal for the server's state (over maxmemory: OOM; a replica: READONLY; ...) met
+by a call of one job then fails the jobs not yet re-sent at once, each caller with its own copy
+of the error: before, each made one more refused round trip. NOSCRIPT is not such a refusal: the
+next call loads the script again."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ async def _refused_calls(redis: Redis, enqueuer: Enqueuer, error: type[Exception
     return calls.get("evalsha", 0) + calls.get("eval", 0) + calls.get("fcall", 0)
 
 
-async def test_over_maxmemory_the_gathered_call_is_refused_once(
+async def test_over_maxmemory_the_gathered_jobs_are_not_re_sent_one_by_one(
     own_redis: Redis, namespace: str
 ) -> None:
     async with Enqueuer(own_redis, namespace=namespace, strict=None) as enqueuer:
@@ -73,13 +74,14 @@ async def test_over_maxmemory_the_gathered_call_is_refused_once(
             calls = await _refused_calls(own_redis, enqueuer, OutOfMemoryError)
         finally:
             await own_redis.config_set("maxmemory", "0")
-        assert calls == 2  # the first job's call, and one for the N gathered (was 2 + N)
-        assert enqueuer._coalescer.calls == 1 + 2
+        # the first job's call, one for the N gathered, one for the first of them re-sent
+        assert calls == 3  # (was 2 + N)
+        assert enqueuer._coalescer.calls == 1 + 3
         assert await own_redis.hlen(Keys(namespace).jobs) == 1  # (the warm-up's)
         assert isinstance(await enqueuer.enqueue("a", {}), Job)  # fine again
 
 
-async def test_on_a_replica_the_gathered_call_is_refused_once(
+async def test_on_a_replica_the_gathered_jobs_are_not_re_sent_one_by_one(
     own_redis: Redis, namespace: str
 ) -> None:
     async with Enqueuer(own_redis, namespace=namespace, strict=None) as enqueuer:
@@ -90,8 +92,9 @@ async def test_on_a_replica_the_gathered_call_is_refused_once(
         finally:
             await own_redis.replicaof("NO", "ONE")
         # each call is sent on the pinned connection, then, READONLY there, the general way
-        # (which would find a new master): 2 for the first job, 2 for the N gathered
-        assert calls == 4
+        # (which would find a new master): 2 for the first job, 2 for the N gathered, 2 for
+        # the first of them re-sent (was 2 + 2 + 2N)
+        assert calls == 6
         assert await own_redis.hlen(Keys(namespace).jobs) == 1
 
 
@@ -100,7 +103,6 @@ async def test_on_a_replica_the_gathered_call_is_refused_once(
     [
         OutOfMemoryError("command not allowed when used memory > 'maxmemory'. script: x"),
         ReadOnlyError("You can't write against a read only replica."),
-        NoScriptError("No matching script. Please use EVAL."),
         NoPermissionError("this user has no permissions to run the 'evalsha' command"),
         TryAgainError("Multiple keys request during rehashing of slot"),
         ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's currently"),
@@ -131,6 +133,9 @@ def test_refusals_for_the_servers_state(exc: Exception) -> None:
         ),
         ResponseError("Error running script (call to f_0123): @user_script:9: attempt to x"),
         ValueError("not a reply"),
+        # the script cache flushed again between redis-py's reload and its retry: the next
+        # call loads it again
+        NoScriptError("No matching script. Please use EVAL."),
     ],
 )
 def test_refusals_of_a_job(exc: Exception) -> None:
@@ -169,3 +174,64 @@ async def test_a_server_refusal_during_the_one_by_one_re_send_fails_the_rest_uns
         assert sent == ["W", "X", "A", "B"]  # (C never re-sent)
         assert {m.decode() for m in await redis.zrange(keys.queue("good"), 0, -1)} == {"X"}
         assert not coalescer._busy and not coalescer._pending
+
+
+async def test_a_script_cache_flushed_after_each_reload_does_not_fail_the_gathered_jobs(
+    own_redis: Redis, namespace: str
+) -> None:
+    """SCRIPT FLUSH lands between redis-py's reload (SCRIPT LOAD) and its EVALSHA retry for the
+    first two loads: the lone call's and the gathered batch's. Only the lone call fails; the
+    batch's jobs, re-sent one by one, load the script again and are stored."""
+    other = Redis.from_url(_url(own_redis))
+    try:
+        async with Enqueuer(own_redis, namespace=namespace, strict=None) as enqueuer:
+            assert isinstance(await enqueuer.enqueue("warm", {}), Job)
+            real, loads = own_redis.script_load, [0]
+
+            async def load_then_flushed(script: str) -> Any:
+                sha = await real(script)
+                loads[0] += 1
+                if loads[0] <= 2:
+                    await other.script_flush()
+                return sha
+
+            own_redis.script_load = load_then_flushed  # type: ignore[method-assign]
+            await other.script_flush()
+            await other.function_flush()
+            got = await asyncio.gather(
+                *[enqueuer.enqueue("a", {"i": i}) for i in range(50)], return_exceptions=True
+            )
+            assert [type(g) for g in got].count(NoScriptError) == 1, got
+            assert sum(isinstance(g, Job) for g in got) == 49
+            assert await own_redis.hlen(Keys(namespace).jobs) == 1 + 49
+    finally:
+        await other.aclose()
+
+
+def _url(redis: Redis) -> str:
+    kw = redis.get_connection_kwargs()
+    return f"redis://{kw['host']}:{kw['port']}"
+
+
+async def test_a_batch_over_maxmemory_by_its_own_size_stores_the_jobs_that_fit_alone(
+    own_redis: Redis, namespace: str
+) -> None:
+    """The gathered call's own arguments count towards used memory: refused as a batch, its jobs
+    re-sent one by one are stored while each fits (before the server-state rule applies)."""
+    async with Enqueuer(own_redis, namespace=namespace, strict=None) as enqueuer:
+        assert isinstance(await enqueuer.enqueue("warm", {}), Job)
+        used = int((await own_redis.info("memory"))["used_memory"])
+        await own_redis.config_set("maxmemory-policy", "noeviction")
+        await own_redis.config_set("maxmemory", str(used + 6_000_000))
+        try:
+            blob = "x" * 400_000
+            first = asyncio.ensure_future(enqueuer.enqueue("a", {"i": -1}))
+            await asyncio.sleep(0)  # in flight: the next ones are gathered into one call
+            rest = [enqueuer.enqueue("a", {"i": i, "blob": blob}) for i in range(30)]
+            got = await asyncio.gather(first, *rest, return_exceptions=True)
+        finally:
+            await own_redis.config_set("maxmemory", "0")
+        stored = [g for g in got[1:] if isinstance(g, Job)]
+        assert all(isinstance(g, (Job, OutOfMemoryError)) for g in got), got
+        assert len(stored) >= 3, got  # (about 6 MB / 0.4 MB fit; the batch of 12 MB did not)
+        assert [int(s.args["i"]) for s in stored] == list(range(len(stored)))

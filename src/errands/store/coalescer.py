@@ -13,11 +13,11 @@ batching, as auto-pipelining clients do). For the callers nothing changes:
   that fail by themselves fail (the enqueue script is idempotent on the job id, so the jobs
   stored by the first send are not stored twice); each caller is told as its own call
   returns, and once Redis cannot be reached the jobs not yet re-sent fail unsent;
-- an error of the server's state, which a call of any one of the jobs would get as well
-  (``server_refusal``: a replica, READONLY; over maxmemory, OOM; unable to persist, MISCONF;
-  busy with a script, BUSY; the user may not run the script, NOPERM; ...), reaches every caller
-  of the call at once, as if each had sent its job alone, with no one-by-one re-send (as many
-  round trips, each refused the same way); during a re-send it fails the jobs not yet re-sent;
+- an error of the server's state met during that re-send (``server_refusal``: a replica,
+  READONLY; over maxmemory, OOM; unable to persist, MISCONF; busy with a script, BUSY; the user
+  may not run the script, NOPERM; ...) fails the jobs not yet re-sent at once, with no refused
+  round trip each (a call of one job met it too: the batch's own refusal may have been its size,
+  over maxmemory, or a passing state, so the re-send is always tried);
 - jobs are sent in the order they were submitted, so one caller's jobs keep their order;
 - a caller cancelled before its job was sent drops the job; once sent, the job is stored
   whether the caller still waits or not (as with a direct call).
@@ -122,7 +122,7 @@ class Coalescer:
         try:
             existed = await self._once(batch)
         except ResponseError as exc:
-            if len(batch) > 1 and not server_refusal(exc):  # (a refusal of one of its jobs)
+            if len(batch) > 1:  # (a refusal of one of its jobs, or one the re-send tells)
                 await self._one_by_one(batch)
             else:
                 _fail(batch, exc)
@@ -193,13 +193,14 @@ _QUOTED = re.compile(r"^Error running script .*?: -([A-Z]+) ")
 
 
 def server_refusal(exc: BaseException) -> bool:
-    """Whether ``exc``, an error reply to an enqueue call, is about the server's state and not
-    about one of the call's jobs: every call of the script, of any jobs, is refused the same way
-    until the state changes (a replica: READONLY; over maxmemory: OOM; the script not loaded:
-    NOSCRIPT; the user may not run EVALSHA: NOPERM, but for a key, which the ACL's key patterns
-    may allow for some job names only; a cluster's TRYAGAIN, CLUSTERDOWN: ``REDIS_ERRORS``; and
-    ``_STATE_CODES``). The script's own refusals of a job (a key of another type: WRONGTYPE
-    naming it; a bad job spec) are not."""
+    """Whether ``exc``, an error reply to an enqueue call of one job, is about the server's
+    state and not about that job: the next calls of the script are refused the same way until
+    the state changes (a replica: READONLY; over maxmemory: OOM; the user may not run EVALSHA:
+    NOPERM, but for a key, which the ACL's key patterns may allow for some job names only; a
+    cluster's TRYAGAIN, CLUSTERDOWN: ``REDIS_ERRORS``; and ``_STATE_CODES``). Not NOSCRIPT: it
+    reaches here only when the script cache was flushed again between redis-py's reload and its
+    retry, and the next call loads the script again. The script's own refusals of a job (a key
+    of another type: WRONGTYPE naming it; a bad job spec) are not."""
     if not isinstance(exc, ResponseError):
         return False
     text = str(exc)
@@ -207,7 +208,9 @@ def server_refusal(exc: BaseException) -> bool:
     code = quoted.group(1) if quoted else text.split(" ", 1)[0]
     if isinstance(exc, NoPermissionError) or code == "NOPERM":
         return " key" not in text
-    if isinstance(exc, (ReadOnlyError, OutOfMemoryError, NoScriptError, *REDIS_ERRORS)):
+    if isinstance(exc, NoScriptError):
+        return False
+    if isinstance(exc, (ReadOnlyError, OutOfMemoryError, *REDIS_ERRORS)):
         return True
     return code in _STATE_CODES
 
