@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer
+from errands.cli.commands import build_parser
 from errands.store.devserver import RedisServer, free_port
 from errands.store.keys import Keys
 from tests.support.commandstats import command_calls
@@ -76,6 +77,18 @@ async def test_concurrency_flag_overrides_the_pool(
     assert len(done) == 8
     # the app says concurrency=1; the flag says 4
     assert max_overlap([(r["start"], r["end"]) for r in done]) == 4
+
+
+@pytest.mark.parametrize("flag", ["--concurrency", "--processes"])
+@pytest.mark.parametrize("value", ["-1", "0", "2.5", "many"])
+def test_count_flags_refuse_what_is_not_a_whole_number_of_at_least_one(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(["worker", "single:pool", flag, value])
+    assert exit.value.code == 2
+    assert f"{flag}: must be a whole number >= 1, not '{value}'" in capsys.readouterr().err
+    assert getattr(build_parser().parse_args(["worker", "p:p", flag, "3"]), flag[2:]) == 3
 
 
 async def test_no_redis_functions_flag(procs: Procs, namespace: str) -> None:

@@ -67,13 +67,29 @@ def _supervise(args: argparse.Namespace) -> int:
     return max(codes, default=0)
 
 
+def _at_least_one(text: str) -> int:
+    """A count flag's value: a whole number >= 1 (``--concurrency -1`` was taken, and ``0``
+    quietly ignored)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="errands", description="errands background jobs")
     sub = parser.add_subparsers(dest="command", required=True)
     worker = sub.add_parser("worker", help="run a worker pool")
     worker.add_argument("pool", help="import path of a WorkerPool, e.g. app.jobs:pool")
-    worker.add_argument("--concurrency", type=int, default=0, help="jobs at a time per process")
-    worker.add_argument("--processes", type=int, default=1, help="worker processes to start")
+    worker.add_argument(
+        "--concurrency", type=_at_least_one, default=0, help="jobs at a time per process"
+    )
+    worker.add_argument(
+        "--processes", type=_at_least_one, default=1, help="worker processes to start"
+    )
     worker.add_argument("--redis", metavar="URL", help="Redis URL (overrides the pool's)")
     worker.add_argument("--namespace", default="", help="namespace (overrides the pool's)")
     worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
