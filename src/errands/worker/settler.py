@@ -370,10 +370,8 @@ def encode_result(job: Job, jt: JobType, result: Any) -> bytes:
 
 
 def retry_delay(job: Job, jt: JobType) -> float:
-    """Seconds until the retry; a backoff that raises or returns nonsense must not strand the
-    job in the in-progress set, so the default policy stands in for it. A longer delay than
-    ``RetryLater.MAX_DELAY`` (10 years) is capped there, as a snooze's is: settle.lua refuses a
-    due time past lib/types.lua's MAX_MS."""
+    """Seconds until the retry, capped at ``RetryLater.MAX_DELAY`` as a snooze's; a backoff
+    that raises or returns nonsense must not strand the job: the default policy stands in."""
     try:
         delay = float(backoff_for(job, jt).delay(job.fails))
         if math.isfinite(delay) and delay >= 0:
