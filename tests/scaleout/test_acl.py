@@ -15,7 +15,7 @@ import redis
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
-from errands import Client, Enqueuer
+from errands import Client, Enqueuer, Workflow
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts
 from tests.support.infra import ClusterInfra, Node
@@ -163,6 +163,27 @@ async def test_enqueue_many_works_under_a_rule_without_zmscore(server: Node) -> 
     with server.client() as admin:
         assert {e["object"] for e in refusals(admin, f"app-{namespace}")} == {"zmscore"}
         assert admin.hkeys(keys.jobs) == [b"new"]
+
+
+async def test_member_ids_are_taken_under_a_rule_without_zmscore(server: Node) -> None:
+    """lib/wfids.lua reads the runs an id may be a member of with ZMSCORE (lib/chunked.lua
+    read_zmscore): under an older rule with a ZSCORE each, and the same ids are taken (a run's
+    waiting member's, its callback's), the others stored; wf_enqueue's reads of the run's own
+    ids fall back the same."""
+    namespace = unique_namespace()
+    url = add_user(server, namespace, ACL_COMMANDS.replace(" +zmscore", ""))
+    wf = Workflow("w", id="r")
+    wf.add("a", {}, id="b", after=[wf.add("a", {}, id="a")])
+    wf.on_success("a", {})
+    async with Enqueuer.from_url(url, namespace=namespace, strict=None) as enqueuer:
+        assert not (await enqueuer.enqueue_workflow(wf)).existed
+        ids = ["r.b", "order.1", "r!on_success", "r!on_failure", "r.zz"]
+        jobs = await enqueuer.enqueue_many([("a", {}, {"job_id": i}) for i in ids])
+        assert [j.existed for j in jobs] == [True, False, True, False, False]
+    with server.client() as admin:
+        assert {e["object"] for e in refusals(admin, f"app-{namespace}")} == {"zmscore"}
+        assert sorted(admin.hkeys(Keys(namespace).jobs)) == [
+            b"order.1", b"r!on_failure", b"r.a", b"r.zz"]  # fmt: skip
 
 
 async def test_an_ack_works_under_a_rule_without_zmscore(server: Node) -> None:

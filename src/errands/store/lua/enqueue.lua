@@ -36,9 +36,10 @@
 -- (a script must not fail half-way), so a caller can re-send the other jobs alone.
 -- Reads and writes take one command per 1,000 jobs (HMGET, ZMSCORE, EXISTS; HSET, ZADD), but
 -- for the tombstones when ZMSCORE is refused (an ACL rule of an older errands, Redis < 6.2):
--- then one ZSCORE per job; and a new id holding '.' or '!' (one a workflow member's could be:
--- lib/wfids.lua): a ZCARD of the runs per call, and while runs are stored a ZMSCORE (and a
--- HEXISTS per run it names) per such id.
+-- then one ZSCORE per job; and the new ids holding '.' or '!' (ones a workflow member's could
+-- be: lib/wfids.lua): a ZCARD of the runs per call, and while runs are stored one ZMSCORE per
+-- 1,000 of the runs they may be members of, then one HMGET per run found (per 1,000 of its
+-- nodes asked).
 -- Wakes one idle pool serving each name that got a ready job (not every idle pool): the pool
 -- that fetches a full batch wakes the next one (fetch.lua). KEYS[5] (every idle pool) is only
 -- looked at when the call has several names; a name's idle pools are popped only when its
@@ -50,12 +51,20 @@
 --@include wake
 --@include types
 --@include handoff
--- lib/limits (lim_queued), built only by a call that queues a job with a partition: its ~30
--- functions and constants cost a one-job call without one about a sixth of its Redis time
--- (bench/README.md: 27.9 -> 23.8 us median)
-local function limits_lib()
+-- lib/limits (lim_queued, `which` 'limits'), built only by a call that queues a job with a
+-- partition: its ~30 functions and constants cost a one-job call without one about a sixth of
+-- its Redis time (bench/README.md: 27.9 -> 23.8 us median); or lib/wfids (wf_ids_taken), only
+-- by a call of an id holding '.' or '!'. Both use lib/chunked, included here first: a lib is
+-- included once per script (store/luasource.py), and in one of the branches the other would
+-- not see it.
+local function lib_of(which)
+--@include chunked
+  if which == 'limits' then
 --@include limits
-  return lim_queued
+    return lim_queued
+  end
+--@include wfids
+  return wf_ids_taken
 end
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[4])
@@ -72,7 +81,7 @@ local I, E, S = 4 + m, 4 + m + n, 4 + m + 2 * n  -- ARGV[I + i]: the id of job i
 -- specs[i]: job i's name index when its spec is plain (due now, no priority or partition; no table
 -- per job), else {name index, priority, due ms, partition}; plain: the name indices of plain specs
 local specs, plain = {}, {}
-local lim_queued = false  -- (limits_lib)
+local lim_queued = false  -- (lib_of)
 local check = {false, false, false, m > 1 and 'SCARD'}  -- per key index: the read it must accept
 local function bad_spec(spec)
   return redis.error_reply('errands: enqueue: bad job spec ' .. tostring(spec) .. ': no job of this call was stored')
@@ -191,25 +200,33 @@ for s = 1, n, CHUNK do
   end
 end
 -- a new job whose id is a workflow member's or callback's while its run is stored is refused
--- as one taken (lib/wfids.lua, read only; included in this block: a call whose ids hold no '.'
--- or '!', as random ids, builds none of its functions)
+-- as one taken (lib/wfids.lua, read only, all the call's such ids at once; built by lib_of: a
+-- call whose ids hold no '.' or '!', as random ids, builds none of its functions)
 if maybe then
---@include wfids
-  local kept, wf_seen, W = {}, {}, base + n + 7  -- KEYS[W] workflows, KEYS[W + 1] workflow_of
+  local asked, at = {}, {}  -- the new ids holding '.' or '!', and the job of each
   for _, i in ipairs(new) do
     local id = ARGV[I + i]
-    local taken = (string.find(id, '.', 1, true) or string.find(id, '!', 1, true))
-      and wf_id_taken(KEYS[W], KEYS[W + 1], id, wf_seen, OUTCOME)
-    if type(taken) == 'table' then
-      return taken
-    elseif taken then
-      n_existed = n_existed + 1
-      existed[n_existed] = i
-    else
-      kept[#kept + 1] = i
+    if string.find(id, '.', 1, true) or string.find(id, '!', 1, true) then
+      asked[#asked + 1], at[#asked + 1] = id, i
     end
   end
-  if #kept < n_new then
+  local W = base + n + 7  -- KEYS[W] workflows, KEYS[W + 1] workflow_of
+  local taken = #asked > 0 and lib_of('wfids')(KEYS[W], KEYS[W + 1], asked, OUTCOME) or {}
+  if taken.err then
+    return taken
+  elseif next(taken) then
+    local kept, refused = {}, {}
+    for k in pairs(taken) do
+      refused[at[k]] = true
+    end
+    for _, i in ipairs(new) do
+      if refused[i] then
+        n_existed = n_existed + 1
+        existed[n_existed] = i
+      else
+        kept[#kept + 1] = i
+      end
+    end
     table.sort(existed)
     new, n_new = kept, #kept
   end
@@ -272,7 +289,7 @@ for k = 1, n_new do
     key, score = KEYS[b + 1], queue_score(seq, prio)
     if partition ~= '' then
       local P = {part = KEYS[8], seq = KEYS[3], pq = KEYS[b + 3], pready = KEYS[b + 4]}
-      lim_queued = lim_queued or limits_lib()
+      lim_queued = lim_queued or lib_of('limits')
       lim_queued(P, id, score, partition)
     end
     ready[qi] = true

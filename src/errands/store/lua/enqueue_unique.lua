@@ -66,10 +66,10 @@ end
 -- included in this block, its functions built only for an id holding '.' or '!')
 if string.find(id, '.', 1, true) or string.find(id, '!', 1, true) then
 --@include wfids
-  local member = wf_id_taken(KEYS[17], KEYS[18], id, {}, 'no job was stored')
-  if type(member) == 'table' then
+  local member = wf_ids_taken(KEYS[17], KEYS[18], {id}, 'no job was stored')
+  if member.err then
     return member
-  elseif member then
+  elseif member[1] then
     return unwritten('HDEL', KEYS[1], {1, id, 1})
   end
 end

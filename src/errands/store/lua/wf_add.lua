@@ -82,10 +82,10 @@ if redis.call('HEXISTS', KEYS[9], id) == 1 or redis.call('ZSCORE', KEYS[10], id)
     or redis.call('EXISTS', KEYS[11]) == 1 then
   return refused('job id ' .. id .. ' is taken: node ' .. node .. ' was not added')
 end
-local other = wf_id_taken(wf_keys(KEYS[1], run).P .. 'wfidx', KEYS[1], id, {}, outcome, run)
-if type(other) == 'table' then
+local other = wf_ids_taken(wf_keys(KEYS[1], run).P .. 'wfidx', KEYS[1], {id}, outcome, run)
+if other.err then
   return other
-elseif other then
+elseif other[1] then
   return refused('job id ' .. id .. ' is taken by a member of another workflow run: node ' .. node
     .. ' was not added')
 end

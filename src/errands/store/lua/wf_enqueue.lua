@@ -102,19 +102,23 @@ for s = 1, #ids, CHUNK do
   end
 end
 -- or a member's or callback's of another run still stored (run `a` with node `b.c`, run `a.b`
--- with node `c`: a waiting member is in no job hash; lib/wfids.lua). An id whose only split is
--- this run's (a run id without '.', a node id without '.', a callback) is not looked at: one
--- string.find per member (a call of wf_id_taken for each cost a run at the cap 10-25% more:
--- bench/workflow_size.py)
-local wf_seen, dotted = {}, string.find(run, '.', 1, true)
+-- with node `c`: a waiting member is in no job hash; lib/wfids.lua, all at once: one ZMSCORE
+-- per 1,000 runs they may be members of, one HMGET per run found per 1,000 of its nodes). An
+-- id whose only split is this run's (a run id without '.', a node id without '.', a callback)
+-- is not looked at: one string.find per member (a lookup of each, one call of wfids per id as
+-- it was, cost a run at the cap 10-25% more: bench/workflow_size.py)
+local asked, dotted = {}, string.find(run, '.', 1, true)
 for _, id in ipairs(ids) do
   if dotted or string.find(id, '.', #run + 2, true) then
-    local taken = wf_id_taken(W.P .. 'wfidx', KEYS[6], id, wf_seen, 'no workflow run was stored', run)
-    if type(taken) == 'table' then
-      return taken
-    elseif taken then
-      return unwritten('HDEL', KEYS[7], 0)
-    end
+    asked[#asked + 1] = id
+  end
+end
+if #asked > 0 then
+  local taken = wf_ids_taken(W.P .. 'wfidx', KEYS[6], asked, 'no workflow run was stored', run)
+  if taken.err then
+    return taken
+  elseif next(taken) then
+    return unwritten('HDEL', KEYS[7], 0)
   end
 end
 local now = wf_now()
