@@ -102,3 +102,16 @@ async def test_the_own_runs_nodes_are_not_looked_up(redis: Redis, namespace: str
     assert not await WorkflowScripts(redis, keys).enqueue(
         "s.r", "wf", 60_000, [member("n")], [], []
     )
+
+
+async def test_wf_add_reads_the_index_of_runs_once(redis: Redis, namespace: str) -> None:
+    """wf_add's key checks (lib/wfkeys.lua wf_unfit) count the index of runs (ZCARD); its
+    member's id "r.x.y" asks one ZMSCORE of its candidate run "r.x" then, no second ZCARD: 10
+    ZCARD in all where it asked 11."""
+    keys = Keys(namespace)
+    await stored_run(redis, keys, "r", ["a"])
+    await redis.config_resetstat()
+    wf = WorkflowScripts(redis, keys)
+    assert await wf.add("r", member("x.y"), [], []) == ""
+    calls = await command_calls(redis)
+    assert (calls.get("zcard"), calls.get("zmscore"), calls.get("hexists", 0)) == (10, 1, 4)

@@ -82,7 +82,9 @@ if redis.call('HEXISTS', KEYS[9], id) == 1 or redis.call('ZSCORE', KEYS[10], id)
     or redis.call('EXISTS', KEYS[11]) == 1 then
   return refused('job id ' .. id .. ' is taken: node ' .. node .. ' was not added')
 end
-local other = wf_ids_taken(wf_keys(KEYS[1], run).P .. 'wfidx', KEYS[1], {id}, outcome, run)
+-- (wfidx's type checked by wf_unfit above, and it holds this run when the add can be made: no
+-- ZCARD of it asked again)
+local other = wf_ids_taken(wf_keys(KEYS[1], run).P .. 'wfidx', KEYS[1], {id}, outcome, run, true)
 if other.err then
   return other
 elseif other[1] then
