@@ -90,6 +90,18 @@ async def test_the_ids_taken_are_unchanged(redis: Redis, namespace: str) -> None
     assert {c: n for c, n in (await lookups(redis)).items() if n} == {"zmscore": 2, "hmget": 2}
 
 
+async def test_a_runs_nodes_of_another_type_hold_no_member(redis: Redis, namespace: str) -> None:
+    """A run in the index whose nodes key holds another type: its ids are not taken (read with
+    redis.pcall, not raised), the others of the call looked up as ever."""
+    keys = Keys(namespace)
+    await stored_run(redis, keys, "r", ["a"])
+    await redis.zadd(keys.workflows, {"q": 1})
+    await redis.set(keys.workflow("q", "nodes"), "x")
+    jobs = [[1, "work", i, b"{}", 0, 0, ""] for i in ("q.a", "r.b", "r!on_success")]
+    assert await Scripts(redis, keys).enqueue(["work"], jobs) == [2]
+    assert await redis.hexists(keys.jobs, "q.a")
+
+
 async def test_the_own_runs_nodes_are_not_looked_up(redis: Redis, namespace: str) -> None:
     """wf_enqueue stores run "r" with node "n": its own nodes hash (here left holding "n" with
     the run's index entry, its meta gone) is not read for its members' ids."""

@@ -17,7 +17,8 @@
 -- Read only, per call: a ZCARD of wfidx (but when `checked`: none), and while it holds a run
 -- one ZMSCORE per 1,000 distinct candidate runs (lib/chunked.lua read_zmscore: a ZSCORE each
 -- when ZMSCORE is refused, an ACL rule of an older errands, Redis < 6.2), then for each run
--- found one HMGET of its nodes per 1,000 nodes asked of it. Returns a table whose [i] is true
+-- found one HMGET of its nodes per 1,000 nodes asked of it (a nodes key of another type: none
+-- of them, its error reply not raised). Returns a table whose [i] is true
 -- when ids[i] is taken; or an error reply (wrong_key's, lib/types.lua: its `err` set) when
 -- wfidx holds another type.
 local function wf_ids_taken(wfidx, wfof, ids, outcome, own, checked)
@@ -57,14 +58,17 @@ local function wf_ids_taken(wfidx, wfof, ids, outcome, own, checked)
     end
   end
   for r, score in ipairs(read_zmscore(wfidx, runs)) do
-    if score then
-      local list, nodes = asked[runs[r]], {}
-      for k = 1, #list, 2 do
+    local list = score and asked[runs[r]]
+    for c = 1, list and #list or 0, 2 * CHUNK do
+      local e, nodes = math.min(#list, c + 2 * CHUNK - 1), {}
+      for k = c, e, 2 do
         nodes[#nodes + 1] = list[k]
       end
-      for k, there in ipairs(read_chunked('HMGET', wf_keys(wfof, runs[r]).nodes, nodes)) do
-        if there then
-          taken[list[2 * k]] = true
+      -- (pcall: a nodes key of another type is read as holding none of them, not raised)
+      local there = redis.pcall('HMGET', wf_keys(wfof, runs[r]).nodes, unpack(nodes))
+      for k = 1, there.err and 0 or #nodes do
+        if there[k] then
+          taken[list[c + 2 * k - 1]] = true
         end
       end
     end
