@@ -32,29 +32,34 @@ local function wf_ids_taken(wfidx, wfof, ids, outcome, own, checked)
       return taken
     end
   end
-  -- asked[run]: its nodes asked and the ids they are (flat pairs: node, place in `ids`)
+  -- asked[run]: its nodes asked and the ids they are (flat pairs: node, place in `ids`); each
+  -- id's candidates in turn, the callback's first (`run` set: one to add to its run's list)
   local runs, asked = {}, {}
-  local function ask(run, node, i)
-    local list = asked[run]
-    if not list then
-      list = {}
-      asked[run], runs[#runs + 1] = list, run
-    end
-    list[#list + 1], list[#list + 2] = node, i
-  end
   for i, id in ipairs(ids) do
-    local cb = string.match(id, '^(.+)(![%a_]+)$')
-    local kind = cb and string.sub(id, #cb + 1)
-    if cb ~= own and (kind == '!on_success' or kind == '!on_failure') then
-      ask(cb, kind, i)
+    local run = string.match(id, '^(.+)(![%a_]+)$')
+    local node = run and string.sub(id, #run + 1)
+    if run == own or not (node == '!on_success' or node == '!on_failure') then
+      run = nil
     end
     local at = string.find(id, '.', math.max(2, #id - 120), true)
-    while at do
-      local run, node = string.sub(id, 1, at - 1), string.sub(id, at + 1)
-      if node ~= '' and run ~= own and not string.find(node, '!', 1, true) then
-        ask(run, node, i)
+    while run or at do
+      if run then
+        local list = asked[run]
+        if not list then
+          list = {}
+          asked[run], runs[#runs + 1] = list, run
+        end
+        local k = #list
+        list[k + 1], list[k + 2] = node, i
+        run = nil
       end
-      at = string.find(id, '.', at + 1, true)
+      if at then
+        local r, n = string.sub(id, 1, at - 1), string.sub(id, at + 1)
+        if n ~= '' and r ~= own and not string.find(n, '!', 1, true) then
+          run, node = r, n
+        end
+        at = string.find(id, '.', at + 1, true)
+      end
     end
   end
   for r, score in ipairs(read_zmscore(wfidx, runs)) do
