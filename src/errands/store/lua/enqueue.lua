@@ -207,7 +207,8 @@ if maybe then
   for _, i in ipairs(new) do
     local id = ARGV[I + i]
     if string.find(id, '.', 1, true) or string.find(id, '!', 1, true) then
-      asked[#asked + 1], at[#asked + 1] = id, i
+      local k = #asked + 1
+      asked[k], at[k] = id, i
     end
   end
   local W = base + n + 7  -- KEYS[W] workflows, KEYS[W + 1] workflow_of
