@@ -52,7 +52,12 @@ end
 local function forget(k, ids, now)
   if #ids == 0 then return end
   local absent = k.absent or {}
-  for _, h in ipairs({k.jobs, k.prio, k.errors, k.recov, k.checkin, k.cancelreq, k.att, k.ckpt}) do
+  local hashes = {k.jobs, k.prio, k.errors, k.recov, k.checkin, k.cancelreq, k.att, k.ckpt}
+  for i = 1, 8 do  -- (as ipairs: up to the first one not given; no iterator call per hash)
+    local h = hashes[i]
+    if h == nil then
+      break
+    end
     if not absent[h] then
       redis.call('HDEL', h, unpack(ids))
     end

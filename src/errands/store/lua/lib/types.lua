@@ -42,8 +42,15 @@ end
 
 -- is_whole(x): x is a whole finite number (not nil, nan, inf or a fraction); is_priority(x): a
 -- whole number in -1000..1000 (lib/prio.lua). tonumber() reads 'nan', 'inf' and '0x10' too.
+-- (x % 1 is x - floor(x), exact: 0 for a whole x; nan for inf and nan; no math.floor call)
 local function is_whole(x)
-  return type(x) == 'number' and x == math.floor(x) and x - x == 0
+  return type(x) == 'number' and x % 1 == 0 and x - x == 0
+end
+
+-- whole_of(s): tonumber(s) when it is_whole, else false (a number read once, checked and kept)
+local function whole_of(s)
+  local x = tonumber(s)
+  return x and x % 1 == 0 and x - x == 0 and x
 end
 
 -- is_int(s, lo, hi): s spells an integer as Redis reads one (util.c string2ll: '0', or an
@@ -119,8 +126,8 @@ end
 -- not_counters(key, fields, got, outcome): not_hash_counter's error reply for `got`, HMGET's
 -- reply of `fields` of hash `key` (a script that reads them anyway), else nil
 local function not_counters(key, fields, got, outcome)
-  for i, v in ipairs(fields) do
-    local c = got[i]
+  for i = 1, #fields do  -- (a list: no iterator call per field)
+    local v, c = fields[i], got[i]
     if not is_counter(c) then
       return redis.error_reply('errands: ' .. key .. ' field ' .. v .. ' holds '
         .. string.sub(c, 1, 40) .. ', not a counter: ' .. outcome)
