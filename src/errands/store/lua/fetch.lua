@@ -72,16 +72,22 @@ local armed = KEYS[K + nq * Q + 1]  -- (lib/handoff.lua: the hand-off a mark all
 if not is_int(ARGV[2]) then
   return redis.error_reply('errands: fetch: ARGV[2] is not a whole number: nothing fetched')
 end
-for _, j in ipairs({3, 5, 6, 7, 9}) do
-  if not is_whole(tonumber(ARGV[j])) then
+-- (want, isolate, suspects, dead timeout: each read once, lib/types.lua's whole_of)
+local want, isolate, suspects = whole_of(ARGV[3]), whole_of(ARGV[5]), whole_of(ARGV[6])
+local dead_ms = whole_of(ARGV[7])
+do  -- (the first of 3, 5, 6, 7, 9 that is not)
+  local j = not want and 3 or not isolate and 5 or not suspects and 6 or not dead_ms and 7
+    or not whole_of(ARGV[9]) and 9
+  if j then
     return redis.error_reply('errands: fetch: ARGV[' .. j .. '] is not a whole number: '
       .. 'nothing fetched')
   end
 end
-local specs = {}
+local specs, limits = {}, {}  -- queue i -> its limits spec (lib/limits.lua), max_concurrency
 local rated = {}  -- queue i -> whether its job name has a rate (its rate log and expiry); .any
 for i = 1, nq do
-  if not is_whole(tonumber(ARGV[8 + 3 * i])) then
+  limits[i] = whole_of(ARGV[8 + 3 * i])
+  if not limits[i] then
     return redis.error_reply('errands: fetch: max_concurrency of ' .. ARGV[7 + 3 * i] ..
       ' is not a whole number: nothing fetched')
   end
@@ -92,11 +98,12 @@ for i = 1, nq do
   specs[i], rated[i] = L, #L.r + #L.R > 0
   rated.any = rated.any or rated[i]
 end
-local k = {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
-local d = {dedup = KEYS[16], dedupjob = KEYS[17]}
 -- what the call finds in dedup_of_job, unique_of_job, partitions and listening, each key's type
 -- checked as it is read (lib/fetchcheck.lua; another type: an error reply after the lease's)
 local partitioned, others, deduped, unique, wrong_found = fetch_found('nothing fetched')
+-- (the keys of a unique lock's release and a dedup key's start: only when some job may need them)
+local k = unique and {uniq = KEYS[6], uniqjob = KEYS[7], uniqexp = KEYS[8]}
+local d = deduped and {dedup = KEYS[16], dedupjob = KEYS[17]}
 local beat = redis.pcall('ZSCORE', KEYS[11], pool)
 if type(beat) == 'table' then  -- (pools of another type)
   return wrong_key(KEYS[11], 'nothing fetched')
@@ -106,7 +113,7 @@ if not beat then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if now - tonumber(beat) > tonumber(ARGV[7]) then
+if now - tonumber(beat) > dead_ms then
   return unwritten('ZREM', KEYS[11], {-2, '', -1})
 end
 local names = {}
@@ -114,13 +121,12 @@ for i = 1, nq do
   names[i] = ARGV[7 + 3 * i]
 end
 local wrong, sizes, paused_of = fetch_types(K, Q, nq, unique, partitioned, deduped, rated,
-  wrong_found, names)
+  wrong_found, names, isolate > 0)
 if wrong then
   return wrong
 end
 local out = {0, '', -1, now}
 local token = false
-local want = tonumber(ARGV[3])
 local earliest = false
 local function note(ms)
   if not earliest or ms < earliest then
@@ -129,8 +135,6 @@ local function note(ms)
 end
 local listening = others and redis.call('EXISTS', KEYS[9]) == 1
 local started = {}  -- job id -> its started event, published at the end (lib/events.lua)
-local isolate = tonumber(ARGV[5])
-local suspects = tonumber(ARGV[6])
 if isolate > 0 and sizes[10] == 0 then  -- (recoveries' HLEN, by fetch_types)
   isolate = 0
 end
@@ -221,7 +225,7 @@ for i = 1, nq do
   local b = K + (i - 1) * Q
   local q = KEYS[b + 1]
   local name = ARGV[7 + 3 * i]
-  local limit = tonumber(ARGV[8 + 3 * i])
+  local limit = limits[i]
   local spec = ARGV[9 + 3 * i]
   if (paused_of[i] or redis.call('SISMEMBER', KEYS[4], name)) == 0 then
     local room = want

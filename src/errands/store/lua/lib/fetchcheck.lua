@@ -23,13 +23,15 @@ local function fetch_found(outcome)
   return partitioned, true, deduped, unique, wrong or wrong_dedup or wrong_unique
 end
 
--- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names): the error
--- reply naming the first key of another type than this call needs (wrong_found first: the one
--- fetch_found gives), or a counter it INCRs that is not one, else nil, then each checked key's
--- answer (as lib/types.lua's wrong_type gives them) and paused_of (paused_of[1]:
+-- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names, isolating):
+-- the error reply naming the first key of another type than this call needs (wrong_found
+-- first: the one fetch_found gives), or a counter it INCRs that is not one, else nil, then each
+-- checked key's answer (as lib/types.lua's wrong_type gives them) and paused_of (paused_of[1]:
 -- SISMEMBER's answer of the one name, when there is one); unique, partitioned, deduped: what
--- the call found; rated[i]: whether job name i has a rate; names[i]: job name i
-local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names)
+-- the call found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
+-- isolation is on (ARGV[5] > 0: recoveries is read)
+local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names,
+    isolating)
   -- the keys this call touches, by what it found: read before the first write, those read
   -- first are checked by those reads (pools by fetch.lua's ZSCORE, unique_of_job, dedup_of_job
   -- and partitions by fetch_found), and lib/events.lua reads `listening` with pcall; recoveries
@@ -37,50 +39,48 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
   -- reads this call makes of them anyway: running by the HMGET of its names' counts (HINCRBY'd
   -- after writes; with at least one name), paused by the SISMEMBER of the name when there is one
   -- (with more, each is asked when its turn comes)
-  local TYPES = {'HLEN', 'HLEN', 'ZCARD', 'SCARD', 'SCARD', unique and 'HLEN', false,
-    unique and 'ZCARD', false, tonumber(ARGV[5]) > 0 and 'HLEN', false, 'HLEN', 'GET', false,
-    false, deduped and 'HLEN', false, partitioned and 'HLEN'}
-  local PER_QUEUE = {'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD'}
-  local USED = {true, partitioned, partitioned, partitioned, partitioned, 'rated', 'rated', true}
   local counts, paused_of, sizes = false, {}, {}
   -- (in key order, each key's check sent in place, as lib/types.lua's wrong_type sends them:
-  -- written out, not asked of a function per key, 26 keys a call of one name)
+  -- written out, not looked up in a list per key; a call of fewer keys: those given)
   local function check(j, cmd)
-    local got = redis.pcall(cmd, KEYS[j])
+    local key = KEYS[j]
+    if not key then return nil end
+    local got = redis.pcall(cmd, key)
     if type(got) == 'table' and got.err then
-      return wrong_key(KEYS[j], 'nothing fetched')
+      return wrong_key(key, 'nothing fetched')
     end
     sizes[j] = got
   end
-  local wrong
-  for j = 1, math.min(K, #KEYS) do  -- (a call of fewer keys: those given)
-    local cmd = TYPES[j]
-    if j == 2 and nq > 0 then
-      counts = redis.pcall('HMGET', KEYS[2], unpack(names))
-      -- (a key of another type: checked again by check, which names it)
-      cmd = counts.err and cmd
-    elseif j == 4 and nq == 1 then
-      local got = redis.pcall('SISMEMBER', KEYS[4], names[1])
-      paused_of[1] = got
-      cmd = type(got) == 'table' and got.err and cmd
-    end
-    wrong = cmd and check(j, cmd)
+  local wrong = check(1, 'HLEN')
+  if not wrong and nq > 0 then
+    counts = redis.pcall('HMGET', KEYS[2], unpack(names))
+    -- (a key of another type: checked again by check, which names it)
+    wrong = counts.err and check(2, 'HLEN')
+  else
+    wrong = wrong or check(2, 'HLEN')
+  end
+  wrong = wrong or check(3, 'ZCARD')
+  if not wrong and nq == 1 then
+    local got = redis.pcall('SISMEMBER', KEYS[4], names[1])
+    paused_of[1] = got
+    wrong = type(got) == 'table' and got.err and check(4, 'SCARD')
+  else
+    wrong = wrong or check(4, 'SCARD')
+  end
+  wrong = wrong or check(5, 'SCARD') or unique and (check(6, 'HLEN') or check(8, 'ZCARD'))
+    or isolating and check(10, 'HLEN') or check(12, 'HLEN') or check(13, 'GET')
+    or deduped and check(16, 'HLEN') or partitioned and check(18, 'HLEN')
+  for i = 1, wrong and 0 or nq do  -- (not the arming key after them: of any type)
+    local b = K + (i - 1) * Q
+    wrong = check(b + 1, 'ZCARD') or partitioned and (check(b + 2, 'ZCARD')
+        or check(b + 3, 'ZCARD') or check(b + 4, 'ZCARD') or check(b + 5, 'HLEN'))
+      or rated[i] and (check(b + 6, 'HLEN') or check(b + 7, 'ZCARD')) or check(b + 8, 'ZCARD')
     if wrong then
-      return wrong_found or wrong
+      break
     end
   end
-  for i = 1, nq do  -- (not the arming key after them: of any type)
-    local b = K + (i - 1) * Q
-    for at = 1, Q do
-      local used = USED[at]
-      if used == 'rated' then
-        used = rated[i]
-      end
-      wrong = used and check(b + at, PER_QUEUE[at])
-      if wrong then
-        return wrong_found or wrong
-      end
-    end
+  if wrong then
+    return wrong_found or wrong
   end
   -- the counters INCRed after the first write (the first job taken, a partition's turn: seq's
   -- GET): the attempt counter as read above, running[name] of each name as its HMGET read it
