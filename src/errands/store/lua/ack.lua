@@ -94,8 +94,6 @@ local history = ARGV[5] == '1'
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[11], recov = KEYS[5], checkin = KEYS[9],
   cancelreq = KEYS[12], att = KEYS[13], uniqjob = KEYS[14], uniq = KEYS[15], uniqexp = KEYS[16],
   ended = KEYS[17], ckpt = KEYS[18]}
-local d = {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1], dedup = KEYS[19],
-  dedupjob = KEYS[20], next = KEYS[22], reruns = KEYS[23], seq = KEYS[24]}
 local deduped, wrong_dedup = false, nil
 if rare then
   deduped, wrong_dedup = any_field(KEYS[20], 'nothing acknowledged')  -- (lib/types.lua)
@@ -103,6 +101,8 @@ end
 if wrong_dedup then
   return wrong_dedup
 end
+local d = deduped and {jobs = KEYS[1], prio = KEYS[4], idle = KEYS[7], wake = ARGV[1],
+  dedup = KEYS[19], dedupjob = KEYS[20], next = KEYS[22], reruns = KEYS[23], seq = KEYS[24]}
 -- forget's HDEL of the partitions only while some may hold a field of these jobs (an absent
 -- key holds none, and nothing but a partition, a workflow or a dedup rerun writes one)
 k.part = (partitioned or workflows or deduped) and KEYS[25] or nil
@@ -196,7 +196,8 @@ local destroyed = size[12] > 0 and ack_destroyed(KEYS[12], ids) or nil
 -- forget makes one (but a workflow member's release or a dedup rerun's enqueue)
 if not (workflows or deduped) then
   k.absent = {}
-  for _, j in ipairs({4, 5, 9, 11, 12, 18}) do
+  for x = 1, 6 do
+    local j = ACK_FORGET[x]
     if size[j] == 0 and KEYS[j] ~= KEYS[2] and KEYS[j] ~= KEYS[8] then
       k.absent[KEYS[j]] = true
     end
@@ -353,8 +354,11 @@ for j = 0, n - 1 do
 end
 if #done > 0 then
   call_chunked('ZREM', KEYS[3], gone)
-  for qi, count in pairs(ran) do
-    redis.call('HINCRBY', KEYS[2], name_of[qi], -count)
+  for qi = 1, names do  -- (one field each: in any order; no iterator call)
+    local count = ran[qi]
+    if count then
+      redis.call('HINCRBY', KEYS[2], name_of[qi], -count)
+    end
   end
   for qi, e in pairs(ended_of) do
     local b = B + n + 2 * names + 3 * (qi - 1)
@@ -363,8 +367,11 @@ if #done > 0 then
     freed = lim_release_all(P, e, e.count, run_counts[qi]) or freed
   end
   call_chunked('HSET', KEYS[8], hist)
-  for qi, members in pairs(hist_of) do
-    call_chunked('ZADD', KEYS[B + n + qi], members)
+  for qi = 1, names do  -- (one key each: in any order)
+    local members = hist_of[qi]
+    if members then
+      call_chunked('ZADD', KEYS[B + n + qi], members)
+    end
   end
   if deduped then
     for _, id in ipairs(done) do
@@ -388,11 +395,4 @@ if #done == 0 and n > 0 then
   -- was lost; unfit): lib/types.lua's unwritten
   unwritten('ZREM', KEYS[3])
 end
-local reply = {#done, #unfit}
-for _, id in ipairs(unfit) do
-  reply[#reply + 1] = id
-end
-for _, id in ipairs(refused) do
-  reply[#reply + 1] = id
-end
-return reply
+return ack_reply(#done, unfit, refused)  -- (lib/ackcheck.lua)

@@ -161,36 +161,41 @@ end
 -- `jobs`: the jobs hash was not read (no envelope needed: else ack_read read it). `rare`
 -- false: priorities, recoveries, checkins, cancel requests and checkpoints are absent (ack.lua's
 -- EXISTS): not asked, their sizes 0.
+local ACK_PROCESSED = {'processed'}  -- (stats' field: read only)
+-- the hashes forget HDELs that ack.lua leaves out when absent (their key indexes; read only)
+local ACK_FORGET = {4, 5, 9, 11, 12, 18}
 local function ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned,
     name_list, rare)
   local B = 25
-  local R = rare and 'HLEN'  -- (else each of them absent: its size 0, below)
-  local TYPES = {jobs and 'HLEN', 'HMGET', 'ZCARD', R, R, 'HMGET', 'SCARD',
-    history and 'HLEN', R, false, 'HLEN', R, false, false, unique and 'HLEN',
-    unique and 'ZCARD', 'ZCARD', R, deduped and 'HLEN', false, workflows and 'HLEN',
-    deduped and 'HLEN', deduped and 'ZCARD', false, false}
-  local FIELDS = {[2] = name_list, [6] = {'processed'}}
   local size, counts = {}, {}  -- key index -> its HLEN's (ZCARD's, SCARD's) answer; HMGET's
-  if not rare then
+  if not rare then  -- (each of them absent: not asked, its size 0)
     size[4], size[5], size[9], size[12], size[18] = 0, 0, 0, 0, 0
   end
   local function check(j, cmd)
-    local got
-    if cmd == 'HMGET' and #FIELDS[j] > 0 then
-      got = redis.pcall('HMGET', KEYS[j], unpack(FIELDS[j]))
-      counts[j] = got
-    else
-      got = redis.pcall(cmd == 'HMGET' and 'HLEN' or cmd, KEYS[j])
-      size[j] = got
-    end
+    local got = redis.pcall(cmd, KEYS[j])
+    size[j] = got
     if type(got) == 'table' and got.err then
       return wrong_key(KEYS[j], 'nothing acknowledged')
     end
   end
-  local wrong
-  for j = 1, B do
-    wrong = wrong or TYPES[j] and check(j, TYPES[j])
+  local function fields(j, list)  -- (an HMGET of the counters, in place of the key's HLEN)
+    if #list == 0 then
+      return check(j, 'HLEN')
+    end
+    local got = redis.pcall('HMGET', KEYS[j], unpack(list))
+    counts[j] = got
+    if got.err then
+      return wrong_key(KEYS[j], 'nothing acknowledged')
+    end
   end
+  -- (in key order, each key's check as its writes need it, written out: no list of 25 walked)
+  local wrong = jobs and check(1, 'HLEN') or fields(2, name_list) or check(3, 'ZCARD')
+    or rare and (check(4, 'HLEN') or check(5, 'HLEN')) or fields(6, ACK_PROCESSED)
+    or check(7, 'SCARD') or history and check(8, 'HLEN') or rare and check(9, 'HLEN')
+    or check(11, 'HLEN') or rare and check(12, 'HLEN')
+    or unique and (check(15, 'HLEN') or check(16, 'ZCARD')) or check(17, 'ZCARD')
+    or rare and check(18, 'HLEN') or deduped and check(19, 'HLEN')
+    or workflows and check(21, 'HLEN') or deduped and (check(22, 'HLEN') or check(23, 'ZCARD'))
   local past = B + n  -- past the done records: the histories, the queues, then three per name
   for j = past + 1, history and past + names or 0 do
     wrong = wrong or check(j, 'ZCARD')
@@ -205,7 +210,7 @@ local function ack_types(n, names, jobs, history, unique, deduped, workflows, pa
     wrong = wrong or cmd and check(j, cmd)
   end
   return wrong or counts[2] and not_counters(KEYS[2], name_list, counts[2], 'nothing acknowledged')
-    or not_counters(KEYS[6], FIELDS[6], counts[6], 'nothing acknowledged'), size
+    or not_counters(KEYS[6], ACK_PROCESSED, counts[6], 'nothing acknowledged'), size
 end
 
 -- the in-progress entries "<id>:<name>" of the jobs that pass the fence (pass[j] == true), in
@@ -224,4 +229,16 @@ local function ack_entries(n, pass, ids, qis, name_of, names)
     distinct = distinct and not string.find(name_of[qi], ':', 1, true)
   end
   return entries, distinct
+end
+
+-- ack.lua's reply: {done, U, the U ids of `unfit`, then the ids of `refused`} (lists)
+local function ack_reply(done, unfit, refused)
+  local reply, nu = {done, #unfit}, #unfit
+  for u = 1, nu do
+    reply[2 + u] = unfit[u]
+  end
+  for r = 1, #refused do
+    reply[2 + nu + r] = refused[r]
+  end
+  return reply
 end
