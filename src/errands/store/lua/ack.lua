@@ -354,11 +354,8 @@ for j = 0, n - 1 do
 end
 if #done > 0 then
   call_chunked('ZREM', KEYS[3], gone)
-  for qi = 1, names do  -- (one field each: in any order; no iterator call)
-    local count = ran[qi]
-    if count then
-      redis.call('HINCRBY', KEYS[2], name_of[qi], -count)
-    end
+  for qi, count in pairs(ran) do
+    redis.call('HINCRBY', KEYS[2], name_of[qi], -count)
   end
   for qi, e in pairs(ended_of) do
     local b = B + n + 2 * names + 3 * (qi - 1)
@@ -367,7 +364,7 @@ if #done > 0 then
     freed = lim_release_all(P, e, e.count, run_counts[qi]) or freed
   end
   call_chunked('HSET', KEYS[8], hist)
-  for qi = 1, names do  -- (one key each: in any order)
+  for qi = 1, names do  -- (one key each: in any order; no iterator call)
     local members = hist_of[qi]
     if members then
       call_chunked('ZADD', KEYS[B + n + qi], members)
