@@ -196,8 +196,8 @@ local destroyed = size[12] > 0 and ack_destroyed(KEYS[12], ids) or nil
 -- forget makes one (but a workflow member's release or a dedup rerun's enqueue)
 if not (workflows or deduped) then
   k.absent = {}
-  for x = 1, 6 do
-    local j = ACK_FORGET[x]
+  for f = 1, 6 do
+    local j = ACK_FORGET[f]
     if size[j] == 0 and KEYS[j] ~= KEYS[2] and KEYS[j] ~= KEYS[8] then
       k.absent[KEYS[j]] = true
     end

@@ -29,7 +29,8 @@ end
 -- checked key's answer (as lib/types.lua's wrong_type gives them) and paused_of (paused_of[1]:
 -- SISMEMBER's answer of the one name, when there is one); unique, partitioned, deduped: what
 -- the call found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
--- isolation is on (ARGV[5] > 0: recoveries is read)
+-- isolation is on (ARGV[5] > 0: recoveries is read). Written out for fetch.lua's key layout
+-- (K = 18 keys, then Q = 8 per job name: KEYS[1..18] and b + 1..8 are checked by number here)
 local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names,
     isolating)
   -- the keys this call touches, by what it found: read before the first write, those read
