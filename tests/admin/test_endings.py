@@ -82,6 +82,7 @@ async def test_the_reaper_publishes_a_destroyed_job_as_dropped(
         await until(lambda: events.of(job_id))
     assert events.of(job_id) == ["dropped"]
     assert await client.history_job(job_id) == []
+    assert await redis.hget(keys.stats, "cancelled") == b"1"  # (as settle.lua and ack.lua count it)
 
 
 async def test_trimming_the_dead_set_publishes_each_job(redis: Redis, namespace: str) -> None:

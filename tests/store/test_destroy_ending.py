@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from errands import Client, Enqueuer
 from errands.store.keys import Keys
@@ -109,6 +110,26 @@ async def test_a_destroyed_job_that_succeeds_leaves_nothing(
     assert await redis.get(keys.done("kept")) is not None
     assert await redis.zcard(keys.in_progress(POOL)) == 0
     assert await redis.hget(keys.running, "walk") == b"0"
+    # counted as settle.lua and reap.lua count a destroyed job: cancelled, not processed
+    assert await redis.hmget(keys.stats, ["processed", "cancelled"]) == [b"1", b"1"]
+
+
+async def test_an_ack_of_a_destroyed_job_checks_the_cancelled_counter_before_writing(
+    redis: Redis, namespace: str
+) -> None:
+    """Stats' `cancelled` that is not a counter fails the call before its first write, as a bad
+    `processed` does (its HINCRBY would raise after the writes)."""
+    keys = Keys(namespace)
+    scripts, f = await _running_destroyed(redis, namespace, "gone-3")
+    await redis.hset(keys.stats, "cancelled", "many")
+    done = [Acked("gone-3", "walk", b'"result"', 0, 86_400_000, 1, f.token)]
+    before = await snapshot(redis, namespace)
+    with pytest.raises(ResponseError, match="cancelled"):
+        await scripts.ack(POOL, done, False, _ms(), True)
+    assert await snapshot(redis, namespace) == before
+    await redis.hset(keys.stats, "cancelled", "0")
+    assert await scripts.ack(POOL, done, False, _ms(), True) == []
+    assert await redis.hmget(keys.stats, ["processed", "cancelled"]) == [None, b"1"]
 
 
 async def test_a_cancel_request_costs_the_others_nothing(redis: Redis, namespace: str) -> None:

@@ -5,7 +5,8 @@
 -- job whose attempt record is not this pool's attempt (taken back by a reaper, or fetched again
 -- since) is left alone, so nothing is decremented or recorded twice. A job whose destroy was
 -- requested while it ran keeps no result record, history or tombstone (published `dropped`, as
--- settle.lua and reap.lua end it; counted processed; a re-send lists it as refused).
+-- settle.lua and reap.lua end it; counted cancelled, as they count it; a re-send lists it as
+-- refused).
 -- KEYS[1] jobs   KEYS[2] running   KEYS[3] in_progress of this pool   KEYS[4] priorities
 -- KEYS[5] recoveries   KEYS[6] stats   KEYS[7] idle   KEYS[8] history_data   KEYS[9] checkins
 -- KEYS[10] listening   KEYS[11] errors   KEYS[12] cancel requests
@@ -31,9 +32,9 @@
 -- that its in-progress entry is not "<id>:<name>" or its name's keys are another's; nothing of
 -- it written, re-sent or not), then the ids refused by the fence (not those of ended jobs: a
 -- re-sent call finds its own work done; but a destroyed job's: nothing of it is left)}.
--- A `running` count of a name or stats' `processed` that is not a counter (lib/types.lua's
--- not_hash_counter) fails the call before its first write; so does a bad number (a count that does
--- not fit the arguments, more than ACK_MAX jobs, a name index out of range; a time, TTL, start or
+-- A `running` count of a name or stats' `processed` (`cancelled` too, a job destroyed) that is
+-- not a counter (not_hash_counter) fails the call before its first write; so does a bad number (a
+-- count unfit for the arguments, over ACK_MAX jobs, a name index off range; a time, TTL, start or
 -- attempt not spelt as Redis reads an integer, lib/types.lua's is_int: ' 5', '007', '1e3'; a TTL
 -- past MAX_MS; an extra's place out of order or range) or a name listed twice. Reads and writes
 -- take one command per 1,000 jobs (the attempts and envelopes read with HMGET, the history written
@@ -191,7 +192,10 @@ if wrong then
   return wrong
 end
 -- the jobs whose destroy was requested while they ran (nil: no cancel request exists, size[12])
-local destroyed = size[12] > 0 and ack_destroyed(KEYS[12], ids) or nil
+local destroyed, bad_stats = ack_destroyed(size[12] > 0 and KEYS[12], ids, KEYS[6])
+if bad_stats then  -- (stats' `cancelled`, which counts them, is not a counter)
+  return bad_stats
+end
 -- the hashes forget HDELs that are absent (HLEN 0) are left out: no write of this call before
 -- forget makes one (but a workflow member's release or a dedup rerun's enqueue)
 if not (workflows or deduped) then
@@ -258,7 +262,7 @@ local function record(o, job)
     .. ',"a":' .. ARGV[o + 4] .. '}'
 end
 
-local freed = false
+local freed, nd = false, 0  -- (nd: the jobs that pass destroyed, counted `cancelled`)
 local ended_of = {}  -- name index -> the partitions of its jobs that left the running ones
 local queue_of = {}
 local done, refused, tombs, events = ids, {}, {}, {}  -- (done: `ids` while each job so far passes)
@@ -303,7 +307,7 @@ for j = 0, n - 1 do
     local ttl = ttl_of[ttl_s]
     local dropped = destroyed and destroyed[id]
     if dropped then  -- destroyed: no result record, history or tombstone (settle.lua's drop)
-      env = false
+      env, nd = false, nd + 1
     elseif not env or ttl < TOMB_MS then
       tombs[#tombs + 1] = id  -- no result record, or one that goes before a tombstone would
     end
@@ -379,7 +383,8 @@ if #done > 0 then
   if #tombs > 0 then
     tombstone(k, tombs, redis_now())
   end
-  redis.call('HINCRBY', KEYS[6], 'processed', #done)
+  if #done > nd then redis.call('HINCRBY', KEYS[6], 'processed', #done - nd) end
+  if nd > 0 then redis.call('HINCRBY', KEYS[6], 'cancelled', nd) end
   if #events > 0 then
     ev_publish_all(KEYS[10], ARGV[3], events)
   end

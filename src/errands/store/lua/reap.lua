@@ -175,6 +175,7 @@ local function take_back(id, name, qi, queue, attempt)
     wf_end(KEYS[25], id, 'cancelled', nil)
   elseif request then
     cancelled = cancelled + 1
+    redis.call('HINCRBY', KEYS[12], 'cancelled', 1)  -- (a destroy too, as settle.lua counts it)
     if request == 'destroy' then
       forget(k, {id}, nil)
       if name ~= '' then
@@ -188,7 +189,6 @@ local function take_back(id, name, qi, queue, attempt)
       redis.call('HDEL', k.cancelreq, id)
       redis.call('HDEL', k.recov, id)
       redis.call('ZADD', KEYS[14], now, id)
-      redis.call('HINCRBY', KEYS[12], 'cancelled', 1)
     end
     wf_end(KEYS[25], id, 'cancelled', nil)
   elseif name == '' then
