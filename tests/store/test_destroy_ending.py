@@ -112,6 +112,29 @@ async def test_a_destroyed_job_that_succeeds_leaves_nothing(
     assert await redis.hget(keys.running, "walk") == b"0"
     # counted as settle.lua and reap.lua count a destroyed job: cancelled, not processed
     assert await redis.hmget(keys.stats, ["processed", "cancelled"]) == [b"1", b"1"]
+    before = await snapshot(redis, namespace)
+    assert await scripts.ack(POOL, done, False, _ms(), history) == ["gone-2"]  # a re-send
+    assert await snapshot(redis, namespace) == before  # (nothing counted twice)
+
+
+async def test_a_destroyed_job_the_fence_refuses_does_not_hold_the_ack_of_the_others(
+    redis: Redis, namespace: str
+) -> None:
+    """Stats' `cancelled` not a counter: an ack of a destroyed job with a stale attempt (not
+    counted) still acknowledges the other jobs of the call."""
+    keys = Keys(namespace)
+    scripts, _ = await _running_destroyed(redis, namespace, "gone-4")
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        await enq.enqueue("walk", {}, job_id="kept")
+    (other,) = await scripts.fetch(POOL, _ms(), 1, [("walk", 0)]) or []
+    await redis.hset(keys.stats, "cancelled", "many")
+    done = [
+        Acked("gone-4", "walk", b'"result"', 0, 86_400_000, 1, "stale"),
+        Acked("kept", "walk", b'"result"', 0, 86_400_000, 1, other.token),
+    ]
+    assert await scripts.ack(POOL, done, False, _ms(), True) == ["gone-4"]
+    assert await redis.hmget(keys.stats, ["processed", "cancelled"]) == [b"1", b"many"]
+    assert await redis.hget(keys.cancel_requests, "gone-4") == b"destroy"
 
 
 async def test_an_ack_of_a_destroyed_job_checks_the_cancelled_counter_before_writing(

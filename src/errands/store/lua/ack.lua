@@ -5,8 +5,7 @@
 -- job whose attempt record is not this pool's attempt (taken back by a reaper, or fetched again
 -- since) is left alone, so nothing is decremented or recorded twice. A job whose destroy was
 -- requested while it ran keeps no result record, history or tombstone (published `dropped`, as
--- settle.lua and reap.lua end it; counted cancelled, as they count it; a re-send lists it as
--- refused).
+-- settle.lua and reap.lua end it; counted cancelled, as they count it; a re-send: refused).
 -- KEYS[1] jobs   KEYS[2] running   KEYS[3] in_progress of this pool   KEYS[4] priorities
 -- KEYS[5] recoveries   KEYS[6] stats   KEYS[7] idle   KEYS[8] history_data   KEYS[9] checkins
 -- KEYS[10] listening   KEYS[11] errors   KEYS[12] cancel requests
@@ -192,7 +191,7 @@ if wrong then
   return wrong
 end
 -- the jobs whose destroy was requested while they ran (nil: no cancel request exists, size[12])
-local destroyed, bad_stats = ack_destroyed(size[12] > 0 and KEYS[12], ids, KEYS[6])
+local destroyed, bad_stats = ack_destroyed(size[12] > 0 and KEYS[12], ids, KEYS[6], pass)
 if bad_stats then  -- (stats' `cancelled`, which counts them, is not a counter)
   return bad_stats
 end

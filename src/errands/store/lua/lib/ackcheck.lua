@@ -97,19 +97,20 @@ local function ack_read(key, ids)
   return got
 end
 
--- ack_destroyed(cancelreq, ids, stats): id -> true for the jobs whose destroy was requested while
--- they ran (cancel.lua; their pool had not acted on it yet), read with one HMGET (ids: ACK_MAX at
--- most; the hash's type checked by ack_types); then, when one was, an error reply if stats'
--- `cancelled` (which counts them) is not a counter (lib/types.lua's not_hash_counter). ack.lua
--- asks only while a cancel request exists (cancelreq false: nil).
-local function ack_destroyed(cancelreq, ids, stats)
+-- ack_destroyed(cancelreq, ids, stats, pass): id -> true for the jobs whose destroy was requested
+-- while they ran (cancel.lua; their pool had not acted on it yet), read with one HMGET (ids:
+-- ACK_MAX at most; the hash's type checked by ack_types); then, when one of them passes the
+-- fence (pass[j] true: job j, 0-based), an error reply if stats' `cancelled` (which counts them)
+-- is not a counter (not_hash_counter). ack.lua asks only while a cancel request exists
+-- (cancelreq false: nil).
+local function ack_destroyed(cancelreq, ids, stats, pass)
   if not cancelreq then
     return nil
   end
   local destroyed, any = {}, false
   for j, request in ipairs(ack_read(cancelreq, ids) or {}) do
     if request == 'destroy' then
-      destroyed[ids[j]], any = true, true
+      destroyed[ids[j]], any = true, any or pass[j - 1] == true
     end
   end
   return destroyed, any and not_hash_counter(stats, {'cancelled'}, 'nothing acknowledged') or nil
