@@ -137,6 +137,26 @@ async def test_a_destroyed_job_the_fence_refuses_does_not_hold_the_ack_of_the_ot
     assert await redis.hget(keys.cancel_requests, "gone-4") == b"destroy"
 
 
+async def test_a_destroyed_job_left_alone_as_unfit_does_not_hold_the_ack_of_the_others(
+    redis: Redis, namespace: str
+) -> None:
+    """The same for a destroyed job whose ack names it otherwise than its fetch did (its
+    in-progress entry is not "<id>:<name>": left alone as unfit, not counted)."""
+    keys = Keys(namespace)
+    scripts, f = await _running_destroyed(redis, namespace, "gone-9")
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        await enq.enqueue("walk", {}, job_id="kept")
+    (other,) = await scripts.fetch(POOL, _ms(), 1, [("walk", 0)]) or []
+    await redis.hset(keys.stats, "cancelled", "many")
+    done = [
+        Acked("gone-9", "other", b'"result"', 0, 86_400_000, 1, f.token),
+        Acked("kept", "walk", b'"result"', 0, 86_400_000, 1, other.token),
+    ]
+    report = await scripts.ack_report(POOL, done, False, _ms(), True)
+    assert (report.refused, report.unfit) == ([], ["gone-9"])
+    assert await redis.hmget(keys.stats, ["processed", "cancelled"]) == [b"1", b"many"]
+
+
 async def test_an_ack_of_a_destroyed_job_checks_the_cancelled_counter_before_writing(
     redis: Redis, namespace: str
 ) -> None:

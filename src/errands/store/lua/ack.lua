@@ -31,7 +31,7 @@
 -- that its in-progress entry is not "<id>:<name>" or its name's keys are another's; nothing of
 -- it written, re-sent or not), then the ids refused by the fence (not those of ended jobs: a
 -- re-sent call finds its own work done; but a destroyed job's: nothing of it is left)}.
--- A `running` count of a name or stats' `processed` (`cancelled` too, a job destroyed) that is
+-- A `running` count of a name or stats' `processed` (`cancelled`, a destroyed job acked) that is
 -- not a counter (not_hash_counter) fails the call before its first write; so does a bad number (a
 -- count unfit for the arguments, over ACK_MAX jobs, a name index off range; a time, TTL, start or
 -- attempt not spelt as Redis reads an integer, lib/types.lua's is_int: ' 5', '007', '1e3'; a TTL
@@ -190,11 +190,6 @@ local wrong, size = ack_types(n, names, #need == 0, history, k.unique, deduped, 
 if wrong then
   return wrong
 end
--- the jobs whose destroy was requested while they ran (nil: no cancel request exists, size[12])
-local destroyed, bad_stats = ack_destroyed(size[12] > 0 and KEYS[12], ids, KEYS[6], pass)
-if bad_stats then  -- (stats' `cancelled`, which counts them, is not a counter)
-  return bad_stats
-end
 -- the hashes forget HDELs that are absent (HLEN 0) are left out: no write of this call before
 -- forget makes one (but a workflow member's release or a dedup rerun's enqueue)
 if not (workflows or deduped) then
@@ -252,6 +247,11 @@ do
   if in_order and gone == entries then  -- (each of `entries`, in the set's order)
     gone = in_order
   end
+end
+-- the jobs whose destroy was requested while they ran (nil: no cancel request exists, size[12])
+local destroyed, bad_stats = ack_destroyed(size[12] > 0 and KEYS[12], ids, KEYS[6], pass)
+if bad_stats then  -- (stats' `cancelled`, which counts them, is not a counter)
+  return bad_stats
 end
 
 -- the compact record of a finished attempt (see docs/data-layout.md): envelope, result, began

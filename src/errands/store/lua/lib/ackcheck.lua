@@ -99,10 +99,10 @@ end
 
 -- ack_destroyed(cancelreq, ids, stats, pass): id -> true for the jobs whose destroy was requested
 -- while they ran (cancel.lua; their pool had not acted on it yet), read with one HMGET (ids:
--- ACK_MAX at most; the hash's type checked by ack_types); then, when one of them passes the
--- fence (pass[j] true: job j, 0-based), an error reply if stats' `cancelled` (which counts them)
--- is not a counter (not_hash_counter). ack.lua asks only while a cancel request exists
--- (cancelreq false: nil).
+-- ACK_MAX at most; the hash's type checked by ack_types); then, when one of them is to be
+-- acknowledged (pass[j] still true, job j 0-based: past the fence and the entry checks), an
+-- error reply if stats' `cancelled` (which counts them) is not a counter (not_hash_counter).
+-- ack.lua asks only while a cancel request exists (cancelreq false: nil).
 local function ack_destroyed(cancelreq, ids, stats, pass)
   if not cancelreq then
     return nil
