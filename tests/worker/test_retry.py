@@ -479,9 +479,10 @@ async def test_handlers_own_timeout_error_is_reported_as_itself(env: Env) -> Non
     [
         lambda fails: {1: 5.0}[fails],  # raises KeyError on the second failure
         lambda fails: 5.0 if fails == 1 else float("nan"),
+        lambda fails: 5.0 if fails == 1 else float("inf"),
         lambda fails: 5.0 if fails == 1 else -1.0,
     ],
-    ids=["raises", "nan", "negative"],
+    ids=["raises", "nan", "infinite", "negative"],
 )
 async def test_broken_backoff_falls_back_to_default_and_never_strands_the_job(
     env: Env, policy: Callable[[int], float]

@@ -17,7 +17,9 @@ batching, as auto-pipelining clients do). For the callers nothing changes:
   READONLY; over maxmemory, OOM; unable to persist, MISCONF; busy with a script, BUSY; the user
   may not run the script, NOPERM; ...) fails the jobs not yet re-sent at once, with no refused
   round trip each (a call of one job met it too: the batch's own refusal may have been its size,
-  over maxmemory, or a passing state, so the re-send is always tried);
+  over maxmemory, or a passing state, so the re-send is always tried); a job too large to fit
+  alone meets OOM the same way and fails the jobs behind it: tolerated, the server then being
+  within one job of maxmemory;
 - jobs are sent in the order they were submitted, so one caller's jobs keep their order;
 - a caller cancelled before its job was sent drops the job; once sent, the job is stored
   whether the caller still waits or not (as with a direct call).
@@ -122,7 +124,7 @@ class Coalescer:
         try:
             existed = await self._once(batch)
         except ResponseError as exc:
-            if len(batch) > 1:  # (a refusal of one of its jobs, or one the re-send tells)
+            if len(batch) > 1:  # (one job's refusal, or the server's: the re-send tells which)
                 await self._one_by_one(batch)
             else:
                 _fail(batch, exc)

@@ -2,7 +2,7 @@
 
 A script called by ``EVALSHA`` runs its whole chunk on every call: every ``local function`` of
 every lib it includes (store/luasource.py, which leaves out those the script never refers to)
-is made anew as a closure, 73 of them for fetch and 66 for ack. A library loaded once by
+is made anew as a closure, 73 of them for fetch and 67 for ack. A library loaded once by
 ``FUNCTION LOAD`` runs its chunk once, at load time: a ``FCALL`` of it runs only the script's own
 body. The library is made from the same sources (:func:`function_library`, text to text):
 

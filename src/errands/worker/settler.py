@@ -134,7 +134,7 @@ class Settler:
             log.error("%s %s: cannot snooze (%s): failed", job.name, job.id, describe(bad))
             return None
 
-    def snoozing(self, job: Job, delay: float, counted: bool = False) -> tuple[Settle, str]:
+    def snoozing(self, job: Job, delay: float, counted: bool) -> tuple[Settle, str]:
         """How to settle a snooze of ``job`` (see :meth:`snooze`), and its description: a
         delay of 0 not counted puts it straight back on its queue, as :meth:`requeue`."""
         if not 0 <= delay <= RetryLater.MAX_DELAY:  # (NaN too) settle.lua would refuse it
