@@ -43,6 +43,14 @@ async def _running_destroyed(redis: Redis, namespace: str, job_id: str) -> tuple
     return scripts, fetched
 
 
+async def _kept_beside(redis: Redis, namespace: str, scripts: Scripts) -> Fetched:
+    """Job "kept" enqueued and fetched by POOL, to be acknowledged beside a destroyed one."""
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        await enq.enqueue("walk", {}, job_id="kept")
+    (other,) = await scripts.fetch(POOL, _ms(), 1, [("walk", 0)]) or []
+    return other
+
+
 async def _traces(redis: Redis, namespace: str, job_id: str) -> list[Any]:
     """The keys of the namespace that name the job, or hold it (stats aside)."""
     found = []
@@ -85,9 +93,7 @@ async def test_a_destroyed_job_that_succeeds_leaves_nothing(
 ) -> None:
     keys = Keys(namespace)
     scripts, f = await _running_destroyed(redis, namespace, "gone-2")
-    async with Enqueuer(redis, namespace=namespace) as enq:  # (another job, acked with it)
-        await enq.enqueue("walk", {}, job_id="kept")
-    (other,) = await scripts.fetch(POOL, _ms(), 1, [("walk", 0)]) or []
+    other = await _kept_beside(redis, namespace, scripts)  # (another job, acked with it)
     done = [
         Acked("gone-2", "walk", b'"result"', 0, 86_400_000, 1, f.token),
         Acked("kept", "walk", b'"result"', 0, 86_400_000, 1, other.token),
@@ -124,9 +130,7 @@ async def test_a_destroyed_job_the_fence_refuses_does_not_hold_the_ack_of_the_ot
     counted) still acknowledges the other jobs of the call."""
     keys = Keys(namespace)
     scripts, _ = await _running_destroyed(redis, namespace, "gone-4")
-    async with Enqueuer(redis, namespace=namespace) as enq:
-        await enq.enqueue("walk", {}, job_id="kept")
-    (other,) = await scripts.fetch(POOL, _ms(), 1, [("walk", 0)]) or []
+    other = await _kept_beside(redis, namespace, scripts)
     await redis.hset(keys.stats, "cancelled", "many")
     done = [
         Acked("gone-4", "walk", b'"result"', 0, 86_400_000, 1, "stale"),
@@ -144,9 +148,7 @@ async def test_a_destroyed_job_left_alone_as_unfit_does_not_hold_the_ack_of_the_
     in-progress entry is not "<id>:<name>": left alone as unfit, not counted)."""
     keys = Keys(namespace)
     scripts, f = await _running_destroyed(redis, namespace, "gone-9")
-    async with Enqueuer(redis, namespace=namespace) as enq:
-        await enq.enqueue("walk", {}, job_id="kept")
-    (other,) = await scripts.fetch(POOL, _ms(), 1, [("walk", 0)]) or []
+    other = await _kept_beside(redis, namespace, scripts)
     await redis.hset(keys.stats, "cancelled", "many")
     done = [
         Acked("gone-9", "other", b'"result"', 0, 86_400_000, 1, f.token),
