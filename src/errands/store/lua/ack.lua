@@ -194,7 +194,7 @@ end
 -- forget makes one (but a workflow member's release or a dedup rerun's enqueue)
 if not (workflows or deduped) then
   k.absent = {}
-  for f = 1, 6 do
+  for f = 1, #ACK_FORGET do
     local j = ACK_FORGET[f]
     if size[j] == 0 and KEYS[j] ~= KEYS[2] and KEYS[j] ~= KEYS[8] then
       k.absent[KEYS[j]] = true

@@ -38,7 +38,6 @@
 --@include workflows
 --@include types
 --@include wfids
---@include chunked
 -- the run stored already (read, nothing written): lib/types.lua's unwritten (a run's hash has no
 -- field ''): a demoted master's data may hold a run the new master lacks
 local there = redis.pcall('HLEN', KEYS[7])

@@ -157,7 +157,10 @@ local function ack_fence(n, J, ids, extra_at, att)
   return nil, pass, seen, need, env_at
 end
 
--- ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned, name_list): the
+local ACK_PROCESSED = {'processed'}  -- (stats' field: read only)
+-- the hashes forget HDELs that ack.lua leaves out when absent (their key indexes; read only)
+local ACK_FORGET = {4, 5, 9, 11, 12, 18}
+-- ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned, name_list, rare): the
 -- error reply naming the first of ack.lua's keys (in key order) of another type than its writes
 -- need (each read with redis.pcall, as lib/types.lua's wrong_type reads), then the first
 -- `running` count of `name_list` or stats' `processed` that is not a counter (lib/types.lua's
@@ -167,9 +170,6 @@ end
 -- `jobs`: the jobs hash was not read (no envelope needed: else ack_read read it). `rare`
 -- false: priorities, recoveries, checkins, cancel requests and checkpoints are absent (ack.lua's
 -- EXISTS): not asked, their sizes 0.
-local ACK_PROCESSED = {'processed'}  -- (stats' field: read only)
--- the hashes forget HDELs that ack.lua leaves out when absent (their key indexes; read only)
-local ACK_FORGET = {4, 5, 9, 11, 12, 18}
 local function ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned,
     name_list, rare)
   local B = 25
