@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
 from errands.store.keys import Keys
-from errands.store.records import Settle
+from errands.store.records import Acked, Settle
 from errands.store.scripts import Scripts
 from errands.worker import fetching
 from errands.worker.batching import _Batch
@@ -167,3 +167,27 @@ async def test_an_orphan_with_no_attempt_recorded_is_requeued_only_while_none_is
     before = await redis.zrange(keys.queue("w"), 0, -1, withscores=True)
     assert await scripts.settle_report("p1", [orphan]) == [True]  # a re-send
     assert await redis.zrange(keys.queue("w"), 0, -1, withscores=True) == before
+
+
+@pytest.mark.parametrize("ttl_ms", [0, 60_000, 86_400_000])
+async def test_an_orphan_acked_meanwhile_is_not_reported_requeued(
+    redis: Redis, namespace: str, ttl_ms: int
+) -> None:
+    """The sweep read an orphan's attempt, then its ack went through (a reply that was late,
+    not lost): the requeue, fenced by that attempt, answers 0 (nothing requeued), whether the
+    ack left a tombstone (no result record, or one shorter than a tombstone) or only its result
+    record (kept at least as long: no tombstone). The third answered 1, so the sweep logged and
+    counted a requeue that did not happen."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        await enq.enqueue("w", {}, job_id="j")
+    (got,) = await scripts.fetch("p1", 0, 1, [("w", 0)]) or []
+    done = Acked("j", "w", b"null", _ms(), ttl_ms, 1, got.token)
+    assert await scripts.ack("p1", [done], False, _ms(), history=True) == []
+    sweep = Settle("j", "w", "requeue", keys.queue("w"), _ms(), 1, history=False)
+    sweep.token = "*" + got.token
+    assert await scripts.settle_report("p1", [sweep]) == [False]
+    assert await redis.zscore(keys.queue("w"), "j") is None
+    assert await redis.hget(keys.jobs, "j") is None

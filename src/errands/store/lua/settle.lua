@@ -100,8 +100,9 @@ end
 -- re-send: 1, as the first call answered) or is the call fenced off (0)? Settled by it: the job's
 -- last error is the one this call records (a failure: retry, dead, drop); or, while this pool
 -- holds its lease (no reaper took its jobs), no attempt holds the job and it is where this call
--- puts it (gone without a tombstone, for a drop or a destroy requested meanwhile: also a
--- failure's, whose error went with it; a retry without an error: in its retry set). A stale
+-- puts it (gone without a tombstone or result record, for a drop or a destroy requested
+-- meanwhile: also a failure's, whose error went with it; a retry without an error: in its retry
+-- set; an ack's leaves one or the other, so an orphan acked meanwhile is not). A stale
 -- attempt of this pool sending the job where it is, at the same score, is taken for a re-send.
 -- Reads only, on the fenced path: the common path pays nothing.
 local function settled_before(KEYS, ARGV, attempt)
@@ -112,8 +113,9 @@ local function settled_before(KEYS, ARGV, attempt)
   if attempt or not KEYS[34] or not redis.call('ZSCORE', KEYS[34], ARGV[17]) then
     return false
   end
-  if redis.call('HEXISTS', KEYS[1], id) == 0 then  -- (acked: it has a tombstone, mostly)
+  if redis.call('HEXISTS', KEYS[1], id) == 0 then  -- (acked: a tombstone or a result record)
     return mode == 'drop' or not redis.call('ZSCORE', KEYS[22], id)
+      and redis.call('EXISTS', KEYS[13]) == 0
   end
   local function at(set, score)
     local found = redis.call('ZSCORE', set, id)
