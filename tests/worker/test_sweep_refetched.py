@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
 from errands.store.keys import Keys
-from errands.store.records import Acked, Settle
+from errands.store.records import Acked, Fetched, Settle
 from errands.store.scripts import Scripts
 from errands.worker import fetching
 from errands.worker.batching import _Batch
@@ -107,18 +107,24 @@ async def test_a_batch_job_fetched_again_during_the_sweep_is_not_requeued(
         await pool.stop()
 
 
+async def _one_fetched(redis: Redis, namespace: str) -> tuple[Keys, Scripts, Fetched]:
+    """Pool p1 registered, job "j" of name "w" enqueued and fetched by it (the fetched job)."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        await enq.enqueue("w", {}, job_id="j")
+    (got,) = await scripts.fetch("p1", 0, 1, [("w", 0)]) or []
+    return keys, scripts, got
+
+
 async def test_an_orphan_requeue_is_fenced_by_the_attempt_it_names(
     redis: Redis, namespace: str
 ) -> None:
     """settle.lua, token '*<attempt>': the job fetched again by its pool (another attempt) is
     left alone; at the attempt named it is requeued, and the re-send answers 1, writing
     nothing."""
-    keys = Keys(namespace)
-    scripts = Scripts(redis, keys)
-    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
-    async with Enqueuer(redis, namespace=namespace) as enq:
-        await enq.enqueue("w", {}, job_id="j")
-    (first,) = await scripts.fetch("p1", 0, 1, [("w", 0)]) or []
+    keys, scripts, first = await _one_fetched(redis, namespace)
     retry = Settle("j", "w", "retry", keys.retry("w"), _ms(), 1, history=False, token=first.token)
     assert await scripts.settle_report("p1", [retry]) == [True]
     await scripts.promote(["w"], _ms(), 100)
@@ -178,12 +184,7 @@ async def test_an_orphan_acked_meanwhile_is_not_reported_requeued(
     ack left a tombstone (no result record, or one shorter than a tombstone) or only its result
     record (kept at least as long: no tombstone). The third answered 1, so the sweep logged and
     counted a requeue that did not happen."""
-    keys = Keys(namespace)
-    scripts = Scripts(redis, keys)
-    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
-    async with Enqueuer(redis, namespace=namespace) as enq:
-        await enq.enqueue("w", {}, job_id="j")
-    (got,) = await scripts.fetch("p1", 0, 1, [("w", 0)]) or []
+    keys, scripts, got = await _one_fetched(redis, namespace)
     done = Acked("j", "w", b"null", _ms(), ttl_ms, 1, got.token)
     assert await scripts.ack("p1", [done], False, _ms(), history=True) == []
     sweep = Settle("j", "w", "requeue", keys.queue("w"), _ms(), 1, history=False)
