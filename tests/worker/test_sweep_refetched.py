@@ -187,6 +187,8 @@ async def test_an_orphan_acked_meanwhile_is_not_reported_requeued(
     keys, scripts, got = await _one_fetched(redis, namespace)
     done = Acked("j", "w", b"null", _ms(), ttl_ms, 1, got.token)
     assert await scripts.ack("p1", [done], False, _ms(), history=True) == []
+    tombstone = await redis.zscore(keys.ended, "j")
+    assert (tombstone is None) == (ttl_ms >= 3_600_000)  # (lib/jobstate.lua's TOMB_MS)
     sweep = Settle("j", "w", "requeue", keys.queue("w"), _ms(), 1, history=False)
     sweep.token = "*" + got.token
     assert await scripts.settle_report("p1", [sweep]) == [False]

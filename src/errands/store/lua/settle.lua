@@ -100,10 +100,13 @@ end
 -- re-send: 1, as the first call answered) or is the call fenced off (0)? Settled by it: the job's
 -- last error is the one this call records (a failure: retry, dead, drop); or, while this pool
 -- holds its lease (no reaper took its jobs), no attempt holds the job and it is where this call
--- puts it (gone without a tombstone or result record, for a drop or a destroy requested
+-- puts it (gone, for a drop; gone without a tombstone or result record, for a destroy requested
 -- meanwhile: also a failure's, whose error went with it; a retry without an error: in its retry
--- set; an ack's leaves one or the other, so an orphan acked meanwhile is not). A stale
--- attempt of this pool sending the job where it is, at the same score, is taken for a re-send.
+-- set). An ack leaves a tombstone or a result record, so an orphan acked since the sweep read it
+-- is not taken for its requeue; but a job destroyed while it ran and then acked leaves neither,
+-- as the destroy of this call's own would: its orphan requeue answers 1 (nothing was requeued;
+-- the sweep counts it). A stale attempt of this pool sending the job where it is, at the same
+-- score, is taken for a re-send.
 -- Reads only, on the fenced path: the common path pays nothing.
 local function settled_before(KEYS, ARGV, attempt)
   local id, mode = ARGV[1], ARGV[3]
@@ -114,8 +117,8 @@ local function settled_before(KEYS, ARGV, attempt)
     return false
   end
   if redis.call('HEXISTS', KEYS[1], id) == 0 then  -- (acked: a tombstone or a result record)
-    return mode == 'drop' or not redis.call('ZSCORE', KEYS[22], id)
-      and redis.call('EXISTS', KEYS[13]) == 0
+    return mode == 'drop'
+      or (not redis.call('ZSCORE', KEYS[22], id) and redis.call('EXISTS', KEYS[13]) == 0)
   end
   local function at(set, score)
     local found = redis.call('ZSCORE', set, id)
