@@ -167,15 +167,48 @@ async def read_partitions(redis: Any, keys: Keys, name: str, limit: int = 50) ->
     order += [p for p in running if p not in order]
     order = order[:limit]
     async with redis.pipeline(transaction=False) as pipe:
-        for p in order:
-            pipe.zlexcount(keys.partition_queue(name), f"[{p}\0", f"({p}\1")
         pipe.zcard(keys.partitions_ready(name))
         pipe.zcard(keys.partitions_waiting(name))
         pipe.hlen(keys.partitions_running(name))
-        *counts, n_ready, n_waiting, n_running = await pipe.execute()
+        n_ready, n_waiting, n_running = await pipe.execute()
+    counts = await _backlogs(redis, keys, name, order)
     until = {_text(p): s / 1000 for p, s in waiting}
     items = []
     for p, queued in zip(order, counts, strict=True):
         state = "ready" if p in ready else "rate limited" if p in until else "busy"
         items.append(PartitionInfo(p, int(queued), running.get(p, 0), state, until.get(p)))
     return Partitions(int(n_ready), int(n_waiting), int(n_running), items)
+
+
+CHECKED = 1000  # index entries of a partition checked against its queue (_backlogs)
+_OFFSET = 2**52  # lib/limits.lua's LIM_OFFSET: the queue scores in the index, made non-negative
+
+
+async def _backlogs(redis: Any, keys: Keys, name: str, order: list[str]) -> list[int]:
+    """The jobs of each partition of ``order`` waiting on the queue of ``name``. The partition
+    index keeps an entry ("<partition>\\0<score>\\0<id>") of a job that left the queue (cancelled,
+    deleted, destroyed; a priority change leaves one at the old score) until a fetch reaches
+    it: the first ``CHECKED`` entries of each partition count only when their job is on the
+    queue at that score, as a fetch counts them (lib/limserve.lua); any beyond count as they
+    are (one ZLEXCOUNT, ZRANGEBYLEX and ZMSCORE a partition)."""
+    pq = keys.partition_queue(name)
+    async with redis.pipeline(transaction=False) as pipe:
+        for p in order:
+            pipe.zlexcount(pq, f"[{p}\0", f"({p}\1")
+            pipe.zrangebylex(pq, f"[{p}\0", f"({p}\1", start=0, num=CHECKED)
+        replies = await pipe.execute()
+    entries: list[list[tuple[bytes, float]]] = []
+    for p, raw in zip(order, replies[1::2], strict=True):
+        skip = len(p.encode()) + 1  # (the partition and its NUL; then 16 digits, NUL, the id)
+        entries.append([(e[skip + 17 :], int(e[skip : skip + 16]) - _OFFSET) for e in raw])
+    async with redis.pipeline(transaction=False) as pipe:
+        for found in entries:
+            if found:
+                pipe.zmscore(keys.queue(name), [job_id for job_id, _ in found])
+        scores = iter(await pipe.execute())
+    counts = []
+    for total, found in zip(replies[0::2], entries, strict=True):
+        on_queue = next(scores) if found else []
+        live = sum(q == score for q, (_, score) in zip(on_queue, found, strict=True))
+        counts.append(live + int(total) - len(found))
+    return counts

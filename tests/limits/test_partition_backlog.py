@@ -1,0 +1,52 @@
+"""``Client.partitions()`` counts a partition's backlog as the jobs of it waiting on the queue:
+not the index entries a cancel, delete or priority change leaves behind until a fetch reaches
+them (admin/limitsinfo.py ``_backlogs``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, Enqueuer
+from errands.admin import limitsinfo
+from errands.store.keys import Keys
+
+
+@pytest.fixture
+async def client(redis_url: str, namespace: str) -> AsyncIterator[Client]:
+    async with Client.from_url(redis_url, namespace=namespace) as c:
+        yield c
+
+
+async def _backlog(client: Client) -> dict[str, int]:
+    return {p.name: p.queued for p in (await client.partitions("x")).items}
+
+
+async def test_left_entries_are_not_counted(
+    redis: Redis, redis_url: str, namespace: str, client: Client
+) -> None:
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enq:
+        for i in range(4):
+            await enq.enqueue("x", {}, job_id=f"a{i}", partition="cust:1")
+        await enq.enqueue("x", {}, job_id="b0", partition="cust:2")
+    assert await _backlog(client) == {"cust:1": 4, "cust:2": 1}
+    assert await client.cancel("a0") == "cancelled"
+    assert await client.delete_queued_job("a1")
+    await client.update_job("a2", priority=5)  # (its entry at the old score stays behind)
+    pq = Keys(namespace).partition_queue("x")
+    assert await redis.zlexcount(pq, "[cust:1\0", "(cust:1\1") == 5  # what was counted before
+    assert await _backlog(client) == {"cust:1": 2, "cust:2": 1}
+
+
+async def test_entries_past_the_checked_ones_count_as_they_are(
+    redis_url: str, namespace: str, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limitsinfo, "CHECKED", 2)
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enq:
+        for i in range(4):
+            await enq.enqueue("x", {}, job_id=f"a{i}", partition="p")
+    assert await client.cancel("a0") == "cancelled"  # (checked: not counted)
+    assert await client.cancel("a3") == "cancelled"  # (past the checked two: counted)
+    assert await _backlog(client) == {"p": 3}
