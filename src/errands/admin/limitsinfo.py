@@ -180,7 +180,7 @@ async def read_partitions(redis: Any, keys: Keys, name: str, limit: int = 50) ->
     return Partitions(int(n_ready), int(n_waiting), int(n_running), items)
 
 
-CHECKED = 1000  # index entries of a partition checked against its queue (_backlogs)
+CHECKED = 200  # index entries of a partition checked against its queue (_backlogs)
 _OFFSET = 2**52  # lib/limits.lua's LIM_OFFSET: the queue scores in the index, made non-negative
 
 
