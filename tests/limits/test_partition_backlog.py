@@ -5,6 +5,7 @@ them (admin/limitsinfo.py ``_backlogs``)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -30,14 +31,14 @@ async def test_left_entries_are_not_counted(
     async with Enqueuer.from_url(redis_url, namespace=namespace) as enq:
         for i in range(4):
             await enq.enqueue("x", {}, job_id=f"a{i}", partition="cust:1")
-        await enq.enqueue("x", {}, job_id="b0", partition="cust:2")
-    assert await _backlog(client) == {"cust:1": 4, "cust:2": 1}
+        await enq.enqueue("x", {}, job_id="b0", partition="客户:ü")
+    assert await _backlog(client) == {"cust:1": 4, "客户:ü": 1}
     assert await client.cancel("a0") == "cancelled"
     assert await client.delete_queued_job("a1")
     await client.update_job("a2", priority=5)  # (its entry at the old score stays behind)
     pq = Keys(namespace).partition_queue("x")
     assert await redis.zlexcount(pq, "[cust:1\0", "(cust:1\1") == 5  # what was counted before
-    assert await _backlog(client) == {"cust:1": 2, "cust:2": 1}
+    assert await _backlog(client) == {"cust:1": 2, "客户:ü": 1}
 
 
 async def test_entries_past_the_checked_ones_count_as_they_are(
@@ -50,3 +51,28 @@ async def test_entries_past_the_checked_ones_count_as_they_are(
     assert await client.cancel("a0") == "cancelled"  # (checked: not counted)
     assert await client.cancel("a3") == "cancelled"  # (past the checked two: counted)
     assert await _backlog(client) == {"p": 3}
+
+
+async def test_a_server_refusing_zmscore_gets_the_entries_counted(
+    redis: Redis, redis_url: str, namespace: str, client: Client
+) -> None:
+    """An ACL rule without ``+zmscore`` (docs/deployment.md: an upgrade adds it) or Redis < 6.2:
+    the backlog counts the index entries as they are, as before they were checked; not an
+    error (the dashboard's queue page calls it)."""
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enq:
+        for i in range(3):
+            await enq.enqueue("x", {}, job_id=f"a{i}", partition="p")
+    assert await client.cancel("a0") == "cancelled"
+    user = f"nozmscore-{namespace}"
+    await redis.execute_command(
+        "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-zmscore"
+    )
+    try:
+        parts = urlsplit(redis_url)
+        netloc = f"{user}:pw@{parts.hostname}:{parts.port}"
+        url = urlunsplit(parts._replace(netloc=netloc))
+        async with Client.from_url(url, namespace=namespace) as confined:
+            assert await _backlog(confined) == {"p": 3}  # (the cancelled job's entry too)
+        assert await _backlog(client) == {"p": 2}
+    finally:
+        await redis.execute_command("ACL", "DELUSER", user)

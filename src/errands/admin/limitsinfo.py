@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from redis.exceptions import ResponseError
 
 from ..limits import Concurrency, Limit, Rate, limit_from_dict
 from ..store.keys import Keys
@@ -189,26 +190,31 @@ async def _backlogs(redis: Any, keys: Keys, name: str, order: list[str]) -> list
     index keeps an entry ("<partition>\\0<score>\\0<id>") of a job that left the queue (cancelled,
     deleted, destroyed; a priority change leaves one at the old score) until a fetch reaches
     it: the first ``CHECKED`` entries of each partition count only when their job is on the
-    queue at that score, as a fetch counts them (lib/limserve.lua); any beyond count as they
-    are (one ZLEXCOUNT, ZRANGEBYLEX and ZMSCORE a partition)."""
+    queue at that score, the one a fetch looks for (lib/limserve.lua); any beyond count as they
+    are. A server that refuses ZMSCORE (Redis < 6.2, an ACL rule without it) gets every entry
+    counted as it is, as before it was checked."""
     pq = keys.partition_queue(name)
-    async with redis.pipeline(transaction=False) as pipe:
+    async with redis.pipeline(transaction=True) as pipe:  # (one instant: never below zero)
         for p in order:
             pipe.zlexcount(pq, f"[{p}\0", f"({p}\1")
             pipe.zrangebylex(pq, f"[{p}\0", f"({p}\1", start=0, num=CHECKED)
         replies = await pipe.execute()
+    totals = [int(n) for n in replies[0::2]]
     entries: list[list[tuple[bytes, float]]] = []
     for p, raw in zip(order, replies[1::2], strict=True):
         skip = len(p.encode()) + 1  # (the partition and its NUL; then 16 digits, NUL, the id)
         entries.append([(e[skip + 17 :], int(e[skip : skip + 16]) - _OFFSET) for e in raw])
-    async with redis.pipeline(transaction=False) as pipe:
-        for found in entries:
-            if found:
-                pipe.zmscore(keys.queue(name), [job_id for job_id, _ in found])
-        scores = iter(await pipe.execute())
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for found in entries:
+                if found:
+                    pipe.zmscore(keys.queue(name), [job_id for job_id, _ in found])
+            scores = iter(await pipe.execute())
+    except ResponseError:  # (ZMSCORE refused: NoPermissionError, unknown command)
+        return totals
     counts = []
-    for total, found in zip(replies[0::2], entries, strict=True):
+    for total, found in zip(totals, entries, strict=True):
         on_queue = next(scores) if found else []
         live = sum(q == score for q, (_, score) in zip(on_queue, found, strict=True))
-        counts.append(live + int(total) - len(found))
+        counts.append(max(0, live + total - len(found)))
     return counts
