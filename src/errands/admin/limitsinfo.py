@@ -167,26 +167,24 @@ async def read_partitions(redis: Any, keys: Keys, name: str, limit: int = 50) ->
     order = ready + [_text(p) for p, _ in waiting]
     order += [p for p in running if p not in order]
     order = order[:limit]
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(keys.partitions_ready(name))
-        pipe.zcard(keys.partitions_waiting(name))
-        pipe.hlen(keys.partitions_running(name))
-        n_ready, n_waiting, n_running = await pipe.execute()
-    counts = await _backlogs(redis, keys, name, order)
+    (n_ready, n_waiting, n_running), counts = await _backlogs(redis, keys, name, order)
     until = {_text(p): s / 1000 for p, s in waiting}
     items = []
     for p, queued in zip(order, counts, strict=True):
         state = "ready" if p in ready else "rate limited" if p in until else "busy"
         items.append(PartitionInfo(p, int(queued), running.get(p, 0), state, until.get(p)))
-    return Partitions(int(n_ready), int(n_waiting), int(n_running), items)
+    return Partitions(n_ready, n_waiting, n_running, items)
 
 
 CHECKED = 200  # index entries of a partition checked against its queue (_backlogs)
 _OFFSET = 2**52  # lib/limits.lua's LIM_OFFSET: the queue scores in the index, made non-negative
 
 
-async def _backlogs(redis: Any, keys: Keys, name: str, order: list[str]) -> list[int]:
-    """The jobs of each partition of ``order`` waiting on the queue of ``name``. The partition
+async def _backlogs(
+    redis: Any, keys: Keys, name: str, order: list[str]
+) -> tuple[tuple[int, int, int], list[int]]:
+    """The partitions of ``name`` ready, waiting and running (their counts), and the jobs of
+    each partition of ``order`` waiting on the queue of ``name``. The partition
     index keeps an entry ("<partition>\\0<score>\\0<id>") of a job that left the queue (cancelled,
     deleted, destroyed; a priority change leaves one at the old score) until a fetch reaches
     it: the first ``CHECKED`` entries of each partition count only when their job is on the
@@ -194,13 +192,17 @@ async def _backlogs(redis: Any, keys: Keys, name: str, order: list[str]) -> list
     are. A server that refuses ZMSCORE (Redis < 6.2, an ACL rule without it) gets every entry
     counted as it is, as before it was checked."""
     pq = keys.partition_queue(name)
-    async with redis.pipeline(transaction=True) as pipe:  # (one instant: never below zero)
+    async with redis.pipeline(transaction=True) as pipe:  # (one instant: live <= total)
+        pipe.zcard(keys.partitions_ready(name))
+        pipe.zcard(keys.partitions_waiting(name))
+        pipe.hlen(keys.partitions_running(name))
         for p in order:
             pipe.zlexcount(pq, f"[{p}\0", f"({p}\1")
             pipe.zrangebylex(pq, f"[{p}\0", f"({p}\1", start=0, num=CHECKED)
-        replies = await pipe.execute()
+        n_ready, n_waiting, n_running, *replies = await pipe.execute()
+    sizes = (int(n_ready), int(n_waiting), int(n_running))
     totals = [int(n) for n in replies[0::2]]
-    entries: list[list[tuple[bytes, float]]] = []
+    entries: list[list[tuple[bytes, int]]] = []
     for p, raw in zip(order, replies[1::2], strict=True):
         skip = len(p.encode()) + 1  # (the partition and its NUL; then 16 digits, NUL, the id)
         entries.append([(e[skip + 17 :], int(e[skip : skip + 16]) - _OFFSET) for e in raw])
@@ -211,10 +213,10 @@ async def _backlogs(redis: Any, keys: Keys, name: str, order: list[str]) -> list
                     pipe.zmscore(keys.queue(name), [job_id for job_id, _ in found])
             scores = iter(await pipe.execute())
     except ResponseError:  # (ZMSCORE refused: NoPermissionError, unknown command)
-        return totals
+        return sizes, totals
     counts = []
     for total, found in zip(totals, entries, strict=True):
         on_queue = next(scores) if found else []
         live = sum(q == score for q, (_, score) in zip(on_queue, found, strict=True))
-        counts.append(max(0, live + total - len(found)))
-    return counts
+        counts.append(live + total - len(found))
+    return sizes, counts
