@@ -151,12 +151,7 @@ async def test_an_orphan_with_no_attempt_recorded_is_requeued_only_while_none_is
     """An entry whose job has no attempt record (no script leaves one: lost data) was skipped
     by the sweep, its slot taken until the pool died. Token '*-': requeued while no attempt is
     recorded; a job fetched again since (an attempt) is left alone; a re-send writes nothing."""
-    keys = Keys(namespace)
-    scripts = Scripts(redis, keys)
-    await scripts.heartbeat("p1", b"{}", 60_000, mode="register")
-    async with Enqueuer(redis, namespace=namespace) as enq:
-        await enq.enqueue("w", {}, job_id="j")
-    assert await scripts.fetch("p1", 0, 1, [("w", 0)])
+    keys, scripts, _ = await _one_fetched(redis, namespace)
     await redis.hdel(keys.attempts, "j")
     raw, _, tokens = await fetching.in_progress_and_handoffs(redis, keys, "p1")
     assert raw == [b"j:w"] and tokens == {"j": "-"}
