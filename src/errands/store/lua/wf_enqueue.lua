@@ -38,6 +38,7 @@
 --@include workflows
 --@include types
 --@include wfids
+-- (lib/chunked's read_chunked, below: included by lib/wfids)
 -- the run stored already (read, nothing written): lib/types.lua's unwritten (a run's hash has no
 -- field ''): a demoted master's data may hold a run the new master lacks
 local there = redis.pcall('HLEN', KEYS[7])

@@ -47,8 +47,8 @@ local function is_whole(x)
   return type(x) == 'number' and x % 1 == 0 and x - x == 0
 end
 
--- whole_of(s): tonumber(s) when it is_whole, else false (a number read once, checked and kept;
--- is_whole's test inline: no call)
+-- whole_of(s): tonumber(s) when it is_whole, else false or nil (a number read once, checked and
+-- kept; is_whole's test inline: no call)
 local function whole_of(s)
   local x = tonumber(s)
   return x and x % 1 == 0 and x - x == 0 and x
