@@ -12,7 +12,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from errands import Client, Enqueuer, FixedBackoff, Job, WorkerPool
+from errands import BatchOutcome, Client, Enqueuer, FixedBackoff, Job, WorkerPool
 from errands.errors import RegistrationError
 from errands.longwork.store import LongworkScripts
 from errands.store.keys import Keys
@@ -222,6 +222,33 @@ def test_registration_checks_the_handler(redis_url: str, namespace: str) -> None
 
     with pytest.raises(RegistrationError, match=r"\(job, cursor\)"):
         pool.iterable_job("bad")(one_param)  # type: ignore[arg-type]
+
+
+async def test_options_as_for_job_take_a_timedelta(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """``result_ttl`` as ``@pool.job`` takes it (a timedelta: it raised TypeError for an
+    iterable job, a batch handler and ``register``); the result record's TTL is the one asked."""
+    pool = make_pool(redis_url, namespace)
+
+    @pool.iterable_job("count", checkpoint_every=0, result_ttl=timedelta(seconds=500))
+    async def count(job: Job, cursor: int | None) -> AsyncIterator[int]:
+        yield 1
+
+    @pool.batch_job("many", max_wait=0.01, result_ttl=timedelta(seconds=600))
+    async def many(jobs: list[Job]) -> BatchOutcome:
+        return BatchOutcome()
+
+    async def plain(job: Job) -> None: ...
+
+    pool.register("plain", plain, result_ttl=timedelta(seconds=700), timeout=timedelta(seconds=9))
+    assert pool.job_types["plain"].timeout == 9.0
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer, pool:
+        for name, ttl in (("count", 500), ("many", 600), ("plain", 700)):
+            job = await enqueuer.enqueue(name, {})
+            assert job is not None
+            await job.result(timeout=10)
+            assert ttl - 60 < await redis.ttl(Keys(namespace).done(job.id)) <= ttl, name
 
 
 async def test_a_stop_at_a_checkpoint_is_no_failure_for_the_metrics(

@@ -169,6 +169,8 @@ class JobRegistry:
         timeout = options.pop("timeout", None)
         if timeout is not None:
             timeout = seconds(timeout)
+        if "result_ttl" in options:  # (a timedelta, as :meth:`job` takes it, from any caller)
+            options["result_ttl"] = seconds(options["result_ttl"])
         self.job_types[name] = JobType(name, handler, timeout=timeout, **options)
 
     def middleware(self, mw: Any) -> Any:
