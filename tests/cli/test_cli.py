@@ -3,6 +3,7 @@ project's own worker module ending in ``pool.run()``."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,36 @@ async def test_sigterm_to_supervisor_stops_every_child(
     assert await proc.wait(15) == 0, proc.output()
     assert await live_pools(redis, namespace) == []
     assert proc.output().count("SIGTERM received") == 2, proc.output()
+
+
+async def test_a_child_killed_by_a_signal_fails_the_supervisor(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """``--processes 2``: one child killed with SIGKILL, the other stopped by SIGTERM (exit 0):
+    the parent exits 137 (128 + 9, as a shell reports a kill), not 0 (it took the highest of
+    Popen's codes, and a kill is a negative one)."""
+    proc = procs.worker("single:pool", redis_url, namespace, "--processes", "2")
+
+    async def both_up() -> bool:
+        return len(await live_pools(redis, namespace)) == 2
+
+    await eventually(both_up, 15, "two worker processes to register")
+    children = _children(proc.pid)
+    assert len(children) == 2, children
+    os.kill(children[0], signal.SIGKILL)
+    proc.send(signal.SIGTERM)
+    assert await proc.wait(15) == 128 + signal.SIGKILL, proc.output()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # (gone meanwhile)
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # (the field after the state)
+                found.append(int(entry.name))
+    return found

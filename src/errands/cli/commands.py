@@ -64,7 +64,13 @@ def _supervise(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     codes = [child.wait() for child in children]
-    return max(codes, default=0)
+    return max((_status(code) for code in codes), default=0)
+
+
+def _status(code: int) -> int:
+    """A child's exit status as a shell reports it: killed by signal N (Popen's -N), 128 + N
+    (a child killed by ``kill -9`` beside children that exited 0 made the parent exit 0)."""
+    return 128 - code if code < 0 else code
 
 
 def _at_least_one(text: str) -> int:
