@@ -308,11 +308,44 @@ def test_handler_must_be_callable_with_keyword_args(redis_url: str, namespace: s
         {"concurrency": -1},
         {"heartbeat_interval": 5, "dead_timeout": 6},
         {"max_recoveries": 0},
+        # (accepted before, misbehaving once the pool ran)
+        {"poll_interval": -1},
+        {"poll_interval": float("nan")},
+        {"shutdown_grace": -5},
+        {"shutdown_grace": "30"},
+        {"dead_timeout": float("nan")},
+        {"heartbeat_interval": float("inf")},
+        {"dead_max_jobs": -3},
+        {"dead_max_jobs": 1.5},
+        {"history_max": -1},
+        {"schedule_refresh": 0},
+        {"dead_max_age": -1},
+        {"history_retention": timedelta(days=-2)},
+        {"history_retention": 2.0**60},
+        {"max_recoveries": True},
+        {"redis_functions": "no"},
+        {"history": 0},
     ],
 )
 def test_invalid_pool_options_raise(redis_url: str, options: dict[str, Any]) -> None:
-    with pytest.raises(RegistrationError):
+    name = next(iter(options)) if len(options) == 1 else "dead_timeout"
+    with pytest.raises(RegistrationError, match=name):
         WorkerPool.from_url(redis_url, **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"shutdown_grace": 0, "dead_max_age": 0, "history_retention": timedelta(0)},
+        {"dead_max_jobs": 0, "history_max": 0, "history": False, "redis_functions": False},
+        {"shutdown_grace": timedelta(minutes=1), "poll_interval": 0.01, "schedule_refresh": 5},
+    ],
+)
+def test_pool_options_at_their_bounds_are_taken(redis_url: str, options: dict[str, Any]) -> None:
+    pool = WorkerPool.from_url(redis_url, **options)
+    for name, value in options.items():
+        want = value.total_seconds() if isinstance(value, timedelta) else value
+        assert getattr(pool, name) == want
 
 
 def test_pool_needs_redis() -> None:

@@ -37,6 +37,7 @@ from .leasing import LeaseRecovery
 from .limitwatch import write_caps
 from .loop import Worker
 from .notifier import Notifier
+from .options import check_pool_options
 from .reaper import Reaper
 from .registry import Hook, JobRegistry, call_hook, call_hooks, seconds
 from .requeuer import Requeuer
@@ -85,12 +86,14 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
     ) -> None:
         if redis is None and url is None:
             raise RegistrationError("WorkerPool needs a Redis client or url=")
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise RegistrationError(f"concurrency must be an int >= 1, got {concurrency!r}")
-        if heartbeat_interval <= 0 or dead_timeout < 2 * heartbeat_interval:
-            raise RegistrationError("dead_timeout must be at least twice heartbeat_interval")
-        if max_recoveries < 1:
-            raise RegistrationError("max_recoveries must be >= 1")
+        check_pool_options(
+            concurrency=concurrency, shutdown_grace=shutdown_grace, poll_interval=poll_interval,
+            heartbeat_interval=heartbeat_interval, dead_timeout=dead_timeout,
+            max_recoveries=max_recoveries, dead_max_jobs=dead_max_jobs, dead_max_age=dead_max_age,
+            schedule_refresh=schedule_refresh, history=history,
+            history_retention=history_retention, history_max=history_max,
+            redis_functions=redis_functions,
+        )  # fmt: skip
         self.url = url
         self._redis = as_redis(redis) if redis is not None else None
         self.namespace = namespace
