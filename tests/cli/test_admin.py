@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Job, JobStatus
+from errands.store.devserver import RedisServer
 from tests.support.client_env import Env, until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -351,3 +352,20 @@ async def test_bad_input_exits_with_one_clear_line(cli: Cli, namespace: str) -> 
     one_clear_line(bad_filter, "bad{name")
     # nothing was enqueued by the rejected commands
     assert all(r.out == "" for r in results)
+
+
+async def test_a_refusal_of_redis_is_one_clear_line(namespace: str) -> None:
+    """Redis refuses a command after the connection's check (over maxmemory: OOM): one line
+    naming the error, exit status 1 (it was a traceback)."""
+    with RedisServer() as server:
+        async with Redis.from_url(server.url) as redis:
+            await redis.config_set("maxmemory-policy", "noeviction")
+            await redis.config_set("maxmemory", "1")
+            cli = Cli(server.url, namespace)
+            enqueue, pause = await asyncio.gather(
+                cli("enqueue", "report"), cli("pause", "report", "--force")
+            )
+            await redis.config_set("maxmemory", "0")
+    for r in (enqueue, pause):
+        one_clear_line(r, "Redis error (OutOfMemoryError)", "maxmemory")
+        assert r.code == 1

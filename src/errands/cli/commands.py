@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from redis.exceptions import RedisError
+
 from ..errors import ErrandsError
 from .admin import add_admin_commands
 from .dashboard import add_dashboard_command
@@ -120,3 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ErrandsError as exc:
         print(f"errands: {exc}", file=sys.stderr)
         return 2
+    except RedisError as exc:  # met after the connection's check: OOM, NOPERM, READONLY, lost
+        print(f"errands: Redis error ({type(exc).__name__}): {exc}", file=sys.stderr)
+        return 1
