@@ -35,7 +35,8 @@ pytestmark = pytest.mark.faults
 
 
 def recovery_bound(heartbeat: float, dead_timeout: float, slack: float = 1.5) -> float:
-    reaper_period = max(heartbeat, dead_timeout / 4) * 1.25  # with its jitter
+    # the pool's reaper period (pool.py), with its +25 % jitter
+    reaper_period = max(0.1, min(heartbeat, dead_timeout / 8)) * 1.25
     return dead_timeout + heartbeat + reaper_period + slack
 
 
