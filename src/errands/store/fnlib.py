@@ -2,9 +2,11 @@
 
 A script called by ``EVALSHA`` runs its whole chunk on every call: every ``local function`` of
 every lib it includes (store/luasource.py, which leaves out those the script never refers to)
-is made anew as a closure, 73 of them for fetch and 67 for ack. A library loaded once by
-``FUNCTION LOAD`` runs its chunk once, at load time: a ``FCALL`` of it runs only the script's own
-body. The library is made from the same sources (:func:`function_library`, text to text):
+is made anew as a closure, 67 of them for fetch and 66 for ack (with the script's own top-level
+ones, 6 and 1: 73 and 67 in all). A library loaded once by ``FUNCTION LOAD`` runs its chunk
+once, at load time: a ``FCALL`` of it runs only the script's own body (whose 6 and 1 are still
+made by each call). The library is made from the same sources (:func:`function_library`, text
+to text):
 
 - ``#!lua name=errands_<script>_<hash>``: the hash is that of the rest of the text, so that two
   versions of errands (a rolling deploy) each call their own and a load of one already there
