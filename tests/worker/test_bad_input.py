@@ -359,6 +359,8 @@ async def test_register_after_start_raises(redis_url: str, namespace: str) -> No
     async with pool:
         with pytest.raises(RegistrationError):
             pool.register("late", noop)
+        with pytest.raises(RegistrationError, match="before the pool starts"):
+            pool.middleware(lambda job, next: next())
 
 
 async def test_start_without_jobs_raises(redis_url: str, namespace: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,15 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer, Job, Middleware, Next, WorkerPool
+from errands import (
+    Enqueuer,
+    Job,
+    Middleware,
+    Next,
+    NonRetryableError,
+    RetryLater,
+    WorkerPool,
+)
 from errands.errors import RegistrationError
 from errands.store.keys import Keys
 
@@ -351,6 +360,90 @@ async def test_middleware_can_swallow_a_failure(
     assert await redis.zcard(keys.dead) == 0
     assert not await redis.hexists(keys.jobs, job.id)
     assert await redis.hget(keys.stats, "processed") == b"1"
+
+
+async def test_middleware_that_returns_without_next_skips_the_handler_as_a_success(
+    redis: Redis, namespace: str, pool: WorkerPool, enqueuer: Enqueuer
+) -> None:
+    ran: list[str] = []
+
+    async def skipping(job: Job, next: Next) -> Any:
+        return "skipped"
+
+    pool.middleware(skipping)
+
+    @pool.job("work", max_fails=1)
+    async def work(job: Job) -> None:
+        ran.append(job.id)
+
+    job = await enqueuer.enqueue("work", {})
+    assert job is not None
+    await pool.drain(timeout=5)
+    keys = Keys(namespace)
+    assert ran == []
+    assert not await redis.hexists(keys.jobs, job.id)
+    assert await redis.zcard(keys.dead) == 0
+    assert await redis.hget(keys.stats, "processed") == b"1"
+
+
+async def test_middleware_can_raise_non_retryable_error_or_retry_later(
+    redis: Redis, namespace: str, pool: WorkerPool, enqueuer: Enqueuer
+) -> None:
+    ran: list[str] = []
+
+    async def gate(job: Job, next: Next) -> Any:
+        if job.args["verdict"] == "never":
+            raise NonRetryableError("refused")
+        if job.args["verdict"] == "later":
+            raise RetryLater(30)
+        return await next()
+
+    pool.middleware(gate)
+
+    @pool.job("work", max_fails=5)
+    async def work(job: Job, verdict: str) -> None:
+        ran.append(verdict)
+
+    never = await enqueuer.enqueue("work", {"verdict": "never"})
+    later = await enqueuer.enqueue("work", {"verdict": "later"})
+    assert never and later
+    before = time.time()
+    await pool.drain(timeout=5)
+    keys = Keys(namespace)
+    assert ran == []
+    # NonRetryableError: dead after one attempt, though max_fails is 5
+    assert await dead_error(redis, namespace, never.id) == "NonRetryableError: refused"
+    assert await redis.zscore(keys.retry("work"), never.id) is None
+    # RetryLater(30): snoozed 30 s, no failure counted
+    due = await redis.zscore(keys.scheduled("work"), later.id)
+    assert due is not None and before + 29 <= due / 1000 <= time.time() + 31
+    assert await redis.zscore(keys.retry("work"), later.id) is None
+    stored = await redis.hget(keys.jobs, later.id)
+    assert stored is not None and "f" not in orjson.loads(stored)
+    assert await dead_error(redis, namespace, later.id) is None
+
+
+async def test_middleware_runs_inside_the_jobs_timeout(
+    redis: Redis, namespace: str, pool: WorkerPool, enqueuer: Enqueuer
+) -> None:
+    ran: list[str] = []
+
+    async def slow(job: Job, next: Next) -> Any:
+        await asyncio.sleep(30)
+        return await next()
+
+    pool.middleware(slow)
+
+    @pool.job("work", timeout=0.2, max_fails=1)
+    async def work(job: Job) -> None:
+        ran.append(job.id)
+
+    job = await enqueuer.enqueue("work", {})
+    assert job is not None
+    async with asyncio.timeout(10):
+        await pool.drain()
+    assert ran == []
+    assert await dead_error(redis, namespace, job.id) == "TimeoutError: timed out after 0.2s"
 
 
 async def test_failing_startup_hook_aborts_start_and_a_retry_really_starts(
