@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -229,6 +230,24 @@ async def test_skip_dead_drops_the_job(env: Env) -> None:
     assert await env.envelope(job.id) is None
     assert await env.error(job.id) is None
     assert await env.retry_score("flaky", job.id) is None
+    stats = await env.stats()  # still counted: as dropped, not dead
+    assert stats.get("dropped") == 1 and stats.get("failed") == 1
+    assert "dead" not in stats
+
+
+async def test_the_traceback_kept_is_its_last_8000_characters(env: Env) -> None:
+    @env.pool.job("verbose", max_fails=1)
+    async def verbose(job: Job) -> None:
+        raise RuntimeError("x" * 20_000 + "END")
+
+    job = await env.enqueuer.enqueue("verbose", {})
+    assert job is not None
+    async with env.pool:
+        await env.pool.drain(timeout=5)
+    err = await env.error(job.id)
+    assert err is not None
+    assert len(err["traceback"]) == 8000
+    assert err["traceback"].endswith("x" * 7000 + "END\n")  # the end of it, not the start
 
 
 async def test_non_retryable_error_goes_straight_to_dead(env: Env) -> None:
@@ -485,7 +504,7 @@ async def test_handlers_own_timeout_error_is_reported_as_itself(env: Env) -> Non
     ids=["raises", "nan", "infinite", "negative"],
 )
 async def test_broken_backoff_falls_back_to_default_and_never_strands_the_job(
-    env: Env, policy: Callable[[int], float]
+    env: Env, policy: Callable[[int], float], caplog: pytest.LogCaptureFixture
 ) -> None:
     always_failing(env, "flaky", max_fails=5, backoff=policy)
     job = await env.enqueuer.enqueue("flaky", {})
@@ -494,7 +513,14 @@ async def test_broken_backoff_falls_back_to_default_and_never_strands_the_job(
         await env.pool.drain(timeout=5)
         assert await env.retry_score("flaky", job.id) == ms(env.clock.now() + 5)
         env.clock.advance(5)
-        await env.pool.drain(timeout=5)
+        with caplog.at_level(logging.ERROR, logger="errands.worker"):
+            await env.pool.drain(timeout=5)
+        errors = [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.ERROR and "using the default backoff" in r.getMessage()
+        ]
+        assert len(errors) == 1 and errors[0].startswith(f"flaky {job.id}: backoff ")
         score = await env.retry_score("flaky", job.id)
         assert score is not None, "the job must be retried, not left in the in-progress set"
         delay = score / 1000 - env.clock.now()
