@@ -48,6 +48,18 @@ async def test_schedule_and_manual_enqueues_on_one_key(
     await assert_invariants(redis, namespace)
 
 
+async def test_client_run_schedule_now_is_deduplicated_and_returns_the_holders_id(
+    redis: Redis, namespace: str, enqueuer: Enqueuer, client: Client
+) -> None:
+    d = Dedup("nightly", until="finished")
+    await client.add_schedule("report", "report", "@every 1h", dedup=d)
+    manual = await enqueuer.enqueue("report", {"by": "hand"}, dedup=d)
+    assert manual is not None and manual.dedup is not None and manual.dedup.enqueued
+    assert await client.run_schedule_now("report") == manual.id
+    assert await redis.hlen(Keys(namespace).jobs) == 1  # nothing else stored
+    await assert_invariants(redis, namespace)
+
+
 async def test_a_stored_schedule_keeps_its_dedup(client: Client) -> None:
     d = Dedup("k", throttle=90.0)
     added = await client.add_schedule("s", "report", "@every 1m", dedup=d)

@@ -58,6 +58,26 @@ async def test_until_started_drops_while_waiting_and_names_the_holder(
     await assert_invariants(redis, namespace)
 
 
+async def test_the_result_of_a_dropped_job_is_the_holders(
+    redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer
+) -> None:
+    first = await enqueuer.enqueue("sync", {"v": 1}, dedup=Dedup("user:7"))
+    dropped = await enqueuer.enqueue("sync", {"v": 2}, dedup=Dedup("user:7"))
+    assert first is not None and dropped is not None and dropped.dedup is not None
+    assert dropped.dedup.status == "dropped"
+    assert dropped.args == {"v": 2}  # the arguments passed, not the holder's
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.job("sync")
+    async def sync(job: Job, v: int) -> int:
+        return v * 10
+
+    async with pool:
+        assert await dropped.result(timeout=10) == 10  # the holder ran, with v=1
+        await pool.drain(timeout=10)
+    assert await redis.hlen(Keys(namespace).jobs) == 0
+
+
 async def test_until_started_frees_the_key_at_the_start(
     redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer
 ) -> None:

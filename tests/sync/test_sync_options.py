@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer, SyncEnqueuer
+from errands import Dedup, Enqueuer, SyncEnqueuer
 from errands.store.keys import Keys
 
 # the Enqueuer's public coroutine methods that the SyncEnqueuer has without await
@@ -67,3 +67,17 @@ async def test_enqueue_unique_uses_the_job_id_and_partition_given(
     again = sync.enqueue_unique("report", {"day": 2}, job_id="report-day-1")
     assert again is not None and again.existed
     assert await redis.zcard(keys.queue("report")) == 1
+
+
+async def test_a_dedup_enqueue_reports_its_outcome_and_a_drop_names_the_holder(
+    sync: SyncEnqueuer, redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    first = sync.enqueue("sync_user", {"v": 1}, dedup=Dedup("user:7"))
+    assert first is not None and first.dedup is not None and first.dedup.enqueued
+    second = sync.enqueue("sync_user", {"v": 2}, dedup=Dedup("user:7"))
+    assert second is not None and second.dedup is not None
+    assert (second.dedup.status, second.dedup.holder) == ("dropped", first.id)
+    assert second.id == first.id
+    assert await redis.hlen(keys.jobs) == 1
+    assert await redis.hget(keys.dedup, "sync_user:user:7") == first.id.encode()
