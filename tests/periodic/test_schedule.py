@@ -210,6 +210,8 @@ def test_spring_forward_skipped_time_fires_at_end_of_gap() -> None:
 def test_every_is_absolute_across_dst() -> None:
     got = fires("@every 1h", utc(2026, 11, 1, 4), utc(2026, 11, 2, 4), "America/New_York")
     assert got == [utc(2026, 11, 1, 5) + 3600 * i for i in range(24)]
+    got = fires("@every 1h", utc(2026, 3, 8, 4), utc(2026, 3, 9, 4), "America/New_York")
+    assert got == [utc(2026, 3, 8, 5) + 3600 * i for i in range(24)]  # across the jump too
 
 
 def reference(
@@ -246,6 +248,7 @@ def reference(
         ("*/20 * * * *", lambda w: w.minute % 20 == 0, True),
         ("15 */2 * * *", lambda w: w.minute == 15 and w.hour % 2 == 0, True),
         ("30 2 * * *", lambda w: (w.hour, w.minute) == (2, 30), False),
+        ("30 1 * * *", lambda w: (w.hour, w.minute) == (1, 30), False),
         ("0 1 * * *", lambda w: (w.hour, w.minute) == (1, 0), False),
         ("45 1 * * *", lambda w: (w.hour, w.minute) == (1, 45), False),
         ("*/30 1-3 * * *", lambda w: w.minute % 30 == 0 and 1 <= w.hour <= 3, False),
