@@ -149,6 +149,7 @@ async def test_past_or_zero_schedule_goes_straight_to_queue(
     a = await enqueuer.enqueue("report", {}, delay=0)
     b = await enqueuer.enqueue("report", {}, at=datetime(2025, 1, 1, tzinfo=UTC))
     assert a is not None and b is not None
+    assert a.run_at is None and b.run_at is None  # (docs/enqueueing.md: job.run_at)
     assert await queue_ids(redis, keys, "report") == [a.id, b.id]
     assert await redis.zcard(keys.scheduled("report")) == 0
 

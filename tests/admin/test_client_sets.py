@@ -153,10 +153,15 @@ async def test_retry_dead_job_resets_fails_and_runs_again(env: Env) -> None:
     info = await env.client.job(job.id)
     assert info is not None
     assert (info.status, info.fails, info.error) == (JobStatus.QUEUED, 0, None)
+    # attempts counts the current run only; the earlier runs' are in previous_attempts
+    assert (info.attempts, info.previous_attempts) == (0, 2)
     env.pool.context["broken"] = False
     await env.pool.drain(timeout=5)
     assert calls["heal"] == [1, 2, 1]
     assert await env.client.result(job.id, timeout=1) == "healed on attempt 1"
+    info = await env.client.job(job.id)
+    assert info is not None and info.status == JobStatus.FINISHED
+    assert (info.attempts, info.previous_attempts) == (1, 2)
     # the history keeps every attempt, the earlier life of the job included, in order
     history = await env.client.history_job(job.id)
     assert [h.status for h in history] == ["failed", "dead", "finished"]

@@ -405,6 +405,11 @@ def test_retry_options_validation() -> None:
     with pytest.raises(TypeError):
         RetryOptions(backoff=lambda f: 1.0)  # type: ignore[arg-type]
     assert RetryOptions(max_retries=5).to_dict() == {"max_fails": 6}
+    # max_fails counts as @pool.job(max_fails=...) does: max_retries + 1, one or both agreeing
+    assert RetryOptions(max_fails=6).max_retries == 5
+    assert RetryOptions(max_retries=5, max_fails=6).to_dict() == {"max_fails": 6}
+    with pytest.raises(ValueError, match="not both"):
+        RetryOptions(max_retries=5, max_fails=5)
 
 
 # -- timeouts --------------------------------------------------------------------------------
