@@ -157,6 +157,40 @@ def test_every_page_is_in_the_nav_and_every_link_resolves() -> None:
         assert (ROOT / target).is_file(), target
 
 
+def heading_anchors(path: Path) -> set[str]:
+    """The anchors of a page's headings: for the docs, as mkdocs' toc makes them (its default
+    slugify: word characters, spaces and hyphens kept, lowercased, each run of spaces and hyphens
+    one hyphen) and the ``{#id}`` ones attr_list sets; for the other pages (the READMEs, which
+    GitHub renders), as GitHub does (the same, but each space a hyphen, runs kept)."""
+    anchors = set()
+    for _, line in prose_lines(path):
+        heading = re.match(r"#+\s+(.*?)\s*$", line)
+        if heading:
+            text = heading.group(1)
+            explicit = re.search(r"\{#([\w-]+)\}", text)
+            if explicit:
+                anchors.add(explicit.group(1))
+            slug = re.sub(r"[^\w\s-]", "", text.split("{#")[0]).strip().lower()
+            docs = path.parent == DOCS
+            anchors.add(re.sub(r"[-\s]+", "-", slug) if docs else slug.replace(" ", "-"))
+    return anchors
+
+
+def test_every_link_between_pages_and_its_anchor_resolve() -> None:
+    """Each relative link of the docs and the README to a page names a page that exists and, with
+    ``#anchor``, one of its headings (a renamed heading left links to it dead)."""
+    dead = []
+    for path in [README, *sorted(DOCS.glob("*.md"))]:
+        for n, line in prose_lines(path):
+            for target, anchor in re.findall(r"\]\(([\w./-]*?\.md)?(?:#([\w-]+))?\)", line):
+                page = (path.parent / target) if target else path
+                if target and not page.is_file():
+                    dead.append(f"{path.relative_to(ROOT)}:{n}: {target}")
+                elif anchor and anchor not in heading_anchors(page):
+                    dead.append(f"{path.relative_to(ROOT)}:{n}: {target}#{anchor}")
+    assert not dead, "\n".join(dead)
+
+
 # -- "planned" / "not built" statements (issue 16) -------------------------------------------
 # Every sentence of the docs that calls something planned or not built must name one of these
 # features, whose probe proves it is still absent from the code; when it lands, this test
