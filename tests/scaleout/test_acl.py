@@ -4,6 +4,7 @@ docs/deployment.md gives; the test checks that the page shows exactly this one."
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,7 +16,8 @@ import redis
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
-from errands import Client, Enqueuer, Workflow
+from errands import Client, Enqueuer, Job, Workflow
+from errands.cli.commands import main
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts
 from tests.support.infra import ClusterInfra, Node
@@ -29,13 +31,15 @@ ROOT = Path(__file__).resolve().parents[2]
 ACL_COMMANDS = (
     "-@all +ping +evalsha +script|load +multi +exec +time "
     "+get +set +del +exists +incr +incrby "
-    "+hget +hset +hsetnx +hdel +hexists +hgetall +hmget +hvals +hlen +hincrby "
+    "+hget +hset +hsetnx +hdel +hexists +hgetall +hkeys +hmget +hvals +hlen +hincrby "
     "+sadd +srem +scard +sismember +smembers "
     "+zadd +zrem +zcard +zscore +zmscore +zcount +zrange +zrangebyscore +zrangebylex +zrevrange "
     "+zremrangebyscore +zpopmin +pexpire +pttl +publish +subscribe +unsubscribe "
     "+llen +rpush +lpush +lpop +lrange +blpop"
 )
 OPTIONAL = "+info +dbsize +wait"  # Client.redis_info (dashboard), Enqueuer(wait_replicas=)
+# Client.partitions() (the dashboard's queue pages), Client.find_job_ids() (its job search)
+INSPECTION = "+hscan +zlexcount"
 CLUSTER = "+cluster|slots +cluster|shards +command +asking +readonly"  # redis+cluster://
 
 
@@ -52,6 +56,53 @@ def refusals(admin: redis.Redis, user: str) -> list[dict[str, Any]]:
     return [e for e in log if e["username"] == user and e["object"] not in ignored]
 
 
+async def workflow_wait_status_and_cancel(url: str, namespace: str) -> None:
+    """A run to its end with ``wait()`` (which returns ``status()``), and a running run's
+    ``status()`` and ``cancel()``: both read the run's waiting members with HKEYS."""
+    pool = core.make_pool(url, namespace)
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    @pool.job("step")
+    async def step(job: Job, n: int) -> int:
+        return n
+
+    @pool.job("slow")
+    async def slow(job: Job) -> None:
+        started.set()
+        await gate.wait()
+
+    done = Workflow("done")
+    done.add("step", {"n": 2}, id="b", after=[done.add("step", {"n": 1}, id="a")])
+    stuck = Workflow("stuck")
+    stuck.add("step", {"n": 3}, id="after", after=[stuck.add("slow", {}, id="s")])
+    async with (
+        Enqueuer.from_url(url, namespace=namespace) as enqueuer,
+        Client.from_url(url, namespace=namespace) as client,
+        pool,
+    ):
+        status = await (await enqueuer.enqueue_workflow(done)).wait(timeout=20)
+        assert (status.status, status.counts()) == ("succeeded", {"succeeded": 2})
+        run = await enqueuer.enqueue_workflow(stuck)
+        await asyncio.wait_for(started.wait(), 10)
+        assert (await run.status()).nodes["after"].state == "waiting"
+        assert await client.workflow(run.id).cancel() is True
+        assert (await run.wait(timeout=10)).status == "cancelled"
+        gate.set()
+
+
+async def cli_pause(url: str, namespace: str) -> None:
+    """``errands pause NAME`` first checks that NAME is known: enqueued, or served (HKEYS of
+    the limits hash)."""
+    async with (
+        Enqueuer.from_url(url, namespace=namespace) as enqueuer,
+        Client.from_url(url, namespace=namespace) as client,
+    ):
+        await enqueuer.enqueue("report")
+        argv = ["pause", "report", "--redis", url, "--namespace", namespace]
+        assert await asyncio.to_thread(main, argv) == 0
+        assert await client.paused() == {"report"}
+
+
 Scenario = Callable[[str, str], Awaitable[None]]
 SCENARIOS: dict[str, Scenario] = {
     "enqueue-process": core.test_enqueue_process_and_results,
@@ -62,6 +113,8 @@ SCENARIOS: dict[str, Scenario] = {
     "periodic": core.test_periodic_schedules,
     "reaper": core.test_reaper_gives_back_the_jobs_of_a_dead_pool,
     "client-admin": core.test_client_admin_calls,
+    "workflow": workflow_wait_status_and_cancel,
+    "cli-pause": cli_pause,
 }
 
 
@@ -132,6 +185,34 @@ async def test_the_user_is_confined(server: Node) -> None:
     async with Client.from_url(url, namespace=namespace) as client:
         info = await client.redis_info()  # INFO and DBSIZE not granted: no data, no error
     assert info["version"] is None and info["keys"] is None
+
+
+async def test_job_search_and_partitions_need_the_inspection_commands(server: Node) -> None:
+    """``Client.find_job_ids()`` (the dashboard's job search) reads the jobs and history hashes
+    with HSCAN: refused under the base rule, allowed with INSPECTION, as is
+    ``Client.partitions()`` (the dashboard's queue pages)."""
+    namespace = unique_namespace()
+    jobs: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("a", {}, {"job_id": f"order.{i}", "partition": f"t{i}"}) for i in range(3)
+    ]
+    base = add_user(server, namespace)
+    async with Client.from_url(base, namespace=namespace) as client:
+        with pytest.raises(NoPermissionError):
+            await client.find_job_ids("order.")
+    url = add_user(server, namespace, f"{ACL_COMMANDS} {INSPECTION}")
+    with server.client() as admin:
+        admin.execute_command("ACL", "LOG", "RESET")
+    async with (
+        Enqueuer.from_url(url, namespace=namespace) as enqueuer,
+        Client.from_url(url, namespace=namespace) as client,
+    ):
+        await enqueuer.enqueue_many(jobs)
+        assert await client.find_job_ids("order.") == ["order.0", "order.1", "order.2"]
+        parts = await client.partitions("a")
+        assert parts.ready == 3
+        assert [(p.name, p.queued) for p in parts.items] == [("t0", 1), ("t1", 1), ("t2", 1)]
+    with server.client() as admin:
+        assert refusals(admin, f"app-{namespace}") == []
 
 
 async def test_cluster_as_a_confined_user(cluster: ClusterInfra) -> None:
@@ -252,7 +333,7 @@ async def test_a_fetch_of_partitioned_jobs_works_under_a_rule_without_zmscore(
 
 def test_the_deployment_docs_show_the_tested_rule() -> None:
     page = (ROOT / "docs" / "deployment.md").read_text()
-    for part in (ACL_COMMANDS, OPTIONAL, CLUSTER):
+    for part in (ACL_COMMANDS, OPTIONAL, INSPECTION, CLUSTER):
         assert " ".join(part.split()) in " ".join(page.split()), part
 
 
