@@ -243,3 +243,44 @@ def test_the_planned_checker_sees_a_stale_statement(tmp_path: Path) -> None:
     lines = [line for _n, line in prose_lines(tmp_path / "x.md") if NOT_YET.search(line)]
     assert lines == ["## Not built yet", "A web dashboard is planned."]
     assert any(b in lines[1].lower() for b in BUILT)
+
+
+# -- api.md documents the public API -----------------------------------------------------------
+API_ENTRY = re.compile(r"^::: ([\w.]+)\n((?:    .*\n)*)", re.MULTILINE)
+
+
+def api_documented_objects() -> list[object]:
+    """The objects the ``:::`` entries of docs/api.md render: the object each names, or, for a
+    module, the members its ``members:`` option lists (those of its ``__all__`` when it lists
+    none)."""
+    import importlib
+
+    documented: list[object] = []
+    for m in API_ENTRY.finditer((DOCS / "api.md").read_text("utf-8")):
+        target, options = m.group(1), m.group(2)
+        module_name, _, attr = target.rpartition(".")
+        try:
+            obj = importlib.import_module(target)
+        except ImportError:
+            obj = getattr(importlib.import_module(module_name), attr)
+        if not inspect.ismodule(obj):
+            documented.append(obj)
+            continue
+        listed = re.findall(r"^ +- (\w+)$", options, re.MULTILINE)
+        names = listed or list(obj.__all__)
+        documented.extend(getattr(obj, n) for n in names)
+    return documented
+
+
+def test_api_page_documents_every_public_name() -> None:
+    """docs/api.md says it lists every public class and function: each name of errands.__all__
+    has a ``:::`` entry (its own, or its module's)."""
+    import errands
+
+    documented = api_documented_objects()
+    missing = [
+        name
+        for name in errands.__all__
+        if name != "__version__" and not any(getattr(errands, name) is obj for obj in documented)
+    ]
+    assert not missing, f"errands.__all__ names missing from docs/api.md: {missing}"
