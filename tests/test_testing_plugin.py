@@ -1,12 +1,20 @@
 """errands.testing, the opt-in pytest plugin for users: run as a user would, in a subprocess
-pytest (examples/testing, and a project without the errands_pool option)."""
+pytest (examples/testing, and a project without the errands_pool option); and pool.drain()'s
+timeout, as docs/testing.md describes them."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from errands import Enqueuer, Job, WorkerPool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,11 +66,50 @@ async def test_namespaces_are_fresh_per_test(errands: ErrandsHarness) -> None:
 """
 
 
-def run_pytest(cwd: Path, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+PRIVATE_SERVER_TESTS = """
+import re
+from pathlib import Path
+
+from errands import Job
+from errands.testing import ErrandsHarness
+
+seen: list[tuple[str, str]] = []
+
+
+async def run_one(harness: ErrandsHarness, url: str) -> None:
+    ran = []
+
+    @harness.pool.job("hello")
+    async def hello(job: Job, name: str) -> None:
+        ran.append(name)
+
+    await harness.enqueue("hello", {"name": "ada"})
+    await harness.run_until_idle()
+    assert ran == ["ada"]
+    assert re.fullmatch(r"test-[0-9a-f]{12}", harness.namespace), harness.namespace
+    seen.append((url, harness.namespace))
+
+
+async def test_first(errands_redis_url: str, errands_harness: ErrandsHarness) -> None:
+    await run_one(errands_harness, errands_redis_url)
+
+
+async def test_second(errands_redis_url: str, errands_harness: ErrandsHarness) -> None:
+    await run_one(errands_harness, errands_redis_url)
+    (url, first), (same_url, second) = seen
+    assert same_url == url and second != first  # one server for the session, fresh namespaces
+    Path("url.txt").write_text(url)
+"""
+
+
+def run_pytest(cwd: Path, redis_url: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = _env()
+    if redis_url is not None:
+        env["ERRANDS_TEST_REDIS_URL"] = redis_url
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=cwd,
-        env={**_env(), "ERRANDS_TEST_REDIS_URL": redis_url},
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -75,6 +122,7 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("REDIS_URL", None)
+    env.pop("ERRANDS_TEST_REDIS_URL", None)
     return env
 
 
@@ -104,3 +152,46 @@ def test_not_loaded_unless_asked(redis_url: str, tmp_path: Path) -> None:
     proc = run_pytest(tmp_path, redis_url)
     assert proc.returncode != 0
     assert "fixture 'errands' not found" in proc.stdout
+
+
+def test_without_the_variable_a_private_server_serves_the_session(
+    redis_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    (tmp_path / "test_own.py").write_text(textwrap.dedent(PRIVATE_SERVER_TESTS))
+    proc = run_pytest(tmp_path, None, "-p", "errands.testing")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout
+    url = (tmp_path / "url.txt").read_text()
+    assert url != redis_url
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    with pytest.raises(OSError), socket.create_connection((parts.hostname, parts.port), 1):
+        pass  # the session's server is gone with the session
+
+
+@pytest.mark.parametrize("kind", ["never_finishes", "keeps_enqueueing"])
+async def test_drain_raises_timeout_error_after_its_timeout(
+    redis_url: str, namespace: str, kind: str
+) -> None:
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, shutdown_grace=0.1)
+    never = asyncio.Event()
+    runs: list[int] = []
+
+    @pool.job("stuck")
+    async def stuck(job: Job) -> None:
+        runs.append(1)
+        await never.wait()
+
+    @pool.job("again")
+    async def again(job: Job) -> None:
+        runs.append(1)
+        await enqueuer.enqueue("again")
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        await enqueuer.enqueue("stuck" if kind == "never_finishes" else "again")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await pool.drain(timeout=0.5)
+        assert 0.5 <= asyncio.get_running_loop().time() - started < 3
+    assert runs and not pool.started  # drain stopped the pool it had started

@@ -176,6 +176,25 @@ async def test_sign_in_guessing_is_throttled(redis_url: str, namespace: str) -> 
             assert (await web.get("/api/overview", headers=good)).status_code == 200
 
 
+async def test_wrong_tokens_at_the_sign_in_page_are_throttled_not_sessions(
+    redis_url: str, namespace: str
+) -> None:
+    clock = FakeClock()
+    async with Client.from_url(redis_url, namespace=namespace, clock=clock) as client:
+        app = errands.dashboard(client, token="correct-horse")
+        async with http(app, peer=REMOTE) as signed_in, http(app, peer=REMOTE) as guesser:
+            assert (await post(signed_in, "/login", {"token": "correct-horse"})).status_code == 303
+            for _ in range(10):
+                assert (await post(guesser, "/login", {"token": "wrong"})).status_code == 401
+            refused = await post(guesser, "/login", {"token": "correct-horse"})
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+            assert (await signed_in.get("/")).status_code == 200  # a session is not affected
+            assert (await signed_in.get("/api/overview")).status_code == 200
+            paused = await post(signed_in, "/api/queues/pause", {"name": "ok"})
+            assert paused.status_code == 200
+        assert await client.paused() == {"ok"}
+
+
 async def test_sign_in_guessing_from_many_addresses_is_throttled(client: Client) -> None:
     app = errands.dashboard(client, basic_auth="admin:pw")
     for i in range(100):

@@ -200,3 +200,43 @@ async def test_nav_times_and_the_503_page(client: Client, web: httpx.AsyncClient
         response = await web_down.get("/dead")
         assert response.status_code == 503 and 'data-retry="5.0"' in response.text
     await down.state.client.aclose()
+
+
+async def test_a_text_filter_reads_at_most_500_jobs_and_says_so(
+    client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    # 501 scheduled jobs, listed soonest first; the first and the last match the filter
+    jobs = await enqueuer.enqueue_many(
+        [
+            ("ok", {"n": i, "tag": "needle" if i in (0, 500) else "hay"}, {"delay": 3600 + i})
+            for i in range(501)
+        ]
+    )
+    capped = (await web.get("/scheduled?q=needle")).text
+    assert row_ids(capped) == {jobs[0].id}  # the 501st was not read
+    assert "Searched the newest 500 jobs." in capped
+    assert await client.destroy(jobs[1].id)  # 500 left: all read, no notice
+    whole = (await web.get("/scheduled?q=needle")).text
+    assert row_ids(whole) == {jobs[0].id, jobs[500].id}
+    assert "Searched the newest" not in whole
+
+
+async def test_bulk_actions_take_at_most_500_jobs(
+    client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    jobs = await enqueuer.enqueue_many([("ok", {"n": i}, {"delay": 3600}) for i in range(501)])
+    ids = [job.id for job in jobs]
+    headers = {"x-csrf-token": await _csrf(web), "sec-fetch-site": "same-origin"}
+    for kind in ("scheduled", "dead"):
+        refused = await web.post(
+            f"/api/{kind}/bulk", json={"verb": "delete", "ids": ids}, headers=headers
+        )
+        assert refused.status_code == 400, kind
+        assert "select at most 500 jobs at once" in refused.text.lower(), refused.text
+    assert (await client.scheduled_jobs()).total == 501  # nothing was done
+    done = await web.post(
+        "/api/scheduled/bulk", json={"verb": "delete", "ids": ids[:500]}, headers=headers
+    )
+    assert done.status_code == 200 and done.json()["data"] == 500
+    assert [job.id for job in (await client.scheduled_jobs()).items] == [ids[500]]
+    await assert_invariants(client.redis, client.keys.namespace)
