@@ -72,3 +72,38 @@ def test_runs_without_uvloop_hiredis_and_the_optional_integrations(redis_url: st
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+UVLOOP_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+    from errands import Enqueuer, WorkerPool
+    from errands.worker.runner import run_pool
+
+    pool = WorkerPool.from_url({url!r}, namespace={namespace!r})
+    loops = []
+
+    @pool.job("where")
+    async def where() -> None:
+        loops.append(type(asyncio.get_running_loop()).__module__)
+
+    async def enqueue():
+        async with Enqueuer.from_url({url!r}, namespace={namespace!r}) as enqueuer:
+            await enqueuer.enqueue("where", {{}})
+
+    asyncio.run(enqueue())
+    run_pool(pool, burst=True)  # the entry point of pool.run() and python -m errands worker
+    print(loops)
+    """
+)
+
+
+def test_the_worker_runs_on_uvloop_when_it_is_installed(redis_url: str) -> None:
+    """uvloop is installed with the dev extras: the worker's own entry point runs its jobs on it
+    (README and docs/workers.md say so)."""
+    script = UVLOOP_SCRIPT.format(url=redis_url, namespace="c" + uuid.uuid4().hex[:10])
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['uvloop']", proc.stdout
