@@ -33,6 +33,7 @@ from ..convert import ArgumentMismatch, converter, to_json
 from ..errors import JobArgumentError, RegistrationError
 from ..handlers import resolve_hints
 from ..job import Job
+from ..logfmt import job_extra
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Scripts
 from .store import LongworkScripts, longwork_scripts
@@ -181,7 +182,7 @@ class _Run:
             try:
                 verdict = await self._write()
             except REDIS_ERRORS as exc:  # requeued all the same: it resumes a little earlier
-                log.warning("%s %s: checkpoint not written (%r)", self.job.name, self.job.id, exc)
+                self._not_written(exc)
                 verdict = ""
             if verdict is None:
                 raise Suspend(False, "this attempt no longer holds the job")
@@ -191,12 +192,18 @@ class _Run:
         try:
             verdict = await self._write()
         except REDIS_ERRORS as exc:
-            log.warning("%s %s: checkpoint not written (%r)", self.job.name, self.job.id, exc)
+            self._not_written(exc)
             return
         if verdict is None:
             raise Suspend(False, "a checkpoint was refused: this attempt no longer holds the job")
         if verdict in ("cancel", "destroy"):
             await self._cancel(verdict == "destroy")
+
+    def _not_written(self, exc: BaseException) -> None:
+        job = self.job
+        log.warning(
+            "%s %s: checkpoint not written (%r)", job.name, job.id, exc, extra=job_extra(job)
+        )
 
     async def _write(self) -> str | None:
         now = self.host.clock.now()

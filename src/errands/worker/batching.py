@@ -20,7 +20,7 @@ from ..clock import Clock, to_ms
 from ..errors import RetryLater
 from ..handlers import JobType
 from ..job import Job
-from ..logfmt import describe
+from ..logfmt import describe, job_extra
 from ..longwork.batch import BatchRunner, batch_due, read_outcome
 from ..serialization import SerializationError, Serializer, dumps_json
 from ..store.scripts import Fetched, LeaseLost, Scripts
@@ -264,11 +264,11 @@ class Batching:
                 self._ack(job, jt, encoded[job.id], started_ms, ran_ms)
         # the failed (or snoozed) jobs of the batch: settled in one script call
         ended = [(job, failed[job.id]) for job in jobs if job.id in failed]
-        for (job, error), what in zip(
-            ended, await self.settler.fail_many(jt, ended, started_ms), strict=True
-        ):
+        extras = [job_extra(job) for job, _error in ended]  # (before fail_many counts a failure)
+        whats = await self.settler.fail_many(jt, ended, started_ms)
+        for (job, error), what, extra in zip(ended, whats, extras, strict=True):
             level = logging.INFO if isinstance(error, RetryLater) else logging.WARNING
-            log.log(level, "%s %s %s: %r", job.name, job.id, what, error)
+            log.log(level, "%s %s %s: %r", job.name, job.id, what, error, extra=extra)
 
     async def _batch_failed(
         self, jt: JobType, jobs: list[Job], exc: BaseException, started_ms: int
@@ -309,5 +309,5 @@ def _result(job: Job, value: Any) -> bytes:
     try:
         return dumps_json(value, "the result")
     except SerializationError as exc:
-        log.warning("%s %s: %s; stored as null", job.name, job.id, exc)
+        log.warning("%s %s: %s; stored as null", job.name, job.id, exc, extra=job_extra(job))
         return b"null"

@@ -278,7 +278,12 @@ class Fetching:
                 self.hold(name, item)
         except Exception as exc:  # (an application's task factory raised): the fetch loop's
             # orphan sweep gives the job back now; the hand-off reader goes on (mailbox.py)
-            log.error("handed job %s not started (%r); given back by the sweep", item.id, exc)
+            log.error(
+                "handed job %s not started (%r); given back by the sweep",
+                item.id,
+                exc,
+                extra={"job_id": item.id, "job_name": name},  # (no attempt: it never started)
+            )
             self._reclaim = True
         self.wake.set()
 
@@ -337,7 +342,10 @@ class Fetching:
             elif outcome:
                 self.reclaimed += 1
                 log.warning(
-                    "%s %s was in progress here unbeknownst (a lost reply): requeued", name, job_id
+                    "%s %s was in progress here unbeknownst (a lost reply): requeued",
+                    name,
+                    job_id,
+                    extra={"job_id": job_id, "job_name": name},
                 )
             held = self._held(handed)  # (what started while the settle was awaited)
         self._reclaim = False

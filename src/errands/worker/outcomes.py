@@ -54,13 +54,10 @@ class Outcomes:
         if job.id in self._cancel_requests or task is None or task.cancelling():
             await self._cancelled(job, started_ms)
             return
+        extra = job_extra(job)  # (its attempt, before fail() counts the failure)
         what = await self.settler.fail(job, jt, exc, started_ms)
         log.warning(
-            "%s %s %s: the handler raised CancelledError",
-            job.name,
-            job.id,
-            what,
-            extra=job_extra(job),
+            "%s %s %s: the handler raised CancelledError", job.name, job.id, what, extra=extra
         )
 
     async def _cancelled(self, job: Job, started_ms: int) -> None:
@@ -102,6 +99,7 @@ class Outcomes:
         self, job: Job, jt: JobType, exc: Exception, started_ms: int, started: float
     ) -> None:
         """The handler raised (``started``: its start on ``time.perf_counter()``)."""
+        extra = job_extra(job)  # (its attempt, before fail() counts the failure)
         what = await self.settler.fail(job, jt, exc, started_ms)
         self.counters.ended("failed" if what.startswith("failed (") else "dead", self.clock.now())
         log.warning(
@@ -111,5 +109,5 @@ class Outcomes:
             what,
             (time.perf_counter() - started) * 1000,
             describe(exc),
-            extra=job_extra(job),
+            extra=extra,
         )

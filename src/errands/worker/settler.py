@@ -131,7 +131,8 @@ class Settler:
         try:
             return self.snoozing(job, exc.delay, isinstance(exc, LimiterSnooze))
         except Exception as bad:  # its delay set to no number of seconds after it was made
-            log.error("%s %s: cannot snooze (%s): failed", job.name, job.id, describe(bad))
+            why, extra = describe(bad), job_extra(job)
+            log.error("%s %s: cannot snooze (%s): failed", job.name, job.id, why, extra=extra)
             return None
 
     def snoozing(self, job: Job, delay: float, counted: bool) -> tuple[Settle, str]:
@@ -188,7 +189,8 @@ class Settler:
             return self.failure(job, jt, exc, started_ms)
         except Exception as bad:
             job.fails = fails
-            log.exception("%s %s: cannot settle (%s)", job.name, job.id, describe(bad))
+            why, extra = describe(bad), job_extra(job)
+            log.exception("%s %s: cannot settle (%s)", job.name, job.id, why, extra=extra)
             return None, "not settled: left in progress"
 
     def failure(
@@ -376,10 +378,11 @@ def retry_delay(job: Job, jt: JobType) -> float:
         delay = float(backoff_for(job, jt).delay(job.fails))
         if math.isfinite(delay) and delay >= 0:
             return min(delay, RetryLater.MAX_DELAY)
-        problem = f"returned {delay!r}"
+        why = f"returned {delay!r}"
     except Exception as exc:
-        problem = f"raised {type(exc).__name__}: {exc}"
-    log.error("%s %s: backoff %s; using the default backoff", job.name, job.id, problem)
+        why = f"raised {type(exc).__name__}: {exc}"
+    extra = job_extra(job) | {"attempt": job.fails}  # (the attempt that failed: counted)
+    log.error("%s %s: backoff %s; using the default backoff", job.name, job.id, why, extra=extra)
     return ExponentialBackoff().delay(job.fails)
 
 
@@ -390,11 +393,8 @@ def backoff_for(job: Job, jt: JobType) -> Backoff:
         try:
             return backoff_from_dict(spec)
         except (ValueError, KeyError, TypeError):
-            log.warning(
-                "%s %s has an invalid per-job backoff %r; using the job type's",
-                job.name,
-                job.id,
-                spec,
-            )
+            extra = job_extra(job) | {"attempt": job.fails}  # (the attempt that failed: counted)
+            msg = "%s %s has an invalid per-job backoff %r; using the job type's"
+            log.warning(msg, job.name, job.id, spec, extra=extra)
     assert jt.backoff is not None
     return jt.backoff
