@@ -117,6 +117,30 @@ async def test_metrics_port_serves_prometheus_metrics(
     assert await proc.wait(20) == 0, proc.output()
 
 
+def test_processes_serve_metrics_on_consecutive_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--processes 4 --metrics-port N: the supervisor starts 4 workers, on ports N to N+3 (each
+    serves its port as test_metrics_port_serves_prometheus_metrics's one does)."""
+    from errands.cli import commands
+
+    started: list[list[str]] = []
+
+    class Child:
+        def __init__(self, argv: list[str], **_kw: object) -> None:
+            started.append(argv)
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(commands.subprocess, "Popen", Child)
+    monkeypatch.setattr(commands.signal, "signal", lambda *_a: None)  # (pytest's own kept)
+    argv = ["worker", "single:pool", "--processes", "4", "--metrics-port", "9100"]
+    args = commands.build_parser().parse_args(argv)
+    assert args.func(args) == 0
+    ports = [int(cmd[cmd.index("--metrics-port") + 1]) for cmd in started]
+    assert ports == [9100, 9101, 9102, 9103]
+    assert all(cmd[cmd.index("--processes") + 1] == "1" for cmd in started)
+
+
 JOBS_PY = """
 import os
 
