@@ -86,6 +86,10 @@ async def test_lines_of_failed_retried_dead_and_snoozed_jobs_carry_the_job_field
         exc.delay = float("nan")
         raise exc
 
+    @pool.job("snoozer")
+    async def snoozer(job: Job) -> None:
+        raise RetryLater(3600)
+
     @pool.job("odd_result")  # done, its result stored as null
     async def odd_result(job: Job) -> Any:
         return {1, 2}
@@ -96,7 +100,10 @@ async def test_lines_of_failed_retried_dead_and_snoozed_jobs_carry_the_job_field
         return BatchOutcome(failed=failed, results={j.id: {3} for j in jobs if j.args["n"] == 2})
 
     enqueuer = Enqueuer(redis, namespace=namespace, clock=clock)
-    jobs = [await enqueuer.enqueue(name, {}) for name in ("flaky", "nan_snooze", "odd_result")]
+    jobs = [
+        await enqueuer.enqueue(name, {})
+        for name in ("flaky", "nan_snooze", "snoozer", "odd_result")
+    ]
     jobs += [await enqueuer.enqueue("batched", {"n": n}) for n in (1, 2)]
     async with pool:
         await pool.drain(timeout=5)
@@ -106,8 +113,9 @@ async def test_lines_of_failed_retried_dead_and_snoozed_jobs_carry_the_job_field
         assert job is not None
         check_fields(records, job)
     messages = [r.getMessage() for r in records]
-    for part in ("backoff raised", "cannot snooze", "stored as null", "bulk refused", "for good"):
+    for part in ("backoff raised", "cannot snooze", "snoozed 3.6e+03s", "stored as null"):
         assert any(part in m for m in messages), part
+    assert any("bulk refused" in m for m in messages) and any("for good" in m for m in messages)
 
 
 async def test_lines_of_requeued_and_checkpointing_jobs_carry_the_job_fields(
