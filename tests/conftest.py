@@ -34,3 +34,18 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def own_url() -> Iterator[str]:
+    """A private server started for this one test: for a test that flushes, reconfigures,
+    demotes or counts the commands of the server it runs on, or kills or pauses its clients."""
+    with RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+async def own_redis(own_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(own_url)
+    yield client
+    await client.aclose()

@@ -97,17 +97,17 @@ async def test_enqueue_many_stores_jobs_with_a_partition_and_their_events(
 
 # -- the packed call (store/pinned.py: BulkEnqueue) and its fallback ----------------------------
 async def test_enqueue_many_survives_a_flushed_script_cache_and_killed_connections(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     keys = Keys(namespace)
-    async with Enqueuer.from_url(_url(redis), namespace=namespace, strict=None) as enqueuer:
+    async with Enqueuer.from_url(_url(own_redis), namespace=namespace, strict=None) as enqueuer:
         await enqueuer.enqueue_many([("a", {"i": 0})])
-        await redis.script_flush()  # NOSCRIPT on the packed call: the general path loads it
+        await own_redis.script_flush()  # NOSCRIPT on the packed call: the general path loads it
         first = await enqueuer.enqueue_many(
             [("a", {"i": i}, {"job_id": f"f{i}"}) for i in range(3)]
         )
         assert [j.existed for j in first] == [False] * 3
-        await redis.client_kill_filter(_type="normal", skipme=True)  # the pool's connections
+        await own_redis.client_kill_filter(_type="normal", skipme=True)  # the pool's connections
         after = await enqueuer.enqueue_many(
             [("a", {"i": i}, {"job_id": f"k{i}"}) for i in range(3)]
         )
@@ -115,7 +115,7 @@ async def test_enqueue_many_survives_a_flushed_script_cache_and_killed_connectio
         again = await enqueuer.enqueue_many([("a", {}, {"job_id": "k0"})])
         assert again[0].existed
         assert enqueuer._bulk.calls == 4
-    assert await redis.zcard(keys.queue("a")) == 7
+    assert await own_redis.zcard(keys.queue("a")) == 7
 
 
 async def test_a_wrong_type_fails_the_packed_call_and_stores_nothing(

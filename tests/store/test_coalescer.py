@@ -24,6 +24,14 @@ async def enqueuer(redis: Redis, namespace: str) -> AsyncIterator[Enqueuer]:
         yield enqueuer
 
 
+@pytest.fixture
+async def own_enqueuer(own_redis: Redis, namespace: str) -> AsyncIterator[Enqueuer]:
+    """An enqueuer on a server of the test's own: its script cache is flushed, or its clients
+    killed."""
+    async with Enqueuer(own_redis, namespace=namespace, strict=None) as enqueuer:
+        yield enqueuer
+
+
 async def test_a_lone_enqueue_is_sent_at_once(enqueuer: Enqueuer, redis: Redis) -> None:
     job = await enqueuer.enqueue("one", {"i": 1})
     assert job is not None and not job.existed
@@ -102,25 +110,27 @@ async def test_a_caller_cancelled_before_its_call_stores_nothing(
 
 
 # -- the pinned connection (store/pinned.py) ---------------------------------------------------
-async def test_enqueue_survives_a_flushed_script_cache(enqueuer: Enqueuer, redis: Redis) -> None:
-    await enqueuer.enqueue("a", {"i": 0})
-    await redis.script_flush()
-    job = await enqueuer.enqueue("a", {"i": 1})  # NOSCRIPT on the pinned connection: loaded
-    assert job is not None and await redis.hexists(enqueuer.keys.jobs, job.id)
-    assert await enqueuer.enqueue("a", {"i": 2}) is not None
+async def test_enqueue_survives_a_flushed_script_cache(
+    own_enqueuer: Enqueuer, own_redis: Redis
+) -> None:
+    await own_enqueuer.enqueue("a", {"i": 0})
+    await own_redis.script_flush()
+    job = await own_enqueuer.enqueue("a", {"i": 1})  # NOSCRIPT on the pinned connection: loaded
+    assert job is not None and await own_redis.hexists(own_enqueuer.keys.jobs, job.id)
+    assert await own_enqueuer.enqueue("a", {"i": 2}) is not None
 
 
 async def test_enqueue_survives_a_killed_connection(
-    enqueuer: Enqueuer, redis: Redis, namespace: str
+    own_enqueuer: Enqueuer, own_redis: Redis, namespace: str
 ) -> None:
-    await enqueuer.enqueue("a", {"i": 0})
-    assert enqueuer._pinned is not None
-    pinned = enqueuer._pinned.script._conn
+    await own_enqueuer.enqueue("a", {"i": 0})
+    assert own_enqueuer._pinned is not None
+    pinned = own_enqueuer._pinned.script._conn
     assert pinned is not None
-    await redis.client_kill_filter(laddr=None, _id=await _client_id(redis, pinned))
-    jobs = [await enqueuer.enqueue("a", {"i": i}, job_id=f"after-{i}") for i in range(3)]
+    await own_redis.client_kill_filter(laddr=None, _id=await _client_id(own_redis, pinned))
+    jobs = [await own_enqueuer.enqueue("a", {"i": i}, job_id=f"after-{i}") for i in range(3)]
     assert all(j is not None and not j.existed for j in jobs)
-    assert await redis.zcard(Keys(namespace).queue("a")) == 4
+    assert await own_redis.zcard(Keys(namespace).queue("a")) == 4
 
 
 async def _client_id(redis: Redis, conn: object) -> str:

@@ -170,28 +170,30 @@ async def test_a_resp3_push_between_replies_is_passed_over(redis: Redis, redis_u
     await client.aclose()
 
 
-async def test_a_connection_to_a_demoted_master_is_given_up(redis: Redis, namespace: str) -> None:
+async def test_a_connection_to_a_demoted_master_is_given_up(
+    own_redis: Redis, namespace: str
+) -> None:
     """The server turns replica (a master demoted by hand or by a failover that keeps its
     clients): the enqueue on the held connection answers READONLY, reaches its caller, and the
     held connection goes (the next call takes one from the pool, where a Sentinel-managed pool
     finds the new master) instead of being kept and refused for good."""
-    enqueuer = Enqueuer(redis, namespace=namespace)
+    enqueuer = Enqueuer(own_redis, namespace=namespace)
     try:
         await enqueuer.enqueue("a", {}, job_id="before")
         assert enqueuer._pinned is not None
         held = enqueuer._pinned.script
         old = held._conn
         assert old is not None
-        await redis.execute_command("REPLICAOF", "127.0.0.1", "1")  # (no master there)
+        await own_redis.execute_command("REPLICAOF", "127.0.0.1", "1")  # (no master there)
         try:
             with pytest.raises(ReadOnlyError):
                 await enqueuer.enqueue("a", {}, job_id="refused")
             assert held._conn is not old
         finally:
-            await redis.execute_command("REPLICAOF", "NO", "ONE")
+            await own_redis.execute_command("REPLICAOF", "NO", "ONE")
         await enqueuer.enqueue("a", {}, job_id="after")
-        assert await redis.hexists(Keys(namespace).jobs, "after")
-        assert not await redis.hexists(Keys(namespace).jobs, "refused")
+        assert await own_redis.hexists(Keys(namespace).jobs, "after")
+        assert not await own_redis.hexists(Keys(namespace).jobs, "refused")
     finally:
         await enqueuer.aclose()
 

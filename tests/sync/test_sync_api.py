@@ -232,11 +232,11 @@ def test_interpreter_exit_without_close_is_clean_and_atexit_handlers_can_enqueue
     assert asyncio.run(check()) == [b"at_import", b"early_atexit", b"in_atexit"]
 
 
-def test_close_cancels_another_thread_s_call_in_flight(redis_url: str, namespace: str) -> None:
+def test_close_cancels_another_thread_s_call_in_flight(own_url: str, namespace: str) -> None:
     """close() while another thread's enqueue waits on Redis (CLIENT PAUSE): that caller gets
     CancelledError (it blocked forever: the loop stopped with its task pending)."""
-    admin = redis.Redis.from_url(redis_url)
-    sync = SyncEnqueuer(redis_url, namespace=namespace, strict=None)
+    admin = redis.Redis.from_url(own_url)
+    sync = SyncEnqueuer(own_url, namespace=namespace, strict=None)
     assert sync.enqueue("warm") is not None
     outcome: dict[str, BaseException] = {}
 

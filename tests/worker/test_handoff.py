@@ -87,37 +87,41 @@ async def test_a_mark_allows_one_hand_off_whatever_names_the_pool_serves(
 
 
 async def test_no_hand_off_where_a_fetch_would_not_take_the_job_at_once(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     keys = Keys(namespace)
-    async with Enqueuer(redis, namespace=namespace) as enq:
+    async with Enqueuer(own_redis, namespace=namespace) as enq:
 
         async def queued_not_handed(**kw: Any) -> None:
             await enq.enqueue("w", **kw)
-            assert await handed_to_ghost(redis, keys) == []
-            assert await redis.zcard(keys.queue("w")) + await redis.zcard(keys.scheduled("w"))
-            await redis.flushdb()
+            assert await handed_to_ghost(own_redis, keys) == []
+            assert await own_redis.zcard(keys.queue("w")) + await own_redis.zcard(
+                keys.scheduled("w")
+            )
+            await own_redis.flushdb()
 
-        await idle_ghost(redis, keys, limit=2)  # max_concurrency: the fetch counts the room
+        await idle_ghost(own_redis, keys, limit=2)  # max_concurrency: the fetch counts the room
         await queued_not_handed()
-        await idle_ghost(redis, keys, specs={"w": compile_limits([Rate(5, per=1.0)])[1]})  # a rate
+        await idle_ghost(
+            own_redis, keys, specs={"w": compile_limits([Rate(5, per=1.0)])[1]}
+        )  # a rate
         await queued_not_handed()
-        await idle_ghost(redis, keys)
-        await Client(redis, namespace=namespace).set_limits("w", [Rate(5, per=1.0)])
+        await idle_ghost(own_redis, keys)
+        await Client(own_redis, namespace=namespace).set_limits("w", [Rate(5, per=1.0)])
         await queued_not_handed()  # set at run time, before the pool knows
-        await idle_ghost(redis, keys)
-        await redis.sadd(keys.paused, "w")
+        await idle_ghost(own_redis, keys)
+        await own_redis.sadd(keys.paused, "w")
         await queued_not_handed()
-        await idle_ghost(redis, keys)
-        await redis.zadd(keys.queue("w"), {"older": 1})
+        await idle_ghost(own_redis, keys)
+        await own_redis.zadd(keys.queue("w"), {"older": 1})
         await queued_not_handed()  # a job queued before it (held back, or not fetched yet)
         for kw in ({"partition": "p"}, {"delay": 60}):
-            await idle_ghost(redis, keys)
+            await idle_ghost(own_redis, keys)
             await queued_not_handed(**kw)
-        await idle_ghost(redis, keys)
-        await redis.zrem(keys.pools, "ghost")  # reaped meanwhile
+        await idle_ghost(own_redis, keys)
+        await own_redis.zrem(keys.pools, "ghost")  # reaped meanwhile
         await queued_not_handed()
-        scripts = Scripts(redis, keys)  # a pool that takes no hand-offs (an older errands)
+        scripts = Scripts(own_redis, keys)  # a pool that takes no hand-offs (an older errands)
         await scripts.heartbeat("ghost", b"{}", 60_000, "register")
         await scripts.fetch("ghost", 0, 4, [("w", 0)], idle_ms=600_000)
         await queued_not_handed()
@@ -186,7 +190,7 @@ async def test_a_stopping_pool_gives_back_a_job_handed_to_it(
 
 
 async def test_a_refused_hand_off_read_neither_ends_the_worker_nor_its_hand_offs(
-    redis: Redis, redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+    own_redis: Redis, own_url: str, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """-UNBLOCKED (sent to a blocked client when its master becomes a replica, or by CLIENT
     UNBLOCK ... ERROR) ended the mailbox, and with it the worker's run task: its limit watch
@@ -194,31 +198,31 @@ async def test_a_refused_hand_off_read_neither_ends_the_worker_nor_its_hand_offs
     warning (it was an error)."""
 
     async def unblock(client_id: str) -> None:
-        assert await redis.execute_command("CLIENT", "UNBLOCK", client_id, "ERROR") == 1
-        await until(partial(_blpop_clients, redis))  # read again (after a back-off)
+        assert await own_redis.execute_command("CLIENT", "UNBLOCK", client_id, "ERROR") == 1
+        await until(partial(_blpop_clients, own_redis))  # read again (after a back-off)
 
     caplog.set_level(logging.WARNING, logger="errands.worker")
-    await _disturbed_read_then_hand_off(redis, redis_url, namespace, unblock)
+    await _disturbed_read_then_hand_off(own_redis, own_url, namespace, unblock)
     failed = [r for r in caplog.records if r.getMessage().startswith("hand-off list read failed")]
     assert [r.levelno for r in failed] == [logging.WARNING]
 
 
 async def test_a_hand_off_read_whose_held_connection_is_killed_goes_the_general_way(
-    redis: Redis, redis_url: str, namespace: str
+    own_redis: Redis, own_url: str, namespace: str
 ) -> None:
     """The BLPOP runs on a connection the mailbox holds (store/pinned.py); killed while it
     blocks, the read is sent again the general way at once, and the pool still takes
     hand-offs."""
 
     async def kill(client_id: str) -> None:
-        await redis.client_kill_filter(_id=client_id)
+        await own_redis.client_kill_filter(_id=client_id)
 
         async def blocked_again() -> bool:
-            return bool(set(await _blpop_clients(redis)) - {client_id})
+            return bool(set(await _blpop_clients(own_redis)) - {client_id})
 
         await until(blocked_again)
 
-    await _disturbed_read_then_hand_off(redis, redis_url, namespace, kill)
+    await _disturbed_read_then_hand_off(own_redis, own_url, namespace, kill)
 
 
 async def _disturbed_read_then_hand_off(
@@ -247,23 +251,23 @@ async def _blpop_clients(redis: Redis) -> list[str]:
 
 
 async def test_a_refused_poke_leaves_the_orphan_sweep_to_wait_for_the_read(
-    redis: Redis, redis_url: str, namespace: str
+    own_redis: Redis, own_url: str, namespace: str
 ) -> None:
     """An OOM refusal of the poke's LPUSH escaped Mailbox.quiet(): every orphan sweep failed."""
     keys = Keys(namespace)
-    pools, _started = make_pools(redis_url, namespace, 1, concurrency=2, poll_interval=QUIET)
+    pools, _started = make_pools(own_url, namespace, 1, concurrency=2, poll_interval=QUIET)
     pool = pools[0]
     async with running(pools):
-        await all_idle(redis, keys, pools)
+        await all_idle(own_redis, keys, pools)
         worker = pool.worker
         assert worker is not None
         await until(lambda: worker.mailbox._in_flight)
-        await redis.config_set("maxmemory", 1)  # (noeviction: every LPUSH refused)
+        await own_redis.config_set("maxmemory", 1)  # (noeviction: every LPUSH refused)
         try:
             async with worker.mailbox.quiet():  # the BLPOP in flight ends on its own (1 s)
                 assert not worker.mailbox._in_flight
         finally:
-            await redis.config_set("maxmemory", 0)
+            await own_redis.config_set("maxmemory", 0)
 
 
 async def test_a_poke_no_pop_reads_leaves_no_list_for_good(redis: Redis, namespace: str) -> None:
@@ -282,26 +286,26 @@ async def test_a_poke_no_pop_reads_leaves_no_list_for_good(redis: Redis, namespa
 
 
 async def test_no_hand_off_to_a_pool_whose_heartbeats_are_late(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     """A pool that died kept its marks up to its idle time (2 x poll_interval + 1 s): a job
     handed to it waited for a reaper (dead_timeout). A hand-off now needs the pool's last
     heartbeat within the age its fetch gave (two heartbeat intervals; default the dead timeout,
     beyond which the pool's own fetch takes nothing)."""
     keys = Keys(namespace)
-    sec, usec = await redis.time()
+    sec, usec = await own_redis.time()
     now = sec * 1000 + usec // 1000
-    async with Enqueuer(redis, namespace=namespace) as enq:
+    async with Enqueuer(own_redis, namespace=namespace) as enq:
         for age, beat, handed in (
             (4_000, 3_000, True),
             (4_000, 5_000, False),
             (None, 11_000, False),
         ):
-            await idle_ghost(redis, keys, beat_age_ms=age)
-            await redis.zadd(keys.pools, {"ghost": now - beat})  # its last beat, so long ago
+            await idle_ghost(own_redis, keys, beat_age_ms=age)
+            await own_redis.zadd(keys.pools, {"ghost": now - beat})  # its last beat, so long ago
             await enq.enqueue("w")
-            assert len(await handed_to_ghost(redis, keys)) == handed, (age, beat)
-            await redis.flushdb()
+            assert len(await handed_to_ghost(own_redis, keys)) == handed, (age, beat)
+            await own_redis.flushdb()
 
 
 class _Flaky:

@@ -63,24 +63,24 @@ async def hot_pool(
         yield pool, scripts, enq, done
 
 
-async def test_fetch_and_ack_go_on_held_connections(redis: Redis, namespace: str) -> None:
-    async with hot_pool(redis, namespace) as (pool, scripts, enq, done):
+async def test_fetch_and_ack_go_on_held_connections(own_redis: Redis, namespace: str) -> None:
+    async with hot_pool(own_redis, namespace) as (pool, scripts, enq, done):
         await run_jobs(pool, enq, done, 5)  # loads the scripts (the general path, on NOSCRIPT)
         general = GeneralCalls(scripts)
         await run_jobs(pool, enq, done, 50)
         assert general.counts == {"fetch": 0, "ack": 0}
-        assert await redis.hget(pool.keys.stats, "processed") == b"55"
+        assert await own_redis.hget(pool.keys.stats, "processed") == b"55"
         # a flushed script cache: the held connection's call gets NOSCRIPT, the general path
         # loads the script again and the jobs run and are acknowledged all the same (the
         # functions flushed too: the held connections' FCALLs find them missing,
         # test_hotcalls_fn.py)
         before = scripts.fallbacks
-        await redis.script_flush()
-        await redis.function_flush()
+        await own_redis.script_flush()
+        await own_redis.function_flush()
         await run_jobs(pool, enq, done, 20)
         assert scripts.fallbacks > before
         assert general.counts["ack"] >= 1
-        assert await redis.hget(pool.keys.stats, "processed") == b"75"
+        assert await own_redis.hget(pool.keys.stats, "processed") == b"75"
 
 
 async def test_calls_whose_text_is_not_ascii_go_on_held_connections_too(

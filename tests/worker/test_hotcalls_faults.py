@@ -223,7 +223,7 @@ async def test_a_silent_subscription_keeps_a_held_connection_with_a_call_in_flig
 
 
 async def test_a_subscription_lost_to_no_fault_of_its_connection_gives_nothing_up(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     """on_lost (the worker gives up its held connections) is called for a subscription lost
     with its connection (killed here), not for another error (here the control handler
@@ -238,17 +238,17 @@ async def test_a_subscription_lost_to_no_fault_of_its_connection_gives_nothing_u
         lost.append(True)
 
     notifier = Notifier(
-        redis, [keys.wake_channel], asyncio.Event(), keys.control_channel, on_control
+        own_redis, [keys.wake_channel], asyncio.Event(), keys.control_channel, on_control
     )
     notifier.on_lost = on_lost
     task = asyncio.ensure_future(notifier.run())
     try:
         await asyncio.wait_for(notifier.subscribed.wait(), 5)
-        await redis.publish(keys.control_channel, "cancel:x")
+        await own_redis.publish(keys.control_channel, "cancel:x")
         await eventually(now(lambda: notifier.reconnects == 1), 5, "the subscription lost")
         await asyncio.wait_for(notifier.subscribed.wait(), 5)
         assert lost == []
-        await redis.client_kill_filter(_type="pubsub")
+        await own_redis.client_kill_filter(_type="pubsub")
         await eventually(now(lambda: lost == [True]), 5, "on_lost called")
     finally:
         task.cancel()
@@ -256,14 +256,14 @@ async def test_a_subscription_lost_to_no_fault_of_its_connection_gives_nothing_u
 
 
 async def test_a_dead_path_at_a_library_load_costs_one_timeout(
-    redis: Redis, redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+    own_redis: Redis, own_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The fetch's library gone ("Function not found": loaded again before the next call) and
     then the path black-holed: that next call's load is sent on the held connection, under the
     hot call's own timeout, and its timeout sends the call the general way at once. (The load
     went on the general client: its socket timeout, with redis-py's retries on reconnects, and
     then the held call's timeout: the general path reached after 5.7 s here, not 1.)"""
-    port = int(redis_url.rpartition(":")[2].partition("/")[0])
+    port = int(own_url.rpartition(":")[2].partition("/")[0])
     timeout = 1.0
     with FaultProxy(port) as proxy:
         client = connect(proxy.url, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -272,7 +272,7 @@ async def test_a_dead_path_at_a_library_load_costs_one_timeout(
             now_ms = await scripts.heartbeat("p1", b"{}", 60_000, "register")
             await scripts.fetch("p1", now_ms, 1, [("a", 0)])  # (its library loaded)
             assert scripts.loads == 1
-            await redis.function_flush()
+            await own_redis.function_flush()
             await scripts.fetch("p1", now_ms, 1, [("a", 0)])  # (not found: EVALSHA)
             assert "fetch" in scripts.to_load and scripts.fallbacks == 1
             loop = asyncio.get_running_loop()

@@ -38,20 +38,20 @@ async def test_fetch_and_ack_are_calls_of_functions(redis: Redis, namespace: str
         assert await redis.hget(pool.keys.stats, "processed") == b"55"
 
 
-async def test_a_flushed_library_is_loaded_again(redis: Redis, namespace: str) -> None:
+async def test_a_flushed_library_is_loaded_again(own_redis: Redis, namespace: str) -> None:
     """FUNCTION FLUSH (or a restart without persistence) mid-run: the call that finds its
     function missing goes the general way (EVALSHA); the library is loaded before the next."""
-    async with hot_pool(redis, namespace) as (pool, scripts, enq, done):
+    async with hot_pool(own_redis, namespace) as (pool, scripts, enq, done):
         await run_jobs(pool, enq, done, 10)
         assert scripts.loads == 2
         general = GeneralCalls(scripts)
-        await redis.function_flush()
+        await own_redis.function_flush()
         await run_jobs(pool, enq, done, 20)
         assert scripts.fallbacks >= 1 and general.counts["ack"] >= 1
         await run_jobs(pool, enq, done, 20)  # (the fetch's reload may wait for its next call)
         assert scripts.loads == 4
         assert all(scripts.pinned[name].function for name in HOT)
-        assert await redis.hget(pool.keys.stats, "processed") == b"50"
+        assert await own_redis.hget(pool.keys.stats, "processed") == b"50"
 
 
 async def _as_user(redis: Redis, redis_url: str, rule: str) -> tuple[str, Redis]:
@@ -65,11 +65,11 @@ async def _as_user(redis: Redis, redis_url: str, rule: str) -> tuple[str, Redis]
 
 @pytest.mark.parametrize("denied", ["-function", "-fcall"])
 async def test_a_user_without_functions_stays_on_evalsha(
-    redis: Redis, redis_url: str, namespace: str, denied: str, caplog: pytest.LogCaptureFixture
+    own_redis: Redis, own_url: str, namespace: str, denied: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """FUNCTION LOAD refused (the load, said once at debug level), or FCALL refused (that call
     goes the general way): EVALSHA from then on, on the held connections."""
-    user, client = await _as_user(redis, redis_url, f"+@all {denied}")
+    user, client = await _as_user(own_redis, own_url, f"+@all {denied}")
     caplog.set_level(logging.DEBUG, logger="errands.pool")
     try:
         async with hot_pool(client, namespace) as (pool, scripts, enq, done):
@@ -80,13 +80,13 @@ async def test_a_user_without_functions_stays_on_evalsha(
             assert not scripts.to_load
             assert all(scripts.pinned[name].function is None for name in HOT)
             assert scripts.loads == (0 if denied == "-function" else 2)
-            assert await redis.hget(pool.keys.stats, "processed") == b"40"
+            assert await own_redis.hget(pool.keys.stats, "processed") == b"40"
         said = [r.getMessage() for r in caplog.records if "stays on EVALSHA" in r.getMessage()]
         assert len(said) == 2 and all(r.levelno == logging.DEBUG for r in caplog.records
                                       if "stays on EVALSHA" in r.getMessage())  # fmt: skip
     finally:
         await client.aclose()
-        await redis.execute_command("ACL", "DELUSER", user)
+        await own_redis.execute_command("ACL", "DELUSER", user)
 
 
 async def test_a_server_without_functions_stays_on_evalsha(
@@ -133,36 +133,36 @@ async def _load_older(redis: Redis, name: str) -> str:
 
 
 async def test_the_first_load_deletes_other_versions_libraries(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     """An upgrade's libraries do not pile up on the server: a pool's first load of each
     deletes those another version of errands loaded, and nothing else."""
-    older = {await _load_older(redis, name) for name in HOT}
-    await redis.function_load(
+    older = {await _load_older(own_redis, name) for name in HOT}
+    await own_redis.function_load(
         "#!lua name=someone_elses\nredis.register_function('theirs', function() return 1 end)",
         replace=True,
     )
-    async with hot_pool(redis, namespace) as (pool, _, enq, done):
+    async with hot_pool(own_redis, namespace) as (pool, _, enq, done):
         await run_jobs(pool, enq, done, 10)
-        held = await _libraries(redis)
+        held = await _libraries(own_redis)
         assert not older & held
         assert {library(name).name for name in HOT} | {"someone_elses"} <= held
-    await redis.function_delete("someone_elses")
+    await own_redis.function_delete("someone_elses")
 
 
-async def test_a_reload_deletes_nothing(redis: Redis, namespace: str) -> None:
+async def test_a_reload_deletes_nothing(own_redis: Redis, namespace: str) -> None:
     """A pool of the old version in a rolling deploy, whose library a new pool deleted, loads
     its own again without deleting the new one's: one reload, no back and forth."""
-    async with hot_pool(redis, namespace) as (pool, scripts, enq, done):
+    async with hot_pool(own_redis, namespace) as (pool, scripts, enq, done):
         await run_jobs(pool, enq, done, 10)
         assert scripts.loads == 2
-        newer = await _load_older(redis, "fetch")  # (to this pool, another version's)
-        await redis.function_delete(library("fetch").name)
+        newer = await _load_older(own_redis, "fetch")  # (to this pool, another version's)
+        await own_redis.function_delete(library("fetch").name)
         await run_jobs(pool, enq, done, 20)
         await run_jobs(pool, enq, done, 20)  # (the fetch's reload may wait for its next call)
         assert scripts.loads == 3
-        assert {newer, library("fetch").name} <= await _libraries(redis)
-    await redis.function_delete(newer)
+        assert {newer, library("fetch").name} <= await _libraries(own_redis)
+    await own_redis.function_delete(newer)
 
 
 @pytest.mark.parametrize("functions", [True, False])
