@@ -53,23 +53,24 @@ async def test_entries_past_the_checked_ones_count_as_they_are(
 
 
 async def test_a_server_refusing_zmscore_gets_the_entries_counted(
-    redis: Redis, redis_url: str, namespace: str, client: Client
+    own_redis: Redis, own_url: str, namespace: str
 ) -> None:
     """An ACL rule without ``+zmscore`` (docs/deployment.md: an upgrade adds it) or Redis < 6.2:
     the backlog counts the index entries as they are, as before they were checked; not an
-    error (the dashboard's queue page calls it)."""
-    async with Enqueuer.from_url(redis_url, namespace=namespace) as enq:
+    error (the dashboard's queue page calls it). (A server of its own: it adds an ACL user.)"""
+    client = Client(own_redis, namespace=namespace)
+    async with Enqueuer.from_url(own_url, namespace=namespace) as enq:
         for i in range(3):
             await enq.enqueue("x", {}, job_id=f"a{i}", partition="p")
     assert await client.cancel("a0") == "cancelled"
     user = f"nozmscore-{namespace}"
-    await redis.execute_command(
+    await own_redis.execute_command(
         "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-zmscore"
     )
     try:
-        url = redis_url.replace("redis://", f"redis://{user}:pw@", 1)
+        url = own_url.replace("redis://", f"redis://{user}:pw@", 1)
         async with Client.from_url(url, namespace=namespace) as confined:
             assert await _backlog(confined) == {"p": 3}  # (the cancelled job's entry too)
         assert await _backlog(client) == {"p": 2}
     finally:
-        await redis.execute_command("ACL", "DELUSER", user)
+        await own_redis.execute_command("ACL", "DELUSER", user)

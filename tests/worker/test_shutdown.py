@@ -281,7 +281,7 @@ async def test_a_fetch_in_flight_at_stop_gives_its_jobs_back(
 
 
 async def test_a_refused_activity_flush_neither_fails_the_stop_nor_leaves_the_heartbeat_beating(
-    redis_url: str, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture
+    own_url: str, namespace: str, own_redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A user whose ACL refuses PEXPIRE and EXPIRE (the activity counters' flush): the refusal
     is logged once and the stop completes: its heartbeat thread ends and the pool leaves the
@@ -291,8 +291,8 @@ async def test_a_refused_activity_flush_neither_fails_the_stop_nor_leaves_the_he
     pattern = "errands:{" + namespace + "}:*"
     rule = ["reset", "on", f">{password}", f"~{pattern}", f"&{pattern}", "+@all"]
     rule += ["-pexpire", "-expire"]
-    await redis.execute_command("ACL", "SETUSER", user, *rule)
-    url = redis_url.replace("redis://", f"redis://{user}:{password}@", 1)
+    await own_redis.execute_command("ACL", "SETUSER", user, *rule)
+    url = own_url.replace("redis://", f"redis://{user}:{password}@", 1)
     pool = WorkerPool.from_url(url, namespace=namespace, heartbeat_interval=0.2)
     done: list[str] = []
 
@@ -307,11 +307,11 @@ async def test_a_refused_activity_flush_neither_fails_the_stop_nor_leaves_the_he
             await eventually(lambda: _truthy(done), 20, "the job done")
         beating = [t for t in threading.enumerate() if t.name == f"errands-heartbeat-{pool_id}"]
         assert beating == []
-        assert await redis.zscore(Keys(namespace).pools, pool_id) is None
+        assert await own_redis.zscore(Keys(namespace).pools, pool_id) is None
         refused = [r for r in caplog.records if "activity counters not written" in r.getMessage()]
         assert len(refused) == 1, refused
     finally:
-        await redis.execute_command("ACL", "DELUSER", user)
+        await own_redis.execute_command("ACL", "DELUSER", user)
 
 
 async def _truthy(value: object) -> bool:
