@@ -33,31 +33,31 @@ def _acked(got: list[Fetched]) -> list[Acked]:
 
 
 async def test_an_ack_frees_its_partitions_slots_in_a_few_commands(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     keys = Keys(namespace)
-    scripts, got = await _running(redis, namespace)
-    assert await redis.hgetall(keys.partitions_running("sms")) == {
+    scripts, got = await _running(own_redis, namespace)
+    assert await own_redis.hgetall(keys.partitions_running("sms")) == {
         b"a": b"3",
         b"b": b"1",
         b"c": b"1",
     }
-    assert await redis.zrange(keys.partitions_ready("sms"), 0, -1) == []
-    await redis.config_resetstat()
+    assert await own_redis.zrange(keys.partitions_ready("sms"), 0, -1) == []
+    await own_redis.config_resetstat()
     assert await scripts.ack("p", _acked(got), False, 1, False) == []
-    stats = await redis.info("commandstats")
+    stats = await own_redis.info("commandstats")
     # no command per job: the partitions, the counts (checked, then read) and turns once each
     assert "cmdstat_hget" not in stats and "cmdstat_zscore" not in stats
     assert stats["cmdstat_hincrby"]["calls"] == 2  # running[sms] and stats' processed
     # the attempts, the envelopes, the partitions, the partitions' running counts (read once:
     # checked, then counted down), running[sms] and processed checked as counters
     assert stats["cmdstat_hmget"]["calls"] == 6
-    assert await redis.exists(keys.partitions_running("sms")) == 0
-    assert await redis.zrange(keys.partitions_ready("sms"), 0, -1) == [b"a"]  # a turn again
+    assert await own_redis.exists(keys.partitions_running("sms")) == 0
+    assert await own_redis.zrange(keys.partitions_ready("sms"), 0, -1) == [b"a"]  # a turn again
     rest = await scripts.fetch("p", 1, 10, [("sms", 0)], specs=SPEC)
     assert rest is not None and len(rest) == 2
     assert await scripts.ack("p", _acked(list(rest)), False, 1, False) == []
-    await assert_invariants(redis, namespace, drained=True)
+    await assert_invariants(own_redis, namespace, drained=True)
 
 
 async def test_an_ack_of_some_jobs_of_a_partition_counts_the_others(

@@ -38,17 +38,17 @@ def _acked(got: list[Fetched]) -> list[Acked]:
 
 
 async def test_a_partitioned_fetch_and_ack_ask_each_partition_key_once(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
-    scripts, got = await _fetched(redis, namespace)
-    sent = await command_calls(redis)
+    scripts, got = await _fetched(own_redis, namespace)
+    sent = await command_calls(own_redis)
     # the fetch: `partitions` by its HLEN alone (an EXISTS of it before), seq by one GET (two
     # before: a type check and not_counter's); EXISTS of `listening` and the attempt counter's
     # GETs are the common path's
     assert sent["exists"] <= 1 and sent["get"] <= 3
-    await redis.config_resetstat()
+    await own_redis.config_resetstat()
     assert await scripts.ack("p", _acked(got), False, 1, False) == []
-    sent = await command_calls(redis)
+    sent = await command_calls(own_redis)
     # the ack: no HLEN of `partitions` nor of the name's running counts (read with HMGET
     # before the first write): 10 HLENs before, 8 now
     assert sent["hlen"] <= 8
@@ -57,18 +57,18 @@ async def test_a_partitioned_fetch_and_ack_ask_each_partition_key_once(
 
 @pytest.mark.parametrize("family", ["partitions", "partitions_running"])
 async def test_an_ack_meeting_a_partition_key_of_another_type_fails_cleanly(
-    redis: Redis, namespace: str, family: str
+    own_redis: Redis, namespace: str, family: str
 ) -> None:
     """`partitions` of another type raised Redis' own WRONGTYPE in its HMGET (before any
     write, but not the clean error of every other key); the running counts' clean error, from
     their HMGET, stays when their HLEN goes."""
     keys = Keys(namespace)
-    scripts, got = await _fetched(redis, namespace)
+    scripts, got = await _fetched(own_redis, namespace)
     key = keys.partitions if family == "partitions" else keys.partitions_running("sms")
-    await redis.delete(key)
-    await redis.set(key, "x")
-    before = await snapshot(redis, namespace)
+    await own_redis.delete(key)
+    await own_redis.set(key, "x")
+    before = await snapshot(own_redis, namespace)
     with pytest.raises(ResponseError, match=r"WRONGTYPE .* holds another type: nothing ack"):
         await scripts.ack("p", _acked(got), False, 1, False)
-    assert await snapshot(redis, namespace) == before
-    await redis.delete(key)  # (repaired: the jobs are acknowledged)
+    assert await snapshot(own_redis, namespace) == before
+    await own_redis.delete(key)  # (repaired: the jobs are acknowledged)

@@ -28,38 +28,38 @@ async def _fetched(redis: Redis, namespace: str, n: int) -> tuple[Keys, Scripts,
 
 
 async def test_an_ack_on_the_common_path_sends_one_exists_and_no_needless_hdel(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
-    keys, scripts, now, done = await _fetched(redis, namespace, 32)
-    await redis.config_resetstat()
+    keys, scripts, now, done = await _fetched(own_redis, namespace, 32)
+    await own_redis.config_resetstat()
     assert await scripts.ack("p", done, False, now, True) == []
-    sent = await command_calls(redis)
+    sent = await command_calls(own_redis)
     for other in ("evalsha", "eval", "script|load", "config|resetstat"):
         sent.pop(other, None)
     assert (sent["exists"], sent["hdel"], sent["set"]) == (1, 2, 32)  # (jobs and attempts)
     assert sum(sent.values()) == 51
-    assert await redis.hlen(keys.jobs) == 0 and await redis.hlen(keys.attempts) == 0
-    assert await redis.zcard(keys.in_progress("p")) == 0
+    assert await own_redis.hlen(keys.jobs) == 0 and await own_redis.hlen(keys.attempts) == 0
+    assert await own_redis.zcard(keys.in_progress("p")) == 0
 
 
 async def test_the_in_progress_entries_are_read_whole_while_the_set_is_small(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     """ack.lua reads the pool's in-progress entries with one ZRANGE of the whole set while it
     holds at most twice as many members as the jobs acknowledged (each ZMSCORE lookup scans a
     small set), else with ZMSCORE: the same verdicts either way (an entry not in the set leaves
     its job alone as unfit), and the entries of the jobs acknowledged are removed."""
-    keys, scripts, now, done = await _fetched(redis, namespace, 12)
+    keys, scripts, now, done = await _fetched(own_redis, namespace, 12)
     in_progress = keys.in_progress("p")
     # 4 jobs of a set of 11 (one entry gone): ZMSCORE; then 8 of 7 (one more gone): ZRANGE
     left = len(done)  # (attempts: the unfit keep theirs)
     for batch, read, other in ((done[:4], "zmscore", "zrange"), (done[4:], "zrange", "zmscore")):
-        assert await redis.zrem(in_progress, f"{batch[0].id}:work") == 1
-        await redis.config_resetstat()
+        assert await own_redis.zrem(in_progress, f"{batch[0].id}:work") == 1
+        await own_redis.config_resetstat()
         report = await scripts.ack_report("p", batch, False, now, True)
-        sent = await command_calls(redis)
+        sent = await command_calls(own_redis)
         assert (sent.get(read), sent.get(other)) == (1, None), sent
         assert report.unfit == [batch[0].id] and report.refused == []
         left -= len(batch) - 1
-        assert await redis.hlen(keys.attempts) == left
-    assert await redis.zcard(in_progress) == 0
+        assert await own_redis.hlen(keys.attempts) == left
+    assert await own_redis.zcard(in_progress) == 0

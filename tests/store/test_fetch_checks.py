@@ -56,17 +56,19 @@ async def test_a_key_it_will_touch_of_another_type_fails_the_fetch_cleanly(
     assert await snapshot(redis, namespace) == before
 
 
-async def test_a_fetch_reads_unique_locks_and_listeners_once(redis: Redis, namespace: str) -> None:
+async def test_a_fetch_reads_unique_locks_and_listeners_once(
+    own_redis: Redis, namespace: str
+) -> None:
     """Each job taken cost an HGET of unique_of_job, and an HMGET of `listening` while
     anybody listened: now one read of each per call. The envelopes and attempts of a window
     of queue entries are read with one HMGET each too (was: an HGET and an HEXISTS per job)."""
     keys = Keys(namespace)
-    scripts = await _ready(redis, namespace, jobs=8)
-    await redis.hset(keys.listening, "*", "9999999999999")
+    scripts = await _ready(own_redis, namespace, jobs=8)
+    await own_redis.hset(keys.listening, "*", "9999999999999")
     await scripts.fetch("p", 1, 1, [("first", 0)])  # the script loaded
-    await redis.config_resetstat()
+    await own_redis.config_resetstat()
     got = await scripts.fetch("p", 1, 7, [("first", 0)])
-    stats = await redis.info("commandstats")
+    stats = await own_redis.info("commandstats")
     assert len(got) == 7
     assert "cmdstat_hget" not in stats and "cmdstat_hexists" not in stats
     # envelopes, attempts, listeners; the running counts (checked before the first write)
@@ -136,19 +138,19 @@ async def test_a_fetch_of_ten_thousand_jobs_takes_them_all(
 
 
 async def test_a_fetch_with_isolation_reads_recoveries_once_per_window(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     """With isolation on and some job recovered from dead pools, each job looked at cost an
     HGET of its recoveries: now one HMGET per window of queue entries (and per round of
     partitions). Suspects are still told apart: one runs, the other stays queued."""
     keys = Keys(namespace)
-    scripts = await _ready(redis, namespace, jobs=8)
-    ids = [i.decode() for i in await redis.zrange(keys.queue("first"), 0, -1)]
-    await redis.hset(keys.recoveries, mapping={ids[1]: "2", ids[4]: "3", ids[5]: "1"})
+    scripts = await _ready(own_redis, namespace, jobs=8)
+    ids = [i.decode() for i in await own_redis.zrange(keys.queue("first"), 0, -1)]
+    await own_redis.hset(keys.recoveries, mapping={ids[1]: "2", ids[4]: "3", ids[5]: "1"})
     await scripts.fetch("p", 1, 0, [("first", 0)], 2)  # the script loaded
-    await redis.config_resetstat()
+    await own_redis.config_resetstat()
     got = await scripts.fetch("p", 1, 8, [("first", 0)], 2)
-    stats = await redis.info("commandstats")
+    stats = await own_redis.info("commandstats")
     assert got is not None
     assert "cmdstat_hget" not in stats
     assert [f.id for f in got] == [i for i in ids if i != ids[4]]

@@ -15,23 +15,23 @@ from tests.support.commandstats import command_calls
 
 
 async def test_a_fetch_on_the_common_path_sends_one_exists_and_no_needless_reads(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     keys = Keys(namespace)
-    scripts = Scripts(redis, keys)
-    async with Enqueuer(redis, namespace=namespace) as enqueuer:
+    scripts = Scripts(own_redis, keys)
+    async with Enqueuer(own_redis, namespace=namespace) as enqueuer:
         await enqueuer.enqueue_many([("work", {"i": i}) for i in range(40)])
     now = await scripts.heartbeat("p", b"{}", 60_000, "register")
-    await redis.config_resetstat()
+    await own_redis.config_resetstat()
     got = await scripts.fetch("p", now, 32, [("work", 0)])
     assert got is not None and len(got) == 32
-    sent = await command_calls(redis)
+    sent = await command_calls(own_redis)
     for other in ("evalsha", "eval", "script|load", "config|resetstat"):
         sent.pop(other, None)
     assert (sent["exists"], sent["hlen"], sent["get"]) == (1, 2, 1)  # (hlen: jobs, attempts)
     assert (sent["scard"], sent["zrem"], sent.get("srem", 0)) == (1, 1, 0)  # (zrem: the queue)
     assert sum(sent.values()) == 20
     assert (
-        await redis.zcard(keys.in_progress("p")) == 32
-        and await redis.zcard(keys.queue("work")) == 8
+        await own_redis.zcard(keys.in_progress("p")) == 32
+        and await own_redis.zcard(keys.queue("work")) == 8
     )

@@ -16,21 +16,21 @@ def member(node: str) -> Member:
     return Member(node, "work", True, 0, b'{"id":"' + node.encode() + b'"}', spec)
 
 
-async def test_an_ack_of_members_reads_their_runs_once(redis: Redis, namespace: str) -> None:
+async def test_an_ack_of_members_reads_their_runs_once(own_redis: Redis, namespace: str) -> None:
     keys = Keys(namespace)
     nodes = ["a", "b", "c", "d", "e", "f"]
-    assert await WorkflowScripts(redis, keys).enqueue(
+    assert await WorkflowScripts(own_redis, keys).enqueue(
         "r1", "wf", 60_000, [member(n) for n in nodes], [], []
     )
-    scripts = Scripts(redis, keys)
+    scripts = Scripts(own_redis, keys)
     now = await scripts.heartbeat("p", b"{}", 60_000, "register")
     got = await scripts.fetch("p", now, 10, [("work", 0)])
     assert got is not None and len(got) == len(nodes)
     done = [Acked(f.id, "work", b"1", now, 0, 1, f.token) for f in got]
-    await redis.config_resetstat()
+    await own_redis.config_resetstat()
     assert await scripts.ack("p", done[:-1], False, now, False) == []
-    stats = await redis.info("commandstats")
+    stats = await own_redis.info("commandstats")
     assert "cmdstat_hget" not in stats  # (the run is still open: wf_finish reads nothing)
-    assert await redis.hlen(keys.workflow_of) == 1
+    assert await own_redis.hlen(keys.workflow_of) == 1
     assert await scripts.ack("p", done[-1:], False, now, False) == []
-    assert await redis.hget(keys.prefix + "wf:r1", "status") == b"succeeded"
+    assert await own_redis.hget(keys.prefix + "wf:r1", "status") == b"succeeded"

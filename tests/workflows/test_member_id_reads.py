@@ -35,45 +35,45 @@ async def lookups(redis: Redis) -> dict[str, int]:
 
 
 async def test_an_enqueue_of_2000_dotted_ids_reads_the_runs_once(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     """One call: 1,000 ids of run r1's shape (its node absent, but "r1.a": taken) and 1,000
     of no stored run. Its own reads (HMGET of jobs, ZMSCORE of ended: one per 1,000) and
     wfids': one ZMSCORE of the candidate runs, one HMGET of r1's nodes."""
     keys = Keys(namespace)
-    await stored_run(redis, keys, "r1", ["a", "b"])
+    await stored_run(own_redis, keys, "r1", ["a", "b"])
     ids = [f"r1.x{i}" for i in range(999)] + ["r1.a"] + [f"order.{i}" for i in range(1000)]
     jobs = [[1, "work", i, b"{}", 0, 0, ""] for i in ids]
-    await redis.config_resetstat()
-    assert await Scripts(redis, keys).enqueue(["work"], jobs) == [999]
-    assert await lookups(redis) == {"zmscore": 3, "zscore": 0, "hexists": 0, "hmget": 3}
-    assert await redis.hlen(keys.jobs) == 1999 + 2  # (and r1's members, queued by the run)
+    await own_redis.config_resetstat()
+    assert await Scripts(own_redis, keys).enqueue(["work"], jobs) == [999]
+    assert await lookups(own_redis) == {"zmscore": 3, "zscore": 0, "hexists": 0, "hmget": 3}
+    assert await own_redis.hlen(keys.jobs) == 1999 + 2  # (and r1's members, queued by the run)
 
 
 async def test_a_run_of_2000_dotted_members_reads_another_run_once(
-    redis: Redis, namespace: str
+    own_redis: Redis, namespace: str
 ) -> None:
     """Run "w.x" while run "w" is stored: each member "w.x.n<i>" may be w's node "x.n<i>".
     wf_enqueue's own reads (EXISTS, HMGET of jobs, ZMSCORE of ended: one per 1,000), then
     wfids': one ZMSCORE (of "w": "w.x" is the run itself), two HMGET of w's nodes."""
     keys = Keys(namespace)
-    await stored_run(redis, keys, "w", ["a"])
+    await stored_run(own_redis, keys, "w", ["a"])
     nodes = [f"n{i}" for i in range(2000)]
-    await redis.config_resetstat()
-    assert await WorkflowScripts(redis, keys).enqueue(
+    await own_redis.config_resetstat()
+    assert await WorkflowScripts(own_redis, keys).enqueue(
         "w.x", "wf", 60_000, [member(n) for n in nodes], [], []
     )
-    assert await lookups(redis) == {"zmscore": 3, "zscore": 0, "hexists": 0, "hmget": 4}
-    assert await redis.hlen(keys.workflow_of) == 1 + 2000
+    assert await lookups(own_redis) == {"zmscore": 3, "zscore": 0, "hexists": 0, "hmget": 4}
+    assert await own_redis.hlen(keys.workflow_of) == 1 + 2000
 
 
-async def test_the_ids_taken_are_unchanged(redis: Redis, namespace: str) -> None:
+async def test_the_ids_taken_are_unchanged(own_redis: Redis, namespace: str) -> None:
     """In one call: a member's and a callback's id refused; a callback the run lacks, a node
     holding '!' (the run's nodes hash holds "!on_success", a callback's), a node of no run, a
     run that is not stored, a longer node than 120 characters, stored."""
     keys = Keys(namespace)
-    await stored_run(redis, keys, "r", ["a", "b.c"])
-    await redis.config_resetstat()
+    await stored_run(own_redis, keys, "r", ["a", "b.c"])
+    await own_redis.config_resetstat()
     ids = [
         "r.b",  # (run r's node is "b.c")
         "r.b.c",  # taken
@@ -86,8 +86,8 @@ async def test_the_ids_taken_are_unchanged(redis: Redis, namespace: str) -> None
         "r.a",  # taken (also in jobs: the member is queued)
     ]
     jobs = [[1, "work", i, b"{}", 0, 0, ""] for i in ids]
-    assert await Scripts(redis, keys).enqueue(["work"], jobs) == [1, 2, 8]
-    assert {c: n for c, n in (await lookups(redis)).items() if n} == {"zmscore": 2, "hmget": 2}
+    assert await Scripts(own_redis, keys).enqueue(["work"], jobs) == [1, 2, 8]
+    assert {c: n for c, n in (await lookups(own_redis)).items() if n} == {"zmscore": 2, "hmget": 2}
 
 
 async def test_a_runs_nodes_of_another_type_hold_no_member(redis: Redis, namespace: str) -> None:
@@ -116,14 +116,14 @@ async def test_the_own_runs_nodes_are_not_looked_up(redis: Redis, namespace: str
     )
 
 
-async def test_wf_add_reads_the_index_of_runs_once(redis: Redis, namespace: str) -> None:
+async def test_wf_add_reads_the_index_of_runs_once(own_redis: Redis, namespace: str) -> None:
     """wf_add's key checks (lib/wfkeys.lua wf_unfit) count the index of runs (ZCARD); its
     member's id "r.x.y" asks one ZMSCORE of its candidate run "r.x" then, no second ZCARD: 10
     ZCARD in all where it asked 11."""
     keys = Keys(namespace)
-    await stored_run(redis, keys, "r", ["a"])
-    await redis.config_resetstat()
-    wf = WorkflowScripts(redis, keys)
+    await stored_run(own_redis, keys, "r", ["a"])
+    await own_redis.config_resetstat()
+    wf = WorkflowScripts(own_redis, keys)
     assert await wf.add("r", member("x.y"), [], []) == ""
-    calls = await command_calls(redis)
+    calls = await command_calls(own_redis)
     assert (calls.get("zcard"), calls.get("zmscore"), calls.get("hexists", 0)) == (10, 1, 4)
