@@ -153,18 +153,21 @@ def test_the_command_is_packed_as_the_python_packer_packs_it(
     assert sent == [pack_evalsha("a" * 40, keys, args)]
 
 
-async def test_a_resp3_push_between_replies_is_passed_over(redis: Redis, redis_url: str) -> None:
+async def test_a_resp3_push_between_replies_is_passed_over(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    key = f"{namespace}:pinned-push"  # (a key of the test's own on the shared server)
     client = Redis.from_url(redis_url, protocol=3)
     script = PinnedScript(client, await redis.script_load("return redis.call('GET', KEYS[1])"))
-    await redis.set("pinned-push", "one")
-    assert await script(["pinned-push"], []) == b"one"
+    await redis.set(key, "one")
+    assert await script([key], []) == b"one"
     link = script._link
     assert link is not None
     assert await link.call(hiredis.pack_command((b"CLIENT", b"TRACKING", b"ON"))) == b"OK"
-    assert await script(["pinned-push"], []) == b"one"  # the key is tracked from now on
-    await redis.set("pinned-push", "two")  # the server pushes an invalidation to the link
+    assert await script([key], []) == b"one"  # the key is tracked from now on
+    await redis.set(key, "two")  # the server pushes an invalidation to the link
     for _ in range(3):
-        assert await script(["pinned-push"], []) == b"two"
+        assert await script([key], []) == b"two"
     assert script._link is link and link.broken is None
     await script.aclose()
     await client.aclose()
@@ -393,7 +396,9 @@ def test_a_forked_child_takes_no_pooled_socket_of_its_parent(
 
     async def before_the_fork() -> set[int]:
         assert await enqueuer.enqueue("a", {"i": 0}) is not None
-        await asyncio.gather(client.set("k", "parent"), client.ping())  # idle in the pool
+        await asyncio.gather(
+            client.set(f"{namespace}:k", "parent"), client.ping()
+        )  # idle in the pool
         return _ports(client.connection_pool._available_connections)  # type: ignore[attr-defined]
 
     parents = asyncio.run(before_the_fork())
