@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backoff import Backoff, ExponentialBackoff, as_backoff
+from .checks import whole
 from .convert import ArgumentMismatch, converter
 from .errors import JobArgumentError, RegistrationError
 from .job import Job
@@ -86,9 +87,9 @@ class JobType:
 
 
 def check_priority(priority: int) -> int:
-    if not isinstance(priority, int) or not -_MAX_PRIORITY <= priority <= _MAX_PRIORITY:
-        raise ValueError(f"priority must be an int in -1000..1000, got {priority!r}")
-    return priority
+    """``priority`` if an int in -1000..1000 (a bool is refused: stored, it broke the job's
+    listing, and a periodic schedule's every tick)."""
+    return whole("priority", priority, least=-_MAX_PRIORITY, most=_MAX_PRIORITY)
 
 
 Binder = Callable[[Job], tuple[tuple[Any, ...], dict[str, Any]]]
