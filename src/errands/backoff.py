@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from .checks import seconds, whole
+
 __all__ = [
     "Backoff",
     "ExponentialBackoff",
@@ -15,6 +17,8 @@ __all__ = [
     "RetryOptions",
     "backoff_from_dict",
 ]
+
+MAX_FAILS = 10**9  # the most per-job max_fails: beyond any use, and within what JSON readers hold
 
 
 @runtime_checkable
@@ -36,8 +40,8 @@ class ExponentialBackoff:
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.jitter < 0:
-            raise ValueError("ExponentialBackoff base and jitter must be >= 0")
+        object.__setattr__(self, "base", seconds("ExponentialBackoff base", self.base))
+        object.__setattr__(self, "jitter", seconds("ExponentialBackoff jitter", self.jitter))
 
     def delay(self, fails: int) -> float:
         spread = self.rng.random() * self.jitter if self.jitter else 0.0
@@ -54,8 +58,7 @@ class LinearBackoff:
     base: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.base < 0:
-            raise ValueError("LinearBackoff base must be >= 0")
+        object.__setattr__(self, "base", seconds("LinearBackoff base", self.base))
 
     def delay(self, fails: int) -> float:
         return self.base * fails
@@ -71,8 +74,7 @@ class FixedBackoff:
     seconds: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.seconds < 0:
-            raise ValueError("FixedBackoff seconds must be >= 0")
+        object.__setattr__(self, "seconds", seconds("FixedBackoff seconds", self.seconds))
 
     def delay(self, fails: int) -> float:
         return self.seconds
@@ -124,11 +126,10 @@ class RetryOptions:
     max_fails: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_retries is not None and self.max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+        if self.max_retries is not None:
+            whole("max_retries", self.max_retries, least=0, most=MAX_FAILS - 1)
         if self.max_fails is not None:
-            if self.max_fails < 1:
-                raise ValueError("max_fails must be >= 1")
+            whole("max_fails", self.max_fails, least=1, most=MAX_FAILS)
             if self.max_retries is not None and self.max_retries + 1 != self.max_fails:
                 raise ValueError("give max_retries or max_fails (= max_retries + 1), not both")
             object.__setattr__(self, "max_retries", self.max_fails - 1)
