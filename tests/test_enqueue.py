@@ -157,9 +157,9 @@ async def test_past_or_zero_schedule_goes_straight_to_queue(
 async def test_bad_schedules_raise(enqueuer: Enqueuer) -> None:
     with pytest.raises(ValueError, match="not both"):
         await enqueuer.enqueue("r", {}, delay=5, at=datetime(2027, 1, 1, tzinfo=UTC))
-    with pytest.raises(ValueError, match="delay must be >= 0"):
+    with pytest.raises(ValueError, match="delay must be a number of seconds >= 0"):
         await enqueuer.enqueue("r", {}, delay=-1)
-    with pytest.raises(ValueError, match="delay must be >= 0"):
+    with pytest.raises(ValueError, match="delay must be a number of seconds >= 0"):
         await enqueuer.enqueue("r", {}, delay=timedelta(seconds=-1))
 
 

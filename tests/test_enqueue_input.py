@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -88,3 +88,114 @@ def test_good_retry_options_still_work() -> None:
     }
     assert FixedBackoff(timedelta(seconds=3)).to_dict() == {"kind": "fixed", "seconds": 3.0}
     assert ExponentialBackoff(base=0, jitter=0).delay(1) == 1.0
+
+
+# -- delay and timeout ----------------------------------------------------------------------------
+@pytest.mark.parametrize("delay", [nan, inf, -inf, "10", "abc", True, -1, 1e300, [1]])
+async def test_a_bad_delay_is_refused_naming_delay(
+    enqueuer: Enqueuer, redis: Redis, namespace: str, delay: Any
+) -> None:
+    calls = [
+        lambda: enqueuer.enqueue("job1", {"a": 1}, delay=delay),
+        lambda: enqueuer.enqueue_unique("job1", {"a": 1}, delay=delay),
+        lambda: enqueuer.enqueue("job1", {"a": 1}, delay=delay, dedup=Dedup("k")),
+        lambda: enqueuer.enqueue_many([("job1", {}, {"delay": delay})]),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="delay must be a number of seconds >= 0"):
+            await call()
+    await nothing_stored(redis, namespace)
+
+
+@pytest.mark.parametrize("timeout", [nan, inf, "5", "abc", True, 0, -1])
+async def test_a_bad_timeout_is_refused_naming_timeout(
+    enqueuer: Enqueuer, redis: Redis, namespace: str, timeout: Any
+) -> None:
+    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0"):
+        await enqueuer.enqueue("job1", {}, timeout=timeout)
+    await nothing_stored(redis, namespace)
+
+
+async def test_good_delays_and_timeouts_still_work(enqueuer: Enqueuer) -> None:
+    now = enqueuer.clock.now()
+    job = await enqueuer.enqueue("job1", {}, delay=timedelta(seconds=5), timeout=2)
+    assert job is not None and job.run_at == now + 5 and job.timeout == 2.0
+    job = await enqueuer.enqueue("job1", {}, delay=0, timeout=timedelta(milliseconds=500))
+    assert job is not None and job.run_at is None and job.timeout == 0.5
+
+
+# -- at= of a wrong type --------------------------------------------------------------------------
+@pytest.mark.parametrize("at", [1_700_000_000, date(2030, 1, 1), "2030-01-01T00:00:00"])
+async def test_at_that_is_not_a_datetime_is_refused_naming_at(
+    enqueuer: Enqueuer, redis: Redis, namespace: str, at: Any
+) -> None:
+    with pytest.raises(TypeError, match=r"^at must be a datetime \(naive = UTC\), got .*delay="):
+        await enqueuer.enqueue("job1", {}, at=at)
+    await nothing_stored(redis, namespace)
+
+
+# -- enqueue_unique's ttl -------------------------------------------------------------------------
+@pytest.mark.parametrize("ttl", [0, -5, nan, inf, "60", None, 1e300, True])
+async def test_a_bad_unique_ttl_is_refused(
+    enqueuer: Enqueuer, redis: Redis, namespace: str, ttl: Any
+) -> None:
+    with pytest.raises(ValueError, match="ttl must be a number of seconds > 0"):
+        await enqueuer.enqueue_unique("u", {"a": 3}, ttl=ttl)
+    await nothing_stored(redis, namespace)
+
+
+async def test_a_unique_ttl_as_a_timedelta_works(enqueuer: Enqueuer) -> None:
+    assert await enqueuer.enqueue_unique("u", {"a": 3}, ttl=timedelta(minutes=1)) is not None  # type: ignore[arg-type]
+    assert await enqueuer.enqueue_unique("u", {"a": 3}, ttl=60) is None
+
+
+# -- retry=, dedup=, meta= of a wrong type --------------------------------------------------------
+async def test_retry_dedup_and_meta_of_a_wrong_type_are_refused(
+    enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    with pytest.raises(TypeError, match=r"^retry must be a RetryOptions\(...\), got dict$"):
+        await enqueuer.enqueue("job1", {}, retry={"max_retries": 3})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^dedup must be a Dedup\(key, ...\), got str$"):
+        await enqueuer.enqueue("job1", {}, dedup="user:7")  # type: ignore[arg-type]
+    for meta in (["a"], "ab", [], "", 0, [("k", 1)]):
+        with pytest.raises(TypeError, match=r"^meta must be a dict, got "):
+            await enqueuer.enqueue("job1", {}, meta=meta)  # type: ignore[arg-type]
+    await nothing_stored(redis, namespace)
+    job = await enqueuer.enqueue("job1", {}, meta={}, retry=RetryOptions(max_retries=1))
+    assert job is not None and not job.meta and job.retry == {"max_fails": 2}
+
+
+# -- enqueue_many's items -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("items", "error", "message"),
+    [
+        ([("ok", {}), ("ok",)], TypeError, r"item 1: expected \(name, args\) or \(name, args, o"),
+        (["ok"], TypeError, r"item 0: expected \(name, args\) .*got str 'ok'"),
+        ({"ok": {}}, TypeError, r"item 0: expected \(name, args\) .*got str 'ok'"),
+        ([("ok", {}, {}, "x")], TypeError, r"item 0: expected \(name, args\) or"),
+        ([("ok", {}, None)], TypeError, "item 0: options must be a dict, got NoneType"),
+        ([("ok", {}, [("priority", 1)])], TypeError, "item 0: options must be a dict, got list"),
+        ([("ok", {}, {"delya": 5})], TypeError, "item 0: unknown option 'delya' .enqueue_many t"),
+        (
+            [("ok", {}, {"dedup": Dedup("k")})],
+            TypeError,
+            r"'dedup'.*enqueue\(\)'s only",
+        ),
+        ([("ok", {}), ("ok", "x")], TypeError, "item 1: args of job 'ok' must be a dict, got str"),
+        ([("ok", {}), ("o k", {})], ValueError, "^enqueue_many item 1: "),
+        ([("ok", {}), ["ok", {}, {"delay": nan}]], ValueError, "item 1: delay must be"),
+    ],
+)
+async def test_a_malformed_enqueue_many_item_is_named(
+    enqueuer: Enqueuer, redis: Redis, namespace: str, items: Any, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        await enqueuer.enqueue_many(items)
+    await nothing_stored(redis, namespace)
+
+
+async def test_well_formed_enqueue_many_items_still_work(enqueuer: Enqueuer) -> None:
+    jobs = await enqueuer.enqueue_many(
+        [("ok", {}), ["ok", {"a": 1}], ("ok", {}, {"priority": 3, "delay": 5}), ("ok", None, {})]
+    )
+    assert [j.priority for j in jobs] == [0, 0, 3, 0]

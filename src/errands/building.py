@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 
 from .backoff import RetryOptions
-from .clock import due_time, positive_seconds
+from .checks import seconds
+from .clock import due_time
 from .handlers import check_priority
 from .job import Job
 from .limits import check_partition
@@ -54,6 +55,10 @@ def build_job(
         check_job_id(job_id)
     args = _args(name, args)
     run_at = due_time(now, delay, at) if delay is not None or at is not None else None
+    if retry is not None and not isinstance(retry, RetryOptions):
+        raise TypeError(f"retry must be a RetryOptions(...), got {type(retry).__name__}")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
     return Job(
         name,
         args,
@@ -63,7 +68,7 @@ def build_job(
         retry=retry.to_dict() if retry else None,
         meta=dict(meta) if meta else None,
         run_at=run_at if run_at is not None and run_at > now else None,
-        timeout=positive_seconds(timeout, "timeout"),
+        timeout=None if timeout is None else seconds("timeout", timeout, zero=False),
         partition=check_partition(partition) if partition is not None else None,
     )
 
@@ -127,19 +132,41 @@ def build_many(
     flags: list[bool] = []
     for i, item in enumerate(items):
         new_id = hexes[32 * i : 32 * i + 32]  # the id of a job given no job_id
-        if type(item) is tuple and len(item) == 2:
-            jobs.append(plain_job(item[0], item[1], now, new_id, checked, share))
-            flags.append(plain)
-            continue
-        name, args, *rest = item
-        job = (
-            build_job(name, args, now, new_id, **rest[0])
-            if rest
-            else build_job(name, args, now, new_id)
-        )
-        jobs.append(job)
-        flags.append(False)
+        try:
+            if type(item) is tuple and len(item) == 2:
+                jobs.append(plain_job(item[0], item[1], now, new_id, checked, share))
+                flags.append(plain)
+                continue
+            name, args, options = _item(item)
+            jobs.append(build_job(name, args, now, new_id, **options))
+            flags.append(False)
+        except (TypeError, ValueError) as exc:
+            if type(exc) not in (TypeError, ValueError):
+                raise
+            raise type(exc)(f"enqueue_many item {i}: {exc}") from None
     return jobs, flags
+
+
+MANY_OPTIONS = ("delay", "at", "priority", "retry", "meta", "job_id", "timeout", "partition")
+
+
+def _item(item: Any) -> tuple[Any, Any, Mapping[str, Any]]:
+    """An ``enqueue_many`` item's name, args and options, its shape and option names checked."""
+    if not isinstance(item, tuple | list) or len(item) not in (2, 3):
+        shown = f"{type(item).__name__} {item!r:.60}"
+        raise TypeError(f"expected (name, args) or (name, args, options), got {shown}")
+    if len(item) == 2:
+        return item[0], item[1], {}
+    options = item[2]
+    if not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
+    for option in options:
+        if option not in MANY_OPTIONS:
+            only = "; dedup= is enqueue()'s only" if option == "dedup" else ""
+            raise TypeError(
+                f"unknown option {option!r} (enqueue_many takes {', '.join(MANY_OPTIONS)}{only})"
+            )
+    return item[0], item[1], options
 
 
 def unique_digest(name: str, value: Any) -> str:

@@ -6,6 +6,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from .checks import MAX_SECONDS
+from .checks import seconds as check_seconds
+
 __all__ = [
     "Clock",
     "FakeClock",
@@ -56,16 +59,19 @@ def to_ms(seconds: float) -> int:
 
 
 def due_time(now: float, delay: float | timedelta | None, at: datetime | None) -> float | None:
-    """When a job enqueued at ``now`` with ``delay`` (seconds or timedelta) or ``at`` (a
-    datetime; naive means UTC) is due; None for at once."""
+    """When a job enqueued at ``now`` with ``delay`` (seconds or timedelta: a real number, not
+    a bool or a string, finite and >= 0) or ``at`` (a datetime; naive means UTC) is due; None
+    for at once."""
     if delay is not None and at is not None:
         raise ValueError("give delay or at, not both")
-    if delay is not None:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        if seconds < 0:
-            raise ValueError("delay must be >= 0")
-        return now + seconds
+    if delay is not None:  # (at most half the scripts' range: now + delay stays within it)
+        return now + check_seconds("delay", delay, most=MAX_SECONDS / 2)
     if at is not None:
+        if not isinstance(at, datetime):
+            raise TypeError(
+                f"at must be a datetime (naive = UTC), got {type(at).__name__} {at!r:.60}; "
+                "use delay= for seconds"
+            )
         return utc_timestamp(at)
     return None
 

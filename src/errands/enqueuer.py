@@ -12,6 +12,7 @@ from .admin.events import wait_result
 from .admin.hub import EventHub
 from .backoff import RetryOptions
 from .building import build_job, build_many, plain_job, random_id, unique_digest
+from .checks import MAX_SECONDS, seconds
 from .clock import Clock, SystemClock, to_ms
 from .dedup import Dedup
 from .dedup.enqueue import store_deduplicated
@@ -253,6 +254,8 @@ class Enqueuer(WorkflowEnqueue):
                               meta=meta, job_id=job_id, timeout=timeout)  # fmt: skip
         if partition is not None:
             job.partition = check_partition(partition)
+        if dedup is not None and not isinstance(dedup, Dedup):
+            raise TypeError(f"dedup must be a Dedup(key, ...), got {type(dedup).__name__}")
         drawn = job.id if job_id is None else None  # (a random id: see store_deduplicated)
         stored = await self._through_middleware(job) if self._middleware else job
         if stored is None:
@@ -273,8 +276,9 @@ class Enqueuer(WorkflowEnqueue):
 
     async def enqueue_many(self, items: Iterable[EnqueueItem]) -> list[Job]:
         """Store many jobs in one round trip. Items are ``(name, args)`` or
-        ``(name, args, options)`` with options as for :meth:`enqueue` (``job_id`` included:
-        each returned Job says whether it ``existed``)."""
+        ``(name, args, options)`` with options as for :meth:`enqueue` except ``dedup``
+        (``job_id`` included: each returned Job says whether it ``existed``). A malformed item
+        is refused, naming its index, and then no job of the call is stored."""
         items = list(items)
         now = self.clock.now()  # one enqueue time, and one draw of random ids, for the call
         jobs, plain = await self._built(items, now)
@@ -333,7 +337,9 @@ class Enqueuer(WorkflowEnqueue):
         queued or scheduled; returns None then. With ``key``, the waiting job's args are
         replaced by these. The lock is released when the job starts, or ``ttl`` after it was due.
         ``job_id`` as for :meth:`enqueue`: a job id already taken stores nothing and returns
-        the Job with ``existed`` set. ``partition`` as for :meth:`enqueue`."""
+        the Job with ``existed`` set. ``partition`` as for :meth:`enqueue`. ``ttl``: a number of
+        seconds > 0."""
+        ttl = seconds("ttl", ttl, zero=False, most=MAX_SECONDS / 2)
         job = self._build(
             name, args, delay=delay, at=at, priority=priority, retry=retry, meta=meta, job_id=job_id
         )
