@@ -19,8 +19,10 @@ from errands import (
     FixedBackoff,
     LinearBackoff,
     RetryOptions,
+    WorkerPool,
 )
 from errands.store.keys import Keys
+from errands.sync import SyncEnqueuer
 
 nan, inf = math.nan, math.inf
 
@@ -199,3 +201,20 @@ async def test_well_formed_enqueue_many_items_still_work(enqueuer: Enqueuer) -> 
         [("ok", {}), ["ok", {"a": 1}], ("ok", {}, {"priority": 3, "delay": 5}), ("ok", None, {})]
     )
     assert [j.priority for j in jobs] == [0, 0, 3, 0]
+
+
+# -- fn.using() given something other than an Enqueuer --------------------------------------------
+async def test_using_refuses_what_is_not_an_async_enqueuer(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    pool = WorkerPool(url=redis_url, namespace=namespace)
+
+    @pool.job("strarg")
+    async def strarg(address: str) -> None: ...
+
+    with SyncEnqueuer(redis_url, namespace=namespace, strict=None) as sync:
+        for wrong in (sync, redis_url):
+            with pytest.raises(TypeError, match=r"^using\(\) takes an Enqueuer \(async\), got "):
+                strarg.using(wrong)  # type: ignore[arg-type]
+        assert sync.enqueue("strarg", strarg.args(address="a")) is not None
+    assert await redis.hlen(Keys(namespace).jobs) == 1
