@@ -203,6 +203,23 @@ async def test_well_formed_enqueue_many_items_still_work(enqueuer: Enqueuer) -> 
     assert [j.priority for j in jobs] == [0, 0, 3, 0]
 
 
+# -- Dedup's checks -------------------------------------------------------------------------------
+@pytest.mark.parametrize("throttle", [nan, inf, 1e15, "abc", "30", True, 0, -1])
+def test_a_bad_dedup_throttle_is_refused(throttle: Any) -> None:
+    with pytest.raises(ValueError, match="throttle must be a number of seconds > 0"):
+        Dedup("k", throttle=throttle)
+
+
+def test_dedup_flags_must_be_bools() -> None:
+    with pytest.raises(ValueError, match=r"^debounce must be True or False, got 'no'$"):
+        Dedup("k", debounce="no")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^rerun_latest must be True or False, got 1$"):
+        Dedup("k", until="finished", rerun_latest=1)  # type: ignore[arg-type]
+    assert Dedup("k", throttle=30).window_ms == 30_000
+    assert Dedup("k", throttle=timedelta(seconds=2)).window_ms == 2000
+    assert Dedup("k", debounce=True).mode == "d"
+
+
 # -- fn.using() given something other than an Enqueuer --------------------------------------------
 async def test_using_refuses_what_is_not_an_async_enqueuer(
     redis_url: str, namespace: str, redis: Redis

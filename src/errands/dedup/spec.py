@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+from ..checks import flag, seconds
+
 __all__ = ["MODES", "Dedup", "check_dedup_key"]
 
 Until = Literal["started", "finished"]
@@ -68,9 +70,12 @@ class Dedup:
         check_dedup_key(self.key)
         if self.until not in ("started", "finished"):
             raise ValueError(f"until must be 'started' or 'finished', got {self.until!r}")
+        flag("debounce", self.debounce)
+        flag("rerun_latest", self.rerun_latest)
         if self.throttle is not None:
+            window = seconds("throttle", self.throttle, zero=False)
             if not isinstance(self.throttle, timedelta):  # seconds: kept as a timedelta
-                object.__setattr__(self, "throttle", timedelta(seconds=float(self.throttle)))
+                object.__setattr__(self, "throttle", timedelta(seconds=window))
             if self.window_ms < 1:
                 raise ValueError(f"throttle must be at least 1 ms, got {self.throttle!r}")
             if self.until != "started":
