@@ -21,6 +21,7 @@ from errands import (
     RetryOptions,
     WorkerPool,
 )
+from errands.serialization import SerializationError
 from errands.store.keys import Keys
 from errands.sync import SyncEnqueuer
 
@@ -218,6 +219,46 @@ def test_dedup_flags_must_be_bools() -> None:
     assert Dedup("k", throttle=30).window_ms == 30_000
     assert Dedup("k", throttle=timedelta(seconds=2)).window_ms == 2000
     assert Dedup("k", debounce=True).mode == "d"
+
+
+# -- args JSON cannot hold ------------------------------------------------------------------------
+async def test_args_whose_keys_collide_in_json_are_refused(
+    enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    for call in (
+        enqueuer.enqueue("job1", {1: "a", "1": "b"}),  # type: ignore[dict-item]
+        enqueuer.enqueue_unique("job1", {"x": {1: "a", "1": "b"}}),
+        enqueuer.enqueue_many([("job1", {1: "a", "1": "b"})]),  # type: ignore[dict-item]
+    ):
+        with pytest.raises(SerializationError, match=r"keys '?1'? and '?1'?, which are one key"):
+            await call
+    await nothing_stored(redis, namespace)
+    job = await enqueuer.enqueue("job1", {1: "a"})  # type: ignore[dict-item]
+    assert job is not None
+    stored = await redis.hget(Keys(namespace).jobs, job.id)
+    assert stored is not None and enqueuer.serializer.loads(stored)["a"] == {"1": "a"}
+
+
+async def test_an_arg_json_cannot_hold_is_named(enqueuer: Enqueuer) -> None:
+    with pytest.raises(
+        SerializationError,
+        match=r"^the args of job 'job1' is not JSON-serializable: when is of type set, which JS",
+    ):
+        await enqueuer.enqueue("job1", {"a": 1, "when": {1, 2}})
+    with pytest.raises(
+        SerializationError, match=r"not JSON-serializable: x\[0\] is of type object"
+    ):
+        await enqueuer.enqueue_many([("job1", {"x": [object()]})])
+
+
+# -- a unique key of nan or inf -------------------------------------------------------------------
+@pytest.mark.parametrize("key", [nan, inf, -inf, {"k": [nan]}])
+async def test_a_non_finite_unique_key_is_refused(
+    enqueuer: Enqueuer, redis: Redis, namespace: str, key: Any
+) -> None:
+    with pytest.raises(TypeError, match=r"unique key of job 'u' .* is not a finite number"):
+        await enqueuer.enqueue_unique("u", {}, key=key)
+    await nothing_stored(redis, namespace)
 
 
 # -- fn.using() given something other than an Enqueuer --------------------------------------------

@@ -17,6 +17,7 @@ from .clock import due_time
 from .handlers import check_priority
 from .job import Job
 from .limits import check_partition
+from .serialization import non_finite
 from .store.keys import check_job_id, check_job_name
 
 __all__ = [
@@ -170,11 +171,17 @@ def _item(item: Any) -> tuple[Any, Any, Mapping[str, Any]]:
 
 
 def unique_digest(name: str, value: Any) -> str:
-    """Stable digest of (name, args-or-key): key order in dicts does not matter."""
+    """Stable digest of (name, args-or-key): key order in dicts does not matter. A NaN or an
+    infinity is refused (orjson writes each as null: nan, inf and -inf would be one key)."""
     try:
         data = orjson.dumps([name, value], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
         raise TypeError(f"unique key of job {name!r} is not JSON-serializable: {exc}") from None
+    if b"null" in data and (where := non_finite(value, "")) is not None:
+        raise TypeError(
+            f"unique key of job {name!r} is not JSON-serializable: {where} is not a finite "
+            "number (JSON has no NaN or Infinity)"
+        )
     return hashlib.sha256(data).hexdigest()[:32]
 
 

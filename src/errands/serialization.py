@@ -70,7 +70,7 @@ class PlainEnvelopes:
         if head is None:
             head = self._heads[name] = b'{"n":' + orjson.dumps(name) + b',"a":'
         try:
-            data = orjson.dumps(args, option=orjson.OPT_NON_STR_KEYS)
+            data = orjson.dumps(args)  # (keys that are not str: the general path checks them)
         except TypeError:
             return None
         if b"null" in data:
@@ -79,25 +79,72 @@ class PlainEnvelopes:
 
 
 def dumps_json(value: Any, what: str) -> bytes:
-    """``value`` as JSON bytes; SerializationError naming ``what`` for anything JSON cannot
-    hold: other types, and NaN or Infinity (which orjson writes as ``null``)."""
+    """``value`` as JSON bytes; SerializationError naming ``what`` (and where in it) for anything
+    JSON cannot hold: other types, NaN or Infinity (which orjson writes as ``null``), and dict
+    keys that are one once made strings (``{1: "a", "1": "b"}``: one value would be lost)."""
     try:
-        data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
-        raise SerializationError(f"{what} is not JSON-serializable: {exc}") from None
-    if b"null" in data:  # None, a string holding "null"... or a NaN: look closer (rare)
-        where = _non_finite(value, "")
+        data = orjson.dumps(value)  # (str keys only: the common case, checked in one pass)
+    except TypeError:
+        data = None
+    if data is None or b"null" in data:  # None, a string holding "null"... or a NaN (rare)
+        where = json_problem(value, "")
         if where is not None:
-            raise SerializationError(
-                f"{what} is not JSON-serializable: {where} is not a finite number "
-                "(JSON has no NaN or Infinity)"
-            )
+            raise SerializationError(f"{what} is not JSON-serializable: {where}")
+        if data is None:
+            try:
+                data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+            except TypeError as exc:
+                raise SerializationError(f"{what} is not JSON-serializable: {exc}") from None
     # orjson writes into a 1 KiB buffer and shrinks it: kept by the thousand (a batch of jobs),
     # such buffers cost ~3 us each in the allocator; a copy frees the buffer at once (~0.1 us)
     return bytes(memoryview(data)) if len(data) < 1024 else data
 
 
-def _non_finite(value: Any, path: str) -> str | None:
+def json_problem(value: Any, path: str) -> str | None:
+    """What JSON cannot hold in ``value``, and where (``path``): the first NaN or infinite
+    float, value of a type orjson refuses, or keys that collide once made strings; else None."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        return f"{path or 'the value'} is not a finite number (JSON has no NaN or Infinity)"
+    if isinstance(value, dict):
+        items: Any = value.items()
+        if any(type(k) is not str for k in value):
+            clash = _clashing_key(value)
+            if clash is not None:
+                return f"{path or 'the value'} has {clash}"
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        try:
+            orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError as exc:
+            kind = type(value).__name__
+            return f"{path or 'the value'} is of type {kind}, which JSON cannot hold ({exc})"
+        return None
+    for key, item in items:
+        found = json_problem(item, f"{path}[{key!r}]" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _clashing_key(value: dict[Any, Any]) -> str | None:
+    """Two keys of ``value`` that are the same once made strings (``1`` and ``"1"``), said;
+    a key orjson refuses, said; else None."""
+    seen: dict[str, Any] = {}
+    for key in value:
+        try:
+            text = orjson.loads(orjson.dumps({key: 0}, option=orjson.OPT_NON_STR_KEYS)).popitem()[0]
+        except TypeError as exc:
+            return f"a key {key!r:.60} JSON cannot hold ({exc})"
+        if text in seen:
+            return f"keys {seen[text]!r:.60} and {key!r:.60}, which are one key in JSON"
+        seen[text] = key
+    return None
+
+
+def non_finite(value: Any, path: str) -> str | None:
     """The path of the first NaN or infinite float in ``value``, else None."""
     if isinstance(value, float):
         return (path or "the value") if not math.isfinite(value) else None
@@ -108,7 +155,7 @@ def _non_finite(value: Any, path: str) -> str | None:
     else:
         return None
     for key, item in items:
-        found = _non_finite(item, f"{path}[{key!r}]" if path else str(key))
+        found = non_finite(item, f"{path}[{key!r}]" if path else str(key))
         if found is not None:
             return found
     return None
