@@ -17,10 +17,14 @@ from errands import (
     ExponentialBackoff,
     FakeClock,
     FixedBackoff,
+    Job,
+    JobArgumentError,
     LinearBackoff,
     RetryOptions,
     WorkerPool,
 )
+from errands.convert import ArgumentMismatch, converter
+from errands.handlers import make_binder
 from errands.serialization import SerializationError
 from errands.store.keys import Keys
 from errands.sync import SyncEnqueuer
@@ -276,3 +280,60 @@ async def test_using_refuses_what_is_not_an_async_enqueuer(
                 strarg.using(wrong)  # type: ignore[arg-type]
         assert sync.enqueue("strarg", strarg.args(address="a")) is not None
     assert await redis.hlen(Keys(namespace).jobs) == 1
+
+
+# -- the worker's converter -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("annotation", "value", "expected"),
+    [
+        (set, ["a", "b"], {"a", "b"}),
+        (frozenset, [1, 1], frozenset({1})),
+        (tuple, [1, "x"], (1, "x")),
+        (set[str], ["a"], {"a"}),
+        (tuple[int, ...], [1, 2], (1, 2)),
+        (tuple[()], [], ()),
+        (list, [1], [1]),
+    ],
+)
+def test_bare_set_tuple_and_frozenset_take_the_lists_json_holds(
+    annotation: Any, value: Any, expected: Any
+) -> None:
+    got = converter(annotation)(value, "x")
+    assert got == expected and type(got) is type(expected)
+
+
+def test_a_typed_enqueue_of_a_bare_set_reaches_the_handler_as_a_set() -> None:
+    pool = WorkerPool(url="redis://localhost:1", namespace="t")
+
+    @pool.job("bare_set")
+    async def bare_set(tags: set, pair: tuple, frozen: frozenset) -> None: ...  # type: ignore[type-arg]
+
+    args = bare_set.args(tags={"a", "b"}, pair=(1, 2), frozen=frozenset("c"))
+    binder = make_binder("bare_set", bare_set._errands_handler)
+    assert binder is not None
+    _, kwargs = binder(Job("bare_set", args, id="j1", enqueued_at=0.0))
+    assert kwargs == {"tags": {"a", "b"}, "pair": (1, 2), "frozen": frozenset("c")}
+
+
+@pytest.mark.parametrize(
+    ("annotation", "args", "message"),
+    [
+        (timedelta, {"d": 1e20}, r"bad: argument 'd' must be timedelta, got float 1e\+20"),
+        (set[Any], {"d": [[1]]}, "bad: argument 'd' must be set.*an item of which is unhashable"),
+        (frozenset[list[int]], {"d": [[1]]}, "bad: argument 'd' must be frozenset.*unhashable"),
+        (float, {"d": 10**400}, "bad: argument 'd' must be float, got int"),
+        (dict[int, str], {"d": {"1": "a"}}, r"JSON object keys are always strings"),
+    ],
+)
+def test_unconvertible_values_are_job_argument_errors(
+    annotation: Any, args: dict[str, Any], message: str
+) -> None:
+    async def bad(d: Any) -> None: ...
+
+    bad.__annotations__["d"] = annotation
+    binder = make_binder("bad", bad)
+    assert binder is not None
+    with pytest.raises(JobArgumentError, match=message):
+        binder(Job("bad", args, id="j1", enqueued_at=0.0))
+    with pytest.raises(ArgumentMismatch):
+        converter(annotation)(args["d"], "d")

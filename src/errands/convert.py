@@ -111,14 +111,7 @@ def _literal(expected: Any) -> Convert:
 def _generic(expected: Any, origin: Any) -> Convert:
     args = typing.get_args(expected)
     if origin in (list, set, frozenset) or (origin is tuple and len(args) == 2 and args[1] is ...):
-        item = converter(args[0]) if args else _passthrough
-
-        def convert_seq(value: Any, path: str) -> Any:
-            if not isinstance(value, list | tuple):
-                raise _mismatch(expected, value, path)
-            return origin(item(v, f"{path}[{i}]") for i, v in enumerate(value))
-
-        return convert_seq
+        return _sequence(expected, origin, converter(args[0]) if args else _passthrough)
     if origin is tuple:
         items = [converter(a) for a in args]
 
@@ -136,7 +129,7 @@ def _generic(expected: Any, origin: Any) -> Convert:
         def convert_dict(value: Any, path: str) -> Any:
             if not isinstance(value, dict):
                 raise _mismatch(expected, value, path)
-            return {key(k, f"{path}[{k!r}]"): val(v, f"{path}[{k!r}]") for k, v in value.items()}
+            return {_key(key, k, path): val(v, f"{path}[{k!r}]") for k, v in value.items()}
 
         return convert_dict
     if isinstance(origin, type):
@@ -144,9 +137,44 @@ def _generic(expected: Any, origin: Any) -> Convert:
     return _passthrough
 
 
+def _key(key: Convert, k: Any, path: str) -> Any:
+    """A dict's key ``k`` converted; a str refused says JSON's keys are always strings."""
+    try:
+        return key(k, f"{path}[{k!r}]")
+    except ArgumentMismatch as exc:
+        if not isinstance(k, str):
+            raise
+        raise ArgumentMismatch(
+            f"{exc} (a key of {path!r}: JSON object keys are always strings, so annotate the "
+            "keys as str)"
+        ) from None
+
+
+def _sequence(expected: Any, origin: type, item: Convert) -> Convert:
+    """A list, set, frozenset or tuple (JSON holds each as a list) of ``item``'s values."""
+
+    def convert_seq(value: Any, path: str) -> Any:
+        if not isinstance(value, list | tuple):
+            raise _mismatch(expected, value, path)
+        items = [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if origin is list:
+            return items
+        try:
+            return origin(items)
+        except TypeError:  # an item a set cannot hold
+            raise ArgumentMismatch(
+                f"argument {path!r} must be {type_name(expected)}, got list {value!r:.60}, "
+                "an item of which is unhashable"
+            ) from None
+
+    return convert_seq
+
+
 def _class(cls: type) -> Convert:
     if cls is bool or cls is str:
         return _exact(cls, cls)
+    if cls in (set, frozenset, tuple):  # bare: JSON holds them as lists (to_json)
+        return _sequence(cls, cls, _passthrough)
     if cls is int:
         return _strict_int
     if cls is float:
@@ -170,7 +198,10 @@ def _strict_int(value: Any, path: str) -> Any:
 
 def _to_float(value: Any, path: str) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int too large for a float
+            pass
     raise _mismatch(float, value, path)
 
 
@@ -212,7 +243,7 @@ def _parsed(cls: type, parse: Callable[[Any], Any]) -> Convert:
             return value
         try:
             return parse(value)
-        except (TypeError, ValueError, InvalidOperation):
+        except (TypeError, ValueError, OverflowError, InvalidOperation):
             raise _mismatch(cls, value, path) from None
 
     return convert
