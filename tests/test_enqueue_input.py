@@ -4,7 +4,8 @@ argument, and nothing is stored; the worker's argument converter takes what JSON
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableSet
+from collections.abc import Set as AbstractSet
 from datetime import date, timedelta
 from typing import Any
 
@@ -293,6 +294,9 @@ async def test_using_refuses_what_is_not_an_async_enqueuer(
         (tuple[int, ...], [1, 2], (1, 2)),
         (tuple[()], [], ()),
         (list, [1], [1]),
+        (AbstractSet, [1, 1], frozenset({1})),
+        (AbstractSet[int], [1], frozenset({1})),
+        (MutableSet[str], ["a"], {"a"}),
     ],
 )
 def test_bare_set_tuple_and_frozenset_take_the_lists_json_holds(

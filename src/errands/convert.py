@@ -15,7 +15,7 @@ import sys
 import types
 import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableSet, Set
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -110,6 +110,7 @@ def _literal(expected: Any) -> Convert:
 
 def _generic(expected: Any, origin: Any) -> Convert:
     args = typing.get_args(expected)
+    origin = _SETS.get(origin, origin)
     if origin in (list, set, frozenset) or (origin is tuple and len(args) == 2 and args[1] is ...):
         return _sequence(expected, origin, converter(args[0]) if args else _passthrough)
     if origin is tuple:
@@ -150,6 +151,10 @@ def _key(key: Convert, k: Any, path: str) -> Any:
         ) from None
 
 
+# the abstract sets a JSON list becomes (``AbstractSet[X]``, ``MutableSet[X]``, and bare)
+_SETS: dict[Any, type] = {Set: frozenset, MutableSet: set}
+
+
 def _sequence(expected: Any, origin: type, item: Convert) -> Convert:
     """A list, set, frozenset or tuple (JSON holds each as a list) of ``item``'s values."""
 
@@ -173,8 +178,8 @@ def _sequence(expected: Any, origin: type, item: Convert) -> Convert:
 def _class(cls: type) -> Convert:
     if cls is bool or cls is str:
         return _exact(cls, cls)
-    if cls in (set, frozenset, tuple):  # bare: JSON holds them as lists (to_json)
-        return _sequence(cls, cls, _passthrough)
+    if cls in (set, frozenset, tuple) or cls in _SETS:  # bare: JSON holds them as lists
+        return _sequence(cls, _SETS.get(cls, cls), _passthrough)
     if cls is int:
         return _strict_int
     if cls is float:
