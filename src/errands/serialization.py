@@ -59,7 +59,8 @@ class PlainEnvelopes:
     only (no option set: ``Job.envelope()`` is ``{"n": name, "a": args, "t": enqueued_at}``),
     the same bytes, each name's part and the time's encoded once and no dict built per job
     (``enqueue_many``). ``encode`` returns None where the general path must look: args orjson
-    refuses, or a "null" in them (a NaN, or not)."""
+    refuses (keys that are not str included: two may be one in JSON), or a "null" in them (a
+    NaN, or not)."""
 
     def __init__(self, enqueued_at: float) -> None:
         self._tail = b',"t":' + orjson.dumps(enqueued_at) + b"}"
