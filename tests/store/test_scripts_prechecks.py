@@ -79,7 +79,7 @@ async def test_an_enqueue_dedup_with_a_bad_argument_stores_nothing(
 
 def test_a_throttle_window_under_a_millisecond_is_refused() -> None:
     for throttle in (0, -1, 0.0004):
-        with pytest.raises(ValueError, match="throttle must be (at least 1 ms|a number of seconds > 0)"):
+        with pytest.raises(ValueError, match=r"throttle must be (at least 1 ms|a number of)"):
             Dedup("k", throttle=throttle)
 
 
