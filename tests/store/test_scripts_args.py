@@ -144,12 +144,12 @@ async def test_an_enqueue_with_seq_not_a_counter_stores_nothing(
     keys = Keys(namespace)
     enqueuer = Enqueuer(redis, namespace=namespace)
     if how == "dedup-debounce":  # a waiting holder, queued anew by the next enqueue
-        assert await enqueuer.enqueue("work", {"v": 0}, dedup=Dedup("k", debounce=1)) is not None
+        assert await enqueuer.enqueue("work", {"v": 0}, dedup=Dedup("k", debounce=True)) is not None
     await redis.set(keys.seq, "x")
     if how == "unique":
         call: Awaitable[Any] = enqueuer.enqueue_unique("work", {"v": 1})
     else:
-        mode = Dedup("k", debounce=1) if how == "dedup-debounce" else Dedup("k")
+        mode = Dedup("k", debounce=True) if how == "dedup-debounce" else Dedup("k")
         call = enqueuer.enqueue("work", {"v": 1}, dedup=mode)
     await refused(redis, namespace, call, not_a_counter(keys))
 
