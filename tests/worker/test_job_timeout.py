@@ -53,7 +53,7 @@ async def test_a_job_timeout_overrides_its_types(
 async def test_a_job_timeout_is_checked(redis: Redis, namespace: str, redis_url: str) -> None:
     async with Enqueuer(redis, namespace=namespace) as enqueuer:
         for bad in (0, -1.0, timedelta(0)):
-            with pytest.raises(ValueError, match="timeout must be > 0"):
+            with pytest.raises(ValueError, match=r"^timeout must be a number of seconds > 0"):
                 await enqueuer.enqueue("x", {}, timeout=bad)
         jobs = await enqueuer.enqueue_many([("x", {}, {"timeout": 3})])
         assert jobs[0].timeout == 3.0
