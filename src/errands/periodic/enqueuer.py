@@ -186,7 +186,13 @@ class PeriodicEnqueuer:
         states = await self.store.read_states([s.name for s in due])
         fired = 0
         for periodic, (last_ms, disabled) in zip(due, states, strict=True):
-            fired += await self._handle(periodic, last_ms, disabled, now)
+            try:
+                fired += await self._handle(periodic, last_ms, disabled, now)
+            except REDIS_ERRORS:
+                raise  # (Redis not answering: every schedule's problem, handled by run())
+            except Exception:  # one schedule's fault must not stop the others of this tick
+                log.exception("schedule %r failed; the others go on", periodic.name)
+                self._due[periodic.name] = now + self.refresh_interval  # tried again later
         return fired
 
     async def _handle(
