@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
+from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
 
-from errands import FakeClock
+from errands import Client, FakeClock, RegistrationError, WorkerPool
 from errands.periodic.store import make_periodic
 from tests.periodic.support import pool, queued_args
 
@@ -31,3 +33,67 @@ async def test_a_failing_schedule_does_not_stop_the_others(
             await e.tick_once()
     assert await queued_args(redis, namespace) == [{"who": "good"}] * 3
     assert "schedule 'bad' failed" in caplog.text
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("grace", [NAN, INF, "60", None, True, 0.5])
+def test_misfire_grace_must_be_finite_seconds(grace: object) -> None:
+    with pytest.raises(RegistrationError, match="misfire_grace"):
+        make_periodic("@every 1s", "j", misfire_grace=grace)  # type: ignore[arg-type]
+
+
+def test_misfire_grace_takes_seconds_or_a_timedelta() -> None:
+    assert make_periodic("@every 1s", "j", misfire_grace=timedelta(minutes=2)).misfire_grace == 120
+    assert make_periodic("@every 1s", "j", misfire_grace=5).misfire_grace == 5
+
+
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_skip_if_running_must_be_a_bool(value: object) -> None:
+    with pytest.raises(RegistrationError, match="skip_if_running must be True or False"):
+        make_periodic("@every 1s", "j", skip_if_running=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [NAN, INF, -INF])
+def test_args_must_be_finite(value: float) -> None:
+    with pytest.raises(RegistrationError, match=r"args of schedule .j.*x\[0\] is not a finite"):
+        make_periodic("@every 1s", "j", {"x": [value]})
+
+
+@pytest.mark.parametrize(
+    "spec", ["0 ² * * *", "0 ٣ * * *", "*/² * * * *", "0 0 * * 1#²", "0 0 ²W * *"]
+)
+def test_cron_takes_ascii_digits_only(spec: str) -> None:
+    with pytest.raises(RegistrationError, match=f"bad cron spec '{re.escape(spec)}'"):
+        make_periodic(spec, "j")
+
+
+@pytest.mark.parametrize(
+    "spec", ["@every 99999999999999999999999h", "@every ٣s", timedelta(days=999_999_999)]
+)
+def test_every_spec_must_be_ascii_and_not_absurd(spec: str | timedelta) -> None:
+    with pytest.raises(RegistrationError, match=r"duration|interval"):
+        make_periodic(spec, "j")
+
+
+async def test_every_refuses_bad_intervals(redis_url: str, namespace: str) -> None:
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+    for interval in (NAN, INF, None, True, "x", 0, -1, 1e13, timedelta(days=999_999_999)):
+        with pytest.raises(RegistrationError, match=r"interval|duration"):
+            pool.every(interval, "j")  # type: ignore[arg-type]
+    assert pool.every(1.5, "j").schedule.interval_ms == 1500
+    assert pool.every(timedelta(minutes=1), "k").schedule.interval_ms == 60_000
+    assert pool.every("2s", "l").schedule.interval_ms == 2000
+
+
+async def test_add_schedule_refuses_bad_values(client: Client) -> None:
+    with pytest.raises(RegistrationError, match="enabled must be True or False"):
+        await client.add_schedule("s", "j", "@every 1s", enabled="no")  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="priority"):
+        await client.add_schedule("s", "j", "@every 1s", priority=True)
+    with pytest.raises(RegistrationError, match="misfire_grace"):
+        await client.add_schedule("s", "j", "@every 1s", misfire_grace=INF)
+    with pytest.raises(RegistrationError, match="not a finite number"):
+        await client.add_schedule("s", "j", "@every 1s", args={"x": NAN})
+    assert await client.schedules() == []

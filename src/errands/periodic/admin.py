@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from ..checks import flag
 from ..clock import Clock
 from ..dedup import Dedup
 from ..errors import ErrandsError, RegistrationError, ScheduleNotFoundError
@@ -58,6 +59,7 @@ class ScheduleAdmin:
         """Add (or replace) the runtime schedule ``name``: running pools start firing it within
         a few seconds. ``cron.NAME`` specs are resolved now, from ``named`` or the cwd's
         ``pyproject.toml``/``errands.toml``. Raises :class:`RegistrationError` for a bad spec."""
+        flag("enabled", enabled, error=RegistrationError)  # ("no" would enable it)
         if is_named(spec) and named is None:
             named = load_named_schedules()
         periodic = make_periodic(

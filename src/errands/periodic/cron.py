@@ -43,7 +43,7 @@ def _number(token: str, index: int) -> int:
         return _MONTHS.index(token) + 1
     if index == 5 and token in _DAYS:
         return _DAYS.index(token)
-    if not token.isdigit():
+    if not (token.isascii() and token.isdigit()):  # ("²" and "٣" are digits too)
         raise CronError(f"bad {_NAMES[index]} value {token!r}")
     value = int(token)
     low, high = _BOUNDS[index]
@@ -58,7 +58,7 @@ def _values(item: str, index: int) -> list[int]:
     body, slash, step_text = item.partition("/")
     step = 1
     if slash:
-        if not step_text.isdigit() or int(step_text) == 0:
+        if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
             raise CronError(f"bad step {step_text!r} in {_NAMES[index]} {item!r}")
         step = int(step_text)
     if body == "*":
@@ -100,7 +100,7 @@ def _field(text: str, index: int, specials: dict[str, set[object]]) -> frozenset
             specials["DL"].add(_number(item.strip("L"), 5) % 7)
         elif index == 5 and "#" in item:
             day, _, nth = item.partition("#")
-            if not nth.isdigit() or not 1 <= int(nth) <= 5:
+            if not (nth.isascii() and nth.isdigit()) or not 1 <= int(nth) <= 5:
                 raise CronError(f"bad day-of-week {item!r}: N#K takes K in 1-5")
             specials["#"].add((_number(day, 5) % 7, int(nth)))
         else:

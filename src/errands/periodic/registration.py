@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ..checks import seconds
 from ..dedup import Dedup
 from ..errors import RegistrationError
 from .spec import is_named, parse_duration
@@ -104,8 +105,9 @@ class PeriodicRegistration:
         """Every ``interval`` (timedelta, seconds, or ``"5m"``), aligned on the Unix epoch."""
         if isinstance(interval, str):
             interval = timedelta(milliseconds=parse_duration(interval))
-        elif not isinstance(interval, timedelta):
-            interval = timedelta(seconds=interval)
+        else:
+            secs = seconds("interval", interval, zero=False, error=RegistrationError)
+            interval = timedelta(milliseconds=round(secs * 1000))
         return self.periodically_enqueue(interval, job_name, args, **options)
 
     def daily(

@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..checks import MAX_SECONDS
 from ..errors import RegistrationError
 from .cron import CronError, CronExpr, parse_cron
 from .wallclock import NoFireTime, named_next, wildcard_next
@@ -47,7 +48,8 @@ MACROS = {
     "@hourly": "0 0 * * * *",
 }
 _UNITS_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)", re.ASCII)  # (ASCII digits only)
+_MAX_INTERVAL_MS = round(MAX_SECONDS * 1000)  # the longest time the scripts take
 _NAMED_PREFIX = "cron."
 
 
@@ -71,6 +73,8 @@ def parse_duration(text: str) -> int:
     ms = round(total)
     if not compact or ms <= 0:
         raise RegistrationError(f"bad duration {text!r}: must be at least 1ms")
+    if ms > _MAX_INTERVAL_MS:  # (a schedule that would never fire)
+        raise RegistrationError(f"bad duration {text!r}: must be at most {MAX_SECONDS:g}s")
     return ms
 
 
@@ -193,8 +197,10 @@ def parse_schedule(
     """Parse a spec; raises :class:`RegistrationError` quoting the offending text."""
     if isinstance(spec, timedelta):
         ms = round(spec.total_seconds() * 1000)
-        if ms <= 0:
-            raise RegistrationError(f"interval {spec!r} must be positive")
+        if not 0 < ms <= _MAX_INTERVAL_MS:
+            raise RegistrationError(
+                f"interval {spec!r} must be positive and at most {MAX_SECONDS:g}s"
+            )
         return Schedule(f"@every {format_duration(ms)}", tz, interval_ms=ms)
     if not isinstance(spec, str) or not spec.strip():
         raise RegistrationError(f"empty or non-string schedule spec {spec!r}")

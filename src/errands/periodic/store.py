@@ -18,11 +18,12 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from ..checks import flag, seconds
 from ..dedup import Dedup
 from ..errors import RegistrationError
 from ..handlers import check_priority
 from ..job import Job
-from ..serialization import Serializer
+from ..serialization import SerializationError, Serializer, dumps_json
 from ..store.keys import Keys, check_job_name
 from ..store.scripts import lua_source
 from .spec import Schedule, parse_schedule
@@ -109,25 +110,30 @@ def make_periodic(
         raise RegistrationError(str(exc).replace("job name", "name")) from None
     if misfire not in MISFIRE_POLICIES:
         raise RegistrationError(f"misfire must be one of {MISFIRE_POLICIES}, got {misfire!r}")
-    grace = misfire_grace.total_seconds() if isinstance(misfire_grace, timedelta) else misfire_grace
+    grace = seconds("misfire_grace", misfire_grace, error=RegistrationError)
     if grace < 1:
         raise RegistrationError(f"misfire_grace must be at least 1 second, got {misfire_grace!r}")
+    flag("skip_if_running", skip_if_running, error=RegistrationError)
     if dedup is not None and dedup.mode not in ("s", "f", "t"):
         raise RegistrationError("a schedule's dedup holds until started or finished, or throttles")
     if args is not None and not isinstance(args, Mapping):
         raise RegistrationError(f"args of schedule {name or job_name!r} must be a dict")
     try:
-        orjson.dumps(dict(args or {}))
+        orjson.dumps(dict(args or {}))  # (to_json's way: str keys)
+        # as the Enqueuer checks them: NaN or Infinity would be stored as null
+        dumps_json(dict(args or {}), f"args of schedule {name or job_name!r}")
     except TypeError as exc:
         raise RegistrationError(f"args of schedule {name or job_name!r}: {exc}") from None
+    except SerializationError as exc:
+        raise RegistrationError(str(exc)) from None
     return PeriodicSchedule(
         name or job_name,
         job_name,
         parse_schedule(spec, tz=tz, named=named),
         dict(args or {}),
         misfire,
-        float(grace),
-        bool(skip_if_running),
+        grace,
+        skip_if_running,
         priority,
         source,
         dedup,
