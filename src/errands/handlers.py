@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backoff import Backoff, ExponentialBackoff, as_backoff
-from .checks import whole
+from .checks import flag, seconds, whole
 from .convert import ArgumentMismatch, converter
 from .errors import JobArgumentError, RegistrationError
 from .job import Job
@@ -52,10 +52,7 @@ class JobType:
             raise RegistrationError(str(exc)) from None
         if not callable(self.handler):
             raise RegistrationError(f"handler of {self.name!r} is not callable")
-        if self.max_fails < 1:
-            raise RegistrationError(f"{self.name}: max_fails must be >= 1, got {self.max_fails}")
-        if self.timeout is not None and self.timeout <= 0:
-            raise RegistrationError(f"{self.name}: timeout must be > 0, got {self.timeout}")
+        self._check_options()
         mc = self.max_concurrency  # the rule of Concurrency's limit, and 0 for no cap
         if not isinstance(mc, int) or isinstance(mc, bool) or not 0 <= mc <= MAX_CONCURRENCY:
             raise RegistrationError(
@@ -72,10 +69,6 @@ class JobType:
             )
         except (TypeError, ValueError) as exc:
             raise RegistrationError(f"{self.name}: {exc}") from None
-        if not 1 <= self.priority <= 100_000:
-            raise RegistrationError(f"{self.name}: priority must be 1..100000, got {self.priority}")
-        if not 0 <= self.result_ttl <= _MAX_RESULT_TTL:  # (nan, inf: every ack refused)
-            raise RegistrationError(f"{self.name}: result_ttl must be >= 0 and at most 2**53 ms")
         self.result_ttl_ms = int(self.result_ttl * 1000)
         self.backoff = (
             as_backoff(self.backoff) if self.backoff is not None else ExponentialBackoff()
@@ -84,6 +77,21 @@ class JobType:
             getattr(self.handler, "__call__", None)  # noqa: B004 - async callable objects
         )
         self.binder = make_binder(self.name, self.handler)
+
+    def _check_options(self) -> None:
+        """Refuse a bad option where it is given (a nan max_fails or timeout passed every
+        comparison and broke the job later; ``"no"`` was a true flag), naming it."""
+        name, error = self.name, RegistrationError
+        self.max_fails = whole(f"{name}: max_fails", self.max_fails, least=1, error=error)
+        if self.timeout is not None:
+            self.timeout = seconds(f"{name}: timeout", self.timeout, zero=False, error=error)
+        self.priority = whole(f"{name}: priority", self.priority, least=1, most=10**5, error=error)
+        # (above 2**53 ms, or nan or inf: every ack refused)
+        self.result_ttl = seconds(
+            f"{name}: result_ttl", self.result_ttl, most=_MAX_RESULT_TTL, error=error
+        )
+        self.strict_result = flag(f"{name}: strict_result", self.strict_result, error=error)
+        self.skip_dead = flag(f"{name}: skip_dead", self.skip_dead, error=error)
 
 
 def check_priority(priority: int) -> int:

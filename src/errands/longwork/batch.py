@@ -17,8 +17,10 @@ import inspect
 import reprlib
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+from ..checks import seconds, whole
 from ..errors import BatchJobError, RegistrationError
 from ..job import Job
 
@@ -45,15 +47,17 @@ class BatchRunner:
     """The handler registered for a batch job name. The worker recognises it and runs the
     name's jobs in batches through ``fn``; called with one job, it runs a batch of one."""
 
-    def __init__(self, name: str, fn: BatchHandler, max_size: int, max_wait: float) -> None:
+    def __init__(
+        self, name: str, fn: BatchHandler, max_size: int, max_wait: float | timedelta
+    ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise RegistrationError(f"{name}: a batch handler is an async def (jobs: list[Job])")
         if len(inspect.signature(fn).parameters) != 1:
             raise RegistrationError(f"{name}: a batch handler takes one parameter, the jobs")
-        if not 1 <= max_size <= 10_000:
-            raise RegistrationError(f"{name}: max_size must be 1..10000, got {max_size}")
-        if max_wait < 0:
-            raise RegistrationError(f"{name}: max_wait must be >= 0")
+        # (a float or bool count broke every fetch; a nan max_wait never started a batch)
+        error = RegistrationError
+        max_size = whole(f"{name}: max_size", max_size, least=1, most=10_000, error=error)
+        max_wait = seconds(f"{name}: max_wait", max_wait, error=error)
         self.name = name
         self.fn = fn
         self.max_size = max_size

@@ -24,10 +24,12 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol, cast
 
 import orjson
 
+from ..checks import seconds
 from ..clock import Clock
 from ..convert import ArgumentMismatch, converter, to_json
 from ..errors import JobArgumentError, RegistrationError
@@ -102,7 +104,7 @@ class IterableRunner:
     """The handler registered for an iterable job (see the module docstring). Returns
     ``{"done": items done in every attempt, "cursor": the last cursor}`` as the job's result."""
 
-    def __init__(self, name: str, fn: Generator, checkpoint_every: float) -> None:
+    def __init__(self, name: str, fn: Generator, checkpoint_every: float | timedelta) -> None:
         if not inspect.isasyncgenfunction(fn):
             raise RegistrationError(
                 f"{name}: an iterable job's handler is an async generator "
@@ -111,8 +113,9 @@ class IterableRunner:
         params = list(inspect.signature(fn).parameters.values())
         if len(params) != 2:
             raise RegistrationError(f"{name}: an iterable job's handler takes (job, cursor)")
-        if checkpoint_every < 0:
-            raise RegistrationError(f"{name}: checkpoint_every must be >= 0")
+        checkpoint_every = seconds(
+            f"{name}: checkpoint_every", checkpoint_every, error=RegistrationError
+        )
         hint = resolve_hints(fn, params).get(params[1].name, Any)
         self._convert = converter(hint)
         self.name = name

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+from ..checks import whole
 from ..errors import LimiterExhaustedError, LimiterSnooze, RegistrationError
 from ..handlers import current_job
 from ..limits import Rate, compile_limits
@@ -35,8 +36,9 @@ class Limiter:
             compile_limits(rates)  # (too many windows)
         except ValueError as exc:
             raise RegistrationError(f"limiter {name!r}: {exc}") from None
-        if max_snoozes < 0:
-            raise RegistrationError(f"limiter {name!r}: max_snoozes must be >= 0")
+        max_snoozes = whole(  # (a nan cap was never reached)
+            f"limiter {name!r}: max_snoozes", max_snoozes, least=0, error=RegistrationError
+        )
         self.name = name
         self.rates = rates
         self.max_snoozes = max_snoozes

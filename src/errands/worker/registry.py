@@ -95,7 +95,7 @@ class JobRegistry:
         options["strict_result"] = strict_result
         options.update(skip_dead=skip_dead, max_concurrency=max_concurrency, priority=priority)
         options["limits"] = tuple(limits)
-        return JobDecorator(self._as_host(), name, {**options, "result_ttl": seconds(result_ttl)})
+        return JobDecorator(self._as_host(), name, {**options, "result_ttl": result_ttl})
 
     def iterable_job(
         self,
@@ -112,7 +112,7 @@ class JobRegistry:
         ``backoff``, ``timeout``, ``max_concurrency``, ...). See docs/long-jobs.md."""
 
         def register(fn: G) -> G:
-            runner = IterableRunner(name, fn, seconds(checkpoint_every))
+            runner = IterableRunner(name, fn, checkpoint_every)
             self.register(name, runner, **options)
             return fn
 
@@ -134,7 +134,7 @@ class JobRegistry:
         batch, ``max_concurrency``...). See docs/long-jobs.md."""
 
         def register(fn: B) -> B:
-            runner = BatchRunner(name, fn, max_size, seconds(max_wait))
+            runner = BatchRunner(name, fn, max_size, max_wait)
             self.register(name, runner, **options)
             return fn
 
@@ -166,12 +166,8 @@ class JobRegistry:
             raise RegistrationError("register job types before the pool starts")
         if name in self.job_types:
             raise RegistrationError(f"job {name!r} is already registered")
-        timeout = options.pop("timeout", None)
-        if timeout is not None:
-            timeout = seconds(timeout)
-        if "result_ttl" in options:  # (a timedelta, as :meth:`job` takes it, from any caller)
-            options["result_ttl"] = seconds(options["result_ttl"])
-        self.job_types[name] = JobType(name, handler, timeout=timeout, **options)
+        # (durations in seconds or timedeltas, and every other option: checked by JobType)
+        self.job_types[name] = JobType(name, handler, **options)
 
     def middleware(self, mw: Any) -> Any:
         """Add middleware: ``async def mw(job, next)`` or an object with ``process``."""
