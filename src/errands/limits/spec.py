@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ..checks import flag, seconds
+
 __all__ = [
     "Concurrency",
     "Limit",
@@ -80,6 +82,7 @@ class Concurrency:
             raise ValueError(f"Concurrency limit must be an int, got {self.limit!r}")
         if not 1 <= self.limit <= MAX_CONCURRENCY:
             raise ValueError(f"Concurrency limit must be 1..{MAX_CONCURRENCY}, got {self.limit}")
+        flag("Concurrency per_partition", self.per_partition)  # ("no" is true)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,16 +103,34 @@ class Rate:
             raise ValueError(f"Rate limit must be an int, got {self.limit!r}")
         if not 1 <= self.limit <= MAX_RATE:
             raise ValueError(f"Rate limit must be 1..{MAX_RATE}, got {self.limit}")
-        if not isinstance(self.per, timedelta):
-            object.__setattr__(self, "per", timedelta(seconds=float(self.per)))
-        if self.per_ms < 1:
-            raise ValueError(f"Rate per must be at least 1 ms, got {self.per}")
-        if self.per_ms > MAX_PER_MS:
-            raise ValueError(f"Rate per must be at most 366 days, got {self.per}")
+        object.__setattr__(self, "per", _window(self.per))
+        flag("Rate per_partition", self.per_partition)  # ("no" is true)
 
     @property
     def per_ms(self) -> int:
-        return int(self.per.total_seconds() * 1000)
+        return self.per // _MS
+
+
+_MS = timedelta(milliseconds=1)
+
+
+def _window(per: object) -> timedelta:
+    """A Rate's ``per`` as a timedelta of whole ms: a fraction of a ms rounded up (a longer
+    window: never looser than asked; truncated, 1.9 ms allowed the count in 1 ms, and what
+    registration took differed from what set_limits stores)."""
+    try:
+        secs = seconds("Rate per", per)  # (a timedelta or a finite number, not a bool)
+    except ValueError:
+        raise ValueError(
+            f"Rate per must be a timedelta or seconds, 1 ms to 366 days, got {per!r}"
+        ) from None
+    micros = per // timedelta(microseconds=1) if isinstance(per, timedelta) else round(secs * 1e6)
+    if micros < 1000:
+        raise ValueError(f"Rate per must be at least 1 ms, got {per!r}")
+    window = -(-micros // 1000)
+    if window > MAX_PER_MS:
+        raise ValueError(f"Rate per must be at most 366 days, got {per!r}")
+    return timedelta(milliseconds=window)
 
 
 Limit = Concurrency | Rate
@@ -171,14 +192,16 @@ def limit_from_dict(data: dict[str, object]) -> Limit:
     raise ValueError(f"not a limit: {data!r}")
 
 
-_TEXT = re.compile(r"(rate|concurrency)=(\d+)(?:/(\d+(?:\.\d+)?)(ms|s|m|h))?(:partition)?")
+_TEXT = re.compile(
+    r"(rate|concurrency)=(\d+)(?:/(\d+(?:\.\d+)?)(ms|s|m|h))?(:partition)?", re.ASCII
+)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_limit(text: str) -> Limit:
     """The CLI's form: ``rate=10/1s``, ``rate=5/1s:partition``, ``concurrency=1:partition``
     (units ms, s, m, h)."""
-    m = _TEXT.fullmatch(text.strip())
+    m = _TEXT.fullmatch(text.strip()) if isinstance(text, str) else None
     if not m or (m.group(1) == "rate") != (m.group(3) is not None):
         raise ValueError(
             f"not a limit: {text!r} (use rate=10/1s, rate=5/1s:partition, concurrency=2, "
@@ -187,8 +210,8 @@ def parse_limit(text: str) -> Limit:
     per_partition = m.group(5) is not None
     if m.group(1) == "concurrency":
         return Concurrency(int(m.group(2)), per_partition)
-    per = timedelta(seconds=float(m.group(3)) * _UNITS[m.group(4)])
-    return Rate(int(m.group(2)), per, per_partition)
+    per = float(m.group(3)) * _UNITS[m.group(4)]  # (seconds: Rate checks the window's bounds)
+    return Rate(int(m.group(2)), per, per_partition)  # type: ignore[arg-type]
 
 
 def describe_limit(limit: Limit) -> str:
