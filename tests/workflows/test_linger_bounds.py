@@ -20,8 +20,11 @@ POOL = "p0000000000000001"
 
 async def test_a_linger_past_366_days_is_refused(redis: Redis, namespace: str) -> None:
     enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
-    wf = Workflow("long", id="w1", linger=366 * 86400 + 1)
+    with pytest.raises(WorkflowError, match="at most 366 days"):
+        Workflow("long", id="w1", linger=366 * 86400 + 1)  # refused where it is given
+    wf = Workflow("long", id="w1")
     wf.add("work", {}, id="a")
+    wf.linger = 366 * 86400 + 1  # (set since: refused by the enqueue)
     with pytest.raises(WorkflowError, match="at most 366 days"):
         await enqueuer.enqueue_workflow(wf)
     scripts = WorkflowScripts(redis, Keys(namespace))

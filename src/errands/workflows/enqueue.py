@@ -11,7 +11,7 @@ from ..backoff import RetryOptions
 from ..errors import WorkflowError
 from ..job import Job
 from ..store.keys import check_job_id
-from .graph import MAX_LINGER, MAX_SIZE, Callback, Node, Workflow
+from .graph import MAX_SIZE, Callback, Node, Workflow, check_linger, check_name
 from .members import member_id, member_row, spec_json
 from .run import WorkflowRun
 from .store import WorkflowScripts
@@ -68,8 +68,8 @@ class EnqueuerFactory:
 async def store_workflow(enqueuer: _Enqueuer, wf: Workflow) -> WorkflowRun:
     """Validate ``wf`` and store it as one run, in one script: all or nothing."""
     run_id = check_job_id(wf.id) if wf.id is not None else uuid.uuid4().hex
-    if not 0 < wf.linger <= MAX_LINGER:
-        raise WorkflowError(f"linger must be > 0 seconds and at most 366 days, got {wf.linger!r}")
+    linger = check_linger(wf.linger)  # (and the name: both may have been set since)
+    name = check_name(wf.name)
     check_size(wf)
     order = wf.ordered()
     factory = EnqueuerFactory(enqueuer)
@@ -85,9 +85,9 @@ async def store_workflow(enqueuer: _Enqueuer, wf: Workflow) -> WorkflowRun:
         {m.name for m in members} | {c.name for c in wf.callbacks.values()}
     )
     scripts = WorkflowScripts(enqueuer.redis, enqueuer.keys)
-    linger_ms = max(1, int(wf.linger * 1000))
+    linger_ms = max(1, int(linger * 1000))
     stored = await enqueuer._call(
-        scripts.enqueue(run_id, wf.name, linger_ms, members, wf.edges(), callbacks)
+        scripts.enqueue(run_id, name, linger_ms, members, wf.edges(), callbacks)
     )
     run = WorkflowRun(enqueuer.redis, enqueuer.keys, run_id, factory)
     run.existed = not stored

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from ..backoff import RetryOptions
+from ..checks import seconds
 from ..errors import WorkflowError
+from ..handlers import check_priority
 from ..limits import check_partition
 
 __all__ = [
@@ -47,6 +49,36 @@ def check_node_id(node: str) -> str:
             "backslashes, braces, ':', '<', '>' or '!' (pass id=... to name the node)"
         )
     return node
+
+
+def check_linger(linger: object) -> float:
+    """A run's linger in seconds: a number or a timedelta, above 0 and at most 366 days."""
+    try:
+        value = seconds("linger", linger, zero=False, most=MAX_LINGER)
+    except ValueError:
+        raise WorkflowError(
+            f"linger must be > 0 seconds (or a timedelta) and at most 366 days, got {linger!r}"
+        ) from None
+    return value
+
+
+def check_name(name: object) -> str:
+    """A run's name: a str, for people (listings, logs), of at most 200 characters."""
+    if not isinstance(name, str) or len(name) > 200:
+        raise WorkflowError(f"a workflow's name must be a str of at most 200 characters: {name!r}")
+    return name
+
+
+def _member(what: str, args: object, priority: object, retry: object) -> tuple[dict[str, Any], int]:
+    """A member's or callback's ``args`` (a dict) and ``priority``, with its ``retry`` checked."""
+    if args is not None and not isinstance(args, Mapping):
+        raise WorkflowError(f"{what}: args must be a dict, got {args!r}")
+    if retry is not None and not isinstance(retry, RetryOptions):
+        raise WorkflowError(f"{what}: retry must be RetryOptions or None, got {retry!r}")
+    try:
+        return dict(args or {}), check_priority(priority)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise WorkflowError(f"{what}: {exc}") from None
 
 
 def check_policy(policy: str) -> Policy:
@@ -104,6 +136,10 @@ class Workflow:
     nodes: dict[str, Node] = field(default_factory=dict)
     callbacks: dict[str, Callback] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        self.linger = check_linger(self.linger)
+
     def add(
         self,
         name: str,
@@ -122,11 +158,12 @@ class Workflow:
         node_id = check_node_id(id if id is not None else self._free_id(name))
         if node_id in self.nodes:
             raise WorkflowError(f"node {node_id!r} is already in workflow {self.name!r}")
-        deps = tuple(dict.fromkeys(str(a) for a in _refs(after)))
+        values, priority = _member(f"node {node_id!r}", args, priority, retry)
+        deps = tuple(dict.fromkeys(str(a) for a in self._refs(node_id, after)))
         node = Node(
             node_id,
             name,
-            dict(args or {}),
+            values,
             deps,
             check_policy(on_dependency_failure),
             priority,
@@ -145,9 +182,8 @@ class Workflow:
         retry: RetryOptions | None = None,
     ) -> None:
         """Enqueue this job once, when every member has ended and the run succeeded."""
-        self.callbacks["on_success"] = Callback(
-            "on_success", name, dict(args or {}), priority, retry
-        )
+        values, priority = _member("on_success", args, priority, retry)
+        self.callbacks["on_success"] = Callback("on_success", name, values, priority, retry)
 
     def on_failure(
         self,
@@ -158,9 +194,8 @@ class Workflow:
         retry: RetryOptions | None = None,
     ) -> None:
         """Enqueue this job once, when every member has ended and the run failed."""
-        self.callbacks["on_failure"] = Callback(
-            "on_failure", name, dict(args or {}), priority, retry
-        )
+        values, priority = _member("on_failure", args, priority, retry)
+        self.callbacks["on_failure"] = Callback("on_failure", name, values, priority, retry)
 
     def _free_id(self, name: str) -> str:
         if name not in self.nodes:
@@ -179,11 +214,18 @@ class Workflow:
         """(parent, child) pairs."""
         return [(p, n.id) for n in self.nodes.values() for p in n.after]
 
-
-def _refs(after: Iterable[NodeRef] | NodeRef) -> list[NodeRef]:
-    if isinstance(after, Node | str):
-        return [after]
-    return list(after)
+    def _refs(self, node_id: str, after: object) -> list[NodeRef]:
+        """``after`` as a list of nodes or node ids (a Node of another workflow refused: it
+        bound silently to this one's node of the same id)."""
+        refs = [after] if isinstance(after, Node | str) else after
+        if isinstance(refs, Iterable):
+            refs = list(refs)
+        if not isinstance(refs, list) or not all(isinstance(r, Node | str) for r in refs):
+            raise WorkflowError(f"node {node_id!r}: after must be nodes or node ids, got {after!r}")
+        for ref in refs:
+            if isinstance(ref, Node) and self.nodes.get(ref.id) != ref:
+                raise WorkflowError(f"node {node_id!r}: after names a node of another workflow")
+        return refs
 
 
 def topological(nodes: Mapping[str, Node]) -> list[Node]:
