@@ -92,3 +92,24 @@ def test_priority_is_checked_where_it_is_given(priority: object) -> None:
         wf.add("a", priority=priority)  # type: ignore[arg-type]
     with pytest.raises(WorkflowError, match="on_success: priority must be an int"):
         wf.on_success("done", priority=priority)  # type: ignore[arg-type]
+
+
+async def test_a_dynamic_add_checks_its_arguments(redis: Redis, namespace: str) -> None:
+    wf = Workflow("w")
+    wf.add("work", {}, id="s")
+    wf.add("work", {}, id="m", after=["s"])
+    run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+    bad: list[tuple[dict[str, object], str]] = [
+        ({"after": None}, "after must be nodes or node ids"),
+        ({"before": 5}, "before must be nodes or node ids"),
+        ({"args": [1, 2]}, "args must be a dict"),
+        ({"priority": True}, "priority must be an int"),
+    ]
+    for kwargs, message in bad:
+        options = {"args": {}, **kwargs}
+        args = options.pop("args")
+        with pytest.raises(WorkflowError, match=f"node 'x': {message}"):
+            await run.add("work", args, id="x", **options)  # type: ignore[arg-type]
+    assert "x" not in (await run.status()).nodes
+    await run.add("work", {"n": 1}, id="x", after=("s" for _ in [1]), before=["m"])
+    assert (await run.status()).nodes["x"].name == "work"

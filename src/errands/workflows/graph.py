@@ -69,7 +69,19 @@ def check_name(name: object) -> str:
     return name
 
 
-def _member(what: str, args: object, priority: object, retry: object) -> tuple[dict[str, Any], int]:
+def node_refs(node_id: str, what: str, value: object) -> list[NodeRef]:
+    """``value`` (of ``after`` or ``before``) as a list of nodes or node ids."""
+    refs = [value] if isinstance(value, Node | str) else value
+    if isinstance(refs, Iterable):
+        refs = list(refs)
+    if not isinstance(refs, list) or not all(isinstance(r, Node | str) for r in refs):
+        raise WorkflowError(f"node {node_id!r}: {what} must be nodes or node ids, got {value!r}")
+    return refs
+
+
+def check_member(
+    what: str, args: object, priority: object, retry: object
+) -> tuple[dict[str, Any], int]:
     """A member's or callback's ``args`` (a dict) and ``priority``, with its ``retry`` checked."""
     if args is not None and not isinstance(args, Mapping):
         raise WorkflowError(f"{what}: args must be a dict, got {args!r}")
@@ -158,7 +170,7 @@ class Workflow:
         node_id = check_node_id(id if id is not None else self._free_id(name))
         if node_id in self.nodes:
             raise WorkflowError(f"node {node_id!r} is already in workflow {self.name!r}")
-        values, priority = _member(f"node {node_id!r}", args, priority, retry)
+        values, priority = check_member(f"node {node_id!r}", args, priority, retry)
         deps = tuple(dict.fromkeys(str(a) for a in self._refs(node_id, after)))
         node = Node(
             node_id,
@@ -182,7 +194,7 @@ class Workflow:
         retry: RetryOptions | None = None,
     ) -> None:
         """Enqueue this job once, when every member has ended and the run succeeded."""
-        values, priority = _member("on_success", args, priority, retry)
+        values, priority = check_member("on_success", args, priority, retry)
         self.callbacks["on_success"] = Callback("on_success", name, values, priority, retry)
 
     def on_failure(
@@ -194,7 +206,7 @@ class Workflow:
         retry: RetryOptions | None = None,
     ) -> None:
         """Enqueue this job once, when every member has ended and the run failed."""
-        values, priority = _member("on_failure", args, priority, retry)
+        values, priority = check_member("on_failure", args, priority, retry)
         self.callbacks["on_failure"] = Callback("on_failure", name, values, priority, retry)
 
     def _free_id(self, name: str) -> str:
@@ -217,11 +229,7 @@ class Workflow:
     def _refs(self, node_id: str, after: object) -> list[NodeRef]:
         """``after`` as a list of nodes or node ids (a Node of another workflow refused: it
         bound silently to this one's node of the same id)."""
-        refs = [after] if isinstance(after, Node | str) else after
-        if isinstance(refs, Iterable):
-            refs = list(refs)
-        if not isinstance(refs, list) or not all(isinstance(r, Node | str) for r in refs):
-            raise WorkflowError(f"node {node_id!r}: after must be nodes or node ids, got {after!r}")
+        refs = node_refs(node_id, "after", after)
         for ref in refs:
             if isinstance(ref, Node) and self.nodes.get(ref.id) != ref:
                 raise WorkflowError(f"node {node_id!r}: after names a node of another workflow")

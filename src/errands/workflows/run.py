@@ -15,7 +15,16 @@ from ..errors import DependencyFailed, WorkflowError, WorkflowNotFoundError
 from ..limits import check_partition
 from ..store.keys import Keys
 from ..store.scripts import Scripts
-from .graph import MAX_SIZE, Node, NodeRef, Policy, check_node_id, check_policy
+from .graph import (
+    MAX_SIZE,
+    Node,
+    NodeRef,
+    Policy,
+    check_member,
+    check_node_id,
+    check_policy,
+    node_refs,
+)
 from .members import JobFactory, member_id, member_row
 from .store import WorkflowScripts
 
@@ -223,11 +232,13 @@ class WorkflowRun:
             raise WorkflowError("this WorkflowRun cannot add members (no serializer bound)")
         node_id = check_node_id(id if id is not None else f"{name}#{_short_id()}")
         # (node ids: a callback's reserved '!' name is refused, so it never becomes a before node)
-        deps = tuple(dict.fromkeys(check_node_id(str(a)) for a in after))
-        befores = tuple(dict.fromkeys(check_node_id(str(b)) for b in before))
+        values, priority = check_member(f"node {node_id!r}", args, priority, None)
+        refs = node_refs(node_id, "after", after), node_refs(node_id, "before", before)
+        deps = tuple(dict.fromkeys(check_node_id(str(a)) for a in refs[0]))
+        befores = tuple(dict.fromkeys(check_node_id(str(b)) for b in refs[1]))
         policy = check_policy(on_dependency_failure)
         part = check_partition(partition) if partition is not None else None
-        node = Node(node_id, name, dict(args or {}), deps, policy, priority, partition=part)
+        node = Node(node_id, name, values, deps, policy, priority, partition=part)
         if node_id in deps or node_id in befores or set(deps) & set(befores):
             raise WorkflowError(f"node {node_id!r}: a node cannot be both before and after it")
         if 1 + len(deps) + len(befores) > MAX_SIZE:  # (wf_add.lua: the run's own size too)
