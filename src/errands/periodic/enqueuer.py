@@ -191,9 +191,22 @@ class PeriodicEnqueuer:
             except REDIS_ERRORS:
                 raise  # (Redis not answering: every schedule's problem, handled by run())
             except Exception:  # one schedule's fault must not stop the others of this tick
-                log.exception("schedule %r failed; the others go on", periodic.name)
-                self._due[periodic.name] = now + self.refresh_interval  # tried again later
+                self._failed(periodic.name, now)
+            else:
+                self._logged.discard(("failed", periodic.name))
         return fired
+
+    def _failed(self, name: str, now: float) -> None:
+        """Log a schedule's failure (with its traceback, once until it fires again) and try it
+        again after the next refresh (a runtime one may have been replaced meanwhile)."""
+        if ("failed", name) not in self._logged:
+            self._logged.add(("failed", name))
+            log.exception(
+                "schedule %r failed (tried again every %gs; logged once); the others go on",
+                name,
+                self.refresh_interval,
+            )
+        self._due[name] = now + self.refresh_interval
 
     async def _handle(
         self, periodic: PeriodicSchedule, last_ms: int | None, disabled: bool, now: float
