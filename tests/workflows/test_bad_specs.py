@@ -113,3 +113,15 @@ async def test_a_dynamic_add_checks_its_arguments(redis: Redis, namespace: str) 
     assert "x" not in (await run.status()).nodes
     await run.add("work", {"n": 1}, id="x", after=("s" for _ in [1]), before=["m"])
     assert (await run.status()).nodes["x"].name == "work"
+
+
+@pytest.mark.parametrize("name", [None, 5, "a b", ""])
+def test_a_member_job_name_is_checked_where_it_is_given(name: object) -> None:
+    wf = Workflow("w")
+    with pytest.raises(WorkflowError, match="invalid job name"):
+        wf.add(name, id="x")  # type: ignore[arg-type]
+    with pytest.raises(WorkflowError, match="invalid job name"):
+        wf.add(name)  # type: ignore[arg-type]
+    with pytest.raises(WorkflowError, match="on_success: invalid job name"):
+        wf.on_success(name)  # type: ignore[arg-type]
+    assert wf.nodes == {}

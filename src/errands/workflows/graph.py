@@ -19,6 +19,7 @@ from ..checks import seconds
 from ..errors import WorkflowError
 from ..handlers import check_priority
 from ..limits import check_partition
+from ..store.keys import check_job_name
 
 __all__ = [
     "DEFAULT_LINGER",
@@ -80,9 +81,14 @@ def node_refs(node_id: str, what: str, value: object) -> list[NodeRef]:
 
 
 def check_member(
-    what: str, args: object, priority: object, retry: object
+    what: str, name: object, args: object, priority: object, retry: object
 ) -> tuple[dict[str, Any], int]:
-    """A member's or callback's ``args`` (a dict) and ``priority``, with its ``retry`` checked."""
+    """A member's or callback's ``args`` (a dict) and ``priority``, with its job ``name`` and
+    ``retry`` checked."""
+    try:
+        check_job_name(name)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise WorkflowError(f"{what}: {exc}") from None
     if args is not None and not isinstance(args, Mapping):
         raise WorkflowError(f"{what}: args must be a dict, got {args!r}")
     if retry is not None and not isinstance(retry, RetryOptions):
@@ -167,10 +173,12 @@ class Workflow:
         """Add a member; returns its Node (pass it, or its id, in another member's ``after``).
         Its id defaults to the job name, then ``name#2``, ``name#3``, ... ``partition``: as
         for ``Enqueuer.enqueue`` (docs/limits.md)."""
+        if id is None:  # (the default id is the job name: its own rules first)
+            check_member(f"workflow {self.name!r}", name, None, 0, None)
         node_id = check_node_id(id if id is not None else self._free_id(name))
         if node_id in self.nodes:
             raise WorkflowError(f"node {node_id!r} is already in workflow {self.name!r}")
-        values, priority = check_member(f"node {node_id!r}", args, priority, retry)
+        values, priority = check_member(f"node {node_id!r}", name, args, priority, retry)
         deps = tuple(dict.fromkeys(str(a) for a in self._refs(node_id, after)))
         node = Node(
             node_id,
@@ -194,7 +202,7 @@ class Workflow:
         retry: RetryOptions | None = None,
     ) -> None:
         """Enqueue this job once, when every member has ended and the run succeeded."""
-        values, priority = check_member("on_success", args, priority, retry)
+        values, priority = check_member("on_success", name, args, priority, retry)
         self.callbacks["on_success"] = Callback("on_success", name, values, priority, retry)
 
     def on_failure(
@@ -206,7 +214,7 @@ class Workflow:
         retry: RetryOptions | None = None,
     ) -> None:
         """Enqueue this job once, when every member has ended and the run failed."""
-        values, priority = check_member("on_failure", args, priority, retry)
+        values, priority = check_member("on_failure", name, args, priority, retry)
         self.callbacks["on_failure"] = Callback("on_failure", name, values, priority, retry)
 
     def _free_id(self, name: str) -> str:

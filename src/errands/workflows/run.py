@@ -232,7 +232,7 @@ class WorkflowRun:
             raise WorkflowError("this WorkflowRun cannot add members (no serializer bound)")
         node_id = check_node_id(id if id is not None else f"{name}#{_short_id()}")
         # (node ids: a callback's reserved '!' name is refused, so it never becomes a before node)
-        values, priority = check_member(f"node {node_id!r}", args, priority, None)
+        values, priority = check_member(f"node {node_id!r}", name, args, priority, None)
         refs = node_refs(node_id, "after", after), node_refs(node_id, "before", before)
         deps = tuple(dict.fromkeys(check_node_id(str(a)) for a in refs[0]))
         befores = tuple(dict.fromkeys(check_node_id(str(b)) for b in refs[1]))
