@@ -16,7 +16,7 @@ import orjson
 from redis.exceptions import NoPermissionError
 
 from ..building import unique_after_edit
-from ..clock import Clock, SystemClock, epoch_seconds, to_ms
+from ..clock import Clock, SystemClock, to_ms
 from ..errors import JobNotFoundError
 from ..handlers import check_priority
 from ..limits import Limit, compile_limits, limit_from_dict, limit_to_dict
@@ -29,6 +29,7 @@ from ..store.scripts import Scripts
 from ..store.topology import RedisClient, as_redis, on_node_of
 from .events import EventStream, wait_result
 from .hub import EventHub
+from .inputs import at_seconds, checked_id, encoded_args
 from .inspection import Inspection, text
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
 from .limitsinfo import LimitsView, Partitions, read_limits, read_partitions
@@ -111,7 +112,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
 
     async def unpause(self, job_name: str) -> None:
         """Let pools fetch ``job_name`` again (idle pools are woken at once)."""
-        await self.redis.srem(self.keys.paused, job_name)
+        await self.redis.srem(self.keys.paused, check_job_name(job_name))
         await self.redis.publish(self.keys.wake_channel, "unpause")
 
     async def paused(self) -> set[str]:
@@ -175,7 +176,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
 
     async def reschedule(self, job_id: str, at: datetime | float) -> bool:
         """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
-        naive = UTC, or epoch seconds); a time in the past queues it now."""
+        naive = UTC, or epoch seconds up to the year 9999); a time in the past queues it now."""
+        when = at_seconds(at)
         info = await self._require(job_id)
         k = self.keys
         source = {
@@ -189,7 +191,6 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
                 f"job {job_id} is {info.status}; only scheduled, retrying, dead or "
                 "cancelled jobs can be rescheduled"
             )
-        when = epoch_seconds(at)
         mode = "queue" if when <= self.clock.now() else "schedule"
         envelope, read = await self._renumbered(info)
         return await self.scripts.move(
@@ -222,7 +223,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
 
     async def retry_dead_job(self, job_id: str) -> bool:
         """Queue a dead job again with its failure count reset."""
-        raw = await self.redis.hget(self.keys.jobs, job_id)
+        raw = await self.redis.hget(self.keys.jobs, checked_id(self.keys, job_id))
         if raw is None or await self.redis.zscore(self.keys.dead, job_id) is None:
             await self._confirm_absent()  # (not dead here: the new master may hold it dead)
             return False
@@ -263,8 +264,9 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
             before = {"args": env.get("a", {}), "priority": env.get("p", 0)}
             digests = ("", "")
             if args is not None:  # (a unique lock on the args moves with them: update_job.lua)
-                digests = unique_after_edit(info.name, env, args)
-                env["a"] = dict(args)
+                new_args = encoded_args(info.name, args)  # (as enqueue encodes them)
+                digests = unique_after_edit(info.name, env, new_args)
+                env["a"] = new_args
             if priority is not None:
                 env["p"] = priority
             edit = info.edits + 1

@@ -11,6 +11,7 @@ import asyncio
 import random
 from typing import Any
 
+from ..checks import seconds
 from ..errors import JobCancelledError, JobFailedError, JobNotFoundError
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
@@ -113,7 +114,11 @@ def recheck_period(waiters: int) -> float:
 
 
 async def wait_result(hub: EventHub, job_id: str, timeout: float | None) -> Any:
-    """Wait for a job's result (see ``Job.result``)."""
+    """Wait for a job's result (see ``Job.result``). A ``timeout`` that is not None must be a
+    number of seconds >= 0 (a NaN would never time out)."""
+    hub.keys.done(job_id)  # (checks the id: a str without braces)
+    if timeout is not None:
+        timeout = seconds("timeout", timeout)
     state = _Seen()
     try:
         async with asyncio.timeout(timeout), hub.subscribe(job_id) as sub:

@@ -10,7 +10,8 @@ import heapq
 import itertools
 from typing import Any
 
-from ..store.keys import Keys
+from ..store.keys import Keys, check_job_name
+from .inputs import page_number, reading
 from .jobinfo import HistoryEntry, Page, history_from_record
 from .records import record_of
 
@@ -24,8 +25,8 @@ def _text(value: bytes | str) -> str:
 
 
 async def _indexes(redis: Any, keys: Keys, job_name: str | None) -> list[str]:
-    if job_name:
-        return [keys.history_of(job_name)]
+    if job_name is not None:  # ("" is an invalid name, not "every name")
+        return [keys.history_of(check_job_name(job_name))]
     return [keys.history_of(_text(n)) for n in sorted(await redis.smembers(keys.names))]
 
 
@@ -34,8 +35,8 @@ async def history_page(
 ) -> Page[HistoryEntry]:
     """Page ``page`` (from 1) of the attempts, of one job name or of all, newest first (a
     page of all costs a read of ``page`` x 20 entries of each job name's history)."""
-    page = max(1, page)
-    start, end = (page - 1) * PER_PAGE, page * PER_PAGE
+    page = page_number(page)
+    start, end = (reading(page) - 1) * PER_PAGE, reading(page) * PER_PAGE
     indexes = await _indexes(redis, keys, job_name)
     first = start if len(indexes) == 1 else 0  # one index: read the page alone
     async with redis.pipeline(transaction=False) as pipe:

@@ -6,9 +6,10 @@ import heapq
 from typing import Any
 
 from ..clock import Clock
-from ..store.keys import Keys
+from ..store.keys import Keys, check_job_name
 from ..store.served import served_names
 from .history import PER_PAGE, history_count, history_page, throughput
+from .inputs import count, page_number, reading, text_arg
 from .jobinfo import (
     HistoryEntry,
     JobInfo,
@@ -51,6 +52,7 @@ class Inspection:
     async def job(self, job_id: str) -> JobInfo | None:
         """The job with its status, or None if unknown (or its record expired)."""
         k = self.keys
+        k.done(job_id)  # (checks the id: a str without braces, before Redis sees it)
         raw = await self.redis.hget(k.jobs, job_id)
         if raw is None:
             record = await read_done(self.redis, k, job_id)
@@ -130,10 +132,10 @@ class Inspection:
 
     async def _merged_page(self, kind: str, status: str, page: int) -> Page[JobInfo]:
         """A page across the per-name scheduled or retry sets, soonest due first."""
-        page = max(1, page)
+        page = page_number(page)
         names = await self.job_names()
         keys = [getattr(self.keys, kind)(n) for n in names]
-        end = page * PER_PAGE
+        end = reading(page) * PER_PAGE
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.zcard(key)
@@ -147,8 +149,8 @@ class Inspection:
         return Page(items, total, page, PER_PAGE)
 
     async def _set_page(self, key: str, status: str, page: int) -> Page[JobInfo]:
-        page = max(1, page)
-        start = (page - 1) * PER_PAGE
+        page = page_number(page)
+        start = (reading(page) - 1) * PER_PAGE
         total = int(await self.redis.zcard(key))
         pairs = await self.redis.zrevrange(key, start, start + PER_PAGE - 1, withscores=True)
         ids = [text(m) for m, _s in pairs]
@@ -169,9 +171,9 @@ class Inspection:
 
     async def queued_jobs(self, job_name: str, page: int = 1) -> Page[JobInfo]:
         """Jobs waiting on one queue, in the order they will run."""
-        page = max(1, page)
-        start = (page - 1) * PER_PAGE
-        key = self.keys.queue(job_name)
+        page = page_number(page)
+        start = (reading(page) - 1) * PER_PAGE
+        key = self.keys.queue(check_job_name(job_name))
         total = int(await self.redis.zcard(key))
         pairs = await self.redis.zrange(key, start, start + PER_PAGE - 1, withscores=True)
         ids = [text(m) for m, _s in pairs]
@@ -181,6 +183,7 @@ class Inspection:
     async def jobs_by_status(self, status: str, page: int = 1) -> Page[JobInfo]:
         """Jobs in one status: queued (all queues), scheduled, retrying, dead, cancelled,
         in_progress. Finished jobs are listed by :meth:`history`."""
+        page = page_number(page)
         if status == JobStatus.SCHEDULED:
             return await self.scheduled_jobs(page)
         if status == JobStatus.RETRYING:
@@ -204,8 +207,8 @@ class Inspection:
                 )
                 for w in await self.workers()
             ]
-            start = (max(1, page) - 1) * PER_PAGE
-            return Page(running[start : start + PER_PAGE], len(running), max(1, page), PER_PAGE)
+            start = (page - 1) * PER_PAGE
+            return Page(running[start : start + PER_PAGE], len(running), page, PER_PAGE)
         if status == JobStatus.FINISHED:
             raise ValueError("finished jobs are not indexed by status; list them with history()")
         raise ValueError(f"unknown status {status!r}; one of {', '.join(JobStatus.ALL)}")
@@ -326,6 +329,8 @@ class Inspection:
 
     async def history_job(self, job_id: str, max_attempts: int = 100) -> list[HistoryEntry]:
         """The recorded attempts of one job, oldest first."""
+        self.keys.done(job_id)  # (checks the id)
+        max_attempts = count("max_attempts", max_attempts, most=100_000)
         fields = [f"{job_id}:{i}" for i in range(1, max_attempts + 1)]
         fields += [f"{job_id}:e{i}" for i in range(1, 51)]  # its edits (Client.update_job)
         raws = await self.redis.hmget(self.keys.history_data, fields)
@@ -335,6 +340,8 @@ class Inspection:
     async def find_job_ids(self, prefix: str, limit: int = 20, budget: int = 20_000) -> list[str]:
         """Ids of live jobs, and of jobs with recorded attempts, that start with ``prefix``
         (sorted; at most ``limit``). Scans at most about ``budget`` entries of each index."""
+        prefix, limit = text_arg("prefix", prefix), count("limit", limit)
+        budget = count("budget", budget)
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
         found: set[str] = set()
         for key in (self.keys.jobs, self.keys.history_data):
@@ -362,5 +369,6 @@ class Inspection:
         """Per minute of the last ``minutes``, oldest first: (minute start, attempts that ended,
         jobs that died). Counted with ZCOUNT over the history and the dead set, so it costs
         nothing on the hot path; attempts read 0 while pools run with ``history=False``."""
+        minutes = count("minutes", minutes, most=100_000)
         end = (int(self.clock.now() if now is None else now) // 60 + 1) * 60_000
         return await throughput(self.redis, self.keys, end, minutes)

@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 
 from ..limits import Concurrency, Limit, Rate, limit_from_dict
 from ..store.keys import Keys
+from .inputs import count
 
 __all__ = [
     "LimitsView",
@@ -160,6 +161,7 @@ class Partitions:
 
 
 async def read_partitions(redis: Any, keys: Keys, name: str, limit: int = 50) -> Partitions:
+    limit = count("limit", limit)  # (0 or -1: a range to the end; 2.5: a Redis error)
     ready = [_text(p) for p in await redis.zrange(keys.partitions_ready(name), 0, limit - 1)]
     waiting = await redis.zrange(keys.partitions_waiting(name), 0, limit - 1, withscores=True)
     _cursor, fields = await redis.hscan(keys.partitions_running(name), 0, count=limit)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..checks import whole
 from ..store.keys import Keys
 from ..workflows.run import WorkflowRun
 from ..workflows.store import WorkflowScripts
+from .inputs import count
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
 
 __all__ = ["WorkflowAdmin", "WorkflowSummary", "waiting_member"]
@@ -61,7 +63,9 @@ class WorkflowAdmin:
         return WorkflowRun(self.redis, self.keys, run_id)
 
     async def workflows(self, limit: int = 50, offset: int = 0) -> list[WorkflowSummary]:
-        """The runs stored and not lingered out, newest first."""
+        """The runs stored and not lingered out, newest first: ``limit`` (>= 1) of them after
+        the first ``offset`` (>= 0)."""
+        limit, offset = count("limit", limit), whole("offset", offset, least=0, most=2**53)
         k = self.keys
         seconds, micros = await self.redis.time()
         now = int(seconds) * 1000 + int(micros) // 1000

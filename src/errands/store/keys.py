@@ -28,8 +28,9 @@ def check_job_id(job_id: str) -> str:
 
 
 def _check_part(kind: str, value: str) -> str:
-    if not value:
-        raise ValueError(f"{kind} must be a non-empty string")
+    if not value or not isinstance(value, str):  # (of another type: TypeError)
+        error = ValueError if isinstance(value, str) else TypeError
+        raise error(f"{kind} must be a non-empty string, got {type(value).__name__} {value!r}")
     if not str.isalnum(value) and _BAD_PART.search(value):  # (random ids: no search)
         raise ValueError(f"{kind} {value!r} must not contain braces, newlines or NUL")
     return value
@@ -365,8 +366,7 @@ class Keys:
 
     def rate_log(self, name: str) -> str:
         """HASH "<per ms>" (type-wide) or "<per ms>:<partition>" -> the start times (ms, Redis
-        clock) within the last window of a rate limit; expires a window and 1-2 s after its last
-        write."""
+        clock) in a rate limit's last window; expires a window and 1-2 s after its last write."""
         return self.prefix + "prate:" + _check_part("job name", name)
 
     def rate_expiry(self, name: str) -> str:
