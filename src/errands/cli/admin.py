@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import difflib
 import re
 import sys
 import time
@@ -17,14 +16,14 @@ import orjson
 from redis.exceptions import ResponseError
 
 from ..admin.client import Client
-from ..admin.inspection import text
 from ..admin.jobinfo import QueueInfo
+from ..checks import seconds
 from ..enqueuer import Enqueuer
 from ..errors import ErrandsError, JobNotFoundError
 from ..store.connection import REDIS_ERRORS, check
-from ..store.keys import check_job_name
 from ..store.served import served_names, unserved_message
-from .target import Target, add_target_options
+from .inputs import json_args, require_job_type
+from .target import BAD_INPUT, Target, add_target_options, refuse
 
 __all__ = ["add_admin_commands"]
 
@@ -88,8 +87,8 @@ def add_admin_commands(sub: Any) -> None:
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("target")
-        if name == "pause":
-            p.add_argument("--force", action="store_true", help="pause a name no pool knows")
+        if name != "cancel":
+            p.add_argument("--force", action="store_true", help=f"{name} a name no pool knows")
         _common(p)
         p.set_defaults(func=_run(_simple), action=name)
     enq = sub.add_parser("enqueue", help="enqueue a job")
@@ -125,9 +124,8 @@ def _run(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]) -> Callable
         except JobNotFoundError as exc:
             print(f"errands: {exc}", file=sys.stderr)
             return 1
-        except (ValueError, TypeError) as exc:
-            print(f"errands: {exc}", file=sys.stderr)
-            return 2
+        except BAD_INPUT as exc:
+            return refuse(exc)
 
     return sync
 
@@ -340,10 +338,12 @@ def _say(args: argparse.Namespace, message: str, data: dict[str, Any]) -> None:
 
 async def _simple(client: Client, args: argparse.Namespace) -> int:
     if args.action == "pause":
-        await _require_job_type(client, args.target, args.force)
+        await require_job_type(client, args.target, args.force, "pauses it")
         await client.pause(args.target)
         _say(args, f"paused {args.target}", {"paused": args.target})
     elif args.action == "unpause":
+        if args.target not in await client.paused():  # (a paused name is known)
+            await require_job_type(client, args.target, args.force, "unpauses it")
         await client.unpause(args.target)
         _say(args, f"unpaused {args.target}", {"unpaused": args.target})
     else:
@@ -352,31 +352,8 @@ async def _simple(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _require_job_type(client: Client, name: str, force: bool) -> None:
-    """A name that no pool serves or registered and nothing was enqueued under is a typo."""
-    check_job_name(name)
-    known = set(await client.job_names())  # ever enqueued
-    known |= {text(n) for n in await client.redis.hkeys(client.keys.limits)}  # ever served
-    if force or name in known:
-        return
-    message = f"no job type {name!r} in namespace {client.keys.namespace!r}"
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise JobNotFoundError(f"{message} ({hint}--force pauses it anyway)")
-
-
-def _json_args(text: str) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"--args is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise ValueError("--args must be a JSON object, e.g. '{\"id\": 1}'")
-    return payload
-
-
 async def _edit(client: Client, args: argparse.Namespace) -> int:
-    payload = _json_args(args.args) if args.args is not None else None
+    payload = json_args(args.args) if args.args is not None else None
     info = await client.update_job(args.id, args=payload, priority=args.priority)
     summary = {"id": info.id, "status": info.status, "args": info.args, "priority": info.priority}
     print(orjson.dumps(summary).decode() if args.json else f"{info.id}: edited ({info.status})")
@@ -384,8 +361,8 @@ async def _edit(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _enqueue(client: Client, args: argparse.Namespace) -> int:
-    payload = _json_args(args.args)
-    delay = parse_delay(args.delay) if args.delay is not None else None
+    payload = json_args(args.args)
+    delay = seconds("--in", parse_delay(args.delay)) if args.delay is not None else None
     enqueuer = Enqueuer(client.redis, namespace=args.namespace, strict=None)
     job = await enqueuer.enqueue(args.name, payload, delay=delay, priority=args.priority)
     assert job is not None

@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from typing import Any
 
 from ..admin.client import Client
-from ..errors import ErrandsError, RedisUnavailableError
+from ..errors import ErrandsError, JobNotFoundError, RedisUnavailableError
 from ..limits import compile_limits, describe_limit, limit_to_dict, parse_limit
 from ..store.connection import REDIS_ERRORS
-from .target import Target, add_target_options
+from ..store.keys import check_job_name
+from .inputs import unknown_job_type
+from .target import BAD_INPUT, Target, add_target_options, refuse
 
 __all__ = ["add_limits_commands"]
 
@@ -41,7 +44,13 @@ def add_limits_commands(sub: Any) -> None:
 
 def _runner(command: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
-        return asyncio.run(_with_client(command, args))
+        try:
+            return asyncio.run(_with_client(command, args))
+        except BAD_INPUT as exc:
+            return refuse(exc)
+        except JobNotFoundError as exc:  # (an unknown job name: as pause's)
+            print(f"errands: {exc}", file=sys.stderr)
+            return 1
 
     return run
 
@@ -84,12 +93,23 @@ async def _set(client: Client, args: argparse.Namespace) -> int:
         compile_limits(limits)  # (too many rate windows)
     except ValueError as exc:
         raise ErrandsError(str(exc)) from None
+    unknown = await unknown_job_type(client, args.name)
     await client.set_limits(args.name, limits)
+    if unknown is not None:  # (set ahead of a new job type's deploy, or a typo)
+        warning = f"{unknown}its limits apply once a pool serves it)"
+        print(f"errands: warning: {warning}", file=sys.stderr)
     print(f"{args.name}: {' '.join(map(describe_limit, limits))} (pools apply it within a second)")
     return 0
 
 
 async def _clear(client: Client, args: argparse.Namespace) -> int:
+    views = await client.limits()
+    view = views.get(check_job_name(args.name))
+    if view is None or view.runtime is None:  # nothing to clear: a typo?
+        names = ", ".join(n for n, v in views.items() if v.runtime is not None) or "none"
+        raise JobNotFoundError(
+            f"{args.name!r} has no limits set at run time; nothing to clear (set: {names})"
+        )
     await client.set_limits(args.name, None)
     print(f"{args.name}: back to the limits in code")
     return 0

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..admin.client import Client
-from ..errors import ErrandsError, RedisUnavailableError, ScheduleNotFoundError
+from ..errors import RedisUnavailableError, ScheduleNotFoundError
 from ..periodic.listing import ScheduleInfo
 from ..periodic.store import MISFIRE_POLICIES
 from ..store.connection import REDIS_ERRORS
-from .target import Target, add_target_options
+from .inputs import json_args
+from .target import BAD_INPUT, Target, add_target_options, refuse
 
 __all__ = ["add_schedule_commands"]
 
@@ -65,6 +66,8 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
         except ScheduleNotFoundError as exc:
             print(f"errands: {exc}", file=sys.stderr)
             return 1
+        except BAD_INPUT as exc:
+            return refuse(exc)
 
     return run
 
@@ -90,21 +93,15 @@ async def _list(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _add(client: Client, args: argparse.Namespace) -> int:
+    job_args = json_args(args.args)  # (as enqueue's: NaN refused, big ints not rounded)
+    options: dict[str, Any] = {"tz": args.tz, "enabled": not args.disabled}
+    options |= {"misfire": args.misfire, "skip_if_running": args.skip_if_running}
     try:
-        job_args = json.loads(args.args)
-    except json.JSONDecodeError as exc:
-        raise ErrandsError(f"--args is not JSON: {exc}") from None
-    periodic = await client.add_schedule(
-        args.name,
-        args.job,
-        args.spec,
-        job_args,
-        tz=args.tz,
-        enabled=not args.disabled,
-        misfire=args.misfire,
-        skip_if_running=args.skip_if_running,
-        priority=args.priority,
-    )
+        periodic = await client.add_schedule(
+            args.name, args.job, args.spec, job_args, priority=args.priority, **options
+        )
+    except OverflowError:  # (an interval past what a float holds)
+        raise ValueError(f"schedule {args.spec!r}: its interval is too long") from None
     print(f"schedule {periodic.name!r} added: {periodic.job_name} on {periodic.schedule.text!r}")
     return 0
 

@@ -33,16 +33,26 @@ if TYPE_CHECKING:
     from ..worker.pool import WorkerPool
 
 __all__ = [
+    "BAD_INPUT",
     "DEFAULT_NAMESPACE",
     "DEFAULT_URL",
     "Target",
     "add_target_options",
     "env_url",
     "load_pool",
+    "refuse",
 ]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_NAMESPACE = "errands"
+# what the commands' checks of their input raise (an interval overflowing: OverflowError)
+BAD_INPUT = (ValueError, TypeError, OverflowError)
+
+
+def refuse(exc: BaseException) -> int:
+    """Invalid input: one line on stderr, ``errands: ...``, never a traceback; exit status 2."""
+    print(f"errands: {exc}", file=sys.stderr)
+    return 2
 
 
 def add_target_options(p: argparse.ArgumentParser, *, app: bool = True) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from ..admin.client import Client
 from ..errors import RedisUnavailableError
 from ..store.connection import REDIS_ERRORS
-from .target import Target, add_target_options
+from .target import BAD_INPUT, Target, add_target_options, refuse
 
 __all__ = ["add_workflow_commands"]
 
@@ -40,7 +40,10 @@ def add_workflow_commands(sub: Any) -> None:
 
 def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        return asyncio.run(_with_client(command, args))
+        try:
+            return asyncio.run(_with_client(command, args))
+        except BAD_INPUT as exc:
+            return refuse(exc)
 
     return run
 
