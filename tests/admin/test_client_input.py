@@ -241,3 +241,28 @@ async def test_result_takes_a_timedelta_and_zero(client: Client, enqueuer: Enque
         await client.result(job.id, timedelta(seconds=0.1))  # type: ignore[arg-type]
     with pytest.raises(TimeoutError):
         await client.result(job.id, 0)
+
+
+def test_from_url_refuses_a_url_of_the_wrong_type() -> None:
+    for bad in (None, 5, b"redis://x"):
+        with pytest.raises(TypeError, match="url must be a str"):
+            Client.from_url(bad)  # type: ignore[arg-type]
+
+
+def test_the_sync_enqueuer_refuses_a_bad_timeout_or_id_at_once(
+    redis_url: str, namespace: str
+) -> None:
+    from errands.sync.enqueuer import SyncEnqueuer
+
+    se = SyncEnqueuer.from_url(redis_url, namespace=namespace, strict=None)
+    try:
+        job = se.enqueue("a", {}, delay=1000)
+        assert job is not None
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="timeout must be a number of seconds"):
+            se.result(job.id, timeout=float("nan"))
+        with pytest.raises(TypeError, match="job id must be a non-empty string, got int 5"):
+            se.result(5, timeout=0.1)  # type: ignore[arg-type]
+        assert time.monotonic() - started < 5
+    finally:
+        se.close()

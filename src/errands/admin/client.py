@@ -29,7 +29,7 @@ from ..store.scripts import Scripts
 from ..store.topology import RedisClient, as_redis, on_node_of
 from .events import EventStream, wait_result
 from .hub import EventHub
-from .inputs import at_seconds, checked_id, encoded_args
+from .inputs import at_seconds, checked_id, encoded_args, text_arg
 from .inspection import Inspection, text
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
 from .limitsinfo import LimitsView, Partitions, read_limits, read_partitions
@@ -61,7 +61,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Client:
-        client = cls(connect(url), **kwargs)
+        client = cls(connect(text_arg("url", url)), **kwargs)
         client._owns_client = True
         client.where = redact_url(url)
         return client
