@@ -7,12 +7,11 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import timedelta
 from typing import Any
 
 from ..admin.client import Client
 from ..errors import ErrandsError, JobNotFoundError, RedisUnavailableError
-from ..limits import Rate, compile_limits, describe_limit, limit_to_dict, parse_limit
+from ..limits import compile_limits, describe_limit, limit_to_dict, parse_limit
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import check_job_name
 from .inputs import unknown_job_type
@@ -92,9 +91,6 @@ async def _set(client: Client, args: argparse.Namespace) -> int:
     try:
         limits = [parse_limit(text) for text in args.limits]
         compile_limits(limits)  # (too many rate windows)
-        for text, limit in zip(args.limits, limits, strict=True):
-            if isinstance(limit, Rate) and limit.per % timedelta(milliseconds=1):
-                raise ValueError(f"{text}: a window is whole milliseconds (it is stored in ms)")
     except ValueError as exc:
         raise ErrandsError(str(exc)) from None
     unknown = await unknown_job_type(client, args.name)
