@@ -87,7 +87,6 @@ def test_a_huge_delay_is_refused_clearly(run: Run, store: redis.Redis, namespace
         (("schedules", "add", "s1", "a", "@every " + "9" * 400 + "s"), "@every"),
         (("limits", "set", "a b", "rate=1/1s"), "invalid job name 'a b'"),
         (("limits", "clear", "a b"), "invalid job name 'a b'"),
-        (("limits", "set", "a", "rate=1/1.5ms"), "do not survive being stored"),
         (("workflows", "show", "a{b}"), "must not contain braces"),
         (("workflows", "show", ""), "non-empty string"),
         (("workflows", "cancel", "a{b}"), "must not contain braces"),
