@@ -10,9 +10,10 @@ from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ReadOnlyError
 
 from errands import Client, FakeClock, RegistrationError, WorkerPool
-from errands.periodic.store import make_periodic
+from errands.periodic.store import PeriodicSchedule, make_periodic
 from tests.periodic.support import pool, queued_args
 
 START = 1_767_225_600.0
@@ -98,3 +99,56 @@ async def test_add_schedule_refuses_bad_values(client: Client) -> None:
     with pytest.raises(RegistrationError, match="not a finite number"):
         await client.add_schedule("s", "j", "@every 1s", args={"x": NAN})
     assert await client.schedules() == []
+
+
+async def test_a_refusal_of_the_server_is_not_blamed_on_one_schedule(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A demoted master's READONLY (or OOM, MISCONF...) is the server's state, not a schedule's:
+    the tick raises it to the enqueuer's retry loop instead of logging each due schedule as a
+    failed one (it did since the schedules of a tick were isolated)."""
+    e = pool(redis, namespace, FakeClock(START), [make_periodic("@every 10s", "tick")], "p1")
+
+    async def refused(*args: object) -> int:
+        raise ReadOnlyError("You can't write against a read only replica.")
+
+    e._handle = refused  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, "errands.periodic"), pytest.raises(ReadOnlyError):
+        await e.tick_once()
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]
+
+
+async def test_a_replaced_schedule_that_fails_is_logged_again(
+    redis: Redis, namespace: str, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing runtime schedule is logged once; replaced by a Client, its new definition's
+    failure is logged again (the flag outlived the definition it was about)."""
+    clock = FakeClock(START)
+    e = pool(redis, namespace, clock, [], "p1")
+    real = e._handle
+
+    async def failing(periodic: PeriodicSchedule, *args: object) -> int:
+        if periodic.name == "rt":
+            raise ValueError("this schedule cannot fire")
+        return await real(periodic, *args)  # type: ignore[arg-type]
+
+    e._handle = failing  # type: ignore[method-assign]
+    await client.add_schedule("rt", "tick", "@every 10s")
+    with caplog.at_level(logging.ERROR, "errands.periodic"):
+        for _ in range(3):
+            await e.tick_once()
+            clock.advance(10)
+        await client.add_schedule("rt", "tick", "@every 20s")
+        for _ in range(2):
+            await e.tick_once()
+            clock.advance(20)
+    failures = [r for r in caplog.records if "schedule 'rt' failed" in r.getMessage()]
+    assert len(failures) == 2, failures
+
+
+async def test_a_huge_misfire_grace_is_taken_and_listed(client: Client) -> None:
+    """No upper bound on misfire_grace (only Python compares it): a schedule stored with
+    timedelta.max by an older errands stays readable, listed and fired."""
+    assert make_periodic("@every 1s", "j", misfire_grace=timedelta.max).misfire_grace > 8e13
+    await client.add_schedule("s", "j", "@every 1s", misfire_grace=timedelta.max)
+    assert [s.name for s in await client.schedules()] == ["s"]

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from ..clock import Clock
 from ..errors import RegistrationError
 from ..serialization import Serializer
+from ..store.coalescer import server_refusal
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
 from ..store.redisclock import RedisAlignedClock, real_time
@@ -155,6 +156,7 @@ class PeriodicEnqueuer:
         for name in set(self.runtime) | set(runtime):
             if self.runtime.get(name) != runtime.get(name):
                 self._due.pop(name, None)
+                self._logged.discard(("failed", name))  # (a new definition's failure is news)
         self.runtime, self._raw_runtime = runtime, raw
 
     async def tick_once(self) -> int:
@@ -190,7 +192,9 @@ class PeriodicEnqueuer:
                 fired += await self._handle(periodic, last_ms, disabled, now)
             except REDIS_ERRORS:
                 raise  # (Redis not answering: every schedule's problem, handled by run())
-            except Exception:  # one schedule's fault must not stop the others of this tick
+            except Exception as exc:  # one schedule's fault must not stop the others of this tick
+                if server_refusal(exc):  # (READONLY, OOM, MISCONF...: the server's, not its)
+                    raise
                 self._failed(periodic.name, now)
             else:
                 self._logged.discard(("failed", periodic.name))

@@ -9,6 +9,7 @@ run), ``fired_at``, ``by`` (pool), counters ``runs``, ``skipped``, ``misfires``,
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,7 +111,8 @@ def make_periodic(
         raise RegistrationError(str(exc).replace("job name", "name")) from None
     if misfire not in MISFIRE_POLICIES:
         raise RegistrationError(f"misfire must be one of {MISFIRE_POLICIES}, got {misfire!r}")
-    grace = seconds("misfire_grace", misfire_grace, error=RegistrationError)
+    # (no upper bound: only Python compares it; one stored by an older errands stays readable)
+    grace = seconds("misfire_grace", misfire_grace, most=math.inf, error=RegistrationError)
     if grace < 1:
         raise RegistrationError(f"misfire_grace must be at least 1 second, got {misfire_grace!r}")
     flag("skip_if_running", skip_if_running, error=RegistrationError)
