@@ -64,6 +64,24 @@ def test_seconds_refuses_what_is_not_a_duration(value: object, zero: bool) -> No
 
 def test_flag_takes_only_bools() -> None:
     assert flag("f", True) is True and flag("f", False) is False
-    for bad in ("no", 0, 1, None):
+    for bad in ("no", 2, -1, None, 1.0):
         with pytest.raises(ValueError, match=r"^f must be True or False, got "):
             flag("f", bad)
+
+
+def test_numbers_of_other_kinds_are_taken() -> None:
+    """An IntEnum or another integer type is a whole number (returned as a plain int); a Decimal
+    or a Fraction is a number of seconds; 0 and 1 are flags (they were before the checks)."""
+    from decimal import Decimal
+    from enum import IntEnum
+    from fractions import Fraction
+
+    class Level(IntEnum):
+        HIGH = 5
+
+    assert type(whole("priority", Level.HIGH)) is int and whole("n", Level.HIGH) == 5
+    assert check_priority(Level.HIGH) == 5 and type(check_priority(Level.HIGH)) is int
+    assert seconds("t", Decimal("1.5")) == 1.5 and seconds("t", Fraction(3, 2)) == 1.5
+    assert flag("f", 1) is True and flag("f", 0) is False
+    with pytest.raises(ValueError, match=r"^t must be a number of seconds"):
+        seconds("t", 10**400)  # (too large for a float: refused, naming it)

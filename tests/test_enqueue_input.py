@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, MutableSet
 from collections.abc import Set as AbstractSet
 from datetime import date, timedelta
 from typing import Any
+from unittest.mock import AsyncMock
 
 import pytest
 from redis.asyncio import Redis
@@ -26,7 +27,7 @@ from errands import (
 )
 from errands.convert import ArgumentMismatch, converter
 from errands.handlers import make_binder
-from errands.serialization import SerializationError
+from errands.serialization import SerializationError, dumps_json
 from errands.store.keys import Keys
 from errands.sync import SyncEnqueuer
 
@@ -219,8 +220,8 @@ def test_a_bad_dedup_throttle_is_refused(throttle: Any) -> None:
 def test_dedup_flags_must_be_bools() -> None:
     with pytest.raises(ValueError, match=r"^debounce must be True or False, got 'no'$"):
         Dedup("k", debounce="no")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"^rerun_latest must be True or False, got 1$"):
-        Dedup("k", until="finished", rerun_latest=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^rerun_latest must be True or False, got 2$"):
+        Dedup("k", until="finished", rerun_latest=2)  # type: ignore[arg-type]
     assert Dedup("k", throttle=30).window_ms == 30_000
     assert Dedup("k", throttle=timedelta(seconds=2)).window_ms == 2000
     assert Dedup("k", debounce=True).mode == "d"
@@ -281,6 +282,20 @@ async def test_using_refuses_what_is_not_an_async_enqueuer(
                 strarg.using(wrong)  # type: ignore[arg-type]
         assert sync.enqueue("strarg", strarg.args(address="a")) is not None
     assert await redis.hlen(Keys(namespace).jobs) == 1
+    stand_in = AsyncMock()  # (a stand-in of an Enqueuer, as tests pass: taken, as before)
+    await strarg.using(stand_in).enqueue(address="b")
+    assert stand_in.enqueue.await_count == 1
+
+
+def test_a_value_holding_itself_is_a_serialization_error() -> None:
+    """orjson's recursion refusal is walked for a message: the walk's own RecursionError was
+    raised instead of a SerializationError (a handler's result then failed its job)."""
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(SerializationError, match=r"^the result is not JSON-serializable: "):
+        dumps_json(looped, "the result")
+    with pytest.raises(SerializationError, match=r"^args is not JSON-serializable: "):
+        dumps_json({1: looped}, "args")
 
 
 # -- the worker's converter -----------------------------------------------------------------------

@@ -7,7 +7,10 @@ Pure: no I/O."""
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from datetime import timedelta
+from decimal import Decimal
 
 __all__ = ["MAX_SECONDS", "flag", "seconds", "whole"]
 
@@ -22,11 +25,11 @@ def whole(
     most: int | None = None,
     error: type[Exception] = ValueError,
 ) -> int:
-    """``value`` if it is an int (not a bool) within ``least``..``most``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        low, high = least is None or value >= least, most is None or value <= most
-        if low and high:
-            return value
+    """``value`` as a plain int, if it is one (not a bool) or stands for one (an IntEnum, a
+    numpy integer: ``operator.index``), within ``least``..``most``."""
+    n = None if isinstance(value, bool) else _index(value)
+    if n is not None and (least is None or n >= least) and (most is None or n <= most):
+        return n
     if least is not None and most is not None:
         bounds = f" in {least}..{most}"
     elif least is not None:
@@ -46,13 +49,14 @@ def seconds(
     most: float = MAX_SECONDS,
     error: type[Exception] = ValueError,
 ) -> float:
-    """``value`` in seconds, if it is a timedelta or a real number (not a bool): finite, at most
-    ``most``, and above 0 (or 0 itself when ``zero``)."""
-    secs = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(secs, (int, float)) and not isinstance(secs, bool):
+    """``value`` in seconds, if it is a timedelta or a real number (not a bool: an int, a float,
+    a Decimal, a Fraction, a numpy number): finite, at most ``most``, and above 0 (or 0 itself
+    when ``zero``)."""
+    secs = value.total_seconds() if isinstance(value, timedelta) else _real(value)
+    if secs is not None:
         ok = math.isfinite(secs) and (secs >= 0 if zero else secs > 0) and secs <= most
         if ok:
-            return float(secs)
+            return secs
     least = ">= 0" if zero else "> 0"
     raise error(
         f"{name} must be a number of seconds {least} (or a timedelta) up to {most:g}, got {value!r}"
@@ -60,7 +64,31 @@ def seconds(
 
 
 def flag(name: str, value: object, *, error: type[Exception] = ValueError) -> bool:
-    """``value`` if it is a bool (``"no"`` or 0 are refused, not taken for true or false)."""
+    """``value`` as a bool, if it is one, or the int 0 or 1 (``"no"``, which is true, and other
+    values are refused)."""
     if isinstance(value, bool):
         return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
     raise error(f"{name} must be True or False, got {value!r}")
+
+
+def _index(value: object) -> int | None:
+    """``value`` as an int when it is an integer of some kind (``operator.index``), else None."""
+    if type(value) is int:  # (the common case, without a call)
+        return value
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _real(value: object) -> float | None:
+    """``value`` as a float when it is a real number (not a bool), else None (an int too large
+    for a float included)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
+        return None
+    try:
+        return float(value)
+    except (OverflowError, ValueError):
+        return None

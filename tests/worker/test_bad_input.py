@@ -324,7 +324,7 @@ def test_handler_must_be_callable_with_keyword_args(redis_url: str, namespace: s
         {"history_retention": 2.0**60},
         {"max_recoveries": True},
         {"redis_functions": "no"},
-        {"history": 0},
+        {"history": "no"},
     ],
 )
 def test_invalid_pool_options_raise(redis_url: str, options: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ BAD = [
     ("result_ttl", NAN),
     ("result_ttl", INF),
     ("strict_result", "no"),
-    ("strict_result", 1),
+    ("strict_result", 2),
     ("skip_dead", "no"),
     ("skip_dead", None),
 ]

@@ -4,6 +4,8 @@ spinning, a nan timeout passing every comparison, ``"no"`` taken for true)."""
 
 from __future__ import annotations
 
+import math
+
 from ..checks import flag, seconds, whole
 from ..errors import RegistrationError
 
@@ -32,8 +34,8 @@ def check_pool_options(
     ``dead_timeout`` under twice ``heartbeat_interval``."""
     e = RegistrationError
     whole("concurrency", concurrency, least=1, error=e)
-    for name, value in (("shutdown_grace", shutdown_grace), ("dead_max_age", dead_max_age)):
-        seconds(name, value, error=e)
+    seconds("shutdown_grace", shutdown_grace, most=math.inf, error=e)  # (inf: wait for them)
+    seconds("dead_max_age", dead_max_age, error=e)
     seconds("history_retention", history_retention, error=e)
     for name, value in (("poll_interval", poll_interval), ("schedule_refresh", schedule_refresh)):
         seconds(name, value, zero=False, error=e)
