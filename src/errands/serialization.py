@@ -81,29 +81,53 @@ class PlainEnvelopes:
 
 def dumps_json(value: Any, what: str) -> bytes:
     """``value`` as JSON bytes; SerializationError naming ``what`` (and where in it) for anything
-    JSON cannot hold: other types, NaN or Infinity (which orjson writes as ``null``), and dict
-    keys that are one once made strings (``{1: "a", "1": "b"}``: one value would be lost)."""
+    JSON cannot hold: other types, NaN or Infinity (which orjson writes as ``null``), dict keys
+    that are one once made strings (``{1: "a", "1": "b"}``: one value would be lost), a value
+    nested too deep or holding itself."""
     try:
         data = orjson.dumps(value)  # (str keys only: the common case, checked in one pass)
     except TypeError:
-        data = None
-    if data is None or b"null" in data:  # None, a string holding "null"... or a NaN (rare)
-        where = json_problem(value, "")
+        data = _with_other_keys(value, what)  # keys of other types, or a type JSON cannot hold
+    if b"null" in data:  # None, a string holding "null"... or a NaN: look closer (rare)
+        where = non_finite(value, "")
         if where is not None:
-            raise SerializationError(f"{what} is not JSON-serializable: {where}")
-        if data is None:
-            try:
-                data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-            except TypeError as exc:
-                raise SerializationError(f"{what} is not JSON-serializable: {exc}") from None
+            raise SerializationError(
+                f"{what} is not JSON-serializable: {where} is not a finite number "
+                "(JSON has no NaN or Infinity)"
+            )
     # orjson writes into a 1 KiB buffer and shrinks it: kept by the thousand (a batch of jobs),
     # such buffers cost ~3 us each in the allocator; a copy frees the buffer at once (~0.1 us)
     return bytes(memoryview(data)) if len(data) < 1024 else data
 
 
+def _with_other_keys(value: Any, what: str) -> bytes:
+    """``value`` as JSON with its dict keys made strings (orjson refused it as it is): a key
+    lost to another one (read back, the JSON is shorter) or a type JSON cannot hold is a
+    SerializationError saying where."""
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:  # (a type, an int past 64 bits, recursion or depth: orjson's)
+        where = _problem(value)
+        raise SerializationError(f"{what} is not JSON-serializable: {where or exc}") from None
+    if len(orjson.dumps(orjson.loads(data))) != len(data):  # (keys made one: one value lost)
+        where = _problem(value) or "two keys are one once made strings"
+        raise SerializationError(f"{what} is not JSON-serializable: {where}")
+    return data
+
+
+def _problem(value: Any) -> str | None:
+    """json_problem's answer, or None when the walk cannot finish (a value holding itself)."""
+    try:
+        return json_problem(value, "")
+    except RecursionError:
+        return None
+
+
 def json_problem(value: Any, path: str) -> str | None:
     """What JSON cannot hold in ``value``, and where (``path``): the first NaN or infinite
     float, value of a type orjson refuses, or keys that collide once made strings; else None."""
+    if value is None or type(value) in (str, int, bool):  # (plain: nothing to look at)
+        return None
     if isinstance(value, float):
         if math.isfinite(value):
             return None

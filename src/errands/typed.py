@@ -118,13 +118,17 @@ class JobFunction(Generic[P, C, R]):
     ) -> EnqueueCall[P]:
         """Enqueue options (as for ``enqueue``; ``unique=True`` or a ``key`` use
         ``enqueue_unique``; ``job_id`` makes it idempotent) and optionally another Enqueuer:
-        chain ``.enqueue()``. ``enqueuer`` must be an async :class:`Enqueuer` (a SyncEnqueuer
-        is refused here, before anything is stored)."""
-        if enqueuer is not None and not isinstance(enqueuer, Enqueuer):
-            raise TypeError(
-                f"using() takes an Enqueuer (async), got {type(enqueuer).__name__}; "
-                "with a SyncEnqueuer, call its enqueue(name, fn.args(...))"
-            )
+        chain ``.enqueue()``. ``enqueuer`` must enqueue asynchronously, as an :class:`Enqueuer`
+        (or a stand-in of one: a test harness, an AsyncMock); one whose ``enqueue`` is a plain
+        method, as a SyncEnqueuer's, is refused here, before anything is stored."""
+        if enqueuer is not None:
+            send = getattr(enqueuer, "enqueue", None)
+            plain = inspect.isfunction(send) or inspect.ismethod(send)
+            if not callable(send) or (plain and not inspect.iscoroutinefunction(send)):
+                raise TypeError(
+                    f"using() takes an Enqueuer (async), got {type(enqueuer).__name__}; "
+                    "with a SyncEnqueuer, call its enqueue(name, fn.args(...))"
+                )
         options: dict[str, Any] = {"delay": delay, "at": at, "priority": priority}
         options.update(retry=retry, meta=meta, job_id=job_id, partition=partition)
         if unique or key is not None:
