@@ -90,8 +90,11 @@ def _retry(stored: Any) -> RetryOptions:
     backoff = stored.get("backoff")
     if backoff is not None and type(backoff) is not dict:
         raise ValueError(f"payload field 'r.backoff' must be an object, got {_kind(backoff)}")
+    max_fails = stored.get("max_fails")
+    if type(max_fails) is float and max_fails.is_integer():  # (4.0: an older errands wrote it)
+        max_fails = int(max_fails)
     return RetryOptions(
-        max_fails=stored.get("max_fails"),
+        max_fails=max_fails,
         backoff=backoff_from_dict(backoff) if backoff else None,  # type: ignore[arg-type]
     )
 
