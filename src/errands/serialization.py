@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
@@ -126,6 +127,11 @@ def _problem(value: Any) -> str | None:
 def json_problem(value: Any, path: str) -> str | None:
     """What JSON cannot hold in ``value``, and where (``path``): the first NaN or infinite
     float, value of a type orjson refuses, or keys that collide once made strings; else None."""
+    return _first(value, path, _json_problem_at)
+
+
+def _json_problem_at(value: Any, path: str) -> str | None:
+    """json_problem's answer for ``value`` itself (not the items nested in it)."""
     if value is None or type(value) in (str, int, bool):  # (plain: nothing to look at)
         return None
     if isinstance(value, float):
@@ -133,22 +139,35 @@ def json_problem(value: Any, path: str) -> str | None:
             return None
         return f"{path or 'the value'} is not a finite number (JSON has no NaN or Infinity)"
     if isinstance(value, dict):
-        items: Any = value.items()
         if any(type(k) is not str for k in value):
             clash = _clashing_key(value)
             if clash is not None:
                 return f"{path or 'the value'} has {clash}"
+        return None
+    if isinstance(value, list | tuple):  # (its items: walked by _first)
+        return None
+    try:
+        orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        kind = type(value).__name__
+        return f"{path or 'the value'} is of type {kind}, which JSON cannot hold ({exc})"
+    return None
+
+
+def _first(value: Any, path: str, look: Callable[[Any, str], str | None]) -> str | None:
+    """The first answer of ``look(item, its path)`` that is not None, over ``value`` and then
+    the items nested in it (of dicts, lists and tuples), depth first; else None."""
+    found = look(value, path)
+    if found is not None:
+        return found
+    if isinstance(value, dict):
+        items: Any = value.items()
     elif isinstance(value, list | tuple):
         items = enumerate(value)
     else:
-        try:
-            orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-        except TypeError as exc:
-            kind = type(value).__name__
-            return f"{path or 'the value'} is of type {kind}, which JSON cannot hold ({exc})"
         return None
     for key, item in items:
-        found = json_problem(item, f"{path}[{key!r}]" if path else str(key))
+        found = _first(item, f"{path}[{key!r}]" if path else str(key), look)
         if found is not None:
             return found
     return None
@@ -171,16 +190,10 @@ def _clashing_key(value: dict[Any, Any]) -> str | None:
 
 def non_finite(value: Any, path: str) -> str | None:
     """The path of the first NaN or infinite float in ``value``, else None."""
-    if isinstance(value, float):
-        return (path or "the value") if not math.isfinite(value) else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list | tuple):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        found = non_finite(item, f"{path}[{key!r}]" if path else str(key))
-        if found is not None:
-            return found
+    return _first(value, path, _non_finite_at)
+
+
+def _non_finite_at(value: Any, path: str) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "the value"
     return None
