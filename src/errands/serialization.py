@@ -132,8 +132,6 @@ def json_problem(value: Any, path: str) -> str | None:
 
 def _json_problem_at(value: Any, path: str) -> str | None:
     """json_problem's answer for ``value`` itself (not the items nested in it)."""
-    if value is None or type(value) in (str, int, bool):  # (plain: nothing to look at)
-        return None
     if isinstance(value, float):
         if math.isfinite(value):
             return None
@@ -156,7 +154,10 @@ def _json_problem_at(value: Any, path: str) -> str | None:
 
 def _first(value: Any, path: str, look: Callable[[Any, str], str | None]) -> str | None:
     """The first answer of ``look(item, its path)`` that is not None, over ``value`` and then
-    the items nested in it (of dicts, lists and tuples), depth first; else None."""
+    the items nested in it (of dicts, lists and tuples), depth first; else None. (A plain
+    value, whose look is None for every caller, is passed over without the call.)"""
+    if value is None or type(value) in (str, int, bool):
+        return None
     found = look(value, path)
     if found is not None:
         return found
