@@ -5,6 +5,7 @@ timeout, as docs/testing.md describes them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
@@ -195,3 +196,31 @@ async def test_drain_raises_timeout_error_after_its_timeout(
             await pool.drain(timeout=0.5)
         assert 0.5 <= asyncio.get_running_loop().time() - started < 3
     assert runs and not pool.started  # drain stopped the pool it had started
+
+
+async def test_drain_times_out_even_when_a_call_swallows_its_cancel(
+    redis_url: str, namespace: str
+) -> None:
+    """A call that swallows the timeout's cancel (as a client library may) left drain looping
+    for ever; drain checks the deadline's expiry on each round too."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, shutdown_grace=0.1)
+
+    @pool.job("stuck")
+    async def stuck(job: Job) -> None:
+        await asyncio.Event().wait()
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer, pool:
+        await enqueuer.enqueue("stuck")
+        assert pool.requeuer is not None
+        real = pool.requeuer.promote_once
+
+        async def swallowing() -> tuple[int, int]:
+            with contextlib.suppress(asyncio.CancelledError):  # (swallowed)
+                await asyncio.sleep(0.1)  # (where the cancel lands, mostly)
+            return await real()
+
+        pool.requeuer.promote_once = swallowing  # type: ignore[method-assign]
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.drain(timeout=0.3), 10)
+        assert asyncio.get_running_loop().time() - started < 3

@@ -367,8 +367,10 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         await self.start()
         assert self.worker is not None and self.requeuer is not None
         try:
-            async with asyncio.timeout(timeout):
-                while True:
+            async with asyncio.timeout(timeout) as deadline:
+                while True:  # (expiry checked too: a cancel some call swallowed ran on)
+                    if deadline.expired():
+                        raise TimeoutError(f"drain: not drained within {timeout}s")
                     await self.requeuer.promote_once()
                     self.worker.wake.set()
                     settled = self.worker.settled  # before the queues: an ack may queue jobs
