@@ -5,12 +5,15 @@ them (admin/limitsinfo.py ``_backlogs``)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from errands import Client, Enqueuer
 from errands.admin import limitsinfo
+from errands.store.devserver import RedisServer
 from errands.store.keys import Keys
 
 
@@ -74,3 +77,33 @@ async def test_a_server_refusing_zmscore_gets_the_entries_counted(
         assert await _backlog(client) == {"p": 2}
     finally:
         await own_redis.execute_command("ACL", "DELUSER", user)
+
+
+async def test_a_queue_key_of_another_type_is_an_error(
+    redis: Redis, redis_url: str, namespace: str, client: Client
+) -> None:
+    """Not a ZMSCORE refused: the backlog is not given unchecked, the error names the key (as
+    the scripts report a key of another type)."""
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enq:
+        await enq.enqueue("x", {}, job_id="a0", partition="p")
+    queue = Keys(namespace).queue("x")
+    await redis.delete(queue)
+    await redis.set(queue, "not a queue")
+    with pytest.raises(ResponseError, match=rf"^WRONGTYPE {queue} holds another type"):
+        await client.partitions("x")
+
+
+async def test_a_server_without_zmscore_gets_the_entries_counted(
+    namespace: str, tmp_path: Path
+) -> None:
+    """Redis < 6.2 (no ZMSCORE) answers "unknown command", as a server with the command renamed
+    away does: the backlog counts the index entries as they are."""
+    conf = tmp_path / "no-zmscore.conf"
+    conf.write_text('rename-command zmscore ""\n')
+    with RedisServer(include=str(conf)) as server:
+        async with Client.from_url(server.url, namespace=namespace) as client:
+            async with Enqueuer.from_url(server.url, namespace=namespace) as enq:
+                for i in range(3):
+                    await enq.enqueue("x", {}, job_id=f"a{i}", partition="p")
+            assert await client.cancel("a0") == "cancelled"
+            assert await _backlog(client) == {"p": 3}  # (the cancelled job's entry too)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 
 from ..limits import Concurrency, Limit, Rate, limit_from_dict
 from ..store.keys import Keys
@@ -192,7 +192,7 @@ async def _backlogs(
     it: the first ``CHECKED`` entries of each partition count only when their job is on the
     queue at that score, the one a fetch looks for (lib/limserve.lua); any beyond count as they
     are. A server that refuses ZMSCORE (Redis < 6.2, an ACL rule without it) gets every entry
-    counted as it is, as before it was checked."""
+    counted as it is, as before it was checked; a queue key of another type is an error."""
     pq = keys.partition_queue(name)
     async with redis.pipeline(transaction=True) as pipe:  # (one instant: live <= total)
         pipe.zcard(keys.partitions_ready(name))
@@ -208,17 +208,35 @@ async def _backlogs(
     for p, raw in zip(order, replies[1::2], strict=True):
         skip = len(p.encode()) + 1  # (the partition and its NUL; then 16 digits, NUL, the id)
         entries.append([(e[skip + 17 :], int(e[skip : skip + 16]) - _OFFSET) for e in raw])
-    try:
-        async with redis.pipeline(transaction=False) as pipe:
-            for found in entries:
-                if found:
-                    pipe.zmscore(keys.queue(name), [job_id for job_id, _ in found])
-            scores = iter(await pipe.execute())
-    except ResponseError:  # (ZMSCORE refused: NoPermissionError, unknown command)
+    async with redis.pipeline(transaction=False) as pipe:
+        for found in entries:
+            if found:
+                pipe.zmscore(keys.queue(name), [job_id for job_id, _ in found])
+        looked = await pipe.execute(raise_on_error=False)
+    if _zmscore_refused(looked, keys.queue(name)):
         return sizes, totals
+    scores = iter(looked)
     counts = []
     for total, found in zip(totals, entries, strict=True):
         on_queue = next(scores) if found else []
         live = sum(q == score for q, (_, score) in zip(on_queue, found, strict=True))
         counts.append(live + total - len(found))
     return sizes, counts
+
+
+def _zmscore_refused(replies: list[Any], queue: str) -> bool:
+    """Whether the server refused ZMSCORE (an ACL rule without it: NOPERM; Redis < 6.2 or a
+    renamed command: unknown command). Any other error reply is raised: a queue key of another
+    type as the scripts report one, naming it (lib/types.lua); others as Redis gave them. (The
+    replies, not the error a pipeline raises: that one quotes the job ids.)"""
+    error = next((r for r in replies if isinstance(r, ResponseError)), None)
+    if error is None:
+        return False
+    if isinstance(error, NoPermissionError):
+        return True
+    text = str(error).removeprefix("ERR ")
+    if text.lower().startswith("unknown command"):
+        return True
+    if text.startswith("WRONGTYPE"):
+        raise ResponseError(f"WRONGTYPE {queue} holds another type: no backlog read") from error
+    raise error
