@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from errands import (
     Client,
+    Concurrency,
     Enqueuer,
     Job,
     PayloadTooLargeError,
@@ -82,6 +83,42 @@ async def test_unserved_names_warn_once_and_strict_raises(
         assert sorted(queues) == ["resize", "send_email", "send_emial"]
         assert queues["send_emial"].queued == 1 and queues["resize"].queued == 0
         assert [q.served for q in queues.values()] == [False] * 3  # the pool has stopped
+
+
+async def test_set_limits_of_unserved_names_warns_and_strict_raises(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As an enqueue: limits of a name no running pool serves are stored (pools may start
+    later) with a warning naming it; ``strict=True`` raises and stores nothing."""
+    caplog.set_level(logging.WARNING, "errands.admin")
+    one = [Concurrency(1)]
+    async with Client.from_url(redis_url, namespace=namespace) as client:
+        await client.set_limits("send_email", one)  # no pool running yet
+        assert [r.getMessage() for r in caplog.records] == [
+            f"no running pool serves job name 'send_email' in namespace {namespace!r} "
+            "(no pool is running); its limits apply once a pool serves it; "
+            "set_limits(strict=True) raises instead"
+        ]
+        caplog.clear()
+        async with make_pool(redis_url, namespace):
+            await client.set_limits("resize", one)  # served: no warning
+            await client.set_limits("send_emial", one)
+            await client.set_limits("send_emial", None)  # (a clear: no look)
+            await client.set_limits("other", one, strict=None)  # (no look)
+            assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+                (
+                    "errands.admin",
+                    logging.WARNING,
+                    f"no running pool serves job name 'send_emial' in namespace {namespace!r} "
+                    "(did you mean 'send_email'?); its limits apply once a pool serves it; "
+                    "set_limits(strict=True) raises instead",
+                )
+            ]
+            await client.set_limits("send_email", one, strict=True)
+            with pytest.raises(UnknownJobError, match="did you mean 'send_email'"):
+                await client.set_limits("send_emial", one, strict=True)
+        stored = {name: view.runtime for name, view in (await client.limits()).items()}
+        assert stored == dict.fromkeys(["other", "resize", "send_email"], tuple(one))
 
 
 async def test_strict_none_skips_the_check(redis_url: str, namespace: str, redis: Redis) -> None:

@@ -4,9 +4,12 @@ of job names are not silent no-ops. In-process (``main``), against a real Redis.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis
 
+from errands import Enqueuer, Job, WorkerPool
 from errands.cli.commands import main
 from errands.store.keys import Keys
 
@@ -122,3 +125,28 @@ def test_limits_of_unknown_names_warn_and_clearing_nothing_is_refused(run: Run) 
     assert "apply once a pool serves it" in err
     assert run("limits", "clear", "typo_never_seen")[0] == 0
     run.refused("limits", "clear", "typo_never_seen", needle="no limits set at run time", code=1)
+
+
+async def test_limits_of_a_name_no_running_pool_serves_warn(
+    run: Run, redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A name jobs were enqueued under (so not a "no job type" typo) that no running pool
+    serves: one warning line on stderr, as ``errands enqueue``'s, the limits stored, status 0;
+    none once a pool serves it. (``main`` in a thread: the pool runs on this loop.)"""
+    async with Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer:
+        await enqueuer.enqueue("sms")
+    argv = ("limits", "set", "sms", "concurrency=1")
+    code, out, err = await asyncio.to_thread(run, *argv)
+    assert (code, out) == (0, "sms: concurrency=1 (pools apply it within a second)\n")
+    assert err == (
+        f"errands: warning: no running pool serves job name 'sms' in namespace {namespace!r} "
+        "(no pool is running); its limits apply once a pool serves it\n"
+    )
+    assert not [r for r in caplog.records if r.name == "errands.admin"]  # (not twice)
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.job("sms")
+    async def sms(job: Job) -> None: ...
+
+    async with pool:
+        assert (await asyncio.to_thread(run, *argv))[::2] == (0, "")

@@ -19,7 +19,7 @@ from ..building import unique_after_edit
 from ..clock import Clock, SystemClock, to_ms
 from ..errors import JobNotFoundError
 from ..handlers import check_priority
-from ..limits import Limit, compile_limits, limit_from_dict, limit_to_dict
+from ..limits import Limit
 from ..periodic.admin import ScheduleAdmin
 from ..store.connection import connect, redact_url
 from ..store.keys import Keys, check_job_name
@@ -32,7 +32,7 @@ from .hub import EventHub
 from .inputs import at_seconds, checked_id, encoded_args, text_arg
 from .inspection import Inspection, text
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
-from .limitsinfo import LimitsView, Partitions, read_limits, read_partitions
+from .limitsinfo import LimitsView, Partitions, read_limits, read_partitions, write_limits
 from .unavailable import reports_unavailable
 from .workflows import WorkflowAdmin
 
@@ -83,22 +83,17 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
         check_job_name(job_name)
         await self.redis.sadd(self.keys.paused, job_name)
 
-    async def set_limits(self, job_name: str, limits: Sequence[Limit] | None) -> None:
+    async def set_limits(
+        self, job_name: str, limits: Sequence[Limit] | None, *, strict: bool | None = False
+    ) -> None:
         """Replace the limits of a job type at run time, in Redis: every pool applies them
         within a second (``max_concurrency=`` of the pools' code stays). ``None`` goes back to
-        the limits of the pools' code. See docs/limits.md."""
+        the limits of the pools' code. A name no running pool serves (a typo?) logs a warning
+        on the ``errands.admin`` logger, and the limits are stored (pools may start later);
+        ``strict=True`` raises ``UnknownJobError`` instead, ``strict=None`` skips the check.
+        See docs/limits.md."""
         check_job_name(job_name)
-        if limits is None:
-            await self.redis.hdel(self.keys.runtime_limits, job_name)
-            return
-        if not isinstance(limits, list | tuple):
-            raise TypeError(f"set_limits takes a list of limits or None, got {limits!r}")
-        compile_limits(limits)  # checks them
-        stored = [limit_to_dict(limit) for limit in limits]
-        if [limit_from_dict(d) for d in stored] != list(limits):  # what every pool reads back
-            raise ValueError(f"limits {limits!r} do not survive being stored")
-        data = orjson.dumps(stored)
-        await self.redis.hset(self.keys.runtime_limits, job_name, data)
+        await write_limits(self.redis, self.keys, job_name, limits, strict)
 
     async def limits(self) -> dict[str, LimitsView]:
         """The job types with limits: as registered in the pools' code, as set at run time,

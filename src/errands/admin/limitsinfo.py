@@ -4,6 +4,8 @@ Read without a script: a hint, true at the moment it was read."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,8 +13,10 @@ from typing import Any
 import orjson
 from redis.exceptions import NoPermissionError, ResponseError
 
-from ..limits import Concurrency, Limit, Rate, limit_from_dict
+from ..errors import UnknownJobError
+from ..limits import Concurrency, Limit, Rate, compile_limits, limit_from_dict, limit_to_dict
 from ..store.keys import Keys
+from ..store.served import unserved
 from .inputs import count
 
 __all__ = [
@@ -22,7 +26,10 @@ __all__ = [
     "read_limits",
     "read_partitions",
     "waiting_reason",
+    "write_limits",
 ]
+
+log = logging.getLogger("errands.admin")
 
 W = 13  # digits of a start time in a rate log (lua/lib/limits.lua)
 C = 10  # digits of a count of starts in one
@@ -64,6 +71,32 @@ async def read_limits(redis: Any, keys: Keys) -> dict[str, LimitsView]:
         )
         for name in sorted(names)
     }
+
+
+async def write_limits(
+    redis: Any, keys: Keys, name: str, limits: Sequence[Limit] | None, strict: bool | None
+) -> None:
+    """``Client.set_limits``: check ``limits`` and store them (None: delete them). Limits of a
+    name no running pool serves (a typo, or pools not started yet) are stored with a warning;
+    ``strict=True`` raises ``UnknownJobError`` instead and stores nothing; None looks not."""
+    if limits is None:
+        await redis.hdel(keys.runtime_limits, name)
+        return
+    if not isinstance(limits, list | tuple):
+        raise TypeError(f"set_limits takes a list of limits or None, got {limits!r}")
+    compile_limits(limits)  # checks them
+    stored = [limit_to_dict(limit) for limit in limits]
+    if [limit_from_dict(d) for d in stored] != list(limits):  # what every pool reads back
+        raise ValueError(f"limits {limits!r} do not survive being stored")
+    problem = None if strict is None else await unserved(redis, keys, name)
+    if problem is not None and strict:
+        raise UnknownJobError(problem)
+    await redis.hset(keys.runtime_limits, name, orjson.dumps(stored))
+    if problem is not None:
+        log.warning(
+            "%s; its limits apply once a pool serves it; set_limits(strict=True) raises instead",
+            problem,
+        )
 
 
 def _text(raw: Any) -> str:

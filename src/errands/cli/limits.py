@@ -14,6 +14,7 @@ from ..errors import ErrandsError, JobNotFoundError, RedisUnavailableError
 from ..limits import compile_limits, describe_limit, limit_to_dict, parse_limit
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import check_job_name
+from ..store.served import unserved
 from .inputs import unknown_job_type
 from .target import BAD_INPUT, Target, add_target_options, refuse
 
@@ -94,9 +95,13 @@ async def _set(client: Client, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ErrandsError(str(exc)) from None
     unknown = await unknown_job_type(client, args.name)
-    await client.set_limits(args.name, limits)
     if unknown is not None:  # (set ahead of a new job type's deploy, or a typo)
-        warning = f"{unknown}its limits apply once a pool serves it)"
+        warning: str | None = f"{unknown}its limits apply once a pool serves it)"
+    else:  # (its pools are down, or it was enqueued under a typo)
+        problem = await unserved(client.redis, client.keys, args.name)
+        warning = None if problem is None else f"{problem}; its limits apply once a pool serves it"
+    await client.set_limits(args.name, limits, strict=None)  # (warned here, not logged)
+    if warning is not None:
         print(f"errands: warning: {warning}", file=sys.stderr)
     print(f"{args.name}: {' '.join(map(describe_limit, limits))} (pools apply it within a second)")
     return 0

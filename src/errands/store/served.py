@@ -21,7 +21,7 @@ import orjson
 
 from .keys import Keys
 
-__all__ = ["ServedNames", "served_names", "unserved_message"]
+__all__ = ["ServedNames", "served_names", "unserved", "unserved_message"]
 
 log = logging.getLogger("errands.pool")
 
@@ -48,6 +48,12 @@ async def served_names(redis: Any, keys: Keys) -> set[str]:
         if isinstance(value, list):
             names.update(n for n in value if isinstance(n, str))
     return names
+
+
+async def unserved(redis: Any, keys: Keys, name: str) -> str | None:
+    """``unserved_message`` for ``name`` when no running pool serves it, else None."""
+    served = await served_names(redis, keys)
+    return None if name in served else unserved_message(name, served, keys.namespace)
 
 
 class ServedNames:
