@@ -36,8 +36,10 @@
 -- run) | deduped (counted as skipped; job id = the job holding its dedup key) | missed |
 -- advanced | initialized | stale (another pool already handled this slot) | gone | conflict |
 -- ahead.
--- A bad priority or throttle window, a key of another type or a seq that is not a counter
--- fails the call before its first write.
+-- A bad priority or throttle window, a key of another type, a seq that is not a counter, or a
+-- corrupt state (a `last` that is no fire time in ms in 0..MAX_SLOT_MS, in every mode but
+-- manual; a `runs`, `skipped` or `misfires` that is no counter) fails the call before its first
+-- write, with an error reply naming the field.
 -- Idempotent on re-send (redis-py sends a call again when its reply is lost): the job id of
 -- ARGV[7] is a fresh one for each call (also in modes missed and advance), and every answer
 -- that wrote something is kept in the state (`answer`: '<ARGV[7]> <status> <job id>'), so
@@ -50,6 +52,8 @@
 --@include dedup
 --@include types
 --@include wake
+-- the latest fire time a state may hold: the last ms of the year 9999 (store.py MAX_SLOT_MS)
+local MAX_SLOT_MS = 253402300799999
 local state, mode, slot = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local id, name, prio = ARGV[7], ARGV[6], tonumber(ARGV[9])
 if not is_priority(prio) then
@@ -105,7 +109,21 @@ local function answer(status, job)
   end
   return {status, job}
 end
-local last = tonumber(redis.call('HGET', state, 'last') or '-1')
+-- a corrupt state (written by hand, a bad restore): a `last` that is no fire time in ms (an
+-- integer as Redis spells it, in 0..MAX_SLOT_MS; read by every mode but manual, which leaves it
+-- alone), or a counter HINCRBY refuses, fails the call before its first write
+local got = redis.call('HMGET', state, 'last', 'runs', 'skipped', 'misfires')
+if mode ~= 'manual' and got[1] and not is_int(got[1], 0, MAX_SLOT_MS) then
+  return redis.error_reply('errands: schedule_fire: ' .. state .. ' field last holds '
+    .. string.sub(got[1], 1, 40) .. ', not a fire time in ms: nothing written (a corrupt state;'
+    .. ' delete_schedule() starts it again)')
+end
+local bad = not_counters(state, {'runs', 'skipped', 'misfires'}, {got[2], got[3], got[4]},
+  'nothing written (a corrupt state)')
+if bad then
+  return bad
+end
+local last = tonumber(got[1] or '-1')
 -- a slot ahead of the Redis clock (ARGV[18]); mode init checks it only where it would write
 if tolerance ~= '' and mode ~= 'manual' and not (mode == 'init' and last >= 0) then
   local t = redis.call('TIME')
