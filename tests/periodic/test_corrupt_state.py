@@ -1,5 +1,6 @@
 """A corrupt schedule state (a `last` that is no fire time in ms, a counter that is no integer:
-written by hand, a bad restore) is refused by schedule_fire.lua before its first write."""
+written by hand, a bad restore) never takes the other schedules down: it is not fired until
+repaired, logged once, and refused by schedule_fire.lua before its first write."""
 
 from __future__ import annotations
 
@@ -9,18 +10,17 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import FakeClock
+from errands import Client, FakeClock
 from errands.periodic.store import build_job, make_periodic, ms
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
-from tests.periodic.support import pool
+from tests.periodic.support import pool, queued_args
 
 pytestmark = pytest.mark.usefixtures("invariants")
 
 # not a fire time in ms: a float, an empty field, past the year 9999 (or past what an int64
 # holds), negative, leading zeros or spaces, not even UTF-8
 BAD = [b"abc", b"1.5e3", b"", b"99999999999999999999", b"253402300800000", b"-5", b"007", b" 5"]
-BAD.append(b"\xff")
 
 
 def two(redis: Redis, namespace: str, clock: FakeClock) -> Any:
@@ -30,6 +30,75 @@ def two(redis: Redis, namespace: str, clock: FakeClock) -> Any:
 
 def errors(caplog: Any) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("bad", BAD)
+async def test_a_corrupt_last_stops_only_its_schedule_logged_once(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client, bad: bytes, caplog: Any
+) -> None:
+    """read_states did int(last): ValueError, and no schedule of the pool's tick fired (a
+    negative or huge one fired in a loop or failed with a traceback)."""
+    state = Keys(namespace).schedule_state("bad")
+    e = two(redis, namespace, clock)
+    await e.tick_once()  # both initialized
+    await redis.hset(state, "last", bad)
+    with caplog.at_level("ERROR", logger="errands.periodic"):
+        for minute in range(1, 6):
+            clock.advance(60)
+            assert await e.tick_once() == 1
+            assert await queued_args(redis, namespace) == [{"n": "good"}] * minute
+    [line] = errors(caplog)  # once, not every tick
+    assert "'bad'" in line and f"last = {bad.decode(errors='replace')!r}" in line
+    assert "corrupt" in line
+    assert await redis.hget(state, "last") == bad  # nothing written over it
+    assert (await client.schedule("bad")).runs == 0
+
+    # repaired (a fire time written back): it fires again from there, once per slot
+    await redis.hset(state, "last", ms(clock.now() - 60))
+    caplog.clear()
+    clock.advance(60)
+    assert await e.tick_once() == 2
+    assert (await client.schedule("bad")).runs == 1 and errors(caplog) == []
+    # corrupt again: news, logged again
+    await redis.hset(state, "last", bad)
+    with caplog.at_level("ERROR", logger="errands.periodic"):
+        clock.advance(60)
+        assert await e.tick_once() == 1
+    assert len(errors(caplog)) == 1
+
+
+@pytest.mark.parametrize("field", ["runs", "skipped", "misfires"])
+async def test_a_corrupt_counter_stops_only_its_schedule_logged_once(
+    redis: Redis, namespace: str, clock: FakeClock, field: str, caplog: Any
+) -> None:
+    """A counter schedule_fire.lua would HINCRBY (and refuses, below): the pool reads it as a
+    corrupt state, with the same one clear line (HINCRBY raised after the job was stored)."""
+    e = two(redis, namespace, clock)
+    await e.tick_once()
+    await redis.hset(Keys(namespace).schedule_state("bad"), field, "1.5")
+    with caplog.at_level("ERROR", logger="errands.periodic"):
+        for minute in range(1, 4):
+            clock.advance(60)
+            assert await e.tick_once() == 1
+            assert await queued_args(redis, namespace) == [{"n": "good"}] * minute
+    [line] = errors(caplog)
+    assert "'bad'" in line and f"{field} = '1.5'" in line and "corrupt" in line
+
+
+async def test_a_corrupt_schedule_deleted_starts_again_from_now(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """The way out docs/periodic.md gives: delete_schedule; the pool registers its code
+    schedule again and it starts afresh (its next fire time, not a burst)."""
+    e = two(redis, namespace, clock)
+    await e.tick_once()
+    await redis.hset(Keys(namespace).schedule_state("bad"), "last", "oops")
+    clock.advance(60)
+    assert await e.tick_once() == 1
+    assert await client.delete_schedule("bad")
+    await e.tick_once()  # registered again, initialized from now
+    clock.advance(60)
+    assert await e.tick_once() == 2
 
 
 async def _fire(e: Any, mode: str, slot: float, now: float) -> tuple[str, str]:

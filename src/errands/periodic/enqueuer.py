@@ -188,6 +188,10 @@ class PeriodicEnqueuer:
         states = await self.store.read_states([s.name for s in due])
         fired = 0
         for periodic, (last_ms, disabled) in zip(due, states, strict=True):
+            if isinstance(last_ms, str):  # (a corrupt state: not fired, the others go on)
+                self._corrupt(periodic.name, last_ms, now)
+                continue
+            self._logged.discard(("corrupt", periodic.name))
             try:
                 fired += await self._handle(periodic, last_ms, disabled, now)
             except REDIS_ERRORS:
@@ -211,6 +215,19 @@ class PeriodicEnqueuer:
                 self.refresh_interval,
             )
         self._due[name] = now + self.refresh_interval
+
+    def _corrupt(self, name: str, problem: str, now: float) -> None:
+        """A corrupt state (``problem``: its fields that are no integer): not fired (which slots
+        ran is unknown), read again after the next refresh, logged once until it reads fine."""
+        self._due[name] = now + self.refresh_interval
+        self._error_once(
+            ("corrupt", name),
+            "schedule %r: its state is corrupt (%s: not an integer in ms or a counter); not "
+            "fired until it is repaired (delete_schedule() starts it again from now, see "
+            "docs/periodic.md, 'A corrupt state'); the others go on",
+            name,
+            problem,
+        )
 
     async def _handle(
         self, periodic: PeriodicSchedule, last_ms: int | None, disabled: bool, now: float

@@ -5,11 +5,16 @@ State of a schedule (HASH ``periodic:<name>``): ``last`` (the latest slot handle
 exactly-once compare-and-set), ``next`` and ``prev`` (fire times, ms), ``job`` (id of the last
 run), ``fired_at``, ``by`` (pool), counters ``runs``, ``skipped``, ``misfires``, ``disabled``, and
 ``answer`` (the latest answer of the script, for a re-sent call).
+
+A state whose ``last`` is no fire time in ms or whose counters are no integers (:func:`whole`:
+written by hand, a bad restore) is corrupt: no pool fires the schedule until it is repaired or
+deleted (docs/periodic.md, 'A corrupt state').
 """
 
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +37,11 @@ from .spec import Schedule, parse_schedule
 __all__ = ["MISFIRE_POLICIES", "PeriodicSchedule", "ScheduleStore", "ms", "text"]
 
 MISFIRE_POLICIES = ("skip", "catch_up")
+
+# the latest fire time a state may hold: the last ms of the year 9999, where Python's datetime
+# ends (no later fire time can be computed); schedule_fire.lua's MAX_SLOT_MS
+MAX_SLOT_MS = 253_402_300_799_999
+_INTEGER = re.compile(r"0|-?[1-9][0-9]{0,17}")  # as Redis reads one (lib/types.lua is_int)
 
 
 def ms(seconds: float) -> int:
@@ -193,13 +203,15 @@ class ScheduleStore:
         status, job = await self._fire(keys=keys, args=args)
         return text(status), text(job)
 
-    async def read_states(self, names: Sequence[str]) -> list[tuple[int | None, bool]]:
-        """(last slot ms or None when the schedule has no state yet, disabled) per name."""
+    async def read_states(self, names: Sequence[str]) -> list[tuple[int | str | None, bool]]:
+        """(last slot ms, disabled) per name: last is None when the schedule has no state yet,
+        and says what is corrupt in a state whose fields schedule_fire.lua reads as numbers
+        are not (:func:`corrupt_fields`): the script would refuse it."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.hmget(self.keys.schedule_state(name), ["last", "disabled"])
+                pipe.hmget(self.keys.schedule_state(name), [*FIRED_FIELDS, "disabled"])
             rows = await pipe.execute()
-        return [(None if last is None else int(last), dis in (b"1", "1")) for last, dis in rows]
+        return [(_last(row[:-1]), row[-1] in (b"1", "1")) for row in rows]
 
     async def runtime_definitions(self) -> dict[str, bytes | str]:
         raw = await self.redis.hgetall(self.keys.schedules)
@@ -310,6 +322,51 @@ def build_job(periodic: PeriodicSchedule, now: float, *, fire_time: float, **met
         priority=periodic.priority,
         meta={"schedule": periodic.name, "fire_time": fire_time, **meta},
     )
+
+
+def whole(value: bytes | str | None, lo: int, hi: int) -> int | None:
+    """``value`` as read from Redis as an int, when it spells an integer as Redis does (no
+    '1.5e3', '007', ' 5'; as schedule_fire.lua checks it) within ``lo..hi``; else None."""
+    if value is None or not _INTEGER.fullmatch(digits := spelt(value)):
+        return None
+    number = int(digits)
+    return number if lo <= number <= hi else None
+
+
+def spelt(value: bytes | str) -> str:
+    """A state's value as text (a corrupt one may not even be UTF-8)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+_COUNTER = 2**53  # (lib/types.lua is_counter)
+# the fields of a state that schedule_fire.lua reads as numbers: fire times (ms) and counters
+FIRED_FIELDS = {"last": (0, MAX_SLOT_MS)} | dict.fromkeys(
+    ("runs", "skipped", "misfires"), (-_COUNTER, _COUNTER)
+)
+# and those schedules() lists as times too (``prev`` of a manual run is its time)
+LISTED_FIELDS = FIRED_FIELDS | dict.fromkeys(("prev", "next"), (0, MAX_SLOT_MS))
+
+
+def corrupt_fields(
+    state: Mapping[str, bytes | str | None], fields: Mapping[str, tuple[int, int]]
+) -> dict[str, str]:
+    """The ``fields`` (name -> lo, hi) of a state that are there and no integer (:func:`whole`)
+    in lo..hi, with their text as stored: a corrupt state when any."""
+    bad: dict[str, str] = {}
+    for name, (lo, hi) in fields.items():
+        value = state.get(name)
+        if value is not None and whole(value, lo, hi) is None:
+            bad[name] = spelt(value)
+    return bad
+
+
+def _last(row: Sequence[bytes | str | None]) -> int | str | None:
+    """A state's ``last`` as read_states gives it, from an HMGET of FIRED_FIELDS: None (no
+    state), the slot, or what is corrupt in it (the fields and their text)."""
+    bad = corrupt_fields(dict(zip(FIRED_FIELDS, row, strict=True)), FIRED_FIELDS)
+    if bad:
+        return ", ".join(f"{name} = {value[:40]!r}" for name, value in bad.items())
+    return None if row[0] is None else int(row[0])
 
 
 def text(value: bytes | str) -> str:
