@@ -99,3 +99,23 @@ def test_a_schedule_no_pool_registers_any_more_is_listed_stale(
     assert (info["stale"], info["registered_until"]) == (True, registered_until / 1000)
     assert run(capsys, "schedules", "delete", "nightly", *where)[0] == 0
     assert run(capsys, "schedules", "list", *where)[1].strip() == "no schedules"
+
+
+def test_a_corrupt_schedule_state_is_listed_corrupt(
+    capsys: pytest.CaptureFixture[str], redis_url: str, namespace: str
+) -> None:
+    """A state whose `last` is no fire time (written by hand, a bad restore): listed, as
+    corrupt, with what is stored (tests/periodic/test_corrupt_state.py)."""
+    keys = Keys(namespace)
+    nightly = make_periodic("0 3 * * *", "cleanup", name="nightly")
+    with redis.Redis.from_url(redis_url) as r:
+        r.hset(keys.schedules, "nightly", nightly.to_json())
+        r.hset(keys.schedule_state("nightly"), mapping={"last": "abc", "next": "1.5e3"})
+    where = ("--redis", redis_url, "--namespace", namespace)
+    _, out, _ = run(capsys, "schedules", "list", *where)
+    [row] = [line.split() for line in out.splitlines() if line.startswith("nightly")]
+    assert row[-6:-4] == ["runtime", "corrupt"]  # SOURCE, ON
+    _, out, _ = run(capsys, "schedules", "list", "--json", *where)
+    [info] = json.loads(out)
+    assert info["corrupt"] and info["raw"] == {"last": "abc", "next": "1.5e3"}
+    assert info["next_fire"] is None

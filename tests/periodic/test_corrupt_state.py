@@ -1,6 +1,7 @@
 """A corrupt schedule state (a `last` that is no fire time in ms, a counter that is no integer:
 written by hand, a bad restore) never takes the other schedules down: it is not fired until
-repaired, logged once, and refused by schedule_fire.lua before its first write."""
+repaired, logged once, refused by schedule_fire.lua before its first write, and listed as
+corrupt by ``Client.schedules()``, ``errands schedules list`` and the dashboard."""
 
 from __future__ import annotations
 
@@ -10,17 +11,20 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+import errands
 from errands import Client, FakeClock
 from errands.periodic.store import build_job, make_periodic, ms
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
 from tests.periodic.support import pool, queued_args
+from tests.support.dashboard import http
 
 pytestmark = pytest.mark.usefixtures("invariants")
 
 # not a fire time in ms: a float, an empty field, past the year 9999 (or past what an int64
 # holds), negative, leading zeros or spaces, not even UTF-8
 BAD = [b"abc", b"1.5e3", b"", b"99999999999999999999", b"253402300800000", b"-5", b"007", b" 5"]
+BAD.append(b"\xff")
 
 
 def two(redis: Redis, namespace: str, clock: FakeClock) -> Any:
@@ -99,6 +103,7 @@ async def test_a_corrupt_schedule_deleted_starts_again_from_now(
     await e.tick_once()  # registered again, initialized from now
     clock.advance(60)
     assert await e.tick_once() == 2
+    assert not (await client.schedule("bad")).corrupt
 
 
 async def _fire(e: Any, mode: str, slot: float, now: float) -> tuple[str, str]:
@@ -153,3 +158,49 @@ async def test_schedule_fire_refuses_a_corrupt_counter_before_writing(
         await _fire(e, mode, clock.now(), clock.now())
     assert await redis.hgetall(keys.schedule_state("bad")) == before
     assert await redis.hlen(keys.jobs) == 0
+
+
+async def test_a_manual_run_leaves_a_corrupt_last_alone(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """A manual run does not read `last`: it runs (the operator's 'run now' still works)."""
+    e = two(redis, namespace, clock)
+    await e.tick_once()
+    await redis.hset(Keys(namespace).schedule_state("bad"), "last", "abc")
+    job_id = await client.run_schedule_now("bad")
+    assert await queued_args(redis, namespace) == [{"n": "bad"}]
+    info = await client.schedule("bad")
+    assert info.last_job_id == job_id and info.runs == 1
+    assert info.corrupt and info.raw == {"last": "abc"}
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"), [("last", "abc"), ("next", "1.5e3"), ("prev", ""), ("runs", "x")]
+)
+async def test_listing_shows_a_corrupt_state(
+    redis: Redis,
+    namespace: str,
+    clock: FakeClock,
+    client: Client,
+    field: str,
+    bad: str,
+) -> None:
+    """Client.schedules(): int('1.5e3') of `next` raised, so no schedule was listed (and a
+    corrupt `last` was listed as healthy); the dashboard the same."""
+    e = two(redis, namespace, clock)
+    await e.tick_once()
+    clock.advance(60)
+    assert await e.tick_once() == 2
+    await redis.hset(Keys(namespace).schedule_state("bad"), field, bad)
+    good, corrupt = sorted(await client.schedules(), key=lambda i: i.name != "good")
+    assert (good.name, good.corrupt, good.raw, good.runs) == ("good", False, None, 1)
+    assert (corrupt.name, corrupt.corrupt, corrupt.raw) == ("bad", True, {field: bad})
+    if field in ("next", "prev"):
+        assert getattr(corrupt, f"{field}_fire") is None
+    if field == "runs":
+        assert corrupt.runs == 0
+
+    async with http(errands.dashboard(client)) as web:
+        page = await web.get("/schedules")
+    assert page.status_code == 200
+    assert page.text.count(">corrupt</span>") == 1 and 'data-schedule="good"' in page.text

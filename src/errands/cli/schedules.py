@@ -136,7 +136,7 @@ def _row(info: ScheduleInfo) -> list[str]:
         info.spec,
         info.tz,
         info.source,
-        "stale" if info.stale else "yes" if info.enabled else "no",
+        "corrupt" if info.corrupt else "stale" if info.stale else "yes" if info.enabled else "no",
         _when(info.prev_fire),
         _when(info.next_fire),
         info.last_job_id or "-",

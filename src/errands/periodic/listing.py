@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RegistrationError
-from .store import PeriodicSchedule, ScheduleStore, text
+from .store import (
+    LISTED_FIELDS,
+    MAX_SLOT_MS,
+    PeriodicSchedule,
+    ScheduleStore,
+    corrupt_fields,
+    spelt,
+    text,
+    whole,
+)
 
 __all__ = ["ScheduleInfo", "schedule_infos"]
 
@@ -39,6 +48,12 @@ class ScheduleInfo:
     # a code schedule: until when its latest registration counts as live (its pools register
     # it again every schedule_refresh); stale past it. None: a runtime schedule.
     registered_until: float | None = None
+    # a state with a time (ms) or a counter that is no integer (written by hand, a bad
+    # restore): with a bad `last`, `runs`, `skipped` or `misfires` no pool fires it until it
+    # is repaired or deleted (a bad `prev` or `next` is only listed); ``raw`` holds the bad
+    # fields as stored (their values here: None or 0)
+    corrupt: bool = False
+    raw: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -64,7 +79,7 @@ async def schedule_infos(store: ScheduleStore, now_ms: int) -> list[ScheduleInfo
             pipe.hgetall(k.schedule_state(name))
         pipe.zrange(k.code_schedules_live, 0, -1, withscores=True)
         *rows, live = await pipe.execute()
-    states = [{text(f): text(v) for f, v in s.items()} for s in rows]
+    states = [{text(f): spelt(v) for f, v in s.items()} for s in rows]
     until = {text(name): score for name, score in live}
     outcomes = await _outcomes(
         store, [(defs[n].job_name, s.get("job")) for n, s in zip(names, states, strict=True)]
@@ -119,9 +134,14 @@ def _info(
     live_until: float | None,
     now_ms: int,
 ) -> ScheduleInfo:
+    bad = corrupt_fields(state, LISTED_FIELDS)
+
     def seconds(key: str) -> float | None:
-        value = state.get(key)
-        return int(value) / 1000 if value else None
+        value = None if key in bad else whole(state.get(key), 0, MAX_SLOT_MS)
+        return None if value is None else value / 1000
+
+    def count(key: str) -> int:
+        return 0 if key in bad else int(state.get(key, 0))
 
     code = p.source == "code"
     return ScheduleInfo(
@@ -138,10 +158,12 @@ def _info(
         next_fire=seconds("next"),
         last_job_id=state.get("job") or None,
         last_outcome=outcome,
-        runs=int(state.get("runs", 0)),
-        skipped=int(state.get("skipped", 0)),
-        misfires=int(state.get("misfires", 0)),
+        runs=count("runs"),
+        skipped=count("skipped"),
+        misfires=count("misfires"),
         stale=code and (live_until is None or live_until < now_ms),
         # whole ms: the half millisecond of a registration that wrote is for re-sends only
         registered_until=int(live_until) / 1000 if code and live_until is not None else None,
+        corrupt=bool(bad),
+        raw=bad or None,
     )
