@@ -6,18 +6,15 @@ histories of their names too, and the trim drains it)."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from typing import Any
 
 from ..store.keys import Keys, check_job_name
 from .inputs import page_number, reading
 from .jobinfo import HistoryEntry, Page, history_from_record
+from .paging import PER_PAGE, page_entries
 from .records import record_of
 
 __all__ = ["PER_PAGE", "history_count", "history_page", "throughput"]
-
-PER_PAGE = 20
 
 
 def _text(value: bytes | str) -> str:
@@ -33,23 +30,17 @@ async def _indexes(redis: Any, keys: Keys, job_name: str | None) -> list[str]:
 async def history_page(
     redis: Any, keys: Keys, page: int, job_name: str | None
 ) -> Page[HistoryEntry]:
-    """Page ``page`` (from 1) of the attempts, of one job name or of all, newest first (a
-    page of all costs a read of ``page`` x 20 entries of each job name's history)."""
+    """Page ``page`` (from 1) of the attempts, of one job name or of all, newest first (the
+    work of a page of all is bounded at any depth: see :mod:`.paging`)."""
     page = page_number(page)
-    start, end = (reading(page) - 1) * PER_PAGE, reading(page) * PER_PAGE
+    start = (reading(page) - 1) * PER_PAGE
     indexes = await _indexes(redis, keys, job_name)
-    first = start if len(indexes) == 1 else 0  # one index: read the page alone
-    async with redis.pipeline(transaction=False) as pipe:
-        for key in indexes:
-            pipe.zcard(key)
-            pipe.zrevrange(key, first, end - 1, withscores=True)
-        raw = await pipe.execute()
-    newest = heapq.merge(*raw[1::2], key=lambda pair: (pair[1], pair[0]), reverse=True)
-    members = [_text(m) for m, _s in itertools.islice(newest, start - first, end - first)]
+    pairs, total = await page_entries(redis, indexes, start, newest_first=True)
+    members = [_text(m) for m, _s in pairs]
     raws = await redis.hmget(keys.history_data, members) if members else []
     records = (record_of(r, m.rsplit(":", 1)[0]) for m, r in zip(members, raws, strict=True))
     items = [e for e in (history_from_record(r) for r in records) if e]
-    return Page(items, sum(raw[0::2]), page, PER_PAGE)
+    return Page(items, total, page, PER_PAGE)
 
 
 async def history_count(redis: Any, keys: Keys, job_name: str | None) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 from ..clock import Clock
@@ -24,6 +23,7 @@ from .jobinfo import (
     info_from_record,
 )
 from .limitsinfo import read_limits, waiting_reason
+from .paging import page_entries
 from .records import read_done, record_of
 from .workflows import waiting_member
 
@@ -135,15 +135,8 @@ class Inspection:
         page = page_number(page)
         names = await self.job_names()
         keys = [getattr(self.keys, kind)(n) for n in names]
-        end = reading(page) * PER_PAGE
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.zcard(key)
-                pipe.zrange(key, 0, end - 1, withscores=True)
-            raw = await pipe.execute()
-        total = sum(raw[0::2])
-        merged = heapq.merge(*raw[1::2], key=lambda pair: pair[1])
-        chosen = list(merged)[end - PER_PAGE : end]
+        start = (reading(page) - 1) * PER_PAGE
+        chosen, total = await page_entries(self.redis, keys, start, newest_first=False)
         ids = [text(m) for m, _s in chosen]
         items = await self._infos(ids, status, [s for _m, s in chosen])
         return Page(items, total, page, PER_PAGE)
