@@ -95,15 +95,13 @@ async def page_entries(
     if start >= total:
         return [], total
     if len(keys) == 1 or start < shallow:
-        one = len(keys) == 1  # one set: read the page alone
-        first = start if one else 0
-        lists = await _read(
-            redis, keys, [first] * len(keys), start + PER_PAGE - first, newest_first
-        )
-        return list(
-            itertools.islice(merged(lists, newest_first), start - first, start - first + PER_PAGE)
-        ), total
+        first = start if len(keys) == 1 else 0  # one set: read the page alone
+        n, drop = start + PER_PAGE - first, start - first
+        lists = await _read(redis, keys, [first] * len(keys), n, newest_first)
+        return list(itertools.islice(merged(lists, newest_first), drop, drop + PER_PAGE)), total
     score = await _boundary(redis, keys, start, newest_first)
+    if score is None:  # (emptied since the ZCARDs)
+        return [], total
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
             if newest_first:
@@ -113,7 +111,8 @@ async def page_entries(
             pipe.zcount(key, repr(score), repr(score))
         raw = [int(n) for n in await pipe.execute()]
     before, ties = raw[0::2], raw[1::2]
-    firsts, n, drop = windows(before, ties, start - sum(before), newest_first)
+    skip = max(0, start - sum(before))  # (0 unless the sets changed since the bisection)
+    firsts, n, drop = windows(before, ties, skip, newest_first)
     lists = await _read(redis, keys, firsts, n, newest_first)
     return list(itertools.islice(merged(lists, newest_first), drop, drop + PER_PAGE)), total
 
@@ -129,14 +128,19 @@ async def _read(
         return list(await pipe.execute())
 
 
-async def _boundary(redis: Any, keys: Sequence[str], start: int, newest_first: bool) -> float:
+async def _boundary(
+    redis: Any, keys: Sequence[str], start: int, newest_first: bool
+) -> float | None:
     """The score of entry ``start`` of the merged sets (``start`` below their total): the
-    least score with more than ``start`` entries at or before it in the listing's order."""
+    first score, in the listing's order, with more than ``start`` entries at or before it
+    (None when the sets are empty)."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.zrange(key, 0, 0, withscores=True)
             pipe.zrange(key, -1, -1, withscores=True)
         ends = [ordered(pairs[0][1]) for pairs in await pipe.execute() if pairs]
+    if not ends:
+        return None
     # bisection over the listing's order of the doubles: newest first, the keys negated
     sign = -1 if newest_first else 1
     lo, hi = min(sign * e for e in ends), max(sign * e for e in ends)
