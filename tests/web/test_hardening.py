@@ -266,6 +266,26 @@ async def test_odd_input_is_a_400_or_404(client: Client) -> None:
                 assert (await post(web, path, {"name": bad})).status_code in (400, 404), path
 
 
+async def test_a_far_page_is_shown_as_asked_and_empty(client: Client) -> None:
+    """The page number reaches the Client unchanged (a page above 100,000 read as 100,000: a
+    listing of more than 2,000,000 entries could not be paged past it); far pages are empty,
+    with the listing's total and a link back to its last page (they had no pager)."""
+    await client.redis.zadd(client.keys.history_of("ok"), {"a:1": 1, "b:1": 2})
+    await client.redis.zadd(client.keys.scheduled("ok"), {"a": 1, "b": 2})
+    await client.redis.sadd(client.keys.names, "ok", "other")
+    app = errands.dashboard(client)
+    async with http(app) as web:
+        for kind in ("scheduled", "history"):
+            for number in (3, 100_001, 999_999_999):
+                shown = (await web.get(f"/api/{kind}?page={number}")).json()["page"]
+                assert (shown["items"], shown["total"], shown["page"]) == ([], 2, number), kind
+                html = await web.get(f"/{kind}?page={number}")
+                assert html.status_code == 200 and f"page {number} of 1" in html.text, kind
+                assert f'href="/{kind}?page=1" rel="prev"' in html.text, kind  # (the last page)
+        queued = await web.get("/api/queues/ok?page=123456789")
+        assert queued.json()["page"]["page"] == 123456789
+
+
 async def test_text_reordering_characters_are_shown_escaped(
     redis_url: str, namespace: str, client: Client
 ) -> None:
