@@ -17,7 +17,9 @@ from redis.asyncio import Redis
 
 from errands import Job, JobStatus
 from errands.store.devserver import RedisServer
+from errands.store.keys import Keys
 from tests.support.client_env import Env, until
+from tests.support.commandstats import command_calls
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -369,3 +371,24 @@ async def test_a_refusal_of_redis_is_one_clear_line(namespace: str) -> None:
     for r in (enqueue, pause):
         one_clear_line(r, "Redis error (OutOfMemoryError)", "maxmemory")
         assert r.code == 1
+
+
+async def test_inspect_a_far_page_reads_only_the_sizes(
+    own_url: str, own_redis: Redis, namespace: str
+) -> None:
+    """``inspect history|scheduled --page N`` passes N to the Client as given: a page past the
+    end is empty, with the total, at the cost of a ZCARD of each name (it read every entry of
+    every name up to page N)."""
+    keys = Keys(namespace)
+    for name in ("a", "b", "c"):
+        await own_redis.sadd(keys.names, name)
+        await own_redis.zadd(keys.history_of(name), {f"{name}{i}:1": i for i in range(30)})
+        await own_redis.zadd(keys.scheduled(name), {f"{name}{i}": i for i in range(30)})
+    await own_redis.config_resetstat()
+    cli = Cli(own_url, namespace)
+    history = await cli("inspect", "history", "--page", "1000000")
+    scheduled = await cli("inspect", "scheduled", "--page", "6", "--json")
+    calls = await command_calls(own_redis)
+    assert history.code == 0 and "page 1000000 of 5 (90 attempts)" in history.out, history
+    assert scheduled.json() == []
+    assert {"zrange", "zrevrange", "hmget"}.isdisjoint(calls), calls
