@@ -85,6 +85,11 @@ async def test_a_deep_page_reads_about_a_page_of_each_name(
             # about 4.5 kB; a direct read of page 300 sent 5,980 entries of each name: ~500 kB
             assert between - before < 10_000, (page, between - before)
             assert after - between < 10_000, (page, after - between)
+        await own_redis.config_resetstat()
+        await client.history(700)
+        calls = await command_calls(own_redis)
+        # the bisection: at most 64 rounds of a ZCOUNT per name, then 2 ZCOUNTs per name
+        assert 0 < calls["zcount"] <= 3 * (64 + 2) and calls["zrevrange"] <= 3 * 2, calls
 
 
 def random_sets(rng: random.Random) -> list[list[Pair]]:
