@@ -31,8 +31,8 @@
 -- that its in-progress entry is not "<id>:<name>" or its name's keys are another's; nothing of
 -- it written, re-sent or not), then the ids refused by the fence (not those of ended jobs: a
 -- re-sent call finds its own work done; but a destroyed job's: nothing of it is left)}.
--- A `running` count of a name or stats' `processed` (`cancelled`, a destroyed job acked) that is
--- not a counter (not_hash_counter) fails the call before its first write; so does a bad number (a
+-- A `running` count of a name that is not a counter (not_hash_counter) fails the call before its
+-- first write (stats' `processed` or `cancelled` is replaced: stat_add); so does a bad number (a
 -- count unfit for the arguments, over ACK_MAX jobs, a name index off range; a time, TTL, start or
 -- attempt not spelt as Redis reads an integer, lib/types.lua's is_int: ' 5', '007', '1e3'; a TTL
 -- past MAX_MS; an extra's place out of order or range) or a name listed twice. Reads and writes
@@ -185,7 +185,7 @@ if type(unique) == 'table' then
 end
 k.unique = unique > 0
 -- each key's type (lib/ackcheck.lua ack_types), and forget's hashes found absent
-local wrong, size = ack_types(n, names, #need == 0, history, k.unique, deduped, workflows,
+local wrong, size, stat_bad = ack_types(n, names, #need == 0, history, k.unique, deduped, workflows,
   partitioned, name_list, rare)
 if wrong then
   return wrong
@@ -249,10 +249,9 @@ do
   end
 end
 -- the jobs whose destroy was requested while they ran (nil: no cancel request exists, size[12])
-local destroyed, bad_stats = ack_destroyed(size[12] > 0 and KEYS[12], ids, KEYS[6], pass)
-if bad_stats then  -- (stats' `cancelled`, which counts them, is not a counter)
-  return bad_stats
-end
+local destroyed, bad_stats  -- (and stats' `cancelled`, which counts them, read: ack_destroyed)
+destroyed, bad_stats, stat_bad = ack_destroyed(size[12] > 0 and KEYS[12], ids, KEYS[6], pass, stat_bad)
+if bad_stats then return bad_stats end
 
 -- the compact record of a finished attempt (see docs/data-layout.md): envelope, result, began
 -- and ended ms, attempt (o: the job's place in ARGV); its id is in its key, status `finished`
@@ -382,8 +381,8 @@ if #done > 0 then
   if #tombs > 0 then
     tombstone(k, tombs, redis_now())
   end
-  if #done > nd then redis.call('HINCRBY', KEYS[6], 'processed', #done - nd) end
-  if nd > 0 then redis.call('HINCRBY', KEYS[6], 'cancelled', nd) end
+  if #done > nd then stat_add(KEYS[6], 'processed', #done - nd, stat_bad) end  -- (lib/types.lua)
+  if nd > 0 then stat_add(KEYS[6], 'cancelled', nd, stat_bad) end
   if #events > 0 then
     ev_publish_all(KEYS[10], ARGV[3], events)
   end

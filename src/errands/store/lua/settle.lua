@@ -53,8 +53,9 @@
 -- again, it is refused again until repaired): an unknown mode, a number that is not a whole one
 -- as Redis spells one (is_int: not ' 5', '007', '1.0', nan, inf, 0x10, 1.5; a queue score too),
 -- too few KEYS or ARGV, a key of another type, a seq that is not a counter (a requeue, a
--- partition's turn, a dedup rerun or a released workflow member INCR it after the first write), a hash field it HINCRBYs that is not one, a
--- key of its workflow run of another type (see refusal()).
+-- partition's turn, a dedup rerun or a released workflow member INCR it after the first write),
+-- a hash field it HINCRBYs that is not one (but a stats counter: replaced by the call's count,
+-- lib/types.lua's stat_add), a key of its workflow run of another type (see refusal()).
 -- Wakes one idle pool serving the job's name (a slot, a partition or the job itself on its
 -- queue is free; lib/wake.lua), not every idle pool.
 -- A job buried or cancelled is not trimmed from its set by its own call (its re-send finds it
@@ -135,8 +136,10 @@ local function settled_before(KEYS, ARGV, attempt)
   end
   return at(KEYS[10], score) or at(KEYS[17], ARGV[11])  -- (or cancelled on request)
 end
--- settle one job whose call refusal() let through (KEYS and ARGV of that job, documented above)
-local function settle_one(KEYS, ARGV)
+-- settle one job whose call refusal() let through (KEYS and ARGV of that job, documented above;
+-- repairs: stats key -> its fields read not counters, which stat_add replaces, kept over the jobs
+-- of one call: the first job to count a field replaces it, the next ones count on)
+local function settle_one(KEYS, ARGV, repairs)
 local id, name, mode = ARGV[1], ARGV[2], ARGV[3]
 local k = {jobs = KEYS[1], prio = KEYS[4], errors = KEYS[6], recov = KEYS[5], checkin = KEYS[15],
   cancelreq = KEYS[16], att = KEYS[18], uniqjob = KEYS[19], uniq = KEYS[20], uniqexp = KEYS[21],
@@ -196,7 +199,7 @@ if request then
   end
 end
 if counter ~= '' then
-  redis.call('HINCRBY', KEYS[7], counter, 1)
+  stat_add(KEYS[7], counter, 1, repairs[KEYS[7]])  -- (lib/types.lua)
 end
 if ARGV[4] ~= '' then
   redis.call('HSET', k.jobs, id, ARGV[4])
@@ -308,15 +311,18 @@ local function wrong_types(keys, mode)
 end
 
 -- the hash fields a job's settle HINCRBYs after its first write (lib/types.lua's
--- not_hash_counter): running[name], its stats counter and `cancelled` (a cancel request turns it),
--- its partition's running count
-local function unfit_counters(KEYS, ARGV)
+-- not_hash_counter): running[name] and its partition's running count; its stats counter and
+-- `cancelled` (a cancel request turns it) are read too, and those that are not counters noted in
+-- repairs[KEYS[7]] (lib/types.lua's read_stats: settle_one replaces them)
+local function unfit_counters(KEYS, ARGV, repairs)
   local stats = {'cancelled'}
   if ARGV[10] ~= '' then
     stats[2] = ARGV[10]
   end
   local bad = not_hash_counter(KEYS[2], {ARGV[2]}, 'nothing settled')
-    or not_hash_counter(KEYS[7], stats, 'nothing settled')
+  if not bad then
+    bad, repairs[KEYS[7]] = read_stats(KEYS[7], stats, 'nothing settled', repairs[KEYS[7]])
+  end
   local p = not bad and redis.pcall('HGET', KEYS[30], ARGV[1])
   if type(p) == 'string' then
     bad = not_hash_counter(KEYS[31], {p}, 'nothing settled')
@@ -343,7 +349,8 @@ end
 -- why the job of these KEYS and ARGV cannot be settled (reads only), else nil: a bad argument,
 -- too few KEYS, a key of another type, seq or a hash field it HINCRBYs that is not a counter, a
 -- key of its workflow run of another type. Sent again, it is refused again (until repaired).
-local function refusal(KEYS, ARGV, runs)
+-- (repairs: see settle_one, filled by unfit_counters)
+local function refusal(KEYS, ARGV, runs, repairs)
   local bad = invalid(ARGV)
   if not bad and #KEYS < 33 then
     bad = 'errands: settle: ' .. #KEYS .. ' KEYS, 33 at least'
@@ -354,18 +361,19 @@ local function refusal(KEYS, ARGV, runs)
     return bad
   end
   bad = wrong_types(KEYS, ARGV[3]) or not_counter(KEYS[8], 'nothing settled')
-    or unfit_counters(KEYS, ARGV) or wf_refusal(KEYS[26], ARGV[1], runs)
+    or unfit_counters(KEYS, ARGV, repairs) or wf_refusal(KEYS[26], ARGV[1], runs)
   return bad and bad.err
 end
 
 -- a job refused is answered with the reason (a string: nothing of it written), not an error:
 -- the caller tells it from 1 and 0 by the reply's type, and one job does not fail the others
 if ARGV[1] ~= '{many}' then
-  local why = refusal(KEYS, ARGV, {})
+  local repairs = {}
+  local why = refusal(KEYS, ARGV, {}, repairs)
   if why then
     return why
   end
-  return settle_one(KEYS, ARGV)
+  return settle_one(KEYS, ARGV, repairs)
 end
 local n, nk, na = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if not (n and nk and na) or n < 0 or nk < 33 or na < 19 or #KEYS ~= n * nk or #ARGV ~= 4 + n * na then
@@ -378,13 +386,14 @@ local function slice(t, from, count)
   end
   return part
 end
-local replies, runs = {}, {}
+local replies, runs, repairs = {}, {}, {}
 for j = 0, n - 1 do  -- every job checked before anything is written
-  replies[j + 1] = refusal(slice(KEYS, j * nk, nk), slice(ARGV, 4 + j * na, na), runs) or false
+  replies[j + 1] = refusal(slice(KEYS, j * nk, nk), slice(ARGV, 4 + j * na, na), runs, repairs)
+    or false
 end
 for j = 0, n - 1 do
   if not replies[j + 1] then
-    replies[j + 1] = settle_one(slice(KEYS, j * nk, nk), slice(ARGV, 4 + j * na, na))
+    replies[j + 1] = settle_one(slice(KEYS, j * nk, nk), slice(ARGV, 4 + j * na, na), repairs)
   end
 end
 return replies

@@ -97,15 +97,17 @@ local function ack_read(key, ids)
   return got
 end
 
--- ack_destroyed(cancelreq, ids, stats, pass): id -> true for the jobs whose destroy was requested
--- while they ran (cancel.lua; their pool had not acted on it yet), read with one HMGET (ids:
--- ACK_MAX at most; the hash's type checked by ack_types); then, when one of them is to be
--- acknowledged (pass[j] still true, job j 0-based: past the fence and the entry checks), an
--- error reply if stats' `cancelled` (which counts them) is not a counter (not_hash_counter).
--- ack.lua asks only while a cancel request exists (cancelreq false: nil).
-local function ack_destroyed(cancelreq, ids, stats, pass)
+-- ack_destroyed(cancelreq, ids, stats, pass, bad): id -> true for the jobs whose destroy was
+-- requested while they ran (cancel.lua; their pool had not acted on it yet), read with one HMGET
+-- (ids: ACK_MAX at most; the hash's type checked by ack_types); then, when one of them is to be
+-- acknowledged (pass[j] still true, job j 0-based: past the fence and the entry checks), stats'
+-- `cancelled` (which counts them) read (lib/types.lua's read_stats: nil, or the error reply of
+-- another type, then `bad` with `cancelled` added when it is not a counter: ack.lua's stat_add
+-- replaces it). ack.lua asks only while a cancel request exists (cancelreq false: nil).
+local ACK_CANCELLED = {'cancelled'}  -- (stats' field: read only)
+local function ack_destroyed(cancelreq, ids, stats, pass, bad)
   if not cancelreq then
-    return nil
+    return nil, nil, bad
   end
   local destroyed, any = {}, false
   for j, request in ipairs(ack_read(cancelreq, ids) or {}) do
@@ -113,7 +115,10 @@ local function ack_destroyed(cancelreq, ids, stats, pass)
       destroyed[ids[j]], any = true, any or pass[j - 1] == true
     end
   end
-  return destroyed, any and not_hash_counter(stats, {'cancelled'}, 'nothing acknowledged') or nil
+  if not any then
+    return destroyed, nil, bad
+  end
+  return destroyed, read_stats(stats, ACK_CANCELLED, 'nothing acknowledged', bad)
 end
 
 -- ack_fence(n, J, ids, extra_at, att): each job's attempt record read from `att` (ack_read: its
@@ -163,8 +168,9 @@ local ACK_FORGET = {4, 5, 9, 11, 12, 18}
 -- ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned, name_list, rare): the
 -- error reply naming the first of ack.lua's keys (in key order) of another type than its writes
 -- need (each read with redis.pcall, as lib/types.lua's wrong_type reads), then the first
--- `running` count of `name_list` or stats' `processed` that is not a counter (lib/types.lua's
--- not_hash_counter), or nil and size (key index -> its HLEN's, ZCARD's or SCARD's answer). The
+-- `running` count of `name_list` that is not a counter (lib/types.lua's not_hash_counter), or
+-- nil, size (key index -> its HLEN's, ZCARD's or SCARD's answer) and the stats fields to repair
+-- (lib/types.lua's unfit_stats: {processed = true} when it is not a counter, else nil). The
 -- counters are read with the HMGET their check needs in the places of their keys' type checks;
 -- dedup_of_job is not asked (ack.lua's any_field read it), nor attempts (ack_fence's read).
 -- `jobs`: the jobs hash was not read (no envelope needed: else ack_read read it). `rare`
@@ -215,8 +221,8 @@ local function ack_types(n, names, jobs, history, unique, deduped, workflows, pa
     local cmd = PER_NAME[(j - past - 2 * names - 1) % 3 + 1]
     wrong = wrong or cmd and check(j, cmd)
   end
-  return wrong or counts[2] and not_counters(KEYS[2], name_list, counts[2], 'nothing acknowledged')
-    or not_counters(KEYS[6], ACK_PROCESSED, counts[6], 'nothing acknowledged'), size
+  return wrong or counts[2] and not_counters(KEYS[2], name_list, counts[2], 'nothing acknowledged'),
+    size, counts[6] and unfit_stats(ACK_PROCESSED, counts[6])
 end
 
 -- the in-progress entries "<id>:<name>" of the jobs that pass the fence (pass[j] == true), in

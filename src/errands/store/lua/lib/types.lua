@@ -150,3 +150,44 @@ local function not_hash_counter(key, fields, outcome)
   end
   return not_counters(key, fields, got, outcome)
 end
+
+-- The namespace's `stats` counters (processed, failed, dead, cancelled, ...) count the work and
+-- must never stop it: a field that is not a counter (is_counter: written by hand, a bad restore)
+-- is replaced by the call's count instead of refusing the call (its old value, not a number, is
+-- lost). A script reads the fields it will count before its first write, as the checks above
+-- (no command more), notes the bad ones, and counts with stat_add after it.
+-- unfit_stats(fields, got, bad): `bad` (field -> true; created when nil and one is found) with
+-- each of `fields` whose value in `got` (HMGET's reply of them) is not a counter, added
+local function unfit_stats(fields, got, bad)
+  for i = 1, #fields do
+    if not is_counter(got[i]) then
+      bad = bad or {}
+      bad[fields[i]] = true
+    end
+  end
+  return bad
+end
+
+-- read_stats(key, fields, outcome, bad): reads `fields` of stats hash `key` (one HMGET, sent with
+-- redis.pcall): wrong_key's error reply when `key` holds another type, else nil and
+-- unfit_stats' `bad`
+local function read_stats(key, fields, outcome, bad)
+  local got = redis.pcall('HMGET', key, unpack(fields))
+  if got.err then
+    return wrong_key(key, outcome)
+  end
+  return nil, unfit_stats(fields, got, bad)
+end
+
+-- stat_add(key, field, delta, bad): HINCRBY `field` of stats hash `key` (its type checked) by
+-- `delta`; when bad[field] (read not a counter before the first write), HSET it to `delta`
+-- instead (once: the field is a counter from then on, so bad[field] is cleared) and return true.
+-- Neither raises.
+local function stat_add(key, field, delta, bad)
+  if bad and bad[field] then
+    bad[field] = nil
+    redis.call('HSET', key, field, delta)
+    return true
+  end
+  redis.call('HINCRBY', key, field, delta)
+end
