@@ -8,14 +8,17 @@ partition's running count, still refuse: tests/store/test_hash_counters.py.)"""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
 from redis.asyncio import Redis
 
 from errands import Client, Enqueuer
+from errands.clock import SystemClock
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Fetched, Scripts, Settle
+from errands.worker.reaper import Reaper
 from tests.support.resend import snapshot
 
 POOL = "p1"
@@ -126,3 +129,31 @@ async def test_the_jobs_of_a_settle_many_repair_the_counter_once_and_count_on(
     assert replies == [True, True, True]
     assert await redis.hget(keys.stats, "failed") == b"3"
     assert await redis.zcard(keys.retry("walk")) == 3
+
+
+@pytest.mark.parametrize("field", ["dead", "cancelled"])
+async def test_a_reap_replaces_a_stat_that_is_not_a_counter_and_says_so(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture, field: str
+) -> None:
+    """A dead pool is reaped (its jobs back on their queue, buried or cancelled) though stats'
+    `dead` or `cancelled` is not a counter; the reaper logs one WARNING naming the field."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    got = await _fetched(redis, keys, ["requeued", "buried", "cancelled"])
+    assert got
+    await redis.hset(keys.recoveries, "buried", "5")  # (taken back too often: buried)
+    async with Client(redis, namespace=namespace) as client:
+        await client.cancel("cancelled")
+    await redis.hset(keys.stats, field, "x")
+    await redis.zadd(keys.pools, {POOL: 1})
+    reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
+    with caplog.at_level(logging.WARNING, logger="errands"):
+        assert await reaper.reap_once() == 3
+    assert await redis.zcard(keys.in_progress(POOL)) == 0
+    assert await redis.zscore(keys.queue("walk"), "requeued") is not None
+    assert await redis.zscore(keys.dead, "buried") is not None
+    assert await redis.zscore(keys.cancelled, "cancelled") is not None
+    assert await redis.hmget(keys.stats, ["dead", "cancelled"]) == [b"1", b"1"]
+    repaired = [r for r in caplog.records if "not a counter" in r.getMessage()]
+    assert len(repaired) == 1 and repaired[0].levelno == logging.WARNING
+    assert f"{keys.stats} field {field}" in repaired[0].getMessage()

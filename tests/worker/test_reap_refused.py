@@ -61,14 +61,15 @@ async def test_a_recovery_count_that_is_not_a_number_is_counted_anew(
     assert await redis.hget(keys.recoveries, job.id) == b"1"
 
 
-@pytest.mark.parametrize("counter", ["running", "stats", "partition"])
+@pytest.mark.parametrize("counter", ["running", "partition"])
 async def test_a_counter_that_is_not_one_refuses_the_reap_before_any_write(
     redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture, counter: str
 ) -> None:
-    """`running` of the job's name, stats' `dead` / `cancelled` and its partition's running count
-    are counted after reap.lua's first write: one that is not a counter (written by hand) is
-    refused by name first, and the dead pool waits, its job in progress, until it is repaired.
-    (The HINCRBY of `running` raised after the job had left the in-progress set: lost.)"""
+    """`running` of the job's name and its partition's running count are counted after
+    reap.lua's first write: one that is not a counter (written by hand) is refused by name
+    first, and the dead pool waits, its job in progress, until it is repaired. (The HINCRBY of
+    `running` raised after the job had left the in-progress set: lost.) Stats' `dead` and
+    `cancelled` are replaced instead: tests/store/test_stats_repair.py."""
     keys = Keys(namespace)
     scripts = Scripts(redis, keys)
     partition = "a" if counter == "partition" else None
@@ -81,7 +82,6 @@ async def test_a_counter_that_is_not_one_refuses_the_reap_before_any_write(
     assert fetched is not None and len(fetched) == 1
     key, field = {
         "running": (keys.running, "work"),
-        "stats": (keys.stats, "dead"),
         "partition": (keys.partitions_running("work"), "a"),
     }[counter]
     await redis.hset(key, field, "x")
@@ -92,6 +92,6 @@ async def test_a_counter_that_is_not_one_refuses_the_reap_before_any_write(
     assert f"{key} field {field} holds x, not a counter: nothing reaped" in caplog.text
     assert await redis.zrange(keys.in_progress("dead"), 0, -1) == [f"{job.id}:work".encode()]
     assert await redis.zscore(keys.pools, "dead") == 1  # (not retired: nothing written)
-    await redis.hset(key, field, "1" if counter != "stats" else "0")  # repaired
+    await redis.hset(key, field, "1")  # repaired
     assert await reaper.reap_once() == 1
     assert await redis.zscore(keys.queue("work"), job.id) is not None

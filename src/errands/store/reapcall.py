@@ -53,5 +53,6 @@ def read_reap_reply(reply: Any) -> Reaped:
     if isinstance(reply, bytes | str):
         reason = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
         raise ReapRefused(reason)
-    requeued, buried, removed, cancelled, alive = reply
-    return Reaped(int(requeued), int(buried), int(cancelled), bool(removed), bool(alive))
+    requeued, buried, removed, cancelled, alive, *replaced = reply
+    fields = tuple(f.decode() if isinstance(f, bytes) else str(f) for f in replaced)
+    return Reaped(int(requeued), int(buried), int(cancelled), bool(removed), bool(alive), fields)

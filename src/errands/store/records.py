@@ -122,3 +122,5 @@ class Reaped:
     cancelled: int
     drained: bool  # the pool is gone: its in-progress set is empty
     alive: bool  # it beat again: left alone
+    # stats fields (dead, cancelled) that were not counters: replaced by this call's counts
+    replaced: tuple[str, ...] = ()

@@ -162,6 +162,14 @@ class Reaper:
             )
             if done.alive:
                 return moved
+            if done.replaced:
+                log.warning(
+                    "reaper: %s field %s was not a counter: replaced by the count of pool %s's "
+                    "reap (its old value is lost)",
+                    self.scripts.keys.stats,
+                    " and ".join(done.replaced),
+                    pool_id,
+                )
             moved += done.requeued + done.buried + done.cancelled
             self.requeued += done.requeued
             self.buried += done.buried

@@ -22,20 +22,21 @@
 --           malformed entry has name '' and index 0 (or the index of the name of the dedup key
 --           its job holds, store/reapcall.py: a rerun waiting for the key goes on that name's
 --           queue once its key is checked to be that name's): its job is buried
--- A key of another type, or a seq, `running` count of an entry's name, stats' dead or
--- cancelled, or running count of an entry's partition that is not a counter, or a timeout or
+-- A key of another type, or a seq, `running` count of an entry's name or running count of an
+-- entry's partition that is not a counter, or a timeout or
 -- count that is not a whole number refuses the call before its first write: its reply is then
 -- the reason, a string ending 'nothing reaped' (store/reapcall.py reads it as ReapRefused;
 -- not an error reply, which only its wording told apart from Redis' own errors). A name index
 -- out of range is an error (the caller's bug). A recovery count that is not a number is
--- counted anew at 1.
+-- counted anew at 1; so is stats' dead or cancelled (lib/types.lua's stat_add: a statistic does
+-- not stop the work it counts), and the reply names it.
 -- A job whose cancellation was requested while it ran is cancelled (or destroyed), not requeued.
 -- Only this pool's attempts are touched: an entry whose job has another pool's attempt (it runs
 -- there; a state no script leaves, but data of an older version may) only frees its slot.
 -- Every ending is published (dead, cancelled, dropped for a destroy) and recorded in the
 -- history (dead, cancelled; attempt from the envelope, see lib/jobstate.lua).
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
--- is alive (left alone) else 0}. A re-sent call (redis-py, after a lost reply) finds the
+-- is alive (left alone) else 0, then the stats fields replaced (not counters: dead, cancelled)}. A re-sent call (redis-py, after a lost reply) finds the
 -- entries gone and counts 0 of each: harmless, the counts only feed the reaper's log line and
 -- counters (the first call's work stands; drained is answered as it is now).
 --@include events
@@ -97,7 +98,9 @@ for i = 9, #ARGV, 4 do  -- (the run of a workflow member: lib/workflows.lua writ
 end
 -- the counters this call counts after its first write, checked first (lib/types.lua): a value
 -- that is not one raised there after the job had left the in-progress set (lost): `running` of
--- each entry's name, stats' dead and cancelled, and the running count of each entry's partition
+-- each entry's name and the running count of each entry's partition; stats' dead and cancelled
+-- are read too, and those that are not counters noted in stat_bad (stat_add replaces them)
+local stat_bad
 local function not_reap_counters()
   local names, ids, qis = {}, {}, {}
   for i = 9, #ARGV, 4 do
@@ -106,7 +109,9 @@ local function not_reap_counters()
     end
   end
   local wrong = not_hash_counter(KEYS[5], names, 'nothing reaped')
-    or not_hash_counter(KEYS[12], {'dead', 'cancelled'}, 'nothing reaped')
+  if not wrong then
+    wrong, stat_bad = read_stats(KEYS[12], {'dead', 'cancelled'}, 'nothing reaped')
+  end
   if wrong or #ids == 0 or not partitioned then
     return wrong
   end
@@ -143,7 +148,7 @@ elseif not redis.call('ZSCORE', KEYS[15], pool) then
   end
   redis.call('ZADD', KEYS[15], now, pool)
 end
-local requeued, buried, cancelled = 0, 0, 0
+local requeued, buried, cancelled, replaced = 0, 0, 0, {}  -- (replaced: stats fields)
 local function bury(id, err, queue, name, qi)
   if name ~= '' then
     record_end(k, KEYS[Q + 4 * NQ + qi], id, name, 'dead', redis.call('HGET', k.jobs, id), err, now,
@@ -155,7 +160,9 @@ local function bury(id, err, queue, name, qi)
   redis.call('HDEL', k.recov, id)
   redis.call('HSET', k.errors, id, err)
   redis.call('ZADD', KEYS[8], now, id)
-  redis.call('HINCRBY', KEYS[12], 'dead', 1)
+  if stat_add(KEYS[12], 'dead', 1, stat_bad) then
+    replaced[#replaced + 1] = 'dead'
+  end
   buried = buried + 1
   wf_end(KEYS[25], id, 'failed', err)
 end
@@ -175,7 +182,9 @@ local function take_back(id, name, qi, queue, attempt)
     wf_end(KEYS[25], id, 'cancelled', nil)
   elseif request then
     cancelled = cancelled + 1
-    redis.call('HINCRBY', KEYS[12], 'cancelled', 1)  -- (a destroy too, as settle.lua counts it)
+    if stat_add(KEYS[12], 'cancelled', 1, stat_bad) then  -- (a destroy too, as settle.lua)
+      replaced[#replaced + 1] = 'cancelled'
+    end
     if request == 'destroy' then
       forget(k, {id}, nil)
       if name ~= '' then
@@ -246,4 +255,8 @@ if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('ZREM', KEYS[15], pool)
   removed = 1
 end
-return {requeued, buried, removed, cancelled, 0}
+local reply = {requeued, buried, removed, cancelled, 0}
+for r = 1, #replaced do
+  reply[5 + r] = replaced[r]
+end
+return reply
