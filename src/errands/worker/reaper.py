@@ -24,7 +24,7 @@ from redis.exceptions import ResponseError
 from ..clock import Clock
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import check_job_name
-from ..store.records import ReapRefused
+from ..store.records import Reaped, ReapRefused
 from ..store.scripts import Scripts
 from .lease import Lease
 
@@ -162,28 +162,33 @@ class Reaper:
             )
             if done.alive:
                 return moved
-            if done.replaced:
-                log.warning(
-                    "reaper: %s field %s was not a counter: replaced by the count of pool %s's "
-                    "reap (its old value is lost)",
-                    self.scripts.keys.stats,
-                    " and ".join(done.replaced),
-                    pool_id,
-                )
             moved += done.requeued + done.buried + done.cancelled
             self.requeued += done.requeued
             self.buried += done.buried
-            if done.requeued or done.buried or done.cancelled:
-                log.warning(
-                    "reaped pool %s: %d jobs requeued, %d buried as poison, %d cancelled",
-                    pool_id,
-                    done.requeued,
-                    done.buried,
-                    done.cancelled,
-                )
+            self._log_reaped(pool_id, done)
             if done.drained or not members:
                 await self._drop_idle_marks(pool_id)
                 return moved
+
+    def _log_reaped(self, pool_id: str, done: Reaped) -> None:
+        """What one reap call of ``pool_id`` did, and the stats fields it replaced (reap.lua
+        replaces a ``dead`` or ``cancelled`` that is not a counter with its count)."""
+        if done.replaced:
+            log.warning(
+                "reaper: %s field %s was not a counter: replaced by the count of pool %s's "
+                "reap (its old value is lost)",
+                self.scripts.keys.stats,
+                " and ".join(done.replaced),
+                pool_id,
+            )
+        if done.requeued or done.buried or done.cancelled:
+            log.warning(
+                "reaped pool %s: %d jobs requeued, %d buried as poison, %d cancelled",
+                pool_id,
+                done.requeued,
+                done.buried,
+                done.cancelled,
+            )
 
     async def _dedup_names(self, ids: list[str]) -> dict[str, str]:
         """Job id of a malformed entry -> the job name of the dedup key its job holds (its
