@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from errands import Client
+from errands.admin import paging
 from errands.admin.paging import PER_PAGE, Pair, merged, ordered, page_entries, unordered, windows
 from errands.store.keys import Keys
 from tests.support.commandstats import command_calls
@@ -156,3 +159,53 @@ def test_windows_start_every_page_where_the_plain_merge_does() -> None:
         read = [pairs[f : f + n] for pairs, f in zip(lists, firsts, strict=True)]
         got = list(merged(read, newest_first))[drop : drop + PER_PAGE]
         assert got == everything[start : start + PER_PAGE], (lists, start)
+
+
+async def test_a_deep_page_whose_newer_entries_go_meanwhile_reads_at_most_the_ties(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name's newer entries purged between the bisection and the ZCOUNTs: the page's offset
+    in its score (``start - sum(before)``) was about the count purged, and every set was read
+    that deep (a page of 2 x 5,000 newer entries read ~5,000 entries of each set)."""
+    a, b = (f"errands:{{{namespace}}}:race:{n}" for n in "ab")
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in (a, b):
+            pipe.zadd(key, {f"new{i}": 1000 + i for i in range(5000)})
+            pipe.zadd(key, {f"tie{i}": 100 for i in range(50)})
+            pipe.zadd(key, {f"old{i}": -i for i in range(5000)})
+        await pipe.execute()
+    found = paging._boundary
+    read = paging._read
+    entries: list[int] = []
+
+    async def boundary(*args: Any) -> float | None:
+        score = await found(*args)
+        await redis.zremrangebyscore(a, 1000, "+inf")  # (purged meanwhile)
+        return score
+
+    async def counted(*args: Any) -> list[list[Pair]]:
+        lists = await read(*args)
+        entries.append(sum(map(len, lists)))
+        return lists
+
+    monkeypatch.setattr(paging, "_boundary", boundary)
+    monkeypatch.setattr(paging, "_read", counted)
+    items, total = await page_entries(redis, [a, b], 2 * 5000 + 10, True, shallow=0)
+    assert total == 2 * 10050 and len(items) == PER_PAGE
+    assert all(score == 100 or score < 1000 for _m, score in items)
+    assert entries and sum(entries) <= 2 * (100 + PER_PAGE), entries  # (the ties, a page)
+
+    # every tie gone too: no set shares the score any more, a page of each from there
+    entries.clear()
+    await redis.zadd(a, {f"new{i}": 1000 + i for i in range(5000)})
+
+    async def untied(*args: Any) -> float | None:
+        score = await found(*args)
+        await redis.zremrangebyscore(a, 100, "+inf")
+        await redis.zremrangebyscore(b, 100, 100)
+        return score
+
+    monkeypatch.setattr(paging, "_boundary", untied)
+    items, _total = await page_entries(redis, [a, b], 2 * 5000 + 10, True, shallow=0)
+    assert len(items) == PER_PAGE and entries == [2 * PER_PAGE], entries
+    assert windows([3, 4], [0, 0], 7, True) == ([3, 4], PER_PAGE, 0)  # (not 27 of each)

@@ -75,6 +75,8 @@ def windows(
             left -= min(t, left)
         return firsts, PER_PAGE, 0
     sharing = [i for i, t in enumerate(ties) if t]
+    if not sharing:  # (the score's entries went away since the bisection)
+        return list(before), PER_PAGE, 0
     if len(sharing) == 1:
         firsts = list(before)
         firsts[sharing[0]] += skip
@@ -111,7 +113,9 @@ async def page_entries(
             pipe.zcount(key, repr(score), repr(score))
         raw = [int(n) for n in await pipe.execute()]
     before, ties = raw[0::2], raw[1::2]
-    skip = max(0, start - sum(before))  # (0 unless the sets changed since the bisection)
+    # within the score's entries: the sets may have changed since the bisection (newer entries
+    # purged: ``start - sum(before)`` is about as many entries as went away)
+    skip = min(max(0, start - sum(before)), sum(ties))
     firsts, n, drop = windows(before, ties, skip, newest_first)
     lists = await _read(redis, keys, firsts, n, newest_first)
     return list(itertools.islice(merged(lists, newest_first), drop, drop + PER_PAGE)), total
