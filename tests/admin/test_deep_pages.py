@@ -16,7 +16,16 @@ from redis.asyncio import Redis
 
 from errands import Client
 from errands.admin import paging
-from errands.admin.paging import PER_PAGE, Pair, merged, ordered, page_entries, unordered, windows
+from errands.admin.paging import (
+    PER_PAGE,
+    SHALLOW,
+    Pair,
+    merged,
+    ordered,
+    page_entries,
+    unordered,
+    windows,
+)
 from errands.store.keys import Keys
 from tests.support.commandstats import command_calls
 
@@ -209,3 +218,33 @@ async def test_a_deep_page_whose_newer_entries_go_meanwhile_reads_at_most_the_ti
     items, _total = await page_entries(redis, [a, b], 2 * 5000 + 10, True, shallow=0)
     assert len(items) == PER_PAGE and entries == [2 * PER_PAGE], entries
     assert windows([3, 4], [0, 0], 7, True) == ([3, 4], PER_PAGE, 0)  # (not 27 of each)
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+async def test_a_page_of_many_names_reads_bounded_entries_at_any_depth(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch, newest_first: bool
+) -> None:
+    """The direct read was chosen by the depth alone (before entry 1,000): page 10 of 100
+    names read the first 200 entries of every name, 20,000 entries."""
+    lists = [[(f"{n}-{i}".encode(), float(i * 100 + n)) for i in range(200)] for n in range(100)]
+    keys = [f"errands:{{{namespace}}}:many:{n:03}" for n in range(100)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for key, pairs in zip(keys, lists, strict=True):
+            pipe.zadd(key, dict(pairs))
+        await pipe.execute()
+    read = paging._read
+    entries: list[int] = []
+
+    async def counted(*args: Any) -> list[list[Pair]]:
+        got = await read(*args)
+        entries.append(sum(map(len, got)))
+        return got
+
+    monkeypatch.setattr(paging, "_read", counted)
+    everything = plain(lists, newest_first)
+    for start in (0, 5, 180, 980, 10_000, 19_990):
+        entries.clear()
+        got = await page_entries(redis, keys, start, newest_first)
+        assert got == (everything[start : start + PER_PAGE], 20_000), start
+        assert sum(entries) <= SHALLOW + 100 * PER_PAGE, (start, entries)
+    await redis.delete(*keys)

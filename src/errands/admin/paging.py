@@ -5,12 +5,13 @@ Two orders, those the listings always had: soonest first (scheduled, retry and q
 score, ties in the order of the names, then by member) and newest first (the history: by score
 then member, both descending, ties in the order of the names).
 
-A page costs a ZCARD of each set first: a page past the end reads no entry. A page from the
-first ``SHALLOW`` entries, or of one set, is read directly (the first ``page`` x 20 entries of
-each set, merged). A deeper page finds the score at its first entry by bisection over the
-doubles with ZCOUNT (at most 64 rounds, each a pipeline of one ZCOUNT per set), then reads 20
-entries of each set from there (a newest-first page that starts inside a score several names
-share reads up to that score's entries, not the page's depth)."""
+A page costs a ZCARD of each set first: a page past the end reads no entry. A page of one set
+is read directly, and so is a page of several sets whose direct read (the first ``page`` x 20
+entries of each set, merged) reads fewer than ``SHALLOW`` entries more than a page of each set
+(the first pages; the fewer, the more sets). A deeper page finds the score at its first entry
+by bisection over the doubles with ZCOUNT (at most 64 rounds, each a pipeline of one ZCOUNT per
+set), then reads 20 entries of each set from there (a newest-first page that starts inside a
+score several names share reads up to that score's entries, not the page's depth)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 PER_PAGE = 20
-SHALLOW = 1_000  # a page starting before this entry is read directly
+SHALLOW = 1_000  # a page read directly when that reads fewer entries more than a deep read
 
 Pair = tuple[Any, float]  # (member, score), as Redis returns them
 _SIGN = 1 << 63
@@ -96,7 +97,7 @@ async def page_entries(
     total = sum(sizes)
     if start >= total:
         return [], total
-    if len(keys) == 1 or start < shallow:
+    if len(keys) == 1 or _extra(sizes, start) < shallow:
         first = start if len(keys) == 1 else 0  # one set: read the page alone
         n, drop = start + PER_PAGE - first, start - first
         lists = await _read(redis, keys, [first] * len(keys), n, newest_first)
@@ -119,6 +120,12 @@ async def page_entries(
     firsts, n, drop = windows(before, ties, skip, newest_first)
     lists = await _read(redis, keys, firsts, n, newest_first)
     return list(itertools.islice(merged(lists, newest_first), drop, drop + PER_PAGE)), total
+
+
+def _extra(sizes: Sequence[int], start: int) -> int:
+    """How many entries more than a deep page's (a page of each set) the direct read of the
+    page starting at ``start`` reads: the first ``start + PER_PAGE`` entries of each set."""
+    return sum(min(n, start + PER_PAGE) - min(n, PER_PAGE) for n in sizes)
 
 
 async def _read(
