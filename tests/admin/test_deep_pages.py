@@ -248,3 +248,64 @@ async def test_a_page_of_many_names_reads_bounded_entries_at_any_depth(
         assert got == (everything[start : start + PER_PAGE], 20_000), start
         assert sum(entries) <= SHALLOW + 100 * PER_PAGE, (start, entries)
     await redis.delete(*keys)
+
+
+@pytest.mark.parametrize("base", [0, 1_767_225_600_000])
+async def test_integer_scores_take_about_log2_of_their_range_rounds(
+    own_redis: Redis, namespace: str, base: int
+) -> None:
+    """Sequence numbers or ms times: the bisection went over the doubles' bit patterns, 62
+    rounds for scores 0 to 30,000 (34 for a span of 30 s of ms times), not over the integers
+    between the ends (15 rounds, plus one)."""
+    keys = [f"errands:{{{namespace}}}:ints:{n}" for n in range(3)]
+    async with own_redis.pipeline(transaction=False) as pipe:
+        for n, key in enumerate(keys):
+            pipe.zadd(key, {f"{n}-{i}": base + i * 10 + n for i in range(3000)})
+        await pipe.execute()
+    for newest_first in (False, True):
+        for start in (1234, 5000, 8999):
+            await own_redis.config_resetstat()
+            items, _total = await page_entries(own_redis, keys, start, newest_first, 0)
+            i = 8999 - start if newest_first else start
+            assert items[0] == (f"{i % 3}-{i // 3}".encode(), base + i // 3 * 10 + i % 3)
+            calls = (await command_calls(own_redis))["zcount"]
+            assert calls <= 3 * (15 + 1 + 2), (newest_first, start, calls)
+
+
+def integer_ends(rng: random.Random) -> list[list[Pair]]:
+    """Up to 4 sets, the lowest and highest scores integers, others between them not."""
+    choices = [-3.0, -0.0, 0.0, 0.5, 1.0, 1.25, 2.0, 2.5, 1e6 - 0.5, 1e6]
+    out = []
+    for _ in range(rng.randint(1, 4)):
+        members = rng.sample([f"m{i:02}" for i in range(40)], rng.randint(0, 30))
+        pairs = {m.encode(): rng.choice(choices) for m in members}
+        out.append(sorted(pairs.items(), key=lambda p: (p[1], p[0])))
+    low, high = rng.choice([(-3.0, 1e6), (0.0, 2.0), (1.0, 1e6), (-3.0, 0.0)])
+    out[0] += [(b"low", low), (b"high", high)]
+    out[0].sort(key=lambda p: (p[1], p[0]))
+    for pairs in out:
+        pairs[:] = [(m, s) for m, s in pairs if low <= s <= high]
+    return out
+
+
+async def test_every_deep_page_between_integer_ends_is_the_plain_merge(
+    redis: Redis, namespace: str
+) -> None:
+    """Scores that are no integers between integer ends: the integers first, then the
+    doubles between two of them, to the exact score of the page's first entry."""
+    rng = random.Random(3)
+    for run in range(40):
+        lists = integer_ends(rng)
+        keys = [f"errands:{{{namespace}}}:ends{run}:{i}" for i in range(len(lists))]
+        async with redis.pipeline(transaction=False) as pipe:
+            for key, pairs in zip(keys, lists, strict=True):
+                if pairs:
+                    pipe.zadd(key, dict(pairs))
+            await pipe.execute()
+        for newest_first in (False, True):
+            everything = plain(lists, newest_first)
+            for start in range(0, len(everything), rng.randint(1, 7)):
+                got = await page_entries(redis, keys, start, newest_first, 0)
+                page = everything[start : start + PER_PAGE]
+                assert got == (page, len(everything)), (run, newest_first, start)
+        await redis.delete(*keys)

@@ -9,14 +9,18 @@ A page costs a ZCARD of each set first: a page past the end reads no entry. A pa
 is read directly, and so is a page of several sets whose direct read (the first ``page`` x 20
 entries of each set, merged) reads fewer than ``SHALLOW`` entries more than a page of each set
 (the first pages; the fewer, the more sets). A deeper page finds the score at its first entry
-by bisection over the doubles with ZCOUNT (at most 64 rounds, each a pipeline of one ZCOUNT per
-set), then reads 20 entries of each set from there (a newest-first page that starts inside a
-score several names share reads up to that score's entries, not the page's depth)."""
+by bisection with ZCOUNT (rounds of a pipeline of one ZCOUNT per set), then reads 20 entries of
+each set from there (a newest-first page that starts inside a score several names share reads
+up to that score's entries, not the page's depth). The bisection goes over the doubles (at most
+64 rounds) or, when the lowest and highest scores are integers (ms times, sequence numbers) and
+that takes fewer rounds, over the integers between them (about log2 of their range, plus one
+round; plus at most 64 where scores that are no integers lie next to the integer found)."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -149,24 +153,57 @@ async def _boundary(
         for key in keys:
             pipe.zrange(key, 0, 0, withscores=True)
             pipe.zrange(key, -1, -1, withscores=True)
-        ends = [ordered(pairs[0][1]) for pairs in await pipe.execute() if pairs]
+        ends = [pairs[0][1] for pairs in await pipe.execute() if pairs]
     if not ends:
         return None
     # bisection over the listing's order of the doubles: newest first, the keys negated
     sign = -1 if newest_first else 1
-    lo, hi = min(sign * e for e in ends), max(sign * e for e in ends)
+
+    async def beyond(key: int) -> bool:  # more than `start` entries up to the double of key
+        return await _reached(redis, keys, unordered(sign * key), newest_first) > start
+
+    lo, hi = min(sign * ordered(e) for e in ends), max(sign * ordered(e) for e in ends)
+    whole = _whole_ends(ends, sign)
+    if whole is not None and (whole[1] - whole[0]).bit_length() + 1 < (hi - lo).bit_length():
+        # integer ends (ms times, sequence numbers): first over the integers between them,
+        # then the doubles between the integer found and the one before it (one round when
+        # no score lies between them)
+        ilo, ihi = whole
+        while ilo < ihi:
+            mid = (ilo + ihi) // 2
+            if await _reached(redis, keys, float(sign * mid), newest_first) > start:
+                ihi = mid
+            else:
+                ilo = mid + 1
+        hi = sign * ordered(float(sign * ilo))
+        lo = max(lo, sign * ordered(float(sign * (ilo - 1))) + 1)
+        if lo < hi and not await beyond(hi - 1):
+            lo = hi
     while lo < hi:
         mid = (lo + hi) // 2
-        score = repr(unordered(sign * mid))
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                if newest_first:
-                    pipe.zcount(key, score, "+inf")
-                else:
-                    pipe.zcount(key, "-inf", score)
-            reached = sum(int(n) for n in await pipe.execute())
-        if reached > start:
+        if await beyond(mid):
             hi = mid
         else:
             lo = mid + 1
     return unordered(sign * lo)
+
+
+def _whole_ends(ends: Sequence[float], sign: int) -> tuple[int, int] | None:
+    """The range of the integers between the lowest and highest of ``ends`` in the listing's
+    order (``sign``: -1 newest first) when both are integers a double holds exactly, else
+    None."""
+    low, high = min(ends), max(ends)
+    if not all(math.isfinite(e) and e.is_integer() and abs(e) <= 2**53 for e in (low, high)):
+        return None
+    return min(sign * int(low), sign * int(high)), max(sign * int(low), sign * int(high))
+
+
+async def _reached(redis: Any, keys: Sequence[str], score: float, newest_first: bool) -> int:
+    """How many entries of the sets come at or before ``score`` in the listing's order."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            if newest_first:
+                pipe.zcount(key, repr(score), "+inf")
+            else:
+                pipe.zcount(key, "-inf", repr(score))
+        return sum(int(n) for n in await pipe.execute())
