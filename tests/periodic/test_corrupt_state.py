@@ -204,3 +204,34 @@ async def test_listing_shows_a_corrupt_state(
         page = await web.get("/schedules")
     assert page.status_code == 200
     assert page.text.count(">corrupt</span>") == 1 and 'data-schedule="good"' in page.text
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize(
+    ("value", "counter"), [(2**53, True), (2**53 + 1, True), (2**53 + 2, False)]
+)
+async def test_a_counter_past_2_53_has_one_verdict_in_python_and_lua(
+    redis: Redis,
+    namespace: str,
+    clock: FakeClock,
+    client: Client,
+    sign: int,
+    value: int,
+    counter: bool,
+) -> None:
+    """Lua reads a counter with tonumber(), which rounds 2^53+1 to 2^53 (accepted: a manual
+    run or another path fired it), where the pool and the listing called it corrupt."""
+    keys = Keys(namespace)
+    e = two(redis, namespace, clock)
+    await e.tick_once()
+    await redis.hset(keys.schedule_state("bad"), "runs", sign * value)
+    assert (await client.schedule("bad")).corrupt is not counter
+    clock.advance(60)
+    assert await e.tick_once() == (2 if counter else 1)  # the pool's verdict
+    await redis.hset(keys.schedule_state("bad"), "runs", sign * value)  # (as before the fire)
+    clock.advance(60)
+    if counter:  # the script's
+        assert (await _fire(e, "fire", clock.now(), clock.now()))[0] == "fired"
+    else:
+        with pytest.raises(ResponseError, match=f"field runs holds {sign * value}, not a counter"):
+            await _fire(e, "fire", clock.now(), clock.now())

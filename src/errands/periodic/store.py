@@ -338,7 +338,10 @@ def spelt(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-_COUNTER = 2**53  # (lib/types.lua is_counter)
+# lib/types.lua is_counter: within +/-2^53 as tonumber() reads it, which rounds 2^53+1 down to
+# 2^53 (and every larger value to 2^53+2 or more): the scripts take +/-(2^53+1) as a counter, so
+# this does too (one verdict on both sides)
+_COUNTER = 2**53 + 1
 # the fields of a state that schedule_fire.lua reads as numbers: fire times (ms) and counters
 FIRED_FIELDS = {"last": (0, MAX_SLOT_MS)} | dict.fromkeys(
     ("runs", "skipped", "misfires"), (-_COUNTER, _COUNTER)
