@@ -235,3 +235,26 @@ async def test_a_counter_past_2_53_has_one_verdict_in_python_and_lua(
     else:
         with pytest.raises(ResponseError, match=f"field runs holds {sign * value}, not a counter"):
             await _fire(e, "fire", clock.now(), clock.now())
+
+
+async def test_what_was_logged_of_a_runtime_schedule_goes_with_its_definition(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client, caplog: Any
+) -> None:
+    """Only a `failed` entry was dropped when a runtime definition changed or went: a runtime
+    schedule deleted while corrupt (or ahead, or in the future) kept its entry in the pool's
+    "logged once" set for the pool's life, and a new definition's corrupt state went unlogged."""
+    state = Keys(namespace).schedule_state("rt")
+    e = pool(redis, namespace, clock, [], "p1")
+    await client.add_schedule("rt", "tick", "@every 1m")
+    await e.tick_once()  # initialized
+    await redis.hset(state, "last", "abc")
+    with caplog.at_level("ERROR", logger="errands.periodic"):
+        for spec in ("@every 1m", "@every 1m", "@every 2m", "@every 2m"):
+            await client.add_schedule("rt", "tick", spec)
+            clock.advance(120)
+            assert await e.tick_once() == 0
+    assert len([line for line in errors(caplog) if "'rt'" in line]) == 2  # (once a definition)
+    assert e._logged == {("corrupt", "rt")}
+    assert await client.delete_schedule("rt")
+    await e.tick_once()
+    assert e._logged == set()

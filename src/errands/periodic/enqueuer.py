@@ -153,10 +153,14 @@ class PeriodicEnqueuer:
                 runtime[name] = PeriodicSchedule.from_json(name, data, "runtime")
             except (RegistrationError, ValueError, KeyError, TypeError) as exc:
                 log.error("ignoring runtime schedule %r: %s", name, exc)
-        for name in set(self.runtime) | set(runtime):
-            if self.runtime.get(name) != runtime.get(name):
-                self._due.pop(name, None)
-                self._logged.discard(("failed", name))  # (a new definition's failure is news)
+        changed = {
+            n for n in set(self.runtime) | set(runtime) if self.runtime.get(n) != runtime.get(n)
+        }
+        for name in changed:
+            self._due.pop(name, None)
+        # what was logged of a definition gone or replaced: a new one's problem is news, and a
+        # schedule gone keeps no entry for the pool's life
+        self._logged = {p for p in self._logged if p[1] not in changed}
         self.runtime, self._raw_runtime = runtime, raw
 
     async def tick_once(self) -> int:
