@@ -119,3 +119,12 @@ def test_a_corrupt_schedule_state_is_listed_corrupt(
     [info] = json.loads(out)
     assert info["corrupt"] and info["raw"] == {"last": "abc", "next": "1.5e3"}
     assert info["next_fire"] is None
+    # a bad `next` alone: it fires (pools do not read it), listed in raw only, ON says yes
+    with redis.Redis.from_url(redis_url) as r:
+        r.hdel(keys.schedule_state("nightly"), "last")
+    _, out, _ = run(capsys, "schedules", "list", *where)
+    [row] = [line.split() for line in out.splitlines() if line.startswith("nightly")]
+    assert row[-6:-4] == ["runtime", "yes"]
+    _, out, _ = run(capsys, "schedules", "list", "--json", *where)
+    [info] = json.loads(out)
+    assert not info["corrupt"] and info["raw"] == {"next": "1.5e3"}

@@ -186,24 +186,31 @@ async def test_listing_shows_a_corrupt_state(
     bad: str,
 ) -> None:
     """Client.schedules(): int('1.5e3') of `next` raised, so no schedule was listed (and a
-    corrupt `last` was listed as healthy); the dashboard the same."""
+    corrupt `last` was listed as healthy); the dashboard the same. A bad `prev` or `next`
+    alone is listed in `raw` but not corrupt: pools do not read them, it fires (it was
+    listed corrupt, 'corrupt' in the CLI's ON column and the dashboard's Next cell)."""
     e = two(redis, namespace, clock)
     await e.tick_once()
     clock.advance(60)
     assert await e.tick_once() == 2
     await redis.hset(Keys(namespace).schedule_state("bad"), field, bad)
-    good, corrupt = sorted(await client.schedules(), key=lambda i: i.name != "good")
+    good, listed = sorted(await client.schedules(), key=lambda i: i.name != "good")
     assert (good.name, good.corrupt, good.raw, good.runs) == ("good", False, None, 1)
-    assert (corrupt.name, corrupt.corrupt, corrupt.raw) == ("bad", True, {field: bad})
+    corrupt = field in ("last", "runs")
+    assert (listed.name, listed.corrupt, listed.raw) == ("bad", corrupt, {field: bad})
     if field in ("next", "prev"):
-        assert getattr(corrupt, f"{field}_fire") is None
+        assert getattr(listed, f"{field}_fire") is None
     if field == "runs":
-        assert corrupt.runs == 0
+        assert listed.runs == 0
 
     async with http(errands.dashboard(client)) as web:
         page = await web.get("/schedules")
     assert page.status_code == 200
-    assert page.text.count(">corrupt</span>") == 1 and 'data-schedule="good"' in page.text
+    assert page.text.count(">corrupt</span>") == corrupt and 'data-schedule="good"' in page.text
+    clock.advance(60)
+    assert await e.tick_once() == (1 if corrupt else 2)
+    if not corrupt:  # (its fire rewrote prev and next)
+        assert (await client.schedule("bad")).raw is None
 
 
 @pytest.mark.parametrize("sign", [1, -1])

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import RegistrationError
 from .store import (
+    FIRED_FIELDS,
     LISTED_FIELDS,
     MAX_SLOT_MS,
     PeriodicSchedule,
@@ -48,10 +49,10 @@ class ScheduleInfo:
     # a code schedule: until when its latest registration counts as live (its pools register
     # it again every schedule_refresh); stale past it. None: a runtime schedule.
     registered_until: float | None = None
-    # a state with a time (ms) or a counter that is no integer (written by hand, a bad
-    # restore): with a bad `last`, `runs`, `skipped` or `misfires` no pool fires it until it
-    # is repaired or deleted (a bad `prev` or `next` is only listed); ``raw`` holds the bad
-    # fields as stored (their values here: None or 0)
+    # a state with a `last`, `runs`, `skipped` or `misfires` that is no integer (written by
+    # hand, a bad restore): no pool fires it until it is repaired or deleted. ``raw`` holds the
+    # bad fields as stored (their values here: None or 0), with a bad `prev` or `next`, which
+    # alone is not corrupt (pools do not read them: it fires, and its next fire rewrites them)
     corrupt: bool = False
     raw: dict[str, str] | None = None
 
@@ -164,6 +165,6 @@ def _info(
         stale=code and (live_until is None or live_until < now_ms),
         # whole ms: the half millisecond of a registration that wrote is for re-sends only
         registered_until=int(live_until) / 1000 if code and live_until is not None else None,
-        corrupt=bool(bad),
+        corrupt=any(f in FIRED_FIELDS for f in bad),
         raw=bad or None,
     )
