@@ -265,3 +265,23 @@ async def test_what_was_logged_of_a_runtime_schedule_goes_with_its_definition(
     assert await client.delete_schedule("rt")
     await e.tick_once()
     assert e._logged == set()
+
+
+async def test_a_corrupt_state_is_listed_short_whatever_its_size_and_field_names(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client, caplog: Any
+) -> None:
+    """`raw` carried a bad value whole (the listing, the JSON API, the CLI's --json, the
+    dashboard's title), and a field name that is not UTF-8 raised UnicodeDecodeError for the
+    whole listing."""
+    e = two(redis, namespace, clock)
+    await e.tick_once()
+    state = Keys(namespace).schedule_state("bad")
+    await redis.hset(state, mapping={"last": "9" * 40, b"\xff\xfe": "x", "runs": "y" * 100_000})
+    good, bad = sorted(await client.schedules(), key=lambda i: i.name != "good")
+    assert not good.corrupt and bad.corrupt
+    assert bad.raw == {"last": "9" * 40, "runs": "y" * 40 + "…"}
+    with caplog.at_level("ERROR", logger="errands.periodic"):
+        clock.advance(60)
+        assert await e.tick_once() == 1
+    [line] = errors(caplog)
+    assert f"last = {'9' * 40!r}, runs = {'y' * 40 + '…'!r}" in line

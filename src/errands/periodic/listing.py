@@ -15,6 +15,7 @@ from .store import (
     PeriodicSchedule,
     ScheduleStore,
     corrupt_fields,
+    shown,
     spelt,
     text,
     whole,
@@ -51,8 +52,9 @@ class ScheduleInfo:
     registered_until: float | None = None
     # a state with a `last`, `runs`, `skipped` or `misfires` that is no integer (written by
     # hand, a bad restore): no pool fires it until it is repaired or deleted. ``raw`` holds the
-    # bad fields as stored (their values here: None or 0), with a bad `prev` or `next`, which
-    # alone is not corrupt (pools do not read them: it fires, and its next fire rewrites them)
+    # bad fields as stored (their first 40 characters; their values here: None or 0), with a
+    # bad `prev` or `next`, which alone is not corrupt (pools do not read them: it fires, and
+    # its next fire rewrites them)
     corrupt: bool = False
     raw: dict[str, str] | None = None
 
@@ -80,7 +82,7 @@ async def schedule_infos(store: ScheduleStore, now_ms: int) -> list[ScheduleInfo
             pipe.hgetall(k.schedule_state(name))
         pipe.zrange(k.code_schedules_live, 0, -1, withscores=True)
         *rows, live = await pipe.execute()
-    states = [{text(f): spelt(v) for f, v in s.items()} for s in rows]
+    states = [{spelt(f): spelt(v) for f, v in s.items()} for s in rows]  # (any bytes, by hand)
     until = {text(name): score for name, score in live}
     outcomes = await _outcomes(
         store, [(defs[n].job_name, s.get("job")) for n, s in zip(names, states, strict=True)]
@@ -166,5 +168,5 @@ def _info(
         # whole ms: the half millisecond of a registration that wrote is for re-sends only
         registered_until=int(live_until) / 1000 if code and live_until is not None else None,
         corrupt=any(f in FIRED_FIELDS for f in bad),
-        raw=bad or None,
+        raw={f: shown(v) for f, v in bad.items()} or None,
     )

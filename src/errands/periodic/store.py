@@ -338,6 +338,12 @@ def spelt(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
+def shown(value: str) -> str:
+    """A corrupt value as logged and listed: its first 40 characters (it may be of any size),
+    with an ellipsis when there are more."""
+    return value if len(value) <= 40 else value[:40] + "…"
+
+
 # lib/types.lua is_counter: within +/-2^53 as tonumber() reads it, which rounds 2^53+1 down to
 # 2^53 (and every larger value to 2^53+2 or more): the scripts take +/-(2^53+1) as a counter, so
 # this does too (one verdict on both sides)
@@ -368,7 +374,7 @@ def _last(row: Sequence[bytes | str | None]) -> int | str | None:
     state), the slot, or what is corrupt in it (the fields and their text)."""
     bad = corrupt_fields(dict(zip(FIRED_FIELDS, row, strict=True)), FIRED_FIELDS)
     if bad:
-        return ", ".join(f"{name} = {value[:40]!r}" for name, value in bad.items())
+        return ", ".join(f"{name} = {shown(value)!r}" for name, value in bad.items())
     return None if row[0] is None else int(row[0])
 
 
