@@ -51,7 +51,8 @@ class _Batch:
 
 
 class Batching:
-    """Mixin of Worker: the batch loops, started by ``run`` and ended by ``stop_fetching``."""
+    """Mixin of Worker: the batch loops, started by ``run`` and ended by ``stop_fetching``
+    (idle while the worker is quiet: quieting.py)."""
 
     pool_id: str
     scripts: Scripts
@@ -70,6 +71,7 @@ class Batching:
     wake: asyncio.Event
     _slot_freed: asyncio.Event
     _stopping: bool
+    _quiet: bool
     _cancelling: bool
     _reclaim: bool
     abandoned: bool
@@ -80,13 +82,15 @@ class Batching:
     # the batch fetches in flight (their jobs not yet held by a batch), each done when it ends
     _batch_inflight: set[asyncio.Future[None]]
 
-    if TYPE_CHECKING:  # provided by Worker and the Fetching mixin
+    if TYPE_CHECKING:  # provided by Worker and the Fetching and Quieting mixins
 
         def _give_back(self, name: str, item: Fetched) -> None: ...
 
         def _suspects_told(self) -> int: ...
 
         def _suspect_fetched(self, told: int) -> None: ...
+
+        async def _batch_quiet(self) -> None: ...
 
         def _spawn(
             self, coro: Coroutine[Any, Any, None], job: Job | None, job_id: str = ""
@@ -112,6 +116,9 @@ class Batching:
         seen: tuple[str, float] = ("", 0.0)  # the queue's head: (id, enqueued at)
         delay = 0.05
         while not self._stopping:
+            if self._quiet:  # (quieting.py: no fetch until resumed)
+                await self._batch_quiet()
+                continue
             try:
                 waiting, head = await self._peek(jt.name)
                 if head and head != seen[0]:
@@ -141,11 +148,13 @@ class Batching:
                 # a full fetch took the pool's idle mark (lua/fetch.lua): the fetch loop, maybe
                 # waiting for a wake-up of the other names, looks again and puts it back
                 self.wake.set()
-            if self._stopping:
+            if self._stopping or self._quiet:  # (began meanwhile: back on their queue)
                 for item in fetched:
                     self._give_back(jt.name, item)
                 self._batch_over(batch)
-                return
+                if self._stopping:
+                    return
+                continue
             task = asyncio.ensure_future(self._run_batch(jt, runner, fetched, batch))
             self.tasks.add(task)
             task.add_done_callback(self._batch_done)

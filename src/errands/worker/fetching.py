@@ -73,6 +73,7 @@ class Fetching:
     reclaimed: int
     last_fetch_empty: bool
     _marked_idle: bool
+    _quiet: bool
     abandoned: bool
     mailbox: Mailbox
     _unmarked: asyncio.Event
@@ -80,7 +81,7 @@ class Fetching:
     _plain: dict[str, JobType]
     _rated: frozenset[str]
 
-    if TYPE_CHECKING:  # provided by Worker and the Lookahead mixin
+    if TYPE_CHECKING:  # provided by Worker and the Lookahead and Quieting mixins
 
         @property
         def lookahead(self) -> int: ...
@@ -94,6 +95,10 @@ class Fetching:
         def _start(self, name: str, item: Fetched) -> None: ...
 
         def batch_holding(self) -> Iterator[str]: ...
+
+        def _quiet_over(self, *, stopping: bool) -> None: ...
+
+        async def _stay_quiet(self, longest: float) -> None: ...
 
         def _spawn(
             self, coro: Coroutine[Any, Any, None], job: Job | None, job_id: str = ""
@@ -119,6 +124,7 @@ class Fetching:
                 with contextlib.suppress(Exception):
                     await self._fetch(0, self.sampler.sample())
             self._unmarked.set()
+            self._quiet_over(stopping=self._stopping)
             await self.mailbox.poke()
 
     async def _fetch_until_stopped(self) -> None:
@@ -135,6 +141,9 @@ class Fetching:
                     await self.resend_parked()
                     next_parked = loop.time() + self.parked_interval
                 self.requeue_stale_buffer()
+                if self._quiet:  # (quieting.py: no fetch until resumed)
+                    await self._stay_quiet(min(self.reclaim_interval, self.parked_interval))
+                    continue
                 room = self.concurrency - len(self.tasks) + self.lookahead - len(self.buffer)
                 if room <= 0 and self._marked_idle:
                     # marked idle by a short fetch, and now full (the lookahead shrank): take
@@ -249,13 +258,14 @@ class Fetching:
                 self._reclaim = True
 
     def _take(self, fetched: list[Fetched], order: list[tuple[str, int]]) -> None:
-        """Start fetched jobs, or hold them in the buffer; when the pool began stopping while
-        the fetch was on its way, give them back at once."""
+        """Start fetched jobs, or hold them in the buffer; when the pool began stopping (or
+        went quiet) while the fetch was on its way, give them back at once."""
+        halted = self._stopping or self._quiet  # (neither changes in this loop)
         for item in fetched:
             name = order[item.queue_index - 1][0]
             if item.suspect:
                 self._suspects.add(item.id)
-            if self._stopping:
+            if halted:
                 self._give_back(name, item)
             elif len(self.tasks) < self.concurrency and not self.buffer:
                 self._start(name, item)
@@ -264,13 +274,13 @@ class Fetching:
 
     def take_handed(self, name: str, item: Fetched) -> None:
         """A job an enqueue handed to this pool (mailbox.py): started or held as a fetched
-        one, given back when the pool stops; dropped when its lease is lost or may be by now
-        (a reaper gives it back, fenced). A fetch then marks the pool idle again."""
+        one, given back when the pool stops or is quiet; dropped when its lease is lost or may
+        be by now (a reaper gives it back, fenced). A fetch then marks the pool idle again."""
         lease = self.lease
         if lease is not None and (lease.lost is not None or lease.expires_in() <= 0):
             return
         try:
-            if self._stopping or name not in self._plain:
+            if self._stopping or self._quiet or name not in self._plain:
                 self._give_back(name, item)
             elif len(self.tasks) < self.concurrency and not self.buffer:
                 self._start(name, item)

@@ -59,7 +59,7 @@ class LeaseRecovery:
     _rebirth_task: asyncio.Task[None] | None
     lease_losses: int
 
-    if TYPE_CHECKING:  # provided by WorkerPool
+    if TYPE_CHECKING:  # provided by WorkerPool (and its PoolControls mixin)
 
         @property
         def keys(self) -> Keys: ...
@@ -72,6 +72,8 @@ class LeaseRecovery:
         def _build(self, scripts: WorkerScripts, names: list[str], wake: asyncio.Event) -> None: ...
 
         def _launch(self, wake: asyncio.Event) -> None: ...
+
+        async def _carry_quiet(self, since: float | None) -> None: ...
 
     def _info(self, names: list[str]) -> dict[str, object]:
         """The pool's registration (its heartbeat's info: what admin and the dashboard show)."""
@@ -124,6 +126,7 @@ class LeaseRecovery:
 
     async def _rebirth(self, reason: str) -> None:
         old_id, worker = self.id, self.worker
+        quiet_since = worker.quiet_since if worker is not None else None  # (carried on)
         # given up in time (not taken): the acks of jobs that finished here are still written
         # if they get through before a reaper takes the lease (the fence decides)
         given_up = self.lease is not None and not self.lease.taken
@@ -178,6 +181,7 @@ class LeaseRecovery:
                 # retried often enough to run again soon after a long outage of Redis
                 delay = min(delay * 2, max(0.25, self.heartbeat_interval))
         self._build(WorkerScripts(self.redis, self.keys, self.redis_functions), names, self._wake)
+        await self._carry_quiet(quiet_since)
         await cancel_and_wait([self._notifier_task])  # it listens on the new id's channel
         self._launch(self._wake)
         log.warning("pool %s is now pool %s", old_id, self.id)

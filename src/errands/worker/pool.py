@@ -31,6 +31,7 @@ from ..store.keys import Keys
 from ..store.redisclock import RedisAlignedClock
 from ..store.served import ServedNames
 from ..store.topology import RedisClient, as_redis
+from .controls import PoolControls
 from .heartbeat import Heartbeater
 from .lease import Lease, LeaseKeeper
 from .leasing import LeaseRecovery
@@ -53,7 +54,7 @@ __all__ = ["WorkerPool"]
 log = logging.getLogger("errands.pool")
 
 
-class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
+class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls):
     """Runs registered jobs with up to ``concurrency`` at a time in this process.
 
     Timings (seconds): ``shutdown_grace`` lets running jobs finish on stop; ``dead_timeout``
@@ -347,11 +348,6 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery):
         log.info("pool %s stopped after %d job%s", self.id, n, "" if n == 1 else "s")
         if hook_error is not None:
             raise hook_error
-
-    def end_grace(self) -> None:
-        """End the grace of a ``stop()`` in progress now: running async jobs are cancelled and
-        requeued at once (what a second SIGINT/SIGTERM does)."""
-        self._grace_over.set()
 
     async def __aenter__(self) -> WorkerPool:
         await self.start()

@@ -8,6 +8,8 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from .quieting import Quieting
+
 if TYPE_CHECKING:
     from ..job import Job
     from ..store.scripts import Fetched
@@ -19,8 +21,8 @@ __all__ = ["Stopping"]
 log = logging.getLogger("errands.worker")
 
 
-class Stopping:
-    """Mixin of Worker."""
+class Stopping(Quieting):
+    """Mixin of Worker (with its quiet: quieting.py)."""
 
     settler: Settler
     acker: Acker
@@ -50,6 +52,7 @@ class Stopping:
         self._slot_freed.set()
         self.wake.set()
         self._batch_stop.set()
+        self._quiet_over(stopping=True)
         while self.buffer:  # fetched ahead, never started: back on their queues
             name, item, _at = self.buffer.popleft()
             self._give_back(name, item)
@@ -64,6 +67,7 @@ class Stopping:
         self.settler.abandoned = True
         self._slot_freed.set()
         self._batch_stop.set()
+        self._quiet_over(stopping=True)
         self.wake.set()
         buffered = len(self.buffer)
         self.buffer.clear()
