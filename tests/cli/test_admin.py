@@ -118,6 +118,23 @@ def one_clear_line(r: Result, *needles: str) -> None:
 
 
 # -- inspect ---------------------------------------------------------------------------------
+async def test_inspect_pools_shows_a_quiet_pool(env: Env, cli: Cli) -> None:
+    register(env)
+    await env.pool.start()
+    [pool] = (await cli("inspect", "pools", "--json")).json()
+    assert pool["id"] == env.pool.id and pool["quiet_since"] is None
+    await env.pool.quiet()
+    assert env.pool.quiet_since is not None
+    [pool] = (await cli("inspect", "pools", "--json")).json()
+    assert pool["quiet_since"] == pytest.approx(env.pool.quiet_since)
+    table = await cli("inspect", "pools")
+    assert table.code == 0, table
+    header, row = table.out.splitlines()[1:3]
+    assert "QUIET_SINCE" in header.split()
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(env.pool.quiet_since))
+    assert since in row, table.out
+
+
 @pytest.mark.timeout(300)  # a dozen CLI processes, two at a time, on a loaded machine
 async def test_inspect_everything(env: Env, cli: Cli) -> None:
     register(env)

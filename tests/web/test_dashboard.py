@@ -97,6 +97,16 @@ async def test_every_page_renders_live_data(
     assert static.status_code == 200 and "DOMParser" in static.text
 
 
+async def test_the_pools_page_shows_a_quiet_pool(pool: WorkerPool, web: httpx.AsyncClient) -> None:
+    assert ">quiet</span>" not in (await web.get("/pools")).text
+    await pool.quiet()
+    page = (await web.get("/pools")).text
+    [row] = [r for r in page.split("<tr>") if pool.id in r]
+    assert ">quiet</span>" in row, row
+    await pool.resume()
+    assert ">quiet</span>" not in (await web.get("/pools")).text
+
+
 async def test_json_api_mirrors_the_pages(
     pool: WorkerPool, client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
 ) -> None:

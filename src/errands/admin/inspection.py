@@ -278,7 +278,7 @@ class Inspection:
             info = decode_json(raw[2 * i])
             if not isinstance(info, dict):
                 info = {}  # expired or corrupt: report the pool with what is known
-            names = info.get("job_names")
+            names, quiet = info.get("job_names"), info.get("quiet_since")
             out.append(
                 PoolInfo(
                     pool,
@@ -289,6 +289,7 @@ class Inspection:
                     _num(info.get("concurrency"), int),
                     [str(n) for n in names] if isinstance(names, list) else [],
                     int(raw[2 * i + 1]),
+                    _num(quiet, float) if quiet is not None else None,
                 )
             )
         return out

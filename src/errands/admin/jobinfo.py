@@ -134,6 +134,13 @@ class PoolInfo:
     concurrency: int
     job_names: list[str]
     busy: int
+    # when (Unix time) the pool went quiet (``WorkerPool.quiet()``, SIGTSTP): it takes no new
+    # job; None while it takes jobs (or for a pool of an errands without quiet)
+    quiet_since: float | None = None
+
+    @property
+    def quiet(self) -> bool:
+        return self.quiet_since is not None
 
 
 @dataclass

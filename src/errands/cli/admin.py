@@ -186,7 +186,16 @@ async def _inspect(client: Client, args: argparse.Namespace) -> int:
     elif what == "queues":
         await _inspect_queues(client, args)
     elif what == "pools":
-        columns = ["id", "host", "pid", "concurrency", "busy", "last_beat", "job_names"]
+        columns = [
+            "id",
+            "host",
+            "pid",
+            "concurrency",
+            "busy",
+            "last_beat",
+            "quiet_since",
+            "job_names",
+        ]
         _emit(args, await client.worker_pools(), columns)
     elif what == "workers":
         columns = ["pool_id", "job_name", "job_id", "started_at", "checkin", "args"]
