@@ -126,7 +126,6 @@ class LeaseRecovery:
 
     async def _rebirth(self, reason: str) -> None:
         old_id, worker = self.id, self.worker
-        quiet_since = worker.quiet_since if worker is not None else None  # (carried on)
         # given up in time (not taken): the acks of jobs that finished here are still written
         # if they get through before a reaper takes the lease (the fence decides)
         given_up = self.lease is not None and not self.lease.taken
@@ -181,7 +180,8 @@ class LeaseRecovery:
                 # retried often enough to run again soon after a long outage of Redis
                 delay = min(delay * 2, max(0.25, self.heartbeat_interval))
         self._build(WorkerScripts(self.redis, self.keys, self.redis_functions), names, self._wake)
-        await self._carry_quiet(quiet_since)
+        # quiet (or quieted meanwhile, through the old worker): the new one is too
+        await self._carry_quiet(worker.quiet_since if worker is not None else None)
         await cancel_and_wait([self._notifier_task])  # it listens on the new id's channel
         self._launch(self._wake)
         log.warning("pool %s is now pool %s", old_id, self.id)
