@@ -51,9 +51,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace) -> int:
-    """Start N single-process workers and forward SIGINT/SIGTERM to them. Each child is in a
-    process group of its own: a Ctrl-C in a terminal (SIGINT to the foreground group) reaches
-    this process only, and each child gets it once, forwarded (twice would end the grace)."""
+    """Start N single-process workers and forward SIGINT/SIGTERM (and SIGTSTP: quiet) to them.
+    Each child is in a process group of its own: a Ctrl-C in a terminal (SIGINT to the
+    foreground group) reaches this process only, and each child gets it once, forwarded (twice
+    would end the grace); so does a Ctrl-Z, which quiets the children (none is suspended)."""
     children = [
         subprocess.Popen(worker_argv(args, 1, i), process_group=0) for i in range(args.processes)
     ]
@@ -65,6 +66,7 @@ def _supervise(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGTSTP, forward)
     codes = [child.wait() for child in children]
     return max((_status(code) for code in codes), default=0)
 

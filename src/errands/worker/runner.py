@@ -29,16 +29,27 @@ class Servable(Protocol):
 
     def end_grace(self) -> None: ...
 
+    async def quiet(self) -> None: ...
+
     async def drain(self) -> None: ...
 
 
 async def serve(pool: Servable, *, burst: bool = False) -> None:
     """Run ``pool`` until SIGINT/SIGTERM (or, with ``burst``, until its queues are empty).
     A second signal ends the grace at once: running async jobs are requeued, and the process
-    exits without waiting for plain-def handlers (their jobs run again elsewhere)."""
+    exits without waiting for plain-def handlers (their jobs run again elsewhere). SIGTSTP
+    quiets the pool (``pool.quiet()``: no new job, it keeps running until stopped); SIGCONT,
+    which follows every SIGSTOP, does not resume it."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0
+    quieting: list[asyncio.Task[None]] = []
+    started = asyncio.Event()  # (a SIGTSTP during the start quiets the pool once started)
+
+    def on_quiet() -> None:
+        log.debug("SIGTSTP received: quieting the pool")
+        if not quieting or quieting[-1].done():  # (quiet twice is quiet once anyway)
+            quieting.append(asyncio.create_task(_quiet(pool, started), name="errands-quiet"))
 
     def on_signal(sig: signal.Signals) -> None:
         nonlocal signals
@@ -57,8 +68,10 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGTSTP, on_quiet)
     try:
         await pool.start()
+        started.set()
         if burst:
             drain = asyncio.create_task(pool.drain())
             waiter = asyncio.create_task(stop.wait())
@@ -71,9 +84,19 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
         try:
             await pool.stop(exiting=True)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGTSTP):
                 loop.remove_signal_handler(sig)
+            for task in quieting:
+                task.cancel()
             _exit_if_jobs_left(pool)
+
+
+async def _quiet(pool: Servable, started: asyncio.Event) -> None:
+    try:
+        await started.wait()
+        await pool.quiet()  # (it logs the INFO line)
+    except Exception as exc:  # (not expected: quiet() logs what fails and goes on)
+        log.error("errands internal error quieting the pool", exc_info=exc)
 
 
 def _exit_if_jobs_left(pool: Servable) -> None:
