@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
@@ -168,3 +169,32 @@ async def test_no_hand_off_to_a_quiet_pool_and_one_in_its_list_goes_back(
         await until(lambda: worker.settled)
         assert await redis.zcard(keys.queue("w")) == 0
         assert await redis.hget(keys.jobs, second.id) is None  # acknowledged
+
+
+async def test_a_quiet_pool_fetches_no_batch_and_its_running_batch_finishes(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    gate = asyncio.Event()
+    batches: list[list[str]] = []
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, concurrency=2, poll_interval=0.05)
+
+    @pool.batch_job("index", max_size=3, max_wait=timedelta(milliseconds=50))
+    async def index(jobs: list[Job]) -> None:
+        batches.append([job.id for job in jobs])
+        await gate.wait()
+
+    async with pool, Enqueuer(redis, namespace=namespace) as enq:
+        first = await enq.enqueue_many([("index", {})] * 3)
+        await until(lambda: len(batches) == 1)
+        await pool.quiet()
+        later = await enq.enqueue_many([("index", {})] * 3)
+        gate.set()  # the running batch finishes and is acknowledged
+        await until(lambda: pool.worker is not None and pool.worker.settled)
+        await asyncio.sleep(0.3)  # six max_waits: a pool taking jobs had run a batch by now
+        assert batches == [[job.id for job in first]]
+        assert await redis.zcard(keys.queue("index")) == 3
+        assert await redis.hget(keys.stats, "processed") == b"3"
+        await pool.resume()
+        await until(lambda: len(batches) == 2)
+        assert sorted(batches[1]) == sorted(job.id for job in later)
