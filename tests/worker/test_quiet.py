@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from errands import Client, Enqueuer, Job, WorkerPool
 from errands.store.keys import Keys
+from errands.store.scripts import Scripts
 
 from .test_wake import QUIET, all_idle, handed, make_pools, running, until
 
@@ -198,3 +199,32 @@ async def test_a_quiet_pool_fetches_no_batch_and_its_running_batch_finishes(
         await pool.resume()
         await until(lambda: len(batches) == 2)
         assert sorted(batches[1]) == sorted(job.id for job in later)
+
+
+async def test_a_quiet_pool_that_loses_its_lease_carries_on_quiet_under_its_new_id(
+    redis: Redis, redis_url: str, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    pools, started = make_pools(
+        redis_url, namespace, 1, concurrency=2, poll_interval=0.05, heartbeat_interval=0.1,
+        dead_timeout=5.0,
+    )  # fmt: skip
+    pool = pools[0]
+    async with running(pools), Enqueuer(redis, namespace=namespace) as enq:
+        await pool.quiet()
+        since, first, old = pool.quiet_since, pool.id, pool.worker
+        # a reaper found it dead (as after SIGSTOP): its lease is taken, noticed at a heartbeat
+        await Scripts(redis, keys).reap(first, -(10**9), 3, b"{}", b"{}", [])
+        await until(lambda: pool.worker is not old and pool.worker is not None)
+        assert pool.quieted and pool.quiet_since == since
+        await enq.enqueue("w")
+        await asyncio.sleep(0.3)
+        assert started == [] and await marks(redis, keys, pool.id) == []
+
+        async def published() -> bool:
+            infos = await Client(redis, namespace=namespace).worker_pools()
+            return [(p.id, p.quiet_since) for p in infos] == [(pool.id, since)]
+
+        await until(published)
+        await pool.resume()
+        await until(lambda: started == [pool.id])

@@ -168,20 +168,24 @@ class LeaseRecovery:
         if self.heartbeater is not None:
             await asyncio.to_thread(self.heartbeater.stop)
         names = sorted(self.job_types)
-        delay = 0.25
-        while True:
-            self.id = uuid.uuid4().hex[:16]
-            try:
-                await self._register(names)
-                break
-            except RedisUnavailableError as exc:
-                log.warning("pool %s could not register again (%s); retrying", old_id, exc)
-                await asyncio.sleep(delay)
-                # retried often enough to run again soon after a long outage of Redis
-                delay = min(delay * 2, max(0.25, self.heartbeat_interval))
+        await self._register_anew(old_id, names)
         self._build(WorkerScripts(self.redis, self.keys, self.redis_functions), names, self._wake)
         # quiet (or quieted meanwhile, through the old worker): the new one is too
         await self._carry_quiet(worker.quiet_since if worker is not None else None)
         await cancel_and_wait([self._notifier_task])  # it listens on the new id's channel
         self._launch(self._wake)
         log.warning("pool %s is now pool %s", old_id, self.id)
+
+    async def _register_anew(self, old_id: str, names: list[str]) -> None:
+        """(_rebirth) Register under a new id, retried until Redis takes it."""
+        delay = 0.25
+        while True:
+            self.id = uuid.uuid4().hex[:16]
+            try:
+                await self._register(names)
+                return
+            except RedisUnavailableError as exc:
+                log.warning("pool %s could not register again (%s); retrying", old_id, exc)
+                await asyncio.sleep(delay)
+                # retried often enough to run again soon after a long outage of Redis
+                delay = min(delay * 2, max(0.25, self.heartbeat_interval))
