@@ -17,6 +17,7 @@ __all__ = [
     "LimiterSnooze",
     "NonRetryableError",
     "NotReplicatedError",
+    "PoolNotFoundError",
     "RedisUnavailableError",
     "RegistrationError",
     "RetryLater",
@@ -112,6 +113,10 @@ class JobCancelledError(ErrandsError):
 
 class ScheduleNotFoundError(ErrandsError, LookupError):
     """No periodic schedule with that name."""
+
+
+class PoolNotFoundError(ErrandsError, LookupError):
+    """No running (registered) worker pool with that id (``Client.quiet_pool``)."""
 
 
 class NotReplicatedError(ErrandsError):

@@ -33,6 +33,7 @@ from .inputs import at_seconds, checked_id, encoded_args, text_arg
 from .inspection import Inspection, text
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
 from .limitsinfo import LimitsView, Partitions, read_limits, read_partitions, write_limits
+from .pools import PoolAdmin
 from .unavailable import reports_unavailable
 from .workflows import WorkflowAdmin
 
@@ -42,7 +43,7 @@ CANCELLED_TTL_MS = 86_400_000
 
 
 @reports_unavailable
-class Client(Inspection, ScheduleAdmin, WorkflowAdmin):
+class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
     """``Client(redis, namespace=...)`` or ``Client.from_url(url, namespace=...)``.
 
     Redis unreachable: every method raises ``RedisUnavailableError`` naming the server."""

@@ -12,7 +12,7 @@ from .keys import Keys
 __all__ = ["ADMIN_SCRIPTS", "AdminScripts", "Arg"]
 
 Arg = str | bytes | int | float
-ADMIN_SCRIPTS = ("move", "cancel", "request_cancel", "destroy", "update_job")
+ADMIN_SCRIPTS = ("move", "cancel", "request_cancel", "destroy", "update_job", "quiet_request")
 
 
 class AdminScripts:
@@ -121,3 +121,10 @@ class AdminScripts:
         k = self.keys
         keys = [k.attempts, k.cancel_requests]
         return bool(await self._call("request_cancel", keys, [id, kind, k.control_channel]))
+
+    async def quiet_request(self, pool_id: str, request: str) -> int:
+        """Ask a running pool to go ``quiet`` or ``resume`` (see lua/quiet_request.lua): 1 =
+        recorded, 0 = nothing to change, -1 = no such pool registered."""
+        k = self.keys
+        keys = [k.pools, k.quiet_requests, k.pool_info(pool_id)]
+        return int(await self._call("quiet_request", keys, [pool_id, request]))

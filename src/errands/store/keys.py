@@ -147,6 +147,11 @@ class Keys:
         return self.prefix + "pools"
 
     @property
+    def quiet_requests(self) -> str:
+        """HASH pool id -> "quiet:<ms>" or "resume:<ms>": the latest remote request to a pool."""
+        return self.prefix + "quietreq"
+
+    @property
     def retired(self) -> str:
         """ZSET pool id -> ms (Redis clock) it was reaped, until reapers drain its jobs."""
         return self.prefix + "retired"

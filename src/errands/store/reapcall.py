@@ -33,7 +33,7 @@ def reap_request(
     keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
     keys += (k.unique_of_job, k.unique, k.unique_expiry, k.ended, k.checkpoints)
     keys += (k.dedup, k.dedup_of_job, k.workflow_of, k.dedup_next, k.dedup_reruns)
-    keys += (k.history_data, k.listening, k.partitions, k.handoff(pool_id))
+    keys += (k.history_data, k.listening, k.partitions, k.handoff(pool_id), k.quiet_requests)
     index: dict[str, int] = {}
     args: list[Arg] = [pool_id, numbers[0], numbers[1], k.wake_channel, errors[0]]
     args += (errors[1], k.events_channel, "1" if history else "0")

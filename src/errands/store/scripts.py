@@ -359,7 +359,7 @@ class Scripts(AdminScripts):
         lua/deregister.lua; no caller acts on it)."""
         k = self.keys
         keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.idle, k.handoff(pool_id)]
-        keys += (k.idle_for(name) for name in names)
+        keys += (k.quiet_requests, *(k.idle_for(name) for name in names))
         return bool(await self._call("deregister", keys, [pool_id]))
 
     async def dead_pools(self, dead_after_ms: int, limit: int = 100) -> list[str]:

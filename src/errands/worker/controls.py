@@ -34,6 +34,7 @@ class PoolControls:
     lease_keeper: LeaseKeeper | None
     _started: bool
     _grace_over: asyncio.Event
+    _remote_tasks: set[asyncio.Task[None]]
 
     @property
     def quiet_since(self) -> float | None:
@@ -94,6 +95,19 @@ class PoolControls:
         if since is not None and self.worker is not None:
             self.worker.go_quiet(since)
             await self._publish_quiet(since)
+
+    def _remote_request(self, request: str) -> None:
+        """(on the event loop, handed by the heartbeat thread) A new request of
+        ``Client.quiet_pool`` / ``resume_pool`` (admin/pools.py): quiet or resume now."""
+        if not self._started:
+            return
+        quiet = request.startswith("quiet:")
+        log.info("pool %s: %s requested remotely", self.id, "quiet" if quiet else "resume")
+        task = asyncio.create_task(
+            self.quiet() if quiet else self.resume(), name="errands-remote-quiet"
+        )
+        self._remote_tasks.add(task)  # (held until done)
+        task.add_done_callback(self._remote_tasks.discard)
 
     def end_grace(self) -> None:
         """End the grace of a ``stop()`` in progress now: running async jobs are cancelled and

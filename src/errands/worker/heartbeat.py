@@ -81,14 +81,17 @@ class Heartbeater:
         return self.lease.healthy_for()
 
     def _send(self, mode: str) -> None:
-        keys = [self.keys.pools, self.keys.pool_info(self.pool_id), self.keys.retired]
+        k = self.keys
+        keys = [k.pools, k.pool_info(self.pool_id), k.retired, k.quiet_requests]
         sent = time.monotonic()
-        at = self._script(keys=keys, args=[self.pool_id, self.payload(), self.info_ttl_ms, mode])
-        if int(at) < 0:
+        reply = self._script(keys=keys, args=[self.pool_id, self.payload(), self.info_ttl_ms, mode])
+        if isinstance(reply, int):  # (only -1: the lease is lost)
             reason = "a reaper took its lease (no heartbeat for the dead timeout)"
             self.lease.lose(reason)
             raise LookupError(f"pool {self.pool_id}: {reason}")
         self.lease.renewed(sent)
+        request = reply[1] if len(reply) > 1 else None  # quiet/resume (admin/pools.py)
+        self.lease.requested(request.decode() if isinstance(request, bytes) else request)
 
     def beat(self) -> bool:
         if self.lease.lost is not None:

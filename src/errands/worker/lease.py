@@ -48,7 +48,20 @@ class Lease:
         self.lost: str | None = None  # why the lease is gone (None while held)
         self.taken = False  # lost to a reaper (True), or given up by the pool itself
         self.on_lost: Callable[[str], None] | None = None  # called once, from any thread
+        # called (from the heartbeat thread) with each new remote request (admin/pools.py)
+        self.on_request: Callable[[str], None] | None = None
+        self._request: str | None = None
         self.beats = 0
+
+    def requested(self, request: str | None) -> None:
+        """A beat read the pool's remote request (None: none): tell the pool when it is new."""
+        with self._lock:
+            if request is None or request == self._request:
+                return
+            self._request = request
+            callback = self.on_request
+        if callback is not None:
+            callback(request)
 
     def renewed(self, sent_at: float) -> None:
         """A renewal sent at ``sent_at`` (monotonic) succeeded."""

@@ -75,6 +75,8 @@ class LeaseRecovery:
 
         async def _carry_quiet(self, since: float | None) -> None: ...
 
+        def _remote_request(self, request: str) -> None: ...
+
     def _info(self, names: list[str]) -> dict[str, object]:
         """The pool's registration (its heartbeat's info: what admin and the dashboard show)."""
         return {
@@ -95,7 +97,12 @@ class LeaseRecovery:
         def lost(reason: str) -> None:
             loop.call_soon_threadsafe(self._lease_lost, reason)
 
+        def requested(request: str) -> None:
+            with contextlib.suppress(RuntimeError):  # (the loop closed: the pool is gone)
+                loop.call_soon_threadsafe(self._remote_request, request)
+
         lease.on_lost = lost
+        lease.on_request = requested
         self.heartbeater = Heartbeater(self.redis, self.keys, self.id, self._info(names), lease)
         try:
             await asyncio.to_thread(self.heartbeater.start)

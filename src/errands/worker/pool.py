@@ -129,6 +129,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         self.id = uuid.uuid4().hex[:16]
         self._started = False
         self._grace_over = asyncio.Event()
+        self._remote_tasks: set[asyncio.Task[None]] = set()  # quiet()/resume() asked remotely
         self.left_in_progress: list[str] = []  # job ids a stop(exiting=True) left in threads
         self._tasks: list[asyncio.Task[None]] = []
         self.worker: Worker | None = None

@@ -227,6 +227,8 @@ def _check_keys(s: Snapshot) -> list[Violation]:
                 f"description of unregistered pool {pool_id} (TTL {s.pool_infos[pool_id]} ms)",
             )
         )
+    for pool_id in sorted(set(s.hashes["quiet_requests"]) - registered):
+        out.append(Violation("keys", f"quiet request of unregistered pool {pool_id}"))
     for pool_id, ttl in sorted(s.serves.items()):
         if ttl == -1:  # deleted at stop, else it expires: a pool that died leaves nothing for good
             out.append(Violation("keys", f"served names of pool {pool_id} have no TTL"))

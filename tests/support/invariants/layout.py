@@ -21,7 +21,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "unique_of_job", "stats", "cancel_requests", "checkins", "history_data", "schedules",
         "code_schedules", "attempts", "checkpoints", "dedup", "dedup_of_job", "workflow_of",
         "outbox_relays", "dedup_next", "partitions", "runtime_limits", "code_limits",
-        "listening", "scan_cursor",
+        "listening", "scan_cursor", "quiet_requests",
     ),
     "zset": (
         "dead", "unique_expiry", "pools", "cancelled", "history", "retired", "ended",

@@ -3,8 +3,8 @@
 -- marks go in any case (it fetches no more under this id: a stop, or a lease lost).
 -- KEYS[1] pools   KEYS[2] in_progress of the pool   KEYS[3] its info   KEYS[4] idle
 -- KEYS[5] its hand-off list (lib/handoff.lua: what is left there is no job, the jobs handed
--- off being in its in-progress set)   KEYS[6..] the idle pools of each job name it serves
--- (lib/wake.lua)
+-- off being in its in-progress set)   KEYS[6] quiet requests (its field goes with its lease:
+-- admin/pools.py)   KEYS[7..] the idle pools of each job name it serves (lib/wake.lua)
 -- ARGV[1] pool id
 -- Returns 1 when deregistered, 0 when it still holds jobs (or was not registered). A re-sent
 -- call (redis-py, after a lost reply) of one that deregistered writes nothing and answers 0 (not
@@ -15,13 +15,13 @@
 -- DELeted whatever their type): an idle set of another type raised after the pool left the
 -- registry.
 --@include types
-local TYPES = {'ZCARD', 'ZCARD', false, 'SCARD', false}  -- then the idle pools of each name
-local wrong, sizes = wrong_type(function(j) return j > 5 and 'ZCARD' or TYPES[j] end,
+local TYPES = {'ZCARD', 'ZCARD', false, 'SCARD', false, 'HLEN'}  -- then the idle pools of each name
+local wrong, sizes = wrong_type(function(j) return j > 6 and 'ZCARD' or TYPES[j] end,
   'nothing deregistered')
 if wrong then
   return wrong
 end
-for i = 6, #KEYS do
+for i = 7, #KEYS do
   redis.call('ZREM', KEYS[i], ARGV[1])
 end
 if sizes[2] > 0 or not redis.call('ZSCORE', KEYS[1], ARGV[1]) then  -- (its in-progress set's
@@ -31,4 +31,5 @@ end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[3], KEYS[5])
 redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
 return 1

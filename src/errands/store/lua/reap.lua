@@ -13,7 +13,8 @@
 -- KEYS[23] dedup   KEYS[24] dedup_of_job   KEYS[25] workflow_of (see lib/workflows.lua)
 -- KEYS[26] dedup_next   KEYS[27] dedup_reruns   KEYS[28] history_data   KEYS[29] listening
 -- KEYS[30] partitions (see lib/limits.lua)   KEYS[31] the pool's hand-off list (lib/handoff.lua)
--- KEYS[32..] four per job name, referred to by index: its queue, partitions running, partition
+-- KEYS[32] quiet requests (its field goes when the pool is retired: admin/pools.py)
+-- KEYS[33..] four per job name, referred to by index: its queue, partitions running, partition
 -- queue, partitions ready; then the history of each name in the same order
 -- ARGV[1] pool id   ARGV[2] dead timeout ms   ARGV[3] max recoveries   ARGV[4] wake channel
 -- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
@@ -45,7 +46,7 @@
 --@include workflows
 --@include limits
 --@include types
-local Q = 31
+local Q = 32
 local NQ = (#KEYS - Q) / 5  -- names: their queues (with their partition keys), then histories
 local pool = ARGV[1]
 local now = redis_now()
@@ -82,7 +83,7 @@ local d = {jobs = KEYS[4], prio = KEYS[6], seq = KEYS[10], idle = KEYS[11], wake
 -- HASH of another type raised in HINCRBY after the job left the in-progress set (lost)
 local TYPES = {'ZCARD', 'ZCARD', false, 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', false,
   'SCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD',
-  'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', false, 'HLEN', false}
+  'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', false, 'HLEN', false, 'HLEN'}
 local PER_NAME = {'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}  -- queue, partitions running, pq, pready
 local bad = wrong_type(function(j)
   if j <= Q then
@@ -142,6 +143,7 @@ if beat then
   redis.call('ZADD', KEYS[15], now, pool)
   redis.call('DEL', KEYS[3], KEYS[31])  -- (its hand-offs' jobs: in its in-progress set)
   redis.call('SREM', KEYS[11], pool)
+  redis.call('HDEL', KEYS[32], pool)
 elseif not redis.call('ZSCORE', KEYS[15], pool) then
   if redis.call('EXISTS', KEYS[2]) == 0 then
     return {0, 0, 1, 0, 0}
