@@ -84,9 +84,7 @@ async def test_local_and_remote_quiet_and_resume_mix(
         await until(lambda: pool.quieted)
 
 
-async def test_an_unknown_pool_is_refused_and_nothing_written(
-    redis: Redis, namespace: str
-) -> None:
+async def test_an_unknown_pool_is_refused_and_nothing_written(redis: Redis, namespace: str) -> None:
     keys, client = Keys(namespace), Client(redis, namespace=namespace)
     for call in (client.quiet_pool, client.resume_pool):
         with pytest.raises(PoolNotFoundError, match="no running pool 'nope'"):
@@ -134,6 +132,6 @@ async def test_a_heartbeat_reads_the_request_and_a_resend_answers_the_same(
     await redis.delete(keys.quiet_requests)
     await redis.set(keys.quiet_requests, "x")
     before = await redis.zscore(keys.pools, "p1")
-    with pytest.raises(Exception, match="WRONGTYPE .*quietreq.* no beat recorded"):
+    with pytest.raises(Exception, match=r"WRONGTYPE .*quietreq.* no beat recorded"):
         await beat(keys=with_requests, args=args)
     assert await redis.zscore(keys.pools, "p1") == before

@@ -16,6 +16,7 @@ from ..errors import ErrandsError
 from .admin import add_admin_commands
 from .dashboard import add_dashboard_command
 from .limits import add_limits_commands
+from .pools import add_pools_commands
 from .relay import add_relay_command
 from .schedules import add_schedule_commands
 from .target import env_url, load_pool
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_relay_command(sub)
     add_workflow_commands(sub)
     add_limits_commands(sub)
+    add_pools_commands(sub)
     return parser
 
 
