@@ -76,6 +76,8 @@ class Actions:
             "/queues/pause": self.pause,
             "/queues/unpause": self.unpause,
             "/queues/clear": self.clear_queue,
+            "/pools/quiet": self.pool_verb("quiet"),
+            "/pools/resume": self.pool_verb("resume"),
             "/jobs/cancel": self.cancel,
             "/jobs/retry": self.retry_job,
             "/jobs/delete": self.delete_job,
@@ -151,6 +153,18 @@ class Actions:
         # (deleted only while still on the queue: a job fetched since the listing runs on)
         count = await _each(lister, c.delete_queued_job)
         return Outcome(f"Cleared {name}: {count} jobs deleted.", "/queues/" + quote(name, safe=""))
+
+    def pool_verb(self, verb: str) -> Action:
+        """Quiet or resume a running pool (at its next heartbeat: admin/pools.py)."""
+
+        async def act(form: dict[str, str]) -> Outcome:
+            pool_id = _required(form, "id")
+            call = self.client.quiet_pool if verb == "quiet" else self.client.resume_pool
+            changed = await call(pool_id)
+            done = f"{verb} requested" if changed else ("quiet" if verb == "quiet" else "not quiet")
+            return Outcome(f"Pool {pool_id}: {done}.", "/pools", changed)
+
+        return act
 
     async def cancel(self, form: dict[str, str]) -> Outcome:
         job_id = _required(form, "id")
