@@ -6,6 +6,9 @@ jobs given back by a reaper. Beating off the event loop means a handler that blo
 (a sync call, a CPU-bound loop in Python) does not get its live pool reaped. What the thread
 cannot survive is a handler holding the GIL (one long call into C that does not release it):
 every thread of the process stops meanwhile. The thread reports such stalls when it resumes.
+
+Each beat also reads the pool's remote quiet/resume request (admin/pools.py), in the same script
+call, and hands a new one to the pool (``Lease.requested``).
 """
 
 from __future__ import annotations
