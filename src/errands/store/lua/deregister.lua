@@ -15,7 +15,7 @@
 -- DELeted whatever their type): an idle set of another type raised after the pool left the
 -- registry.
 --@include types
-local TYPES = {'ZCARD', 'ZCARD', false, 'SCARD', false, 'HLEN'}  -- then the idle pools of each name
+local TYPES = {'ZCARD', 'ZCARD', false, 'SCARD', false, 'HLEN'}  -- then each name's idle pools
 local wrong, sizes = wrong_type(function(j) return j > 6 and 'ZCARD' or TYPES[j] end,
   'nothing deregistered')
 if wrong then
