@@ -291,8 +291,7 @@ class Keys:
         return self.prefix + "wfwork"
 
     def workflow(self, run_id: str, part: str = "") -> str:
-        """The run's HASH ``wf:<run>``, and ``wf:<run>:<part>`` for the parts ``open``, ``in``,
-        ``out``, ``nodes``, ``env``, ``res`` (see docs/data-layout.md); all expire after linger."""
+        """The run's HASH ``wf:<run>``, or ``wf:<run>:<part>`` (open, in, out, nodes, env, res)."""
         key = self.prefix + "wf:" + _check_part("workflow run id", run_id)
         return key + ":" + part if part else key
 
@@ -309,9 +308,8 @@ class Keys:
 
     @property
     def code_schedules_live(self) -> str:
-        """ZSET schedule name -> time (ms) until which its code definition counts as live: each
-        pool registering the name with the same definition moves it on (see
-        lua/schedule_register.lua); past it, the name may be defined anew."""
+        """ZSET schedule name -> ms until which its code definition is live (a pool registering it
+        alike moves it on: lua/schedule_register.lua); past it, it may be defined anew."""
         return self.prefix + "periodic_live"
 
     def schedule_state(self, name: str) -> str:
@@ -353,8 +351,7 @@ class Keys:
         return self.prefix + "pscan"
 
     def partition_queue(self, name: str) -> str:
-        """ZSET (all scores 0, ordered by member) "<partition>\\0<queue score>\\0<id>": the
-        ready jobs of one job name by partition, in queue order (an index over its queue)."""
+        """ZSET (scores 0) "<partition>\\0<queue score>\\0<id>": ready jobs by partition."""
         return self.prefix + "pq:" + _check_part("job name", name)
 
     def partitions_ready(self, name: str) -> str:
@@ -370,8 +367,7 @@ class Keys:
         return self.prefix + "prun:" + _check_part("job name", name)
 
     def rate_log(self, name: str) -> str:
-        """HASH "<per ms>" (type-wide) or "<per ms>:<partition>" -> the start times (ms, Redis
-        clock) in a rate limit's last window; expires a window and 1-2 s after its last write."""
+        """HASH "<per ms>[:<partition>]" -> a rate's last window of starts (ms, Redis clock)."""
         return self.prefix + "prate:" + _check_part("job name", name)
 
     def rate_expiry(self, name: str) -> str:
@@ -379,8 +375,7 @@ class Keys:
         return self.prefix + "prexp:" + _check_part("job name", name)
 
     def limiter(self, name: str) -> str:
-        """HASH "<per ms>" -> the start times of the last window of an in-handler limiter
-        (``pool.limiter(name, ...)``); expires a window after its last start."""
+        """HASH "<per ms>" -> an in-handler limiter's last window of starts (expires with it)."""
         return self.prefix + "limiter:" + _check_part("limiter name", name)
 
     # -- per pool -----------------------------------------------------------------------------
