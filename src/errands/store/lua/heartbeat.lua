@@ -7,8 +7,8 @@
 -- the reply is {time, request or false}; a hash of another type is refused by name, nothing
 -- written
 -- ARGV[1] pool id   ARGV[2] pool info JSON   ARGV[3] info TTL ms   ARGV[4] 'register' | 'renew'
--- Returns the Redis time in ms (with KEYS[4]: {time, request}), or -1 when the lease is lost (renew of an unregistered pool,
--- register of a retired id). A TTL that SET PX refuses (not an integer as Redis spells one, 0, or
+-- Returns the Redis time in ms (with KEYS[4]: {time, request}), or -1 when the lease is lost
+-- (renew of an unregistered pool, register of a retired id). A TTL that SET PX refuses (not an integer as Redis spells one, 0, or
 -- past lib/types.lua's MAX_MS) is an error before the first write: it raised after the ZADD.
 -- A registry (or, to register, a retired set) of another type is refused by name before the
 -- first write (Redis' own WRONGTYPE, which names no key, came from the ZSCORE or the ZADD); the
