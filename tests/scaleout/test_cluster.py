@@ -167,6 +167,8 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
             await pool.requeuer.collect_garbage()  # unique locks, trimmed sets and history
             await scripts.unique_gc(to_ms(clock.now()) + 10**9)
             await trim_history(scripts, ["ok", "fail"], to_ms(clock.now()) + 1, 0)
+            assert await client.quiet_pool(pool.id)  # quiet_request.lua
+            assert await client.resume_pool(pool.id)
     slot = key_slot(Keys(namespace).jobs.encode())
     for name, keys in script_calls:
         slots = {key_slot(k if isinstance(k, bytes) else str(k).encode()) for k in keys}
