@@ -191,13 +191,13 @@ class PeriodicEnqueuer:
             return 0
         states = await self.store.read_states([s.name for s in due])
         fired = 0
-        for periodic, (last_ms, disabled) in zip(due, states, strict=True):
-            if isinstance(last_ms, str):  # (a corrupt state: not fired, the others go on)
-                self._corrupt(periodic.name, last_ms, now)
+        for periodic, state in zip(due, states, strict=True):
+            if state.corrupt is not None:  # (not fired, the others go on)
+                self._corrupt(periodic.name, state.corrupt, now)
                 continue
             self._logged.discard(("corrupt", periodic.name))
             try:
-                fired += await self._handle(periodic, last_ms, disabled, now)
+                fired += await self._handle(periodic, state.last, state.disabled, now)
             except REDIS_ERRORS:
                 raise  # (Redis not answering: every schedule's problem, handled by run())
             except Exception as exc:  # one schedule's fault must not stop the others of this tick

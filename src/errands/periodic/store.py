@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -203,15 +203,16 @@ class ScheduleStore:
         status, job = await self._fire(keys=keys, args=args)
         return text(status), text(job)
 
-    async def read_states(self, names: Sequence[str]) -> list[tuple[int | str | None, bool]]:
-        """(last slot ms, disabled) per name: last is None when the schedule has no state yet,
-        and says what is corrupt in a state whose fields schedule_fire.lua reads as numbers
-        are not (:func:`corrupt_fields`): the script would refuse it."""
+    async def read_states(self, names: Sequence[str]) -> list[State]:
+        """Each name's :class:`State`: its last slot (None when the schedule has no state
+        yet), whether it is disabled, and what is corrupt in a state whose fields
+        schedule_fire.lua reads as numbers are not (:func:`corrupt_fields`): the script would
+        refuse it."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hmget(self.keys.schedule_state(name), [*FIRED_FIELDS, "disabled"])
             rows = await pipe.execute()
-        return [(_last(row[:-1]), row[-1] in (b"1", "1")) for row in rows]
+        return [_state(row[:-1], row[-1] in (b"1", "1")) for row in rows]
 
     async def runtime_definitions(self) -> dict[str, bytes | str]:
         raw = await self.redis.hgetall(self.keys.schedules)
@@ -369,13 +370,23 @@ def corrupt_fields(
     return bad
 
 
-def _last(row: Sequence[bytes | str | None]) -> int | str | None:
-    """A state's ``last`` as read_states gives it, from an HMGET of FIRED_FIELDS: None (no
-    state), the slot, or what is corrupt in it (the fields and their text)."""
+class State(NamedTuple):
+    """A schedule's state as a tick reads it. ``corrupt`` (the fields and their text) when a
+    field schedule_fire.lua reads as a number is none; ``last`` is None then, and when the
+    schedule has no state yet."""
+
+    last: int | None
+    disabled: bool
+    corrupt: str | None = None
+
+
+def _state(row: Sequence[bytes | str | None], disabled: bool) -> State:
+    """A state from an HMGET of FIRED_FIELDS."""
     bad = corrupt_fields(dict(zip(FIRED_FIELDS, row, strict=True)), FIRED_FIELDS)
     if bad:
-        return ", ".join(f"{name} = {shown(value)!r}" for name, value in bad.items())
-    return None if row[0] is None else int(row[0])
+        problem = ", ".join(f"{name} = {shown(value)!r}" for name, value in bad.items())
+        return State(None, disabled, problem)
+    return State(None if row[0] is None else int(row[0]), disabled)
 
 
 def text(value: bytes | str) -> str:
