@@ -17,8 +17,8 @@ from .store import (
     corrupt_fields,
     shown,
     spelt,
+    stored_int,
     text,
-    whole,
 )
 
 __all__ = ["ScheduleInfo", "schedule_infos"]
@@ -140,7 +140,7 @@ def _info(
     bad = corrupt_fields(state, LISTED_FIELDS)
 
     def seconds(key: str) -> float | None:
-        value = None if key in bad else whole(state.get(key), 0, MAX_SLOT_MS)
+        value = None if key in bad else stored_int(state.get(key), 0, MAX_SLOT_MS)
         return None if value is None else value / 1000
 
     def count(key: str) -> int:

@@ -6,7 +6,7 @@ exactly-once compare-and-set), ``next`` and ``prev`` (fire times, ms), ``job`` (
 run), ``fired_at``, ``by`` (pool), counters ``runs``, ``skipped``, ``misfires``, ``disabled``, and
 ``answer`` (the latest answer of the script, for a re-sent call).
 
-A state whose ``last`` is no fire time in ms or whose counters are no integers (:func:`whole`:
+A state whose ``last`` is no fire time in ms or whose counters are no integers (:func:`stored_int`:
 written by hand, a bad restore) is corrupt: no pool fires the schedule until it is repaired or
 deleted (docs/periodic.md, 'A corrupt state').
 """
@@ -325,7 +325,7 @@ def build_job(periodic: PeriodicSchedule, now: float, *, fire_time: float, **met
     )
 
 
-def whole(value: bytes | str | None, lo: int, hi: int) -> int | None:
+def stored_int(value: bytes | str | None, lo: int, hi: int) -> int | None:
     """``value`` as read from Redis as an int, when it spells an integer as Redis does (no
     '1.5e3', '007', ' 5'; as schedule_fire.lua checks it) within ``lo..hi``; else None."""
     if value is None or not _INTEGER.fullmatch(digits := spelt(value)):
@@ -360,12 +360,12 @@ LISTED_FIELDS = FIRED_FIELDS | dict.fromkeys(("prev", "next"), (0, MAX_SLOT_MS))
 def corrupt_fields(
     state: Mapping[str, bytes | str | None], fields: Mapping[str, tuple[int, int]]
 ) -> dict[str, str]:
-    """The ``fields`` (name -> lo, hi) of a state that are there and no integer (:func:`whole`)
+    """The ``fields`` (name -> lo, hi) of a state that are there and no integer (:func:`stored_int`)
     in lo..hi, with their text as stored: a corrupt state when any."""
     bad: dict[str, str] = {}
     for name, (lo, hi) in fields.items():
         value = state.get(name)
-        if value is not None and whole(value, lo, hi) is None:
+        if value is not None and stored_int(value, lo, hi) is None:
             bad[name] = spelt(value)
     return bad
 
