@@ -1,10 +1,11 @@
 """A hash field that settle.lua or ack.lua HINCRBYs after its first write (running[name], a
 partition's running count) is checked before it (lib/types.lua's not_hash_counter): one that
-holds anything but an integer refuses the call with nothing written, or, a partition's count in
-an ack, leaves that job alone (reported unfit) and acks the others. (The call raised half-way:
-the job in no queue nor in-progress set, its attempt recorded: stuck for ever.) A stats counter
-is checked too, but replaced by the call's count instead of refusing it (a statistic never stops
-the work it counts: tests/store/test_stats_repair.py)."""
+holds anything but an integer refuses the settle with nothing written, or, in an ack, leaves that
+job alone (reported unfit) and acks the others (a `running` count in a fetch or an ack:
+tests/store/test_running_skipped.py). (The call raised half-way: the job in no queue nor
+in-progress set, its attempt recorded: stuck for ever.) A stats counter is checked too, but
+replaced by the call's count instead of refusing it (a statistic never stops the work it counts:
+tests/store/test_stats_repair.py)."""
 
 from __future__ import annotations
 
@@ -120,19 +121,3 @@ async def test_an_ack_leaves_a_job_whose_partition_count_is_not_one_alone(
     assert (report.unfit, report.refused) == (["one"], [])
     assert await redis.zrange(keys.in_progress("p"), 0, -1) == [b"one:sms"]
     assert await redis.hget(keys.running, "sms") == b"1"
-
-
-@pytest.mark.parametrize("cap", [0, 5])
-async def test_fetch_with_a_running_count_that_is_not_one_changes_nothing(
-    redis: Redis, namespace: str, cap: int
-) -> None:
-    keys = Keys(namespace)
-    async with Enqueuer(redis, namespace=keys.namespace, strict=None) as enqueuer:
-        await enqueuer.enqueue_many([("sms", {}), ("mail", {})])
-    scripts = Scripts(redis, keys)
-    await scripts.heartbeat("p", b"{}", 60_000, mode="register")
-    await redis.hset(keys.running, "sms", "x")  # type: ignore[misc]
-    before = await snapshot(redis, namespace)
-    with pytest.raises(ResponseError, match="not a counter: nothing fetched"):
-        await scripts.fetch("p", 1, 2, [("mail", cap), ("sms", cap)])
-    assert await snapshot(redis, namespace) == before

@@ -1,5 +1,6 @@
 """The KEYS and ARGV of a ``fetch.lua`` call (see :meth:`Scripts.fetch <.scripts.Scripts.fetch>`),
-and the same call packed for a pool's held connection (store/hotcalls.py).
+the same call packed for a pool's held connection (store/hotcalls.py), and the names its reply
+says it skipped (:func:`fetch_skipped`).
 
 A pool fetches once per batch of jobs, and most of the call is the same from one call to the
 next: its 18 keys and those of each queue, the queues' arguments. hiredis packs each argument
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .adminscripts import Arg
 from .bulk import bulks
 from .keys import Keys
 
-__all__ = ["FetchCall", "FetchPacker", "fetch_request", "queue_keys"]
+__all__ = ["FetchCall", "FetchPacker", "fetch_request", "fetch_skipped", "queue_keys"]
 
 _MAX_CACHED = 1000  # queues whose packed parts are kept (cleared beyond: names come and go)
 
@@ -61,6 +63,21 @@ def fetch_request(k: Keys, c: FetchCall) -> tuple[list[str], list[Arg]]:
         keys.append(k.handoff_armed(c.pool_id))
         args.append(c.handoff_arg)
     return keys, args
+
+
+def fetch_skipped(flat: list[Any]) -> tuple[int, dict[str, str]]:
+    """Of fetch.lua's reply ``flat`` (status 0: four fields, five per job), where its jobs end,
+    and the names it skipped (their ``running`` count is not a counter), each with the value of
+    the count: one list after the jobs, ``[name, value, ...]``, only when it skipped one."""
+    end = len(flat)
+    if (end - 4) % 5 == 0:
+        return end, {}
+    pairs = flat[-1]
+    return end - 1, {_text(pairs[i]): _text(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
+
+
+def _text(x: Any) -> str:
+    return x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
 
 
 def queue_keys(k: Keys, name: str) -> list[str]:

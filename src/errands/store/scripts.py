@@ -16,7 +16,7 @@ from ..limits.spec import has_rate
 from .ackcall import ACK_MAX, AckReport, ack_request, read_ack_reply
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .bulk import Columns, enqueue_request, job_spec
-from .fetchcall import FetchCall, fetch_request
+from .fetchcall import FetchCall, fetch_request, fetch_skipped
 from .keys import Keys
 from .luasource import lua_source
 from .reapcall import read_reap_reply, reap_request
@@ -205,7 +205,8 @@ class Scripts(AdminScripts):
         idle for ``idle_ms`` (lib/wake.lua): it must fetch again within that while idle;
         ``handoffs``: for hand-offs of its names without limits too (lib/handoff.lua), while
         its last heartbeat is at most ``beat_age_ms`` old (default: the dead timeout); False:
-        none (a pool's fetch loop: its arming key taken), None: left alone (a batch fetch)."""
+        none (a pool's fetch loop: its arming key taken), None: left alone (a batch fetch). A
+        name whose ``running`` count is not a counter is skipped (``FetchResult.skipped``)."""
         specs = specs or {}
         call = FetchCall(pool_id, now_ms, batch, queues, isolate, suspects, dead_timeout_ms, specs,
                          idle_ms, handoffs, beat_age_ms)  # fmt: skip
@@ -217,6 +218,7 @@ class Scripts(AdminScripts):
             return None
         token = flat[1].decode() if isinstance(flat[1], bytes) else str(flat[1])
         wait, counted = int(flat[2]), int(flat[3])
+        end, skipped = fetch_skipped(flat)  # (names whose running count is not a counter)
         # the spec of each queue when it has a rate: a give-back uncounts the start (settle)
         rated = [s if has_rate(s) else "" for s in (specs.get(n, "") for n, _ in queues)]
         return FetchResult(
@@ -232,8 +234,9 @@ class Scripts(AdminScripts):
                     counted,
                     rated[queue - 1],
                 )
-                for i in range(4, len(flat), 5)
+                for i in range(4, end, 5)
             ],
+            skipped,
         )
 
     async def _fetch_call(self, call: FetchCall) -> Any:

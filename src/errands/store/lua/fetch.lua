@@ -35,23 +35,26 @@
 -- Limits: rates are checked on the Redis clock; jobs with a partition are served partition by
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
--- A malformed limits spec, a key of another type or a `running` count of one of its names that
--- is not a counter (lib/fetchcheck.lua, with lib/types.lua's not_counters) fails the call
--- before its first write.
+-- A malformed limits spec or a key of another type (lib/fetchcheck.lua) fails the call before
+-- its first write. A name whose `running` count is not a counter (written by hand: its HINCRBY
+-- would raise after the first write; lib/types.lua's is_counter, on the HMGET fetch_types reads
+-- the counts with anyway) is skipped: nothing of it fetched or written, the others served.
 -- Returns {status, token, wait, now, then five per job: queue index (1-based), job id, envelope,
--- queue score, 1 if a suspect}; status 0 = ok, -1 = lease lost (not registered), -2 = lease
--- expired (then only the first three); wait = ms until a rate limit that held a job back lets
--- one start (-1 = none); now = the Redis ms the jobs' starts were counted at in their rates (a
--- job given back unstarted is uncounted with it: settle.lua ARGV[21]).
+-- queue score, 1 if a suspect, then, only when a name was skipped, one list: {name, its count's
+-- value, ...} (lib/fetchcheck.lua's fetch_skipped)}; status 0 = ok, -1 = lease lost (not
+-- registered), -2 = lease expired (then only the first three); wait = ms until a rate limit
+-- that held a job back lets one start (-1 = none); now = the Redis ms the jobs' starts were
+-- counted at in their rates (a job given back unstarted is uncounted with it: settle.lua ARGV[21]).
 -- -1 and -2 are read, and written nothing first (lib/types.lua unwritten, on pools, ZSCORE read
 -- it), so that a demoted master refuses them where the new master may hold the lease (a pool
 -- told -1 abandons its jobs); every other reply but an error follows a write (idle marks: below).
 -- Marks the pool idle when it got fewer jobs than asked for: in the idle SET (broadcast
 -- wake-ups) and in the idle ZSET of each of its names (wake-ups of one pool, and hand-offs of
 -- the names without limits when it takes them; when it was not there yet, the expired marks
--- are dropped; lib/fetchmarks.lua). A fetch that got all it asked for takes the marks
--- away and, while some pool is idle, wakes one idle pool of the first name whose queue still
--- holds jobs (an enqueue wakes one pool per name: a burst is spread by this chain).
+-- are dropped; lib/fetchmarks.lua; not of a skipped name: its mark goes). A fetch that got all
+-- it asked for takes the marks away and, while some pool is idle, wakes one idle pool of the
+-- first name not skipped whose queue still holds jobs (an enqueue wakes one pool per name: a
+-- burst is spread by this chain).
 --@include events
 --@include jobstate
 --@include limits
@@ -120,7 +123,7 @@ local names = {}
 for i = 1, nq do
   names[i] = ARGV[7 + 3 * i]
 end
-local wrong, sizes, paused_of = fetch_types(K, Q, nq, unique, partitioned, deduped, rated,
+local wrong, sizes, paused_of, skip = fetch_types(K, Q, nq, unique, partitioned, deduped, rated,
   wrong_found, names, isolate > 0)
 if wrong then
   return wrong
@@ -227,7 +230,7 @@ for i = 1, nq do
   local name = ARGV[7 + 3 * i]
   local limit = limits[i]
   local spec = ARGV[9 + 3 * i]
-  if (paused_of[i] or redis.call('SISMEMBER', KEYS[4], name)) == 0 then
+  if not (skip and skip[i]) and (paused_of[i] or redis.call('SISMEMBER', KEYS[4], name)) == 0 then
     local room = want
     if limit > 0 then
       room = math.min(room, limit - tonumber(redis.call('HGET', KEYS[2], name) or '0'))
@@ -381,5 +384,8 @@ end
 if earliest then
   out[3] = math.max(1, earliest - now)
 end
-fetch_marks(K, Q, nq, pool, now, want, sizes, token, armed)
+fetch_marks(K, Q, nq, pool, now, want, sizes, token, armed, skip)
+if skip then
+  out[no + 1] = fetch_skipped(skip, names)  -- (lib/fetchcheck.lua)
+end
 return out

@@ -23,11 +23,27 @@ local function fetch_found(outcome)
   return partitioned, true, deduped, unique, wrong or wrong_dedup or wrong_unique
 end
 
+-- fetch_skip(counts, nq): queue i -> the first 40 characters of its name's `running` count,
+-- counts[i] (HMGET's reply of the nq names), for each that is not a counter, else false
+local function fetch_skip(counts, nq)
+  local skip = false
+  for i = 1, nq do
+    if not is_counter(counts[i]) then
+      skip = skip or {}
+      skip[i] = string.sub(counts[i], 1, 40)
+    end
+  end
+  return skip
+end
+
 -- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names, isolating):
 -- the error reply naming the first key of another type than this call needs (wrong_found
 -- first: the one fetch_found gives), or a counter it INCRs that is not one, else nil, then each
--- checked key's answer (as lib/types.lua's wrong_type gives them) and paused_of (paused_of[1]:
--- SISMEMBER's answer of the one name, when there is one); unique, partitioned, deduped: what
+-- checked key's answer (as lib/types.lua's wrong_type gives them), paused_of (paused_of[1]:
+-- SISMEMBER's answer of the one name, when there is one) and skip: queue i -> the value of its
+-- name's `running` count when that is not a counter (lib/types.lua's is_counter: the call
+-- serves the other names and leaves that one alone, fetch_skipped), or false when every count
+-- is one (the common case); unique, partitioned, deduped: what
 -- the call found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
 -- isolation is on (ARGV[5] > 0: recoveries is read). Written out for fetch.lua's key layout
 -- (K = 18 keys, then Q = 8 per job name: KEYS[1..18] and b + 1..8 are checked by number here)
@@ -84,9 +100,21 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
     return wrong_found or wrong
   end
   -- the counters INCRed after the first write (the first job taken, a partition's turn: seq's
-  -- GET): the attempt counter as read above, running[name] of each name as its HMGET read it
+  -- GET): the attempt counter as read above; running[name] of each name as its HMGET read it
+  -- (one that is not a counter: its name skipped, not the call failed)
   wrong = wrong_found or wrong or not_counter_value(KEYS[13], sizes[13], 'nothing fetched')
     or (partitioned and not_counter(KEYS[15], 'nothing fetched'))
-    or (counts and not_counters(KEYS[2], names, counts, 'nothing fetched'))
-  return wrong, sizes, paused_of
+  return wrong, sizes, paused_of, counts and fetch_skip(counts, nq)
+end
+
+-- fetch_skipped(skip, names): the last element of fetch.lua's reply when it skipped a name
+-- (skip: fetch_types'): {name, the value of its `running` count (its first 40 characters), ...}
+local function fetch_skipped(skip, names)
+  local list, m = {}, 0
+  for i = 1, #names do
+    if skip[i] then
+      list[m + 1], list[m + 2], m = names[i], skip[i], m + 2
+    end
+  end
+  return list
 end

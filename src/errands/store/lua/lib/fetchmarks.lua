@@ -4,8 +4,10 @@
 
 -- fewer jobs than asked for: the queues are drained (or capped, or paused), so the pool waits
 -- for a wake-up instead of asking again at once: marked in the idle SET and each name's idle
--- ZSET (its deadline, + 0.5 when it takes the name's hand-offs). Whether it flagged one.
-local function fetch_mark_idle(K, Q, nq, pool, now, armed)
+-- ZSET (its deadline, + 0.5 when it takes the name's hand-offs), but a skipped one's (skip:
+-- fetch_types', lib/fetchcheck.lua), where its mark goes: an enqueue of a name it cannot
+-- serve wakes it not. Whether it flagged one.
+local function fetch_mark_idle(K, Q, nq, pool, now, armed, skip)
   local flagged = false
   redis.call('SADD', KEYS[5], pool)
   local deadline = now + tonumber(ARGV[9])
@@ -15,20 +17,24 @@ local function fetch_mark_idle(K, Q, nq, pool, now, armed)
     -- + 0.5: takes hand-offs of the name (none without a limit of its own: lib/handoff.lua)
     local takes = handoffs and tonumber(ARGV[8 + 3 * i]) == 0 and ARGV[9 + 3 * i] == '' and 0.5
       or 0
-    flagged = flagged or takes > 0
-    if redis.call('ZADD', idle, -(deadline + takes), pool) == 1 then  -- scores: minus deadlines
-      redis.call('ZREMRANGEBYSCORE', idle, '(' .. -now, '+inf')  -- of pools gone meanwhile
+    if skip and skip[i] then
+      redis.call('ZREM', idle, pool)
+    else
+      flagged = flagged or takes > 0
+      if redis.call('ZADD', idle, -(deadline + takes), pool) == 1 then  -- minus deadlines
+        redis.call('ZREMRANGEBYSCORE', idle, '(' .. -now, '+inf')  -- of pools gone meanwhile
+      end
     end
   end
   return flagged
 end
 
 -- all asked for: the pool's marks go, and while some pool is idle, one idle pool of the first
--- name whose queue still holds jobs is woken. (A call that took a job leaves alone the idle SET
--- and the idle ZSETs the type checks found empty, `sizes`: no mark of this pool to take away;
--- one that took none, having written nothing else, writes them as before: lib/types.lua's
--- unwritten)
-local function fetch_unmark(K, Q, nq, pool, now, sizes, token)
+-- name not skipped (none can serve it) whose queue still holds jobs is woken. (A call that took
+-- a job leaves alone the idle SET and the idle ZSETs the type checks found empty, `sizes`: no
+-- mark of this pool to take away; one that took none, having written nothing else, writes them
+-- as before: lib/types.lua's unwritten)
+local function fetch_unmark(K, Q, nq, pool, now, sizes, token, skip)
   local idle = sizes[5]
   if idle > 0 or not token then
     idle = idle - redis.call('SREM', KEYS[5], pool)
@@ -40,7 +46,7 @@ local function fetch_unmark(K, Q, nq, pool, now, sizes, token)
   end
   if idle > 0 then  -- (what SCARD answers now)
     for i = 1, nq do
-      if redis.call('ZCARD', KEYS[K + (i - 1) * Q + 1]) > 0 then
+      if not (skip and skip[i]) and redis.call('ZCARD', KEYS[K + (i - 1) * Q + 1]) > 0 then
         wake_one(KEYS[K + i * Q], ARGV[8] .. ':', now)
         break
       end
@@ -49,13 +55,14 @@ local function fetch_unmark(K, Q, nq, pool, now, sizes, token)
 end
 
 -- the marks of a call that still wants `want` jobs (token: the call's, or false when it took
--- none), and its hand-off arming key `armed` (or nil) set or deleted
-local function fetch_marks(K, Q, nq, pool, now, want, sizes, token, armed)
+-- none; skip: the names it skipped, or false), and its hand-off arming key `armed` (or nil) set
+-- or deleted
+local function fetch_marks(K, Q, nq, pool, now, want, sizes, token, armed, skip)
   local flagged = false
   if want > 0 then
-    flagged = fetch_mark_idle(K, Q, nq, pool, now, armed)
+    flagged = fetch_mark_idle(K, Q, nq, pool, now, armed, skip)
   else
-    fetch_unmark(K, Q, nq, pool, now, sizes, token)
+    fetch_unmark(K, Q, nq, pool, now, sizes, token, skip)
   end
   if flagged then  -- one hand-off per mark, whatever the names it flagged (lib/handoff.lua)
     redis.call('SET', armed, ARGV[10 + 3 * nq], 'PX', math.max(1, math.min(ARGV[9], 2 ^ 31)))
