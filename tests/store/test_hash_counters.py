@@ -84,20 +84,6 @@ async def test_settle_with_a_partition_count_that_is_not_one_changes_nothing(
     assert await snapshot(redis, namespace) == before
 
 
-@pytest.mark.parametrize("value", ["x", "9" * 17])
-async def test_ack_with_a_counter_that_is_not_one_changes_nothing(
-    redis: Redis, namespace: str, value: str
-) -> None:
-    keys = Keys(namespace)
-    got = await _fetched(redis, keys)
-    await redis.hset(keys.running, "sms", value)  # type: ignore[misc]
-    done = [Acked(f.id, "sms", b"1", 1, 60_000, 1, f.token) for f in got]
-    before = await snapshot(redis, namespace)
-    with pytest.raises(ResponseError, match="not a counter: nothing acknowledged"):
-        await Scripts(redis, keys).ack("p", done, False, 2, True)
-    assert await snapshot(redis, namespace) == before
-
-
 async def test_ack_with_a_processed_that_is_not_one_replaces_it(
     redis: Redis, namespace: str
 ) -> None:

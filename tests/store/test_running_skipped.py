@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 
 from errands import Enqueuer
 from errands.store.keys import Keys
-from errands.store.scripts import Scripts
+from errands.store.scripts import Acked, Scripts
+from tests.support.resend import snapshot
 
 QUEUES = [("sms", 0), ("mail", 0)]  # (sms tried first)
 JOBS = [("sms", "s1"), ("sms", "s2"), ("mail", "m1"), ("mail", "m2")]
@@ -68,3 +69,36 @@ async def test_a_full_fetch_wakes_no_idle_pool_of_a_skipped_name(
     got = await scripts.fetch("p", 1, 1, QUEUES)
     assert got is not None and [f.id for f in got] == ["m1"] and got.skipped == {"sms": "abc"}
     assert await redis.zscore(keys.idle_for("sms"), "q") is not None  # (not popped: not woken)
+
+
+@pytest.mark.parametrize("value", ["abc", "9" * 17])
+async def test_an_ack_leaves_the_jobs_of_a_name_whose_count_is_not_one_alone(
+    redis: Redis, namespace: str, value: str
+) -> None:
+    keys = Keys(namespace)
+    scripts = await _two_names(redis, keys)
+    got = await scripts.fetch("p", 1, 10, QUEUES)
+    assert got is not None and len(got) == 4
+    name = {"s1": "sms", "s2": "sms", "m1": "mail", "m2": "mail"}
+    done = [Acked(f.id, name[f.id], b"1", 1, 60_000, 1, f.token) for f in got]
+    await redis.hset(keys.running, "sms", value)  # type: ignore[misc]
+    for _ in range(2):  # the second: a re-send of the first
+        report = await scripts.ack_report("p", done, False, 2, True)
+        assert (sorted(report.unfit), report.refused) == (["s1", "s2"], [])
+        assert await redis.zrange(keys.in_progress("p"), 0, -1) == [b"s1:sms", b"s2:sms"]
+        assert await redis.hget(keys.running, "sms") == value.encode()
+        assert await redis.hget(keys.running, "mail") == b"0"
+        assert None not in await redis.hmget(keys.attempts, ["s1", "s2"])
+        assert await redis.hget(keys.attempts, "m1") is None
+        assert await redis.hget(keys.stats, "processed") == b"2"
+    sms = [a for a in done if a.name == "sms"]
+    before = await snapshot(redis, namespace)
+    report = await scripts.ack_report("p", sms, False, 2, True)  # only its jobs: nothing written
+    assert (sorted(report.unfit), report.refused) == (["s1", "s2"], [])
+    assert await snapshot(redis, namespace) == before
+    await redis.hset(keys.running, "sms", 2)  # type: ignore[misc]  # repaired
+    report = await scripts.ack_report("p", sms, False, 2, True)
+    assert (report.unfit, report.refused) == ([], [])
+    assert await redis.zcard(keys.in_progress("p")) == 0
+    assert await redis.hget(keys.running, "sms") == b"0"
+    assert await redis.hget(keys.stats, "processed") == b"4"

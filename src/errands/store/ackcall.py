@@ -35,9 +35,9 @@ _UNSET = object()  # (AckPacker.pack: no job before)
 class AckReport:
     """What ack calls did not acknowledge: ``refused``, the ids the fence refused (their attempt
     was no longer this pool's); ``unfit``, the ids ack.lua left alone because their workflow run
-    has a key of another type, their partition's running count is not a counter, or their
-    entry names them otherwise than their fetch did (nothing of them written; a re-send leaves
-    them alone again)."""
+    has a key of another type, the running count of their job name or of their partition is
+    not a counter, or their entry names them otherwise than their fetch did (nothing of them
+    written; a re-send leaves them alone again)."""
 
     refused: list[str] = field(default_factory=list)
     unfit: list[str] = field(default_factory=list)

@@ -4,11 +4,11 @@ Acks accumulate while a call is in flight, so under load each call carries many 
 call is retried with backoff (the jobs stay in the pool's in-progress set meanwhile; if the pool
 dies first, a reaper requeues them: at-least-once). A job's "done" line is logged once its ack
 went through; an ack the fence refused (the job was taken back from this pool) is logged as such.
-A job ack.lua leaves alone as unfit (a key of its workflow run holds another type) is logged as
-an error and parked: not retried with the others (one such job does not hold them); it stays in
-progress, held here, and its ack is sent again about once a minute (:meth:`Acker.resend_parked`,
-from the fetch loop) until a repaired key lets it end, or until the pool is gone (see
-docs/reliability.md).
+A job ack.lua leaves alone as unfit (a key of its workflow run holds another type, a running
+count of its name or partition is not a number) is logged as an error and parked: not retried
+with the others (one such job does not hold them); it stays in progress, held here, and its ack
+is sent again about once a minute (:meth:`Acker.resend_parked`, from the fetch loop) until a
+repaired key lets it end, or until the pool is gone (see docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -144,8 +144,9 @@ class Acker:
                 self.parked[a.id] = a
                 log.error(
                     "%s %s finished but not acknowledged: a key of its workflow run holds "
-                    "another type, or its partition's running count is not a number: left in "
-                    "progress, sent again about once a minute (see docs/reliability.md)",
+                    "another type, or the running count of its job name or of its partition "
+                    "is not a number: left in progress, sent again about once a minute (see "
+                    "docs/reliability.md)",
                     a.name,
                     a.id,
                     extra=extra,

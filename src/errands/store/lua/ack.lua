@@ -25,20 +25,20 @@
 -- then four per job given extras (X of them, in the jobs' order): its place in the call (1..N),
 --   its result TTL ms, the envelope as JSON for the records ('' = the stored envelope is JSON),
 --   the envelope for the history ('' = as for the records; a large job's has its args omitted)
--- Returns {jobs acknowledged, U, the U ids left alone as unfit (a workflow member whose run has
--- a key of another type, a job whose partition's running count is not a counter, an entry that
--- names its job otherwise than its fetch did: another name, or the index of another name, so
--- that its in-progress entry is not "<id>:<name>" or its name's keys are another's; nothing of
--- it written, re-sent or not), then the ids refused by the fence (not those of ended jobs: a
--- re-sent call finds its own work done; but a destroyed job's: nothing of it is left)}.
--- A `running` count of a name that is not a counter (not_hash_counter) fails the call before its
--- first write (stats' `processed` or `cancelled` is replaced: stat_add); so does a bad number (a
--- count unfit for the arguments, over ACK_MAX jobs, a name index off range; a time, TTL, start or
--- attempt not spelt as Redis reads an integer, lib/types.lua's is_int: ' 5', '007', '1e3'; a TTL
--- past MAX_MS; an extra's place out of order or range) or a name listed twice. Reads and writes
--- take one command per 1,000 jobs (the attempts and envelopes read with HMGET, the history written
--- with HSET and ZADD, `running` counted down once per name, the events' listeners read with HMGET,
--- the in-progress entries read with ZMSCORE (or the pool's small set whole with ZRANGE) and removed
+-- Returns {jobs acknowledged, U, the U ids left alone as unfit (a workflow member whose run has a
+-- key of another type, a job of a name whose `running` count or of a partition whose running count
+-- is not a counter, an entry that names its job otherwise than its fetch did: another name, or the
+-- index of another name, so that its in-progress entry is not "<id>:<name>" or its name's keys are
+-- another's; nothing of it written, re-sent or not), then the ids refused by the fence (not those
+-- of ended jobs: a re-sent call finds its own work done; but a destroyed job's: nothing of it is
+-- left)}. A key of another type fails the call before its first write (stats' `processed` or
+-- `cancelled` that is not a counter is replaced: stat_add); so does a bad number (a count unfit for
+-- the arguments, over ACK_MAX jobs, a name index off range; a time, TTL, start or attempt not spelt
+-- as Redis reads an integer, lib/types.lua's is_int: ' 5', '007', '1e3'; a TTL past MAX_MS; an
+-- extra's place out of order or range) or a name listed twice. Reads and writes take one command
+-- per 1,000 jobs (the attempts and envelopes read with HMGET, the history written with HSET and
+-- ZADD, `running` counted down once per name, the events' listeners read with HMGET, the
+-- in-progress entries read with ZMSCORE (or the pool's small set whole with ZRANGE) and removed
 -- with ZREM, the jobs' partitions read with HMGET and their slots freed per name: lib/limits.lua's
 -- lim_release_all), but for the done record's SET of each job.
 -- A job id given twice in one call is acknowledged once, by the first of its entries that
@@ -184,12 +184,12 @@ if type(unique) == 'table' then
   return redis.error_reply('WRONGTYPE ' .. k.uniqjob .. ' holds another type: nothing acknowledged')
 end
 k.unique = unique > 0
--- each key's type (lib/ackcheck.lua ack_types), and forget's hashes found absent
-local wrong, size, stat_bad = ack_types(n, names, #need == 0, history, k.unique, deduped, workflows,
-  partitioned, name_list, rare)
-if wrong then
-  return wrong
-end
+-- each key's type (lib/ackcheck.lua ack_types), and forget's hashes found absent; the jobs of a
+-- name whose `running` count is not a counter left alone as unfit (lib/ackparts.lua)
+local wrong, size, stat_bad, bad_names = ack_types(n, names, #need == 0, history, k.unique,
+  deduped, workflows, partitioned, name_list, rare)
+if wrong then return wrong end
+if bad_names then ack_names_unfit(n, qis, name_of, ids, pass, unfit, bad_names) end
 -- the hashes forget HDELs that are absent (HLEN 0) are left out: no write of this call before
 -- forget makes one (but a workflow member's release or a dedup rerun's enqueue)
 if not (workflows or deduped) then

@@ -167,10 +167,11 @@ local ACK_PROCESSED = {'processed'}  -- (stats' field: read only)
 local ACK_FORGET = {4, 5, 9, 11, 12, 18}
 -- ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned, name_list, rare): the
 -- error reply naming the first of ack.lua's keys (in key order) of another type than its writes
--- need (each read with redis.pcall, as lib/types.lua's wrong_type reads), then the first
--- `running` count of `name_list` that is not a counter (lib/types.lua's not_hash_counter), or
--- nil, size (key index -> its HLEN's, ZCARD's or SCARD's answer) and the stats fields to repair
--- (lib/types.lua's unfit_stats: {processed = true} when it is not a counter, else nil). The
+-- need (each read with redis.pcall, as lib/types.lua's wrong_type reads), or nil, size (key
+-- index -> its HLEN's, ZCARD's or SCARD's answer), the stats fields to repair (lib/types.lua's
+-- unfit_stats: {processed = true} when it is not a counter, else nil) and the names of
+-- `name_list` whose `running` count is not a counter (unfit_stats' too: name -> true, else nil:
+-- their jobs are left alone, lib/ackparts.lua's ack_names_unfit). The
 -- counters are read with the HMGET their check needs in the places of their keys' type checks;
 -- dedup_of_job is not asked (ack.lua's any_field read it), nor attempts (ack_fence's read).
 -- `jobs`: the jobs hash was not read (no envelope needed: else ack_read read it). `rare`
@@ -221,8 +222,11 @@ local function ack_types(n, names, jobs, history, unique, deduped, workflows, pa
     local cmd = PER_NAME[(j - past - 2 * names - 1) % 3 + 1]
     wrong = wrong or cmd and check(j, cmd)
   end
-  return wrong or counts[2] and not_counters(KEYS[2], name_list, counts[2], 'nothing acknowledged'),
-    size, counts[6] and unfit_stats(ACK_PROCESSED, counts[6])
+  if wrong then
+    return wrong
+  end
+  return nil, size, counts[6] and unfit_stats(ACK_PROCESSED, counts[6]),
+    counts[2] and unfit_stats(name_list, counts[2])
 end
 
 -- the in-progress entries "<id>:<name>" of the jobs that pass the fence (pass[j] == true), in

@@ -1,9 +1,10 @@
--- lib/ackparts: ack.lua's check of its jobs' partitions before its first write (included by
+-- lib/ackparts: ack.lua's checks of its jobs' counts before its first write (included by
 -- `--@include ackparts` after limits, types and ackcheck, with ack.lua's KEYS and ARGV: see its
 -- header; 25 keys before the done records). A job of a partition whose running count
 -- (lib/limits.lua's prun[p]) is not a counter (lib/types.lua's is_counter) is left alone as
 -- unfit: freeing its slot writes it after the first write. The partitions are read with one
--- HMGET, the counts with one per name (per 1,000).
+-- HMGET, the counts with one per name (per 1,000). So is a job of a name whose `running` count
+-- is not a counter (ack_names_unfit: lib/ackcheck.lua's ack_types reads the counts).
 
 -- the partitions of the jobs that pass (job j's into part_of[j]), and per name index the list
 -- of them (a partition once per job), or the error reply of the partitions' key of another type
@@ -67,6 +68,19 @@ local function ack_part_unfit(n, names, ids, qis, pass, unfit, part_of, run_coun
         pass[j], part_of[j] = 'unfit', nil
         unfit[#unfit + 1] = ids[j + 1]
       end
+    end
+  end
+end
+
+-- ack_names_unfit(n, qis, name_of, ids, pass, unfit, bad): each job that passes (pass[j] ==
+-- true) of a name of `bad` (name -> true: its `running` count is not a counter, ack_types')
+-- gets pass[j] = 'unfit' and its id added to `unfit`: counting its slot back would HINCRBY the
+-- count after the first write
+local function ack_names_unfit(n, qis, name_of, ids, pass, unfit, bad)
+  for j = 0, n - 1 do
+    if pass[j] == true and bad[name_of[qis[j]]] then
+      pass[j] = 'unfit'
+      unfit[#unfit + 1] = ids[j + 1]
     end
   end
 end
