@@ -23,7 +23,7 @@ from ..job import Job
 from ..logfmt import describe, job_extra
 from ..longwork.batch import BatchRunner, batch_due, read_outcome
 from ..serialization import SerializationError, Serializer, dumps_json
-from ..store.scripts import Fetched, LeaseLost, Scripts
+from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts
 
 if TYPE_CHECKING:
     from ..store.keys import Keys
@@ -89,6 +89,8 @@ class Batching:
         def _suspects_told(self) -> int: ...
 
         def _suspect_fetched(self, told: int) -> None: ...
+
+        def _note_skipped(self, got: FetchResult | None, order: list[tuple[str, int]]) -> None: ...
 
         async def _batch_quiet(self) -> None: ...
 
@@ -180,6 +182,7 @@ class Batching:
                 dead_timeout_ms=self.dead_timeout_ms,
                 specs={jt.name: jt.limit_spec},
             )
+            self._note_skipped(result, [(jt.name, jt.max_concurrency)])
             fetched: list[Fetched] = result or []
             batch = _Batch()
             batch.ids.update(item.id for item in fetched)

@@ -22,6 +22,7 @@ from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts, Settle, Se
 from ..store.sweepread import in_progress_and_handoffs
 from .limitwatch import LimitWatch, apply_limits
 from .mailbox import parse_handoff
+from .skipnames import SkippedNames
 
 if TYPE_CHECKING:
     from ..handlers import JobType
@@ -80,6 +81,7 @@ class Fetching:
     limit_specs: dict[str, str]
     _plain: dict[str, JobType]
     _rated: frozenset[str]
+    _skipped: SkippedNames | None = None  # the names fetches skip (made at the first one)
 
     if TYPE_CHECKING:  # provided by Worker and the Lookahead and Quieting mixins
 
@@ -234,7 +236,7 @@ class Fetching:
         # (a fetch that takes no job: the idle marks' removal, or of a pool of batch names only)
         told = self._suspects_told() if asked and order else len(self._suspects)
         try:
-            return await scripts.fetch(
+            got = await scripts.fetch(
                 self.pool_id,
                 to_ms(self.clock.now()),
                 asked,
@@ -249,6 +251,8 @@ class Fetching:
                 # none once two heartbeats are missed (a dead pool's, else late by the reaper)
                 beat_age_ms=int(self.lease.interval * 2000) if self.lease else None,
             )
+            self._note_skipped(got, order)
+            return got
         finally:
             self._suspect_fetched(told)  # (its suspects noted by _take, in this turn)
             if isinstance(scripts, WorkerScripts) and scripts.lost_reply:
@@ -256,6 +260,13 @@ class Fetching:
                 # jobs sit in our in-progress set, unseen; looked for at once
                 scripts.lost_reply = False
                 self._reclaim = True
+
+    def _note_skipped(self, got: FetchResult | None, order: list[tuple[str, int]]) -> None:
+        """Logs the names a fetch skipped, once each until served again (skipnames.py)."""
+        if got is not None and (got.skipped or self._skipped is not None):
+            if self._skipped is None:
+                self._skipped = SkippedNames(self.keys.running)
+            self._skipped.note((name for name, _ in order), got.skipped)
 
     def _take(self, fetched: list[Fetched], order: list[tuple[str, int]]) -> None:
         """Start fetched jobs, or hold them in the buffer; when the pool began stopping (or
