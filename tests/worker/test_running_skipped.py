@@ -1,8 +1,9 @@
-"""A pool serving two job names, one of which has a `running` count that is not a counter
-(HSET by hand to 'abc'): the pool keeps running the other name's jobs, logs one error naming the
-key and the field (however many fetches skip the name) and, once the count is repaired, runs the
-name's jobs too and logs that it is served again. The acks of a batch mixing both names
-acknowledge the good name's jobs and park the bad name's, acknowledged once it is repaired.
+"""A pool serving two job names, one of which has a `running` count that is not a counter (HSET by
+hand to 'abc'): the pool keeps running the other name's jobs, logs one error naming the key and
+the field (however many fetches skip the name: its fetch loop's, or a batch name's loop's) and,
+once the count is repaired, runs the name's jobs too and logs that it is served again. The acks
+of a batch mixing both names acknowledge the good name's jobs and park the bad name's,
+acknowledged once it is repaired.
 (Every fetch of the pool failed, for every name, and every ack of the batch was retried for
 ever: lua/fetch.lua and lua/ack.lua failed the whole call.)"""
 
@@ -10,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer, Job, WorkerPool
+from errands import BatchOutcome, Enqueuer, Job, WorkerPool
 from errands.clock import SystemClock
 from errands.store.keys import Keys
-from errands.store.scripts import Acked, Scripts
+from errands.store.scripts import Acked, FetchResult, Scripts
 from errands.worker.acker import Acker
 from tests.support.procs import eventually
 
@@ -153,5 +155,51 @@ async def test_the_pool_parks_the_acks_of_a_name_whose_count_went_bad(
         await eventually(lambda: _true(not worker.acker.parked), 5, "the parked acks sent again")
         assert await redis.zcard(ip) == 0
         assert await redis.hget(keys.running, "bad") == b"0"
+    finally:
+        await pool.stop()
+
+
+async def test_a_batch_name_whose_count_is_not_a_counter_is_logged_once(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same in a batch name's loop (its own fetches, one name each)."""
+    keys = Keys(namespace)
+    await redis.hset(keys.running, "index", "abc")  # type: ignore[misc]
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, poll_interval=0.05)
+    batches: list[list[str]] = []
+
+    @pool.batch_job("index", max_size=2, max_wait=timedelta(milliseconds=50))
+    async def index(jobs: list[Job]) -> BatchOutcome:
+        batches.append(sorted(j.id for j in jobs))
+        return BatchOutcome(results={j.id: 1 for j in jobs})
+
+    @pool.job("good")
+    async def good(job: Job) -> None:
+        pass
+
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        for i in range(2):
+            await enq.enqueue("index", {}, job_id=f"i{i}")
+        await enq.enqueue("good", {}, job_id="g0")
+    caplog.set_level(logging.INFO, logger="errands.worker")
+    await pool.start()
+    try:
+        worker = pool.worker
+        assert worker is not None
+        fetches = [0]
+        note = worker._note_skipped
+
+        def counted(got: FetchResult | None, order: list[tuple[str, int]]) -> None:
+            fetches[0] += order == [("index", 0)]  # (the batch loop's)
+            note(got, order)
+
+        worker._note_skipped = counted  # type: ignore[method-assign]
+        await eventually(lambda: _true(fetches[0] >= 5), 5, "fetches that skip index")
+        assert batches == [] and await redis.zcard(keys.queue("index")) == 2
+        errors = _lines(caplog, logging.ERROR, "job name index is not fetched")
+        assert len(errors) == 1, errors
+        await redis.hset(keys.running, "index", 0)  # type: ignore[misc]  # repaired
+        await eventually(lambda: _true(batches == [["i0", "i1"]]), 5, "the batch, once repaired")
+        assert _lines(caplog, logging.WARNING, "job name index: its running count is a counter")
     finally:
         await pool.stop()
