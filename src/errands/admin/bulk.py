@@ -1,0 +1,86 @@
+"""Bulk actions over many jobs: a bounded number in flight at once, window after window.
+
+The Client's ``retry_all_dead_jobs``/``delete_all_dead_jobs`` and the dashboard's "retry all",
+"delete all", "clear queue" and selected-jobs actions run their one-job action on each id of a
+snapshot through :func:`act_on_each`: the ids in windows of ``WINDOW``, in the snapshot's order
+(each window's actions run together, the next window starts when they all ended), so at most a
+window of coroutines exists at a time and each id is acted on once.
+
+Each action in flight may hold a connection of the client's pool: a window is at most half the
+pool's ``max_connections`` (redis-py's plain pool raises past it, rather than wait)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+__all__ = ["WINDOW", "act_on_each", "gathered", "window_for"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+WINDOW = 64
+
+
+def window_for(redis: Any) -> int:
+    """``WINDOW``, or half the connections ``redis``'s pool allows when that is fewer."""
+    pool = getattr(redis, "connection_pool", None)
+    most = getattr(pool, "max_connections", None) or getattr(redis, "max_connections", None)
+    if isinstance(most, int) and not isinstance(most, bool) and most > 0:
+        return max(1, min(WINDOW, most // 2))
+    return WINDOW
+
+
+async def _window(items: Sequence[T], fn: Callable[[T], Awaitable[R]]) -> list[R | Exception]:
+    """``fn`` on each item together; the results in order, an ``Exception`` in its item's place.
+    A cancellation (or another BaseException) is raised once the whole window has ended."""
+    results = await asyncio.gather(*(fn(item) for item in items), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result
+    return results  # type: ignore[return-value]  # (BaseExceptions raised above)
+
+
+async def gathered(
+    items: Sequence[T], fn: Callable[[T], Awaitable[R]], window: int = WINDOW
+) -> list[R]:
+    """``fn`` on each item, ``window`` at a time; the results in the items' order. The first
+    error (in the items' order) is raised after the window it happened in ended (no later
+    window starts)."""
+    out: list[R] = []
+    for start in range(0, len(items), window):
+        for result in await _window(items[start : start + window], fn):
+            if isinstance(result, Exception):
+                raise result
+            out.append(result)
+    return out
+
+
+async def act_on_each(
+    ids: Sequence[str], action: Callable[[str], Awaitable[bool]], window: int = WINDOW
+) -> int:
+    """``action`` once on each id (``window`` at a time, in the ids' order); how many returned
+    true. An action that raises does not stop the others: every id is still acted on, then the
+    first error (in the ids' order) is raised, with a note of how many ids were acted on and
+    how many failed. Only after a window in which every action raised (the server unreachable,
+    say) are no more windows started."""
+    acted, failed, first = 0, 0, None
+    started = 0
+    for start in range(0, len(ids), window):
+        part = ids[start : start + window]
+        started += len(part)
+        results = await _window(part, action)
+        errors = [r for r in results if isinstance(r, Exception)]
+        acted += sum(1 for r in results if not isinstance(r, Exception) and r)
+        failed += len(errors)
+        first = first or (errors[0] if errors else None)
+        if len(errors) == len(part):
+            break
+    if first is not None:
+        note = f"bulk action: {acted} of {len(ids)} done, {failed} failed"
+        if started < len(ids):
+            note += f", {len(ids) - started} not tried (every action of a window failed)"
+        first.add_note(note)
+        raise first
+    return acted
