@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..admin.bulk import act_on_each, gathered, window_for
 from ..admin.client import Client
 from ..admin.jobinfo import JobInfo, JobStatus, Page
 from ..errors import ErrandsError
@@ -70,6 +71,7 @@ class Actions:
         self.settings = settings
         self.throttle = throttle
         self.sessions = sessions
+        self.window = window_for(client.redis)  # (bulk actions in flight at once)
 
     def routes(self) -> list[Route]:
         table: dict[str, Action] = {
@@ -151,7 +153,7 @@ class Actions:
             return await c.queued_jobs(name, page)
 
         # (deleted only while still on the queue: a job fetched since the listing runs on)
-        count = await _each(lister, c.delete_queued_job)
+        count = await _each(lister, c.delete_queued_job, self.window)
         return Outcome(f"Cleared {name}: {count} jobs deleted.", "/queues/" + quote(name, safe=""))
 
     def pool_verb(self, verb: str) -> Action:
@@ -224,7 +226,7 @@ class Actions:
                     bulk = c.retry_all_dead_jobs if verb == "retry-all" else c.delete_all_dead_jobs
                     count = await bulk()
                 else:
-                    count = await _each(lister, action)
+                    count = await _each(lister, action, self.window)
                 return Outcome(f"{count} {kind} jobs {done_word}.", f"/{kind}", count)
             job_id = _required(form, "id")
             if not await action(job_id):
@@ -272,7 +274,7 @@ class Actions:
             if not ids:
                 raise ValueError("select at least one job")
             action = self._one(kind, verb)
-            done = sum([await action(job_id) for job_id in ids])
+            done = await act_on_each(ids, action, self.window)
             word = "queued" if verb == "retry" else "deleted"
             return Outcome(f"{done} of {len(ids)} selected {kind} jobs {word}.", f"/{kind}", done)
 
@@ -351,14 +353,15 @@ class Actions:
         return response
 
 
-async def _each(lister: Lister, action: Callable[[str], Awaitable[bool]]) -> int:
-    """Apply ``action`` once to each job listed now: every page is read first, so a job that
-    comes back meanwhile is not acted on twice, and corrupt entries (skipped) cannot stop it."""
+async def _each(lister: Lister, action: Callable[[str], Awaitable[bool]], window: int) -> int:
+    """Apply ``action`` once to each job listed now: every page is read first (``window`` at a
+    time), so a job that comes back meanwhile is not acted on twice, and corrupt entries
+    (skipped) cannot stop it. Then ``window`` actions at a time, in the listing's order
+    (admin/bulk.py: one that raises does not stop the others, its error is raised after)."""
     first = await lister(1)
-    ids = [job.id for job in first.items if not job.corrupt]
-    for page in range(2, first.pages + 1):
-        ids += [job.id for job in (await lister(page)).items if not job.corrupt]
-    return sum([await action(job_id) for job_id in dict.fromkeys(ids)])
+    pages = [first, *await gathered(range(2, first.pages + 1), lister, window)]
+    ids = [job.id for page in pages for job in page.items if not job.corrupt]
+    return await act_on_each(list(dict.fromkeys(ids)), action, window)
 
 
 MAX_BULK = 500
