@@ -27,6 +27,8 @@ from .paging import page_entries
 from .records import read_done, record_of
 from .workflows import waiting_member
 
+HMGET_CHUNK = 1_000  # fields per HMGET (workers(): the running jobs of every pool)
+
 
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -295,27 +297,44 @@ class Inspection:
         return out
 
     async def workers(self) -> list[WorkerInfo]:
-        """Every running job with its pool, start time and last checkin."""
+        """Every running job with its pool, start time and last checkin (pool by pool, in the
+        order of the pools' set; each pool's jobs oldest first). Three round trips whatever
+        the number of pools: the pools, their in-progress sets in one pipeline, then the
+        envelopes and checkins of every running job in one (HMGETs of ``HMGET_CHUNK`` ids)."""
         k = self.keys
         pools = [text(p) for p in await self.redis.zrange(k.pools, 0, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pool in pools:
+                pipe.zrange(k.in_progress(pool), 0, -1, withscores=True)
+            sets = await pipe.execute() if pools else []
+        running = [
+            (pool, text(m).partition(":"), started)
+            for pool, pairs in zip(pools, sets, strict=True)
+            for m, started in pairs
+        ]
+        ids = [job_id for _pool, (job_id, _, _name), _s in running]
+        envs, checkins = await self._hmgets([k.jobs, k.checkins], ids)
         out: list[WorkerInfo] = []
-        for pool in pools:
-            pairs = await self.redis.zrange(k.in_progress(pool), 0, -1, withscores=True)
-            members = [(text(m).partition(":"), s) for m, s in pairs]
-            ids = [m[0] for m, _s in members]
-            if not ids:
-                continue
-            envs = await self.redis.hmget(k.jobs, ids)
-            checkins = await self.redis.hmget(k.checkins, ids)
-            for ((job_id, _, name), started), env, checkin in zip(
-                members, envs, checkins, strict=True
-            ):
-                data = decode_json(env)
-                args = data.get("a", {}) if isinstance(data, dict) else {}
-                out.append(
-                    WorkerInfo(pool, job_id, name, args, started / 1000, decode_json(checkin))
-                )
+        for (pool, (job_id, _, name), started), env, checkin in zip(
+            running, envs, checkins, strict=True
+        ):
+            data = decode_json(env)
+            args = data.get("a", {}) if isinstance(data, dict) else {}
+            out.append(WorkerInfo(pool, job_id, name, args, started / 1000, decode_json(checkin)))
         return out
+
+    async def _hmgets(self, keys: list[str], fields: list[str]) -> list[list[Any]]:
+        """HMGET of ``fields`` from each of ``keys``, in one pipeline (commands of at most
+        ``HMGET_CHUNK`` fields)."""
+        if not fields:
+            return [[] for _key in keys]
+        chunks = range(0, len(fields), HMGET_CHUNK)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                for start in chunks:
+                    pipe.hmget(key, fields[start : start + HMGET_CHUNK])
+            replies = iter(await pipe.execute())
+        return [[value for _start in chunks for value in next(replies)] for _key in keys]
 
     async def history(self, page: int = 1, job_name: str | None = None) -> Page[HistoryEntry]:
         """Every finished, failed, dead and cancelled attempt, newest first."""
