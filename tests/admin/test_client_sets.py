@@ -14,7 +14,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from errands import FixedBackoff, Job, JobStatus, LinearBackoff
+from errands import Client, FixedBackoff, Job, JobStatus, LinearBackoff
 from tests.support.client_env import Env, traces, until
 
 
@@ -187,6 +187,102 @@ async def test_retry_all_and_delete_all_dead_jobs(env: Env) -> None:
         assert await env.redis.hexists(env.keys.errors, job.id) == 0
     assert await env.client.retry_all_dead_jobs() == 0
     assert await env.client.delete_all_dead_jobs() == 0
+
+
+class InFlight:
+    """Wraps a Client's one-job action: records the order ids start in and the most running
+    at once; raises ``RuntimeError`` for the ids in ``failing``."""
+
+    def __init__(self, action: Any, failing: frozenset[str] | set[str] = frozenset()) -> None:
+        self.action, self.failing = action, failing
+        self.started: list[str] = []
+        self.running = self.most = 0
+
+    async def __call__(self, job_id: str) -> bool:
+        self.started.append(job_id)
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            if job_id in self.failing:
+                raise RuntimeError(f"failed {job_id}")
+            return bool(await self.action(job_id))
+        finally:
+            self.running -= 1
+
+
+async def _many_dead(env: Env, n: int, corrupt: int) -> list[str]:
+    """``n`` dead jobs and ``corrupt`` corrupt dead entries between them; every id of the dead
+    set, oldest first."""
+    register(env)
+    await env.enqueuer.enqueue_many([("fatal", {"i": i}) for i in range(n)])
+    await env.pool.drain(timeout=30)
+    good = sorted(text.decode() for text in await env.redis.zrange(env.keys.dead, 0, -1))
+    assert len(good) == n
+    bad = [f"bad{i}" for i in range(corrupt)]
+    await env.redis.hset(env.keys.jobs, mapping=dict.fromkeys(bad, b"{{{"))
+    order = [*good]
+    for i, job_id in enumerate(bad):  # one corrupt entry after every (n // corrupt) good ones
+        order.insert((i + 1) * (n // corrupt) + i, job_id)
+    base = int(env.clock.now() * 1000) - 60_000  # (recent: the pools trim old dead entries)
+    await env.redis.zadd(env.keys.dead, {job_id: base + i for i, job_id in enumerate(order)})
+    return order
+
+
+async def test_retry_all_and_delete_all_over_many_windows(env: Env) -> None:
+    """300 dead jobs and 30 corrupt entries: each acted on once, oldest first window by window,
+    several at once (one at a time before), counts exact, corrupt ones skipped by the retry."""
+    order = await _many_dead(env, 300, 30)
+    retry = InFlight(env.client.retry_dead_job)
+    env.client.retry_dead_job = retry  # type: ignore[method-assign]
+    assert await env.client.retry_all_dead_jobs() == 300
+    assert sorted(retry.started) == sorted(order)  # each once
+    window = retry.most
+    assert 1 < window <= 64
+    for start in range(0, len(order), window):  # window by window, oldest first
+        assert set(retry.started[start : start + window]) == set(order[start : start + window])
+    assert await env.redis.zcard(env.keys.queue("fatal")) == 300
+    assert {m.decode() for m in await env.redis.zrange(env.keys.dead, 0, -1)} == {
+        i for i in order if i.startswith("bad")
+    }
+    await env.pool.drain(timeout=30)  # (they die again)
+    delete = InFlight(env.client.delete_dead_job)
+    env.client.delete_dead_job = delete  # type: ignore[method-assign]
+    assert await env.client.delete_all_dead_jobs() == 330
+    assert delete.most > 1 and await env.client.dead_count() == 0
+
+
+async def test_an_error_in_one_job_of_a_bulk_action_leaves_none_of_the_others_undone(
+    env: Env,
+) -> None:
+    """It stopped at the first error: the jobs after it were neither retried nor deleted."""
+    order = await _many_dead(env, 200, 10)
+    failing = order[50]
+    retry = InFlight(env.client.retry_dead_job, {failing})
+    env.client.retry_dead_job = retry  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match=f"failed {failing}") as caught:
+        await env.client.retry_all_dead_jobs()
+    assert await env.redis.zcard(env.keys.queue("fatal")) == 199
+    assert caught.value.__notes__ == ["bulk action: 199 of 210 done, 1 failed"]
+    dead = {m.decode() for m in await env.redis.zrange(env.keys.dead, 0, -1)}
+    assert dead == {failing} | {i for i in order if i.startswith("bad")}
+    delete = InFlight(env.client.delete_dead_job, {"bad3"})
+    env.client.delete_dead_job = delete  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="failed bad3"):
+        await env.client.delete_all_dead_jobs()
+    assert [m.decode() for m in await env.redis.zrange(env.keys.dead, 0, -1)] == ["bad3"]
+
+
+async def test_bulk_actions_keep_within_a_small_connection_pool(env: Env, redis_url: str) -> None:
+    """A client whose plain pool allows 4 connections (redis-py raises past them, rather than
+    wait): the bulk actions keep within it (two at a time)."""
+    await _many_dead(env, 100, 5)
+    small = Redis.from_url(redis_url, max_connections=4)
+    try:
+        client = Client(small, namespace=env.namespace, clock=env.clock)
+        assert await client.retry_all_dead_jobs() == 100
+        assert await client.delete_all_dead_jobs() == 5
+    finally:
+        await small.aclose()
 
 
 # -- corrupt entries -------------------------------------------------------------------------
