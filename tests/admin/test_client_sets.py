@@ -218,7 +218,7 @@ async def _many_dead(env: Env, n: int, corrupt: int) -> list[str]:
     await env.pool.drain(timeout=30)
     good = sorted(text.decode() for text in await env.redis.zrange(env.keys.dead, 0, -1))
     assert len(good) == n
-    bad = [f"bad{i}" for i in range(corrupt)]
+    bad = [f"bad-{i}" for i in range(corrupt)]
     await env.redis.hset(env.keys.jobs, mapping=dict.fromkeys(bad, b"{{{"))
     order = [*good]
     for i, job_id in enumerate(bad):  # one corrupt entry after every (n // corrupt) good ones
@@ -242,7 +242,7 @@ async def test_retry_all_and_delete_all_over_many_windows(env: Env) -> None:
         assert set(retry.started[start : start + window]) == set(order[start : start + window])
     assert await env.redis.zcard(env.keys.queue("fatal")) == 300
     assert {m.decode() for m in await env.redis.zrange(env.keys.dead, 0, -1)} == {
-        i for i in order if i.startswith("bad")
+        i for i in order if i.startswith("bad-")
     }
     await env.pool.drain(timeout=30)  # (they die again)
     delete = InFlight(env.client.delete_dead_job)
@@ -264,12 +264,12 @@ async def test_an_error_in_one_job_of_a_bulk_action_leaves_none_of_the_others_un
     assert await env.redis.zcard(env.keys.queue("fatal")) == 199
     assert caught.value.__notes__ == ["bulk action: 199 of 210 done, 1 failed"]
     dead = {m.decode() for m in await env.redis.zrange(env.keys.dead, 0, -1)}
-    assert dead == {failing} | {i for i in order if i.startswith("bad")}
-    delete = InFlight(env.client.delete_dead_job, {"bad3"})
+    assert dead == {failing} | {i for i in order if i.startswith("bad-")}
+    delete = InFlight(env.client.delete_dead_job, {"bad-3"})
     env.client.delete_dead_job = delete  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError, match="failed bad3"):
+    with pytest.raises(RuntimeError, match="failed bad-3"):
         await env.client.delete_all_dead_jobs()
-    assert [m.decode() for m in await env.redis.zrange(env.keys.dead, 0, -1)] == ["bad3"]
+    assert [m.decode() for m in await env.redis.zrange(env.keys.dead, 0, -1)] == ["bad-3"]
 
 
 async def test_bulk_actions_keep_within_a_small_connection_pool(env: Env, redis_url: str) -> None:

@@ -3,13 +3,15 @@ each job listed, and corrupt entries (skipped) do not stop them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
 import errands
 from errands import Client, Enqueuer
+from errands.errors import RedisUnavailableError
 from errands.store.keys import Keys
 from tests.support.dashboard import http, post
 from tests.support.invariants import assert_invariants
@@ -46,3 +48,99 @@ async def test_bulk_actions_pass_corrupt_entries_at_the_head(
     assert await redis.zcard(target) == 45  # (corrupt ones are left to the delete of each)
     await redis.delete(target)
     await redis.hdel(keys.jobs, *[f"bad{i}" for i in range(45)], *ids)
+
+
+class InFlight:
+    """Wraps one-job actions of the Client: records the order ids start in and the most
+    running at once; raises ``RedisUnavailableError`` for the ids in ``failing``."""
+
+    def __init__(self, failing: frozenset[str] | set[str] = frozenset()) -> None:
+        self.failing = failing
+        self.started: list[str] = []
+        self.running = self.most = 0
+
+    def wrap(self, action: Callable[[str], Awaitable[bool]]) -> Callable[[str], Awaitable[bool]]:
+        async def wrapped(job_id: str) -> bool:
+            self.started.append(job_id)
+            self.running += 1
+            self.most = max(self.most, self.running)
+            try:
+                if job_id in self.failing:
+                    raise RedisUnavailableError(f"failed {job_id}")
+                return await action(job_id)
+            finally:
+                self.running -= 1
+
+        return wrapped
+
+
+async def _scheduled(redis: Redis, namespace: str, n: int, corrupt: int) -> list[str]:
+    """``n`` scheduled jobs and ``corrupt`` corrupt entries between them (every 10th listed
+    entry); every id, soonest due first."""
+    keys = Keys(namespace)
+    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
+    jobs = await enqueuer.enqueue_many([("ok", {"i": i}, {"delay": 7200}) for i in range(n)])
+    order = [job.id for job in jobs]
+    for i in range(corrupt):
+        order.insert(10 * i + 9, f"bad-{i}")
+    if corrupt:
+        await redis.hset(keys.jobs, mapping={f"bad-{i}": b"{{{" for i in range(corrupt)})
+    due = 7_200_000_000_000
+    await redis.zadd(keys.scheduled("ok"), {job_id: due + i for i, job_id in enumerate(order)})
+    return order
+
+
+async def test_retry_all_over_many_pages_acts_on_each_listed_job_once_several_at_once(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    """300 scheduled jobs and 30 corrupt entries (17 pages): each good one queued once, window by
+    window in the listing's order, several at once (one at a time before); the count exact."""
+    keys = Keys(namespace)
+    order = await _scheduled(redis, namespace, 300, 30)
+    seen = InFlight()
+    client.run_scheduled_now = seen.wrap(client.run_scheduled_now)  # type: ignore[method-assign]
+    async with http(errands.dashboard(client)) as web:
+        response = await post(web, "/api/scheduled/retry-all")
+    assert response.status_code == 200 and response.json()["data"] == 300
+    good = [job_id for job_id in order if not job_id.startswith("bad-")]
+    assert sorted(seen.started) == sorted(good)  # each once, corrupt ones skipped
+    window = seen.most
+    assert 1 < window <= 64
+    for start in range(0, len(good), window):
+        assert set(seen.started[start : start + window]) == set(good[start : start + window])
+    assert await redis.zcard(keys.queue("ok")) == 300
+    assert await redis.zcard(keys.scheduled("ok")) == 30
+    await redis.delete(keys.scheduled("ok"), keys.queue("ok"))
+    await redis.hdel(keys.jobs, *order)
+
+
+async def test_an_error_in_one_job_leaves_none_of_the_others_undone(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    """ "Retry all" and "retry selected" stopped at the first error: the jobs after it stayed."""
+    keys = Keys(namespace)
+    order = await _scheduled(redis, namespace, 200, 0)
+    seen = InFlight({order[20], order[150]})
+    client.run_scheduled_now = seen.wrap(client.run_scheduled_now)  # type: ignore[method-assign]
+    async with http(errands.dashboard(client)) as web:
+        response = await post(web, "/api/scheduled/retry-all")
+        assert response.status_code == 400
+        assert response.json()["error"] == f"Failed {order[20]}"  # (the first in order)
+        assert await redis.zcard(keys.queue("ok")) == 198
+        assert await redis.zrange(keys.scheduled("ok"), 0, -1) == [
+            order[20].encode(),
+            order[150].encode(),
+        ]
+        await redis.zadd(keys.scheduled("ok"), dict.fromkeys(order[:100], 1))
+        await redis.zrem(keys.queue("ok"), *order[:100])
+        seen.failing = {order[0]}
+        selected = orjson.dumps(order[:100]).decode()
+        response = await post(web, "/api/scheduled/bulk", {"verb": "retry", "ids": selected})
+        assert response.status_code == 400
+    assert await redis.zrange(keys.scheduled("ok"), 0, -1) == [
+        order[0].encode(),
+        order[150].encode(),
+    ]
+    assert await redis.zcard(keys.queue("ok")) == 198
+    await redis.delete(keys.scheduled("ok"), keys.queue("ok"))
+    await redis.hdel(keys.jobs, *order)
