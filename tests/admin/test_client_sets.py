@@ -15,7 +15,10 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Client, FixedBackoff, Job, JobStatus, LinearBackoff
+from errands.admin.jobinfo import WorkerInfo
+from errands.store.keys import Keys
 from tests.support.client_env import Env, traces, until
+from tests.support.commandstats import command_calls
 
 
 @pytest.fixture
@@ -484,6 +487,40 @@ async def test_worker_pools_and_workers_while_a_pool_runs(env: Env) -> None:
     assert await env.client.workers() == []
     await env.pool.stop()
     assert await env.client.worker_pools() == []
+
+
+async def test_workers_of_many_pools_read_in_a_fixed_number_of_commands(
+    own_redis: Redis, namespace: str
+) -> None:
+    """Five pools (one idle), one running 1,500 jobs: every running job, pool by pool in the
+    pools' order, each pool's oldest first; the envelopes and checkins read by HMGETs of at
+    most 1,000 ids (four here: eight before, two per busy pool, of all its ids)."""
+    keys = Keys(namespace)
+    counts = {"p0": 3, "p1": 2, "p2": 0, "p3": 1500, "p4": 1}
+    await own_redis.zadd(keys.pools, {"p0": 5, "p1": 4, "p2": 3, "p3": 2, "p4": 1})
+    expected: dict[str, list[WorkerInfo]] = {}
+    for pool, n in counts.items():
+        ids = [f"{pool}-{i:04d}" for i in range(n)]  # (the later, the earlier started)
+        if ids:
+            started = {f"{job_id}:work": 2_000_000 - i for i, job_id in enumerate(ids)}
+            await own_redis.zadd(keys.in_progress(pool), started)
+            envelopes = {job_id: orjson.dumps({"n": "work", "a": {"i": i}}) for i, job_id in
+                         enumerate(ids) if i != 1}  # fmt: skip
+            await own_redis.hset(keys.jobs, mapping=envelopes)  # (one without its envelope)
+            checkins = {job_id: orjson.dumps({"at": i}) for i, job_id in enumerate(ids) if i % 2}
+            if checkins:
+                await own_redis.hset(keys.checkins, mapping=checkins)
+        expected[pool] = [
+            WorkerInfo(pool, job_id, "work", {"i": i} if i != 1 else {}, (2_000_000 - i) / 1000,
+                       {"at": i} if i % 2 else None)
+            for i, job_id in reversed(list(enumerate(ids)))
+        ]  # fmt: skip
+    client = Client(own_redis, namespace=namespace)
+    await own_redis.config_resetstat()
+    workers = await client.workers()
+    calls = await command_calls(own_redis)
+    assert workers == [w for pool in ("p4", "p3", "p2", "p1", "p0") for w in expected[pool]]
+    assert calls["zrange"] == 1 + 5 and calls["hmget"] == 2 * 2
 
 
 async def _checked_in_workers(env: Env, n: int) -> list[Any]:
