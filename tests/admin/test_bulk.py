@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 
 from errands.admin.bulk import WINDOW, act_on_each, gathered, window_for
 
@@ -98,3 +98,5 @@ def test_a_window_is_at_most_half_the_pool() -> None:
     assert window_for(Redis(max_connections=1000)) == WINDOW == 64
     assert window_for(Redis(connection_pool=BlockingConnectionPool(max_connections=20))) == 10
     assert window_for(object()) == WINDOW
+    cluster = RedisCluster(host="127.0.0.1", port=1, max_connections=6)  # (not connected)
+    assert window_for(cluster) == 3

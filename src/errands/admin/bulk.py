@@ -15,6 +15,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from ..store.topology import connection_option, is_cluster
+
 __all__ = ["WINDOW", "act_on_each", "gathered", "window_for"]
 
 T = TypeVar("T")
@@ -24,9 +26,12 @@ WINDOW = 64
 
 
 def window_for(redis: Any) -> int:
-    """``WINDOW``, or half the connections ``redis``'s pool allows when that is fewer."""
-    pool = getattr(redis, "connection_pool", None)
-    most = getattr(pool, "max_connections", None) or getattr(redis, "max_connections", None)
+    """``WINDOW``, or half the connections ``redis``'s pool allows when that is fewer (on a
+    cluster: the pool of each node, as every key of a namespace is on one node)."""
+    if is_cluster(redis):
+        most = connection_option(redis, "max_connections")
+    else:
+        most = getattr(getattr(redis, "connection_pool", None), "max_connections", None)
     if isinstance(most, int) and not isinstance(most, bool) and most > 0:
         return max(1, min(WINDOW, most // 2))
     return WINDOW
