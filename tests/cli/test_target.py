@@ -27,6 +27,17 @@ pool = WorkerPool.from_url(os.environ["APP_REDIS_URL"], namespace="fromapp")
 async def send_email(address: str) -> None: ...
 """
 
+# a pool that is never started: its URL is not reached
+POOL = """
+from errands import WorkerPool
+
+pool = WorkerPool.from_url("redis://127.0.0.1:9/0")
+
+
+@pool.job()
+async def send_email(address: str) -> None: ...
+"""
+
 
 def run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = subprocess_env(env)
@@ -170,7 +181,15 @@ def test_the_worker_says_where_and_takes_the_deprecated_url_with_a_note(
     ("source", "app", "message"),
     [
         ("x = 1\n", "jobs", "expected MODULE:ATTRIBUTE (e.g. app.jobs:pool), got 'jobs'"),
-        ("x = 1\n", "jobs:pool", "module 'jobs' has no attribute 'pool'"),
+        ("x = 1\n", "a.jobs.pool", "got 'a.jobs.pool' (did you mean 'a.jobs:pool'?)"),
+        ("x = 1\n", "jobs:pool", "module 'jobs' has no attribute 'pool' (it has no WorkerPool)"),
+        (POOL, "jobs:pol", "module 'jobs' has no attribute 'pol' (its WorkerPool: jobs:pool)"),
+        (
+            POOL,
+            "jobs:send_email",
+            "jobs:send_email is the job function 'send_email', not a WorkerPool: give the pool"
+            " it is registered on: jobs:pool",
+        ),
         ("x = 1\n", "nosuchmodule:pool", "cannot import 'nosuchmodule': No module named"),
         ("x = 1\n", "jobs:x", "jobs:x is a int, not a WorkerPool"),
         ("import requests_nope\n", "jobs:pool", "No module named 'requests_nope'"),

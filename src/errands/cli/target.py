@@ -131,11 +131,14 @@ def load_pool(path: str) -> WorkerPool:
     """Import ``module:attribute`` (a WorkerPool, or a callable returning one). Every way this
     can fail is one ErrandsError line: a bad path, an import error (or any exception) in the
     user's module, a missing attribute, a factory that raises, not a pool."""
+    from ..typed import JobFunction
     from ..worker.pool import WorkerPool
 
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
-        raise ErrandsError(f"expected MODULE:ATTRIBUTE (e.g. app.jobs:pool), got {path!r}")
+        head, dot, tail = path.rpartition(".")
+        hint = f" (did you mean '{head}:{tail}'?)" if not sep and dot and head and tail else ""
+        raise ErrandsError(f"expected MODULE:ATTRIBUTE (e.g. app.jobs:pool), got {path!r}{hint}")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -145,7 +148,16 @@ def load_pool(path: str) -> WorkerPool:
     try:
         obj = getattr(module, attr)
     except AttributeError:
-        raise ErrandsError(f"module {module_name!r} has no attribute {attr!r}") from None
+        pools = _pools_of(module, module_name, WorkerPool)
+        hint = f"its WorkerPool: {', '.join(pools)}" if pools else "it has no WorkerPool"
+        raise ErrandsError(f"module {module_name!r} has no attribute {attr!r} ({hint})") from None
+    if isinstance(obj, JobFunction):  # a handler, not a factory: calling it would run the job
+        pools = _pools_of(module, module_name, obj.pool)
+        where = f": {pools[0]}" if pools else ""
+        raise ErrandsError(
+            f"{path} is the job function {obj.name!r}, not a WorkerPool:"
+            f" give the pool it is registered on{where}"
+        )
     if not isinstance(obj, WorkerPool) and callable(obj):
         try:
             obj = obj()
@@ -154,6 +166,16 @@ def load_pool(path: str) -> WorkerPool:
     if not isinstance(obj, WorkerPool):
         raise ErrandsError(f"{path} is a {type(obj).__name__}, not a WorkerPool")
     return obj
+
+
+def _pools_of(module: Any, module_name: str, what: Any) -> list[str]:
+    """``["jobs:pool"]``: the ``MODULE:ATTRIBUTE`` of each top-level attribute of the module
+    that is ``what`` (an object), or an instance of it (a class)."""
+    return [
+        f"{module_name}:{name}"
+        for name, value in vars(module).items()
+        if (isinstance(value, what) if isinstance(what, type) else value is what)
+    ]
 
 
 def _describe(exc: BaseException) -> str:
