@@ -94,6 +94,9 @@ def test_readme_quick_start_runs(redis_url: str, tmp_path: Path) -> None:
     )
     assert enqueued.returncode == 0, enqueued.stderr
     assert "enqueued <Job send_email" in enqueued.stdout
+    # the warning the README shows for an enqueue before any worker: a warning, the job stored
+    warned = f"no running pool serves job name 'send_email' in namespace {namespace!r}"
+    assert f"{warned} (no pool is running)" in enqueued.stderr, enqueued.stderr
 
     worker = subprocess.run(
         [sys.executable, "-m", "errands", "worker", "jobs:pool", "--burst"],
