@@ -72,6 +72,9 @@ def test_schedules_errors(
     where = ("--redis", redis_url, "--namespace", namespace)
     code, _, err = run(capsys, "schedules", "add", "x", "job", "61 * * * *", *where)
     assert code == 2 and "61 * * * *" in err
+    code, _, err = run(capsys, "schedules", "add", "x", "0 3 * * *", "job", *where)  # swapped
+    assert code == 2 and "invalid job name '0 3 * * *'" in err, err
+    assert "errands schedules add NAME JOB SPEC" in err, err
     code, _, err = run(capsys, "schedules", "add", "x", "job", "@daily", "--args", "{", *where)
     assert code == 2 and "--args" in err
     code, _, err = run(capsys, "schedules", "enable", "ghost", *where)

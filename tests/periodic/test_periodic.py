@@ -306,8 +306,11 @@ async def test_bad_registrations_raise_with_the_text(redis_url: str, namespace: 
         pool.daily("job", hour=24)
     with pytest.raises(RegistrationError, match="misfire"):
         pool.hourly("job", misfire="burst")
-    with pytest.raises(RegistrationError, match="invalid name"):
+    with pytest.raises(RegistrationError, match="invalid schedule name 'has space'"):
         pool.hourly("job", name="has space")
+    # the spec and the job name swapped: the error says which name, and what it looks like
+    with pytest.raises(RegistrationError, match=r"invalid job name '\*/5 .*\(a schedule spec\?"):
+        pool.periodically_enqueue("ping", "*/5 * * * *")
     assert pool.periodically_enqueue("cron.ok", "job").schedule.expr == "0 0 0 * * *"
     with pytest.raises(RegistrationError, match="already registered"):
         pool.every(60, "job")

@@ -25,12 +25,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..checks import MAX_SECONDS
 from ..errors import RegistrationError
+from ..store.keys import check_job_name
 from .cron import CronError, CronExpr, parse_cron
 from .wallclock import NoFireTime, named_next, wildcard_next
 
 __all__ = [
     "MACROS",
     "Schedule",
+    "check_names",
     "format_duration",
     "is_named",
     "parse_duration",
@@ -51,6 +53,23 @@ _UNITS_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)", re.ASCII)  # (ASCII digits only)
 _MAX_INTERVAL_MS = round(MAX_SECONDS * 1000)  # the longest time the scripts take
 _NAMED_PREFIX = "cron."
+
+
+def check_names(job_name: str, name: str) -> None:
+    """A schedule's job name and name follow the rules of job names: a RegistrationError says
+    which is wrong, and when it looks like a cron spec or an interval, the order of the
+    arguments (the spec comes first to ``periodically_enqueue``, last to ``add_schedule``)."""
+    for what, value in (("job name", job_name), ("schedule name", name)):
+        try:
+            check_job_name(value)
+        except ValueError as exc:
+            hint = ""
+            if isinstance(value, str) and (len(value.split()) in (5, 6) or "@every" in value):
+                hint = (
+                    " (a schedule spec? the arguments go periodically_enqueue(spec, job_name),"
+                    " add_schedule(name, job_name, spec), errands schedules add NAME JOB SPEC)"
+                )
+            raise RegistrationError(str(exc).replace("job name", what) + hint) from None
 
 
 def is_named(spec: object) -> bool:

@@ -30,9 +30,9 @@ from ..errors import RegistrationError
 from ..handlers import check_priority
 from ..job import Job
 from ..serialization import SerializationError, Serializer, dumps_json
-from ..store.keys import Keys, check_job_name
+from ..store.keys import Keys
 from ..store.scripts import lua_source
-from .spec import Schedule, parse_schedule
+from .spec import Schedule, check_names, parse_schedule
 
 __all__ = ["MISFIRE_POLICIES", "PeriodicSchedule", "ScheduleStore", "ms", "text"]
 
@@ -113,12 +113,11 @@ def make_periodic(
     dedup: Dedup | None = None,
 ) -> PeriodicSchedule:
     """Validate everything about a schedule; raises :class:`RegistrationError` naming the fault."""
+    check_names(job_name, name or job_name)
     try:
-        check_job_name(job_name)
-        check_job_name(name or job_name)
         check_priority(priority)
     except ValueError as exc:
-        raise RegistrationError(str(exc).replace("job name", "name")) from None
+        raise RegistrationError(str(exc)) from None
     if misfire not in MISFIRE_POLICIES:
         raise RegistrationError(f"misfire must be one of {MISFIRE_POLICIES}, got {misfire!r}")
     # (no upper bound: only Python compares it; one stored by an older errands stays readable)
