@@ -84,6 +84,20 @@ async def test_burst_prints_progress_and_json_logs(
     assert all(line["level"] == "INFO" and line["logger"] == "errands.worker" for line in done)
 
 
+async def test_burst_and_stop_lines_count_failed_attempts(
+    procs: Procs, redis_url: str, namespace: str
+) -> None:
+    """Jobs that failed are not '0 jobs': the summary lines count the failed attempts too."""
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        bad = [("work", {"seconds": "soon"})] * 2  # JobArgumentError: dead at once
+        await enqueuer.enqueue_many([*bad, ("work", {"seconds": 0.01})])
+    proc = procs.worker("single:pool", redis_url, namespace, "--burst")
+    assert await proc.wait(30) == 0, proc.output()
+    output = proc.output()
+    assert "burst: done, 1 job and 2 failed attempts in " in output, output
+    assert " stopped after 1 job and 2 failed attempts\n" in output, output
+
+
 async def test_metrics_port_serves_prometheus_metrics(
     procs: Procs, redis_url: str, namespace: str, redis: Redis
 ) -> None:

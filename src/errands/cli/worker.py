@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ErrandsError
 from ..logfmt import configure_logging
 from ..store.connection import redact_url
+from ..worker.outcomes import ended_jobs
 
 if TYPE_CHECKING:
     from ..worker.pool import WorkerPool
@@ -104,9 +105,8 @@ def _add_progress(pool: WorkerPool, interval: float) -> None:
     async def stop(_context: dict[str, Any]) -> None:
         for task in tasks:
             task.cancel()
-        done = pool.worker.processed if pool.worker is not None else 0
-        elapsed = time.monotonic() - began
-        log.info("burst: done, %d jobs in %.1fs", done, elapsed)
+        done = ended_jobs(pool.worker) if pool.worker is not None else "0 jobs"
+        log.info("burst: done, %s in %.1fs", done, time.monotonic() - began)
 
     pool.on_startup(start)
     pool.on_shutdown(stop)

@@ -20,9 +20,18 @@ if TYPE_CHECKING:
     from ..store.metrics import Counters
     from .settler import Settler
 
-__all__ = ["Outcomes"]
+__all__ = ["Outcomes", "ended_jobs"]
 
 log = logging.getLogger("errands.worker")
+
+
+def ended_jobs(worker: Outcomes) -> str:
+    """``3 jobs``, or ``0 jobs and 2 failed attempts``: what a worker's runs came to, for the
+    pool's last log line and the burst summary (the failed attempts of batch handlers are not
+    counted)."""
+    n, failed = worker.processed, worker.failed_attempts
+    done = f"{n} job{'' if n == 1 else 's'}"
+    return f"{done} and {failed} failed attempt{'' if failed == 1 else 's'}" if failed else done
 
 
 class Outcomes:
@@ -33,6 +42,8 @@ class Outcomes:
     clock: Clock
     abandoned: bool
     requeued_on_stop: int
+    processed: int  # jobs that succeeded (counted by Worker)
+    failed_attempts: int = 0  # attempts whose handler raised (failed, retried or dead)
     _cancelling: bool
     _cancel_requests: dict[str, bool]  # job id -> destroy
 
@@ -101,6 +112,7 @@ class Outcomes:
         """The handler raised (``started``: its start on ``time.perf_counter()``)."""
         extra = job_extra(job)  # (its attempt, before fail() counts the failure)
         what = await self.settler.fail(job, jt, exc, started_ms)
+        self.failed_attempts += 1
         self.counters.ended("failed" if what.startswith("failed (") else "dead", self.clock.now())
         log.warning(
             "%s %s %s after %.1fms: %s",

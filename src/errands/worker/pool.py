@@ -39,6 +39,7 @@ from .limitwatch import write_caps
 from .loop import Worker
 from .notifier import Notifier
 from .options import check_pool_options
+from .outcomes import ended_jobs
 from .reaper import Reaper
 from .registry import Hook, JobRegistry, call_hook, call_hooks, seconds
 from .requeuer import Requeuer
@@ -345,8 +346,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
             await self._redis.aclose()
             self._redis = None
         self._started = False
-        n = worker.processed
-        log.info("pool %s stopped after %d job%s", self.id, n, "" if n == 1 else "s")
+        log.info("pool %s stopped after %s", self.id, ended_jobs(worker))
         if hook_error is not None:
             raise hook_error
 
