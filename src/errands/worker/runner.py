@@ -113,6 +113,16 @@ def _exit_if_jobs_left(pool: Servable) -> None:
 
 def run_pool(pool: Servable, *, burst: bool = False) -> None:
     """Blocking entry point behind ``pool.run()`` and ``python -m errands worker``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no loop runs in this thread: run() starts its own
+    else:
+        raise RuntimeError(
+            "pool.run() blocks and runs an event loop of its own, and one already runs here:"
+            " in async code, use `async with pool:` (or `await pool.start()` and `await"
+            " pool.stop()`)"
+        )
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
