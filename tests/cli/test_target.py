@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from errands import Enqueuer
+from errands import Enqueuer, WorkerPool
 from errands.store.devserver import RedisServer
 from tests.support.procs import ROOT, subprocess_env
 
@@ -153,6 +153,23 @@ async def test_an_empty_namespace_names_the_ones_the_server_has(tmp_path: Path) 
         "no job names in namespace 'errands'; namespaces on this server: shop "
         "(use --namespace or --app)",
     ]
+
+
+async def test_unserved_names_name_the_namespace_whose_pools_serve_them(tmp_path: Path) -> None:
+    """Jobs enqueued without the pools' namespace: inspect says which namespace serves them."""
+    with RedisServer() as server:
+        pool = WorkerPool.from_url(server.url, namespace="shop")
+
+        @pool.job()
+        async def send_email() -> None: ...
+
+        async with pool, Enqueuer.from_url(server.url, strict=None) as enqueuer:
+            await enqueuer.enqueue("send_email")  # namespace 'errands'
+            r = run(tmp_path, "inspect", "queues", REDIS_URL=server.url)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == (
+        "no running pool serves: send_email; pools of namespace 'shop' serve send_email"
+    ), r.stdout
 
 
 def test_the_worker_says_where_and_takes_the_deprecated_url_with_a_note(

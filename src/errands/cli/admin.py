@@ -13,21 +13,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
-from redis.exceptions import ResponseError
 
 from ..admin.client import Client
 from ..admin.jobinfo import QueueInfo
 from ..checks import seconds
 from ..enqueuer import Enqueuer
 from ..errors import ErrandsError, JobNotFoundError
-from ..store.connection import REDIS_ERRORS, check
+from ..store.connection import check
 from ..store.served import served_names, unserved_message
+from .hints import empty_namespace_hint, served_elsewhere
 from .inputs import json_args, require_job_type
 from .target import BAD_INPUT, Target, add_target_options, refuse
 
 __all__ = ["add_admin_commands"]
 
-HINT_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ResponseError)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -231,14 +230,15 @@ async def _inspect_queues(client: Client, args: argparse.Namespace) -> None:
     queues = await client.queues()
     if not queues and not args.json:
         print(args.target_where)
-        print(await _empty_namespace_hint(client))
+        print(await empty_namespace_hint(client))
         return
     rows: list[Any] = queues if args.json else [_queue_row(q) for q in queues]
     columns = ["name", "queued", "scheduled", "retrying", "running", "paused"]
     _emit(args, rows, [*columns, "max_concurrency", "latency", "served"])
     unserved = [q.name for q in queues if q.served is False]
     if unserved and not args.json:
-        print(f"no running pool serves: {', '.join(unserved)}")
+        elsewhere = await served_elsewhere(client, unserved)
+        print(f"no running pool serves: {', '.join(unserved)}{elsewhere}")
 
 
 async def _inspect_set(client: Client, args: argparse.Namespace) -> None:
@@ -302,27 +302,6 @@ def _queue_row(q: QueueInfo) -> dict[str, str | int]:
         "latency": f"{q.latency:.3g}s" if q.queued else "-",
         "served": "yes" if q.served else "NO",
     }
-
-
-async def _empty_namespace_hint(client: Client) -> str:
-    """No job name in this namespace: name the namespaces this server has (a wrong --namespace,
-    or a REDIS_URL that points elsewhere, is the usual cause). Bounded: at most ~1 s of SCAN."""
-    found: set[str] = set()
-    try:
-        async with asyncio.timeout(1.0):
-            async for key in client.redis.scan_iter(match="errands:{*}:names", count=1000):
-                found.add(key.decode(errors="replace")[len("errands:{") : -len("}:names")])
-                if len(found) >= 20:
-                    break
-    except HINT_ERRORS:  # a timeout; an ACL user without SCAN: no hint then
-        pass
-    found.discard(client.keys.namespace)
-    hint = f"no job names in namespace {client.keys.namespace!r}"
-    if found:
-        hint += (
-            f"; namespaces on this server: {', '.join(sorted(found))} (use --namespace or --app)"
-        )
-    return hint
 
 
 async def _dead(client: Client, args: argparse.Namespace) -> int:
