@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..store.keys import Keys, check_job_name
+from ..store.stored import stored_text
 from .inputs import page_number, reading
 from .jobinfo import HistoryEntry, Page, history_from_record
 from .paging import PER_PAGE, page_entries
@@ -20,7 +21,7 @@ CHUNK = 10_000  # ZCOUNTs a pipeline of throughput()
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return stored_text(value)
 
 
 async def _indexes(redis: Any, keys: Keys, job_name: str | None) -> list[str]:

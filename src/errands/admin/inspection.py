@@ -7,6 +7,7 @@ from typing import Any
 from ..clock import Clock
 from ..store.keys import Keys, check_job_name
 from ..store.served import served_names
+from ..store.stored import stored_count, stored_text
 from .history import PER_PAGE, history_count, history_page, throughput
 from .inputs import count, page_number, reading, text_arg
 from .jobinfo import (
@@ -31,7 +32,7 @@ HMGET_CHUNK = 1_000  # fields per HMGET (workers(): the running jobs of every po
 
 
 def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return stored_text(value)  # (bytes that are not UTF-8: U+FFFD, never raised)
 
 
 def _num(value: Any, kind: type[int] | type[float]) -> Any:
@@ -226,8 +227,8 @@ class Inspection:
             JobStatus.QUEUED: sum(per_name[0::3]),
             JobStatus.SCHEDULED: sum(per_name[1::3]),
             JobStatus.RETRYING: sum(per_name[2::3]),
-            JobStatus.IN_PROGRESS: sum(max(0, int(v)) for v in running),
-            JobStatus.FINISHED: int(processed or 0),
+            JobStatus.IN_PROGRESS: sum(max(0, stored_count(v)) for v in running),
+            JobStatus.FINISHED: max(0, stored_count(processed)),
             JobStatus.DEAD: dead,
             JobStatus.CANCELLED: cancelled,
         }
@@ -260,8 +261,8 @@ class Inspection:
             ready = [env.get(f) for f in ("t", "d")] if isinstance(env, dict) else []
             since = max((float(t) for t in ready if isinstance(t, int | float)), default=None)
             latency = max(0.0, now - since) if since is not None else 0.0
-            running = max(0, int(running or 0))
-            limit = int(limit or 0)
+            running = max(0, stored_count(running))  # (corrupt: 0, as missing)
+            limit = max(0, stored_count(limit))
             out.append(QueueInfo(n, q, s, r, running, bool(paused), limit, latency, n in served))
         return out
 

@@ -155,13 +155,16 @@ class WorkerInfo:
     checkin: dict[str, Any] | None
 
 
-def decode_json(raw: bytes | None) -> Any:
+def decode_json(raw: bytes | None) -> dict[str, Any] | None:
+    """A stored JSON object (an error, a checkin, an envelope...); None when it is missing,
+    not JSON, or JSON of another kind (a list, a string: corrupt), so readers can ``.get``."""
     if raw is None:
         return None
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+    return value if isinstance(value, dict) else None
 
 
 def info_from_envelope(id: str, raw: bytes, status: str, fallback_name: str = "?") -> JobInfo:

@@ -17,6 +17,7 @@ from ..errors import UnknownJobError
 from ..limits import Concurrency, Limit, Rate, compile_limits, limit_from_dict, limit_to_dict
 from ..store.keys import Keys
 from ..store.served import unserved
+from ..store.stored import stored_count, stored_text
 from .inputs import count
 
 __all__ = [
@@ -100,7 +101,7 @@ async def write_limits(
 
 
 def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
+    return stored_text(raw) if isinstance(raw, bytes) else str(raw)
 
 
 def _clock(ms: float) -> str:
@@ -125,7 +126,11 @@ def _rate_until(log: Any, rate: Rate, now: int) -> float | None:
     """When a full rate log lets a start again (None: it lets one now), as lim_room does."""
     if log is None:
         return None
-    live = [(t, n) for t, n in _starts(_text(log)) if t >= now - rate.per_ms]
+    try:
+        starts = _starts(_text(log))
+    except ValueError:  # a log no script wrote: read as empty (this is a hint)
+        return None
+    live = [(t, n) for t, n in starts if t >= now - rate.per_ms]
     over = sum(n for _t, n in live) - rate.limit + 1  # starts that must leave the window
     if over <= 0:
         return None
@@ -145,12 +150,12 @@ async def waiting_reason(
         return "paused"
     secs, micros = await redis.time()
     now = int(secs) * 1000 + int(micros) // 1000
-    cap = int(await redis.hget(keys.limits, name) or 0)
+    cap = max(0, stored_count(await redis.hget(keys.limits, name)))  # (corrupt: 0, as none)
     # the lowest type-wide concurrency (as compile_limits, which refuses more than 16 rate
     # windows: limits stored by an older errands may have more)
     concs = [lim.limit for lim in limits if isinstance(lim, Concurrency) and not lim.per_partition]
     cap = min([cap, *concs]) if cap else min(concs, default=0)
-    running = int(await redis.hget(keys.running, name) or 0)
+    running = stored_count(await redis.hget(keys.running, name))
     if cap and running >= cap:
         return f"max_concurrency reached ({running} running)"
     for rate in (r for r in limits if isinstance(r, Rate) and not r.per_partition):
@@ -162,7 +167,7 @@ async def waiting_reason(
     waits = await redis.zscore(keys.partitions_waiting(name), partition)
     if waits is not None and waits > now:
         return f"partition {partition!r} rate limited until {_clock(waits)} UTC"
-    busy = int(await redis.hget(keys.partitions_running(name), partition) or 0)
+    busy = stored_count(await redis.hget(keys.partitions_running(name), partition))
     caps = [c.limit for c in limits if isinstance(c, Concurrency) and c.per_partition]
     if caps and busy >= min(caps):
         return f"partition {partition!r} busy ({busy} running)"
@@ -198,7 +203,7 @@ async def read_partitions(redis: Any, keys: Keys, name: str, limit: int = 50) ->
     ready = [_text(p) for p in await redis.zrange(keys.partitions_ready(name), 0, limit - 1)]
     waiting = await redis.zrange(keys.partitions_waiting(name), 0, limit - 1, withscores=True)
     _cursor, fields = await redis.hscan(keys.partitions_running(name), 0, count=limit)
-    running = {_text(p): int(v) for p, v in fields.items()}
+    running = {_text(p): stored_count(v) for p, v in fields.items()}
     order = ready + [_text(p) for p, _ in waiting]
     order += [p for p in running if p not in order]
     order = order[:limit]
@@ -238,9 +243,10 @@ async def _backlogs(
     sizes = (int(n_ready), int(n_waiting), int(n_running))
     totals = [int(n) for n in replies[0::2]]
     entries: list[list[tuple[bytes, int]]] = []
-    for p, raw in zip(order, replies[1::2], strict=True):
+    for i, (p, raw) in enumerate(zip(order, replies[1::2], strict=True)):
         skip = len(p.encode()) + 1  # (the partition and its NUL; then 16 digits, NUL, the id)
-        entries.append([(e[skip + 17 :], int(e[skip : skip + 16]) - _OFFSET) for e in raw])
+        entries.append([e for e in (_index_entry(e, skip) for e in raw) if e is not None])
+        totals[i] -= len(raw) - len(entries[i])  # (an entry no script wrote: not counted)
     async with redis.pipeline(transaction=False) as pipe:
         for found in entries:
             if found:
@@ -255,6 +261,14 @@ async def _backlogs(
         live = sum(q == score for q, (_, score) in zip(on_queue, found, strict=True))
         counts.append(live + total - len(found))
     return sizes, counts
+
+
+def _index_entry(entry: bytes, skip: int) -> tuple[bytes, int] | None:
+    """(job id, queue score) of a partition index entry, None for one no script wrote."""
+    digits = entry[skip : skip + 16]
+    if len(digits) != 16 or not digits.isdigit() or entry[skip + 16 : skip + 17] != b"\0":
+        return None
+    return entry[skip + 17 :], int(digits) - _OFFSET
 
 
 def _zmscore_refused(replies: list[Any], queue: str) -> bool:

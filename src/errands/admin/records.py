@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from ..store.keys import Keys
+from ..store.stored import stored_text
 
 __all__ = ["read_done", "record_of"]
 
@@ -39,7 +40,7 @@ def record_of(raw: bytes | str | None, job_id: str) -> dict[str, Any] | None:
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return stored_text(value)  # (a corrupt record may not be UTF-8)
 
 
 async def read_done(redis: Any, keys: Keys, job_id: str) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..checks import whole
 from ..store.keys import Keys
+from ..store.stored import stored_count, stored_text
 from ..workflows.run import WorkflowRun
 from ..workflows.store import WorkflowScripts
 from .inputs import count
@@ -16,7 +17,7 @@ __all__ = ["WorkflowAdmin", "WorkflowSummary", "waiting_member"]
 
 
 def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
+    return stored_text(raw)
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,9 @@ class WorkflowAdmin:
                     run_id,
                     m.get("name", ""),
                     m.get("status", ""),
-                    int(m.get("created", 0)) / 1000,
-                    int(finished) / 1000 if finished else None,
-                    int(m.get("size", 0)),
+                    stored_count(m.get("created")) / 1000,  # (corrupt: 0)
+                    stored_count(finished) / 1000 or None,
+                    max(0, stored_count(m.get("size"))),
                     m.get("failed"),
                 )
             )

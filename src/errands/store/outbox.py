@@ -76,30 +76,9 @@ async def withdraw(redis: Any, keys: Keys, relay_id: str) -> None:
 async def read_status(redis: Any, keys: Keys, now: float) -> OutboxStatus:
     relays = []
     for field, value in (await redis.hgetall(keys.outbox_relays)).items():
-        entry = _load(value)
-        at = float(entry.get("at", 0))
-        if at < now - FORGET_AFTER:
-            continue
-        silent = now - at > max(SILENT_AFTER, 3 * float(entry.get("every", 0)))
-        last = entry.get("last_batch_at")
-        since = last if last is not None else entry.get("started_at", at)
-        relays.append(
-            RelayStatus(
-                id=field.decode() if isinstance(field, bytes) else str(field),
-                host=str(entry.get("host", "")),
-                pid=int(entry.get("pid", 0)),
-                reported_at=at,
-                backlog=entry.get("backlog"),
-                oldest=entry.get("oldest"),
-                relayed=int(entry.get("relayed", 0)),
-                last_batch_at=last,
-                error=entry.get("error"),
-                skipped=int(entry.get("skipped", 0)),
-                skip_error=entry.get("skip_error"),
-                silent=silent,
-                stalled=silent or now - float(since) > STALL_AFTER,
-            )
-        )
+        relay = _relay(field, _load(value), now)
+        if relay is not None:
+            relays.append(relay)
     relays.sort(key=lambda r: r.reported_at, reverse=True)
     counted = [r for r in relays if r.backlog is not None]
     backlog, lag = None, None
@@ -112,6 +91,41 @@ async def read_status(redis: Any, keys: Keys, now: float) -> OutboxStatus:
     stalled = bool(relays) and all(r.stalled for r in relays) and backlog != 0
     stuck = stalled or any(r.skipped and not r.silent for r in relays)
     return OutboxStatus(relays, backlog, lag, stuck)
+
+
+def _relay(field: bytes | str, entry: dict[str, Any], now: float) -> RelayStatus | None:
+    """One relay's status from its entry (None once forgotten). A field of another type than a
+    relay writes (a corrupt entry) reads as missing."""
+    at = _number(entry.get("at")) or 0.0
+    if at < now - FORGET_AFTER:
+        return None
+    silent = now - at > max(SILENT_AFTER, 3 * (_number(entry.get("every")) or 0.0))
+    last = _number(entry.get("last_batch_at"))
+    since = last if last is not None else _number(entry.get("started_at")) or at
+    error, skip_error = entry.get("error"), entry.get("skip_error")
+    backlog = entry.get("backlog")
+    return RelayStatus(
+        id=field.decode(errors="replace") if isinstance(field, bytes) else str(field),
+        host=str(entry.get("host", "")),
+        pid=int(_number(entry.get("pid")) or 0),
+        reported_at=at,
+        backlog=backlog if type(backlog) is int else None,
+        oldest=_number(entry.get("oldest")),
+        relayed=int(_number(entry.get("relayed")) or 0),
+        last_batch_at=last,
+        error=None if error is None else str(error),
+        skipped=int(_number(entry.get("skipped")) or 0),
+        skip_error=None if skip_error is None else str(skip_error),
+        silent=silent,
+        stalled=silent or now - since > STALL_AFTER,
+    )
+
+
+def _number(value: Any) -> float | None:
+    """A number of an entry, None when missing or of another type."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def _load(value: bytes) -> dict[str, Any]:

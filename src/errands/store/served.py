@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from .keys import Keys
+from .stored import stored_text
 
 __all__ = ["ServedNames", "served_names", "unserved", "unserved_message"]
 
@@ -27,7 +28,7 @@ log = logging.getLogger("errands.pool")
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return stored_text(value)  # (a pool id no pool wrote may not be UTF-8)
 
 
 async def served_names(redis: Any, keys: Keys) -> set[str]:

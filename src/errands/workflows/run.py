@@ -15,6 +15,7 @@ from ..errors import DependencyFailed, WorkflowError, WorkflowNotFoundError
 from ..limits import check_partition
 from ..store.keys import Keys
 from ..store.scripts import Scripts
+from ..store.stored import stored_count, stored_text
 from .graph import (
     MAX_SIZE,
     Node,
@@ -36,14 +37,15 @@ BATCH = 500
 
 
 def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
+    return stored_text(raw)
 
 
 @dataclass(frozen=True)
 class NodeState:
     """One member: ``state`` is ``waiting`` (for its dependencies), ``released`` (queued,
     running or retrying: see ``Client.job(job_id)``), ``succeeded``, ``failed`` or
-    ``cancelled``; ``result`` / ``error`` once it ended."""
+    ``cancelled``; ``result`` / ``error`` once it ended. ``corrupt``: its stored spec or
+    outcome is not what errands writes (its name then reads ``?``)."""
 
     id: str
     name: str
@@ -80,10 +82,21 @@ class WorkflowStatus:
         return out
 
 
+def _object(raw: bytes | None) -> dict[str, Any] | None:
+    """A stored JSON object; None when missing, not JSON or not an object (corrupt)."""
+    try:
+        value = orjson.loads(raw) if raw is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _outcome(node: str, raw: bytes | None) -> tuple[str, Any, Any]:
     if raw is None:
         return "", None, None
-    record = orjson.loads(raw)
+    record = _object(raw)
+    if record is None:
+        return "corrupt", None, None  # (a record no script wrote: its member shown so)
     status = record.get("s")
     if status == "ok":
         return "succeeded", record.get("r"), None
@@ -131,19 +144,22 @@ class WorkflowRun:
             node = _text(raw_node)
             if node.startswith("!"):
                 continue
-            spec = orjson.loads(raw_spec)
+            spec = _object(raw_spec) or {}
             state, result, error = _outcome(node, outcomes.get(node))
             if not state:
                 state = "waiting" if node in held else "released"
-            deps = tuple(spec.get("d") or ())
-            states[node] = NodeState(node, spec["n"], self.job_id(node), deps, state, result, error)
+            deps, name = spec.get("d"), spec.get("n")
+            if not isinstance(name, str) or not isinstance(deps, list | None):
+                name, deps, state = "?", [], "corrupt"  # (a spec no script wrote)
+            after = tuple(str(d) for d in deps or ())
+            states[node] = NodeState(node, name, self.job_id(node), after, state, result, error)
         finished = m.get("finished")
         return WorkflowStatus(
             self.id,
             m.get("name", ""),
             m.get("status", ""),
-            int(m.get("created", 0)) / 1000,
-            int(finished) / 1000 if finished else None,
+            stored_count(m.get("created")) / 1000,  # (corrupt: 0)
+            stored_count(finished) / 1000 or None,
             m.get("failed"),
             states,
         )
