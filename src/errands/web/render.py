@@ -151,8 +151,8 @@ class Renderer:
         )
         self.env.filters["limit"] = describe_limit
 
-    def ago(self, epoch: float | None) -> str:
-        if epoch is None:
+    def ago(self, epoch: Any) -> str:
+        if (epoch := _seconds(epoch)) is None:
             return "-"
         delta = self.now() - epoch
         text = _span(abs(delta))
@@ -222,8 +222,15 @@ class Renderer:
         return response
 
 
-def _ts(epoch: float | None) -> str:
-    if epoch is None:
+def _seconds(value: Any) -> float | None:
+    """A time or duration to show: None for a value that is no number (a corrupt record's)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e11:
+        return float(value)
+    return None
+
+
+def _ts(epoch: Any) -> str:
+    if (epoch := _seconds(epoch)) is None:
         return "-"
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -240,8 +247,8 @@ def _span(seconds: float) -> str:
     return f"{int(seconds // 86400)}d {int(seconds % 86400 // 3600)}h"
 
 
-def _duration(seconds: float | None) -> str:
-    return "-" if seconds is None else _span(max(0.0, seconds))
+def _duration(seconds: Any) -> str:
+    return "-" if (seconds := _seconds(seconds)) is None else _span(max(0.0, seconds))
 
 
 def _pretty(value: Any) -> str:
