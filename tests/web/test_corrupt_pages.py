@@ -1,5 +1,6 @@
 """The sweep of the dashboard's pages over bad stored data (the namespace and corruptions of
-tests/support/corrupt.py): every GET page and its JSON twin answers, none with a 500."""
+tests/support/corrupt.py): every GET page and its JSON twin answers, none with a 500. A key of
+another type fails only the pages that read it, with a page that says so."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import errands
 from errands import Client
 from tests.support.corrupt import (
     CORRUPTIONS,
+    WRONG_TYPES,
     Corruption,
     Template,
     build_template,
@@ -101,3 +103,25 @@ async def test_no_page_fails_on_a_corrupt_value(
 ) -> None:
     statuses = await _statuses(raw, template, corruption)
     assert {p: s for p, s in statuses.items() if s >= 500} == {}
+
+
+# pages that read none of the keys given another type here (but the one named)
+UNTOUCHED = {"/activity": "", "/redis": "", "/schedules": "schedules", "/workflows": "workflows"}
+
+
+@pytest.mark.parametrize("corruption", WRONG_TYPES, ids=[c.id for c in WRONG_TYPES])
+async def test_a_key_of_another_type_fails_only_its_pages(
+    raw: Redis, template: Template, corruption: Corruption
+) -> None:
+    """The pages that read it say so (a 500 naming the key when Redis's error does), the
+    navigation goes without its counts when they read it, the other pages answer."""
+    answers = await _answers(raw, template, corruption)
+    for path, response in answers.items():
+        wrong = "another type than errands writes" in response.text
+        assert response.status_code < 500 or wrong, path
+    for page, spared in UNTOUCHED.items():
+        if spared != corruption.id:
+            assert answers[page].status_code == 200, page
+            assert answers["/api" + page].status_code == 200, page
+    if corruption.id in ("stats", "running"):  # read by the navigation's counts: shown without
+        assert answers["/dead"].status_code == 200 and 'href="/dead"' in answers["/dead"].text

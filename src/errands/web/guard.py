@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from redis.exceptions import ResponseError
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -55,6 +57,19 @@ SECURITY_HEADERS = {
     "cross-origin-resource-policy": "same-origin",
 }
 PUBLIC = ("/static/", "/login")
+
+
+_KEY = re.compile(r"errands:\{[^}\s]*\}:[^\s)]+")
+
+
+def wrong_type(exc: Exception) -> str | None:
+    """The page's message for a Redis key of another type than errands writes (a WRONGTYPE
+    error: the key was written by something else), naming the key when Redis's error does."""
+    if not isinstance(exc, ResponseError) or "WRONGTYPE" not in str(exc):
+        return None
+    keys = sorted(set(_KEY.findall(str(exc))))
+    which = f"Redis key {', '.join(keys)} holds" if keys else "A Redis key of this namespace holds"
+    return f"{which} another type than errands writes (WRONGTYPE): details logged."
 
 
 class Refused(Exception):
@@ -119,10 +134,11 @@ class Guard:
             if not started:
                 response = self.renderer.error(conn, 503, "Redis is unavailable; retry shortly.")
                 await response(scope, receive, send_with_headers)
-        except Exception:
+        except Exception as exc:
             log.exception("dashboard: error on %s %s", scope.get("method"), route_path(conn))
             if not started:
-                response = self.renderer.error(conn, 500, "Internal error (details logged).")
+                message = wrong_type(exc) or "Internal error (details logged)."
+                response = self.renderer.error(conn, 500, message)
                 await response(scope, receive, send_with_headers)
 
     def _refusal(self, conn: HTTPConnection, refusal: Refused) -> Response:

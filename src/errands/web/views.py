@@ -5,10 +5,12 @@ asks the Client for its data (redacted here, once, for both the HTML page and it
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
+from redis.exceptions import ResponseError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,11 +21,13 @@ from ..errors import WorkflowNotFoundError
 from ..store.keys import check_job_name
 from .charts import SPANS, activity_chart, wait_lines
 from .filters import Filter, filtered_page
+from .guard import wrong_type
 from .redact import Redactor
 from .render import Renderer, chart
 
 __all__ = ["BadRequest", "Missing", "Views"]
 
+log = logging.getLogger("errands.dashboard")
 Loader = Callable[[Request], Awaitable[dict[str, Any]]]
 STALE_POOL_SECONDS = 30.0
 CANCELLABLE = (
@@ -118,7 +122,7 @@ class Views:
                 return self.renderer.error(request, 404, str(exc))
             except BadRequest as exc:
                 return self.renderer.error(request, 400, str(exc))
-            counts = await self.client.count_by_status()
+            counts = await self._counts()
             return self.renderer.page(request, template, active=active, counts=counts, **data)
 
         return endpoint
@@ -155,8 +159,19 @@ class Views:
             return self.renderer.redirect(request, "/jobs/" + quote(ids[0], safe=""))
         if not ids:
             return self.renderer.error(request, 404, f"No job id is or starts with {job_id!r}.")
-        counts = await self.client.count_by_status()
+        counts = await self._counts()
         return self.renderer.page(request, "found.html", counts=counts, prefix=job_id, ids=ids)
+
+    async def _counts(self) -> dict[str, int]:
+        """The navigation's counts; none when a key they read holds another type (the pages
+        that do not read it are still shown)."""
+        try:
+            return await self.client.count_by_status()
+        except ResponseError as exc:
+            if wrong_type(exc) is None:
+                raise
+            log.warning("dashboard: no counts in the navigation: %s", exc)
+            return {}
 
     # -- loaders ----------------------------------------------------------------------------
     async def overview(self, request: Request) -> dict[str, Any]:
