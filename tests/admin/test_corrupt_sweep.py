@@ -183,6 +183,8 @@ async def test_what_the_reads_say_of_bad_values(raw: Redis, template: Template) 
     assert {q.name: q.max_concurrency for q in r["queues"]}["part"] == 0
     r = await _sweep(raw, t, _one("stats[processed]=b'abc'"))
     assert "processed" not in r["stats"] and r["count_by_status"][JobStatus.FINISHED] == 0
+    r = await _sweep(raw, t, _one("metrics=b'\\xc2\\xb2'"))
+    assert r["activity"][-1].done == 0 and "processed" in r["stats"]
     r = await _sweep(raw, t, _one("jobs[dead]=b'{{not json'"))
     assert [j.corrupt for j in r["jobs_by_status[dead]"].items] == [True]
     assert r["job[dead]"].corrupt and r["job[dead]"].raw == b"{{not json"

@@ -141,7 +141,7 @@ def _add(key: Callable[[Keys, Template], str], member: bytes) -> Apply:
     return apply
 
 
-NUMBERS = (b"abc", b"1.5e3", b"", b"\xff\xfe")
+NUMBERS = (b"abc", b"1.5e3", b"", b"\xff\xfe", "\u00b2".encode())  # (a digit to str.isdigit)
 JSONS = (b"{{not json", b"[1, 2]", b'"text"', b"\xff\xfe\x00", b"null", b"12")
 ENVELOPES = (
     *JSONS,
@@ -179,6 +179,10 @@ def _id(what: str) -> Callable[[Template], str]:
 
 def _c(value: str) -> Callable[[Template], str]:
     return lambda _t: value
+
+
+def _minute(keys: Keys, t: Template) -> str:
+    return keys.metrics_minute(int(time.time()) // 60 * 60)
 
 
 def _pool(t: Template) -> str:
@@ -268,6 +272,7 @@ def _corruptions() -> list[Corruption]:
     add("wf.nodes[b]", OBJECTS, lambda v: _hset(_k("workflow", _run, _c("nodes")), _c("b"), v))
     add("wf.res[a]", OBJECTS, lambda v: _hset(_k("workflow", _run, _c("res")), _c("a"), v))
     out.append(Corruption("outbox.recent", _recent_relay))
+    add("metrics", NUMBERS, lambda v: _hset(_minute, _c("done"), v))
     # non-UTF-8 names and members
     bad = b"\xff\xfe"
     out.append(Corruption("names+bytes", _add(_k("names"), bad)))

@@ -7,7 +7,7 @@ from typing import Any
 from ..clock import Clock
 from ..store.keys import Keys, check_job_name
 from ..store.served import served_names
-from ..store.stored import stored_count, stored_text
+from ..store.stored import stored_count, stored_number, stored_text
 from .history import PER_PAGE, history_count, history_page, throughput
 from .inputs import count, page_number, reading, text_arg
 from .jobinfo import (
@@ -375,7 +375,7 @@ class Inspection:
     async def stats(self) -> dict[str, int]:
         """Namespace-wide counters: ``processed``, ``failed`` (retried), ``dead``..."""
         raw = await self.redis.hgetall(self.keys.stats)
-        return {text(k): int(v) for k, v in raw.items() if text(v).lstrip("-").isdigit()}
+        return {text(k): n for k, v in raw.items() if (n := stored_number(v)) is not None}
 
     async def throughput(
         self, minutes: int = 60, now: float | None = None

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from ..aio import cancel_and_wait
 from .connection import REDIS_ERRORS
 from .keys import Keys
+from .stored import stored_number
 
 __all__ = ["HOUR_TTL", "MINUTE_TTL", "Bucket", "Counters", "read_buckets"]
 
@@ -164,7 +165,7 @@ async def read_buckets(redis: Any, keys: Keys, kind: str, starts: list[int]) -> 
         raws = await pipe.execute()
     out = []
     for start, raw in zip(starts, raws, strict=True):
-        fields = {_text(k): int(v) for k, v in raw.items() if _text(v).lstrip("-").isdigit()}
+        fields = {_text(k): n for k, v in raw.items() if (n := stored_number(v)) is not None}
         bucket = Bucket(float(start), fields.get("done", 0), fields.get("failed", 0),
                         fields.get("dead", 0))  # fmt: skip
         for name, value in fields.items():
