@@ -1,0 +1,78 @@
+"""A component's log lines while Redis fails it (errands/outagelog.py): one WARNING when the
+failures start, at most one reminder per ``remind_every`` while they last, one INFO when a call
+gets through again; on an injected clock, no sleeps."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from errands.outagelog import OutageLog
+
+LOGGER = "errands.test.outage"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == LOGGER]
+
+
+def test_an_outage_logs_once_then_reminds_at_most_every_30s_then_says_it_is_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    clock = Clock()
+    outage = OutageLog(logging.getLogger(LOGGER), "fetch loop", clock=clock)
+    exc = RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+    outage.ok()  # nothing failed: nothing to say
+    for _ in range(450):  # 45 s of failures, ten a second
+        outage.failed(exc)
+        clock.t += 0.1
+    got = lines(caplog)
+    assert [level for level, _ in got] == [logging.WARNING, logging.WARNING]
+    first, reminder = (message for _, message in got)
+    assert first.startswith("fetch loop: Redis calls failing (ConnectionError: Error 111")
+    assert "retrying with backoff" in first
+    assert reminder.startswith("fetch loop: Redis calls still failing for 30s (301 failed, last:")
+    outage.ok()
+    outage.ok()
+    got = lines(caplog)
+    assert len(got) == 3
+    assert got[2] == (
+        logging.INFO,
+        "fetch loop: Redis reachable again after 45.0s (450 failed calls)",
+    )
+
+
+def test_a_new_outage_starts_afresh(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    clock = Clock()
+    outage = OutageLog(logging.getLogger(LOGGER), "acker", clock=clock, remind_every=10.0)
+    outage.failed(TimeoutError("timed out"))
+    clock.t += 2.5
+    outage.ok()
+    clock.t += 100.0
+    outage.failed(TimeoutError("timed out"))  # a new outage: a first line at once
+    clock.t += 9.9
+    outage.failed(TimeoutError("timed out"))  # within remind_every of its start: quiet
+    clock.t += 0.1
+    outage.failed(TimeoutError("timed out"))
+    messages = [message for _, message in lines(caplog)]
+    assert messages == [
+        "acker: Redis calls failing (TimeoutError: timed out); retrying with backoff (a "
+        "reminder every 10s while it lasts, a line when it works again)",
+        "acker: Redis reachable again after 2.5s (1 failed calls)",
+        "acker: Redis calls failing (TimeoutError: timed out); retrying with backoff (a "
+        "reminder every 10s while it lasts, a line when it works again)",
+        "acker: Redis calls still failing for 10s (3 failed, last: TimeoutError: timed out); "
+        "retrying",
+    ]
