@@ -203,7 +203,9 @@ async def test_a_refused_hand_off_read_neither_ends_the_worker_nor_its_hand_offs
 
     caplog.set_level(logging.WARNING, logger="errands.worker")
     await _disturbed_read_then_hand_off(own_redis, own_url, namespace, unblock)
-    failed = [r for r in caplog.records if r.getMessage().startswith("hand-off list read failed")]
+    failed = [
+        r for r in caplog.records if r.getMessage().startswith("hand-off list: Redis calls failing")
+    ]
     assert [r.levelno for r in failed] == [logging.WARNING]
 
 

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from ..clock import Clock
 from ..errors import RegistrationError
+from ..outagelog import OutageLog
 from ..serialization import Serializer
 from ..store.coalescer import server_refusal
 from ..store.connection import REDIS_ERRORS
@@ -372,6 +373,7 @@ class PeriodicEnqueuer:
         loop = asyncio.get_running_loop()
         next_refresh = 0.0
         delay = 0.05
+        outage = OutageLog(log, "periodic enqueuer")
         while True:
             self._kick.clear()
             try:
@@ -380,8 +382,9 @@ class PeriodicEnqueuer:
                     next_refresh = loop.time() + self.refresh_interval
                 await self._tick()
                 wait, delay = self._wait(), 0.05
+                outage.ok()
             except REDIS_ERRORS as exc:
-                log.warning("periodic enqueuer could not reach Redis: %s", exc)
+                outage.failed(exc)
                 wait, delay = delay, min(delay * 2, 5.0)
             except Exception:  # a bug must not stop every schedule of the pool for good
                 log.exception("periodic enqueuer failed; retrying")

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from ..outagelog import OutageLog
+from .connection import REDIS_ERRORS
 from .keys import Keys
 from .stored import stored_text
 
@@ -75,6 +77,7 @@ class ServedNames:
         self.pool_id = pool_id  # read at each write: a pool that lost its lease gets a new id
         self.value = orjson.dumps(sorted(names))
         self.ttl_ms = int(max(3 * dead_timeout, 30.0) * 1000)
+        self._outage = OutageLog(log, "publishing the job names this pool serves")
 
     @property
     def key(self) -> str:
@@ -83,6 +86,9 @@ class ServedNames:
     async def publish(self) -> None:
         try:
             await self.redis.set(self.key, self.value, px=self.ttl_ms)
+            self._outage.ok()
+        except REDIS_ERRORS as exc:
+            self._outage.failed(exc)
         except Exception as exc:  # a hint only: never let it stop the pool
             log.warning("could not publish the job names this pool serves: %r", exc)
 

@@ -19,6 +19,7 @@ import logging
 from ..aio import cancel_and_wait
 from ..clock import Clock, to_ms
 from ..logfmt import job_extra
+from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Acked, Scripts
 from ..workflows.store import WorkflowScripts
@@ -36,6 +37,7 @@ class Acker:
         self.history = history
         self.pending: list[Acked] = []
         self.inflight: list[Acked] = []
+        self._outage = OutageLog(log, "acker (acknowledges finished jobs)")
         self._wake = False
         self._members = False  # a workflow member's ack is pending (its run's walks go on after)
         self._soon = False  # the flusher's wake-up is scheduled (add)
@@ -106,15 +108,18 @@ class Acker:
                 self.pending[:0] = batch
                 self._wake = self._wake or wake
                 self._members = self._members or members
-                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
-                log.log(
-                    level, "ack of %d jobs failed (%r); retrying in %.2fs", len(batch), exc, delay
-                )
+                if isinstance(exc, REDIS_ERRORS):
+                    self._outage.failed(exc)
+                else:
+                    log.error(
+                        "ack of %d jobs failed (%r); retrying in %.2fs", len(batch), exc, delay
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             finally:
                 self.inflight = []
+            self._outage.ok()
             self._log(batch, set(report.refused), set(report.unfit))
             if members:  # (noted by add(), job by job: no second pass over the batch here)
                 self._continue_walks()

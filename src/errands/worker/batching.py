@@ -22,7 +22,9 @@ from ..handlers import JobType
 from ..job import Job
 from ..logfmt import describe, job_extra
 from ..longwork.batch import BatchRunner, batch_due, read_outcome
+from ..outagelog import OutageLog
 from ..serialization import SerializationError, Serializer, dumps_json
+from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts
 
 if TYPE_CHECKING:
@@ -117,6 +119,7 @@ class Batching:
         poll = min(max(runner.max_wait / 4, 0.05), self.poll_interval)
         seen: tuple[str, float] = ("", 0.0)  # the queue's head: (id, enqueued at)
         delay = 0.05
+        outage = OutageLog(log, f"batch fetch of {jt.name}")
         while not self._stopping:
             if self._quiet:  # (quieting.py: no fetch until resumed)
                 await self._batch_quiet()
@@ -137,11 +140,15 @@ class Batching:
                 return
             except Exception as exc:
                 self._reclaim = True  # a batch fetch whose reply was lost
-                log.warning("batch fetch of %s failed (%r); retrying", jt.name, exc)
+                if isinstance(exc, REDIS_ERRORS):
+                    outage.failed(exc)
+                else:
+                    log.warning("batch fetch of %s failed (%r); retrying", jt.name, exc)
                 await wait_event(self._batch_stop, delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.05
+            outage.ok()
             if not fetched:
                 self._batch_over(batch)
                 await wait_event(self._batch_stop, poll)

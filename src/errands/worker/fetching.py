@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..aio import wait_event
 from ..clock import Clock, to_ms
+from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
 from ..store.hotcalls import WorkerScripts
 from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts, Settle, SettleRefused
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 __all__ = ["Fetching"]
 
 log = logging.getLogger("errands.worker")
+
+
+def fetch_outage() -> OutageLog:
+    """The fetch loop's log lines while Redis fails it (outagelog.py)."""
+    return OutageLog(log, "fetch loop")
 
 
 class Fetching:
@@ -69,6 +75,7 @@ class Fetching:
     _reclaim: bool
     _batch_inflight: set[asyncio.Future[None]]
     _expired_since: float | None
+    _fetch_outage: OutageLog  # the fetch loop's log lines while Redis fails it
     reclaim_interval: float
     parked_interval: float
     reclaimed: int
@@ -195,8 +202,10 @@ class Fetching:
         # the reply of a fetch that ran may be lost (reset, timeout, or run again by the
         # client's retry): its jobs would sit in our in-progress set, unseen
         self._reclaim = True
-        level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
-        log.log(level, "fetch or start failed (%r); retrying in %.2fs", exc, delay)
+        if isinstance(exc, REDIS_ERRORS):
+            self._fetch_outage.failed(exc)
+        else:
+            log.error("fetch or start failed (%r); retrying in %.2fs", exc, delay)
         if not self._stopping:
             self._slot_freed.clear()  # a slot freed meanwhile must not skip the backoff
             await wait_event(self._slot_freed, delay)
@@ -252,6 +261,7 @@ class Fetching:
                 beat_age_ms=int(self.lease.interval * 2000) if self.lease else None,
             )
             self._note_skipped(got, order)
+            self._fetch_outage.ok()  # (one attribute test while Redis answers)
             return got
         finally:
             self._suspect_fetched(told)  # (its suspects noted by _take, in this turn)

@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis as AsyncRedis
 
+from ..outagelog import OutageLog
+from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
 from ..store.scripts import lua_source
 from ..store.syncclient import sync_client_like
@@ -48,6 +50,7 @@ class Heartbeater:
         self.pool_id = pool_id
         self.info = info
         self.lease = lease
+        self._outage = OutageLog(log, f"heartbeat of pool {pool_id}")
         self.interval = lease.interval
         self.info_ttl_ms = int(info_ttl * 1000)
         # A beat stuck on a half-open connection must give up (and reconnect, by the client's
@@ -104,9 +107,13 @@ class Heartbeater:
         except LookupError:
             return False
         except Exception as exc:  # RedisError, OSError, RedisClusterException: keep beating
-            log.warning("heartbeat of pool %s failed: %s", self.pool_id, exc)
+            if isinstance(exc, REDIS_ERRORS):
+                self._outage.failed(exc)
+            else:
+                log.warning("heartbeat of pool %s failed: %s", self.pool_id, exc)
             self.lease.failed()
             return False
+        self._outage.ok()
         return True
 
     def _loop(self) -> None:

@@ -181,7 +181,7 @@ class LeaseRecovery:
         await self._carry_quiet(worker.quiet_since if worker is not None else None)
         await cancel_and_wait([self._notifier_task])  # it listens on the new id's channel
         self._launch(self._wake)
-        log.warning("pool %s is now pool %s", old_id, self.id)
+        log.warning("pool %s is now pool %s (registered anew: Redis answers)", old_id, self.id)
 
     async def _register_anew(self, old_id: str, names: list[str]) -> None:
         """(_rebirth) Register under a new id, retried until Redis takes it."""

@@ -31,7 +31,7 @@ from ..store.scripts import Acked, Fetched, Scripts
 from .acker import Acker
 from .batching import Batching, batch_types
 from .cancellation import CancelRequests
-from .fetching import Fetching
+from .fetching import Fetching, fetch_outage
 from .jobcalls import JobCalls
 from .lease import Lease
 from .lookahead import Lookahead
@@ -162,6 +162,7 @@ class Worker(
         self._cancelling = False
         self.abandoned = False  # the lease is lost: nothing is settled or acked here any more
         self._expired_since: float | None = None
+        self._fetch_outage = fetch_outage()
         self._in_thread: dict[str, Job] = {}
         self._given_up: set[str] = set()
         self.requeued_on_stop = 0

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import NoPermissionError, ReadOnlyError, ResponseError
 
+from ..outagelog import OutageLog
 from ..store.connection import BROKEN, REDIS_ERRORS
 from ..store.keys import Keys
 from ..store.pinned import PinnedConnection
@@ -85,6 +86,7 @@ class Mailbox:
         timeout = connection_option(worker.scripts.redis, "socket_timeout")
         self.on = self.enabled and (timeout is None or timeout >= 2 * self.block)
         self.received = 0
+        self._outage = OutageLog(log, "hand-off list")
         # the BLPOP's own connection, its replies read by errands (store/pinned.py): the
         # handed job starts without redis-py's command machinery; the general path after it
         redis = worker.scripts.redis
@@ -117,6 +119,7 @@ class Mailbox:
                 try:
                     got = await self._pop()
                     delay = 0.05
+                    self._outage.ok()
                 except NoPermissionError as exc:  # an ACL rule of an older errands: no BLPOP
                     log.warning("no hand-offs for pool %s: %s", worker.pool_id, exc)
                     return
@@ -124,8 +127,10 @@ class Mailbox:
                     # not only Redis unreachable: -UNBLOCKED (the master was demoted to a
                     # replica, CLIENT UNBLOCK ... ERROR), WRONGTYPE (a corrupt list): the
                     # worker's run task must not end with it (loop.py)
-                    level = logging.WARNING if _transient(exc) else logging.ERROR
-                    log.log(level, "hand-off list read failed (%r); again in %.2fs", exc, delay)
+                    if _transient(exc):
+                        self._outage.failed(exc)
+                    else:
+                        log.error("hand-off list read failed (%r); again in %.2fs", exc, delay)
                     got = None
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, 5.0)
@@ -195,6 +200,9 @@ class Mailbox:
                     pipe.lpush(self.key, POKE)
                     pipe.pexpire(self.key, POKE_TTL_MS)
                     await pipe.execute()
+                self._outage.ok()
+            except REDIS_ERRORS as exc:
+                self._outage.failed(exc)
             except Exception as exc:
                 log.warning("hand-off list of pool %s not poked (%r)", self.worker.pool_id, exc)
 

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
 from ..store.topology import connection_option
 
@@ -64,6 +65,7 @@ class Notifier:
 
     async def run(self) -> None:
         delay = 0.05
+        outage = OutageLog(log, "wake-up subscription")
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
@@ -72,6 +74,7 @@ class Notifier:
                         channels.append(self.control_channel)
                     await pubsub.subscribe(*channels)
                     self.subscribed.set()
+                    outage.ok()
                     # wake once after (re)subscribing: messages may have been missed meanwhile
                     self.event.set()
                     delay = 0.05
@@ -82,8 +85,10 @@ class Notifier:
                         await self.on_lost()
                 self.subscribed.clear()
                 self.reconnects += 1
-                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
-                log.log(level, "wake-up subscription lost (%r); resubscribing in %.2fs", exc, delay)
+                if isinstance(exc, REDIS_ERRORS):
+                    outage.failed(exc)
+                else:
+                    log.error("wake-up subscription lost (%r); resubscribing in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

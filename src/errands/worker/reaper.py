@@ -22,6 +22,7 @@ import orjson
 from redis.exceptions import ResponseError
 
 from ..clock import Clock
+from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import check_job_name
 from ..store.records import Reaped, ReapRefused
@@ -61,12 +62,14 @@ class Reaper:
         self.buried = 0
 
     async def run(self) -> None:
+        outage = OutageLog(log, "reaper (takes the jobs of dead pools back)")
         while True:
             await asyncio.sleep(self.interval * (0.75 + random.random() / 2))
             try:
                 await self.reap_once()
+                outage.ok()
             except REDIS_ERRORS as exc:
-                log.warning("reaper could not reach Redis: %s", exc)
+                outage.failed(exc)
             except Exception:  # the reaper must never die: it is how crashed pools come back
                 log.exception("reaper pass failed")
 

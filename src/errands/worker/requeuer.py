@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..clock import Clock, to_ms
+from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Scripts
 from ..workflows.store import WorkflowScripts
@@ -90,6 +91,7 @@ class Requeuer:
         loop = asyncio.get_running_loop()
         next_gc = loop.time()
         delay = 0.05
+        outage = OutageLog(log, "requeuer (promotes due jobs, collects garbage)")
         while True:
             self._kick.clear()
             wait = self.poll_interval
@@ -101,9 +103,12 @@ class Requeuer:
                 if earliest >= 0:
                     wait = min(wait, max(0.001, earliest / 1000 - self.clock.now()))
                 delay = 0.05
+                outage.ok()
             except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): never die
-                level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
-                log.log(level, "requeuer pass failed: %r", exc)
+                if isinstance(exc, REDIS_ERRORS):
+                    outage.failed(exc)
+                else:
+                    log.error("requeuer pass failed: %r", exc)
                 wait, delay = delay, min(delay * 2, 5.0)
             try:
                 async with asyncio.timeout(wait):
