@@ -272,3 +272,24 @@ async def test_the_jobs_of_a_retired_pool_and_of_an_unknown_one_come_back(
     assert await redis.hget(keys.running, "capped") == b"0"
     assert await redis.zcard(keys.retired) == 0
     assert not await redis.exists(keys.in_progress("unknownpool00001"))
+
+
+async def test_a_pool_whose_lease_vanished_with_the_data_says_a_reaper_or_a_data_loss(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis restarted without its data (or flushed): the pool's id is no longer registered,
+    as after a reap. No reaper acted, so the line names both causes, not a reaper alone."""
+    pool = make_pool(redis, namespace, dead_timeout=10 * DEAD)  # (never given up on its own)
+    pool.job("work")(lambda job: None)
+    caplog.set_level(logging.INFO, "errands")
+    async with pool:
+        first = pool.id
+        # the namespace's data lost, as by a restart without persistence
+        lost = [key async for key in redis.scan_iter(match=f"errands:{{{namespace}}}:*")]
+        assert lost
+        await redis.delete(*lost)
+        await until(lambda: pool.id != first and pool.worker is not None, timeout=20)
+    lines = [r.getMessage() for r in caplog.records if "lost its lease" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "a reaper took its lease" in lines[0]
+    assert "or the Redis server lost its data" in lines[0]

@@ -26,6 +26,7 @@ from ..outagelog import OutageLog
 from ..serialization import SerializationError, Serializer, dumps_json
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts
+from .lease import gone
 
 if TYPE_CHECKING:
     from ..store.keys import Keys
@@ -136,7 +137,7 @@ class Batching:
                 fetched, batch = await self._batch_fetch(jt, runner)
             except LeaseLost:
                 if self.lease is not None:
-                    self.lease.lose("a reaper took its lease: fetch refused")
+                    self.lease.lose(gone("batch fetch"))
                 return
             except Exception as exc:
                 self._reclaim = True  # a batch fetch whose reply was lost

@@ -21,6 +21,7 @@ from ..store.connection import REDIS_ERRORS
 from ..store.hotcalls import WorkerScripts
 from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts, Settle, SettleRefused
 from ..store.sweepread import in_progress_and_handoffs
+from .lease import gone
 from .limitwatch import LimitWatch, apply_limits
 from .mailbox import parse_handoff
 from .skipnames import SkippedNames
@@ -176,7 +177,7 @@ class Fetching:
                     self._take(fetched, order)
             except LeaseLost:
                 if self.lease is not None:
-                    self.lease.lose("a reaper took its lease: fetch refused")
+                    self.lease.lose(gone("fetch"))
                 return
             except Exception as exc:
                 delay = await self._fetch_failed(exc, delay)

@@ -26,7 +26,7 @@ from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
 from ..store.scripts import lua_source
 from ..store.syncclient import sync_client_like
-from .lease import Lease
+from .lease import Lease, gone
 
 __all__ = ["Heartbeater"]
 
@@ -92,7 +92,7 @@ class Heartbeater:
         sent = time.monotonic()
         reply = self._script(keys=keys, args=[self.pool_id, self.payload(), self.info_ttl_ms, mode])
         if isinstance(reply, int):  # (only -1: the lease is lost)
-            reason = "a reaper took its lease (no heartbeat for the dead timeout)"
+            reason = gone("heartbeat")
             self.lease.lose(reason)
             raise LookupError(f"pool {self.pool_id}: {reason}")
         self.lease.renewed(sent)

@@ -30,9 +30,19 @@ from ..aio import cancel_and_wait
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Scripts
 
-__all__ = ["Lease", "LeaseKeeper"]
+__all__ = ["Lease", "LeaseKeeper", "gone"]
 
 log = logging.getLogger("errands.heartbeat")
+
+
+def gone(refused: str) -> str:
+    """Why a pool whose ``refused`` call Redis refused lost its lease. The refusal alone cannot
+    tell the two cases apart: the pool id is missing from the registry either way."""
+    return (
+        f"Redis refused its {refused}: a reaper took its lease (no renewal got through for the "
+        "dead timeout), or the Redis server lost its data (restarted without persistence, "
+        "failed over to a replica that lacked it, or flushed)"
+    )
 
 
 class Lease:
@@ -172,7 +182,7 @@ class LeaseKeeper:
             log.debug("lease renewal of pool %s failed: %s", self.pool_id, exc)
             return False
         if at < 0:
-            self.lease.lose("a reaper took its lease (no heartbeat for the dead timeout)")
+            self.lease.lose(gone("lease renewal"))
             return False
         self.renewals += 1
         self.lease.renewed(sent)
