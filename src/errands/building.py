@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from .backoff import RetryOptions
-from .checks import seconds
+from .checks import function_instead, seconds
 from .clock import due_time
 from .handlers import check_priority
 from .job import Job
@@ -51,7 +51,7 @@ def build_job(
     """The job an ``enqueue(name, args, **options)`` at ``now`` stores, every option checked
     (also for an outbox row, written now and enqueued later). Pure: no I/O. ``new_id`` is the id
     of a job given no ``job_id`` (a random one by default)."""
-    check_job_name(name)
+    check_job_name(name if type(name) is str else _not_a_string(name))
     if job_id is not None:
         check_job_id(job_id)
     args = _args(name, args)
@@ -88,6 +88,15 @@ def random_id() -> str:
         return mine
 
 
+def _not_a_string(name: Any) -> Any:
+    """(a job name that is not a string: the error path) A function given instead of its name
+    (``enqueue(send_email, {...})``) is refused saying what to pass; anything else is returned
+    for ``check_job_name`` to refuse."""
+    if callable(name):
+        raise ValueError(f"invalid job name {name!r}: {function_instead(name)}")
+    return name
+
+
 def plain_job(
     name: str,
     args: Mapping[str, Any] | None,
@@ -102,7 +111,7 @@ def plain_job(
     if type(name) is not str or name not in checked:
         if len(checked) >= 1000:  # (a set kept by an Enqueuer: bounded)
             checked.clear()
-        checked.add(check_job_name(name))
+        checked.add(check_job_name(name if type(name) is str else _not_a_string(name)))
     if not share or type(args) is not dict:
         args = _args(name, args)
     return Job(name, args, id=new_id, enqueued_at=now)

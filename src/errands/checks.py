@@ -12,7 +12,7 @@ import operator
 from datetime import timedelta
 from decimal import Decimal
 
-__all__ = ["MAX_SECONDS", "flag", "seconds", "whole"]
+__all__ = ["MAX_SECONDS", "flag", "function_instead", "seconds", "whole"]
 
 MAX_SECONDS = 2**53 / 1000  # the longest time the scripts take (lib/types.lua's MAX_MS)
 
@@ -92,3 +92,18 @@ def _real(value: object) -> float | None:
         return float(value)
     except (OverflowError, ValueError):
         return None
+
+
+def function_instead(fn: object) -> str:
+    """(the error path only) What to pass instead of the function ``fn`` given as a job name:
+    for a handler registered by ``@pool.job`` (a ``JobFunction``, typed.py, whose ``name`` is
+    the job's), its name, or its own ``enqueue``, whose arguments are checked against the
+    handler's signature (by mypy too)."""
+    registered = getattr(fn, "name", None)
+    function = getattr(fn, "__name__", "handler")
+    if isinstance(registered, str):
+        return (
+            f"a job function, not a job name: pass its name ({registered!r}), or call "
+            f"{function}.enqueue(...) (its arguments checked against the handler's signature)"
+        )
+    return "a function, not a job name: pass the name it is registered under (@pool.job(...))"
