@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..aio import cancel_and_wait
 from ..errors import RedisUnavailableError
+from ..outagelog import OutageLog
 from ..store.hotcalls import WorkerScripts
 from ..store.scripts import Scripts
 from .heartbeat import Heartbeater
@@ -186,13 +187,15 @@ class LeaseRecovery:
     async def _register_anew(self, old_id: str, names: list[str]) -> None:
         """(_rebirth) Register under a new id, retried until Redis takes it."""
         delay = 0.25
+        outage = OutageLog(log, f"pool {old_id} registering anew")
         while True:
             self.id = uuid.uuid4().hex[:16]
             try:
                 await self._register(names)
+                outage.ok()
                 return
             except RedisUnavailableError as exc:
-                log.warning("pool %s could not register again (%s); retrying", old_id, exc)
+                outage.failed(exc)
                 await asyncio.sleep(delay)
                 # retried often enough to run again soon after a long outage of Redis
                 delay = min(delay * 2, max(0.25, self.heartbeat_interval))
