@@ -36,9 +36,9 @@
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
 -- A malformed limits spec or a key of another type (lib/fetchcheck.lua) fails the call before
--- its first write. A name whose `running` count is not a counter (written by hand: its HINCRBY
--- would raise after the first write; lib/types.lua's is_counter, on the HMGET fetch_types reads
--- the counts with anyway) is skipped: nothing of it fetched or written, the others served.
+-- its first write. A name whose `running` count is not a counter (lib/types.lua's is_counter,
+-- on the counts fetch_types reads anyway) is skipped: its HINCRBY would raise after the first
+-- write, so nothing of it is fetched or written; the other names are served.
 -- Returns {status, token, wait, now, then five per job: queue index (1-based), job id, envelope,
 -- queue score, 1 if a suspect, then, only when a name was skipped, one list: {name, its count's
 -- value, ...} (lib/fetchcheck.lua's fetch_skipped)}; status 0 = ok, -1 = lease lost (not
