@@ -49,10 +49,21 @@ def reap_request(
 
 def read_reap_reply(reply: Any) -> Reaped:
     """What a reap did; raises :class:`~.records.ReapRefused` when reap.lua refused the call
-    (its reply is then the reason, a string, and nothing was written)."""
+    (its reply is then the reason, a string, and nothing was written). The names whose entries
+    it left alone (their ``running`` count is not a counter) are in ``Reaped.unfit``."""
     if isinstance(reply, bytes | str):
         reason = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
         raise ReapRefused(reason)
     requeued, buried, removed, cancelled, alive, *replaced = reply
-    fields = tuple(f.decode() if isinstance(f, bytes) else str(f) for f in replaced)
-    return Reaped(int(requeued), int(buried), int(cancelled), bool(removed), bool(alive), fields)
+    left: dict[str, str] = {}
+    if replaced and isinstance(replaced[-1], list):  # entries left alone: [name, value, ...]
+        flat = [_text(v) for v in replaced.pop()]
+        left = dict(zip(flat[::2], flat[1::2], strict=True))
+    fields = tuple(_text(f) for f in replaced)
+    return Reaped(
+        int(requeued), int(buried), int(cancelled), bool(removed), bool(alive), fields, left
+    )
+
+
+def _text(v: Any) -> str:
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)

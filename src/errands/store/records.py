@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -129,3 +129,5 @@ class Reaped:
     alive: bool  # it beat again: left alone
     # stats fields (dead, cancelled) that were not counters: replaced by this call's counts
     replaced: tuple[str, ...] = ()
+    # job name -> its `running` count's value (not a counter): its entries were left alone
+    unfit: dict[str, str] = field(default_factory=dict)

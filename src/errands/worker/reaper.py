@@ -60,6 +60,10 @@ class Reaper:
         self.history = history  # record the jobs it buries or cancels in the attempt history
         self.requeued = 0
         self.buried = 0
+        # job name -> (its `running` count's value, the pools whose entries of it wait): names
+        # a pass left alone; logged holds those logged, once while they stay left alone
+        self._unfit: dict[str, tuple[str, set[str]]] = {}
+        self.logged: set[str] = set()
 
     async def run(self) -> None:
         outage = OutageLog(log, "reaper (takes the jobs of dead pools back)")
@@ -93,6 +97,7 @@ class Reaper:
             log.info("reaper: Redis answered slowly; not reaping this time")
             return 0
         moved = 0
+        self._unfit = {}
         for pool_id in dict.fromkeys(dead):
             if pool_id != self.own_pool_id:
                 try:
@@ -103,7 +108,32 @@ class Reaper:
                     # the same, this one once the key is repaired; any other error (Redis
                     # itself: READONLY, OOM, ...) ends the pass
                     log.error("reaper: pool %s not reaped: %s", pool_id, exc)
+        self._log_unfit()
         return moved
+
+    def _log_unfit(self) -> None:
+        """One error per job name whose in-progress entries a pass left alone (its ``running``
+        count is not a counter), while it stays so; a line when they are reaped again."""
+        running = self.scripts.keys.running
+        for name, (value, pools) in self._unfit.items():
+            if name not in self.logged:
+                self.logged.add(name)
+                log.error(
+                    "reaper: the in-progress entries of job name %s in dead pools %s are not "
+                    "reaped: its running count (field %s of hash %s) holds %r, not a counter; "
+                    "they wait until it is repaired (HSET %s %s <n>, see docs/reliability.md)",
+                    name,
+                    ", ".join(sorted(pools)),
+                    name,
+                    running,
+                    value,
+                    running,
+                    name,
+                    extra={"job_name": name},
+                )
+        for name in self.logged - self._unfit.keys():
+            self.logged.discard(name)
+            log.warning("reaper: job name %s: its running count is a counter again", name)
 
     async def sweep(self) -> int:
         """Drain the in-progress sets of pools found neither registered nor retired (an older
@@ -138,8 +168,9 @@ class Reaper:
             {"error": "malformed in-progress entry (not <job id>:<job name>)", "at": now}
         )
         moved = 0
+        left = 0  # entries left alone at the head of the set (reap.lua: their name's count)
         while True:
-            raw: list[Any] = await self.scripts.redis.zrange(key, 0, BATCH - 1)
+            raw: list[Any] = await self.scripts.redis.zrange(key, left, left + BATCH - 1)
             members: list[tuple[bytes | str, str, str]] = []
             for m in raw:
                 try:
@@ -169,6 +200,10 @@ class Reaper:
             self.requeued += done.requeued
             self.buried += done.buried
             self._log_reaped(pool_id, done)
+            if done.unfit:  # (the next call reads the members after them: each call moves on)
+                left += sum(1 for _, _, name in members if name in done.unfit)
+                for name, value in done.unfit.items():
+                    self._unfit.setdefault(name, (value, set()))[1].add(pool_id)
             if done.drained or not members:
                 await self._drop_idle_marks(pool_id)
                 return moved
