@@ -23,7 +23,11 @@
 --           malformed entry has name '' and index 0 (or the index of the name of the dedup key
 --           its job holds, store/reapcall.py: a rerun waiting for the key goes on that name's
 --           queue once its key is checked to be that name's): its job is buried
--- A key of another type, or a seq, `running` count of an entry's name or running count of an
+-- An entry whose name's `running` count is not a counter (written by hand, a bad restore) is
+-- left alone: not reaped, nothing written for it (its HINCRBY would raise after the first
+-- write), its count left as it is; the other entries are reaped, and the pool stays retired
+-- while its set holds it (reaped by a later call once the count is repaired).
+-- A key of another type, or a seq or running count of an
 -- entry's partition that is not a counter, or a timeout or
 -- count that is not a whole number refuses the call before its first write: its reply is then
 -- the reason, a string ending 'nothing reaped' (store/reapcall.py reads it as ReapRefused;
@@ -37,7 +41,9 @@
 -- Every ending is published (dead, cancelled, dropped for a destroy) and recorded in the
 -- history (dead, cancelled; attempt from the envelope, see lib/jobstate.lua).
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
--- is alive (left alone) else 0, then the stats fields replaced (not counters: dead, cancelled)}. A re-sent call (redis-py, after a lost reply) finds the
+-- is alive (left alone) else 0, then the stats fields replaced (not counters: dead, cancelled),
+-- then, only when entries were left alone for their name's count, a list {name, the first 40
+-- characters of its count, ...} (once per name; store/reapcall.py)}. A re-sent call (redis-py, after a lost reply) finds the
 -- entries gone and counts 0 of each: harmless, the counts only feed the reaper's log line and
 -- counters (the first call's work stands; drained is answered as it is now).
 --@include events
@@ -100,16 +106,31 @@ end
 -- the counters this call counts after its first write, checked first (lib/types.lua): a value
 -- that is not one raised there after the job had left the in-progress set (lost): `running` of
 -- each entry's name and the running count of each entry's partition; stats' dead and cancelled
--- are read too, and those that are not counters noted in stat_bad (stat_add replaces them)
+-- are read too, and those that are not counters noted in stat_bad (stat_add replaces them);
+-- a name whose `running` count is not one is noted in unfit (its entries are left alone) and
+-- left (the reply's list: name, value of its count, ...)
 local stat_bad
+local unfit, left = {}, {}
 local function not_reap_counters()
   local names, ids, qis = {}, {}, {}
   for i = 9, #ARGV, 4 do
     if ARGV[i + 2] ~= '' then
-      names[#names + 1], ids[#ids + 1], qis[#qis + 1] = ARGV[i + 2], ARGV[i + 1], ARGV[i + 3]
+      names[#names + 1] = ARGV[i + 2]
     end
   end
-  local wrong = not_hash_counter(KEYS[5], names, 'nothing reaped')
+  local got = #names > 0 and redis.pcall('HMGET', KEYS[5], unpack(names)) or {}
+  local wrong = got.err and wrong_key(KEYS[5], 'nothing reaped')
+  for j = 1, got.err and 0 or #names do  -- (a name whose count is not one: its entries wait)
+    if not is_counter(got[j]) and not unfit[names[j]] then
+      unfit[names[j]] = string.sub(got[j], 1, 40)
+      left[#left + 1], left[#left + 2] = names[j], unfit[names[j]]
+    end
+  end
+  for i = 9, #ARGV, 4 do
+    if ARGV[i + 2] ~= '' and not unfit[ARGV[i + 2]] then
+      ids[#ids + 1], qis[#qis + 1] = ARGV[i + 1], ARGV[i + 3]
+    end
+  end
   if not wrong then
     wrong, stat_bad = read_stats(KEYS[12], {'dead', 'cancelled'}, 'nothing reaped')
   end
@@ -236,7 +257,7 @@ end
 for i = 9, #ARGV, 4 do
   local id, name, qi = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local queue = name ~= '' and KEYS[Q + 4 * qi - 3] or dedup_queue(id, qi)
-  if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
+  if not (name ~= '' and unfit[name]) and redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
     if name ~= '' then
       redis.call('HINCRBY', KEYS[5], name, -1)
       freed = lim_release(limits_of(qi), id) or freed
@@ -260,5 +281,8 @@ end
 local reply = {requeued, buried, removed, cancelled, 0}
 for r = 1, #replaced do
   reply[5 + r] = replaced[r]
+end
+if #left > 0 then
+  reply[#reply + 1] = left
 end
 return reply

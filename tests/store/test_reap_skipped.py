@@ -1,0 +1,62 @@
+"""A dead pool's in-progress entry whose job name's `running` count is not a counter (written by
+hand: 'abc') is left alone by reap.lua: not reaped, nothing written for it, its name and count
+named in the reply; the pool's other entries are reaped, and the pool stays retired while its
+set holds that entry. Once the count is repaired, a later call reaps it. (The call refused the
+whole reap: one corrupt name held back every job of the dead pool.)"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from errands import Enqueuer
+from errands.store.keys import Keys
+from errands.store.records import Reaped
+from errands.store.scripts import Scripts
+
+JOBS = [("sms", "s1"), ("mail", "m1"), ("mail", "m2")]
+ERR, MALFORMED = b'{"error":"poison"}', b'{"error":"malformed"}'
+
+
+async def _dead_pool(redis: Redis, keys: Keys) -> Scripts:
+    """Pool `dead` ran s1 (sms), m1 and m2 (mail) and died."""
+    async with Enqueuer(redis, namespace=keys.namespace, strict=None) as enqueuer:
+        jobs = [(name, {}, {"job_id": i}) for name, i in JOBS]
+        await enqueuer.enqueue_many(jobs)  # type: ignore[arg-type]
+    scripts = Scripts(redis, keys)
+    await scripts.heartbeat("dead", b"{}", 60_000, mode="register")
+    got = await scripts.fetch("dead", 0, 10, [("sms", 0), ("mail", 0)])
+    assert got is not None and len(got) == 3
+    await redis.zadd(keys.pools, {"dead": 1})
+    return scripts
+
+
+async def _reap(redis: Redis, scripts: Scripts) -> Reaped:
+    raw = await redis.zrange(scripts.keys.in_progress("dead"), 0, -1)
+    members = [(m, *m.decode().split(":", 1)) for m in raw]
+    return await scripts.reap("dead", 1000, 3, ERR, MALFORMED, members)
+
+
+async def test_a_reap_leaves_the_entries_of_a_name_whose_count_is_not_one(
+    redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    scripts = await _dead_pool(redis, keys)
+    await redis.hset(keys.running, "sms", "abc")  # type: ignore[misc]
+    for _ in range(2):  # (a re-sent call: the same entry left alone, nothing more reaped)
+        done = await _reap(redis, scripts)
+        assert done.unfit == {"sms": "abc"}
+        assert not done.drained
+    assert await redis.zrange(keys.in_progress("dead"), 0, -1) == [b"s1:sms"]
+    assert sorted(await redis.zrange(keys.queue("mail"), 0, -1)) == [b"m1", b"m2"]
+    assert await redis.hget(keys.running, "sms") == b"abc"
+    assert await redis.hget(keys.running, "mail") == b"0"
+    assert await redis.zcard(keys.queue("sms")) == 0
+    assert await redis.hget(keys.attempts, "s1") is not None  # (nothing written for it)
+    assert await redis.zscore(keys.retired, "dead") is not None  # (kept: its entry waits)
+    assert await redis.zscore(keys.pools, "dead") is None
+    await redis.hset(keys.running, "sms", "1")  # type: ignore[misc]
+    done = await _reap(redis, scripts)
+    assert done.requeued == 1 and done.drained and done.unfit == {}
+    assert await redis.zrange(keys.queue("sms"), 0, -1) == [b"s1"]
+    assert await redis.hget(keys.running, "sms") == b"0"
+    assert await redis.zscore(keys.retired, "dead") is None
