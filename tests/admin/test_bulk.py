@@ -8,19 +8,28 @@ import asyncio
 
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errands.admin.bulk import WINDOW, act_on_each, gathered, window_for
+from errands.errors import RedisUnavailableError
 
 
 class Recorder:
     """An action that records the order ids start in and how many run at once; raises for
-    the ids in ``failing``; true for even numbered ids."""
+    the ids in ``failing`` (``error(message)``, a RuntimeError by default); true for even
+    numbered ids."""
 
-    def __init__(self, failing: frozenset[str] | set[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        failing: frozenset[str] | set[str] = frozenset(),
+        error: type[Exception] = RuntimeError,
+    ) -> None:
         self.started: list[str] = []
         self.running = 0
         self.most = 0
         self.failing = failing
+        self.error = error
 
     async def __call__(self, job_id: str) -> bool:
         self.started.append(job_id)
@@ -30,7 +39,7 @@ class Recorder:
             await asyncio.sleep(0)  # (the others of the window start meanwhile)
             await asyncio.sleep(0)
             if job_id in self.failing:
-                raise RuntimeError(f"failed {job_id}")
+                raise self.error(f"failed {job_id}")
             return int(job_id) % 2 == 0
         finally:
             self.running -= 1
@@ -58,14 +67,40 @@ async def test_an_error_does_not_stop_the_others_and_is_raised_after() -> None:
     assert caught.value.__notes__ == ["bulk action: 149 of 300 done, 2 failed"]
 
 
-async def test_a_window_where_every_action_fails_starts_no_more() -> None:
-    action = Recorder(failing=set(IDS))
-    with pytest.raises(RuntimeError, match="failed 0") as caught:
+@pytest.mark.parametrize("error", [RedisConnectionError, RedisTimeoutError, RedisUnavailableError])
+async def test_a_window_where_every_action_fails_to_reach_redis_starts_no_more(
+    error: type[Exception],
+) -> None:
+    action = Recorder(failing=set(IDS), error=error)
+    with pytest.raises(error, match="failed 0") as caught:
         await act_on_each(IDS, action, window=64)
     assert action.started == IDS[:64]
     assert caught.value.__notes__ == [
-        "bulk action: 0 of 300 done, 64 failed, 236 not tried (every action of a window failed)"
+        "bulk action: 0 of 300 done, 64 failed, 236 not tried"
+        " (Redis unreachable: every action of a window failed)"
     ]
+
+
+async def test_a_window_where_every_action_fails_for_its_own_id_does_not_stop_the_rest() -> None:
+    """70 ids refused (a ValueError each: the id check) first, then 3 good ones: a whole window
+    failed, but not to reach Redis; the good ones were left undone ("0 of 73 done, 50 failed,
+    23 not tried")."""
+    ids = [f"{i}x" for i in range(70)] + ["0", "2", "4"]
+    action = Recorder(failing=set(ids[:70]), error=ValueError)
+    with pytest.raises(ValueError, match="failed 0x") as caught:
+        await act_on_each(ids, action, window=50)
+    assert action.started == ids
+    assert caught.value.__notes__ == ["bulk action: 3 of 73 done, 70 failed"]
+    # a window of both kinds of errors (some ids refused, the others unreachable): goes on
+    mixed = Recorder(failing=set(ids[:70]), error=ValueError)
+    flaky = Recorder(failing={"0"}, error=RedisConnectionError)
+
+    async def both(job_id: str) -> bool:
+        return await (mixed if job_id.endswith("x") else flaky)(job_id)
+
+    with pytest.raises(ValueError):
+        await act_on_each([*ids[:3], "0", *ids[3:70], "2", "4"], both, window=4)
+    assert flaky.started == ["0", "2", "4"]
 
 
 async def test_a_cancellation_inside_an_action_is_raised() -> None:

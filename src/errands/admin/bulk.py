@@ -7,7 +7,11 @@ snapshot through :func:`act_on_each`: the ids in windows of ``WINDOW``, in the s
 window of coroutines exists at a time and each id is acted on once.
 
 Each action in flight may hold a connection of the client's pool: a window is at most half the
-pool's ``max_connections`` (redis-py's plain pool raises past it, rather than wait)."""
+pool's ``max_connections`` (redis-py's plain pool raises past it, rather than wait).
+
+A window in which every action failed to reach Redis (a connection or timeout error) starts no
+more: the rest would fail alike. A window in which every action raised for its own id (an id
+refused, say) does not stop the next ones."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from ..errors import RedisUnavailableError
+from ..store.connection import REDIS_ERRORS
 from ..store.topology import connection_option, is_cluster
 
 __all__ = ["WINDOW", "act_on_each", "gathered", "window_for"]
@@ -23,6 +29,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 WINDOW = 64
+_UNREACHABLE: tuple[type[BaseException], ...] = (*REDIS_ERRORS, RedisUnavailableError)
 
 
 def window_for(redis: Any) -> int:
@@ -63,13 +70,13 @@ async def gathered(
 
 
 async def act_on_each(
-    ids: Sequence[str], action: Callable[[str], Awaitable[bool]], window: int = WINDOW
+    ids: Sequence[T], action: Callable[[T], Awaitable[bool]], window: int = WINDOW
 ) -> int:
     """``action`` once on each id (``window`` at a time, in the ids' order); how many returned
     true. An action that raises does not stop the others: every id is still acted on, then the
     first error (in the ids' order) is raised, with a note of how many ids were acted on and
-    how many failed. Only after a window in which every action raised (the server unreachable,
-    say) are no more windows started."""
+    how many failed. Only after a window in which every action failed to reach Redis (each
+    raised a connection or timeout error) are no more windows started."""
     acted, failed, first = 0, 0, None
     started = 0
     for start in range(0, len(ids), window):
@@ -80,12 +87,13 @@ async def act_on_each(
         acted += sum(1 for r in results if not isinstance(r, Exception) and r)
         failed += len(errors)
         first = first or (errors[0] if errors else None)
-        if len(errors) == len(part):
+        if len(errors) == len(part) and all(isinstance(e, _UNREACHABLE) for e in errors):
             break
     if first is not None:
         note = f"bulk action: {acted} of {len(ids)} done, {failed} failed"
         if started < len(ids):
-            note += f", {len(ids) - started} not tried (every action of a window failed)"
+            note += f", {len(ids) - started} not tried"
+            note += " (Redis unreachable: every action of a window failed)"
         first.add_note(note)
         raise first
     return acted
