@@ -288,6 +288,29 @@ async def test_bulk_actions_keep_within_a_small_connection_pool(env: Env, redis_
         await small.aclose()
 
 
+async def test_bulk_dead_actions_over_ids_errands_never_accepts(env: Env) -> None:
+    """70 dead-set members errands never accepts as ids (braces, a newline, NUL, empty, not
+    UTF-8), the oldest, then 3 dead jobs: the retry skips the 70 (it raised for each, and a
+    window of them all raising stopped it: the 3 stayed dead), the delete removes them (it
+    raised "0 of 73 done, 50 failed, 23 not tried")."""
+    register(env)
+    await env.enqueuer.enqueue_many([("fatal", {"i": i}) for i in range(3)])
+    await env.pool.drain(timeout=5)
+    good = {m.decode() for m in await env.redis.zrange(env.keys.dead, 0, -1)}
+    odd: list[bytes] = [b"", b"a\nb", b"nul\x00", b"\xff\xfe", b"half\xc3"]
+    odd += [f"bad{{{i}}}".encode() for i in range(70 - len(odd))]
+    base = int(env.clock.now() * 1000) - 120_000  # (older than the 3; recent: not trimmed)
+    await env.redis.zadd(env.keys.dead, {m: base + i for i, m in enumerate(odd)})
+    assert await env.client.retry_all_dead_jobs() == 3
+    assert await env.redis.zcard(env.keys.queue("fatal")) == 3
+    assert set(await env.redis.zrange(env.keys.dead, 0, -1)) == set(odd)
+    await env.pool.drain(timeout=5)  # (they die again)
+    assert await env.client.delete_all_dead_jobs() == 73
+    assert await env.client.dead_count() == 0
+    for job_id in good:
+        assert await env.client.job(job_id) is None
+
+
 # -- corrupt entries -------------------------------------------------------------------------
 CORRUPT_ENVELOPES = {
     "c-missing": None,

@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 
 from ..errors import RedisUnavailableError
 from ..store.connection import REDIS_ERRORS
+from ..store.keys import Keys
 from ..store.topology import connection_option, is_cluster
+from .inputs import checked_id
 
-__all__ = ["WINDOW", "act_on_each", "gathered", "window_for"]
+__all__ = ["WINDOW", "accepted_id", "act_on_each", "each_dead", "gathered", "window_for"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -97,3 +99,36 @@ async def act_on_each(
         first.add_note(note)
         raise first
     return acted
+
+
+def accepted_id(keys: Keys, member: bytes | str) -> str | None:
+    """A set's ``member`` as a job id, or None when errands never accepts it as one: not
+    UTF-8, or refused by the id check (``checked_id``: empty, braces, newlines, NUL)."""
+    try:
+        return checked_id(keys, member.decode() if isinstance(member, bytes) else member)
+    except (UnicodeDecodeError, ValueError, TypeError):
+        return None
+
+
+async def each_dead(
+    redis: Any, keys: Keys, action: Callable[[str], Awaitable[bool]], *, remove_others: bool
+) -> int:
+    """``action`` once on each job id in the dead set now (one snapshot, bounded by
+    ``dead_max_jobs``; oldest first, as :func:`act_on_each`); how many returned true.
+
+    A member that is not an id errands accepts (:func:`accepted_id`) is skipped, or, with
+    ``remove_others``, removed from the set itself (a ZREM of the member as stored) and
+    counted: enqueue refuses such an id, so no job, record or history of it exists."""
+    items: list[tuple[str | None, bytes | str]] = []
+    for member in await redis.zrange(keys.dead, 0, -1):
+        job_id = accepted_id(keys, member)
+        if job_id is not None or remove_others:
+            items.append((job_id, member))
+
+    async def act(item: tuple[str | None, bytes | str]) -> bool:
+        job_id, member = item
+        if job_id is not None:
+            return await action(job_id)
+        return bool(await redis.zrem(keys.dead, member))
+
+    return await act_on_each(items, act, window_for(redis))

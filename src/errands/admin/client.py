@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ from ..store.metrics import Bucket, read_buckets
 from ..store.outbox import OutboxStatus, read_status
 from ..store.scripts import Scripts
 from ..store.topology import RedisClient, as_redis, on_node_of
-from .bulk import act_on_each, window_for
+from .bulk import each_dead
 from .events import EventStream, wait_result
 from .hub import EventHub
 from .inputs import at_seconds, checked_id, encoded_args, text_arg
@@ -331,20 +331,16 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
 
     async def retry_all_dead_jobs(self) -> int:
         """Queue again, once each, the jobs in the dead set now (those that die again meanwhile
-        are not retried again; corrupt entries are skipped). Returns how many were queued.
-        Oldest first, 64 at once: an error is raised once all were tried (admin/bulk.py)."""
-        return await self._each_dead(self.retry_dead_job)
+        are not retried again; corrupt entries and ids errands never accepts are skipped).
+        Returns how many were queued. Oldest first, 64 at once: an error is raised once all
+        were tried (admin/bulk.py)."""
+        return await each_dead(self.redis, self.keys, self.retry_dead_job, remove_others=False)
 
     async def delete_all_dead_jobs(self) -> int:
-        """Delete the jobs in the dead set now (corrupt entries included); as retry_all."""
-        return await self._each_dead(self.delete_dead_job)
+        """Delete the jobs in the dead set now (corrupt entries included, and members that are
+        no id errands accepts: removed from the set); as retry_all."""
+        return await each_dead(self.redis, self.keys, self.delete_dead_job, remove_others=True)
 
-    async def _each_dead(self, action: Callable[[str], Awaitable[bool]]) -> int:
-        # one snapshot of the set (bounded by dead_max_jobs), each id acted on once
-        ids = [text(m) for m in await self.redis.zrange(self.keys.dead, 0, -1)]
-        return await act_on_each(ids, action, window_for(self.redis))
-
-    # -- results and events ------------------------------------------------------------------
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for a job's return value (pub/sub, no polling). Raises JobFailedError,
         JobCancelledError, JobNotFoundError, or TimeoutError after ``timeout`` seconds."""
