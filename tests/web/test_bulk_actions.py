@@ -4,6 +4,7 @@ each job listed, and corrupt entries (skipped) do not stop them."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import unquote
 
 import orjson
 import pytest
@@ -13,6 +14,7 @@ import errands
 from errands import Client, Enqueuer
 from errands.errors import RedisUnavailableError
 from errands.store.keys import Keys
+from errands.web.messages import FLASH_MOST, error_message
 from tests.support.dashboard import http, post
 from tests.support.invariants import assert_invariants
 
@@ -125,7 +127,10 @@ async def test_an_error_in_one_job_leaves_none_of_the_others_undone(
     async with http(errands.dashboard(client)) as web:
         response = await post(web, "/api/scheduled/retry-all")
         assert response.status_code == 400
-        assert response.json()["error"] == f"Failed {order[20]}"  # (the first in order)
+        # the first error in order, and how many were done (it showed the first error only)
+        assert response.json()["error"] == (
+            f"Failed {order[20]} (bulk action: 198 of 200 done, 2 failed)"
+        )
         assert await redis.zcard(keys.queue("ok")) == 198
         assert await redis.zrange(keys.scheduled("ok"), 0, -1) == [
             order[20].encode(),
@@ -144,3 +149,34 @@ async def test_an_error_in_one_job_leaves_none_of_the_others_undone(
     assert await redis.zcard(keys.queue("ok")) == 198
     await redis.delete(keys.scheduled("ok"), keys.queue("ok"))
     await redis.hdel(keys.jobs, *order)
+
+
+async def test_the_flash_message_of_a_partly_failed_bulk_action_says_how_many_were_done(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    """The HTML form's flash message: the first error, then "299 of 300 done, 1 failed" (only
+    the first error was shown)."""
+    keys = Keys(namespace)
+    order = await _scheduled(redis, namespace, 300, 0)
+    seen = InFlight({order[7]})
+    client.run_scheduled_now = seen.wrap(client.run_scheduled_now)  # type: ignore[method-assign]
+    async with http(errands.dashboard(client)) as web:
+        response = await post(web, "/scheduled/retry-all")
+    assert response.status_code == 303
+    flash = unquote(response.headers["set-cookie"])
+    assert f"error|Failed {order[7]} (bulk action: 299 of 300 done, 1 failed)" in flash
+    await redis.delete(keys.scheduled("ok"), keys.queue("ok"))
+    await redis.hdel(keys.jobs, *order)
+
+
+def test_a_long_error_is_cut_to_fit_a_flash_message_never_its_notes() -> None:
+    exc = RedisUnavailableError("cannot reach Redis at " + "x" * 400)
+    exc.add_note("bulk action: 9 of 11 done, 1 failed")
+    shown = error_message(exc, FLASH_MOST)
+    assert len(shown) == FLASH_MOST
+    assert shown.startswith("Cannot reach Redis at xxx")
+    assert shown.endswith("xxx... (bulk action: 9 of 11 done, 1 failed)")
+    assert error_message(exc) == "Cannot reach Redis at " + "x" * 400 + (
+        " (bulk action: 9 of 11 done, 1 failed)"
+    )
+    assert error_message(ValueError("no notes")) == "No notes"

@@ -19,6 +19,7 @@ from ..admin.client import Client
 from ..admin.jobinfo import JobInfo, JobStatus, Page
 from ..errors import ErrandsError
 from ..store.keys import check_job_id, check_job_name
+from .messages import FLASH_MOST, error_message
 from .render import Renderer, cookie_header
 from .security import (
     SESSION_COOKIE,
@@ -114,7 +115,8 @@ class Actions:
                 outcome = await action(form)
             except (ErrandsError, ValueError, LookupError) as exc:
                 home = "/" if section == "/jobs" else section
-                return self.renderer.redirect(request, _back(form, home), _message(exc), "error")
+                message = error_message(exc, FLASH_MOST)
+                return self.renderer.redirect(request, _back(form, home), message, "error")
             return self.renderer.redirect(request, _back(form, outcome.back), outcome.message)
 
         return endpoint
@@ -124,9 +126,9 @@ class Actions:
             try:
                 outcome = await action(request.state.form)
             except LookupError as exc:
-                return self.renderer.error(request, 404, _message(exc))
+                return self.renderer.error(request, 404, error_message(exc))
             except (ErrandsError, ValueError) as exc:
-                return self.renderer.error(request, 400, _message(exc))
+                return self.renderer.error(request, 400, error_message(exc))
             return self.renderer.json(
                 {"ok": True, "message": outcome.message, "data": outcome.data}
             )
@@ -392,8 +394,3 @@ def _ids(raw: str) -> list[str]:
     if len(ids) > MAX_BULK:
         raise ValueError(f"select at most {MAX_BULK} jobs at once")
     return ids
-
-
-def _message(exc: BaseException) -> str:
-    text = str(exc.args[0]) if len(exc.args) == 1 else str(exc)
-    return text[:1].upper() + text[1:]

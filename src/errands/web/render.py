@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from ..admin.jobinfo import Page
 from ..limits import describe_limit
+from .messages import FLASH_MOST
 from .nav import NAV
 from .security import Settings
 
@@ -195,7 +196,7 @@ class Renderer:
     ) -> Response:
         response = RedirectResponse(root_of(conn) + to, status_code=303)
         if message:
-            value = quote(f"{level}|{message[:300]}", safe="")
+            value = quote(f"{level}|{message[:FLASH_MOST]}", safe="")
             response.headers.append("set-cookie", cookie_header(conn, FLASH_COOKIE, value, 60))
         return response
 

@@ -1,0 +1,23 @@
+"""The message an action's error is shown with (a flash message, or ``error`` under /api): the
+error's own text, then its notes (a bulk action's "bulk action: 299 of 300 done, 1 failed",
+admin/bulk.py), never a traceback."""
+
+from __future__ import annotations
+
+__all__ = ["FLASH_MOST", "error_message"]
+
+FLASH_MOST = 300  # characters a flash message keeps (Renderer.redirect)
+
+
+def error_message(exc: BaseException, most: int | None = None) -> str:
+    """``exc``'s message, capitalized, with its notes after it in parentheses. With ``most``,
+    the error's own text is shortened (ending in "...") so the notes fit in ``most``
+    characters whole."""
+    text = str(exc.args[0]) if len(exc.args) == 1 else str(exc)
+    text = text[:1].upper() + text[1:]
+    notes = [note for note in getattr(exc, "__notes__", ()) if isinstance(note, str)]
+    after = f" ({'; '.join(notes)})" if notes else ""
+    if most is not None and len(text) + len(after) > most:
+        room = max(0, most - len(after) - 3)
+        text = text[:room] + "..."
+    return text + after
