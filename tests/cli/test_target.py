@@ -199,6 +199,15 @@ def test_the_worker_says_where_and_takes_the_deprecated_url_with_a_note(
     [
         ("x = 1\n", "jobs", "expected MODULE:ATTRIBUTE (e.g. app.jobs:pool), got 'jobs'"),
         ("x = 1\n", "a.jobs.pool", "got 'a.jobs.pool' (did you mean 'a.jobs:pool'?)"),
+        # a file given for the module: its dotted path, and the pools it holds when it has
+        # some ('jobs.py' gave "did you mean 'jobs:py'?")
+        (POOL, "jobs.py", "got 'jobs.py' (did you mean 'jobs:pool'?)"),
+        ("x = 1\n", "jobs.py", "got 'jobs.py' (did you mean 'jobs:<pool variable>'?)"),
+        ("pool = (\n", "./jobs.py", "(did you mean 'jobs:<pool variable>'?)"),
+        ("x = 1\n", "app/jobs.py", "got 'app/jobs.py' (did you mean 'app.jobs:<pool variable>'?)"),
+        ("x = 1\n", "app/jobs", "(did you mean 'app.jobs:<pool variable>'?)"),
+        (POOL, "app/jobs.py:pool", "got 'app/jobs.py:pool' (did you mean 'app.jobs:pool'?)"),
+        ("x = 1\n", "../jobs.py", "(a module's dotted path, not its file: run from the directory"),
         ("x = 1\n", "jobs:pool", "module 'jobs' has no attribute 'pool' (it has no WorkerPool)"),
         (POOL, "jobs:pol", "module 'jobs' has no attribute 'pol' (its WorkerPool: jobs:pool)"),
         (
@@ -249,3 +258,18 @@ def test_a_bad_database_exits_2_with_one_line(redis_url: str, command: tuple[str
         assert r.returncode == 2, r
         assert r.stderr.startswith("errands: ") and message in r.stderr, r.stderr
         assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_file_in_a_package_given_for_the_app_names_the_pools_of_its_module(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """``app/jobs.py`` gave "did you mean 'app/jobs:py'?"."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "jobs.py").write_text(
+        POOL + '\nother = WorkerPool.from_url("redis://127.0.0.1:9/0")\n'
+    )
+    r = run(tmp_path, "worker", "app/jobs.py", "--redis", redis_url)
+    assert r.returncode == 2, r
+    assert "(did you mean 'app.jobs:pool' or 'app.jobs:other'?)" in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1, r.stderr

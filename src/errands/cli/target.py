@@ -134,13 +134,16 @@ def load_pool(path: str) -> WorkerPool:
     from ..typed import JobFunction
     from ..worker.pool import WorkerPool
 
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     module_name, sep, attr = path.partition(":")
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        hint = _file_hint(module_name, attr, WorkerPool)  # (a file given for the module)
+        raise ErrandsError(f"expected MODULE:ATTRIBUTE (e.g. app.jobs:pool), got {path!r}{hint}")
     if not sep or not module_name or not attr:
         head, dot, tail = path.rpartition(".")
         hint = f" (did you mean '{head}:{tail}'?)" if not sep and dot and head and tail else ""
         raise ErrandsError(f"expected MODULE:ATTRIBUTE (e.g. app.jobs:pool), got {path!r}{hint}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
@@ -166,6 +169,27 @@ def load_pool(path: str) -> WorkerPool:
     if not isinstance(obj, WorkerPool):
         raise ErrandsError(f"{path} is a {type(obj).__name__}, not a WorkerPool")
     return obj
+
+
+def _file_hint(file: str, attr: str, pool_type: type) -> str:
+    """`` (did you mean 'app.jobs:pool'?)`` for ``app/jobs.py``: the module's dotted path (of a
+    file under the current directory), with ``attr`` if given, else the WorkerPools the module
+    holds (imported: errors ignored), else ``<pool variable>``."""
+    rel = os.path.normpath(file[:-3] if file.endswith(".py") else file)
+    if os.path.isabs(rel):
+        rel = os.path.relpath(rel)
+    parts = rel.replace(os.sep, "/").replace(".", "/").split("/")  # ('app.jobs.py' too)
+    if not all(part.isidentifier() for part in parts):  # (outside the current directory, say)
+        return " (a module's dotted path, not its file: run from the directory it is under)"
+    module_name = ".".join(parts)
+    if attr:
+        return f" (did you mean '{module_name}:{attr}'?)"
+    try:
+        pools = _pools_of(importlib.import_module(module_name), module_name, pool_type)
+    except Exception:
+        pools = []
+    guesses = " or ".join(f"'{p}'" for p in pools) or f"'{module_name}:<pool variable>'"
+    return f" (did you mean {guesses}?)"
 
 
 def _pools_of(module: Any, module_name: str, what: Any) -> list[str]:
