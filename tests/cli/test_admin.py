@@ -409,3 +409,31 @@ async def test_inspect_a_far_page_reads_only_the_sizes(
     assert history.code == 0 and "page 1000000 of 5 (90 attempts)" in history.out, history
     assert scheduled.json() == []
     assert {"zrange", "zrevrange", "hmget"}.isdisjoint(calls), calls
+
+
+async def test_the_hint_of_namespaces_serving_names_keeps_to_one_deadline(
+    own_redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``inspect queues``' hint read each other namespace without a bound (only its SCAN had
+    one): a server slow to answer those reads held the command. Now the whole hint has one
+    deadline, and says what it found by then."""
+    from errands import Client
+    from errands.cli import hints
+
+    quick, slow = f"{namespace}-a", f"{namespace}-b"
+    for other in (quick, slow):
+        await own_redis.zadd(Keys(other).pools, {"p": 1})
+    stuck = asyncio.Event()
+
+    async def served(redis: Any, keys: Keys) -> set[str]:
+        if keys.namespace == slow:
+            await stuck.wait()  # (never set: a read that does not answer)
+        return {"send_email"}
+
+    monkeypatch.setattr(hints, "served_names", served)
+    monkeypatch.setattr(hints, "HINT_SECONDS", 0.2, raising=False)
+    client = Client(own_redis, namespace=namespace)
+    started = time.monotonic()
+    hint = await asyncio.wait_for(hints.served_elsewhere(client, ["send_email"]), 10)
+    assert hint == f"; pools of namespace {quick!r} serve send_email"
+    assert time.monotonic() - started < 5

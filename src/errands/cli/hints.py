@@ -1,7 +1,8 @@
 """Hints of the admin commands for a namespace that looks wrong: the other namespaces of the
 server (an empty one), and those whose running pools serve the job names no pool of this one
 serves (an enqueuer or a pool given another namespace, or none: ``errands``, is the usual
-cause). Best effort and bounded: at most ~1 s of SCAN, 20 namespaces."""
+cause). Best effort and bounded: at most ~1 s of SCAN, 20 namespaces, and ``HINT_SECONDS`` for
+the whole of a hint of the namespaces serving names (its SCAN and its reads together)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
 from ..store.served import served_names
 
-__all__ = ["HINT_ERRORS", "empty_namespace_hint", "served_elsewhere"]
+__all__ = ["HINT_ERRORS", "HINT_SECONDS", "empty_namespace_hint", "served_elsewhere"]
+
+HINT_SECONDS = 1.5  # the most served_elsewhere takes (the SCAN's second, then the reads)
 
 HINT_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ResponseError)
 # (and a namespace errands cannot name: Keys refuses it)
@@ -51,13 +54,18 @@ async def empty_namespace_hint(client: Client) -> str:
 
 async def served_elsewhere(client: Client, names: list[str]) -> str:
     """``; pools of namespace 'myapp' serve send_email``, for the names given (no running pool
-    of the client's namespace serves them) that running pools of another namespace serve."""
+    of the client's namespace serves them) that running pools of another namespace serve.
+    Within ``HINT_SECONDS`` in all: the namespaces read by then (a slow server: fewer hints)."""
     hints = []
-    for namespace in sorted(await other_namespaces(client, "pools")):
-        try:
-            served = await served_names(client.redis, Keys(namespace))
-        except _SKIPPED:
-            continue
-        if mine := [name for name in names if name in served]:
-            hints.append(f"pools of namespace {namespace!r} serve {', '.join(mine)}")
+    try:
+        async with asyncio.timeout(HINT_SECONDS):
+            for namespace in sorted(await other_namespaces(client, "pools")):
+                try:
+                    served = await served_names(client.redis, Keys(namespace))
+                except _SKIPPED:
+                    continue
+                if mine := [name for name in names if name in served]:
+                    hints.append(f"pools of namespace {namespace!r} serve {', '.join(mine)}")
+    except TimeoutError:
+        pass  # (the reads of up to 20 namespaces had no bound: inspect queues waited on them)
     return "".join(f"; {hint}" for hint in hints)
