@@ -23,6 +23,7 @@ from errands import (
 )
 from errands.clock import SystemClock
 from errands.periodic.enqueuer import PeriodicEnqueuer
+from errands.periodic.spec import check_names
 from errands.periodic.store import PeriodicSchedule, make_periodic
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
@@ -308,6 +309,11 @@ async def test_bad_registrations_raise_with_the_text(redis_url: str, namespace: 
         pool.hourly("job", misfire="burst")
     with pytest.raises(RegistrationError, match="invalid schedule name 'has space'"):
         pool.hourly("job", name="has space")
+    # the value is quoted as given (the message was patched: 'a schedule name')
+    with pytest.raises(RegistrationError, match=r"^invalid schedule name 'a job name': use 1-200"):
+        check_names("send", "a job name")
+    with pytest.raises(RegistrationError, match=r"^invalid job name 'job name x': use 1-200"):
+        check_names("job name x", "ok")
     # the spec and the job name swapped: the error says which name, and what it looks like
     with pytest.raises(RegistrationError, match=r"invalid job name '\*/5 .*\(a schedule spec\?"):
         pool.periodically_enqueue("ping", "*/5 * * * *")

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..checks import MAX_SECONDS
 from ..errors import RegistrationError
-from ..store.keys import check_job_name
+from ..store.keys import NAME_RULE, check_job_name
 from .cron import CronError, CronExpr, parse_cron
 from .wallclock import NoFireTime, named_next, wildcard_next
 
@@ -62,14 +62,14 @@ def check_names(job_name: str, name: str) -> None:
     for what, value in (("job name", job_name), ("schedule name", name)):
         try:
             check_job_name(value)
-        except ValueError as exc:
+        except ValueError:
             hint = ""
             if isinstance(value, str) and (len(value.split()) in (5, 6) or "@every" in value):
                 hint = (
                     " (a schedule spec? the arguments go periodically_enqueue(spec, job_name),"
                     " add_schedule(name, job_name, spec), errands schedules add NAME JOB SPEC)"
                 )
-            raise RegistrationError(str(exc).replace("job name", what) + hint) from None
+            raise RegistrationError(f"invalid {what} {value!r}: {NAME_RULE}{hint}") from None
 
 
 def is_named(spec: object) -> bool:

@@ -6,24 +6,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Keys", "check_job_id", "check_job_name"]
+__all__ = ["NAME_RULE", "Keys", "check_job_id", "check_job_name"]
 
 _JOB_NAME = re.compile(r'[^\s"\\{}:\x00-\x1f\x7f]{1,200}')
 _BAD_PART = re.compile("[{}\n\r\x00]")  # (compiled once: re.search looks it up per call)
-_RULE = "use 1-200 characters without whitespace, quotes, backslashes, braces or ':'"
+NAME_RULE = "use 1-200 characters without whitespace, quotes, backslashes, braces or ':'"
 
 
 def check_job_name(name: str) -> str:
     """Job names: 1-200 characters, no whitespace, quotes, backslashes, braces or colons."""
     if not isinstance(name, str) or not _JOB_NAME.fullmatch(name):
-        raise ValueError(f"invalid job name {name!r}: {_RULE}")
+        raise ValueError(f"invalid job name {name!r}: {NAME_RULE}")
     return name
 
 
 def check_job_id(job_id: str) -> str:
     """Job ids given by the caller follow the rules of job names (:func:`check_job_name`)."""
     if not isinstance(job_id, str) or not _JOB_NAME.fullmatch(job_id):
-        raise ValueError(f"invalid job id {job_id!r}: {_RULE}")
+        raise ValueError(f"invalid job id {job_id!r}: {NAME_RULE}")
     return job_id
 
 
