@@ -5,10 +5,12 @@ window is at most half the client's pool. No Redis: the actions are fakes."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errands.admin.bulk import WINDOW, act_on_each, gathered, window_for
@@ -23,7 +25,7 @@ class Recorder:
     def __init__(
         self,
         failing: frozenset[str] | set[str] = frozenset(),
-        error: type[Exception] = RuntimeError,
+        error: Callable[[str], Exception] = RuntimeError,
     ) -> None:
         self.started: list[str] = []
         self.running = 0
@@ -67,17 +69,29 @@ async def test_an_error_does_not_stop_the_others_and_is_raised_after() -> None:
     assert caught.value.__notes__ == ["bulk action: 149 of 300 done, 2 failed"]
 
 
-@pytest.mark.parametrize("error", [RedisConnectionError, RedisTimeoutError, RedisUnavailableError])
-async def test_a_window_where_every_action_fails_to_reach_redis_starts_no_more(
-    error: type[Exception],
+def _readonly(message: str) -> Exception:
+    return ReadOnlyError(f"You can't write against a read only replica. ({message})")
+
+
+def _oom(message: str) -> Exception:
+    return OutOfMemoryError(f"command not allowed when used memory > 'maxmemory'. ({message})")
+
+
+@pytest.mark.parametrize(
+    "error", [RedisConnectionError, RedisTimeoutError, RedisUnavailableError, _readonly, _oom]
+)
+async def test_a_window_where_every_action_fails_for_the_server_starts_no_more(
+    error: Callable[[str], Exception],
 ) -> None:
+    """Unreachable, or refusing every call for its state (a replica, over maxmemory): the next
+    windows would fail the same way, one round trip a job."""
     action = Recorder(failing=set(IDS), error=error)
-    with pytest.raises(error, match="failed 0") as caught:
+    with pytest.raises(Exception, match="failed 0") as caught:
         await act_on_each(IDS, action, window=64)
     assert action.started == IDS[:64]
     assert caught.value.__notes__ == [
         "bulk action: 0 of 300 done, 64 failed, 236 not tried"
-        " (Redis unreachable: every action of a window failed)"
+        " (Redis unreachable or refusing: every action of a window failed)"
     ]
 
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ..errors import RedisUnavailableError
+from ..store.coalescer import server_refusal
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import Keys
 from ..store.topology import connection_option, is_cluster
@@ -77,8 +78,9 @@ async def act_on_each(
     """``action`` once on each id (``window`` at a time, in the ids' order); how many returned
     true. An action that raises does not stop the others: every id is still acted on, then the
     first error (in the ids' order) is raised, with a note of how many ids were acted on and
-    how many failed. Only after a window in which every action failed to reach Redis (each
-    raised a connection or timeout error) are no more windows started."""
+    how many failed. Only after a window in which every action failed for the server's sake
+    (each raised a connection or timeout error, or a refusal of the server's state: READONLY,
+    OOM, MISCONF, NOPERM; ``server_refusal``) are no more windows started."""
     acted, failed, first = 0, 0, None
     started = 0
     for start in range(0, len(ids), window):
@@ -89,13 +91,13 @@ async def act_on_each(
         acted += sum(1 for r in results if not isinstance(r, Exception) and r)
         failed += len(errors)
         first = first or (errors[0] if errors else None)
-        if len(errors) == len(part) and all(isinstance(e, _UNREACHABLE) for e in errors):
+        if len(errors) == len(part) and all(_server_wide(e) for e in errors):
             break
     if first is not None:
         note = f"bulk action: {acted} of {len(ids)} done, {failed} failed"
         if started < len(ids):
             note += f", {len(ids) - started} not tried"
-            note += " (Redis unreachable: every action of a window failed)"
+            note += " (Redis unreachable or refusing: every action of a window failed)"
         first.add_note(note)
         raise first
     return acted
@@ -132,3 +134,9 @@ async def each_dead(
         return bool(await redis.zrem(keys.dead, member))
 
     return await act_on_each(items, act, window_for(redis))
+
+
+def _server_wide(exc: Exception) -> bool:
+    """Whether ``exc`` says the server takes no call now (unreachable, or refusing every call
+    for its state), not that one job's call was refused."""
+    return isinstance(exc, _UNREACHABLE) or server_refusal(exc)
