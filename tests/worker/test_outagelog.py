@@ -4,12 +4,15 @@ gets through again; on an injected clock, no sleeps."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from errands.clock import SystemClock
 from errands.outagelog import OutageLog
+from errands.worker.reaper import Reaper
 
 LOGGER = "errands.test.outage"
 
@@ -76,3 +79,48 @@ def test_a_new_outage_starts_afresh(caplog: pytest.LogCaptureFixture) -> None:
         "acker: Redis calls still failing for 10s (3 failed, last: TimeoutError: timed out); "
         "retrying",
     ]
+
+
+class _Lease:
+    """A lease whose beats failed since the outage: not healthy (the reaper then asks nothing)."""
+
+    interval = 1.0
+
+    def __init__(self) -> None:
+        self.healthy = 100.0
+
+    def healthy_for(self) -> float:
+        return self.healthy
+
+
+class _Scripts:
+    """dead_pools() fails while Redis is down; the lease goes unhealthy with that failure."""
+
+    def __init__(self, lease: _Lease) -> None:
+        self.lease = lease
+        self.calls = 0
+
+    async def dead_pools(self, dead_timeout_ms: int) -> list[str]:
+        self.calls += 1
+        self.lease.healthy = 0.0  # (its heartbeats fail too)
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+
+async def test_the_reaper_says_redis_is_back_only_after_a_call_of_its_own_got_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its lease unhealthy, a pass asks Redis nothing: that pass said "reachable again" while
+    Redis was still down."""
+    caplog.set_level(logging.INFO, "errands.reaper")
+    lease = _Lease()
+    scripts = _Scripts(lease)
+    reaper = Reaper(scripts, SystemClock(), "me", lease, 10.0, 0.0, 3)  # type: ignore[arg-type]
+    task = asyncio.create_task(reaper.run())
+    for _ in range(20):  # passes: the first fails, the next ones are not trusted
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert scripts.calls == 1
+    messages = [r.getMessage() for r in caplog.records if r.name == "errands.reaper"]
+    assert len(messages) == 1 and "Redis calls failing" in messages[0], messages

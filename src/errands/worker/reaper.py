@@ -70,8 +70,10 @@ class Reaper:
         while True:
             await asyncio.sleep(self.interval * (0.75 + random.random() / 2))
             try:
+                asked = self._trusted()  # (untrusted, reap_once asks Redis nothing)
                 await self.reap_once()
-                outage.ok()
+                if asked:
+                    outage.ok()
             except REDIS_ERRORS as exc:
                 outage.failed(exc)
             except Exception:  # the reaper must never die: it is how crashed pools come back
