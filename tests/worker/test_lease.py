@@ -293,3 +293,42 @@ async def test_a_pool_whose_lease_vanished_with_the_data_says_a_reaper_or_a_data
     assert len(lines) == 1, lines
     assert "a reaper took its lease" in lines[0]
     assert "or the Redis server lost its data" in lines[0]
+
+
+async def test_an_abandoned_job_that_swallows_its_cancellation_is_cancelled_again_at_once(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that swallows the cancellation of a lost lease (as one suppressing what a
+    call raised for it may) was cancelled again only after the pool's deregister, which waits
+    up to 1 s for a Redis that does not answer: it ran on meanwhile, while another pool could
+    run it (soak seed 93). It is cancelled again every 0.1 s from the loss on."""
+    pool = make_pool(redis, namespace)
+    started: list[float] = []
+    cancels: list[float] = []
+
+    @pool.job("long")
+    async def long(job: Job) -> None:
+        started.append(time.monotonic())
+        while True:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancels.append(time.monotonic())
+                if len(cancels) > 1:
+                    raise  # (the first one swallowed)
+
+    async def failing(self: LeaseKeeper) -> bool:
+        return False
+
+    async def unanswered(self: Scripts, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(5)  # (a deregister cut off, as behind a black hole)
+
+    await Enqueuer(redis, namespace=namespace).enqueue("long")
+    async with pool:
+        await until(lambda: started, timeout=5)
+        monkeypatch.setattr(LeaseKeeper, "renew", failing)
+        monkeypatch.setattr(Scripts, "deregister", unanswered)
+        break_heartbeat_connection(pool)
+        await until(lambda: len(cancels) >= 2, timeout=DEAD + 4)
+        monkeypatch.undo()
+    assert cancels[1] - cancels[0] < 0.5, cancels  # (1 s and more before: the deregister's)

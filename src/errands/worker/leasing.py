@@ -138,6 +138,13 @@ class LeaseRecovery:
         # if they get through before a reaper takes the lease (the fence decides)
         given_up = self.lease is not None and not self.lease.taken
         running, buffered, acks = worker.abandon(given_up) if worker is not None else (0, 0, 0)
+        # the abandoned jobs are cancelled again and again from now on, not only after the
+        # deregister below (up to 1 s when Redis does not answer): a cancellation can be
+        # swallowed (Python 3.11's wait_for in redis-py, or a handler that suppresses what a
+        # call raised for it), and the job ran on meanwhile while another pool ran it too
+        stopping = asyncio.ensure_future(
+            cancel_and_wait(list(worker.tasks) if worker is not None else [], timeout=1.0)
+        )
         # its idle marks first (deregister.lua: only them while it holds jobs), so that no
         # enqueue hands a job to the old id (lua/lib/handoff.lua: it would wait for a reaper)
         with contextlib.suppress(TimeoutError):
@@ -159,10 +166,10 @@ class LeaseRecovery:
             else " nor acknowledged",
         )
         await cancel_and_wait([self._fetch_task, *self._tasks])
+        stuck = await stopping  # (a thread cannot be cancelled)
         if worker is not None:
-            # cancel again and again: a cancellation landing as a Redis reply arrives can be
-            # swallowed (Python 3.11's wait_for in redis-py); a thread cannot be cancelled
-            stuck = await cancel_and_wait(list(worker.tasks), timeout=1.0)
+            # (and any job that started meanwhile: none should, the worker abandoned)
+            stuck = await cancel_and_wait([*stuck, *worker.tasks], timeout=1.0)
             if stuck:
                 log.warning(
                     "pool %s: %d abandoned job(s) still run in threads; their outcome is dropped",
