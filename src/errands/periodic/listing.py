@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RegistrationError
+from ..store.stored import stored_text
 from .store import (
     FIRED_FIELDS,
     LISTED_FIELDS,
@@ -16,7 +17,6 @@ from .store import (
     ScheduleStore,
     corrupt_fields,
     shown,
-    spelt,
     stored_int,
     text,
 )
@@ -82,7 +82,8 @@ async def schedule_infos(store: ScheduleStore, now_ms: int) -> list[ScheduleInfo
             pipe.hgetall(k.schedule_state(name))
         pipe.zrange(k.code_schedules_live, 0, -1, withscores=True)
         *rows, live = await pipe.execute()
-    states = [{spelt(f): spelt(v) for f, v in s.items()} for s in rows]  # (any bytes, by hand)
+    # every field as text, a state written by hand may hold any bytes
+    states = [{stored_text(f): stored_text(v) for f, v in s.items()} for s in rows]
     until = {text(name): score for name, score in live}
     outcomes = await _outcomes(
         store, [(defs[n].job_name, s.get("job")) for n, s in zip(names, states, strict=True)]

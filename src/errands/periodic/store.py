@@ -14,7 +14,6 @@ deleted (docs/periodic.md, 'A corrupt state').
 from __future__ import annotations
 
 import math
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from ..job import Job
 from ..serialization import SerializationError, Serializer, dumps_json
 from ..store.keys import Keys
 from ..store.scripts import lua_source
+from ..store.stored import stored_number, stored_text
 from .spec import Schedule, check_names, parse_schedule
 
 __all__ = ["MISFIRE_POLICIES", "PeriodicSchedule", "ScheduleStore", "ms", "text"]
@@ -41,7 +41,6 @@ MISFIRE_POLICIES = ("skip", "catch_up")
 # the latest fire time a state may hold: the last ms of the year 9999, where Python's datetime
 # ends (no later fire time can be computed); schedule_fire.lua's MAX_SLOT_MS
 MAX_SLOT_MS = 253_402_300_799_999
-_INTEGER = re.compile(r"0|-?[1-9][0-9]{0,17}")  # as Redis reads one (lib/types.lua is_int)
 
 
 def ms(seconds: float) -> int:
@@ -325,17 +324,11 @@ def build_job(periodic: PeriodicSchedule, now: float, *, fire_time: float, **met
 
 
 def stored_int(value: bytes | str | None, lo: int, hi: int) -> int | None:
-    """``value`` as read from Redis as an int, when it spells an integer as Redis does (no
-    '1.5e3', '007', ' 5'; as schedule_fire.lua checks it) within ``lo..hi``; else None."""
-    if value is None or not _INTEGER.fullmatch(digits := spelt(value)):
-        return None
-    number = int(digits)
-    return number if lo <= number <= hi else None
-
-
-def spelt(value: bytes | str) -> str:
-    """A state's value as text (a corrupt one may not even be UTF-8)."""
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
+    """``value`` as read from Redis as an int, when it spells an integer as Redis does
+    (:func:`~errands.store.stored.stored_number`: no '1.5e3', '007', ' 5'; as schedule_fire.lua
+    checks it) within ``lo..hi``; else None."""
+    number = stored_number(value)
+    return number if number is not None and lo <= number <= hi else None
 
 
 def shown(value: str) -> str:
@@ -365,7 +358,7 @@ def corrupt_fields(
     for name, (lo, hi) in fields.items():
         value = state.get(name)
         if value is not None and stored_int(value, lo, hi) is None:
-            bad[name] = spelt(value)
+            bad[name] = stored_text(value)
     return bad
 
 
