@@ -41,7 +41,7 @@
 -- write, so nothing of it is fetched or written; the other names are served.
 -- Returns {status, token, wait, now, then five per job: queue index (1-based), job id, envelope,
 -- queue score, 1 if a suspect, then, only when a name was skipped, one list: {name, its count's
--- value, ...} (lib/fetchcheck.lua's fetch_skipped)}; status 0 = ok, -1 = lease lost (not
+-- value, ...} (lib/types.lua's skipped_list)}; status 0 = ok, -1 = lease lost (not
 -- registered), -2 = lease expired (then only the first three); wait = ms until a rate limit
 -- that held a job back lets one start (-1 = none); now = the Redis ms the jobs' starts were
 -- counted at in their rates (a job given back unstarted is uncounted with it: settle.lua ARGV[21]).
@@ -386,6 +386,6 @@ if earliest then
 end
 fetch_marks(K, Q, nq, pool, now, want, sizes, token, armed, skip)
 if skip then
-  out[no + 1] = fetch_skipped(skip, names)  -- (lib/fetchcheck.lua)
+  out[no + 1] = skipped_list(skip, names)  -- (lib/types.lua)
 end
 return out

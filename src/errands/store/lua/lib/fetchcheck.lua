@@ -42,9 +42,8 @@ end
 -- checked key's answer (as lib/types.lua's wrong_type gives them), paused_of (paused_of[1]:
 -- SISMEMBER's answer of the one name, when there is one) and skip: queue i -> the value of its
 -- name's `running` count when that is not a counter (lib/types.lua's is_counter: the call
--- serves the other names and leaves that one alone, fetch_skipped), or false when every count
--- is one (the common case); unique, partitioned, deduped: what
--- the call found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
+-- serves the other names and leaves that one alone, lib/types.lua's skipped_list), or false
+-- when every count is one (the common case); unique, partitioned, deduped: what the call found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
 -- isolation is on (ARGV[5] > 0: recoveries is read). Written out for fetch.lua's key layout
 -- (K = 18 keys, then Q = 8 per job name: KEYS[1..18] and b + 1..8 are checked by number here)
 local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names,
@@ -105,16 +104,4 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
   wrong = wrong_found or wrong or not_counter_value(KEYS[13], sizes[13], 'nothing fetched')
     or (partitioned and not_counter(KEYS[15], 'nothing fetched'))
   return wrong, sizes, paused_of, counts and fetch_skip(counts, nq)
-end
-
--- fetch_skipped(skip, names): the last element of fetch.lua's reply when it skipped a name
--- (skip: fetch_types'): {name, the value of its `running` count (its first 40 characters), ...}
-local function fetch_skipped(skip, names)
-  local list, m = {}, 0
-  for i = 1, #names do
-    if skip[i] then
-      list[m + 1], list[m + 2], m = names[i], skip[i], m + 2
-    end
-  end
-  return list
 end

@@ -124,6 +124,19 @@ local function is_counter(c)
   return not c or is_int(c, -2 ^ 53, 2 ^ 53)
 end
 
+-- skipped_list(skip, names): the list ending a reply of fetch.lua or reap.lua that left names
+-- alone for their `running` count not being a counter: {names[i], skip[i], ...} for each i (in
+-- order) with skip[i] set (the first 40 characters of that count)
+local function skipped_list(skip, names)
+  local list, m = {}, 0
+  for i = 1, #names do
+    if skip[i] then
+      list[m + 1], list[m + 2], m = names[i], skip[i], m + 2
+    end
+  end
+  return list
+end
+
 -- not_counters(key, fields, got, outcome): not_hash_counter's error reply for `got`, HMGET's
 -- reply of `fields` of hash `key` (a script that reads them anyway), else nil
 local function not_counters(key, fields, got, outcome)
