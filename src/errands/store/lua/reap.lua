@@ -108,11 +108,12 @@ end
 -- each entry's name and the running count of each entry's partition; stats' dead and cancelled
 -- are read too, and those that are not counters noted in stat_bad (stat_add replaces them);
 -- a name whose `running` count is not one is noted in unfit (its entries are left alone) and
--- left (the reply's list: name, value of its count, ...)
+-- left (the reply's list: name, value of its count, ..., once per name: lib/types.lua's
+-- skipped_list)
 local stat_bad
 local unfit, left = {}, {}
 local function not_reap_counters()
-  local names, ids, qis = {}, {}, {}
+  local names, ids, qis, skip = {}, {}, {}, {}
   for i = 9, #ARGV, 4 do
     if ARGV[i + 2] ~= '' then
       names[#names + 1] = ARGV[i + 2]
@@ -123,9 +124,10 @@ local function not_reap_counters()
   for j = 1, got.err and 0 or #names do  -- (a name whose count is not one: its entries wait)
     if not is_counter(got[j]) and not unfit[names[j]] then
       unfit[names[j]] = string.sub(got[j], 1, 40)
-      left[#left + 1], left[#left + 2] = names[j], unfit[names[j]]
+      skip[j] = unfit[names[j]]  -- (at its first entry only)
     end
   end
+  left = skipped_list(skip, names)
   for i = 9, #ARGV, 4 do
     if ARGV[i + 2] ~= '' and not unfit[ARGV[i + 2]] then
       ids[#ids + 1], qis[#qis + 1] = ARGV[i + 1], ARGV[i + 3]
