@@ -28,6 +28,7 @@ from ..store.keys import check_job_name
 from ..store.records import Reaped, ReapRefused
 from ..store.scripts import Scripts
 from .lease import Lease
+from .skipnames import SkippedNames
 
 __all__ = ["Reaper"]
 
@@ -61,9 +62,9 @@ class Reaper:
         self.requeued = 0
         self.buried = 0
         # job name -> (its `running` count's value, the pools whose entries of it wait): names
-        # a pass left alone; logged holds those logged, once while they stay left alone
+        # a pass left alone; _left_alone logs them, once while they stay left alone
         self._unfit: dict[str, tuple[str, set[str]]] = {}
-        self.logged: set[str] = set()
+        self._left_alone: _LeftAlone | None = None  # (made at the first such name)
 
     async def run(self) -> None:
         outage = OutageLog(log, "reaper (takes the jobs of dead pools back)")
@@ -116,26 +117,14 @@ class Reaper:
     def _log_unfit(self) -> None:
         """One error per job name whose in-progress entries a pass left alone (its ``running``
         count is not a counter), while it stays so; a line when they are reaped again."""
-        running = self.scripts.keys.running
-        for name, (value, pools) in self._unfit.items():
-            if name not in self.logged:
-                self.logged.add(name)
-                log.error(
-                    "reaper: the in-progress entries of job name %s in dead pools %s are not "
-                    "reaped: its running count (field %s of hash %s) holds %r, not a counter; "
-                    "they wait until it is repaired (HSET %s %s <n>, see docs/reliability.md)",
-                    name,
-                    ", ".join(sorted(pools)),
-                    name,
-                    running,
-                    value,
-                    running,
-                    name,
-                    extra={"job_name": name},
-                )
-        for name in self.logged - self._unfit.keys():
-            self.logged.discard(name)
-            log.warning("reaper: job name %s: its running count is a counter again", name)
+        if self._left_alone is None:
+            if not self._unfit:
+                return
+            self._left_alone = _LeftAlone(self.scripts.keys.running)
+        left = self._left_alone
+        left.pools = {name: pools for name, (_, pools) in self._unfit.items()}
+        # (a pass reads every dead pool: each name not left alone now is reaped again)
+        left.note(list(left.names), {name: value for name, (value, _) in self._unfit.items()})
 
     async def sweep(self) -> int:
         """Drain the in-progress sets of pools found neither registered nor retired (an older
@@ -267,3 +256,31 @@ def _valid_name(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class _LeftAlone(SkippedNames):
+    """The job names whose in-progress entries the reaper's passes leave alone (lua/reap.lua:
+    their `running` count is not a counter), logged once each while they stay so (skipnames.py),
+    in the reaper's words; ``pools``: name -> the dead pools whose entries of it wait."""
+
+    def __init__(self, running_key: str) -> None:
+        super().__init__(running_key)
+        self.pools: dict[str, set[str]] = {}
+
+    def log_skipped(self, name: str, value: str) -> None:
+        log.error(
+            "reaper: the in-progress entries of job name %s in dead pools %s are not "
+            "reaped: its running count (field %s of hash %s) holds %r, not a counter; "
+            "they wait until it is repaired (HSET %s %s <n>, see docs/reliability.md)",
+            name,
+            ", ".join(sorted(self.pools[name])),
+            name,
+            self.running_key,
+            value,
+            self.running_key,
+            name,
+            extra={"job_name": name},
+        )
+
+    def log_served(self, name: str) -> None:
+        log.warning("reaper: job name %s: its running count is a counter again", name)
