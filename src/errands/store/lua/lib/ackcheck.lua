@@ -170,8 +170,9 @@ local ACK_FORGET = {4, 5, 9, 11, 12, 18}
 -- need (each read with redis.pcall, as lib/types.lua's wrong_type reads), or nil, size (key
 -- index -> its HLEN's, ZCARD's or SCARD's answer), the stats fields to repair (lib/types.lua's
 -- unfit_stats: {processed = true} when it is not a counter, else nil) and the names of
--- `name_list` whose `running` count is not a counter (unfit_stats' too: name -> true, else nil:
--- their jobs are left alone, lib/ackparts.lua's ack_names_unfit). The
+-- `name_list` whose `running` count is not a counter (unfit_names: unfit_stats by a name that
+-- says so; name -> true, else nil: their jobs are left alone, lib/ackparts.lua's
+-- ack_names_unfit). The
 -- counters are read with the HMGET their check needs in the places of their keys' type checks;
 -- dedup_of_job is not asked (ack.lua's any_field read it), nor attempts (ack_fence's read).
 -- `jobs`: the jobs hash was not read (no envelope needed: else ack_read read it). `rare`
@@ -225,8 +226,11 @@ local function ack_types(n, names, jobs, history, unique, deduped, workflows, pa
   if wrong then
     return wrong
   end
+  -- (the names' `running` counts are flagged as the stats fields are: the same test, under a
+  -- name that says what it flags here; a local, not one more function built per call)
+  local unfit_names = unfit_stats
   return nil, size, counts[6] and unfit_stats(ACK_PROCESSED, counts[6]),
-    counts[2] and unfit_stats(name_list, counts[2])
+    counts[2] and unfit_names(name_list, counts[2])
 end
 
 -- the in-progress entries "<id>:<name>" of the jobs that pass the fence (pass[j] == true), in
