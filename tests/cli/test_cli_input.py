@@ -119,12 +119,30 @@ def test_unpause_of_an_unknown_name_is_refused_unless_forced(run: Run) -> None:
     assert run("unpause", "later")[:2] == (0, "unpaused later\n")
 
 
-def test_limits_of_unknown_names_warn_and_clearing_nothing_is_refused(run: Run) -> None:
+def test_limits_of_unknown_names_warn_and_clearing_nothing_says_so(run: Run) -> None:
+    """Clearing limits not set is no error (status 0: a deploy script may clear every time; it
+    exited 1), and says so; a name that looks like a typo gets a warning with a hint."""
     code, _out, err = run("limits", "set", "typo_never_seen", "concurrency=1")
     assert code == 0 and "warning: no job type 'typo_never_seen'" in err
     assert "apply once a pool serves it" in err
-    assert run("limits", "clear", "typo_never_seen")[0] == 0
-    run.refused("limits", "clear", "typo_never_seen", needle="no limits set at run time", code=1)
+    assert run("limits", "clear", "typo_never_seen")[:2] == (
+        0,
+        "typo_never_seen: back to the limits in code\n",
+    )
+    nothing = ": no limits set at run time, nothing to clear (the limits in code apply)\n"
+    code, out, err = run("limits", "clear", "typo_never_seen")  # (again: still no job type)
+    assert (code, out) == (0, "typo_never_seen" + nothing)
+    assert err.startswith("errands: warning: no job type 'typo_never_seen' in namespace ")
+    assert err.endswith("(nothing to clear; limits set at run time: none)\n")
+    assert run("enqueue", "send_sms", "--in", "1h")[0] == 0  # (a known name)
+    assert run("limits", "set", "send_email", "rate=5/1s")[0] == 0
+    assert run("limits", "clear", "send_sms") == (0, "send_sms" + nothing, "")
+    code, out, err = run("limits", "clear", "send_smss")
+    assert (code, out) == (0, "send_smss" + nothing)
+    assert err.startswith("errands: warning: no job type 'send_smss' in namespace ")
+    assert err.endswith(
+        "(did you mean 'send_sms'? nothing to clear; limits set at run time: send_email)\n"
+    )
 
 
 async def test_limits_of_a_name_no_running_pool_serves_warn(

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from ..admin.client import Client
-from ..errors import ErrandsError, JobNotFoundError, RedisUnavailableError
+from ..errors import ErrandsError, RedisUnavailableError
 from ..limits import compile_limits, describe_limit, limit_to_dict, parse_limit
 from ..store.connection import REDIS_ERRORS
 from ..store.keys import check_job_name
@@ -49,9 +49,6 @@ def _runner(command: Any) -> Any:
             return asyncio.run(_with_client(command, args))
         except BAD_INPUT as exc:
             return refuse(exc)
-        except JobNotFoundError as exc:  # (an unknown job name: as pause's)
-            print(f"errands: {exc}", file=sys.stderr)
-            return 1
 
     return run
 
@@ -108,13 +105,18 @@ async def _set(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _clear(client: Client, args: argparse.Namespace) -> int:
+    """Clearing what is not set is no error (status 0: a script may clear on every deploy), but
+    says so, and a name that looks like a typo is named on stderr, as ``limits set`` does."""
     views = await client.limits()
     view = views.get(check_job_name(args.name))
-    if view is None or view.runtime is None:  # nothing to clear: a typo?
+    if view is not None and view.runtime is not None:
+        await client.set_limits(args.name, None)
+        print(f"{args.name}: back to the limits in code")
+        return 0
+    unknown = await unknown_job_type(client, args.name)
+    if unknown is not None:
         names = ", ".join(n for n, v in views.items() if v.runtime is not None) or "none"
-        raise JobNotFoundError(
-            f"{args.name!r} has no limits set at run time; nothing to clear (set: {names})"
-        )
-    await client.set_limits(args.name, None)
-    print(f"{args.name}: back to the limits in code")
+        warning = f"{unknown}nothing to clear; limits set at run time: {names})"
+        print(f"errands: warning: {warning}", file=sys.stderr)
+    print(f"{args.name}: no limits set at run time, nothing to clear (the limits in code apply)")
     return 0
