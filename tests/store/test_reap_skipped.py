@@ -6,11 +6,12 @@ whole reap: one corrupt name held back every job of the dead pool.)"""
 
 from __future__ import annotations
 
+import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer
 from errands.store.keys import Keys
-from errands.store.records import Reaped
+from errands.store.records import Reaped, ReapRefused
 from errands.store.scripts import Scripts
 
 JOBS = [("sms", "s1"), ("mail", "m1"), ("mail", "m2")]
@@ -60,3 +61,27 @@ async def test_a_reap_leaves_the_entries_of_a_name_whose_count_is_not_one(
     assert await redis.zrange(keys.queue("sms"), 0, -1) == [b"s1"]
     assert await redis.hget(keys.running, "sms") == b"0"
     assert await redis.zscore(keys.retired, "dead") is None
+
+
+@pytest.mark.parametrize("where", ["workflow run", "queue"])
+async def test_an_entry_left_alone_cannot_refuse_the_reap(
+    redis: Redis, namespace: str, where: str
+) -> None:
+    """s1 (sms, its count 'abc': left alone) is a member of a run whose key holds another type,
+    or its name's queue does: only an entry taken back writes them, never one left alone, so
+    the others are reaped. (They were checked for every entry first: the call was refused.)"""
+    keys = Keys(namespace)
+    scripts = await _dead_pool(redis, keys)
+    await redis.hset(keys.running, "sms", "abc")  # type: ignore[misc]
+    await redis.hset(keys.workflow_of, "s1", "r1")  # type: ignore[misc]
+    wrong = keys.workflow("r1") if where == "workflow run" else keys.queue("sms")
+    await redis.set(wrong, "another type")
+    done = await _reap(redis, scripts)
+    assert done.unfit == {"sms": "abc"} and done.requeued == 2
+    assert sorted(await redis.zrange(keys.queue("mail"), 0, -1)) == [b"m1", b"m2"]
+    assert await redis.zrange(keys.in_progress("dead"), 0, -1) == [b"s1:sms"]
+    await redis.hset(keys.running, "sms", "1")  # type: ignore[misc]
+    with pytest.raises(ReapRefused, match=wrong.split("}")[1]):  # (taken back now: refused)
+        await _reap(redis, scripts)
+    await redis.delete(wrong, keys.workflow_of)
+    assert (await _reap(redis, scripts)).drained

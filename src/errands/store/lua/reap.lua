@@ -26,7 +26,9 @@
 -- An entry whose name's `running` count is not a counter (written by hand, a bad restore) is
 -- left alone: not reaped, nothing written for it (its HINCRBY would raise after the first
 -- write), its count left as it is; the other entries are reaped, and the pool stays retired
--- while its set holds it (reaped by a later call once the count is repaired).
+-- while its set holds it (reaped by a later call once the count is repaired). Nothing of an
+-- entry left alone is checked (its name's keys, its partition's count, its workflow run): it
+-- cannot refuse the call.
 -- A key of another type, or a seq or running count of an
 -- entry's partition that is not a counter, or a timeout or
 -- count that is not a whole number refuses the call before its first write: its reply is then
@@ -91,37 +93,21 @@ local TYPES = {'ZCARD', 'ZCARD', false, 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD',
   'SCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD',
   'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', false, 'HLEN', false, 'HLEN'}
 local PER_NAME = {'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}  -- queue, partitions running, pq, pready
-local bad = wrong_type(function(j)
-  if j <= Q then
-    return TYPES[j]
-  elseif j <= Q + 4 * NQ then
-    return PER_NAME[(j - Q - 1) % 4 + 1]
-  end
-  return 'ZCARD'  -- the histories
-end, 'nothing reaped') or not_counter(KEYS[10], 'nothing reaped')
-local seen = {}
-for i = 9, #ARGV, 4 do  -- (the run of a workflow member: lib/workflows.lua writes its keys)
-  bad = bad or wf_unfit_of(KEYS[25], ARGV[i + 1], 'nothing reaped', seen)
-end
--- the counters this call counts after its first write, checked first (lib/types.lua): a value
--- that is not one raised there after the job had left the in-progress set (lost): `running` of
--- each entry's name and the running count of each entry's partition; stats' dead and cancelled
--- are read too, and those that are not counters noted in stat_bad (stat_add replaces them);
--- a name whose `running` count is not one is noted in unfit (its entries are left alone) and
--- left (the reply's list: name, value of its count, ..., once per name: lib/types.lua's
--- skipped_list)
-local stat_bad
-local unfit, left = {}, {}
-local function not_reap_counters()
-  local names, ids, qis, skip = {}, {}, {}, {}
+-- a name whose `running` count is not a counter is noted in unfit (its entries are left alone)
+-- and left (the reply's list: name, value of its count, ..., once per name: lib/types.lua's
+-- skipped_list); nothing is written for an entry left alone, so nothing of it is checked
+-- either (its name's keys, its partition's count, its workflow run): it cannot refuse the
+-- call. used: the name indexes of the other entries
+local unfit, left, used = {}, nil, {}
+do
+  local names, skip = {}, {}
   for i = 9, #ARGV, 4 do
     if ARGV[i + 2] ~= '' then
       names[#names + 1] = ARGV[i + 2]
     end
   end
   local got = #names > 0 and redis.pcall('HMGET', KEYS[5], unpack(names)) or {}
-  local wrong = got.err and wrong_key(KEYS[5], 'nothing reaped')
-  for j = 1, got.err and 0 or #names do  -- (a name whose count is not one: its entries wait)
+  for j = 1, got.err and 0 or #names do  -- (of another type: refused by its type, below)
     if not is_counter(got[j]) and not unfit[names[j]] then
       unfit[names[j]] = string.sub(got[j], 1, 40)
       skip[j] = unfit[names[j]]  -- (at its first entry only)
@@ -129,13 +115,34 @@ local function not_reap_counters()
   end
   left = skipped_list(skip, names)
   for i = 9, #ARGV, 4 do
+    if not (ARGV[i + 2] ~= '' and unfit[ARGV[i + 2]]) then
+      used[tonumber(ARGV[i + 3])] = true
+    end
+  end
+end
+local bad = wrong_type(function(j)
+  if j <= Q then
+    return TYPES[j]
+  elseif j <= Q + 4 * NQ then
+    return used[math.floor((j - Q - 1) / 4) + 1] and PER_NAME[(j - Q - 1) % 4 + 1]
+  end
+  return used[j - Q - 4 * NQ] and 'ZCARD'  -- the histories
+end, 'nothing reaped') or not_counter(KEYS[10], 'nothing reaped')
+-- the counters this call counts after its first write, checked first (lib/types.lua): a value
+-- that is not one raised there after the job had left the in-progress set (lost): `running` of
+-- each entry's name (above) and the running count of each entry's partition; stats' dead and
+-- cancelled are read too, and those that are not counters noted in stat_bad (stat_add replaces
+-- them)
+local stat_bad
+local function not_reap_counters()
+  local ids, qis = {}, {}
+  for i = 9, #ARGV, 4 do
     if ARGV[i + 2] ~= '' and not unfit[ARGV[i + 2]] then
       ids[#ids + 1], qis[#qis + 1] = ARGV[i + 1], ARGV[i + 3]
     end
   end
-  if not wrong then
-    wrong, stat_bad = read_stats(KEYS[12], {'dead', 'cancelled'}, 'nothing reaped')
-  end
+  local wrong
+  wrong, stat_bad = read_stats(KEYS[12], {'dead', 'cancelled'}, 'nothing reaped')
   if wrong or #ids == 0 or not partitioned then
     return wrong
   end
@@ -153,6 +160,12 @@ local function not_reap_counters()
   return wrong
 end
 bad = bad or not_reap_counters()
+local seen = {}  -- (the run of a workflow member: lib/workflows.lua writes its keys; not for an
+for i = 9, #ARGV, 4 do  -- entry left alone, which nothing is written for: it cannot refuse)
+  if not (ARGV[i + 2] ~= '' and unfit[ARGV[i + 2]]) then
+    bad = bad or wf_unfit_of(KEYS[25], ARGV[i + 1], 'nothing reaped', seen)
+  end
+end
 if bad then  -- (the reason as a string: see the header)
   return (string.gsub(bad.err, '^%-', ''))
 end
