@@ -111,20 +111,32 @@ class Reaper:
                     # the same, this one once the key is repaired; any other error (Redis
                     # itself: READONLY, OOM, ...) ends the pass
                     log.error("reaper: pool %s not reaped: %s", pool_id, exc)
-        self._log_unfit()
+        await self._log_unfit()
         return moved
 
-    def _log_unfit(self) -> None:
+    async def _log_unfit(self) -> None:
         """One error per job name whose in-progress entries a pass left alone (its ``running``
-        count is not a counter), while it stays so; a line when they are reaped again."""
+        count is not a counter), while it stays so; a line once its count is one again (read
+        here: a pass does not visit every held pool, reap.lua lists one again one dead timeout
+        after the reap that left its entries alone)."""
         if self._left_alone is None:
             if not self._unfit:
                 return
             self._left_alone = _LeftAlone(self.scripts.keys.running)
         left = self._left_alone
         left.pools = {name: pools for name, (_, pools) in self._unfit.items()}
-        # (a pass reads every dead pool: each name not left alone now is reaped again)
-        left.note(list(left.names), {name: value for name, (value, _) in self._unfit.items()})
+        repaired = await self._counters([name for name in left.names if name not in self._unfit])
+        left.note(repaired, {name: value for name, (value, _) in self._unfit.items()})
+
+    async def _counters(self, names: list[str]) -> list[str]:
+        """Those of ``names`` whose ``running`` count is a counter now (or is gone)."""
+        if not names:
+            return []
+        try:
+            counts = await self.scripts.redis.hmget(self.scripts.keys.running, names)
+        except ResponseError:  # (of another type: the next reap says so)
+            return []
+        return [n for n, c in zip(names, counts, strict=True) if c is None or _is_counter(c)]
 
     async def sweep(self) -> int:
         """Drain the in-progress sets of pools found neither registered nor retired (an older
@@ -195,7 +207,7 @@ class Reaper:
                 left += sum(1 for _, _, name in members if name in done.unfit)
                 for name, value in done.unfit.items():
                     self._unfit.setdefault(name, (value, set()))[1].add(pool_id)
-            if done.drained or not members:
+            if done.drained or len(raw) < BATCH:  # (the set read to its end: the rest is left)
                 await self._drop_idle_marks(pool_id)
                 return moved
 
@@ -248,6 +260,15 @@ class Reaper:
                 await self.scripts.deregister(pool_id, valid)
         except _FORGIVEN as exc:
             log.debug("reaper: the idle marks of pool %s stay until they expire (%r)", pool_id, exc)
+
+
+def _is_counter(value: bytes | str) -> bool:
+    """Whether ``value`` is a count as HINCRBY reads it (a whole number, no spaces)."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    try:
+        return text == str(int(text))
+    except ValueError:
+        return False
 
 
 def _valid_name(name: str) -> bool:

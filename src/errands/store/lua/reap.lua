@@ -26,7 +26,10 @@
 -- An entry whose name's `running` count is not a counter (written by hand, a bad restore) is
 -- left alone: not reaped, nothing written for it (its HINCRBY would raise after the first
 -- write), its count left as it is; the other entries are reaped, and the pool stays retired
--- while its set holds it (reaped by a later call once the count is repaired). Nothing of an
+-- while its set holds it (reaped by a later call once the count is repaired), its score in
+-- `retired` set one dead timeout ahead: dead_pools.lua lists it again from then, and a pool
+-- retired later is listed before it (such pools neither re-read every pass, nor crowding the
+-- others out of its list). Nothing of an
 -- entry left alone is checked (its name's keys, its partition's count, its workflow run): it
 -- cannot refuse the call.
 -- A key of another type, or a seq or running count of an
@@ -292,6 +295,8 @@ local removed = 0
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('ZREM', KEYS[15], pool)
   removed = 1
+elseif #left > 0 then  -- held by entries left alone: listed again one dead timeout from now
+  redis.call('ZADD', KEYS[15], now + timeout, pool)  -- (dead_pools.lua; a re-send: later still)
 end
 local reply = {requeued, buried, removed, cancelled, 0}
 for r = 1, #replaced do
