@@ -7,6 +7,7 @@ stopped before taking its jobs back, was never listed: its jobs never came back.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from typing import Any
@@ -52,7 +53,7 @@ async def _fresh_pool(redis: Redis, scripts: Scripts) -> list[str]:
 
 
 async def test_held_retired_pools_are_not_reread_and_crowd_out_no_later_one(
-    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     keys = Keys(namespace)
     scripts = Scripts(redis, keys)
@@ -68,7 +69,10 @@ async def test_held_retired_pools_are_not_reread_and_crowd_out_no_later_one(
     monkeypatch.setattr(scripts, "reap", counted)
     reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
     started = time.monotonic()
-    moved = [await reaper.reap_once() for _ in range(3)]
+    with caplog.at_level(logging.ERROR, logger="errands"):
+        moved = [await reaper.reap_once() for _ in range(3)]
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "dead pools held0, held1, held10," in line and "held17 and 90 more are" in line
     assert sum(moved) == GOOD, moved
     assert sorted(await redis.zrange(keys.queue("work"), 0, -1)) == sorted(g.encode() for g in good)
     assert await redis.zscore(keys.retired, "fresh") is None

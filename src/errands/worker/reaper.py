@@ -262,6 +262,13 @@ class Reaper:
             log.debug("reaper: the idle marks of pool %s stay until they expire (%r)", pool_id, exc)
 
 
+def _some(pools: set[str], most: int = 10) -> str:
+    """The first ``most`` of ``pools``, and how many more."""
+    names = sorted(pools)
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def _is_counter(value: bytes | str) -> bool:
     """Whether ``value`` is a count as HINCRBY reads it (a whole number, no spaces)."""
     text = value.decode(errors="replace") if isinstance(value, bytes) else value
@@ -294,7 +301,7 @@ class _LeftAlone(SkippedNames):
             "reaped: its running count (field %s of hash %s) holds %r, not a counter; "
             "they wait until it is repaired (HSET %s %s <n>, see docs/reliability.md)",
             name,
-            ", ".join(sorted(self.pools[name])),
+            _some(self.pools[name]),
             name,
             self.running_key,
             value,
