@@ -1,5 +1,6 @@
 """Issue 14 item 6: the dashboard's bulk actions on the scheduled and retry sets act once on
-each job listed, and corrupt entries (skipped) do not stop them."""
+each job listed, and corrupt entries (skipped) do not stop them; those of the dead set are the
+Client's."""
 
 from __future__ import annotations
 
@@ -180,3 +181,24 @@ def test_a_long_error_is_cut_to_fit_a_flash_message_never_its_notes() -> None:
         " (bulk action: 9 of 11 done, 1 failed)"
     )
     assert error_message(ValueError("no notes")) == "No notes"
+
+
+@pytest.mark.parametrize("path", ["/dead", "/api/dead"])
+async def test_the_dead_pages_retry_all_and_delete_all_are_the_clients(
+    redis: Redis, namespace: str, client: Client, path: str
+) -> None:
+    """The Dead page's "retry all" and "delete all" (and /api's) are the Client's
+    ``retry_all_dead_jobs`` and ``delete_all_dead_jobs`` (admin/bulk.py's ``each_dead``): a
+    member that is no id errands accepts is skipped by the one, removed by the other (a listing
+    of the dashboard's own skipped it both ways: it stayed in the set for good)."""
+    keys = Keys(namespace)
+    others = ["{braces}", "new\nline", "nul\x00", ""]
+    await redis.zadd(keys.dead, {m: i for i, m in enumerate(others)})
+    async with http(errands.dashboard(client)) as web:
+        assert (await post(web, f"{path}/retry-all")).status_code in (200, 303)
+        assert await redis.zcard(keys.dead) == len(others)
+        response = await post(web, f"{path}/delete-all")
+        assert response.status_code in (200, 303)
+    if path.startswith("/api"):
+        assert orjson.loads(response.content)["data"] == len(others)
+    assert await redis.zcard(keys.dead) == 0
