@@ -43,9 +43,14 @@ SCRIPT = textwrap.dedent(
     pool = WorkerPool.from_url({url!r}, namespace={namespace!r})
     done = []
 
+    in_flight = []
+
     @pool.job("add")
     async def add(a: int, b: int) -> int:
         done.append(a + b)
+        # no exception is being handled around a handler (the ImportError of uvloop was, so
+        # every error a handler raised carried it as its context, in its stored traceback)
+        in_flight.append(repr(sys.exc_info()[1]))
         return a + b
 
     async def enqueue():
@@ -58,6 +63,7 @@ SCRIPT = textwrap.dedent(
     pool.bind_enqueuer(None)
     run_pool(pool, burst=True)  # the worker's own entry point: picks uvloop when it can
     assert sorted(done) == [3, 7], done
+    assert in_flight == ["None", "None"], in_flight
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not loaded, loaded
     print("ok")

@@ -130,6 +130,12 @@ def run_pool(pool: Servable, *, burst: bool = False) -> None:
     try:
         import uvloop
     except ImportError:
+        have_uvloop = False
+    else:
+        have_uvloop = True
+    # outside the except clause: there the ImportError would be the context of every exception
+    # a handler raises (and in its stored traceback)
+    if have_uvloop:
+        uvloop.run(serve(pool, burst=burst))
+    else:
         asyncio.run(serve(pool, burst=burst))
-        return
-    uvloop.run(serve(pool, burst=burst))
