@@ -96,6 +96,7 @@ def test_cli_lists_shows_and_cancels(
     assert run_cli(capsys, "workflows", "cancel", run_id, *where)[0] == 1
     assert "cancelled" in run_cli(capsys, "workflows", "show", run_id, *where)[1]
     assert main(["workflows", "show", "nope", *where]) == 2
+    assert f"no workflow run 'nope' in namespace '{namespace}'" in capsys.readouterr().err
 
 
 async def test_a_waiting_member_by_id(env: Env) -> None:

@@ -124,6 +124,10 @@ class WorkflowRun:
         """The job id of member ``node``."""
         return f"{self.id}.{node}"
 
+    def _not_found(self) -> str:
+        # the namespace named: a run looked up in another one (the CLI's default) is not found
+        return f"no workflow run {self.id!r} in namespace {self.keys.namespace!r}"
+
     async def status(self) -> WorkflowStatus:
         """The run and every member's state; raises ``WorkflowNotFoundError`` for an unknown
         run or one whose linger is over."""
@@ -135,7 +139,7 @@ class WorkflowRun:
             pipe.hkeys(k.workflow(self.id, "env"))
             meta, nodes, res, waiting = await pipe.execute()
         if not meta:
-            raise WorkflowNotFoundError(f"no workflow run {self.id!r}")
+            raise WorkflowNotFoundError(self._not_found())
         m = {_text(a): _text(b) for a, b in meta.items()}
         held = {_text(n) for n in waiting}
         outcomes = {_text(n): r for n, r in res.items()}
@@ -172,7 +176,7 @@ class WorkflowRun:
             while True:
                 meta = await self.redis.hget(self.keys.workflow(self.id), "status")
                 if meta is None:
-                    raise WorkflowNotFoundError(f"no workflow run {self.id!r}")
+                    raise WorkflowNotFoundError(self._not_found())
                 if _text(meta) in FINAL:
                     return await self.status()
                 await asyncio.sleep(delay)
