@@ -371,6 +371,11 @@ for i = 1, nq do
       want = want - got
       if L and #L.r > 0 then
         per = math.max(per, lim_type_started(P, L, got, now))
+        if got >= room then
+          -- took all the rates allowed: a rate these starts filled says when it frees, as one
+          -- found full does (the logs just written, read from LIM_SEEN: no command)
+          lim_type_room(P, L, 1, now, note)
+        end
       end
     end
     if per > 0 then
