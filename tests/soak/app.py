@@ -3,8 +3,13 @@ environment (set by ``tests/soak/driver.py``).
 
 Every handler records its run in the oracle, a Redis of its own that no fault touches: a list
 ``soak:<namespace>:runs`` of JSON objects ``{"id", "name", "pid", "start"}`` when a run starts and
-``{"id", "name", "pid", "start", "end", "outcome"}`` when it ends (outcome ok, error, cancelled).
+``{"id", "name", "pid", "start", "end", "outcome"}`` when it ends (outcome ok, error, cancelled;
+``stopped`` for an iterable job whose generator the runner closed between two items).
 Plain ``def`` handlers record from their own thread, so a thread that outlives its task is seen.
+The deduplicated job type adds its ``key`` and ``seq`` (its arguments) to both entries, the
+iterable one the ``cursor`` it started from; each item of the iterable job is recorded, before its
+cursor is yielded (so before any checkpoint can hold it), in ``soak:<namespace>:items`` as
+``{"id", "pid", "start" (its run's), "item", "at"}``.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from redis.asyncio import Redis
 
 from errands import Concurrency, Job, Rate, WorkerPool
 from errands.store.connection import connect
-from tests.soak.plan import CAPS, PARTITIONED
+from tests.soak.plan import CAPS, ITERABLE, PARTITIONED
 
 PID = os.getpid()
 URL = os.environ.get("ERRANDS_REDIS_URL", "redis://127.0.0.1:9/0")
 NAMESPACE = os.environ.get("ERRANDS_NAMESPACE", "soak")
 ORACLE_URL = os.environ.get("SOAK_ORACLE_URL", "redis://127.0.0.1:9/0")
 RUNS_KEY = f"soak:{NAMESPACE}:runs"
+ITEMS_KEY = f"soak:{NAMESPACE}:items"
 
 TICK_EVERY = 2.0  # seconds between fires of the periodic schedule
 
@@ -58,17 +64,21 @@ def _entry(job: Job, start: float, **more: Any) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def recorded(job: Job, **more: Any) -> AsyncIterator[None]:
-    """``more``: fields of both entries (a partitioned job's partition and attempt token)."""
+async def recorded(job: Job, **more: Any) -> AsyncIterator[float]:
+    """``more``: fields of both entries (a partitioned job's partition and attempt token); yields
+    the run's start (its entries' ``start``)."""
     assert oracle is not None
     start = time.time()
     await oracle.rpush(RUNS_KEY, _entry(job, start, **more))
     outcome = "error"
     try:
-        yield
+        yield start
         outcome = "ok"
     except asyncio.CancelledError:
         outcome = "cancelled"
+        raise
+    except GeneratorExit:  # an iterable job's generator closed by its runner (Suspend)
+        outcome = "stopped"
         raise
     finally:
         await asyncio.shield(
@@ -174,6 +184,36 @@ async def soak_wf(job: Job, seconds: float = 0.05, fail: int = 0) -> None:
         await asyncio.sleep(seconds)
         if job.attempt <= fail:
             raise RuntimeError(f"attempt {job.attempt} fails on purpose")
+
+
+@pool.job("soak_dedup", backoff=_retry_soon)
+async def soak_dedup(job: Job, key: str = "", seq: int = 0, seconds: float = 0.1,
+                     fail: int = 0) -> None:  # fmt: skip
+    """Enqueued with ``Dedup(key, until="finished", rerun_latest=True)``: ``seq`` tells which
+    enqueue's arguments ran."""
+    async with recorded(job, key=key, seq=seq):
+        await asyncio.sleep(seconds)
+        if job.attempt <= fail:
+            raise RuntimeError(f"attempt {job.attempt} fails on purpose")
+
+
+@pool.iterable_job(
+    ITERABLE.name, checkpoint_every=ITERABLE.checkpoint_every, backoff=_retry_soon, max_fails=4
+)
+async def soak_iter(job: Job, cursor: int | None) -> AsyncIterator[int]:
+    """Items ``0..items-1``; the cursor is the last item done. Fails at item ``fail_at`` on its
+    first attempt (-1: never)."""
+    assert oracle is not None
+    items, seconds = int(job.args["items"]), float(job.args["seconds"])
+    fail_at = int(job.args.get("fail_at", -1))
+    async with recorded(job, cursor=cursor, items=items) as start:
+        for item in range(0 if cursor is None else cursor + 1, items):
+            await asyncio.sleep(seconds)
+            if item == fail_at and job.attempt <= 1:
+                raise RuntimeError(f"item {item} fails on purpose")
+            entry = {"id": job.id, "pid": PID, "start": start, "item": item, "at": time.time()}
+            await oracle.rpush(ITEMS_KEY, orjson.dumps(entry))
+            yield item
 
 
 @pool.job("soak_tick")

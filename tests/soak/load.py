@@ -6,28 +6,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
-from errands import Client, Enqueuer, Workflow
+from errands import Client, Dedup, Enqueuer, Workflow
 from errands.errors import JobNotFoundError, RedisUnavailableError
 from errands.store.connection import REDIS_ERRORS, connect
 from errands.store.keys import Keys
 
-from .plan import PARTITIONED
+from .dedupcheck import DedupCall
+from .plan import DEDUP, ITERABLE, PARTITIONED
 
 if TYPE_CHECKING:
     from .driver import SoakConfig
 
-__all__ = ["MIX", "WF_LINGER", "Load", "Production", "partition_burst", "workflow_graph"]
+__all__ = [
+    "MIX",
+    "WF_LINGER",
+    "Load",
+    "Production",
+    "dedup_burst",
+    "iterable_args",
+    "partition_burst",
+    "workflow_graph",
+]
 
 # what the producer enqueues: kind -> weight
 MIX = {
     "async": 30, "sync": 15, "capped": 12, "serial": 6, "unique": 10, "flaky": 8, "long": 2,
-    "batch": 3, "delayed": 5, "partitioned": 8, "workflow": 3,
+    "batch": 3, "delayed": 5, "partitioned": 8, "workflow": 3, "dedup": 3, "iterable": 2,
 }  # fmt: skip
 
 WF_LINGER = 3600.0  # seconds a finished workflow run's keys stay (then they expire)
@@ -43,6 +54,24 @@ def partition_burst(rng: random.Random) -> tuple[str, list[tuple[float, int]]]:
     jobs = [(round(rng.uniform(0.02, 0.3), 3), int(rng.random() < 0.1))
             for _ in range(rng.randint(1, 8))]  # fmt: skip
     return part, jobs
+
+
+def dedup_burst(rng: random.Random, seq: int) -> list[dict[str, Any]]:
+    """The args of 1-4 deduplicated enqueues of one key, sent one after the other (the later
+    ones meet the first waiting or running: replaced, rerun queued), numbered from ``seq``:
+    20-400 ms each, one in ten failing its first attempt (the key stays held meanwhile)."""
+    key = f"k{rng.randrange(DEDUP.keys)}"
+    return [{"key": key, "seq": seq + i, "seconds": round(rng.uniform(0.02, 0.4), 3),
+             "fail": int(rng.random() < 0.1)} for i in range(rng.randint(1, 4))]  # fmt: skip
+
+
+def iterable_args(rng: random.Random) -> dict[str, Any]:
+    """An iterable job's items and seconds per item; one in three fails at one of its items on
+    its first attempt (-1: never)."""
+    items = rng.randint(*ITERABLE.items)
+    fail_at = rng.randrange(items) if rng.random() < 1 / 3 else -1
+    return {"items": items, "seconds": round(rng.uniform(*ITERABLE.seconds), 3),
+            "fail_at": fail_at}  # fmt: skip
 
 
 def workflow_graph(rng: random.Random) -> Graph:
@@ -73,6 +102,11 @@ class Production:
     partitions: dict[str, str] = field(default_factory=dict)  # acknowledged id -> partition
     workflows: dict[str, Graph] = field(default_factory=dict)  # run id -> graph (every call)
     workflows_acked: list[str] = field(default_factory=list)  # runs whose enqueue returned
+    # deduplicated enqueues, in order (``raised`` until their reply), and the ids they stored:
+    # not in ``acknowledged`` (the canceller leaves them alone: every call must run)
+    dedup_calls: list[DedupCall] = field(default_factory=list)
+    dedup_enqueued: list[str] = field(default_factory=list)
+    iterables: list[str] = field(default_factory=list)  # acknowledged iterable jobs
 
 
 class Load:
@@ -124,6 +158,13 @@ class Load:
         elif kind == "workflow":
             await self._workflow(enqueuer, rng)
             return
+        elif kind == "dedup":
+            await self._dedup(enqueuer, rng)
+            return
+        elif kind == "iterable":
+            job = await enqueuer.enqueue(ITERABLE.name, iterable_args(rng))
+            jobs = [job] if job else []
+            self.made.iterables += [job.id for job in jobs]
         else:
             name, args, options = {
                 "async": ("soak_async", {"seconds": short}, {}),
@@ -153,6 +194,26 @@ class Load:
         await enqueuer.enqueue_workflow(wf)
         self.made.workflows_acked.append(run_id)
         self.made.by_kind["workflow"] += 1
+
+    async def _dedup(self, enqueuer: Enqueuer, rng: random.Random) -> None:
+        """A burst of calls on one key, each recorded before it is sent (a call that raised may
+        have stored or replaced)."""
+        calls = self.made.dedup_calls
+        for args in dedup_burst(rng, len(calls)):
+            at = len(calls)
+            calls.append(DedupCall(args["key"], args["seq"], time.time()))
+            dedup = Dedup(args["key"], until="finished", rerun_latest=True)
+            try:
+                job = await enqueuer.enqueue(DEDUP.name, args, dedup=dedup)
+            finally:
+                calls[at] = replace(calls[at], ret=time.time())
+            assert job is not None and job.dedup is not None
+            outcome = job.dedup
+            calls[at] = replace(calls[at], status=outcome.status, carrier=job.id,
+                                holder=outcome.holder)  # fmt: skip
+            if outcome.enqueued:
+                self.made.dedup_enqueued.append(job.id)
+            self.made.by_kind["dedup " + outcome.status] += 1
 
     async def cancel_some(self, stop: asyncio.Event) -> None:
         """Every few seconds, cancel (or now and then destroy) a job: a recent one, or one

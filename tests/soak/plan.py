@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "CAPS",
+    "DEDUP",
+    "ITERABLE",
     "KINDS",
     "PARTITIONED",
     "PRODUCER",
@@ -37,6 +39,33 @@ class Partitioned:
 
 
 PARTITIONED = Partitioned()
+
+
+@dataclass(frozen=True)
+class Deduped:
+    """The deduplicated job type of tests/soak/app.py, enqueued with ``Dedup(key,
+    until="finished", rerun_latest=True)`` over ``keys`` keys ("k0".."k<keys-1>")."""
+
+    name: str = "soak_dedup"
+    keys: int = 3
+
+
+DEDUP = Deduped()
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """The iterable (checkpointed) job type of tests/soak/app.py: ``items`` items (drawn in
+    this range) of ``seconds`` each (in this range), a checkpoint at most every
+    ``checkpoint_every`` seconds."""
+
+    name: str = "soak_iter"
+    items: tuple[int, int] = (20, 60)
+    seconds: tuple[float, float] = (0.05, 0.15)
+    checkpoint_every: float = 0.5
+
+
+ITERABLE = Resumable()
 
 # kind -> weight. Targets: a worker slot (0..workers-1); network faults may also hit the
 # producer's connection (PRODUCER); a Redis restart hits Redis (REDIS).
