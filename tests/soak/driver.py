@@ -169,7 +169,11 @@ class Soak:
             await supervisor
         runs = await oracle.lrange(f"soak:{self.ns}:runs", 0, -1)
         (self.dir / "runs.jsonl").write_bytes(b"\n".join(runs) + b"\n")
-        await judge(self.result, admin, self.ns, runs, self.made, running)
+        items = await oracle.lrange(f"soak:{self.ns}:items", 0, -1)
+        (self.dir / "items.jsonl").write_bytes(b"\n".join(items) + b"\n")
+        calls = b"\n".join(orjson.dumps(c) for c in self.made.dedup_calls)
+        (self.dir / "dedup-calls.jsonl").write_bytes(calls + b"\n")
+        await judge(self.result, admin, self.ns, runs, self.made, running, items)
         self.say("figures:\n" + self.result.table())
         (self.dir / "soak-report.json").write_bytes(
             orjson.dumps(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,10 +16,12 @@ from errands.store.keys import Keys
 from tests.support.invariants import OracleLog, Report, check_invariants
 
 from .analysis import Analysis, Events, analyse, double_cause, parse_runs, table
+from .dedupcheck import check_dedup, parse_keyed_runs
 from .flow import check_partitions, check_workflows, parse_part_runs
-from .leaks import flow_key_leaks
+from .itercheck import check_iterable, parse_iter_runs
+from .leaks import dedup_key_leaks, flow_key_leaks
 from .load import WF_LINGER
-from .plan import CAPS, PARTITIONED
+from .plan import CAPS, DEDUP, ITERABLE, PARTITIONED
 
 if TYPE_CHECKING:
     from .driver import SoakConfig
@@ -39,7 +42,8 @@ class SoakResult:
     idle: Report | None = None  # the namespace with every worker idle
     final: Report | None = None  # after every worker stopped, with the oracle
     analysis: Analysis = field(default_factory=Analysis)
-    # flow control, workflows and their keys (tests/soak/flow.py, leaks.py): (check, detail)
+    # flow control, workflows, dedup keys, iterable jobs and their keys (tests/soak/flow.py,
+    # dedupcheck.py, itercheck.py, leaks.py): (check, detail)
     flow: list[tuple[str, str]] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     workdir: str = ""
@@ -58,7 +62,9 @@ class SoakResult:
             if report is not None and not report.ok:
                 lines += [f"-- {what}: " + report.describe()]
         if self.flow:
-            lines.append(f"-- flow control and workflows: {len(self.flow)} violations")
+            lines.append(
+                f"-- flow control, workflows, dedup, iterable jobs: {len(self.flow)} violations"
+            )
             lines += [f"  [{check}] {detail}" for check, detail in self.flow[:50]]
         lines.append("figures:\n" + self.table())
         return "\n".join(lines)
@@ -96,6 +102,7 @@ async def judge(
     raw_runs: list[bytes],
     made: Production,
     idle: Report,
+    raw_items: Sequence[bytes] = (),
 ) -> None:
     c = result.config
     runs = parse_runs(raw_runs, result.t0)
@@ -103,7 +110,7 @@ async def judge(
     log = OracleLog(
         runs=runs,
         caps=CAPS,
-        acknowledged=made.acknowledged,
+        acknowledged=[*made.acknowledged, *made.dedup_enqueued],
         gone_by_design=made.destroyed,
         exits=events.exits,
         frozen=events.frozen,
@@ -130,7 +137,9 @@ async def judge(
     )  # fmt: skip
     flows = check_workflows(runs, made.workflows, made.workflows_acked, dead)
     leaks = await flow_key_leaks(admin, k, p.name, p.per, made.workflows, WF_LINGER)
-    result.flow = parts.violations + flows.violations + [("leak", leak) for leak in leaks]
+    more, more_figures = await _dedup_and_iterable(admin, k, raw_runs, raw_items, made, log,
+                                                   result.t0, dead, ended)  # fmt: skip
+    result.flow = parts.violations + flows.violations + [("leak", leak) for leak in leaks] + more
     caps = [v for v in final.violations if v.check == "cap"]
     f = final.figures
     result.figures = {
@@ -160,6 +169,7 @@ async def judge(
         ),
         **parts.figures,
         **flows.figures,
+        **more_figures,
         "leaked_flow_keys": len(leaks),
         "leaked_keys": f.get("leaked_keys", 0) + len(leaks),
         "violations_idle": idle.by_check(),
@@ -167,3 +177,27 @@ async def judge(
         "quiesce_s": round(result.quiesce_s, 1) if not math.isinf(result.quiesce_s) else "timeout",
         "bad_exits": len(result.bad_exits),
     }
+
+
+async def _dedup_and_iterable(
+    admin: Redis,
+    k: Keys,
+    raw_runs: Sequence[bytes],
+    raw_items: Sequence[bytes],
+    made: Production,
+    log: OracleLog,
+    t0: float,
+    dead: set[str],
+    ended: set[str],
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """The checks of the deduplicated and the iterable job types (tests/soak/dedupcheck.py,
+    itercheck.py) and the dedup keys left (leaks.py): (check, detail) and figures."""
+    calls = [c.shifted(t0) for c in made.dedup_calls]
+    dedup = check_dedup(calls, parse_keyed_runs(raw_runs, DEDUP.name, t0), log, dead)
+    required = set(made.iterables) - ended - made.destroyed
+    iters = check_iterable(parse_iter_runs(raw_runs, raw_items, ITERABLE.name, t0), log, required)
+    jobs = {c.carrier for c in calls if c.carrier} | {c.holder for c in calls if c.holder}
+    keys = {c.key for c in calls}
+    leaks = await dedup_key_leaks(admin, k, DEDUP.name, keys, jobs)
+    found = dedup.violations + iters.violations + [("dedup-leak", leak) for leak in leaks]
+    return found, {**dedup.figures, **iters.figures, "leaked_dedup_keys": len(leaks)}
