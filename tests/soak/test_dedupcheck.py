@@ -8,11 +8,14 @@ import random
 from typing import Any
 
 import orjson
+from redis.asyncio import Redis
 
+from errands.store.keys import Keys
 from tests.support.invariants import OracleLog, Run
 
 from .dedupcheck import DedupCall, KeyedRun, check_dedup, parse_keyed_runs
 from .itercheck import IterRun, check_iterable, parse_iter_runs
+from .leaks import dedup_key_leaks
 from .load import dedup_burst, iterable_args
 
 DEDUP = "soak_dedup"
@@ -153,6 +156,9 @@ def test_an_incomplete_or_out_of_order_run_is_caught() -> None:
     assert "iter-order" in _checks(check_iterable(gap, LOG))
     never = [ITER_RUNS[0]]
     assert _checks(check_iterable(never, LOG, required=["j"])) == ["iter-missing"]
+    cut = [_ir(1, 2.0, None, None, range(6))]  # every item done, but killed before its success
+    report = check_iterable(cut, LOG, required=["j"])
+    assert report.violations == [("iter-missing", "j: never succeeded")]
     assert check_iterable(never, LOG).violations == []  # cancelled, say: not required
 
 
@@ -162,6 +168,19 @@ def test_two_runs_of_an_iterable_job_at_once_are_caught() -> None:
     assert _checks(report) == ["iter-overlap"]
     frozen = [_ir(3, 19.0, 27.0, None, range(2), "stopped"), _ir(2, 22.0, 25.9, 1, range(2, 6))]
     assert check_iterable(frozen, LOG).violations == []  # pid 3 frozen 20-25 (+1 s allowance)
+
+
+async def test_dedup_records_left_are_leaks(redis: Redis, namespace: str) -> None:
+    keys = Keys(namespace)
+    assert await dedup_key_leaks(redis, keys, DEDUP, ["k0", "k1"], ["a", "b"]) == []
+    await redis.hset(keys.dedup, f"{DEDUP}:k1", "a")
+    await redis.hset(keys.dedup_of_job, "a", f"R{DEDUP}:k1")
+    await redis.hset(keys.dedup_next, f"{DEDUP}:k1", "b")
+    await redis.zadd(keys.dedup_reruns, {"b": 1})
+    await redis.set(keys.dedup_window(f"{DEDUP}:k0"), "x", px=60_000)
+    leaks = await dedup_key_leaks(redis, keys, DEDUP, ["k0", "k1"], ["a", "b"])
+    assert len(leaks) == 5 and all(keys.prefix in leak for leak in leaks)
+    assert f"{keys.dedup} {DEDUP}:k1 -> b'a'" in leaks
 
 
 def test_the_dedup_and_iterable_draws_replay_from_a_seed() -> None:
