@@ -209,6 +209,7 @@ def check_dedup(
         "dedup_keys": len(calls_of),
         "dedup_jobs_run": len(by_job),
         "dedup_runs": len(runs),
+        "dedup_runs_by_outcome": dict(sorted(Counter(r.run.outcome for r in runs).items())),
         "dedup_violations": len(out.violations),
     }
     return out

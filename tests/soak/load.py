@@ -59,9 +59,10 @@ def partition_burst(rng: random.Random) -> tuple[str, list[tuple[float, int]]]:
 def dedup_burst(rng: random.Random, seq: int) -> list[dict[str, Any]]:
     """The args of 1-4 deduplicated enqueues of one key, sent one after the other (the later
     ones meet the first waiting or running: replaced, rerun queued), numbered from ``seq``:
-    20-400 ms each, one in ten failing its first attempt (the key stays held meanwhile)."""
+    50 ms-1.2 s each (long enough for faults to meet some running), one in ten failing its first
+    attempt (the key stays held meanwhile)."""
     key = f"k{rng.randrange(DEDUP.keys)}"
-    return [{"key": key, "seq": seq + i, "seconds": round(rng.uniform(0.02, 0.4), 3),
+    return [{"key": key, "seq": seq + i, "seconds": round(rng.uniform(0.05, 1.2), 3),
              "fail": int(rng.random() < 0.1)} for i in range(rng.randint(1, 4))]  # fmt: skip
 
 
