@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 
 from errands.store.keys import Keys
-from tests.support.invariants import OracleLog, Report, check_invariants
+from tests.support.invariants import OracleLog, Report, Run, check_invariants
 
 from .analysis import Analysis, Events, analyse, double_cause, parse_runs, table
 from .dedupcheck import check_dedup, parse_keyed_runs
@@ -107,16 +107,7 @@ async def judge(
     c = result.config
     runs = parse_runs(raw_runs, result.t0)
     events = result.events.shifted(result.t0)
-    log = OracleLog(
-        runs=runs,
-        caps=CAPS,
-        acknowledged=[*made.acknowledged, *made.dedup_enqueued],
-        gone_by_design=made.destroyed,
-        exits=events.exits,
-        frozen=events.frozen,
-        resume_allowance=c.resume_allowance,
-        horizon=time.time() - result.t0,
-    )
+    log = _oracle_log(result, made, runs, events)
     final = await check_invariants(admin, namespace, log, stopped=True)
     result.idle, result.final = idle, final
     k = Keys(namespace)
@@ -140,27 +131,9 @@ async def judge(
     more, more_figures = await _dedup_and_iterable(admin, k, raw_runs, raw_items, made, log,
                                                    result.t0, dead, ended)  # fmt: skip
     result.flow = parts.violations + flows.violations + [("leak", leak) for leak in leaks] + more
-    caps = [v for v in final.violations if v.check == "cap"]
     f = final.figures
     result.figures = {
-        "seed": c.seed,
-        "seconds": c.seconds,
-        "plan": result.plan,
-        "faults_applied": dict(sorted(result.applied.items())),
-        "faults_skipped": dict(sorted(result.skipped.items())),
-        "jobs_enqueued": len(made.acknowledged),
-        "enqueued_by_kind": dict(sorted(made.by_kind.items())),
-        "enqueues_refused": made.refused,
-        "unique_duplicates": made.duplicates,
-        "cancels": dict(sorted(made.cancelled.items())),
-        "handler_runs": len(runs),
-        "jobs_done": f.get("finished_records", 0),
-        "jobs_dead": f.get("places", {}).get("dead", 0),
-        "jobs_cancelled": f.get("places", {}).get("cancelled", 0),
-        "jobs_lost": f.get("lost", 0),
-        "concurrent_double_runs": f.get("double_runs", 0),
-        "cap_violations": len(caps),
-        "cap_max": f.get("cap_max", {}),
+        **_head_figures(result, made, final, len(runs)),
         **result.analysis.figures(),
         "partition_jobs_enqueued": len(made.partitions),
         "partition_jobs_done": len(set(made.partitions) & finished),
@@ -176,6 +149,46 @@ async def judge(
         "violations_stopped": final.by_check(),
         "quiesce_s": round(result.quiesce_s, 1) if not math.isinf(result.quiesce_s) else "timeout",
         "bad_exits": len(result.bad_exits),
+    }
+
+
+def _oracle_log(result: SoakResult, made: Production, runs: list[Run], events: Events) -> OracleLog:
+    """What the soak knows from outside the Redis under test (``events`` shifted as ``runs``)."""
+    return OracleLog(
+        runs=runs,
+        caps=CAPS,
+        acknowledged=[*made.acknowledged, *made.dedup_enqueued],
+        gone_by_design=made.destroyed,
+        exits=events.exits,
+        frozen=events.frozen,
+        resume_allowance=result.config.resume_allowance,
+        horizon=time.time() - result.t0,
+    )
+
+
+def _head_figures(result: SoakResult, made: Production, final: Report, runs: int) -> dict[str, Any]:
+    """The first figures of a soak: its settings, faults, production and the checker's counts."""
+    c, f = result.config, final.figures
+    caps = [v for v in final.violations if v.check == "cap"]
+    return {
+        "seed": c.seed,
+        "seconds": c.seconds,
+        "plan": result.plan,
+        "faults_applied": dict(sorted(result.applied.items())),
+        "faults_skipped": dict(sorted(result.skipped.items())),
+        "jobs_enqueued": len(made.acknowledged),
+        "enqueued_by_kind": dict(sorted(made.by_kind.items())),
+        "enqueues_refused": made.refused,
+        "unique_duplicates": made.duplicates,
+        "cancels": dict(sorted(made.cancelled.items())),
+        "handler_runs": runs,
+        "jobs_done": f.get("finished_records", 0),
+        "jobs_dead": f.get("places", {}).get("dead", 0),
+        "jobs_cancelled": f.get("places", {}).get("cancelled", 0),
+        "jobs_lost": f.get("lost", 0),
+        "concurrent_double_runs": f.get("double_runs", 0),
+        "cap_violations": len(caps),
+        "cap_max": f.get("cap_max", {}),
     }
 
 
