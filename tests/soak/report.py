@@ -144,7 +144,7 @@ async def judge(
         **flows.figures,
         **more_figures,
         "leaked_flow_keys": len(leaks),
-        "leaked_keys": f.get("leaked_keys", 0) + len(leaks),
+        "leaked_keys": f.get("leaked_keys", 0) + len(leaks) + more_figures["leaked_dedup_keys"],
         "violations_idle": idle.by_check(),
         "violations_stopped": final.by_check(),
         "quiesce_s": round(result.quiesce_s, 1) if not math.isinf(result.quiesce_s) else "timeout",
