@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..admin.client import Client
-from ..admin.jobinfo import JobStatus, Page
+from ..admin.jobinfo import HistoryEntry, JobInfo, JobStatus, Page
 from ..errors import WorkflowNotFoundError
 from ..store.keys import check_job_name
 from .charts import SPANS, activity_chart, wait_lines
@@ -67,6 +67,15 @@ def page_number(request: Request) -> int:
 def plausible_id(job_id: str) -> bool:
     """Could be the id of a job: printable, no braces (they would leave the hash tag)."""
     return 0 < len(job_id) <= 400 and job_id.isprintable() and not any(c in job_id for c in "{}")
+
+
+def attempts_made(info: JobInfo | None, recorded: list[HistoryEntry]) -> int:
+    """Every attempt of the job, earlier runs included: ``info.attempts`` counts the current
+    run only and not an attempt cut short by a cancel, which the history did record (edits,
+    also in the history, carry the number of the attempt before them)."""
+    counted = info.previous_attempts + info.attempts if info is not None else 0
+    numbers = [a.attempt for a in recorded if a.status != "edited"]
+    return max([counted, *numbers])
 
 
 def name_filter(request: Request) -> str | None:
@@ -317,6 +326,7 @@ class Views:
             # mask would replace the secret; the form then changes the priority only
             "edit_args": info.args if info and shown and shown.args == info.args else None,
             "attempts": attempts,
+            "attempts_made": attempts_made(info, attempts),
             "can_cancel": info is not None and info.status in CANCELLABLE,
             "can_retry": info is not None and info.status in RETRYABLE and not info.corrupt,
         }

@@ -1,0 +1,87 @@
+"""What an operator walking the dashboard met (a walk with a realistic pool): the job page's
+attempt count, the words of a cancel, the pager of the lists read soonest first, and a schedule
+added for a job name no pool serves."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+import errands
+from errands import Client, Enqueuer, JobStatus, WorkerPool
+from tests.support.dashboard import eventually, http, make_pool, post
+
+
+@pytest.fixture
+async def client(redis_url: str, namespace: str) -> AsyncIterator[Client]:
+    async with Client.from_url(redis_url, namespace=namespace) as c:
+        yield c
+
+
+@pytest.fixture
+async def enqueuer(redis_url: str, namespace: str) -> AsyncIterator[Enqueuer]:
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as e:
+        yield e
+
+
+@pytest.fixture
+async def pool(redis_url: str, namespace: str) -> AsyncIterator[WorkerPool]:
+    p = make_pool(redis_url, namespace)
+    async with p:
+        yield p
+        p.release_slow.set()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def web(client: Client) -> AsyncIterator[httpx.AsyncClient]:
+    async with http(errands.dashboard(client)) as h:
+        yield h
+
+
+def attempts_cell(html: str) -> str:
+    found = re.search(r'<td id="attempts-made">([^<]*)</td>', html)
+    assert found, html
+    return found.group(1)
+
+
+async def _status(client: Client, job_id: str, status: str) -> bool:
+    info = await client.job(job_id)
+    return info is not None and info.status == status
+
+
+async def _recorded(client: Client, job_id: str, n: int) -> bool:
+    return len(await client.history_job(job_id)) == n
+
+
+async def test_the_job_page_counts_every_attempt(
+    pool: WorkerPool, client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    # a dead job retried, that dies again: two attempts, not the current run's one
+    job = await enqueuer.enqueue("boom", {"n": 1})
+    assert job is not None
+    await eventually(lambda: _status(client, job.id, JobStatus.DEAD), "dead")
+    assert await client.retry_dead_job(job.id)
+    await eventually(lambda: _recorded(client, job.id, 2), "a second attempt recorded")
+    await eventually(lambda: _status(client, job.id, JobStatus.DEAD), "dead again")
+    page = (await web.get(f"/jobs/{job.id}")).text
+    assert attempts_cell(page) == "2 (1 failed since its retry, 1 before it)"
+    assert (await web.get(f"/api/jobs/{job.id}")).json()["attempts_made"] == 2
+
+    # a running job cancelled: its attempt happened (the history shows it), not "0"
+    slow = await enqueuer.enqueue("slow")
+    assert slow is not None
+    await eventually(lambda: _status(client, slow.id, JobStatus.IN_PROGRESS), "running")
+    assert attempts_cell((await web.get(f"/jobs/{slow.id}")).text) == "1 (0 failed)"
+    await client.cancel(slow.id)
+    await eventually(lambda: _recorded(client, slow.id, 1), "the cancelled attempt recorded")
+    await eventually(lambda: _status(client, slow.id, JobStatus.CANCELLED), "cancelled")
+    assert attempts_cell((await web.get(f"/jobs/{slow.id}")).text) == "1 (0 failed)"
+
+    # a job that never ran, edited once: no attempt
+    later = await enqueuer.enqueue("ok", delay=3600)
+    assert later is not None
+    await post(web, "/jobs/edit", {"id": later.id, "args": '{"day": 2}', "priority": "0"})
+    assert attempts_cell((await web.get(f"/jobs/{later.id}")).text) == "0 (0 failed)"
