@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -85,3 +86,29 @@ async def test_the_job_page_counts_every_attempt(
     assert later is not None
     await post(web, "/jobs/edit", {"id": later.id, "args": '{"day": 2}', "priority": "0"})
     assert attempts_cell((await web.get(f"/jobs/{later.id}")).text) == "0 (0 failed)"
+
+
+def flash_of(response: httpx.Response) -> str:
+    return unquote(response.headers["set-cookie"])
+
+
+async def test_a_cancel_says_what_happened_in_words(
+    pool: WorkerPool, client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    waiting = await enqueuer.enqueue("ok", delay=3600)
+    slow = await enqueuer.enqueue("slow")
+    assert waiting is not None and slow is not None
+    await eventually(lambda: _status(client, slow.id, JobStatus.IN_PROGRESS), "running")
+    said = flash_of(await post(web, "/jobs/cancel", {"id": waiting.id}))
+    assert f"ok|{waiting.id}: cancelled, it will not run." in said
+    said = flash_of(await post(web, "/jobs/cancel", {"id": slow.id}))
+    assert f"{slow.id}: running; its pool was told to cancel it" in said
+    await eventually(lambda: _status(client, slow.id, JobStatus.CANCELLED), "cancelled")
+    said = flash_of(await post(web, "/jobs/cancel", {"id": slow.id}))
+    assert f"{slow.id}: not cancelled: it was cancelled already." in said
+    api = await web.post(
+        "/api/jobs/cancel",
+        json={"id": waiting.id},
+        headers={"x-csrf-token": web.cookies["errands_csrf"], "sec-fetch-site": "same-origin"},
+    )
+    assert api.json()["data"] == "already"  # the JSON twin keeps the machine word

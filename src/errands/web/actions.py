@@ -19,7 +19,7 @@ from ..admin.client import Client
 from ..admin.jobinfo import JobInfo, JobStatus, Page
 from ..errors import ErrandsError
 from ..store.keys import check_job_id, check_job_name
-from .messages import FLASH_MOST, error_message
+from .messages import FLASH_MOST, cancel_message, error_message
 from .render import Renderer, cookie_header
 from .security import (
     SESSION_COOKIE,
@@ -173,7 +173,8 @@ class Actions:
     async def cancel(self, form: dict[str, str]) -> Outcome:
         job_id = _required(form, "id")
         outcome = await self.client.cancel(job_id)
-        return Outcome(f"Cancel {job_id}: {outcome}.", "/jobs/" + quote(job_id, safe=""), outcome)
+        back = "/jobs/" + quote(job_id, safe="")
+        return Outcome(f"{job_id}: {cancel_message(outcome)}.", back, outcome)
 
     async def cancel_workflow(self, form: dict[str, str]) -> Outcome:
         run_id = check_job_id(_required(form, "id"))

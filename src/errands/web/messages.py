@@ -1,10 +1,10 @@
 """The message an action's error is shown with (a flash message, or ``error`` under /api): the
 error's own text, then its notes (a bulk action's "bulk action: 299 of 300 done, 1 failed",
-admin/bulk.py), never a traceback."""
+admin/bulk.py), never a traceback; and what a cancel's answer means."""
 
 from __future__ import annotations
 
-__all__ = ["FLASH_MOST", "error_message"]
+__all__ = ["FLASH_MOST", "cancel_message", "error_message"]
 
 FLASH_MOST = 300  # characters a flash message keeps (Renderer.redirect)
 
@@ -21,3 +21,17 @@ def error_message(exc: BaseException, most: int | None = None) -> str:
         room = max(0, most - len(after) - 3)
         text = text[:room] + "..."
     return text + after
+
+
+# what Client.cancel's answers mean to the person who pressed Cancel
+CANCEL_SAID = {
+    "cancelled": "cancelled, it will not run",
+    "running": "running; its pool was told to cancel it (within about a second) and not retry it",
+    "dead": "not cancelled: it is dead already",
+    "already": "not cancelled: it was cancelled already",
+    "finished": "not cancelled: it has finished already",
+}
+
+
+def cancel_message(outcome: str) -> str:
+    return CANCEL_SAID.get(outcome, "cancel answered " + outcome)
