@@ -4,6 +4,7 @@ added for a job name no pool serves."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import unquote
@@ -112,3 +113,26 @@ async def test_a_cancel_says_what_happened_in_words(
         headers={"x-csrf-token": web.cookies["errands_csrf"], "sec-fetch-site": "same-origin"},
     )
     assert api.json()["data"] == "already"  # the JSON twin keeps the machine word
+
+
+def pager_links(page: str) -> list[str]:
+    nav = re.search(r'<nav class="pager".*?</nav>', page, re.S)
+    assert nav, "no pager"
+    return [html.unescape(t).strip() for t in re.findall(r"<a [^>]*>([^<]*)</a>", nav[0])]
+
+
+async def test_lists_read_soonest_first_page_to_later_jobs_not_older_ones(
+    client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    for i in range(45):
+        job = await enqueuer.enqueue("report", {"i": i}, delay=3600 + i)
+        assert job is not None
+        if i % 2:
+            await client.cancel(job.id)  # (23 scheduled, 22 cancelled)
+    await client.pause("email")
+    for i in range(45):
+        await enqueuer.enqueue("email", {"i": i})
+    assert pager_links((await web.get("/scheduled?page=2")).text) == ["← sooner"]
+    assert pager_links((await web.get("/queues/email?page=2")).text) == ["← sooner", "later →"]
+    # a list read newest first keeps "newer" and "older"
+    assert pager_links((await web.get("/cancelled?page=2")).text) == ["← newer"]
