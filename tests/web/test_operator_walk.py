@@ -136,3 +136,21 @@ async def test_lists_read_soonest_first_page_to_later_jobs_not_older_ones(
     assert pager_links((await web.get("/queues/email?page=2")).text) == ["← sooner", "later →"]
     # a list read newest first keeps "newer" and "older"
     assert pager_links((await web.get("/cancelled?page=2")).text) == ["← newer"]
+
+
+async def test_a_schedule_of_a_job_name_no_pool_serves_is_flagged(
+    pool: WorkerPool, client: Client, web: httpx.AsyncClient
+) -> None:
+    await client.pause("ok")  # (its runs would only wait; keeps the test quiet)
+    form = {"job": "ok", "spec": "*/5 * * * *", "args": "{}", "tz": "UTC", "enabled": "on"}
+    said = flash_of(await post(web, "/schedules/add", {**form, "name": "fine"}))
+    assert "ok|Schedule fine added." in said
+    said = flash_of(await post(web, "/schedules/add", {**form, "name": "typo", "job": "okk"}))
+    assert "Schedule typo added, but no running pool serves job name 'okk'" in said
+    assert "(did you mean 'ok'?): its jobs wait until a pool serves it." in said
+    page = (await web.get("/schedules")).text
+    typo = re.search(r'<tr data-schedule="typo".*?</tr>', page, re.S)
+    fine = re.search(r'<tr data-schedule="fine".*?</tr>', page, re.S)
+    assert typo and fine
+    assert "not served" in typo[0] and "not served" not in fine[0]
+    assert (await web.get("/api/schedules")).json()["unserved"] == ["okk"]

@@ -19,7 +19,7 @@ from ..admin.client import Client
 from ..admin.jobinfo import JobInfo, JobStatus, Page
 from ..errors import ErrandsError
 from ..store.keys import check_job_id, check_job_name
-from .messages import FLASH_MOST, cancel_message, error_message
+from .messages import FLASH_MOST, cancel_message, error_message, unserved_hint
 from .render import Renderer, cookie_header
 from .security import (
     SESSION_COOKIE,
@@ -307,7 +307,8 @@ class Actions:
             tz=form.get("tz", "").strip() or "UTC",
             enabled=form.get("enabled", "") not in ("", "0", "false", "off"),
         )
-        return Outcome(f"Schedule {periodic.name} added.", "/schedules")
+        but = await unserved_hint(self.client, periodic.job_name)  # (a typo?)
+        return Outcome(f"Schedule {periodic.name} added{but}.", "/schedules")
 
     def schedule_verb(self, verb: str) -> Action:
         async def run(form: dict[str, str]) -> Outcome:

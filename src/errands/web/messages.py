@@ -1,10 +1,16 @@
 """The message an action's error is shown with (a flash message, or ``error`` under /api): the
 error's own text, then its notes (a bulk action's "bulk action: 299 of 300 done, 1 failed",
-admin/bulk.py), never a traceback; and what a cancel's answer means."""
+admin/bulk.py), never a traceback; what a cancel's answer means; the hint that a new schedule's
+job name is served by no running pool."""
 
 from __future__ import annotations
 
-__all__ = ["FLASH_MOST", "cancel_message", "error_message"]
+from redis.exceptions import ResponseError
+
+from ..admin.client import Client
+from ..store.served import served_names, unserved_message
+
+__all__ = ["FLASH_MOST", "cancel_message", "error_message", "served_or_none", "unserved_hint"]
 
 FLASH_MOST = 300  # characters a flash message keeps (Renderer.redirect)
 
@@ -35,3 +41,21 @@ CANCEL_SAID = {
 
 def cancel_message(outcome: str) -> str:
     return CANCEL_SAID.get(outcome, "cancel answered " + outcome)
+
+
+async def served_or_none(client: Client) -> set[str] | None:
+    """The job names the running pools serve; None when a key of the pools has another type
+    (a hint: the page or action that asks goes on without it)."""
+    try:
+        return await served_names(client.redis, client.keys)
+    except ResponseError:
+        return None
+
+
+async def unserved_hint(client: Client, job_name: str) -> str:
+    """``, but no running pool serves job name ...: ...`` when none does, else ``""``."""
+    served = await served_or_none(client)
+    if served is None or job_name in served:
+        return ""
+    problem = unserved_message(job_name, served, client.keys.namespace)
+    return f", but {problem}: its jobs wait until a pool serves it"

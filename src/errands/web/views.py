@@ -22,6 +22,7 @@ from ..store.keys import check_job_name
 from .charts import SPANS, activity_chart, wait_lines
 from .filters import Filter, filtered_page
 from .guard import wrong_type
+from .messages import served_or_none
 from .redact import Redactor
 from .render import Renderer, chart
 
@@ -306,7 +307,10 @@ class Views:
         infos = self.redactor.each(await self.client.schedules())
         running = ("queued", "running", "retrying")
         states = {i.name: "RUNNING" if i.last_outcome in running else "IDLE" for i in infos}
-        return {"schedules": infos, "states": states, "names": await self.client.job_names()}
+        served = await served_or_none(self.client)
+        unserved = sorted({i.job_name for i in infos} - served) if served is not None else []
+        names = await self.client.job_names()
+        return {"schedules": infos, "states": states, "names": names, "unserved": unserved}
 
     async def job(self, request: Request) -> dict[str, Any]:
         job_id = request.path_params["id"]
