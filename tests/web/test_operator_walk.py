@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
@@ -154,3 +155,41 @@ async def test_a_schedule_of_a_job_name_no_pool_serves_is_flagged(
     assert typo and fine
     assert "not served" in typo[0] and "not served" not in fine[0]
     assert (await web.get("/api/schedules")).json()["unserved"] == ["okk"]
+
+
+CSS = Path(errands.__file__).parent / "web" / "static" / "dashboard.css"
+
+
+def _luminance(color: str) -> float:
+    def channel(v: float) -> float:
+        return v / 12.92 if v <= 0.03928 else float(((v + 0.055) / 1.055) ** 2.4)
+
+    r, g, b = (channel(int(color[i : i + 2], 16) / 255) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a: str, b: str) -> float:
+    x, y = sorted((_luminance(a), _luminance(b)))
+    return (y + 0.05) / (x + 0.05)
+
+
+def test_text_colours_reach_wcag_aa_on_every_background() -> None:
+    """The small labels (nav counts, status chips like "paused" and "active", muted text) are
+    11 px: 4.5:1 on the chip, page and card backgrounds, light and dark."""
+    text = CSS.read_text()
+    blocks = re.findall(r":root\s*{([^}]*)}", text)
+    assert len(blocks) == 2  # light, then dark
+    for block in blocks:
+        colours = dict(re.findall(r"--([a-z]+):\s*(#[0-9a-f]{6})", block))
+        for fg in ("fg", "muted", "accent", "ok", "bad", "warn"):
+            for bg in ("chip", "bg", "card"):
+                if bg in colours:
+                    ratio = _contrast(colours[fg], colours[bg])
+                    assert ratio >= 4.5, (fg, bg, round(ratio, 2))
+
+
+def test_numbers_in_tables_are_never_cut() -> None:
+    """Every table cell may break anywhere (long ids and args), but not a number or a
+    duration: "134ms" showed as "134m" over "s", a pid "1868" over "8"."""
+    text = CSS.read_text()
+    assert re.search(r"\.grid td\.num\s*{[^}]*overflow-wrap:\s*normal", text)
