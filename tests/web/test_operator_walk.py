@@ -193,3 +193,14 @@ def test_numbers_in_tables_are_never_cut() -> None:
     duration: "134ms" showed as "134m" over "s", a pid "1868" over "8"."""
     text = CSS.read_text()
     assert re.search(r"\.grid td\.num\s*{[^}]*overflow-wrap:\s*normal", text)
+
+
+async def test_the_run_now_buttons_read_as_english(
+    client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    for i in range(2):
+        await enqueuer.enqueue("report", {"i": i}, delay=3600)
+    page = html.unescape((await web.get("/scheduled")).text)
+    assert ">Run all now</button>" in page and 'data-confirm="Run all 2 jobs now?"' in page
+    assert ">Run selected now</button>" in page
+    assert "Run now all" not in page and "Run now selected" not in page
