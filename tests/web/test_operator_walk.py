@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import errands
-from errands import Client, Enqueuer, JobStatus, WorkerPool
+from errands import Client, Enqueuer, JobStatus, WorkerPool, Workflow
 from tests.support.dashboard import eventually, http, make_pool, post
 
 
@@ -204,3 +204,21 @@ async def test_the_run_now_buttons_read_as_english(
     assert ">Run all now</button>" in page and 'data-confirm="Run all 2 jobs now?"' in page
     assert ">Run selected now</button>" in page
     assert "Run now all" not in page and "Run now selected" not in page
+
+
+async def _run_status(client: Client, run_id: str, status: str) -> bool:
+    return (await client.workflow(run_id).status()).status == status
+
+
+async def test_a_failed_run_links_the_member_that_failed_it(
+    pool: WorkerPool, client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    wf = Workflow("import")
+    wf.add("ok", {}, id="fetch")
+    wf.add("boom", {}, id="parse", after=["fetch"])
+    run = await enqueuer.enqueue_workflow(wf)
+    await eventually(lambda: _run_status(client, run.id, "failed"), "the run failed")
+    page = (await web.get(f"/workflows/{run.id}")).text
+    failed_by = re.search(r'<td class="mono" id="failed-by">(.*?)</td>', page, re.S)
+    assert failed_by, page
+    assert failed_by[1] == f'<a href="/jobs/{run.job_id("parse")}">parse</a>'
