@@ -222,3 +222,8 @@ async def test_a_failed_run_links_the_member_that_failed_it(
     failed_by = re.search(r'<td class="mono" id="failed-by">(.*?)</td>', page, re.S)
     assert failed_by, page
     assert failed_by[1] == f'<a href="/jobs/{run.job_id("parse")}">parse</a>'
+    # retrying that member would not resume the run: the job page says so by its Retry button
+    member = (await web.get(f"/jobs/{run.job_id('parse')}")).text
+    assert ">Retry now</button>" in member and 'id="member-retry"' in member
+    assert "its workflow run does not change" in member
+    assert 'id="member-retry"' not in (await web.get(f"/jobs/{run.job_id('fetch')}")).text
