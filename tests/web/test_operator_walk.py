@@ -227,3 +227,15 @@ async def test_a_failed_run_links_the_member_that_failed_it(
     assert ">Retry now</button>" in member and 'id="member-retry"' in member
     assert "its workflow run does not change" in member
     assert 'id="member-retry"' not in (await web.get(f"/jobs/{run.job_id('fetch')}")).text
+
+
+async def test_the_first_tab_skips_the_navigation(web: httpx.AsyncClient) -> None:
+    """About twenty links and controls come before each page's content: the first focusable
+    element is a link past them, shown when focused."""
+    for path in ("/", "/dead", "/schedules"):
+        page = (await web.get(path)).text
+        body = page[page.index("<body") :]
+        first = re.search(r"<(a|button|input|select|textarea)\b[^>]*>", body)
+        assert first and first[0] == '<a class="skip" href="#content">', path
+        assert '<main id="content">' in page
+    assert re.search(r"\.skip:focus\s*{[^}]*left:", CSS.read_text())
