@@ -239,3 +239,25 @@ async def test_the_first_tab_skips_the_navigation(web: httpx.AsyncClient) -> Non
         assert first and first[0] == '<a class="skip" href="#content">', path
         assert '<main id="content">' in page
     assert re.search(r"\.skip:focus\s*{[^}]*left:", CSS.read_text())
+
+
+async def test_the_history_of_an_id_prefix_offers_the_ids_it_starts(
+    pool: WorkerPool, client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    """The header's search takes a prefix; the History's job-id filter read only a whole id,
+    and said "No attempt recorded" for a prefix of one with attempts."""
+    job = await enqueuer.enqueue("ok")
+    assert job is not None
+    await eventually(lambda: _recorded(client, job.id, 1), "an attempt recorded")
+    page = (await web.get(f"/history?id={job.id[:6]}")).text
+    assert "No attempt recorded for this id." in page
+    assert f'<a class="mono" href="/history?id={job.id}">{job.id}</a>' in page
+    assert (await web.get(f"/api/history?id={job.id[:6]}")).json()["starting"] == [job.id]
+    assert 'id="starting"' not in (await web.get(f"/history?id={job.id}")).text
+
+
+async def test_an_empty_history_still_answers(web: httpx.AsyncClient) -> None:
+    for path in ("/history", "/history?name=nothing", "/history?q=nothing", "/history?id=x"):
+        page = await web.get(path)
+        assert page.status_code == 200 and "No attempt recorded" in page.text, path
+        assert 'id="starting"' not in page.text

@@ -290,8 +290,11 @@ class Views:
             raise BadRequest("not a job id: ids have no braces or control characters")
         found: dict[str, Any] = {"names": names, "name": wanted.name, "text": wanted.text or ""}
         found.update(job_id=job_id, searched=0, query=wanted.query(), filtered=bool(wanted))
+        found["starting"] = []  # (ids a job-id prefix starts, when it has no attempts itself)
         if job_id:
             entries = self.redactor.each(await self.client.history_job(job_id))
+            if not entries:  # (a prefix, as the header's search takes)
+                found["starting"] = await self.client.find_job_ids(job_id)
             return found | {"page": Page(entries[::-1], len(entries), 1, max(1, len(entries)))}
         number = page_number(request)
         if wanted.text:
