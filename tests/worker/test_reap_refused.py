@@ -59,32 +59,3 @@ async def test_a_recovery_count_that_is_not_a_number_is_counted_anew(
     assert await reaper.reap_once() == 1
     assert await redis.zscore(keys.queue("work"), job.id) is not None
     assert await redis.hget(keys.recoveries, job.id) == b"1"
-
-
-async def test_a_partition_count_that_is_not_one_refuses_the_reap_before_any_write(
-    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """An entry's partition's running count is counted after reap.lua's first write: one that
-    is not a counter (written by hand) is refused by name first, and the dead pool waits, its
-    job in progress, until it is repaired. (A `running` count of the job's name that is not a
-    counter leaves only that name's entries alone: tests/store/test_reap_skipped.py. Stats'
-    `dead` and `cancelled` are replaced instead: tests/store/test_stats_repair.py.)"""
-    keys = Keys(namespace)
-    scripts = Scripts(redis, keys)
-    job = await Enqueuer(redis, namespace=namespace, strict=None).enqueue("work", partition="a")
-    assert job is not None
-    await scripts.heartbeat("dead", b"{}", 60_000, mode="register")
-    fetched = await scripts.fetch("dead", 0, 10, [("work", 0)])
-    assert fetched is not None and len(fetched) == 1
-    key, field = keys.partitions_running("work"), "a"
-    await redis.hset(key, field, "x")
-    await redis.zadd(keys.pools, {"dead": 1})
-    reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
-    with caplog.at_level(logging.ERROR, logger="errands"):
-        assert await reaper.reap_once() == 0
-    assert f"{key} field {field} holds x, not a counter: nothing reaped" in caplog.text
-    assert await redis.zrange(keys.in_progress("dead"), 0, -1) == [f"{job.id}:work".encode()]
-    assert await redis.zscore(keys.pools, "dead") == 1  # (not retired: nothing written)
-    await redis.hset(key, field, "1")  # repaired
-    assert await reaper.reap_once() == 1
-    assert await redis.zscore(keys.queue("work"), job.id) is not None

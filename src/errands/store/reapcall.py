@@ -50,18 +50,35 @@ def reap_request(
 def read_reap_reply(reply: Any) -> Reaped:
     """What a reap did; raises :class:`~.records.ReapRefused` when reap.lua refused the call
     (its reply is then the reason, a string, and nothing was written). The names whose entries
-    it left alone (their ``running`` count is not a counter) are in ``Reaped.unfit``."""
+    it left alone (their ``running`` count is not a counter) are in ``Reaped.unfit``, the
+    partitions whose entries it left alone (their running count is not one) in
+    ``Reaped.unfit_parts``, with how many entries in ``Reaped.held``."""
     if isinstance(reply, bytes | str):
         reason = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
         raise ReapRefused(reason)
     requeued, buried, removed, cancelled, alive, *replaced = reply
     left: dict[str, str] = {}
+    parts: dict[tuple[str, str], str] = {}
+    held = 0
+    if len(replaced) > 1 and isinstance(replaced[-2], list):
+        # entries left alone for their partition's count: [entries, name, partition, value, ...]
+        count, *flat = [_text(v) for v in replaced.pop()]
+        held = int(count)
+        parts = {(n, p): v for n, p, v in zip(flat[::3], flat[1::3], flat[2::3], strict=True)}
     if replaced and isinstance(replaced[-1], list):  # entries left alone: [name, value, ...]
         flat = [_text(v) for v in replaced.pop()]
         left = dict(zip(flat[::2], flat[1::2], strict=True))
     fields = tuple(_text(f) for f in replaced)
     return Reaped(
-        int(requeued), int(buried), int(cancelled), bool(removed), bool(alive), fields, left
+        int(requeued),
+        int(buried),
+        int(cancelled),
+        bool(removed),
+        bool(alive),
+        fields,
+        left,
+        parts,
+        held,
     )
 
 

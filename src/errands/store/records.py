@@ -131,3 +131,7 @@ class Reaped:
     replaced: tuple[str, ...] = ()
     # job name -> its `running` count's value (not a counter): its entries were left alone
     unfit: dict[str, str] = field(default_factory=dict)
+    # (job name, partition) -> its partition's running count's value (not a counter): its
+    # entries were left alone, `held` of them
+    unfit_parts: dict[tuple[str, str], str] = field(default_factory=dict)
+    held: int = 0

@@ -89,7 +89,7 @@ class Fetching:
     limit_specs: dict[str, str]
     _plain: dict[str, JobType]
     _rated: frozenset[str]
-    _skipped: SkippedNames | None = None  # the names fetches skip (made at the first one)
+    _skipped: SkippedNames[str] | None = None  # the names fetches skip (made at the first one)
 
     if TYPE_CHECKING:  # provided by Worker and the Lookahead and Quieting mixins
 

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -28,7 +29,7 @@ from ..store.keys import check_job_name
 from ..store.records import Reaped, ReapRefused
 from ..store.scripts import Scripts
 from .lease import Lease
-from .skipnames import SkippedNames
+from .skipnames import K, SkippedNames, counters_again
 
 __all__ = ["Reaper"]
 
@@ -62,9 +63,12 @@ class Reaper:
         self.requeued = 0
         self.buried = 0
         # job name -> (its `running` count's value, the pools whose entries of it wait): names
-        # a pass left alone; _left_alone logs them, once while they stay left alone
+        # a pass left alone, and the same per partition of a job name whose running count is
+        # not a counter; _left_alone and _parts_left_alone log them, once while they stay so
         self._unfit: dict[str, tuple[str, set[str]]] = {}
-        self._left_alone: _LeftAlone | None = None  # (made at the first such name)
+        self._unfit_parts: dict[tuple[str, str], tuple[str, set[str]]] = {}
+        self._left_alone = _LeftAlone[str](self._name_where)
+        self._parts_left_alone = _LeftAlone[tuple[str, str]](self._part_where)
 
     async def run(self) -> None:
         outage = OutageLog(log, "reaper (takes the jobs of dead pools back)")
@@ -100,7 +104,7 @@ class Reaper:
             log.info("reaper: Redis answered slowly; not reaping this time")
             return 0
         moved = 0
-        self._unfit = {}
+        self._unfit, self._unfit_parts = {}, {}
         for pool_id in dict.fromkeys(dead):
             if pool_id != self.own_pool_id:
                 try:
@@ -115,28 +119,22 @@ class Reaper:
         return moved
 
     async def _log_unfit(self) -> None:
-        """One error per job name whose in-progress entries a pass left alone (its ``running``
-        count is not a counter), while it stays so; a line once its count is one again (read
-        here: a pass does not visit every held pool, reap.lua lists one again one dead timeout
-        after the reap that left its entries alone)."""
-        if self._left_alone is None:
-            if not self._unfit:
-                return
-            self._left_alone = _LeftAlone(self.scripts.keys.running)
-        left = self._left_alone
-        left.pools = {name: pools for name, (_, pools) in self._unfit.items()}
-        repaired = await self._counters([name for name in left.names if name not in self._unfit])
-        left.note(repaired, {name: value for name, (value, _) in self._unfit.items()})
+        """One error per job name, and per partition of one, whose in-progress entries a pass
+        left alone (its running count is not a counter), while it stays so; a line once its
+        count is one again (read here: a pass does not visit every held pool, reap.lua lists one
+        again one dead timeout after the reap that left its entries alone)."""
+        await self._left_alone.note_pass(self.scripts.redis, self._unfit)
+        await self._parts_left_alone.note_pass(self.scripts.redis, self._unfit_parts)
 
-    async def _counters(self, names: list[str]) -> list[str]:
-        """Those of ``names`` whose ``running`` count is a counter now (or is gone)."""
-        if not names:
-            return []
-        try:
-            counts = await self.scripts.redis.hmget(self.scripts.keys.running, names)
-        except ResponseError:  # (of another type: the next reap says so)
-            return []
-        return [n for n, c in zip(names, counts, strict=True) if c is None or _is_counter(c)]
+    def _name_where(self, name: str) -> tuple[str, str, str, str]:
+        """Job name ``name``, as _LeftAlone's ``where`` says it."""
+        return f"job name {name}", name, self.scripts.keys.running, name
+
+    def _part_where(self, key: tuple[str, str]) -> tuple[str, str, str, str]:
+        """Partition ``part`` of job name ``name`` (``key``), as _LeftAlone's ``where`` says it."""
+        name, part = key
+        running = self.scripts.keys.partitions_running(name)
+        return f"partition {part!r} of job name {name}", name, running, part
 
     async def sweep(self) -> int:
         """Drain the in-progress sets of pools found neither registered nor retired (an older
@@ -207,6 +205,9 @@ class Reaper:
                 left += sum(1 for _, _, name in members if name in done.unfit)
                 for name, value in done.unfit.items():
                     self._unfit.setdefault(name, (value, set()))[1].add(pool_id)
+            left += done.held  # (entries left alone for their partition's count)
+            for part, value in done.unfit_parts.items():
+                self._unfit_parts.setdefault(part, (value, set()))[1].add(pool_id)
             if done.drained or len(raw) < BATCH:  # (the set read to its end: the rest is left)
                 await self._drop_idle_marks(pool_id)
                 return moved
@@ -269,15 +270,6 @@ def _some(pools: set[str], most: int = 10) -> str:
     return ", ".join(names[:most]) + more
 
 
-def _is_counter(value: bytes | str) -> bool:
-    """Whether ``value`` is a count as HINCRBY reads it (a whole number, no spaces)."""
-    text = value.decode(errors="replace") if isinstance(value, bytes) else value
-    try:
-        return text == str(int(text))
-    except ValueError:
-        return False
-
-
 def _valid_name(name: str) -> bool:
     try:
         check_job_name(name)
@@ -286,29 +278,52 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-class _LeftAlone(SkippedNames):
-    """The job names whose in-progress entries the reaper's passes leave alone (lua/reap.lua:
-    their `running` count is not a counter), logged once each while they stay so (skipnames.py),
-    in the reaper's words; ``pools``: name -> the dead pools whose entries of it wait."""
+# what a key of _LeftAlone is: (its words, its job name, the hash and the field of its count)
+Where = Callable[[K], tuple[str, str, str, str]]
 
-    def __init__(self, running_key: str) -> None:
-        super().__init__(running_key)
-        self.pools: dict[str, set[str]] = {}
 
-    def log_skipped(self, name: str, value: str) -> None:
+class _LeftAlone(SkippedNames[K]):
+    """The job names, or (job name, partition)s, whose in-progress entries the reaper's passes
+    leave alone (lua/reap.lua: their running count is not a counter), logged once each while
+    they stay so (skipnames.py), in the reaper's words; ``where`` says which count a key's is,
+    ``pools``: key -> the dead pools whose entries of it wait."""
+
+    def __init__(self, where: Where[K]) -> None:
+        super().__init__("")  # (where names the hash)
+        self.where = where
+        self.pools: dict[K, set[str]] = {}
+
+    async def note_pass(self, redis: Any, unfit: Mapping[K, tuple[str, set[str]]]) -> None:
+        """A pass left the entries of ``unfit`` alone (key -> its count's value, the dead pools
+        whose entries of it wait); a key left alone before and not by this pass is reaped again
+        once its count reads a counter (skipnames.counters_again: a pass does not visit every
+        held pool)."""
+        if unfit or self.names:
+            self.pools = {key: pools for key, (_, pools) in unfit.items()}
+            earlier = [key for key in self.names if key not in unfit]
+            repaired = await counters_again(redis, self._count_of, earlier)
+            self.note(repaired, {key: value for key, (value, _) in unfit.items()})
+
+    def _count_of(self, key: K) -> tuple[str, str]:
+        """The hash and the field of ``key``'s count."""
+        _, _, hash_key, field = self.where(key)
+        return hash_key, field
+
+    def log_skipped(self, name: K, value: str) -> None:
+        what, job_name, key, field = self.where(name)
         log.error(
-            "reaper: the in-progress entries of job name %s in dead pools %s are not "
-            "reaped: its running count (field %s of hash %s) holds %r, not a counter; "
-            "they wait until it is repaired (HSET %s %s <n>, see docs/reliability.md)",
-            name,
+            "reaper: the in-progress entries of %s in dead pools %s are not reaped: its running "
+            "count (field %s of hash %s) holds %r, not a counter; they wait until it is "
+            "repaired (HSET %s %s <n>, see docs/reliability.md)",
+            what,
             _some(self.pools[name]),
-            name,
-            self.running_key,
+            field,
+            key,
             value,
-            self.running_key,
-            name,
-            extra={"job_name": name},
+            key,
+            field,
+            extra={"job_name": job_name},
         )
 
-    def log_served(self, name: str) -> None:
-        log.warning("reaper: job name %s: its running count is a counter again", name)
+    def log_served(self, name: K) -> None:
+        log.warning("reaper: %s: its running count is a counter again", self.where(name)[0])

@@ -23,17 +23,17 @@
 --           malformed entry has name '' and index 0 (or the index of the name of the dedup key
 --           its job holds, store/reapcall.py: a rerun waiting for the key goes on that name's
 --           queue once its key is checked to be that name's): its job is buried
--- An entry whose name's `running` count is not a counter (written by hand, a bad restore) is
--- left alone: not reaped, nothing written for it (its HINCRBY would raise after the first
--- write), its count left as it is; the other entries are reaped, and the pool stays retired
--- while its set holds it (reaped by a later call once the count is repaired), its score in
--- `retired` set one dead timeout ahead: dead_pools.lua lists it again from then, and a pool
--- retired later is listed before it (such pools neither re-read every pass, nor crowding the
--- others out of its list). Nothing of an
--- entry left alone is checked (its name's keys, its partition's count, its workflow run): it
--- cannot refuse the call.
--- A key of another type, or a seq or running count of an
--- entry's partition that is not a counter, or a timeout or
+-- An entry whose name's `running` count, or whose partition's running count, is not a counter
+-- (written by hand, a bad restore) is left alone: not reaped, nothing written for it (its
+-- HINCRBY would raise after the first write), its count left as it is; the other entries are
+-- reaped, and the pool stays retired while its set holds it (reaped by a later call once the
+-- count is repaired), its score in `retired` set one dead timeout ahead: dead_pools.lua lists
+-- it again from then, and a pool retired later is listed before it (such pools neither re-read
+-- every pass, nor crowding the others out of its list). Its workflow run is not checked (nothing
+-- is written for it: it cannot refuse the call), nor, left alone for its name's count, its
+-- name's keys and its partition's count (one left alone for its partition's count was found so
+-- by reading it from its name's partitions running hash, type-checked with the others).
+-- A key of another type, or a seq that is not a counter, or a timeout or
 -- count that is not a whole number refuses the call before its first write: its reply is then
 -- the reason, a string ending 'nothing reaped' (store/reapcall.py reads it as ReapRefused;
 -- not an error reply, which only its wording told apart from Redis' own errors). A name index
@@ -48,9 +48,13 @@
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
 -- is alive (left alone) else 0, then the stats fields replaced (not counters: dead, cancelled),
 -- then, only when entries were left alone for their name's count, a list {name, the first 40
--- characters of its count, ...} (once per name; store/reapcall.py)}. A re-sent call (redis-py, after a lost reply) finds the
--- entries gone and counts 0 of each: harmless, the counts only feed the reaper's log line and
--- counters (the first call's work stands; drained is answered as it is now).
+-- characters of its count, ...} (once per name), then, only when entries were left alone for
+-- their partition's count, that list (empty when none was for its name's) and another: {the
+-- entries left alone so, then name, partition, the first 40 characters of its count, ...}
+-- (once per partition of a name; store/reapcall.py)}. A re-sent call (redis-py, after a lost
+-- reply) finds the entries gone and counts 0 of each: harmless, the counts only feed the
+-- reaper's log line and counters (the first call's work stands; drained is answered as it is
+-- now).
 --@include events
 --@include jobstate
 --@include dedup
@@ -135,37 +139,67 @@ end, 'nothing reaped') or not_counter(KEYS[10], 'nothing reaped')
 -- that is not one raised there after the job had left the in-progress set (lost): `running` of
 -- each entry's name (above) and the running count of each entry's partition; stats' dead and
 -- cancelled are read too, and those that are not counters noted in stat_bad (stat_add replaces
--- them)
+-- them); an entry whose partition's count is not one is noted in held (ARGV place -> true: left
+-- alone) and its partition in parts_left (the reply's second list: how many entries, then name,
+-- partition, value, ...)
 local stat_bad
+local held, parts_left = {}, {0}
+-- the partitions of the entries `at` (ARGV places, their ids `ids`) read, their running counts
+-- read per name (one HMGET each per 1,000: prun's type checked above): the entries of a
+-- partition whose count is not a counter noted in held and parts_left
+local function reap_parts_unfit(ids, at)
+  local parts, of, unfit_part = read_chunked('HMGET', KEYS[30], ids), {}, {}
+  for j = 1, #ids do
+    local p, i = parts[j], at[j]
+    if p then
+      local qi = tonumber(ARGV[i + 3])
+      local list = of[qi] or {seen = {}, name = ARGV[i + 2]}
+      of[qi] = list
+      if not list.seen[p] then
+        list.seen[p], list[#list + 1] = true, p
+      end
+    end
+  end
+  for qi, list in pairs(of) do
+    for x, c in ipairs(read_chunked('HMGET', KEYS[Q + 4 * (qi - 1) + 2], list)) do
+      if not is_counter(c) then
+        local n, p = #parts_left, list[x]
+        unfit_part[qi .. ':' .. p] = true
+        parts_left[n + 1], parts_left[n + 2] = list.name, p
+        parts_left[n + 3] = string.sub(c, 1, 40)
+      end
+    end
+  end
+  for j = 1, #parts_left > 1 and #ids or 0 do
+    local i = at[j]
+    if parts[j] and unfit_part[tonumber(ARGV[i + 3]) .. ':' .. parts[j]] then
+      held[i], parts_left[1] = true, parts_left[1] + 1
+    end
+  end
+end
 local function not_reap_counters()
-  local ids, qis = {}, {}
+  local ids, at = {}, {}
   for i = 9, #ARGV, 4 do
     if ARGV[i + 2] ~= '' and not unfit[ARGV[i + 2]] then
-      ids[#ids + 1], qis[#qis + 1] = ARGV[i + 1], ARGV[i + 3]
+      ids[#ids + 1], at[#ids + 1] = ARGV[i + 1], i
     end
   end
   local wrong
   wrong, stat_bad = read_stats(KEYS[12], {'dead', 'cancelled'}, 'nothing reaped')
-  if wrong or #ids == 0 or not partitioned then
-    return wrong
-  end
-  local parts, of = read_chunked('HMGET', KEYS[30], ids), {}  -- (its type: checked above)
-  for j = 1, #ids do
-    if parts[j] then
-      local qi = tonumber(qis[j])
-      of[qi] = of[qi] or {}
-      of[qi][#of[qi] + 1] = parts[j]
-    end
-  end
-  for qi, list in pairs(of) do
-    wrong = wrong or not_hash_counter(KEYS[Q + 4 * (qi - 1) + 2], list, 'nothing reaped')
+  if not wrong and #ids > 0 and partitioned then
+    reap_parts_unfit(ids, at)
   end
   return wrong
 end
 bad = bad or not_reap_counters()
+-- an entry left alone (its name's or its partition's count not a counter): nothing is written
+-- for it, so nothing of it is checked from here (it cannot refuse the call)
+local function alone(i)
+  return ARGV[i + 2] ~= '' and unfit[ARGV[i + 2]] or held[i]
+end
 local seen = {}  -- (the run of a workflow member: lib/workflows.lua writes its keys; not for an
 for i = 9, #ARGV, 4 do  -- entry left alone, which nothing is written for: it cannot refuse)
-  if not (ARGV[i + 2] ~= '' and unfit[ARGV[i + 2]]) then
+  if not alone(i) then
     bad = bad or wf_unfit_of(KEYS[25], ARGV[i + 1], 'nothing reaped', seen)
   end
 end
@@ -275,7 +309,7 @@ end
 for i = 9, #ARGV, 4 do
   local id, name, qi = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local queue = name ~= '' and KEYS[Q + 4 * qi - 3] or dedup_queue(id, qi)
-  if not (name ~= '' and unfit[name]) and redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
+  if not alone(i) and redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
     if name ~= '' then
       redis.call('HINCRBY', KEYS[5], name, -1)
       freed = lim_release(limits_of(qi), id) or freed
@@ -295,14 +329,17 @@ local removed = 0
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('ZREM', KEYS[15], pool)
   removed = 1
-elseif #left > 0 then  -- held by entries left alone: listed again one dead timeout from now
-  redis.call('ZADD', KEYS[15], now + timeout, pool)  -- (dead_pools.lua; a re-send: later still)
-end
+elseif #left > 0 or #parts_left > 1 then  -- held by entries left alone: listed again one dead
+  redis.call('ZADD', KEYS[15], now + timeout, pool)  -- timeout from now (dead_pools.lua; a
+end  -- re-send: later still)
 local reply = {requeued, buried, removed, cancelled, 0}
 for r = 1, #replaced do
   reply[5 + r] = replaced[r]
 end
-if #left > 0 then
+if #left > 0 or #parts_left > 1 then
   reply[#reply + 1] = left
+end
+if #parts_left > 1 then
+  reply[#reply + 1] = parts_left
 end
 return reply
