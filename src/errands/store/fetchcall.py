@@ -65,15 +65,25 @@ def fetch_request(k: Keys, c: FetchCall) -> tuple[list[str], list[Arg]]:
     return keys, args
 
 
-def fetch_skipped(flat: list[Any]) -> tuple[int, dict[str, str]]:
+Parts = dict[tuple[str, str], str]  # (job name, partition) -> its running count's value
+
+
+def fetch_skipped(flat: list[Any]) -> tuple[int, dict[str, str], Parts]:
     """Of fetch.lua's reply ``flat`` (status 0: four fields, five per job), where its jobs end,
-    and the names it skipped (their ``running`` count is not a counter), each with the value of
-    the count: one list after the jobs, ``[name, value, ...]``, only when it skipped one."""
+    the names it skipped (their ``running`` count is not a counter), each with the value of
+    the count, and the partitions it passed over (their running count is not one), each with
+    the value of the count: one list after the jobs, ``[name, value, ...]``, then, when it
+    passed a partition over, ``[name, partition, value, ...]`` last in it, only when it skipped
+    or passed over one."""
     end = len(flat)
     if (end - 4) % 5 == 0:
-        return end, {}
-    pairs = flat[-1]
-    return end - 1, {_text(pairs[i]): _text(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
+        return end, {}, {}
+    pairs, parts = flat[-1], {}
+    if len(pairs) % 2:
+        t = [_text(x) for x in pairs[-1]]
+        parts = {(t[i], t[i + 1]): t[i + 2] for i in range(0, len(t) - 2, 3)}
+    names = {_text(pairs[i]): _text(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
+    return end - 1, names, parts
 
 
 def _text(x: Any) -> str:

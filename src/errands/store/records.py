@@ -49,14 +49,21 @@ class FetchResult(list[Fetched]):
     """The jobs one ``fetch`` call got, and ``wait``: the seconds until a rate limit that held
     a job back lets one start (None when no rate limit held one back); ``skipped``: the job
     names of the call it left alone, each with the value of its ``running`` count, which is not
-    a counter (written by hand: none of their jobs is fetched until it is repaired)."""
+    a counter (written by hand: none of their jobs is fetched until it is repaired);
+    ``skipped_parts``: the partitions it passed over for the same reason, (job name,
+    partition) -> the value of the partition's running count."""
 
     def __init__(
-        self, wait: float | None, jobs: list[Fetched], skipped: dict[str, str] | None = None
+        self,
+        wait: float | None,
+        jobs: list[Fetched],
+        skipped: dict[str, str] | None = None,
+        skipped_parts: dict[tuple[str, str], str] | None = None,
     ) -> None:
         super().__init__(jobs)
         self.wait = wait
         self.skipped = skipped or {}
+        self.skipped_parts = skipped_parts or {}
 
 
 @dataclass(slots=True)

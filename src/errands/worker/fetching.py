@@ -24,7 +24,7 @@ from ..store.sweepread import in_progress_and_handoffs
 from .lease import gone
 from .limitwatch import LimitWatch, apply_limits
 from .mailbox import parse_handoff
-from .skipnames import SkippedNames
+from .skipnames import SkippedNames, SkippedParts
 
 if TYPE_CHECKING:
     from ..handlers import JobType
@@ -90,6 +90,7 @@ class Fetching:
     _plain: dict[str, JobType]
     _rated: frozenset[str]
     _skipped: SkippedNames[str] | None = None  # the names fetches skip (made at the first one)
+    _skipped_parts: SkippedParts | None = None  # the partitions they pass over (the same)
 
     if TYPE_CHECKING:  # provided by Worker and the Lookahead and Quieting mixins
 
@@ -220,6 +221,8 @@ class Fetching:
         no task here holds the job first."""
         if self.settler.unpark_orphans():
             self._reclaim = True
+        if self._skipped_parts is not None and self._skipped_parts.names:  # (served again?)
+            await self._skipped_parts.recheck(self.scripts.redis)  # (skipnames.py)
         return await self.acker.resend_parked() + await self.settler.resend_parked()
 
     async def drop_held(self) -> None:
@@ -273,11 +276,14 @@ class Fetching:
                 self._reclaim = True
 
     def _note_skipped(self, got: FetchResult | None, order: list[tuple[str, int]]) -> None:
-        """Logs the names a fetch skipped, once each until served again (skipnames.py)."""
+        """Logs the names a fetch skipped and the partitions it passed over, once each until
+        served again (skipnames.py)."""
         if got is not None and (got.skipped or self._skipped is not None):
-            if self._skipped is None:
-                self._skipped = SkippedNames(self.keys.running)
+            self._skipped = self._skipped or SkippedNames[str](self.keys.running)
             self._skipped.note((name for name, _ in order), got.skipped)
+        if got is not None and got.skipped_parts:  # (served again: recheck)
+            self._skipped_parts = self._skipped_parts or SkippedParts(self.keys)
+            self._skipped_parts.note((), got.skipped_parts)
 
     def _take(self, fetched: list[Fetched], order: list[tuple[str, int]]) -> None:
         """Start fetched jobs, or hold them in the buffer; when the pool began stopping (or

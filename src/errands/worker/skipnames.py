@@ -1,12 +1,16 @@
 """The job names a fetch skipped because their ``running`` count is not a counter (lua/fetch.lua:
 written by hand, a bad restore; the count is left as it is, and none of the name's jobs is
-fetched until it is repaired, while the pool's other names are served as usual).
+fetched until it is repaired, while the pool's other names are served as usual), and the
+partitions it passed over because their running count is not one (lib/limits.lua: none of the
+partition's jobs starts until it is repaired, the name's other partitions are served).
 
-A pool logs one error per such name, naming the key, the field and how to repair it, once while
-the name stays skipped (a pool fetches many times a second), and logs when a fetch serves it
-again. The reaper keeps the names, and partitions, its passes leave alone (lua/reap.lua) the same
-way, with its own lines (worker/reaper.py: a subclass), and reads their counts to tell when
-they are counters again (:func:`counters_again`). Pure but for the log lines and that read.
+A pool logs one error per such name or partition, naming the key, the field and how to repair
+it, once while it stays skipped (a pool fetches many times a second), and logs when it is served
+again: a name when a fetch of it skips it no more; a partition (a fetch meets it only in its
+turn) when :meth:`SkippedParts.recheck` reads its count a counter again. The reaper keeps the
+names, and partitions, its passes leave alone (lua/reap.lua) the same way, with its own lines
+(worker/reaper.py: a subclass), and reads their counts the same way (:func:`counters_again`).
+Pure but for the log lines and those reads.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
+from ..store.keys import Keys
 from ..store.stored import stored_number
 
-__all__ = ["SkippedNames", "counters_again", "is_counter"]
+__all__ = ["SkippedNames", "SkippedParts", "counters_again", "is_counter"]
 
 log = logging.getLogger("errands.worker")
 
-K = TypeVar("K", bound=Hashable)  # what is left alone: a job name (the reaper: or a partition)
+K = TypeVar("K", bound=Hashable)  # what is left alone: a job name, or (job name, partition)
 
 
 def is_counter(value: bytes | str | None) -> bool:
@@ -59,7 +64,7 @@ async def counters_again(
 class SkippedNames(Generic[K]):
     """The names left alone now (name -> the value of its count), each logged once: by a pool's
     fetches (these lines; :meth:`log_skipped` and :meth:`log_served` say it otherwise, of names
-    or of other keys: the reaper's partitions)."""
+    or of other keys: :class:`SkippedParts`, the reaper's)."""
 
     def __init__(self, running_key: str) -> None:
         self.running_key = running_key
@@ -100,3 +105,53 @@ class SkippedNames(Generic[K]):
     def log_served(self, name: K) -> None:
         """The line of a name served again."""
         log.warning("job name %s: its running count is a counter again: served", name)
+
+
+class SkippedParts(SkippedNames[tuple[str, str]]):
+    """The partitions a pool's fetches pass over now ((job name, partition) -> the value of its
+    count), logged once; noted with nothing ``fetched`` (a fetch meets a partition only in its
+    turn): :meth:`recheck` serves them again."""
+
+    def __init__(self, keys: Keys) -> None:
+        super().__init__(keys.running)
+        self.keys = keys
+
+    def log_skipped(self, name: tuple[str, str], value: str) -> None:
+        job_name, part = name
+        key = self.keys.partitions_running(job_name)
+        log.error(
+            "partition %r of job name %s is not fetched: its running count (field %s of hash "
+            "%s) holds %r, not a counter; repair it with HSET %s %s <n>, <n> the jobs of the "
+            "partition in the pools' in-progress sets (0: HDEL %s %s); its finished jobs are "
+            "parked until then (see docs/reliability.md)",
+            part,
+            job_name,
+            part,
+            key,
+            value,
+            key,
+            part,
+            key,
+            part,
+            extra={"job_name": job_name},
+        )
+
+    def log_served(self, name: tuple[str, str]) -> None:
+        job_name, part = name
+        log.warning(
+            "partition %r of job name %s: its running count is a counter again: served",
+            part,
+            job_name,
+            extra={"job_name": job_name},
+        )
+
+    async def recheck(self, redis: Any) -> None:
+        """Reads the counts of the partitions passed over (one HMGET per name:
+        :func:`counters_again`, as the reaper's): one a counter again (or absent) is served
+        again, logged and forgotten. Never raises (a failed read: the next one tells)."""
+        self.note(await counters_again(redis, self._count_of, list(self.names)), {})
+
+    def _count_of(self, key: tuple[str, str]) -> tuple[str, str]:
+        """The hash and the field of partition ``key``'s count."""
+        name, part = key
+        return self.keys.partitions_running(name), part

@@ -5,9 +5,8 @@
 -- Each job fetched gets an attempt record "<pool>:<token>" (one token per call): acks, settles
 -- and check-ins of the job are fenced on it. A call serving a job name with a rate records in
 -- its token the Redis ms it counted its jobs' starts at ("<n>@<ms>"): a give-back uncounts the
--- start at that time (settle.lua ARGV[21]), whatever the client's clock. A queue entry of a job
--- that already has an attempt running (a duplicate) is dropped, so no counter is taken twice
--- for one job.
+-- start at that time (settle.lua ARGV[21]), whatever the client's clock. A queue entry whose
+-- job has an attempt running already (a duplicate) is dropped: no counter taken twice for it.
 -- Bounded: at most 8 x (batch + 64) queue entries are looked at per queue.
 -- KEYS[1] jobs   KEYS[2] running (HASH name -> count)   KEYS[3] in_progress of this pool
 -- KEYS[4] paused (SET)   KEYS[5] idle (SET)   KEYS[6] unique (HASH digest -> id)
@@ -38,13 +37,15 @@
 -- A malformed limits spec or a key of another type (lib/fetchcheck.lua) fails the call before
 -- its first write. A name whose `running` count is not a counter (lib/types.lua's is_counter,
 -- on the counts fetch_types reads anyway) is skipped: its HINCRBY would raise after the first
--- write, so nothing of it is fetched or written; the other names are served.
+-- write, so nothing of it is fetched or written; the other names are served. A partition whose
+-- running count is not one is passed over (lib/limits.lua's lim_bad_count).
 -- Returns {status, token, wait, now, then five per job: queue index (1-based), job id, envelope,
--- queue score, 1 if a suspect, then, only when a name was skipped, one list: {name, its count's
--- value, ...} (lib/types.lua's skipped_list)}; status 0 = ok, -1 = lease lost (not
--- registered), -2 = lease expired (then only the first three); wait = ms until a rate limit
--- that held a job back lets one start (-1 = none); now = the Redis ms the jobs' starts were
--- counted at in their rates (a job given back unstarted is uncounted with it: settle.lua ARGV[21]).
+-- queue score, 1 if a suspect, then, only when a name was skipped or a partition passed over, a
+-- list: {name, its count's value, ... (skipped_list), then, if a partition was passed over,
+-- {name, partition, its count's value, ...}}; status 0 = ok, -1 = lease lost (not registered),
+-- -2 = lease expired (then only the first three); wait = ms until a rate limit that held a job
+-- back lets one start (-1 = none); now = the Redis ms the jobs' starts were counted at in their
+-- rates (a job given back unstarted is uncounted with it: settle.lua ARGV[21]).
 -- -1 and -2 are read, and written nothing first (lib/types.lua unwritten, on pools, ZSCORE read
 -- it), so that a demoted master refuses them where the new master may hold the lease (a pool
 -- told -1 abandons its jobs); every other reply but an error follows a write (idle marks: below).
@@ -138,6 +139,7 @@ local function note(ms)
 end
 local listening = others and redis.call('EXISTS', KEYS[9]) == 1
 local started = {}  -- job id -> its started event, published at the end (lib/events.lua)
+local bad_parts = {}  -- partitions passed over: {name, partition, count, ...} (lim_bad_count)
 if isolate > 0 and sizes[10] == 0 then  -- (recoveries' HLEN, by fetch_types)
   isolate = 0
 end
@@ -240,7 +242,8 @@ for i = 1, nq do
     if spec ~= '' or partitioned then
       P = {part = KEYS[14], seq = KEYS[15], q = q, pq = KEYS[b + 2], pready = KEYS[b + 3],
         pwait = KEYS[b + 4], prun = KEYS[b + 5], prate = KEYS[b + 6], prexp = KEYS[b + 7],
-        on = partitioned, known = partitioned and i == 1 and {sizes[b + 3], sizes[b + 4]}}
+        on = partitioned, known = partitioned and i == 1 and {sizes[b + 3], sizes[b + 4]},
+        name = name, bad = bad_parts}
       L = specs[i]
       if room > 0 and #L.r > 0 then
         room = lim_type_room(P, L, room, now, note)
@@ -390,7 +393,8 @@ if earliest then
   out[3] = math.max(1, earliest - now)
 end
 fetch_marks(K, Q, nq, pool, now, want, sizes, token, armed, skip)
-if skip then
-  out[no + 1] = skipped_list(skip, names)  -- (lib/types.lua)
+if skip or bad_parts[1] then  -- (lib/types.lua; then lib/limits.lua's lim_bad_count's list)
+  local list = skip and skipped_list(skip, names) or {}
+  out[no + 1], list[#list + 1] = list, bad_parts[1] and bad_parts or nil
 end
 return out

@@ -356,11 +356,19 @@ end
 
 -- partition p's running count `run` is not a counter (lib/types.lua is_counter: written by hand
 -- or by a bug; it raised in the middle of a fetch, or took a job and stored nan): no job of it
--- starts, it goes to the back of the turns (served once repaired), and the Redis log says so
+-- starts, it goes to the back of the turns (served once repaired), and the Redis log says so;
+-- P.bad (optional, a list: fetch.lua's reply) gets its job name P.name, p and the first 40
+-- characters of its count
 local function lim_bad_count(P, p, run)
+  local value = string.sub(run, 1, 40)
   redis.log(redis.LOG_WARNING, 'errands: ' .. P.prun .. ' field ' .. p .. ' holds '
-    .. string.sub(run, 1, 40) .. ', not a counter: no job of the partition starts until repaired')
+    .. value .. ', not a counter: no job of the partition starts until repaired')
   redis.call('ZADD', P.pready, redis.call('INCR', P.seq), p)
+  local bad = P.bad
+  if bad then
+    local n = #bad
+    bad[n + 1], bad[n + 2], bad[n + 3] = P.name, p, value
+  end
 end
 
 -- the serving of partitions in turn (lim_serve, the fetch's)
