@@ -40,6 +40,7 @@ class OutageLog:
         self.since: float | None = None  # when the first failure of this outage was seen
         self._next_reminder = 0.0
         self._failures = 0  # failed calls of this outage
+        self._refused: str | None = None  # the reason of a script's refusal logged (refused())
 
     def failed(self, exc: BaseException) -> None:
         """A call failed with a Redis error (unreachable, timed out, loading...): logs it if it
@@ -66,9 +67,37 @@ class OutageLog:
                 describe(exc),
             )
 
-    def ok(self) -> None:
-        """A call got through: ends the outage, if any, with one INFO line."""
+    def refused(self, exc: BaseException, repair: str = "") -> None:
+        """A call was refused by its script as a whole (a key of the namespace of another type,
+        a counter that is not one: an error reply, sent again it is refused again until the key
+        is repaired): one ERROR with its reason and ``repair`` while the same reason lasts
+        (redis-py's repr of an error reply hides its message; a line per retry before)."""
         if self.since is None:
+            self.since = self.clock()
+        self._failures += 1
+        reason = describe(exc, named=False)
+        if reason != self._refused:
+            self._refused = reason
+            self.log.error(
+                "%s: calls refused: %s%s; retrying with backoff (a line when it works again)",
+                self.what,
+                reason,
+                repair,
+            )
+
+    def ok(self) -> None:
+        """A call got through: ends the outage, if any, with one INFO line (a WARNING after
+        refusals: the key was repaired)."""
+        if self.since is None:
+            return
+        if self._refused is not None:
+            self.log.warning(
+                "%s: calls go through again after %.1fs (%d failed): repaired",
+                self.what,
+                self.clock() - self.since,
+                self._failures,
+            )
+            self.since, self._failures, self._refused = None, 0, None
             return
         self.log.info(
             "%s: Redis reachable again after %.1fs (%d failed calls)",

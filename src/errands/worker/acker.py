@@ -23,6 +23,7 @@ from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Acked, Scripts
 from ..workflows.store import WorkflowScripts
+from .repairs import log_refusal
 
 __all__ = ["Acker"]
 
@@ -110,7 +111,9 @@ class Acker:
                 self._members = self._members or members
                 if isinstance(exc, REDIS_ERRORS):
                     self._outage.failed(exc)
-                else:
+                elif not await log_refusal(
+                    self._outage, exc, self.scripts.redis, self.scripts.keys
+                ):
                     log.error(
                         "ack of %d jobs failed (%r); retrying in %.2fs", len(batch), exc, delay
                     )

@@ -24,6 +24,7 @@ from ..store.sweepread import in_progress_and_handoffs
 from .lease import gone
 from .limitwatch import LimitWatch, apply_limits
 from .mailbox import parse_handoff
+from .repairs import log_refusal
 from .skipnames import SkippedNames, SkippedParts
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ class Fetching:
         self._reclaim = True
         if isinstance(exc, REDIS_ERRORS):
             self._fetch_outage.failed(exc)
-        else:
+        elif not await log_refusal(self._fetch_outage, exc, self.scripts.redis, self.keys):
             log.error("fetch or start failed (%r); retrying in %.2fs", exc, delay)
         if not self._stopping:
             self._slot_freed.clear()  # a slot freed meanwhile must not skip the backoff
@@ -276,8 +277,7 @@ class Fetching:
                 self._reclaim = True
 
     def _note_skipped(self, got: FetchResult | None, order: list[tuple[str, int]]) -> None:
-        """Logs the names a fetch skipped and the partitions it passed over, once each until
-        served again (skipnames.py)."""
+        """Logs the names and partitions a fetch skipped, once each while so (skipnames.py)."""
         if got is not None and (got.skipped or self._skipped is not None):
             self._skipped = self._skipped or SkippedNames[str](self.keys.running)
             self._skipped.note((name for name, _ in order), got.skipped)

@@ -29,6 +29,7 @@ from ..store.keys import check_job_name
 from ..store.records import Reaped, ReapRefused
 from ..store.scripts import Scripts
 from .lease import Lease
+from .repairs import repair_hint
 from .skipnames import K, SkippedNames, counters_again
 
 __all__ = ["Reaper"]
@@ -69,6 +70,7 @@ class Reaper:
         self._unfit_parts: dict[tuple[str, str], tuple[str, set[str]]] = {}
         self._left_alone = _LeftAlone[str](self._name_where)
         self._parts_left_alone = _LeftAlone[tuple[str, str]](self._part_where)
+        self._refused = _Refused()  # the dead pools reap.lua refuses (logged once)
 
     async def run(self) -> None:
         outage = OutageLog(log, "reaper (takes the jobs of dead pools back)")
@@ -105,6 +107,7 @@ class Reaper:
             return 0
         moved = 0
         self._unfit, self._unfit_parts = {}, {}
+        refused: dict[str, str] = {}  # pool id -> the reason of its refusal, this pass
         for pool_id in dict.fromkeys(dead):
             if pool_id != self.own_pool_id:
                 try:
@@ -114,7 +117,9 @@ class Reaper:
                     # counter: lib/types.lua) write nothing: the other dead pools are reaped all
                     # the same, this one once the key is repaired; any other error (Redis
                     # itself: READONLY, OOM, ...) ends the pass
-                    log.error("reaper: pool %s not reaped: %s", pool_id, exc)
+                    refused[pool_id] = str(exc)
+                    await self._refused.hint(pool_id, exc, self.scripts)
+        self._refused.note(list(self._refused.names), refused)  # (once while a reason lasts)
         await self._log_unfit()
         return moved
 
@@ -327,3 +332,25 @@ class _LeftAlone(SkippedNames[K]):
 
     def log_served(self, name: K) -> None:
         log.warning("reaper: %s: its running count is a counter again", self.where(name)[0])
+
+
+class _Refused(SkippedNames[str]):
+    """The dead pools reap.lua refuses as a whole (pool id -> the reason), logged once while the
+    same reason lasts (skipnames.py), with the key's repair (repairs.py); a line when a pass
+    no longer refuses one (reaped, or alive)."""
+
+    def __init__(self) -> None:
+        super().__init__("")  # (the reason names the key)
+        self.hints: dict[str, str] = {}  # pool id -> the repair of its new reason, to log
+
+    async def hint(self, pool_id: str, exc: ReapRefused, scripts: Scripts) -> None:
+        """``pool_id`` was refused for ``exc``: a new reason is logged (its repair read now)."""
+        if self.names.get(pool_id) != str(exc):
+            self.names.pop(pool_id, None)
+            self.hints[pool_id] = await repair_hint(scripts.redis, scripts.keys, exc)
+
+    def log_skipped(self, name: str, value: str) -> None:
+        log.error("reaper: pool %s not reaped: %s%s", name, value, self.hints.pop(name, ""))
+
+    def log_served(self, name: str) -> None:
+        log.warning("reaper: pool %s is no longer refused (reaped, or alive)", name)

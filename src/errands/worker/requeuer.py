@@ -14,6 +14,7 @@ from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Scripts
 from ..workflows.store import WorkflowScripts
+from .repairs import log_refusal
 
 __all__ = ["Requeuer", "trim_history"]
 
@@ -107,7 +108,7 @@ class Requeuer:
             except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): never die
                 if isinstance(exc, REDIS_ERRORS):
                     outage.failed(exc)
-                else:
+                elif not await log_refusal(outage, exc, self.scripts.redis, self.scripts.keys):
                     log.error("requeuer pass failed: %r", exc)
                 wait, delay = delay, min(delay * 2, 5.0)
             try:

@@ -1,0 +1,56 @@
+"""The repair of a key a script refused a whole call for (lib/types.lua: ``WRONGTYPE <key> holds
+another type: ...`` or ``errands: <key> holds <value>, not a counter: ...``), for the one line a
+pool logs about it (outagelog.py's ``refused``): the key's type as Redis reports it now, and
+what to do with it. The namespace-wide keys every call of a kind needs are named: ``seq`` (the
+queues' order and the partitions' turns count on from it) and ``stats`` (statistics only)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from ..outagelog import OutageLog
+from ..store.keys import Keys
+
+__all__ = ["log_refusal", "repair_hint"]
+
+_HELD = re.compile(r"(?:WRONGTYPE |errands: )(\S+) holds ")
+
+
+async def repair_hint(redis: Any, keys: Keys, exc: BaseException) -> str:
+    """``" (<key> is a <type>; repair: ...)"``, or "" when ``exc`` names no key. One TYPE of
+    the key; never raises (a failed read leaves its type out)."""
+    found = _HELD.search(str(exc))
+    if found is None:
+        return ""
+    key = found.group(1)
+    try:
+        kind = await redis.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    except Exception:  # (the line goes out without it)
+        kind = "key of unknown type"
+    if key == keys.stats:
+        what = (
+            f"DEL {key} (statistics only: processed, failed, ... count again from 0; a field "
+            "that is not a number is replaced by the next count)"
+        )
+    elif key == keys.seq:
+        what = (
+            f"SET {key} <n>, <n> a whole number at least what it held (the queues' order and "
+            f"the partitions' turns count on from it); DEL {key} counts again from 0 (jobs "
+            "enqueued from then on go ahead of those queued before)"
+        )
+    else:
+        what = f"see docs/data-layout.md for what {key} holds, and DEL or rewrite it"
+    return f" ({key} is a {kind}; repair: {what})"
+
+
+async def log_refusal(outage: OutageLog, exc: BaseException, redis: Any, keys: Keys) -> bool:
+    """When ``exc`` is a script's error reply (a refusal: sent again, refused again until a key
+    is repaired), tells ``outage`` (one ERROR per reason, with its repair) and returns True."""
+    if not isinstance(exc, ResponseError):
+        return False
+    outage.refused(exc, await repair_hint(redis, keys, exc))
+    return True
