@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..admin.jobinfo import Page
-from ..limits import describe_limit
+from .limitwords import limit_words
 from .messages import FLASH_MOST
 from .nav import NAV
 from .security import Settings
@@ -150,7 +150,7 @@ class Renderer:
         self.env.filters.update(
             ts=_ts, ago=self.ago, dur=_duration, pretty=_pretty, brief=_brief, q=_q
         )
-        self.env.filters["limit"] = describe_limit
+        self.env.filters["limit"] = limit_words
 
     def ago(self, epoch: Any) -> str:
         if (epoch := _seconds(epoch)) is None:

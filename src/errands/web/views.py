@@ -22,6 +22,7 @@ from ..store.keys import check_job_name
 from .charts import SPANS, activity_chart, wait_lines
 from .filters import Filter, filtered_page
 from .guard import wrong_type
+from .limitwords import running_limits
 from .messages import served_or_none
 from .redact import Redactor
 from .render import Renderer, chart
@@ -194,7 +195,7 @@ class Views:
             c.workers(),
             c.worker_pools(),
         )
-        outbox = await c.outbox()
+        outbox, limits = await asyncio.gather(c.outbox(), c.limits())
         return {
             "totals": {
                 "processed": stats.get("processed", 0),
@@ -210,6 +211,7 @@ class Views:
             "throughput": [{"minute": m, "ended": e, "died": d} for m, e, d in points],
             "chart": chart(points),
             "queues": queues,
+            "running_limits": running_limits(queues, limits),
             "workers": self.redactor.each(workers[:10]),
             "outbox": outbox if outbox.relays else None,  # shown once a relay reports
         }
@@ -231,7 +233,8 @@ class Views:
         }  # fmt: skip
 
     async def queues(self, request: Request) -> dict[str, Any]:
-        return {"queues": await self.client.queues()}
+        queues, limits = await asyncio.gather(self.client.queues(), self.client.limits())
+        return {"queues": queues, "running_limits": running_limits(queues, limits)}
 
     async def queue(self, request: Request) -> dict[str, Any]:
         name = request.path_params["name"]
