@@ -1,8 +1,10 @@
-"""Dashboard mends after an operator's walk: limits in words on the Queues page."""
+"""Dashboard mends after an operator's walk: limits in words on the Queues page, the
+add-schedule form kept after an error."""
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -11,7 +13,7 @@ import pytest
 
 import errands
 from errands import Client, Concurrency, Enqueuer, Rate
-from tests.support.dashboard import http
+from tests.support.dashboard import http, post
 
 
 @pytest.fixture
@@ -54,3 +56,35 @@ async def test_queues_show_the_limit_that_binds_not_infinity(
     # the queue's own page: the same words
     page = html.unescape((await web.get("/queues/send_sms")).text)
     assert "rate 2/10 s" in page and "rate=2/10000ms" not in page
+
+
+def _value(page: str, field: str) -> str | None:
+    tag = re.search(rf'<input name="{field}"[^>]*>', page)
+    assert tag, field
+    value = re.search(r' value="([^"]*)"', tag.group(0))
+    return None if value is None else html.unescape(value.group(1))
+
+
+async def test_the_add_schedule_form_keeps_what_was_typed_after_an_error(
+    web: httpx.AsyncClient,
+) -> None:
+    form = {"name": "nightly report", "job": "report", "spec": "*/5 * * * * * *",
+            "tz": "Europe/Paris", "args": '{"api_key": "s3cret"}'}  # fmt: skip
+    for sent in (form, {**form, "spec": "@daily", "args": "{nope"}):
+        refused = await post(web, "/schedules/add", sent)
+        assert refused.status_code == 303
+        where = refused.headers["location"]
+        assert "s3cret" not in where and "nope" not in where and "args" not in where
+        page = (await web.get(where)).text
+        flash = re.search(r'<div class="flash error" role="status" id="flash">([^<]*)<', page)
+        assert flash and flash.group(1), page
+        assert _value(page, "name") == "nightly report"
+        assert _value(page, "job") == "report"
+        assert _value(page, "spec") == sent["spec"]
+        assert _value(page, "tz") == "Europe/Paris"
+        assert "s3cret" not in page and "args-not-kept" in page
+    assert not (await web.get("/api/schedules")).json()["schedules"]
+    # a fresh form: empty, UTC, enabled
+    page = (await web.get("/schedules")).text
+    assert _value(page, "name") is None and _value(page, "tz") == "UTC"
+    assert "args-not-kept" not in page

@@ -19,6 +19,7 @@ from ..admin.client import Client
 from ..admin.jobinfo import JobInfo, JobStatus, Page
 from ..errors import ErrandsError
 from ..store.keys import check_job_id, check_job_name
+from .drafts import kept
 from .messages import FLASH_MOST, cancel_message, error_message, unserved_hint
 from .render import Renderer, cookie_header
 from .security import (
@@ -116,7 +117,8 @@ class Actions:
             except (ErrandsError, ValueError, LookupError) as exc:
                 home = "/" if section == "/jobs" else section
                 message = error_message(exc, FLASH_MOST)
-                return self.renderer.redirect(request, _back(form, home), message, "error")
+                back = kept(path, form, _back(form, home))  # (what was typed, if kept)
+                return self.renderer.redirect(request, back, message, "error")
             return self.renderer.redirect(request, _back(form, outcome.back), outcome.message)
 
         return endpoint

@@ -20,6 +20,7 @@ from ..admin.jobinfo import HistoryEntry, JobInfo, JobStatus, Page
 from ..errors import WorkflowNotFoundError
 from ..store.keys import check_job_name
 from .charts import SPANS, activity_chart, wait_lines
+from .drafts import draft
 from .filters import Filter, filtered_page
 from .guard import wrong_type
 from .limitwords import running_limits
@@ -316,7 +317,8 @@ class Views:
         served = await served_or_none(self.client)
         unserved = sorted({i.job_name for i in infos} - served) if served is not None else []
         names = await self.client.job_names()
-        return {"schedules": infos, "states": states, "names": names, "unserved": unserved}
+        return {"schedules": infos, "states": states, "names": names, "unserved": unserved,
+                "draft": draft(request)}  # fmt: skip
 
     async def job(self, request: Request) -> dict[str, Any]:
         job_id = request.path_params["id"]
