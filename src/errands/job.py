@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -143,13 +144,15 @@ class Job:
         itself, without this property's call.)"""
         return self.previous_attempts + self.fails + 1
 
-    async def checkin(self, message: str) -> bool:
+    async def checkin(self, message: object) -> bool:
         """Report progress from inside a handler; shown by ``Client.job`` and ``workers()``.
+        The message is text: anything else (a dict, a number) is stored as its JSON text
+        (``{"progress": "11%"}``; ``str()`` when it is not JSON data), not Python's repr.
         Returns False (nothing recorded) when this run no longer holds the job: its pool lost
         its lease and the job was given to another pool."""
         if self._backend is None or not hasattr(self._backend, "checkin"):
             raise RuntimeError("checkin() works only inside a running handler")
-        return bool(await self._backend.checkin(self, str(message)))
+        return bool(await self._backend.checkin(self, _message_text(message)))
 
     async def result(self, timeout: float | None = None) -> Any:
         """Wait for the job's result (its handler's return value) without polling.
@@ -286,3 +289,13 @@ def _workflow_ref(value: Any) -> tuple[str, str] | None:
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
         return value[0], value[1]
     raise ValueError(f"envelope workflow reference is invalid: {value!r:.60}")
+
+
+def _message_text(message: object) -> str:
+    """A checkin's message as text: a str as it is, other JSON data as its JSON text."""
+    if isinstance(message, str):
+        return message
+    try:
+        return json.dumps(message, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):  # (not JSON data: an object, a NaN, a cycle)
+        return str(message)

@@ -1,8 +1,9 @@
 """Dashboard mends after an operator's walk: limits in words on the Queues page, the
-add-schedule form kept after an error."""
+add-schedule form kept after an error, a checkin given a dict."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import AsyncIterator
@@ -12,8 +13,8 @@ import httpx
 import pytest
 
 import errands
-from errands import Client, Concurrency, Enqueuer, Rate
-from tests.support.dashboard import http, post
+from errands import Client, Concurrency, Enqueuer, Job, Rate
+from tests.support.dashboard import eventually, http, make_pool, post
 
 
 @pytest.fixture
@@ -88,3 +89,30 @@ async def test_the_add_schedule_form_keeps_what_was_typed_after_an_error(
     page = (await web.get("/schedules")).text
     assert _value(page, "name") is None and _value(page, "tz") == "UTC"
     assert "args-not-kept" not in page
+
+
+async def test_a_checkin_given_a_dict_shows_json_not_a_python_repr(
+    redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    pool = make_pool(redis_url, namespace)
+    release = asyncio.Event()
+
+    @pool.job("transcode")
+    async def transcode(job: Job) -> None:
+        await job.checkin({"progress": "11%", "file": "é.mp4"})
+        await release.wait()
+
+    async with pool:
+        job = await enqueuer.enqueue("transcode")
+        assert job is not None
+
+        async def checked_in() -> bool:
+            info = await client.job(job.id)
+            return info is not None and info.checkin is not None
+
+        await eventually(checked_in, "a checkin")
+        for path in ("/busy", f"/jobs/{job.id}"):
+            page = html.unescape((await web.get(path)).text)
+            assert '{"progress": "11%", "file": "é.mp4"}' in page, path
+            assert "{'progress'" not in page
+        release.set()
