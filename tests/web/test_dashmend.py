@@ -1,5 +1,6 @@
 """Dashboard mends after an operator's walk: limits in words on the Queues page, the
-add-schedule form kept after an error, a checkin given a dict."""
+add-schedule form kept after an error, a checkin given a dict, Cancel on
+the Busy page."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import html
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from urllib.parse import unquote
 
 import httpx
 import pytest
 
 import errands
-from errands import Client, Concurrency, Enqueuer, Job, Rate
+from errands import Client, Concurrency, Enqueuer, Job, JobStatus, Rate
 from tests.support.dashboard import eventually, http, make_pool, post
 
 
@@ -116,3 +118,37 @@ async def test_a_checkin_given_a_dict_shows_json_not_a_python_repr(
             assert '{"progress": "11%", "file": "é.mp4"}' in page, path
             assert "{'progress'" not in page
         release.set()
+
+
+async def test_the_busy_page_cancels_a_running_job(
+    redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    async with make_pool(redis_url, namespace) as pool:
+        job = await enqueuer.enqueue("slow")
+        assert job is not None
+
+        async def running() -> bool:
+            info = await client.job(job.id)
+            return info is not None and info.status == JobStatus.IN_PROGRESS
+
+        await eventually(running, "running")
+        page = (await web.get("/busy")).text
+        row = page[page.index(f"/jobs/{job.id}") :]
+        row = row[: row.index("</tr>")]
+        form = re.search(r'<form method="post" action="/jobs/cancel"[^>]*>.*?</form>', row, re.S)
+        assert form, row
+        assert 'data-confirm="Cancel this job?"' in form[0]  # (as the job page's Cancel)
+        assert f'name="id" value="{job.id}"' in form[0] and 'name="csrf"' in form[0]
+        assert 'name="next" value="/busy"' in form[0]
+        refused = await post(web, "/jobs/cancel", {"id": job.id}, with_token=False)
+        assert refused.status_code == 403  # (the same CSRF check as every action)
+        said = await post(web, "/jobs/cancel", {"id": job.id, "next": "/busy"})
+        assert said.status_code == 303 and said.headers["location"].endswith("/busy")
+        assert "its pool was told to cancel it" in unquote(said.headers["set-cookie"])
+
+        async def cancelled() -> bool:
+            info = await client.job(job.id)
+            return info is not None and info.status == JobStatus.CANCELLED
+
+        await eventually(cancelled, "cancelled")
+        pool.release_slow.set()  # type: ignore[attr-defined]
