@@ -1,6 +1,6 @@
 """Dashboard mends after an operator's walk: limits in words on the Queues page, the
 add-schedule form kept after an error, a checkin given a dict, Cancel on
-the Busy page."""
+the Busy page, a workflow run's callbacks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 import errands
-from errands import Client, Concurrency, Enqueuer, Job, JobStatus, Rate
+from errands import Client, Concurrency, Enqueuer, Job, JobStatus, Rate, Workflow
 from tests.support.dashboard import eventually, http, make_pool, post
 
 
@@ -152,3 +152,52 @@ async def test_the_busy_page_cancels_a_running_job(
 
         await eventually(cancelled, "cancelled")
         pool.release_slow.set()  # type: ignore[attr-defined]
+
+
+def _callback_row(page: str, kind: str) -> tuple[str, str]:
+    row = re.search(rf'<tr data-callback="{kind}">(.*?)</tr>', page, re.S)
+    assert row, page
+    href = re.search(r'<a href="([^"]*)">', row[1])
+    assert href
+    return unquote(href[1]), re.sub(r"<[^>]*>", "", row[1])
+
+
+async def test_the_workflow_page_lists_its_callbacks_with_links(
+    redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    async with make_pool(redis_url, namespace) as pool:
+        wf = Workflow("import")
+        wf.add("ok", {}, id="fetch")
+        wf.add("boom", {}, id="parse", after=["fetch"])
+        wf.on_success("ok", {})
+        wf.on_failure("ok", {"alert": True})
+        run = await enqueuer.enqueue_workflow(wf)
+
+        async def alerted() -> bool:
+            info = await client.job(f"{run.id}!on_failure")
+            return info is not None and info.status == JobStatus.FINISHED
+
+        await eventually(alerted, "the on_failure callback ran")
+        page = (await web.get(f"/workflows/{run.id}")).text
+        href, text = _callback_row(page, "on_failure")
+        assert href == f"/jobs/{run.id}!on_failure" and "finished" in text and "ok" in text
+        href, text = _callback_row(page, "on_success")
+        assert href == f"/jobs/{run.id}!on_success" and "not run" in text
+        api = (await web.get(f"/api/workflows/{run.id}")).json()["callbacks"]
+        assert [(c["kind"], c["state"]) for c in api] == [
+            ("on_success", None),
+            ("on_failure", "finished"),
+        ]
+        # a running run: its callback waits for the run's end
+        wf = Workflow("long")
+        wf.add("slow", {}, id="work")
+        wf.on_failure("ok", {})
+        running = await enqueuer.enqueue_workflow(wf)
+        page = (await web.get(f"/workflows/{running.id}")).text
+        assert "runs when the run fails" in _callback_row(page, "on_failure")[1]
+        pool.release_slow.set()  # type: ignore[attr-defined]
+    # a run without callbacks: no section
+    bare = Workflow("bare")
+    bare.add("ok", {}, id="one")
+    page = (await web.get(f"/workflows/{(await enqueuer.enqueue_workflow(bare)).id}")).text
+    assert 'id="callbacks"' not in page

@@ -350,8 +350,9 @@ class Views:
         run_id = request.path_params["id"]
         if not plausible_id(run_id):
             raise Missing("No such workflow run: ids have no braces or control characters.")
+        handle = self.client.workflow(run_id)
         try:
-            status = await self.client.workflow(run_id).status()
+            status = await handle.status()
         except WorkflowNotFoundError:
             raise Missing(f"No workflow run {run_id!r} (unknown, or its linger is over).") from None
         # members by state and id; their results and errors are on their job pages (redacted)
@@ -359,8 +360,14 @@ class Views:
             {k: v for k, v in n.__dict__.items() if k not in ("result", "error")}
             for n in status.nodes.values()
         ]
-        run = {k: v for k, v in status.__dict__.items() if k != "nodes"}
-        return {"run": run, "nodes": nodes, "member_counts": status.counts()}
+        run = {k: v for k, v in status.__dict__.items() if k not in ("nodes", "callbacks")}
+        callbacks = []  # (each with its job's status: None before it is enqueued, or never)
+        for kind, name in sorted(status.callbacks.items(), key=lambda c: c[0] != "on_success"):
+            info = await self.client.job(job_id := handle.callback_job_id(kind))
+            state = info.status if info is not None else None
+            callbacks.append({"kind": kind, "name": name, "job_id": job_id, "state": state})
+        counts = status.counts()
+        return {"run": run, "nodes": nodes, "member_counts": counts, "callbacks": callbacks}
 
     async def redis(self, request: Request) -> dict[str, Any]:
         return {"info": await self.client.redis_info(), "namespace": self.client.keys.namespace}

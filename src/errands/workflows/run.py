@@ -60,7 +60,8 @@ class NodeState:
 class WorkflowStatus:
     """A run as stored: ``status`` is ``running``, ``succeeded``, ``failed`` or ``cancelled``;
     times are Unix seconds (Redis clock); ``failed_node`` names the first member whose
-    failure failed the run."""
+    failure failed the run; ``callbacks`` the job name of each callback it has (kind
+    ``on_success`` / ``on_failure``; job id ``<run id>!<kind>``)."""
 
     id: str
     name: str
@@ -69,6 +70,7 @@ class WorkflowStatus:
     finished: float | None
     failed_node: str | None
     nodes: dict[str, NodeState] = field(default_factory=dict)
+    callbacks: dict[str, str] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -124,6 +126,10 @@ class WorkflowRun:
         """The job id of member ``node``."""
         return f"{self.id}.{node}"
 
+    def callback_job_id(self, kind: str) -> str:
+        """The job id of the run's ``on_success`` or ``on_failure`` callback."""
+        return f"{self.id}!{kind}"
+
     def _not_found(self) -> str:
         # the namespace named: a run looked up in another one (the CLI's default) is not found
         return f"no workflow run {self.id!r} in namespace {self.keys.namespace!r}"
@@ -144,11 +150,13 @@ class WorkflowRun:
         held = {_text(n) for n in waiting}
         outcomes = {_text(n): r for n, r in res.items()}
         states: dict[str, NodeState] = {}
+        callbacks: dict[str, str] = {}
         for raw_node, raw_spec in sorted(nodes.items()):
             node = _text(raw_node)
-            if node.startswith("!"):
-                continue
             spec = _object(raw_spec) or {}
+            if node.startswith("!"):  # a callback: its job name ('?' for a spec no script wrote)
+                callbacks[node[1:]] = spec["n"] if isinstance(spec.get("n"), str) else "?"
+                continue
             state, result, error = _outcome(node, outcomes.get(node))
             if not state:
                 state = "waiting" if node in held else "released"
@@ -166,6 +174,7 @@ class WorkflowRun:
             stored_count(finished) / 1000 or None,
             m.get("failed"),
             states,
+            callbacks,
         )
 
     async def wait(self, timeout: float | None = None, poll: float = 0.05) -> WorkflowStatus:
