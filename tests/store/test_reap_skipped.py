@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from errands import Enqueuer
 from errands.store.keys import Keys
+from errands.store.reapcall import reap_request
 from errands.store.records import Reaped, ReapRefused
 from errands.store.scripts import Scripts
 
@@ -85,3 +86,19 @@ async def test_an_entry_left_alone_cannot_refuse_the_reap(
         await _reap(redis, scripts)
     await redis.delete(wrong, keys.workflow_of)
     assert (await _reap(redis, scripts)).drained
+
+
+async def test_an_end_flag_that_is_neither_0_nor_1_refuses_the_call_before_any_write(
+    redis: Redis, namespace: str
+) -> None:
+    """ARGV[9] (the call ends the reaper's read of the set: reap.lua sets the pool's score in
+    `retired` ahead only then) is checked with the other arguments, before the first write."""
+    keys = Keys(namespace)
+    scripts = await _dead_pool(redis, keys)
+    members = [(f"{i}:{name}", i, name) for name, i in JOBS]
+    request = reap_request(keys, "dead", (1000, 3), (ERR, MALFORMED), members, True, {})
+    request[1][8] = "yes"
+    reply = await scripts._call("reap", *request)
+    assert reply.endswith(b"end flag: 1000, 3, 42, yes: nothing reaped"), reply
+    assert await redis.zscore(keys.pools, "dead") == 1 and await redis.zcard(keys.retired) == 0
+    assert await redis.zcard(keys.in_progress("dead")) == 3

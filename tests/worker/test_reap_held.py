@@ -47,7 +47,7 @@ async def _fresh_pool(redis: Redis, scripts: Scripts) -> list[str]:
     got = await scripts.fetch("fresh", 0, 10, [("work", 0)])
     assert got is not None and len(got) == GOOD
     await redis.zadd(scripts.keys.pools, {"fresh": 1})
-    done = await scripts.reap("fresh", 1000, 3, b"{}", b"{}", [])
+    done = await scripts.reap("fresh", 1000, 3, b"{}", b"{}", [], read_to_end=False)
     assert not done.drained and await redis.zscore(scripts.keys.retired, "fresh") is not None
     return [job.id for job in good]
 

@@ -8,13 +8,16 @@ such entry held back every job of the dead pool, forever.)"""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError
 
 from errands import Enqueuer, Job, WorkerPool
 from errands.clock import SystemClock
 from errands.store.keys import Keys
+from errands.store.records import Reaped
 from errands.store.scripts import Scripts
 from errands.worker import reaper as reaper_module
 from errands.worker.reaper import Reaper
@@ -101,3 +104,34 @@ async def test_the_good_jobs_of_the_dead_pool_run_again_on_a_live_pool(
         assert await redis.zscore(keys.retired, "dead") is not None
     finally:
         await pool.stop()
+
+
+async def test_a_pass_cut_short_after_an_entry_left_alone_delays_no_good_job(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reap call that leaves an entry alone sets the pool's score in `retired` one dead
+    timeout ahead only when it ends the reaper's read of the set: a pass cut short after an
+    earlier call (here a Redis error; a reaper stopped, a later call refused) leaves the pool
+    listed, its other good jobs taken back next pass. (Every call leaving one alone set it: the
+    pool was not listed for a dead timeout, its good jobs waiting.)"""
+    monkeypatch.setattr(reaper_module, "BATCH", 2)
+    keys = Keys(namespace)
+    _, good = await _dead_pool(redis, keys)
+    await redis.zadd(keys.in_progress("dead"), {f"{g}:work": 1 for g in good})  # (bad first)
+    scripts = Scripts(redis, keys)
+    reap, calls = scripts.reap, []
+
+    async def cut(pool_id: str, *args: Any, **kwargs: Any) -> Reaped:
+        calls.append(pool_id)
+        if len(calls) == 2:
+            raise ConnectionError("lost")
+        return await reap(pool_id, *args, **kwargs)
+
+    monkeypatch.setattr(scripts, "reap", cut)
+    reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
+    with pytest.raises(ConnectionError):
+        await reaper.reap_once()
+    assert await redis.zcard(keys.queue("work")) == 1  # (the first call's good job)
+    assert "dead" in await scripts.dead_pools(60_000)  # (listed still)
+    assert await reaper.reap_once() == GOOD - 1
+    assert "dead" not in await scripts.dead_pools(60_000)  # (read to its end: held now)

@@ -383,12 +383,14 @@ class Scripts(AdminScripts):
         members: Sequence[tuple[bytes | str, str, str]],
         history: bool = True,
         dedup_names: Mapping[str, str] | None = None,
+        read_to_end: bool = True,
     ) -> Reaped:
         """Take a dead pool's lease and jobs, given as (member, id, name; name "" for a
         malformed entry, whose job is buried with ``malformed``); see store/reapcall.py.
-        Raises ``ReapRefused`` when reap.lua refused the call (nothing written)."""
+        Raises ``ReapRefused`` when reap.lua refused the call (nothing written).
+        ``read_to_end``: ``members`` end the caller's read of the set."""
         numbers, errors = (dead_after_ms, max_recoveries), (error, malformed)
         request = reap_request(
-            self.keys, pool_id, numbers, errors, members, history, dedup_names or {}
+            self.keys, pool_id, numbers, errors, members, history, dedup_names or {}, read_to_end
         )
         return read_reap_reply(await self._call("reap", *request))

@@ -199,6 +199,7 @@ class Reaper:
                 members,
                 self.history,
                 await self._dedup_names([id for _, id, name in members if not name]),
+                len(raw) < BATCH,  # (read_to_end: a short read is the set's end)
             )
             if done.alive:
                 return moved

@@ -19,7 +19,10 @@
 -- ARGV[1] pool id   ARGV[2] dead timeout ms   ARGV[3] max recoveries   ARGV[4] wake channel
 -- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
 -- ARGV[7] events channel   ARGV[8] '1' to record history
--- ARGV[9..] four per entry: in-progress member, job id, job name, name index (1-based); a
+-- ARGV[9] '1' when this call's entries end the caller's read of the set (it read to the
+--   set's end), else '0': only such a call, the set not drained, sets the pool's score in
+--   `retired` one dead timeout ahead (below)
+-- ARGV[10..] four per entry: in-progress member, job id, job name, name index (1-based); a
 --           malformed entry has name '' and index 0 (or the index of the name of the dedup key
 --           its job holds, store/reapcall.py: a rerun waiting for the key goes on that name's
 --           queue once its key is checked to be that name's): its job is buried
@@ -27,8 +30,8 @@
 -- (written by hand, a bad restore) is left alone: not reaped, nothing written for it (its
 -- HINCRBY would raise after the first write), its count left as it is; the other entries are
 -- reaped, and the pool stays retired while its set holds it (reaped by a later call once the
--- count is repaired), its score in `retired` set one dead timeout ahead: dead_pools.lua lists
--- it again from then, and a pool retired later is listed before it (such pools neither re-read
+-- count is repaired), its score in `retired` set one dead timeout ahead by the call that ends
+-- the reaper's read of the set (ARGV[9]): dead_pools.lua lists it again from then, and a pool retired later is listed before it (such pools neither re-read
 -- every pass, nor crowding the others out of its list). Its workflow run is not checked (nothing
 -- is written for it: it cannot refuse the call), nor, left alone for its name's count, its
 -- name's keys and its partition's count (one left alone for its partition's count was found so
@@ -68,11 +71,14 @@ local now = redis_now()
 -- every argument checked before the first write (is_whole: not nan, inf or a fraction; a dead
 -- timeout of nan took every live pool for dead)
 local timeout = tonumber(ARGV[2])
-if not (is_whole(timeout) and is_whole(tonumber(ARGV[3])) and is_whole(NQ)) then
-  return 'errands: reap: bad dead timeout, max recoveries or key count: ' .. tostring(ARGV[2])
-    .. ', ' .. tostring(ARGV[3]) .. ', ' .. #KEYS .. ': nothing reaped'
+local E = 10  -- the first entry's place in ARGV
+if not (is_whole(timeout) and is_whole(tonumber(ARGV[3])) and is_whole(NQ)
+    and (ARGV[9] == '0' or ARGV[9] == '1')) then
+  return 'errands: reap: bad dead timeout, max recoveries, key count or end flag: '
+    .. tostring(ARGV[2]) .. ', ' .. tostring(ARGV[3]) .. ', ' .. #KEYS .. ', '
+    .. tostring(ARGV[9]) .. ': nothing reaped'
 end
-for i = 9, #ARGV, 4 do
+for i = E, #ARGV, 4 do
   local qi = tonumber(ARGV[i + 3])
   if not (is_whole(qi) and (qi >= 1 or ARGV[i + 2] == '' and qi == 0) and qi <= NQ) then
     return redis.error_reply('errands: reap: entry ' .. tostring(ARGV[i]) .. ' has name index '
@@ -108,7 +114,7 @@ local PER_NAME = {'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}  -- queue, partitions runni
 local unfit, left, used = {}, nil, {}
 do
   local names, skip = {}, {}
-  for i = 9, #ARGV, 4 do
+  for i = E, #ARGV, 4 do
     if ARGV[i + 2] ~= '' then
       names[#names + 1] = ARGV[i + 2]
     end
@@ -121,7 +127,7 @@ do
     end
   end
   left = skipped_list(skip, names)
-  for i = 9, #ARGV, 4 do
+  for i = E, #ARGV, 4 do
     if not (ARGV[i + 2] ~= '' and unfit[ARGV[i + 2]]) then
       used[tonumber(ARGV[i + 3])] = true
     end
@@ -179,7 +185,7 @@ local function reap_parts_unfit(ids, at)
 end
 local function not_reap_counters()
   local ids, at = {}, {}
-  for i = 9, #ARGV, 4 do
+  for i = E, #ARGV, 4 do
     if ARGV[i + 2] ~= '' and not unfit[ARGV[i + 2]] then
       ids[#ids + 1], at[#ids + 1] = ARGV[i + 1], i
     end
@@ -198,7 +204,7 @@ local function alone(i)
   return ARGV[i + 2] ~= '' and unfit[ARGV[i + 2]] or held[i]
 end
 local seen = {}  -- (the run of a workflow member: lib/workflows.lua writes its keys; not for an
-for i = 9, #ARGV, 4 do  -- entry left alone, which nothing is written for: it cannot refuse)
+for i = E, #ARGV, 4 do  -- entry left alone, which nothing is written for: it cannot refuse)
   if not alone(i) then
     bad = bad or wf_unfit_of(KEYS[25], ARGV[i + 1], 'nothing reaped', seen)
   end
@@ -306,7 +312,7 @@ local function dedup_queue(id, qi)
   end
   return nil
 end
-for i = 9, #ARGV, 4 do
+for i = E, #ARGV, 4 do
   local id, name, qi = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local queue = name ~= '' and KEYS[Q + 4 * qi - 3] or dedup_queue(id, qi)
   if not alone(i) and redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
@@ -329,9 +335,13 @@ local removed = 0
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('ZREM', KEYS[15], pool)
   removed = 1
-elseif #left > 0 or #parts_left > 1 then  -- held by entries left alone: listed again one dead
-  redis.call('ZADD', KEYS[15], now + timeout, pool)  -- timeout from now (dead_pools.lua; a
-end  -- re-send: later still)
+elseif ARGV[9] == '1' then  -- the set read to its end and not drained: held by the entries
+  -- this pass's calls left alone, listed again one dead timeout from now (dead_pools.lua; a
+  -- re-send: later still). Not in an earlier call of the pass: if the pass stopped after it (a
+  -- Redis error, a reaper stopped, a later call refused) the entries it had not read yet waited
+  -- a dead timeout for nothing
+  redis.call('ZADD', KEYS[15], now + timeout, pool)
+end
 local reply = {requeued, buried, removed, cancelled, 0}
 for r = 1, #replaced do
   reply[5 + r] = replaced[r]
