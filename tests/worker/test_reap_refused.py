@@ -59,3 +59,59 @@ async def test_a_recovery_count_that_is_not_a_number_is_counted_anew(
     assert await reaper.reap_once() == 1
     assert await redis.zscore(keys.queue("work"), job.id) is not None
     assert await redis.hget(keys.recoveries, job.id) == b"1"
+
+
+async def _refused_pool(redis: Redis, scripts: Scripts) -> None:
+    """Pool dead1 ran a job of `bad` and died; `bad`'s queue is of another type: its reap is
+    refused."""
+    async with Enqueuer(redis, namespace=scripts.keys.namespace, strict=None) as enq:
+        assert await enq.enqueue("bad") is not None
+    await scripts.heartbeat("dead1", b"{}", 60_000, mode="register")
+    fetched = await scripts.fetch("dead1", 0, 10, [("bad", 0)])
+    assert fetched is not None and len(fetched) == 1
+    await redis.zadd(scripts.keys.pools, {"dead1": 1})
+    await redis.set(scripts.keys.queue("bad"), "not a queue")
+
+
+async def test_a_refused_pool_not_listed_is_not_said_to_be_no_longer_refused(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused pool a pass does not list (held: its score in `retired` set ahead, as a call of
+    an older reaper that left an entry alone did) is not judged by that pass; it is said to be
+    no longer refused once a pass reaps it. (Every refused pool was judged each pass: "no longer
+    refused", then refused again one dead timeout later.)"""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await _refused_pool(redis, scripts)
+    reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
+    no_longer = "pool dead1 is no longer refused"
+    with caplog.at_level(logging.WARNING, logger="errands"):
+        assert await reaper.reap_once() == 0
+        assert "pool dead1 not reaped" in caplog.text
+        ahead = (int((await redis.time())[0]) + 60) * 1000
+        await redis.zrem(keys.pools, "dead1")
+        await redis.zadd(keys.retired, {"dead1": ahead})  # (held: not listed)
+        assert await reaper.reap_once() == 0
+        assert no_longer not in caplog.text
+        await redis.zadd(keys.retired, {"dead1": 1})  # (listed again: refused still)
+        assert await reaper.reap_once() == 0
+        assert no_longer not in caplog.text and caplog.text.count("pool dead1 not reaped") == 1
+        await redis.delete(keys.queue("bad"))  # (repaired)
+        assert await reaper.reap_once() == 1
+        assert no_longer in caplog.text
+
+
+async def test_a_refused_pool_gone_or_alive_is_no_longer_refused(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused pool no pass lists since it is no dead pool any more (alive: it beat again; or
+    gone: another reaper took its jobs back) is said to be no longer refused."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await _refused_pool(redis, scripts)
+    reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
+    with caplog.at_level(logging.WARNING, logger="errands"):
+        assert await reaper.reap_once() == 0
+        await scripts.heartbeat("dead1", b"{}", 60_000)  # (alive)
+        assert await reaper.reap_once() == 0
+    assert "pool dead1 is no longer refused" in caplog.text

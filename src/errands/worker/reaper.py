@@ -108,8 +108,10 @@ class Reaper:
         moved = 0
         self._unfit, self._unfit_parts = {}, {}
         refused: dict[str, str] = {}  # pool id -> the reason of its refusal, this pass
+        visited: list[str] = []  # the pools this pass reaped or was refused
         for pool_id in dict.fromkeys(dead):
             if pool_id != self.own_pool_id:
+                visited.append(pool_id)
                 try:
                     moved += await self.reap_pool(pool_id)
                 except ReapRefused as exc:
@@ -119,9 +121,31 @@ class Reaper:
                     # itself: READONLY, OOM, ...) ends the pass
                     refused[pool_id] = str(exc)
                     await self._refused.hint(pool_id, exc, self.scripts)
-        self._refused.note(list(self._refused.names), refused)  # (once while a reason lasts)
+        visited += await self._no_longer_dead([p for p in self._refused.names if p not in dead])
+        self._refused.note(visited, refused)  # (once while a reason lasts)
         await self._log_unfit()
         return moved
+
+    async def _no_longer_dead(self, pools: list[str]) -> list[str]:
+        """Those of ``pools`` (refused before, not listed this pass) that are no dead pool now:
+        neither retired nor registered with a beat older than the dead timeout (gone: reaped by
+        another reaper; or alive). A retired one not listed is held (reap.lua set its score
+        ahead), or after the first 100 (dead_pools.lua): not judged until it is listed again."""
+        if not pools:
+            return []
+        keys = self.scripts.keys
+        async with self.scripts.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            for pool_id in pools:
+                pipe.zscore(keys.retired, pool_id)
+                pipe.zscore(keys.pools, pool_id)
+            (seconds, micros), *scores = await pipe.execute()
+        since = seconds * 1000 + micros // 1000 - self.dead_timeout_ms
+        return [
+            pool_id
+            for pool_id, retired, beat in zip(pools, scores[::2], scores[1::2], strict=True)
+            if retired is None and (beat is None or beat >= since)
+        ]
 
     async def _log_unfit(self) -> None:
         """One error per job name, and per partition of one, whose in-progress entries a pass
@@ -338,7 +362,9 @@ class _LeftAlone(SkippedNames[K]):
 class _Refused(SkippedNames[str]):
     """The dead pools reap.lua refuses as a whole (pool id -> the reason), logged once while the
     same reason lasts (skipnames.py), with the key's repair (repairs.py); a line when a pass
-    no longer refuses one (reaped, or alive)."""
+    visits one and no longer refuses it (reaped, or alive), or finds it no dead pool any more
+    (Reaper._no_longer_dead), not when it is only not listed (held: reap.lua set its score in
+    `retired` ahead; it may be refused again once listed)."""
 
     def __init__(self) -> None:
         super().__init__("")  # (the reason names the key)
