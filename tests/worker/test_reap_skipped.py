@@ -37,7 +37,8 @@ async def _dead_pool(redis: Redis, keys: Keys) -> tuple[str, list[str]]:
     await scripts.heartbeat("dead", b"{}", 60_000, mode="register")
     got = await scripts.fetch("dead", 0, 10, [("bad", 0), ("work", 0)])
     assert got is not None and len(got) == GOOD + 1
-    await redis.zadd(keys.in_progress("dead"), {f"{bad.id}:bad": 0})  # (read first)
+    entries = {f"{bad.id}:bad": 0} | {f"{job.id}:work": 1 for job in good}
+    await redis.zadd(keys.in_progress("dead"), entries)  # (the bad one read first: all were 0)
     await redis.hset(keys.running, "bad", "abc")  # type: ignore[misc]
     await redis.zadd(keys.pools, {"dead": 1})
     return bad.id, [job.id for job in good]
@@ -116,8 +117,7 @@ async def test_a_pass_cut_short_after_an_entry_left_alone_delays_no_good_job(
     pool was not listed for a dead timeout, its good jobs waiting.)"""
     monkeypatch.setattr(reaper_module, "BATCH", 2)
     keys = Keys(namespace)
-    _, good = await _dead_pool(redis, keys)
-    await redis.zadd(keys.in_progress("dead"), {f"{g}:work": 1 for g in good})  # (bad first)
+    await _dead_pool(redis, keys)
     scripts = Scripts(redis, keys)
     reap, calls = scripts.reap, []
 
