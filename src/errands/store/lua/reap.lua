@@ -31,13 +31,16 @@
 -- HINCRBY would raise after the first write), its count left as it is; the other entries are
 -- reaped, and the pool stays retired while its set holds it (reaped by a later call once the
 -- count is repaired), its score in `retired` set one dead timeout ahead by the call that ends
--- the reaper's read of the set (ARGV[9]): dead_pools.lua lists it again from then, and a pool retired later is listed before it (such pools neither re-read
--- every pass, nor crowding the others out of its list). Its workflow run is not checked (nothing
+-- the reaper's read of the set (ARGV[9]): dead_pools.lua lists it again from then, and a pool
+-- retired before it is due again is listed before it (such pools neither re-read every pass,
+-- nor crowding the others out of its list; not so a pool whose call is refused, below: nothing
+-- written, it keeps its old score and is listed first). Its workflow run is not checked (nothing
 -- is written for it: it cannot refuse the call), nor, left alone for its name's count, its
 -- name's keys and its partition's count (one left alone for its partition's count was found so
 -- by reading it from its name's partitions running hash, type-checked with the others).
 -- A key of another type, or a seq that is not a counter, or a timeout or
--- count that is not a whole number refuses the call before its first write: its reply is then
+-- count that is not a whole number, or an end flag neither '0' nor '1', refuses the call before
+-- its first write (the pool keeps its score in `pools` or `retired`): its reply is then
 -- the reason, a string ending 'nothing reaped' (store/reapcall.py reads it as ReapRefused;
 -- not an error reply, which only its wording told apart from Redis' own errors). A name index
 -- out of range is an error (the caller's bug). A recovery count that is not a number is

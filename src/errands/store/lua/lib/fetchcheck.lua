@@ -43,7 +43,8 @@ end
 -- SISMEMBER's answer of the one name, when there is one) and skip: queue i -> the value of its
 -- name's `running` count when that is not a counter (lib/types.lua's is_counter: the call
 -- serves the other names and leaves that one alone, lib/types.lua's skipped_list), or false
--- when every count is one (the common case); unique, partitioned, deduped: what the call found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
+-- when every count is one (the common case); unique, partitioned, deduped: what the call
+-- found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
 -- isolation is on (ARGV[5] > 0: recoveries is read). Written out for fetch.lua's key layout
 -- (K = 18 keys, then Q = 8 per job name: KEYS[1..18] and b + 1..8 are checked by number here)
 local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names,
