@@ -21,13 +21,7 @@ from errands import Client, Enqueuer, JobStatus, WorkerPool
 from errands.cli.commands import build_parser
 from errands.cli.dashboard import parse_listen
 from errands.periodic.store import make_periodic
-from tests.support.dashboard import SECRET, XSS, eventually, http, make_pool, post
-
-
-@pytest.fixture
-async def client(redis_url: str, namespace: str) -> AsyncIterator[Client]:
-    async with Client.from_url(redis_url, namespace=namespace) as c:
-        yield c
+from tests.support.dashboard import SECRET, XSS, eventually, http, post
 
 
 @pytest.fixture
@@ -35,20 +29,6 @@ async def enqueuer(redis_url: str, namespace: str) -> AsyncIterator[Enqueuer]:
     e = Enqueuer.from_url(redis_url, namespace=namespace)
     yield e
     await e.aclose()
-
-
-@pytest.fixture
-async def pool(redis_url: str, namespace: str) -> AsyncIterator[WorkerPool]:
-    p = make_pool(redis_url, namespace)
-    async with p:
-        yield p
-        p.release_slow.set()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def web(client: Client) -> AsyncIterator[httpx.AsyncClient]:
-    async with http(errands.dashboard(client)) as h:
-        yield h
 
 
 async def dead_ids(client: Client) -> list[str]:

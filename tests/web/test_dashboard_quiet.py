@@ -13,12 +13,6 @@ from tests.support.dashboard import eventually, http, make_pool, post
 
 
 @pytest.fixture
-async def client(redis_url: str, namespace: str) -> AsyncIterator[Client]:
-    async with Client.from_url(redis_url, namespace=namespace) as c:
-        yield c
-
-
-@pytest.fixture
 async def pool(redis_url: str, namespace: str) -> AsyncIterator[WorkerPool]:
     p = make_pool(redis_url, namespace, heartbeat_interval=0.1)
     async with p:

@@ -7,34 +7,13 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from urllib.parse import unquote
 
 import httpx
-import pytest
 
-import errands
 from errands import Client, Concurrency, Enqueuer, Job, JobStatus, Rate, Workflow
-from tests.support.dashboard import eventually, http, make_pool, post
-
-
-@pytest.fixture
-async def client(redis_url: str, namespace: str) -> AsyncIterator[Client]:
-    async with Client.from_url(redis_url, namespace=namespace) as c:
-        yield c
-
-
-@pytest.fixture
-async def enqueuer(redis_url: str, namespace: str) -> AsyncIterator[Enqueuer]:
-    async with Enqueuer.from_url(redis_url, namespace=namespace) as e:
-        yield e
-
-
-@pytest.fixture
-async def web(client: Client) -> AsyncIterator[httpx.AsyncClient]:
-    async with http(errands.dashboard(client)) as h:
-        yield h
+from tests.support.dashboard import eventually, make_pool, post
 
 
 def _row(page: str, name: str) -> str:

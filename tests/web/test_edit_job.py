@@ -3,26 +3,10 @@ with hidden (redacted) args is not offered its args, so the mask never replaces 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 
-import errands
 from errands import Client, Enqueuer
-from tests.support.dashboard import SECRET, http, post
-
-
-@pytest.fixture
-async def client(redis_url: str, namespace: str) -> AsyncIterator[Client]:
-    async with Client.from_url(redis_url, namespace=namespace) as c:
-        yield c
-
-
-@pytest.fixture
-async def web(client: Client) -> AsyncIterator[httpx.AsyncClient]:
-    async with http(errands.dashboard(client)) as h:
-        yield h
+from tests.support.dashboard import SECRET, post
 
 
 async def test_the_job_page_edits_a_waiting_job(

@@ -6,42 +6,14 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
-import pytest
 
 import errands
 from errands import Client, Enqueuer, JobStatus, WorkerPool, Workflow
-from tests.support.dashboard import eventually, http, make_pool, post
-
-
-@pytest.fixture
-async def client(redis_url: str, namespace: str) -> AsyncIterator[Client]:
-    async with Client.from_url(redis_url, namespace=namespace) as c:
-        yield c
-
-
-@pytest.fixture
-async def enqueuer(redis_url: str, namespace: str) -> AsyncIterator[Enqueuer]:
-    async with Enqueuer.from_url(redis_url, namespace=namespace) as e:
-        yield e
-
-
-@pytest.fixture
-async def pool(redis_url: str, namespace: str) -> AsyncIterator[WorkerPool]:
-    p = make_pool(redis_url, namespace)
-    async with p:
-        yield p
-        p.release_slow.set()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def web(client: Client) -> AsyncIterator[httpx.AsyncClient]:
-    async with http(errands.dashboard(client)) as h:
-        yield h
+from tests.support.dashboard import eventually, post
 
 
 def attempts_cell(html: str) -> str:

@@ -5,43 +5,15 @@ pool serves, long values, the nav from one list, labelled times and the self-ret
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from urllib.parse import unquote
 
 import httpx
-import pytest
 
 import errands
 from errands import Client, Enqueuer, JobStatus, WorkerPool
 from errands.web.nav import NAV
 from tests.support.dashboard import eventually, http, make_pool, post
 from tests.support.invariants import assert_invariants
-
-
-@pytest.fixture
-async def client(redis_url: str, namespace: str) -> AsyncIterator[Client]:
-    async with Client.from_url(redis_url, namespace=namespace) as c:
-        yield c
-
-
-@pytest.fixture
-async def enqueuer(redis_url: str, namespace: str) -> AsyncIterator[Enqueuer]:
-    async with Enqueuer.from_url(redis_url, namespace=namespace) as e:
-        yield e
-
-
-@pytest.fixture
-async def pool(redis_url: str, namespace: str) -> AsyncIterator[WorkerPool]:
-    p = make_pool(redis_url, namespace)
-    async with p:
-        yield p
-        p.release_slow.set()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def web(client: Client) -> AsyncIterator[httpx.AsyncClient]:
-    async with http(errands.dashboard(client)) as h:
-        yield h
 
 
 def row_ids(html: str) -> set[str]:

@@ -3,19 +3,9 @@ and a member's job page naming its run."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 import errands
 from errands import Client, Enqueuer, Workflow
 from tests.support.dashboard import XSS, http, post
-
-
-@pytest.fixture
-async def client(redis_url: str, namespace: str) -> AsyncIterator[Client]:
-    async with Client.from_url(redis_url, namespace=namespace) as c:
-        yield c
 
 
 async def test_workflow_pages(client: Client, redis_url: str, namespace: str) -> None:
