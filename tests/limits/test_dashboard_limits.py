@@ -49,7 +49,7 @@ async def test_queue_page_lists_partitions_and_job_page_the_reason(
             page = await web.get("/queues/charge")
             assert page.status_code == 200
             assert "Partitions" in page.text and "cust:&lt;b&gt;1" in page.text  # escaped
-            assert "concurrency=1:partition" in page.text and "rate=100/60000ms" in page.text
+            assert "1 per partition" in page.text and "rate 100/1 min" in page.text
             api = (await web.get("/api/queues/charge")).json()
             assert api["partitions"]["items"][0]["queued"] == 3
             assert api["limits"]["code"][1]["per"] == 60.0
