@@ -358,7 +358,7 @@ end
 -- or by a bug; it raised in the middle of a fetch, or took a job and stored nan): no job of it
 -- starts, it goes to the back of the turns (served once repaired), and the Redis log says so;
 -- P.bad (optional, a list: fetch.lua's reply) gets its job name P.name, p and the first 40
--- characters of its count
+-- characters of its count. Once a call: lim_serve_head looks at p no more in it (S.bad)
 local function lim_bad_count(P, p, run)
   local value = string.sub(run, 1, 40)
   redis.log(redis.LOG_WARNING, 'errands: ' .. P.prun .. ' field ' .. p .. ' holds '

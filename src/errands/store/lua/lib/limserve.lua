@@ -115,10 +115,10 @@ end
 local function lim_round(P, S, n, runnable)
   local front = redis.call('ZRANGE', P.pready, 0, n - 1 + S.nheld)
   S.reads = S.reads + #front  -- (the held ones read again each round: bounded by lim_serve)
-  if S.nheld > 0 then  -- (passed over: the partitions of suspects held, lim_serve_head)
-    local kept = {}
+  if S.nheld > 0 then  -- (passed over: the partitions held or of a bad count, lim_serve_head)
+    local kept, held, bad = {}, S.iso and S.iso.held or S.bad, S.bad
     for _, p in ipairs(front) do
-      if #kept < n and not S.iso.held[p] then
+      if #kept < n and not held[p] and not bad[p] then
         kept[#kept + 1] = p
       end
     end
@@ -201,7 +201,9 @@ local function lim_take_head(P, L, S, H, j, env, running)
 end
 
 -- head j of round H, with its queue score q, envelope env and running count run as read; a
--- suspect the pool may not take now is held: nothing counted, its partition keeps its turn
+-- suspect the pool may not take now is held: nothing counted, its partition keeps its turn. A
+-- partition whose count is not a counter is passed over (lim_bad_count) once a call: in S.bad,
+-- held from the rounds after as a suspect's is (charged to the budget once)
 local function lim_serve_head(P, L, S, H, j, q, env, run)
   local p, id, score = H.p[j], H.id[j], H.score[j]
   local queued = q and (q == score or tonumber(q) == score)  -- (a number when from the queue)
@@ -222,6 +224,7 @@ local function lim_serve_head(P, L, S, H, j, q, env, run)
   elseif S.got >= S.room then  -- (only after stale entries: the rest wait their turn)
   elseif not running then
     lim_bad_count(P, p, run)
+    S.bad[p], S.nheld = true, S.nheld + 1
   elseif L.pc > 0 and running >= L.pc then
     S.out[#S.out + 1] = p  -- busy: lim_release gives it a turn again
   else
@@ -318,9 +321,10 @@ end
 -- envelope of each job that may run (false for the others; it sees the jobs taken before);
 -- take(id, env, score) moves one to the pool; note(ms) is told when a rate-limited partition may
 -- start again. Bounded: 4 x room + 16 partitions looked at; those held (not charged to it, so
--- they do not starve the partitions behind them) read again each round: rounds start while fewer
--- than 4 x (room + 64) + 16 turns were read, under twice that in all (without held ones, the
--- reads are the partitions looked at). iso (nil: off): the
+-- they do not starve the partitions behind them) and those passed over for a bad count (S.bad:
+-- looked at once) read again each round: rounds start while fewer than 4 x (room + 64) + 16
+-- turns were read, under twice that in all (without held or bad ones, the reads are the
+-- partitions looked at). iso (nil: off): the
 -- suspects runnable() answered false for (envs: id -> envelope), whether the pool may take one
 -- now (free: one taken makes it false) and the partitions held (held: {}, fetch.lua's).
 -- Rounds: the next partitions in turn (as many as jobs still wanted), their heads looked up,
@@ -349,7 +353,7 @@ local function lim_serve(P, L, room, now, runnable, take, note, iso)
   end
   local S = {room = room, now = now, take = take, note = note, got = 0, budget = 4 * room + 16,
     turn = 0, turns_left = 0, pq_gone = {}, pass_of = {}, folded = 0, passed = {}, drained = 0,
-    iso = iso, nheld = 0, reads = 0}
+    iso = iso, nheld = 0, reads = 0, bad = {}}
   while S.got < room and S.budget > 0 and S.reads < 4 * (room + 64) + 16 do
     local H = lim_round(P, S, math.min(room - S.got, S.budget, 1000), runnable)
     if not H then
