@@ -38,7 +38,7 @@
 -- its first write. A name whose `running` count is not a counter (lib/types.lua's is_counter,
 -- on the counts fetch_types reads anyway) is skipped: its HINCRBY would raise after the first
 -- write, so nothing of it is fetched or written; the other names are served. A partition whose
--- running count is not one is passed over (lib/limits.lua's lim_bad_count).
+-- running count is not one is passed over, once a call (lib/limits.lua's lim_bad_count).
 -- Returns {status, token, wait, now, then five per job: queue index (1-based), job id, envelope,
 -- queue score, 1 if a suspect, then, only when a name was skipped or a partition passed over, a
 -- list: {name, its count's value, ... (skipped_list), then, if a partition was passed over,
