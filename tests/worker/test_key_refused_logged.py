@@ -13,12 +13,15 @@ import logging
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, ResponseError
 
 from errands import Concurrency, Enqueuer, Job, WorkerPool
 from errands.clock import SystemClock
+from errands.outagelog import OutageLog
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 from errands.worker.reaper import Reaper
+from errands.worker.repairs import log_refusal
 from tests.support.procs import eventually
 
 
@@ -94,3 +97,28 @@ async def test_the_reaper_logs_a_refused_pool_once(
         await redis.set(keys.seq, "7")  # repaired
         assert await reaper.reap_once() == 1
     assert "reaper: pool dead is no longer refused" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ReadOnlyError("You can't write against a read only replica."),
+        OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+        ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's failing"),
+        NoScriptError("No matching script. Please use EVAL."),
+        ResponseError("errands: fetch: ARGV[2] is not a whole number: nothing fetched"),
+    ],
+)
+async def test_an_error_reply_naming_no_held_key_is_no_refusal(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture, exc: ResponseError
+) -> None:
+    """Only lib/types.lua's refusals (a key named as holding another type or value) are logged
+    once per reason; READONLY after a failover, OOM, MISCONF... go back to the caller, which
+    logs them each time (they were logged once, then "repaired", however long they lasted)."""
+    outage = OutageLog(logging.getLogger("errands.test.refusal"), "fetch loop")
+    with caplog.at_level(logging.INFO, logger="errands"):
+        for _ in range(3):
+            assert not await log_refusal(outage, exc, redis, Keys(namespace))
+    assert caplog.records == [] and outage.since is None
+    refusal = ResponseError(f"WRONGTYPE {Keys(namespace).seq} holds another type: nothing fetched")
+    assert await log_refusal(outage, refusal, redis, Keys(namespace))

@@ -48,9 +48,11 @@ async def repair_hint(redis: Any, keys: Keys, exc: BaseException) -> str:
 
 
 async def log_refusal(outage: OutageLog, exc: BaseException, redis: Any, keys: Keys) -> bool:
-    """When ``exc`` is a script's error reply (a refusal: sent again, refused again until a key
-    is repaired), tells ``outage`` (one ERROR per reason, with its repair) and returns True."""
-    if not isinstance(exc, ResponseError):
+    """When ``exc`` is a script's refusal naming a key (lib/types.lua's error reply: sent again,
+    refused again until the key is repaired), tells ``outage`` (one ERROR per reason, with its
+    repair) and returns True. Any other error reply (READONLY after a failover, OOM, MISCONF,
+    NOSCRIPT, a bug's) returns False: the caller logs it each time."""
+    if not isinstance(exc, ResponseError) or _HELD.search(str(exc)) is None:
         return False
     outage.refused(exc, await repair_hint(redis, keys, exc))
     return True
