@@ -38,7 +38,7 @@ class OutageLog:
         self.clock = clock
         self.remind_every = remind_every
         self.since: float | None = None  # when the first failure of this outage was seen
-        self._next_reminder = 0.0
+        self._next_reminder: float | None = None  # None: no failed() yet in this outage
         self._failures = 0  # failed calls of this outage
         self._refused: str | None = None  # the reason of a script's refusal logged (refused())
 
@@ -49,6 +49,7 @@ class OutageLog:
         self._failures += 1
         if self.since is None:
             self.since = now
+        if self._next_reminder is None:  # (its first line, after refusals too: refused())
             self._next_reminder = now + self.remind_every
             self.log.warning(
                 "%s: Redis calls failing (%s); retrying with backoff (a reminder every %.0fs "
@@ -98,6 +99,7 @@ class OutageLog:
                 self._failures,
             )
             self.since, self._failures, self._refused = None, 0, None
+            self._next_reminder = None
             return
         self.log.info(
             "%s: Redis reachable again after %.1fs (%d failed calls)",
@@ -106,4 +108,5 @@ class OutageLog:
             self._failures,
         )
         self.since = None
+        self._next_reminder = None
         self._failures = 0

@@ -9,6 +9,7 @@ import logging
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from errands.clock import SystemClock
 from errands.outagelog import OutageLog
@@ -78,6 +79,33 @@ def test_a_new_outage_starts_afresh(caplog: pytest.LogCaptureFixture) -> None:
         "reminder every 10s while it lasts, a line when it works again)",
         "acker: Redis calls still failing for 10s (3 failed, last: TimeoutError: timed out); "
         "retrying",
+    ]
+
+
+def test_an_outage_after_a_refusal_opens_with_its_first_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """refused() starts the outage's clock; a connection failure 25 s later still logs its first
+    line (it read "still failing for 25s", no line saying that Redis calls fail), and its
+    reminder comes remind_every after that line."""
+    caplog.set_level(logging.INFO, LOGGER)
+    clock = Clock()
+    outage = OutageLog(logging.getLogger(LOGGER), "fetch loop", clock=clock)
+    outage.refused(ResponseError("WRONGTYPE k holds another type: nothing fetched"))
+    clock.t += 25.0
+    outage.failed(TimeoutError("timed out"))
+    clock.t += 29.0
+    outage.failed(TimeoutError("timed out"))  # within remind_every of its first line: quiet
+    clock.t += 1.0
+    outage.failed(TimeoutError("timed out"))
+    messages = [message for _, message in lines(caplog)]
+    assert messages == [
+        "fetch loop: calls refused: WRONGTYPE k holds another type: nothing fetched; retrying "
+        "with backoff (a line when it works again)",
+        "fetch loop: Redis calls failing (TimeoutError: timed out); retrying with backoff (a "
+        "reminder every 30s while it lasts, a line when it works again)",
+        "fetch loop: Redis calls still failing for 55s (4 failed, last: TimeoutError: timed "
+        "out); retrying",
     ]
 
 
