@@ -1,8 +1,11 @@
 """Job.from_envelope: the short paths of an envelope of name, args and time only (and of one with a
 partition besides) give the same Job as the general one; envelopes of as many fields but others
-are still checked."""
+are still checked. Job.checkin's message as text."""
 
 from __future__ import annotations
+
+import enum
+import math
 
 import pytest
 
@@ -72,3 +75,43 @@ def test_the_short_paths_set_every_attribute_as_init_does(partition: str | None)
     for slot in Job.__slots__:
         assert getattr(plain, slot) == getattr(made, slot), slot
         assert type(getattr(plain, slot)) is type(getattr(made, slot)), slot
+
+
+class _Color(enum.StrEnum):
+    RED = "red"
+
+
+class _Backend:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def checkin(self, job: Job, message: str) -> bool:
+        self.sent.append(message)
+        return True
+
+
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        ("as is", "as is"),
+        ({"progress": "11%", "file": "é.mp4"}, '{"progress": "11%", "file": "é.mp4"}'),
+        ([1, "a"], '[1, "a"]'),
+        ({"at": math.nan}, "{'at': nan}"),  # (not JSON data: str())
+        ([object], f"[{object!r}]"),
+        (True, "True"),
+        (None, "None"),
+        ((1, 2), "(1, 2)"),
+        (3, "3"),
+        (2.5, "2.5"),
+        (_Color.RED, "red"),  # (a str itself, not the member: JSON, pickles, == str)
+    ],
+)
+async def test_a_checkin_stores_a_dict_or_a_list_as_json_and_the_rest_as_str(
+    message: object, text: str
+) -> None:
+    """Only a dict or a list is stored as its JSON text; True, None, a tuple, a str subclass
+    read "true", "null", "[1, 2]" and the member itself (not str()) when all but str were."""
+    job = Job("send", {}, id="j1", enqueued_at=1.0)
+    job._backend = backend = _Backend()
+    assert await job.checkin(message)
+    assert backend.sent == [text] and type(backend.sent[0]) is str

@@ -146,8 +146,9 @@ class Job:
 
     async def checkin(self, message: object) -> bool:
         """Report progress from inside a handler; shown by ``Client.job`` and ``workers()``.
-        The message is text: anything else (a dict, a number) is stored as its JSON text
-        (``{"progress": "11%"}``; ``str()`` when it is not JSON data), not Python's repr.
+        The message is text: a dict or a list is stored as its JSON text
+        (``{"progress": "11%"}``, not Python's repr; ``str()`` when it is not JSON data),
+        anything else as ``str()`` gives it.
         Returns False (nothing recorded) when this run no longer holds the job: its pool lost
         its lease and the job was given to another pool."""
         if self._backend is None or not hasattr(self._backend, "checkin"):
@@ -292,10 +293,15 @@ def _workflow_ref(value: Any) -> tuple[str, str] | None:
 
 
 def _message_text(message: object) -> str:
-    """A checkin's message as text: a str as it is, other JSON data as its JSON text."""
-    if isinstance(message, str):
+    """A checkin's message as text: a ``str`` as it is; a dict or a list as its JSON text
+    (``str()`` when it is not JSON data: an object in it, a NaN, a cycle); anything else as
+    ``str()`` gives it (a str subclass such as a ``str`` Enum's member, True, None, a tuple, a
+    number), as before JSON text was stored."""
+    if type(message) is str:
         return message
-    try:
-        return json.dumps(message, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):  # (not JSON data: an object, a NaN, a cycle)
-        return str(message)
+    if isinstance(message, dict | list):
+        try:
+            return json.dumps(message, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):  # (not JSON data: an object, a NaN, a cycle)
+            pass
+    return str(message)
