@@ -10,9 +10,12 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 import errands
 from errands import Client, Enqueuer, JobStatus, WorkerPool, Workflow
+from errands.web import messages
 from tests.support.dashboard import eventually, post
 
 
@@ -127,6 +130,22 @@ async def test_a_schedule_of_a_job_name_no_pool_serves_is_flagged(
     assert typo and fine
     assert "not served" in typo[0] and "not served" not in fine[0]
     assert (await web.get("/api/schedules")).json()["unserved"] == ["okk"]
+
+
+async def test_a_schedule_added_is_said_added_when_the_served_names_cannot_be_read(
+    client: Client, web: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hint's read failing (Redis gone after the schedule was stored) leaves the hint out;
+    the page said the add failed (an error flash) though the schedule was stored."""
+
+    async def unreachable(*args: object) -> set[str]:
+        raise RedisConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(messages, "served_names", unreachable)
+    form = {"job": "okk", "spec": "*/5 * * * *", "args": "{}", "tz": "UTC", "name": "later"}
+    said = flash_of(await post(web, "/schedules/add", form))
+    assert "ok|Schedule later added." in said, said
+    assert [s.name for s in await client.schedules()] == ["later"]
 
 
 CSS = Path(errands.__file__).parent / "web" / "static" / "dashboard.css"

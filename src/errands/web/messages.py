@@ -8,11 +8,15 @@ from __future__ import annotations
 from redis.exceptions import ResponseError
 
 from ..admin.client import Client
+from ..store.connection import REDIS_ERRORS
 from ..store.served import served_names, unserved_message
 
 __all__ = ["FLASH_MOST", "cancel_message", "error_message", "served_or_none", "unserved_hint"]
 
 FLASH_MOST = 300  # characters a flash message keeps (Renderer.redirect)
+
+# the served names' read failing leaves the hint out: a key of another type, Redis not answering
+_UNREAD: tuple[type[BaseException], ...] = (ResponseError, *REDIS_ERRORS)
 
 
 def error_message(exc: BaseException, most: int | None = None) -> str:
@@ -44,16 +48,18 @@ def cancel_message(outcome: str) -> str:
 
 
 async def served_or_none(client: Client) -> set[str] | None:
-    """The job names the running pools serve; None when a key of the pools has another type
-    (a hint: the page or action that asks goes on without it)."""
+    """The job names the running pools serve; None when a key of the pools has another type or
+    Redis fails to answer (a hint: the page or action that asks goes on without it, a schedule
+    just stored is said to be added)."""
     try:
         return await served_names(client.redis, client.keys)
-    except ResponseError:
+    except _UNREAD:
         return None
 
 
 async def unserved_hint(client: Client, job_name: str) -> str:
-    """``, but no running pool serves job name ...: ...`` when none does, else ``""``."""
+    """``, but no running pool serves job name ...: ...`` when none does, else ``""`` (also
+    when the running pools' names could not be read)."""
     served = await served_or_none(client)
     if served is None or job_name in served:
         return ""
