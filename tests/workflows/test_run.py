@@ -131,6 +131,35 @@ async def test_an_empty_workflow_succeeds_at_once(env: Env) -> None:
     await assert_invariants(env.redis, env.namespace, drained=True)
 
 
+async def test_the_status_names_the_callbacks_and_the_run_their_job_ids(env: Env) -> None:
+    wf = Workflow("with-callbacks")
+    wf.add("work", {"fail": True}, id="a")
+    wf.on_success("notify", {"outcome": "ok"})
+    wf.on_failure("merge", {})
+    run = await env.enqueuer.enqueue_workflow(wf)
+    status = await run.status()
+    assert status.callbacks == {"on_failure": "merge", "on_success": "notify"}
+    assert list(status.nodes) == ["a"]  # (no callback among the members)
+    assert run.callback_job_id("on_failure") == f"{run.id}!on_failure"
+    assert run.callback_job_id("on_success") == f"{run.id}!on_success"
+    await env.pool.drain(timeout=20)
+    status = await run.wait(timeout=5)
+    assert status.status == "failed"
+    assert status.callbacks == {"on_failure": "merge", "on_success": "notify"}  # (once ended)
+    assert list(env.deps) == [run.callback_job_id("on_failure")]  # (the id of the job run)
+    # a run without callbacks, one with only on_failure; a callback's spec no script wrote
+    alone = Workflow("alone")
+    alone.add("work", {}, id="b")
+    assert (await (await env.enqueuer.enqueue_workflow(alone)).status()).callbacks == {}
+    one = Workflow("one")
+    one.add("work", {}, id="c")
+    one.on_failure("notify", {})
+    one_run = await env.enqueuer.enqueue_workflow(one)
+    assert (await one_run.status()).callbacks == {"on_failure": "notify"}
+    await env.redis.hset(env.keys.workflow(one_run.id, "nodes"), "!on_failure", "{}")
+    assert (await one_run.status()).callbacks == {"on_failure": "?"}
+
+
 async def test_a_refused_graph_stores_nothing(env: Env) -> None:
     wf = Workflow()
     wf.add("work", id="a", after=["b"])
