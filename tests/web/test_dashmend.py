@@ -1,6 +1,6 @@
 """Dashboard mends after an operator's walk: limits in words on the Queues page, the
 add-schedule form kept after an error, a checkin given a dict, Cancel on
-the Busy page, a workflow run's callbacks."""
+the Busy page (of a pool that is gone too), a workflow run's callbacks."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from urllib.parse import unquote
 import httpx
 
 from errands import Client, Concurrency, Enqueuer, Job, JobStatus, Rate, Workflow
+from errands.clock import SystemClock
+from errands.worker.reaper import Reaper
 from tests.support.dashboard import eventually, make_pool, post
 
 
@@ -123,7 +125,7 @@ async def test_the_busy_page_cancels_a_running_job(
         assert refused.status_code == 403  # (the same CSRF check as every action)
         said = await post(web, "/jobs/cancel", {"id": job.id, "next": "/busy"})
         assert said.status_code == 303 and said.headers["location"].endswith("/busy")
-        assert "its pool was told to cancel it" in unquote(said.headers["set-cookie"])
+        assert "its pool cancels it within about a second" in unquote(said.headers["set-cookie"])
 
         async def cancelled() -> bool:
             info = await client.job(job.id)
@@ -131,6 +133,29 @@ async def test_the_busy_page_cancels_a_running_job(
 
         await eventually(cancelled, "cancelled")
         pool.release_slow.set()  # type: ignore[attr-defined]
+
+
+async def test_the_busy_page_cancels_a_job_of_a_pool_that_is_gone_in_true_words(
+    client: Client, enqueuer: Enqueuer, web: httpx.AsyncClient
+) -> None:
+    """A dead pool's job (its heartbeats stopped, not yet reaped) is listed on Busy with its
+    Cancel, answered "running" as a live pool's: the words said "its pool was told to cancel it
+    (within about a second)", which no pool hears; the reaper cancels it, not requeues it."""
+    scripts = client.scripts
+    job = await enqueuer.enqueue("slow", job_id="orphan")
+    assert job is not None
+    await scripts.heartbeat("gone", b"{}", 60_000, mode="register")
+    got = await scripts.fetch("gone", 0, 10, [("slow", 0)])
+    assert got is not None and len(got) == 1
+    assert f"/jobs/{job.id}" in (await web.get("/busy")).text
+    response = await post(web, "/jobs/cancel", {"id": job.id, "next": "/busy"})
+    said = unquote(response.headers["set-cookie"])
+    assert "if that pool is gone, the reaper does when it takes the pool's jobs back" in said
+    await client.redis.zadd(client.keys.pools, {"gone": 1})  # (its last beat long ago)
+    reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
+    assert await reaper.reap_once() == 1
+    info = await client.job(job.id)
+    assert info is not None and info.status == JobStatus.CANCELLED
 
 
 def _callback_row(page: str, kind: str) -> tuple[str, str]:

@@ -79,7 +79,9 @@ async def test_a_cancel_says_what_happened_in_words(
     said = flash_of(await post(web, "/jobs/cancel", {"id": waiting.id}))
     assert f"ok|{waiting.id}: cancelled, it will not run." in said
     said = flash_of(await post(web, "/jobs/cancel", {"id": slow.id}))
-    assert f"{slow.id}: running; its pool was told to cancel it" in said
+    assert (
+        f"{slow.id}: running; cancel requested, it will not be retried: its pool cancels it" in said
+    )
     await eventually(lambda: _status(client, slow.id, JobStatus.CANCELLED), "cancelled")
     said = flash_of(await post(web, "/jobs/cancel", {"id": slow.id}))
     assert f"{slow.id}: not cancelled: it was cancelled already." in said

@@ -147,9 +147,10 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
 
     async def cancel(self, job_id: str) -> str:
         """Cancel a job: a waiting one never runs; a running one has its handler cancelled by
-        its pool (within about a second) and is not retried. Returns ``cancelled``,
-        ``running`` (signalled), ``dead``, ``already`` or ``finished``; unknown ids raise
-        JobNotFoundError."""
+        its pool (within about a second; a pool that is gone, not yet reaped: cancelled by the
+        reaper that takes its jobs back) and is not retried. Returns ``cancelled``,
+        ``running`` (signalled; either pool), ``dead``, ``already`` or ``finished``; unknown
+        ids raise JobNotFoundError."""
         info = await self._require(job_id)
         # (a finished job too: lua/cancel.lua answers "finished" from its result record, and a
         # master demoted by a failover refuses that answer, where a read here gave it)

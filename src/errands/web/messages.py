@@ -36,7 +36,11 @@ def error_message(exc: BaseException, most: int | None = None) -> str:
 # what Client.cancel's answers mean to the person who pressed Cancel
 CANCEL_SAID = {
     "cancelled": "cancelled, it will not run",
-    "running": "running; its pool was told to cancel it (within about a second) and not retry it",
+    # (one answer for a live pool and a dead one not yet reaped: the reaper cancels its job)
+    "running": (
+        "running; cancel requested, it will not be retried: its pool cancels it within about a "
+        "second or, if that pool is gone, the reaper does when it takes the pool's jobs back"
+    ),
     "dead": "not cancelled: it is dead already",
     "already": "not cancelled: it was cancelled already",
     "finished": "not cancelled: it has finished already",
