@@ -88,17 +88,33 @@ async def test_an_entry_left_alone_cannot_refuse_the_reap(
     assert (await _reap(redis, scripts)).drained
 
 
-async def test_an_end_flag_that_is_neither_0_nor_1_refuses_the_call_before_any_write(
+async def test_a_read_end_that_is_no_whole_number_from_0_refuses_the_call_before_any_write(
     redis: Redis, namespace: str
 ) -> None:
-    """ARGV[9] (the call ends the reaper's read of the set: reap.lua sets the pool's score in
-    `retired` ahead only then) is checked with the other arguments, before the first write."""
+    """ARGV[9] (0, or the call ends the reaper's read of the set: 1 + the entries its earlier
+    calls left alone; reap.lua sets the pool's score in `retired` ahead only then) is checked
+    with the other arguments, before the first write."""
     keys = Keys(namespace)
     scripts = await _dead_pool(redis, keys)
     members = [(f"{i}:{name}", i, name) for name, i in JOBS]
     request = reap_request(keys, "dead", (1000, 3), (ERR, MALFORMED), members, True, {})
-    request[1][8] = "yes"
-    reply = await scripts._call("reap", *request)
-    assert reply.endswith(b"end flag: 1000, 3, 42, yes: nothing reaped"), reply
+    for wrong in ("yes", "-1", "1.5", ""):
+        request[1][8] = wrong
+        reply = await scripts._call("reap", *request)
+        assert reply.endswith(f"read end: 1000, 3, 42, {wrong}: nothing reaped".encode()), reply
     assert await redis.zscore(keys.pools, "dead") == 1 and await redis.zcard(keys.retired) == 0
     assert await redis.zcard(keys.in_progress("dead")) == 3
+
+
+async def test_the_call_ending_a_read_holds_the_pool_for_entries_earlier_calls_left_alone(
+    redis: Redis, namespace: str
+) -> None:
+    """The reaper's last call may read nothing (its batch ended at the set's end) while earlier
+    calls left entries alone: ``left_before`` tells, and the pool is held (its score in `retired`
+    one dead timeout ahead); 0 left before and none now: not held (listed next pass)."""
+    keys = Keys(namespace)
+    scripts = await _dead_pool(redis, keys)
+    await scripts.reap("dead", 60_000, 3, ERR, MALFORMED, [], read_to_end=True)
+    assert "dead" in await scripts.dead_pools(60_000)
+    await scripts.reap("dead", 60_000, 3, ERR, MALFORMED, [], read_to_end=True, left_before=1)
+    assert "dead" not in await scripts.dead_pools(60_000)

@@ -135,3 +135,30 @@ async def test_a_pass_cut_short_after_an_entry_left_alone_delays_no_good_job(
     assert "dead" in await scripts.dead_pools(60_000)  # (listed still)
     assert await reaper.reap_once() == GOOD - 1
     assert "dead" not in await scripts.dead_pools(60_000)  # (read to its end: held now)
+
+
+async def test_an_entry_added_after_the_read_does_not_hold_the_pool(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call ending the reaper's read finds the set not drained, yet the read left nothing
+    alone: the entry it finds was added after the read (another reaper's dead timeout, a clock
+    step). The pool stays listed and the next pass reaps it. (Any such call held the pool for a
+    dead timeout, its entry waiting.)"""
+    keys = Keys(namespace)
+    bad, good = await _dead_pool(redis, keys)
+    late = f"{good[-1]}:work"
+    await redis.zrem(keys.in_progress("dead"), f"{bad}:bad", late)
+    scripts = Scripts(redis, keys)
+    reap = scripts.reap
+
+    async def added(pool_id: str, *args: Any, **kwargs: Any) -> Reaped:
+        await redis.zadd(keys.in_progress("dead"), {late: 1})  # (after the reaper's read)
+        return await reap(pool_id, *args, **kwargs)
+
+    monkeypatch.setattr(scripts, "reap", added)
+    reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
+    assert await reaper.reap_once() == GOOD - 1
+    assert "dead" in await scripts.dead_pools(60_000)  # (not held: nothing was left alone)
+    monkeypatch.setattr(scripts, "reap", reap)
+    assert await reaper.reap_once() == 1
+    assert await redis.zscore(keys.retired, "dead") is None

@@ -23,6 +23,7 @@ def reap_request(
     history: bool,
     dedup_names: Mapping[str, str],
     read_to_end: bool = True,
+    left_before: int = 0,
 ) -> tuple[list[str], list[Arg]]:
     """The KEYS and ARGV of one reap: ``numbers`` (dead timeout ms, max recoveries),
     ``errors`` (of a job buried as poison, of a malformed entry's job), ``members`` (member,
@@ -30,7 +31,9 @@ def reap_request(
     the job name of the dedup key its job holds (lib/dedup.lua), whose queue a rerun waiting
     for that key goes on when the job is buried (reap.lua checks the name against the key).
     ``read_to_end``: ``members`` end the caller's read of the set (only then, the set not
-    drained, reap.lua sets the pool's score in ``retired`` one dead timeout ahead)."""
+    drained and the read having left entries alone, ``left_before`` of them in its earlier
+    calls or some in this one, reap.lua sets the pool's score in ``retired`` one dead timeout
+    ahead)."""
     keys = [k.pools, k.in_progress(pool_id), k.pool_info(pool_id), k.jobs, k.running]
     keys += (k.priorities, k.recoveries, k.dead, k.errors, k.seq, k.idle, k.stats)
     keys += (k.cancel_requests, k.cancelled, k.retired, k.attempts, k.checkins)
@@ -39,7 +42,8 @@ def reap_request(
     keys += (k.history_data, k.listening, k.partitions, k.handoff(pool_id), k.quiet_requests)
     index: dict[str, int] = {}
     args: list[Arg] = [pool_id, numbers[0], numbers[1], k.wake_channel, errors[0]]
-    args += (errors[1], k.events_channel, "1" if history else "0", "1" if read_to_end else "0")
+    args += (errors[1], k.events_channel, "1" if history else "0")
+    args.append(1 + left_before if read_to_end else 0)  # (ARGV[9]: 0, not the read's end)
     for member, id, name in members:
         queue_name = name or dedup_names.get(id, "")
         if queue_name and queue_name not in index:

@@ -224,6 +224,7 @@ class Reaper:
                 self.history,
                 await self._dedup_names([id for _, id, name in members if not name]),
                 len(raw) < BATCH,  # (read_to_end: a short read is the set's end)
+                left,  # (left_before: the entries this read's earlier calls left alone)
             )
             if done.alive:
                 return moved

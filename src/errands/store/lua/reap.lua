@@ -19,9 +19,11 @@
 -- ARGV[1] pool id   ARGV[2] dead timeout ms   ARGV[3] max recoveries   ARGV[4] wake channel
 -- ARGV[5] error JSON for a buried job   ARGV[6] error JSON for a malformed entry
 -- ARGV[7] events channel   ARGV[8] '1' to record history
--- ARGV[9] '1' when this call's entries end the caller's read of the set (it read to the
---   set's end), else '0': only such a call, the set not drained, sets the pool's score in
---   `retired` one dead timeout ahead (below)
+-- ARGV[9] '0' when this call's entries do not end the caller's read of the set; when they do
+--   (it read to the set's end), 1 + the number of entries its earlier calls of that read left
+--   alone: only such a call, the set not drained and that read having left an entry alone (in
+--   an earlier call or in this one), sets the pool's score in `retired` one dead timeout ahead
+--   (below)
 -- ARGV[10..] four per entry: in-progress member, job id, job name, name index (1-based); a
 --           malformed entry has name '' and index 0 (or the index of the name of the dedup key
 --           its job holds, store/reapcall.py: a rerun waiting for the key goes on that name's
@@ -39,7 +41,7 @@
 -- name's keys and its partition's count (one left alone for its partition's count was found so
 -- by reading it from its name's partitions running hash, type-checked with the others).
 -- A key of another type, or a seq that is not a counter, or a timeout or
--- count that is not a whole number, or an end flag neither '0' nor '1', refuses the call before
+-- count that is not a whole number, or an ARGV[9] that is not one >= 0, refuses the call before
 -- its first write (the pool keeps its score in `pools` or `retired`): its reply is then
 -- the reason, a string ending 'nothing reaped' (store/reapcall.py reads it as ReapRefused;
 -- not an error reply, which only its wording told apart from Redis' own errors). A name index
@@ -75,9 +77,10 @@ local now = redis_now()
 -- timeout of nan took every live pool for dead)
 local timeout = tonumber(ARGV[2])
 local E = 10  -- the first entry's place in ARGV
+local read_end = tonumber(ARGV[9])
 if not (is_whole(timeout) and is_whole(tonumber(ARGV[3])) and is_whole(NQ)
-    and (ARGV[9] == '0' or ARGV[9] == '1')) then
-  return 'errands: reap: bad dead timeout, max recoveries, key count or end flag: '
+    and is_whole(read_end) and read_end >= 0) then
+  return 'errands: reap: bad dead timeout, max recoveries, key count or read end: '
     .. tostring(ARGV[2]) .. ', ' .. tostring(ARGV[3]) .. ', ' .. #KEYS .. ', '
     .. tostring(ARGV[9]) .. ': nothing reaped'
 end
@@ -338,11 +341,13 @@ local removed = 0
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('ZREM', KEYS[15], pool)
   removed = 1
-elseif ARGV[9] == '1' then  -- the set read to its end and not drained: held by the entries
-  -- this pass's calls left alone, listed again one dead timeout from now (dead_pools.lua; a
-  -- re-send: later still). Not in an earlier call of the pass: if the pass stopped after it (a
-  -- Redis error, a reaper stopped, a later call refused) the entries it had not read yet waited
-  -- a dead timeout for nothing
+elseif read_end > 1 or read_end == 1 and (#left > 0 or #parts_left > 1) then
+  -- the set read to its end and not drained, and the read left entries alone: held by them,
+  -- listed again one dead timeout from now (dead_pools.lua; a re-send: later still). Not in an
+  -- earlier call of the pass: if the pass stopped after it (a Redis error, a reaper stopped, a
+  -- later call refused) the entries it had not read yet waited a dead timeout for nothing; nor
+  -- when the read left nothing alone (the set holds entries added since the caller read it: a
+  -- dead timeout of another reaper, a clock step), which the next pass reads
   redis.call('ZADD', KEYS[15], now + timeout, pool)
 end
 local reply = {requeued, buried, removed, cancelled, 0}
