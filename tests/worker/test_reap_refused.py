@@ -6,9 +6,11 @@ every pass until the key was repaired (found in review)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError
 
 from errands import Enqueuer
 from errands.clock import SystemClock
@@ -115,3 +117,30 @@ async def test_a_refused_pool_gone_or_alive_is_no_longer_refused(
         await scripts.heartbeat("dead1", b"{}", 60_000)  # (alive)
         assert await reaper.reap_once() == 0
     assert "pool dead1 is no longer refused" in caplog.text
+
+
+async def test_a_redis_error_judging_refused_pools_not_listed_ends_no_pass(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading whether refused pools not listed are still dead only feeds a log line: a Redis
+    error there judges none, and the pass still logs the pools it was refused. (It propagated
+    from reap_once: the pass's refusals and the names it left alone were never logged.)"""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await _refused_pool(redis, scripts)
+    await scripts.heartbeat("dead2", b"{}", 60_000, mode="register")
+    await redis.zadd(keys.in_progress("dead2"), {"j2:bad": 1})  # (refused as dead1 is)
+    reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
+    with caplog.at_level(logging.WARNING, logger="errands"):
+        assert await reaper.reap_once() == 0  # (dead1 refused; dead2 alive)
+        ahead = (int((await redis.time())[0]) + 60) * 1000
+        await redis.zrem(keys.pools, "dead1")
+        await redis.zadd(keys.retired, {"dead1": ahead})  # (held: not listed, so judged)
+        await redis.zadd(keys.pools, {"dead2": 1})  # (dead now)
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("lost")
+
+        monkeypatch.setattr(redis, "pipeline", broken)
+        assert await reaper.reap_once() == 0
+    assert "pool dead1 not reaped" in caplog.text and "pool dead2 not reaped" in caplog.text

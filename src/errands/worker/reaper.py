@@ -130,16 +130,21 @@ class Reaper:
         """Those of ``pools`` (refused before, not listed this pass) that are no dead pool now:
         neither retired nor registered with a beat older than the dead timeout (gone: reaped by
         another reaper; or alive). A retired one not listed is held (reap.lua set its score
-        ahead), or after the first 100 (dead_pools.lua): not judged until it is listed again."""
+        ahead), or after the first 100 (dead_pools.lua): not judged until it is listed again.
+        A read for the log only: on a Redis error none is judged this pass, which goes on."""
         if not pools:
             return []
         keys = self.scripts.keys
-        async with self.scripts.redis.pipeline(transaction=False) as pipe:
-            pipe.time()
-            for pool_id in pools:
-                pipe.zscore(keys.retired, pool_id)
-                pipe.zscore(keys.pools, pool_id)
-            (seconds, micros), *scores = await pipe.execute()
+        try:
+            async with self.scripts.redis.pipeline(transaction=False) as pipe:
+                pipe.time()
+                for pool_id in pools:
+                    pipe.zscore(keys.retired, pool_id)
+                    pipe.zscore(keys.pools, pool_id)
+                (seconds, micros), *scores = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            log.debug("reaper: reading whether refused pools are still dead failed (%r)", exc)
+            return []
         since = seconds * 1000 + micros // 1000 - self.dead_timeout_ms
         return [
             pool_id
