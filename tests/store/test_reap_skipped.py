@@ -118,3 +118,14 @@ async def test_the_call_ending_a_read_holds_the_pool_for_entries_earlier_calls_l
     assert "dead" in await scripts.dead_pools(60_000)
     await scripts.reap("dead", 60_000, 3, ERR, MALFORMED, [], read_to_end=True, left_before=1)
     assert "dead" not in await scripts.dead_pools(60_000)
+
+
+async def test_a_reap_not_said_to_end_a_read_holds_no_pool(redis: Redis, namespace: str) -> None:
+    """read_to_end is False unless passed (by keyword): a call leaving an entry alone holds the
+    pool only when its caller says it ended its read; else the pool stays listed (the safe side:
+    read again next pass). (It defaulted to True: a caller of one batch held the pool.)"""
+    keys = Keys(namespace)
+    scripts = await _dead_pool(redis, keys)
+    await redis.hset(keys.running, "sms", "abc")  # type: ignore[misc]
+    assert (await _reap(redis, scripts)).unfit == {"sms": "abc"}
+    assert "dead" in await scripts.dead_pools(60_000)

@@ -61,10 +61,10 @@ async def test_a_refusal_in_any_wording_leaves_the_other_pools_reaped(
     scripts, good = await _two_dead_pools(redis, namespace)
     reap = scripts.reap
 
-    async def refusing(pool_id: str, *args: Any) -> Any:
+    async def refusing(pool_id: str, *args: Any, **kwargs: Any) -> Any:
         if pool_id == "dead1":
             raise ReapRefused(wording)
-        return await reap(pool_id, *args)
+        return await reap(pool_id, *args, **kwargs)
 
     monkeypatch.setattr(scripts, "reap", refusing)
     reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
@@ -80,7 +80,7 @@ async def test_another_error_ends_the_pass_whatever_it_says(
     """A Redis error that is no refusal (one that only quotes "nothing reaped") ends the pass."""
     scripts, _ = await _two_dead_pools(redis, namespace)
 
-    async def failing(pool_id: str, *args: Any) -> Any:
+    async def failing(pool_id: str, *args: Any, **kwargs: Any) -> Any:
         raise ResponseError("OOM command not allowed: nothing reaped")
 
     monkeypatch.setattr(scripts, "reap", failing)

@@ -22,7 +22,8 @@ def reap_request(
     members: Sequence[tuple[bytes | str, str, str]],
     history: bool,
     dedup_names: Mapping[str, str],
-    read_to_end: bool = True,
+    *,
+    read_to_end: bool = False,
     left_before: int = 0,
 ) -> tuple[list[str], list[Arg]]:
     """The KEYS and ARGV of one reap: ``numbers`` (dead timeout ms, max recoveries),

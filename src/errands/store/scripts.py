@@ -383,17 +383,17 @@ class Scripts(AdminScripts):
         members: Sequence[tuple[bytes | str, str, str]],
         history: bool = True,
         dedup_names: Mapping[str, str] | None = None,
-        read_to_end: bool = True,
+        *,
+        read_to_end: bool = False,
         left_before: int = 0,
     ) -> Reaped:
         """Take a dead pool's lease and jobs, given as (member, id, name; name "" for a
         malformed entry, whose job is buried with ``malformed``); see store/reapcall.py.
         Raises ``ReapRefused`` when reap.lua refused the call (nothing written).
         ``read_to_end``: ``members`` end the caller's read of the set, whose earlier calls
-        left ``left_before`` entries alone."""
+        left ``left_before`` entries alone (not by default: the pool is not held, listed
+        again next pass)."""
         numbers, errors = (dead_after_ms, max_recoveries), (error, malformed)
-        names = dedup_names or {}
-        request = reap_request(
-            self.keys, pool_id, numbers, errors, members, history, names, read_to_end, left_before
-        )
+        head = (self.keys, pool_id, numbers, errors, members, history, dedup_names or {})
+        request = reap_request(*head, read_to_end=read_to_end, left_before=left_before)
         return read_reap_reply(await self._call("reap", *request))

@@ -228,8 +228,8 @@ class Reaper:
                 members,
                 self.history,
                 await self._dedup_names([id for _, id, name in members if not name]),
-                len(raw) < BATCH,  # (read_to_end: a short read is the set's end)
-                left,  # (left_before: the entries this read's earlier calls left alone)
+                read_to_end=len(raw) < BATCH,  # (a short read is the set's end)
+                left_before=left,  # (the entries this read's earlier calls left alone)
             )
             if done.alive:
                 return moved
