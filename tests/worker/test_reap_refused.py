@@ -119,6 +119,25 @@ async def test_a_refused_pool_gone_or_alive_is_no_longer_refused(
     assert "pool dead1 is no longer refused" in caplog.text
 
 
+async def test_a_refused_pool_gone_is_no_longer_refused(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused pool neither retired nor registered (gone: another reaper took its jobs back
+    once the key was repaired) is said to be no longer refused by the next pass."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await _refused_pool(redis, scripts)
+    reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
+    with caplog.at_level(logging.WARNING, logger="errands"):
+        assert await reaper.reap_once() == 0
+        assert "pool dead1 not reaped" in caplog.text
+        await redis.zrem(keys.pools, "dead1")  # (gone: in neither)
+        await redis.zrem(keys.retired, "dead1")
+        await redis.delete(keys.in_progress("dead1"))
+        assert await reaper.reap_once() == 0
+    assert "pool dead1 is no longer refused" in caplog.text
+
+
 async def test_a_redis_error_judging_refused_pools_not_listed_ends_no_pass(
     redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
