@@ -24,12 +24,19 @@ def parse_runs(raw: Iterable[bytes], t0: float = 0.0) -> list[Run]:
     unknown."""
     runs: dict[tuple[str, int, float], Run] = {}
     for line in raw:
-        e = orjson.loads(line)
-        k = (e["id"], int(e["pid"]), float(e["start"]))
-        end = e.get("end")
-        runs[k] = Run(e["id"], e["name"], k[1], k[2] - t0,
-                      None if end is None else float(end) - t0, e.get("outcome", ""))  # fmt: skip
+        k, run = oracle_run(orjson.loads(line), t0)
+        runs[k] = run
     return sorted(runs.values(), key=lambda r: r.start)
+
+
+def oracle_run(e: Mapping[str, Any], t0: float = 0.0) -> tuple[tuple[str, int, float], Run]:
+    """One oracle record -> the key that pairs its start and end entries (id, pid, start) and
+    its run, in seconds since ``t0`` (end None while unknown)."""
+    k = (e["id"], int(e["pid"]), float(e["start"]))
+    end = e.get("end")
+    run = Run(e["id"], e["name"], k[1], k[2] - t0,
+              None if end is None else float(end) - t0, e.get("outcome", ""))  # fmt: skip
+    return k, run
 
 
 @dataclass

@@ -31,6 +31,7 @@ import orjson
 from tests.support.invariants import OracleLog, Run
 from tests.support.invariants.runs import active_spans
 
+from .analysis import oracle_run
 from .flow import FlowReport
 
 __all__ = ["DedupCall", "KeyedRun", "check_dedup", "parse_keyed_runs"]
@@ -71,10 +72,7 @@ def parse_keyed_runs(raw: Iterable[bytes], name: str, t0: float = 0.0) -> list[K
         e = orjson.loads(line)
         if e["name"] != name:
             continue
-        k = (e["id"], int(e["pid"]), float(e["start"]))
-        end = e.get("end")
-        run = Run(e["id"], e["name"], k[1], k[2] - t0,
-                  None if end is None else float(end) - t0, e.get("outcome", ""))  # fmt: skip
+        k, run = oracle_run(e, t0)
         runs[k] = KeyedRun(run, str(e.get("key", "")), int(e.get("seq", -1)))
     return sorted(runs.values(), key=lambda r: r.run.start)
 

@@ -31,6 +31,8 @@ import orjson
 from tests.support.invariants import OracleLog, Run
 from tests.support.invariants.runs import active_spans, max_overlap
 
+from .analysis import oracle_run
+
 __all__ = ["FlowReport", "PartRun", "check_partitions", "check_workflows", "parse_part_runs"]
 
 # a workflow run: node -> (its parents, ...)
@@ -65,10 +67,7 @@ def parse_part_runs(raw: Iterable[bytes], name: str, t0: float = 0.0) -> list[Pa
         e = orjson.loads(line)
         if e["name"] != name:
             continue
-        k = (e["id"], int(e["pid"]), float(e["start"]))
-        end = e.get("end")
-        run = Run(e["id"], e["name"], k[1], k[2] - t0,
-                  None if end is None else float(end) - t0, e.get("outcome", ""))  # fmt: skip
+        k, run = oracle_run(e, t0)
         token = str(e.get("token") or "")
         runs[k] = PartRun(run, str(e.get("part") or ""), _counted(token), token)
     return sorted(runs.values(), key=lambda r: r.run.start)

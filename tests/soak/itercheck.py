@@ -26,6 +26,7 @@ import orjson
 from tests.support.invariants import OracleLog, Run
 from tests.support.invariants.runs import active_spans
 
+from .analysis import oracle_run
 from .flow import FlowReport
 
 __all__ = ["IterRun", "check_iterable", "parse_iter_runs"]
@@ -55,10 +56,7 @@ def parse_iter_runs(
         e = orjson.loads(line)
         if e["name"] != name:
             continue
-        k = (e["id"], int(e["pid"]), float(e["start"]))
-        end = e.get("end")
-        run = Run(e["id"], e["name"], k[1], k[2] - t0,
-                  None if end is None else float(end) - t0, e.get("outcome", ""))  # fmt: skip
+        k, run = oracle_run(e, t0)
         cursor = e.get("cursor")
         items = tuple(sorted(done.get(k, [])))
         runs[k] = IterRun(run, None if cursor is None else int(cursor), int(e["items"]), items)
