@@ -15,7 +15,7 @@ import orjson
 from tests.support.invariants import OracleLog, Run
 from tests.support.invariants.runs import active_spans
 
-__all__ = ["Analysis", "Events", "analyse", "double_cause", "parse_runs"]
+__all__ = ["Analysis", "Events", "analyse", "double_cause", "in_flight", "parse_runs"]
 
 
 def parse_runs(raw: Iterable[bytes], t0: float = 0.0) -> list[Run]:
@@ -198,6 +198,28 @@ def analyse(
             out.reruns[cause] += 1
             if cause == "after success, no fault":
                 out.unexplained.append(job_id)
+    return out
+
+
+def in_flight(
+    runs: Iterable[Run], events: Events, kinds: Mapping[str, str]
+) -> dict[str, dict[str, int]]:
+    """For each kind (label -> job name): how many of its runs were going on in a worker at the
+    moment it was SIGKILLed (``killed``) or SIGSTOPped (``frozen``, at the start of each
+    freeze): the runs a fault met, whose checks then judge a recovery. A run goes on at ``at``
+    when its process is the one hit, it started at or before ``at`` and had not ended by then
+    (a run without an end goes on until its process is gone)."""
+    hits = [(pid, at, "killed") for pid, at in events.kills]
+    hits += [(pid, a, "frozen") for pid, spans in events.frozen.items() for a, _b in spans]
+    label_of = {name: label for label, name in kinds.items()}
+    out = {label: {"killed": 0, "frozen": 0} for label in kinds}
+    for run in runs:
+        label = label_of.get(run.name)
+        if label is None:
+            continue
+        for pid, at, how in hits:
+            if run.pid == pid and run.start <= at and (run.end is None or run.end > at):
+                out[label][how] += 1
     return out
 
 

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from errands.store.keys import Keys
 from tests.support.invariants import OracleLog, Report, Run, check_invariants
 
-from .analysis import Analysis, Events, analyse, double_cause, parse_runs, table
+from .analysis import Analysis, Events, analyse, double_cause, in_flight, parse_runs, table
 from .dedupcheck import check_dedup, parse_keyed_runs
 from .flow import check_partitions, check_workflows, parse_part_runs
 from .itercheck import check_iterable, parse_iter_runs
@@ -27,7 +27,11 @@ if TYPE_CHECKING:
     from .driver import SoakConfig
     from .load import Production
 
-__all__ = ["SoakResult", "judge"]
+__all__ = ["COVERED", "SoakResult", "judge"]
+
+# the kinds whose checkers have fault paths (a recovery to judge): label -> job name; the figure
+# running_when_killed_or_frozen counts their runs a SIGKILL or a SIGSTOP met
+COVERED = {"dedup": DEDUP.name, "iterable": ITERABLE.name}
 
 
 @dataclass
@@ -135,6 +139,7 @@ async def judge(
     result.figures = {
         **_head_figures(result, made, final, len(runs)),
         **result.analysis.figures(),
+        "running_when_killed_or_frozen": in_flight(runs, events, COVERED),
         "partition_jobs_enqueued": len(made.partitions),
         "partition_jobs_done": len(set(made.partitions) & finished),
         "partition_jobs_neither_done_nor_cancelled": len(

@@ -7,7 +7,7 @@ import orjson
 
 from tests.support.invariants import Run
 
-from .analysis import Events, analyse, parse_runs
+from .analysis import Events, analyse, in_flight, parse_runs
 from .driver import SoakConfig
 from .plan import KINDS, PRODUCER, REDIS, make_plan, plan_digest
 
@@ -104,3 +104,22 @@ def test_analysis_of_reruns_and_recoveries() -> None:
         "the same worker ran it twice (enqueue re-sent?)": 1,
     }
     assert analyse(runs, events, settled=["lost-with-pool"]).not_recovered == []
+
+
+def test_runs_a_kill_or_a_freeze_met_are_counted_per_kind() -> None:
+    events = Events(kills=[(1, 10.0), (2, 30.0)], frozen={3: [(20.0, 25.0), (40.0, 41.0)]})
+    runs = [
+        Run("d1", "dd", 1, 9.0),  # no end: killed with its worker
+        Run("d2", "dd", 1, 9.5, 10.5, "ok"),  # still running at the kill (ended on record late)
+        Run("d3", "dd", 1, 8.0, 10.0, "ok"),  # ended at the kill: not met
+        Run("d4", "dd", 1, 10.1, 11.0, "ok"),  # started after it
+        Run("d5", "dd", 4, 9.0, 11.0, "ok"),  # another worker
+        Run("d6", "dd", 3, 19.0, 42.0, "ok"),  # met by both freezes of pid 3
+        Run("i1", "ii", 2, 29.0),
+        Run("i2", "ii", 3, 20.0, 21.0, "ok"),  # started at the freeze
+        Run("o1", "other", 1, 9.0),  # not a covered kind
+    ]
+    got = in_flight(runs, events, {"dedup": "dd", "iterable": "ii"})
+    assert got == {"dedup": {"killed": 2, "frozen": 2}, "iterable": {"killed": 1, "frozen": 1}}
+    none = in_flight([], Events(), {"dedup": "dd"})
+    assert none == {"dedup": {"killed": 0, "frozen": 0}}
