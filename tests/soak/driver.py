@@ -33,6 +33,7 @@ from tests.support.invariants import check_invariants
 from tests.support.invariants.report import Violation
 from tests.support.procs import Proc, Procs
 
+from .analysis import parse_runs
 from .load import Load, Production
 from .plan import PRODUCER, Fault, make_plan, plan_digest, plan_summary
 from .report import SoakResult, judge
@@ -101,6 +102,7 @@ class Soak:
         self.t0 = time.time()
         self.respawn = True
         self.redis_down = False
+        self.oracle: Redis | None = None
         self._log = (workdir / "soak.log").open("a")
 
     def say(self, message: str) -> None:
@@ -128,7 +130,7 @@ class Soak:
             self.slots = [Slot(i, p) for i, p in enumerate(proxies[:-1])]
             self.oracle_url = oracle_server.url
             admin = connect(self.server.url)
-            oracle = Redis.from_url(oracle_server.url)
+            oracle = self.oracle = Redis.from_url(oracle_server.url)
             try:
                 await self._phases(admin, oracle)
             finally:
@@ -280,7 +282,7 @@ class Soak:
                 end = now + f.duration + self.c.socket_timeout
                 self.events.disturbed.append((f.target, now, end, f.kind))
             return True
-        slot = self.slots[f.target]
+        slot = await self._aimed(f) if f.aim else self.slots[f.target]
         proc = slot.proc
         if proc is None or proc.poll() is not None:
             return False
@@ -299,6 +301,22 @@ class Soak:
         slot.frozen_at = now
         self._later(self._resume(slot, proc, f.duration))
         return True
+
+    async def _aimed(self, f: Fault) -> Slot:
+        """The slot of a live, unfrozen worker running a job ``f.aim`` now, as the oracle has it
+        (the planned slot first, then in slot order), else the planned slot: the plan says when
+        and what, the oracle where."""
+        assert self.oracle is not None
+        raw = await self.oracle.lrange(f"soak:{self.ns}:runs", 0, -1)
+        busy = {r.pid for r in parse_runs(raw) if r.name == f.aim and r.end is None}
+        for slot in (self.slots[f.target], *self.slots):
+            proc = slot.proc
+            alive = proc is not None and proc.poll() is None and slot.frozen_at is None
+            if alive and proc is not None and proc.pid in busy:
+                if slot.index != f.target:
+                    self.say(f"t={f.at:6.1f}s {f.kind} aimed at a {f.aim} run: worker{slot.index}")
+                return slot
+        return self.slots[f.target]
 
     async def _redis_back(self, down_at: float, after: float) -> None:
         await asyncio.sleep(after)

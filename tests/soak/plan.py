@@ -80,6 +80,8 @@ KINDS: dict[str, int] = {
 }
 PRODUCER = -1
 REDIS = -2
+# the n-th fault of each worker kind is aimed at AIMS[n % 4] (see make_plan)
+AIMS = (DEDUP.name, ITERABLE.name, "", "")
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,15 @@ class Fault:
     kind: str
     target: int  # worker slot, PRODUCER or REDIS
     duration: float = 0.0
+    # a worker fault aimed at a job type: it hits a worker running a job of that type when the
+    # fault is due (the oracle tells which; ``target`` first), else ``target``
+    aim: str = ""
 
     def describe(self) -> str:
         who = {PRODUCER: "producer", REDIS: "redis"}.get(self.target, f"worker{self.target}")
         extra = f" for {self.duration:.1f}s" if self.duration else ""
-        return f"t={self.at:6.1f}s {self.kind} {who}{extra}"
+        aim = f" (aimed at a {self.aim} run)" if self.aim else ""
+        return f"t={self.at:6.1f}s {self.kind} {who}{extra}{aim}"
 
 
 def make_plan(
@@ -103,15 +109,23 @@ def make_plan(
     socket_timeout: float = 2.0,
     gap: tuple[float, float] = (2.0, 8.0),
 ) -> list[Fault]:
-    """Faults every ``gap`` seconds (uniform), from ``gap[0]`` until ``seconds``."""
+    """Faults every ``gap`` seconds (uniform), from ``gap[0]`` until ``seconds``. Half the
+    worker faults (SIGKILL, SIGTERM, SIGSTOP) are aimed at a deduplicated or an iterable run
+    (``Fault.aim``; of each kind the 1st, 5th, .. at a deduplicated one, the 2nd, 6th, .. at an
+    iterable one, so that even a short soak aims both): their checkers judge what a fault does
+    to a run going on, and the load alone leaves few of those on a worker picked at random."""
     rng = random.Random(seed)
     kinds, weights = list(KINDS), list(KINDS.values())
     plan: list[Fault] = []
+    worker_faults: Counter[str] = Counter()
     t = rng.uniform(*gap)
     while t < seconds:
         kind = rng.choices(kinds, weights)[0]
         target = rng.randrange(workers)
-        duration = 0.0
+        duration, aim = 0.0, ""
+        if kind in ("sigkill", "sigterm", "sigstop"):
+            aim = AIMS[worker_faults[kind] % len(AIMS)]
+            worker_faults[kind] += 1
         if kind == "sigstop":
             # half of them shorter than the dead timeout (the pool must survive), half longer
             duration = (
@@ -128,7 +142,7 @@ def make_plan(
                 duration = socket_timeout + rng.uniform(0.5, 2.0)
             elif kind == "blackhole":
                 duration = 3.0
-        plan.append(Fault(round(t, 3), kind, target, round(duration, 3)))
+        plan.append(Fault(round(t, 3), kind, target, round(duration, 3), aim))
         t += rng.uniform(*gap)
     return plan
 

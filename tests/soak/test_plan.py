@@ -9,7 +9,7 @@ from tests.support.invariants import Run
 
 from .analysis import Events, analyse, in_flight, parse_runs
 from .driver import SoakConfig
-from .plan import KINDS, PRODUCER, REDIS, make_plan, plan_digest
+from .plan import DEDUP, ITERABLE, KINDS, PRODUCER, REDIS, make_plan, plan_digest
 
 
 def test_a_seed_replays_the_same_schedule() -> None:
@@ -25,6 +25,11 @@ def test_a_seed_replays_the_same_schedule() -> None:
             assert f.duration > 2.0  # past the soak's socket timeout
         if f.kind == "sigstop":
             assert f.duration < 3.0 * 0.7 or f.duration > 3.0 * 1.5  # clearly short or long
+        assert f.aim in ("", DEDUP.name, ITERABLE.name)
+        assert not f.aim or f.kind in ("sigkill", "sigterm", "sigstop")
+    # some worker faults are aimed at each kind whose checker judges a run a fault met
+    aims = [f.aim for f in a if f.kind in ("sigkill", "sigstop")]
+    assert aims.count(DEDUP.name) >= 3 and aims.count(ITERABLE.name) >= 3 and aims.count("")
 
 
 def test_config_from_the_environment() -> None:
