@@ -38,7 +38,7 @@ __all__ = [
 # what the producer enqueues: kind -> weight
 MIX = {
     "async": 30, "sync": 15, "capped": 12, "serial": 6, "unique": 10, "flaky": 8, "long": 2,
-    "batch": 3, "delayed": 5, "partitioned": 8, "workflow": 3, "dedup": 3, "iterable": 2,
+    "batch": 3, "delayed": 5, "partitioned": 8, "workflow": 3, "dedup": 8, "iterable": 3,
 }  # fmt: skip
 
 WF_LINGER = 3600.0  # seconds a finished workflow run's keys stay (then they expire)
@@ -59,10 +59,11 @@ def partition_burst(rng: random.Random) -> tuple[str, list[tuple[float, int]]]:
 def dedup_burst(rng: random.Random, seq: int) -> list[dict[str, Any]]:
     """The args of 1-4 deduplicated enqueues of one key, sent one after the other (the later
     ones meet the first waiting or running: replaced, rerun queued), numbered from ``seq``:
-    50 ms-1.2 s each (long enough for faults to meet some running), one in ten failing its first
-    attempt (the key stays held meanwhile)."""
+    0.2-2 s each (long enough for faults to meet some running: with the weight of "dedup" in
+    ``MIX`` the keys are busy much of the time), one in ten failing its first attempt (the key
+    stays held meanwhile)."""
     key = f"k{rng.randrange(DEDUP.keys)}"
-    return [{"key": key, "seq": seq + i, "seconds": round(rng.uniform(0.05, 1.2), 3),
+    return [{"key": key, "seq": seq + i, "seconds": round(rng.uniform(0.2, 2.0), 3),
              "fail": int(rng.random() < 0.1)} for i in range(rng.randint(1, 4))]  # fmt: skip
 
 
