@@ -18,7 +18,7 @@ from tests.support.invariants.runs import active_spans
 __all__ = ["Analysis", "Events", "analyse", "double_cause", "in_flight", "parse_runs"]
 
 
-def parse_runs(raw: Iterable[bytes], t0: float = 0.0) -> list[Run]:
+def parse_runs(raw: Iterable[bytes | str], t0: float = 0.0) -> list[Run]:
     """The app's oracle records (a start entry, then an end entry with the same id, pid and
     start) -> runs, in seconds since ``t0``; a start without its end is a run whose end is
     unknown."""

@@ -313,9 +313,9 @@ class Soak:
             proc = slot.proc
             alive = proc is not None and proc.poll() is None and slot.frozen_at is None
             if alive and proc is not None and proc.pid in busy:
-                if slot.index != f.target:
-                    self.say(f"t={f.at:6.1f}s {f.kind} aimed at a {f.aim} run: worker{slot.index}")
+                self.say(f"t={f.at:6.1f}s {f.kind} aimed at a {f.aim} run: worker{slot.index}")
                 return slot
+        self.say(f"t={f.at:6.1f}s {f.kind} aimed at a {f.aim} run: none runs one, as planned")
         return self.slots[f.target]
 
     async def _redis_back(self, down_at: float, after: float) -> None:
