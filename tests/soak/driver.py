@@ -40,6 +40,8 @@ from .report import SoakResult, judge
 
 __all__ = ["Soak", "SoakConfig"]
 
+AIM_WAIT = 3.0  # seconds an aimed fault waits for a run of its job type to hit (plan.Fault.aim)
+
 
 @dataclass(frozen=True)
 class SoakConfig:
@@ -282,7 +284,11 @@ class Soak:
                 end = now + f.duration + self.c.socket_timeout
                 self.events.disturbed.append((f.target, now, end, f.kind))
             return True
-        slot = await self._aimed(f) if f.aim else self.slots[f.target]
+        if f.aim:
+            slot = await self._aimed(f)
+            now = time.time()
+        else:
+            slot = self.slots[f.target]
         proc = slot.proc
         if proc is None or proc.poll() is not None:
             return False
@@ -303,18 +309,25 @@ class Soak:
         return True
 
     async def _aimed(self, f: Fault) -> Slot:
-        """The slot of a live, unfrozen worker running a job ``f.aim`` now, as the oracle has it
-        (the planned slot first, then in slot order), else the planned slot: the plan says when
-        and what, the oracle where."""
+        """The slot of a live, unfrozen worker running a job ``f.aim``, as the oracle has it (the
+        planned slot first, then in slot order), waiting up to ``AIM_WAIT`` seconds for one to
+        start; else the planned slot: the plan says when (give or take the wait) and what, the
+        oracle where."""
         assert self.oracle is not None
-        raw = await self.oracle.lrange(f"soak:{self.ns}:runs", 0, -1)
-        busy = {r.pid for r in parse_runs(raw) if r.name == f.aim and r.end is None}
-        for slot in (self.slots[f.target], *self.slots):
-            proc = slot.proc
-            alive = proc is not None and proc.poll() is None and slot.frozen_at is None
-            if alive and proc is not None and proc.pid in busy:
-                self.say(f"t={f.at:6.1f}s {f.kind} aimed at a {f.aim} run: worker{slot.index}")
-                return slot
+        deadline = time.monotonic() + AIM_WAIT
+        while True:
+            # the last 3,000 entries: over a minute of runs, far more than one such run lasts
+            raw = await self.oracle.lrange(f"soak:{self.ns}:runs", -3000, -1)
+            busy = {r.pid for r in parse_runs(raw) if r.name == f.aim and r.end is None}
+            for slot in (self.slots[f.target], *self.slots):
+                proc = slot.proc
+                alive = proc is not None and proc.poll() is None and slot.frozen_at is None
+                if alive and proc is not None and proc.pid in busy:
+                    self.say(f"t={f.at:6.1f}s {f.kind} aimed at a {f.aim} run: worker{slot.index}")
+                    return slot
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
         self.say(f"t={f.at:6.1f}s {f.kind} aimed at a {f.aim} run: none runs one, as planned")
         return self.slots[f.target]
 

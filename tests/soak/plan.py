@@ -91,7 +91,8 @@ class Fault:
     target: int  # worker slot, PRODUCER or REDIS
     duration: float = 0.0
     # a worker fault aimed at a job type: it hits a worker running a job of that type when the
-    # fault is due (the oracle tells which; ``target`` first), else ``target``
+    # fault is due or up to 3 s later (the oracle tells which; ``target`` first), else
+    # ``target`` (tests/soak/driver.py, Soak._aimed)
     aim: str = ""
 
     def describe(self) -> str:
