@@ -7,10 +7,14 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, Rate, WorkerPool
+from errands.limits import compile_limits
+from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
+from tests.support.ready import ready_to_fetch
 
 from .support import until
 
@@ -36,3 +40,34 @@ async def test_a_fetch_that_fills_a_rate_says_when_it_frees(
     assert starts[2] - starts[0] >= 0.3 - 0.03
     assert starts[3] - starts[0] < 1.5, [round(t - starts[0], 3) for t in starts]
     await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def _redis_ms(redis: Redis) -> int:
+    secs, micros = await redis.time()
+    return int(secs) * 1000 + int(micros) // 1000
+
+
+@pytest.mark.parametrize("taken", [0, 1], ids=["found-full", "filled"])
+@pytest.mark.parametrize("ago", [(200, 30_000), (800, 59_900)], ids=["long-last", "short-last"])
+async def test_two_rates_on_a_name_wait_for_the_later_to_free(
+    redis: Redis, namespace: str, taken: int, ago: tuple[int, int]
+) -> None:
+    """Rate(5, per=1 s) and Rate(20, per=60 s) on one name, both full (as the fetch finds them,
+    or as its one start leaves them): the fetch's wait is until both allow a start, the later of
+    the two windows' frees, whichever frees last. The earlier one woke the pool for a fetch
+    that took nothing (up to 30 s early, then at each free of the short window)."""
+    rates = [Rate(5, per=timedelta(seconds=1)), Rate(20, per=timedelta(seconds=60))]
+    _conc, spec = compile_limits(rates)
+    scripts = await ready_to_fetch(redis, namespace, [("sms", {})] * 3)
+    now = await _redis_ms(redis)
+    starts = {"1000": (5 - taken, ago[0]), "60000": (20 - taken, ago[1])}
+    log = Keys(namespace).rate_log("sms")
+    for per, (count, before) in starts.items():  # count starts at now - before
+        await redis.hset(log, per, f"#{0:010d}{now - before:013d}{count:010d}")
+    await redis.pexpire(log, 61_000)  # (as a fetch's starts leave it: its TTL checked)
+    got = await scripts.fetch("p", 1, 3, [("sms", 0)], specs={"sms": spec})
+    after = await _redis_ms(redis)
+    assert len(got) == taken and got.wait is not None
+    free = max(now - ago[0] + 1_000, now - ago[1] + 60_000) + 1  # (the later window's free)
+    assert (free - after) / 1000 - 0.002 <= got.wait <= (free - now) / 1000 + 0.002, got.wait
+    await assert_invariants(redis, namespace)

@@ -43,8 +43,8 @@
 -- queue score, 1 if a suspect, then, only when a name was skipped or a partition passed over, a
 -- list: {name, its count's value, ... (skipped_list), then, if a partition was passed over,
 -- {name, partition, its count's value, ...}}; status 0 = ok, -1 = lease lost (not registered),
--- -2 = lease expired (then only the first three); wait = ms until a rate limit that held a job
--- back lets one start (-1 = none); now = the Redis ms the jobs' starts were counted at in their
+-- -2 = lease expired (then only the first three); wait = ms until a name's rates that held a job
+-- back all let one start (-1 = none); now = the Redis ms the jobs' starts were counted at in their
 -- rates (a job given back unstarted is uncounted with it: settle.lua ARGV[21]).
 -- -1 and -2 are read, and written nothing first (lib/types.lua unwritten, on pools, ZSCORE read
 -- it), so that a demoted master refuses them where the new master may hold the lease (a pool

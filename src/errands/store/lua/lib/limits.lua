@@ -287,16 +287,22 @@ local function lim_unstarts(P, L, id, at)
 end
 
 
--- the type-wide rates: how many starts they allow now; note(ms) is told when one is exhausted
+-- the type-wide rates: how many starts they allow now; when some are exhausted note(ms) is told
+-- the latest of their frees, when all of them allow a start (the earliest woke a pool for a
+-- fetch the others still held back)
 local function lim_type_room(P, L, room, now, note)
+  local free = 0
   for _, r in ipairs(L.r) do
-    local n, free = lim_room(P.prate, tostring(r[2]), r[1], r[2], now)
+    local n, f = lim_room(P.prate, tostring(r[2]), r[1], r[2], now)
     if n < room then
       room = n
     end
-    if n == 0 then
-      note(free)
+    if n == 0 and f > free then
+      free = f
     end
+  end
+  if free > 0 then
+    note(free)
   end
   return room
 end
