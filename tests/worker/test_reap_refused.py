@@ -163,3 +163,37 @@ async def test_a_redis_error_judging_refused_pools_not_listed_ends_no_pass(
         monkeypatch.setattr(redis, "pipeline", broken)
         assert await reaper.reap_once() == 0
     assert "pool dead1 not reaped" in caplog.text and "pool dead2 not reaped" in caplog.text
+
+
+async def test_a_key_of_another_type_judging_refused_pools_is_logged_once(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`retired` of another type when the pass reads whether refused pools not listed are still
+    dead (made a string by hand between dead_pools.lua and that read, twice): WRONGTYPE, a
+    ResponseError, judges none, logged once naming the keys; the passes end as usual. (It
+    propagated from reap_once: the pass's refusals and the names it left alone were not logged,
+    and the reaper's loop logged "reaper pass failed" with a traceback each pass.)"""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    await _refused_pool(redis, scripts)
+    reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
+    listed = scripts.dead_pools
+
+    async def corrupting(*args: Any, **kwargs: Any) -> list[str]:
+        dead = await listed(*args, **kwargs)
+        await redis.delete(keys.retired)
+        await redis.set(keys.retired, "not a sorted set")
+        return dead
+
+    with caplog.at_level(logging.WARNING, logger="errands"):
+        assert await reaper.reap_once() == 0  # (dead1 refused)
+        monkeypatch.setattr(scripts, "dead_pools", corrupting)
+        ahead = (int((await redis.time())[0]) + 60) * 1000
+        await redis.zrem(keys.pools, "dead1")
+        for _ in range(2):
+            await redis.delete(keys.retired)
+            await redis.zadd(keys.retired, {"dead1": ahead})  # (held: not listed, so judged)
+            assert await reaper.reap_once() == 0
+    said = [r.getMessage() for r in caplog.records if "not judged until" in r.getMessage()]
+    assert len(said) == 1 and "WRONGTYPE" in said[0] and keys.retired in said[0], said
+    assert "pool dead1 is no longer refused" not in caplog.text

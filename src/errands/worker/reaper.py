@@ -71,6 +71,7 @@ class Reaper:
         self._left_alone = _LeftAlone[str](self._name_where)
         self._parts_left_alone = _LeftAlone[tuple[str, str]](self._part_where)
         self._refused = _Refused()  # the dead pools reap.lua refuses (logged once)
+        self._unread = False  # _no_longer_dead's read refused (logged once while it is)
 
     async def run(self) -> None:
         outage = OutageLog(log, "reaper (takes the jobs of dead pools back)")
@@ -131,7 +132,8 @@ class Reaper:
         neither retired nor registered with a beat older than the dead timeout (gone: reaped by
         another reaper; or alive). A retired one not listed is held (reap.lua set its score
         ahead), or after the first 100 (dead_pools.lua): not judged until it is listed again.
-        A read for the log only: on a Redis error none is judged this pass, which goes on."""
+        A read for the log only: on a Redis error none is judged this pass, which goes on; a
+        refusal (WRONGTYPE: `pools` or `retired` of another type) is logged once while it lasts."""
         if not pools:
             return []
         keys = self.scripts.keys
@@ -145,6 +147,14 @@ class Reaper:
         except REDIS_ERRORS as exc:
             log.debug("reaper: reading whether refused pools are still dead failed (%r)", exc)
             return []
+        except ResponseError as exc:  # (raised the pass's end: its refusals went unlogged)
+            if not self._unread:  # (redis-py's message names the command and key)
+                log.error(
+                    "reaper: refused pools not judged until repaired (docs/data-layout.md): %s", exc
+                )
+            self._unread = True
+            return []
+        self._unread = False
         since = seconds * 1000 + micros // 1000 - self.dead_timeout_ms
         return [
             pool_id
