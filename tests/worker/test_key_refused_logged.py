@@ -76,9 +76,14 @@ async def test_a_pool_logs_a_key_of_the_wrong_type_once_and_runs_once_repaired(
         await pool.stop()
 
 
+@pytest.mark.parametrize("spaced", ["", " with spaces"])
 async def test_the_reaper_logs_a_refused_pool_once(
-    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture, spaced: str
 ) -> None:
+    """Once, with the key's type and repair; in a namespace with spaces too (store/keys.py
+    allows them: the key, read as one token, was the part after the last space, its type
+    left out of the line)."""
+    namespace += spaced
     keys = Keys(namespace)
     scripts = Scripts(redis, keys)
     async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
@@ -122,3 +127,25 @@ async def test_an_error_reply_naming_no_held_key_is_no_refusal(
     assert caplog.records == [] and outage.since is None
     refusal = ResponseError(f"WRONGTYPE {Keys(namespace).seq} holds another type: nothing fetched")
     assert await log_refusal(outage, refusal, redis, Keys(namespace))
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["WRONGTYPE {key} holds another type: nothing fetched",
+     "errands: {key} holds 1 holds 2, not a counter: nothing fetched"],
+)  # fmt: skip
+async def test_a_refusal_in_a_namespace_with_spaces_names_its_key(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture, message: str
+) -> None:
+    """lib/types.lua's refusals name a key of a namespace that may hold spaces (and " holds "):
+    it is a refusal, logged once with that key's type and repair (it was no refusal at all for
+    the fetch, ack and promote loops: logged at each retry, without the repair)."""
+    keys = Keys(f"{namespace} a holds b")
+    await redis.set(keys.seq, "x y")
+    outage = OutageLog(logging.getLogger("errands.test.refusal"), "fetch loop")
+    refusal = ResponseError(message.format(key=keys.seq))
+    with caplog.at_level(logging.INFO, logger="errands"):
+        for _ in range(3):
+            assert await log_refusal(outage, refusal, redis, keys)
+    [line] = _lines(caplog, logging.ERROR)
+    assert f"({keys.seq} is a string; repair: SET {keys.seq} <n>" in line, line

@@ -16,16 +16,22 @@ from ..store.keys import Keys
 
 __all__ = ["log_refusal", "repair_hint"]
 
-_HELD = re.compile(r"(?:WRONGTYPE |errands: )(\S+) holds ")
+
+def _held_key(keys: Keys, message: str) -> str | None:
+    """The key of ``keys``' namespace a refusal's ``message`` names, or None: from its prefix
+    to the first " holds " after it (a namespace may hold spaces, and " holds ": store/keys.py;
+    a key read as one token was the part after its last space)."""
+    prefix = "(?:WRONGTYPE |errands: )(" + re.escape(keys.prefix)
+    found = re.search(prefix + ".*?) holds ", message)  # (re caches the compiled pattern)
+    return found.group(1) if found else None
 
 
 async def repair_hint(redis: Any, keys: Keys, exc: BaseException) -> str:
     """``" (<key> is a <type>; repair: ...)"``, or "" when ``exc`` names no key. One TYPE of
     the key; never raises (a failed read leaves its type out)."""
-    found = _HELD.search(str(exc))
-    if found is None:
+    key = _held_key(keys, str(exc))
+    if key is None:
         return ""
-    key = found.group(1)
     try:
         kind = await redis.type(key)
         kind = kind.decode() if isinstance(kind, bytes) else str(kind)
@@ -52,7 +58,7 @@ async def log_refusal(outage: OutageLog, exc: BaseException, redis: Any, keys: K
     refused again until the key is repaired), tells ``outage`` (one ERROR per reason, with its
     repair) and returns True. Any other error reply (READONLY after a failover, OOM, MISCONF,
     NOSCRIPT, a bug's) returns False: the caller logs it each time."""
-    if not isinstance(exc, ResponseError) or _HELD.search(str(exc)) is None:
+    if not isinstance(exc, ResponseError) or _held_key(keys, str(exc)) is None:
         return False
     outage.refused(exc, await repair_hint(redis, keys, exc))
     return True
