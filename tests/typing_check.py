@@ -1,5 +1,5 @@
 """Checked by mypy in test_typing.py, not run: the typed enqueue side of job functions, and the
-SyncEnqueuer's options (typed as the Enqueuer's).
+SyncEnqueuer's options (typed as the Enqueuer's), and the options a workflow's add refuses.
 
 Every line ending in ``# error`` must be rejected by mypy; every other line must pass.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from errands import Enqueuer, Job, SyncEnqueuer, WorkerPool
+from errands import Enqueuer, Job, SyncEnqueuer, WorkerPool, Workflow
 from errands.typed import JobHost
 
 pool = WorkerPool.from_url("redis://localhost:6379/0", namespace="typing")
@@ -75,3 +75,12 @@ def sync_options(sync: SyncEnqueuer) -> None:
     sync.enqueue("send_email", {}, partition=7)  # error
     sync.enqueue_unique("send_email", {}, job_id=1)  # error
     sync.enqueue_unique("send_email", {}, partiton="customer:7")  # error
+
+
+async def workflow_options(run_of: Enqueuer) -> None:
+    wf = Workflow("typing")
+    wf.add("send_email", {"address": "a"}, id="a", priority=1, partition="customer:7")
+    wf.add("send_email", {}, delay=5)  # error
+    run = await run_of.enqueue_workflow(wf)
+    await run.add("send_email", {}, before=["a"])
+    await run.add("send_email", {}, at=None)  # error

@@ -125,3 +125,35 @@ def test_a_member_job_name_is_checked_where_it_is_given(name: object) -> None:
     with pytest.raises(WorkflowError, match="on_success: invalid job name"):
         wf.on_success(name)  # type: ignore[arg-type]
     assert wf.nodes == {}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        ({"delay": 5}, "cannot be scheduled for later"),
+        ({"at": None, "dedup": "k"}, "cannot be scheduled for later"),
+        ({"job_id": "j"}, "given a job id"),
+        ({"afterr": ["a"]}, ""),
+    ],
+)
+async def test_an_add_names_an_argument_it_does_not_take(
+    redis: Redis, namespace: str, kwargs: dict[str, object], why: str
+) -> None:
+    """``wf.add(..., delay=5)`` (an option of Enqueuer.enqueue a member does without, or a
+    typo): a WorkflowError naming it, saying why, and what add accepts; was Python's bare
+    TypeError (an unexpected keyword argument). So for a run's add, nothing added."""
+    names = ", ".join(sorted(kwargs))
+    wf = Workflow("w")
+    wf.add("work", {}, id="s")
+    with pytest.raises(
+        WorkflowError, match=f"Workflow.add\\('work'\\) does not accept {names}"
+    ) as e:
+        wf.add("work", {}, id="x", **kwargs)  # type: ignore[arg-type]
+    assert why in str(e.value) and "accepts name, args, after, on_dependency_failure" in str(
+        e.value
+    )
+    assert list(wf.nodes) == ["s"]
+    run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+    with pytest.raises(WorkflowError, match=f"WorkflowRun.add\\('work'\\) does not accept {names}"):
+        await run.add("work", {}, id="x", **kwargs)  # type: ignore[arg-type]
+    assert "x" not in (await run.status()).nodes

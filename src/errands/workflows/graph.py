@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Never, get_args
 
 from ..backoff import RetryOptions
 from ..checks import seconds
@@ -30,6 +30,7 @@ __all__ = [
     "Workflow",
     "check_node_id",
     "check_policy",
+    "refuse_unsupported",
 ]
 
 Policy = Literal["fail", "ignore", "continue"]
@@ -39,6 +40,7 @@ MAX_LINGER = 366 * 86400.0  # (lib/workflows.lua's WF_MAX_LINGER: PEXPIRE refuse
 # members + dependency edges + callbacks of one run (lib/workflows.lua's WF_MAX_SIZE): one script
 # stores a run, linear in its size (docs/workflows.md: what 50,000 cost Redis)
 MAX_SIZE = 50_000
+ADD_ACCEPTS = "name, args, after, on_dependency_failure, id, priority, retry, partition"
 # node ids: the rules of job names, without the edge separators '<', '>' and the '!' of callbacks
 _NODE_ID = re.compile(r'[^\s"\\{}:<>!\x00-\x1f\x7f]{1,120}')
 
@@ -97,6 +99,25 @@ def check_member(
         return dict(args or {}), check_priority(priority)  # type: ignore[arg-type]
     except ValueError as exc:
         raise WorkflowError(f"{what}: {exc}") from None
+
+
+# Enqueuer.enqueue's options a member does without (its run enqueues it: docs/workflows.md)
+ENQUEUE_ONLY = frozenset({"at", "dedup", "delay", "job_id", "meta", "timeout"})
+
+
+def refuse_unsupported(where: str, given: Mapping[str, object], accepted: str) -> None:
+    """A ``WorkflowError`` naming the keyword arguments ``where`` (an ``add``) does not take,
+    why for those of ``Enqueuer.enqueue``, and what it accepts (was Python's bare TypeError)."""
+    if not given:
+        return
+    names = ", ".join(sorted(given))
+    why = ""
+    if ENQUEUE_ONLY & given.keys():
+        why = (
+            " (a workflow member is enqueued by its run: it cannot be scheduled for later, "
+            "deduplicated or given a job id, meta or timeout of its own; docs/workflows.md)"
+        )
+    raise WorkflowError(f"{where} does not accept {names}{why}; it accepts {accepted}")
 
 
 def check_policy(policy: str) -> Policy:
@@ -169,10 +190,13 @@ class Workflow:
         priority: int = 0,
         retry: RetryOptions | None = None,
         partition: str | None = None,
+        **unsupported: Never,
     ) -> Node:
         """Add a member; returns its Node (pass it, or its id, in another member's ``after``).
         Its id defaults to the job name, then ``name#2``, ``name#3``, ... ``partition``: as
-        for ``Enqueuer.enqueue`` (docs/limits.md)."""
+        for ``Enqueuer.enqueue`` (docs/limits.md). Another keyword argument (``delay``, ``at``,
+        ``dedup``, ...) raises ``WorkflowError``."""
+        refuse_unsupported(f"Workflow.add({name!r})", unsupported, ADD_ACCEPTS)
         if id is None:  # (the default id is the job name: its own rules first)
             check_member(f"workflow {self.name!r}", name, None, 0, None)
         node_id = check_node_id(id if id is not None else self._free_id(name))

@@ -7,7 +7,7 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Never
 
 import orjson
 
@@ -25,6 +25,7 @@ from .graph import (
     check_node_id,
     check_policy,
     node_refs,
+    refuse_unsupported,
 )
 from .members import JobFactory, member_id, member_row
 from .store import WorkflowScripts
@@ -251,12 +252,16 @@ class WorkflowRun:
         id: str | None = None,
         priority: int = 0,
         partition: str | None = None,
+        **unsupported: Never,
     ) -> Node:
         """Add a member to this running run: it runs after the ``after`` nodes that have not
         ended yet, and each ``before`` node (which must still wait for its dependencies) also
         waits for it. Raises ``WorkflowError`` when the run no longer runs, a node does not fit
         (unknown, already there, no longer waiting) or the run would hold more than
-        ``MAX_SIZE`` (50,000) members, dependency edges and callbacks in all."""
+        ``MAX_SIZE`` (50,000) members, dependency edges and callbacks in all, and for another
+        keyword argument (``delay``, ``at``, ``dedup``, ...)."""
+        accepts = "name, args, after, before, on_dependency_failure, id, priority, partition"
+        refuse_unsupported(f"WorkflowRun.add({name!r})", unsupported, accepts)
         if self._factory is None:
             raise WorkflowError("this WorkflowRun cannot add members (no serializer bound)")
         node_id = check_node_id(id if id is not None else f"{name}#{_short_id()}")
