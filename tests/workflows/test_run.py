@@ -4,9 +4,11 @@ policies with a dead member, callbacks exactly once, an empty run, cancel mid-ru
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from errands import (
     Concurrency,
@@ -19,6 +21,7 @@ from errands import (
     WorkflowError,
     WorkflowNotFoundError,
 )
+from errands.workflows.run import WorkflowRun
 from tests.support.invariants import assert_invariants
 
 from .conftest import Env
@@ -293,3 +296,21 @@ async def test_members_obey_the_limits_of_their_job_type(env: Env) -> None:
     assert (await run.wait(timeout=5)).status == "succeeded"
     assert most == 2
     await assert_invariants(env.redis, env.namespace, drained=True)
+
+
+async def test_wait_raises_timeout_error_and_the_run_goes_on(redis: Redis, namespace: str) -> None:
+    """``run.wait(timeout=...)`` raises TimeoutError once the timeout is over (its message names
+    the run and its state: asyncio's had none), and the run goes on; without a timeout it waits."""
+    wf = Workflow("w", id="late")
+    wf.add("work", {}, id="a")  # (no pool serves it: the run stays running)
+    run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+    began = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"waited 0\.2s for workflow run 'late': it is running"):
+        await run.wait(timeout=0.2)
+    assert 0.19 <= time.monotonic() - began < 2.0
+    assert (await run.status()).status == "running"
+    with pytest.raises(TimeoutError):  # (the caller's own timeout: re-raised as it is)
+        async with asyncio.timeout(0.1):
+            await run.wait()
+    with pytest.raises(WorkflowNotFoundError, match="no workflow run 'other'"):
+        await WorkflowRun(redis, run.keys, "other").wait(timeout=5)

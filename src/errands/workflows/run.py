@@ -180,17 +180,28 @@ class WorkflowRun:
 
     async def wait(self, timeout: float | None = None, poll: float = 0.05) -> WorkflowStatus:
         """Wait until every member has ended; returns the final status. Raises
-        ``TimeoutError`` after ``timeout`` seconds (the run goes on)."""
-        async with asyncio.timeout(timeout):
-            delay = poll
-            while True:
-                meta = await self.redis.hget(self.keys.workflow(self.id), "status")
-                if meta is None:
-                    raise WorkflowNotFoundError(self._not_found())
-                if _text(meta) in FINAL:
-                    return await self.status()
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 0.5)
+        ``TimeoutError`` after ``timeout`` seconds (the run goes on: wait again, or
+        ``cancel()`` it), ``WorkflowNotFoundError`` for an unknown run."""
+        status, scope = "", asyncio.timeout(timeout)
+        try:
+            async with scope:
+                delay = poll
+                while True:
+                    meta = await self.redis.hget(self.keys.workflow(self.id), "status")
+                    if meta is None:
+                        raise WorkflowNotFoundError(self._not_found())
+                    status = _text(meta)
+                    if status in FINAL:
+                        return await self.status()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 1.5, 0.5)
+        except TimeoutError:
+            if not scope.expired():  # (the caller's own deadline, or one of Redis's)
+                raise
+            state = f"it is {status}" if status else "its status not read in time"
+            raise TimeoutError(
+                f"waited {timeout:g}s for workflow run {self.id!r}: {state}"
+            ) from None
 
     async def cancel(self) -> bool:
         """Cancel the run: members waiting for their dependencies never run, queued ones are
