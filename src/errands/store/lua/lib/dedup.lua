@@ -136,13 +136,22 @@ local function dedup_holder(d, mode, key, queue)
   return false
 end
 
--- waiting job `id` takes the envelope and priority `a` brings
+-- waiting job `id` takes the envelope and priority `a` brings; queued (on a.queue), it keeps
+-- its place among the jobs of its new priority (its sequence number, as update_job.lua moves
+-- it: kept under the old priority's score, it ran at that one, and an edit of its priority
+-- later moved it by the wrong difference). A partition index entry under the old score is
+-- dropped when reached (lib/limserve.lua); the caller indexes the new one (enqueue_dedup).
 local function dedup_replace(d, id, a)
   redis.call('HSET', d.jobs, id, a.env)
+  local old = prio_of(redis.call('HGET', d.prio, id))
   if a.prio ~= 0 then
     redis.call('HSET', d.prio, id, a.prio)
   else
     redis.call('HDEL', d.prio, id)
+  end
+  local score = a.prio ~= old and redis.call('ZSCORE', a.queue, id)
+  if score then
+    redis.call('ZADD', a.queue, tonumber(score) + (old - a.prio) * PRIO_STEP, id)
   end
 end
 
