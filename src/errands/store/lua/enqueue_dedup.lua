@@ -27,7 +27,8 @@
 -- member's or callback's while its run is stored, lib/wfids.lua: nothing stored),
 -- {'dropped', holder, holder}, {'replaced', holder, holder} (the waiting holder took this
 -- envelope), {'rerun_queued', rerun, holder} (the rerun waiting for the running holder, new
--- or existing, took this envelope).
+-- or existing, took this envelope). A job stored by the call (a new rerun too, which waits for
+-- the holder) publishes its `enqueued` event (lib/events.lua).
 -- The answers read and not written ('existed', 'dropped', and a re-sent call's answers) write
 -- nothing but a no-op (HDEL of jobs' field '', not
 -- replicated) first, so that a replica (a master demoted by a failover, still answering from
@@ -126,6 +127,12 @@ if string.find(id, '.', 1, true) or string.find(id, '!', 1, true) then
 end
 local a = {id = id, env = ARGV[4], prio = prio, due = due, queue = KEYS[6], sched = KEYS[7],
   name = ARGV[2], names = KEYS[4]}
+local function published(jid)  -- job `jid` was stored: its `enqueued` event
+  if redis.call('EXISTS', KEYS[8]) == 1 then
+    ev_publish(KEYS[8], ARGV[10], jid,
+      '{"event":"enqueued","id":"' .. jid .. '","name":"' .. ARGV[2] .. '"}')
+  end
+end
 local outcome, carrier, holder = dedup_admit(d, mode, key, a)
 if outcome == 'dropped' then
   return unwritten('HDEL', KEYS[1], {outcome, carrier, holder or carrier})
@@ -136,6 +143,9 @@ elseif outcome then
     if KEYS[21] then
       redis.call('SET', KEYS[21], outcome .. ' ' .. carrier .. ' ' .. holder, 'PX', REPLY_MS)
     end
+  end
+  if carrier == id then  -- a new rerun, stored by this call (it waits for the holder)
+    published(id)
   end
   return {outcome, carrier, holder}
 end
@@ -151,7 +161,5 @@ else
   dedup_enqueue(d, id, KEYS[6])
 end
 partition_of(id)
-if redis.call('EXISTS', KEYS[8]) == 1 then
-  ev_publish(KEYS[8], ARGV[10], id, '{"event":"enqueued","id":"' .. id .. '","name":"' .. ARGV[2] .. '"}')
-end
+published(id)
 return {'enqueued', id, id}
