@@ -43,5 +43,5 @@ async def test_a_stored_rerun_publishes_enqueued(
         await pool.drain(timeout=10)
     of_rerun = [e["event"] for e in events if e["id"] == rerun.id]
     assert of_rerun == ["enqueued", "started", "finished"]
-    assert [e for e in events if e["id"] == rerun.id][0]["name"] == "deploy"
+    assert next(e for e in events if e["id"] == rerun.id)["name"] == "deploy"
     await assert_invariants(redis, namespace, drained=True)
