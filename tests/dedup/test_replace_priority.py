@@ -49,3 +49,25 @@ async def test_a_replaced_queued_holder_is_queued_at_its_new_priority(
     assert calm is not None and calm.dedup is not None and calm.dedup.status == "replaced"
     assert await order(redis, keys) == [before.id, holder.id, after.id]
     await assert_invariants(redis, namespace)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("partition", [None, "p", "q"])
+async def test_a_replaced_holder_keeps_one_partition_index_entry(
+    redis: Redis, namespace: str, enqueuer: Enqueuer, mode: str, partition: str | None
+) -> None:
+    """The holder's entry in the partition index (under its old score) goes with the new
+    priority: one entry, under the new score and partition, or none without a partition."""
+    keys, d = Keys(namespace), MODES[mode]
+    holder = await enqueuer.enqueue("notify", {"n": 1}, partition="p", dedup=d)
+    assert holder is not None
+    urgent = await enqueuer.enqueue("notify", {"n": 2}, priority=10, partition=partition, dedup=d)
+    assert urgent is not None and urgent.id == holder.id
+    entries = await redis.zrange(keys.partition_queue("notify"), 0, -1)
+    score = await redis.zscore(keys.queue("notify"), holder.id)
+    assert score is not None
+    want = [] if partition is None else [(partition, int(score), holder.id)]
+    split = (e.split(b"\0") for e in entries)
+    got = [(p.decode(), int(s) - 2**52, i.decode()) for p, s, i in split]
+    assert got == want
+    await assert_invariants(redis, namespace)

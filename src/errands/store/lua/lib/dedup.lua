@@ -139,8 +139,8 @@ end
 -- waiting job `id` takes the envelope and priority `a` brings; queued (on a.queue), it keeps
 -- its place among the jobs of its new priority (its sequence number, as update_job.lua moves
 -- it: kept under the old priority's score, it ran at that one, and an edit of its priority
--- later moved it by the wrong difference). A partition index entry under the old score is
--- dropped when reached (lib/limserve.lua); the caller indexes the new one (enqueue_dedup).
+-- later moved it by the wrong difference). Its partition index entry under the old score goes
+-- (keys built as dedup_index builds them); the caller indexes it anew (enqueue_dedup.lua).
 local function dedup_replace(d, id, a)
   redis.call('HSET', d.jobs, id, a.env)
   local old = prio_of(redis.call('HGET', d.prio, id))
@@ -150,8 +150,15 @@ local function dedup_replace(d, id, a)
     redis.call('HDEL', d.prio, id)
   end
   local score = a.prio ~= old and redis.call('ZSCORE', a.queue, id)
-  if score then
-    redis.call('ZADD', a.queue, tonumber(score) + (old - a.prio) * PRIO_STEP, id)
+  if not score then
+    return
+  end
+  score = tonumber(score)
+  redis.call('ZADD', a.queue, score + (old - a.prio) * PRIO_STEP, id)
+  local pre = string.sub(d.dedup, 1, #d.dedup - 5)  -- "<prefix>dedup"
+  local part = redis.call('HGET', pre .. 'part', id)
+  if part then
+    redis.call('ZREM', pre .. 'pq:' .. a.name, lim_entry(part, score, id))
   end
 end
 
