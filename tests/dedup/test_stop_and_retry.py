@@ -14,6 +14,8 @@ from errands.errors import NonRetryableError
 from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
 
+from .conftest import until
+
 
 @pytest.mark.parametrize("mode", ["finished", "started"])
 async def test_a_graceful_stop_requeues_the_job_with_its_key_only_if_held_until_finished(
@@ -109,3 +111,60 @@ async def test_a_job_run_again_by_hand_runs_without_the_key_another_job_took(
     assert (dropped.dedup.status, dropped.dedup.holder) == ("dropped", holder.id)
     assert await redis.zscore(keys.scheduled("deploy"), holder.id) is not None
     await assert_invariants(redis, namespace)
+
+
+async def test_a_dead_holder_retried_by_hand_releases_no_rerun(
+    redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer, client: Client
+) -> None:
+    """rerun_latest: the holder dies, its rerun takes the key (released once) and runs; a new
+    rerun waits for it. The dead holder retried by hand meanwhile runs without the key, at the
+    same time as the rerun, and its end hands nothing over: the new rerun still waits."""
+    keys = Keys(namespace)
+    seen: list[str] = []
+    started = {sha: asyncio.Event() for sha in "abc"}
+    release = {sha: asyncio.Event() for sha in "abc"}
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.job("deploy")
+    async def deploy(job: Job, sha: str) -> None:
+        seen.append(sha)
+        started[sha].set()
+        await release[sha].wait()
+        if seen.count(sha) == 1 and sha == "a":
+            raise NonRetryableError("broken")
+
+    d = Dedup("repo:x", until="finished", rerun_latest=True)
+    first = await enqueuer.enqueue("deploy", {"sha": "a"}, dedup=d)
+    assert first is not None
+    async with pool:
+        async with asyncio.timeout(10):
+            await started["a"].wait()
+        rerun = await enqueuer.enqueue("deploy", {"sha": "b"}, dedup=d)
+        assert rerun is not None and rerun.dedup is not None
+        release["a"].set()  # dies: the rerun holds the key and starts
+        async with asyncio.timeout(10):
+            await started["b"].wait()
+        latest = await enqueuer.enqueue("deploy", {"sha": "c"}, dedup=d)
+        assert latest is not None and latest.dedup is not None
+        assert (latest.dedup.status, latest.dedup.holder) == ("rerun_queued", rerun.id)
+        assert await client.retry_dead_job(first.id)
+        await until(lambda: seen.count("a") == 2)  # runs beside the holder, without the key
+        assert await redis.hget(keys.dedup, "deploy:repo:x") == rerun.id.encode()
+        await until(lambda: _finished(client, first.id))
+        # its end handed nothing over: the latest rerun still waits for the holder
+        assert await redis.hget(keys.dedup_next, "deploy:repo:x") == latest.id.encode()
+        assert await redis.zscore(keys.dedup_reruns, latest.id) is not None
+        assert "c" not in seen
+        release["b"].set()
+        async with asyncio.timeout(10):
+            await started["c"].wait()
+        release["c"].set()
+        await pool.drain(timeout=10)
+    assert sorted(seen) == ["a", "a", "b", "c"] and seen.index("c") == 3
+    assert await redis.hlen(keys.dedup) == 0 and await redis.hlen(keys.dedup_next) == 0
+    await assert_invariants(redis, namespace, drained=True)
+
+
+async def _finished(client: Client, job_id: str) -> bool:
+    info = await client.job(job_id)
+    return info is not None and info.status == "finished"
