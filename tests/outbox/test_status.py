@@ -204,3 +204,37 @@ async def test_a_relay_that_died_goes_silent_one_that_stopped_withdraws(
             assert not (await client.outbox()).stuck  # one relay works
             await stopped.stop()
         assert [r.id for r in (await client.outbox()).relays] == [died.id]
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [b'{"at": "x"}', b'{"at": null}', b'{"at": [1]}'],
+    ids=["at-string", "at-null", "at-list"],
+)
+async def test_a_corrupt_relay_entry_does_not_stop_the_others_reporting(
+    tmp_path: Path, redis_url: str, namespace: str, redis: Redis, corrupt: bytes
+) -> None:
+    # an entry no relay writes (by hand, another version): report() read its "at" to drop stale
+    # entries and raised comparing it; every relay's report then failed (logged at DEBUG only),
+    # so each went silent and the outbox showed as stuck while the relays relayed
+    await redis.hset(Keys(namespace).outbox_relays, "bad", corrupt)
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(url)
+    write(url, 3)
+    relay = OutboxRelay(
+        SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"),
+        poll_interval=0.05,
+        report_interval=0.05,
+    )
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace) as client,
+    ):
+        relay.start(enqueuer)
+        try:
+            await reported(client, relay, lambda s: s.backlog == 0)
+            status = await client.outbox()
+        finally:
+            await relay.stop()
+    assert not status.stuck and [r.relayed for r in status.relays] == [3]
+    assert await redis.hget(Keys(namespace).outbox_relays, "bad") is None  # dropped as stale

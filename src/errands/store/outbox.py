@@ -53,12 +53,13 @@ class OutboxStatus:
 
 
 async def report(redis: Any, keys: Keys, relay_id: str, status: dict[str, Any], now: float) -> None:
-    """Write one relay's status; drop the entries of relays silent for an hour."""
+    """Write one relay's status; drop the entries of relays silent for an hour (and those no
+    relay wrote: an ``at`` that is no number, which raised here and stopped every report)."""
     entry = {"host": socket.gethostname(), "pid": os.getpid(), "at": now, **status}
     stale = [
         field
         for field, value in (await redis.hgetall(keys.outbox_relays)).items()
-        if _load(value).get("at", 0) < now - FORGET_AFTER
+        if (_number(_load(value).get("at")) or 0.0) < now - FORGET_AFTER
     ]
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(keys.outbox_relays, relay_id, orjson.dumps(entry))
