@@ -314,3 +314,30 @@ async def test_a_dead_job_retried_resumes_from_its_checkpoint(
         assert await job.result(timeout=5) == {"done": 10, "cursor": 10}
     assert starts == [None, 5]
     await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_a_cursor_json_cannot_hold_fails_the_run_and_keeps_the_last_checkpoint(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    # a NaN or Infinity cursor: orjson writes it as null, so it was stored as "no cursor" and
+    # the next run started over from the first item, silently; now refused as job args are
+    pool = make_pool(redis_url, namespace)
+
+    @pool.iterable_job("floats", checkpoint_every=0, max_fails=1)
+    async def floats(job: Job, cursor: float | None) -> AsyncIterator[float]:
+        for i in range(int(cursor or 0) + 1, 6):
+            yield float(job.args["bad"]) if i == 3 else float(i)
+
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace) as client,
+    ):
+        for bad in ("nan", "inf"):
+            job = await enqueuer.enqueue("floats", {"bad": bad})
+            assert job is not None
+            await pool.drain(timeout=10)
+            info = await client.job(job.id)
+            assert info is not None and info.status == "dead", info
+            assert info.progress is not None and info.progress["cursor"] == 2.0
+            assert "cursor" in str(info.error) and "finite" in str(info.error)
+    await assert_invariants(redis, namespace, drained=True, stopped=True)

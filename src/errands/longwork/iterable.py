@@ -36,6 +36,7 @@ from ..errors import JobArgumentError, RegistrationError
 from ..handlers import resolve_hints
 from ..job import Job
 from ..logfmt import job_extra
+from ..serialization import SerializationError, dumps_json
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Scripts
 from .store import LongworkScripts, longwork_scripts
@@ -81,10 +82,12 @@ class Checkpoint:
 
     def to_json(self) -> bytes:
         data = {"cursor": self.cursor, "done": self.done, "runtime": self.runtime, "at": self.at}
-        try:
-            return orjson.dumps(data)
-        except TypeError as exc:
-            raise TypeError(f"the cursor {self.cursor!r:.80} cannot be stored as JSON") from exc
+        try:  # (dumps_json: a NaN or Infinity, which orjson writes as null, read back as None)
+            return dumps_json(data, "the checkpoint")
+        except SerializationError as exc:
+            raise TypeError(
+                f"the cursor {self.cursor!r:.80} cannot be stored as JSON: {exc}"
+            ) from exc
 
     @classmethod
     def from_json(cls, raw: bytes | None) -> Checkpoint | None:
