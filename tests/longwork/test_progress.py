@@ -1,5 +1,5 @@
 """An iterable job's progress (its last checkpoint: items done, cursor, run time) in
-``Client.job``, ``errands inspect job`` and the dashboard's job page."""
+``Client.job``, ``errands inspect job`` and the dashboard's job page, and its checkpoint events."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -90,4 +91,37 @@ async def test_progress_of_a_running_iterable_job(
         assert "row-5" in page.text
         release.set()
         assert await job.result(timeout=10) == {"done": 5, "cursor": "row-5"}
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_each_checkpoint_is_a_checkpoint_event(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    # docs/long-jobs.md: "each checkpoint is a `checkpoint` event for client.events() listeners"
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.iterable_job("export", checkpoint_every=0)
+    async def export(job: Job, cursor: int | None) -> AsyncIterator[int]:
+        for i in range((cursor or 0) + 1, 4):
+            yield i
+
+    seen: list[dict[str, Any]] = []
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace) as client,
+        client.events() as stream,
+        pool,
+    ):
+        job = await enqueuer.enqueue("export")
+        assert job is not None
+        async with asyncio.timeout(10):
+            async for event in stream:
+                if event["id"] == job.id and event["event"] == "checkpoint":
+                    seen.append(event)
+                if event["id"] == job.id and event["event"] == "finished":
+                    break
+        await pool.drain(timeout=10)
+    assert [e["checkpoint"]["cursor"] for e in seen] == [1, 2, 3]
+    assert [e["checkpoint"]["done"] for e in seen] == [1, 2, 3]
+    assert {e["name"] for e in seen} == {"export"}
     await assert_invariants(redis, namespace, drained=True, stopped=True)
