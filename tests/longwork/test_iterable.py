@@ -341,3 +341,37 @@ async def test_a_cursor_json_cannot_hold_fails_the_run_and_keeps_the_last_checkp
             assert info.progress is not None and info.progress["cursor"] == 2.0
             assert "cursor" in str(info.error) and "finite" in str(info.error)
     await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_checkpoints_leave_the_recovery_count_alone(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    # docs/long-jobs.md (Limits): take-backs from dead pools count towards max_recoveries over
+    # the job's whole life, progress or not; a checkpoint does not reset the count
+    keys = Keys(namespace)
+    pool = make_pool(redis_url, namespace)
+    release = asyncio.Event()
+
+    @pool.iterable_job("walk", checkpoint_every=0)
+    async def walk(job: Job, cursor: int | None) -> AsyncIterator[int]:
+        for i in range((cursor or 0) + 1, 6):
+            yield i
+        await release.wait()
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        job = await enqueuer.enqueue("walk", job_id="walk-1")
+        assert job is not None
+        await redis.hset(keys.recoveries, job.id, 2)  # as if taken back from two dead pools
+        async with pool:
+
+            async def five_done() -> bool:
+                raw = await redis.hget(keys.checkpoints, job.id)
+                return raw is not None and orjson.loads(raw)["done"] == 5
+
+            await eventually(five_done, 10, "5 items checkpointed")
+            assert await redis.hget(keys.recoveries, job.id) == b"2"
+            release.set()
+            assert await job.result(timeout=10) == {"done": 5, "cursor": 5}
+            await pool.drain(timeout=10)
+    assert await redis.hget(keys.recoveries, job.id) is None  # forgotten as its life ended
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
