@@ -375,3 +375,45 @@ async def test_checkpoints_leave_the_recovery_count_alone(
             await pool.drain(timeout=10)
     assert await redis.hget(keys.recoveries, job.id) is None  # forgotten as its life ended
     await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_a_checkpoint_redis_refused_is_tried_again_after_the_interval_not_each_item(
+    redis_url: str, namespace: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a checkpoint that failed (Redis away) left the time of the last one written as it was, so
+    # every later item tried again at once: a round trip and a warning per item for the whole
+    # outage (a flood of both for fast items); now the next try waits checkpoint_every
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    calls: list[float] = []
+    down = True
+    write = LongworkScripts.checkpoint
+
+    async def flaky(self: LongworkScripts, *args: object) -> str | None:
+        calls.append(asyncio.get_running_loop().time())
+        if down:
+            raise RedisConnectionError("Redis is away")
+        return await write(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LongworkScripts, "checkpoint", flaky)
+    pool = make_pool(redis_url, namespace)
+    every = 0.1
+
+    @pool.iterable_job("walk", checkpoint_every=every)
+    async def walk(job: Job, cursor: int | None) -> AsyncIterator[int]:
+        nonlocal down
+        for i in range((cursor or 0) + 1, 401):
+            await asyncio.sleep(0.002)
+            if i == 300:
+                down = False
+            yield i
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer, pool:
+        job = await enqueuer.enqueue("walk")
+        assert job is not None
+        started = asyncio.get_running_loop().time()
+        assert await job.result(timeout=20) == {"done": 400, "cursor": 400}
+        took = asyncio.get_running_loop().time() - started
+        await pool.drain(timeout=10)
+    assert 1 <= len(calls) <= took / every + 2, (len(calls), took)
+    await assert_invariants(redis, namespace, drained=True, stopped=True)

@@ -206,6 +206,9 @@ class _Run:
             await self._cancel(verdict == "destroy")
 
     def _not_written(self, exc: BaseException) -> None:
+        # tried again after checkpoint_every (still dirty), not after the next item: a round
+        # trip and a warning per item for the whole of a Redis outage
+        self.written_at = self.host.clock.now()
         job = self.job
         log.warning(
             "%s %s: checkpoint not written (%r)", job.name, job.id, exc, extra=job_extra(job)
