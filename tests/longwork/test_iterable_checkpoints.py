@@ -1,11 +1,12 @@
 """Iterable jobs' checkpoints at the edges: a cursor JSON cannot hold, a Redis outage at a
 checkpoint (tried again after the interval; a stop's checkpoint lost), and the recovery count,
-which checkpoints leave alone."""
+which checkpoints leave alone; the result of a run resumed with no item left."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -162,3 +163,32 @@ async def test_a_stop_whose_checkpoint_fails_still_requeues_from_the_one_before(
     assert saved["cursor"] == 3  # item 4's checkpoint failed: a resume does item 4 again
     assert int(await redis.hget(keys.stats, "failed") or 0) == 0
     await assert_invariants(redis, namespace)
+
+
+async def test_a_resume_with_no_item_left_returns_the_stored_cursor(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    # a run resumed after the last item (stopped or killed right after its checkpoint) yields
+    # nothing; its result held the cursor converted for the handler (a Decimal, a timedelta)
+    # where a run that yields holds its JSON: the result could not be stored (null, warned)
+    keys = Keys(namespace)
+    pool = make_pool(redis_url, namespace)
+
+    @pool.iterable_job("sum", checkpoint_every=0)
+    async def total(job: Job, cursor: Decimal | None) -> AsyncIterator[Decimal]:
+        step = Decimal("0.5")
+        value = cursor or Decimal(0)
+        while value < Decimal(5):
+            value += step
+            yield value
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        job = await enqueuer.enqueue("sum", job_id="sum-1")
+        assert job is not None
+        # the checkpoint of an earlier run that did every item (stopped right after it)
+        saved = {"cursor": "5.0", "done": 10, "runtime": 1.0, "at": 1.0}
+        await redis.hset(keys.checkpoints, job.id, orjson.dumps(saved))
+        async with pool:
+            assert await job.result(timeout=10) == {"done": 10, "cursor": "5.0"}
+            await pool.drain(timeout=10)
+    await assert_invariants(redis, namespace, drained=True, stopped=True)

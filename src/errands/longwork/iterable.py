@@ -158,13 +158,14 @@ class _Run:
 
     async def go(self) -> dict[str, Any]:
         saved = Checkpoint.from_json(await self.store.load_checkpoint(self.job.id))
+        start: Any = None  # the cursor as the handler takes it; self.cursor stays its JSON
         if saved is not None:
-            self.done, self.prior = saved.done, saved.runtime
+            self.done, self.prior, self.cursor = saved.done, saved.runtime, saved.cursor
             try:
-                self.cursor = self.runner._convert(saved.cursor, "cursor")
+                start = self.runner._convert(saved.cursor, "cursor")
             except ArgumentMismatch as exc:
                 raise JobArgumentError(f"{self.job.name}: checkpoint {exc}") from None
-        gen = self.runner.fn(self.job, self.cursor)
+        gen = self.runner.fn(self.job, start)
         try:
             async for value in gen:
                 self.cursor, self.done, self.dirty = to_json(value), self.done + 1, True
