@@ -81,7 +81,8 @@ def let_go(conn: AbstractConnection, own: bool) -> None:
     loop = getattr(reader, "_loop", None)
     if loop is not None and not loop.is_closed():
         with contextlib.suppress(Exception):
-            loop.call_soon_threadsafe(transport.close)
+            loop.call_soon_threadsafe(writer.close)  # (the writer kept till then: collected
+            # before, it warns "unclosed")
         return
     raw = getattr(transport, "_sock", None)  # (asyncio's transport: its loop closed, it
     with contextlib.suppress(Exception):  # never closes its socket now; close() marks it

@@ -385,7 +385,8 @@ class BulkEnqueue:
     async def _direct(self, command: bytes) -> Any:
         assert self._pool is not None
         pool = self._pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        # (not one opened on another loop or by the parent before a fork: foreign.py)
+        conn = await on_this_loop(pool, _forks)
         try:
             await conn.send_packed_command(command)
             reply = await conn.read_response()
