@@ -210,6 +210,9 @@ def connect_url(url: str, defaults: Mapping[str, Any], **overrides: Any) -> Redi
         # timeout) instead of failing with "Too many connections"
         options.setdefault("max_connections", 100)
         options.setdefault("timeout", options.get("socket_timeout") or 15.0)
+        if options.get("connection_class") is UnixDomainSocketConnection:  # (TCP's only: its
+            options.pop("socket_keepalive", None)  # connection refuses them, TypeError at
+            options.pop("socket_keepalive_options", None)  # the first call)
         pool = BlockingConnectionPool(**options)
     except (TypeError, ValueError) as exc:
         raise _invalid(url, str(exc)) from None
