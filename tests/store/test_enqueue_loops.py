@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
+import pytest
 from redis import Redis as SyncRedis
 
 from errands import Enqueuer
@@ -86,3 +91,54 @@ def test_enqueue_many_in_a_forked_child_uses_connections_of_its_own(
         loop.close()
     ids = _stored(redis_url, namespace)
     assert {f"child-{i}" for i in range(3)} | {f"parent-{i}" for i in range(3)} <= ids
+
+
+def test_an_enqueue_on_another_thread_s_loop_while_one_is_in_flight_is_refused(
+    redis_url: str, namespace: str
+) -> None:
+    """Thread A's loop has a call in flight and two jobs gathered behind it when the main
+    thread enqueues under asyncio.run (as asgiref's async_to_sync does per call): the main
+    thread's enqueue took the coalescer over (its state is one loop's), and A's two gathered
+    callers were never told: they waited for ever. Now it is refused, naming the rule."""
+    enqueuer = Enqueuer.from_url(redis_url, namespace=namespace, strict=None)
+    coalescer = enqueuer._coalescer
+    real = coalescer._fast
+    assert real is not None
+    release = threading.Event()
+
+    async def held(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+        if rows[0][2] == "a-0":  # A's first call stays in flight until released
+            while not release.is_set():
+                await asyncio.sleep(0.005)
+        return await real(names, rows)
+
+    coalescer._fast = held
+    outcome: dict[str, Any] = {}
+
+    def thread_a() -> None:
+        async def run() -> list[Any]:
+            calls = [enqueuer.enqueue("a", {}, job_id=f"a-{i}") for i in range(3)]
+            try:
+                return await asyncio.wait_for(asyncio.gather(*calls), 5)
+            finally:
+                await enqueuer.aclose()
+
+        try:
+            outcome["a"] = [j.id for j in asyncio.run(run())]
+        except BaseException as exc:
+            outcome["a"] = exc
+
+    a = threading.Thread(target=thread_a)
+    a.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(coalescer._pending) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(coalescer._pending) == 2
+        with pytest.raises(RuntimeError, match="one event loop at a time"):
+            asyncio.run(enqueuer.enqueue("b", {}, job_id="b"))
+    finally:
+        release.set()
+        a.join(10)
+    assert outcome["a"] == ["a-0", "a-1", "a-2"]
+    assert _stored(redis_url, namespace) == {"a-0", "a-1", "a-2"}

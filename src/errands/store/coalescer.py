@@ -77,7 +77,7 @@ class Coalescer:
         there. Raises what the call carrying it raised."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new loop (tests, a sync wrapper's thread): fresh state
-            self._loop, self._pending, self._busy = loop, [], False
+            self._adopt(loop)
         if not self._busy:
             self._busy = True  # fast path: alone, sent from the caller's own task
             try:
@@ -89,6 +89,18 @@ class Coalescer:
         pending = _Pending(name, row, loop.create_future())
         self._pending.append(pending)
         return await pending.future
+
+    def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve ``loop`` from now on; refused while another thread's loop has a call in flight
+        or jobs gathered: its callers would never be told (the state is one loop's)."""
+        old = self._loop
+        if old is not None and old.is_running() and (self._busy or self._pending):
+            raise RuntimeError(
+                "this Enqueuer is in use on another event loop, running in another thread: an "
+                "Enqueuer (its connections too) serves one event loop at a time; use a "
+                "SyncEnqueuer from threads, or one Enqueuer per event loop"
+            )
+        self._loop, self._pending, self._busy = loop, [], False
 
     def _after_call(self) -> None:
         """The call in flight ended: send what gathered meanwhile from a task of its own."""
