@@ -142,3 +142,60 @@ def test_an_enqueue_on_another_thread_s_loop_while_one_is_in_flight_is_refused(
         a.join(10)
     assert outcome["a"] == ["a-0", "a-1", "a-2"]
     assert _stored(redis_url, namespace) == {"a-0", "a-1", "a-2"}
+
+
+def test_a_child_forked_while_a_thread_s_loop_has_a_call_in_flight_enqueues(
+    redis_url: str, namespace: str
+) -> None:
+    """The parent's loop runs in a thread, a call in flight, when the main thread forks: in the
+    child that loop is the parent's (its thread is not there), so the child's own loop takes
+    the Enqueuer over, not refused as a second loop running at once."""
+    enqueuer = Enqueuer.from_url(redis_url, namespace=namespace, strict=None)
+    coalescer = enqueuer._coalescer
+    real = coalescer._fast
+    assert real is not None
+    release = threading.Event()
+
+    async def held(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+        if rows[0][2] == "held":
+            while not release.is_set():
+                await asyncio.sleep(0.005)
+        return await real(names, rows)
+
+    coalescer._fast = held
+
+    async def parent_call() -> None:
+        try:
+            await enqueuer.enqueue("p", {}, job_id="held")
+        finally:
+            await enqueuer.aclose()
+
+    thread = threading.Thread(target=asyncio.run, args=(parent_call(),))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not coalescer._busy and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert coalescer._busy
+        read, write = os.pipe()
+        with warnings.catch_warnings():  # 3.12+: "this process is multi-threaded"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            try:
+                coalescer._fast = real
+                job = asyncio.run(enqueuer.enqueue("c", {}, job_id="child"))
+                os.write(write, b"ok" if job is not None else b"none")
+            except BaseException as exc:
+                os.write(write, repr(exc).encode()[:300])
+            finally:
+                os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        answer = os.read(read, 300)
+        os.close(read)
+    finally:
+        release.set()
+        thread.join(10)
+    assert answer == b"ok"
+    assert _stored(redis_url, namespace) == {"held", "child"}
