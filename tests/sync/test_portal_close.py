@@ -70,3 +70,24 @@ def test_a_call_made_while_close_runs_has_a_loop_and_resource_of_its_own() -> No
     assert took < 4, took  # (it waited 5 s for the new loop's call)
     portal.close()
     assert seen["b"].closed
+
+
+def test_close_from_its_own_loop_thread_is_refused_at_once() -> None:
+    """close() from a call on the portal's loop (an enqueue middleware closing the
+    SyncEnqueuer): it waited 10 s for its own loop, then raised 'cannot join current thread',
+    the loop stopped under the call (found by review)."""
+    portal: Portal[Resource] = Portal(Resource, "probe")
+
+    async def closer(resource: Resource) -> None:
+        portal.close()
+
+    start = time.monotonic()
+    try:
+        portal.run(closer)
+    except RuntimeError as exc:
+        assert "close() called from its own event loop thread" in str(exc)
+    else:
+        raise AssertionError("close() from the loop thread was not refused")
+    assert time.monotonic() - start < 2
+    assert portal.run(lambda resource: asyncio.sleep(0, "still works")) == "still works"
+    portal.close()

@@ -116,12 +116,14 @@ class Portal(Generic[R]):
 
     def close(self) -> None:
         """Close the resource and stop the loop thread (a later call starts them again)."""
+        if self._on_loop():  # (it would wait for its own loop: 10 s, then fail to join itself)
+            raise RuntimeError(f"{self._name}: close() called from its own event loop thread")
         with self._lock:  # (the loop's calls and resource: a call made from now on starts anew)
             loop, thread = self._loop, self._thread
             calls, resource = self._calls, self._resource
             self._loop = self._thread = self._gate = self._resource = None
             self._calls = set()
-        if loop is None or thread is None or not thread.is_alive() or self._on_loop():
+        if loop is None or thread is None or not thread.is_alive():
             return
         try:
             shut = self._shut(calls, resource)
