@@ -5,7 +5,7 @@ for blocking callers in any thread.
   concurrently on the one loop and share its connection pool.
 - Works from a thread that runs an event loop of its own (the caller blocks, the portal's loop
   works: no deadlock); only a call from the portal's own thread (an enqueue middleware calling
-  the sync API) is refused.
+  the sync API, or its ``close()``) is refused, at once.
 - The caller's context variables (a request id, an OpenTelemetry span) are copied into the task,
   so middleware sees them as it would in the caller's thread.
 - After ``os.fork()`` (gunicorn ``--preload``, multiprocessing) the child starts a loop of its own
