@@ -31,6 +31,7 @@ from .serialization import (
 from .store.bulk import columns
 from .store.coalescer import Coalescer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
+from .store.foreign import watch_forks
 from .store.keys import Keys
 from .store.pinned import BulkEnqueue, PinnedEnqueue
 from .store.replication import ReplicatedScripts
@@ -81,6 +82,8 @@ class Enqueuer(WorkflowEnqueue):
         )
         if not wait_replicas and not is_cluster(self.redis):  # see store/pinned.py
             self._pinned = PinnedEnqueue(self.redis, self.scripts)
+        if not is_cluster(self.redis):  # a forked child's calls never use the parent's sockets
+            watch_forks(self.redis.connection_pool)
         pool = self.redis.connection_pool if self._pinned else None
         self._bulk = BulkEnqueue(self.scripts, pool)  # enqueue_many's calls
         # concurrent enqueues on one event loop share script calls (store/coalescer.py)

@@ -199,3 +199,52 @@ def test_a_child_forked_while_a_thread_s_loop_has_a_call_in_flight_enqueues(
         thread.join(10)
     assert answer == b"ok"
     assert _stored(redis_url, namespace) == {"held", "child"}
+
+
+def test_a_forked_child_never_writes_on_the_parent_s_connections(
+    redis_url: str, namespace: str
+) -> None:
+    """redis-py's own calls (the general path: the typo check's lookup, enqueue_unique, a
+    fallback) took the parent's idle connections in a forked child and wrote on them: the
+    reply went to the parent's socket (CLIENT LIST showed the child's command as the last one
+    of a parent's connection)."""
+    enqueuer = Enqueuer.from_url(redis_url, namespace=namespace, strict=None)
+    loop = asyncio.new_event_loop()
+
+    async def warm() -> None:
+        await asyncio.gather(*(enqueuer.redis.ping() for _ in range(3)))
+
+    loop.run_until_complete(warm())
+    pool: Any = enqueuer.redis.connection_pool
+    ports = {c._writer.get_extra_info("sockname")[1] for c in pool._available_connections}
+    assert ports
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # 3.12+: "this process is multi-threaded" (pytest's)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        try:
+
+            async def child() -> None:
+                await enqueuer.redis.get(f"{namespace}-child")
+                assert await enqueuer.enqueue_unique("u", {}, job_id="child") is not None
+                await enqueuer.aclose()
+
+            asyncio.run(child())
+            os.write(write, b"ok")
+        except BaseException as exc:
+            os.write(write, repr(exc).encode()[:300])
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        os.waitpid(pid, 0)
+        assert os.read(read, 300) == b"ok"
+        with SyncRedis.from_url(redis_url) as r:
+            last = {int(c["addr"].rsplit(":", 1)[1]): c["cmd"] for c in r.client_list()}
+        assert {last[p] for p in ports if p in last} == {"ping"}
+        loop.run_until_complete(enqueuer.aclose())
+    finally:
+        os.close(read)
+        loop.close()
+    assert "child" in _stored(redis_url, namespace)

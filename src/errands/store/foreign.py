@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import weakref
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
-__all__ = ["give_back", "let_go", "loop_of", "on_this_loop"]
+__all__ = ["give_back", "let_go", "loop_of", "on_this_loop", "watch_forks"]
 
 # the loops a held connection ran on, with the fork count then (a loop seen before a fork is
 # the parent's in the child: its sockets too)
@@ -90,3 +91,27 @@ def let_go(conn: AbstractConnection, own: bool) -> None:
     if raw is not None:
         raw.close()
         transport._sock = None
+
+
+_pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
+
+
+def watch_forks(pool: ConnectionPool) -> None:
+    """In a child forked from now on, every connection ``pool`` holds (idle or in use) is let
+    go as the parent's: redis-py's own calls (the general path, not only the held connections)
+    connect anew there, never writing on the parent's socket (its reply read by the parent)."""
+    _pools.add(pool)
+
+
+def _after_fork() -> None:
+    for pool in list(_pools):
+        p: Any = pool
+        for conn in [
+            *getattr(p, "_available_connections", ()),
+            *getattr(p, "_in_use_connections", ()),
+        ]:
+            if getattr(conn, "_writer", None) is not None:
+                let_go(conn, own=False)
+
+
+os.register_at_fork(after_in_child=_after_fork)
