@@ -248,3 +248,27 @@ def test_a_forked_child_never_writes_on_the_parent_s_connections(
         os.close(read)
         loop.close()
     assert "child" in _stored(redis_url, namespace)
+
+
+def test_calls_waiting_for_a_connection_on_a_later_loop(redis_url: str, namespace: str) -> None:
+    """More calls at once than the pool has connections, under one asyncio.run, then another:
+    redis-py's pool's condition was bound to the first loop that waited on it, so every call
+    that waited on the second loop raised RuntimeError ('... is bound to a different event
+    loop'), as in a forked child."""
+    url = f"{redis_url}?max_connections=4"  # (a pool of 4: the burst waits for connections)
+    enqueuer = Enqueuer.from_url(url, namespace=namespace, strict=None)
+
+    async def burst(run: int) -> list[bool]:
+        calls = [enqueuer.enqueue_many([("m", {"run": run, "i": i})]) for i in range(40)]
+        jobs = await asyncio.gather(*calls)
+        return [j.existed for batch in jobs for j in batch]
+
+    async def last(run: int) -> list[bool]:
+        try:
+            return await burst(run)
+        finally:
+            await enqueuer.aclose()
+
+    assert asyncio.run(burst(1)) == [False] * 40
+    assert asyncio.run(last(2)) == [False] * 40
+    assert len(_stored(redis_url, namespace)) == 80

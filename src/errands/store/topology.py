@@ -213,12 +213,37 @@ def connect_url(url: str, defaults: Mapping[str, Any], **overrides: Any) -> Redi
         if options.get("connection_class") is UnixDomainSocketConnection:  # (TCP's only: its
             options.pop("socket_keepalive", None)  # connection refuses them, TypeError at
             options.pop("socket_keepalive_options", None)  # the first call)
-        pool = BlockingConnectionPool(**options)
+        pool = LoopPool(**options)
     except (TypeError, ValueError) as exc:
         raise _invalid(url, str(exc)) from None
     client = Redis(connection_pool=pool)
     client.auto_close_connection_pool = True
     return client
+
+
+class LoopPool(BlockingConnectionPool):
+    """redis-py's blocking pool, for one event loop at a time, one after the other (an
+    ``asyncio.run`` per call, a loop per test, asgiref's ``async_to_sync``): its lock and
+    condition, which asyncio binds to the first loop that waits on them, are made anew when
+    bound to another loop than the running one; else every call that waits for a connection on
+    a later loop (more calls than ``max_connections`` at once) raised ``RuntimeError: ... is
+    bound to a different event loop``. (Loops running at once in several threads are not
+    served: see docs/enqueueing.md.)"""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        self._on_this_loop()
+        return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def release(self, connection: Any) -> None:
+        self._on_this_loop()
+        await super().release(connection)
+
+    def _on_this_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for name, make in (("_condition", asyncio.Condition), ("_lock", asyncio.Lock)):
+            bound = getattr(getattr(self, name, None), "_loop", None)  # (asyncio's mixin)
+            if bound is not None and bound is not loop:
+                setattr(self, name, make())
 
 
 def _cluster(target: RedisTarget, options: dict[str, Any]) -> RedisCluster:
