@@ -31,7 +31,7 @@ from .serialization import (
 from .store.bulk import columns
 from .store.coalescer import Coalescer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
-from .store.foreign import watch_forks
+from .store.foreign import let_go_foreign, watch_forks
 from .store.keys import Keys
 from .store.pinned import BulkEnqueue, PinnedEnqueue
 from .store.replication import ReplicatedScripts
@@ -120,6 +120,8 @@ class Enqueuer(WorkflowEnqueue):
         if self._pinned is not None:
             await self._pinned.aclose()
         if self._owns_client:
+            if not is_cluster(self.redis):  # (used on a loop closed since: its sockets closed here)
+                let_go_foreign(self.redis.connection_pool)
             await self.redis.aclose()
 
     async def __aenter__(self) -> Enqueuer:

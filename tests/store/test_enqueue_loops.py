@@ -272,3 +272,18 @@ def test_calls_waiting_for_a_connection_on_a_later_loop(redis_url: str, namespac
     assert asyncio.run(burst(1)) == [False] * 40
     assert asyncio.run(last(2)) == [False] * 40
     assert len(_stored(redis_url, namespace)) == 80
+
+
+def test_aclose_on_a_later_loop_after_the_first_closed(redis_url: str, namespace: str) -> None:
+    """Used under one asyncio.run, closed under another (a script's last asyncio.run, a test
+    fixture's teardown): aclose() ran redis-py's disconnect of the connections on their closed
+    loop and raised 'Event loop is closed'."""
+    enqueuer = Enqueuer.from_url(redis_url, namespace=namespace, strict=None)
+
+    async def use() -> None:
+        await asyncio.gather(*(enqueuer.enqueue_many([("m", {"i": i})]) for i in range(5)))
+        await enqueuer.enqueue("x", {})
+
+    asyncio.run(use())
+    asyncio.run(enqueuer.aclose())
+    assert len(_stored(redis_url, namespace)) == 6

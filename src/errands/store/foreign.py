@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
-__all__ = ["give_back", "let_go", "loop_of", "on_this_loop", "watch_forks"]
+__all__ = ["give_back", "let_go", "let_go_foreign", "loop_of", "on_this_loop", "watch_forks"]
 
 # the loops a held connection ran on, with the fork count then (a loop seen before a fork is
 # the parent's in the child: its sockets too)
@@ -91,6 +91,18 @@ def let_go(conn: AbstractConnection, own: bool) -> None:
     if raw is not None:
         raw.close()
         transport._sock = None
+
+
+def let_go_foreign(pool: ConnectionPool) -> None:
+    """Let go (``own``) of every connection of ``pool`` opened on another loop than the running
+    one, so that closing the pool here does not run their disconnect on that loop (closed: it
+    raised "Event loop is closed")."""
+    p: Any = pool
+    loop = asyncio.get_running_loop()
+    for conn in [*getattr(p, "_available_connections", ()), *getattr(p, "_in_use_connections", ())]:
+        other = loop_of(conn)
+        if other is not None and other is not loop:
+            let_go(conn, own=True)
 
 
 _pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
