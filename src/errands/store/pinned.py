@@ -385,8 +385,7 @@ class BulkEnqueue:
     async def _direct(self, command: bytes) -> Any:
         assert self._pool is not None
         pool = self._pool
-        # (not one opened on another loop or by the parent before a fork: foreign.py)
-        conn = await on_this_loop(pool, _forks)
+        conn = await on_this_loop(pool, _forks)  # (not another loop's, nor the parent's)
         try:
             await conn.send_packed_command(command)
             reply = await conn.read_response()
