@@ -235,8 +235,12 @@ class WorkflowRun:
 
     async def results(self) -> dict[str, Any]:
         """The outcome of every member that has ended: its return value, or a
-        ``DependencyFailed`` naming how it ended."""
+        ``DependencyFailed`` naming how it ended. Raises ``WorkflowNotFoundError`` for an
+        unknown run or one whose linger is over (a callback run or retried past it), which
+        read as ``{}`` before: no member at all."""
         raw = await self.redis.hgetall(self.keys.workflow(self.id, "res"))
+        if not raw and not await self.redis.exists(self.keys.workflow(self.id)):
+            raise WorkflowNotFoundError(self._not_found())
         return {_text(n): _value(_text(n), r) for n, r in sorted(raw.items())}
 
     async def dependency_results(self, node: str) -> dict[str, Any]:
