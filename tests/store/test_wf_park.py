@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from errands import Enqueuer, Workflow
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
+from errands.workflows.run import WorkflowRun
 from errands.workflows.store import Member, WorkflowScripts
 from tests.store.test_scripts_args import SPEC
 from tests.support.resend import refused
@@ -68,3 +70,21 @@ async def test_a_node_id_the_work_list_cannot_hold_is_refused(
     await refused(redis, namespace, wf.enqueue("r1", "flow", 0, [member], [], []), "node id")
     assert await wf.enqueue("r1", "flow", 0, [Member("a", "job", True, 0, b"{}", SPEC)], [], [])
     await refused(redis, namespace, wf.add("r1", member, [], []), "errands: wf_add: node id")
+
+
+async def test_a_parked_member_holds_a_cancelled_run_until_deleted(
+    redis: Redis, namespace: str
+) -> None:
+    """docs/workflows.md's limit: cancel does not end a parked member (it is in the dead set,
+    not ended), so the run stays running until an admin deletes it from there (or retries it)."""
+    keys, b = await parked(redis, namespace)
+    run = WorkflowRun(redis, keys, "w1")
+    with pytest.raises(ResponseError, match="holds another type"):
+        await run.cancel()  # (b's cancel refused while its queue holds another type)
+    await redis.delete(keys.queue("other"))  # repaired
+    assert await run.cancel()
+    assert (await run.status()).status == "running"
+    assert await Scripts(redis, keys).cancel(b, "other", 1, 60_000) == "dead"
+    assert await Scripts(redis, keys).move(b, "other", keys.dead, "delete", now_ms=1) == 1
+    status = await run.status()
+    assert status.status == "cancelled" and status.nodes["b"].state == "cancelled"
