@@ -21,7 +21,8 @@
 -- new member and an edge to each after and before node); an error, before any write, when the
 -- arguments do not fit (as many after and before nodes as WF_MAX_SIZE or more; the priority
 -- not a whole number in -1000..1000, the count of after nodes not a whole number of them; 'nan'
--- and 'inf' included; a node id lib/workflows.lua wf_node_ok refuses), a
+-- and 'inf' included; a node id lib/workflows.lua wf_node_ok refuses; a spec without its job
+-- name "n"), a
 -- key it may write of another type (the run's, workflow_of, the namespace's: lib/wfkeys.lua
 -- wf_unfit), seq or the run's size not a counter.
 -- Every answer but an error that is read and not written ('' for a node added already, a
@@ -41,6 +42,10 @@ end
 if #ARGV - 7 >= WF_MAX_SIZE then  -- (before any loop over them: bounded work)
   return redis.error_reply('errands: wf_add: ' .. (#ARGV - 7) .. ' after and before nodes: the '
     .. 'run would hold more than ' .. WF_MAX_SIZE .. ' members, edges and callbacks in all')
+end
+if not wf_spec(ARGV[6]).n then  -- (read by the release: nil raised after the first write)
+  return redis.error_reply('errands: wf_add: the spec of node ' .. tostring(node) .. ' names no '
+    .. 'job name ("n"): it was not added')
 end
 if not wf_node_ok(node) then
   return redis.error_reply('errands: wf_add: node id "' .. tostring(node) .. '" holds whitespace, '

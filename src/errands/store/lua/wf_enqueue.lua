@@ -29,7 +29,8 @@
 -- edges and callbacks; counts not whole numbers, 'nan' and 'inf' included, a linger not a
 -- whole number of ms in 0..366 days spelt as PEXPIRE reads it: not '0100'; a priority not
 -- whole in -1000..1000; a node id with whitespace, a control character or one of "\{}:<>!,
--- lib/workflows.lua wf_node_ok), a key of another type, or seq is not a counter.
+-- lib/workflows.lua wf_node_ok; a member's or callback's spec without its job name "n"), a key
+-- of another type, or seq is not a counter.
 -- The answer 0 writes nothing but a no-op (HDEL of the run's field '', not replicated) first,
 -- so that a replica (a master demoted by a failover, still answering from its old data)
 -- refuses the call (READONLY) instead of saying "exists" of a run the new master may lack; a
@@ -66,6 +67,18 @@ for i = 1, n do
   if not wf_node_ok(ARGV[6 + 6 * (i - 1) + 1]) then
     return redis.error_reply('errands: wf_enqueue: node id "' .. ARGV[6 + 6 * (i - 1) + 1]
       .. '" holds whitespace, a control character or one of "\\{}:<>!: no workflow run was stored')
+  end
+  -- (the name a release reads from the spec: nil raised in the script ending its last
+  -- dependency, after that script's first write)
+  if not wf_spec(ARGV[6 + 6 * (i - 1) + 6]).n then
+    return redis.error_reply('errands: wf_enqueue: the spec of member ' .. ARGV[6 + 6 * (i - 1) + 1]
+      .. ' names no job name ("n"): no workflow run was stored')
+  end
+end
+for i = 1, c do
+  if not wf_spec(ARGV[6 + 6 * n + 2 * e + 3 * (i - 1) + 3]).n then
+    return redis.error_reply('errands: wf_enqueue: the spec of a callback names no job name ("n"):'
+      .. ' no workflow run was stored')
   end
 end
 local TYPES = {'HLEN', 'HLEN', false, 'SCARD', 'SCARD', 'HLEN', 'HLEN', 'SCARD', 'ZCARD', 'ZCARD',
