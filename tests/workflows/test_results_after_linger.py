@@ -4,8 +4,6 @@ handler went on with nothing."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from errands import Workflow, WorkflowNotFoundError
@@ -14,7 +12,7 @@ from .conftest import Env
 
 
 async def test_results_of_a_run_whose_linger_is_over_raise(env: Env) -> None:
-    wf = Workflow(linger=0.2)
+    wf = Workflow()
     wf.add("work", {"value": 1}, id="a")
     wf.on_success("notify", {})
     run = await env.enqueuer.enqueue_workflow(wf)
@@ -22,7 +20,9 @@ async def test_results_of_a_run_whose_linger_is_over_raise(env: Env) -> None:
     assert (await run.wait(timeout=5)).status == "succeeded"
     assert await run.results() == {"a": 1}
     assert await run.dependency_results("") == {"a": 1}  # what the callback reads
-    await asyncio.sleep(0.4)  # the linger is over: the run's keys expired
+    # the linger is over: the run's keys expired (test_run.py test_keys_expire_after_the_linger)
+    parts = ("", "open", "out", "nodes", "res")
+    await env.redis.delete(*(env.keys.workflow(run.id, p) for p in parts))
     with pytest.raises(WorkflowNotFoundError):
         await run.results()
     with pytest.raises(WorkflowNotFoundError):
