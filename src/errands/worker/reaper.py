@@ -29,7 +29,7 @@ from ..store.keys import check_job_name
 from ..store.records import Reaped, ReapRefused
 from ..store.scripts import Scripts
 from .lease import Lease
-from .repairs import repair_hint
+from .repairs import log_refusal, repair_hint
 from .skipnames import K, SkippedNames, counters_again
 
 __all__ = ["Reaper"]
@@ -84,8 +84,12 @@ class Reaper:
                     outage.ok()
             except REDIS_ERRORS as exc:
                 outage.failed(exc)
-            except Exception:  # the reaper must never die: it is how crashed pools come back
-                log.exception("reaper pass failed")
+            except Exception as exc:  # the reaper must never die: it is how crashed pools come back
+                # a registry of another type (dead_pools.lua refuses by name: `pools`,
+                # `retired`): one ERROR with its repair while it lasts, not a traceback a pass
+                keys = self.scripts.keys
+                if not await log_refusal(outage, exc, self.scripts.redis, keys):
+                    log.exception("reaper pass failed")
 
     def _trusted(self) -> bool:
         lease = self.lease

@@ -48,6 +48,14 @@ async def repair_hint(redis: Any, keys: Keys, exc: BaseException) -> str:
             f"the partitions' turns count on from it); DEL {key} counts again from 0 (jobs "
             "enqueued from then on go ahead of those queued before)"
         )
+    elif key in (keys.pools, keys.retired):
+        what = (
+            f"DEL {key} (the pools' registry: no pool is reaped, and none registers, while it "
+            "holds another type); the pools running then lose their leases and carry on under "
+            "new ids, and the jobs left in their in-progress sets, and in those of retired pools "
+            "not drained yet, go back to their queues when `await pool.reaper.sweep()` is run "
+            "once (docs/reliability.md)"
+        )
     else:
         what = f"see docs/data-layout.md for what {key} holds, and DEL or rewrite it"
     return f" ({key} is a {kind}; repair: {what})"
