@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from errands import Enqueuer, Job, WorkerPool
 from errands.aio import cancel_and_wait
 from errands.clock import SystemClock
 from errands.store.keys import Keys
@@ -74,3 +75,78 @@ async def test_the_reaper_logs_a_registry_of_another_type_once(
         assert "reaper pass failed" not in caplog.text
     finally:
         await cancel_and_wait([task])
+
+
+def _pool(redis: Redis, namespace: str, ran: list[str]) -> WorkerPool:
+    pool = WorkerPool(
+        redis, namespace=namespace, poll_interval=0.05, heartbeat_interval=0.2, dead_timeout=1.0
+    )
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        await asyncio.sleep(float(job.args["for"]))
+        ran.append(job.id)
+
+    return pool
+
+
+async def test_quiet_requests_of_another_type_keep_the_pool_and_its_jobs(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each beat's read of the quiet requests is refused (heartbeat.lua, before writing): one
+    ERROR naming the key, its type and the repair, and a WARNING once repaired; the lease is
+    renewed meanwhile through the pool's main connection (LeaseKeeper: no quiet requests read),
+    so a job running past the dead timeout runs on, under the same pool id. (A WARNING each
+    beat before.)"""
+    keys = Keys(namespace)
+    ran: list[str] = []
+    pool = _pool(redis, namespace, ran)
+    caplog.set_level(logging.INFO, logger="errands")
+    await pool.start()
+    try:
+        first = pool.id
+        await redis.set(keys.quiet_requests, "x")
+        async with Enqueuer(redis, namespace=namespace) as enq:
+            await enq.enqueue("work", {"for": 2.0}, job_id="long")
+        await eventually(lambda: _true(ran == ["long"]), 5, "the job run to its end")
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, errors
+        assert f"{keys.quiet_requests} is a string; repair: DEL" in errors[0]
+        assert pool.id == first and "lost its lease" not in caplog.text
+        await redis.delete(keys.quiet_requests)
+        await eventually(lambda: _true("repaired" in caplog.text), 5, "the line once repaired")
+    finally:
+        await pool.stop()
+
+
+async def test_a_registry_of_another_type_is_logged_once_per_component(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`pools` of another type refuses the pool's beats and fetches (heartbeat.lua, fetch.lua):
+    one ERROR each naming the key, none per beat, and the lease renewal through the main
+    connection no longer raises out of its task ("Task exception was never retrieved", at each
+    try). No renewal gets through: the pool gives its lease up at the dead timeout (no reaper can
+    take it meanwhile: dead_pools.lua refuses too) and registers anew once repaired."""
+    keys = Keys(namespace)
+    ran: list[str] = []
+    pool = _pool(redis, namespace, ran)
+    caplog.set_level(logging.INFO)
+    await pool.start()
+    try:
+        first = pool.id
+        await redis.delete(keys.pools)
+        await redis.set(keys.pools, "x")
+        await asyncio.sleep(2.0)  # (past the dead timeout: its lease given up)
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not [e for e in errors if "never retrieved" in e], errors
+        named = [e for e in errors if f"{keys.pools} is a string; repair: DEL" in e]
+        assert len(named) == 2 and len(errors) <= 4, errors  # (heartbeat, fetch; the reaper's,
+        # and the lease given up, may come too)
+        await redis.delete(keys.pools)  # repaired
+        await eventually(lambda: _true(pool.id != first and "registered anew" in caplog.text),
+                         5, "the pool registered anew")  # fmt: skip
+        async with Enqueuer(redis, namespace=namespace) as enq:
+            await enq.enqueue("work", {"for": 0}, job_id="after")
+        await eventually(lambda: _true(ran == ["after"]), 5, "a job run once repaired")
+    finally:
+        await pool.stop()

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import ResponseError
 
 from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
@@ -27,6 +28,7 @@ from ..store.keys import Keys
 from ..store.scripts import lua_source
 from ..store.syncclient import sync_client_like
 from .lease import Lease, gone
+from .repairs import held_key, repair_hint_sync
 
 __all__ = ["Heartbeater"]
 
@@ -109,6 +111,10 @@ class Heartbeater:
         except Exception as exc:  # RedisError, OSError, RedisClusterException: keep beating
             if isinstance(exc, REDIS_ERRORS):
                 self._outage.failed(exc)
+            elif isinstance(exc, ResponseError) and held_key(self.keys, str(exc)):
+                # refused by name (lib/types.lua: `pools`, `retired`, the quiet requests of
+                # another type): one ERROR with its repair while it lasts, not a line a beat
+                self._outage.refused(exc, repair_hint_sync(self._client, self.keys, exc))
             else:
                 log.warning("heartbeat of pool %s failed: %s", self.pool_id, exc)
             self.lease.failed()

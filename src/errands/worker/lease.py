@@ -26,6 +26,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from redis.exceptions import ResponseError
+
 from ..aio import cancel_and_wait
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Scripts
@@ -33,6 +35,9 @@ from ..store.scripts import Scripts
 __all__ = ["Lease", "LeaseKeeper", "gone"]
 
 log = logging.getLogger("errands.heartbeat")
+# a renewal that fails: Redis errors, and a refusal (heartbeat.lua: a key of another type); it
+# raised out of the renewal's task ("Task exception was never retrieved", each 1.5 intervals)
+_RENEWAL_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ResponseError)
 
 
 def gone(refused: str) -> str:
@@ -178,7 +183,7 @@ class LeaseKeeper:
         sent = time.monotonic()
         try:
             at = await self.scripts.heartbeat(self.pool_id, self.payload(), self.info_ttl_ms)
-        except REDIS_ERRORS as exc:
+        except _RENEWAL_ERRORS as exc:  # (a refusal too: the heartbeat thread logs it)
             log.debug("lease renewal of pool %s failed: %s", self.pool_id, exc)
             return False
         if at < 0:

@@ -14,10 +14,10 @@ from redis.exceptions import ResponseError
 from ..outagelog import OutageLog
 from ..store.keys import Keys
 
-__all__ = ["log_refusal", "repair_hint"]
+__all__ = ["held_key", "log_refusal", "repair_hint", "repair_hint_sync"]
 
 
-def _held_key(keys: Keys, message: str) -> str | None:
+def held_key(keys: Keys, message: str) -> str | None:
     """The key of ``keys``' namespace a refusal's ``message`` names, or None: from its prefix
     to the first " holds " after it (a namespace may hold spaces, and " holds ": store/keys.py;
     a key read as one token was the part after its last space)."""
@@ -29,14 +29,33 @@ def _held_key(keys: Keys, message: str) -> str | None:
 async def repair_hint(redis: Any, keys: Keys, exc: BaseException) -> str:
     """``" (<key> is a <type>; repair: ...)"``, or "" when ``exc`` names no key. One TYPE of
     the key; never raises (a failed read leaves its type out)."""
-    key = _held_key(keys, str(exc))
+    key = held_key(keys, str(exc))
     if key is None:
         return ""
     try:
         kind = await redis.type(key)
-        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
     except Exception:  # (the line goes out without it)
+        kind = None
+    return _hint(keys, key, kind)
+
+
+def repair_hint_sync(client: Any, keys: Keys, exc: BaseException) -> str:
+    """repair_hint, with a synchronous client (the heartbeat thread's)."""
+    key = held_key(keys, str(exc))
+    if key is None:
+        return ""
+    try:
+        kind = client.type(key)
+    except Exception:  # (the line goes out without it)
+        kind = None
+    return _hint(keys, key, kind)
+
+
+def _hint(keys: Keys, key: str, kind: Any) -> str:
+    """repair_hint's words for ``key``, of type ``kind`` (TYPE's reply; None: unread)."""
+    if kind is None:
         kind = "key of unknown type"
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
     if key == keys.stats:
         what = (
             f"DEL {key} (statistics only: processed, failed, ... count again from 0; a field "
@@ -56,6 +75,11 @@ async def repair_hint(redis: Any, keys: Keys, exc: BaseException) -> str:
             "not drained yet, go back to their queues when `await pool.reaper.sweep()` is run "
             "once (docs/reliability.md)"
         )
+    elif key == keys.quiet_requests:
+        what = (
+            f"DEL {key} (the pools' remote quiet/resume requests: none is read while it holds "
+            "another type; send again those that were pending)"
+        )
     else:
         what = f"see docs/data-layout.md for what {key} holds, and DEL or rewrite it"
     return f" ({key} is a {kind}; repair: {what})"
@@ -66,7 +90,7 @@ async def log_refusal(outage: OutageLog, exc: BaseException, redis: Any, keys: K
     refused again until the key is repaired), tells ``outage`` (one ERROR per reason, with its
     repair) and returns True. Any other error reply (READONLY after a failover, OOM, MISCONF,
     NOSCRIPT, a bug's) returns False: the caller logs it each time."""
-    if not isinstance(exc, ResponseError) or _held_key(keys, str(exc)) is None:
+    if not isinstance(exc, ResponseError) or held_key(keys, str(exc)) is None:
         return False
     outage.refused(exc, await repair_hint(redis, keys, exc))
     return True
