@@ -85,10 +85,7 @@ class Reaper:
             except REDIS_ERRORS as exc:
                 outage.failed(exc)
             except Exception as exc:  # the reaper must never die: it is how crashed pools come back
-                # a registry of another type (dead_pools.lua refuses by name: `pools`,
-                # `retired`): one ERROR with its repair while it lasts, not a traceback a pass
-                keys = self.scripts.keys
-                if not await log_refusal(outage, exc, self.scripts.redis, keys):
+                if not await log_refusal(outage, exc, self.scripts.redis, self.scripts.keys):
                     log.exception("reaper pass failed")
 
     def _trusted(self) -> bool:
