@@ -126,7 +126,8 @@ async def test_a_registry_of_another_type_is_logged_once_per_component(
     one ERROR each naming the key, none per beat, and the lease renewal through the main
     connection no longer raises out of its task ("Task exception was never retrieved", at each
     try). No renewal gets through: the pool gives its lease up at the dead timeout (no reaper can
-    take it meanwhile: dead_pools.lua refuses too) and registers anew once repaired."""
+    take it meanwhile: dead_pools.lua refuses too), its running job cancelled, and registers anew
+    once repaired; that job waits in its old in-progress set until the sweep (the repair)."""
     keys = Keys(namespace)
     ran: list[str] = []
     pool = _pool(redis, namespace, ran)
@@ -134,6 +135,10 @@ async def test_a_registry_of_another_type_is_logged_once_per_component(
     await pool.start()
     try:
         first = pool.id
+        async with Enqueuer(redis, namespace=namespace) as enq:
+            await enq.enqueue("work", {"for": 3.0}, job_id="long")
+        held = keys.in_progress(first)
+        await eventually(lambda: redis.zcard(held), 5, "the job running")
         await redis.delete(keys.pools)
         await redis.set(keys.pools, "x")
         await asyncio.sleep(2.0)  # (past the dead timeout: its lease given up)
@@ -148,5 +153,10 @@ async def test_a_registry_of_another_type_is_logged_once_per_component(
         async with Enqueuer(redis, namespace=namespace) as enq:
             await enq.enqueue("work", {"for": 0}, job_id="after")
         await eventually(lambda: _true(ran == ["after"]), 5, "a job run once repaired")
+        # the job it held (cancelled when it gave its lease up) waits in its old in-progress
+        # set, in no registry, until the sweep the repair hint names
+        assert await redis.zrange(held, 0, -1) == [b"long:work"]
+        assert pool.reaper is not None and await pool.reaper.sweep() == 1
+        await eventually(lambda: _true(ran == ["after", "long"]), 8, "the held job run again")
     finally:
         await pool.stop()
