@@ -91,7 +91,11 @@ class Stopping(Quieting):
         a thread cannot be interrupted, so those keep their job until it returns."""
         self._cancelling = True
         tasks = set(self.tasks)
-        for task in tasks:
+        # only the tasks whose handler runs: one whose handler ended writes its job's outcome
+        # (a failure, a cancel request, a give-back), and cancelled it would leave the job in
+        # progress, run again by a reaper as if this process had died; it gets as long
+        settling = {t for t in tasks if self.running_job(t) is None}
+        for task in tasks.difference(settling):
             task.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -102,6 +106,14 @@ class Stopping(Quieting):
                 break
             _done, pending = await asyncio.wait(pending, timeout=min(left, 0.05))
         threads = self.thread_tasks(pending)
-        for task in pending.difference(threads):
+        for task in pending.intersection(settling):  # Redis does not answer: give up now
+            log.warning(
+                "job %s: its outcome not written within %.1fs; left in progress (a reaper "
+                "gives it back once this pool is gone)",
+                self._holding.get(task, "?"),
+                timeout,
+            )
+            task.cancel()
+        for task in pending.difference(threads, settling):
             log.error("job task %s ignores cancellation; leaving it running", task.get_name())
         return [self.thread_job(t) for t in threads]
