@@ -58,6 +58,7 @@ class LeaseRecovery:
     _notifier_task: asyncio.Task[None]
     _wake: asyncio.Event
     _rebirth_task: asyncio.Task[None] | None
+    _stop_begun: bool  # a stop() began: a lost lease is not followed by a new one
     lease_losses: int
 
     if TYPE_CHECKING:  # provided by WorkerPool (and its PoolControls mixin)
@@ -182,6 +183,9 @@ class LeaseRecovery:
         await self._deregister()
         if self.heartbeater is not None:
             await asyncio.to_thread(self.heartbeater.stop)
+        if self._stop_begun:  # the stop ends the pool: no new id takes jobs after it
+            log.warning("pool %s: not registering anew, the pool stops", old_id)
+            return
         names = sorted(self.job_types)
         await self._register_anew(old_id, names)
         self._build(WorkerScripts(self.redis, self.keys, self.redis_functions), names, self._wake)
