@@ -67,8 +67,11 @@ async def finish_running(
     running = worker.busy
     threads = await worker.cancel_running(timeout=CANCEL_WAIT)
     report = StopReport(requeued=worker.requeued_on_stop - before, in_threads=threads)
-    report.finished = max(0, running - report.requeued - len(threads))
+    unwritten = worker.unwritten_on_stop
+    report.finished = max(0, running - report.requeued - len(threads) - unwritten)
     parts = [f"{report.requeued} requeued"]
+    if unwritten:
+        parts.append(f"{unwritten} left in progress (Redis did not take their outcome)")
     if report.finished:
         parts.append(f"{report.finished} finished meanwhile")
     if threads:

@@ -36,6 +36,7 @@ class Stopping(Quieting):
     _stopping: bool
     _cancelling: bool
     abandoned: bool
+    unwritten_on_stop = 0  # jobs whose outcome the stop gave up writing (cancel_running)
 
     if TYPE_CHECKING:  # provided by the Fetching and ThreadJobs mixins
 
@@ -106,7 +107,11 @@ class Stopping(Quieting):
                 break
             _done, pending = await asyncio.wait(pending, timeout=min(left, 0.05))
         threads = self.thread_tasks(pending)
-        for task in pending.intersection(settling):  # Redis does not answer: give up now
+        # those whose handler ended, and whose outcome (a requeue too) Redis did not take in
+        # time: given up now, not left retrying after the stop
+        settling = {t for t in pending if self.running_job(t) is None}
+        self.unwritten_on_stop = len(settling)
+        for task in settling:
             log.warning(
                 "job %s: its outcome not written within %.1fs; left in progress (a reaper "
                 "gives it back once this pool is gone)",
