@@ -19,6 +19,8 @@ credentials of the sentinels themselves; ``user:password@`` is for the data node
 from __future__ import annotations
 
 import asyncio
+import os
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
@@ -37,6 +39,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from ..errors import RedisUnavailableError
+from .foreign import let_go
 from .urls import redact_url
 
 __all__ = [
@@ -225,25 +228,71 @@ class LoopPool(BlockingConnectionPool):
     """redis-py's blocking pool, for one event loop at a time, one after the other (an
     ``asyncio.run`` per call, a loop per test, asgiref's ``async_to_sync``): its lock and
     condition, which asyncio binds to the first loop that waits on them, are made anew when
-    bound to another loop than the running one; else every call that waits for a connection on
-    a later loop (more calls than ``max_connections`` at once) raised ``RuntimeError: ... is
-    bound to a different event loop``. (Loops running at once in several threads are not
-    served: see docs/enqueueing.md.)"""
+    bound to a loop that no longer runs; else every call that waits for a connection on a later
+    loop (more calls than ``max_connections`` at once) raised ``RuntimeError: ... is bound to a
+    different event loop``. A loop still running in another thread keeps them (its waiters
+    sleep on them): a wait on a second loop at once is refused (see docs/enqueueing.md).
+    In a forked child they are made anew, and the connections in use at the fork (their tasks
+    are the parent's) are forgotten: not counted, never pooled again (as redis-py's sync
+    pool's ``_checkpid``); a task of the forking thread giving one back just drops it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._forgotten: weakref.WeakSet[Any] = weakref.WeakSet()  # in use at a fork
+        _loop_pools.add(self)
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        self._on_this_loop()
+        self._on_this_loop(refuse=True)
         return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     async def release(self, connection: Any) -> None:
-        self._on_this_loop()
+        if self._forgotten and connection in self._forgotten:  # the parent's: dropped
+            self._forgotten.discard(connection)
+            return
+        self._on_this_loop(refuse=False)  # (a release is never refused: it would leak a slot)
         await super().release(connection)
 
-    def _on_this_loop(self) -> None:
+    def _on_this_loop(self, refuse: bool) -> None:
         loop = asyncio.get_running_loop()
-        for name, make in (("_condition", asyncio.Condition), ("_lock", asyncio.Lock)):
-            bound = getattr(getattr(self, name, None), "_loop", None)  # (asyncio's mixin)
-            if bound is not None and bound is not loop:
-                setattr(self, name, make())
+        stale = False
+        condition = self._condition
+        for lock in (condition, getattr(condition, "_lock", None), self._lock):
+            bound = getattr(lock, "_loop", None)  # (asyncio's mixin)
+            if bound is None or bound is loop:
+                continue
+            if bound.is_running():  # in another thread: made anew, its waiters would never wake
+                if refuse:
+                    raise RuntimeError(
+                        "this Redis client's connections are awaited on another event loop, "
+                        "running in another thread: a connection pool (its Enqueuer or Client "
+                        "too) serves one event loop at a time; use a SyncEnqueuer from threads, "
+                        "or one client per event loop"
+                    )
+                return
+            stale = True
+        if stale:
+            self._lock, self._condition = asyncio.Lock(), asyncio.Condition()
+
+    def _forked(self) -> None:
+        """In a forked child: the lock and condition as another thread of the parent left
+        them (held, bound to its loop) made anew; the connections in use forgotten."""
+        self._lock, self._condition = asyncio.Lock(), asyncio.Condition()
+        for conn in self._in_use_connections:
+            if getattr(conn, "_writer", None) is not None:
+                let_go(conn, own=False)  # (collected, it would close the parent's socket)
+            self._forgotten.add(conn)
+        self._in_use_connections.clear()
+
+
+_loop_pools: weakref.WeakSet[LoopPool] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for pool in list(_loop_pools):
+        pool._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _cluster(target: RedisTarget, options: dict[str, Any]) -> RedisCluster:

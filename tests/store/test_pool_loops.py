@@ -1,0 +1,166 @@
+"""The connection pool of ``connect()`` (store/topology.py: LoopPool) with two event loops at
+once, in a child forked while another thread's loop is inside it (found by review)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from redis import Redis as SyncRedis
+
+from errands import Enqueuer
+from errands.store.connection import connect
+from errands.store.keys import Keys
+
+
+def _until(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert check()
+
+
+def _on_thread(
+    go: Callable[[threading.Event], Coroutine[Any, Any, None]],
+) -> tuple[threading.Thread, threading.Event]:
+    done = threading.Event()
+    thread = threading.Thread(target=asyncio.run, args=(go(done),))
+    thread.start()
+    return thread, done
+
+
+async def _till(done: threading.Event) -> None:
+    while not done.is_set():
+        await asyncio.sleep(0.005)
+
+
+def test_a_wait_on_a_second_running_loop_is_refused_and_the_first_loop_s_waiter_served(
+    redis_url: str,
+) -> None:
+    """Thread A's loop holds the only connection, a task of its own waiting for it, when the
+    main thread's loop asks for one: the second loop made the pool's condition anew, so A's
+    waiter slept on a condition nobody notified, and both waited out the pool's timeout
+    ('No connection available'). Now the second loop is refused at once, naming the rule,
+    and A's waiter gets the connection when A gives it back."""
+    redis = connect(redis_url, max_connections=1, timeout=3)
+    pool: Any = redis.connection_pool
+    out: dict[str, Any] = {}
+
+    async def a(done: threading.Event) -> None:
+        held = await pool.get_connection()
+        waiter = asyncio.create_task(pool.get_connection())
+        await _till(done)
+        await pool.release(held)
+        try:
+            out["waiter"] = await asyncio.wait_for(waiter, 2)
+            await pool.release(out["waiter"])
+        finally:
+            await redis.aclose()
+
+    thread, done = _on_thread(a)
+    try:
+        _until(lambda: bool(pool._condition._waiters))  # (A's waiter sleeps on the condition)
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="one event loop at a time"):
+            asyncio.run(pool.get_connection())
+        assert time.monotonic() - started < 1
+    finally:
+        done.set()
+        thread.join(10)
+    assert "waiter" in out
+
+
+def test_a_contended_inner_lock_of_a_running_loop_is_not_taken_over(redis_url: str) -> None:
+    """The condition's inner lock binds to a loop on contention without anyone waiting for a
+    connection: a loop running in another thread with it bound keeps it too."""
+    redis = connect(redis_url)
+    pool: Any = redis.connection_pool
+
+    async def a(done: threading.Event) -> None:
+        await pool._condition.acquire()
+        other = asyncio.create_task(pool._condition.acquire())  # contended: binds the lock
+        await _till(done)
+        pool._condition.release()
+        await other
+        pool._condition.release()
+
+    thread, done = _on_thread(a)
+    try:
+        _until(lambda: bool(pool._condition._lock._waiters))
+        with pytest.raises(RuntimeError, match="one event loop at a time"):
+            asyncio.run(pool.get_connection())
+    finally:
+        done.set()
+        thread.join(10)
+    asyncio.run(redis.aclose())
+
+
+@pytest.mark.parametrize("state", ["lock held", "every connection in use"])
+def test_a_child_forked_while_a_thread_s_loop_is_inside_the_pool(
+    redis_url: str, namespace: str, state: str
+) -> None:
+    """The main thread forks while another thread's loop is inside the pool. 'lock held': the
+    thread is between acquire and release of the pool's condition (as in get_connection), which
+    the child got held, with no owner: its first call hung for ever (outside redis-py's
+    timeout). 'every connection in use': their tasks are not in the child, which counted them
+    in use for its life: every call waited out the pool's timeout. Now the child makes the
+    lock and condition anew and forgets those connections (one given back there is dropped)."""
+    redis = connect(redis_url, max_connections=2, timeout=2)
+    pool: Any = redis.connection_pool
+    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
+    held: list[Any] = []
+    ready = threading.Event()
+
+    async def a(done: threading.Event) -> None:
+        held.extend(await asyncio.gather(*(pool.get_connection() for _ in range(2))))
+        if state == "lock held":
+            await pool.release(held.pop())
+            await pool._condition.acquire()
+        ready.set()
+        await _till(done)
+        if state == "lock held":
+            pool._condition.release()
+        for conn in held:
+            await pool.release(conn)
+        await redis.aclose()
+
+    thread, done = _on_thread(a)
+    try:
+        _until(ready.is_set)
+        read, write = os.pipe()
+        with warnings.catch_warnings():  # 3.12+: "this process is multi-threaded"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            try:
+
+                async def child() -> None:
+                    await asyncio.wait_for(redis.ping(), 5)
+                    await asyncio.wait_for(enqueuer.enqueue("c", {}, job_id="child"), 5)
+                    for conn in held:  # (as a task of the forking thread would)
+                        await pool.release(conn)
+                    assert not set(held) & {*pool._available_connections}
+                    await asyncio.wait_for(redis.ping(), 5)
+
+                asyncio.run(child())
+                os.write(write, b"ok")
+            except BaseException as exc:
+                os.write(write, repr(exc).encode()[:300])
+            finally:
+                os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        answer = os.read(read, 300)
+        os.close(read)
+    finally:
+        done.set()
+        thread.join(10)
+    assert answer == b"ok"
+    with SyncRedis.from_url(redis_url) as r:
+        assert r.hkeys(Keys(namespace).jobs) == [b"child"]
