@@ -1,5 +1,6 @@
 """The connection pool of ``connect()`` (store/topology.py: LoopPool) with two event loops at
-once, in a child forked while another thread's loop is inside it (found by review)."""
+once, in a child forked while another thread's loop is inside it, and a Client closed on a
+later loop (found by review)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from redis import Redis as SyncRedis
 
 from errands import Enqueuer
+from errands.admin.client import Client
 from errands.store.connection import connect
 from errands.store.keys import Keys
 
@@ -164,3 +166,15 @@ def test_a_child_forked_while_a_thread_s_loop_is_inside_the_pool(
     assert answer == b"ok"
     with SyncRedis.from_url(redis_url) as r:
         assert r.hkeys(Keys(namespace).jobs) == [b"child"]
+
+
+def test_client_aclose_on_a_later_loop_after_the_first_closed(redis_url: str) -> None:
+    """Used under one asyncio.run, closed under another: Client.aclose() ran redis-py's
+    disconnect of the connections on their closed loop ('Event loop is closed')."""
+    client = Client.from_url(redis_url)
+
+    async def use() -> None:
+        await asyncio.gather(*(client.redis.ping() for _ in range(3)))
+
+    asyncio.run(use())
+    asyncio.run(client.aclose())

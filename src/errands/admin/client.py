@@ -22,11 +22,12 @@ from ..handlers import check_priority
 from ..limits import Limit
 from ..periodic.admin import ScheduleAdmin
 from ..store.connection import connect, redact_url
+from ..store.foreign import let_go_foreign
 from ..store.keys import Keys, check_job_name
 from ..store.metrics import Bucket, read_buckets
 from ..store.outbox import OutboxStatus, read_status
 from ..store.scripts import Scripts
-from ..store.topology import RedisClient, as_redis, on_node_of
+from ..store.topology import RedisClient, as_redis, is_cluster, on_node_of
 from .bulk import each_dead
 from .events import EventStream, wait_result
 from .hub import EventHub
@@ -71,6 +72,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
     async def aclose(self) -> None:
         await self.hub.aclose()
         if self._owns_client:
+            if not is_cluster(self.redis):  # (used on a loop closed since: its sockets closed here)
+                let_go_foreign(self.redis.connection_pool)
             await self.redis.aclose()
 
     async def __aenter__(self) -> Client:
