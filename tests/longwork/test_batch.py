@@ -153,6 +153,39 @@ async def test_stop_after_the_grace_requeues_each_job_of_the_batch(
     await assert_invariants(redis, namespace)
 
 
+async def test_stop_cancels_a_batch_at_the_grace_end_even_if_it_unwinds_slowly(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    # a batch task is no job task (not in the pool's holding map): the grace's end cancels it
+    # at once, as before the settle wait for job tasks whose handler ended; it was taken for
+    # one settling, left running 5 s more, and its requeue lost (its jobs left in progress)
+    keys = Keys(namespace)
+    pool = make_pool(redis_url, namespace, shutdown_grace=0.2)
+    entered = asyncio.Event()
+    cancelled: list[float] = []
+
+    @pool.batch_job("stuck", max_size=4, max_wait=0.05)
+    async def stuck(jobs: list[Job]) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(time.monotonic())
+            await asyncio.sleep(0.05)  # a short clean-up before the cancel goes on
+            raise
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        jobs = await enqueuer.enqueue_many([("stuck", {"n": i}) for i in range(4)])
+        await pool.start()
+        await asyncio.wait_for(entered.wait(), 10)
+        began = time.monotonic()
+        await pool.stop()
+    assert cancelled and cancelled[0] - began < 2.0
+    waiting = {m.decode() for m in await redis.zrange(keys.queue("stuck"), 0, -1)}
+    assert waiting == {j.id for j in jobs}
+    await assert_invariants(redis, namespace)
+
+
 def test_registration_checks_the_handler(redis_url: str, namespace: str) -> None:
     pool = make_pool(redis_url, namespace)
 

@@ -94,8 +94,9 @@ class Stopping(Quieting):
         tasks = set(self.tasks)
         # only the tasks whose handler runs: one whose handler ended writes its job's outcome
         # (a failure, a cancel request, a give-back), and cancelled it would leave the job in
-        # progress, run again by a reaper as if this process had died; it gets as long
-        settling = {t for t in tasks if self.running_job(t) is None}
+        # progress, run again by a reaper as if this process had died; it gets as long (a
+        # batch's task holds no job here: cancelled at once, its handler may run)
+        settling = {t for t in tasks if t in self._holding and self.running_job(t) is None}
         for task in tasks.difference(settling):
             task.cancel()
         loop = asyncio.get_running_loop()
@@ -109,7 +110,7 @@ class Stopping(Quieting):
         threads = self.thread_tasks(pending)
         # those whose handler ended, and whose outcome (a requeue too) Redis did not take in
         # time: given up now, not left retrying after the stop
-        settling = {t for t in pending if self.running_job(t) is None}
+        settling = {t for t in pending if t in self._holding and self.running_job(t) is None}
         self.unwritten_on_stop = len(settling)
         for task in settling:
             log.warning(
