@@ -38,6 +38,7 @@ from .store.replication import ReplicatedScripts
 from .store.scripts import Scripts
 from .store.served import served_names, unserved_message
 from .store.topology import RedisClient, as_redis, is_cluster
+from .worker.repairs import repair_hint
 from .workflows.enqueue import WorkflowEnqueue
 
 __all__ = ["Enqueuer"]
@@ -205,7 +206,7 @@ class Enqueuer(WorkflowEnqueue):
         lookup = self._lookup
         if lookup is None or lookup.done() or lookup.get_loop() is not asyncio.get_running_loop():
             lookup = self._lookup = asyncio.ensure_future(
-                self._call(served_names(self.redis, self.keys))
+                self._call(served_names(self.redis, self.keys, repair_hint))
             )
         return await asyncio.shield(lookup)
 

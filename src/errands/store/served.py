@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from redis.exceptions import ResponseError
 
 from ..outagelog import OutageLog
 from .connection import REDIS_ERRORS
@@ -33,9 +34,24 @@ def _text(value: bytes | str) -> str:
     return stored_text(value)  # (a pool id no pool wrote may not be UTF-8)
 
 
-async def served_names(redis: Any, keys: Keys) -> set[str]:
-    """The job names served by the running pools of the namespace (two round trips)."""
-    pools = [_text(p) for p in await redis.zrange(keys.pools, 0, -1)]
+# (redis, keys, a refusal naming a key) -> " (<key> is a <type>; repair: ...)": worker/repairs.py
+Hint = Callable[[Any, Keys, BaseException], Awaitable[str]]
+
+
+async def served_names(redis: Any, keys: Keys, hint: Hint | None = None) -> set[str]:
+    """The job names served by the running pools of the namespace (two round trips). While the
+    pools' registry holds another type (a hand edit), a ResponseError naming it, in the scripts'
+    words (lib/types.lua), followed by ``hint``'s repair (Redis' own WRONGTYPE names no key)."""
+    try:
+        pools = [_text(p) for p in await redis.zrange(keys.pools, 0, -1)]
+    except ResponseError as exc:
+        if not str(exc).startswith("WRONGTYPE"):
+            raise
+        refusal = ResponseError(
+            f"WRONGTYPE {keys.pools} holds another type: the job names the running pools "
+            "serve could not be read"
+        )
+        raise ResponseError(f"{refusal}{await hint(redis, keys, refusal) if hint else ''}") from exc
     if not pools:
         return set()
     async with redis.pipeline(transaction=False) as pipe:
