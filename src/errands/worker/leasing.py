@@ -27,6 +27,7 @@ from ..store.hotcalls import WorkerScripts
 from ..store.scripts import Scripts
 from .heartbeat import Heartbeater
 from .lease import Lease
+from .repairs import repair_hint
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -124,8 +125,9 @@ class LeaseRecovery:
         """Give up this pool's lease if it holds no jobs (else the reaper takes them)."""
         try:
             await Scripts(self.redis, self.keys).deregister(self.id, sorted(self.job_types))
-        except Exception as exc:
-            log.warning("could not deregister pool %s: %s", self.id, exc)
+        except Exception as exc:  # (a refusal naming a key: its type and repair, one line)
+            hint = await repair_hint(self.redis, self.keys, exc)
+            log.warning("could not deregister pool %s: %s%s", self.id, exc, hint)
 
     def _lease_lost(self, reason: str) -> None:
         """Called on the event loop (from any thread, via call_soon_threadsafe), once per id."""
