@@ -81,6 +81,8 @@ async def workflow_options(run_of: Enqueuer) -> None:
     wf = Workflow("typing")
     wf.add("send_email", {"address": "a"}, id="a", priority=1, partition="customer:7")
     wf.add("send_email", {}, delay=5)  # error
+    wf.on_success("send_email", {}, priority=1)
+    wf.on_failure("send_email", {}, delay=5)  # error
     run = await run_of.enqueue_workflow(wf)
     await run.add("send_email", {}, before=["a"])
     await run.add("send_email", {}, at=None)  # error

@@ -157,3 +157,21 @@ async def test_an_add_names_an_argument_it_does_not_take(
     with pytest.raises(WorkflowError, match=f"WorkflowRun.add\\('work'\\) does not accept {names}"):
         await run.add("work", {}, id="x", **kwargs)  # type: ignore[arg-type]
     assert "x" not in (await run.status()).nodes
+
+
+@pytest.mark.parametrize("which", ["on_success", "on_failure"])
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [({"delay": 5}, "cannot be scheduled for later"), ({"after": ["a"]}, "")],
+)
+def test_a_callback_names_an_argument_it_does_not_take(
+    which: str, kwargs: dict[str, object], why: str
+) -> None:
+    """``wf.on_success(..., delay=5)``: a WorkflowError naming the argument, why for an option
+    of Enqueuer.enqueue, and what it accepts, as ``add``; was Python's bare TypeError."""
+    wf = Workflow("w")
+    with pytest.raises(WorkflowError, match=f"Workflow.{which}\\('done'\\) does not accept") as e:
+        getattr(wf, which)("done", {}, **kwargs)
+    assert f"{next(iter(kwargs))}" in str(e.value) and why in str(e.value)
+    assert str(e.value).endswith("; it accepts name, args, priority, retry")
+    assert wf.callbacks == {}

@@ -41,6 +41,7 @@ MAX_LINGER = 366 * 86400.0  # (lib/workflows.lua's WF_MAX_LINGER: PEXPIRE refuse
 # stores a run, linear in its size (docs/workflows.md: what 50,000 cost Redis)
 MAX_SIZE = 50_000
 ADD_ACCEPTS = "name, args, after, on_dependency_failure, id, priority, retry, partition"
+CALLBACK_ACCEPTS = "name, args, priority, retry"  # (on_success, on_failure)
 # node ids: the rules of job names, without the edge separators '<', '>' and the '!' of callbacks
 _NODE_ID = re.compile(r'[^\s"\\{}:<>!\x00-\x1f\x7f]{1,120}')
 
@@ -101,21 +102,23 @@ def check_member(
         raise WorkflowError(f"{what}: {exc}") from None
 
 
-# Enqueuer.enqueue's options a member does without (its run enqueues it: docs/workflows.md)
+# Enqueuer.enqueue's options a member or callback does without (its run enqueues it)
 ENQUEUE_ONLY = frozenset({"at", "dedup", "delay", "job_id", "meta", "timeout"})
 
 
 def refuse_unsupported(where: str, given: Mapping[str, object], accepted: str) -> None:
-    """A ``WorkflowError`` naming the keyword arguments ``where`` (an ``add``) does not take,
-    why for those of ``Enqueuer.enqueue``, and what it accepts (was Python's bare TypeError)."""
+    """A ``WorkflowError`` naming the keyword arguments ``where`` (an ``add``, ``on_success``
+    or ``on_failure``) does not take, why for those of ``Enqueuer.enqueue``, and what it
+    accepts (was Python's bare TypeError)."""
     if not given:
         return
     names = ", ".join(sorted(given))
     why = ""
     if ENQUEUE_ONLY & given.keys():
         why = (
-            " (a workflow member is enqueued by its run: it cannot be scheduled for later, "
-            "deduplicated or given a job id, meta or timeout of its own; docs/workflows.md)"
+            " (a workflow's member or callback is enqueued by its run: it cannot be scheduled "
+            "for later, deduplicated or given a job id, meta or timeout of its own; "
+            "docs/workflows.md)"
         )
     raise WorkflowError(f"{where} does not accept {names}{why}; it accepts {accepted}")
 
@@ -224,8 +227,11 @@ class Workflow:
         *,
         priority: int = 0,
         retry: RetryOptions | None = None,
+        **unsupported: Never,
     ) -> None:
-        """Enqueue this job once, when every member has ended and the run succeeded."""
+        """Enqueue this job once, when every member has ended and the run succeeded. Another
+        keyword argument (``delay``, ``dedup``, ...) raises ``WorkflowError``."""
+        refuse_unsupported(f"Workflow.on_success({name!r})", unsupported, CALLBACK_ACCEPTS)
         values, priority = check_member("on_success", name, args, priority, retry)
         self.callbacks["on_success"] = Callback("on_success", name, values, priority, retry)
 
@@ -236,8 +242,11 @@ class Workflow:
         *,
         priority: int = 0,
         retry: RetryOptions | None = None,
+        **unsupported: Never,
     ) -> None:
-        """Enqueue this job once, when every member has ended and the run failed."""
+        """Enqueue this job once, when every member has ended and the run failed. Another
+        keyword argument (``delay``, ``dedup``, ...) raises ``WorkflowError``."""
+        refuse_unsupported(f"Workflow.on_failure({name!r})", unsupported, CALLBACK_ACCEPTS)
         values, priority = check_member("on_failure", name, args, priority, retry)
         self.callbacks["on_failure"] = Callback("on_failure", name, values, priority, retry)
 
