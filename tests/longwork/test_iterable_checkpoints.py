@@ -5,6 +5,7 @@ which checkpoints leave alone; the result of a run resumed with no item left."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -124,8 +125,14 @@ async def test_a_checkpoint_redis_refused_is_tried_again_after_the_interval_not_
 
 
 async def test_a_stop_whose_checkpoint_fails_still_requeues_from_the_one_before(
-    redis_url: str, namespace: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+    redis_url: str,
+    namespace: str,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # and its "suspended" line says so: it said "checkpointed after 4 items"
+    caplog.set_level(logging.INFO, logger="errands")
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     keys = Keys(namespace)
@@ -161,6 +168,9 @@ async def test_a_stop_whose_checkpoint_fails_still_requeues_from_the_one_before(
     assert [m.decode() for m in await redis.zrange(keys.queue("walk"), 0, -1)] == [job.id]
     saved = orjson.loads(await redis.hget(keys.checkpoints, job.id))
     assert saved["cursor"] == 3  # item 4's checkpoint failed: a resume does item 4 again
+    suspended = [r.getMessage() for r in caplog.records if "suspended" in r.getMessage()]
+    assert len(suspended) == 1 and "checkpointed" not in suspended[0], suspended
+    assert "the checkpoint after 4 items was refused (not written)" in suspended[0]
     assert int(await redis.hget(keys.stats, "failed") or 0) == 0
     await assert_invariants(redis, namespace)
 

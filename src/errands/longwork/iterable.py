@@ -186,14 +186,19 @@ class _Run:
 
     async def _after_item(self) -> None:
         if self.host.stopping:
+            said = f"checkpointed after {self.done} items"
             try:
                 verdict = await self._write()
             except REDIS_ERRORS as exc:  # requeued all the same: it resumes a little earlier
                 self._not_written(exc)
                 verdict = ""
+                said = (
+                    f"the checkpoint after {self.done} items was refused (not written): "
+                    "resumes after the last one written"
+                )
             if verdict is None:
                 raise Suspend(False, "this attempt no longer holds the job")
-            raise Suspend(True, f"pool stopping; checkpointed after {self.done} items")
+            raise Suspend(True, f"pool stopping; {said}")
         if self.host.clock.now() - self.written_at < self.runner.every:
             return
         try:
