@@ -1,6 +1,6 @@
 """An enqueue while the pools' registry (``pools``) holds another type (a hand edit): the typo
 check's read of it fails with a ResponseError naming the key, its type and the repair
-(worker/repairs.py), not Redis' own WRONGTYPE, which names no key."""
+(store/keyrepair.py), not Redis' own WRONGTYPE, which names no key."""
 
 from __future__ import annotations
 

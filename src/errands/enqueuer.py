@@ -32,13 +32,13 @@ from .store.bulk import columns
 from .store.coalescer import Coalescer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
 from .store.foreign import let_go_foreign, watch_forks
+from .store.keyrepair import repair_hint
 from .store.keys import Keys
 from .store.pinned import BulkEnqueue, PinnedEnqueue
 from .store.replication import ReplicatedScripts
 from .store.scripts import Scripts
 from .store.served import served_names, unserved_message
 from .store.topology import RedisClient, as_redis, is_cluster
-from .worker.repairs import repair_hint
 from .workflows.enqueue import WorkflowEnqueue
 
 __all__ = ["Enqueuer"]

@@ -1,5 +1,5 @@
 """A pool's stop whose deregister.lua is refused by name (a registry key of another type, here
-the quiet requests): the one WARNING names the key, its type and the repair (worker/repairs.py),
+the quiet requests): the one WARNING names the key, its type and the repair (store/keyrepair.py),
 not the refusal alone."""
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def _text(value: bytes | str) -> str:
     return stored_text(value)  # (a pool id no pool wrote may not be UTF-8)
 
 
-# (redis, keys, a refusal naming a key) -> " (<key> is a <type>; repair: ...)": worker/repairs.py
+# (redis, keys, a refusal naming a key) -> " (<key> is a <type>; repair: ...)": keyrepair.py
 Hint = Callable[[Any, Keys, BaseException], Awaitable[str]]
 
 

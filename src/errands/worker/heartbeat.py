@@ -24,11 +24,11 @@ from redis.exceptions import ResponseError
 
 from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
+from ..store.keyrepair import held_key, repair_hint_sync
 from ..store.keys import Keys
 from ..store.scripts import lua_source
 from ..store.syncclient import sync_client_like
 from .lease import Lease, gone
-from .repairs import held_key, repair_hint_sync
 
 __all__ = ["Heartbeater"]
 

@@ -24,10 +24,10 @@ from ..aio import cancel_and_wait
 from ..errors import RedisUnavailableError
 from ..outagelog import OutageLog
 from ..store.hotcalls import WorkerScripts
+from ..store.keyrepair import repair_hint
 from ..store.scripts import Scripts
 from .heartbeat import Heartbeater
 from .lease import Lease
-from .repairs import repair_hint
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

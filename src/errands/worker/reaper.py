@@ -25,11 +25,12 @@ from redis.exceptions import ResponseError
 from ..clock import Clock
 from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
+from ..store.keyrepair import repair_hint
 from ..store.keys import check_job_name
 from ..store.records import Reaped, ReapRefused
 from ..store.scripts import Scripts
 from .lease import Lease
-from .repairs import log_refusal, repair_hint
+from .repairs import log_refusal
 from .skipnames import K, SkippedNames, counters_again
 
 __all__ = ["Reaper"]
@@ -378,10 +379,9 @@ class _LeftAlone(SkippedNames[K]):
 
 class _Refused(SkippedNames[str]):
     """The dead pools reap.lua refuses as a whole (pool id -> the reason), logged once while the
-    same reason lasts (skipnames.py), with the key's repair (repairs.py); a line when a pass
-    visits one and no longer refuses it (reaped, or alive), or finds it no dead pool any more
-    (Reaper._no_longer_dead), not when it is only not listed (held: reap.lua set its score in
-    `retired` ahead; it may be refused again once listed)."""
+    same reason lasts (skipnames.py), with the key's repair (store/keyrepair.py); a line when a
+    pass visits one and no longer refuses it (reaped, or alive) or finds it no dead pool any
+    more (Reaper._no_longer_dead); not when only not listed (held: reap.lua set its score ahead)."""
 
     def __init__(self) -> None:
         super().__init__("")  # (the reason names the key)

@@ -6,7 +6,7 @@
 -- KEYS[1] pools (ZSET id -> last beat ms)   KEYS[2] retired (ZSET id -> ms it is due from)
 -- ARGV[1] dead timeout ms   ARGV[2] most pools of each kind to return
 -- Returns the ids of those pools. A registry of another type is refused by name (lib/types.lua:
--- `WRONGTYPE <key> holds another type`, which worker/repairs.py reads for the repair; Redis' own
+-- `WRONGTYPE <key> holds another type`, which store/keyrepair.py reads for the repair; Redis' own
 -- WRONGTYPE of the ZRANGEBYSCORE names no key). It reads only: nothing is written.
 --@include types
 local wrong = wrong_type(function() return 'ZCARD' end, 'no dead pool listed')

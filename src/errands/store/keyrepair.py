@@ -1,0 +1,83 @@
+"""The repair of a key a script refused a whole call for (lib/types.lua: ``WRONGTYPE <key> holds
+another type: ...`` or ``errands: <key> holds <value>, not a counter: ...``): which key of the
+namespace a refusal names, its type as Redis reports it now, and what to do with it, for the one
+line a pool logs about it (worker/repairs.py) and the error an enqueue raises (served.py). The
+namespace-wide keys every call of a kind needs are named: ``seq`` (the queues' order and the
+partitions' turns count on from it) and ``stats`` (statistics only)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .keys import Keys
+
+__all__ = ["held_key", "repair_hint", "repair_hint_sync"]
+
+
+def held_key(keys: Keys, message: str) -> str | None:
+    """The key of ``keys``' namespace a refusal's ``message`` names, or None: from its prefix
+    to the first " holds " after it (a namespace may hold spaces, and " holds ": store/keys.py;
+    a key read as one token was the part after its last space)."""
+    prefix = "(?:WRONGTYPE |errands: )(" + re.escape(keys.prefix)
+    found = re.search(prefix + ".*?) holds ", message)  # (re caches the compiled pattern)
+    return found.group(1) if found else None
+
+
+async def repair_hint(redis: Any, keys: Keys, exc: BaseException) -> str:
+    """``" (<key> is a <type>; repair: ...)"``, or "" when ``exc`` names no key. One TYPE of
+    the key; never raises (a failed read leaves its type out)."""
+    key = held_key(keys, str(exc))
+    if key is None:
+        return ""
+    try:
+        kind = await redis.type(key)
+    except Exception:  # (the line goes out without it)
+        kind = None
+    return _hint(keys, key, kind)
+
+
+def repair_hint_sync(client: Any, keys: Keys, exc: BaseException) -> str:
+    """repair_hint, with a synchronous client (the heartbeat thread's)."""
+    key = held_key(keys, str(exc))
+    if key is None:
+        return ""
+    try:
+        kind = client.type(key)
+    except Exception:  # (the line goes out without it)
+        kind = None
+    return _hint(keys, key, kind)
+
+
+def _hint(keys: Keys, key: str, kind: Any) -> str:
+    """repair_hint's words for ``key``, of type ``kind`` (TYPE's reply; None: unread)."""
+    if kind is None:
+        kind = "key of unknown type"
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    if key == keys.stats:
+        what = (
+            f"DEL {key} (statistics only: processed, failed, ... count again from 0; a field "
+            "that is not a number is replaced by the next count)"
+        )
+    elif key == keys.seq:
+        what = (
+            f"SET {key} <n>, <n> a whole number at least what it held (the queues' order and "
+            f"the partitions' turns count on from it); DEL {key} counts again from 0 (jobs "
+            "enqueued from then on go ahead of those queued before)"
+        )
+    elif key in (keys.pools, keys.retired):
+        what = (
+            f"DEL {key} (the pools' registry: no pool is reaped, and none registers, while it "
+            "holds another type); the pools running then lose their leases and carry on under "
+            "new ids, and the jobs left in their in-progress sets, and in those of retired pools "
+            "not drained yet, go back to their queues when `await pool.reaper.sweep()` is run "
+            "once (docs/reliability.md)"
+        )
+    elif key == keys.quiet_requests:
+        what = (
+            f"DEL {key} (the pools' remote quiet/resume requests: none is read while it holds "
+            "another type; send again those that were pending)"
+        )
+    else:
+        what = f"see docs/data-layout.md for what {key} holds, and DEL or rewrite it"
+    return f" ({key} is a {kind}; repair: {what})"
