@@ -97,7 +97,8 @@ local function partition_of(jid)
   end
 end
 local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idlefor = KEYS[5], wake = ARGV[1],
-  dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13], next = KEYS[14], reruns = KEYS[15]}
+  dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13], next = KEYS[14], reruns = KEYS[15],
+  part = KEYS[16], pq = KEYS[17]}  -- (part, pq: dedup_replace's, of the request's job name)
 -- answers read and not written go through lib/types.lua's unwritten (jobs checked above as a
 -- hash); 'dropped' may follow dedup_owner's clean-up of a holder gone: a no-op more
 local stored = redis.call('HGET', KEYS[1], id)

@@ -140,7 +140,7 @@ end
 -- its place among the jobs of its new priority (its sequence number, as update_job.lua moves
 -- it: kept under the old priority's score, it ran at that one, and an edit of its priority
 -- later moved it by the wrong difference). Its partition index entry under the old score goes
--- (keys built as dedup_index builds them); the caller indexes it anew (enqueue_dedup.lua).
+-- (d.part, d.pq: enqueue_dedup.lua's keys, of its job name); the caller indexes it anew.
 local function dedup_replace(d, id, a)
   redis.call('HSET', d.jobs, id, a.env)
   local old = prio_of(redis.call('HGET', d.prio, id))
@@ -155,10 +155,9 @@ local function dedup_replace(d, id, a)
   end
   score = tonumber(score)
   redis.call('ZADD', a.queue, score + (old - a.prio) * PRIO_STEP, id)
-  local pre = string.sub(d.dedup, 1, #d.dedup - 5)  -- "<prefix>dedup"
-  local part = redis.call('HGET', pre .. 'part', id)
+  local part = redis.call('HGET', d.part, id)
   if part then
-    redis.call('ZREM', pre .. 'pq:' .. a.name, lim_entry(part, score, id))
+    redis.call('ZREM', d.pq, lim_entry(part, score, id))
   end
 end
 
