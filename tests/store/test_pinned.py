@@ -308,14 +308,14 @@ async def test_closing_while_the_connection_is_made_gives_it_back(
 async def test_a_forked_child_never_writes_on_its_parent_s_held_connection(
     redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A fork (``os.register_at_fork`` runs ``pinned._after_fork`` in the child, as here) makes
-    the next call take a connection of its own: the held one is the parent's socket."""
+    """A fork (``os.register_at_fork`` runs ``foreign._after_fork`` in the child: it counts one
+    fork more, as here) makes the next call take a connection of its own: the held one is the
+    parent's socket."""
     client = Redis.from_url(redis_url)
     script = PinnedScript(client, await redis.script_load(ECHO))
     assert await script(["k"], ["a"]) == b"a"
     parents = _ports([script._conn])
-    monkeypatch.setattr(pinned, "_forks", pinned._forks)  # (this process's count, restored)
-    pinned._after_fork()
+    monkeypatch.setattr(foreign, "_forks", foreign.forks() + 1)  # (restored after the test)
     assert await script(["k"], ["b"]) == b"b"
     assert _ports([script._conn]).isdisjoint(parents)  # a socket of its own
     _, writer = foreign._parents.pop()  # (in a real child: forgotten, never closed)
@@ -327,14 +327,14 @@ async def test_a_forked_child_never_writes_on_its_parent_s_held_connection(
 def test_a_real_fork_runs_the_hook_in_the_child() -> None:
     """The at-fork hook is registered: a forked child counts one fork more than its parent (the
     test above calls the hook by hand; this one forks)."""
-    before = pinned._forks
+    before = foreign.forks()
     read, write = os.pipe()
     with warnings.catch_warnings():  # (Python 3.12+ warns of a fork beside other threads)
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
     if pid == 0:  # the child: its count, then out (no test machinery runs here)
         try:
-            os.write(write, str(pinned._forks).encode())
+            os.write(write, str(foreign.forks()).encode())
         finally:
             os._exit(0)
     os.close(write)
@@ -342,7 +342,7 @@ def test_a_real_fork_runs_the_hook_in_the_child() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert child == before + 1
-    assert pinned._forks == before
+    assert foreign.forks() == before
 
 
 async def _close_across_loops(enqueuer: Enqueuer, client: Redis) -> None:

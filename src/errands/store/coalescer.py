@@ -28,7 +28,6 @@ batching, as auto-pipelining clients do). For the callers nothing changes:
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -42,6 +41,7 @@ from redis.exceptions import (
 )
 
 from .connection import BROKEN, REDIS_ERRORS
+from .foreign import forks
 from .scripts import Arg
 
 __all__ = ["Coalescer", "Send", "server_refusal"]
@@ -49,15 +49,6 @@ __all__ = ["Coalescer", "Send", "server_refusal"]
 # (names, rows) -> 0-based indices of the rows whose job id was already there
 Send = Callable[[Sequence[str], Sequence[Sequence[Arg]]], Awaitable[list[int]]]
 MAX_JOBS = 1000  # per script call: bounded work, and a bounded wait for the last one in
-_forks = 0  # forks between this process and the one that imported errands
-
-
-def _after_fork() -> None:
-    global _forks
-    _forks += 1
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 class _Pending:
@@ -80,7 +71,7 @@ class Coalescer:
         self._pending: list[_Pending] = []
         self._busy = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._forks = _forks
+        self._forks = forks()
         self.calls = 0  # script calls made (for tests and figures)
 
     async def submit(self, name: str, row: list[Arg]) -> bool:
@@ -104,8 +95,8 @@ class Coalescer:
     def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve ``loop`` from now on; refused while another thread's loop has a call in flight
         or jobs gathered: its callers would never be told (the state is one loop's)."""
-        old, forked = self._loop, self._forks != _forks  # (forked: the old loop is the parent's)
-        self._forks = _forks
+        old, forked = self._loop, self._forks != forks()  # (forked: the old loop is the parent's)
+        self._forks = forks()
         if old is not None and not forked and old.is_running() and (self._busy or self._pending):
             raise RuntimeError(
                 "this Enqueuer is in use on another event loop, running in another thread: an "

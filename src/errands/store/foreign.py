@@ -15,7 +15,24 @@ from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
-__all__ = ["give_back", "let_go", "let_go_foreign", "loop_of", "on_this_loop", "watch_forks"]
+__all__ = [
+    "forks",
+    "give_back",
+    "let_go",
+    "let_go_foreign",
+    "loop_of",
+    "on_this_loop",
+    "watch_forks",
+]
+
+_forks = 0  # forks between this process and the one that imported errands (os.getpid() is a
+# system call, ~1 us on a VM: too dear for every call; a held socket in a child is its parent's)
+
+
+def forks() -> int:
+    """The forks between this process and the one that imported errands (0: not a child)."""
+    return _forks
+
 
 # the loops a held connection ran on, with the fork count then (a loop seen before a fork is
 # the parent's in the child: its sockets too)
@@ -116,6 +133,8 @@ def watch_forks(pool: ConnectionPool) -> None:
 
 
 def _after_fork() -> None:
+    global _forks
+    _forks += 1
     for pool in list(_pools):
         p: Any = pool
         for conn in [

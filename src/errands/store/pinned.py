@@ -33,7 +33,6 @@ encoding per argument), and sends each on a connection taken from the pool for t
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -46,7 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .bulk import Columns, OneJobHeads, enqueue_request, job_spec, one_job_command, pack_call
 from .connection import BROKEN, as_read_only
-from .foreign import give_back, on_this_loop
+from .foreign import forks, give_back, on_this_loop
 from .scripts import Arg, Scripts
 
 try:
@@ -57,16 +56,6 @@ except ImportError:  # pragma: no cover (a dependency: redis[hiredis])
 __all__ = ["BulkEnqueue", "PinnedConnection", "PinnedEnqueue", "PinnedScript"]
 
 _MISSING = object()  # hiredis: no complete reply yet
-_forks = 0  # forks between this process and the one that imported errands (os.getpid() is a
-# system call, ~1 us on a VM: too dear for every call; a held socket in a child is its parent's)
-
-
-def _after_fork() -> None:
-    global _forks
-    _forks += 1
-
-
-os.register_at_fork(after_in_child=_after_fork)
 _PUSH: Any = getattr(hiredis, "PushNotification", None)  # a RESP3 push (hiredis >= 3.2)
 
 
@@ -181,13 +170,13 @@ class PinnedConnection:
         self._link: _Link | None = None  # None: redis-py reads the replies (one call at a time)
         self._turn: asyncio.Lock | None = None  # (only when redis-py reads)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._forks = _forks
+        self._forks = forks()
         self._connecting: asyncio.Future[tuple[AbstractConnection, _Link | None]] | None = None
 
     async def send(self, packed: bytes) -> Any:
         """The reply to ``packed``, one command in the Redis protocol (an error reply raised)."""
         conn, link = self._conn, self._link
-        if conn is None or self._loop is not asyncio.get_running_loop() or self._forks != _forks:
+        if conn is None or self._loop is not asyncio.get_running_loop() or self._forks != forks():
             # (after a fork the socket is the parent's: forget it, never close it)
             conn, link = await self._connected()
         try:
@@ -245,9 +234,9 @@ class PinnedConnection:
 
     async def _connect(self) -> tuple[AbstractConnection, _Link | None]:
         old, self._conn, self._link = self._conn, None, None  # (old: of another loop or the
-        await give_back(self._pool, old, self._loop if self._forks == _forks else None)  # parent)
-        conn = await on_this_loop(self._pool, _forks)  # (not one of another loop or the parent)
-        self._conn, self._loop, self._forks = conn, asyncio.get_running_loop(), _forks
+        await give_back(self._pool, old, self._loop if self._forks == forks() else None)  # parent)
+        conn = await on_this_loop(self._pool, forks())  # (not one of another loop or the parent)
+        self._conn, self._loop, self._forks = conn, asyncio.get_running_loop(), forks()
         self._link = _take_over(conn)
         self._turn = asyncio.Lock() if self._link is None else None
         return conn, self._link
@@ -266,7 +255,7 @@ class PinnedConnection:
         its calls in flight failing with ``ConnectionError`` (the next connects anew); unless a
         call is in flight on redis-py's reading (unsafe under its read) or any, ``idle_only``."""
         conn, link = self._conn, self._link
-        if conn is None or self._loop is not asyncio.get_running_loop() or self._forks != _forks:
+        if conn is None or self._loop is not asyncio.get_running_loop() or self._forks != forks():
             return
         in_flight = bool(link._waiting) if link else self._turn is not None and self._turn.locked()
         if in_flight and (idle_only or link is None):
@@ -385,7 +374,7 @@ class BulkEnqueue:
     async def _direct(self, command: bytes) -> Any:
         assert self._pool is not None
         pool = self._pool
-        conn = await on_this_loop(pool, _forks)  # (not another loop's, nor the parent's)
+        conn = await on_this_loop(pool, forks())  # (not another loop's, nor the parent's)
         try:
             await conn.send_packed_command(command)
             reply = await conn.read_response()
