@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..aio import wait_event
 from ..outbox.relay import Send
-from ..outbox.rows import CHANNEL, OutboxRow
+from ..outbox.rows import CHANNEL, OutboxRow, skip_windows
 from .sqlalchemy_outbox import outbox_table
 
 __all__ = ["SQLAlchemySource", "async_url"]
@@ -46,6 +46,11 @@ class SQLAlchemySource:
     (``listen=False``: poll only).
     """
 
+    # the most skipped ids (the relay's rows set aside) one claim statement passes over, each a
+    # bind parameter: SQLite before 3.32 takes 999 in a statement, asyncpg 32767, PostgreSQL
+    # 65535; more take one statement more per chunk, in the same transaction
+    skip_chunk = 500
+
     def __init__(self, engine: AsyncEngine | str, *, listen: bool = True) -> None:
         self._owns_engine = isinstance(engine, str)
         self.engine = create_async_engine(async_url(engine)) if isinstance(engine, str) else engine
@@ -54,11 +59,15 @@ class SQLAlchemySource:
         self._notified = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
 
-    def _claim(self, limit: int, skip: Collection[int]) -> Any:
+    def _claim(self, limit: int, after: int | None, upto: int | None, skip: list[int]) -> Any:
         t = outbox_table
         oldest = select(t.c.id).order_by(t.c.id).limit(limit)
+        if after is not None:
+            oldest = oldest.where(t.c.id > after)
+        if upto is not None:
+            oldest = oldest.where(t.c.id <= upto)
         if skip:
-            oldest = oldest.where(t.c.id.not_in(list(skip)))
+            oldest = oldest.where(t.c.id.not_in(skip))
         if self.dialect == "postgresql":
             oldest = oldest.with_for_update(skip_locked=True)
         return (
@@ -68,13 +77,19 @@ class SQLAlchemySource:
         )
 
     async def relay_batch(self, limit: int, send: Send, skip: Collection[int] = ()) -> int:
+        """One DELETE ... RETURNING per range of ``skip_windows`` (one when no more than
+        ``skip_chunk`` rows are skipped), oldest range first, until ``limit`` rows are claimed."""
         self._ensure_listener()
         async with self.engine.begin() as conn:
-            result = await conn.execute(self._claim(limit, skip))
-            rows = [
-                OutboxRow(job_id, name, payload, created_at, id)
-                for id, job_id, name, payload, created_at in result.all()
-            ]
+            rows: list[OutboxRow] = []
+            for after, upto, ids in skip_windows(skip, self.skip_chunk):
+                result = await conn.execute(self._claim(limit - len(rows), after, upto, ids))
+                rows += [
+                    OutboxRow(job_id, name, payload, created_at, id)
+                    for id, job_id, name, payload, created_at in result.all()
+                ]
+                if len(rows) >= limit:
+                    break
             if rows:
                 rows.sort(key=lambda row: row.id)
                 await send(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,7 @@ from ..building import build_job
 from ..enqueuer import EnqueueItem
 from ..serialization import dumps_json
 
-__all__ = ["OutboxRow", "enqueue_item", "new_row"]
+__all__ = ["OutboxRow", "enqueue_item", "new_row", "skip_windows"]
 
 TABLE = "errands_outbox"
 CHANNEL = "errands_outbox"  # the PostgreSQL NOTIFY channel the table's trigger signals
@@ -82,6 +82,25 @@ def enqueue_item(row: OutboxRow) -> EnqueueItem:
     if "k" in body:
         options["partition"] = body["k"]
     return (row.name, body["a"], options)
+
+
+def skip_windows(
+    skip: Collection[int], chunk: int
+) -> Iterator[tuple[int | None, int | None, list[int]]]:
+    """The id ranges a claim passing over the ``skip`` ids walks, oldest first, each with at
+    most ``chunk`` of them: ``(after, upto, ids)``, the rows with ``after < id <= upto``
+    (``None``: no bound) of which ``ids`` are the skipped ones. So no statement of a claim
+    carries more than ``chunk`` ids, whatever the number set aside (a database takes at most
+    32767 or 65535 bind parameters in one)."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    ids = sorted(skip)
+    after: int | None = None
+    for start in range(0, max(len(ids), 1), chunk):
+        part = ids[start : start + chunk]
+        upto = part[-1] if start + chunk < len(ids) else None
+        yield after, upto, part
+        after = upto
 
 
 def _retry(stored: Any) -> RetryOptions:
