@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -192,3 +193,34 @@ def test_outbox_ddl() -> None:
     assert not any("pg_notify" in s for s in outbox_ddl("sqlite"))
     with pytest.raises(ValueError, match="no outbox DDL"):
         outbox_ddl("oracle")
+
+
+async def test_a_pool_stop_leaves_no_connection_held_by_its_relay(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    """attach() enqueues through the pool's Redis client (here one the caller owns, which the
+    pool does not close) with an Enqueuer it never closes: the relay calls only enqueue_many,
+    which gives each connection back, so once the pool stops none is held for the relay."""
+    sync_url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(sync_url)
+    write(sync_url, 3)
+    client = Redis.from_url(redis_url)
+    pool = WorkerPool(client, namespace=namespace)
+
+    @pool.job("welcome")
+    async def welcome(n: int) -> None:
+        pass
+
+    relay = OutboxRelay(
+        SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"), poll_interval=0.05
+    )
+    relay.attach(pool)
+    try:
+        async with asyncio.timeout(60), pool:
+            async with asyncio.timeout(20):
+                while relay.relayed < 3:
+                    await asyncio.sleep(0.01)
+        in_use = client.connection_pool._in_use_connections  # type: ignore[attr-defined]
+        assert not in_use
+    finally:
+        await client.aclose()
