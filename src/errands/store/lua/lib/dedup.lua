@@ -136,11 +136,20 @@ local function dedup_holder(d, mode, key, queue)
   return false
 end
 
+-- job `id` left the queue, or its `score` there: its partition index entry under that score
+-- goes (d.part, d.pq: enqueue_dedup.lua's keys, of its job name)
+local function dedup_unindex(d, id, score)
+  local part = redis.call('HGET', d.part, id)
+  if part then
+    redis.call('ZREM', d.pq, lim_entry(part, score, id))
+  end
+end
+
 -- waiting job `id` takes the envelope and priority `a` brings; queued (on a.queue), it keeps
 -- its place among the jobs of its new priority (its sequence number, as update_job.lua moves
 -- it: kept under the old priority's score, it ran at that one, and an edit of its priority
 -- later moved it by the wrong difference). Its partition index entry under the old score goes
--- (d.part, d.pq: enqueue_dedup.lua's keys, of its job name); the caller indexes it anew.
+-- (dedup_unindex); the caller indexes it anew.
 local function dedup_replace(d, id, a)
   redis.call('HSET', d.jobs, id, a.env)
   local old = prio_of(redis.call('HGET', d.prio, id))
@@ -155,10 +164,7 @@ local function dedup_replace(d, id, a)
   end
   score = tonumber(score)
   redis.call('ZADD', a.queue, score + (old - a.prio) * PRIO_STEP, id)
-  local part = redis.call('HGET', d.part, id)
-  if part then
-    redis.call('ZREM', d.pq, lim_entry(part, score, id))
-  end
+  dedup_unindex(d, id, score)
 end
 
 -- admission of job `a` ({id, env, prio, due, queue, sched, name, names}) in any mode: false
@@ -176,7 +182,10 @@ local function dedup_admit(d, mode, key, a)
     dedup_replace(d, holder, a)
     if mode == 'd' then  -- pushed back: to the new due time, or onto the queue
       if a.due > 0 then
-        redis.call('ZREM', a.queue, holder)
+        local score = redis.call('ZSCORE', a.queue, holder)
+        if redis.call('ZREM', a.queue, holder) == 1 then  -- no longer ready: not indexed
+          dedup_unindex(d, holder, tonumber(score))
+        end
         redis.call('ZADD', a.sched, a.due, holder)
       elseif redis.call('ZREM', a.sched, holder) == 1 then
         dedup_enqueue(d, holder, a.queue)
