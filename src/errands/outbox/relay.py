@@ -1,10 +1,10 @@
 """The relay: moves committed outbox rows into Redis, in batches, and deletes them.
 
-The database side is a :class:`Source` (one per stack: ``errands.contrib.sqlalchemy_relay``,
-``errands.contrib.django.relay``). Each batch is claimed, enqueued and deleted inside one database
-transaction; a crash anywhere before its commit rolls the claim back and the rows are relayed
-again, and each row's job id makes the second enqueue store nothing. So each committed row
-becomes one job.
+The database side is a :class:`Source` (``errands.contrib.sqlalchemy_relay``'s; Django's
+``enqueue_in_outbox`` rows are relayed by it too, from the same database). Each batch is
+claimed, enqueued and deleted inside one database transaction; a crash anywhere before its
+commit rolls the claim back and the rows are relayed again, and each row's job id makes the
+second enqueue store nothing. So each committed row becomes one job.
 """
 
 from __future__ import annotations
