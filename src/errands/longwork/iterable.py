@@ -32,7 +32,7 @@ import orjson
 from ..checks import seconds
 from ..clock import Clock
 from ..convert import ArgumentMismatch, converter, to_json
-from ..errors import JobArgumentError, RegistrationError
+from ..errors import JobArgumentError, NonRetryableError, RegistrationError
 from ..handlers import resolve_hints
 from ..job import Job
 from ..logfmt import job_extra
@@ -91,13 +91,24 @@ class Checkpoint:
 
     @classmethod
     def from_json(cls, raw: bytes | None) -> Checkpoint | None:
+        """The checkpoint ``raw`` holds, None for none; ValueError saying what is wrong with
+        one that cannot be read (never "none": a resume would start over from the first item)."""
         if raw is None:
             return None
         try:
             data = orjson.loads(raw)
-            return cls(data["cursor"], int(data["done"]), float(data["runtime"]), data["at"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return None
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        missing = [name for name in ("cursor", "done", "runtime", "at") if name not in data]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+        try:
+            done, runtime = int(data["done"]), float(data["runtime"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"done or runtime is no number ({exc})") from None
+        return cls(data["cursor"], done, runtime, data["at"])
 
 
 Generator = Callable[[Job, Any], AsyncIterator[Any]]
@@ -157,7 +168,11 @@ class _Run:
         self.dirty = False  # items done since the last checkpoint written
 
     async def go(self) -> dict[str, Any]:
-        saved = Checkpoint.from_json(await self.store.load_checkpoint(self.job.id))
+        raw = await self.store.load_checkpoint(self.job.id)
+        try:
+            saved = Checkpoint.from_json(raw)
+        except ValueError as exc:
+            raise NonRetryableError(self._unreadable(raw, str(exc))) from None
         start: Any = None  # the cursor as the handler takes it; self.cursor stays its JSON
         if saved is not None:
             self.done, self.prior, self.cursor = saved.done, saved.runtime, saved.cursor
@@ -183,6 +198,18 @@ class _Run:
             with contextlib.suppress(Exception):
                 await gen.aclose()
         return {"done": self.done, "cursor": self.cursor}
+
+    def _unreadable(self, raw: bytes | None, why: str) -> str:
+        """The error of a stored checkpoint that cannot be read: failed before its first item
+        (starting over could do again items that must not be; retried, it reads the same)."""
+        key, job = self.store.keys.checkpoints, self.job
+        return (
+            f"{job.name}: its stored checkpoint (field {job.id} of {key}) cannot be read: "
+            f"{why}; found {raw!r:.120}. Nothing was run. To start over from the first item: "
+            f"HDEL {key} {job.id}; to resume, HSET it to a checkpoint "
+            '(\'{"cursor": <the last cursor done>, "done": <items>, "runtime": <s>, "at": '
+            "<epoch s>}'); then Client.retry_dead_job (docs/long-jobs.md)"
+        )
 
     async def _after_item(self) -> None:
         if self.host.stopping:
