@@ -27,6 +27,22 @@ UNREADABLE = [
 ]
 
 
+# read as numbers before, out of what a checkpoint holds: a done past Redis's (and orjson's)
+# 64-bit integers ran the next item, then failed at its checkpoint with a TypeError blaming the
+# cursor; a bool, a fraction, a negative number, a runtime string read as Infinity
+OUT_OF_RANGE = [
+    (b'{"cursor": 3, "done": 18446744073709551615, "runtime": 1.0, "at": 1.0}', "done"),
+    (b'{"cursor": 3, "done": 1e30, "runtime": 1.0, "at": 1.0}', "done"),
+    (b'{"cursor": 3, "done": true, "runtime": 1.0, "at": 1.0}', "done"),
+    (b'{"cursor": 3, "done": 2.7, "runtime": 1.0, "at": 1.0}', "done"),
+    (b'{"cursor": 3, "done": -3, "runtime": 1.0, "at": 1.0}', "done"),
+    (b'{"cursor": 3, "done": "3", "runtime": 1.0, "at": 1.0}', "done"),
+    (b'{"cursor": 3, "done": 3, "runtime": "1e400", "at": 1.0}', "runtime"),
+    (b'{"cursor": 3, "done": 3, "runtime": -1, "at": 1.0}', "runtime"),
+    (b'{"cursor": 3, "done": 3, "runtime": 1.0, "at": "soon"}', "at"),
+]
+
+
 @pytest.mark.parametrize("stored", UNREADABLE)
 async def test_an_unreadable_checkpoint_fails_the_job_and_runs_nothing(
     redis_url: str,
@@ -35,6 +51,28 @@ async def test_an_unreadable_checkpoint_fails_the_job_and_runs_nothing(
     caplog: pytest.LogCaptureFixture,
     stored: bytes,
 ) -> None:
+    await _refused(redis_url, namespace, redis, caplog, stored)
+
+
+@pytest.mark.parametrize(("stored", "field"), OUT_OF_RANGE)
+async def test_a_checkpoint_number_out_of_range_fails_the_job_naming_it(
+    redis_url: str,
+    namespace: str,
+    redis: Redis,
+    caplog: pytest.LogCaptureFixture,
+    stored: bytes,
+    field: str,
+) -> None:
+    error = await _refused(redis_url, namespace, redis, caplog, stored)
+    assert f"cannot be read: {field} " in error, error
+    assert "TypeError" not in error and "OverflowError" not in error, error
+
+
+async def _refused(
+    redis_url: str, namespace: str, redis: Redis, caplog: pytest.LogCaptureFixture, stored: bytes
+) -> str:
+    """Runs a job whose checkpoint holds ``stored``: checks it failed for good, nothing run,
+    then the repair its error names; returns that error."""
     caplog.set_level(logging.WARNING, logger="errands")
     keys = Keys(namespace)
     pool = make_pool(redis_url, namespace)
@@ -69,6 +107,7 @@ async def test_an_unreadable_checkpoint_fails_the_job_and_runs_nothing(
         assert await job.result(timeout=5) == {"done": 5, "cursor": 5}
     assert starts == [None]
     await assert_invariants(redis, namespace, drained=True, stopped=True)
+    return error
 
 
 async def test_a_readable_checkpoint_still_resumes(

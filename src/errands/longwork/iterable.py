@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +30,7 @@ from typing import Any, Protocol, cast
 
 import orjson
 
-from ..checks import seconds
+from ..checks import seconds, whole
 from ..clock import Clock
 from ..convert import ArgumentMismatch, converter, to_json
 from ..errors import JobArgumentError, NonRetryableError, RegistrationError
@@ -104,11 +105,23 @@ class Checkpoint:
         missing = [name for name in ("cursor", "done", "runtime", "at") if name not in data]
         if missing:
             raise ValueError(f"no {', '.join(missing)}")
-        try:
-            done, runtime = int(data["done"]), float(data["runtime"])
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"done or runtime is no number ({exc})") from None
-        return cls(data["cursor"], done, runtime, data["at"])
+        # (what errands writes: done a whole number within Redis's integers; one past them
+        # ran the next item, then failed its checkpoint with a TypeError blaming the cursor)
+        done = whole("done", data["done"], least=0, most=MAX_DONE)
+        return cls(data["cursor"], done, _seconds("runtime", data), _seconds("at", data))
+
+
+MAX_DONE = 2**63 - 1  # the most items a checkpoint counts (Redis's, and orjson's, int64)
+
+
+def _seconds(name: str, data: dict[str, Any]) -> float:
+    """``data[name]`` as a float if it is a finite number >= 0 (not a bool, not a string)."""
+    value = data[name]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # (an int past what a float holds)
+            if math.isfinite(number := float(value)) and number >= 0:
+                return number
+    raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r:.40}")
 
 
 Generator = Callable[[Job, Any], AsyncIterator[Any]]
