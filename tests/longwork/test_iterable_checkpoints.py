@@ -1,6 +1,7 @@
 """Iterable jobs' checkpoints at the edges: a cursor JSON cannot hold, a Redis outage at a
 checkpoint (tried again after the interval; a stop's checkpoint lost), and the recovery count,
-which checkpoints leave alone; the result of a run resumed with no item left."""
+which checkpoints leave alone; the result of a run resumed with no item left; a stop whose
+checkpoint Redis refuses by naming a key."""
 
 from __future__ import annotations
 
@@ -202,3 +203,62 @@ async def test_a_resume_with_no_item_left_returns_the_stored_cursor(
             assert await job.result(timeout=10) == {"done": 10, "cursor": "5.0"}
             await pool.drain(timeout=10)
     await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_a_stop_whose_checkpoint_redis_refuses_by_name_requeues_and_logs_the_repair(
+    redis_url: str,
+    namespace: str,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # checkpoint.lua refuses a call whose cancel requests hold another type (an error reply,
+    # not an outage): at a stop, that failed the job (retried later) where a checkpoint Redis
+    # did not answer requeues it; now requeued all the same, the refusal logged with its repair
+    caplog.set_level(logging.INFO, logger="errands")
+    keys = Keys(namespace)
+    write = LongworkScripts.checkpoint
+    in_item, release, stopping = asyncio.Event(), asyncio.Event(), False
+
+    async def refused(self: LongworkScripts, *args: object) -> str | None:
+        if not stopping:
+            return await write(self, *args)  # type: ignore[arg-type]
+        # the damage, for this call only (gone when the line reads its type: "is a none")
+        await redis.set(keys.cancel_requests, "not a hash")
+        try:
+            return await write(self, *args)  # type: ignore[arg-type]
+        finally:
+            await redis.delete(keys.cancel_requests)
+
+    monkeypatch.setattr(LongworkScripts, "checkpoint", refused)
+    pool = make_pool(redis_url, namespace, concurrency=1)
+
+    @pool.iterable_job("walk", checkpoint_every=0, max_fails=5)
+    async def walk(job: Job, cursor: int | None) -> AsyncIterator[int]:
+        for i in range((cursor or 0) + 1, 11):
+            if i == 4:
+                in_item.set()
+                await release.wait()
+            yield i
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        job = await enqueuer.enqueue("walk")
+        assert job is not None
+        await pool.start()
+        await asyncio.wait_for(in_item.wait(), 10)
+        stop = asyncio.ensure_future(pool.stop())
+        await eventually(lambda: _true(pool.worker is None or pool.worker.stopping), 5, "stop")
+        stopping = True
+        release.set()
+        await stop
+    assert [m.decode() for m in await redis.zrange(keys.queue("walk"), 0, -1)] == [job.id]
+    saved = orjson.loads(await redis.hget(keys.checkpoints, job.id))
+    assert saved["cursor"] == 3  # the last checkpoint written: a resume does item 4 again
+    assert int(await redis.hget(keys.stats, "failed") or 0) == 0
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    named = [m for m in lines if keys.cancel_requests in m and "repair:" in m]
+    assert len(named) == 1 and "WRONGTYPE" in named[0], lines
+    suspended = [r.getMessage() for r in caplog.records if "suspended" in r.getMessage()]
+    assert len(suspended) == 1, suspended
+    assert "the checkpoint after 4 items was refused (not written)" in suspended[0]
+    await assert_invariants(redis, namespace)

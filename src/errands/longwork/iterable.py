@@ -29,6 +29,7 @@ from datetime import timedelta
 from typing import Any, Protocol, cast
 
 import orjson
+from redis.exceptions import ResponseError
 
 from ..checks import seconds, whole
 from ..clock import Clock
@@ -36,15 +37,19 @@ from ..convert import ArgumentMismatch, converter, to_json
 from ..errors import JobArgumentError, NonRetryableError, RegistrationError
 from ..handlers import resolve_hints
 from ..job import Job
-from ..logfmt import job_extra
+from ..logfmt import describe, job_extra
 from ..serialization import SerializationError, dumps_json
 from ..store.connection import REDIS_ERRORS
+from ..store.keyrepair import repair_hint
 from ..store.scripts import Scripts
 from .store import LongworkScripts, longwork_scripts
 
 __all__ = ["Checkpoint", "IterableHost", "IterableRunner", "Suspend"]
 
 log = logging.getLogger("errands.worker")
+
+# a stop's checkpoint not written: Redis away, or refusing it (an error reply)
+_NOT_WRITTEN: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ResponseError)
 
 
 class Suspend(Exception):  # a control-flow signal to the worker, not an error
@@ -229,8 +234,8 @@ class _Run:
             said = f"checkpointed after {self.done} items"
             try:
                 verdict = await self._write()
-            except REDIS_ERRORS as exc:  # requeued all the same: it resumes a little earlier
-                self._not_written(exc)
+            except _NOT_WRITTEN as exc:  # requeued all the same: it resumes
+                await self._stop_not_written(exc)  # after the last checkpoint written
                 verdict = ""
                 said = (
                     f"the checkpoint after {self.done} items was refused (not written): "
@@ -258,6 +263,25 @@ class _Run:
         job = self.job
         log.warning(
             "%s %s: checkpoint not written (%r)", job.name, job.id, exc, extra=job_extra(job)
+        )
+
+    async def _stop_not_written(self, exc: BaseException) -> None:
+        """The stop's checkpoint was not written: an outage (as ``_not_written``), or refused
+        by an error reply (a key of the namespace of another type, named with its repair by
+        store/keyrepair.py; READONLY, OOM...): an ERROR, the job requeued all the same."""
+        if not isinstance(exc, ResponseError):
+            self._not_written(exc)
+            return
+        job, store = self.job, self.store
+        hint = await repair_hint(store.redis, store.keys, exc)
+        log.error(
+            "%s %s: the checkpoint at the stop was refused by Redis (%s)%s; the job goes back "
+            "and resumes after the last checkpoint written",
+            job.name,
+            job.id,
+            describe(exc),
+            hint,
+            extra=job_extra(job),
         )
 
     async def _write(self) -> str | None:
