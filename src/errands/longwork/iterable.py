@@ -8,10 +8,12 @@ cursor after each item it finished; a resume starts after the last cursor checkp
 ...         yield user.id
 
 ``IterableRunner`` is the plain async handler registered for such a job. It reads the job's last
-checkpoint, runs the generator from its cursor and writes a checkpoint (``lua/checkpoint.lua``,
-fenced by the attempt) at most every ``checkpoint_every`` seconds. After each item it looks at
-its pool: a stopping pool gets a checkpoint at once and ``Suspend``, which the worker settles by
-putting the job back at the head of its queue without counting an attempt. A checkpoint refused
+checkpoint (one it cannot read fails the job for good, nothing run: never taken for none, which
+would start over), runs the generator from its cursor and writes a checkpoint
+(``lua/checkpoint.lua``, fenced by the attempt) at most every ``checkpoint_every`` seconds. After
+each item it looks at its pool: a stopping pool gets a checkpoint at once (not written, Redis
+away or refusing it: logged, the same) and ``Suspend``, which the worker settles by putting the
+job back at the head of its queue without counting an attempt. A checkpoint refused
 by the fence (this attempt lost the job) ends the run with ``Suspend(requeue=False)``: nothing is
 settled. A cancel request found by a checkpoint cancels the job through the worker.
 """
