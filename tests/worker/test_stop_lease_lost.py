@@ -44,3 +44,27 @@ async def test_a_lease_lost_during_the_stop_starts_no_new_pool(
     assert pool.id == old_id
     assert await live_pools(redis, namespace) in ([], [old_id])
     assert [m.decode() for m in await redis.zrange(keys.queue("long"), 0, -1)] == [later.id]
+
+
+async def test_a_lease_lost_at_the_end_of_the_stop_leaves_no_task_running(
+    redis_url: str, namespace: str
+) -> None:
+    """The heartbeat thread may report a lost lease at any moment of the stop: after its last
+    cancel of the pool's tasks (here while the on_shutdown hooks run), a rebirth task started
+    then ran on after ``stop()`` returned, on a Redis client the stop had closed."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, shutdown_grace=1.0)
+
+    @pool.job("noop")
+    async def noop(job: Job) -> None:
+        pass
+
+    @pool.on_shutdown
+    async def lose_the_lease(context: dict[str, object]) -> None:
+        pool._lease_lost("lost in the test")  # (what the heartbeat thread reports)
+        await asyncio.sleep(0)
+
+    await pool.start()
+    await pool.stop()
+    left = [t for t in asyncio.all_tasks() if t.get_name().startswith("errands-") and not t.done()]
+    assert left == [], left
+    assert not pool.started

@@ -60,6 +60,7 @@ class LeaseRecovery:
     _wake: asyncio.Event
     _rebirth_task: asyncio.Task[None] | None
     _stop_begun: bool  # a stop() began: a lost lease is not followed by a new one
+    _rebirth_over: bool  # the stop cancelled the pool's tasks for the last time: no rebirth
     lease_losses: int
 
     if TYPE_CHECKING:  # provided by WorkerPool (and its PoolControls mixin)
@@ -133,7 +134,21 @@ class LeaseRecovery:
         """Called on the event loop (from any thread, via call_soon_threadsafe), once per id."""
         if not self._started or (self._rebirth_task is not None and not self._rebirth_task.done()):
             return
+        if self._rebirth_over:  # (a task started now would outlive the stop)
+            log.warning(
+                "pool %s lost its lease at the end of its stop: %s. What it still holds goes "
+                "to other pools (a reaper gives it back)",
+                self.id,
+                reason,
+            )
+            return
         self._rebirth_task = asyncio.create_task(self._rebirth(reason), name="errands-rebirth")
+
+    def _no_more_rebirth(self) -> list[asyncio.Task[None]]:
+        """(stop, before its last cancel of the pool's tasks) No rebirth starts from now on;
+        returns the one that may run, to cancel with the others."""
+        self._rebirth_over = True
+        return [self._rebirth_task] if self._rebirth_task is not None else []
 
     async def _rebirth(self, reason: str) -> None:
         old_id, worker = self.id, self.worker

@@ -128,7 +128,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         self._on_startup: list[Hook] = []
         self._on_shutdown: list[Hook] = []
         self.id = uuid.uuid4().hex[:16]
-        self._started = self._stop_begun = False  # (_stop_begun: no rebirth, leasing.py)
+        self._started = self._stop_begun = self._rebirth_over = False  # (leasing.py)
         self._grace_over = asyncio.Event()
         self._remote_tasks: set[asyncio.Task[None]] = set()  # quiet()/resume() asked remotely
         self.left_in_progress: list[str] = []  # job ids a stop(exiting=True) left in threads
@@ -181,7 +181,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         self.id = uuid.uuid4().hex[:16]
         names = sorted(self.job_types)
         await self._register(names)  # no lease, no start
-        self._started, self._stop_begun = True, False
+        self._started, self._stop_begun, self._rebirth_over = True, False, False
         self._grace_over = asyncio.Event()
         try:
             for hook in self._on_startup:
@@ -331,8 +331,8 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
                 self._started = False
                 raise
         await worker.close()
-        rebirth = [self._rebirth_task] if self._rebirth_task is not None else []
-        for task in await cancel_and_wait([*self._tasks, self._notifier_task, *rebirth]):
+        tasks = [*self._tasks, self._notifier_task, *self._no_more_rebirth()]
+        for task in await cancel_and_wait(tasks):
             log.error("pool %s: %s ignores cancellation", self.id, task.get_name())
         hook_error = await call_hooks(self._on_shutdown, self.context, f"pool {self.id}: shutdown")
         if left:  # until the threads return (or the process exits, as it should)
