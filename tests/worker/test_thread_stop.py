@@ -110,6 +110,29 @@ async def test_second_signal_ends_the_grace_and_does_not_wait_for_the_thread(
     assert [m.decode() for m in await redis.zrange(keys.queue("work"), 0, -1)] == [async_id]
 
 
+@pytest.mark.parametrize("left", [True, False], ids=["job-left-in-a-thread", "nothing-left"])
+async def test_a_failed_on_shutdown_hook_is_a_failed_exit_naming_the_hook(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis, left: bool
+) -> None:
+    """The exit that leaves a plain-def job in its thread (os._exit) said 0 when an
+    on_shutdown hook had raised: a process manager saw a clean stop."""
+    name = "sync_work" if left else "work"
+    job_id = await enqueue(redis_url, namespace, name, 30 if left else 0.01)
+    env = {"TEST_SHUTDOWN_FAILS": "1"}
+    proc = procs.worker("threads:pool", redis_url, namespace, env=env)
+    await started(redis, namespace, job_id)
+    if not left:
+        await eventually(lambda: _len_is(records(redis, namespace, "intervals"), 1), 10, "done")
+    proc.send(signal.SIGTERM)
+    code = await proc.wait(timeout=20)
+    output = proc.output()
+    assert code == 1, output
+    assert "shutdown hook <function close_ledger" in output, output
+    assert "RuntimeError: the ledger would not close" in output, output
+    assert ("exiting without waiting for 1 plain def handler" in output) is left, output
+    assert ("exiting with status 1" in output) is left, output
+
+
 async def test_embedded_stop_waits_for_the_thread_and_the_job_never_runs_twice(
     procs: Procs, redis_url: str, namespace: str, redis: Redis
 ) -> None:

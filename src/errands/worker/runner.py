@@ -81,14 +81,18 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
         else:
             await stop.wait()
     finally:
+        failure: BaseException | None = None
         try:
             await pool.stop(exiting=True)
+        except BaseException as exc:  # (an on_shutdown hook raised: logged, naming it)
+            failure = exc
+            raise
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGTSTP):
                 loop.remove_signal_handler(sig)
             for task in quieting:
                 task.cancel()
-            _exit_if_jobs_left(pool)
+            _exit_if_jobs_left(pool, failure)
 
 
 async def _quiet(pool: Servable, started: asyncio.Event) -> None:
@@ -99,16 +103,22 @@ async def _quiet(pool: Servable, started: asyncio.Event) -> None:
         log.error("errands internal error quieting the pool", exc_info=exc)
 
 
-def _exit_if_jobs_left(pool: Servable) -> None:
+def _exit_if_jobs_left(pool: Servable, failure: BaseException | None) -> None:
     """A plain-def handler cannot be interrupted: the stop left its job in progress (it never
     runs twice at once), and asyncio.run would wait for its thread however long it takes. Exit
-    now: the thread dies with the process, and other pools' reapers give the job back."""
+    now: the thread dies with the process, and other pools' reapers give the job back. The
+    status is 1 when the stop raised (``failure``: an on_shutdown hook failed), as it is when
+    the error propagates out of ``run()``."""
     if not pool.left_in_progress:
         return
+    if failure is not None:
+        log.error(
+            "the stop failed (%s: %s): exiting with status 1", type(failure).__name__, failure
+        )
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(0 if failure is None else 1)
 
 
 def run_pool(pool: Servable, *, burst: bool = False) -> None:

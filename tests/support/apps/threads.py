@@ -1,6 +1,7 @@
 """Worker app for the stop semantics of plain-def handlers (tests/worker/test_thread_stop.py).
 ``python -m errands worker tests.support.apps.threads:pool --redis URL --namespace NS``; the
-grace comes from ``$TEST_GRACE`` (seconds, default 0.5)."""
+grace comes from ``$TEST_GRACE`` (seconds, default 0.5); with ``$TEST_SHUTDOWN_FAILS=1`` its
+on_shutdown hook ``close_ledger`` raises."""
 
 from __future__ import annotations
 
@@ -44,3 +45,9 @@ def sync_work(job: Job, seconds: float = 0.05) -> str:
 @pool.job("work")
 async def work(job: Job, seconds: float = 0.05) -> None:
     await timed(pool, job, seconds)
+
+
+@pool.on_shutdown
+async def close_ledger(context: dict[str, object]) -> None:
+    if os.environ.get("TEST_SHUTDOWN_FAILS") == "1":
+        raise RuntimeError("the ledger would not close")
