@@ -7,7 +7,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Protocol
+from types import FrameType
+from typing import Any, Protocol
 
 from .loop import Worker
 
@@ -37,12 +38,14 @@ class Servable(Protocol):
 async def serve(pool: Servable, *, burst: bool = False) -> None:
     """Run ``pool`` until SIGINT/SIGTERM (or, with ``burst``, until its queues are empty).
     A second signal ends the grace at once: running async jobs are requeued, and the process
-    exits without waiting for plain-def handlers (their jobs run again elsewhere). SIGTSTP
-    quiets the pool (``pool.quiet()``: no new job, it keeps running until stopped); SIGCONT,
-    which follows every SIGSTOP, does not resume it."""
+    exits without waiting for plain-def handlers (their jobs run again elsewhere); a third
+    exits at once, with status 128 + its number (what still runs is left as after a kill, for
+    other pools' reapers). SIGTSTP quiets the pool (``pool.quiet()``: no new job, it keeps
+    running until stopped); SIGCONT, which follows every SIGSTOP, does not resume it."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0
+    armed: dict[signal.Signals, Any] = {}  # after a second signal: the handlers it replaced
     quieting: list[asyncio.Task[None]] = []
     started = asyncio.Event()  # (a SIGTSTP during the start quiets the pool once started)
 
@@ -62,9 +65,14 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
                 pool.shutdown_grace,
             )
             stop.set()
-        else:
-            log.warning("%s received again: ending the grace now", sig.name)
+        elif signals == 2:
+            log.warning(
+                "%s received again: ending the grace now (a third signal exits at once: what "
+                "still runs is left to other pools, as after a kill)",
+                sig.name,
+            )
             pool.end_grace()
+            armed.update(_arm_hard_exit(loop))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
@@ -90,6 +98,8 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGTSTP):
                 loop.remove_signal_handler(sig)
+            for sig, previous in armed.items():
+                signal.signal(sig, previous)
             for task in quieting:
                 task.cancel()
             _exit_if_jobs_left(pool, failure)
@@ -101,6 +111,33 @@ async def _quiet(pool: Servable, started: asyncio.Event) -> None:
         await pool.quiet()  # (it logs the INFO line)
     except Exception as exc:  # (not expected: quiet() logs what fails and goes on)
         log.error("errands internal error quieting the pool", exc_info=exc)
+
+
+def _arm_hard_exit(loop: asyncio.AbstractEventLoop) -> dict[signal.Signals, Any]:
+    """(the second signal) From now on SIGINT and SIGTERM exit the process at once, with a
+    handler of the interpreter (run in the main thread even while a hook or a handler blocks
+    the event loop), not one of the loop. Returns the handlers it replaced."""
+    replaced: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+        replaced[sig] = signal.signal(sig, _hard_exit)
+    return replaced
+
+
+def _hard_exit(signum: int, _frame: FrameType | None) -> None:
+    """The third signal: exit now, whatever the stop is doing. The jobs still held (running,
+    or whose outcome or requeue was not written yet) stay in the pool's in-progress set, and
+    other pools' reapers give them back after ``dead_timeout``, as after a kill."""
+    code = 128 + signum
+    log.warning(
+        "%s received a third time: exiting at once (status %d); the jobs this pool still holds "
+        "run again elsewhere once its heartbeat lapses (dead_timeout), counted as recoveries",
+        signal.Signals(signum).name,
+        code,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _exit_if_jobs_left(pool: Servable, failure: BaseException | None) -> None:

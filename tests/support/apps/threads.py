@@ -1,7 +1,8 @@
 """Worker app for the stop semantics of plain-def handlers (tests/worker/test_thread_stop.py).
 ``python -m errands worker tests.support.apps.threads:pool --redis URL --namespace NS``; the
 grace comes from ``$TEST_GRACE`` (seconds, default 0.5); with ``$TEST_SHUTDOWN_FAILS=1`` its
-on_shutdown hook ``close_ledger`` raises."""
+on_shutdown hook ``close_ledger`` raises; with ``$TEST_SHUTDOWN_HANGS=1`` its hook ``flush_ledger``
+blocks the event loop for 120 s (a plain def calling a server that does not answer)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,10 @@ async def work(job: Job, seconds: float = 0.05) -> None:
 async def close_ledger(context: dict[str, object]) -> None:
     if os.environ.get("TEST_SHUTDOWN_FAILS") == "1":
         raise RuntimeError("the ledger would not close")
+
+
+@pool.on_shutdown
+def flush_ledger(context: dict[str, object]) -> None:
+    if os.environ.get("TEST_SHUTDOWN_HANGS") == "1":
+        print("flush_ledger: blocking", flush=True)
+        time.sleep(120)
