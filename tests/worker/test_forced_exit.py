@@ -7,6 +7,7 @@ pools' reapers give it back."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from errands import Job
 from errands.store.keys import Keys
 from tests.support.procs import Procs, eventually, live_pools
 
@@ -60,3 +62,38 @@ async def test_a_third_signal_exits_at_once_and_the_jobs_left_are_recovered(
     [(again, at)] = ran
     assert again == sync_id and at > exited
     assert await redis.hget(keys.stats, "failed") is None
+
+
+async def test_three_signals_exit_while_a_handler_blocks_the_event_loop(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """An async handler that blocks the loop (time.sleep) kept every signal from being
+    handled: no stop, no end of the grace, no exit, however many Ctrl-C."""
+    keys = Keys(namespace)
+    job_id = await enqueue(redis_url, namespace, "blocking", 60)
+    proc = procs.worker("threads:pool", redis_url, namespace, env={"TEST_GRACE": "30"})
+    await started(redis, namespace, job_id)
+    [doomed] = await live_pools(redis, namespace)
+    began = time.monotonic()
+    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGTERM):
+        proc.send(sig)
+        await asyncio.sleep(0.1)  # (three signals, not one: the kernel merges those still pending)
+    assert await proc.wait(timeout=10) == 128 + signal.SIGTERM, proc.output()
+    took = time.monotonic() - began
+    exited = time.time()
+    output = proc.output()
+    assert took < 2.0, f"exited {took:.2f}s after the first signal\n{output}"
+    assert "SIGTERM received a third time: exiting at once (status 143)" in output, output
+    held = await redis.zrange(keys.in_progress(doomed), 0, -1)
+    assert held == [f"{job_id}:blocking".encode()]
+    ran: list[tuple[str, float]] = []
+    other = recovering_pool(redis_url, namespace, ran)
+
+    @other.job("blocking")
+    def again(job: Job, seconds: float) -> None:
+        ran.append((job.id, time.time()))
+
+    async with other:
+        await eventually(lambda: _true(ran), 10, "the job left to be recovered")
+    [(again_id, at)] = ran
+    assert again_id == job_id and at > exited

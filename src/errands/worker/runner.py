@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -44,8 +46,6 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
     running until stopped); SIGCONT, which follows every SIGSTOP, does not resume it."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = 0
-    armed: dict[signal.Signals, Any] = {}  # after a second signal: the handlers it replaced
     quieting: list[asyncio.Task[None]] = []
     started = asyncio.Event()  # (a SIGTSTP during the start quiets the pool once started)
 
@@ -54,10 +54,8 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
         if not quieting or quieting[-1].done():  # (quiet twice is quiet once anyway)
             quieting.append(asyncio.create_task(_quiet(pool, started), name="errands-quiet"))
 
-    def on_signal(sig: signal.Signals) -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
+    def on_signal(sig: signal.Signals, count: int) -> None:
+        if count == 1:
             log.info(
                 "%s received: stopping; running jobs get %.1fs to finish (Ctrl-C again, or "
                 "another SIGTERM, stops at once and requeues them)",
@@ -65,17 +63,15 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
                 pool.shutdown_grace,
             )
             stop.set()
-        elif signals == 2:
+        else:
             log.warning(
                 "%s received again: ending the grace now (a third signal exits at once: what "
                 "still runs is left to other pools, as after a kill)",
                 sig.name,
             )
             pool.end_grace()
-            armed.update(_arm_hard_exit(loop))
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
+    signals = _StopSignals(loop, on_signal)
     loop.add_signal_handler(signal.SIGTSTP, on_quiet)
     try:
         await pool.start()
@@ -96,13 +92,40 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
             failure = exc
             raise
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGTSTP):
-                loop.remove_signal_handler(sig)
-            for sig, previous in armed.items():
-                signal.signal(sig, previous)
+            loop.remove_signal_handler(signal.SIGTSTP)
+            signals.restore()
             for task in quieting:
                 task.cancel()
             _exit_if_jobs_left(pool, failure)
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM, handled by the interpreter (in the main thread, between two
+    bytecodes: also while a handler or a hook blocks the event loop, where a handler of the
+    loop would never run). The first two are handed to the loop (``on_signal(sig, 1 or 2)``:
+    stop, end the grace); the third exits the process at once."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_signal: Callable[[signal.Signals, int], None],
+    ) -> None:
+        self.loop, self.on_signal, self.count = loop, on_signal, 0
+        self.previous: dict[signal.Signals, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count >= 3:
+            _hard_exit(signum)
+        with contextlib.suppress(RuntimeError):  # (the loop closed: the process exits)
+            self.loop.call_soon_threadsafe(self.on_signal, signal.Signals(signum), self.count)
+
+    def restore(self) -> None:
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
+        self.previous.clear()
 
 
 async def _quiet(pool: Servable, started: asyncio.Event) -> None:
@@ -113,18 +136,7 @@ async def _quiet(pool: Servable, started: asyncio.Event) -> None:
         log.error("errands internal error quieting the pool", exc_info=exc)
 
 
-def _arm_hard_exit(loop: asyncio.AbstractEventLoop) -> dict[signal.Signals, Any]:
-    """(the second signal) From now on SIGINT and SIGTERM exit the process at once, with a
-    handler of the interpreter (run in the main thread even while a hook or a handler blocks
-    the event loop), not one of the loop. Returns the handlers it replaced."""
-    replaced: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(sig)
-        replaced[sig] = signal.signal(sig, _hard_exit)
-    return replaced
-
-
-def _hard_exit(signum: int, _frame: FrameType | None) -> None:
+def _hard_exit(signum: int) -> None:
     """The third signal: exit now, whatever the stop is doing. The jobs still held (running,
     or whose outcome or requeue was not written yet) stay in the pool's in-progress set, and
     other pools' reapers give them back after ``dead_timeout``, as after a kill."""

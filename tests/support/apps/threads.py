@@ -48,6 +48,13 @@ async def work(job: Job, seconds: float = 0.05) -> None:
     await timed(pool, job, seconds)
 
 
+@pool.job("blocking")
+async def blocking(job: Job, seconds: float = 0.05) -> None:
+    """An async def that blocks the event loop (a plain sleep): a mistake, made often."""
+    record_sync("starts", job, t=time.time())
+    time.sleep(seconds)  # noqa: ASYNC251
+
+
 @pool.on_shutdown
 async def close_ledger(context: dict[str, object]) -> None:
     if os.environ.get("TEST_SHUTDOWN_FAILS") == "1":
