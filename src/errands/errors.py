@@ -156,5 +156,9 @@ class DependencyFailed(ErrandsError):
     __hash__ = None  # type: ignore[assignment]
 
 
-class WorkflowNotFoundError(ErrandsError, LookupError):
-    """No workflow run with that id (never stored, or its linger is over)."""
+class WorkflowNotFoundError(NonRetryableError, LookupError):
+    """No workflow run with that id (never stored, or its linger is over). A
+    ``NonRetryableError``: raised in a handler (a callback reading the results of a run whose
+    linger is over, a member waiting on an unknown run), the job goes straight to the dead set
+    instead of spending its retries on a run that is gone (catch it and raise ``RetryLater`` to
+    wait for a run not stored yet)."""
