@@ -332,7 +332,7 @@ class Scripts(AdminScripts):
         1,000 per call)."""
         k = self.keys
         keys = [key, k.jobs, k.priorities, k.errors, k.recoveries, k.checkins]
-        keys += (k.cancel_requests, *self._state(), k.listening, k.partitions)
+        keys += (k.cancel_requests, *self._state(), k.listening, k.partitions, k.workflow_of)
         args: list[Arg] = [older_than_ms, keep, k.events_channel]
         return int(await self._call("trim_set", keys, args))
 

@@ -59,18 +59,17 @@
 -- Wakes one idle pool serving the job's name (a slot, a partition or the job itself on its
 -- queue is free; lib/wake.lua), not every idle pool.
 -- A job buried or cancelled is not trimmed from its set by its own call (its re-send finds it
--- there; the next trim takes it).
+-- there; the next trim takes it). A workflow member parked in the dead set without ending that a
+-- trim takes ends as failed in this call, its run settled (lib/settrim.lua).
 -- Several jobs in one call (the failed jobs of a batch, longwork/): ARGV[1] '{many}' (never a job
 -- id), ARGV[2] N jobs, ARGV[3] keys per job, ARGV[4] args per job, then the ARGV above of each
 -- job in turn; KEYS: the KEYS above of each job in turn (the counts checked against KEYS and
 -- ARGV before the first write: counts that do not fit are answered with the reason, a string,
 -- nothing written). Returns the list of each job's reply (1, 0 or its refusal): every job is
 -- checked before the first write, and a job refused does not hold the others of the call.
---@include events
---@include jobstate
+--@include settrim
 --@include longwork
 --@include dedup
---@include workflows
 --@include limits
 --@include types
 --@include wake
@@ -273,11 +272,7 @@ else -- dead or cancelled: the set is bounded by age and size (100 trimmed at mo
       table.remove(stale, i)
     end
   end
-  if #stale > 0 then
-    redis.call('ZREM', target, unpack(stale))
-    publish_trimmed(k, KEYS[14], ARGV[14], stale)
-    forget(k, stale, redis_now())
-  end
+  set_trim(k, target, stale, KEYS[26], KEYS[14], ARGV[14])  -- (a parked member: its end too)
 end
 if mode == 'dead' or mode == 'drop' or mode == 'cancelled' then  -- its life ended
   local outcome = 'failed'

@@ -5,17 +5,20 @@
 -- KEYS[5] recoveries   KEYS[6] checkins   KEYS[7] cancel requests   KEYS[8] attempts
 -- KEYS[9] unique_of_job   KEYS[10] unique   KEYS[11] unique_expiry   KEYS[12] ended
 -- KEYS[13] checkpoints   KEYS[14] listening   KEYS[15] partitions
+-- KEYS[16] workflow_of (optional: absent, the call of an older version, no member looked at)
 -- ARGV[1] drop entries older than this ms   ARGV[2] most entries to keep   ARGV[3] events channel
--- Each trimmed job is published (`deleted`, reason `trimmed`) while someone listens.
+-- Each trimmed job is published (`deleted`, reason `trimmed`) while someone listens. A workflow
+-- member parked in the dead set without ending ends as failed, its run settled (lib/settrim.lua);
+-- one whose run has a key of another type is left in the set (and not counted).
 -- Returns the number of jobs deleted. A key of another type fails the call before its first
 -- write (it took the jobs out of the set, then raised forgetting them: envelopes left behind
--- in no set).
---@include events
---@include jobstate
+-- in no set). Sent again, it trims what is left to trim (an entry trimmed is gone: its member's
+-- end is not handled twice).
+--@include settrim
 --@include types
 local LIMIT = 1000
 local TYPES = {'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN',
-  'ZCARD', 'ZCARD', 'HLEN', false, 'HLEN'}  -- (listening: read with EXISTS/pcall)
+  'ZCARD', 'ZCARD', 'HLEN', false, 'HLEN', 'HLEN'}  -- (listening: read with EXISTS/pcall)
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing trimmed')
 if wrong then
   return wrong
@@ -30,9 +33,4 @@ if excess > 0 then
     stale[#stale + 1] = old
   end
 end
-if #stale > 0 then
-  redis.call('ZREM', KEYS[1], unpack(stale))
-  publish_trimmed(k, KEYS[14], ARGV[3], stale)
-  forget(k, stale, redis_now())
-end
-return #stale
+return set_trim(k, KEYS[1], stale, KEYS[16], KEYS[14], ARGV[3])
