@@ -32,6 +32,7 @@
 --@include wake
 --@include types
 --@include wfkeys
+--@include events
 -- dependents one member's end walks in its script (the rest: the work list), and that one
 -- script call walks at most (an ack of many members; a wf_cascade.lua call)
 local WF_STEP, WF_CALL = 200, 1000
@@ -60,6 +61,8 @@ end
 -- this call (--@percall: made anew by each call of a library, store/fnlib.py)
 local WF_WALKED = {0}  --@percall
 local WF_EDGES = {0}  --@percall
+-- [1]: whether someone listens to events (EXISTS `listening`), read once per call (wf_enqueued)
+local WF_LISTEN = {}  --@percall
 
 local function wf_now()
   local t = redis.call('TIME')
@@ -101,6 +104,18 @@ local function wf_wake(P, name)
   end
 end
 
+-- the `enqueued` event of job `id` (of job name `name`) a run put on its queue, as enqueue.lua
+-- publishes one (lib/events.lua: only where someone listens; one EXISTS per script call)
+local function wf_enqueued(P, id, name)
+  if WF_LISTEN[1] == nil then
+    WF_LISTEN[1] = redis.call('EXISTS', P .. 'listening') == 1
+  end
+  if WF_LISTEN[1] then
+    ev_publish(P .. 'listening', P .. 'events', id, '{"event":"enqueued","id":"' .. id
+      .. '","name":"' .. name .. '"}')
+  end
+end
+
 -- store job `id` and put it on its queue as enqueue does; wakes one idle pool of its name when
 -- `wake`. With a
 -- partition `part`, it is indexed by it as lib/limits.lua's lim_queued does (the same entry:
@@ -108,7 +123,8 @@ end
 -- A member whose queue (or partition index) holds another type is parked in the dead set with
 -- an error saying so (retried from there once the key is repaired), not lost half-queued: with
 -- its priority, partition and name stored as for a queued one (a retry from the dead set,
--- move.lua, queues it with them). Returns true when queued, false when parked.
+-- move.lua, queues it with them). Returns true when queued (its `enqueued` event published:
+-- wf_enqueued), false when parked (no event: it is in the dead set, not ended).
 local function wf_queue(W, id, name, prio, env, wake, part)
   local P = W.P
   redis.call('HSET', P .. 'jobs', id, env)
@@ -136,6 +152,7 @@ local function wf_queue(W, id, name, prio, env, wake, part)
       redis.call('ZADD', P .. 'pready:' .. name, redis.call('INCR', P .. 'seq'), part)
     end
   end
+  wf_enqueued(P, id, name)
   if wake then
     wf_wake(P, name)
   end
