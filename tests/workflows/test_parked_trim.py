@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from errands import Enqueuer, Workflow
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts, Settle
 from errands.workflows.run import WorkflowRun
@@ -74,3 +75,22 @@ async def test_a_parked_member_of_a_run_with_a_bad_key_stays_until_repaired(
     await redis.delete(keys.workflow("w1", "in"))
     assert await scripts.trim_set(keys.dead, 0, 0) == 1
     await assert_failed_by_the_trim(redis, keys, b)
+
+
+async def test_the_run_of_a_trimmed_parked_member_calls_on_failure(
+    redis: Redis, namespace: str
+) -> None:
+    """As parked() (tests/store/test_wf_park.py), with an ``on_failure`` callback: it is queued by
+    the trim's call."""
+    keys = Keys(namespace)
+    wf = Workflow("chain", id="w1")
+    wf.add("work", {}, id="a")
+    wf.add("other", {}, id="b", after=["a"], on_dependency_failure="continue")
+    wf.on_failure("alert", {})
+    run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+    await redis.set(keys.queue("other"), "x")
+    assert await Scripts(redis, keys).cancel(run.job_id("a"), "work", 1, 60_000) == "cancelled"
+    assert await redis.zscore(keys.dead, run.job_id("b")) is not None  # parked
+    assert await Scripts(redis, keys).trim_set(keys.dead, 0, 0) == 1
+    await assert_failed_by_the_trim(redis, keys, run.job_id("b"))
+    assert await redis.zscore(keys.queue("alert"), run.callback_job_id("on_failure")) is not None
