@@ -8,10 +8,7 @@ the job stored all the same (found by review)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +17,7 @@ from redis import Redis as SyncRedis
 
 from errands import Enqueuer
 from errands.store.keys import Keys
+from tests.support.forks import fork, in_child, until
 
 
 def _stored(url: str, namespace: str) -> set[str]:
@@ -62,32 +60,22 @@ def test_enqueue_many_in_a_forked_child_uses_connections_of_its_own(
         await asyncio.gather(*(enqueuer.enqueue_many([("w", {"i": i})]) for i in range(4)))
 
     loop.run_until_complete(warm())
-    read, write = os.pipe()
-    with warnings.catch_warnings():  # 3.12+: "this process is multi-threaded" (pytest's)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
-        try:
-            for i in range(3):
-                items = [("c", {}, {"job_id": f"child-{i}"})]
-                jobs = asyncio.run(enqueuer.enqueue_many(items))
-                assert [j.existed for j in jobs] == [False]
-            os.write(write, b"ok")
-        except BaseException as exc:
-            os.write(write, repr(exc).encode()[:300])
-        finally:
-            os._exit(0)
-    os.close(write)
-    try:
+
+    def child() -> None:
         for i in range(3):
-            items = [("p", {}, {"job_id": f"parent-{i}"})]
-            jobs = loop.run_until_complete(enqueuer.enqueue_many(items))
+            items = [("c", {}, {"job_id": f"child-{i}"})]
+            jobs = asyncio.run(enqueuer.enqueue_many(items))
             assert [j.existed for j in jobs] == [False]
-        os.waitpid(pid, 0)
-        assert os.read(read, 300) == b"ok"
+
+    try:
+        with fork(child) as forked:
+            for i in range(3):
+                items = [("p", {}, {"job_id": f"parent-{i}"})]
+                jobs = loop.run_until_complete(enqueuer.enqueue_many(items))
+                assert [j.existed for j in jobs] == [False]
+            assert forked.answer() == b"ok"
         loop.run_until_complete(enqueuer.aclose())
     finally:
-        os.close(read)
         loop.close()
     ids = _stored(redis_url, namespace)
     assert {f"child-{i}" for i in range(3)} | {f"parent-{i}" for i in range(3)} <= ids
@@ -131,10 +119,7 @@ def test_an_enqueue_on_another_thread_s_loop_while_one_is_in_flight_is_refused(
     a = threading.Thread(target=thread_a)
     a.start()
     try:
-        deadline = time.monotonic() + 5
-        while len(coalescer._pending) < 2 and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert len(coalescer._pending) == 2
+        until(lambda: len(coalescer._pending) == 2)
         with pytest.raises(RuntimeError, match="one event loop at a time"):
             asyncio.run(enqueuer.enqueue("b", {}, job_id="b"))
     finally:
@@ -173,27 +158,13 @@ def test_a_child_forked_while_a_thread_s_loop_has_a_call_in_flight_enqueues(
     thread = threading.Thread(target=asyncio.run, args=(parent_call(),))
     thread.start()
     try:
-        deadline = time.monotonic() + 5
-        while not coalescer._busy and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert coalescer._busy
-        read, write = os.pipe()
-        with warnings.catch_warnings():  # 3.12+: "this process is multi-threaded"
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:
-            try:
-                coalescer._fast = real
-                job = asyncio.run(enqueuer.enqueue("c", {}, job_id="child"))
-                os.write(write, b"ok" if job is not None else b"none")
-            except BaseException as exc:
-                os.write(write, repr(exc).encode()[:300])
-            finally:
-                os._exit(0)
-        os.close(write)
-        os.waitpid(pid, 0)
-        answer = os.read(read, 300)
-        os.close(read)
+        until(lambda: coalescer._busy)
+
+        def child() -> None:
+            coalescer._fast = real
+            assert asyncio.run(enqueuer.enqueue("c", {}, job_id="child")) is not None
+
+        answer = in_child(child)
     finally:
         release.set()
         thread.join(10)
@@ -218,34 +189,19 @@ def test_a_forked_child_never_writes_on_the_parent_s_connections(
     pool: Any = enqueuer.redis.connection_pool
     ports = {c._writer.get_extra_info("sockname")[1] for c in pool._available_connections}
     assert ports
-    read, write = os.pipe()
-    with warnings.catch_warnings():  # 3.12+: "this process is multi-threaded" (pytest's)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
-        try:
 
-            async def child() -> None:
-                await enqueuer.redis.get(f"{namespace}-child")
-                assert await enqueuer.enqueue_unique("u", {}, job_id="child") is not None
-                await enqueuer.aclose()
+    async def child() -> None:
+        await enqueuer.redis.get(f"{namespace}-child")
+        assert await enqueuer.enqueue_unique("u", {}, job_id="child") is not None
+        await enqueuer.aclose()
 
-            asyncio.run(child())
-            os.write(write, b"ok")
-        except BaseException as exc:
-            os.write(write, repr(exc).encode()[:300])
-        finally:
-            os._exit(0)
-    os.close(write)
     try:
-        os.waitpid(pid, 0)
-        assert os.read(read, 300) == b"ok"
+        assert in_child(lambda: asyncio.run(child())) == b"ok"
         with SyncRedis.from_url(redis_url) as r:
             last = {int(c["addr"].rsplit(":", 1)[1]): c["cmd"] for c in r.client_list()}
         assert {last[p] for p in ports if p in last} == {"ping"}
         loop.run_until_complete(enqueuer.aclose())
     finally:
-        os.close(read)
         loop.close()
     assert "child" in _stored(redis_url, namespace)
 

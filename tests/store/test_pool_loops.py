@@ -5,11 +5,8 @@ later loop (found by review)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
-import warnings
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -19,27 +16,7 @@ from errands import Enqueuer
 from errands.admin.client import Client
 from errands.store.connection import connect
 from errands.store.keys import Keys
-
-
-def _until(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert check()
-
-
-def _on_thread(
-    go: Callable[[threading.Event], Coroutine[Any, Any, None]],
-) -> tuple[threading.Thread, threading.Event]:
-    done = threading.Event()
-    thread = threading.Thread(target=asyncio.run, args=(go(done),))
-    thread.start()
-    return thread, done
-
-
-async def _till(done: threading.Event) -> None:
-    while not done.is_set():
-        await asyncio.sleep(0.005)
+from tests.support.forks import in_child, on_thread, till, until
 
 
 def test_a_wait_on_a_second_running_loop_is_refused_and_the_first_loop_s_waiter_served(
@@ -57,7 +34,7 @@ def test_a_wait_on_a_second_running_loop_is_refused_and_the_first_loop_s_waiter_
     async def a(done: threading.Event) -> None:
         held = await pool.get_connection()
         waiter = asyncio.create_task(pool.get_connection())
-        await _till(done)
+        await till(done)
         await pool.release(held)
         try:
             out["waiter"] = await asyncio.wait_for(waiter, 2)
@@ -65,9 +42,9 @@ def test_a_wait_on_a_second_running_loop_is_refused_and_the_first_loop_s_waiter_
         finally:
             await redis.aclose()
 
-    thread, done = _on_thread(a)
+    thread, done = on_thread(a)
     try:
-        _until(lambda: bool(pool._condition._waiters))  # (A's waiter sleeps on the condition)
+        until(lambda: bool(pool._condition._waiters))  # (A's waiter sleeps on the condition)
         started = time.monotonic()
         with pytest.raises(RuntimeError, match="one event loop at a time"):
             asyncio.run(pool.get_connection())
@@ -87,14 +64,14 @@ def test_a_contended_inner_lock_of_a_running_loop_is_not_taken_over(redis_url: s
     async def a(done: threading.Event) -> None:
         await pool._condition.acquire()
         other = asyncio.create_task(pool._condition.acquire())  # contended: binds the lock
-        await _till(done)
+        await till(done)
         pool._condition.release()
         await other
         pool._condition.release()
 
-    thread, done = _on_thread(a)
+    thread, done = on_thread(a)
     try:
-        _until(lambda: bool(pool._condition._lock._waiters))
+        until(lambda: bool(pool._condition._lock._waiters))
         with pytest.raises(RuntimeError, match="one event loop at a time"):
             asyncio.run(pool.get_connection())
     finally:
@@ -125,41 +102,26 @@ def test_a_child_forked_while_a_thread_s_loop_is_inside_the_pool(
             await pool.release(held.pop())
             await pool._condition.acquire()
         ready.set()
-        await _till(done)
+        await till(done)
         if state == "lock held":
             pool._condition.release()
         for conn in held:
             await pool.release(conn)
         await redis.aclose()
 
-    thread, done = _on_thread(a)
+    thread, done = on_thread(a)
     try:
-        _until(ready.is_set)
-        read, write = os.pipe()
-        with warnings.catch_warnings():  # 3.12+: "this process is multi-threaded"
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:
-            try:
+        until(ready.is_set)
 
-                async def child() -> None:
-                    await asyncio.wait_for(redis.ping(), 5)
-                    await asyncio.wait_for(enqueuer.enqueue("c", {}, job_id="child"), 5)
-                    for conn in held:  # (as a task of the forking thread would)
-                        await pool.release(conn)
-                    assert not set(held) & {*pool._available_connections}
-                    await asyncio.wait_for(redis.ping(), 5)
+        async def child() -> None:
+            await asyncio.wait_for(redis.ping(), 5)
+            await asyncio.wait_for(enqueuer.enqueue("c", {}, job_id="child"), 5)
+            for conn in held:  # (as a task of the forking thread would)
+                await pool.release(conn)
+            assert not set(held) & {*pool._available_connections}
+            await asyncio.wait_for(redis.ping(), 5)
 
-                asyncio.run(child())
-                os.write(write, b"ok")
-            except BaseException as exc:
-                os.write(write, repr(exc).encode()[:300])
-            finally:
-                os._exit(0)
-        os.close(write)
-        os.waitpid(pid, 0)
-        answer = os.read(read, 300)
-        os.close(read)
+        answer = in_child(lambda: asyncio.run(child()))
     finally:
         done.set()
         thread.join(10)
