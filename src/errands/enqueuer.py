@@ -84,7 +84,7 @@ class Enqueuer(WorkflowEnqueue):
         if not wait_replicas and not is_cluster(self.redis):  # see store/pinned.py
             self._pinned = PinnedEnqueue(self.redis, self.scripts)
         if not is_cluster(self.redis):  # a forked child's calls never use the parent's sockets
-            watch_forks(self.redis.connection_pool)
+            watch_forks(self.redis.connection_pool)  # (a pool of connect()'s is watched already)
         pool = self.redis.connection_pool if self._pinned else None
         self._bulk = BulkEnqueue(self.scripts, pool)  # enqueue_many's calls
         # concurrent enqueues on one event loop share script calls (store/coalescer.py)

@@ -14,6 +14,7 @@ from redis.asyncio.sentinel import Sentinel
 
 from errands import Client, Enqueuer, Job, WorkerPool
 from errands.store.connection import describe
+from tests.support.forks import parent_untouched
 from tests.support.infra import SentinelInfra
 
 from .conftest import unique_namespace
@@ -66,3 +67,14 @@ async def test_a_passed_sentinel_managed_client(sentinel: SentinelInfra) -> None
         await master.aclose()
         for s in sentinels:
             await s.aclose()
+
+
+def test_a_forked_child_never_writes_on_the_parent_s_master_connections(
+    sentinel: SentinelInfra,
+) -> None:
+    """The pool of a ``redis+sentinel://`` URL (store/topology.py: SentinelPool) in a child
+    forked after it connected: the child's calls connect anew (they took the parent's idle
+    connections to the master, as every pool but the Enqueuer's did)."""
+    client = Client.from_url(sentinel.url, namespace=unique_namespace())
+    master = f"redis://127.0.0.1:{sentinel.master_port()}"
+    parent_untouched(master, client.redis, lambda: client.redis.echo(b"c"), client.aclose)

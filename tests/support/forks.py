@@ -10,11 +10,22 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Child", "fork", "in_child", "on_thread", "till", "until"]
+from redis import Redis as SyncRedis
+
+__all__ = [
+    "Child",
+    "fork",
+    "in_child",
+    "last_commands",
+    "on_thread",
+    "parent_untouched",
+    "till",
+    "until",
+]
 
 
 class Child:
@@ -87,3 +98,41 @@ async def till(done: threading.Event) -> None:
     """Sleep on the running loop (which goes on serving its tasks) until ``done`` is set."""
     while not done.is_set():
         await asyncio.sleep(0.005)
+
+
+def last_commands(url: str) -> dict[int, str]:
+    """The last command of each client of the server, by its local port."""
+    with SyncRedis.from_url(url) as r:
+        return {int(c["addr"].rsplit(":", 1)[1]): c["cmd"] for c in r.client_list()}
+
+
+def _idle_ports(redis: Any) -> set[int]:
+    pool = redis.connection_pool
+    return {c._writer.get_extra_info("sockname")[1] for c in pool._available_connections}
+
+
+def parent_untouched(
+    url: str, redis: Any, use: Callable[[], Awaitable[object]], close: Callable[[], Awaitable[None]]
+) -> None:
+    """Warm ``redis``'s pool on a loop left open (the parent's connections idle), fork; the child
+    runs ``use()``: none of the parent's connections saw a command but the parent's PINGs."""
+    loop = asyncio.new_event_loop()
+    try:
+
+        async def warm() -> None:
+            await asyncio.gather(*(redis.ping() for _ in range(3)))
+
+        loop.run_until_complete(warm())
+        ports = _idle_ports(redis)
+        assert ports
+
+        async def child() -> None:
+            await asyncio.wait_for(use(), 5)
+
+        assert in_child(lambda: asyncio.run(child())) == b"ok"
+        last = last_commands(url)
+        seen = {last[p] for p in ports if p in last}
+        assert seen == {"ping"}, f"last commands on the parent's connections: {seen}"
+        loop.run_until_complete(close())
+    finally:
+        loop.close()

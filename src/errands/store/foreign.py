@@ -16,6 +16,8 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
 __all__ = [
+    "ForkAware",
+    "forked",
     "forks",
     "give_back",
     "let_go",
@@ -126,23 +128,61 @@ _pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
 
 
 def watch_forks(pool: ConnectionPool) -> None:
-    """In a child forked from now on, every connection ``pool`` holds (idle or in use) is let
-    go as the parent's: redis-py's own calls (the general path, not only the held connections)
-    connect anew there, never writing on the parent's socket (its reply read by the parent)."""
+    """In a child forked from now on, ``pool`` is made fit for the child: its own ``_forked()``
+    if it has one (store/topology.py: LoopPool, every pool errands creates), else
+    ``forked(pool)``. The one at-fork hook of errands' connections (it also counts the fork)."""
     _pools.add(pool)
+
+
+def forked(pool: ConnectionPool, forgotten: weakref.WeakSet[Any] | None = None) -> None:
+    """(In a forked child) every connection ``pool`` holds (idle or in use) let go as the
+    parent's: redis-py's own calls (the general path, not only the held connections) connect
+    anew here, never writing on the parent's socket (its reply read by the parent). With
+    ``forgotten``: its lock and condition made anew (another thread of the parent may have held
+    them, or bound them to its loop) and the connections in use moved there, no longer counted
+    (their tasks are the parent's: the pool's owner drops one given back)."""
+    p: Any = pool
+    for conn in [*p._available_connections, *p._in_use_connections]:
+        if getattr(conn, "_writer", None) is not None:
+            let_go(conn, own=False)
+    if forgotten is None:
+        return
+    p._lock = asyncio.Lock()
+    if hasattr(p, "_condition"):
+        p._condition = asyncio.Condition()
+    forgotten.update(p._in_use_connections)
+    p._in_use_connections.clear()
+
+
+class ForkAware(ConnectionPool):
+    """A pool fit for a forked child (foreign.forked with forgetting): its lock and condition
+    made anew there, its idle connections let go, those in use forgotten (one given back in the
+    child is dropped). Every pool errands creates is one (store/topology.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._forgotten: weakref.WeakSet[Any] = weakref.WeakSet()  # in use at a fork
+        watch_forks(self)
+
+    async def release(self, connection: Any) -> None:
+        if self._forgotten and connection in self._forgotten:  # the parent's: dropped
+            self._forgotten.discard(connection)
+            return
+        await super().release(connection)
+
+    def _forked(self) -> None:
+        forked(self, self._forgotten)
 
 
 def _after_fork() -> None:
     global _forks
     _forks += 1
     for pool in list(_pools):
-        p: Any = pool
-        for conn in [
-            *getattr(p, "_available_connections", ()),
-            *getattr(p, "_in_use_connections", ()),
-        ]:
-            if getattr(conn, "_writer", None) is not None:
-                let_go(conn, own=False)
+        own = getattr(pool, "_forked", None)
+        if own is not None:
+            own()
+        else:
+            forked(pool)
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -19,8 +19,6 @@ credentials of the sentinels themselves; ``user:password@`` is for the data node
 from __future__ import annotations
 
 import asyncio
-import os
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
@@ -39,7 +37,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from ..errors import RedisUnavailableError
-from .foreign import let_go
+from .foreign import ForkAware, watch_forks
 from .urls import redact_url
 
 __all__ = [
@@ -188,6 +186,10 @@ class SerialSentinel(Sentinel):
             return await cast(Any, super()).discover_master(service_name)
 
 
+class SentinelPool(ForkAware, SentinelConnectionPool):
+    """The pool of a Sentinel's master, fit for a forked child (foreign.ForkAware)."""
+
+
 class SentinelManagedRedis(Redis):
     """The client of a Sentinel's master that also closes its connections to the sentinels."""
 
@@ -224,7 +226,7 @@ def connect_url(url: str, defaults: Mapping[str, Any], **overrides: Any) -> Redi
     return client
 
 
-class LoopPool(BlockingConnectionPool):
+class LoopPool(ForkAware, BlockingConnectionPool):
     """redis-py's blocking pool, for one event loop at a time, one after the other (an
     ``asyncio.run`` per call, a loop per test, asgiref's ``async_to_sync``): its lock and
     condition, which asyncio binds to the first loop that waits on them, are made anew when
@@ -232,24 +234,19 @@ class LoopPool(BlockingConnectionPool):
     loop (more calls than ``max_connections`` at once) raised ``RuntimeError: ... is bound to a
     different event loop``. A loop still running in another thread keeps them (its waiters
     sleep on them): a wait on a second loop at once is refused (see docs/enqueueing.md).
-    In a forked child they are made anew, and the connections in use at the fork (their tasks
-    are the parent's) are forgotten: not counted, never pooled again (as redis-py's sync
-    pool's ``_checkpid``); a task of the forking thread giving one back just drops it."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._forgotten: weakref.WeakSet[Any] = weakref.WeakSet()  # in use at a fork
-        _loop_pools.add(self)
+    In a forked child they are made anew, the idle connections are let go (the parent's
+    sockets, left open: the child's calls connect anew), and the connections in use at the
+    fork (their tasks are the parent's) are forgotten: not counted, never pooled again (as
+    redis-py's sync pool's ``_checkpid``); a task of the forking thread giving one back just
+    drops it."""
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         self._on_this_loop(refuse=True)
         return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     async def release(self, connection: Any) -> None:
-        if self._forgotten and connection in self._forgotten:  # the parent's: dropped
-            self._forgotten.discard(connection)
-            return
-        self._on_this_loop(refuse=False)  # (a release is never refused: it would leak a slot)
+        if not (self._forgotten and connection in self._forgotten):  # (else dropped: ForkAware)
+            self._on_this_loop(refuse=False)  # (a release is never refused: it would leak a slot)
         await super().release(connection)
 
     def _on_this_loop(self, refuse: bool) -> None:
@@ -272,27 +269,6 @@ class LoopPool(BlockingConnectionPool):
             stale = True
         if stale:
             self._lock, self._condition = asyncio.Lock(), asyncio.Condition()
-
-    def _forked(self) -> None:
-        """In a forked child: the lock and condition as another thread of the parent left
-        them (held, bound to its loop) made anew; the connections in use forgotten."""
-        self._lock, self._condition = asyncio.Lock(), asyncio.Condition()
-        for conn in self._in_use_connections:
-            if getattr(conn, "_writer", None) is not None:
-                let_go(conn, own=False)  # (collected, it would close the parent's socket)
-            self._forgotten.add(conn)
-        self._in_use_connections.clear()
-
-
-_loop_pools: weakref.WeakSet[LoopPool] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for pool in list(_loop_pools):
-        pool._forked()
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 def _cluster(target: RedisTarget, options: dict[str, Any]) -> RedisCluster:
@@ -323,7 +299,9 @@ def _sentinel_master(target: RedisTarget, options: dict[str, Any]) -> Redis:
         sentinel_kwargs["ssl"] = True
         options["ssl"] = True
     manager: Any = SerialSentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)
-    client = manager.master_for(target.service, redis_class=SentinelManagedRedis, **options)
+    for sentinel in manager.all_sentinels:  # (a child's lookups never on the parent's sockets)
+        watch_forks(sentinel.connection_pool)
+    client = manager.master_for(target.service, SentinelManagedRedis, SentinelPool, **options)
     return cast(Redis, client)
 
 
