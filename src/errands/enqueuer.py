@@ -31,7 +31,7 @@ from .serialization import (
 from .store.bulk import columns
 from .store.coalescer import Coalescer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
-from .store.foreign import let_go_foreign, watch_forks
+from .store.foreign import let_go_foreign, watch_client
 from .store.keyrepair import repair_hint
 from .store.keys import Keys
 from .store.pinned import BulkEnqueue, PinnedEnqueue
@@ -83,8 +83,7 @@ class Enqueuer(WorkflowEnqueue):
         )
         if not wait_replicas and not is_cluster(self.redis):  # see store/pinned.py
             self._pinned = PinnedEnqueue(self.redis, self.scripts)
-        if not is_cluster(self.redis):  # a forked child's calls never use the parent's sockets
-            watch_forks(self.redis.connection_pool)  # (a pool of connect()'s is watched already)
+        watch_client(self.redis)  # a forked child's calls never use the parent's sockets
         pool = self.redis.connection_pool if self._pinned else None
         self._bulk = BulkEnqueue(self.scripts, pool)  # enqueue_many's calls
         # concurrent enqueues on one event loop share script calls (store/coalescer.py)

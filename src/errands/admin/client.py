@@ -22,7 +22,7 @@ from ..handlers import check_priority
 from ..limits import Limit
 from ..periodic.admin import ScheduleAdmin
 from ..store.connection import connect, redact_url
-from ..store.foreign import let_go_foreign
+from ..store.foreign import let_go_foreign, watch_client
 from ..store.keys import Keys, check_job_name
 from ..store.metrics import Bucket, read_buckets
 from ..store.outbox import OutboxStatus, read_status
@@ -54,6 +54,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
         self, redis: RedisClient, *, namespace: str = "errands", clock: Clock | None = None
     ) -> None:
         self.redis: Any = as_redis(redis)
+        watch_client(self.redis)  # a forked child's calls never use the parent's sockets
         self.keys = Keys(namespace)
         self.scripts = Scripts(self.redis, self.keys)
         self.clock: Clock = clock or SystemClock()

@@ -11,7 +11,7 @@ import contextlib
 import os
 import socket
 import weakref
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
@@ -24,9 +24,11 @@ __all__ = [
     "let_go_foreign",
     "loop_of",
     "on_this_loop",
+    "watch_client",
     "watch_forks",
 ]
 
+_C = TypeVar("_C")
 _forks = 0  # forks between this process and the one that imported errands (os.getpid() is a
 # system call, ~1 us on a VM: too dear for every call; a held socket in a child is its parent's)
 
@@ -129,29 +131,41 @@ _pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
 
 def watch_forks(pool: ConnectionPool) -> None:
     """In a child forked from now on, ``pool`` is made fit for the child: its own ``_forked()``
-    if it has one (store/topology.py: LoopPool, every pool errands creates), else
-    ``forked(pool)``. The one at-fork hook of errands' connections (it also counts the fork)."""
+    if it has one (ForkAware: every pool errands creates, store/topology.py), else
+    ``forked(pool)`` (a pool passed to an Enqueuer, Client or WorkerPool). The one at-fork hook
+    of errands' connections (it also counts the fork)."""
     _pools.add(pool)
+
+
+def watch_client(redis: _C) -> _C:
+    """``redis``, its pool watched (``watch_forks``: an Enqueuer's, Client's or WorkerPool's,
+    passed in, or made by connect() and watched already); a ``RedisCluster`` has no pool: not
+    covered."""
+    pool = getattr(redis, "connection_pool", None)
+    if isinstance(pool, ConnectionPool):
+        watch_forks(pool)
+    return redis
 
 
 def forked(pool: ConnectionPool, forgotten: weakref.WeakSet[Any] | None = None) -> None:
     """(In a forked child) every connection ``pool`` holds (idle or in use) let go as the
     parent's: redis-py's own calls (the general path, not only the held connections) connect
-    anew here, never writing on the parent's socket (its reply read by the parent). With
-    ``forgotten``: its lock and condition made anew (another thread of the parent may have held
-    them, or bound them to its loop) and the connections in use moved there, no longer counted
-    (their tasks are the parent's: the pool's owner drops one given back)."""
+    anew here, never writing on the parent's socket (its reply read by the parent). Its lock
+    and condition made anew (another thread of the parent may have held them, or bound them to
+    its loop: the child's first call waited for ever). With ``forgotten``: the connections in
+    use moved there, no longer counted (their tasks are the parent's: the pool's owner drops
+    one given back); else they stay counted (redis-py's pool refuses a connection it does not
+    count), given back disconnected by a task of the forking thread, never by another's."""
     p: Any = pool
     for conn in [*p._available_connections, *p._in_use_connections]:
         if getattr(conn, "_writer", None) is not None:
             let_go(conn, own=False)
-    if forgotten is None:
-        return
     p._lock = asyncio.Lock()
     if hasattr(p, "_condition"):
         p._condition = asyncio.Condition()
-    forgotten.update(p._in_use_connections)
-    p._in_use_connections.clear()
+    if forgotten is not None:
+        forgotten.update(p._in_use_connections)
+        p._in_use_connections.clear()
 
 
 class ForkAware(ConnectionPool):

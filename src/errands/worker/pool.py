@@ -26,6 +26,7 @@ from ..periodic.enqueuer import PeriodicEnqueuer
 from ..periodic.registration import PeriodicRegistration
 from ..serialization import JSONSerializer, Serializer
 from ..store.connection import check, connect, describe, redact_url
+from ..store.foreign import watch_client
 from ..store.hotcalls import WorkerScripts
 from ..store.keys import Keys
 from ..store.redisclock import RedisAlignedClock
@@ -97,7 +98,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
             redis_functions=redis_functions,
         )  # fmt: skip
         self.url = url
-        self._redis = as_redis(redis) if redis is not None else None
+        self._redis = watch_client(as_redis(redis)) if redis is not None else None  # (forks)
         self.namespace = namespace
         Keys(namespace)  # validates
         self.concurrency = concurrency
