@@ -17,7 +17,7 @@ from redis import Redis as SyncRedis
 
 from errands import Enqueuer
 from errands.store.keys import Keys
-from tests.support.forks import fork, in_child, until
+from tests.support.forks import fork, in_child, on_thread, till, until
 
 
 def _stored(url: str, namespace: str) -> set[str]:
@@ -243,3 +243,37 @@ def test_aclose_on_a_later_loop_after_the_first_closed(redis_url: str, namespace
     asyncio.run(use())
     asyncio.run(enqueuer.aclose())
     assert len(_stored(redis_url, namespace)) == 6
+
+
+def test_an_enqueue_refused_on_a_second_loop_gives_its_held_connection_back(
+    redis_url: str, namespace: str
+) -> None:
+    """The Enqueuer holds a connection of an asyncio.run now over when thread A's loop is
+    inside the pool (holding its condition, contended): an enqueue under a new asyncio.run gave
+    the held connection back on its loop, which awaited A's condition and raised RuntimeError
+    ('... bound to a different event loop'), the connection counted in use for ever (a slot of
+    the pool lost). Now it is given back, then the enqueue refused naming the rule."""
+    enqueuer = Enqueuer.from_url(f"{redis_url}?max_connections=2", namespace=namespace, strict=None)
+    pool: Any = enqueuer.redis.connection_pool
+    assert asyncio.run(enqueuer.enqueue("a", {}, job_id="first")) is not None
+    assert len(pool._in_use_connections) == 1  # (the held one)
+
+    async def a(done: threading.Event) -> None:
+        await pool._condition.acquire()
+        other = asyncio.create_task(pool._condition.acquire())  # contended: binds the lock
+        await till(done)
+        pool._condition.release()
+        await other
+        pool._condition.release()
+
+    thread, done = on_thread(a)
+    try:
+        until(lambda: bool(pool._condition._lock._waiters))
+        with pytest.raises(RuntimeError, match="one event loop at a time"):
+            asyncio.run(enqueuer.enqueue("a", {}, job_id="second"))
+    finally:
+        done.set()
+        thread.join(10)
+    assert not pool._in_use_connections
+    asyncio.run(enqueuer.aclose())
+    assert _stored(redis_url, namespace) == {"first"}

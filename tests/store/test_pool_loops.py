@@ -140,3 +140,68 @@ def test_client_aclose_on_a_later_loop_after_the_first_closed(redis_url: str) ->
 
     asyncio.run(use())
     asyncio.run(client.aclose())
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_a_release_on_a_second_running_loop_gives_the_slot_back(redis_url: str, held: bool) -> None:
+    """Thread A's loop is inside the pool (held: it holds the condition, another of its tasks
+    waiting for it; else a task of its own waits for a connection) when thread B's loop gives
+    back a connection (a held connection of an Enqueuer given back on a later loop). 'held':
+    B's release awaited A's condition, raised RuntimeError ('... bound to a different event
+    loop') and the connection stayed counted in use for ever, a slot of the pool lost. Now the
+    slot comes back at once, and A's waiter gets it, told on its own loop (the other case
+    passed before too: B notified A's waiter from B's thread, which asyncio does not support,
+    and A's loop, polling here, saw it)."""
+    redis = connect(redis_url, max_connections=1, timeout=3)
+    pool: Any = redis.connection_pool
+
+    async def take() -> Any:  # the pool's only connection, disconnected (as a held one given
+        conn = await pool.get_connection()  # back on a later loop is)
+        await conn.disconnect()
+        return conn
+
+    given = asyncio.run(take())
+    out: dict[str, Any] = {}
+
+    async def a(done: threading.Event) -> None:
+        if held:
+            await pool._condition.acquire()
+            other = asyncio.create_task(pool._condition.acquire())  # contended: binds the lock
+        else:
+            waiter = asyncio.create_task(pool.get_connection())
+        await till(done)
+        if held:
+            pool._condition.release()
+            await other
+            pool._condition.release()
+            waiter = asyncio.create_task(pool.get_connection())
+        try:
+            out["waiter"] = await asyncio.wait_for(waiter, 2)
+            await pool.release(out["waiter"])
+        finally:
+            await redis.aclose()
+
+    async def b() -> None:
+        try:
+            await pool.release(given)
+        except BaseException as exc:
+            out["b"] = exc
+
+    thread, done = on_thread(a)
+    try:
+        if held:
+            until(lambda: bool(pool._condition._lock._waiters))
+        else:
+            until(lambda: bool(pool._condition._waiters))
+        released = threading.Thread(target=asyncio.run, args=(b(),))
+        released.start()
+        released.join(5)
+        assert not released.is_alive()
+        assert "b" not in out
+        if held:  # (else A's waiter may have it already)
+            assert given not in pool._in_use_connections  # its slot back at once
+    finally:
+        done.set()
+        thread.join(10)
+    assert "waiter" in out
+    assert not pool._in_use_connections

@@ -19,6 +19,7 @@ credentials of the sentinels themselves; ``user:password@`` is for the data node
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
@@ -37,7 +38,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from ..errors import RedisUnavailableError
-from .foreign import ForkAware, watch_forks
+from .foreign import ForkAware, let_go, loop_of, watch_forks
 from .urls import redact_url
 
 __all__ = [
@@ -245,11 +246,42 @@ class LoopPool(ForkAware, BlockingConnectionPool):
         return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     async def release(self, connection: Any) -> None:
-        if not (self._forgotten and connection in self._forgotten):  # (else dropped: ForkAware)
-            self._on_this_loop(refuse=False)  # (a release is never refused: it would leak a slot)
-        await super().release(connection)
+        if self._forgotten and connection in self._forgotten:  # (dropped: ForkAware)
+            await super().release(connection)
+            return
+        owner = self._on_this_loop(refuse=False)  # (a release is never refused: a slot lost)
+        if owner is None:
+            await super().release(connection)
+        else:
+            self._give_back_for(owner, connection)
 
-    def _on_this_loop(self, refuse: bool) -> None:
+    def _give_back_for(self, owner: asyncio.AbstractEventLoop, connection: Any) -> None:
+        """A release while the lock and condition are bound to ``owner``, a loop running in
+        another thread: awaiting them here raised RuntimeError when one was held (the
+        connection counted in use for ever, a slot lost), else notified the owner's waiters
+        from this thread (which asyncio does not support). The connection is given back without
+        them (each step one operation, atomic under the GIL), let go if its socket is of
+        another loop than the owner's (its tasks would read it on theirs) or marked for
+        reconnect, and the owner notifies a waiter on its own loop."""
+        other = loop_of(connection)
+        if (other is not None and other is not owner) or connection.should_reconnect():
+            let_go(connection, own=True)
+        self._in_use_connections.discard(connection)
+        self._available_connections.append(connection)
+        with contextlib.suppress(RuntimeError):  # (the owner closed since: no waiter left)
+            owner.call_soon_threadsafe(
+                lambda: self._run_in_background(self._given_back(connection))
+            )
+
+    async def _given_back(self, connection: Any) -> None:
+        """(On the owner's loop) a waiter told of the connection given back, as a release."""
+        async with self._condition:
+            self._condition.notify()
+        await self._finish_release(connection)
+
+    def _on_this_loop(self, refuse: bool) -> asyncio.AbstractEventLoop | None:
+        """The loop running in another thread that the lock and condition are bound to (with
+        ``refuse``: RuntimeError), else None (made anew if bound to a loop no longer running)."""
         loop = asyncio.get_running_loop()
         stale = False
         condition = self._condition
@@ -265,10 +297,11 @@ class LoopPool(ForkAware, BlockingConnectionPool):
                         "too) serves one event loop at a time; use a SyncEnqueuer from threads, "
                         "or one client per event loop"
                     )
-                return
+                return cast(asyncio.AbstractEventLoop, bound)
             stale = True
         if stale:
             self._lock, self._condition = asyncio.Lock(), asyncio.Condition()
+        return None
 
 
 def _cluster(target: RedisTarget, options: dict[str, Any]) -> RedisCluster:
