@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,12 +16,15 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from errands import Enqueuer, WorkerPool
 from errands.admin.client import Client
-from tests.support.forks import in_child, on_thread, parent_untouched, till, until
+from tests.support.forks import in_child, in_process, on_thread, parent_untouched, till, until
 
 
-def test_the_admin_client_in_a_forked_child(redis_url: str, namespace: str) -> None:
+@pytest.mark.parametrize("child_by", [in_child, in_process], ids=["os.fork", "multiprocessing"])
+def test_the_admin_client_in_a_forked_child(
+    redis_url: str, namespace: str, child_by: Callable[[Callable[[], object]], bytes]
+) -> None:
     client = Client.from_url(redis_url, namespace=namespace)
-    parent_untouched(redis_url, client.redis, client.queue_sizes, client.aclose)
+    parent_untouched(redis_url, client.redis, client.queue_sizes, client.aclose, child_by)
 
 
 def test_a_worker_pool_s_client_in_a_forked_child(redis_url: str, namespace: str) -> None:

@@ -6,6 +6,7 @@ beside the main thread's. A forked child runs ``body`` and tells its outcome thr
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ __all__ = [
     "Child",
     "fork",
     "in_child",
+    "in_process",
     "last_commands",
     "on_thread",
     "parent_untouched",
@@ -76,6 +78,28 @@ def in_child(body: Callable[[], object]) -> bytes:
     return fork(body).answer()
 
 
+def in_process(body: Callable[[], object]) -> bytes:
+    """``in_child``, by a ``multiprocessing`` process of the ``fork`` start method (as a
+    process pool or gunicorn's workers)."""
+    context = multiprocessing.get_context("fork")
+    read, write = context.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            body()
+            write.send_bytes(b"ok")
+        except BaseException as exc:
+            write.send_bytes(repr(exc).encode()[:300])
+
+    with warnings.catch_warnings():  # 3.12+: "this process is multi-threaded" (pytest's)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        process = context.Process(target=run)
+        process.start()
+    process.join(30)
+    write.close()
+    return read.recv_bytes() if read.poll(1) else f"exit code {process.exitcode}".encode()
+
+
 def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
     """Wait (polling, in real time: another thread or process is awaited) for ``check``."""
     deadline = time.monotonic() + timeout
@@ -112,10 +136,15 @@ def _idle_ports(redis: Any) -> set[int]:
 
 
 def parent_untouched(
-    url: str, redis: Any, use: Callable[[], Awaitable[object]], close: Callable[[], Awaitable[None]]
+    url: str,
+    redis: Any,
+    use: Callable[[], Awaitable[object]],
+    close: Callable[[], Awaitable[None]],
+    child_by: Callable[[Callable[[], object]], bytes] = in_child,
 ) -> None:
-    """Warm ``redis``'s pool on a loop left open (the parent's connections idle), fork; the child
-    runs ``use()``: none of the parent's connections saw a command but the parent's PINGs."""
+    """Warm ``redis``'s pool on a loop left open (the parent's connections idle), fork (by
+    ``child_by``); the child runs ``use()``: none of the parent's connections saw a command but
+    the parent's PINGs."""
     loop = asyncio.new_event_loop()
     try:
 
@@ -129,7 +158,7 @@ def parent_untouched(
         async def child() -> None:
             await asyncio.wait_for(use(), 5)
 
-        assert in_child(lambda: asyncio.run(child())) == b"ok"
+        assert child_by(lambda: asyncio.run(child())) == b"ok"
         last = last_commands(url)
         seen = {last[p] for p in ports if p in last}
         assert seen == {"ping"}, f"last commands on the parent's connections: {seen}"
