@@ -2,7 +2,10 @@
 opened on another event loop (one Enqueuer used under ``asyncio.run`` per call, as
 store/coalescer.py allows) or by the parent before a fork. Their replies would be read by a
 loop that no longer runs (every call waited for the socket timeout), and each loop would leave
-one more connection open on the server. Checked once per connect, never per call."""
+one more connection open on the server. Checked once per connect, never per call.
+
+Here too the one at-fork hook of the asyncio connection pools errands creates or is given
+(``watch_forks``): in a forked child none of them writes on the parent's sockets."""
 
 from __future__ import annotations
 
@@ -130,10 +133,9 @@ _pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
 
 
 def watch_forks(pool: ConnectionPool) -> None:
-    """In a child forked from now on, ``pool`` is made fit for the child: its own ``_forked()``
-    if it has one (ForkAware: every pool errands creates, store/topology.py), else
-    ``forked(pool)`` (a pool passed to an Enqueuer, Client or WorkerPool). The one at-fork hook
-    of errands' connections (it also counts the fork)."""
+    """In a child forked from now on, ``pool`` is made fit for the child (``forked``; by the
+    hook that also counts the fork): every pool errands creates (ForkAware), and a client's
+    passed to an Enqueuer, Client or WorkerPool (``watch_client``)."""
     _pools.add(pool)
 
 
@@ -157,12 +159,13 @@ def forked(pool: ConnectionPool, forgotten: weakref.WeakSet[Any] | None = None) 
     one given back); else they stay counted (redis-py's pool refuses a connection it does not
     count), given back disconnected by a task of the forking thread, never by another's."""
     p: Any = pool
-    for conn in [*p._available_connections, *p._in_use_connections]:
+    in_use = getattr(p, "_in_use_connections", ())  # (getattr: a pool of the user's own class)
+    for conn in [*getattr(p, "_available_connections", ()), *in_use]:
         if getattr(conn, "_writer", None) is not None:
             let_go(conn, own=False)
-    p._lock = asyncio.Lock()
-    if hasattr(p, "_condition"):
-        p._condition = asyncio.Condition()
+    for name, kind in (("_lock", asyncio.Lock), ("_condition", asyncio.Condition)):
+        if isinstance(getattr(p, name, None), kind):
+            setattr(p, name, kind())
     if forgotten is not None:
         forgotten.update(p._in_use_connections)
         p._in_use_connections.clear()
@@ -184,19 +187,12 @@ class ForkAware(ConnectionPool):
             return
         await super().release(connection)
 
-    def _forked(self) -> None:
-        forked(self, self._forgotten)
-
 
 def _after_fork() -> None:
     global _forks
     _forks += 1
     for pool in list(_pools):
-        own = getattr(pool, "_forked", None)
-        if own is not None:
-            own()
-        else:
-            forked(pool)
+        forked(pool, getattr(pool, "_forgotten", None))  # (ForkAware's: forgets those in use)
 
 
 os.register_at_fork(after_in_child=_after_fork)
