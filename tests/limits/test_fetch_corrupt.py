@@ -1,6 +1,7 @@
 """A fetch meeting corrupt limits state (a partition's running count that is not a counter, a
-rate log of neither form) serves the rest and says so in the Redis log: it raised in the middle
-of the call (after the jobs of an earlier queue were taken), or stored nan as a count."""
+rate log of neither form, a scan cursor that is not a queue score) serves the rest and says so
+in the Redis log: it raised in the middle of the call (after the jobs of an earlier queue were
+taken), or stored nan as a count."""
 
 from __future__ import annotations
 
@@ -70,3 +71,25 @@ async def test_a_rate_log_of_neither_form_is_read_as_empty(
     assert f"{keys.rate_log('work')} field 60000 holds {log}, not a rate log" in (
         await server_log(redis)
     )
+
+
+@pytest.mark.parametrize("cursor", ["abc", "nan", ""])
+async def test_a_scan_cursor_that_is_not_a_score_is_read_as_none(
+    redis: Redis, namespace: str, cursor: str
+) -> None:
+    """The scan past a run of partitioned entries (pscan, a queue score per job name) read a
+    cursor written by hand after the call's first write: 'abc' and '' raised comparing it, 'nan'
+    was refused by ZRANGEBYSCORE. The job of k1 was then in progress with its attempt and
+    partition slot, its `running` slot not taken and no reply: every fetch did it again. Read
+    as none: the scan goes on from the head's last entry and writes the cursor anew."""
+    keys = Keys(namespace)
+    # 12 jobs of a busy partition (one running at most), then one without a partition: past
+    # the head's 4 windows (of 2, the room left), found by the scan, which reaches the end
+    scripts = await ready(redis, namespace, *[("work", "k1")] * 12, ("work", None))
+    await redis.hset(keys.scan_cursor, "work", cursor)
+    got = await scripts.fetch("p1", 0, 3, [("work", 0)], specs={"work": "c=1"})
+    assert got is not None and len(got) == 2  # k1's head, and the job behind the run
+    assert await redis.hget(keys.running, "work") == b"2"
+    assert await redis.zcard(keys.in_progress("p1")) == 2
+    assert await redis.hget(keys.scan_cursor, "work") is None  # (the scan reached the end)
+    assert f"{keys.scan_cursor} field work holds" in await server_log(redis)

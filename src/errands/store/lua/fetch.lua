@@ -340,7 +340,7 @@ for i = 1, nq do
     -- once at the end: an unpartitioned job behind n such entries is found within about
     -- n / (4 x room) fetches, and the pool is told to come back at once while one may be there
     if partitioned and (ended or (got < room and parted)) then  -- (else nothing to do)
-      local from = redis.call('HGET', KEYS[18], name)
+      local from = fetch_cursor(KEYS[18], name)  -- (lib/fetchcheck.lua)
       if got < room and parted and not ended then
         if not from or tonumber(from) < tonumber(last) then
           from = last

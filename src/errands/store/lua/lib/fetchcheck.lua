@@ -106,3 +106,22 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
     or (partitioned and not_counter(KEYS[15], 'nothing fetched'))
   return wrong, sizes, paused_of, counts and fetch_skip(counts, nq)
 end
+
+-- fetch_cursor(key, name): where the scan of job name `name` past a run of partitioned entries
+-- goes on (pscan's field, a queue score a fetch wrote in Redis' spelling, re-spelt so:
+-- '%.17g', as ' 5 ' Lua reads and ZRANGEBYSCORE refused), or nil. A field that is not a score
+-- (written by hand: 'abc', 'nan', '') is said in the Redis log, deleted and read as none (the
+-- scan goes on from the queue's head): read after the call's first write, it raised there
+-- (compared, or in ZRANGEBYSCORE), each fetch taking a job into its pool without its `running`
+-- slot or a reply
+local function fetch_cursor(key, name)
+  local raw = redis.call('HGET', key, name)
+  local at = raw and tonumber(raw)
+  if raw and not (at and at == at) then
+    redis.log(redis.LOG_WARNING, 'errands: ' .. key .. ' field ' .. name .. ' holds '
+      .. string.sub(raw, 1, 40) .. ', not a queue score: read as none (deleted)')
+    redis.call('HDEL', key, name)
+    return nil
+  end
+  return raw and string.format('%.17g', at)
+end
