@@ -71,3 +71,31 @@ async def test_two_rates_on_a_name_wait_for_the_later_to_free(
     free = max(now - ago[0] + 1_000, now - ago[1] + 60_000) + 1  # (the later window's free)
     assert (free - after) / 1000 - 0.002 <= got.wait <= (free - now) / 1000 + 0.002, got.wait
     await assert_invariants(redis, namespace)
+
+
+@pytest.mark.parametrize("type_wide", [2, 3], ids=["filled", "room-left"])
+async def test_a_partition_freeing_before_the_full_type_wide_rate_does_not_wake_the_pool(
+    redis: Redis, namespace: str, type_wide: int
+) -> None:
+    """Rate(n, per=60 s) on the type and Rate(1, per=100 ms) per partition: the second fetch
+    finds partition a rate-limited (its first start 100 ms ago at most) and takes the job
+    without a partition. When that start fills the type-wide rate (n = 2), nothing of the
+    name starts before the type's window frees (~60 s): the wait says so. It said a's free
+    (100 ms): the pool woke for a fetch that took nothing. With room left (n = 3), a's free."""
+    rates = [
+        Rate(type_wide, per=timedelta(seconds=60)),
+        Rate(1, per=timedelta(milliseconds=100), per_partition=True),
+    ]
+    _conc, spec = compile_limits(rates)
+    jobs = [("sms", {}, {"partition": "a"})] * 3 + [("sms", {}, {})]
+    scripts = await ready_to_fetch(redis, namespace, jobs)
+    first = await scripts.fetch("p", 1, 1, [("sms", 0)], specs={"sms": spec})
+    assert first is not None and len(first) == 1
+    got = await scripts.fetch("p", 1, 2, [("sms", 0)], specs={"sms": spec})
+    assert got is not None and len(got) == 1 and b'"k"' not in got[0].envelope  # (unpartitioned)
+    assert got.wait is not None
+    if type_wide == 2:
+        assert 59.5 <= got.wait <= 60.01, got.wait
+    else:
+        assert got.wait <= 0.11, got.wait
+    await assert_invariants(redis, namespace)

@@ -131,12 +131,8 @@ if wrong then
 end
 local out = {0, '', -1, now}
 local token = false
-local earliest = false
-local function note(ms)
-  if not earliest or ms < earliest then
-    earliest = ms
-  end
-end
+local waits = fetch_waits()  -- (lib/fetchmarks.lua: a name's waits, its type-wide rates' first)
+local note = waits.note
 local listening = others and redis.call('EXISTS', KEYS[9]) == 1
 local started = {}  -- job id -> its started event, published at the end (lib/events.lua)
 local bad_parts = {}  -- partitions passed over: {name, partition, count, ...} (lim_bad_count)
@@ -246,7 +242,7 @@ for i = 1, nq do
         name = name, bad = bad_parts}
       L = specs[i]
       if room > 0 and #L.r > 0 then
-        room = lim_type_room(P, L, room, now, note)
+        room = lim_type_room(P, L, room, now, waits.full)
       end
       if room > 0 and partitioned then
         if iso then
@@ -377,7 +373,7 @@ for i = 1, nq do
         if got >= room then
           -- took all the rates allowed: a rate these starts filled says when it frees, as one
           -- found full does (the logs just written, read from LIM_SEEN: no command)
-          lim_type_room(P, L, 1, now, note)
+          lim_type_room(P, L, 1, now, waits.full)
         end
       end
     end
@@ -385,12 +381,13 @@ for i = 1, nq do
       lim_tidy(P, per, now)
     end
   end
+  waits.done()
 end
 if #started > 0 then
   ev_publish_all(KEYS[9], ARGV[4], started)
 end
-if earliest then
-  out[3] = math.max(1, earliest - now)
+if waits.ms then
+  out[3] = math.max(1, waits.ms - now)
 end
 fetch_marks(K, Q, nq, pool, now, want, sizes, token, armed, skip)
 if skip or bad_parts[1] then  -- (lib/types.lua; then lib/limits.lua's lim_bad_count's list)

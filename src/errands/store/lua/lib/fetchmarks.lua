@@ -1,6 +1,27 @@
--- lib/fetchmarks: fetch.lua's idle marks, written at the end of its call (included by
--- `--@include fetchmarks` after wake, with fetch.lua's KEYS and ARGV: see its header). K, Q,
--- nq: its keys before the queues', its keys per queue, its queues.
+-- lib/fetchmarks: fetch.lua's idle marks, written at the end of its call, and the wait it
+-- answers (included by `--@include fetchmarks` after wake, with fetch.lua's KEYS and ARGV: see
+-- its header). K, Q, nq: its keys before the queues', its keys per queue, its queues.
+
+-- a fetch's wait (.ms: the earliest of its names' waits, false: none), name by name: note(ms)
+-- is told when a job held back may start (the earliest kept), full(ms) when the name's
+-- type-wide rates, full, free (lib/limits.lua lim_type_room), done() when the name is served.
+-- A name whose type-wide rates are full starts nothing before they free: that is its wait,
+-- whatever its partitions' or its scan's (a partition's rate freeing first woke the pool for
+-- a fetch that took nothing)
+local function fetch_waits()
+  local W, held, full = {ms = false}, false, false
+  function W.note(ms)
+    held = (held and held < ms) and held or ms
+  end
+  function W.full(ms)
+    full = ms
+  end
+  function W.done()
+    local ms = full or held
+    W.ms, held, full = (ms and not (W.ms and W.ms < ms)) and ms or W.ms, false, false
+  end
+  return W
+end
 
 -- fewer jobs than asked for: the queues are drained (or capped, or paused), so the pool waits
 -- for a wake-up instead of asking again at once: marked in the idle SET and each name's idle
