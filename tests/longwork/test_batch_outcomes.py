@@ -244,3 +244,35 @@ async def test_retry_later_in_the_outcome_snoozes_that_job_in_the_same_settle_ca
     assert await dead(redis, namespace) == {ids[1]}
     assert await stats(redis, namespace) == {"processed": 1, "dead": 1}
     assert await errors(redis, namespace) == {ids[1]: "ValueError: bad"}
+
+
+# -- 4. a handler that changes its list -------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["pop", "clear", "replace"])
+async def test_a_handler_emptying_its_list_of_jobs_still_settles_each_job(
+    redis: Redis, namespace: str, change: str
+) -> None:
+    """The list is the handler's: consumed in chunks (``while jobs: jobs.pop()``), cleared, or
+    refilled, each job of the batch is still settled by its outcome. The worker settled the
+    jobs left in the list it gave: none, so they stayed in progress until the orphan sweep
+    requeued them (~10 s), run again while their pool lived, the same again each time."""
+
+    async def handler(jobs: list[Job]) -> BatchOutcome:
+        first = jobs[0].id
+        results = {job.id: job.id.upper() for job in jobs}
+        if change == "pop":
+            while jobs:
+                jobs.pop()
+        elif change == "clear":
+            jobs.clear()
+        else:
+            jobs[:] = jobs[:1]
+        return BatchOutcome(failed={first: ValueError("bad")}, results=results)
+
+    ids = await one_batch(redis, namespace, handler)
+    assert await dead(redis, namespace) == {ids[0]}
+    assert await stats(redis, namespace) == {"processed": 2, "dead": 1}
+    for job_id in ids[1:]:
+        record = await Enqueuer(redis, namespace=namespace).result(job_id, timeout=1)
+        assert record == job_id.upper()

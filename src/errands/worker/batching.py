@@ -267,7 +267,9 @@ class Batching:
         started_ms = to_ms(self.clock.now())
         try:
             async with asyncio.timeout(jt.timeout):
-                outcome = await runner.fn(jobs)
+                # a list of its own: the handler may empty it (``while jobs: jobs.pop()``),
+                # and the jobs settled below are the batch's, whatever it left there
+                outcome = await runner.fn(list(jobs))
             # read here: an outcome that cannot be read fails the batch, never its task
             failed, results = read_outcome(outcome, {job.id for job in jobs})
             encoded = {j.id: _result(j, results.get(j.id)) for j in jobs if j.id not in failed}
