@@ -248,8 +248,8 @@ class Enqueuer(WorkflowEnqueue):
         (see docs/reliability.md), nothing is stored again and the returned Job has
         ``existed`` set. Ids follow the rules of job names. ``dedup=Dedup(key, ...)`` stores it
         only if no job of this name holds ``key``; ``job.dedup`` says what happened (docs/dedup.md).
-        ``timeout`` (seconds or timedelta) bounds each run of this job, instead of its job type's.
-        ``partition``: served in turn with the job type's other partitions (docs/limits.md).
+        ``timeout`` (seconds or timedelta) bounds each run of this job, instead of its type's
+        (not in a batch). ``partition``: served in turn with its type's others (docs/limits.md).
         """
         if (delay is None and at is None and retry is None and meta is None and job_id is None
                 and timeout is None and type(priority) is int and not priority):  # fmt: skip

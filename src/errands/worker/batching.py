@@ -265,8 +265,9 @@ class Batching:
             return
         started = time.perf_counter()
         started_ms = to_ms(self.clock.now())
+        scope: asyncio.Timeout | None = None
         try:
-            async with asyncio.timeout(jt.timeout):
+            async with asyncio.timeout(jt.timeout) as scope:
                 # a list of its own: the handler may empty it (``while jobs: jobs.pop()``),
                 # and the jobs settled below are the batch's, whatever it left there
                 outcome = await runner.fn(list(jobs))
@@ -277,6 +278,8 @@ class Batching:
             await self._batch_interrupted(jt, jobs, exc, started_ms)
             return
         except Exception as exc:  # (a RetryLater snoozes every job: settler.fail_many)
+            if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
+                exc = TimeoutError(f"timed out after {jt.timeout:g}s")  # (as a plain job's)
             await self._batch_failed(jt, jobs, exc, started_ms)
             return
         ran_ms = (time.perf_counter() - started) * 1000
