@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -275,3 +276,33 @@ async def test_settle_many_checks_every_mode_before_writing(redis: Redis, namesp
     assert await scripts.settle_many("p1", [good, bad, stale]) == [True, True, False]
     assert await redis.zcard(keys.retry("w")) == 2
     assert await redis.zcard(keys.in_progress("p1")) == 0
+
+
+async def test_process_middleware_does_not_run_for_batch_jobs(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """As docs/middleware.md and docs/long-jobs.md say: the pool's middleware wraps its plain
+    jobs only; a batch handler runs no one current job to wrap."""
+    pool = make_pool(redis_url, namespace)
+    seen: list[str] = []
+    batches: list[int] = []
+
+    @pool.middleware
+    async def note(job: Job, next: Any) -> Any:
+        seen.append(job.name)
+        return await next()
+
+    @pool.batch_job("many", max_size=3, max_wait=0.01)
+    async def many(jobs: list[Job]) -> None:
+        batches.append(len(jobs))
+
+    @pool.job("one")
+    async def one(job: Job) -> None:
+        pass
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        await enqueuer.enqueue_many([("many", {}), ("many", {}), ("many", {}), ("one", {})])
+        await pool.drain(timeout=10)
+    assert batches == [3]
+    assert seen == ["one"]
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
