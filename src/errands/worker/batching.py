@@ -30,6 +30,7 @@ from .lease import gone
 
 if TYPE_CHECKING:
     from ..store.keys import Keys
+    from ..store.metrics import Counters
     from .lease import Lease
     from .settler import Settler
 
@@ -63,6 +64,7 @@ class Batching:
     clock: Clock
     serializer: Serializer
     settler: Settler
+    counters: Counters
     lease: Lease | None
     job_types: dict[str, JobType]
     context: dict[str, Any]
@@ -265,6 +267,7 @@ class Batching:
             return
         started = time.perf_counter()
         started_ms = to_ms(self.clock.now())
+        self._count_starts(jt, jobs)
         scope: asyncio.Timeout | None = None
         try:
             async with asyncio.timeout(jt.timeout) as scope:
@@ -283,14 +286,17 @@ class Batching:
             await self._batch_failed(jt, jobs, exc, started_ms)
             return
         ran_ms = (time.perf_counter() - started) * 1000
+        now = self.clock.now()
         for job in jobs:
             if job.id in encoded:
                 self.processed += 1
+                self.counters.ended("done", now)
                 self._ack(job, jt, encoded[job.id], started_ms, ran_ms)
         # the failed (or snoozed) jobs of the batch: settled in one script call
         ended = [(job, failed[job.id]) for job in jobs if job.id in failed]
         extras = [job_extra(job) for job, _error in ended]  # (before fail_many counts a failure)
         whats = await self.settler.fail_many(jt, ended, started_ms)
+        self._count_ends(whats)
         for (job, error), what, extra in zip(ended, whats, extras, strict=True):
             level = logging.INFO if isinstance(error, RetryLater) else logging.WARNING
             log.log(level, "%s %s %s: %r", job.name, job.id, what, error, extra=extra)
@@ -300,13 +306,30 @@ class Batching:
     ) -> None:
         """The handler raised (or returned what cannot be read): every job of the batch fails
         (snoozed, no failure counted, for a RetryLater), in one script call."""
-        await self.settler.fail_many(jt, [(job, exc) for job in jobs], started_ms)
+        self._count_ends(await self.settler.fail_many(jt, [(job, exc) for job in jobs], started_ms))
         n = len(jobs)
         if isinstance(exc, RetryLater):
             why = describe(exc, named=False)
             log.info("%s: a batch of %d snoozed %.3gs (%s)", jt.name, n, exc.delay, why)
         else:
             log.warning("%s: a batch of %d failed: %s", jt.name, n, describe(exc))
+
+    def _count_starts(self, jt: JobType, jobs: list[Job]) -> None:
+        """The activity counts (store/metrics.py) of a batch's start: each job's, with its wait
+        since its enqueue or due time, the later (as a plain job's: loop.py)."""
+        now = self.clock.now()
+        for job in jobs:
+            self.counters.started(jt.name, now - max(job.enqueued_at, job.run_at or 0.0), now)
+
+    def _count_ends(self, whats: list[str]) -> None:
+        """The activity counts of a batch's failed jobs, by what ``fail_many`` said of each:
+        failed (retried) or dead (a snooze, or a job left in progress, is no end)."""
+        now = self.clock.now()
+        for what in whats:
+            if what.startswith("failed ("):
+                self.counters.ended("failed", now)
+            elif what.startswith("failed for good"):
+                self.counters.ended("dead", now)
 
     async def _batch_interrupted(
         self, jt: JobType, jobs: list[Job], exc: asyncio.CancelledError, started_ms: int
