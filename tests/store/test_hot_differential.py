@@ -249,15 +249,6 @@ def _fetch_tally(seen: Counter[str], reply: Any, heard: list[Any]) -> None:
     seen["published"] += len(heard)
 
 
-async def _limits_seen_forgotten(db: Redis, keys: Keys) -> None:
-    """The fields ``<name>\\0limits`` of pscan deleted: intended since BASE, a fetch under
-    per-partition limits records them (lib/limreadmit.lua; tests/limits/test_loosened.py), the
-    seeding's own fetches too (so both databases may hold them)."""
-    seen = [f for f in await db.hkeys(keys.scan_cursor) if f.endswith(b"\0limits")]
-    if seen:
-        await db.hdel(keys.scan_cursor, *seen)
-
-
 async def test_fetch_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_path: Path) -> None:
     old, new, seeded = dbs
     old_sha, new_sha = await _loaded(old, new, "fetch", tmp_path)
@@ -290,8 +281,6 @@ async def test_fetch_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_pat
         finally:
             await pubsub.aclose()
         if a == b:
-            for db in (old, new):
-                await _limits_seen_forgotten(db, keys)
             await _same_and_cleared(old, new, seeded, keys)
         else:  # (isolation kept: the databases differ from then on)
             for db in (old, new, seeded):
