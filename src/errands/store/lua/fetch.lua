@@ -15,7 +15,7 @@
 -- KEYS[12] attempts (HASH id -> pool:token)   KEYS[13] attempt counter
 -- KEYS[14] partitions (HASH id -> partition)   KEYS[15] seq (counter for partition turns)
 -- KEYS[16] dedup   KEYS[17] dedup_of_job   KEYS[18] pscan (HASH job name -> queue score
---         where the scan past partitioned entries goes on; "<name>\0limits": lib/limreadmit)
+--         where the scan past partitioned entries goes on)
 -- KEYS[19..] eight per job name, in the order to try them: its queue, partition queue,
 --            partitions ready, partitions waiting, partitions running, rate log, rate expiry,
 --            its idle pools (lib/wake.lua)
@@ -65,7 +65,6 @@
 --@include chunked
 --@include fetchcheck
 --@include fetchmarks
---@include limreadmit
 local K = 18
 local Q = 8
 local pool = ARGV[1]
@@ -241,8 +240,7 @@ for i = 1, nq do
         pwait = KEYS[b + 4], prun = KEYS[b + 5], prate = KEYS[b + 6], prexp = KEYS[b + 7],
         on = partitioned, known = partitioned and i == 1 and {sizes[b + 3], sizes[b + 4]},
         name = name, bad = bad_parts}
-      L = specs[i]  -- (held back under other limits: turns given, P.known then stale)
-      P.known = not (partitioned and lim_readmit(P, L, KEYS[18], sizes[18][i])) and P.known
+      L = specs[i]
       if room > 0 and #L.r > 0 then
         room = lim_type_room(P, L, room, now, waits.full)
       end

@@ -36,19 +36,6 @@ local function fetch_skip(counts, nq)
   return skip
 end
 
--- pscan's check by fetch_types (check: its checker): an HMGET of the per-partition limits each
--- of `names` was last fetched under (sizes[18]: its reply, lib/limreadmit.lua), HLEN without one
-local function fetch_check_seen(check, names)
-  if #names == 0 then
-    return check(18, 'HLEN')
-  end
-  local fields = {}
-  for i, name in ipairs(names) do
-    fields[i] = name .. '\0limits'
-  end
-  return check(18, 'HMGET', unpack(fields))
-end
-
 -- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names, isolating):
 -- the error reply naming the first key of another type than this call needs (wrong_found
 -- first: the one fetch_found gives), or a counter it INCRs that is not one, else nil, then each
@@ -72,10 +59,10 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
   local counts, paused_of, sizes = false, {}, {}
   -- (in key order, each key's check sent in place, as lib/types.lua's wrong_type sends them:
   -- written out, not looked up in a list per key; a call of fewer keys: those given)
-  local function check(j, cmd, ...)
+  local function check(j, cmd)
     local key = KEYS[j]
     if not key then return nil end
-    local got = redis.pcall(cmd, key, ...)
+    local got = redis.pcall(cmd, key)
     if type(got) == 'table' and got.err then
       return wrong_key(key, 'nothing fetched')
     end
@@ -99,7 +86,7 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
   end
   wrong = wrong or check(5, 'SCARD') or unique and (check(6, 'HLEN') or check(8, 'ZCARD'))
     or isolating and check(10, 'HLEN') or check(12, 'HLEN') or check(13, 'GET')
-    or deduped and check(16, 'HLEN') or partitioned and fetch_check_seen(check, names)
+    or deduped and check(16, 'HLEN') or partitioned and check(18, 'HLEN')
   for i = 1, wrong and 0 or nq do  -- (not the arming key after them: of any type)
     local b = K + (i - 1) * Q
     wrong = check(b + 1, 'ZCARD') or partitioned and (check(b + 2, 'ZCARD')
