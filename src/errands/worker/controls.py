@@ -109,6 +109,12 @@ class PoolControls:
         self._remote_tasks.add(task)  # (held until done)
         task.add_done_callback(self._remote_tasks.discard)
 
+    def _on_control(self, message: str) -> None:
+        """(the notifier) A cancel or destroy request for a job this pool may run."""
+        command, _, job_id = message.partition(":")
+        if self.worker is not None and command in ("cancel", "destroy"):
+            self.worker.cancel_job(job_id, destroy=command == "destroy")
+
     def end_grace(self) -> None:
         """End the grace of a ``stop()`` in progress now: running async jobs are cancelled and
         requeued at once (what a second SIGINT/SIGTERM does)."""

@@ -297,11 +297,6 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         self._tasks.append(asyncio.create_task(self._served.run(), name="errands-served"))
         self._fetch_task = asyncio.create_task(self.worker.run(), name="errands-fetcher")
 
-    def _on_control(self, message: str) -> None:
-        command, _, job_id = message.partition(":")
-        if self.worker is not None and command in ("cancel", "destroy"):
-            self.worker.cancel_job(job_id, destroy=command == "destroy")
-
     async def stop(self, grace: float | None = None, *, exiting: bool = False) -> None:
         """Stop fetching; let running jobs finish within ``grace`` seconds (default
         ``shutdown_grace``); cancel the async ones still running and put them back on their
