@@ -107,15 +107,34 @@ class LeaseRecovery:
 
         lease.on_lost = lost
         lease.on_request = requested
-        self.heartbeater = Heartbeater(self.redis, self.keys, self.id, self._info(names), lease)
+        self.heartbeater = heartbeater = Heartbeater(
+            self.redis, self.keys, self.id, self._info(names), lease
+        )
+        first = asyncio.ensure_future(asyncio.to_thread(heartbeater.start))
         try:
-            await asyncio.to_thread(self.heartbeater.start)
+            await asyncio.shield(first)
+        except asyncio.CancelledError:  # (a signal during the start) the thread runs on
+            await self._unregister(first)
+            raise
         except Exception as exc:
             await asyncio.to_thread(self.heartbeater.stop)
             raise RedisUnavailableError(
                 f"pool {self.id} could not register at {self._where()} (first heartbeat "
                 f"failed): {exc}"
             ) from exc
+
+    async def _unregister(self, first: asyncio.Future[None]) -> None:
+        """(_register cancelled) Wait for the first beat's thread (bounded by the heartbeat
+        client's timeouts), then take away the registration it may have written."""
+        registered = True
+        try:
+            await first
+        except Exception:
+            registered = False
+        if self.heartbeater is not None:
+            await asyncio.to_thread(self.heartbeater.stop)
+        if registered:
+            await self._deregister()
 
     async def _give_up_lease(self) -> None:
         if self.heartbeater is not None:

@@ -171,7 +171,8 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         return redact_url(self.url) if self.url else describe(self.redis)
 
     async def start(self) -> None:
-        """Connect, run startup hooks, start heartbeats, fetching, promotion and reaping."""
+        """Connect, run startup hooks, start heartbeats, fetching, promotion and reaping. A
+        start cancelled (or failing) after the registration removes it: nothing runs then."""
         if self._started:
             return
         if not self.job_types:
@@ -184,17 +185,21 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         await self._register(names)  # no lease, no start
         self._started, self._stop_begun, self._rebirth_over = True, False, False
         self._grace_over = asyncio.Event()
+        self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
+        published = False
         try:
             for hook in self._on_startup:
                 await call_hook(hook, self.context)
-        except BaseException:
+            scripts = WorkerScripts(self.redis, self.keys, self.redis_functions)
+            await write_caps(self.redis, self.keys, self.job_types, names)
+            published = True
+            await self._served.publish()
+        except BaseException:  # (a hook failed, or the start was cancelled: a signal)
             self._started = False  # nothing runs yet: a later start() must really start
+            if published:
+                await self._served.withdraw()
             await self._give_up_lease()
             raise
-        scripts = WorkerScripts(self.redis, self.keys, self.redis_functions)
-        await write_caps(self.redis, self.keys, self.job_types, names)
-        self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
-        await self._served.publish()
         self._wake = asyncio.Event()
         self._build(scripts, names, self._wake)
         self._launch(self._wake)

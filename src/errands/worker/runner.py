@@ -55,7 +55,14 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
             quieting.append(asyncio.create_task(_quiet(pool, started), name="errands-quiet"))
 
     def on_signal(sig: signal.Signals, count: int) -> None:
-        if count == 1:
+        if count == 1 and not started.is_set():
+            log.info(
+                "%s received while the pool starts: the start is given up (its startup hook "
+                "cancelled, its registration removed); no job is run",
+                sig.name,
+            )
+            stop.set()
+        elif count == 1:
             log.info(
                 "%s received: stopping; running jobs get %.1fs to finish (Ctrl-C again, or "
                 "another SIGTERM, stops at once and requeues them)",
@@ -74,7 +81,8 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
     signals = _StopSignals(loop, on_signal)
     loop.add_signal_handler(signal.SIGTSTP, on_quiet)
     try:
-        await pool.start()
+        if not await _start(pool, stop):
+            return
         started.set()
         if burst:
             drain = asyncio.create_task(pool.drain())
@@ -97,6 +105,32 @@ async def serve(pool: Servable, *, burst: bool = False) -> None:
             for task in quieting:
                 task.cancel()
             _exit_if_jobs_left(pool, failure)
+
+
+async def _start(pool: Servable, stop: asyncio.Event) -> bool:
+    """Start the pool, unless a stop signal comes first: the start is then cancelled (a hook
+    awaiting something too), and ``pool.start()`` removes the registration. False then (True
+    if the start ignored its cancellation, a hook swallowing it: the pool is stopped as usual)."""
+    starting = asyncio.create_task(pool.start(), name="errands-start")
+    stopped = asyncio.create_task(stop.wait(), name="errands-stop-wait")
+    try:
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not starting.done():
+            starting.cancel()
+    try:
+        await starting
+    except asyncio.CancelledError:
+        if starting.cancelled() and not _cancelling():
+            return False
+        raise
+    return True
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class _StopSignals:

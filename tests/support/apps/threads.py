@@ -2,10 +2,13 @@
 ``python -m errands worker tests.support.apps.threads:pool --redis URL --namespace NS``; the
 grace comes from ``$TEST_GRACE`` (seconds, default 0.5); with ``$TEST_SHUTDOWN_FAILS=1`` its
 on_shutdown hook ``close_ledger`` raises; with ``$TEST_SHUTDOWN_HANGS=1`` its hook ``flush_ledger``
-blocks the event loop for 120 s (a plain def calling a server that does not answer)."""
+blocks the event loop for 120 s (a plain def calling a server that does not answer); with
+``$TEST_STARTUP_HANGS=1`` its on_startup hook ``warm_cache`` waits 120 s (awaiting a server that
+does not answer), and prints whether it was cancelled."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -66,3 +69,14 @@ def flush_ledger(context: dict[str, object]) -> None:
     if os.environ.get("TEST_SHUTDOWN_HANGS") == "1":
         print("flush_ledger: blocking", flush=True)
         time.sleep(120)
+
+
+@pool.on_startup
+async def warm_cache(context: dict[str, object]) -> None:
+    if os.environ.get("TEST_STARTUP_HANGS") == "1":
+        print("warm_cache: waiting", flush=True)
+        try:
+            await asyncio.sleep(120)
+        except asyncio.CancelledError:
+            print("warm_cache: cancelled", flush=True)
+            raise

@@ -1,0 +1,82 @@
+"""A signal to a worker process (``errands worker``, ``pool.run()``) while its pool is still
+starting (a slow or hung ``on_startup`` hook): the start is given up at once, as Sidekiq and
+Celery do, instead of the stop waiting for the start to end (and ``docker stop`` or Ctrl-C
+waiting for the orchestrator's kill). The hook is cancelled, the pool's registration removed,
+no job is fetched, and the process exits with the status of a signal stop (0)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Job, WorkerPool
+from errands.store.keys import Keys
+from tests.support.procs import Procs, eventually, live_pools
+
+from .test_thread_stop import _true, enqueue
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    with Procs(tmp_path) as p:
+        yield p
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_during_a_hung_startup_hook_ends_the_start_at_once(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis, sig: signal.Signals
+) -> None:
+    keys = Keys(namespace)
+    job_id = await enqueue(redis_url, namespace, "work", 0.05)
+    env = {"TEST_GRACE": "30", "TEST_STARTUP_HANGS": "1"}
+    proc = procs.worker("threads:pool", redis_url, namespace, env=env)
+    await eventually(lambda: _true("warm_cache: waiting" in proc.output()), 15, "the hook")
+    [doomed] = await live_pools(redis, namespace)  # registered before its hooks run
+    began = time.monotonic()
+    proc.send(sig)
+    assert await proc.wait(timeout=20) == 0, proc.output()
+    took = time.monotonic() - began
+    output = proc.output()
+    assert took < 3.0, f"exited {took:.2f}s after the signal\n{output}"
+    assert "warm_cache: cancelled" in output, output
+    assert "received while the pool starts: the start is given up" in output, output
+    assert await live_pools(redis, namespace) == []
+    assert await redis.exists(keys.pool_info(doomed)) == 0
+    assert await redis.zcard(keys.in_progress(doomed)) == 0
+    assert [m.decode() for m in await redis.zrange(keys.queue("work"), 0, -1)] == [job_id]
+
+
+async def test_a_start_cancelled_while_it_registers_leaves_no_registration(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """What the signal does while the first heartbeat (in a thread: it cannot be cancelled)
+    registers the pool: the start waits for that thread, then takes the registration away; the
+    heartbeat thread ran on, beating for a pool that never started."""
+    pool = WorkerPool.from_url(
+        redis_url, namespace=namespace, heartbeat_interval=0.25, dead_timeout=1.0
+    )
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        pass
+
+    starting = asyncio.create_task(pool.start())
+    while pool.heartbeater is None:  # (the first beat's thread is on its way)
+        await asyncio.sleep(0)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert not pool.started
+    # (a real thread, no clock to advance: 4 heartbeat intervals for it to show itself)
+    await asyncio.sleep(1.0)
+    heartbeater = pool.heartbeater
+    assert heartbeater is not None and not heartbeater._thread.is_alive()
+    assert await live_pools(redis, namespace) == []
+    assert await redis.exists(Keys(namespace).pool_info(pool.id)) == 0
+    await pool.redis.aclose()
