@@ -34,7 +34,7 @@ async def test_a_signal_during_a_hung_startup_hook_ends_the_start_at_once(
 ) -> None:
     keys = Keys(namespace)
     job_id = await enqueue(redis_url, namespace, "work", 0.05)
-    env = {"TEST_GRACE": "30", "TEST_STARTUP_HANGS": "1"}
+    env = {"TEST_GRACE": "30", "TEST_STARTUP_HANGS": "1", "TEST_SHUTDOWN_HANGS": "1"}
     proc = procs.worker("threads:pool", redis_url, namespace, env=env)
     await eventually(lambda: _true("warm_cache: waiting" in proc.output()), 15, "the hook")
     [doomed] = await live_pools(redis, namespace)  # registered before its hooks run
@@ -45,6 +45,7 @@ async def test_a_signal_during_a_hung_startup_hook_ends_the_start_at_once(
     output = proc.output()
     assert took < 3.0, f"exited {took:.2f}s after the signal\n{output}"
     assert "warm_cache: cancelled" in output, output
+    assert "flush_ledger" not in output, output  # no on_shutdown hook ran
     assert "received while the pool starts: the start is given up" in output, output
     assert await live_pools(redis, namespace) == []
     assert await redis.exists(keys.pool_info(doomed)) == 0
