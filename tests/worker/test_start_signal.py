@@ -81,3 +81,32 @@ async def test_a_start_cancelled_while_it_registers_leaves_no_registration(
     assert await live_pools(redis, namespace) == []
     assert await redis.exists(Keys(namespace).pool_info(pool.id)) == 0
     await pool.redis.aclose()
+
+
+async def test_the_end_of_the_grace_asked_while_the_pool_registers_is_kept(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """``end_grace()`` (a second signal) while ``start()`` checks Redis or registers the pool
+    was lost: the start replaced the event it set, and the stop then waited the whole grace."""
+    pool = WorkerPool.from_url(
+        redis_url, namespace=namespace, shutdown_grace=30, heartbeat_interval=0.25
+    )
+    began = asyncio.Event()
+
+    @pool.job("work")
+    async def work(job: Job, seconds: float) -> None:
+        began.set()
+        await asyncio.sleep(seconds)
+
+    job_id = await enqueue(redis_url, namespace, "work", 60)
+    starting = asyncio.create_task(pool.start())
+    while pool.heartbeater is None:  # (registering: the first beat's thread is on its way)
+        await asyncio.sleep(0)
+    pool.end_grace()
+    await starting
+    await asyncio.wait_for(began.wait(), 10)
+    stopped = time.monotonic()
+    await asyncio.wait_for(pool.stop(), 10)  # (no grace: not the 30 s)
+    assert time.monotonic() - stopped < 3.0
+    keys = Keys(namespace)
+    assert [m.decode() for m in await redis.zrange(keys.queue("work"), 0, -1)] == [job_id]

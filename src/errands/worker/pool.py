@@ -177,6 +177,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
             return
         if not self.job_types:
             raise RegistrationError("no job types registered: use @pool.job(...) first")
+        self._grace_over = asyncio.Event()  # (before any await: an end_grace() meanwhile counts)
         await check(self.redis, self.url)
         # a new identity for every run: a restarted pool never mistakes the jobs a previous
         # run left in progress (a reaper gives those back) for orphans of its own
@@ -184,7 +185,6 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         names = sorted(self.job_types)
         await self._register(names)  # no lease, no start
         self._started, self._stop_begun, self._rebirth_over = True, False, False
-        self._grace_over = asyncio.Event()
         self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
         published = False
         try:
