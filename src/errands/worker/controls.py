@@ -33,6 +33,7 @@ class PoolControls:
     heartbeater: Heartbeater | None
     lease_keeper: LeaseKeeper | None
     _started: bool
+    _rebirth_over: bool  # (leasing.py) the stop cancelled the pool's tasks for the last time
     _grace_over: asyncio.Event
     _remote_tasks: set[asyncio.Task[None]]
 
@@ -99,7 +100,7 @@ class PoolControls:
     def _remote_request(self, request: str) -> None:
         """(on the event loop, handed by the heartbeat thread) A new request of
         ``Client.quiet_pool`` / ``resume_pool`` (admin/pools.py): quiet or resume now."""
-        if not self._started:
+        if not self._started or self._rebirth_over:  # (the stop cancelled the last of them)
             return
         quiet = request.startswith("quiet:")
         log.info("pool %s: %s requested remotely", self.id, "quiet" if quiet else "resume")

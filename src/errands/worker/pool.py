@@ -332,7 +332,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
                 self._started = False
                 raise
         await worker.close()
-        tasks = [*self._tasks, self._notifier_task, *self._no_more_rebirth()]
+        tasks = [*self._tasks, self._notifier_task, *self._remote_tasks, *self._no_more_rebirth()]
         for task in await cancel_and_wait(tasks):
             log.error("pool %s: %s ignores cancellation", self.id, task.get_name())
         hook_error = await call_hooks(self._on_shutdown, self.context, f"pool {self.id}: shutdown")
