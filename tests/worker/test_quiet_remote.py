@@ -135,3 +135,54 @@ async def test_a_heartbeat_reads_the_request_and_a_resend_answers_the_same(
     with pytest.raises(Exception, match=r"WRONGTYPE .*quietreq.* no beat recorded"):
         await beat(keys=with_requests, args=args)
     assert await redis.zscore(keys.pools, "p1") == before
+
+
+async def test_a_remote_quiet_still_pending_is_cancelled_by_the_stop(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """A quiet asked through the admin API (``Client.quiet_pool``) runs as a task of the pool;
+    one still waiting when the pool stops (its quiet here never returns, as one waiting on a
+    Redis that does not answer) ran on after ``stop()`` returned, on the client the stop
+    closed."""
+    waiting = asyncio.Event()
+
+    class SlowQuietPool(WorkerPool):
+        async def quiet(self) -> None:
+            await super().quiet()
+            waiting.set()
+            await asyncio.Event().wait()  # (never set)
+
+    pool = SlowQuietPool(url=redis_url, namespace=namespace, heartbeat_interval=0.25)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        pass
+
+    async with pool:
+        assert await Client(redis, namespace=namespace).quiet_pool(pool.id) is True
+        await asyncio.wait_for(waiting.wait(), 10)  # (handed over at the pool's next beat)
+        remote = set(pool._remote_tasks)
+        assert remote
+    assert all(task.done() for task in remote)
+    assert not pool._remote_tasks
+
+
+async def test_a_remote_request_handed_over_while_the_shutdown_hooks_run_starts_nothing(
+    redis_url: str, namespace: str
+) -> None:
+    """The heartbeat thread hands requests over until the stop ends it (here while an
+    on_shutdown hook runs, after the stop's last cancel of the pool's tasks): none may start a
+    task that runs on after ``stop()``."""
+    pool = WorkerPool(url=redis_url, namespace=namespace, heartbeat_interval=0.25)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        pass
+
+    @pool.on_shutdown
+    async def hand_over(context: dict[str, object]) -> None:
+        pool._remote_request("quiet:1")  # (what the heartbeat thread hands the loop)
+
+    async with pool:
+        pass
+    assert not pool._remote_tasks
