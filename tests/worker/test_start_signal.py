@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from errands import Job, WorkerPool
 from errands.store.keys import Keys
+from tests.faults.proxy import FaultProxy
 from tests.support.procs import Procs, eventually, live_pools
 
 from .test_thread_stop import _true, enqueue
@@ -110,3 +111,25 @@ async def test_the_end_of_the_grace_asked_while_the_pool_registers_is_kept(
     assert time.monotonic() - stopped < 3.0
     keys = Keys(namespace)
     assert [m.decode() for m in await redis.zrange(keys.queue("work"), 0, -1)] == [job_id]
+
+
+async def test_a_signal_while_redis_does_not_answer_at_start_ends_the_start_at_once(
+    procs: Procs, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """Redis does not answer (every connection black-holed) while the worker checks it at
+    start: its PING times out after 15 s, and is retried; a SIGTERM meanwhile ends the start at
+    once, where the process ran on (still running 40 s after the signal, before this fix)."""
+    port = int(redis_url.rpartition(":")[2].partition("/")[0])
+    with FaultProxy(port) as proxy:
+        proxy.blackhole(new_connections=True)
+        proc = procs.worker("threads:pool", proxy.url, namespace, env={"TEST_GRACE": "30"})
+        await eventually(lambda: _true(proxy.accepted > 0), 15, "the worker to connect")
+        await asyncio.sleep(0.5)  # (its PING on its way: a real process, no clock to advance)
+        began = time.monotonic()
+        proc.send(signal.SIGTERM)
+        assert await proc.wait(timeout=40) == 0, proc.output()
+        took = time.monotonic() - began
+    output = proc.output()
+    assert took < 3.0, f"exited {took:.2f}s after the signal\n{output}"
+    assert "SIGTERM received while the pool starts: the start is given up" in output, output
+    assert await live_pools(redis, namespace) == []
