@@ -142,8 +142,7 @@ async def test_a_remote_quiet_still_pending_is_cancelled_by_the_stop(
 ) -> None:
     """A quiet asked through the admin API (``Client.quiet_pool``) runs as a task of the pool;
     one still waiting when the pool stops (its quiet here never returns, as one waiting on a
-    Redis that does not answer) ran on after ``stop()`` returned, on the client the stop
-    closed."""
+    Redis that does not answer) was still pending after ``stop()`` returned."""
     waiting = asyncio.Event()
 
     class SlowQuietPool(WorkerPool):
