@@ -5,6 +5,7 @@ it; the request goes when the pool leaves the registry (a stop, a reap)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from redis.asyncio import Redis
@@ -185,3 +186,45 @@ async def test_a_remote_request_handed_over_while_the_shutdown_hooks_run_starts_
     async with pool:
         pass
     assert not pool._remote_tasks
+
+
+async def test_a_remote_quiet_still_pending_is_cancelled_by_a_cancelled_stop(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """The same, when ``stop()`` is cancelled while it waits for a plain-def handler (it
+    cancels the pool's tasks then, and returns at once)."""
+    waiting, release = asyncio.Event(), threading.Event()
+
+    class SlowQuietPool(WorkerPool):
+        async def quiet(self) -> None:
+            await super().quiet()
+            waiting.set()
+            await asyncio.Event().wait()  # (never set)
+
+    pool = SlowQuietPool(
+        url=redis_url, namespace=namespace, heartbeat_interval=0.25, shutdown_grace=0.1
+    )
+    began = threading.Event()
+
+    @pool.job("sync_work")
+    def sync_work(job: Job) -> None:
+        began.set()
+        release.wait(30)
+
+    await pool.start()
+    try:
+        await Enqueuer(redis, namespace=namespace).enqueue("sync_work", {})
+        await asyncio.to_thread(began.wait, 10)
+        assert await Client(redis, namespace=namespace).quiet_pool(pool.id) is True
+        await asyncio.wait_for(waiting.wait(), 10)
+        remote = set(pool._remote_tasks)
+        assert remote
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await pool.stop()
+        await asyncio.sleep(0)  # (a cancelled task ends at its next step)
+        assert all(task.done() for task in remote)
+    finally:
+        release.set()
+        await asyncio.sleep(0.1)  # (the cancelled tasks let go of their connections)
+        await pool.redis.aclose()  # (a cancelled stop leaves the client to its caller)

@@ -327,7 +327,8 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
             try:
                 await wait_for_threads(worker, self.id, report.in_threads)
             except asyncio.CancelledError:
-                abandon(self.id, worker, report.in_threads, [*self._tasks, self._notifier_task])
+                tasks = [*self._tasks, self._notifier_task, *self._remote_tasks]
+                abandon(self.id, worker, report.in_threads, tasks)
                 keep_beating(self.id, self.heartbeater, self._executor)
                 self._started = False
                 raise
