@@ -57,11 +57,10 @@ log = logging.getLogger("errands.pool")
 
 
 class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls):
-    """Runs registered jobs with up to ``concurrency`` at a time in this process.
-
-    Timings (seconds): ``shutdown_grace`` lets running jobs finish on stop; ``dead_timeout``
-    is how long without a heartbeat before a pool counts as dead and its jobs run elsewhere;
-    ``poll_interval`` bounds how late a scheduled or retried job is promoted.
+    """Runs registered jobs with up to ``concurrency`` at a time in this process. Timings (s):
+    ``shutdown_grace`` lets running jobs finish on stop; ``dead_timeout`` is how long without
+    a heartbeat before a pool counts as dead and its jobs run elsewhere; ``poll_interval``
+    bounds how late a scheduled or retried job is promoted.
     """
 
     def __init__(
@@ -171,8 +170,8 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         return redact_url(self.url) if self.url else describe(self.redis)
 
     async def start(self) -> None:
-        """Connect, run startup hooks, start heartbeats, fetching, promotion and reaping. A
-        start cancelled (or failing) after the registration removes it: nothing runs then."""
+        """Connect, run startup hooks, start heartbeats, fetching, promotion, reaping (undone
+        when cancelled or failing after the registration)."""
         if self._started:
             return
         if not self.job_types:
@@ -186,7 +185,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         await self._register(names)  # no lease, no start
         self._started, self._stop_begun, self._rebirth_over = True, False, False
         self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
-        published = False
+        published = False  # (whether the names served were published: withdrawn then)
         try:
             for hook in self._on_startup:
                 await call_hook(hook, self.context)
