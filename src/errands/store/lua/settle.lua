@@ -260,19 +260,9 @@ else -- dead or cancelled: the set is bounded by age and size (100 trimmed at mo
   -- each pool's requeuer trims the rest)
   redis.call('HDEL', k.recov, id)
   redis.call('ZADD', target, score, id)
-  local stale = redis.call('ZRANGEBYSCORE', target, '-inf', '(' .. ARGV[8], 'LIMIT', 0, 100)
-  local excess = math.min(redis.call('ZCARD', target) - #stale - tonumber(ARGV[7]), 100)
-  if excess > 0 then
-    for _, old in ipairs(redis.call('ZRANGE', target, #stale, #stale + excess - 1)) do
-      stale[#stale + 1] = old
-    end
-  end
-  for i = #stale, 1, -1 do  -- (not this job: its re-send finds it here)
-    if stale[i] == id then
-      table.remove(stale, i)
-    end
-  end
-  set_trim(k, target, stale, KEYS[26], KEYS[14], ARGV[14])  -- (a parked member: its end too)
+  local stale, ends = set_trim_pick(target, ARGV[8], ARGV[7], 100, KEYS[26], id)  -- (not this
+  -- job: its re-send finds it here)
+  set_trim(k, target, stale, ends, KEYS[26], KEYS[14], ARGV[14])  -- (a parked member: its end too)
 end
 if mode == 'dead' or mode == 'drop' or mode == 'cancelled' then  -- its life ended
   local outcome = 'failed'

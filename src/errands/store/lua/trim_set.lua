@@ -26,11 +26,5 @@ end
 local k = {jobs = KEYS[2], prio = KEYS[3], errors = KEYS[4], recov = KEYS[5], checkin = KEYS[6],
   cancelreq = KEYS[7], att = KEYS[8], uniqjob = KEYS[9], uniq = KEYS[10], uniqexp = KEYS[11],
   ended = KEYS[12], ckpt = KEYS[13], part = KEYS[15]}
-local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, LIMIT)
-local excess = redis.call('ZCARD', KEYS[1]) - #stale - tonumber(ARGV[2])
-if excess > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', KEYS[1], #stale, #stale + math.min(excess, LIMIT) - 1)) do
-    stale[#stale + 1] = old
-  end
-end
-return set_trim(k, KEYS[1], stale, KEYS[16], KEYS[14], ARGV[3])
+local stale, ends = set_trim_pick(KEYS[1], ARGV[1], ARGV[2], LIMIT, KEYS[16])
+return set_trim(k, KEYS[1], stale, ends, KEYS[16], KEYS[14], ARGV[3])

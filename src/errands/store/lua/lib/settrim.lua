@@ -39,24 +39,48 @@ local function set_trim_members(wfof, ids)
   return ends, kept
 end
 
--- trim `stale` (ids chosen by the caller) from `set`: each published as `deleted` (reason
--- `trimmed`) while someone listens (`listening`, `channel`), forgotten with a tombstone; a
--- workflow member among them not ended yet ends as failed (its run's `wfof`, the workflow_of
--- key; nil: none looked at, a caller of an older version). Returns how many were trimmed
-local function set_trim(k, set, stale, wfof, listening, channel)
-  local ends, kept = {}, {}
-  if wfof and #stale > 0 then
-    ends, kept = set_trim_members(wfof, stale)
-  end
-  if next(kept) then
+-- the ids of `set` to trim and the members among them to end (set_trim_members): up to `limit`
+-- past the age bound `before` (ms) and up to `limit` more over the size `most`, never `except`
+-- (settle.lua's own job; nil: none). Entries left in the set (a run with a key of another type)
+-- are paged past, not counted: at most 2 x limit entries read by age per call, so up to `limit`
+-- kept ones among the oldest do not hold the age trim of the others (more than that still do,
+-- past 2 x limit kept nothing is trimmed by age until their runs are repaired)
+local function set_trim_pick(set, before, most, limit, wfof, except)
+  local stale, ends = {}, {}
+  local function take(ids)
     local left = {}
-    for _, id in ipairs(stale) do
-      if not kept[id] then
-        left[#left + 1] = id
-      end
+    for _, id in ipairs(ids) do
+      if id ~= except then left[#left + 1] = id end
     end
-    stale = left
+    local e, kept = {}, {}
+    if wfof and #left > 0 then
+      e, kept = set_trim_members(wfof, left)
+    end
+    for _, id in ipairs(left) do
+      if not kept[id] then stale[#stale + 1] = id end
+    end
+    for _, it in ipairs(e) do ends[#ends + 1] = it end
   end
+  local read = 0
+  while #stale < limit and read < 2 * limit do
+    local want = math.min(limit - #stale, 2 * limit - read)
+    local page = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. before, 'LIMIT', read, want)
+    read = read + #page
+    take(page)
+    if #page < want then break end
+  end
+  local excess = math.min(redis.call('ZCARD', set) - #stale - tonumber(most), limit)
+  if excess > 0 then  -- (ranks past those read by age)
+    take(redis.call('ZRANGE', set, read, read + excess - 1))
+  end
+  return stale, ends
+end
+
+-- trim `stale` and end `ends` (both from set_trim_pick) from `set`: each published as `deleted`
+-- (reason `trimmed`) while someone listens (`listening`, `channel`), forgotten with a tombstone;
+-- a workflow member among them not ended yet ends as failed (its run's `wfof`, the workflow_of
+-- key; nil: none looked at, a caller of an older version). Returns how many were trimmed
+local function set_trim(k, set, stale, ends, wfof, listening, channel)
   if #stale == 0 then
     return 0
   end
