@@ -105,15 +105,30 @@ local function wf_wake(P, name)
 end
 
 -- the `enqueued` event of job `id` (of job name `name`) a run put on its queue, as enqueue.lua
--- publishes one (lib/events.lua: only where someone listens; one EXISTS per script call)
-local function wf_enqueued(P, id, name)
+-- publishes one (lib/events.lua: only where someone listens; one EXISTS per script call). With
+-- `W.evs` (a list of ids, each id's message by its key: wf_enqueue.lua, wf_end) it is kept for
+-- wf_enqueued_flush (one HMGET of `listening` per 1,000), else published at once (one HMGET)
+local function wf_enqueued(W, id, name)
+  local P = W.P
   if WF_LISTEN[1] == nil then
     WF_LISTEN[1] = redis.call('EXISTS', P .. 'listening') == 1
   end
   if WF_LISTEN[1] then
-    ev_publish(P .. 'listening', P .. 'events', id, '{"event":"enqueued","id":"' .. id
-      .. '","name":"' .. name .. '"}')
+    local msg = '{"event":"enqueued","id":"' .. id .. '","name":"' .. name .. '"}'
+    if W.evs then
+      W.evs[#W.evs + 1], W.evs[id] = id, msg
+    else
+      ev_publish(P .. 'listening', P .. 'events', id, msg)
+    end
   end
+end
+
+-- publish the events wf_enqueued kept in `W.evs` (ev_publish_all), then keep none
+local function wf_enqueued_flush(W)
+  if W.evs and #W.evs > 0 then
+    ev_publish_all(W.P .. 'listening', W.P .. 'events', W.evs)
+  end
+  W.evs = nil
 end
 
 -- store job `id` and put it on its queue as enqueue does; wakes one idle pool of its name when
@@ -152,7 +167,7 @@ local function wf_queue(W, id, name, prio, env, wake, part)
       redis.call('ZADD', P .. 'pready:' .. name, redis.call('INCR', P .. 'seq'), part)
     end
   end
-  wf_enqueued(P, id, name)
+  wf_enqueued(W, id, name)
   if wake then
     wf_wake(P, name)
   end
@@ -376,6 +391,8 @@ local function wf_end(wfof, id, status, value, run)
   if value == nil or value == '' then
     value = 'null'
   end
+  W.evs = {}  -- (the members it releases: their events published together)
   wf_settle(W, node, status, value)
+  wf_enqueued_flush(W)
   return true
 end
