@@ -43,8 +43,8 @@ end
 -- past the age bound `before` (ms) and up to `limit` more over the size `most`, never `except`
 -- (settle.lua's own job; nil: none). Entries left in the set (a run with a key of another type)
 -- are paged past, not counted: at most 2 x limit entries read by age per call, so up to `limit`
--- kept ones among the oldest do not hold the age trim of the others (more than that still do,
--- past 2 x limit kept nothing is trimmed by age until their runs are repaired)
+-- kept ones among the oldest do not hold the age trim of the others (from `limit` to 2 x limit
+-- they slow it; 2 x limit or more stop it until their runs are repaired)
 local function set_trim_pick(set, before, most, limit, wfof, except)
   local stale, ends = {}, {}
   local function take(ids)
