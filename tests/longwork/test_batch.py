@@ -18,6 +18,7 @@ from errands.errors import RegistrationError
 from errands.longwork.batch import batch_due
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts, Settle, SettleRefused
+from errands.store.settlecall import SETTLE_MAX
 from tests.support.invariants import assert_invariants
 from tests.support.procs import eventually
 
@@ -248,6 +249,34 @@ async def test_the_failed_jobs_of_a_batch_are_settled_in_one_script_call(
         await pool.drain(timeout=20)
     assert calls == [5]
     assert await redis.zcard(keys.dead) == 5
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_the_failed_jobs_of_a_large_batch_are_settled_in_calls_of_settle_max(
+    redis_url: str, namespace: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    report = Scripts.settle_report
+
+    async def counted(
+        self: Scripts, pool_id: str, settles: Sequence[Settle]
+    ) -> list[bool | SettleRefused]:
+        calls.append(len(settles))
+        return await report(self, pool_id, settles)
+
+    monkeypatch.setattr(Scripts, "settle_report", counted)
+    keys = Keys(namespace)
+    pool = make_pool(redis_url, namespace)
+
+    @pool.batch_job("all", max_size=SETTLE_MAX + 1, max_wait=60, max_fails=1)
+    async def all_fail(jobs: list[Job]) -> None:
+        raise ValueError("no")
+
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        await enqueuer.enqueue_many([("all", {"n": i}) for i in range(SETTLE_MAX + 1)])
+        await pool.drain(timeout=30)
+    assert calls == [SETTLE_MAX, 1]
+    assert await redis.zcard(keys.dead) == SETTLE_MAX + 1
     await assert_invariants(redis, namespace, drained=True, stopped=True)
 
 

@@ -11,7 +11,17 @@ from .adminscripts import Arg
 from .keys import Keys
 from .records import Settle, SettleRefused
 
-__all__ = ["read_settle_reply", "settle_many_request", "settle_request", "settled_or_raise"]
+__all__ = [
+    "SETTLE_MAX",
+    "read_settle_reply",
+    "settle_many_request",
+    "settle_request",
+    "settled_or_raise",
+]
+
+# jobs per settle.lua call sent by the worker (Settler._send_many): a batch's failed jobs, or its
+# jobs going back at a stop, in calls of this many (about 50 ms of Redis each on the test machine)
+SETTLE_MAX = 500
 
 
 def settle_request(k: Keys, pool_id: str, s: Settle) -> tuple[list[str], list[Arg]]:

@@ -340,9 +340,9 @@ class Batching:
         if self.abandoned:
             return
         if self._cancelling:
-            for job in jobs:  # the pool stops and the grace is over: back on their queues
-                await self.settler.requeue(job)
-                self.requeued_on_stop += 1
+            # the pool stops and the grace is over: back on their queues (SETTLE_MAX a call)
+            await self.settler.requeue(*jobs)
+            self.requeued_on_stop += len(jobs)
             log.info("%s: a batch of %d requeued (pool stopping)", jt.name, len(jobs))
             return
         task = asyncio.current_task()

@@ -20,6 +20,7 @@ from ..logfmt import describe, job_extra
 from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, Scripts, Settle, SettleRefused
+from ..store.settlecall import SETTLE_MAX
 
 __all__ = ["HISTORY_ARGS_MAX", "Settler", "encode_result", "history_json"]
 
@@ -101,13 +102,13 @@ class Settler:
             history_json=history_json(job) if self.history else b"",
         )
 
-    async def requeue(self, job: Job, head: bool = False) -> None:
-        """Back on its queue without counting a failure (pool stopping); with ``head``, ahead
-        of the jobs of its priority waiting (an iterable job stopped at a checkpoint)."""
-        s = self._settle(job, "requeue", self.keys.queue(job.name))
-        if head:
+    async def requeue(self, *jobs: Job, head: bool = False) -> None:
+        """Back on their queues, no failure counted (pool stopping: a job, or a batch's); with
+        ``head``, ahead of the jobs of their priority waiting (an iterable job at a checkpoint)."""
+        settles = [self._settle(job, "requeue", self.keys.queue(job.name)) for job in jobs]
+        for s in settles if head else ():
             s.score_ms = "head"
-        await self._send(s)
+        await self._send_many(settles)
 
     async def requeue_fetched(self, item: Fetched, name: str) -> None:
         """Back on its queue, at its place: a job fetched ahead that never started (pool
@@ -263,22 +264,22 @@ class Settler:
         await self._send_many([s])
 
     async def _send_many(self, settles: list[Settle]) -> None:
-        """Settle jobs in one script call, retrying as ``_send`` does (each job is fenced on its
-        own attempt: a re-sent call settles nothing twice, and answers as the first did). A job
-        settle.lua refuses before writing anything of it (its reply says so, see
-        :class:`SettleRefused`) is parked, not retried; the others of its call are settled."""
+        """Settle jobs in script calls of SETTLE_MAX at most, each retried as ``_send`` does (a job
+        fenced on its attempt: a re-sent call settles nothing twice, answering as the first did).
+        A job refused before any write (:class:`SettleRefused`) is parked; its call's others end."""
         delay = 0.05
-        while not self.abandoned and settles:
+        chunks = [settles[i : i + SETTLE_MAX] for i in range(0, len(settles), SETTLE_MAX)]
+        while not self.abandoned and chunks:
             try:
-                outcomes = await self.scripts.settle_report(self.pool_id, settles)
+                outcomes = await self.scripts.settle_report(self.pool_id, chunks[0])
             except Exception as exc:  # not only REDIS_ERRORS (MISCONF, OOM...): keep trying
                 level = logging.WARNING if isinstance(exc, REDIS_ERRORS) else logging.ERROR
-                first = settles[0]
+                first = chunks[0][0]
                 log.log(level, "could not settle %s %s (%r); retrying", first.name, first.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            for s, outcome in zip(settles, outcomes, strict=True):
+            for s, outcome in zip(chunks.pop(0), outcomes, strict=True):
                 if isinstance(outcome, SettleRefused):
                     self.park(s, outcome)
                 elif not outcome:
@@ -291,7 +292,6 @@ class Settler:
                         s.mode,
                         extra={"job_id": s.id, "job_name": s.name},
                     )
-            return
 
     def park(self, s: Settle, exc: BaseException) -> None:
         """A settle refused: the job stays in progress, held here (the orphan sweep leaves it);
