@@ -54,6 +54,15 @@ class _Batch:
         self.suspects: set[str] = set()
 
 
+class _Seen:
+    """What a batch loop saw of its queue: its head, and the oldest job seen at the head that
+    still waits (each (id, enqueued at); ('', 0.0): none)."""
+
+    def __init__(self) -> None:
+        self.head: tuple[str, float] = ("", 0.0)
+        self.oldest: tuple[str, float] = ("", 0.0)
+
+
 class Batching:
     """Mixin of Worker: the batch loops, started by ``run`` and ended by ``stop_fetching``
     (idle while the worker is quiet: quieting.py)."""
@@ -120,7 +129,7 @@ class Batching:
         runner = jt.handler
         assert isinstance(runner, BatchRunner)
         poll = min(max(runner.max_wait / 4, 0.05), self.poll_interval)
-        seen: tuple[str, float] = ("", 0.0)  # the queue's head: (id, enqueued at)
+        seen = _Seen()
         delay = 0.05
         outage = OutageLog(log, f"batch fetch of {jt.name}")
         while not self._stopping:
@@ -128,11 +137,7 @@ class Batching:
                 await self._batch_quiet()
                 continue
             try:
-                waiting, head = await self._peek(jt.name)
-                if head and head != seen[0]:
-                    seen = (head, await self._enqueued_at(head))
-                oldest = self.clock.now() - seen[1] if head else None
-                due = batch_due(waiting, oldest, runner.max_size, runner.max_wait)
+                due = await self._batch_due(jt.name, runner, seen)
                 if due > 0:
                     await wait_event(self._batch_stop, min(due, poll))
                     continue
@@ -218,13 +223,30 @@ class Batching:
         if not task.cancelled() and task.exception() is not None:
             log.error("errands internal error in a batch task", exc_info=task.exception())
 
-    async def _peek(self, name: str) -> tuple[int, str]:
-        """How many jobs wait on the queue of ``name``, and the id at its head ('' if none)."""
+    async def _batch_due(self, name: str, runner: BatchRunner, seen: _Seen) -> float:
+        """Seconds until a batch of ``name`` is due (0: now; ``batch_due``), ``max_wait`` timed
+        from the enqueue of the oldest job seen at the head of the queue that still waits there:
+        a job of a higher priority taking the head does not restart it. A job never seen at
+        the head (overtaken before the next look) counts from the enqueue of the one seen."""
+        waiting, head, kept = await self._peek(name, seen.oldest[0])
+        if head and head != seen.head[0]:
+            seen.head = (head, await self._enqueued_at(head))
+        if not head:
+            seen.oldest = ("", 0.0)
+        elif not kept or seen.head[1] < seen.oldest[1]:  # (it left: fetched, or cancelled)
+            seen.oldest = seen.head
+        waited = self.clock.now() - seen.oldest[1] if head else None
+        return batch_due(waiting, waited, runner.max_size, runner.max_wait)
+
+    async def _peek(self, name: str, oldest: str) -> tuple[int, str, bool]:
+        """How many jobs wait on the queue of ``name``, the id at its head ('' if none), and
+        whether job ``oldest`` waits there ('': False)."""
         async with self.scripts.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.queue(name))
             pipe.zrange(self.keys.queue(name), 0, 0)
-            waiting, head = await pipe.execute()
-        return int(waiting), head[0].decode() if head else ""
+            pipe.zscore(self.keys.queue(name), oldest)
+            waiting, head, score = await pipe.execute()
+        return int(waiting), head[0].decode() if head else "", bool(oldest) and score is not None
 
     async def _enqueued_at(self, job_id: str) -> float:
         """When the job was enqueued (its envelope's time; now when it cannot be read)."""
