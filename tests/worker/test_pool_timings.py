@@ -1,0 +1,68 @@
+"""The timings docs/reliability.md gives, as a started pool holds them: the defaults, the
+reaper's period ``max(0.1, min(heartbeat_interval, dead_timeout / 8))``, the heartbeat
+thread's socket timeout (the heartbeat interval, at least 1 s, at most the client's own), and
+a ``dead_timeout`` under twice ``heartbeat_interval`` refused."""
+
+from __future__ import annotations
+
+import pytest
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+
+from errands import Job, RegistrationError, WorkerPool
+
+
+async def handler(job: Job) -> None:
+    return None
+
+
+def test_the_documented_defaults() -> None:
+    pool = WorkerPool(url="redis://localhost:1/0")
+    assert (pool.heartbeat_interval, pool.dead_timeout, pool.max_recoveries) == (2.0, 10.0, 3)
+    assert (pool.dead_max_jobs, pool.dead_max_age) == (10_000, 180 * 86400.0)
+    assert (pool.history_max, pool.history_retention) == (100_000, 15 * 86400.0)
+    pool.register("j", handler)
+    assert pool.job_types["j"].result_ttl == 86400.0
+
+
+@pytest.mark.parametrize(("heartbeat", "dead"), [(2.0, 3.9), (1.0, 1.999), (0.5, 0.25)])
+def test_a_dead_timeout_under_twice_the_heartbeat_interval_is_refused(
+    heartbeat: float, dead: float
+) -> None:
+    with pytest.raises(RegistrationError, match="at least twice heartbeat_interval"):
+        WorkerPool(url="redis://localhost:1/0", heartbeat_interval=heartbeat, dead_timeout=dead)
+    WorkerPool(
+        url="redis://localhost:1/0", heartbeat_interval=heartbeat, dead_timeout=heartbeat * 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("heartbeat", "dead", "period", "beat_timeout"),
+    [
+        (None, None, 1.25, 2.0),  # the defaults: 2 s and 10 s
+        (0.5, 8.0, 0.5, 1.0),
+        (0.05, 0.5, 0.1, 1.0),
+    ],
+)
+async def test_the_reaper_period_and_the_heartbeat_timeout(
+    redis: Redis,
+    namespace: str,
+    heartbeat: float | None,
+    dead: float | None,
+    period: float,
+    beat_timeout: float,
+) -> None:
+    if heartbeat is None or dead is None:
+        pool = WorkerPool(redis, namespace=namespace)
+    else:
+        pool = WorkerPool(
+            redis, namespace=namespace, heartbeat_interval=heartbeat, dead_timeout=dead
+        )
+    pool.register("j", handler)
+    async with pool:
+        assert pool.reaper is not None and pool.heartbeater is not None
+        assert pool.reaper.interval == pytest.approx(period)
+        client = pool.heartbeater._client
+        assert isinstance(client, SyncRedis)
+        beats = client.connection_pool.connection_kwargs
+        assert beats["socket_timeout"] == pytest.approx(beat_timeout)
