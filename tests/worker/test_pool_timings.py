@@ -1,7 +1,8 @@
-"""The timings docs/reliability.md gives, as a started pool holds them: the defaults, the
-reaper's period ``max(0.1, min(heartbeat_interval, dead_timeout / 8))``, the heartbeat
-thread's socket timeout (the heartbeat interval, at least 1 s, at most the client's own), and
-a ``dead_timeout`` under twice ``heartbeat_interval`` refused."""
+"""The defaults and timings docs/reliability.md and docs/workers.md give, as a pool holds
+them: the defaults, the reaper's period ``max(0.1, min(heartbeat_interval, dead_timeout / 8))``,
+the heartbeat thread's socket timeout (the heartbeat interval, at least 1 s, at most the
+client's own), and a ``dead_timeout`` just under twice ``heartbeat_interval`` refused, twice it
+taken (tests/worker/test_bad_input.py refuses one far under it)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ async def handler(job: Job) -> None:
 
 
 def test_the_documented_defaults() -> None:
+    """The defaults of docs/reliability.md and of the options table of docs/workers.md."""
     pool = WorkerPool(url="redis://localhost:1/0")
+    assert (pool.namespace, pool.concurrency, pool.shutdown_grace) == ("errands", 10, 30.0)
+    assert (pool.poll_interval, pool.schedule_refresh) == (1.0, 2.0)
+    assert (pool.history, pool.redis_functions) == (True, True)
     assert (pool.heartbeat_interval, pool.dead_timeout, pool.max_recoveries) == (2.0, 10.0, 3)
     assert (pool.dead_max_jobs, pool.dead_max_age) == (10_000, 180 * 86400.0)
     assert (pool.history_max, pool.history_retention) == (100_000, 15 * 86400.0)
