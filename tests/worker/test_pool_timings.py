@@ -11,6 +11,8 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from errands import Job, RegistrationError, WorkerPool
+from errands.worker import lookahead
+from errands.worker.notifier import Notifier
 
 
 async def handler(job: Job) -> None:
@@ -71,3 +73,16 @@ async def test_the_reaper_period_and_the_heartbeat_timeout(
         assert isinstance(client, SyncRedis)
         beats = client.connection_pool.connection_kwargs
         assert beats["socket_timeout"] == pytest.approx(beat_timeout)
+
+
+async def test_the_documented_periods(redis: Redis, namespace: str) -> None:
+    """docs/reliability.md: orphans reclaimed every 10 s, parked acks and settles sent again
+    about once a minute, a job fetched ahead given back after 0.2 s (0.02 s with a rate), a
+    quiet subscription pinged after at most 5 s (the tests shorten them all)."""
+    assert (lookahead.BUFFER_MAX_WAIT, lookahead.RATED_BUFFER_MAX_WAIT) == (0.2, 0.02)
+    assert Notifier.ping_interval == 5.0
+    pool = WorkerPool(redis, namespace=namespace)
+    pool.register("j", handler)
+    async with pool:
+        assert pool.worker is not None
+        assert (pool.worker.reclaim_interval, pool.worker.parked_interval) == (10.0, 60.0)
