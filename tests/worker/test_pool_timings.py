@@ -6,11 +6,14 @@ taken (tests/worker/test_bad_input.py refuses one far under it)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from errands import Job, RegistrationError, WorkerPool
+from errands.store.keys import Keys
 from errands.worker import lookahead
 from errands.worker.notifier import Notifier
 
@@ -86,3 +89,36 @@ async def test_the_documented_periods(redis: Redis, namespace: str) -> None:
     async with pool:
         assert pool.worker is not None
         assert (pool.worker.reclaim_interval, pool.worker.parked_interval) == (10.0, 60.0)
+
+
+@pytest.mark.parametrize(("concurrency", "batch"), [(10, 10), (256, 256), (1000, 256)])
+async def test_a_fetch_asks_for_at_most_256_jobs(
+    redis: Redis, namespace: str, concurrency: int, batch: int
+) -> None:
+    """docs/workers.md: one fetch call for as many jobs as the pool has free slots, at most 256."""
+    pool = WorkerPool(redis, namespace=namespace, concurrency=concurrency)
+    pool.register("j", handler)
+    async with pool:
+        assert pool.worker is not None and pool.worker.batch == batch
+
+
+async def test_an_idle_mark_lasts_twice_the_poll_interval_and_a_second(
+    redis: Redis, namespace: str
+) -> None:
+    """docs/workers.md: an idle pool's mark (score: minus its deadline in ms on the Redis
+    clock) is due 2 x poll_interval + 1 s after the fetch that made it."""
+    keys = Keys(namespace)
+    pool = WorkerPool(redis, namespace=namespace, poll_interval=3.0)
+    pool.register("j", handler)
+    async with pool:
+        deadline = None
+        for _ in range(200):
+            score = await redis.zscore(keys.idle_for("j"), pool.id)
+            if score is not None:
+                deadline = -score
+                break
+            await asyncio.sleep(0.01)
+        assert deadline is not None
+        seconds, micros = await redis.time()
+        left = deadline - (seconds * 1000 + micros // 1000)
+        assert 7_000 - 1_000 < left <= 7_000, left
