@@ -76,13 +76,34 @@ async def test_args_must_be_a_dict(
     assert await redis.hlen(Keys(namespace).jobs) == 0
 
 
-@pytest.mark.parametrize("name", ["", "a:b", "a{b}", "line\nbreak", "nul\x00", None, 7])
+@pytest.mark.parametrize(
+    "name",
+    # (docs/enqueueing.md: 1 to 200 characters, no whitespace, quote, backslash, brace, colon)
+    [
+        "",
+        "a:b",
+        "a{b}",
+        "line\nbreak",
+        "nul\x00",
+        None,
+        7,
+        "a b",
+        'q"uote',
+        "back\\slash",
+        "x" * 201,
+    ],
+)
 async def test_invalid_names_raise(
     redis: Redis, namespace: str, enqueuer: Enqueuer, name: object
 ) -> None:
     with pytest.raises(ValueError, match="invalid job name"):
         await enqueuer.enqueue(name, {})  # type: ignore[arg-type]
     assert await redis.hlen(Keys(namespace).jobs) == 0
+
+
+async def test_a_name_of_200_characters_is_taken(enqueuer: Enqueuer) -> None:
+    job = await enqueuer.enqueue("x" * 200, {})
+    assert job is not None and job.name == "x" * 200
 
 
 async def test_unserializable_args_raise(redis: Redis, namespace: str, enqueuer: Enqueuer) -> None:
