@@ -1,8 +1,10 @@
-"""docs/enqueueing.md: ``enqueue_many`` stores its jobs by one Lua call per 5,000 jobs (a
-bounded work per script call), each job once, in the order given."""
+"""docs/enqueueing.md: ``enqueue_many`` stores its jobs by one Lua call per 5,000 jobs, and
+concurrent enqueues share calls of at most 1,000 jobs (bounded work per script call); each job
+once, in the order given."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -30,3 +32,24 @@ async def test_enqueue_many_sends_one_call_per_5000_jobs(
     assert not any(job.existed for job in jobs)
     queued = await redis.zrange(Keys(namespace).queue("work"), 0, -1)
     assert queued == [job.id.encode() for job in jobs]
+
+
+async def test_concurrent_enqueues_share_calls_of_at_most_1000_jobs(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/enqueueing.md: enqueues gathered while a call is on the wire are stored by the next
+    script call, up to 1,000 jobs per call, in the order they were submitted."""
+    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
+    coalescer = enqueuer._coalescer
+    sizes: list[int] = []
+    once = coalescer._once
+
+    async def counted(batch: Any) -> Any:
+        sizes.append(len(batch))
+        return await once(batch)
+
+    monkeypatch.setattr(coalescer, "_once", counted)
+    jobs = await asyncio.gather(*(enqueuer.enqueue("work", {"i": i}) for i in range(2501)))
+    assert max(sizes) == 1000 and sum(sizes) == 2500, sizes  # (the first one is sent alone)
+    queued = await redis.zrange(Keys(namespace).queue("work"), 0, -1)
+    assert queued == [job.id.encode() for job in jobs if job is not None]
