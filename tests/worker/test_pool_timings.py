@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from errands import Job, RegistrationError, WorkerPool
 from errands.store.keys import Keys
-from errands.worker import lookahead
+from errands.worker import lookahead, reaper
 from errands.worker.notifier import Notifier
 
 
@@ -81,8 +81,10 @@ async def test_the_reaper_period_and_the_heartbeat_timeout(
 async def test_the_documented_periods(redis: Redis, namespace: str) -> None:
     """docs/reliability.md: orphans reclaimed every 10 s, parked acks and settles sent again
     about once a minute, a job fetched ahead given back after 0.2 s (0.02 s with a rate), a
-    quiet subscription pinged after at most 5 s (the tests shorten them all)."""
+    quiet subscription pinged after at most 5 s, a reap call taking at most 500 entries (the
+    tests shorten them all)."""
     assert (lookahead.BUFFER_MAX_WAIT, lookahead.RATED_BUFFER_MAX_WAIT) == (0.2, 0.02)
+    assert reaper.BATCH == 500  # in-progress entries a reap call takes at most
     assert Notifier.ping_interval == 5.0
     pool = WorkerPool(redis, namespace=namespace)
     pool.register("j", handler)
