@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from errands import Job, RegistrationError, WorkerPool
 from errands.store.keys import Keys
-from errands.worker import lookahead, reaper
+from errands.worker import lookahead, reaper, shutdown
 from errands.worker.notifier import Notifier
 
 
@@ -85,6 +85,7 @@ async def test_the_documented_periods(redis: Redis, namespace: str) -> None:
     tests shorten them all)."""
     assert (lookahead.BUFFER_MAX_WAIT, lookahead.RATED_BUFFER_MAX_WAIT) == (0.2, 0.02)
     assert reaper.BATCH == 500  # in-progress entries a reap call takes at most
+    assert shutdown.CANCEL_WAIT == 5.0  # docs/workers.md: after the grace, for cancelled jobs
     assert Notifier.ping_interval == 5.0
     pool = WorkerPool(redis, namespace=namespace)
     pool.register("j", handler)
