@@ -2,7 +2,8 @@
 main): ``_hard_exit`` logs and flushes stdout before ``os._exit``; when that raises (stdout a
 pipe whose reader is gone, or the signal arriving while the main thread is blocked writing to a
 full pipe: "reentrant call inside BufferedWriter"), the exception goes into whatever the main
-thread runs (a hook that catches it) and the process runs on."""
+thread runs (a hook that catches it) and the process runs on. Its one line goes to stderr
+only if that does not block (stderr a full pipe too)."""
 
 from __future__ import annotations
 
@@ -42,8 +43,28 @@ except BaseException:
     pass
 """
 
+_FULL_STDERR = """
+r, w = os.pipe()  # nobody reads stderr either: the line said at the exit must not block it
+os.set_blocking(w, False)
+try:
+    while True:
+        os.write(w, b"x" * 4096)
+except BlockingIOError:
+    pass
+os.set_blocking(w, True)
+os.dup2(w, 2)
+os.dup2(w, 1)
+for _ in range(3):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+"""
 
-@pytest.mark.parametrize("body", [_BROKEN_PIPE, _FULL_PIPE], ids=["broken-pipe", "full-pipe"])
+
+@pytest.mark.parametrize(
+    "body",
+    [_BROKEN_PIPE, _FULL_PIPE, _FULL_STDERR],
+    ids=["broken-pipe", "full-pipe", "full-stderr"],
+)
 def test_a_third_signal_exits_whatever_stdout_does(body: str) -> None:
     script = textwrap.dedent(_PRELUDE) + textwrap.dedent(body) + "\nos._exit(0)\n"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=20)

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import signal
 import sys
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
@@ -173,17 +175,23 @@ async def _quiet(pool: Servable, started: asyncio.Event) -> None:
 def _hard_exit(signum: int) -> None:
     """The third signal: exit now, whatever the stop is doing. The jobs still held (running,
     or whose outcome or requeue was not written yet) stay in the pool's in-progress set, and
-    other pools' reapers give them back after ``dead_timeout``, as after a kill."""
+    other pools' reapers give them back after ``dead_timeout``, as after a kill. Nothing may
+    keep the exit from happening: the one line goes straight to stderr, as the text log format
+    would write it, only when that cannot block (not through logging, whose stream may be the
+    one the main thread is blocked writing to, or its lock held by a blocked thread), and the
+    output still buffered (stdout, a full pipe maybe) is not flushed."""
     code = 128 + signum
-    log.warning(
-        "%s received a third time: exiting at once (status %d); the jobs this pool still holds "
-        "run again elsewhere once its heartbeat lapses (dead_timeout), counted as recoveries",
-        signal.Signals(signum).name,
-        code,
-    )
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    try:
+        line = (
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING {log.name}: "
+            f"{signal.Signals(signum).name} received a third time: exiting at once (status"
+            f" {code}); the jobs this pool still holds run again elsewhere once its heartbeat"
+            " lapses (dead_timeout), counted as recoveries\n"
+        )
+        if select.select([], [2], [], 0)[1]:  # (a pipe with room, a file, a terminal)
+            os.write(2, line.encode(errors="replace"))
+    finally:
+        os._exit(code)
 
 
 def _exit_if_jobs_left(pool: Servable, failure: BaseException | None) -> None:
