@@ -153,8 +153,9 @@ def forked(pool: ConnectionPool, forgotten: weakref.WeakSet[Any] | None = None) 
     """(In a forked child) every connection ``pool`` holds (idle or in use) let go as the
     parent's: redis-py's own calls (the general path, not only the held connections) connect
     anew here, never writing on the parent's socket (its reply read by the parent). Its lock
-    and condition made anew (another thread of the parent may have held them, or bound them to
-    its loop: the child's first call waited for ever). With ``forgotten``: the connections in
+    and condition, and a Sentinel master's pool's lookup lock (topology.SerialSentinel), made
+    anew (another thread of the parent may have held them, or bound them to its loop: the
+    child's first call waited for ever). With ``forgotten``: the connections in
     use moved there, no longer counted (their tasks are the parent's: the pool's owner drops
     one given back); else they stay counted (redis-py's pool refuses a connection it does not
     count), given back disconnected by a task of the forking thread, never by another's."""
@@ -166,6 +167,9 @@ def forked(pool: ConnectionPool, forgotten: weakref.WeakSet[Any] | None = None) 
     for name, kind in (("_lock", asyncio.Lock), ("_condition", asyncio.Condition)):
         if isinstance(getattr(p, name, None), kind):
             setattr(p, name, kind())
+    manager: Any = getattr(p, "sentinel_manager", None)  # (a Sentinel master's pool: the lookups'
+    if isinstance(getattr(manager, "_lookup", None), asyncio.Lock):  # lock, topology.py's
+        manager._lookup = asyncio.Lock()  # SerialSentinel, held maybe by another thread)
     if forgotten is not None:
         forgotten.update(p._in_use_connections)
         p._in_use_connections.clear()
