@@ -141,11 +141,16 @@ def watch_forks(pool: ConnectionPool) -> None:
 
 def watch_client(redis: _C) -> _C:
     """``redis``, its pool watched (``watch_forks``: an Enqueuer's, Client's or WorkerPool's,
-    passed in, or made by connect() and watched already); a ``RedisCluster`` has no pool: not
+    passed in, or made by connect() and watched already), and for a Sentinel's master
+    (``Sentinel.master_for``) its sentinels' pools too: the master lookups of a child's calls
+    never on the parent's connections to the sentinels. A ``RedisCluster`` has no pool: not
     covered."""
     pool = getattr(redis, "connection_pool", None)
     if isinstance(pool, ConnectionPool):
         watch_forks(pool)
+        manager = getattr(pool, "sentinel_manager", None)
+        for sentinel in [*getattr(manager, "sentinels", ())]:
+            watch_client(sentinel)
     return redis
 
 
