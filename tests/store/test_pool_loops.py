@@ -205,3 +205,53 @@ def test_a_release_on_a_second_running_loop_gives_the_slot_back(redis_url: str, 
         thread.join(10)
     assert "waiter" in out
     assert not pool._in_use_connections
+
+
+def test_a_double_release_on_a_second_running_loop_leaves_the_connection_idle_once(
+    redis_url: str,
+) -> None:
+    """Thread A's loop holds the pool's condition when thread B's loop gives the same
+    connection back twice (a caller's mistake). The second one put it in the idle list again:
+    two later tasks would have shared its socket, each reading the other's replies. redis-py's
+    own release refuses a connection not in use (KeyError); the release from another loop now
+    ignores it."""
+    redis = connect(redis_url, max_connections=2, timeout=3)
+    pool: Any = redis.connection_pool
+
+    async def take() -> Any:
+        conn = await pool.get_connection()
+        await conn.disconnect()
+        return conn
+
+    given = asyncio.run(take())
+    out: dict[str, Any] = {}
+
+    async def a(done: threading.Event) -> None:
+        await pool._condition.acquire()
+        other = asyncio.create_task(pool._condition.acquire())  # contended: binds the lock
+        await till(done)
+        pool._condition.release()
+        await other
+        pool._condition.release()
+        await redis.aclose()
+
+    async def b() -> None:
+        try:
+            await pool.release(given)
+            await pool.release(given)
+        except BaseException as exc:
+            out["b"] = exc
+
+    thread, done = on_thread(a)
+    try:
+        until(lambda: bool(pool._condition._lock._waiters))
+        released = threading.Thread(target=asyncio.run, args=(b(),))
+        released.start()
+        released.join(5)
+        assert not released.is_alive()
+        assert "b" not in out
+        assert [c for c in pool._available_connections if c is given] == [given]
+        assert given not in pool._in_use_connections
+    finally:
+        done.set()
+        thread.join(10)

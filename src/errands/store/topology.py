@@ -262,7 +262,10 @@ class LoopPool(ForkAware, BlockingConnectionPool):
         from this thread (which asyncio does not support). The connection is given back without
         them (each step one operation, atomic under the GIL), let go if its socket is of
         another loop than the owner's (its tasks would read it on theirs) or marked for
-        reconnect, and the owner notifies a waiter on its own loop."""
+        reconnect, and the owner notifies a waiter on its own loop. One not in use (given back
+        twice) is left alone: idle twice, two tasks would share its socket."""
+        if connection not in self._in_use_connections:
+            return
         other = loop_of(connection)
         if (other is not None and other is not owner) or connection.should_reconnect():
             let_go(connection, own=True)
