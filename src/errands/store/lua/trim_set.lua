@@ -9,7 +9,9 @@
 -- ARGV[1] drop entries older than this ms   ARGV[2] most entries to keep   ARGV[3] events channel
 -- Each trimmed job is published (`deleted`, reason `trimmed`) while someone listens. A workflow
 -- member parked in the dead set without ending ends as failed, its run settled (lib/settrim.lua);
--- one whose run has a key of another type is left in the set (and not counted).
+-- one whose run has a key of another type is left in the set (not counted against the 1,000 by
+-- age: paged past, 2,000 read at most). The size bound never trims one of the newest ARGV[2]
+-- entries: kept ones older than those stay over it, not made room for.
 -- Returns the number of jobs deleted. A key of another type fails the call before its first
 -- write (it took the jobs out of the set, then raised forgetting them: envelopes left behind
 -- in no set). Sent again, it trims what is left to trim (an entry trimmed is gone: its member's

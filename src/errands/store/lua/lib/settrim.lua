@@ -10,12 +10,13 @@
 local SET_TRIMMED = '{"error":"trimmed from the dead set, where it was parked without ending"}'
 
 -- of `ids`, jobs about to be trimmed (reads only; wf_unfit reads with pcall): the members whose
--- end is not handled, as a list of {id, run}, and those of a run that cannot take their end (a
--- key of another type, lib/wfkeys.lua wf_unfit), as a set of ids to leave in the set (trimmed
--- once repaired: one run's bad key does not hold the trim of the others). One HMGET of `wfof`
--- (a HASH: the caller checked) per 1,000 ids
-local function set_trim_members(wfof, ids)
-  local ends, kept, verdict = {}, {}, {}
+-- end is not handled, as a map id -> run, and those of a run that cannot take their end (a key
+-- of another type, lib/wfkeys.lua wf_unfit), as a set of ids to leave in the set (trimmed once
+-- repaired: one run's bad key does not hold the trim of the others). `verdict` caches wf_unfit's
+-- answer per run (the caller's, across its pages: once per run a call). One HMGET of `wfof` (a
+-- HASH: the caller checked) per 1,000 ids
+local function set_trim_members(wfof, ids, verdict)
+  local ends, kept = {}, {}
   for c = 1, #ids, 1000 do
     local e = math.min(c + 999, #ids)
     local runs = redis.call('HMGET', wfof, unpack(ids, c, e))
@@ -31,7 +32,7 @@ local function set_trim_members(wfof, ids)
         if verdict[run] then
           kept[ids[j]] = true
         else
-          ends[#ends + 1] = {ids[j], run}
+          ends[ids[j]] = run
         end
       end
     end
@@ -42,36 +43,43 @@ end
 -- the ids of `set` to trim and the members among them to end (set_trim_members): up to `limit`
 -- past the age bound `before` (ms) and up to `limit` more over the size `most`, never `except`
 -- (settle.lua's own job; nil: none). Entries left in the set (a run with a key of another type)
--- are paged past, not counted: at most 2 x limit entries read by age per call, so up to `limit`
--- kept ones among the oldest do not hold the age trim of the others (from `limit` to 2 x limit
--- they slow it; 2 x limit or more stop it until their runs are repaired)
+-- are paged past, not counted against `limit`: at most 2 x limit entries read by age per call,
+-- in pages of `limit` (two at most), so up to `limit` kept ones among the oldest do not hold the
+-- age trim of the others (from `limit` to 2 x limit they slow it; 2 x limit or more stop it until
+-- their runs are repaired). The size trim takes only ranks below ZCARD - most, past those read
+-- by age: the newest `most` entries are never trimmed by size, kept ones older than them or not
+-- (kept ones in its ranks take its room: up to `limit` entries read by size per call)
 local function set_trim_pick(set, before, most, limit, wfof, except)
-  local stale, ends = {}, {}
-  local function take(ids)
+  local stale, ends, verdict = {}, {}, {}
+  -- takes `ids` in order while fewer than `cap` are stale; returns how many of them it went over
+  local function take(ids, cap)
     local left = {}
     for _, id in ipairs(ids) do
       if id ~= except then left[#left + 1] = id end
     end
-    local e, kept = {}, {}
+    local runs, kept = {}, {}
     if wfof and #left > 0 then
-      e, kept = set_trim_members(wfof, left)
+      runs, kept = set_trim_members(wfof, left, verdict)
     end
-    for _, id in ipairs(left) do
-      if not kept[id] then stale[#stale + 1] = id end
+    for i, id in ipairs(ids) do
+      if #stale >= cap then return i - 1 end
+      if id ~= except and not kept[id] then
+        stale[#stale + 1] = id
+        if runs[id] then ends[#ends + 1] = {id, runs[id]} end
+      end
     end
-    for _, it in ipairs(e) do ends[#ends + 1] = it end
+    return #ids
   end
-  local read = 0
+  local read = 0  -- (ranks 0 .. read - 1 gone over by age)
   while #stale < limit and read < 2 * limit do
-    local want = math.min(limit - #stale, 2 * limit - read)
+    local want = math.min(limit, 2 * limit - read)
     local page = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. before, 'LIMIT', read, want)
-    read = read + #page
-    take(page)
+    read = read + take(page, limit)
     if #page < want then break end
   end
-  local excess = math.min(redis.call('ZCARD', set) - #stale - tonumber(most), limit)
-  if excess > 0 then  -- (ranks past those read by age)
-    take(redis.call('ZRANGE', set, read, read + excess - 1))
+  local excess = math.min(redis.call('ZCARD', set) - tonumber(most) - read, limit)
+  if excess > 0 then  -- (ranks read .. ZCARD - most - 1 at most: past those read by age)
+    take(redis.call('ZRANGE', set, read, read + excess - 1), #stale + excess)
   end
   return stale, ends
 end
