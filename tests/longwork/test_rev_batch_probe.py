@@ -1,0 +1,102 @@
+"""Probe (review): a job seen at the head that stays on the queue but cannot be fetched (its
+partition's rate is used up) keeps max_wait 'due' for every later job of a higher priority:
+each starts at once in a batch of its own, max_wait never waited."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Enqueuer, FakeClock, Job, Rate, WorkerPool
+from errands.worker.batching import Batching
+from tests.support.procs import eventually
+
+
+def spy_heads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    heads: list[str] = []
+    peek = Batching._peek
+
+    async def seen(self: Batching, *args: Any) -> Any:
+        got = await peek(self, *args)
+        heads.append(got[1])
+        return got
+
+    monkeypatch.setattr(Batching, "_peek", seen)
+    return heads
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+@pytest.mark.parametrize("priority", [5, 0])
+async def test_a_blocked_oldest_job_does_not_make_every_new_job_start_alone(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch, priority: int
+) -> None:
+    heads = spy_heads(monkeypatch)
+    clock = FakeClock()
+    pool = WorkerPool(redis, namespace=namespace, clock=clock, concurrency=2, poll_interval=0.05)
+    batches: list[list[str]] = []
+
+    @pool.batch_job(
+        "b", max_size=100, max_wait=10, limits=[Rate(1, per=timedelta(hours=1), per_partition=True)]
+    )
+    async def b(jobs: list[Job]) -> None:
+        batches.append([j.id for j in jobs])
+
+    enqueuer = Enqueuer(redis, namespace=namespace, clock=clock)
+    async with pool:
+        await enqueuer.enqueue("b", {}, job_id="p1", partition="P")
+        await eventually(lambda: _true("p1" in heads), 10, "p1 seen")
+        clock.advance(11)
+        await eventually(lambda: _true(batches == [["p1"]]), 10, "p1 ran (P's rate used up)")
+        await enqueuer.enqueue("b", {}, job_id="p2", partition="P")
+        await eventually(lambda: _true(heads[-2:] == ["p2"] * 2), 10, "p2 seen")
+        clock.advance(11)  # p2 due but blocked by its partition's rate for an hour
+        await asyncio.sleep(0.5)
+        assert batches == [["p1"]]
+        for i in range(3):
+            await enqueuer.enqueue("b", {}, job_id=f"u{i}", priority=priority)
+            await asyncio.sleep(0.5)  # real time only; the pool's clock does not move
+        # each u job waited 0 s of its max_wait 10 s: expected no batch yet, or one of all three
+        assert batches == [["p1"]], batches
+
+
+async def test_a_job_seen_at_the_head_then_taken_by_another_pool_stops_counting(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heads = spy_heads(monkeypatch)
+    clock = FakeClock()
+    a = WorkerPool(redis, namespace=namespace, clock=clock, concurrency=2, poll_interval=0.05)
+    ran_a: list[list[str]] = []
+    ran_b: list[list[str]] = []
+
+    @a.batch_job("b", max_size=100, max_wait=10)
+    async def on_a(jobs: list[Job]) -> None:
+        ran_a.append([j.id for j in jobs])
+
+    enqueuer = Enqueuer(redis, namespace=namespace, clock=clock)
+    async with a:
+        await enqueuer.enqueue("b", {}, job_id="x")
+        await eventually(lambda: _true("x" in heads), 10, "x seen")
+        clock.advance(6)
+        b = WorkerPool(redis, namespace=namespace, clock=clock, concurrency=2, poll_interval=0.05)
+
+        @b.batch_job("b", max_size=1, max_wait=0)
+        async def on_b(jobs: list[Job]) -> None:
+            ran_b.append([j.id for j in jobs])
+
+        async with b:
+            await eventually(lambda: _true(ran_b == [["x"]]), 10, "b took x")
+        await enqueuer.enqueue("b", {}, job_id="y")
+        n = len(heads)
+        await eventually(lambda: _true(heads[n:].count("y") >= 2), 10, "y seen")
+        clock.advance(5)  # y waited 5 s of 10 (x, gone, waited 11)
+        await asyncio.sleep(0.5)
+        assert ran_a == []
+        clock.advance(5)
+        await eventually(lambda: _true(ran_a == [["y"]]), 10, "y's batch at 10 s")
