@@ -1,0 +1,83 @@
+"""Probe (review): a stopped batch's requeue chunks, one's reply lost after it ran (re-sent) and
+one refused with an error reply before running: each job back once, in order, no warnings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from errands import Enqueuer, Job, WorkerPool
+from errands.store.keys import Keys
+from errands.store.scripts import Scripts, Settle, SettleRefused
+from errands.store.settlecall import SETTLE_MAX
+from tests.support.invariants import assert_invariants
+
+N = 3 * SETTLE_MAX + 7
+
+
+async def test_chunk_faults(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "errands")
+    calls: list[tuple[str, int, str]] = []
+    report = Scripts.settle_report
+
+    async def faulty(
+        self: Scripts, pool_id: str, settles: Sequence[Settle]
+    ) -> list[bool | SettleRefused]:
+        n = len(calls)
+        if settles[0].mode != "requeue":
+            return await report(self, pool_id, settles)
+        if n == 1:
+            calls.append(("lost", len(settles), settles[0].id))
+            await report(self, pool_id, settles)
+            raise TimeoutError("reply lost")
+        if n == 3:
+            calls.append(("error", len(settles), settles[0].id))
+            raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+        calls.append(("ok", len(settles), settles[0].id))
+        return await report(self, pool_id, settles)
+
+    monkeypatch.setattr(Scripts, "settle_report", faulty)
+    keys = Keys(namespace)
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2, shutdown_grace=0.2)
+    entered = asyncio.Event()
+    order: list[str] = []
+
+    @pool.batch_job("big", max_size=N, max_wait=60)
+    async def big(jobs: list[Job]) -> None:
+        order.extend(j.id for j in jobs)
+        entered.set()
+        await asyncio.sleep(60)
+
+    async with Enqueuer(redis, namespace=namespace) as enqueuer:
+        jobs = await enqueuer.enqueue_many([("big", {"n": i}) for i in range(N)])
+    ids = {j.id for j in jobs}
+    await pool.start()
+    await asyncio.wait_for(entered.wait(), 20)
+    await pool.stop()
+    print(calls)
+    waiting = [m.decode() for m in await redis.zrange(keys.queue("big"), 0, -1)]
+    assert len(waiting) == N and set(waiting) == ids
+    assert waiting == order, "queue order differs from the batch's order"
+    warns = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    print(warns[:5])
+    assert not [w for w in warns if "not settled" in w], warns[:3]
+    await assert_invariants(redis, namespace)
+
+    again = WorkerPool(redis, namespace=namespace, concurrency=2, shutdown_grace=5.0)
+    ran: Counter[str] = Counter()
+
+    @again.batch_job("big", max_size=N, max_wait=0.01)
+    async def rerun(jobs: list[Job]) -> None:
+        ran.update(j.id for j in jobs)
+
+    await again.drain(timeout=30)
+    assert set(ran) == ids and set(ran.values()) == {1}
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
