@@ -55,12 +55,25 @@ class _Batch:
 
 
 class _Seen:
-    """What a batch loop saw of its queue: its head, and the oldest job seen at the head that
-    still waits (each (id, enqueued at); ('', 0.0): none)."""
+    """What a batch loop saw of its queue: its head, the oldest job seen there that still waits,
+    the last one a fetch passed over (each (id, enqueued at / passed at); ('', 0.0): none)."""
 
     def __init__(self) -> None:
         self.head: tuple[str, float] = ("", 0.0)
         self.oldest: tuple[str, float] = ("", 0.0)
+        self.timed = ""  # the oldest job whose wait made the fetch due ('': the size did)
+        self.passed: tuple[str, float] = ("", 0.0)
+
+    def fetched(self, ids: set[str], now: float) -> None:
+        """After a fetch: if it was due by the wait of a job it did not take (held back on the
+        queue, e.g. by its partition's rate), that job's wait counts again from now (else every
+        later look would be due at once, each new job fetched alone)."""
+        if self.timed and self.timed not in ids:
+            self.passed = (self.timed, now)
+            for attr in ("head", "oldest"):
+                if getattr(self, attr)[0] == self.timed:
+                    setattr(self, attr, self.passed)
+        self.timed = ""
 
 
 class Batching:
@@ -142,6 +155,7 @@ class Batching:
                     await wait_event(self._batch_stop, min(due, poll))
                     continue
                 fetched, batch = await self._batch_fetch(jt, runner)
+                seen.fetched({item.id for item in fetched}, self.clock.now())
             except LeaseLost:
                 if self.lease is not None:
                     self.lease.lose(gone("batch fetch"))
@@ -230,13 +244,16 @@ class Batching:
         the head (overtaken before the next look) counts from the enqueue of the one seen."""
         waiting, head, kept = await self._peek(name, seen.oldest[0])
         if head and head != seen.head[0]:
-            seen.head = (head, await self._enqueued_at(head))
+            at = await self._enqueued_at(head)
+            seen.head = (head, max(at, seen.passed[1]) if head == seen.passed[0] else at)
         if not head:
             seen.oldest = ("", 0.0)
         elif not kept or seen.head[1] < seen.oldest[1]:  # (it left: fetched, or cancelled)
             seen.oldest = seen.head
         waited = self.clock.now() - seen.oldest[1] if head else None
-        return batch_due(waiting, waited, runner.max_size, runner.max_wait)
+        due = batch_due(waiting, waited, runner.max_size, runner.max_wait)
+        seen.timed = seen.oldest[0] if due == 0 and waiting < runner.max_size else ""
+        return due
 
     async def _peek(self, name: str, oldest: str) -> tuple[int, str, bool]:
         """How many jobs wait on the queue of ``name``, the id at its head ('' if none), and
