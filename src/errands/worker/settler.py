@@ -65,8 +65,7 @@ class Settler:
         self.pool_id = pool_id
         self.clock = clock
         self.serializer = serializer
-        self.dead_max_jobs = dead_max_jobs
-        self.dead_max_age = dead_max_age
+        self.dead_max_jobs, self.dead_max_age = dead_max_jobs, dead_max_age
         self.history = history
         self.cancelled_ttl_ms = int(cancelled_ttl * 1000)
         self.json_records = not isinstance(serializer, JSONSerializer)
@@ -104,7 +103,9 @@ class Settler:
 
     async def requeue(self, *jobs: Job, head: bool = False) -> None:
         """Back on their queues, no failure counted (pool stopping: a job, or a batch's); with
-        ``head``, ahead of the jobs of their priority waiting (an iterable job at a checkpoint)."""
+        ``head`` (one job: settle.lua would put several reversed), ahead of its priority's."""
+        if head and len(jobs) > 1:
+            raise ValueError(f"requeue at the head takes one job, not {len(jobs)}")
         settles = [self._settle(job, "requeue", self.keys.queue(job.name)) for job in jobs]
         for s in settles if head else ():
             s.score_ms = "head"
@@ -235,12 +236,11 @@ class Settler:
     async def bury_corrupt(self, item: Fetched, name: str, reason: str) -> None:
         """An entry that cannot be decoded goes to the dead set with the reason."""
         now = self.clock.now()
-        job_id = item.id
         log.error(
-            "%s %s buried: %s", name, job_id, reason, extra={"job_id": job_id, "job_name": name}
+            "%s %s buried: %s", name, item.id, reason, extra={"job_id": item.id, "job_name": name}
         )
         s = Settle(
-            id=job_id,
+            id=item.id,
             name=name,
             mode="dead",
             target=self.keys.dead,
