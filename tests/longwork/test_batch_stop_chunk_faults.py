@@ -1,5 +1,7 @@
-"""Probe (review): a stopped batch's requeue chunks, one's reply lost after it ran (re-sent) and
-one refused with an error reply before running: each job back once, in order, no warnings."""
+"""A stopped batch goes back on its queue in chunks of settle calls (SETTLE_MAX jobs each). With
+one chunk's reply lost after the call ran (the chunk is sent again) and one chunk answered with
+an error reply before it ran: each job is back on the queue once, in the batch's order, and no
+'not settled' warning is logged."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from tests.support.invariants import assert_invariants
 N = 3 * SETTLE_MAX + 7
 
 
-async def test_chunk_faults(
+async def test_a_stopped_batch_requeued_in_chunks_survives_a_lost_reply_and_an_error_reply(
     redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "errands")

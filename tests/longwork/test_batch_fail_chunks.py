@@ -1,6 +1,7 @@
-"""Probe (review): a batch of 2*SETTLE_MAX+7 whose jobs half fail (some for good, max_fails 2 with
-one previous failure...), one fail chunk's reply lost after it ran: each failed job counted once
-(stats, error attempt, envelope fails), the retried ones on the retry set, the others dead."""
+"""A batch of 2*SETTLE_MAX+7 jobs of which half fail (some for good: max_fails 2 with one
+previous failure), its failures settled in chunks of SETTLE_MAX jobs, one chunk's reply lost
+after the call ran (the chunk is sent again): each failure is counted once (stats, the error
+attempt, the envelope's fails), the retried jobs are on the retry set, the others dead."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from tests.support.invariants import assert_invariants
 N = 2 * SETTLE_MAX + 7
 
 
-async def test_fail_chunks(redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_batch_failures_settled_in_chunks_count_once_despite_a_lost_reply(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[tuple[str, int]] = []
     report = Scripts.settle_report
 
