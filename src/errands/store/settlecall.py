@@ -12,8 +12,10 @@ from .keys import Keys
 from .records import Settle, SettleRefused
 
 __all__ = [
+    "SETTLE_BYTES",
     "SETTLE_MAX",
     "read_settle_reply",
+    "settle_chunks",
     "settle_many_request",
     "settle_request",
     "settled_or_raise",
@@ -22,6 +24,8 @@ __all__ = [
 # jobs per settle.lua call sent by the worker (Settler._send_many): a batch's failed jobs, or its
 # jobs going back at a stop, in calls of this many (about 50 ms of Redis each on the test machine)
 SETTLE_MAX = 500
+SETTLE_BYTES = 8 * 1024 * 1024  # and at most about this many bytes of arguments (one larger
+# job goes alone): a batch of large jobs would make a call of up to SETTLE_MAX times their size
 
 
 def settle_request(k: Keys, pool_id: str, s: Settle) -> tuple[list[str], list[Arg]]:
@@ -57,6 +61,22 @@ def settle_many_request(
         args += one_args
         args[2], args[3] = len(one_keys), len(one_args)
     return keys, args
+
+
+def settle_chunks(k: Keys, pool_id: str, settles: Sequence[Settle]) -> list[list[Settle]]:
+    """``settles`` in order, in calls of at most SETTLE_MAX jobs and SETTLE_BYTES of arguments
+    (a job whose own arguments are larger goes alone)."""
+    chunks: list[list[Settle]] = []
+    size = 0
+    for s in settles:
+        args = settle_request(k, pool_id, s)[1]
+        n = sum(len(a) if isinstance(a, str | bytes) else 8 for a in args)
+        if not chunks or len(chunks[-1]) >= SETTLE_MAX or size + n > SETTLE_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(s)
+        size += n
+    return chunks
 
 
 def state_keys(k: Keys) -> list[str]:

@@ -20,7 +20,7 @@ from ..logfmt import describe, job_extra
 from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, Scripts, Settle, SettleRefused
-from ..store.settlecall import SETTLE_MAX
+from ..store.settlecall import settle_chunks
 
 __all__ = ["HISTORY_ARGS_MAX", "Settler", "encode_result", "history_json"]
 
@@ -264,11 +264,11 @@ class Settler:
         await self._send_many([s])
 
     async def _send_many(self, settles: list[Settle]) -> None:
-        """Settle jobs in script calls of SETTLE_MAX at most, each retried as ``_send`` does (a job
-        fenced on its attempt: a re-sent call settles nothing twice, answering as the first did).
+        """Settle jobs in calls of SETTLE_MAX jobs, SETTLE_BYTES at most, each retried as ``_send``
+        does (fenced on its attempt: a re-sent call settles nothing twice, answering as before).
         A job refused before any write (:class:`SettleRefused`) is parked; its call's others end."""
         delay = 0.05
-        chunks = [settles[i : i + SETTLE_MAX] for i in range(0, len(settles), SETTLE_MAX)]
+        chunks = settle_chunks(self.keys, self.pool_id, settles)
         while not self.abandoned and chunks:
             try:
                 outcomes = await self.scripts.settle_report(self.pool_id, chunks[0])
