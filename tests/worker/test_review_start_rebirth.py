@@ -68,3 +68,40 @@ async def test_a_rebirth_begun_during_the_startup_hooks_dies_with_a_cancelled_st
         if pool.heartbeater is not None:
             await asyncio.to_thread(pool.heartbeater.stop)
     assert job is not None
+
+
+async def test_a_lease_lost_during_the_startup_hooks_of_a_fresh_pool(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """A fresh pool object (no _fetch_task yet): the rebirth raises AttributeError after its
+    deregister; does the start carry on with a pool that works?"""
+    pool = WorkerPool.from_url(
+        redis_url, namespace=namespace, heartbeat_interval=0.25, dead_timeout=1.0
+    )
+    ran: list[str] = []
+    hold = asyncio.Event()
+    in_hook = asyncio.Event()
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        ran.append(job.id)
+
+    @pool.on_startup
+    async def hook(ctx: dict) -> None:
+        in_hook.set()
+        await hold.wait()
+
+    starting = asyncio.create_task(pool.start())
+    await asyncio.wait_for(in_hook.wait(), 5)
+    pool._lease_lost("lost in the test")
+    await asyncio.sleep(0.3)
+    rebirth = pool._rebirth_task
+    hold.set()
+    await starting
+    async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
+        job = await enqueuer.enqueue("work")
+        await asyncio.sleep(2.0)
+    print("rebirth:", rebirth, "live:", await live_pools(redis, namespace), pool.id, "ran:", ran)
+    await pool.stop()
+    assert rebirth is not None and rebirth.done() and rebirth.exception() is None
+    assert job is not None and ran == [job.id]
