@@ -29,19 +29,33 @@ class PoolControls:
     """Mixin of WorkerPool."""
 
     id: str
+    namespace: str
+    concurrency: int
     worker: Worker | None
     heartbeater: Heartbeater | None
     lease_keeper: LeaseKeeper | None
     _started: bool
+    _launched: bool  # (leasing.py) the start launched the components: a request applies now
+    _request_at_start: str | None = None  # a remote request before that, applied then
     _rebirth_over: bool  # (leasing.py) the stop cancelled the pool's tasks for the last time
     _grace_over: asyncio.Event
     _remote_tasks: set[asyncio.Task[None]]
+
+    if TYPE_CHECKING:  # provided by WorkerPool
+
+        def _where(self) -> str: ...
 
     @property
     def quiet_since(self) -> float | None:
         """When (Unix time) the running pool went quiet; None while it takes jobs."""
         worker = self.worker
-        return worker.quiet_since if self._started and worker is not None else None
+        return worker.quiet_since if self._running and worker is not None else None
+
+    @property
+    def _running(self) -> bool:
+        """Started, its components launched (during the startup hooks ``self.worker`` may be
+        a previous run's, its lease given up)."""
+        return self._started and self._launched
 
     @property
     def quieted(self) -> bool:
@@ -56,7 +70,7 @@ class PoolControls:
         while Redis cannot be reached). Quiet twice is quiet once; nothing happens unless
         started. See docs/workers.md#quiet-a-pool."""
         worker = self.worker
-        if not self._started or worker is None:
+        if not self._running or worker is None:
             return
         if worker.go_quiet(time.time()):
             log.info(
@@ -71,7 +85,7 @@ class PoolControls:
     async def resume(self) -> None:
         """Take jobs again after ``quiet()`` (nothing happens unless quiet)."""
         worker = self.worker
-        if self._started and worker is not None and worker.resume_fetching():
+        if self._running and worker is not None and worker.resume_fetching():
             log.info("pool %s resumed: it takes jobs again", self.id)
             await self._publish_quiet(None)
 
@@ -102,6 +116,9 @@ class PoolControls:
         ``Client.quiet_pool`` / ``resume_pool`` (admin/pools.py): quiet or resume now."""
         if not self._started or self._rebirth_over:  # (the stop cancelled the last of them)
             return
+        if not self._launched:  # (startup hooks: self.worker may be a previous run's) later
+            self._request_at_start = request
+            return
         quiet = request.startswith("quiet:")
         log.info("pool %s: %s requested remotely", self.id, "quiet" if quiet else "resume")
         task = asyncio.create_task(
@@ -109,6 +126,23 @@ class PoolControls:
         )
         self._remote_tasks.add(task)  # (held until done)
         task.add_done_callback(self._remote_tasks.discard)
+
+    def _after_launch(self, names: list[str]) -> None:
+        """(start, its components launched) Log the start; a remote request that came during
+        the startup hooks (the last one) applies now."""
+        self._launched = True
+        log.info(
+            "pool %s started: %d job type%s, concurrency %d, Redis %s, namespace %r",
+            self.id,
+            len(names),
+            "" if len(names) == 1 else "s",
+            self.concurrency,
+            self._where(),
+            self.namespace,
+        )
+        request, self._request_at_start = self._request_at_start, None
+        if request is not None:
+            self._remote_request(request)
 
     def _on_control(self, message: str) -> None:
         """(the notifier) A cancel or destroy request for a job this pool may run."""

@@ -61,6 +61,9 @@ class LeaseRecovery:
     _rebirth_task: asyncio.Task[None] | None
     _stop_begun: bool  # a stop() began: a lost lease is not followed by a new one
     _rebirth_over: bool  # the stop cancelled the pool's tasks for the last time: no rebirth
+    _launched: bool = False  # the start built and launched the components (controls.py)
+    _lost_at_start: str | None = None  # the lease lost before that: the start fails
+    _request_at_start: str | None  # (controls.py) a remote request before the launch
     lease_losses: int
 
     if TYPE_CHECKING:  # provided by WorkerPool (and its PoolControls mixin)
@@ -149,9 +152,29 @@ class LeaseRecovery:
             hint = await repair_hint(self.redis, self.keys, exc)
             log.warning("could not deregister pool %s: %s%s", self.id, exc, hint)
 
+    def _begin_run(self) -> None:
+        """(start, once registered) Started, not yet launched: until then a lost lease makes
+        the start fail (``_check_lease``) and a remote request waits (controls.py)."""
+        self._started, self._stop_begun, self._rebirth_over = True, False, False
+        self._launched, self._lost_at_start, self._request_at_start = False, None, None
+
+    def _check_lease(self) -> None:
+        """(start, after its startup hooks, right before the launch) RedisUnavailableError if
+        the lease was lost meanwhile: the start fails and gives the lease up (no rebirth: it
+        would outlive a start given up, and there is nothing yet to carry on)."""
+        if self._lost_at_start is not None:
+            raise RedisUnavailableError(
+                f"pool {self.id} lost its lease while starting (startup hooks): "
+                f"{self._lost_at_start}; the start is given up"
+            )
+
     def _lease_lost(self, reason: str) -> None:
         """Called on the event loop (from any thread, via call_soon_threadsafe), once per id."""
         if not self._started or (self._rebirth_task is not None and not self._rebirth_task.done()):
+            return
+        if not self._launched:  # (the startup hooks run) the start fails: _check_lease
+            log.warning("pool %s lost its lease while starting: %s", self.id, reason)
+            self._lost_at_start = reason
             return
         if self._rebirth_over:  # (a task started now would outlive the stop)
             log.warning(

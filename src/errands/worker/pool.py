@@ -183,7 +183,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         self.id = uuid.uuid4().hex[:16]
         names = sorted(self.job_types)
         await self._register(names)  # no lease, no start
-        self._started, self._stop_begun, self._rebirth_over = True, False, False
+        self._begin_run()  # (leasing.py) started, not launched: a lost lease fails the start
         self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
         published = False  # (whether the names served were published: withdrawn then)
         try:
@@ -193,6 +193,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
             await write_caps(self.redis, self.keys, self.job_types, names)
             published = True
             await self._served.publish()
+            self._check_lease()  # lost during the hooks: the start fails (no rebirth)
         except BaseException:  # (a hook failed, or the start was cancelled: a signal)
             self._started = False  # nothing runs yet: a later start() must really start
             if published:
@@ -202,15 +203,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         self._wake = asyncio.Event()
         self._build(scripts, names, self._wake)
         self._launch(self._wake)
-        log.info(
-            "pool %s started: %d job type%s, concurrency %d, Redis %s, namespace %r",
-            self.id,
-            len(names),
-            "" if len(names) == 1 else "s",
-            self.concurrency,
-            self._where(),
-            self.namespace,
-        )
+        self._after_launch(names)  # (controls.py) logs the start, applies a remote request
 
     def _build(self, scripts: WorkerScripts, names: list[str], wake: asyncio.Event) -> None:
         """Construct the components: worker (with settler), requeuer, reaper, periodic."""
