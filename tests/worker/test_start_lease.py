@@ -110,15 +110,19 @@ async def test_a_lease_lost_during_the_startup_hooks_fails_the_start(
 async def test_a_remote_quiet_during_the_startup_hooks_applies_after_the_launch(
     redis_url: str, namespace: str
 ) -> None:
-    """A restarted pool object: the quiet goes to the new worker once launched (before: to
-    the previous run's worker and lease keeper, whose refused renewal started a rebirth whose
-    tasks outlived ``stop()``)."""
+    """A restarted pool object: the remote quiet goes to the new worker once launched, a local
+    ``quiet()`` during the hooks does nothing (before: both went to the previous run's worker
+    and lease keeper, whose refused renewal started a rebirth whose tasks outlived ``stop()``)."""
     pool, _ran, hold = _held_pool(redis_url, namespace)
     hold.set()
     await pool.start()
     await pool.stop()
     hold.clear()
     starting = await _start_into_hook(pool)
+    previous = pool.worker
+    assert previous is not None
+    await pool.quiet()  # (called during the hooks: nothing happens, as before a start)
+    assert previous.quiet_since is None and not pool.quieted
     pool._remote_request("quiet:1")  # (what the heartbeat thread hands over)
     await asyncio.sleep(0.2)
     assert not pool.quieted
