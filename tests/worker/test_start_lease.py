@@ -135,3 +135,27 @@ async def test_a_remote_quiet_during_the_startup_hooks_applies_after_the_launch(
     left = sorted(t.get_name() for t in asyncio.all_tasks() if t is not me and not t.done())
     assert pool.lease_losses == 0, "the quiet renewed the previous run's lease: a rebirth"
     assert left == [], "tasks outlive stop()"
+
+
+async def test_the_previous_runs_lease_lost_during_the_startup_hooks_is_not_this_starts(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """A restarted pool object: a loss reported for the previous run's lease (its renewal
+    refused: a call still made through that run's lease keeper) does not fail the new start."""
+    pool, _ran, hold = _held_pool(redis_url, namespace)
+    hold.set()
+    await pool.start()
+    previous = pool.lease
+    await pool.stop()
+    hold.clear()
+    starting = await _start_into_hook(pool)
+    assert previous is not None and previous.on_lost is not None and pool.lease is not previous
+    previous.on_lost("the previous run's lease, lost in the test")
+    await asyncio.sleep(0.1)
+    hold.set()
+    await starting
+    try:
+        assert pool.started and await live_pools(redis, namespace) == [pool.id]
+    finally:
+        await pool.stop()
+    assert pool.lease_losses == 0

@@ -102,7 +102,7 @@ class LeaseRecovery:
         loop = asyncio.get_running_loop()
 
         def lost(reason: str) -> None:
-            loop.call_soon_threadsafe(self._lease_lost, reason)
+            loop.call_soon_threadsafe(self._lease_lost_of, lease, reason)
 
         def requested(request: str) -> None:
             with contextlib.suppress(RuntimeError):  # (the loop closed: the pool is gone)
@@ -167,6 +167,12 @@ class LeaseRecovery:
                 f"pool {self.id} lost its lease while starting (startup hooks): "
                 f"{self._lost_at_start}; the start is given up"
             )
+
+    def _lease_lost_of(self, lease: Lease, reason: str) -> None:
+        """(on the loop) Only the loss of the pool's lease counts, not that of a previous
+        run's (or id's): its renewal refused in a call made through its old lease keeper."""
+        if lease is self.lease:
+            self._lease_lost(reason)
 
     def _lease_lost(self, reason: str) -> None:
         """Called on the event loop (from any thread, via call_soon_threadsafe), once per id."""
