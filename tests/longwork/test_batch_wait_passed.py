@@ -11,28 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, FakeClock, Job, Rate, WorkerPool
-from errands.worker.batching import Batching
+from tests.longwork.test_batch_wait import spy_heads
 from tests.support.procs import eventually
-
-
-def spy_heads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The queue heads the batch loops see, in turn, each look appended."""
-    heads: list[str] = []
-    peek = Batching._peek
-
-    async def seen(self: Batching, *args: Any) -> Any:
-        got = await peek(self, *args)
-        heads.append(got[1])
-        return got
-
-    monkeypatch.setattr(Batching, "_peek", seen)
-    return heads
 
 
 async def _true(value: bool) -> bool:
