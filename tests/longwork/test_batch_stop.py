@@ -57,14 +57,19 @@ async def test_a_stopped_batch_goes_back_in_chunks_of_settle_calls(
     assert b"failed" not in await redis.hgetall(keys.stats)
     await assert_invariants(redis, namespace)
 
+    await rerun_each_once(redis, namespace, ids)
+    assert int(await redis.hget(keys.stats, "processed") or 0) == N
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def rerun_each_once(redis: Redis, namespace: str, ids: set[str]) -> None:
+    """A second pool drains the queue of "big": each of ``ids`` runs there, once."""
     again = WorkerPool(redis, namespace=namespace, concurrency=2, shutdown_grace=5.0)
     ran: Counter[str] = Counter()
 
-    @again.batch_job("big", max_size=N, max_wait=0.01)
+    @again.batch_job("big", max_size=len(ids), max_wait=0.01)
     async def rerun(jobs: list[Job]) -> None:
         ran.update(j.id for j in jobs)
 
     await again.drain(timeout=30)
     assert set(ran) == ids and set(ran.values()) == {1}
-    assert int(await redis.hget(keys.stats, "processed") or 0) == N
-    await assert_invariants(redis, namespace, drained=True, stopped=True)

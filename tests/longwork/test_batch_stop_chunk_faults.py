@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Sequence
 
 import pytest
@@ -18,6 +17,7 @@ from errands import Enqueuer, Job, WorkerPool
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts, Settle, SettleRefused
 from errands.store.settlecall import SETTLE_MAX
+from tests.longwork.test_batch_stop import rerun_each_once
 from tests.support.invariants import assert_invariants
 
 N = 3 * SETTLE_MAX + 7
@@ -64,22 +64,12 @@ async def test_a_stopped_batch_requeued_in_chunks_survives_a_lost_reply_and_an_e
     await pool.start()
     await asyncio.wait_for(entered.wait(), 20)
     await pool.stop()
-    print(calls)
     waiting = [m.decode() for m in await redis.zrange(keys.queue("big"), 0, -1)]
     assert len(waiting) == N and set(waiting) == ids
     assert waiting == order, "queue order differs from the batch's order"
     warns = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    print(warns[:5])
     assert not [w for w in warns if "not settled" in w], warns[:3]
     await assert_invariants(redis, namespace)
 
-    again = WorkerPool(redis, namespace=namespace, concurrency=2, shutdown_grace=5.0)
-    ran: Counter[str] = Counter()
-
-    @again.batch_job("big", max_size=N, max_wait=0.01)
-    async def rerun(jobs: list[Job]) -> None:
-        ran.update(j.id for j in jobs)
-
-    await again.drain(timeout=30)
-    assert set(ran) == ids and set(ran.values()) == {1}
+    await rerun_each_once(redis, namespace, ids)
     await assert_invariants(redis, namespace, drained=True, stopped=True)
