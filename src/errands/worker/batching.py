@@ -27,6 +27,7 @@ from ..serialization import SerializationError, Serializer, dumps_json
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts
 from .lease import gone
+from .outcomes import ended_as
 
 if TYPE_CHECKING:
     from ..store.keys import Keys
@@ -364,11 +365,8 @@ class Batching:
         """The activity counts of a batch's failed jobs, by what ``fail_many`` said of each:
         failed (retried) or dead (a snooze, or a job left in progress, is no end)."""
         now = self.clock.now()
-        for what in whats:
-            if what.startswith("failed ("):
-                self.counters.ended("failed", now)
-            elif what.startswith("failed for good"):
-                self.counters.ended("dead", now)
+        for end in filter(None, map(ended_as, whats)):
+            self.counters.ended(end, now)
 
     async def _batch_interrupted(
         self, jt: JobType, jobs: list[Job], exc: asyncio.CancelledError, started_ms: int

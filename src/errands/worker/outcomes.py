@@ -20,9 +20,17 @@ if TYPE_CHECKING:
     from ..store.metrics import Counters
     from .settler import Settler
 
-__all__ = ["Outcomes", "ended_jobs"]
+__all__ = ["Outcomes", "ended_as", "ended_jobs"]
 
 log = logging.getLogger("errands.worker")
+
+
+def ended_as(what: str) -> str:
+    """The activity count (store/metrics.py) a failed attempt ends as, by what the Settler said
+    of it: "failed" (retried), "dead" (failed for good), "" (no end: snoozed, left in progress)."""
+    if what.startswith("failed ("):
+        return "failed"
+    return "dead" if what.startswith("failed for good") else ""
 
 
 def ended_jobs(worker: Outcomes) -> str:
@@ -113,7 +121,7 @@ class Outcomes:
         extra = job_extra(job)  # (its attempt, before fail() counts the failure)
         what = await self.settler.fail(job, jt, exc, started_ms)
         self.failed_attempts += 1
-        self.counters.ended("failed" if what.startswith("failed (") else "dead", self.clock.now())
+        self.counters.ended(ended_as(what) or "dead", self.clock.now())
         log.warning(
             "%s %s %s after %.1fms: %s",
             job.name,
