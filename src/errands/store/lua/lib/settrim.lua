@@ -7,6 +7,7 @@
 --@include events
 --@include jobstate
 --@include workflows
+--@include chunked
 local SET_TRIMMED = '{"error":"trimmed from the dead set, where it was parked without ending"}'
 
 -- of `ids`, jobs about to be trimmed (reads only; wf_unfit reads with pcall): the members whose
@@ -17,23 +18,20 @@ local SET_TRIMMED = '{"error":"trimmed from the dead set, where it was parked wi
 -- HASH: the caller checked) per 1,000 ids
 local function set_trim_members(wfof, ids, verdict)
   local ends, kept = {}, {}
-  for c = 1, #ids, 1000 do
-    local e = math.min(c + 999, #ids)
-    local runs = redis.call('HMGET', wfof, unpack(ids, c, e))
-    for j = c, e do
-      local run = runs[j - c + 1]
-      if run then
-        if verdict[''] == nil then
-          verdict[''] = wf_unfit(wfof, nil, 'not trimmed') or false
-        end
-        if verdict[run] == nil then
-          verdict[run] = verdict[''] or wf_unfit(wfof, run, 'not trimmed', true) or false
-        end
-        if verdict[run] then
-          kept[ids[j]] = true
-        else
-          ends[ids[j]] = run
-        end
+  local runs = read_chunked('HMGET', wfof, ids)  -- (lib/chunked.lua)
+  for j = 1, #ids do
+    local run = runs[j]
+    if run then
+      if verdict[''] == nil then
+        verdict[''] = wf_unfit(wfof, nil, 'not trimmed') or false
+      end
+      if verdict[run] == nil then
+        verdict[run] = verdict[''] or wf_unfit(wfof, run, 'not trimmed', true) or false
+      end
+      if verdict[run] then
+        kept[ids[j]] = true
+      else
+        ends[ids[j]] = run
       end
     end
   end
