@@ -329,7 +329,7 @@ class Scripts(AdminScripts):
 
     async def trim_set(self, key: str, older_than_ms: int, keep: int) -> int:
         """Bound a set of ended jobs (dead, cancelled), forgetting the trimmed jobs (at most
-        1,000 per call)."""
+        1,000 by age and 1,000 by size per call)."""
         k = self.keys
         keys = [key, k.jobs, k.priorities, k.errors, k.recoveries, k.checkins]
         keys += (k.cancel_requests, *self._state(), k.listening, k.partitions, k.workflow_of)
