@@ -219,3 +219,23 @@ async def test_redis_lost_during_the_one_by_one_re_send_fails_only_the_unstored_
     stored = {m.decode() for m in await redis.zrange(keys.queue("good"), 0, -1)}
     assert stored == {"X"}  # (C never sent)
     assert not coalescer._busy and not coalescer._pending
+
+
+async def test_callers_made_ready_with_the_reply_join_the_next_call(enqueuer: Enqueuer) -> None:
+    """A web server reads the reply of the call in flight and new requests in one turn of the
+    loop: the requests reach their enqueue after the reply's waiter, and go in the call that
+    follows it, not in one call each."""
+    later: list[asyncio.Future[Job | None]] = []
+
+    async def first_request() -> None:
+        await enqueuer.enqueue("a", {"i": 1})  # sent alone: nothing in flight
+        # a request ready in the same turn as the reply (after the waiter of that reply)
+        later.append(asyncio.ensure_future(enqueuer.enqueue("a", {"i": 3})))
+
+    first = asyncio.ensure_future(first_request())
+    await asyncio.sleep(0)  # its call is on the wire
+    second = asyncio.ensure_future(enqueuer.enqueue("a", {"i": 2}))
+    await first
+    await second
+    await later[0]
+    assert enqueuer._coalescer.calls == 2  # the first alone, then the second and third

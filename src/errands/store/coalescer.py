@@ -5,7 +5,10 @@ the wire, other requests' enqueues arrive. Sending each as its own ``EVALSHA`` p
 trip, a connection checkout and redis-py's command packing per job; ``enqueue.lua`` already
 stores many jobs in one call. The coalescer sends a lone enqueue at once (no added latency)
 and, while a call is in flight, gathers the enqueues that arrive into the next call (natural
-batching, as auto-pipelining clients do). For the callers nothing changes:
+batching, as auto-pipelining clients do). That next call leaves one turn of the event loop after
+the reply: the requests a web server hands over with that reply (read in the same turn) reach
+their enqueue first and join it (at 16 connections, 8 jobs a call instead of 5). For the
+callers nothing changes:
 
 - each ``await`` returns only once its own job is stored (the call that carried it returned);
 - an error reaches only the callers whose jobs were in the failed call; a script error
@@ -118,6 +121,7 @@ class Coalescer:
         batch: list[_Pending] = []
         try:
             while self._pending:
+                await asyncio.sleep(0)  # one turn of the loop: this turn's callers join in
                 batch = self._take()
                 if batch:
                     await self._call(batch)
