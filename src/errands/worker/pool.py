@@ -25,28 +25,27 @@ from ..middleware import ProcessMiddleware
 from ..periodic.enqueuer import PeriodicEnqueuer
 from ..periodic.registration import PeriodicRegistration
 from ..serialization import JSONSerializer, Serializer
-from ..store.connection import check, connect, describe, redact_url
+from ..store.connection import connect, describe, redact_url
 from ..store.foreign import watch_client
 from ..store.hotcalls import WorkerScripts
 from ..store.keys import Keys
 from ..store.redisclock import RedisAlignedClock
-from ..store.served import ServedNames
 from ..store.topology import RedisClient, as_redis
 from .controls import PoolControls
 from .heartbeat import Heartbeater
 from .lease import Lease, LeaseKeeper
 from .leasing import LeaseRecovery
-from .limitwatch import write_caps
 from .loop import Worker
 from .notifier import Notifier
 from .options import check_pool_options
 from .outcomes import ended_jobs
 from .reaper import Reaper
-from .registry import Hook, JobRegistry, call_hook, call_hooks, seconds
+from .registry import Hook, JobRegistry, call_hooks, seconds
 from .requeuer import Requeuer
 from .runner import run_pool
 from .settler import Settler
 from .shutdown import abandon, finish_running, keep_beating, leave_in_progress, wait_for_threads
+from .starting import Starting
 
 if TYPE_CHECKING:
     from ..enqueuer import Enqueuer
@@ -56,7 +55,7 @@ __all__ = ["WorkerPool"]
 log = logging.getLogger("errands.pool")
 
 
-class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls):
+class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls, Starting):
     """Runs registered jobs with up to ``concurrency`` at a time in this process. Timings (s):
     ``shutdown_grace`` lets running jobs finish on stop; ``dead_timeout`` is how long without
     a heartbeat before a pool counts as dead and its jobs run elsewhere; ``poll_interval``
@@ -177,29 +176,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls)
         if not self.job_types:
             raise RegistrationError("no job types registered: use @pool.job(...) first")
         self._grace_over = asyncio.Event()  # (before any await: an end_grace() meanwhile counts)
-        await check(self.redis, self.url)
-        # a new identity for every run: a restarted pool never mistakes the jobs a previous
-        # run left in progress (a reaper gives those back) for orphans of its own
-        self.id = uuid.uuid4().hex[:16]
-        names = sorted(self.job_types)
-        await self._register(names)  # no lease, no start
-        self._begin_run()  # (leasing.py) started, not launched: a lost lease fails the start
-        self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
-        published = False  # (whether the names served were published: withdrawn then)
-        try:
-            for hook in self._on_startup:
-                await call_hook(hook, self.context)
-            scripts = WorkerScripts(self.redis, self.keys, self.redis_functions)
-            await write_caps(self.redis, self.keys, self.job_types, names)
-            published = True
-            await self._served.publish()
-            self._check_lease()  # lost during the hooks: the start fails (no rebirth)
-        except BaseException:  # (a hook failed, or the start was cancelled: a signal)
-            self._started = False  # nothing runs yet: a later start() must really start
-            if published:
-                await self._served.withdraw()
-            await self._give_up_lease()
-            raise
+        scripts, names = await self._start_up()  # (starting.py)
         self._wake = asyncio.Event()
         self._build(scripts, names, self._wake)
         self._launch(self._wake)
