@@ -33,6 +33,10 @@ def _held_pool(redis_url: str, namespace: str) -> tuple[WorkerPool, list[str], a
         ctx["in_hook"].set()
         await hold.wait()
 
+    @pool.on_shutdown
+    def shut(ctx: dict) -> None:
+        ctx["shutdowns"] = ctx.get("shutdowns", 0) + 1
+
     return pool, ran, hold
 
 
@@ -55,9 +59,7 @@ async def _nothing_runs_on(pool: WorkerPool, redis: Redis, namespace: str) -> No
     assert pool.heartbeater is None or not pool.heartbeater._thread.is_alive()
     assert await live_pools(redis, namespace) == [], "a pool registered after the start"
     assert not pool.started
-    if pool._redis is not None:  # (a start given up leaves the client it made open)
-        await pool._redis.aclose()
-        pool._redis = None
+    assert pool._redis is None  # (the client it made closed, as by a stop)
 
 
 @pytest.mark.parametrize("pause", [0.05, 0.0])
@@ -83,6 +85,7 @@ async def test_a_lease_lost_during_the_startup_hooks_then_the_start_cancelled(
         await asyncio.sleep(1.5)  # (more than a registration anew would take)
     await _nothing_runs_on(pool, redis, namespace)
     assert ran == [], "a job ran after the start was given up"
+    assert pool.context["shutdowns"] == 1  # (the first run's stop: the hook was cancelled)
 
 
 async def test_a_lease_lost_during_the_startup_hooks_fails_the_start(
@@ -99,6 +102,7 @@ async def test_a_lease_lost_during_the_startup_hooks_fails_the_start(
     with pytest.raises(RedisUnavailableError, match="lost its lease while starting"):
         await starting
     await _nothing_runs_on(pool, redis, namespace)
+    assert pool.context["shutdowns"] == 1  # (its startup hook had returned)
     async with Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer:
         job = await enqueuer.enqueue("work")
     assert job is not None

@@ -170,7 +170,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
 
     async def start(self) -> None:
         """Connect, run startup hooks, start heartbeats, fetching, promotion, reaping (undone
-        when cancelled or failing after the registration)."""
+        when cancelled or failing: see ``Starting._start_up``)."""
         if self._started:
             return
         if not self.job_types:
@@ -315,9 +315,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
             await self._deregister()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._owns_client and self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        await self._close_client()  # (starting.py) the client it made, from its URL
         self._started = False
         log.info("pool %s stopped after %s", self.id, ended_jobs(worker))
         if hook_error is not None:

@@ -11,7 +11,7 @@ from ..store.connection import check
 from ..store.hotcalls import WorkerScripts
 from ..store.served import ServedNames
 from .limitwatch import write_caps
-from .registry import Hook, call_hook
+from .registry import Hook, call_hook, call_hooks
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -33,6 +33,9 @@ class Starting:
     redis_functions: bool
     _started: bool
     _on_startup: list[Hook]
+    _on_shutdown: list[Hook]
+    _owns_client: bool  # (made from the URL: closed by a stop, or by a start given up)
+    _redis: Redis | None
     _served: ServedNames
 
     if TYPE_CHECKING:  # provided by WorkerPool (and its LeaseRecovery mixin)
@@ -52,19 +55,26 @@ class Starting:
         async def _give_up_lease(self) -> None: ...
 
     async def _start_up(self) -> tuple[WorkerScripts, list[str]]:
-        """(start) Up to the launch: the scripts and the job names served."""
-        await check(self.redis, self.url)
-        # a new identity for every run: a restarted pool never mistakes the jobs a previous
-        # run left in progress (a reaper gives those back) for orphans of its own
-        self.id = uuid.uuid4().hex[:16]
-        names = sorted(self.job_types)
-        await self._register(names)  # no lease, no start
+        """(start) Up to the launch: the scripts and the job names served. Given up (it
+        fails, or is cancelled), the start leaves nothing behind: the client the pool made is
+        closed, and the shutdown hooks run if every startup hook returned."""
+        try:
+            await check(self.redis, self.url)
+            # a new identity for every run: a restarted pool never mistakes the jobs a previous
+            # run left in progress (a reaper gives those back) for orphans of its own
+            self.id = uuid.uuid4().hex[:16]
+            names = sorted(self.job_types)
+            await self._register(names)  # no lease, no start
+        except BaseException:  # (Redis does not answer, or the start was cancelled: a signal)
+            await self._close_client()
+            raise
         self._begin_run()  # (leasing.py) started, not launched: a lost lease fails the start
         self._served = ServedNames(self.redis, self.keys, lambda: self.id, names, self.dead_timeout)
-        published = False  # (whether the names served were published: withdrawn then)
+        hooks_ran = published = False  # (what the start's undoing undoes)
         try:
             for hook in self._on_startup:
                 await call_hook(hook, self.context)
+            hooks_ran = True
             scripts = WorkerScripts(self.redis, self.keys, self.redis_functions)
             await write_caps(self.redis, self.keys, self.job_types, names)
             published = True
@@ -72,8 +82,26 @@ class Starting:
             self._check_lease()  # lost during the hooks: the start fails (no rebirth)
         except BaseException:  # (a hook failed, or the start was cancelled: a signal)
             self._started = False  # nothing runs yet: a later start() must really start
+            await self._give_up_start(hooks_ran, published)
+            raise
+        return scripts, names
+
+    async def _give_up_start(self, hooks_ran: bool, published: bool) -> None:
+        """(_start_up failed or cancelled once registered) The shutdown hooks pair with startup
+        hooks that all returned (what they opened is closed; one that raises is logged, the
+        start's own error is what start() raises); then as at the end of a stop."""
+        try:
+            if hooks_ran:
+                await call_hooks(self._on_shutdown, self.context, f"pool {self.id}: shutdown")
             if published:
                 await self._served.withdraw()
             await self._give_up_lease()
-            raise
-        return scripts, names
+        finally:
+            await self._close_client()
+
+    async def _close_client(self) -> None:
+        """(stop, a start given up) Close the client the pool made from its URL (a later
+        start makes another); one passed in is the caller's, left open."""
+        if self._owns_client and self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
