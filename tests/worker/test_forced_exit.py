@@ -11,8 +11,10 @@ import asyncio
 import signal
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -64,14 +66,17 @@ async def test_a_third_signal_exits_at_once_and_the_jobs_left_are_recovered(
     assert await redis.hget(keys.stats, "failed") is None
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_three_signals_exit_while_a_handler_blocks_the_event_loop(
-    procs: Procs, redis_url: str, namespace: str, redis: Redis
+    procs: Procs, redis_url: str, namespace: str, redis: Redis, log_format: str
 ) -> None:
     """An async handler that blocks the loop (time.sleep) kept every signal from being
-    handled: no stop, no end of the grace, no exit, however many Ctrl-C."""
+    handled: no stop, no end of the grace, no exit, however many Ctrl-C. (The exit's line in
+    the log format: ``_said_last``.)"""
     keys = Keys(namespace)
     job_id = await enqueue(redis_url, namespace, "blocking", 60)
-    proc = procs.worker("threads:pool", redis_url, namespace, env={"TEST_GRACE": "30"})
+    extra = ("--log-format", log_format)
+    proc = procs.worker("threads:pool", redis_url, namespace, *extra, env={"TEST_GRACE": "30"})
     await started(redis, namespace, job_id)
     [doomed] = await live_pools(redis, namespace)
     began = time.monotonic()
@@ -83,7 +88,7 @@ async def test_three_signals_exit_while_a_handler_blocks_the_event_loop(
     exited = time.time()
     output = proc.output()
     assert took < 2.0, f"exited {took:.2f}s after the first signal\n{output}"
-    assert "SIGTERM received a third time: exiting at once (status 143)" in output, output
+    _said_last(output, log_format)
     held = await redis.zrange(keys.in_progress(doomed), 0, -1)
     assert held == [f"{job_id}:blocking".encode()]
     ran: list[tuple[str, float]] = []
@@ -97,3 +102,39 @@ async def test_three_signals_exit_while_a_handler_blocks_the_event_loop(
         await eventually(lambda: _true(ran), 10, "the job left to be recovered")
     [(again_id, at)] = ran
     assert again_id == job_id and at > exited
+
+
+def _said_last(output: str, log_format: str) -> None:
+    """The third signal's line is the last one, in the log format of the others: under
+    ``--log-format json`` a JSON log line with their fields (it was plain text among them)."""
+    said = "SIGTERM received a third time: exiting at once (status 143)"
+    lines = [line for line in output.splitlines() if line and not line.startswith("warm_cache")]
+    assert said in lines[-1], output
+    if log_format == "json":
+        entries = [orjson.loads(line) for line in lines]  # (every line: JSON)
+        last, others = entries[-1], entries[:-1]
+        assert others, output
+        assert all(set(entry) == set(last) for entry in others), output
+        assert last["level"] == "WARNING" and last["logger"] == "errands.runner"
+        assert last["message"].startswith(said)
+        assert datetime.fromisoformat(last["time"]).tzinfo is not None
+
+
+async def test_three_signals_exit_while_a_startup_hook_blocks_the_event_loop(
+    procs: Procs, redis_url: str, namespace: str
+) -> None:
+    """An async startup hook that blocks the loop (time.sleep): the start cannot be cancelled
+    (nor is the first signal's line written: the loop never runs again), the third signal
+    exits all the same."""
+    env = {"TEST_GRACE": "30", "TEST_STARTUP_BLOCKS": "1"}
+    proc = procs.worker("threads:pool", redis_url, namespace, env=env)
+    await eventually(lambda: _true("warm_cache: blocking" in proc.output()), 15, "the hook")
+    began = time.monotonic()
+    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGTERM):
+        proc.send(sig)
+        await asyncio.sleep(0.1)  # (three signals, not one: the kernel merges those still pending)
+    assert await proc.wait(timeout=10) == 128 + signal.SIGTERM, proc.output()
+    took = time.monotonic() - began
+    output = proc.output()
+    assert took < 2.0, f"exited {took:.2f}s after the first signal\n{output}"
+    _said_last(output, "text")

@@ -4,7 +4,8 @@ grace comes from ``$TEST_GRACE`` (seconds, default 0.5); with ``$TEST_SHUTDOWN_F
 on_shutdown hook ``close_ledger`` raises; with ``$TEST_SHUTDOWN_HANGS=1`` its hook ``flush_ledger``
 blocks the event loop for 120 s (a plain def calling a server that does not answer); with
 ``$TEST_STARTUP_HANGS=1`` its on_startup hook ``warm_cache`` waits 120 s (awaiting a server that
-does not answer), and prints whether it was cancelled."""
+does not answer), and prints whether it was cancelled; with ``$TEST_STARTUP_BLOCKS=1`` it blocks
+the event loop for 120 s instead (a plain ``time.sleep`` in an async hook)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,9 @@ def flush_ledger(context: dict[str, object]) -> None:
 
 @pool.on_startup
 async def warm_cache(context: dict[str, object]) -> None:
+    if os.environ.get("TEST_STARTUP_BLOCKS") == "1":
+        print("warm_cache: blocking", flush=True)
+        time.sleep(120)  # noqa: ASYNC251
     if os.environ.get("TEST_STARTUP_HANGS") == "1":
         print("warm_cache: waiting", flush=True)
         try:
