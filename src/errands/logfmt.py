@@ -12,7 +12,7 @@ import orjson
 
 from .job import Job
 
-__all__ = ["JSONFormatter", "configure_logging", "describe", "job_extra"]
+__all__ = ["JSONFormatter", "configure_logging", "describe", "job_extra", "json_entry", "logs_json"]
 
 # LogRecord attributes that are not user-supplied extras
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -41,12 +41,7 @@ class JSONFormatter(logging.Formatter):
     every ``extra`` field (``job_id``, ``job_name``...), and ``exception`` when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        entry = json_entry(record.created, record.levelname, record.name, record.getMessage())
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
@@ -55,6 +50,19 @@ class JSONFormatter(logging.Formatter):
         elif record.exc_text:
             entry["exception"] = record.exc_text
         return orjson.dumps(entry, default=repr).decode()
+
+
+def json_entry(created: float, level: str, logger: str, message: str) -> dict[str, Any]:
+    """The fields every JSON log line has (``JSONFormatter``; also the third signal's exit line,
+    written without ``logging``: worker/runner.py)."""
+    when = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    return {"time": when, "level": level, "logger": logger, "message": message}
+
+
+def logs_json() -> bool:
+    """Whether the root logger writes JSON lines (``configure_logging("json")``, the worker's
+    ``--log-format json``): a read of its handlers, no lock taken."""
+    return any(isinstance(h.formatter, JSONFormatter) for h in logging.getLogger().handlers)
 
 
 def configure_logging(log_format: str = "text", level: str | int = logging.INFO) -> None:

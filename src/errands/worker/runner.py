@@ -14,6 +14,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
+import orjson
+
+from ..logfmt import json_entry, logs_json
 from .loop import Worker
 
 __all__ = ["Servable", "run_pool"]
@@ -176,20 +179,26 @@ def _hard_exit(signum: int) -> None:
     """The third signal: exit now, whatever the stop is doing. The jobs still held (running,
     or whose outcome or requeue was not written yet) stay in the pool's in-progress set, and
     other pools' reapers give them back after ``dead_timeout``, as after a kill. Nothing may
-    keep the exit from happening: the one line goes straight to stderr, as the text log format
-    would write it, only when that cannot block (not through logging, whose stream may be the
-    one the main thread is blocked writing to, or its lock held by a blocked thread), and the
-    output still buffered (stdout, a full pipe maybe) is not flushed."""
+    keep the exit from happening: the one line goes straight to stderr, as the log format (text,
+    or JSON when the root logger writes JSON: ``--log-format json``) would write it, only when
+    that cannot block (not through logging, whose stream may be the one the main thread is
+    blocked writing to, or its lock held by a blocked thread), and the output still buffered
+    (stdout, a full pipe maybe) is not flushed."""
     code = 128 + signum
     try:
-        line = (
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING {log.name}: "
+        message = (
             f"{signal.Signals(signum).name} received a third time: exiting at once (status"
             f" {code}); the jobs this pool still holds run again elsewhere once its heartbeat"
-            " lapses (dead_timeout), counted as recoveries\n"
+            " lapses (dead_timeout), counted as recoveries"
         )
+        if logs_json():
+            entry = json_entry(time.time(), "WARNING", log.name, message)
+            line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
+        else:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            line = f"{stamp} WARNING {log.name}: {message}\n".encode(errors="replace")
         if select.select([], [2], [], 0)[1]:  # (a pipe with room, a file, a terminal)
-            os.write(2, line.encode(errors="replace"))
+            os.write(2, line)
     finally:
         os._exit(code)
 
