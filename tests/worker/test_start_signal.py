@@ -81,7 +81,7 @@ async def test_a_start_cancelled_while_it_registers_leaves_no_registration(
     assert heartbeater is not None and not heartbeater._thread.is_alive()
     assert await live_pools(redis, namespace) == []
     assert await redis.exists(Keys(namespace).pool_info(pool.id)) == 0
-    await pool.redis.aclose()
+    assert pool._redis is None  # (the client it made closed, as by a stop)
 
 
 async def test_the_end_of_the_grace_asked_while_the_pool_registers_is_kept(
