@@ -28,11 +28,9 @@
 -- 'running'). A walk left on the work list holds its edges: the dependents it has not
 -- reached still wait on them (and the run cannot finish), so where it resumes changes
 -- nothing but when.
---@include prio
---@include wake
 --@include types
 --@include wfkeys
---@include events
+--@include wfqueue
 -- dependents one member's end walks in its script (the rest: the work list), and that one
 -- script call walks at most (an ack of many members; a wf_cascade.lua call)
 local WF_STEP, WF_CALL = 200, 1000
@@ -61,25 +59,6 @@ end
 -- this call (--@percall: made anew by each call of a library, store/fnlib.py)
 local WF_WALKED = {0}  --@percall
 local WF_EDGES = {0}  --@percall
--- [1]: whether someone listens to events (EXISTS `listening`), read once per call (wf_enqueued)
-local WF_LISTEN = {}  --@percall
-
-local function wf_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
--- the fields of a node's spec the scripts need (job name, policy, priority), read without
--- decoding its list of dependencies (10,000 long for a wide fan-in). Safe: a job name holds no
--- quote, so the first "n", "f" and "p" keys found are the spec's own.
-local function wf_spec(raw)
-  local k = string.match(raw, '"k":"(%x*)"')  -- the partition, hex encoded (members.py)
-  if k then
-    k = string.gsub(k, '%x%x', function(c) return string.char(tonumber(c, 16)) end)
-  end
-  return {n = string.match(raw, '"n":"([^"]*)"'), f = string.match(raw, '"f":"(%a+)"'),
-    p = tonumber(string.match(raw, '"p":(%-?%d+)') or '0'), k = k}
-end
 
 -- runs whose linger ended leave the indexes of runs (at most 16 per call)
 local function wf_trim(P, now)
@@ -88,90 +67,6 @@ local function wf_trim(P, now)
     redis.call('ZREM', P .. 'wfexp', unpack(gone))
     redis.call('ZREM', P .. 'wfidx', unpack(gone))
   end
-end
-
--- wake one idle pool serving job name `name` (lib/wake.lua), as enqueue does; its idle set is
--- no declared key: one of another type wakes every idle pool instead (nothing raises)
-local function wf_wake(P, name)
-  local idle = P .. 'idle:' .. name
-  local r = redis.pcall('ZCARD', idle)
-  if type(r) == 'table' then
-    if redis.call('SCARD', P .. 'idle') > 0 then
-      redis.call('PUBLISH', P .. 'wake', 'workflow')
-    end
-  elseif r > 0 then
-    wake_one(idle, P .. 'wake:', false)
-  end
-end
-
--- the `enqueued` event of job `id` (of job name `name`) a run put on its queue, as enqueue.lua
--- publishes one (lib/events.lua: only where someone listens; one EXISTS per script call). With
--- `W.evs` (a list of ids, each id's message by its key: wf_enqueue.lua, wf_end) it is kept for
--- wf_enqueued_flush (one HMGET of `listening` per 1,000), else published at once (one HMGET)
-local function wf_enqueued(W, id, name)
-  local P = W.P
-  if WF_LISTEN[1] == nil then
-    WF_LISTEN[1] = redis.call('EXISTS', P .. 'listening') == 1
-  end
-  if WF_LISTEN[1] then
-    local msg = '{"event":"enqueued","id":"' .. id .. '","name":"' .. name .. '"}'
-    if W.evs then
-      W.evs[#W.evs + 1], W.evs[id] = id, msg
-    else
-      ev_publish(P .. 'listening', P .. 'events', id, msg)
-    end
-  end
-end
-
--- publish the events wf_enqueued kept in `W.evs` (ev_publish_all), then keep none
-local function wf_enqueued_flush(W)
-  if W.evs and #W.evs > 0 then
-    ev_publish_all(W.P .. 'listening', W.P .. 'events', W.evs)
-  end
-  W.evs = nil
-end
-
--- store job `id` and put it on its queue as enqueue does; wakes one idle pool of its name when
--- `wake`. With a
--- partition `part`, it is indexed by it as lib/limits.lua's lim_queued does (the same entry:
--- "<partition>\0<queue score + 2^52, 16 digits>\0<id>" in pq:<name>; a turn in pready:<name>)
--- A member whose queue (or partition index) holds another type is parked in the dead set with
--- an error saying so (retried from there once the key is repaired), not lost half-queued: with
--- its priority, partition and name stored as for a queued one (a retry from the dead set,
--- move.lua, queues it with them). Returns true when queued (its `enqueued` event published:
--- wf_enqueued), false when parked (no event: it is in the dead set, not ended).
-local function wf_queue(W, id, name, prio, env, wake, part)
-  local P = W.P
-  redis.call('HSET', P .. 'jobs', id, env)
-  if prio ~= 0 then
-    redis.call('HSET', P .. 'prio', id, prio)
-  end
-  redis.call('SADD', P .. 'names', name)
-  if part then
-    redis.call('HSET', P .. 'part', id, part)
-  end
-  for _, key in ipairs({P .. 'q:' .. name, part and P .. 'pq:' .. name, part and P .. 'pready:' .. name}) do
-    local r = key and redis.pcall('ZCARD', key)
-    if type(r) == 'table' and r.err then
-      redis.call('HSET', P .. 'errors', id, '{"error":"its queue holds another type"}')
-      redis.call('ZADD', P .. 'dead', wf_now(), id)
-      return false
-    end
-  end
-  local seq = redis.call('INCR', P .. 'seq')
-  redis.call('ZADD', P .. 'q:' .. name, queue_score(seq, prio), id)
-  if part then
-    local score = string.format('%016.0f', queue_score(seq, prio) + 4503599627370496)
-    redis.call('ZADD', P .. 'pq:' .. name, 0, part .. '\0' .. score .. '\0' .. id)
-    if not redis.call('ZSCORE', P .. 'pready:' .. name, part) then
-      redis.call('ZADD', P .. 'pready:' .. name, redis.call('INCR', P .. 'seq'), part)
-    end
-  end
-  wf_enqueued(W, id, name)
-  if wake then
-    wf_wake(P, name)
-  end
-  return true
 end
 
 -- a waiting member whose last dependency ended goes to its queue (the caller wakes the pools);

@@ -1,0 +1,81 @@
+-- lib/wfqueue: a workflow member or callback going on its queue, as enqueue does (included by
+-- lib/workflows.lua, which describes a run's keys); `W` is a run's keys (lib/wfkeys.lua).
+--@include prio
+--@include wake
+--@include types
+--@include wfkeys
+--@include wfevents
+
+local function wf_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- the fields of a node's spec the scripts need (job name, policy, priority), read without
+-- decoding its list of dependencies (10,000 long for a wide fan-in). Safe: a job name holds no
+-- quote, so the first "n", "f" and "p" keys found are the spec's own.
+local function wf_spec(raw)
+  local k = string.match(raw, '"k":"(%x*)"')  -- the partition, hex encoded (members.py)
+  if k then
+    k = string.gsub(k, '%x%x', function(c) return string.char(tonumber(c, 16)) end)
+  end
+  return {n = string.match(raw, '"n":"([^"]*)"'), f = string.match(raw, '"f":"(%a+)"'),
+    p = tonumber(string.match(raw, '"p":(%-?%d+)') or '0'), k = k}
+end
+
+-- wake one idle pool serving job name `name` (lib/wake.lua), as enqueue does; its idle set is
+-- no declared key: one of another type wakes every idle pool instead (nothing raises)
+local function wf_wake(P, name)
+  local idle = P .. 'idle:' .. name
+  local r = redis.pcall('ZCARD', idle)
+  if type(r) == 'table' then
+    if redis.call('SCARD', P .. 'idle') > 0 then
+      redis.call('PUBLISH', P .. 'wake', 'workflow')
+    end
+  elseif r > 0 then
+    wake_one(idle, P .. 'wake:', false)
+  end
+end
+
+-- store job `id` and put it on its queue as enqueue does; wakes one idle pool of its name when
+-- `wake`. With a
+-- partition `part`, it is indexed by it as lib/limits.lua's lim_queued does (the same entry:
+-- "<partition>\0<queue score + 2^52, 16 digits>\0<id>" in pq:<name>; a turn in pready:<name>)
+-- A member whose queue (or partition index) holds another type is parked in the dead set with
+-- an error saying so (retried from there once the key is repaired), not lost half-queued: with
+-- its priority, partition and name stored as for a queued one (a retry from the dead set,
+-- move.lua, queues it with them). Returns true when queued (its `enqueued` event published:
+-- wf_enqueued), false when parked (no event: it is in the dead set, not ended).
+local function wf_queue(W, id, name, prio, env, wake, part)
+  local P = W.P
+  redis.call('HSET', P .. 'jobs', id, env)
+  if prio ~= 0 then
+    redis.call('HSET', P .. 'prio', id, prio)
+  end
+  redis.call('SADD', P .. 'names', name)
+  if part then
+    redis.call('HSET', P .. 'part', id, part)
+  end
+  for _, key in ipairs({P .. 'q:' .. name, part and P .. 'pq:' .. name, part and P .. 'pready:' .. name}) do
+    local r = key and redis.pcall('ZCARD', key)
+    if type(r) == 'table' and r.err then
+      redis.call('HSET', P .. 'errors', id, '{"error":"its queue holds another type"}')
+      redis.call('ZADD', P .. 'dead', wf_now(), id)
+      return false
+    end
+  end
+  local seq = redis.call('INCR', P .. 'seq')
+  redis.call('ZADD', P .. 'q:' .. name, queue_score(seq, prio), id)
+  if part then
+    local score = string.format('%016.0f', queue_score(seq, prio) + 4503599627370496)
+    redis.call('ZADD', P .. 'pq:' .. name, 0, part .. '\0' .. score .. '\0' .. id)
+    if not redis.call('ZSCORE', P .. 'pready:' .. name, part) then
+      redis.call('ZADD', P .. 'pready:' .. name, redis.call('INCR', P .. 'seq'), part)
+    end
+  end
+  wf_enqueued(W, id, name)
+  if wake then
+    wf_wake(P, name)
+  end
+  return true
+end
