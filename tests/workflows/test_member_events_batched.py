@@ -50,3 +50,43 @@ async def test_the_members_an_end_releases_publish_with_one_hmget(
     assert await scripts.ack("p", done, False, now, False) == []
     assert await own_redis.zcard(keys.queue("work")) == 150  # every child released
     assert await hmgets(own_redis) <= 8  # (the ack's own reads; one per child more before: 156)
+
+
+async def publishes(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+
+async def a_fanout_acked(redis: Redis, keys: Keys, children: int) -> WorkflowScripts:
+    """Run r1: a, then ``children`` members after it; a fetched and acknowledged by a pool while
+    someone listens: its ack walks WF_STEP (200) of them, the rest are left on the work list."""
+    waiting = [member(f"c{i}", False) for i in range(children)]
+    edges = [("a", f"c{i}") for i in range(children)]
+    run = WorkflowScripts(redis, keys)
+    assert await run.enqueue("r1", "wf", 60_000, [member("a", True), *waiting], edges, [])
+    scripts = Scripts(redis, keys)
+    now = await scripts.heartbeat("p", b"{}", 60_000, "register")
+    got = await scripts.fetch("p", now, 1, [("work", 0)])
+    assert got is not None and len(got) == 1
+    await redis.hset(keys.listening, "*", "1")
+    done = [Acked(f.id, "work", b"1", now, 0, 1, f.token) for f in got]
+    assert await scripts.ack("p", done, False, now, False) == []
+    return run
+
+
+async def test_a_cancel_publishes_the_members_it_ends_with_one_hmget(
+    own_redis: Redis, namespace: str
+) -> None:
+    """wf_cancel.lua ends the waiting members it is given (and walks their dependents): their
+    `cancelled` events go together."""
+    keys = Keys(namespace)
+    waiting = [member(f"c{i}", False) for i in range(300)]
+    edges = [("a", f"c{i}") for i in range(300)]
+    run = WorkflowScripts(own_redis, keys)
+    assert await run.enqueue("r1", "wf", 60_000, [member("a", True), *waiting], edges, [])
+    await own_redis.hset(keys.listening, "*", "1")
+    assert await run.cancel("r1", [])
+    await own_redis.config_resetstat()
+    assert await run.cancel("r1", [f"c{i}" for i in range(300)])
+    assert await publishes(own_redis) == 300  # (none before)
+    assert await hmgets(own_redis) <= 2

@@ -4,7 +4,8 @@
 -- dependencies (bounded: the caller passes a few hundred at a time); members already queued or
 -- running are cancelled by the caller one by one (cancel.lua, which ends them here). The
 -- dependents of the members it ends are walked WF_STEP at a time (lib/workflows.lua), the
--- rest left on the work list for wf_cascade.lua.
+-- rest left on the work list for wf_cascade.lua. Each member it ends publishes its `cancelled`
+-- event (only while someone listens; one HMGET of `listening` per 1,000: lib/wfevents.lua).
 -- KEYS[1] workflow_of   KEYS[2] the run (HASH); its other keys are built from the prefix of
 -- KEYS[1] (lib/workflows.lua)   KEYS[3] the reply key of this call: a call that ran is noted
 -- there 10 minutes, and its re-send (redis-py, after a lost reply) answers 1 from it, doing
@@ -39,14 +40,19 @@ end
 redis.call('SET', KEYS[3], '1', 'PX', ADMIN_REPLY_MS)
 redis.call('HSET', KEYS[2], 'cancel', '1')
 local W = wf_keys(KEYS[1], ARGV[1])
+W.evs = {}  -- (the `cancelled` events of the members it ends, published together)
 local todo = {}
 for i = 2, #ARGV do
   if wf_drop_held(W, ARGV[i]) then
-    if wf_record(W, ARGV[i], 'cancelled', '{"error":"the workflow was cancelled"}') then
+    -- (its job name, for its event: read only while someone listens)
+    local spec = wf_listening(W.P) and redis.call('HGET', W.nodes, ARGV[i])
+    local name = spec and wf_spec(spec).n
+    if wf_dropped(W, ARGV[i], name, '{"error":"the workflow was cancelled"}') then
       todo[#todo + 1] = {ARGV[i], 'cancelled', ''}
     end
   end
 end
 wf_walk_all(W, todo, WF_STEP)
 wf_after(W)
+wf_events_flush(W)
 return 1

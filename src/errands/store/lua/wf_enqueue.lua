@@ -142,7 +142,7 @@ redis.call('ZREM', W.P .. 'wfexp', run)  -- (an earlier run of this id, lingered
 redis.call('ZADD', W.P .. 'wfidx', now, run)
 local o = 6
 local ready = {}  -- the job names of the members ready at once
-W.evs = {}  -- (their `enqueued` events published together: wf_enqueued_flush)
+W.evs = {}  -- (their `enqueued` events published together: wf_events_flush)
 for _ = 1, n do
   local node, name, now, prio, env, spec = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], ARGV[o + 6]
   o = o + 6
@@ -167,7 +167,7 @@ for _ = 1, c do
   redis.call('HSET', W.nodes, '!' .. ARGV[o + 1], ARGV[o + 3])
   o = o + 3
 end
-wf_enqueued_flush(W)
+wf_events_flush(W)
 for name in pairs(ready) do  -- one idle pool of each name woken (lib/workflows.lua)
   wf_wake(W.P, name)
 end

@@ -45,7 +45,8 @@ end
 -- an error saying so (retried from there once the key is repaired), not lost half-queued: with
 -- its priority, partition and name stored as for a queued one (a retry from the dead set,
 -- move.lua, queues it with them). Returns true when queued (its `enqueued` event published:
--- wf_enqueued), false when parked (no event: it is in the dead set, not ended).
+-- lib/wfevents.lua), false when parked (its `dead` event, with the error stored: in the dead
+-- set, it has not ended in its run).
 local function wf_queue(W, id, name, prio, env, wake, part)
   local P = W.P
   redis.call('HSET', P .. 'jobs', id, env)
@@ -59,8 +60,10 @@ local function wf_queue(W, id, name, prio, env, wake, part)
   for _, key in ipairs({P .. 'q:' .. name, part and P .. 'pq:' .. name, part and P .. 'pready:' .. name}) do
     local r = key and redis.pcall('ZCARD', key)
     if type(r) == 'table' and r.err then
-      redis.call('HSET', P .. 'errors', id, '{"error":"its queue holds another type"}')
+      local err = '{"error":"its queue holds another type"}'
+      redis.call('HSET', P .. 'errors', id, err)
       redis.call('ZADD', P .. 'dead', wf_now(), id)
+      wf_event(W, 'dead', id, name, ',"error":' .. err)
       return false
     end
   end
@@ -73,7 +76,7 @@ local function wf_queue(W, id, name, prio, env, wake, part)
       redis.call('ZADD', P .. 'pready:' .. name, redis.call('INCR', P .. 'seq'), part)
     end
   end
-  wf_enqueued(W, id, name)
+  wf_event(W, 'enqueued', id, name)
   if wake then
     wf_wake(P, name)
   end

@@ -162,6 +162,14 @@ local function wf_record(W, n, st, val)
   return false
 end
 
+-- member `node` (of job name `name`) ended without running, while it waited for its
+-- dependencies (wf_drop_held): recorded cancelled (`why` its error JSON) with its `cancelled`
+-- event (lib/wfevents.lua). True when it has dependents to walk
+local function wf_dropped(W, node, name, why)
+  wf_event(W, 'cancelled', W.run .. '.' .. node, name)
+  return wf_record(W, node, 'cancelled', why)
+end
+
 -- walk at most `max` dependents of member `n` (ended with `st`), those after `cursor` (a child,
 -- or '' from the first): the edge to each goes; one whose last edge that was is released, one
 -- with policy "fail" after a failure (any, once the run is being cancelled) ends without
@@ -192,7 +200,7 @@ local function wf_walk(W, n, st, cursor, max, todo)
         if wf_drop_held(W, c) then
           local why = 'the workflow was cancelled'
           if bad then why = 'dependency ' .. n .. ' ' .. st end
-          dropped[#dropped + 1] = {c, '{"error":"' .. why .. '","node":"' .. n .. '"}'}
+          dropped[#dropped + 1] = {c, '{"error":"' .. why .. '","node":"' .. n .. '"}', spec.n}
         end
       elseif #redis.call('ZRANGEBYLEX', W.inn, '[' .. c .. '<', '(' .. c .. '=', 'LIMIT', 0, 1) == 0 then
         if wf_release(W, c, spec) then
@@ -203,7 +211,7 @@ local function wf_walk(W, n, st, cursor, max, todo)
     end
   end
   for _, d in ipairs(dropped) do  -- (after the page: as a walk of every edge at once did)
-    if wf_record(W, d[1], 'cancelled', d[2]) then
+    if wf_dropped(W, d[1], d[3], d[2]) then
       todo[#todo + 1] = {d[1], 'cancelled', ''}
     end
   end
@@ -286,8 +294,8 @@ local function wf_end(wfof, id, status, value, run)
   if value == nil or value == '' then
     value = 'null'
   end
-  W.evs = {}  -- (the members it releases: their events published together)
+  W.evs = {}  -- (the members it releases or ends: their events published together)
   wf_settle(W, node, status, value)
-  wf_enqueued_flush(W)
+  wf_events_flush(W)
   return true
 end
