@@ -74,6 +74,20 @@ async def a_fanout_acked(redis: Redis, keys: Keys, children: int) -> WorkflowScr
     return run
 
 
+async def test_a_cascade_call_publishes_its_releases_with_one_hmget(
+    own_redis: Redis, namespace: str
+) -> None:
+    """wf_cascade.lua releases up to WF_STEP members a call: it sent an HMGET for each."""
+    keys = Keys(namespace)
+    run = await a_fanout_acked(own_redis, keys, 400)
+    assert await own_redis.zcard(keys.queue("work")) == 200
+    await own_redis.config_resetstat()
+    assert await run.cascade() == 1
+    assert await own_redis.zcard(keys.queue("work")) == 400
+    assert await publishes(own_redis) == 200
+    assert await hmgets(own_redis) <= 2  # (200 before)
+
+
 async def test_a_cancel_publishes_the_members_it_ends_with_one_hmget(
     own_redis: Redis, namespace: str
 ) -> None:

@@ -5,7 +5,8 @@
 -- to walk (every dependent ended: its item is dropped). A pool calls it after an ack of
 -- workflow members and at each requeuer pass (and drain), WorkflowRun.cancel after its
 -- batches, until it returns 0. A re-sent call
--- continues the next part of the work, as the caller's next call would.
+-- continues the next part of the work, as the caller's next call would. The events of the
+-- members it releases or ends (lib/wfevents.lua) are published together at its end.
 -- KEYS[1] workflow_of   KEYS[2] workflows_work (ZSET)
 -- ARGV none
 -- Returns how many work items it took (0: none was left).
@@ -33,6 +34,7 @@ if wrong then
   return wrong
 end
 local took = 0
+local batch = {evs = {}}  -- (every run's events: one HMGET of `listening` per 1,000)
 for _, item in ipairs(items) do
   if WF_WALKED[1] >= WF_STEP or WF_EDGES[1] >= WF_CALL then
     break
@@ -42,6 +44,7 @@ for _, item in ipairs(items) do
   local st, n, cursor, run = string.match(item, '^(%a+) (%S+) (%S*) (.+)$')
   if run then
     local W = wf_keys(KEYS[1], run)
+    W.evs, batch.P = batch.evs, W.P
     if redis.call('HGET', W.meta, 'status') ~= 'running' then
       -- nothing left to walk nor to remove: the run's edges went when it finished
     elseif st == 'edges' then
@@ -54,4 +57,5 @@ for _, item in ipairs(items) do
     end
   end
 end
+wf_events_flush(batch)
 return took
