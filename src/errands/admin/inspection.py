@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..clock import Clock
+from ..store.keyrepair import repair_hint
 from ..store.keys import Keys, check_job_name
-from ..store.served import served_names
+from ..store.served import registered_pools, served_names, unless_unread
 from ..store.stored import stored_count, stored_number, stored_text
 from .history import PER_PAGE, history_count, history_page, throughput
 from .inputs import count, page_number, reading, text_arg
@@ -28,6 +30,7 @@ from .paging import page_entries
 from .records import read_done, record_of
 from .workflows import waiting_member
 
+log = logging.getLogger("errands.admin")
 HMGET_CHUNK = 1_000  # fields per HMGET (workers(): the running jobs of every pool)
 
 
@@ -103,7 +106,10 @@ class Inspection:
         return info
 
     async def _locate_running(self, info: JobInfo) -> None:
-        pools = [text(p) for p in await self.redis.zrange(self.keys.pools, 0, -1)]
+        found = await unless_unread(
+            self._pools("the running job's pool is unknown"), self.keys, log
+        )
+        pools = [p for p, _beat in found or ()]
         member = f"{info.id}:{info.name}"
         async with self.redis.pipeline(transaction=False) as pipe:
             for pool in pools:
@@ -112,6 +118,10 @@ class Inspection:
         for pool, score in zip(pools, scores, strict=True):
             if score is not None:
                 info.pool_id, info.started_at = pool, score / 1000
+
+    async def _pools(self, unread: str) -> list[tuple[str, float]]:
+        """registered_pools: a registry of another type named, with its repair."""
+        return await registered_pools(self.redis, self.keys, unread, repair_hint)
 
     async def _infos(self, ids: list[str], status: str, scores: list[float]) -> list[JobInfo]:
         if not ids:
@@ -251,7 +261,7 @@ class Inspection:
         head_ids = [text(h[0]) for h in heads if h]
         envs = await self.redis.hmget(k.jobs, head_ids) if head_ids else []
         enqueued = {i: decode_json(e) for i, e in zip(head_ids, envs, strict=True)}
-        served = await served_names(self.redis, k)
+        served = await unless_unread(served_names(self.redis, k, repair_hint), k, log)
         now = self.clock.now()
         out = []
         for i, n in enumerate(names):
@@ -263,14 +273,15 @@ class Inspection:
             latency = max(0.0, now - since) if since is not None else 0.0
             running = max(0, stored_count(running))  # (corrupt: 0, as missing)
             limit = max(0, stored_count(limit))
-            out.append(QueueInfo(n, q, s, r, running, bool(paused), limit, latency, n in served))
+            on = None if served is None else n in served  # (None: the registry unread)
+            out.append(QueueInfo(n, q, s, r, running, bool(paused), limit, latency, on))
         return out
 
     async def worker_pools(self) -> list[PoolInfo]:
         """Live (and not yet reaped) pools with their last heartbeat."""
         k = self.keys
-        pairs = await self.redis.zrange(k.pools, 0, -1, withscores=True)
-        ids = [text(p) for p, _s in pairs]
+        pairs = await self._pools("the pools could not be listed")
+        ids = [p for p, _s in pairs]
         async with self.redis.pipeline(transaction=False) as pipe:
             for pool in ids:
                 pipe.get(k.pool_info(pool))
@@ -303,7 +314,7 @@ class Inspection:
         the number of pools: the pools, their in-progress sets in one pipeline, then the
         envelopes and checkins of every running job in one (HMGETs of ``HMGET_CHUNK`` ids)."""
         k = self.keys
-        pools = [text(p) for p in await self.redis.zrange(k.pools, 0, -1)]
+        pools = [p for p, _beat in await self._pools("the running jobs could not be listed")]
         async with self.redis.pipeline(transaction=False) as pipe:
             for pool in pools:
                 pipe.zrange(k.in_progress(pool), 0, -1, withscores=True)

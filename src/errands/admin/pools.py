@@ -13,7 +13,10 @@ resumed locally stays resumed until the next remote request. See docs/workers.md
 
 from __future__ import annotations
 
+from redis.exceptions import ResponseError
+
 from ..errors import PoolNotFoundError
+from ..store.keyrepair import repair_hint
 from ..store.scripts import Scripts
 from .inputs import text_arg
 
@@ -39,7 +42,13 @@ class PoolAdmin:
 
     async def _request(self, pool_id: str, request: str) -> bool:
         pool_id = text_arg("pool_id", pool_id)
-        done = await self.scripts.quiet_request(pool_id, request)
+        try:
+            done = await self.scripts.quiet_request(pool_id, request)
+        except ResponseError as exc:  # (a registry key of another type: named, with its repair)
+            hint = await repair_hint(self.scripts.redis, self.scripts.keys, exc)
+            if not hint:
+                raise
+            raise ResponseError(f"{exc}{hint}") from exc
         if done < 0:
             raise PoolNotFoundError(f"no running pool {pool_id!r} (see Client.worker_pools())")
         return done == 1

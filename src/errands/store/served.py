@@ -15,7 +15,7 @@ import asyncio
 import difflib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from redis.exceptions import ResponseError
@@ -25,9 +25,17 @@ from .connection import REDIS_ERRORS
 from .keys import Keys
 from .stored import stored_text
 
-__all__ = ["ServedNames", "served_names", "unserved", "unserved_message"]
+__all__ = [
+    "ServedNames",
+    "registered_pools",
+    "served_names",
+    "unless_unread",
+    "unserved",
+    "unserved_message",
+]
 
 log = logging.getLogger("errands.pool")
+T = TypeVar("T")
 
 
 def _text(value: bytes | str) -> str:
@@ -38,20 +46,41 @@ def _text(value: bytes | str) -> str:
 Hint = Callable[[Any, Keys, BaseException], Awaitable[str]]
 
 
-async def served_names(redis: Any, keys: Keys, hint: Hint | None = None) -> set[str]:
-    """The job names served by the running pools of the namespace (two round trips). While the
-    pools' registry holds another type (a hand edit), a ResponseError naming it, in the scripts'
-    words (lib/types.lua), followed by ``hint``'s repair (Redis' own WRONGTYPE names no key)."""
+async def registered_pools(
+    redis: Any, keys: Keys, unread: str, hint: Hint | None = None
+) -> list[tuple[str, float]]:
+    """The pools' registry: (pool id, ms of its last beat), oldest beat first (one ZRANGE).
+    While it holds another type (a hand edit), a ResponseError naming it, in the scripts' words
+    (lib/types.lua: ``WRONGTYPE <key> holds another type: <unread>``), followed by ``hint``'s
+    repair (Redis' own WRONGTYPE names no key)."""
     try:
-        pools = [_text(p) for p in await redis.zrange(keys.pools, 0, -1)]
+        pairs = await redis.zrange(keys.pools, 0, -1, withscores=True)
     except ResponseError as exc:
         if not str(exc).startswith("WRONGTYPE"):
             raise
-        refusal = ResponseError(
-            f"WRONGTYPE {keys.pools} holds another type: the job names the running pools "
-            "serve could not be read"
-        )
+        refusal = ResponseError(f"WRONGTYPE {keys.pools} holds another type: {unread}")
         raise ResponseError(f"{refusal}{await hint(redis, keys, refusal) if hint else ''}") from exc
+    return [(_text(p), score) for p, score in pairs]
+
+
+async def unless_unread(read: Awaitable[T], keys: Keys, logger: logging.Logger) -> T | None:
+    """``read``'s value, or None when registered_pools refused it (the registry of another type:
+    its error, naming the key and its repair, logged as a WARNING), for a reader that answers
+    the rest without it."""
+    try:
+        return await read
+    except ResponseError as exc:
+        if not str(exc).startswith(f"WRONGTYPE {keys.pools} holds another type: "):
+            raise
+        logger.warning("%s", exc)
+        return None
+
+
+async def served_names(redis: Any, keys: Keys, hint: Hint | None = None) -> set[str]:
+    """The job names served by the running pools of the namespace (two round trips). While the
+    pools' registry holds another type, registered_pools' ResponseError naming it."""
+    unread = "the job names the running pools serve could not be read"
+    pools = [p for p, _beat in await registered_pools(redis, keys, unread, hint)]
     if not pools:
         return set()
     async with redis.pipeline(transaction=False) as pipe:

@@ -19,6 +19,7 @@ from ..admin.client import Client
 from ..admin.jobinfo import HistoryEntry, JobInfo, JobStatus, Page
 from ..errors import WorkflowNotFoundError
 from ..store.keys import check_job_name
+from ..store.served import unless_unread
 from .charts import SPANS, activity_chart, wait_lines
 from .drafts import draft
 from .filters import Filter, filtered_page
@@ -193,8 +194,8 @@ class Views:
             c.stats(),
             c.throughput(60, now=c.clock.now()),
             c.queues(),
-            c.workers(),
-            c.worker_pools(),
+            unless_unread(c.workers(), c.keys, log),  # (None: the pools' registry unread)
+            unless_unread(c.worker_pools(), c.keys, log),
         )
         outbox, limits = await asyncio.gather(c.outbox(), c.limits())
         return {
@@ -202,18 +203,19 @@ class Views:
                 "processed": stats.get("processed", 0),
                 "failed": stats.get("failed", 0) + stats.get("dead", 0),
                 "dead": counts[JobStatus.DEAD],
-                "busy": len(workers),
+                "busy": None if workers is None else len(workers),
                 "queued": counts[JobStatus.QUEUED],
                 "scheduled": counts[JobStatus.SCHEDULED],
                 "retrying": counts[JobStatus.RETRYING],
-                "pools": len(pools),
-                "concurrency": sum(p.concurrency for p in pools),
+                "pools": None if pools is None else len(pools),
+                "concurrency": None if pools is None else sum(p.concurrency for p in pools),
             },
             "throughput": [{"minute": m, "ended": e, "died": d} for m, e, d in points],
             "chart": chart(points),
             "queues": queues,
             "running_limits": running_limits(queues, limits),
-            "workers": self.redactor.each(workers[:10]),
+            "workers": self.redactor.each((workers or [])[:10]),
+            "unread": None if pools is not None and workers is not None else c.keys.pools,
             "outbox": outbox if outbox.relays else None,  # shown once a relay reports
         }
 
