@@ -128,12 +128,16 @@ def _args(name: str, args: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(args)
 
 
+Built = tuple[list[Job], list[bool], set[str]]  # build_many's: jobs, plain flags, drawn ids
+
+
 def build_many(
     items: Sequence[Sequence[Any]], now: float, *, plain: bool, share: bool = False
-) -> tuple[list[Job], list[bool]]:
+) -> Built:
     """The jobs of ``enqueue_many``'s items (``(name, args)`` or ``(name, args, options)``)
-    at ``now``, random ids drawn at once, and for each whether it is plain (built from a
-    ``(name, args)`` tuple, when ``plain``: see ``PlainEnvelopes``). ``share``: a job of a
+    at ``now``, random ids drawn at once, for each whether it is plain (built from a
+    ``(name, args)`` tuple, when ``plain``: see ``PlainEnvelopes``), and the ids drawn (of
+    the jobs given no ``job_id``). ``share``: a job of a
     ``(name, args)`` item holds the args dict given, not a copy (no enqueue middleware can
     change it: one dict less per job, docs/enqueueing.md)."""
     hexes = os.urandom(16 * len(items)).hex()
@@ -154,7 +158,8 @@ def build_many(
             if type(exc) not in (TypeError, ValueError):
                 raise
             raise type(exc)(f"enqueue_many item {i}: {exc}") from None
-    return jobs, flags
+    drawn = {j.id for i, j in enumerate(jobs) if j.id == hexes[32 * i : 32 * i + 32]}
+    return jobs, flags, drawn
 
 
 MANY_OPTIONS = ("delay", "at", "priority", "retry", "meta", "job_id", "timeout", "partition")

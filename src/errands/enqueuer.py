@@ -11,7 +11,7 @@ from typing import Any
 from .admin.events import wait_result
 from .admin.hub import EventHub
 from .backoff import RetryOptions
-from .building import build_job, build_many, plain_job, random_id, unique_digest
+from .building import Built, build_job, build_many, plain_job, random_id, unique_digest
 from .checks import MAX_SECONDS, seconds
 from .clock import Clock, SystemClock, to_ms
 from .dedup import Dedup
@@ -273,7 +273,8 @@ class Enqueuer(WorkflowEnqueue):
         else:
             row = self._row(1, stored)
             try:  # (not self._call: one coroutine less on the one-await path)
-                stored.existed = await self._coalescer.submit(stored.name, row)
+                existed = await self._coalescer.submit(stored.name, row)
+                stored.existed = existed and stored.id != drawn
             except REDIS_ERRORS as exc:
                 raise self._unavailable(exc) from exc
         stored._backend = self
@@ -286,26 +287,25 @@ class Enqueuer(WorkflowEnqueue):
         is refused, naming its index, and then no job of the call is stored."""
         items = list(items)
         now = self.clock.now()  # one enqueue time, and one draw of random ids, for the call
-        jobs, plain = await self._built(items, now)
+        jobs, plain, drawn = await self._built(items, now)
         envelopes = self._envelopes(jobs, plain, now)  # all encoded before the first call
-        starts = range(0, len(jobs), 5000)  # bounded work per script call
         await self._check_served({j.name for j in jobs})
-        for start in starts:
+        for start in range(0, len(jobs), 5000):  # bounded work per script call
             chunk = columns(jobs[start : start + 5000], envelopes[start : start + 5000])
             for i in await self._call(self._bulk.enqueue(chunk)):
-                jobs[start + i].existed = True
+                jobs[start + i].existed = jobs[start + i].id not in drawn  # (as in enqueue)
         for job in jobs:
             job._backend = self
         return jobs
 
-    async def _built(self, items: list[EnqueueItem], now: float) -> tuple[list[Job], list[bool]]:
-        """``build_many``'s jobs, through the middleware (each job then encoded the general way)."""
+    async def _built(self, items: list[EnqueueItem], now: float) -> Built:
+        """``build_many``'s, its jobs through the middleware (then encoded the general way)."""
         plain = type(self.serializer) is JSONSerializer
-        jobs, flags = build_many(items, now, plain=plain, share=not self._middleware)
+        jobs, flags, drawn = build_many(items, now, plain=plain, share=not self._middleware)
         if not self._middleware:
-            return jobs, flags
+            return jobs, flags, drawn
         kept = [j for j in [await self._through_middleware(job) for job in jobs] if j is not None]
-        return kept, [False] * len(kept)
+        return kept, [False] * len(kept), drawn
 
     def _envelopes(self, jobs: list[Job], plain: list[bool], now: float) -> list[bytes]:
         """The jobs' envelopes, each checked against ``max_payload``."""
@@ -350,6 +350,7 @@ class Enqueuer(WorkflowEnqueue):
         )
         job.partition = check_partition(partition) if partition is not None else None
         job.unique = unique_digest(name, job.args if key is None else key)
+        drawn = job.id if job_id is None else None  # (a random id: as in enqueue)
         stored = await self._through_middleware(job)
         if stored is None:
             return None
@@ -371,7 +372,7 @@ class Enqueuer(WorkflowEnqueue):
                 )
             )
             if ok:
-                stored.existed = existed
+                stored.existed = existed and stored.id != drawn
                 stored._backend = self
                 return stored
             if key is None or await self._replace_args(holder, stored):

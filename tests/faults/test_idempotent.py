@@ -48,6 +48,7 @@ async def test_an_enqueue_resent_after_a_lost_reply_runs_its_job_once(
             sent = time.monotonic()
             job = await enqueuer.enqueue("charge")  # answered by redis-py's re-send
             assert job is not None and time.monotonic() - sent >= 1.0
+            assert not job.existed  # (a random id: the re-send found the first send's job)
             await asyncio.sleep(3.0)  # a second run would have started by now
             await pool.drain(timeout=10)
         await enqueuer.redis.aclose()
