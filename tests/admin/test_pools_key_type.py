@@ -50,15 +50,16 @@ async def test_a_running_job_and_the_queues_are_answered_without_their_pools(
     assert len(named) == 2, caplog.text
 
 
+@pytest.mark.parametrize("method", ["quiet_pool", "resume_pool"])
 @pytest.mark.parametrize("which", ["pools", "quiet_requests"])
 async def test_a_quiet_request_names_the_key_and_its_repair(
-    client: Client, redis: Redis, namespace: str, which: str
+    client: Client, redis: Redis, namespace: str, which: str, method: str
 ) -> None:
     """quiet_request.lua refuses by name; the Client adds the key's type and repair."""
     key = getattr(Keys(namespace), which)
     await redis.set(key, "hand edit")
     with pytest.raises(ResponseError) as raised:
-        await client.quiet_pool("p1")
+        await getattr(client, method)("p1")
     text = str(raised.value)
     assert text.startswith(f"WRONGTYPE {key} holds another type: "), text
     assert f"({key} {REPAIR} {key}" in text
