@@ -96,6 +96,15 @@ class LimiterExhaustedError(ErrandsError):
 class JobNotFoundError(ErrandsError, LookupError):
     """No job with that id (never existed, destroyed, or its record expired)."""
 
+    @classmethod
+    def for_id(cls, job_id: str) -> JobNotFoundError:
+        """The one answer for every lookup of an id without a job, whatever the reason: a job
+        destroyed or deleted through the admin API leaves no tombstone (docs/client.md)."""
+        return cls(
+            f"no job {job_id!r}: never enqueued, destroyed or deleted (Client.destroy, "
+            "delete_*), or it ended and its record expired"
+        )
+
 
 class JobFailedError(ErrandsError):
     """The job failed for good (it is in the dead set); ``error`` and ``traceback`` say why."""

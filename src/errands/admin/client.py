@@ -139,7 +139,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
         info = await self.job(job_id)
         if info is None:
             await self._confirm_absent()
-            raise JobNotFoundError(f"no job {job_id!r}")
+            raise JobNotFoundError.for_id(job_id)
         return info
 
     async def _confirm_absent(self) -> None:
@@ -161,7 +161,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
         now, call = to_ms(self.clock.now()), os.urandom(8).hex()  # (call: see lua/cancel.lua)
         result = await self.scripts.cancel(job_id, info.name, now, CANCELLED_TTL_MS, call)
         if result == "unknown":
-            raise JobNotFoundError(f"no job {job_id!r}")
+            raise JobNotFoundError.for_id(job_id)
         return result
 
     async def destroy(self, job_id: str) -> bool:

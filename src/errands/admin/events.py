@@ -102,7 +102,7 @@ async def _outcome(redis: Any, keys: Keys, job_id: str) -> tuple[bool, Any]:
         err = decode_json(error) or {}
         raise JobFailedError(job_id, err.get("error", "failed"), err.get("traceback"))
     if not pending:
-        raise JobNotFoundError(f"job {job_id} does not exist or its result expired")
+        raise JobNotFoundError.for_id(job_id)
     return False, None
 
 

@@ -217,7 +217,7 @@ async def _inspect_job(client: Client, args: argparse.Namespace) -> None:
         raise ValueError("inspect job needs a job id")
     info = await client.job(args.id)
     if info is None:
-        raise JobNotFoundError(f"no job {args.id!r}")
+        raise JobNotFoundError.for_id(args.id)
     data = info.to_dict()
     if args.json:
         sys.stdout.write(orjson.dumps(data, default=_default).decode() + "\n")

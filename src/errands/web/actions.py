@@ -17,7 +17,7 @@ from starlette.routing import Route
 from ..admin.bulk import act_on_each, gathered, window_for
 from ..admin.client import Client
 from ..admin.jobinfo import JobInfo, JobStatus, Page
-from ..errors import ErrandsError
+from ..errors import ErrandsError, JobNotFoundError
 from ..store.keys import check_job_id, check_job_name
 from .drafts import kept
 from .messages import FLASH_MOST, cancel_message, error_message, unserved_hint
@@ -189,7 +189,7 @@ class Actions:
         job_id = _required(form, "id")
         info = await self.client.job(job_id)
         if info is None:
-            raise LookupError(f"no job {job_id!r}")
+            raise JobNotFoundError.for_id(job_id)
         c = self.client
         if info.status == JobStatus.DEAD:
             done = await c.retry_dead_job(job_id)
@@ -216,7 +216,7 @@ class Actions:
     async def delete_job(self, form: dict[str, str]) -> Outcome:
         job_id = _required(form, "id")
         if not await self.client.destroy(job_id):
-            raise LookupError(f"no job {job_id!r}")
+            raise JobNotFoundError.for_id(job_id)
         return Outcome(f"Deleted {job_id}.", "/")
 
     def set_action(self, kind: str, verb: str) -> Action:

@@ -329,7 +329,10 @@ class Views:
         info = await self.client.job(job_id) if job_id else None
         attempts = self.redactor.each(await self.client.history_job(job_id)) if job_id else []
         if info is None and not attempts:
-            raise Missing(f"No job {job_id!r} (unknown, or its record expired).")
+            raise Missing(
+                f"No job {job_id!r}: never enqueued, destroyed or deleted, or it ended and its "
+                "record and history expired."
+            )
         shown = self.redactor.job(info) if info is not None else None
         editable = info is not None and info.status in EDITABLE and not info.corrupt
         return {
