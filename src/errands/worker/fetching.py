@@ -25,7 +25,7 @@ from .lease import gone
 from .limitwatch import LimitWatch, apply_limits
 from .mailbox import parse_handoff
 from .repairs import log_refusal
-from .skipnames import SkippedNames, SkippedParts
+from .skipnames import FetchSkips
 
 if TYPE_CHECKING:
     from ..handlers import JobType
@@ -90,8 +90,7 @@ class Fetching:
     limit_specs: dict[str, str]
     _plain: dict[str, JobType]
     _rated: frozenset[str]
-    _skipped: SkippedNames[str] | None = None  # the names fetches skip (made at the first one)
-    _skipped_parts: SkippedParts | None = None  # the partitions they pass over (the same)
+    _skips: FetchSkips | None = None  # the names and partitions fetches skip (at the first)
 
     if TYPE_CHECKING:  # provided by Worker and the Lookahead and Quieting mixins
 
@@ -222,8 +221,8 @@ class Fetching:
         no task here holds the job first."""
         if self.settler.unpark_orphans():
             self._reclaim = True
-        if self._skipped_parts is not None and self._skipped_parts.names:  # (served again?)
-            await self._skipped_parts.recheck(self.scripts.redis)  # (skipnames.py)
+        if self._skips is not None:  # (partitions served again? skipnames.py)
+            await self._skips.recheck(self.scripts.redis)
         return await self.acker.resend_parked() + await self.settler.resend_parked()
 
     async def drop_held(self) -> None:
@@ -278,12 +277,9 @@ class Fetching:
 
     def _note_skipped(self, got: FetchResult | None, order: list[tuple[str, int]]) -> None:
         """Logs the names and partitions a fetch skipped, once each while so (skipnames.py)."""
-        if got is not None and (got.skipped or self._skipped is not None):
-            self._skipped = self._skipped or SkippedNames[str](self.keys.running)
-            self._skipped.note((name for name, _ in order), got.skipped)
-        if got is not None and got.skipped_parts:  # (served again: recheck)
-            self._skipped_parts = self._skipped_parts or SkippedParts(self.keys)
-            self._skipped_parts.note((), got.skipped_parts)
+        if got is not None and (got.skipped or got.skipped_parts or self._skips is not None):
+            self._skips = self._skips or FetchSkips(self.keys)
+            self._skips.note(got, (name for name, _ in order))
 
     def _take(self, fetched: list[Fetched], order: list[tuple[str, int]]) -> None:
         """Start fetched jobs, or hold them in the buffer; when the pool began stopping (or

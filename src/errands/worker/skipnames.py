@@ -20,9 +20,10 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from ..store.keys import Keys
+from ..store.records import FetchResult
 from ..store.stored import stored_number
 
-__all__ = ["SkippedNames", "SkippedParts", "counters_again", "is_counter"]
+__all__ = ["FetchSkips", "SkippedNames", "SkippedParts", "counters_again", "is_counter"]
 
 log = logging.getLogger("errands.worker")
 
@@ -155,3 +156,24 @@ class SkippedParts(SkippedNames[tuple[str, str]]):
         """The hash and the field of partition ``key``'s count."""
         name, part = key
         return self.keys.partitions_running(name), part
+
+
+class FetchSkips:
+    """What a pool's fetches leave alone, each logged once while so: the names skipped for
+    their running count (``names``), the partitions passed over (``parts``)."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.names = SkippedNames[str](keys.running)
+        self.parts = SkippedParts(keys)
+
+    def note(self, got: FetchResult, fetched: Iterable[str]) -> None:
+        """A fetch of the names ``fetched`` answered ``got``."""
+        self.names.note(fetched, got.skipped)
+        if got.skipped_parts:  # (served again: recheck)
+            self.parts.note((), got.skipped_parts)
+
+    async def recheck(self, redis: Any) -> None:
+        """The partitions passed over served again when their count is a counter again
+        (:meth:`SkippedParts.recheck`)."""
+        if self.parts.names:
+            await self.parts.recheck(redis)
