@@ -24,7 +24,7 @@ async def _fetch(scripts: Scripts, batch: int, isolate: int = 0) -> tuple[list[A
     call = FetchCall("p", 0, batch, [("work", 0)], isolate, 0, 10_000, {"work": "c=1"}, 3_000,
                      None, None)  # fmt: skip
     flat = await scripts._fetch_call(call)
-    end, _, _ = fetch_skipped(flat)
+    end = fetch_skipped(flat)[0]
     triples = [] if end == len(flat) else flat[-1][-1]
     return [x.decode() for x in triples], [flat[i + 1].decode() for i in range(4, end, 5)]
 

@@ -1,6 +1,6 @@
 """Edges of the limits in the fetch and limiter scripts, on the scripts alone (no pools: exact):
-several rates with one window, malformed specs, keys of another type, and unpartitioned jobs
-behind a long run of blocked partitioned ones."""
+several rates with one window, malformed specs, and unpartitioned jobs behind a long run of
+blocked partitioned ones (a name's keys of another type: test_name_keys_skipped.py)."""
 
 from __future__ import annotations
 
@@ -150,25 +150,6 @@ async def test_set_limits_refuses_what_the_pools_could_not_read(
     assert await redis.exists(Keys(namespace).runtime_limits) == 0
     await client.set_limits("sms", [Rate(5), Concurrency(1, per_partition=True)])
     assert (await client.limits())["sms"].runtime == (Rate(5), Concurrency(1, True))
-
-
-@pytest.mark.parametrize("family", ["queue", "partition_queue", "partitions_ready",
-                                    "partitions_waiting", "partitions_running", "rate_log",
-                                    "rate_expiry"])  # fmt: skip
-async def test_a_queue_key_of_another_type_fails_the_fetch_before_any_write(
-    redis: Redis, namespace: str, family: str
-) -> None:
-    keys = Keys(namespace)
-    scripts = Scripts(redis, keys)
-    now = await setup(redis, namespace, [("first", {}), ("second", {"partition": "a"})])
-    await redis.set(getattr(keys, family)("second"), "x")
-    before = await redis.dump(keys.queue("first"))
-    with pytest.raises(ResponseError, match="WRONGTYPE"):
-        await scripts.fetch(
-            "p", now, 10, [("first", 0), ("second", 0)], specs={"second": "r=5/1000"}
-        )
-    assert await redis.dump(keys.queue("first")) == before
-    assert await redis.hlen(keys.attempts) == 0
 
 
 async def test_blocked_partitions_do_not_hide_unpartitioned_jobs(

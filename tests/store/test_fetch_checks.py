@@ -38,10 +38,11 @@ async def test_a_bad_number_fails_the_fetch_before_its_first_write(
     assert await snapshot(redis, namespace) == before
 
 
-@pytest.mark.parametrize("family", ["unique", "partitions_running"])
+@pytest.mark.parametrize("family", ["unique", "seq"])
 async def test_a_key_it_will_touch_of_another_type_fails_the_fetch_cleanly(
     redis: Redis, namespace: str, family: str
 ) -> None:
+    """Keys shared by every name (a name's own: tests/limits/test_name_keys_skipped.py)."""
     keys = Keys(namespace)
     if family == "unique":
         scripts = await _ready(redis, namespace)
@@ -49,7 +50,8 @@ async def test_a_key_it_will_touch_of_another_type_fails_the_fetch_cleanly(
         await redis.set(keys.unique, "x")
     else:
         scripts = await _ready(redis, namespace, partition="a")
-        await redis.set(keys.partitions_running("first"), "x")
+        await redis.delete(keys.seq)
+        await redis.hset(keys.seq, "x", "y")
     before = await snapshot(redis, namespace)
     with pytest.raises(ResponseError, match=r"WRONGTYPE .* holds another type"):
         await scripts.fetch("p", 1, 10, [("first", 0)], specs={"first": "c=1"})

@@ -1,12 +1,13 @@
 """fetch.lua and ack.lua meet every key of theirs of another type before their first write with
 an errands error reply naming it (lib/types.lua's wrong_key: ``WRONGTYPE <key> holds another
 type: nothing fetched``), never Redis' own ``WRONGTYPE Operation against a key holding the wrong
-kind of value``, which names no key. Each key of a call is set to a string in turn, in a
-namespace where the call touches all of them (unique locks and dedup keys held, partitions, a
-rate, listeners, recovered jobs with isolation on, hand-offs): the call is refused naming that
-key and writes nothing, or it takes a key of any type (the listening hash is read with pcall,
-the done records and the hand-off arming key are SET over any type). By EVALSHA and by FCALL
-(the scripts as Redis Functions, store/fnlib.py)."""
+kind of value``, which names no key; a key of job name ``first``'s own (its queue, its limits'
+keys, its idle set) skips that name in a fetch instead, the key named in the reply. Each key of
+a call is set to a string in turn, in a namespace where the call touches all of them (unique
+locks and dedup keys held, partitions, a rate, listeners, recovered jobs with isolation on,
+hand-offs): the call is refused naming that key and writes nothing, or it takes a key of any
+type (the listening hash is read with pcall, the done records and the hand-off arming key are
+SET over any type). By EVALSHA and by FCALL (the scripts as Redis Functions, store/fnlib.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from redis.exceptions import ResponseError
 
 from errands import Enqueuer
 from errands.dedup import Dedup
+from errands.store.fetchcall import queue_keys
 from errands.store.hotcalls import WorkerScripts
 from errands.store.keys import Keys
 from errands.store.records import Acked
@@ -109,8 +111,10 @@ async def test_every_key_of_another_type_is_named(
                  f"errands: {key} holds x, not a counter: {outcome}")  # fmt: skip
         before = await snapshot(redis, namespace)
         try:
-            await call()
+            got = await call()
             taken.append(key.split("}:")[1].split(":")[0])
+            if script == "fetch" and key in own_keys(namespace):  # its name skipped, named
+                assert got.skipped_keys == {"first": key}
         except ResponseError as exc:
             if not str(exc).startswith(named):
                 raw.append(f"KEYS[{j + 1}] {key}: {str(exc)[:60]}")
@@ -119,4 +123,13 @@ async def test_every_key_of_another_type_is_named(
             if isinstance(scripts, WorkerScripts):
                 await scripts.aclose()
     assert not raw, raw
-    assert set(taken) == ({"listening", "done"} if script == "ack" else {"listening", "hoarm"})
+    own = {k.split("}:")[1].split(":")[0] for k in own_keys(model_namespace)}
+    assert set(taken) == (
+        {"listening", "done"} if script == "ack" else {"listening", "hoarm"} | own
+    )
+
+
+def own_keys(namespace: str) -> list[str]:
+    """The keys of job name ``first`` in a fetch (of another type: the name skipped, the others
+    served: tests/limits/test_name_keys_skipped.py)."""
+    return queue_keys(Keys(namespace), "first")

@@ -68,22 +68,30 @@ def fetch_request(k: Keys, c: FetchCall) -> tuple[list[str], list[Arg]]:
 Parts = dict[tuple[str, str], str]  # (job name, partition) -> its running count's value
 
 
-def fetch_skipped(flat: list[Any]) -> tuple[int, dict[str, str], Parts]:
+def fetch_skipped(flat: list[Any]) -> tuple[int, dict[str, str], Parts, dict[str, str]]:
     """Of fetch.lua's reply ``flat`` (status 0: four fields, five per job), where its jobs end,
-    the names it skipped (their ``running`` count is not a counter), each with the value of
-    the count, and the partitions it passed over (their running count is not one), each with
-    the value of the count: one list after the jobs, ``[name, value, ...]``, then, when it
-    passed a partition over, ``[name, partition, value, ...]`` last in it, only when it skipped
-    or passed over one."""
+    the names it skipped for their ``running`` count not being a counter, each with the value
+    of the count, the partitions it passed over (their running count is not one), each with
+    the value of the count, and the names it skipped for a key of theirs holding another type,
+    each with that key: one list after the jobs, ``[name, value or [key], ...]``, then, when
+    it passed a partition over, ``[name, partition, value, ...]`` last in it, only when it
+    skipped or passed over one."""
     end = len(flat)
     if (end - 4) % 5 == 0:
-        return end, {}, {}
+        return end, {}, {}, {}
     pairs, parts = flat[-1], {}
     if len(pairs) % 2:
         t = [_text(x) for x in pairs[-1]]
         parts = {(t[i], t[i + 1]): t[i + 2] for i in range(0, len(t) - 2, 3)}
-    names = {_text(pairs[i]): _text(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
-    return end - 1, names, parts
+    names: dict[str, str] = {}
+    wrong: dict[str, str] = {}
+    for i in range(0, len(pairs) - 1, 2):
+        value = pairs[i + 1]
+        if isinstance(value, list):  # ([key]: of another type)
+            wrong[_text(pairs[i])] = _text(value[0])
+        else:
+            names[_text(pairs[i])] = _text(value)
+    return end - 1, names, parts, wrong
 
 
 def _text(x: Any) -> str:

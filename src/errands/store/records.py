@@ -51,7 +51,9 @@ class FetchResult(list[Fetched]):
     names of the call it left alone, each with the value of its ``running`` count, which is not
     a counter (written by hand: none of their jobs is fetched until it is repaired);
     ``skipped_parts``: the partitions it passed over for the same reason, (job name,
-    partition) -> the value of the partition's running count."""
+    partition) -> the value of the partition's running count; ``skipped_keys``: the job names
+    it left alone because one of their own keys (queue, limits' keys, idle set) holds another
+    type, each with that key (none of their jobs is fetched until it is repaired)."""
 
     def __init__(
         self,
@@ -59,11 +61,13 @@ class FetchResult(list[Fetched]):
         jobs: list[Fetched],
         skipped: dict[str, str] | None = None,
         skipped_parts: dict[tuple[str, str], str] | None = None,
+        skipped_keys: dict[str, str] | None = None,
     ) -> None:
         super().__init__(jobs)
         self.wait = wait
         self.skipped = skipped or {}
         self.skipped_parts = skipped_parts or {}
+        self.skipped_keys = skipped_keys or {}
 
 
 @dataclass(slots=True)

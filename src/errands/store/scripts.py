@@ -206,8 +206,9 @@ class Scripts(AdminScripts):
         ``handoffs``: for hand-offs of its names without limits too (lib/handoff.lua), while
         its last heartbeat is at most ``beat_age_ms`` old (default: the dead timeout); False:
         none (a pool's fetch loop: its arming key taken), None: left alone (a batch fetch). A
-        name whose ``running`` count is not a counter is skipped (``FetchResult.skipped``), a
-        partition whose running count is not one passed over (``.skipped_parts``)."""
+        name whose ``running`` count is not a counter is skipped (``FetchResult.skipped``), as
+        is one of whose own keys holds another type (``.skipped_keys``); a partition whose
+        running count is not one is passed over (``.skipped_parts``)."""
         specs = specs or {}
         call = FetchCall(pool_id, now_ms, batch, queues, isolate, suspects, dead_timeout_ms, specs,
                          idle_ms, handoffs, beat_age_ms)  # fmt: skip
@@ -219,7 +220,8 @@ class Scripts(AdminScripts):
             return None
         token = flat[1].decode() if isinstance(flat[1], bytes) else str(flat[1])
         wait, counted = int(flat[2]), int(flat[3])
-        end, skipped, parts = fetch_skipped(flat)  # (names, partitions: counts not counters)
+        left = fetch_skipped(flat)  # (where the jobs end, then what it left alone and why)
+        end = left[0]
         # the spec of each queue when it has a rate: a give-back uncounts the start (settle)
         rated = [s if has_rate(s) else "" for s in (specs.get(n, "") for n, _ in queues)]
         return FetchResult(
@@ -237,8 +239,7 @@ class Scripts(AdminScripts):
                 )
                 for i in range(4, end, 5)
             ],
-            skipped,
-            parts,
+            *left[1:],
         )
 
     async def _fetch_call(self, call: FetchCall) -> Any:

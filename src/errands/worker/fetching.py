@@ -277,7 +277,9 @@ class Fetching:
 
     def _note_skipped(self, got: FetchResult | None, order: list[tuple[str, int]]) -> None:
         """Logs the names and partitions a fetch skipped, once each while so (skipnames.py)."""
-        if got is not None and (got.skipped or got.skipped_parts or self._skips is not None):
+        if got is not None and (
+            got.skipped or got.skipped_keys or got.skipped_parts or self._skips is not None
+        ):
             self._skips = self._skips or FetchSkips(self.keys)
             self._skips.note(got, (name for name, _ in order))
 

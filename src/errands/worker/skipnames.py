@@ -2,7 +2,9 @@
 written by hand, a bad restore; the count is left as it is, and none of the name's jobs is
 fetched until it is repaired, while the pool's other names are served as usual), and the
 partitions it passed over because their running count is not one (lib/limits.lua: none of the
-partition's jobs starts until it is repaired, the name's other partitions are served).
+partition's jobs starts until it is repaired, the name's other partitions are served), and the
+names it skipped because one of their own keys holds another type (lib/fetchcheck.lua: the same
+as a count, until the key is repaired).
 
 A pool logs one error per such name or partition, naming the key, the field and how to repair
 it, once while it stays skipped (a pool fetches many times a second), and logs when it is served
@@ -23,7 +25,14 @@ from ..store.keys import Keys
 from ..store.records import FetchResult
 from ..store.stored import stored_number
 
-__all__ = ["FetchSkips", "SkippedNames", "SkippedParts", "counters_again", "is_counter"]
+__all__ = [
+    "FetchSkips",
+    "SkippedKeys",
+    "SkippedNames",
+    "SkippedParts",
+    "counters_again",
+    "is_counter",
+]
 
 log = logging.getLogger("errands.worker")
 
@@ -158,17 +167,41 @@ class SkippedParts(SkippedNames[tuple[str, str]]):
         return self.keys.partitions_running(name), part
 
 
+class SkippedKeys(SkippedNames[str]):
+    """The names a pool's fetches skip because one of their own keys (queue, limits' keys, idle
+    set: lua/lib/fetchcheck.lua) holds another type (name -> that key), logged once."""
+
+    def log_skipped(self, name: str, value: str) -> None:
+        log.error(
+            "job name %s is not fetched: its key %s holds another type (written by hand or a "
+            "bad restore); repair it: keep a copy (RENAME %s <elsewhere>), or DEL %s; an "
+            "acknowledgement that needs the key fails until then (see docs/reliability.md)",
+            name,
+            value,
+            value,
+            value,
+            extra={"job_name": name},
+        )
+
+    def log_served(self, name: str) -> None:
+        log.warning("job name %s: its keys are of their types again: served", name)
+
+
 class FetchSkips:
     """What a pool's fetches leave alone, each logged once while so: the names skipped for
-    their running count (``names``), the partitions passed over (``parts``)."""
+    their running count (``names``) or a key of another type (``keyed``), the partitions
+    passed over (``parts``)."""
 
     def __init__(self, keys: Keys) -> None:
         self.names = SkippedNames[str](keys.running)
+        self.keyed = SkippedKeys(keys.running)
         self.parts = SkippedParts(keys)
 
     def note(self, got: FetchResult, fetched: Iterable[str]) -> None:
         """A fetch of the names ``fetched`` answered ``got``."""
+        fetched = list(fetched)
         self.names.note(fetched, got.skipped)
+        self.keyed.note(fetched, got.skipped_keys)
         if got.skipped_parts:  # (served again: recheck)
             self.parts.note((), got.skipped_parts)
 

@@ -34,18 +34,19 @@
 -- Limits: rates are checked on the Redis clock; jobs with a partition are served partition by
 -- partition in turn (lib/limits.lua), those without after them. A job a limit holds back stays
 -- queued (no attempt, nothing rescheduled).
--- A malformed limits spec or a key of another type (lib/fetchcheck.lua) fails the call before
--- its first write. A name whose `running` count is not a counter (lib/types.lua's is_counter,
--- on the counts fetch_types reads anyway) is skipped: its HINCRBY would raise after the first
--- write, so nothing of it is fetched or written; the other names are served. A partition whose
--- running count is not one is passed over, once a call (lib/limits.lua's lim_bad_count).
--- Returns {status, token, wait, now, then five per job: queue index (1-based), job id, envelope,
--- queue score, 1 if a suspect, then, only when a name was skipped or a partition passed over, a
--- list: {name, its count's value, ... (skipped_list), then, if a partition was passed over,
--- {name, partition, its count's value, ...}}; status 0 = ok, -1 = lease lost (not registered),
--- -2 = lease expired (then only the first three); wait = ms until a name's rates that held a job
--- back all let one start (-1 = none); now = the Redis ms the jobs' starts were counted at in their
--- rates (a job given back unstarted is uncounted with it: settle.lua ARGV[21]).
+-- A malformed limits spec or a shared key of another type (lib/fetchcheck.lua) fails the call
+-- before its first write. A name whose `running` count is not a counter, or one of whose own
+-- keys (KEYS[19..]) holds another type, is skipped (fetch_types): nothing of it is fetched or
+-- written; the other names are served. A partition whose running count is not one is passed
+-- over, once a call (lib/limits.lua's lim_bad_count). Returns {status, token, wait, now, then
+-- five per job: queue index
+-- (1-based), job id, envelope, queue score, 1 if a suspect, then, only when a name was skipped
+-- or a partition passed over, a list: {name, its count's value or {its key of another type},
+-- ... (skipped_list), then, if a partition was passed over, {name, partition, its count's
+-- value, ...}}; status 0 = ok, -1 = lease lost (not registered), -2 = lease expired (then only
+-- the first three); wait = ms until a name's rates that held a job back all let one start (-1 =
+-- none); now = the Redis ms the jobs' starts were counted at in their rates (a job given back
+-- unstarted is uncounted with it: settle.lua ARGV[21]).
 -- -1 and -2 are read, and written nothing first (lib/types.lua unwritten, on pools, ZSCORE read
 -- it), so that a demoted master refuses them where the new master may hold the lease (a pool
 -- told -1 abandons its jobs); every other reply but an error follows a write (idle marks: below).

@@ -36,15 +36,37 @@ local function fetch_skip(counts, nq)
   return skip
 end
 
+-- fetch_own_keys(K, Q, nq, check, partitioned, rated, skip): fetch_types' skip (fetch_skip's,
+-- or false) with the names one of whose own keys (not the arming key after them: of any type)
+-- holds another type, each as {that key} (a `running` count that is not a counter said first).
+-- Their other keys are not read, but the idle set: the name's mark is written or goes.
+-- check(j, cmd): KEYS[j] when it holds another type, else nil (its answer kept)
+local function fetch_own_keys(K, Q, nq, check, partitioned, rated, skip)
+  for i = 1, nq do
+    local b = K + (i - 1) * Q
+    local bad = check(b + 1, 'ZCARD') or partitioned and (check(b + 2, 'ZCARD')
+        or check(b + 3, 'ZCARD') or check(b + 4, 'ZCARD') or check(b + 5, 'HLEN'))
+      or rated[i] and (check(b + 6, 'HLEN') or check(b + 7, 'ZCARD'))
+    bad = check(b + 8, 'ZCARD') or bad
+    if bad then
+      skip = skip or {}
+      skip[i] = skip[i] or {bad}
+    end
+  end
+  return skip
+end
+
 -- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names, isolating):
--- the error reply naming the first key of another type than this call needs (wrong_found
--- first: the one fetch_found gives), or a counter it INCRs that is not one, else nil, then each
--- checked key's answer (as lib/types.lua's wrong_type gives them), paused_of (paused_of[1]:
--- SISMEMBER's answer of the one name, when there is one) and skip: queue i -> the value of its
--- name's `running` count when that is not a counter (lib/types.lua's is_counter: the call
--- serves the other names and leaves that one alone, lib/types.lua's skipped_list), or false
--- when every count is one (the common case); unique, partitioned, deduped: what the call
--- found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
+-- the error reply naming the first of its shared keys (KEYS[1..18]) of another type than this
+-- call needs (wrong_found first: the one fetch_found gives), or a counter it INCRs that is not one, else
+-- nil, then each checked key's answer (as lib/types.lua's wrong_type gives them), paused_of
+-- (paused_of[1]: SISMEMBER's answer of the one name, when there is one) and skip: queue i ->
+-- why its name is left alone, or false when none is (the common case): the value of its name's
+-- `running` count when that is not a counter (lib/types.lua's is_counter), else {key} when one
+-- of the name's own keys (its queue, its limits' keys, its idle set) holds another type. The
+-- call serves the other names and touches nothing of that one (lib/types.lua's skipped_list;
+-- its idle set's mark goes unless that is the key). unique, partitioned, deduped: what the
+-- call found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
 -- isolation is on (ARGV[5] > 0: recoveries is read). Written out for fetch.lua's key layout
 -- (K = 18 keys, then Q = 8 per job name: KEYS[1..18] and b + 1..8 are checked by number here)
 local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names,
@@ -58,13 +80,14 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
   -- (with more, each is asked when its turn comes)
   local counts, paused_of, sizes = false, {}, {}
   -- (in key order, each key's check sent in place, as lib/types.lua's wrong_type sends them:
-  -- written out, not looked up in a list per key; a call of fewer keys: those given)
+  -- written out, not looked up in a list per key; a call of fewer keys: those given). Answers
+  -- the key when it holds another type, else nil
   local function check(j, cmd)
     local key = KEYS[j]
     if not key then return nil end
     local got = redis.pcall(cmd, key)
     if type(got) == 'table' and got.err then
-      return wrong_key(key, 'nothing fetched')
+      return key
     end
     sizes[j] = got
   end
@@ -87,24 +110,19 @@ local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_
   wrong = wrong or check(5, 'SCARD') or unique and (check(6, 'HLEN') or check(8, 'ZCARD'))
     or isolating and check(10, 'HLEN') or check(12, 'HLEN') or check(13, 'GET')
     or deduped and check(16, 'HLEN') or partitioned and check(18, 'HLEN')
-  for i = 1, wrong and 0 or nq do  -- (not the arming key after them: of any type)
-    local b = K + (i - 1) * Q
-    wrong = check(b + 1, 'ZCARD') or partitioned and (check(b + 2, 'ZCARD')
-        or check(b + 3, 'ZCARD') or check(b + 4, 'ZCARD') or check(b + 5, 'HLEN'))
-      or rated[i] and (check(b + 6, 'HLEN') or check(b + 7, 'ZCARD')) or check(b + 8, 'ZCARD')
-    if wrong then
-      break
-    end
-  end
   if wrong then
-    return wrong_found or wrong
+    return wrong_found or wrong_key(wrong, 'nothing fetched')
   end
   -- the counters INCRed after the first write (the first job taken, a partition's turn: seq's
   -- GET): the attempt counter as read above; running[name] of each name as its HMGET read it
   -- (one that is not a counter: its name skipped, not the call failed)
-  wrong = wrong_found or wrong or not_counter_value(KEYS[13], sizes[13], 'nothing fetched')
+  wrong = wrong_found or not_counter_value(KEYS[13], sizes[13], 'nothing fetched')
     or (partitioned and not_counter(KEYS[15], 'nothing fetched'))
-  return wrong, sizes, paused_of, counts and fetch_skip(counts, nq)
+  if wrong then
+    return wrong
+  end
+  return nil, sizes, paused_of, fetch_own_keys(K, Q, nq, check, partitioned, rated,
+    counts and fetch_skip(counts, nq))
 end
 
 -- fetch_cursor(key, name): where the scan of job name `name` past a run of partitioned entries

@@ -27,8 +27,9 @@ end
 -- for a wake-up instead of asking again at once: marked in the idle SET and each name's idle
 -- ZSET (its deadline, + 0.5 when it takes the name's hand-offs), but a skipped one's (skip:
 -- fetch_types', lib/fetchcheck.lua), where its mark goes: an enqueue of a name it cannot
--- serve wakes it not. Whether it flagged one.
-local function fetch_mark_idle(K, Q, nq, pool, now, armed, skip)
+-- serve wakes it not (an idle set of another type, sizes[its key] nil, left alone). Whether it
+-- flagged one.
+local function fetch_mark_idle(K, Q, nq, pool, now, armed, skip, sizes)
   local flagged = false
   redis.call('SADD', KEYS[5], pool)
   local deadline = now + tonumber(ARGV[9])
@@ -39,7 +40,9 @@ local function fetch_mark_idle(K, Q, nq, pool, now, armed, skip)
     local takes = handoffs and tonumber(ARGV[8 + 3 * i]) == 0 and ARGV[9 + 3 * i] == '' and 0.5
       or 0
     if skip and skip[i] then
-      redis.call('ZREM', idle, pool)
+      if sizes[K + i * Q] then
+        redis.call('ZREM', idle, pool)
+      end
     else
       flagged = flagged or takes > 0
       if redis.call('ZADD', idle, -(deadline + takes), pool) == 1 then  -- minus deadlines
@@ -61,7 +64,8 @@ local function fetch_unmark(K, Q, nq, pool, now, sizes, token, skip)
     idle = idle - redis.call('SREM', KEYS[5], pool)
   end
   for i = 1, nq do
-    if sizes[K + i * Q] > 0 or not token then
+    local n = sizes[K + i * Q]  -- (nil: of another type, its name skipped)
+    if n and (n > 0 or not token) then
       redis.call('ZREM', KEYS[K + i * Q], pool)
     end
   end
@@ -81,7 +85,7 @@ end
 local function fetch_marks(K, Q, nq, pool, now, want, sizes, token, armed, skip)
   local flagged = false
   if want > 0 then
-    flagged = fetch_mark_idle(K, Q, nq, pool, now, armed, skip)
+    flagged = fetch_mark_idle(K, Q, nq, pool, now, armed, skip, sizes)
   else
     fetch_unmark(K, Q, nq, pool, now, sizes, token, skip)
   end
