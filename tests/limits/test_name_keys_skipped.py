@@ -2,7 +2,8 @@
 hand, a bad restore) skips that name alone, as a `running` count that is not a counter does: the
 fetch takes nothing of it and writes nothing of it, serves the other names, and its reply names
 the key (``FetchResult.skipped_keys``). It failed the whole fetch with a WRONGTYPE error: no job
-of any name was fetched until the key was repaired."""
+of any name was fetched until the key was repaired. A partition index entry written by hand (no
+queue score, or no partition) is passed as stale: it raised after the fetch's first write."""
 
 from __future__ import annotations
 
@@ -51,6 +52,35 @@ async def test_a_name_key_of_another_type_skips_its_name_alone(
     again = await scripts.fetch("p", 1, 10, [("bad", 0)], specs={"bad": SPEC})
     assert again is not None and again.skipped_keys == {}
     assert len(again) >= (0 if family == "queue" else 1)  # (a queue deleted: its jobs unqueued)
+
+
+async def test_a_partition_entry_without_a_score_is_passed_as_stale(
+    redis: Redis, namespace: str
+) -> None:
+    """Partition a's head is looked up in its index (not in the queue's first entries), where
+    an entry written by hand sorts first: its score is not a number."""
+    keys = Keys(namespace)
+    jobs = [("other", {}, {})] + [("sms", {}, {"partition": p}) for p in "bba"]
+    scripts = await ready_to_fetch(redis, namespace, jobs)
+    bogus = "a\0" + "!" * 16 + "\0bogus"
+    await redis.zadd(keys.partition_queue("sms"), {bogus: 0})
+    got = await scripts.fetch("p", 1, 3, [("other", 0), ("sms", 0)], specs={"sms": "c=1"})
+    assert got is not None and len(got) == 3  # other's job, b's head, a's head
+    assert await redis.zscore(keys.partition_queue("sms"), bogus) is None
+
+
+async def test_an_index_entry_of_no_partition_does_not_fail_the_pruning(
+    redis: Redis, namespace: str
+) -> None:
+    """The turns are pruned when the index holds fewer entries than there are turns: each
+    entry's partition ends at its first NUL, which an entry written by hand lacks."""
+    keys = Keys(namespace)
+    jobs = [("other", {}, {})] + [("sms", {}, {"partition": p}) for p in "abc"]
+    scripts = await ready_to_fetch(redis, namespace, jobs)
+    await redis.zadd(keys.partition_queue("sms"), {"garbage": 0})
+    got = await scripts.fetch("p", 1, 3, [("other", 0), ("sms", 0)], specs={"sms": "c=1"})
+    assert got is not None and len(got) == 3
+    assert await redis.zscore(keys.partitions_ready("sms"), "c") is not None  # c's job waits
 
 
 def _lines(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:

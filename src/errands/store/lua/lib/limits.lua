@@ -83,7 +83,8 @@ end
 
 -- the first ready job of partition p: its index entry, id and queue score (nil when none);
 -- with n = 2 also whether another entry follows it; `after`: an entry of p, only those after
--- it looked at
+-- it looked at. An entry whose score is not a number (written by hand) has score false: no
+-- job's queue score, it is dropped as a stale one (it raised, after the fetch's first write)
 local function lim_head(pq, p, n, after)
   local from = after and ('(' .. after) or ('[' .. p .. '\0')
   local es = redis.call('ZRANGEBYLEX', pq, from, '(' .. p .. '\1', 'LIMIT', 0, n or 1)
@@ -92,7 +93,8 @@ local function lim_head(pq, p, n, after)
     return nil
   end
   local s = #p + 2
-  return e, string.sub(e, s + 17), tonumber(string.sub(e, s, s + 15)) - LIM_OFFSET, es[2] ~= nil
+  local v = tonumber(string.sub(e, s, s + 15))
+  return e, string.sub(e, s + 17), v and v - LIM_OFFSET or false, es[2] ~= nil
 end
 
 -- partition p joins the turns, behind the others (kept at its place when already there)
@@ -344,8 +346,9 @@ local function lim_prune(P, bound)
   end
   local parts, seen, keep = {}, {}, {}
   for _, e in ipairs(redis.call('ZRANGE', P.pq, 0, -1)) do
-    local p = string.sub(e, 1, string.find(e, '\0', 1, true) - 1)
-    if not seen[p] then
+    -- (an entry without a \0, written by hand, is of no partition: it raised here)
+    local p = string.sub(e, 1, (string.find(e, '\0', 1, true) or 1) - 1)
+    if p ~= '' and not seen[p] then
       seen[p] = true
       parts[#parts + 1] = p
     end
