@@ -38,8 +38,9 @@
 -- before its first write. A name whose `running` count is not a counter, or one of whose own
 -- keys (KEYS[19..]) holds another type, is skipped (fetch_types): nothing of it is fetched or
 -- written; the other names are served. A partition whose running count is not one is passed
--- over, once a call (lib/limits.lua's lim_bad_count). Returns {status, token, wait, now, then
--- five per job: queue index
+-- over, once a call (lib/limits.lua's lim_bad_count). A name whose max_concurrency the call
+-- fills answers no wait of its rates: nothing of it starts before a job of it ends (its ack
+-- wakes the idle pools). Returns {status, token, wait, now, then five per job: queue index
 -- (1-based), job id, envelope, queue score, 1 if a suspect, then, only when a name was skipped
 -- or a partition passed over, a list: {name, its count's value or {its key of another type},
 -- ... (skipped_list), then, if a partition was passed over, {name, partition, its count's
@@ -230,10 +231,9 @@ for i = 1, nq do
   local limit = limits[i]
   local spec = ARGV[9 + 3 * i]
   if not (skip and skip[i]) and (paused_of[i] or redis.call('SISMEMBER', KEYS[4], name)) == 0 then
-    local room = want
-    if limit > 0 then
-      room = math.min(room, limit - tonumber(redis.call('HGET', KEYS[2], name) or '0'))
-    end
+    -- (cap: the slots max_concurrency leaves, false without one)
+    local cap = limit > 0 and limit - tonumber(redis.call('HGET', KEYS[2], name) or '0')
+    local room = cap and math.min(want, cap) or want
     local got = 0
     local P, L, per = false, false, 0
     if spec ~= '' or partitioned then
@@ -381,6 +381,7 @@ for i = 1, nq do
     if per > 0 then
       lim_tidy(P, per, now)
     end
+    if cap and got >= cap then waits.capped() end  -- (its rates' frees: wake-ups for nothing)
   end
   waits.done()
 end

@@ -4,7 +4,8 @@
 
 -- a fetch's wait (.ms: the earliest of its names' waits, false: none), name by name: note(ms)
 -- is told when a job held back may start (the earliest kept), full(ms) when the name's
--- type-wide rates, full, free (lib/limits.lua lim_type_room), done() when the name is served.
+-- type-wide rates, full, free (lib/limits.lua lim_type_room), capped() when the call filled the
+-- name's max_concurrency (its waits dropped), done() when the name is served.
 -- A name whose type-wide rates are full starts nothing before they free: that is its wait,
 -- whatever its partitions' or its scan's (a partition's rate freeing first woke the pool for
 -- a fetch that took nothing)
@@ -15,6 +16,9 @@ local function fetch_waits()
   end
   function W.full(ms)
     full = ms
+  end
+  function W.capped()
+    held, full = false, false
   end
   function W.done()
     local ms = full or held
