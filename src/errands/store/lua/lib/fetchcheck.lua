@@ -58,15 +58,15 @@ end
 
 -- fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names, isolating):
 -- the error reply naming the first of its shared keys (KEYS[1..18]) of another type than this
--- call needs (wrong_found first: the one fetch_found gives), or a counter it INCRs that is not one, else
--- nil, then each checked key's answer (as lib/types.lua's wrong_type gives them), paused_of
--- (paused_of[1]: SISMEMBER's answer of the one name, when there is one) and skip: queue i ->
--- why its name is left alone, or false when none is (the common case): the value of its name's
--- `running` count when that is not a counter (lib/types.lua's is_counter), else {key} when one
--- of the name's own keys (its queue, its limits' keys, its idle set) holds another type. The
--- call serves the other names and touches nothing of that one (lib/types.lua's skipped_list;
--- its idle set's mark goes unless that is the key). unique, partitioned, deduped: what the
--- call found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
+-- call needs (wrong_found first: the one fetch_found gives), or a counter it INCRs that is not
+-- one, else nil, then each checked key's answer (as lib/types.lua's wrong_type gives them),
+-- paused_of (paused_of[1]: SISMEMBER's answer of the one name, when there is one) and skip:
+-- queue i -> why its name is left alone, or false when none is (the common case): the value of
+-- its name's `running` count when that is not a counter (lib/types.lua's is_counter), else {key}
+-- when one of the name's own keys (its queue, its limits' keys, its idle set) holds another
+-- type. The call serves the other names and touches nothing of that one (lib/types.lua's
+-- skipped_list; its idle set's mark goes unless that is the key). unique, partitioned, deduped:
+-- what the call found; rated[i]: whether job name i has a rate; names[i]: job name i; isolating:
 -- isolation is on (ARGV[5] > 0: recoveries is read). Written out for fetch.lua's key layout
 -- (K = 18 keys, then Q = 8 per job name: KEYS[1..18] and b + 1..8 are checked by number here)
 local function fetch_types(K, Q, nq, unique, partitioned, deduped, rated, wrong_found, names,
