@@ -1,4 +1,4 @@
-"""A batch loop's fetch and the orphan sweep (worker/fetching.py ``_reclaim_orphans``): the
+"""A batch loop's fetch and the orphan sweep (worker/orphans.py ``_reclaim_orphans``): the
 sweep must never take for orphans the jobs of a batch fetch whose reply it has not yet seen
 (found by review: the sweep read the in-progress set after Redis ran the batch's fetch but
 before the batch held its jobs, and requeued them while the batch ran them: twice at once)."""
@@ -15,7 +15,7 @@ from errands import Enqueuer, Job, WorkerPool
 from errands.longwork.batch import BatchRunner
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
-from errands.worker import fetching
+from errands.worker import orphans
 from tests.support.procs import eventually
 
 
@@ -46,7 +46,7 @@ async def test_the_sweep_leaves_the_jobs_of_a_batch_fetch_in_flight(
         assert worker is not None
         worker.reclaim_interval = 3600.0
         fetched_in_redis, read_done = asyncio.Event(), asyncio.Event()
-        fetch, read = worker.scripts.fetch, fetching.in_progress_and_handoffs
+        fetch, read = worker.scripts.fetch, orphans.in_progress_and_handoffs
 
         async def held_fetch(*args: Any, **kwargs: Any) -> Any:
             reply = await fetch(*args, **kwargs)
@@ -66,7 +66,7 @@ async def test_the_sweep_leaves_the_jobs_of_a_batch_fetch_in_flight(
             return await read(*args)
 
         worker.scripts.fetch = held_fetch  # type: ignore[method-assign]
-        monkeypatch.setattr(fetching, "in_progress_and_handoffs", late_read)
+        monkeypatch.setattr(orphans, "in_progress_and_handoffs", late_read)
         sweep = asyncio.ensure_future(worker._reclaim_orphans())
         enqueuer = Enqueuer(redis, namespace=namespace)
         for i in range(3):
@@ -171,7 +171,7 @@ async def test_an_orphan_is_swept_while_batch_fetches_never_stop(
         worker = pool.worker
         assert worker is not None
         worker.reclaim_interval = 3600.0
-        fetch, read = worker.scripts.fetch, fetching.in_progress_and_handoffs
+        fetch, read = worker.scripts.fetch, orphans.in_progress_and_handoffs
         keys = Keys(namespace)
 
         async def no_plain_fetch(*args: Any, **kwargs: Any) -> Any:
@@ -195,7 +195,7 @@ async def test_an_orphan_is_swept_while_batch_fetches_never_stop(
             await asyncio.sleep(0)  # (it has started)
             return got
 
-        monkeypatch.setattr(fetching, "in_progress_and_handoffs", busy_read)
+        monkeypatch.setattr(orphans, "in_progress_and_handoffs", busy_read)
         for _ in range(3):
             await asyncio.wait_for(worker._reclaim_orphans(), 10)
         assert worker.reclaimed == 1

@@ -1,4 +1,4 @@
-"""The orphan sweep (worker/fetching.py) holds the jobs in the pool's hand-off list: it read the
+"""The orphan sweep (worker/orphans.py) holds the jobs in the pool's hand-off list: it read the
 in-progress set and the list in two commands, which a failover under way can have answered by
 two servers (one connection of the client on the new master, the next still on the old, which
 answers reads from its data as it was). A job handed to the pool on the new master was read in

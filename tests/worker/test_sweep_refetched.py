@@ -1,4 +1,4 @@
-"""The orphan sweep (worker/fetching.py ``_reclaim_orphans``) and a batch job fetched again
+"""The orphan sweep (worker/orphans.py ``_reclaim_orphans``) and a batch job fetched again
 while it sweeps (found by review, hunt-long): the sweep read the pool's in-progress set once,
 decided what its tasks held, then awaited one requeue after another, each fenced by the pool
 alone (token '*': any attempt of this pool). A batch job whose batch ended (failed, retried at
@@ -22,7 +22,7 @@ from errands import Enqueuer, Job, WorkerPool
 from errands.store.keys import Keys
 from errands.store.records import Acked, Fetched, Settle
 from errands.store.scripts import Scripts
-from errands.worker import fetching
+from errands.worker import orphans
 from errands.worker.batching import _Batch
 from tests.support.fetched import fetch_none
 
@@ -66,7 +66,7 @@ async def test_a_batch_job_fetched_again_during_the_sweep_is_not_requeued(
         batch.ids.add(first.id)
         worker._batches.append(batch)
 
-        read = fetching.in_progress_and_handoffs
+        read = orphans.in_progress_and_handoffs
 
         async def read_then_batch_fails(*args: Any) -> Any:
             got = await read(*args)
@@ -77,7 +77,7 @@ async def test_a_batch_job_fetched_again_during_the_sweep_is_not_requeued(
             worker._batches.remove(batch)
             return got
 
-        monkeypatch.setattr(fetching, "in_progress_and_handoffs", read_then_batch_fails)
+        monkeypatch.setattr(orphans, "in_progress_and_handoffs", read_then_batch_fails)
         settle = worker.scripts.settle_report
         sent: list[str] = []
 
@@ -153,7 +153,7 @@ async def test_an_orphan_with_no_attempt_recorded_is_requeued_only_while_none_is
     recorded; a job fetched again since (an attempt) is left alone; a re-send writes nothing."""
     keys, scripts, _ = await _one_fetched(redis, namespace)
     await redis.hdel(keys.attempts, "j")
-    raw, _, tokens = await fetching.in_progress_and_handoffs(redis, keys, "p1")
+    raw, _, tokens = await orphans.in_progress_and_handoffs(redis, keys, "p1")
     assert raw == [b"j:w"] and tokens == {"j": "-"}
     orphan = Settle("j", "w", "requeue", keys.queue("w"), _ms(), 1, history=False)
     orphan.token = "*-"

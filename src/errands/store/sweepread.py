@@ -1,4 +1,4 @@
-"""The orphan sweep's read (worker/fetching.py): a pool's in-progress set, then the attempt
+"""The orphan sweep's read (worker/orphans.py): a pool's in-progress set, then the attempt
 records of its jobs and its hand-off list (lua/lib/handoff.lua), these two in one transaction.
 
 The sweep requeues an orphan fenced by the attempt read here (settle.lua, token '*<attempt>'):

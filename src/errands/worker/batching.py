@@ -196,7 +196,7 @@ class Batching:
 
     async def _batch_fetch(self, jt: JobType, runner: BatchRunner) -> tuple[list[Fetched], _Batch]:
         """One fetch for a batch, its jobs held by the batch as soon as the reply is read (in
-        the same turn of the loop): the orphan sweep (fetching.py) counts them as this worker's
+        the same turn of the loop): the orphan sweep (orphans.py) counts them as this worker's
         from then on, and waits for the fetches in flight when it read the in-progress set."""
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch_inflight.add(ended)

@@ -8,7 +8,7 @@ connection held for it, its replies read by errands as the held fetch connection
 store/pinned.py; one whole second at a time: Redis < 6 reads no fraction), given back
 when the pool stops (its fetch loop first took its idle marks away, so that no enqueue hands it
 more), taken back by a reaper when the pool dies (lua/reap.lua deletes the list). The orphan
-sweep (fetching.py) reads the pool's in-progress set while no ``BLPOP`` is in flight
+sweep (orphans.py) reads the pool's in-progress set while no ``BLPOP`` is in flight
 (:meth:`Mailbox.quiet`): a job an enqueue took for the pool is then either in the list (held,
 not swept) or was read by the mailbox and is held by the worker; only a job whose entry was
 read and its reply lost is swept back to its queue."""

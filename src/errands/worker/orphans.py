@@ -1,0 +1,106 @@
+"""The orphan sweep, the worker's side (moved from fetching.py): the jobs in this pool's
+in-progress set that this worker does not hold (a fetch whose reply was lost put them there)
+go back on their queues, each fenced by the attempt the sweep read (store/sweepread.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ..clock import Clock, to_ms
+from ..store.scripts import Fetched, Scripts, Settle, SettleRefused
+from ..store.sweepread import in_progress_and_handoffs
+from .mailbox import parse_handoff
+
+if TYPE_CHECKING:
+    from ..handlers import JobType
+    from ..store.keys import Keys
+    from .acker import Acker
+    from .mailbox import Mailbox
+    from .settler import Settler
+
+__all__ = ["Orphans"]
+
+log = logging.getLogger("errands.worker")
+
+
+class Orphans:
+    """Mixin of Worker (through Fetching): the orphan sweep."""
+
+    pool_id: str
+    scripts: Scripts
+    keys: Keys
+    clock: Clock
+    settler: Settler
+    acker: Acker
+    mailbox: Mailbox
+    job_types: dict[str, JobType]
+    buffer: deque[tuple[str, Fetched, float]]
+    _holding: dict[asyncio.Future[None], str]
+    _reclaim: bool
+    _batch_inflight: set[asyncio.Future[None]]
+    reclaimed: int
+
+    if TYPE_CHECKING:  # provided by the Batching mixin
+
+        def batch_holding(self) -> Iterator[str]: ...
+
+    async def _reclaim_orphans(self) -> None:
+        """Put back on their queues the jobs in this pool's in-progress set that this worker
+        does not hold. A fetch whose reply was lost moved them there (Redis ran it, then the
+        connection was reset or timed out, or the client's retry ran it a second time); nobody
+        would run them, and their max_concurrency slots would stay taken, while this pool
+        lives. Each is fenced by the attempt the read saw (settle.lua, token '*<attempt>'): a
+        job acked, settled, or fetched again meanwhile (by a batch loop, beside this one) is
+        left alone. One settle.lua refuses is parked (Settler.park) and holds none of the
+        others."""
+        # the jobs in the hand-off list are held (mailbox.py): read with the attempts, in one
+        # transaction (one server, one instant: store/sweepread.py), while no BLPOP is in flight
+        async with self.mailbox.quiet():
+            raw, listed, tokens = await in_progress_and_handoffs(
+                self.scripts.redis, self.keys, self.pool_id
+            )
+        # a batch fetch in flight when the attempts were read (on another connection) may have
+        # put jobs in the set that its batch does not hold yet: looked at once it ended (one
+        # started later took another attempt). Not a wait for no fetch in flight at all, nor a
+        # pass given up when one started: a pool always fetching never swept
+        in_flight = set(self._batch_inflight)
+        if in_flight:
+            await asyncio.wait(in_flight)
+        handed = {entry[1].id for entry in filter(None, map(parse_handoff, listed))}
+        held = self._held(handed)
+        for member in raw:
+            job_id, _, name = member.decode(errors="replace").partition(":")
+            token = tokens.get(job_id)  # (none: not in progress here any more, or not ours)
+            if token is None or job_id in held or name not in self.job_types:
+                continue
+            now_ms = to_ms(self.clock.now())
+            s = Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
+            s.token = "*" + token
+            (outcome,) = await self.scripts.settle_report(self.pool_id, [s])
+            if isinstance(outcome, SettleRefused):  # (not the others' sweep: parked, sent again
+                self.settler.park(s, outcome)  # with the parked settles)
+            elif outcome:
+                self.reclaimed += 1
+                log.warning(
+                    "%s %s was in progress here unbeknownst (a lost reply): requeued",
+                    name,
+                    job_id,
+                    extra={"job_id": job_id, "job_name": name},
+                )
+            held = self._held(handed)  # (what started while the settle was awaited)
+        self._reclaim = False
+
+    def _held(self, handed: set[str]) -> set[str]:
+        """The ids of the jobs this worker holds now (``handed``: those read in its hand-off
+        list, which the mailbox starts once the sweep's read is done)."""
+        held = set(handed)
+        held.update(self._holding.values())
+        held.update(self.acker.holding())
+        held.update(self.settler.parked)  # (their settle refused for good: left in progress)
+        held.update(item.id for _name, item, _at in self.buffer)
+        held.update(self.batch_holding())
+        return held
