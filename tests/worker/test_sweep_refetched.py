@@ -5,9 +5,9 @@ alone (token '*': any attempt of this pool). A batch job whose batch ended (fail
 once) after the read, fetched again by its batch loop (beside the sweep) while the sweep
 requeued an earlier orphan, was put back on its queue while its second batch ran it: twice at
 once. The sweep now reads the jobs' attempts with the set and requeues each fenced by the
-attempt it read (settle.lua, token '*<attempt>'), and checks again right before each requeue
-that no task holds the job. The steps are driven one by one: the read, the batch ending, the
-job fetched again, the requeues."""
+attempt it read (settle.lua, token '*<attempt>'), and checks again right before each call
+(of up to SETTLE_MAX requeues; here one job a call) that no task holds its jobs. The steps are
+driven one by one: the read, the batch ending, the job fetched again, the requeues."""
 
 from __future__ import annotations
 
@@ -78,6 +78,7 @@ async def test_a_batch_job_fetched_again_during_the_sweep_is_not_requeued(
             return got
 
         monkeypatch.setattr(orphans, "in_progress_and_handoffs", read_then_batch_fails)
+        monkeypatch.setattr(orphans, "settle_chunks", lambda _k, _p, ss: [[s] for s in ss])
         settle = worker.scripts.settle_report
         sent: list[str] = []
 

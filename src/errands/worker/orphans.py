@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..clock import Clock, to_ms
 from ..store.scripts import Fetched, Scripts, Settle, SettleRefused
+from ..store.settlecall import settle_chunks
 from ..store.sweepread import in_progress_and_handoffs
 from .mailbox import parse_handoff
 
@@ -56,7 +57,7 @@ class Orphans:
         lives. Each is fenced by the attempt the read saw (settle.lua, token '*<attempt>'): a
         job acked, settled, or fetched again meanwhile (by a batch loop, beside this one) is
         left alone. One settle.lua refuses is parked (Settler.park) and holds none of the
-        others."""
+        others (settled in the same call)."""
         # the jobs in the hand-off list are held (mailbox.py): read with the attempts, in one
         # transaction (one server, one instant: store/sweepread.py), while no BLPOP is in flight
         async with self.mailbox.quiet():
@@ -71,28 +72,43 @@ class Orphans:
         if in_flight:
             await asyncio.wait(in_flight)
         handed = {entry[1].id for entry in filter(None, map(parse_handoff, listed))}
-        held = self._held(handed)
+        orphans: list[Settle] = []
         for member in raw:
             job_id, _, name = member.decode(errors="replace").partition(":")
             token = tokens.get(job_id)  # (none: not in progress here any more, or not ours)
-            if token is None or job_id in held or name not in self.job_types:
+            if token is not None and name in self.job_types:
+                queue = self.keys.queue(name)
+                s = Settle(job_id, name, "requeue", queue, 0, 1, history=False)
+                s.token = "*" + token
+                orphans.append(s)
+        await self._requeue_orphans(orphans, handed)
+        self._reclaim = False
+
+    async def _requeue_orphans(self, orphans: list[Settle], handed: set[str]) -> None:
+        """Requeue ``orphans`` (each fenced on the attempt the sweep read) in settle.lua calls
+        of SETTLE_MAX jobs, SETTLE_BYTES at most (as a stop requeues a batch: a lost reply of a
+        large batch fetch cost a call a job), leaving out before each call the jobs this worker
+        holds by then; a call sent again (the next sweep, after an error) settles nothing twice."""
+        for chunk in settle_chunks(self.keys, self.pool_id, orphans):
+            held = self._held(handed)  # (what started while the last call was awaited)
+            chunk = [s for s in chunk if s.id not in held]
+            if not chunk:
                 continue
             now_ms = to_ms(self.clock.now())
-            s = Settle(job_id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
-            s.token = "*" + token
-            (outcome,) = await self.scripts.settle_report(self.pool_id, [s])
-            if isinstance(outcome, SettleRefused):  # (not the others' sweep: parked, sent again
-                self.settler.park(s, outcome)  # with the parked settles)
-            elif outcome:
-                self.reclaimed += 1
-                log.warning(
-                    "%s %s was in progress here unbeknownst (a lost reply): requeued",
-                    name,
-                    job_id,
-                    extra={"job_id": job_id, "job_name": name},
-                )
-            held = self._held(handed)  # (what started while the settle was awaited)
-        self._reclaim = False
+            for s in chunk:
+                s.now_ms = now_ms
+            outcomes = await self.scripts.settle_report(self.pool_id, chunk)
+            for s, outcome in zip(chunk, outcomes, strict=True):
+                if isinstance(outcome, SettleRefused):  # (not the others' sweep: parked, sent
+                    self.settler.park(s, outcome)  # again with the parked settles)
+                elif outcome:
+                    self.reclaimed += 1
+                    log.warning(
+                        "%s %s was in progress here unbeknownst (a lost reply): requeued",
+                        s.name,
+                        s.id,
+                        extra={"job_id": s.id, "job_name": s.name},
+                    )
 
     def _held(self, handed: set[str]) -> set[str]:
         """The ids of the jobs this worker holds now (``handed``: those read in its hand-off
