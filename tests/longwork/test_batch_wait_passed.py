@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, FakeClock, Job, Rate, WorkerPool
+from errands.admin.client import Client
+from errands.store.scripts import Scripts
 from tests.longwork.test_batch_wait import spy_heads
 from tests.support.procs import eventually
 
@@ -93,3 +96,54 @@ async def test_a_job_seen_at_the_head_then_taken_by_another_pool_stops_counting(
         assert ran_a == []
         clock.advance(5)
         await eventually(lambda: _true(ran_a == [["y"]]), 10, "y's batch at 10 s")
+
+
+async def test_each_held_job_coming_to_the_head_waits_max_wait_from_the_fetch_that_passed_it(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs held by their partitions' rates (p2 at the head, q2 behind it): the fetch due by
+    p2's wait passes both over. p2 cancelled, q2 comes to the head: its wait counts from that
+    fetch too, no fetch due at once. (Only the timed job was counted again: q2, enqueued 11 s
+    before, made a fetch due at once; each held job coming to the head did so.)"""
+    heads = spy_heads(monkeypatch)
+    fetches: list[float] = []
+    fetch = Scripts.fetch
+
+    async def counted(self: Scripts, *args: Any, **kwargs: Any) -> Any:
+        if [name for name, _cap in args[3]] == ["b"]:  # (a batch fetch)
+            fetches.append(clock.now())
+        return await fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Scripts, "fetch", counted)
+    clock = FakeClock()
+    start = clock.now()
+    pool = WorkerPool(redis, namespace=namespace, clock=clock, concurrency=2, poll_interval=0.05)
+    batches: list[list[str]] = []
+
+    hourly = Rate(1, per=timedelta(hours=1), per_partition=True)
+
+    @pool.batch_job("b", max_size=100, max_wait=10, limits=[hourly])
+    async def b(jobs: list[Job]) -> None:
+        batches.append([j.id for j in jobs])
+
+    enqueuer = Enqueuer(redis, namespace=namespace, clock=clock)
+    async with pool:
+        await enqueuer.enqueue("b", {}, job_id="p1", partition="P")
+        await enqueuer.enqueue("b", {}, job_id="q1", partition="Q")
+        await eventually(lambda: _true("p1" in heads), 10, "p1 seen")
+        clock.advance(11)
+        await eventually(lambda: _true(batches == [["p1", "q1"]]), 10, "P's and Q's rates used")
+        await enqueuer.enqueue("b", {}, job_id="p2", partition="P", priority=1)
+        await enqueuer.enqueue("b", {}, job_id="q2", partition="Q")
+        await eventually(lambda: _true(heads[-2:] == ["p2"] * 2), 10, "p2 seen")
+        clock.advance(11)  # p2 due; the fetch passes over p2 and q2 (held for an hour)
+        await eventually(lambda: _true(start + 22 in fetches), 10, "the fetch that passes them")
+        n = len(heads)
+        await eventually(lambda: _true(heads[n:].count("p2") >= 2), 10, "p2 seen again")
+        assert await Client(redis, namespace=namespace).cancel("p2") == "cancelled"
+        n, passed = len(heads), fetches.count(start + 22)
+        await eventually(lambda: _true(heads[n:].count("q2") >= 2), 10, "q2 seen at the head")
+        assert fetches.count(start + 22) == passed  # (q2 waited 0 s since the fetch)
+        clock.advance(10)
+        await eventually(lambda: _true(start + 32 in fetches), 10, "a fetch 10 s after the pass")
+        assert batches == [["p1", "q1"]]

@@ -18,24 +18,29 @@ __all__ = ["BatchWaiting", "Seen"]
 
 
 class Seen:
-    """What a batch loop saw of its queue: its head, the oldest job seen there that still waits,
-    the last one a fetch passed over (each (id, enqueued at / passed at); ('', 0.0): none)."""
+    """What a batch loop saw of its queue: its head, the oldest job seen there that still waits
+    (each (id, enqueued at, or ``passed`` if later); ('', 0.0): none), and when a fetch last
+    passed over jobs on the queue (0.0: never)."""
 
     def __init__(self) -> None:
         self.head: tuple[str, float] = ("", 0.0)
         self.oldest: tuple[str, float] = ("", 0.0)
         self.timed = ""  # the oldest job whose wait made the fetch due ('': the size did)
-        self.passed: tuple[str, float] = ("", 0.0)
+        self.passed = 0.0
 
     def fetched(self, ids: set[str], now: float) -> None:
         """After a fetch: if it was due by the wait of a job it did not take (held back on the
-        queue, e.g. by its partition's rate), that job's wait counts again from now (else every
-        later look would be due at once, each new job fetched alone)."""
+        queue, e.g. by its partition's rate), it passed over every job it left (fewer than
+        ``max_size`` waited): their waits count again from now, each one's as it comes to the
+        head (else every later look would be due at once, each new job fetched alone; and, with
+        only the timed job's counted again, each other held job coming to the head made a fetch
+        due at once)."""
         if self.timed and self.timed not in ids:
-            self.passed = (self.timed, now)
+            self.passed = now
             for attr in ("head", "oldest"):
-                if getattr(self, attr)[0] == self.timed:
-                    setattr(self, attr, self.passed)
+                job, at = getattr(self, attr)
+                if job and job not in ids:
+                    setattr(self, attr, (job, max(at, now)))
         self.timed = ""
 
 
@@ -55,7 +60,7 @@ class BatchWaiting:
         waiting, head, kept = await self._peek(name, seen.oldest[0])
         if head and head != seen.head[0]:
             at = await self._enqueued_at(head)
-            seen.head = (head, max(at, seen.passed[1]) if head == seen.passed[0] else at)
+            seen.head = (head, max(at, seen.passed))  # (passed over by then: see Seen.fetched)
         if not head:
             seen.oldest = ("", 0.0)
         elif not kept or seen.head[1] < seen.oldest[1]:  # (it left: fetched, or cancelled)
