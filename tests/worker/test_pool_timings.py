@@ -7,6 +7,7 @@ taken (tests/worker/test_bad_input.py refuses one far under it)."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from redis import Redis as SyncRedis
@@ -125,3 +126,26 @@ async def test_an_idle_mark_lasts_twice_the_poll_interval_and_a_second(
         seconds, micros = await redis.time()
         left = deadline - (seconds * 1000 + micros // 1000)
         assert 7_000 - 1_000 < left <= 7_000, left
+
+
+@pytest.mark.parametrize(("draw", "factor"), [(0.0, 0.75), (0.5, 1.0), (1 - 1e-12, 1.25)])
+async def test_the_reaper_sleeps_its_period_with_25_percent_jitter(
+    monkeypatch: pytest.MonkeyPatch, draw: float, factor: float
+) -> None:
+    """docs/reliability.md: the reaper runs every period "with ±25 % jitter": each sleep is the
+    period times 0.75 to 1.25, by the draw of random()."""
+    slept: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        raise Stop
+
+    monkeypatch.setattr(reaper, "asyncio", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(reaper, "random", SimpleNamespace(random=lambda: draw))
+    one = reaper.Reaper(None, None, "p", None, 10.0, 1.25, 3)  # type: ignore[arg-type]
+    with pytest.raises(Stop):
+        await one.run()
+    assert slept == [pytest.approx(1.25 * factor)]
