@@ -85,3 +85,10 @@ def test_a_rate_window_is_at_most_366_days() -> None:
     for per in (timedelta(days=366, milliseconds=1), timedelta(days=10**6)):
         with pytest.raises(ValueError, match="at most 366 days"):
             Rate(1, per=per)
+
+
+def test_a_limiter_snoozes_a_job_at_most_100_times_by_default() -> None:
+    """docs/limits.md: ``pool.limiter(..., max_snoozes=100)``, the default."""
+    pool = WorkerPool.from_url("redis://localhost:1", namespace="x")
+    assert pool.limiter("api", Rate(1)).max_snoozes == 100
+    assert pool.limiter("other", Rate(1), max_snoozes=0).max_snoozes == 0
