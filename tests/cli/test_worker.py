@@ -155,6 +155,14 @@ def test_processes_serve_metrics_on_consecutive_ports(monkeypatch: pytest.Monkey
     assert all(cmd[cmd.index("--processes") + 1] == "1" for cmd in started)
 
 
+def test_metrics_are_served_on_every_address_by_default() -> None:
+    """docs/observability.md: ``--metrics-host``, default ``0.0.0.0``."""
+    from errands.cli import commands
+
+    argv = ["worker", "single:pool", "--metrics-port", "9100"]
+    assert commands.build_parser().parse_args(argv).metrics_host == "0.0.0.0"
+
+
 JOBS_PY = """
 import os
 
