@@ -112,3 +112,23 @@ async def test_a_short_refresh_never_shortens_a_long_one_s_registration(
     with pytest.raises(RegistrationError):
         await client.add_schedule("nightly", "tick", "@every 1m", {"taken": True})
     await drop_jobs(redis, namespace)
+
+
+@pytest.mark.parametrize(("refresh", "live"), [(2.0, 60.0), (20.0, 60.0), (25.0, 75.0)])
+async def test_a_registration_lasts_the_longer_of_60_s_and_3_refreshes(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client, refresh: float, live: float
+) -> None:
+    """docs/periodic.md: a schedule no pool registered for max(60 s, 3 x schedule_refresh) is
+    stale (and its name free)."""
+    code = [make_periodic("@every 1m", "tick", name="minutely")]
+    e = PeriodicEnqueuer(
+        redis, Keys(namespace), clock, JSONSerializer(), code, refresh_interval=refresh
+    )
+    await e.refresh()
+    info = await client.schedule("minutely")
+    assert info is not None and info.registered_until == pytest.approx(clock.now() + live)
+    clock.advance(live - 0.01)
+    assert not (await client.schedule("minutely")).stale
+    clock.advance(0.02)
+    assert (await client.schedule("minutely")).stale
+    await client.delete_schedule("minutely")
