@@ -79,6 +79,23 @@ def test_every_spec_must_be_ascii_and_not_absurd(spec: str | timedelta) -> None:
         make_periodic(spec, "j")
 
 
+def test_the_documented_defaults_of_a_schedule() -> None:
+    """docs/periodic.md's options table: named after its job, UTC, misfire "skip" after 60 s
+    late, skip_if_running False, priority 0, no dedup."""
+    pool = WorkerPool.from_url("redis://localhost:1/0", namespace="x")
+    got = pool.periodically_enqueue("0 3 * * *", "cleanup")
+    assert (got.name, got.schedule.tz, got.misfire, got.misfire_grace) == (
+        "cleanup",
+        "UTC",
+        "skip",
+        60.0,
+    )
+    assert (got.skip_if_running, got.priority, got.dedup, got.args) == (False, 0, None, {})
+    daily = pool.daily("report", hour=9, name="d")
+    hourly = pool.hourly("report", name="h")
+    assert (daily.schedule.text, hourly.schedule.text) == ("0 0 9 * * *", "0 0 * * * *")
+
+
 async def test_every_refuses_bad_intervals(redis_url: str, namespace: str) -> None:
     pool = WorkerPool.from_url(redis_url, namespace=namespace)
     for interval in (NAN, INF, None, True, "x", 0, -1, 1e13, timedelta(days=999_999_999)):
