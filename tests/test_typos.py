@@ -148,6 +148,7 @@ async def test_payload_over_the_limit_is_refused_at_enqueue(
 ) -> None:
     big = {"blob": "x" * (1 << 20)}
     async with Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer:
+        assert enqueuer.max_payload == 1 << 20  # 1 MiB by default (docs/enqueueing.md)
         with pytest.raises(PayloadTooLargeError, match=r"job 'upload' is 1\.0 MiB encoded, over"):
             await enqueuer.enqueue("upload", big)
         with pytest.raises(PayloadTooLargeError):
