@@ -7,7 +7,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
+
+import pytest
 
 from errands.cli import commands, worker
 
@@ -68,3 +71,39 @@ def test_a_restart_gives_running_jobs_10_s_then_cancels_them_then_kills() -> Non
         ("signal", signal.SIGKILL),
         ("wait", 5.0),
     ]
+
+
+def test_a_worker_that_crashed_waits_for_the_next_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that exits (an import error) is not started again until a file changes."""
+
+    class Crashed:
+        def poll(self) -> int:
+            return 1
+
+        returncode = 1
+
+    class Done(Exception):
+        pass
+
+    views = iter([{"a.py": 1}, {"a.py": 1}, {"a.py": 1}, {"a.py": 1}, {"a.py": 2}])
+    spawned: list[int] = []
+
+    def snapshot(_root: Path) -> dict[str, int]:
+        try:
+            return next(views)
+        except StopIteration:
+            raise Done from None
+
+    def spawn(_cmd: list[str]) -> Crashed:
+        spawned.append(len(spawned))
+        return Crashed()
+
+    monkeypatch.setattr(worker, "snapshot", snapshot)
+    monkeypatch.setattr(worker, "_spawn", spawn)
+    monkeypatch.setattr(worker, "_stop", lambda _child: None)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)  # (the time worker.py reads)
+    monkeypatch.setattr(signal, "signal", lambda *_a: None)
+    args = commands.build_parser().parse_args(["worker", "jobs:pool", "--reload"])
+    with pytest.raises(Done):
+        worker.run_reloading(args)
+    assert spawned == [0, 1]  # the first, then only after a.py changed
