@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
@@ -87,7 +86,6 @@ class Batching(BatchWaiting):
     requeued_on_stop: int
     _batches: list[_Batch]
     _batch_stop: asyncio.Event
-    _batch_wakes: tuple[asyncio.Event, ...] = ()  # (one a batch loop: _batch_loops)
     # the batch fetches in flight (their jobs not yet held by a batch), each done when it ends
     _batch_inflight: set[asyncio.Future[None]]
 
@@ -115,20 +113,12 @@ class Batching(BatchWaiting):
         for batch in self._batches:
             yield from batch.ids
 
-    def batch_woken(self) -> None:
-        """A wake-up came (notifier.py): the batch loops waiting for one look again."""
-        for wake in self._batch_wakes:
-            wake.set()
-
     async def _batch_loops(self) -> None:
-        types = list(batch_types(self.job_types).values())
-        self._batch_wakes = tuple(asyncio.Event() for _ in types)
-        loops = [self._batch_loop(jt, w) for jt, w in zip(types, self._batch_wakes, strict=True)]
+        loops = [self._batch_loop(jt) for jt in batch_types(self.job_types).values()]
         if loops:
             await asyncio.gather(*loops)
 
-    async def _batch_loop(self, jt: JobType, wake: asyncio.Event) -> None:
-        """One batch name's loop; ``wake``: set by a wake-up (``batch_woken``, _batch_idle)."""
+    async def _batch_loop(self, jt: JobType) -> None:
         runner = jt.handler
         assert isinstance(runner, BatchRunner)
         poll = min(max(runner.max_wait / 4, 0.05), self.poll_interval)
@@ -141,11 +131,9 @@ class Batching(BatchWaiting):
                 continue
             try:
                 due = await self._batch_due(jt.name, runner, seen)
-                idle = due == math.inf and runner.max_wait == 0  # (nothing waits)
-                if due > 0 and not idle:
+                if due > 0:
                     await wait_event(self._batch_stop, min(due, poll))
                     continue
-                wake.clear()  # (a wake-up from now on: looked at)
                 fetched, batch = await self._batch_fetch(jt, runner)
                 seen.fetched({item.id for item in fetched}, self.clock.now())
             except LeaseLost:
@@ -165,7 +153,7 @@ class Batching(BatchWaiting):
             outage.ok()
             if not fetched:
                 self._batch_over(batch)
-                await self._batch_idle(wake if idle else None, poll)
+                await wait_event(self._batch_stop, poll)
                 continue
             if len(fetched) == runner.max_size:
                 # a full fetch took the pool's idle mark (lua/fetch.lua): the fetch loop, maybe
@@ -185,23 +173,6 @@ class Batching(BatchWaiting):
             await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
 
-    async def _batch_idle(self, wake: asyncio.Event | None, poll: float) -> None:
-        """(a batch loop, its fetch empty) Wait ``poll``; or, given ``wake``, for a wake-up, up
-        to ``poll_interval``: with ``max_wait=0`` a queue found empty is fetched all the same (a
-        job found there is due), the fetch marks the pool idle for the name (lua/fetch.lua, for
-        longer than that: ``_batch_fetch``), and an enqueue wakes it (lib/wake.lua); it looked
-        every 50 ms. Either wait ends at the pool's stop."""
-        if wake is None:
-            await wait_event(self._batch_stop, poll)
-            return
-        waits = {asyncio.ensure_future(e.wait()) for e in (wake, self._batch_stop)}
-        try:
-            first = asyncio.FIRST_COMPLETED
-            await asyncio.wait(waits, timeout=self.poll_interval, return_when=first)
-        finally:
-            for w in waits:
-                w.cancel()
-
     async def _batch_fetch(self, jt: JobType, runner: BatchRunner) -> tuple[list[Fetched], _Batch]:
         """One fetch for a batch, its jobs held by the batch as soon as the reply is read (in
         the same turn of the loop): the orphan sweep (orphans.py) counts them as this worker's
@@ -219,7 +190,6 @@ class Batching(BatchWaiting):
                 suspects=told,
                 dead_timeout_ms=self.dead_timeout_ms,
                 specs={jt.name: jt.limit_spec},
-                idle_ms=int(self.poll_interval * 2000) + 1000,  # (as the fetch loop's marks)
             )
             self._note_skipped(result, [(jt.name, jt.max_concurrency)])
             fetched: list[Fetched] = result or []

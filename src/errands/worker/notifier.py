@@ -62,7 +62,6 @@ class Notifier:
         self.subscribed = asyncio.Event()
         self.reconnects = 0
         self.on_lost: Callable[[], Awaitable[None]] | None = None
-        self.on_wake: Callable[[], None] | None = None  # (also told each time event is set)
 
     async def run(self) -> None:
         delay = 0.05
@@ -77,7 +76,7 @@ class Notifier:
                     self.subscribed.set()
                     outage.ok()
                     # wake once after (re)subscribing: messages may have been missed meanwhile
-                    self._wake()
+                    self.event.set()
                     delay = 0.05
                     await self._listen(pubsub)
             except Exception as exc:  # REDIS_ERRORS, and whatever else: never stop listening
@@ -124,9 +123,4 @@ class Notifier:
             data = message.get("data")
             self.on_control(data.decode() if isinstance(data, bytes) else str(data))
         else:
-            self._wake()
-
-    def _wake(self) -> None:
-        self.event.set()
-        if self.on_wake is not None:
-            self.on_wake()
+            self.event.set()
