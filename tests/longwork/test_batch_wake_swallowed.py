@@ -71,9 +71,9 @@ async def test_a_pool_running_its_batch_takes_not_the_wake_up_the_idle_pool_wait
 
             await eventually(first, 5, "the first job's batch started")
             busy = ran["first"]
-            # its short fetch (1 of 10) marked it idle for b, the latest mark: the one woken
-            top = [m.decode() for m in await redis.zrange(a.keys.idle_for("b"), 0, 0)]
-            assert top == [busy]
+            # (with bb1ed18 its short fetch (1 of 10) marked it idle for b, the latest mark:
+            # the one an enqueue wakes; its top place is not asserted, the loops of today
+            # mark no pool idle for a batch name, which pool is on top is chance)
             await enqueuer.enqueue("b", {}, job_id="second")
 
             async def second() -> bool:
