@@ -75,3 +75,44 @@ async def test_a_stop_during_a_start_runs_no_shutdown_hook_before_the_startup_ho
                 task.cancel()
         if pool.heartbeater is not None:
             await asyncio.to_thread(pool.heartbeater.stop)
+
+
+async def test_a_start_given_up_whose_shutdown_hook_is_cancelled_still_deregisters(
+    redis_url: str, namespace: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start is cancelled after its startup hooks returned (a signal, an asyncio.timeout),
+    and cancelled again while its shutdown hook runs (an impatient second cancel): the give-up
+    skips the withdrawal and the lease's release (only the client is closed, in a finally), so
+    the heartbeat thread renews the registration of a pool that never started for as long as
+    the process lives (admin lists it live; its sync client and thread leak). FAILS on main."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, heartbeat_interval=0.25)
+    reached, in_shutdown = asyncio.Event(), asyncio.Event()
+
+    @pool.on_shutdown
+    async def slow(context: dict[str, Any]) -> None:
+        in_shutdown.set()
+        await asyncio.sleep(3600)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        pass
+
+    async def stuck(*args: Any) -> None:
+        reached.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr("errands.worker.starting.write_caps", stuck)
+    starting = asyncio.create_task(pool.start())
+    await asyncio.wait_for(reached.wait(), 5)
+    starting.cancel()
+    await asyncio.wait_for(in_shutdown.wait(), 5)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    try:
+        assert pool._redis is None
+        assert await live_pools(redis, namespace) == [], "a start given up stays registered"
+        assert pool.heartbeater is not None and not pool.heartbeater._thread.is_alive()
+    finally:
+        if pool.heartbeater is not None:
+            await asyncio.to_thread(pool.heartbeater.stop)
