@@ -1,9 +1,9 @@
-"""Review probes (rev-life): a stop() that comes while a restarted pool is starting."""
+"""A pool's start and stop meeting: a stop() during a start, a second cancel of a start given up
+or of a stop while a shutdown hook runs."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import pytest
@@ -21,17 +21,33 @@ def _errands_tasks() -> list[str]:
     )
 
 
+async def _stopped_clean(pool: WorkerPool, redis: Redis, namespace: str) -> None:
+    """Nothing of the pool left: no task, no registration, no heartbeat, no names served."""
+    try:
+        assert _errands_tasks() == [], "tasks of the pool run on after its stop()"
+        assert await live_pools(redis, namespace) == [], "the pool stays registered"
+        assert pool.heartbeater is not None and not pool.heartbeater._thread.is_alive()
+        assert await redis.exists(pool.keys.serves(pool.id)) == 0
+        assert pool._redis is None and not pool.started
+    finally:
+        for task in asyncio.all_tasks():
+            if task.get_name().startswith("errands-"):
+                task.cancel()
+        if pool.heartbeater is not None:
+            await asyncio.to_thread(pool.heartbeater.stop)
+
+
 @pytest.mark.parametrize("restarted", [False, True])
-async def test_a_stop_during_a_start_runs_no_shutdown_hook_before_the_startup_hooks_return(
+async def test_a_stop_during_a_startup_hook_gives_the_start_up(
     redis_url: str, namespace: str, redis: Redis, restarted: bool
 ) -> None:
-    """A stop() while the startup hooks run (an app shutting down while its pool starts in
-    the background). On a fresh pool it returns at once (nothing launched: ``self.worker`` is
-    None), the start then completes, and a later stop() stops it. On a pool that ran before,
-    ``self.worker`` is the previous run's worker: stop() runs the shutdown hooks while a
-    startup hook has not returned, stops the new heartbeat, deregisters and closes the client;
-    the start then carries on and launches a pool that says it is not started (its tasks run
-    on: a later stop() returns at once). FAILS for restarted=True."""
+    """A stop() while a startup hook runs (an app shutting down while its pool starts in the
+    background) gives the start up as a signal does: the hook is cancelled, no shutdown hook
+    runs (a startup hook did not return), start() raises CancelledError, nothing is launched
+    or left registered, and the stop returns once the start is undone. A pool that ran before
+    too: its previous run's worker let stop() run the shutdown hooks, stop the heartbeat and
+    deregister while the hook ran, and the start then launched a pool no stop() could see
+    (FAILED for restarted=True). The pool starts again afterwards."""
     pool = WorkerPool.from_url(redis_url, namespace=namespace, heartbeat_interval=0.25)
     events: list[str] = []
     gate = asyncio.Event()
@@ -60,21 +76,55 @@ async def test_a_stop_during_a_start_runs_no_shutdown_hook_before_the_startup_ho
     starting = asyncio.create_task(pool.start())
     await asyncio.wait_for(in_hook.wait(), 5)
     await asyncio.wait_for(pool.stop(), 10)
-    assert "closed" not in events, "a shutdown hook ran while a startup hook had not returned"
+    assert starting.done(), "stop() returned before the start was undone"
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert events == [], "a shutdown hook ran while a startup hook had not returned"
+    await _stopped_clean(pool, redis, namespace)
     gate.set()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(starting, 10)
+    await pool.stop()  # (no-op: stopped already)
+    pool.context["hold"] = False
+    await pool.start()
+    assert await live_pools(redis, namespace) == [pool.id]
     await pool.stop()
-    try:
-        assert _errands_tasks() == [], "tasks of the pool run on after its stop()"
-        assert await live_pools(redis, namespace) == []
-        assert events == ["opened", "closed"]
-    finally:
-        for task in asyncio.all_tasks():
-            if task.get_name().startswith("errands-"):
-                task.cancel()
-        if pool.heartbeater is not None:
-            await asyncio.to_thread(pool.heartbeater.stop)
+    assert events == ["opened", "closed"]
+    await _stopped_clean(pool, redis, namespace)
+
+
+async def test_a_stop_after_the_startup_hooks_returned_runs_the_shutdown_hooks(
+    redis_url: str, namespace: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop() during a start whose startup hooks all returned (it writes the caps): the
+    start is given up, the shutdown hooks run (they pair with the startup hooks), nothing is
+    launched or left registered."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, heartbeat_interval=0.25)
+    events: list[str] = []
+    reached = asyncio.Event()
+
+    @pool.on_startup
+    async def opened(context: dict[str, Any]) -> None:
+        events.append("opened")
+
+    @pool.on_shutdown
+    async def closed(context: dict[str, Any]) -> None:
+        events.append("closed")
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        pass
+
+    async def stuck(*args: Any) -> None:
+        reached.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr("errands.worker.starting.write_caps", stuck)
+    starting = asyncio.create_task(pool.start())
+    await asyncio.wait_for(reached.wait(), 5)
+    await asyncio.wait_for(pool.stop(), 10)
+    assert events == ["opened", "closed"]
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    await _stopped_clean(pool, redis, namespace)
 
 
 async def test_a_start_given_up_whose_shutdown_hook_is_cancelled_still_deregisters(
@@ -84,7 +134,8 @@ async def test_a_start_given_up_whose_shutdown_hook_is_cancelled_still_deregiste
     and cancelled again while its shutdown hook runs (an impatient second cancel): the give-up
     skips the withdrawal and the lease's release (only the client is closed, in a finally), so
     the heartbeat thread renews the registration of a pool that never started for as long as
-    the process lives (admin lists it live; its sync client and thread leak). FAILS on main."""
+    the process lives (admin lists it live; its sync client and thread leak): FAILED without
+    the give-up's finally."""
     pool = WorkerPool.from_url(redis_url, namespace=namespace, heartbeat_interval=0.25)
     reached, in_shutdown = asyncio.Event(), asyncio.Event()
 
@@ -109,10 +160,4 @@ async def test_a_start_given_up_whose_shutdown_hook_is_cancelled_still_deregiste
     starting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await starting
-    try:
-        assert pool._redis is None
-        assert await live_pools(redis, namespace) == [], "a start given up stays registered"
-        assert pool.heartbeater is not None and not pool.heartbeater._thread.is_alive()
-    finally:
-        if pool.heartbeater is not None:
-            await asyncio.to_thread(pool.heartbeater.stop)
+    await _stopped_clean(pool, redis, namespace)

@@ -132,6 +132,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
         self._remote_tasks: set[asyncio.Task[None]] = set()  # quiet()/resume() asked remotely
         self.left_in_progress: list[str] = []  # job ids a stop(exiting=True) left in threads
         self._tasks: list[asyncio.Task[None]] = []
+        self._starting: asyncio.Future[None] | None = None
         self.worker: Worker | None = None
         self.requeuer: Requeuer | None = None
         self.reaper: Reaper | None = None
@@ -176,8 +177,18 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
         if not self.job_types:
             raise RegistrationError("no job types registered: use @pool.job(...) first")
         self._grace_over = asyncio.Event()  # (before any await: an end_grace() meanwhile counts)
+        # a task of its own, which a stop() meanwhile cancels (not the caller's task): start()
+        # then raises CancelledError, the start given up (Starting._cancel_start)
+        self._starting = starting = asyncio.ensure_future(self._start_and_launch())
+        try:
+            await starting
+        finally:
+            if self._starting is starting:
+                self._starting = None
+
+    async def _start_and_launch(self) -> None:
         scripts, names = await self._start_up()  # (starting.py)
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # (no await from here on: a cancel cannot come between)
         self._build(scripts, names, self._wake)
         self._launch(self._wake)
         self._after_launch(names)  # (controls.py) logs the start, applies a remote request
@@ -278,8 +289,10 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
         so no other pool runs its job meanwhile). ``exiting=True`` is for a process that exits
         right after (``pool.run()`` and the CLI): such jobs are then left in progress and run
         again by other pools once the process is gone. See docs/workers.md#graceful-shutdown."""
-        if not self._started or self.worker is None:
+        await self._cancel_start()  # (starting.py) a start under way is given up
+        if not self._started or not self._launched:  # (self.worker may be a previous run's)
             return
+        assert self.worker is not None  # (launched)
         grace = self.shutdown_grace if grace is None else grace
         self._stop_begun = True
         if self._rebirth_task is not None:

@@ -4,6 +4,7 @@ the start fails or is cancelled (a signal to a worker process that is still star
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ class Starting:
     _owns_client: bool  # (made from the URL: closed by a stop, or by a start given up)
     _redis: Redis | None
     _served: ServedNames
+    _starting: asyncio.Future[None] | None  # (start) up to the launch, which a stop() cancels
 
     if TYPE_CHECKING:  # provided by WorkerPool (and its LeaseRecovery mixin)
 
@@ -98,6 +100,17 @@ class Starting:
             await self._give_up_lease()
         finally:
             await self._close_client()
+
+    async def _cancel_start(self) -> None:
+        """(stop) A start under way is given up as a signal gives it up: cancelled (a startup
+        hook too), it takes its own give-up path (the shutdown hooks run only if every startup
+        hook returned) and launches nothing; waited for (a cancel of the stop leaves it to
+        end). A start that ignored its cancellation (a hook swallowing it) launched: the stop
+        then stops the pool as usual."""
+        starting = self._starting
+        if starting is not None and not starting.done():
+            starting.cancel()
+            await asyncio.wait([starting])
 
     async def _close_client(self) -> None:
         """(stop, a start given up) Close the client the pool made from its URL (a later
