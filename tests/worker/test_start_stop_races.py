@@ -161,3 +161,32 @@ async def test_a_start_given_up_whose_shutdown_hook_is_cancelled_still_deregiste
     with pytest.raises(asyncio.CancelledError):
         await starting
     await _stopped_clean(pool, redis, namespace)
+
+
+async def test_a_stop_cancelled_in_its_shutdown_hook_still_deregisters(
+    redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """A stop() cancelled while its shutdown hook runs (an impatient caller, a timeout) still
+    stops the heartbeat, withdraws the names, deregisters and closes the client; the pool is
+    stopped. It skipped all of that: the pool stayed registered, beating, and said it was
+    started (FAILED without the finally)."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, heartbeat_interval=0.25)
+    in_shutdown = asyncio.Event()
+
+    @pool.on_shutdown
+    async def slow(context: dict[str, Any]) -> None:
+        in_shutdown.set()
+        await asyncio.sleep(3600)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        pass
+
+    await pool.start()
+    assert await live_pools(redis, namespace) == [pool.id]
+    stopping = asyncio.create_task(pool.stop())
+    await asyncio.wait_for(in_shutdown.wait(), 5)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    await _stopped_clean(pool, redis, namespace)

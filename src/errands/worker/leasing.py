@@ -139,11 +139,6 @@ class LeaseRecovery:
         if registered:
             await self._deregister()
 
-    async def _give_up_lease(self) -> None:
-        if self.heartbeater is not None:
-            await asyncio.to_thread(self.heartbeater.stop)
-        await self._deregister()
-
     async def _deregister(self) -> None:
         """Give up this pool's lease if it holds no jobs (else the reaper takes them)."""
         try:

@@ -318,18 +318,12 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
         tasks = [*self._tasks, self._notifier_task, *self._remote_tasks, *self._no_more_rebirth()]
         for task in await cancel_and_wait(tasks):
             log.error("pool %s: %s ignores cancellation", self.id, task.get_name())
-        hook_error = await call_hooks(self._on_shutdown, self.context, f"pool {self.id}: shutdown")
-        if left:  # until the threads return (or the process exits, as it should)
-            keep_beating(self.id, self.heartbeater, self._executor)
-        elif self.heartbeater is not None:
-            await asyncio.to_thread(self.heartbeater.stop)
-        await self._served.withdraw()
-        if not left:
-            await self._deregister()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-        await self._close_client()  # (starting.py) the client it made, from its URL
-        self._started = False
+        try:
+            hook_error = await call_hooks(
+                self._on_shutdown, self.context, f"pool {self.id}: shutdown"
+            )
+        finally:  # (a cancel in a shutdown hook too: nothing stays registered, beating)
+            await self._end_run(withdraw=True, lingering=bool(left))  # (starting.py)
         log.info("pool %s stopped after %s", self.id, ended_jobs(worker))
         if hook_error is not None:
             raise hook_error

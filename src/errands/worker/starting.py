@@ -13,12 +13,15 @@ from ..store.hotcalls import WorkerScripts
 from ..store.served import ServedNames
 from .limitwatch import write_caps
 from .registry import Hook, call_hook, call_hooks
+from .shutdown import keep_beating
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from ..aio import DaemonThreadPool
     from ..handlers import JobType
     from ..store.keys import Keys
+    from .heartbeat import Heartbeater
 
 __all__ = ["Starting"]
 
@@ -39,6 +42,8 @@ class Starting:
     _redis: Redis | None
     _served: ServedNames
     _starting: asyncio.Future[None] | None  # (start) up to the launch, which a stop() cancels
+    heartbeater: Heartbeater | None
+    _executor: DaemonThreadPool | None
 
     if TYPE_CHECKING:  # provided by WorkerPool (and its LeaseRecovery mixin)
 
@@ -54,7 +59,7 @@ class Starting:
 
         def _check_lease(self) -> None: ...
 
-        async def _give_up_lease(self) -> None: ...
+        async def _deregister(self) -> None: ...
 
     async def _start_up(self) -> tuple[WorkerScripts, list[str]]:
         """(start) Up to the launch: the scripts and the job names served. Given up (it
@@ -91,15 +96,41 @@ class Starting:
     async def _give_up_start(self, hooks_ran: bool, published: bool) -> None:
         """(_start_up failed or cancelled once registered) The shutdown hooks pair with startup
         hooks that all returned (what they opened is closed; one that raises is logged, the
-        start's own error is what start() raises); then as at the end of a stop."""
+        start's own error is what start() raises); then as at the end of a stop, even when a
+        second cancel interrupts a shutdown hook."""
         try:
             if hooks_ran:
                 await call_hooks(self._on_shutdown, self.context, f"pool {self.id}: shutdown")
-            if published:
-                await self._served.withdraw()
-            await self._give_up_lease()
         finally:
-            await self._close_client()
+            await self._end_run(withdraw=published)
+
+    async def _end_run(self, *, withdraw: bool, lingering: bool = False) -> None:
+        """(the end of a stop, a start given up) Stop heartbeating (``lingering``: from a
+        thread once the plain-def handlers still running return), withdraw the names served,
+        give up the lease (not while lingering: the reaper takes their jobs), shut the
+        thread pool of plain-def handlers down, close the client. Each step is taken even
+        when one before it fails or is cancelled (a second cancel skips at most the step it
+        comes in): no registration or heartbeat is left."""
+        try:
+            if lingering:
+                keep_beating(self.id, self.heartbeater, self._executor)
+            elif self.heartbeater is not None:
+                await asyncio.to_thread(self.heartbeater.stop)
+        finally:
+            try:
+                if withdraw:
+                    await self._served.withdraw()
+            finally:
+                try:
+                    if not lingering:
+                        await self._deregister()
+                finally:
+                    if self._executor is not None:  # (given up: a previous run's, shut)
+                        self._executor.shutdown(wait=False, cancel_futures=True)
+                    try:
+                        await self._close_client()
+                    finally:
+                        self._started = False
 
     async def _cancel_start(self) -> None:
         """(stop) A start under way is given up as a signal gives it up: cancelled (a startup
