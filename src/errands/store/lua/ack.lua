@@ -335,7 +335,7 @@ for j = 0, n - 1 do
     end
     if workflows then
       wf_end(KEYS[21], id, dropped and 'cancelled' or 'ok', not dropped and ARGV[o + 2] or nil,
-        run_of[j])
+        run_of[j], events)  -- (its members' events before its own, published with them)
     end
     if listening then
       events[#events + 1] = id

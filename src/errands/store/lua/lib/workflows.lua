@@ -274,8 +274,10 @@ end
 -- result or error JSON): nothing but one HGET for a job outside any workflow. A member still
 -- waiting for its dependencies (cancelled or destroyed by id) leaves its run's edges with it.
 -- Returns true when it ended a member. `run`: the job's run when the caller read it in this call
--- (false: none), else it is read here.
-local function wf_end(wfof, id, status, value, run)
+-- (false: none), else it is read here. `evs`: a list (lib/events.lua's ev_publish_all) the
+-- caller publishes at its call's end, where the events of the members it releases or ends go
+-- (an ack of many members: one HMGET of `listening` per 1,000), else published here together.
+local function wf_end(wfof, id, status, value, run, evs)
   if run == nil then
     run = redis.call('HGET', wfof, id)
   end
@@ -294,8 +296,10 @@ local function wf_end(wfof, id, status, value, run)
   if value == nil or value == '' then
     value = 'null'
   end
-  W.evs = {}  -- (the members it releases or ends: their events published together)
+  W.evs = evs or {}  -- (the members it releases or ends: their events published together)
   wf_settle(W, node, status, value)
-  wf_events_flush(W)
+  if not evs then
+    wf_events_flush(W)
+  end
   return true
 end
