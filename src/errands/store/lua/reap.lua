@@ -236,6 +236,7 @@ elseif not redis.call('ZSCORE', KEYS[15], pool) then
   redis.call('ZADD', KEYS[15], now, pool)
 end
 local requeued, buried, cancelled, replaced = 0, 0, 0, {}  -- (replaced: stats fields)
+local wf_evs = {}  -- the events of the members its ends release or end: published at its end
 local function bury(id, err, queue, name, qi)
   if name ~= '' then
     record_end(k, KEYS[Q + 4 * NQ + qi], id, name, 'dead', redis.call('HGET', k.jobs, id), err, now,
@@ -251,7 +252,7 @@ local function bury(id, err, queue, name, qi)
     replaced[#replaced + 1] = 'dead'
   end
   buried = buried + 1
-  wf_end(KEYS[25], id, 'failed', err)
+  wf_end(KEYS[25], id, 'failed', err, nil, wf_evs)
 end
 -- job `id` of this dead pool's entry (its slot already freed) goes back to its queue, or ends
 local function take_back(id, name, qi, queue, attempt)
@@ -266,7 +267,7 @@ local function take_back(id, name, qi, queue, attempt)
   end
   if not exists then
     forget(k, {id}, now)
-    wf_end(KEYS[25], id, 'cancelled', nil)
+    wf_end(KEYS[25], id, 'cancelled', nil, nil, wf_evs)
   elseif request then
     cancelled = cancelled + 1
     if stat_add(KEYS[12], 'cancelled', 1, stat_bad) then  -- (a destroy too, as settle.lua)
@@ -286,7 +287,7 @@ local function take_back(id, name, qi, queue, attempt)
       redis.call('HDEL', k.recov, id)
       redis.call('ZADD', KEYS[14], now, id)
     end
-    wf_end(KEYS[25], id, 'cancelled', nil)
+    wf_end(KEYS[25], id, 'cancelled', nil, nil, wf_evs)
   elseif name == '' then
     bury(id, ARGV[6], queue, '', 0)
   else
@@ -333,6 +334,9 @@ for i = E, #ARGV, 4 do
       take_back(id, name, qi, queue, attempt)
     end
   end
+end
+if #wf_evs > 0 then
+  ev_publish_all(KEYS[29], ARGV[7], wf_evs)  -- (one HMGET of listening per 1,000)
 end
 if (requeued > 0 or freed) and redis.call('SCARD', KEYS[11]) > 0 then
   redis.call('PUBLISH', ARGV[4], 'reap')
