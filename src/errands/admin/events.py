@@ -18,6 +18,7 @@ from ..store.keys import Keys
 from .hub import RESUBSCRIBED, EventHub, Subscriber
 from .jobinfo import decode_json
 from .records import read_done, record_of
+from .workflows import member_state
 
 __all__ = ["ENDINGS", "EventStream", "recheck_period", "wait_result"]
 
@@ -80,14 +81,16 @@ class EventStream:
 
 
 async def _outcome(redis: Any, keys: Keys, job_id: str) -> tuple[bool, Any]:
-    """(True, result) when the job ended; raises when it failed or was cancelled."""
+    """(True, result) when the job ended; raises when it failed or was cancelled. One round
+    trip for a job (another for a workflow member no queue holds: waiting, or cancelled)."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.get(keys.done(job_id))
         pipe.zscore(keys.dead, job_id)
         pipe.hget(keys.errors, job_id)
         pipe.hexists(keys.jobs, job_id)
         pipe.zscore(keys.cancelled, job_id)
-        record, dead, error, pending, cancelled = await pipe.execute()
+        pipe.hget(keys.workflow_of, job_id)  # (a workflow member's run)
+        record, dead, error, pending, cancelled, run = await pipe.execute()
     if record is not None:
         # (one that names its attempt is read from the history)
         rec = record_of(record, job_id) or await read_done(redis, keys, job_id)
@@ -101,7 +104,13 @@ async def _outcome(redis: Any, keys: Keys, job_id: str) -> tuple[bool, Any]:
     if dead is not None:
         err = decode_json(error) or {}
         raise JobFailedError(job_id, err.get("error", "failed"), err.get("traceback"))
-    if not pending:
+    if pending:
+        return False, None
+    # a workflow member waiting for its dependencies is held by its run, not in ``jobs``
+    member = await member_state(redis, keys, job_id, run)
+    if member == "cancelled":  # (ended without running: no record of it but its run's)
+        raise JobCancelledError(f"job {job_id} was cancelled (it never ran)")
+    if member is None:
         raise JobNotFoundError.for_id(job_id)
     return False, None
 

@@ -11,9 +11,9 @@ from ..store.stored import stored_count, stored_text
 from ..workflows.run import WorkflowRun
 from ..workflows.store import WorkflowScripts
 from .inputs import count
-from .jobinfo import JobInfo, JobStatus, info_from_envelope
+from .jobinfo import JobInfo, JobStatus, decode_json, info_from_envelope
 
-__all__ = ["WorkflowAdmin", "WorkflowSummary", "waiting_member"]
+__all__ = ["WorkflowAdmin", "WorkflowSummary", "member_state", "waiting_member"]
 
 
 def _text(raw: bytes | str) -> str:
@@ -51,6 +51,40 @@ async def waiting_member(redis: Any, keys: Keys, job_id: str) -> JobInfo | None:
     deps = sorted(_text(e).partition("<")[2] for e in edges)
     info.waiting_for = "dependencies: " + ", ".join(deps[:10]) + (" ..." if len(deps) > 10 else "")
     return info
+
+
+async def member_state(redis: Any, keys: Keys, job_id: str, run: bytes | None) -> str | None:
+    """For ``result()``: what a job found in none of the places a job is kept is as a workflow
+    member. ``run``: its ``workflow_of`` (the caller read it). "waiting" while it waits for its
+    dependencies (or was released meanwhile: a job now), "cancelled" when it ended without
+    running (its run records it so until the run lingers out; its ``workflow_of`` went), None
+    when it is no member (or one whose end left nothing but its run's record, as for a job)."""
+    if run is not None:  # (a member not ended: waiting, or released since the caller's read)
+        run_id = _text(run)
+        node = job_id[len(run_id) + 1 :]
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hexists(keys.workflow(run_id, "env"), node)
+            pipe.hexists(keys.jobs, job_id)
+            pipe.hget(keys.workflow(run_id, "res"), node)
+            waiting, released, outcome = await pipe.execute()
+        if waiting or released or outcome is not None:  # (ended since: its record tells)
+            return "cancelled" if _cancelled(outcome) else "waiting"
+        return None
+    # ended: which run it was of is only in its id, "<run>.<node>" (both may hold dots)
+    splits = [i for i, c in enumerate(job_id) if c == "." and 0 < i < len(job_id) - 1]
+    if not splits:
+        return None
+    async with redis.pipeline(transaction=False) as pipe:
+        for i in splits:
+            pipe.hget(keys.workflow(job_id[:i], "res"), job_id[i + 1 :])
+        outcomes = await pipe.execute()
+    return "cancelled" if any(_cancelled(o) for o in outcomes) else None
+
+
+def _cancelled(outcome: bytes | None) -> bool:
+    """A member's outcome in its run's ``res`` (lib/workflows.lua): ended cancelled."""
+    got = decode_json(outcome)
+    return got is not None and got.get("s") == "cancelled"
 
 
 class WorkflowAdmin:
