@@ -1,0 +1,59 @@
+"""Review probe (rev-lim): since 9c664e0 a fetch that fills its name's max_concurrency answers no
+rate wait for that name: the idle pool relies on a wake-up when the slot frees. A reap that frees
+the slot of a dead pool's job WITHOUT requeueing it (buried for too many recoveries, cancelled by
+a stored request, or its job gone) decrements `running` but publishes nothing (reap.lua only
+publishes when it requeued a job or freed a partition): the capped idle pool sleeps until its
+poll interval. The requeue case (control) wakes. (Pre-existing for a capped name without a
+rate, or whose rate is not full, as here; 9c664e0 extends it to a capped name whose rate was
+full, whose pool came back at the rate's free before.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from errands.store.keys import Keys
+from tests.support.ready import ready_to_fetch
+
+SPEC = "r=100/60000"  # a rate, not full here
+
+
+@pytest.mark.parametrize("how", ["requeued", "buried", "cancelled", "gone"])
+async def test_a_reap_freeing_a_capped_slot_wakes_the_idle_pools(
+    redis: Redis, namespace: str, how: str
+) -> None:
+    keys = Keys(namespace)
+    jobs = [("work", {}, {"job_id": "j1"}), ("work", {}, {"job_id": "j2"})]
+    scripts = await ready_to_fetch(redis, namespace, jobs, pools=("dead", "idle"))
+    got = await scripts.fetch("dead", 1, 1, [("work", 1)], specs={"work": SPEC})
+    assert got is not None and [j.id for j in got] == ["j1"]
+    got = await scripts.fetch("idle", 1, 10, [("work", 1)], specs={"work": SPEC})
+    assert got is not None and got == [] and got.wait is None  # capped: no wait, idle marked
+    assert await redis.zscore(keys.idle_for("work"), "idle") is not None
+    if how == "buried":
+        await redis.hset(keys.recoveries, "j1", "2")  # type: ignore[misc]  # the 3rd: buried
+    elif how == "cancelled":
+        await redis.hset(keys.cancel_requests, "j1", "cancel")  # type: ignore[misc]
+    elif how == "gone":
+        await redis.hdel(keys.jobs, "j1")  # type: ignore[misc]
+    await redis.zadd(keys.pools, {"dead": 1})  # died
+    pubsub = redis.pubsub()
+    await pubsub.psubscribe(keys.wake_channel + "*")
+    try:
+        raw = await redis.zrange(keys.in_progress("dead"), 0, -1)
+        members = [(m, *m.decode().split(":", 1)) for m in raw]
+        await scripts.reap("dead", 1000, 3, b'{"error":"x"}', b'{"error":"m"}', members)
+        assert await redis.hget(keys.running, "work") in (b"0", None)  # the slot is free
+        woken = []
+        for _ in range(20):
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+            if msg is not None:
+                woken.append(msg["channel"])
+                break
+            await asyncio.sleep(0)
+        # the capped idle pool (no wait given it) is told the slot is free
+        assert woken, f"{how}: slot freed by reap, no idle pool woken"
+    finally:
+        await pubsub.aclose()
