@@ -14,6 +14,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
+from errands.enqueuer import EnqueueItem
 from errands.store.keys import Keys
 from tests.support.ready import ready_to_fetch
 
@@ -25,7 +26,7 @@ async def test_a_reap_freeing_a_capped_slot_wakes_the_idle_pools(
     redis: Redis, namespace: str, how: str
 ) -> None:
     keys = Keys(namespace)
-    jobs = [("work", {}, {"job_id": "j1"}), ("work", {}, {"job_id": "j2"})]
+    jobs: list[EnqueueItem] = [("work", {}, {"job_id": "j1"}), ("work", {}, {"job_id": "j2"})]
     scripts = await ready_to_fetch(redis, namespace, jobs, pools=("dead", "idle"))
     got = await scripts.fetch("dead", 1, 1, [("work", 1)], specs={"work": SPEC})
     assert got is not None and [j.id for j in got] == ["j1"]
