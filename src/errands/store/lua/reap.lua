@@ -52,7 +52,9 @@
 -- Only this pool's attempts are touched: an entry whose job has another pool's attempt (it runs
 -- there; a state no script leaves, but data of an older version may) only frees its slot.
 -- Every ending is published (dead, cancelled, dropped for a destroy) and recorded in the
--- history (dead, cancelled; attempt from the envelope, see lib/jobstate.lua).
+-- history (dead, cancelled; attempt from the envelope, see lib/jobstate.lua). A call that frees
+-- a name's running slot (requeued or not) publishes one wake-up ('reap' on ARGV[4]) when a pool
+-- is idle.
 -- Returns {requeued, buried, 1 if the pool is gone (drained) else 0, cancelled, 1 if the pool
 -- is alive (left alone) else 0, then the stats fields replaced (not counters: dead, cancelled),
 -- then, only when entries were left alone for their name's count, a list {name, the first 40
@@ -97,7 +99,7 @@ local k = {jobs = KEYS[4], prio = KEYS[6], errors = KEYS[9], recov = KEYS[7], ch
   events = ARGV[7]}
 local history = ARGV[8] == '1'
 local partitioned = redis.call('EXISTS', KEYS[30]) == 1
-local freed = false
+local freed = false  -- a running slot of a name freed (behind its entry's ZREM): idle pools woken
 local function limits_of(index)
   local b = Q + 4 * (index - 1)
   return {on = partitioned, part = KEYS[30], seq = KEYS[10], prun = KEYS[b + 2], pq = KEYS[b + 3],
@@ -325,7 +327,8 @@ for i = E, #ARGV, 4 do
   if not alone(i) and redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
     if name ~= '' then
       redis.call('HINCRBY', KEYS[5], name, -1)
-      freed = lim_release(limits_of(qi), id) or freed
+      lim_release(limits_of(qi), id)
+      freed = true
     end
     -- a job whose attempt is another pool's runs there (a state no script leaves; data of an
     -- older version): it is that attempt's to end, and only this entry (with its slot) goes
@@ -338,7 +341,10 @@ end
 if #wf_evs > 0 then
   ev_publish_all(KEYS[29], ARGV[7], wf_evs)  -- (one HMGET of listening per 1,000)
 end
-if (requeued > 0 or freed) and redis.call('SCARD', KEYS[11]) > 0 then
+-- one wake a call when it freed a running slot (a job requeued, buried, cancelled or gone: a
+-- capped name's idle pool got no wait from its fetch, and slept its poll interval when only a
+-- requeue or a partition's turn woke it); a re-send frees nothing and publishes nothing
+if freed and redis.call('SCARD', KEYS[11]) > 0 then
   redis.call('PUBLISH', ARGV[4], 'reap')
 end
 local removed = 0
