@@ -7,8 +7,9 @@ names it skipped because one of their own keys holds another type (lib/fetchchec
 as a count, until the key is repaired).
 
 A pool logs one error per such name or partition, naming the key, the field and how to repair
-it, once while it stays skipped (a pool fetches many times a second), and logs when it is served
-again: a name when a fetch of it skips it no more; a partition (a fetch meets it only in its
+it, once while it stays skipped (a pool fetches many times a second; again when what holds a
+name back moves to another key, or between its count and a key: not served then), and logs when
+it is served again: a name when a fetch of it skips it no more; a partition (a fetch meets it only in its
 turn) when :meth:`SkippedParts.recheck` reads its count a counter again. The reaper keeps the
 names, and partitions, its passes leave alone (lua/reap.lua) the same way, with its own lines
 (worker/reaper.py: a subclass), and reads their counts the same way (:func:`counters_again`).
@@ -93,6 +94,13 @@ class SkippedNames(Generic[K]):
                     del self.names[name]
                     self.log_served(name)
 
+    def moved(self, names: Iterable[K]) -> None:
+        """``names`` are skipped for another reason now (their lines are another instance's):
+        forgotten, not served (a name whose count was repaired while one of its keys holds
+        another type is not served)."""
+        for name in names:
+            self.names.pop(name, None)
+
     def log_skipped(self, name: K, value: str) -> None:
         """The line of a name skipped (once while it stays so)."""
         log.error(
@@ -169,7 +177,13 @@ class SkippedParts(SkippedNames[tuple[str, str]]):
 
 class SkippedKeys(SkippedNames[str]):
     """The names a pool's fetches skip because one of their own keys (queue, limits' keys, idle
-    set: lua/lib/fetchcheck.lua) holds another type (name -> that key), logged once."""
+    set: lua/lib/fetchcheck.lua) holds another type (name -> that key), logged once per key:
+    a name skipped for another key (the first repaired, fetch.lua names one a call) is logged
+    again, naming it."""
+
+    def note(self, fetched: Iterable[str], skipped: Mapping[str, str]) -> None:
+        self.moved([name for name, key in skipped.items() if self.names.get(name, key) != key])
+        super().note(fetched, skipped)
 
     def log_skipped(self, name: str, value: str) -> None:
         log.error(
@@ -200,6 +214,8 @@ class FetchSkips:
     def note(self, got: FetchResult, fetched: Iterable[str]) -> None:
         """A fetch of the names ``fetched`` answered ``got``."""
         fetched = list(fetched)
+        self.names.moved(got.skipped_keys)  # (a reason moved: the other's line, none served)
+        self.keyed.moved(got.skipped)
         self.names.note(fetched, got.skipped)
         self.keyed.note(fetched, got.skipped_keys)
         if got.skipped_parts:  # (served again: recheck)
