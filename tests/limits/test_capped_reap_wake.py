@@ -1,11 +1,9 @@
-"""Review probe (rev-lim): since 9c664e0 a fetch that fills its name's max_concurrency answers no
-rate wait for that name: the idle pool relies on a wake-up when the slot frees. A reap that frees
-the slot of a dead pool's job WITHOUT requeueing it (buried for too many recoveries, cancelled by
-a stored request, or its job gone) decrements `running` but publishes nothing (reap.lua only
-publishes when it requeued a job or freed a partition): the capped idle pool sleeps until its
-poll interval. The requeue case (control) wakes. (Pre-existing for a capped name without a
-rate, or whose rate is not full, as here; 9c664e0 extends it to a capped name whose rate was
-full, whose pool came back at the rate's free before.)"""
+"""A reap that frees a dead pool's running slot of a capped name wakes the idle pools, whatever
+becomes of the job: requeued, buried (too many recoveries), cancelled (a stored request) or gone
+(its record deleted). A fetch that fills its name's max_concurrency answers no wait of that
+name's rates (9c664e0): the idle pool relies on a wake-up when a slot frees. reap.lua published
+only when it requeued a job or gave a partition its turn: a slot freed otherwise left a capped
+idle pool asleep until its poll interval (3 of 4 failed)."""
 
 from __future__ import annotations
 
