@@ -9,11 +9,11 @@ as a count, until the key is repaired).
 A pool logs one error per such name or partition, naming the key, the field and how to repair
 it, once while it stays skipped (a pool fetches many times a second; again when what holds a
 name back moves to another key, or between its count and a key: not served then), and logs when
-it is served again: a name when a fetch of it skips it no more; a partition (a fetch meets it only in its
-turn) when :meth:`SkippedParts.recheck` reads its count a counter again. The reaper keeps the
-names, and partitions, its passes leave alone (lua/reap.lua) the same way, with its own lines
-(worker/reaper.py: a subclass), and reads their counts the same way (:func:`counters_again`).
-Pure but for the log lines and those reads.
+it is served again: a name when a fetch of it skips it no more; a partition (a fetch meets it
+only in its turn) when :meth:`SkippedParts.recheck` reads its count a counter again. The reaper
+keeps the names, and partitions, its passes leave alone (lua/reap.lua) the same way, with its
+own lines (worker/reaper.py: a subclass), and reads their counts the same way
+(:func:`counters_again`). Pure but for the log lines and those reads.
 """
 
 from __future__ import annotations
