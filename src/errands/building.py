@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -160,6 +161,18 @@ def build_many(
             raise type(exc)(f"enqueue_many item {i}: {exc}") from None
     drawn = {j.id for i, j in enumerate(jobs) if j.id == hexes[32 * i : 32 * i + 32]}
     return jobs, flags, drawn
+
+
+def kept_built(ran: Sequence[tuple[str, Job | None]], drawn: set[str]) -> Built:
+    """``build_many``'s answer after the enqueue middleware (``ran``: each job's id before it,
+    and the job it gave back, None: dropped): the jobs kept, none plain, and of ``drawn`` the
+    ids still trusted. A job's id counts as drawn only if the middleware left it the id drawn
+    for that very job and no other job of the call carries it (a middleware may give one job
+    another's id: the call stores it once, and the other job's ``existed`` is True)."""
+    kept = [job for _, job in ran if job is not None]
+    carried = Counter(job.id for job in kept)
+    trusted = {job.id for own, job in ran if job is not None and job.id == own and own in drawn}
+    return kept, [False] * len(kept), {i for i in trusted if carried[i] == 1}
 
 
 MANY_OPTIONS = ("delay", "at", "priority", "retry", "meta", "job_id", "timeout", "partition")

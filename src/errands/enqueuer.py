@@ -11,7 +11,7 @@ from typing import Any
 from .admin.events import wait_result
 from .admin.hub import EventHub
 from .backoff import RetryOptions
-from .building import Built, build_job, build_many, plain_job, random_id, unique_digest
+from .building import Built, build_job, build_many, kept_built, plain_job, random_id, unique_digest
 from .checks import MAX_SECONDS, seconds
 from .clock import Clock, SystemClock, to_ms
 from .dedup import Dedup
@@ -304,8 +304,8 @@ class Enqueuer(WorkflowEnqueue):
         jobs, flags, drawn = build_many(items, now, plain=plain, share=not self._middleware)
         if not self._middleware:
             return jobs, flags, drawn
-        kept = [j for j in [await self._through_middleware(job) for job in jobs] if j is not None]
-        return kept, [False] * len(kept), drawn
+        ran = [(job.id, await self._through_middleware(job)) for job in jobs]  # (id before it)
+        return kept_built(ran, drawn)
 
     def _envelopes(self, jobs: list[Job], plain: list[bool], now: float) -> list[bytes]:
         """The jobs' envelopes, each checked against ``max_payload``."""

@@ -1,4 +1,4 @@
-"""Review probes of f497c8f (a re-sent enqueue of a random id reports ``existed`` False).
+"""f497c8f (a re-sent enqueue of a random id reports ``existed`` False) with an enqueue middleware.
 
 The override trusts an id drawn by the call to be stored only by the call itself. In
 ``enqueue_many`` the drawn ids are a set over the whole call, taken before the enqueue
@@ -42,8 +42,8 @@ async def test_enqueue_keeps_existed_for_a_middleware_given_id(
 async def test_enqueue_many_keeps_existed_for_a_middleware_given_id(
     redis: Redis, namespace: str
 ) -> None:
-    """Fails on main: the second job is told ``existed`` False (stored), though nothing was
-    stored for it: its id is the first job's, drawn by the same call."""
+    """The second job is told ``existed`` True: nothing was stored for it, its id is the first
+    job's, drawn by the same call (only a job's own draw, carried by no other job, counts)."""
     async with Enqueuer(redis, namespace=namespace, middleware=[Coalescing()]) as enqueuer:
         jobs = await enqueuer.enqueue_many([("work", {"x": 1}), ("work", {"x": 1})])
     assert jobs[0].id == jobs[1].id
