@@ -1,6 +1,6 @@
-"""Review probes of b22cff6: the CLI while the pools' registry (``pools``) holds another type
-(a hand edit). ``Client.queues()`` now answers ``served`` None (not looked up); ``errands
-enqueue`` reads the served names after storing its job."""
+"""The CLI while the pools' registry (``pools``) holds another type (a hand edit).
+``Client.queues()`` answers ``served`` None (not looked up, b22cff6); ``errands enqueue`` reads
+the served names after storing its job; ``errands limits set`` looks them up for a warning."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ async def test_inspect_queues_does_not_say_unserved_when_it_could_not_tell(
     redis: Redis,
     namespace: str,
 ) -> None:
-    """Fails on main: the table's SERVED column says "NO" (no pool serves the name), as for a
-    name no running pool serves, while ``--json`` says null (unknown) and the dashboard '?'."""
+    """The table's SERVED column says "?" (unknown), as ``--json`` says null and the dashboard
+    '?', not "NO" (no running pool serves the name)."""
     async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
         await enqueuer.enqueue("work")
     await redis.set(Keys(namespace).pools, "hand edit")
@@ -26,7 +26,7 @@ async def test_inspect_queues_does_not_say_unserved_when_it_could_not_tell(
     assert table.code == 0, table
     row = table.out.splitlines()[2]
     assert row.split()[0] == "work"
-    assert row.split()[-1] != "NO", table.out
+    assert row.split()[-1] == "?", table.out
 
 
 async def test_enqueue_that_stored_its_job_does_not_fail(
@@ -34,11 +34,13 @@ async def test_enqueue_that_stored_its_job_does_not_fail(
     redis: Redis,
     namespace: str,
 ) -> None:
-    """Fails on main: the job is stored and its id printed, then the served names' read (for a
-    warning) raises WRONGTYPE, with no repair, and the command exits 1: a caller (a script)
-    told the enqueue failed enqueues again, and the job is stored twice."""
+    """The job is stored and its id printed; the served names' read (for a warning) then
+    failing only warns, naming the key and its repair, and the command exits 0 (exit 1 told a
+    script the enqueue failed: it enqueued again, and the job was stored twice)."""
     keys = Keys(namespace)
     await redis.set(keys.pools, "hand edit")
     r = await cli("enqueue", "work")
     assert await redis.hlen(keys.jobs) == 1
     assert r.code == 0, r
+    assert r.out.strip() in {k.decode() for k in await redis.hkeys(keys.jobs)}, r
+    assert f"({keys.pools} is a string; repair: DEL {keys.pools}" in r.err, r

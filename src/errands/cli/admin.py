@@ -20,8 +20,9 @@ from ..checks import seconds
 from ..enqueuer import Enqueuer
 from ..errors import ErrandsError, JobNotFoundError
 from ..store.connection import check
+from ..store.keyrepair import repair_hint
 from ..store.served import served_names, unserved_message
-from .hints import empty_namespace_hint, served_elsewhere
+from .hints import HINT_ERRORS, empty_namespace_hint, served_elsewhere
 from .inputs import json_args, require_job_type
 from .target import BAD_INPUT, Target, add_target_options, refuse
 
@@ -294,13 +295,14 @@ def progress_text(progress: dict[str, Any]) -> str:
 
 
 def _queue_row(q: QueueInfo) -> dict[str, str | int]:
-    """A queue as a table row: units on the latency, "no limit" rather than 0, served or not."""
+    """A queue as a table row: units on the latency, "no limit" rather than 0, served or not
+    ("?": the pools' registry could not be read, its warning logged)."""
     return {
         **dataclasses.asdict(q),
         "paused": "yes" if q.paused else "no",
         "max_concurrency": q.max_concurrency or "no limit",
         "latency": f"{q.latency:.3g}s" if q.queued else "-",
-        "served": "yes" if q.served else "NO",
+        "served": "?" if q.served is None else "yes" if q.served else "NO",  # (None: unread)
     }
 
 
@@ -355,7 +357,11 @@ async def _enqueue(client: Client, args: argparse.Namespace) -> int:
     job = await enqueuer.enqueue(args.name, payload, delay=delay, priority=args.priority)
     assert job is not None
     print(orjson.dumps({"id": job.id}).decode() if args.json else job.id)
-    served = await served_names(client.redis, client.keys)
+    try:  # (the job is stored: a failed lookup for a warning must not say it was not)
+        served = await served_names(client.redis, client.keys, repair_hint)
+    except HINT_ERRORS as exc:
+        print(f"errands: warning: {exc}; the job is stored", file=sys.stderr)
+        return 0
     if args.name not in served:
         message = unserved_message(args.name, served, args.namespace)
         print(f"errands: warning: {message}; the job waits until one does", file=sys.stderr)
