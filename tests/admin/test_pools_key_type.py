@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from errands import Client, Enqueuer, JobStatus
+from errands import Client, Concurrency, Enqueuer, JobStatus
 from errands.store.keys import Keys
 
 REPAIR = "is a string; repair: DEL"
@@ -63,3 +63,28 @@ async def test_a_quiet_request_names_the_key_and_its_repair(
     text = str(raised.value)
     assert text.startswith(f"WRONGTYPE {key} holds another type: "), text
     assert f"({key} {REPAIR} {key}" in text
+
+
+async def test_set_limits_stores_with_a_warning_naming_the_repair(
+    client: Client, redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The served names' lookup only feeds a warning (``strict=False``): the limits are stored,
+    and the warning names the key and its repair (it was Redis' bare WRONGTYPE, storing
+    nothing)."""
+    keys = Keys(namespace)
+    await redis.set(keys.pools, "hand edit")
+    with caplog.at_level(logging.WARNING, logger="errands.admin"):
+        await client.set_limits("work", [Concurrency(2)])
+    assert await redis.hexists(keys.runtime_limits, "work")  # type: ignore[misc]
+    assert f"({keys.pools} {REPAIR} {keys.pools}" in caplog.text, caplog.text
+
+
+async def test_strict_set_limits_raises_naming_the_repair(
+    client: Client, redis: Redis, namespace: str
+) -> None:
+    keys = Keys(namespace)
+    await redis.set(keys.pools, "hand edit")
+    with pytest.raises(ResponseError) as raised:
+        await client.set_limits("work", [Concurrency(2)], strict=True)
+    assert f"({keys.pools} {REPAIR} {keys.pools}" in str(raised.value), str(raised.value)
+    assert not await redis.hexists(keys.runtime_limits, "work")  # type: ignore[misc]

@@ -44,3 +44,20 @@ async def test_enqueue_that_stored_its_job_does_not_fail(
     assert r.code == 0, r
     assert r.out.strip() in {k.decode() for k in await redis.hkeys(keys.jobs)}, r
     assert f"({keys.pools} is a string; repair: DEL {keys.pools}" in r.err, r
+
+
+async def test_limits_set_stores_and_warns_naming_the_repair(
+    cli: Cli,  # noqa: F811
+    redis: Redis,
+    namespace: str,
+) -> None:
+    """``limits set`` of a name enqueued before (a known job type) stores the limits, warning
+    with the key and its repair that it could not look the served names up."""
+    keys = Keys(namespace)
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enqueuer:
+        await enqueuer.enqueue("work")
+    await redis.set(keys.pools, "hand edit")
+    r = await cli("limits", "set", "work", "concurrency=2")
+    assert r.code == 0, r
+    assert await redis.hexists(keys.runtime_limits, "work")  # type: ignore[misc]
+    assert f"({keys.pools} is a string; repair: DEL {keys.pools}" in r.err, r

@@ -15,8 +15,9 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from ..errors import UnknownJobError
 from ..limits import Concurrency, Limit, Rate, compile_limits, limit_from_dict, limit_to_dict
+from ..store.keyrepair import repair_hint
 from ..store.keys import Keys
-from ..store.served import unserved
+from ..store.served import unless_unread, unserved
 from ..store.stored import stored_count, stored_text
 from .inputs import count
 
@@ -89,7 +90,7 @@ async def write_limits(
     stored = [limit_to_dict(limit) for limit in limits]
     if [limit_from_dict(d) for d in stored] != list(limits):  # what every pool reads back
         raise ValueError(f"limits {limits!r} do not survive being stored")
-    problem = None if strict is None else await unserved(redis, keys, name)
+    problem = None if strict is None else await _unserved(redis, keys, name, strict)
     if problem is not None and strict:
         raise UnknownJobError(problem)
     await redis.hset(keys.runtime_limits, name, orjson.dumps(stored))
@@ -98,6 +99,14 @@ async def write_limits(
             "%s; its limits apply once a pool serves it; set_limits(strict=True) raises instead",
             problem,
         )
+
+
+async def _unserved(redis: Any, keys: Keys, name: str, strict: bool) -> str | None:
+    """``unserved`` for write_limits. While the pools' registry holds another type, its error
+    naming the key and its repair: raised when ``strict``, else logged as a warning and None
+    (the lookup only feeds a warning: the limits are stored)."""
+    read = unserved(redis, keys, name, repair_hint)
+    return await read if strict else await unless_unread(read, keys, log)
 
 
 def _text(raw: Any) -> str:

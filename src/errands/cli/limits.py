@@ -13,8 +13,10 @@ from ..admin.client import Client
 from ..errors import ErrandsError, RedisUnavailableError
 from ..limits import compile_limits, describe_limit, limit_to_dict, parse_limit
 from ..store.connection import REDIS_ERRORS
+from ..store.keyrepair import repair_hint
 from ..store.keys import check_job_name
 from ..store.served import unserved
+from .hints import HINT_ERRORS
 from .inputs import unknown_job_type
 from .target import BAD_INPUT, Target, add_target_options, refuse
 
@@ -95,13 +97,22 @@ async def _set(client: Client, args: argparse.Namespace) -> int:
     if unknown is not None:  # (set ahead of a new job type's deploy, or a typo)
         warning: str | None = f"{unknown}its limits apply once a pool serves it)"
     else:  # (its pools are down, or it was enqueued under a typo)
-        problem = await unserved(client.redis, client.keys, args.name)
-        warning = None if problem is None else f"{problem}; its limits apply once a pool serves it"
+        warning = await _unserved(client, args.name)
     await client.set_limits(args.name, limits, strict=None)  # (warned here, not logged)
     if warning is not None:
         print(f"errands: warning: {warning}", file=sys.stderr)
     print(f"{args.name}: {' '.join(map(describe_limit, limits))} (pools apply it within a second)")
     return 0
+
+
+async def _unserved(client: Client, name: str) -> str | None:
+    """``limits set``'s warning for a name no running pool serves; a lookup that fails (the
+    pools' registry of another type: its key and repair named) is only warned of too."""
+    try:
+        problem = await unserved(client.redis, client.keys, name, repair_hint)
+    except HINT_ERRORS as exc:
+        return f"{exc}; the limits are stored all the same"
+    return None if problem is None else f"{problem}; its limits apply once a pool serves it"
 
 
 async def _clear(client: Client, args: argparse.Namespace) -> int:

@@ -98,9 +98,10 @@ async def served_names(redis: Any, keys: Keys, hint: Hint | None = None) -> set[
     return names
 
 
-async def unserved(redis: Any, keys: Keys, name: str) -> str | None:
-    """``unserved_message`` for ``name`` when no running pool serves it, else None."""
-    served = await served_names(redis, keys)
+async def unserved(redis: Any, keys: Keys, name: str, hint: Hint | None = None) -> str | None:
+    """``unserved_message`` for ``name`` when no running pool serves it, else None (served_names'
+    error while the pools' registry holds another type)."""
+    served = await served_names(redis, keys, hint)
     return None if name in served else unserved_message(name, served, keys.namespace)
 
 
