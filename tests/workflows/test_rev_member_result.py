@@ -1,0 +1,115 @@
+"""Review probes of d9c590a (result() of workflow members): bounded reads for a long dotted
+id, callbacks, forgotten members, events of a cascade."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from errands import Client, JobCancelledError, JobNotFoundError, Workflow
+from errands.admin import events
+
+from .conftest import Env
+
+
+@pytest.fixture
+def events_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiter looks again only when an event of its job comes (no look on a timer)."""
+    monkeypatch.setattr(events, "recheck_period", lambda waiters: 3600.0)
+
+
+async def _hgets(env: Env) -> int:
+    stats = await env.redis.info("commandstats")
+    return int(stats.get("cmdstat_hget", {}).get("calls", 0))
+
+
+async def test_a_long_dotted_id_costs_a_bounded_number_of_reads(env: Env) -> None:
+    """A member id is at most 200 characters (members.py member_id), its node at most 120
+    (graph.py): an id of 2,001 characters holding 1,000 dots can be no member. lib/wfids.lua
+    bounds the same lookup to 121 candidates; result() read one key per dot (1,000 HGETs, keys
+    built in O(len**2) characters: a 1 MB id of dots would build ~10**11)."""
+    client = Client(env.redis, namespace=env.namespace)
+    job_id = "r" + ".x" * 1000
+    before = await _hgets(env)
+    with pytest.raises(JobNotFoundError):
+        await client.result(job_id, timeout=5)
+    assert await _hgets(env) - before <= 121
+    await client.aclose()
+
+
+async def test_result_of_a_callback_waits_while_its_run_runs(env: Env) -> None:
+    """run.callback_job_id() names a job the run will enqueue; result() of it raised
+    JobNotFoundError at once while the run ran (callbacks are not in workflow_of)."""
+    client = Client(env.redis, namespace=env.namespace)
+    wf = Workflow()
+    wf.add("work", {"value": 1}, id="a")
+    wf.on_success("notify", {})
+    run = await env.enqueuer.enqueue_workflow(wf)
+    waiter = asyncio.create_task(client.result(run.callback_job_id("on_success"), timeout=30))
+    await asyncio.sleep(0.2)
+    assert not waiter.done() or waiter.exception() is None, waiter.exception()
+    await env.pool.drain(timeout=20)
+    assert await asyncio.wait_for(waiter, 10) is None
+    await client.aclose()
+
+
+@pytest.mark.parametrize("how", ["destroy", "delete_cancelled_job"])
+async def test_a_queued_member_forgotten_by_id_is_not_found(env: Env, how: str) -> None:
+    """docs/client.md, forgotten jobs: a job destroyed or deleted answers every lookup as an
+    id never enqueued, result() raising JobNotFoundError (it did for a member before d9c590a).
+    Now the run's "cancelled" record of it makes result() raise JobCancelledError "(it never
+    ran)"."""
+    client = Client(env.redis, namespace=env.namespace)
+    wf = Workflow()
+    wf.add("work", {"value": 1}, id="a")  # (no dependency: queued at once)
+    wf.add("work", {"value": 2}, id="b", after=["a"])
+    run = await env.enqueuer.enqueue_workflow(wf)
+    member = run.job_id("a")
+    if how == "destroy":
+        assert await client.destroy(member)
+    else:
+        assert await client.cancel(member) == "cancelled"
+        assert await client.delete_cancelled_job(member)
+    assert await client.job(member) is None
+    with pytest.raises(JobNotFoundError):
+        await client.result(member, timeout=1)
+    await client.aclose()
+
+
+async def test_a_cascade_wakes_the_waiter_of_a_member_two_steps_down(
+    env: Env, events_only: None
+) -> None:
+    client = Client(env.redis, namespace=env.namespace)
+    wf = Workflow()
+    wf.add("work", {"fail": True}, id="a")
+    wf.add("work", {"value": 2}, id="b", after=["a"])
+    wf.add("work", {"value": 3}, id="c", after=["b"])
+    run = await env.enqueuer.enqueue_workflow(wf)
+    waiter = asyncio.create_task(client.result(run.job_id("c"), timeout=30))
+    await asyncio.sleep(0.2)
+    assert not waiter.done()
+    await env.pool.drain(timeout=20)
+    with pytest.raises(JobCancelledError):
+        await asyncio.wait_for(waiter, 10)
+    await client.aclose()
+
+
+async def test_a_plain_dotted_id_next_to_a_run_is_not_a_member(env: Env) -> None:
+    """A plain job 'R.zz' (no node zz in run R) that ended and kept no record: not found, not
+    cancelled; and one that is queued waits."""
+    client = Client(env.redis, namespace=env.namespace)
+    wf = Workflow(id="R")
+    wf.add("work", {"fail": True}, id="a")
+    wf.add("work", {"value": 2}, id="b", after=["a"])
+    run = await env.enqueuer.enqueue_workflow(wf)
+    await env.pool.drain(timeout=20)
+    assert (await run.status()).nodes["b"].state == "cancelled"
+    job = await env.enqueuer.enqueue("work", {"value": 5}, job_id="R.zz")
+    assert job is not None
+    with pytest.raises(TimeoutError):
+        await client.result("R.zz", timeout=0.3)
+    assert await client.destroy("R.zz")
+    with pytest.raises(JobNotFoundError):
+        await client.result("R.zz", timeout=1)
+    await client.aclose()
