@@ -113,3 +113,21 @@ async def test_a_plain_dotted_id_next_to_a_run_is_not_a_member(env: Env) -> None
     with pytest.raises(JobNotFoundError):
         await client.result("R.zz", timeout=1)
     await client.aclose()
+
+
+async def test_member_state_with_a_stale_run_read(env: Env) -> None:
+    """The caller read the member's run, then it was released (a job now) or ended: waiting
+    (the next look finds it), never None (JobNotFoundError) for a member that exists."""
+    from errands.admin.workflows import member_state
+
+    wf = Workflow()
+    wf.add("work", {"value": 1}, id="a")
+    wf.add("work", {"value": 2}, id="b", after=["a"])
+    run = await env.enqueuer.enqueue_workflow(wf)
+    stale = {n: await env.redis.hget(env.keys.workflow_of, run.job_id(n)) for n in "ab"}
+    assert await member_state(env.redis, env.keys, run.job_id("a"), stale["a"]) == "waiting"
+    await env.pool.drain(timeout=20)
+    for n in "ab":
+        assert await env.redis.hget(env.keys.workflow_of, run.job_id(n)) is None
+        assert await member_state(env.redis, env.keys, run.job_id(n), stale[n]) == "waiting"
+        assert await member_state(env.redis, env.keys, run.job_id(n), None) is None
