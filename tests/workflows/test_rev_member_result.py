@@ -4,6 +4,7 @@ id, callbacks, forgotten members, events of a cascade."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -124,7 +125,9 @@ async def test_member_state_with_a_stale_run_read(env: Env) -> None:
     wf.add("work", {"value": 1}, id="a")
     wf.add("work", {"value": 2}, id="b", after=["a"])
     run = await env.enqueuer.enqueue_workflow(wf)
-    stale = {n: await env.redis.hget(env.keys.workflow_of, run.job_id(n)) for n in "ab"}
+    stale: dict[str, Any] = {
+        n: await env.redis.hget(env.keys.workflow_of, run.job_id(n)) for n in "ab"
+    }
     assert await member_state(env.redis, env.keys, run.job_id("a"), stale["a"]) == "waiting"
     await env.pool.drain(timeout=20)
     for n in "ab":
