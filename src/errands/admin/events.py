@@ -109,7 +109,7 @@ async def _outcome(redis: Any, keys: Keys, job_id: str) -> tuple[bool, Any]:
     # a workflow member waiting for its dependencies is held by its run, not in ``jobs``
     member = await member_state(redis, keys, job_id, run)
     if member == "cancelled":  # (ended without running: no record of it but its run's)
-        raise JobCancelledError(f"job {job_id} was cancelled (it never ran)")
+        raise JobCancelledError(f"job {job_id} was cancelled (so its workflow run records it)")
     if member is None:
         raise JobNotFoundError.for_id(job_id)
     return False, None

@@ -53,6 +53,10 @@ async def waiting_member(redis: Any, keys: Keys, job_id: str) -> JobInfo | None:
     return info
 
 
+_MEMBER_ID_MAX = 200  # (members.py: a member id is a job id, of at most 200 characters)
+_NODE_MAX = 120  # (graph.py: node ids of 1-120 characters)
+
+
 async def member_state(redis: Any, keys: Keys, job_id: str, run: bytes | None) -> str | None:
     """For ``result()``: what a job found in none of the places a job is kept is as a workflow
     member. ``run``: its ``workflow_of`` (the caller read it). "waiting" while it waits for its
@@ -70,8 +74,12 @@ async def member_state(redis: Any, keys: Keys, job_id: str, run: bytes | None) -
         if waiting or released or outcome is not None:  # (ended since: its record tells)
             return "cancelled" if _cancelled(outcome) else "waiting"
         return None
-    # ended: which run it was of is only in its id, "<run>.<node>" (both may hold dots)
-    splits = [i for i, c in enumerate(job_id) if c == "." and 0 < i < len(job_id) - 1]
+    # ended: which run it was of is only in its id, "<run>.<node>" (both may hold dots); a
+    # member id is at most 200 characters, its node at most 120 (as lib/wfids.lua's bound)
+    if len(job_id) > _MEMBER_ID_MAX:
+        return None
+    tail = len(job_id) - 1 - _NODE_MAX
+    splits = [i for i in range(max(1, tail), len(job_id) - 1) if job_id[i] == "."]
     if not splits:
         return None
     async with redis.pipeline(transaction=False) as pipe:

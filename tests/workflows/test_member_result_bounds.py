@@ -1,4 +1,4 @@
-"""Review probes of d9c590a (result() of workflow members): bounded reads for a long dotted
+"""result() of workflow members: bounded reads for a long dotted
 id, callbacks, forgotten members, events of a cascade."""
 
 from __future__ import annotations
@@ -39,28 +39,11 @@ async def test_a_long_dotted_id_costs_a_bounded_number_of_reads(env: Env) -> Non
     await client.aclose()
 
 
-async def test_result_of_a_callback_waits_while_its_run_runs(env: Env) -> None:
-    """run.callback_job_id() names a job the run will enqueue; result() of it raised
-    JobNotFoundError at once while the run ran (callbacks are not in workflow_of)."""
-    client = Client(env.redis, namespace=env.namespace)
-    wf = Workflow()
-    wf.add("work", {"value": 1}, id="a")
-    wf.on_success("notify", {})
-    run = await env.enqueuer.enqueue_workflow(wf)
-    waiter = asyncio.create_task(client.result(run.callback_job_id("on_success"), timeout=30))
-    await asyncio.sleep(0.2)
-    assert not waiter.done() or waiter.exception() is None, waiter.exception()
-    await env.pool.drain(timeout=20)
-    assert await asyncio.wait_for(waiter, 10) is None
-    await client.aclose()
-
-
 @pytest.mark.parametrize("how", ["destroy", "delete_cancelled_job"])
-async def test_a_queued_member_forgotten_by_id_is_not_found(env: Env, how: str) -> None:
-    """docs/client.md, forgotten jobs: a job destroyed or deleted answers every lookup as an
-    id never enqueued, result() raising JobNotFoundError (it did for a member before d9c590a).
-    Now the run's "cancelled" record of it makes result() raise JobCancelledError "(it never
-    ran)"."""
+async def test_a_queued_member_forgotten_by_id_is_cancelled_in_its_run(env: Env, how: str) -> None:
+    """A member destroyed or deleted by id while its run is kept: its run records it as
+    cancelled, and result() says so (docs/client.md, forgotten jobs: the exception), in words
+    that do not claim it never ran."""
     client = Client(env.redis, namespace=env.namespace)
     wf = Workflow()
     wf.add("work", {"value": 1}, id="a")  # (no dependency: queued at once)
@@ -73,7 +56,7 @@ async def test_a_queued_member_forgotten_by_id_is_not_found(env: Env, how: str) 
         assert await client.cancel(member) == "cancelled"
         assert await client.delete_cancelled_job(member)
     assert await client.job(member) is None
-    with pytest.raises(JobNotFoundError):
+    with pytest.raises(JobCancelledError, match="its workflow run records it"):
         await client.result(member, timeout=1)
     await client.aclose()
 
