@@ -132,7 +132,9 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
         self._remote_tasks: set[asyncio.Task[None]] = set()  # quiet()/resume() asked remotely
         self.left_in_progress: list[str] = []  # job ids a stop(exiting=True) left in threads
         self._tasks: list[asyncio.Task[None]] = []
-        self._starting: asyncio.Future[None] | None = None
+        self._starting: asyncio.Task[Any] | None = None
+        self._start_over = asyncio.Event()
+        self._stopping: tuple[asyncio.Task[Any] | None, asyncio.Event] | None = None
         self.worker: Worker | None = None
         self.requeuer: Requeuer | None = None
         self.reaper: Reaper | None = None
@@ -177,21 +179,20 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
         if not self.job_types:
             raise RegistrationError("no job types registered: use @pool.job(...) first")
         self._grace_over = asyncio.Event()  # (before any await: an end_grace() meanwhile counts)
-        # a task of its own, which a stop() meanwhile cancels (not the caller's task): start()
-        # then raises CancelledError, the start given up (Starting._cancel_start)
-        self._starting = starting = asyncio.ensure_future(self._start_and_launch())
+        # in the caller's task (its context: what startup hooks set is seen after), which a
+        # stop() meanwhile cancels: start() then raises CancelledError, the start given up
+        # (Starting._cancel_start)
+        self._starting = asyncio.current_task()
+        self._start_over = over = asyncio.Event()
         try:
-            await starting
+            scripts, names = await self._start_up()  # (starting.py)
+            self._wake = asyncio.Event()  # (no await from here on: a cancel cannot come between)
+            self._build(scripts, names, self._wake)
+            self._launch(self._wake)
+            self._after_launch(names)  # (controls.py) logs the start, applies a remote request
         finally:
-            if self._starting is starting:
-                self._starting = None
-
-    async def _start_and_launch(self) -> None:
-        scripts, names = await self._start_up()  # (starting.py)
-        self._wake = asyncio.Event()  # (no await from here on: a cancel cannot come between)
-        self._build(scripts, names, self._wake)
-        self._launch(self._wake)
-        self._after_launch(names)  # (controls.py) logs the start, applies a remote request
+            self._starting = None
+            over.set()
 
     def _build(self, scripts: WorkerScripts, names: list[str], wake: asyncio.Event) -> None:
         """Construct the components: worker (with settler), requeuer, reaper, periodic."""
@@ -290,8 +291,20 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
         right after (``pool.run()`` and the CLI): such jobs are then left in progress and run
         again by other pools once the process is gone. See docs/workers.md#graceful-shutdown."""
         await self._cancel_start()  # (starting.py) a start under way is given up
+        if self._stopping is not None:  # a stop under way: waited for (one from its own
+            if self._stopping[0] is not asyncio.current_task():  # shutdown hook returns)
+                await self._stopping[1].wait()
+            return
         if not self._started or not self._launched:  # (self.worker may be a previous run's)
             return
+        self._stopping = stopping = (asyncio.current_task(), asyncio.Event())
+        try:
+            await self._stop_launched(grace, exiting)
+        finally:
+            self._stopping = None
+            stopping[1].set()
+
+    async def _stop_launched(self, grace: float | None, exiting: bool) -> None:
         assert self.worker is not None  # (launched)
         grace = self.shutdown_grace if grace is None else grace
         self._stop_begun = True

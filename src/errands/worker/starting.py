@@ -41,7 +41,8 @@ class Starting:
     _owns_client: bool  # (made from the URL: closed by a stop, or by a start given up)
     _redis: Redis | None
     _served: ServedNames
-    _starting: asyncio.Future[None] | None  # (start) up to the launch, which a stop() cancels
+    _starting: asyncio.Task[Any] | None  # (start) the task running it, which a stop() cancels
+    _start_over: asyncio.Event  # (start) set once it launched or gave up
     heartbeater: Heartbeater | None
     _executor: DaemonThreadPool | None
 
@@ -133,15 +134,19 @@ class Starting:
                         self._started = False
 
     async def _cancel_start(self) -> None:
-        """(stop) A start under way is given up as a signal gives it up: cancelled (a startup
-        hook too), it takes its own give-up path (the shutdown hooks run only if every startup
+        """(stop) A start under way is given up as a signal gives it up: the task running it is
+        cancelled (a startup hook too; start() raises CancelledError there), it takes its own
+        give-up path (the shutdown hooks run only if every startup
         hook returned) and launches nothing; waited for (a cancel of the stop leaves it to
         end). A start that ignored its cancellation (a hook swallowing it) launched: the stop
         then stops the pool as usual."""
-        starting = self._starting
-        if starting is not None and not starting.done():
-            starting.cancel()
-            await asyncio.wait([starting])
+        starting, over = self._starting, self._start_over
+        if starting is None or over.is_set():
+            return
+        if starting is asyncio.current_task():  # a stop() from a startup hook: raised there
+            raise asyncio.CancelledError("pool.stop() during the start")
+        starting.cancel()  # (the task that runs start(): its caller's)
+        await over.wait()  # (a start that ignored the cancel launched: the stop goes on)
 
     async def _close_client(self) -> None:
         """(stop, a start given up) Close the client the pool made from its URL (a later
