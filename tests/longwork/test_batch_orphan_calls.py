@@ -53,7 +53,9 @@ async def test_the_orphans_of_a_lost_batch_fetch_go_back_in_chunks(
 
     pool = WorkerPool(redis, namespace=namespace, concurrency=2, poll_interval=3600.0)
 
-    @pool.batch_job("big", max_size=N, max_wait=3600)
+    # (N jobs never fill a batch of N + 1, nor wait an hour: the pool's own batch loop never
+    # fetches them, the test's fetches take them all; with max_size N it raced them)
+    @pool.batch_job("big", max_size=N + 1, max_wait=3600)
     async def big(jobs: list[Job]) -> None:
         pass
 
