@@ -109,8 +109,8 @@ def _cause(prev: Run, nxt: Run, events: Events, resend_window: float) -> str:
         return "while still running (a double run)"
     if prev.outcome == "error":
         return "retry"
-    if prev.outcome == "cancelled":
-        return "requeued at stop"
+    if prev.outcome in ("cancelled", "stopped"):  # (stopped: an iterable job its worker's
+        return "requeued at stop"  # stop suspended between two items, resumed elsewhere)
     if prev.end is None:
         if any(pid == prev.pid and at <= nxt.start for pid, at in events.kills):
             return "worker killed"

@@ -76,6 +76,8 @@ def test_analysis_of_reruns_and_recoveries() -> None:
         Run("same-worker", "n", 4, 61.2, 61.6, "ok"),  # fetched twice by the same pool
         Run("unacked", "n", 1, 9.7, 9.9, "ok"),  # done, but its worker died before the ack
         Run("unacked", "n", 2, 13.0, 13.1, "ok"),
+        Run("checkpointed", "n", 2, 70.0, 70.5, "stopped"),  # an iterable job its worker's stop
+        Run("checkpointed", "n", 3, 70.6, 71.0, "ok"),  # suspended, resumed from its checkpoint
     ]
     a = analyse(runs, events, settled=())
     assert a.reruns["worker killed before its ack"] == 1
@@ -87,6 +89,7 @@ def test_analysis_of_reruns_and_recoveries() -> None:
         "after success, producer fault (enqueue re-sent?)": 1,
         "while still running (a double run)": 2,
         "retry": 1,
+        "requeued at stop": 1,
         "worker frozen": 1,
         "after success, no fault": 2,  # "faulted": the fault hit another worker's connections
     }
