@@ -206,13 +206,20 @@ async def test_kill_storm(
 
     starts = await oracle.starts()
     dups = await check_after_kill(main, keys, oracle, ids, in_flight)
-    pools.update(await fleet.pool_ids(main))
-    alive_pools = {pools[p.pid] for p in fleet.alive if p.pid in pools}
+    seen: list[object] = []
 
     async def only_live_pools_registered() -> bool:
-        return {p.decode() for p in await main.zrange(keys.pools, 0, -1)} == alive_pools
+        pools.update(await fleet.pool_ids(main))
+        alive_pools = {pools[p.pid] for p in fleet.alive if p.pid in pools}
+        registered = {p.decode() for p in await main.zrange(keys.pools, 0, -1)}
+        seen[:] = [registered, alive_pools, pools, [p.pid for p in fleet.alive]]
+        return registered == alive_pools
 
-    await eventually(only_live_pools_registered, 10, "the dead pools to be unregistered")
+    try:
+        await eventually(only_live_pools_registered, 10, "the dead pools to be unregistered")
+    except AssertionError as exc:
+        detail = f"registered, alive, pid -> pool, alive pids: {seen}"
+        raise AssertionError(f"{exc}: {detail}\n{fleet.logs(4000)}") from None
     back = [max(restarts(jobs, starts, pid, at).values(), default=0.0) for pid, at, jobs in kills]
     report(
         "2. kill storm (4 pools, hb 0.25 s, dead 1.5 s)",
@@ -223,6 +230,7 @@ async def test_kill_storm(
         lost=0,
         worst_recovery_s=max(back),
         last_kill_to_all_done_s=done_at - kills[-1][1],
+        live_pools_lease_lost=sum(p.output().count("lost its lease") for p in fleet.workers),
         runtime_s=time.monotonic() - began,
     )
     assert len(kills) >= 6
