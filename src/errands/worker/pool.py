@@ -174,6 +174,15 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
     async def start(self) -> None:
         """Connect, run startup hooks, start heartbeats, fetching, promotion, reaping (undone
         when cancelled or failing: see ``Starting._start_up``)."""
+        if self._stopping is not None:  # (it would return, `started`, the pool about to stop)
+            raise RuntimeError(
+                f"pool {self.id}: start() during a stop() under way: call it again once the "
+                "stop returned"
+            )
+        if self._starting is not None and not self._start_over.is_set():
+            if self._starting is not asyncio.current_task():  # (one from a startup hook returns)
+                await self._join_start()
+            return
         if self._started:
             return
         if not self.job_types:

@@ -43,6 +43,7 @@ class Starting:
     _served: ServedNames
     _starting: asyncio.Task[Any] | None  # (start) the task running it, which a stop() cancels
     _start_over: asyncio.Event  # (start) set once it launched or gave up
+    _launched: bool  # (leasing.py)
     heartbeater: Heartbeater | None
     _executor: DaemonThreadPool | None
 
@@ -147,6 +148,17 @@ class Starting:
             raise asyncio.CancelledError("pool.stop() during the start")
         starting.cancel()  # (the task that runs start(): its caller's)
         await over.wait()  # (a start that ignored the cancel launched: the stop goes on)
+
+    async def _join_start(self) -> None:
+        """(a second start() during a start under way) Wait for that start: it launched the
+        pool, or it failed or was given up (a stop() meanwhile): RuntimeError then (a start of
+        its own would outlive that stop, or repeat a failing start the caller did not ask to)."""
+        await self._start_over.wait()
+        if not (self._started and self._launched):
+            raise RuntimeError(
+                f"pool {self.id}: the start() under way (another call, which this one waited "
+                "for) failed or was given up; the pool is not started"
+            )
 
     async def _close_client(self) -> None:
         """(stop, a start given up) Close the client the pool made from its URL (a later
