@@ -5,7 +5,9 @@ the start fails or is cancelled (a signal to a worker process that is still star
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..store.connection import check
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Starting"]
 
+log = logging.getLogger("errands.pool")
+
 
 class Starting:
     """Mixin of WorkerPool."""
@@ -34,6 +38,7 @@ class Starting:
     job_types: dict[str, JobType]
     context: dict[str, Any]
     dead_timeout: float
+    heartbeat_interval: float
     redis_functions: bool
     _started: bool
     _on_startup: list[Hook]
@@ -103,16 +108,20 @@ class Starting:
         try:
             if hooks_ran:
                 await call_hooks(self._on_shutdown, self.context, f"pool {self.id}: shutdown")
-        finally:
-            await self._end_run(withdraw=published)
+        finally:  # (Redis black-holed: each call bounded, else 15 s timeouts and their retries)
+            await self._end_run(withdraw=published, bound=max(1.0, self.heartbeat_interval))
 
-    async def _end_run(self, *, withdraw: bool, lingering: bool = False) -> None:
+    async def _end_run(
+        self, *, withdraw: bool, lingering: bool = False, bound: float | None = None
+    ) -> None:
         """(the end of a stop, a start given up) Stop heartbeating (``lingering``: from a
         thread once the plain-def handlers still running return), withdraw the names served,
         give up the lease (not while lingering: the reaper takes their jobs), shut the
         thread pool of plain-def handlers down, close the client. Each step is taken even
         when one before it fails or is cancelled (a second cancel skips at most the step it
-        comes in): no registration or heartbeat is left."""
+        comes in): no registration or heartbeat is left. ``bound`` (a start given up: it holds
+        no job) bounds each call to Redis: one that times out leaves the registration to lapse
+        (a reaper takes it after ``dead_timeout``), the names to their TTL."""
         try:
             if lingering:
                 keep_beating(self.id, self.heartbeater, self._executor)
@@ -121,11 +130,11 @@ class Starting:
         finally:
             try:
                 if withdraw:
-                    await self._served.withdraw()
+                    await self._bounded(self._served.withdraw(), bound, "withdraw its names")
             finally:
                 try:
                     if not lingering:
-                        await self._deregister()
+                        await self._bounded(self._deregister(), bound, "deregister")
                 finally:
                     if self._executor is not None:  # (given up: a previous run's, shut)
                         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -133,6 +142,24 @@ class Starting:
                         await self._close_client()
                     finally:
                         self._started = False
+
+    async def _bounded(self, call: Awaitable[None], bound: float | None, what: str) -> None:
+        """(_end_run) ``call``, given up after ``bound`` seconds (None: not bounded)."""
+        if bound is None:
+            await call
+            return
+        try:
+            async with asyncio.timeout(bound):
+                await call
+        except TimeoutError:
+            log.warning(
+                "pool %s: could not %s, Redis did not answer within %.1fs; its registration "
+                "lapses within dead_timeout (%.1fs)",
+                self.id,
+                what,
+                bound,
+                self.dead_timeout,
+            )
 
     async def _cancel_start(self) -> None:
         """(stop) A start under way is given up as a signal gives it up: the task running it is
