@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
@@ -114,28 +115,40 @@ class Batching(BatchWaiting):
             yield from batch.ids
 
     async def _batch_loops(self) -> None:
-        loops = [self._batch_loop(jt) for jt in batch_types(self.job_types).values()]
+        types = list(batch_types(self.job_types).values())
+        self._batch_wakes = tuple(asyncio.Event() for _ in types)
+        self._batch_seen = tuple((jt.name, Seen()) for jt in types)
+        loops = [
+            self._batch_loop(jt, wake, seen)
+            for jt, wake, (_, seen) in zip(types, self._batch_wakes, self._batch_seen, strict=True)
+        ]
         if loops:
             await asyncio.gather(*loops)
 
-    async def _batch_loop(self, jt: JobType) -> None:
+    async def _batch_loop(self, jt: JobType, wake: asyncio.Event, seen: Seen) -> None:
+        """One batch name's loop: it looks at its queue when woken (``wake``: batchwait.py),
+        when its batch is due, and every ``poll_interval`` at most."""
         runner = jt.handler
         assert isinstance(runner, BatchRunner)
         poll = min(max(runner.max_wait / 4, 0.05), self.poll_interval)
-        seen = Seen()
         delay = 0.05
         outage = OutageLog(log, f"batch fetch of {jt.name}")
         while not self._stopping:
-            if self._quiet:  # (quieting.py: no fetch until resumed)
+            if self._quiet:  # (quieting.py: no fetch, no idle mark until resumed)
+                await self._batch_unmark_quietly(jt.name, seen)
                 await self._batch_quiet()
                 continue
             try:
+                wake.clear()  # (a wake-up from here on: the look may have missed its job)
                 due = await self._batch_due(jt.name, runner, seen)
+                if seen.paused:  # (no fetch: its unpause wakes the pools)
+                    due = math.inf
                 if due > 0:
-                    await wait_event(self._batch_stop, min(due, poll))
+                    await self._batch_sleep(wake, min(due, self.poll_interval))
                     continue
                 fetched, batch = await self._batch_fetch(jt, runner)
                 seen.fetched({item.id for item in fetched}, self.clock.now())
+                seen.marked = len(fetched) < runner.max_size  # (lua/fetch.lua's marks)
             except LeaseLost:
                 if self.lease is not None:
                     self.lease.lose(gone("batch fetch"))
@@ -151,27 +164,41 @@ class Batching(BatchWaiting):
                 continue
             delay = 0.05
             outage.ok()
-            if not fetched:
+            if not fetched:  # (due, none taken: held back by its limits)
                 self._batch_over(batch)
-                await wait_event(self._batch_stop, poll)
+                await self._batch_sleep(wake, poll)
                 continue
-            if len(fetched) == runner.max_size:
-                # a full fetch took the pool's idle mark (lua/fetch.lua): the fetch loop, maybe
-                # waiting for a wake-up of the other names, looks again and puts it back
-                self.wake.set()
-            if self._stopping or self._quiet:  # (began meanwhile: back on their queue)
-                for item in fetched:
-                    self._give_back(jt.name, item)
-                self._batch_over(batch)
-                if self._stopping:
-                    return
-                continue
-            task = asyncio.ensure_future(self._run_batch(jt, runner, fetched, batch))
-            self.tasks.add(task)
-            task.add_done_callback(self._batch_done)
-            stop = asyncio.ensure_future(self._batch_stop.wait())
-            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
+            await self._batch_start(jt, runner, fetched, batch, seen)
+        await self._batch_unmark_quietly(jt.name, seen)
+
+    async def _batch_start(
+        self, jt: JobType, runner: BatchRunner, fetched: list[Fetched], batch: _Batch, seen: Seen
+    ) -> None:
+        """(a batch loop) Run the batch fetched, its idle mark taken away meanwhile, and wait
+        for its end (or the pool's stop)."""
+        if len(fetched) == runner.max_size:
+            # a full fetch took the pool's idle mark (lua/fetch.lua): the fetch loop, maybe
+            # waiting for a wake-up of the other names, looks again and puts it back
+            self.wake.set()
+        if self._stopping or self._quiet:  # (began meanwhile: back on their queues)
+            for item in fetched:
+                self._give_back(jt.name, item)
+            self._batch_over(batch)
+            return
+        task = asyncio.ensure_future(self._run_batch(jt, runner, fetched, batch))
+        self.tasks.add(task)
+        task.add_done_callback(self._batch_done)
+        await self._batch_unmark_quietly(jt.name, seen)  # (it waits for no wake-up meanwhile)
+        stop = asyncio.ensure_future(self._batch_stop.wait())
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+
+    async def _batch_unmark_quietly(self, name: str, seen: Seen) -> None:
+        """``_batch_unmark``, its Redis error only logged (the mark lapses by its deadline)."""
+        try:
+            await self._batch_unmark(name, seen)
+        except REDIS_ERRORS as exc:
+            log.info("idle mark of batch name %s not taken away (%r)", name, exc)
 
     async def _batch_fetch(self, jt: JobType, runner: BatchRunner) -> tuple[list[Fetched], _Batch]:
         """One fetch for a batch, its jobs held by the batch as soon as the reply is read (in
@@ -190,6 +217,7 @@ class Batching(BatchWaiting):
                 suspects=told,
                 dead_timeout_ms=self.dead_timeout_ms,
                 specs={jt.name: jt.limit_spec},
+                idle_ms=self.idle_ms,  # (its mark lasts as the looks' do: batchwait.py)
             )
             self._note_skipped(result, [(jt.name, jt.max_concurrency)])
             fetched: list[Fetched] = result or []

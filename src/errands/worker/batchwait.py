@@ -1,9 +1,22 @@
 """When a batch is due, the batch loop's side (moved from batching.py): the loop looks at its
-queue (how many jobs wait, its head) and times ``max_wait`` from the enqueue of the oldest job
-seen at the head that still waits there (see ``batch_due``, longwork/batch.py)."""
+queue (how many jobs wait, its head, whether its name is paused) and times ``max_wait`` from
+the enqueue of the oldest job seen at the head that still waits there (see ``batch_due``,
+longwork/batch.py).
+
+A loop that is not due sleeps until a wake-up, ``poll_interval`` at most (until it is due, when
+sooner). Each look first marks the pool idle for the name (its idle ZSET, lib/wake.lua: the
+mark an enqueue of the name pops, publishing on the pool's channel; the Notifier then sets the
+loop's event, ``batch_woken``), in the same pipeline, before it reads the queue; the loop
+clears its event before the look. A job enqueued after the look was read is therefore either
+seen by it or wakes the loop from its sleep: no wake-up is lost. The mark is taken away while
+the loop does not wait for one (it runs a batch, the pool is quiet or stops: ``_batch_unmark``),
+else an enqueue would wake this pool and not another one that waits; a mark found gone then was
+popped by a wake-up meant for this pool, passed on to every idle pool."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from ..clock import Clock
@@ -27,6 +40,8 @@ class Seen:
         self.oldest: tuple[str, float] = ("", 0.0)
         self.timed = ""  # the oldest job whose wait made the fetch due ('': the size did)
         self.passed = 0.0
+        self.paused = False  # the name was paused at the last look (nothing fetched)
+        self.marked = False  # the pool may be marked idle for the name (a look, a short fetch)
 
     def fetched(self, ids: set[str], now: float) -> None:
         """After a fetch: if it was due by the wait of a job it did not take (held back on the
@@ -47,17 +62,74 @@ class Seen:
 class BatchWaiting:
     """Mixin of Worker (through Batching): a batch loop's look at its queue."""
 
+    pool_id: str
     scripts: Scripts
     keys: Keys
     clock: Clock
     serializer: Serializer
+    poll_interval: float
+    _batch_stop: asyncio.Event
+    _batch_wakes: tuple[asyncio.Event, ...] = ()  # one a batch loop (_batch_loops)
+    _batch_seen: tuple[tuple[str, Seen], ...] = ()  # each batch loop's name and Seen
+    # Redis ms minus monotonic ms, and the monotonic time it was read at (_mark_deadline)
+    _redis_offset: tuple[float, float] | None = None
+
+    @property
+    def idle_ms(self) -> int:
+        """How long an idle mark lasts (as the fetch loop's: the pool looks again well within)."""
+        return int(self.poll_interval * 2000) + 1000
+
+    def batch_woken(self) -> None:
+        """A wake-up came (notifier.py), or the pool goes quiet: the batch loops look again."""
+        for wake in self._batch_wakes:
+            wake.set()
+
+    async def _batch_sleep(self, wake: asyncio.Event, seconds: float) -> None:
+        """Until ``wake`` is set (a wake-up since the loop's last look), the pool stops, or
+        ``seconds`` have passed."""
+        if wake.is_set() or self._batch_stop.is_set():
+            return
+        waits = {asyncio.ensure_future(e.wait()) for e in (wake, self._batch_stop)}
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _mark_deadline(self) -> int:
+        """The deadline (Redis ms, as lib/wake.lua reads it) of an idle mark made now: the
+        Redis clock read once a minute (the Lua ``time`` call), the monotonic clock between."""
+        now = time.monotonic()
+        if self._redis_offset is None or now - self._redis_offset[1] > 60.0:
+            seconds, micros = await self.scripts.redis_time()
+            now = time.monotonic()
+            self._redis_offset = (seconds * 1000 + micros / 1000 - now * 1000, now)
+        return int(now * 1000 + self._redis_offset[0]) + self.idle_ms
+
+    async def _batch_unmark(self, name: str, seen: Seen) -> None:
+        """Take the pool's idle mark of batch name ``name`` away, if it may have one (see the
+        module's docstring); one found gone was popped by a wake-up sent here, which goes on to
+        every idle pool (the namespace's wake channel, as an unpause)."""
+        if not seen.marked:
+            return
+        seen.marked = False
+        if await self.scripts.redis.zrem(self.keys.idle_for(name), self.pool_id) == 0:
+            await self.scripts.redis.publish(self.keys.wake_channel, "batch")
+
+    async def _batch_unmark_all(self) -> None:
+        """(quiet) Every batch name's idle mark taken away."""
+        for name, seen in self._batch_seen:
+            await self._batch_unmark(name, seen)
 
     async def _batch_due(self, name: str, runner: BatchRunner, seen: Seen) -> float:
         """Seconds until a batch of ``name`` is due (0: now; ``batch_due``), ``max_wait`` timed
         from the enqueue of the oldest job seen at the head of the queue that still waits there:
         a job of a higher priority taking the head does not restart it. A job never seen at
-        the head (overtaken before the next look) counts from the enqueue of the one seen."""
-        waiting, head, kept = await self._peek(name, seen.oldest[0])
+        the head (overtaken before the next look) counts from the enqueue of the one seen.
+        Marks the pool idle for ``name`` first; ``seen.paused`` tells whether it is paused."""
+        deadline = await self._mark_deadline()
+        seen.marked = True
+        waiting, head, kept, seen.paused = await self._peek(name, seen.oldest[0], deadline)
         if head and head != seen.head[0]:
             at = await self._enqueued_at(head)
             seen.head = (head, max(at, seen.passed))  # (passed over by then: see Seen.fetched)
@@ -70,15 +142,21 @@ class BatchWaiting:
         seen.timed = seen.oldest[0] if due == 0 and waiting < runner.max_size else ""
         return due
 
-    async def _peek(self, name: str, oldest: str) -> tuple[int, str, bool]:
-        """How many jobs wait on the queue of ``name``, the id at its head ('' if none), and
-        whether job ``oldest`` waits there ('': False)."""
+    async def _peek(self, name: str, oldest: str, deadline: int) -> tuple[int, str, bool, bool]:
+        """How many jobs wait on the queue of ``name``, the id at its head ('' if none),
+        whether job ``oldest`` waits there ('': False), and whether ``name`` is paused; after
+        marking the pool idle for ``name`` until ``deadline`` (its commands run in order on one
+        connection: the mark is there before the queue is read)."""
+        idle = self.keys.idle_for(name)
         async with self.scripts.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(idle, {self.pool_id: -deadline})  # (minus: lib/wake.lua)
             pipe.zcard(self.keys.queue(name))
             pipe.zrange(self.keys.queue(name), 0, 0)
             pipe.zscore(self.keys.queue(name), oldest)
-            waiting, head, score = await pipe.execute()
-        return int(waiting), head[0].decode() if head else "", bool(oldest) and score is not None
+            pipe.sismember(self.keys.paused, name)
+            _, waiting, head, score, paused = await pipe.execute()
+        head_id = head[0].decode() if head else ""
+        return int(waiting), head_id, bool(oldest) and score is not None, bool(paused)
 
     async def _enqueued_at(self, job_id: str) -> float:
         """When the job was enqueued (its envelope's time; now when it cannot be read)."""

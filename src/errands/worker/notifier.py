@@ -62,6 +62,7 @@ class Notifier:
         self.subscribed = asyncio.Event()
         self.reconnects = 0
         self.on_lost: Callable[[], Awaitable[None]] | None = None
+        self.on_wake: Callable[[], None] | None = None  # (told each time event is set)
 
     async def run(self) -> None:
         delay = 0.05
@@ -76,7 +77,7 @@ class Notifier:
                     self.subscribed.set()
                     outage.ok()
                     # wake once after (re)subscribing: messages may have been missed meanwhile
-                    self.event.set()
+                    self._wake()
                     delay = 0.05
                     await self._listen(pubsub)
             except Exception as exc:  # REDIS_ERRORS, and whatever else: never stop listening
@@ -123,4 +124,9 @@ class Notifier:
             data = message.get("data")
             self.on_control(data.decode() if isinstance(data, bytes) else str(data))
         else:
-            self.event.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        self.event.set()
+        if self.on_wake is not None:  # (the batch loops: worker/batchwait.py)
+            self.on_wake()

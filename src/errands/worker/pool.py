@@ -277,6 +277,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
         channels = [self.keys.wake_channel, self.keys.pool_wake_channel(self.id)]
         notifier = Notifier(self.redis, channels, wake, self.keys.control_channel, self._on_control)
         notifier.on_lost = self.worker.drop_held if self.worker else None
+        notifier.on_wake = self.worker.batch_woken if self.worker else None
         self._notifier_task = asyncio.create_task(notifier.run(), name="errands-notifier")
         self._launch_components()
 

@@ -2,10 +2,11 @@
 
 A quiet worker fetches nothing (neither its fetch loop nor its batch loops), gives back the jobs
 it held ahead (lookahead.py) and those an enqueue hands it meanwhile (mailbox.py), as a stop
-does; its fetch loop takes the pool's idle marks away with an empty fetch (lua/fetch.lua), so
-that enqueues neither hand it jobs nor wake it. Its running jobs finish and are acknowledged,
-the pool heartbeats: nothing of it is reaped. ``resume_fetching`` undoes it. Nothing here runs
-on the fetch or ack path of a worker that is not quiet: the loops read a flag.
+does; its fetch loop takes the pool's idle marks away with an empty fetch (lua/fetch.lua), and
+those of its batch names (batchwait.py), so that enqueues neither hand it jobs nor wake it.
+Its running jobs finish and are acknowledged, the pool heartbeats: nothing of it is reaped.
+``resume_fetching`` undoes it. Nothing here runs on the fetch or ack path of a worker that is
+not quiet: the loops read a flag.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class Quieting:
 
         async def _lease_expired(self) -> None: ...
 
+        def batch_woken(self) -> None: ...
+
+        async def _batch_unmark_all(self) -> None: ...
+
     def _quiet_events(self) -> tuple[asyncio.Event, asyncio.Event]:
         if self._unquiet is None or self._unmarked_quiet is None:
             self._unquiet, self._unmarked_quiet = asyncio.Event(), asyncio.Event()
@@ -67,6 +72,7 @@ class Quieting:
             self._give_back(name, item)
         self.wake.set()  # the fetch loop, waiting for a wake-up or a slot, looks again
         self._slot_freed.set()
+        self.batch_woken()  # (and the batch loops: they take their marks away)
         return True
 
     def resume_fetching(self) -> bool:
@@ -104,6 +110,7 @@ class Quieting:
                 await self._lease_expired()  # (not written: tried again)
                 return
             self._marked_idle = False
+            await self._batch_unmark_all()  # (the batch names' marks: batchwait.py)
             unmarked.set()
         await wait_event(unquiet, longest)
 
