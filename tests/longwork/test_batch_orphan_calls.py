@@ -7,6 +7,7 @@ test_sweep_refetched.py.)"""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -32,7 +33,10 @@ def _script_calls(calls: dict[str, int]) -> int:
 
 
 async def test_the_orphans_of_a_lost_batch_fetch_go_back_in_chunks(
-    own_redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+    own_redis: Redis,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     redis = own_redis
     keys = Keys(namespace)
@@ -71,9 +75,15 @@ async def test_the_orphans_of_a_lost_batch_fetch_go_back_in_chunks(
         got = await Scripts(redis, keys).fetch(worker.pool_id, 0, N, [("big", 0)])
         assert got is not None and len(got) == N
         await redis.config_resetstat()
-        await worker._reclaim_orphans()
+        with caplog.at_level(logging.WARNING, logger="errands.worker"):
+            await worker._reclaim_orphans()
         calls = _script_calls(await command_calls(redis))
         assert worker.reclaimed == N
+        # one WARNING for the sweep, not one a job (N lines)
+        lines = [r.getMessage() for r in caplog.records if "unbeknownst" in r.getMessage()]
+        assert len(lines) == 1, len(lines)
+        assert lines[0].startswith(f"{N} job(s) were in progress here unbeknownst")
+        assert lines[0].endswith(f"and {N - 5} more)")
         assert sorted(m.decode() for m in await redis.zrange(keys.queue("big"), 0, -1)) == ids
         # (the pool's own loops call a script now and then meanwhile: a call a job was N more)
         print(f"script calls of the sweep of {N} orphans: {calls}")

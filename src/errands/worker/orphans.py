@@ -88,27 +88,28 @@ class Orphans:
         """Requeue ``orphans`` (each fenced on the attempt the sweep read) in settle.lua calls
         of SETTLE_MAX jobs, SETTLE_BYTES at most (as a stop requeues a batch: a lost reply of a
         large batch fetch cost a call a job), leaving out before each call the jobs this worker
-        holds by then; a call sent again (the next sweep, after an error) settles nothing twice."""
-        for chunk in settle_chunks(self.keys, self.pool_id, orphans):
-            held = self._held(handed)  # (what started while the last call was awaited)
-            chunk = [s for s in chunk if s.id not in held]
-            if not chunk:
-                continue
-            now_ms = to_ms(self.clock.now())
-            for s in chunk:
-                s.now_ms = now_ms
-            outcomes = await self.scripts.settle_report(self.pool_id, chunk)
-            for s, outcome in zip(chunk, outcomes, strict=True):
-                if isinstance(outcome, SettleRefused):  # (not the others' sweep: parked, sent
-                    self.settler.park(s, outcome)  # again with the parked settles)
-                elif outcome:
-                    self.reclaimed += 1
-                    log.warning(
-                        "%s %s was in progress here unbeknownst (a lost reply): requeued",
-                        s.name,
-                        s.id,
-                        extra={"job_id": s.id, "job_name": s.name},
-                    )
+        holds by then; a call sent again (the next sweep, after an error) settles nothing twice.
+        One WARNING for the sweep's requeued jobs (how many, the first few): it was one a job,
+        1,000 lines for the lost reply of a batch fetch of 1,000."""
+        requeued: list[Settle] = []
+        try:
+            for chunk in settle_chunks(self.keys, self.pool_id, orphans):
+                held = self._held(handed)  # (what started while the last call was awaited)
+                chunk = [s for s in chunk if s.id not in held]
+                if not chunk:
+                    continue
+                now_ms = to_ms(self.clock.now())
+                for s in chunk:
+                    s.now_ms = now_ms
+                outcomes = await self.scripts.settle_report(self.pool_id, chunk)
+                for s, outcome in zip(chunk, outcomes, strict=True):
+                    if isinstance(outcome, SettleRefused):  # (not the others' sweep: parked,
+                        self.settler.park(s, outcome)  # sent again with the parked settles)
+                    elif outcome:
+                        self.reclaimed += 1
+                        requeued.append(s)
+        finally:
+            _log_requeued(requeued)
 
     def _held(self, handed: set[str]) -> set[str]:
         """The ids of the jobs this worker holds now (``handed``: those read in its hand-off
@@ -120,3 +121,28 @@ class Orphans:
         held.update(item.id for _name, item, _at in self.buffer)
         held.update(self.batch_holding())
         return held
+
+
+SHOWN = 5  # the jobs a sweep's WARNING names
+
+
+def _log_requeued(requeued: list[Settle]) -> None:
+    """The sweep's one WARNING: how many jobs it requeued, the first ``SHOWN`` by name and id
+    (fields: ``job_ids``, those shown; ``job_name`` when one name; ``job_id`` when one job)."""
+    if not requeued:
+        return
+    shown = ", ".join(f"{s.name} {s.id}" for s in requeued[:SHOWN])
+    more = f" and {len(requeued) - SHOWN} more" if len(requeued) > SHOWN else ""
+    names = {s.name for s in requeued}
+    extra: dict[str, object] = {"job_ids": [s.id for s in requeued[:SHOWN]]}
+    if len(names) == 1:
+        extra["job_name"] = requeued[0].name
+    if len(requeued) == 1:
+        extra["job_id"] = requeued[0].id
+    log.warning(
+        "%d job(s) were in progress here unbeknownst (a lost reply): requeued (%s%s)",
+        len(requeued),
+        shown,
+        more,
+        extra=extra,
+    )
