@@ -186,3 +186,27 @@ async def test_a_job_enqueued_between_the_empty_look_and_the_sleep_wakes_the_loo
 
         await eventually(started, 5, "the batch of the job enqueued after the empty look")
     await assert_invariants(redis, namespace, stopped=True)
+
+
+async def test_a_wake_up_taken_by_a_pool_going_quiet_is_passed_on(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An enqueue popped the idle mark of a pool that goes quiet (its wake-up sent to a pool
+    that will not look): the quiet pool, finding its mark gone, wakes every idle pool."""
+    spy = Spy(monkeypatch)
+    ran: list[list[str]] = []
+    pool = _pool(redis, namespace, ran, max_size=1, max_wait=0)
+    async with pool:
+        await eventually(spy.asleep, 5, "the batch loop asleep")
+        key = pool.keys.idle_for("b")
+        assert await redis.zrem(key, pool.id) == 1  # (as an enqueue's wake-up pops it)
+        async with redis.pubsub() as pubsub:
+            await pubsub.subscribe(pool.keys.wake_channel)
+            await pool.quiet()
+
+            async def passed_on() -> Any:
+                return await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+
+            message = await eventually(passed_on, 5, "a wake-up of every idle pool")
+            assert message["data"] == b"batch"
+        assert await redis.zscore(key, pool.id) is None
