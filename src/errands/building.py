@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -129,7 +129,8 @@ def _args(name: str, args: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(args)
 
 
-Built = tuple[list[Job], list[bool], set[str]]  # build_many's: jobs, plain flags, drawn ids
+Drawn = Callable[[int, str], bool]  # (index of a job, its id): whether that id was drawn for it
+Built = tuple[list[Job], list[bool], Drawn]  # build_many's: jobs, plain flags, the drawn ids' test
 
 
 def build_many(
@@ -137,8 +138,9 @@ def build_many(
 ) -> Built:
     """The jobs of ``enqueue_many``'s items (``(name, args)`` or ``(name, args, options)``)
     at ``now``, random ids drawn at once, for each whether it is plain (built from a
-    ``(name, args)`` tuple, when ``plain``: see ``PlainEnvelopes``), and the ids drawn (of
-    the jobs given no ``job_id``). ``share``: a job of a
+    ``(name, args)`` tuple, when ``plain``: see ``PlainEnvelopes``), and a test of whether
+    job i's id is the one drawn for it (a job given no ``job_id``): asked of the jobs found
+    already there only, not a set of every job's id built per call. ``share``: a job of a
     ``(name, args)`` item holds the args dict given, not a copy (no enqueue middleware can
     change it: one dict less per job, docs/enqueueing.md)."""
     hexes = os.urandom(16 * len(items)).hex()
@@ -159,20 +161,28 @@ def build_many(
             if type(exc) not in (TypeError, ValueError):
                 raise
             raise type(exc)(f"enqueue_many item {i}: {exc}") from None
-    drawn = {j.id for i, j in enumerate(jobs) if j.id == hexes[32 * i : 32 * i + 32]}
+
+    def drawn(i: int, job_id: str) -> bool:
+        return job_id == hexes[32 * i : 32 * i + 32]
+
     return jobs, flags, drawn
 
 
-def kept_built(ran: Sequence[tuple[str, Job | None]], drawn: set[str]) -> Built:
+def kept_built(ran: Sequence[tuple[str, Job | None]], drawn: Drawn) -> Built:
     """``build_many``'s answer after the enqueue middleware (``ran``: each job's id before it,
-    and the job it gave back, None: dropped): the jobs kept, none plain, and of ``drawn`` the
-    ids still trusted. A job's id counts as drawn only if the middleware left it the id drawn
-    for that very job and no other job of the call carries it (a middleware may give one job
-    another's id: the call stores it once, and the other job's ``existed`` is True)."""
+    and the job it gave back, None: dropped; in the items' order): the jobs kept, none plain,
+    and the test of the ids drawn still trusted (by id: the kept jobs' indices differ). A job's
+    id counts as drawn only if the middleware left it the id drawn for that very job and no
+    other job of the call carries it (a middleware may give one job another's id: the call
+    stores it once, and the other job's ``existed`` is True)."""
     kept = [job for _, job in ran if job is not None]
     carried = Counter(job.id for job in kept)
-    trusted = {job.id for own, job in ran if job is not None and job.id == own and own in drawn}
-    return kept, [False] * len(kept), {i for i in trusted if carried[i] == 1}
+    trusted = {
+        job.id
+        for i, (own, job) in enumerate(ran)
+        if job is not None and job.id == own and drawn(i, own) and carried[own] == 1
+    }
+    return kept, [False] * len(kept), lambda _, job_id: job_id in trusted
 
 
 MANY_OPTIONS = ("delay", "at", "priority", "retry", "meta", "job_id", "timeout", "partition")

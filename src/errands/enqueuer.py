@@ -293,7 +293,7 @@ class Enqueuer(WorkflowEnqueue):
         for start in range(0, len(jobs), 5000):  # bounded work per script call
             chunk = columns(jobs[start : start + 5000], envelopes[start : start + 5000])
             for i in await self._call(self._bulk.enqueue(chunk)):
-                jobs[start + i].existed = jobs[start + i].id not in drawn  # (as in enqueue)
+                jobs[start + i].existed = not drawn(start + i, jobs[start + i].id)  # (as enqueue)
         for job in jobs:
             job._backend = self
         return jobs
