@@ -78,7 +78,7 @@ def enqueue_request(
     for name in names:
         keys_ += (k.queue(name), k.scheduled(name))
         keys_ += (k.partition_queue(name), k.partitions_ready(name), k.idle_for(name))
-    keys_ += [k.done(i) for i in ids]
+    keys_ += k.done_many(ids)
     keys_ += handoff_keys(k)
     args: list[Arg] = [k.wake_channel, len(ids), k.events_channel, len(names), *names]
     args += ids
