@@ -151,7 +151,11 @@ def build_many(
         new_id = hexes[32 * i : 32 * i + 32]  # the id of a job given no job_id
         try:
             if type(item) is tuple and len(item) == 2:
-                jobs.append(plain_job(item[0], item[1], now, new_id, checked, share))
+                name, args = item
+                if share and type(args) is dict and type(name) is str and name in checked:
+                    jobs.append(Job(name, args, id=new_id, enqueued_at=now))  # (plain_job's)
+                else:
+                    jobs.append(plain_job(name, args, now, new_id, checked, share))
                 flags.append(plain)
                 continue
             name, args, options = _item(item)
