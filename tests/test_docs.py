@@ -136,7 +136,10 @@ def _key_names() -> list[str]:
         if isinstance(member, property):
             names.append(f"`{getattr(keys, attr).removeprefix(keys.prefix)}`")
         elif inspect.isfunction(member):
-            stem = getattr(keys, attr)("X").removeprefix(keys.prefix)
+            built = getattr(keys, attr)("X")
+            if isinstance(built, list):  # (done_many: the keys of one function, for many ids)
+                continue
+            stem = built.removeprefix(keys.prefix)
             assert stem.endswith(":X"), (attr, stem)
             names.append(f"`{stem.removesuffix('X')}<")
     return names
