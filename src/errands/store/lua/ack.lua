@@ -201,53 +201,9 @@ if not (workflows or deduped) then
     end
   end
 end
--- the in-progress entries of the jobs that pass (the set's type checked above): read with one
--- ZRANGE of the whole set while it holds at most twice as many, else one ZMSCORE per 1,000
--- (lib/chunked.lua read_held, read_zmscore: a ZSCORE each under an ACL rule of an older
--- errands, which refuses ZMSCORE), removed with one ZREM per 1,000 (entries[y], the entry of
--- the y-th job that passes, is in the set when held[y] or member[entries[y]]; gone: the
--- entries of the jobs that still pass after this check, `entries` itself while none fails it,
--- in the set's order when it was read whole)
-local gone
-do
-  local entries, distinct = ack_entries(n, pass, ids, qis, name_of, names)  -- (lib/ackcheck.lua)
-  local held, member, in_order = read_held(KEYS[3], entries, size[3], distinct)
-  -- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
-  -- counted `running` down under another name, or not at all, and left its in-progress entry):
-  -- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>
-  -- (queue_ok: name index -> whether it is, found once per name index)
-  local prefix = string.sub(KEYS[1], 1, -5)  -- (KEYS[1] is <prefix>jobs)
-  local queue_ok, y = {}, 0
-  gone = entries
-  for j = 0, n - 1 do
-    if pass[j] == true then
-      y = y + 1
-      local qi = qis[j]
-      local ok = queue_ok[qi]
-      if ok == nil then
-        ok = KEYS[B + n + names + qi] == prefix .. 'q:' .. name_of[qi]
-        queue_ok[qi] = ok
-      end
-      if held then
-        ok = ok and held[y]
-      else
-        ok = ok and member[entries[y]]
-      end
-      if not ok then
-        pass[j] = 'unfit'
-        unfit[#unfit + 1] = ids[j + 1]
-        if gone == entries then
-          gone = leading(entries, y - 1)  -- (lib/chunked.lua)
-        end
-      elseif gone ~= entries then
-        gone[#gone + 1] = entries[y]
-      end
-    end
-  end
-  if in_order and gone == entries then  -- (each of `entries`, in the set's order)
-    gone = in_order
-  end
-end
+-- the in-progress entries of the jobs that pass, removed after the loop (lib/ackcheck.lua's
+-- ack_gone: an entry naming its job otherwise than its fetch did is left alone as unfit)
+local gone = ack_gone(n, names, pass, ids, qis, name_of, size[3], unfit)
 -- the jobs whose destroy was requested while they ran (nil: no cancel request exists, size[12])
 local destroyed, bad_stats  -- (and stats' `cancelled`, which counts them, read: ack_destroyed)
 destroyed, bad_stats, stat_bad = ack_destroyed(size[12] > 0 and KEYS[12], ids, KEYS[6], pass, stat_bad)

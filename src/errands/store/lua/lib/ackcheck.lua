@@ -251,6 +251,56 @@ local function ack_entries(n, pass, ids, qis, name_of, names)
   return entries, distinct
 end
 
+-- ack_gone(n, names, pass, ids, qis, name_of, held_size, unfit): the in-progress entries of the
+-- jobs that pass (pass[j] == true; the set's type checked by ack_types, its size held_size),
+-- those ack.lua removes: read with one
+-- ZRANGE of the whole set while it holds at most twice as many, else one ZMSCORE per 1,000
+-- (lib/chunked.lua read_held, read_zmscore: a ZSCORE each under an ACL rule of an older
+-- errands, which refuses ZMSCORE), removed with one ZREM per 1,000 (entries[y], the entry of
+-- the y-th job that passes, is in the set when held[y] or member[entries[y]]; gone: the
+-- entries of the jobs that still pass after this check, `entries` itself while none fails it,
+-- in the set's order when it was read whole)
+local function ack_gone(n, names, pass, ids, qis, name_of, held_size, unfit)
+  local entries, distinct = ack_entries(n, pass, ids, qis, name_of, names)
+  local held, member, in_order = read_held(KEYS[3], entries, held_size, distinct)
+  -- an entry naming its job otherwise than its fetch did is left alone as unfit (acknowledged, it
+  -- counted `running` down under another name, or not at all, and left its in-progress entry):
+  -- its in-progress entry must be "<id>:<name>" and the queue of its name index <prefix>q:<name>
+  -- (queue_ok: name index -> whether it is, found once per name index)
+  local prefix = string.sub(KEYS[1], 1, -5)  -- (KEYS[1] is <prefix>jobs)
+  local queue_ok, y = {}, 0
+  local gone = entries
+  for j = 0, n - 1 do
+    if pass[j] == true then
+      y = y + 1
+      local qi = qis[j]
+      local ok = queue_ok[qi]
+      if ok == nil then
+        ok = KEYS[25 + n + names + qi] == prefix .. 'q:' .. name_of[qi]
+        queue_ok[qi] = ok
+      end
+      if held then
+        ok = ok and held[y]
+      else
+        ok = ok and member[entries[y]]
+      end
+      if not ok then
+        pass[j] = 'unfit'
+        unfit[#unfit + 1] = ids[j + 1]
+        if gone == entries then
+          gone = leading(entries, y - 1)  -- (lib/chunked.lua)
+        end
+      elseif gone ~= entries then
+        gone[#gone + 1] = entries[y]
+      end
+    end
+  end
+  if in_order and gone == entries then  -- (each of `entries`, in the set's order)
+    gone = in_order
+  end
+  return gone
+end
+
 -- ack.lua's reply: {done, U, the U ids of `unfit`, then the ids of `refused`} (lists)
 local function ack_reply(done, unfit, refused)
   local reply, nu = {done, #unfit}, #unfit
