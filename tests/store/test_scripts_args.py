@@ -15,7 +15,7 @@ from errands.store.keys import Keys
 from errands.store.scripts import Acked, Scripts, Settle
 from errands.workflows.store import Member, WorkflowScripts, run_keys
 from tests.support.deadpool import dead_pool_row
-from tests.support.resend import refused
+from tests.support.resend import refused, snapshot
 
 SPEC = b'{"n":"job","f":"fail","p":0,"d":[]}'
 
@@ -285,21 +285,37 @@ async def test_a_move_with_a_key_it_touches_broken_moves_nothing(
     await refused(redis, namespace, move, "nothing moved")
 
 
-@pytest.mark.parametrize("broken", ["history", "history_data", "stats", "running", "ended"])
+@pytest.mark.parametrize("broken", ["history_data", "stats", "running", "ended"])
 async def test_an_ack_with_a_key_it_writes_broken_acknowledges_nothing(
     redis: Redis, namespace: str, broken: str
 ) -> None:
-    """The attempt record and in-progress entry were dropped, then the write to the name's
-    history (or history_data, stats, ...) raised: the envelope stayed in `jobs`, in no set."""
+    """The attempt record and in-progress entry were dropped, then the write to history_data
+    (or stats, ...) raised: the envelope stayed in `jobs`, in no set."""
     keys = Keys(namespace)
     scripts = Scripts(redis, keys)
     acked = await running_job(redis, keys, scripts)
-    key = {"history": keys.history_of("work"), "history_data": keys.history_data,
-           "stats": keys.stats, "running": keys.running, "ended": keys.ended}[broken]  # fmt: skip
+    key = {"history_data": keys.history_data, "stats": keys.stats, "running": keys.running,
+           "ended": keys.ended}[broken]  # fmt: skip
     await redis.delete(key)
     await redis.set(key, "x")
     ack = scripts.ack("p1", [acked], False, 5_000, True)
     await refused(redis, namespace, ack, "nothing acknowledged")
+
+
+async def test_an_ack_with_its_names_history_broken_leaves_the_job_alone(
+    redis: Redis, namespace: str
+) -> None:
+    """The same raise at the write to the name's history; now the name's own key leaves its
+    job alone as unfit, nothing written (tests/store/test_ack_name_keys.py: the other names'
+    jobs are acknowledged)."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    acked = await running_job(redis, keys, scripts)
+    await redis.set(keys.history_of("work"), "x")
+    before = await snapshot(redis, namespace)
+    report = await scripts.ack_report("p1", [acked], False, 5_000, True)
+    assert (report.unfit, report.refused) == ([acked.id], [])
+    assert await snapshot(redis, namespace) == before
 
 
 @pytest.mark.parametrize("broken", ["history", "errors", "target", "stats"])

@@ -27,15 +27,17 @@
 --   the envelope for the history ('' = as for the records; a large job's has its args omitted)
 -- Returns {jobs acknowledged, U, the U ids left alone as unfit (a workflow member whose run has a
 -- key of another type, a job of a name whose `running` count or of a partition whose running count
--- is not a counter, an entry that names its job otherwise than its fetch did: another name, or the
--- index of another name, so that its in-progress entry is not "<id>:<name>" or its name's keys are
--- another's; nothing of it written, re-sent or not), then the ids refused by the fence (not those
--- of ended jobs: a re-sent call finds its own work done; but a destroyed job's: nothing of it is
--- left)}. A key of another type fails the call before its first write (stats' `processed` or
--- `cancelled` that is not a counter is replaced: stat_add); so does a bad number (a count unfit for
--- the arguments, over ACK_MAX jobs, a name index off range; a time, TTL, start or attempt not spelt
--- as Redis reads an integer, lib/types.lua's is_int: ' 5', '007', '1e3'; a TTL past MAX_MS; an
--- extra's place out of order or range) or a name listed twice. Reads and writes take one command
+-- is not a counter, a job of a name one of whose own keys this call writes holds another type (its
+-- history, queue, partitions running, partition queue or partitions ready: lib/ackparts.lua), an
+-- entry that names its job otherwise than its fetch did: another name, or the index of another
+-- name, so that its in-progress entry is not "<id>:<name>" or its name's keys are another's;
+-- nothing of it written, re-sent or not), then the ids refused by the fence (not those of ended
+-- jobs: a re-sent call finds its own work done; but a destroyed job's: nothing of it is left)}.
+-- A shared key (KEYS[1..25]) of another type fails the call before its first write (stats'
+-- `processed` or `cancelled` that is not a counter is replaced: stat_add); so does a bad number
+-- (a count unfit for the arguments, over ACK_MAX jobs, a name index off range; a time, TTL,
+-- start or attempt not spelt as Redis reads an integer, lib/types.lua's is_int: ' 5', '007',
+-- '1e3'; a TTL past MAX_MS; an extra's place out of order or range) or a name listed twice. Reads and writes take one command
 -- per 1,000 jobs (the attempts and envelopes read with HMGET, the history written with HSET and
 -- ZADD, `running` counted down once per name, the events' listeners read with HMGET, the
 -- in-progress entries read with ZMSCORE (or the pool's small set whole with ZRANGE) and removed
@@ -123,13 +125,15 @@ local bad_att, pass, seen, need, env_at = ack_fence(n, J, ids, extra_at, k.att)
 if bad_att then
   return bad_att
 end
+local unfit = {}  -- (the jobs of a name whose own key holds another type: lib/ackparts.lua)
+ack_name_keys(n, names, history, deduped, partitioned, qis, ids, pass, unfit)
 -- a workflow member whose run has a key of another type (lib/workflows.lua's wf_unfit, which
 -- wf_end would write) is left alone and reported unfit: one such job must not hold the other
 -- jobs of the call (its attempt and in-progress entry stay: see docs/reliability.md); a key of
 -- the namespace's of another type fails the call. The jobs' runs are read with one HMGET (per
 -- 1,000) and handed to wf_end (run_of[j]: job j's run, or false; each job that passes is
 -- running, not waiting, so no other job's end in this call changes it)
-local unfit, run_of = {}, {}
+local run_of = {}
 if workflows then
   local bad = wf_unfit(KEYS[21], nil, 'nothing acknowledged')
   if bad then
@@ -186,8 +190,8 @@ end
 k.unique = unique > 0
 -- each key's type (lib/ackcheck.lua ack_types), and forget's hashes found absent; the jobs of a
 -- name whose `running` count is not a counter left alone as unfit (lib/ackparts.lua)
-local wrong, size, stat_bad, bad_names = ack_types(n, names, #need == 0, history, k.unique,
-  deduped, workflows, partitioned, name_list, rare)
+local wrong, size, stat_bad, bad_names = ack_types(#need == 0, history, k.unique, deduped,
+  workflows, name_list, rare)
 if wrong then return wrong end
 if bad_names then ack_names_unfit(n, qis, name_of, ids, pass, unfit, bad_names) end
 -- the hashes forget HDELs that are absent (HLEN 0) are left out: no write of this call before

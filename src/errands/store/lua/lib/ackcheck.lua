@@ -165,9 +165,10 @@ end
 local ACK_PROCESSED = {'processed'}  -- (stats' field: read only)
 -- the hashes forget HDELs that ack.lua leaves out when absent (their key indexes; read only)
 local ACK_FORGET = {4, 5, 9, 11, 12, 18}
--- ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned, name_list, rare): the
--- error reply naming the first of ack.lua's keys (in key order) of another type than its writes
--- need (each read with redis.pcall, as lib/types.lua's wrong_type reads), or nil, size (key
+-- ack_types(jobs, history, unique, deduped, workflows, name_list, rare): the error reply naming
+-- the first of ack.lua's shared keys (KEYS[1..25], in key order) of another type than its writes
+-- need (each name's own keys are not asked: lib/ackparts.lua's ack_name_keys leaves its jobs
+-- alone) (each read with redis.pcall, as lib/types.lua's wrong_type reads), or nil, size (key
 -- index -> its HLEN's, ZCARD's or SCARD's answer), the stats fields to repair (lib/types.lua's
 -- unfit_stats: {processed = true} when it is not a counter, else nil) and the names of
 -- `name_list` whose `running` count is not a counter (unfit_names: unfit_stats by a name that
@@ -178,9 +179,7 @@ local ACK_FORGET = {4, 5, 9, 11, 12, 18}
 -- `jobs`: the jobs hash was not read (no envelope needed: else ack_read read it). `rare`
 -- false: priorities, recoveries, checkins, cancel requests and checkpoints are absent (ack.lua's
 -- EXISTS): not asked, their sizes 0.
-local function ack_types(n, names, jobs, history, unique, deduped, workflows, partitioned,
-    name_list, rare)
-  local B = 25
+local function ack_types(jobs, history, unique, deduped, workflows, name_list, rare)
   local size, counts = {}, {}  -- key index -> its HLEN's (ZCARD's, SCARD's) answer; HMGET's
   if not rare then  -- (each of them absent: not asked, its size 0)
     size[4], size[5], size[9], size[12], size[18] = 0, 0, 0, 0, 0
@@ -210,19 +209,7 @@ local function ack_types(n, names, jobs, history, unique, deduped, workflows, pa
     or unique and (check(15, 'HLEN') or check(16, 'ZCARD')) or check(17, 'ZCARD')
     or rare and check(18, 'HLEN') or deduped and check(19, 'HLEN')
     or workflows and check(21, 'HLEN') or deduped and (check(22, 'HLEN') or check(23, 'ZCARD'))
-  local past = B + n  -- past the done records: the histories, the queues, then three per name
-  for j = past + 1, history and past + names or 0 do
-    wrong = wrong or check(j, 'ZCARD')
-  end
-  for j = past + names + 1, deduped and past + 2 * names or 0 do
-    wrong = wrong or check(j, 'ZCARD')
-  end
-  -- (partitions and each name's running counts: ack.lua reads them with pcall before)
-  local PER_NAME = {false, 'ZCARD', 'ZCARD'}
-  for j = past + 2 * names + 1, partitioned and #KEYS or 0 do
-    local cmd = PER_NAME[(j - past - 2 * names - 1) % 3 + 1]
-    wrong = wrong or cmd and check(j, cmd)
-  end
+  -- (each name's own keys: lib/ackparts.lua's ack_name_keys and ack_part_unfit, before)
   if wrong then
     return wrong
   end

@@ -4,7 +4,9 @@
 -- (lib/limits.lua's prun[p]) is not a counter (lib/types.lua's is_counter) is left alone as
 -- unfit: freeing its slot writes it after the first write. The partitions are read with one
 -- HMGET, the counts with one per name (per 1,000). So is a job of a name whose `running` count
--- is not a counter (ack_names_unfit: lib/ackcheck.lua's ack_types reads the counts).
+-- is not a counter (ack_names_unfit: lib/ackcheck.lua's ack_types reads the counts), and a job
+-- of a name one of whose own keys holds another type (ack_name_keys: its history, its queue,
+-- its partition keys; written by hand, a bad restore): it must not hold the other names' jobs.
 
 -- the partitions of the jobs that pass (job j's into part_of[j]), and per name index the list
 -- of them (a partition once per job), or the error reply of the partitions' key of another type
@@ -30,41 +32,56 @@ local function ack_part_reads(n, ids, qis, pass, part_of)
   return nil, asked
 end
 
+-- ack_part_counts(prun, list, got, counts): the running counts of the partitions `list` of one
+-- name read from its hash `prun` into counts (partition -> its count as read; got: HMGET's
+-- answer of the first 1,000, one more HMGET per 1,000 after); the partitions whose count is not
+-- a counter (partition -> true), or nil
+local function ack_part_counts(prun, list, got, counts)
+  local bad = nil
+  for c = 1, #list, 1000 do
+    got = c == 1 and got or redis.call('HMGET', prun, unpack(list, c, math.min(c + 999, #list)))
+    for i = 1, #got do
+      local p, r = list[c + i - 1], got[i]
+      counts[p] = r
+      if r and not LIM_NUM[r] and not lim_count(r) then
+        bad = bad or {}
+        bad[p] = true
+      end
+    end
+  end
+  return bad
+end
+
 -- ack_part_unfit(n, names, ids, qis, pass, unfit, part_of, run_counts): fills part_of (job j
 -- -> its partition, for the jobs that pass) and run_counts (name index -> partition -> its
--- count as read); a job whose partition's count is not a counter gets pass[j] = 'unfit', its
--- id added to `unfit` and its part_of cleared. The error reply of a key of another type, or nil.
+-- count as read); a job whose partition's count is not a counter, or of a name whose partitions
+-- running hash holds another type (read when a job of it in a partition passes: each job of the
+-- name then), gets pass[j] = 'unfit', its id added to `unfit` and its part_of cleared. The error
+-- reply of the partitions' key of another type, or nil.
 local function ack_part_unfit(n, names, ids, qis, pass, unfit, part_of, run_counts)
   local wrong, asked = ack_part_reads(n, ids, qis, pass, part_of)
   if wrong then
     return wrong
   end
-  local bad = false  -- name index -> partition -> true when its count is not a counter, if any
+  local bad = false  -- name index -> partition -> true when its count is not a counter (or
+  -- -> true when the name's partitions running hash holds another type), if any
   for qi, list in pairs(asked) do
     local prun = KEYS[25 + n + 2 * names + 3 * (qi - 1) + 1]
     local got = redis.pcall('HMGET', prun, unpack(list, 1, math.min(#list, 1000)))
-    if got.err then
-      return wrong_key(prun, 'nothing acknowledged')
+    local of = true  -- (the name's own key of another type: its jobs left alone, not the call)
+    if not got.err then
+      run_counts[qi] = {}
+      of = ack_part_counts(prun, list, got, run_counts[qi])
     end
-    local counts = {}
-    run_counts[qi] = counts
-    for c = 1, #list, 1000 do
-      got = c == 1 and got or redis.call('HMGET', prun, unpack(list, c, math.min(c + 999, #list)))
-      for i = 1, #got do
-        local p, r = list[c + i - 1], got[i]
-        counts[p] = r
-        if r and not LIM_NUM[r] and not lim_count(r) then
-          bad = bad or {}
-          bad[qi] = bad[qi] or {}
-          bad[qi][p] = true
-        end
-      end
+    if of then
+      bad = bad or {}
+      bad[qi] = of
     end
   end
   if bad then
     for j = 0, n - 1 do
       local of = bad[qis[j]]
-      if part_of[j] and of and of[part_of[j]] then
+      if pass[j] == true and of and (of == true or part_of[j] and of[part_of[j]]) then
         pass[j], part_of[j] = 'unfit', nil
         unfit[#unfit + 1] = ids[j + 1]
       end
@@ -79,6 +96,34 @@ end
 local function ack_names_unfit(n, qis, name_of, ids, pass, unfit, bad)
   for j = 0, n - 1 do
     if pass[j] == true and bad[name_of[qis[j]]] then
+      pass[j] = 'unfit'
+      unfit[#unfit + 1] = ids[j + 1]
+    end
+  end
+end
+
+-- ack_name_keys(n, names, history, deduped, partitioned, qis, ids, pass, unfit): each job that
+-- passes (pass[j] == true) of a name one of whose own keys this call would write holds another
+-- type (its history, when history is on; its queue, when a dedup rerun may go there; its
+-- partition queue and partitions ready, when partitioned: ZCARD each, in that order, before the
+-- first write) gets pass[j] = 'unfit' and its id added to `unfit`: nothing of it is written
+-- (its partitions running hash: ack_part_unfit). One command per key, as ack_types sent them.
+local function ack_name_keys(n, names, history, deduped, partitioned, qis, ids, pass, unfit)
+  local past, bad = 25 + n, nil  -- (bad: name index -> true)
+  local function wrong(j)
+    local got = redis.pcall('ZCARD', KEYS[j])
+    return type(got) == 'table' and got.err ~= nil
+  end
+  for qi = 1, names do
+    local b = past + 2 * names + 3 * (qi - 1)
+    if history and wrong(past + qi) or deduped and wrong(past + names + qi)
+        or partitioned and (wrong(b + 2) or wrong(b + 3)) then
+      bad = bad or {}
+      bad[qi] = true
+    end
+  end
+  for j = 0, bad and n - 1 or -1 do
+    if pass[j] == true and bad[qis[j]] then
       pass[j] = 'unfit'
       unfit[#unfit + 1] = ids[j + 1]
     end
