@@ -4,11 +4,13 @@ Acks accumulate while a call is in flight, so under load each call carries many 
 call is retried with backoff (the jobs stay in the pool's in-progress set meanwhile; if the pool
 dies first, a reaper requeues them: at-least-once). A job's "done" line is logged once its ack
 went through; an ack the fence refused (the job was taken back from this pool) is logged as such.
-A job ack.lua leaves alone as unfit (a key of its workflow run holds another type, a running
-count of its name or partition is not a number) is logged as an error and parked: not retried
-with the others (one such job does not hold them); it stays in progress, held here, and its ack
-is sent again about once a minute (:meth:`Acker.resend_parked`, from the fetch loop) until a
-repaired key lets it end, or until the pool is gone (see docs/reliability.md).
+A job ack.lua leaves alone as unfit (a key of its workflow run or of its job name holds another
+type, a running count of its name or partition is not a number) is logged as an error and
+parked: not retried with the others (one such job does not hold them); it stays in progress,
+held here, and its ack is sent again about once a minute (:meth:`Acker.resend_parked`, from the
+fetch loop) until a repaired key lets it end, or until the pool is gone (see
+docs/reliability.md). A job name one of whose own keys holds another type is logged once more,
+naming the key and its repair (worker/namekeys.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Acked, Scripts
 from ..workflows.store import WorkflowScripts
+from .namekeys import NameKeys
 from .repairs import log_refusal
 
 __all__ = ["Acker"]
@@ -52,6 +55,7 @@ class Acker:
         # those acks by id: held (the orphan sweep leaves them in progress), sent again now and
         # then (resend_parked) until they end or the pool is gone
         self.parked: dict[str, Acked] = {}
+        self.bad_keys = NameKeys(scripts.redis, scripts.keys)  # (the names' keys it logged)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="errands-acker")
@@ -124,6 +128,8 @@ class Acker:
                 self.inflight = []
             self._outage.ok()
             self._log(batch, set(report.refused), set(report.unfit))
+            if report.unfit:
+                await self.bad_keys.note(batch, report.unfit)
             if members:  # (noted by add(), job by job: no second pass over the batch here)
                 self._continue_walks()
 
@@ -151,10 +157,10 @@ class Acker:
             if a.id in unfit:
                 self.parked[a.id] = a
                 log.error(
-                    "%s %s finished but not acknowledged: a key of its workflow run holds "
-                    "another type, or the running count of its job name or of its partition "
-                    "is not a number: left in progress, sent again about once a minute (see "
-                    "docs/reliability.md)",
+                    "%s %s finished but not acknowledged: a key of its workflow run or of its "
+                    "job name holds another type, or the running count of its job name or of "
+                    "its partition is not a number: left in progress, sent again about once a "
+                    "minute (see docs/reliability.md)",
                     a.name,
                     a.id,
                     extra=extra,
@@ -188,6 +194,7 @@ class Acker:
             return 0
         unfit, refused = set(report.unfit), set(report.refused)
         ended = [a for a in batch if a.id not in unfit]
+        await self.bad_keys.note(batch, report.unfit)
         for a in ended:
             del self.parked[a.id]
             extra = job_extra(a.job) if a.job is not None else {}

@@ -189,7 +189,8 @@ class SkippedKeys(SkippedNames[str]):
         log.error(
             "job name %s is not fetched: its key %s holds another type (written by hand or a "
             "bad restore); repair it: keep a copy (RENAME %s <elsewhere>), or DEL %s; an "
-            "acknowledgement that needs the key fails until then (see docs/reliability.md)",
+            "acknowledgement of its jobs that needs the key is parked until then (see "
+            "docs/reliability.md)",
             name,
             value,
             value,
