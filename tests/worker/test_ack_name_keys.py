@@ -15,7 +15,10 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
+from errands.clock import SystemClock
 from errands.store.keys import Keys
+from errands.store.scripts import Acked, Scripts
+from errands.worker.reaper import Reaper
 from tests.support.procs import eventually
 
 
@@ -85,3 +88,34 @@ async def test_the_other_names_jobs_are_acknowledged_and_the_bad_ones_once_repai
         assert runs == {"g0": 1, "g1": 1, "b0": 1, "b1": 1}  # (none ran twice)
     finally:
         await pool.stop()
+
+
+async def test_a_dead_pools_parked_jobs_come_back_once_the_key_is_repaired(
+    redis: Redis, namespace: str
+) -> None:
+    """The pool holding the parked jobs dies first: a reaper refuses its reap while the name's
+    key is of another type (nothing written: its good jobs were acknowledged, the parked ones
+    stay in its set), and gives the parked jobs back to their queue once it is repaired."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
+        for i in range(2):
+            await enq.enqueue("good", {}, job_id=f"g{i}")
+            await enq.enqueue("bad", {}, job_id=f"b{i}")
+    now = await scripts.heartbeat("dead", b"{}", 600_000, "register")
+    got = await scripts.fetch("dead", now, 10, [("good", 0), ("bad", 0)])
+    assert got is not None and len(got) == 4
+    key = keys.history_of("bad")
+    await redis.set(key, "x")
+    names = ["good", "bad"]
+    acks = [Acked(f.id, names[f.queue_index - 1], b"1", now, 60_000, 1, f.token) for f in got]
+    report = await scripts.ack_report("dead", acks, False, now, True)
+    assert sorted(report.unfit) == ["b0", "b1"]
+    await redis.zadd(keys.pools, {"dead": 1})  # (its lease long over)
+    reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
+    assert await reaper.reap_once() == 0  # refused while the key is of another type
+    assert await redis.zcard(keys.in_progress("dead")) == 2
+    await redis.delete(key)  # repaired
+    assert await reaper.reap_once() == 2
+    assert sorted(await redis.zrange(keys.queue("bad"), 0, -1)) == [b"b0", b"b1"]
+    assert await redis.hget(keys.running, "bad") == b"0"
