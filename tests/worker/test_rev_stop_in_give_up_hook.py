@@ -1,0 +1,56 @@
+"""Review probe (starting.py ``_cancel_start``, from 4cbfa02; met reviewing 9f34f71): a
+``stop()`` from an ``on_shutdown`` hook "returns at once" (docs/workers.md), but from the
+shutdown hook of a start given up because it failed (nobody cancelled anything) it raises
+``asyncio.CancelledError`` there (the start's task is the current one): the shutdown hooks left
+are skipped, and ``start()`` raises CancelledError instead of the start's own error."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio import Redis
+
+from errands import Job, WorkerPool
+from tests.support.procs import live_pools
+
+
+async def test_a_stop_from_the_shutdown_hook_of_a_failed_start_returns(
+    redis_url: str, namespace: str, redis: Redis, monkeypatch: Any
+) -> None:
+    """The start fails after its startup hooks (writing the caps raises): its give-up runs the
+    shutdown hooks; the first calls ``pool.stop()`` (shared app code), which should return at
+    once; the second hook runs too; ``start()`` raises the start's own error."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, heartbeat_interval=0.25)
+    events: list[str] = []
+
+    @pool.on_startup
+    async def opened(context: dict[str, Any]) -> None:
+        events.append("opened")
+
+    @pool.on_shutdown
+    async def stop_too(context: dict[str, Any]) -> None:
+        await pool.stop()
+        events.append("stop returned")
+
+    @pool.on_shutdown
+    async def closed(context: dict[str, Any]) -> None:
+        events.append("closed")
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        pass
+
+    async def failing(*args: Any) -> None:
+        raise ConnectionError("the caps could not be written")
+
+    monkeypatch.setattr("errands.worker.starting.write_caps", failing)
+    try:
+        outcome = await asyncio.wait_for(asyncio.gather(pool.start(), return_exceptions=True), 10)
+        assert isinstance(outcome[0], ConnectionError), repr(outcome[0])
+        assert events == ["opened", "stop returned", "closed"]
+        assert await live_pools(redis, namespace) == []
+        assert not pool.started and pool._redis is None
+    finally:
+        if pool.heartbeater is not None:
+            await asyncio.to_thread(pool.heartbeater.stop)
