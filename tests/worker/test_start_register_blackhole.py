@@ -1,8 +1,7 @@
-"""Review probe of a044bfa (a start given up while Redis is black-holed bounds its own calls
-to Redis): the give-up of a start cancelled while it registers (its first heartbeat in flight,
-which then succeeds: the pool is registered) deregisters through ``_unregister``, whose
-deregister a044bfa left unbounded: four 15 s socket timeouts of the pool's client. Real time
-(a real proxy, no clock)."""
+"""A start cancelled while it registers (its first heartbeat in flight, which then succeeds:
+the pool is registered), Redis black-holed right after, deregisters through ``_unregister``
+within max(1 s, heartbeat_interval), as a044bfa bounds a give-up's other calls to Redis (else
+four 15 s socket timeouts of the pool's client). Real time (a real proxy, no clock)."""
 
 from __future__ import annotations
 

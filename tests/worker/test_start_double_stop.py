@@ -1,4 +1,4 @@
-"""Review probes (starting.py ``_cancel_start``, with 9f34f71/a044bfa): a second stop() that
+"""Two stop()s of a start under way (starting.py ``_cancel_start``): a second stop() that
 comes while a first stop() is giving a start up (the start's task, cancelled, runs its give-up)
 must wait for that give-up, as two stop()s of a launched pool do ("the second waits for the
 first"), not cancel the start's task again: a second cancel skips the give-up step it comes in
@@ -35,10 +35,10 @@ async def test_a_second_stop_during_a_start_given_up_lets_the_give_up_end(
 ) -> None:
     """``shutdown_hook``: the startup hook returned, the start writes the caps when the first
     stop() comes: the give-up runs the shutdown hook, and a second stop() meanwhile must not
-    interrupt it (on main it cancels the start's task again: the hook is cancelled, what the
+    interrupt it (before, it cancelled the start's task again: the hook is cancelled, what the
     startup hook opened is never closed). ``deregister``: the first stop() comes during a
-    startup hook; the second during the give-up's deregister (Redis answering), which on main
-    it cancels: the registration of a pool that never ran stays until a reaper takes it."""
+    startup hook; the second during the give-up's deregister (Redis answering), which before
+    it cancelled: the registration of a pool that never ran stays until a reaper takes it."""
     pool = WorkerPool.from_url(redis_url, namespace=namespace, heartbeat_interval=0.25)
     events: list[str] = []
     reached, second_point, gate = asyncio.Event(), asyncio.Event(), asyncio.Event()

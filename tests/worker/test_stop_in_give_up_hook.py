@@ -1,8 +1,8 @@
-"""Review probe (starting.py ``_cancel_start``, from 4cbfa02; met reviewing 9f34f71): a
-``stop()`` from an ``on_shutdown`` hook "returns at once" (docs/workers.md), but from the
-shutdown hook of a start given up because it failed (nobody cancelled anything) it raises
-``asyncio.CancelledError`` there (the start's task is the current one): the shutdown hooks left
-are skipped, and ``start()`` raises CancelledError instead of the start's own error."""
+"""A ``stop()`` from an ``on_shutdown`` hook returns at once (docs/workers.md), also from the
+shutdown hook of a start given up because it failed (nobody cancelled anything), where the
+start's task is the current one: before, it raised ``asyncio.CancelledError`` there, the
+shutdown hooks left were skipped, and ``start()`` raised CancelledError instead of the start's
+own error (starting.py ``_cancel_start``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review probes of 9f34f71 (a second start() waits for the start under way): drain() called
+"""drain() (with 9f34f71: a second start() waits for the start under way) called
 while another caller's start() is under way joins that start, and then must not stop the pool
 it did not start (``drain`` stops only a pool it started itself: ``was_started``)."""
 
@@ -32,7 +32,7 @@ async def test_a_drain_joining_another_start_leaves_the_pool_running(
     pool.drain()`` while A's start is under way: B waits for A's start (9f34f71), drains, and
     must leave the pool running, as it does when the pool had started before. ``connecting``:
     B comes while A's start checks Redis (before it registered: ``started`` still False);
-    ``startup_hook``: B comes during A's startup hook (registered: ``started`` True). On main
+    ``startup_hook``: B comes during A's startup hook (registered: ``started`` True). Before,
     the first stops the pool A started (drain's ``was_started`` read False), the second not."""
     pool = WorkerPool.from_url(redis_url, namespace=namespace, heartbeat_interval=0.25)
     reached, gate = asyncio.Event(), asyncio.Event()
