@@ -179,7 +179,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
                 f"pool {self.id}: start() during a stop() under way: call it again once the "
                 "stop returned"
             )
-        if self._starting is not None and not self._start_over.is_set():
+        if self._start_under_way():
             if self._starting is not asyncio.current_task():  # (one from a startup hook returns)
                 await self._join_start()
             return
@@ -361,7 +361,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
     async def drain(self, timeout: float | None = None) -> None:
         """Run until this pool's queues are empty and no job runs, for tests and --burst (due
         scheduled and retry jobs are promoted first; later ones and paused names are not)."""
-        was_started = self._started
+        was_started = self._started or self._start_under_way()  # (joined: the other's pool)
         await self.start()
         assert self.worker is not None and self.requeuer is not None
         try:

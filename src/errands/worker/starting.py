@@ -161,6 +161,10 @@ class Starting:
                 self.dead_timeout,
             )
 
+    def _start_under_way(self) -> bool:
+        """A start() (another caller's, or a startup hook's own) has begun and not ended."""
+        return self._starting is not None and not self._start_over.is_set()
+
     async def _cancel_start(self) -> None:
         """(stop) A start under way is given up as a signal gives it up: the task running it is
         cancelled (a startup hook too; start() raises CancelledError there), it takes its own
