@@ -48,6 +48,8 @@ class Starting:
     _served: ServedNames
     _starting: asyncio.Task[Any] | None  # (start) the task running it, which a stop() cancels
     _start_over: asyncio.Event  # (start) set once it launched or gave up
+    _start_cancelled: asyncio.Event | None = None  # (_cancel_start) the _start_over of the
+    # start whose task a stop() cancelled: a second stop() waits, cancelling it not again
     _launched: bool  # (leasing.py)
     heartbeater: Heartbeater | None
     _executor: DaemonThreadPool | None
@@ -171,13 +173,17 @@ class Starting:
         give-up path (the shutdown hooks run only if every startup
         hook returned) and launches nothing; waited for (a cancel of the stop leaves it to
         end). A start that ignored its cancellation (a hook swallowing it) launched: the stop
-        then stops the pool as usual."""
+        then stops the pool as usual. Cancelled once: a second stop() only waits (cancelled
+        again, the give-up would skip the step the cancel comes in: a shutdown hook, the
+        deregister)."""
         starting, over = self._starting, self._start_over
         if starting is None or over.is_set():
             return
         if starting is asyncio.current_task():  # a stop() from a startup hook: raised there
             raise asyncio.CancelledError("pool.stop() during the start")
-        starting.cancel()  # (the task that runs start(): its caller's)
+        if self._start_cancelled is not over:
+            self._start_cancelled = over
+            starting.cancel()  # (the task that runs start(): its caller's)
         await over.wait()  # (a start that ignored the cancel launched: the stop goes on)
 
     async def _join_start(self) -> None:
