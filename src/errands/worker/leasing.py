@@ -30,6 +30,8 @@ from .heartbeat import Heartbeater
 from .lease import Lease
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from redis.asyncio import Redis
 
     from ..handlers import JobType
@@ -84,6 +86,8 @@ class LeaseRecovery:
 
         def _remote_request(self, request: str) -> None: ...
 
+        async def _bounded(self, call: Awaitable[None], bound: float | None, what: str) -> None: ...
+
     def _info(self, names: list[str]) -> dict[str, object]:
         """The pool's registration (its heartbeat's info: what admin and the dashboard show)."""
         return {
@@ -128,7 +132,9 @@ class LeaseRecovery:
 
     async def _unregister(self, first: asyncio.Future[None]) -> None:
         """(_register cancelled) Wait for the first beat's thread (bounded by the heartbeat
-        client's timeouts), then take away the registration it may have written."""
+        client's timeouts), then take away the registration it may have written, given up
+        after max(1 s, heartbeat_interval) as a start given up later does (starting.py): it
+        holds no job, its registration lapses within dead_timeout."""
         registered = True
         try:
             await first
@@ -137,7 +143,7 @@ class LeaseRecovery:
         if self.heartbeater is not None:
             await asyncio.to_thread(self.heartbeater.stop)
         if registered:
-            await self._deregister()
+            await self._bounded(self._deregister(), max(1.0, self.heartbeat_interval), "deregister")
 
     async def _deregister(self) -> None:
         """Give up this pool's lease if it holds no jobs (else the reaper takes them)."""
