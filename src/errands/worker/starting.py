@@ -50,6 +50,8 @@ class Starting:
     _start_over: asyncio.Event  # (start) set once it launched or gave up
     _start_cancelled: asyncio.Event | None = None  # (_cancel_start) the _start_over of the
     # start whose task a stop() cancelled: a second stop() waits, cancelling it not again
+    _start_giving_up: asyncio.Event | None = None  # (_give_up_start) the _start_over of the
+    # start whose give-up runs: a stop() from its shutdown hooks returns at once
     _launched: bool  # (leasing.py)
     heartbeater: Heartbeater | None
     _executor: DaemonThreadPool | None
@@ -107,6 +109,7 @@ class Starting:
         hooks that all returned (what they opened is closed; one that raises is logged, the
         start's own error is what start() raises); then as at the end of a stop, even when a
         second cancel interrupts a shutdown hook."""
+        self._start_giving_up = self._start_over
         try:
             if hooks_ran:
                 await call_hooks(self._on_shutdown, self.context, f"pool {self.id}: shutdown")
@@ -169,7 +172,8 @@ class Starting:
 
     async def _cancel_start(self) -> None:
         """(stop) A start under way is given up as a signal gives it up: the task running it is
-        cancelled (a startup hook too; start() raises CancelledError there), it takes its own
+        cancelled (a startup hook too; start() raises CancelledError there; one from a
+        shutdown hook of the start's give-up returns at once), it takes its own
         give-up path (the shutdown hooks run only if every startup
         hook returned) and launches nothing; waited for (a cancel of the stop leaves it to
         end). A start that ignored its cancellation (a hook swallowing it) launched: the stop
@@ -179,8 +183,10 @@ class Starting:
         starting, over = self._starting, self._start_over
         if starting is None or over.is_set():
             return
-        if starting is asyncio.current_task():  # a stop() from a startup hook: raised there
-            raise asyncio.CancelledError("pool.stop() during the start")
+        if starting is asyncio.current_task():
+            if self._start_giving_up is over:  # from a shutdown hook of its give-up: returns
+                return  # (not started: stop() returns at once)
+            raise asyncio.CancelledError("pool.stop() during the start")  # (a startup hook)
         if self._start_cancelled is not over:
             self._start_cancelled = over
             starting.cancel()  # (the task that runs start(): its caller's)
