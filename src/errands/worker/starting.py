@@ -51,7 +51,8 @@ class Starting:
     _start_cancelled: asyncio.Event | None = None  # (_cancel_start) the _start_over of the
     # start whose task a stop() cancelled: a second stop() waits, cancelling it not again
     _start_giving_up: asyncio.Event | None = None  # (_give_up_start) the _start_over of the
-    # start whose give-up runs: a stop() from its shutdown hooks returns at once
+    # start whose give-up runs: a stop() from its shutdown hooks returns at once, another
+    # waits for it (not cancelling it: the hook would be interrupted, start()'s error lost)
     _launched: bool  # (leasing.py)
     heartbeater: Heartbeater | None
     _executor: DaemonThreadPool | None
@@ -177,9 +178,9 @@ class Starting:
         give-up path (the shutdown hooks run only if every startup
         hook returned) and launches nothing; waited for (a cancel of the stop leaves it to
         end). A start that ignored its cancellation (a hook swallowing it) launched: the stop
-        then stops the pool as usual. Cancelled once: a second stop() only waits (cancelled
-        again, the give-up would skip the step the cancel comes in: a shutdown hook, the
-        deregister)."""
+        then stops the pool as usual. Cancelled once, and not once its give-up began (a
+        failed start's): a stop() then only waits (a cancel would skip the give-up's step it
+        comes in: a shutdown hook, the deregister)."""
         starting, over = self._starting, self._start_over
         if starting is None or over.is_set():
             return
@@ -187,7 +188,7 @@ class Starting:
             if self._start_giving_up is over:  # from a shutdown hook of its give-up: returns
                 return  # (not started: stop() returns at once)
             raise asyncio.CancelledError("pool.stop() during the start")  # (a startup hook)
-        if self._start_cancelled is not over:
+        if self._start_cancelled is not over and self._start_giving_up is not over:
             self._start_cancelled = over
             starting.cancel()  # (the task that runs start(): its caller's)
         await over.wait()  # (a start that ignored the cancel launched: the stop goes on)
