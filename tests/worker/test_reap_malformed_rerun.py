@@ -87,3 +87,33 @@ async def test_a_resent_reap_changes_nothing(redis: Redis, namespace: str) -> No
     before = await snapshot(redis, namespace)
     assert await rec.resend(0) == [0, 0, 1, 0, 0]
     assert await snapshot(redis, namespace) == before
+
+
+async def test_a_malformed_entry_whose_reruns_name_has_a_key_of_another_type_waits_for_it(
+    redis: Redis, namespace: str
+) -> None:
+    """work's history key holds another type: the malformed entry (whose job's rerun goes on
+    work's queue) is left alone like work's own entries, nothing written; once the key is
+    repaired its job is buried and the rerun queued; a job of another name in the dead pool is
+    taken back meanwhile. (Before, the reap was refused: every job of the dead pool waited for
+    the repair.)"""
+    keys = Keys(namespace)
+    scripts, holder, rerun = await _holder_and_rerun(redis, namespace)
+    other = await Enqueuer(redis, namespace=namespace).enqueue("other")
+    assert other is not None  # (a job of another name in the dead pool: taken back meanwhile)
+    await redis.zrem(keys.queue("other"), other.id)
+    await redis.zadd(keys.in_progress("dead"), {f"{other.id}:other": 0})
+    key = keys.history_of("work")
+    await redis.set(key, "x")
+    reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
+    assert await reaper.reap_once() == 1
+    assert await redis.zrange(keys.queue("other"), 0, -1) == [other.id.encode()]
+    assert await redis.zcard(keys.in_progress("dead")) == 1
+    assert await redis.zscore(keys.dead, holder) is None
+    assert await redis.get(key) == b"x"
+    assert "dead" not in await scripts.dead_pools(1000)  # (held: its entry counted as left)
+    await redis.delete(key)  # repaired
+    await redis.zadd(keys.retired, {"dead": 1})  # (held a dead timeout: listed again)
+    assert await reaper.reap_once() == 1
+    assert await redis.zscore(keys.dead, holder) is not None
+    assert await redis.zscore(keys.queue("work"), rerun) is not None

@@ -40,9 +40,9 @@ async def _two_dead_pools(redis: Redis, namespace: str) -> tuple[Scripts, str]:
 async def test_a_refusal_is_typed_and_writes_nothing(redis: Redis, namespace: str) -> None:
     keys = Keys(namespace)
     scripts, _ = await _two_dead_pools(redis, namespace)
-    await redis.set(keys.queue("bad"), "not a queue")
+    await redis.set(keys.priorities, "not a hash")  # (a shared key: refuses the call)
     members = [(b"x:bad", "x", "bad")]
-    with pytest.raises(ReapRefused, match=f"^WRONGTYPE {keys.queue('bad')} .*nothing reaped$"):
+    with pytest.raises(ReapRefused, match=f"^WRONGTYPE {keys.priorities} .*nothing reaped$"):
         await scripts.reap("dead1", 1000, 3, b'"e"', b'"m"', members)
     with pytest.raises(ReapRefused, match=r"^errands: reap: bad dead timeout"):
         await scripts.reap("dead1", "1.5", 3, b'"e"', b'"m"', members)  # type: ignore[arg-type]

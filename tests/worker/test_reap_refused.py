@@ -19,6 +19,15 @@ from errands.store.scripts import Scripts
 from errands.worker.reaper import Reaper
 
 
+async def _run_of_another_type(redis: Redis, keys: Keys, job_id: str) -> str:
+    """dead1's job made a member of run r1, whose key holds another type: reap.lua refuses the
+    pool's reap (a job name's own key of another type only leaves that name's entries alone:
+    tests/worker/test_reap_name_keys.py); returns that key."""
+    await redis.hset(keys.workflow_of, job_id, "r1")  # type: ignore[misc]
+    await redis.set(keys.workflow("r1"), "not a run")
+    return keys.workflow("r1")
+
+
 async def test_a_refused_reap_leaves_the_other_dead_pools_reaped(
     redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -32,14 +41,14 @@ async def test_a_refused_reap_leaves_the_other_dead_pools_reaped(
         fetched = await scripts.fetch(pool, 0, 10, [(name, 0)])
         assert fetched is not None and len(fetched) == 1
     await redis.zadd(keys.pools, {"dead1": 1, "dead2": 2})  # (beats long ago: dead1 first)
-    await redis.set(keys.queue("bad"), "not a queue")  # (where dead1's job would go back)
+    wrong = await _run_of_another_type(redis, keys, bad.id)
     reaper = Reaper(scripts, SystemClock(), "me", None, 1.0, 1.0, max_recoveries=3)
     with caplog.at_level(logging.ERROR, logger="errands"):
         assert await reaper.reap_once() == 1
     assert await redis.zscore(keys.queue("good"), good.id) is not None
     assert await redis.zcard(keys.in_progress("dead2")) == 0
     assert await redis.zcard(keys.in_progress("dead1")) == 1  # (left as it was: refused)
-    assert "pool dead1 not reaped" in caplog.text and keys.queue("bad") in caplog.text
+    assert "pool dead1 not reaped" in caplog.text and wrong in caplog.text
 
 
 async def test_a_recovery_count_that_is_not_a_number_is_counted_anew(
@@ -64,15 +73,15 @@ async def test_a_recovery_count_that_is_not_a_number_is_counted_anew(
 
 
 async def _refused_pool(redis: Redis, scripts: Scripts) -> None:
-    """Pool dead1 ran a job of `bad` and died; `bad`'s queue is of another type: its reap is
-    refused."""
+    """Pool dead1 ran a job of `bad` and died; the key of its job's workflow run is of another
+    type: its reap is refused."""
     async with Enqueuer(redis, namespace=scripts.keys.namespace, strict=None) as enq:
         assert await enq.enqueue("bad") is not None
     await scripts.heartbeat("dead1", b"{}", 60_000, mode="register")
     fetched = await scripts.fetch("dead1", 0, 10, [("bad", 0)])
     assert fetched is not None and len(fetched) == 1
     await redis.zadd(scripts.keys.pools, {"dead1": 1})
-    await redis.set(scripts.keys.queue("bad"), "not a queue")
+    await _run_of_another_type(redis, scripts.keys, fetched[0].id)
 
 
 async def test_a_refused_pool_not_listed_is_not_said_to_be_no_longer_refused(
@@ -98,7 +107,7 @@ async def test_a_refused_pool_not_listed_is_not_said_to_be_no_longer_refused(
         await redis.zadd(keys.retired, {"dead1": 1})  # (listed again: refused still)
         assert await reaper.reap_once() == 0
         assert no_longer not in caplog.text and caplog.text.count("pool dead1 not reaped") == 1
-        await redis.delete(keys.queue("bad"))  # (repaired)
+        await redis.delete(keys.workflow("r1"), keys.workflow_of)  # (repaired)
         assert await reaper.reap_once() == 1
         assert no_longer in caplog.text
 
@@ -148,7 +157,8 @@ async def test_a_redis_error_judging_refused_pools_not_listed_ends_no_pass(
     scripts = Scripts(redis, keys)
     await _refused_pool(redis, scripts)
     await scripts.heartbeat("dead2", b"{}", 60_000, mode="register")
-    await redis.zadd(keys.in_progress("dead2"), {"j2:bad": 1})  # (refused as dead1 is)
+    await redis.zadd(keys.in_progress("dead2"), {"j2:bad": 1})  # (refused as dead1 is:
+    await redis.hset(keys.workflow_of, "j2", "r1")  # type: ignore[misc]  # a member of r1)
     reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
     with caplog.at_level(logging.WARNING, logger="errands"):
         assert await reaper.reap_once() == 0  # (dead1 refused; dead2 alive)

@@ -60,22 +60,26 @@ def read_reap_reply(reply: Any) -> Reaped:
     (its reply is then the reason, a string, and nothing was written). The names whose entries
     it left alone (their ``running`` count is not a counter) are in ``Reaped.unfit``, the
     partitions whose entries it left alone (their running count is not one) in
-    ``Reaped.unfit_parts``, with how many entries in ``Reaped.held``."""
+    ``Reaped.unfit_parts``, with how many entries in ``Reaped.held``; the names whose entries it
+    left alone for a key of theirs of another type (name -> that key) in ``Reaped.key_unfit``,
+    with how many entries in ``Reaped.key_held``."""
     if isinstance(reply, bytes | str):
         reason = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
         raise ReapRefused(reason)
-    requeued, buried, removed, cancelled, alive, *replaced = reply
-    left: dict[str, str] = {}
-    parts: dict[tuple[str, str], str] = {}
-    held = 0
-    if len(replaced) > 1 and isinstance(replaced[-2], list):
-        # entries left alone for their partition's count: [entries, name, partition, value, ...]
-        count, *flat = [_text(v) for v in replaced.pop()]
-        held = int(count)
-        parts = {(n, p): v for n, p, v in zip(flat[::3], flat[1::3], flat[2::3], strict=True)}
-    if replaced and isinstance(replaced[-1], list):  # entries left alone: [name, value, ...]
-        flat = [_text(v) for v in replaced.pop()]
-        left = dict(zip(flat[::2], flat[1::2], strict=True))
+    requeued, buried, removed, cancelled, alive, *rest = reply
+    replaced = [f for f in rest if not isinstance(f, list)]
+    lists = [[_text(v) for v in x] for x in rest if isinstance(x, list)]
+    # entries left alone: for their name's count [name, value, ...], for their partition's
+    # count [entries, name, partition, value, ...], for a key of their name's [entries, name,
+    # key, ...]: the lists present are the first one, two or three
+    lists += [[], ["0"], ["0"]][len(lists) :]
+    flat = lists[0]
+    left = dict(zip(flat[::2], flat[1::2], strict=True))
+    count, *flat = lists[1]
+    held = int(count)
+    parts = {(n, p): v for n, p, v in zip(flat[::3], flat[1::3], flat[2::3], strict=True)}
+    count, *flat = lists[2]
+    keyed = dict(zip(flat[::2], flat[1::2], strict=True))
     fields = tuple(_text(f) for f in replaced)
     return Reaped(
         int(requeued),
@@ -87,6 +91,8 @@ def read_reap_reply(reply: Any) -> Reaped:
         left,
         parts,
         held,
+        keyed,
+        int(count),
     )
 
 

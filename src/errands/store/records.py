@@ -146,3 +146,7 @@ class Reaped:
     # entries were left alone, `held` of them
     unfit_parts: dict[tuple[str, str], str] = field(default_factory=dict)
     held: int = 0
+    # job name -> its first own key of another type (queue, partitions running, partition
+    # queue, partitions ready, history): its entries were left alone, `key_held` of them
+    key_unfit: dict[str, str] = field(default_factory=dict)
+    key_held: int = 0

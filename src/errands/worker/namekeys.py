@@ -9,13 +9,13 @@ another key of the name is the one), and a warning once the name's acks go throu
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..store.keys import Keys
 from ..store.records import Acked
 
-__all__ = ["NameKeys"]
+__all__ = ["KeysLeft", "NameKeys", "own_type"]
 
 log = logging.getLogger("errands.worker")
 
@@ -96,3 +96,73 @@ class NameKeys:
                 name,
                 extra={"job_name": name},
             )
+
+
+def own_type(keys: Keys, name: str, key: str) -> str:
+    """The type ``key``, one of job name ``name``'s own keys, must have: its partitions running
+    count is a hash, its queue, partition queue, partitions ready, history, scheduled and retry
+    sets and idle pools are sorted sets."""
+    return "hash" if key == keys.partitions_running(name) else "zset"
+
+
+class KeysLeft:
+    """The job names a script leaves alone, for one of their own keys holding another type,
+    while it serves the others (lua/reap.lua: their dead pools' entries; lua/promote.lua: their
+    due jobs): name -> that key, one error per name (again when another key of it is the one),
+    naming the key, its type (one pipeline of TYPEs, on this path only) and its repair; and a
+    warning once the key is of its type again (read for the names logged and not left alone by
+    the last call: a reaper's pass does not visit every held pool). ``prefix`` opens each line
+    ("reaper", "requeuer"), ``what`` says what is left alone ("its due jobs are not moved")."""
+
+    def __init__(self, redis: Any, keys: Keys, logger: logging.Logger, prefix: str, what: str):
+        self.redis = redis
+        self.keys = keys
+        self.log = logger
+        self.prefix = prefix
+        self.what = what
+        self.logged: dict[str, str] = {}
+
+    async def note(self, left: Mapping[str, str], where: Mapping[str, str] | None = None) -> None:
+        """The last call (or pass) left the names of ``left`` alone (name -> its key of another
+        type; ``where``: name -> words naming where they wait, for the line). Never raises."""
+        new = [(n, k) for n, k in left.items() if self.logged.get(n) != k]
+        earlier = [(n, k) for n, k in self.logged.items() if n not in left]
+        if not new and not earlier:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for _, key in new + earlier:
+                pipe.type(key)
+            kinds = [_text(kind) for kind in await pipe.execute()]
+        except Exception as exc:  # (a read for the log only: the caller goes on)
+            log.debug("reading the types of the job names' keys failed (%r)", exc)
+            return
+        for (name, key), kind in zip(new, kinds, strict=False):
+            self.logged[name] = key
+            self._left(name, key, kind, (where or {}).get(name, ""))
+        for (name, key), kind in zip(earlier, kinds[len(new) :], strict=True):
+            if kind in (own_type(self.keys, name, key), "none"):
+                del self.logged[name]
+                self.log.warning(
+                    "%s: job name %s: its keys are of their types again: served again",
+                    self.prefix,
+                    name,
+                    extra={"job_name": name},
+                )
+
+    def _left(self, name: str, key: str, kind: str, where: str) -> None:
+        self.log.error(
+            "%s: job name %s: %s%s: its key %s is a %s, not a %s; repair it: keep a copy "
+            "(RENAME %s <elsewhere>), or DEL %s; they wait until then, the other job names "
+            "are served meanwhile (see docs/reliability.md)",
+            self.prefix,
+            name,
+            self.what,
+            f" ({where})" if where else "",
+            key,
+            kind,
+            own_type(self.keys, name, key),
+            key,
+            key,
+            extra={"job_name": name},
+        )

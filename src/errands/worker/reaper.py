@@ -28,6 +28,7 @@ from ..store.keys import check_job_name
 from ..store.records import Reaped, ReapRefused
 from ..store.scripts import Scripts
 from .lease import Lease
+from .namekeys import KeysLeft
 from .reapleft import LeftAlone, Refused
 from .repairs import log_refusal
 
@@ -69,6 +70,12 @@ class Reaper:
         self._unfit_parts: dict[tuple[str, str], tuple[str, set[str]]] = {}
         self._left_alone = LeftAlone[str](self._name_where)
         self._parts_left_alone = LeftAlone[tuple[str, str]](self._part_where)
+        # job name -> (its key of another type, the pools whose entries of it wait): a pass's
+        # names left alone for a key of theirs (reap.lua), logged once each while so
+        self._keyed: dict[str, tuple[str, set[str]]] = {}
+        self._key_left = KeysLeft(
+            scripts.redis, scripts.keys, log, "reaper", "its dead pools' jobs are not reaped"
+        )
         self._refused = Refused()  # the dead pools reap.lua refuses (logged once)
         self._unread = False  # _no_longer_dead's read refused (logged once while it is)
 
@@ -107,7 +114,7 @@ class Reaper:
             log.info("reaper: Redis answered slowly; not reaping this time")
             return 0
         moved = 0
-        self._unfit, self._unfit_parts = {}, {}
+        self._unfit, self._unfit_parts, self._keyed = {}, {}, {}
         refused: dict[str, str] = {}  # pool id -> the reason of its refusal, this pass
         visited: list[str] = []  # the pools this pass reaped or was refused
         for pool_id in dict.fromkeys(dead):
@@ -169,6 +176,10 @@ class Reaper:
         again one dead timeout after the reap that left its entries alone)."""
         await self._left_alone.note_pass(self.scripts.redis, self._unfit)
         await self._parts_left_alone.note_pass(self.scripts.redis, self._unfit_parts)
+        await self._key_left.note(
+            {name: key for name, (key, _) in self._keyed.items()},
+            {name: "dead pools " + ", ".join(sorted(p)) for name, (_, p) in self._keyed.items()},
+        )
 
     def _name_where(self, name: str) -> tuple[str, str, str, str]:
         """Job name ``name``, as _LeftAlone's ``where`` says it."""
@@ -251,7 +262,9 @@ class Reaper:
                 left += sum(1 for _, _, name in members if name in done.unfit)
                 for name, value in done.unfit.items():
                     self._unfit.setdefault(name, (value, set()))[1].add(pool_id)
-            left += done.held  # (entries left alone for their partition's count)
+            left += done.held + done.key_held  # (for their partition's count, a key's type)
+            for name, bad in done.key_unfit.items():
+                self._keyed.setdefault(name, (bad, set()))[1].add(pool_id)
             for part, value in done.unfit_parts.items():
                 self._unfit_parts.setdefault(part, (value, set()))[1].add(pool_id)
             if done.drained or len(raw) < BATCH:  # (the set read to its end: the rest is left)

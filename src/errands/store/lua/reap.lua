@@ -40,7 +40,10 @@
 -- is written for it: it cannot refuse the call), nor, left alone for its name's count, its
 -- name's keys and its partition's count (one left alone for its partition's count was found so
 -- by reading it from its name's partitions running hash, type-checked with the others).
--- A key of another type, or a seq that is not a counter, or a timeout or
+-- Likewise an entry of a name one of whose own keys (queue, partitions running, partition
+-- queue, partitions ready, history) holds another type: left alone, the pool held the same way
+-- (a malformed entry of its index too: its job's rerun would go on its queue, dedup_queue).
+-- A shared key of another type, or a seq that is not a counter, or a timeout or
 -- count that is not a whole number, or an ARGV[9] that is not one >= 0, refuses the call before
 -- its first write (the pool keeps its score in `pools` or `retired`): its reply is then
 -- the reason, a string ending 'nothing reaped' (store/reapcall.py reads it as ReapRefused;
@@ -61,8 +64,11 @@
 -- characters of its count, ...} (once per name), then, only when entries were left alone for
 -- their partition's count, that list (empty when none was for its name's) and another: {the
 -- entries left alone so, then name, partition, the first 40 characters of its count, ...}
--- (once per partition of a name; store/reapcall.py)}. A re-sent call (redis-py, after a lost
--- reply) finds the entries gone and counts 0 of each: harmless, the counts only feed the
+-- (once per partition of a name), then, only when entries were left alone for a key of their
+-- name's, those two lists (maybe empty: {} and {0}) and a third: {the entries left alone so,
+-- then name, its first key of another type, ...} (once per name; store/reapcall.py)}. A
+-- re-sent call (redis-py, after a lost reply) finds the entries gone and counts 0 of each
+-- (those left alone: the same again): harmless, the counts only feed the
 -- reaper's log line and counters (the first call's work stands; drained is answered as it is
 -- now).
 --@include events
@@ -113,7 +119,8 @@ local d = {jobs = KEYS[4], prio = KEYS[6], seq = KEYS[10], idle = KEYS[11], wake
 local TYPES = {'ZCARD', 'ZCARD', false, 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', false,
   'SCARD', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'ZCARD',
   'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', false, 'HLEN', false, 'HLEN'}
-local PER_NAME = {'ZCARD', 'HLEN', 'ZCARD', 'ZCARD'}  -- queue, partitions running, pq, pready
+-- queue, partitions running, pq, pready, history
+local PER_NAME = {'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', 'ZCARD'}
 -- a name whose `running` count is not a counter is noted in unfit (its entries are left alone)
 -- and left (the reply's list: name, value of its count, ..., once per name: lib/types.lua's
 -- skipped_list); nothing is written for an entry left alone, so nothing of it is checked
@@ -141,14 +148,30 @@ do
     end
   end
 end
-local bad = wrong_type(function(j)
-  if j <= Q then
-    return TYPES[j]
-  elseif j <= Q + 4 * NQ then
-    return used[math.floor((j - Q - 1) / 4) + 1] and PER_NAME[(j - Q - 1) % 4 + 1]
+local bad = wrong_type(function(j) return TYPES[j] end, 'nothing reaped', Q)
+  or not_counter(KEYS[10], 'nothing reaped')
+-- a name one of whose own keys (queue, partitions running, pq, pready, history) holds another
+-- type: keyed[index] = that key (the first); its entries are left alone like those of a name
+-- whose count is not a counter (nothing of them written or checked further), counted in
+-- key_left[1] and named after (name, key, ... once per name); so is a malformed entry of its
+-- index (its job's rerun would go on its queue: dedup_queue), counted but not named
+local keyed, key_left = {}, {0}
+for qi = 1, NQ do  -- (used[0]: a malformed entry's, of no name)
+  local b = Q + 4 * (qi - 1)
+  keyed[qi] = used[qi] and first_unfit({KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4],
+    KEYS[Q + 4 * NQ + qi]}, PER_NAME)
+end
+local named = {}
+for i = E, #ARGV, 4 do
+  local qi = tonumber(ARGV[i + 3])
+  if keyed[qi] and not unfit[ARGV[i + 2]] then
+    key_left[1] = key_left[1] + 1
+    if not named[qi] and ARGV[i + 2] ~= '' then
+      named[qi] = true
+      key_left[#key_left + 1], key_left[#key_left + 2] = ARGV[i + 2], keyed[qi]
+    end
   end
-  return used[j - Q - 4 * NQ] and 'ZCARD'  -- the histories
-end, 'nothing reaped') or not_counter(KEYS[10], 'nothing reaped')
+end
 -- the counters this call counts after its first write, checked first (lib/types.lua): a value
 -- that is not one raised there after the job had left the in-progress set (lost): `running` of
 -- each entry's name (above) and the running count of each entry's partition; stats' dead and
@@ -194,7 +217,7 @@ end
 local function not_reap_counters()
   local ids, at = {}, {}
   for i = E, #ARGV, 4 do
-    if ARGV[i + 2] ~= '' and not unfit[ARGV[i + 2]] then
+    if ARGV[i + 2] ~= '' and not unfit[ARGV[i + 2]] and not keyed[tonumber(ARGV[i + 3])] then
       ids[#ids + 1], at[#ids + 1] = ARGV[i + 1], i
     end
   end
@@ -209,7 +232,7 @@ bad = bad or not_reap_counters()
 -- an entry left alone (its name's or its partition's count not a counter): nothing is written
 -- for it, so nothing of it is checked from here (it cannot refuse the call)
 local function alone(i)
-  return ARGV[i + 2] ~= '' and unfit[ARGV[i + 2]] or held[i]
+  return ARGV[i + 2] ~= '' and unfit[ARGV[i + 2]] or keyed[tonumber(ARGV[i + 3])] or held[i]
 end
 local seen = {}  -- (the run of a workflow member: lib/workflows.lua writes its keys; not for an
 for i = E, #ARGV, 4 do  -- entry left alone, which nothing is written for: it cannot refuse)
@@ -351,7 +374,7 @@ local removed = 0
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('ZREM', KEYS[15], pool)
   removed = 1
-elseif read_end > 1 or read_end == 1 and (#left > 0 or #parts_left > 1) then
+elseif read_end > 1 or read_end == 1 and (#left > 0 or #parts_left > 1 or key_left[1] > 0) then
   -- the set read to its end and not drained, and the read left entries alone: held by them,
   -- listed again one dead timeout from now (dead_pools.lua; a re-send: later still). Not in an
   -- earlier call of the pass: if the pass stopped after it (a Redis error, a reaper stopped, a
@@ -364,10 +387,13 @@ local reply = {requeued, buried, removed, cancelled, 0}
 for r = 1, #replaced do
   reply[5 + r] = replaced[r]
 end
-if #left > 0 or #parts_left > 1 then
+if #left > 0 or #parts_left > 1 or key_left[1] > 0 then
   reply[#reply + 1] = left
 end
-if #parts_left > 1 then
+if #parts_left > 1 or key_left[1] > 0 then
   reply[#reply + 1] = parts_left
+end
+if key_left[1] > 0 then
+  reply[#reply + 1] = key_left
 end
 return reply

@@ -40,6 +40,20 @@ local function wrong_type(cmd_of, outcome, last)
   return nil, answers
 end
 
+-- first_unfit(list, cmd): the first key of `list` (key names) that `cmd` (ZCARD, HLEN, ...: a
+-- string, or cmd[c] for list[c]; sent with redis.pcall) finds of another type, or nil: for a
+-- script that leaves alone what needs that key (a job name's own keys: reap.lua, promote.lua)
+-- instead of failing the call
+local function first_unfit(list, cmd)
+  for c = 1, #list do
+    local r = redis.pcall(type(cmd) == 'table' and cmd[c] or cmd, list[c])
+    if type(r) == 'table' and r.err then
+      return list[c]
+    end
+  end
+  return nil
+end
+
 -- is_whole(x): x is a whole finite number (not nil, nan, inf or a fraction); is_priority(x): a
 -- whole number in -1000..1000 (lib/prio.lua). tonumber() reads 'nan', 'inf' and '0x10' too.
 -- (x % 1 is x - floor(x), exact: 0 for a whole x; nan for inf and nan; no math.floor call)
