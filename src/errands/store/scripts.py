@@ -19,6 +19,7 @@ from .bulk import Columns, enqueue_request, job_spec
 from .fetchcall import FetchCall, fetch_request, fetch_skipped
 from .keys import Keys
 from .luasource import lua_source
+from .promotecall import Promoted, promote_request, read_promote_reply
 from .reapcall import read_reap_reply, reap_request
 from .records import Acked, Fetched, FetchResult, LeaseLost, Reaped, Settle, SettleRefused
 from .settlecall import (
@@ -305,13 +306,12 @@ class Scripts(AdminScripts):
 
     async def promote(self, names: Sequence[str], now_ms: int, limit: int) -> tuple[int, int]:
         """Move due scheduled and retry jobs to their queues; returns (moved, earliest due)."""
-        k = self.keys
-        keys = [k.priorities, k.seq, k.idle, k.partitions]
-        for name in names:
-            keys += (k.queue(name), k.scheduled(name), k.retry(name))
-            keys += (k.partition_queue(name), k.partitions_ready(name), k.idle_for(name))
-        moved, earliest = await self._call("promote", keys, [now_ms, limit, k.wake_channel])
-        return int(moved), int(earliest)
+        return (done := await self.promote_report(names, now_ms, limit)).moved, done.earliest
+
+    async def promote_report(self, names: Sequence[str], now_ms: int, limit: int) -> Promoted:
+        """promote, with the job names left alone (a key of theirs of another type)."""
+        keys, args = promote_request(self.keys, names, now_ms, limit)
+        return read_promote_reply(await self._call("promote", keys, args), names)
 
     async def checkin(self, id: str, name: str, data: bytes, attempt: str) -> bool:
         """Record progress; ``attempt`` is "<pool id>:<token>". False when it is not this

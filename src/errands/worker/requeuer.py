@@ -14,6 +14,7 @@ from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Scripts
 from ..workflows.store import WorkflowScripts
+from .namekeys import KeysLeft
 from .repairs import log_refusal
 
 __all__ = ["Requeuer", "trim_history"]
@@ -48,6 +49,10 @@ class Requeuer:
         self.moved = 0
         self.workflows = WorkflowScripts(scripts.redis, scripts.keys)
         self._kick = asyncio.Event()
+        # the job names promote.lua leaves alone (one of their keys of another type): logged once
+        self._left = KeysLeft(
+            scripts.redis, scripts.keys, log, "requeuer", "its due jobs are not moved to its queue"
+        )
 
     def kick(self) -> None:
         """Promote now (used after the clock was moved in tests, and by drain)."""
@@ -56,17 +61,19 @@ class Requeuer:
     async def promote_once(self) -> tuple[int, int]:
         """Move every due job, and continue the walks of workflow dependents left on the work
         list (a pool that died mid-walk leaves its part to the others); returns (moved plus
-        work items taken, earliest due ms still waiting or -1)."""
+        work items taken, earliest due ms still waiting or -1). A job name one of whose keys
+        holds another type is left alone (its due jobs stay), logged once while so."""
         taken = await self.workflows.cascade_all()
         total = 0
         while True:
-            moved, earliest = await self.scripts.promote(
+            done = await self.scripts.promote_report(
                 self.names, to_ms(self.clock.now()), self.batch
             )
-            total += moved
-            if moved < self.batch:
+            total += done.moved
+            if done.moved < self.batch:
                 self.moved += total
-                return total + taken, earliest
+                await self._left.note(done.left)
+                return total + taken, done.earliest
 
     async def collect_garbage(self) -> None:
         """Release expired unique locks, trim the dead and cancelled sets and the history to

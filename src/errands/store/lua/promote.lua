@@ -4,10 +4,14 @@
 -- KEYS[5..] six per job name: queue, scheduled set, retry set, partition queue, partitions
 --           ready (a job with a partition is indexed by it, see lib/limits.lua), idle pools
 -- ARGV[1] now ms   ARGV[2] most jobs to move per set   ARGV[3] wake channel
--- Returns {jobs moved, earliest due ms still waiting or -1}.
--- Everything is read first (the due jobs of every set, the earliest left): a key of another
--- type, a bad argument or a seq that is not a counter fails the whole call before its first
--- write (a job taken out of its set and then not queued would be lost). The priorities are
+-- Returns {jobs moved, earliest due ms still waiting or -1}, then, only when names were left
+-- alone, {name index (1-based, in KEYS order), its first key of another type, ...}.
+-- Everything is read first (the due jobs of every set, the earliest left): a job name one of
+-- whose own six keys holds another type (written by hand, a bad restore) is left alone: none
+-- of its jobs moved or read (nor counted in the earliest due time), the other names' moved; a
+-- shared key (KEYS[1..4]) of another type, a bad argument or a seq that is not a counter fails
+-- the whole call before its first write (a job taken out of its set and then not queued would
+-- be lost). The priorities are
 -- read with prio_of (lib/prio.lua), which cannot fail: a stored priority that is not a whole
 -- number in -1000..1000 (nan: it raised in ZADD after the first write, every call, and no job
 -- of any name was promoted again) counts as 0, and that job is promoted like the others. The
@@ -26,10 +30,11 @@ if not (is_whole(now) and is_whole(limit) and limit >= 1 and #KEYS % 6 == 4) the
     .. ', ' .. tostring(ARGV[2]) .. ', ' .. #KEYS .. ': no job was promoted')
 end
 local TYPES = {'HLEN', 'GET', 'SCARD', 'HLEN'}  -- then every key of a name is a sorted set
-local wrong = wrong_type(function(j) return TYPES[j] or 'ZCARD' end, 'no job was promoted')
+local wrong = wrong_type(function(j) return TYPES[j] end, 'no job was promoted', 4)
 if wrong then
   return wrong
 end
+local left = {}  -- the names left alone: index, key, ... (their keys are not written)
 local CHUNK = 1000
 -- reads: the due jobs of each set (in order: a name's scheduled, then retry jobs), and the
 -- earliest due time left behind them
@@ -37,7 +42,12 @@ local earliest = -1
 local sets = {}  -- {queue key index k, source set, ids}
 local moved = 0
 for k = 5, #KEYS, 6 do
-  for s = 1, 2 do
+  local bad = first_unfit({KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
+    KEYS[k + 5]}, 'ZCARD')
+  if bad then
+    left[#left + 1], left[#left + 2] = (k - 5) / 6 + 1, bad
+  end
+  for s = 1, bad and 0 or 2 do
     local src = KEYS[k + s]
     local due = redis.call('ZRANGEBYSCORE', src, '-inf', now, 'LIMIT', 0, limit)
     local head = redis.call('ZRANGE', src, #due, #due, 'WITHSCORES')  -- the first one left
@@ -54,7 +64,7 @@ for k = 5, #KEYS, 6 do
   end
 end
 if moved == 0 then
-  return {0, earliest}
+  return {0, earliest, #left > 0 and left or nil}
 end
 local partitioned = redis.call('EXISTS', KEYS[4]) == 1
 local seq = redis.call('INCRBY', KEYS[2], moved) - moved  -- the first write
@@ -91,4 +101,4 @@ if redis.call('SCARD', KEYS[3]) > 0 then
     at = t
   end
 end
-return {moved, earliest}
+return {moved, earliest, #left > 0 and left or nil}
