@@ -112,11 +112,11 @@ class KeysLeft:
     naming the key, its type (one pipeline of TYPEs, on this path only) and its repair; and a
     warning once the key is of its type again (read for the names logged and not left alone by
     the last call: a reaper's pass does not visit every held pool). ``prefix`` opens each line
-    ("reaper", "requeuer"), ``what`` says what is left alone ("its due jobs are not moved")."""
+    ("reaper", "requeuer"), ``what`` says what is left alone ("its due jobs are not moved");
+    ``scripts``' client and keys are read when a call left a name alone, not before."""
 
-    def __init__(self, redis: Any, keys: Keys, logger: logging.Logger, prefix: str, what: str):
-        self.redis = redis
-        self.keys = keys
+    def __init__(self, scripts: Any, logger: logging.Logger, prefix: str, what: str):
+        self.scripts = scripts
         self.log = logger
         self.prefix = prefix
         self.what = what
@@ -130,7 +130,7 @@ class KeysLeft:
         if not new and not earlier:
             return
         try:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.scripts.redis.pipeline(transaction=False)
             for _, key in new + earlier:
                 pipe.type(key)
             kinds = [_text(kind) for kind in await pipe.execute()]
@@ -141,7 +141,7 @@ class KeysLeft:
             self.logged[name] = key
             self._left(name, key, kind, (where or {}).get(name, ""))
         for (name, key), kind in zip(earlier, kinds[len(new) :], strict=True):
-            if kind in (own_type(self.keys, name, key), "none"):
+            if kind in (own_type(self.scripts.keys, name, key), "none"):
                 del self.logged[name]
                 self.log.warning(
                     "%s: job name %s: its keys are of their types again: served again",
@@ -161,7 +161,7 @@ class KeysLeft:
             f" ({where})" if where else "",
             key,
             kind,
-            own_type(self.keys, name, key),
+            own_type(self.scripts.keys, name, key),
             key,
             key,
             extra={"job_name": name},

@@ -73,9 +73,7 @@ class Reaper:
         # job name -> (its key of another type, the pools whose entries of it wait): a pass's
         # names left alone for a key of theirs (reap.lua), logged once each while so
         self._keyed: dict[str, tuple[str, set[str]]] = {}
-        self._key_left = KeysLeft(
-            scripts.redis, scripts.keys, log, "reaper", "its dead pools' jobs are not reaped"
-        )
+        self._key_left = KeysLeft(scripts, log, "reaper", "its dead pools' jobs are not reaped")
         self._refused = Refused()  # the dead pools reap.lua refuses (logged once)
         self._unread = False  # _no_longer_dead's read refused (logged once while it is)
 

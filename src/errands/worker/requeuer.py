@@ -50,9 +50,7 @@ class Requeuer:
         self.workflows = WorkflowScripts(scripts.redis, scripts.keys)
         self._kick = asyncio.Event()
         # the job names promote.lua leaves alone (one of their keys of another type): logged once
-        self._left = KeysLeft(
-            scripts.redis, scripts.keys, log, "requeuer", "its due jobs are not moved to its queue"
-        )
+        self._left = KeysLeft(scripts, log, "requeuer", "its due jobs are not moved to its queue")
 
     def kick(self) -> None:
         """Promote now (used after the clock was moved in tests, and by drain)."""
