@@ -1,0 +1,96 @@
+"""Review probes of the idle batch loop (worker/batchwait.py, c13ee8e): what its wake-ups and its
+idle mark do beyond the cases of test_batch_idle.py. ``poll_interval`` is an hour here: only a
+wake-up starts a batch in time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Enqueuer, Job, WorkerPool
+from errands.worker.batching import Batching
+from errands.worker.notifier import Notifier
+from tests.support.procs import eventually
+
+HOUR = 3600.0
+
+
+def _pool(redis: Redis, namespace: str, ran: list[list[str]], **options: Any) -> WorkerPool:
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2, poll_interval=HOUR)
+
+    @pool.batch_job("b", **options)
+    async def b(jobs: list[Job]) -> None:
+        ran.append([job.id for job in jobs])
+
+    return pool
+
+
+async def test_unrelated_namespace_wake_ups_do_not_make_the_batch_loop_look(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The namespace's wake channel carries wake-ups of every name ('slot' from ack.lua when a
+    concurrency-limited job ends while a pool is idle, 'settle', 'requeue', 'reap', 'move',
+    'enqueue' of schedules, 'dedup', 'workflow'): each one made every batch loop of every pool
+    look at its queue (a 5-command pipeline), so the looks follow the namespace's traffic (up
+    to one a round-trip a loop), not the enqueues of the batch's name, which docs/long-jobs.md
+    says wake it. The loops looked every max_wait / 4 before, whatever the traffic."""
+    looks, sleeping, dispatched, looks_then = [0], [False], [0], [0]
+    peek, sleep, dispatch = Batching._peek, Batching._batch_sleep, Notifier._dispatch
+
+    async def spy_peek(worker: Batching, *args: Any) -> Any:
+        looks[0] += 1
+        return await peek(worker, *args)
+
+    async def spy_sleep(worker: Batching, *args: Any) -> None:
+        sleeping[0] = True
+        try:
+            await sleep(worker, *args)
+        finally:
+            sleeping[0] = False
+
+    def spy_dispatch(notifier: Notifier, message: dict[str, Any]) -> None:
+        dispatched[0] += 1
+        looks_then[0] = looks[0]
+        dispatch(notifier, message)
+
+    monkeypatch.setattr(Batching, "_peek", spy_peek)
+    monkeypatch.setattr(Batching, "_batch_sleep", spy_sleep)
+    monkeypatch.setattr(Notifier, "_dispatch", spy_dispatch)
+    ran: list[list[str]] = []
+    pool = _pool(redis, namespace, ran, max_size=1, max_wait=0)
+    async with pool:
+
+        async def asleep() -> bool:
+            return dispatched[0] > 0 and looks[0] > looks_then[0] and sleeping[0]
+
+        # a wake-up of the pool (as an enqueue's), once subscribed: the loop looks since the
+        # last wake-up heard, then sleeps
+        channel = pool.keys.pool_wake_channel(pool.id)
+
+        async def subscribed() -> bool:
+            return bool((await redis.pubsub_numsub(channel))[0][1])
+
+        await eventually(subscribed, 5, "the pool subscribed to its wake channel")
+        await redis.publish(channel, "job")
+        await eventually(asleep, 5, "the batch loop asleep after a wake-up")
+        before = looks[0]
+        for n in range(20):  # (one at a time: as a stream of acks of a limited name)
+            await redis.publish(pool.keys.wake_channel, "slot")
+
+            async def heard(n: int = n) -> bool:
+                return dispatched[0] > n + 1
+
+            await eventually(heard, 5, "the wake-up heard by the pool")
+        async with Enqueuer(redis, namespace=namespace) as enqueuer:
+            await enqueuer.enqueue("b", {}, job_id="j")
+
+        async def started() -> bool:
+            return ran == [["j"]]
+
+        await eventually(started, 5, "the batch of the job enqueued")
+        await eventually(asleep, 5, "the batch loop asleep after the batch")
+        # the enqueue's wake-up, and the look after the batch
+        looked = looks[0] - before
+        assert looked <= 2, f"{looked} looks for 20 wake-ups of no batch name and 1 enqueue"
