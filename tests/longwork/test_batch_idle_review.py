@@ -94,3 +94,61 @@ async def test_unrelated_namespace_wake_ups_do_not_make_the_batch_loop_look(
         # the enqueue's wake-up, and the look after the batch
         looked = looks[0] - before
         assert looked <= 2, f"{looked} looks for 20 wake-ups of no batch name and 1 enqueue"
+
+
+async def test_a_pool_going_quiet_during_a_look_leaves_no_idle_mark(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look's pipeline (its ZADD of the idle mark) lands after the quiet pool's fetch loop
+    took the batch marks away (_batch_unmark_all: seen.marked set False, ZREM). The loop then
+    sees ``seen.marked`` False and takes nothing away: the quiet pool keeps a live mark
+    (deadline 2 * poll_interval + 1 s ahead), which the next enqueue pops, its wake-up sent to
+    a pool that does not look; the other idle pool is not woken and the job waits for its poll
+    (an hour here)."""
+    ran: list[list[str]] = []
+    other = _pool(redis, namespace, ran, max_size=1, max_wait=0)
+    quieting = _pool(redis, namespace, ran, max_size=1, max_wait=0)
+    peek = Batching._peek
+    looks: dict[str, int] = {}
+    race = [False]
+
+    async def racing_peek(worker: Batching, *args: Any) -> Any:
+        looks[worker.pool_id] = looks.get(worker.pool_id, 0) + 1
+        if race[0] and worker.pool_id == quieting.id:
+            race[0] = False
+            await quieting.quiet()  # (returns once its idle marks are taken away)
+        return await peek(worker, *args)
+
+    monkeypatch.setattr(Batching, "_peek", racing_peek)
+    async with other:
+
+        async def other_asleep() -> bool:
+            return looks.get(other.id, 0) == 1
+
+        await eventually(other_asleep, 5, "the other pool's batch loop asleep")
+        async with quieting:
+
+            async def quieting_asleep() -> bool:
+                return looks.get(quieting.id, 0) == 1
+
+            await eventually(quieting_asleep, 5, "the quieting pool's batch loop asleep")
+            race[0] = True  # its next look: the pool goes quiet before its pipeline is sent
+            await redis.publish(quieting.keys.pool_wake_channel(quieting.id), "job")
+
+            async def raced() -> bool:
+                return not race[0] and looks.get(quieting.id, 0) == 2
+
+            await eventually(raced, 5, "the look during which the pool went quiet")
+            key = quieting.keys.idle_for("b")
+
+            async def unmarked() -> bool:
+                return await redis.zscore(key, quieting.id) is None
+
+            await eventually(unmarked, 3, "the quiet pool's idle mark of 'b' taken away")
+            async with Enqueuer(redis, namespace=namespace) as enqueuer:
+                await enqueuer.enqueue("b", {}, job_id="j")
+
+            async def started() -> bool:
+                return ran == [["j"]]
+
+            await eventually(started, 5, "the batch run by the pool that is not quiet")
