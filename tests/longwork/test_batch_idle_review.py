@@ -4,6 +4,7 @@ wake-up starts a batch in time."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -152,3 +153,56 @@ async def test_a_pool_going_quiet_during_a_look_leaves_no_idle_mark(
                 return ran == [["j"]]
 
             await eventually(started, 5, "the batch run by the pool that is not quiet")
+
+
+async def test_a_full_batch_left_by_a_full_fetch_wakes_the_other_idle_pool(
+    redis: Redis, namespace: str
+) -> None:
+    """One enqueue_many of two full batches wakes one pool (one wake-up a name a call); the
+    full fetch of that pool wakes the next idle pool of the name (lib/fetchmarks.lua
+    fetch_unmark) only while the idle SET holds a pool, which a batch look does not join (its
+    mark is in the name's idle ZSET only). With every pool's fetch loop busy (no pool in the
+    idle SET), the second full batch waits while the other pool's batch loop sleeps, marked idle
+    for the name: for its ``poll_interval`` (an hour here; it looked every ``max_wait / 4``
+    before c13ee8e, 250 ms with the default ``max_wait``)."""
+    running: dict[str, list[str]] = {}
+    hold = asyncio.Event()
+    pools = []
+    for _ in range(2):
+        pool = WorkerPool(redis, namespace=namespace, concurrency=1, poll_interval=HOUR)
+
+        def register(pool: WorkerPool) -> None:
+            @pool.batch_job("b", max_size=2, max_wait=HOUR)
+            async def b(jobs: list[Job]) -> None:
+                running[pool.id] = [job.id for job in jobs]
+                await hold.wait()
+
+            @pool.job("p")
+            async def p(job: Job) -> None:
+                await hold.wait()
+
+        register(pool)
+        pools.append(pool)
+    async with pools[0], pools[1], Enqueuer(redis, namespace=namespace) as enqueuer:
+        try:
+            for pool in pools:
+
+                async def marked(pool: WorkerPool = pool) -> bool:
+                    return await redis.zscore(pool.keys.idle_for("b"), pool.id) is not None
+
+                await eventually(marked, 5, "the batch loop asleep, marked idle for b")
+            await enqueuer.enqueue("p", {}, job_id="p1")
+            await enqueuer.enqueue("p", {}, job_id="p2")
+
+            async def busy() -> bool:  # (each pool's one slot: a plain job runs)
+                return await redis.scard(pools[0].keys.idle) == 0
+
+            await eventually(busy, 5, "both fetch loops busy")
+            await enqueuer.enqueue_many([("b", {}, {"job_id": f"j{n}"}) for n in range(4)])
+
+            async def both() -> bool:
+                return len(running) == 2
+
+            await eventually(both, 5, "two full batches running, one in each pool")
+        finally:
+            hold.set()
