@@ -1,6 +1,6 @@
-"""Review probes of the idle batch loop (worker/batchwait.py, c13ee8e): what its wake-ups and its
-idle mark do beyond the cases of test_batch_idle.py. ``poll_interval`` is an hour here: only a
-wake-up starts a batch in time."""
+"""The idle batch loop's wake-ups and idle mark (worker/batchwait.py) beyond the cases of
+test_batch_idle.py: which wake-ups make it look, its mark when the pool goes quiet, the jobs a
+full batch leaves. ``poll_interval`` is an hour here: only a wake-up starts a batch in time."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
+from errands.store.keys import Keys
 from errands.worker.batching import Batching
+from errands.worker.batchwait import BatchWaiting
 from errands.worker.notifier import Notifier
 from tests.support.procs import eventually
 
@@ -95,6 +97,38 @@ async def test_unrelated_namespace_wake_ups_do_not_make_the_batch_loop_look(
         # the enqueue's wake-up, and the look after the batch
         looked = looks[0] - before
         assert looked <= 2, f"{looked} looks for 20 wake-ups of no batch name and 1 enqueue"
+
+
+@pytest.mark.parametrize(
+    ("own", "data", "woken"),
+    [
+        (True, "job", True),  # lib/wake.lua: an enqueue, promote, retry, workflow release, ...
+        (False, "unpause", True),  # admin/client.py
+        (False, "batch", True),  # a wake-up passed on (batchwait.py)
+        (False, "reap", True),  # reap.lua: its requeued jobs wake no pool of their name
+        (False, "dedup", True),  # lib/dedup.lua: a rerun queued by ack, reap or destroy
+        (False, "workflow", True),  # lib/wfqueue.lua: its name's idle key of another type
+        (False, "slot", False),  # ack.lua: a slot freed
+        (False, "settle", False),  # (settle.lua, move.lua, schedule_fire.lua: given the
+        (False, "requeue", False),  # name's idle ZSET, they wake one of its pools instead)
+        (False, "move", False),
+        (False, "enqueue", False),
+    ],
+)
+async def test_the_batch_loops_wake_for_the_wake_ups_that_bring_their_jobs(
+    namespace: str, own: bool, data: str, woken: bool
+) -> None:
+    """The namespace's channel wakes the batch loops only for its messages that may bring a job
+    to a batch name; the pool's own channel, and a (re)subscription, always."""
+    worker = BatchWaiting()
+    worker.keys = Keys(namespace)
+    worker._batch_wakes = (asyncio.Event(), asyncio.Event())
+    channel = worker.keys.pool_wake_channel("p") if own else worker.keys.wake_channel
+    worker.batch_woken(channel, data)
+    assert [e.is_set() for e in worker._batch_wakes] == [woken, woken]
+    worker._batch_wakes[0].clear()
+    worker.batch_woken("", "")  # (the Notifier's wake after (re)subscribing; go_quiet)
+    assert worker._batch_wakes[0].is_set()
 
 
 async def test_a_pool_going_quiet_during_a_look_leaves_no_idle_mark(

@@ -27,7 +27,16 @@ from ..store.scripts import Scripts
 if TYPE_CHECKING:
     from ..store.keys import Keys
 
-__all__ = ["BatchWaiting", "Seen"]
+__all__ = ["BATCH_WAKES", "BatchWaiting", "Seen"]
+
+# The messages of the namespace's wake channel that wake the batch loops (the others, 'slot'
+# of ack.lua, 'settle', 'requeue', 'move', 'enqueue' of the scripts given the name's idle
+# ZSET, wake the fetch loops only: their jobs wake one pool of their name on its own channel,
+# lib/wake.lua, as the enqueues and promotes do): an unpause (admin/client.py), a wake-up passed
+# on (``_batch_unmark``), a reap's ('reap': its requeued jobs wake no pool
+# of their name), a dedup rerun's of ack, reap or destroy ('dedup', lib/dedup.lua), a workflow
+# member's whose name's idle ZSET holds another type ('workflow', lib/wfqueue.lua).
+BATCH_WAKES = frozenset({"unpause", "batch", "reap", "dedup", "workflow"})
 
 
 class Seen:
@@ -79,8 +88,12 @@ class BatchWaiting:
         """How long an idle mark lasts (as the fetch loop's: the pool looks again well within)."""
         return int(self.poll_interval * 2000) + 1000
 
-    def batch_woken(self) -> None:
-        """A wake-up came (notifier.py), or the pool goes quiet: the batch loops look again."""
+    def batch_woken(self, channel: str = "", data: str = "") -> None:
+        """A wake-up came (notifier.py: on ``channel``, message ``data``), or the pool goes
+        quiet (no channel): the batch loops look again, but for a wake-up of the namespace's
+        channel that brings no job to a batch name (``BATCH_WAKES``)."""
+        if channel == self.keys.wake_channel and data not in BATCH_WAKES:
+            return
         for wake in self._batch_wakes:
             wake.set()
 

@@ -62,7 +62,8 @@ class Notifier:
         self.subscribed = asyncio.Event()
         self.reconnects = 0
         self.on_lost: Callable[[], Awaitable[None]] | None = None
-        self.on_wake: Callable[[], None] | None = None  # (told each time event is set)
+        # told each time event is set: the channel ('' after a (re)subscription) and message
+        self.on_wake: Callable[[str, str], None] | None = None
 
     async def run(self) -> None:
         delay = 0.05
@@ -77,7 +78,7 @@ class Notifier:
                     self.subscribed.set()
                     outage.ok()
                     # wake once after (re)subscribing: messages may have been missed meanwhile
-                    self._wake()
+                    self._wake("", "")
                     delay = 0.05
                     await self._listen(pubsub)
             except Exception as exc:  # REDIS_ERRORS, and whatever else: never stop listening
@@ -124,9 +125,10 @@ class Notifier:
             data = message.get("data")
             self.on_control(data.decode() if isinstance(data, bytes) else str(data))
         else:
-            self._wake()
+            data = message.get("data")
+            self._wake(str(channel), data.decode() if isinstance(data, bytes) else str(data))
 
-    def _wake(self) -> None:
+    def _wake(self, channel: str, data: str) -> None:
         self.event.set()
         if self.on_wake is not None:  # (the batch loops: worker/batchwait.py)
-            self.on_wake()
+            self.on_wake(channel, data)
