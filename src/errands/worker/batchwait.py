@@ -143,6 +143,9 @@ class BatchWaiting:
         deadline = await self._mark_deadline()
         seen.marked = True
         waiting, head, kept, seen.paused = await self._peek(name, seen.oldest[0], deadline)
+        # the look's mark landed, whatever a quiet unmark did while its pipeline was under way
+        # (it cleared ``marked`` and its ZREM may have come first): the loop takes it away
+        seen.marked = True
         if head and head != seen.head[0]:
             at = await self._enqueued_at(head)
             seen.head = (head, max(at, seen.passed))  # (passed over by then: see Seen.fetched)
