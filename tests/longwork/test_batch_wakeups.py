@@ -240,3 +240,45 @@ async def test_a_full_batch_left_by_a_full_fetch_wakes_the_other_idle_pool(
             await eventually(both, 5, "two full batches running, one in each pool")
         finally:
             hold.set()
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+async def test_a_full_fetch_passes_no_wake_up_on_when_no_idle_pool_needs_it(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    """A full batch fetch wakes every idle pool ("batch" on the namespace's channel) only when
+    it left jobs on the queue while a pool is still marked idle for the name, not after every
+    full fetch (each such wake-up wakes every pool's loops): with 2 jobs none is left; with 3,
+    one is, but the fetch woke the other pool itself (its fetch loop is idle, in the idle SET:
+    lib/fetchmarks.lua's fetch_unmark popped its mark). test_a_full_batch_left_... above: the
+    case where the wake-up is passed on."""
+    passed_on = asyncio.Event()
+    pass_on = Batching._batch_pass_on
+
+    async def spy(worker: Batching, name: str) -> None:
+        await pass_on(worker, name)
+        passed_on.set()
+
+    monkeypatch.setattr(Batching, "_batch_pass_on", spy)
+    ran: list[list[str]] = []
+    other = _pool(redis, namespace, ran, max_size=2, max_wait=HOUR)
+    fetching = _pool(redis, namespace, ran, max_size=2, max_wait=HOUR)
+    async with redis.pubsub() as pubsub, other:
+        await pubsub.subscribe(other.keys.wake_channel)
+        async with fetching, Enqueuer(redis, namespace=namespace) as enqueuer:
+            for pool in (other, fetching):
+
+                async def marked(pool: WorkerPool = pool) -> bool:
+                    return await redis.zscore(pool.keys.idle_for("b"), pool.id) is not None
+
+                await eventually(marked, 5, "the batch loop asleep, marked idle for b")
+            await enqueuer.enqueue_many([("b", {}, {"job_id": f"j{n}"}) for n in range(jobs)])
+            await asyncio.wait_for(passed_on.wait(), 5)
+            await redis.publish(other.keys.wake_channel, "end")  # (after the pass-on's)
+            heard: list[bytes] = []
+            async with asyncio.timeout(5):
+                while not heard or heard[-1] != b"end":
+                    message = await pubsub.get_message(timeout=1)  # (None: its subscription's)
+                    if message is not None and message["type"] == "message":
+                        heard.append(message["data"])
+            assert b"batch" not in heard

@@ -189,6 +189,11 @@ class Batching(BatchWaiting):
         self.tasks.add(task)
         task.add_done_callback(self._batch_done)
         await self._batch_unmark_quietly(jt.name, seen)  # (it waits for no wake-up meanwhile)
+        if len(fetched) == runner.max_size:
+            try:  # (the jobs it left: batchwait.py)
+                await self._batch_pass_on(jt.name)
+            except REDIS_ERRORS as exc:
+                log.info("batch name %s: no idle pool woken for its jobs left (%r)", jt.name, exc)
         stop = asyncio.ensure_future(self._batch_stop.wait())
         await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()

@@ -33,7 +33,7 @@ __all__ = ["BATCH_WAKES", "BatchWaiting", "Seen"]
 # of ack.lua, 'settle', 'requeue', 'move', 'enqueue' of the scripts given the name's idle
 # ZSET, wake the fetch loops only: their jobs wake one pool of their name on its own channel,
 # lib/wake.lua, as the enqueues and promotes do): an unpause (admin/client.py), a wake-up passed
-# on (``_batch_unmark``), a reap's ('reap': its requeued jobs wake no pool
+# on (``_batch_unmark``, ``_batch_pass_on``), a reap's ('reap': its requeued jobs wake no pool
 # of their name), a dedup rerun's of ack, reap or destroy ('dedup', lib/dedup.lua), a workflow
 # member's whose name's idle ZSET holds another type ('workflow', lib/wfqueue.lua).
 BATCH_WAKES = frozenset({"unpause", "batch", "reap", "dedup", "workflow"})
@@ -127,6 +127,18 @@ class BatchWaiting:
             return
         seen.marked = False
         if await self.scripts.redis.zrem(self.keys.idle_for(name), self.pool_id) == 0:
+            await self.scripts.redis.publish(self.keys.wake_channel, "batch")
+
+    async def _batch_pass_on(self, name: str) -> None:
+        """(after a full fetch) Jobs of ``name`` left on its queue while some pool is marked
+        idle for it (its batch loop asleep): every idle pool is woken (the namespace's wake
+        channel, "batch"). The full fetch woke one pool of the name only while one is in the
+        pool-wide idle SET (lib/fetchmarks.lua's fetch_unmark), which a batch look does not join."""
+        async with self.scripts.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.queue(name))
+            pipe.zcard(self.keys.idle_for(name))
+            queued, idle = await pipe.execute()
+        if queued and idle:
             await self.scripts.redis.publish(self.keys.wake_channel, "batch")
 
     async def _batch_unmark_all(self) -> None:
