@@ -242,7 +242,9 @@ async def test_a_full_batch_left_by_a_full_fetch_wakes_the_other_idle_pool(
             hold.set()
 
 
-@pytest.mark.parametrize("jobs", [2, 3])
+# (not with 3 jobs, one left: the other pool, woken by the fetch, may mark itself idle again
+# before the fetching pool counts the marks, and then the pass-on is right; a race either way)
+@pytest.mark.parametrize("jobs", [2])
 async def test_a_full_fetch_passes_no_wake_up_on_when_no_idle_pool_needs_it(
     redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
