@@ -88,6 +88,8 @@ class LeaseRecovery:
 
         async def _bounded(self, call: Awaitable[None], bound: float | None, what: str) -> None: ...
 
+        def _giving_up(self) -> None: ...
+
     def _info(self, names: list[str]) -> dict[str, object]:
         """The pool's registration (its heartbeat's info: what admin and the dashboard show)."""
         return {
@@ -134,7 +136,9 @@ class LeaseRecovery:
         """(_register cancelled) Wait for the first beat's thread (bounded by the heartbeat
         client's timeouts), then take away the registration it may have written, given up
         after max(1 s, heartbeat_interval) as a start given up later does (starting.py): it
-        holds no job, its registration lapses within dead_timeout."""
+        holds no job, its registration lapses within dead_timeout. A stop() meanwhile waits
+        for it (cancelled, it would skip both: the pool left beating, registered)."""
+        self._giving_up()  # (a start's give-up, whoever cancelled it: starting.py)
         registered = True
         try:
             await first

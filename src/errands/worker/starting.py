@@ -48,11 +48,10 @@ class Starting:
     _served: ServedNames
     _starting: asyncio.Task[Any] | None  # (start) the task running it, which a stop() cancels
     _start_over: asyncio.Event  # (start) set once it launched or gave up
-    _start_cancelled: asyncio.Event | None = None  # (_cancel_start) the _start_over of the
-    # start whose task a stop() cancelled: a second stop() waits, cancelling it not again
-    _start_giving_up: asyncio.Event | None = None  # (_give_up_start) the _start_over of the
-    # start whose give-up runs: a stop() from its shutdown hooks returns at once, another
-    # waits for it (not cancelling it: the hook would be interrupted, start()'s error lost)
+    _start_giving_up: asyncio.Event | None = None  # (_giving_up) the _start_over of the
+    # start whose give-up runs (a failed or cancelled start undoing itself): a stop() from its
+    # shutdown hooks returns at once, another waits for it (not cancelling it: the step it
+    # came in would be skipped, a hook interrupted, the pool left registered, beating)
     _launched: bool  # (leasing.py)
     heartbeater: Heartbeater | None
     _executor: DaemonThreadPool | None
@@ -110,7 +109,7 @@ class Starting:
         hooks that all returned (what they opened is closed; one that raises is logged, the
         start's own error is what start() raises); then as at the end of a stop, even when a
         second cancel interrupts a shutdown hook."""
-        self._start_giving_up = self._start_over
+        self._giving_up()
         try:
             if hooks_ran:
                 await call_hooks(self._on_shutdown, self.context, f"pool {self.id}: shutdown")
@@ -171,6 +170,13 @@ class Starting:
         """A start() (another caller's, or a startup hook's own) has begun and not ended."""
         return self._starting is not None and not self._start_over.is_set()
 
+    def _giving_up(self) -> None:
+        """(a start under way that failed or was cancelled, before the first await of its
+        undoing: ``_unregister``, ``_give_up_start``) From now on until
+        it ends a stop() waits for the give-up instead of cancelling its task again."""
+        if self._start_under_way():  # (not a rebirth registering anew: no start then)
+            self._start_giving_up = self._start_over
+
     async def _cancel_start(self) -> None:
         """(stop) A start under way is given up as a signal gives it up: the task running it is
         cancelled (a startup hook too; start() raises CancelledError there; one from a
@@ -178,9 +184,11 @@ class Starting:
         give-up path (the shutdown hooks run only if every startup
         hook returned) and launches nothing; waited for (a cancel of the stop leaves it to
         end). A start that ignored its cancellation (a hook swallowing it) launched: the stop
-        then stops the pool as usual. Cancelled once, and not once its give-up began (a
-        failed start's): a stop() then only waits (a cancel would skip the give-up's step it
-        comes in: a shutdown hook, the deregister)."""
+        then stops the pool as usual. Each stop() cancels it (a startup hook that swallowed
+        one cancel and awaits on gets the next), but not once its give-up began (``_giving_up``:
+        a stop()'s, its caller's cancel, a failure): a stop() then only waits (a cancel would
+        skip the give-up's step it comes in: a shutdown hook, the heartbeat's stop, the
+        deregister)."""
         starting, over = self._starting, self._start_over
         if starting is None or over.is_set():
             return
@@ -188,8 +196,7 @@ class Starting:
             if self._start_giving_up is over:  # from a shutdown hook of its give-up: returns
                 return  # (not started: stop() returns at once)
             raise asyncio.CancelledError("pool.stop() during the start")  # (a startup hook)
-        if self._start_cancelled is not over and self._start_giving_up is not over:
-            self._start_cancelled = over
+        if self._start_giving_up is not over:
             starting.cancel()  # (the task that runs start(): its caller's)
         await over.wait()  # (a start that ignored the cancel launched: the stop goes on)
 
