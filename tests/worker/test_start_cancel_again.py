@@ -5,7 +5,8 @@ another task meanwhile must wait for it, not cancel it: cancelled there, ``_unre
 the heartbeater's stop and the deregister, and the pool stays registered and beating after
 stop() returned. (2) A start whose startup hook swallowed the stop()'s cancel and awaits on is
 no give-up: a later stop() must still be able to end it (before f60d159 a second stop()
-cancelled it again; now every stop() waits forever)."""
+cancelled it again; now every stop() waits forever). (3) A start failing before it
+registered (closing its client, stopping its heartbeater) is a give-up too: a stop() waits."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Job, WorkerPool
+from errands.errors import RedisUnavailableError
 from errands.worker.heartbeat import Heartbeater
 from tests.support.procs import live_pools
 
@@ -111,3 +113,67 @@ async def test_a_stop_ends_a_start_whose_hook_swallowed_the_first_cancel_and_awa
         await asyncio.wait({starting}, timeout=5)
         if pool.heartbeater is not None:
             await asyncio.to_thread(pool.heartbeater.stop)
+
+
+@pytest.mark.parametrize("phase", ["close_client", "heartbeat_stop"])
+async def test_a_stop_during_the_undoing_of_a_start_that_failed_before_registering_waits(
+    redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, phase: str
+) -> None:
+    """A start failing before it registered undoes itself: ``close_client``: Redis does not
+    answer its PING, the client the pool made is closed; ``heartbeat_stop``: the first beat
+    failed, the heartbeater is stopped (then the client closed). A stop() from another task
+    meanwhile must wait for that, not cancel the start's task: cancelled, the step is
+    interrupted (the client left set) and start() raises CancelledError, not its own error."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, heartbeat_interval=0.25)
+    reached, gate, thread_gate = asyncio.Event(), asyncio.Event(), threading.Event()
+    if phase == "close_client":
+
+        async def unanswered(*args: Any) -> None:
+            raise RedisUnavailableError("PING not answered (test)")
+
+        monkeypatch.setattr("errands.worker.starting.check", unanswered)
+        client_type = type(pool.redis)
+        real_close = client_type.aclose
+
+        async def gated_close(self: Any, *args: Any, **kwargs: Any) -> None:
+            reached.set()
+            await gate.wait()
+            await real_close(self, *args, **kwargs)
+
+        monkeypatch.setattr(client_type, "aclose", gated_close)
+    else:
+        loop = asyncio.get_running_loop()
+        real_stop = Heartbeater.stop
+
+        def failing_start(self: Heartbeater) -> None:
+            raise ConnectionError("first beat refused (test)")
+
+        def gated_stop(self: Heartbeater) -> None:
+            loop.call_soon_threadsafe(reached.set)
+            thread_gate.wait(10)
+            real_stop(self)
+
+        monkeypatch.setattr(Heartbeater, "start", failing_start)
+        monkeypatch.setattr(Heartbeater, "stop", gated_stop)
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        pass
+
+    starting = asyncio.create_task(pool.start())
+    try:
+        await asyncio.wait_for(reached.wait(), 10)
+        stopping = asyncio.create_task(pool.stop())
+        await _yield()
+        gate.set()
+        thread_gate.set()
+        await asyncio.wait_for(stopping, 10)
+        with pytest.raises(RedisUnavailableError):
+            await starting
+        assert pool._redis is None, "the client the pool made was left open"
+        assert not pool.started
+    finally:
+        gate.set()
+        thread_gate.set()
+        starting.cancel()
+        await asyncio.wait({starting}, timeout=5)

@@ -126,6 +126,7 @@ class LeaseRecovery:
             await self._unregister(first)
             raise
         except Exception as exc:
+            self._giving_up()  # (a start's: a stop() meanwhile waits, starting.py)
             await asyncio.to_thread(self.heartbeater.stop)
             raise RedisUnavailableError(
                 f"pool {self.id} could not register at {self._where()} (first heartbeat "

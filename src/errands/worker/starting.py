@@ -84,6 +84,7 @@ class Starting:
             names = sorted(self.job_types)
             await self._register(names)  # no lease, no start
         except BaseException:  # (Redis does not answer, or the start was cancelled: a signal)
+            self._giving_up()
             await self._close_client()
             raise
         self._begin_run()  # (leasing.py) started, not launched: a lost lease fails the start
@@ -172,7 +173,7 @@ class Starting:
 
     def _giving_up(self) -> None:
         """(a start under way that failed or was cancelled, before the first await of its
-        undoing: ``_unregister``, ``_give_up_start``) From now on until
+        undoing: the client's close, ``_unregister``, ``_give_up_start``) From now on until
         it ends a stop() waits for the give-up instead of cancelling its task again."""
         if self._start_under_way():  # (not a rebirth registering anew: no start then)
             self._start_giving_up = self._start_over
