@@ -1,0 +1,173 @@
+"""Review of the parked acks of a job name whose own key (its history) holds another type
+(ack.lua's ack_name_keys, worker/acker.py, worker/namekeys.py): what a pool does while the key
+stays bad, when it stops after the repair, and what the acker logs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Enqueuer, Job, WorkerPool
+from errands.clock import SystemClock
+from errands.store.keys import Keys
+from errands.store.scripts import Acked, Scripts
+from errands.worker.namekeys import NameKeys
+from errands.worker.reaper import Reaper
+from tests.support.procs import eventually
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _handler(job: Job) -> None:
+    return None
+
+
+async def test_a_bad_names_jobs_are_not_run_and_parked_without_bound(
+    redis: Redis, namespace: str
+) -> None:
+    """hist:bad is a string: each job of `bad` the pool runs is parked (its ack left alone),
+    held in memory and in progress until the repair, and run again if the pool is gone first.
+    The pool must not go on fetching and running the name's jobs without bound: after many
+    fetch rounds, at most a pool's worth (concurrency + lookahead) of them is parked."""
+    keys = Keys(namespace)
+    await redis.set(keys.history_of("bad"), "x")
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        for i in range(40):
+            await enq.enqueue("bad", {}, job_id=f"b{i}")
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2, poll_interval=0.02)
+    pool.job("bad")(_handler)
+    await pool.start()
+    try:
+        worker = pool.worker
+        assert worker is not None
+        calls = [0]
+        fetch = worker._fetch
+
+        async def counted(asked: int, order: Any) -> Any:
+            calls[0] += 1
+            return await fetch(asked, order)
+
+        worker._fetch = counted  # type: ignore[method-assign]
+        await eventually(lambda: _true(len(worker.acker.parked) >= 1), 5, "a bad ack parked")
+        calls[0] = 0
+        await eventually(lambda: _true(calls[0] >= 12), 5, "fetch rounds after the parking")
+        bound = worker.concurrency + worker.lookahead
+        assert len(worker.acker.parked) <= bound, (
+            f"{len(worker.acker.parked)} acks parked (bound {bound}); "
+            f"{await redis.zcard(keys.queue('bad'))} of 40 left on the queue"
+        )
+    finally:
+        await pool.stop(grace=1)
+
+
+async def test_a_names_parked_acks_log_one_error_not_one_per_job(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/reliability.md: the pool "logs one error per such name". Before the change a bad
+    history key gave one outage line for the whole pool; now each job of the name parked logs
+    its own ERROR line too ("finished but not acknowledged"): a name running thousands of
+    jobs floods the log with thousands of errors."""
+    keys = Keys(namespace)
+    await redis.set(keys.history_of("bad"), "x")
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        for i in range(12):
+            await enq.enqueue("bad", {}, job_id=f"b{i}")
+    caplog.set_level(logging.WARNING, logger="errands.worker")
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, poll_interval=0.02)
+    pool.job("bad")(_handler)
+    await pool.start()
+    try:
+        worker = pool.worker
+        assert worker is not None
+        await eventually(lambda: _true(len(worker.acker.parked) >= 12), 5, "12 acks parked")
+        errors = [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno >= logging.ERROR and r.name == "errands.worker"
+        ]
+        assert len(errors) <= 2, f"{len(errors)} error lines for one bad key: {errors[:3]}"
+    finally:
+        await pool.stop(grace=1)
+
+
+async def test_a_stop_after_the_repair_acknowledges_the_parked_jobs(
+    redis: Redis, namespace: str
+) -> None:
+    """The key is repaired, then the pool stops before its next round of parked acks (about a
+    minute apart): the stop must not leave the parked jobs in progress for a reaper to run
+    again (they succeeded, and one ack would end them now). acker.close() waits for pending and
+    in-flight acks only, never sends the parked ones."""
+    keys = Keys(namespace)
+    key = keys.history_of("bad")
+    await redis.set(key, "x")
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        await enq.enqueue("bad", {}, job_id="b0")
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2, poll_interval=0.02)
+    pool.job("bad")(_handler)
+    await pool.start()
+    worker = pool.worker
+    assert worker is not None
+    pool_id = worker.pool_id
+    try:
+        await eventually(lambda: _true("b0" in worker.acker.parked), 5, "b0's ack parked")
+        await redis.delete(key)  # repaired
+    finally:
+        await pool.stop(grace=1)
+    assert await redis.zrange(keys.in_progress(pool_id), 0, -1) == []
+    assert int(await redis.hget(keys.stats, "processed") or 0) == 1
+
+
+async def test_a_name_still_bad_is_not_logged_repaired_when_its_acks_were_taken_back(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NameKeys.note logs a name as repaired ("its keys are of their types again") when the
+    batch holds a job of it that is not unfit; a job of it the fence refused (taken back) is
+    not unfit either, though its key is as bad as before: a false repair line, and the next
+    parked job of the name logs the error again."""
+    keys = Keys(namespace)
+    await redis.set(keys.history_of("bad"), "x")
+    caplog.set_level(logging.WARNING, logger="errands.worker")
+    names = NameKeys(redis, keys)
+
+    def acked(job_id: str, name: str) -> Acked:
+        return Acked(job_id, name, b"1", 1, 60_000, 1, b"t")
+
+    await names.note([acked("b0", "bad")], ["b0"])  # parked: logged once
+    # a later round: b0 was taken back (refused, not unfit), a job of `other` still unfit
+    # (its workflow run's key, say): bad's key is still a string
+    await names.note([acked("b0", "bad"), acked("o0", "other")], ["o0"])
+    repaired = [r.getMessage() for r in caplog.records if "of their types again" in r.getMessage()]
+    assert repaired == [], repaired
+    assert await redis.type(keys.history_of("bad")) == b"string"
+
+
+async def test_a_dead_pools_good_jobs_are_reaped_while_another_names_key_is_bad(
+    redis: Redis, namespace: str
+) -> None:
+    """A dead pool held a job of `good` (it died running it) and a parked job of `bad` (its
+    history key a string): the reap of the pool is refused as a whole, so good's job waits for
+    bad's repair, which may never come: one name's key holds another name's jobs, what the
+    change set out to end for acks."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
+        await enq.enqueue("good", {}, job_id="g0")
+        await enq.enqueue("bad", {}, job_id="b0")
+    now = await scripts.heartbeat("dead", b"{}", 600_000, "register")
+    got = await scripts.fetch("dead", now, 10, [("good", 0), ("bad", 0)])
+    assert got is not None and len(got) == 2
+    await redis.set(keys.history_of("bad"), "x")
+    [b] = [f for f in got if f.id == "b0"]
+    report = await scripts.ack_report(
+        "dead", [Acked("b0", "bad", b"1", now, 60_000, 1, b.token)], False, now, True
+    )
+    assert report.unfit == ["b0"]
+    await redis.zadd(keys.pools, {"dead": 1})  # (its lease long over)
+    reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
+    await reaper.reap_once()
+    assert await redis.zrange(keys.queue("good"), 0, -1) == [b"g0"]
