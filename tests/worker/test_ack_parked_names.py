@@ -1,4 +1,4 @@
-"""Review of the parked acks of a job name whose own key (its history) holds another type
+"""The parked acks of a job name whose own key (its history) holds another type
 (ack.lua's ack_name_keys, worker/acker.py, worker/namekeys.py): what a pool does while the key
 stays bad, when it stops after the repair, and what the acker logs."""
 
@@ -11,11 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
-from errands.clock import SystemClock
 from errands.store.keys import Keys
-from errands.store.scripts import Acked, Scripts
+from errands.store.scripts import Acked
 from errands.worker.namekeys import NameKeys
-from errands.worker.reaper import Reaper
 from tests.support.procs import eventually
 
 
@@ -146,30 +144,3 @@ async def test_a_name_still_bad_is_not_logged_repaired_when_its_acks_were_taken_
     repaired = [r.getMessage() for r in caplog.records if "of their types again" in r.getMessage()]
     assert repaired == [], repaired
     assert await redis.type(keys.history_of("bad")) == b"string"
-
-
-async def test_a_dead_pools_good_jobs_are_reaped_while_another_names_key_is_bad(
-    redis: Redis, namespace: str
-) -> None:
-    """A dead pool held a job of `good` (it died running it) and a parked job of `bad` (its
-    history key a string): the reap of the pool is refused as a whole, so good's job waits for
-    bad's repair, which may never come: one name's key holds another name's jobs, what the
-    change set out to end for acks."""
-    keys = Keys(namespace)
-    scripts = Scripts(redis, keys)
-    async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
-        await enq.enqueue("good", {}, job_id="g0")
-        await enq.enqueue("bad", {}, job_id="b0")
-    now = await scripts.heartbeat("dead", b"{}", 600_000, "register")
-    got = await scripts.fetch("dead", now, 10, [("good", 0), ("bad", 0)])
-    assert got is not None and len(got) == 2
-    await redis.set(keys.history_of("bad"), "x")
-    [b] = [f for f in got if f.id == "b0"]
-    report = await scripts.ack_report(
-        "dead", [Acked("b0", "bad", b"1", now, 60_000, 1, b.token)], False, now, True
-    )
-    assert report.unfit == ["b0"]
-    await redis.zadd(keys.pools, {"dead": 1})  # (its lease long over)
-    reaper = Reaper(scripts, SystemClock(), "me", None, 60.0, 1.0, max_recoveries=3)
-    await reaper.reap_once()
-    assert await redis.zrange(keys.queue("good"), 0, -1) == [b"g0"]
