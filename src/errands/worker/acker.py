@@ -9,8 +9,8 @@ type, a running count of its name or partition is not a number) is logged as an 
 parked: not retried with the others (one such job does not hold them); it stays in progress,
 held here, and its ack is sent again about once a minute (:meth:`Acker.resend_parked`, from the
 fetch loop) until a repaired key lets it end, or until the pool is gone (see
-docs/reliability.md). A job name one of whose own keys holds another type is logged once more,
-naming the key and its repair (worker/namekeys.py).
+docs/reliability.md). The jobs of a job name one of whose own keys holds another type are
+logged once for the name, naming the key and its repair (worker/namekeys.py), not job by job.
 """
 
 from __future__ import annotations
@@ -127,9 +127,10 @@ class Acker:
             finally:
                 self.inflight = []
             self._outage.ok()
-            self._log(batch, set(report.refused), set(report.unfit))
-            if report.unfit:
-                await self.bad_keys.note(batch, report.unfit)
+            unfit = set(report.unfit)
+            self._log(batch, set(report.refused), unfit)
+            if unfit:
+                await self._note_unfit(batch, unfit)
             if members:  # (noted by add(), job by job: no second pass over the batch here)
                 self._continue_walks()
 
@@ -155,16 +156,7 @@ class Acker:
         for a in batch:
             extra = job_extra(a.job) if a.job is not None else {}
             if a.id in unfit:
-                self.parked[a.id] = a
-                log.error(
-                    "%s %s finished but not acknowledged: a key of its workflow run or of its "
-                    "job name holds another type, or the running count of its job name or of "
-                    "its partition is not a number: left in progress, sent again about once a "
-                    "minute (see docs/reliability.md)",
-                    a.name,
-                    a.id,
-                    extra=extra,
-                )
+                self.parked[a.id] = a  # (logged by _note_unfit)
             elif a.id in refused:
                 log.warning(
                     "%s %s finished but not acknowledged: its attempt was taken back from this "
@@ -175,6 +167,24 @@ class Acker:
                 )
             elif log.isEnabledFor(logging.INFO):
                 log.info("%s %s done in %.1fms", a.name, a.id, a.ran_ms, extra=extra)
+
+    async def _note_unfit(self, batch: list[Acked], unfit: set[str]) -> None:
+        """The jobs of ``batch`` left alone as unfit, parked by :meth:`_log`: those of a name one
+        of whose own keys holds another type are logged once per name (worker/namekeys.py),
+        the others (a key of their workflow run, a running count) one line each."""
+        explained = await self.bad_keys.note(batch, unfit)
+        for a in batch:
+            if a.id not in unfit or (explained is not None and a.name in explained):
+                continue
+            log.error(
+                "%s %s finished but not acknowledged: a key of its workflow run or of its "
+                "job name holds another type, or the running count of its job name or of "
+                "its partition is not a number: left in progress, sent again about once a "
+                "minute (see docs/reliability.md)",
+                a.name,
+                a.id,
+                extra=job_extra(a.job) if a.job is not None else {},
+            )
 
     async def resend_parked(self) -> int:
         """Send the parked acks again (ack.lua is idempotent on re-send: one still unfit is left
@@ -194,7 +204,7 @@ class Acker:
             return 0
         unfit, refused = set(report.unfit), set(report.refused)
         ended = [a for a in batch if a.id not in unfit]
-        await self.bad_keys.note(batch, report.unfit)
+        await self.bad_keys.note(batch, unfit)
         for a in ended:
             del self.parked[a.id]
             extra = job_extra(a.job) if a.job is not None else {}

@@ -63,16 +63,19 @@ class NameKeys:
                 found[name] = (key, kind)
         return found
 
-    async def note(self, batch: Iterable[Acked], unfit: Iterable[str]) -> None:
+    async def note(self, batch: Iterable[Acked], unfit: Iterable[str]) -> set[str] | None:
         """An ack call of ``batch`` left the ids ``unfit`` alone: the names of those with a key
         of another type logged (once while so), the names logged before whose acks of the batch
-        went through (or whose keys are of their types again) logged as repaired. Never raises."""
+        went through (or whose keys are of their types again) logged as repaired. Returns the
+        names of the unfit jobs with a key of another type (their jobs need no line of their
+        own), None when the types could not be read. Never raises."""
+        batch = list(batch)
         left = set(unfit)
-        names = {a.name for a in batch}
         held = {a.name for a in batch if a.id in left}
+        names = {a.name for a in batch}
         wrong = await self.wrong(sorted(held)) if held else {}
         if wrong is None:
-            return
+            return None
         for name, (key, kind) in wrong.items():
             if self.logged.get(name) != key:
                 self.logged[name] = key
@@ -96,6 +99,7 @@ class NameKeys:
                 name,
                 extra={"job_name": name},
             )
+        return set(wrong)
 
 
 def own_type(keys: Keys, name: str, key: str) -> str:
