@@ -126,10 +126,10 @@ async def test_a_stop_after_the_repair_acknowledges_the_parked_jobs(
 async def test_a_name_still_bad_is_not_logged_repaired_when_its_acks_were_taken_back(
     redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """NameKeys.note logs a name as repaired ("its keys are of their types again") when the
-    batch holds a job of it that is not unfit; a job of it the fence refused (taken back) is
+    """NameKeys.note logged a name as repaired ("its keys are of their types again") when the
+    batch held a job of it that was not unfit; a job of it the fence refused (taken back) is
     not unfit either, though its key is as bad as before: a false repair line, and the next
-    parked job of the name logs the error again."""
+    parked job of the name logged the error again. Only an acknowledged job of it tells."""
     keys = Keys(namespace)
     await redis.set(keys.history_of("bad"), "x")
     caplog.set_level(logging.WARNING, logger="errands.worker")
@@ -138,10 +138,14 @@ async def test_a_name_still_bad_is_not_logged_repaired_when_its_acks_were_taken_
     def acked(job_id: str, name: str) -> Acked:
         return Acked(job_id, name, b"1", 1, 60_000, 1, "t")
 
-    await names.note([acked("b0", "bad")], ["b0"])  # parked: logged once
+    assert await names.note([acked("b0", "bad")], ["b0"], []) == {"bad"}  # parked: logged
     # a later round: b0 was taken back (refused, not unfit), a job of `other` still unfit
     # (its workflow run's key, say): bad's key is still a string
-    await names.note([acked("b0", "bad"), acked("o0", "other")], ["o0"])
+    await names.note([acked("b0", "bad"), acked("o0", "other")], ["o0"], ["b0"])
     repaired = [r.getMessage() for r in caplog.records if "of their types again" in r.getMessage()]
     assert repaired == [], repaired
     assert await redis.type(keys.history_of("bad")) == b"string"
+    assert names.logged == {"bad": keys.history_of("bad")}  # (still logged: no second line)
+    await redis.delete(keys.history_of("bad"))
+    await names.note([acked("b1", "bad")], [], [])  # one of its jobs acknowledged: repaired
+    assert [r.getMessage() for r in caplog.records if "of their types again" in r.getMessage()]

@@ -130,7 +130,7 @@ class Acker:
             unfit = set(report.unfit)
             self._log(batch, set(report.refused), unfit)
             if unfit:
-                await self._note_unfit(batch, unfit)
+                await self._note_unfit(batch, unfit, report.refused)
             if members:  # (noted by add(), job by job: no second pass over the batch here)
                 self._continue_walks()
 
@@ -168,11 +168,12 @@ class Acker:
             elif log.isEnabledFor(logging.INFO):
                 log.info("%s %s done in %.1fms", a.name, a.id, a.ran_ms, extra=extra)
 
-    async def _note_unfit(self, batch: list[Acked], unfit: set[str]) -> None:
+    async def _note_unfit(self, batch: list[Acked], unfit: set[str], refused: list[str]) -> None:
         """The jobs of ``batch`` left alone as unfit, parked by :meth:`_log`: those of a name one
         of whose own keys holds another type are logged once per name (worker/namekeys.py),
-        the others (a key of their workflow run, a running count) one line each."""
-        explained = await self.bad_keys.note(batch, unfit)
+        the others (a key of their workflow run, a running count) one line each; ``refused``:
+        those the fence refused."""
+        explained = await self.bad_keys.note(batch, unfit, refused)
         for a in batch:
             if a.id not in unfit or (explained is not None and a.name in explained):
                 continue
@@ -204,7 +205,7 @@ class Acker:
             return 0
         unfit, refused = set(report.unfit), set(report.refused)
         ended = [a for a in batch if a.id not in unfit]
-        await self.bad_keys.note(batch, unfit)
+        await self.bad_keys.note(batch, unfit, refused)
         for a in ended:
             del self.parked[a.id]
             extra = job_extra(a.job) if a.job is not None else {}

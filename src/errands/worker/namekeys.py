@@ -63,16 +63,19 @@ class NameKeys:
                 found[name] = (key, kind)
         return found
 
-    async def note(self, batch: Iterable[Acked], unfit: Iterable[str]) -> set[str] | None:
-        """An ack call of ``batch`` left the ids ``unfit`` alone: the names of those with a key
-        of another type logged (once while so), the names logged before whose acks of the batch
-        went through (or whose keys are of their types again) logged as repaired. Returns the
+    async def note(
+        self, batch: Iterable[Acked], unfit: Iterable[str], refused: Iterable[str]
+    ) -> set[str] | None:
+        """An ack call of ``batch`` left the ids ``unfit`` alone, the fence refused ``refused``
+        (taken back: nothing of them written, their keys unread): the names of the unfit ones
+        with a key of another type logged (once while so), the names logged before one of whose
+        jobs of the batch was acknowledged logged as repaired. Returns the
         names of the unfit jobs with a key of another type (their jobs need no line of their
         own), None when the types could not be read. Never raises."""
         batch = list(batch)
-        left = set(unfit)
+        left, taken = set(unfit), set(refused)
         held = {a.name for a in batch if a.id in left}
-        names = {a.name for a in batch}
+        acked = {a.name for a in batch if a.id not in left and a.id not in taken}
         wrong = await self.wrong(sorted(held)) if held else {}
         if wrong is None:
             return None
@@ -92,7 +95,7 @@ class NameKeys:
                     key,
                     extra={"job_name": name},
                 )
-        for name in [n for n in self.logged if n in names and n not in wrong]:
+        for name in [n for n in self.logged if n in acked and n not in wrong]:
             del self.logged[name]
             log.warning(
                 "job name %s: its keys are of their types again: its jobs are acknowledged",
