@@ -123,6 +123,31 @@ async def test_a_stop_after_the_repair_acknowledges_the_parked_jobs(
     assert int(await redis.hget(keys.stats, "processed") or 0) == 1
 
 
+async def test_a_stop_while_the_key_is_bad_leaves_the_parked_jobs_in_progress(
+    redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stop's last round of parked acks leaves a job whose key is still bad alone (nothing
+    written: in progress, for a reaper once the key is repaired), and says so."""
+    keys = Keys(namespace)
+    await redis.set(keys.history_of("bad"), "x")
+    async with Enqueuer(redis, namespace=namespace) as enq:
+        await enq.enqueue("bad", {}, job_id="b0")
+    caplog.set_level(logging.WARNING, logger="errands.worker")
+    pool = WorkerPool(redis, namespace=namespace, concurrency=2, poll_interval=0.02)
+    pool.job("bad")(_handler)
+    await pool.start()
+    worker = pool.worker
+    assert worker is not None
+    pool_id = worker.pool_id
+    try:
+        await eventually(lambda: _true("b0" in worker.acker.parked), 5, "b0's ack parked")
+    finally:
+        await pool.stop(grace=1)
+    assert await redis.zrange(keys.in_progress(pool_id), 0, -1) == [b"b0:bad"]
+    assert int(await redis.hget(keys.stats, "processed") or 0) == 0
+    assert [r for r in caplog.records if "1 parked acks not acknowledged at the stop" in r.message]
+
+
 async def test_a_name_still_bad_is_not_logged_repaired_when_its_acks_were_taken_back(
     redis: Redis, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:

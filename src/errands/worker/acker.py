@@ -56,6 +56,7 @@ class Acker:
         # then (resend_parked) until they end or the pool is gone
         self.parked: dict[str, Acked] = {}
         self.bad_keys = NameKeys(scripts.redis, scripts.keys)  # (the names' keys it logged)
+        self._abandoned = False  # (abandon: the lease lost)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="errands-acker")
@@ -220,13 +221,16 @@ class Acker:
         and stop. Returns how many were dropped."""
         dropped = len(self.pending) + len(self.inflight)
         self.pending = []
+        self._abandoned = True  # (close sends no parked ack)
         for task in (self._task, self._walks):
             if task is not None:
                 task.cancel()
         return dropped
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Flush what is left, the batch in flight included, and stop."""
+        """Flush what is left, the batch in flight included, send the parked acks once more (a
+        key repaired since their last round lets them end: else a reaper would run their jobs
+        again), all within ``timeout``, and stop."""
         if self._task is None:
             return
         try:
@@ -237,8 +241,19 @@ class Acker:
                     else:  # the flusher writes it (a batch may be in flight): wait for it
                         self._event.set()
                         await asyncio.sleep(0.01)
+                if self.parked and not self._abandoned:
+                    await self.resend_parked()
         except TimeoutError:
-            log.error(
-                "could not flush %d acks; the reaper will recover those jobs", len(self.pending)
+            if self.pending:
+                log.error(
+                    "could not flush %d acks; the reaper will recover those jobs",
+                    len(self.pending),
+                )
+        if self.parked and not self._abandoned:
+            log.warning(
+                "%d parked acks not acknowledged at the stop (their keys still of another type, "
+                "or no time left): their jobs stay in progress, given back to their queues by a "
+                "reaper once this pool is gone and their keys repaired (see docs/reliability.md)",
+                len(self.parked),
             )
         await cancel_and_wait([t for t in (self._task, self._walks) if t is not None])
