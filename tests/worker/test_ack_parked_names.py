@@ -30,8 +30,10 @@ async def test_a_bad_names_jobs_are_not_run_and_parked_without_bound(
 ) -> None:
     """hist:bad is a string: each job of `bad` the pool runs is parked (its ack left alone),
     held in memory and in progress until the repair, and run again if the pool is gone first.
-    The pool must not go on fetching and running the name's jobs without bound: after many
-    fetch rounds, most of the name's jobs are still waiting on its queue."""
+    The pool must not go on fetching and running the name's jobs without bound (it did: 40 of
+    40 parked): after many fetch rounds (and rounds of parked acks), most of the name's jobs
+    still wait on its queue; once the key is repaired, a round ends the parked ones and the
+    others are fetched and run."""
     keys = Keys(namespace)
     await redis.set(keys.history_of("bad"), "x")
     async with Enqueuer(redis, namespace=namespace) as enq:
@@ -43,6 +45,7 @@ async def test_a_bad_names_jobs_are_not_run_and_parked_without_bound(
     try:
         worker = pool.worker
         assert worker is not None
+        worker.parked_interval = 0.05  # (a minute by default)
         calls = [0]
         fetch = worker._fetch
 
@@ -61,6 +64,13 @@ async def test_a_bad_names_jobs_are_not_run_and_parked_without_bound(
             f"{len(worker.acker.parked)} acks parked; {left} of 40 left on the queue "
             f"(concurrency {worker.concurrency}, lookahead {worker.lookahead})"
         )
+        await redis.delete(keys.history_of("bad"))  # repaired: the next round fetches again
+
+        async def done() -> bool:
+            return int(await redis.hget(keys.stats, "processed") or 0) == 40
+
+        await eventually(done, 5, "the 40 jobs done")
+        assert not worker.acker.parked and await redis.zcard(keys.queue("bad")) == 0
     finally:
         await pool.stop(grace=1)
 

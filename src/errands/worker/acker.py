@@ -91,6 +91,17 @@ class Acker:
         included: the orphan sweep must not run them again while this pool lives)."""
         return {a.id for a in self.pending} | {a.id for a in self.inflight} | self.parked.keys()
 
+    def held_names(self) -> set[str]:
+        """The job names the pool's fetches leave alone: those with a parked ack whose own key
+        holds another type (worker/namekeys.py), each of whose jobs run now would be parked
+        too, held in memory and in progress. Their jobs wait on their queue; each round of
+        parked acks tells again (:meth:`resend_parked`: a repaired key ends their parked acks,
+        and the name is fetched again). Empty (no loop) while nothing is parked."""
+        bad = self.bad_keys.logged
+        if not self.parked or not bad:
+            return set()
+        return {a.name for a in self.parked.values() if a.name in bad}
+
     async def _loop(self) -> None:
         while True:
             await self._event.wait()

@@ -165,7 +165,7 @@ class Fetching(Orphans):
                     await wait_event(self._slot_freed, self.buffer_wait(longest))
                     continue
                 self.wake.clear()
-                order = self.sampler.sample()
+                order = self._order()
                 asked = min(room, self.batch)
                 fetched = await self._fetch(asked, order)
                 if fetched is not None:
@@ -194,6 +194,13 @@ class Fetching(Orphans):
                 if fetched.wait is not None:
                     wait = min(wait, fetched.wait)
                 await wait_event(self.wake, wait)
+
+    def _order(self) -> list[tuple[str, int]]:
+        """The names a fetch tries, in order (the sampler's), but those whose acks are parked
+        for a key of theirs of another type (:meth:`Acker.held_names`): their jobs wait."""
+        order = self.sampler.sample()
+        held = self.acker.held_names()
+        return [pair for pair in order if pair[0] not in held] if held else order
 
     async def _fetch_failed(self, exc: Exception, delay: float) -> float:
         """(the fetch loop) A fetch or start failed: waits ``delay`` unless the pool stops;

@@ -84,9 +84,10 @@ class NameKeys:
                 self.logged[name] = key
                 log.error(
                     "job name %s: its jobs' acknowledgements are left alone (parked, sent again "
-                    "about once a minute): its key %s is a %s, not a %s; repair it: keep a copy "
-                    "(RENAME %s <elsewhere>), or DEL %s; the other job names' jobs are "
-                    "acknowledged meanwhile (see docs/reliability.md)",
+                    "about once a minute; its other jobs not fetched by this pool meanwhile): "
+                    "its key %s is a %s, not a %s; repair it: keep a copy (RENAME %s "
+                    "<elsewhere>), or DEL %s; the other job names' jobs are acknowledged "
+                    "meanwhile (see docs/reliability.md)",
                     name,
                     key,
                     kind,
@@ -98,7 +99,8 @@ class NameKeys:
         for name in [n for n in self.logged if n in acked and n not in wrong]:
             del self.logged[name]
             log.warning(
-                "job name %s: its keys are of their types again: its jobs are acknowledged",
+                "job name %s: its keys are of their types again: its jobs are acknowledged "
+                "(and fetched)",
                 name,
                 extra={"job_name": name},
             )
