@@ -51,6 +51,7 @@ class Requeuer:
         self._kick = asyncio.Event()
         # the job names promote.lua leaves alone (one of their keys of another type): logged once
         self._left = KeysLeft(scripts, log, "requeuer", "its due jobs are not moved to its queue")
+        self._bad_history: set[str] = set()  # history keys of another type logged (trim_history)
 
     def kick(self) -> None:
         """Promote now (used after the clock was moved in tests, and by drain)."""
@@ -90,7 +91,12 @@ class Requeuer:
         raw: set[Any] = await self.scripts.redis.smembers(self.scripts.keys.names)
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
         cutoff = to_ms(now - self.history_retention)
-        while await trim_history(self.scripts, names, cutoff, self.history_max) >= 1000:
+        while (
+            await trim_history(
+                self.scripts, names, cutoff, self.history_max, logged=self._bad_history
+            )
+            >= 1000
+        ):
             pass
 
     async def run(self) -> None:
@@ -124,18 +130,26 @@ class Requeuer:
 
 
 async def trim_history(
-    scripts: Scripts, names: Sequence[str], older_than_ms: int, keep: int, limit: int = 1000
+    scripts: Scripts,
+    names: Sequence[str],
+    older_than_ms: int,
+    keep: int,
+    limit: int = 1000,
+    logged: set[str] | None = None,
 ) -> int:
     """Drop the oldest attempt records past ``older_than_ms`` or beyond the newest ``keep``
     over every job name's history (and the global index of versions before issue 15), at most
-    ``limit``; returns how many were chosen (lua/trim_history.lua)."""
+    ``limit``; returns how many were chosen (lua/trim_history.lua). A name whose history key
+    holds another type (written by hand, a bad restore) is skipped, the others trimmed: logged
+    once while so when ``logged`` (the keys logged) is given, else each call."""
     redis: Any = scripts.redis  # (its stubs give unions for every reply)
     k = scripts.keys
     async with redis.pipeline(transaction=False) as pipe:
         for key in (k.history, *(k.history_of(n) for n in names)):
             pipe.zcard(key)
             pipe.zrange(key, 0, limit - 1, withscores=True)
-        raw = await pipe.execute()
+        raw = await pipe.execute(raise_on_error=False)
+    names, raw = _fit_histories(scripts, names, raw, set() if logged is None else logged)
     excess = sum(raw[2::2]) - keep  # (the global index repeats the others' entries)
     chosen: dict[Any, None] = {}
     for member, score in heapq.merge(*raw[1::2], key=lambda pair: pair[1]):
@@ -144,3 +158,38 @@ async def trim_history(
         chosen[member] = None
     members = [m.decode() if isinstance(m, bytes) else str(m) for m in chosen]
     return await scripts.trim_history(names, members) if members else 0
+
+
+def _fit_histories(
+    scripts: Scripts, names: Sequence[str], raw: list[Any], logged: set[str]
+) -> tuple[list[str], list[Any]]:
+    """The names whose history key was read (ZCARD, ZRANGE) and their replies, the global
+    index's first: a name's key of another type (WRONGTYPE) skipped and logged once while so
+    (``logged``); any other error raised, as the global index's."""
+    fit, replies = [], raw[:2]
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    for i, name in enumerate(names):
+        pair = raw[2 * i + 2 : 2 * i + 4]
+        key = scripts.keys.history_of(name)
+        wrong = [r for r in pair if isinstance(r, Exception)]
+        if not wrong:
+            fit.append(name)
+            replies += pair
+            logged.discard(key)
+        elif not str(wrong[0]).startswith("WRONGTYPE"):
+            raise wrong[0]
+        elif key not in logged:
+            logged.add(key)
+            log.error(
+                "job name %s: its history is not trimmed: its key %s holds another type "
+                "(written by hand, a bad restore); repair it: keep a copy (RENAME %s "
+                "<elsewhere>), or DEL %s; the other names' history is trimmed",
+                name,
+                key,
+                key,
+                key,
+                extra={"job_name": name},
+            )
+    return fit, replies
