@@ -93,14 +93,15 @@ class Acker:
 
     def held_names(self) -> set[str]:
         """The job names the pool's fetches leave alone: those with a parked ack whose own key
-        holds another type (worker/namekeys.py), each of whose jobs run now would be parked
+        holds another type (worker/namekeys.py; or whose keys' types are being read for it),
+        each of whose jobs run now would be parked
         too, held in memory and in progress. Their jobs wait on their queue; each round of
         parked acks tells again (:meth:`resend_parked`: a repaired key ends their parked acks,
         and the name is fetched again). Empty (no loop) while nothing is parked."""
-        bad = self.bad_keys.logged
-        if not self.parked or not bad:
+        bad, checking = self.bad_keys.logged, self.bad_keys.checking
+        if not self.parked or not (bad or checking):
             return set()
-        return {a.name for a in self.parked.values() if a.name in bad}
+        return {a.name for a in self.parked.values() if a.name in bad or a.name in checking}
 
     async def _loop(self) -> None:
         while True:

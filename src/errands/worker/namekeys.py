@@ -31,6 +31,7 @@ class NameKeys:
         self.redis = redis
         self.keys = keys
         self.logged: dict[str, str] = {}
+        self.checking: set[str] = set()  # names of unfit jobs whose keys' types are being read
 
     def own_keys(self, name: str) -> list[tuple[str, str]]:
         """The keys of ``name`` an acknowledgement writes, with the type each must have, in the
@@ -76,7 +77,11 @@ class NameKeys:
         left, taken = set(unfit), set(refused)
         held = {a.name for a in batch if a.id in left}
         acked = {a.name for a in batch if a.id not in left and a.id not in taken}
-        wrong = await self.wrong(sorted(held)) if held else {}
+        self.checking = held  # (held from fetches meanwhile: Acker.held_names)
+        try:
+            wrong = await self.wrong(sorted(held)) if held else {}
+        finally:
+            self.checking = set()
         if wrong is None:
             return None
         for name, (key, kind) in wrong.items():
