@@ -70,7 +70,8 @@ class NameKeys:
         """An ack call of ``batch`` left the ids ``unfit`` alone, the fence refused ``refused``
         (taken back: nothing of them written, their keys unread): the names of the unfit ones
         with a key of another type logged (once while so), the names logged before one of whose
-        jobs of the batch was acknowledged logged as repaired. Returns the
+        jobs of the batch was acknowledged, or whose keys' types were read for an unfit job of
+        it and found of their types, logged as repaired. Returns the
         names of the unfit jobs with a key of another type (their jobs need no line of their
         own), None when the types could not be read. Never raises."""
         batch = list(batch)
@@ -101,7 +102,9 @@ class NameKeys:
                     key,
                     extra={"job_name": name},
                 )
-        for name in [n for n in self.logged if n in acked and n not in wrong]:
+        # repaired: a job of it acknowledged, or its keys' types read (a job of it unfit for
+        # another reason too: a key of its workflow run) and found of their types again
+        for name in [n for n in self.logged if n in acked | held and n not in wrong]:
             del self.logged[name]
             log.warning(
                 "job name %s: its keys are of their types again: its jobs are acknowledged "
