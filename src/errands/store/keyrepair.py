@@ -12,7 +12,7 @@ from typing import Any
 
 from .keys import Keys
 
-__all__ = ["held_key", "repair_hint", "repair_hint_sync"]
+__all__ = ["held_key", "own_key_repair", "repair_hint", "repair_hint_sync"]
 
 
 def held_key(keys: Keys, message: str) -> str | None:
@@ -35,6 +35,12 @@ async def repair_hint(redis: Any, keys: Keys, exc: BaseException) -> str:
     except Exception:  # (the line goes out without it)
         kind = None
     return _hint(keys, key, kind)
+
+
+def own_key_repair(key: str) -> str:
+    """The repair of a job name's own key of another type (its queue, history, a key of its
+    partitions: what the scripts leave that name alone for), for the lines that name it."""
+    return f"keep a copy (RENAME {key} <elsewhere>), or DEL {key}"
 
 
 def repair_hint_sync(client: Any, keys: Keys, exc: BaseException) -> str:

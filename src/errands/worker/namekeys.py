@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..store.keyrepair import own_key_repair
 from ..store.keys import Keys
 from ..store.records import Acked
 
@@ -91,15 +92,13 @@ class NameKeys:
                 log.error(
                     "job name %s: its jobs' acknowledgements are left alone (parked, sent again "
                     "about once a minute; its other jobs not fetched by this pool meanwhile): "
-                    "its key %s is a %s, not a %s; repair it: keep a copy (RENAME %s "
-                    "<elsewhere>), or DEL %s; the other job names' jobs are acknowledged "
-                    "meanwhile (see docs/reliability.md)",
+                    "its key %s is a %s, not a %s; repair it: %s; the other job names' jobs "
+                    "are acknowledged meanwhile (see docs/reliability.md)",
                     name,
                     key,
                     kind,
                     dict(self.own_keys(name))[key],
-                    key,
-                    key,
+                    own_key_repair(key),
                     extra={"job_name": name},
                 )
         # repaired: a job of it acknowledged, or its keys' types read (a job of it unfit for
@@ -169,9 +168,8 @@ class KeysLeft:
 
     def _left(self, name: str, key: str, kind: str, where: str) -> None:
         self.log.error(
-            "%s: job name %s: %s%s: its key %s is a %s, not a %s; repair it: keep a copy "
-            "(RENAME %s <elsewhere>), or DEL %s; they wait until then, the other job names "
-            "are served meanwhile (see docs/reliability.md)",
+            "%s: job name %s: %s%s: its key %s is a %s, not a %s; repair it: %s; they wait "
+            "until then, the other job names are served meanwhile (see docs/reliability.md)",
             self.prefix,
             name,
             self.what,
@@ -179,7 +177,6 @@ class KeysLeft:
             key,
             kind,
             own_type(self.scripts.keys, name, key),
-            key,
-            key,
+            own_key_repair(key),
             extra={"job_name": name},
         )

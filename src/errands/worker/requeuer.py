@@ -12,6 +12,7 @@ from typing import Any
 from ..clock import Clock, to_ms
 from ..outagelog import OutageLog
 from ..store.connection import REDIS_ERRORS
+from ..store.keyrepair import own_key_repair
 from ..store.scripts import Scripts
 from ..workflows.store import WorkflowScripts
 from .namekeys import KeysLeft
@@ -184,12 +185,11 @@ def _fit_histories(
             logged.add(key)
             log.error(
                 "job name %s: its history is not trimmed: its key %s holds another type "
-                "(written by hand, a bad restore); repair it: keep a copy (RENAME %s "
-                "<elsewhere>), or DEL %s; the other names' history is trimmed",
+                "(written by hand, a bad restore); repair it: %s; the other names' history is "
+                "trimmed",
                 name,
                 key,
-                key,
-                key,
+                own_key_repair(key),
                 extra={"job_name": name},
             )
     return fit, replies

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
+from ..store.keyrepair import own_key_repair
 from ..store.keys import Keys
 from ..store.records import FetchResult
 from ..store.stored import stored_number
@@ -188,13 +189,11 @@ class SkippedKeys(SkippedNames[str]):
     def log_skipped(self, name: str, value: str) -> None:
         log.error(
             "job name %s is not fetched: its key %s holds another type (written by hand or a "
-            "bad restore); repair it: keep a copy (RENAME %s <elsewhere>), or DEL %s; an "
-            "acknowledgement of its jobs that needs the key is parked until then (see "
-            "docs/reliability.md)",
+            "bad restore); repair it: %s; an acknowledgement of its jobs that needs the key is "
+            "parked until then (see docs/reliability.md)",
             name,
             value,
-            value,
-            value,
+            own_key_repair(value),
             extra={"job_name": name},
         )
 
