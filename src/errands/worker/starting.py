@@ -5,6 +5,7 @@ the start fails or is cancelled (a signal to a worker process that is still star
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable
@@ -128,26 +129,27 @@ class Starting:
         comes in): no registration or heartbeat is left. ``bound`` (a start given up: it holds
         no job) bounds each call to Redis: one that times out leaves the registration to lapse
         (a reaper takes it after ``dead_timeout``), the names to their TTL."""
-        try:
+        async with contextlib.AsyncExitStack() as steps:  # (run last pushed first)
+            steps.callback(setattr, self, "_started", False)
+            steps.push_async_callback(self._close_client)
+            steps.callback(self._shut_executor)
+            if not lingering:
+                steps.push_async_callback(
+                    lambda: self._bounded(self._deregister(), bound, "deregister")
+                )
+            if withdraw:
+                steps.push_async_callback(
+                    lambda: self._bounded(self._served.withdraw(), bound, "withdraw its names")
+                )
             if lingering:
                 keep_beating(self.id, self.heartbeater, self._executor)
             elif self.heartbeater is not None:
                 await asyncio.to_thread(self.heartbeater.stop)
-        finally:
-            try:
-                if withdraw:
-                    await self._bounded(self._served.withdraw(), bound, "withdraw its names")
-            finally:
-                try:
-                    if not lingering:
-                        await self._bounded(self._deregister(), bound, "deregister")
-                finally:
-                    if self._executor is not None:  # (given up: a previous run's, shut)
-                        self._executor.shutdown(wait=False, cancel_futures=True)
-                    try:
-                        await self._close_client()
-                    finally:
-                        self._started = False
+
+    def _shut_executor(self) -> None:
+        """(_end_run) The thread pool of plain-def handlers shut (given up: a previous run's)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _bounded(self, call: Awaitable[None], bound: float | None, what: str) -> None:
         """(_end_run) ``call``, given up after ``bound`` seconds (None: not bounded)."""
