@@ -1,6 +1,7 @@
-"""The part of a pool's start before its components are built: check Redis, take the lease
-(register), run the startup hooks, write the caps and publish the names served; undone when
-the start fails or is cancelled (a signal to a worker process that is still starting)."""
+"""The part of a pool's start before its components are built: check Redis (and warn of an
+evicting maxmemory-policy: store/serverinfo.py), take the lease (register), run the startup
+hooks, write the caps and publish the names served; undone when the start fails or is
+cancelled (a signal to a worker process that is still starting)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..store.connection import check
 from ..store.hotcalls import WorkerScripts
 from ..store.served import ServedNames
+from ..store.serverinfo import warn_if_evicting
 from .limitwatch import write_caps
 from .registry import Hook, call_hook, call_hooks
 from .shutdown import keep_beating
@@ -82,6 +84,7 @@ class Starting:
             # a new identity for every run: a restarted pool never mistakes the jobs a previous
             # run left in progress (a reaper gives those back) for orphans of its own
             self.id = uuid.uuid4().hex[:16]
+            await warn_if_evicting(self.redis, self.keys.jobs, self.id)  # (one INFO memory)
             names = sorted(self.job_types)
             await self._register(names)  # no lease, no start
         except BaseException:  # (Redis does not answer, or the start was cancelled: a signal)
