@@ -381,8 +381,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
         return await read_buckets(self.redis, self.keys, kind, starts)
 
     async def redis_info(self) -> dict[str, Any]:
-        """Server version, memory, clients, ops/s and key count (all None for an ACL user not
-        allowed INFO and DBSIZE, see docs/deployment.md)."""
+        """Server version, memory, maxmemory policy, clients, ops/s and key count (all None for
+        an ACL user not allowed INFO and DBSIZE, see docs/deployment.md)."""
         node = on_node_of(self.redis, self.keys.jobs)  # on a cluster: the namespace's node
         try:
             info = await self.redis.info(**node)
@@ -392,6 +392,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
         return {
             "version": info.get("redis_version") or info.get("valkey_version"),
             "used_memory": info.get("used_memory_human"),
+            "maxmemory_policy": info.get("maxmemory_policy"),
             "connected_clients": info.get("connected_clients"),
             "ops_per_sec": info.get("instantaneous_ops_per_sec"),
             "keys": keys,
