@@ -18,7 +18,8 @@
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] control channel   ARGV[4] events channel
 -- ARGV[5] attempts to erase from the history (0..n; n is at least what its envelope counts,
 --         at most 10,000)   ARGV[6] wake channel   ARGV[7] its edits to erase from the
---         history ("<id>:e1"..; Client.update_job), at most 1,000
+--         history ("<id>:e1"..; Client.update_job; at least what its envelope counts, its
+--         "e": an edit made after the caller looked the job up goes too), at most 1,000
 -- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found). A
 -- re-sent call answers as its first (with KEYS[33]: without it, 'unknown', no trace being left),
 -- after the key checks, and writing nothing first (lib/types.lua unwritten): a demoted master
@@ -52,10 +53,18 @@ local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[3], recov = KEYS[4], ch
   cancelreq = KEYS[6], att = KEYS[7], uniqjob = KEYS[8], uniq = KEYS[9], uniqexp = KEYS[10],
   ended = KEYS[11], ckpt = KEYS[22], part = KEYS[30], hist = KEYS[18], histdata = KEYS[19],
   listening = KEYS[21], events = ARGV[4]}
+-- the edits an envelope counts (Client.update_job's "e"), 0 when it tells none
+local function edits_of(env)
+  local ok, d = pcall(cjson.decode, env)
+  local e = ok and type(d) == 'table' and tonumber(d.e)
+  return (e and e > 0 and e == math.floor(e)) and e or 0
+end
+
 local env = redis.call('HGET', k.jobs, id)
-local last = tonumber(ARGV[5]) or 0
+local last, edits = tonumber(ARGV[5]) or 0, tonumber(ARGV[7]) or 0
 if env then
   last = math.max(last, attempt_of(env, name))
+  edits = math.max(edits, edits_of(env))
 end
 last = math.min(last, 10000)
 local found = env ~= false
@@ -90,7 +99,7 @@ for i = 0, last do
     attempts = {}
   end
 end
-for i = 1, math.min(tonumber(ARGV[7]) or 0, 1000) do
+for i = 1, math.min(edits, 1000) do
   attempts[#attempts + 1] = id .. ':e' .. i
 end
 if #attempts > 0 then
