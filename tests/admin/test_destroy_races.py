@@ -38,3 +38,26 @@ async def test_destroy_erases_an_edit_made_after_its_lookup(
     assert await traces(redis, namespace, job.id) == []
     assert await client.history_job(job.id) == []
     await assert_invariants(redis, namespace)
+
+
+async def test_jobs_of_a_partition_destroyed_or_deleted_leave_no_index_entry(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """The partition index (lib/limits.lua) kept the entry "<partition>\\0<score>\\0<id>" of a
+    queued job destroyed, deleted or cancelled (and of one given another priority, under its
+    old score) until a fetch of its name reached it: with no pool serving the name, for ever,
+    although destroy() removes every trace of the job and a deleted job is forgotten."""
+    jobs = [await enqueuer.enqueue("work", {"i": i}, partition=f"p{i % 2}") for i in range(5)]
+    ids = [j.id for j in jobs if j is not None]
+    destroyed, deleted, edited, cancelled, kept = ids
+    await client.update_job(edited, priority=5)
+    assert await client.destroy(destroyed) is True
+    assert await client.delete_queued_job(deleted) is True
+    assert await client.destroy(edited) is True
+    assert await client.cancel(cancelled) == "cancelled"
+    assert await client.delete_cancelled_job(cancelled) is True
+    for job_id in (destroyed, edited):
+        assert await traces(redis, namespace, job_id) == [], job_id
+    index = await redis.zrange(client.keys.partition_queue("work"), 0, -1)
+    assert [e.split(b"\0")[-1].decode() for e in index] == [kept]
+    await assert_invariants(redis, namespace)

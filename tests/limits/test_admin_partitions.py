@@ -31,8 +31,8 @@ async def test_update_and_cancel_of_partitioned_jobs(
     index = Keys(namespace).partition_queue("step")
     async with pool:
         await until(lambda: len(order) == 3, timeout=10)
-        # the entry of the edited job under its old priority goes when the partition's turn
-        # comes again (the next fetch, at the latest after poll_interval)
+        # (the edited job was indexed anew, its entry under the old priority gone with the
+        # edit; the cancelled one's with the cancel)
         await until(lambda: _gone(redis, index), 10)
     assert order == [3, 0, 2]  # the edited one first, the cancelled one never
     await assert_invariants(redis, namespace, drained=True, stopped=True)

@@ -1,6 +1,8 @@
 """``Client.partitions()`` counts a partition's backlog as the jobs of it waiting on the queue:
-not the index entries a cancel, delete or priority change leaves behind until a fetch reaches
-them (admin/limitsinfo.py ``_backlogs``)."""
+not the index entries an older errands left behind, on a cancel, delete or priority change,
+until a fetch reached them (admin/limitsinfo.py ``_backlogs``; the scripts now take a job's
+entry out with it: tests/admin/test_destroy_races.py). Such entries are put back here by hand,
+as that version left them."""
 
 from __future__ import annotations
 
@@ -27,6 +29,15 @@ async def _backlog(client: Client) -> dict[str, int]:
     return {p.name: p.queued for p in (await client.partitions("x")).items}
 
 
+async def _left_behind(redis: Redis, namespace: str, entries: list[bytes]) -> None:
+    """The index entries read before the actions, back as an older errands left them."""
+    await redis.zadd(Keys(namespace).partition_queue("x"), dict.fromkeys(entries, 0))
+
+
+async def _entries(redis: Redis, namespace: str) -> list[bytes]:
+    return list(await redis.zrange(Keys(namespace).partition_queue("x"), 0, -1))
+
+
 async def test_left_entries_are_not_counted(
     redis: Redis, redis_url: str, namespace: str, client: Client
 ) -> None:
@@ -35,23 +46,32 @@ async def test_left_entries_are_not_counted(
             await enq.enqueue("x", {}, job_id=f"a{i}", partition="cust:1")
         await enq.enqueue("x", {}, job_id="b0", partition="客户:ü")
     assert await _backlog(client) == {"cust:1": 4, "客户:ü": 1}
+    before = await _entries(redis, namespace)
     assert await client.cancel("a0") == "cancelled"
     assert await client.delete_queued_job("a1")
-    await client.update_job("a2", priority=5)  # (its entry at the old score stays behind)
+    await client.update_job("a2", priority=5)  # (indexed anew, at its new score)
     pq = Keys(namespace).partition_queue("x")
+    assert await redis.zlexcount(pq, "[cust:1\0", "(cust:1\1") == 2
+    await _left_behind(redis, namespace, before)  # (a2's at the old score too)
     assert await redis.zlexcount(pq, "[cust:1\0", "(cust:1\1") == 5  # what was counted before
     assert await _backlog(client) == {"cust:1": 2, "客户:ü": 1}
 
 
 async def test_entries_past_the_checked_ones_count_as_they_are(
-    redis_url: str, namespace: str, client: Client, monkeypatch: pytest.MonkeyPatch
+    redis: Redis,
+    redis_url: str,
+    namespace: str,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(limitsinfo, "CHECKED", 2)
     async with Enqueuer.from_url(redis_url, namespace=namespace) as enq:
         for i in range(4):
             await enq.enqueue("x", {}, job_id=f"a{i}", partition="p")
+    before = await _entries(redis, namespace)
     assert await client.cancel("a0") == "cancelled"  # (checked: not counted)
     assert await client.cancel("a3") == "cancelled"  # (past the checked two: counted)
+    await _left_behind(redis, namespace, before)
     assert await _backlog(client) == {"p": 3}
 
 
@@ -65,7 +85,9 @@ async def test_a_server_refusing_zmscore_gets_the_entries_counted(
     async with Enqueuer.from_url(own_url, namespace=namespace) as enq:
         for i in range(3):
             await enq.enqueue("x", {}, job_id=f"a{i}", partition="p")
+    before = await _entries(own_redis, namespace)
     assert await client.cancel("a0") == "cancelled"
+    await _left_behind(own_redis, namespace, before)
     user = f"nozmscore-{namespace}"
     await own_redis.execute_command(
         "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-zmscore"
@@ -105,5 +127,7 @@ async def test_a_server_without_zmscore_gets_the_entries_counted(
             async with Enqueuer.from_url(server.url, namespace=namespace) as enq:
                 for i in range(3):
                     await enq.enqueue("x", {}, job_id=f"a{i}", partition="p")
+            before = await _entries(client.redis, namespace)
             assert await client.cancel("a0") == "cancelled"
+            await _left_behind(client.redis, namespace, before)
             assert await _backlog(client) == {"p": 3}  # (the cancelled job's entry too)

@@ -233,11 +233,11 @@ async def _backlogs(
     redis: Any, keys: Keys, name: str, order: list[str]
 ) -> tuple[tuple[int, int, int], list[int]]:
     """The partitions of ``name`` ready, waiting and running (their counts), and the jobs of
-    each partition of ``order`` waiting on the queue of ``name``. The partition
-    index keeps an entry ("<partition>\\0<score>\\0<id>") of a job that left the queue (cancelled,
-    deleted, destroyed; a priority change leaves one at the old score) until a fetch reaches
-    it: the first ``CHECKED`` entries of each partition count only when their job is on the
-    queue at that score, the one a fetch looks for (lib/limserve.lua); any beyond count as they
+    each partition of ``order`` waiting on the queue of ``name``. The partition index kept an
+    entry ("<partition>\\0<score>\\0<id>") of a job that left the queue (an older errands, on a
+    cancel, delete or destroy; a priority change left one at the old score) until a fetch
+    reached it: the first ``CHECKED`` entries of each partition count only when their job is on
+    the queue at that score, the one a fetch looks for (lib/limserve.lua); any beyond count as they
     are. A server that refuses ZMSCORE (Redis < 6.2, an ACL rule without it) gets every entry
     counted as it is, as before it was checked; a queue key of another type is an error."""
     pq = keys.partition_queue(name)

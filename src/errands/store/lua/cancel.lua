@@ -129,6 +129,11 @@ if not env then
   end
   return unwritten('ZREM', KEYS[5], 'unknown')  -- (wf_end ended no member: it wrote nothing)
 end
+-- a queued job of a partition: its index entry goes with it (lib/dedup.lua dedup_unindex)
+local queued = KEYS[27] and redis.call('ZSCORE', KEYS[2], id)
+if queued then
+  dedup_unindex({part = KEYS[26], pq = KEYS[27]}, id, tonumber(queued))
+end
 for _, k in ipairs({2, 3, 4, 19}) do
   if redis.call('ZREM', KEYS[k], id) == 1 then
     cancelled(env)

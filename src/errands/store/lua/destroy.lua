@@ -74,6 +74,12 @@ if redis.call('HEXISTS', k.att, id) == 1 then
   redis.call('PUBLISH', ARGV[3], 'destroy:' .. id)
   status = 'running'
 else
+  -- a queued job of a partition: its index entry goes with it (lib/dedup.lua dedup_unindex;
+  -- read before `forget` drops its partition)
+  local queued = KEYS[31] and redis.call('ZSCORE', KEYS[12], id)
+  if queued then
+    dedup_unindex({part = KEYS[30], pq = KEYS[31]}, id, tonumber(queued))
+  end
   for _, i in ipairs({12, 13, 14, 15, 16, 27}) do
     if redis.call('ZREM', KEYS[i], id) == 1 then
       found = true

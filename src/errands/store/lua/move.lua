@@ -91,6 +91,9 @@ if mode == 'delete' then
     ended = KEYS[16], ckpt = KEYS[20], part = KEYS[26], histdata = KEYS[17],
     listening = KEYS[19], events = ARGV[6]}
   local env = redis.call('HGET', k.jobs, id)
+  if KEYS[5] == KEYS[6] then  -- deleted from its queue: its partition index entry goes too
+    dedup_unindex({part = KEYS[26], pq = KEYS[27]}, id, tonumber(was_due))
+  end
   record_end(k, KEYS[18], id, ARGV[7], 'deleted', env, nil, ARGV[8], true, ',"reason":"deleted"')
   forget(k, {id}, nil)
   local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[4], wake = ARGV[5],

@@ -1,7 +1,8 @@
 -- update_job: give a waiting (queued, scheduled, retrying) or dead job new args and/or a new
 -- priority (Client.update_job), and record the edit in its history. A compare-and-set: only if
 -- the job is still in `source` and its envelope is still the one read before (else 0: the
--- caller reads again). A queued job keeps its place among the jobs of its new priority.
+-- caller reads again). A queued job keeps its place among the jobs of its new priority (a job
+-- of a partition is indexed anew there: its entry under the old score goes).
 -- KEYS[1] jobs   KEYS[2] priorities   KEYS[3] source set (queue, scheduled, retry or dead)
 -- KEYS[4] history_data   KEYS[5] history of the job name
 -- KEYS[6] partitions   KEYS[7] seq   KEYS[8] partition queue of the job name   KEYS[9] its
@@ -92,7 +93,11 @@ if prio then
     redis.call('ZADD', KEYS[3], moved, id)
     local P = {on = redis.call('EXISTS', KEYS[6]) == 1, part = KEYS[6], seq = KEYS[7],
       pq = KEYS[8], pready = KEYS[9]}
-    lim_queued(P, id, moved)  -- (its entry under the old score is dropped when reached)
+    local p = P.on and redis.call('HGET', P.part, id)
+    if p then  -- indexed anew: its entry under the old score goes
+      redis.call('ZREM', P.pq, lim_entry(p, tonumber(score), id))
+      lim_queued(P, id, moved, p)
+    end
   end
 end
 redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
