@@ -66,6 +66,32 @@ async def test_an_update_resent_is_recorded_once(
     await assert_invariants(redis, namespace)
 
 
+async def test_an_update_whose_job_ran_before_the_resend_is_reported_edited(
+    redis: Redis, redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """The re-send arrives after the edited job ran and finished (its envelope gone): it
+    answered 0, and the Client, looking again, raised "is finished: only waiting or dead jobs
+    can be edited" for an edit that was made, and ran."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.job("sync")
+    async def sync(job: Job, n: int) -> int:
+        return n
+
+    async def run() -> None:
+        async with pool:
+            await pool.drain(timeout=10)
+
+    job = await enqueuer.enqueue("sync", {"n": 1})
+    assert job is not None
+    with resent(client.scripts, "update_job", between=run) as firsts:
+        info = await client.update_job(job.id, args={"n": 2})
+    assert firsts == [1]
+    assert (info.status, info.result) == (JobStatus.FINISHED, 2)
+    assert [h.status for h in await client.history_job(job.id)] == ["edited", "finished"]
+    await assert_invariants(redis, namespace, drained=True)
+
+
 @pytest.mark.parametrize("bad", ["priority", "now"])
 async def test_an_update_with_a_bad_number_writes_nothing(
     redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer, bad: str

@@ -70,8 +70,9 @@ async def test_an_edit_resent_or_of_a_job_that_moved(master: Redis, namespace: s
     assert old is not None
     queue = keys.queue("work")
 
-    def edit(source: str, read: bytes, new: bytes) -> Call:
-        return lambda: s.update_job(job.id, "work", source, read, new, None, 1, b"{}", 5)
+    def edit(source: str, read: bytes, new: bytes) -> Call:  # (its record holds the new one)
+        record = b'{"job":"' + new + b'"}'
+        return lambda: s.update_job(job.id, "work", source, read, new, None, 1, record, 5)
 
     assert await edit(queue, old, b"new")() == 1
     await check(master, namespace, [

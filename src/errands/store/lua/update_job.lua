@@ -19,8 +19,10 @@
 -- (enqueue_unique would refuse that job's args), nothing is written: -1.
 -- Returns 1 when updated, 0 when the job moved or changed meanwhile, -1 when the new args are
 -- locked by another job (enqueue_unique). A re-sent call (its
--- envelope is stored already: this edit's, which counts its edits) answers 1 and writes
--- nothing. Those answers (1 re-sent, 0 and -1), read, write nothing first (lib/types.lua unwritten): a demoted
+-- envelope is stored already: this edit's, which counts its edits; or, the job having run on
+-- since, ended or failed, its history record is this call's) answers 1 and writes nothing (it
+-- answered 0 once the job had ended, and the Client, looking again, said the job could not be
+-- edited). Those answers (1 re-sent, 0 and -1), read, write nothing first (lib/types.lua unwritten): a demoted
 -- master refuses them, where the new master may lack the edit (not replicated) or hold the
 -- job where the caller read it. A priority that is not a whole number in -1000..1000, a time that is not an integer
 -- spelt as Redis reads one in 0..MAX_MS (is_int: it goes to ZADD verbatim, and ' 5' passed
@@ -45,6 +47,9 @@ if wrong then
 end
 if ARGV[3] ~= ARGV[2] and redis.call('HGET', KEYS[1], id) == ARGV[3] then
   return unwritten('HDEL', KEYS[1], 1)  -- a re-send: this edit is in place
+end
+if redis.call('HGET', KEYS[4], ARGV[6]) == ARGV[7] then
+  return unwritten('HDEL', KEYS[1], 1)  -- a re-send after the job ran on: this edit's record
 end
 local score = redis.call('ZSCORE', KEYS[3], id)
 if not score or redis.call('HGET', KEYS[1], id) ~= ARGV[2] then
