@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from errands import Client, Enqueuer, Job, JobNotFoundError, WorkerPool
+from errands import Client, Enqueuer, Job, JobNotFoundError, WorkerPool, Workflow
 from errands.errors import NonRetryableError
 from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
@@ -122,4 +122,24 @@ async def test_destroy_erases_the_edits_too(
     assert await client.history_job(job.id) == [] or all(
         h.status != "edited" for h in await client.history_job(job.id)
     )
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_workflow_member_waiting_for_its_dependencies_is_refused_in_clear_words(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """Its status is "waiting": the refusal read "is waiting: only waiting or dead jobs can be
+    edited", refusing a waiting job in the words that allow one."""
+    wf = Workflow("edit")
+    wf.add("step", {"n": 1}, id="a")
+    wf.add("step", {"n": 2}, id="b", after=["a"])
+    run = await enqueuer.enqueue_workflow(wf)
+    member = run.job_id("b")
+    with pytest.raises(ValueError) as refused:
+        await client.update_job(member, args={"n": 3})
+    assert str(refused.value) == (
+        f"job {member} is waiting: only queued, scheduled, retrying or dead jobs can be edited"
+    )
+    info = await client.job(member)
+    assert info is not None and (info.args, info.edits) == ({"n": 2}, 0)
     await assert_invariants(redis, namespace)

@@ -302,7 +302,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
         }.get(info.status)
         if source is None or info.corrupt:
             raise ValueError(
-                f"job {info.id} is {info.status}: only waiting or dead jobs can be edited"
+                f"job {info.id} is {info.status}: only queued, scheduled, retrying or dead "
+                "jobs can be edited"
             )
         return source
 
