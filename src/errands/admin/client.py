@@ -301,10 +301,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin):
             JobStatus.DEAD: k.dead,
         }.get(info.status)
         if source is None or info.corrupt:
-            raise ValueError(
-                f"job {info.id} is {info.status}: only queued, scheduled, retrying or dead "
-                "jobs can be edited"
-            )
+            edits = "only queued, scheduled, retrying or dead jobs can be edited"
+            raise ValueError(f"job {info.id} is {info.status}: {edits}")
         return source
 
     async def delete_dead_job(self, job_id: str) -> bool:
