@@ -9,16 +9,19 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from errands import Enqueuer
 from errands.outbox import OutboxRelay, OutboxRow, enqueue_item
+from errands.store.keys import Keys
 
 pytest.importorskip("sqlalchemy")
 pytest.importorskip("aiosqlite")
 
 from sqlalchemy import create_engine, insert
+from sqlalchemy.orm import Session
 
-from errands.contrib.sqlalchemy_outbox import outbox_table
+from errands.contrib.sqlalchemy_outbox import enqueue_in_outbox, outbox_table
 from errands.contrib.sqlalchemy_relay import SQLAlchemySource
 from tests.outbox.test_relay import make_table, rows_left, stored, write
 
@@ -115,3 +118,41 @@ async def test_bad_rows_of_a_later_claim_are_set_aside_in_the_same_call(
         await relay.source.aclose()
     assert await stored(redis, namespace) == set(good)
     assert await rows_left(sync_url) == 2
+
+
+async def test_a_job_name_whose_own_key_holds_another_type_is_set_aside(
+    tmp_path: Path, enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    """The queue of job name ``broken`` holds a string: every enqueue of that name is refused
+    (WRONGTYPE naming the key). Its rows are set aside, naming the key, and the rows of the
+    other names behind them are relayed (batch of 2: the first claim holds two of its rows).
+    A namespace-wide key of another type refuses every row alike: nothing is set aside then,
+    the batch is tried again."""
+    sync_url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(sync_url)
+    engine = create_engine(sync_url)
+    with Session(engine) as session, session.begin():
+        broken = [enqueue_in_outbox(session, "broken", {"n": n}) for n in range(2)]
+    engine.dispose()
+    good = write(sync_url, 2)
+    keys = Keys(namespace)
+    await redis.set(keys.queue("broken"), "not a queue")
+    relay = OutboxRelay(SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"), batch=2)
+    try:
+        assert await relay.relay_once(enqueuer) == 2
+        assert sorted(relay.skipped) == [1, 2]
+        assert all(keys.queue("broken") in error for error in relay.skipped.values())
+        assert await stored(redis, namespace) == set(good)
+        assert await rows_left(sync_url) == 2
+        fresh = OutboxRelay(relay.source, batch=2)  # (a relay restarted: nothing set aside)
+        await redis.delete(keys.queue("broken"), keys.seq)
+        await redis.hset(keys.seq, "x", "a namespace-wide key of another type")
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await fresh.relay_once(enqueuer)
+        assert not fresh.skipped
+        await redis.delete(keys.seq)
+        assert await fresh.relay_once(enqueuer) == 2
+    finally:
+        await relay.source.aclose()
+    assert await stored(redis, namespace) == set(good + broken)
+    assert await rows_left(sync_url) == 0

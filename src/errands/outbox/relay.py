@@ -16,10 +16,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 
+from redis.exceptions import ResponseError
+
 from ..clock import Clock, SystemClock
 from ..enqueuer import EnqueueItem, Enqueuer
 from ..errors import UnknownJobError
 from ..serialization import SerializationError
+from ..store.keyrepair import held_key
+from ..store.keys import Keys
 from ..store.outbox import report, withdraw
 from .rows import OutboxRow, enqueue_item
 
@@ -77,6 +81,25 @@ class PoolHooks(Protocol):
 async def send_rows(enqueuer: Enqueuer, rows: list[OutboxRow]) -> None:
     """Enqueue the rows' jobs in one round trip; a row already relayed stores nothing."""
     await enqueuer.enqueue_many([enqueue_item(row) for row in rows])
+
+
+def row_fault(keys: Keys, exc: BaseException, names: Collection[str]) -> bool:
+    """Whether ``exc``, raised by an enqueue of rows of job ``names``, is a row's fault: its
+    payload, size or name (ROW_ERRORS), or a key of one of these names' own (its queue,
+    scheduled set, partition keys, idle pools) holding another type, which refuses every
+    enqueue of that name (lib/types.lua) and no other's. A namespace-wide key of another type
+    refuses every row alike: no row's fault."""
+    if isinstance(exc, ROW_ERRORS):
+        return True
+    if not isinstance(exc, ResponseError) or (key := held_key(keys, str(exc))) is None:
+        return False
+    return any(key in own_keys(keys, name) for name in names)
+
+
+def own_keys(keys: Keys, name: str) -> tuple[str, ...]:
+    """The keys of job ``name``'s own that an enqueue of it writes or checks (store/bulk.py)."""
+    return (keys.queue(name), keys.scheduled(name), keys.partition_queue(name),
+            keys.partitions_ready(name), keys.idle_for(name))  # fmt: skip
 
 
 def build_items(rows: list[OutboxRow]) -> tuple[list[EnqueueItem], dict[int, str]]:
@@ -168,15 +191,20 @@ class OutboxRelay:
         items, errors = build_items(rows)
         if errors:  # set aside at once: building an item does no I/O, so the row is at fault
             raise PoisonRows(errors)
+        keys = self._enqueuer.keys
         try:
             await self._enqueuer.enqueue_many(items)
-        except ROW_ERRORS:
+        except Exception as exc:
+            if not row_fault(keys, exc, {row.name for row in rows}):
+                raise
             # one at a time, to name the rows at fault; the others go again with the next batch
             for row, item in zip(rows, items, strict=True):
                 try:
                     await self._enqueuer.enqueue_many([item])
-                except ROW_ERRORS as exc:
-                    errors[row.id] = f"{type(exc).__name__}: {exc}"
+                except Exception as one:
+                    if not row_fault(keys, one, {row.name}):
+                        raise
+                    errors[row.id] = f"{type(one).__name__}: {one}"
             if not errors:
                 raise
             raise PoisonRows(errors) from None
