@@ -61,7 +61,9 @@ def _relay(args: argparse.Namespace) -> int:
 
 async def _run(relay: Any, target: Target) -> None:
     redis = connect(target.url) if target.url else target.redis
-    enqueuer = Enqueuer(redis, namespace=target.namespace, url=target.url, strict=None)
+    enqueuer = Enqueuer(  # (the --app pool's serializer: its workers decode the jobs)
+        redis, namespace=target.namespace, url=target.url, serializer=target.serializer, strict=None
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

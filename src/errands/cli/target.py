@@ -90,27 +90,31 @@ def env_url(environ: Mapping[str, str] | None = None, *, legacy_only: bool = Fal
 
 @dataclass
 class Target:
-    """A Redis server (a URL, or the client of an app's pool that has none) and a namespace."""
+    """A Redis server (a URL, or the client of an app's pool that has none) and a namespace;
+    with ``--app``, its pool's serializer (None: the default, JSON)."""
 
     url: str | None
     namespace: str
     redis: Any = None
+    serializer: Any = None
 
     @classmethod
     def resolve(cls, args: argparse.Namespace) -> Target:
         url: str | None = args.redis
         namespace: str | None = args.namespace
         redis: Any = None
+        serializer: Any = None
         app = getattr(args, "app", None)
         if app:
             pool = load_pool(app)
             if url is None:
                 url, redis = pool.url, None if pool.url else pool.redis
             namespace = namespace or pool.namespace
+            serializer = pool.serializer
         if url is None and redis is None:
             url = env_url() or DEFAULT_URL
         namespace = namespace or os.environ.get("ERRANDS_NAMESPACE") or DEFAULT_NAMESPACE
-        return cls(url, namespace, redis)
+        return cls(url, namespace, redis, serializer)
 
     @property
     def where(self) -> str:
