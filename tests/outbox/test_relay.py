@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer, Job, WorkerPool
+from errands.store.devserver import RedisServer
 from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
 
@@ -224,3 +225,65 @@ async def test_a_pool_stop_leaves_no_connection_held_by_its_relay(
         assert not in_use
     finally:
         await client.aclose()
+
+
+async def test_rows_sharing_a_job_id_are_one_job(
+    tmp_path: Path, enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    """Rows given one job_id (twice in a transaction, once more in another, of another name)
+    are one job, in one batch: the others stored, every row deleted, none set aside."""
+    sync_url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(sync_url)
+    engine = create_engine(sync_url)
+    with Session(engine) as session, session.begin():
+        for n in range(2):
+            enqueue_in_outbox(session, "welcome", {"n": n}, job_id="signup-7")
+    with Session(engine) as session, session.begin():
+        enqueue_in_outbox(session, "other", {}, job_id="signup-7")
+    engine.dispose()
+    ids = write(sync_url, 2)
+    relay = OutboxRelay(SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"))
+    try:
+        assert await relay.relay_once(enqueuer) == 5
+    finally:
+        await relay.source.aclose()
+    assert not relay.skipped
+    assert await stored(redis, namespace) == {"signup-7", *ids}
+    stored_job = orjson.loads(await redis.hget(Keys(namespace).jobs, "signup-7") or b"")
+    assert (stored_job["n"], stored_job["a"]) == ("welcome", {"n": 0})  # the oldest row's
+    assert await rows_left(sync_url) == 0
+
+
+async def test_a_running_relay_carries_on_across_a_redis_restart(
+    tmp_path: Path, namespace: str
+) -> None:
+    """Redis killed under a running relay: the rows committed meanwhile are claimed and rolled
+    back (the error kept in ``last_error``), then relayed once the server is back."""
+    sync_url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(sync_url)
+    write(sync_url, 5)
+    relay = OutboxRelay(
+        SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"), batch=3, poll_interval=0.05
+    )
+    with RedisServer() as server:
+        async with Enqueuer.from_url(server.url, namespace=namespace, strict=None) as enqueuer:
+            relay.start(enqueuer)
+            try:
+                async with asyncio.timeout(30):
+                    while relay.relayed < 5:
+                        await asyncio.sleep(0.02)
+                    server.kill()  # (no persistence: the first 5 jobs go with it)
+                    during = await asyncio.to_thread(write, sync_url, 7, start=5)
+                    while relay.last_error is None:
+                        await asyncio.sleep(0.02)
+                    assert "cannot reach Redis" in relay.last_error
+                    assert await rows_left(sync_url) == 7
+                    server.start()
+                    while relay.relayed < 12:
+                        await asyncio.sleep(0.02)
+            finally:
+                await relay.stop()
+            assert relay.last_error is None
+            jobs = {key.decode() for key in await enqueuer.redis.hkeys(Keys(namespace).jobs)}
+    assert jobs == set(during)
+    assert await rows_left(sync_url) == 0
