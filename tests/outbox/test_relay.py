@@ -90,6 +90,45 @@ async def test_committed_rows_become_jobs_rolled_back_never(
     await assert_invariants(redis, namespace)
 
 
+async def test_a_row_of_a_savepoint_rolled_back_is_never_relayed(
+    database: tuple[str, str], enqueuer: Enqueuer, redis: Redis, namespace: str
+) -> None:
+    """Rows written inside a savepoint that rolls back (a Session's, flushed or not; an
+    AsyncSession's; a Core connection's) go with it; those of a released one commit."""
+    sync_url, async_url = database
+    make_table(sync_url)
+    engine = create_engine(sync_url)
+    kept = []
+    with Session(engine) as session, session.begin():
+        kept.append(enqueue_in_outbox(session, "welcome", {"n": 1}))
+        with session.begin_nested():
+            kept.append(enqueue_in_outbox(session, "welcome", {"n": 2}))
+        savepoint = session.begin_nested()
+        enqueue_in_outbox(session, "welcome", {"n": 3})
+        savepoint.rollback()
+        savepoint = session.begin_nested()
+        enqueue_in_outbox(session, "welcome", {"n": 4})
+        session.flush()
+        savepoint.rollback()
+    with engine.begin() as conn:
+        kept.append(enqueue_in_outbox(conn, "welcome", {"n": 5}))
+        nested = conn.begin_nested()
+        enqueue_in_outbox(conn, "welcome", {"n": 6})
+        nested.rollback()
+    engine.dispose()
+    async_engine = create_async_engine(async_url)
+    async with AsyncSession(async_engine) as async_session, async_session.begin():
+        kept.append(enqueue_in_outbox(async_session, "welcome", {"n": 7}))
+        async_savepoint = await async_session.begin_nested()
+        enqueue_in_outbox(async_session, "welcome", {"n": 8})
+        await async_savepoint.rollback()
+    await async_engine.dispose()
+    relay = OutboxRelay(SQLAlchemySource(async_url))
+    assert await relay.drain(enqueuer) == 4
+    await relay.source.aclose()
+    assert await stored(redis, namespace) == set(kept)
+
+
 async def test_options_travel_with_the_row(
     database: tuple[str, str], enqueuer: Enqueuer, redis: Redis, namespace: str
 ) -> None:
