@@ -238,3 +238,32 @@ async def test_a_corrupt_relay_entry_does_not_stop_the_others_reporting(
             await relay.stop()
     assert not status.stuck and [r.relayed for r in status.relays] == [3]
     assert await redis.hget(Keys(namespace).outbox_relays, "bad") is None  # dropped as stale
+
+
+async def test_a_relay_waiting_longer_than_its_report_interval_still_reports(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    """A relay waiting for rows with a poll interval longer than SILENT_AFTER (a NOTIFY wakes
+    it on PostgreSQL) reports every ``report_interval`` meanwhile, so it is not taken for a
+    dead one while it waits."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(url)
+    relay = OutboxRelay(
+        SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"),
+        poll_interval=SILENT_AFTER * 4,
+        report_interval=0.05,
+    )
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace) as client,
+    ):
+        relay.start(enqueuer)
+        try:
+            await reported(client, relay, lambda s: True)
+            (first,) = (await client.outbox()).relays
+            await reported(client, relay, lambda s: s.relays[0].reported_at > first.reported_at)
+            status = await client.outbox()
+        finally:
+            await relay.stop()
+    (mine,) = status.relays
+    assert not mine.silent and mine.backlog == 0 and not status.stuck

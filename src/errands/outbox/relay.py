@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import ResponseError
 
+from ..aio import wait_event
 from ..clock import Clock, SystemClock
 from ..enqueuer import EnqueueItem, Enqueuer
 from ..errors import UnknownJobError
@@ -227,7 +228,32 @@ class OutboxRelay:
                 continue
             await self._report(enqueuer)
             if n < self.batch:
-                await self.source.wait(self.poll_interval)
+                await self._wait(enqueuer)
+
+    async def _wait(self, enqueuer: Enqueuer) -> None:
+        """Wait for a NOTIFY or ``poll_interval``, reporting every ``report_interval`` meanwhile:
+        a relay waiting longer than a report's silence (``poll_interval`` 60 s on PostgreSQL,
+        woken by NOTIFY) is not taken for a dead one."""
+        if not 0 < self.report_interval < self.poll_interval:
+            await self.source.wait(self.poll_interval)
+            return
+        done = asyncio.Event()
+
+        async def report_meanwhile() -> None:
+            while not done.is_set():
+                await wait_event(done, self.report_interval)
+                if not done.is_set():
+                    await self._report(enqueuer)
+
+        reporter = asyncio.create_task(report_meanwhile(), name="errands-outbox-report")
+        try:
+            await self.source.wait(self.poll_interval)
+        finally:
+            done.set()  # (a report in flight ends first, unless this wait was cancelled)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
 
     async def _report(self, enqueuer: Enqueuer) -> None:
         """Count the backlog and report to Redis, at most every ``report_interval``; never
