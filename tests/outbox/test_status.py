@@ -243,27 +243,35 @@ async def test_a_corrupt_relay_entry_does_not_stop_the_others_reporting(
 async def test_a_relay_waiting_longer_than_its_report_interval_still_reports(
     tmp_path: Path, redis_url: str, namespace: str
 ) -> None:
-    """A relay waiting for rows with a poll interval longer than SILENT_AFTER (a NOTIFY wakes
-    it on PostgreSQL) reports every ``report_interval`` meanwhile, so it is not taken for a
-    dead one while it waits."""
+    """A relay waiting for rows with a poll interval longer than SILENT_AFTER and STALL_AFTER
+    (a NOTIFY wakes it on PostgreSQL) reports every ``report_interval`` meanwhile, so it is
+    not taken for a dead one while it waits, nor for a stalled one before two polls passed
+    without a batch."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     make_table(url)
+    write(url, 1)
+    clock = FakeClock(time.time())
+    poll = STALL_AFTER * 2
     relay = OutboxRelay(
         SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"),
-        poll_interval=SILENT_AFTER * 4,
+        poll_interval=poll,
         report_interval=0.05,
+        clock=clock,
     )
     async with (
         Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer,
-        Client.from_url(redis_url, namespace=namespace) as client,
+        Client.from_url(redis_url, namespace=namespace, clock=clock) as client,
     ):
         relay.start(enqueuer)
         try:
-            await reported(client, relay, lambda s: True)
+            await reported(client, relay, lambda s: s.backlog == 0)
             (first,) = (await client.outbox()).relays
+            clock.advance(poll * 1.5)  # (waiting: the next poll is real seconds away)
             await reported(client, relay, lambda s: s.relays[0].reported_at > first.reported_at)
-            status = await client.outbox()
+            waiting = await client.outbox()
+            clock.advance(poll)  # two polls without a batch: stalled (not stuck: no backlog)
+            await reported(client, relay, lambda s: s.relays[0].stalled)
         finally:
             await relay.stop()
-    (mine,) = status.relays
-    assert not mine.silent and mine.backlog == 0 and not status.stuck
+    (mine,) = waiting.relays
+    assert not mine.silent and not mine.stalled and mine.backlog == 0 and not waiting.stuck

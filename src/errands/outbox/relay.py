@@ -266,6 +266,7 @@ class OutboxRelay:
             self._started_at = now
         status: dict[str, Any] = {
             "every": self.report_interval,
+            "poll": self.poll_interval,
             "started_at": self._started_at,
             "relayed": self.relayed,
             "last_batch_at": self.last_batch_at,

@@ -16,7 +16,7 @@ __all__ = ["OutboxStatus", "RelayStatus", "read_status", "report", "withdraw"]
 
 SILENT_AFTER = 15.0  # seconds without a report (they come every 2 s): the relay is gone
 FORGET_AFTER = 3600.0  # seconds without a report: its entry is dropped
-STALL_AFTER = 30.0  # seconds without a committed batch: the relay is stuck
+STALL_AFTER = 30.0  # seconds without a committed batch (or two polls): the relay is stuck
 
 
 @dataclass(frozen=True)
@@ -35,16 +35,16 @@ class RelayStatus:
     skipped: int  # rows it cannot enqueue (left in the table, passed over)
     skip_error: str | None  # why, for one of them
     silent: bool  # no report for SILENT_AFTER seconds: stopped, killed, or cut off from Redis
-    stalled: bool  # silent, or no batch committed for STALL_AFTER seconds (since its start)
+    stalled: bool  # silent, or no batch for STALL_AFTER s or two polls (since its start)
 
 
 @dataclass(frozen=True)
 class OutboxStatus:
     """The outbox as the relays see it. ``backlog`` and ``lag`` come from the latest report
     that counted the rows (None when none could); ``stuck`` is True when every relay known is
-    stalled (silent for 15 s, or without a committed batch for 30 s) while rows wait or cannot
-    be counted, or when a relay passes over rows it cannot enqueue. Relays silent for an hour
-    are forgotten: with none known, ``relays`` is empty."""
+    stalled (silent for 15 s, or without a committed batch for 30 s or two polls) while rows
+    wait or cannot be counted, or when a relay passes over rows it cannot enqueue. Relays
+    silent for an hour are forgotten: with none known, ``relays`` is empty."""
 
     relays: list[RelayStatus]
     backlog: int | None
@@ -103,6 +103,9 @@ def _relay(field: bytes | str, entry: dict[str, Any], now: float) -> RelayStatus
     silent = now - at > max(SILENT_AFTER, 3 * (_number(entry.get("every")) or 0.0))
     last = _number(entry.get("last_batch_at"))
     since = last if last is not None else _number(entry.get("started_at")) or at
+    # a relay waiting longer than STALL_AFTER between polls (woken by NOTIFY) commits its empty
+    # batch once a poll: stalled after two polls without one
+    stall = max(STALL_AFTER, 2 * (_number(entry.get("poll")) or 0.0))
     error, skip_error = entry.get("error"), entry.get("skip_error")
     backlog = entry.get("backlog")
     return RelayStatus(
@@ -118,7 +121,7 @@ def _relay(field: bytes | str, entry: dict[str, Any], now: float) -> RelayStatus
         skipped=int(_number(entry.get("skipped")) or 0),
         skip_error=None if skip_error is None else str(skip_error),
         silent=silent,
-        stalled=silent or now - since > STALL_AFTER,
+        stalled=silent or now - since > stall,
     )
 
 
