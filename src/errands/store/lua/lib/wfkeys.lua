@@ -9,6 +9,21 @@ local function wf_keys(wfof, run)
     out = m .. ':out', nodes = m .. ':nodes', env = m .. ':env', res = m .. ':res'}
 end
 
+-- the first key of run W (wf_keys) of another type than its part holds, or nil: before a
+-- script's first write, for a script that leaves that run alone (wf_cascade.lua) or refuses
+-- the call (wf_unfit)
+local function wf_run_unfit(W)
+  local WF_RUN = {'meta', 'HLEN', 'open', 'SCARD', 'inn', 'ZCARD', 'out', 'ZCARD', 'nodes', 'HLEN',
+    'env', 'HLEN', 'res', 'HLEN'}
+  for i = 1, #WF_RUN, 2 do
+    local r = redis.pcall(WF_RUN[i + 1], W[WF_RUN[i]])
+    if type(r) == 'table' and r.err then
+      return W[WF_RUN[i]]
+    end
+  end
+  return nil
+end
+
 -- the keys this lib writes that no script declares (built from the prefix: the namespace's, and
 -- run `run`'s when given), checked before a script's first write, as lib/types.lua checks its
 -- KEYS: an error reply naming the first of another type (seq: not a counter), saying
@@ -18,8 +33,6 @@ local function wf_unfit(wfof, run, outcome, run_only)
   local WF_NS = {seq = 'GET', jobs = 'HLEN', prio = 'HLEN', names = 'SCARD', idle = 'SCARD',
     part = 'HLEN', wfwork = 'ZCARD', wfexp = 'ZCARD', wfidx = 'ZCARD', dead = 'ZCARD',
     errors = 'HLEN'}
-  local WF_RUN = {meta = 'HLEN', open = 'SCARD', inn = 'ZCARD', out = 'ZCARD', nodes = 'HLEN',
-    env = 'HLEN', res = 'HLEN'}
   local W = wf_keys(wfof, run or '')
   local function bad(key, cmd)
     local r = redis.pcall(cmd, key)
@@ -39,11 +52,9 @@ local function wf_unfit(wfof, run, outcome, run_only)
   if not run then
     return nil
   end
-  for field, cmd in pairs(WF_RUN) do
-    local e = bad(W[field], cmd)
-    if e then
-      return e
-    end
+  local key = wf_run_unfit(W)
+  if key then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
   end
 end
 
