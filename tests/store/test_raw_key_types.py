@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer, Workflow
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 from errands.workflows.run import WorkflowRun
@@ -78,18 +77,13 @@ async def test_a_workflow_cancel_meeting_a_run_of_another_type_cancels_nothing(
     await refused(redis, namespace, WorkflowRun(redis, keys, "w1").cancel(), match)
 
 
-@pytest.mark.parametrize("family", ["work list", "out edges"])
-async def test_a_cascade_meeting_a_key_of_another_type_walks_nothing(
-    redis: Redis, namespace: str, family: str
+async def test_a_cascade_meeting_a_work_list_of_another_type_walks_nothing(
+    redis: Redis, namespace: str
 ) -> None:
-    """The work list of another type raised Redis' own WRONGTYPE; the out edges of a run on it
-    (lib/wfkeys.lua wf_unfit) were refused by name already."""
+    """The work list of another type raised Redis' own WRONGTYPE. (A run's key of another type
+    holds that run only: tests/workflows/test_cascade_held_run.py.)"""
     keys = Keys(namespace)
-    wf = Workflow("one", id="w2")
-    wf.add("work", {}, id="b", after=[wf.add("work", {}, id="a")])
-    await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
-    await redis.zadd(keys.workflows_work, {"ok a  w2": 1})  # a's dependents still to walk
-    key = keys.workflows_work if family == "work list" else keys.workflow("w2", "out")
-    await spoil(redis, key)
+    await spoil(redis, keys.workflows_work)
     cascade = WorkflowScripts(redis, keys).cascade()
+    key = keys.workflows_work
     await refused(redis, namespace, cascade, rf"^WRONGTYPE {key} holds another type: nothing")

@@ -3,17 +3,22 @@ client and namespace."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..store.keyrepair import own_key_repair
 from ..store.keys import Keys
 from ..store.scripts import lua_source
 
 __all__ = ["Member", "WorkflowScripts", "run_keys"]
 
+log = logging.getLogger("errands.workflows")
+
 Arg = str | bytes | int | float
+HOLD_MS = 30_000  # wf_cascade.lua's WF_HOLD: a held run's work items set aside for that long
 PARTS = ("open", "in", "out", "nodes", "env", "res")
 
 
@@ -42,6 +47,7 @@ class WorkflowScripts:
             name: redis.register_script(lua_source(name))
             for name in ("wf_enqueue", "wf_cancel", "wf_add", "wf_trim", "wf_cascade")
         }
+        self.held: dict[str, str] = {}  # run -> its key of another type, logged (wf_cascade)
 
     async def enqueue(
         self,
@@ -85,7 +91,31 @@ class WorkflowScripts:
         call); returns how many work items it took, 0 when none was left."""
         k = self.keys
         keys = [k.workflow_of, k.workflows_work]
-        return int(await self._s["wf_cascade"](keys=keys, args=[]))
+        reply = await self._s["wf_cascade"](keys=keys, args=[])
+        held = [_text(v) for v in reply[1:]]
+        for run, key in zip(held[::2], held[1::2], strict=True):
+            self._note_held(run, key)
+        return int(reply[0])
+
+    def _note_held(self, run: str, key: str) -> None:
+        """wf_cascade.lua left run ``run`` alone, its ``key`` of another type: one error line
+        per run and key (while this client lives; at most 1,000 runs remembered)."""
+        if self.held.get(run) == key:
+            return
+        if len(self.held) >= 1000:
+            self.held.clear()
+        self.held[run] = key
+        log.error(
+            "workflow run %s: its walks are held (its dependents are not released nor ended, "
+            "the run does not finish): its key %s holds another type (written by hand, a bad "
+            "restore); repair it: %s; the other runs' walks proceed, this run's within %d s of "
+            "the repair",
+            run,
+            key,
+            own_key_repair(key),
+            HOLD_MS // 1000,
+            extra={"workflow_run": run},
+        )
 
     async def cascade_all(self) -> int:
         """Call ``cascade`` until the work list is empty; returns the work items taken."""
@@ -105,3 +135,7 @@ class WorkflowScripts:
         args += (member.spec, len(after), *after, *before)
         reply = await self._s["wf_add"](keys=keys, args=args)
         return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,29 +9,39 @@
 -- members it releases or ends (lib/wfevents.lua) are published together at its end.
 -- KEYS[1] workflow_of   KEYS[2] workflows_work (ZSET)
 -- ARGV none
--- Returns how many work items it took (0: none was left).
--- A key of another type among those its walks write (the namespace's and each run's, see
--- wf_unfit; or seq not a counter) fails the call before its first write: the item taken off
--- the list and then not walked lost its dependents' edges. The work list of another type is
--- refused by name (Redis' own WRONGTYPE, which names no key, came from its read).
+-- Returns {took, run, key, run, key, ...}: how many work items it took (0: none was left), then
+-- each run it left alone in this call with the first of its keys found of another type.
+-- Only the items due are read (score up to now, Redis' clock).
+-- A key of another type among the namespace's its walks write (wf_unfit; or seq not a counter)
+-- fails the call before its first write: the item taken off the list and then not walked lost
+-- its dependents' edges. The work list of another type is refused by name (Redis' own
+-- WRONGTYPE, which names no key, came from its read). A run one of whose own keys holds another
+-- type (written by hand, a bad restore) is left alone, the other runs walked: its items are set
+-- aside (their score WF_HOLD ms ahead: not read again before then, nor by this call's
+-- caller's next call), nothing of that run written; read again once due, they are walked
+-- once the key is repaired (workflows/store.py logs the key and its repair).
 --@include workflows
 --@include types
-local items = redis.pcall('ZRANGE', KEYS[2], 0, 99)
+local WF_HOLD = 30000
+local now = wf_now()
+local items = redis.pcall('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
 if items.err then
   return wrong_key(KEYS[2], 'nothing walked')
 end
 local wrong = #items > 0 and (wrong_type(function(j) return ({'HLEN'})[j] end, 'nothing walked')
   or wf_unfit(KEYS[1], nil, 'nothing walked'))
-local runs = {}
-for _, item in ipairs(items) do
-  local _, _, _, run = string.match(item, '^(%a+) (%S+) (%S*) (.+)$')
-  if run and not runs[run] and not wrong then
-    runs[run] = true
-    wrong = wf_unfit(KEYS[1], run, 'nothing walked', true)
-  end
-end
 if wrong then
   return wrong
+end
+local runs, held = {}, {}  -- run -> false (fit) or its key of another type
+for _, item in ipairs(items) do
+  local _, _, _, run = string.match(item, '^(%a+) (%S+) (%S*) (.+)$')
+  if run and runs[run] == nil then
+    runs[run] = wf_run_unfit(wf_keys(KEYS[1], run)) or false
+    if runs[run] then
+      held[#held + 1], held[#held + 2] = run, runs[run]
+    end
+  end
 end
 local took = 0
 local batch = {evs = {}}  -- (every run's events: one HMGET of `listening` per 1,000)
@@ -40,9 +50,11 @@ for _, item in ipairs(items) do
     break
   end
   took = took + 1
-  redis.call('ZREM', KEYS[2], item)
   local st, n, cursor, run = string.match(item, '^(%a+) (%S+) (%S*) (.+)$')
-  if run then
+  if run and runs[run] then
+    redis.call('ZADD', KEYS[2], now + WF_HOLD, item)  -- (set aside: its run's key holds another type)
+  elseif run then
+    redis.call('ZREM', KEYS[2], item)
     local W = wf_keys(KEYS[1], run)
     W.evs, batch.P = batch.evs, W.P
     if redis.call('HGET', W.meta, 'status') ~= 'running' then
@@ -55,7 +67,9 @@ for _, item in ipairs(items) do
       wf_walk_all(W, {{n, st, cursor}}, WF_STEP - WF_WALKED[1])
       wf_after(W)
     end
+  else
+    redis.call('ZREM', KEYS[2], item)
   end
 end
 wf_events_flush(batch)
-return took
+return {took, unpack(held)}
