@@ -10,11 +10,12 @@ chain) whose members join as a block.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import WorkflowError
-from .graph import Workflow
+from .graph import Node, Workflow
 
 __all__ = ["Step", "chain", "chord", "group"]
 
@@ -33,6 +34,12 @@ def _join(wf: Workflow, step: Step, after: list[str]) -> list[str]:
         ids: dict[str, str] = {}
         for node in step.ordered():
             deps = [ids[d] for d in node.after] if node.after else after
+            if node.id in wf.nodes and not _default_id(node):
+                raise WorkflowError(
+                    f"node {node.id!r} of the block {step.name!r} joined into {wf.name!r} is "
+                    "already there: give one of them another id (a default id, the job name "
+                    "or name#n, is numbered on instead)"
+                )
             added = wf.add(
                 node.name,
                 node.args,
@@ -50,8 +57,24 @@ def _join(wf: Workflow, step: Step, after: list[str]) -> list[str]:
         raise WorkflowError(
             f"a step is (name, args), (name, args, options) or a Workflow: {step!r}"
         )
-    options = dict(step[2]) if len(step) == 3 else {}
+    options = step[2] if len(step) == 3 else {}
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise WorkflowError(f"step {step[0]!r}: its options must be a dict, got {options!r}")
+    if "after" in options:
+        raise WorkflowError(
+            f"step {step[0]!r}: its options cannot hold after (a step waits for the previous "
+            "step of its chain); build the graph with Workflow.add for other dependencies"
+        )
     return [wf.add(step[0], step[1], after=after, **options).id]
+
+
+def _default_id(node: Node) -> bool:
+    """``node``'s id is one ``Workflow.add`` gives by default (its job name, or name#n), which
+    a block joined into a workflow may take another of; an id chosen otherwise is kept."""
+    rest = node.id[len(node.name) :]
+    return node.id.startswith(node.name) and (
+        not rest or re.fullmatch(r"#[0-9]+", rest) is not None
+    )
 
 
 def chain(*steps: Step, name: str = "chain") -> Workflow:

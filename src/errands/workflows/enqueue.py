@@ -11,7 +11,7 @@ from ..backoff import RetryOptions
 from ..errors import WorkflowError
 from ..job import Job
 from ..store.keys import check_job_id
-from .graph import MAX_SIZE, Callback, Node, Workflow, check_linger, check_name
+from .graph import MAX_SIZE, Callback, Node, Workflow, check_linger, check_name, check_nodes
 from .members import member_id, member_row, spec_json
 from .run import WorkflowRun
 from .store import WorkflowScripts
@@ -70,6 +70,7 @@ async def store_workflow(enqueuer: _Enqueuer, wf: Workflow) -> WorkflowRun:
     run_id = check_job_id(wf.id) if wf.id is not None else uuid.uuid4().hex
     linger = check_linger(wf.linger)  # (and the name: both may have been set since)
     name = check_name(wf.name)
+    check_nodes(wf.nodes)  # (Workflow(nodes=...) keyed otherwise than by id: before its size)
     check_size(wf)
     order = wf.ordered()
     factory = EnqueuerFactory(enqueuer)

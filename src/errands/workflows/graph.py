@@ -29,6 +29,7 @@ __all__ = [
     "Policy",
     "Workflow",
     "check_node_id",
+    "check_node_partition",
     "check_policy",
     "refuse_unsupported",
 ]
@@ -53,6 +54,17 @@ def check_node_id(node: str) -> str:
             "backslashes, braces, ':', '<', '>' or '!' (pass id=... to name the node)"
         )
     return node
+
+
+def check_node_partition(node_id: str, partition: object) -> str | None:
+    """A member's partition (None: none), as ``Enqueuer.enqueue`` takes one (docs/limits.md);
+    a ``WorkflowError`` naming the node otherwise (was check_partition's bare ValueError)."""
+    if partition is None:
+        return None
+    try:
+        return check_partition(partition)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise WorkflowError(f"node {node_id!r}: {exc}") from None
 
 
 def check_linger(linger: object) -> float:
@@ -215,7 +227,7 @@ class Workflow:
             check_policy(on_dependency_failure),
             priority,
             retry,
-            check_partition(partition) if partition is not None else None,
+            check_node_partition(node_id, partition),
         )
         self.nodes[node_id] = node
         return node
@@ -277,8 +289,33 @@ class Workflow:
         return refs
 
 
+def check_nodes(nodes: object) -> None:
+    """``nodes`` (``Workflow(nodes=...)``, or changed by hand since) as ``wf.add`` leaves them:
+    a dict of ``Node``s, each under its own id, waiting for a tuple of node ids; a
+    ``WorkflowError`` naming the node otherwise (was a KeyError, or "min() arg is an empty
+    sequence", from the ordering)."""
+    if not isinstance(nodes, Mapping):
+        raise WorkflowError(f"a workflow's nodes must be a dict of node id -> Node, got {nodes!r}")
+    for key, node in nodes.items():
+        if not isinstance(node, Node):
+            raise WorkflowError(f"node {key!r}: a workflow's nodes must be Nodes, got {node!r}")
+        if key != node.id:
+            raise WorkflowError(
+                f"node {node.id!r} is under the key {key!r} of the workflow's nodes: key each "
+                "node by its id (or add it with Workflow.add)"
+            )
+        check_node_id(node.id)
+        after = node.after
+        if not isinstance(after, tuple | list) or not all(isinstance(d, str) for d in after):
+            raise WorkflowError(
+                f"node {node.id!r}: its after must be a tuple of node ids, got {after!r}"
+            )
+
+
 def topological(nodes: Mapping[str, Node]) -> list[Node]:
-    """Kahn's order of ``nodes``; a ``WorkflowError`` names an unknown dependency or a cycle."""
+    """Kahn's order of ``nodes``; a ``WorkflowError`` names an unknown dependency or a cycle,
+    or nodes not as ``Workflow.add`` leaves them (check_nodes)."""
+    check_nodes(nodes)
     for node in nodes.values():
         for dep in node.after:
             if dep not in nodes:

@@ -12,7 +12,6 @@ from typing import Any, Never
 import orjson
 
 from ..errors import DependencyFailed, WorkflowError, WorkflowNotFoundError
-from ..limits import check_partition
 from ..store.keys import Keys
 from ..store.scripts import Scripts
 from ..store.stored import stored_count, stored_text
@@ -23,6 +22,7 @@ from .graph import (
     Policy,
     check_member,
     check_node_id,
+    check_node_partition,
     check_policy,
     node_refs,
     refuse_unsupported,
@@ -286,7 +286,7 @@ class WorkflowRun:
         deps = tuple(dict.fromkeys(check_node_id(str(a)) for a in refs[0]))
         befores = tuple(dict.fromkeys(check_node_id(str(b)) for b in refs[1]))
         policy = check_policy(on_dependency_failure)
-        part = check_partition(partition) if partition is not None else None
+        part = check_node_partition(node_id, partition)
         node = Node(node_id, name, values, deps, policy, priority, partition=part)
         if node_id in deps or node_id in befores or set(deps) & set(befores):
             raise WorkflowError(f"node {node_id!r}: a node cannot be both before and after it")
