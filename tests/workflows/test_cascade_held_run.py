@@ -14,6 +14,7 @@ from errands import Enqueuer, Workflow
 from errands.store.keys import Keys
 from errands.workflows.store import HOLD_MS, WorkflowScripts
 from tests.support.invariants import assert_invariants
+from tests.workflows.test_cascade import pool_for
 
 
 async def _chain(redis: Redis, namespace: str, run_id: str) -> None:
@@ -64,3 +65,28 @@ async def test_a_run_with_a_key_of_another_type_holds_only_its_own_walks(
     assert await redis.hexists(keys.workflow("wb", "env"), "b") == 0
     assert await redis.exists(keys.workflows_work) == 0
     await assert_invariants(redis, namespace)
+
+
+async def test_a_pool_walks_a_wide_fan_out_past_a_run_with_a_key_of_another_type(
+    redis: Redis, namespace: str
+) -> None:
+    """End to end: run wa's nodes key is a string and its walk waits on the work list; a pool
+    runs wb, a root with 300 dependents (its ack walks 200, the list the rest), to its end."""
+    keys = Keys(namespace)
+    await _chain(redis, namespace, "wa")
+    await redis.delete(keys.workflow("wa", "nodes"))
+    await redis.set(keys.workflow("wa", "nodes"), "x")
+    wf = Workflow("wide", id="wb")
+    root = wf.add("work", {}, id="root")
+    for i in range(300):
+        wf.add("work", {}, id=f"c{i}", after=[root])
+    ran: list[str] = []
+    pool = pool_for(redis, namespace, ran)
+    await pool.start()
+    try:
+        run = await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+        status = await run.wait(timeout=10)
+    finally:
+        await pool.stop()
+    assert status.status == "succeeded" and len([j for j in ran if j.startswith("wb.")]) == 301
+    assert await redis.zrange(keys.workflows_work, 0, -1) == [b"ok a  wa"]
