@@ -32,6 +32,7 @@
 --@include dedup
 --@include workflows
 --@include types
+--@include edits
 local id, name = ARGV[1], ARGV[2]
 -- the done record is DELeted, the reply key SET, whatever their type; `listening` is read with
 -- EXISTS/pcall
@@ -53,13 +54,6 @@ local k = {jobs = KEYS[1], prio = KEYS[2], errors = KEYS[3], recov = KEYS[4], ch
   cancelreq = KEYS[6], att = KEYS[7], uniqjob = KEYS[8], uniq = KEYS[9], uniqexp = KEYS[10],
   ended = KEYS[11], ckpt = KEYS[22], part = KEYS[30], hist = KEYS[18], histdata = KEYS[19],
   listening = KEYS[21], events = ARGV[4]}
--- the edits an envelope counts (Client.update_job's "e"), 0 when it tells none
-local function edits_of(env)
-  local ok, d = pcall(cjson.decode, env)
-  local e = ok and type(d) == 'table' and tonumber(d.e)
-  return (e and e > 0 and e == math.floor(e)) and e or 0
-end
-
 local env = redis.call('HGET', k.jobs, id)
 local last, edits = tonumber(ARGV[5]) or 0, tonumber(ARGV[7]) or 0
 if env then
