@@ -1,14 +1,12 @@
-"""REVIEW (rev-admin) -- tests for the mender, FAILING on main at 4a51a51.
-
-update_job.lua names an edit's history record "<id>:e<n>" with n = the envelope's edit count
-("e") + 1, destroy.lua erases the edits "its envelope counts", and update_job.lua's re-send
-check ("a re-send after the job ran on: this edit's record") trusts that member to be this
-call's. All three assume the envelope's "e" counts every edit of the job's life. It does not:
-a debounced (or rerun_latest) enqueue_dedup gives the waiting holder the request's envelope
-(lib/dedup.lua dedup_replace: ``HSET jobs id a.env``), which counts no edit. The next edit then
-reuses "<id>:e1" (the first edit's record overwritten), destroy() leaves "<id>:e1" behind, a
-re-send of the first edit takes another admin's record for a different one and edits again, and
-a different edit with the same record is answered 1 while nothing was applied."""
+"""A waiting job edited, then given a later enqueue's envelope by a debounced enqueue of its key
+(lib/dedup.lua dedup_replace), keeps its count of edits ("e"): update_job.lua names an edit's
+history record "<id>:e<n>" with n = that count + 1, destroy.lua erases the edits it counts, and
+update_job.lua's re-send check ("a re-send after the job ran on: this edit's record") trusts that
+member to be this call's. With the count reset to none (the request's envelope stored as sent),
+the next edit reused "<id>:e1" (the first edit's record overwritten), destroy() left "<id>:e1"
+behind, a re-send of the first edit took another admin's record for a different one and edited
+again, and a different edit with the same record was answered 1 while nothing was applied.
+The rerun_latest paths and the envelope's bytes: tests/dedup/test_replace_edits.py."""
 
 from __future__ import annotations
 
@@ -38,12 +36,12 @@ async def edited_then_replaced(client: Client, enqueuer: Enqueuer) -> str:
     return job.id
 
 
-async def test_review_destroy_after_a_dedup_replace_erases_the_edit_record(
+async def test_destroy_after_a_dedup_replace_erases_the_edit_record(
     redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
 ) -> None:
-    """FAILS on main: the replace reset the envelope's "e" to none; Client.destroy counts 0
-    edits (JobInfo.edits) and so does destroy.lua (edits_of(env)): "<id>:e1" is left in
-    history_data and the name's history, although destroy removes every trace."""
+    """Client.destroy counts the edits of JobInfo.edits, destroy.lua those of the envelope
+    (lib/edits.lua edits_of): with the count lost, "<id>:e1" was left in history_data and the
+    name's history, although destroy removes every trace."""
     job_id = await edited_then_replaced(client, enqueuer)
     assert await client.destroy(job_id) is True
     assert not await redis.hexists(client.keys.history_data, f"{job_id}:e1")
@@ -52,25 +50,26 @@ async def test_review_destroy_after_a_dedup_replace_erases_the_edit_record(
     assert left == []
 
 
-async def test_review_a_second_edit_after_a_dedup_replace_keeps_the_first_record(
+async def test_a_second_edit_after_a_dedup_replace_keeps_the_first_record(
     redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
 ) -> None:
-    """FAILS on main: the second edit is numbered e1 again and overwrites the first edit's
-    history record (HSET history_data), so the job's history shows one edit of two."""
+    """With the count lost, the second edit was numbered e1 again and overwrote the first
+    edit's history record (HSET history_data): the job's history showed one edit of two."""
     job_id = await edited_then_replaced(client, enqueuer)
     await client.update_job(job_id, args={"n": 4})
     edits = [h for h in await client.history_job(job_id) if h.status == "edited"]
     assert len(edits) == 2
 
 
-async def test_review_a_resent_edit_does_not_undo_a_later_edit(
+async def test_a_resent_edit_does_not_undo_a_later_edit(
     redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
 ) -> None:
-    """FAILS on main: edit A is applied; before its re-send arrives the job's key is
-    re-enqueued (debounce: envelope replaced, "e" gone) and another admin edits it (B, recorded
-    under the same member "<id>:e1", overwriting A's record). The re-send no longer finds A's
-    record, answers 0, and Client.update_job looks again and applies A a second time, over B:
-    the same call sent twice leaves another final state than sent once (B's args)."""
+    """Edit A is applied; before its re-send arrives the job's key is re-enqueued (debounce:
+    envelope replaced, its count kept) and another admin edits it (B, recorded as "<id>:e2").
+    The re-send finds its own record "<id>:e1" and answers 1. With the count lost, B was
+    recorded under "<id>:e1" too, overwriting A's record: the re-send answered 0, and
+    Client.update_job looked again and applied A a second time, over B (the same call sent
+    twice left another final state than sent once)."""
     job = await enqueuer.enqueue("work", {"n": 1}, dedup=debounce(), delay=60)
     assert job is not None
 
@@ -90,7 +89,7 @@ async def test_review_a_resent_edit_does_not_undo_a_later_edit(
     info = await client.job(job.id)
     assert info is not None
     assert info.args == {"n": 5}  # B, the later edit, stands (as with no re-send)
-    assert firsts == [1]  # (on main [1, 1]: the re-send answered 0, the Client edited again)
+    assert firsts == [1]  # (count lost: [1, 1], the re-send answered 0, the Client edited again)
 
 
 @pytest.fixture
@@ -106,15 +105,15 @@ async def frozen_enqueuer(
         yield e
 
 
-async def test_review_a_different_edit_is_not_taken_for_a_resend(
+async def test_a_different_edit_is_not_taken_for_a_resend(
     redis: Redis, namespace: str, frozen: FakeClock, frozen_enqueuer: Enqueuer
 ) -> None:
-    """FAILS on main (needs the same ms for both edits and both enqueues: a frozen clock, as
-    errands' own FakeClock gives a user's tests): admin A edits the job to n=2; the key is
-    re-enqueued with the job's first args (envelope back to the original, "e" gone); admin B
-    edits it to n=2. B's member and record are byte for byte A's, so update_job.lua's new
-    check answers B 1 ("a re-send after the job ran on") and writes nothing: B is told its
-    edit was made, the job keeps n=1 and runs with it."""
+    """Admin A edits the job to n=2; the key is re-enqueued with the job's first args (its
+    envelope back to the original but for its count of edits); admin B edits it to n=2, as
+    "<id>:e2". With the count lost (needs the same ms for both edits and both enqueues: a
+    frozen clock, as errands' own FakeClock gives a user's tests), B's member and record were
+    byte for byte A's, so update_job.lua's re-send check answered B 1 ("a re-send after the
+    job ran on") and wrote nothing: B was told its edit was made, the job kept n=1."""
     enqueuer = frozen_enqueuer
     job = await enqueuer.enqueue("work", {"n": 1}, dedup=debounce(), delay=60)
     assert job is not None

@@ -12,6 +12,7 @@
 --@include prio
 --@include wake
 --@include limits
+--@include edits
 
 local function dedup_any(d)
   return redis.call('HLEN', d.dedupjob) > 0
@@ -145,13 +146,17 @@ local function dedup_unindex(d, id, score)
   end
 end
 
--- waiting job `id` takes the envelope and priority `a` brings; queued (on a.queue), it keeps
--- its place among the jobs of its new priority (its sequence number, as update_job.lua moves
--- it: kept under the old priority's score, it ran at that one, and an edit of its priority
--- later moved it by the wrong difference). Its partition index entry under the old score goes
--- (dedup_unindex); the caller indexes it anew.
+-- waiting job `id` takes the envelope and priority `a` brings, keeping its count of edits
+-- (lib/edits.lua with_edits: the history records "<id>:e<n>" of its edits stay, its next edit,
+-- update_job.lua, is numbered after them, and destroy.lua erases them); queued (on a.queue),
+-- it keeps its place among the jobs of its new priority (its sequence number, as update_job.lua
+-- moves it: kept under the old priority's score, it ran at that one, and an edit of its
+-- priority later moved it by the wrong difference). Its partition index entry under the old
+-- score goes (dedup_unindex); the caller indexes it anew.
 local function dedup_replace(d, id, a)
-  redis.call('HSET', d.jobs, id, a.env)
+  local held = redis.call('HGET', d.jobs, id)  -- (its "e" read only when it names one)
+  local e = held and string.find(held, '"e"', 1, true) and edits_of(held) or 0
+  redis.call('HSET', d.jobs, id, with_edits(a.env, e))
   local old = prio_of(redis.call('HGET', d.prio, id))
   if a.prio ~= 0 then
     redis.call('HSET', d.prio, id, a.prio)
