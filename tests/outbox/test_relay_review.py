@@ -1,0 +1,144 @@
+"""REVIEW (rev-outbox) of the hunt-outbox commits: every test here FAILS on main (6d58064), each
+showing one defect, for the mender. Remove this header once they pass.
+
+- a relay that fails every batch does not report while it waits to retry (``run``'s error path
+  sleeps ``poll_interval``), so with a poll interval over 15 s a relay that runs and reaches
+  Redis is shown ``silent`` ("killed, or cut off from Redis"), against docs/outbox.md's "every
+  2 s ... whatever its poll_interval";
+- the "stalled after two polls" allowance (made for an idle relay woken by NOTIFY) also covers a
+  relay that fails every batch: with a 60 s poll it is shown neither stalled nor silent, and the
+  outbox not stuck, 60 s after its last good batch while rows wait (30 s before 6d58064);
+- (older, SQLite) a row committed after a set-aside row was deleted, as docs/outbox.md's repair
+  says, may take that row's id (INTEGER PRIMARY KEY without AUTOINCREMENT reuses the largest id)
+  and is then passed over, never relayed until the relay restarts, with nothing reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, Enqueuer, FakeClock
+from errands.store.keys import Keys
+from errands.store.outbox import SILENT_AFTER
+
+pytest.importorskip("sqlalchemy")
+pytest.importorskip("aiosqlite")
+
+from sqlalchemy import create_engine, text
+
+from errands.contrib.sqlalchemy_relay import SQLAlchemySource
+from errands.outbox import OutboxRelay
+from tests.outbox.test_relay import make_table, rows_left, stored, write
+from tests.outbox.test_relay_poison import raw_row
+
+
+async def test_review_a_relay_failing_every_batch_reports_while_it_waits_to_retry(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    """FAILS on main: the relay (its table missing: every batch fails) reports once, then sleeps
+    its 30 s poll interval without reporting; after SILENT_AFTER it is shown silent although it
+    runs and reaches Redis. docs/outbox.md: it reports every report_interval, 'also while it
+    waits for rows, whatever its poll_interval'."""
+    clock = FakeClock(time.time())
+    relay = OutboxRelay(
+        SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"),
+        poll_interval=SILENT_AFTER * 2,
+        report_interval=0.05,
+        clock=clock,
+    )
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace, clock=clock) as client,
+    ):
+        relay.start(enqueuer)
+        try:
+            async with asyncio.timeout(10):
+                while not (first := (await client.outbox()).relays) or first[0].error is None:
+                    await asyncio.sleep(0.02)
+            clock.advance(SILENT_AFTER + 1)
+            newer, deadline = False, time.monotonic() + 5  # (100 report intervals; the
+            while not newer and time.monotonic() < deadline:  # retry is 30 s away)
+                (mine,) = (await client.outbox()).relays
+                newer = mine.reported_at > first[0].reported_at
+                await asyncio.sleep(0.02)
+        finally:
+            await relay.stop()
+    assert newer, "no report for 5 s while the relay waited to retry: shown silent"
+    assert not mine.silent and mine.error is not None and "errands_outbox" in mine.error
+
+
+async def test_review_a_relay_failing_every_batch_is_stalled_after_stall_after(
+    tmp_path: Path, redis_url: str, namespace: str, redis: Redis
+) -> None:
+    """FAILS on main: a relay polling every 60 s whose every batch fails (Redis refuses every
+    enqueue: the namespace's jobs hash holds a string) while 3 rows wait. Driven as run() does
+    at each try (relay_once fails, the error reported), at its start and at its retry one poll
+    later: 60 s without a batch, yet it is shown neither stalled nor silent and the outbox not
+    stuck, because the two-poll allowance meant for an idle relay waiting for a NOTIFY covers a
+    failing one too (before 6d58064 it was stalled after STALL_AFTER)."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(url)
+    write(url, 3)
+    clock = FakeClock(time.time())
+    poll = 60.0
+    relay = OutboxRelay(
+        SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"),
+        poll_interval=poll,
+        report_interval=2.0,
+        clock=clock,
+    )
+    await redis.set(Keys(namespace).jobs, "not a hash")
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace, clock=clock) as client,
+    ):
+        try:
+            for attempt in range(2):  # (run(): try, report the error, sleep poll_interval)
+                if attempt:
+                    clock.advance(poll)
+                with pytest.raises(Exception, match="WRONGTYPE"):
+                    await relay.relay_once(enqueuer)
+                relay.last_error = "ResponseError: WRONGTYPE"
+                await relay._report(enqueuer)
+            status = await client.outbox()
+        finally:
+            await relay.source.aclose()
+    (mine,) = status.relays
+    assert mine.error is not None and mine.backlog == 3 and not mine.skipped
+    assert mine.last_batch_at is None  # (none since its start, 60 s ago: > STALL_AFTER)
+    assert mine.stalled and status.stuck, "failing every batch for 60 s: shown healthy"
+
+
+async def test_review_a_row_taking_the_id_of_a_deleted_set_aside_row_is_relayed(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    """FAILS on main (SQLite): row 2 cannot be enqueued and is set aside; the operator deletes
+    it (docs/outbox.md's repair). Two rows committed next take ids 1 and 2 (the table is empty:
+    SQLite's rowid starts again), and the relay passes over the new row 2 as the one set aside:
+    a committed job not enqueued while the relay runs, and nothing reported about it."""
+    sync_url = f"sqlite:///{tmp_path / 'app.db'}"
+    make_table(sync_url)
+    first = write(sync_url, 1)
+    raw_row(sync_url, "not json", "bad-2")
+    relay = OutboxRelay(SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"))
+    async with Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer:
+        redis = enqueuer.redis
+        try:
+            assert await relay.relay_once(enqueuer) == 1
+            assert list(relay.skipped) == [2]
+            engine = create_engine(sync_url)
+            with engine.begin() as conn:  # the repair: the bad row deleted
+                conn.execute(text("delete from errands_outbox where id = 2"))
+            engine.dispose()
+            later = write(sync_url, 2, start=1)
+            await relay.drain(enqueuer)
+        finally:
+            await relay.source.aclose()
+        jobs = await stored(redis, namespace)
+    left = await rows_left(sync_url)
+    assert jobs == set(first + later) and left == 0, f"{left} committed row(s) passed over"
