@@ -7,10 +7,8 @@ showing one defect, for the mender. Remove this header once they pass.
   2 s ... whatever its poll_interval";
 - the "stalled after two polls" allowance (made for an idle relay woken by NOTIFY) also covers a
   relay that fails every batch: with a 60 s poll it is shown neither stalled nor silent, and the
-  outbox not stuck, 60 s after its last good batch while rows wait (30 s before 6d58064);
-- (older, SQLite) a row committed after a set-aside row was deleted, as docs/outbox.md's repair
-  says, may take that row's id (INTEGER PRIMARY KEY without AUTOINCREMENT reuses the largest id)
-  and is then passed over, never relayed until the relay restarts, with nothing reported.
+  outbox not stuck, 60 s after its last good batch while rows wait (30 s before 6d58064).
+(The third, a row taking the id of a deleted set-aside row: tests/outbox/test_relay_reused_id.py.)
 """
 
 from __future__ import annotations
@@ -29,12 +27,9 @@ from errands.store.outbox import SILENT_AFTER
 pytest.importorskip("sqlalchemy")
 pytest.importorskip("aiosqlite")
 
-from sqlalchemy import create_engine, text
-
 from errands.contrib.sqlalchemy_relay import SQLAlchemySource
 from errands.outbox import OutboxRelay
-from tests.outbox.test_relay import make_table, rows_left, stored, write
-from tests.outbox.test_relay_poison import raw_row
+from tests.outbox.test_relay import make_table, write
 
 
 async def test_review_a_relay_failing_every_batch_reports_while_it_waits_to_retry(
@@ -112,33 +107,3 @@ async def test_review_a_relay_failing_every_batch_is_stalled_after_stall_after(
     assert mine.error is not None and mine.backlog == 3 and not mine.skipped
     assert mine.last_batch_at is None  # (none since its start, 60 s ago: > STALL_AFTER)
     assert mine.stalled and status.stuck, "failing every batch for 60 s: shown healthy"
-
-
-async def test_review_a_row_taking_the_id_of_a_deleted_set_aside_row_is_relayed(
-    tmp_path: Path, redis_url: str, namespace: str
-) -> None:
-    """FAILS on main (SQLite): row 2 cannot be enqueued and is set aside; the operator deletes
-    it (docs/outbox.md's repair). Two rows committed next take ids 1 and 2 (the table is empty:
-    SQLite's rowid starts again), and the relay passes over the new row 2 as the one set aside:
-    a committed job not enqueued while the relay runs, and nothing reported about it."""
-    sync_url = f"sqlite:///{tmp_path / 'app.db'}"
-    make_table(sync_url)
-    first = write(sync_url, 1)
-    raw_row(sync_url, "not json", "bad-2")
-    relay = OutboxRelay(SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"))
-    async with Enqueuer.from_url(redis_url, namespace=namespace, strict=None) as enqueuer:
-        redis = enqueuer.redis
-        try:
-            assert await relay.relay_once(enqueuer) == 1
-            assert list(relay.skipped) == [2]
-            engine = create_engine(sync_url)
-            with engine.begin() as conn:  # the repair: the bad row deleted
-                conn.execute(text("delete from errands_outbox where id = 2"))
-            engine.dispose()
-            later = write(sync_url, 2, start=1)
-            await relay.drain(enqueuer)
-        finally:
-            await relay.source.aclose()
-        jobs = await stored(redis, namespace)
-    left = await rows_left(sync_url)
-    assert jobs == set(first + later) and left == 0, f"{left} committed row(s) passed over"

@@ -49,12 +49,15 @@ outbox_metadata = MetaData()
 outbox_table = Table(
     TABLE,
     outbox_metadata,
-    # INTEGER PRIMARY KEY on SQLite: the rowid itself
+    # INTEGER PRIMARY KEY on SQLite: the rowid itself (AUTOINCREMENT: never reused)
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("job_id", String(200), nullable=False),
     Column("name", String(200), nullable=False),
     Column("payload", Text, nullable=False),
     Column("created_at", Double, nullable=False),
+    # SQLite: AUTOINCREMENT, so an id is never used twice (without it, a row inserted after the
+    # row of the largest id was deleted takes that id; the relay tells the two apart by job id)
+    sqlite_autoincrement=True,
 )
 Index(f"{TABLE}_created_at", outbox_table.c.created_at)
 

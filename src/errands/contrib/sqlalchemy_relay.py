@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -46,10 +46,11 @@ class SQLAlchemySource:
     (``listen=False``: poll only).
     """
 
-    # the most skipped ids (the relay's rows set aside) one claim statement passes over, each a
-    # bind parameter: SQLite before 3.32 takes 999 in a statement, asyncpg 32767, PostgreSQL
-    # 65535; more take one statement more per chunk, in the same transaction
-    skip_chunk = 500
+    # the most skipped rows (the relay's rows set aside) one claim statement passes over, each
+    # two bind parameters (its id and job id): SQLite before 3.32 takes 999 in a statement,
+    # asyncpg 32767, PostgreSQL 65535; more take one statement more per chunk, in the same
+    # transaction
+    skip_chunk = 400
 
     def __init__(self, engine: AsyncEngine | str, *, listen: bool = True) -> None:
         self._owns_engine = isinstance(engine, str)
@@ -59,14 +60,23 @@ class SQLAlchemySource:
         self._notified = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
 
-    def _claim(self, limit: int, after: int | None, upto: int | None, skip: list[int]) -> Any:
+    def _claim(
+        self,
+        limit: int,
+        after: int | None,
+        upto: int | None,
+        skip: list[tuple[int, str]] | list[int],
+    ) -> Any:
         t = outbox_table
         oldest = select(t.c.id).order_by(t.c.id).limit(limit)
         if after is not None:
             oldest = oldest.where(t.c.id > after)
         if upto is not None:
             oldest = oldest.where(t.c.id <= upto)
-        if skip:
+        # (id, job id) pairs: a row that took the id of a deleted set-aside row is claimed
+        if skip and isinstance(skip[0], tuple):
+            oldest = oldest.where(tuple_(t.c.id, t.c.job_id).not_in(skip))
+        elif skip:
             oldest = oldest.where(t.c.id.not_in(skip))
         if self.dialect == "postgresql":
             oldest = oldest.with_for_update(skip_locked=True)
@@ -78,12 +88,17 @@ class SQLAlchemySource:
 
     async def relay_batch(self, limit: int, send: Send, skip: Collection[int] = ()) -> int:
         """One DELETE ... RETURNING per range of ``skip_windows`` (one when no more than
-        ``skip_chunk`` rows are skipped), oldest range first, until ``limit`` rows are claimed."""
+        ``skip_chunk`` rows are skipped), oldest range first, until ``limit`` rows are claimed.
+        ``skip`` a mapping (row id -> job id, as the relay gives it): a row is passed over when
+        its id and job id both match; ids only: when its id does."""
         self._ensure_listener()
         async with self.engine.begin() as conn:
             rows: list[OutboxRow] = []
             for after, upto, ids in skip_windows(skip, self.skip_chunk):
-                result = await conn.execute(self._claim(limit - len(rows), after, upto, ids))
+                passed: list[tuple[int, str]] | list[int] = (
+                    [(i, skip[i]) for i in ids] if isinstance(skip, Mapping) else ids
+                )
+                result = await conn.execute(self._claim(limit - len(rows), after, upto, passed))
                 rows += [
                     OutboxRow(job_id, name, payload, created_at, id)
                     for id, job_id, name, payload, created_at in result.all()

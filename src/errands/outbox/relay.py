@@ -39,9 +39,10 @@ class PoisonRows(Exception):
     """Rows of a batch that cannot be enqueued: the batch rolls back, and is relayed again
     without them."""
 
-    def __init__(self, errors: dict[int, str]) -> None:
+    def __init__(self, errors: dict[int, str], jobs: dict[int, str]) -> None:
         super().__init__(f"{len(errors)} row(s) cannot be enqueued")
-        self.errors = errors
+        self.errors = errors  # row id -> error
+        self.jobs = jobs  # row id -> job id, of the batch's rows
 
 
 Send = Callable[[list[OutboxRow]], Awaitable[None]]
@@ -52,8 +53,12 @@ class Source(Protocol):
 
     async def relay_batch(self, limit: int, send: Send, skip: Collection[int] = ()) -> int:
         """Claim up to ``limit`` committed rows (oldest first; rows another relay holds, and
-        the ids in ``skip``, are passed over), ``await send(rows)``, delete them, commit; the
-        number of rows. An error (of ``send`` too) rolls the claim back."""
+        the rows set aside in ``skip``, are passed over), ``await send(rows)``, delete them,
+        commit; the number of rows. An error (of ``send`` too) rolls the claim back. The relay
+        gives ``skip`` as a mapping row id -> job id: a row is passed over when both match, so
+        a new row taking the id of a set-aside row that was deleted (SQLite reuses the largest
+        id of a table without AUTOINCREMENT) is claimed; a Source reading ids only passes over
+        that row too."""
         ...
 
     async def wait(self, timeout: float) -> None:
@@ -155,6 +160,7 @@ class OutboxRelay:
         # rows that cannot be enqueued (row id -> error): left in the table, passed over by this
         # relay, shown in its reports; delete or fix them, then restart the relay
         self.skipped: dict[int, str] = {}
+        self._skip_jobs: dict[int, str] = {}  # their job ids (row id -> job id)
         self._enqueuer: Enqueuer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -165,16 +171,22 @@ class OutboxRelay:
         self._enqueuer = enqueuer
         while True:
             try:
-                n = await self.source.relay_batch(self.batch, self._send, self.skipped)
+                n = await self.source.relay_batch(self.batch, self._send, self._skip_jobs)
                 break
             except PoisonRows as poison:
-                new = {i: e for i, e in poison.errors.items() if i not in self.skipped}
+                # (a row of a set-aside row's id but another job id is another row)
+                new = {
+                    i: e
+                    for i, e in poison.errors.items()
+                    if i not in self._skip_jobs or self._skip_jobs[i] != poison.jobs.get(i)
+                }
                 if not new:  # (a Source that did not pass over the skipped rows)
                     raise
                 for row_id, error in new.items():
                     log.error("outbox relay: row %d of errands_outbox cannot be enqueued, left "
                               "in the table and passed over: %s", row_id, error)  # fmt: skip
                 self.skipped.update(new)
+                self._skip_jobs.update({i: poison.jobs.get(i, "") for i in new})
         self.relayed += n
         self.last_batch_at = self.clock.now()
         self.last_error = None
@@ -190,8 +202,9 @@ class OutboxRelay:
     async def _send(self, rows: list[OutboxRow]) -> None:
         assert self._enqueuer is not None
         items, errors = build_items(rows)
+        jobs = {row.id: row.job_id for row in rows}
         if errors:  # set aside at once: building an item does no I/O, so the row is at fault
-            raise PoisonRows(errors)
+            raise PoisonRows(errors, jobs)
         keys = self._enqueuer.keys
         try:
             await self._enqueuer.enqueue_many(items)
@@ -208,7 +221,7 @@ class OutboxRelay:
                     errors[row.id] = f"{type(one).__name__}: {one}"
             if not errors:
                 raise
-            raise PoisonRows(errors) from None
+            raise PoisonRows(errors, jobs) from None
 
     async def run(self, enqueuer: Enqueuer) -> None:
         """Relay until cancelled: batch after batch while full ones come, then wait for a
