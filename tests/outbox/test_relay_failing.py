@@ -1,14 +1,9 @@
-"""REVIEW (rev-outbox) of the hunt-outbox commits: every test here FAILS on main (6d58064), each
-showing one defect, for the mender. Remove this header once they pass.
+"""A relay failing every batch reports while it waits to retry.
 
-- a relay that fails every batch does not report while it waits to retry (``run``'s error path
-  sleeps ``poll_interval``), so with a poll interval over 15 s a relay that runs and reaches
-  Redis is shown ``silent`` ("killed, or cut off from Redis"), against docs/outbox.md's "every
-  2 s ... whatever its poll_interval";
-- the "stalled after two polls" allowance (made for an idle relay woken by NOTIFY) also covers a
-  relay that fails every batch: with a 60 s poll it is shown neither stalled nor silent, and the
-  outbox not stuck, 60 s after its last good batch while rows wait (30 s before 6d58064).
-(The third, a row taking the id of a deleted set-aside row: tests/outbox/test_relay_reused_id.py.)
+REVIEW (rev-outbox), still FAILING, for the mender: the "stalled after two polls" allowance
+(made for an idle relay woken by NOTIFY) also covers a relay that fails every batch: with a 60 s
+poll it is shown neither stalled nor silent, and the outbox not stuck, 60 s after its last good
+batch while rows wait (30 s before 6d58064).
 """
 
 from __future__ import annotations
@@ -32,13 +27,12 @@ from errands.outbox import OutboxRelay
 from tests.outbox.test_relay import make_table, write
 
 
-async def test_review_a_relay_failing_every_batch_reports_while_it_waits_to_retry(
+async def test_a_relay_failing_every_batch_reports_while_it_waits_to_retry(
     tmp_path: Path, redis_url: str, namespace: str
 ) -> None:
-    """FAILS on main: the relay (its table missing: every batch fails) reports once, then sleeps
-    its 30 s poll interval without reporting; after SILENT_AFTER it is shown silent although it
-    runs and reaches Redis. docs/outbox.md: it reports every report_interval, 'also while it
-    waits for rows, whatever its poll_interval'."""
+    """The relay (its table missing: every batch fails) waits its 30 s poll interval before
+    each retry, and reports every report_interval meanwhile: past SILENT_AFTER it is not shown
+    silent (it slept without reporting before: 'killed, or cut off from Redis')."""
     clock = FakeClock(time.time())
     relay = OutboxRelay(
         SQLAlchemySource(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"),

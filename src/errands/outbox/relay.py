@@ -237,18 +237,20 @@ class OutboxRelay:
                     "outbox relay: %s; retrying in %.1fs", self.last_error, self.poll_interval
                 )
                 await self._report(enqueuer)
-                await asyncio.sleep(self.poll_interval)
+                # (not source.wait: a NOTIFY must not hasten the retry of a failing relay)
+                await self._wait(enqueuer, asyncio.sleep(self.poll_interval))
                 continue
             await self._report(enqueuer)
             if n < self.batch:
-                await self._wait(enqueuer)
+                await self._wait(enqueuer, self.source.wait(self.poll_interval))
 
-    async def _wait(self, enqueuer: Enqueuer) -> None:
-        """Wait for a NOTIFY or ``poll_interval``, reporting every ``report_interval`` meanwhile:
-        a relay waiting longer than a report's silence (``poll_interval`` 60 s on PostgreSQL,
-        woken by NOTIFY) is not taken for a dead one."""
+    async def _wait(self, enqueuer: Enqueuer, waiting: Awaitable[None]) -> None:
+        """Await ``waiting`` (a NOTIFY or ``poll_interval``, or the pause before a retry),
+        reporting every ``report_interval`` meanwhile: a relay waiting longer than a report's
+        silence (``poll_interval`` 60 s on PostgreSQL, woken by NOTIFY) is not taken for a
+        dead one, whether it waits for rows or to retry a batch that failed."""
         if not 0 < self.report_interval < self.poll_interval:
-            await self.source.wait(self.poll_interval)
+            await waiting
             return
         done = asyncio.Event()
 
@@ -260,7 +262,7 @@ class OutboxRelay:
 
         reporter = asyncio.create_task(report_meanwhile(), name="errands-outbox-report")
         try:
-            await self.source.wait(self.poll_interval)
+            await waiting
         finally:
             done.set()  # (a report in flight ends first, unless this wait was cancelled)
             task = asyncio.current_task()
