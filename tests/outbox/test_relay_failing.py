@@ -1,10 +1,5 @@
-"""A relay failing every batch reports while it waits to retry.
-
-REVIEW (rev-outbox), still FAILING, for the mender: the "stalled after two polls" allowance
-(made for an idle relay woken by NOTIFY) also covers a relay that fails every batch: with a 60 s
-poll it is shown neither stalled nor silent, and the outbox not stuck, 60 s after its last good
-batch while rows wait (30 s before 6d58064).
-"""
+"""A relay failing every batch reports while it waits to retry, and is stalled after
+STALL_AFTER whatever its poll interval (the two-poll allowance is an idle relay's)."""
 
 from __future__ import annotations
 
@@ -21,6 +16,7 @@ from errands.store.outbox import SILENT_AFTER
 
 pytest.importorskip("sqlalchemy")
 pytest.importorskip("aiosqlite")
+
 
 from errands.contrib.sqlalchemy_relay import SQLAlchemySource
 from errands.outbox import OutboxRelay
@@ -61,15 +57,14 @@ async def test_a_relay_failing_every_batch_reports_while_it_waits_to_retry(
     assert not mine.silent and mine.error is not None and "errands_outbox" in mine.error
 
 
-async def test_review_a_relay_failing_every_batch_is_stalled_after_stall_after(
+async def test_a_relay_failing_every_batch_is_stalled_after_stall_after(
     tmp_path: Path, redis_url: str, namespace: str, redis: Redis
 ) -> None:
-    """FAILS on main: a relay polling every 60 s whose every batch fails (Redis refuses every
-    enqueue: the namespace's jobs hash holds a string) while 3 rows wait. Driven as run() does
-    at each try (relay_once fails, the error reported), at its start and at its retry one poll
-    later: 60 s without a batch, yet it is shown neither stalled nor silent and the outbox not
-    stuck, because the two-poll allowance meant for an idle relay waiting for a NOTIFY covers a
-    failing one too (before 6d58064 it was stalled after STALL_AFTER)."""
+    """A relay polling every 60 s whose every batch fails (Redis refuses every enqueue: the
+    namespace's jobs hash holds a string) while 3 rows wait. Driven as run() does at each try
+    (relay_once fails, the error reported), at its start and at its retry one poll later: 60 s
+    without a batch, it is stalled and the outbox stuck (the two-poll allowance is for an idle
+    relay waiting for a NOTIFY, one reporting no error; it covered a failing one too)."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     make_table(url)
     write(url, 3)

@@ -35,16 +35,19 @@ class RelayStatus:
     skipped: int  # rows it cannot enqueue (left in the table, passed over)
     skip_error: str | None  # why, for one of them
     silent: bool  # no report for SILENT_AFTER seconds: stopped, killed, or cut off from Redis
-    stalled: bool  # silent, or no batch for STALL_AFTER s or two polls (since its start)
+    # silent, or no batch (since its start) for STALL_AFTER s, or for two polls if that is
+    # longer while it reports no error (idle, waiting for rows)
+    stalled: bool
 
 
 @dataclass(frozen=True)
 class OutboxStatus:
     """The outbox as the relays see it. ``backlog`` and ``lag`` come from the latest report
     that counted the rows (None when none could); ``stuck`` is True when every relay known is
-    stalled (silent for 15 s, or without a committed batch for 30 s or two polls) while rows
-    wait or cannot be counted, or when a relay passes over rows it cannot enqueue. Relays
-    silent for an hour are forgotten: with none known, ``relays`` is empty."""
+    stalled (silent for 15 s, or without a committed batch for 30 s, or two polls if longer
+    for one reporting no error) while rows wait or cannot be counted, or when a relay passes
+    over rows it cannot enqueue. Relays silent for an hour are forgotten: with none known,
+    ``relays`` is empty."""
 
     relays: list[RelayStatus]
     backlog: int | None
@@ -103,10 +106,16 @@ def _relay(field: bytes | str, entry: dict[str, Any], now: float) -> RelayStatus
     silent = now - at > max(SILENT_AFTER, 3 * (_number(entry.get("every")) or 0.0))
     last = _number(entry.get("last_batch_at"))
     since = last if last is not None else _number(entry.get("started_at")) or at
-    # a relay waiting longer than STALL_AFTER between polls (woken by NOTIFY) commits its empty
-    # batch once a poll: stalled after two polls without one
-    stall = max(STALL_AFTER, 2 * (_number(entry.get("poll")) or 0.0))
     error, skip_error = entry.get("error"), entry.get("skip_error")
+    # an idle relay waiting longer than STALL_AFTER between polls (woken by NOTIFY) commits its
+    # empty batch once a poll: stalled after two polls without one. One reporting an error (its
+    # last batch failed, or it could not count the rows) is not waiting for rows but failing:
+    # stalled after STALL_AFTER whatever its poll
+    stall = (
+        STALL_AFTER
+        if error is not None
+        else max(STALL_AFTER, 2 * (_number(entry.get("poll")) or 0.0))
+    )
     backlog = entry.get("backlog")
     return RelayStatus(
         id=field.decode(errors="replace") if isinstance(field, bytes) else str(field),
