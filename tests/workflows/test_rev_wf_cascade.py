@@ -1,0 +1,83 @@
+"""REVIEW rev-wf (failing tests, no fix): attacks on wf_cascade.lua's held runs and its reading
+of only the items due (commits 61a6e57, d287cdf). Each test FAILS on main at d1dceee."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Enqueuer, Workflow
+from errands.store.keys import Keys
+from errands.workflows.store import WorkflowScripts
+
+
+async def _chain(redis: Redis, namespace: str, run_id: str, score: float = 1) -> None:
+    """Run ``run_id``: a -> b, a's dependents on the work list with ``score``, b waiting."""
+    wf = Workflow("one", id=run_id)
+    wf.add("work", {}, id="b", after=[wf.add("work", {}, id="a")])
+    await Enqueuer(redis, namespace=namespace, strict=None).enqueue_workflow(wf)
+    await redis.zadd(Keys(namespace).workflows_work, {f"ok a  {run_id}": score})
+
+
+async def test_review_an_item_scored_by_a_clock_ahead_is_walked(
+    redis: Redis, namespace: str
+) -> None:
+    """An item written with a score ahead of this Redis' clock (the primary before a failover,
+    whose clock ran 10 minutes ahead; replicated ZADD carries the literal score) is no longer
+    read: cascade_all answers 0 and b waits (10 minutes here; for as long as the skew). Before
+    d287cdf (ZRANGE 0 99) every item was read whatever its score."""
+    keys = Keys(namespace)
+    seconds, _ = await redis.time()
+    await _chain(redis, namespace, "wa", score=seconds * 1000 + 600_000)
+    await WorkflowScripts(redis, keys).cascade_all()
+    assert await redis.hexists(keys.workflow("wa", "env"), "b") == 0  # b released
+    assert await redis.zcard(keys.workflows_work) == 0
+
+
+@pytest.mark.parametrize("part", ["", "out", "in", "env", "nodes"])
+async def test_review_the_logged_repair_del_lets_the_run_go_on(
+    redis: Redis, namespace: str, part: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The logged repair of a held run's key offers "or DEL <key>", and docs/workflows.md says
+    its walks continue within 30 s of the repair. Following it (DEL) leaves the run running for
+    ever: b never released nor ended (wf:<run> gone: the item is dropped as 'not running';
+    :out, :in, :nodes, :env gone: the walk finds nothing to release)."""
+    keys = Keys(namespace)
+    await _chain(redis, namespace, "wb")
+    bad = keys.workflow("wb", part)
+    await redis.delete(bad)
+    await redis.set(bad, "x")
+    scripts = WorkflowScripts(redis, keys)
+    with caplog.at_level(logging.ERROR, logger="errands.workflows"):
+        await scripts.cascade_all()
+    assert any(f"or DEL {bad}" in r.getMessage() for r in caplog.records)
+    await redis.delete(bad)  # the repair the line offers
+    await redis.zadd(keys.workflows_work, {"ok a  wb": 1})  # (its hold over)
+    await scripts.cascade_all()
+    released = await redis.hexists(keys.jobs, "wb.b")
+    status = await redis.hget(keys.workflow("wb"), "status")
+    # b released, or the run ended (not left 'running' / without a status for ever)
+    assert released or status in (b"succeeded", b"failed", b"cancelled")
+
+
+async def test_review_a_spec_without_name_fails_the_call_after_holding_another_run(
+    redis: Redis, namespace: str
+) -> None:
+    """A fit run's nodes hash (type checked fine) whose dependent's spec has no "n" (written by
+    hand, an older version) raises inside the walk (wf_queue: SADD names nil) after the call's
+    first writes: the held run's ZADD, the item's ZREM, b's envelope HDEL and its jobs HSET.
+    The call is an error reply after its first write; b is lost (no envelope, not queued)."""
+    keys = Keys(namespace)
+    await _chain(redis, namespace, "wa")  # held: its nodes key a string
+    await redis.delete(keys.workflow("wa", "nodes"))
+    await redis.set(keys.workflow("wa", "nodes"), "x")
+    await _chain(redis, namespace, "wc", score=2)
+    await redis.hset(keys.workflow("wc", "nodes"), "b", '{"f":"all"}')
+    try:
+        await WorkflowScripts(redis, keys).cascade_all()
+    except Exception as exc:  # an error reply: what did it leave?
+        env = await redis.hexists(keys.workflow("wc", "env"), "b")
+        work = await redis.zrange(keys.workflows_work, 0, -1)
+        pytest.fail(f"error after first write: {exc!r}; wc.b envelope {env}, work list {work}")
