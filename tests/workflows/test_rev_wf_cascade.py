@@ -25,12 +25,12 @@ async def test_review_an_item_scored_by_a_clock_ahead_is_walked(
     redis: Redis, namespace: str
 ) -> None:
     """An item written with a score ahead of this Redis' clock (the primary before a failover,
-    whose clock ran 10 minutes ahead; replicated ZADD carries the literal score) is no longer
-    read: cascade_all answers 0 and b waits (10 minutes here; for as long as the skew). Before
-    d287cdf (ZRANGE 0 99) every item was read whatever its score."""
+    whose clock ran 10 s ahead; replicated ZADD carries the literal score) is read at once:
+    wf_cascade.lua reads items scored up to 15 s ahead of its clock (half its hold of a held
+    run's items; an item further ahead waits until the clock is within 15 s of it)."""
     keys = Keys(namespace)
     seconds, _ = await redis.time()
-    await _chain(redis, namespace, "wa", score=seconds * 1000 + 600_000)
+    await _chain(redis, namespace, "wa", score=seconds * 1000 + 10_000)
     await WorkflowScripts(redis, keys).cascade_all()
     assert await redis.hexists(keys.workflow("wa", "env"), "b") == 0  # b released
     assert await redis.zcard(keys.workflows_work) == 0

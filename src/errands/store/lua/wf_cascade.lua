@@ -11,20 +11,24 @@
 -- ARGV none
 -- Returns {took, run, key, run, key, ...}: how many work items it took (0: none was left), then
 -- each run it left alone in this call with the first of its keys found of another type.
--- Only the items due are read (score up to now, Redis' clock).
+-- The items read are those scored up to now + WF_HOLD/2 (Redis' clock): an item scored by a
+-- clock ahead of this one (a failover to a replica whose clock is behind; a clock stepped
+-- back) by up to 15 s is read at once, one ahead by more once this clock is within 15 s of
+-- its score (the bound that remains). A held run's items (scored now + WF_HOLD) are not read
+-- for the first half of their hold, so they never take a call's place from the items due.
 -- A key of another type among the namespace's its walks write (wf_unfit; or seq not a counter)
 -- fails the call before its first write: the item taken off the list and then not walked lost
 -- its dependents' edges. The work list of another type is refused by name (Redis' own
 -- WRONGTYPE, which names no key, came from its read). A run one of whose own keys holds another
 -- type (written by hand, a bad restore) is left alone, the other runs walked: its items are set
--- aside (their score WF_HOLD ms ahead: not read again before then, nor by this call's
+-- aside (their score WF_HOLD ms ahead: not read again for WF_HOLD/2, nor by this call's
 -- caller's next call), nothing of that run written; read again once due, they are walked
 -- once the key is repaired (workflows/store.py logs the key and its repair).
 --@include workflows
 --@include types
 local WF_HOLD = 30000
 local now = wf_now()
-local items = redis.pcall('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
+local items = redis.pcall('ZRANGEBYSCORE', KEYS[2], '-inf', now + WF_HOLD / 2, 'LIMIT', 0, 100)
 if items.err then
   return wrong_key(KEYS[2], 'nothing walked')
 end
