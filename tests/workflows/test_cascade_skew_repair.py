@@ -37,29 +37,51 @@ async def test_review_an_item_scored_by_a_clock_ahead_is_walked(
 
 
 @pytest.mark.parametrize("part", ["", "out", "in", "env", "nodes"])
-async def test_review_the_logged_repair_del_lets_the_run_go_on(
+async def test_a_held_run_goes_on_once_its_key_is_restored(
     redis: Redis, namespace: str, part: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The logged repair of a held run's key offers "or DEL <key>", and docs/workflows.md says
-    its walks continue within 30 s of the repair. Following it (DEL) leaves the run running for
-    ever: b never released nor ended (wf:<run> gone: the item is dropped as 'not running';
-    :out, :in, :nodes, :env gone: the walk finds nothing to release)."""
+    """A held run's logged repair is to restore its key's value (RENAME a copy back), never
+    DEL it (the run's state; review rev-wf: "or DEL <key>" left the run running for ever).
+    Followed, the run's walk goes on: b released."""
     keys = Keys(namespace)
     await _chain(redis, namespace, "wb")
     bad = keys.workflow("wb", part)
-    await redis.delete(bad)
+    await redis.rename(bad, bad + "~copy")  # (same hash tag)
     await redis.set(bad, "x")
     scripts = WorkflowScripts(redis, keys)
     with caplog.at_level(logging.ERROR, logger="errands.workflows"):
         await scripts.cascade_all()
-    assert any(f"or DEL {bad}" in r.getMessage() for r in caplog.records)
-    await redis.delete(bad)  # the repair the line offers
+    (line,) = [r.getMessage() for r in caplog.records if bad in r.getMessage()]
+    assert f"RENAME <copy> {bad}" in line
+    assert f"do not DEL {bad}" in line
+    assert not await redis.hexists(keys.jobs, "wb.b")  # held
+    await redis.rename(bad + "~copy", bad)  # the repair the line offers
     await redis.zadd(keys.workflows_work, {"ok a  wb": 1})  # (its hold over)
     await scripts.cascade_all()
-    released = await redis.hexists(keys.jobs, "wb.b")
-    status = await redis.hget(keys.workflow("wb"), "status")
-    # b released, or the run ended (not left 'running' / without a status for ever)
-    assert released or status in (b"succeeded", b"failed", b"cancelled")
+    assert await redis.hexists(keys.jobs, "wb.b")  # b released
+    assert await redis.hget(keys.workflow("wb"), "status") == b"running"
+    assert await redis.zcard(keys.workflows_work) == 0
+
+
+@pytest.mark.parametrize("part", ["", "out", "in", "env", "nodes"])
+async def test_a_held_run_whose_key_is_deleted_stays_unfinished(
+    redis: Redis, namespace: str, part: str
+) -> None:
+    """What docs/workflows.md says a DEL of a held run's key does: the run's state in it is
+    lost, b is never released nor ended, the run never finishes."""
+    keys = Keys(namespace)
+    await _chain(redis, namespace, "wd")
+    bad = keys.workflow("wd", part)
+    await redis.delete(bad)
+    await redis.set(bad, "x")
+    scripts = WorkflowScripts(redis, keys)
+    await scripts.cascade_all()
+    await redis.delete(bad)
+    await redis.zadd(keys.workflows_work, {"ok a  wd": 1})
+    await scripts.cascade_all()
+    assert not await redis.hexists(keys.jobs, "wd.b")
+    status = await redis.hget(keys.workflow("wd"), "status")
+    assert status in (b"running", None)
 
 
 async def test_review_a_spec_without_name_fails_the_call_after_holding_another_run(

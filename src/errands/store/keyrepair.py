@@ -12,7 +12,7 @@ from typing import Any
 
 from .keys import Keys
 
-__all__ = ["held_key", "own_key_repair", "repair_hint", "repair_hint_sync"]
+__all__ = ["held_key", "own_key_repair", "repair_hint", "repair_hint_sync", "run_key_repair"]
 
 
 def held_key(keys: Keys, message: str) -> str | None:
@@ -41,6 +41,18 @@ def own_key_repair(key: str) -> str:
     """The repair of a job name's own key of another type (its queue, history, a key of its
     partitions: what the scripts leave that name alone for), for the lines that name it."""
     return f"keep a copy (RENAME {key} <elsewhere>), or DEL {key}"
+
+
+def run_key_repair(key: str) -> str:
+    """The repair of a workflow run's own key of another type (``wf:<run>`` or one of its parts:
+    what wf_cascade.lua holds that run's walks for). Its value is the run's state: it is put
+    back, not dropped (a DEL leaves the run unfinished for good: its waiting members are never
+    released nor ended)."""
+    return (
+        f"restore the run's value of {key} (RENAME <copy> {key} if a copy of it was kept, or "
+        f"from a backup); do not DEL {key}: that loses the run's state, and the run is left "
+        "unfinished for good"
+    )
 
 
 def repair_hint_sync(client: Any, keys: Keys, exc: BaseException) -> str:

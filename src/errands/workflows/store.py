@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..store.keyrepair import own_key_repair
+from ..store.keyrepair import run_key_repair
 from ..store.keys import Keys
 from ..store.scripts import lua_source
 
@@ -109,10 +109,10 @@ class WorkflowScripts:
             "workflow run %s: its walks are held (its dependents are not released nor ended, "
             "the run does not finish): its key %s holds another type (written by hand, a bad "
             "restore); repair it: %s; the other runs' walks proceed, this run's within %d s of "
-            "the repair",
+            "its key's value restored",
             run,
             key,
-            own_key_repair(key),
+            run_key_repair(key),
             HOLD_MS // 1000,
             extra={"workflow_run": run},
         )
