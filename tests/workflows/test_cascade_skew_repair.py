@@ -1,5 +1,6 @@
-"""REVIEW rev-wf (failing tests, no fix): attacks on wf_cascade.lua's held runs and its reading
-of only the items due (commits 61a6e57, d287cdf). Each test FAILS on main at d1dceee."""
+"""wf_cascade.lua's reading of the work list and its held runs (review rev-wf of 61a6e57,
+d287cdf): an item scored by a clock ahead is read, a held run's logged repair (restore its key,
+never DEL it) lets it go on, a dependent whose spec has no job name is parked, not lost."""
 
 from __future__ import annotations
 
@@ -21,9 +22,7 @@ async def _chain(redis: Redis, namespace: str, run_id: str, score: float = 1) ->
     await redis.zadd(Keys(namespace).workflows_work, {f"ok a  {run_id}": score})
 
 
-async def test_review_an_item_scored_by_a_clock_ahead_is_walked(
-    redis: Redis, namespace: str
-) -> None:
+async def test_an_item_scored_by_a_clock_ahead_is_walked(redis: Redis, namespace: str) -> None:
     """An item written with a score ahead of this Redis' clock (the primary before a failover,
     whose clock ran 10 s ahead; replicated ZADD carries the literal score) is read at once:
     wf_cascade.lua reads items scored up to 15 s ahead of its clock (half its hold of a held
@@ -84,22 +83,26 @@ async def test_a_held_run_whose_key_is_deleted_stays_unfinished(
     assert status in (b"running", None)
 
 
-async def test_review_a_spec_without_name_fails_the_call_after_holding_another_run(
+async def test_a_dependent_whose_spec_has_no_name_is_parked_not_lost(
     redis: Redis, namespace: str
 ) -> None:
     """A fit run's nodes hash (type checked fine) whose dependent's spec has no "n" (written by
-    hand, an older version) raises inside the walk (wf_queue: SADD names nil) after the call's
-    first writes: the held run's ZADD, the item's ZREM, b's envelope HDEL and its jobs HSET.
-    The call is an error reply after its first write; b is lost (no envelope, not queued)."""
+    hand, an older version) raised inside the walk (wf_queue: SADD of nil) after the call's
+    first writes (the held run's ZADD, the item's ZREM, b's envelope HDEL, its jobs HSET): an
+    error reply after the first write, b lost (review rev-wf). Now b is parked in the dead set
+    with an error saying so, its envelope kept; the call answers; the held run stays held."""
     keys = Keys(namespace)
     await _chain(redis, namespace, "wa")  # held: its nodes key a string
     await redis.delete(keys.workflow("wa", "nodes"))
     await redis.set(keys.workflow("wa", "nodes"), "x")
     await _chain(redis, namespace, "wc", score=2)
     await redis.hset(keys.workflow("wc", "nodes"), "b", '{"f":"all"}')
-    try:
-        await WorkflowScripts(redis, keys).cascade_all()
-    except Exception as exc:  # an error reply: what did it leave?
-        env = await redis.hexists(keys.workflow("wc", "env"), "b")
-        work = await redis.zrange(keys.workflows_work, 0, -1)
-        pytest.fail(f"error after first write: {exc!r}; wc.b envelope {env}, work list {work}")
+    assert await WorkflowScripts(redis, keys).cascade_all() == 2
+    assert await redis.zscore(keys.dead, "wc.b") is not None
+    assert (
+        await redis.hget(keys.errors, "wc.b")
+        == b'{"error":"its spec in the run holds no job name"}'
+    )
+    assert (await redis.hget(keys.jobs, "wc.b") or b"").startswith(b"{")
+    assert await redis.hget(keys.workflow("wc"), "status") == b"running"  # (parked: not ended)
+    assert await redis.zrange(keys.workflows_work, 0, -1) == [b"ok a  wa"]

@@ -41,10 +41,11 @@ end
 -- `wake`. With a
 -- partition `part`, it is indexed by it as lib/limits.lua's lim_queued does (the same entry:
 -- "<partition>\0<queue score + 2^52, 16 digits>\0<id>" in pq:<name>; a turn in pready:<name>)
--- A member whose queue (or partition index) holds another type is parked in the dead set with
--- an error saying so (retried from there once the key is repaired), not lost half-queued: with
--- its priority, partition and name stored as for a queued one (a retry from the dead set,
--- move.lua, queues it with them). Returns true when queued (its `enqueued` event published:
+-- A member whose queue (or partition index) holds another type, or whose `name` is nil (its
+-- spec has no "n"), is parked in the dead set with an error saying so (retried from there once
+-- the key is repaired), not lost half-queued (nor after an error reply): with its priority,
+-- partition and name stored as for a queued one (a retry from the dead set, move.lua, queues it
+-- with them). Returns true when queued (its `enqueued` event published:
 -- lib/wfevents.lua), false when parked (its `dead` event, with the error stored: in the dead
 -- set, it has not ended in its run).
 local function wf_queue(W, id, name, prio, env, wake, part)
@@ -53,19 +54,27 @@ local function wf_queue(W, id, name, prio, env, wake, part)
   if prio ~= 0 then
     redis.call('HSET', P .. 'prio', id, prio)
   end
-  redis.call('SADD', P .. 'names', name)
   if part then
     redis.call('HSET', P .. 'part', id, part)
   end
-  for _, key in ipairs({P .. 'q:' .. name, part and P .. 'pq:' .. name, part and P .. 'pready:' .. name}) do
-    local r = key and redis.pcall('ZCARD', key)
-    if type(r) == 'table' and r.err then
-      local err = '{"error":"its queue holds another type"}'
-      redis.call('HSET', P .. 'errors', id, err)
-      redis.call('ZADD', P .. 'dead', wf_now(), id)
-      wf_event(W, 'dead', id, name, ',"error":' .. err)
-      return false
+  -- (no job name: its spec in the run lacks "n", written by hand or by an older version; wf_add
+  -- and wf_enqueue refuse such a spec. SADD of nil raised here, after the caller's writes)
+  local err = not name and '{"error":"its spec in the run holds no job name"}'
+  if name then
+    redis.call('SADD', P .. 'names', name)
+    for _, key in ipairs({P .. 'q:' .. name, part and P .. 'pq:' .. name, part and P .. 'pready:' .. name}) do
+      local r = key and redis.pcall('ZCARD', key)
+      if type(r) == 'table' and r.err then
+        err = '{"error":"its queue holds another type"}'
+        break
+      end
     end
+  end
+  if err then
+    redis.call('HSET', P .. 'errors', id, err)
+    redis.call('ZADD', P .. 'dead', wf_now(), id)
+    wf_event(W, 'dead', id, name, ',"error":' .. err)
+    return false
   end
   local seq = redis.call('INCR', P .. 'seq')
   redis.call('ZADD', P .. 'q:' .. name, queue_score(seq, prio), id)
