@@ -15,14 +15,15 @@
 -- clock ahead of this one (a failover to a replica whose clock is behind; a clock stepped
 -- back) by up to 15 s is read at once, one ahead by more once this clock is within 15 s of
 -- its score (the bound that remains). A held run's items (scored now + WF_HOLD) are not read
--- for the first half of their hold, so they never take a call's place from the items due.
+-- for the first half of their hold; read again, they are set aside again (behind the items due
+-- then), so the caller's next calls reach the items behind them: they never starve the others.
 -- A key of another type among the namespace's its walks write (wf_unfit; or seq not a counter)
 -- fails the call before its first write: the item taken off the list and then not walked lost
 -- its dependents' edges. The work list of another type is refused by name (Redis' own
 -- WRONGTYPE, which names no key, came from its read). A run one of whose own keys holds another
 -- type (written by hand, a bad restore) is left alone, the other runs walked: its items are set
 -- aside (their score WF_HOLD ms ahead: not read again for WF_HOLD/2, nor by this call's
--- caller's next call), nothing of that run written; read again once due, they are walked
+-- caller's next call), nothing of that run written; read again 15 s on, they are walked
 -- once the key is repaired (workflows/store.py logs the key and its repair).
 --@include workflows
 --@include types
