@@ -106,6 +106,13 @@ def test_the_last_args_not_run_last_are_caught() -> None:
     # two jobs started after the last reply
     extra = [*RUNS, _kr("x", 4, 3, 9.8, 9.9)]
     assert "dedup-latest" in _checks(check_dedup(CALLS, extra, LOG))
+    # a last rerun_queued whose holder (taken by a pool before the reply: handed to an idle
+    # pool by its own enqueue, seed 105) recorded its start after the reply, then its rerun
+    taken = [*CALLS[:4], _call(4, 9.0, "enqueued", "c"), DedupCall("k0", 5, 9.02, 9.03,
+             "rerun_queued", "d", "c")]  # fmt: skip
+    runs = [*RUNS[:3], _kr("c", 4, 3, 9.04, 9.5), _kr("d", 5, 3, 9.6, 9.8)]
+    assert check_dedup(taken, runs, LOG).violations == []
+    assert "dedup-latest" in _checks(check_dedup(taken, [*runs, _kr("x", 5, 3, 9.9, 9.95)], LOG))
     # a last call whose reply was lost: its args or the last answered call's may run last
     lost = [*CALLS, DedupCall("k0", 5, 9.2, 11.0)]
     assert check_dedup(lost, RUNS, LOG).violations == []
