@@ -26,6 +26,7 @@ from ..store.keys import Keys, check_job_name
 from ..store.scripts import Scripts
 from ..store.topology import RedisClient, as_redis, is_cluster
 from .bulk import each_dead
+from .endings import gone_answer
 from .events import EventStream, wait_result
 from .hub import EventHub
 from .inputs import at_seconds, checked_id, encoded_args, text_arg
@@ -151,16 +152,22 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         """Cancel a job: a waiting one never runs; a running one has its handler cancelled by
         its pool (within about a second; a pool that is gone, not yet reaped: cancelled by the
         reaper that takes its jobs back) and is not retried. Returns ``cancelled``,
-        ``running`` (signalled; either pool), ``dead``, ``already`` or ``finished``; unknown
-        ids raise JobNotFoundError."""
-        info = await self._require(job_id)
-        # (a finished job too: lua/cancel.lua answers "finished" from its result record, and a
-        # master demoted by a failover refuses that answer, where a read here gave it)
-        now, call = to_ms(self.clock.now()), os.urandom(8).hex()  # (call: see lua/cancel.lua)
-        result = await self.scripts.cancel(job_id, info.name, now, CANCELLED_TTL_MS, call)
-        if result == "unknown":
+        ``running`` (signalled; either pool), ``dead``, ``already`` (also: a workflow member
+        its run ended cancelled), ``finished`` or ``ended`` (its tombstone is all that is
+        left: no record says how); unknown ids raise JobNotFoundError."""
+        info = await self.job(job_id)
+        if info is not None:
+            # (a finished job too: lua/cancel.lua answers "finished" from its result record, and
+            # a master demoted by a failover refuses that answer, where a read here gave it)
+            now, call = to_ms(self.clock.now()), os.urandom(8).hex()  # (see lua/cancel.lua)
+            result = await self.scripts.cancel(job_id, info.name, now, CANCELLED_TTL_MS, call)
+            if result != "unknown":
+                return result
+        answer = await gone_answer(self.redis, self.keys, job_id)  # (admin/endings.py)
+        await self._confirm_absent()  # (answers read: a demoted master refuses them)
+        if answer is None:
             raise JobNotFoundError.for_id(job_id)
-        return result
+        return answer
 
     async def destroy(self, job_id: str) -> bool:
         """Remove every trace of a job (a running one is cancelled and dropped by its pool).

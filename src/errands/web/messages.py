@@ -44,6 +44,7 @@ CANCEL_SAID = {
     "dead": "not cancelled: it is dead already",
     "already": "not cancelled: it was cancelled already",
     "finished": "not cancelled: it has finished already",
+    "ended": "not cancelled: it has ended already (no record of how is kept)",
 }
 
 

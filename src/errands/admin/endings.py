@@ -1,0 +1,30 @@
+"""What the admin API says of a job an action finds in none of the places a job is kept.
+
+A job whose life ended keeps, after its result record is gone (``result_ttl=0``, or expired)
+or its dead or cancelled entry was trimmed, only its tombstone in ``ended`` (at least an hour,
+the latest 100,000: lib/jobstate.lua); a workflow member ended while it waited (its run
+cancelled, a dependency failed under the ``fail`` policy) only its outcome in its run's
+record, until the run lingers out (lib/workflows.lua). ``Client.cancel`` answers from these
+rather than "no such job"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..store.keys import Keys
+from .workflows import member_state
+
+__all__ = ["gone_answer"]
+
+
+async def gone_answer(redis: Any, keys: Keys, job_id: str) -> str | None:
+    """``Client.cancel``'s answer for ``job_id`` found nowhere: ``already`` for a workflow
+    member its run ended as cancelled, ``ended`` for a job whose tombstone says its life
+    ended (no record says how), None for an id of no job errands knows of."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hget(keys.workflow_of, job_id)
+        pipe.zscore(keys.ended, job_id)
+        run, tomb = await pipe.execute()
+    if await member_state(redis, keys, job_id, run) == "cancelled":
+        return "already"
+    return "ended" if tomb is not None else None
