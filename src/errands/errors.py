@@ -106,6 +106,12 @@ class JobNotFoundError(ErrandsError, LookupError):
         )
 
 
+class JobChangedError(ErrandsError, ValueError):
+    """An admin action built from a read of a job found the job changed since (edited, or
+    retried by another call and dead again): it did nothing (a stale read moves nothing);
+    look at the job again and retry the action."""
+
+
 class JobFailedError(ErrandsError):
     """The job failed for good (it is in the dead set); ``error`` and ``traceback`` say why."""
 

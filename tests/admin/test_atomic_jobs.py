@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from errands import Client, Job, JobNotFoundError, WorkerPool
 from errands.clock import to_ms
+from errands.errors import JobChangedError
 from errands.store.scripts import Scripts
 from tests.support.client_env import Env, traces, until
 from tests.support.invariants import assert_invariants
@@ -319,7 +320,8 @@ async def test_a_retry_made_from_an_envelope_read_before_the_job_died_again_move
         return await move(*args, **kwargs)
 
     env.client.scripts.move = late_move  # type: ignore[method-assign]
-    assert await env.client.retry_dead_job(job.id) is False
+    with pytest.raises(JobChangedError):  # (still dead: it said "False", as for no dead job)
+        await env.client.retry_dead_job(job.id)
     history = await env.client.history_job(job.id)
     assert [(h.attempt, h.status) for h in history] == [(1, "dead"), (2, "dead")]
 
