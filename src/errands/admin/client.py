@@ -232,9 +232,6 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         """Queue a dead job again with its failure count reset. False for a job not dead (or
         corrupt); JobChangedError for one that changed while this call ran (edited, or retried
         by another call and dead again): nothing moved, as a retry built from a stale read."""
-        return await self._retry_dead(job_id, changed_raises=True)
-
-    async def _retry_dead(self, job_id: str, changed_raises: bool = False) -> bool:
         raw = await self.redis.hget(self.keys.jobs, checked_id(self.keys, job_id))
         if raw is None or await self.redis.zscore(self.keys.dead, job_id) is None:
             await self._confirm_absent()  # (not dead here: the new master may hold it dead)
@@ -250,7 +247,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         moved = await self.scripts.move(
             job_id, info.name, self.keys.dead, "queue", 0, new, expected=raw
         )
-        if moved or not changed_raises or await self.redis.zscore(self.keys.dead, job_id) is None:
+        if moved or await self.redis.zscore(self.keys.dead, job_id) is None:
             return moved
         raise JobChangedError(
             f"job {job_id} changed while it was being retried (edited, or retried by another "
@@ -354,7 +351,14 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         are not retried again; corrupt entries and ids errands never accepts are skipped).
         Returns how many were queued. Oldest first, 64 at once: an error is raised once all
         were tried (admin/bulk.py)."""
-        return await each_dead(self.redis, self.keys, self._retry_dead, remove_others=False)
+
+        async def retry(job_id: str) -> bool:
+            try:
+                return await self.retry_dead_job(job_id)
+            except JobChangedError:  # (edited, or retried and dead again, meanwhile: skipped)
+                return False
+
+        return await each_dead(self.redis, self.keys, retry, remove_others=False)
 
     async def delete_all_dead_jobs(self) -> int:
         """Delete the jobs in the dead set now (corrupt entries included, and members that are
