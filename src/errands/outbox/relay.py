@@ -23,6 +23,7 @@ from ..clock import Clock, SystemClock
 from ..enqueuer import EnqueueItem, Enqueuer
 from ..errors import UnknownJobError
 from ..serialization import SerializationError
+from ..store.bulk import name_keys
 from ..store.keyrepair import held_key
 from ..store.keys import Keys
 from ..store.outbox import report, withdraw
@@ -99,13 +100,7 @@ def row_fault(keys: Keys, exc: BaseException, names: Collection[str]) -> bool:
         return True
     if not isinstance(exc, ResponseError) or (key := held_key(keys, str(exc))) is None:
         return False
-    return any(key in own_keys(keys, name) for name in names)
-
-
-def own_keys(keys: Keys, name: str) -> tuple[str, ...]:
-    """The keys of job ``name``'s own that an enqueue of it writes or checks (store/bulk.py)."""
-    return (keys.queue(name), keys.scheduled(name), keys.partition_queue(name),
-            keys.partitions_ready(name), keys.idle_for(name))  # fmt: skip
+    return any(key in name_keys(keys, name) for name in names)
 
 
 def build_items(rows: list[OutboxRow]) -> tuple[list[EnqueueItem], dict[int, str]]:

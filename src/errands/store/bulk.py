@@ -34,6 +34,7 @@ __all__ = [
     "enqueue_request",
     "head",
     "job_spec",
+    "name_keys",
     "one_job_command",
     "pack_call",
     "pack_evalsha",
@@ -76,8 +77,7 @@ def enqueue_request(
     k = keys
     keys_ = [k.jobs, k.priorities, k.seq, k.names, k.idle, k.listening, k.ended, k.partitions]
     for name in names:
-        keys_ += (k.queue(name), k.scheduled(name))
-        keys_ += (k.partition_queue(name), k.partitions_ready(name), k.idle_for(name))
+        keys_ += name_keys(k, name)
     keys_ += k.done_many(ids)
     keys_ += handoff_keys(k)
     args: list[Arg] = [k.wake_channel, len(ids), k.events_channel, len(names), *names]
@@ -86,6 +86,13 @@ def enqueue_request(
     args += specs
     args += k.pool_prefixes
     return keys_, args
+
+
+def name_keys(k: Keys, name: str) -> tuple[str, str, str, str, str]:
+    """The five keys of job ``name``'s own that an ``enqueue`` call passes for it: its queue,
+    scheduled set, partition queue, partitions ready and idle pools (see lua/enqueue.lua)."""
+    return (k.queue(name), k.scheduled(name), k.partition_queue(name), k.partitions_ready(name),
+            k.idle_for(name))  # fmt: skip
 
 
 def handoff_keys(k: Keys) -> list[str]:
