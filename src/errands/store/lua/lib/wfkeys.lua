@@ -13,15 +13,8 @@ end
 -- script's first write, for a script that leaves that run alone (wf_cascade.lua) or refuses
 -- the call (wf_unfit)
 local function wf_run_unfit(W)
-  local WF_RUN = {'meta', 'HLEN', 'open', 'SCARD', 'inn', 'ZCARD', 'out', 'ZCARD', 'nodes', 'HLEN',
-    'env', 'HLEN', 'res', 'HLEN'}
-  for i = 1, #WF_RUN, 2 do
-    local r = redis.pcall(WF_RUN[i + 1], W[WF_RUN[i]])
-    if type(r) == 'table' and r.err then
-      return W[WF_RUN[i]]
-    end
-  end
-  return nil
+  return first_unfit({W.meta, W.open, W.inn, W.out, W.nodes, W.env, W.res},
+    {'HLEN', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', 'HLEN'})
 end
 
 -- the keys this lib writes that no script declares (built from the prefix: the namespace's, and
@@ -37,7 +30,7 @@ local function wf_unfit(wfof, run, outcome, run_only)
   local function bad(key, cmd)
     local r = redis.pcall(cmd, key)
     if type(r) == 'table' and r.err then
-      return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
+      return wrong_key(key, outcome)
     end
     if cmd == 'GET' and r and not is_int(r) then  -- (lib/types.lua: as INCR reads it)
       return redis.error_reply('errands: ' .. key .. ' holds ' .. r .. ', not a counter: ' .. outcome)
@@ -53,9 +46,7 @@ local function wf_unfit(wfof, run, outcome, run_only)
     return nil
   end
   local key = wf_run_unfit(W)
-  if key then
-    return redis.error_reply('WRONGTYPE ' .. key .. ' holds another type: ' .. outcome)
-  end
+  return key and wrong_key(key, outcome) or nil
 end
 
 -- wf_unfit for job `id`'s run, when it is a member (nothing else: one HGET); `seen` (a table

@@ -43,9 +43,9 @@ end
 -- "<partition>\0<queue score + 2^52, 16 digits>\0<id>" in pq:<name>; a turn in pready:<name>)
 -- A member whose queue (or partition index) holds another type, or whose `name` is nil (its
 -- spec has no "n"), is parked in the dead set with an error saying so (retried from there once
--- the key is repaired), not lost half-queued (nor after an error reply): with its priority,
--- partition and name stored as for a queued one (a retry from the dead set, move.lua, queues it
--- with them). Returns true when queued (its `enqueued` event published:
+-- the key is repaired), not lost half-queued (nor after an error reply): with its priority and
+-- partition stored as for a queued one, and its name in `names` when it has one (a retry from
+-- the dead set, move.lua, queues it with them and the name its caller gives). Returns true when queued (its `enqueued` event published:
 -- lib/wfevents.lua), false when parked (its `dead` event, with the error stored: in the dead
 -- set, it has not ended in its run).
 local function wf_queue(W, id, name, prio, env, wake, part)
