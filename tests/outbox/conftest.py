@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -52,11 +53,36 @@ def new_pg_database(pg_server: str) -> str:
     return pg_server.replace("/postgres?", f"/{name}?", 1)
 
 
+def sessions_left(base: str, wait: float = 5.0) -> list[tuple[Any, ...]]:
+    """The sessions still connected to the database of ``base`` (a URL without a driver), after
+    waiting up to ``wait`` seconds for them to go: (pid, state, backend start, last query)."""
+    import psycopg
+
+    name = base.split("/", 1)[1].split("?", 1)[0]
+    query = (
+        "SELECT pid, state, backend_start, query FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()"
+    )
+    deadline = time.monotonic() + wait
+    with psycopg.connect(f"postgresql://{base}", autocommit=True) as conn:
+        while True:
+            left = conn.execute(query, (name,)).fetchall()
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.05)
+
+
 @pytest.fixture(params=["sqlite", "psycopg", "asyncpg"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """(sync URL, async URL) of an empty database of each kind the outbox supports."""
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(sync URL, async URL) of an empty database of each kind the outbox supports. On
+    PostgreSQL the test fails if a connection to its database is still open at its end (a
+    connection the code under test leaked, which would otherwise surface only when the garbage
+    collector finds it, as a ResourceWarning in some later test)."""
     if request.param == "sqlite":
         path = tmp_path / "app.db"
-        return f"sqlite:///{path}", f"sqlite+aiosqlite:///{path}"
+        yield f"sqlite:///{path}", f"sqlite+aiosqlite:///{path}"
+        return
     base = new_pg_database(request.getfixturevalue("pg_server"))
-    return f"postgresql+psycopg://{base}", f"postgresql+{request.param}://{base}"
+    yield f"postgresql+psycopg://{base}", f"postgresql+{request.param}://{base}"
+    left = sessions_left(base)
+    assert not left, f"connections left open to the test's database: {left}"
