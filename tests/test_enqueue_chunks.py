@@ -1,6 +1,6 @@
 """docs/enqueueing.md: ``enqueue_many`` stores its jobs by one Lua call per 5,000 jobs, and
-concurrent enqueues share calls of at most 1,000 jobs (bounded work per script call); each job
-once, in the order given."""
+concurrent enqueues share calls of at most 1,000 jobs; both at most 16 MiB of envelopes per call
+(bounded work and memory per script call); each job once, in the order given."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Enqueuer
+from errands.store.bulk import MAX_CALL_BYTES, call_slices
 from errands.store.keys import Keys
 
 
@@ -51,5 +52,61 @@ async def test_concurrent_enqueues_share_calls_of_at_most_1000_jobs(
     monkeypatch.setattr(coalescer, "_once", counted)
     jobs = await asyncio.gather(*(enqueuer.enqueue("work", {"i": i}) for i in range(2501)))
     assert max(sizes) == 1000 and sum(sizes) == 2500, sizes  # (the first one is sent alone)
+    queued = await redis.zrange(Keys(namespace).queue("work"), 0, -1)
+    assert queued == [job.id.encode() for job in jobs if job is not None]
+
+
+def test_call_slices_bound_jobs_and_bytes() -> None:
+    """A call takes at most max_jobs jobs and max_bytes bytes of envelopes; an envelope larger
+    than max_bytes goes alone; the slices cover every job once, in order."""
+    assert call_slices([]) == []
+    assert call_slices([b"x"] * 5) == [(0, 5)]
+    assert call_slices([b"x"] * 5, max_jobs=2) == [(0, 2), (2, 4), (4, 5)]
+    assert call_slices([b"xx"] * 5, max_bytes=4) == [(0, 2), (2, 4), (4, 5)]
+    assert call_slices([b"x", b"yyyyyy", b"z", b"w"], max_bytes=4) == [(0, 1), (1, 2), (2, 4)]
+    assert call_slices([b"xx"] * 6, max_jobs=2, max_bytes=5) == [(0, 2), (2, 4), (4, 6)]
+
+
+BIG = "x" * 1_000_000  # one job's args: 16 such envelopes fit in MAX_CALL_BYTES (16 MiB), 17 do not
+
+
+async def test_enqueue_many_splits_calls_by_bytes(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 jobs of ~1 MB each: three calls (16, 16, 8), not one of 40 MB; every job stored once,
+    in order."""
+    assert MAX_CALL_BYTES == 16 << 20
+    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
+    calls: list[int] = []
+    send = enqueuer._bulk.enqueue
+
+    async def counted(chunk: Any) -> Any:
+        calls.append(len(chunk[1]))
+        return await send(chunk)
+
+    monkeypatch.setattr(enqueuer._bulk, "enqueue", counted)
+    jobs = await enqueuer.enqueue_many([("work", {"i": i, "b": BIG}) for i in range(40)])
+    assert calls == [16, 16, 8]
+    queued = await redis.zrange(Keys(namespace).queue("work"), 0, -1)
+    assert queued == [job.id.encode() for job in jobs]
+
+
+async def test_concurrent_enqueues_share_calls_of_at_most_16_mib(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 concurrent enqueues of ~1 MB each: the one sent alone, then calls of at most 16 jobs
+    (16 MiB of envelopes), each job stored once, in the order submitted."""
+    enqueuer = Enqueuer(redis, namespace=namespace, strict=None)
+    coalescer = enqueuer._coalescer
+    sizes: list[int] = []
+    once = coalescer._once
+
+    async def counted(batch: Any) -> Any:
+        sizes.append(len(batch))
+        return await once(batch)
+
+    monkeypatch.setattr(coalescer, "_once", counted)
+    jobs = await asyncio.gather(*(enqueuer.enqueue("work", {"i": i, "b": BIG}) for i in range(40)))
+    assert sizes == [16, 16, 7], sizes  # (the first one is sent alone, not through _once)
     queued = await redis.zrange(Keys(namespace).queue("work"), 0, -1)
     assert queued == [job.id.encode() for job in jobs if job is not None]

@@ -28,7 +28,7 @@ from .serialization import (
     Serializer,
     dumps_json,
 )
-from .store.bulk import columns
+from .store.bulk import call_slices, columns
 from .store.coalescer import Coalescer
 from .store.connection import REDIS_ERRORS, connect, describe, redact_url
 from .store.foreign import let_go_foreign, watch_client
@@ -290,8 +290,8 @@ class Enqueuer(WorkflowEnqueue):
         jobs, plain, drawn = await self._built(items, now)
         envelopes = self._envelopes(jobs, plain, now)  # all encoded before the first call
         await self._check_served({j.name for j in jobs})
-        for start in range(0, len(jobs), 5000):  # bounded work per script call
-            chunk = columns(jobs[start : start + 5000], envelopes[start : start + 5000])
+        for start, end in call_slices(envelopes):  # bounded work (and bytes) per script call
+            chunk = columns(jobs[start:end], envelopes[start:end])
             for i in await self._call(self._bulk.enqueue(chunk)):
                 jobs[start + i].existed = not drawn(start + i, jobs[start + i].id)  # (as enqueue)
         for job in jobs:

@@ -27,9 +27,12 @@ __all__ = [
     "ANY_HEADS",
     "HEADS",
     "HEADS_MAX",
+    "MAX_CALL_BYTES",
+    "MAX_CALL_JOBS",
     "Columns",
     "OneJobHeads",
     "bulks",
+    "call_slices",
     "columns",
     "enqueue_request",
     "head",
@@ -44,6 +47,32 @@ Columns = tuple[list[str], list[str], list[bytes], list[str]]  # names, ids, env
 OneJobHeads = dict[str, tuple[bytes, bytes, bytes]]  # name -> its parts of a one-job call, packed
 _EVALSHA = b"*%d\r\n$7\r\nEVALSHA\r\n"  # the head of an EVALSHA command: how many parts
 _BULK = b"$%d\r\n%b\r\n"  # one part of a command
+
+
+MAX_CALL_JOBS = 5000  # jobs of one enqueue script call (lua/enqueue.lua takes at most 5,000)
+# envelope bytes of one enqueue script call (a larger envelope goes alone): Redis holds a whole
+# command in its query buffer (closing a client past 1 GiB, by default) and runs the script
+# without serving anyone else; 1,000 jobs of 1 MiB (max_payload's default) would be ~1 GiB
+MAX_CALL_BYTES = 16 << 20
+
+
+def call_slices(
+    envelopes: Sequence[bytes], max_jobs: int = MAX_CALL_JOBS, max_bytes: int = MAX_CALL_BYTES
+) -> list[tuple[int, int]]:
+    """The ``[start, end)`` ranges of the script calls storing ``envelopes``, in order: at
+    most ``max_jobs`` jobs and ``max_bytes`` bytes of envelopes each (a larger one alone)."""
+    n = len(envelopes)
+    if sum(map(len, envelopes)) <= max_bytes:  # (the common case: one pass in C)
+        return [(s, min(s + max_jobs, n)) for s in range(0, n, max_jobs)]
+    slices: list[tuple[int, int]] = []
+    start = size = 0
+    for i, envelope in enumerate(envelopes):
+        if i > start and (i - start == max_jobs or size + len(envelope) > max_bytes):
+            slices.append((start, i))
+            start, size = i, 0
+        size += len(envelope)
+    slices.append((start, n))  # (n > 0: the envelopes' bytes passed max_bytes)
+    return slices
 
 
 def job_spec(index: int, priority: int, due_ms: int, partition: str) -> str:

@@ -43,6 +43,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
+from .bulk import MAX_CALL_BYTES
 from .connection import BROKEN, REDIS_ERRORS
 from .foreign import forks
 from .scripts import Arg
@@ -134,7 +135,15 @@ class Coalescer:
             self._after_call()
 
     def _take(self) -> list[_Pending]:
-        batch, self._pending = self._pending[: self.max_jobs], self._pending[self.max_jobs :]
+        """The next call's jobs: at most ``max_jobs``, and ``MAX_CALL_BYTES`` of envelopes
+        (a larger one alone), in the order they came."""
+        n, size = min(len(self._pending), self.max_jobs), 0
+        for k in range(n):
+            size += len(self._pending[k].row[3])  # type: ignore[arg-type]
+            if size > MAX_CALL_BYTES and k:
+                n = k
+                break
+        batch, self._pending = self._pending[:n], self._pending[n:]
         return [p for p in batch if not p.future.cancelled()]  # their callers gave up
 
     async def _call(self, batch: list[_Pending]) -> None:
