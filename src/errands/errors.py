@@ -22,6 +22,7 @@ __all__ = [
     "RegistrationError",
     "RetryLater",
     "ScheduleNotFoundError",
+    "UniqueLockHeldError",
     "UnknownJobError",
     "WorkflowError",
     "WorkflowNotFoundError",
@@ -110,6 +111,12 @@ class JobChangedError(ErrandsError, ValueError):
     """An admin action built from a read of a job found the job changed since (edited, or
     retried by another call and dead again): it did nothing (a stale read moves nothing);
     look at the job again and retry the action."""
+
+
+class UniqueLockHeldError(ErrandsError, ValueError):
+    """An admin action would put a job of ``enqueue_unique`` back to wait (``reschedule`` or
+    ``retry_dead_job`` of a dead or cancelled job) while another live job holds its lock: it
+    did nothing (two jobs never wait with one lock's args); the job stays where it was."""
 
 
 class JobFailedError(ErrandsError):

@@ -16,7 +16,7 @@ import orjson
 
 from ..building import unique_after_edit
 from ..clock import Clock, SystemClock, to_ms
-from ..errors import JobChangedError, JobNotFoundError
+from ..errors import JobChangedError, JobNotFoundError, UniqueLockHeldError
 from ..handlers import check_priority
 from ..limits import Limit
 from ..periodic.admin import ScheduleAdmin
@@ -34,6 +34,7 @@ from .inspection import Inspection, text
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
 from .limitsinfo import LimitsView, Partitions, read_limits, read_partitions, write_limits
 from .pools import PoolAdmin
+from .relock import NO_LOCK, lock_again
 from .serverinfo import ServerInfo
 from .unavailable import reports_unavailable
 from .workflows import WorkflowAdmin
@@ -183,7 +184,9 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
 
     async def reschedule(self, job_id: str, at: datetime | float) -> bool:
         """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
-        naive = UTC, or epoch seconds up to the year 9999); a time in the past queues it now."""
+        naive = UTC, or epoch seconds up to the year 9999); a time in the past queues it now.
+        A dead or cancelled job of ``enqueue_unique`` takes its lock again (in the same script);
+        UniqueLockHeldError, nothing moved, when another live job holds it."""
         when = at_seconds(at)
         info = await self._require(job_id)
         k = self.keys
@@ -198,10 +201,17 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
                 f"job {job_id} is {info.status}; only scheduled, retrying, dead or "
                 "cancelled jobs can be rescheduled"
             )
-        mode = "queue" if when <= self.clock.now() else "schedule"
+        now = self.clock.now()
+        mode = "queue" if when <= now else "schedule"
         envelope, read = await self._renumbered(info)
+        unique = NO_LOCK
+        if info.status in (JobStatus.DEAD, JobStatus.CANCELLED):  # (its lock: admin/relock.py)
+            raw = read or await self.redis.hget(k.jobs, job_id)
+            unique = lock_again(raw, when, now)
+            read = raw if unique != NO_LOCK else read  # (the lock of the envelope it moves)
+        due, at = to_ms(when), to_ms(now)
         return await self.scripts.move(
-            job_id, info.name, source, mode, to_ms(when), envelope, afresh=False, expected=read
+            job_id, info.name, source, mode, due, envelope, at, False, read, unique=unique
         )
 
     async def _renumbered(self, info: JobInfo) -> tuple[bytes, bytes]:
@@ -231,7 +241,9 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
     async def retry_dead_job(self, job_id: str) -> bool:
         """Queue a dead job again with its failure count reset. False for a job not dead (or
         corrupt); JobChangedError for one that changed while this call ran (edited, or retried
-        by another call and dead again): nothing moved, as a retry built from a stale read."""
+        by another call and dead again): nothing moved, as a retry built from a stale read.
+        A job of ``enqueue_unique`` takes its lock again; UniqueLockHeldError, nothing moved,
+        when another live job holds it."""
         raw = await self.redis.hget(self.keys.jobs, checked_id(self.keys, job_id))
         if raw is None or await self.redis.zscore(self.keys.dead, job_id) is None:
             await self._confirm_absent()  # (not dead here: the new master may hold it dead)
@@ -243,9 +255,11 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         # failures start again from 0; the history keeps numbering the attempts after the old ones
         env["h"] = info.previous_attempts + info.fails
         env.pop("f", None)
-        new = orjson.dumps(env)
+        new, now = orjson.dumps(env), self.clock.now()
+        unique = lock_again(raw, now, now)  # (its enqueue_unique lock: admin/relock.py)
+        dead, at = self.keys.dead, to_ms(now)
         moved = await self.scripts.move(
-            job_id, info.name, self.keys.dead, "queue", 0, new, expected=raw
+            job_id, info.name, dead, "queue", 0, new, at, True, raw, unique=unique
         )
         if moved or await self.redis.zscore(self.keys.dead, job_id) is None:
             return moved
@@ -356,6 +370,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
             try:
                 return await self.retry_dead_job(job_id)
             except JobChangedError:  # (edited, or retried and dead again, meanwhile: skipped)
+                return False
+            except UniqueLockHeldError:  # (another job waits with its args: it stays dead)
                 return False
 
         return await each_dead(self.redis, self.keys, retry, remove_others=False)

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import UniqueLockHeldError
 from .keys import Keys
 
 __all__ = ["ADMIN_SCRIPTS", "AdminScripts", "Arg"]
@@ -19,6 +20,7 @@ class AdminScripts:
     """Mixin of Scripts."""
 
     keys: Keys
+    redis: Any
 
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         raise NotImplementedError  # (Scripts runs the registered script)
@@ -38,6 +40,7 @@ class AdminScripts:
         afresh: bool = True,
         expected: bytes = b"",
         call: str = "",
+        unique: tuple[str, int] = ("", 0),
     ) -> bool:
         """Move a waiting job out of ``source``: onto its queue, into its scheduled set, or
         delete it (mode ``queue``, ``schedule``, ``delete``; a deletion is recorded in the
@@ -45,7 +48,9 @@ class AdminScripts:
         ``afresh`` also drops the job's last error and recovery count; with ``expected`` (the
         envelope the new one was made from) nothing moves if the stored one differs. ``call``:
         a token of this call (letters and digits; a random one by default), by which its
-        re-send answers as the first."""
+        re-send answers as the first. ``unique``: the enqueue_unique digest a job put back to
+        wait takes again, and that lock's expiry (ms; ``now_ms`` is the time now): when
+        another live job holds it, nothing moves and UniqueLockHeldError is raised."""
         k = self.keys
         target = k.scheduled(name) if mode == "schedule" else k.queue(name)
         keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
@@ -56,8 +61,15 @@ class AdminScripts:
         keys += (k.partition_queue(name), k.partitions_ready(name))
         keys += (k.reply(call or os.urandom(8).hex()), k.idle_for(name))
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
-        args += (now_ms, "1" if afresh else "0", expected)
-        return bool(await self._call("move", keys, args))
+        args += (now_ms, "1" if afresh else "0", expected, *unique)
+        moved = int(await self._call("move", keys, args))
+        if moved == -1:
+            holder = await self.redis.hget(k.unique, unique[0])  # (for the message only)
+            raise UniqueLockHeldError(
+                f"job {id} not moved: another job ({_text(holder)}) waits with its args, "
+                "holding their enqueue_unique lock; two jobs never wait with one lock's args"
+            )
+        return bool(moved)
 
     async def cancel(self, id: str, name: str, now_ms: int, ttl_ms: int, call: str = "") -> str:
         """Cancel a job (see lua/cancel.lua); ``call``: a token of this call (letters and
@@ -128,3 +140,9 @@ class AdminScripts:
         k = self.keys
         keys = [k.pools, k.quiet_requests, k.pool_info(pool_id)]
         return int(await self._call("quiet_request", keys, [pool_id, request]))
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return "gone since"
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

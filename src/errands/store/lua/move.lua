@@ -19,12 +19,17 @@
 -- ARGV[7] job name   ARGV[8] now ms   ARGV[9] '1': a new envelope starts afresh (its last error
 -- and recovery count go), '0': they stay   ARGV[10] the envelope the new one was made from
 -- ('' = no check): when the stored one differs (the job ran and ended again since it was read),
--- nothing moves
+-- nothing moves   ARGV[11] (modes queue, schedule; '' or absent = none) the enqueue_unique
+-- digest the job takes again (its envelope's `u`: an admin action puts a dead or cancelled job
+-- back to wait, whose start or cancel released its lock)   ARGV[12] that lock's expiry (ms),
+-- with ARGV[8] now (ms): a lock another job holds, which exists and is within its expiry,
+-- refuses the move (-1, nothing but the reply key written: two jobs never wait with one lock's
+-- args); one held by nobody, by a job gone or past its expiry is taken, as enqueue_unique does
 -- A deleted job is forgotten (no tombstone: its id may be used again); its ending is recorded
 -- (history `deleted`, at the attempt it would have run next) and published (`deleted`).
 -- A scheduled unique job moved later keeps its lock as much longer (its expiry moves with it).
 -- Returns 1 when moved, 0 when the job was not in the source set (or its envelope was not
--- `expected`). A re-sent call answers as its first from the reply key, in every mode (a guess
+-- `expected`), -1 when the lock of ARGV[11] is another live job's (nothing moved). A re-sent call answers as its first from the reply key, in every mode (a guess
 -- from where the job is now answered 1 to the re-send of a call that moved nothing, the job
 -- having got there otherwise), after the key checks, and writing nothing first
 -- (lib/types.lua unwritten): a demoted master refuses it, where the new master may lack the
@@ -48,9 +53,15 @@ end
 -- the due time (schedule) goes to ZADD, the time (delete) to ZADD and a JSON record, verbatim:
 -- integers Redis reads, 0..MAX_MS (tonumber() took ' 5' and 'nan', which ZADD refused after the
 -- job left its set)
+local digest = ARGV[11] or ''
 if (mode == 'schedule' and not is_int(ARGV[3], 0, MAX_MS))
     or (mode == 'delete' and not is_int(ARGV[8], 0, MAX_MS)) then
   return redis.error_reply('errands: move: bad time for ' .. mode)
+end
+if digest ~= '' and (mode == 'delete' or not is_int(ARGV[8], 0, MAX_MS)
+    or not is_int(ARGV[12], 0, MAX_MS)) then
+  return redis.error_reply('errands: move: a unique lock is taken only by a job put to wait, '
+    .. 'with the time now and its expiry as integer ms')
 end
 local expected = ARGV[10] or ''
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', false, 'HLEN',
@@ -72,10 +83,17 @@ if expected ~= '' and redis.call('HGET', KEYS[1], id) ~= expected then
   return 0
 end
 local was_due = redis.call('ZSCORE', KEYS[5], id)
-if redis.call('ZREM', KEYS[5], id) == 0 then
+if not was_due then
   redis.call('SET', KEYS[29], '0', 'PX', ADMIN_REPLY_MS)
   return 0
 end
+local stale = digest ~= '' and redis.call('HGET', KEYS[10], digest)  -- (its holder, if any)
+if stale and stale ~= id and redis.call('HEXISTS', KEYS[1], stale) == 1
+    and tonumber(redis.call('ZSCORE', KEYS[12], digest) or '0') > tonumber(ARGV[8]) then
+  redis.call('SET', KEYS[29], '-1', 'PX', ADMIN_REPLY_MS)  -- another live job's lock
+  return -1
+end
+redis.call('ZREM', KEYS[5], id)
 redis.call('SET', KEYS[29], '1', 'PX', ADMIN_REPLY_MS)
 redis.call('DEL', KEYS[9])
 if ARGV[4] ~= '' then
@@ -112,14 +130,29 @@ elseif mode == 'queue' then
   elseif redis.call('SCARD', KEYS[4]) > 0 then
     redis.call('PUBLISH', ARGV[5], 'move')
   end
-else
+elseif digest == '' then
   redis.call('ZADD', KEYS[6], ARGV[3], id)
   -- a waiting unique job keeps its lock as long after its new due time as after the old one
-  local digest = redis.call('HGET', KEYS[11], id)
-  local expiry = digest and redis.call('ZSCORE', KEYS[12], digest)
+  local held = redis.call('HGET', KEYS[11], id)
+  local expiry = held and redis.call('ZSCORE', KEYS[12], held)
   local later = tonumber(ARGV[3]) - tonumber(was_due)
-  if expiry and later > 0 and redis.call('HGET', KEYS[10], digest) == id then
-    redis.call('ZADD', KEYS[12], tonumber(expiry) + later, digest)
+  if expiry and later > 0 and redis.call('HGET', KEYS[10], held) == id then
+    redis.call('ZADD', KEYS[12], tonumber(expiry) + later, held)
   end
+else
+  redis.call('ZADD', KEYS[6], ARGV[3], id)
+end
+if digest ~= '' then  -- the job waits again: it takes its lock (a stale holder's entry goes)
+  if stale and stale ~= id and redis.call('HGET', KEYS[11], stale) == digest then
+    redis.call('HDEL', KEYS[11], stale)
+  end
+  local other = redis.call('HGET', KEYS[11], id)
+  if other and other ~= digest and redis.call('HGET', KEYS[10], other) == id then
+    redis.call('HDEL', KEYS[10], other)
+    redis.call('ZREM', KEYS[12], other)
+  end
+  redis.call('HSET', KEYS[10], digest, id)
+  redis.call('HSET', KEYS[11], id, digest)
+  redis.call('ZADD', KEYS[12], ARGV[12], digest)
 end
 return 1
