@@ -117,8 +117,8 @@ class Settler:
         now_ms = to_ms(self.clock.now())
         s = Settle(item.id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
         s.token, s.score_ms = item.token, item.score
-        if item.rate_spec:  # its start never happened: uncounted from its rates (at the
-            s.unstart, s.unstart_spec = True, item.rate_spec  # time its attempt records)
+        # never started: uncounted from its rates, its key held until started its own again
+        s.unstart, s.unstart_spec = True, item.rate_spec or ""
         await self._send(s)
 
     async def snooze(self, job: Job, exc: RetryLater) -> bool:

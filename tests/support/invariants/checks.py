@@ -163,6 +163,9 @@ def _check_dedup(s: Snapshot) -> list[Violation]:
                 out.append(Violation("dedup", f"rerun {owner} of {key} is not waiting as one"))
             if of_job.get(owners.get(key, ""), "")[:1] not in ("F", "R"):
                 out.append(Violation("dedup", f"rerun {owner} of {key} waits for no running job"))
+        elif mode in ("S", "D"):  # fetched, its key freed by that start (lib/dedup.lua)
+            if not _running(s, owner):
+                out.append(Violation("dedup", f"fetch mark {owner} -> {record}: not running"))
         elif owners.get(key) != owner:
             out.append(Violation("dedup", f"dedup record {owner} -> {record}: key not owned"))
     for key, rerun in sorted(nexts.items()):

@@ -326,6 +326,7 @@ local function take_back(id, name, qi, queue, attempt)
     else
       local seq = redis.call('INCR', KEYS[10])
       local prio = prio_of(redis.call('HGET', k.prio, id))
+      if deduped then dedup_settled(d, id) end  -- (it may have started: no key, lib/dedup.lua)
       redis.call('ZADD', KEYS[Q + 4 * qi - 3], queue_score(seq, prio), id)
       lim_queued(limits_of(qi), id, queue_score(seq, prio))
       requeued = requeued + 1

@@ -6,9 +6,11 @@
 -- place), seq, prio, idle (or idlefor) and the wake channel; for admission window (the throttle window).
 -- Modes: 's' until started, 'd' debounce (until started), 'f' until finished, 'r' until
 -- finished with rerun_latest ('F', 'R' once started), 'n' a rerun waiting for its key's owner to
--- end, 't' throttle (a window, no owner). Every release is a compare-and-delete on the owner id,
--- behind the HDEL of the job's dedupjob entry: a late (fenced-out) transition of an old owner
--- frees nothing. Scripts pay one HLEN per call while no dedup job exists (dedup_any).
+-- end, 't' throttle (a window, no owner); 'S', 'D' a job held until started (or debounced)
+-- whose fetch freed its key, until it is settled (dedup_unstarted, dedup_settled). Every
+-- release is a compare-and-delete on the owner id, behind the HDEL of the job's dedupjob entry
+-- (or, from a fetch, behind its fence): a late (fenced-out) transition of an old owner frees
+-- nothing. Scripts pay one HLEN per call while no dedup job exists (dedup_any).
 --@include prio
 --@include wake
 --@include limits
@@ -73,18 +75,28 @@ local function dedup_free(d, key, id, queue)
   end
 end
 
--- fetch: job `id` started. A key held until the start is freed; one held until the end is
--- marked started.
+-- fetch: job `id` started. A key held until the start is freed, its record marked fetched ('S',
+-- 'D': a job fetched ahead and given back unstarted takes its key again, dedup_unstarted; any
+-- other settle forgets the mark, dedup_settled); one held until the end is marked started.
 local function dedup_started(d, id)
   local v = redis.call('HGET', d.dedupjob, id)
   if not v then return end
   local mode, key = string.sub(v, 1, 1), string.sub(v, 2)
   if mode == 's' or mode == 'd' then
-    if redis.call('HDEL', d.dedupjob, id) == 1 then
-      dedup_free(d, key, id, nil)
-    end
+    redis.call('HSET', d.dedupjob, id, string.upper(mode) .. key)
+    dedup_free(d, key, id, nil)
   elseif mode == 'f' or mode == 'r' then
     redis.call('HSET', d.dedupjob, id, string.upper(mode) .. key)
+  end
+end
+
+-- settle, reap: job `id` goes on waiting after a run (a retry, a snooze, a requeue): the mark of
+-- its first fetch goes (held until started, its key was freed by that start for good)
+local function dedup_settled(d, id)
+  local v = redis.call('HGET', d.dedupjob, id)
+  local mode = v and string.sub(v, 1, 1)
+  if mode == 'S' or mode == 'D' then
+    redis.call('HDEL', d.dedupjob, id)
   end
 end
 
@@ -122,6 +134,21 @@ local function dedup_owner(d, key, queue)
     holder = dedup_promote(d, key, queue)
   end
   return holder
+end
+
+-- settle: job `id`, fetched ahead and given back before it started, waits again as never
+-- started: held until started (its first fetch freed the key, dedup_started), it takes its key
+-- again unless another job took it meanwhile (then it waits without one, as after a start)
+local function dedup_unstarted(d, id)
+  local v = redis.call('HGET', d.dedupjob, id)
+  local mode, key = v and string.sub(v, 1, 1), v and string.sub(v, 2)
+  if mode ~= 'S' and mode ~= 'D' then return end
+  if dedup_owner(d, key, nil) then
+    redis.call('HDEL', d.dedupjob, id)
+  else
+    redis.call('HSET', d.dedup, key, id)
+    redis.call('HSET', d.dedupjob, id, string.lower(mode) .. key)
+  end
 end
 
 -- admission for schedules (modes s, f, t): false when the key is free, else 'dropped' and the
