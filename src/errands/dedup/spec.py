@@ -33,11 +33,15 @@ MAX_KEY = 1000
 
 def check_dedup_key(key: str) -> str:
     """Dedup keys: 1-1000 characters, no braces, newlines or NUL (they become part of a Redis
-    key under the namespace's hash tag)."""
+    key under the namespace's hash tag), spelt in UTF-8 (no lone surrogate)."""
     if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY:
         raise ValueError(f"dedup key must be a string of 1-{MAX_KEY} characters, got {key!r:.80}")
     if any(c in key for c in "{}\n\r\x00"):
         raise ValueError(f"dedup key {key!r:.80} must not contain braces, newlines or NUL")
+    try:
+        key.encode()
+    except UnicodeEncodeError:  # (a lone surrogate: redis-py raised it while sending the call)
+        raise ValueError(f"dedup key {key!r:.80} is not valid Unicode (UTF-8)") from None
     return key
 
 
