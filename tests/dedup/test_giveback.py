@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from errands import Dedup, Enqueuer
+from errands import Dedup, Enqueuer, Job, WorkerPool
 from errands.clock import SystemClock
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
@@ -19,6 +19,7 @@ from errands.store.records import Settle
 from errands.store.scripts import Scripts
 from errands.worker.reaper import Reaper
 from errands.worker.settler import Settler
+from tests.support.fetched import fetch_none
 from tests.support.invariants import assert_invariants
 
 
@@ -126,3 +127,37 @@ async def test_a_job_taken_back_from_a_dead_pool_waits_without_its_key(
     again = await enqueuer.enqueue("sync", {"v": 2}, dedup=Dedup("k"))
     assert again is not None and again.dedup is not None and again.dedup.enqueued
     await assert_invariants(redis, namespace)
+
+
+async def test_an_orphan_swept_back_takes_its_key_again(redis: Redis, namespace: str) -> None:
+    """A fetch whose reply was lost (worker/orphans.py) left a job no task of the pool holds;
+    it never started: the orphan sweep puts it back holding its until-started key again, so a
+    duplicate is dropped (it was stored: two jobs of the key)."""
+    keys = Keys(namespace)
+    pool = WorkerPool(redis, namespace=namespace, concurrency=4, poll_interval=3600.0)
+
+    @pool.job("sync")
+    async def sync(job: Job, v: int) -> None:
+        pass
+
+    await pool.start()
+    try:
+        worker = pool.worker
+        assert worker is not None
+        worker.reclaim_interval = 3600.0
+        fetch_none(worker)  # (the orphan stays one)
+        async with Enqueuer(redis, namespace=namespace) as enq:
+            first = await enq.enqueue("sync", {"v": 1}, dedup=Dedup("k"))
+            assert first is not None
+            scripts = Scripts(redis, keys)
+            (orphan,) = await scripts.fetch(worker.pool_id, 0, 5, [("sync", 0)]) or []  # lost
+            assert orphan.id == first.id
+            await worker._reclaim_orphans()
+            assert worker.reclaimed == 1
+            assert await redis.zscore(keys.queue("sync"), first.id) is not None
+            await assert_invariants(redis, namespace)
+            again = await enq.enqueue("sync", {"v": 2}, dedup=Dedup("k"))
+            assert again is not None and again.dedup is not None
+            assert (again.dedup.status, again.dedup.holder) == ("dropped", first.id)
+    finally:
+        await pool.stop()

@@ -80,6 +80,7 @@ class Orphans:
                 queue = self.keys.queue(name)
                 s = Settle(job_id, name, "requeue", queue, 0, 1, history=False)
                 s.token = "*" + token
+                s.unstart = True  # (never started here: a key held until started is its again)
                 orphans.append(s)
         await self._requeue_orphans(orphans, handed)
         self._reclaim = False
