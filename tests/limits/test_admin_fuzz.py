@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -49,8 +49,10 @@ def _resending(scripts: Scripts, rnd: random.Random, lost: Lost) -> None:
 
 
 class Fuzz:
-    def __init__(self, redis: Redis, namespace: str, rnd: random.Random, resend: bool) -> None:
-        self.redis, self.rnd, self.keys = redis, rnd, Keys(namespace)
+    def __init__(
+        self, redis: Redis, namespace: str, rnd: random.Random, resend: bool, rate: str = ""
+    ) -> None:
+        self.redis, self.rnd, self.keys, self.rate = redis, rnd, Keys(namespace), rate
         self.scripts = Scripts(redis, self.keys)
         self.client = Client(redis, namespace=namespace)
         self.held: dict[str, list[Fetched]] = {"A": [], "B": []}
@@ -65,7 +67,8 @@ class Fuzz:
         await self.scripts.ack(pool, done, False, 1, False)
 
     async def fetch(self, pool: str, batch: int, limit: int) -> list[Fetched]:
-        got = await self.scripts.fetch(pool, 1, batch, [("sms", 0)], specs={"sms": f"c={limit}"})
+        spec = f"c={limit}{self.rate}"
+        got = await self.scripts.fetch(pool, 1, batch, [("sms", 0)], specs={"sms": spec})
         assert got is not None
         # a job starts only below the concurrency the fetching pool applies now
         ids = [f.id for f in got]
@@ -80,7 +83,22 @@ class Fuzz:
                   "later": k.scheduled("sms")}[mode]  # fmt: skip
         score = f.score if mode == "requeue" else 1
         s = Settle(f.id, "sms", mode, target, 1, 1, token=f.token, score_ms=score, history=False)
+        if mode == "requeue" and self.rng_unstart():
+            s.unstart, s.unstart_spec = True, f.rate_spec  # (given back unstarted)
         await self.scripts.settle(pool, s)
+
+    def rng_unstart(self) -> bool:
+        return bool(self.rate) and self.rnd.random() < 0.5
+
+    async def counted(self) -> dict[str, int]:
+        """Partition -> the starts its rate log counts (no record leaves a window of a minute
+        while the test runs)."""
+        logs = cast(dict[bytes, bytes], await self.redis.hgetall(self.keys.rate_log("sms")))
+        return {
+            f.decode().partition(":")[2]: int(log[-10:]) - int(log[1:11])
+            for f, log in logs.items()
+            if b":" in f and len(log) > 11
+        }
 
     async def sweep(self, i: int) -> None:
         """The orphan sweep gives back the job of a lost fetch reply."""
@@ -134,7 +152,8 @@ class Fuzz:
         """Each entry of the partition index is of a job on the queue, at its queue score, in
         its partition (admin calls take their job's entry with it: no stale one is left)."""
         k = self.keys
-        for entry in await self.redis.zrange(k.partition_queue("sms"), 0, -1):
+        entries = cast(list[bytes], await self.redis.zrange(k.partition_queue("sms"), 0, -1))
+        for entry in entries:
             p, digits, job_id = entry.split(b"\0")
             score = await self.redis.zscore(k.queue("sms"), job_id)
             assert score == int(digits) - 2**52, (entry, score)
@@ -180,3 +199,27 @@ async def test_admin_calls_on_partitioned_jobs_keep_the_slots_right(
         assert all(int(v) <= 2 for v in running.values()), (step, running)
     await fuzz.drain()
     await assert_invariants(redis, namespace, drained=True)
+
+
+@pytest.mark.parametrize("resend", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+async def test_admin_calls_on_rated_partitions_never_pass_the_rate(
+    redis: Redis, namespace: str, seed: int, resend: bool
+) -> None:
+    """The same, under 3 starts a minute per partition too (jobs given back unstarted at
+    random): no partition's rate log ever counts more than 3 starts."""
+    fuzz = Fuzz(redis, namespace, random.Random(seed), resend, rate=";R=3/60000")
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
+        for _ in range(24):
+            job = await enq.enqueue("sms", {}, partition=fuzz.rnd.choice(PARTS))
+            assert job is not None
+            fuzz.ids.append(job.id)
+    for pool in fuzz.held:
+        await fuzz.scripts.heartbeat(pool, b"{}", 60_000, mode="register")
+    for step in range(300):
+        await fuzz.step(step)
+        counted = await fuzz.counted()
+        assert all(n <= 3 for n in counted.values()), (step, counted)
+    assert 3 in counted.values()  # (the rate was reached)
+    await assert_invariants(redis, namespace)
+    await fuzz.check_index()
