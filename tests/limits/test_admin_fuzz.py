@@ -1,11 +1,11 @@
 """Admin calls meeting partitioned jobs in every state (queued, running with a slot, given back,
 retrying, scheduled, dead, cancelled, orphaned by a lost fetch reply, on a pool that died): a
 random mix of fetches (under a per-partition concurrency changed at run time, 1 or 2), acks,
-failures, give-backs, reaps and admin calls (cancel, destroy, delete, update_job, reschedule,
-retry_dead_job), each script call re-sent at random (redis-py after a lost reply), never starts
-a job of a partition at or above the concurrency its fetch applies, keeps each partition's
-running count equal to its jobs in progress, and leaves nothing behind once every job ended
-(no partition waits while it has room)."""
+failures, give-backs, promotions, reaps and admin calls (cancel, destroy, delete, update_job,
+reschedule, retry_dead_job), each script call re-sent at random (redis-py after a lost reply),
+never starts a job of a partition at or above the concurrency its fetch applies, keeps each
+partition's running count equal to its jobs in progress, and leaves nothing behind once every
+job ended (no partition waits while it has room)."""
 
 from __future__ import annotations
 
@@ -139,6 +139,8 @@ class Fuzz:
             await self.reap(pool, step)
         elif op < 0.1 and self.lost:
             await self.sweep(rnd.randrange(len(self.lost)))
+        elif op < 0.13:  # the retries and the later ones due (not those rescheduled far off)
+            await self.scripts.promote(["sms"], 10**12, rnd.randint(1, 8))
         elif op < 0.3:
             held[pool] += await self.fetch(pool, rnd.randint(1, 4), rnd.choice((1, 2)))
         elif op < 0.45 and held[pool]:
