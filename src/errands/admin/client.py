@@ -26,7 +26,7 @@ from ..store.keys import Keys, check_job_name
 from ..store.scripts import Scripts
 from ..store.topology import RedisClient, as_redis, is_cluster
 from .bulk import each_dead
-from .endings import gone_answer
+from .endings import gone_answer, unless_changed
 from .events import EventStream, wait_result
 from .hub import EventHub
 from .inputs import at_seconds, checked_id, encoded_args, text_arg
@@ -186,7 +186,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
         naive = UTC, or epoch seconds up to the year 9999); a time in the past queues it now.
         A dead or cancelled job of ``enqueue_unique`` takes its lock again (in the same script);
-        UniqueLockHeldError, nothing moved, when another live job holds it."""
+        UniqueLockHeldError when another live job holds it, JobChangedError for a job changed
+        since it was read (nothing moved)."""
         when = at_seconds(at)
         info = await self._require(job_id)
         k = self.keys
@@ -210,9 +211,10 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
             unique = lock_again(raw, when, now)
             read = raw if unique != NO_LOCK else read  # (the lock of the envelope it moves)
         due, at = to_ms(when), to_ms(now)
-        return await self.scripts.move(
+        moved = await self.scripts.move(
             job_id, info.name, source, mode, due, envelope, at, False, read, unique=unique
         )
+        return await unless_changed(self.redis, moved, job_id, source, "rescheduled")
 
     async def _renumbered(self, info: JobInfo) -> tuple[bytes, bytes]:
         """The envelope for a job about to run again when the attempt it would run next is
@@ -261,12 +263,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         moved = await self.scripts.move(
             job_id, info.name, dead, "queue", 0, new, at, True, raw, unique=unique
         )
-        if moved or await self.redis.zscore(self.keys.dead, job_id) is None:
-            return moved
-        raise JobChangedError(
-            f"job {job_id} changed while it was being retried (edited, or retried by another "
-            "call and dead again): not retried; look at it again and retry it if still wanted"
-        )
+        return await unless_changed(self.redis, moved, job_id, dead, "retried")
 
     async def update_job(
         self, job_id: str, *, args: Mapping[str, Any] | None = None, priority: int | None = None
@@ -369,10 +366,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         async def retry(job_id: str) -> bool:
             try:
                 return await self.retry_dead_job(job_id)
-            except JobChangedError:  # (edited, or retried and dead again, meanwhile: skipped)
-                return False
-            except UniqueLockHeldError:  # (another job waits with its args: it stays dead)
-                return False
+            except (JobChangedError, UniqueLockHeldError):  # (changed meanwhile, or another
+                return False  # job waits with its enqueue_unique lock: skipped, it stays dead)
 
         return await each_dead(self.redis, self.keys, retry, remove_others=False)
 

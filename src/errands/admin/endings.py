@@ -5,16 +5,18 @@ or its dead or cancelled entry was trimmed, only its tombstone in ``ended`` (at 
 the latest 100,000: lib/jobstate.lua); a workflow member ended while it waited (its run
 cancelled, a dependency failed under the ``fail`` policy) only its outcome in its run's
 record, until the run lingers out (lib/workflows.lua). ``Client.cancel`` answers from these
-rather than "no such job"."""
+rather than "no such job"; ``retry_dead_job`` and ``reschedule`` raise JobChangedError for a job
+they found still where it was, but changed since they read it (``unless_changed``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..errors import JobChangedError
 from ..store.keys import Keys
 from .workflows import member_state
 
-__all__ = ["gone_answer"]
+__all__ = ["gone_answer", "unless_changed"]
 
 
 async def gone_answer(redis: Any, keys: Keys, job_id: str) -> str | None:
@@ -28,3 +30,15 @@ async def gone_answer(redis: Any, keys: Keys, job_id: str) -> str | None:
     if await member_state(redis, keys, job_id, run) == "cancelled":
         return "already"
     return "ended" if tomb is not None else None
+
+
+async def unless_changed(redis: Any, moved: bool, job_id: str, source: str, done: str) -> bool:
+    """``moved``, the answer of a move (lua/move.lua) made from the envelope read (its
+    ``expected``): when it moved nothing and the job is still in ``source``, it changed since
+    it was read (edited by ``update_job``, or run again and ended again): JobChangedError."""
+    if moved or await redis.zscore(source, job_id) is None:
+        return moved
+    raise JobChangedError(
+        f"job {job_id} changed while it was being {done} (edited, or run again by another call "
+        f"and ended again): not {done}; look at it again and retry it if still wanted"
+    )

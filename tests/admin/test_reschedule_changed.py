@@ -1,0 +1,95 @@
+"""``Client.reschedule`` of a dead or cancelled job that changed between its read and its move
+(edited by ``update_job``, or run again by another call and ended again) moves nothing, and
+says so as ``retry_dead_job`` does: JobChangedError (a ValueError), the job still where it
+was, as changed. ``False`` said "not in a state to reschedule any more", which was untrue."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, Enqueuer
+from errands.errors import JobChangedError
+from errands.store.keys import Keys
+from tests.admin.test_unique_rerun import DIGEST, dead_unique
+from tests.admin.test_update_unique import locks
+from tests.support.invariants import assert_invariants
+
+
+def meanwhile(client: Client, change: Any) -> None:
+    """``change()`` runs between the reschedule's read and its move."""
+    move = client.scripts.move
+
+    async def late_move(*args: Any, **kwargs: Any) -> bool:
+        await change()
+        return bool(await move(*args, **kwargs))
+
+    client.scripts.move = late_move  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("at", [0.0, 600.0])
+async def test_a_dead_unique_job_edited_meanwhile_is_not_rescheduled_and_that_is_said(
+    redis: Redis, redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer, at: float
+) -> None:
+    keys = Keys(namespace)
+    job_id = await dead_unique(redis_url, namespace, enqueuer)
+    other = Client(redis, namespace=namespace)
+
+    async def edit() -> None:
+        await other.update_job(job_id, priority=5)
+
+    meanwhile(client, edit)
+    with pytest.raises(JobChangedError, match="changed while it was being rescheduled"):
+        await client.reschedule(job_id, time.time() + at if at else 0)
+    info = await client.job(job_id)
+    assert info is not None and info.status == "dead" and info.priority == 5
+    assert await locks(redis, keys) == ({}, {}, [])  # (no lock taken: nothing moved)
+    del client.scripts.move  # (its own move again)
+    assert await client.reschedule(job_id, 0)  # looked at again: moved, taking its lock
+    assert await locks(redis, keys) == ({DIGEST: job_id}, {job_id: DIGEST}, [DIGEST])
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_cancelled_job_run_and_cancelled_again_meanwhile_is_not_rescheduled(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """A plain job (no lock): a cancel records the attempt it would run next, so reschedule
+    renumbers it from the envelope read and checks it; another call moved it and it was
+    cancelled again meanwhile."""
+    job = await enqueuer.enqueue("x", {"a": 1}, delay=60)
+    assert job is not None
+    assert await client.cancel(job.id) == "cancelled"
+    other = Client(redis, namespace=namespace)
+
+    async def again() -> None:
+        assert await other.reschedule(job.id, time.time() + 60)
+        assert await other.cancel(job.id) == "cancelled"
+
+    meanwhile(client, again)
+    with pytest.raises(JobChangedError, match="changed while it was being rescheduled"):
+        await client.reschedule(job.id, 0)
+    info = await client.job(job.id)
+    assert info is not None and info.status == "cancelled"
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_job_moved_meanwhile_still_answers_false(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """Not a change: the job left its set (run again by another call): False, as before."""
+    job = await enqueuer.enqueue_unique("x", {"a": 1}, delay=60)
+    assert job is not None
+    assert await client.cancel(job.id) == "cancelled"
+    other = Client(redis, namespace=namespace)
+
+    async def moved() -> None:
+        assert await other.reschedule(job.id, 0)
+
+    meanwhile(client, moved)
+    assert await client.reschedule(job.id, time.time() + 60) is False
+    info = await client.job(job.id)
+    assert info is not None and info.status == "queued"
+    await assert_invariants(redis, namespace)
