@@ -158,6 +158,24 @@ async def test_a_stale_lock_is_taken_over(
     assert await locks(redis, keys) == ({DIGEST: job_id}, {job_id: DIGEST}, [DIGEST])
 
 
+async def test_a_lock_past_its_expiry_is_taken_over_and_its_old_holder_lets_it_be(
+    redis: Redis, redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """docs/enqueueing.md: a lock past its expiry counts as free (as for enqueue_unique): the
+    job run again takes it, and its old holder (still waiting) no longer owns it: its end
+    (here a destroy) leaves the new holder's lock alone."""
+    keys = Keys(namespace)
+    job_id = await dead_unique(redis_url, namespace, enqueuer)
+    old = await enqueuer.enqueue_unique("x", {"a": 1}, delay=60)
+    assert old is not None
+    await redis.zadd(keys.unique_expiry, {DIGEST: 1})  # (its expiry passed long ago)
+    assert await client.retry_dead_job(job_id)
+    assert await locks(redis, keys) == ({DIGEST: job_id}, {job_id: DIGEST}, [DIGEST])
+    assert await client.destroy(old.id)
+    assert await locks(redis, keys) == ({DIGEST: job_id}, {job_id: DIGEST}, [DIGEST])
+    await assert_invariants(redis, namespace)
+
+
 async def test_a_job_edited_while_dead_takes_the_lock_of_its_new_args(
     redis: Redis, redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer
 ) -> None:
