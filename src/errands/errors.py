@@ -116,7 +116,7 @@ class JobChangedError(ErrandsError, ValueError):
 class UniqueLockHeldError(ErrandsError, ValueError):
     """An admin action would put a job of ``enqueue_unique`` back to wait (``reschedule`` or
     ``retry_dead_job`` of a dead or cancelled job) while another live job holds its lock: it
-    did nothing (two jobs never wait with one lock's args); the job stays where it was."""
+    did nothing (two jobs never wait with one lock); the job stays where it was."""
 
 
 class JobFailedError(ErrandsError):

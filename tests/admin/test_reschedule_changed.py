@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Client, Enqueuer
-from errands.errors import JobChangedError
+from errands.errors import JobChangedError, UniqueLockHeldError
 from errands.store.keys import Keys
 from tests.admin.test_unique_rerun import DIGEST, dead_unique
 from tests.admin.test_update_unique import locks
@@ -93,3 +93,20 @@ async def test_a_job_moved_meanwhile_still_answers_false(
     info = await client.job(job.id)
     assert info is not None and info.status == "queued"
     await assert_invariants(redis, namespace)
+
+
+async def test_the_refusal_of_a_lock_held_by_key_does_not_say_args(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """A lock of enqueue_unique(key=...) is held by a job of other args: the refusal says the
+    holder holds its lock, not that it "waits with its args" (untrue here)."""
+    job = await enqueuer.enqueue_unique("x", {"a": 1}, key="k", delay=60)
+    assert job is not None
+    assert await client.cancel(job.id) == "cancelled"
+    holder = await enqueuer.enqueue_unique("x", {"a": 2}, key="k", delay=60)
+    assert holder is not None
+    with pytest.raises(UniqueLockHeldError) as held:
+        await client.reschedule(job.id, 0)
+    message = str(held.value)
+    assert holder.id in message and "args" not in message
+    assert "holds its enqueue_unique lock" in message

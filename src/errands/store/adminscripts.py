@@ -66,8 +66,8 @@ class AdminScripts:
         if moved == -1:
             holder = await self.redis.hget(k.unique, unique[0])  # (for the message only)
             raise UniqueLockHeldError(
-                f"job {id} not moved: another job ({_text(holder)}) waits with its args, "
-                "holding their enqueue_unique lock; two jobs never wait with one lock's args"
+                f"job {id} not moved: another job ({_text(holder)}) holds its enqueue_unique "
+                "lock (of the same arguments, or the same key=); two jobs never wait with one lock"
             )
         return bool(moved)
 
