@@ -64,6 +64,43 @@ async def test_a_resent_deduplicated_manual_run_counts_one_skip(
     assert (await client.schedule("nightly")).skipped == 1
 
 
+async def test_a_manual_run_resent_after_the_schedule_was_deleted_answers_fired(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    """The re-send looked the definition up first and answered gone: run_schedule_now raised
+    ScheduleNotFoundError ("nothing enqueued") while the first send's job was queued."""
+    keys = Keys(namespace)
+    await client.add_schedule("nightly", "tick", "0 3 * * *")
+    fire = recorded(client._schedule_store)
+    job_id = await client.run_schedule_now("nightly")
+    assert await client.delete_schedule("nightly") is True
+    before = await snapshot(redis, namespace)
+    assert await fire.resend() == fire.reply == [b"fired", job_id.encode()]
+    assert await snapshot(redis, namespace) == before
+    assert await redis.zscore(keys.queue("tick"), job_id) is not None
+    await redis.delete(keys.queue("tick"), keys.jobs)
+
+
+async def test_a_fire_resent_after_its_definition_was_dropped_answers_fired(
+    redis: Redis, namespace: str, clock: FakeClock
+) -> None:
+    """A code schedule no pool registers any more is dropped (drop_code: its state kept): the
+    re-send of its last fire looked the definition up before the state's answer and said gone
+    (the pool did not count the run its first send enqueued)."""
+    periodic = make_periodic("@every 1m", "tick")
+    e = PeriodicEnqueuer(redis, Keys(namespace), clock, JSONSerializer(), [periodic], pool_id="p1")
+    fire = recorded(e.store)
+    await e.tick_once()  # the schedule starts from now
+    clock.advance(60)
+    assert await e.tick_once() == 1
+    assert fire.reply[0] == b"fired"
+    await e.store.drop_code(periodic.name)
+    before = await snapshot(redis, namespace)
+    assert await fire.resend() == fire.reply
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(Keys(namespace).queue("tick"), Keys(namespace).jobs)
+
+
 @pytest.mark.parametrize("skip_if_running", [False, True], ids=["fired", "skipped"])
 async def test_a_resent_fire_gives_the_same_answer(
     redis: Redis, namespace: str, clock: FakeClock, skip_if_running: bool

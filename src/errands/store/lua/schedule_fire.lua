@@ -31,7 +31,9 @@
 -- A disabled schedule (`disabled` in its state) moves on without running (status advanced),
 -- whatever the pool read a moment earlier. With skip_if_running, the last scheduled run (`run`)
 -- and the last run of any kind (`job`, a manual one included) must both have ended.
--- A schedule deleted meanwhile is left alone, for a manual run too (no state is recreated).
+-- A schedule deleted meanwhile is left alone, for a manual run too (no state is recreated); a
+-- re-send of a call that wrote is answered as its first before the definition is looked up (a
+-- run enqueued, then its schedule deleted, is still `fired` to its re-send, not gone).
 -- Returns {status, job id}: status is fired | skipped (previous run unfinished; job id = that
 -- run) | deduped (counted as skipped; job id = the job holding its dedup key) | missed |
 -- advanced | initialized | stale (another pool already handled this slot) | gone | conflict |
@@ -84,10 +86,8 @@ end
 local function read(status, job)
   return unwritten('HDEL', state, {status, job})
 end
-local definition = redis.call('HGET', KEYS[11], ARGV[13])
-if not definition then
-  return read('gone', '')
-end
+-- a re-send's answer first, also once the definition is gone (deleted since the first send,
+-- whose job is queued: its re-send answers as the first, not gone)
 if id ~= '' then
   local answered = redis.call('HGET', state, 'answer')
   if answered and string.sub(answered, 1, #id + 1) == id .. ' ' then
@@ -97,6 +97,10 @@ if id ~= '' then
       or redis.call('ZSCORE', KEYS[15], id) or redis.call('EXISTS', KEYS[16]) == 1) then
     return read('fired', id)
   end
+end
+local definition = redis.call('HGET', KEYS[11], ARGV[13])
+if not definition then
+  return read('gone', '')
 end
 -- (after the re-send's answer: a call that wrote answers the same if the definition changed since)
 if ARGV[17] ~= '' and definition ~= ARGV[17] then
