@@ -13,7 +13,7 @@ from errands.periodic.enqueuer import PeriodicEnqueuer
 from errands.periodic.store import ScheduleStore, make_periodic
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
-from tests.support.resend import Recorder, snapshot
+from tests.support.resend import Recorder, refused, snapshot
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -62,6 +62,45 @@ async def test_a_resent_deduplicated_manual_run_counts_one_skip(
     assert await fire.resend() == fire.reply == [b"deduped", holder.id.encode()]
     assert await snapshot(redis, namespace) == before
     assert (await client.schedule("nightly")).skipped == 1
+
+
+async def test_a_deduplicated_manual_run_resent_after_another_run_counts_one_skip(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    """Another run of the schedule overwrote `answer` before the re-send: the re-sent manual run
+    went through the admission again and counted `skipped` a second time, and once the holder
+    ended it enqueued a run its first send had refused. Its answer is kept in its reply key."""
+    keys = Keys(namespace)
+    d = Dedup("nightly")
+    await client.add_schedule("nightly", "tick", "0 3 * * *", dedup=d)
+    holder = await Enqueuer(redis, namespace=namespace).enqueue("tick", dedup=d)
+    assert holder is not None
+    fire = recorded(client._schedule_store)
+    assert await client.run_schedule_now("nightly") == holder.id
+    assert await client.run_schedule_now("nightly") == holder.id  # another run: `answer` its
+    assert (await client.schedule("nightly")).skipped == 2
+    first = [b"deduped", holder.id.encode()]
+    before = await snapshot(redis, namespace)
+    assert await fire.resend(0) == fire.calls[0][2] == first
+    assert await snapshot(redis, namespace) == before
+    await redis.hdel(keys.jobs, holder.id)  # the holder ended (its key held no more)
+    before = await snapshot(redis, namespace)
+    assert await fire.resend(0) == first
+    assert await snapshot(redis, namespace) == before
+    assert (await client.schedule("nightly")).skipped == 2
+    await redis.delete(keys.queue("tick"), keys.dedup, keys.dedup_of_job)
+
+
+async def test_a_manual_run_whose_reply_key_holds_no_answer_writes_nothing(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    await client.add_schedule("nightly", "tick", "0 3 * * *")
+    fire = recorded(client._schedule_store)
+    job_id = await client.run_schedule_now("nightly")
+    await redis.set(Keys(namespace).reply(job_id), "x")
+    await refused(redis, namespace, fire.resend(), "holds no answer of this script")
+    await redis.delete(Keys(namespace).queue("tick"), Keys(namespace).jobs)
+    await redis.delete(Keys(namespace).reply(job_id))
 
 
 async def test_a_manual_run_resent_after_the_schedule_was_deleted_answers_fired(

@@ -187,6 +187,8 @@ class ScheduleStore:
         dedup_key = d.scoped(periodic.job_name) if d else "-"
         keys += (k.dedup, k.dedup_of_job, k.dedup_window(dedup_key))
         keys += (k.ended, k.done(job_id or "-"), k.idle_for(periodic.job_name))
+        if mode == "manual" and job_id:  # its answer, kept for a re-send (no other call's)
+            keys.append(k.reply(job_id))
         args: list[str | bytes | int] = [mode, slot_ms, next_ms, now_ms]
         args.append("1" if periodic.skip_if_running else "0")
         args += (periodic.job_name, job_id, envelope, periodic.priority)

@@ -8,6 +8,9 @@
 -- KEYS[15] ended (tombstones)   KEYS[16] the result-record key of the job id ARGV[7]
 -- KEYS[17] the idle pools of the job name (lib/wake.lua): the job fired wakes one of them
 --          (without it: every idle pool)
+-- KEYS[18] mode manual: the reply key of the run (store/keys.py reply of the job id ARGV[7];
+--          optional): its answer (fired or deduped) is kept there 10 minutes (lib/types.lua
+--          ADMIN_REPLY_MS) for a re-send; holding anything else, it fails the call before any write
 -- ARGV[1] mode: init (start the state at ARGV[2] unless it exists; a state as this call leaves
 --         it answers initialized again) | fire | missed (slots too
 --         late to run: only move the state on) | advance (disabled: move on, count nothing)
@@ -45,9 +48,11 @@
 -- Idempotent on re-send (redis-py sends a call again when its reply is lost): the job id of
 -- ARGV[7] is a fresh one for each call (also in modes missed and advance), and every answer
 -- that wrote something is kept in the state (`answer`: '<ARGV[7]> <status> <job id>'), so
--- that the same call sent again writes nothing and gives the same answer. A manual run is also
--- recognised by its job id (stored, or ended recently: its tombstone or result record), in
--- case another run of the schedule overwrote `answer` between the two sends. An answer read
+-- that the same call sent again writes nothing and gives the same answer. A manual run's answer
+-- is also kept in its reply key (KEYS[18]), which no other call overwrites: `answer` may be
+-- another run's by the re-send (a manual run answered deduped was counted in `skipped` again,
+-- or enqueued after all once the holder ended). A manual run is also recognised by its job id
+-- (stored, or ended recently: its tombstone or result record). An answer read
 -- and not written (gone, conflict, a re-send's, stale) writes nothing first: a demoted master
 -- refuses it (`read` below; mode init's answers come after its HSETNX, a write).
 --@include events
@@ -69,11 +74,18 @@ if ARGV[14] == 't' and not is_int(ARGV[16], 1, MAX_MS) then
     .. ' ms in 1..2^53, got ' .. ARGV[16])
 end
 local TYPES = {'HLEN', 'HLEN', 'HLEN', 'GET', 'SCARD', 'SCARD', false, 'ZCARD', 'ZCARD', 'ZCARD',
-  'HLEN', 'HLEN', 'HLEN', 'GET', 'ZCARD', false, 'ZCARD'}
-local wrong = wrong_type(function(j) return TYPES[j] end, 'no job was stored')
-  or not_counter(KEYS[4], 'no job was stored')  -- (INCR comes after the state's writes)
+  'HLEN', 'HLEN', 'HLEN', 'GET', 'ZCARD', false, 'ZCARD', 'GET'}
+local wrong, got = wrong_type(function(j) return TYPES[j] end, 'no job was stored')
+wrong = wrong or not_counter(KEYS[4], 'no job was stored')  -- (INCR comes after the state's writes)
 if wrong then
   return wrong
+end
+-- the reply key of a manual run (KEYS[18], read by wrong_type's GET): '<status> <job id>'
+local reply = mode == 'manual' and id ~= '' and KEYS[18]
+local kept = reply and got[18]
+if kept and not (string.match(kept, '^fired %S+$') or string.match(kept, '^deduped %S*$')) then
+  return redis.error_reply('errands: schedule_fire: ' .. reply .. ' holds no answer of this'
+    .. ' script: no job was stored, got ' .. string.sub(kept, 1, 40))
 end
 local tolerance = ARGV[18] or ''
 if tolerance ~= '' and not is_int(tolerance, 0, MAX_MS) then
@@ -88,6 +100,9 @@ local function read(status, job)
 end
 -- a re-send's answer first, also once the definition is gone (deleted since the first send,
 -- whose job is queued: its re-send answers as the first, not gone)
+if kept then
+  return read(string.match(kept, '^(%S+) ?(.*)$'))
+end
 if id ~= '' then
   local answered = redis.call('HGET', state, 'answer')
   if answered and string.sub(answered, 1, #id + 1) == id .. ' ' then
@@ -110,6 +125,9 @@ end
 local function answer(status, job)
   if id ~= '' then
     redis.call('HSET', state, 'answer', id .. ' ' .. status .. ' ' .. job)
+  end
+  if reply then
+    redis.call('SET', reply, status .. ' ' .. job, 'PX', ADMIN_REPLY_MS)
   end
   return {status, job}
 end
