@@ -17,6 +17,7 @@ from redis.exceptions import ReadOnlyError
 
 from errands import Client, Enqueuer
 from errands.errors import JobNotFoundError
+from errands.periodic.store import ScheduleStore
 from errands.store.keys import Keys
 from errands.store.scripts import Scripts
 from tests.support.demoted import Call, check, dirty
@@ -160,3 +161,26 @@ async def test_the_client_finds_no_job_only_where_it_may_write(
     for call in [*calls, *falses]:
         with pytest.raises(ReadOnlyError):
             await call()
+
+
+async def test_a_quiet_request_or_schedule_switch_with_nothing_to_write(
+    master: Redis, namespace: str
+) -> None:
+    """quiet_request's -1 (no such pool) and 0 (quiet already, or nothing to resume) and
+    schedule_enable's 0 (no such schedule) wrote nothing: on a demoted master, quiet_pool of a
+    pool the new master holds registered and not quiet returned False or raised
+    PoolNotFoundError (no request recorded: the pool kept taking jobs), and enable_schedule of
+    a schedule the new master defines raised ScheduleNotFoundError."""
+    keys = Keys(namespace)
+    s = Scripts(master, keys)
+    store = ScheduleStore(master, keys)
+    await master.zadd(keys.pools, {"p1": FAR, "p2": FAR})
+    await master.set(keys.pool_info("p1"), b'{"quiet_since":1}')
+    await master.set(keys.pool_info("p2"), b"{}")
+    await check(master, namespace, [
+        (lambda: s.quiet_request("p9", "quiet"), -1),
+        (lambda: s.quiet_request("p1", "quiet"), 0),  # quiet already
+        (lambda: s.quiet_request("p2", "resume"), 0),  # nothing to resume
+        (lambda: store.set_enabled("nightly", True), False),
+        (lambda: store.set_enabled("nightly", False), False),
+    ])  # fmt: skip

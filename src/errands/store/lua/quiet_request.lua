@@ -10,7 +10,9 @@
 -- resume; resume of a pool that is neither quiet nor asked to be. A re-sent call (redis-py, after
 -- a lost reply) finds its request recorded and answers 0 (a resume of a pool still quiet records
 -- it again, with a new time: harmless, the pool resumes once). A key of another type is refused
--- by name before the first write.
+-- by name before the first write. The answers -1 and 0, read and not written, write nothing first
+-- (lib/types.lua unwritten): a master demoted by a failover refuses them (READONLY), where the
+-- new master may hold the pool registered, or not quiet.
 --@include types
 local wrong = wrong_type(function(j) return ({'ZCARD', 'HLEN', false})[j] end, 'nothing recorded')
 if wrong then
@@ -20,7 +22,7 @@ if ARGV[2] ~= 'quiet' and ARGV[2] ~= 'resume' then
   return redis.error_reply('errands: quiet_request: bad request ' .. tostring(ARGV[2]))
 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return -1
+  return unwritten('HDEL', KEYS[2], -1)
 end
 local pending = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 local info = redis.pcall('GET', KEYS[3])
@@ -29,10 +31,10 @@ local asked_quiet = string.sub(pending, 1, 6) == 'quiet:'
 local asked_resume = string.sub(pending, 1, 7) == 'resume:'
 if ARGV[2] == 'quiet' then
   if asked_quiet or (quiet and not asked_resume) then
-    return 0
+    return unwritten('HDEL', KEYS[2], 0)
   end
 elseif not (quiet or asked_quiet) then
-  return 0
+  return unwritten('HDEL', KEYS[2], 0)
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
