@@ -73,7 +73,9 @@ async def test_a_fire_answered_from_the_schedule_state(master: Redis, namespace:
         at = {"mode": 0, "slot": 1, "next": 2, "id": 6, "schedule": 12, "definition": 16}
         for what, value in changed.items():
             argv[at[what]] = value
-        return lambda: fire.script(keys=keys, args=argv)
+        # (another call's reply key: a manual run's is that of its job id)
+        keyv = [*keys[:17], Keys(namespace).reply(str(argv[6]))]
+        return lambda: fire.script(keys=keyv, args=argv)
 
     assert await send(mode="init", slot=1000, next=2000, id="i1")() == [b"initialized", b""]
     await check(master, namespace, [
