@@ -112,6 +112,7 @@ class Settle:
     unstart_spec: str = ""  # its attempt records), under the limits spec it was fetched under
     envelope_json: bytes = b""  # for the records, when the serializer is not JSON
     history_json: bytes = b""  # for the history, when it differs (a large job's args omitted)
+    wake: bool = True  # its name has a concurrency limit (or unknown): the slot it frees wakes
 
 
 class SettleRefused(ResponseError):

@@ -43,7 +43,7 @@ def settle_request(k: Keys, pool_id: str, s: Settle) -> tuple[list[str], list[Ar
     args += (s.dead_min_ms, k.wake_channel, s.counter, s.now_ms, s.attempt)
     args += ("1" if s.history else "0", k.events_channel, s.ttl_ms, s.started_ms)
     args += (pool_id, s.token, s.envelope_json, s.history_json)
-    args += ("1" if s.unstart else "", s.unstart_spec)
+    args += ("1" if s.unstart else "", s.unstart_spec, "1" if s.wake else "0")
     return keys, args
 
 

@@ -252,6 +252,7 @@ class WorkerPool(JobRegistry, PeriodicRegistration, LeaseRecovery, PoolControls,
             dead_max_jobs=self.dead_max_jobs,
             dead_max_age=self.dead_max_age,
             history=self.history,
+            job_types=self.job_types,
         )
         return Worker(
             pool_id=self.id,

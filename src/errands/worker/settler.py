@@ -59,6 +59,7 @@ class Settler:
         dead_max_age: float,
         history: bool,
         cancelled_ttl: float = 86400.0,
+        job_types: dict[str, JobType] | None = None,
     ) -> None:
         self.scripts = scripts
         self.keys = scripts.keys
@@ -66,7 +67,7 @@ class Settler:
         self.clock = clock
         self.serializer = serializer
         self.dead_max_jobs, self.dead_max_age = dead_max_jobs, dead_max_age
-        self.history = history
+        self.history, self.job_types = history, job_types or {}  # (max_concurrency: see _settle)
         self.cancelled_ttl_ms = int(cancelled_ttl * 1000)
         self.json_records = not isinstance(serializer, JSONSerializer)
         self.abandoned = False  # the pool lost its lease: settle nothing more
@@ -84,7 +85,7 @@ class Settler:
             return b"null"
 
     def _settle(self, job: Job, mode: str, target: str, started_ms: int = 0) -> Settle:
-        now = self.clock.now()
+        now, jt = self.clock.now(), self.job_types.get(job.name)
         return Settle(
             id=job.id,
             name=job.name,
@@ -99,6 +100,7 @@ class Settler:
             ttl_ms=self.cancelled_ttl_ms,  # for the record if a cancel request turns it
             token=job._attempt,
             history_json=history_json(job) if self.history else b"",
+            wake=jt is None or jt.max_concurrency != 0,  # (a slot freed: as loop.py's acks)
         )
 
     async def requeue(self, *jobs: Job, head: bool = False) -> None:

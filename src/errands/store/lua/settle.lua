@@ -38,7 +38,8 @@
 --          fence, so once), at the Redis ms its fetch counted it, which the attempt records
 --          ("<pool>:<n>@<ms>", fetch.lua; none recorded: nothing uncounted), never a time the
 --          caller gives ('' = none)   ARGV[22] the limits spec it was fetched under
---          (limits/spec.py)
+--          (limits/spec.py)   ARGV[23] '0': the job's name has no concurrency limit (the
+--          running slot it frees wakes no pool; absent or else: it wakes one, as before)
 -- A cancel requested while the job ran turns retry/later/requeue into cancelled: a job whose
 -- cancel was acknowledged never runs again. A destroy requested while it ran turns every mode
 -- into a drop without a tombstone, history or record (dead and cancelled too: every trace goes,
@@ -56,8 +57,10 @@
 -- partition's turn, a dedup rerun or a released workflow member INCR it after the first write),
 -- a hash field it HINCRBYs that is not one (but a stats counter: replaced by the call's count,
 -- lib/types.lua's stat_add), a key of its workflow run of another type (see refusal()).
--- Wakes one idle pool serving the job's name (a slot, a partition or the job itself on its
--- queue is free; lib/wake.lua), not every idle pool.
+-- Wakes one idle pool serving the job's name (lib/wake.lua), not every idle pool, when a slot
+-- (its name has a concurrency limit: ARGV[23] not '0'), a partition (given a turn again) or the
+-- job itself (requeued) is free; a retry, snooze, burial or drop of a name without a limit wakes
+-- none (the pool popped lost its idle mark, its hand-off mark too, for nothing to fetch).
 -- A job buried or cancelled is not trimmed from its set by its own call (its re-send finds it
 -- there; the next trim takes it). A workflow member parked in the dead set without ending that a
 -- trim takes ends as failed in this call, its run settled (lib/settrim.lua).
@@ -273,7 +276,9 @@ if mode == 'dead' or mode == 'drop' or mode == 'cancelled' then  -- its life end
   if mode == 'cancelled' or destroyed then outcome = 'cancelled' end
   wf_end(KEYS[26], id, outcome, ARGV[6])
 end
-if KEYS[36] then  -- once: a slot, a partition or a job (requeue) free
+if not (ARGV[23] ~= '0' or freed or mode == 'requeue') then
+  return 1  -- nothing free to wake a pool for
+elseif KEYS[36] then  -- once: a slot, a partition or a job (requeue) free
   wake_one(KEYS[36], ARGV[9] .. ':', false)
 elseif redis.call('SCARD', KEYS[9]) > 0 then
   redis.call('PUBLISH', ARGV[9], mode == 'requeue' and 'requeue' or 'settle')
