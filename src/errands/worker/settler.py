@@ -114,8 +114,7 @@ class Settler:
         await self._send_many(settles)
 
     async def requeue_fetched(self, item: Fetched, name: str) -> None:
-        """Back on its queue, at its place: a job fetched ahead that never started (pool
-        stopping, or every slot held by long jobs)."""
+        """Back on its queue, at its place: a job fetched ahead that never started."""
         now_ms = to_ms(self.clock.now())
         s = Settle(item.id, name, "requeue", self.keys.queue(name), now_ms, 1, history=False)
         s.token, s.score_ms = item.token, item.score
@@ -162,8 +161,7 @@ class Settler:
         await self._send(s)
 
     async def fail(self, job: Job, jt: JobType, exc: BaseException, started_ms: int) -> str:
-        """Count a failure: retry after the backoff, or bury (or drop) when out of attempts.
-        Returns a short description for the log line."""
+        """Count a failure: retry after the backoff, or bury (or drop); its log line's words."""
         s, what = self.failure(job, jt, exc, started_ms)
         await self._send(s)
         return what
