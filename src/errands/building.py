@@ -24,6 +24,7 @@ from .store.keys import check_job_id, check_job_name
 __all__ = [
     "build_job",
     "build_many",
+    "forget_drawn_ids",
     "plain_job",
     "random_id",
     "unique_after_edit",
@@ -31,7 +32,15 @@ __all__ = [
 ]
 
 _IDS: list[str] = []  # random job ids drawn ahead (random_id)
-os.register_at_fork(after_in_child=_IDS.clear)  # (a child must not hand out its parent's)
+
+
+def forget_drawn_ids() -> None:
+    """(In a forked child) The ids the parent drew ahead dropped: a child must not hand out its
+    parent's (each would be acknowledged to one process and stored for the other)."""
+    _IDS.clear()
+
+
+os.register_at_fork(after_in_child=forget_drawn_ids)
 
 
 def build_job(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from ..admin.client import Client
@@ -32,14 +33,15 @@ class SyncClient:
         self.url = url
         self.keys = Keys(namespace)
         self._options = {"namespace": namespace, **options}
-        self._portal: Portal[Client] = Portal(self._make, "sync-client")
+        # (its factory holds no reference to self: dropped without close(), self is collected at
+        # once, and its portal then stops its thread: portal.py)
+        self._portal: Portal[Client] = Portal(
+            partial(Client.from_url, url, **self._options), "sync-client"
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SyncClient:
         return cls(url, **options)
-
-    def _make(self) -> Client:
-        return Client.from_url(self.url, **self._options)
 
     @property
     def namespace(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from ..backoff import RetryOptions
@@ -35,15 +36,16 @@ class SyncEnqueuer:
         # bad options raise here, not at first use; it also checks jobs without I/O (its
         # _build and _encode: contrib's enqueue_on_commit), and never connects
         self._checker = Enqueuer.from_url(url, **self._options)
-        self._portal: Portal[Enqueuer] = Portal(self._make, "sync-enqueuer")
+        # (its factory holds no reference to self: dropped without close(), self is collected at
+        # once, and its portal then stops its thread: portal.py)
+        self._portal: Portal[Enqueuer] = Portal(
+            partial(Enqueuer.from_url, url, **self._options), "sync-enqueuer"
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SyncEnqueuer:
         """The same as the constructor (named like ``Enqueuer.from_url``)."""
         return cls(url, **options)
-
-    def _make(self) -> Enqueuer:
-        return Enqueuer.from_url(self.url, **self._options)
 
     @property
     def namespace(self) -> str:

@@ -9,7 +9,12 @@ for blocking callers in any thread.
 - The caller's context variables (a request id, an OpenTelemetry span) are copied into the task,
   so middleware sees them as it would in the caller's thread.
 - After ``os.fork()`` (gunicorn ``--preload``, multiprocessing) the child starts a loop of its own
-  on first use; the parent's connections are never touched.
+  on first use; the parent's connections are never touched. A child forked without Python's
+  fork hooks (uWSGI's workers, unless ``py-call-osafterfork``) notices by its pid at its first
+  call, and runs errands' fork hooks then (``_check_fork``): the same (it waited for ever, on
+  the loop of a thread the child does not have).
+- A portal dropped without ``close()`` (its owner made per request) closes its object and stops
+  its loop thread, not waited for (they stayed, open, for the life of the process).
 - ``close()`` cancels the calls in flight (each caller gets ``CancelledError``) before it
   closes the object and stops the loop; a call that reaches the stopping loop raises at once.
 - At interpreter exit the owned object is closed (``aclose``) but the thread stays: a call from a
@@ -28,6 +33,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
+from ..building import forget_drawn_ids
+
 __all__ = ["Portal"]
 
 T = TypeVar("T")
@@ -39,6 +46,12 @@ class Closable(Protocol):
 
 R = TypeVar("R", bound=Closable)
 _PORTALS: weakref.WeakSet[Portal[Any]] = weakref.WeakSet()
+# in a forked child: the parent's loops, threads, calls and objects, kept and never touched
+# (collected, their sockets and self-pipes would be closed on the parent's loop objects, whose
+# epoll instance the child shares: unregistered there, the parent's loop would no longer wake)
+_PARENTS: list[tuple[Any, ...]] = []
+_FORK_LOCK = threading.Lock()  # (taken only in a child that notices the fork by its pid)
+_PID = os.getpid()  # the process errands' fork hooks last ran for (see _check_fork)
 
 
 class Portal(Generic[R]):
@@ -83,6 +96,7 @@ class Portal(Generic[R]):
     def run(self, fn: Callable[[R], Awaitable[T]]) -> T:
         """Run ``fn(resource)`` on the portal's loop and return its result (or raise its
         exception) in the calling thread."""
+        _check_fork()
         if self._on_loop():
             raise RuntimeError(
                 f"{self._name}: called from its own event loop thread (from an enqueue "
@@ -116,6 +130,7 @@ class Portal(Generic[R]):
 
     def close(self) -> None:
         """Close the resource and stop the loop thread (a later call starts them again)."""
+        _check_fork()
         if self._on_loop():  # (it would wait for its own loop: 10 s, then fail to join itself)
             raise RuntimeError(f"{self._name}: close() called from its own event loop thread")
         with self._lock:  # (the loop's calls and resource: a call made from now on starts anew)
@@ -147,6 +162,7 @@ class Portal(Generic[R]):
             await resource.aclose()
 
     def _release_at_exit(self) -> None:
+        _check_fork()
         self._exited = True
         loop, thread = self._loop, self._thread
         if loop is None or thread is None or not thread.is_alive() or self._resource is None:
@@ -159,11 +175,38 @@ class Portal(Generic[R]):
 
     def _forget(self) -> None:
         """In a forked child: the loop thread does not exist here, and the connections belong
-        to the parent."""
+        to the parent (kept, never touched: _PARENTS)."""
+        if self._loop is not None or self._resource is not None:
+            _PARENTS.append((self._loop, self._thread, self._gate, self._calls, self._resource))
         self._lock = threading.Lock()
         self._loop = self._thread = self._gate = None
         self._calls = set()
         self._resource = None
+
+    def __del__(self) -> None:
+        """Dropped without close(): the loop closes the resource, then stops (its thread ends);
+        not waited for. None of it in a child that has not noticed its fork (the parent's)."""
+        try:
+            loop, thread, resource = self._loop, self._thread, self._resource
+            if os.getpid() != _PID or loop is None or thread is None:
+                return
+            if not thread.is_alive() or loop.is_closed():
+                return
+            coro = _close_then_stop(resource)
+            try:
+                asyncio.run_coroutine_threadsafe(coro, loop)
+            except RuntimeError:  # (closed meanwhile)
+                coro.close()
+        except Exception:  # (at interpreter exit, the modules half gone)
+            return
+
+
+async def _close_then_stop(resource: Closable | None) -> None:
+    try:
+        if resource is not None:
+            await resource.aclose()
+    finally:
+        asyncio.get_running_loop().stop()
 
 
 def _copy_outcome(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> None:
@@ -241,8 +284,25 @@ def _at_exit() -> None:
 
 
 def _after_fork() -> None:
+    global _PID
     for portal in list(_PORTALS):
         portal._forget()
+    _PID = os.getpid()
+
+
+def _check_fork() -> None:
+    """A child forked without Python's fork hooks (a C server's fork: uWSGI's workers) does at
+    its first sync call what those hooks do for the sync API: the random job ids its parent
+    drew ahead forgotten (each was acknowledged to one process and stored for the other), the
+    portals' loops forgotten (the child's calls waited for ever). Their Enqueuers and Clients
+    are made anew here, with pools of their own. Not covered: an asyncio ``Enqueuer`` in such a
+    child before its first sync call (the ids), or one the parent had used (its connections).
+    One ``os.getpid()`` per call (next to its thread hop); redis-py's sync pools check so too."""
+    if os.getpid() != _PID:
+        with _FORK_LOCK:
+            if os.getpid() != _PID:
+                forget_drawn_ids()
+                _after_fork()
 
 
 atexit.register(_at_exit)
