@@ -129,9 +129,12 @@ async def wait_result(hub: EventHub, job_id: str, timeout: float | None) -> Any:
     if timeout is not None:
         timeout = seconds("timeout", timeout)
     state = _Seen()
+    # (the deadline too: a cancel of asyncio.timeout's lost in redis-py, whose sends go by
+    # asyncio.wait_for, which on Python 3.11 drops one that comes as the send completes)
+    deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
     try:
         async with asyncio.timeout(timeout), hub.subscribe(job_id) as sub:
-            return await _wait(hub, job_id, sub, state)
+            return await _wait(hub, job_id, sub, state, deadline)
     except TimeoutError:
         if timeout is None:
             raise
@@ -154,15 +157,19 @@ class _Seen:
         return "it is waiting or running" if self.pending else "no event of it seen"
 
 
-async def _wait(hub: EventHub, job_id: str, sub: Subscriber, seen: _Seen) -> Any:
+async def _wait(
+    hub: EventHub, job_id: str, sub: Subscriber, seen: _Seen, deadline: float | None
+) -> Any:
     try:
-        return await _until_end(hub, job_id, sub, seen)
+        return await _until_end(hub, job_id, sub, seen, deadline)
     except (JobFailedError, JobCancelledError, JobNotFoundError):
         sub.ended = True
         raise
 
 
-async def _until_end(hub: EventHub, job_id: str, sub: Subscriber, seen: _Seen) -> Any:
+async def _until_end(
+    hub: EventHub, job_id: str, sub: Subscriber, seen: _Seen, deadline: float | None
+) -> Any:
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -176,8 +183,12 @@ async def _until_end(hub: EventHub, job_id: str, sub: Subscriber, seen: _Seen) -
         if done:
             sub.ended = True  # its end was published: its mark can go (hub.py)
             return result
-        deadline = loop.time() + recheck_period(hub.subscribers)
-        while (left := deadline - loop.time()) > 0:
+        if deadline is not None and loop.time() >= deadline:
+            raise TimeoutError  # (wait_result's message)
+        look = loop.time() + recheck_period(hub.subscribers)
+        if deadline is not None:
+            look = min(look, deadline)
+        while (left := look - loop.time()) > 0:
             event = await sub.get(timeout=left)
             if event is None or event is RESUBSCRIBED:
                 break  # look again: on a timer, and after a resubscription
