@@ -14,7 +14,7 @@ import orjson
 import pytest
 import redis
 
-from errands import SyncClient, SyncEnqueuer
+from errands import RedisUnavailableError, SyncClient, SyncEnqueuer
 from errands.store.keys import Keys
 from tests.support.procs import subprocess_env
 
@@ -113,3 +113,30 @@ def test_a_child_forked_without_pythons_fork_hooks_enqueues_on_connections_of_it
     for name, envelope in stored.items():
         assert envelope is not None and orjson.loads(envelope)["n"] == name, stored
     assert names == [b"in_child", b"in_parent", b"in_parent_after"]
+
+
+def test_a_request_meets_a_hung_redis_with_a_clear_error_in_bounded_time(
+    own_url: str, namespace: str
+) -> None:
+    """Redis accepting connections but not answering (CLIENT PAUSE: a stalled server): the
+    enqueue raises RedisUnavailableError naming the server after about five socket timeouts
+    (the held connection's try, then the pool's three retries), never hangs; once Redis
+    answers again, the next call works at once. (Holds: found so in the sync hunt.)"""
+    admin = redis.Redis.from_url(own_url)
+    sync = SyncEnqueuer(own_url + "?socket_timeout=0.3", namespace=namespace, strict=None)
+    try:
+        assert sync.enqueue("warm") is not None
+        admin.execute_command("CLIENT", "PAUSE", "20000", "WRITE")
+        start = time.monotonic()
+        with pytest.raises(RedisUnavailableError, match="cannot reach Redis at redis://"):
+            sync.enqueue("stalled")
+        took = time.monotonic() - start
+        admin.execute_command("CLIENT", "UNPAUSE")
+        assert 5 * 0.3 <= took < 5 * 0.3 + 2.5, took  # (and the retries' backoff, ~0.7 s)
+        start = time.monotonic()
+        assert sync.enqueue("after") is not None
+        assert time.monotonic() - start < 2
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        admin.close()
+        sync.close()
