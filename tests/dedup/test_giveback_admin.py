@@ -146,3 +146,28 @@ async def test_a_mark_an_older_pool_left_holds_no_key_and_goes_at_the_end(
     assert not await redis.hexists(keys.dedup_of_job, a.id)
     assert await redis.hget(keys.dedup, "sync:k") == b.id.encode()
     await assert_invariants(redis, namespace)
+
+
+async def test_a_give_back_finding_its_key_owner_gone_hands_the_key_to_its_rerun(
+    redis: Redis, namespace: str, enqueuer: Enqueuer
+) -> None:
+    """The key's owner (rerun_latest) was removed by hand, its rerun waiting: the give-back of
+    a job of the key (until started, same job name) counts the owner gone, as an enqueue does,
+    and the rerun takes the key and goes on its queue (before, the given-back job took the key
+    and the rerun waited for an owner that never ends, until the key's next enqueue)."""
+    keys = Keys(namespace)
+    scripts, settler = await _pool(redis, namespace)
+    a = await enqueuer.enqueue("sync", {"v": 1}, dedup=Dedup("k"))
+    assert a is not None
+    item = await _fetch(scripts, a.id)  # started: the key is free
+    rl = Dedup("k", until="finished", rerun_latest=True)
+    r = await enqueuer.enqueue("sync", {"v": 2}, dedup=rl)
+    assert r is not None and r.dedup is not None and r.dedup.enqueued
+    await _fetch(scripts, r.id)
+    n = await enqueuer.enqueue("sync", {"v": 3}, dedup=rl)
+    assert n is not None and n.dedup is not None and n.dedup.status == "rerun_queued"
+    await redis.hdel(keys.jobs, r.id)  # (removed by hand)
+    await settler.requeue_fetched(item, "sync")
+    assert await redis.hget(keys.dedup, "sync:k") == n.id.encode()
+    assert await redis.zscore(keys.queue("sync"), n.id) is not None
+    assert not await redis.hexists(keys.dedup_of_job, a.id)

@@ -241,7 +241,8 @@ end
 if (mode == 'dead' or mode == 'drop' or mode == 'cancelled') and dedup_any(d) then
   dedup_ended(d, id, KEYS[29])  -- its life ended: its dedup key is free (or the rerun's)
 elseif mode == 'requeue' and ARGV[21] == '1' and dedup_any(d) then
-  dedup_unstarted(d, id)  -- fetched ahead, never started: held until started, its key again
+  dedup_unstarted(d, id, KEYS[29])  -- fetched ahead, never started: held until started, its
+  -- key again (KEYS[29], the queue of its name and key: a rerun left waiting takes it)
 elseif dedup_any(d) then
   dedup_settled(d, id)  -- it ran: the mark of its first fetch goes
 end

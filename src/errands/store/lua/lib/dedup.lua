@@ -138,12 +138,14 @@ end
 
 -- settle: job `id`, fetched ahead and given back before it started, waits again as never
 -- started: held until started (its first fetch freed the key, dedup_started), it takes its key
--- again unless another job took it meanwhile (then it waits without one, as after a start)
-local function dedup_unstarted(d, id)
+-- again unless another job took it meanwhile (then it waits without one, as after a start).
+-- `queue`: its job name's queue, the key's: an owner gone with a rerun waiting hands the key
+-- to the rerun (dedup_owner), as an enqueue of the key would
+local function dedup_unstarted(d, id, queue)
   local v = redis.call('HGET', d.dedupjob, id)
   local mode, key = v and string.sub(v, 1, 1), v and string.sub(v, 2)
   if mode ~= 'S' and mode ~= 'D' then return end
-  if dedup_owner(d, key, nil) then
+  if dedup_owner(d, key, queue) then
     redis.call('HDEL', d.dedupjob, id)
   else
     redis.call('HSET', d.dedup, key, id)
