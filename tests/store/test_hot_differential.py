@@ -20,7 +20,9 @@ comparison ends there too. A fetch whose own starts filled a type-wide rate answ
 BASE (-1), where this tree says when the rate frees (cc9841d). And a fetch that fills the
 max_concurrency of a name with a rate answers no wait of that name's rates (9c664e0): none, or
 a later one of another name, where BASE waited for them. For those two the rest of the reply and
-the keys after are the same."""
+the keys after are the same. Fifth: this tree marks the unique_of_job record of a job whose
+lock its fetch released (lib/jobstate.lua), where BASE deleted it: the marks are taken out of
+both databases after each call (_unmarked), then compared."""
 
 from __future__ import annotations
 
@@ -283,6 +285,26 @@ def _fetch_tally(seen: Counter[str], reply: Any, heard: list[Any]) -> None:
     seen["published"] += len(heard)
 
 
+async def _unmarked(new: Redis, keys: Keys) -> int:
+    """This tree's fetch keeps the unique_of_job record of a job whose lock it released as a
+    mark '<expiry>:<digest>' (lib/jobstate.lua unique_started; BASE deleted it): the marks go
+    from both databases after each call (the seeding's own fetches leave some in both), so they
+    go on alike; how many went (tests/test_unique_giveback.py tests the marks)."""
+    if await new.type(keys.unique_of_job) != b"hash":
+        return 0
+    marks = [f for f, v in (await new.hgetall(keys.unique_of_job)).items() if b":" in v]
+    return await new.hdel(keys.unique_of_job, *marks) if marks else 0
+
+
+async def _same_unique_of_job(old: Redis, new: Redis, keys: Keys) -> None:
+    """unique_of_job the same in both, field by field (the marks' HSET and HDEL may leave
+    another listpack than BASE's HDEL: its DUMP is not compared), then gone from both."""
+    if await old.type(keys.unique_of_job) == b"hash":
+        assert await new.hgetall(keys.unique_of_job) == await old.hgetall(keys.unique_of_job)
+        await old.delete(keys.unique_of_job)
+        await new.delete(keys.unique_of_job)
+
+
 async def test_fetch_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_path: Path) -> None:
     old, new, seeded = dbs
     old_sha, new_sha = await _loaded(old, new, "fetch", tmp_path)
@@ -301,6 +323,7 @@ async def test_fetch_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_pat
                 a = await _run(old, old_sha, *request)
                 heard = await _drain_all(old, pubsub, keys.wake_channel)
                 b = await _run(new, new_sha, *request)
+                seen["unique marks"] += await _unmarked(new, keys) - await _unmarked(old, keys)
                 if a != b and _rate_wait_told(a, b, call):
                     seen["rate wait told"] += 1
                     b = a  # (nothing else differs: the keys are compared after)
@@ -321,6 +344,7 @@ async def test_fetch_does_what_base_did(dbs: tuple[Redis, Redis, Redis], tmp_pat
         finally:
             await pubsub.aclose()
         if a == b:
+            await _same_unique_of_job(old, new, keys)
             await _same_and_cleared(old, new, seeded, keys)
         else:  # (isolation kept, own key skipped: the databases differ from then on)
             for db in (old, new, seeded):

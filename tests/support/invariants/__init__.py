@@ -16,7 +16,8 @@ running):
 * **running**: every ``running`` counter equals the number of that name's jobs in in-progress
   sets (never negative).
 * **unique**: every unique lock is held by a waiting job (queued or scheduled) and its three
-  records agree; no lock record without its lock.
+  records agree; no lock record without its lock, but a fetch's mark (``<expiry>:<digest>``,
+  its lock released) on a running job.
 * **dedup**: every dedup key is owned by a live job (a waiting one when held until the start),
   the key's two records agree, every throttle window has a TTL. Quiet and drained, no key
   remains (no owner is live), so the dedup keys are empty then.

@@ -130,7 +130,10 @@ def _check_unique(s: Snapshot) -> list[Violation]:
         if digest not in expiry:
             out.append(Violation("unique", f"lock {digest} has no expiry"))
     for job_id, digest in sorted(of_job.items()):
-        if locks.get(digest) != job_id:
+        if ":" in digest:  # a fetch's mark '<expiry>:<digest>', its lock released (jobstate.lua)
+            if not _running(s, job_id):
+                out.append(Violation("unique", f"fetch mark {job_id} -> {digest}: not running"))
+        elif locks.get(digest) != job_id:
             out.append(
                 Violation("unique", f"uniqjob {job_id} -> {digest}, a lock it does not hold")
             )

@@ -171,7 +171,7 @@ local function take(i, name, id, env, score, suspect)
     started[id] = '{"event":"started","id":"' .. id .. '","name":"' .. name .. '"}'
   end
   if unique then
-    release_unique(k, id)  -- a unique job's lock goes when it starts
+    unique_started(k, id)  -- a unique job's lock goes when it starts (marked: jobstate)
   end
   if deduped then
     dedup_started(d, id)

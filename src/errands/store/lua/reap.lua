@@ -281,10 +281,9 @@ local function bury(id, err, queue, name, qi)
 end
 -- job `id` of this dead pool's entry (its slot already freed) goes back to its queue, or ends
 local function take_back(id, name, qi, queue, attempt)
-  if attempt then
-    redis.call('HDEL', k.att, id)
-  end
+  if attempt then redis.call('HDEL', k.att, id) end
   redis.call('HDEL', k.checkin, id)
+  unique_settled(k, id)  -- (it may have started: no unique lock again, lib/jobstate.lua)
   local request = redis.call('HGET', k.cancelreq, id)
   local exists = redis.call('HEXISTS', k.jobs, id) == 1
   if deduped and (not exists or request) then

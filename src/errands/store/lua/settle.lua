@@ -246,6 +246,11 @@ elseif mode == 'requeue' and ARGV[21] == '1' and dedup_any(d) then
 elseif dedup_any(d) then
   dedup_settled(d, id)  -- it ran: the mark of its first fetch goes
 end
+if mode == 'requeue' and ARGV[21] == '1' then
+  unique_unstarted(k, id, tonumber(ARGV[11]))  -- never started: its unique lock again
+elseif mode ~= 'drop' then
+  unique_settled(k, id)  -- it ran (or ended): the mark of its fetch goes (drop: forget's)
+end
 if mode == 'drop' then
   if destroyed then
     forget(k, {id}, nil)

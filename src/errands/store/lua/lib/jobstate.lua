@@ -45,6 +45,55 @@ local function release_unique(k, id)
   end
 end
 
+-- fetch: job `id` starts: the unique lock it holds goes, its unique_of_job record kept as a
+-- mark '<lock expiry ms>:<digest>' until the job is settled: given back unstarted, it takes the
+-- lock again (unique_unstarted); any other settle or a take-back drops the mark
+-- (unique_settled); an end drops it through release_unique (no lock is named by a mark)
+local function unique_started(k, id)
+  local digest = redis.call('HGET', k.uniqjob, id)
+  if not digest then return end
+  if redis.call('HGET', k.uniq, digest) == id then
+    local expiry = redis.call('ZSCORE', k.uniqexp, digest) or '0'
+    redis.call('HDEL', k.uniq, digest)
+    redis.call('ZREM', k.uniqexp, digest)
+    redis.call('HSET', k.uniqjob, id, expiry .. ':' .. digest)
+  else
+    redis.call('HDEL', k.uniqjob, id)
+  end
+end
+
+-- settle, reap: job `id` goes on waiting after a run (a retry, a snooze, a requeue, a take-back
+-- from a dead pool) or ends: the mark of its fetch goes (its start released the lock for good)
+local function unique_settled(k, id)
+  local v = redis.call('HGET', k.uniqjob, id)
+  if v and string.find(v, ':', 1, true) then
+    redis.call('HDEL', k.uniqjob, id)
+  end
+end
+
+-- settle: job `id`, fetched ahead and given back before it started, takes its lock again with
+-- the expiry it had (a stale lock of another job is taken over, as enqueue_unique does), unless
+-- another live job holds it (stored while this one was fetched): it then waits without one
+local function unique_unstarted(k, id, now)
+  local v = redis.call('HGET', k.uniqjob, id)
+  local at = v and string.find(v, ':', 1, true)
+  if not at then return end
+  local expiry, digest = string.sub(v, 1, at - 1), string.sub(v, at + 1)
+  local holder = redis.call('HGET', k.uniq, digest)
+  if not string.match(expiry, '^%d+$') or #expiry > 16 or holder and holder ~= id
+      and redis.call('HEXISTS', k.jobs, holder) == 1
+      and tonumber(redis.call('ZSCORE', k.uniqexp, digest) or '0') > now then
+    redis.call('HDEL', k.uniqjob, id)
+    return
+  end
+  if holder and holder ~= id then
+    redis.call('HDEL', k.uniqjob, holder)
+  end
+  redis.call('HSET', k.uniq, digest, id)
+  redis.call('HSET', k.uniqjob, id, digest)
+  redis.call('ZADD', k.uniqexp, expiry, digest)
+end
+
 -- every field of `ids` (their envelope included) goes; each leaves a tombstone at `now` (none
 -- when `now` is nil: a job destroyed on request is forgotten entirely). k.unique, when the
 -- caller knows it (true or false), says whether some job holds a unique lock (HLEN uniqjob).
