@@ -102,3 +102,25 @@ async def test_a_pool_wakes_another_for_the_slot_its_failure_frees(
     fail = settler.fail(job, jt, RuntimeError("boom"), 0)
     assert await woken_by(redis, keys, lambda: fail) == (["idle3"] if cap else [])
     assert await redis.zscore(keys.retry("w"), job_id) is not None
+
+
+async def test_a_settle_giving_a_partition_its_turn_wakes_a_pool(
+    redis: Redis, namespace: str
+) -> None:
+    """A name without max_concurrency (the worker says wake=False) but with one job at a time
+    per partition: the failure of the partition's running job gives its next job a turn, which
+    an idle pool may take: one pool woken (settle.lua's `freed`)."""
+    keys = Keys(namespace)
+    scripts = Scripts(redis, keys)
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
+        for i in range(2):
+            await enq.enqueue("w", {}, job_id=f"a{i}", partition="a")
+    now = await scripts.heartbeat(POOL, b"{}", 600_000, "register")
+    got = await scripts.fetch(POOL, now, 2, [("w", 0)], specs={"w": "c=1"})
+    assert got is not None and [f.id for f in got] == ["a0"]  # a1 waits for its partition
+    await redis.sadd(keys.idle, *IDLE)
+    await redis.zadd(keys.idle_for("w"), {p: -(now + 3_600_000 + i) for i, p in enumerate(IDLE)})
+    s = Settle("a0", "w", "retry", keys.retry("w"), 1, 1, score_ms=1, token=got[0].token)
+    s.wake = False
+    assert await woken_by(redis, keys, lambda: scripts.settle(POOL, s)) == ["idle3"]
+    assert await redis.zscore(keys.partitions_ready("w"), "a") is not None
