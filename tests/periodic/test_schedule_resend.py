@@ -91,6 +91,26 @@ async def test_a_deduplicated_manual_run_resent_after_another_run_counts_one_ski
     await redis.delete(keys.queue("tick"), keys.dedup, keys.dedup_of_job)
 
 
+async def test_a_deduplicated_manual_run_resent_after_the_schedule_was_deleted_answers_deduped(
+    redis: Redis, namespace: str, client: Client
+) -> None:
+    """delete_schedule drops the state (its `answer` too) and stores no job for a deduplicated
+    run: only the run's reply key (reply:<job id>, which delete_schedule leaves) answers its
+    re-send as the first; else it is answered gone (run_schedule_now: ScheduleNotFoundError)."""
+    keys = Keys(namespace)
+    d = Dedup("nightly")
+    await client.add_schedule("nightly", "tick", "0 3 * * *", dedup=d)
+    holder = await Enqueuer(redis, namespace=namespace).enqueue("tick", dedup=d)
+    assert holder is not None
+    fire = recorded(client._schedule_store)
+    assert await client.run_schedule_now("nightly") == holder.id
+    assert await client.delete_schedule("nightly") is True
+    before = await snapshot(redis, namespace)
+    assert await fire.resend() == fire.reply == [b"deduped", holder.id.encode()]
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(keys.queue("tick"), keys.jobs, keys.dedup, keys.dedup_of_job)
+
+
 async def test_a_manual_run_whose_reply_key_holds_no_answer_writes_nothing(
     redis: Redis, namespace: str, client: Client
 ) -> None:
