@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from errands import Enqueuer
 from errands.admin import events
@@ -85,3 +86,34 @@ async def test_a_result_wait_ends_at_its_timeout_even_when_its_cancel_is_lost(
         raise AssertionError("result(timeout=0.01) still waiting after 5 s")
     with pytest.raises(TimeoutError, match=r"waited 0\.01s for the result of job"):
         waiter.result()
+
+
+async def test_a_waiter_gone_before_its_subscription_is_confirmed_leaves_no_mark(
+    enqueuer: Enqueuer, redis: Redis
+) -> None:
+    """A waiter cancelled (its ``timeout=`` passed) after it asked for its job's channel but
+    before the reader read the confirmation: its leave unsubscribes and drops the channel's
+    mark, then the reader read the late confirmation and marked the channel confirmed again
+    (found in review: the synchunt's "3 stale ``_confirmed`` entries"). The mark stayed for
+    good, and a later waiter of the same job took it for a subscription: it was ready at
+    once, never subscribed, and heard none of the job's events (a look a second instead)."""
+    hub = enqueuer.hub
+    async with hub.subscribe("keeper"):  # (the reader stays subscribed throughout)
+        pubsub = hub._pubsub
+        assert pubsub is not None
+        real = pubsub.subscribe
+
+        async def asked_then_cancelled(*channels: str) -> None:
+            await real(*channels)  # (sent; its confirmation is read later by the reader)
+            raise asyncio.CancelledError  # (as a result(timeout=...) firing here)
+
+        pubsub.subscribe = asked_then_cancelled
+        with pytest.raises(asyncio.CancelledError):
+            async with hub.subscribe("j1"):
+                raise AssertionError("ready without its confirmation")
+        pubsub.subscribe = real
+        async with hub.subscribe("j2"):  # (its confirmation comes after j1's)
+            assert hub.channel("j1") not in hub._confirmed
+        async with hub.subscribe("j1"):
+            [(_channel, count)] = await redis.pubsub_numsub(hub.channel("j1"))
+            assert count == 1  # (subscribed for real: its events reach it)

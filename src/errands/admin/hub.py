@@ -275,7 +275,10 @@ class EventHub:
             return False
         channel = message.get("channel")
         channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-        self._confirmed.setdefault(channel, asyncio.Event()).set()
+        # (only a channel still asked for: one whose waiters left before its confirmation
+        # came is unsubscribed, and a mark would let its next waiter skip subscribing)
+        if (confirmed := self._confirmed.get(channel)) is not None:
+            confirmed.set()
         return True
 
     def _on_subscribed(self, channels: set[str]) -> None:
