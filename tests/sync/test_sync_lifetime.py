@@ -115,6 +115,48 @@ def test_a_child_forked_without_pythons_fork_hooks_enqueues_on_connections_of_it
     assert names == [b"in_child", b"in_parent", b"in_parent_after"]
 
 
+DROP_IN_RAW_CHILD = """
+import asyncio, ctypes, gc, os, sys, time
+
+from errands import SyncEnqueuer
+
+held = [SyncEnqueuer(sys.argv[1], namespace=sys.argv[2], strict=None)]
+held[0].enqueue("in_parent")
+pid = ctypes.PyDLL(None).fork()  # (as RAW_FORK: no fork hooks in the child)
+if pid == 0:
+    async def main() -> None:  # the child's own asyncio code drops it before any sync call
+        held.clear()
+        gc.collect()
+    asyncio.run(main())
+    os._exit(0)
+os.waitpid(pid, 0)
+start = time.monotonic()
+held[0].enqueue("in_parent_after")
+print(time.monotonic() - start)
+"""
+
+
+def test_a_child_forked_without_hooks_that_drops_its_parents_one_leaves_the_parent_alone(
+    redis_url: str, namespace: str
+) -> None:
+    """A hook-less child (uWSGI's worker) that dropped the SyncEnqueuer its master had used
+    before making a sync call (so before noticing its fork), while a loop of its own ran: the
+    parent's connections were collected in the child and closed themselves on the parent's
+    loop object, taking their sockets out of the epoll instance parent and child share. The
+    parent's next enqueue then heard no reply and waited its socket timeout (found in review:
+    2.0 s with socket_timeout=2). The portal keeps them in the child, as it does on noticing."""
+    url = redis_url + ("&" if "?" in redis_url else "?") + "socket_timeout=5"
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", DROP_IN_RAW_CHILD, url, namespace],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) < 2.5  # (not a socket timeout: its reply heard at once)
+
+
 def test_a_request_meets_a_hung_redis_with_a_clear_error_in_bounded_time(
     own_url: str, namespace: str
 ) -> None:

@@ -185,10 +185,17 @@ class Portal(Generic[R]):
 
     def __del__(self) -> None:
         """Dropped without close(): the loop closes the resource, then stops (its thread ends);
-        not waited for. None of it in a child that has not noticed its fork (the parent's)."""
+        not waited for. In a child that has not noticed its fork, the parent's loop and
+        resource are kept (as ``_forget`` does): collected, the resource's connections closed
+        themselves on the parent's loop object (when the child ran a loop of its own), taking
+        their sockets out of the epoll instance the parent shares, whose calls then waited a
+        socket timeout each."""
         try:
             loop, thread, resource = self._loop, self._thread, self._resource
-            if os.getpid() != _PID or loop is None or thread is None:
+            if os.getpid() != _PID:
+                _PARENTS.append((loop, thread, self._gate, self._calls, resource))
+                return
+            if loop is None or thread is None:
                 return
             if not thread.is_alive() or loop.is_closed():
                 return
