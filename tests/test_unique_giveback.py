@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer, Job, WorkerPool
+from errands import Client, Enqueuer, Job, WorkerPool
 from errands.building import unique_digest
 from errands.clock import SystemClock
 from errands.serialization import JSONSerializer
@@ -215,3 +215,76 @@ async def test_jobs_fetched_ahead_and_given_back_at_stop_hold_their_locks(
     for n in (1, 2):
         assert await enqueuer.enqueue_unique("work", {"block": False, "n": n}) is None
     assert await redis.zcard(keys.queue("work")) == 4
+
+
+async def test_a_give_back_sent_again_writes_nothing(
+    redis: Redis, namespace: str, enqueuer: Enqueuer
+) -> None:
+    """A give-back re-sent (a lost reply) after its lock was taken again and the job fetched
+    again, or after another job took the lock, changes nothing: the attempt fences it."""
+    scripts, holder = await _fetched(redis, namespace, enqueuer)
+    keys, digest = Keys(namespace), unique_digest("sync", {"v": 1})
+    (item,) = await scripts.fetch("p", 1, 1, [("sync", 0)])
+    back = Settle(item.id, "sync", "requeue", keys.queue("sync"), 0, 1, token=item.token)
+    back.unstart = True
+    assert await scripts.settle("p", back)
+    assert await redis.hget(keys.unique, digest) == holder.encode()
+    assert await scripts.settle("p", back)  # sent again while it waits: answered, nothing new
+    assert await redis.hget(keys.unique_of_job, holder) == digest.encode()
+    (again,) = await scripts.fetch("p", 1, 1, [("sync", 0)])  # fetched again: a mark
+    assert again.id == holder
+    mark = await redis.hget(keys.unique_of_job, holder)
+    assert mark is not None and mark.endswith(b":" + digest.encode())
+    await scripts.settle("p", back)  # the old give-back: another attempt's, fenced off
+    assert await redis.hget(keys.unique, digest) is None
+    assert await redis.hget(keys.unique_of_job, holder) == mark
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_lock_taken_again_goes_at_every_end(
+    redis: Redis, namespace: str, enqueuer: Enqueuer
+) -> None:
+    """A given-back job holding its lock again that is updated (its lock moves with its args),
+    cancelled or destroyed leaves no lock and no mark behind."""
+    scripts, holder = await _fetched(redis, namespace, enqueuer)
+    keys = Keys(namespace)
+    (item,) = await scripts.fetch("p", 1, 1, [("sync", 0)])
+    await _settler(scripts).requeue_fetched(item, "sync")
+    async with Client(redis, namespace=namespace) as client:
+        await client.update_job(holder, args={"v": 2})
+        new = unique_digest("sync", {"v": 2})
+        assert await redis.hget(keys.unique, new) == holder.encode()
+        assert await redis.hget(keys.unique, unique_digest("sync", {"v": 1})) is None
+        await assert_invariants(redis, namespace)
+        assert await enqueuer.enqueue_unique("sync", {"v": 2}) is None
+        (item,) = await scripts.fetch("p", 1, 1, [("sync", 0)])
+        assert (await redis.hget(keys.unique_of_job, holder) or b"").endswith(new.encode())
+        await _settler(scripts).requeue_fetched(item, "sync")  # given back: the new lock
+        assert await redis.hget(keys.unique, new) == holder.encode()
+        assert await client.cancel(holder) == "cancelled"
+        assert await redis.hlen(keys.unique) == 0 and await redis.hlen(keys.unique_of_job) == 0
+        second = await enqueuer.enqueue_unique("sync", {"v": 3})
+        assert second is not None
+        (item,) = await scripts.fetch("p", 1, 1, [("sync", 0)])
+        assert await client.destroy(second.id)  # destroyed while fetched: at its give-back
+        await _settler(scripts).requeue_fetched(item, "sync")
+        assert await redis.hlen(keys.unique) == 0 and await redis.hlen(keys.unique_of_job) == 0
+        await assert_invariants(redis, namespace)
+
+
+async def test_a_lock_taken_again_past_its_expiry_is_stale(
+    redis: Redis, namespace: str, enqueuer: Enqueuer
+) -> None:
+    """The expiry kept by the mark has passed at the give-back: the lock is taken again as it
+    was (stale), so an enqueue_unique takes it over, as it would have before the fetch."""
+    scripts, holder = await _fetched(redis, namespace, enqueuer)
+    keys, digest = Keys(namespace), unique_digest("sync", {"v": 1})
+    await redis.zadd(keys.unique_expiry, {digest: 1})  # (long past)
+    (item,) = await scripts.fetch("p", 1, 1, [("sync", 0)])
+    assert (await redis.hget(keys.unique_of_job, holder) or b"").startswith(b"1:")
+    await _settler(scripts).requeue_fetched(item, "sync")
+    assert await redis.zscore(keys.unique_expiry, digest) == 1
+    other = await enqueuer.enqueue_unique("sync", {"v": 1})
+    assert other is not None and await redis.hget(keys.unique, digest) == other.id.encode()
+    assert not await redis.hexists(keys.unique_of_job, holder)
+    await assert_invariants(redis, namespace)
