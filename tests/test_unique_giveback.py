@@ -288,3 +288,23 @@ async def test_a_lock_taken_again_past_its_expiry_is_stale(
     assert other is not None and await redis.hget(keys.unique, digest) == other.id.encode()
     assert not await redis.hexists(keys.unique_of_job, holder)
     await assert_invariants(redis, namespace)
+
+
+@pytest.mark.parametrize(
+    "value", [b"d41d8cd98f00b204e9800998ecf8427e", b"x:y", b"5:", b":", b"5:a:b"]
+)
+async def test_a_record_by_hand_or_an_older_pool_is_never_raised_on(
+    redis: Redis, namespace: str, enqueuer: Enqueuer, value: bytes
+) -> None:
+    """The uniqjob record of a fetched job found as a plain digest (no lock of it: an older
+    pool, or by hand) or a bad mark: the give-back takes no lock on a digest the record does
+    not name as a mark, never raises, and leaves no record."""
+    scripts, holder = await _fetched(redis, namespace, enqueuer)
+    keys = Keys(namespace)
+    (item,) = await scripts.fetch("p", 1, 1, [("sync", 0)])
+    await redis.hset(keys.unique_of_job, holder, value)
+    await _settler(scripts).requeue_fetched(item, "sync")
+    assert await redis.zscore(keys.queue("sync"), holder) is not None
+    assert await redis.hlen(keys.unique) == 0 and await redis.zcard(keys.unique_expiry) == 0
+    if b":" in value:
+        assert not await redis.hexists(keys.unique_of_job, holder)

@@ -73,14 +73,16 @@ end
 
 -- settle: job `id`, fetched ahead and given back before it started, takes its lock again with
 -- the expiry it had (a stale lock of another job is taken over, as enqueue_unique does), unless
--- another live job holds it (stored while this one was fetched): it then waits without one
+-- another live job holds it (stored while this one was fetched): it then waits without one.
+-- A mark not '<digits>:<digest>' (a digest empty or holding ':': by hand) only goes
 local function unique_unstarted(k, id, now)
   local v = redis.call('HGET', k.uniqjob, id)
   local at = v and string.find(v, ':', 1, true)
   if not at then return end
   local expiry, digest = string.sub(v, 1, at - 1), string.sub(v, at + 1)
   local holder = redis.call('HGET', k.uniq, digest)
-  if not string.match(expiry, '^%d+$') or #expiry > 16 or holder and holder ~= id
+  if not string.match(expiry, '^%d+$') or #expiry > 16 or digest == ''
+      or string.find(digest, ':', 1, true) or holder and holder ~= id
       and redis.call('HEXISTS', k.jobs, holder) == 1
       and tonumber(redis.call('ZSCORE', k.uniqexp, digest) or '0') > now then
     redis.call('HDEL', k.uniqjob, id)
