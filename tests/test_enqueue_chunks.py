@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from errands import Enqueuer
 from errands.store.bulk import MAX_CALL_BYTES, call_slices
+from errands.store.coalescer import Coalescer, _Pending
 from errands.store.keys import Keys
 
 
@@ -110,3 +111,30 @@ async def test_concurrent_enqueues_share_calls_of_at_most_16_mib(
     assert sizes == [16, 16, 7], sizes  # (the first one is sent alone, not through _once)
     queued = await redis.zrange(Keys(namespace).queue("work"), 0, -1)
     assert queued == [job.id.encode() for job in jobs if job is not None]
+
+
+async def test_take_bounds_bytes_at_the_edges() -> None:
+    """Coalescer._take: a job of exactly MAX_CALL_BYTES fills a call; a larger first job goes
+    alone; a cancelled job is not sent (its bytes still count, so a call only gets smaller)."""
+    loop = asyncio.get_running_loop()
+
+    async def never(names: Any, rows: Any) -> Any:  # pragma: no cover - not called
+        raise AssertionError
+
+    coalescer = Coalescer(never)
+
+    def pending(size: int) -> _Pending:
+        return _Pending("work", [1, "work", "id", b"x" * size, 0, 0, ""], loop.create_future())
+
+    exact, small, big = pending(MAX_CALL_BYTES), pending(1), pending(MAX_CALL_BYTES + 1)
+    coalescer._pending = [exact, small, big, small]
+    assert coalescer._take() == [exact]
+    assert coalescer._take() == [small]  # (small + big pass the cap)
+    assert coalescer._take() == [big]
+    assert coalescer._take() == [small] and coalescer._pending == []
+    gone, live = pending(MAX_CALL_BYTES), pending(1)
+    gone.future.cancel()
+    coalescer._pending = [gone, live]
+    assert coalescer._take() == [] and coalescer._pending == [live]
+    assert coalescer._take() == [live]
+    assert coalescer._take() == []  # (nothing pending)
