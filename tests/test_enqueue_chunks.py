@@ -5,12 +5,14 @@ concurrent enqueues share calls of at most 1,000 jobs; both at most 16 MiB of en
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from errands import Enqueuer
+import errands.enqueuer
+from errands import Enqueuer, Job, Middleware
 from errands.store.bulk import MAX_CALL_BYTES, call_slices
 from errands.store.coalescer import Coalescer, _Pending
 from errands.store.keys import Keys
@@ -138,3 +140,37 @@ async def test_take_bounds_bytes_at_the_edges() -> None:
     assert coalescer._take() == [] and coalescer._pending == [live]
     assert coalescer._take() == [live]
     assert coalescer._take() == []  # (nothing pending)
+
+
+PAD = "x" * 10_000
+
+
+class DropOdd(Middleware):
+    """Drops the jobs of an odd ``i``."""
+
+    async def enqueue(self, job: Job, next: Any) -> Any:
+        return None if job.args["i"] % 2 else await next()
+
+
+async def test_enqueue_many_keeps_order_and_existed_across_byte_slices(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls split by bytes (a cap of 3 envelopes here), some jobs dropped by a middleware and
+    some ids already stored: each kept job once, in order, each ``existed`` its own (an index
+    of a later call is not read as one of the first)."""
+    sliced = functools.partial(call_slices, max_bytes=35_000)  # 3 envelopes of ~10 kB
+    monkeypatch.setattr(errands.enqueuer, "call_slices", sliced)
+    ids = [f"j{i}" for i in range(20)]
+    async with Enqueuer(redis, namespace=namespace, middleware=[DropOdd()]) as enqueuer:
+        await enqueuer.enqueue_many(
+            [("work", {"i": i, "b": PAD}, {"job_id": ids[i]}) for i in (8, 14)]
+        )
+        calls = enqueuer._bulk.calls
+        jobs = await enqueuer.enqueue_many(
+            [("work", {"i": i, "b": PAD}, {"job_id": ids[i]}) for i in range(20)]
+        )
+        assert enqueuer._bulk.calls - calls == 4  # 10 jobs kept: calls of 3, 3, 3, 1
+    assert [job.id for job in jobs] == ids[::2]
+    assert [job.existed for job in jobs] == [job.id in ("j8", "j14") for job in jobs]
+    queued = await redis.zrange(Keys(namespace).queue("work"), 0, -1)
+    assert sorted(queued) == sorted(i.encode() for i in ids[::2])
