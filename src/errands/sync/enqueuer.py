@@ -89,7 +89,8 @@ class SyncEnqueuer:
         return self._bind(self._portal.run(lambda e: e.enqueue(name, args, **options)))
 
     def enqueue_many(self, items: Iterable[EnqueueItem]) -> list[Job]:
-        """Store many jobs in one round trip (see :meth:`errands.Enqueuer.enqueue_many`)."""
+        """Store many jobs, one round trip per 5,000 jobs or 16 MiB (see
+        :meth:`errands.Enqueuer.enqueue_many`)."""
         batch = list(items)
         jobs = self._portal.run(lambda e: e.enqueue_many(batch))
         for job in jobs:
