@@ -54,14 +54,15 @@ def new_pg_database(pg_server: str) -> str:
 
 
 def sessions_left(base: str, wait: float = 5.0) -> list[tuple[Any, ...]]:
-    """The sessions still connected to the database of ``base`` (a URL without a driver), after
-    waiting up to ``wait`` seconds for them to go: (pid, state, backend start, last query)."""
+    """The client sessions still connected to the database of ``base`` (a URL without a driver;
+    not the server's own workers, as autovacuum), after waiting up to ``wait`` seconds for them
+    to go: (pid, state, backend start, last query)."""
     import psycopg
 
     name = base.split("/", 1)[1].split("?", 1)[0]
     query = (
         "SELECT pid, state, backend_start, query FROM pg_stat_activity"
-        " WHERE datname = %s AND pid <> pg_backend_pid()"
+        " WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
     )
     deadline = time.monotonic() + wait
     with psycopg.connect(f"postgresql://{base}", autocommit=True) as conn:
