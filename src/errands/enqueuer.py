@@ -281,11 +281,10 @@ class Enqueuer(WorkflowEnqueue):
         return stored
 
     async def enqueue_many(self, items: Iterable[EnqueueItem]) -> list[Job]:
-        """Store many jobs, one round trip (one atomic script call) per 5,000 jobs or 16 MiB of
-        envelopes. Items are ``(name, args)`` or ``(name, args, options)`` with options as for
-        :meth:`enqueue` except ``dedup`` (``job_id`` included: each returned Job says whether it
-        ``existed``). A malformed item is refused, naming its index, and then no job of the call
-        is stored."""
+        """Store many jobs, one atomic script call per 5,000 jobs or 16 MiB of envelopes. Items
+        are ``(name, args)`` or ``(name, args, options)``, options as for :meth:`enqueue` but
+        ``dedup`` (each returned Job says whether it ``existed``). A malformed item is refused,
+        naming its index, and then no job of the call is stored."""
         items = list(items)
         now = self.clock.now()  # one enqueue time, and one draw of random ids, for the call
         jobs, plain, drawn = await self._built(items, now)
