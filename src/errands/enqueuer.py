@@ -15,7 +15,7 @@ from .building import Built, build_job, build_many, kept_built, plain_job, rando
 from .checks import MAX_SECONDS, seconds
 from .clock import Clock, SystemClock, to_ms
 from .dedup import Dedup
-from .dedup.enqueue import store_deduplicated
+from .dedup.enqueue import store_deduplicated, with_dedup
 from .errors import RedisUnavailableError, UnknownJobError
 from .job import Job
 from .limits import check_partition
@@ -268,7 +268,7 @@ class Enqueuer(WorkflowEnqueue):
         if self._unchecked(stored.name):
             await self._check_served([stored.name])
         if dedup is not None:  # (encoded here: a serializer's own error is not Redis's)
-            envelope = self._encode(stored)
+            envelope = self._encode(with_dedup(stored, dedup))
             await self._call(store_deduplicated(self.scripts, stored, envelope, dedup, drawn))
         else:
             row = self._row(1, stored)

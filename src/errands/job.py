@@ -46,6 +46,7 @@ class Job:
         "_attempt",
         "_backend",
         "_context",
+        "_dk",
         "_meta",
         "_raw",
         "_wf",
@@ -109,6 +110,9 @@ class Job:
         self.existed = False
         # set by an enqueue with dedup=: what happened (see DedupOutcome)
         self.dedup: DedupOutcome | None = None
+        # its Dedup's mode letter and key (envelope "x"): an admin action that puts the job
+        # back to wait once its life ended takes the key again (admin/relock.py, lua/move.lua)
+        self._dk: str | None = None
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -221,6 +225,8 @@ class Job:
             env["k"] = self.partition
         if self.snoozes:
             env["s"] = self.snoozes
+        if self._dk:
+            env["x"] = self._dk
         return env
 
     @classmethod
@@ -250,7 +256,7 @@ def job_from_envelope(id: str, env: Mapping[str, Any], cls: type[Job] = Job) -> 
         job.priority = job.fails = job.previous_attempts = job.snoozes = 0
         job.retry = job._meta = job.unique = job.run_at = job.timeout = job._wf = None
         job.partition = env.get("k")
-        job._context = job._backend = job._raw = job.dedup = None
+        job._context = job._backend = job._raw = job.dedup = job._dk = None
         job._attempt = ""
         job.existed = False
         return job
@@ -265,7 +271,7 @@ def job_from_envelope(id: str, env: Mapping[str, Any], cls: type[Job] = Job) -> 
     timeout = env.get("o")
     if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
         raise ValueError(f"envelope timeout must be a positive number, got {timeout!r:.60}")
-    return cls(
+    job = cls(
         name,
         args,
         id=id,
@@ -282,6 +288,9 @@ def job_from_envelope(id: str, env: Mapping[str, Any], cls: type[Job] = Job) -> 
         partition=env.get("k"),
         snoozes=int(env.get("s", 0)),
     )
+    held = env.get("x")  # (a Dedup's, kept for an admin action's re-run: see Job._dk)
+    job._dk = held if isinstance(held, str) else None
+    return job
 
 
 def _workflow_ref(value: Any) -> tuple[str, str] | None:

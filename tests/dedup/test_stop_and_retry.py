@@ -1,5 +1,6 @@
 """What becomes of a dedup key when its job is stopped by a graceful shutdown, and when a job
-whose life had ended is run again by hand (docs/dedup.md, "When the key is freed")."""
+whose life had ended is run again by hand while another job holds the key (docs/dedup.md,
+"When the key is freed", "Run again by hand")."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Client, Dedup, Enqueuer, Job, WorkerPool
-from errands.errors import NonRetryableError
+from errands.errors import DedupKeyHeldError, NonRetryableError
 from errands.store.keys import Keys
 from tests.support.invariants import assert_invariants
 
@@ -59,7 +60,7 @@ async def test_a_graceful_stop_requeues_the_job_with_its_key_only_if_held_until_
 
 
 @pytest.mark.parametrize("ended", ["dead", "cancelled"])
-async def test_a_job_run_again_by_hand_runs_without_the_key_another_job_took(
+async def test_a_job_run_again_by_hand_is_refused_while_another_job_holds_its_key(
     redis: Redis,
     redis_url: str,
     namespace: str,
@@ -67,8 +68,10 @@ async def test_a_job_run_again_by_hand_runs_without_the_key_another_job_took(
     client: Client,
     ended: Literal["dead", "cancelled"],
 ) -> None:
-    """Client.retry_dead_job (or reschedule from the cancelled set) of a job whose life ended:
-    it runs, the job holding the key now keeps it, before, during and after that run."""
+    """Client.retry_dead_job (or reschedule from the cancelled set) of a job whose life ended,
+    while another job holds its key: refused (DedupKeyHeldError naming the holder), nothing
+    moved; once the holder's life ended, it runs again holding the key (tests/dedup/
+    test_rerun_by_hand.py for every mode). Before, it ran beside the holder, without a key."""
     keys = Keys(namespace)
     runs: list[int] = []
     failing = {1} if ended == "dead" else set()
@@ -94,31 +97,42 @@ async def test_a_job_run_again_by_hand_runs_without_the_key_another_job_took(
     # its life ended: the key is free, and another job takes it (scheduled, so it waits)
     holder = await enqueuer.enqueue("deploy", {"n": 2}, dedup=d, delay=3600)
     assert holder is not None and holder.dedup is not None and holder.dedup.enqueued
-    if ended == "dead":
-        assert await client.retry_dead_job(first.id)
-    else:
-        assert await client.reschedule(first.id, 0)  # a time in the past: queued now
-    await assert_invariants(redis, namespace)
-    assert await redis.hget(keys.dedup, "deploy:repo:x") == holder.id.encode()
-    async with pool:
-        await pool.drain(timeout=10)
-    assert runs == ([1, 1] if ended == "dead" else [1])  # ran again; the holder still waits
+    with pytest.raises(DedupKeyHeldError) as held:
+        await _run_again(client, first.id, ended)
+    assert held.value.holder == holder.id and holder.id in str(held.value)
     info = await client.job(first.id)
-    assert info is not None and info.status == "finished"
+    assert info is not None and info.status == ended  # nothing moved
     assert await redis.hget(keys.dedup, "deploy:repo:x") == holder.id.encode()
+    await assert_invariants(redis, namespace)
+    assert await client.cancel(holder.id) == "cancelled"  # the holder's life ends: key free
+    assert await _run_again(client, first.id, ended)
+    assert await redis.hget(keys.dedup, "deploy:repo:x") == first.id.encode()
     dropped = await enqueuer.enqueue("deploy", {"n": 3}, dedup=d)
     assert dropped is not None and dropped.dedup is not None
-    assert (dropped.dedup.status, dropped.dedup.holder) == ("dropped", holder.id)
-    assert await redis.zscore(keys.scheduled("deploy"), holder.id) is not None
+    assert (dropped.dedup.status, dropped.dedup.holder) == ("dropped", first.id)
     await assert_invariants(redis, namespace)
+    async with pool:
+        await pool.drain(timeout=10)
+    assert runs == ([1, 1] if ended == "dead" else [1])
+    info = await client.job(first.id)
+    assert info is not None and info.status == "finished"
+    assert await redis.hlen(keys.dedup) == 0  # its end freed the key
+    await assert_invariants(redis, namespace, drained=True)
 
 
-async def test_a_dead_holder_retried_by_hand_releases_no_rerun(
+async def _run_again(client: Client, job_id: str, ended: str) -> bool:
+    if ended == "dead":
+        return await client.retry_dead_job(job_id)
+    return await client.reschedule(job_id, 0)  # a time in the past: queued now
+
+
+async def test_a_dead_holder_retried_by_hand_waits_for_the_rerun_holding_its_key(
     redis: Redis, redis_url: str, namespace: str, enqueuer: Enqueuer, client: Client
 ) -> None:
     """rerun_latest: the holder dies, its rerun takes the key (released once) and runs; a new
-    rerun waits for it. The dead holder retried by hand meanwhile runs without the key, at the
-    same time as the rerun, and its end hands nothing over: the new rerun still waits."""
+    rerun waits for it. The dead holder retried by hand meanwhile is refused (the rerun holds
+    its key: it would run beside it); once the reruns ran and the key is free, it runs again
+    holding the key."""
     keys = Keys(namespace)
     seen: list[str] = []
     started = {sha: asyncio.Event() for sha in "abc"}
@@ -147,20 +161,21 @@ async def test_a_dead_holder_retried_by_hand_releases_no_rerun(
         latest = await enqueuer.enqueue("deploy", {"sha": "c"}, dedup=d)
         assert latest is not None and latest.dedup is not None
         assert (latest.dedup.status, latest.dedup.holder) == ("rerun_queued", rerun.id)
-        assert await client.retry_dead_job(first.id)
-        await until(lambda: seen.count("a") == 2)  # runs beside the holder, without the key
-        assert await redis.hget(keys.dedup, "deploy:repo:x") == rerun.id.encode()
-        await until(lambda: _finished(client, first.id))
-        # its end handed nothing over: the latest rerun still waits for the holder
+        with pytest.raises(DedupKeyHeldError) as held:
+            await client.retry_dead_job(first.id)
+        assert held.value.holder == rerun.id
+        assert await redis.zscore(keys.dead, first.id) is not None  # not moved
         assert await redis.hget(keys.dedup_next, "deploy:repo:x") == latest.id.encode()
-        assert await redis.zscore(keys.dedup_reruns, latest.id) is not None
-        assert "c" not in seen
         release["b"].set()
         async with asyncio.timeout(10):
             await started["c"].wait()
         release["c"].set()
         await pool.drain(timeout=10)
-    assert sorted(seen) == ["a", "a", "b", "c"] and seen.index("c") == 3
+        assert await redis.hlen(keys.dedup) == 0
+        assert await client.retry_dead_job(first.id)  # the key free: it runs again, holding it
+        assert await redis.hget(keys.dedup_of_job, first.id) == b"rdeploy:repo:x"
+        await until(lambda: _finished(client, first.id))
+    assert seen == ["a", "b", "c", "a"]
     assert await redis.hlen(keys.dedup) == 0 and await redis.hlen(keys.dedup_next) == 0
     await assert_invariants(redis, namespace, drained=True)
 

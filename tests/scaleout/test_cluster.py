@@ -117,7 +117,7 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
         parted.add("lim", id="p0", partition="c1")
         parted.add("lim", id="p1", after=["p0"], partition="c1")  # released by p0's ack
         await enqueuer.enqueue_workflow(parted)
-        bad = await enqueuer.enqueue("fail")
+        bad = await enqueuer.enqueue("fail", dedup=Dedup("bad", until="finished"))
         later = await enqueuer.enqueue("ok", delay=3600)
         assert bad is not None and later is not None
         assert (await client.update_job(later.id, priority=2)).priority == 2  # update_job.lua
@@ -153,7 +153,7 @@ async def test_every_script_runs_on_the_cluster_with_its_keys_in_one_slot(
             status = await run.wait(timeout=20)
             assert parted_runs == ["c1"] * 4
             assert status.status == "succeeded" and len(status.nodes) == 4
-            assert await client.retry_dead_job(bad.id)
+            assert await client.retry_dead_job(bad.id)  # (move.lua takes its Dedup key again)
             await pool.drain(timeout=20)
             reaper, pools = pool.reaper, Keys(namespace).pools
 

@@ -16,7 +16,7 @@ import orjson
 
 from ..building import unique_after_edit
 from ..clock import Clock, SystemClock, to_ms
-from ..errors import JobChangedError, JobNotFoundError, UniqueLockHeldError
+from ..errors import DedupKeyHeldError, JobChangedError, JobNotFoundError, UniqueLockHeldError
 from ..handlers import check_priority
 from ..limits import Limit
 from ..periodic.admin import ScheduleAdmin
@@ -34,7 +34,7 @@ from .inspection import Inspection, text
 from .jobinfo import JobInfo, JobStatus, info_from_envelope
 from .limitsinfo import LimitsView, Partitions, read_limits, read_partitions, write_limits
 from .pools import PoolAdmin
-from .relock import NO_LOCK, lock_again
+from .relock import NO_KEY, NO_LOCK, key_again, lock_again
 from .serverinfo import ServerInfo
 from .unavailable import reports_unavailable
 from .workflows import WorkflowAdmin
@@ -185,9 +185,9 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
     async def reschedule(self, job_id: str, at: datetime | float) -> bool:
         """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
         naive = UTC, or epoch seconds up to the year 9999); a time in the past queues it now.
-        A dead or cancelled job of ``enqueue_unique`` takes its lock again (in the same script);
-        UniqueLockHeldError when another live job holds it, JobChangedError for a job changed
-        since it was read (nothing moved)."""
+        A dead or cancelled job of ``enqueue_unique`` takes its lock again (in the same script),
+        one of ``dedup=`` its key; UniqueLockHeldError (DedupKeyHeldError) when another live
+        job holds it, JobChangedError for a job changed since it was read (nothing moved)."""
         when = at_seconds(at)
         info = await self._require(job_id)
         k = self.keys
@@ -205,14 +205,15 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         now = self.clock.now()
         mode = "queue" if when <= now else "schedule"
         envelope, read = await self._renumbered(info)
-        unique = NO_LOCK
-        if info.status in (JobStatus.DEAD, JobStatus.CANCELLED):  # (its lock: admin/relock.py)
+        unique, dedup = NO_LOCK, NO_KEY
+        if info.status in (JobStatus.DEAD, JobStatus.CANCELLED):  # (admin/relock.py)
             raw = read or await self.redis.hget(k.jobs, job_id)
-            unique = lock_again(raw, when, now)
-            read = raw if unique != NO_LOCK else read  # (the lock of the envelope it moves)
+            unique, dedup = lock_again(raw, when, now), key_again(raw, info.name)
+            if (unique, dedup) != (NO_LOCK, NO_KEY):
+                read = raw  # (the lock or key of the envelope it moves)
         due, at = to_ms(when), to_ms(now)
         moved = await self.scripts.move(
-            job_id, info.name, source, mode, due, envelope, at, False, read, unique=unique
+            job_id, info.name, source, mode, due, envelope, at, False, read, "", unique, dedup
         )
         return await unless_changed(self.redis, moved, job_id, source, "rescheduled")
 
@@ -244,8 +245,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         """Queue a dead job again with its failure count reset. False for a job not dead (or
         corrupt); JobChangedError for one that changed while this call ran (edited, or retried
         by another call and dead again): nothing moved, as a retry built from a stale read.
-        A job of ``enqueue_unique`` takes its lock again; UniqueLockHeldError, nothing moved,
-        when another live job holds it."""
+        A job of ``enqueue_unique`` takes its lock again, one of ``dedup=`` its key;
+        UniqueLockHeldError (DedupKeyHeldError), nothing moved, when another live job holds it."""
         raw = await self.redis.hget(self.keys.jobs, checked_id(self.keys, job_id))
         if raw is None or await self.redis.zscore(self.keys.dead, job_id) is None:
             await self._confirm_absent()  # (not dead here: the new master may hold it dead)
@@ -259,9 +260,10 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         env.pop("f", None)
         new, now = orjson.dumps(env), self.clock.now()
         unique = lock_again(raw, now, now)  # (its enqueue_unique lock: admin/relock.py)
+        dedup = key_again(raw, info.name)  # (its Dedup key, as well)
         dead, at = self.keys.dead, to_ms(now)
         moved = await self.scripts.move(
-            job_id, info.name, dead, "queue", 0, new, at, True, raw, unique=unique
+            job_id, info.name, dead, "queue", 0, new, at, True, raw, "", unique, dedup
         )
         return await unless_changed(self.redis, moved, job_id, dead, "retried")
 
@@ -366,8 +368,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         async def retry(job_id: str) -> bool:
             try:
                 return await self.retry_dead_job(job_id)
-            except (JobChangedError, UniqueLockHeldError):  # (changed meanwhile, or another
-                return False  # job waits with its enqueue_unique lock: skipped, it stays dead)
+            except (JobChangedError, UniqueLockHeldError, DedupKeyHeldError):  # (changed, or
+                return False  # another job holds its lock or Dedup key: skipped, it stays dead)
 
         return await each_dead(self.redis, self.keys, retry, remove_others=False)
 

@@ -7,7 +7,15 @@ from ..job import DedupOutcome, Job
 from ..store.scripts import Scripts
 from .spec import Dedup
 
-__all__ = ["store_deduplicated"]
+__all__ = ["store_deduplicated", "with_dedup"]
+
+
+def with_dedup(job: Job, dedup: Dedup) -> Job:
+    """``job``, its envelope to record ``dedup``'s mode letter and key (its ``x``): for as long
+    as the job is stored (dead or cancelled too), so that an admin action putting it back to
+    wait takes the key again (admin/relock.py ``key_again``, lua/move.lua)."""
+    job._dk = dedup.mode + dedup.key
+    return job
 
 
 async def store_deduplicated(

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from ..checks import flag, seconds
 from ..dedup import Dedup
+from ..dedup.enqueue import with_dedup
 from ..errors import RegistrationError
 from ..handlers import check_priority
 from ..job import Job
@@ -314,8 +315,9 @@ class ScheduleStore:
 
 
 def build_job(periodic: PeriodicSchedule, now: float, *, fire_time: float, **meta: Any) -> Job:
-    """The job of one run; ``job.meta`` names the schedule and the fire time it stands for."""
-    return Job(
+    """The job of one run; ``job.meta`` names the schedule and the fire time it stands for (its
+    envelope records the schedule's Dedup: dedup/enqueue.py ``with_dedup``)."""
+    job = Job(
         periodic.job_name,
         dict(periodic.args),
         id=uuid.uuid4().hex,
@@ -323,6 +325,7 @@ def build_job(periodic: PeriodicSchedule, now: float, *, fire_time: float, **met
         priority=periodic.priority,
         meta={"schedule": periodic.name, "fire_time": fire_time, **meta},
     )
+    return with_dedup(job, periodic.dedup) if periodic.dedup is not None else job
 
 
 def stored_int(value: bytes | str | None, lo: int, hi: int) -> int | None:

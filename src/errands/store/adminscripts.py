@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import UniqueLockHeldError
+from ..errors import DedupKeyHeldError, UniqueLockHeldError
 from .keys import Keys
 
 __all__ = ["ADMIN_SCRIPTS", "AdminScripts", "Arg"]
@@ -41,6 +41,7 @@ class AdminScripts:
         expected: bytes = b"",
         call: str = "",
         unique: tuple[str, int] = ("", 0),
+        dedup: tuple[str, str] = ("", ""),
     ) -> bool:
         """Move a waiting job out of ``source``: onto its queue, into its scheduled set, or
         delete it (mode ``queue``, ``schedule``, ``delete``; a deletion is recorded in the
@@ -50,7 +51,9 @@ class AdminScripts:
         a token of this call (letters and digits; a random one by default), by which its
         re-send answers as the first. ``unique``: the enqueue_unique digest a job put back to
         wait takes again, and that lock's expiry (ms; ``now_ms`` is the time now): when
-        another live job holds it, nothing moves and UniqueLockHeldError is raised."""
+        another live job holds it, nothing moves and UniqueLockHeldError is raised. ``dedup``:
+        the mode letter (s d f r) and key (``<name>:<key>``) of the Dedup key it takes again:
+        when another live job holds it, nothing moves and DedupKeyHeldError is raised."""
         k = self.keys
         target = k.scheduled(name) if mode == "schedule" else k.queue(name)
         keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
@@ -59,10 +62,17 @@ class AdminScripts:
         keys += (k.listening, k.checkpoints, k.dedup, k.dedup_of_job)
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.partitions)
         keys += (k.partition_queue(name), k.partitions_ready(name))
-        keys += (k.reply(call or os.urandom(8).hex()), k.idle_for(name))
+        keys += (k.reply(call or os.urandom(8).hex()), k.idle_for(name), k.queue(name))
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
-        args += (now_ms, "1" if afresh else "0", expected, *unique)
+        args += (now_ms, "1" if afresh else "0", expected, *unique, *dedup)
         moved = int(await self._call("move", keys, args))
+        if moved == -2:
+            owner = await self.redis.hget(k.dedup, dedup[1])  # (for the message only)
+            raise DedupKeyHeldError(
+                f"job {id} not moved: another job ({_text(owner)}) holds its dedup key "
+                f"{dedup[1].partition(':')[2]!r}; two jobs of one key never wait or run at once",
+                "" if owner is None else _text(owner),
+            )
         if moved == -1:
             holder = await self.redis.hget(k.unique, unique[0])  # (for the message only)
             raise UniqueLockHeldError(

@@ -14,6 +14,8 @@
 --          (redis-py, after a lost reply) gives it back, doing nothing
 -- KEYS[30] the idle pools of the job name (lib/wake.lua): a job put on its queue (or a dedup
 --          rerun a delete hands its key to) wakes one of them (without it: every idle pool)
+-- KEYS[31] the queue of the job name (the Dedup key's: a rerun waiting for the key of ARGV[14]
+--          with no owner left takes it onto that queue, lib/dedup.lua dedup_owner)
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
 -- ARGV[7] job name   ARGV[8] now ms   ARGV[9] '1': a new envelope starts afresh (its last error
@@ -25,13 +27,19 @@
 -- with ARGV[8] now (ms): a lock another job holds, which exists and is within its expiry,
 -- refuses the move (-1, nothing but the reply key written: two jobs never wait with one lock's
 -- args); one held by nobody, by a job gone or past its expiry is taken, as enqueue_unique does
+-- ARGV[13] (modes queue, schedule; '' or absent = none) the mode letter (s d f r) of the Dedup
+-- key the job takes again (its envelope's `x`, admin/relock.py: a dead or cancelled job put back
+-- to wait, whose end released its key)   ARGV[14] that key (`<name>:<key>`): one another live job
+-- holds (or a rerun waiting for it takes, its owner gone) refuses the move (-2, nothing moved);
+-- a key free, or whose owner is gone, is taken in the mode's waiting letter, as an enqueue takes it
 -- A deleted job is forgotten (no tombstone: its id may be used again); its ending is recorded
 -- (history `deleted`, at the attempt it would have run next) and published (`deleted`).
 -- A scheduled unique job moved later keeps its lock as much longer (its expiry moves with it).
 -- Returns 1 when moved, 0 when the job was not in the source set (or its envelope was not
--- `expected`), -1 when the lock of ARGV[11] is another live job's (nothing moved). A re-sent call answers as its first from the reply key, in every mode (a guess
--- from where the job is now answered 1 to the re-send of a call that moved nothing, the job
--- having got there otherwise), after the key checks, and writing nothing first
+-- `expected`), -1 when the lock of ARGV[11] is another live job's, -2 when the Dedup key of
+-- ARGV[14] is (nothing moved). A re-sent call answers as its first from the reply key, in every
+-- mode (a guess from where the job is now answered 1 to the re-send of a call that moved
+-- nothing, the job having got there otherwise), after the key checks, and writing nothing first
 -- (lib/types.lua unwritten): a demoted master refuses it, where the new master may lack the
 -- first call's move (not replicated); every other answer comes after a write. An unknown mode,
 -- a due time (schedule) or a time (delete) that is not an integer in 0..MAX_MS is an error
@@ -63,10 +71,16 @@ if digest ~= '' and (mode == 'delete' or not is_int(ARGV[8], 0, MAX_MS)
   return redis.error_reply('errands: move: a unique lock is taken only by a job put to wait, '
     .. 'with the time now and its expiry as integer ms')
 end
+local dmode, dkey = ARGV[13] or '', ARGV[14] or ''
+if dmode ~= '' and (mode == 'delete' or #dmode ~= 1 or not string.find('sdfr', dmode, 1, true)
+    or dkey == '' or not KEYS[31]) then
+  return redis.error_reply('errands: move: a Dedup key is taken only by a job put to wait, '
+    .. 'in mode s, d, f or r, with its key and its queue (KEYS[31])')
+end
 local expected = ARGV[10] or ''
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', false, 'HLEN',
   'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN',
-  'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', false, 'ZCARD'}
+  'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', false, 'ZCARD', 'ZCARD'}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing moved')
   or (mode ~= 'schedule' and not_counter(KEYS[3], 'nothing moved'))
   or (mode == 'delete' and wf_unfit_of(KEYS[23], id, 'nothing moved'))
@@ -93,6 +107,18 @@ if stale and stale ~= id and redis.call('HEXISTS', KEYS[1], stale) == 1
   redis.call('SET', KEYS[29], '-1', 'PX', ADMIN_REPLY_MS)  -- another live job's lock
   return -1
 end
+local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[4], wake = ARGV[5],
+  dedup = KEYS[21], dedupjob = KEYS[22], next = KEYS[24], reruns = KEYS[25], idlefor = KEYS[30]}
+if dmode ~= '' then  -- its Dedup key: held by another live job, nothing moves
+  if redis.call('HEXISTS', d.dedupjob, id) == 1 then
+    dedup_ended(d, id, KEYS[31])  -- (a record its end left, none in this version: it goes)
+  end
+  local owner = dedup_owner(d, dkey, KEYS[31])  -- (an owner gone: free; a rerun left takes it)
+  if owner and owner ~= id then
+    redis.call('SET', KEYS[29], '-2', 'PX', ADMIN_REPLY_MS)
+    return -2
+  end
+end
 redis.call('ZREM', KEYS[5], id)
 redis.call('SET', KEYS[29], '1', 'PX', ADMIN_REPLY_MS)
 redis.call('DEL', KEYS[9])
@@ -114,8 +140,6 @@ if mode == 'delete' then
   end
   record_end(k, KEYS[18], id, ARGV[7], 'deleted', env, nil, ARGV[8], true, ',"reason":"deleted"')
   forget(k, {id}, nil)
-  local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[4], wake = ARGV[5],
-    dedup = KEYS[21], dedupjob = KEYS[22], next = KEYS[24], reruns = KEYS[25], idlefor = KEYS[30]}
   dedup_ended(d, id, KEYS[6])  -- (KEYS[6] is the job's queue for a delete)
   wf_end(KEYS[23], id, 'cancelled', nil)  -- a member deleted while it waited
 elseif mode == 'queue' then
@@ -154,5 +178,9 @@ if digest ~= '' then  -- the job waits again: it takes its lock (a stale holder'
   redis.call('HSET', KEYS[10], digest, id)
   redis.call('HSET', KEYS[11], id, digest)
   redis.call('ZADD', KEYS[12], ARGV[12], digest)
+end
+if dmode ~= '' then  -- the job waits again: it holds its Dedup key, as an enqueue's job does
+  redis.call('HSET', d.dedup, dkey, id)
+  redis.call('HSET', d.dedupjob, id, dmode .. dkey)
 end
 return 1
