@@ -101,9 +101,8 @@ if not was_due then
   redis.call('SET', KEYS[29], '0', 'PX', ADMIN_REPLY_MS)
   return 0
 end
-local stale = digest ~= '' and redis.call('HGET', KEYS[10], digest)  -- (its holder, if any)
-if stale and stale ~= id and redis.call('HEXISTS', KEYS[1], stale) == 1
-    and tonumber(redis.call('ZSCORE', KEYS[12], digest) or '0') > tonumber(ARGV[8]) then
+local U = {jobs = KEYS[1], uniq = KEYS[10], uniqjob = KEYS[11], uniqexp = KEYS[12]}
+if digest ~= '' and unique_holder(U, id, digest, tonumber(ARGV[8])) then
   redis.call('SET', KEYS[29], '-1', 'PX', ADMIN_REPLY_MS)  -- another live job's lock
   return -1
 end
@@ -167,17 +166,7 @@ else
   redis.call('ZADD', KEYS[6], ARGV[3], id)
 end
 if digest ~= '' then  -- the job waits again: it takes its lock (a stale holder's entry goes)
-  if stale and stale ~= id and redis.call('HGET', KEYS[11], stale) == digest then
-    redis.call('HDEL', KEYS[11], stale)
-  end
-  local other = redis.call('HGET', KEYS[11], id)
-  if other and other ~= digest and redis.call('HGET', KEYS[10], other) == id then
-    redis.call('HDEL', KEYS[10], other)
-    redis.call('ZREM', KEYS[12], other)
-  end
-  redis.call('HSET', KEYS[10], digest, id)
-  redis.call('HSET', KEYS[11], id, digest)
-  redis.call('ZADD', KEYS[12], ARGV[12], digest)
+  unique_take(U, id, digest, ARGV[12])
 end
 if dmode ~= '' then  -- the job waits again: it holds its Dedup key, as an enqueue's job does
   redis.call('HSET', d.dedup, dkey, id)

@@ -71,6 +71,35 @@ local function unique_settled(k, id)
   end
 end
 
+-- the live job other than `id` holding the lock of `digest` at `now` (ms): one that exists and
+-- whose lock is within its expiry; else false (no holder, `id` itself, a holder gone or stale)
+local function unique_holder(k, id, digest, now)
+  local holder = redis.call('HGET', k.uniq, digest)
+  if holder and holder ~= id and redis.call('HEXISTS', k.jobs, holder) == 1
+      and tonumber(redis.call('ZSCORE', k.uniqexp, digest) or '0') > now then
+    return holder
+  end
+  return false
+end
+
+-- job `id` takes the lock of `digest` until `expiry` (ms), no live other job holding it
+-- (unique_holder): a stale holder's record of it goes, and a lock `id` holds on another digest
+-- is let go (a job holds one lock)
+local function unique_take(k, id, digest, expiry)
+  local stale = redis.call('HGET', k.uniq, digest)
+  if stale and stale ~= id and redis.call('HGET', k.uniqjob, stale) == digest then
+    redis.call('HDEL', k.uniqjob, stale)
+  end
+  local other = redis.call('HGET', k.uniqjob, id)
+  if other and other ~= digest and redis.call('HGET', k.uniq, other) == id then
+    redis.call('HDEL', k.uniq, other)
+    redis.call('ZREM', k.uniqexp, other)
+  end
+  redis.call('HSET', k.uniq, digest, id)
+  redis.call('HSET', k.uniqjob, id, digest)
+  redis.call('ZADD', k.uniqexp, expiry, digest)
+end
+
 -- settle: job `id`, fetched ahead and given back before it started, takes its lock again with
 -- the expiry it had (a stale lock of another job is taken over, as enqueue_unique does), unless
 -- another live job holds it (stored while this one was fetched): it then waits without one.
@@ -80,20 +109,12 @@ local function unique_unstarted(k, id, now)
   local at = v and string.find(v, ':', 1, true)
   if not at then return end
   local expiry, digest = string.sub(v, 1, at - 1), string.sub(v, at + 1)
-  local holder = redis.call('HGET', k.uniq, digest)
   if not string.match(expiry, '^%d+$') or #expiry > 16 or digest == ''
-      or string.find(digest, ':', 1, true) or holder and holder ~= id
-      and redis.call('HEXISTS', k.jobs, holder) == 1
-      and tonumber(redis.call('ZSCORE', k.uniqexp, digest) or '0') > now then
+      or string.find(digest, ':', 1, true) or unique_holder(k, id, digest, now) then
     redis.call('HDEL', k.uniqjob, id)
     return
   end
-  if holder and holder ~= id then
-    redis.call('HDEL', k.uniqjob, holder)
-  end
-  redis.call('HSET', k.uniq, digest, id)
-  redis.call('HSET', k.uniqjob, id, digest)
-  redis.call('ZADD', k.uniqexp, expiry, digest)
+  unique_take(k, id, digest, expiry)  -- (its mark, `id`'s record, names no lock: overwritten)
 end
 
 -- every field of `ids` (their envelope included) goes; each leaves a tombstone at `now` (none
