@@ -123,9 +123,9 @@ class UniqueLockHeldError(ErrandsError, ValueError):
 class DedupKeyHeldError(ErrandsError, ValueError):
     """An admin action would put a job enqueued with ``dedup=Dedup(...)`` back to wait
     (``reschedule`` or ``retry_dead_job`` of a dead or cancelled job) while another live job
-    holds its dedup key: it did nothing (two jobs of one key never wait or run at once); the job
-    stays where it was. ``holder``: the id of the job holding the key (as read after the
-    refusal; "" when it was gone by then)."""
+    holds its dedup key: it did nothing (two jobs never hold one key); the job stays where it
+    was. ``holder``: the id of the job holding the key (as read after the refusal; "" when it
+    was gone by then)."""
 
     def __init__(self, message: str, holder: str = "") -> None:
         super().__init__(message)

@@ -70,7 +70,7 @@ class AdminScripts:
             owner = await self.redis.hget(k.dedup, dedup[1])  # (for the message only)
             raise DedupKeyHeldError(
                 f"job {id} not moved: another job ({_text(owner)}) holds its dedup key "
-                f"{dedup[1].partition(':')[2]!r}; two jobs of one key never wait or run at once",
+                f"{dedup[1].partition(':')[2]!r}; two jobs never hold one key",
                 "" if owner is None else _text(owner),
             )
         if moved == -1:
