@@ -308,3 +308,27 @@ async def test_a_record_by_hand_or_an_older_pool_is_never_raised_on(
     assert await redis.hlen(keys.unique) == 0 and await redis.zcard(keys.unique_expiry) == 0
     if b":" in value:
         assert not await redis.hexists(keys.unique_of_job, holder)
+
+
+async def test_a_stale_holder_keeps_the_record_of_the_lock_it_still_holds(
+    redis: Redis, namespace: str, enqueuer: Enqueuer
+) -> None:
+    """The give-back's retake (lib/jobstate.lua unique_take, shared with move.lua) drops a stale
+    holder's record only when it names the lock taken. A holder found on the lock (by hand) while
+    its record names another lock it holds keeps that record: before, it was dropped, and that
+    other lock was left without its record."""
+    scripts, holder = await _fetched(redis, namespace, enqueuer)
+    keys, digest = Keys(namespace), unique_digest("sync", {"v": 1})
+    (item,) = await scripts.fetch("p", 1, 1, [("sync", 0)])
+    other = await enqueuer.enqueue_unique("sync", {"v": 2}, delay=60)
+    assert other is not None
+    mine = await redis.hget(keys.unique_of_job, other.id)
+    assert mine is not None and mine.decode() != digest
+    await redis.hset(keys.unique, digest, other.id)  # (by hand: a stale claim on the lock)
+    await redis.zadd(keys.unique_expiry, {digest: 1})
+    await _settler(scripts).requeue_fetched(item, "sync")
+    assert await redis.hget(keys.unique, digest) == holder.encode()  # taken over (stale)
+    assert await redis.hget(keys.unique_of_job, holder) == digest.encode()
+    assert await redis.hget(keys.unique_of_job, other.id) == mine  # its own lock's record
+    assert await redis.hget(keys.unique, mine.decode()) == other.id.encode()
+    await assert_invariants(redis, namespace)
