@@ -6,8 +6,8 @@ module changes (``LAYOUT`` below must name every key ``Keys`` builds; a test enf
 >>> await assert_invariants(redis, namespace)                  # raises InvariantViolations
 >>> report = await check_invariants(redis, namespace, oracle)   # report.violations, .figures
 
-Checked on a snapshot read in one MULTI (so it is consistent even while pools are idle but
-running):
+Checked on a snapshot listed and read in one step (a read-only script, layout.py: consistent
+even while pools run):
 
 * **places**: every job id is in exactly one place (its queue, scheduled or retry set, the
   in-progress set of a registered pool, the dead set, the cancelled set) or in none once

@@ -178,7 +178,7 @@ def _check_dedup(s: Snapshot) -> list[Violation]:
         if of_job.get(job_id, "")[:1] != "n":
             out.append(Violation("dedup", f"job {job_id} waits as a rerun of no key"))
     for key, ttl in sorted(s.dedup_windows.items()):
-        if ttl == -1:  # (-2: expired between the SCAN and its PTTL)
+        if ttl == -1:
             out.append(Violation("dedup", f"throttle window of {key} has no TTL"))
     return out
 
@@ -217,6 +217,7 @@ def _check_keys(s: Snapshot) -> list[Violation]:
     out = [
         Violation("keys", f"key {k!r} is not part of the data layout") for k in sorted(s.other_keys)
     ]
+    out += [Violation("keys", f"key {w}: read as absent") for w in s.wrong_types]
     registered = set(s.zsets["pools"])
     for job_id, (raw, ttl) in sorted(s.done.items()):
         if raw is not None and ttl == -1:
@@ -225,8 +226,6 @@ def _check_keys(s: Snapshot) -> list[Violation]:
         if member is not None and member not in s.hashes["history_data"]:
             out.append(Violation("keys", f"finished record of {job_id} names {member}: none"))
     for pool_id in sorted(set(s.pool_infos) - registered):
-        if s.pool_infos[pool_id] == -2:  # expired between the SCAN and its PTTL: gone
-            continue
         out.append(
             Violation(
                 "keys",
@@ -308,7 +307,7 @@ def _check_partitions(s: Snapshot) -> list[Violation]:
             ):
                 out.append(Violation("partitions", f"partition {name}[{p}] has no turn"))
     for key, ttl in sorted(s.limit_ttls.items()):
-        if ttl == -1:  # (-2: it expired between the scan and the read)
+        if ttl == -1:
             out.append(Violation("keys", f"rate limit key {key} has no TTL"))
     return out
 

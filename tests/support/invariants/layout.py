@@ -1,19 +1,26 @@
 """Reading a namespace as the invariant checker sees it: every key of the data layout, classified
 through ``Keys`` (``LAYOUT`` must name every key ``Keys`` builds: ``test_invariants`` checks it),
-read in one MULTI so the picture is consistent."""
+listed and read in one step (snapshot.lua, a read-only script) so the picture is consistent even
+while pools run: a SCAN then a MULTI missed a key created between the two (a job moving into it
+was in no place) and read one deleted meanwhile as empty."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
 from errands.store.keys import Keys
 
-__all__ = ["LAYOUT", "TEST_KEYS", "Snapshot", "done_status", "envelope_name", "snapshot", "text"]
+__all__ = [
+    "LAYOUT", "TEST_KEYS", "Dump", "Snapshot", "build", "done_status", "dump", "envelope_name",
+    "snapshot", "text",
+]  # fmt: skip
 
 LAYOUT: dict[str, tuple[str, ...]] = {
     "hash": (
@@ -67,11 +74,13 @@ class Snapshot:
     keys: Keys
     now_ms: int
     other_keys: list[str]  # keys of the namespace the layout does not know
+    wrong_types: list[str]  # keys of another type than the layout gives them (read as absent)
     envelopes: dict[str, bytes]
     places: dict[str, list[tuple[str, str]]]  # id -> [(place, job name)]
     malformed: list[tuple[str, bytes]]  # (in-progress key, member)
     in_progress: dict[str, list[tuple[str, str]]]  # pool id -> [(id, name)]
     waiting_due: dict[str, float]  # id -> due ms (scheduled, retry)
+    queues: dict[str, dict[str, float]]  # job name -> id -> queue score
     hashes: dict[str, dict[str, bytes]]
     zsets: dict[str, dict[str, float]]
     sets: dict[str, set[str]]
@@ -106,19 +115,96 @@ def text(raw: bytes | str) -> str:
 TEST_KEYS = ("test:",)
 
 
+SCRIPT = (Path(__file__).parent / "snapshot.lua").read_text()
+
+# families whose values the checks do not read (their TTLs only): not sent by the script
+_TTL_ONLY = (
+    "pool_info", "serves", "handoff", "dedup_window", "metrics_minute", "metrics_hour",
+    "rate_log", "rate_expiry", "limiter", "reply", "idle_for", "handoff_armed",
+    "schedule_state",
+)  # fmt: skip
+
+
+@dataclass
+class Dump:
+    """Every key of a namespace as snapshot.lua read it in one step: its type, PTTL and value
+    (hash, zset, set: the flat list; string: the string; list: its length; None: not read)."""
+
+    now_ms: int
+    types: dict[str, str]
+    ttls: dict[str, int]
+    values: dict[str, Any]
+
+
+async def dump(redis: Redis, keys: Keys) -> Dump:
+    """Read the namespace in one step (a read-only script: nothing moves between its listing
+    of the keys and its reads of them)."""
+    skip = [_family_prefix(keys, m) for m in _TTL_ONLY]
+    reply = await redis.register_script(SCRIPT)(
+        keys=[keys.jobs], args=[_escape_glob(keys.prefix) + "*", *skip]
+    )
+    secs, micros, rest = reply[0], reply[1], reply[2:]
+    d = Dump(int(secs) * 1000 + int(micros) // 1000, {}, {}, {})
+    for i in range(0, len(rest), 4):
+        key = text(rest[i])
+        d.types[key], d.ttls[key], d.values[key] = text(rest[i + 1]), int(rest[i + 2]), rest[i + 3]
+    return d
+
+
 async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS) -> Snapshot:
     """Read the namespace; keys under ``keys.prefix + f`` for ``f`` in ``foreign`` are not
     errands' (they belong to the tests) and are skipped."""
-    singles = {
-        getattr(keys, p): p for kind in ("hash", "zset", "set", "string") for p in LAYOUT[kind]
-    }
+    return build(keys, await dump(redis, keys), foreign)
+
+
+class _Reader:
+    """The values of a dump by the type the layout gives them: a key of another type is noted
+    (``wrong``) and read as absent."""
+
+    def __init__(self, d: Dump) -> None:
+        self.d = d
+        self.wrong: list[str] = []
+
+    def _of(self, key: str, kind: str) -> Any:
+        have = self.d.types.get(key)
+        if have is None:
+            return None
+        if have != kind:
+            self.wrong.append(f"{key} is a {have}, not a {kind}")
+            return None
+        return self.d.values.get(key)
+
+    def hash(self, key: str) -> dict[str, bytes]:
+        flat = self._of(key, "hash") or []
+        return {text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+
+    def zset(self, key: str) -> list[tuple[bytes, float]]:
+        flat = self._of(key, "zset") or []
+        return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def members(self, key: str) -> set[str]:
+        return {text(m) for m in self._of(key, "set") or []}
+
+    def string(self, key: str) -> bytes | None:
+        value = self._of(key, "string")
+        return value if isinstance(value, bytes) else None
+
+    def ttl(self, key: str) -> int:
+        return self.d.ttls.get(key, -2)
+
+
+def _classify(
+    keys: Keys, d: Dump, foreign: Sequence[str]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """The dump's keys by family (family -> their variable parts), and those the layout does not
+    know; the single keys and the tests' own are left out."""
+    singles = {getattr(keys, p) for kind in ("hash", "zset", "set", "string") for p in LAYOUT[kind]}
     families = sorted(
         ((_family_prefix(keys, m), m) for m in LAYOUT["family"]), key=lambda f: -len(f[0])
     )
-    found: dict[str, list[str]] = defaultdict(list)  # family -> variable parts
+    found: dict[str, list[str]] = defaultdict(list)
     other: list[str] = []
-    async for raw in redis.scan_iter(match=_escape_glob(keys.prefix) + "*", count=1000):
-        key = text(raw)
+    for key in sorted(d.types):
         if key in singles or key[len(keys.prefix) :].startswith(tuple(foreign)):
             continue
         for prefix, method in families:
@@ -127,101 +213,86 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
                 break
         else:
             other.append(key)
+    return found, other
 
-    zset_fams = ("queue", "scheduled", "retry", "in_progress", "history_of")
-    limit_zsets = ("partition_queue", "partitions_ready", "partitions_waiting")
-    ttl_fams = ("rate_log", "rate_expiry", "limiter")
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.time()
-        for p in EXPIRING:
-            pipe.pttl(getattr(keys, p))
-        for p in LAYOUT["hash"]:
-            pipe.hgetall(getattr(keys, p))
-        for p in LAYOUT["zset"]:
-            pipe.zrange(getattr(keys, p), 0, -1, withscores=True)
-        for p in LAYOUT["set"]:
-            pipe.smembers(getattr(keys, p))
-        for fam in zset_fams:
-            for part in found[fam]:
-                pipe.zrange(getattr(keys, fam)(part), 0, -1, withscores=True)
-        for job_id in found["done"]:
-            pipe.get(keys.done(job_id))
-            pipe.pttl(keys.done(job_id))
-        for pool_id in found["pool_info"]:
-            pipe.pttl(keys.pool_info(pool_id))
-        for pool_id in found["serves"]:
-            pipe.pttl(keys.serves(pool_id))
-        for pool_id in found["handoff"]:
-            pipe.pttl(keys.handoff(pool_id))
-        for key in found["dedup_window"]:
-            pipe.pttl(keys.dedup_window(key))
-        runs = _runs(found["workflow"])
-        for run_id, parts in runs.items():
-            pipe.hgetall(keys.workflow(run_id))
-            pipe.smembers(keys.workflow(run_id, "open"))
-            pipe.zrange(keys.workflow(run_id, "in"), 0, -1)
-            pipe.hkeys(keys.workflow(run_id, "env"))
-            for part in parts:
-                pipe.pttl(keys.workflow(run_id, part))
-        buckets = [keys.metrics_minute(p) for p in found["metrics_minute"]]
-        buckets += [keys.metrics_hour(p) for p in found["metrics_hour"]]
-        for bucket in buckets:
-            pipe.pttl(bucket)
-        for fam in limit_zsets:
-            for part in found[fam]:
-                pipe.zrange(getattr(keys, fam)(part), 0, -1, withscores=True)
-        for part in found["partitions_running"]:
-            pipe.hgetall(keys.partitions_running(part))
-        for fam in ttl_fams:
-            for part in found[fam]:
-                pipe.pttl(getattr(keys, fam)(part))
-        replies = iter(await pipe.execute())
 
-    secs, micros = next(replies)
-    ttls = {p: int(next(replies)) for p in EXPIRING}
-    hashes = {p: {text(k): v for k, v in next(replies).items()} for p in LAYOUT["hash"]}
-    zsets = {p: {text(m): float(sc) for m, sc in next(replies)} for p in LAYOUT["zset"]}
-    sets = {p: {text(m) for m in next(replies)} for p in LAYOUT["set"]}
-    fam_members: dict[str, dict[str, list[tuple[bytes, float]]]] = {
-        fam: {part: next(replies) for part in found[fam]} for fam in zset_fams
+def build(keys: Keys, d: Dump, foreign: Sequence[str] = TEST_KEYS) -> Snapshot:
+    """The snapshot of a dump (pure)."""
+    found, other = _classify(keys, d, foreign)
+    r = _Reader(d)
+    hashes = {p: r.hash(getattr(keys, p)) for p in LAYOUT["hash"]}
+    zsets = {p: {text(m): sc for m, sc in r.zset(getattr(keys, p))} for p in LAYOUT["zset"]}
+    sets = {p: r.members(getattr(keys, p)) for p in LAYOUT["set"]}
+    fam = {
+        f: {part: r.zset(getattr(keys, f)(part)) for part in found[f]}
+        for f in ("queue", "scheduled", "retry", "in_progress", "history_of")
     }
-    done = {job_id: (next(replies), int(next(replies))) for job_id in found["done"]}
-    pool_infos = {pool_id: int(next(replies)) for pool_id in found["pool_info"]}
-    serves = {pool_id: int(next(replies)) for pool_id in found["serves"]}
-    handoffs = {pool_id: int(next(replies)) for pool_id in found["handoff"]}
-    windows = {key: int(next(replies)) for key in found["dedup_window"]}
-    workflows = {}
-    for run_id, parts in runs.items():
-        meta = {text(a): text(b) for a, b in next(replies).items()}
-        open_, in_edges = {text(m) for m in next(replies)}, {text(m) for m in next(replies)}
-        env = {text(m) for m in next(replies)}
-        run_ttls = {part: int(next(replies)) for part in parts}
-        stray = [p for p in parts if p and p not in WORKFLOW_PARTS]
-        workflows[run_id] = RunSnap(meta, open_, in_edges, env, run_ttls, stray)
-    metrics = {bucket: int(next(replies)) for bucket in buckets}
-    limits: dict[str, dict[str, dict[str, float]]] = {
-        fam: {part: {text(m): float(sc) for m, sc in next(replies)} for part in found[fam]}
-        for fam in limit_zsets
+    limits = {
+        f: {part: {text(m): sc for m, sc in r.zset(getattr(keys, f)(part))} for part in found[f]}
+        for f in ("partition_queue", "partitions_ready", "partitions_waiting")
     }
     limits["partitions_running"] = {
-        part: {text(f): float(v) for f, v in next(replies).items()}
+        part: {f: float(v) for f, v in r.hash(keys.partitions_running(part)).items()}
         for part in found["partitions_running"]
     }
-    limit_ttls = {
-        getattr(keys, fam)(part): int(next(replies)) for fam in ttl_fams for part in found[fam]
-    }
+    ttl_of = {m: {part: r.ttl(getattr(keys, m)(part)) for part in found[m]} for m in _TTL_ONLY}
+    places, waiting_due, malformed, in_progress = _places(keys, fam, zsets)
+    buckets = [keys.metrics_minute(p) for p in found["metrics_minute"]]
+    buckets += [keys.metrics_hour(p) for p in found["metrics_hour"]]
+    return Snapshot(
+        keys=keys,
+        now_ms=d.now_ms,
+        other_keys=other,
+        wrong_types=r.wrong,
+        envelopes=hashes["jobs"],
+        places=places,
+        malformed=malformed,
+        in_progress=in_progress,
+        waiting_due=waiting_due,
+        queues={n: {text(m): sc for m, sc in ms} for n, ms in fam["queue"].items()},
+        hashes=hashes,
+        zsets=zsets,
+        sets=sets,
+        done={i: (r.string(keys.done(i)), r.ttl(keys.done(i))) for i in found["done"]},
+        pool_infos=ttl_of["pool_info"],
+        serves=ttl_of["serves"],
+        handoffs=ttl_of["handoff"],
+        dedup_windows=ttl_of["dedup_window"],
+        history_of={n: {text(m) for m, _ in ms} for n, ms in fam["history_of"].items()},
+        schedule_states=found["schedule_state"],
+        ttls={p: r.ttl(getattr(keys, p)) for p in EXPIRING},
+        workflows=_workflows(keys, r, found["workflow"]),
+        metrics={bucket: r.ttl(bucket) for bucket in buckets},
+        limits=limits,
+        limit_ttls={
+            getattr(keys, m)(part): ttl
+            for m in ("rate_log", "rate_expiry", "limiter")
+            for part, ttl in ttl_of[m].items()
+        },
+    )
 
+
+def _places(
+    keys: Keys, fam: dict[str, dict[str, list[tuple[bytes, float]]]], zsets: dict[str, Any]
+) -> tuple[
+    dict[str, list[tuple[str, str]]],
+    dict[str, float],
+    list[tuple[str, bytes]],
+    dict[str, list[tuple[str, str]]],
+]:
+    """Every job's places (id -> [(place, job name)]), the due time of each scheduled or retried
+    one, the malformed in-progress entries and each pool's jobs in progress."""
     places: dict[str, list[tuple[str, str]]] = defaultdict(list)
     waiting_due: dict[str, float] = {}
-    for fam, label in (("queue", "queue"), ("scheduled", "scheduled"), ("retry", "retry")):
-        for name, members in fam_members[fam].items():
+    for f in ("queue", "scheduled", "retry"):
+        for name, members in fam[f].items():
             for m, score in members:
-                places[text(m)].append((f"{label}:{name}", name))
-                if fam != "queue":
+                places[text(m)].append((f"{f}:{name}", name))
+                if f != "queue":
                     waiting_due[text(m)] = score
     malformed: list[tuple[str, bytes]] = []
     in_progress: dict[str, list[tuple[str, str]]] = {}
-    for pool_id, members in fam_members["in_progress"].items():
+    for pool_id, members in fam["in_progress"].items():
         held = in_progress.setdefault(pool_id, [])
         for m, _score in members:
             job_id, sep, name = text(m).partition(":")
@@ -233,32 +304,21 @@ async def snapshot(redis: Redis, keys: Keys, foreign: Sequence[str] = TEST_KEYS)
     for label, zset in (("dead", "dead"), ("cancelled", "cancelled"), ("rerun", "dedup_reruns")):
         for job_id in zsets[zset]:
             places[job_id].append((label, ""))
+    return dict(places), waiting_due, malformed, in_progress
 
-    return Snapshot(
-        keys=keys,
-        now_ms=int(secs) * 1000 + int(micros) // 1000,
-        other_keys=other,
-        envelopes=hashes["jobs"],
-        places=dict(places),
-        malformed=malformed,
-        in_progress=in_progress,
-        waiting_due=waiting_due,
-        hashes=hashes,
-        zsets=zsets,
-        sets=sets,
-        done=done,
-        pool_infos=pool_infos,
-        serves=serves,
-        handoffs=handoffs,
-        dedup_windows=windows,
-        history_of={n: {text(m) for m, _ in ms} for n, ms in fam_members["history_of"].items()},
-        schedule_states=found["schedule_state"],
-        ttls=ttls,
-        workflows=workflows,
-        metrics=metrics,
-        limits=limits,
-        limit_ttls=limit_ttls,
-    )
+
+def _workflows(keys: Keys, r: _Reader, found: list[str]) -> dict[str, RunSnap]:
+    out = {}
+    for run_id, parts in _runs(found).items():
+        out[run_id] = RunSnap(
+            meta={k: text(v) for k, v in r.hash(keys.workflow(run_id)).items()},
+            open=r.members(keys.workflow(run_id, "open")),
+            in_edges={text(m) for m, _ in r.zset(keys.workflow(run_id, "in"))},
+            env=set(r.hash(keys.workflow(run_id, "env"))),
+            ttls={part: r.ttl(keys.workflow(run_id, part)) for part in parts},
+            stray=[p for p in parts if p and p not in WORKFLOW_PARTS],
+        )
+    return out
 
 
 def _runs(found: list[str]) -> dict[str, list[str]]:
