@@ -63,6 +63,7 @@ class AdminScripts:
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.partitions)
         keys += (k.partition_queue(name), k.partitions_ready(name))
         keys += (k.reply(call or os.urandom(8).hex()), k.idle_for(name), k.queue(name))
+        keys.append(k.partitions_waiting(name))
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
         args += (now_ms, "1" if afresh else "0", expected, *unique, *dedup)
         moved = int(await self._call("move", keys, args))
@@ -94,6 +95,7 @@ class AdminScripts:
         keys += (k.workflow_of, k.dedup_next, k.dedup_reruns, k.seq, k.priorities, k.idle)
         keys += (k.history_data, k.history_of(name), k.names, k.partitions)
         keys += (k.partition_queue(name), k.partitions_ready(name), k.reply(call))
+        keys.append(k.partitions_waiting(name))
         args: list[Arg] = [id, now_ms, ttl_ms, k.control_channel, k.events_channel, name]
         args += (k.wake_channel, call)
         result = await self._call("cancel", keys, args)
@@ -112,7 +114,7 @@ class AdminScripts:
         keys += (k.done(id), k.history, k.history_data, k.history_of(name), k.listening)
         keys += (k.checkpoints, k.dedup, k.dedup_of_job, k.workflow_of)
         keys += (k.dedup_next, k.dedup_reruns, k.seq, k.idle, k.partitions)
-        keys += (k.partition_queue(name), k.partitions_ready(name))
+        keys += (k.partition_queue(name), k.partitions_ready(name), k.partitions_waiting(name))
         if call:
             keys.append(k.reply(call))
         args: list[Arg] = [id, name, k.control_channel, k.events_channel, attempts]

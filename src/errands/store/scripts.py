@@ -168,7 +168,7 @@ class Scripts(AdminScripts):
         keys += (k.scheduled(name), k.listening, k.ended, k.done(id), k.dedup, k.dedup_of_job)
         keys += (k.dedup_window(key), k.dedup_next, k.dedup_reruns, k.partitions)
         keys += (k.partition_queue(name), k.partitions_ready(name), k.workflows, k.workflow_of)
-        keys.append(k.reply(call or os.urandom(8).hex()))
+        keys += (k.reply(call or os.urandom(8).hex()), k.partitions_waiting(name))
         args: list[Arg] = [k.wake_channel, name, id, envelope, priority, due_ms, mode, key]
         args += (window_ms, k.events_channel, partition)
         reply = await self._call("enqueue_dedup", keys, args)

@@ -14,6 +14,8 @@
 -- is indexed there (lib/dedup.lua dedup_index)   KEYS[29] the reply key of this call
 -- (optional; store/keys.py reply): a `cancelled` or `running` answer is kept there 10 minutes
 -- (lib/types.lua ADMIN_REPLY_MS, as by destroy.lua, move.lua and wf_cancel.lua)
+-- KEYS[30] partitions waiting of the job name (optional, after KEYS[29]): a queued job's
+-- partition left with none indexed loses its turn and rate wait (lib/dedup.lua dedup_unindex)
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel   ARGV[8] this call's token
 -- (letters and digits; '' none): kept in the done record of the job it cancels
@@ -55,7 +57,7 @@ end
 -- GET (a string of another type: an error) is its read too
 local TYPES = {'HLEN', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'HLEN', 'HLEN', 'ZCARD',
   false, 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', false, 'HLEN', 'SCARD',
-  'HLEN', 'ZCARD', 'SCARD', 'HLEN', 'ZCARD', 'ZCARD', 'GET'}
+  'HLEN', 'ZCARD', 'SCARD', 'HLEN', 'ZCARD', 'ZCARD', 'GET', 'ZCARD'}
 local wrong, got = wrong_type(function(j) return TYPES[j] end, 'nothing cancelled')
 wrong = wrong or (KEYS[20] and not_counter(KEYS[20], 'nothing cancelled'))
   or wf_unfit_of(KEYS[17], id, 'nothing cancelled')
@@ -132,7 +134,8 @@ end
 -- a queued job of a partition: its index entry goes with it (lib/dedup.lua dedup_unindex)
 local queued = KEYS[27] and redis.call('ZSCORE', KEYS[2], id)
 if queued then
-  dedup_unindex({part = KEYS[26], pq = KEYS[27]}, id, tonumber(queued))
+  dedup_unindex({part = KEYS[26], pq = KEYS[27]}, id, tonumber(queued),
+    KEYS[30] and {pready = KEYS[28], pwait = KEYS[30]})
 end
 for _, k in ipairs({2, 3, 4, 19}) do
   if redis.call('ZREM', KEYS[k], id) == 1 then

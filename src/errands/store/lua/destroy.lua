@@ -13,7 +13,9 @@
 -- KEYS[28] seq   KEYS[29] idle   KEYS[30] partitions (see lib/limits.lua)
 -- KEYS[31] partition queue of the job name   KEYS[32] its partitions ready: a dedup rerun
 --          handed the key of the job destroyed is indexed there (lib/dedup.lua dedup_index)
--- KEYS[33] the reply key of this call (optional): its reply is kept there 10 minutes, and a
+-- KEYS[33] partitions waiting of the job name (optional): a queued job's partition left with
+--          none indexed loses its turn and rate wait (lib/dedup.lua dedup_unindex)
+-- KEYS[34] the reply key of this call (optional): its reply is kept there 10 minutes, and a
 --          re-sent call (redis-py, after a lost reply) gives it back, doing nothing
 -- ARGV[1] job id   ARGV[2] job name   ARGV[3] control channel   ARGV[4] events channel
 -- ARGV[5] attempts to erase from the history (0..n; n is at least what its envelope counts,
@@ -21,7 +23,7 @@
 --         history ("<id>:e1"..; Client.update_job; at least what its envelope counts, its
 --         "e": an edit made after the caller looked the job up goes too), at most 1,000
 -- Returns 'destroyed', 'running' (its pool was asked) or 'unknown' (no trace of it found). A
--- re-sent call answers as its first (with KEYS[33]: without it, 'unknown', no trace being left),
+-- re-sent call answers as its first (with KEYS[34]: without it, 'unknown', no trace being left),
 -- after the key checks, and writing nothing first (lib/types.lua unwritten): a demoted master
 -- refuses it, where the new master may lack the first call's work (not replicated). Every
 -- other answer comes after a write (a replica refuses the call there).
@@ -39,14 +41,14 @@ local id, name = ARGV[1], ARGV[2]
 local TYPES = {'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD',
   'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', 'HLEN', 'ZCARD', false,
   'HLEN', 'HLEN', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', false, 'SCARD', 'HLEN', 'ZCARD', 'ZCARD',
-  false}
+  'ZCARD', false}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing destroyed')
   or (KEYS[28] and not_counter(KEYS[28], 'nothing destroyed'))
   or (KEYS[25] and wf_unfit_of(KEYS[25], id, 'nothing destroyed'))
 if wrong then
   return wrong
 end
-local replied = KEYS[33] and redis.call('GET', KEYS[33])
+local replied = KEYS[34] and redis.call('GET', KEYS[34])
 if replied then  -- a re-send: its first call did the work
   return unwritten('HDEL', KEYS[1], replied)
 end
@@ -72,7 +74,8 @@ else
   -- read before `forget` drops its partition)
   local queued = KEYS[31] and redis.call('ZSCORE', KEYS[12], id)
   if queued then
-    dedup_unindex({part = KEYS[30], pq = KEYS[31]}, id, tonumber(queued))
+    dedup_unindex({part = KEYS[30], pq = KEYS[31]}, id, tonumber(queued),
+      KEYS[33] and {pready = KEYS[32], pwait = KEYS[33]})
   end
   for _, i in ipairs({12, 13, 14, 15, 16, 27}) do
     if redis.call('ZREM', KEYS[i], id) == 1 then
@@ -113,7 +116,7 @@ end
 if status == 'destroyed' then
   record_end(k, KEYS[20], id, name, 'deleted', nil, nil, 0, false, ',"reason":"destroyed"')
 end
-if KEYS[33] then
-  redis.call('SET', KEYS[33], status, 'PX', ADMIN_REPLY_MS)
+if KEYS[34] then
+  redis.call('SET', KEYS[34], status, 'PX', ADMIN_REPLY_MS)
 end
 return status

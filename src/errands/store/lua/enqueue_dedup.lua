@@ -15,7 +15,10 @@
 -- stored run's member's or callback's is refused as one taken)   KEYS[21] the reply key of
 -- this call (optional; store/keys.py reply, a token per call, not the job id, which a caller
 -- may give again): a 'replaced' or 'rerun_queued' answer is kept there 2 minutes (REPLY_MS of
--- lib/types.lua, which says why)
+-- lib/types.lua, which says why)   KEYS[22] partitions waiting of the job name (optional,
+-- after KEYS[21]): a queued job a debounce pushes back, or that leaves its partition (for the
+-- request's, or none), takes the partition's turn and rate wait with it when none of the
+-- partition's jobs is left indexed (lib/dedup.lua dedup_unindex)
 -- ARGV[1] wake channel   ARGV[2] name   ARGV[3] id   ARGV[4] envelope   ARGV[5] priority
 -- ARGV[6] due ms (0 = now)   ARGV[7] mode (s d f r t)   ARGV[8] dedup key
 -- ARGV[9] window ms (t: at least 1)   ARGV[10] events channel   ARGV[11] partition ('' =
@@ -63,7 +66,7 @@ if mode == 't' and not is_int(ARGV[9], 1, MAX_MS) then
 end
 local partition = ARGV[11] or ''
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'ZCARD', false, 'ZCARD', false,
-  'HLEN', 'HLEN', 'GET', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', false, false, 'GET'}
+  'HLEN', 'HLEN', 'GET', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', false, false, 'GET', 'ZCARD'}
 local wrong, got = wrong_type(function(j) return TYPES[j] end, 'nothing stored')
 wrong = wrong or not_counter(KEYS[3], 'nothing stored')
 if wrong then
@@ -77,15 +80,17 @@ if got[21] then  -- a re-send of a call that gave its envelope to another job: "
   return unwritten('HDEL', KEYS[1], {outcome, carrier, holder})
 end
 local P = {part = KEYS[16], seq = KEYS[3], pq = KEYS[17], pready = KEYS[18]}
+local turns = KEYS[22] and {pready = KEYS[18], pwait = KEYS[22]}  -- (lib/dedup dedup_unindex)
 
 -- job `jid` carries this request: it takes the request's partition (its envelope says so) and,
--- when queued, its place in the partition index (an entry under its old partition goes)
+-- when queued, its place in the partition index (an entry under its old partition goes, and
+-- the old partition's turn and wait when that leaves none of its jobs indexed)
 local function partition_of(jid)
   local old = redis.call('HGET', P.part, jid)
   local score = redis.call('ZSCORE', KEYS[6], jid)
   if old and old ~= partition then
     if score then
-      redis.call('ZREM', P.pq, lim_entry(old, tonumber(score), jid))
+      dedup_unindex(P, jid, tonumber(score), turns)
     end
     redis.call('HDEL', P.part, jid)
   end
@@ -98,7 +103,8 @@ local function partition_of(jid)
 end
 local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idlefor = KEYS[5], wake = ARGV[1],
   dedup = KEYS[11], dedupjob = KEYS[12], window = KEYS[13], next = KEYS[14], reruns = KEYS[15],
-  part = KEYS[16], pq = KEYS[17]}  -- (part, pq: dedup_replace's, of the request's job name)
+  part = KEYS[16], pq = KEYS[17],  -- (part, pq: dedup_replace's, of the request's job name)
+  turns = turns}
 -- answers read and not written go through lib/types.lua's unwritten (jobs checked above as a
 -- hash); 'dropped' may follow dedup_owner's clean-up of a holder gone: a no-op more
 local stored = redis.call('HGET', KEYS[1], id)

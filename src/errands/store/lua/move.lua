@@ -16,6 +16,9 @@
 --          rerun a delete hands its key to) wakes one of them (without it: every idle pool)
 -- KEYS[31] the queue of the job name (the Dedup key's: a rerun waiting for the key of ARGV[14]
 --          with no owner left takes it onto that queue, lib/dedup.lua dedup_owner)
+-- KEYS[32] partitions waiting of the job name (optional, after KEYS[31]): a job deleted from
+--          its queue whose partition is left with none indexed takes the partition's turn and
+--          rate wait with it (lib/dedup.lua dedup_unindex)
 -- ARGV[1] job id   ARGV[2] mode: queue | schedule | delete   ARGV[3] due ms (schedule)
 -- ARGV[4] new envelope ('' keeps it)   ARGV[5] wake channel   ARGV[6] events channel
 -- ARGV[7] job name   ARGV[8] now ms   ARGV[9] '1': a new envelope starts afresh (its last error
@@ -80,7 +83,7 @@ end
 local expected = ARGV[10] or ''
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', false, 'HLEN',
   'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN',
-  'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', false, 'ZCARD', 'ZCARD'}
+  'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', false, 'ZCARD', 'ZCARD', 'ZCARD'}
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing moved')
   or (mode ~= 'schedule' and not_counter(KEYS[3], 'nothing moved'))
   or (mode == 'delete' and wf_unfit_of(KEYS[23], id, 'nothing moved'))
@@ -135,7 +138,8 @@ if mode == 'delete' then
     listening = KEYS[19], events = ARGV[6]}
   local env = redis.call('HGET', k.jobs, id)
   if KEYS[5] == KEYS[6] then  -- deleted from its queue: its partition index entry goes too
-    dedup_unindex({part = KEYS[26], pq = KEYS[27]}, id, tonumber(was_due))
+    dedup_unindex({part = KEYS[26], pq = KEYS[27]}, id, tonumber(was_due),
+      KEYS[32] and {pready = KEYS[28], pwait = KEYS[32]})
   end
   record_end(k, KEYS[18], id, ARGV[7], 'deleted', env, nil, ARGV[8], true, ',"reason":"deleted"')
   forget(k, {id}, nil)

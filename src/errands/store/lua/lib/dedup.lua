@@ -167,11 +167,21 @@ local function dedup_holder(d, mode, key, queue)
 end
 
 -- job `id` left the queue, or its `score` there: its partition index entry under that score
--- goes (d.part, d.pq: enqueue_dedup.lua's keys, of its job name)
-local function dedup_unindex(d, id, score)
+-- goes (d.part, d.pq: enqueue_dedup.lua's keys, of its job name). With `t` (the name's
+-- partitions ready and waiting, t.pready and t.pwait: the job left the queue), its partition's
+-- turn and rate wait go too once none of its jobs is indexed, and every turn and wait of the
+-- name once none is (as lim_prune after a fetch): only a fetch serving partitions dropped them,
+-- none does while no job of the namespace has a partition, and they stayed for good
+local function dedup_unindex(d, id, score, t)
   local part = redis.call('HGET', d.part, id)
   if part then
     redis.call('ZREM', d.pq, lim_entry(part, score, id))
+    if t and redis.call('ZCARD', d.pq) == 0 then
+      redis.call('DEL', t.pready, t.pwait)
+    elseif t and not lim_head(d.pq, part) then
+      redis.call('ZREM', t.pready, part)
+      redis.call('ZREM', t.pwait, part)
+    end
   end
 end
 
@@ -218,7 +228,7 @@ local function dedup_admit(d, mode, key, a)
       if a.due > 0 then
         local score = redis.call('ZSCORE', a.queue, holder)
         if redis.call('ZREM', a.queue, holder) == 1 then  -- no longer ready: not indexed
-          dedup_unindex(d, holder, tonumber(score))
+          dedup_unindex(d, holder, tonumber(score), d.turns)
         end
         redis.call('ZADD', a.sched, a.due, holder)
       elseif redis.call('ZREM', a.sched, holder) == 1 then

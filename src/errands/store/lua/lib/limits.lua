@@ -332,13 +332,14 @@ local function lim_part_free(P, L, p, now)
 end
 
 -- the turns of partitions kept in turn after their last job (lim_take_head) go when the index
--- holds none of their jobs: all when it is empty; when it holds fewer entries than there are
--- turns, and at most `bound`, the turns of the partitions with none in it (partition names hold
--- no control character: an entry's partition ends at its first \0)
+-- holds none of their jobs: all when it is empty, and the rate waits with them (of partitions
+-- whose jobs were taken while they waited: a limit changed at run time); when it holds fewer
+-- entries than there are turns, and at most `bound`, the turns of the partitions with none in
+-- it (partition names hold no control character: an entry's partition ends at its first \0)
 local function lim_prune(P, bound)
   local n = redis.call('ZCARD', P.pq)
   if n == 0 then
-    redis.call('DEL', P.pready)
+    redis.call('DEL', P.pready, P.pwait)
     return
   end
   if n > bound or redis.call('ZCARD', P.pready) <= n then
