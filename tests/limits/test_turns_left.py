@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from errands import Client, Dedup, Enqueuer
 from errands.store.keys import Keys
 from errands.store.scripts import Acked, Fetched, Scripts
-from tests.support.invariants import assert_invariants
+from tests.support.invariants import assert_invariants, check_invariants
 
 RATED = "R=1/60000"  # one start a minute per partition: the second job of one waits
 
@@ -104,6 +104,23 @@ async def test_the_fetch_taking_the_last_job_drops_the_waits(redis: Redis, names
     assert await redis.exists(keys.partitions_waiting("sms")) == 0
     await _ack(scripts, taken)
     await assert_invariants(redis, namespace, drained=True)
+
+
+async def test_the_checker_reports_turns_left_behind(redis: Redis, namespace: str) -> None:
+    """What the fixes prevent, written by hand: a turn and a wait of a name with nothing
+    indexed are reported; a turn of a partition without jobs beside indexed ones is legal (the
+    name's next fetches drop it) and counted."""
+    keys = Keys(namespace)
+    await redis.zadd(keys.partitions_ready("sms"), {"A": 1})
+    await redis.zadd(keys.partitions_waiting("sms"), {"B": 1})
+    report = await check_invariants(redis, namespace)
+    details = [v.detail for v in report.violations if v.check == "partitions"]
+    assert any("partitions_ready of sms holds 1 partitions ['A']" in d for d in details), details
+    assert any("partitions_waiting of sms holds 1 partitions ['B']" in d for d in details), details
+    async with Enqueuer(redis, namespace=namespace, strict=None) as enq:
+        await enq.enqueue("sms", {}, partition="C")
+    report = await assert_invariants(redis, namespace)
+    assert report.figures["idle_turns"] == 2
 
 
 async def test_a_debounced_job_pushed_back_takes_its_turn(redis: Redis, namespace: str) -> None:

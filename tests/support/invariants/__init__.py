@@ -28,6 +28,10 @@ even while pools run):
   description, idle mark or in-progress set of an unregistered pool, history index and records
   agree; a revoked-sessions record of the dashboard and every activity-counter bucket have a
   TTL.
+* **partitions** (flow control, partitions.py): running counts per partition, every queued job
+  of a partition indexed and in turn, every index entry of such a job (no stale one), no turn
+  or rate wait of a job name with nothing indexed; the turns and waits of partitions with no
+  queued job (legal, dropped by the name's next fetches) are counted (``idle_turns``).
 * with ``drained=True``: nothing waiting on a queue (unless paused), nothing in progress, nothing
   overdue in a scheduled or retry set, every counter 0; with ``stopped=True`` moreover no pool
   registered (every worker was stopped).
@@ -54,6 +58,7 @@ from errands.store.keys import Keys
 
 from .checks import CHECKS, check_drained
 from .layout import LAYOUT, TEST_KEYS, done_status, snapshot
+from .partitions import idle_turns
 from .report import InvariantViolations, Report, Violation
 from .runs import OracleLog, Run, check_runs, max_overlap
 
@@ -96,6 +101,7 @@ async def check_invariants(
         "places": dict(places),
         "finished_records": sum(1 for r, _t in s.done.values() if done_status(r) == "finished"),
         "pools": len(s.zsets["pools"]),
+        "idle_turns": idle_turns(s),
         "leaked_keys": sum(
             1 for v in report.violations if v.check in ("keys", "fields", "unique", "dedup")
         ),

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from .layout import Snapshot, done_status, envelope_name, text
+from .partitions import check_partitions
 from .report import Violation
 from .workflows import check_workflows
 
@@ -261,57 +262,6 @@ def _check_keys(s: Snapshot) -> list[Violation]:
     return out
 
 
-def _check_partitions(s: Snapshot) -> list[Violation]:
-    """Flow control (lib/limits.lua): each partition's running counter equals its jobs in
-    progress; every queued job of a partition is indexed, and its partition has a turn (ready),
-    waits for its rate, or is busy (jobs of it run); a job's partition only while it lives; the
-    rate logs expire."""
-    out: list[Violation] = []
-    part = {i: text(p) for i, p in s.hashes["partitions"].items()}
-    running: Counter[tuple[str, str]] = Counter()
-    for held in s.in_progress.values():
-        for job_id, name in held:
-            if job_id in part:
-                running[(name, part[job_id])] += 1
-    counted = {
-        (name, p): int(v) for name, fields in s.limits["partitions_running"].items()
-        for p, v in fields.items()
-    }  # fmt: skip
-    for key in sorted(set(running) | set(counted)):
-        if running[key] != counted.get(key, 0):
-            out.append(
-                Violation(
-                    "partitions",
-                    f"partitions_running of {key[0]}[{key[1]}] = {counted.get(key, 0)}, "
-                    f"but {running[key]} of its jobs are in progress",
-                )
-            )
-    for job_id in sorted(part):
-        if job_id not in s.envelopes:
-            out.append(Violation("partitions", f"partition of job {job_id} without its job"))
-    indexed = {
-        (name, entry.split("\0")[-1]) for name, entries in s.limits["partition_queue"].items()
-        for entry in entries
-    }  # fmt: skip
-    for job_id, where in sorted(s.places.items()):
-        for place, name in where:
-            if not place.startswith("queue:") or job_id not in part:
-                continue
-            p = part[job_id]
-            if (name, job_id) not in indexed:
-                out.append(Violation("partitions", f"queued job {job_id} of {p} is not indexed"))
-            elif (
-                p not in s.limits["partitions_ready"].get(name, {})
-                and p not in s.limits["partitions_waiting"].get(name, {})
-                and not counted.get((name, p))
-            ):
-                out.append(Violation("partitions", f"partition {name}[{p}] has no turn"))
-    for key, ttl in sorted(s.limit_ttls.items()):
-        if ttl == -1:
-            out.append(Violation("keys", f"rate limit key {key} has no TTL"))
-    return out
-
-
 def check_drained(s: Snapshot, stopped: bool, overdue_ms: int) -> list[Violation]:
     out: list[Violation] = []
     paused = s.sets["paused"]
@@ -353,5 +303,5 @@ CHECKS: tuple[Callable[[Snapshot], list[Violation]], ...] = (
     _check_fields,
     _check_keys,
     check_workflows,
-    _check_partitions,
+    check_partitions,
 )
