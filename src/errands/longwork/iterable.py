@@ -10,7 +10,9 @@ cursor after each item it finished; a resume starts after the last cursor checkp
 ``IterableRunner`` is the plain async handler registered for such a job. It reads the job's last
 checkpoint (one it cannot read fails the job for good, nothing run: never taken for none, which
 would start over), runs the generator from its cursor and writes a checkpoint
-(``lua/checkpoint.lua``, fenced by the attempt) at most every ``checkpoint_every`` seconds. After
+(``lua/checkpoint.lua``, fenced by the attempt) at most every ``checkpoint_every`` seconds (one
+Redis cannot take, away or refusing writes for its state, OOM, READONLY...: logged, tried again
+``checkpoint_every`` later; one refused by naming a key of another type fails the run). After
 each item it looks at its pool: a stopping pool gets a checkpoint at once (not written, Redis
 away or refusing it: logged, the same) and ``Suspend``, which the worker settles by putting the
 job back at the head of its queue without counting an attempt. A checkpoint refused
@@ -41,6 +43,7 @@ from ..handlers import resolve_hints
 from ..job import Job
 from ..logfmt import describe, job_extra
 from ..serialization import SerializationError, dumps_json
+from ..store.coalescer import server_refusal
 from ..store.connection import REDIS_ERRORS
 from ..store.keyrepair import repair_hint
 from ..store.scripts import Scripts
@@ -250,8 +253,10 @@ class _Run:
             return
         try:
             verdict = await self._write()
-        except REDIS_ERRORS as exc:
-            self._not_written(exc)
+        except _NOT_WRITTEN as exc:
+            if isinstance(exc, ResponseError) and not server_refusal(exc):
+                raise  # (a key of another type: the run fails, its error naming the key)
+            self._not_written(exc)  # Redis away, or refusing writes for its state
             return
         if verdict is None:
             raise Suspend(False, "a checkpoint was refused: this attempt no longer holds the job")
