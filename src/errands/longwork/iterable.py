@@ -249,7 +249,9 @@ class _Run:
             if verdict is None:
                 raise Suspend(False, "this attempt no longer holds the job")
             raise Suspend(True, f"pool stopping; {said}")
-        if self.host.clock.now() - self.written_at < self.runner.every:
+        # (elapsed < 0: the clock stepped back, an NTP step or a VM resumed; waiting for it to
+        # catch up wrote no checkpoint for as long as the step, all replayed after a crash)
+        if 0 <= self.host.clock.now() - self.written_at < self.runner.every:
             return
         try:
             verdict = await self._write()
