@@ -163,7 +163,8 @@ class Job:
         """Wait for the job's result (its handler's return value) without polling.
 
         Raises ``JobFailedError`` if it ended in the dead set, ``JobCancelledError`` if it was
-        cancelled, and ``TimeoutError`` after ``timeout`` seconds.
+        cancelled, and ``TimeoutError`` after ``timeout`` seconds. However small the timeout (0
+        too), its stored state is looked at once: a job that ended answers (docs/client.md).
         """
         if self._backend is None or not hasattr(self._backend, "result"):
             raise RuntimeError("this Job is not bound to an Enqueuer or Client")

@@ -380,7 +380,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
 
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for a job's return value (pub/sub, no polling). Raises JobFailedError,
-        JobCancelledError, JobNotFoundError, or TimeoutError after ``timeout`` seconds."""
+        JobCancelledError, JobNotFoundError, or TimeoutError after ``timeout`` seconds (0: one
+        look at the job's stored state; however small, a job that ended answers)."""
         return await wait_result(self.hub, job_id, timeout)
 
     def events(self) -> EventStream:

@@ -12,9 +12,15 @@ import random
 from typing import Any
 
 from ..checks import seconds
-from ..errors import JobCancelledError, JobFailedError, JobNotFoundError
-from ..store.connection import REDIS_ERRORS
+from ..errors import (
+    JobCancelledError,
+    JobFailedError,
+    JobNotFoundError,
+    RedisUnavailableError,
+)
+from ..store.connection import REDIS_ERRORS, describe
 from ..store.keys import Keys
+from ..store.topology import connection_option
 from .hub import RESUBSCRIBED, EventHub, Subscriber
 from .jobinfo import decode_json
 from .records import read_done, record_of
@@ -124,7 +130,9 @@ def recheck_period(waiters: int) -> float:
 
 async def wait_result(hub: EventHub, job_id: str, timeout: float | None) -> Any:
     """Wait for a job's result (see ``Job.result``). A ``timeout`` that is not None must be a
-    number of seconds >= 0 (a NaN would never time out)."""
+    number of seconds >= 0 (a NaN would never time out). However small the timeout (0 too),
+    the job's stored state is looked at once: when no look answered before the time was up,
+    one more is made then (:func:`_last_look`), so a job that ended answers."""
     hub.keys.done(job_id)  # (checks the id: a str without braces)
     if timeout is not None:
         timeout = seconds("timeout", timeout)
@@ -133,15 +141,38 @@ async def wait_result(hub: EventHub, job_id: str, timeout: float | None) -> Any:
     # asyncio.wait_for, which on Python 3.11 drops one that comes as the send completes)
     deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
     try:
-        async with asyncio.timeout(timeout), hub.subscribe(job_id) as sub:
-            return await _wait(hub, job_id, sub, state, deadline)
+        if timeout != 0:  # (0: the look alone, no subscription)
+            async with asyncio.timeout(timeout), hub.subscribe(job_id) as sub:
+                return await _wait(hub, job_id, sub, state, deadline)
     except TimeoutError:
         if timeout is None:
             raise
-        raise TimeoutError(
-            f"waited {timeout:g}s for the result of job {job_id}: it has not ended "
-            f"({state.describe()})"
-        ) from None
+    assert timeout is not None
+    if not state.pending:  # no look answered in time (subscribing took it, say): one now
+        done, result = await _last_look(hub, job_id, state)
+        if done:
+            return result
+    raise TimeoutError(
+        f"waited {timeout:g}s for the result of job {job_id}: it has not ended ({state.describe()})"
+    )
+
+
+async def _last_look(hub: EventHub, job_id: str, seen: _Seen) -> tuple[bool, Any]:
+    """``_outcome`` once more, after the caller's timeout passed with no look answered (so
+    that ``result(timeout=0)`` answers for a job that ended), bounded by the client's socket
+    timeout (15 s without one): (True, result) for a job that ended, (False, None) for one
+    that has not; it raises as ``_outcome`` for a failed, cancelled or unknown job, and
+    ``RedisUnavailableError`` when Redis does not answer (nothing says whether it ended)."""
+    bound = connection_option(hub.redis, "socket_timeout") or 15.0
+    try:
+        async with asyncio.timeout(bound):
+            done, result = await _outcome(hub.redis, hub.keys, job_id)
+    except REDIS_ERRORS as exc:  # (TimeoutError too: the bound's)
+        raise RedisUnavailableError(
+            f"cannot reach Redis at {describe(hub.redis)} to look at job {job_id}: {exc!r}"
+        ) from exc
+    seen.pending = True
+    return done, result
 
 
 class _Seen:
