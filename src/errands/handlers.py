@@ -20,10 +20,13 @@ from .limits import Limit, compile_limits
 from .limits.spec import MAX_CONCURRENCY
 from .store.keys import check_job_name
 
-__all__ = ["JobType", "current_job"]
+__all__ = ["MAX_RESULT", "JobType", "current_job"]
 
 _MAX_PRIORITY = 1000
 _MAX_RESULT_TTL = 2**53 / 1000  # s: the longest TTL ack.lua takes (lib/types.lua's MAX_MS)
+# bytes of a result's JSON, at most (over it the job fails for good: worker/results.py): Redis
+# refuses a bulk string over its proto-max-bulk-len, 512 MiB by default, closing the connection
+MAX_RESULT = 512 << 20
 
 
 @dataclass
@@ -41,6 +44,7 @@ class JobType:
     result_ttl: float = 86400.0
     strict_result: bool = False
     limits: tuple[Limit, ...] = ()
+    max_result: int = MAX_RESULT
     is_async: bool = True
     binder: Callable[[Job], tuple[tuple[Any, ...], dict[str, Any]]] | None = None
 
@@ -91,6 +95,7 @@ class JobType:
             f"{name}: result_ttl", self.result_ttl, most=_MAX_RESULT_TTL, error=error
         )
         self.strict_result = flag(f"{name}: strict_result", self.strict_result, error=error)
+        self.max_result = whole(f"{name}: max_result", self.max_result, least=1, error=error)
         self.skip_dead = flag(f"{name}: skip_dead", self.skip_dead, error=error)
 
 

@@ -19,13 +19,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .adminscripts import Arg
-from .bulk import ANY_HEADS, HEADS, bulks
+from .bulk import ANY_HEADS, HEADS, MAX_CALL_BYTES, bulks, sized_slices
 from .keys import Keys
 from .records import Acked
 
-__all__ = ["ACK_MAX", "AckPacker", "AckReport", "ack_request", "limit_keys", "read_ack_reply"]
+__all__ = [
+    "ACK_MAX",
+    "AckPacker",
+    "AckReport",
+    "ack_request",
+    "ack_slices",
+    "limit_keys",
+    "read_ack_reply",
+]
 
 ACK_MAX = 1000  # jobs per ack.lua call (it refuses more: its unpack() calls have a limit)
+# bytes of results (and envelopes given for the records) per ack.lua call, a larger job alone:
+# as the enqueue calls' (bulk.py MAX_CALL_BYTES), Redis holds a whole command in its query
+# buffer, closing a client past 1 GiB by default (32 results of 100 MB in one call did that)
+ACK_CALL_BYTES = MAX_CALL_BYTES
 # the bulk strings of the first attempt numbers, made once (an int's str(): ~500 CPU instructions)
 _ATTEMPTS = [bulks([n]) for n in range(100)]
 _UNSET = object()  # (AckPacker.pack: no job before)
@@ -52,6 +64,23 @@ def read_ack_reply(reply: Sequence[Any], into: AckReport) -> None:
     count = int(reply[1])
     into.unfit += (_text(r) for r in reply[2 : 2 + count])
     into.refused += (_text(r) for r in reply[2 + count :])
+
+
+def ack_slices(done: Sequence[Acked], max_bytes: int | None = None) -> list[tuple[int, int]]:
+    """The ``[start, end)`` ranges of the ack calls of ``done``, in order: at most ACK_MAX jobs
+    and ``max_bytes`` (``ACK_CALL_BYTES``) of results, envelopes and history envelopes each (a
+    larger job alone). The common case costs a sum of their lengths, nothing copied."""
+    limit = ACK_CALL_BYTES if max_bytes is None else max_bytes
+    n = len(done)
+    size = 0
+    for a in done:
+        size += len(a.result) + len(a.envelope_json) + len(a.history_json)
+    if size <= limit:
+        if 0 < n <= ACK_MAX:
+            return [(0, n)]
+        return [(s, min(s + ACK_MAX, n)) for s in range(0, n, ACK_MAX)]
+    sizes = [len(a.result) + len(a.envelope_json) + len(a.history_json) for a in done]
+    return sized_slices(sizes, ACK_MAX, limit)
 
 
 def limit_keys(k: Keys, name: str) -> list[str]:

@@ -41,6 +41,7 @@ __all__ = [
     "one_job_command",
     "pack_call",
     "pack_evalsha",
+    "sized_slices",
 ]
 
 Columns = tuple[list[str], list[str], list[bytes], list[str]]  # names, ids, envelopes, specs
@@ -64,14 +65,22 @@ def call_slices(
     n = len(envelopes)
     if sum(map(len, envelopes)) <= max_bytes:  # (the common case: one pass in C)
         return [(s, min(s + max_jobs, n)) for s in range(0, n, max_jobs)]
+    return sized_slices(list(map(len, envelopes)), max_jobs, max_bytes)
+
+
+def sized_slices(sizes: Sequence[int], max_jobs: int, max_bytes: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` ranges of calls of items of ``sizes`` bytes, in order: at most
+    ``max_jobs`` items and ``max_bytes`` bytes each (an item larger alone in its call)."""
+    n = len(sizes)
     slices: list[tuple[int, int]] = []
     start = size = 0
-    for i, envelope in enumerate(envelopes):
-        if i > start and (i - start == max_jobs or size + len(envelope) > max_bytes):
+    for i, item in enumerate(sizes):
+        if i > start and (i - start == max_jobs or size + item > max_bytes):
             slices.append((start, i))
             start, size = i, 0
-        size += len(envelope)
-    slices.append((start, n))  # (n > 0: the envelopes' bytes passed max_bytes)
+        size += item
+    if n:
+        slices.append((start, n))
     return slices
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ..limits.spec import has_rate
-from .ackcall import ACK_MAX, AckReport, ack_request, read_ack_reply
+from .ackcall import ACK_MAX, AckReport, ack_request, ack_slices, read_ack_reply
 from .adminscripts import ADMIN_SCRIPTS, AdminScripts, Arg
 from .bulk import Columns, enqueue_request, job_spec
 from .fetchcall import FetchCall, fetch_request, fetch_skipped
@@ -268,12 +268,12 @@ class Scripts(AdminScripts):
         self, pool_id: str, done: Sequence[Acked], wake: bool, now_ms: int, history: bool
     ) -> AckReport:
         """Acknowledge finished jobs; returns those refused by the fence and those left alone
-        as unfit (:class:`AckReport`). At most ``ACK_MAX`` jobs go in one script call (ack.lua
-        refuses more): more are sent in several calls, in turn (each idempotent on re-send: a
-        call that fails is re-sent whole by the caller)."""
+        as unfit (:class:`AckReport`). At most ``ACK_MAX`` jobs (ack.lua refuses more) and 16 MiB
+        of results (ackcall.py ack_slices) go in one script call: more in several, in turn (each
+        idempotent on re-send: a call that fails is re-sent whole by the caller)."""
         report = AckReport()
-        for start in range(0, len(done), ACK_MAX):
-            chunk = done[start : start + ACK_MAX]
+        for start, end in ack_slices(done):  # (ACK_MAX jobs, ACK_CALL_BYTES of results)
+            chunk = done if end - start == len(done) else done[start:end]
             read_ack_reply(await self._ack_call(pool_id, chunk, wake, now_ms, history), report)
         return report
 

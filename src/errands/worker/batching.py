@@ -30,6 +30,7 @@ from ..store.scripts import Fetched, FetchResult, LeaseLost, Scripts
 from .batchwait import BatchWaiting, Seen
 from .lease import gone
 from .outcomes import ended_as
+from .results import oversized
 
 if TYPE_CHECKING:
     from ..store.keys import Keys
@@ -291,6 +292,7 @@ class Batching(BatchWaiting):
             # read here: an outcome that cannot be read fails the batch, never its task
             failed, results = read_outcome(outcome, {job.id for job in jobs})
             encoded = {j.id: _result(j, results.get(j.id)) for j in jobs if j.id not in failed}
+            failed |= oversized(jt, encoded)  # (over max_result: failed for good, one by one)
         except asyncio.CancelledError as exc:
             await self._batch_interrupted(jt, jobs, exc, started_ms)
             return

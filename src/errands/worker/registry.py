@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..backoff import Backoff
 from ..errors import RegistrationError
-from ..handlers import JobType
+from ..handlers import MAX_RESULT, JobType
 from ..limits import Limit, Rate
 from ..longwork.batch import BatchHandler, BatchRunner
 from ..longwork.iterable import Generator, IterableRunner
@@ -77,6 +77,7 @@ class JobRegistry:
         result_ttl: float | timedelta = timedelta(days=1),
         strict_result: bool = False,
         limits: Sequence[Limit] = (),
+        max_result: int = MAX_RESULT,
     ) -> JobDecorator:
         """Decorator registering a handler (async def, or plain def run in a thread); returns a
         ``JobFunction``: the handler, plus a typed ``.enqueue(...)``.
@@ -88,13 +89,16 @@ class JobRegistry:
         ``strict_result`` makes a return value JSON cannot hold an error (the job is dead)
         instead of a warning and a ``null`` result;
         ``limits`` (:class:`~errands.Rate`, :class:`~errands.Concurrency`) are checked when a
-        job is fetched, across every pool, type-wide or per partition (see docs/limits.md).
+        job is fetched, across every pool, type-wide or per partition (see docs/limits.md);
+        ``max_result``: bytes of the return value's JSON, at most (by default 512 MiB, the
+        largest value Redis takes by default); a larger one fails the job for good, not stored.
         """
         options: dict[str, Any] = {"max_fails": max_fails, "backoff": backoff}
         options["timeout"] = timeout
         options["strict_result"] = strict_result
         options.update(skip_dead=skip_dead, max_concurrency=max_concurrency, priority=priority)
         options["limits"] = tuple(limits)
+        options["max_result"] = max_result
         return JobDecorator(self._as_host(), name, {**options, "result_ttl": result_ttl})
 
     def iterable_job(

@@ -17,33 +17,16 @@ from ..errors import LimiterSnooze, NonRetryableError, RetryLater
 from ..handlers import JobType
 from ..job import Job
 from ..logfmt import describe, job_extra
-from ..serialization import JSONSerializer, SerializationError, Serializer, dumps_json
+from ..serialization import JSONSerializer, Serializer
 from ..store.connection import REDIS_ERRORS
 from ..store.scripts import Fetched, Scripts, Settle, SettleRefused
 from ..store.settlecall import settle_chunks
+from .results import HISTORY_ARGS_MAX, encode_result, history_json
 
+# (results.py's three: imported from here by loop.py)
 __all__ = ["HISTORY_ARGS_MAX", "Settler", "encode_result", "history_json"]
 
-# a job whose stored envelope is larger keeps no copy of its args in each history entry
-HISTORY_ARGS_MAX = 16 * 1024
 PARKED_CALL = 100  # parked settles sent again per settle.lua call
-
-
-def history_json(job: Job) -> bytes:
-    """``b""`` (the history keeps the job as the records do), or for a job larger than
-    ``HISTORY_ARGS_MAX`` its envelope as JSON with the args replaced by
-    ``{"_omitted": true, "bytes": <size of the stored job>}``."""
-    size = len(job._raw) if job._raw is not None else 0
-    if size <= HISTORY_ARGS_MAX:
-        return b""
-    env = job.envelope()
-    env["a"] = {"_omitted": True, "bytes": size}
-    try:
-        return orjson.dumps(env, default=repr, option=orjson.OPT_NON_STR_KEYS)
-    except Exception:  # meta a custom serializer could hold but JSON cannot
-        return b"null"
-
-
 log = logging.getLogger("errands.worker")
 
 
@@ -349,26 +332,6 @@ class Settler:
                         extra={"job_id": s.id, "job_name": s.name},
                     )
         return ended
-
-
-def encode_result(job: Job, jt: JobType, result: Any) -> bytes:
-    """The return value as JSON. One JSON cannot hold (another type, NaN) fails the job
-    for good with ``strict_result``; else it is stored as null, with a warning."""
-    if result is None:  # (most handlers return nothing: dumps_json's answer, without its look)
-        return b"null"
-    try:
-        return dumps_json(result, "the result")
-    except SerializationError as exc:
-        if jt.strict_result:
-            raise NonRetryableError(str(exc)) from None
-        log.warning(
-            "%s %s: %s; stored as null (strict_result=True makes it an error)",
-            job.name,
-            job.id,
-            exc,
-            extra=job_extra(job),
-        )
-        return b"null"
 
 
 def retry_delay(job: Job, jt: JobType) -> float:
