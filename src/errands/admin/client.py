@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from ..building import unique_after_edit
+from ..checks import seconds
 from ..clock import Clock, SystemClock, to_ms
 from ..errors import DedupKeyHeldError, JobChangedError, JobNotFoundError, UniqueLockHeldError
 from ..handlers import check_priority
@@ -26,7 +27,7 @@ from ..store.keys import Keys, check_job_name
 from ..store.scripts import Scripts
 from ..store.topology import RedisClient, as_redis, is_cluster
 from .bulk import each_dead
-from .endings import gone_answer, unless_changed
+from .endings import gone_answer, unless_changed, until_dropped
 from .events import EventStream, wait_result
 from .hub import EventHub
 from .inputs import at_seconds, checked_id, encoded_args, text_arg
@@ -170,9 +171,10 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
             raise JobNotFoundError.for_id(job_id)
         return answer
 
-    async def destroy(self, job_id: str) -> bool:
-        """Remove every trace of a job (a running one is cancelled and dropped by its pool).
-        One script (lua/destroy.lua): wherever the job is at that moment."""
+    async def destroy(self, job_id: str, wait: float | None = None) -> bool:
+        """Remove every trace of a job, wherever it is (lua/destroy.lua); a running one is
+        dropped by its pool after this returns: ``wait`` seconds waits for it (TimeoutError)."""
+        wait = None if wait is None else seconds("wait", wait)
         info = await self.job(job_id)
         if info is None:
             await self._confirm_absent()
@@ -180,7 +182,10 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         # (a corrupt job found in a job name's set has that name; one found nowhere has "?")
         last = info.previous_attempts + info.fails + 2
         call = os.urandom(8).hex()  # (its re-send answers as the first: lua/destroy.lua)
-        return await self.scripts.destroy(job_id, info.name, last, info.edits, call) != "unknown"
+        status = await self.scripts.destroy(job_id, info.name, last, info.edits, call)
+        if status == "running" and wait is not None:
+            await until_dropped(self.hub, job_id, wait)
+        return status != "unknown"
 
     async def reschedule(self, job_id: str, at: datetime | float) -> bool:
         """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
