@@ -186,3 +186,38 @@ async def test_a_cancel_request_costs_the_others_nothing(redis: Redis, namespace
     assert await scripts.ack(POOL, done, False, _ms(), True) == []
     assert await redis.get(keys.done("a")) is not None
     assert await redis.zcard(keys.history_of("walk")) == 1
+
+
+@pytest.mark.parametrize("how", ["cancel", "request_cancel"])
+@pytest.mark.parametrize("mode", ["cancelled", "dead"])
+async def test_a_cancel_after_a_destroy_leaves_it_a_destroy(
+    redis: Redis, namespace: str, how: str, mode: str
+) -> None:
+    """A running job destroyed, then cancelled before its pool acted (another admin, or its
+    workflow run cancelled: WorkflowRun.cancel cancels running members with cancel.lua): the
+    cancel overwrote the `destroy` request with `cancel`, and the job ended in the cancelled set
+    with its record, args and history after destroy() had promised every trace gone. The
+    request stays a destroy (and is signalled as one); the attempt's end drops the job."""
+    keys = Keys(namespace)
+    scripts, f = await _running_destroyed(redis, namespace, "gone-5")
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(keys.control_channel)
+        await pubsub.get_message(timeout=5)  # (the subscription's confirmation)
+        if how == "cancel":
+            async with Client(redis, namespace=namespace) as client:
+                assert await client.cancel("gone-5") == "running"
+        else:
+            assert await scripts.request_cancel("gone-5", "cancel")
+        message = await pubsub.get_message(timeout=5)
+    assert message is not None and message["data"] == b"destroy:gone-5"
+    assert await redis.hget(keys.cancel_requests, "gone-5") == b"destroy"
+    now = _ms()
+    # what the pool sends, having heard the cancel last (Settler.cancelled), or a last failure
+    target = keys.cancelled if mode == "cancelled" else keys.dead
+    s = Settle(
+        "gone-5", "walk", mode, target, now, 1, dead_max=1000, history=True, ttl_ms=86_400_000,
+        token=f.token, score_ms=now, counter=mode, error=b'{"error":"boom"}',
+    )  # fmt: skip
+    assert await scripts.settle_report(POOL, [s]) == [True]
+    assert await _traces(redis, namespace, "gone-5") == []
+    assert await redis.hget(keys.stats, "cancelled") == b"1"

@@ -19,6 +19,7 @@
 -- ARGV[1] job id   ARGV[2] now ms   ARGV[3] record TTL ms   ARGV[4] control channel
 -- ARGV[5] events channel   ARGV[6] job name   ARGV[7] wake channel   ARGV[8] this call's token
 -- (letters and digits; '' none): kept in the done record of the job it cancels
+-- A running job whose destroy was requested stays to be destroyed (signalled as such).
 -- Returns 'cancelled', 'running' (signalled), 'dead', 'already', 'finished' (its done record
 -- says so: it ended before this call) or 'unknown' (also for a job that is in none of those
 -- places and runs nowhere: no request is left behind for it).
@@ -155,8 +156,11 @@ end
 if redis.call('HEXISTS', KEYS[13], id) == 0 then
   return 'unknown'
 end
-redis.call('HSET', KEYS[12], id, 'cancel')
-redis.call('PUBLISH', ARGV[4], 'cancel:' .. id)
+-- a destroy asked before stands (Client.destroy: every trace goes at the attempt's end); a
+-- cancel turned it into a cancel, the job ending in the cancelled set with its record and history
+local kind = redis.call('HGET', KEYS[12], id) == 'destroy' and 'destroy' or 'cancel'
+redis.call('HSET', KEYS[12], id, kind)
+redis.call('PUBLISH', ARGV[4], kind .. ':' .. id)
 if KEYS[29] then
   redis.call('SET', KEYS[29], 'running', 'PX', ADMIN_REPLY_MS)
 end

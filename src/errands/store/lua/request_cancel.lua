@@ -18,6 +18,10 @@ end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   return unwritten('HDEL', KEYS[1], 0)
 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[2] .. ':' .. ARGV[1])
+local kind = ARGV[2]
+if redis.call('HGET', KEYS[2], ARGV[1]) == 'destroy' then
+  kind = 'destroy'  -- a destroy asked before stands: a cancel never downgrades it (cancel.lua)
+end
+redis.call('HSET', KEYS[2], ARGV[1], kind)
+redis.call('PUBLISH', ARGV[3], kind .. ':' .. ARGV[1])
 return 1
