@@ -148,6 +148,10 @@ async def wait_result(hub: EventHub, job_id: str, timeout: float | None) -> Any:
         if timeout is None:
             raise
     assert timeout is not None
+    if state.error is not None:  # (the wait's end came as its time did: the timeout fired
+        raise state.error  # while it unsubscribed, after its answer)
+    if state.ended:
+        return state.result
     if not state.pending:  # no look answered in time (subscribing took it, say): one now
         done, result = await _last_look(hub, job_id, state)
         if done:
@@ -181,6 +185,9 @@ class _Seen:
     def __init__(self) -> None:
         self.event: str | None = None
         self.pending = False
+        self.ended = False  # (and its result, or the error it raised: see wait_result)
+        self.result: Any = None
+        self.error: BaseException | None = None
 
     def describe(self) -> str:
         if self.event is not None:
@@ -193,8 +200,9 @@ async def _wait(
 ) -> Any:
     try:
         return await _until_end(hub, job_id, sub, seen, deadline)
-    except (JobFailedError, JobCancelledError, JobNotFoundError):
+    except (JobFailedError, JobCancelledError, JobNotFoundError) as exc:
         sub.ended = True
+        seen.error = exc
         raise
 
 
@@ -213,6 +221,7 @@ async def _until_end(
             seen.pending = True
         if done:
             sub.ended = True  # its end was published: its mark can go (hub.py)
+            seen.ended, seen.result = True, result
             return result
         if deadline is not None and loop.time() >= deadline:
             raise TimeoutError  # (wait_result's message)
