@@ -57,10 +57,12 @@ log = logging.getLogger("errands.worker")
 _NOT_WRITTEN: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ResponseError)
 
 
-class Suspend(Exception):  # a control-flow signal to the worker, not an error
+class Suspend(BaseException):  # a control-flow signal to the worker, not an error
     """An iterable job stopped between two items. With ``requeue`` (its pool is stopping) it was
     checkpointed and goes back to the head of its queue, no attempt counted; without, its
-    attempt lost the job (a checkpoint was refused) and nothing is settled."""
+    attempt lost the job (a checkpoint was refused) and nothing is settled. A BaseException, as
+    asyncio's CancelledError: a middleware's ``except Exception`` (log and carry on) lets it
+    through, where one that caught it and returned had the job acknowledged as done half-way."""
 
     def __init__(self, requeue: bool, reason: str) -> None:
         super().__init__(reason)
