@@ -47,8 +47,8 @@
 -- first call's move (not replicated); every other answer comes after a write. An unknown mode,
 -- a due time (schedule) or a time (delete) that is not an integer in 0..MAX_MS is an error
 -- before anything is written, and so is a key the mode touches of another type or (modes queue
--- and delete) a seq that is not a counter: the job left its source set before INCR seq raised,
--- and was in no set any more.
+-- and delete, and a move for later taking a Dedup key, whose orphaned rerun it may queue) a seq
+-- that is not a counter: the job left its source set before INCR seq raised, and was in no set.
 --@include types
 --@include events
 --@include prio
@@ -84,8 +84,9 @@ local expected = ARGV[10] or ''
 local TYPES = {'HLEN', 'HLEN', 'GET', 'SCARD', 'ZCARD', 'ZCARD', 'HLEN', 'HLEN', false, 'HLEN',
   'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'HLEN', 'HLEN', 'HLEN', 'HLEN',
   'HLEN', 'HLEN', 'ZCARD', 'HLEN', 'ZCARD', 'ZCARD', false, 'ZCARD', 'ZCARD', 'ZCARD'}
+-- (seq: INCR'd by a move onto the queue, and by a Dedup key's rerun a move for later queues)
 local wrong = wrong_type(function(j) return TYPES[j] end, 'nothing moved')
-  or (mode ~= 'schedule' and not_counter(KEYS[3], 'nothing moved'))
+  or ((mode ~= 'schedule' or dmode ~= '') and not_counter(KEYS[3], 'nothing moved'))
   or (mode == 'delete' and wf_unfit_of(KEYS[23], id, 'nothing moved'))
 if wrong then
   return wrong
