@@ -77,6 +77,27 @@ def test_the_short_paths_set_every_attribute_as_init_does(partition: str | None)
         assert type(getattr(plain, slot)) is type(getattr(made, slot)), slot
 
 
+class _NoInit(Job):
+    __slots__ = ()
+
+    def __init__(self, *args: object, **kwargs: object) -> None:  # (short paths: not called)
+        raise AssertionError("the general path")
+
+
+@pytest.mark.parametrize("partition", [None, "customer:7"])
+def test_a_dedup_jobs_envelope_takes_the_short_path(partition: str | None) -> None:
+    """A job enqueued with dedup= records its Dedup (``x``): its envelope still takes the short
+    path (as it did before the record), every slot as __init__ sets it."""
+    made = Job("send", {"to": "a"}, id="j5", enqueued_at=2.0, partition=partition)
+    made._dk = "fkey:1"
+    env = made.envelope()
+    assert "x" in env
+    short = job_from_envelope("j5", env, _NoInit)
+    for slot in Job.__slots__:
+        assert getattr(short, slot) == getattr(made, slot), slot
+    assert job_from_envelope("j5", env | {"x": 5}, Job)._dk is None  # (not a record: none)
+
+
 class _Color(enum.StrEnum):
     RED = "red"
 

@@ -246,9 +246,14 @@ def job_from_envelope(id: str, env: Mapping[str, Any], cls: type[Job] = Job) -> 
     if not isinstance(args, dict):
         raise ValueError(f"envelope args must be an object, got {type(args).__name__}")
     size = len(env)
-    if "t" in env and (size == 3 or (size == 4 and "k" in env)):
+    if "t" in env and (
+        size == 3
+        or (size == 4 and ("k" in env or "x" in env))
+        or (size == 5 and "k" in env and "x" in env)
+    ):
         # name, args and enqueue time only (most jobs), or the same with a partition (every
-        # job of a partitioned type): no option to check or look up. Made without __init__'s
+        # job of a partitioned type) and/or a Dedup's record (x: every job enqueued with
+        # dedup=): no option to check or look up. Made without __init__'s
         # keyword arguments (their defaults, keyword-only, are looked up one by one: ~2,000 CPU
         # instructions a job), and inline (a call less); every attribute __init__ sets is set,
         # to the same (tests/test_job_envelope.py)
@@ -260,6 +265,9 @@ def job_from_envelope(id: str, env: Mapping[str, Any], cls: type[Job] = Job) -> 
         job._context = job._backend = job._raw = job.dedup = job._dk = None
         job._attempt = ""
         job.existed = False
+        if size > 3 and "x" in env:
+            held = env["x"]
+            job._dk = held if isinstance(held, str) else None
         return job
     # checked here, not when the job fails: a bad one would crash settling and strand the job
     retry, meta = env.get("r"), env.get("m")
