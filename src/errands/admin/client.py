@@ -207,6 +207,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
                 f"job {job_id} is {info.status}; only scheduled, retrying, dead or "
                 "cancelled jobs can be rescheduled"
             )
+        if info.corrupt:  # (its name unread, so its queue: not moved, as retry_dead_job)
+            return False
         now = self.clock.now()
         mode = "queue" if when <= now else "schedule"
         envelope, read = await self._renumbered(info)
