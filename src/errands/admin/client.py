@@ -188,11 +188,10 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         return status != "unknown"
 
     async def reschedule(self, job_id: str, at: datetime | float) -> bool:
-        """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime,
-        naive = UTC, or epoch seconds up to the year 9999); a time in the past queues it now.
-        A dead or cancelled job of ``enqueue_unique`` takes its lock again (in the same script),
-        one of ``dedup=`` its key; UniqueLockHeldError (DedupKeyHeldError) when another live
-        job holds it, JobChangedError for a job changed since it was read (nothing moved)."""
+        """Move a scheduled, retrying, dead or cancelled job to run at ``at`` (a datetime, naive
+        = UTC, or epoch seconds up to 9999; a past time queues it now). A dead or cancelled job
+        retakes its ``enqueue_unique`` lock or ``dedup=`` key, or raises UniqueLockHeldError
+        (DedupKeyHeldError); JobChangedError if changed since read; False if corrupt."""
         when = at_seconds(at)
         info = await self._require(job_id)
         k = self.keys
@@ -203,10 +202,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
             JobStatus.CANCELLED: k.cancelled,
         }.get(info.status)
         if source is None:
-            raise ValueError(
-                f"job {job_id} is {info.status}; only scheduled, retrying, dead or "
-                "cancelled jobs can be rescheduled"
-            )
+            only = "only scheduled, retrying, dead or cancelled jobs can be rescheduled"
+            raise ValueError(f"job {job_id} is {info.status}; {only}")
         if info.corrupt:  # (its name unread, so its queue: not moved, as retry_dead_job)
             return False
         now = self.clock.now()
