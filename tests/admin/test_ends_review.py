@@ -180,3 +180,32 @@ async def test_a_failed_later_slice_acks_every_job_once(
     assert len(await redis.zrange(keys.history_of("walk"), 0, -1)) == 3  # (one entry each)
     await assert_invariants(redis, namespace)
 
+
+async def test_an_end_seen_as_the_time_is_up_is_not_called_not_ended(
+    redis: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's `finished` event came, and the look it woke was still out when the timeout
+    fired: the wait raised TimeoutError "has not ended (last event seen: finished)" for a job
+    whose end it had seen. A wait that saw an end looks once more when its time is up."""
+    from errands.admin import events
+
+    scripts, f = await _running(redis, namespace, "late-1")
+    real, looks, acked = events._outcome, [], []
+
+    async def slow_once_acked(*args: Any) -> Any:
+        looks.append(1)
+        if acked:  # (the look the `finished` event woke: it answers past the deadline)
+            await asyncio.sleep(1.0)
+        return await real(*args)
+
+    monkeypatch.setattr(events, "_outcome", slow_once_acked)
+    async with Client(redis, namespace=namespace) as client:
+        task = asyncio.create_task(client.result("late-1", timeout=0.5))
+        while not looks:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # (the looks of its subscription answered: it waits for events)
+        acked.append(1)
+        done = [Acked("late-1", "walk", b"42", _ms(), 86_400_000, 1, f.token)]
+        assert await scripts.ack(POOL, done, False, _ms(), True) == []
+        assert await task == 42
+        assert client.hub.subscribers == 0

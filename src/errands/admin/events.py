@@ -132,7 +132,8 @@ async def wait_result(hub: EventHub, job_id: str, timeout: float | None) -> Any:
     """Wait for a job's result (see ``Job.result``). A ``timeout`` that is not None must be a
     number of seconds >= 0 (a NaN would never time out). However small the timeout (0 too),
     the job's stored state is looked at once: when no look answered before the time was up,
-    one more is made then (:func:`_last_look`), so a job that ended answers."""
+    or an end's event was seen, one more is made then (:func:`_last_look`), so a job that
+    ended answers."""
     hub.keys.done(job_id)  # (checks the id: a str without braces)
     if timeout is not None:
         timeout = seconds("timeout", timeout)
@@ -152,7 +153,9 @@ async def wait_result(hub: EventHub, job_id: str, timeout: float | None) -> Any:
         raise state.error  # while it unsubscribed, after its answer)
     if state.ended:
         return state.result
-    if not state.pending:  # no look answered in time (subscribing took it, say): one now
+    # no look answered in time (subscribing took it, say), or the look an end's event woke was
+    # still out: one now (a job whose end was seen is never said not to have ended)
+    if not state.pending or state.event in ENDINGS:
         done, result = await _last_look(hub, job_id, state)
         if done:
             return result
@@ -163,10 +166,11 @@ async def wait_result(hub: EventHub, job_id: str, timeout: float | None) -> Any:
 
 async def _last_look(hub: EventHub, job_id: str, seen: _Seen) -> tuple[bool, Any]:
     """``_outcome`` once more, after the caller's timeout passed with no look answered (so
-    that ``result(timeout=0)`` answers for a job that ended), bounded by the client's socket
-    timeout (15 s without one): (True, result) for a job that ended, (False, None) for one
-    that has not; it raises as ``_outcome`` for a failed, cancelled or unknown job, and
-    ``RedisUnavailableError`` when Redis does not answer (nothing says whether it ended)."""
+    that ``result(timeout=0)`` answers for a job that ended) or after an end's event, bounded
+    by the client's socket timeout (15 s without one): (True, result) for a job that ended,
+    (False, None) for one that has not; it raises as ``_outcome`` for a failed, cancelled or
+    unknown job, and ``RedisUnavailableError`` when Redis does not answer (nothing says
+    whether it ended)."""
     bound = connection_option(hub.redis, "socket_timeout") or 15.0
     try:
         async with asyncio.timeout(bound):
