@@ -12,7 +12,8 @@ checkpoint (one it cannot read fails the job for good, nothing run: never taken 
 would start over), runs the generator from its cursor and writes a checkpoint
 (``lua/checkpoint.lua``, fenced by the attempt) at most every ``checkpoint_every`` seconds (one
 Redis cannot take, away or refusing writes for its state, OOM, READONLY...: logged, tried again
-``checkpoint_every`` later; one refused by naming a key of another type fails the run). After
+``checkpoint_every`` later; one refused by naming a key of another type fails the run; one whose
+cursor is over ``max_cursor`` bytes of JSON fails the job for good, not written). After
 each item it looks at its pool: a stopping pool gets a checkpoint at once (not written, Redis
 away or refusing it: logged, the same) and ``Suspend``, which the worker settles by putting the
 job back at the head of its queue without counting an attempt. A checkpoint refused
@@ -49,7 +50,11 @@ from ..store.keyrepair import repair_hint
 from ..store.scripts import Scripts
 from .store import LongworkScripts, longwork_scripts
 
-__all__ = ["Checkpoint", "IterableHost", "IterableRunner", "Suspend"]
+__all__ = ["MAX_CURSOR", "Checkpoint", "IterableHost", "IterableRunner", "Suspend"]
+
+# bytes of a cursor's JSON, at most, by default: as the Enqueuer's max_payload (a job is at most
+# 1 MiB by default: its cursor, written and published at every checkpoint, no larger)
+MAX_CURSOR = 1 << 20
 
 log = logging.getLogger("errands.worker")
 
@@ -143,7 +148,13 @@ class IterableRunner:
     """The handler registered for an iterable job (see the module docstring). Returns
     ``{"done": items done in every attempt, "cursor": the last cursor}`` as the job's result."""
 
-    def __init__(self, name: str, fn: Generator, checkpoint_every: float | timedelta) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Generator,
+        checkpoint_every: float | timedelta,
+        max_cursor: int = MAX_CURSOR,
+    ) -> None:
         if not inspect.isasyncgenfunction(fn):
             raise RegistrationError(
                 f"{name}: an iterable job's handler is an async generator "
@@ -155,11 +166,13 @@ class IterableRunner:
         checkpoint_every = seconds(
             f"{name}: checkpoint_every", checkpoint_every, error=RegistrationError
         )
+        max_cursor = whole(f"{name}: max_cursor", max_cursor, least=1, error=RegistrationError)
         hint = resolve_hints(fn, params).get(params[1].name, Any)
         self._convert = converter(hint)
         self.name = name
         self.fn = fn
         self.every = checkpoint_every
+        self.max_cursor = max_cursor
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
         self.__module__ = getattr(fn, "__module__", __name__)
@@ -299,9 +312,28 @@ class _Run:
         now = self.host.clock.now()
         runtime = self.prior + max(0.0, now - self.started)
         data = Checkpoint(self.cursor, self.done, round(runtime, 3), now).to_json()
+        if len(data) > self.runner.max_cursor:  # (the cursor and ~70 bytes of counters)
+            self._check_size(data, round(runtime, 3), now)
         verdict = await self.store.checkpoint(self.job.id, self.job.name, self.attempt, data)
         self.written_at, self.dirty = now, False
         return verdict
+
+    def _check_size(self, data: bytes, runtime: float, now: float) -> None:
+        """Fail the job for good if the cursor in ``data`` (the checkpoint's JSON) is over
+        ``max_cursor`` bytes: retried, it would reach the same cursor again. Not written (nor
+        tried again as the run ends: ``dirty`` cleared); the last checkpoint written stays."""
+        counters = Checkpoint(None, self.done, runtime, now).to_json()  # (no cursor encoded)
+        size = len(data) - len(counters) + len(b"null")
+        limit, job = self.runner.max_cursor, self.job
+        if size <= limit:
+            return
+        self.dirty = False
+        raise NonRetryableError(
+            f"{job.name} {job.id}: the cursor after {self.done} items is {size} bytes of JSON, "
+            f"over max_cursor={limit} bytes: not checkpointed (every checkpoint "
+            "writes it to Redis and publishes it to event listeners); the last checkpoint "
+            "written stays. Yield a small position (an id, an offset), not the data done"
+        )
 
     async def _cancel(self, destroy: bool) -> None:
         """A cancel request whose message this pool missed: cancel the job through the worker

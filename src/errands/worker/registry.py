@@ -14,7 +14,7 @@ from ..errors import RegistrationError
 from ..handlers import MAX_RESULT, JobType
 from ..limits import Limit, Rate
 from ..longwork.batch import BatchHandler, BatchRunner
-from ..longwork.iterable import Generator, IterableRunner
+from ..longwork.iterable import MAX_CURSOR, Generator, IterableRunner
 from ..middleware import ProcessMiddleware, as_process
 from ..store.scripts import Scripts
 from ..typed import JobDecorator, JobHost, bind_enqueuer
@@ -106,17 +106,20 @@ class JobRegistry:
         name: str,
         *,
         checkpoint_every: float | timedelta = timedelta(seconds=5),
+        max_cursor: int = MAX_CURSOR,
         **options: Any,
     ) -> Callable[[G], G]:
         """Decorator registering a resumable job: an async generator ``(job, cursor)`` that
         yields the cursor after each item it finished. It starts from the cursor of the last
         checkpoint (None the first time); checkpoints are written at most every
         ``checkpoint_every``, and when the pool stops (then the job goes back to the head of
-        its queue, no attempt counted). ``options`` as for :meth:`job` (``max_fails``,
+        its queue, no attempt counted). ``max_cursor``: bytes of a cursor's JSON, at most (by
+        default 1 MiB, as the Enqueuer's ``max_payload``): a larger one fails the job for good
+        at its checkpoint, not written. ``options`` as for :meth:`job` (``max_fails``,
         ``backoff``, ``timeout``, ``max_concurrency``, ...). See docs/long-jobs.md."""
 
         def register(fn: G) -> G:
-            runner = IterableRunner(name, fn, checkpoint_every)
+            runner = IterableRunner(name, fn, checkpoint_every, max_cursor)
             self.register(name, runner, **options)
             return fn
 
