@@ -25,7 +25,7 @@ from .jobinfo import (
     info_from_envelope,
     info_from_record,
 )
-from .limitsinfo import read_limits, waiting_reason
+from .limitsinfo import explain_wait
 from .paging import page_entries
 from .records import read_done, record_of
 from .workflows import waiting_member
@@ -93,11 +93,7 @@ class Inspection:
                 if status in (JobStatus.DEAD, JobStatus.CANCELLED):
                     info.finished_at = score / 1000
                 if status == JobStatus.QUEUED:
-                    views = await read_limits(self.redis, k)
-                    limits = views[name].effective if name in views else ()
-                    info.waiting_for = await waiting_reason(
-                        self.redis, k, name, info.partition, limits
-                    )
+                    info.waiting_for = await explain_wait(self.redis, k, name, info.partition)
                 return info
         if await self.redis.zscore(k.dedup_reruns, job_id) is not None:
             info.status = JobStatus.QUEUED  # a dedup rerun, queued once its key's owner ended

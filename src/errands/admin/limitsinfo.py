@@ -15,7 +15,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from ..errors import UnknownJobError
 from ..limits import Concurrency, Limit, Rate, compile_limits, limit_from_dict, limit_to_dict
-from ..store.keyrepair import repair_hint
+from ..store.keyrepair import held_key, named_read, repair_hint
 from ..store.keys import Keys
 from ..store.served import unless_unread, unserved
 from ..store.stored import stored_count, stored_text
@@ -25,6 +25,7 @@ __all__ = [
     "LimitsView",
     "PartitionInfo",
     "Partitions",
+    "explain_wait",
     "read_limits",
     "read_partitions",
     "waiting_reason",
@@ -61,9 +62,13 @@ def _decode(raw: Any) -> tuple[Limit, ...] | None:
 
 
 async def read_limits(redis: Any, keys: Keys) -> dict[str, LimitsView]:
-    """Every job type with limits, in code or at run time."""
-    code = await redis.hgetall(keys.code_limits)
-    runtime = await redis.hgetall(keys.runtime_limits)
+    """Every job type with limits, in code or at run time. Either hash of another type: a
+    ResponseError naming it, with its repair (named_read)."""
+    unread = "no limits read"
+    code = await named_read(redis, keys, keys.code_limits, redis.hgetall(keys.code_limits), unread)
+    runtime = await named_read(
+        redis, keys, keys.runtime_limits, redis.hgetall(keys.runtime_limits), unread
+    )
     names = {_text(n) for n in (*code, *runtime)}
     return {
         name: LimitsView(
@@ -150,33 +155,58 @@ def _rate_until(log: Any, rate: Rate, now: int) -> float | None:
     return None  # (not reached)
 
 
+async def explain_wait(redis: Any, keys: Keys, name: str, partition: str | None) -> str | None:
+    """``Client.job``'s ``waiting_for``: waiting_reason under the limits that apply to ``name``.
+    A key it reads holding another type (a hand edit, or a bug) does not fail the job's read (nor
+    the admin calls that start with it): the reason is ``"unknown: <key> holds another type: ...
+    (<key> is a <type>; repair: ...)"`` and the refusal is logged as a WARNING. (An admin call's
+    script then checks the keys it touches: lib/types.lua.)"""
+    try:
+        views = await read_limits(redis, keys)
+        limits = views[name].effective if name in views else ()
+        return await waiting_reason(redis, keys, name, partition, limits)
+    except ResponseError as exc:
+        text = str(exc)
+        if not text.startswith("WRONGTYPE ") or held_key(keys, text) is None:
+            raise
+        log.warning("%s", exc)
+        return "unknown: " + text.removeprefix("WRONGTYPE ")
+
+
+async def _read(redis: Any, keys: Keys, command: str, key: str, *args: Any) -> Any:
+    """``command`` of ``key`` for waiting_reason: another type named (named_read)."""
+    read = getattr(redis, command)(key, *args)
+    return await named_read(redis, keys, key, read, "no waiting reason read")
+
+
 async def waiting_reason(
     redis: Any, keys: Keys, name: str, partition: str | None, limits: tuple[Limit, ...]
 ) -> str | None:
     """Why a queued job of ``name`` (in ``partition``) waits, or None when nothing holds it
-    (its turn comes)."""
-    if await redis.sismember(keys.paused, name):
+    (its turn comes). A key read of another type: a ResponseError naming it (named_read)."""
+    if await _read(redis, keys, "sismember", keys.paused, name):
         return "paused"
     secs, micros = await redis.time()
     now = int(secs) * 1000 + int(micros) // 1000
-    cap = max(0, stored_count(await redis.hget(keys.limits, name)))  # (corrupt: 0, as none)
+    cap = max(0, stored_count(await _read(redis, keys, "hget", keys.limits, name)))  # (corrupt: 0)
     # the lowest type-wide concurrency (as compile_limits, which refuses more than 16 rate
     # windows: limits stored by an older errands may have more)
     concs = [lim.limit for lim in limits if isinstance(lim, Concurrency) and not lim.per_partition]
     cap = min([cap, *concs]) if cap else min(concs, default=0)
-    running = stored_count(await redis.hget(keys.running, name))
+    running = stored_count(await _read(redis, keys, "hget", keys.running, name))
     if cap and running >= cap:
         return f"max_concurrency reached ({running} running)"
     for rate in (r for r in limits if isinstance(r, Rate) and not r.per_partition):
-        until = _rate_until(await redis.hget(keys.rate_log(name), str(rate.per_ms)), rate, now)
+        raw = await _read(redis, keys, "hget", keys.rate_log(name), str(rate.per_ms))
+        until = _rate_until(raw, rate, now)
         if until is not None:
             return f"rate limited until {_clock(until)} UTC ({rate.limit} per {rate.per})"
     if partition is None:
         return None
-    waits = await redis.zscore(keys.partitions_waiting(name), partition)
+    waits = await _read(redis, keys, "zscore", keys.partitions_waiting(name), partition)
     if waits is not None and waits > now:
         return f"partition {partition!r} rate limited until {_clock(waits)} UTC"
-    busy = stored_count(await redis.hget(keys.partitions_running(name), partition))
+    busy = stored_count(await _read(redis, keys, "hget", keys.partitions_running(name), partition))
     caps = [c.limit for c in limits if isinstance(c, Concurrency) and c.per_partition]
     if caps and busy >= min(caps):
         return f"partition {partition!r} busy ({busy} running)"
@@ -208,10 +238,20 @@ class Partitions:
 
 
 async def read_partitions(redis: Any, keys: Keys, name: str, limit: int = 50) -> Partitions:
+    """A key of the partitions of another type: a ResponseError naming it (named_read)."""
     limit = count("limit", limit)  # (0 or -1: a range to the end; 2.5: a Redis error)
-    ready = [_text(p) for p in await redis.zrange(keys.partitions_ready(name), 0, limit - 1)]
-    waiting = await redis.zrange(keys.partitions_waiting(name), 0, limit - 1, withscores=True)
-    _cursor, fields = await redis.hscan(keys.partitions_running(name), 0, count=limit)
+    pready, pwait, prun = (
+        keys.partitions_ready(name),
+        keys.partitions_waiting(name),
+        keys.partitions_running(name),
+    )
+    unread = "no partitions read"
+    ready = await named_read(redis, keys, pready, redis.zrange(pready, 0, limit - 1), unread)
+    waits = redis.zrange(pwait, 0, limit - 1, withscores=True)
+    waiting = await named_read(redis, keys, pwait, waits, unread)
+    scan = redis.hscan(prun, 0, count=limit)
+    _cursor, fields = await named_read(redis, keys, prun, scan, unread)
+    ready = [_text(p) for p in ready]
     running = {_text(p): stored_count(v) for p, v in fields.items()}
     order = ready + [_text(p) for p, _ in waiting]
     order += [p for p in running if p not in order]

@@ -8,11 +8,23 @@ partitions' turns count on from it) and ``stats`` (statistics only)."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from redis.exceptions import ResponseError
 
 from .keys import Keys
 
-__all__ = ["held_key", "own_key_repair", "repair_hint", "repair_hint_sync", "run_key_repair"]
+__all__ = [
+    "held_key",
+    "named_read",
+    "own_key_repair",
+    "repair_hint",
+    "repair_hint_sync",
+    "run_key_repair",
+]
+
+T = TypeVar("T")
 
 
 def held_key(keys: Keys, message: str) -> str | None:
@@ -35,6 +47,19 @@ async def repair_hint(redis: Any, keys: Keys, exc: BaseException) -> str:
     except Exception:  # (the line goes out without it)
         kind = None
     return _hint(keys, key, kind)
+
+
+async def named_read(redis: Any, keys: Keys, key: str, read: Awaitable[T], unread: str) -> T:
+    """``read``'s reply (a plain read of ``key``). Where ``key`` holds another type, Redis' own
+    WRONGTYPE (which names no key) is raised in the scripts' words (lib/types.lua: ``WRONGTYPE
+    <key> holds another type: <unread>``) followed by its repair_hint; other errors as they are."""
+    try:
+        return await read
+    except ResponseError as exc:
+        if not str(exc).startswith("WRONGTYPE"):
+            raise
+        refusal = ResponseError(f"WRONGTYPE {key} holds another type: {unread}")
+        raise ResponseError(f"{refusal}{await repair_hint(redis, keys, refusal)}") from exc
 
 
 def own_key_repair(key: str) -> str:
