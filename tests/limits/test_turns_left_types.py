@@ -20,7 +20,7 @@ from tests.support.resend import refused
 Call = Callable[[Scripts, Enqueuer, str], Awaitable[Any]]
 
 # (the scripts called directly: Client.job(), which the admin calls ask first, reads the wait
-# for the job's waiting reason and met the key's type with Redis' own WRONGTYPE before them)
+# for the job's waiting reason; it names the key since, and goes on: test_flow_key_types.py)
 CALLS: dict[str, tuple[Call, str]] = {
     "cancel": (lambda s, _e, j: s.cancel(j, "sms", 1, 60_000), "nothing cancelled"),
     "destroy": (lambda s, _e, j: s.destroy(j, "sms", 1, call="c1"), "nothing destroyed"),

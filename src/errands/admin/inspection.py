@@ -25,6 +25,7 @@ from .jobinfo import (
     info_from_envelope,
     info_from_record,
 )
+from .jobplaces import read_places
 from .limitsinfo import explain_wait
 from .paging import page_entries
 from .records import read_done, record_of
@@ -68,18 +69,7 @@ class Inspection:
         info = info_from_envelope(job_id, raw, JobStatus.IN_PROGRESS)
         # a corrupt envelope does not say its name: look in the sets of every job name
         names = await self.job_names() if info.corrupt else [info.name]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.zscore(k.queue(name), job_id)
-                pipe.zscore(k.scheduled(name), job_id)
-                pipe.zscore(k.retry(name), job_id)
-            pipe.zscore(k.dead, job_id)
-            pipe.zscore(k.cancelled, job_id)
-            pipe.hget(k.errors, job_id)
-            pipe.hget(k.checkins, job_id)
-            pipe.hget(k.checkpoints, job_id)
-            found = await pipe.execute()
-        *scores, error, checkin, checkpoint = found
+        scores, (error, checkin, checkpoint) = await read_places(self.redis, k, job_id, names)
         info.error, info.checkin = decode_json(error), decode_json(checkin)
         info.progress = decode_json(checkpoint)
         waiting = [JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING]
