@@ -51,3 +51,29 @@ async def test_a_status_set_of_another_type_is_named(
     match = rf"WRONGTYPE {key} holds another type: the job's status not read \({key} is a string"
     with pytest.raises(ResponseError, match=match):
         await client.job(job.id)
+
+
+async def test_an_in_progress_set_of_another_type_leaves_out_only_its_pool(
+    client: Client, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = client.keys
+    await redis.hset(keys.jobs, "running", b'{"n": "work", "a": {}}')  # type: ignore[misc]
+    await redis.zadd(keys.pools, {"p1": 1, "p2": 2})
+    await redis.set(keys.in_progress("p1"), "hand edit")
+    await redis.zadd(keys.in_progress("p2"), {"running:work": 5_000})
+    with caplog.at_level(logging.WARNING, "errands.admin"):
+        info = await client.job("running")
+    assert info is not None and info.status == JobStatus.IN_PROGRESS
+    assert (info.pool_id, info.started_at) == ("p2", 5.0)
+    key = keys.in_progress("p1")
+    assert f"WRONGTYPE {key} holds another type: the job's pool not read" in caplog.text
+
+
+async def test_a_reruns_set_of_another_type_is_named(client: Client, redis: Redis) -> None:
+    keys = client.keys
+    await redis.hset(keys.jobs, "running", b'{"n": "work", "a": {}}')  # type: ignore[misc]
+    await redis.set(keys.dedup_reruns, "hand edit")
+    key = keys.dedup_reruns
+    match = rf"WRONGTYPE {key} holds another type: the job's status not read \({key} is a string"
+    with pytest.raises(ResponseError, match=match):
+        await client.job("running")

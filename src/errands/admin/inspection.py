@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from ..clock import Clock
-from ..store.keyrepair import repair_hint
+from ..store.keyrepair import named_read, repair_hint
 from ..store.keys import Keys, check_job_name
 from ..store.served import registered_pools, served_names, unless_unread
 from ..store.stored import stored_count, stored_number, stored_text
@@ -25,7 +25,7 @@ from .jobinfo import (
     info_from_envelope,
     info_from_record,
 )
-from .jobplaces import read_places
+from .jobplaces import read_places, running_places
 from .limitsinfo import explain_wait
 from .paging import page_entries
 from .records import read_done, record_of
@@ -85,7 +85,9 @@ class Inspection:
                 if status == JobStatus.QUEUED:
                     info.waiting_for = await explain_wait(self.redis, k, name, info.partition)
                 return info
-        if await self.redis.zscore(k.dedup_reruns, job_id) is not None:
+        rerun = self.redis.zscore(k.dedup_reruns, job_id)
+        unread = "the job's status not read"
+        if await named_read(self.redis, k, k.dedup_reruns, rerun, unread) is not None:
             info.status = JobStatus.QUEUED  # a dedup rerun, queued once its key's owner ended
             return info
         await self._locate_running(info)
@@ -97,10 +99,7 @@ class Inspection:
         )
         pools = [p for p, _beat in found or ()]
         member = f"{info.id}:{info.name}"
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for pool in pools:
-                pipe.zscore(self.keys.in_progress(pool), member)
-            scores = await pipe.execute()
+        scores = await running_places(self.redis, self.keys, pools, member)
         for pool, score in zip(pools, scores, strict=True):
             if score is not None:
                 info.pool_id, info.started_at = pool, score / 1000

@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 from ..store.keyrepair import repair_hint
 from ..store.keys import Keys
 
-__all__ = ["read_places"]
+__all__ = ["read_places", "running_places"]
 
 log = logging.getLogger("errands.admin")
 
@@ -41,6 +41,22 @@ async def read_places(
         if await _refused(redis, keys, key, reply, "left out of the job's information"):
             infos[i] = None
     return found[: len(places)], infos
+
+
+async def running_places(
+    redis: Any, keys: Keys, pools: list[str], member: str
+) -> list[float | None]:
+    """The start time (ms) of ``member`` ("<id>:<name>") in the in-progress set of each of
+    ``pools``. One of another type only informs where the job runs: None, with a WARNING."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for pool in pools:
+            pipe.zscore(keys.in_progress(pool), member)
+        found = await pipe.execute(raise_on_error=False)
+    for i, pool in enumerate(pools):
+        unread = "the job's pool not read from it"
+        if await _refused(redis, keys, keys.in_progress(pool), found[i], unread):
+            found[i] = None
+    return list(found)
 
 
 async def _refused(
