@@ -106,3 +106,39 @@ def test_max_cursor_is_checked_at_registration(redis_url: str, namespace: str, b
     pool = make_pool(redis_url, namespace)
     with pytest.raises(RegistrationError, match="walk: max_cursor"):
         _register(pool, [10], max_cursor=bad)
+
+
+# (review) the size is the cursor's own JSON, exactly, whatever it holds: bytes of UTF-8,
+# nested, keys made strings (the checkpoint's other path through dumps_json)
+CURSORS: dict[str, Any] = {
+    "unicode": "é" * 21 + "日本語",
+    "nested": {"a": [1, 2.5, {"b": None, "c": [True, "ü"]}], "z": -0.125, "n": 10**12},
+    "non-str keys": {1: "a", 2: ["ß", {3: 4.0}]},
+}
+
+
+@pytest.mark.parametrize("which", sorted(CURSORS))
+async def test_max_cursor_bounds_the_cursors_json_exactly(
+    redis_url: str, namespace: str, which: str
+) -> None:
+    cursor = CURSORS[which]
+    size = len(orjson.dumps(cursor, option=orjson.OPT_NON_STR_KEYS))
+    pool = make_pool(redis_url, namespace)
+    for name, limit in (("at", size), ("over", size - 1)):
+
+        @pool.iterable_job(name, max_cursor=limit, checkpoint_every=0)
+        async def walk(job: Job, cursor: Any) -> AsyncIterator[Any]:
+            yield CURSORS[which]  # (checkpointed: every=0)
+
+    async with (
+        Enqueuer.from_url(redis_url, namespace=namespace) as enqueuer,
+        Client.from_url(redis_url, namespace=namespace) as client,
+    ):
+        at = await enqueuer.enqueue("at", job_id="at")
+        over = await enqueuer.enqueue("over", job_id="over")
+        assert at is not None and over is not None
+        await pool.drain(timeout=10)
+        done, dead = await client.job("at"), await client.job("over")
+    assert done is not None and done.status == "finished", done
+    assert dead is not None and dead.status == "dead", dead
+    assert f"is {size} bytes of JSON, over max_cursor={size - 1} bytes" in str(dead.error)
