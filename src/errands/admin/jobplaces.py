@@ -12,7 +12,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from ..store.keyrepair import repair_hint
+from ..store.keyrepair import named_refusal
 from ..store.keys import Keys
 
 __all__ = ["read_places", "running_places"]
@@ -68,8 +68,7 @@ async def _refused(
         return False
     if not str(reply).startswith("WRONGTYPE"):
         raise reply
-    refusal = ResponseError(f"WRONGTYPE {key} holds another type: {unread}")
-    named = ResponseError(f"{refusal}{await repair_hint(redis, keys, refusal)}")
+    named = await named_refusal(redis, keys, key, unread)
     if raise_it:
         raise named from reply
     log.warning("%s", named)

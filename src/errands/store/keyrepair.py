@@ -18,6 +18,7 @@ from .keys import Keys
 __all__ = [
     "held_key",
     "named_read",
+    "named_refusal",
     "own_key_repair",
     "repair_hint",
     "repair_hint_sync",
@@ -58,8 +59,14 @@ async def named_read(redis: Any, keys: Keys, key: str, read: Awaitable[T], unrea
     except ResponseError as exc:
         if not str(exc).startswith("WRONGTYPE"):
             raise
-        refusal = ResponseError(f"WRONGTYPE {key} holds another type: {unread}")
-        raise ResponseError(f"{refusal}{await repair_hint(redis, keys, refusal)}") from exc
+        raise await named_refusal(redis, keys, key, unread) from exc
+
+
+async def named_refusal(redis: Any, keys: Keys, key: str, unread: str) -> ResponseError:
+    """Redis' WRONGTYPE of a plain read of ``key`` in the scripts' words (lib/types.lua:
+    ``WRONGTYPE <key> holds another type: <unread>``), followed by its repair_hint."""
+    refusal = ResponseError(f"WRONGTYPE {key} holds another type: {unread}")
+    return ResponseError(f"{refusal}{await repair_hint(redis, keys, refusal)}")
 
 
 def own_key_repair(key: str) -> str:
