@@ -262,3 +262,39 @@ def test_close_cancels_another_thread_s_call_in_flight(own_url: str, namespace: 
     assert isinstance(outcome.get("error"), concurrent.futures.CancelledError)
     assert sync.enqueue("after") is not None  # a new loop
     sync.close()
+
+
+async def test_cancelling_an_awaited_result_of_a_sync_job_stops_its_wait(
+    sync: SyncEnqueuer,
+) -> None:
+    """``await job.result()`` of a SyncEnqueuer's job, cancelled (a request timed out): the wait
+    on the SyncEnqueuer's loop ends too (it ran on, in a thread blocked until the result came
+    or its timeout passed: forever, with no timeout and no worker)."""
+    job = sync.enqueue("never_run")
+    assert job is not None
+    waiting = asyncio.create_task(job.result(timeout=8))  # (bounded: the old wait's thread
+    # held the test loop's shutdown until it ended)
+    deadline = time.monotonic() + 5
+    while not sync._portal._calls and time.monotonic() < deadline:  # (its wait started)
+        await asyncio.sleep(0.001)
+    assert sync._portal._calls
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    deadline = time.monotonic() + 2
+    while sync._portal._calls and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    assert not sync._portal._calls  # the result's wait was cancelled on the portal's loop
+
+
+async def test_a_sync_job_s_result_awaited_on_the_portal_s_own_loop_is_refused(
+    sync: SyncEnqueuer,
+) -> None:
+    job = sync.enqueue("never_run")
+    assert job is not None
+
+    async def on_its_loop(_e: object) -> None:
+        with pytest.raises(RuntimeError, match="its own event loop"):
+            await job.result(timeout=0)
+
+    sync._portal.run(on_its_loop)

@@ -126,12 +126,11 @@ class SyncEnqueuer:
 
 class _AwaitableResults:
     """What a Job enqueued by a SyncEnqueuer is bound to: ``await job.result()`` works in any
-    event loop (the wait runs on the SyncEnqueuer's thread)."""
+    event loop (the wait runs on the SyncEnqueuer's loop; cancelling the awaiting task stops it
+    there, and no thread waits meanwhile)."""
 
     def __init__(self, enqueuer: SyncEnqueuer) -> None:
         self._enqueuer = enqueuer
 
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
-        import asyncio
-
-        return await asyncio.to_thread(self._enqueuer.result, job_id, timeout)
+        return await self._enqueuer._portal.run_async(lambda e: e.result(job_id, timeout))

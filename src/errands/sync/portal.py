@@ -104,7 +104,39 @@ class Portal(Generic[R]):
             )
         return self._submit(self._with_resource(fn))
 
+    async def run_async(self, fn: Callable[[R], Awaitable[T]]) -> T:
+        """``run`` for a caller in another event loop: awaits the call without blocking its loop
+        or a thread of its own; cancelling the caller cancels the call on the portal's loop
+        (it ran on, in a thread that blocked until its end: ``asyncio.to_thread(run)``)."""
+        _check_fork()
+        if self._on_loop():
+            raise RuntimeError(
+                f"{self._name}: awaited on its own event loop; use the async Enqueuer or "
+                "Client there"
+            )
+        done, stop = self._start(self._with_resource(fn))
+        try:
+            return await asyncio.wrap_future(done)
+        except asyncio.CancelledError:
+            # the caller was cancelled: the work stops too (wrap_future cancelled ``done``,
+            # not the task; cancelling a task that ended does nothing)
+            stop()
+            raise
+
     def _submit(self, coro: Coroutine[Any, Any, T]) -> T:
+        done, stop = self._start(coro)
+        try:
+            return done.result()
+        except BaseException:
+            if not done.done():  # KeyboardInterrupt in the caller: stop the work too
+                stop()
+            raise
+
+    def _start(
+        self, coro: Coroutine[Any, Any, T]
+    ) -> tuple[concurrent.futures.Future[T], Callable[[], None]]:
+        """Starts ``coro`` as a task on the portal's loop: the future of its outcome, and a
+        function (for any thread) that cancels it."""
         loop, gate = self._running_loop()
         context = contextvars.copy_context()
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
@@ -121,12 +153,11 @@ class Portal(Generic[R]):
         if not gate.call(loop, start):
             coro.close()
             raise RuntimeError(f"{self._name} was closed while this call was being made")
-        try:
-            return done.result()
-        except BaseException:
-            if not done.done():  # KeyboardInterrupt in the caller: stop the work too
-                gate.call(loop, lambda: [t.cancel() for t in tasks])
-            raise
+
+        def stop() -> None:
+            gate.call(loop, lambda: [t.cancel() for t in tasks])
+
+        return done, stop
 
     def close(self) -> None:
         """Close the resource and stop the loop thread (a later call starts them again)."""
