@@ -105,15 +105,12 @@ class Portal(Generic[R]):
         return self._submit(self._with_resource(fn))
 
     async def run_async(self, fn: Callable[[R], Awaitable[T]]) -> T:
-        """``run`` for a caller in another event loop: awaits the call without blocking its loop
-        or a thread of its own; cancelling the caller cancels the call on the portal's loop
-        (it ran on, in a thread that blocked until its end: ``asyncio.to_thread(run)``)."""
+        """``run`` for a caller in an event loop: awaits the call without blocking its loop or
+        a thread of its own; cancelling the caller cancels the call on the portal's loop (it ran
+        on, in a thread that blocked until its end: ``asyncio.to_thread(run)``)."""
         _check_fork()
-        if self._on_loop():
-            raise RuntimeError(
-                f"{self._name}: awaited on its own event loop; use the async Enqueuer or "
-                "Client there"
-            )
+        if self._on_loop():  # (awaited on the portal's loop itself: a middleware's, run there)
+            return await self._with_resource(fn)
         done, stop = self._start(self._with_resource(fn))
         try:
             return await asyncio.wrap_future(done)
