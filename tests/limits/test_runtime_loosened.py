@@ -71,3 +71,26 @@ async def test_a_lowered_concurrency_stops_no_running_job_and_holds_back_the_nex
     done = Acked(got[1].id, "sms", b"null", 1, 0, 1, got[1].token)
     assert await scripts.ack("p", [done], False, 1, False) == []
     assert len(await _fetch(scripts, "c=1")) == 1
+
+
+async def test_a_loosened_rate_holds_a_waiting_partition_until_its_old_window_frees_not_longer(
+    redis: Redis, namespace: str
+) -> None:
+    """How late a loosened (or cleared) per-partition rate reaches a partition the old one holds:
+    exactly until the time the old rate gave it (its start counted at c frees at c + per + 1), and
+    not later: once that time passes (moved into the past here, as time would pass), the next
+    fetch under the new limits serves it, with no enqueue or end to bring it back."""
+    keys = Keys(namespace)
+    scripts = await ready_to_fetch(redis, namespace, JOBS)
+    got = await scripts.fetch("p", 1, 4, [("sms", 0)], specs={"sms": "R=1/600000"})
+    assert got is not None and len(got) == 1
+    counted = got[0].counted_ms
+    assert counted > 0
+    assert await _fetch(scripts, "R=1/600000") == []
+    waits = keys.partitions_waiting("sms")
+    assert await redis.zscore(waits, "p") == counted + 600_000 + 1  # the old rate's time
+    for spec in ("R=3/600000", ""):  # raised, then cleared: still held until then
+        assert await _fetch(scripts, spec) == []
+    await redis.zadd(waits, {"p": counted - 1})  # (that time passed)
+    assert len(await _fetch(scripts, "R=3/600000")) == 2  # the new rate: 2 more in the window
+    assert await redis.zscore(waits, "p") is None
