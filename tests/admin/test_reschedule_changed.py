@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from errands import Client, Enqueuer
+from errands import Client, Enqueuer, Job, NonRetryableError, WorkerPool
 from errands.errors import JobChangedError, UniqueLockHeldError
 from errands.store.keys import Keys
 from tests.admin.test_unique_rerun import DIGEST, dead_unique
 from tests.admin.test_update_unique import locks
+from tests.support.client_env import until
 from tests.support.invariants import assert_invariants
 
 
@@ -110,3 +111,75 @@ async def test_the_refusal_of_a_lock_held_by_key_does_not_say_args(
     message = str(held.value)
     assert holder.id in message and "args" not in message
     assert "holds its enqueue_unique lock" in message
+
+
+async def plain_job_in(redis: Redis, enqueuer: Enqueuer, status: str) -> str:
+    """A job of ``x`` (no lock, no Dedup key, no record at its next attempt) in the set of
+    ``status``: as the read-only reschedule (no renumbering, no lock) saw it."""
+    keys = enqueuer.keys
+    job = await enqueuer.enqueue("x", {"a": 1}, delay=60)
+    assert job is not None
+    if status != "scheduled":
+        assert await redis.zrem(keys.scheduled("x"), job.id) == 1
+        await redis.zadd(keys.dead if status == "dead" else keys.retry("x"), {job.id: 1})
+    return job.id
+
+
+@pytest.mark.parametrize("status", ["dead", "scheduled", "retrying"])
+@pytest.mark.parametrize("at", [0.0, 600.0])
+async def test_a_plain_job_edited_meanwhile_is_not_rescheduled_and_that_is_said(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer, status: str, at: float
+) -> None:
+    """(hunt-admin) A job of no lock nor Dedup key, no record at its next attempt: the move was
+    sent without the envelope read, so a job edited meanwhile was moved anyway (its edit with
+    it), where docs/admin.md promises JobChangedError, nothing moved."""
+    job_id = await plain_job_in(redis, enqueuer, status)
+    other = Client(redis, namespace=namespace)
+
+    async def edit() -> None:
+        await other.update_job(job_id, args={"a": 2})
+
+    meanwhile(client, edit)
+    with pytest.raises(JobChangedError, match="changed while it was being rescheduled"):
+        await client.reschedule(job_id, time.time() + at if at else 0)
+    info = await client.job(job_id)
+    assert info is not None and (info.status, info.args) == (status, {"a": 2})
+    del client.scripts.move  # (its own move again)
+    assert await client.reschedule(job_id, time.time() + at if at else 0)  # looked at again
+    await assert_invariants(redis, namespace)
+
+
+async def test_a_dead_job_run_again_and_dead_again_meanwhile_is_not_run_a_third_time(
+    redis: Redis, redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """(hunt-admin) With a running pool: another operator retries the dead job, it runs and
+    dies again while this reschedule is on its way: the job ran twice, not three times."""
+    runs: list[str] = []
+    pool = WorkerPool.from_url(redis_url, namespace=namespace)
+
+    @pool.job("y")
+    async def fail(job: Job) -> None:
+        runs.append(job.id)
+        raise NonRetryableError("broken")
+
+    job = await enqueuer.enqueue("y", {})
+    assert job is not None
+    other = Client(redis, namespace=namespace)
+    keys = Keys(namespace)
+    async with pool:
+        await pool.drain(timeout=10)
+        assert await redis.zscore(keys.dead, job.id) is not None
+
+        async def again() -> None:
+            assert await other.retry_dead_job(job.id)
+            await until(lambda: len(runs) == 2)
+            await pool.drain(timeout=10)
+
+        meanwhile(client, again)
+        with pytest.raises(JobChangedError):
+            await client.reschedule(job.id, 0)
+        await pool.drain(timeout=10)
+    assert runs == [job.id, job.id]
+    info = await client.job(job.id)
+    assert info is not None and info.status == "dead"
+    await assert_invariants(redis, namespace, drained=True)

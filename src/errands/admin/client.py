@@ -209,12 +209,10 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         now = self.clock.now()
         mode = "queue" if when <= now else "schedule"
         envelope, read = await self._renumbered(info)
+        read = read or await self.redis.hget(k.jobs, job_id) or b""  # (the move checks it)
         unique, dedup = NO_LOCK, NO_KEY
         if info.status in (JobStatus.DEAD, JobStatus.CANCELLED):  # (admin/relock.py)
-            raw = read or await self.redis.hget(k.jobs, job_id)
-            unique, dedup = lock_again(raw, when, now), key_again(raw, info.name)
-            if (unique, dedup) != (NO_LOCK, NO_KEY):
-                read = raw  # (the lock or key of the envelope it moves)
+            unique, dedup = lock_again(read, when, now), key_again(read, info.name)
         due, at = to_ms(when), to_ms(now)
         moved = await self.scripts.move(
             job_id, info.name, source, mode, due, envelope, at, False, read, "", unique, dedup
