@@ -4,6 +4,7 @@ history; running, finished and cancelled jobs are refused; destroy erases the ed
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -142,4 +143,32 @@ async def test_a_workflow_member_waiting_for_its_dependencies_is_refused_in_clea
     )
     info = await client.job(member)
     assert info is not None and (info.args, info.edits) == ({"n": 2}, 0)
+    await assert_invariants(redis, namespace)
+
+
+async def test_an_edit_made_while_another_reads_keeps_its_record(
+    redis: Redis, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """(hunt-admin) Another operator's edit lands between this update's look-up of the job and
+    its read of the envelope: this edit is numbered from the envelope it replaces (the edit
+    after the other's), not from the look-up, which named its record as the other's ("<id>:e1")
+    and overwrote it: one edit of two left in the history, the envelope counting one."""
+    job = await enqueuer.enqueue("sync", {"n": 1})
+    assert job is not None
+    other = Client(redis, namespace=namespace)
+    source = client._edit_source
+    edited: list[int] = []
+
+    async def late_source(info: Any) -> str:
+        found = await source(info)
+        if not edited:
+            edited.append((await other.update_job(job.id, args={"n": 2})).edits)
+        return found
+
+    client._edit_source = late_source  # type: ignore[method-assign]
+    info = await client.update_job(job.id, args={"n": 3})
+    assert (edited, info.edits, info.args) == ([1], 2, {"n": 3})
+    history = await client.history_job(job.id)
+    assert [(h.status, h.args) for h in history] == [("edited", {"n": 2}), ("edited", {"n": 3})]
+    assert history[1].result == {"before": {"args": {"n": 2}, "priority": 0}}
     await assert_invariants(redis, namespace)

@@ -299,6 +299,7 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
                 env["a"] = new_args
             if priority is not None:
                 env["p"] = priority
+            info = info_from_envelope(job_id, raw, info.status)  # (an edit since counts)
             edit = info.edits + 1
             env["e"] = edit
             attempt = info.previous_attempts + info.fails
