@@ -257,8 +257,10 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         if info.corrupt:
             return False
         env = orjson.loads(raw)
-        # failures start again from 0; the history keeps numbering the attempts after the old ones
-        env["h"] = info.previous_attempts + info.fails
+        # failures start again from 0; the history numbers the attempts after the old ones, and
+        # after a record at the attempt it would run next (a burial's: see _renumbered)
+        h = info.previous_attempts + info.fails
+        env["h"] = h + await self.redis.hexists(self.keys.history_data, f"{job_id}:{h + 1}")
         env.pop("f", None)
         new, now = orjson.dumps(env), self.clock.now()
         unique = lock_again(raw, now, now)  # (its enqueue_unique lock: admin/relock.py)
