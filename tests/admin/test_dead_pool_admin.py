@@ -79,3 +79,29 @@ async def test_a_job_buried_by_the_reaper_then_retried_keeps_its_dead_record(
     history = await client.history_job(job_id)
     assert [(h.attempt, h.status) for h in history] == [(1, "dead"), (2, "finished")]
     await assert_invariants(redis, namespace, drained=True, stopped=True)
+
+
+async def test_a_job_cancelled_by_the_reaper_then_rescheduled_keeps_its_record(
+    redis: Redis, redis_url: str, namespace: str, client: Client
+) -> None:
+    """The reaper's cancel of a job whose pool died is recorded at the attempt it ran; the job
+    rescheduled runs once more, numbered after it (its records both kept)."""
+    _member, job_id, _name = await dead_pool_row(redis, namespace, Scripts(redis, client.keys))
+    assert await client.cancel(job_id) == "running"
+    runs: list[str] = []
+    pool = WorkerPool.from_url(
+        redis_url, namespace=namespace, heartbeat_interval=0.1, dead_timeout=0.5
+    )
+
+    @pool.job("work")
+    async def work(job: Job) -> None:
+        runs.append(job.id)
+
+    async with pool:
+        await until(lambda: redis.zscore(client.keys.cancelled, job_id), 10)
+        assert await client.reschedule(job_id, 0)
+        await pool.drain(timeout=10)
+    assert runs == [job_id]
+    history = await client.history_job(job_id)
+    assert [(h.attempt, h.status) for h in history] == [(1, "cancelled"), (2, "finished")]
+    await assert_invariants(redis, namespace, drained=True, stopped=True)
