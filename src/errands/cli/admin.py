@@ -1,5 +1,6 @@
 """Admin commands of the CLI: ``inspect``, ``dead``, ``pause``/``unpause``, ``cancel``,
-``enqueue``. Tables on a terminal, ``--json`` for scripts; clear errors, non-zero exits."""
+``destroy``, ``enqueue``, ``edit``. Tables on a terminal, ``--json`` for scripts; clear errors,
+non-zero exits."""
 
 from __future__ import annotations
 
@@ -91,6 +92,16 @@ def add_admin_commands(sub: Any) -> None:
             p.add_argument("--force", action="store_true", help=f"{name} a name no pool knows")
         _common(p)
         p.set_defaults(func=_run(_simple), action=name)
+    gone = sub.add_parser("destroy", help="remove every trace of a job, wherever it is")
+    gone.add_argument("id")
+    gone.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        help="seconds to wait for a running job's pool to drop it",
+    )
+    _common(gone)
+    gone.set_defaults(func=_run(_destroy))
     enq = sub.add_parser("enqueue", help="enqueue a job")
     enq.add_argument("name")
     enq.add_argument("--args", default="{}", help="JSON object of arguments")
@@ -339,6 +350,18 @@ async def _simple(client: Client, args: argparse.Namespace) -> int:
     else:
         outcome = await client.cancel(args.target)
         _say(args, f"cancel {args.target}: {outcome}", {"id": args.target, "outcome": outcome})
+    return 0
+
+
+async def _destroy(client: Client, args: argparse.Namespace) -> int:
+    try:
+        found = await client.destroy(args.id, wait=args.wait)
+    except TimeoutError as exc:  # (its pool drops it later: said so, exit 1)
+        print(f"errands: {exc}", file=sys.stderr)
+        return 1
+    if not found:
+        raise JobNotFoundError.for_id(args.id)
+    _say(args, f"destroyed {args.id}", {"id": args.id, "destroyed": True})
     return 0
 
 
