@@ -124,8 +124,9 @@ class DedupKeyHeldError(ErrandsError, ValueError):
     """An admin action would put a job enqueued with ``dedup=Dedup(...)`` back to wait
     (``reschedule`` or ``retry_dead_job`` of a dead or cancelled job) while another live job
     holds its dedup key: it did nothing (two jobs never hold one key); the job stays where it
-    was. ``holder``: the id of the job holding the key (as read after the refusal; "" when it
-    was gone by then)."""
+    was. With ``rerun_latest`` the job waits as the rerun of a started holder instead, and is
+    refused only while that holder waits unstarted or a rerun waits already. ``holder``: the id
+    of the job holding the key (as read after the refusal; "" when it was gone by then)."""
 
     def __init__(self, message: str, holder: str = "") -> None:
         super().__init__(message)

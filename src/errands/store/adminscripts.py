@@ -53,7 +53,8 @@ class AdminScripts:
         wait takes again, and that lock's expiry (ms; ``now_ms`` is the time now): when
         another live job holds it, nothing moves and UniqueLockHeldError is raised. ``dedup``:
         the mode letter (s d f r) and key (``<name>:<key>``) of the Dedup key it takes again:
-        when another live job holds it, nothing moves and DedupKeyHeldError is raised."""
+        when another live job holds it, nothing moves and DedupKeyHeldError is raised (in mode
+        r the job waits as the rerun of a started holder when no rerun waits: lua/move.lua)."""
         k = self.keys
         target = k.scheduled(name) if mode == "schedule" else k.queue(name)
         keys = [k.jobs, k.priorities, k.seq, k.idle, source, target, k.errors, k.recoveries]
@@ -67,11 +68,14 @@ class AdminScripts:
         args: list[Arg] = [id, mode, due_ms, envelope, k.wake_channel, k.events_channel, name]
         args += (now_ms, "1" if afresh else "0", expected, *unique, *dedup)
         moved = int(await self._call("move", keys, args))
-        if moved == -2:
-            owner = await self.redis.hget(k.dedup, dedup[1])  # (for the message only)
+        if moved == -2:  # (read for the message only)
+            owner, rerun = await self.redis.hget(k.dedup, dedup[1]), None
+            if dedup[0] == "r":  # (rerun_latest: refused while the owner waits or a rerun does)
+                rerun = await self.redis.hget(k.dedup_next, dedup[1])
+            waits = f" and its rerun ({_text(rerun)}) waits already" if rerun else ""
             raise DedupKeyHeldError(
                 f"job {id} not moved: another job ({_text(owner)}) holds its dedup key "
-                f"{dedup[1].partition(':')[2]!r}; two jobs never hold one key",
+                f"{dedup[1].partition(':')[2]!r}{waits}; two jobs never hold one key",
                 "" if owner is None else _text(owner),
             )
         if moved == -1:

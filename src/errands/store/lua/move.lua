@@ -34,7 +34,10 @@
 -- key the job takes again (its envelope's `x`, admin/relock.py: a dead or cancelled job put back
 -- to wait, whose end released its key)   ARGV[14] that key (`<name>:<key>`): one another live job
 -- holds (or a rerun waiting for it takes, its owner gone) refuses the move (-2, nothing moved);
--- a key free, or whose owner is gone, is taken in the mode's waiting letter, as an enqueue takes it
+-- a key free, or whose owner is gone, is taken in the mode's waiting letter, as an enqueue takes it.
+-- In mode r (rerun_latest) a started owner with no rerun waiting does not refuse it: the job waits
+-- as that owner's rerun (in dedup_reruns, not in the target), as a duplicate enqueue would, and is
+-- queued by the owner's end (lib/dedup.lua dedup_rerun_slot, dedup_wait_rerun; 1 is returned)
 -- A deleted job is forgotten (no tombstone: its id may be used again); its ending is recorded
 -- (history `deleted`, at the attempt it would have run next) and published (`deleted`).
 -- A scheduled unique job moved later keeps its lock as much longer (its expiry moves with it).
@@ -112,12 +115,14 @@ if digest ~= '' and unique_holder(U, id, digest, tonumber(ARGV[8])) then
 end
 local d = {jobs = KEYS[1], prio = KEYS[2], seq = KEYS[3], idle = KEYS[4], wake = ARGV[5],
   dedup = KEYS[21], dedupjob = KEYS[22], next = KEYS[24], reruns = KEYS[25], idlefor = KEYS[30]}
+local rerun = false  -- rerun_latest: it waits as the rerun of the started owner of its key
 if dmode ~= '' then  -- its Dedup key: held by another live job, nothing moves
   if redis.call('HEXISTS', d.dedupjob, id) == 1 then
     dedup_ended(d, id, KEYS[31])  -- (a record its end left, none in this version: it goes)
   end
   local owner = dedup_owner(d, dkey, KEYS[31])  -- (an owner gone: free; a rerun left takes it)
-  if owner and owner ~= id then
+  rerun = owner and owner ~= id and dmode == 'r' and dedup_rerun_slot(d, dkey, owner)
+  if owner and owner ~= id and not rerun then
     redis.call('SET', KEYS[29], '-2', 'PX', ADMIN_REPLY_MS)
     return -2
   end
@@ -146,6 +151,8 @@ if mode == 'delete' then
   forget(k, {id}, nil)
   dedup_ended(d, id, KEYS[6])  -- (KEYS[6] is the job's queue for a delete)
   wf_end(KEYS[23], id, 'cancelled', nil)  -- a member deleted while it waited
+elseif rerun then  -- (queued by the owner's end, as an enqueue's rerun: a due time counts not)
+  dedup_wait_rerun(d, dkey, id)
 elseif mode == 'queue' then
   local seq = redis.call('INCR', KEYS[3])
   local prio = prio_of(redis.call('HGET', KEYS[2], id))
@@ -173,7 +180,7 @@ end
 if digest ~= '' then  -- the job waits again: it takes its lock (a stale holder's entry goes)
   unique_take(U, id, digest, ARGV[12])
 end
-if dmode ~= '' then  -- the job waits again: it holds its Dedup key, as an enqueue's job does
+if dmode ~= '' and not rerun then  -- it waits again holding its Dedup key, as an enqueue's job
   redis.call('HSET', d.dedup, dkey, id)
   redis.call('HSET', d.dedupjob, id, dmode .. dkey)
 end

@@ -211,6 +211,34 @@ local function dedup_replace(d, id, a)
   dedup_unindex(d, id, score)
 end
 
+-- stored job `id` waits as the rerun of `key` (rerun_latest), whose owner started: queued by
+-- the owner's end (dedup_promote). A rerun named by `next` whose job is gone (removed by hand)
+-- leaves its records.
+local function dedup_wait_rerun(d, key, id)
+  local old = redis.call('HGET', d.next, key)
+  if old and old ~= id then
+    redis.call('ZREM', d.reruns, old)
+    if redis.call('HGET', d.dedupjob, old) == 'n' .. key then
+      redis.call('HDEL', d.dedupjob, old)
+    end
+  end
+  redis.call('HSET', d.next, key, id)
+  redis.call('HSET', d.dedupjob, id, 'n' .. key)
+  local t = redis.call('TIME')
+  redis.call('ZADD', d.reruns, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), id)
+end
+
+-- rerun_latest, a job put back to wait by hand (move.lua) while `owner` holds `key`: true when
+-- it can wait as the owner's rerun, as a duplicate enqueue would: the owner started and no
+-- rerun (of a job still stored) waits for it; false: refused (a waiting owner takes the latest
+-- args itself, a waiting rerun has them)
+local function dedup_rerun_slot(d, key, owner)
+  local held = string.sub(redis.call('HGET', d.dedupjob, owner) or '', 1, 1)
+  if held ~= 'F' and held ~= 'R' then return false end
+  local nxt = redis.call('HGET', d.next, key)
+  return not (nxt and redis.call('HEXISTS', d.jobs, nxt) == 1)
+end
+
 -- admission of job `a` ({id, env, prio, due, queue, sched, name, names}) in any mode: false
 -- when the caller stores it (then dedup_take), else outcome, id of the job that carries the
 -- request, id of the key's holder
@@ -249,10 +277,7 @@ local function dedup_admit(d, mode, key, a)
     redis.call('HSET', d.prio, a.id, a.prio)
   end
   redis.call('SADD', a.names, a.name)
-  redis.call('HSET', d.next, key, a.id)
-  redis.call('HSET', d.dedupjob, a.id, 'n' .. key)
-  local t = redis.call('TIME')
-  redis.call('ZADD', d.reruns, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), a.id)
+  dedup_wait_rerun(d, key, a.id)
   return 'rerun_queued', a.id, holder
 end
 

@@ -1,0 +1,136 @@
+"""rerun_latest: a dead or cancelled job put back to wait by hand (``retry_dead_job``,
+``reschedule``, ``retry_all_dead_jobs``) while another job of its key has started, and no rerun
+waits for that job, waits as its rerun, as a duplicate enqueue would (lua/move.lua,
+lib/dedup.lua ``dedup_rerun_slot``): queued by the holder's end, it then holds the key, and a
+later duplicate enqueue gives it its envelope. Refused (DedupKeyHeldError, nothing moved)
+while the holder waits unstarted (it takes a duplicate's args itself) or a rerun waits already
+(it has later args). docs/dedup.md, "Run again by hand"."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from errands import Client, Dedup, Enqueuer, Job, WorkerPool
+from errands.errors import DedupKeyHeldError
+from errands.store.keys import Keys
+from tests.admin.test_resend import resent
+from tests.admin.test_unique_rerun import run_again, unreplied
+from tests.support.invariants import assert_invariants
+
+from .test_rerun_by_hand import CASES, ended_job, held
+
+D = Dedup("k", until="finished", rerun_latest=True)
+KEY = "x:k"
+
+
+def _pool(redis_url: str, namespace: str) -> tuple[WorkerPool, list[int], asyncio.Event]:
+    """A pool whose ``x`` notes its ``a`` and, for ``a`` 3 (the holder), waits for the event."""
+    pool = WorkerPool.from_url(redis_url, namespace=namespace, concurrency=4)
+    seen: list[int] = []
+    release = asyncio.Event()
+
+    @pool.job("x")
+    async def run(job: Job, a: int) -> None:
+        seen.append(a)
+        if a == 3:
+            await release.wait()
+
+    return pool, seen, release
+
+
+async def _started_holder(enqueuer: Enqueuer, seen: list[int]) -> str:
+    holder = await enqueuer.enqueue("x", {"a": 3}, dedup=D)
+    assert holder is not None and holder.dedup is not None and holder.dedup.enqueued
+    async with asyncio.timeout(10):
+        while 3 not in seen:
+            await asyncio.sleep(0.005)
+    return holder.id
+
+
+@pytest.mark.parametrize(("ended", "how"), CASES)
+async def test_a_job_run_again_while_the_holder_runs_waits_as_its_rerun(
+    redis: Redis,
+    redis_url: str,
+    namespace: str,
+    client: Client,
+    enqueuer: Enqueuer,
+    ended: str,
+    how: str,
+) -> None:
+    keys = Keys(namespace)
+    job_id = await ended_job(ended, redis_url, namespace, enqueuer, client, D)
+    pool, seen, release = _pool(redis_url, namespace)
+    async with pool:
+        holder = await _started_holder(enqueuer, seen)
+        with resent(client.scripts, "move") as firsts:
+            assert await run_again(client, job_id, how)  # (it was refused: DedupKeyHeldError)
+        assert firsts == [1]  # (its re-send answered as the first)
+        assert await held(redis, keys) == (
+            {KEY: holder},
+            {holder: "R" + KEY, job_id: "n" + KEY},
+        )
+        assert await redis.hget(keys.dedup_next, KEY) == job_id.encode()
+        assert await redis.zscore(keys.dedup_reruns, job_id) is not None
+        for place in (keys.queue("x"), keys.scheduled("x"), keys.dead, keys.cancelled):
+            assert await redis.zscore(place, job_id) is None
+        await assert_invariants(redis, namespace)
+        dup = await enqueuer.enqueue("x", {"a": 5}, dedup=D)  # the latest args go to it
+        assert dup is not None and dup.dedup is not None
+        assert (dup.dedup.status, dup.id, dup.dedup.holder) == ("rerun_queued", job_id, holder)
+        release.set()
+        await pool.drain(timeout=10)
+    assert seen == [3, 5]  # the holder, then the rerun once, after it
+    assert await held(redis, keys) == ({}, {})
+    await assert_invariants(redis, namespace, drained=True)
+
+
+async def test_refused_while_a_rerun_waits_or_the_holder_waits(
+    redis: Redis, redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    keys = Keys(namespace)
+    first = await ended_job("dead", redis_url, namespace, enqueuer, client, D)
+    second = await ended_job("dead", redis_url, namespace, enqueuer, client, D)
+    waiting = await enqueuer.enqueue("x", {"a": 3}, delay=60, dedup=D)
+    assert waiting is not None
+    with pytest.raises(DedupKeyHeldError) as refused:  # the holder has not started
+        await client.retry_dead_job(first)
+    assert refused.value.holder == waiting.id and "rerun" not in str(refused.value)
+    assert await client.cancel(waiting.id) == "cancelled"
+    pool, seen, release = _pool(redis_url, namespace)
+    async with pool:
+        holder = await _started_holder(enqueuer, seen)
+        assert await client.retry_dead_job(first)
+        before = await unreplied(redis, namespace)
+        with pytest.raises(DedupKeyHeldError) as refused:  # a rerun waits already
+            await client.reschedule(second, time.time() + 60)
+        assert refused.value.holder == holder
+        assert f"its rerun ({first}) waits already" in str(refused.value)
+        assert await unreplied(redis, namespace) == before
+        assert await redis.zscore(keys.dead, second) is not None
+        release.set()
+        await pool.drain(timeout=10)
+    assert seen == [3, 1]
+    assert await redis.zscore(keys.dead, second) is not None  # (to be run again: it is free)
+    await assert_invariants(redis, namespace, drained=True)
+
+
+async def test_retry_all_dead_jobs_queues_one_rerun_per_key(
+    redis: Redis, redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    keys = Keys(namespace)
+    first = await ended_job("dead", redis_url, namespace, enqueuer, client, D)
+    second = await ended_job("dead", redis_url, namespace, enqueuer, client, D)
+    pool, seen, release = _pool(redis_url, namespace)
+    async with pool:
+        await _started_holder(enqueuer, seen)
+        assert await client.retry_all_dead_jobs() == 1  # the oldest waits as the rerun
+        assert await redis.hget(keys.dedup_next, KEY) == first.encode()
+        assert [m.decode() for m in await redis.zrange(keys.dead, 0, -1)] == [second]
+        await assert_invariants(redis, namespace)
+        release.set()
+        await pool.drain(timeout=10)
+    assert seen == [3, 1]
