@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from .layout import Snapshot, done_status, envelope_name, text
+from .layout import Snapshot, done_status, envelope_field, envelope_name, text
 from .partitions import check_partitions
 from .report import Violation
 from .workflows import check_workflows
@@ -162,6 +162,7 @@ def _check_dedup(s: Snapshot) -> list[Violation]:
             out.append(Violation("dedup", f"dedup key {key} of unstarted {owner} ({where})"))
     for owner, record in sorted(of_job.items()):
         mode, key = record[:1], record[1:]
+        out += _check_dedup_recorded(s, owner, record)
         if mode == "n":
             if nexts.get(key) != owner or "dedup_reruns" not in _zsets_of(s, owner):
                 out.append(Violation("dedup", f"rerun {owner} of {key} is not waiting as one"))
@@ -182,6 +183,19 @@ def _check_dedup(s: Snapshot) -> list[Violation]:
         if ttl == -1:
             out.append(Violation("dedup", f"throttle window of {key} has no TTL"))
     return out
+
+
+def _check_dedup_recorded(s: Snapshot, owner: str, record: str) -> list[Violation]:
+    """The Dedup a job's envelope records (``x``: what a run again by hand retakes) is the one
+    it holds its key in (a rerun's: rerun_latest), when the envelope records one."""
+    x = envelope_field(s.envelopes.get(owner, b""), "x")
+    mode, key = record[:1], record[1:]
+    if x is None or mode not in "sdfrSDFRn":
+        return []
+    letter = "r" if mode == "n" else mode.lower()
+    if x[:1] != letter or key.partition(":")[2] != x[1:]:
+        return [Violation("dedup", f"dedup record {owner} -> {record}: its envelope says {x!r}")]
+    return []
 
 
 def _zsets_of(s: Snapshot, job_id: str) -> set[str]:

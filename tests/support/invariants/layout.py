@@ -331,12 +331,18 @@ def _runs(found: list[str]) -> dict[str, list[str]]:
 
 
 def envelope_name(raw: bytes) -> str | None:
+    return envelope_field(raw, "n")
+
+
+def envelope_field(raw: bytes, field: str) -> str | None:
+    """A string field of an envelope (``n`` its name, ``x`` its Dedup); None when absent or
+    the envelope is no JSON object."""
     try:
         env = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    name = env.get("n") if isinstance(env, dict) else None
-    return name if isinstance(name, str) else None
+    value = env.get(field) if isinstance(env, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def done_status(raw: bytes | None) -> str | None:

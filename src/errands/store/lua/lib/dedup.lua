@@ -241,7 +241,8 @@ end
 
 -- admission of job `a` ({id, env, prio, due, queue, sched, name, names}) in any mode: false
 -- when the caller stores it (then dedup_take), else outcome, id of the job that carries the
--- request, id of the key's holder
+-- request, id of the key's holder. A waiting holder that takes the request's envelope (modes d
+-- and r) takes its mode too (its envelope's `x` says so): it holds the key as the request asked
 local function dedup_admit(d, mode, key, a)
   if mode == 't' then
     return dedup_holder(d, mode, key, a.queue)
@@ -252,6 +253,7 @@ local function dedup_admit(d, mode, key, a)
   local held = string.sub(redis.call('HGET', d.dedupjob, holder) or '', 1, 1)
   if held == 's' or held == 'd' or held == 'f' or held == 'r' then  -- waiting, never started
     dedup_replace(d, holder, a)
+    redis.call('HSET', d.dedupjob, holder, mode .. key)
     if mode == 'd' then  -- pushed back: to the new due time, or onto the queue
       if a.due > 0 then
         local score = redis.call('ZSCORE', a.queue, holder)
