@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from errands import Dedup, Enqueuer
+from errands import Client, Dedup, Enqueuer
 from tests.support.procs import eventually
 
 from .common import FAST, Fleet, Oracle, assert_nothing_stuck, report
@@ -97,5 +97,50 @@ async def test_rerun_waits_through_a_kill_of_the_running_holder(
         assert [s.id for s in starts if s.id != holder.id] == [rerun.id]  # once, after it
         last_holder_start = max(s.t for s in starts if s.id == holder.id)
         assert min(s.t for s in starts if s.id == rerun.id) > last_holder_start
+        await assert_nothing_stuck(main, keys, ["work"])
+        assert await main.hlen(keys.dedup) == 0 and await main.hlen(keys.dedup_next) == 0
+
+
+async def test_a_rerun_run_again_by_hand_waits_through_a_kill_of_the_holder(
+    fleet: Fleet, main: Redis, oracle: Oracle, fault_redis_url: str, namespace: str
+) -> None:
+    """rerun_latest: a cancelled job of the key rescheduled by hand while the holder runs waits
+    as its rerun; the holder's worker is SIGKILLed, the holder runs again elsewhere, and the
+    rerun (given the latest args meanwhile) runs once, after it."""
+    keys = fleet.keys
+    d = Dedup("repo:z", until="finished", rerun_latest=True)
+    async with (
+        Enqueuer.from_url(fault_redis_url, namespace=namespace) as enqueuer,
+        Client.from_url(fault_redis_url, namespace=namespace) as client,
+    ):
+        cancelled = await enqueuer.enqueue("work", {"seconds": 0.1}, delay=600, dedup=d)
+        assert cancelled is not None and await client.cancel(cancelled.id) == "cancelled"
+        fleet.env.update(FAST, FAULT_CONCURRENCY="2")
+        first = fleet.start()
+        await fleet.wait_ready(main)
+        holder = await enqueuer.enqueue("work", {"seconds": 2.0}, dedup=d)
+        assert holder is not None
+
+        async def started(job_id: str) -> list[int]:
+            return [s.pid for s in await oracle.starts() if s.id == job_id]
+
+        await eventually(lambda: started(holder.id), 10, "the holder to start")
+        assert await client.reschedule(cancelled.id, 0)  # waits as the holder's rerun
+        fleet.kill(first)
+        second = fleet.start()
+        await fleet.wait_ready(main)
+        latest = await enqueuer.enqueue("work", {"seconds": 0.2}, dedup=d)
+        assert latest is not None and latest.dedup is not None
+        assert (latest.dedup.status, latest.id) == ("rerun_queued", cancelled.id)
+
+        async def holder_again() -> bool:
+            return second.pid in await started(holder.id)
+
+        await eventually(holder_again, 20, "the holder to run again after the kill")
+        await oracle.wait_ended([holder.id, cancelled.id], timeout=30)
+        starts = await oracle.starts()
+        assert [s.id for s in starts if s.id != holder.id] == [cancelled.id]  # once, after it
+        last_holder_start = max(s.t for s in starts if s.id == holder.id)
+        assert min(s.t for s in starts if s.id == cancelled.id) > last_holder_start
         await assert_nothing_stuck(main, keys, ["work"])
         assert await main.hlen(keys.dedup) == 0 and await main.hlen(keys.dedup_next) == 0
