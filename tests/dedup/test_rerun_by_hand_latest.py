@@ -134,3 +134,32 @@ async def test_retry_all_dead_jobs_queues_one_rerun_per_key(
         release.set()
         await pool.drain(timeout=10)
     assert seen == [3, 1]
+
+
+@pytest.mark.parametrize(("holding", "waits"), [("f", True), ("r", True), ("s", False)])
+async def test_by_the_mode_of_the_job_run_again_as_an_enqueue_in_it(
+    redis: Redis,
+    redis_url: str,
+    namespace: str,
+    client: Client,
+    enqueuer: Enqueuer,
+    holding: str,
+    waits: bool,
+) -> None:
+    """One key, several modes (docs/dedup.md): the job run again is a rerun_latest duplicate of
+    a holder started in any mode that holds until finished, as such an enqueue is; a holder of
+    another mode (here until started, its key freed by its start) leaves it the key."""
+    keys = Keys(namespace)
+    job_id = await ended_job("dead", redis_url, namespace, enqueuer, client, D)
+    mode = {"f": Dedup("k", until="finished"), "r": D, "s": Dedup("k")}[holding]
+    holder = await enqueuer.enqueue("x", {"a": 3}, dedup=mode)
+    assert holder is not None
+    await client.scripts.heartbeat("ghost", b"{}", 60_000, mode="register")
+    assert await client.scripts.fetch("ghost", int(time.time() * 1000), 1, [("x", 0)])
+    assert await client.retry_dead_job(job_id)
+    owners, records = await held(redis, keys)
+    if waits:
+        assert (owners, records[job_id]) == ({KEY: holder.id}, "n" + KEY)
+    else:
+        assert (owners, records[job_id]) == ({KEY: job_id}, "r" + KEY)
+    await assert_invariants(redis, namespace)
