@@ -163,3 +163,26 @@ async def test_by_the_mode_of_the_job_run_again_as_an_enqueue_in_it(
     else:
         assert (owners, records[job_id]) == ({KEY: job_id}, "r" + KEY)
     await assert_invariants(redis, namespace)
+
+
+async def test_a_rerun_run_again_by_hand_is_shown_cancelled_and_run_again_as_a_rerun(
+    redis: Redis, redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer
+) -> None:
+    """As a rerun an enqueue stored: Client.job shows it queued; cancelled, it leaves the
+    key's rerun place (the holder keeps the key), and rescheduled again it takes that place."""
+    keys = Keys(namespace)
+    job_id = await ended_job("dead", redis_url, namespace, enqueuer, client, D)
+    holder = await enqueuer.enqueue("x", {"a": 3}, dedup=D)
+    assert holder is not None
+    await client.scripts.heartbeat("ghost", b"{}", 60_000, mode="register")
+    assert await client.scripts.fetch("ghost", int(time.time() * 1000), 1, [("x", 0)])
+    assert await client.retry_dead_job(job_id)
+    info = await client.job(job_id)
+    assert info is not None and info.status == "queued"
+    assert await client.cancel(job_id) == "cancelled"
+    assert await held(redis, keys) == ({KEY: holder.id}, {holder.id: "R" + KEY})
+    assert await redis.hlen(keys.dedup_next) == 0 and await redis.zcard(keys.dedup_reruns) == 0
+    await assert_invariants(redis, namespace)
+    assert await client.reschedule(job_id, 0)
+    assert await redis.hget(keys.dedup_next, KEY) == job_id.encode()
+    await assert_invariants(redis, namespace)
