@@ -186,3 +186,32 @@ async def test_a_rerun_run_again_by_hand_is_shown_cancelled_and_run_again_as_a_r
     assert await client.reschedule(job_id, 0)
     assert await redis.hget(keys.dedup_next, KEY) == job_id.encode()
     await assert_invariants(redis, namespace)
+
+
+@pytest.mark.parametrize("by", ["enqueue", "hand"])
+async def test_a_rerun_removed_by_hand_leaves_its_place_to_the_next(
+    redis: Redis, redis_url: str, namespace: str, client: Client, enqueuer: Enqueuer, by: str
+) -> None:
+    """A waiting rerun whose job was removed by hand (its records left): the next rerun, of an
+    enqueue or run again by hand, takes its place and the gone one's records go (they stayed:
+    a rerun of no key, in dedup_reruns for ever)."""
+    keys = Keys(namespace)
+    job_id = await ended_job("dead", redis_url, namespace, enqueuer, client, D)
+    holder = await enqueuer.enqueue("x", {"a": 3}, dedup=D)
+    assert holder is not None
+    await client.scripts.heartbeat("ghost", b"{}", 60_000, mode="register")
+    assert await client.scripts.fetch("ghost", int(time.time() * 1000), 1, [("x", 0)])
+    gone = await enqueuer.enqueue("x", {"a": 4}, dedup=D)
+    assert gone is not None and gone.dedup is not None and gone.dedup.status == "rerun_queued"
+    await redis.hdel(keys.jobs, gone.id)  # (by hand)
+    if by == "hand":
+        assert await client.retry_dead_job(job_id)
+        rerun = job_id
+    else:
+        again = await enqueuer.enqueue("x", {"a": 5}, dedup=D)
+        assert again is not None and again.dedup is not None
+        assert again.dedup.status == "rerun_queued" and again.id != gone.id
+        rerun = again.id
+    assert await held(redis, keys) == ({KEY: holder.id}, {holder.id: "R" + KEY, rerun: "n" + KEY})
+    assert [m.decode() for m in await redis.zrange(keys.dedup_reruns, 0, -1)] == [rerun]
+    await assert_invariants(redis, namespace)
