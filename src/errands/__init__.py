@@ -1,8 +1,13 @@
-"""errands: asyncio-native background jobs backed by Redis."""
+"""errands: asyncio-native background jobs backed by Redis.
 
+The names of the admin client, the sync wrappers, the schedule listing and the dashboard are
+imported on first use (``__getattr__`` below): a process that only enqueues or works jobs does
+not load them.
+"""
+
+import importlib
 import typing
 
-from .admin.client import Client
 from .admin.jobinfo import HistoryEntry, JobInfo, JobStatus, Page, PoolInfo, QueueInfo, WorkerInfo
 from .backoff import Backoff, ExponentialBackoff, FixedBackoff, LinearBackoff, RetryOptions
 from .clock import Clock, FakeClock, SystemClock
@@ -29,16 +34,26 @@ from .job import DedupOutcome, Job
 from .limits import Concurrency, Rate
 from .longwork.batch import BatchOutcome
 from .middleware import Middleware, Next
-from .periodic.listing import ScheduleInfo
 from .periodic.store import PeriodicSchedule
 from .serialization import JSONSerializer, PayloadTooLargeError, SerializationError, Serializer
-from .sync import SyncClient, SyncEnqueuer
 from .typed import JobFunction
 from .worker.pool import WorkerPool
 from .workflows import Workflow, WorkflowRun, WorkflowStatus, chain, chord, group
 
 if typing.TYPE_CHECKING:
+    from .admin.client import Client
+    from .periodic.listing import ScheduleInfo
+    from .sync import SyncClient, SyncEnqueuer
     from .web import dashboard
+
+# name -> module (relative to this package) that defines it, imported on first access
+_LAZY = {
+    "Client": ".admin.client",
+    "ScheduleInfo": ".periodic.listing",
+    "SyncClient": ".sync",
+    "SyncEnqueuer": ".sync",
+    "dashboard": ".web",  # needs the optional 'dashboard' extra
+}
 
 __version__ = "0.1.0"
 
@@ -105,8 +120,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> typing.Any:
-    if name == "dashboard":  # imported lazily: it needs the optional 'dashboard' extra
-        from .web import dashboard
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'errands' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
-        return dashboard
-    raise AttributeError(f"module 'errands' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
