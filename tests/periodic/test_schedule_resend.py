@@ -267,3 +267,39 @@ async def test_a_registration_at_a_time_that_is_no_integer_writes_nothing(
     with pytest.raises(ResponseError, match="errands: schedule_register: "):
         await store._register(keys=[keys.code_schedules, keys.code_schedules_live], args=args)
     assert await snapshot(redis, namespace) == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "meanwhile"),
+    [("runtime", "deleted"), ("runtime", "added_again"), ("code", "registered_again")],
+)
+async def test_a_fire_resent_after_delete_schedule_answers_fired_and_enqueues_nothing(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client, source: str, meanwhile: str
+) -> None:
+    """delete_schedule drops the state (its `answer` too): the re-send of a scheduled fire
+    answered gone (the pool did not count the run its first send enqueued), and once the
+    schedule was defined again (add_schedule, or a pool's code registering it) it found no
+    `last` and enqueued its slot a second time (the job id again: one that ended ran twice)."""
+    keys = Keys(namespace)
+    code = [make_periodic("@every 1m", "tick", name="nightly")] if source == "code" else []
+    if source == "runtime":
+        await client.add_schedule("nightly", "tick", "@every 1m")
+    e = PeriodicEnqueuer(redis, keys, clock, JSONSerializer(), code, pool_id="p1")
+    fire = recorded(e.store)
+    await e.tick_once()  # the schedule starts from now
+    clock.advance(60)
+    assert await e.tick_once() == 1
+    job_id = fire.reply[1]
+    assert fire.reply[0] == b"fired"
+    assert await redis.zrem(keys.queue("tick"), job_id) == 1  # it ran and ended
+    await redis.hdel(keys.jobs, job_id)
+    await redis.zadd(keys.ended, {job_id: (START + 70) * 1000})
+    assert await client.delete_schedule("nightly") is True
+    if meanwhile == "added_again":
+        await client.add_schedule("nightly", "tick", "@every 1m")
+    elif meanwhile == "registered_again":
+        await e.refresh()
+    before = await snapshot(redis, namespace)
+    assert await fire.resend() == fire.reply
+    assert await snapshot(redis, namespace) == before
+    await redis.delete(keys.ended)

@@ -51,8 +51,10 @@
 -- that the same call sent again writes nothing and gives the same answer. A manual run's answer
 -- is also kept in its reply key (KEYS[18]), which no other call overwrites: `answer` may be
 -- another run's by the re-send (a manual run answered deduped was counted in `skipped` again,
--- or enqueued after all once the holder ended). A manual run is also recognised by its job id
--- (stored, or ended recently: its tombstone or result record). An answer read
+-- or enqueued after all once the holder ended). A run (manual or scheduled) is also recognised
+-- by its job id (stored, or ended recently: its tombstone or result record), so a fire re-sent
+-- after delete_schedule (its `answer` gone) answers fired, also once it is defined again. An
+-- answer read
 -- and not written (gone, conflict, a re-send's, stale) writes nothing first: a demoted master
 -- refuses it (`read` below; mode init's answers come after its HSETNX, a write).
 --@include events
@@ -108,8 +110,10 @@ if id ~= '' then
   if answered and string.sub(answered, 1, #id + 1) == id .. ' ' then
     return read(string.match(answered, '^%S+ (%S+) ?(.*)$'))
   end
-  if mode == 'manual' and (redis.call('HEXISTS', KEYS[2], id) == 1
-      or redis.call('ZSCORE', KEYS[15], id) or redis.call('EXISTS', KEYS[16]) == 1) then
+  -- (a fire's too: delete_schedule drops `answer`, and once the schedule is defined again a
+  -- re-send found no `last` and queued its job id a second time)
+  if redis.call('HEXISTS', KEYS[2], id) == 1
+      or redis.call('ZSCORE', KEYS[15], id) or redis.call('EXISTS', KEYS[16]) == 1 then
     return read('fired', id)
   end
 end
