@@ -20,6 +20,7 @@ from redis.exceptions import ReadOnlyError
 
 from errands import Client, Enqueuer, FakeClock
 from errands.longwork.store import longwork_scripts
+from errands.periodic.store import ScheduleStore, make_periodic
 from errands.store.keys import Keys
 from errands.store.scripts import LeaseLost, Scripts
 from errands.workflows.store import Member, WorkflowScripts
@@ -171,3 +172,17 @@ async def test_a_fetch_of_a_live_pool_writes_whatever_it_answers(
         for handoffs in (False, None):
             with pytest.raises(ReadOnlyError):
                 await scripts.fetch("p1", now, batch, queues, handoffs=handoffs)
+
+
+async def test_a_registration_answered_with_conflicts_only(master: Redis, namespace: str) -> None:
+    """schedule_register's conflicts (another pool's code defines the name differently, still
+    live) wrote nothing: on a demoted master a pool was told so from the old data, where the new
+    master may hold its own definition (the other one dropped, or its own registered since), and
+    kept its schedule unfired."""
+    store = ScheduleStore(master, Keys(namespace))
+    theirs = make_periodic("@every 1m", "tick", name="nightly")
+    mine = make_periodic("@every 2m", "tick", name="nightly")
+    now = int(START * 1000)
+    assert (await store.refresh([theirs], now, 60_000))[0] == 1
+    conflict = (0, {}, {"nightly": theirs.to_json()})
+    await check(master, namespace, [(lambda: store.refresh([mine], now + 1, 60_000), conflict)])

@@ -17,6 +17,9 @@
 -- ARGV[1] and ARGV[2] are integers in 0..MAX_MS spelt as Redis reads them (is_int), checked
 -- before the first write: tonumber() took 'nan', and ZADD refused the score after a definition
 -- was stored.
+-- Conflicts only (nothing written) write nothing first (lib/types.lua unwritten): a master
+-- demoted by a failover refuses them, where the new master may hold this pool's definition
+-- (the other one dropped, or this one registered since); its pool would not fire it.
 --@include types
 local now = tonumber(ARGV[1])
 if not (is_int(ARGV[1], 0, MAX_MS) and is_int(ARGV[2], 0, MAX_MS)) or #ARGV % 2 ~= 0 then
@@ -24,7 +27,7 @@ if not (is_int(ARGV[1], 0, MAX_MS) and is_int(ARGV[2], 0, MAX_MS)) or #ARGV % 2 
     .. ' definition per schedule (' .. #ARGV .. ' arguments)')
 end
 local until_ms = now + tonumber(ARGV[2])
-local reply = {0}
+local reply, wrote = {0}, false
 for i = 3, #ARGV, 2 do
   local name, def = ARGV[i], ARGV[i + 1]
   local current = redis.call('HGET', KEYS[1], name)
@@ -42,9 +45,13 @@ for i = 3, #ARGV, 2 do
       score = live  -- a pool's longer registration stays: no pool lowers it (else listed stale)
     end
     redis.call('ZADD', KEYS[2], score, name)
+    wrote = true
   else
     reply[#reply + 1] = name
     reply[#reply + 1] = current
   end
+end
+if #reply > 1 and not wrote then
+  return unwritten('ZREM', KEYS[2], reply)
 end
 return reply
