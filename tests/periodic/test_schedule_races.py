@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
@@ -13,7 +14,7 @@ from redis.asyncio import Redis
 
 from errands import Client, FakeClock, RegistrationError, ScheduleNotFoundError
 from errands.periodic.enqueuer import PeriodicEnqueuer
-from errands.periodic.store import make_periodic
+from errands.periodic.store import ScheduleStore, make_periodic, ms
 from errands.serialization import JSONSerializer
 from errands.store.keys import Keys
 
@@ -180,3 +181,41 @@ async def test_a_schedule_in_conflict_does_not_keep_the_loop_busy(
     clock.advance(10)  # past B's former due time; A's registration is still live
     assert b._wait() == b.refresh_interval  # the loop sleeps until its next refresh
     assert await b._tick() == 0
+
+
+@pytest.mark.parametrize("before", ["unregistered", "stale"])
+async def test_a_pool_registering_the_name_while_a_client_adds_it(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client, before: str
+) -> None:
+    """add_schedule checked the code definitions, then wrote (4 round trips): a pool that
+    registered the name in between (a deploy, or a pool back after a pause) was not seen, so
+    the runtime definition was stored beside the live code one (one state for two definitions),
+    or the code one, live again, was dropped (its pool registers it again: the same)."""
+    keys = Keys(namespace)
+    code = make_periodic("@every 1m", "tick", name="nightly")
+    registrar = ScheduleStore(redis, keys)
+    now = ms(clock.now())
+    if before == "stale":  # registered long ago: no pool registers it lately
+        await registrar.refresh([code], now - 600_000, 60_000)
+    real = redis.pipeline
+    interfered: list[bool] = []
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real(*args, **kwargs)
+        execute = pipe.execute
+
+        async def interfering(*a: Any, **k: Any) -> Any:  # a pool registers it meanwhile
+            if not interfered:
+                interfered.append(True)
+                await registrar.refresh([code], now, 60_000)
+            return await execute(*a, **k)
+
+        pipe.execute = interfering
+        return pipe
+
+    client = Client(mock.Mock(wraps=redis, pipeline=pipeline), namespace=namespace, clock=clock)
+    with pytest.raises(RegistrationError, match="defined in a pool's code"):
+        await client.add_schedule("nightly", "tick", "@every 2m")
+    assert interfered
+    assert await redis.hget(keys.schedules, "nightly") is None
+    assert await redis.hget(keys.code_schedules, "nightly") == code.to_json()

@@ -5,9 +5,12 @@ Running pools re-read the runtime schedules every ``schedule_refresh`` seconds (
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+
+from redis.exceptions import WatchError
 
 from ..checks import flag
 from ..clock import Clock
@@ -23,6 +26,7 @@ from .store import PeriodicSchedule, ScheduleStore, make_periodic, ms
 
 __all__ = ["ScheduleAdmin"]
 
+_ADD_TRIES = 10  # transactions of add_schedule aborted by pools registering before it gives up
 _RUN_NOW_READS = 5  # reads of a definition replaced meanwhile before run_schedule_now gives up
 
 
@@ -76,16 +80,42 @@ class ScheduleAdmin:
             source="runtime",
             dedup=dedup,
         )
-        store = self._schedule_store
-        if name in await store.code_definitions():
-            if await store.code_live(name, await self._now_ms()):
+        now_ms = await self._now_ms()
+        for _ in range(_ADD_TRIES):
+            with contextlib.suppress(WatchError):  # a pool registered meanwhile: read again
+                await self._put_runtime(periodic, enabled, now_ms)
+                return periodic
+        raise ErrandsError(
+            f"schedule {name!r}: pools registered their code {_ADD_TRIES} times while it was "
+            "being added: nothing written"
+        )
+
+    async def _put_runtime(self, periodic: PeriodicSchedule, enabled: bool, now_ms: int) -> None:
+        """Store the runtime ``periodic`` unless a pool registered its name in its code lately
+        (a code definition no pool registered lately is dropped: its code is gone). One
+        optimistic transaction: a pool registering meanwhile raises WatchError, nothing written
+        (checked, then written in 4 round trips, a runtime definition was stored beside a code
+        one registered in between, or dropped a code one registered again)."""
+        k, name = self.keys, periodic.name
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(k.code_schedules, k.code_schedules_live)
+            code = await pipe.hexists(k.code_schedules, name)
+            until = await pipe.zscore(k.code_schedules_live, name)
+            if code and until is not None and until >= now_ms:
                 raise RegistrationError(
                     f"schedule {name!r} is defined in a pool's code (a running pool registered "
                     "it lately); pick another name"
                 )
-            await store.drop_code(name)  # no pool registered it lately: its code is gone
-        await self._schedule_store.put_runtime(periodic, enabled)
-        return periodic
+            pipe.multi()
+            if code:  # no pool registered it lately: its code is gone
+                pipe.hdel(k.code_schedules, name)
+                pipe.zrem(k.code_schedules_live, name)
+            pipe.hset(k.schedules, name, periodic.to_json())
+            if enabled:
+                pipe.hdel(k.schedule_state(name), "disabled")
+            else:
+                pipe.hset(k.schedule_state(name), "disabled", "1")
+            await pipe.execute()
 
     async def schedules(self) -> list[ScheduleInfo]:
         """Every schedule (runtime ones and those registered by pools), with previous and next

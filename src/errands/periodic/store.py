@@ -240,25 +240,11 @@ class ScheduleStore:
         }
         return int(added), await self.runtime_definitions(), conflicts
 
-    async def code_live(self, name: str, now_ms: int) -> bool:
-        """Whether a pool registered ``name`` from its code lately (its registration is live)."""
-        until = await self.redis.zscore(self.keys.code_schedules_live, name)
-        return until is not None and until >= now_ms
-
     async def drop_code(self, name: str) -> None:
         """Forget the code definition of ``name`` (no pool registered it lately)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(self.keys.code_schedules, name)
             pipe.zrem(self.keys.code_schedules_live, name)
-            await pipe.execute()
-
-    async def put_runtime(self, periodic: PeriodicSchedule, enabled: bool) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.schedules, periodic.name, periodic.to_json())
-            if enabled:
-                pipe.hdel(self.keys.schedule_state(periodic.name), "disabled")
-            else:
-                pipe.hset(self.keys.schedule_state(periodic.name), "disabled", "1")
             await pipe.execute()
 
     async def set_enabled(self, name: str, enabled: bool) -> bool:
