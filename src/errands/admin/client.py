@@ -193,7 +193,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         retakes its ``enqueue_unique`` lock or ``dedup=`` key, or raises UniqueLockHeldError
         (DedupKeyHeldError); JobChangedError if changed since read; False if corrupt."""
         when = at_seconds(at)
-        info = await self._require(job_id)
+        first = await self.redis.hget(self.keys.jobs, checked_id(self.keys, job_id))
+        info = await self._require(job_id)  # (a change after ``first`` fails the move)
         k = self.keys
         source = {
             JobStatus.SCHEDULED: k.scheduled(info.name),
@@ -208,8 +209,8 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
             return False
         now = self.clock.now()
         mode = "queue" if when <= now else "schedule"
-        envelope, read = await self._renumbered(info)
-        read = read or await self.redis.hget(k.jobs, job_id) or b""  # (the move checks it)
+        envelope, read = await self._renumbered(info, first)
+        read = read or first or b""  # (the move checks it)
         unique, dedup = NO_LOCK, NO_KEY
         if info.status in (JobStatus.DEAD, JobStatus.CANCELLED):  # (admin/relock.py)
             unique, dedup = lock_again(read, when, now), key_again(read, info.name)
@@ -219,19 +220,17 @@ class Client(Inspection, ScheduleAdmin, WorkflowAdmin, PoolAdmin, ServerInfo):
         )
         return await unless_changed(self.redis, moved, job_id, source, "rescheduled")
 
-    async def _renumbered(self, info: JobInfo) -> tuple[bytes, bytes]:
+    async def _renumbered(self, info: JobInfo, raw: bytes | None = None) -> tuple[bytes, bytes]:
         """The envelope for a job about to run again when the attempt it would run next is
         recorded already (a cancel is recorded without counting a failure): it counts one more
         previous attempt, so the next run does not overwrite that record; with the envelope it
         was made from. Empty (keep the stored one) otherwise, and for an envelope that is not
-        JSON."""
-        if info.corrupt:
+        JSON. Numbered from ``raw`` (the envelope the caller read first), or one read here."""
+        raw = raw or await self.redis.hget(self.keys.jobs, info.id)
+        if info.corrupt or raw is None or (read := info_from_envelope(info.id, raw, "")).corrupt:
             return b"", b""
-        next_attempt = f"{info.id}:{info.previous_attempts + info.fails + 1}"
+        next_attempt = f"{info.id}:{read.previous_attempts + read.fails + 1}"
         if not await self.redis.hexists(self.keys.history_data, next_attempt):
-            return b"", b""
-        raw = await self.redis.hget(self.keys.jobs, info.id)
-        if raw is None:
             return b"", b""
         env = orjson.loads(raw)
         env["h"] = int(env.get("h") or 0) + 1  # (of the envelope read: the move checks it)
