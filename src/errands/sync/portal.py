@@ -15,7 +15,8 @@ for blocking callers in any thread.
   the loop of a thread the child does not have).
 - A portal dropped without ``close()`` (its owner made per request) closes its object and stops
   its loop thread, not waited for (they stayed, open, for the life of the process).
-- ``close()`` cancels the calls in flight (each caller gets ``CancelledError``) before it
+- ``close()`` cancels the calls in flight (each caller gets ``concurrent.futures.
+  CancelledError``, an Exception, an awaiting one too: its task was not cancelled) before it
   closes the object and stops the loop; a call that reaches the stopping loop raises at once.
 - At interpreter exit the owned object is closed (``aclose``) but the thread stays: a call from a
   later ``atexit`` handler still works, reconnecting (Python 3.12+ forbids new threads there).
@@ -118,6 +119,10 @@ class Portal(Generic[R]):
             # the caller was cancelled: the work stops too (wrap_future cancelled ``done``,
             # not the task; cancelling a task that ended does nothing)
             stop()
+            task = asyncio.current_task()
+            if task is not None and not task.cancelling():  # (close() ended the call, not a
+                # cancel of the caller: the error a blocking caller gets, as through a thread)
+                raise concurrent.futures.CancelledError(f"{self._name} was closed") from None
             raise
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> T:
