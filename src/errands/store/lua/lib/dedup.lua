@@ -187,15 +187,20 @@ end
 
 -- waiting job `id` takes the envelope and priority `a` brings, keeping its count of edits
 -- (lib/edits.lua with_edits: the history records "<id>:e<n>" of its edits stay, its next edit,
--- update_job.lua, is numbered after them, and destroy.lua erases them); queued (on a.queue),
+-- update_job.lua, is numbered after them, and destroy.lua erases them) and of the attempts it
+-- ran (a job run again by hand: its next run is numbered after them); queued (on a.queue),
 -- it keeps its place among the jobs of its new priority (its sequence number, as update_job.lua
 -- moves it: kept under the old priority's score, it ran at that one, and an edit of its
 -- priority later moved it by the wrong difference). Its partition index entry under the old
 -- score goes (dedup_unindex); the caller indexes it anew.
 local function dedup_replace(d, id, a)
-  local held = redis.call('HGET', d.jobs, id)  -- (its "e" read only when it names one)
-  local e = held and string.find(held, '"e"', 1, true) and edits_of(held) or 0
-  redis.call('HSET', d.jobs, id, with_edits(a.env, e))
+  local held = redis.call('HGET', d.jobs, id)  -- (decoded only when it names a count)
+  local e, h = 0, 0
+  if held and (string.find(held, '"e"', 1, true) or string.find(held, '"h"', 1, true)
+      or string.find(held, '"f"', 1, true)) then
+    e, h = counts_of(held)
+  end
+  redis.call('HSET', d.jobs, id, with_edits(a.env, e, h))
   local old = prio_of(redis.call('HGET', d.prio, id))
   if a.prio ~= 0 then
     redis.call('HSET', d.prio, id, a.prio)
