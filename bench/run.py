@@ -359,6 +359,9 @@ def throughput(lib: Lib, r: PrivateRedis, job: str, n: int, busy: int = 0) -> fl
         log(f"  ({lib.name} {job}: the burners ran on one CPU {burners.together:.0%} of the run)")
     CPU_US.setdefault(lib.name, {})[job] = out["cpu_s"] / out["n"] * 1e6
     worker, redis = (schedstat.per_job_us(b, a, n) for b, a in zip(before, after, strict=True))
+    ws, rs = (schedstat.slices_per_job(b, a, n) for b, a in zip(before, after, strict=True))
+    if ws is not None and rs is not None:  # (how often each woke: each wake waits for a CPU)
+        log(f"  ({lib.name} {job}: timeslices a job: worker {ws:.2f}, Redis {rs:.2f})")
     if worker and redis:  # (the worker's ready line to its result line: about the N jobs)
         SCHED_US.setdefault(lib.name, {})[job] = (worker[1], redis[0], redis[1])
     return out["n"] / (out["last_done"] - out["first_start"])

@@ -14,17 +14,17 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-__all__ = ["Placement", "Sample", "cpu_of", "per_job_us", "sample"]
+__all__ = ["Placement", "Sample", "cpu_of", "per_job_us", "sample", "slices_per_job"]
 
-Sample = tuple[int, int]  # ns on the CPU, ns waiting on a run queue
+Sample = tuple[int, int, int]  # ns on the CPU, ns waiting on a run queue, timeslices run
 
 
 def sample(pid: int) -> Sample | None:
     try:
-        cpu, wait, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+        cpu, wait, slices = Path(f"/proc/{pid}/schedstat").read_text().split()
     except (OSError, ValueError):
         return None
-    return int(cpu), int(wait)
+    return int(cpu), int(wait), int(slices)
 
 
 def per_job_us(
@@ -34,6 +34,15 @@ def per_job_us(
     if before is None or after is None or jobs <= 0:
         return None
     return (after[0] - before[0]) / jobs / 1e3, (after[1] - before[1]) / jobs / 1e3
+
+
+def slices_per_job(before: Sample | None, after: Sample | None, jobs: int) -> float | None:
+    """Timeslices a process ran per job between two samples: about how often it woke (each
+    wake of a process that slept starts a timeslice), which on a busy machine costs a wait for a
+    CPU each time."""
+    if before is None or after is None or jobs <= 0:
+        return None
+    return (after[2] - before[2]) / jobs
 
 
 def cpu_of(pid: int) -> int | None:
