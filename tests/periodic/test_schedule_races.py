@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from errands import Client, FakeClock, RegistrationError, ScheduleNotFoundError
+from errands.errors import ErrandsError
 from errands.periodic.enqueuer import PeriodicEnqueuer
 from errands.periodic.store import ScheduleStore, make_periodic, ms
 from errands.serialization import JSONSerializer
@@ -217,5 +218,71 @@ async def test_a_pool_registering_the_name_while_a_client_adds_it(
     with pytest.raises(RegistrationError, match="defined in a pool's code"):
         await client.add_schedule("nightly", "tick", "@every 2m")
     assert interfered
+    assert await redis.hget(keys.schedules, "nightly") is None
+    assert await redis.hget(keys.code_schedules, "nightly") == code.to_json()
+
+
+async def test_pools_refreshing_other_schedules_do_not_starve_an_add(
+    redis: Redis, namespace: str, clock: FakeClock
+) -> None:
+    """Every pool re-registers its code schedules each schedule_refresh (2 s): a ZADD of a new
+    live-until time on the live ZSET. add_schedule WATCHed that key for any name, so in a busy
+    deployment (many pools) a pool refreshing an unrelated schedule aborted it, 10 times in a
+    row: ErrandsError. A name no pool's code defines is checked on the definitions alone."""
+    keys = Keys(namespace)
+    other = make_periodic("@every 1m", "tick", name="other")
+    registrar = ScheduleStore(redis, keys)
+    now = ms(clock.now())
+    await registrar.refresh([other], now, 60_000)  # registered: its refreshes only ZADD
+    real = redis.pipeline
+    refreshes: list[int] = []
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real(*args, **kwargs)
+        execute = pipe.execute
+
+        async def interfering(*a: Any, **k: Any) -> Any:  # a pool refreshes "other" meanwhile
+            refreshes.append(1)
+            await registrar.refresh([other], now + len(refreshes), 60_000)
+            return await execute(*a, **k)
+
+        pipe.execute = interfering
+        return pipe
+
+    client = Client(mock.Mock(wraps=redis, pipeline=pipeline), namespace=namespace, clock=clock)
+    await client.add_schedule("nightly", "tick", "@every 2m")
+    assert refreshes
+    assert await redis.hget(keys.schedules, "nightly") is not None
+
+
+async def test_an_add_aborted_ten_times_gives_up_having_written_nothing(
+    redis: Redis, namespace: str, clock: FakeClock
+) -> None:
+    """Replacing a code definition no pool registered lately, while pools keep changing its
+    live time (each try aborted): ErrandsError after 10 tries, telling to call again."""
+    keys = Keys(namespace)
+    code = make_periodic("@every 1m", "tick", name="nightly")
+    registrar = ScheduleStore(redis, keys)
+    now = ms(clock.now())
+    await registrar.refresh([code], now - 600_000, 60_000)  # stale: its code is gone
+    real = redis.pipeline
+    tries: list[int] = []
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real(*args, **kwargs)
+        execute = pipe.execute
+
+        async def interfering(*a: Any, **k: Any) -> Any:  # its live time changes (still stale)
+            tries.append(1)
+            await redis.zadd(keys.code_schedules_live, {"nightly": now - 500_000 + len(tries)})
+            return await execute(*a, **k)
+
+        pipe.execute = interfering
+        return pipe
+
+    client = Client(mock.Mock(wraps=redis, pipeline=pipeline), namespace=namespace, clock=clock)
+    with pytest.raises(ErrandsError, match=r"10 times .* nothing written; call add_schedule again"):
+        await client.add_schedule("nightly", "tick", "@every 2m")
+    assert len(tries) == 10
     assert await redis.hget(keys.schedules, "nightly") is None
     assert await redis.hget(keys.code_schedules, "nightly") == code.to_json()

@@ -192,6 +192,10 @@ async def test_periodic_schedules(topology_url: str, namespace: str) -> None:
                 await pool.periodic.tick_once()
             await pool.drain(timeout=20)
         infos = {s.name: s for s in await client.schedules()}
+        clock.advance(86_400)  # no pool registers "ten-minutes" lately: its code is gone
+        await client.add_schedule("ten-minutes", "report", "@daily")  # (WATCHes both keys)
+        replaced = await client.schedule("ten-minutes")
+    assert (replaced.source, replaced.spec) == ("runtime", "@daily")
     assert sorted(t for n, t in fired if n == "ten-minutes") == [
         START + 600 * k for k in range(1, 13)
     ]

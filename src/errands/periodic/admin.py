@@ -86,8 +86,9 @@ class ScheduleAdmin:
                 await self._put_runtime(periodic, enabled, now_ms)
                 return periodic
         raise ErrandsError(
-            f"schedule {name!r}: pools registered their code {_ADD_TRIES} times while it was "
-            "being added: nothing written"
+            f"schedule {name!r}: pools changed the code registrations {_ADD_TRIES} times while "
+            "it was being added (its code definition's live time, or a deploy's definitions): "
+            "nothing written; call add_schedule again"
         )
 
     async def _put_runtime(self, periodic: PeriodicSchedule, enabled: bool, now_ms: int) -> None:
@@ -95,12 +96,18 @@ class ScheduleAdmin:
         (a code definition no pool registered lately is dropped: its code is gone). One
         optimistic transaction: a pool registering meanwhile raises WatchError, nothing written
         (checked, then written in 4 round trips, a runtime definition was stored beside a code
-        one registered in between, or dropped a code one registered again)."""
+        one registered in between, or dropped a code one registered again). The live ZSET,
+        which every pool rewrites each refresh, is watched only when the name has a code
+        definition: a pool registering a name anew writes the definitions (WATCHing it for
+        any name, pools refreshing other schedules aborted every try in a busy deployment)."""
         k, name = self.keys, periodic.name
         async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(k.code_schedules, k.code_schedules_live)
+            await pipe.watch(k.code_schedules)
             code = await pipe.hexists(k.code_schedules, name)
-            until = await pipe.zscore(k.code_schedules_live, name)
+            until = None
+            if code:  # its live-until time, watched before it is read
+                await pipe.watch(k.code_schedules_live)
+                until = await pipe.zscore(k.code_schedules_live, name)
             if code and until is not None and until >= now_ms:
                 raise RegistrationError(
                     f"schedule {name!r} is defined in a pool's code (a running pool registered "
