@@ -303,3 +303,28 @@ async def test_a_fire_resent_after_delete_schedule_answers_fired_and_enqueues_no
     assert await fire.resend() == fire.reply
     assert await snapshot(redis, namespace) == before
     await redis.delete(keys.ended)
+
+
+@pytest.mark.parametrize("trace", ["stored", "result_record"])
+async def test_a_fire_resent_after_its_schedule_is_added_again_is_known_by_its_job(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client, trace: str
+) -> None:
+    """docs/periodic.md: a fire re-sent after delete_schedule is recognised by its job stored
+    (still queued), or by its result record (its tombstone: the test above)."""
+    keys = Keys(namespace)
+    await client.add_schedule("nightly", "tick", "@every 1m")
+    e = PeriodicEnqueuer(redis, keys, clock, JSONSerializer(), [], pool_id="p1")
+    fire = recorded(e.store)
+    await e.tick_once()
+    clock.advance(60)
+    assert await e.tick_once() == 1
+    job_id = fire.reply[1].decode()
+    if trace == "result_record":  # it ran and ended: only its result record is left
+        await redis.zrem(keys.queue("tick"), job_id)
+        await redis.hdel(keys.jobs, job_id)
+        await redis.set(keys.done(job_id), b"{}", px=60_000)
+    assert await client.delete_schedule("nightly") is True
+    await client.add_schedule("nightly", "tick", "@every 1m")
+    before = await snapshot(redis, namespace)
+    assert await fire.resend() == fire.reply
+    assert await snapshot(redis, namespace) == before
