@@ -328,3 +328,27 @@ async def test_a_fire_resent_after_its_schedule_is_added_again_is_known_by_its_j
     before = await snapshot(redis, namespace)
     assert await fire.resend() == fire.reply
     assert await snapshot(redis, namespace) == before
+
+
+async def test_a_fire_answered_skipped_resent_after_its_schedule_is_added_again_runs_nothing(
+    redis: Redis, namespace: str, clock: FakeClock, client: Client
+) -> None:
+    """A fire whose first send stored no job (skipped: the previous run unfinished) is not
+    recognised by a job id: re-sent after delete_schedule and add_schedule (no pool had started
+    the new state yet), it found no `last` and no previous run and enqueued the skipped slot, a
+    time before the schedule was added again (which starts from now). A state with no `last`
+    was deleted since its pool read it: the call is stale, nothing written."""
+    await client.add_schedule("nightly", "tick", "@every 1m", skip_if_running=True)
+    e = PeriodicEnqueuer(redis, Keys(namespace), clock, JSONSerializer(), [], pool_id="p1")
+    fire = recorded(e.store)
+    await e.tick_once()
+    clock.advance(60)
+    assert await e.tick_once() == 1  # its job is still queued
+    clock.advance(60)
+    assert await e.tick_once() == 0
+    assert fire.reply[0] == b"skipped"
+    assert await client.delete_schedule("nightly") is True
+    await client.add_schedule("nightly", "tick", "@every 1m", skip_if_running=True)
+    before = await snapshot(redis, namespace)
+    assert (await fire.resend())[0] == b"stale"
+    assert await snapshot(redis, namespace) == before

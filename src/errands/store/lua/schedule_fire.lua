@@ -53,7 +53,8 @@
 -- another run's by the re-send (a manual run answered deduped was counted in `skipped` again,
 -- or enqueued after all once the holder ended). A run (manual or scheduled) is also recognised
 -- by its job id (stored, or ended recently: its tombstone or result record), so a fire re-sent
--- after delete_schedule (its `answer` gone) answers fired, also once it is defined again. An
+-- after delete_schedule (its `answer` gone) answers fired, also once it is defined again; one
+-- that stored no job finds no `last` in the state started again: stale. An
 -- answer read
 -- and not written (gone, conflict, a re-send's, stale) writes nothing first: a demoted master
 -- refuses it (`read` below; mode init's answers come after its HSETNX, a write).
@@ -150,6 +151,13 @@ if bad then
   return bad
 end
 local last = tonumber(got[1] or '-1')
+-- no `last` (modes fire, missed, advance, which a pool sends only after it read one): the state
+-- was deleted since (delete_schedule, maybe added again): stale, nothing written; its pool
+-- starts the state again from now. (A re-send of a call that stored no job, skipped or missed,
+-- enqueued a slot from before the schedule was defined again, or set `last` to it.)
+if mode ~= 'manual' and mode ~= 'init' and not got[1] then
+  return read('stale', '')
+end
 -- a slot ahead of the Redis clock (ARGV[18]); mode init checks it only where it would write
 if tolerance ~= '' and mode ~= 'manual' and not (mode == 'init' and last >= 0) then
   local t = redis.call('TIME')
