@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # The commands errands sends itself and from its Lua scripts (Redis 7.0).
 ACL_COMMANDS = (
-    "-@all +ping +evalsha +script|load +multi +exec +time "
+    "-@all +ping +evalsha +script|load +multi +exec +watch +unwatch +time "
     "+get +set +del +exists +incr +incrby "
     "+hget +hset +hsetnx +hdel +hexists +hgetall +hkeys +hmget +hvals +hlen +hincrby "
     "+sadd +srem +scard +sismember +smembers "
