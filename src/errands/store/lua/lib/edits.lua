@@ -3,11 +3,16 @@
 -- job's history as "<id>:e<n>" (n = the count before it + 1, update_job.lua): a script that
 -- erases a job's edits reads how many there are here.
 
+-- a count an envelope's field holds: a whole number above 0, else 0
+local function whole_count(v)
+  v = tonumber(v)
+  return (v and v > 0 and v == math.floor(v)) and v or 0
+end
+
 -- the edits an envelope counts (Client.update_job's "e"), 0 when it tells none
 local function edits_of(env)
   local ok, d = pcall(cjson.decode, env)
-  local e = ok and type(d) == 'table' and tonumber(d.e)
-  return (e and e > 0 and e == math.floor(e)) and e or 0
+  return ok and type(d) == 'table' and whole_count(d.e) or 0
 end
 
 -- the counts a waiting job's envelope `env` hands on to an envelope it takes (lib/dedup.lua
@@ -20,11 +25,7 @@ local function counts_of(env)
   if not ok or type(d) ~= 'table' then
     return 0, 0
   end
-  local function count(v)
-    v = tonumber(v)
-    return (v and v > 0 and v == math.floor(v)) and v or 0
-  end
-  return count(d.e), count(d.h) + count(d.f)
+  return whole_count(d.e), whole_count(d.h) + whole_count(d.f)
 end
 
 -- envelope `env` made to count the `e` edits of the job it goes to and, with `h`, the `h`
