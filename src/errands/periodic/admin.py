@@ -115,13 +115,8 @@ class ScheduleAdmin:
                 )
             pipe.multi()
             if code:  # no pool registered it lately: its code is gone
-                pipe.hdel(k.code_schedules, name)
-                pipe.zrem(k.code_schedules_live, name)
-            pipe.hset(k.schedules, name, periodic.to_json())
-            if enabled:
-                pipe.hdel(k.schedule_state(name), "disabled")
-            else:
-                pipe.hset(k.schedule_state(name), "disabled", "1")
+                self._schedule_store.stage_drop_code(pipe, name)
+            self._schedule_store.stage_runtime(pipe, periodic, enabled)
             await pipe.execute()
 
     async def schedules(self) -> list[ScheduleInfo]:

@@ -243,9 +243,22 @@ class ScheduleStore:
     async def drop_code(self, name: str) -> None:
         """Forget the code definition of ``name`` (no pool registered it lately)."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(self.keys.code_schedules, name)
-            pipe.zrem(self.keys.code_schedules_live, name)
+            self.stage_drop_code(pipe, name)
             await pipe.execute()
+
+    def stage_drop_code(self, pipe: Any, name: str) -> None:
+        """``drop_code``'s writes, queued on a transaction's pipeline."""
+        pipe.hdel(self.keys.code_schedules, name)
+        pipe.zrem(self.keys.code_schedules_live, name)
+
+    def stage_runtime(self, pipe: Any, periodic: PeriodicSchedule, enabled: bool) -> None:
+        """The runtime definition ``periodic`` stored, enabled or not, queued on a
+        transaction's pipeline (Client.add_schedule's, admin.py)."""
+        pipe.hset(self.keys.schedules, periodic.name, periodic.to_json())
+        if enabled:
+            pipe.hdel(self.keys.schedule_state(periodic.name), "disabled")
+        else:
+            pipe.hset(self.keys.schedule_state(periodic.name), "disabled", "1")
 
     async def set_enabled(self, name: str, enabled: bool) -> bool:
         """Enable or disable ``name``; False (nothing written) when it is not defined."""
